@@ -1,0 +1,100 @@
+// Configuration from environment variables, validated at start-up. Every problem is reported at
+// once, each naming the variable, what it got and what it accepts. README "Configuration" lists them.
+
+export interface Config {
+  /** Empty: `npm start` runs its own redis-server under var/. */
+  readonly redisUrl: string;
+  readonly redisCommandTimeoutMs: number;
+  readonly grpcHost: string;
+  readonly grpcPort: number;
+  readonly keyPrefix: string;
+  readonly ledgerShards: number;
+  readonly terminalPepper: string;
+  readonly passwordPepper: string;
+  readonly maxPaymentFen: number;
+  readonly dailySpendLimitFen: number;
+  readonly requestTtlSec: number;
+  readonly terminalCacheMs: number;
+  readonly shutdownGraceMs: number;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+class Reader {
+  readonly problems: string[] = [];
+  constructor(private readonly env: Env) {}
+
+  string(name: string, fallback: string, check?: (v: string) => string | undefined): string {
+    const value = this.env[name] ?? fallback;
+    const problem = check?.(value);
+    if (problem !== undefined) this.problems.push(`${name}=${JSON.stringify(value)}: ${problem}`);
+    return value;
+  }
+
+  integer(name: string, fallback: number, min: number, max: number): number {
+    const raw = this.env[name];
+    if (raw === undefined || raw === '') return fallback;
+    if (!/^-?\d+$/.test(raw.trim())) {
+      this.problems.push(`${name}=${JSON.stringify(raw)}: must be a whole number between ${min} and ${max}`);
+      return fallback;
+    }
+    const value = Number(raw.trim());
+    if (!Number.isSafeInteger(value) || value < min || value > max) {
+      this.problems.push(`${name}=${raw}: must be between ${min} and ${max}`);
+      return fallback;
+    }
+    return value;
+  }
+
+  choice<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
+    const raw = this.env[name];
+    if (raw === undefined || raw === '') return fallback;
+    if (!(allowed as readonly string[]).includes(raw)) {
+      this.problems.push(`${name}=${JSON.stringify(raw)}: must be one of ${allowed.join(', ')}`);
+      return fallback;
+    }
+    return raw as T;
+  }
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const MIN_PEPPER_LENGTH = 16;
+
+function checkRedisUrl(v: string): string | undefined {
+  if (v === '') return undefined;
+  return /^rediss?:\/\/[^\s]+$/.test(v) ? undefined : 'must look like redis://host:port or rediss://host:port';
+}
+
+function checkPepper(v: string): string | undefined {
+  return v.length >= MIN_PEPPER_LENGTH ? undefined : `must be at least ${MIN_PEPPER_LENGTH} characters of secret random text`;
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const r = new Reader(env);
+  const config: Config = {
+    redisUrl: r.string('REDIS_URL', '', checkRedisUrl),
+    redisCommandTimeoutMs: r.integer('REDIS_COMMAND_TIMEOUT_MS', 2000, 50, 60_000),
+    grpcHost: r.string('GRPC_HOST', '0.0.0.0', (v) => (/^[A-Za-z0-9.:[\]-]+$/.test(v) ? undefined : 'must be a host name or IP address')),
+    grpcPort: r.integer('GRPC_PORT', 50051, 0, 65535),
+    keyPrefix: r.string('KEY_PREFIX', 'cs', (v) => (/^[A-Za-z0-9_.-]{1,32}$/.test(v) ? undefined : 'must be 1-32 of A-Z a-z 0-9 _ . -')),
+    ledgerShards: r.integer('LEDGER_SHARDS', 256, 1, 16384),
+    terminalPepper: r.string('TERMINAL_SECRET_PEPPER', '', checkPepper),
+    passwordPepper: r.string('PASSWORD_PEPPER', '', checkPepper),
+    maxPaymentFen: r.integer('MAX_PAYMENT_FEN', 100_000, 1, 100_000_000),
+    dailySpendLimitFen: r.integer('DAILY_SPEND_LIMIT_FEN', 0, 0, 100_000_000),
+    requestTtlSec: r.integer('REQUEST_TTL_DAYS', 7, 1, 366) * 86_400,
+    terminalCacheMs: r.integer('TERMINAL_CACHE_MS', 1000, 0, 600_000),
+    shutdownGraceMs: r.integer('SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+    logLevel: r.choice('LOG_LEVEL', 'info', LOG_LEVELS),
+  };
+  if (r.problems.length > 0) throw new ConfigError(r.problems);
+  return config;
+}

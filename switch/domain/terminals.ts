@@ -1,0 +1,116 @@
+// Terminals (POS, settlement POS, water controllers, kiosks): registration, secret check, and an
+// in-memory cache so that authenticating a call costs no Redis round trip on the hot path.
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Keys } from '../ledger/keys.js';
+
+export const TERMINAL_KINDS = ['canteen', 'shop', 'settlement', 'water', 'kiosk'] as const;
+export type TerminalKind = (typeof TERMINAL_KINDS)[number];
+
+export const TERMINAL_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
+export const MERCHANT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
+export const MIN_SECRET_LENGTH = 16;
+export const MAX_SECRET_LENGTH = 128;
+export const MAX_LOCATION_LENGTH = 64;
+
+export interface Terminal {
+  readonly id: string;
+  readonly kind: TerminalKind;
+  readonly merchantId: string;
+  readonly location: string;
+  readonly enabled: boolean;
+  /** HMAC-SHA256(pepper, secret), hex. The secret itself is never stored. */
+  readonly secretHash: string;
+}
+
+export interface NewTerminal {
+  readonly id: string;
+  readonly kind: TerminalKind;
+  readonly merchantId: string;
+  readonly location: string;
+  readonly secret: string;
+}
+
+/** Secrets are random and long, so a keyed fast hash is enough (unlike 6-digit card passwords). */
+export function hashTerminalSecret(secret: string, pepper: string): string {
+  return createHmac('sha256', pepper).update(secret).digest('hex');
+}
+
+/** Returns a message per problem; empty when the terminal is valid. */
+export function validateNewTerminal(t: NewTerminal): string[] {
+  const problems: string[] = [];
+  if (!TERMINAL_ID_PATTERN.test(t.id)) problems.push(`terminal id "${t.id}" must be 1-32 of A-Z a-z 0-9 _ - (starting with a letter or digit)`);
+  if (!(TERMINAL_KINDS as readonly string[]).includes(t.kind)) problems.push(`terminal kind "${t.kind}" must be one of ${TERMINAL_KINDS.join(', ')}`);
+  if (!MERCHANT_ID_PATTERN.test(t.merchantId)) problems.push(`merchant id "${t.merchantId}" must be 1-32 of A-Z a-z 0-9 _ -`);
+  if (t.location.trim() === '' || t.location.length > MAX_LOCATION_LENGTH) problems.push(`location must be 1-${MAX_LOCATION_LENGTH} characters`);
+  if (t.secret.length < MIN_SECRET_LENGTH || t.secret.length > MAX_SECRET_LENGTH) {
+    problems.push(`secret must be ${MIN_SECRET_LENGTH}-${MAX_SECRET_LENGTH} characters`);
+  }
+  return problems;
+}
+
+export class TerminalRegistry {
+  private readonly cache = new Map<string, { terminal: Terminal | undefined; loadedAtMs: number }>();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    private readonly pepper: string,
+    /** How long a looked-up terminal (or its absence) is trusted; 0 disables the cache. */
+    private readonly cacheMs: number,
+  ) {}
+
+  async register(t: NewTerminal): Promise<void> {
+    const problems = validateNewTerminal(t);
+    if (problems.length > 0) throw new RangeError(problems.join('; '));
+    await this.redis
+      .multi()
+      .hset(this.keys.terminal(t.id), {
+        kind: t.kind,
+        merchant: t.merchantId,
+        location: t.location,
+        enabled: '1',
+        secretHash: hashTerminalSecret(t.secret, this.pepper),
+      })
+      .sadd(this.keys.terminalIndex(), t.id)
+      .exec();
+    this.cache.delete(t.id);
+  }
+
+  async setEnabled(terminalId: string, enabled: boolean): Promise<boolean> {
+    const key = this.keys.terminal(terminalId);
+    const exists = (await this.redis.exists(key)) === 1;
+    if (exists) await this.redis.hset(key, 'enabled', enabled ? '1' : '0');
+    this.cache.delete(terminalId);
+    return exists;
+  }
+
+  async get(terminalId: string): Promise<Terminal | undefined> {
+    const cached = this.cache.get(terminalId);
+    if (cached !== undefined && Date.now() - cached.loadedAtMs < this.cacheMs) return cached.terminal;
+    const fields = await this.redis.hgetall(this.keys.terminal(terminalId));
+    const terminal = parseTerminal(terminalId, fields);
+    if (this.cacheMs > 0) this.cache.set(terminalId, { terminal, loadedAtMs: Date.now() });
+    return terminal;
+  }
+
+  /** Constant-time comparison of the presented secret with the stored hash. */
+  secretMatches(terminal: Terminal, presentedSecret: string): boolean {
+    const presented = Buffer.from(hashTerminalSecret(presentedSecret, this.pepper), 'hex');
+    const stored = Buffer.from(terminal.secretHash, 'hex');
+    return presented.length === stored.length && timingSafeEqual(presented, stored);
+  }
+}
+
+function parseTerminal(id: string, fields: Record<string, string>): Terminal | undefined {
+  const kind = fields['kind'];
+  if (kind === undefined || !(TERMINAL_KINDS as readonly string[]).includes(kind)) return undefined;
+  return {
+    id,
+    kind: kind as TerminalKind,
+    merchantId: fields['merchant'] ?? '',
+    location: fields['location'] ?? '',
+    enabled: fields['enabled'] === '1',
+    secretHash: fields['secretHash'] ?? '',
+  };
+}

@@ -1,0 +1,89 @@
+// The ONE module that builds Redis keys. Every key of an account, its request records, its statement
+// and the shard's journal carry the hash tag {L:<shard>}, so each Lua script touches one cluster slot.
+
+export const MAX_SHARDS = 16384;
+
+/** FNV-1a, 32-bit: stable across processes and languages, cheap, and spreads card numbers evenly. */
+export function fnv1a32(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash >>> 0;
+}
+
+export class Keys {
+  constructor(
+    readonly prefix: string,
+    readonly shardCount: number,
+  ) {
+    if (!/^[A-Za-z0-9_.-]{1,32}$/.test(prefix)) {
+      throw new Error(`key prefix "${prefix}" must be 1-32 characters of A-Z a-z 0-9 _ . - (no braces)`);
+    }
+    if (!Number.isInteger(shardCount) || shardCount < 1 || shardCount > MAX_SHARDS) {
+      throw new Error(`shard count ${shardCount} must be an integer 1..${MAX_SHARDS}`);
+    }
+  }
+
+  shardOf(cardNo: string): number {
+    return fnv1a32(cardNo) % this.shardCount;
+  }
+
+  private tag(shard: number): string {
+    return `${this.prefix}:{L:${shard}}`;
+  }
+
+  account(cardNo: string): string {
+    return `${this.tag(this.shardOf(cardNo))}:acct:${cardNo}`;
+  }
+
+  /** The record of one terminal request (payment and its reversal), in the card's shard. */
+  request(cardNo: string, terminalId: string, sequence: number): string {
+    return `${this.tag(this.shardOf(cardNo))}:req:${terminalId}:${sequence}`;
+  }
+
+  statement(cardNo: string): string {
+    return `${this.tag(this.shardOf(cardNo))}:stmt:${cardNo}`;
+  }
+
+  journal(shard: number): string {
+    return `${this.tag(shard)}:journal`;
+  }
+
+  journalOfCard(cardNo: string): string {
+    return this.journal(this.shardOf(cardNo));
+  }
+
+  /** Pattern matching every account of one shard (for audit and export). */
+  accountPattern(shard: number): string {
+    return `${this.tag(shard)}:acct:*`;
+  }
+
+  // Directory keys: not money, not sharded by card; each holds one small lookup.
+  serial(cardSerial: string): string {
+    return `${this.prefix}:serial:${cardSerial}`;
+  }
+
+  personNumber(studentOrStaffNo: string): string {
+    return `${this.prefix}:person:${studentOrStaffNo}`;
+  }
+
+  terminal(terminalId: string): string {
+    return `${this.prefix}:term:${terminalId}`;
+  }
+
+  merchant(merchantId: string): string {
+    return `${this.prefix}:merchant:${merchantId}`;
+  }
+
+  /** Set of all terminal ids (for listing). */
+  terminalIndex(): string {
+    return `${this.prefix}:terminals`;
+  }
+
+  /** Hash of ledger-wide settings fixed at first start (shard count). */
+  meta(): string {
+    return `${this.prefix}:meta`;
+  }
+}

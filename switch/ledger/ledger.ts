@@ -1,0 +1,230 @@
+// Typed wrappers over the Lua scripts. Every money change is one script call; nothing here reads a
+// balance and writes it back. Script answers are small codes mapped exhaustively to typed results.
+import type { Keys } from './keys.js';
+import type { Scripts, ScriptReply } from './scripts.js';
+
+/** China Standard Time has no daylight saving: the campus day starts at 00:00 UTC+8. */
+const CAMPUS_UTC_OFFSET_MS = 8 * 60 * 60 * 1000;
+
+export function campusDayKey(nowMs: number): string {
+  const d = new Date(nowMs + CAMPUS_UTC_OFFSET_MS);
+  return `${d.getUTCFullYear()}${String(d.getUTCMonth() + 1).padStart(2, '0')}${String(d.getUTCDate()).padStart(2, '0')}`;
+}
+
+export type AuthorizeCode =
+  | 'approved'
+  | 'insufficient_funds'
+  | 'card_lost'
+  | 'card_frozen'
+  | 'unknown_card'
+  | 'card_replaced'
+  | 'already_reversed'
+  | 'daily_limit_exceeded'
+  | 'card_cancelled';
+
+const AUTHORIZE_CODES: Record<string, AuthorizeCode> = {
+  '1': 'approved',
+  '2': 'insufficient_funds',
+  '3': 'card_lost',
+  '4': 'card_frozen',
+  '5': 'unknown_card',
+  '6': 'card_replaced',
+  '7': 'already_reversed',
+  '8': 'daily_limit_exceeded',
+  '9': 'card_cancelled',
+};
+
+export interface AuthorizeResult {
+  readonly code: AuthorizeCode;
+  readonly balanceAfterFen: number;
+  readonly transactionId: string;
+  readonly decidedAtMs: number;
+}
+
+export type ReverseCode = 'reversed' | 'nothing_to_reverse' | 'tombstoned';
+const REVERSE_CODES: Record<string, ReverseCode> = { '1': 'reversed', '2': 'nothing_to_reverse', '3': 'tombstoned' };
+
+export interface ReverseResult {
+  readonly code: ReverseCode;
+  readonly balanceAfterFen: number;
+  readonly decidedAtMs: number;
+}
+
+export type CardStatusCode = 'active' | 'lost' | 'frozen' | 'cancelled';
+const STATUS_FROM_LEDGER: Record<string, CardStatusCode> = { A: 'active', L: 'lost', F: 'frozen', C: 'cancelled' };
+const STATUS_TO_LEDGER: Record<CardStatusCode, string> = { active: 'A', lost: 'L', frozen: 'F', cancelled: 'C' };
+
+export interface InquireResult {
+  readonly code: 'found' | 'unknown_card' | 'card_replaced';
+  readonly balanceFen: number;
+  readonly smallWalletFen: number;
+  readonly status: CardStatusCode | undefined;
+  readonly synced: boolean;
+  readonly name: string;
+  readonly holderType: string;
+}
+
+/** The request key was used before for a different request; nothing changed. */
+export class IdempotencyConflictError extends Error {
+  override readonly name = 'IdempotencyConflictError';
+}
+
+/** A reversal that does not match its payment (amount or card); nothing changed. */
+export class ReversalMismatchError extends Error {
+  override readonly name = 'ReversalMismatchError';
+}
+
+/** A script answered something outside its documented set: stop loudly rather than guess. */
+export class LedgerInvariantError extends Error {
+  override readonly name = 'LedgerInvariantError';
+}
+
+function parseInteger(text: string | undefined, what: string): number {
+  const value = Number(text);
+  if (text === undefined || text === '' || !Number.isSafeInteger(value)) {
+    throw new LedgerInvariantError(`ledger returned a non-integer ${what}: ${String(text)}`);
+  }
+  return value;
+}
+
+export interface AuthorizeInput {
+  readonly cardNo: string;
+  /** '' when the credential is not a card tap. */
+  readonly presentedSerial: string;
+  readonly amountFen: number;
+  readonly credentialKind: string;
+  readonly terminalId: string;
+  readonly sequence: number;
+  readonly merchantId: string;
+  readonly dailyLimitFen: number;
+}
+
+export interface ReverseInput {
+  readonly cardNo: string;
+  readonly amountFen: number;
+  readonly terminalId: string;
+  readonly sequence: number;
+}
+
+export interface OpenAccountInput {
+  readonly cardNo: string;
+  readonly openingFen: number;
+  readonly fields: Readonly<Record<string, string>>;
+}
+
+export class Ledger {
+  constructor(
+    readonly keys: Keys,
+    private readonly scripts: Scripts,
+    private readonly requestTtlSec: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async authorize(input: AuthorizeInput): Promise<AuthorizeResult> {
+    assertPositiveFen(input.amountFen);
+    const k = this.keys;
+    const nowMs = this.now();
+    const fingerprint = `pay|${input.cardNo}|${input.amountFen}|${input.credentialKind}`;
+    const reply = await this.scripts.run(
+      'authorize',
+      [k.account(input.cardNo), k.request(input.cardNo, input.terminalId, input.sequence), k.journalOfCard(input.cardNo), k.statement(input.cardNo)],
+      [
+        input.cardNo,
+        input.presentedSerial,
+        input.amountFen,
+        fingerprint,
+        input.terminalId,
+        input.sequence,
+        `m:${input.merchantId}`,
+        nowMs,
+        campusDayKey(nowMs),
+        input.dailyLimitFen,
+        this.requestTtlSec,
+      ],
+    );
+    if (reply === -1) {
+      throw new IdempotencyConflictError(
+        `sequence number ${input.sequence} of terminal ${input.terminalId} was already used for a different payment; use a new sequence number`,
+      );
+    }
+    return parseAuthorizeAnswer(reply);
+  }
+
+  async reverse(input: ReverseInput): Promise<ReverseResult> {
+    assertPositiveFen(input.amountFen);
+    const k = this.keys;
+    const reply = await this.scripts.run(
+      'reverse',
+      [k.account(input.cardNo), k.request(input.cardNo, input.terminalId, input.sequence), k.journalOfCard(input.cardNo), k.statement(input.cardNo)],
+      [input.cardNo, input.amountFen, `rev|${input.cardNo}|${input.amountFen}`, input.terminalId, input.sequence, this.now(), this.requestTtlSec],
+    );
+    const where = `payment ${input.sequence} of terminal ${input.terminalId}`;
+    if (reply === -1) throw new IdempotencyConflictError(`${where} was already reversed with a different amount or card`);
+    if (reply === -2) throw new ReversalMismatchError(`${where} was for a different amount than ${input.amountFen} fen`);
+    if (reply === -3) throw new ReversalMismatchError(`${where} was made with a different card`);
+    if (typeof reply !== 'string') throw new LedgerInvariantError(`reverse answered ${JSON.stringify(reply)}`);
+    const [code, balance, decidedAt] = reply.split('|');
+    const mapped = REVERSE_CODES[code ?? ''];
+    if (mapped === undefined) throw new LedgerInvariantError(`reverse answered unknown code ${String(code)}`);
+    return { code: mapped, balanceAfterFen: parseInteger(balance, 'balance'), decidedAtMs: parseInteger(decidedAt, 'time') };
+  }
+
+  async inquire(cardNo: string, presentedSerial: string): Promise<InquireResult> {
+    const reply = await this.scripts.run('inquire', [this.keys.account(cardNo)], [presentedSerial]);
+    if (!Array.isArray(reply) || reply.length !== 7) throw new LedgerInvariantError(`inquire answered ${JSON.stringify(reply)}`);
+    const [code, balance, wallet, status, synced, name, holderType] = reply.map((v) => (v === null ? '' : String(v)));
+    const codes = { '1': 'found', '5': 'unknown_card', '6': 'card_replaced' } as const;
+    const mapped = codes[code as keyof typeof codes];
+    if (mapped === undefined) throw new LedgerInvariantError(`inquire answered unknown code ${String(code)}`);
+    return {
+      code: mapped,
+      balanceFen: parseInteger(balance, 'balance'),
+      smallWalletFen: parseInteger(wallet, 'small wallet'),
+      status: STATUS_FROM_LEDGER[status ?? ''],
+      synced: synced === '1',
+      name: name ?? '',
+      holderType: holderType ?? '',
+    };
+  }
+
+  /** Returns false when the account already exists (nothing changed). */
+  async openAccount(input: OpenAccountInput): Promise<boolean> {
+    if (!Number.isSafeInteger(input.openingFen) || input.openingFen < 0) {
+      throw new RangeError(`opening balance must be a whole number of fen >= 0, got ${input.openingFen}`);
+    }
+    const k = this.keys;
+    const fieldArgs = Object.entries(input.fields).flat();
+    const reply = await this.scripts.run(
+      'open-account',
+      [k.account(input.cardNo), k.journalOfCard(input.cardNo), k.statement(input.cardNo)],
+      [input.cardNo, input.openingFen, this.now(), ...fieldArgs],
+    );
+    if (reply !== 0 && reply !== 1) throw new LedgerInvariantError(`open-account answered ${JSON.stringify(reply)}`);
+    return reply === 1;
+  }
+
+  /** Returns the previous status, or undefined when the account does not exist. */
+  async setStatus(cardNo: string, status: CardStatusCode): Promise<CardStatusCode | undefined> {
+    const reply = await this.scripts.run('set-status', [this.keys.account(cardNo)], [STATUS_TO_LEDGER[status]]);
+    if (reply === 0) return undefined;
+    const previous = STATUS_FROM_LEDGER[String(reply)];
+    if (previous === undefined) throw new LedgerInvariantError(`set-status answered ${JSON.stringify(reply)}`);
+    return previous;
+  }
+}
+
+function assertPositiveFen(amountFen: number): void {
+  if (!Number.isSafeInteger(amountFen) || amountFen <= 0) {
+    throw new RangeError(`amount must be a whole number of fen > 0, got ${amountFen}`);
+  }
+}
+
+function parseAuthorizeAnswer(reply: ScriptReply): AuthorizeResult {
+  if (typeof reply !== 'string') throw new LedgerInvariantError(`authorize answered ${JSON.stringify(reply)}`);
+  const [code, balance, txnId, decidedAt] = reply.split('|');
+  const mapped = AUTHORIZE_CODES[code ?? ''];
+  if (mapped === undefined) throw new LedgerInvariantError(`authorize answered unknown code ${String(code)}`);
+  const balanceAfterFen = parseInteger(balance, 'balance');
+  if (balanceAfterFen < 0) throw new LedgerInvariantError(`authorize answered a negative balance ${balanceAfterFen}`);
+  return { code: mapped, balanceAfterFen, transactionId: txnId ?? '', decidedAtMs: parseInteger(decidedAt, 'time') };
+}

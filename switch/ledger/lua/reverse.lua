@@ -1,0 +1,68 @@
+--[[
+  Reverse one POS payment identified by (terminal, sequence), atomically and idempotently.
+  A reversal that arrives before its payment leaves a tombstone; authorize.lua then declines the payment.
+
+  KEYS[1] accountKey    {L:s}:acct:<card>
+  KEYS[2] requestKey    {L:s}:req:<term>:<seq>   the payment's request record
+  KEYS[3] journalKey    {L:s}:journal
+  KEYS[4] statementKey  {L:s}:stmt:<card>
+
+  ARGV[1] cardNo
+  ARGV[2] amountFen       must equal the payment's amount
+  ARGV[3] fingerprint     what the reversal was (card, amount)
+  ARGV[4] terminalId
+  ARGV[5] sequence        the payment's sequence number
+  ARGV[6] nowMs
+  ARGV[7] requestTtlSec
+
+  Returns one string "<code>|<balanceAfterFen>|<decidedAtMs>":
+    code 1 reversed (money back on the account)   3 tombstoned (payment not seen yet)
+         2 nothing to reverse (payment declined)
+  Or a number (nothing changed):
+    -1 this reversal key was used before for a different reversal
+    -2 the amount differs from the payment's amount
+    -3 the payment belongs to another card
+]]
+local rcall = redis.call
+local accountKey = KEYS[1]
+local requestKey = KEYS[2]
+local journalKey = KEYS[3]
+local statementKey = KEYS[4]
+
+local cardNo = ARGV[1]
+local amountFen = tonumber(ARGV[2])
+local fingerprint = ARGV[3]
+local terminalId = ARGV[4]
+local sequence = ARGV[5]
+local nowMs = ARGV[6]
+local requestTtlSec = tonumber(ARGV[7])
+
+-- @include answer
+
+local request = rcall('HMGET', requestKey, 'rfp', 'rans', 'pfp', 'pst', 'amt', 'mp', 'card')
+if request[1] then
+  if request[1] == fingerprint then return request[2] end
+  return -1
+end
+
+local balanceFen = tonumber(rcall('HGET', accountKey, 'bal') or '0')
+local code = 3
+if request[3] then
+  if request[7] ~= cardNo then return -3 end
+  if tonumber(request[5]) ~= amountFen then return -2 end
+  code = 2
+  if request[4] == 'A' then
+    balanceFen = rcall('HINCRBY', accountKey, 'bal', amountFen)
+    local version = rcall('HINCRBY', accountKey, 'ver', 1)
+    local entryId = appendJournal(journalKey, 'rev', cardNo, amountFen, request[6], 'a:' .. cardNo,
+      balanceFen, version, terminalId, sequence, nowMs)
+    appendStatement(statementKey, nowMs, entryId, 'rev', amountFen, balanceFen, terminalId, sequence)
+    rcall('HSET', requestKey, 'pst', 'R')
+    code = 1
+  end
+end
+
+local answer = joinAnswer({ code, balanceFen, nowMs })
+rcall('HSET', requestKey, 'rfp', fingerprint, 'rans', answer)
+rcall('EXPIRE', requestKey, requestTtlSec)
+return answer

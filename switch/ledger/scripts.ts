@@ -1,0 +1,83 @@
+// Loads the Lua scripts once at start-up (expanding `-- @include name` from lua/includes), and calls
+// them by EVALSHA, reloading on NOSCRIPT (after a Redis restart or failover the script cache is empty).
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import type { Redis, Cluster } from 'ioredis';
+
+export type RedisClient = Redis | Cluster;
+export type ScriptReply = string | number | null | ScriptReply[];
+
+const LUA_DIR = fileURLToPath(new URL('./lua/', import.meta.url));
+const INCLUDE_LINE = /^-- @include ([a-z0-9-]+)\s*$/gm;
+const MAX_INCLUDE_DEPTH = 4;
+
+export const SCRIPT_NAMES = ['authorize', 'reverse', 'inquire', 'open-account', 'set-status'] as const;
+export type ScriptName = (typeof SCRIPT_NAMES)[number];
+
+function expandIncludes(source: string, fileName: string, depth: number): string {
+  if (depth > MAX_INCLUDE_DEPTH) throw new Error(`${fileName}: includes nested deeper than ${MAX_INCLUDE_DEPTH}`);
+  return source.replace(INCLUDE_LINE, (_line, name: string) => {
+    const includePath = join(LUA_DIR, 'includes', `${name}.lua`);
+    let included: string;
+    try {
+      included = readFileSync(includePath, 'utf8');
+    } catch {
+      throw new Error(`${fileName}: include "${name}" not found at ${includePath}`);
+    }
+    return expandIncludes(included, `${name}.lua`, depth + 1);
+  });
+}
+
+export function readScript(name: string): string {
+  const fileName = `${name}.lua`;
+  return expandIncludes(readFileSync(join(LUA_DIR, fileName), 'utf8'), fileName, 0);
+}
+
+interface LoadedScript {
+  readonly source: string;
+  readonly sha: string;
+}
+
+export class Scripts {
+  private readonly scripts = new Map<ScriptName, LoadedScript>();
+
+  private constructor(private readonly redis: RedisClient) {}
+
+  /** Reads, expands and SCRIPT LOADs every script; a missing or broken script fails here, not at the first swipe. */
+  static async load(redis: RedisClient): Promise<Scripts> {
+    const onDisk = new Set(readdirSync(LUA_DIR).filter((f) => f.endsWith('.lua')).map((f) => f.slice(0, -4)));
+    const scripts = new Scripts(redis);
+    for (const name of SCRIPT_NAMES) {
+      if (!onDisk.has(name)) throw new Error(`Lua script ${name}.lua is missing from ${LUA_DIR}`);
+      const source = readScript(name);
+      const sha = createHash('sha1').update(source).digest('hex');
+      scripts.scripts.set(name, { source, sha });
+      await scripts.loadInto(redis, name, source, sha);
+    }
+    return scripts;
+  }
+
+  private async loadInto(redis: RedisClient, name: string, source: string, sha: string): Promise<void> {
+    let loadedSha: unknown;
+    try {
+      loadedSha = await (redis as Redis).script('LOAD', source);
+    } catch (err) {
+      throw new Error(`Lua script ${name}.lua does not compile: ${(err as Error).message}`);
+    }
+    if (loadedSha !== sha) throw new Error(`Redis returned sha ${String(loadedSha)} for ${name}.lua, expected ${sha}`);
+  }
+
+  async run(name: ScriptName, keys: readonly string[], args: readonly (string | number)[]): Promise<ScriptReply> {
+    const script = this.scripts.get(name);
+    if (script === undefined) throw new Error(`script ${name} was not loaded`);
+    try {
+      return (await this.redis.evalsha(script.sha, keys.length, ...keys, ...args)) as ScriptReply;
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+      // EVAL both runs and caches the script, so the next EVALSHA finds it again.
+      return (await this.redis.eval(script.source, keys.length, ...keys, ...args)) as ScriptReply;
+    }
+  }
+}

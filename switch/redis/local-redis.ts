@@ -1,0 +1,109 @@
+// Starts a private redis-server (used by `npm start` when REDIS_URL is not set, and by the tests).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+
+export interface LocalRedisOptions {
+  readonly dataDir: string;
+  /** 0 picks a free port. */
+  readonly port: number;
+  readonly appendOnly: boolean;
+  readonly appendFsync: 'always' | 'everysec' | 'no';
+  readonly startTimeoutMs: number;
+}
+
+export interface LocalRedis {
+  readonly url: string;
+  readonly port: number;
+  readonly process: ChildProcess;
+  stop(): Promise<void>;
+}
+
+export class RedisServerMissingError extends Error {
+  constructor() {
+    super(
+      'redis-server was not found on PATH. Install it (Debian/Ubuntu: `apt-get install redis-server`; ' +
+        'macOS: `brew install redis`) or point REDIS_URL at a running Redis 7.',
+    );
+  }
+}
+
+export function redisServerAvailable(): boolean {
+  const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
+  return probe.error === undefined && probe.status === 0;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export async function startLocalRedis(options: LocalRedisOptions): Promise<LocalRedis> {
+  if (!redisServerAvailable()) throw new RedisServerMissingError();
+  mkdirSync(options.dataDir, { recursive: true });
+  const port = options.port === 0 ? await freePort() : options.port;
+  const args = [
+    '--port', String(port),
+    '--bind', '127.0.0.1',
+    '--dir', options.dataDir,
+    '--save', '',
+    '--appendonly', options.appendOnly ? 'yes' : 'no',
+    '--appendfsync', options.appendFsync,
+    '--appenddirname', 'appendonly',
+    '--logfile', join(options.dataDir, 'redis.log'),
+    '--daemonize', 'no',
+    '--protected-mode', 'yes',
+  ];
+  const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const url = `redis://127.0.0.1:${port}`;
+  await waitUntilReady(url, child, options.startTimeoutMs, () => stderr);
+  return {
+    url,
+    port,
+    process: child,
+    stop: () => stopChild(child),
+  };
+}
+
+async function waitUntilReady(url: string, child: ChildProcess, timeoutMs: number, stderr: () => string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const exited = new Promise<never>((_, reject) =>
+    child.once('exit', (code) => reject(new Error(`redis-server exited with code ${code} during start: ${stderr()}`))),
+  );
+  exited.catch(() => undefined);
+  while (Date.now() < deadline) {
+    const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 500 });
+    client.on('error', () => undefined); // failures surface through connect() below
+    try {
+      await Promise.race([client.connect().then(() => client.ping()), exited]);
+      client.disconnect();
+      return;
+    } catch (err) {
+      client.disconnect();
+      if (child.exitCode !== null) throw err;
+      // The server is still starting: wait on the process's own exit or a short poll interval.
+      await Promise.race([new Promise((r) => setTimeout(r, 25)), exited]);
+    }
+  }
+  child.kill('SIGKILL');
+  throw new Error(`redis-server did not answer on ${url} within ${timeoutMs} ms`);
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
