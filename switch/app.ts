@@ -1,0 +1,100 @@
+// Wires the switch together: Redis, the Lua scripts, the domain modules and the gRPC server.
+import { Redis } from 'ioredis';
+import { PosServiceService } from '../proto/gen/cardswitch/v1/pos.js';
+import type { Config } from './config.js';
+import { CardDirectory } from './domain/cards.js';
+import { PosDomain } from './domain/pos.js';
+import { TerminalRegistry } from './domain/terminals.js';
+import { terminalAuthInterceptor } from './grpc/auth.js';
+import { posService } from './grpc/pos-service.js';
+import { startGrpcServer, type RunningGrpcServer } from './grpc/server.js';
+import { Keys } from './ledger/keys.js';
+import { Ledger } from './ledger/ledger.js';
+import { Scripts } from './ledger/scripts.js';
+import type { Logger } from './log.js';
+
+const MAX_CACHED_SERIALS = 500_000;
+
+export interface SwitchApp {
+  readonly grpcPort: number;
+  readonly redis: Redis;
+  readonly keys: Keys;
+  readonly ledger: Ledger;
+  readonly terminals: TerminalRegistry;
+  readonly cards: CardDirectory;
+  /** Graceful: stops taking calls, drains, then closes Redis. */
+  stop(): Promise<void>;
+}
+
+/** Fail-closed Redis options: no offline queue, bounded command time, so a dead ledger gives UNAVAILABLE fast. */
+export function connectRedis(url: string, commandTimeoutMs: number): Redis {
+  return new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    enableAutoPipelining: true,
+    maxRetriesPerRequest: 0,
+    commandTimeout: commandTimeoutMs,
+    connectTimeout: 5000,
+    retryStrategy: (attempt) => Math.min(50 * attempt, 2000),
+  });
+}
+
+/** The shard count decides where every account lives; it is fixed the first time a ledger starts. */
+export async function checkShardCount(redis: Redis, keys: Keys): Promise<void> {
+  await redis.hsetnx(keys.meta(), 'shards', String(keys.shardCount));
+  const stored = Number(await redis.hget(keys.meta(), 'shards'));
+  if (stored !== keys.shardCount) {
+    throw new Error(
+      `LEDGER_SHARDS=${keys.shardCount} but this ledger (prefix "${keys.prefix}") was created with ${stored} shards; ` +
+        `set LEDGER_SHARDS=${stored} (changing it would move every account)`,
+    );
+  }
+}
+
+export async function startSwitch(config: Config, log: Logger): Promise<SwitchApp> {
+  const redis = connectRedis(config.redisUrl, config.redisCommandTimeoutMs);
+  redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection problem'));
+  try {
+    await redis.connect();
+  } catch (err) {
+    redis.disconnect();
+    throw new Error(`cannot reach Redis at ${config.redisUrl}: ${(err as Error).message}`);
+  }
+  let grpc: RunningGrpcServer | undefined;
+  try {
+    const keys = new Keys(config.keyPrefix, config.ledgerShards);
+    await checkShardCount(redis, keys);
+    const scripts = await Scripts.load(redis);
+    const ledger = new Ledger(keys, scripts, config.requestTtlSec);
+    const terminals = new TerminalRegistry(redis, keys, config.terminalPepper, config.terminalCacheMs);
+    const cards = new CardDirectory(redis, keys, MAX_CACHED_SERIALS);
+    const pos = new PosDomain(ledger, cards, { dailySpendLimitFen: config.dailySpendLimitFen });
+    grpc = await startGrpcServer({
+      host: config.grpcHost,
+      port: config.grpcPort,
+      shutdownGraceMs: config.shutdownGraceMs,
+      interceptors: [terminalAuthInterceptor(terminals, log)],
+      services: [
+        { name: 'cardswitch.v1.PosService', definition: PosServiceService, implementation: posService(pos, { maxPaymentFen: config.maxPaymentFen }, log) },
+      ],
+      log,
+    });
+    const running = grpc;
+    return {
+      grpcPort: running.port,
+      redis,
+      keys,
+      ledger,
+      terminals,
+      cards,
+      stop: async () => {
+        await running.shutdown();
+        await redis.quit().catch(() => redis.disconnect());
+      },
+    };
+  } catch (err) {
+    await grpc?.shutdown();
+    redis.disconnect();
+    throw err;
+  }
+}

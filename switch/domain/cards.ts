@@ -1,0 +1,46 @@
+// Resolves a presented credential to a card account. The serial -> card number directory is cached
+// in memory: the mapping of a serial never changes, and authorize.lua re-checks that the serial is
+// the account's current one, so a stale entry (after a card replacement) cannot pay.
+import type { Redis } from 'ioredis';
+import type { Keys } from '../ledger/keys.js';
+
+export const CARD_SERIAL_PATTERN = /^[0-9A-Fa-f]{8,20}$/;
+
+export class CardDirectory {
+  private readonly bySerial = new Map<string, string>();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    /** Upper bound on cached serials; the cache is cleared when full (a campus has tens of thousands). */
+    private readonly maxCachedSerials: number,
+  ) {}
+
+  /** Card number for a serial, or undefined when no card has that serial. */
+  async cardForSerial(serial: string): Promise<string | undefined> {
+    const cached = this.bySerial.get(serial);
+    if (cached !== undefined) return cached;
+    const cardNo = await this.redis.get(this.keys.serial(serial));
+    if (cardNo === null) return undefined;
+    if (this.bySerial.size >= this.maxCachedSerials) this.bySerial.clear();
+    this.bySerial.set(serial, cardNo);
+    return cardNo;
+  }
+
+  async cardForPersonNumber(personNumber: string): Promise<string | undefined> {
+    return (await this.redis.get(this.keys.personNumber(personNumber))) ?? undefined;
+  }
+}
+
+/** As a POS shows a name: the family name and one '*' per other character ("张*", "欧阳**"). */
+const TWO_CHARACTER_FAMILY_NAMES = new Set([
+  '欧阳', '司马', '诸葛', '上官', '东方', '皇甫', '令狐', '慕容', '司徒', '尉迟', '夏侯', '长孙', '宇文', '公孙', '端木', '独孤',
+]);
+
+export function maskName(name: string): string {
+  const chars = [...name.trim()];
+  if (chars.length === 0) return '';
+  if (!/\p{Script=Han}/u.test(chars[0] ?? '')) return `${chars[0]}***`;
+  const familyLength = chars.length > 2 && TWO_CHARACTER_FAMILY_NAMES.has(chars.slice(0, 2).join('')) ? 2 : 1;
+  return chars.slice(0, familyLength).join('') + '*'.repeat(Math.max(1, chars.length - familyLength));
+}

@@ -1,0 +1,77 @@
+// Maps domain failures to gRPC statuses with a message a person can act on.
+import { Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
+import { IdempotencyConflictError, LedgerInvariantError, ReversalMismatchError } from '../ledger/ledger.js';
+
+/** Raised by handlers for a request that can never succeed as sent. */
+export class InvalidArgumentError extends Error {
+  override readonly name = 'InvalidArgumentError';
+}
+
+export class PermissionDeniedError extends Error {
+  override readonly name = 'PermissionDeniedError';
+}
+
+export class FailedPreconditionError extends Error {
+  override readonly name = 'FailedPreconditionError';
+}
+
+export class NotFoundError extends Error {
+  override readonly name = 'NotFoundError';
+}
+
+export class UnimplementedError extends Error {
+  override readonly name = 'UnimplementedError';
+}
+
+export class ResourceExhaustedError extends Error {
+  override readonly name = 'ResourceExhaustedError';
+}
+
+export function statusError(code: Status, details: string): Partial<ServiceError> {
+  return { code, details, metadata: new Metadata() };
+}
+
+/** True for failures of the ledger connection itself: the switch then fails closed with UNAVAILABLE. */
+export function isRedisUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const m = err.message;
+  return (
+    m.includes('Stream isn\'t writeable') ||
+    m.includes('Connection is closed') ||
+    m.includes('Command timed out') ||
+    m.includes('ECONNREFUSED') ||
+    m.includes('ECONNRESET') ||
+    m.includes('MaxRetriesPerRequestError') ||
+    err.name === 'MaxRetriesPerRequestError' ||
+    m.startsWith('LOADING') ||
+    m.startsWith('BUSY') ||
+    m.startsWith('MASTERDOWN') ||
+    m.startsWith('READONLY') ||
+    m.startsWith('CLUSTERDOWN') ||
+    m.startsWith('TRYAGAIN')
+  );
+}
+
+export interface MappedError {
+  readonly code: Status;
+  readonly details: string;
+  /** Worth an error-level log line (our fault or the ledger's), not the caller's. */
+  readonly serious: boolean;
+}
+
+export function mapError(err: unknown): MappedError {
+  if (err instanceof InvalidArgumentError || err instanceof RangeError) return { code: Status.INVALID_ARGUMENT, details: err.message, serious: false };
+  if (err instanceof IdempotencyConflictError) return { code: Status.ALREADY_EXISTS, details: err.message, serious: false };
+  if (err instanceof ReversalMismatchError || err instanceof FailedPreconditionError) {
+    return { code: Status.FAILED_PRECONDITION, details: err.message, serious: false };
+  }
+  if (err instanceof PermissionDeniedError) return { code: Status.PERMISSION_DENIED, details: err.message, serious: false };
+  if (err instanceof NotFoundError) return { code: Status.NOT_FOUND, details: err.message, serious: false };
+  if (err instanceof UnimplementedError) return { code: Status.UNIMPLEMENTED, details: err.message, serious: false };
+  if (err instanceof ResourceExhaustedError) return { code: Status.RESOURCE_EXHAUSTED, details: err.message, serious: false };
+  if (isRedisUnavailable(err)) {
+    return { code: Status.UNAVAILABLE, details: 'the ledger did not answer, so the outcome is unknown; retry with the same sequence number to learn it (a retry never charges twice)', serious: true };
+  }
+  if (err instanceof LedgerInvariantError) return { code: Status.INTERNAL, details: 'ledger invariant broken; the operator has been alerted', serious: true };
+  return { code: Status.INTERNAL, details: 'internal error; retry with the same sequence number', serious: true };
+}

@@ -1,0 +1,137 @@
+// cardswitch.v1.PosService: validate, call the POS domain, map the result. Business refusals
+// (insufficient funds, lost card ...) are answers with a reason; malformed calls are gRPC errors.
+import type { Logger } from 'pino';
+import { CardStatus, DeclineReason, HolderType, Outcome } from '../../proto/gen/cardswitch/v1/common.js';
+import {
+  ReverseResult as ReverseResultProto,
+  type AuthorizeRequest,
+  type AuthorizeResponse,
+  type InquireRequest,
+  type InquireResponse,
+  type PosServiceServer,
+  type ReverseRequest,
+  type ReverseResponse,
+} from '../../proto/gen/cardswitch/v1/pos.js';
+import { maskName } from '../domain/cards.js';
+import type { PosDomain } from '../domain/pos.js';
+import type { AuthorizeCode, CardStatusCode, ReverseCode } from '../ledger/ledger.js';
+import { formatYuan } from '../money.js';
+import { NotFoundError } from './errors.js';
+import { callingTerminal, unary } from './unary.js';
+import { checkAmount, checkCredential, checkPinField, checkSequence, checkTerminalField } from './validate.js';
+
+const DECLINES: Record<Exclude<AuthorizeCode, 'approved'>, { reason: DeclineReason; text: string }> = {
+  insufficient_funds: { reason: DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS, text: '余额不足' },
+  card_lost: { reason: DeclineReason.DECLINE_REASON_CARD_LOST, text: '此卡已挂失' },
+  card_frozen: { reason: DeclineReason.DECLINE_REASON_CARD_FROZEN, text: '此卡已冻结' },
+  unknown_card: { reason: DeclineReason.DECLINE_REASON_UNKNOWN_CARD, text: '无效卡' },
+  card_replaced: { reason: DeclineReason.DECLINE_REASON_CARD_REPLACED, text: '此卡已换卡作废' },
+  already_reversed: { reason: DeclineReason.DECLINE_REASON_ALREADY_REVERSED, text: '交易已冲正' },
+  daily_limit_exceeded: { reason: DeclineReason.DECLINE_REASON_DAILY_LIMIT_EXCEEDED, text: '超过当日消费限额' },
+  card_cancelled: { reason: DeclineReason.DECLINE_REASON_CARD_CANCELLED, text: '此卡已注销' },
+};
+
+const REVERSE_RESULTS: Record<ReverseCode, { result: ReverseResultProto; text: string }> = {
+  reversed: { result: ReverseResultProto.REVERSE_RESULT_REVERSED, text: '冲正成功' },
+  nothing_to_reverse: { result: ReverseResultProto.REVERSE_RESULT_NOTHING_TO_REVERSE, text: '原交易未扣款' },
+  tombstoned: { result: ReverseResultProto.REVERSE_RESULT_TOMBSTONED, text: '冲正已登记' },
+};
+
+export const CARD_STATUS_TO_PROTO: Record<CardStatusCode, CardStatus> = {
+  active: CardStatus.CARD_STATUS_ACTIVE,
+  lost: CardStatus.CARD_STATUS_LOST,
+  frozen: CardStatus.CARD_STATUS_FROZEN,
+  cancelled: CardStatus.CARD_STATUS_CANCELLED,
+};
+
+export function holderTypeToProto(code: string): HolderType {
+  if (code === 'S') return HolderType.HOLDER_TYPE_STUDENT;
+  if (code === 'T') return HolderType.HOLDER_TYPE_STAFF;
+  return HolderType.HOLDER_TYPE_UNSPECIFIED;
+}
+
+export interface PosServiceOptions {
+  readonly maxPaymentFen: number;
+}
+
+export function posService(domain: PosDomain, options: PosServiceOptions, log: Logger): PosServiceServer {
+  return {
+    authorize: unary<AuthorizeRequest, AuthorizeResponse>(log, 'Authorize', async (req, ctx) => {
+      const terminal = callingTerminal(ctx);
+      checkTerminalField(req.terminalId, terminal);
+      const sequence = checkSequence(req.sequenceNumber, 'sequence_number');
+      const amountFen = checkAmount(req.amountFen, options.maxPaymentFen);
+      const credential = checkCredential(req.credential);
+      checkPinField(req.pin);
+      const outcome = await domain.authorize(terminal, { sequence, amountFen, credential });
+      const approved = outcome.code === 'approved';
+      const decline = approved ? undefined : DECLINES[outcome.code];
+      return {
+        outcome: approved ? Outcome.OUTCOME_APPROVED : Outcome.OUTCOME_DECLINED,
+        declineReason: decline?.reason ?? DeclineReason.DECLINE_REASON_UNSPECIFIED,
+        displayText: approved
+          ? `支付成功 ${formatYuan(amountFen)}元 余额${formatYuan(outcome.balanceAfterFen)}元`
+          : `${decline?.text ?? ''}${outcome.cardNo === '' ? '' : ` 余额${formatYuan(outcome.balanceAfterFen)}元`}`,
+        balanceAfterFen: outcome.balanceAfterFen,
+        transactionId: outcome.transactionId,
+        amountFen,
+        cardNumber: outcome.cardNo,
+        pinAttemptsLeft: 0,
+        decidedAtMs: outcome.decidedAtMs,
+      };
+    }),
+
+    reverse: unary<ReverseRequest, ReverseResponse>(log, 'Reverse', async (req, ctx) => {
+      const terminal = callingTerminal(ctx);
+      checkTerminalField(req.terminalId, terminal);
+      const originalSequence = checkSequence(req.originalSequenceNumber, 'original_sequence_number');
+      const amountFen = checkAmount(req.amountFen, options.maxPaymentFen);
+      const credential = checkCredential(req.credential);
+      const result = await domain.reverse(terminal, { originalSequence, amountFen, credential });
+      if (result === 'unknown_card') throw new NotFoundError('no card has this credential; nothing to reverse');
+      const mapped = REVERSE_RESULTS[result.code];
+      return {
+        result: mapped.result,
+        balanceAfterFen: result.balanceAfterFen,
+        displayText: `${mapped.text} 余额${formatYuan(result.balanceAfterFen)}元`,
+        decidedAtMs: result.decidedAtMs,
+      };
+    }),
+
+    inquire: unary<InquireRequest, InquireResponse>(log, 'Inquire', async (req, ctx) => {
+      const terminal = callingTerminal(ctx);
+      checkTerminalField(req.terminalId, terminal);
+      const card = await domain.inquire(checkCredential(req.credential));
+      if (card === undefined || card.code === 'unknown_card') return notFoundInquiry('无效卡');
+      if (card.code === 'card_replaced') return notFoundInquiry('此卡已换卡作废');
+      const status = card.status ?? 'active';
+      return {
+        found: true,
+        cardNumber: card.cardNo,
+        maskedName: maskName(card.name),
+        status: CARD_STATUS_TO_PROTO[status],
+        balanceFen: card.balanceFen,
+        smallWalletFen: card.smallWalletFen,
+        synced: card.synced,
+        holderType: holderTypeToProto(card.holderType),
+        displayText: `余额${formatYuan(card.balanceFen)}元${status === 'active' ? '' : ` ${STATUS_TEXT[status]}`}`,
+      };
+    }),
+  };
+}
+
+const STATUS_TEXT: Record<CardStatusCode, string> = { active: '正常', lost: '已挂失', frozen: '已冻结', cancelled: '已注销' };
+
+function notFoundInquiry(text: string): InquireResponse {
+  return {
+    found: false,
+    cardNumber: '',
+    maskedName: '',
+    status: CardStatus.CARD_STATUS_UNSPECIFIED,
+    balanceFen: 0,
+    smallWalletFen: 0,
+    synced: false,
+    holderType: HolderType.HOLDER_TYPE_UNSPECIFIED,
+    displayText: text,
+  };
+}

@@ -1,0 +1,67 @@
+// Thin, uniform unary handlers: safe decoding (a malformed message is INVALID_ARGUMENT, not
+// INTERNAL), the authenticated terminal, cancellation, and one error mapping for every RPC.
+import type { handleUnaryCall, Metadata, sendUnaryData, ServerUnaryCall, ServiceDefinition } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { Terminal } from '../domain/terminals.js';
+import { terminalOf } from './auth.js';
+import { InvalidArgumentError, mapError } from './errors.js';
+
+/** Stands in for a request whose bytes did not decode; handlers answer it with INVALID_ARGUMENT. */
+export class UndecodableRequest {
+  constructor(readonly reason: string) {}
+}
+
+/** Wraps every method's request deserializer so a decoding failure reaches the handler as a value. */
+export function withSafeDecoding<S extends ServiceDefinition>(service: S): S {
+  const wrapped: Record<string, unknown> = {};
+  for (const [name, method] of Object.entries(service)) {
+    wrapped[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return method.requestDeserialize(bytes);
+        } catch (err) {
+          return new UndecodableRequest(err instanceof Error ? err.message : String(err));
+        }
+      },
+    };
+  }
+  return wrapped as S;
+}
+
+export interface CallContext {
+  readonly metadata: Metadata;
+  /** True once the client cancelled or the deadline passed. */
+  cancelled(): boolean;
+}
+
+export function unary<Req, Res>(
+  log: Logger,
+  rpc: string,
+  body: (request: Req, context: CallContext) => Promise<Res>,
+): handleUnaryCall<Req, Res> {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+    const request = call.request as unknown;
+    if (request instanceof UndecodableRequest) {
+      callback(toServiceError(new InvalidArgumentError(`the ${rpc} request could not be decoded: ${request.reason}`), log, rpc));
+      return;
+    }
+    const context: CallContext = { metadata: call.metadata, cancelled: () => call.cancelled };
+    body(request as Req, context).then(
+      (response) => callback(null, response),
+      (err: unknown) => callback(toServiceError(err, log, rpc)),
+    );
+  };
+}
+
+function toServiceError(err: unknown, log: Logger, rpc: string) {
+  const mapped = mapError(err);
+  if (mapped.serious) log.error({ err, rpc }, 'call failed');
+  else log.debug({ rpc, details: mapped.details }, 'call refused');
+  const error = Object.assign(new Error(mapped.details), { code: mapped.code, details: mapped.details });
+  return error;
+}
+
+export function callingTerminal(context: CallContext): Terminal {
+  return terminalOf(context.metadata);
+}
