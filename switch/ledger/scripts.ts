@@ -13,8 +13,9 @@ const LUA_DIR = fileURLToPath(new URL('./lua/', import.meta.url));
 const INCLUDE_LINE = /^-- @include ([a-z0-9-]+)\s*$/gm;
 const MAX_INCLUDE_DEPTH = 4;
 
-export const SCRIPT_NAMES = ['authorize', 'reverse', 'inquire', 'open-account', 'set-status'] as const;
-export type ScriptName = (typeof SCRIPT_NAMES)[number];
+/** Scripts the switch cannot run without; every other *.lua in lua/ is loaded too. */
+export const REQUIRED_SCRIPTS = ['authorize', 'reverse', 'inquire', 'open-account', 'set-status'] as const;
+export type ScriptName = string;
 
 function expandIncludes(source: string, fileName: string, depth: number): string {
   if (depth > MAX_INCLUDE_DEPTH) throw new Error(`${fileName}: includes nested deeper than ${MAX_INCLUDE_DEPTH}`);
@@ -47,10 +48,12 @@ export class Scripts {
 
   /** Reads, expands and SCRIPT LOADs every script; a missing or broken script fails here, not at the first swipe. */
   static async load(redis: RedisClient): Promise<Scripts> {
-    const onDisk = new Set(readdirSync(LUA_DIR).filter((f) => f.endsWith('.lua')).map((f) => f.slice(0, -4)));
+    const onDisk = readdirSync(LUA_DIR).filter((f) => f.endsWith('.lua')).map((f) => f.slice(0, -4)).sort();
+    for (const name of REQUIRED_SCRIPTS) {
+      if (!onDisk.includes(name)) throw new Error(`Lua script ${name}.lua is missing from ${LUA_DIR}`);
+    }
     const scripts = new Scripts(redis);
-    for (const name of SCRIPT_NAMES) {
-      if (!onDisk.has(name)) throw new Error(`Lua script ${name}.lua is missing from ${LUA_DIR}`);
+    for (const name of onDisk) {
       const source = readScript(name);
       const sha = createHash('sha1').update(source).digest('hex');
       scripts.scripts.set(name, { source, sha });
@@ -71,7 +74,7 @@ export class Scripts {
 
   async run(name: ScriptName, keys: readonly string[], args: readonly (string | number)[]): Promise<ScriptReply> {
     const script = this.scripts.get(name);
-    if (script === undefined) throw new Error(`script ${name} was not loaded`);
+    if (script === undefined) throw new Error(`Lua script ${name}.lua was not loaded (is it in ${LUA_DIR}?)`);
     try {
       return (await this.redis.evalsha(script.sha, keys.length, ...keys, ...args)) as ScriptReply;
     } catch (err) {
