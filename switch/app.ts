@@ -12,6 +12,13 @@ import { Keys } from './ledger/keys.js';
 import { Ledger } from './ledger/ledger.js';
 import { Scripts } from './ledger/scripts.js';
 import type { Logger } from './log.js';
+import type { SwitchContext } from './context.js';
+import { PasswordPool } from './workers/password-pool.js';
+import { adminService } from './grpc/admin-service.js';
+import { kioskService } from './grpc/kiosk-service.js';
+import { operatorAuthInterceptor } from './grpc/operator-auth.js';
+import { AdminServiceService } from '../proto/gen/cardswitch/v1/admin.js';
+import { KioskServiceService } from '../proto/gen/cardswitch/v1/kiosk.js';
 
 const MAX_CACHED_SERIALS = 500_000;
 
@@ -22,6 +29,7 @@ export interface SwitchApp {
   readonly ledger: Ledger;
   readonly terminals: TerminalRegistry;
   readonly cards: CardDirectory;
+  readonly context: SwitchContext;
   /** Graceful: stops taking calls, drains, then closes Redis. */
   stop(): Promise<void>;
 }
@@ -51,7 +59,7 @@ export async function checkShardCount(redis: Redis, keys: Keys): Promise<void> {
   }
 }
 
-export async function startSwitch(config: Config, log: Logger): Promise<SwitchApp> {
+export async function startSwitch(config: Config, log: Logger, now: () => number = Date.now): Promise<SwitchApp> {
   const redis = connectRedis(config.redisUrl, config.redisCommandTimeoutMs);
   redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection problem'));
   try {
@@ -61,25 +69,36 @@ export async function startSwitch(config: Config, log: Logger): Promise<SwitchAp
     throw new Error(`cannot reach Redis at ${config.redisUrl}: ${(err as Error).message}`);
   }
   let grpc: RunningGrpcServer | undefined;
+  let passwords: PasswordPool | undefined;
   try {
     const keys = new Keys(config.keyPrefix, config.ledgerShards);
     await checkShardCount(redis, keys);
     const scripts = await Scripts.load(redis);
-    const ledger = new Ledger(keys, scripts, config.requestTtlSec);
+    const ledger = new Ledger(keys, scripts, config.requestTtlSec, now);
     const terminals = new TerminalRegistry(redis, keys, config.terminalPepper, config.terminalCacheMs);
     const cards = new CardDirectory(redis, keys, MAX_CACHED_SERIALS);
-    const pos = new PosDomain(ledger, cards, { dailySpendLimitFen: config.dailySpendLimitFen });
+    passwords = new PasswordPool({
+      pepper: config.passwordPepper,
+      maxThreads: config.passwordThreads,
+      maxQueue: config.passwordQueueMax,
+      idleTimeoutMs: config.passwordIdleMs,
+    });
+    const context: SwitchContext = { config, log, redis, keys, scripts, ledger, terminals, cards, passwords, now };
+    const pos = new PosDomain(context);
     grpc = await startGrpcServer({
       host: config.grpcHost,
       port: config.grpcPort,
       shutdownGraceMs: config.shutdownGraceMs,
-      interceptors: [terminalAuthInterceptor(terminals, log)],
+      interceptors: [terminalAuthInterceptor(terminals, log), operatorAuthInterceptor(config.operatorTokens, log)],
       services: [
-        { name: 'cardswitch.v1.PosService', definition: PosServiceService, implementation: posService(pos, { maxPaymentFen: config.maxPaymentFen }, log) },
+        { name: 'cardswitch.v1.PosService', definition: PosServiceService, implementation: posService(pos, context) },
+        { name: 'cardswitch.v1.KioskService', definition: KioskServiceService, implementation: kioskService(context) },
+        { name: 'cardswitch.v1.AdminService', definition: AdminServiceService, implementation: adminService(context) },
       ],
       log,
     });
     const running = grpc;
+    const pool = passwords;
     return {
       grpcPort: running.port,
       redis,
@@ -87,13 +106,16 @@ export async function startSwitch(config: Config, log: Logger): Promise<SwitchAp
       ledger,
       terminals,
       cards,
+      context,
       stop: async () => {
         await running.shutdown();
+        await pool.close();
         await redis.quit().catch(() => redis.disconnect());
       },
     };
   } catch (err) {
     await grpc?.shutdown();
+    await passwords?.close();
     redis.disconnect();
     throw err;
   }

@@ -1,3 +1,5 @@
+import { availableParallelism } from 'node:os';
+
 // Configuration from environment variables, validated at start-up. Every problem is reported at
 // once, each naming the variable, what it got and what it accepts. README "Configuration" lists them.
 
@@ -12,11 +14,32 @@ export interface Config {
   readonly terminalPepper: string;
   readonly passwordPepper: string;
   readonly maxPaymentFen: number;
-  readonly dailySpendLimitFen: number;
   readonly requestTtlSec: number;
   readonly terminalCacheMs: number;
   readonly shutdownGraceMs: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  readonly passwordThreads: number;
+  readonly passwordQueueMax: number;
+  readonly passwordIdleMs: number;
+  /** scrypt cost of passwords people set (and of rehashing imported ones after a successful check). */
+  readonly passwordScryptN: number;
+  /** Password-free limits and daily cap per holder type; a card's own values override them. */
+  readonly limits: {
+    readonly student: HolderLimits;
+    readonly staff: HolderLimits;
+  };
+  readonly wechatMaxRechargeFen: number;
+  readonly alipayMaxRechargeFen: number;
+  readonly counterMaxRechargeFen: number;
+  readonly dailyRechargeLimitFen: number;
+  /** operator name -> token, from OPERATOR_TOKENS="alice:token1,bob:token2". */
+  readonly operatorTokens: ReadonlyMap<string, string>;
+}
+
+export interface HolderLimits {
+  readonly noPinPerPaymentFen: number;
+  readonly noPinPerDayFen: number;
+  readonly dailySpendLimitFen: number;
 }
 
 export class ConfigError extends Error {
@@ -89,12 +112,46 @@ export function loadConfig(env: Env = process.env): Config {
     terminalPepper: r.string('TERMINAL_SECRET_PEPPER', '', checkPepper),
     passwordPepper: r.string('PASSWORD_PEPPER', '', checkPepper),
     maxPaymentFen: r.integer('MAX_PAYMENT_FEN', 100_000, 1, 100_000_000),
-    dailySpendLimitFen: r.integer('DAILY_SPEND_LIMIT_FEN', 0, 0, 100_000_000),
     requestTtlSec: r.integer('REQUEST_TTL_DAYS', 7, 1, 366) * 86_400,
     terminalCacheMs: r.integer('TERMINAL_CACHE_MS', 1000, 0, 600_000),
     shutdownGraceMs: r.integer('SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     logLevel: r.choice('LOG_LEVEL', 'info', LOG_LEVELS),
+    passwordThreads: r.integer('PASSWORD_THREADS', Math.max(1, availableParallelism()), 1, 64),
+    passwordQueueMax: r.integer('PASSWORD_QUEUE_MAX', 1000, 1, 100_000),
+    passwordIdleMs: r.integer('PASSWORD_IDLE_MS', 30_000, 0, 3_600_000),
+    passwordScryptN: r.integer('PASSWORD_SCRYPT_N', 16384, 1024, 131072),
+    limits: {
+      student: {
+        noPinPerPaymentFen: r.integer('STUDENT_NO_PIN_PER_PAYMENT_FEN', 5_000, 0, 100_000_000),
+        noPinPerDayFen: r.integer('STUDENT_NO_PIN_PER_DAY_FEN', 20_000, 0, 100_000_000),
+        dailySpendLimitFen: r.integer('STUDENT_DAILY_SPEND_LIMIT_FEN', 100_000, 0, 100_000_000),
+      },
+      staff: {
+        noPinPerPaymentFen: r.integer('STAFF_NO_PIN_PER_PAYMENT_FEN', 10_000, 0, 100_000_000),
+        noPinPerDayFen: r.integer('STAFF_NO_PIN_PER_DAY_FEN', 30_000, 0, 100_000_000),
+        dailySpendLimitFen: r.integer('STAFF_DAILY_SPEND_LIMIT_FEN', 200_000, 0, 100_000_000),
+      },
+    },
+    wechatMaxRechargeFen: r.integer('WECHAT_MAX_RECHARGE_FEN', 99_900, 1, 100_000_000),
+    alipayMaxRechargeFen: r.integer('ALIPAY_MAX_RECHARGE_FEN', 99_900, 1, 100_000_000),
+    counterMaxRechargeFen: r.integer('COUNTER_MAX_RECHARGE_FEN', 200_000, 1, 100_000_000),
+    dailyRechargeLimitFen: r.integer('DAILY_RECHARGE_LIMIT_FEN', 300_000, 0, 100_000_000),
+    operatorTokens: parseOperatorTokens(r, env['OPERATOR_TOKENS'] ?? ''),
   };
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return config;
+}
+
+function parseOperatorTokens(r: Reader, raw: string): ReadonlyMap<string, string> {
+  const tokens = new Map<string, string>();
+  if (raw.trim() === '') return tokens;
+  for (const entry of raw.split(',')) {
+    const match = /^\s*([A-Za-z0-9_.-]{1,32}):(\S{16,128})\s*$/.exec(entry);
+    if (match === null) {
+      r.problems.push('OPERATOR_TOKENS: each entry must be name:token (name 1-32 of A-Z a-z 0-9 _ . -, token 16-128 characters), separated by commas');
+      return new Map();
+    }
+    tokens.set(match[1] ?? '', match[2] ?? '');
+  }
+  return tokens;
 }

@@ -1,8 +1,10 @@
-// POS payments, reversals and inquiries, independent of gRPC: resolve the credential, call the ledger.
-import type { AuthorizeCode, InquireResult, Ledger, ReverseResult } from '../ledger/ledger.js';
-import type { CardDirectory } from './cards.js';
+// POS payments, reversals and inquiries, independent of gRPC: resolve the credential, check the card
+// password when one is sent, call the ledger.
+import type { SwitchContext } from '../context.js';
+import type { AuthorizeCode, InquireResult, ReverseResult } from '../ledger/ledger.js';
 import type { Terminal } from './terminals.js';
 import { UnimplementedError } from '../grpc/errors.js';
+import { checkCardPassword } from './card-password.js';
 
 export type PresentedCredential =
   | { readonly kind: 'card'; readonly serial: string }
@@ -13,43 +15,52 @@ export interface PaymentRequest {
   readonly sequence: number;
   readonly amountFen: number;
   readonly credential: PresentedCredential;
+  /** '' when the cardholder entered no password. */
+  readonly pin: string;
 }
 
+export type PaymentCode = AuthorizeCode | 'wrong_pin' | 'pin_locked';
+
 export interface PaymentOutcome {
-  readonly code: AuthorizeCode;
+  readonly code: PaymentCode;
   readonly cardNo: string;
   readonly balanceAfterFen: number;
   readonly transactionId: string;
   readonly decidedAtMs: number;
+  readonly pinAttemptsLeft: number;
 }
 
-export interface PosLimits {
-  readonly dailySpendLimitFen: number;
+/** Finds the card account behind a credential; undefined when no card has it. */
+export async function resolveCredential(
+  ctx: SwitchContext,
+  credential: PresentedCredential,
+): Promise<{ cardNo: string | undefined; serial: string }> {
+  if (credential.kind === 'card') return { cardNo: await ctx.cards.cardForSerial(credential.serial), serial: credential.serial };
+  throw new UnimplementedError(
+    credential.kind === 'campus_qr'
+      ? 'campus QR payments are not enabled on this switch yet; ask the cardholder to tap the card'
+      : 'Alipay / WeChat payment codes are not enabled on this switch yet; ask the cardholder to tap the card',
+  );
 }
 
 export class PosDomain {
-  constructor(
-    private readonly ledger: Ledger,
-    private readonly cards: CardDirectory,
-    private readonly limits: PosLimits,
-  ) {}
-
-  private async resolve(credential: PresentedCredential): Promise<{ cardNo: string | undefined; serial: string }> {
-    if (credential.kind === 'card') return { cardNo: await this.cards.cardForSerial(credential.serial), serial: credential.serial };
-    throw new UnimplementedError(
-      credential.kind === 'campus_qr'
-        ? 'campus QR payments are not enabled on this switch yet; ask the cardholder to tap the card'
-        : 'Alipay / WeChat payment codes are not enabled on this switch yet; ask the cardholder to tap the card',
-    );
-  }
+  constructor(private readonly ctx: SwitchContext) {}
 
   async authorize(terminal: Terminal, request: PaymentRequest): Promise<PaymentOutcome> {
-    const { cardNo, serial } = await this.resolve(request.credential);
-    if (cardNo === undefined) {
-      // Nothing to record: no account means no money can move, and a retry gets the same answer.
-      return { code: 'unknown_card', cardNo: '', balanceAfterFen: 0, transactionId: '', decidedAtMs: Date.now() };
+    const { cardNo, serial } = await resolveCredential(this.ctx, request.credential);
+    const declined = (code: PaymentCode, pinAttemptsLeft = 0): PaymentOutcome => ({
+      code, cardNo: cardNo ?? '', balanceAfterFen: 0, transactionId: '', decidedAtMs: this.ctx.now(), pinAttemptsLeft,
+    });
+    // Nothing to record for an unknown card: no account means no money can move, and a retry gets the same answer.
+    if (cardNo === undefined) return declined('unknown_card');
+    if (request.pin !== '') {
+      // Wrong or locked passwords are not recorded under the request key: the cardholder may try again.
+      const check = await checkCardPassword(this.ctx, cardNo, request.pin);
+      if (!check.ok && check.reason === 'unknown_card') return { ...declined('unknown_card'), cardNo: '' };
+      if (!check.ok && check.reason === 'locked') return declined('pin_locked');
+      if (!check.ok && check.reason === 'wrong') return declined('wrong_pin', check.attemptsLeft);
     }
-    const result = await this.ledger.authorize({
+    const result = await this.ctx.ledger.authorize({
       cardNo,
       presentedSerial: serial,
       amountFen: request.amountFen,
@@ -57,23 +68,24 @@ export class PosDomain {
       terminalId: terminal.id,
       sequence: request.sequence,
       merchantId: terminal.merchantId,
-      dailyLimitFen: this.limits.dailySpendLimitFen,
+      pinVerified: request.pin !== '',
+      limits: this.ctx.config.limits,
     });
-    return { ...result, cardNo: result.code === 'unknown_card' ? '' : cardNo };
+    return { ...result, cardNo: result.code === 'unknown_card' ? '' : cardNo, pinAttemptsLeft: 0 };
   }
 
   async reverse(
     terminal: Terminal,
     request: { originalSequence: number; amountFen: number; credential: PresentedCredential },
   ): Promise<ReverseResult | 'unknown_card'> {
-    const { cardNo } = await this.resolve(request.credential);
+    const { cardNo } = await resolveCredential(this.ctx, request.credential);
     if (cardNo === undefined) return 'unknown_card';
-    return this.ledger.reverse({ cardNo, amountFen: request.amountFen, terminalId: terminal.id, sequence: request.originalSequence });
+    return this.ctx.ledger.reverse({ cardNo, amountFen: request.amountFen, terminalId: terminal.id, sequence: request.originalSequence });
   }
 
   async inquire(credential: PresentedCredential): Promise<(InquireResult & { cardNo: string }) | undefined> {
-    const { cardNo, serial } = await this.resolve(credential);
+    const { cardNo, serial } = await resolveCredential(this.ctx, credential);
     if (cardNo === undefined) return undefined;
-    return { ...(await this.ledger.inquire(cardNo, serial)), cardNo };
+    return { ...(await this.ctx.ledger.inquire(cardNo, serial)), cardNo };
   }
 }

@@ -1,5 +1,6 @@
 // Maps domain failures to gRPC statuses with a message a person can act on.
 import { Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
+import { PasswordPoolBusyError } from '../workers/password-pool.js';
 import { IdempotencyConflictError, LedgerInvariantError, ReversalMismatchError } from '../ledger/ledger.js';
 
 /** Raised by handlers for a request that can never succeed as sent. */
@@ -25,6 +26,21 @@ export class UnimplementedError extends Error {
 
 export class ResourceExhaustedError extends Error {
   override readonly name = 'ResourceExhaustedError';
+}
+
+/** A wrong card password; `attemptsLeft` more tries today before password use locks. */
+export class WrongPasswordError extends Error {
+  override readonly name = 'WrongPasswordError';
+  constructor(readonly attemptsLeft: number) {
+    super(`wrong card password; ${attemptsLeft} attempt(s) left today (密码错误，今日还可尝试${attemptsLeft}次)`);
+  }
+}
+
+export class PasswordLockedError extends Error {
+  override readonly name = 'PasswordLockedError';
+  constructor() {
+    super('card password locked after 5 wrong attempts today; try again tomorrow (密码错误次数过多，请明日再试)');
+  }
 }
 
 export function statusError(code: Status, details: string): Partial<ServiceError> {
@@ -55,6 +71,8 @@ export function isRedisUnavailable(err: unknown): boolean {
 export interface MappedError {
   readonly code: Status;
   readonly details: string;
+  /** Trailing metadata to send with the status. */
+  readonly trailers?: Readonly<Record<string, string>>;
   /** Worth an error-level log line (our fault or the ledger's), not the caller's. */
   readonly serious: boolean;
 }
@@ -65,9 +83,18 @@ export function mapError(err: unknown): MappedError {
   if (err instanceof ReversalMismatchError || err instanceof FailedPreconditionError) {
     return { code: Status.FAILED_PRECONDITION, details: err.message, serious: false };
   }
+  if (err instanceof WrongPasswordError) {
+    return { code: Status.PERMISSION_DENIED, details: err.message, serious: false, trailers: { 'password-attempts-left': String(err.attemptsLeft) } };
+  }
+  if (err instanceof PasswordLockedError) {
+    return { code: Status.RESOURCE_EXHAUSTED, details: err.message, serious: false, trailers: { 'password-attempts-left': '0' } };
+  }
   if (err instanceof PermissionDeniedError) return { code: Status.PERMISSION_DENIED, details: err.message, serious: false };
   if (err instanceof NotFoundError) return { code: Status.NOT_FOUND, details: err.message, serious: false };
   if (err instanceof UnimplementedError) return { code: Status.UNIMPLEMENTED, details: err.message, serious: false };
+  if (err instanceof PasswordPoolBusyError) {
+    return { code: Status.RESOURCE_EXHAUSTED, details: 'too many password checks waiting; retry in a moment', serious: true };
+  }
   if (err instanceof ResourceExhaustedError) return { code: Status.RESOURCE_EXHAUSTED, details: err.message, serious: false };
   if (isRedisUnavailable(err)) {
     return { code: Status.UNAVAILABLE, details: 'the ledger did not answer, so the outcome is unknown; retry with the same sequence number to learn it (a retry never charges twice)', serious: true };

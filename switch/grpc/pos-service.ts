@@ -13,14 +13,17 @@ import {
   type ReverseResponse,
 } from '../../proto/gen/cardswitch/v1/pos.js';
 import { maskName } from '../domain/cards.js';
-import type { PosDomain } from '../domain/pos.js';
-import type { AuthorizeCode, CardStatusCode, ReverseCode } from '../ledger/ledger.js';
+import type { PaymentCode, PosDomain } from '../domain/pos.js';
+import type { SwitchContext } from '../context.js';
+import { refundHandler } from './money-handlers.js';
+import { settleHandler, waterDebitHandler } from './water-handlers.js';
+import type { CardStatusCode, ReverseCode } from '../ledger/ledger.js';
 import { formatYuan } from '../money.js';
 import { NotFoundError } from './errors.js';
 import { callingTerminal, unary } from './unary.js';
 import { checkAmount, checkCredential, checkPinField, checkSequence, checkTerminalField } from './validate.js';
 
-const DECLINES: Record<Exclude<AuthorizeCode, 'approved'>, { reason: DeclineReason; text: string }> = {
+const DECLINES: Record<Exclude<PaymentCode, 'approved' | 'pin_required'>, { reason: DeclineReason; text: string }> = {
   insufficient_funds: { reason: DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS, text: '余额不足' },
   card_lost: { reason: DeclineReason.DECLINE_REASON_CARD_LOST, text: '此卡已挂失' },
   card_frozen: { reason: DeclineReason.DECLINE_REASON_CARD_FROZEN, text: '此卡已冻结' },
@@ -29,6 +32,8 @@ const DECLINES: Record<Exclude<AuthorizeCode, 'approved'>, { reason: DeclineReas
   already_reversed: { reason: DeclineReason.DECLINE_REASON_ALREADY_REVERSED, text: '交易已冲正' },
   daily_limit_exceeded: { reason: DeclineReason.DECLINE_REASON_DAILY_LIMIT_EXCEEDED, text: '超过当日消费限额' },
   card_cancelled: { reason: DeclineReason.DECLINE_REASON_CARD_CANCELLED, text: '此卡已注销' },
+  wrong_pin: { reason: DeclineReason.DECLINE_REASON_WRONG_PIN, text: '密码错误' },
+  pin_locked: { reason: DeclineReason.DECLINE_REASON_PIN_LOCKED, text: '密码已锁定，请明日再试' },
 };
 
 const REVERSE_RESULTS: Record<ReverseCode, { result: ReverseResultProto; text: string }> = {
@@ -50,20 +55,22 @@ export function holderTypeToProto(code: string): HolderType {
   return HolderType.HOLDER_TYPE_UNSPECIFIED;
 }
 
-export interface PosServiceOptions {
-  readonly maxPaymentFen: number;
-}
-
-export function posService(domain: PosDomain, options: PosServiceOptions, log: Logger): PosServiceServer {
+export function posService(domain: PosDomain, ctx: SwitchContext): PosServiceServer {
+  const log: Logger = ctx.log;
+  const options = ctx.config;
   return {
+    refund: refundHandler(ctx),
+    waterDebit: waterDebitHandler(ctx),
+    settle: settleHandler(ctx),
     authorize: unary<AuthorizeRequest, AuthorizeResponse>(log, 'Authorize', async (req, ctx) => {
       const terminal = callingTerminal(ctx);
       checkTerminalField(req.terminalId, terminal);
       const sequence = checkSequence(req.sequenceNumber, 'sequence_number');
       const amountFen = checkAmount(req.amountFen, options.maxPaymentFen);
       const credential = checkCredential(req.credential);
-      checkPinField(req.pin);
-      const outcome = await domain.authorize(terminal, { sequence, amountFen, credential });
+      const pin = checkPinField(req.pin);
+      const outcome = await domain.authorize(terminal, { sequence, amountFen, credential, pin });
+      if (outcome.code === 'pin_required') return pinRequired(amountFen, outcome);
       const approved = outcome.code === 'approved';
       const decline = approved ? undefined : DECLINES[outcome.code];
       return {
@@ -71,12 +78,12 @@ export function posService(domain: PosDomain, options: PosServiceOptions, log: L
         declineReason: decline?.reason ?? DeclineReason.DECLINE_REASON_UNSPECIFIED,
         displayText: approved
           ? `支付成功 ${formatYuan(amountFen)}元 余额${formatYuan(outcome.balanceAfterFen)}元`
-          : `${decline?.text ?? ''}${outcome.cardNo === '' ? '' : ` 余额${formatYuan(outcome.balanceAfterFen)}元`}`,
+          : declineText(decline?.text ?? '', outcome),
         balanceAfterFen: outcome.balanceAfterFen,
         transactionId: outcome.transactionId,
         amountFen,
         cardNumber: outcome.cardNo,
-        pinAttemptsLeft: 0,
+        pinAttemptsLeft: outcome.pinAttemptsLeft,
         decidedAtMs: outcome.decidedAtMs,
       };
     }),
@@ -133,5 +140,27 @@ function notFoundInquiry(text: string): InquireResponse {
     synced: false,
     holderType: HolderType.HOLDER_TYPE_UNSPECIFIED,
     displayText: text,
+  };
+}
+
+function declineText(text: string, outcome: { code: PaymentCode; pinAttemptsLeft: number; balanceAfterFen: number; transactionId: string }): string {
+  if (outcome.code === 'wrong_pin') return `${text}，今日还可尝试${outcome.pinAttemptsLeft}次`;
+  // Only ledger answers carry a balance; password refusals are decided before the ledger is asked.
+  if (outcome.code === 'unknown_card' || outcome.code === 'pin_locked' || outcome.code === 'card_replaced') return text;
+  return `${text} 余额${formatYuan(outcome.balanceAfterFen)}元`;
+}
+
+function pinRequired(amountFen: number, outcome: { cardNo: string; balanceAfterFen: number; decidedAtMs: number }): AuthorizeResponse {
+  const { cardNo, decidedAtMs } = outcome;
+  return {
+    outcome: Outcome.OUTCOME_PIN_REQUIRED,
+    declineReason: DeclineReason.DECLINE_REASON_UNSPECIFIED,
+    displayText: `请输入卡密码 ${formatYuan(amountFen)}元`,
+    balanceAfterFen: outcome.balanceAfterFen,
+    transactionId: '',
+    amountFen,
+    cardNumber: cardNo,
+    pinAttemptsLeft: 0,
+    decidedAtMs,
   };
 }

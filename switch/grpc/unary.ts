@@ -1,9 +1,11 @@
 // Thin, uniform unary handlers: safe decoding (a malformed message is INVALID_ARGUMENT, not
 // INTERNAL), the authenticated terminal, cancellation, and one error mapping for every RPC.
-import type { handleUnaryCall, Metadata, sendUnaryData, ServerUnaryCall, ServiceDefinition } from '@grpc/grpc-js';
+import { Metadata } from '@grpc/grpc-js';
+import type { handleUnaryCall, sendUnaryData, ServerUnaryCall, ServiceDefinition } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Terminal } from '../domain/terminals.js';
 import { terminalOf } from './auth.js';
+import { operatorOf } from './operator-auth.js';
 import { InvalidArgumentError, mapError } from './errors.js';
 
 /** Stands in for a request whose bytes did not decode; handlers answer it with INVALID_ARGUMENT. */
@@ -58,10 +60,15 @@ function toServiceError(err: unknown, log: Logger, rpc: string) {
   const mapped = mapError(err);
   if (mapped.serious) log.error({ err, rpc }, 'call failed');
   else log.debug({ rpc, details: mapped.details }, 'call refused');
-  const error = Object.assign(new Error(mapped.details), { code: mapped.code, details: mapped.details });
-  return error;
+  const metadata = new Metadata();
+  for (const [key, value] of Object.entries(mapped.trailers ?? {})) metadata.set(key, value);
+  return Object.assign(new Error(mapped.details), { code: mapped.code, details: mapped.details, metadata });
 }
 
 export function callingTerminal(context: CallContext): Terminal {
   return terminalOf(context.metadata);
+}
+
+export function callingOperator(context: CallContext): string {
+  return operatorOf(context.metadata);
 }

@@ -82,6 +82,11 @@ export class Keys {
     return `${this.prefix}:terminals`;
   }
 
+  /** Stream of operator actions that move no money (freeze, replace card, register terminal). */
+  operatorLog(): string {
+    return `${this.prefix}:oplog`;
+  }
+
   /** Hash of ledger-wide settings fixed at first start (shard count). */
   meta(): string {
     return `${this.prefix}:meta`;

@@ -20,7 +20,8 @@ export type AuthorizeCode =
   | 'card_replaced'
   | 'already_reversed'
   | 'daily_limit_exceeded'
-  | 'card_cancelled';
+  | 'card_cancelled'
+  | 'pin_required';
 
 const AUTHORIZE_CODES: Record<string, AuthorizeCode> = {
   '1': 'approved',
@@ -32,6 +33,7 @@ const AUTHORIZE_CODES: Record<string, AuthorizeCode> = {
   '7': 'already_reversed',
   '8': 'daily_limit_exceeded',
   '9': 'card_cancelled',
+  '10': 'pin_required',
 };
 
 export interface AuthorizeResult {
@@ -96,7 +98,19 @@ export interface AuthorizeInput {
   readonly terminalId: string;
   readonly sequence: number;
   readonly merchantId: string;
-  readonly dailyLimitFen: number;
+  /** True when the card password was verified for this request (lifts the password-free limits). */
+  readonly pinVerified: boolean;
+  readonly limits: { readonly student: HolderLimits; readonly staff: HolderLimits };
+}
+
+export interface HolderLimits {
+  readonly noPinPerPaymentFen: number;
+  readonly noPinPerDayFen: number;
+  readonly dailySpendLimitFen: number;
+}
+
+function limitArgs(l: HolderLimits): number[] {
+  return [l.noPinPerPaymentFen, l.noPinPerDayFen, l.dailySpendLimitFen];
 }
 
 export interface ReverseInput {
@@ -115,7 +129,7 @@ export interface OpenAccountInput {
 export class Ledger {
   constructor(
     readonly keys: Keys,
-    private readonly scripts: Scripts,
+    readonly scripts: Scripts,
     private readonly requestTtlSec: number,
     private readonly now: () => number = Date.now,
   ) {}
@@ -138,8 +152,10 @@ export class Ledger {
         `m:${input.merchantId}`,
         nowMs,
         campusDayKey(nowMs),
-        input.dailyLimitFen,
         this.requestTtlSec,
+        input.pinVerified ? '1' : '0',
+        ...limitArgs(input.limits.student),
+        ...limitArgs(input.limits.staff),
       ],
     );
     if (reply === -1) {
@@ -203,13 +219,40 @@ export class Ledger {
     return reply === 1;
   }
 
-  /** Returns the previous status, or undefined when the account does not exist. */
-  async setStatus(cardNo: string, status: CardStatusCode): Promise<CardStatusCode | undefined> {
-    const reply = await this.scripts.run('set-status', [this.keys.account(cardNo)], [STATUS_TO_LEDGER[status]]);
+  /**
+   * Points the account at a new card serial (the balance stays with the account; the old serial is
+   * dead). A lost card's account becomes active again; the new card must be tapped to sync.
+   * Returns the old serial, or undefined when the account does not exist.
+   */
+  async replaceCard(cardNo: string, newSerial: string): Promise<string | undefined> {
+    const reply = await this.scripts.run('replace-card', [this.keys.account(cardNo)], [newSerial]);
     if (reply === 0) return undefined;
-    const previous = STATUS_FROM_LEDGER[String(reply)];
-    if (previous === undefined) throw new LedgerInvariantError(`set-status answered ${JSON.stringify(reply)}`);
-    return previous;
+    if (typeof reply !== 'string') throw new LedgerInvariantError(`replace-card answered ${JSON.stringify(reply)}`);
+    return reply;
+  }
+
+  /** A card's own limits; -1 clears one (its holder type's default applies). False when no account. */
+  async setCardLimits(cardNo: string, limits: { noPinPerPaymentFen: number; noPinPerDayFen: number; dailySpendLimitFen: number }): Promise<boolean> {
+    const reply = await this.scripts.run('set-limits', [this.keys.account(cardNo)], [limits.noPinPerPaymentFen, limits.noPinPerDayFen, limits.dailySpendLimitFen]);
+    if (reply !== 0 && reply !== 1) throw new LedgerInvariantError(`set-limits answered ${JSON.stringify(reply)}`);
+    return reply === 1;
+  }
+
+  /**
+   * Sets the status when the current one is in `allowedFrom` (every status when empty). Returns the
+   * previous status and whether it changed, or undefined when the account does not exist.
+   */
+  async setStatus(
+    cardNo: string,
+    status: CardStatusCode,
+    allowedFrom: readonly CardStatusCode[] = [],
+  ): Promise<{ previous: CardStatusCode; changed: boolean } | undefined> {
+    const reply = await this.scripts.run('set-status', [this.keys.account(cardNo)], [STATUS_TO_LEDGER[status], allowedFrom.map((s) => STATUS_TO_LEDGER[s]).join('')]);
+    if (reply === 0) return undefined;
+    if (!Array.isArray(reply) || reply.length !== 2) throw new LedgerInvariantError(`set-status answered ${JSON.stringify(reply)}`);
+    const previous = STATUS_FROM_LEDGER[String(reply[0])];
+    if (previous === undefined) throw new LedgerInvariantError(`set-status answered status ${JSON.stringify(reply[0])}`);
+    return { previous, changed: reply[1] === 1 };
   }
 }
 

@@ -1,5 +1,6 @@
 // Starts a real switch (gRPC on a free port) against the test redis-server, in a fresh key space.
-import { credentials, Metadata } from '@grpc/grpc-js';
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import type { Redis } from 'ioredis';
 import { PosServiceClient } from '../../proto/gen/cardswitch/v1/pos.js';
 import { startSwitch, type SwitchApp } from '../../switch/app.js';
 import { loadConfig, type Config } from '../../switch/config.js';
@@ -21,6 +22,14 @@ export function testConfig(label: string, overrides: Record<string, string> = {}
     TERMINAL_CACHE_MS: '0',
     SHUTDOWN_GRACE_MS: '2000',
     LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'silent',
+    // Tests of other rules should not trip the password-free limits; the limit tests set their own.
+    STUDENT_NO_PIN_PER_PAYMENT_FEN: '100000000',
+    STUDENT_NO_PIN_PER_DAY_FEN: '100000000',
+    STUDENT_DAILY_SPEND_LIMIT_FEN: '0',
+    STAFF_NO_PIN_PER_PAYMENT_FEN: '100000000',
+    STAFF_NO_PIN_PER_DAY_FEN: '100000000',
+    STAFF_DAILY_SPEND_LIMIT_FEN: '0',
+    PASSWORD_THREADS: '2',
     ...overrides,
   });
 }
@@ -66,4 +75,55 @@ export function call<Req, Res>(
 export async function openCard(app: SwitchApp, cardNo: string, serial: string, openingFen: number, extra: Record<string, string> = {}): Promise<void> {
   await app.ledger.openAccount({ cardNo, openingFen, fields: { ser: serial, name: '张三', sno: `S${cardNo}`, ht: 'S', ...extra } });
   await app.redis.set(app.keys.serial(serial), cardNo);
+}
+
+/** Resolves with the gRPC status of a call that must fail; throws when the call succeeded instead. */
+export async function grpcError(pending: Promise<unknown>): Promise<ServiceError> {
+  let value: unknown;
+  try {
+    value = await pending;
+  } catch (err) {
+    if (err instanceof Error && typeof (err as Partial<ServiceError>).code === 'number') return err as ServiceError;
+    throw err;
+  }
+  throw new Error(`expected the call to fail with a gRPC status, but it answered ${JSON.stringify(value)}`);
+}
+
+export interface JournalEntry {
+  readonly id: string;
+  readonly fields: Readonly<Record<string, string>>;
+}
+
+/** Every entry of one journal stream, oldest first. */
+export async function readJournal(redis: Redis, journalKey: string): Promise<JournalEntry[]> {
+  const raw = await redis.xrange(journalKey, '-', '+');
+  return raw.map(([id, flat]) => {
+    const fields: Record<string, string> = {};
+    for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i] as string] = flat[i + 1] as string;
+    return { id, fields };
+  });
+}
+
+/** Every key of a key space with its whole value: equal dumps before and after prove a request changed nothing. */
+export async function dumpKeySpace(redis: Redis, prefix: string): Promise<Record<string, unknown>> {
+  const keys: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    keys.push(...batch);
+    cursor = next;
+  } while (cursor !== '0');
+  const dump: Record<string, unknown> = {};
+  for (const key of [...new Set(keys)].sort()) {
+    const type = await redis.type(key);
+    if (type === 'string') dump[key] = await redis.get(key);
+    else if (type === 'hash') dump[key] = await redis.hgetall(key);
+    else if (type === 'stream') dump[key] = await redis.xrange(key, '-', '+');
+    else if (type === 'zset') dump[key] = await redis.zrange(key, 0, -1, 'WITHSCORES');
+    else if (type === 'set') dump[key] = (await redis.smembers(key)).sort();
+    else if (type === 'list') dump[key] = await redis.lrange(key, 0, -1);
+    else dump[key] = `<${type}>`;
+    dump[`${key} ttl>0`] = (await redis.ttl(key)) > 0;
+  }
+  return dump;
 }

@@ -15,15 +15,19 @@
   ARGV[7] merchantParty     e.g. 'm:canteen-1'
   ARGV[8] nowMs
   ARGV[9] dayKey            YYYYMMDD in campus time
-  ARGV[10] dailyLimitFen    0 = no daily cap
-  ARGV[11] requestTtlSec
+  ARGV[10] requestTtlSec
+  ARGV[11] pinVerified      '1' when the card password was checked for this request
+  ARGV[12..14] student limits: noPinPerPaymentFen, noPinPerDayFen, dailySpendLimitFen (0 = none)
+  ARGV[15..17] staff limits, the same three
+  A card's own fields lnp1, lnpd, ldl override its holder type's values.
 
   Returns one string "<code>|<balanceAfterFen>|<txnId>|<decidedAtMs>":
     code  1 approved         5 unknown account (no money moved)
           2 insufficient     6 card replaced (serial is not the account's current one)
           3 lost             7 already reversed (a reversal came first)
           4 frozen           8 daily limit exceeded
-          9 cancelled
+          9 cancelled       10 PIN required (over the password-free limits; NOT recorded, so
+                               the same request may come again with the PIN)
   Or a number:
     -1 the key was used before for a different request (nothing changed)
 ]]
@@ -42,8 +46,8 @@ local sequence = ARGV[6]
 local merchantParty = ARGV[7]
 local nowMs = ARGV[8]
 local dayKey = ARGV[9]
-local dailyLimitFen = tonumber(ARGV[10])
-local requestTtlSec = tonumber(ARGV[11])
+local requestTtlSec = tonumber(ARGV[10])
+local pinVerified = ARGV[11] == '1'
 
 -- @include answer
 
@@ -69,7 +73,7 @@ if rcall('HEXISTS', requestKey, 'rans') == 1 then
   return decide(7, fields[1] or 0, '')
 end
 
-local account = rcall('HMGET', accountKey, 'bal', 'st', 'ser', 'dday', 'dspent', 'sync')
+local account = rcall('HMGET', accountKey, 'bal', 'st', 'ser', 'dday', 'dspent', 'sync', 'dnopin', 'ht', 'lnp1', 'lnpd', 'ldl')
 local balanceFen = tonumber(account[1])
 if balanceFen == nil then return decide(5, 0, '') end
 if presentedSerial ~= '' and account[3] ~= presentedSerial then return decide(6, balanceFen, '') end
@@ -82,10 +86,23 @@ if status == 'L' then return decide(3, balanceFen, '') end
 if status == 'F' then return decide(4, balanceFen, '') end
 if status == 'C' then return decide(9, balanceFen, '') end
 
+local limitBase = 12
+if account[8] == 'T' then limitBase = 15 end
+local noPinPerPaymentFen = tonumber(account[9] or ARGV[limitBase])
+local noPinPerDayFen = tonumber(account[10] or ARGV[limitBase + 1])
+local dailyLimitFen = tonumber(account[11] or ARGV[limitBase + 2])
+
 local daySpentFen = 0
-if account[4] == dayKey then daySpentFen = tonumber(account[5]) or 0 end
-if dailyLimitFen > 0 and daySpentFen + amountFen > dailyLimitFen then return decide(8, balanceFen, '') end
+local dayNoPinFen = 0
+if account[4] == dayKey then
+  daySpentFen = tonumber(account[5]) or 0
+  dayNoPinFen = tonumber(account[7]) or 0
+end
 if balanceFen < amountFen then return decide(2, balanceFen, '') end
+if dailyLimitFen > 0 and daySpentFen + amountFen > dailyLimitFen then return decide(8, balanceFen, '') end
+if not pinVerified and (amountFen > noPinPerPaymentFen or dayNoPinFen + amountFen > noPinPerDayFen) then
+  return joinAnswer({ 10, balanceFen, '', nowMs })
+end
 
 local balanceAfterFen = rcall('HINCRBY', accountKey, 'bal', -amountFen)
 if balanceAfterFen < 0 then
@@ -93,7 +110,8 @@ if balanceAfterFen < 0 then
   return redis.error_reply('INVARIANT balance negative for ' .. cardNo)
 end
 local version = rcall('HINCRBY', accountKey, 'ver', 1)
-rcall('HSET', accountKey, 'dday', dayKey, 'dspent', daySpentFen + amountFen)
+if not pinVerified then dayNoPinFen = dayNoPinFen + amountFen end
+rcall('HSET', accountKey, 'dday', dayKey, 'dspent', daySpentFen + amountFen, 'dnopin', dayNoPinFen)
 local entryId = appendJournal(journalKey, 'pay', cardNo, amountFen, 'a:' .. cardNo, merchantParty,
   balanceAfterFen, version, terminalId, sequence, nowMs)
 appendStatement(statementKey, nowMs, entryId, 'pay', -amountFen, balanceAfterFen, terminalId, sequence)

@@ -280,6 +280,165 @@ export function holderTypeToJSON(object: HolderType): string {
   }
 }
 
+export enum StatementKind {
+  STATEMENT_KIND_UNSPECIFIED = 0,
+  STATEMENT_KIND_PAYMENT = 1,
+  STATEMENT_KIND_RECHARGE = 2,
+  STATEMENT_KIND_REFUND = 3,
+  STATEMENT_KIND_REVERSAL = 4,
+  /** STATEMENT_KIND_WATER - Small-wallet moves and water spending. */
+  STATEMENT_KIND_WATER = 5,
+  /** STATEMENT_KIND_FEE - Network and electricity fees (and their give-backs when the provider failed). */
+  STATEMENT_KIND_FEE = 6,
+  /** STATEMENT_KIND_ADJUSTMENT - Opening balance, operator adjustments, balance moved by a card replacement. */
+  STATEMENT_KIND_ADJUSTMENT = 7,
+  UNRECOGNIZED = -1,
+}
+
+export function statementKindFromJSON(object: any): StatementKind {
+  switch (object) {
+    case 0:
+    case "STATEMENT_KIND_UNSPECIFIED":
+      return StatementKind.STATEMENT_KIND_UNSPECIFIED;
+    case 1:
+    case "STATEMENT_KIND_PAYMENT":
+      return StatementKind.STATEMENT_KIND_PAYMENT;
+    case 2:
+    case "STATEMENT_KIND_RECHARGE":
+      return StatementKind.STATEMENT_KIND_RECHARGE;
+    case 3:
+    case "STATEMENT_KIND_REFUND":
+      return StatementKind.STATEMENT_KIND_REFUND;
+    case 4:
+    case "STATEMENT_KIND_REVERSAL":
+      return StatementKind.STATEMENT_KIND_REVERSAL;
+    case 5:
+    case "STATEMENT_KIND_WATER":
+      return StatementKind.STATEMENT_KIND_WATER;
+    case 6:
+    case "STATEMENT_KIND_FEE":
+      return StatementKind.STATEMENT_KIND_FEE;
+    case 7:
+    case "STATEMENT_KIND_ADJUSTMENT":
+      return StatementKind.STATEMENT_KIND_ADJUSTMENT;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return StatementKind.UNRECOGNIZED;
+  }
+}
+
+export function statementKindToJSON(object: StatementKind): string {
+  switch (object) {
+    case StatementKind.STATEMENT_KIND_UNSPECIFIED:
+      return "STATEMENT_KIND_UNSPECIFIED";
+    case StatementKind.STATEMENT_KIND_PAYMENT:
+      return "STATEMENT_KIND_PAYMENT";
+    case StatementKind.STATEMENT_KIND_RECHARGE:
+      return "STATEMENT_KIND_RECHARGE";
+    case StatementKind.STATEMENT_KIND_REFUND:
+      return "STATEMENT_KIND_REFUND";
+    case StatementKind.STATEMENT_KIND_REVERSAL:
+      return "STATEMENT_KIND_REVERSAL";
+    case StatementKind.STATEMENT_KIND_WATER:
+      return "STATEMENT_KIND_WATER";
+    case StatementKind.STATEMENT_KIND_FEE:
+      return "STATEMENT_KIND_FEE";
+    case StatementKind.STATEMENT_KIND_ADJUSTMENT:
+      return "STATEMENT_KIND_ADJUSTMENT";
+    case StatementKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum RechargeChannel {
+  RECHARGE_CHANNEL_UNSPECIFIED = 0,
+  RECHARGE_CHANNEL_WECHAT = 1,
+  RECHARGE_CHANNEL_ALIPAY = 2,
+  /** RECHARGE_CHANNEL_COUNTER - Cash or bank card at a kiosk or the card office. */
+  RECHARGE_CHANNEL_COUNTER = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function rechargeChannelFromJSON(object: any): RechargeChannel {
+  switch (object) {
+    case 0:
+    case "RECHARGE_CHANNEL_UNSPECIFIED":
+      return RechargeChannel.RECHARGE_CHANNEL_UNSPECIFIED;
+    case 1:
+    case "RECHARGE_CHANNEL_WECHAT":
+      return RechargeChannel.RECHARGE_CHANNEL_WECHAT;
+    case 2:
+    case "RECHARGE_CHANNEL_ALIPAY":
+      return RechargeChannel.RECHARGE_CHANNEL_ALIPAY;
+    case 3:
+    case "RECHARGE_CHANNEL_COUNTER":
+      return RechargeChannel.RECHARGE_CHANNEL_COUNTER;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RechargeChannel.UNRECOGNIZED;
+  }
+}
+
+export function rechargeChannelToJSON(object: RechargeChannel): string {
+  switch (object) {
+    case RechargeChannel.RECHARGE_CHANNEL_UNSPECIFIED:
+      return "RECHARGE_CHANNEL_UNSPECIFIED";
+    case RechargeChannel.RECHARGE_CHANNEL_WECHAT:
+      return "RECHARGE_CHANNEL_WECHAT";
+    case RechargeChannel.RECHARGE_CHANNEL_ALIPAY:
+      return "RECHARGE_CHANNEL_ALIPAY";
+    case RechargeChannel.RECHARGE_CHANNEL_COUNTER:
+      return "RECHARGE_CHANNEL_COUNTER";
+    case RechargeChannel.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum UtilityKind {
+  UTILITY_KIND_UNSPECIFIED = 0,
+  /** UTILITY_KIND_NETWORK - Campus network account top-up. */
+  UTILITY_KIND_NETWORK = 1,
+  /** UTILITY_KIND_ELECTRICITY - Dormitory electricity, to a building and room. */
+  UTILITY_KIND_ELECTRICITY = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function utilityKindFromJSON(object: any): UtilityKind {
+  switch (object) {
+    case 0:
+    case "UTILITY_KIND_UNSPECIFIED":
+      return UtilityKind.UTILITY_KIND_UNSPECIFIED;
+    case 1:
+    case "UTILITY_KIND_NETWORK":
+      return UtilityKind.UTILITY_KIND_NETWORK;
+    case 2:
+    case "UTILITY_KIND_ELECTRICITY":
+      return UtilityKind.UTILITY_KIND_ELECTRICITY;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return UtilityKind.UNRECOGNIZED;
+  }
+}
+
+export function utilityKindToJSON(object: UtilityKind): string {
+  switch (object) {
+    case UtilityKind.UTILITY_KIND_UNSPECIFIED:
+      return "UTILITY_KIND_UNSPECIFIED";
+    case UtilityKind.UTILITY_KIND_NETWORK:
+      return "UTILITY_KIND_NETWORK";
+    case UtilityKind.UTILITY_KIND_ELECTRICITY:
+      return "UTILITY_KIND_ELECTRICITY";
+    case UtilityKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** How the cardholder presents themselves at a terminal. Exactly one is set. */
 export interface Credential {
   /** A physical campus card tapped on the reader. */
@@ -307,6 +466,50 @@ export interface CampusQr {
 export interface ThirdPartyCode {
   /** The payment code digits as scanned (Alipay 25-30 digits, WeChat 18 digits). */
   code: string;
+}
+
+export interface StatementLine {
+  transactionId: string;
+  kind: StatementKind;
+  /** Signed: negative when money left the account. */
+  amountFen: number;
+  balanceAfterFen: number;
+  atMs: number;
+  merchant: string;
+  location: string;
+  terminalId: string;
+  /** Short zh-CN description, e.g. "消费", "微信充值", "电费". */
+  description: string;
+}
+
+export interface StatementQuery {
+  /** Inclusive lower and exclusive upper bound, milliseconds since the Unix epoch; 0 = unbounded. */
+  fromMs: number;
+  toMs: number;
+  /** Empty: every kind. */
+  kinds: StatementKind[];
+  /** 1 .. 100; 0 means 20. */
+  pageSize: number;
+  /** From the previous page's next_page_token; empty for the first page (newest first). */
+  pageToken: string;
+}
+
+export interface StatementPage {
+  lines: StatementLine[];
+  /** Empty on the last page. */
+  nextPageToken: string;
+}
+
+export interface CardSummary {
+  cardNumber: string;
+  maskedName: string;
+  holderType: HolderType;
+  status: CardStatus;
+  balanceFen: number;
+  smallWalletFen: number;
+  synced: boolean;
+  /** True while the card password is still the initial one (the cardholder should change it). */
+  initialPassword: boolean;
 }
 
 function createBaseCredential(): Credential {
@@ -629,6 +832,699 @@ export const ThirdPartyCode: MessageFns<ThirdPartyCode> = {
   },
 };
 
+function createBaseStatementLine(): StatementLine {
+  return {
+    transactionId: "",
+    kind: 0,
+    amountFen: 0,
+    balanceAfterFen: 0,
+    atMs: 0,
+    merchant: "",
+    location: "",
+    terminalId: "",
+    description: "",
+  };
+}
+
+export const StatementLine: MessageFns<StatementLine> = {
+  encode(message: StatementLine, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transactionId !== "") {
+      writer.uint32(10).string(message.transactionId);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(16).int32(message.kind);
+    }
+    if (message.amountFen !== 0) {
+      writer.uint32(24).int64(message.amountFen);
+    }
+    if (message.balanceAfterFen !== 0) {
+      writer.uint32(32).int64(message.balanceAfterFen);
+    }
+    if (message.atMs !== 0) {
+      writer.uint32(40).int64(message.atMs);
+    }
+    if (message.merchant !== "") {
+      writer.uint32(50).string(message.merchant);
+    }
+    if (message.location !== "") {
+      writer.uint32(58).string(message.location);
+    }
+    if (message.terminalId !== "") {
+      writer.uint32(66).string(message.terminalId);
+    }
+    if (message.description !== "") {
+      writer.uint32(74).string(message.description);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatementLine {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatementLine();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.amountFen = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.balanceAfterFen = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.atMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.merchant = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.location = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.terminalId = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatementLine {
+    return {
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+      kind: isSet(object.kind) ? statementKindFromJSON(object.kind) : 0,
+      amountFen: isSet(object.amountFen)
+        ? globalThis.Number(object.amountFen)
+        : isSet(object.amount_fen)
+        ? globalThis.Number(object.amount_fen)
+        : 0,
+      balanceAfterFen: isSet(object.balanceAfterFen)
+        ? globalThis.Number(object.balanceAfterFen)
+        : isSet(object.balance_after_fen)
+        ? globalThis.Number(object.balance_after_fen)
+        : 0,
+      atMs: isSet(object.atMs)
+        ? globalThis.Number(object.atMs)
+        : isSet(object.at_ms)
+        ? globalThis.Number(object.at_ms)
+        : 0,
+      merchant: isSet(object.merchant) ? globalThis.String(object.merchant) : "",
+      location: isSet(object.location) ? globalThis.String(object.location) : "",
+      terminalId: isSet(object.terminalId)
+        ? globalThis.String(object.terminalId)
+        : isSet(object.terminal_id)
+        ? globalThis.String(object.terminal_id)
+        : "",
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+    };
+  },
+
+  toJSON(message: StatementLine): unknown {
+    const obj: any = {};
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    if (message.kind !== 0) {
+      obj.kind = statementKindToJSON(message.kind);
+    }
+    if (message.amountFen !== 0) {
+      obj.amountFen = Math.round(message.amountFen);
+    }
+    if (message.balanceAfterFen !== 0) {
+      obj.balanceAfterFen = Math.round(message.balanceAfterFen);
+    }
+    if (message.atMs !== 0) {
+      obj.atMs = Math.round(message.atMs);
+    }
+    if (message.merchant !== "") {
+      obj.merchant = message.merchant;
+    }
+    if (message.location !== "") {
+      obj.location = message.location;
+    }
+    if (message.terminalId !== "") {
+      obj.terminalId = message.terminalId;
+    }
+    if (message.description !== "") {
+      obj.description = message.description;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StatementLine>, I>>(base?: I): StatementLine {
+    return StatementLine.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StatementLine>, I>>(object: I): StatementLine {
+    const message = createBaseStatementLine();
+    message.transactionId = object.transactionId ?? "";
+    message.kind = object.kind ?? 0;
+    message.amountFen = object.amountFen ?? 0;
+    message.balanceAfterFen = object.balanceAfterFen ?? 0;
+    message.atMs = object.atMs ?? 0;
+    message.merchant = object.merchant ?? "";
+    message.location = object.location ?? "";
+    message.terminalId = object.terminalId ?? "";
+    message.description = object.description ?? "";
+    return message;
+  },
+};
+
+function createBaseStatementQuery(): StatementQuery {
+  return { fromMs: 0, toMs: 0, kinds: [], pageSize: 0, pageToken: "" };
+}
+
+export const StatementQuery: MessageFns<StatementQuery> = {
+  encode(message: StatementQuery, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.fromMs !== 0) {
+      writer.uint32(8).int64(message.fromMs);
+    }
+    if (message.toMs !== 0) {
+      writer.uint32(16).int64(message.toMs);
+    }
+    if (message.kinds.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.kinds) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(32).uint32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(42).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatementQuery {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatementQuery();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.fromMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.toMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag === 24) {
+              message.kinds.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.kinds.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.pageSize = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatementQuery {
+    return {
+      fromMs: isSet(object.fromMs)
+        ? globalThis.Number(object.fromMs)
+        : isSet(object.from_ms)
+        ? globalThis.Number(object.from_ms)
+        : 0,
+      toMs: isSet(object.toMs)
+        ? globalThis.Number(object.toMs)
+        : isSet(object.to_ms)
+        ? globalThis.Number(object.to_ms)
+        : 0,
+      kinds: globalThis.Array.isArray(object?.kinds) ? object.kinds.map((e: any) => statementKindFromJSON(e)) : [],
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: StatementQuery): unknown {
+    const obj: any = {};
+    if (message.fromMs !== 0) {
+      obj.fromMs = Math.round(message.fromMs);
+    }
+    if (message.toMs !== 0) {
+      obj.toMs = Math.round(message.toMs);
+    }
+    if (message.kinds?.length) {
+      obj.kinds = message.kinds.map((e) => statementKindToJSON(e));
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StatementQuery>, I>>(base?: I): StatementQuery {
+    return StatementQuery.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StatementQuery>, I>>(object: I): StatementQuery {
+    const message = createBaseStatementQuery();
+    message.fromMs = object.fromMs ?? 0;
+    message.toMs = object.toMs ?? 0;
+    message.kinds = object.kinds?.map((e) => e) || [];
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseStatementPage(): StatementPage {
+  return { lines: [], nextPageToken: "" };
+}
+
+export const StatementPage: MessageFns<StatementPage> = {
+  encode(message: StatementPage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.lines) {
+      StatementLine.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatementPage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatementPage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.lines.push(StatementLine.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatementPage {
+    return {
+      lines: globalThis.Array.isArray(object?.lines) ? object.lines.map((e: any) => StatementLine.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: StatementPage): unknown {
+    const obj: any = {};
+    if (message.lines?.length) {
+      obj.lines = message.lines.map((e) => StatementLine.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StatementPage>, I>>(base?: I): StatementPage {
+    return StatementPage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StatementPage>, I>>(object: I): StatementPage {
+    const message = createBaseStatementPage();
+    message.lines = object.lines?.map((e) => StatementLine.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseCardSummary(): CardSummary {
+  return {
+    cardNumber: "",
+    maskedName: "",
+    holderType: 0,
+    status: 0,
+    balanceFen: 0,
+    smallWalletFen: 0,
+    synced: false,
+    initialPassword: false,
+  };
+}
+
+export const CardSummary: MessageFns<CardSummary> = {
+  encode(message: CardSummary, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cardNumber !== "") {
+      writer.uint32(10).string(message.cardNumber);
+    }
+    if (message.maskedName !== "") {
+      writer.uint32(18).string(message.maskedName);
+    }
+    if (message.holderType !== 0) {
+      writer.uint32(24).int32(message.holderType);
+    }
+    if (message.status !== 0) {
+      writer.uint32(32).int32(message.status);
+    }
+    if (message.balanceFen !== 0) {
+      writer.uint32(40).int64(message.balanceFen);
+    }
+    if (message.smallWalletFen !== 0) {
+      writer.uint32(48).int64(message.smallWalletFen);
+    }
+    if (message.synced !== false) {
+      writer.uint32(56).bool(message.synced);
+    }
+    if (message.initialPassword !== false) {
+      writer.uint32(64).bool(message.initialPassword);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CardSummary {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCardSummary();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.cardNumber = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.maskedName = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.holderType = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.balanceFen = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.smallWalletFen = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.synced = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.initialPassword = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CardSummary {
+    return {
+      cardNumber: isSet(object.cardNumber)
+        ? globalThis.String(object.cardNumber)
+        : isSet(object.card_number)
+        ? globalThis.String(object.card_number)
+        : "",
+      maskedName: isSet(object.maskedName)
+        ? globalThis.String(object.maskedName)
+        : isSet(object.masked_name)
+        ? globalThis.String(object.masked_name)
+        : "",
+      holderType: isSet(object.holderType)
+        ? holderTypeFromJSON(object.holderType)
+        : isSet(object.holder_type)
+        ? holderTypeFromJSON(object.holder_type)
+        : 0,
+      status: isSet(object.status) ? cardStatusFromJSON(object.status) : 0,
+      balanceFen: isSet(object.balanceFen)
+        ? globalThis.Number(object.balanceFen)
+        : isSet(object.balance_fen)
+        ? globalThis.Number(object.balance_fen)
+        : 0,
+      smallWalletFen: isSet(object.smallWalletFen)
+        ? globalThis.Number(object.smallWalletFen)
+        : isSet(object.small_wallet_fen)
+        ? globalThis.Number(object.small_wallet_fen)
+        : 0,
+      synced: isSet(object.synced) ? globalThis.Boolean(object.synced) : false,
+      initialPassword: isSet(object.initialPassword)
+        ? globalThis.Boolean(object.initialPassword)
+        : isSet(object.initial_password)
+        ? globalThis.Boolean(object.initial_password)
+        : false,
+    };
+  },
+
+  toJSON(message: CardSummary): unknown {
+    const obj: any = {};
+    if (message.cardNumber !== "") {
+      obj.cardNumber = message.cardNumber;
+    }
+    if (message.maskedName !== "") {
+      obj.maskedName = message.maskedName;
+    }
+    if (message.holderType !== 0) {
+      obj.holderType = holderTypeToJSON(message.holderType);
+    }
+    if (message.status !== 0) {
+      obj.status = cardStatusToJSON(message.status);
+    }
+    if (message.balanceFen !== 0) {
+      obj.balanceFen = Math.round(message.balanceFen);
+    }
+    if (message.smallWalletFen !== 0) {
+      obj.smallWalletFen = Math.round(message.smallWalletFen);
+    }
+    if (message.synced !== false) {
+      obj.synced = message.synced;
+    }
+    if (message.initialPassword !== false) {
+      obj.initialPassword = message.initialPassword;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CardSummary>, I>>(base?: I): CardSummary {
+    return CardSummary.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CardSummary>, I>>(object: I): CardSummary {
+    const message = createBaseCardSummary();
+    message.cardNumber = object.cardNumber ?? "";
+    message.maskedName = object.maskedName ?? "";
+    message.holderType = object.holderType ?? 0;
+    message.status = object.status ?? 0;
+    message.balanceFen = object.balanceFen ?? 0;
+    message.smallWalletFen = object.smallWalletFen ?? 0;
+    message.synced = object.synced ?? false;
+    message.initialPassword = object.initialPassword ?? false;
+    return message;
+  },
+};
+
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
 export type DeepPartial<T> = T extends Builtin ? T
@@ -640,6 +1536,17 @@ export type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

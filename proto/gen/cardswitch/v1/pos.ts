@@ -156,6 +156,72 @@ export interface InquireResponse {
   displayText: string;
 }
 
+export interface RefundRequest {
+  terminalId: string;
+  /** This refund's own sequence number on the refunding terminal: the idempotency key. */
+  sequenceNumber: number;
+  /** The card number printed on the payment's answer (AuthorizeResponse.card_number). */
+  cardNumber: string;
+  /**
+   * The payment to refund: the terminal that took it and its sequence number. The refunding terminal
+   * must belong to the same merchant.
+   */
+  originalTerminalId: string;
+  originalSequenceNumber: number;
+  /** 1 .. the payment's amount not yet refunded. */
+  amountFen: number;
+}
+
+export interface RefundResponse {
+  balanceAfterFen: number;
+  /** What is still refundable of the original payment after this refund. */
+  refundableLeftFen: number;
+  transactionId: string;
+  displayText: string;
+  decidedAtMs: number;
+}
+
+export interface WaterDebitRequest {
+  terminalId: string;
+  sequenceNumber: number;
+  /** 1 .. 1000 (the small wallet never holds more than 10.00). */
+  amountFen: number;
+  credential: Credential | undefined;
+}
+
+export interface WaterDebitResponse {
+  outcome: Outcome;
+  declineReason: DeclineReason;
+  displayText: string;
+  /** The small wallet after this request: what the water controller shows. */
+  smallWalletAfterFen: number;
+  transactionId: string;
+  decidedAtMs: number;
+}
+
+export interface SettleRequest {
+  terminalId: string;
+  sequenceNumber: number;
+  /** Only a card tap: settlement POS read the physical card. */
+  credential: Credential | undefined;
+}
+
+export interface SettleResponse {
+  outcome: Outcome;
+  declineReason: DeclineReason;
+  displayText: string;
+  /** The account balance after settlement (what the settlement POS shows). */
+  balanceAfterFen: number;
+  /** Spent from the small wallet since the previous settlement (charged to the account now). */
+  spentFen: number;
+  /** Moved from the account into the small wallet by this swipe. */
+  movedToWalletFen: number;
+  smallWalletAfterFen: number;
+  /** True when this swipe opened the small wallet (the first settlement swipe of the card). */
+  opened: boolean;
+  decidedAtMs: number;
+}
+
 function createBaseAuthorizeRequest(): AuthorizeRequest {
   return { terminalId: "", sequenceNumber: 0, amountFen: 0, credential: undefined, pin: "" };
 }
@@ -1124,6 +1190,985 @@ export const InquireResponse: MessageFns<InquireResponse> = {
   },
 };
 
+function createBaseRefundRequest(): RefundRequest {
+  return {
+    terminalId: "",
+    sequenceNumber: 0,
+    cardNumber: "",
+    originalTerminalId: "",
+    originalSequenceNumber: 0,
+    amountFen: 0,
+  };
+}
+
+export const RefundRequest: MessageFns<RefundRequest> = {
+  encode(message: RefundRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.terminalId !== "") {
+      writer.uint32(10).string(message.terminalId);
+    }
+    if (message.sequenceNumber !== 0) {
+      writer.uint32(16).uint64(message.sequenceNumber);
+    }
+    if (message.cardNumber !== "") {
+      writer.uint32(26).string(message.cardNumber);
+    }
+    if (message.originalTerminalId !== "") {
+      writer.uint32(34).string(message.originalTerminalId);
+    }
+    if (message.originalSequenceNumber !== 0) {
+      writer.uint32(40).uint64(message.originalSequenceNumber);
+    }
+    if (message.amountFen !== 0) {
+      writer.uint32(48).int64(message.amountFen);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RefundRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRefundRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.terminalId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sequenceNumber = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.cardNumber = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.originalTerminalId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.originalSequenceNumber = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.amountFen = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RefundRequest {
+    return {
+      terminalId: isSet(object.terminalId)
+        ? globalThis.String(object.terminalId)
+        : isSet(object.terminal_id)
+        ? globalThis.String(object.terminal_id)
+        : "",
+      sequenceNumber: isSet(object.sequenceNumber)
+        ? globalThis.Number(object.sequenceNumber)
+        : isSet(object.sequence_number)
+        ? globalThis.Number(object.sequence_number)
+        : 0,
+      cardNumber: isSet(object.cardNumber)
+        ? globalThis.String(object.cardNumber)
+        : isSet(object.card_number)
+        ? globalThis.String(object.card_number)
+        : "",
+      originalTerminalId: isSet(object.originalTerminalId)
+        ? globalThis.String(object.originalTerminalId)
+        : isSet(object.original_terminal_id)
+        ? globalThis.String(object.original_terminal_id)
+        : "",
+      originalSequenceNumber: isSet(object.originalSequenceNumber)
+        ? globalThis.Number(object.originalSequenceNumber)
+        : isSet(object.original_sequence_number)
+        ? globalThis.Number(object.original_sequence_number)
+        : 0,
+      amountFen: isSet(object.amountFen)
+        ? globalThis.Number(object.amountFen)
+        : isSet(object.amount_fen)
+        ? globalThis.Number(object.amount_fen)
+        : 0,
+    };
+  },
+
+  toJSON(message: RefundRequest): unknown {
+    const obj: any = {};
+    if (message.terminalId !== "") {
+      obj.terminalId = message.terminalId;
+    }
+    if (message.sequenceNumber !== 0) {
+      obj.sequenceNumber = Math.round(message.sequenceNumber);
+    }
+    if (message.cardNumber !== "") {
+      obj.cardNumber = message.cardNumber;
+    }
+    if (message.originalTerminalId !== "") {
+      obj.originalTerminalId = message.originalTerminalId;
+    }
+    if (message.originalSequenceNumber !== 0) {
+      obj.originalSequenceNumber = Math.round(message.originalSequenceNumber);
+    }
+    if (message.amountFen !== 0) {
+      obj.amountFen = Math.round(message.amountFen);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RefundRequest>, I>>(base?: I): RefundRequest {
+    return RefundRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RefundRequest>, I>>(object: I): RefundRequest {
+    const message = createBaseRefundRequest();
+    message.terminalId = object.terminalId ?? "";
+    message.sequenceNumber = object.sequenceNumber ?? 0;
+    message.cardNumber = object.cardNumber ?? "";
+    message.originalTerminalId = object.originalTerminalId ?? "";
+    message.originalSequenceNumber = object.originalSequenceNumber ?? 0;
+    message.amountFen = object.amountFen ?? 0;
+    return message;
+  },
+};
+
+function createBaseRefundResponse(): RefundResponse {
+  return { balanceAfterFen: 0, refundableLeftFen: 0, transactionId: "", displayText: "", decidedAtMs: 0 };
+}
+
+export const RefundResponse: MessageFns<RefundResponse> = {
+  encode(message: RefundResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.balanceAfterFen !== 0) {
+      writer.uint32(8).int64(message.balanceAfterFen);
+    }
+    if (message.refundableLeftFen !== 0) {
+      writer.uint32(16).int64(message.refundableLeftFen);
+    }
+    if (message.transactionId !== "") {
+      writer.uint32(26).string(message.transactionId);
+    }
+    if (message.displayText !== "") {
+      writer.uint32(34).string(message.displayText);
+    }
+    if (message.decidedAtMs !== 0) {
+      writer.uint32(40).int64(message.decidedAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RefundResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRefundResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.balanceAfterFen = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.refundableLeftFen = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.displayText = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.decidedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RefundResponse {
+    return {
+      balanceAfterFen: isSet(object.balanceAfterFen)
+        ? globalThis.Number(object.balanceAfterFen)
+        : isSet(object.balance_after_fen)
+        ? globalThis.Number(object.balance_after_fen)
+        : 0,
+      refundableLeftFen: isSet(object.refundableLeftFen)
+        ? globalThis.Number(object.refundableLeftFen)
+        : isSet(object.refundable_left_fen)
+        ? globalThis.Number(object.refundable_left_fen)
+        : 0,
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+      displayText: isSet(object.displayText)
+        ? globalThis.String(object.displayText)
+        : isSet(object.display_text)
+        ? globalThis.String(object.display_text)
+        : "",
+      decidedAtMs: isSet(object.decidedAtMs)
+        ? globalThis.Number(object.decidedAtMs)
+        : isSet(object.decided_at_ms)
+        ? globalThis.Number(object.decided_at_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: RefundResponse): unknown {
+    const obj: any = {};
+    if (message.balanceAfterFen !== 0) {
+      obj.balanceAfterFen = Math.round(message.balanceAfterFen);
+    }
+    if (message.refundableLeftFen !== 0) {
+      obj.refundableLeftFen = Math.round(message.refundableLeftFen);
+    }
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    if (message.displayText !== "") {
+      obj.displayText = message.displayText;
+    }
+    if (message.decidedAtMs !== 0) {
+      obj.decidedAtMs = Math.round(message.decidedAtMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RefundResponse>, I>>(base?: I): RefundResponse {
+    return RefundResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RefundResponse>, I>>(object: I): RefundResponse {
+    const message = createBaseRefundResponse();
+    message.balanceAfterFen = object.balanceAfterFen ?? 0;
+    message.refundableLeftFen = object.refundableLeftFen ?? 0;
+    message.transactionId = object.transactionId ?? "";
+    message.displayText = object.displayText ?? "";
+    message.decidedAtMs = object.decidedAtMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseWaterDebitRequest(): WaterDebitRequest {
+  return { terminalId: "", sequenceNumber: 0, amountFen: 0, credential: undefined };
+}
+
+export const WaterDebitRequest: MessageFns<WaterDebitRequest> = {
+  encode(message: WaterDebitRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.terminalId !== "") {
+      writer.uint32(10).string(message.terminalId);
+    }
+    if (message.sequenceNumber !== 0) {
+      writer.uint32(16).uint64(message.sequenceNumber);
+    }
+    if (message.amountFen !== 0) {
+      writer.uint32(24).int64(message.amountFen);
+    }
+    if (message.credential !== undefined) {
+      Credential.encode(message.credential, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WaterDebitRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWaterDebitRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.terminalId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sequenceNumber = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.amountFen = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.credential = Credential.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WaterDebitRequest {
+    return {
+      terminalId: isSet(object.terminalId)
+        ? globalThis.String(object.terminalId)
+        : isSet(object.terminal_id)
+        ? globalThis.String(object.terminal_id)
+        : "",
+      sequenceNumber: isSet(object.sequenceNumber)
+        ? globalThis.Number(object.sequenceNumber)
+        : isSet(object.sequence_number)
+        ? globalThis.Number(object.sequence_number)
+        : 0,
+      amountFen: isSet(object.amountFen)
+        ? globalThis.Number(object.amountFen)
+        : isSet(object.amount_fen)
+        ? globalThis.Number(object.amount_fen)
+        : 0,
+      credential: isSet(object.credential) ? Credential.fromJSON(object.credential) : undefined,
+    };
+  },
+
+  toJSON(message: WaterDebitRequest): unknown {
+    const obj: any = {};
+    if (message.terminalId !== "") {
+      obj.terminalId = message.terminalId;
+    }
+    if (message.sequenceNumber !== 0) {
+      obj.sequenceNumber = Math.round(message.sequenceNumber);
+    }
+    if (message.amountFen !== 0) {
+      obj.amountFen = Math.round(message.amountFen);
+    }
+    if (message.credential !== undefined) {
+      obj.credential = Credential.toJSON(message.credential);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WaterDebitRequest>, I>>(base?: I): WaterDebitRequest {
+    return WaterDebitRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WaterDebitRequest>, I>>(object: I): WaterDebitRequest {
+    const message = createBaseWaterDebitRequest();
+    message.terminalId = object.terminalId ?? "";
+    message.sequenceNumber = object.sequenceNumber ?? 0;
+    message.amountFen = object.amountFen ?? 0;
+    message.credential = (object.credential !== undefined && object.credential !== null)
+      ? Credential.fromPartial(object.credential)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseWaterDebitResponse(): WaterDebitResponse {
+  return { outcome: 0, declineReason: 0, displayText: "", smallWalletAfterFen: 0, transactionId: "", decidedAtMs: 0 };
+}
+
+export const WaterDebitResponse: MessageFns<WaterDebitResponse> = {
+  encode(message: WaterDebitResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.outcome !== 0) {
+      writer.uint32(8).int32(message.outcome);
+    }
+    if (message.declineReason !== 0) {
+      writer.uint32(16).int32(message.declineReason);
+    }
+    if (message.displayText !== "") {
+      writer.uint32(26).string(message.displayText);
+    }
+    if (message.smallWalletAfterFen !== 0) {
+      writer.uint32(32).int64(message.smallWalletAfterFen);
+    }
+    if (message.transactionId !== "") {
+      writer.uint32(42).string(message.transactionId);
+    }
+    if (message.decidedAtMs !== 0) {
+      writer.uint32(48).int64(message.decidedAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WaterDebitResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWaterDebitResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.outcome = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.declineReason = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.displayText = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.smallWalletAfterFen = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.decidedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WaterDebitResponse {
+    return {
+      outcome: isSet(object.outcome) ? outcomeFromJSON(object.outcome) : 0,
+      declineReason: isSet(object.declineReason)
+        ? declineReasonFromJSON(object.declineReason)
+        : isSet(object.decline_reason)
+        ? declineReasonFromJSON(object.decline_reason)
+        : 0,
+      displayText: isSet(object.displayText)
+        ? globalThis.String(object.displayText)
+        : isSet(object.display_text)
+        ? globalThis.String(object.display_text)
+        : "",
+      smallWalletAfterFen: isSet(object.smallWalletAfterFen)
+        ? globalThis.Number(object.smallWalletAfterFen)
+        : isSet(object.small_wallet_after_fen)
+        ? globalThis.Number(object.small_wallet_after_fen)
+        : 0,
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+      decidedAtMs: isSet(object.decidedAtMs)
+        ? globalThis.Number(object.decidedAtMs)
+        : isSet(object.decided_at_ms)
+        ? globalThis.Number(object.decided_at_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: WaterDebitResponse): unknown {
+    const obj: any = {};
+    if (message.outcome !== 0) {
+      obj.outcome = outcomeToJSON(message.outcome);
+    }
+    if (message.declineReason !== 0) {
+      obj.declineReason = declineReasonToJSON(message.declineReason);
+    }
+    if (message.displayText !== "") {
+      obj.displayText = message.displayText;
+    }
+    if (message.smallWalletAfterFen !== 0) {
+      obj.smallWalletAfterFen = Math.round(message.smallWalletAfterFen);
+    }
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    if (message.decidedAtMs !== 0) {
+      obj.decidedAtMs = Math.round(message.decidedAtMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WaterDebitResponse>, I>>(base?: I): WaterDebitResponse {
+    return WaterDebitResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WaterDebitResponse>, I>>(object: I): WaterDebitResponse {
+    const message = createBaseWaterDebitResponse();
+    message.outcome = object.outcome ?? 0;
+    message.declineReason = object.declineReason ?? 0;
+    message.displayText = object.displayText ?? "";
+    message.smallWalletAfterFen = object.smallWalletAfterFen ?? 0;
+    message.transactionId = object.transactionId ?? "";
+    message.decidedAtMs = object.decidedAtMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseSettleRequest(): SettleRequest {
+  return { terminalId: "", sequenceNumber: 0, credential: undefined };
+}
+
+export const SettleRequest: MessageFns<SettleRequest> = {
+  encode(message: SettleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.terminalId !== "") {
+      writer.uint32(10).string(message.terminalId);
+    }
+    if (message.sequenceNumber !== 0) {
+      writer.uint32(16).uint64(message.sequenceNumber);
+    }
+    if (message.credential !== undefined) {
+      Credential.encode(message.credential, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SettleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSettleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.terminalId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sequenceNumber = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.credential = Credential.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SettleRequest {
+    return {
+      terminalId: isSet(object.terminalId)
+        ? globalThis.String(object.terminalId)
+        : isSet(object.terminal_id)
+        ? globalThis.String(object.terminal_id)
+        : "",
+      sequenceNumber: isSet(object.sequenceNumber)
+        ? globalThis.Number(object.sequenceNumber)
+        : isSet(object.sequence_number)
+        ? globalThis.Number(object.sequence_number)
+        : 0,
+      credential: isSet(object.credential) ? Credential.fromJSON(object.credential) : undefined,
+    };
+  },
+
+  toJSON(message: SettleRequest): unknown {
+    const obj: any = {};
+    if (message.terminalId !== "") {
+      obj.terminalId = message.terminalId;
+    }
+    if (message.sequenceNumber !== 0) {
+      obj.sequenceNumber = Math.round(message.sequenceNumber);
+    }
+    if (message.credential !== undefined) {
+      obj.credential = Credential.toJSON(message.credential);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SettleRequest>, I>>(base?: I): SettleRequest {
+    return SettleRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SettleRequest>, I>>(object: I): SettleRequest {
+    const message = createBaseSettleRequest();
+    message.terminalId = object.terminalId ?? "";
+    message.sequenceNumber = object.sequenceNumber ?? 0;
+    message.credential = (object.credential !== undefined && object.credential !== null)
+      ? Credential.fromPartial(object.credential)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSettleResponse(): SettleResponse {
+  return {
+    outcome: 0,
+    declineReason: 0,
+    displayText: "",
+    balanceAfterFen: 0,
+    spentFen: 0,
+    movedToWalletFen: 0,
+    smallWalletAfterFen: 0,
+    opened: false,
+    decidedAtMs: 0,
+  };
+}
+
+export const SettleResponse: MessageFns<SettleResponse> = {
+  encode(message: SettleResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.outcome !== 0) {
+      writer.uint32(8).int32(message.outcome);
+    }
+    if (message.declineReason !== 0) {
+      writer.uint32(16).int32(message.declineReason);
+    }
+    if (message.displayText !== "") {
+      writer.uint32(26).string(message.displayText);
+    }
+    if (message.balanceAfterFen !== 0) {
+      writer.uint32(32).int64(message.balanceAfterFen);
+    }
+    if (message.spentFen !== 0) {
+      writer.uint32(40).int64(message.spentFen);
+    }
+    if (message.movedToWalletFen !== 0) {
+      writer.uint32(48).int64(message.movedToWalletFen);
+    }
+    if (message.smallWalletAfterFen !== 0) {
+      writer.uint32(56).int64(message.smallWalletAfterFen);
+    }
+    if (message.opened !== false) {
+      writer.uint32(64).bool(message.opened);
+    }
+    if (message.decidedAtMs !== 0) {
+      writer.uint32(72).int64(message.decidedAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SettleResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSettleResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.outcome = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.declineReason = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.displayText = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.balanceAfterFen = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.spentFen = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.movedToWalletFen = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.smallWalletAfterFen = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.opened = reader.bool();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.decidedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SettleResponse {
+    return {
+      outcome: isSet(object.outcome) ? outcomeFromJSON(object.outcome) : 0,
+      declineReason: isSet(object.declineReason)
+        ? declineReasonFromJSON(object.declineReason)
+        : isSet(object.decline_reason)
+        ? declineReasonFromJSON(object.decline_reason)
+        : 0,
+      displayText: isSet(object.displayText)
+        ? globalThis.String(object.displayText)
+        : isSet(object.display_text)
+        ? globalThis.String(object.display_text)
+        : "",
+      balanceAfterFen: isSet(object.balanceAfterFen)
+        ? globalThis.Number(object.balanceAfterFen)
+        : isSet(object.balance_after_fen)
+        ? globalThis.Number(object.balance_after_fen)
+        : 0,
+      spentFen: isSet(object.spentFen)
+        ? globalThis.Number(object.spentFen)
+        : isSet(object.spent_fen)
+        ? globalThis.Number(object.spent_fen)
+        : 0,
+      movedToWalletFen: isSet(object.movedToWalletFen)
+        ? globalThis.Number(object.movedToWalletFen)
+        : isSet(object.moved_to_wallet_fen)
+        ? globalThis.Number(object.moved_to_wallet_fen)
+        : 0,
+      smallWalletAfterFen: isSet(object.smallWalletAfterFen)
+        ? globalThis.Number(object.smallWalletAfterFen)
+        : isSet(object.small_wallet_after_fen)
+        ? globalThis.Number(object.small_wallet_after_fen)
+        : 0,
+      opened: isSet(object.opened) ? globalThis.Boolean(object.opened) : false,
+      decidedAtMs: isSet(object.decidedAtMs)
+        ? globalThis.Number(object.decidedAtMs)
+        : isSet(object.decided_at_ms)
+        ? globalThis.Number(object.decided_at_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: SettleResponse): unknown {
+    const obj: any = {};
+    if (message.outcome !== 0) {
+      obj.outcome = outcomeToJSON(message.outcome);
+    }
+    if (message.declineReason !== 0) {
+      obj.declineReason = declineReasonToJSON(message.declineReason);
+    }
+    if (message.displayText !== "") {
+      obj.displayText = message.displayText;
+    }
+    if (message.balanceAfterFen !== 0) {
+      obj.balanceAfterFen = Math.round(message.balanceAfterFen);
+    }
+    if (message.spentFen !== 0) {
+      obj.spentFen = Math.round(message.spentFen);
+    }
+    if (message.movedToWalletFen !== 0) {
+      obj.movedToWalletFen = Math.round(message.movedToWalletFen);
+    }
+    if (message.smallWalletAfterFen !== 0) {
+      obj.smallWalletAfterFen = Math.round(message.smallWalletAfterFen);
+    }
+    if (message.opened !== false) {
+      obj.opened = message.opened;
+    }
+    if (message.decidedAtMs !== 0) {
+      obj.decidedAtMs = Math.round(message.decidedAtMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SettleResponse>, I>>(base?: I): SettleResponse {
+    return SettleResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SettleResponse>, I>>(object: I): SettleResponse {
+    const message = createBaseSettleResponse();
+    message.outcome = object.outcome ?? 0;
+    message.declineReason = object.declineReason ?? 0;
+    message.displayText = object.displayText ?? "";
+    message.balanceAfterFen = object.balanceAfterFen ?? 0;
+    message.spentFen = object.spentFen ?? 0;
+    message.movedToWalletFen = object.movedToWalletFen ?? 0;
+    message.smallWalletAfterFen = object.smallWalletAfterFen ?? 0;
+    message.opened = object.opened ?? false;
+    message.decidedAtMs = object.decidedAtMs ?? 0;
+    return message;
+  },
+};
+
 /**
  * Called by canteen POS, settlement POS and water controllers. Every call carries the terminal's
  * credentials in metadata: `terminal-id` and `terminal-secret`.
@@ -1166,6 +2211,42 @@ export const PosServiceService = {
     responseSerialize: (value: InquireResponse): Buffer => Buffer.from(InquireResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): InquireResponse => InquireResponse.decode(value),
   },
+  /** A merchant gives back all or part of an approved payment. Idempotent on (terminal_id, sequence_number). */
+  refund: {
+    path: "/cardswitch.v1.PosService/Refund" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RefundRequest): Buffer => Buffer.from(RefundRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RefundRequest => RefundRequest.decode(value),
+    responseSerialize: (value: RefundResponse): Buffer => Buffer.from(RefundResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RefundResponse => RefundResponse.decode(value),
+  },
+  /**
+   * Water controller (shower, water heater): spend from the small wallet only. Idempotent on
+   * (terminal_id, sequence_number).
+   */
+  waterDebit: {
+    path: "/cardswitch.v1.PosService/WaterDebit" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: WaterDebitRequest): Buffer => Buffer.from(WaterDebitRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WaterDebitRequest => WaterDebitRequest.decode(value),
+    responseSerialize: (value: WaterDebitResponse): Buffer => Buffer.from(WaterDebitResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WaterDebitResponse => WaterDebitResponse.decode(value),
+  },
+  /**
+   * Settlement POS: the first swipe moves 10.00 from the account into the small wallet; later swipes
+   * charge what was spent to the account and refill the wallet to 10.00. Idempotent on (terminal_id, sequence_number).
+   */
+  settle: {
+    path: "/cardswitch.v1.PosService/Settle" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SettleRequest): Buffer => Buffer.from(SettleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SettleRequest => SettleRequest.decode(value),
+    responseSerialize: (value: SettleResponse): Buffer => Buffer.from(SettleResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SettleResponse => SettleResponse.decode(value),
+  },
 } as const;
 
 export interface PosServiceServer extends UntypedServiceImplementation {
@@ -1181,6 +2262,18 @@ export interface PosServiceServer extends UntypedServiceImplementation {
   reverse: handleUnaryCall<ReverseRequest, ReverseResponse>;
   /** Read a card (balance, status) and mark it synced, as a tap on the reader does. */
   inquire: handleUnaryCall<InquireRequest, InquireResponse>;
+  /** A merchant gives back all or part of an approved payment. Idempotent on (terminal_id, sequence_number). */
+  refund: handleUnaryCall<RefundRequest, RefundResponse>;
+  /**
+   * Water controller (shower, water heater): spend from the small wallet only. Idempotent on
+   * (terminal_id, sequence_number).
+   */
+  waterDebit: handleUnaryCall<WaterDebitRequest, WaterDebitResponse>;
+  /**
+   * Settlement POS: the first swipe moves 10.00 from the account into the small wallet; later swipes
+   * charge what was spent to the account and refill the wallet to 10.00. Idempotent on (terminal_id, sequence_number).
+   */
+  settle: handleUnaryCall<SettleRequest, SettleResponse>;
 }
 
 export interface PosServiceClient extends Client {
@@ -1237,6 +2330,60 @@ export interface PosServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: InquireResponse) => void,
+  ): ClientUnaryCall;
+  /** A merchant gives back all or part of an approved payment. Idempotent on (terminal_id, sequence_number). */
+  refund(
+    request: RefundRequest,
+    callback: (error: ServiceError | null, response: RefundResponse) => void,
+  ): ClientUnaryCall;
+  refund(
+    request: RefundRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RefundResponse) => void,
+  ): ClientUnaryCall;
+  refund(
+    request: RefundRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RefundResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Water controller (shower, water heater): spend from the small wallet only. Idempotent on
+   * (terminal_id, sequence_number).
+   */
+  waterDebit(
+    request: WaterDebitRequest,
+    callback: (error: ServiceError | null, response: WaterDebitResponse) => void,
+  ): ClientUnaryCall;
+  waterDebit(
+    request: WaterDebitRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: WaterDebitResponse) => void,
+  ): ClientUnaryCall;
+  waterDebit(
+    request: WaterDebitRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: WaterDebitResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Settlement POS: the first swipe moves 10.00 from the account into the small wallet; later swipes
+   * charge what was spent to the account and refill the wallet to 10.00. Idempotent on (terminal_id, sequence_number).
+   */
+  settle(
+    request: SettleRequest,
+    callback: (error: ServiceError | null, response: SettleResponse) => void,
+  ): ClientUnaryCall;
+  settle(
+    request: SettleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SettleResponse) => void,
+  ): ClientUnaryCall;
+  settle(
+    request: SettleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SettleResponse) => void,
   ): ClientUnaryCall;
 }
 

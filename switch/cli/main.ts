@@ -1,0 +1,293 @@
+// Operator command line: `npm run cli -- <command>` or `npx cardswitch <command>` (bin/cardswitch.mjs).
+// Exit codes: 0 done, 1 the data had problems and nothing was imported, 2 usage, configuration or
+// environment error (Redis unreachable, unreadable file).
+import { mkdir, open, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+import { ConfigError, loadConfig, type Config } from '../config.js';
+import { IMPORT_SCRYPT_N } from '../domain/password.js';
+import { TERMINAL_KINDS, TerminalRegistry } from '../domain/terminals.js';
+import { Keys } from '../ledger/keys.js';
+import { Ledger } from '../ledger/ledger.js';
+import { Scripts } from '../ledger/scripts.js';
+import { formatYuan } from '../money.js';
+import { PasswordPool } from '../workers/password-pool.js';
+import { DEFAULT_CSV_LIMITS } from '../data/csv.js';
+import { DEFAULT_DEMO_CARDHOLDERS, DEFAULT_DEMO_SEED, generateDemoCampus, type DemoDoc, demoDoc } from '../data/demo.js';
+import {
+  CARDHOLDER_HEADER,
+  ImportInterruptedError,
+  TERMINAL_HEADER,
+  importCardholders,
+  importTerminals,
+  parseCardholdersCsv,
+  parseTerminalsCsv,
+  type ImportReport,
+  type RowError,
+} from '../data/import.js';
+
+const USAGE = `usage: cardswitch <command> [options]
+
+commands:
+  import-cardholders <file.csv>   import cardholders (all rows or none)
+      header: ${CARDHOLDER_HEADER.join(',')}
+  import-terminals <file.csv>     register terminals (all rows or none)
+      header: ${TERMINAL_HEADER.join(',')}   (kind: ${TERMINAL_KINDS.join(' | ')})
+  demo-campus --out <dir> [--cardholders N] [--seed S]
+                                  write a demo campus as cardholders.csv and terminals.csv
+  load-demo [--cardholders N] [--seed S]
+                                  generate a demo campus and import it straight into Redis
+  help                            show this text
+
+environment: REDIS_URL (required), KEY_PREFIX, LEDGER_SHARDS, TERMINAL_SECRET_PEPPER, PASSWORD_PEPPER
+demo defaults: --cardholders ${DEFAULT_DEMO_CARDHOLDERS} --seed ${DEFAULT_DEMO_SEED}
+exit codes: 0 done, 1 bad rows (nothing imported), 2 usage, configuration or environment error`;
+
+/** Bytes; a file this large is a mistake (200,000 rows of cardholders are about 25 MB). */
+const MAX_FILE_BYTES = DEFAULT_CSV_LIMITS.maxChars;
+const REDIS_CONNECT_TIMEOUT_MS = 5000;
+/** A file that conflicts entirely would print one line per row; the first ones are enough to act on. */
+const MAX_PRINTED_ERRORS = 1000;
+
+/** A problem the operator must fix before running again; printed without a stack trace. */
+class CliError extends Error {
+  override readonly name = 'CliError';
+}
+
+interface CliLedger {
+  readonly redis: Redis;
+  readonly ledger: Ledger;
+  readonly registry: TerminalRegistry;
+}
+
+function cliConfig(): Config {
+  const config = loadConfig();
+  if (config.redisUrl === '') {
+    throw new CliError('REDIS_URL is not set: the CLI imports into an existing Redis, e.g. REDIS_URL=redis://127.0.0.1:6379');
+  }
+  return config;
+}
+
+/** Reads a UTF-8 file of bounded size; Excel's default GBK export is caught here with a hint. */
+async function readCsvFile(path: string): Promise<string> {
+  let handle;
+  try {
+    handle = await open(path, 'r');
+  } catch (err) {
+    throw new CliError(`cannot open ${path}: ${(err as Error).message}`);
+  }
+  try {
+    const { size } = await handle.stat();
+    if (size > MAX_FILE_BYTES) throw new CliError(`${path} is ${size} bytes; at most ${MAX_FILE_BYTES} are accepted, split the file`);
+    const bytes = await handle.readFile();
+    try {
+      return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    } catch {
+      throw new CliError(`${path} is not UTF-8 text; in Excel choose "CSV UTF-8 (comma delimited)" when saving`);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The shard count decides where every account lives, so an import must use the ledger's own. */
+async function checkShardCount(redis: Redis, keys: Keys): Promise<void> {
+  await redis.hsetnx(keys.meta(), 'shards', String(keys.shardCount));
+  const stored = Number(await redis.hget(keys.meta(), 'shards'));
+  if (stored !== keys.shardCount) {
+    throw new CliError(`LEDGER_SHARDS=${keys.shardCount} but the ledger with prefix "${keys.prefix}" has ${stored} shards; set LEDGER_SHARDS=${stored}`);
+  }
+}
+
+async function withLedger<T>(config: Config, fn: (l: CliLedger) => Promise<T>): Promise<T> {
+  const redis = new Redis(config.redisUrl, {
+    lazyConnect: true,
+    enableAutoPipelining: true,
+    maxRetriesPerRequest: 1,
+    commandTimeout: config.redisCommandTimeoutMs,
+    connectTimeout: REDIS_CONNECT_TIMEOUT_MS,
+    retryStrategy: () => null,
+  });
+  redis.on('error', () => undefined); // every failure also rejects the command that met it
+  try {
+    await redis.connect();
+  } catch (err) {
+    redis.disconnect();
+    throw new CliError(`cannot reach Redis at ${config.redisUrl}: ${(err as Error).message}`);
+  }
+  try {
+    const keys = new Keys(config.keyPrefix, config.ledgerShards);
+    await checkShardCount(redis, keys);
+    const ledger = new Ledger(keys, await Scripts.load(redis), config.requestTtlSec);
+    const registry = new TerminalRegistry(redis, keys, config.terminalPepper, 0);
+    return await fn({ redis, ledger, registry });
+  } finally {
+    await redis.quit().catch(() => redis.disconnect());
+  }
+}
+
+async function importCardholderRows(config: Config, l: CliLedger, rows: Parameters<typeof importCardholders>[1]): Promise<ImportReport> {
+  // No idle threads to keep: the pool lives only as long as this import.
+  const pool = new PasswordPool({ pepper: config.passwordPepper, minThreads: 0, maxQueue: 1000, idleTimeoutMs: 1000 });
+  try {
+    return await importCardholders({ redis: l.redis, ledger: l.ledger, pool }, rows, { scryptN: IMPORT_SCRYPT_N });
+  } finally {
+    await pool.close();
+  }
+}
+
+function printErrors(source: string, errors: readonly RowError[]): void {
+  for (const e of errors.slice(0, MAX_PRINTED_ERRORS)) console.error(`${source}:${e.line}: ${e.message}`);
+  if (errors.length > MAX_PRINTED_ERRORS) console.error(`${source}: ... and ${errors.length - MAX_PRINTED_ERRORS} more problems not shown`);
+}
+
+/** Returns the exit code for a finished (or refused) import. */
+function reportImport(source: string, what: string, report: ImportReport): number {
+  if (report.errors.length > 0) {
+    printErrors(source, report.errors);
+    const outcome = report.importedCount === 0 ? 'imported nothing' : `imported ${report.importedCount} ${what} before the problems above`;
+    console.error(`${source}: ${report.errors.length} problem(s); ${outcome}`);
+    return 1;
+  }
+  const opening = what === 'cardholders' ? ` with opening balances of ${formatYuan(report.openingTotalFen)} yuan` : '';
+  console.log(`${source}: imported ${report.importedCount} ${what}${opening} in ${(report.elapsedMs / 1000).toFixed(1)} s`);
+  return 0;
+}
+
+function refuse(source: string, errors: readonly RowError[]): number {
+  printErrors(source, errors);
+  console.error(`${source}: ${errors.length} problem(s); imported nothing`);
+  return 1;
+}
+
+async function importCardholdersCommand(file: string): Promise<number> {
+  const config = cliConfig();
+  const parsed = parseCardholdersCsv(await readCsvFile(file));
+  if (parsed.errors.length > 0) return refuse(file, parsed.errors);
+  const report = await withLedger(config, (l) => importCardholderRows(config, l, parsed.rows));
+  return reportImport(file, 'cardholders', report);
+}
+
+async function importTerminalsCommand(file: string): Promise<number> {
+  const config = cliConfig();
+  const parsed = parseTerminalsCsv(await readCsvFile(file));
+  if (parsed.errors.length > 0) return refuse(file, parsed.errors);
+  const report = await withLedger(config, (l) => importTerminals(l.registry, parsed.rows));
+  return reportImport(file, 'terminals', report);
+}
+
+function cardholderCount(raw: string | undefined): number {
+  if (raw === undefined) return DEFAULT_DEMO_CARDHOLDERS;
+  if (!/^\d{1,6}$/.test(raw)) throw new CliError(`--cardholders "${raw}" must be a whole number`);
+  return Number(raw);
+}
+
+function demoCampus(options: DemoArgs): ReturnType<typeof generateDemoCampus> {
+  try {
+    return generateDemoCampus({ cardholders: cardholderCount(options.cardholders), seed: options.seed ?? DEFAULT_DEMO_SEED });
+  } catch (err) {
+    if (err instanceof RangeError) throw new CliError(err.message);
+    throw err;
+  }
+}
+
+function printDemoDoc(doc: DemoDoc): void {
+  console.log(`demo cards (seed ${doc.seed}; DEMO ONLY: secrets and initial passwords follow from the seed):`);
+  for (const c of doc.cards) {
+    console.log(`  ${c.label}: card ${c.cardNo}, serial ${c.cardSerial}, number ${c.personNumber}, ${c.name}, initial password ${c.initialPassword}`);
+  }
+  for (const t of [doc.canteenPos, doc.settlementPos, doc.waterController, doc.kiosk]) {
+    console.log(`  terminal ${t.terminalId} (${t.location}) secret ${t.secret}`);
+  }
+}
+
+interface DemoArgs {
+  readonly out?: string | undefined;
+  readonly cardholders?: string | undefined;
+  readonly seed?: string | undefined;
+}
+
+async function demoCampusCommand(options: DemoArgs): Promise<number> {
+  if (options.out === undefined) throw new CliError('demo-campus needs --out <dir>');
+  const campus = demoCampus(options);
+  await mkdir(options.out, { recursive: true });
+  const cardholdersPath = join(options.out, 'cardholders.csv');
+  const terminalsPath = join(options.out, 'terminals.csv');
+  await writeFile(cardholdersPath, campus.cardholdersCsv, 'utf8');
+  await writeFile(terminalsPath, campus.terminalsCsv, 'utf8');
+  console.log(`wrote ${campus.cardholders.length} cardholders to ${cardholdersPath} and ${campus.terminals.length} terminals to ${terminalsPath}`);
+  printDemoDoc(demoDoc(campus.seed));
+  return 0;
+}
+
+async function loadDemoCommand(options: DemoArgs): Promise<number> {
+  const config = cliConfig();
+  const campus = demoCampus(options);
+  const terminals = parseTerminalsCsv(campus.terminalsCsv);
+  const cardholders = parseCardholdersCsv(campus.cardholdersCsv);
+  if (terminals.errors.length > 0) return refuse('demo terminals.csv', terminals.errors);
+  if (cardholders.errors.length > 0) return refuse('demo cardholders.csv', cardholders.errors);
+  return withLedger(config, async (l) => {
+    const terminalCode = reportImport('demo terminals.csv', 'terminals', await importTerminals(l.registry, terminals.rows));
+    if (terminalCode !== 0) return terminalCode;
+    const code = reportImport('demo cardholders.csv', 'cardholders', await importCardholderRows(config, l, cardholders.rows));
+    if (code === 0) printDemoDoc(demoDoc(campus.seed));
+    return code;
+  });
+}
+
+async function run(argv: readonly string[]): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args: [...argv],
+    allowPositionals: true,
+    strict: true,
+    options: { out: { type: 'string' }, cardholders: { type: 'string' }, seed: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  });
+  const [command, ...rest] = positionals;
+  if (command === undefined || command === 'help' || values.help === true) {
+    console.log(USAGE);
+    return command === undefined && values.help !== true ? 2 : 0;
+  }
+  const file = (): string => {
+    if (rest.length !== 1 || rest[0] === undefined) throw new CliError(`${command} needs exactly one CSV file`);
+    return rest[0];
+  };
+  switch (command) {
+    case 'import-cardholders':
+      return importCardholdersCommand(file());
+    case 'import-terminals':
+      return importTerminalsCommand(file());
+    case 'demo-campus':
+      return demoCampusCommand(values);
+    case 'load-demo':
+      return loadDemoCommand(values);
+    default:
+      throw new CliError(`unknown command "${command}"; run "cardswitch help"`);
+  }
+}
+
+/** Runs one command and returns its exit code; expected problems are printed, not thrown. */
+export async function main(argv: readonly string[]): Promise<number> {
+  try {
+    return await run(argv);
+  } catch (err) {
+    if (err instanceof CliError || err instanceof ConfigError) {
+      console.error(`error: ${err.message}`);
+      return 2;
+    }
+    if (err instanceof ImportInterruptedError) {
+      console.error(`error: ${err.message}`);
+      return 1;
+    }
+    if (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS')) {
+      console.error(`error: ${err.message}\n\n${USAGE}`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
+const invokedDirectly = process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
+if (invokedDirectly) process.exitCode = await main(process.argv.slice(2));

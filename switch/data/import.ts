@@ -1,0 +1,395 @@
+// Operator imports of cardholders and terminals from CSV. The rule is all or nothing: every row is
+// validated and checked against what Redis already holds before anything is written, and one bad row
+// means nothing is imported, so an operator fixes the file and runs it again instead of repairing a
+// half-imported batch. (The check and the writes are not one transaction across shards: a card created
+// by someone else between the two is reported per row, and the rows written before it stay.)
+import type { Ledger } from '../ledger/ledger.js';
+import type { RedisClient } from '../ledger/scripts.js';
+import { initialPassword, isValidScryptN } from '../domain/password.js';
+import { validateNewTerminal, type NewTerminal, type TerminalKind, type TerminalRegistry } from '../domain/terminals.js';
+import type { PasswordPool } from '../workers/password-pool.js';
+import { CsvError, DEFAULT_CSV_LIMITS, parseCsv, type CsvRow } from './csv.js';
+
+export const CARDHOLDER_HEADER = [
+  'card_number', 'card_serial', 'name', 'person_number', 'holder_type',
+  'document_type', 'document_number', 'phone', 'opening_balance_fen',
+] as const;
+export const TERMINAL_HEADER = ['terminal_id', 'kind', 'merchant_id', 'location', 'secret'] as const;
+
+export const MAX_CARDHOLDER_ROWS = 200_000;
+export const MAX_TERMINAL_ROWS = 10_000;
+export const MAX_OPENING_BALANCE_FEN = 100_000_000;
+export const MAX_NAME_LENGTH = 32;
+/** Rows hashed and written per round; the next round's passwords are hashed while this one is written. */
+const IMPORT_CHUNK_ROWS = 2000;
+/** Redis commands (or script calls) one import keeps in flight. */
+const REDIS_CONCURRENCY = 256;
+
+export const HOLDER_TYPES = ['student', 'staff'] as const;
+export type HolderType = (typeof HOLDER_TYPES)[number];
+export const DOCUMENT_TYPES = ['resident_id', 'passport'] as const;
+export type DocumentType = (typeof DOCUMENT_TYPES)[number];
+
+export interface Cardholder {
+  readonly cardNo: string;
+  /** Upper-case hex. */
+  readonly cardSerial: string;
+  readonly name: string;
+  /** Student or staff number. */
+  readonly personNumber: string;
+  readonly holderType: HolderType;
+  readonly documentType: DocumentType;
+  /** Upper case (a resident ID may end in X). */
+  readonly documentNumber: string;
+  readonly phone: string;
+  readonly openingBalanceFen: number;
+}
+
+export interface CardholderRow extends Cardholder {
+  readonly line: number;
+}
+
+export interface TerminalRow extends NewTerminal {
+  readonly line: number;
+}
+
+export interface RowError {
+  readonly line: number;
+  readonly message: string;
+}
+
+export interface ParseResult<T> {
+  readonly rows: T[];
+  readonly errors: RowError[];
+}
+
+export interface ImportReport {
+  readonly importedCount: number;
+  readonly openingTotalFen: number;
+  /** Empty when everything was imported. */
+  readonly errors: RowError[];
+  readonly elapsedMs: number;
+}
+
+/** Redis failed part-way through the writes: some rows are in, some are not. */
+export class ImportInterruptedError extends Error {
+  override readonly name = 'ImportInterruptedError';
+  constructor(
+    readonly writtenCount: number,
+    cause: unknown,
+  ) {
+    super(
+      `the import stopped after writing about ${writtenCount} cardholders: ${cause instanceof Error ? cause.message : String(cause)}. ` +
+        'Running the same file again reports the written rows as conflicts; remove those lines and import the rest.',
+      { cause },
+    );
+  }
+}
+
+export interface CardholderImportDeps {
+  readonly redis: RedisClient;
+  readonly ledger: Ledger;
+  readonly pool: PasswordPool;
+}
+
+// ---- CSV to rows ----------------------------------------------------------------------------
+
+function readTable(text: string, header: readonly string[], maxRows: number): ParseResult<CsvRow> {
+  let table: CsvRow[];
+  try {
+    table = parseCsv(text, { ...DEFAULT_CSV_LIMITS, maxRows: maxRows + 1 });
+  } catch (err) {
+    if (err instanceof CsvError) return { rows: [], errors: [{ line: err.line, message: err.message }] };
+    throw err;
+  }
+  const first = table[0];
+  if (first === undefined) return { rows: [], errors: [{ line: 1, message: 'the file is empty; it needs a header row' }] };
+  const got = first.fields.map((f) => f.trim());
+  if (got.length !== header.length || got.some((f, i) => f !== header[i])) {
+    return { rows: [], errors: [{ line: first.line, message: `the header must be exactly: ${header.join(',')}` }] };
+  }
+  const errors: RowError[] = [];
+  const rows = table.slice(1).filter((row) => {
+    if (row.fields.length === header.length) return true;
+    errors.push({ line: row.line, message: `expected ${header.length} fields, found ${row.fields.length}` });
+    return false;
+  });
+  return { rows, errors };
+}
+
+const RESIDENT_ID_WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+const RESIDENT_ID_CHECK_CHARS = '10X98765432';
+
+/** GB 11643 check character (ISO 7064 MOD 11-2) of the first 17 digits of a resident ID number. */
+export function residentIdCheckChar(first17: string): string {
+  let sum = 0;
+  for (let i = 0; i < 17; i++) sum += Number(first17[i]) * (RESIDENT_ID_WEIGHTS[i] ?? 0);
+  return RESIDENT_ID_CHECK_CHARS[sum % 11] ?? '';
+}
+
+function documentProblem(type: DocumentType, number: string): string | undefined {
+  if (type === 'passport') {
+    return /^[A-Z0-9]{5,20}$/.test(number) ? undefined : 'document_number of a passport must be 5-20 letters or digits';
+  }
+  if (!/^\d{17}[\dX]$/.test(number)) return 'document_number of a resident ID must be 17 digits followed by a digit or X';
+  // A typo here would also give the cardholder a wrong initial password, so the check digit is checked.
+  if (residentIdCheckChar(number) !== number[17]) return 'document_number of a resident ID has a wrong check digit (the 18th character)';
+  return undefined;
+}
+
+function nameProblem(name: string): string | undefined {
+  const length = [...name].length;
+  if (length < 1 || length > MAX_NAME_LENGTH) return `name must be 1-${MAX_NAME_LENGTH} characters`;
+  return /\p{Cc}/u.test(name) ? 'name must not contain control characters' : undefined;
+}
+
+function choice<T extends string>(value: string, allowed: readonly T[], column: string, problems: string[]): T {
+  if (!(allowed as readonly string[]).includes(value)) problems.push(`${column} "${value}" must be one of ${allowed.join(', ')}`);
+  return value as T;
+}
+
+/** Personal data (name, document number, phone) is never echoed in a message; identifiers are. */
+function toCardholder(fields: readonly string[], problems: string[]): Cardholder {
+  const [cardNo, serial, name, personNumber, holder, docType, docNumber, phone, opening] = fields.map((f) => f.trim());
+  const row: Cardholder = {
+    cardNo: cardNo ?? '',
+    cardSerial: (serial ?? '').toUpperCase(),
+    name: name ?? '',
+    personNumber: personNumber ?? '',
+    holderType: choice(holder ?? '', HOLDER_TYPES, 'holder_type', problems),
+    documentType: choice(docType ?? '', DOCUMENT_TYPES, 'document_type', problems),
+    documentNumber: (docNumber ?? '').toUpperCase(),
+    phone: phone ?? '',
+    openingBalanceFen: /^\d{1,9}$/.test(opening ?? '') ? Number(opening) : -1,
+  };
+  if (!/^\d{4,20}$/.test(row.cardNo)) problems.push(`card_number "${row.cardNo}" must be 4-20 digits`);
+  if (!/^[0-9A-F]{8,20}$/.test(row.cardSerial)) problems.push(`card_serial "${row.cardSerial}" must be 8-20 hex digits`);
+  const badName = nameProblem(row.name);
+  if (badName !== undefined) problems.push(badName);
+  if (!/^[A-Za-z0-9]{4,20}$/.test(row.personNumber)) problems.push(`person_number "${row.personNumber}" must be 4-20 letters or digits`);
+  const badDocument = DOCUMENT_TYPES.includes(row.documentType) ? documentProblem(row.documentType, row.documentNumber) : undefined;
+  if (badDocument !== undefined) problems.push(badDocument);
+  if (!/^(1\d{10}|\+\d{6,15})$/.test(row.phone)) problems.push('phone must be 11 digits starting with 1, or + and the country code and number');
+  if (row.openingBalanceFen < 0 || row.openingBalanceFen > MAX_OPENING_BALANCE_FEN) {
+    problems.push(`opening_balance_fen "${opening ?? ''}" must be a whole number of fen from 0 to ${MAX_OPENING_BALANCE_FEN}`);
+  }
+  return row;
+}
+
+/** One error per repeated value, naming the line where it first appeared. */
+export function findDuplicates<T extends { readonly line: number }>(
+  rows: readonly T[],
+  columns: readonly { readonly column: string; readonly value: (row: T) => string }[],
+): RowError[] {
+  const errors: RowError[] = [];
+  for (const { column, value } of columns) {
+    const firstLine = new Map<string, number>();
+    for (const row of rows) {
+      const v = value(row);
+      const seen = firstLine.get(v);
+      if (seen === undefined) firstLine.set(v, row.line);
+      else errors.push({ line: row.line, message: `${column} ${v} appears on lines ${seen} and ${row.line}` });
+    }
+  }
+  return errors;
+}
+
+const CARDHOLDER_UNIQUE_COLUMNS = [
+  { column: 'card_number', value: (r: Cardholder) => r.cardNo },
+  { column: 'card_serial', value: (r: Cardholder) => r.cardSerial },
+  { column: 'person_number', value: (r: Cardholder) => r.personNumber },
+];
+
+function byLine(a: RowError, b: RowError): number {
+  return a.line - b.line;
+}
+
+export function parseCardholdersCsv(text: string): ParseResult<CardholderRow> {
+  const table = readTable(text, CARDHOLDER_HEADER, MAX_CARDHOLDER_ROWS);
+  const errors = [...table.errors];
+  const rows: CardholderRow[] = [];
+  for (const { line, fields } of table.rows) {
+    const problems: string[] = [];
+    const row = toCardholder(fields, problems);
+    if (problems.length === 0) rows.push({ ...row, line });
+    else errors.push(...problems.map((message) => ({ line, message })));
+  }
+  errors.push(...findDuplicates(rows, CARDHOLDER_UNIQUE_COLUMNS));
+  return { rows, errors: errors.sort(byLine) };
+}
+
+export function parseTerminalsCsv(text: string): ParseResult<TerminalRow> {
+  const table = readTable(text, TERMINAL_HEADER, MAX_TERMINAL_ROWS);
+  const errors = [...table.errors];
+  const rows: TerminalRow[] = [];
+  for (const { line, fields } of table.rows) {
+    const [id, kind, merchantId, location] = fields.map((f) => f.trim());
+    // The secret is taken as written: trimming would silently change it.
+    const terminal: NewTerminal = {
+      id: id ?? '',
+      kind: (kind ?? '') as TerminalKind,
+      merchantId: merchantId ?? '',
+      location: location ?? '',
+      secret: fields[4] ?? '',
+    };
+    const problems = validateNewTerminal(terminal);
+    if (problems.length === 0) rows.push({ ...terminal, line });
+    else errors.push(...problems.map((message) => ({ line, message })));
+  }
+  errors.push(...findDuplicates(rows, [{ column: 'terminal_id', value: (r: TerminalRow) => r.id }]));
+  return { rows, errors: errors.sort(byLine) };
+}
+
+// ---- rows to Redis --------------------------------------------------------------------------
+
+/** Runs fn over items with at most `concurrency` calls in flight; results keep the items' order. */
+export async function mapBounded<T, R>(items: readonly T[], concurrency: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await fn(items[index] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, lane));
+  return results;
+}
+
+function chunked<T>(items: readonly T[], size: number): T[][] {
+  const chunks: T[][] = [];
+  for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size));
+  return chunks;
+}
+
+function sumFen(rows: readonly Cardholder[]): number {
+  return rows.reduce((total, row) => total + row.openingBalanceFen, 0);
+}
+
+async function cardholderConflicts(deps: CardholderImportDeps, row: CardholderRow): Promise<RowError[]> {
+  const k = deps.ledger.keys;
+  const [account, serial, person] = await Promise.all([
+    deps.redis.exists(k.account(row.cardNo)),
+    deps.redis.exists(k.serial(row.cardSerial)),
+    deps.redis.exists(k.personNumber(row.personNumber)),
+  ]);
+  const errors: RowError[] = [];
+  if (account === 1) errors.push({ line: row.line, message: `card_number ${row.cardNo} already exists` });
+  if (serial === 1) errors.push({ line: row.line, message: `card_serial ${row.cardSerial} already belongs to a card` });
+  if (person === 1) errors.push({ line: row.line, message: `person_number ${row.personNumber} already has a card` });
+  return errors;
+}
+
+function checkCardholderRows(rows: readonly CardholderRow[], scryptN: number): RowError[] {
+  if (!isValidScryptN(scryptN)) throw new RangeError(`scryptN ${scryptN} is not an allowed scrypt cost`);
+  if (rows.length > MAX_CARDHOLDER_ROWS) {
+    return [{ line: 1, message: `at most ${MAX_CARDHOLDER_ROWS} cardholders per import, got ${rows.length}` }];
+  }
+  // Rows may come from elsewhere than parseCardholdersCsv, so uniqueness inside the batch is checked again.
+  return findDuplicates(rows, CARDHOLDER_UNIQUE_COLUMNS);
+}
+
+async function writeCardholder(deps: CardholderImportDeps, row: CardholderRow, passwordHash: string): Promise<RowError | undefined> {
+  const k = deps.ledger.keys;
+  const opened = await deps.ledger.openAccount({
+    cardNo: row.cardNo,
+    openingFen: row.openingBalanceFen,
+    fields: {
+      ser: row.cardSerial,
+      name: row.name,
+      sno: row.personNumber,
+      ht: row.holderType === 'student' ? 'S' : 'T',
+      doct: row.documentType === 'resident_id' ? 'R' : 'P',
+      docn: row.documentNumber,
+      phone: row.phone,
+      pwd: passwordHash,
+      pwdinit: '1',
+    },
+  });
+  if (!opened) return { line: row.line, message: `card_number ${row.cardNo} was created by someone else during the import` };
+  const [serial, person] = await Promise.all([
+    deps.redis.set(k.serial(row.cardSerial), row.cardNo, 'NX'),
+    deps.redis.set(k.personNumber(row.personNumber), row.cardNo, 'NX'),
+  ]);
+  if (serial === null) return { line: row.line, message: `card_serial ${row.cardSerial} was taken by another card during the import` };
+  if (person === null) return { line: row.line, message: `person_number ${row.personNumber} was taken by another card during the import` };
+  return undefined;
+}
+
+async function writeCardholders(
+  deps: CardholderImportDeps,
+  rows: readonly CardholderRow[],
+  scryptN: number,
+  progress: { written: number },
+): Promise<RowError[]> {
+  const chunks = chunked(rows, IMPORT_CHUNK_ROWS);
+  const hashChunk = (chunk: readonly CardholderRow[]): Promise<string[]> =>
+    deps.pool.hashMany(chunk.map((row) => initialPassword(row.documentNumber)), scryptN);
+  const errors: RowError[] = [];
+  let pending = chunks[0] === undefined ? undefined : hashChunk(chunks[0]);
+  for (let c = 0; c < chunks.length; c++) {
+    const chunk = chunks[c] ?? [];
+    const hashes = await (pending ?? Promise.resolve([]));
+    const upcoming = chunks[c + 1];
+    pending = upcoming === undefined ? undefined : hashChunk(upcoming);
+    // Its failure surfaces at the await of the next round; this only keeps it from being "unhandled" meanwhile.
+    pending?.catch(() => undefined);
+    const results = await mapBounded(chunk.map((row, i) => ({ row, hash: hashes[i] ?? '' })), REDIS_CONCURRENCY, async ({ row, hash }) => {
+      const error = await writeCardholder(deps, row, hash);
+      progress.written++;
+      return error;
+    });
+    for (const error of results) if (error !== undefined) errors.push(error);
+  }
+  return errors;
+}
+
+/**
+ * Imports all rows or none. Initial passwords (from the document numbers) are hashed in the pool at
+ * `scryptN` (IMPORT_SCRYPT_N for bulk imports; rehashed at full cost on the first good verification).
+ */
+export async function importCardholders(
+  deps: CardholderImportDeps,
+  rows: readonly CardholderRow[],
+  options: { readonly scryptN: number },
+): Promise<ImportReport> {
+  const startedMs = performance.now();
+  const elapsed = (): number => Math.round(performance.now() - startedMs);
+  const problems = checkCardholderRows(rows, options.scryptN);
+  if (problems.length === 0) {
+    const conflicts = await mapBounded(rows, REDIS_CONCURRENCY / 4, (row) => cardholderConflicts(deps, row));
+    problems.push(...conflicts.flat());
+  }
+  if (problems.length > 0) return { importedCount: 0, openingTotalFen: 0, errors: problems.sort(byLine), elapsedMs: elapsed() };
+  const progress = { written: 0 };
+  let lateErrors: RowError[];
+  try {
+    lateErrors = await writeCardholders(deps, rows, options.scryptN, progress);
+  } catch (err) {
+    throw new ImportInterruptedError(progress.written, err);
+  }
+  const failedLines = new Set(lateErrors.map((e) => e.line));
+  const imported = rows.filter((row) => !failedLines.has(row.line));
+  return { importedCount: imported.length, openingTotalFen: sumFen(imported), errors: lateErrors.sort(byLine), elapsedMs: elapsed() };
+}
+
+/** Imports all terminals or none; a terminal id that is already registered is a conflict. */
+export async function importTerminals(registry: TerminalRegistry, rows: readonly TerminalRow[]): Promise<ImportReport> {
+  const startedMs = performance.now();
+  const elapsed = (): number => Math.round(performance.now() - startedMs);
+  const problems: RowError[] = [];
+  if (rows.length > MAX_TERMINAL_ROWS) problems.push({ line: 1, message: `at most ${MAX_TERMINAL_ROWS} terminals per import, got ${rows.length}` });
+  problems.push(...findDuplicates(rows, [{ column: 'terminal_id', value: (r: TerminalRow) => r.id }]));
+  for (const row of rows) {
+    for (const message of validateNewTerminal(row)) problems.push({ line: row.line, message });
+  }
+  if (problems.length === 0) {
+    const existing = await mapBounded(rows, REDIS_CONCURRENCY / 4, async (row) => ((await registry.get(row.id)) === undefined ? undefined : row));
+    for (const row of existing) {
+      if (row !== undefined) problems.push({ line: row.line, message: `terminal_id ${row.id} is already registered` });
+    }
+  }
+  if (problems.length > 0) return { importedCount: 0, openingTotalFen: 0, errors: problems.sort(byLine), elapsedMs: elapsed() };
+  await mapBounded(rows, REDIS_CONCURRENCY / 4, (row) => registry.register(row));
+  return { importedCount: rows.length, openingTotalFen: 0, errors: [], elapsedMs: elapsed() };
+}

@@ -1,0 +1,40 @@
+// Finds the card account of a kiosk / phone / operator request: the card on the reader, the
+// student/staff number, or the card number.
+import type { Cardholder } from '../../proto/gen/cardswitch/v1/kiosk.js';
+import type { SwitchContext } from '../context.js';
+import { CARD_SERIAL_PATTERN } from './cards.js';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../grpc/errors.js';
+
+export const PERSON_NUMBER_PATTERN = /^[A-Za-z0-9]{4,20}$/;
+export const CARD_NUMBER_PATTERN = /^\d{4,20}$/;
+
+export interface ResolvedCardholder {
+  readonly cardNo: string;
+  /** The serial presented on the reader, '' when identified otherwise. */
+  readonly serial: string;
+}
+
+export async function resolveCardholder(ctx: SwitchContext, cardholder: Cardholder | undefined): Promise<ResolvedCardholder> {
+  if (cardholder?.card !== undefined) return resolveCardTap(ctx, cardholder.card.cardSerial);
+  const personNumber = cardholder?.personNumber;
+  if (personNumber === undefined) throw new InvalidArgumentError('cardholder is required: the card on the reader or the student/staff number');
+  if (!PERSON_NUMBER_PATTERN.test(personNumber)) throw new InvalidArgumentError('cardholder.person_number must be 4-20 letters or digits');
+  const cardNo = await ctx.cards.cardForPersonNumber(personNumber);
+  if (cardNo === undefined) throw new NotFoundError(`no card for student/staff number ${personNumber}`);
+  return { cardNo, serial: '' };
+}
+
+export async function resolveCardTap(ctx: SwitchContext, rawSerial: string): Promise<ResolvedCardholder> {
+  if (!CARD_SERIAL_PATTERN.test(rawSerial)) throw new InvalidArgumentError('card.card_serial must be 8 to 20 hex digits');
+  const serial = rawSerial.toUpperCase();
+  const cardNo = await ctx.cards.cardForSerial(serial);
+  if (cardNo === undefined) throw new NotFoundError('this card is not known to the card system (无效卡)');
+  const current = await ctx.redis.hget(ctx.keys.account(cardNo), 'ser');
+  if (current !== serial) throw new FailedPreconditionError('this card was replaced and no longer works; use the new card (此卡已换卡作废)');
+  return { cardNo, serial };
+}
+
+export function checkCardNumber(cardNo: string): string {
+  if (!CARD_NUMBER_PATTERN.test(cardNo)) throw new InvalidArgumentError(`card_number must be 4-20 digits, got "${cardNo.slice(0, 30)}"`);
+  return cardNo;
+}

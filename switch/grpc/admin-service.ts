@@ -1,0 +1,33 @@
+// cardswitch.v1.AdminService: the card office. Handlers live with their domain.
+import type { AdminServiceServer } from '../../proto/gen/cardswitch/v1/admin.js';
+import type { SwitchContext } from '../context.js';
+import {
+  getCardHandler,
+  importCardholdersHandler,
+  importTerminalsHandler,
+  registerTerminalHandler,
+  replaceCardHandler,
+  setCardFrozenHandler,
+  setCardLimitsHandler,
+  setTerminalEnabledHandler,
+} from './card-handlers.js';
+import { adjustHandler, manualRechargeHandler } from './money-handlers.js';
+import { auditHandler, cardStatementHandler, settlementReportHandler } from './report-handlers.js';
+
+export function adminService(ctx: SwitchContext): AdminServiceServer {
+  return {
+    importCardholders: importCardholdersHandler(ctx),
+    importTerminals: importTerminalsHandler(ctx),
+    registerTerminal: registerTerminalHandler(ctx),
+    setTerminalEnabled: setTerminalEnabledHandler(ctx),
+    replaceCard: replaceCardHandler(ctx),
+    setCardFrozen: setCardFrozenHandler(ctx),
+    manualRecharge: manualRechargeHandler(ctx),
+    adjust: adjustHandler(ctx),
+    setCardLimits: setCardLimitsHandler(ctx),
+    getCard: getCardHandler(ctx),
+    cardStatement: cardStatementHandler(ctx),
+    settlementReport: settlementReportHandler(ctx),
+    audit: auditHandler(ctx),
+  };
+}

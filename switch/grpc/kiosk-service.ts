@@ -1,0 +1,18 @@
+// cardswitch.v1.KioskService: the dormitory kiosks. Handlers live with their domain.
+import type { KioskServiceServer } from '../../proto/gen/cardswitch/v1/kiosk.js';
+import type { SwitchContext } from '../context.js';
+import { cancelLossHandler, changePasswordHandler, identifyCardHandler, reportLossHandler } from './card-handlers.js';
+import { kioskRechargeHandler, payUtilityFeeHandler } from './money-handlers.js';
+import { kioskStatementHandler } from './report-handlers.js';
+
+export function kioskService(ctx: SwitchContext): KioskServiceServer {
+  return {
+    identifyCard: identifyCardHandler(ctx),
+    recharge: kioskRechargeHandler(ctx),
+    reportLoss: reportLossHandler(ctx),
+    cancelLoss: cancelLossHandler(ctx),
+    changePassword: changePasswordHandler(ctx),
+    statement: kioskStatementHandler(ctx),
+    payUtilityFee: payUtilityFeeHandler(ctx),
+  };
+}

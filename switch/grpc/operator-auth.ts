@@ -1,0 +1,61 @@
+// Operator authentication for AdminService: metadata `operator-token` must be one of OPERATOR_TOKENS.
+// The operator's name is recorded with every change they make.
+import { timingSafeEqual, createHash } from 'node:crypto';
+import {
+  Metadata,
+  ServerInterceptingCall,
+  ServerListenerBuilder,
+  status as Status,
+  type ServerInterceptingCallInterface,
+  type ServerInterceptor,
+  type ServerMethodDefinition,
+} from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+
+const ADMIN_SERVICE = 'cardswitch.v1.AdminService';
+const operators = new WeakMap<Metadata, string>();
+
+export function operatorOf(metadata: Metadata): string {
+  const name = operators.get(metadata);
+  if (name === undefined) throw new Error('admin handler reached without an authenticated operator');
+  return name;
+}
+
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
+}
+
+/** Constant-time: compares digests so neither length nor content leaks through timing. */
+export function findOperator(tokens: ReadonlyMap<string, string>, presented: string): string | undefined {
+  const presentedDigest = digest(presented);
+  let found: string | undefined;
+  for (const [name, token] of tokens) {
+    if (timingSafeEqual(digest(token), presentedDigest)) found = name;
+  }
+  return found;
+}
+
+export function operatorAuthInterceptor(tokens: ReadonlyMap<string, string>, log: Logger): ServerInterceptor {
+  return (method: ServerMethodDefinition<unknown, unknown>, call: ServerInterceptingCallInterface) => {
+    if (method.path.split('/')[1] !== ADMIN_SERVICE) return new ServerInterceptingCall(call);
+    const listener = new ServerListenerBuilder()
+      .withOnReceiveMetadata((metadata, next) => {
+        const presented = metadata.get('operator-token')[0];
+        const name = typeof presented === 'string' && presented !== '' ? findOperator(tokens, presented) : undefined;
+        if (name === undefined) {
+          const details =
+            tokens.size === 0
+              ? 'AdminService is closed: no operators are configured (set OPERATOR_TOKENS)'
+              : 'send a valid operator token as metadata "operator-token"';
+          log.info({ path: method.path }, 'operator refused');
+          call.sendStatus({ code: Status.UNAUTHENTICATED, details, metadata: new Metadata() });
+          return;
+        }
+        operators.set(metadata, name);
+        log.info({ path: method.path, operator: name }, 'operator call');
+        next(metadata);
+      })
+      .build();
+    return new ServerInterceptingCall(call, { start: (next) => next(listener) });
+  };
+}

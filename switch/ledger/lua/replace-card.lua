@@ -1,0 +1,21 @@
+--[[
+  Replace a card: the account (and its balance, password, limits) moves to a new physical card serial.
+  The old serial is dead from this moment (authorize.lua compares the presented serial with 'ser').
+  A lost account becomes active again; the new card has not been tapped yet, so it is not synced.
+  Moves no money.
+
+  KEYS[1] accountKey  {L:s}:acct:<card>
+
+  ARGV[1] newSerial
+
+  Returns the old serial, or 0 when the account does not exist.
+]]
+local rcall = redis.call
+local accountKey = KEYS[1]
+local newSerial = ARGV[1]
+
+local account = rcall('HMGET', accountKey, 'ser', 'st')
+if account[1] == false then return 0 end
+rcall('HSET', accountKey, 'ser', newSerial, 'sync', '0')
+if account[2] == 'L' then rcall('HSET', accountKey, 'st', 'A') end
+return account[1]
