@@ -203,7 +203,8 @@ describe('declines', () => {
     ['frozen', DeclineReason.DECLINE_REASON_CARD_FROZEN],
   ] as const)('a %s card is declined with its reason and nothing changes', async (status, reason) => {
     const f = await start(`st${status}`);
-    expect(await f.app.ledger.setStatus(CARD_NO, status)).toBe('active');
+    await f.app.ledger.setStatus(CARD_NO, status);
+    expect(await f.app.redis.hget(f.app.keys.account(CARD_NO), 'st')).toBe(status === 'lost' ? 'L' : 'F');
     const before = await moneyState(f.app);
 
     const { res } = await authorize(f, payment(1, 1_000));
@@ -268,6 +269,20 @@ describe('idempotency on (terminal, sequence number)', () => {
 
     expect(retry.bytes.equals(declined.bytes)).toBe(true);
     expect(await moneyState(f.app)).toEqual(before);
+  });
+
+  it('a retry of an unknown-card decline replays that decline, even after the serial was registered in between', async () => {
+    const f = await start('retryunknown');
+    const first = await authorize(f, payment(1, 1_000, { credential: { card: { cardSerial: 'CAFE0001' } } }));
+    expect(first.res.declineReason).toBe(DeclineReason.DECLINE_REASON_UNKNOWN_CARD);
+    await openCard(f.app, '20230002', 'CAFE0001', OPENING_FEN);
+    const before = await moneyState(f.app, '20230002');
+
+    const retry = await authorize(f, payment(1, 1_000, { credential: { card: { cardSerial: 'CAFE0001' } } }));
+
+    expect(AuthorizeResponse.toJSON(retry.res)).toEqual(AuthorizeResponse.toJSON(first.res));
+    expect(retry.bytes.equals(first.bytes)).toBe(true);
+    expect(await moneyState(f.app, '20230002')).toEqual(before);
   });
 
   it('the same key with a different amount is ALREADY_EXISTS and changes nothing', async () => {
@@ -392,6 +407,32 @@ describe('reversal', () => {
 });
 
 describe('concurrency', () => {
+  it('20 concurrent copies of one request charge once and all get the same bytes', async () => {
+    const f = await start('samereq');
+    const answers = await Promise.all(Array.from({ length: 20 }, () => authorize(f, payment(1, 1_000))));
+
+    for (const a of answers) expect(a.bytes.equals(answers[0]?.bytes ?? Buffer.alloc(0))).toBe(true);
+    expect(answers[0]?.res).toMatchObject({ outcome: Outcome.OUTCOME_APPROVED, balanceAfterFen: 49_000 });
+    expect(await balanceFen(f.app)).toBe(49_000);
+    expect(await payEntries(f.app)).toHaveLength(1);
+  });
+
+  it('two switch instances on one ledger: 100 taps of 10.00 on 500.00 split between them approve exactly 50', async () => {
+    const f = await start('twoinst');
+    const second = await startTestSwitch('twoinst', { KEY_PREFIX: f.app.keys.prefix });
+    onTestFinished(() => second.stop());
+    const g: Fixture = { app: second, client: posClient(second) };
+    onTestFinished(() => g.client.close());
+
+    const answers = await Promise.all(Array.from({ length: 100 }, (_, i) => authorize(i % 2 === 0 ? f : g, payment(i + 1, 1_000))));
+
+    expect(answers.filter((a) => a.res.outcome === Outcome.OUTCOME_APPROVED)).toHaveLength(50);
+    expect(await balanceFen(f.app)).toBe(0);
+    const pays = await payEntries(f.app);
+    expect(pays).toHaveLength(50);
+    expect(pays.reduce((sum, e) => sum + Number(e.fields['a']), 0)).toBe(50_000);
+  });
+
   it('100 concurrent taps of 10.00 on 500.00 approve exactly 50 and the balance never goes below 0', async () => {
     const f = await start('concurrent');
     const answers = await Promise.all(Array.from({ length: 100 }, (_, i) => authorize(f, payment(i + 1, 1_000))));
@@ -560,7 +601,7 @@ describe('Redis down', () => {
     const again = await startLocalRedis({ dataDir: local.dataDir, port: local.port, appendOnly: true, appendFsync: 'always', startTimeoutMs: 10_000 });
     onTestFinished(() => again.stop());
     const check = new Redis(again.url, { maxRetriesPerRequest: 1 });
-    onTestFinished(() => check.quit());
+    onTestFinished(async () => void (await check.quit()));
     expect(await check.hget(accountKey, 'bal')).toBe('49000');
     expect(await check.exists(requestKey)).toBe(0);
     expect(await check.keys(`${prefix}:*:req:*`)).toHaveLength(1);
@@ -569,6 +610,32 @@ describe('Redis down', () => {
     if (f.app.redis.status !== 'ready') await once(f.app.redis, 'ready');
     expect((await authorize(f, payment(2, 1_000))).res).toMatchObject({ outcome: Outcome.OUTCOME_APPROVED, balanceAfterFen: 48_000 });
     expect(await check.hget(accountKey, 'bal')).toBe('48000');
+  });
+
+  it('a ledger too slow to answer gives UNAVAILABLE (never an approval); the retry learns the late outcome and charges once', async () => {
+    const local = await privateRedis();
+    const f = await start('slow', { REDIS_URL: local.url, TERMINAL_CACHE_MS: '600000', REDIS_COMMAND_TIMEOUT_MS: '200' });
+    expect((await authorize(f, payment(1, 1_000))).res.outcome).toBe(Outcome.OUTCOME_APPROVED);
+    const admin = new Redis(local.url, { maxRetriesPerRequest: 1 });
+    onTestFinished(async () => void (await admin.quit()));
+
+    // Scripts are writes: a WRITE pause holds the ledger script while reads still answer.
+    await admin.call('CLIENT', 'PAUSE', '60000', 'WRITE');
+    let err;
+    try {
+      err = await grpcError(authorize(f, payment(2, 1_000)));
+    } finally {
+      await admin.call('CLIENT', 'UNPAUSE');
+    }
+
+    expect(Status[err.code]).toBe(Status[Status.UNAVAILABLE]);
+    expect(err.details).toMatch(/same sequence number/);
+    // The held script runs once the pause ends, before the retry (same connection, in order).
+    const retry = await authorize(f, payment(2, 1_000));
+    expect(retry.res).toMatchObject({ outcome: Outcome.OUTCOME_APPROVED, balanceAfterFen: 48_000 });
+    expect((await authorize(f, payment(2, 1_000))).bytes.equals(retry.bytes)).toBe(true);
+    expect(await balanceFen(f.app)).toBe(48_000);
+    expect(await payEntries(f.app)).toHaveLength(2);
   });
 
   it('without a terminal cache, authentication itself fails closed with UNAVAILABLE', async () => {

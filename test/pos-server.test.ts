@@ -2,12 +2,13 @@
 // has no proto files at all, and a graceful shutdown that answers every accepted call and loses no money.
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
+  Client,
   credentials,
   loadPackageDefinition,
   Metadata,
   status as Status,
-  type Client,
   type ClientDuplexStream,
   type ClientReadableStream,
   type GrpcObject,
@@ -122,10 +123,10 @@ class ReflectionSession {
   }
 }
 
-function reflectionClient(app: SwitchApp): Client {
+function reflectionClient(app: SwitchApp, version: 'v1' | 'v1alpha' = 'v1'): Client {
   const packageRoot = dirname(createRequire(import.meta.url).resolve('@grpc/reflection/package.json'));
   const protoDir = join(packageRoot, 'build', 'proto');
-  const Reflection = clientClass(join(protoDir, 'grpc/reflection/v1/reflection.proto'), protoDir, 'grpc.reflection.v1.ServerReflection');
+  const Reflection = clientClass(join(protoDir, `grpc/reflection/${version}/reflection.proto`), protoDir, `grpc.reflection.${version}.ServerReflection`);
   const client = new Reflection(address(app), credentials.createInsecure());
   onTestFinished(() => client.close());
   return client;
@@ -178,9 +179,8 @@ describe('server reflection', () => {
     const responseType = method.resolvedResponseType;
     if (requestType === null || responseType === null) throw new Error('Authorize types did not resolve');
 
-    // The generic client is any grpc-js Client; only the reflected names and types are used.
-    const client = new (clientClassWithoutProtos())(address(app), credentials.createInsecure());
-    onTestFinished(() => client.close());
+    // A bare grpc-js Client: only the reflected names and types are used, no generated code.
+    const client = bareClient(app);
     const answer = await dynamicUnary(
       client,
       `/${POS_SERVICE}/${method.name}`,
@@ -193,11 +193,25 @@ describe('server reflection', () => {
     expect(answer).toMatchObject({ outcome: 'OUTCOME_APPROVED', balanceAfterFen: OPENING_FEN - 2_500, amountFen: 2_500, cardNumber: CARD_NO });
     expect(Number(await app.redis.hget(app.keys.account(CARD_NO), 'bal'))).toBe(OPENING_FEN - 2_500);
   });
+
+  it('also answers the older v1alpha protocol (still used by some load-test tools)', async () => {
+    const app = await start('reflalpha');
+    const reflection = new ReflectionSession(reflectionClient(app, 'v1alpha'));
+    onTestFinished(() => reflection.close());
+
+    const listed = await reflection.ask({ listServices: '*' });
+    expect((listed.listServicesResponse?.service ?? []).map((s) => s.name)).toContain(POS_SERVICE);
+    const files = await reflection.ask({ fileContainingSymbol: `${POS_SERVICE}.Authorize` });
+    const root = rootFromDescriptors(files.fileDescriptorResponse?.fileDescriptorProto ?? []);
+    expect(root.lookupType('cardswitch.v1.AuthorizeRequest').fields['sequenceNumber']?.type).toBe('uint64');
+  });
 });
 
-/** A grpc-js client class with no methods of its own: calls go through makeUnaryRequest with reflected types. */
-function clientClassWithoutProtos(): new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client {
-  return createRequire(import.meta.url)('@grpc/grpc-js').Client as new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client;
+/** A plain grpc-js client with no methods of its own: calls go through makeUnaryRequest with the given types. */
+function bareClient(app: SwitchApp): Client {
+  const client = new Client(address(app), credentials.createInsecure());
+  onTestFinished(() => client.close());
+  return client;
 }
 
 // --- graceful shutdown ---------------------------------------------------------------------------------
@@ -254,7 +268,7 @@ let cachedPosTypes: { request: protobuf.Type; response: protobuf.Type } | undefi
 /** The PosService message types, read from the .proto sources (this part of the suite is not about reflection). */
 function posTypes(): { request: protobuf.Type; response: protobuf.Type } {
   if (cachedPosTypes === undefined) {
-    const protoRoot = new URL('../proto/', import.meta.url).pathname;
+    const protoRoot = fileURLToPath(new URL('../proto/', import.meta.url));
     const root = new protobuf.Root();
     root.resolvePath = (_origin, target) => join(protoRoot, target);
     root.loadSync('cardswitch/v1/pos.proto', { keepCase: false });
@@ -288,8 +302,7 @@ function watchHealth(client: Client, service: string): { next(): Promise<string>
 describe('graceful shutdown', () => {
   it('answers all 200 accepted calls, refuses later ones, turns health NOT_SERVING, and the ledger agrees with the answers', async () => {
     const app = await start('shutdown', { SHUTDOWN_GRACE_MS: '5000' });
-    const client = new (clientClassWithoutProtos())(address(app), credentials.createInsecure());
-    onTestFinished(() => client.close());
+    const client = bareClient(app);
     const health = healthClient(app);
     const watch = watchHealth(health, POS_SERVICE);
     onTestFinished(() => watch.cancel());
@@ -320,7 +333,7 @@ describe('graceful shutdown', () => {
     const approved = [...answers, ...late].flatMap((a) => (a.ok && a.res['outcome'] === 'OUTCOME_APPROVED' ? [a.res] : []));
     expect(approved.length).toBeGreaterThanOrEqual(200);
     const redis = connect();
-    onTestFinished(() => redis.quit());
+    onTestFinished(async () => void (await redis.quit()));
     const pays = (await readJournal(redis, app.keys.journalOfCard(CARD_NO))).filter((e) => e.fields['c'] === CARD_NO && e.fields['k'] === 'pay');
     for (const res of approved) {
       expect(pays.filter((e) => e.id === res['transactionId'])).toHaveLength(1);
@@ -333,8 +346,7 @@ describe('graceful shutdown', () => {
   it('forces the shutdown after the grace period when a call does not finish, and that call moves no money', async () => {
     const graceMs = 300;
     const app = await start('forced', { SHUTDOWN_GRACE_MS: String(graceMs) });
-    const client = new (clientClassWithoutProtos())(address(app), credentials.createInsecure());
-    onTestFinished(() => client.close());
+    const client = bareClient(app);
     const gate = holdLedgerCalls(app, 1);
     const stuck = authorizeCall(client, 1, 1_000);
     await gate.allHeld;
@@ -350,7 +362,7 @@ describe('graceful shutdown', () => {
     expect(answer.ok).toBe(false);
     if (!answer.ok) expect([Status[Status.UNAVAILABLE], Status[Status.CANCELLED]]).toContain(Status[answer.code]);
     const redis = connect();
-    onTestFinished(() => redis.quit());
+    onTestFinished(async () => void (await redis.quit()));
     expect(Number(await redis.hget(app.keys.account(CARD_NO), 'bal'))).toBe(OPENING_FEN);
   });
 });

@@ -46,10 +46,24 @@ export async function freePort(): Promise<number> {
   });
 }
 
+async function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
 export async function startLocalRedis(options: LocalRedisOptions): Promise<LocalRedis> {
   if (!redisServerAvailable()) throw new RedisServerMissingError();
   mkdirSync(options.dataDir, { recursive: true });
   const port = options.port === 0 ? await freePort() : options.port;
+  if (options.port !== 0 && !(await portIsFree(port))) {
+    throw new Error(
+      `port ${port} is already in use (a redis-server left from an earlier run? \`redis-cli -p ${port} shutdown nosave\` stops it); ` +
+        'or choose another port with LOCAL_REDIS_PORT, or set REDIS_URL to use a running Redis',
+    );
+  }
   const args = [
     '--port', String(port),
     '--bind', '127.0.0.1',

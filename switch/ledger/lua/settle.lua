@@ -1,0 +1,143 @@
+--[[
+  Settlement POS swipe for the small wallet (water control), atomically and idempotently.
+
+  First swipe of a card (account field wopen is not 1): moves walletCapFen - wal (10.00 for a new
+  account) from the account into the small wallet (kind `wopen`, a:<card> -> w:<card>) and sets wopen=1.
+  Opening needs the whole amount: with a smaller balance it is declined (code 2) and nothing changes,
+  because a partly filled new wallet would later be reported as "spent" money that was never spent.
+
+  Later swipes: spent = walletCapFen - wal is what was spent from the wallet and not yet charged. It is
+  charged to the account by refilling the wallet (kind `wset`, a:<card> -> w:<card>):
+    - balance >= spent: the wallet is refilled to walletCapFen (approved, moved = spent);
+    - 0 < balance < spent: "refill what the balance covers": moved = balance, the balance ends at 0
+      (never negative), the wallet stays below walletCapFen, approved (a partial refill, moved < spent);
+      the next settlement charges the rest, so its `spent` includes this shortfall;
+    - balance = 0 and spent > 0: declined (code 2), nothing moves;
+    - spent = 0: approved, moves nothing, writes no journal entry and no statement line.
+
+  KEYS[1] accountKey    {L:s}:acct:<card>          hash: bal, wal, wopen, st, ser, sync, ver
+  KEYS[2] requestKey    {L:s}:req:<term>:<seq>     hash: pfp/pans, pst, card
+  KEYS[3] journalKey    {L:s}:journal              stream of the shard
+  KEYS[4] statementKey  {L:s}:stmt:<card>          zset statement index of the card
+
+  ARGV[1] cardNo
+  ARGV[2] presentedSerial   the tapped card's serial (settlement is a card tap only, never '')
+  ARGV[3] fingerprint       what the request was (card)
+  ARGV[4] terminalId
+  ARGV[5] sequence
+  ARGV[6] nowMs
+  ARGV[7] requestTtlSec
+  ARGV[8] walletCapFen      what the small wallet holds when full (1000 = 10.00)
+
+  Returns one string
+    "<code>|<balanceAfterFen>|<walletAfterFen>|<spentFen>|<movedFen>|<opened 0/1>|<txnId>|<decidedAtMs>":
+    code  1 approved (opened, refilled fully or partly, or nothing to settle)
+          2 insufficient funds (opening: balance < the opening amount; later: balance 0 and spent > 0)
+          3 lost   4 frozen   9 cancelled
+          5 unknown account (all amounts 0)   6 card replaced (all amounts 0: an old card learns nothing)
+    Every code but 1 changed no money; all are recorded under the request key, so a retry replays them.
+  Or a number:
+    -1 the key was used before for a different request (nothing changed)
+  Or an error reply "INVARIANT ..." when the stored balance or wallet is out of range (nothing changed).
+
+  The request record gets pst W for an approved settlement and D for a decline, and no `amt`/`mp`:
+  reverse.lua then refuses to treat a settlement as a reversible payment.
+  Journal entry: `b` = account balance after, `wb` = wallet after. Statement line: signed amount = the
+  account change (negative), balance after = the account balance after.
+]]
+local rcall = redis.call
+local accountKey = KEYS[1]
+local requestKey = KEYS[2]
+local journalKey = KEYS[3]
+local statementKey = KEYS[4]
+
+local cardNo = ARGV[1]
+local presentedSerial = ARGV[2]
+local fingerprint = ARGV[3]
+local terminalId = ARGV[4]
+local sequence = ARGV[5]
+local nowMs = ARGV[6]
+local requestTtlSec = tonumber(ARGV[7])
+local walletCapFen = tonumber(ARGV[8])
+
+-- @include answer
+
+local previous = rcall('HMGET', requestKey, 'pfp', 'pans')
+if previous[1] then
+  if previous[1] == fingerprint then return previous[2] end
+  return -1
+end
+
+-- Records the answer under the request key (pst: W approved wallet move, D declined) so a retry replays it.
+local function decide(code, balanceFen, walletFen, spentFen, movedFen, opened, txnId)
+  local answer = joinAnswer({ code, balanceFen, walletFen, spentFen, movedFen, opened, txnId, nowMs })
+  local state = 'D'
+  if code == 1 then state = 'W' end
+  rcall('HSET', requestKey, 'pfp', fingerprint, 'pans', answer, 'pst', state, 'card', cardNo)
+  rcall('EXPIRE', requestKey, requestTtlSec)
+  return answer
+end
+
+local function isWholeFenWithin(value, low, high)
+  return value ~= nil and value == math.floor(value) and value >= low and value <= high
+end
+
+local account = rcall('HMGET', accountKey, 'bal', 'wal', 'st', 'ser', 'sync', 'wopen')
+local balanceFen = tonumber(account[1])
+if balanceFen == nil then return decide(5, 0, 0, 0, 0, 0, '') end
+if account[4] ~= presentedSerial then return decide(6, 0, 0, 0, 0, 0, '') end
+
+-- Checked before any write: a broken account stops the request loudly and changes nothing.
+local walletFen = tonumber(account[2] or '0')
+if not isWholeFenWithin(walletFen, 0, walletCapFen) then
+  return redis.error_reply('INVARIANT small wallet ' .. tostring(account[2]) .. ' outside 0..' .. walletCapFen .. ' for ' .. cardNo)
+end
+if not isWholeFenWithin(balanceFen, 0, math.huge) then
+  return redis.error_reply('INVARIANT balance ' .. tostring(account[1]) .. ' is not a whole number of fen >= 0 for ' .. cardNo)
+end
+
+-- A tap on any terminal completes the card sync (e-card activation), even when the settlement is declined.
+if account[5] ~= '1' then rcall('HSET', accountKey, 'sync', '1') end
+
+local status = account[3]
+if status == 'L' then return decide(3, balanceFen, walletFen, 0, 0, 0, '') end
+if status == 'F' then return decide(4, balanceFen, walletFen, 0, 0, 0, '') end
+if status == 'C' then return decide(9, balanceFen, walletFen, 0, 0, 0, '') end
+
+local opening = account[6] ~= '1'
+local missingFen = walletCapFen - walletFen
+local kind, spentFen, movedFen
+if opening then
+  if balanceFen < missingFen then return decide(2, balanceFen, walletFen, 0, 0, 0, '') end
+  kind, spentFen, movedFen = 'wopen', 0, missingFen
+else
+  if missingFen == 0 then return decide(1, balanceFen, walletFen, 0, 0, 0, '') end
+  if balanceFen == 0 then return decide(2, balanceFen, walletFen, missingFen, 0, 0, '') end
+  kind, spentFen, movedFen = 'wset', missingFen, math.min(missingFen, balanceFen)
+end
+
+local balanceAfterFen = balanceFen - movedFen
+local walletAfterFen = walletFen + movedFen
+if movedFen <= 0 or not isWholeFenWithin(balanceAfterFen, 0, math.huge)
+    or not isWholeFenWithin(walletAfterFen, 0, walletCapFen) then
+  -- Unreachable by the checks above; stop loudly rather than move money wrongly.
+  return redis.error_reply('INVARIANT settlement would leave balance ' .. balanceAfterFen .. ', wallet ' .. walletAfterFen .. ' for ' .. cardNo)
+end
+local storedBalanceFen = rcall('HINCRBY', accountKey, 'bal', -movedFen)
+local storedWalletFen = rcall('HINCRBY', accountKey, 'wal', movedFen)
+if storedBalanceFen ~= balanceAfterFen or storedWalletFen ~= walletAfterFen then
+  return redis.error_reply('INVARIANT settlement stored balance ' .. storedBalanceFen .. ', wallet ' .. storedWalletFen .. ' for ' .. cardNo)
+end
+local version = rcall('HINCRBY', accountKey, 'ver', 1)
+if opening then rcall('HSET', accountKey, 'wopen', '1') end
+
+-- appendJournal (includes/answer.lua) has no `wb` field, so wallet moves write their entry here,
+-- with the same fields in the same order plus `wb`.
+local entryId = rcall('XADD', journalKey, '*',
+  'k', kind, 'c', cardNo, 'a', tostring(movedFen), 'f', 'a:' .. cardNo, 't', 'w:' .. cardNo,
+  'b', tostring(balanceAfterFen), 'v', tostring(version), 'tm', terminalId, 'sq', sequence, 'ts', nowMs,
+  'wb', tostring(walletAfterFen))
+appendStatement(statementKey, nowMs, entryId, kind, -movedFen, balanceAfterFen, terminalId, sequence)
+local openedFlag = 0
+if opening then openedFlag = 1 end
+return decide(1, balanceAfterFen, walletAfterFen, spentFen, movedFen, openedFlag, entryId)

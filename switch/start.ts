@@ -1,0 +1,135 @@
+// `npm start`: everything a newcomer needs on a fresh machine. Starts a private redis-server with AOF
+// (appendfsync always, data under var/) when REDIS_URL is not set, creates development secrets under
+// var/ on first start, loads the demo campus into an empty ledger, starts the switch, and prints where
+// it listens with a ready-to-paste example call.
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { startSwitch, type SwitchApp } from './app.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { DEFAULT_DEMO_CARDHOLDERS, DEFAULT_DEMO_SEED, demoDoc, generateDemoCampus } from './data/demo.js';
+import { importCardholders, importTerminals, parseCardholdersCsv, parseTerminalsCsv } from './data/import.js';
+import { IMPORT_SCRYPT_N } from './domain/password.js';
+import { createLogger, type Logger } from './log.js';
+import { RedisServerMissingError, startLocalRedis, type LocalRedis } from './redis/local-redis.js';
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const VAR_DIR = process.env['CARDSWITCH_VAR_DIR'] ?? join(ROOT, 'var');
+const SECRETS_FILE = join(VAR_DIR, 'dev-secrets.json');
+const DEFAULT_LOCAL_REDIS_PORT = 6390;
+const DEMO_FLAG = 'demoLoaded';
+
+/** Development secrets, made once per checkout; production sets the variables itself. */
+function ensureDevSecrets(env: NodeJS.ProcessEnv): void {
+  const names = ['TERMINAL_SECRET_PEPPER', 'PASSWORD_PEPPER', 'OPERATOR_TOKENS'] as const;
+  if (names.every((n) => (env[n] ?? '') !== '')) return;
+  mkdirSync(VAR_DIR, { recursive: true });
+  let secrets: Record<string, string> = {};
+  if (existsSync(SECRETS_FILE)) secrets = JSON.parse(readFileSync(SECRETS_FILE, 'utf8')) as Record<string, string>;
+  else {
+    secrets = {
+      TERMINAL_SECRET_PEPPER: randomBytes(24).toString('base64url'),
+      PASSWORD_PEPPER: randomBytes(24).toString('base64url'),
+      OPERATOR_TOKENS: `admin:${randomBytes(18).toString('base64url')}`,
+    };
+    writeFileSync(SECRETS_FILE, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+  }
+  for (const n of names) if ((env[n] ?? '') === '') env[n] = secrets[n];
+}
+
+function localRedisPort(env: NodeJS.ProcessEnv): number {
+  const raw = env['LOCAL_REDIS_PORT'] ?? String(DEFAULT_LOCAL_REDIS_PORT);
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError([`LOCAL_REDIS_PORT=${raw}: must be a port number 1-65535`]);
+  return port;
+}
+
+async function ensureRedis(env: NodeJS.ProcessEnv, log: Logger): Promise<LocalRedis | undefined> {
+  if ((env['REDIS_URL'] ?? '') !== '') return undefined;
+  const port = localRedisPort(env);
+  const dataDir = join(VAR_DIR, 'redis');
+  log.info({ port, dataDir }, 'REDIS_URL is not set: starting a local redis-server (AOF, appendfsync always)');
+  const redis = await startLocalRedis({ dataDir, port, appendOnly: true, appendFsync: 'always', startTimeoutMs: 30_000 });
+  env['REDIS_URL'] = redis.url;
+  return redis;
+}
+
+async function loadDemoIfEmpty(app: SwitchApp, config: Config, log: Logger): Promise<void> {
+  if (process.env['LOAD_DEMO'] === 'false') return;
+  if ((await app.redis.hget(app.keys.meta(), DEMO_FLAG)) !== null) return;
+  const count = Number(process.env['DEMO_CARDHOLDERS'] ?? DEFAULT_DEMO_CARDHOLDERS);
+  log.info({ cardholders: count }, 'empty ledger: loading the demo campus (first start only)');
+  const campus = generateDemoCampus({ cardholders: count, seed: DEFAULT_DEMO_SEED });
+  const terminals = parseTerminalsCsv(campus.terminalsCsv);
+  const cardholders = parseCardholdersCsv(campus.cardholdersCsv);
+  if (terminals.errors.length + cardholders.errors.length > 0) throw new Error('the demo campus did not pass the importer (a bug in switch/data/demo.ts)');
+  const terminalReport = await importTerminals(app.terminals, terminals.rows);
+  const cardReport = await importCardholders({ redis: app.redis, ledger: app.ledger, pool: app.context.passwords }, cardholders.rows, { scryptN: IMPORT_SCRYPT_N });
+  const problems = [...terminalReport.errors, ...cardReport.errors];
+  if (problems.length > 0) throw new Error(`the demo campus could not be loaded: ${problems.slice(0, 5).map((p) => `line ${p.line}: ${p.message}`).join('; ')}`);
+  await app.redis.hset(app.keys.meta(), DEMO_FLAG, String(Date.now()));
+  log.info({ terminals: terminalReport.importedCount, cardholders: cardReport.importedCount, elapsedMs: cardReport.elapsedMs }, 'demo campus loaded');
+}
+
+function printReady(app: SwitchApp, config: Config): void {
+  const doc = demoDoc(DEFAULT_DEMO_SEED);
+  const card = doc.cards[0];
+  const pos = doc.canteenPos;
+  const host = config.grpcHost === '0.0.0.0' ? '127.0.0.1' : config.grpcHost;
+  const target = `${host}:${app.grpcPort}`;
+  const body = JSON.stringify({ terminal_id: pos.terminalId, sequence_number: Date.now() % 1_000_000_000, amount_fen: 1250, credential: { card: { card_serial: card?.cardSerial } } });
+  const lines = [
+    '',
+    `cardswitch is ready: gRPC on ${target} (PosService, KioskService, AdminService, health, reflection)`,
+    `ledger: ${config.redisUrl} (key prefix "${config.keyPrefix}", ${config.ledgerShards} shards)`,
+    '',
+    `Pay 12.50 with demo card ${card?.cardNo} (${card?.name}, serial ${card?.cardSerial}) at ${pos.location}:`,
+    `  grpcurl -plaintext -H 'terminal-id: ${pos.terminalId}' -H 'terminal-secret: ${pos.secret}' \\`,
+    `    -d '${body}' ${target} cardswitch.v1.PosService/Authorize`,
+    '',
+    `Read the card:  grpcurl -plaintext -H 'terminal-id: ${pos.terminalId}' -H 'terminal-secret: ${pos.secret}' -d '{"terminal_id":"${pos.terminalId}","credential":{"card":{"card_serial":"${card?.cardSerial}"}}}' ${target} cardswitch.v1.PosService/Inquire`,
+    `Operator token (AdminService metadata operator-token): see OPERATOR_TOKENS in ${SECRETS_FILE}`,
+    'Ctrl-C stops the switch gracefully.',
+    '',
+  ];
+  process.stdout.write(lines.join('\n'));
+}
+
+async function main(): Promise<number> {
+  const env = process.env;
+  const bootLog = createLogger(env['LOG_LEVEL'] ?? 'info');
+  let localRedis: LocalRedis | undefined;
+  try {
+    ensureDevSecrets(env);
+    localRedis = await ensureRedis(env, bootLog);
+    const config = loadConfig(env);
+    const log = createLogger(config.logLevel);
+    const app = await startSwitch(config, log);
+    await loadDemoIfEmpty(app, config, log);
+    printReady(app, config);
+    await waitForSignal();
+    log.info('stopping');
+    await app.stop();
+    await localRedis?.stop();
+    return 0;
+  } catch (err) {
+    await localRedis?.stop();
+    if (err instanceof ConfigError || err instanceof RedisServerMissingError) {
+      process.stderr.write(`${err.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`cardswitch failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}
+
+function waitForSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+}
+
+main().then((code) => process.exit(code));

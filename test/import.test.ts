@@ -1,0 +1,249 @@
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { CsvError, parseCsv, DEFAULT_CSV_LIMITS } from '../switch/data/csv.js';
+import { SETTLEMENT_SITES, demoDoc, generateDemoCampus } from '../switch/data/demo.js';
+import {
+  CARDHOLDER_HEADER,
+  TERMINAL_HEADER,
+  importCardholders,
+  importTerminals,
+  parseCardholdersCsv,
+  parseTerminalsCsv,
+  residentIdCheckChar,
+  type CardholderRow,
+} from '../switch/data/import.js';
+import { IMPORT_SCRYPT_N, initialPassword, verifyPassword } from '../switch/domain/password.js';
+import { TerminalRegistry } from '../switch/domain/terminals.js';
+import { Keys } from '../switch/ledger/keys.js';
+import { Ledger } from '../switch/ledger/ledger.js';
+import { Scripts } from '../switch/ledger/scripts.js';
+import { PasswordPool } from '../switch/workers/password-pool.js';
+import { connect, freshPrefix } from './helpers/redis.js';
+
+const PASSWORD_PEPPER = 'password-pepper-0123456789';
+const TERMINAL_PEPPER = 'terminal-pepper-0123456789';
+const HEADER = CARDHOLDER_HEADER.join(',');
+
+const GOOD_ROWS = [
+  '10000001,04a1b2c3,张三,2023010001,student,resident_id,11010519900307123X,13800138000,12345',
+  '10000002,04A1B2C4,"Smith, John",20080001,staff,passport,E1234A678,+447700900123,0',
+  '10000003,04A1B2C5,欧阳娜娜,2024020001,student,resident_id,110105199003071234,13900139000,50000',
+];
+
+function csv(...rows: string[]): string {
+  return [HEADER, ...rows].join('\r\n') + '\r\n';
+}
+
+describe('csv reader', () => {
+  it('reads quotes, doubled quotes, line breaks inside quotes, CRLF and a BOM', () => {
+    const rows = parseCsv('\uFEFFa,b\r\n"x, y","say ""hi"""\r\n"two\nlines",z\n\nlast,\n');
+    expect(rows).toEqual([
+      { line: 1, fields: ['a', 'b'] },
+      { line: 2, fields: ['x, y', 'say "hi"'] },
+      { line: 3, fields: ['two\nlines', 'z'] },
+      { line: 6, fields: ['last', ''] },
+    ]);
+  });
+
+  it('stops at structural errors with the line number', () => {
+    const at = (text: string): number => {
+      try {
+        parseCsv(text);
+      } catch (err) {
+        if (err instanceof CsvError) return err.line;
+        throw err;
+      }
+      return -1;
+    };
+    expect(at('a,b\nc,"open\n')).toBe(2);
+    expect(at('a,b\nc,d"e\n')).toBe(2);
+    expect(at('a\n"x"y\n')).toBe(2);
+    expect(at(`a\n${'x'.repeat(DEFAULT_CSV_LIMITS.maxFieldLength + 1)}\n`)).toBe(2);
+    expect(() => parseCsv('a\nb\nc\n', { ...DEFAULT_CSV_LIMITS, maxRows: 2 })).toThrow(/more than 2 rows/);
+  });
+});
+
+describe('cardholder CSV', () => {
+  it('parses a good file, normalising serials and document numbers to upper case', () => {
+    const { rows, errors } = parseCardholdersCsv(csv(...GOOD_ROWS));
+    expect(errors).toEqual([]);
+    expect(rows.map((r) => r.line)).toEqual([2, 3, 4]);
+    expect(rows[0]).toMatchObject({ cardSerial: '04A1B2C3', documentNumber: '11010519900307123X', openingBalanceFen: 12345 });
+    expect(rows[1]).toMatchObject({ name: 'Smith, John', holderType: 'staff', documentType: 'passport' });
+  });
+
+  it('reports every bad row with its line, and duplicates with both lines', () => {
+    const { rows, errors } = parseCardholdersCsv(
+      csv(
+        GOOD_ROWS[0] ?? '',
+        '10000009,04A1B2C9,李四,2023010009,student,resident_id,1101051990030712A4,13800138000,100',
+        '12,ZZ,王五,20230100,teacher,resident_id,11010519900307123X,12345,-1',
+        '10000001,04A1B2CA,赵六,2023010010,student,passport,P1234567,13800138000,0',
+        '10000011,04A1B2C3,钱七,2023010001,student,passport,P7654321,13800138000,100000001',
+      ),
+    );
+    const lines = errors.map((e) => e.line);
+    expect(lines).toContain(3);
+    expect(lines).toContain(4);
+    expect(errors.find((e) => e.line === 3)?.message).toBe('document_number of a resident ID must be 17 digits followed by a digit or X');
+    expect(errors.filter((e) => e.line === 4).map((e) => e.message).join('\n')).toMatch(/card_number[\s\S]*card_serial[\s\S]*holder_type[\s\S]*phone[\s\S]*opening_balance_fen/);
+    expect(errors).toContainEqual({ line: 5, message: 'card_number 10000001 appears on lines 2 and 5' });
+    expect(errors.find((e) => e.line === 6)?.message).toMatch(/opening_balance_fen/);
+    expect(rows.map((r) => r.line)).toEqual([2, 5]);
+  });
+
+  it('refuses a wrong header and a row with the wrong number of fields', () => {
+    expect(parseCardholdersCsv('card,serial\n1,2\n').errors).toEqual([{ line: 1, message: `the header must be exactly: ${HEADER}` }]);
+    expect(parseCardholdersCsv(csv('1,2,3')).errors).toEqual([{ line: 2, message: 'expected 9 fields, found 3' }]);
+    expect(parseCardholdersCsv('').errors[0]?.line).toBe(1);
+  });
+});
+
+describe('importing into Redis', () => {
+  const redis = connect();
+  const pool = new PasswordPool({ pepper: PASSWORD_PEPPER, minThreads: 1, maxThreads: 2, maxQueue: 1000, idleTimeoutMs: 10_000 });
+  let keys: Keys;
+  let ledger: Ledger;
+  let registry: TerminalRegistry;
+  afterAll(async () => {
+    await pool.close();
+    await redis.quit();
+  });
+  beforeEach(async () => {
+    keys = new Keys(freshPrefix('import'), 16);
+    ledger = new Ledger(keys, await Scripts.load(redis), 3600);
+    registry = new TerminalRegistry(redis, keys, TERMINAL_PEPPER, 0);
+  });
+
+  async function keyCount(): Promise<number> {
+    let count = 0;
+    for await (const batch of redis.scanStream({ match: `${keys.prefix}:*`, count: 1000 })) count += (batch as string[]).length;
+    return count;
+  }
+
+  const importRows = (rows: readonly CardholderRow[]) => importCardholders({ redis, ledger, pool }, rows, { scryptN: IMPORT_SCRYPT_N });
+
+  it('imports a good file: balances, directory keys and initial passwords', async () => {
+    const { rows } = parseCardholdersCsv(csv(...GOOD_ROWS));
+    const report = await importRows(rows);
+    expect(report).toMatchObject({ importedCount: 3, openingTotalFen: 62345, errors: [] });
+    const card = await ledger.inquire('10000001', '04A1B2C3');
+    expect(card).toMatchObject({ code: 'found', balanceFen: 12345, status: 'active', name: '张三' });
+    expect(await redis.get(keys.serial('04A1B2C3'))).toBe('10000001');
+    expect(await redis.get(keys.personNumber('20080001'))).toBe('10000002');
+    const account = await redis.hgetall(keys.account('10000002'));
+    expect(account).toMatchObject({ ht: 'T', doct: 'P', docn: 'E1234A678', sno: '20080001', pwdinit: '1', phone: '+447700900123' });
+    expect(verifyPassword(initialPassword('E1234A678'), account['pwd'] ?? '', PASSWORD_PEPPER)).toBe(true);
+    expect(verifyPassword('341678', account['pwd'] ?? '', PASSWORD_PEPPER)).toBe(true);
+  });
+
+  it('imports nothing when one row is bad, and says which line', async () => {
+    const { rows } = parseCardholdersCsv(csv(...GOOD_ROWS));
+    // Rows that bypassed the parser are checked again: a repeated serial on the last row spoils the batch.
+    const spoiled = [...rows, { ...(rows[0] as CardholderRow), cardNo: '10000004', personNumber: '2023019999', line: 5 }];
+    const report = await importRows(spoiled);
+    expect(report.importedCount).toBe(0);
+    expect(report.errors).toEqual([{ line: 5, message: 'card_serial 04A1B2C3 appears on lines 2 and 5' }]);
+    expect(await keyCount()).toBe(0);
+  });
+
+  it('imports nothing when a card, serial or person number already exists', async () => {
+    await ledger.openAccount({ cardNo: '10000003', openingFen: 0, fields: { ser: 'FFFF0000' } });
+    await redis.set(keys.serial('04A1B2C4'), '99999999');
+    const before = await keyCount();
+    const report = await importRows(parseCardholdersCsv(csv(...GOOD_ROWS)).rows);
+    expect(report.importedCount).toBe(0);
+    expect(report.errors).toEqual([
+      { line: 3, message: 'card_serial 04A1B2C4 already belongs to a card' },
+      { line: 4, message: 'card_number 10000003 already exists' },
+    ]);
+    expect(await keyCount()).toBe(before);
+    expect((await ledger.inquire('10000001', '')).code).toBe('unknown_card');
+  });
+
+  it('imports terminals all or nothing', async () => {
+    const text = [
+      TERMINAL_HEADER.join(','),
+      'XY-CANTEEN1-01,canteen,XY-CANTEEN1,小营校区第一食堂 01号收银台,secret-secret-0001',
+      'JXQ-BATH-SETTLE-01,settlement,JXQ-BATH,健翔桥浴室,secret-secret-0002',
+    ].join('\n');
+    const parsed = parseTerminalsCsv(text);
+    expect(parsed.errors).toEqual([]);
+    expect(await importTerminals(registry, parsed.rows)).toMatchObject({ importedCount: 2, errors: [] });
+    const pos = await registry.get('JXQ-BATH-SETTLE-01');
+    expect(pos).toMatchObject({ kind: 'settlement', merchantId: 'JXQ-BATH', location: '健翔桥浴室', enabled: true });
+    expect(pos !== undefined && registry.secretMatches(pos, 'secret-secret-0002')).toBe(true);
+
+    const again = parseTerminalsCsv(`${text}\nXY-SHOP1-01,shop,XY-SHOP1,小营校区教育超市,secret-secret-0003\n`);
+    const report = await importTerminals(registry, again.rows);
+    expect(report.importedCount).toBe(0);
+    expect(report.errors.map((e) => e.line)).toEqual([2, 3]);
+    expect(await registry.get('XY-SHOP1-01')).toBeUndefined();
+
+    const bad = parseTerminalsCsv(`${TERMINAL_HEADER.join(',')}\nT1,toaster,M1,somewhere,short\n`);
+    expect(bad.errors.map((e) => e.line)).toEqual([2, 2]);
+  });
+
+  it('imports a demo campus of 2,000 cardholders', async () => {
+    const campus = generateDemoCampus({ cardholders: 2000, seed: 'import-test' });
+    const terminals = parseTerminalsCsv(campus.terminalsCsv);
+    const cardholders = parseCardholdersCsv(campus.cardholdersCsv);
+    expect(await importTerminals(registry, terminals.rows)).toMatchObject({ importedCount: campus.terminals.length, errors: [] });
+    const report = await importRows(cardholders.rows);
+    expect(report).toMatchObject({ importedCount: 2000, errors: [] });
+    expect(report.openingTotalFen).toBe(campus.cardholders.reduce((sum, c) => sum + c.openingBalanceFen, 0));
+    const last = campus.cardholders[1999];
+    expect(last).toBeDefined();
+    if (last === undefined) return;
+    expect((await ledger.inquire(last.cardNo, last.cardSerial)).balanceFen).toBe(last.openingBalanceFen);
+    expect(await redis.get(keys.personNumber(last.personNumber))).toBe(last.cardNo);
+  });
+});
+
+describe('demo campus', () => {
+  const campus = generateDemoCampus({ cardholders: 3000, seed: 42 });
+
+  it('is deterministic for a seed, and different for another', () => {
+    const again = generateDemoCampus({ cardholders: 3000, seed: 42 });
+    expect(again.cardholdersCsv).toBe(campus.cardholdersCsv);
+    expect(again.terminalsCsv).toBe(campus.terminalsCsv);
+    expect(generateDemoCampus({ cardholders: 3000, seed: 43 }).cardholdersCsv).not.toBe(campus.cardholdersCsv);
+  });
+
+  it('writes CSV files the importers accept', () => {
+    const cardholders = parseCardholdersCsv(campus.cardholdersCsv);
+    const terminals = parseTerminalsCsv(campus.terminalsCsv);
+    expect(cardholders.errors).toEqual([]);
+    expect(terminals.errors).toEqual([]);
+    expect(cardholders.rows).toHaveLength(3000);
+    expect(terminals.rows.length).toBeGreaterThanOrEqual(200);
+    expect(terminals.rows.length).toBeLessThanOrEqual(500);
+  });
+
+  it('looks like the campus in the guide', () => {
+    const students = campus.cardholders.filter((c) => c.holderType === 'student').length;
+    expect(students / campus.cardholders.length).toBeGreaterThan(0.85);
+    expect(students / campus.cardholders.length).toBeLessThan(0.95);
+    expect(campus.cardholders.some((c) => c.documentType === 'passport' && c.holderType === 'student')).toBe(true);
+    const residentIds = campus.cardholders.filter((c) => c.documentType === 'resident_id').map((c) => c.documentNumber);
+    expect(residentIds.every((id) => residentIdCheckChar(id.slice(0, 17)) === id[17])).toBe(true);
+    expect(residentIds.some((id) => id.endsWith('X'))).toBe(true);
+    expect(campus.cardholders.some((c) => /^(欧阳|司马|诸葛|上官|皇甫|东方|慕容|令狐)/.test(c.name))).toBe(true);
+    const settlement = campus.terminals.filter((t) => t.kind === 'settlement').map((t) => t.location);
+    expect(settlement.sort()).toEqual(['小营浴室', '健翔桥浴室', '健翔桥开水房', '健翔桥教三楼二层', '健翔桥教三楼五层', '健翔桥学四公寓一层'].sort());
+    expect(SETTLEMENT_SITES).toHaveLength(6);
+    for (const merchant of ['XY-CANTEEN1', 'XY-CANTEEN2', 'JXQ-CANTEEN1']) {
+      const pos = campus.terminals.filter((t) => t.merchantId === merchant).length;
+      expect(pos).toBeGreaterThanOrEqual(20);
+      expect(pos).toBeLessThanOrEqual(40);
+    }
+  });
+
+  it('names demo cards and terminals that exist in every campus of the seed', () => {
+    const doc = demoDoc(42);
+    expect(doc.cards.map((c) => c.cardNo)).toEqual(campus.cardholders.slice(0, 3).map((c) => c.cardNo));
+    expect(doc.cards[0]?.initialPassword).toBe(initialPassword(campus.cardholders[0]?.documentNumber ?? ''));
+    const secrets = new Map(campus.terminalSecrets.map((t) => [t.terminalId, t.secret]));
+    expect(secrets.get(doc.canteenPos.terminalId)).toBe(doc.canteenPos.secret);
+    expect(secrets.get(doc.settlementPos.terminalId)).toBe(doc.settlementPos.secret);
+  });
+});
