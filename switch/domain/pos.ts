@@ -5,6 +5,8 @@ import type { AuthorizeCode, InquireResult, ReverseResult } from '../ledger/ledg
 import type { Terminal } from './terminals.js';
 import { UnimplementedError } from '../grpc/errors.js';
 import { checkCardPassword } from './card-password.js';
+import { claimSequence, claimSequenceForReversal, claimUnknownCard, unknownCardDecision } from '../ledger/claims.js';
+import { IdempotencyConflictError } from '../ledger/ledger.js';
 
 export type PresentedCredential =
   | { readonly kind: 'card'; readonly serial: string }
@@ -51,8 +53,21 @@ export class PosDomain {
     const declined = (code: PaymentCode, pinAttemptsLeft = 0): PaymentOutcome => ({
       code, cardNo: cardNo ?? '', balanceAfterFen: 0, transactionId: '', decidedAtMs: this.ctx.now(), pinAttemptsLeft,
     });
-    // Nothing to record for an unknown card: no account means no money can move, and a retry gets the same answer.
-    if (cardNo === undefined) return declined('unknown_card');
+    const fingerprint = `${request.credential.kind}:${serial}|${request.amountFen}`;
+    if (cardNo === undefined) {
+      // No account, so no money can move; the decline is still recorded so a retry replays it.
+      const decidedAtMs = await claimUnknownCard(this.ctx, terminal.id, request.sequence, fingerprint, this.ctx.now());
+      return { ...declined('unknown_card'), decidedAtMs };
+    }
+    const previousOwner = await claimSequence(this.ctx, terminal.id, request.sequence, cardNo);
+    if (previousOwner !== null && previousOwner !== cardNo) {
+      const decidedAtMs = unknownCardDecision(previousOwner, fingerprint);
+      // The card was unknown when this request first came: its first answer stands.
+      if (decidedAtMs !== undefined) return { ...declined('unknown_card'), cardNo: '', decidedAtMs };
+      throw new IdempotencyConflictError(
+        `sequence number ${request.sequence} of terminal ${terminal.id} was already used for a different request; use a new sequence number`,
+      );
+    }
     if (request.pin !== '') {
       // Wrong or locked passwords are not recorded under the request key: the cardholder may try again.
       const check = await checkCardPassword(this.ctx, cardNo, request.pin);
@@ -80,6 +95,7 @@ export class PosDomain {
   ): Promise<ReverseResult | 'unknown_card'> {
     const { cardNo } = await resolveCredential(this.ctx, request.credential);
     if (cardNo === undefined) return 'unknown_card';
+    await claimSequenceForReversal(this.ctx, terminal.id, request.originalSequence, cardNo);
     return this.ctx.ledger.reverse({ cardNo, amountFen: request.amountFen, terminalId: terminal.id, sequence: request.originalSequence });
   }
 

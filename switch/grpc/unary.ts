@@ -23,7 +23,12 @@ export function withSafeDecoding<S extends ServiceDefinition>(service: S): S {
         try {
           return method.requestDeserialize(bytes);
         } catch (err) {
-          return new UndecodableRequest(err instanceof Error ? err.message : String(err));
+          const reason = err instanceof Error ? err.message : String(err);
+          // ts-proto refuses 64-bit values a JavaScript number cannot hold exactly; say which limit.
+          if (reason.includes('MAX_SAFE_INTEGER')) {
+            return new UndecodableRequest(`a 64-bit field (sequence_number or amount_fen) is above ${Number.MAX_SAFE_INTEGER}; sequence numbers must be 1..${Number.MAX_SAFE_INTEGER}`);
+          }
+          return new UndecodableRequest(reason);
         }
       },
     };

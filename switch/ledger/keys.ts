@@ -43,6 +43,15 @@ export class Keys {
     return `${this.tag(this.shardOf(cardNo))}:req:${terminalId}:${sequence}`;
   }
 
+  /**
+   * Which card a terminal's sequence number belongs to. It lives in the terminal's own slot, so that
+   * reusing a sequence number with a card of ANOTHER shard is caught (the request record above only
+   * sees its own shard).
+   */
+  sequenceClaim(terminalId: string, sequence: number): string {
+    return `${this.prefix}:{T:${terminalId}}:seq:${sequence}`;
+  }
+
   statement(cardNo: string): string {
     return `${this.tag(this.shardOf(cardNo))}:stmt:${cardNo}`;
   }
