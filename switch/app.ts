@@ -11,6 +11,7 @@ import { startGrpcServer, type RunningGrpcServer } from './grpc/server.js';
 import { Keys } from './ledger/keys.js';
 import { Ledger } from './ledger/ledger.js';
 import { Scripts } from './ledger/scripts.js';
+import { checkShardCount } from './ledger/meta.js';
 import type { Logger } from './log.js';
 import type { SwitchContext } from './context.js';
 import { PasswordPool } from './workers/password-pool.js';
@@ -45,18 +46,6 @@ export function connectRedis(url: string, commandTimeoutMs: number): Redis {
     connectTimeout: 5000,
     retryStrategy: (attempt) => Math.min(50 * attempt, 2000),
   });
-}
-
-/** The shard count decides where every account lives; it is fixed the first time a ledger starts. */
-export async function checkShardCount(redis: Redis, keys: Keys): Promise<void> {
-  await redis.hsetnx(keys.meta(), 'shards', String(keys.shardCount));
-  const stored = Number(await redis.hget(keys.meta(), 'shards'));
-  if (stored !== keys.shardCount) {
-    throw new Error(
-      `LEDGER_SHARDS=${keys.shardCount} but this ledger (prefix "${keys.prefix}") was created with ${stored} shards; ` +
-        `set LEDGER_SHARDS=${stored} (changing it would move every account)`,
-    );
-  }
 }
 
 export async function startSwitch(config: Config, log: Logger, now: () => number = Date.now): Promise<SwitchApp> {

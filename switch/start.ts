@@ -2,11 +2,8 @@
 // (appendfsync always, data under var/) when REDIS_URL is not set, creates development secrets under
 // var/ on first start, loads the demo campus into an empty ledger, starts the switch, and prints where
 // it listens with a ready-to-paste example call.
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
+import { DEV_SECRETS_FILE, ensureDevSecrets, localRedisPort, VAR_DIR } from './dev-env.js';
 import { startSwitch, type SwitchApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { DEFAULT_DEMO_CARDHOLDERS, DEFAULT_DEMO_SEED, demoDoc, generateDemoCampus } from './data/demo.js';
@@ -15,36 +12,7 @@ import { IMPORT_SCRYPT_N } from './domain/password.js';
 import { createLogger, type Logger } from './log.js';
 import { RedisServerMissingError, startLocalRedis, type LocalRedis } from './redis/local-redis.js';
 
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
-const VAR_DIR = process.env['CARDSWITCH_VAR_DIR'] ?? join(ROOT, 'var');
-const SECRETS_FILE = join(VAR_DIR, 'dev-secrets.json');
-const DEFAULT_LOCAL_REDIS_PORT = 6390;
 const DEMO_FLAG = 'demoLoaded';
-
-/** Development secrets, made once per checkout; production sets the variables itself. */
-function ensureDevSecrets(env: NodeJS.ProcessEnv): void {
-  const names = ['TERMINAL_SECRET_PEPPER', 'PASSWORD_PEPPER', 'OPERATOR_TOKENS'] as const;
-  if (names.every((n) => (env[n] ?? '') !== '')) return;
-  mkdirSync(VAR_DIR, { recursive: true });
-  let secrets: Record<string, string> = {};
-  if (existsSync(SECRETS_FILE)) secrets = JSON.parse(readFileSync(SECRETS_FILE, 'utf8')) as Record<string, string>;
-  else {
-    secrets = {
-      TERMINAL_SECRET_PEPPER: randomBytes(24).toString('base64url'),
-      PASSWORD_PEPPER: randomBytes(24).toString('base64url'),
-      OPERATOR_TOKENS: `admin:${randomBytes(18).toString('base64url')}`,
-    };
-    writeFileSync(SECRETS_FILE, JSON.stringify(secrets, null, 2), { mode: 0o600 });
-  }
-  for (const n of names) if ((env[n] ?? '') === '') env[n] = secrets[n];
-}
-
-function localRedisPort(env: NodeJS.ProcessEnv): number {
-  const raw = env['LOCAL_REDIS_PORT'] ?? String(DEFAULT_LOCAL_REDIS_PORT);
-  const port = Number(raw);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError([`LOCAL_REDIS_PORT=${raw}: must be a port number 1-65535`]);
-  return port;
-}
 
 async function ensureRedis(env: NodeJS.ProcessEnv, log: Logger): Promise<LocalRedis | undefined> {
   if ((env['REDIS_URL'] ?? '') !== '') return undefined;
@@ -90,7 +58,7 @@ function printReady(app: SwitchApp, config: Config): void {
     `    -d '${body}' ${target} cardswitch.v1.PosService/Authorize`,
     '',
     `Read the card:  grpcurl -plaintext -H 'terminal-id: ${pos.terminalId}' -H 'terminal-secret: ${pos.secret}' -d '{"terminal_id":"${pos.terminalId}","credential":{"card":{"card_serial":"${card?.cardSerial}"}}}' ${target} cardswitch.v1.PosService/Inquire`,
-    `Operator token (AdminService metadata operator-token): see OPERATOR_TOKENS in ${SECRETS_FILE}`,
+    `Operator token (AdminService metadata operator-token): see OPERATOR_TOKENS in ${DEV_SECRETS_FILE}`,
     'Ctrl-C stops the switch gracefully.',
     '',
   ];

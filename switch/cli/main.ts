@@ -12,6 +12,8 @@ import { TERMINAL_KINDS, TerminalRegistry } from '../domain/terminals.js';
 import { Keys } from '../ledger/keys.js';
 import { Ledger } from '../ledger/ledger.js';
 import { Scripts } from '../ledger/scripts.js';
+import { checkShardCount, ShardCountMismatchError } from '../ledger/meta.js';
+import { applyLocalDefaults } from '../dev-env.js';
 import { formatYuan } from '../money.js';
 import { PasswordPool } from '../workers/password-pool.js';
 import { DEFAULT_CSV_LIMITS } from '../data/csv.js';
@@ -63,6 +65,8 @@ interface CliLedger {
 }
 
 function cliConfig(): Config {
+  const note = applyLocalDefaults(process.env);
+  if (note !== undefined) console.error(note);
   const config = loadConfig();
   if (config.redisUrl === '') {
     throw new CliError('REDIS_URL is not set: the CLI imports into an existing Redis, e.g. REDIS_URL=redis://127.0.0.1:6379');
@@ -92,15 +96,6 @@ async function readCsvFile(path: string): Promise<string> {
   }
 }
 
-/** The shard count decides where every account lives, so an import must use the ledger's own. */
-async function checkShardCount(redis: Redis, keys: Keys): Promise<void> {
-  await redis.hsetnx(keys.meta(), 'shards', String(keys.shardCount));
-  const stored = Number(await redis.hget(keys.meta(), 'shards'));
-  if (stored !== keys.shardCount) {
-    throw new CliError(`LEDGER_SHARDS=${keys.shardCount} but the ledger with prefix "${keys.prefix}" has ${stored} shards; set LEDGER_SHARDS=${stored}`);
-  }
-}
-
 async function withLedger<T>(config: Config, fn: (l: CliLedger) => Promise<T>): Promise<T> {
   const redis = new Redis(config.redisUrl, {
     lazyConnect: true,
@@ -119,7 +114,12 @@ async function withLedger<T>(config: Config, fn: (l: CliLedger) => Promise<T>): 
   }
   try {
     const keys = new Keys(config.keyPrefix, config.ledgerShards);
-    await checkShardCount(redis, keys);
+    try {
+      await checkShardCount(redis, keys);
+    } catch (err) {
+      if (err instanceof ShardCountMismatchError) throw new CliError(err.message);
+      throw err;
+    }
     const ledger = new Ledger(keys, await Scripts.load(redis), config.requestTtlSec);
     const registry = new TerminalRegistry(redis, keys, config.terminalPepper, 0);
     return await fn({ redis, ledger, registry });

@@ -23,11 +23,11 @@ export function checkSequence(sequence: number, field: string): number {
   return sequence;
 }
 
-export function checkAmount(amountFen: number, maxFen: number, field = 'amount_fen'): number {
+export function checkAmount(amountFen: number, maxFen: number, field = 'amount_fen', limitName = 'per payment'): number {
   if (!Number.isSafeInteger(amountFen) || amountFen < 1) {
     throw new InvalidArgumentError(`${field} must be a positive whole number of fen (1 = 0.01 yuan), got ${amountFen}`);
   }
-  if (amountFen > maxFen) throw new InvalidArgumentError(`${field} ${amountFen} is over the limit of ${maxFen} fen per payment`);
+  if (amountFen > maxFen) throw new InvalidArgumentError(`${field} ${amountFen} is over the limit of ${maxFen} fen ${limitName}`);
   return amountFen;
 }
 

@@ -178,6 +178,7 @@ export class Ledger {
     if (reply === -1) throw new IdempotencyConflictError(`${where} was already reversed with a different amount or card`);
     if (reply === -2) throw new ReversalMismatchError(`${where} was for a different amount than ${input.amountFen} fen`);
     if (reply === -3) throw new ReversalMismatchError(`${where} was made with a different card`);
+    if (reply === -4) throw new ReversalMismatchError(`${where} is a small-wallet transaction, which is not reversed; the next settlement charges what was spent`);
     if (typeof reply !== 'string') throw new LedgerInvariantError(`reverse answered ${JSON.stringify(reply)}`);
     const [code, balance, decidedAt] = reply.split('|');
     const mapped = REVERSE_CODES[code ?? ''];

@@ -14,7 +14,9 @@ const INCLUDE_LINE = /^-- @include ([a-z0-9-]+)\s*$/gm;
 const MAX_INCLUDE_DEPTH = 4;
 
 /** Scripts the switch cannot run without; every other *.lua in lua/ is loaded too. */
-export const REQUIRED_SCRIPTS = ['authorize', 'reverse', 'inquire', 'open-account', 'set-status'] as const;
+export const REQUIRED_SCRIPTS = [
+  'authorize', 'reverse', 'inquire', 'open-account', 'set-status', 'password', 'replace-card', 'set-limits', 'water-debit', 'settle',
+] as const;
 export type ScriptName = string;
 
 function expandIncludes(source: string, fileName: string, depth: number): string {

@@ -22,6 +22,7 @@
     -1 this reversal key was used before for a different reversal
     -2 the amount differs from the payment's amount
     -3 the payment belongs to another card
+    -4 the request is a small-wallet move (water debit / settlement), which is never reversed
 ]]
 local rcall = redis.call
 local accountKey = KEYS[1]
@@ -49,6 +50,7 @@ local balanceFen = tonumber(rcall('HGET', accountKey, 'bal') or '0')
 local code = 3
 if request[3] then
   if request[7] ~= cardNo then return -3 end
+  if request[4] == 'W' then return -4 end
   if tonumber(request[5]) ~= amountFen then return -2 end
   code = 2
   if request[4] == 'A' then
