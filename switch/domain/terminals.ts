@@ -49,8 +49,11 @@ export function validateNewTerminal(t: NewTerminal): string[] {
   return problems;
 }
 
+const MAX_REMEMBERED_SECRETS = 10_000;
+
 export class TerminalRegistry {
   private readonly cache = new Map<string, { terminal: Terminal | undefined; loadedAtMs: number }>();
+  private readonly verifiedSecrets = new Map<string, Buffer>();
 
   constructor(
     private readonly redis: Redis,
@@ -94,11 +97,25 @@ export class TerminalRegistry {
     return terminal;
   }
 
-  /** Constant-time comparison of the presented secret with the stored hash. */
+  /**
+   * Constant-time comparison of the presented secret with the stored hash. The last secret that
+   * matched a given stored hash is remembered, so a terminal's every call costs one constant-time
+   * compare instead of an HMAC (the stored hash is part of the key: a new secret invalidates it).
+   */
   secretMatches(terminal: Terminal, presentedSecret: string): boolean {
-    const presented = Buffer.from(hashTerminalSecret(presentedSecret, this.pepper), 'hex');
+    const known = this.verifiedSecrets.get(terminal.secretHash);
+    if (known !== undefined) {
+      const presented = Buffer.from(presentedSecret);
+      if (presented.length === known.length && timingSafeEqual(presented, known)) return true;
+    }
+    const presentedHash = Buffer.from(hashTerminalSecret(presentedSecret, this.pepper), 'hex');
     const stored = Buffer.from(terminal.secretHash, 'hex');
-    return presented.length === stored.length && timingSafeEqual(presented, stored);
+    const matches = presentedHash.length === stored.length && timingSafeEqual(presentedHash, stored);
+    if (matches) {
+      if (this.verifiedSecrets.size >= MAX_REMEMBERED_SECRETS) this.verifiedSecrets.clear();
+      this.verifiedSecrets.set(terminal.secretHash, Buffer.from(presentedSecret));
+    }
+    return matches;
   }
 }
 
