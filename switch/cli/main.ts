@@ -14,6 +14,7 @@ import { Ledger } from '../ledger/ledger.js';
 import { Scripts } from '../ledger/scripts.js';
 import { checkShardCount, ShardCountMismatchError } from '../ledger/meta.js';
 import { applyLocalDefaults } from '../dev-env.js';
+import { runAuditCommand } from './audit.js';
 import { formatYuan } from '../money.js';
 import { PasswordPool } from '../workers/password-pool.js';
 import { DEFAULT_CSV_LIMITS } from '../data/csv.js';
@@ -41,6 +42,9 @@ commands:
                                   write a demo campus as cardholders.csv and terminals.csv
   load-demo [--cardholders N] [--seed S]
                                   generate a demo campus and import it straight into Redis
+  audit [--json] [--max-problems N]
+                                  prove every balance equals its journal and money is conserved
+                                  (exit 0 sound, 1 with the differences)
   help                            show this text
 
 environment: REDIS_URL (required), KEY_PREFIX, LEDGER_SHARDS, TERMINAL_SECRET_PEPPER, PASSWORD_PEPPER
@@ -239,6 +243,12 @@ async function loadDemoCommand(options: DemoArgs): Promise<number> {
 }
 
 async function run(argv: readonly string[]): Promise<number> {
+  // The audit has flags of its own (--json, --max-problems), parsed by its module.
+  if (argv[0] === 'audit') {
+    const note = applyLocalDefaults(process.env);
+    if (note !== undefined) console.error(note);
+    return runAuditCommand(argv.slice(1));
+  }
   const { positionals, values } = parseArgs({
     args: [...argv],
     allowPositionals: true,

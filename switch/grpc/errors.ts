@@ -24,6 +24,11 @@ export class UnimplementedError extends Error {
   override readonly name = 'UnimplementedError';
 }
 
+/** The caller went away (deadline or cancellation) before the work finished; nothing to answer. */
+export class CancelledError extends Error {
+  override readonly name = 'CancelledError';
+}
+
 export class ResourceExhaustedError extends Error {
   override readonly name = 'ResourceExhaustedError';
 }
@@ -95,6 +100,7 @@ export function mapError(err: unknown): MappedError {
   if (err instanceof PasswordPoolBusyError) {
     return { code: Status.RESOURCE_EXHAUSTED, details: 'too many password checks waiting; retry in a moment', serious: true };
   }
+  if (err instanceof CancelledError) return { code: Status.CANCELLED, details: err.message, serious: false };
   if (err instanceof ResourceExhaustedError) return { code: Status.RESOURCE_EXHAUSTED, details: err.message, serious: false };
   if (isRedisUnavailable(err)) {
     return { code: Status.UNAVAILABLE, details: 'the ledger did not answer, so the outcome is unknown; retry with the same sequence number to learn it (a retry never charges twice)', serious: true };
