@@ -15,6 +15,8 @@ import { checkShardCount } from './ledger/meta.js';
 import type { Logger } from './log.js';
 import type { SwitchContext } from './context.js';
 import { PasswordPool } from './workers/password-pool.js';
+import { FeeProviderSimulator, useFeeProvider } from './fees/index.js';
+import { recoverPendingFees } from './domain/fees.js';
 import { adminService } from './grpc/admin-service.js';
 import { kioskService } from './grpc/kiosk-service.js';
 import { operatorAuthInterceptor } from './grpc/operator-auth.js';
@@ -48,6 +50,22 @@ export function connectRedis(url: string, commandTimeoutMs: number): Redis {
   });
 }
 
+/** Finishes fee requests whose money was taken but whose provider call never settled (crash, silence). */
+function startFeeRecovery(ctx: SwitchContext): () => void {
+  let running = false;
+  const sweep = (): void => {
+    if (running) return;
+    running = true;
+    recoverPendingFees(ctx, { olderThanMs: ctx.config.feeRecoveryIntervalMs, maxPerShard: 100 })
+      .then((report) => ctx.log.debug({ report }, 'fee recovery sweep'))
+      .catch((err: unknown) => ctx.log.error({ err }, 'fee recovery sweep failed'))
+      .finally(() => (running = false));
+  };
+  const timer = setInterval(sweep, ctx.config.feeRecoveryIntervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 export async function startSwitch(config: Config, log: Logger, now: () => number = Date.now): Promise<SwitchApp> {
   const redis = connectRedis(config.redisUrl, config.redisCommandTimeoutMs);
   redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection problem'));
@@ -74,6 +92,10 @@ export async function startSwitch(config: Config, log: Logger, now: () => number
     });
     const context: SwitchContext = { config, log, redis, keys, scripts, ledger, terminals, cards, passwords, now };
     const pos = new PosDomain(context);
+    // No campus fee system is reachable from here: the simulator stands in, and says so in the log.
+    log.warn('utility fees go to the built-in provider simulator (development); plug a real adapter into useFeeProvider');
+    useFeeProvider(context, new FeeProviderSimulator(), config.feeProviderTimeoutMs);
+    const stopFeeRecovery = startFeeRecovery(context);
     grpc = await startGrpcServer({
       host: config.grpcHost,
       port: config.grpcPort,
@@ -97,6 +119,7 @@ export async function startSwitch(config: Config, log: Logger, now: () => number
       cards,
       context,
       stop: async () => {
+        stopFeeRecovery();
         await running.shutdown();
         await pool.close();
         await redis.quit().catch(() => redis.disconnect());

@@ -32,6 +32,10 @@ export interface Config {
   readonly alipayMaxRechargeFen: number;
   readonly counterMaxRechargeFen: number;
   readonly dailyRechargeLimitFen: number;
+  /** Each call to the utility-fee provider (pay, cancel) gets at most this long. */
+  readonly feeProviderTimeoutMs: number;
+  /** How often fee requests left pending (crash, provider silent) are finished in the background. */
+  readonly feeRecoveryIntervalMs: number;
   /** operator name -> token, from OPERATOR_TOKENS="alice:token1,bob:token2". */
   readonly operatorTokens: ReadonlyMap<string, string>;
 }
@@ -136,6 +140,8 @@ export function loadConfig(env: Env = process.env): Config {
     alipayMaxRechargeFen: r.integer('ALIPAY_MAX_RECHARGE_FEN', 99_900, 1, 100_000_000),
     counterMaxRechargeFen: r.integer('COUNTER_MAX_RECHARGE_FEN', 200_000, 1, 100_000_000),
     dailyRechargeLimitFen: r.integer('DAILY_RECHARGE_LIMIT_FEN', 300_000, 0, 100_000_000),
+    feeProviderTimeoutMs: r.integer('FEE_PROVIDER_TIMEOUT_MS', 3000, 1, 30_000),
+    feeRecoveryIntervalMs: r.integer('FEE_RECOVERY_INTERVAL_MS', 60_000, 1000, 3_600_000),
     operatorTokens: parseOperatorTokens(r, env['OPERATOR_TOKENS'] ?? ''),
   };
   if (r.problems.length > 0) throw new ConfigError(r.problems);

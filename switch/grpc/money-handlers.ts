@@ -1,35 +1,195 @@
 // Refund (PosService), Recharge and PayUtilityFee (KioskService), ManualRecharge and Adjust
-// (AdminService). Owner: recharge/refund/fees work.
+// (AdminService): validate, call the domain module, map the result to the response. Business
+// refusals of PayUtilityFee are declined answers (like Authorize); the others answer a gRPC status.
+//
+// Fee provider: the context has no provider field yet, so fees/index.ts gives each context the
+// development simulator unless useFeeProvider(ctx, provider) set one (tests do). The recovery sweep
+// for fees left pending by a crash (recoverPendingFees in domain/fees.ts) is not scheduled yet: it is
+// meant to run from app.ts at start-up and every minute.
 import type { handleUnaryCall } from '@grpc/grpc-js';
+import { DeclineReason, Outcome, RechargeChannel, UtilityKind } from '../../proto/gen/cardswitch/v1/common.js';
 import type { RefundRequest, RefundResponse } from '../../proto/gen/cardswitch/v1/pos.js';
 import type { PayUtilityFeeRequest, PayUtilityFeeResponse, RechargeRequest, RechargeResponse } from '../../proto/gen/cardswitch/v1/kiosk.js';
 import type { AdjustRequest, AdjustResponse, ManualRechargeRequest, ManualRechargeResponse } from '../../proto/gen/cardswitch/v1/admin.js';
 import type { SwitchContext } from '../context.js';
-import { UnimplementedError } from './errors.js';
-import { unary } from './unary.js';
+import { checkCardPassword } from '../domain/card-password.js';
+import { checkCardNumber, resolveCardholder } from '../domain/cardholder.js';
+import { checkFeeAmount, checkUtilityTarget, payUtilityFee } from '../domain/fees.js';
+import { adjustBalance, CHANNEL_NAMES, checkRechargeOrder, rechargeCard } from '../domain/recharge.js';
+import { refundPayment } from '../domain/refund.js';
+import { TERMINAL_ID_PATTERN } from '../domain/terminals.js';
+import type { FeeAnswer, RechargeChannelCode, UtilityKindCode } from '../ledger/money.js';
+import { formatYuan } from '../money.js';
+import { PIN_PATTERN } from '../domain/password.js';
+import { InvalidArgumentError, NotFoundError } from './errors.js';
+import { callingOperator, callingTerminal, unary } from './unary.js';
+import { checkAmount, checkSequence, checkTerminalField } from './validate.js';
 
-function notYet<Req, Res>(ctx: SwitchContext, rpc: string): handleUnaryCall<Req, Res> {
-  return unary<Req, Res>(ctx.log, rpc, async () => {
-    throw new UnimplementedError(`${rpc} is not available yet`);
-  });
+const CHANNELS: ReadonlyMap<RechargeChannel, RechargeChannelCode> = new Map([
+  [RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'WECHAT'],
+  [RechargeChannel.RECHARGE_CHANNEL_ALIPAY, 'ALIPAY'],
+  [RechargeChannel.RECHARGE_CHANNEL_COUNTER, 'COUNTER'],
+]);
+
+function checkChannel(channel: RechargeChannel): RechargeChannelCode {
+  const code = CHANNELS.get(channel);
+  if (code === undefined) throw new InvalidArgumentError('channel must be RECHARGE_CHANNEL_WECHAT, RECHARGE_CHANNEL_ALIPAY or RECHARGE_CHANNEL_COUNTER');
+  return code;
+}
+
+const UTILITY_KINDS: ReadonlyMap<UtilityKind, UtilityKindCode> = new Map([
+  [UtilityKind.UTILITY_KIND_NETWORK, 'network'],
+  [UtilityKind.UTILITY_KIND_ELECTRICITY, 'electricity'],
+]);
+const UTILITY_NAMES: Readonly<Record<UtilityKindCode, string>> = { network: '网费', electricity: '电费' };
+
+function checkUtilityKind(kind: UtilityKind): UtilityKindCode {
+  const code = UTILITY_KINDS.get(kind);
+  if (code === undefined) throw new InvalidArgumentError('kind must be UTILITY_KIND_NETWORK or UTILITY_KIND_ELECTRICITY');
+  return code;
+}
+
+function rechargeText(channel: RechargeChannelCode, amountFen: number, balanceAfterFen: number): string {
+  return `${CHANNEL_NAMES[channel]}充值成功 ${formatYuan(amountFen)}元 余额${formatYuan(balanceAfterFen)}元`;
 }
 
 export function refundHandler(ctx: SwitchContext): handleUnaryCall<RefundRequest, RefundResponse> {
-  return notYet(ctx, 'Refund');
+  return unary<RefundRequest, RefundResponse>(ctx.log, 'Refund', async (req, call) => {
+    const terminal = callingTerminal(call);
+    checkTerminalField(req.terminalId, terminal);
+    const sequence = checkSequence(req.sequenceNumber, 'sequence_number');
+    const cardNo = checkCardNumber(req.cardNumber);
+    if (!TERMINAL_ID_PATTERN.test(req.originalTerminalId)) {
+      throw new InvalidArgumentError(`original_terminal_id must be 1-32 of A-Z a-z 0-9 _ -, got "${req.originalTerminalId.slice(0, 40)}"`);
+    }
+    const originalSequence = checkSequence(req.originalSequenceNumber, 'original_sequence_number');
+    if (req.originalTerminalId === terminal.id && originalSequence === sequence) {
+      throw new InvalidArgumentError('sequence_number is the payment\'s own; a refund needs a new sequence number of the refunding terminal');
+    }
+    const amountFen = checkAmount(req.amountFen, ctx.config.maxPaymentFen);
+    const result = await refundPayment(ctx, terminal, { sequence, cardNo, originalTerminalId: req.originalTerminalId, originalSequence, amountFen });
+    return {
+      balanceAfterFen: result.balanceAfterFen,
+      refundableLeftFen: result.refundableLeftFen,
+      transactionId: result.transactionId,
+      displayText: `退款成功 ${formatYuan(amountFen)}元 余额${formatYuan(result.balanceAfterFen)}元`,
+      decidedAtMs: result.decidedAtMs,
+    };
+  });
 }
 
 export function kioskRechargeHandler(ctx: SwitchContext): handleUnaryCall<RechargeRequest, RechargeResponse> {
-  return notYet(ctx, 'Recharge');
-}
-
-export function payUtilityFeeHandler(ctx: SwitchContext): handleUnaryCall<PayUtilityFeeRequest, PayUtilityFeeResponse> {
-  return notYet(ctx, 'PayUtilityFee');
+  return unary<RechargeRequest, RechargeResponse>(ctx.log, 'Recharge', async (req, call) => {
+    const terminal = callingTerminal(call);
+    const channel = checkChannel(req.channel);
+    checkRechargeOrder(ctx.config, channel, req.channelOrderId, req.amountFen);
+    const { cardNo } = await resolveCardholder(ctx, req.cardholder);
+    const result = await rechargeCard(ctx, { cardNo, channel, orderId: req.channelOrderId, amountFen: req.amountFen, source: terminal.id });
+    return {
+      balanceAfterFen: result.balanceAfterFen,
+      transactionId: result.transactionId,
+      displayText: rechargeText(channel, req.amountFen, result.balanceAfterFen),
+      decidedAtMs: result.decidedAtMs,
+      cardNumber: cardNo,
+    };
+  });
 }
 
 export function manualRechargeHandler(ctx: SwitchContext): handleUnaryCall<ManualRechargeRequest, ManualRechargeResponse> {
-  return notYet(ctx, 'ManualRecharge');
+  return unary<ManualRechargeRequest, ManualRechargeResponse>(ctx.log, 'ManualRecharge', async (req, call) => {
+    const operator = callingOperator(call);
+    const cardNo = checkCardNumber(req.cardNumber);
+    const channel = checkChannel(req.channel);
+    const result = await rechargeCard(ctx, { cardNo, channel, orderId: req.channelOrderId, amountFen: req.amountFen, source: operator });
+    return { balanceAfterFen: result.balanceAfterFen, transactionId: result.transactionId, decidedAtMs: result.decidedAtMs };
+  });
 }
 
 export function adjustHandler(ctx: SwitchContext): handleUnaryCall<AdjustRequest, AdjustResponse> {
-  return notYet(ctx, 'Adjust');
+  return unary<AdjustRequest, AdjustResponse>(ctx.log, 'Adjust', async (req, call) => {
+    const operator = callingOperator(call);
+    const cardNo = checkCardNumber(req.cardNumber);
+    const result = await adjustBalance(ctx, { cardNo, adjustmentId: req.adjustmentId, signedAmountFen: req.amountFen, reason: req.reason, operator });
+    return { balanceAfterFen: result.balanceAfterFen, transactionId: result.transactionId, decidedAtMs: result.decidedAtMs };
+  });
+}
+
+export function payUtilityFeeHandler(ctx: SwitchContext): handleUnaryCall<PayUtilityFeeRequest, PayUtilityFeeResponse> {
+  return unary<PayUtilityFeeRequest, PayUtilityFeeResponse>(ctx.log, 'PayUtilityFee', async (req, call) => {
+    const terminal = callingTerminal(call);
+    const sequence = checkSequence(req.sequenceNumber, 'sequence_number');
+    const kind = checkUtilityKind(req.kind);
+    const target = checkUtilityTarget(kind, req.networkAccount, req.building, req.room);
+    const amountFen = checkFeeAmount(req.amountFen);
+    if (req.password === '') throw new InvalidArgumentError('password is required (the 6-digit card password)');
+    if (!PIN_PATTERN.test(req.password)) throw new InvalidArgumentError('password must be exactly 6 digits');
+    const { cardNo } = await resolveCardholder(ctx, req.cardholder);
+    // A wrong or locked password is a declined answer, not recorded under the request key: the
+    // cardholder may try again with the same sequence number.
+    const check = await checkCardPassword(ctx, cardNo, req.password);
+    if (!check.ok && check.reason === 'unknown_card') throw new NotFoundError(`card ${cardNo} does not exist`);
+    if (!check.ok && check.reason === 'locked') return passwordDecline(DeclineReason.DECLINE_REASON_PIN_LOCKED, '密码已锁定，请明日再试', 0);
+    if (!check.ok) return passwordDecline(DeclineReason.DECLINE_REASON_WRONG_PIN, `密码错误，今日还可尝试${check.attemptsLeft}次`, check.attemptsLeft);
+    const answer = await payUtilityFee(ctx, { cardNo, terminalId: terminal.id, sequence, target, amountFen });
+    if (answer.code === 'unknown_card') throw new NotFoundError(`card ${cardNo} does not exist`);
+    return feeResponse(answer, UTILITY_NAMES[kind], amountFen);
+  });
+}
+
+function passwordDecline(reason: DeclineReason, text: string, attemptsLeft: number): PayUtilityFeeResponse {
+  return {
+    outcome: Outcome.OUTCOME_DECLINED,
+    declineReason: reason,
+    displayText: text,
+    balanceAfterFen: 0,
+    transactionId: '',
+    providerReceipt: '',
+    passwordAttemptsLeft: attemptsLeft,
+  };
+}
+
+type FeeDeclineCode = 'insufficient_funds' | 'card_lost' | 'card_frozen' | 'card_cancelled';
+const FEE_DECLINES: Readonly<Record<FeeDeclineCode, { reason: DeclineReason; text: string }>> = {
+  insufficient_funds: { reason: DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS, text: '余额不足' },
+  card_lost: { reason: DeclineReason.DECLINE_REASON_CARD_LOST, text: '此卡已挂失' },
+  card_frozen: { reason: DeclineReason.DECLINE_REASON_CARD_FROZEN, text: '此卡已冻结' },
+  card_cancelled: { reason: DeclineReason.DECLINE_REASON_CARD_CANCELLED, text: '此卡已注销' },
+};
+
+/** Built only from the stored answer and the request, so a retry gets the same bytes. */
+function feeResponse(answer: FeeAnswer, utilityName: string, amountFen: number): PayUtilityFeeResponse {
+  const balance = `余额${formatYuan(answer.balanceAfterFen)}元`;
+  const base = { balanceAfterFen: answer.balanceAfterFen, transactionId: '', providerReceipt: '', passwordAttemptsLeft: 0 };
+  switch (answer.code) {
+    case 'delivered':
+      return {
+        ...base,
+        outcome: Outcome.OUTCOME_APPROVED,
+        declineReason: DeclineReason.DECLINE_REASON_UNSPECIFIED,
+        displayText: `${utilityName}缴费成功 ${formatYuan(amountFen)}元 ${balance}`,
+        transactionId: answer.transactionId,
+        providerReceipt: answer.detail,
+      };
+    case 'given_back':
+      return {
+        ...base,
+        outcome: Outcome.OUTCOME_DECLINED,
+        declineReason: DeclineReason.DECLINE_REASON_CHANNEL_DECLINED,
+        displayText: `${utilityName}缴费失败（${answer.detail}），${formatYuan(amountFen)}元已退回 ${balance}`,
+      };
+    case 'pending':
+      return {
+        ...base,
+        outcome: Outcome.OUTCOME_PENDING,
+        declineReason: DeclineReason.DECLINE_REASON_UNSPECIFIED,
+        displayText: `${utilityName}缴费结果待确认，请稍后用同一流水号重试查询；未到账的款项将自动退回`,
+        transactionId: answer.transactionId,
+      };
+    case 'unknown_card':
+      throw new NotFoundError('the card does not exist');
+    default: {
+      const decline = FEE_DECLINES[answer.code];
+      return { ...base, outcome: Outcome.OUTCOME_DECLINED, declineReason: decline.reason, displayText: `${decline.text} ${balance}` };
+    }
+  }
 }

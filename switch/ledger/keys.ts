@@ -52,6 +52,26 @@ export class Keys {
     return `${this.prefix}:{T:${terminalId}}:seq:${sequence}`;
   }
 
+  /** One channel order's record (recharge), in the credited card's shard. */
+  order(cardNo: string, channel: string, orderId: string): string {
+    return `${this.tag(this.shardOf(cardNo))}:order:${channel}:${orderId}`;
+  }
+
+  /** One operator adjustment's record, in the card's shard. */
+  adjustment(cardNo: string, adjustmentId: string): string {
+    return `${this.tag(this.shardOf(cardNo))}:adj:${adjustmentId}`;
+  }
+
+  /** Zset of the shard's fee requests whose money is taken and whose provider call is not settled. */
+  feePending(shard: number): string {
+    return `${this.tag(shard)}:feepend`;
+  }
+
+  /** Which card holds a ledger-wide id (a channel order id, an adjustment id); not money, no shard. */
+  idClaim(namespace: string, id: string): string {
+    return `${this.prefix}:claim:${namespace}:${id}`;
+  }
+
   statement(cardNo: string): string {
     return `${this.tag(this.shardOf(cardNo))}:stmt:${cardNo}`;
   }

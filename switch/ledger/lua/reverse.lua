@@ -16,8 +16,9 @@
   ARGV[7] requestTtlSec
 
   Returns one string "<code>|<balanceAfterFen>|<decidedAtMs>":
-    code 1 reversed (money back on the account)   3 tombstoned (payment not seen yet)
-         2 nothing to reverse (payment declined)
+    code 1 reversed (what was not yet refunded is back on the account)
+         2 nothing to reverse (payment declined, or already refunded in full)
+         3 tombstoned (payment not seen yet)
   Or a number (nothing changed):
     -1 this reversal key was used before for a different reversal
     -2 the amount differs from the payment's amount
@@ -40,7 +41,7 @@ local requestTtlSec = tonumber(ARGV[7])
 
 -- @include answer
 
-local request = rcall('HMGET', requestKey, 'rfp', 'rans', 'pfp', 'pst', 'amt', 'mp', 'card')
+local request = rcall('HMGET', requestKey, 'rfp', 'rans', 'pfp', 'pst', 'amt', 'mp', 'card', 'refd')
 if request[1] then
   if request[1] == fingerprint then return request[2] end
   return -1
@@ -54,13 +55,17 @@ if request[3] then
   if tonumber(request[5]) ~= amountFen then return -2 end
   code = 2
   if request[4] == 'A' then
-    balanceFen = rcall('HINCRBY', accountKey, 'bal', amountFen)
-    local version = rcall('HINCRBY', accountKey, 'ver', 1)
-    local entryId = appendJournal(journalKey, 'rev', cardNo, amountFen, request[6], 'a:' .. cardNo,
-      balanceFen, version, terminalId, sequence, nowMs)
-    appendStatement(statementKey, nowMs, entryId, 'rev', amountFen, balanceFen, terminalId, sequence)
+    -- Refunds (refund.lua) may have given back part of the payment already (`refd`): give back the rest.
+    local giveBackFen = amountFen - (tonumber(request[8]) or 0)
+    if giveBackFen > 0 then
+      balanceFen = rcall('HINCRBY', accountKey, 'bal', giveBackFen)
+      local version = rcall('HINCRBY', accountKey, 'ver', 1)
+      local entryId = appendJournal(journalKey, 'rev', cardNo, giveBackFen, request[6], 'a:' .. cardNo,
+        balanceFen, version, terminalId, sequence, nowMs)
+      appendStatement(statementKey, nowMs, entryId, 'rev', giveBackFen, balanceFen, terminalId, sequence)
+      code = 1
+    end
     rcall('HSET', requestKey, 'pst', 'R')
-    code = 1
   end
 end
 

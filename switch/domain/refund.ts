@@ -1,0 +1,57 @@
+// Refund: a merchant gives back all or part of an approved payment, never more than is left of it,
+// from a terminal of the same merchant, idempotently per the refunding terminal's sequence number.
+import type { SwitchContext } from '../context.js';
+import { FailedPreconditionError, NotFoundError, PermissionDeniedError } from '../grpc/errors.js';
+import { claimSequenceForCard } from '../ledger/claims.js';
+import type { RefundResult } from '../ledger/money.js';
+import { formatYuan } from '../money.js';
+import { moneyLedgerOf } from './recharge.js';
+import type { Terminal } from './terminals.js';
+
+export interface RefundRequestData {
+  readonly sequence: number;
+  readonly cardNo: string;
+  readonly originalTerminalId: string;
+  readonly originalSequence: number;
+  readonly amountFen: number;
+}
+
+/** Refunds; every refusal is an error that names what to do, and changes nothing. */
+export async function refundPayment(ctx: SwitchContext, terminal: Terminal, request: RefundRequestData): Promise<RefundResult> {
+  // The refund's own record lives in the card's shard; the claim catches the same sequence number
+  // used with a card of another shard.
+  await claimSequenceForCard(ctx, terminal.id, request.sequence, request.cardNo);
+  const result = await moneyLedgerOf(ctx).refund({
+    cardNo: request.cardNo,
+    amountFen: request.amountFen,
+    terminalId: terminal.id,
+    sequence: request.sequence,
+    merchantId: terminal.merchantId,
+    originalTerminalId: request.originalTerminalId,
+    originalSequence: request.originalSequence,
+  });
+  const payment = `payment ${request.originalSequence} of terminal ${request.originalTerminalId}`;
+  switch (result.code) {
+    case 'refunded':
+      return result;
+    case 'over_refundable':
+      throw new FailedPreconditionError(
+        `only ${formatYuan(result.refundableLeftFen)} yuan (${result.refundableLeftFen} fen) of ${payment} can still be refunded; ` +
+          `nothing was refunded (退款金额超过可退金额)`,
+      );
+    case 'payment_not_found':
+      throw new NotFoundError(`${payment} was not found (never approved here, or older than the request records are kept)`);
+    case 'other_card':
+      throw new NotFoundError(`${payment} was not made with card ${request.cardNo}; check the card number on the receipt`);
+    case 'other_merchant':
+      throw new PermissionDeniedError(`${payment} belongs to another merchant; only a terminal of the merchant that took a payment can refund it (this terminal is merchant ${terminal.merchantId}'s)`);
+    case 'payment_declined':
+      throw new FailedPreconditionError(`${payment} was declined, so there is nothing to refund`);
+    case 'payment_reversed':
+      throw new FailedPreconditionError(`${payment} was reversed and its money is back on the card already; nothing to refund`);
+    case 'unknown_card':
+      throw new NotFoundError(`card ${request.cardNo} does not exist`);
+    case 'card_cancelled':
+      throw new FailedPreconditionError(`card ${request.cardNo} is cancelled; refund it at the card office instead (此卡已注销)`);
+  }
+}

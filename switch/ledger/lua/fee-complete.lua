@@ -1,0 +1,38 @@
+--[[
+  Last step of a delivered utility fee: store the provider's receipt in the request record, so a
+  retry answers "approved" without calling the provider again, and drop the request from the shard's
+  pending index. Moves no money (fee-debit.lua took it).
+
+  KEYS[1] requestKey   {L:s}:req:<term>:<seq>
+  KEYS[2] pendingKey   {L:s}:feepend
+
+  ARGV[1] fingerprint  must be the debit's
+  ARGV[2] receipt      the provider's receipt number (no '|')
+  ARGV[3] pendingMember '<term>|<seq>|<card>'
+
+  Returns one string, the final answer in fee-debit.lua's format:
+    "1|<balanceAfterDebitFen>|<debitTxnId>|<debitMs>|<receipt>"   (recorded; returned again on a retry)
+  Or a number (nothing changed):
+    -1 the record is for a different request
+    -2 no such request (never debited, or expired)
+    -3 the request was given back or declined: a receipt for it breaks the provider's contract
+]]
+local rcall = redis.call
+local requestKey = KEYS[1]
+local pendingKey = KEYS[2]
+local fingerprint = ARGV[1]
+local receipt = ARGV[2]
+local pendingMember = ARGV[3]
+
+-- @include answer
+
+local request = rcall('HMGET', requestKey, 'pfp', 'pans', 'pst', 'dbal', 'dtx', 'dts')
+if not request[1] then return -2 end
+if request[1] ~= fingerprint then return -1 end
+if request[3] == 'A' then return request[2] end
+if request[3] ~= 'P' then return -3 end
+
+local answer = joinAnswer({ 1, request[4], request[5], request[6], receipt })
+rcall('HSET', requestKey, 'pst', 'A', 'pans', answer, 'rcpt', receipt)
+rcall('ZREM', pendingKey, pendingMember)
+return answer

@@ -1,0 +1,108 @@
+--[[
+  Refund all or part of an approved POS payment to the card account, atomically and idempotently
+  per refund key (the refunding terminal and its own sequence number). The payment's record keeps
+  `refd`, the sum refunded so far, so refunds never exceed the payment; a later reversal of the
+  payment must give back only `amt - refd` (reverse.lua has to read `refd` for that).
+
+  KEYS[1] accountKey    {L:s}:acct:<card>
+  KEYS[2] originalKey   {L:s}:req:<origTerm>:<origSeq>   the payment's record (authorize.lua)
+  KEYS[3] refundKey     {L:s}:req:<term>:<seq>           this refund's own record
+  KEYS[4] journalKey    {L:s}:journal
+  KEYS[5] statementKey  {L:s}:stmt:<card>
+
+  ARGV[1] cardNo
+  ARGV[2] amountFen       integer > 0
+  ARGV[3] fingerprint     what the refund was (card, amount, original payment)
+  ARGV[4] terminalId      the refunding terminal (journal `tm`)
+  ARGV[5] sequence        its sequence number (journal `sq`)
+  ARGV[6] merchantParty   the refunding terminal's merchant, e.g. 'm:canteen-1'; must be the payment's
+  ARGV[7] nowMs
+  ARGV[8] requestTtlSec
+  ARGV[9] originalRef     '<origTerm>:<origSeq>', stored with the refund
+
+  The refund's record uses the payment fields (pfp/pans, pst 'F', amt, card) so that authorize.lua
+  refuses the same terminal sequence number for a payment (-1) and reverse.lua finds nothing to reverse.
+
+  Returns one string "<code>|<balanceAfterFen>|<refundableLeftFen>|<txnId>|<decidedAtMs>":
+    code 1 refunded (recorded: a retry returns this string unchanged)
+    Not recorded, nothing changed:
+         2 over the amount still refundable (field 3 says how much is)
+         3 no such payment (unknown, expired, or not a payment)
+         4 the payment was made with another card
+         5 the payment belongs to another merchant
+         6 the payment was declined (nothing to refund)
+         7 the payment was reversed (nothing to refund)
+         8 unknown account
+         9 card cancelled
+  Or a number (nothing changed):
+    -1 this refund key was used before for a different request
+]]
+local rcall = redis.call
+local accountKey = KEYS[1]
+local originalKey = KEYS[2]
+local refundKey = KEYS[3]
+local journalKey = KEYS[4]
+local statementKey = KEYS[5]
+
+local cardNo = ARGV[1]
+local amountFen = tonumber(ARGV[2])
+local fingerprint = ARGV[3]
+local terminalId = ARGV[4]
+local sequence = ARGV[5]
+local merchantParty = ARGV[6]
+local nowMs = ARGV[7]
+local requestTtlSec = tonumber(ARGV[8])
+local originalRef = ARGV[9]
+
+-- @include answer
+
+if amountFen == nil or amountFen <= 0 or amountFen ~= math.floor(amountFen) then
+  return redis.error_reply('refund.lua: amount must be a whole number of fen > 0, got ' .. tostring(ARGV[2]))
+end
+if originalKey == refundKey then return -1 end
+
+local previous = rcall('HMGET', refundKey, 'pfp', 'pans', 'rfp')
+if previous[1] then
+  if previous[1] == fingerprint then return previous[2] end
+  return -1
+end
+-- A reversal was recorded under this key: the terminal used the sequence number for a payment.
+if previous[3] then return -1 end
+
+local function refuse(code, balanceFen, leftFen)
+  return joinAnswer({ code, balanceFen, leftFen, '', nowMs })
+end
+
+local original = rcall('HMGET', originalKey, 'pfp', 'pst', 'amt', 'mp', 'card', 'refd')
+if not original[1] or string.sub(original[1], 1, 4) ~= 'pay|' then return refuse(3, 0, 0) end
+if original[5] ~= cardNo then return refuse(4, 0, 0) end
+if original[4] ~= merchantParty then return refuse(5, 0, 0) end
+
+local account = rcall('HMGET', accountKey, 'bal', 'st')
+local balanceFen = tonumber(account[1])
+if balanceFen == nil then return refuse(8, 0, 0) end
+if original[2] == 'D' then return refuse(6, balanceFen, 0) end
+if original[2] == 'R' then return refuse(7, balanceFen, 0) end
+if original[2] ~= 'A' then return redis.error_reply('INVARIANT payment record ' .. originalKey .. ' has state ' .. tostring(original[2])) end
+
+local paidFen = tonumber(original[3])
+local refundedFen = tonumber(original[6] or '0')
+local leftFen = paidFen - refundedFen
+if leftFen < 0 then return redis.error_reply('INVARIANT refunded more than paid on ' .. originalKey) end
+if account[2] == 'C' then return refuse(9, balanceFen, leftFen) end
+if amountFen > leftFen then return refuse(2, balanceFen, leftFen) end
+
+local balanceAfterFen = rcall('HINCRBY', accountKey, 'bal', amountFen)
+if balanceAfterFen < amountFen then
+  return redis.error_reply('INVARIANT balance negative before refund to ' .. cardNo)
+end
+local version = rcall('HINCRBY', accountKey, 'ver', 1)
+rcall('HINCRBY', originalKey, 'refd', amountFen)
+local entryId = appendJournal(journalKey, 'ref', cardNo, amountFen, merchantParty, 'a:' .. cardNo,
+  balanceAfterFen, version, terminalId, sequence, nowMs)
+appendStatement(statementKey, nowMs, entryId, 'ref', amountFen, balanceAfterFen, terminalId, sequence)
+
+local answer = joinAnswer({ 1, balanceAfterFen, leftFen - amountFen, entryId, nowMs })
+rcall('HSET', refundKey, 'pfp', fingerprint, 'pans', answer, 'pst', 'F', 'amt', amountFen, 'card', cardNo, 'orig', originalRef)
+rcall('EXPIRE', refundKey, requestTtlSec)
+return answer

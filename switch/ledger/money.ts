@@ -1,0 +1,455 @@
+// Typed wrappers over the scripts that move money outside POS payments: recharge, refund, operator
+// adjustment, and the utility-fee steps (debit, complete, give back). Every change is one script call;
+// every script answer is mapped exhaustively, and anything else stops loudly (LedgerInvariantError).
+import { campusDayKey, IdempotencyConflictError, LedgerInvariantError } from './ledger.js';
+import type { Keys } from './keys.js';
+import type { ScriptReply, Scripts } from './scripts.js';
+
+export const RECHARGE_CHANNELS = ['WECHAT', 'ALIPAY', 'COUNTER'] as const;
+export type RechargeChannelCode = (typeof RECHARGE_CHANNELS)[number];
+
+/** Channel order ids and adjustment ids: the idempotency keys that are not terminal sequence numbers. */
+export const EXTERNAL_ID_PATTERN = /^[A-Za-z0-9_-]{4,64}$/;
+
+/**
+ * How long channel-order and adjustment records (and their claims) are kept: a channel may replay a
+ * paid notification long after the terminals' REQUEST_TTL_DAYS, and it must still credit nothing.
+ */
+export const DEFAULT_RECORD_TTL_SEC = 400 * 86_400;
+
+export const UTILITY_KINDS = ['network', 'electricity'] as const;
+export type UtilityKindCode = (typeof UTILITY_KINDS)[number];
+
+// ---------------------------------------------------------------------------------------------
+// Keys. These belong in keys.ts (the one module that builds keys); until it has them they are built
+// here from keys.journal(shard), which is `<prefix>:{L:<shard>}:journal`, so they carry the same tag.
+
+const JOURNAL_SUFFIX = ':journal';
+
+/** The keys of recharges, adjustments and fees; built by Keys (the one module that builds keys). */
+export class MoneyKeys {
+  constructor(readonly keys: Keys) {}
+
+  order(cardNo: string, channel: RechargeChannelCode, orderId: string): string {
+    return this.keys.order(cardNo, channel, orderId);
+  }
+
+  adjustment(cardNo: string, adjustmentId: string): string {
+    return this.keys.adjustment(cardNo, adjustmentId);
+  }
+
+  feePending(shard: number): string {
+    return this.keys.feePending(shard);
+  }
+
+  feePendingOfCard(cardNo: string): string {
+    return this.keys.feePending(this.keys.shardOf(cardNo));
+  }
+
+  claim(namespace: string, id: string): string {
+    return this.keys.idClaim(namespace, id);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Results
+
+export type RechargeCode = 'credited' | 'unknown_card' | 'card_cancelled' | 'daily_limit_exceeded';
+const RECHARGE_CODES: Record<string, RechargeCode> = {
+  '1': 'credited',
+  '5': 'unknown_card',
+  '9': 'card_cancelled',
+  '11': 'daily_limit_exceeded',
+};
+
+export interface RechargeResult {
+  readonly code: RechargeCode;
+  readonly balanceAfterFen: number;
+  readonly transactionId: string;
+  readonly decidedAtMs: number;
+  /** What may still be recharged today after this answer; undefined when there is no daily limit. */
+  readonly rechargeableTodayFen: number | undefined;
+}
+
+export type RefundCode =
+  | 'refunded'
+  | 'over_refundable'
+  | 'payment_not_found'
+  | 'other_card'
+  | 'other_merchant'
+  | 'payment_declined'
+  | 'payment_reversed'
+  | 'unknown_card'
+  | 'card_cancelled';
+const REFUND_CODES: Record<string, RefundCode> = {
+  '1': 'refunded',
+  '2': 'over_refundable',
+  '3': 'payment_not_found',
+  '4': 'other_card',
+  '5': 'other_merchant',
+  '6': 'payment_declined',
+  '7': 'payment_reversed',
+  '8': 'unknown_card',
+  '9': 'card_cancelled',
+};
+
+export interface RefundResult {
+  readonly code: RefundCode;
+  readonly balanceAfterFen: number;
+  /** Still refundable of the payment after this answer. */
+  readonly refundableLeftFen: number;
+  readonly transactionId: string;
+  readonly decidedAtMs: number;
+}
+
+export type AdjustCode = 'adjusted' | 'below_zero' | 'unknown_card';
+const ADJUST_CODES: Record<string, AdjustCode> = { '1': 'adjusted', '2': 'below_zero', '5': 'unknown_card' };
+
+export interface AdjustResult {
+  readonly code: AdjustCode;
+  readonly balanceAfterFen: number;
+  readonly transactionId: string;
+  readonly decidedAtMs: number;
+}
+
+export type FeeCode =
+  | 'delivered'
+  | 'insufficient_funds'
+  | 'card_lost'
+  | 'card_frozen'
+  | 'card_cancelled'
+  | 'unknown_card'
+  | 'pending'
+  | 'given_back';
+const FEE_CODES: Record<string, FeeCode> = {
+  '1': 'delivered',
+  '2': 'insufficient_funds',
+  '3': 'card_lost',
+  '4': 'card_frozen',
+  '9': 'card_cancelled',
+  '5': 'unknown_card',
+  '10': 'pending',
+  '11': 'given_back',
+};
+
+export interface FeeAnswer {
+  readonly code: FeeCode;
+  readonly balanceAfterFen: number;
+  /** The debit for delivered and pending, the give-back for given_back, '' for declines. */
+  readonly transactionId: string;
+  readonly decidedAtMs: number;
+  /** The provider's receipt when delivered, why it did not deliver when given back, else ''. */
+  readonly detail: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs
+
+export interface RechargeInput {
+  readonly cardNo: string;
+  readonly channel: RechargeChannelCode;
+  readonly orderId: string;
+  readonly amountFen: number;
+  /** The kiosk terminal id or the operator's name: the journal's `tm`. Not part of the fingerprint. */
+  readonly source: string;
+  /** Per card and campus day; 0 = no limit. */
+  readonly dailyLimitFen: number;
+}
+
+export interface RefundInput {
+  readonly cardNo: string;
+  readonly amountFen: number;
+  /** The refunding terminal, its sequence number (the refund's idempotency key) and its merchant. */
+  readonly terminalId: string;
+  readonly sequence: number;
+  readonly merchantId: string;
+  readonly originalTerminalId: string;
+  readonly originalSequence: number;
+}
+
+export interface AdjustInput {
+  readonly cardNo: string;
+  readonly adjustmentId: string;
+  /** Non-zero: > 0 credits the account, < 0 debits it. */
+  readonly signedAmountFen: number;
+  readonly operator: string;
+  readonly reason: string;
+}
+
+/** Identifies one fee request (kiosk terminal + sequence number) and what it was. */
+export interface FeeRequestRef {
+  readonly cardNo: string;
+  readonly terminalId: string;
+  readonly sequence: number;
+  readonly amountFen: number;
+  readonly kind: UtilityKindCode;
+  /** The provider target (account, or building and room) as JSON: stored, and part of the fingerprint. */
+  readonly targetJson: string;
+}
+
+export function feeFingerprint(ref: FeeRequestRef): string {
+  return `fee|${ref.cardNo}|${ref.amountFen}|${ref.kind}|${ref.targetJson}`;
+}
+
+export function feePendingMember(ref: Pick<FeeRequestRef, 'terminalId' | 'sequence' | 'cardNo'>): string {
+  return `${ref.terminalId}|${ref.sequence}|${ref.cardNo}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export class MoneyLedger {
+  readonly moneyKeys: MoneyKeys;
+
+  constructor(
+    readonly keys: Keys,
+    readonly scripts: Scripts,
+    private readonly requestTtlSec: number,
+    private readonly now: () => number = Date.now,
+    /** Channel-order and adjustment records; see DEFAULT_RECORD_TTL_SEC. */
+    private readonly recordTtlSec: number = Math.max(DEFAULT_RECORD_TTL_SEC, requestTtlSec),
+  ) {
+    this.moneyKeys = new MoneyKeys(keys);
+  }
+
+  /** Credits a channel order exactly once per (channel, order id); see recharge.lua. */
+  async recharge(input: RechargeInput): Promise<RechargeResult> {
+    assertFen(input.amountFen, 'positive');
+    assertExternalId(input.orderId, 'channel order id');
+    const mk = this.moneyKeys;
+    const k = this.keys;
+    const what = `${input.channel} order ${input.orderId}`;
+    const claimedNow = await this.claim(`rch:${input.channel}`, input.orderId, input.cardNo, what);
+    const nowMs = this.now();
+    const reply = await this.scripts.run(
+      'recharge',
+      [k.account(input.cardNo), mk.order(input.cardNo, input.channel, input.orderId), k.journalOfCard(input.cardNo), k.statement(input.cardNo)],
+      [
+        input.cardNo,
+        input.channel,
+        input.orderId,
+        input.amountFen,
+        `rch|${input.cardNo}|${input.amountFen}|${input.channel}`,
+        input.source,
+        nowMs,
+        campusDayKey(nowMs),
+        input.dailyLimitFen,
+        this.recordTtlSec,
+      ],
+    );
+    if (reply === -1) {
+      if (claimedNow) await this.release(`rch:${input.channel}`, input.orderId, input.cardNo);
+      throw new IdempotencyConflictError(`${what} was already credited with a different amount or card; it is credited only once`);
+    }
+    const [code, balance, txnId, decidedAt, rechargeable] = splitAnswer(reply, 'recharge', 5);
+    const mapped = mapCode(RECHARGE_CODES, code, 'recharge');
+    if (mapped !== 'credited' && claimedNow) await this.release(`rch:${input.channel}`, input.orderId, input.cardNo);
+    const rechargeableFen = parseInteger(rechargeable, 'recharge', 'rechargeable today');
+    return {
+      code: mapped,
+      balanceAfterFen: parseBalance(balance, 'recharge'),
+      transactionId: txnId ?? '',
+      decidedAtMs: parseInteger(decidedAt, 'recharge', 'time'),
+      rechargeableTodayFen: rechargeableFen < 0 ? undefined : rechargeableFen,
+    };
+  }
+
+  /** Refunds part or all of an approved payment; see refund.lua. */
+  async refund(input: RefundInput): Promise<RefundResult> {
+    assertFen(input.amountFen, 'positive');
+    const k = this.keys;
+    const originalRef = `${input.originalTerminalId}:${input.originalSequence}`;
+    const reply = await this.scripts.run(
+      'refund',
+      [
+        k.account(input.cardNo),
+        k.request(input.cardNo, input.originalTerminalId, input.originalSequence),
+        k.request(input.cardNo, input.terminalId, input.sequence),
+        k.journalOfCard(input.cardNo),
+        k.statement(input.cardNo),
+      ],
+      [
+        input.cardNo,
+        input.amountFen,
+        `ref|${input.cardNo}|${input.amountFen}|${originalRef}`,
+        input.terminalId,
+        input.sequence,
+        `m:${input.merchantId}`,
+        this.now(),
+        this.requestTtlSec,
+        originalRef,
+      ],
+    );
+    if (reply === -1) {
+      throw new IdempotencyConflictError(
+        `sequence number ${input.sequence} of terminal ${input.terminalId} was already used for a different request; use a new sequence number`,
+      );
+    }
+    const [code, balance, left, txnId, decidedAt] = splitAnswer(reply, 'refund', 5);
+    const refundableLeftFen = parseInteger(left, 'refund', 'refundable amount');
+    if (refundableLeftFen < 0) throw new LedgerInvariantError(`refund answered a negative refundable amount ${refundableLeftFen}`);
+    return {
+      code: mapCode(REFUND_CODES, code, 'refund'),
+      balanceAfterFen: parseBalance(balance, 'refund'),
+      refundableLeftFen,
+      transactionId: txnId ?? '',
+      decidedAtMs: parseInteger(decidedAt, 'refund', 'time'),
+    };
+  }
+
+  /** An operator's correction, exactly once per adjustment id; see adjust.lua. */
+  async adjust(input: AdjustInput): Promise<AdjustResult> {
+    assertFen(input.signedAmountFen, 'non-zero');
+    assertExternalId(input.adjustmentId, 'adjustment id');
+    const mk = this.moneyKeys;
+    const k = this.keys;
+    const what = `adjustment ${input.adjustmentId}`;
+    const claimedNow = await this.claim('adj', input.adjustmentId, input.cardNo, what);
+    const reply = await this.scripts.run(
+      'adjust',
+      [k.account(input.cardNo), mk.adjustment(input.cardNo, input.adjustmentId), k.journalOfCard(input.cardNo), k.statement(input.cardNo)],
+      [
+        input.cardNo,
+        input.signedAmountFen,
+        `adj|${input.cardNo}|${input.signedAmountFen}|${input.reason}`,
+        input.adjustmentId,
+        input.operator,
+        input.reason,
+        this.now(),
+        this.recordTtlSec,
+      ],
+    );
+    if (reply === -1) {
+      if (claimedNow) await this.release('adj', input.adjustmentId, input.cardNo);
+      throw new IdempotencyConflictError(`${what} was already made with a different amount or reason; use a new adjustment id`);
+    }
+    const [code, balance, txnId, decidedAt] = splitAnswer(reply, 'adjust', 4);
+    const mapped = mapCode(ADJUST_CODES, code, 'adjust');
+    if (mapped !== 'adjusted' && claimedNow) await this.release('adj', input.adjustmentId, input.cardNo);
+    return { code: mapped, balanceAfterFen: parseBalance(balance, 'adjust'), transactionId: txnId ?? '', decidedAtMs: parseInteger(decidedAt, 'adjust', 'time') };
+  }
+
+  /** Takes a fee (or replays the request's current state); see fee-debit.lua. */
+  async feeDebit(ref: FeeRequestRef): Promise<FeeAnswer> {
+    assertFen(ref.amountFen, 'positive');
+    const k = this.keys;
+    const reply = await this.scripts.run(
+      'fee-debit',
+      [k.account(ref.cardNo), k.request(ref.cardNo, ref.terminalId, ref.sequence), k.journalOfCard(ref.cardNo), k.statement(ref.cardNo), this.moneyKeys.feePendingOfCard(ref.cardNo)],
+      [ref.cardNo, ref.amountFen, feeFingerprint(ref), ref.terminalId, ref.sequence, `u:${ref.kind}`, ref.targetJson, this.now(), this.requestTtlSec],
+    );
+    if (reply === -1) {
+      throw new IdempotencyConflictError(
+        `sequence number ${ref.sequence} of terminal ${ref.terminalId} was already used for a different request; use a new sequence number`,
+      );
+    }
+    return parseFeeAnswer(reply, 'fee-debit');
+  }
+
+  /** Stores the provider's receipt: the request is delivered; see fee-complete.lua. */
+  async feeComplete(ref: FeeRequestRef, receipt: string): Promise<FeeAnswer> {
+    if (!RECEIPT_PATTERN.test(receipt)) throw new LedgerInvariantError(`provider receipt ${JSON.stringify(receipt.slice(0, 80))} is not storable`);
+    const reply = await this.scripts.run(
+      'fee-complete',
+      [this.keys.request(ref.cardNo, ref.terminalId, ref.sequence), this.moneyKeys.feePendingOfCard(ref.cardNo)],
+      [feeFingerprint(ref), receipt, feePendingMember(ref)],
+    );
+    const where = `fee request ${ref.sequence} of terminal ${ref.terminalId}`;
+    if (reply === -1) throw new LedgerInvariantError(`${where}: the record is for a different request`);
+    if (reply === -2) throw new LedgerInvariantError(`${where}: no record to complete (never debited, or expired)`);
+    if (reply === -3) throw new LedgerInvariantError(`${where}: the provider delivered an order whose money was already given back or never taken`);
+    const answer = parseFeeAnswer(reply, 'fee-complete');
+    if (answer.code !== 'delivered') throw new LedgerInvariantError(`fee-complete answered ${answer.code}`);
+    return answer;
+  }
+
+  /** Returns a pending fee's money exactly once; a final request answers its stored answer. See fee-giveback.lua. */
+  async feeGiveBack(ref: FeeRequestRef, reason: string): Promise<FeeAnswer> {
+    const k = this.keys;
+    const reply = await this.scripts.run(
+      'fee-giveback',
+      [k.account(ref.cardNo), k.request(ref.cardNo, ref.terminalId, ref.sequence), k.journalOfCard(ref.cardNo), k.statement(ref.cardNo), this.moneyKeys.feePendingOfCard(ref.cardNo)],
+      [ref.cardNo, feeFingerprint(ref), ref.terminalId, ref.sequence, storableText(reason), this.now()],
+    );
+    const where = `fee request ${ref.sequence} of terminal ${ref.terminalId}`;
+    if (reply === -1) throw new LedgerInvariantError(`${where}: the record is for a different request`);
+    if (reply === -2) throw new LedgerInvariantError(`${where}: no record to give back (never debited, or expired)`);
+    return parseFeeAnswer(reply, 'fee-giveback');
+  }
+
+  /** True when this call took the claim (so it must release it if the money script refuses). */
+  private async claim(namespace: string, id: string, cardNo: string, what: string): Promise<boolean> {
+    const reply = await this.scripts.run('claim-id', [this.moneyKeys.claim(namespace, id)], ['claim', cardNo, this.recordTtlSec]);
+    if (reply === 0) throw new IdempotencyConflictError(`${what} already belongs to another card; it is credited only once`);
+    if (reply !== 1 && reply !== 2) throw new LedgerInvariantError(`claim-id answered ${JSON.stringify(reply)}`);
+    return reply === 2;
+  }
+
+  private async release(namespace: string, id: string, cardNo: string): Promise<void> {
+    const reply = await this.scripts.run('claim-id', [this.moneyKeys.claim(namespace, id)], ['release', cardNo]);
+    if (reply !== 0 && reply !== 1) throw new LedgerInvariantError(`claim-id answered ${JSON.stringify(reply)}`);
+  }
+}
+
+/** Provider receipts are stored in '|'-joined answers: a bounded, plain alphabet. */
+export const RECEIPT_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
+const MAX_STORED_TEXT_LENGTH = 64;
+
+/** A provider's reason, made safe for a '|'-joined answer: no separators or control characters, bounded. */
+export function storableText(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  const cleaned = text.replace(/[|\u0000-\u001f\u007f]/g, ' ').trim();
+  return [...cleaned].slice(0, MAX_STORED_TEXT_LENGTH).join('');
+}
+
+function assertFen(amountFen: number, kind: 'positive' | 'non-zero'): void {
+  const ok = Number.isSafeInteger(amountFen) && (kind === 'positive' ? amountFen > 0 : amountFen !== 0);
+  if (!ok) throw new RangeError(`amount must be a ${kind} whole number of fen, got ${amountFen}`);
+}
+
+function assertExternalId(id: string, what: string): void {
+  if (!EXTERNAL_ID_PATTERN.test(id)) throw new RangeError(`${what} must be 4-64 of A-Z a-z 0-9 _ -, got "${id.slice(0, 70)}"`);
+}
+
+function splitAnswer(reply: ScriptReply, script: string, fields: number): string[] {
+  if (typeof reply !== 'string') throw new LedgerInvariantError(`${script} answered ${JSON.stringify(reply)}`);
+  const parts = reply.split('|');
+  // The last field of a fee answer is free text without '|'; every other field is '|'-free by construction.
+  if (parts.length !== fields) throw new LedgerInvariantError(`${script} answered ${parts.length} fields, expected ${fields}: ${reply}`);
+  return parts;
+}
+
+function mapCode<T>(codes: Record<string, T>, code: string | undefined, script: string): T {
+  const mapped = codes[code ?? ''];
+  if (mapped === undefined) throw new LedgerInvariantError(`${script} answered unknown code ${String(code)}`);
+  return mapped;
+}
+
+function parseInteger(text: string | undefined, script: string, what: string): number {
+  const value = Number(text);
+  if (text === undefined || text === '' || !Number.isSafeInteger(value)) {
+    throw new LedgerInvariantError(`${script} returned a non-integer ${what}: ${String(text)}`);
+  }
+  return value;
+}
+
+function parseBalance(text: string | undefined, script: string): number {
+  const balanceFen = parseInteger(text, script, 'balance');
+  if (balanceFen < 0) throw new LedgerInvariantError(`${script} answered a negative balance ${balanceFen}`);
+  return balanceFen;
+}
+
+function parseFeeAnswer(reply: ScriptReply, script: string): FeeAnswer {
+  const [code, balance, txnId, decidedAt, detail] = splitAnswer(reply, script, 5);
+  const mapped = mapCode(FEE_CODES, code, script);
+  const transactionId = txnId ?? '';
+  if ((mapped === 'delivered' || mapped === 'pending' || mapped === 'given_back') && transactionId === '') {
+    throw new LedgerInvariantError(`${script} answered ${mapped} without a transaction id`);
+  }
+  return {
+    code: mapped,
+    balanceAfterFen: parseBalance(balance, script),
+    transactionId,
+    decidedAtMs: parseInteger(decidedAt, script, 'time'),
+    detail: detail ?? '',
+  };
+}

@@ -1,0 +1,374 @@
+// KioskService/PayUtilityFee against a real switch and Redis, with the fee-provider simulator: the fee
+// is paid once per (kiosk, sequence number) with the card password; a provider that refuses, times out
+// or errs gets the money given back exactly once; a retry after success never calls the provider
+// again; a crash between the debit and the provider is finished by the retry or the recovery sweep.
+import { status as Status, type Client, type Metadata } from '@grpc/grpc-js';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { DeclineReason, Outcome, UtilityKind } from '../proto/gen/cardswitch/v1/common.js';
+import { PayUtilityFeeRequest, PayUtilityFeeResponse } from '../proto/gen/cardswitch/v1/kiosk.js';
+import type { SwitchApp } from '../switch/app.js';
+import { auditLedger } from '../switch/ledger/audit.js';
+import { recoverPendingFees } from '../switch/domain/fees.js';
+import { moneyLedgerOf } from '../switch/domain/recharge.js';
+import { FeeProviderSimulator, providerOrderId, useFeeProvider } from '../switch/fees/index.js';
+import { MoneyKeys } from '../switch/ledger/money.js';
+import { KIOSK_TERMINAL, kioskClient, passwordHash, startClockedSwitch, TestClock } from './helpers/clients.js';
+import { grpcError, openCard, readJournal, terminalMetadata } from './helpers/switch.js';
+
+const PIN = '135790';
+const PROVIDER_TIMEOUT_MS = 200;
+const START_MS = Date.UTC(2026, 10, 26, 2, 0, 0);
+const PAY_FEE = '/cardswitch.v1.KioskService/PayUtilityFee';
+
+let app: SwitchApp;
+let kiosk: ReturnType<typeof kioskClient>;
+let sim: FeeProviderSimulator;
+let pinHash = '';
+let cardCounter = 0;
+let seq = 0;
+
+beforeAll(async () => {
+  app = await startClockedSwitch('fees', new TestClock(START_MS), { PASSWORD_SCRYPT_N: '1024' });
+  await app.terminals.register(KIOSK_TERMINAL);
+  kiosk = kioskClient(app);
+  pinHash = await passwordHash(app, PIN);
+});
+afterAll(async () => {
+  kiosk.close();
+  await app.stop();
+});
+beforeEach(() => {
+  sim = new FeeProviderSimulator();
+  useFeeProvider(app.context, sim, PROVIDER_TIMEOUT_MS);
+});
+
+async function newCard(openingFen = 20_000): Promise<{ cardNo: string; serial: string }> {
+  cardCounter++;
+  const cardNo = String(20260000 + cardCounter);
+  const serial = `EE${String(cardCounter).padStart(6, '0')}`;
+  await openCard(app, cardNo, serial, openingFen, { pwd: pinHash });
+  return { cardNo, serial };
+}
+
+function networkFee(serial: string, amountFen: number, overrides: Partial<PayUtilityFeeRequest> = {}): PayUtilityFeeRequest {
+  return {
+    cardholder: { card: { cardSerial: serial } },
+    password: PIN,
+    sequenceNumber: ++seq,
+    kind: UtilityKind.UTILITY_KIND_NETWORK,
+    networkAccount: 'zhang.san@campus',
+    building: '',
+    room: '',
+    amountFen,
+    ...overrides,
+  };
+}
+
+function electricityFee(serial: string, amountFen: number, overrides: Partial<PayUtilityFeeRequest> = {}): PayUtilityFeeRequest {
+  return { ...networkFee(serial, amountFen), kind: UtilityKind.UTILITY_KIND_ELECTRICITY, networkAccount: '', building: '学4', room: '402', ...overrides };
+}
+
+function unaryBytes(client: Client, path: string, request: Uint8Array, metadata: Metadata): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    client.makeUnaryRequest(
+      path,
+      (bytes: Uint8Array) => Buffer.from(bytes),
+      (bytes: Buffer) => bytes,
+      request,
+      metadata,
+      (err, value) => (err ? reject(err) : value === undefined ? reject(new Error('no response')) : resolve(value)),
+    );
+  });
+}
+
+async function payFee(req: PayUtilityFeeRequest): Promise<{ res: PayUtilityFeeResponse; bytes: Buffer }> {
+  const bytes = await unaryBytes(kiosk, PAY_FEE, PayUtilityFeeRequest.encode(req).finish(), terminalMetadata(KIOSK_TERMINAL));
+  return { res: PayUtilityFeeResponse.decode(bytes), bytes };
+}
+
+async function balance(cardNo: string): Promise<number> {
+  return Number(await app.redis.hget(app.keys.account(cardNo), 'bal'));
+}
+
+async function entriesOf(cardNo: string) {
+  return (await readJournal(app.redis, app.keys.journalOfCard(cardNo))).filter((e) => e.fields['c'] === cardNo);
+}
+
+async function money(cardNo: string): Promise<{ balance: number; journalLength: number; statement: number }> {
+  return {
+    balance: await balance(cardNo),
+    journalLength: await app.redis.xlen(app.keys.journalOfCard(cardNo)),
+    statement: await app.redis.zcard(app.keys.statement(cardNo)),
+  };
+}
+
+function orderOf(req: PayUtilityFeeRequest): string {
+  return providerOrderId(KIOSK_TERMINAL.id, req.sequenceNumber);
+}
+
+async function pendingCount(cardNo: string): Promise<number> {
+  return app.redis.zcard(new MoneyKeys(app.keys).feePendingOfCard(cardNo));
+}
+
+describe('paying a fee', () => {
+  it('pays a network fee with the card password: approved with the provider receipt, one fee entry', async () => {
+    const card = await newCard(20_000);
+    const req = networkFee(card.serial, 5_000);
+    const { res } = await payFee(req);
+    expect(res).toMatchObject({ outcome: Outcome.OUTCOME_APPROVED, balanceAfterFen: 15_000, passwordAttemptsLeft: 0 });
+    expect(res.providerReceipt).toMatch(/^SIM-NETWORK-\d+$/);
+    expect(res.displayText).toContain('网费缴费成功 50.00元 余额150.00元');
+    const entries = await entriesOf(card.cardNo);
+    expect(entries.map((e) => e.fields['k'])).toEqual(['open', 'fee']);
+    expect(entries[1]?.id).toBe(res.transactionId);
+    expect(entries[1]?.fields).toMatchObject({ a: '5000', f: `a:${card.cardNo}`, t: 'u:network', b: '15000', tm: KIOSK_TERMINAL.id, sq: String(req.sequenceNumber) });
+    expect(await app.redis.zrange(app.keys.statement(card.cardNo), 0, -1)).toContain(`${res.transactionId}|fee|-5000|15000|${KIOSK_TERMINAL.id}|${req.sequenceNumber}`);
+    expect(sim.delivered()).toEqual([{ orderId: orderOf(req), target: { kind: 'network', account: 'zhang.san@campus' }, amountFen: 5_000, cardNo: card.cardNo }]);
+    expect(await pendingCount(card.cardNo)).toBe(0);
+  });
+
+  it('pays an electricity fee to a building and room', async () => {
+    const card = await newCard(20_000);
+    const req = electricityFee(card.serial, 10_000);
+    const { res } = await payFee(req);
+    expect(res).toMatchObject({ outcome: Outcome.OUTCOME_APPROVED, balanceAfterFen: 10_000 });
+    expect(res.displayText).toContain('电费缴费成功');
+    expect(sim.delivered()[0]?.target).toEqual({ kind: 'electricity', building: '学4', room: '402' });
+    expect((await entriesOf(card.cardNo)).at(-1)?.fields['t']).toBe('u:electricity');
+  });
+
+  it('a retry after success replays the answer byte for byte and does not call the provider again', async () => {
+    const card = await newCard(20_000);
+    const req = networkFee(card.serial, 3_000);
+    const first = await payFee(req);
+    const after = await money(card.cardNo);
+    const again = await payFee(req);
+    expect(again.bytes.equals(first.bytes)).toBe(true);
+    expect(sim.callsOf(orderOf(req), 'pay')).toBe(1);
+    expect(await money(card.cardNo)).toEqual(after);
+    // The same sequence number with other parameters is a different request.
+    const err = await grpcError(payFee({ ...req, amountFen: 3_001 }));
+    expect(err.code).toBe(Status.ALREADY_EXISTS);
+    expect(await money(card.cardNo)).toEqual(after);
+  });
+});
+
+describe('card password and card state', () => {
+  it('a wrong password is declined (WRONG_PIN, attempts left), counted, and takes nothing; five lock password use (PIN_LOCKED)', async () => {
+    const card = await newCard(20_000);
+    const before = await money(card.cardNo);
+    const req = networkFee(card.serial, 1_000, { password: '000000' });
+    for (let attempt = 1; attempt <= 4; attempt++) {
+      const { res } = await payFee(req);
+      expect(res).toMatchObject({ outcome: Outcome.OUTCOME_DECLINED, declineReason: DeclineReason.DECLINE_REASON_WRONG_PIN, passwordAttemptsLeft: 5 - attempt, transactionId: '' });
+      expect(res.displayText).toContain(`今日还可尝试${5 - attempt}次`);
+    }
+    expect(await app.redis.hget(app.keys.account(card.cardNo), 'pfail')).toBe('4');
+    const fifth = await payFee(req);
+    expect(fifth.res).toMatchObject({ outcome: Outcome.OUTCOME_DECLINED, declineReason: DeclineReason.DECLINE_REASON_PIN_LOCKED, passwordAttemptsLeft: 0 });
+    const locked = await payFee({ ...req, password: PIN });
+    expect(locked.res.declineReason).toBe(DeclineReason.DECLINE_REASON_PIN_LOCKED);
+    expect(await money(card.cardNo)).toEqual(before);
+    expect(sim.calls).toEqual([]);
+  });
+
+  it('a wrong password, then the right one on the same sequence number, pays once', async () => {
+    const card = await newCard(20_000);
+    const req = networkFee(card.serial, 1_000, { password: '000001' });
+    expect((await payFee(req)).res.declineReason).toBe(DeclineReason.DECLINE_REASON_WRONG_PIN);
+    const { res } = await payFee({ ...req, password: PIN });
+    expect(res).toMatchObject({ outcome: Outcome.OUTCOME_APPROVED, balanceAfterFen: 19_000 });
+  });
+
+  it('a lost or frozen card is declined and nothing is taken; so is an insufficient balance', async () => {
+    const lost = await newCard(20_000);
+    await app.ledger.setStatus(lost.cardNo, 'lost');
+    const beforeLost = await money(lost.cardNo);
+    expect((await payFee(networkFee(lost.serial, 1_000))).res).toMatchObject({ outcome: Outcome.OUTCOME_DECLINED, declineReason: DeclineReason.DECLINE_REASON_CARD_LOST, balanceAfterFen: 20_000 });
+    expect(await money(lost.cardNo)).toEqual(beforeLost);
+
+    const frozen = await newCard(20_000);
+    await app.ledger.setStatus(frozen.cardNo, 'frozen');
+    const beforeFrozen = await money(frozen.cardNo);
+    expect((await payFee(networkFee(frozen.serial, 1_000))).res.declineReason).toBe(DeclineReason.DECLINE_REASON_CARD_FROZEN);
+    expect(await money(frozen.cardNo)).toEqual(beforeFrozen);
+
+    const poor = await newCard(999);
+    const beforePoor = await money(poor.cardNo);
+    const { res } = await payFee(networkFee(poor.serial, 1_000));
+    expect(res).toMatchObject({ outcome: Outcome.OUTCOME_DECLINED, declineReason: DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS, balanceAfterFen: 999 });
+    expect(await money(poor.cardNo)).toEqual(beforePoor);
+    expect(sim.calls).toEqual([]);
+  });
+
+  it('refuses invalid targets, amounts and passwords with INVALID_ARGUMENT before checking the password', async () => {
+    const card = await newCard(100_000);
+    const before = { ...(await money(card.cardNo)), account: await app.redis.hgetall(app.keys.account(card.cardNo)) };
+    const bad: PayUtilityFeeRequest[] = [
+      networkFee(card.serial, 1_000, { networkAccount: 'ab' }),
+      networkFee(card.serial, 1_000, { networkAccount: 'has space' }),
+      networkFee(card.serial, 1_000, { networkAccount: 'x'.repeat(33) }),
+      networkFee(card.serial, 1_000, { building: '学4' }),
+      electricityFee(card.serial, 1_000, { room: '40 2' }),
+      electricityFee(card.serial, 1_000, { room: '123456789' }),
+      electricityFee(card.serial, 1_000, { building: '' }),
+      electricityFee(card.serial, 1_000, { building: '学'.repeat(17) }),
+      electricityFee(card.serial, 1_000, { building: 'a|b' }),
+      electricityFee(card.serial, 1_000, { networkAccount: 'zhang.san' }),
+      networkFee(card.serial, 1_000, { kind: UtilityKind.UTILITY_KIND_UNSPECIFIED }),
+      networkFee(card.serial, 99),
+      networkFee(card.serial, 50_001),
+      networkFee(card.serial, 1_000, { sequenceNumber: 0 }),
+      networkFee(card.serial, 1_000, { password: '' }),
+      networkFee(card.serial, 1_000, { password: '12345' }),
+      networkFee(card.serial, 1_000, { cardholder: undefined }),
+    ];
+    for (const req of bad) {
+      const err = await grpcError(payFee(req));
+      expect(err.code, JSON.stringify(req)).toBe(Status.INVALID_ARGUMENT);
+    }
+    expect({ ...(await money(card.cardNo)), account: await app.redis.hgetall(app.keys.account(card.cardNo)) }).toEqual(before);
+    expect(sim.calls).toEqual([]);
+    // The edges are allowed.
+    expect((await payFee(electricityFee(card.serial, 100, { building: '学'.repeat(16), room: 'A-12345' }))).res.outcome).toBe(Outcome.OUTCOME_APPROVED);
+    expect((await payFee(networkFee(card.serial, 50_000, { networkAccount: 'x'.repeat(32) }))).res.outcome).toBe(Outcome.OUTCOME_APPROVED);
+  });
+
+  it('answers NOT_FOUND for an unknown card', async () => {
+    const err = await grpcError(payFee(networkFee('DEADBEEF', 1_000)));
+    expect(err.code).toBe(Status.NOT_FOUND);
+  });
+});
+
+describe('provider failures', () => {
+  async function expectGivenBackOnce(card: { cardNo: string }, req: PayUtilityFeeRequest, openingFen: number): Promise<Buffer> {
+    const first = await payFee(req);
+    expect(first.res).toMatchObject({ outcome: Outcome.OUTCOME_DECLINED, declineReason: DeclineReason.DECLINE_REASON_CHANNEL_DECLINED, balanceAfterFen: openingFen, providerReceipt: '' });
+    expect(first.res.displayText).toContain('已退回');
+    expect(await balance(card.cardNo)).toBe(openingFen);
+    const kinds = (await entriesOf(card.cardNo)).map((e) => [e.fields['k'], e.fields['a'], e.fields['f'], e.fields['t']]);
+    expect(kinds).toEqual([
+      ['open', String(openingFen), 'x:opening', `a:${card.cardNo}`],
+      ['fee', String(req.amountFen), `a:${card.cardNo}`, 'u:network'],
+      ['feeback', String(req.amountFen), 'u:network', `a:${card.cardNo}`],
+    ]);
+    expect(await pendingCount(card.cardNo)).toBe(0);
+    // Exactly once: a retry replays the decline and gives nothing back again, whatever the provider does now.
+    sim.payMode = 'deliver';
+    const after = await money(card.cardNo);
+    const again = await payFee(req);
+    expect(again.bytes.equals(first.bytes)).toBe(true);
+    expect(await money(card.cardNo)).toEqual(after);
+    expect(sim.delivered()).toEqual([]);
+    return first.bytes;
+  }
+
+  it('a refusing provider: the money is given back exactly once and the answer says why', async () => {
+    const card = await newCard(20_000);
+    sim.payMode = 'refuse';
+    const req = networkFee(card.serial, 2_000);
+    await expectGivenBackOnce(card, req, 20_000);
+    expect(sim.callsOf(orderOf(req), 'pay')).toBe(1);
+    expect(sim.callsOf(orderOf(req), 'cancel')).toBe(0);
+    const { res } = await payFee(req);
+    expect(res.displayText).toContain('户号不存在');
+  });
+
+  it('a provider that does not answer in time: the order is voided, then the money is given back exactly once', async () => {
+    const card = await newCard(20_000);
+    sim.payMode = 'hang';
+    const req = networkFee(card.serial, 2_000);
+    const startedMs = Date.now();
+    await expectGivenBackOnce(card, req, 20_000);
+    expect(Date.now() - startedMs).toBeLessThan(PROVIDER_TIMEOUT_MS * 10);
+    expect(sim.callsOf(orderOf(req), 'cancel')).toBe(1);
+  });
+
+  it('a provider that errs: likewise voided and given back once', async () => {
+    const card = await newCard(20_000);
+    sim.payMode = 'error';
+    await expectGivenBackOnce(card, networkFee(card.serial, 2_000), 20_000);
+  });
+
+  it('a provider that delivered but whose answer was lost: cancel reports the receipt, the fee is approved and nothing is given back', async () => {
+    const card = await newCard(20_000);
+    sim.payMode = 'deliver-then-hang';
+    const req = networkFee(card.serial, 2_000);
+    const { res } = await payFee(req);
+    expect(res).toMatchObject({ outcome: Outcome.OUTCOME_APPROVED, balanceAfterFen: 18_000 });
+    expect(res.providerReceipt).toMatch(/^SIM-NETWORK-/);
+    expect((await entriesOf(card.cardNo)).map((e) => e.fields['k'])).toEqual(['open', 'fee']);
+  });
+
+  it('provider and cancel both silent: the answer is PENDING with the money taken; the retry finishes the job with the same provider order', async () => {
+    const card = await newCard(20_000);
+    sim.payMode = 'hang';
+    sim.cancelMode = 'hang';
+    const req = networkFee(card.serial, 2_000);
+    const pending = await payFee(req);
+    expect(pending.res).toMatchObject({ outcome: Outcome.OUTCOME_PENDING, balanceAfterFen: 18_000, providerReceipt: '' });
+    expect(await pendingCount(card.cardNo)).toBe(1);
+    sim.payMode = 'deliver';
+    sim.cancelMode = 'answer';
+    const done = await payFee(req);
+    expect(done.res).toMatchObject({ outcome: Outcome.OUTCOME_APPROVED, balanceAfterFen: 18_000 });
+    expect(sim.callsOf(orderOf(req), 'pay')).toBe(2);
+    expect(sim.delivered()).toHaveLength(1);
+    expect(await pendingCount(card.cardNo)).toBe(0);
+    expect(await balance(card.cardNo)).toBe(18_000);
+  });
+});
+
+describe('a crash between the debit and the provider', () => {
+  function refOf(cardNo: string, sequence: number, amountFen: number) {
+    return { cardNo, terminalId: KIOSK_TERMINAL.id, sequence, amountFen, kind: 'network' as const, targetJson: JSON.stringify({ kind: 'network', account: 'zhang.san@campus' }) };
+  }
+
+  it('the kiosk\'s retry with the same sequence number calls the provider and completes; the fee is taken once', async () => {
+    const card = await newCard(20_000);
+    const req = networkFee(card.serial, 2_500);
+    // The switch took the money and died before calling the provider.
+    const debit = await moneyLedgerOf(app.context).feeDebit(refOf(card.cardNo, req.sequenceNumber, 2_500));
+    expect(debit.code).toBe('pending');
+    expect(sim.calls).toEqual([]);
+    const { res } = await payFee(req);
+    expect(res).toMatchObject({ outcome: Outcome.OUTCOME_APPROVED, balanceAfterFen: 17_500, transactionId: debit.transactionId });
+    expect(sim.callsOf(orderOf(req), 'pay')).toBe(1);
+    expect((await entriesOf(card.cardNo)).map((e) => e.fields['k'])).toEqual(['open', 'fee']);
+  });
+
+  it('without a retry, the recovery sweep delivers or gives back every pending request, once', async () => {
+    const deliverCard = await newCard(20_000);
+    const refuseCard = await newCard(20_000);
+    const money = moneyLedgerOf(app.context);
+    const deliverSeq = ++seq;
+    const refuseSeq = ++seq;
+    await money.feeDebit(refOf(deliverCard.cardNo, deliverSeq, 1_000));
+    await money.feeDebit(refOf(refuseCard.cardNo, refuseSeq, 1_000));
+    // The provider already refuses the second order (for example, the account closed meanwhile).
+    sim.payMode = 'refuse';
+    await sim.pay({ orderId: providerOrderId(KIOSK_TERMINAL.id, refuseSeq), target: { kind: 'network', account: 'zhang.san@campus' }, amountFen: 1_000, cardNo: refuseCard.cardNo }, new AbortController().signal);
+    sim.payMode = 'deliver';
+
+    const report = await recoverPendingFees(app.context, { olderThanMs: 0, maxPerShard: 100 });
+    expect(report).toMatchObject({ delivered: 1, givenBack: 1, stillPending: 0, broken: 0 });
+    expect(await balance(deliverCard.cardNo)).toBe(19_000);
+    expect(await balance(refuseCard.cardNo)).toBe(20_000);
+    expect((await entriesOf(refuseCard.cardNo)).map((e) => e.fields['k'])).toEqual(['open', 'fee', 'feeback']);
+    expect(await recoverPendingFees(app.context, { olderThanMs: 0, maxPerShard: 100 })).toEqual({ delivered: 0, givenBack: 0, stillPending: 0, broken: 0 });
+    // The kiosk's late retry learns the outcome without another provider call.
+    const callsBefore = sim.calls.length;
+    const late = await payFee(networkFee(deliverCard.serial, 1_000, { sequenceNumber: deliverSeq }));
+    expect(late.res.outcome).toBe(Outcome.OUTCOME_APPROVED);
+    expect(sim.calls.length).toBe(callsBefore);
+  });
+});
+
+describe('the whole ledger', () => {
+  it('audits to the fen after all the fees, give-backs and recoveries above (every balance is its journal, money is conserved)', async () => {
+    const report = await auditLedger(app.redis, app.keys);
+    expect(report.problems).toEqual([]);
+    expect(report.ok).toBe(true);
+    expect(report.heldFen).toBe(report.netInflowFen);
+  });
+});

@@ -1,0 +1,295 @@
+// Recharge (KioskService/Recharge, AdminService/ManualRecharge) and operator adjustments
+// (AdminService/Adjust) against a real switch and Redis: money is credited exactly once per
+// (channel, order id) and adjusted once per adjustment id, retries replay the first answer byte for
+// byte, and every refusal changes nothing.
+import { status as Status, type Client, type Metadata } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RechargeChannel } from '../proto/gen/cardswitch/v1/common.js';
+import { RechargeRequest, RechargeResponse } from '../proto/gen/cardswitch/v1/kiosk.js';
+import type { AdjustResponse, ManualRechargeResponse } from '../proto/gen/cardswitch/v1/admin.js';
+import type { SwitchApp } from '../switch/app.js';
+import { auditLedger } from '../switch/ledger/audit.js';
+import { MoneyLedger } from '../switch/ledger/money.js';
+import { adminClient, KIOSK_TERMINAL, kioskClient, operatorMetadata, startClockedSwitch, TestClock } from './helpers/clients.js';
+import { call, dumpKeySpace, grpcError, openCard, readJournal, terminalMetadata } from './helpers/switch.js';
+
+const DAILY_LIMIT_FEN = 150_000;
+// 2026-11-26 10:00 in campus time (UTC+8).
+const START_MS = Date.UTC(2026, 10, 26, 2, 0, 0);
+const RECHARGE = '/cardswitch.v1.KioskService/Recharge';
+
+let app: SwitchApp;
+let clock: TestClock;
+let kiosk: ReturnType<typeof kioskClient>;
+let admin: ReturnType<typeof adminClient>;
+const kioskMd = terminalMetadata(KIOSK_TERMINAL);
+let cardCounter = 0;
+
+beforeAll(async () => {
+  clock = new TestClock(START_MS);
+  app = await startClockedSwitch('recharge', clock, { DAILY_RECHARGE_LIMIT_FEN: String(DAILY_LIMIT_FEN) });
+  await app.terminals.register(KIOSK_TERMINAL);
+  kiosk = kioskClient(app);
+  admin = adminClient(app);
+});
+afterAll(async () => {
+  kiosk.close();
+  admin.close();
+  await app.stop();
+});
+
+/** A fresh card with its serial and person number; `shardOf` picks one in the same shard as another card (or not). */
+async function newCard(openingFen = 10_000, shardOf?: { cardNo: string; same: boolean }): Promise<{ cardNo: string; serial: string; person: string }> {
+  let cardNo = '';
+  do {
+    cardCounter++;
+    cardNo = String(20240000 + cardCounter);
+  } while (shardOf !== undefined && (app.keys.shardOf(cardNo) === app.keys.shardOf(shardOf.cardNo)) !== shardOf.same);
+  const serial = `AB${String(cardCounter).padStart(6, '0')}`;
+  const person = `P${cardNo}`;
+  await openCard(app, cardNo, serial, openingFen, { sno: person });
+  await app.redis.set(app.keys.personNumber(person), cardNo);
+  return { cardNo, serial, person };
+}
+
+function recharge(cardSerial: string, channel: RechargeChannel, channelOrderId: string, amountFen: number): RechargeRequest {
+  return { cardholder: { card: { cardSerial } }, channel, channelOrderId, amountFen };
+}
+
+/** One unary call with the raw response bytes, so replays can be compared byte for byte. */
+function unaryBytes(client: Client, path: string, request: Uint8Array, metadata: Metadata): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    client.makeUnaryRequest(
+      path,
+      (bytes: Uint8Array) => Buffer.from(bytes),
+      (bytes: Buffer) => bytes,
+      request,
+      metadata,
+      (err, value) => (err ? reject(err) : value === undefined ? reject(new Error('no response')) : resolve(value)),
+    );
+  });
+}
+
+async function kioskRecharge(req: RechargeRequest): Promise<{ res: RechargeResponse; bytes: Buffer }> {
+  const bytes = await unaryBytes(kiosk, RECHARGE, RechargeRequest.encode(req).finish(), kioskMd);
+  return { res: RechargeResponse.decode(bytes), bytes };
+}
+
+function manualRecharge(cardNumber: string, channel: RechargeChannel, channelOrderId: string, amountFen: number): Promise<ManualRechargeResponse> {
+  return call(admin, 'manualRecharge', { cardNumber, channel, channelOrderId, amountFen }, operatorMetadata());
+}
+
+function adjust(cardNumber: string, adjustmentId: string, amountFen: number, reason: string): Promise<AdjustResponse> {
+  return call(admin, 'adjust', { cardNumber, adjustmentId, amountFen, reason }, operatorMetadata());
+}
+
+async function balance(cardNo: string): Promise<number> {
+  return Number(await app.redis.hget(app.keys.account(cardNo), 'bal'));
+}
+
+async function entriesOf(cardNo: string) {
+  return (await readJournal(app.redis, app.keys.journalOfCard(cardNo))).filter((e) => e.fields['c'] === cardNo);
+}
+
+/** Balance, journal length and the whole key space: a refusal must leave all three as they were. */
+async function snapshot(cardNo: string): Promise<unknown> {
+  return {
+    balance: await balance(cardNo),
+    journalLength: await app.redis.xlen(app.keys.journalOfCard(cardNo)),
+    keys: await dumpKeySpace(app.redis, app.keys.prefix),
+  };
+}
+
+async function expectRefusal(cardNo: string, pending: () => Promise<unknown>, code: Status, details?: RegExp): Promise<void> {
+  const before = await snapshot(cardNo);
+  const err = await grpcError(pending());
+  expect(err.code, err.details).toBe(code);
+  if (details !== undefined) expect(err.details).toMatch(details);
+  expect(await snapshot(cardNo)).toEqual(before);
+}
+
+describe('kiosk recharge', () => {
+  it('credits a channel order once; a retry replays the first answer byte for byte and moves nothing', async () => {
+    const card = await newCard(10_000);
+    const first = await kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-order-0001', 5_000));
+    expect(first.res).toMatchObject({ balanceAfterFen: 15_000, cardNumber: card.cardNo });
+    expect(first.res.displayText).toContain('微信充值成功 50.00元 余额150.00元');
+    expect(first.res.transactionId).not.toBe('');
+
+    const afterFirst = await snapshot(card.cardNo);
+    const again = await kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-order-0001', 5_000));
+    expect(again.bytes.equals(first.bytes)).toBe(true);
+    clock.nowMs += 1000;
+    const later = await kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-order-0001', 5_000));
+    expect(later.bytes.equals(first.bytes)).toBe(true);
+    expect(await snapshot(card.cardNo)).toEqual(afterFirst);
+
+    const entries = (await entriesOf(card.cardNo)).filter((e) => e.fields['k'] === 'rch');
+    expect(entries).toHaveLength(1);
+    expect(entries[0]?.id).toBe(first.res.transactionId);
+    expect(entries[0]?.fields).toMatchObject({ a: '5000', f: 'x:ch:WECHAT', t: `a:${card.cardNo}`, b: '15000', v: '2', tm: KIOSK_TERMINAL.id, sq: 'wx-order-0001' });
+    const statement = await app.redis.zrange(app.keys.statement(card.cardNo), 0, -1);
+    expect(statement).toContain(`${first.res.transactionId}|rch|5000|15000|${KIOSK_TERMINAL.id}|wx-order-0001`);
+  });
+
+  it('identifies the cardholder by student/staff number as well', async () => {
+    const card = await newCard(0);
+    const { res } = await kioskRecharge({ cardholder: { personNumber: card.person }, channel: RechargeChannel.RECHARGE_CHANNEL_ALIPAY, channelOrderId: 'ali_2026_0001', amountFen: 12_345 });
+    expect(res).toMatchObject({ balanceAfterFen: 12_345, cardNumber: card.cardNo });
+  });
+
+  it('refuses the same order id with another amount (ALREADY_EXISTS) and changes nothing', async () => {
+    const card = await newCard();
+    await kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-order-0002', 1_000));
+    await expectRefusal(card.cardNo, () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-order-0002', 2_000)), Status.ALREADY_EXISTS, /wx-order-0002/);
+    expect(await balance(card.cardNo)).toBe(11_000);
+  });
+
+  it('refuses the same order id for another card, in another shard or the same one', async () => {
+    const card = await newCard();
+    const elsewhere = await newCard(10_000, { cardNo: card.cardNo, same: false });
+    const sameShard = await newCard(10_000, { cardNo: card.cardNo, same: true });
+    await kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-order-0003', 1_000));
+    await expectRefusal(elsewhere.cardNo, () => kioskRecharge(recharge(elsewhere.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-order-0003', 1_000)), Status.ALREADY_EXISTS);
+    await expectRefusal(sameShard.cardNo, () => kioskRecharge(recharge(sameShard.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-order-0003', 1_000)), Status.ALREADY_EXISTS);
+    // The same order id of ANOTHER channel is another order.
+    const { res } = await kioskRecharge(recharge(elsewhere.serial, RechargeChannel.RECHARGE_CHANNEL_ALIPAY, 'wx-order-0003', 1_000));
+    expect(res.balanceAfterFen).toBe(11_000);
+  });
+
+  it('refuses a WeChat recharge over 999.00 yuan (INVALID_ARGUMENT) and changes nothing; the counter allows more', async () => {
+    const card = await newCard();
+    const ok = await kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-max-0001', 99_900));
+    expect(ok.res.balanceAfterFen).toBe(109_900);
+    await expectRefusal(card.cardNo, () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-max-0002', 99_901)), Status.INVALID_ARGUMENT, /999\.00 yuan/);
+    await expectRefusal(card.cardNo, () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_ALIPAY, 'ali-max-0001', 99_901)), Status.INVALID_ARGUMENT);
+    const counter = await manualRecharge(card.cardNo, RechargeChannel.RECHARGE_CHANNEL_COUNTER, 'counter-0001', 40_000);
+    expect(counter.balanceAfterFen).toBe(149_900);
+  });
+
+  it('refuses over the daily recharge maximum (FAILED_PRECONDITION, says what is left), changes nothing, and allows again the next campus day', async () => {
+    const card = await newCard(0);
+    await kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-day-0001', 99_900));
+    await expectRefusal(card.cardNo, () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-day-0002', 50_101)), Status.FAILED_PRECONDITION, /501\.00 yuan \(50100 fen\)/);
+    const exact = await kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-day-0003', 50_100));
+    expect(exact.res.balanceAfterFen).toBe(DAILY_LIMIT_FEN);
+    await expectRefusal(card.cardNo, () => manualRecharge(card.cardNo, RechargeChannel.RECHARGE_CHANNEL_COUNTER, 'counter-day-01', 1), Status.FAILED_PRECONDITION);
+    // The refused order was not taken: it can be credited once the day allows it.
+    clock.advanceDays(1);
+    const nextDay = await kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-day-0002', 50_101));
+    expect(nextDay.res.balanceAfterFen).toBe(DAILY_LIMIT_FEN + 50_101);
+  });
+
+  it('counts the campus day in UTC+8: 23:59 and 00:01 campus time are different days', async () => {
+    const card = await newCard(0);
+    const money = new MoneyLedger(app.keys, app.context.scripts, 3600, () => Date.UTC(2026, 11, 1, 15, 59, 0));
+    const late = await money.recharge({ cardNo: card.cardNo, channel: 'COUNTER', orderId: 'day-edge-1', amountFen: DAILY_LIMIT_FEN, source: 'test', dailyLimitFen: DAILY_LIMIT_FEN });
+    expect(late.code).toBe('credited');
+    expect(late.rechargeableTodayFen).toBe(0);
+    const sameDay = await money.recharge({ cardNo: card.cardNo, channel: 'COUNTER', orderId: 'day-edge-2', amountFen: 1, source: 'test', dailyLimitFen: DAILY_LIMIT_FEN });
+    expect(sameDay.code).toBe('daily_limit_exceeded');
+    const nextDay = new MoneyLedger(app.keys, app.context.scripts, 3600, () => Date.UTC(2026, 11, 1, 16, 1, 0));
+    expect((await nextDay.recharge({ cardNo: card.cardNo, channel: 'COUNTER', orderId: 'day-edge-2', amountFen: 1, source: 'test', dailyLimitFen: DAILY_LIMIT_FEN })).code).toBe('credited');
+  });
+
+  it('credits a lost or frozen card (a loss report does not block recharge) but not a cancelled one', async () => {
+    const lost = await newCard(1_000);
+    await app.ledger.setStatus(lost.cardNo, 'lost');
+    const byNumber = await kioskRecharge({ cardholder: { personNumber: lost.person }, channel: RechargeChannel.RECHARGE_CHANNEL_WECHAT, channelOrderId: 'wx-lost-0001', amountFen: 2_000 });
+    expect(byNumber.res.balanceAfterFen).toBe(3_000);
+    const frozen = await newCard(1_000);
+    await app.ledger.setStatus(frozen.cardNo, 'frozen');
+    expect((await manualRecharge(frozen.cardNo, RechargeChannel.RECHARGE_CHANNEL_COUNTER, 'counter-frozen-1', 500)).balanceAfterFen).toBe(1_500);
+    const cancelled = await newCard(1_000);
+    await app.ledger.setStatus(cancelled.cardNo, 'cancelled');
+    await expectRefusal(cancelled.cardNo, () => manualRecharge(cancelled.cardNo, RechargeChannel.RECHARGE_CHANNEL_COUNTER, 'counter-cancel-1', 500), Status.FAILED_PRECONDITION, /cancelled/);
+  });
+
+  it('refuses malformed requests with INVALID_ARGUMENT and unknown cards with NOT_FOUND, changing nothing', async () => {
+    const card = await newCard();
+    await expectRefusal(card.cardNo, () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_UNSPECIFIED, 'wx-bad-0001', 100)), Status.INVALID_ARGUMENT);
+    await expectRefusal(card.cardNo, () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'bad|id', 100)), Status.INVALID_ARGUMENT);
+    await expectRefusal(card.cardNo, () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'abc', 100)), Status.INVALID_ARGUMENT);
+    await expectRefusal(card.cardNo, () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-bad-0002', 0)), Status.INVALID_ARGUMENT);
+    await expectRefusal(card.cardNo, () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-bad-0003', -100)), Status.INVALID_ARGUMENT);
+    await expectRefusal(card.cardNo, () => kioskRecharge({ cardholder: undefined, channel: RechargeChannel.RECHARGE_CHANNEL_WECHAT, channelOrderId: 'wx-bad-0004', amountFen: 100 }), Status.INVALID_ARGUMENT);
+    await expectRefusal(card.cardNo, () => kioskRecharge(recharge('FFFFFFFF', RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-bad-0005', 100)), Status.NOT_FOUND);
+    await expectRefusal(card.cardNo, () => manualRecharge('99999999', RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-bad-0006', 100), Status.NOT_FOUND);
+    await expectRefusal(card.cardNo, () => manualRecharge('12a4', RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-bad-0007', 100), Status.INVALID_ARGUMENT);
+  });
+});
+
+describe('manual recharge (operator)', () => {
+  it('credits once, records the operator in the journal, and answers a retry of the same order (from any desk) with the first result', async () => {
+    const card = await newCard(0);
+    const first = await manualRecharge(card.cardNo, RechargeChannel.RECHARGE_CHANNEL_ALIPAY, 'ali-desk-0001', 8_800);
+    expect(first.balanceAfterFen).toBe(8_800);
+    const again = await manualRecharge(card.cardNo, RechargeChannel.RECHARGE_CHANNEL_ALIPAY, 'ali-desk-0001', 8_800);
+    expect(again).toEqual(first);
+    const viaKiosk = await kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_ALIPAY, 'ali-desk-0001', 8_800));
+    expect(viaKiosk.res).toMatchObject({ balanceAfterFen: 8_800, transactionId: first.transactionId, decidedAtMs: first.decidedAtMs });
+    const entries = (await entriesOf(card.cardNo)).filter((e) => e.fields['k'] === 'rch');
+    expect(entries).toHaveLength(1);
+    expect(entries[0]?.fields).toMatchObject({ f: 'x:ch:ALIPAY', t: `a:${card.cardNo}`, tm: 'alice', sq: 'ali-desk-0001' });
+  });
+
+  it('needs an operator token', async () => {
+    const card = await newCard();
+    await expectRefusal(card.cardNo, () => call(admin, 'manualRecharge', { cardNumber: card.cardNo, channel: 1, channelOrderId: 'wx-noop-0001', amountFen: 1 }, operatorMetadata('not-a-valid-token-000')), Status.UNAUTHENTICATED);
+  });
+});
+
+describe('adjust (operator)', () => {
+  it('credits and debits with a reason in the journal; a retry of the same adjustment id replays it', async () => {
+    const card = await newCard(1_000);
+    const up = await adjust(card.cardNo, 'adj-up-0001', 2_500, '补发餐补 11月');
+    expect(up.balanceAfterFen).toBe(3_500);
+    const down = await adjust(card.cardNo, 'adj-down-0001', -500, '重复充值冲回');
+    expect(down.balanceAfterFen).toBe(3_000);
+    const afterBoth = await snapshot(card.cardNo);
+    expect(await adjust(card.cardNo, 'adj-up-0001', 2_500, '补发餐补 11月')).toEqual(up);
+    expect(await adjust(card.cardNo, 'adj-down-0001', -500, '重复充值冲回')).toEqual(down);
+    expect(await snapshot(card.cardNo)).toEqual(afterBoth);
+    const entries = (await entriesOf(card.cardNo)).filter((e) => e.fields['k'] === 'adj');
+    expect(entries.map((e) => e.fields)).toEqual([
+      expect.objectContaining({ a: '2500', f: 'x:adj', t: `a:${card.cardNo}`, b: '3500', tm: 'alice', sq: 'adj-up-0001', r: '补发餐补 11月' }),
+      expect.objectContaining({ a: '500', f: `a:${card.cardNo}`, t: 'x:adj', b: '3000', tm: 'alice', sq: 'adj-down-0001', r: '重复充值冲回' }),
+    ]);
+    const statement = await app.redis.zrange(app.keys.statement(card.cardNo), 0, -1);
+    expect(statement).toContain(`${down.transactionId}|adj|-500|3000|alice|adj-down-0001`);
+  });
+
+  it('never takes the balance below zero (FAILED_PRECONDITION) and changes nothing; down to exactly zero is allowed', async () => {
+    const card = await newCard(1_000);
+    await expectRefusal(card.cardNo, () => adjust(card.cardNo, 'adj-neg-0001', -1_001, '超额扣回'), Status.FAILED_PRECONDITION, /10\.00 yuan/);
+    expect((await adjust(card.cardNo, 'adj-neg-0001', -1_000, '超额扣回')).balanceAfterFen).toBe(0);
+  });
+
+  it('refuses the same adjustment id with another amount, reason or card (ALREADY_EXISTS)', async () => {
+    const card = await newCard(1_000);
+    const other = await newCard(1_000, { cardNo: card.cardNo, same: false });
+    await adjust(card.cardNo, 'adj-dup-0001', 100, '差错更正');
+    await expectRefusal(card.cardNo, () => adjust(card.cardNo, 'adj-dup-0001', 200, '差错更正'), Status.ALREADY_EXISTS);
+    await expectRefusal(card.cardNo, () => adjust(card.cardNo, 'adj-dup-0001', 100, '另一个原因'), Status.ALREADY_EXISTS);
+    await expectRefusal(other.cardNo, () => adjust(other.cardNo, 'adj-dup-0001', 100, '差错更正'), Status.ALREADY_EXISTS);
+  });
+
+  it('refuses a zero amount, a missing or over-long reason, a bad id, an unknown card', async () => {
+    const card = await newCard(1_000);
+    await expectRefusal(card.cardNo, () => adjust(card.cardNo, 'adj-bad-0001', 0, '零'), Status.INVALID_ARGUMENT);
+    await expectRefusal(card.cardNo, () => adjust(card.cardNo, 'adj-bad-0002', 100, '   '), Status.INVALID_ARGUMENT);
+    await expectRefusal(card.cardNo, () => adjust(card.cardNo, 'adj-bad-0003', 100, '原'.repeat(201)), Status.INVALID_ARGUMENT);
+    await expectRefusal(card.cardNo, () => adjust(card.cardNo, 'adj bad', 100, '原因'), Status.INVALID_ARGUMENT);
+    await expectRefusal(card.cardNo, () => adjust('99999998', 'adj-bad-0004', 100, '原因'), Status.NOT_FOUND);
+    expect((await adjust(card.cardNo, 'adj-bad-0005', 1, '原'.repeat(200))).balanceAfterFen).toBe(1_001);
+  });
+});
+
+describe('the whole ledger', () => {
+  it('audits to the fen after all the recharges, refusals and adjustments above (every balance is its journal, money is conserved)', async () => {
+    const report = await auditLedger(app.redis, app.keys);
+    expect(report.problems).toEqual([]);
+    expect(report.ok).toBe(true);
+    expect(report.heldFen).toBe(report.netInflowFen);
+  });
+});
