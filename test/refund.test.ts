@@ -8,7 +8,6 @@ import { RefundRequest, RefundResponse, type AuthorizeResponse, type ReverseResp
 import type { SwitchApp } from '../switch/app.js';
 import { auditLedger } from '../switch/ledger/audit.js';
 import type { NewTerminal } from '../switch/domain/terminals.js';
-import { readScript } from '../switch/ledger/scripts.js';
 import { call, grpcError, openCard, POS_TERMINAL, posClient, readJournal, startTestSwitch, terminalMetadata } from './helpers/switch.js';
 
 /** Another till of the payment's merchant. */

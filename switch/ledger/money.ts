@@ -24,7 +24,6 @@ export type UtilityKindCode = (typeof UTILITY_KINDS)[number];
 // Keys. These belong in keys.ts (the one module that builds keys); until it has them they are built
 // here from keys.journal(shard), which is `<prefix>:{L:<shard>}:journal`, so they carry the same tag.
 
-const JOURNAL_SUFFIX = ':journal';
 
 /** The keys of recharges, adjustments and fees; built by Keys (the one module that builds keys). */
 export class MoneyKeys {
