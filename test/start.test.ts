@@ -1,0 +1,70 @@
+// `npm start` as a newcomer runs it: its own redis-server under a var/ folder, the demo campus on first
+// start, the printed example call works and a tap changes the balance once; Ctrl-C stops everything.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { credentials, Metadata } from '@grpc/grpc-js';
+import { afterAll, expect, it } from 'vitest';
+import { Outcome } from '../proto/gen/cardswitch/v1/common.js';
+import { PosServiceClient, type AuthorizeResponse, type InquireResponse } from '../proto/gen/cardswitch/v1/pos.js';
+import { freePort } from '../switch/redis/local-redis.js';
+
+const varDir = mkdtempSync(join(tmpdir(), 'cardswitch-start-'));
+let child: ChildProcess | undefined;
+
+afterAll(() => {
+  if (child !== undefined && child.exitCode === null) child.kill('SIGKILL');
+  rmSync(varDir, { recursive: true, force: true });
+});
+
+/** Resolves with everything printed up to the line that says the switch is ready (or rejects on exit). */
+function waitForReady(proc: ChildProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const onData = (chunk: Buffer): void => {
+      out += chunk.toString();
+      if (out.includes('Ctrl-C stops the switch')) resolve(out);
+    };
+    proc.stdout?.on('data', onData);
+    proc.stderr?.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    proc.once('exit', (code) => reject(new Error(`npm start exited with ${code} before it was ready:\n${out}`)));
+  });
+}
+
+function unary<Req, Res>(fn: (r: Req, m: Metadata, cb: (e: Error | null, v: Res) => void) => void, request: Req, metadata: Metadata): Promise<Res> {
+  return new Promise((resolve, reject) => fn(request, metadata, (err, value) => (err ? reject(err) : resolve(value))));
+}
+
+it('starts redis and the switch, loads the demo campus, and a demo tap changes the balance once', async () => {
+  const redisPort = await freePort();
+  child = spawn(process.execPath, ['--import', 'tsx', 'switch/start.ts'], {
+    env: { ...process.env, REDIS_URL: '', CARDSWITCH_VAR_DIR: varDir, LOCAL_REDIS_PORT: String(redisPort), GRPC_PORT: '0', GRPC_HOST: '127.0.0.1', DEMO_CARDHOLDERS: '50', LOG_LEVEL: 'warn', TERMINAL_SECRET_PEPPER: '', PASSWORD_PEPPER: '', OPERATOR_TOKENS: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const printed = await waitForReady(child);
+  const target = /gRPC on (\S+)/.exec(printed)?.[1];
+  const terminalId = /-H 'terminal-id: ([^']+)'/.exec(printed)?.[1];
+  const secret = /-H 'terminal-secret: ([^']+)'/.exec(printed)?.[1];
+  const serial = /serial ([0-9A-F]+)\)/.exec(printed)?.[1];
+  expect([target, terminalId, secret, serial].every((v) => v !== undefined && v !== '')).toBe(true);
+
+  const client = new PosServiceClient(target ?? '', credentials.createInsecure());
+  const metadata = new Metadata();
+  metadata.set('terminal-id', terminalId ?? '');
+  metadata.set('terminal-secret', secret ?? '');
+  const credential = { card: { cardSerial: serial ?? '' } };
+  const before = await unary<object, InquireResponse>(client.inquire.bind(client), { terminalId, credential }, metadata);
+  const request = { terminalId, sequenceNumber: 1, amountFen: 1250, credential, pin: '' };
+  const first = await unary<object, AuthorizeResponse>(client.authorize.bind(client), request, metadata);
+  const retry = await unary<object, AuthorizeResponse>(client.authorize.bind(client), request, metadata);
+  const after = await unary<object, InquireResponse>(client.inquire.bind(client), { terminalId, credential }, metadata);
+  client.close();
+  expect(first.outcome).toBe(Outcome.OUTCOME_APPROVED);
+  expect(retry).toEqual(first);
+  expect(after.balanceFen).toBe(before.balanceFen - 1250);
+
+  const exited = new Promise<number | null>((resolve) => child?.once('exit', (code) => resolve(code)));
+  child.kill('SIGINT');
+  expect(await exited).toBe(0);
+}, 90_000);
