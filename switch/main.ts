@@ -1,8 +1,15 @@
 // Production entry point (`node dist/switch/main.js` after `npm run build`): configuration only from
 // the environment, REDIS_URL required, no demo data, no development secrets.
+//
+// SWITCH_PROCESSES=N (default 1) runs N switch processes sharing one gRPC port through node:cluster
+// (the primary accepts connections and hands them round-robin to the workers); see loadtest/RESULTS.md
+// for when a second process pays on a given machine.
+import cluster from 'node:cluster';
 import { startSwitch } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './log.js';
+
+const MAX_PROCESSES = 64;
 
 function configFromEnvironment(): Config {
   const config = loadConfig(process.env);
@@ -12,24 +19,71 @@ function configFromEnvironment(): Config {
   return config;
 }
 
+function processCount(): number {
+  const raw = process.env['SWITCH_PROCESSES'] ?? '1';
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_PROCESSES) throw new ConfigError([`SWITCH_PROCESSES=${raw}: must be a whole number 1..${MAX_PROCESSES}`]);
+  return n;
+}
+
+function untilSignal(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+}
+
+async function runSwitch(config: Config): Promise<number> {
+  const log = createLogger(config.logLevel);
+  const app = await startSwitch(config, log);
+  log.info({ grpcPort: app.grpcPort, redis: config.redisUrl.replace(/\/\/[^@]*@/, '//***@') }, 'cardswitch ready');
+  if (cluster.isWorker) process.send?.({ ready: app.grpcPort });
+  await untilSignal();
+  await app.stop();
+  log.info('stopped');
+  return 0;
+}
+
+/** The primary only forks, forwards the stop signal and waits; a worker that dies unasked is replaced. */
+async function runPrimary(config: Config, processes: number): Promise<number> {
+  const log = createLogger(config.logLevel);
+  let stopping = false;
+  let ready = 0;
+  const fork = (): void => {
+    const worker = cluster.fork();
+    worker.on('message', (m: { ready?: number }) => {
+      if (m.ready !== undefined && ++ready === processes) log.info({ grpcPort: m.ready, processes }, 'cardswitch ready (all processes)');
+    });
+  };
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) return;
+    log.error({ pid: worker.process.pid, code, signal }, 'switch process died; starting another');
+    fork();
+  });
+  for (let i = 0; i < processes; i++) fork();
+  await untilSignal();
+  stopping = true;
+  const workers = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined);
+  await Promise.all(workers.map((w) => new Promise<void>((resolve) => {
+    w.once('exit', () => resolve());
+    w.process.kill('SIGTERM');
+  })));
+  log.info('stopped');
+  return 0;
+}
+
 async function main(): Promise<number> {
   let config: Config;
+  let processes: number;
   try {
     config = configFromEnvironment();
+    processes = processCount();
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);
     return 2;
   }
-  const log = createLogger(config.logLevel);
-  const app = await startSwitch(config, log);
-  log.info({ grpcPort: app.grpcPort, redis: config.redisUrl.replace(/\/\/[^@]*@/, '//***@') }, 'cardswitch ready');
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', () => resolve());
-    process.once('SIGTERM', () => resolve());
-  });
-  await app.stop();
-  log.info('stopped');
-  return 0;
+  if (cluster.isPrimary && processes > 1) return runPrimary(config, processes);
+  return runSwitch(config);
 }
 
 main().then(
