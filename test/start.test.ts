@@ -9,6 +9,7 @@ import { afterAll, expect, it } from 'vitest';
 import { Outcome } from '../proto/gen/cardswitch/v1/common.js';
 import { PosServiceClient, type AuthorizeResponse, type InquireResponse } from '../proto/gen/cardswitch/v1/pos.js';
 import { freePort } from '../switch/redis/local-redis.js';
+import { call } from './helpers/switch.js';
 
 const varDir = mkdtempSync(join(tmpdir(), 'cardswitch-start-'));
 let child: ChildProcess | undefined;
@@ -32,10 +33,6 @@ function waitForReady(proc: ChildProcess): Promise<string> {
   });
 }
 
-function unary<Req, Res>(fn: (r: Req, m: Metadata, cb: (e: Error | null, v: Res) => void) => void, request: Req, metadata: Metadata): Promise<Res> {
-  return new Promise((resolve, reject) => fn(request, metadata, (err, value) => (err ? reject(err) : resolve(value))));
-}
-
 it('starts redis and the switch, loads the demo campus, and a demo tap changes the balance once', async () => {
   const redisPort = await freePort();
   child = spawn(process.execPath, ['--import', 'tsx', 'switch/start.ts'], {
@@ -54,11 +51,11 @@ it('starts redis and the switch, loads the demo campus, and a demo tap changes t
   metadata.set('terminal-id', terminalId ?? '');
   metadata.set('terminal-secret', secret ?? '');
   const credential = { card: { cardSerial: serial ?? '' } };
-  const before = await unary<object, InquireResponse>(client.inquire.bind(client), { terminalId, credential }, metadata);
+  const before = await call<object, InquireResponse>(client, 'inquire', { terminalId, credential }, metadata);
   const request = { terminalId, sequenceNumber: 1, amountFen: 1250, credential, pin: '' };
-  const first = await unary<object, AuthorizeResponse>(client.authorize.bind(client), request, metadata);
-  const retry = await unary<object, AuthorizeResponse>(client.authorize.bind(client), request, metadata);
-  const after = await unary<object, InquireResponse>(client.inquire.bind(client), { terminalId, credential }, metadata);
+  const first = await call<object, AuthorizeResponse>(client, 'authorize', request, metadata);
+  const retry = await call<object, AuthorizeResponse>(client, 'authorize', request, metadata);
+  const after = await call<object, InquireResponse>(client, 'inquire', { terminalId, credential }, metadata);
   client.close();
   expect(first.outcome).toBe(Outcome.OUTCOME_APPROVED);
   expect(retry).toEqual(first);

@@ -1,0 +1,443 @@
+// One load-generator thread: gRPC frames written by shared/wire.ts over HTTP/2, with no gRPC client
+// library in the way. Two transports: the bench's own minimal HTTP/2 client (h2-raw.ts, the default:
+// a few microseconds per call) and node:http2 (tens of microseconds per call; kept as a cross-check).
+// Open model: arrivals at the profile's rate, latency measured from each arrival's intended time.
+// Closed model: a fixed number of requests in flight, each lane sending its next as soon as one ends.
+import { connect, constants, type ClientHttp2Session, type OutgoingHttpHeaders } from 'node:http2';
+import { performance } from 'node:perf_hooks';
+import { parentPort, workerData } from 'node:worker_threads';
+import { ArrivalClock, peakWindowMs } from '../shared/profile.js';
+import { answerLabel, isExpectedAnswer, rpcPath, TrafficPlanner, type PlannedCall } from '../shared/traffic.js';
+import { encodeCallFrame, readLeadingFields, unframe } from '../shared/wire.js';
+import { RawH2Connection, type CallDone } from './h2-raw.js';
+import { encodeRequestHeaders } from './hpack.js';
+import { Histogram } from './histogram.js';
+import type { GeneratorResult, GeneratorSettings, HistogramData, MainToWorker, WorkerToMain } from './protocol.js';
+
+const settings = workerData as GeneratorSettings;
+const port = parentPort;
+if (port === null) throw new Error('generator-worker.ts runs as a worker thread');
+
+const MAX_ERROR_SAMPLES = 8;
+const SWEEP_INTERVAL_MS = 100;
+const TICK_MS = 1;
+const MAX_TIMELINE_SECONDS = 4 * 3600;
+
+/** Milliseconds on a clock every thread of the process shares. */
+function nowMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+class GrowableFloats {
+  private data = new Float64Array(4096);
+  length = 0;
+  push(a: number, b: number): void {
+    if (this.length + 2 > this.data.length) {
+      const next = new Float64Array(this.data.length * 2);
+      next.set(this.data);
+      this.data = next;
+    }
+    this.data[this.length++] = a;
+    this.data[this.length++] = b;
+  }
+  finish(): Float64Array {
+    return this.data.slice(0, this.length);
+  }
+}
+
+interface InFlight {
+  readonly planned: PlannedCall;
+  readonly intendedMs: number;
+  readonly sentMs: number;
+  cancel: () => void;
+  done: boolean;
+}
+
+/** Sends one gRPC call; returns how to cancel it. `done` runs exactly once. */
+interface Transport {
+  connect(): Promise<void>;
+  send(planned: PlannedCall, frame: Uint8Array, done: CallDone): () => void;
+  close(): void;
+}
+
+class NodeHttp2Transport implements Transport {
+  private readonly sessions: ClientHttp2Session[] = [];
+  private readonly headerCache = new Map<string, OutgoingHttpHeaders>();
+  private next = 0;
+
+  constructor(private readonly s: GeneratorSettings, private readonly onSessionError: (message: string) => void) {}
+
+  async connect(): Promise<void> {
+    for (let i = 0; i < this.s.connections; i++) {
+      const session = connect(`http://${this.s.host}:${this.s.port}`);
+      await new Promise<void>((resolve, reject) => {
+        session.once('connect', () => resolve());
+        session.once('error', reject);
+      });
+      session.on('error', (err: Error) => this.onSessionError(`session: ${err.message}`));
+      this.sessions.push(session);
+    }
+  }
+
+  private headersFor(planned: PlannedCall): OutgoingHttpHeaders {
+    const key = `${planned.call.rpc}|${planned.terminalIndex}`;
+    let headers = this.headerCache.get(key);
+    if (headers === undefined) {
+      headers = {
+        ':method': 'POST',
+        ':scheme': 'http',
+        ':authority': `${this.s.host}:${this.s.port}`,
+        ':path': rpcPath(planned.call.rpc),
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        'terminal-id': planned.terminal.id,
+        'terminal-secret': planned.terminal.secret,
+      };
+      this.headerCache.set(key, headers);
+    }
+    return headers;
+  }
+
+  send(planned: PlannedCall, frame: Uint8Array, done: CallDone): () => void {
+    const session = this.sessions[this.next++ % this.sessions.length];
+    if (session === undefined) throw new Error('no HTTP/2 session');
+    const stream = session.request(this.headersFor(planned), { endStream: false });
+    const chunks: Buffer[] = [];
+    let grpcStatus = -1;
+    let grpcMessage = '';
+    let transportError: string | undefined;
+    const readStatus = (headers: Record<string, unknown>): void => {
+      const status = headers['grpc-status'];
+      if (status !== undefined) grpcStatus = Number(status);
+      const message = headers['grpc-message'];
+      if (typeof message === 'string') grpcMessage = message;
+    };
+    stream.on('response', readStatus);
+    stream.on('trailers', readStatus);
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.on('error', (err: Error) => (transportError = err.message));
+    stream.on('close', () => {
+      const body = chunks.length === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+      if (stream.rstCode === constants.NGHTTP2_CANCEL) done(-1, '', undefined, 'cancelled');
+      else done(grpcStatus, grpcMessage, body, grpcStatus < 0 ? (transportError ?? `stream closed (code ${stream.rstCode})`) : undefined);
+    });
+    stream.end(frame);
+    return () => stream.close(constants.NGHTTP2_CANCEL);
+  }
+
+  close(): void {
+    for (const session of this.sessions) session.close();
+  }
+}
+
+class RawTransport implements Transport {
+  private readonly connections: RawH2Connection[] = [];
+  private readonly blocks = new Map<string, Uint8Array>();
+  private next = 0;
+
+  constructor(private readonly s: GeneratorSettings) {}
+
+  async connect(): Promise<void> {
+    for (let i = 0; i < this.s.connections; i++) this.connections.push(await RawH2Connection.connect(this.s.host, this.s.port));
+  }
+
+  private blockFor(planned: PlannedCall): Uint8Array {
+    const key = `${planned.call.rpc}|${planned.terminalIndex}`;
+    let block = this.blocks.get(key);
+    if (block === undefined) {
+      block = encodeRequestHeaders([
+        [':method', 'POST'],
+        [':scheme', 'http'],
+        [':path', rpcPath(planned.call.rpc)],
+        [':authority', `${this.s.host}:${this.s.port}`],
+        ['content-type', 'application/grpc'],
+        ['te', 'trailers'],
+        ['user-agent', 'cardswitch-bench'],
+        ['terminal-id', planned.terminal.id],
+        ['terminal-secret', planned.terminal.secret],
+      ]);
+      this.blocks.set(key, block);
+    }
+    return block;
+  }
+
+  send(planned: PlannedCall, frame: Uint8Array, done: CallDone): () => void {
+    const connection = this.connections[this.next++ % this.connections.length];
+    if (connection === undefined) throw new Error('no HTTP/2 connection');
+    const ref = connection.request(this.blockFor(planned), frame, done);
+    return () => connection.cancel(ref);
+  }
+
+  close(): void {
+    for (const connection of this.connections) connection.close();
+  }
+}
+
+class Generator {
+  private readonly transport: Transport;
+  private readonly planner: TrafficPlanner;
+  private readonly inFlight = new Set<InFlight>();
+  private readonly overall = new Histogram();
+  private readonly peak = new Histogram();
+  private peakStartMs = 0;
+  private peakEndMs = 0;
+  private peakOffered = 0;
+  private peakCompleted = 0;
+  private readonly timeline = { completed: [] as number[], sumUs: [] as number[], maxUs: [] as number[] };
+  private readonly byKind = new Map<string, Histogram>();
+  private readonly outcomes = new Map<string, number>();
+  private readonly kindOutcomes = new Map<string, Map<string, number>>();
+  private readonly approvals = new GrowableFloats();
+  private readonly waterApprovals = new GrowableFloats();
+  private readonly errorSamples: string[] = [];
+  private sequenceCounter = 0;
+  private sent = 0;
+  private completed = 0;
+  private notSent = 0;
+  private errors = 0;
+  private unexpected = 0;
+  private completedInWindow = 0;
+  private approvalsInWindow = 0;
+  private offeredInWindow = 0;
+  private startAtMs = 0;
+  private windowStartMs = 0;
+  private windowEndMs = 0;
+  private stopping = false;
+  private onIdle: (() => void) | undefined;
+
+  constructor(private readonly s: GeneratorSettings) {
+    this.planner = new TrafficPlanner(s.campus, {
+      mix: s.mix,
+      seed: s.seed,
+      partition: { index: s.workerIndex, count: s.workerCount },
+      walletsOpen: true,
+      nextSequence: () => s.sequenceBase + this.sequenceCounter++ * s.workerCount + s.workerIndex + 1,
+    });
+    this.transport = s.client === 'raw' ? new RawTransport(s) : new NodeHttp2Transport(s, (m) => this.sample(m));
+  }
+
+  connect(): Promise<void> {
+    return this.transport.connect();
+  }
+
+  private sample(message: string): void {
+    if (this.errorSamples.length < MAX_ERROR_SAMPLES) this.errorSamples.push(message);
+  }
+
+  /** Sends one call; `then` runs once it has ended (answer, error or timeout). */
+  private send(planned: PlannedCall, intendedMs: number, then: () => void): void {
+    const call: InFlight = { planned, intendedMs, sentMs: nowMs(), cancel: () => undefined, done: false };
+    this.inFlight.add(call);
+    this.sent++;
+    call.cancel = this.transport.send(planned, encodeCallFrame(planned.call), (grpcStatus, grpcMessage, body, transportError) => {
+      if (call.done) return;
+      this.finish(call, grpcStatus, grpcMessage, body, transportError, then);
+    });
+  }
+
+  private finish(call: InFlight, grpcStatus: number, grpcMessage: string, body: Buffer | undefined, transportError: string | undefined, then: () => void): void {
+    call.done = true;
+    this.inFlight.delete(call);
+    const endMs = nowMs();
+    const { planned } = call;
+    let label: string;
+    let message: Uint8Array | undefined;
+    if (grpcStatus < 0) label = transportError === 'cancelled' ? 'timeout' : 'transport_error';
+    else if (grpcStatus !== 0) label = answerLabel(planned.call.rpc, grpcStatus, 0, 0);
+    else {
+      message = body === undefined ? undefined : unframe(body);
+      const fields = message === undefined ? undefined : readLeadingFields(message);
+      label = fields === undefined ? 'bad_response' : answerLabel(planned.call.rpc, 0, fields.field1, fields.field2);
+    }
+    if (planned.kind === 'retry' && label !== 'timeout' && !sameBytes(planned.retryOf, message)) label = 'retry_mismatch';
+    const detail = label === 'transport_error' ? (transportError ?? '') : safeDecode(grpcMessage);
+    this.count(call, label, endMs, detail);
+    if (label === 'approved' && planned.call.rpc === 'Authorize' && planned.kind !== 'retry') this.approvals.push(planned.terminalIndex, planned.sequence);
+    if (label === 'approved' && planned.call.rpc === 'WaterDebit') this.waterApprovals.push(planned.terminalIndex, planned.sequence);
+    this.planner.completed(planned, label, message === undefined ? undefined : Buffer.from(message));
+    const entry = label === 'pin_required' && !this.stopping ? this.planner.pinEntry(planned) : undefined;
+    if (entry !== undefined) this.send(entry, endMs, then);
+    else then();
+  }
+
+  private count(call: InFlight, label: string, endMs: number, grpcMessage: string): void {
+    const kind = call.planned.kind;
+    this.completed++;
+    this.outcomes.set(label, (this.outcomes.get(label) ?? 0) + 1);
+    let perKind = this.kindOutcomes.get(kind);
+    if (perKind === undefined) this.kindOutcomes.set(kind, (perKind = new Map()));
+    perKind.set(label, (perKind.get(label) ?? 0) + 1);
+    const isError = label.startsWith('grpc:') || label === 'timeout' || label === 'transport_error' || label === 'bad_response' || label === 'retry_mismatch';
+    if (isError) {
+      this.errors++;
+      this.sample(`${call.planned.call.rpc} (${kind}): ${label}${grpcMessage === '' ? '' : ` ${grpcMessage}`}`);
+    } else if (!isExpectedAnswer(kind, label)) {
+      this.unexpected++;
+      this.sample(`${call.planned.call.rpc} (${kind}): unexpected ${label}`);
+    }
+    if (endMs >= this.windowStartMs && endMs <= this.windowEndMs) {
+      this.completedInWindow++;
+      if (label === 'approved' && call.planned.call.rpc === 'Authorize' && kind !== 'retry') this.approvalsInWindow++;
+    }
+    const fromMs = this.s.mode === 'open' ? call.intendedMs : call.sentMs;
+    const us = (endMs - fromMs) * 1000;
+    const second = Math.max(0, Math.floor((endMs - this.startAtMs) / 1000));
+    if (second < MAX_TIMELINE_SECONDS) {
+      const t = this.timeline;
+      t.completed[second] = (t.completed[second] ?? 0) + 1;
+      t.sumUs[second] = (t.sumUs[second] ?? 0) + us;
+      t.maxUs[second] = Math.max(t.maxUs[second] ?? 0, us);
+    }
+    if (this.s.mode === 'open' && endMs >= this.peakStartMs && endMs <= this.peakEndMs) this.peakCompleted++;
+    if (this.s.mode === 'open' && call.intendedMs >= this.peakStartMs && call.intendedMs <= this.peakEndMs) this.peak.record(us);
+    if (call.intendedMs < this.windowStartMs) return;
+    this.overall.record(us);
+    let h = this.byKind.get(kind);
+    if (h === undefined) this.byKind.set(kind, (h = new Histogram()));
+    h.record(us);
+  }
+
+  /** Cancels calls older than the request timeout; they end as 'timeout'. */
+  private sweep(): void {
+    const limit = nowMs() - this.s.requestTimeoutMs;
+    for (const call of this.inFlight) if (call.sentMs < limit) call.cancel();
+  }
+
+  async run(startAtMs: number, durationMs: number): Promise<void> {
+    this.startAtMs = startAtMs;
+    this.windowStartMs = startAtMs + this.s.warmupMs;
+    this.windowEndMs = startAtMs + durationMs;
+    const peak = peakWindowMs(this.s.profile);
+    // The warm-up is left out of the peak window too (a constant profile's peak is the whole run).
+    this.peakStartMs = Math.max(startAtMs + peak.startMs, this.windowStartMs);
+    this.peakEndMs = startAtMs + peak.endMs;
+    const sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, startAtMs - nowMs())));
+    const idle = new Promise<void>((resolve) => (this.onIdle = resolve));
+    if (this.s.mode === 'open') this.openLoop(new ArrivalClock(this.s.profile, 1 / this.s.workerCount));
+    else this.closedLoop(durationMs);
+    await idle;
+    clearInterval(sweeper);
+  }
+
+  private idleCheck(): void {
+    if (this.stopping && this.inFlight.size === 0) this.onIdle?.();
+  }
+
+  private openLoop(clock: ArrivalClock): void {
+    let next = 0;
+    const drainUntilMs = this.startAtMs + clock.durationMs + this.s.requestTimeoutMs + SWEEP_INTERVAL_MS * 2;
+    const afterCall = (): void => this.idleCheck();
+    const tick = (): void => {
+      const now = nowMs();
+      const due = clock.arrivalsBy(now - this.startAtMs);
+      while (next < due && this.inFlight.size < this.s.maxInFlight) {
+        const intended = this.startAtMs + clock.timeOfArrival(next);
+        if (intended >= this.windowStartMs && intended <= this.windowEndMs) this.offeredInWindow++;
+        if (intended >= this.peakStartMs && intended <= this.peakEndMs) this.peakOffered++;
+        next++;
+        this.send(this.planner.next(), intended, afterCall);
+      }
+      if (next >= clock.totalArrivals || now > drainUntilMs) {
+        for (let i = next; i < clock.totalArrivals; i++) {
+          const intended = this.startAtMs + clock.timeOfArrival(i);
+          if (intended >= this.windowStartMs && intended <= this.windowEndMs) this.offeredInWindow++;
+          if (intended >= this.peakStartMs && intended <= this.peakEndMs) this.peakOffered++;
+        }
+        this.notSent += clock.totalArrivals - next;
+        this.stopping = true;
+        this.idleCheck();
+        return;
+      }
+      setTimeout(tick, TICK_MS);
+    };
+    tick();
+  }
+
+  private closedLoop(durationMs: number): void {
+    const endMs = this.startAtMs + durationMs;
+    const lane = (): void => {
+      if (nowMs() >= endMs) {
+        this.stopping = true;
+        this.idleCheck();
+        return;
+      }
+      const t = nowMs();
+      this.send(this.planner.next(), t, lane);
+    };
+    for (let i = 0; i < this.s.streams; i++) lane();
+  }
+
+  close(): void {
+    this.transport.close();
+  }
+
+  result(elu: number): GeneratorResult {
+    const data = (h: Histogram): HistogramData => ({ counts: h.counts, sumUs: h.sumUs, maxUs: h.maxUs });
+    const kinds: Record<string, HistogramData> = {};
+    for (const [kind, h] of this.byKind) kinds[kind] = data(h);
+    const kindOutcomes: Record<string, Record<string, number>> = {};
+    for (const [kind, map] of this.kindOutcomes) kindOutcomes[kind] = Object.fromEntries(map);
+    return {
+      workerIndex: this.s.workerIndex,
+      overall: data(this.overall),
+      peak: data(this.peak),
+      peakOffered: this.peakOffered,
+      peakCompleted: this.peakCompleted,
+      timeline: this.timeline,
+      byKind: kinds,
+      outcomes: Object.fromEntries(this.outcomes),
+      kindOutcomes,
+      sent: this.sent,
+      completed: this.completed,
+      notSent: this.notSent,
+      errors: this.errors,
+      unexpected: this.unexpected,
+      errorSamples: this.errorSamples,
+      completedInWindow: this.completedInWindow,
+      approvalsInWindow: this.approvalsInWindow,
+      offeredInWindow: this.offeredInWindow,
+      approvals: this.approvals.finish(),
+      waterApprovals: this.waterApprovals.finish(),
+      eventLoopUtilization: elu,
+    };
+  }
+}
+
+/** grpc-message is percent-encoded (gRPC over HTTP/2); a malformed one is shown as it came. */
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+function sameBytes(memo: unknown, message: Uint8Array | undefined): boolean {
+  if (!(memo instanceof Uint8Array) || message === undefined) return memo === undefined && message === undefined;
+  return Buffer.compare(memo, message) === 0;
+}
+
+function post(message: WorkerToMain, transfer: ArrayBuffer[] = []): void {
+  port?.postMessage(message, transfer);
+}
+
+const generator = new Generator(settings);
+generator.connect().then(
+  () => post({ type: 'ready' }),
+  (err: unknown) => post({ type: 'fatal', message: `worker ${settings.workerIndex} cannot connect to ${settings.host}:${settings.port}: ${String(err)}` }),
+);
+
+port.on('message', (message: MainToWorker) => {
+  if (message.type !== 'start') return;
+  const eluStart = performance.eventLoopUtilization();
+  generator.run(message.startAtMs, message.durationMs).then(
+    () => {
+      const elu = performance.eventLoopUtilization(eluStart).utilization;
+      generator.close();
+      const result = generator.result(elu);
+      post({ type: 'result', result }, [result.approvals.buffer as ArrayBuffer, result.waterApprovals.buffer as ArrayBuffer]);
+    },
+    (err: unknown) => post({ type: 'fatal', message: String(err) }),
+  );
+});

@@ -1,0 +1,390 @@
+// `npm run bench -- [options]` (see options.ts for the list, loadtest/README.md for the result file).
+// One run: a private redis-server with AOF appendfsync always, a demo campus loaded straight into the
+// ledger, the switch in a child process, the scenarios, the baselines (a no-op grpc-js server, the
+// authorize script alone, h2load on Inquire), then the ledger check: every approval exactly once in the
+// journals, and the audit.
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { Redis } from 'ioredis';
+import { startSwitch } from '../../switch/app.js';
+import { loadConfig, type Config } from '../../switch/config.js';
+import { DEFAULT_DEMO_CARDHOLDERS, DEFAULT_DEMO_SEED } from '../../switch/data/demo.js';
+import { TerminalRegistry } from '../../switch/domain/terminals.js';
+import { Keys } from '../../switch/ledger/keys.js';
+import { Ledger } from '../../switch/ledger/ledger.js';
+import { Scripts } from '../../switch/ledger/scripts.js';
+import { WaterLedger } from '../../switch/ledger/water.js';
+import { createLogger } from '../../switch/log.js';
+import { startLocalRedis, type LocalRedis } from '../../switch/redis/local-redis.js';
+import type { CampusFile } from '../shared/campus-data.js';
+import { constantProfile, lunchRushProfileForDuration } from '../shared/profile.js';
+import { INQUIRY_ONLY_MIX, LUNCH_RUSH_MIX, mixWithout, parseMix, TAP_ONLY_MIX, type TrafficMix } from '../shared/traffic.js';
+import { BENCH_OPENING_FEN, demoCampus, loadCampus, toCampusFile } from './campus.js';
+import { closedProfile, runLoad, type LoadResult } from './generator.js';
+import { runH2loadInquire } from './h2load.js';
+import { checkLedger, type LedgerCheck } from './ledger-check.js';
+import { parseOptions, USAGE, type BenchOptions, type ScenarioPlan } from './options.js';
+import { isImplemented } from './probe.js';
+import { CpuMeter, startServerChild } from './processes.js';
+import { runRedisBaseline } from './redis-baseline.js';
+import { humanReport, ratiosOf, RESULT_SCHEMA, targetsOf, type BenchResult, type ScenarioResult } from './report.js';
+
+const HOST = '127.0.0.1';
+const KEY_PREFIX = 'bench';
+const REDIS_BASELINE_PREFIX = 'benchredis';
+/** Sequence numbers of scenario i start at (i + 1) * 2^36: no two scenarios of a run share a key. */
+const SEQUENCE_BLOCK = 2 ** 36;
+/** Sequence block of the warm-up run (scenarios use 1, 2, ...; the h2load cross-check the next one). */
+const WARM_UP_INDEX = 100;
+
+/** The switch's configuration for the bench: production defaults, except limits that would decline a hot card. */
+function switchEnv(options: BenchOptions, redisUrl: string): Record<string, string> {
+  const pepper = randomBytes(18).toString('base64url');
+  return {
+    REDIS_URL: redisUrl,
+    GRPC_HOST: HOST,
+    GRPC_PORT: '0',
+    KEY_PREFIX,
+    LEDGER_SHARDS: String(options.shards),
+    TERMINAL_SECRET_PEPPER: pepper,
+    PASSWORD_PEPPER: `${pepper}-pw`,
+    LOG_LEVEL: 'warn',
+    PASSWORD_SCRYPT_N: String(options.scryptN),
+    // A hot card pays hundreds of meals a run: lift the per-day limits so taps approve, but keep the
+    // per-payment password-free limit, so PIN payments still need the PIN.
+    STUDENT_NO_PIN_PER_DAY_FEN: '100000000',
+    STUDENT_DAILY_SPEND_LIMIT_FEN: '0',
+    STAFF_NO_PIN_PER_DAY_FEN: '100000000',
+    STAFF_DAILY_SPEND_LIMIT_FEN: '0',
+  };
+}
+
+interface RunningTarget {
+  readonly port: number;
+  readonly pid: number;
+  stop(): Promise<void>;
+}
+
+async function startTarget(options: BenchOptions, env: Record<string, string>, config: Config): Promise<RunningTarget> {
+  if (!options.switchInProcess) return startServerChild('switch-child', env);
+  const app = await startSwitch(config, createLogger(config.logLevel, 'bench-switch'));
+  return { port: app.grpcPort, pid: process.pid, stop: () => app.stop() };
+}
+
+function mixFor(plan: ScenarioPlan, options: BenchOptions, lacking: readonly (keyof TrafficMix)[]): TrafficMix {
+  if (plan.scenario === 'tap') return TAP_ONLY_MIX;
+  if (plan.scenario === 'inquiry') return INQUIRY_ONLY_MIX;
+  return mixWithout(parseMix(options.mix, LUNCH_RUSH_MIX), lacking);
+}
+
+interface ScenarioContext {
+  readonly options: BenchOptions;
+  readonly campus: CampusFile;
+  readonly pids: Record<string, number>;
+}
+
+interface ScenarioRun {
+  readonly result: ScenarioResult;
+  readonly load: LoadResult;
+}
+
+async function runScenario(
+  ctx: ScenarioContext,
+  target: { readonly port: number; readonly name: string },
+  plan: ScenarioPlan,
+  mix: TrafficMix,
+  index: number,
+  adjustments: string[],
+  shape?: { readonly connections: number; readonly streams: number },
+): Promise<ScenarioRun> {
+  const o = ctx.options;
+  const open = plan.mode === 'open' && plan.rate !== undefined;
+  const rate = plan.rate ?? 1;
+  const profile = !open ? closedProfile(o.durationMs) : plan.scenario === 'lunch-rush' ? lunchRushProfileForDuration(rate, o.durationMs) : constantProfile(rate, o.durationMs);
+  const connections = shape?.connections ?? o.connections;
+  const streams = shape?.streams ?? o.streams;
+  const workers = Math.min(o.workers, connections);
+  const warmupMs = Math.min(o.warmupMs, o.durationMs / 2);
+  const meter = new CpuMeter(ctx.pids);
+  meter.start();
+  const load = await runLoad({
+    host: HOST, port: target.port, client: o.client, campus: ctx.campus, mix, mode: plan.mode, profile, warmupMs, workers, connections, streams,
+    maxInFlight: o.maxInFlight, requestTimeoutMs: o.requestTimeoutMs, seed: index + 1, sequenceBase: (index + 1) * SEQUENCE_BLOCK,
+  });
+  const run = { workers, connections, streams, open, cpu: meter.stop(), adjustments, warmupMs };
+  return { result: toScenarioResult(plan, target.name, load, run), load };
+}
+
+interface RunShape {
+  readonly workers: number;
+  readonly connections: number;
+  readonly streams: number;
+  readonly open: boolean;
+  readonly cpu: Record<string, number | null>;
+  readonly adjustments: string[];
+  readonly warmupMs: number;
+}
+
+function toScenarioResult(plan: ScenarioPlan, target: string, load: LoadResult, run: RunShape): ScenarioResult {
+  return {
+    name: plan.scenario,
+    mode: plan.mode,
+    target,
+    profile: !run.open ? 'none' : plan.scenario === 'lunch-rush' ? 'lunch-rush' : 'constant',
+    durationS: load.durationMs / 1000,
+    warmupS: run.warmupMs / 1000,
+    rate: run.open ? (plan.rate ?? null) : null,
+    workers: run.workers,
+    connections: run.connections,
+    streams: run.open ? null : run.streams,
+    offeredRate: load.offeredRate,
+    achievedRate: load.achievedRate,
+    approvalsPerSec: load.approvalsPerSec,
+    latencyMs: load.latency,
+    peak: load.peak === null ? null : { startS: load.peak.startS, endS: load.peak.endS, offeredRate: load.peak.offeredRate, achievedRate: load.peak.achievedRate, latencyMs: load.peak.latency },
+    latencyMsByKind: load.latencyByKind,
+    timeline: load.timeline,
+    outcomes: load.outcomes,
+    outcomesByKind: load.outcomesByKind,
+    requests: { sent: load.sent, completed: load.completed, notSent: load.notSent },
+    errors: load.errors,
+    unexpected: load.unexpected,
+    errorSamples: load.errorSamples,
+    cpuCores: run.cpu,
+    generatorEventLoopUtilization: load.generatorEventLoopUtilization,
+    mixAdjustments: run.adjustments,
+  };
+}
+
+async function lackingRpcs(port: number, campus: CampusFile): Promise<{ lacking: (keyof TrafficMix)[]; notes: string[] }> {
+  const lacking: (keyof TrafficMix)[] = [];
+  const notes: string[] = [];
+  const water = campus.terminals.find((t) => t.kind === 'water');
+  const settle = campus.terminals.find((t) => t.kind === 'settlement');
+  if (water !== undefined && !(await isImplemented(HOST, port, 'WaterDebit', water))) {
+    lacking.push('water');
+    notes.push('WaterDebit answers UNIMPLEMENTED on this switch: water debits left out of the mix');
+  }
+  if (settle !== undefined && !(await isImplemented(HOST, port, 'Settle', settle))) {
+    lacking.push('settle');
+    notes.push('Settle answers UNIMPLEMENTED on this switch: settlement swipes left out of the mix');
+  }
+  return { lacking, notes };
+}
+
+interface Approvals {
+  readonly payments: Float64Array[];
+  readonly waterDebits: Float64Array[];
+}
+
+function collect(into: Approvals, load: LoadResult): void {
+  into.payments.push(...load.approvalKeys);
+  into.waterDebits.push(...load.waterApprovalKeys);
+}
+
+function announce(what: string, options: BenchOptions): void {
+  process.stdout.write(`running ${what} for ${options.durationMs / 1000} s ...\n`);
+}
+
+/**
+ * A freshly started switch stalls for most of a second on its first load (JIT, the terminal and card
+ * caches); this closed-loop tap run takes that hit before the first measured scenario. Its approvals are
+ * in the ledger check like any other; its numbers are not reported.
+ */
+async function warmUp(ctx: ScenarioContext, port: number, approvals: Approvals): Promise<void> {
+  const primeMs = ctx.options.quick ? 1000 : 3000;
+  process.stdout.write(`warming the switch up for ${primeMs / 1000} s ...\n`);
+  const plan: ScenarioPlan = { scenario: 'tap', mode: 'closed', rate: undefined };
+  const options = { ...ctx.options, durationMs: primeMs, warmupMs: 0 };
+  const run = await runScenario({ ...ctx, options }, { port, name: 'switch' }, plan, TAP_ONLY_MIX, WARM_UP_INDEX, []);
+  collect(approvals, run.load);
+}
+
+async function runSwitchScenarios(ctx: ScenarioContext, port: number, approvals: Approvals): Promise<ScenarioResult[]> {
+  const results: ScenarioResult[] = [];
+  await warmUp(ctx, port, approvals);
+  const { lacking, notes } = await lackingRpcs(port, ctx.campus);
+  for (const [index, plan] of ctx.options.plans.entries()) {
+    announce(`${plan.scenario} ${plan.mode}${plan.rate === undefined ? '' : ` @${plan.rate}/s`}`, ctx.options);
+    const adjustments = plan.scenario === 'lunch-rush' ? notes : [];
+    const run = await runScenario(ctx, { port, name: 'switch' }, plan, mixFor(plan, ctx.options, lacking), index, adjustments);
+    collect(approvals, run.load);
+    results.push(run.result);
+  }
+  return results;
+}
+
+/** h2load's shape (1 connection, 50 streams) with the bench's own generator, then h2load itself. */
+async function crossCheckInquire(ctx: ScenarioContext, port: number, approvals: Approvals): Promise<BenchResult['baselines']['h2loadInquire']> {
+  announce('inquiry closed, 1 connection x 50 streams (h2load shape)', ctx.options);
+  const plan: ScenarioPlan = { scenario: 'inquiry', mode: 'closed', rate: undefined };
+  const own = await runScenario({ ...ctx, options: { ...ctx.options, workers: 1 } }, { port, name: 'switch' }, plan, INQUIRY_ONLY_MIX, ctx.options.plans.length, [], { connections: 1, streams: 50 });
+  collect(approvals, own.load);
+  process.stdout.write(`running h2load Inquire (${ctx.options.h2loadRequests} requests) ...\n`);
+  const h2 = await runH2loadInquire(HOST, port, ctx.campus, ctx.options.h2loadRequests);
+  return { ...h2, ownGenerator: { achievedRate: own.result.achievedRate, latencyMs: own.result.latencyMs } };
+}
+
+async function noopBaseline(ctx: ScenarioContext): Promise<ScenarioResult> {
+  const noop = await startServerChild('noop-server', {});
+  try {
+    announce('no-op grpc-js baseline, tap closed', ctx.options);
+    const plan: ScenarioPlan = { scenario: 'tap', mode: 'closed', rate: undefined };
+    const pids: Record<string, number> = { ...ctx.pids, noop: noop.pid };
+    delete pids['switch'];
+    // Sequence numbers do not matter to the no-op server; its answers never reach the ledger check.
+    return (await runScenario({ ...ctx, pids }, { port: noop.port, name: 'noop-grpc' }, plan, TAP_ONLY_MIX, 1000, [])).result;
+  } finally {
+    await noop.stop();
+  }
+}
+
+function redisVersion(): string {
+  const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
+  return /v=([\d.]+)/.exec(probe.stdout ?? '')?.[1] ?? 'unknown';
+}
+
+function machine(): BenchResult['machine'] {
+  return {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    loadAverageAtStart: loadavg().map((l) => Math.round(l * 100) / 100),
+    node: process.version,
+    redis: redisVersion(),
+    platform: `${process.platform} ${process.arch}`,
+  };
+}
+
+interface Prepared {
+  readonly config: Config;
+  readonly env: Record<string, string>;
+  readonly campus: CampusFile;
+  readonly redis: Redis;
+  readonly keys: Keys;
+  readonly campusLoadMs: number;
+}
+
+async function prepare(options: BenchOptions, local: LocalRedis): Promise<Prepared> {
+  const env = switchEnv(options, local.url);
+  const config = loadConfig(env);
+  const redis = new Redis(local.url, { enableAutoPipelining: true, maxRetriesPerRequest: 1 });
+  const keys = new Keys(KEY_PREFIX, options.shards);
+  const scripts = await Scripts.load(redis);
+  const ledger = new Ledger(keys, scripts, config.requestTtlSec);
+  const water = new WaterLedger(keys, scripts, config.requestTtlSec);
+  const terminals = new TerminalRegistry(redis, keys, config.terminalPepper, 0);
+  const demo = demoCampus(options.cardholders, options.seed);
+  const noPin = { student: config.limits.student.noPinPerPaymentFen, staff: config.limits.staff.noPinPerPaymentFen };
+  const campus = toCampusFile(demo, { noPinPerPaymentFen: noPin, pins: options.pinCards, note: 'bench campus (in memory)' });
+  process.stdout.write(`loading ${demo.cardholders.length} cards and ${demo.terminals.length} terminals ...\n`);
+  const loaded = await loadCampus({ redis, keys, ledger, water, terminals, passwordPepper: config.passwordPepper }, demo, campus, BENCH_OPENING_FEN);
+  return { config, env, campus, redis, keys, campusLoadMs: loaded.elapsedMs };
+}
+
+async function baselines(ctx: ScenarioContext, p: Prepared, local: LocalRedis): Promise<Pick<BenchResult['baselines'], 'noopGrpc' | 'redisScript'>> {
+  if (!ctx.options.baselines) return { noopGrpc: null, redisScript: null };
+  const noopGrpc = await noopBaseline(ctx);
+  process.stdout.write(`running the authorize script alone (${ctx.options.redisLanes} lanes) for ${ctx.options.durationMs / 1000} s ...\n`);
+  const redisScript = await runRedisBaseline({
+    redisUrl: local.url, keyPrefix: REDIS_BASELINE_PREFIX, shards: ctx.options.shards, accounts: Math.min(2000, ctx.options.cardholders),
+    lanes: ctx.options.redisLanes, durationMs: ctx.options.durationMs, warmupMs: Math.min(ctx.options.warmupMs, ctx.options.durationMs / 2), limits: p.config.limits,
+  });
+  return { noopGrpc, redisScript };
+}
+
+async function bench(options: BenchOptions): Promise<BenchResult> {
+  const startedAt = new Date().toISOString();
+  const machineInfo = machine();
+  const dataDir = mkdtempSync(join(tmpdir(), 'cardswitch-bench-'));
+  const local = await startLocalRedis({ dataDir, port: 0, appendOnly: true, appendFsync: 'always', startTimeoutMs: 10_000 });
+  let prepared: Prepared | undefined;
+  try {
+    prepared = await prepare(options, local);
+    const p = prepared;
+    const target = await startTarget(options, p.env, p.config);
+    const pids: Record<string, number> = { switch: target.pid, redis: local.process.pid ?? 0, bench: process.pid };
+    const ctx: ScenarioContext = { options, campus: p.campus, pids };
+    const approvals: Approvals = { payments: [], waterDebits: [] };
+    let scenarios: ScenarioResult[];
+    let h2loadInquire: BenchResult['baselines']['h2loadInquire'] = null;
+    try {
+      scenarios = await runSwitchScenarios(ctx, target.port, approvals);
+      if (options.h2load) h2loadInquire = await crossCheckInquire(ctx, target.port, approvals);
+    } finally {
+      await target.stop();
+    }
+    const base = { ...(await baselines(ctx, p, local)), h2loadInquire };
+    process.stdout.write('checking the ledger (every approval exactly once, audit) ...\n');
+    const ledgerCheck: LedgerCheck = await checkLedger(p.redis, p.keys, p.campus, approvals.payments, approvals.waterDebits);
+    const ratios = ratiosOf(scenarios, base);
+    const passed = ledgerCheck.passed && scenarios.every((s) => s.errors === 0);
+    return {
+      schema: RESULT_SCHEMA, startedAt, finishedAt: new Date().toISOString(), command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
+      quick: options.quick, machine: machineInfo,
+      settings: {
+        cardholders: p.campus.cards.length, pinCards: p.campus.cards.filter((c) => c.pin !== '').length, terminals: p.campus.terminals.length,
+        shards: options.shards, openingBalanceFen: BENCH_OPENING_FEN, redisPersistence: 'AOF, appendfsync always',
+        switchProcess: options.switchInProcess ? 'in-process' : 'child', scryptN: options.scryptN, campusLoadMs: p.campusLoadMs,
+      },
+      scenarios, baselines: base, ratios, targets: targetsOf(scenarios, ratios, ledgerCheck), ledgerCheck, passed,
+    };
+  } finally {
+    prepared?.redis.disconnect();
+    await local.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+/** `--export-campus FILE`: npm start's demo campus (same seed and size) with every card's PIN, for k6. */
+function exportCampus(options: BenchOptions, file: string): void {
+  const config = loadConfig({ ...process.env, TERMINAL_SECRET_PEPPER: 'export-only-not-used-0', PASSWORD_PEPPER: 'export-only-not-used-0' });
+  const count = Number(process.env['DEMO_CARDHOLDERS'] ?? DEFAULT_DEMO_CARDHOLDERS);
+  const cardholders = options.explicit.cardholders ? options.cardholders : count;
+  const seed = options.explicit.seed ? options.seed : DEFAULT_DEMO_SEED;
+  const campus = toCampusFile(demoCampus(cardholders, seed), {
+    noPinPerPaymentFen: { student: config.limits.student.noPinPerPaymentFen, staff: config.limits.staff.noPinPerPaymentFen },
+    pins: 'all',
+    note: 'DEMO ONLY: terminal secrets and initial card passwords of the demo campus that npm start loads. Never commit or share for a real campus.',
+  });
+  mkdirSync(dirname(resolve(file)), { recursive: true });
+  writeFileSync(file, `${JSON.stringify(campus)}\n`, { mode: 0o600 });
+  process.stdout.write(`wrote ${file}: ${campus.cards.length} cards, ${campus.terminals.length} terminals (seed ${seed})\n`);
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  let options: BenchOptions;
+  try {
+    options = parseOptions(argv);
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (options.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (options.exportCampus !== undefined) {
+    exportCampus(options, options.exportCampus);
+    return 0;
+  }
+  const result = await bench(options);
+  mkdirSync(dirname(resolve(options.out)), { recursive: true });
+  writeFileSync(options.out, `${JSON.stringify(result, null, 2)}\n`);
+  process.stdout.write(humanReport(result, options.out));
+  return result.passed ? 0 : 1;
+}
+
+const invokedDirectly = process.argv[1] !== undefined && resolve(process.argv[1]).replace(/\.[cm]?[jt]s$/, '') === resolve(new URL(import.meta.url).pathname).replace(/\.[cm]?[jt]s$/, '');
+if (invokedDirectly) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

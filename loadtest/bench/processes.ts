@@ -1,0 +1,109 @@
+// Child processes of the bench (the switch, the no-op baseline server) and CPU accounting of the
+// processes a run involves, from /proc (Linux), so the report can say who used the cores.
+import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+export type ChildToParent = { readonly type: 'listening'; readonly port: number };
+export type ParentToChild = { readonly type: 'stop' };
+
+export interface ServerChild {
+  readonly port: number;
+  readonly pid: number;
+  stop(): Promise<void>;
+}
+
+const START_TIMEOUT_MS = 30_000;
+const STOP_TIMEOUT_MS = 10_000;
+const EXTENSION = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+
+function tsxArgs(): string[] {
+  return EXTENSION === '.ts' ? ['--import', pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href] : [];
+}
+
+/** Forks `loadtest/bench/<name>` with the given environment and waits until it reports its port. */
+export async function startServerChild(name: 'switch-child' | 'noop-server', env: Record<string, string>): Promise<ServerChild> {
+  const file = fileURLToPath(new URL(`./${name}${EXTENSION}`, import.meta.url));
+  const child = fork(file, [], {
+    env: { ...process.env, ...env },
+    execArgv: tsxArgs(),
+    stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-4000);
+  });
+  const port = await waitForPort(child, name, () => stderr);
+  return { port, pid: child.pid ?? 0, stop: () => stopChild(child) };
+}
+
+function waitForPort(child: ChildProcess, name: string, stderr: () => string): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${name} did not report a port within ${START_TIMEOUT_MS} ms: ${stderr()}`));
+    }, START_TIMEOUT_MS);
+    child.once('message', (message: ChildToParent) => {
+      clearTimeout(timer);
+      resolve(message.port);
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited (${code ?? signal}) before it listened: ${stderr()}`));
+    });
+  });
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop: ParentToChild = { type: 'stop' };
+  if (child.connected) child.send(stop);
+  else child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Clock ticks per second of /proc/<pid>/stat times; 100 on every Linux this runs on. */
+const CLOCK_TICKS_PER_SEC = 100;
+
+/** User + system CPU seconds a process has used so far; undefined when /proc is not there. */
+export function processCpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const utime = Number(fields[11]);
+    const stime = Number(fields[12]);
+    return Number.isFinite(utime) && Number.isFinite(stime) ? (utime + stime) / CLOCK_TICKS_PER_SEC : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Measures how many cores each named process used between start() and stop(). */
+export class CpuMeter {
+  private readonly before = new Map<string, number | undefined>();
+  private startedMs = 0;
+
+  constructor(private readonly pids: Readonly<Record<string, number>>) {}
+
+  start(): void {
+    this.startedMs = Date.now();
+    for (const [name, pid] of Object.entries(this.pids)) this.before.set(name, processCpuSeconds(pid));
+  }
+
+  /** Cores used (1.0 = one core fully busy) per process over the interval. */
+  stop(): Record<string, number | null> {
+    const seconds = Math.max(0.001, (Date.now() - this.startedMs) / 1000);
+    const out: Record<string, number | null> = {};
+    for (const [name, pid] of Object.entries(this.pids)) {
+      const before = this.before.get(name);
+      const after = processCpuSeconds(pid);
+      out[name] = before === undefined || after === undefined ? null : Math.round(((after - before) / seconds) * 100) / 100;
+    }
+    return out;
+  }
+}

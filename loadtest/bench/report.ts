@@ -1,0 +1,179 @@
+// The result file (loadtest/results/latest.json; its fields are documented in loadtest/README.md) and
+// the short report printed at the end of a run.
+import type { LatencySummaryMs } from './histogram.js';
+import type { H2loadResult } from './h2load.js';
+import type { LedgerCheck } from './ledger-check.js';
+import type { RedisBaselineResult } from './redis-baseline.js';
+
+export const RESULT_SCHEMA = 'cardswitch-bench/1';
+
+export interface ScenarioResult {
+  readonly name: string;
+  readonly mode: 'open' | 'closed';
+  /** 'switch' or 'noop-grpc'. */
+  readonly target: string;
+  readonly profile: 'constant' | 'lunch-rush' | 'none';
+  readonly durationS: number;
+  readonly warmupS: number;
+  /** Open model: the arrival rate asked for (lunch-rush: the peak). */
+  readonly rate: number | null;
+  readonly workers: number;
+  readonly connections: number;
+  /** Closed model: requests in flight. */
+  readonly streams: number | null;
+  /** Requests/s that were due in the measurement window (open model); null in the closed model. */
+  readonly offeredRate: number | null;
+  /** Answers/s completed in the measurement window. */
+  readonly achievedRate: number;
+  /** Approved Authorize answers/s (retries not counted) in the measurement window. */
+  readonly approvalsPerSec: number;
+  readonly latencyMs: LatencySummaryMs;
+  /** Open model: the arrival profile's peak window (lunch rush 11:55-12:10, squeezed), after the warm-up. */
+  readonly peak: { readonly startS: number; readonly endS: number; readonly offeredRate: number; readonly achievedRate: number; readonly latencyMs: LatencySummaryMs } | null;
+  readonly latencyMsByKind: Record<string, LatencySummaryMs>;
+  /** Per second of the run (warm-up included): answers completed, mean and max latency in ms. */
+  readonly timeline: { readonly second: number; readonly completed: number; readonly meanMs: number; readonly maxMs: number }[];
+  readonly outcomes: Record<string, number>;
+  readonly outcomesByKind: Record<string, Record<string, number>>;
+  readonly requests: { readonly sent: number; readonly completed: number; readonly notSent: number };
+  /** gRPC errors, transport errors, timeouts, unreadable answers, retries that did not replay, arrivals never sent. */
+  readonly errors: number;
+  /** Business answers outside what the request kind should get (see isExpectedAnswer in shared/traffic.ts). */
+  readonly unexpected: number;
+  readonly errorSamples: string[];
+  /** Cores each process used during the scenario (1.0 = one core busy). */
+  readonly cpuCores: Record<string, number | null>;
+  /** Per generator worker thread: share of time its event loop was busy (near 1: the generator was the limit). */
+  readonly generatorEventLoopUtilization: number[];
+  readonly mixAdjustments: string[];
+}
+
+export interface BenchResult {
+  readonly schema: typeof RESULT_SCHEMA;
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly command: string;
+  readonly quick: boolean;
+  readonly machine: {
+    readonly cpus: number;
+    readonly cpuModel: string;
+    readonly memoryGiB: number;
+    readonly loadAverageAtStart: number[];
+    readonly node: string;
+    readonly redis: string;
+    readonly platform: string;
+  };
+  readonly settings: {
+    readonly cardholders: number;
+    readonly pinCards: number;
+    readonly terminals: number;
+    readonly shards: number;
+    readonly openingBalanceFen: number;
+    readonly redisPersistence: string;
+    readonly switchProcess: 'child' | 'in-process';
+    readonly scryptN: number;
+    readonly campusLoadMs: number;
+  };
+  readonly scenarios: ScenarioResult[];
+  readonly baselines: {
+    readonly noopGrpc: ScenarioResult | null;
+    readonly redisScript: RedisBaselineResult | null;
+    readonly h2loadInquire: (H2loadResult & { readonly ownGenerator?: { readonly achievedRate: number; readonly latencyMs: LatencySummaryMs } }) | null;
+  };
+  readonly ratios: Record<string, number | null>;
+  readonly targets: Record<string, boolean | null>;
+  readonly ledgerCheck: LedgerCheck | null;
+  readonly passed: boolean;
+}
+
+function ratio(a: number | undefined, b: number | undefined): number | null {
+  if (a === undefined || b === undefined || b === 0) return null;
+  return Math.round((a / b) * 1000) / 1000;
+}
+
+function find(scenarios: readonly ScenarioResult[], name: string, mode: string): ScenarioResult | undefined {
+  return scenarios.find((s) => s.name === name && s.mode === mode && s.target === 'switch');
+}
+
+export function ratiosOf(scenarios: readonly ScenarioResult[], baselines: BenchResult['baselines']): Record<string, number | null> {
+  const tapClosed = find(scenarios, 'tap', 'closed');
+  const inquiryClosed = find(scenarios, 'inquiry', 'closed');
+  const h2 = baselines.h2loadInquire;
+  return {
+    tapClosedVsNoopGrpc: ratio(tapClosed?.achievedRate, baselines.noopGrpc?.achievedRate),
+    tapClosedVsRedisScript: ratio(tapClosed?.achievedRate, baselines.redisScript?.callsPerSec),
+    noopGrpcVsRedisScript: ratio(baselines.noopGrpc?.achievedRate, baselines.redisScript?.callsPerSec),
+    tapClosedP99VsNoopP99: ratio(tapClosed?.latencyMs.p99, baselines.noopGrpc?.latencyMs.p99),
+    inquiryClosedVsNoopGrpc: ratio(inquiryClosed?.achievedRate, baselines.noopGrpc?.achievedRate),
+    ownGeneratorVsH2loadInquire: ratio(h2?.ownGenerator?.achievedRate, h2?.reqPerSec),
+  };
+}
+
+/** The issue's targets, as far as this run measured them (null: not measured in this run). */
+export function targetsOf(scenarios: readonly ScenarioResult[], ratios: Record<string, number | null>, ledger: LedgerCheck | null): Record<string, boolean | null> {
+  const tapClosed = find(scenarios, 'tap', 'closed');
+  const tapOpen = scenarios.find((s) => s.name === 'tap' && s.mode === 'open' && s.target === 'switch' && (s.rate ?? 0) >= 6000);
+  const lunch = find(scenarios, 'lunch-rush', 'open');
+  const vsNoop = ratios['tapClosedVsNoopGrpc'];
+  return {
+    tapClosedAtLeast85PercentOfNoop: vsNoop === null || vsNoop === undefined ? null : vsNoop >= 0.85,
+    tapClosedAtLeast9000ApprovalsPerSec: tapClosed === undefined ? null : tapClosed.approvalsPerSec >= 9000,
+    tapOpen6000P99AtMost15msNoErrors: tapOpen === undefined ? null : tapOpen.latencyMs.p99 <= 15 && tapOpen.errors === 0,
+    lunchRushPeakP99AtMost25ms: lunch?.peak == null ? null : lunch.peak.latencyMs.p99 <= 25 && lunch.errors === 0,
+    everyApprovalInLedgerOnceAndAuditPasses: ledger === null ? null : ledger.passed,
+  };
+}
+
+function pad(text: string, width: number): string {
+  return text.length >= width ? text : text + ' '.repeat(width - text.length);
+}
+
+function scenarioLine(s: ScenarioResult): string {
+  const l = s.latencyMs;
+  const label = `${s.target === 'switch' ? '' : `${s.target} `}${s.name} ${s.mode}${s.rate === null ? '' : ` @${s.rate}/s`}`;
+  const line = `  ${pad(label, 30)} ${pad(`${s.achievedRate}/s`, 11)} approvals ${pad(`${s.approvalsPerSec}/s`, 10)} p50 ${l.p50} p95 ${l.p95} p99 ${l.p99} p99.9 ${l.p999} ms  errors ${s.errors}`;
+  if (s.peak === null || s.profile !== 'lunch-rush') return line;
+  const p = s.peak.latencyMs;
+  return `${line}\n  ${pad('  at the peak', 30)} ${pad(`${s.peak.achievedRate}/s`, 11)} of ${s.peak.offeredRate}/s offered          p50 ${p.p50} p95 ${p.p95} p99 ${p.p99} p99.9 ${p.p999} ms`;
+}
+
+export function humanReport(result: BenchResult, outPath: string): string {
+  const lines = [
+    '',
+    `cardswitch bench (${result.quick ? 'quick' : 'full'}) on ${result.machine.cpus} cores, load average at start ${result.machine.loadAverageAtStart.join(' ')}`,
+    `campus: ${result.settings.cardholders} cards, ${result.settings.terminals} terminals, ${result.settings.shards} shards; Redis ${result.settings.redisPersistence}; switch ${result.settings.switchProcess}`,
+    '',
+    ...result.scenarios.map(scenarioLine),
+  ];
+  const b = result.baselines;
+  if (b.noopGrpc !== null) lines.push(scenarioLine(b.noopGrpc));
+  if (b.redisScript !== null) {
+    const r = b.redisScript;
+    lines.push(`  ${pad('redis authorize script alone', 30)} ${pad(`${r.callsPerSec}/s`, 11)} (${r.lanes} lanes) p50 ${r.latency.p50} p99 ${r.latency.p99} ms  errors ${r.errors}`);
+  }
+  if (b.h2loadInquire !== null) {
+    const h = b.h2loadInquire;
+    lines.push(
+      h.available && h.reqPerSec !== undefined
+        ? `  ${pad('h2load Inquire (1 conn x 50)', 30)} ${pad(`${h.reqPerSec}/s`, 11)} mean ${h.latencyMs?.mean ?? '?'} ms; own generator same shape ${h.ownGenerator?.achievedRate ?? '?'}/s`
+        : `  h2load: ${h.note}`,
+    );
+  }
+  lines.push('', `ratios: ${Object.entries(result.ratios).map(([k, v]) => `${k} ${v ?? 'n/a'}`).join(', ')}`);
+  lines.push(`targets: ${Object.entries(result.targets).map(([k, v]) => `${k} ${v === null ? 'n/a' : v ? 'yes' : 'NO'}`).join(', ')}`);
+  const ledger = result.ledgerCheck;
+  if (ledger !== null) {
+    lines.push(
+      `ledger: ${ledger.passed ? 'PASSED' : 'FAILED'}: ${ledger.payments.approvedByClients} approvals, ${ledger.payments.journalEntries} pay entries ` +
+        `(missing ${ledger.payments.missing}, duplicated ${ledger.payments.duplicated}, unexplained ${ledger.payments.unexplained}); ` +
+        `${ledger.waterDebits.journalEntries} wpay entries; audit ${ledger.audit.ok ? 'ok' : `FAILED (${ledger.audit.problemCount} problems)`} ` +
+        `over ${ledger.audit.accounts} accounts, ${ledger.audit.journalEntries} entries`,
+    );
+    for (const sample of [...ledger.payments.samples, ...ledger.waterDebits.samples, ...ledger.audit.problems]) lines.push(`  ${sample}`);
+  }
+  for (const s of [...result.scenarios, ...(b.noopGrpc === null ? [] : [b.noopGrpc])]) {
+    for (const sample of s.errorSamples.slice(0, 3)) lines.push(`  ${s.name} ${s.mode}: ${sample}`);
+  }
+  lines.push('', `${result.passed ? 'PASSED' : 'FAILED'}: results in ${outPath}`, '');
+  return lines.join('\n');
+}

@@ -1,0 +1,250 @@
+// The load-test kit: the shared payload builders write exactly the bytes ts-proto writes, the answer
+// reader and labels agree with the generated types, the planner keeps its promises (unique keys, the
+// mix, PIN entry), and the bench harness runs end to end in --quick mode with a clean ledger check.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { DeclineReason, Outcome } from '../proto/gen/cardswitch/v1/common.js';
+import {
+  AuthorizeRequest,
+  AuthorizeResponse,
+  InquireRequest,
+  InquireResponse,
+  ReverseRequest,
+  ReverseResponse,
+  ReverseResult,
+  SettleRequest,
+  WaterDebitRequest,
+} from '../proto/gen/cardswitch/v1/pos.js';
+import { encodeRequestHeaders, HpackDecoder, HUFFMAN_CODE_LENGTHS, huffmanCode } from '../loadtest/bench/hpack.js';
+import { main as benchMain } from '../loadtest/bench/main.js';
+import { checkCampusFile, CAMPUS_FILE_FORMAT, type CampusFile } from '../loadtest/shared/campus-data.js';
+import { ArrivalClock, constantProfile, k6Stages, lunchRushProfile, peakRateOf, profileArrivals, profileDurationMs } from '../loadtest/shared/profile.js';
+import {
+  answerLabel,
+  authorizeCall,
+  cardTap,
+  inquireCall,
+  LUNCH_RUSH_MIX,
+  parseMix,
+  reverseCall,
+  settleCall,
+  TrafficPlanner,
+  waterDebitCall,
+  type PosCall,
+} from '../loadtest/shared/traffic.js';
+import { encodeCall, encodeCallFrame, readLeadingFields, unframe } from '../loadtest/shared/wire.js';
+
+const tap = cardTap('1A2B3C4D');
+
+function tsProtoBytes(call: PosCall): Uint8Array {
+  switch (call.rpc) {
+    case 'Authorize':
+      return AuthorizeRequest.encode(AuthorizeRequest.fromPartial(call.message)).finish();
+    case 'Reverse':
+      return ReverseRequest.encode(ReverseRequest.fromPartial(call.message)).finish();
+    case 'Inquire':
+      return InquireRequest.encode(InquireRequest.fromPartial(call.message)).finish();
+    case 'WaterDebit':
+      return WaterDebitRequest.encode(WaterDebitRequest.fromPartial(call.message)).finish();
+    case 'Settle':
+      return SettleRequest.encode(SettleRequest.fromPartial(call.message)).finish();
+  }
+}
+
+function tsProtoDecode(call: PosCall, bytes: Uint8Array): unknown {
+  switch (call.rpc) {
+    case 'Authorize':
+      return AuthorizeRequest.decode(bytes);
+    case 'Reverse':
+      return ReverseRequest.decode(bytes);
+    case 'Inquire':
+      return InquireRequest.decode(bytes);
+    case 'WaterDebit':
+      return WaterDebitRequest.decode(bytes);
+    case 'Settle':
+      return SettleRequest.decode(bytes);
+  }
+}
+
+const payment = authorizeCall('XY-CANTEEN1-01', 2 ** 40 + 17, 1250, tap);
+const CALLS: readonly PosCall[] = [
+  payment,
+  authorizeCall('XY-SHOP1-01', Number.MAX_SAFE_INTEGER, 15_100, tap, '071231'),
+  authorizeCall('T', 1, 1, { campusQr: { payload: 'qr-载荷-✓' } }),
+  authorizeCall('T', 2, 100_000, { thirdParty: { code: '134567890123456789' } }),
+  payment.rpc === 'Authorize' ? reverseCall(payment.message) : payment,
+  inquireCall('XY-CANTEEN1-02', tap),
+  waterDebitCall('XY-BATH-W01', 300, 150, tap),
+  settleCall('XY-BATH-SETTLE-01', 301, tap),
+];
+
+describe('shared wire encoding', () => {
+  it.each(CALLS.map((call) => [call.rpc, call] as const))('writes %s exactly as ts-proto does, and decodes back to the message', (_rpc, call) => {
+    const ours = encodeCall(call);
+    expect(Buffer.from(ours).toString('hex')).toBe(Buffer.from(tsProtoBytes(call)).toString('hex'));
+    expect(tsProtoDecode(call, ours)).toEqual(tsProtoDecode(call, tsProtoBytes(call)));
+    const frame = encodeCallFrame(call);
+    expect(frame[0]).toBe(0);
+    expect(Buffer.from(frame).readUInt32BE(1)).toBe(ours.length);
+    expect(Buffer.from(unframe(frame) ?? []).equals(Buffer.from(ours))).toBe(true);
+  });
+
+  it('reads the outcome and the reason of the answers as the generated types write them', () => {
+    const declined = AuthorizeResponse.encode(
+      AuthorizeResponse.fromPartial({ outcome: Outcome.OUTCOME_DECLINED, declineReason: DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS, displayText: '余额不足', balanceAfterFen: 12, decidedAtMs: Date.now() }),
+    ).finish();
+    const fields = readLeadingFields(declined);
+    expect(fields).toEqual({ field1: Outcome.OUTCOME_DECLINED, field2: DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS });
+    expect(answerLabel('Authorize', 0, fields?.field1 ?? -1, fields?.field2 ?? -1)).toBe('declined:insufficient_funds');
+    const approved = readLeadingFields(AuthorizeResponse.encode(AuthorizeResponse.fromPartial({ outcome: Outcome.OUTCOME_APPROVED, transactionId: '1-0' })).finish());
+    expect(answerLabel('Authorize', 0, approved?.field1 ?? -1, approved?.field2 ?? -1)).toBe('approved');
+    const found = readLeadingFields(InquireResponse.encode(InquireResponse.fromPartial({ found: true, balanceFen: 5 })).finish());
+    expect(answerLabel('Inquire', 0, found?.field1 ?? -1, 0)).toBe('found');
+    const reversed = readLeadingFields(ReverseResponse.encode(ReverseResponse.fromPartial({ result: ReverseResult.REVERSE_RESULT_REVERSED })).finish());
+    expect(answerLabel('Reverse', 0, reversed?.field1 ?? -1, 0)).toBe('reversed');
+    expect(answerLabel('Authorize', 14, 0, 0)).toBe('grpc:UNAVAILABLE');
+    expect(readLeadingFields(Uint8Array.from([0x0a, 0x05, 0x01]))).toBeUndefined();
+  });
+});
+
+describe('HPACK for the raw HTTP/2 client', () => {
+  it('rebuilds the RFC 7541 Huffman code from its lengths', () => {
+    // Kraft's equality: a complete prefix code.
+    expect(HUFFMAN_CODE_LENGTHS.reduce((sum, l) => sum + 2 ** -l, 0)).toBe(1);
+    expect(huffmanCode(0)).toEqual({ code: 0x1ff8, length: 13 });
+    expect(huffmanCode(32)).toEqual({ code: 0x14, length: 6 });
+    expect(huffmanCode(48)).toEqual({ code: 0x0, length: 5 });
+    expect(huffmanCode(256)).toEqual({ code: 0x3fffffff, length: 30 });
+  });
+
+  it('decodes the RFC 7541 C.4 requests (Huffman strings, dynamic table) and its own blocks', () => {
+    const decoder = new HpackDecoder();
+    const decode = (hex: string): [string, string][] => {
+      const fields: [string, string][] = [];
+      decoder.decode(Buffer.from(hex, 'hex'), (name, value) => fields.push([name, value]));
+      return fields;
+    };
+    expect(decode('828684418cf1e3c2e5f23a6ba0ab90f4ff')).toEqual([[':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':authority', 'www.example.com']]);
+    expect(decode('828684be5886a8eb10649cbf')).toEqual([[':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':authority', 'www.example.com'], ['cache-control', 'no-cache']]);
+    const fields: [string, string][] = [[':method', 'POST'], [':path', '/cardswitch.v1.PosService/Authorize'], ['content-type', 'application/grpc'], ['terminal-id', 'XY-CANTEEN1-01']];
+    const ours: [string, string][] = [];
+    new HpackDecoder().decode(encodeRequestHeaders(fields), (name, value) => ours.push([name, value]));
+    expect(ours).toEqual(fields);
+  });
+});
+
+function smallCampus(): CampusFile {
+  const cards = Array.from({ length: 40 }, (_, i) => ({
+    cardNo: String(30_000_001 + i),
+    serial: (0x10000000 + i).toString(16).toUpperCase(),
+    holder: i % 5 === 0 ? ('staff' as const) : ('student' as const),
+    pin: i < 10 ? '123456' : '',
+  }));
+  const terminal = (id: string, kind: 'canteen' | 'shop' | 'water' | 'settlement') => ({ id, kind, merchantId: id.split('-')[0] ?? id, secret: `${id}-secret-0123456789` });
+  return checkCampusFile({
+    format: CAMPUS_FILE_FORMAT,
+    seed: 'test',
+    note: '',
+    noPinPerPaymentFen: { student: 5000, staff: 10000 },
+    cards,
+    terminals: [terminal('C1-01', 'canteen'), terminal('C1-02', 'canteen'), terminal('S1-01', 'shop'), terminal('W-01', 'water'), terminal('WS-01', 'settlement')],
+  });
+}
+
+describe('traffic planner', () => {
+  it('draws the lunch-rush mix with unique idempotency keys, and follows PIN_REQUIRED with the PIN', () => {
+    let sequence = 0;
+    const planner = new TrafficPlanner(smallCampus(), { mix: LUNCH_RUSH_MIX, seed: 7, nextSequence: () => ++sequence });
+    const kinds = new Map<string, number>();
+    const keys = new Set<string>();
+    for (let i = 0; i < 20_000; i++) {
+      const planned = planner.next();
+      kinds.set(planned.kind, (kinds.get(planned.kind) ?? 0) + 1);
+      if (planned.kind === 'tap' || planned.kind === 'pin' || planned.kind === 'water' || planned.kind === 'settle') {
+        const key = `${planned.terminal.id}|${planned.sequence}`;
+        expect(keys.has(key)).toBe(false);
+        keys.add(key);
+      }
+      if (planned.kind === 'pin') {
+        const amount = planned.call.rpc === 'Authorize' ? planned.call.message.amountFen : 0;
+        expect(amount).toBeGreaterThan(5000);
+        const entry = planner.pinEntry(planned);
+        expect(entry?.call.rpc === 'Authorize' && entry.call.message.pin).toBe('123456');
+        expect(entry?.sequence).toBe(planned.sequence);
+      }
+      if (planned.kind === 'water') expect(planned.terminal.kind).toBe('water');
+      planner.completed(planned, planned.kind === 'inquiry' ? 'found' : 'approved', undefined);
+    }
+    const share = (kind: string): number => (kinds.get(kind) ?? 0) / 20_000;
+    expect(share('tap')).toBeGreaterThan(0.66);
+    expect(share('inquiry')).toBeCloseTo(0.1, 1);
+    expect(share('retry')).toBeCloseTo(0.05, 1);
+    expect(share('reversal')).toBeCloseTo(0.03, 1);
+    expect(share('water')).toBeCloseTo(0.05, 1);
+  });
+
+  it('parses mix overrides and refuses unknown kinds', () => {
+    expect(parseMix('tap=1,water=0', LUNCH_RUSH_MIX).water).toBe(0);
+    expect(() => parseMix('bogus=3', LUNCH_RUSH_MIX)).toThrow(/bogus/);
+  });
+});
+
+describe('arrival profiles', () => {
+  it('shapes the lunch hour and compresses it by the time factor', () => {
+    const profile = lunchRushProfile(3000, 30);
+    expect(profileDurationMs(profile)).toBeCloseTo(3 * 60_000, 0);
+    expect(peakRateOf(profile)).toBe(3000);
+    expect(k6Stages(profile).every((s) => /^\d+ms$/.test(s.duration))).toBe(true);
+    const clock = new ArrivalClock(profile);
+    expect(clock.totalArrivals).toBe(Math.floor(profileArrivals(profile)));
+    let previous = -1;
+    for (let i = 0; i < clock.totalArrivals; i += 997) {
+      const t = clock.timeOfArrival(i);
+      expect(t).toBeGreaterThanOrEqual(previous);
+      expect(clock.arrivalsBy(t + 1)).toBeGreaterThanOrEqual(i);
+      previous = t;
+    }
+  });
+
+  it('spaces a constant rate evenly', () => {
+    const clock = new ArrivalClock(constantProfile(1000, 2000));
+    expect(clock.totalArrivals).toBe(2000);
+    expect(clock.timeOfArrival(500)).toBeCloseTo(500, 5);
+    expect(clock.arrivalsBy(1000)).toBe(1000);
+  });
+});
+
+describe('bench harness --quick', () => {
+  it('runs end to end: documented result fields, no errors, every approval in the ledger exactly once', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cardswitch-bench-test-'));
+    try {
+      const out = join(dir, 'latest.json');
+      const code = await benchMain(['--quick', '--duration', '1.5', '--cardholders', '500', '--h2load-requests', '500', '--out', out]);
+      const result = JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown> & {
+        scenarios: Record<string, unknown>[];
+        baselines: Record<string, Record<string, unknown> | null>;
+        ledgerCheck: { passed: boolean; payments: { approvedByClients: number; journalEntries: number } };
+      };
+      expect(Object.keys(result)).toEqual(expect.arrayContaining(['schema', 'machine', 'settings', 'scenarios', 'baselines', 'ratios', 'targets', 'ledgerCheck', 'passed']));
+      const tapClosed = result.scenarios.find((s) => s['name'] === 'tap' && s['mode'] === 'closed');
+      expect(tapClosed).toBeDefined();
+      expect(Object.keys(tapClosed ?? {})).toEqual(
+        expect.arrayContaining(['mode', 'offeredRate', 'achievedRate', 'approvalsPerSec', 'latencyMs', 'outcomes', 'errors', 'cpuCores']),
+      );
+      expect(Object.keys((tapClosed?.['latencyMs'] as object) ?? {})).toEqual(expect.arrayContaining(['p50', 'p95', 'p99', 'p999']));
+      expect(tapClosed?.['errors']).toBe(0);
+      expect(tapClosed?.['achievedRate']).toBeGreaterThan(0);
+      expect((tapClosed?.['outcomes'] as Record<string, number>)['approved']).toBeGreaterThan(0);
+      expect(result.baselines['noopGrpc']?.['errors']).toBe(0);
+      expect(result.baselines['redisScript']?.['callsPerSec']).toBeGreaterThan(0);
+      expect(result.ledgerCheck.passed).toBe(true);
+      expect(result.ledgerCheck.payments.journalEntries).toBe(result.ledgerCheck.payments.approvedByClients);
+      expect(result['passed']).toBe(true);
+      expect(code).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
