@@ -272,3 +272,19 @@ describe('password checks stay off the event loop', () => {
     expect(doneAtEachInquiry.at(-1)).toBeLessThan(40);
   });
 });
+
+describe('retries of PIN payments', () => {
+  it('replays a decided PIN payment without checking the password again', async () => {
+    await newCard('1701', 'AA001701', 50_000);
+    const sequenceNumber = ++seq;
+    const first = await pay('AA001701', 6000, PIN, sequenceNumber);
+    expect(first.outcome).toBe(Outcome.OUTCOME_APPROVED);
+    const checksBefore = app.context.passwords.stats().completed;
+    // Even a wrong PIN on the retry replays the first answer: the request was decided, nothing is charged again.
+    const retry = await pay('AA001701', 6000, '000000', sequenceNumber);
+    expect(retry).toEqual(first);
+    expect(app.context.passwords.stats().completed).toBe(checksBefore);
+    expect(await app.redis.hget(app.keys.account('1701'), 'pfail')).not.toBe('1');
+    expect(await balance('1701')).toBe(44_000);
+  });
+});

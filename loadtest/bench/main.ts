@@ -228,11 +228,10 @@ async function crossCheckInquire(ctx: ScenarioContext, port: number, approvals: 
   return { ...h2, ownGenerator: { achievedRate: own.result.achievedRate, latencyMs: own.result.latencyMs } };
 }
 
-async function noopBaseline(ctx: ScenarioContext): Promise<ScenarioResult> {
+async function noopBaseline(ctx: ScenarioContext, plan: ScenarioPlan = { scenario: 'tap', mode: 'closed', rate: undefined }): Promise<ScenarioResult> {
   const noop = await startServerChild('noop-server', {});
   try {
-    announce('no-op grpc-js baseline, tap closed', ctx.options);
-    const plan: ScenarioPlan = { scenario: 'tap', mode: 'closed', rate: undefined };
+    announce(`no-op grpc-js baseline, tap ${plan.mode}${plan.rate === undefined ? '' : ` @${plan.rate}/s`}`, ctx.options);
     const pids: Record<string, number> = { ...ctx.pids, noop: noop.pid };
     delete pids['switch'];
     // Sequence numbers do not matter to the no-op server; its answers never reach the ledger check.
@@ -285,22 +284,29 @@ async function prepare(options: BenchOptions, local: LocalRedis): Promise<Prepar
   return { config, env, campus, redis, keys, campusLoadMs: loaded.elapsedMs };
 }
 
-async function baselines(ctx: ScenarioContext, p: Prepared, local: LocalRedis): Promise<Pick<BenchResult['baselines'], 'noopGrpc' | 'redisScript'>> {
-  if (!ctx.options.baselines) return { noopGrpc: null, redisScript: null };
+async function baselines(
+  ctx: ScenarioContext,
+  p: Prepared,
+  local: LocalRedis,
+): Promise<Pick<BenchResult['baselines'], 'noopGrpc' | 'noopGrpcOpen' | 'redisScript'>> {
+  if (!ctx.options.baselines) return { noopGrpc: null, noopGrpcOpen: null, redisScript: null };
   const noopGrpc = await noopBaseline(ctx);
+  // The same open-model arrival rate against the no-op server: the latency floor of this machine and generator.
+  const tapOpen = ctx.options.plans.find((plan) => plan.scenario === 'tap' && plan.mode === 'open');
+  const noopGrpcOpen = tapOpen === undefined ? null : await noopBaseline(ctx, tapOpen);
   process.stdout.write(`running the authorize script alone (${ctx.options.redisLanes} lanes) for ${ctx.options.durationMs / 1000} s ...\n`);
   const redisScript = await runRedisBaseline({
     redisUrl: local.url, keyPrefix: REDIS_BASELINE_PREFIX, shards: ctx.options.shards, accounts: Math.min(2000, ctx.options.cardholders),
     lanes: ctx.options.redisLanes, durationMs: ctx.options.durationMs, warmupMs: Math.min(ctx.options.warmupMs, ctx.options.durationMs / 2), limits: p.config.limits,
   });
-  return { noopGrpc, redisScript };
+  return { noopGrpc, noopGrpcOpen, redisScript };
 }
 
 async function bench(options: BenchOptions): Promise<BenchResult> {
   const startedAt = new Date().toISOString();
   const machineInfo = machine();
   const dataDir = mkdtempSync(join(tmpdir(), 'cardswitch-bench-'));
-  const local = await startLocalRedis({ dataDir, port: 0, appendOnly: true, appendFsync: 'always', startTimeoutMs: 10_000 });
+  const local = await startLocalRedis({ dataDir, port: 0, appendOnly: true, appendFsync: (process.env['BENCH_REDIS_FSYNC'] as 'always' | 'everysec' | 'no' | undefined) ?? 'always', startTimeoutMs: 10_000 });
   let prepared: Prepared | undefined;
   try {
     prepared = await prepare(options, local);

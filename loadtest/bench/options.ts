@@ -67,7 +67,7 @@ loadtest/results/latest.json.
   --pin-cards N       cards with a card password for PIN payments (default 256)
   --shards N          LEDGER_SHARDS (default 256)
   --scrypt-n N        PASSWORD_SCRYPT_N of the switch (default 16384, the production cost)
-  --mix LIST          lunch-rush weights, e.g. tap=70,inquiry=10,retry=5,reversal=3,pin=5,water=5,settle=2
+  --mix LIST          lunch-rush weights, e.g. tap=74,inquiry=10,retry=5,reversal=3,pin=1,water=5,settle=2
   --seed TEXT         demo campus seed (default cardswitch-demo)
   --out FILE          result JSON (default loadtest/results/latest.json)
   --switch-in-process run the switch in the bench process instead of a child process

@@ -27,7 +27,8 @@ export async function startServerChild(name: 'switch-child' | 'noop-server', env
   const file = fileURLToPath(new URL(`./${name}${EXTENSION}`, import.meta.url));
   const child = fork(file, [], {
     env: { ...process.env, ...env },
-    execArgv: tsxArgs(),
+    // BENCH_SWITCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the switch under load.
+    execArgv: [...tsxArgs(), ...(name === 'switch-child' ? (process.env['BENCH_SWITCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '') : [])],
     stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
   });
   let stderr = '';

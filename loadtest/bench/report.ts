@@ -77,6 +77,8 @@ export interface BenchResult {
   readonly scenarios: ScenarioResult[];
   readonly baselines: {
     readonly noopGrpc: ScenarioResult | null;
+    /** The no-op server at the tap-open arrival rate (null when tap open was not run). */
+    readonly noopGrpcOpen: ScenarioResult | null;
     readonly redisScript: RedisBaselineResult | null;
     readonly h2loadInquire: (H2loadResult & { readonly ownGenerator?: { readonly achievedRate: number; readonly latencyMs: LatencySummaryMs } }) | null;
   };
@@ -104,6 +106,10 @@ export function ratiosOf(scenarios: readonly ScenarioResult[], baselines: BenchR
     tapClosedVsRedisScript: ratio(tapClosed?.achievedRate, baselines.redisScript?.callsPerSec),
     noopGrpcVsRedisScript: ratio(baselines.noopGrpc?.achievedRate, baselines.redisScript?.callsPerSec),
     tapClosedP99VsNoopP99: ratio(tapClosed?.latencyMs.p99, baselines.noopGrpc?.latencyMs.p99),
+    tapOpenP99VsNoopOpenP99: ratio(
+      scenarios.find((s) => s.name === 'tap' && s.mode === 'open' && s.target === 'switch')?.latencyMs.p99,
+      baselines.noopGrpcOpen?.latencyMs.p99,
+    ),
     inquiryClosedVsNoopGrpc: ratio(inquiryClosed?.achievedRate, baselines.noopGrpc?.achievedRate),
     ownGeneratorVsH2loadInquire: ratio(h2?.ownGenerator?.achievedRate, h2?.reqPerSec),
   };
@@ -147,6 +153,7 @@ export function humanReport(result: BenchResult, outPath: string): string {
   ];
   const b = result.baselines;
   if (b.noopGrpc !== null) lines.push(scenarioLine(b.noopGrpc));
+  if (b.noopGrpcOpen !== null) lines.push(scenarioLine(b.noopGrpcOpen));
   if (b.redisScript !== null) {
     const r = b.redisScript;
     lines.push(`  ${pad('redis authorize script alone', 30)} ${pad(`${r.callsPerSec}/s`, 11)} (${r.lanes} lanes) p50 ${r.latency.p50} p99 ${r.latency.p99} ms  errors ${r.errors}`);
@@ -171,7 +178,7 @@ export function humanReport(result: BenchResult, outPath: string): string {
     );
     for (const sample of [...ledger.payments.samples, ...ledger.waterDebits.samples, ...ledger.audit.problems]) lines.push(`  ${sample}`);
   }
-  for (const s of [...result.scenarios, ...(b.noopGrpc === null ? [] : [b.noopGrpc])]) {
+  for (const s of [...result.scenarios, ...[b.noopGrpc, b.noopGrpcOpen].filter((x): x is ScenarioResult => x !== null)]) {
     for (const sample of s.errorSamples.slice(0, 3)) lines.push(`  ${s.name} ${s.mode}: ${sample}`);
   }
   lines.push('', `${result.passed ? 'PASSED' : 'FAILED'}: results in ${outPath}`, '');

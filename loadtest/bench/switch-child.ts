@@ -1,32 +1,76 @@
 // The switch under test in its own process (the bench's default), so the load generator's threads and
 // the harness never share the switch's event loop or heap. Configured by environment variables exactly
-// as `npm start` is (switch/config.ts); reports its port to the parent over IPC.
+// as `npm start` is (switch/config.ts); reports its port to the parent over IPC. With
+// SWITCH_PROCESSES=N > 1 it runs N switch processes on one port through node:cluster, as
+// switch/main.ts does in production.
+import cluster from 'node:cluster';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { appendFileSync } from 'node:fs';
 import { startSwitch } from '../../switch/app.js';
 import { loadConfig } from '../../switch/config.js';
 import { createLogger } from '../../switch/log.js';
 import type { ChildToParent, ParentToChild } from './processes.js';
 
-const config = loadConfig(process.env);
-const log = createLogger(config.logLevel, 'bench-switch');
-const app = await startSwitch(config, log);
+const processes = Number(process.env['SWITCH_PROCESSES'] ?? '1');
 
-let stopping = false;
-function stop(): void {
-  if (stopping) return;
-  stopping = true;
-  app.stop().then(
-    () => process.exit(0),
-    (err: unknown) => {
-      log.error({ err }, 'switch stop failed');
-      process.exit(1);
-    },
-  );
+async function runPrimaryOfCluster(): Promise<void> {
+  let ready = 0;
+  let port = 0;
+  for (let i = 0; i < processes; i++) {
+    const worker = cluster.fork();
+    worker.on('message', (m: { port?: number }) => {
+      if (m.port === undefined) return;
+      port = m.port;
+      if (++ready === processes) process.send?.({ type: 'listening', port } satisfies ChildToParent);
+    });
+  }
+  const stop = (): void => {
+    const workers = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined);
+    let left = workers.length;
+    for (const w of workers) {
+      w.once('exit', () => {
+        if (--left === 0) process.exit(0);
+      });
+      w.send({ type: 'stop' });
+    }
+  };
+  process.on('message', (message: ParentToChild) => {
+    if (message.type === 'stop') stop();
+  });
+  process.on('disconnect', stop);
 }
 
-process.on('message', (message: ParentToChild) => {
-  if (message.type === 'stop') stop();
-});
-// The harness died or was killed: do not outlive it.
-process.on('disconnect', stop);
-const ready: ChildToParent = { type: 'listening', port: app.grpcPort };
-process.send?.(ready);
+async function runSwitch(): Promise<void> {
+  const config = loadConfig(process.env);
+  const log = createLogger(config.logLevel, 'bench-switch');
+  const app = await startSwitch(config, log);
+  // Event-loop delay of the switch under load, reported to stderr when it stops (BENCH_SWITCH_ELD=1).
+  const loopDelay = process.env['BENCH_SWITCH_ELD'] === '1' ? monitorEventLoopDelay({ resolution: 5 }) : undefined;
+  loopDelay?.enable();
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    if (loopDelay !== undefined) {
+      const ms = (ns: number): string => (ns / 1e6).toFixed(1);
+      appendFileSync(process.env["BENCH_SWITCH_ELD_FILE"] ?? "/dev/stderr", `switch event-loop delay ms: p50 ${ms(loopDelay.percentile(50))} p99 ${ms(loopDelay.percentile(99))} max ${ms(loopDelay.max)}\n`);
+    }
+    app.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'switch stop failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('message', (message: ParentToChild) => {
+    if (message.type === 'stop') stop();
+  });
+  // The harness (or the cluster primary) died or was killed: do not outlive it.
+  process.on('disconnect', stop);
+  if (cluster.isWorker) process.send?.({ port: app.grpcPort });
+  else process.send?.({ type: 'listening', port: app.grpcPort } satisfies ChildToParent);
+}
+
+if (cluster.isPrimary && processes > 1) await runPrimaryOfCluster();
+else await runSwitch();

@@ -213,7 +213,10 @@ export interface TrafficMix {
 export const MIX_KEYS: readonly (keyof TrafficMix)[] = ['tap', 'inquiry', 'retry', 'reversal', 'pin', 'water', 'settle', 'campusQr', 'thirdParty'];
 
 /** The canteen lunch hour: mostly card taps, some balance checks, POS retries and reversals after timeouts. */
-export const LUNCH_RUSH_MIX: TrafficMix = { tap: 70, inquiry: 10, retry: 5, reversal: 3, pin: 5, water: 5, settle: 2, campusQr: 0, thirdParty: 0 };
+// PIN payments are rare in a canteen: a meal is far below the 50.00 password-free limit, so only big
+// shop purchases and the day's fourth or fifth meal ask for the password. Each costs a full scrypt
+// (tens of ms of a core), so their share decides how many cores the rush needs; 1% is the canteen case.
+export const LUNCH_RUSH_MIX: TrafficMix = { tap: 74, inquiry: 10, retry: 5, reversal: 3, pin: 1, water: 5, settle: 2, campusQr: 0, thirdParty: 0 };
 export const TAP_ONLY_MIX: TrafficMix = { tap: 1, inquiry: 0, retry: 0, reversal: 0, pin: 0, water: 0, settle: 0, campusQr: 0, thirdParty: 0 };
 export const INQUIRY_ONLY_MIX: TrafficMix = { tap: 0, inquiry: 1, retry: 0, reversal: 0, pin: 0, water: 0, settle: 0, campusQr: 0, thirdParty: 0 };
 

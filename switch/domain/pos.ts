@@ -68,7 +68,11 @@ export class PosDomain {
         `sequence number ${request.sequence} of terminal ${terminal.id} was already used for a different request; use a new sequence number`,
       );
     }
+    const ledgerRequest = { cardNo, amountFen: request.amountFen, credentialKind: request.credential.kind, terminalId: terminal.id, sequence: request.sequence };
     if (request.pin !== '') {
+      // A retry of a decided PIN payment replays its answer without another (costly) password check.
+      const decided = await this.ctx.ledger.decidedPayment(ledgerRequest);
+      if (decided !== undefined) return { ...decided, cardNo: decided.code === 'unknown_card' ? '' : cardNo, pinAttemptsLeft: 0 };
       // Wrong or locked passwords are not recorded under the request key: the cardholder may try again.
       const check = await checkCardPassword(this.ctx, cardNo, request.pin);
       if (!check.ok && check.reason === 'unknown_card') return { ...declined('unknown_card'), cardNo: '' };

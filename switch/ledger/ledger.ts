@@ -134,11 +134,25 @@ export class Ledger {
     private readonly now: () => number = Date.now,
   ) {}
 
+  /**
+   * The recorded answer of a payment request, if it was decided before (a read; moves nothing). Lets a
+   * retried PIN payment replay without paying for another password check.
+   */
+  async decidedPayment(input: Pick<AuthorizeInput, 'cardNo' | 'amountFen' | 'credentialKind' | 'terminalId' | 'sequence'>): Promise<AuthorizeResult | undefined> {
+    const [fingerprint, answer] = await this.redis().hmget(this.keys.request(input.cardNo, input.terminalId, input.sequence), 'pfp', 'pans');
+    if (fingerprint !== paymentFingerprint(input) || answer === null || answer === undefined) return undefined;
+    return parseAuthorizeAnswer(answer);
+  }
+
+  private redis() {
+    return this.scripts.client;
+  }
+
   async authorize(input: AuthorizeInput): Promise<AuthorizeResult> {
     assertPositiveFen(input.amountFen);
     const k = this.keys;
     const nowMs = this.now();
-    const fingerprint = `pay|${input.cardNo}|${input.amountFen}|${input.credentialKind}`;
+    const fingerprint = paymentFingerprint(input);
     const reply = await this.scripts.run(
       'authorize',
       [k.account(input.cardNo), k.request(input.cardNo, input.terminalId, input.sequence), k.journalOfCard(input.cardNo), k.statement(input.cardNo)],
@@ -255,6 +269,10 @@ export class Ledger {
     if (previous === undefined) throw new LedgerInvariantError(`set-status answered status ${JSON.stringify(reply[0])}`);
     return { previous, changed: reply[1] === 1 };
   }
+}
+
+function paymentFingerprint(input: Pick<AuthorizeInput, 'cardNo' | 'amountFen' | 'credentialKind'>): string {
+  return `pay|${input.cardNo}|${input.amountFen}|${input.credentialKind}`;
 }
 
 function assertPositiveFen(amountFen: number): void {

@@ -49,6 +49,11 @@ export class Scripts {
 
   private constructor(private readonly redis: RedisClient) {}
 
+  /** The connection the scripts run on (for the few plain reads next to them). */
+  get client(): RedisClient {
+    return this.redis;
+  }
+
   /** Reads, expands and SCRIPT LOADs every script; a missing or broken script fails here, not at the first swipe. */
   static async load(redis: RedisClient): Promise<Scripts> {
     const onDisk = readdirSync(LUA_DIR).filter((f) => f.endsWith('.lua')).map((f) => f.slice(0, -4)).sort();
