@@ -62,11 +62,8 @@ end
 local version = rcall('HINCRBY', accountKey, 'ver', 1)
 local fromParty, toParty = 'x:adj', 'a:' .. cardNo
 if signedAmountFen < 0 then fromParty, toParty = 'a:' .. cardNo, 'x:adj' end
--- The fields of appendJournal (includes/answer.lua) plus `r`, the operator's reason.
-local entryId = rcall('XADD', journalKey, '*',
-  'k', 'adj', 'c', cardNo, 'a', tostring(math.abs(signedAmountFen)), 'f', fromParty, 't', toParty,
-  'b', tostring(balanceAfterFen), 'v', tostring(version), 'tm', operator, 'sq', adjustmentId, 'ts', nowMs,
-  'r', reason)
+local entryId = appendJournal(journalKey, 'adj', cardNo, math.abs(signedAmountFen), fromParty, toParty,
+  balanceAfterFen, version, operator, adjustmentId, nowMs, { 'r', reason })
 appendStatement(statementKey, nowMs, entryId, 'adj', signedAmountFen, balanceAfterFen, operator, adjustmentId)
 
 local answer = joinAnswer({ 1, balanceAfterFen, entryId, nowMs })

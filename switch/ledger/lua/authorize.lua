@@ -51,11 +51,8 @@ local pinVerified = ARGV[11] == '1'
 
 -- @include answer
 
-local previous = rcall('HMGET', requestKey, 'pfp', 'pans')
-if previous[1] then
-  if previous[1] == fingerprint then return previous[2] end
-  return -1
-end
+local recorded = recordedAnswer(requestKey, fingerprint)
+if recorded then return recorded end
 
 -- Records the answer under the request key (pst: A approved, D declined) so a retry replays it.
 local function decide(code, balanceFen, txnId)

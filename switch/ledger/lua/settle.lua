@@ -62,11 +62,8 @@ local walletCapFen = tonumber(ARGV[8])
 
 -- @include answer
 
-local previous = rcall('HMGET', requestKey, 'pfp', 'pans')
-if previous[1] then
-  if previous[1] == fingerprint then return previous[2] end
-  return -1
-end
+local recorded = recordedAnswer(requestKey, fingerprint)
+if recorded then return recorded end
 
 -- Records the answer under the request key (pst: W approved wallet move, D declined) so a retry replays it.
 local function decide(code, balanceFen, walletFen, spentFen, movedFen, opened, txnId)
@@ -131,12 +128,8 @@ end
 local version = rcall('HINCRBY', accountKey, 'ver', 1)
 if opening then rcall('HSET', accountKey, 'wopen', '1') end
 
--- appendJournal (includes/answer.lua) has no `wb` field, so wallet moves write their entry here,
--- with the same fields in the same order plus `wb`.
-local entryId = rcall('XADD', journalKey, '*',
-  'k', kind, 'c', cardNo, 'a', tostring(movedFen), 'f', 'a:' .. cardNo, 't', 'w:' .. cardNo,
-  'b', tostring(balanceAfterFen), 'v', tostring(version), 'tm', terminalId, 'sq', sequence, 'ts', nowMs,
-  'wb', tostring(walletAfterFen))
+local entryId = appendJournal(journalKey, kind, cardNo, movedFen, 'a:' .. cardNo, 'w:' .. cardNo,
+  balanceAfterFen, version, terminalId, sequence, nowMs, { 'wb', tostring(walletAfterFen) })
 appendStatement(statementKey, nowMs, entryId, kind, -movedFen, balanceAfterFen, terminalId, sequence)
 local openedFlag = 0
 if opening then openedFlag = 1 end

@@ -54,11 +54,8 @@ local walletCapFen = tonumber(ARGV[10])
 
 -- @include answer
 
-local previous = rcall('HMGET', requestKey, 'pfp', 'pans')
-if previous[1] then
-  if previous[1] == fingerprint then return previous[2] end
-  return -1
-end
+local recorded = recordedAnswer(requestKey, fingerprint)
+if recorded then return recorded end
 
 -- Records the answer under the request key (pst: W approved wallet move, D declined) so a retry replays it.
 local function decide(code, walletFen, txnId)
@@ -106,11 +103,7 @@ if storedAfterFen ~= walletAfterFen then
 end
 local version = rcall('HINCRBY', accountKey, 'ver', 1)
 
--- appendJournal (includes/answer.lua) has no `wb` field, so wallet moves write their entry here,
--- with the same fields in the same order plus `wb`.
-local entryId = rcall('XADD', journalKey, '*',
-  'k', 'wpay', 'c', cardNo, 'a', tostring(amountFen), 'f', 'w:' .. cardNo, 't', merchantParty,
-  'b', tostring(balanceFen), 'v', tostring(version), 'tm', terminalId, 'sq', sequence, 'ts', nowMs,
-  'wb', tostring(walletAfterFen))
+local entryId = appendJournal(journalKey, 'wpay', cardNo, amountFen, 'w:' .. cardNo, merchantParty,
+  balanceFen, version, terminalId, sequence, nowMs, { 'wb', tostring(walletAfterFen) })
 appendStatement(statementKey, nowMs, entryId, 'wpay', -amountFen, walletAfterFen, terminalId, sequence)
 return decide(1, walletAfterFen, entryId)
