@@ -1,6 +1,7 @@
 // `cardswitch audit`: proves the ledger sound (every balance equals its journal, money conserved) or
 // prints the differences. Read-only: it writes nothing, not even the ledger's meta.
 // Exit codes: 0 sound, 1 problems found, 2 usage, configuration or environment error.
+import { formatSeconds } from '../format.js';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { ConfigError, loadConfig } from '../config.js';
@@ -74,8 +75,8 @@ function printReport(report: AuditReport, prefix: string): void {
   if (report.openedDuringAudit > 0) out(`  ${report.openedDuringAudit} account(s) opened during the audit were left for the next one`);
   out(
     report.ok
-      ? `SOUND: every balance equals its journal entries and money is conserved (${(report.elapsedMs / 1000).toFixed(1)} s)`
-      : `NOT SOUND: ${report.problemCount} problem(s) (${(report.elapsedMs / 1000).toFixed(1)} s)`,
+      ? `SOUND: every balance equals its journal entries and money is conserved (${formatSeconds(report.elapsedMs)} s)`
+      : `NOT SOUND: ${report.problemCount} problem(s) (${formatSeconds(report.elapsedMs)} s)`,
   );
 }
 

@@ -1,6 +1,7 @@
 // Operator command line: `npm run cli -- <command>` or `npx cardswitch <command>` (bin/cardswitch.mjs).
 // Exit codes: 0 done, 1 the data had problems and nothing was imported, 2 usage, configuration or
 // environment error (Redis unreachable, unreadable file).
+import { formatSeconds } from '../format.js';
 import { mkdir, open, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -156,7 +157,7 @@ function reportImport(source: string, what: string, report: ImportReport): numbe
     return 1;
   }
   const opening = what === 'cardholders' ? ` with opening balances of ${formatYuan(report.openingTotalFen)} yuan` : '';
-  console.log(`${source}: imported ${report.importedCount} ${what}${opening} in ${(report.elapsedMs / 1000).toFixed(1)} s`);
+  console.log(`${source}: imported ${report.importedCount} ${what}${opening} in ${formatSeconds(report.elapsedMs)} s`);
   return 0;
 }
 
