@@ -1,6 +1,7 @@
 // Child processes of the bench (the switch, the no-op baseline server) and CPU accounting of the
 // processes a run involves, from /proc (Linux), so the report can say who used the cores.
 import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -23,12 +24,24 @@ function tsxArgs(): string[] {
 }
 
 /** Forks `loadtest/bench/<name>` with the given environment and waits until it reports its port. */
+/**
+ * The compiled switch (`npm run build`), as production runs it: no TypeScript loader in the process.
+ * Chosen with BENCH_SWITCH_COMPILED=1.
+ */
+function compiledChild(name: string): string | undefined {
+  if (process.env['BENCH_SWITCH_COMPILED'] !== '1') return undefined;
+  const file = fileURLToPath(new URL(`../../${EXTENSION === '.ts' ? 'dist/' : ''}loadtest/bench/${name}.js`, import.meta.url));
+  if (!existsSync(file)) throw new Error(`BENCH_SWITCH_COMPILED=1 needs the build: run \`npm run build\` first (${file} is missing)`);
+  return file;
+}
+
 export async function startServerChild(name: 'switch-child' | 'noop-server', env: Record<string, string>): Promise<ServerChild> {
-  const file = fileURLToPath(new URL(`./${name}${EXTENSION}`, import.meta.url));
+  const compiled = compiledChild(name);
+  const file = compiled ?? fileURLToPath(new URL(`./${name}${EXTENSION}`, import.meta.url));
   const child = fork(file, [], {
     env: { ...process.env, ...env },
     // BENCH_SWITCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the switch under load.
-    execArgv: [...tsxArgs(), ...(name === 'switch-child' ? (process.env['BENCH_SWITCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '') : [])],
+    execArgv: [...(compiled === undefined ? tsxArgs() : []), ...(name === 'switch-child' ? (process.env['BENCH_SWITCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '') : [])],
     stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
   });
   let stderr = '';
