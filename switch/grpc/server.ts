@@ -47,8 +47,10 @@ export interface RunningGrpcServer {
 export async function startGrpcServer(options: GrpcServerOptions): Promise<RunningGrpcServer> {
   const server = new Server({
     interceptors: options.interceptors,
-    // Bounded inputs: no legitimate request is near this size.
-    'grpc.max_receive_message_length': 64 * 1024,
+    // Bounded inputs: the largest legitimate request is an operator's CSV import (at most 8 MiB of
+    // text, checked again in the handler); every field of every other request has its own limit.
+    'grpc.max_receive_message_length': 9 * 1024 * 1024,
+    'grpc.max_concurrent_streams': 1000,
     'grpc.keepalive_time_ms': 60_000,
     'grpc.keepalive_permit_without_calls': 1,
   });
