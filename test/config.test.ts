@@ -1,0 +1,50 @@
+// Configuration is validated at start-up: every bad value is reported at once, naming the variable.
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../switch/config.js';
+
+const GOOD = { TERMINAL_SECRET_PEPPER: 'pepper-0123456789abc', PASSWORD_PEPPER: 'pepper-0123456789xyz' };
+
+function problemsOf(env: Record<string, string>): readonly string[] {
+  try {
+    loadConfig({ ...GOOD, ...env });
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  return [];
+}
+
+describe('loadConfig', () => {
+  it('accepts the defaults once the peppers are set, with the documented values', () => {
+    const config = loadConfig(GOOD);
+    expect(config).toMatchObject({ grpcPort: 50051, ledgerShards: 256, maxPaymentFen: 100_000, wechatMaxRechargeFen: 99_900, requestTtlSec: 7 * 86_400 });
+    expect(config.limits.student).toEqual({ noPinPerPaymentFen: 5000, noPinPerDayFen: 20_000, dailySpendLimitFen: 100_000 });
+    expect(config.operatorTokens.size).toBe(0);
+  });
+
+  it('reports every bad value at once, each naming its variable and what it accepts', () => {
+    const problems = problemsOf({
+      GRPC_PORT: '70000',
+      LEDGER_SHARDS: 'many',
+      MAX_PAYMENT_FEN: '12.50',
+      REDIS_URL: 'localhost:6379',
+      LOG_LEVEL: 'loud',
+      PASSWORD_PEPPER: 'short',
+      OPERATOR_TOKENS: 'alice',
+    });
+    expect(problems).toHaveLength(7);
+    for (const name of ['GRPC_PORT', 'LEDGER_SHARDS', 'MAX_PAYMENT_FEN', 'REDIS_URL', 'LOG_LEVEL', 'PASSWORD_PEPPER', 'OPERATOR_TOKENS']) {
+      expect(problems.some((p) => p.startsWith(name))).toBe(true);
+    }
+    expect(problems.find((p) => p.startsWith('MAX_PAYMENT_FEN'))).toMatch(/whole number/);
+  });
+
+  it('requires both peppers', () => {
+    expect(problemsOf({ TERMINAL_SECRET_PEPPER: '', PASSWORD_PEPPER: '' })).toHaveLength(2);
+  });
+
+  it('parses operator tokens into names', () => {
+    const config = loadConfig({ ...GOOD, OPERATOR_TOKENS: 'alice:alice-token-0123456789,bob:bob-token-0123456789xx' });
+    expect([...config.operatorTokens.keys()]).toEqual(['alice', 'bob']);
+  });
+});
