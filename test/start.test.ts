@@ -33,6 +33,22 @@ function waitForReady(proc: ChildProcess): Promise<string> {
   });
 }
 
+it('says which package to install when redis-server is missing, and exits without starting anything', async () => {
+  const emptyPath = mkdtempSync(join(tmpdir(), 'cardswitch-nopath-'));
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'switch/start.ts'], {
+    env: { ...process.env, PATH: emptyPath, REDIS_URL: '', CARDSWITCH_VAR_DIR: varDir, LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  proc.stderr?.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  const code = await new Promise<number | null>((resolve) => proc.once('exit', (c) => resolve(c)));
+  rmSync(emptyPath, { recursive: true, force: true });
+  expect(code).toBe(2);
+  expect(out).toContain('redis-server was not found');
+  expect(out).toContain('apt-get install redis-server');
+}, 30_000);
+
 it('starts redis and the switch, loads the demo campus, and a demo tap changes the balance once', async () => {
   const redisPort = await freePort();
   child = spawn(process.execPath, ['--import', 'tsx', 'switch/start.ts'], {
