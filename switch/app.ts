@@ -12,6 +12,7 @@ import { Keys } from './ledger/keys.js';
 import { Ledger } from './ledger/ledger.js';
 import { Scripts } from './ledger/scripts.js';
 import { checkShardCount } from './ledger/meta.js';
+import { PipelineClient } from './redis/pipeline-client.js';
 import type { Logger } from './log.js';
 import type { SwitchContext } from './context.js';
 import { PasswordPool } from './workers/password-pool.js';
@@ -24,6 +25,8 @@ import { AdminServiceService } from '../proto/gen/cardswitch/v1/admin.js';
 import { KioskServiceService } from '../proto/gen/cardswitch/v1/kiosk.js';
 
 const MAX_CACHED_SERIALS = 500_000;
+/** Ledger commands waiting for Redis at once; beyond this the switch answers UNAVAILABLE instead of queueing. */
+const MAX_PENDING_LEDGER_COMMANDS = 20_000;
 
 export interface SwitchApp {
   readonly grpcPort: number;
@@ -77,10 +80,17 @@ export async function startSwitch(config: Config, log: Logger, now: () => number
   }
   let grpc: RunningGrpcServer | undefined;
   let passwords: PasswordPool | undefined;
+  const fast = PipelineClient.fromUrl(config.redisUrl, {
+    commandTimeoutMs: config.redisCommandTimeoutMs,
+    connectTimeoutMs: 5000,
+    maxPending: MAX_PENDING_LEDGER_COMMANDS,
+    log,
+  });
   try {
     const keys = new Keys(config.keyPrefix, config.ledgerShards);
     await checkShardCount(redis, keys);
-    const scripts = await Scripts.load(redis);
+    await fast?.connect();
+    const scripts = await Scripts.load(redis, fast);
     const ledger = new Ledger(keys, scripts, config.requestTtlSec, now);
     const terminals = new TerminalRegistry(redis, keys, config.terminalPepper, config.terminalCacheMs);
     const cards = new CardDirectory(redis, keys, MAX_CACHED_SERIALS);
@@ -122,12 +132,14 @@ export async function startSwitch(config: Config, log: Logger, now: () => number
         stopFeeRecovery();
         await running.shutdown();
         await pool.close();
+        fast?.close();
         await redis.quit().catch(() => redis.disconnect());
       },
     };
   } catch (err) {
     await grpc?.shutdown();
     await passwords?.close();
+    fast?.close();
     redis.disconnect();
     throw err;
   }

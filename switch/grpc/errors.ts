@@ -1,6 +1,7 @@
 // Maps domain failures to gRPC statuses with a message a person can act on.
 import { Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
 import { PasswordPoolBusyError } from '../workers/password-pool.js';
+import { PipelineUnavailableError } from '../redis/pipeline-client.js';
 import { IdempotencyConflictError, LedgerInvariantError, ReversalMismatchError } from '../ledger/ledger.js';
 
 /** Raised by handlers for a request that can never succeed as sent. */
@@ -55,6 +56,7 @@ export function statusError(code: Status, details: string): Partial<ServiceError
 /** True for failures of the ledger connection itself: the switch then fails closed with UNAVAILABLE. */
 export function isRedisUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
+  if (err instanceof PipelineUnavailableError) return true;
   const m = err.message;
   return (
     m.includes('Stream isn\'t writeable') ||

@@ -5,12 +5,12 @@
 import type { SwitchContext } from '../context.js';
 import { IdempotencyConflictError, ReversalMismatchError } from './ledger.js';
 
-type ClaimContext = Pick<SwitchContext, 'redis' | 'keys' | 'config'>;
+type ClaimContext = Pick<SwitchContext, 'scripts' | 'keys' | 'config'>;
 
 /** Claims the sequence number for `owner`; returns the earlier owner, or null when this claim is the first. */
 export async function claimSequence(ctx: ClaimContext, terminalId: string, sequence: number, owner: string): Promise<string | null> {
   const key = ctx.keys.sequenceClaim(terminalId, sequence);
-  const previous = await ctx.redis.call('SET', key, owner, 'EX', ctx.config.requestTtlSec, 'NX', 'GET');
+  const previous = await ctx.scripts.command(['SET', key, owner, 'EX', ctx.config.requestTtlSec, 'NX', 'GET']);
   return previous === null ? null : String(previous);
 }
 

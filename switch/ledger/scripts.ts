@@ -5,6 +5,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import type { Redis, Cluster } from 'ioredis';
+import type { PipelineClient } from '../redis/pipeline-client.js';
 
 export type RedisClient = Redis | Cluster;
 export type ScriptReply = string | number | null | ScriptReply[];
@@ -47,7 +48,11 @@ interface LoadedScript {
 export class Scripts {
   private readonly scripts = new Map<ScriptName, LoadedScript>();
 
-  private constructor(private readonly redis: RedisClient) {}
+  private constructor(
+    private readonly redis: RedisClient,
+    /** The lean hot-path connection, when the ledger is a plain redis:// endpoint (see redis/pipeline-client.ts). */
+    private readonly fast: PipelineClient | undefined,
+  ) {}
 
   /** The connection the scripts run on (for the few plain reads next to them). */
   get client(): RedisClient {
@@ -55,12 +60,12 @@ export class Scripts {
   }
 
   /** Reads, expands and SCRIPT LOADs every script; a missing or broken script fails here, not at the first swipe. */
-  static async load(redis: RedisClient): Promise<Scripts> {
+  static async load(redis: RedisClient, fast?: PipelineClient): Promise<Scripts> {
     const onDisk = readdirSync(LUA_DIR).filter((f) => f.endsWith('.lua')).map((f) => f.slice(0, -4)).sort();
     for (const name of REQUIRED_SCRIPTS) {
       if (!onDisk.includes(name)) throw new Error(`Lua script ${name}.lua is missing from ${LUA_DIR}`);
     }
-    const scripts = new Scripts(redis);
+    const scripts = new Scripts(redis, fast);
     for (const name of onDisk) {
       const source = readScript(name);
       const sha = createHash('sha1').update(source).digest('hex');
@@ -80,10 +85,18 @@ export class Scripts {
     if (loadedSha !== sha) throw new Error(`Redis returned sha ${String(loadedSha)} for ${name}.lua, expected ${sha}`);
   }
 
+  /** A plain command on the same channel as the scripts (the hot-path sequence claim). */
+  async command(args: readonly (string | number)[]): Promise<ScriptReply> {
+    if (this.fast !== undefined) return this.fast.command(args);
+    const [name, ...rest] = args;
+    return (await (this.redis as Redis).call(String(name), ...rest)) as ScriptReply;
+  }
+
   async run(name: ScriptName, keys: readonly string[], args: readonly (string | number)[]): Promise<ScriptReply> {
     const script = this.scripts.get(name);
     if (script === undefined) throw new Error(`Lua script ${name}.lua was not loaded (is it in ${LUA_DIR}?)`);
     try {
+      if (this.fast !== undefined) return await this.fast.command(['EVALSHA', script.sha, keys.length, ...keys, ...args]);
       return (await this.redis.evalsha(script.sha, keys.length, ...keys, ...args)) as ScriptReply;
     } catch (err) {
       if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;

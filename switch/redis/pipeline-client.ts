@@ -1,0 +1,271 @@
+// A lean Redis client for the hot path (the payment script and the sequence claim): RESP2 over one
+// socket, every command of an event-loop turn written in one go, replies matched in order. It fails
+// closed: while disconnected, or after a command outlived its deadline, every pending and new command
+// is rejected at once (the switch answers UNAVAILABLE and the POS retries with the same key), and it
+// reconnects in the background. Everything else keeps using ioredis.
+import { connect, type Socket } from 'node:net';
+import type { Logger } from '../log.js';
+
+export type RespReply = string | number | null | RespReply[];
+
+export class RespError extends Error {
+  override readonly name = 'RespError';
+}
+
+/** The connection broke or a command outlived its deadline: the outcome of a write is unknown. */
+export class PipelineUnavailableError extends Error {
+  override readonly name = 'PipelineUnavailableError';
+}
+
+interface Pending {
+  readonly resolve: (reply: RespReply) => void;
+  readonly reject: (err: Error) => void;
+  readonly deadlineMs: number;
+}
+
+export interface PipelineOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly commandTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  /** At most this many commands wait for replies; more is refused rather than queued without bound. */
+  readonly maxPending: number;
+  readonly log: Logger;
+}
+
+const CRLF = '\r\n';
+const RECONNECT_MAX_DELAY_MS = 2000;
+
+/** RESP2 encoding of one command. */
+export function encodeCommand(args: readonly (string | number)[]): string {
+  let out = `*${args.length}${CRLF}`;
+  for (const arg of args) {
+    const text = typeof arg === 'number' ? String(arg) : arg;
+    out += `$${Buffer.byteLength(text)}${CRLF}${text}${CRLF}`;
+  }
+  return out;
+}
+
+/**
+ * Incremental RESP2 reply parser: feed it chunks, it hands out complete replies in order and keeps
+ * the incomplete tail for the next chunk.
+ */
+export class RespParser {
+  private buffer: Buffer = Buffer.alloc(0);
+  private offset = 0;
+
+  constructor(private readonly onReply: (reply: RespReply | RespError) => void) {}
+
+  feed(chunk: Buffer): void {
+    this.buffer = this.offset < this.buffer.length ? Buffer.concat([this.buffer.subarray(this.offset), chunk]) : chunk;
+    this.offset = 0;
+    for (;;) {
+      const start = this.offset;
+      const reply = this.parse();
+      if (reply === INCOMPLETE) {
+        this.offset = start;
+        return;
+      }
+      this.onReply(reply);
+    }
+  }
+
+  private line(): string | typeof INCOMPLETE {
+    const end = this.buffer.indexOf(CRLF, this.offset, 'latin1');
+    if (end < 0) return INCOMPLETE;
+    const text = this.buffer.toString('utf8', this.offset, end);
+    this.offset = end + 2;
+    return text;
+  }
+
+  private parse(): RespReply | RespError | typeof INCOMPLETE {
+    if (this.offset >= this.buffer.length) return INCOMPLETE;
+    const type = this.buffer[this.offset++];
+    const line = this.line();
+    if (line === INCOMPLETE) return INCOMPLETE;
+    switch (type) {
+      case 0x2b: // +
+        return line;
+      case 0x2d: // -
+        return new RespError(line);
+      case 0x3a: // :
+        return Number(line);
+      case 0x24: // $
+        return this.bulk(Number(line));
+      case 0x2a: // *
+        return this.array(Number(line));
+      default:
+        throw new Error(`unexpected RESP type byte ${String(type)}`);
+    }
+  }
+
+  private bulk(length: number): string | null | typeof INCOMPLETE {
+    if (length < 0) return null;
+    if (this.offset + length + 2 > this.buffer.length) return INCOMPLETE;
+    const text = this.buffer.toString('utf8', this.offset, this.offset + length);
+    this.offset += length + 2;
+    return text;
+  }
+
+  private array(length: number): RespReply[] | null | RespError | typeof INCOMPLETE {
+    if (length < 0) return null;
+    const items: RespReply[] = [];
+    for (let i = 0; i < length; i++) {
+      const item = this.parse();
+      if (item === INCOMPLETE) return INCOMPLETE;
+      // Script replies never nest errors in arrays; treat one as the array's error.
+      if (item instanceof RespError) return item;
+      items.push(item);
+    }
+    return items;
+  }
+}
+
+const INCOMPLETE = Symbol('incomplete');
+
+export class PipelineClient {
+  private socket: Socket | undefined;
+  private ready = false;
+  private closed = false;
+  private readonly pending: Pending[] = [];
+  private pendingHead = 0;
+  private outgoing: string[] = [];
+  private flushScheduled = false;
+  private reconnectAttempt = 0;
+  private readonly watchdog: NodeJS.Timeout;
+
+  constructor(private readonly options: PipelineOptions) {
+    // One timer for all commands: replies come in order, so the oldest pending one is the first to be late.
+    this.watchdog = setInterval(() => this.checkDeadlines(), Math.max(10, Math.floor(options.commandTimeoutMs / 4)));
+    this.watchdog.unref();
+  }
+
+  /**
+   * The hot-path client for a plain `redis://host:port` ledger; undefined for TLS, passwords or a
+   * database number, which keep using ioredis alone (it handles them; this client stays minimal).
+   */
+  static fromUrl(url: string, options: Omit<PipelineOptions, 'host' | 'port'>): PipelineClient | undefined {
+    const parsed = new URL(url);
+    if (parsed.protocol !== 'redis:' || parsed.username !== '' || parsed.password !== '' || (parsed.pathname !== '' && parsed.pathname !== '/')) return undefined;
+    return new PipelineClient({ ...options, host: parsed.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1', port: Number(parsed.port || 6379) });
+  }
+
+  /** Connects; rejects when Redis cannot be reached. */
+  async connect(): Promise<void> {
+    await this.open();
+  }
+
+  private open(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const socket = connect({ host: this.options.host, port: this.options.port, noDelay: true });
+      this.socket = socket;
+      const timer = setTimeout(() => socket.destroy(new Error(`connect timed out after ${this.options.connectTimeoutMs} ms`)), this.options.connectTimeoutMs);
+      const parser = new RespParser((reply) => this.onReply(reply));
+      socket.on('data', (chunk: Buffer) => {
+        try {
+          parser.feed(chunk);
+        } catch (err) {
+          socket.destroy(err as Error);
+        }
+      });
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        this.ready = true;
+        this.reconnectAttempt = 0;
+        // Commands that arrived while the connection was being made go out now.
+        this.flush();
+        resolve();
+      });
+      socket.once('close', () => {
+        clearTimeout(timer);
+        this.onClose(socket);
+        reject(new PipelineUnavailableError(`cannot reach Redis at ${this.options.host}:${this.options.port}`));
+      });
+      socket.on('error', (err) => this.options.log.debug({ err: err.message }, 'redis pipeline socket error'));
+    });
+  }
+
+  private onClose(socket: Socket): void {
+    if (this.socket !== socket) return;
+    this.ready = false;
+    this.socket = undefined;
+    this.outgoing = [];
+    this.failAll(new PipelineUnavailableError('Connection is closed: the ledger connection broke; the outcome of the last requests is unknown'));
+    if (this.closed) return;
+    // The first attempt is immediate: a broken connection after a timeout is usually fine again at once.
+    const delayMs = this.reconnectAttempt === 0 ? 0 : Math.min(50 * 2 ** this.reconnectAttempt, RECONNECT_MAX_DELAY_MS);
+    this.reconnectAttempt++;
+    setTimeout(() => {
+      if (!this.closed) this.open().catch(() => undefined);
+    }, delayMs).unref();
+  }
+
+  private failAll(err: Error): void {
+    const waiting = this.pending.slice(this.pendingHead);
+    this.pending.length = 0;
+    this.pendingHead = 0;
+    for (const p of waiting) p.reject(err);
+  }
+
+  private checkDeadlines(): void {
+    const oldest = this.pending[this.pendingHead];
+    if (oldest === undefined || Date.now() < oldest.deadlineMs) return;
+    if (this.socket === undefined || !this.ready) {
+      // Still (re)connecting: nothing was sent, and it is too late for what waits.
+      this.outgoing = [];
+      this.failAll(new PipelineUnavailableError('Connection is closed: the ledger did not come back in time'));
+      return;
+    }
+    this.options.log.warn({ timeoutMs: this.options.commandTimeoutMs }, 'redis pipeline: command timed out; reconnecting');
+    // Replies are matched in order, so a late one would be matched to the wrong command: start over.
+    this.socket.destroy();
+  }
+
+  private onReply(reply: RespReply | RespError): void {
+    const next = this.pending[this.pendingHead];
+    if (next === undefined) {
+      this.socket?.destroy(new Error('Redis sent a reply nobody asked for'));
+      return;
+    }
+    this.pending[this.pendingHead++] = undefined as unknown as Pending;
+    if (this.pendingHead > 1024 && this.pendingHead * 2 > this.pending.length) {
+      this.pending.splice(0, this.pendingHead);
+      this.pendingHead = 0;
+    }
+    if (reply instanceof RespError) next.reject(reply);
+    else next.resolve(reply);
+  }
+
+  /** Sends one command; resolves with its reply, rejects with a RespError reply or when unavailable. */
+  command(args: readonly (string | number)[]): Promise<RespReply> {
+    if (this.closed) return Promise.reject(new PipelineUnavailableError('Connection is closed: the switch is stopping'));
+    if (this.pending.length - this.pendingHead >= this.options.maxPending) {
+      return Promise.reject(new PipelineUnavailableError(`Connection is busy: ${this.options.maxPending} ledger commands already wait for Redis`));
+    }
+    return new Promise((resolve, reject) => {
+      this.pending.push({ resolve, reject, deadlineMs: Date.now() + this.options.commandTimeoutMs });
+      this.outgoing.push(encodeCommand(args));
+      // While (re)connecting, the command waits (until its deadline) and goes out on connect.
+      if (this.ready && !this.flushScheduled) {
+        this.flushScheduled = true;
+        process.nextTick(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.outgoing.length === 0 || this.socket === undefined || !this.ready) return;
+    const batch = this.outgoing.length === 1 ? (this.outgoing[0] ?? '') : this.outgoing.join('');
+    this.outgoing = [];
+    this.socket.write(batch);
+  }
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.watchdog);
+    this.socket?.end();
+    this.socket?.destroy();
+    this.failAll(new PipelineUnavailableError('Connection is closed: the switch is stopping'));
+  }
+}

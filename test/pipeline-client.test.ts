@@ -1,0 +1,87 @@
+// The hot-path Redis client: RESP parsing in any chunking, in-order replies under a deep pipeline,
+// errors, and failing closed on a timeout or a dead server, then coming back.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { createLogger } from '../switch/log.js';
+import { encodeCommand, PipelineClient, PipelineUnavailableError, RespError, RespParser, type RespReply } from '../switch/redis/pipeline-client.js';
+import { startLocalRedis } from '../switch/redis/local-redis.js';
+import { freshPrefix, testRedisUrl } from './helpers/redis.js';
+
+const log = createLogger('silent');
+const clients: PipelineClient[] = [];
+afterAll(() => clients.forEach((c) => c.close()));
+
+function client(url: string, commandTimeoutMs = 2000): PipelineClient {
+  const c = PipelineClient.fromUrl(url, { commandTimeoutMs, connectTimeoutMs: 2000, maxPending: 100_000, log });
+  if (c === undefined) throw new Error('no pipeline client for this URL');
+  clients.push(c);
+  return c;
+}
+
+describe('RESP parsing', () => {
+  const wire = Buffer.from(
+    '+OK\r\n-ERR bad thing\r\n:42\r\n$5\r\nhello\r\n$-1\r\n*-1\r\n*3\r\n:1\r\n$3\r\n张\r\n*2\r\n$0\r\n\r\n:-7\r\n',
+  );
+  const expected: (RespReply | string)[] = ['OK', 'error:ERR bad thing', 42, 'hello', null, null, [1, '张', ['', -7]]];
+
+  it('parses every reply type whole and in any chunking', () => {
+    for (let size = 1; size <= wire.length; size++) {
+      const seen: (RespReply | string)[] = [];
+      const parser = new RespParser((r) => seen.push(r instanceof RespError ? `error:${r.message}` : r));
+      for (let i = 0; i < wire.length; i += size) parser.feed(wire.subarray(i, i + size));
+      expect(seen, `chunks of ${size} bytes`).toEqual(expected);
+    }
+  });
+
+  it('encodes arguments by byte length', () => {
+    expect(encodeCommand(['SET', 'k', '余额', 12])).toBe('*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$6\r\n余额\r\n$2\r\n12\r\n');
+  });
+
+  it('is used only for plain redis:// URLs', () => {
+    const options = { commandTimeoutMs: 100, connectTimeoutMs: 100, maxPending: 1, log };
+    expect(PipelineClient.fromUrl('rediss://host:6380', options)).toBeUndefined();
+    expect(PipelineClient.fromUrl('redis://:secret@host:6379', options)).toBeUndefined();
+    expect(PipelineClient.fromUrl('redis://host:6379/2', options)).toBeUndefined();
+  });
+});
+
+describe('against a real redis-server', () => {
+  it('answers a deep pipeline in order and passes errors through', async () => {
+    const c = client(testRedisUrl());
+    await c.connect();
+    const prefix = freshPrefix('pipe');
+    const replies = await Promise.all(Array.from({ length: 5000 }, (_, i) => c.command(['INCRBY', `${prefix}:n`, i])));
+    let sum = 0;
+    replies.forEach((r, i) => {
+      sum += i;
+      expect(r).toBe(sum);
+    });
+    await expect(c.command(['EVALSHA', '0'.repeat(40), 0])).rejects.toThrow(/^NOSCRIPT/);
+    expect(await c.command(['GET', `${prefix}:n`])).toBe(String(sum));
+  });
+
+  it('fails closed when a command outlives its deadline, and works again afterwards', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cardswitch-pipe-'));
+    const local = await startLocalRedis({ dataDir, port: 0, appendOnly: false, appendFsync: 'no', startTimeoutMs: 10_000 });
+    const admin = new Redis(local.url);
+    try {
+      const c = client(local.url, 200);
+      await c.connect();
+      await admin.call('CLIENT', 'PAUSE', '10000', 'WRITE');
+      const late = c.command(['SET', 'k', 'v']).catch((e: unknown) => e);
+      expect(await late).toBeInstanceOf(PipelineUnavailableError);
+      await admin.call('CLIENT', 'UNPAUSE');
+      expect(await c.command(['SET', 'k', 'w'])).toBe('OK');
+      // A dead server: commands fail closed; after a restart on the same port they succeed again.
+      await local.stop();
+      expect(await c.command(['GET', 'k']).catch((e: unknown) => e)).toBeInstanceOf(PipelineUnavailableError);
+    } finally {
+      admin.disconnect();
+      await local.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
