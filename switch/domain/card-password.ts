@@ -5,7 +5,7 @@ import type { SwitchContext } from '../context.js';
 import { campusDayKey } from '../ledger/ledger.js';
 import { LedgerInvariantError } from '../ledger/ledger.js';
 import { initialPassword, needsRehash, PIN_PATTERN } from './password.js';
-import { InvalidArgumentError, NotFoundError, PasswordLockedError, WrongPasswordError } from '../grpc/errors.js';
+import { InvalidArgumentError, NotFoundError, PasswordLockedError, WrongPasswordError } from '../errors.js';
 
 export const MAX_PASSWORD_ATTEMPTS_PER_DAY = 5;
 

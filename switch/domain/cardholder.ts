@@ -3,7 +3,7 @@
 import type { Cardholder } from '../../proto/gen/cardswitch/v1/kiosk.js';
 import type { SwitchContext } from '../context.js';
 import { CARD_SERIAL_PATTERN } from './cards.js';
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../grpc/errors.js';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
 
 export const PERSON_NUMBER_PATTERN = /^[A-Za-z0-9]{4,20}$/;
 export const CARD_NUMBER_PATTERN = /^\d{4,20}$/;

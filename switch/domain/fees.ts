@@ -18,7 +18,7 @@
 // So money is never given back for a delivered order, and never kept for an undelivered one longer
 // than it takes the provider to answer.
 import type { SwitchContext } from '../context.js';
-import { InvalidArgumentError } from '../grpc/errors.js';
+import { InvalidArgumentError } from '../errors.js';
 import {
   feeFingerprint,
   MoneyKeys,

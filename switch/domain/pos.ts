@@ -3,7 +3,7 @@
 import type { SwitchContext } from '../context.js';
 import type { AuthorizeCode, InquireResult, ReverseResult } from '../ledger/ledger.js';
 import type { Terminal } from './terminals.js';
-import { UnimplementedError } from '../grpc/errors.js';
+import { UnimplementedError } from '../errors.js';
 import { checkCardPassword } from './card-password.js';
 import { claimSequence, claimSequenceForReversal, claimUnknownCard, unknownCardDecision } from '../ledger/claims.js';
 import { IdempotencyConflictError } from '../ledger/ledger.js';

@@ -4,7 +4,7 @@
 // one place the money ledger is built for a switch context.
 import type { Config } from '../config.js';
 import type { SwitchContext } from '../context.js';
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../grpc/errors.js';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
 import { EXTERNAL_ID_PATTERN, MoneyLedger, type AdjustResult, type RechargeChannelCode, type RechargeResult } from '../ledger/money.js';
 import { formatYuan } from '../money.js';
 

@@ -1,7 +1,7 @@
 // Refund: a merchant gives back all or part of an approved payment, never more than is left of it,
 // from a terminal of the same merchant, idempotently per the refunding terminal's sequence number.
 import type { SwitchContext } from '../context.js';
-import { FailedPreconditionError, NotFoundError, PermissionDeniedError } from '../grpc/errors.js';
+import { FailedPreconditionError, NotFoundError, PermissionDeniedError } from '../errors.js';
 import { claimSequenceForCard } from '../ledger/claims.js';
 import type { RefundResult } from '../ledger/money.js';
 import { formatYuan } from '../money.js';

@@ -2,7 +2,7 @@
 // place and a zh-CN description of every line) and a merchant's settlement for one campus day, built
 // from the shard journals. Nothing here changes money.
 import type { SwitchContext } from '../context.js';
-import { InvalidArgumentError } from '../grpc/errors.js';
+import { InvalidArgumentError } from '../errors.js';
 import { forEachShard, JournalFormatError, journalPages, parseJournalEntry, type RawStreamEntry } from '../ledger/journal.js';
 import {
   PageTokenCodec,

@@ -1,53 +1,19 @@
-// Maps domain failures to gRPC statuses with a message a person can act on.
+// Maps domain failures (switch/errors.ts) to gRPC statuses with a message a person can act on.
 import { Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
+import {
+  CancelledError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  PasswordLockedError,
+  PermissionDeniedError,
+  ResourceExhaustedError,
+  UnimplementedError,
+  WrongPasswordError,
+} from '../errors.js';
 import { PasswordPoolBusyError } from '../workers/password-pool.js';
 import { PipelineUnavailableError } from '../redis/pipeline-client.js';
 import { IdempotencyConflictError, LedgerInvariantError, ReversalMismatchError } from '../ledger/ledger.js';
-
-/** Raised by handlers for a request that can never succeed as sent. */
-export class InvalidArgumentError extends Error {
-  override readonly name = 'InvalidArgumentError';
-}
-
-export class PermissionDeniedError extends Error {
-  override readonly name = 'PermissionDeniedError';
-}
-
-export class FailedPreconditionError extends Error {
-  override readonly name = 'FailedPreconditionError';
-}
-
-export class NotFoundError extends Error {
-  override readonly name = 'NotFoundError';
-}
-
-export class UnimplementedError extends Error {
-  override readonly name = 'UnimplementedError';
-}
-
-/** The caller went away (deadline or cancellation) before the work finished; nothing to answer. */
-export class CancelledError extends Error {
-  override readonly name = 'CancelledError';
-}
-
-export class ResourceExhaustedError extends Error {
-  override readonly name = 'ResourceExhaustedError';
-}
-
-/** A wrong card password; `attemptsLeft` more tries today before password use locks. */
-export class WrongPasswordError extends Error {
-  override readonly name = 'WrongPasswordError';
-  constructor(readonly attemptsLeft: number) {
-    super(`wrong card password; ${attemptsLeft} attempt(s) left today (密码错误，今日还可尝试${attemptsLeft}次)`);
-  }
-}
-
-export class PasswordLockedError extends Error {
-  override readonly name = 'PasswordLockedError';
-  constructor() {
-    super('card password locked after 5 wrong attempts today; try again tomorrow (密码错误次数过多，请明日再试)');
-  }
-}
 
 export function statusError(code: Status, details: string): Partial<ServiceError> {
   return { code, details, metadata: new Metadata() };
@@ -110,3 +76,15 @@ export function mapError(err: unknown): MappedError {
   if (err instanceof LedgerInvariantError) return { code: Status.INTERNAL, details: 'ledger invariant broken; the operator has been alerted', serious: true };
   return { code: Status.INTERNAL, details: 'internal error; retry with the same sequence number', serious: true };
 }
+
+export {
+  CancelledError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  PasswordLockedError,
+  PermissionDeniedError,
+  ResourceExhaustedError,
+  UnimplementedError,
+  WrongPasswordError,
+};
