@@ -19,7 +19,7 @@ import { refundHandler } from './money-handlers.js';
 import { settleHandler, waterDebitHandler } from './water-handlers.js';
 import type { CardStatusCode, ReverseCode } from '../ledger/ledger.js';
 import { formatYuan } from '../money.js';
-import { NotFoundError } from './errors.js';
+import { CancelledError, NotFoundError } from './errors.js';
 import { callingTerminal, unary } from './unary.js';
 import { checkAmount, checkCredential, checkPinField, checkSequence, checkTerminalField } from './validate.js';
 
@@ -69,6 +69,8 @@ export function posService(domain: PosDomain, ctx: SwitchContext): PosServiceSer
       const amountFen = checkAmount(req.amountFen, options.maxPaymentFen);
       const credential = checkCredential(req.credential);
       const pin = checkPinField(req.pin);
+      // A caller that gave up (cancelled, deadline passed) gets no payment it will never hear about.
+      if (ctx.cancelled()) throw new CancelledError('the call was cancelled before the payment was made; nothing was charged');
       const outcome = await domain.authorize(terminal, { sequence, amountFen, credential, pin });
       if (outcome.code === 'pin_required') return pinRequired(amountFen, outcome);
       const approved = outcome.code === 'approved';
