@@ -36,6 +36,13 @@ describe('RESP parsing', () => {
     }
   });
 
+  it('consumes a whole array that holds an error, so the next reply stays in step', () => {
+    const seen: (RespReply | string)[] = [];
+    const parser = new RespParser((r) => seen.push(r instanceof RespError ? `error:${r.message}` : r));
+    parser.feed(Buffer.from('*3\r\n:1\r\n-ERR inner\r\n$2\r\nok\r\n+NEXT\r\n'));
+    expect(seen).toEqual(['error:ERR inner', 'NEXT']);
+  });
+
   it('encodes arguments by byte length', () => {
     expect(encodeCommand(['SET', 'k', '余额', 12])).toBe('*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$6\r\n余额\r\n$2\r\n12\r\n');
   });
@@ -61,6 +68,9 @@ describe('against a real redis-server', () => {
     });
     await expect(c.command(['EVALSHA', '0'.repeat(40), 0])).rejects.toThrow(/^NOSCRIPT/);
     expect(await c.command(['GET', `${prefix}:n`])).toBe(String(sum));
+    // An error inside an array reply fails that command only; the next reply is still its own.
+    await expect(c.command(['EVAL', "return {1, redis.error_reply('NESTED boom'), 3}", 0])).rejects.toThrow(/NESTED boom/);
+    expect(await c.command(['PING'])).toBe('PONG');
   });
 
   it('fails closed when a command outlives its deadline, and works again afterwards', async () => {

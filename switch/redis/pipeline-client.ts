@@ -110,14 +110,15 @@ export class RespParser {
   private array(length: number): RespReply[] | null | RespError | typeof INCOMPLETE {
     if (length < 0) return null;
     const items: RespReply[] = [];
+    let nestedError: RespError | undefined;
     for (let i = 0; i < length; i++) {
       const item = this.parse();
       if (item === INCOMPLETE) return INCOMPLETE;
-      // Script replies never nest errors in arrays; treat one as the array's error.
-      if (item instanceof RespError) return item;
-      items.push(item);
+      // Every element is consumed (the stream stays in step); an error inside makes the whole reply an error.
+      if (item instanceof RespError) nestedError ??= item;
+      else items.push(item);
     }
-    return items;
+    return nestedError ?? items;
   }
 }
 
