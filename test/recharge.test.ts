@@ -75,8 +75,8 @@ async function kioskRecharge(req: RechargeRequest): Promise<{ res: RechargeRespo
   return { res: RechargeResponse.decode(bytes), bytes };
 }
 
-function manualRecharge(cardNumber: string, channel: RechargeChannel, channelOrderId: string, amountFen: number): Promise<ManualRechargeResponse> {
-  return call(admin, 'manualRecharge', { cardNumber, channel, channelOrderId, amountFen }, operatorMetadata());
+function manualRecharge(cardNumber: string, channel: RechargeChannel, channelOrderId: string, amountFen: number, reason = '现金充值'): Promise<ManualRechargeResponse> {
+  return call(admin, 'manualRecharge', { cardNumber, channel, channelOrderId, amountFen, reason }, operatorMetadata());
 }
 
 function adjust(cardNumber: string, adjustmentId: string, amountFen: number, reason: string): Promise<AdjustResponse> {
@@ -183,13 +183,13 @@ describe('kiosk recharge', () => {
   it('counts the campus day in UTC+8: 23:59 and 00:01 campus time are different days', async () => {
     const card = await newCard(0);
     const money = new MoneyLedger(app.keys, app.context.scripts, 3600, () => Date.UTC(2026, 11, 1, 15, 59, 0));
-    const late = await money.recharge({ cardNo: card.cardNo, channel: 'COUNTER', orderId: 'day-edge-1', amountFen: DAILY_LIMIT_FEN, source: 'test', dailyLimitFen: DAILY_LIMIT_FEN });
+    const late = await money.recharge({ cardNo: card.cardNo, channel: 'COUNTER', orderId: 'day-edge-1', amountFen: DAILY_LIMIT_FEN, source: 'test', reason: '', dailyLimitFen: DAILY_LIMIT_FEN });
     expect(late.code).toBe('credited');
     expect(late.rechargeableTodayFen).toBe(0);
-    const sameDay = await money.recharge({ cardNo: card.cardNo, channel: 'COUNTER', orderId: 'day-edge-2', amountFen: 1, source: 'test', dailyLimitFen: DAILY_LIMIT_FEN });
+    const sameDay = await money.recharge({ cardNo: card.cardNo, channel: 'COUNTER', orderId: 'day-edge-2', amountFen: 1, source: 'test', reason: '', dailyLimitFen: DAILY_LIMIT_FEN });
     expect(sameDay.code).toBe('daily_limit_exceeded');
     const nextDay = new MoneyLedger(app.keys, app.context.scripts, 3600, () => Date.UTC(2026, 11, 1, 16, 1, 0));
-    expect((await nextDay.recharge({ cardNo: card.cardNo, channel: 'COUNTER', orderId: 'day-edge-2', amountFen: 1, source: 'test', dailyLimitFen: DAILY_LIMIT_FEN })).code).toBe('credited');
+    expect((await nextDay.recharge({ cardNo: card.cardNo, channel: 'COUNTER', orderId: 'day-edge-2', amountFen: 1, source: 'test', reason: '', dailyLimitFen: DAILY_LIMIT_FEN })).code).toBe('credited');
   });
 
   it('credits a lost or frozen card (a loss report does not block recharge) but not a cancelled one', async () => {
@@ -230,7 +230,13 @@ describe('manual recharge (operator)', () => {
     expect(viaKiosk.res).toMatchObject({ balanceAfterFen: 8_800, transactionId: first.transactionId, decidedAtMs: first.decidedAtMs });
     const entries = (await entriesOf(card.cardNo)).filter((e) => e.fields['k'] === 'rch');
     expect(entries).toHaveLength(1);
-    expect(entries[0]?.fields).toMatchObject({ f: 'x:ch:ALIPAY', t: `a:${card.cardNo}`, tm: 'alice', sq: 'ali-desk-0001' });
+    expect(entries[0]?.fields).toMatchObject({ f: 'x:ch:ALIPAY', t: `a:${card.cardNo}`, tm: 'alice', sq: 'ali-desk-0001', r: '现金充值' });
+  });
+
+  it('needs a reason of one line, and records nothing without one', async () => {
+    const card = await newCard();
+    await expectRefusal(card.cardNo, () => manualRecharge(card.cardNo, RechargeChannel.RECHARGE_CHANNEL_COUNTER, 'counter-noreason-1', 500, '  '), Status.INVALID_ARGUMENT, /reason/);
+    await expectRefusal(card.cardNo, () => manualRecharge(card.cardNo, RechargeChannel.RECHARGE_CHANNEL_COUNTER, 'counter-noreason-2', 500, 'a\nb'), Status.INVALID_ARGUMENT, /one line/);
   });
 
   it('needs an operator token', async () => {

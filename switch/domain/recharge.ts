@@ -35,6 +35,8 @@ export interface RechargeOrder {
   readonly amountFen: number;
   /** Who asks: the kiosk terminal id or the operator's name (the journal's `tm`). */
   readonly source: string;
+  /** An operator's reason (journal field `r`); '' for kiosk and channel recharges. */
+  readonly reason: string;
 }
 
 /** Checks what can be checked without the ledger: the order id and the channel's single maximum. */
@@ -86,6 +88,16 @@ export interface Adjustment {
   readonly operator: string;
 }
 
+/** An operator's reason: one line of 1-200 characters; returns it as it will be recorded. */
+export function checkReason(reason: string): string {
+  const trimmed = reason.trim();
+  const length = [...trimmed].length;
+  if (length < 1 || length > MAX_REASON_LENGTH) throw new InvalidArgumentError(`reason must be 1-${MAX_REASON_LENGTH} characters, got ${length}`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(trimmed)) throw new InvalidArgumentError('reason must be one line of text without control characters');
+  return trimmed;
+}
+
 /** Checks an operator adjustment's fields; returns the reason as it will be recorded. */
 export function checkAdjustment(adjustmentId: string, signedAmountFen: number, reason: string): string {
   if (!EXTERNAL_ID_PATTERN.test(adjustmentId)) {
@@ -94,12 +106,7 @@ export function checkAdjustment(adjustmentId: string, signedAmountFen: number, r
   if (!Number.isSafeInteger(signedAmountFen) || signedAmountFen === 0 || Math.abs(signedAmountFen) > MAX_ADJUST_FEN) {
     throw new InvalidArgumentError(`amount_fen must be a non-zero whole number of fen between -${MAX_ADJUST_FEN} and ${MAX_ADJUST_FEN}, got ${signedAmountFen}`);
   }
-  const trimmed = reason.trim();
-  const length = [...trimmed].length;
-  if (length < 1 || length > MAX_REASON_LENGTH) throw new InvalidArgumentError(`reason must be 1-${MAX_REASON_LENGTH} characters, got ${length}`);
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(trimmed)) throw new InvalidArgumentError('reason must be one line of text without control characters');
-  return trimmed;
+  return checkReason(reason);
 }
 
 /** An operator's balance correction, exactly once per adjustment id; a debit never goes below zero. */

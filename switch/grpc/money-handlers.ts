@@ -15,7 +15,7 @@ import type { SwitchContext } from '../context.js';
 import { checkCardPassword } from '../domain/card-password.js';
 import { checkCardNumber, resolveCardholder } from '../domain/cardholder.js';
 import { checkFeeAmount, checkUtilityTarget, payUtilityFee } from '../domain/fees.js';
-import { adjustBalance, CHANNEL_NAMES, checkRechargeOrder, rechargeCard } from '../domain/recharge.js';
+import { adjustBalance, CHANNEL_NAMES, checkReason, checkRechargeOrder, rechargeCard } from '../domain/recharge.js';
 import { refundPayment } from '../domain/refund.js';
 import { TERMINAL_ID_PATTERN } from '../domain/terminals.js';
 import type { FeeAnswer, RechargeChannelCode, UtilityKindCode } from '../ledger/money.js';
@@ -84,7 +84,7 @@ export function kioskRechargeHandler(ctx: SwitchContext): handleUnaryCall<Rechar
     const channel = checkChannel(req.channel);
     checkRechargeOrder(ctx.config, channel, req.channelOrderId, req.amountFen);
     const { cardNo } = await resolveCardholder(ctx, req.cardholder);
-    const result = await rechargeCard(ctx, { cardNo, channel, orderId: req.channelOrderId, amountFen: req.amountFen, source: terminal.id });
+    const result = await rechargeCard(ctx, { cardNo, channel, orderId: req.channelOrderId, amountFen: req.amountFen, source: terminal.id, reason: '' });
     return {
       balanceAfterFen: result.balanceAfterFen,
       transactionId: result.transactionId,
@@ -100,7 +100,8 @@ export function manualRechargeHandler(ctx: SwitchContext): handleUnaryCall<Manua
     const operator = callingOperator(call);
     const cardNo = checkCardNumber(req.cardNumber);
     const channel = checkChannel(req.channel);
-    const result = await rechargeCard(ctx, { cardNo, channel, orderId: req.channelOrderId, amountFen: req.amountFen, source: operator });
+    const reason = checkReason(req.reason);
+    const result = await rechargeCard(ctx, { cardNo, channel, orderId: req.channelOrderId, amountFen: req.amountFen, source: operator, reason });
     return { balanceAfterFen: result.balanceAfterFen, transactionId: result.transactionId, decidedAtMs: result.decidedAtMs };
   });
 }

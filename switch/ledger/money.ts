@@ -151,6 +151,8 @@ export interface RechargeInput {
   readonly amountFen: number;
   /** The kiosk terminal id or the operator's name: the journal's `tm`. Not part of the fingerprint. */
   readonly source: string;
+  /** An operator's reason, journal field `r`; '' for none. Not part of the fingerprint. */
+  readonly reason: string;
   /** Per card and campus day; 0 = no limit. */
   readonly dailyLimitFen: number;
 }
@@ -233,6 +235,7 @@ export class MoneyLedger {
         campusDayKey(nowMs),
         input.dailyLimitFen,
         this.recordTtlSec,
+        input.reason,
       ],
     );
     if (reply === -1) {

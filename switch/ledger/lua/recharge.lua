@@ -18,6 +18,7 @@
   ARGV[8] dayKey           YYYYMMDD in campus time
   ARGV[9] dailyLimitFen    most a card may be recharged per campus day; 0 = no limit
   ARGV[10] recordTtlSec    how long the order record (the exactly-once guarantee) is kept
+  ARGV[11] reason          an operator's reason (journal field `r`), '' for none
 
   Account fields used: bal, st, ver, rday/rsum (the campus day and the sum recharged on it).
 
@@ -46,6 +47,7 @@ local nowMs = ARGV[7]
 local dayKey = ARGV[8]
 local dailyLimitFen = tonumber(ARGV[9])
 local recordTtlSec = tonumber(ARGV[10])
+local reason = ARGV[11] or ''
 
 -- @include answer
 
@@ -84,8 +86,10 @@ if balanceAfterFen < amountFen then
 end
 local version = rcall('HINCRBY', accountKey, 'ver', 1)
 rcall('HSET', accountKey, 'rday', dayKey, 'rsum', rechargedTodayFen + amountFen)
+local extra = nil
+if reason ~= '' then extra = { 'r', reason } end
 local entryId = appendJournal(journalKey, 'rch', cardNo, amountFen, 'x:ch:' .. channel, 'a:' .. cardNo,
-  balanceAfterFen, version, source, orderId, nowMs)
+  balanceAfterFen, version, source, orderId, nowMs, extra)
 appendStatement(statementKey, nowMs, entryId, 'rch', amountFen, balanceAfterFen, source, orderId)
 
 local answer = joinAnswer({ 1, balanceAfterFen, entryId, nowMs, rechargeableAfter(rechargedTodayFen + amountFen) })

@@ -107,6 +107,8 @@ export interface ManualRechargeRequest {
   channel: RechargeChannel;
   channelOrderId: string;
   amountFen: number;
+  /** Why the operator credits by hand (1-200 characters, one line), recorded in the journal entry. */
+  reason: string;
 }
 
 export interface ManualRechargeResponse {
@@ -1287,7 +1289,7 @@ export const SetCardFrozenResponse: MessageFns<SetCardFrozenResponse> = {
 };
 
 function createBaseManualRechargeRequest(): ManualRechargeRequest {
-  return { cardNumber: "", channel: 0, channelOrderId: "", amountFen: 0 };
+  return { cardNumber: "", channel: 0, channelOrderId: "", amountFen: 0, reason: "" };
 }
 
 export const ManualRechargeRequest: MessageFns<ManualRechargeRequest> = {
@@ -1303,6 +1305,9 @@ export const ManualRechargeRequest: MessageFns<ManualRechargeRequest> = {
     }
     if (message.amountFen !== 0) {
       writer.uint32(32).int64(message.amountFen);
+    }
+    if (message.reason !== "") {
+      writer.uint32(42).string(message.reason);
     }
     return writer;
   },
@@ -1352,6 +1357,14 @@ export const ManualRechargeRequest: MessageFns<ManualRechargeRequest> = {
             message.amountFen = longToNumber(reader.int64());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1382,6 +1395,7 @@ export const ManualRechargeRequest: MessageFns<ManualRechargeRequest> = {
         : isSet(object.amount_fen)
         ? globalThis.Number(object.amount_fen)
         : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
     };
   },
 
@@ -1399,6 +1413,9 @@ export const ManualRechargeRequest: MessageFns<ManualRechargeRequest> = {
     if (message.amountFen !== 0) {
       obj.amountFen = Math.round(message.amountFen);
     }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
     return obj;
   },
 
@@ -1411,6 +1428,7 @@ export const ManualRechargeRequest: MessageFns<ManualRechargeRequest> = {
     message.channel = object.channel ?? 0;
     message.channelOrderId = object.channelOrderId ?? "";
     message.amountFen = object.amountFen ?? 0;
+    message.reason = object.reason ?? "";
     return message;
   },
 };
