@@ -69,7 +69,24 @@ function startFeeRecovery(ctx: SwitchContext): () => void {
   return () => clearInterval(timer);
 }
 
-export async function startSwitch(config: Config, log: Logger, now: () => number = Date.now): Promise<SwitchApp> {
+/** The gRPC server with the three services, terminal and operator authentication. */
+function serveGrpc(context: SwitchContext): Promise<RunningGrpcServer> {
+  const { config, log } = context;
+  return startGrpcServer({
+    host: config.grpcHost,
+    port: config.grpcPort,
+    shutdownGraceMs: config.shutdownGraceMs,
+    interceptors: [terminalAuthInterceptor(context.terminals, log), operatorAuthInterceptor(config.operatorTokens, log)],
+    services: [
+      { name: 'cardswitch.v1.PosService', definition: PosServiceService, implementation: posService(new PosDomain(context), context) },
+      { name: 'cardswitch.v1.KioskService', definition: KioskServiceService, implementation: kioskService(context) },
+      { name: 'cardswitch.v1.AdminService', definition: AdminServiceService, implementation: adminService(context) },
+    ],
+    log,
+  });
+}
+
+async function connectLedgerRedis(config: Config, log: Logger): Promise<Redis> {
   const redis = connectRedis(config.redisUrl, config.redisCommandTimeoutMs);
   redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection problem'));
   try {
@@ -78,6 +95,11 @@ export async function startSwitch(config: Config, log: Logger, now: () => number
     redis.disconnect();
     throw new Error(`cannot reach Redis at ${config.redisUrl}: ${(err as Error).message}`);
   }
+  return redis;
+}
+
+export async function startSwitch(config: Config, log: Logger, now: () => number = Date.now): Promise<SwitchApp> {
+  const redis = await connectLedgerRedis(config, log);
   let grpc: RunningGrpcServer | undefined;
   let passwords: PasswordPool | undefined;
   const fast = PipelineClient.fromUrl(config.redisUrl, {
@@ -101,41 +123,20 @@ export async function startSwitch(config: Config, log: Logger, now: () => number
       idleTimeoutMs: config.passwordIdleMs,
     });
     const context: SwitchContext = { config, log, redis, keys, scripts, ledger, terminals, cards, passwords, now };
-    const pos = new PosDomain(context);
     // No campus fee system is reachable from here: the simulator stands in, and says so in the log.
     log.warn('utility fees go to the built-in provider simulator (development); plug a real adapter into useFeeProvider');
     useFeeProvider(context, new FeeProviderSimulator(), config.feeProviderTimeoutMs);
     const stopFeeRecovery = startFeeRecovery(context);
-    grpc = await startGrpcServer({
-      host: config.grpcHost,
-      port: config.grpcPort,
-      shutdownGraceMs: config.shutdownGraceMs,
-      interceptors: [terminalAuthInterceptor(terminals, log), operatorAuthInterceptor(config.operatorTokens, log)],
-      services: [
-        { name: 'cardswitch.v1.PosService', definition: PosServiceService, implementation: posService(pos, context) },
-        { name: 'cardswitch.v1.KioskService', definition: KioskServiceService, implementation: kioskService(context) },
-        { name: 'cardswitch.v1.AdminService', definition: AdminServiceService, implementation: adminService(context) },
-      ],
-      log,
-    });
-    const running = grpc;
+    const running = (grpc = await serveGrpc(context));
     const pool = passwords;
-    return {
-      grpcPort: running.port,
-      redis,
-      keys,
-      ledger,
-      terminals,
-      cards,
-      context,
-      stop: async () => {
-        stopFeeRecovery();
-        await running.shutdown();
-        await pool.close();
-        fast?.close();
-        await redis.quit().catch(() => redis.disconnect());
-      },
+    const stop = async (): Promise<void> => {
+      stopFeeRecovery();
+      await running.shutdown();
+      await pool.close();
+      fast?.close();
+      await redis.quit().catch(() => redis.disconnect());
     };
+    return { grpcPort: running.port, redis, keys, ledger, terminals, cards, context, stop };
   } catch (err) {
     await grpc?.shutdown();
     await passwords?.close();

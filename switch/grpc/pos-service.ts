@@ -1,5 +1,6 @@
 // cardswitch.v1.PosService: validate, call the POS domain, map the result. Business refusals
 // (insufficient funds, lost card ...) are answers with a reason; malformed calls are gRPC errors.
+import type { handleUnaryCall } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { CardStatus, DeclineReason, HolderType, Outcome } from '../../proto/gen/cardswitch/v1/common.js';
 import {
@@ -56,77 +57,89 @@ export function holderTypeToProto(code: string): HolderType {
 }
 
 export function posService(domain: PosDomain, ctx: SwitchContext): PosServiceServer {
-  const log: Logger = ctx.log;
-  const options = ctx.config;
   return {
+    authorize: authorizeHandler(domain, ctx.log, ctx.config),
+    reverse: reverseHandler(domain, ctx.log, ctx.config),
+    inquire: inquireHandler(domain, ctx.log),
     refund: refundHandler(ctx),
     waterDebit: waterDebitHandler(ctx),
     settle: settleHandler(ctx),
-    authorize: unary<AuthorizeRequest, AuthorizeResponse>(log, 'Authorize', async (req, ctx) => {
-      const terminal = callingTerminal(ctx);
-      checkTerminalField(req.terminalId, terminal);
-      const sequence = checkSequence(req.sequenceNumber, 'sequence_number');
-      const amountFen = checkAmount(req.amountFen, options.maxPaymentFen);
-      const credential = checkCredential(req.credential);
-      const pin = checkPinField(req.pin);
-      // A caller that gave up (cancelled, deadline passed) gets no payment it will never hear about.
-      if (ctx.cancelled()) throw new CancelledError('the call was cancelled before the payment was made; nothing was charged');
-      const outcome = await domain.authorize(terminal, { sequence, amountFen, credential, pin });
-      if (outcome.code === 'pin_required') return pinRequired(amountFen, outcome);
-      const approved = outcome.code === 'approved';
-      const decline = approved ? undefined : DECLINES[outcome.code];
-      return {
-        outcome: approved ? Outcome.OUTCOME_APPROVED : Outcome.OUTCOME_DECLINED,
-        declineReason: decline?.reason ?? DeclineReason.DECLINE_REASON_UNSPECIFIED,
-        displayText: approved
-          ? `支付成功 ${formatYuan(amountFen)}元 余额${formatYuan(outcome.balanceAfterFen)}元`
-          : declineText(decline?.text ?? '', outcome),
-        balanceAfterFen: outcome.balanceAfterFen,
-        transactionId: outcome.transactionId,
-        amountFen,
-        cardNumber: outcome.cardNo,
-        pinAttemptsLeft: outcome.pinAttemptsLeft,
-        decidedAtMs: outcome.decidedAtMs,
-      };
-    }),
-
-    reverse: unary<ReverseRequest, ReverseResponse>(log, 'Reverse', async (req, ctx) => {
-      const terminal = callingTerminal(ctx);
-      checkTerminalField(req.terminalId, terminal);
-      const originalSequence = checkSequence(req.originalSequenceNumber, 'original_sequence_number');
-      const amountFen = checkAmount(req.amountFen, options.maxPaymentFen);
-      const credential = checkCredential(req.credential);
-      const result = await domain.reverse(terminal, { originalSequence, amountFen, credential });
-      if (result === 'unknown_card') throw new NotFoundError('no card has this credential; nothing to reverse');
-      const mapped = REVERSE_RESULTS[result.code];
-      return {
-        result: mapped.result,
-        balanceAfterFen: result.balanceAfterFen,
-        displayText: `${mapped.text} 余额${formatYuan(result.balanceAfterFen)}元`,
-        decidedAtMs: result.decidedAtMs,
-      };
-    }),
-
-    inquire: unary<InquireRequest, InquireResponse>(log, 'Inquire', async (req, ctx) => {
-      const terminal = callingTerminal(ctx);
-      checkTerminalField(req.terminalId, terminal);
-      const card = await domain.inquire(checkCredential(req.credential));
-      if (card === undefined || card.code === 'unknown_card') return notFoundInquiry('无效卡');
-      if (card.code === 'card_replaced') return notFoundInquiry('此卡已换卡作废');
-      const status = card.status ?? 'active';
-      return {
-        found: true,
-        cardNumber: card.cardNo,
-        maskedName: maskName(card.name),
-        status: CARD_STATUS_TO_PROTO[status],
-        balanceFen: card.balanceFen,
-        smallWalletFen: card.smallWalletFen,
-        synced: card.synced,
-        holderType: holderTypeToProto(card.holderType),
-        displayText: `余额${formatYuan(card.balanceFen)}元${status === 'active' ? '' : ` ${STATUS_TEXT[status]}`}`,
-      };
-    }),
   };
+}
+
+interface PaymentLimits {
+  readonly maxPaymentFen: number;
+}
+
+function authorizeHandler(domain: PosDomain, log: Logger, options: PaymentLimits): handleUnaryCall<AuthorizeRequest, AuthorizeResponse> {
+  return unary<AuthorizeRequest, AuthorizeResponse>(log, 'Authorize', async (req, ctx) => {
+    const terminal = callingTerminal(ctx);
+    checkTerminalField(req.terminalId, terminal);
+    const sequence = checkSequence(req.sequenceNumber, 'sequence_number');
+    const amountFen = checkAmount(req.amountFen, options.maxPaymentFen);
+    const credential = checkCredential(req.credential);
+    const pin = checkPinField(req.pin);
+    // A caller that gave up (cancelled, deadline passed) gets no payment it will never hear about.
+    if (ctx.cancelled()) throw new CancelledError('the call was cancelled before the payment was made; nothing was charged');
+    const outcome = await domain.authorize(terminal, { sequence, amountFen, credential, pin });
+    if (outcome.code === 'pin_required') return pinRequired(amountFen, outcome);
+    const approved = outcome.code === 'approved';
+    const decline = approved ? undefined : DECLINES[outcome.code];
+    return {
+      outcome: approved ? Outcome.OUTCOME_APPROVED : Outcome.OUTCOME_DECLINED,
+      declineReason: decline?.reason ?? DeclineReason.DECLINE_REASON_UNSPECIFIED,
+      displayText: approved
+        ? `支付成功 ${formatYuan(amountFen)}元 余额${formatYuan(outcome.balanceAfterFen)}元`
+        : declineText(decline?.text ?? '', outcome),
+      balanceAfterFen: outcome.balanceAfterFen,
+      transactionId: outcome.transactionId,
+      amountFen,
+      cardNumber: outcome.cardNo,
+      pinAttemptsLeft: outcome.pinAttemptsLeft,
+      decidedAtMs: outcome.decidedAtMs,
+    };
+  });
+}
+
+function reverseHandler(domain: PosDomain, log: Logger, options: PaymentLimits): handleUnaryCall<ReverseRequest, ReverseResponse> {
+  return unary<ReverseRequest, ReverseResponse>(log, 'Reverse', async (req, ctx) => {
+    const terminal = callingTerminal(ctx);
+    checkTerminalField(req.terminalId, terminal);
+    const originalSequence = checkSequence(req.originalSequenceNumber, 'original_sequence_number');
+    const amountFen = checkAmount(req.amountFen, options.maxPaymentFen);
+    const credential = checkCredential(req.credential);
+    const result = await domain.reverse(terminal, { originalSequence, amountFen, credential });
+    if (result === 'unknown_card') throw new NotFoundError('no card has this credential; nothing to reverse');
+    const mapped = REVERSE_RESULTS[result.code];
+    return {
+      result: mapped.result,
+      balanceAfterFen: result.balanceAfterFen,
+      displayText: `${mapped.text} 余额${formatYuan(result.balanceAfterFen)}元`,
+      decidedAtMs: result.decidedAtMs,
+    };
+  });
+}
+
+function inquireHandler(domain: PosDomain, log: Logger): handleUnaryCall<InquireRequest, InquireResponse> {
+  return unary<InquireRequest, InquireResponse>(log, 'Inquire', async (req, ctx) => {
+    const terminal = callingTerminal(ctx);
+    checkTerminalField(req.terminalId, terminal);
+    const card = await domain.inquire(checkCredential(req.credential));
+    if (card === undefined || card.code === 'unknown_card') return notFoundInquiry('无效卡');
+    if (card.code === 'card_replaced') return notFoundInquiry('此卡已换卡作废');
+    const status = card.status ?? 'active';
+    return {
+      found: true,
+      cardNumber: card.cardNo,
+      maskedName: maskName(card.name),
+      status: CARD_STATUS_TO_PROTO[status],
+      balanceFen: card.balanceFen,
+      smallWalletFen: card.smallWalletFen,
+      synced: card.synced,
+      holderType: holderTypeToProto(card.holderType),
+      displayText: `余额${formatYuan(card.balanceFen)}元${status === 'active' ? '' : ` ${STATUS_TEXT[status]}`}`,
+    };
+  });
 }
 
 const STATUS_TEXT: Record<CardStatusCode, string> = { active: '正常', lost: '已挂失', frozen: '已冻结', cancelled: '已注销' };
