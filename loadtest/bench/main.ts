@@ -317,11 +317,20 @@ async function bench(options: BenchOptions): Promise<BenchResult> {
     const approvals: Approvals = { payments: [], waterDebits: [] };
     let scenarios: ScenarioResult[];
     let h2loadInquire: BenchResult['baselines']['h2loadInquire'] = null;
+    // BENCH_REDIS_LATENCY_MS=N: Redis's own latency monitor records every event slower than N ms
+    // (aof-fsync-always, command, fork ...), printed after the switch scenarios.
+    const latencyThresholdMs = process.env['BENCH_REDIS_LATENCY_MS'];
+    if (latencyThresholdMs !== undefined) await p.redis.call('CONFIG', 'SET', 'latency-monitor-threshold', latencyThresholdMs);
     try {
       scenarios = await runSwitchScenarios(ctx, target.port, approvals);
       if (options.h2load) h2loadInquire = await crossCheckInquire(ctx, target.port, approvals);
     } finally {
       await target.stop();
+    }
+    if (latencyThresholdMs !== undefined) {
+      const events = (await p.redis.call('LATENCY', 'LATEST')) as [string, number, number, number][];
+      const lines = events.map(([event, , latestMs, maxMs]) => `  redis latency ${event}: latest ${latestMs} ms, max ${maxMs} ms`);
+      process.stdout.write(`${lines.length === 0 ? `  redis latency: no event over ${latencyThresholdMs} ms` : lines.join('\n')}\n`);
     }
     const base = { ...(await baselines(ctx, p, local)), h2loadInquire };
     process.stdout.write('checking the ledger (every approval exactly once, audit) ...\n');
