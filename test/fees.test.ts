@@ -308,9 +308,14 @@ describe('provider failures', () => {
     const pending = await payFee(req);
     expect(pending.res).toMatchObject({ outcome: Outcome.OUTCOME_PENDING, balanceAfterFen: 18_000, providerReceipt: '' });
     expect(await pendingCount(card.cardNo)).toBe(1);
+    // While pending, the record never expires (a provider outage may outlast REQUEST_TTL_DAYS) ...
+    const requestKey = app.keys.request(card.cardNo, KIOSK_TERMINAL.id, req.sequenceNumber);
+    expect(await app.redis.ttl(requestKey)).toBe(-1);
     sim.payMode = 'deliver';
     sim.cancelMode = 'answer';
     const done = await payFee(req);
+    // ... and once final it expires like every request record.
+    expect(await app.redis.ttl(requestKey)).toBeGreaterThan(0);
     expect(done.res).toMatchObject({ outcome: Outcome.OUTCOME_APPROVED, balanceAfterFen: 18_000 });
     expect(sim.callsOf(orderOf(req), 'pay')).toBe(2);
     expect(sim.delivered()).toHaveLength(1);

@@ -35,4 +35,6 @@ if request[3] ~= 'P' then return -3 end
 local answer = joinAnswer({ 1, request[4], request[5], request[6], receipt })
 rcall('HSET', requestKey, 'pst', 'A', 'pans', answer, 'rcpt', receipt)
 rcall('ZREM', pendingKey, pendingMember)
+-- Final now: the record expires like any other request record.
+rcall('EXPIRE', requestKey, tonumber(rcall('HGET', requestKey, 'ttl') or '604800'))
 return answer

@@ -8,7 +8,8 @@
 
   KEYS[1] accountKey    {L:s}:acct:<card>
   KEYS[2] requestKey    {L:s}:req:<term>:<seq>   pfp/pans fingerprint and answer, pst, amt, card, up,
-                                                 utg, dbal/dtx/dts (the debit), rcpt (the receipt)
+                                                 utg, dbal/dtx/dts (the debit), rcpt (the receipt),
+                                                 ttl (its expiry once final; none while pending)
   KEYS[3] journalKey    {L:s}:journal
   KEYS[4] statementKey  {L:s}:stmt:<card>
   KEYS[5] pendingKey    {L:s}:feepend          zset: score = debit ms, member = '<term>|<seq>|<card>'
@@ -67,8 +68,10 @@ if previous[3] then return -1 end
 
 local function record(state, answer)
   rcall('HSET', requestKey, 'pfp', fingerprint, 'pans', answer, 'pst', state, 'amt', amountFen, 'card', cardNo,
-    'up', utilityParty, 'utg', targetJson)
-  rcall('EXPIRE', requestKey, requestTtlSec)
+    'up', utilityParty, 'utg', targetJson, 'ttl', requestTtlSec)
+  -- A pending request must outlive any provider outage: it expires only once it is final
+  -- (fee-complete.lua or fee-giveback.lua set the expiry then).
+  if state == 'P' then rcall('PERSIST', requestKey) else rcall('EXPIRE', requestKey, requestTtlSec) end
   return answer
 end
 

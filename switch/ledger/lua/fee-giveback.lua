@@ -61,4 +61,6 @@ appendStatement(statementKey, nowMs, entryId, 'feeback', amountFen, balanceAfter
 local answer = joinAnswer({ 11, balanceAfterFen, entryId, nowMs, reason })
 rcall('HSET', requestKey, 'pst', 'B', 'pans', answer)
 rcall('ZREM', pendingKey, terminalId .. '|' .. sequence .. '|' .. cardNo)
+-- Final now: the record expires like any other request record.
+rcall('EXPIRE', requestKey, tonumber(rcall('HGET', requestKey, 'ttl') or '604800'))
 return answer
