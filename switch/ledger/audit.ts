@@ -323,21 +323,10 @@ function scanCountOf(options: AuditOptions): number {
   return count;
 }
 
-/**
- * The SCAN pattern of every shard's accounts, derived from keys.ts's own per-shard pattern.
- * TODO(keys.ts owner): a Keys.allAccountsPattern() would keep even this derivation in keys.ts.
- */
-function allAccountsPattern(keys: Keys): string {
-  const shard0 = keys.accountPattern(0);
-  const tag = '{L:0}';
-  if (shard0.split(tag).length !== 2) throw new Error(`cannot derive the all-shards account pattern from "${shard0}"`);
-  return shard0.replace(tag, '{L:*}');
-}
-
 /** One SCAN over all account keys, bucketed by shard; a key in the wrong shard is a problem. */
 async function scanAccounts(redis: Redis, keys: Keys, problems: ProblemLog, options: AuditOptions): Promise<(Set<string> | undefined)[]> {
   const count = scanCountOf(options);
-  const pattern = allAccountsPattern(keys);
+  const pattern = keys.allAccountsPattern();
   const byShard: (Set<string> | undefined)[] = Array.from({ length: keys.shardCount }, () => new Set<string>());
   const marker = ':acct:';
   let cursor = '0';

@@ -84,6 +84,11 @@ export class Keys {
     return this.journal(this.shardOf(cardNo));
   }
 
+  /** Pattern matching every account of every shard (one SCAN for the audit). */
+  allAccountsPattern(): string {
+    return `${this.prefix}:{L:*}:acct:*`;
+  }
+
   /** Pattern matching every account of one shard (for audit and export). */
   accountPattern(shard: number): string {
     return `${this.tag(shard)}:acct:*`;
