@@ -2,7 +2,7 @@
 // is paid once per (kiosk, sequence number) with the card password; a provider that refuses, times out
 // or errs gets the money given back exactly once; a retry after success never calls the provider
 // again; a crash between the debit and the provider is finished by the retry or the recovery sweep.
-import { status as Status, type Client, type Metadata } from '@grpc/grpc-js';
+import { status as Status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DeclineReason, Outcome, UtilityKind } from '../proto/gen/cardswitch/v1/common.js';
 import { PayUtilityFeeRequest, PayUtilityFeeResponse } from '../proto/gen/cardswitch/v1/kiosk.js';
@@ -13,7 +13,7 @@ import { moneyLedgerOf } from '../switch/domain/recharge.js';
 import { FeeProviderSimulator, providerOrderId, useFeeProvider } from '../switch/fees/index.js';
 import { MoneyKeys } from '../switch/ledger/money.js';
 import { KIOSK_TERMINAL, kioskClient, passwordHash, startClockedSwitch, TestClock } from './helpers/clients.js';
-import { grpcError, openCard, readJournal, terminalMetadata } from './helpers/switch.js';
+import { grpcError, openCard, readJournal, terminalMetadata, unaryBytes } from './helpers/switch.js';
 
 const PIN = '135790';
 const PROVIDER_TIMEOUT_MS = 200;
@@ -66,19 +66,6 @@ function networkFee(serial: string, amountFen: number, overrides: Partial<PayUti
 
 function electricityFee(serial: string, amountFen: number, overrides: Partial<PayUtilityFeeRequest> = {}): PayUtilityFeeRequest {
   return { ...networkFee(serial, amountFen), kind: UtilityKind.UTILITY_KIND_ELECTRICITY, networkAccount: '', building: '学4', room: '402', ...overrides };
-}
-
-function unaryBytes(client: Client, path: string, request: Uint8Array, metadata: Metadata): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    client.makeUnaryRequest(
-      path,
-      (bytes: Uint8Array) => Buffer.from(bytes),
-      (bytes: Buffer) => bytes,
-      request,
-      metadata,
-      (err, value) => (err ? reject(err) : value === undefined ? reject(new Error('no response')) : resolve(value)),
-    );
-  });
 }
 
 async function payFee(req: PayUtilityFeeRequest): Promise<{ res: PayUtilityFeeResponse; bytes: Buffer }> {

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
-import { Metadata, status as Status, type Client } from '@grpc/grpc-js';
+import { Metadata, status as Status } from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { CardStatus, DeclineReason, Outcome } from '../proto/gen/cardswitch/v1/common.js';
@@ -33,6 +33,7 @@ import {
   startTestSwitch,
   terminalMetadata,
   type JournalEntry,
+  unaryBytes,
 } from './helpers/switch.js';
 
 const CARD_NO = '20230001';
@@ -69,20 +70,6 @@ function payment(sequenceNumber: number, amountFen: number, overrides: Partial<A
 
 function reversal(originalSequenceNumber: number, amountFen: number, serial = SERIAL): ReverseRequest {
   return { terminalId: POS_TERMINAL.id, originalSequenceNumber, amountFen, credential: { card: { cardSerial: serial } } };
-}
-
-/** One unary call with the raw bytes on both sides, so answers can be compared byte for byte. */
-function unaryBytes(client: Client, path: string, request: Uint8Array, metadata: Metadata): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    client.makeUnaryRequest(
-      path,
-      (bytes: Uint8Array) => Buffer.from(bytes),
-      (bytes: Buffer) => bytes,
-      request,
-      metadata,
-      (err, value) => (err ? reject(err) : value === undefined ? reject(new Error('no response')) : resolve(value)),
-    );
-  });
 }
 
 async function authorize(f: Fixture, req: AuthorizeRequest, metadata = posMetadata()): Promise<{ res: AuthorizeResponse; bytes: Buffer }> {

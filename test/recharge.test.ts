@@ -2,7 +2,7 @@
 // (AdminService/Adjust) against a real switch and Redis: money is credited exactly once per
 // (channel, order id) and adjusted once per adjustment id, retries replay the first answer byte for
 // byte, and every refusal changes nothing.
-import { status as Status, type Client, type Metadata } from '@grpc/grpc-js';
+import { status as Status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RechargeChannel } from '../proto/gen/cardswitch/v1/common.js';
 import { RechargeRequest, RechargeResponse } from '../proto/gen/cardswitch/v1/kiosk.js';
@@ -11,7 +11,7 @@ import type { SwitchApp } from '../switch/app.js';
 import { auditLedger } from '../switch/ledger/audit.js';
 import { MoneyLedger } from '../switch/ledger/money.js';
 import { adminClient, KIOSK_TERMINAL, kioskClient, operatorMetadata, startClockedSwitch, TestClock } from './helpers/clients.js';
-import { call, dumpKeySpace, grpcError, openCard, readJournal, terminalMetadata } from './helpers/switch.js';
+import { call, dumpKeySpace, grpcError, openCard, readJournal, terminalMetadata, unaryBytes } from './helpers/switch.js';
 
 const DAILY_LIMIT_FEN = 150_000;
 // 2026-11-26 10:00 in campus time (UTC+8).
@@ -54,20 +54,6 @@ async function newCard(openingFen = 10_000, shardOf?: { cardNo: string; same: bo
 
 function recharge(cardSerial: string, channel: RechargeChannel, channelOrderId: string, amountFen: number): RechargeRequest {
   return { cardholder: { card: { cardSerial } }, channel, channelOrderId, amountFen };
-}
-
-/** One unary call with the raw response bytes, so replays can be compared byte for byte. */
-function unaryBytes(client: Client, path: string, request: Uint8Array, metadata: Metadata): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    client.makeUnaryRequest(
-      path,
-      (bytes: Uint8Array) => Buffer.from(bytes),
-      (bytes: Buffer) => bytes,
-      request,
-      metadata,
-      (err, value) => (err ? reject(err) : value === undefined ? reject(new Error('no response')) : resolve(value)),
-    );
-  });
 }
 
 async function kioskRecharge(req: RechargeRequest): Promise<{ res: RechargeResponse; bytes: Buffer }> {

@@ -1,14 +1,14 @@
 // PosService/Refund against a real switch and Redis: a merchant gives back all or part of an approved
 // payment, never more than is left of it, only from its own terminals, once per refund key; every
 // refusal changes nothing.
-import { status as Status, type Client, type Metadata } from '@grpc/grpc-js';
+import { status as Status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Outcome } from '../proto/gen/cardswitch/v1/common.js';
 import { RefundRequest, RefundResponse, type AuthorizeResponse, type ReverseResponse } from '../proto/gen/cardswitch/v1/pos.js';
 import type { SwitchApp } from '../switch/app.js';
 import { auditLedger } from '../switch/ledger/audit.js';
 import type { NewTerminal } from '../switch/domain/terminals.js';
-import { call, grpcError, openCard, POS_TERMINAL, posClient, readJournal, startTestSwitch, terminalMetadata } from './helpers/switch.js';
+import { call, grpcError, openCard, POS_TERMINAL, posClient, readJournal, startTestSwitch, terminalMetadata, unaryBytes } from './helpers/switch.js';
 
 /** Another till of the payment's merchant. */
 const SAME_MERCHANT_TERMINAL: NewTerminal = { ...POS_TERMINAL, id: 'POS-T2', location: '第一食堂 二层', secret: 'pos2-secret-0123456789' };
@@ -53,19 +53,6 @@ async function pay(serial: string, amountFen: number): Promise<{ sequence: numbe
 
 function refundRequest(cardNo: string, originalSequence: number, amountFen: number, sequenceNumber = ++refundSeq, terminal: NewTerminal = SAME_MERCHANT_TERMINAL): RefundRequest {
   return { terminalId: terminal.id, sequenceNumber, cardNumber: cardNo, originalTerminalId: POS_TERMINAL.id, originalSequenceNumber: originalSequence, amountFen };
-}
-
-function unaryBytes(client: Client, path: string, request: Uint8Array, metadata: Metadata): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    client.makeUnaryRequest(
-      path,
-      (bytes: Uint8Array) => Buffer.from(bytes),
-      (bytes: Buffer) => bytes,
-      request,
-      metadata,
-      (err, value) => (err ? reject(err) : value === undefined ? reject(new Error('no response')) : resolve(value)),
-    );
-  });
 }
 
 async function refund(req: RefundRequest, terminal: NewTerminal = SAME_MERCHANT_TERMINAL): Promise<{ res: RefundResponse; bytes: Buffer }> {

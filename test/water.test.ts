@@ -2,7 +2,7 @@
 // first settlement swipe opens the wallet with 10.00, water controllers spend only from it, a later swipe
 // charges what was spent, declines change no money, retries replay the first answer byte for byte, and
 // the journal accounts for every fen. Every test starts its own switch in a fresh key space.
-import { Metadata, status as Status, type Client } from '@grpc/grpc-js';
+import { status as Status } from '@grpc/grpc-js';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { DeclineReason, Outcome } from '../proto/gen/cardswitch/v1/common.js';
 import {
@@ -24,6 +24,7 @@ import {
   startTestSwitch,
   terminalMetadata,
   type JournalEntry,
+  unaryBytes,
 } from './helpers/switch.js';
 
 const CARD_NO = '20230001';
@@ -66,20 +67,6 @@ async function start(label: string, openingFen = OPENING_FEN): Promise<Fixture> 
   const client = posClient(app);
   onTestFinished(() => client.close());
   return { app, client };
-}
-
-/** One unary call with the raw bytes on both sides, so answers can be compared byte for byte. */
-function unaryBytes(client: Client, path: string, request: Uint8Array, metadata: Metadata): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    client.makeUnaryRequest(
-      path,
-      (bytes: Uint8Array) => Buffer.from(bytes),
-      (bytes: Buffer) => bytes,
-      request,
-      metadata,
-      (err, value) => (err ? reject(err) : value === undefined ? reject(new Error('no response')) : resolve(value)),
-    );
-  });
 }
 
 function debitRequest(sequenceNumber: number, amountFen: number, overrides: Partial<WaterDebitRequest> = {}): WaterDebitRequest {

@@ -1,5 +1,5 @@
 // Starts a real switch (gRPC on a free port) against the test redis-server, in a fresh key space.
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
 import type { Redis } from 'ioredis';
 import { PosServiceClient } from '../../proto/gen/cardswitch/v1/pos.js';
 import { startSwitch, type SwitchApp } from '../../switch/app.js';
@@ -126,4 +126,18 @@ export async function dumpKeySpace(redis: Redis, prefix: string): Promise<Record
     dump[`${key} ttl>0`] = (await redis.ttl(key)) > 0;
   }
   return dump;
+}
+
+/** One unary call with raw bytes both ways, to compare answers byte for byte. */
+export function unaryBytes(client: Client, path: string, request: Uint8Array, metadata: Metadata): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    client.makeUnaryRequest(
+      path,
+      (bytes: Uint8Array) => Buffer.from(bytes),
+      (bytes: Buffer) => bytes,
+      request,
+      metadata,
+      (err, value) => (err ? reject(err) : value === undefined ? reject(new Error('no response')) : resolve(value)),
+    );
+  });
 }

@@ -53,22 +53,13 @@ local requestTtlSec = tonumber(ARGV[9])
 local walletCapFen = tonumber(ARGV[10])
 
 -- @include answer
+-- @include wallet
 
 local recorded = recordedAnswer(requestKey, fingerprint)
 if recorded then return recorded end
 
--- Records the answer under the request key (pst: W approved wallet move, D declined) so a retry replays it.
 local function decide(code, walletFen, txnId)
-  local answer = joinAnswer({ code, walletFen, txnId, nowMs })
-  local state = 'D'
-  if code == 1 then state = 'W' end
-  rcall('HSET', requestKey, 'pfp', fingerprint, 'pans', answer, 'pst', state, 'card', cardNo)
-  rcall('EXPIRE', requestKey, requestTtlSec)
-  return answer
-end
-
-local function isWholeFenWithin(value, low, high)
-  return value ~= nil and value == math.floor(value) and value >= low and value <= high
+  return recordWalletAnswer(requestKey, fingerprint, cardNo, requestTtlSec, code, joinAnswer({ code, walletFen, txnId, nowMs }))
 end
 
 local account = rcall('HMGET', accountKey, 'bal', 'wal', 'st', 'ser', 'sync', 'wopen')
