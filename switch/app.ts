@@ -7,6 +7,7 @@ import { PosDomain } from './domain/pos.js';
 import { TerminalRegistry } from './domain/terminals.js';
 import { terminalAuthInterceptor } from './grpc/auth.js';
 import { posService } from './grpc/pos-service.js';
+import { AuthorizeStreams } from './grpc/authorize-stream.js';
 import { startGrpcServer, type RunningGrpcServer } from './grpc/server.js';
 import { Keys } from './ledger/keys.js';
 import { Ledger } from './ledger/ledger.js';
@@ -72,17 +73,20 @@ function startFeeRecovery(ctx: SwitchContext): () => void {
 /** The gRPC server with the three services, terminal and operator authentication. */
 function serveGrpc(context: SwitchContext): Promise<RunningGrpcServer> {
   const { config, log } = context;
+  const pos = new PosDomain(context);
+  const streams = new AuthorizeStreams(pos, config, context.terminals, log);
   return startGrpcServer({
     host: config.grpcHost,
     port: config.grpcPort,
     shutdownGraceMs: config.shutdownGraceMs,
     interceptors: [terminalAuthInterceptor(context.terminals, log), operatorAuthInterceptor(config.operatorTokens, log)],
     services: [
-      { name: 'cardswitch.v1.PosService', definition: PosServiceService, implementation: posService(new PosDomain(context), context) },
+      { name: 'cardswitch.v1.PosService', definition: PosServiceService, implementation: posService(pos, context, streams) },
       { name: 'cardswitch.v1.KioskService', definition: KioskServiceService, implementation: kioskService(context) },
       { name: 'cardswitch.v1.AdminService', definition: AdminServiceService, implementation: adminService(context) },
     ],
     log,
+    onShutdown: [() => streams.drain()],
   });
 }
 

@@ -2,7 +2,7 @@
 // serializers, the same server options) whose handlers answer a fixed, typical response at once: no
 // authentication, no Redis. What the switch reaches of this server's throughput is the share of the
 // gRPC stack's limit that the switch's own work leaves.
-import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall } from '@grpc/grpc-js';
 import { CardStatus, DeclineReason, HolderType, Outcome } from '../../proto/gen/cardswitch/v1/common.js';
 import {
   PosServiceService,
@@ -13,6 +13,8 @@ import {
   type RefundResponse,
   type ReverseResponse,
   type SettleResponse,
+  type StreamedAuthorizeRequest,
+  type StreamedAuthorizeResponse,
   type WaterDebitResponse,
 } from '../../proto/gen/cardswitch/v1/pos.js';
 import type { ChildToParent, ParentToChild } from './processes.js';
@@ -58,8 +60,15 @@ function fixed<Req, Res>(answer: Res) {
   return (_call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => callback(null, answer);
 }
 
+/** AuthorizeStream: each message answered with the fixed approval under its tag, on the next turn (as the switch answers after Redis). */
+function fixedStream(call: ServerDuplexStream<StreamedAuthorizeRequest, StreamedAuthorizeResponse>): void {
+  call.on('data', (message: StreamedAuthorizeRequest) => setImmediate(() => call.write({ tag: message.tag, response: NOOP_AUTHORIZE_RESPONSE })));
+  call.on('end', () => setImmediate(() => call.end()));
+}
+
 const implementation: PosServiceServer = {
   authorize: fixed(NOOP_AUTHORIZE_RESPONSE),
+  authorizeStream: fixedStream,
   reverse: fixed(REVERSE),
   inquire: fixed(INQUIRE),
   refund: fixed(REFUND),

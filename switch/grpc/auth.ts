@@ -1,7 +1,8 @@
 // Terminal authentication as a server interceptor: every PosService / KioskService call carries
 // metadata `terminal-id` and `terminal-secret`. Unknown terminal or wrong secret: UNAUTHENTICATED;
 // disabled terminal or a terminal of the wrong kind for the service: PERMISSION_DENIED. The handler
-// never runs for a refused call, so nothing changes.
+// never runs for a refused call, so nothing changes. PosService/AuthorizeStream carries many
+// terminals, so it needs no call metadata: each of its messages is checked by authenticateTerminal.
 import {
   Metadata,
   ServerInterceptingCall,
@@ -22,6 +23,9 @@ const SERVICE_KINDS: Readonly<Record<string, readonly TerminalKind[]>> = {
   'cardswitch.v1.KioskService': ['kiosk'],
 };
 
+/** Methods whose messages carry their own terminal credentials (checked per message, not per call). */
+const PER_MESSAGE_AUTH = new Set(['/cardswitch.v1.PosService/AuthorizeStream']);
+
 /** The authenticated terminal of a call, keyed by the call's metadata object. */
 const authenticated = new WeakMap<Metadata, Terminal>();
 
@@ -40,14 +44,19 @@ function firstString(metadata: Metadata, key: string): string {
   return typeof value === 'string' ? value : '';
 }
 
-type Refusal = { code: Status; details: string };
+export type Refusal = { code: Status; details: string };
 
-async function authenticate(registry: TerminalRegistry, service: string, metadata: Metadata): Promise<Terminal | Refusal> {
+function authenticate(registry: TerminalRegistry, service: string, metadata: Metadata): Promise<Terminal | Refusal> {
   const id = firstString(metadata, 'terminal-id');
   const secret = firstString(metadata, 'terminal-secret');
   if (id === '' || secret === '') {
-    return { code: Status.UNAUTHENTICATED, details: 'send the terminal credentials as metadata "terminal-id" and "terminal-secret"' };
+    return Promise.resolve({ code: Status.UNAUTHENTICATED, details: 'send the terminal credentials as metadata "terminal-id" and "terminal-secret"' });
   }
+  return authenticateTerminal(registry, service, id, secret);
+}
+
+/** The terminal `id` if `secret` is its secret and it may call `service`; otherwise why not. */
+export async function authenticateTerminal(registry: TerminalRegistry, service: string, id: string, secret: string): Promise<Terminal | Refusal> {
   if (!TERMINAL_ID_PATTERN.test(id) || secret.length > MAX_SECRET_LENGTH) {
     return { code: Status.UNAUTHENTICATED, details: `terminal "${id.slice(0, 40)}" is not registered` };
   }
@@ -65,7 +74,7 @@ async function authenticate(registry: TerminalRegistry, service: string, metadat
 export function terminalAuthInterceptor(registry: TerminalRegistry, log: Logger): ServerInterceptor {
   return (method: ServerMethodDefinition<unknown, unknown>, call: ServerInterceptingCallInterface) => {
     const service = serviceOf(method.path);
-    if (SERVICE_KINDS[service] === undefined) return new ServerInterceptingCall(call);
+    if (SERVICE_KINDS[service] === undefined || PER_MESSAGE_AUTH.has(method.path)) return new ServerInterceptingCall(call);
     const listener = new ServerListenerBuilder()
       .withOnReceiveMetadata((metadata, next) => {
         authenticate(registry, service, metadata).then(

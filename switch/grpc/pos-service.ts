@@ -16,6 +16,8 @@ import {
 import { maskName } from '../domain/cards.js';
 import type { PaymentCode, PosDomain } from '../domain/pos.js';
 import type { SwitchContext } from '../context.js';
+import type { Terminal } from '../domain/terminals.js';
+import type { AuthorizeStreams } from './authorize-stream.js';
 import { refundHandler } from './money-handlers.js';
 import { settleHandler, waterDebitHandler } from './water-handlers.js';
 import type { CardStatusCode, ReverseCode } from '../ledger/ledger.js';
@@ -56,9 +58,10 @@ export function holderTypeToProto(code: string): HolderType {
   return HolderType.HOLDER_TYPE_UNSPECIFIED;
 }
 
-export function posService(domain: PosDomain, ctx: SwitchContext): PosServiceServer {
+export function posService(domain: PosDomain, ctx: SwitchContext, streams: AuthorizeStreams): PosServiceServer {
   return {
     authorize: authorizeHandler(domain, ctx.log, ctx.config),
+    authorizeStream: streams.handler(),
     reverse: reverseHandler(domain, ctx.log, ctx.config),
     inquire: inquireHandler(domain, ctx.log),
     refund: refundHandler(ctx),
@@ -67,38 +70,49 @@ export function posService(domain: PosDomain, ctx: SwitchContext): PosServiceSer
   };
 }
 
-interface PaymentLimits {
+export interface PaymentLimits {
   readonly maxPaymentFen: number;
 }
 
 function authorizeHandler(domain: PosDomain, log: Logger, options: PaymentLimits): handleUnaryCall<AuthorizeRequest, AuthorizeResponse> {
-  return unary<AuthorizeRequest, AuthorizeResponse>(log, 'Authorize', async (req, ctx) => {
-    const terminal = callingTerminal(ctx);
-    checkTerminalField(req.terminalId, terminal);
-    const sequence = checkSequence(req.sequenceNumber, 'sequence_number');
-    const amountFen = checkAmount(req.amountFen, options.maxPaymentFen);
-    const credential = checkCredential(req.credential);
-    const pin = checkPinField(req.pin);
-    // A caller that gave up (cancelled, deadline passed) gets no payment it will never hear about.
-    if (ctx.cancelled()) throw new CancelledError('the call was cancelled before the payment was made; nothing was charged');
-    const outcome = await domain.authorize(terminal, { sequence, amountFen, credential, pin });
-    if (outcome.code === 'pin_required') return pinRequired(amountFen, outcome);
-    const approved = outcome.code === 'approved';
-    const decline = approved ? undefined : DECLINES[outcome.code];
-    return {
-      outcome: approved ? Outcome.OUTCOME_APPROVED : Outcome.OUTCOME_DECLINED,
-      declineReason: decline?.reason ?? DeclineReason.DECLINE_REASON_UNSPECIFIED,
-      displayText: approved
-        ? `支付成功 ${formatYuan(amountFen)}元 余额${formatYuan(outcome.balanceAfterFen)}元`
-        : declineText(decline?.text ?? '', outcome),
-      balanceAfterFen: outcome.balanceAfterFen,
-      transactionId: outcome.transactionId,
-      amountFen,
-      cardNumber: outcome.cardNo,
-      pinAttemptsLeft: outcome.pinAttemptsLeft,
-      decidedAtMs: outcome.decidedAtMs,
-    };
-  });
+  return unary<AuthorizeRequest, AuthorizeResponse>(log, 'Authorize', (req, ctx) => authorizePayment(domain, options, callingTerminal(ctx), req, ctx.cancelled));
+}
+
+/**
+ * One payment, for Authorize and AuthorizeStream alike: validate, pay, answer. Throws the refusals
+ * (InvalidArgumentError ...) that become a gRPC status; business declines are answers.
+ */
+export async function authorizePayment(
+  domain: PosDomain,
+  options: PaymentLimits,
+  terminal: Terminal,
+  req: AuthorizeRequest,
+  cancelled: () => boolean,
+): Promise<AuthorizeResponse> {
+  checkTerminalField(req.terminalId, terminal);
+  const sequence = checkSequence(req.sequenceNumber, 'sequence_number');
+  const amountFen = checkAmount(req.amountFen, options.maxPaymentFen);
+  const credential = checkCredential(req.credential);
+  const pin = checkPinField(req.pin);
+  // A caller that gave up (cancelled, deadline passed) gets no payment it will never hear about.
+  if (cancelled()) throw new CancelledError('the call was cancelled before the payment was made; nothing was charged');
+  const outcome = await domain.authorize(terminal, { sequence, amountFen, credential, pin });
+  if (outcome.code === 'pin_required') return pinRequired(amountFen, outcome);
+  const approved = outcome.code === 'approved';
+  const decline = approved ? undefined : DECLINES[outcome.code];
+  return {
+    outcome: approved ? Outcome.OUTCOME_APPROVED : Outcome.OUTCOME_DECLINED,
+    declineReason: decline?.reason ?? DeclineReason.DECLINE_REASON_UNSPECIFIED,
+    displayText: approved
+      ? `支付成功 ${formatYuan(amountFen)}元 余额${formatYuan(outcome.balanceAfterFen)}元`
+      : declineText(decline?.text ?? '', outcome),
+    balanceAfterFen: outcome.balanceAfterFen,
+    transactionId: outcome.transactionId,
+    amountFen,
+    cardNumber: outcome.cardNo,
+    pinAttemptsLeft: outcome.pinAttemptsLeft,
+    decidedAtMs: outcome.decidedAtMs,
+  };
 }
 
 function reverseHandler(domain: PosDomain, log: Logger, options: PaymentLimits): handleUnaryCall<ReverseRequest, ReverseResponse> {

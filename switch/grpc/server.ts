@@ -36,6 +36,8 @@ export interface GrpcServerOptions {
   readonly interceptors: ServerInterceptor[];
   readonly services: readonly ServiceRegistration[];
   readonly log: Logger;
+  /** Run when shutdown begins, before the drain (long-lived streams end themselves here). */
+  readonly onShutdown?: readonly (() => void)[];
 }
 
 export interface RunningGrpcServer {
@@ -75,6 +77,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
     shuttingDown ??= new Promise<void>((resolve) => {
       for (const name of Object.keys(statusMap)) health.setStatus(name, 'NOT_SERVING');
       options.log.info({ graceMs: options.shutdownGraceMs }, 'shutting down: draining in-flight calls');
+      for (const hook of options.onShutdown ?? []) hook();
       const force = setTimeout(() => {
         options.log.warn('grace period over: forcing shutdown');
         server.forceShutdown();

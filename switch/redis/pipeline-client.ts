@@ -249,7 +249,7 @@ export class PipelineClient {
       // While (re)connecting, the command waits (until its deadline) and goes out on connect.
       if (this.ready && !this.flushScheduled) {
         this.flushScheduled = true;
-        process.nextTick(() => this.flush());
+        setImmediate(() => this.flush());
       }
     });
   }

@@ -10,8 +10,10 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -84,6 +86,35 @@ export function reverseResultToJSON(object: ReverseResult): string {
     default:
       return "UNRECOGNIZED";
   }
+}
+
+export interface StreamedAuthorizeRequest {
+  /** Chosen by the sender to match the answer; 0 .. 2^53-1, echoed in the answer. */
+  tag: number;
+  /**
+   * The secret of the terminal named in request.terminal_id (what an Authorize call sends as
+   * metadata `terminal-secret`).
+   */
+  terminalSecret: string;
+  request: AuthorizeRequest | undefined;
+}
+
+export interface StreamedAuthorizeResponse {
+  tag: number;
+  response?:
+    | AuthorizeResponse
+    | undefined;
+  /** The gRPC status an Authorize call would have ended with; nothing was charged. */
+  error?: StreamError | undefined;
+}
+
+export interface StreamError {
+  /**
+   * A gRPC status code (3 INVALID_ARGUMENT, 6 ALREADY_EXISTS, 7 PERMISSION_DENIED, 14 UNAVAILABLE,
+   * 16 UNAUTHENTICATED ...).
+   */
+  code: number;
+  message: string;
 }
 
 export interface AuthorizeRequest {
@@ -221,6 +252,303 @@ export interface SettleResponse {
   opened: boolean;
   decidedAtMs: number;
 }
+
+function createBaseStreamedAuthorizeRequest(): StreamedAuthorizeRequest {
+  return { tag: 0, terminalSecret: "", request: undefined };
+}
+
+export const StreamedAuthorizeRequest: MessageFns<StreamedAuthorizeRequest> = {
+  encode(message: StreamedAuthorizeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tag !== 0) {
+      writer.uint32(8).uint64(message.tag);
+    }
+    if (message.terminalSecret !== "") {
+      writer.uint32(18).string(message.terminalSecret);
+    }
+    if (message.request !== undefined) {
+      AuthorizeRequest.encode(message.request, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamedAuthorizeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamedAuthorizeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.tag = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.terminalSecret = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.request = AuthorizeRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamedAuthorizeRequest {
+    return {
+      tag: isSet(object.tag) ? globalThis.Number(object.tag) : 0,
+      terminalSecret: isSet(object.terminalSecret)
+        ? globalThis.String(object.terminalSecret)
+        : isSet(object.terminal_secret)
+        ? globalThis.String(object.terminal_secret)
+        : "",
+      request: isSet(object.request) ? AuthorizeRequest.fromJSON(object.request) : undefined,
+    };
+  },
+
+  toJSON(message: StreamedAuthorizeRequest): unknown {
+    const obj: any = {};
+    if (message.tag !== 0) {
+      obj.tag = Math.round(message.tag);
+    }
+    if (message.terminalSecret !== "") {
+      obj.terminalSecret = message.terminalSecret;
+    }
+    if (message.request !== undefined) {
+      obj.request = AuthorizeRequest.toJSON(message.request);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamedAuthorizeRequest>, I>>(base?: I): StreamedAuthorizeRequest {
+    return StreamedAuthorizeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamedAuthorizeRequest>, I>>(object: I): StreamedAuthorizeRequest {
+    const message = createBaseStreamedAuthorizeRequest();
+    message.tag = object.tag ?? 0;
+    message.terminalSecret = object.terminalSecret ?? "";
+    message.request = (object.request !== undefined && object.request !== null)
+      ? AuthorizeRequest.fromPartial(object.request)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseStreamedAuthorizeResponse(): StreamedAuthorizeResponse {
+  return { tag: 0, response: undefined, error: undefined };
+}
+
+export const StreamedAuthorizeResponse: MessageFns<StreamedAuthorizeResponse> = {
+  encode(message: StreamedAuthorizeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tag !== 0) {
+      writer.uint32(8).uint64(message.tag);
+    }
+    if (message.response !== undefined) {
+      AuthorizeResponse.encode(message.response, writer.uint32(18).fork()).join();
+    }
+    if (message.error !== undefined) {
+      StreamError.encode(message.error, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamedAuthorizeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamedAuthorizeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.tag = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.response = AuthorizeResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.error = StreamError.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamedAuthorizeResponse {
+    return {
+      tag: isSet(object.tag) ? globalThis.Number(object.tag) : 0,
+      response: isSet(object.response) ? AuthorizeResponse.fromJSON(object.response) : undefined,
+      error: isSet(object.error) ? StreamError.fromJSON(object.error) : undefined,
+    };
+  },
+
+  toJSON(message: StreamedAuthorizeResponse): unknown {
+    const obj: any = {};
+    if (message.tag !== 0) {
+      obj.tag = Math.round(message.tag);
+    }
+    if (message.response !== undefined) {
+      obj.response = AuthorizeResponse.toJSON(message.response);
+    }
+    if (message.error !== undefined) {
+      obj.error = StreamError.toJSON(message.error);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamedAuthorizeResponse>, I>>(base?: I): StreamedAuthorizeResponse {
+    return StreamedAuthorizeResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamedAuthorizeResponse>, I>>(object: I): StreamedAuthorizeResponse {
+    const message = createBaseStreamedAuthorizeResponse();
+    message.tag = object.tag ?? 0;
+    message.response = (object.response !== undefined && object.response !== null)
+      ? AuthorizeResponse.fromPartial(object.response)
+      : undefined;
+    message.error = (object.error !== undefined && object.error !== null)
+      ? StreamError.fromPartial(object.error)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseStreamError(): StreamError {
+  return { code: 0, message: "" };
+}
+
+export const StreamError: MessageFns<StreamError> = {
+  encode(message: StreamError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).uint32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamError {
+    return {
+      code: isSet(object.code) ? globalThis.Number(object.code) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: StreamError): unknown {
+    const obj: any = {};
+    if (message.code !== 0) {
+      obj.code = Math.round(message.code);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamError>, I>>(base?: I): StreamError {
+    return StreamError.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamError>, I>>(object: I): StreamError {
+    const message = createBaseStreamError();
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
+    return message;
+  },
+};
 
 function createBaseAuthorizeRequest(): AuthorizeRequest {
   return { terminalId: "", sequenceNumber: 0, amountFen: 0, credential: undefined, pin: "" };
@@ -2247,6 +2575,28 @@ export const PosServiceService = {
     responseSerialize: (value: SettleResponse): Buffer => Buffer.from(SettleResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SettleResponse => SettleResponse.decode(value),
   },
+  /**
+   * For POS front-end processors that carry many terminals: one long-lived stream, many payments.
+   * Each message names its terminal and carries that terminal's secret (no call metadata is needed);
+   * each payment is checked, decided and made exactly as by Authorize, idempotent on (terminal_id,
+   * sequence_number), and answered as soon as it is decided, so answers may come out of order: match
+   * them by `tag`. A payment that Authorize would refuse with a gRPC status is answered with that
+   * status in `error` and the stream goes on. At most 512 payments per stream wait for their answer;
+   * beyond that the switch stops reading the stream until answers have gone out. When the switch
+   * stops, it answers what it has read and ends the stream with OK; payments sent after that were not
+   * read, so send them again (same sequence numbers) on a new stream.
+   */
+  authorizeStream: {
+    path: "/cardswitch.v1.PosService/AuthorizeStream" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: StreamedAuthorizeRequest): Buffer =>
+      Buffer.from(StreamedAuthorizeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StreamedAuthorizeRequest => StreamedAuthorizeRequest.decode(value),
+    responseSerialize: (value: StreamedAuthorizeResponse): Buffer =>
+      Buffer.from(StreamedAuthorizeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StreamedAuthorizeResponse => StreamedAuthorizeResponse.decode(value),
+  },
 } as const;
 
 export interface PosServiceServer extends UntypedServiceImplementation {
@@ -2274,6 +2624,18 @@ export interface PosServiceServer extends UntypedServiceImplementation {
    * charge what was spent to the account and refill the wallet to 10.00. Idempotent on (terminal_id, sequence_number).
    */
   settle: handleUnaryCall<SettleRequest, SettleResponse>;
+  /**
+   * For POS front-end processors that carry many terminals: one long-lived stream, many payments.
+   * Each message names its terminal and carries that terminal's secret (no call metadata is needed);
+   * each payment is checked, decided and made exactly as by Authorize, idempotent on (terminal_id,
+   * sequence_number), and answered as soon as it is decided, so answers may come out of order: match
+   * them by `tag`. A payment that Authorize would refuse with a gRPC status is answered with that
+   * status in `error` and the stream goes on. At most 512 payments per stream wait for their answer;
+   * beyond that the switch stops reading the stream until answers have gone out. When the switch
+   * stops, it answers what it has read and ends the stream with OK; payments sent after that were not
+   * read, so send them again (same sequence numbers) on a new stream.
+   */
+  authorizeStream: handleBidiStreamingCall<StreamedAuthorizeRequest, StreamedAuthorizeResponse>;
 }
 
 export interface PosServiceClient extends Client {
@@ -2385,6 +2747,25 @@ export interface PosServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SettleResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * For POS front-end processors that carry many terminals: one long-lived stream, many payments.
+   * Each message names its terminal and carries that terminal's secret (no call metadata is needed);
+   * each payment is checked, decided and made exactly as by Authorize, idempotent on (terminal_id,
+   * sequence_number), and answered as soon as it is decided, so answers may come out of order: match
+   * them by `tag`. A payment that Authorize would refuse with a gRPC status is answered with that
+   * status in `error` and the stream goes on. At most 512 payments per stream wait for their answer;
+   * beyond that the switch stops reading the stream until answers have gone out. When the switch
+   * stops, it answers what it has read and ends the stream with OK; payments sent after that were not
+   * read, so send them again (same sequence numbers) on a new stream.
+   */
+  authorizeStream(): ClientDuplexStream<StreamedAuthorizeRequest, StreamedAuthorizeResponse>;
+  authorizeStream(
+    options: Partial<CallOptions>,
+  ): ClientDuplexStream<StreamedAuthorizeRequest, StreamedAuthorizeResponse>;
+  authorizeStream(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<StreamedAuthorizeRequest, StreamedAuthorizeResponse>;
 }
 
 export const PosServiceClient = makeGenericClientConstructor(

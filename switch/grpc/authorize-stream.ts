@@ -1,0 +1,154 @@
+// PosService/AuthorizeStream: the payments of many terminals on one long-lived stream, for POS
+// front-end processors. Per payment it costs a message on an open stream instead of a whole call
+// (HTTP/2 stream, headers, interceptors, trailers), which is most of what a unary call costs the
+// switch (loadtest/RESULTS.md). Each message is authenticated with its own terminal's credentials and
+// paid by the same authorizePayment as Authorize; answers go out as payments are decided.
+//
+// Bounded: at most MAX_STREAM_IN_FLIGHT payments of a stream are being decided or wait for their
+// answer to be taken by the client; beyond that the switch stops reading the stream (HTTP/2 flow
+// control holds the sender). On shutdown every open stream is answered and ended with OK.
+import { status as Status, type handleBidiStreamingCall, type ServerDuplexStream } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { StreamedAuthorizeRequest, StreamedAuthorizeResponse } from '../../proto/gen/cardswitch/v1/pos.js';
+import type { PosDomain } from '../domain/pos.js';
+import type { TerminalRegistry } from '../domain/terminals.js';
+import { authenticateTerminal } from './auth.js';
+import { mapError } from './errors.js';
+import { authorizePayment, type PaymentLimits } from './pos-service.js';
+import { UndecodableRequest } from './unary.js';
+
+export const MAX_STREAM_IN_FLIGHT = 512;
+const SERVICE = 'cardswitch.v1.PosService';
+
+type Call = ServerDuplexStream<StreamedAuthorizeRequest, StreamedAuthorizeResponse>;
+
+export class AuthorizeStreams {
+  private readonly open = new Set<StreamSession>();
+  private draining = false;
+
+  constructor(
+    private readonly domain: PosDomain,
+    private readonly options: PaymentLimits,
+    private readonly registry: TerminalRegistry,
+    private readonly log: Logger,
+  ) {}
+
+  handler(): handleBidiStreamingCall<StreamedAuthorizeRequest, StreamedAuthorizeResponse> {
+    return (call: Call) => {
+      const session = new StreamSession(call, this, () => this.open.delete(session));
+      this.open.add(session);
+      if (this.draining) session.drain();
+    };
+  }
+
+  /** The server is stopping: answer what was read, refuse what comes after, end every stream. */
+  drain(): void {
+    this.draining = true;
+    for (const session of this.open) session.drain();
+  }
+
+  get openStreams(): number {
+    return this.open.size;
+  }
+
+  /** One payment of a stream, answered with its tag; never throws. */
+  async pay(message: StreamedAuthorizeRequest | UndecodableRequest, cancelled: () => boolean): Promise<StreamedAuthorizeResponse> {
+    if (message instanceof UndecodableRequest) {
+      return refusal(0, Status.INVALID_ARGUMENT, `a message of the stream could not be decoded (its tag is unknown): ${message.reason}`);
+    }
+    const { tag, terminalSecret, request } = message;
+    try {
+      if (request === undefined) return refusal(tag, Status.INVALID_ARGUMENT, 'request is missing: each message carries one AuthorizeRequest');
+      if (request.terminalId === '' || terminalSecret === '') {
+        return refusal(tag, Status.UNAUTHENTICATED, 'send the terminal in request.terminal_id and its secret in terminal_secret');
+      }
+      const terminal = await authenticateTerminal(this.registry, SERVICE, request.terminalId, terminalSecret);
+      if ('code' in terminal) return refusal(tag, terminal.code, terminal.details);
+      return { tag, response: await authorizePayment(this.domain, this.options, terminal, request, cancelled) };
+    } catch (err) {
+      const mapped = mapError(err);
+      if (mapped.serious) this.log.error({ err, rpc: 'AuthorizeStream' }, 'payment failed');
+      else this.log.debug({ rpc: 'AuthorizeStream', details: mapped.details }, 'payment refused');
+      return refusal(tag, mapped.code, mapped.details);
+    }
+  }
+
+  /** A payment read after the switch began to stop. */
+  stopping(message: StreamedAuthorizeRequest | UndecodableRequest): StreamedAuthorizeResponse {
+    const tag = message instanceof UndecodableRequest ? 0 : message.tag;
+    return refusal(tag, Status.UNAVAILABLE, 'the switch is stopping; nothing was charged; send this payment again on a new stream');
+  }
+}
+
+function refusal(tag: number, code: Status, message: string): StreamedAuthorizeResponse {
+  return { tag, error: { code, message } };
+}
+
+class StreamSession {
+  private inFlight = 0;
+  private paused = false;
+  private readEnded = false;
+  private draining = false;
+  private finished = false;
+
+  constructor(
+    private readonly call: Call,
+    private readonly streams: AuthorizeStreams,
+    private readonly onFinished: () => void,
+  ) {
+    call.on('data', (message: StreamedAuthorizeRequest | UndecodableRequest) => this.onMessage(message));
+    call.on('end', () => {
+      this.readEnded = true;
+      this.maybeFinish();
+    });
+    // The client went away: answers already decided are lost to it; a retry with the same sequence
+    // number gets them back.
+    call.on('cancelled', () => this.close());
+    call.on('error', () => this.close());
+  }
+
+  drain(): void {
+    this.draining = true;
+    this.maybeFinish();
+  }
+
+  private onMessage(message: StreamedAuthorizeRequest | UndecodableRequest): void {
+    if (this.finished) return;
+    this.inFlight++;
+    if (this.inFlight >= MAX_STREAM_IN_FLIGHT && !this.paused) {
+      this.paused = true;
+      this.call.pause();
+    }
+    if (this.draining) {
+      this.send(this.streams.stopping(message));
+      return;
+    }
+    this.streams.pay(message, () => this.call.cancelled || this.finished).then((answer) => this.send(answer));
+  }
+
+  private send(answer: StreamedAuthorizeResponse): void {
+    if (this.finished) return;
+    // An answer counts against the bound until the stream has taken it (the client reads).
+    this.call.write(answer, () => {
+      this.inFlight--;
+      if (this.paused && this.inFlight <= MAX_STREAM_IN_FLIGHT / 2) {
+        this.paused = false;
+        this.call.resume();
+      }
+      this.maybeFinish();
+    });
+  }
+
+  private maybeFinish(): void {
+    if (this.finished || this.inFlight > 0 || !(this.readEnded || this.draining)) return;
+    this.finished = true;
+    this.onFinished();
+    this.call.end();
+  }
+
+  private close(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.onFinished();
+  }
+}
