@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ArrivalClock, peakWindowMs } from '../shared/profile.js';
 import { answerLabel, isExpectedAnswer, rpcPath, TrafficPlanner, type PlannedCall } from '../shared/traffic.js';
-import { encodeCallFrame, readLeadingFields, unframe } from '../shared/wire.js';
+import { encodeCallFrame, encodeStreamedAuthorizeFrame, GRPC_FRAME_HEADER_BYTES, grpcFrame, readLeadingFields, readStreamedAnswer, unframe, utf8 } from '../shared/wire.js';
 import { RawH2Connection, type CallDone } from './h2-raw.js';
 import { encodeRequestHeaders } from './hpack.js';
 import { Histogram } from './histogram.js';
@@ -173,6 +173,129 @@ class RawTransport implements Transport {
   }
 }
 
+/**
+ * Authorize over PosService/AuthorizeStream, as a POS front-end processor sends it: one long-lived
+ * gRPC stream per connection (node:http2; per message it costs a write, not a call), each payment a
+ * StreamedAuthorizeRequest with its own tag and terminal secret, the messages of one event-loop turn
+ * written together. An answer is handed on as the unary call's would be (a framed AuthorizeResponse,
+ * or the refusal's gRPC status).
+ */
+class StreamTransport implements Transport {
+  private readonly lanes: { session: ClientHttp2Session; stream: ReturnType<ClientHttp2Session['request']>; outgoing: Uint8Array[] }[] = [];
+  private readonly waiting = new Map<number, CallDone>();
+  private readonly secrets = new Map<number, Uint8Array>();
+  private nextTag = 1;
+  private next = 0;
+  private flushScheduled = false;
+
+  constructor(private readonly s: GeneratorSettings, private readonly onStreamError: (message: string) => void) {}
+
+  async connect(): Promise<void> {
+    for (let i = 0; i < this.s.connections; i++) {
+      const session = connect(`http://${this.s.host}:${this.s.port}`);
+      await new Promise<void>((resolve, reject) => {
+        session.once('connect', () => resolve());
+        session.once('error', reject);
+      });
+      session.on('error', (err: Error) => this.onStreamError(`session: ${err.message}`));
+      const stream = session.request({
+        ':method': 'POST',
+        ':path': '/cardswitch.v1.PosService/AuthorizeStream',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+      }, { endStream: false });
+      let pending: Buffer | undefined;
+      stream.on('data', (chunk: Buffer) => {
+        let buffer = pending === undefined ? chunk : Buffer.concat([pending, chunk]);
+        while (buffer.length >= GRPC_FRAME_HEADER_BYTES) {
+          const n = buffer.readUInt32BE(1);
+          if (buffer.length < GRPC_FRAME_HEADER_BYTES + n) break;
+          this.onAnswer(buffer.subarray(GRPC_FRAME_HEADER_BYTES, GRPC_FRAME_HEADER_BYTES + n));
+          buffer = buffer.subarray(GRPC_FRAME_HEADER_BYTES + n);
+        }
+        pending = buffer.length === 0 ? undefined : buffer;
+      });
+      let status = '';
+      stream.on('trailers', (headers: Record<string, unknown>) => (status = `grpc-status ${String(headers['grpc-status'])} ${String(headers['grpc-message'] ?? '')}`));
+      stream.on('error', (err: Error) => this.onStreamError(`AuthorizeStream: ${err.message}`));
+      stream.on('close', () => this.failAll(`AuthorizeStream ended (${status || `code ${stream.rstCode}`})`));
+      this.lanes.push({ session, stream, outgoing: [] });
+    }
+  }
+
+  private onAnswer(message: Buffer): void {
+    const answer = readStreamedAnswer(message);
+    if (answer === undefined) {
+      this.onStreamError('AuthorizeStream: an answer did not decode');
+      return;
+    }
+    const done = this.waiting.get(answer.tag);
+    if (done === undefined) return; // timed out and cancelled on this side
+    this.waiting.delete(answer.tag);
+    if (answer.error !== undefined) done(answer.error.code, Buffer.from(answer.error.message).toString('utf8'), undefined, undefined);
+    else done(0, '', Buffer.from(grpcFrame(answer.response ?? new Uint8Array(0))), undefined);
+  }
+
+  private failAll(reason: string): void {
+    const waiting = [...this.waiting.values()];
+    this.waiting.clear();
+    for (const done of waiting) done(-1, '', undefined, reason);
+  }
+
+  send(planned: PlannedCall, frame: Uint8Array, done: CallDone): () => void {
+    const lane = this.lanes[this.next++ % this.lanes.length];
+    if (lane === undefined) throw new Error('no AuthorizeStream');
+    let secret = this.secrets.get(planned.terminalIndex);
+    if (secret === undefined) this.secrets.set(planned.terminalIndex, (secret = utf8(planned.terminal.secret)));
+    const tag = this.nextTag++;
+    this.waiting.set(tag, done);
+    lane.outgoing.push(encodeStreamedAuthorizeFrame(tag, secret, frame.subarray(GRPC_FRAME_HEADER_BYTES)));
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+    return () => {
+      if (!this.waiting.delete(tag)) return;
+      done(-1, '', undefined, 'cancelled');
+    };
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    for (const lane of this.lanes) {
+      if (lane.outgoing.length === 0) continue;
+      lane.stream.write(Buffer.concat(lane.outgoing));
+      lane.outgoing = [];
+    }
+  }
+
+  close(): void {
+    for (const lane of this.lanes) {
+      lane.stream.end();
+      lane.session.close();
+    }
+  }
+}
+
+/** Authorize calls to one transport, every other call to another. */
+class SplitTransport implements Transport {
+  constructor(private readonly authorize: Transport, private readonly others: Transport) {}
+
+  async connect(): Promise<void> {
+    await this.authorize.connect();
+    await this.others.connect();
+  }
+
+  send(planned: PlannedCall, frame: Uint8Array, done: CallDone): () => void {
+    return (planned.call.rpc === 'Authorize' ? this.authorize : this.others).send(planned, frame, done);
+  }
+
+  close(): void {
+    this.authorize.close();
+    this.others.close();
+  }
+}
+
 class Generator {
   private readonly transport: Transport;
   private readonly planner: TrafficPlanner;
@@ -213,7 +336,8 @@ class Generator {
       walletsOpen: true,
       nextSequence: () => s.sequenceBase + this.sequenceCounter++ * s.workerCount + s.workerIndex + 1,
     });
-    this.transport = s.client === 'raw' ? new RawTransport(s) : new NodeHttp2Transport(s, (m) => this.sample(m));
+    const unary = s.client === 'raw' ? new RawTransport(s) : new NodeHttp2Transport(s, (m) => this.sample(m));
+    this.transport = s.authorizeVia === 'stream' ? new SplitTransport(new StreamTransport(s, (m) => this.sample(m)), unary) : unary;
   }
 
   connect(): Promise<void> {

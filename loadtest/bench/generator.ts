@@ -16,6 +16,8 @@ export interface LoadSpec {
   readonly host: string;
   readonly port: number;
   readonly client: 'raw' | 'node';
+  /** 'stream': Authorize over PosService/AuthorizeStream (tap-stream). */
+  readonly authorizeVia: 'unary' | 'stream';
   readonly campus: CampusFile;
   readonly mix: TrafficMix;
   readonly mode: 'open' | 'closed';
@@ -91,6 +93,7 @@ async function startWorkers(spec: LoadSpec): Promise<{ workers: Worker[]; result
       host: spec.host,
       port: spec.port,
       client: spec.client,
+      authorizeVia: spec.authorizeVia,
       campus: spec.campus,
       mix: spec.mix,
       mode: spec.mode,

@@ -75,7 +75,7 @@ async function startTarget(options: BenchOptions, env: Record<string, string>, c
 }
 
 function mixFor(plan: ScenarioPlan, options: BenchOptions, lacking: readonly (keyof TrafficMix)[]): TrafficMix {
-  if (plan.scenario === 'tap') return TAP_ONLY_MIX;
+  if (plan.scenario === 'tap' || plan.scenario === 'tap-stream') return TAP_ONLY_MIX;
   if (plan.scenario === 'inquiry') return INQUIRY_ONLY_MIX;
   return mixWithout(parseMix(options.mix, LUNCH_RUSH_MIX), lacking);
 }
@@ -111,7 +111,7 @@ async function runScenario(
   const meter = new CpuMeter(ctx.pids);
   meter.start();
   const load = await runLoad({
-    host: HOST, port: target.port, client: o.client, campus: ctx.campus, mix, mode: plan.mode, profile, warmupMs, workers, connections, streams,
+    host: HOST, port: target.port, client: o.client, authorizeVia: plan.scenario === 'tap-stream' ? 'stream' : 'unary', campus: ctx.campus, mix, mode: plan.mode, profile, warmupMs, workers, connections, streams,
     maxInFlight: o.maxInFlight, requestTimeoutMs: o.requestTimeoutMs, seed: index + 1, sequenceBase: (index + 1) * SEQUENCE_BLOCK,
   });
   const run = { workers, connections, streams, open, cpu: meter.stop(), adjustments, warmupMs };
@@ -231,7 +231,7 @@ async function crossCheckInquire(ctx: ScenarioContext, port: number, approvals: 
 async function noopBaseline(ctx: ScenarioContext, plan: ScenarioPlan = { scenario: 'tap', mode: 'closed', rate: undefined }): Promise<ScenarioResult> {
   const noop = await startServerChild('noop-server', {});
   try {
-    announce(`no-op grpc-js baseline, tap ${plan.mode}${plan.rate === undefined ? '' : ` @${plan.rate}/s`}`, ctx.options);
+    announce(`no-op grpc-js baseline, ${plan.scenario} ${plan.mode}${plan.rate === undefined ? '' : ` @${plan.rate}/s`}`, ctx.options);
     const pids: Record<string, number> = { ...ctx.pids, noop: noop.pid };
     delete pids['switch'];
     // Sequence numbers do not matter to the no-op server; its answers never reach the ledger check.
@@ -288,18 +288,24 @@ async function baselines(
   ctx: ScenarioContext,
   p: Prepared,
   local: LocalRedis,
-): Promise<Pick<BenchResult['baselines'], 'noopGrpc' | 'noopGrpcOpen' | 'redisScript'>> {
-  if (!ctx.options.baselines) return { noopGrpc: null, noopGrpcOpen: null, redisScript: null };
+): Promise<Pick<BenchResult['baselines'], 'noopGrpc' | 'noopGrpcOpen' | 'noopStream' | 'noopStreamOpen' | 'redisScript'>> {
+  if (!ctx.options.baselines) return { noopGrpc: null, noopGrpcOpen: null, noopStream: null, noopStreamOpen: null, redisScript: null };
   const noopGrpc = await noopBaseline(ctx);
   // The same open-model arrival rate against the no-op server: the latency floor of this machine and generator.
   const tapOpen = ctx.options.plans.find((plan) => plan.scenario === 'tap' && plan.mode === 'open');
   const noopGrpcOpen = tapOpen === undefined ? null : await noopBaseline(ctx, tapOpen);
+  // AuthorizeStream against the no-op server's stream, when the run has tap-stream: like for like.
+  const stream = (mode: 'open' | 'closed') => ctx.options.plans.find((plan) => plan.scenario === 'tap-stream' && plan.mode === mode);
+  const streamClosed = stream('closed');
+  const streamOpen = stream('open');
+  const noopStream = streamClosed === undefined ? null : await noopBaseline(ctx, streamClosed);
+  const noopStreamOpen = streamOpen === undefined ? null : await noopBaseline(ctx, streamOpen);
   process.stdout.write(`running the authorize script alone (${ctx.options.redisLanes} lanes) for ${ctx.options.durationMs / 1000} s ...\n`);
   const redisScript = await runRedisBaseline({
     redisUrl: local.url, keyPrefix: REDIS_BASELINE_PREFIX, shards: ctx.options.shards, accounts: Math.min(2000, ctx.options.cardholders),
     lanes: ctx.options.redisLanes, durationMs: ctx.options.durationMs, warmupMs: Math.min(ctx.options.warmupMs, ctx.options.durationMs / 2), limits: p.config.limits,
   });
-  return { noopGrpc, noopGrpcOpen, redisScript };
+  return { noopGrpc, noopGrpcOpen, noopStream, noopStreamOpen, redisScript };
 }
 
 async function bench(options: BenchOptions): Promise<BenchResult> {

@@ -2,9 +2,9 @@
 // names the option, what it got and what it accepts.
 import { parseArgs } from 'node:util';
 
-export type ScenarioName = 'tap' | 'lunch-rush' | 'inquiry';
+export type ScenarioName = 'tap' | 'tap-stream' | 'lunch-rush' | 'inquiry';
 export type LoadMode = 'open' | 'closed';
-export const SCENARIOS: readonly ScenarioName[] = ['tap', 'lunch-rush', 'inquiry'];
+export const SCENARIOS: readonly ScenarioName[] = ['tap', 'tap-stream', 'lunch-rush', 'inquiry'];
 export const MODES: readonly LoadMode[] = ['open', 'closed'];
 
 export interface ScenarioPlan {
@@ -105,7 +105,7 @@ function list<T extends string>(name: string, raw: string | undefined, allowed: 
 }
 
 function defaultModes(scenario: ScenarioName): LoadMode[] {
-  if (scenario === 'tap') return ['closed', 'open'];
+  if (scenario === 'tap' || scenario === 'tap-stream') return ['closed', 'open'];
   return scenario === 'lunch-rush' ? ['open'] : ['closed'];
 }
 

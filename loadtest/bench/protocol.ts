@@ -10,6 +10,8 @@ export interface GeneratorSettings {
   readonly port: number;
   /** 'raw': the bench's own HTTP/2 client (h2-raw.ts); 'node': node:http2. */
   readonly client: 'raw' | 'node';
+  /** 'stream': Authorize calls go over PosService/AuthorizeStream (one stream per connection), the rest as set by `client`. */
+  readonly authorizeVia: 'unary' | 'stream';
   readonly campus: CampusFile;
   readonly mix: TrafficMix;
   readonly mode: 'open' | 'closed';

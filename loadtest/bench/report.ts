@@ -79,6 +79,9 @@ export interface BenchResult {
     readonly noopGrpc: ScenarioResult | null;
     /** The no-op server at the tap-open arrival rate (null when tap open was not run). */
     readonly noopGrpcOpen: ScenarioResult | null;
+    /** The no-op server's AuthorizeStream, tap-stream closed / open (null when tap-stream was not run). */
+    readonly noopStream: ScenarioResult | null;
+    readonly noopStreamOpen: ScenarioResult | null;
     readonly redisScript: RedisBaselineResult | null;
     readonly h2loadInquire: (H2loadResult & { readonly ownGenerator?: { readonly achievedRate: number; readonly latencyMs: LatencySummaryMs } }) | null;
   };
@@ -100,6 +103,8 @@ function find(scenarios: readonly ScenarioResult[], name: string, mode: string):
 export function ratiosOf(scenarios: readonly ScenarioResult[], baselines: BenchResult['baselines']): Record<string, number | null> {
   const tapClosed = find(scenarios, 'tap', 'closed');
   const inquiryClosed = find(scenarios, 'inquiry', 'closed');
+  const streamClosed = find(scenarios, 'tap-stream', 'closed');
+  const streamOpen = find(scenarios, 'tap-stream', 'open');
   const h2 = baselines.h2loadInquire;
   return {
     tapClosedVsNoopGrpc: ratio(tapClosed?.achievedRate, baselines.noopGrpc?.achievedRate),
@@ -111,6 +116,10 @@ export function ratiosOf(scenarios: readonly ScenarioResult[], baselines: BenchR
       baselines.noopGrpcOpen?.latencyMs.p99,
     ),
     inquiryClosedVsNoopGrpc: ratio(inquiryClosed?.achievedRate, baselines.noopGrpc?.achievedRate),
+    tapStreamClosedVsNoopGrpc: ratio(streamClosed?.achievedRate, baselines.noopGrpc?.achievedRate),
+    tapStreamClosedVsNoopStream: ratio(streamClosed?.achievedRate, baselines.noopStream?.achievedRate),
+    tapStreamClosedVsTapClosed: ratio(streamClosed?.achievedRate, tapClosed?.achievedRate),
+    tapStreamOpenP99VsNoopStreamOpenP99: ratio(streamOpen?.latencyMs.p99, baselines.noopStreamOpen?.latencyMs.p99),
     ownGeneratorVsH2loadInquire: ratio(h2?.ownGenerator?.achievedRate, h2?.reqPerSec),
   };
 }
@@ -121,11 +130,19 @@ export function targetsOf(scenarios: readonly ScenarioResult[], ratios: Record<s
   const tapOpen = scenarios.find((s) => s.name === 'tap' && s.mode === 'open' && s.target === 'switch' && (s.rate ?? 0) >= 6000);
   const lunch = find(scenarios, 'lunch-rush', 'open');
   const vsNoop = ratios['tapClosedVsNoopGrpc'];
+  const streamClosed = find(scenarios, 'tap-stream', 'closed');
+  const streamOpen = scenarios.find((s) => s.name === 'tap-stream' && s.mode === 'open' && s.target === 'switch' && (s.rate ?? 0) >= 6000);
+  const streamVsNoop = ratios['tapStreamClosedVsNoopGrpc'];
   return {
     tapClosedAtLeast85PercentOfNoop: vsNoop === null || vsNoop === undefined ? null : vsNoop >= 0.85,
     tapClosedAtLeast9000ApprovalsPerSec: tapClosed === undefined ? null : tapClosed.approvalsPerSec >= 9000,
     tapOpen6000P99AtMost15msNoErrors: tapOpen === undefined ? null : tapOpen.latencyMs.p99 <= 15 && tapOpen.errors === 0,
     lunchRushPeakP99AtMost25ms: lunch?.peak == null ? null : lunch.peak.latencyMs.p99 <= 25 && lunch.errors === 0,
+    // The same three card-tap targets with the taps sent over AuthorizeStream (a POS front-end processor),
+    // against the same unary no-op baseline.
+    tapStreamClosedAtLeast85PercentOfNoop: streamVsNoop === null || streamVsNoop === undefined ? null : streamVsNoop >= 0.85,
+    tapStreamClosedAtLeast9000ApprovalsPerSec: streamClosed === undefined ? null : streamClosed.approvalsPerSec >= 9000,
+    tapStreamOpen6000P99AtMost15msNoErrors: streamOpen === undefined ? null : streamOpen.latencyMs.p99 <= 15 && streamOpen.errors === 0,
     everyApprovalInLedgerOnceAndAuditPasses: ledger === null ? null : ledger.passed,
   };
 }
@@ -154,6 +171,8 @@ export function humanReport(result: BenchResult, outPath: string): string {
   const b = result.baselines;
   if (b.noopGrpc !== null) lines.push(scenarioLine(b.noopGrpc));
   if (b.noopGrpcOpen !== null) lines.push(scenarioLine(b.noopGrpcOpen));
+  if (b.noopStream !== null) lines.push(scenarioLine(b.noopStream));
+  if (b.noopStreamOpen !== null) lines.push(scenarioLine(b.noopStreamOpen));
   if (b.redisScript !== null) {
     const r = b.redisScript;
     lines.push(`  ${pad('redis authorize script alone', 30)} ${pad(`${r.callsPerSec}/s`, 11)} (${r.lanes} lanes) p50 ${r.latency.p50} p99 ${r.latency.p99} ms  errors ${r.errors}`);
@@ -178,7 +197,7 @@ export function humanReport(result: BenchResult, outPath: string): string {
     );
     for (const sample of [...ledger.payments.samples, ...ledger.waterDebits.samples, ...ledger.audit.problems]) lines.push(`  ${sample}`);
   }
-  for (const s of [...result.scenarios, ...[b.noopGrpc, b.noopGrpcOpen].filter((x): x is ScenarioResult => x !== null)]) {
+  for (const s of [...result.scenarios, ...[b.noopGrpc, b.noopGrpcOpen, b.noopStream, b.noopStreamOpen].filter((x): x is ScenarioResult => x !== null)]) {
     for (const sample of s.errorSamples.slice(0, 3)) lines.push(`  ${s.name} ${s.mode}: ${sample}`);
   }
   lines.push('', `${result.passed ? 'PASSED' : 'FAILED'}: results in ${outPath}`, '');

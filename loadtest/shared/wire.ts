@@ -240,3 +240,110 @@ export function readLeadingFields(message: Uint8Array): LeadingFields | undefine
   }
   return pos === message.length ? out : undefined;
 }
+
+// PosService/AuthorizeStream: StreamedAuthorizeRequest { uint64 tag = 1; string terminal_secret = 2;
+// AuthorizeRequest request = 3 } and StreamedAuthorizeResponse { uint64 tag = 1; oneof result {
+// AuthorizeResponse response = 2; StreamError error = 3 } } with StreamError { uint32 code = 1; string message = 2 }.
+
+/** One StreamedAuthorizeRequest as a gRPC frame, around an already encoded AuthorizeRequest. */
+export function encodeStreamedAuthorizeFrame(tag: number, terminalSecret: Uint8Array, request: Uint8Array): Uint8Array {
+  if (!Number.isSafeInteger(tag) || tag < 0) throw new RangeError(`tag must be a safe integer >= 0, got ${tag}`);
+  const size =
+    (tag === 0 ? 0 : 1 + varintSize(tag)) +
+    (terminalSecret.length === 0 ? 0 : 1 + varintSize(terminalSecret.length) + terminalSecret.length) +
+    1 + varintSize(request.length) + request.length;
+  const out = new Uint8Array(GRPC_FRAME_HEADER_BYTES + size);
+  writeFrameHeader(out, size);
+  let at = GRPC_FRAME_HEADER_BYTES;
+  if (tag !== 0) {
+    out[at++] = (1 << 3) | WIRE_VARINT;
+    at = writeVarint(out, at, tag);
+  }
+  if (terminalSecret.length !== 0) {
+    out[at++] = (2 << 3) | WIRE_LENGTH_DELIMITED;
+    at = writeVarint(out, at, terminalSecret.length);
+    out.set(terminalSecret, at);
+    at += terminalSecret.length;
+  }
+  out[at++] = (3 << 3) | WIRE_LENGTH_DELIMITED;
+  at = writeVarint(out, at, request.length);
+  out.set(request, at);
+  return out;
+}
+
+export interface StreamedAnswer {
+  readonly tag: number;
+  /** The AuthorizeResponse's bytes, when the payment was answered. */
+  readonly response: Uint8Array | undefined;
+  /** The gRPC status a unary call would have ended with, when it was refused. */
+  readonly error: { readonly code: number; readonly message: Uint8Array } | undefined;
+}
+
+interface RawField {
+  readonly field: number;
+  readonly varint: number;
+  readonly bytes: Uint8Array | undefined;
+}
+
+/** The fields of a message (varint and length-delimited ones), or undefined when it is malformed. */
+function rawFields(message: Uint8Array): RawField[] | undefined {
+  const fields: RawField[] = [];
+  let pos = 0;
+  const readVarint = (): number | undefined => {
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < 10; i++) {
+      if (pos >= message.length) return undefined;
+      const b = message[pos++] ?? 0;
+      value += (b & 0x7f) * scale;
+      if (b < 0x80) return value;
+      scale *= 0x80;
+    }
+    return undefined;
+  };
+  while (pos < message.length) {
+    const key = readVarint();
+    if (key === undefined) return undefined;
+    const field = Math.floor(key / 8);
+    const wireType = key % 8;
+    if (wireType === WIRE_VARINT) {
+      const value = readVarint();
+      if (value === undefined) return undefined;
+      fields.push({ field, varint: value, bytes: undefined });
+    } else if (wireType === WIRE_LENGTH_DELIMITED) {
+      const n = readVarint();
+      if (n === undefined || pos + n > message.length) return undefined;
+      fields.push({ field, varint: 0, bytes: message.subarray(pos, pos + n) });
+      pos += n;
+    } else if (wireType === WIRE_FIXED64) pos += 8;
+    else if (wireType === WIRE_FIXED32) pos += 4;
+    else return undefined;
+  }
+  return pos === message.length ? fields : undefined;
+}
+
+/** Reads one StreamedAuthorizeResponse; undefined when it is malformed or carries neither result. */
+export function readStreamedAnswer(message: Uint8Array): StreamedAnswer | undefined {
+  const fields = rawFields(message);
+  if (fields === undefined) return undefined;
+  let tag = 0;
+  let response: Uint8Array | undefined;
+  let error: StreamedAnswer['error'];
+  for (const f of fields) {
+    if (f.field === 1 && f.bytes === undefined) tag = f.varint;
+    else if (f.field === 2 && f.bytes !== undefined) response = f.bytes;
+    else if (f.field === 3 && f.bytes !== undefined) {
+      const inner = rawFields(f.bytes);
+      if (inner === undefined) return undefined;
+      let code = 0;
+      let text: Uint8Array = new Uint8Array(0);
+      for (const g of inner) {
+        if (g.field === 1 && g.bytes === undefined) code = g.varint;
+        else if (g.field === 2 && g.bytes !== undefined) text = g.bytes;
+      }
+      error = { code, message: text };
+    }
+  }
+  if (response === undefined && error === undefined) return undefined;
+  return { tag, response, error };
+}

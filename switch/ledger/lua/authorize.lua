@@ -51,8 +51,12 @@ local pinVerified = ARGV[11] == '1'
 
 -- @include answer
 
-local recorded = recordedAnswer(requestKey, fingerprint)
-if recorded then return recorded end
+-- One read of the request record: an earlier answer (pfp/pans) or a reversal that came first (rans).
+local previous = rcall('HMGET', requestKey, 'pfp', 'pans', 'rans')
+if previous[1] then
+  if previous[1] == fingerprint then return previous[2] end
+  return -1
+end
 
 -- Records the answer under the request key (pst: A approved, D declined) so a retry replays it.
 local function decide(code, balanceFen, txnId)
@@ -65,12 +69,9 @@ local function decide(code, balanceFen, txnId)
   return answer
 end
 
-if rcall('HEXISTS', requestKey, 'rans') == 1 then
-  local fields = rcall('HMGET', accountKey, 'bal')
-  return decide(7, fields[1] or 0, '')
-end
+local account = rcall('HMGET', accountKey, 'bal', 'st', 'ser', 'dday', 'dspent', 'sync', 'dnopin', 'ht', 'lnp1', 'lnpd', 'ldl', 'ver')
+if previous[3] then return decide(7, account[1] or 0, '') end
 
-local account = rcall('HMGET', accountKey, 'bal', 'st', 'ser', 'dday', 'dspent', 'sync', 'dnopin', 'ht', 'lnp1', 'lnpd', 'ldl')
 local balanceFen = tonumber(account[1])
 if balanceFen == nil then return decide(5, 0, '') end
 if presentedSerial ~= '' and account[3] ~= presentedSerial then return decide(6, balanceFen, '') end
@@ -101,14 +102,11 @@ if not pinVerified and (amountFen > noPinPerPaymentFen or dayNoPinFen + amountFe
   return joinAnswer({ 10, balanceFen, '', nowMs })
 end
 
-local balanceAfterFen = rcall('HINCRBY', accountKey, 'bal', -amountFen)
-if balanceAfterFen < 0 then
-  -- Unreachable by the check above; stop loudly rather than keep a negative balance.
-  return redis.error_reply('INVARIANT balance negative for ' .. cardNo)
-end
-local version = rcall('HINCRBY', accountKey, 'ver', 1)
+-- Balance, version and the day's totals in one write (balanceFen >= amountFen was checked above).
+local balanceAfterFen = balanceFen - amountFen
+local version = (tonumber(account[12]) or 0) + 1
 if not pinVerified then dayNoPinFen = dayNoPinFen + amountFen end
-rcall('HSET', accountKey, 'dday', dayKey, 'dspent', daySpentFen + amountFen, 'dnopin', dayNoPinFen)
+rcall('HSET', accountKey, 'bal', balanceAfterFen, 'ver', version, 'dday', dayKey, 'dspent', daySpentFen + amountFen, 'dnopin', dayNoPinFen)
 local entryId = appendJournal(journalKey, 'pay', cardNo, amountFen, 'a:' .. cardNo, merchantParty,
   balanceAfterFen, version, terminalId, sequence, nowMs)
 appendStatement(statementKey, nowMs, entryId, 'pay', -amountFen, balanceAfterFen, terminalId, sequence)
