@@ -15,6 +15,8 @@ import {
   ReverseResponse,
   ReverseResult,
   SettleRequest,
+  StreamedAuthorizeRequest,
+  StreamedAuthorizeResponse,
   WaterDebitRequest,
 } from '../proto/gen/cardswitch/v1/pos.js';
 import { encodeRequestHeaders, HpackDecoder, HUFFMAN_CODE_LENGTHS, huffmanCode } from '../loadtest/bench/hpack.js';
@@ -34,7 +36,7 @@ import {
   waterDebitCall,
   type PosCall,
 } from '../loadtest/shared/traffic.js';
-import { encodeCall, encodeCallFrame, readLeadingFields, unframe } from '../loadtest/shared/wire.js';
+import { encodeCall, encodeCallFrame, encodeStreamedAuthorizeFrame, readLeadingFields, readStreamedAnswer, unframe, utf8 } from '../loadtest/shared/wire.js';
 
 const tap = cardTap('1A2B3C4D');
 
@@ -106,6 +108,24 @@ describe('shared wire encoding', () => {
     expect(answerLabel('Reverse', 0, reversed?.field1 ?? -1, 0)).toBe('reversed');
     expect(answerLabel('Authorize', 14, 0, 0)).toBe('grpc:UNAVAILABLE');
     expect(readLeadingFields(Uint8Array.from([0x0a, 0x05, 0x01]))).toBeUndefined();
+  });
+
+  it('wraps a request for AuthorizeStream and reads its answers as ts-proto writes them', () => {
+    const request = encodeCall(payment);
+    for (const [tag, secret] of [[1, 'pos-secret-01'], [Number.MAX_SAFE_INTEGER, '密钥'], [0, '']] as const) {
+      const frame = encodeStreamedAuthorizeFrame(tag, utf8(secret), request);
+      const expected = StreamedAuthorizeRequest.encode({ tag, terminalSecret: secret, request: AuthorizeRequest.decode(request) }).finish();
+      expect(Buffer.from(unframe(frame) ?? []).toString('hex')).toBe(Buffer.from(expected).toString('hex'));
+    }
+    const response = AuthorizeResponse.fromPartial({ outcome: Outcome.OUTCOME_APPROVED, balanceAfterFen: 5, transactionId: '1-0' });
+    const answered = readStreamedAnswer(StreamedAuthorizeResponse.encode({ tag: 2 ** 40, response }).finish());
+    expect(answered?.tag).toBe(2 ** 40);
+    expect(AuthorizeResponse.decode(answered?.response ?? new Uint8Array())).toEqual(response);
+    const refused = readStreamedAnswer(StreamedAuthorizeResponse.encode({ tag: 7, error: { code: 16, message: '终端密钥错误' } }).finish());
+    expect(refused).toMatchObject({ tag: 7, response: undefined, error: { code: 16 } });
+    expect(Buffer.from(refused?.error?.message ?? []).toString('utf8')).toBe('终端密钥错误');
+    expect(readStreamedAnswer(StreamedAuthorizeResponse.encode({ tag: 9 }).finish())).toBeUndefined();
+    expect(readStreamedAnswer(Uint8Array.from([0x12, 0x05, 0x01]))).toBeUndefined();
   });
 });
 
@@ -237,6 +257,10 @@ describe('bench harness --quick', () => {
       expect(tapClosed?.['errors']).toBe(0);
       expect(tapClosed?.['achievedRate']).toBeGreaterThan(0);
       expect((tapClosed?.['outcomes'] as Record<string, number>)['approved']).toBeGreaterThan(0);
+      const streamClosed = result.scenarios.find((s) => s['name'] === 'tap-stream' && s['mode'] === 'closed');
+      expect(streamClosed?.['errors']).toBe(0);
+      expect((streamClosed?.['outcomes'] as Record<string, number>)['approved']).toBeGreaterThan(0);
+      expect(result.baselines['noopStream']?.['errors']).toBe(0);
       expect(result.baselines['noopGrpc']?.['errors']).toBe(0);
       expect(result.baselines['redisScript']?.['callsPerSec']).toBeGreaterThan(0);
       expect(result.ledgerCheck.passed).toBe(true);

@@ -110,7 +110,7 @@ function defaultModes(scenario: ScenarioName): LoadMode[] {
 }
 
 function plansFor(scenarios: ScenarioName[] | undefined, modes: LoadMode[] | undefined, rate: number | undefined, quick: boolean): ScenarioPlan[] {
-  const chosen = scenarios ?? (quick ? ['tap'] : [...SCENARIOS]);
+  const chosen = scenarios ?? (quick ? ['tap', 'tap-stream'] : [...SCENARIOS]);
   const plans: ScenarioPlan[] = [];
   for (const scenario of chosen) {
     for (const mode of modes ?? (quick ? ['closed'] : defaultModes(scenario))) {
