@@ -70,7 +70,8 @@ export function sequenceBase(): number {
   return Math.floor(Math.random() * 2 ** 25) * SEQUENCES_PER_RUN;
 }
 
-export function plannerFor(campus: CampusView, mix: TrafficMix, base: number, vus: number): TrafficPlanner {
+/** `perIteration`: new payments one iteration may make (fep-stream sends a whole batch per iteration). */
+export function plannerFor(campus: CampusView, mix: TrafficMix, base: number, vus: number, perIteration = SEQUENCES_PER_ITERATION): TrafficPlanner {
   let iteration = -1;
   let offset = 0;
   return new TrafficPlanner(campus, {
@@ -84,8 +85,8 @@ export function plannerFor(campus: CampusView, mix: TrafficMix, base: number, vu
         iteration = current;
         offset = 0;
       }
-      if (offset >= SEQUENCES_PER_ITERATION) throw new Error(`more than ${SEQUENCES_PER_ITERATION} new payments in one iteration`);
-      const relative = current * SEQUENCES_PER_ITERATION + offset++;
+      if (offset >= perIteration) throw new Error(`more than ${perIteration} new payments in one iteration`);
+      const relative = current * perIteration + offset++;
       if (relative >= SEQUENCES_PER_RUN) throw new Error('this run used up its sequence numbers; start a new run');
       return base + relative + 1;
     },
