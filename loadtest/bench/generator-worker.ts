@@ -173,15 +173,25 @@ class RawTransport implements Transport {
   }
 }
 
+/** One long-lived AuthorizeStream: bytes out, and how to end it and its connection. */
+interface StreamLane {
+  write(data: Buffer): void;
+  close(): void;
+  outgoing: Uint8Array[];
+}
+
+const AUTHORIZE_STREAM_PATH = '/cardswitch.v1.PosService/AuthorizeStream';
+
 /**
  * Authorize over PosService/AuthorizeStream, as a POS front-end processor sends it: one long-lived
- * gRPC stream per connection (node:http2; per message it costs a write, not a call), each payment a
- * StreamedAuthorizeRequest with its own tag and terminal secret, the messages of one event-loop turn
- * written together. An answer is handed on as the unary call's would be (a framed AuthorizeResponse,
- * or the refusal's gRPC status).
+ * gRPC stream per connection (per message it costs a few bytes on an open stream, not a call), each
+ * payment a StreamedAuthorizeRequest with its own tag and terminal secret, the messages of one
+ * event-loop turn written together; on the bench's own HTTP/2 client, or node:http2 with --client node.
+ * An answer is handed on as the unary call's would be (a framed AuthorizeResponse, or the refusal's
+ * gRPC status).
  */
 class StreamTransport implements Transport {
-  private readonly lanes: { session: ClientHttp2Session; stream: ReturnType<ClientHttp2Session['request']>; outgoing: Uint8Array[] }[] = [];
+  private readonly lanes: StreamLane[] = [];
   private readonly waiting = new Map<number, CallDone>();
   private readonly secrets = new Map<number, Uint8Array>();
   private nextTag = 1;
@@ -191,36 +201,55 @@ class StreamTransport implements Transport {
   constructor(private readonly s: GeneratorSettings, private readonly onStreamError: (message: string) => void) {}
 
   async connect(): Promise<void> {
-    for (let i = 0; i < this.s.connections; i++) {
-      const session = connect(`http://${this.s.host}:${this.s.port}`);
-      await new Promise<void>((resolve, reject) => {
-        session.once('connect', () => resolve());
-        session.once('error', reject);
-      });
-      session.on('error', (err: Error) => this.onStreamError(`session: ${err.message}`));
-      const stream = session.request({
-        ':method': 'POST',
-        ':path': '/cardswitch.v1.PosService/AuthorizeStream',
-        'content-type': 'application/grpc',
-        te: 'trailers',
-      }, { endStream: false });
-      let pending: Buffer | undefined;
-      stream.on('data', (chunk: Buffer) => {
-        let buffer = pending === undefined ? chunk : Buffer.concat([pending, chunk]);
-        while (buffer.length >= GRPC_FRAME_HEADER_BYTES) {
-          const n = buffer.readUInt32BE(1);
-          if (buffer.length < GRPC_FRAME_HEADER_BYTES + n) break;
-          this.onAnswer(buffer.subarray(GRPC_FRAME_HEADER_BYTES, GRPC_FRAME_HEADER_BYTES + n));
-          buffer = buffer.subarray(GRPC_FRAME_HEADER_BYTES + n);
-        }
-        pending = buffer.length === 0 ? undefined : buffer;
-      });
-      let status = '';
-      stream.on('trailers', (headers: Record<string, unknown>) => (status = `grpc-status ${String(headers['grpc-status'])} ${String(headers['grpc-message'] ?? '')}`));
-      stream.on('error', (err: Error) => this.onStreamError(`AuthorizeStream: ${err.message}`));
-      stream.on('close', () => this.failAll(`AuthorizeStream ended (${status || `code ${stream.rstCode}`})`));
-      this.lanes.push({ session, stream, outgoing: [] });
-    }
+    for (let i = 0; i < this.s.connections; i++) this.lanes.push(this.s.client === 'raw' ? await this.rawLane() : await this.nodeLane());
+  }
+
+  /** Splits the answers' bytes into gRPC messages, across chunk boundaries. */
+  private answerReader(): (chunk: Buffer) => void {
+    let pending: Buffer | undefined;
+    return (chunk) => {
+      let buffer = pending === undefined ? chunk : Buffer.concat([pending, chunk]);
+      while (buffer.length >= GRPC_FRAME_HEADER_BYTES) {
+        const n = buffer.readUInt32BE(1);
+        if (buffer.length < GRPC_FRAME_HEADER_BYTES + n) break;
+        this.onAnswer(buffer.subarray(GRPC_FRAME_HEADER_BYTES, GRPC_FRAME_HEADER_BYTES + n));
+        buffer = buffer.subarray(GRPC_FRAME_HEADER_BYTES + n);
+      }
+      pending = buffer.length === 0 ? undefined : buffer;
+    };
+  }
+
+  private async rawLane(): Promise<StreamLane> {
+    const connection = await RawH2Connection.connect(this.s.host, this.s.port);
+    const block = encodeRequestHeaders([
+      [':method', 'POST'],
+      [':scheme', 'http'],
+      [':path', AUTHORIZE_STREAM_PATH],
+      [':authority', `${this.s.host}:${this.s.port}`],
+      ['content-type', 'application/grpc'],
+      ['te', 'trailers'],
+      ['user-agent', 'cardswitch-bench'],
+    ]);
+    const stream = connection.openStream(block, this.answerReader(), (status, message, _body, error) =>
+      this.failAll(`AuthorizeStream ended (${error ?? `grpc-status ${status} ${message}`})`),
+    );
+    return { write: (data) => stream.write(data), close: () => (stream.end(), connection.close()), outgoing: [] };
+  }
+
+  private async nodeLane(): Promise<StreamLane> {
+    const session = connect(`http://${this.s.host}:${this.s.port}`);
+    await new Promise<void>((resolve, reject) => {
+      session.once('connect', () => resolve());
+      session.once('error', reject);
+    });
+    session.on('error', (err: Error) => this.onStreamError(`session: ${err.message}`));
+    const stream = session.request({ ':method': 'POST', ':path': AUTHORIZE_STREAM_PATH, 'content-type': 'application/grpc', te: 'trailers' }, { endStream: false });
+    stream.on('data', this.answerReader());
+    let status = '';
+    stream.on('trailers', (headers: Record<string, unknown>) => (status = `grpc-status ${String(headers['grpc-status'])} ${String(headers['grpc-message'] ?? '')}`));
+    stream.on('error', (err: Error) => this.onStreamError(`AuthorizeStream: ${err.message}`));
+    stream.on('close', () => this.failAll(`AuthorizeStream ended (${status || `code ${stream.rstCode}`})`));
+    return { write: (data) => stream.write(data), close: () => (stream.end(), session.close()), outgoing: [] };
   }
 
   private onAnswer(message: Buffer): void {
@@ -264,16 +293,13 @@ class StreamTransport implements Transport {
     this.flushScheduled = false;
     for (const lane of this.lanes) {
       if (lane.outgoing.length === 0) continue;
-      lane.stream.write(Buffer.concat(lane.outgoing));
+      lane.write(Buffer.concat(lane.outgoing));
       lane.outgoing = [];
     }
   }
 
   close(): void {
-    for (const lane of this.lanes) {
-      lane.stream.end();
-      lane.session.close();
-    }
+    for (const lane of this.lanes) lane.close();
   }
 }
 

@@ -1,6 +1,7 @@
 // A minimal HTTP/2 client (RFC 9113) for unary gRPC calls over cleartext TCP, for the load generator:
 // one HEADERS frame (a cached header block) and one DATA frame (the gRPC message) per request, written
-// as one buffer; answers parsed straight from the socket. It costs a few microseconds per call where
+// as one buffer; answers parsed straight from the socket. Long-lived streams too (openStream: many
+// messages each way, for AuthorizeStream), with the server's per-stream flow control honoured. It costs a few microseconds per call where
 // node:http2 costs tens, so on a 2-core machine the generator leaves the cores to the server.
 //
 // What it does of HTTP/2: connection preface and SETTINGS (and their ACKs), PING ACKs, flow control of
@@ -32,6 +33,21 @@ interface StreamState {
   grpcStatus: number;
   grpcMessage: string;
   chunks: Buffer[] | undefined;
+  /** Long-lived streams: DATA is handed on as it comes instead of collected. */
+  readonly onData?: (data: Buffer) => void;
+  /** Long-lived streams: what may still be sent on this stream, and what waits for that window. */
+  sendWindow: number;
+  outgoing: Buffer[];
+  endRequested: boolean;
+  received: number;
+}
+
+/** A long-lived stream of a RawH2Connection. */
+export interface RawStream {
+  /** Sends bytes (gRPC frames) on the stream, as the flow-control windows allow. */
+  write(data: Buffer): void;
+  /** Ends the sending side (END_STREAM) once everything written has been sent. */
+  end(): void;
 }
 
 interface Pending {
@@ -59,12 +75,16 @@ function controlFrame(type: number, flags: number, streamId: number, payload: Bu
 
 export class RawH2Connection {
   private readonly streams = new Map<number, StreamState>();
+  /** The long-lived streams among them (openStream), flushed when a window opens. */
+  private readonly longStreams = new Map<number, StreamState>();
   private readonly queue: Pending[] = [];
   private readonly decoder = new HpackDecoder();
   private nextStreamId = 1;
   private sendWindow = DEFAULT_WINDOW;
   private maxConcurrent = Infinity;
   private maxFrameSize = 16_384;
+  /** The server's SETTINGS_INITIAL_WINDOW_SIZE: each new stream's send window. */
+  private initialSendWindow = DEFAULT_WINDOW;
   private received = 0;
   private pending: Buffer | undefined;
   private headerBlock: { streamId: number; flags: number; parts: Buffer[] } | undefined;
@@ -120,6 +140,63 @@ export class RawH2Connection {
     this.queue.push({ headerBlock, body, done, ref });
     this.flushQueue();
     return ref;
+  }
+
+  /**
+   * Opens a long-lived stream (HEADERS without END_STREAM): `onData` gets each DATA payload, `done` runs
+   * once when the stream ends (with the trailers' grpc-status) or breaks.
+   */
+  openStream(headerBlock: Uint8Array, onData: (data: Buffer) => void, done: CallDone): RawStream {
+    if (this.closedReason !== undefined) throw new Error(this.closedReason);
+    if (headerBlock.length > this.maxFrameSize) throw new Error('header block larger than one frame');
+    const streamId = this.nextStreamId;
+    this.nextStreamId += 2;
+    const state: StreamState = { done, grpcStatus: -1, grpcMessage: '', chunks: undefined, onData, sendWindow: this.initialSendWindow, outgoing: [], endRequested: false, received: 0 };
+    this.streams.set(streamId, state);
+    this.longStreams.set(streamId, state);
+    const out = Buffer.allocUnsafe(FRAME_HEADER + headerBlock.length);
+    frameHeader(out, 0, headerBlock.length, TYPE_HEADERS, FLAG_END_HEADERS, streamId);
+    out.set(headerBlock, FRAME_HEADER);
+    this.write(out);
+    return {
+      write: (data) => {
+        state.outgoing.push(data);
+        this.flushStream(streamId, state);
+      },
+      end: () => {
+        state.endRequested = true;
+        this.flushStream(streamId, state);
+      },
+    };
+  }
+
+  /** Sends what a long-lived stream has waiting, as far as its window and the connection's allow. */
+  private flushStream(streamId: number, state: StreamState): void {
+    while (state.outgoing.length > 0) {
+      const next = state.outgoing[0] as Buffer;
+      const room = Math.min(state.sendWindow, this.sendWindow, this.maxFrameSize);
+      if (room <= 0) return;
+      const chunk = next.length <= room ? next : next.subarray(0, room);
+      if (chunk.length === next.length) state.outgoing.shift();
+      else state.outgoing[0] = next.subarray(room);
+      const last = state.endRequested && state.outgoing.length === 0;
+      const out = Buffer.allocUnsafe(FRAME_HEADER + chunk.length);
+      frameHeader(out, 0, chunk.length, TYPE_DATA, last ? FLAG_END_STREAM : 0, streamId);
+      out.set(chunk, FRAME_HEADER);
+      state.sendWindow -= chunk.length;
+      this.sendWindow -= chunk.length;
+      this.write(out);
+      if (last) {
+        state.endRequested = false;
+        return;
+      }
+    }
+    if (state.endRequested) {
+      state.endRequested = false;
+      const out = Buffer.allocUnsafe(FRAME_HEADER);
+      frameHeader(out, 0, 0, TYPE_DATA, FLAG_END_STREAM, streamId);
+      this.write(out);
+    }
   }
 
   /** Ends a call early (a client-side timeout): RST_STREAM CANCEL, and `done` with 'cancelled'. */
@@ -180,7 +257,7 @@ export class RawH2Connection {
     frameHeader(out, dataAt, call.body.length, TYPE_DATA, FLAG_END_STREAM, streamId);
     out.set(call.body, dataAt + FRAME_HEADER);
     this.sendWindow -= call.body.length;
-    this.streams.set(streamId, { done: call.done, grpcStatus: -1, grpcMessage: '', chunks: undefined });
+    this.streams.set(streamId, { done: call.done, grpcStatus: -1, grpcMessage: '', chunks: undefined, sendWindow: 0, outgoing: [], endRequested: false, received: 0 });
     this.write(out);
   }
 
@@ -188,6 +265,7 @@ export class RawH2Connection {
     if (this.closedReason === undefined) this.closedReason = reason;
     const streams = [...this.streams.values()];
     this.streams.clear();
+    this.longStreams.clear();
     const queued = this.queue.splice(0);
     for (const s of streams) s.done(-1, '', undefined, reason);
     for (const q of queued) q.done(-1, '', undefined, reason);
@@ -232,12 +310,17 @@ export class RawH2Connection {
         return;
       case TYPE_GOAWAY:
         return this.onGoaway(payload);
-      case TYPE_WINDOW_UPDATE:
-        if (streamId === 0) {
-          this.sendWindow += payload.readUInt32BE(0) & 0x7fffffff;
-          this.flushQueue();
+      case TYPE_WINDOW_UPDATE: {
+        const increment = payload.readUInt32BE(0) & 0x7fffffff;
+        if (streamId === 0) this.sendWindow += increment;
+        else {
+          const stream = this.streams.get(streamId);
+          if (stream !== undefined) stream.sendWindow += increment;
         }
+        this.flushQueue();
+        this.flushLongStreams();
         return;
+      }
       default:
         return; // PRIORITY, PUSH_PROMISE (push is disabled), unknown types: ignored as the spec allows
     }
@@ -250,11 +333,21 @@ export class RawH2Connection {
       const value = payload.readUInt32BE(i + 2);
       if (id === SETTINGS_MAX_CONCURRENT_STREAMS) this.maxConcurrent = value;
       else if (id === SETTINGS_MAX_FRAME_SIZE) this.maxFrameSize = value;
+      else if (id === SETTINGS_INITIAL_WINDOW_SIZE) {
+        // RFC 9113 6.9.2: a change applies to every open stream's window by the difference.
+        for (const stream of this.longStreams.values()) stream.sendWindow += value - this.initialSendWindow;
+        this.initialSendWindow = value;
+      }
     }
     this.write(controlFrame(TYPE_SETTINGS, FLAG_ACK, 0, Buffer.alloc(0)));
     this.onSettings?.();
     this.onSettings = undefined;
     this.flushQueue();
+    this.flushLongStreams();
+  }
+
+  private flushLongStreams(): void {
+    for (const [id, stream] of this.longStreams) if (stream.outgoing.length > 0 || stream.endRequested) this.flushStream(id, stream);
   }
 
   private onGoaway(payload: Buffer): void {
@@ -263,6 +356,7 @@ export class RawH2Connection {
     for (const [id, stream] of this.streams) {
       if (id > lastStreamId) {
         this.streams.delete(id);
+        this.longStreams.delete(id);
         stream.done(-1, '', undefined, this.closedReason);
       }
     }
@@ -280,7 +374,18 @@ export class RawH2Connection {
     const stream = this.streams.get(streamId);
     if (stream !== undefined) {
       const data = (flags & FLAG_PADDED) !== 0 ? payload.subarray(1, payload.length - payload[0]!) : payload;
-      (stream.chunks ??= []).push(data);
+      if (stream.onData === undefined) (stream.chunks ??= []).push(data);
+      else {
+        // A long-lived stream may receive more than its initial window: refill it as the connection's.
+        stream.received += payload.length;
+        if (stream.received >= RECEIVE_REFILL) {
+          const increment = Buffer.alloc(4);
+          increment.writeUInt32BE(stream.received, 0);
+          this.write(controlFrame(TYPE_WINDOW_UPDATE, 0, streamId, increment));
+          stream.received = 0;
+        }
+        stream.onData(data);
+      }
     }
     if ((flags & FLAG_END_STREAM) !== 0) this.endStream(streamId, undefined);
   }
@@ -320,6 +425,7 @@ export class RawH2Connection {
     const stream = this.streams.get(streamId);
     if (stream === undefined) return;
     this.streams.delete(streamId);
+    this.longStreams.delete(streamId);
     const chunks = stream.chunks;
     const body = chunks === undefined ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
     stream.done(error === undefined ? stream.grpcStatus : -1, stream.grpcMessage, body, error);
