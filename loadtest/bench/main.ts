@@ -28,7 +28,7 @@ import { runH2loadInquire } from './h2load.js';
 import { checkLedger, type LedgerCheck } from './ledger-check.js';
 import { parseOptions, USAGE, type BenchOptions, type ScenarioPlan } from './options.js';
 import { isImplemented } from './probe.js';
-import { CpuMeter, startServerChild } from './processes.js';
+import { CpuMeter, quiesce, startServerChild } from './processes.js';
 import { runRedisBaseline } from './redis-baseline.js';
 import { humanReport, ratiosOf, RESULT_SCHEMA, targetsOf, type BenchResult, type ScenarioResult } from './report.js';
 
@@ -39,6 +39,8 @@ const REDIS_BASELINE_PREFIX = 'benchredis';
 const SEQUENCE_BLOCK = 2 ** 36;
 /** Sequence block of the warm-up run (scenarios use 1, 2, ...; the h2load cross-check the next one). */
 const WARM_UP_INDEX = 100;
+/** At most this long between scenarios for the switch and Redis to finish the previous one's work. */
+const QUIESCE_MAX_MS = 30_000;
 
 /** The switch's configuration for the bench: production defaults, except limits that would decline a hot card. */
 function switchEnv(options: BenchOptions, redisUrl: string): Record<string, string> {
@@ -108,6 +110,9 @@ async function runScenario(
   const streams = shape?.streams ?? o.streams;
   const workers = Math.min(o.workers, connections);
   const warmupMs = Math.min(o.warmupMs, o.durationMs / 2);
+  // Each scenario starts on a quiet switch and Redis, not in the tail of the one before.
+  const settled = await quiesce(ctx.pids, QUIESCE_MAX_MS);
+  if (!settled.quiet) adjustments.push(`the switch or Redis was still busy ${settled.waitedMs} ms after the previous scenario; started anyway`);
   const meter = new CpuMeter(ctx.pids);
   meter.start();
   const load = await runLoad({

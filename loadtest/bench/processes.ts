@@ -98,6 +98,28 @@ export function processCpuSeconds(pid: number): number | undefined {
 }
 
 /** Measures how many cores each named process used between start() and stop(). */
+/** Quiet: every watched process used less than this share of a core over one sample. */
+const QUIET_CORES = 0.15;
+const QUIET_SAMPLE_MS = 250;
+
+/**
+ * Waits until the switch and Redis have finished what an earlier scenario left them (an overloaded
+ * open-model run leaves thousands of calls the generator gave up on, which the switch still works
+ * through): until one sample shows every process nearly idle, or `maxWaitMs` has passed. Returns how
+ * long it waited and whether the processes went quiet.
+ */
+export async function quiesce(pids: Readonly<Record<string, number>>, maxWaitMs: number): Promise<{ waitedMs: number; quiet: boolean }> {
+  const started = Date.now();
+  for (;;) {
+    const meter = new CpuMeter(pids);
+    meter.start();
+    await new Promise((resolve) => setTimeout(resolve, QUIET_SAMPLE_MS));
+    const used = Object.values(meter.stop());
+    if (used.every((cores) => cores === null || cores < QUIET_CORES)) return { waitedMs: Date.now() - started, quiet: true };
+    if (Date.now() - started >= maxWaitMs) return { waitedMs: Date.now() - started, quiet: false };
+  }
+}
+
 export class CpuMeter {
   private readonly before = new Map<string, number | undefined>();
   private startedMs = 0;

@@ -63,7 +63,10 @@ export class AuthorizeStreams {
         return refusal(tag, Status.UNAUTHENTICATED, 'send the terminal in request.terminal_id and its secret in terminal_secret');
       }
       const terminal = await authenticateTerminal(this.registry, SERVICE, request.terminalId, terminalSecret);
-      if ('code' in terminal) return refusal(tag, terminal.code, terminal.details);
+      if ('code' in terminal) {
+        this.log.info({ rpc: 'AuthorizeStream', code: Status[terminal.code], details: terminal.details }, 'terminal refused');
+        return refusal(tag, terminal.code, terminal.details);
+      }
       return { tag, response: await authorizePayment(this.domain, this.options, terminal, request, cancelled) };
     } catch (err) {
       const mapped = mapError(err);
@@ -71,6 +74,11 @@ export class AuthorizeStreams {
       else this.log.debug({ rpc: 'AuthorizeStream', details: mapped.details }, 'payment refused');
       return refusal(tag, mapped.code, mapped.details);
     }
+  }
+
+  /** pay() never throws; this is for a failure to hand an answer to the stream. */
+  failed(err: unknown): void {
+    this.log.error({ err, rpc: 'AuthorizeStream' }, 'could not send an answer on the stream');
   }
 
   /** A payment read after the switch began to stop. */
@@ -123,7 +131,10 @@ class StreamSession {
       this.send(this.streams.stopping(message));
       return;
     }
-    this.streams.pay(message, () => this.call.cancelled || this.finished).then((answer) => this.send(answer));
+    this.streams
+      .pay(message, () => this.call.cancelled || this.finished)
+      .then((answer) => this.send(answer))
+      .catch((err: unknown) => this.streams.failed(err));
   }
 
   private send(answer: StreamedAuthorizeResponse): void {
