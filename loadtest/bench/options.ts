@@ -58,7 +58,7 @@ loadtest/results/latest.json.
   --rate N            open model: requests/s (lunch-rush: the peak); default tap ${DEFAULT_TAP_RATE}, lunch-rush ${DEFAULT_LUNCH_PEAK_RATE}
   --duration S        seconds per scenario (default 10; the lunch hour is squeezed into it)
   --warmup S          seconds at the start of each scenario left out of the statistics (default 2)
-  --workers N         load-generator threads (default 2)
+  --workers N         load-generator threads (default 1: on 2 shared cores a second thread costs the server more than it adds)
   --connections N     HTTP/2 connections in all (default 4)
   --streams N         closed model: requests in flight in all (default 128)
   --max-in-flight N   open model: at most this many in flight; later arrivals wait, counted late (default 20000)
@@ -150,7 +150,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     plans: plansFor(list('scenario', values.scenario, SCENARIOS), list('mode', values.mode, MODES), rate, quick),
     durationMs: seconds('duration', values.duration, quick ? 2000 : 10_000, 3600),
     warmupMs: seconds('warmup', values.warmup, quick ? 500 : 2000, 600),
-    workers: integer('workers', values.workers, 2, 1, 16),
+    workers: integer('workers', values.workers, 1, 1, 16),
     connections: integer('connections', values.connections, 4, 1, 256),
     streams: integer('streams', values.streams, 128, 1, 100_000),
     maxInFlight: integer('max-in-flight', values['max-in-flight'], 20_000, 1, 1_000_000),
