@@ -12,6 +12,9 @@ import {
 } from '../proto/gen/cardswitch/v1/pos.js';
 import type { SwitchApp } from '../switch/app.js';
 import { MAX_STREAM_IN_FLIGHT } from '../switch/grpc/authorize-stream.js';
+import { CancelledError } from '../switch/grpc/errors.js';
+import { authorizePayment } from '../switch/grpc/pos-service.js';
+import { PosDomain } from '../switch/domain/pos.js';
 import { auditLedger } from '../switch/ledger/audit.js';
 import { KIOSK_TERMINAL } from './helpers/clients.js';
 import { connect } from './helpers/redis.js';
@@ -82,6 +85,22 @@ class OpenStream {
 async function balance(app: SwitchApp, cardNo: string): Promise<number> {
   return Number(await app.redis.hget(app.keys.account(cardNo), 'bal'));
 }
+
+describe('authorizePayment (Authorize and AuthorizeStream alike)', () => {
+  it('makes no payment for a caller that has already gone (cancelled or past its deadline)', async () => {
+    const app = await start('gone-caller');
+    const terminal = await app.terminals.get(POS_TERMINAL.id);
+    if (terminal === undefined) throw new Error('terminal not registered');
+    const before = await dumpKeySpace(app.redis, app.keys.prefix);
+    const pos = new PosDomain(app.context);
+    const request = payment(POS_TERMINAL, 1, 1_000, CARDS[0]?.serial ?? '');
+    await expect(authorizePayment(pos, app.context.config, terminal, request, () => true)).rejects.toThrow(CancelledError);
+    expect(await dumpKeySpace(app.redis, app.keys.prefix)).toEqual(before);
+    // The same request from a caller still waiting is paid.
+    const paid = await authorizePayment(pos, app.context.config, terminal, request, () => false);
+    expect(paid.outcome).toBe(Outcome.OUTCOME_APPROVED);
+  });
+});
 
 describe('AuthorizeStream', () => {
   it('pays for several terminals and cards on one stream, each answer under its tag, as Authorize would', async () => {
