@@ -71,10 +71,21 @@ export async function authenticateTerminal(registry: TerminalRegistry, service: 
   return terminal;
 }
 
+/**
+ * A call an interceptor has nothing to check, handed on as it is rather than in a pass-through
+ * ServerInterceptingCall: every wrapper layer costs every call (about 10 % of a no-op unary call's
+ * throughput on the bench machine, two interceptors returning their call vs wrapping it). grpc-js types
+ * the interceptor's result as the class, but the server uses only ServerInterceptingCallInterface
+ * (getServerInterceptingCall chains the interceptors through it).
+ */
+export function passedOn(call: ServerInterceptingCallInterface): ServerInterceptingCall {
+  return call as ServerInterceptingCall;
+}
+
 export function terminalAuthInterceptor(registry: TerminalRegistry, log: Logger): ServerInterceptor {
   return (method: ServerMethodDefinition<unknown, unknown>, call: ServerInterceptingCallInterface) => {
     const service = serviceOf(method.path);
-    if (SERVICE_KINDS[service] === undefined || PER_MESSAGE_AUTH.has(method.path)) return new ServerInterceptingCall(call);
+    if (SERVICE_KINDS[service] === undefined || PER_MESSAGE_AUTH.has(method.path)) return passedOn(call);
     const listener = new ServerListenerBuilder()
       .withOnReceiveMetadata((metadata, next) => {
         authenticate(registry, service, metadata).then(

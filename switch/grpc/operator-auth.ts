@@ -11,6 +11,7 @@ import {
   type ServerMethodDefinition,
 } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { passedOn } from './auth.js';
 
 const ADMIN_SERVICE = 'cardswitch.v1.AdminService';
 const operators = new WeakMap<Metadata, string>();
@@ -37,7 +38,7 @@ export function findOperator(tokens: ReadonlyMap<string, string>, presented: str
 
 export function operatorAuthInterceptor(tokens: ReadonlyMap<string, string>, log: Logger): ServerInterceptor {
   return (method: ServerMethodDefinition<unknown, unknown>, call: ServerInterceptingCallInterface) => {
-    if (method.path.split('/')[1] !== ADMIN_SERVICE) return new ServerInterceptingCall(call);
+    if (method.path.split('/')[1] !== ADMIN_SERVICE) return passedOn(call);
     const listener = new ServerListenerBuilder()
       .withOnReceiveMetadata((metadata, next) => {
         const presented = metadata.get('operator-token')[0];
