@@ -207,6 +207,19 @@ export interface LeadingFields {
  */
 export function readLeadingFields(message: Uint8Array): LeadingFields | undefined {
   const out: LeadingFields = { field1: 0, field2: 0 };
+  const ok = walkFields(message, (field, varint, bytes) => {
+    if (bytes !== undefined) return;
+    if (field === 1) out.field1 = varint;
+    else if (field === 2) out.field2 = varint;
+  });
+  return ok ? out : undefined;
+}
+
+/**
+ * Calls `onField` for every varint field (with its value) and length-delimited field (with its bytes)
+ * of a message, skips fixed-width ones, and returns false when the bytes are not well-formed protobuf.
+ */
+function walkFields(message: Uint8Array, onField: (field: number, varint: number, bytes: Uint8Array | undefined) => void): boolean {
   let pos = 0;
   const readVarint = (): number | undefined => {
     let value = 0;
@@ -222,23 +235,23 @@ export function readLeadingFields(message: Uint8Array): LeadingFields | undefine
   };
   while (pos < message.length) {
     const key = readVarint();
-    if (key === undefined) return undefined;
+    if (key === undefined) return false;
     const field = Math.floor(key / 8);
     const wireType = key % 8;
     if (wireType === WIRE_VARINT) {
       const value = readVarint();
-      if (value === undefined) return undefined;
-      if (field === 1) out.field1 = value;
-      else if (field === 2) out.field2 = value;
+      if (value === undefined) return false;
+      onField(field, value, undefined);
     } else if (wireType === WIRE_LENGTH_DELIMITED) {
       const n = readVarint();
-      if (n === undefined || pos + n > message.length) return undefined;
+      if (n === undefined || pos + n > message.length) return false;
+      onField(field, 0, message.subarray(pos, pos + n));
       pos += n;
     } else if (wireType === WIRE_FIXED64) pos += 8;
     else if (wireType === WIRE_FIXED32) pos += 4;
-    else return undefined;
+    else return false;
   }
-  return pos === message.length ? out : undefined;
+  return pos === message.length;
 }
 
 // PosService/AuthorizeStream: StreamedAuthorizeRequest { uint64 tag = 1; string terminal_secret = 2;
@@ -279,70 +292,27 @@ export interface StreamedAnswer {
   readonly error: { readonly code: number; readonly message: Uint8Array } | undefined;
 }
 
-interface RawField {
-  readonly field: number;
-  readonly varint: number;
-  readonly bytes: Uint8Array | undefined;
-}
-
-/** The fields of a message (varint and length-delimited ones), or undefined when it is malformed. */
-function rawFields(message: Uint8Array): RawField[] | undefined {
-  const fields: RawField[] = [];
-  let pos = 0;
-  const readVarint = (): number | undefined => {
-    let value = 0;
-    let scale = 1;
-    for (let i = 0; i < 10; i++) {
-      if (pos >= message.length) return undefined;
-      const b = message[pos++] ?? 0;
-      value += (b & 0x7f) * scale;
-      if (b < 0x80) return value;
-      scale *= 0x80;
-    }
-    return undefined;
-  };
-  while (pos < message.length) {
-    const key = readVarint();
-    if (key === undefined) return undefined;
-    const field = Math.floor(key / 8);
-    const wireType = key % 8;
-    if (wireType === WIRE_VARINT) {
-      const value = readVarint();
-      if (value === undefined) return undefined;
-      fields.push({ field, varint: value, bytes: undefined });
-    } else if (wireType === WIRE_LENGTH_DELIMITED) {
-      const n = readVarint();
-      if (n === undefined || pos + n > message.length) return undefined;
-      fields.push({ field, varint: 0, bytes: message.subarray(pos, pos + n) });
-      pos += n;
-    } else if (wireType === WIRE_FIXED64) pos += 8;
-    else if (wireType === WIRE_FIXED32) pos += 4;
-    else return undefined;
-  }
-  return pos === message.length ? fields : undefined;
-}
-
 /** Reads one StreamedAuthorizeResponse; undefined when it is malformed or carries neither result. */
 export function readStreamedAnswer(message: Uint8Array): StreamedAnswer | undefined {
-  const fields = rawFields(message);
-  if (fields === undefined) return undefined;
   let tag = 0;
   let response: Uint8Array | undefined;
+  let errorBytes: Uint8Array | undefined;
+  const ok = walkFields(message, (field, varint, bytes) => {
+    if (field === 1 && bytes === undefined) tag = varint;
+    else if (field === 2 && bytes !== undefined) response = bytes;
+    else if (field === 3 && bytes !== undefined) errorBytes = bytes;
+  });
+  if (!ok) return undefined;
   let error: StreamedAnswer['error'];
-  for (const f of fields) {
-    if (f.field === 1 && f.bytes === undefined) tag = f.varint;
-    else if (f.field === 2 && f.bytes !== undefined) response = f.bytes;
-    else if (f.field === 3 && f.bytes !== undefined) {
-      const inner = rawFields(f.bytes);
-      if (inner === undefined) return undefined;
-      let code = 0;
-      let text: Uint8Array = new Uint8Array(0);
-      for (const g of inner) {
-        if (g.field === 1 && g.bytes === undefined) code = g.varint;
-        else if (g.field === 2 && g.bytes !== undefined) text = g.bytes;
-      }
-      error = { code, message: text };
-    }
+  if (errorBytes !== undefined) {
+    let code = 0;
+    let text: Uint8Array = new Uint8Array(0);
+    const inner = walkFields(errorBytes, (field, varint, bytes) => {
+      if (field === 1 && bytes === undefined) code = varint;
+      else if (field === 2 && bytes !== undefined) text = bytes;
+    });
+    if (!inner) return undefined;
+    error = { code, message: text };
   }
   if (response === undefined && error === undefined) return undefined;
   return { tag, response, error };
