@@ -119,7 +119,7 @@ export async function startSwitch(config: Config, log: Logger, now: () => number
     const scripts = await Scripts.load(redis, fast);
     const ledger = new Ledger(keys, scripts, config.requestTtlSec, now);
     const terminals = new TerminalRegistry(redis, keys, config.terminalPepper, config.terminalCacheMs);
-    const cards = new CardDirectory(redis, keys, MAX_CACHED_SERIALS);
+    const cards = new CardDirectory(redis, keys, scripts, MAX_CACHED_SERIALS);
     passwords = new PasswordPool({
       pepper: config.passwordPepper,
       maxThreads: config.passwordThreads,

@@ -1,8 +1,7 @@
 // Child processes of the bench (the switch, the no-op baseline server) and CPU accounting of the
 // processes a run involves, from /proc (Linux), so the report can say who used the cores.
 import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -97,7 +96,34 @@ export function processCpuSeconds(pid: number): number | undefined {
   }
 }
 
-/** Measures how many cores each named process used between start() and stop(). */
+/** Live child processes of `pid` (all its threads' children), from /proc/<pid>/task/<tid>/children. */
+function childPids(pid: number): number[] {
+  const out: number[] = [];
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const list = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+      if (list !== '') for (const child of list.split(' ')) out.push(Number(child));
+    }
+  } catch {
+    // The process has gone, or this kernel has no children files: its own time is all there is.
+  }
+  return out;
+}
+
+/**
+ * CPU seconds of a process and every live process below it, leaving out the subtrees of `others`
+ * (processes measured on their own): the switch child forks cluster workers under
+ * SWITCH_PROCESSES=N, and their time is the switch's time too; the bench process is the parent of
+ * the switch and of Redis, whose time is theirs.
+ */
+export function processTreeCpuSeconds(pid: number, others: ReadonlySet<number> = new Set()): number | undefined {
+  const own = processCpuSeconds(pid);
+  if (own === undefined) return undefined;
+  let total = own;
+  for (const child of childPids(pid)) if (!others.has(child)) total += processTreeCpuSeconds(child, others) ?? 0;
+  return total;
+}
+
 /** Quiet: every watched process used less than this share of a core over one sample. */
 const QUIET_CORES = 0.15;
 const QUIET_SAMPLE_MS = 250;
@@ -120,15 +146,19 @@ export async function quiesce(pids: Readonly<Record<string, number>>, maxWaitMs:
   }
 }
 
+/** Measures how many cores each named process (with its children) used between start() and stop(). */
 export class CpuMeter {
   private readonly before = new Map<string, number | undefined>();
   private startedMs = 0;
+  private readonly watched: ReadonlySet<number>;
 
-  constructor(private readonly pids: Readonly<Record<string, number>>) {}
+  constructor(private readonly pids: Readonly<Record<string, number>>) {
+    this.watched = new Set(Object.values(pids));
+  }
 
   start(): void {
     this.startedMs = Date.now();
-    for (const [name, pid] of Object.entries(this.pids)) this.before.set(name, processCpuSeconds(pid));
+    for (const [name, pid] of Object.entries(this.pids)) this.before.set(name, processTreeCpuSeconds(pid, this.watched));
   }
 
   /** Cores used (1.0 = one core fully busy) per process over the interval. */
@@ -137,7 +167,7 @@ export class CpuMeter {
     const out: Record<string, number | null> = {};
     for (const [name, pid] of Object.entries(this.pids)) {
       const before = this.before.get(name);
-      const after = processCpuSeconds(pid);
+      const after = processTreeCpuSeconds(pid, this.watched);
       out[name] = before === undefined || after === undefined ? null : Math.round(((after - before) / seconds) * 100) / 100;
     }
     return out;

@@ -3,6 +3,7 @@
 // the account's current one, so a stale entry (after a card replacement) cannot pay.
 import type { Redis } from 'ioredis';
 import type { Keys } from '../ledger/keys.js';
+import type { Scripts } from '../ledger/scripts.js';
 
 export const CARD_SERIAL_PATTERN = /^[0-9A-Fa-f]{8,20}$/;
 
@@ -12,6 +13,8 @@ export class CardDirectory {
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
+    /** The hot-path channel: a serial missing from the cache is read with the payment's own pipeline. */
+    private readonly scripts: Pick<Scripts, 'command'>,
     /** Upper bound on cached serials; the cache is cleared when full (a campus has tens of thousands). */
     private readonly maxCachedSerials: number,
   ) {}
@@ -20,8 +23,8 @@ export class CardDirectory {
   async cardForSerial(serial: string): Promise<string | undefined> {
     const cached = this.bySerial.get(serial);
     if (cached !== undefined) return cached;
-    const cardNo = await this.redis.get(this.keys.serial(serial));
-    if (cardNo === null) return undefined;
+    const cardNo = await this.scripts.command(['GET', this.keys.serial(serial)]);
+    if (typeof cardNo !== 'string') return undefined;
     if (this.bySerial.size >= this.maxCachedSerials) this.bySerial.clear();
     this.bySerial.set(serial, cardNo);
     return cardNo;
