@@ -1,12 +1,10 @@
 // Terminal authentication as a server interceptor: every PosService / KioskService call carries
 // metadata `terminal-id` and `terminal-secret`. Unknown terminal or wrong secret: UNAUTHENTICATED;
 // disabled terminal or a terminal of the wrong kind for the service: PERMISSION_DENIED. The handler
-// never runs for a refused call, so nothing changes. PosService/AuthorizeStream carries many
+// never runs for a refused call, so nothing changes (the gate in gate.ts holds the call until then). PosService/AuthorizeStream carries many
 // terminals, so it needs no call metadata: each of its messages is checked by authenticateTerminal.
 import {
   Metadata,
-  ServerInterceptingCall,
-  ServerListenerBuilder,
   status as Status,
   type ServerInterceptingCallInterface,
   type ServerInterceptor,
@@ -16,6 +14,7 @@ import type { Logger } from 'pino';
 import type { Terminal, TerminalKind, TerminalRegistry } from '../domain/terminals.js';
 import { TERMINAL_ID_PATTERN, MAX_SECRET_LENGTH } from '../domain/terminals.js';
 import { mapError } from './errors.js';
+import { gateCall, passedOn } from './gate.js';
 
 /** Which terminal kinds may call which service; services not listed need no terminal. */
 const SERVICE_KINDS: Readonly<Record<string, readonly TerminalKind[]>> = {
@@ -71,41 +70,26 @@ export async function authenticateTerminal(registry: TerminalRegistry, service: 
   return terminal;
 }
 
-/**
- * A call an interceptor has nothing to check, handed on as it is rather than in a pass-through
- * ServerInterceptingCall: every wrapper layer costs every call (about 10 % of a no-op unary call's
- * throughput on the bench machine, two interceptors returning their call vs wrapping it). grpc-js types
- * the interceptor's result as the class, but the server uses only ServerInterceptingCallInterface
- * (getServerInterceptingCall chains the interceptors through it).
- */
-export function passedOn(call: ServerInterceptingCallInterface): ServerInterceptingCall {
-  return call as ServerInterceptingCall;
-}
-
 export function terminalAuthInterceptor(registry: TerminalRegistry, log: Logger): ServerInterceptor {
   return (method: ServerMethodDefinition<unknown, unknown>, call: ServerInterceptingCallInterface) => {
     const service = serviceOf(method.path);
     if (SERVICE_KINDS[service] === undefined || PER_MESSAGE_AUTH.has(method.path)) return passedOn(call);
-    const listener = new ServerListenerBuilder()
-      .withOnReceiveMetadata((metadata, next) => {
-        authenticate(registry, service, metadata).then(
-          (result) => {
-            if ('code' in result) {
-              log.info({ path: method.path, code: Status[result.code], details: result.details }, 'terminal refused');
-              call.sendStatus({ ...result, metadata: new Metadata() });
-              return;
-            }
-            authenticated.set(metadata, result);
-            next(metadata);
-          },
-          (err: unknown) => {
-            const mapped = mapError(err);
-            log.error({ err, path: method.path }, 'terminal authentication failed');
-            call.sendStatus({ code: mapped.code, details: mapped.details, metadata: new Metadata() });
-          },
-        );
-      })
-      .build();
-    return new ServerInterceptingCall(call, { start: (next) => next(listener) });
+    return gateCall(
+      call,
+      (metadata) =>
+        authenticate(registry, service, metadata).then((result) => {
+          if ('code' in result) {
+            log.info({ path: method.path, code: Status[result.code], details: result.details }, 'terminal refused');
+            return { ...result, metadata: new Metadata() };
+          }
+          authenticated.set(metadata, result);
+          return undefined;
+        }),
+      (err) => {
+        const mapped = mapError(err);
+        log.error({ err, path: method.path }, 'terminal authentication failed');
+        return { code: mapped.code, details: mapped.details, metadata: new Metadata() };
+      },
+    );
   };
 }

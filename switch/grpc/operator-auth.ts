@@ -3,15 +3,13 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import {
   Metadata,
-  ServerInterceptingCall,
-  ServerListenerBuilder,
   status as Status,
   type ServerInterceptingCallInterface,
   type ServerInterceptor,
   type ServerMethodDefinition,
 } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { passedOn } from './auth.js';
+import { gateCall, passedOn } from './gate.js';
 
 const ADMIN_SERVICE = 'cardswitch.v1.AdminService';
 const operators = new WeakMap<Metadata, string>();
@@ -39,8 +37,9 @@ export function findOperator(tokens: ReadonlyMap<string, string>, presented: str
 export function operatorAuthInterceptor(tokens: ReadonlyMap<string, string>, log: Logger): ServerInterceptor {
   return (method: ServerMethodDefinition<unknown, unknown>, call: ServerInterceptingCallInterface) => {
     if (method.path.split('/')[1] !== ADMIN_SERVICE) return passedOn(call);
-    const listener = new ServerListenerBuilder()
-      .withOnReceiveMetadata((metadata, next) => {
+    return gateCall(
+      call,
+      (metadata) => {
         const presented = metadata.get('operator-token')[0];
         const name = typeof presented === 'string' && presented !== '' ? findOperator(tokens, presented) : undefined;
         if (name === undefined) {
@@ -49,14 +48,16 @@ export function operatorAuthInterceptor(tokens: ReadonlyMap<string, string>, log
               ? 'AdminService is closed: no operators are configured (set OPERATOR_TOKENS)'
               : 'send a valid operator token as metadata "operator-token"';
           log.info({ path: method.path }, 'operator refused');
-          call.sendStatus({ code: Status.UNAUTHENTICATED, details, metadata: new Metadata() });
-          return;
+          return { code: Status.UNAUTHENTICATED, details, metadata: new Metadata() };
         }
         operators.set(metadata, name);
         log.info({ path: method.path, operator: name }, 'operator call');
-        next(metadata);
-      })
-      .build();
-    return new ServerInterceptingCall(call, { start: (next) => next(listener) });
+        return undefined;
+      },
+      (err) => {
+        log.error({ err, path: method.path }, 'operator authentication failed');
+        return { code: Status.INTERNAL, details: 'operator authentication failed; see the switch log', metadata: new Metadata() };
+      },
+    );
   };
 }
