@@ -17,6 +17,7 @@ import {
   type StreamedAuthorizeResponse,
   type WaterDebitResponse,
 } from '../../proto/gen/cardswitch/v1/pos.js';
+import { GRPC_SERVER_OPTIONS } from '../../switch/grpc/server.js';
 import type { ChildToParent, ParentToChild } from './processes.js';
 
 const DECIDED_AT_MS = Date.now();
@@ -78,11 +79,7 @@ const implementation: PosServiceServer = {
 
 async function main(): Promise<void> {
   // The same options as switch/grpc/server.ts, so only the handlers differ.
-  const server = new Server({
-    'grpc.max_receive_message_length': 64 * 1024,
-    'grpc.keepalive_time_ms': 60_000,
-    'grpc.keepalive_permit_without_calls': 1,
-  });
+  const server = new Server({ ...GRPC_SERVER_OPTIONS });
   server.addService(PosServiceService, implementation);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
