@@ -263,6 +263,12 @@ describe('bench harness --quick', () => {
       expect(result.baselines['noopStream']?.['errors']).toBe(0);
       expect(result.baselines['noopGrpc']?.['errors']).toBe(0);
       expect(result.baselines['redisScript']?.['callsPerSec']).toBeGreaterThan(0);
+      // redis-benchmark ran the real script: (nearly) every call a new request key that moved money.
+      const rb = result.baselines['redisBenchmarkScript'] as { available: boolean; requests: number; approvals: number; callsPerSec: number } | null;
+      expect(rb?.available).toBe(true);
+      expect(rb?.callsPerSec).toBeGreaterThan(0);
+      expect(rb?.approvals).toBeGreaterThanOrEqual(Math.floor((rb?.requests ?? Infinity) * 0.99));
+      expect(rb?.approvals).toBeLessThanOrEqual(rb?.requests ?? 0);
       expect(result.ledgerCheck.passed).toBe(true);
       expect(result.ledgerCheck.payments.journalEntries).toBe(result.ledgerCheck.payments.approvedByClients);
       expect(result['passed']).toBe(true);

@@ -30,6 +30,7 @@ import { parseOptions, USAGE, type BenchOptions, type ScenarioPlan } from './opt
 import { isImplemented } from './probe.js';
 import { CpuMeter, quiesce, startServerChild } from './processes.js';
 import { runRedisBaseline } from './redis-baseline.js';
+import { runRedisBenchmarkScript } from './redis-benchmark.js';
 import { humanReport, ratiosOf, RESULT_SCHEMA, targetsOf, type BenchResult, type ScenarioResult } from './report.js';
 
 const HOST = '127.0.0.1';
@@ -293,8 +294,8 @@ async function baselines(
   ctx: ScenarioContext,
   p: Prepared,
   local: LocalRedis,
-): Promise<Pick<BenchResult['baselines'], 'noopGrpc' | 'noopGrpcOpen' | 'noopStream' | 'noopStreamOpen' | 'redisScript'>> {
-  if (!ctx.options.baselines) return { noopGrpc: null, noopGrpcOpen: null, noopStream: null, noopStreamOpen: null, redisScript: null };
+): Promise<Pick<BenchResult['baselines'], 'noopGrpc' | 'noopGrpcOpen' | 'noopStream' | 'noopStreamOpen' | 'redisScript' | 'redisBenchmarkScript'>> {
+  if (!ctx.options.baselines) return { noopGrpc: null, noopGrpcOpen: null, noopStream: null, noopStreamOpen: null, redisScript: null, redisBenchmarkScript: null };
   const noopGrpc = await noopBaseline(ctx);
   // The same open-model arrival rate against the no-op server: the latency floor of this machine and generator.
   const tapOpen = ctx.options.plans.find((plan) => plan.scenario === 'tap' && plan.mode === 'open');
@@ -310,7 +311,12 @@ async function baselines(
     redisUrl: local.url, keyPrefix: REDIS_BASELINE_PREFIX, shards: ctx.options.shards, accounts: Math.min(2000, ctx.options.cardholders),
     lanes: ctx.options.redisLanes, durationMs: ctx.options.durationMs, warmupMs: Math.min(ctx.options.warmupMs, ctx.options.durationMs / 2), limits: p.config.limits,
   });
-  return { noopGrpc, noopGrpcOpen, noopStream, noopStreamOpen, redisScript };
+  process.stdout.write(`running the authorize script alone with redis-benchmark (${ctx.options.redisLanes} clients, ${ctx.options.redisBenchmarkRequests} calls) ...\n`);
+  const redisBenchmarkScript = await runRedisBenchmarkScript({
+    redisUrl: local.url, keyPrefix: `${REDIS_BASELINE_PREFIX}-rb`, shards: ctx.options.shards, clients: ctx.options.redisLanes,
+    requests: ctx.options.redisBenchmarkRequests, limits: p.config.limits,
+  });
+  return { noopGrpc, noopGrpcOpen, noopStream, noopStreamOpen, redisScript, redisBenchmarkScript };
 }
 
 async function bench(options: BenchOptions): Promise<BenchResult> {

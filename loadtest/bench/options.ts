@@ -39,6 +39,7 @@ export interface BenchOptions {
   readonly baselines: boolean;
   readonly h2load: boolean;
   readonly h2loadRequests: number;
+  readonly redisBenchmarkRequests: number;
   readonly redisLanes: number;
   readonly client: 'raw' | 'node';
 }
@@ -50,8 +51,8 @@ export const USAGE = `npm run bench -- [options]
 
 Starts a private redis-server (AOF, appendfsync always), loads a demo campus, starts the switch in a
 child process, drives it with raw HTTP/2 gRPC from worker threads, measures the baselines (a no-op
-grpc-js server, the authorize script alone, h2load on Inquire), checks the ledger, and writes
-loadtest/results/latest.json.
+grpc-js server, the authorize script alone through ioredis and through redis-benchmark, h2load on
+Inquire), checks the ledger, and writes loadtest/results/latest.json.
 
   --scenario LIST     tap, lunch-rush, inquiry (comma-separated; default: all three)
   --mode LIST         open, closed (comma-separated; default: tap closed+open, lunch-rush open, inquiry closed)
@@ -74,6 +75,7 @@ loadtest/results/latest.json.
   --no-baselines      skip the no-op server and Redis baselines
   --no-h2load         skip the h2load cross-check
   --h2load-requests N requests of the h2load cross-check (default 50000)
+  --redis-benchmark-requests N  calls of the script-alone run by redis-benchmark (default 60000)
   --redis-lanes N     concurrent callers of the Redis baseline (default 128)
   --client raw|node   load generator transport: the bench's own HTTP/2 client (default) or node:http2
   --quick             a few seconds in all (CI): tap closed, small campus, short baselines
@@ -139,7 +141,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
       cardholders: { type: 'string' }, 'pin-cards': { type: 'string' }, shards: { type: 'string' }, 'scrypt-n': { type: 'string' },
       mix: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' }, 'export-campus': { type: 'string' },
       'switch-in-process': { type: 'boolean' }, 'no-baselines': { type: 'boolean' }, 'no-h2load': { type: 'boolean' },
-      'h2load-requests': { type: 'string' }, 'redis-lanes': { type: 'string' }, client: { type: 'string' },
+      'h2load-requests': { type: 'string' }, 'redis-benchmark-requests': { type: 'string' }, 'redis-lanes': { type: 'string' }, client: { type: 'string' },
     },
   });
   const quick = values.quick === true;
@@ -168,6 +170,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     baselines: values['no-baselines'] !== true,
     h2load: values['no-h2load'] !== true,
     h2loadRequests: integer('h2load-requests', values['h2load-requests'], quick ? 2000 : 50_000, 100, 10_000_000),
+    redisBenchmarkRequests: integer('redis-benchmark-requests', values['redis-benchmark-requests'], quick ? 3000 : 60_000, 100, 10_000_000),
     redisLanes: integer('redis-lanes', values['redis-lanes'], 128, 1, 10_000),
     client: clientOf(values.client),
   };

@@ -4,6 +4,7 @@ import type { LatencySummaryMs } from './histogram.js';
 import type { H2loadResult } from './h2load.js';
 import type { LedgerCheck } from './ledger-check.js';
 import type { RedisBaselineResult } from './redis-baseline.js';
+import type { RedisBenchmarkResult } from './redis-benchmark.js';
 
 export const RESULT_SCHEMA = 'cardswitch-bench/1';
 
@@ -83,6 +84,8 @@ export interface BenchResult {
     readonly noopStream: ScenarioResult | null;
     readonly noopStreamOpen: ScenarioResult | null;
     readonly redisScript: RedisBaselineResult | null;
+    /** The same script driven by redis-benchmark (C): what Redis alone does on this machine. */
+    readonly redisBenchmarkScript: RedisBenchmarkResult | null;
     readonly h2loadInquire: (H2loadResult & { readonly ownGenerator?: { readonly achievedRate: number; readonly latencyMs: LatencySummaryMs } }) | null;
   };
   readonly ratios: Record<string, number | null>;
@@ -110,6 +113,8 @@ export function ratiosOf(scenarios: readonly ScenarioResult[], baselines: BenchR
     tapClosedVsNoopGrpc: ratio(tapClosed?.achievedRate, baselines.noopGrpc?.achievedRate),
     tapClosedVsRedisScript: ratio(tapClosed?.achievedRate, baselines.redisScript?.callsPerSec),
     noopGrpcVsRedisScript: ratio(baselines.noopGrpc?.achievedRate, baselines.redisScript?.callsPerSec),
+    tapClosedVsRedisBenchmarkScript: ratio(tapClosed?.approvalsPerSec, baselines.redisBenchmarkScript?.approvalsPerSec),
+    tapStreamClosedVsRedisBenchmarkScript: ratio(streamClosed?.approvalsPerSec, baselines.redisBenchmarkScript?.approvalsPerSec),
     tapClosedP99VsNoopP99: ratio(tapClosed?.latencyMs.p99, baselines.noopGrpc?.latencyMs.p99),
     tapOpenP99VsNoopOpenP99: ratio(
       scenarios.find((s) => s.name === 'tap' && s.mode === 'open' && s.target === 'switch')?.latencyMs.p99,
@@ -176,6 +181,14 @@ export function humanReport(result: BenchResult, outPath: string): string {
   if (b.redisScript !== null) {
     const r = b.redisScript;
     lines.push(`  ${pad('redis authorize script alone', 30)} ${pad(`${r.callsPerSec}/s`, 11)} (${r.lanes} lanes) p50 ${r.latency.p50} p99 ${r.latency.p99} ms  errors ${r.errors}`);
+  }
+  if (b.redisBenchmarkScript !== null) {
+    const r = b.redisBenchmarkScript;
+    lines.push(
+      r.available && r.callsPerSec !== undefined
+        ? `  ${pad('redis-benchmark script alone', 30)} ${pad(`${r.callsPerSec}/s`, 11)} approvals ${r.approvalsPerSec}/s (${r.clients} clients) p50 ${r.latencyMs?.p50} p99 ${r.latencyMs?.p99} ms`
+        : `  redis-benchmark: ${r.note}`,
+    );
   }
   if (b.h2loadInquire !== null) {
     const h = b.h2loadInquire;

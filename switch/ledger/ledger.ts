@@ -148,19 +148,16 @@ export class Ledger {
     return this.scripts.client;
   }
 
-  async authorize(input: AuthorizeInput): Promise<AuthorizeResult> {
-    assertPositiveFen(input.amountFen);
+  /** The KEYS and ARGV of authorize.lua for one payment (the bench drives the script alone with them). */
+  authorizeArguments(input: AuthorizeInput, nowMs: number): { keys: string[]; args: (string | number)[] } {
     const k = this.keys;
-    const nowMs = this.now();
-    const fingerprint = paymentFingerprint(input);
-    const reply = await this.scripts.run(
-      'authorize',
-      [k.account(input.cardNo), k.request(input.cardNo, input.terminalId, input.sequence), k.journalOfCard(input.cardNo), k.statement(input.cardNo)],
-      [
+    return {
+      keys: [k.account(input.cardNo), k.request(input.cardNo, input.terminalId, input.sequence), k.journalOfCard(input.cardNo), k.statement(input.cardNo)],
+      args: [
         input.cardNo,
         input.presentedSerial,
         input.amountFen,
-        fingerprint,
+        paymentFingerprint(input),
         input.terminalId,
         input.sequence,
         `m:${input.merchantId}`,
@@ -171,7 +168,13 @@ export class Ledger {
         ...limitArgs(input.limits.student),
         ...limitArgs(input.limits.staff),
       ],
-    );
+    };
+  }
+
+  async authorize(input: AuthorizeInput): Promise<AuthorizeResult> {
+    assertPositiveFen(input.amountFen);
+    const { keys, args } = this.authorizeArguments(input, this.now());
+    const reply = await this.scripts.run('authorize', keys, args);
     if (reply === -1) {
       throw new IdempotencyConflictError(
         `sequence number ${input.sequence} of terminal ${input.terminalId} was already used for a different payment; use a new sequence number`,

@@ -59,6 +59,13 @@ export class Scripts {
     return this.redis;
   }
 
+  /** The SHA1 a script is loaded under (for EVALSHA from outside the switch: the bench's redis-benchmark run). */
+  shaOf(name: ScriptName): string {
+    const script = this.scripts.get(name);
+    if (script === undefined) throw new Error(`Lua script ${name}.lua was not loaded (is it in ${LUA_DIR}?)`);
+    return script.sha;
+  }
+
   /** Reads, expands and SCRIPT LOADs every script; a missing or broken script fails here, not at the first swipe. */
   static async load(redis: RedisClient, fast?: PipelineClient): Promise<Scripts> {
     const onDisk = readdirSync(LUA_DIR).filter((f) => f.endsWith('.lua')).map((f) => f.slice(0, -4)).sort();
