@@ -1,6 +1,7 @@
 // Wires the switch together: Redis, the Lua scripts, the domain modules and the gRPC server.
 import { Redis } from 'ioredis';
 import { PosServiceService } from '../proto/gen/cardswitch/v1/pos.js';
+import { withFastEncoders } from './grpc/fast-encode.js';
 import type { Config } from './config.js';
 import { CardDirectory } from './domain/cards.js';
 import { PosDomain } from './domain/pos.js';
@@ -81,7 +82,7 @@ function serveGrpc(context: SwitchContext): Promise<RunningGrpcServer> {
     shutdownGraceMs: config.shutdownGraceMs,
     interceptors: [terminalAuthInterceptor(context.terminals, log), operatorAuthInterceptor(config.operatorTokens, log)],
     services: [
-      { name: 'cardswitch.v1.PosService', definition: PosServiceService, implementation: posService(pos, context, streams) },
+      { name: 'cardswitch.v1.PosService', definition: withFastEncoders(PosServiceService), implementation: posService(pos, context, streams) },
       { name: 'cardswitch.v1.KioskService', definition: KioskServiceService, implementation: kioskService(context) },
       { name: 'cardswitch.v1.AdminService', definition: AdminServiceService, implementation: adminService(context) },
     ],
