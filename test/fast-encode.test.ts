@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { DeclineReason, Outcome } from '../proto/gen/cardswitch/v1/common.js';
 import { AuthorizeResponse, StreamedAuthorizeResponse } from '../proto/gen/cardswitch/v1/pos.js';
 import { encodeAuthorizeResponse, encodeStreamedAuthorizeResponse } from '../switch/grpc/fast-encode.js';
+import { prng } from './helpers/prng.js';
 
 const tsProto = (m: AuthorizeResponse): Buffer => Buffer.from(AuthorizeResponse.encode(m).finish());
 const tsProtoStreamed = (m: StreamedAuthorizeResponse): Buffer => Buffer.from(StreamedAuthorizeResponse.encode(m).finish());
@@ -18,18 +19,6 @@ const APPROVED: AuthorizeResponse = {
   pinAttemptsLeft: 0,
   decidedAtMs: 1_795_753_589_408,
 };
-
-/** A small seeded generator, so a failure names the case that broke. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomNumber(r: () => number): number {
   const kind = r();

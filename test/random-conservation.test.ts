@@ -9,6 +9,7 @@ import { auditLedger } from '../switch/ledger/audit.js';
 import type { NewTerminal } from '../switch/domain/terminals.js';
 import { adminClient, KIOSK_TERMINAL, kioskClient, operatorMetadata, OPERATOR_ENV, passwordHash } from './helpers/clients.js';
 import { call, openCard, posClient, startTestSwitch, terminalMetadata } from './helpers/switch.js';
+import { prng } from './helpers/prng.js';
 
 const PIN = '246810';
 const CARDS = 40;
@@ -16,18 +17,6 @@ const CLIENTS = 16;
 const OPERATIONS_PER_CLIENT = 160;
 /** Errors that are the right answer to a request the random walk may legitimately send. */
 const EXPECTED_REFUSALS = new Set([Status.FAILED_PRECONDITION, Status.NOT_FOUND, Status.ALREADY_EXISTS]);
-
-/** mulberry32: a seeded generator, so a failure can be replayed with the printed seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SEED = Number(process.env['RANDOM_SEED'] ?? Date.now() % 1_000_000);
 
