@@ -1,8 +1,9 @@
 // Terminal authentication as a server interceptor: every PosService / KioskService call carries
 // metadata `terminal-id` and `terminal-secret`. Unknown terminal or wrong secret: UNAUTHENTICATED;
 // disabled terminal or a terminal of the wrong kind for the service: PERMISSION_DENIED. The handler
-// never runs for a refused call, so nothing changes (the gate in gate.ts holds the call until then). PosService/AuthorizeStream carries many
-// terminals, so it needs no call metadata: each of its messages is checked by authenticateTerminal.
+// never runs for a refused call, so nothing changes (gate.ts holds the call until the check has
+// passed). PosService/AuthorizeStream carries many terminals, so it needs no call metadata: each of its
+// messages is checked by authenticateTerminal.
 import {
   Metadata,
   status as Status,
