@@ -36,6 +36,20 @@ describe('RESP parsing', () => {
     }
   });
 
+  it('only borrows each chunk: the socket reuses one read buffer, overwritten after every feed', () => {
+    for (let size = 1; size <= wire.length; size++) {
+      const seen: (RespReply | string)[] = [];
+      const parser = new RespParser((r) => seen.push(r instanceof RespError ? `error:${r.message}` : r));
+      const readBuffer = Buffer.alloc(size);
+      for (let i = 0; i < wire.length; i += size) {
+        const bytes = wire.copy(readBuffer, 0, i, i + size);
+        parser.feed(readBuffer.subarray(0, bytes));
+        readBuffer.fill(0x2a); // the next read lands here: anything kept must have been copied
+      }
+      expect(seen, `chunks of ${size} bytes`).toEqual(expected);
+    }
+  });
+
   it('consumes a whole array that holds an error, so the next reply stays in step', () => {
     const seen: (RespReply | string)[] = [];
     const parser = new RespParser((r) => seen.push(r instanceof RespError ? `error:${r.message}` : r));
@@ -71,6 +85,18 @@ describe('against a real redis-server', () => {
     // An error inside an array reply fails that command only; the next reply is still its own.
     await expect(c.command(['EVAL', "return {1, redis.error_reply('NESTED boom'), 3}", 0])).rejects.toThrow(/NESTED boom/);
     expect(await c.command(['PING'])).toBe('PONG');
+  });
+
+  it('reads replies larger than its read buffer, among many small ones, byte for byte', async () => {
+    const c = client(testRedisUrl());
+    await c.connect();
+    const prefix = freshPrefix('pipe-big');
+    // About 128,600 bytes of one- and three-byte characters: more than one read of the 64 KiB buffer.
+    const big = Array.from({ length: 100_000 }, (_, i) => (i % 7 === 0 ? '张' : String.fromCharCode(97 + (i % 26)))).join('');
+    await c.command(['SET', `${prefix}:big`, big]);
+    const replies = await Promise.all(Array.from({ length: 40 }, (_, i) => c.command(i % 10 === 0 ? ['GET', `${prefix}:big`] : ['ECHO', `small-${i}`])));
+    replies.forEach((r, i) => expect(r === big || r === `small-${i}`, `reply ${i}`).toBe(true));
+    expect(replies.filter((r) => r === big)).toHaveLength(4);
   });
 
   it('fails closed when a command outlives its deadline, and works again afterwards', async () => {

@@ -35,6 +35,8 @@ export interface PipelineOptions {
 
 const CRLF = '\r\n';
 const RECONNECT_MAX_DELAY_MS = 2000;
+/** The read buffer of a connection: a batch of replies to a whole poll phase of commands fits. */
+const READ_BUFFER_BYTES = 64 * 1024;
 
 /** RESP2 encoding of one command. */
 export function encodeCommand(args: readonly (string | number)[]): string {
@@ -50,12 +52,18 @@ export function encodeCommand(args: readonly (string | number)[]): string {
  * Incremental RESP2 reply parser: feed it chunks, it hands out complete replies in order and keeps
  * the incomplete tail for the next chunk.
  */
+const EMPTY = Buffer.alloc(0);
+
 export class RespParser {
-  private buffer: Buffer = Buffer.alloc(0);
+  private buffer: Buffer = EMPTY;
   private offset = 0;
 
   constructor(private readonly onReply: (reply: RespReply | RespError) => void) {}
 
+  /**
+   * `chunk` is only borrowed (the socket reads into one buffer it reuses): every reply is copied out
+   * as strings and numbers, and an incomplete tail is copied before feed returns.
+   */
   feed(chunk: Buffer): void {
     this.buffer = this.offset < this.buffer.length ? Buffer.concat([this.buffer.subarray(this.offset), chunk]) : chunk;
     this.offset = 0;
@@ -63,7 +71,8 @@ export class RespParser {
       const start = this.offset;
       const reply = this.parse();
       if (reply === INCOMPLETE) {
-        this.offset = start;
+        this.buffer = start < this.buffer.length ? Buffer.from(this.buffer.subarray(start)) : EMPTY;
+        this.offset = 0;
         return;
       }
       this.onReply(reply);
@@ -158,17 +167,28 @@ export class PipelineClient {
 
   private open(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const socket = connect({ host: this.options.host, port: this.options.port, noDelay: true });
+      const parser = new RespParser((reply) => this.onReply(reply));
+      // Replies are read into one buffer per connection and parsed in place (`onread`), not handed out
+      // as a new Buffer per chunk through a Readable stream: that machinery cost about as much again as
+      // parsing (switch profile, streamed taps).
+      const socket: Socket = connect({
+        host: this.options.host,
+        port: this.options.port,
+        noDelay: true,
+        onread: {
+          buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
+          callback: (bytes: number, buffer: Uint8Array): boolean => {
+            try {
+              parser.feed(Buffer.from(buffer.buffer, buffer.byteOffset, bytes));
+            } catch (err) {
+              socket.destroy(err as Error);
+            }
+            return true;
+          },
+        },
+      });
       this.socket = socket;
       const timer = setTimeout(() => socket.destroy(new Error(`connect timed out after ${this.options.connectTimeoutMs} ms`)), this.options.connectTimeoutMs);
-      const parser = new RespParser((reply) => this.onReply(reply));
-      socket.on('data', (chunk: Buffer) => {
-        try {
-          parser.feed(chunk);
-        } catch (err) {
-          socket.destroy(err as Error);
-        }
-      });
       socket.once('connect', () => {
         clearTimeout(timer);
         this.ready = true;
