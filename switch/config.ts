@@ -38,6 +38,55 @@ export interface Config {
   readonly feeRecoveryIntervalMs: number;
   /** operator name -> token, from OPERATOR_TOKENS="alice:token1,bob:token2". */
   readonly operatorTokens: ReadonlyMap<string, string>;
+  /** The HTTP/WebSocket gateway for phones (and, later, payment channels). */
+  readonly gateway: GatewayConfig;
+  /** Cardholders' sessions on the e-card page (signed, expiring tokens). */
+  readonly sessions: SessionConfig;
+  /** The campus QR code: its key, lifetime and the clock skew tolerated between switch instances. */
+  readonly campusQr: CampusQrConfig;
+  /** Who the phone's user is: WeCom (企业微信) and the WeChat mini-program. */
+  readonly identity: IdentityConfig;
+}
+
+export interface GatewayConfig {
+  readonly host: string;
+  /** 0 picks a free port. */
+  readonly port: number;
+  /** A request body larger than this is refused with 413. */
+  readonly maxBodyBytes: number;
+  /** Bytes waiting to be sent to one WebSocket before the socket is dropped (a client that stopped reading). */
+  readonly wsMaxBackpressureBytes: number;
+  /** A WebSocket that sends and receives nothing for this long is closed (the page pings every 30 s). */
+  readonly wsIdleTimeoutSec: number;
+  /** Most WebSockets open at once; beyond it a new one is refused with 503. */
+  readonly wsMaxSockets: number;
+}
+
+export interface SessionConfig {
+  /** HMAC key of the session tokens (HS256), at least 32 characters. */
+  readonly secret: string;
+  /** Lifetime of an access token; the page refreshes it with its refresh token. */
+  readonly accessTtlSec: number;
+  /** Lifetime of a session (its refresh token); logout or unbinding ends it sooner. */
+  readonly sessionTtlSec: number;
+}
+
+export interface CampusQrConfig {
+  /** Secret the QR codes are sealed with (AES-256-GCM under a key derived from it), at least 32 characters. */
+  readonly secret: string;
+  /** How long a code is accepted after it was issued; at most 60 s (the PBOC barcode rules). */
+  readonly validSec: number;
+  /** How far an issuing switch's clock may run ahead of the accepting one's. */
+  readonly clockSkewMs: number;
+}
+
+export interface IdentityConfig {
+  /** WeCom (企业微信) OAuth: getuserinfo. Empty corp id: WeCom sign-in is off. */
+  readonly wecom: { readonly apiBase: string; readonly corpId: string; readonly corpSecret: string };
+  /** WeChat mini-program: jscode2session. Empty app id: WeChat sign-in is off. */
+  readonly wechat: { readonly apiBase: string; readonly appId: string; readonly appSecret: string };
+  /** Each call to an identity provider gets at most this long. */
+  readonly timeoutMs: number;
 }
 
 export interface HolderLimits {
@@ -100,6 +149,14 @@ function checkRedisUrl(v: string): string | undefined {
   return /^rediss?:\/\/[^\s]+$/.test(v) ? undefined : 'must look like redis://host:port or rediss://host:port';
 }
 
+function checkUrl(v: string): string | undefined {
+  return /^https?:\/\/[^\s/]+(\/[^\s]*)?$/.test(v) ? undefined : 'must be an http:// or https:// URL';
+}
+
+function checkLongSecret(v: string): string | undefined {
+  return v.length >= 32 ? undefined : 'must be at least 32 characters of secret random text';
+}
+
 function checkPepper(v: string): string | undefined {
   return v.length >= MIN_PEPPER_LENGTH ? undefined : `must be at least ${MIN_PEPPER_LENGTH} characters of secret random text`;
 }
@@ -143,7 +200,40 @@ export function loadConfig(env: Env = process.env): Config {
     feeProviderTimeoutMs: r.integer('FEE_PROVIDER_TIMEOUT_MS', 3000, 1, 30_000),
     feeRecoveryIntervalMs: r.integer('FEE_RECOVERY_INTERVAL_MS', 60_000, 1000, 3_600_000),
     operatorTokens: parseOperatorTokens(r, env['OPERATOR_TOKENS'] ?? ''),
+    gateway: {
+      host: r.string('GATEWAY_HOST', env['GRPC_HOST'] ?? '0.0.0.0', (v) => (/^[A-Za-z0-9.:[\]-]+$/.test(v) ? undefined : 'must be a host name or IP address')),
+      port: r.integer('GATEWAY_PORT', 8080, 0, 65535),
+      maxBodyBytes: r.integer('GATEWAY_MAX_BODY_BYTES', 16 * 1024, 256, 1024 * 1024),
+      wsMaxBackpressureBytes: r.integer('GATEWAY_WS_MAX_BACKPRESSURE_BYTES', 64 * 1024, 1024, 16 * 1024 * 1024),
+      wsIdleTimeoutSec: r.integer('GATEWAY_WS_IDLE_TIMEOUT_SEC', 120, 8, 3600),
+      wsMaxSockets: r.integer('GATEWAY_WS_MAX_SOCKETS', 50_000, 1, 1_000_000),
+    },
+    sessions: {
+      secret: r.string('SESSION_SECRET', '', checkLongSecret),
+      accessTtlSec: r.integer('SESSION_ACCESS_TTL_SEC', 900, 1, 86_400),
+      sessionTtlSec: r.integer('SESSION_TTL_SEC', 7 * 86_400, 60, 90 * 86_400),
+    },
+    campusQr: {
+      secret: r.string('CAMPUS_QR_SECRET', '', checkLongSecret),
+      validSec: r.integer('CAMPUS_QR_VALID_SEC', 60, 5, 60),
+      clockSkewMs: r.integer('CAMPUS_QR_CLOCK_SKEW_MS', 5000, 0, 30_000),
+    },
+    identity: {
+      wecom: {
+        apiBase: r.string('WECOM_API_BASE', 'https://qyapi.weixin.qq.com', checkUrl),
+        corpId: r.string('WECOM_CORP_ID', ''),
+        corpSecret: r.string('WECOM_CORP_SECRET', ''),
+      },
+      wechat: {
+        apiBase: r.string('WECHAT_API_BASE', 'https://api.weixin.qq.com', checkUrl),
+        appId: r.string('WECHAT_APP_ID', ''),
+        appSecret: r.string('WECHAT_APP_SECRET', ''),
+      },
+      timeoutMs: r.integer('IDENTITY_TIMEOUT_MS', 3000, 100, 30_000),
+    },
   };
+  if (config.identity.wecom.corpId !== '' && config.identity.wecom.corpSecret === '') r.problems.push('WECOM_CORP_SECRET: required when WECOM_CORP_ID is set');
+  if (config.identity.wechat.appId !== '' && config.identity.wechat.appSecret === '') r.problems.push('WECHAT_APP_SECRET: required when WECHAT_APP_ID is set');
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return config;
 }

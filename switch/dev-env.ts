@@ -10,7 +10,12 @@ export const VAR_DIR = process.env['CARDSWITCH_VAR_DIR'] ?? join(ROOT_DIR, 'var'
 export const DEV_SECRETS_FILE = join(VAR_DIR, 'dev-secrets.json');
 export const DEFAULT_LOCAL_REDIS_PORT = 6390;
 
-const SECRET_NAMES = ['TERMINAL_SECRET_PEPPER', 'PASSWORD_PEPPER', 'OPERATOR_TOKENS'] as const;
+const SECRET_NAMES = ['TERMINAL_SECRET_PEPPER', 'PASSWORD_PEPPER', 'OPERATOR_TOKENS', 'SESSION_SECRET', 'CAMPUS_QR_SECRET'] as const;
+
+function newSecret(name: (typeof SECRET_NAMES)[number]): string {
+  if (name === 'OPERATOR_TOKENS') return `admin:${randomBytes(18).toString('base64url')}`;
+  return randomBytes(name === 'SESSION_SECRET' || name === 'CAMPUS_QR_SECRET' ? 32 : 24).toString('base64url');
+}
 
 function readSecrets(): Record<string, string> | undefined {
   if (!existsSync(DEV_SECRETS_FILE)) return undefined;
@@ -20,14 +25,12 @@ function readSecrets(): Record<string, string> | undefined {
 /** Fills unset secret variables from var/dev-secrets.json, creating it with random values if needed. */
 export function ensureDevSecrets(env: NodeJS.ProcessEnv): void {
   if (SECRET_NAMES.every((n) => (env[n] ?? '') !== '')) return;
-  let secrets = readSecrets();
-  if (secrets === undefined) {
+  const secrets = readSecrets() ?? {};
+  // A checkout made before a secret existed gets the missing ones added; the others stay as they were.
+  const missing = SECRET_NAMES.filter((n) => (secrets[n] ?? '') === '');
+  if (missing.length > 0) {
+    for (const n of missing) secrets[n] = newSecret(n);
     mkdirSync(VAR_DIR, { recursive: true });
-    secrets = {
-      TERMINAL_SECRET_PEPPER: randomBytes(24).toString('base64url'),
-      PASSWORD_PEPPER: randomBytes(24).toString('base64url'),
-      OPERATOR_TOKENS: `admin:${randomBytes(18).toString('base64url')}`,
-    };
     writeFileSync(DEV_SECRETS_FILE, JSON.stringify(secrets, null, 2), { mode: 0o600 });
   }
   for (const n of SECRET_NAMES) if ((env[n] ?? '') === '') env[n] = secrets[n];

@@ -2,7 +2,12 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../switch/config.js';
 
-const GOOD = { TERMINAL_SECRET_PEPPER: 'pepper-0123456789abc', PASSWORD_PEPPER: 'pepper-0123456789xyz' };
+const GOOD = {
+  TERMINAL_SECRET_PEPPER: 'pepper-0123456789abc',
+  PASSWORD_PEPPER: 'pepper-0123456789xyz',
+  SESSION_SECRET: 'session-secret-0123456789abcdef-xyz',
+  CAMPUS_QR_SECRET: 'campus-qr-secret-0123456789abcdef-xyz',
+};
 
 function problemsOf(env: Record<string, string>): readonly string[] {
   try {
@@ -41,6 +46,19 @@ describe('loadConfig', () => {
 
   it('requires both peppers', () => {
     expect(problemsOf({ TERMINAL_SECRET_PEPPER: '', PASSWORD_PEPPER: '' })).toHaveLength(2);
+  });
+
+  it('requires the session and campus QR secrets, at least 32 characters each', () => {
+    const problems = problemsOf({ SESSION_SECRET: '', CAMPUS_QR_SECRET: 'short' });
+    expect(problems).toHaveLength(2);
+    expect(problems.find((p) => p.startsWith('CAMPUS_QR_SECRET'))).toMatch(/at least 32/);
+  });
+
+  it('checks the gateway and identity settings', () => {
+    const problems = problemsOf({ GATEWAY_PORT: '70000', CAMPUS_QR_VALID_SEC: '120', WECOM_CORP_ID: 'ww123', WECHAT_API_BASE: 'ftp://x' });
+    for (const name of ['GATEWAY_PORT', 'CAMPUS_QR_VALID_SEC', 'WECOM_CORP_SECRET', 'WECHAT_API_BASE']) {
+      expect(problems.some((p) => p.startsWith(name))).toBe(true);
+    }
   });
 
   it('parses operator tokens into names', () => {

@@ -54,6 +54,8 @@ function switchEnv(options: BenchOptions, redisUrl: string): Record<string, stri
     LEDGER_SHARDS: String(options.shards),
     TERMINAL_SECRET_PEPPER: pepper,
     PASSWORD_PEPPER: `${pepper}-pw`,
+    SESSION_SECRET: `${pepper}-session-secret-0123456789`,
+    CAMPUS_QR_SECRET: `${pepper}-campus-qr-secret-0123456789`,
     LOG_LEVEL: 'warn',
     PASSWORD_SCRYPT_N: String(options.scryptN),
     // A hot card pays hundreds of meals a run: lift the per-day limits so taps approve, but keep the
@@ -373,7 +375,7 @@ async function bench(options: BenchOptions): Promise<BenchResult> {
 
 /** `--export-campus FILE`: npm start's demo campus (same seed and size) with every card's PIN, for k6. */
 function exportCampus(options: BenchOptions, file: string): void {
-  const config = loadConfig({ ...process.env, TERMINAL_SECRET_PEPPER: 'export-only-not-used-0', PASSWORD_PEPPER: 'export-only-not-used-0' });
+  const config = loadConfig({ ...process.env, TERMINAL_SECRET_PEPPER: 'export-only-not-used-0', PASSWORD_PEPPER: 'export-only-not-used-0', SESSION_SECRET: 'export-only-not-used-0123456789abcdef', CAMPUS_QR_SECRET: 'export-only-not-used-0123456789abcdef' });
   const count = Number(process.env['DEMO_CARDHOLDERS'] ?? DEFAULT_DEMO_CARDHOLDERS);
   const cardholders = options.explicit.cardholders ? options.cardholders : count;
   const seed = options.explicit.seed ? options.seed : DEFAULT_DEMO_SEED;

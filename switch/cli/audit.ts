@@ -27,6 +27,7 @@ const REDIS_CONNECT_TIMEOUT_MS = 5000;
 const AUDIT_COMMAND_TIMEOUT_MS = 30_000;
 /** The audit uses no peppers; an audit job should not have to be handed the terminal or password secrets. */
 const UNUSED_PEPPER = 'audit-uses-no-pepper-0000';
+const UNUSED_SECRET = 'audit-uses-no-session-or-qr-secret-0000';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -93,7 +94,7 @@ async function audit(argv: readonly string[], env: Env): Promise<number> {
   }
   const maxProblems = boundedInteger(values['max-problems'], '--max-problems', 1, 10_000);
   const shardConcurrency = boundedInteger(values['shard-concurrency'], '--shard-concurrency', 1, 64);
-  const config = loadConfig({ ...env, TERMINAL_SECRET_PEPPER: env['TERMINAL_SECRET_PEPPER'] ?? UNUSED_PEPPER, PASSWORD_PEPPER: env['PASSWORD_PEPPER'] ?? UNUSED_PEPPER });
+  const config = loadConfig({ ...env, TERMINAL_SECRET_PEPPER: env['TERMINAL_SECRET_PEPPER'] ?? UNUSED_PEPPER, PASSWORD_PEPPER: env['PASSWORD_PEPPER'] ?? UNUSED_PEPPER, SESSION_SECRET: env['SESSION_SECRET'] ?? UNUSED_SECRET, CAMPUS_QR_SECRET: env['CAMPUS_QR_SECRET'] ?? UNUSED_SECRET });
   if (config.redisUrl === '') throw new AuditUsageError('REDIS_URL is not set: the audit reads an existing ledger, e.g. REDIS_URL=redis://127.0.0.1:6379');
   const redis = new Redis(config.redisUrl, {
     lazyConnect: true,

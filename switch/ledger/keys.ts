@@ -72,6 +72,47 @@ export class Keys {
     return `${this.prefix}:claim:${namespace}:${id}`;
   }
 
+  /**
+   * The single-use mark of one campus QR code, in the card's shard so that authorize.lua sets it in
+   * the same script as the debit. Expires once the code could no longer be accepted anyway.
+   */
+  campusQrUsed(cardNo: string, codeId: string): string {
+    return `${this.tag(this.shardOf(cardNo))}:qru:${cardNo}:${codeId}`;
+  }
+
+  /**
+   * The live events of a bound e-card (stream, trimmed and expiring), written by the same scripts that
+   * change the card, so a page is told only what happened. Pages resume from their last event id.
+   */
+  cardEvents(cardNo: string): string {
+    return `${this.tag(this.shardOf(cardNo))}:ev:${cardNo}`;
+  }
+
+  /** Pub/sub channel the scripts announce each card event on (a doorbell; the stream is the record). */
+  eventsChannel(): string {
+    return `${this.prefix}:events`;
+  }
+
+  /** Which card an e-card user (a WeCom / WeChat identity) has bound: hash {card}. Checked against the account's `eu`. */
+  ecardUser(userId: string): string {
+    return `${this.prefix}:ecu:${userId}`;
+  }
+
+  /** Held while one user's binding or unbinding runs, so two of them never interleave. */
+  ecardUserLock(userId: string): string {
+    return `${this.prefix}:eclock:${userId}`;
+  }
+
+  /** One cardholder session on the e-card page: hash {uid, ...}; gone after logout, unbinding or expiry. */
+  session(sessionId: string): string {
+    return `${this.prefix}:sess:${sessionId}`;
+  }
+
+  /** Set of one user's session ids (unbinding ends them all). */
+  userSessions(userId: string): string {
+    return `${this.prefix}:usess:${userId}`;
+  }
+
   statement(cardNo: string): string {
     return `${this.tag(this.shardOf(cardNo))}:stmt:${cardNo}`;
   }

@@ -9,6 +9,8 @@ import { createLogger } from '../../switch/log.js';
 import { freshPrefix, testRedisUrl } from './redis.js';
 
 export const TEST_PEPPER = 'test-pepper-0123456789';
+export const TEST_SESSION_SECRET = 'test-session-secret-0123456789abcdef';
+export const TEST_QR_SECRET = 'test-campus-qr-secret-0123456789abcdef';
 
 export function testConfig(label: string, overrides: Record<string, string> = {}): Config {
   return loadConfig({
@@ -19,6 +21,10 @@ export function testConfig(label: string, overrides: Record<string, string> = {}
     LEDGER_SHARDS: '16',
     TERMINAL_SECRET_PEPPER: TEST_PEPPER,
     PASSWORD_PEPPER: TEST_PEPPER,
+    SESSION_SECRET: TEST_SESSION_SECRET,
+    CAMPUS_QR_SECRET: TEST_QR_SECRET,
+    GATEWAY_HOST: '127.0.0.1',
+    GATEWAY_PORT: '0',
     TERMINAL_CACHE_MS: '0',
     SHUTDOWN_GRACE_MS: '2000',
     LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'silent',
