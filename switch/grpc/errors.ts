@@ -1,6 +1,7 @@
 // Maps domain failures (switch/errors.ts) to gRPC statuses with a message a person can act on.
 import { Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
 import {
+  AlreadyExistsError,
   CancelledError,
   FailedPreconditionError,
   InvalidArgumentError,
@@ -8,6 +9,8 @@ import {
   PasswordLockedError,
   PermissionDeniedError,
   ResourceExhaustedError,
+  UnauthenticatedError,
+  UnavailableError,
   UnimplementedError,
   WrongPasswordError,
 } from '../errors.js';
@@ -52,7 +55,9 @@ export interface MappedError {
 
 export function mapError(err: unknown): MappedError {
   if (err instanceof InvalidArgumentError || err instanceof RangeError) return { code: Status.INVALID_ARGUMENT, details: err.message, serious: false };
-  if (err instanceof IdempotencyConflictError) return { code: Status.ALREADY_EXISTS, details: err.message, serious: false };
+  if (err instanceof IdempotencyConflictError || err instanceof AlreadyExistsError) return { code: Status.ALREADY_EXISTS, details: err.message, serious: false };
+  if (err instanceof UnauthenticatedError) return { code: Status.UNAUTHENTICATED, details: err.message, serious: false };
+  if (err instanceof UnavailableError) return { code: Status.UNAVAILABLE, details: err.message, serious: true };
   if (err instanceof ReversalMismatchError || err instanceof FailedPreconditionError) {
     return { code: Status.FAILED_PRECONDITION, details: err.message, serious: false };
   }
