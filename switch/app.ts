@@ -16,6 +16,7 @@ import { Scripts } from './ledger/scripts.js';
 import { checkShardCount } from './ledger/meta.js';
 import { PipelineClient } from './redis/pipeline-client.js';
 import type { Logger } from './log.js';
+import { createMetrics, type Metrics } from './metrics.js';
 import type { SwitchContext } from './context.js';
 import { PasswordPool } from './workers/password-pool.js';
 import { FeeProviderSimulator, useFeeProvider } from './fees/index.js';
@@ -75,7 +76,7 @@ function startFeeRecovery(ctx: SwitchContext): () => void {
 function serveGrpc(context: SwitchContext): Promise<RunningGrpcServer> {
   const { config, log } = context;
   const pos = new PosDomain(context);
-  const streams = new AuthorizeStreams(pos, config, context.terminals, log);
+  const streams = new AuthorizeStreams(pos, { maxPaymentFen: config.maxPaymentFen, metrics: context.metrics }, context.terminals, log);
   return startGrpcServer({
     host: config.grpcHost,
     port: config.grpcPort,
@@ -91,9 +92,12 @@ function serveGrpc(context: SwitchContext): Promise<RunningGrpcServer> {
   });
 }
 
-async function connectLedgerRedis(config: Config, log: Logger): Promise<Redis> {
+async function connectLedgerRedis(config: Config, log: Logger, metrics: Metrics): Promise<Redis> {
   const redis = connectRedis(config.redisUrl, config.redisCommandTimeoutMs);
-  redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection problem'));
+  redis.on('error', (err: Error) => {
+    metrics.redisError('ioredis');
+    log.warn({ err: err.message }, 'redis connection problem');
+  });
   try {
     await redis.connect();
   } catch (err) {
@@ -104,7 +108,10 @@ async function connectLedgerRedis(config: Config, log: Logger): Promise<Redis> {
 }
 
 export async function startSwitch(config: Config, log: Logger, now: () => number = Date.now): Promise<SwitchApp> {
-  const redis = await connectLedgerRedis(config, log);
+  // Each switch has its own registry: tests start several in one process. Ledger calls that fail because
+  // Redis did not answer are counted where they are answered (grpc/unary.ts, the stream, the gateway).
+  const metrics = createMetrics();
+  const redis = await connectLedgerRedis(config, log, metrics);
   let grpc: RunningGrpcServer | undefined;
   let passwords: PasswordPool | undefined;
   const fast = PipelineClient.fromUrl(config.redisUrl, {
@@ -127,7 +134,8 @@ export async function startSwitch(config: Config, log: Logger, now: () => number
       maxQueue: config.passwordQueueMax,
       idleTimeoutMs: config.passwordIdleMs,
     });
-    const context: SwitchContext = { config, log, redis, keys, scripts, ledger, terminals, cards, passwords, now };
+    const context: SwitchContext = { config, log, redis, keys, scripts, ledger, terminals, cards, passwords, metrics, now };
+    metrics.setPasswordPoolSource(() => context.passwords.stats());
     // No campus fee system is reachable from here: the simulator stands in, and says so in the log.
     log.warn('utility fees go to the built-in provider simulator (development); plug a real adapter into useFeeProvider');
     useFeeProvider(context, new FeeProviderSimulator(), config.feeProviderTimeoutMs);

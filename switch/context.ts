@@ -8,6 +8,7 @@ import type { Keys } from './ledger/keys.js';
 import type { Ledger } from './ledger/ledger.js';
 import type { Scripts } from './ledger/scripts.js';
 import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
 import type { PasswordPool } from './workers/password-pool.js';
 
 export interface SwitchContext {
@@ -20,6 +21,7 @@ export interface SwitchContext {
   readonly terminals: TerminalRegistry;
   readonly cards: CardDirectory;
   readonly passwords: PasswordPool;
+  readonly metrics: Metrics;
   /** Milliseconds since the epoch; tests may pass a fixed clock. */
   readonly now: () => number;
 }

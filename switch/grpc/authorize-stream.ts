@@ -14,7 +14,8 @@ import type { PosDomain } from '../domain/pos.js';
 import type { TerminalRegistry } from '../domain/terminals.js';
 import { authenticateTerminal } from './auth.js';
 import { mapError } from './errors.js';
-import { authorizePayment, type PaymentLimits } from './pos-service.js';
+import { authorizePayment, type PaymentOptions } from './pos-service.js';
+import { unavailableRedisClient } from '../redis/unavailable.js';
 import { UndecodableRequest } from './unary.js';
 
 export const MAX_STREAM_IN_FLIGHT = 512;
@@ -28,7 +29,7 @@ export class AuthorizeStreams {
 
   constructor(
     private readonly domain: PosDomain,
-    private readonly options: PaymentLimits,
+    private readonly options: PaymentOptions,
     private readonly registry: TerminalRegistry,
     private readonly log: Logger,
   ) {}
@@ -51,8 +52,16 @@ export class AuthorizeStreams {
     return this.open.size;
   }
 
-  /** One payment of a stream, answered with its tag; never throws. */
+  /** One payment of a stream, answered with its tag; never throws. Timed like a call, under method "AuthorizeStream". */
   async pay(message: StreamedAuthorizeRequest | UndecodableRequest, cancelled: () => boolean): Promise<StreamedAuthorizeResponse> {
+    const startedMs = performance.now();
+    const answer = await this.decide(message, cancelled);
+    const code = answer.error === undefined ? 'OK' : (Status[answer.error.code] ?? String(answer.error.code));
+    this.options.metrics?.grpcCall('AuthorizeStream', code, (performance.now() - startedMs) / 1000);
+    return answer;
+  }
+
+  private async decide(message: StreamedAuthorizeRequest | UndecodableRequest, cancelled: () => boolean): Promise<StreamedAuthorizeResponse> {
     if (message instanceof UndecodableRequest) {
       return refusal(0, Status.INVALID_ARGUMENT, `a message of the stream could not be decoded (its tag is unknown): ${message.reason}`);
     }
@@ -70,6 +79,8 @@ export class AuthorizeStreams {
       return { tag, response: await authorizePayment(this.domain, this.options, terminal, request, cancelled) };
     } catch (err) {
       const mapped = mapError(err);
+      const redisClient = unavailableRedisClient(err);
+      if (redisClient !== undefined) this.options.metrics?.redisError(redisClient);
       if (mapped.serious) this.log.error({ err, rpc: 'AuthorizeStream' }, 'payment failed');
       else this.log.debug({ rpc: 'AuthorizeStream', details: mapped.details }, 'payment refused');
       return refusal(tag, mapped.code, mapped.details);

@@ -69,7 +69,7 @@ async function recordOperatorAction(ctx: SwitchContext, operator: string, action
 }
 
 export function identifyCardHandler(ctx: SwitchContext): handleUnaryCall<IdentifyCardRequest, IdentifyCardResponse> {
-  return unary(ctx.log, 'IdentifyCard', async (req: IdentifyCardRequest) => {
+  return unary(ctx, 'IdentifyCard', async (req: IdentifyCardRequest) => {
     if (req.card === undefined) throw new InvalidArgumentError('card is required: tap the card on the reader');
     const { cardNo, serial } = await resolveCardTap(ctx, req.card.cardSerial);
     const card = await cardSummary(ctx, cardNo, serial);
@@ -79,7 +79,7 @@ export function identifyCardHandler(ctx: SwitchContext): handleUnaryCall<Identif
 }
 
 export function reportLossHandler(ctx: SwitchContext): handleUnaryCall<ReportLossRequest, ReportLossResponse> {
-  return unary(ctx.log, 'ReportLoss', async (req: ReportLossRequest) => {
+  return unary(ctx, 'ReportLoss', async (req: ReportLossRequest) => {
     const { cardNo, serial } = await resolveCardholder(ctx, req.cardholder);
     // Whoever holds the card may report it lost; by number alone, the password proves who asks.
     if (serial === '') await requireCardPassword(ctx, cardNo, req.password);
@@ -91,7 +91,7 @@ export function reportLossHandler(ctx: SwitchContext): handleUnaryCall<ReportLos
 }
 
 export function cancelLossHandler(ctx: SwitchContext): handleUnaryCall<CancelLossRequest, CancelLossResponse> {
-  return unary(ctx.log, 'CancelLoss', async (req: CancelLossRequest) => {
+  return unary(ctx, 'CancelLoss', async (req: CancelLossRequest) => {
     const { cardNo } = await resolveCardholder(ctx, req.cardholder);
     await requireCardPassword(ctx, cardNo, req.password);
     const result = await ctx.ledger.setStatus(cardNo, 'active', ['lost', 'active']);
@@ -107,7 +107,7 @@ function statusRefusal(status: CardStatusCode, action: string): string {
 }
 
 export function changePasswordHandler(ctx: SwitchContext): handleUnaryCall<ChangePasswordRequest, ChangePasswordResponse> {
-  return unary(ctx.log, 'ChangePassword', async (req: ChangePasswordRequest) => {
+  return unary(ctx, 'ChangePassword', async (req: ChangePasswordRequest) => {
     const { cardNo } = await resolveCardholder(ctx, req.cardholder);
     await changeCardPassword(ctx, cardNo, req.oldPassword, req.newPassword);
     return { displayText: '密码修改成功' };
@@ -115,7 +115,7 @@ export function changePasswordHandler(ctx: SwitchContext): handleUnaryCall<Chang
 }
 
 export function registerTerminalHandler(ctx: SwitchContext): handleUnaryCall<RegisterTerminalRequest, RegisterTerminalResponse> {
-  return unary(ctx.log, 'RegisterTerminal', async (req: RegisterTerminalRequest, call) => {
+  return unary(ctx, 'RegisterTerminal', async (req: RegisterTerminalRequest, call) => {
     if (!(TERMINAL_KINDS as readonly string[]).includes(req.kind)) {
       throw new InvalidArgumentError(`kind must be one of ${TERMINAL_KINDS.join(', ')}, got "${req.kind.slice(0, 20)}"`);
     }
@@ -130,7 +130,7 @@ export function registerTerminalHandler(ctx: SwitchContext): handleUnaryCall<Reg
 }
 
 export function setTerminalEnabledHandler(ctx: SwitchContext): handleUnaryCall<SetTerminalEnabledRequest, SetTerminalEnabledResponse> {
-  return unary(ctx.log, 'SetTerminalEnabled', async (req: SetTerminalEnabledRequest, call) => {
+  return unary(ctx, 'SetTerminalEnabled', async (req: SetTerminalEnabledRequest, call) => {
     if (!(await ctx.terminals.setEnabled(req.terminalId, req.enabled))) throw new NotFoundError(`terminal ${req.terminalId.slice(0, 40)} is not registered`);
     await recordOperatorAction(ctx, callingOperator(call), req.enabled ? 'enable-terminal' : 'disable-terminal', { terminal: req.terminalId });
     return {};
@@ -138,7 +138,7 @@ export function setTerminalEnabledHandler(ctx: SwitchContext): handleUnaryCall<S
 }
 
 export function replaceCardHandler(ctx: SwitchContext): handleUnaryCall<ReplaceCardRequest, ReplaceCardResponse> {
-  return unary(ctx.log, 'ReplaceCard', async (req: ReplaceCardRequest, call) => {
+  return unary(ctx, 'ReplaceCard', async (req: ReplaceCardRequest, call) => {
     const cardNo = checkCardNumber(req.cardNumber);
     if (!CARD_SERIAL_PATTERN.test(req.newCardSerial)) throw new InvalidArgumentError('new_card_serial must be 8 to 20 hex digits');
     const newSerial = req.newCardSerial.toUpperCase();
@@ -161,7 +161,7 @@ function checkReason(reason: string): string {
 }
 
 export function setCardFrozenHandler(ctx: SwitchContext): handleUnaryCall<SetCardFrozenRequest, SetCardFrozenResponse> {
-  return unary(ctx.log, 'SetCardFrozen', async (req: SetCardFrozenRequest, call) => {
+  return unary(ctx, 'SetCardFrozen', async (req: SetCardFrozenRequest, call) => {
     const cardNo = checkCardNumber(req.cardNumber);
     const reason = checkReason(req.reason);
     const result = req.frozen
@@ -182,7 +182,7 @@ function checkLimit(value: number, field: string): number {
 }
 
 export function setCardLimitsHandler(ctx: SwitchContext): handleUnaryCall<SetCardLimitsRequest, SetCardLimitsResponse> {
-  return unary(ctx.log, 'SetCardLimits', async (req: SetCardLimitsRequest, call) => {
+  return unary(ctx, 'SetCardLimits', async (req: SetCardLimitsRequest, call) => {
     const cardNo = checkCardNumber(req.cardNumber);
     const limits = {
       noPinPerPaymentFen: checkLimit(req.noPinPerPaymentFen, 'no_pin_per_payment_fen'),
@@ -196,7 +196,7 @@ export function setCardLimitsHandler(ctx: SwitchContext): handleUnaryCall<SetCar
 }
 
 export function getCardHandler(ctx: SwitchContext): handleUnaryCall<GetCardRequest, GetCardResponse> {
-  return unary(ctx.log, 'GetCard', async (req: GetCardRequest) => {
+  return unary(ctx, 'GetCard', async (req: GetCardRequest) => {
     const cardNo = checkCardNumber(req.cardNumber);
     const card = await cardSummary(ctx, cardNo, '');
     const [serial, personNumber, name] = await ctx.redis.hmget(ctx.keys.account(cardNo), 'ser', 'sno', 'name');
@@ -214,7 +214,7 @@ function problemsOf(errors: readonly RowError[]): { line: number; message: strin
 }
 
 export function importCardholdersHandler(ctx: SwitchContext): handleUnaryCall<ImportCardholdersRequest, ImportCardholdersResponse> {
-  return unary(ctx.log, 'ImportCardholders', async (req: ImportCardholdersRequest, call) => {
+  return unary(ctx, 'ImportCardholders', async (req: ImportCardholdersRequest, call) => {
     const parsed = parseCardholdersCsv(checkCsv(req.csv));
     if (parsed.errors.length > 0) return { imported: 0, problems: problemsOf(parsed.errors) };
     const report = await importCardholders({ redis: ctx.redis, ledger: ctx.ledger, pool: ctx.passwords }, parsed.rows, { scryptN: IMPORT_SCRYPT_N });
@@ -224,7 +224,7 @@ export function importCardholdersHandler(ctx: SwitchContext): handleUnaryCall<Im
 }
 
 export function importTerminalsHandler(ctx: SwitchContext): handleUnaryCall<ImportTerminalsRequest, ImportTerminalsResponse> {
-  return unary(ctx.log, 'ImportTerminals', async (req: ImportTerminalsRequest, call) => {
+  return unary(ctx, 'ImportTerminals', async (req: ImportTerminalsRequest, call) => {
     const parsed = parseTerminalsCsv(checkCsv(req.csv));
     if (parsed.errors.length > 0) return { imported: 0, problems: problemsOf(parsed.errors) };
     const report = await importTerminals(ctx.terminals, parsed.rows);

@@ -15,33 +15,11 @@ import {
   WrongPasswordError,
 } from '../errors.js';
 import { PasswordPoolBusyError } from '../workers/password-pool.js';
-import { PipelineUnavailableError } from '../redis/pipeline-client.js';
+import { isRedisUnavailable } from '../redis/unavailable.js';
 import { IdempotencyConflictError, LedgerInvariantError, ReversalMismatchError } from '../ledger/ledger.js';
 
 export function statusError(code: Status, details: string): Partial<ServiceError> {
   return { code, details, metadata: new Metadata() };
-}
-
-/** True for failures of the ledger connection itself: the switch then fails closed with UNAVAILABLE. */
-export function isRedisUnavailable(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  if (err instanceof PipelineUnavailableError) return true;
-  const m = err.message;
-  return (
-    m.includes('Stream isn\'t writeable') ||
-    m.includes('Connection is closed') ||
-    m.includes('Command timed out') ||
-    m.includes('ECONNREFUSED') ||
-    m.includes('ECONNRESET') ||
-    m.includes('MaxRetriesPerRequestError') ||
-    err.name === 'MaxRetriesPerRequestError' ||
-    m.startsWith('LOADING') ||
-    m.startsWith('BUSY') ||
-    m.startsWith('MASTERDOWN') ||
-    m.startsWith('READONLY') ||
-    m.startsWith('CLUSTERDOWN') ||
-    m.startsWith('TRYAGAIN')
-  );
 }
 
 export interface MappedError {
@@ -81,6 +59,8 @@ export function mapError(err: unknown): MappedError {
   if (err instanceof LedgerInvariantError) return { code: Status.INTERNAL, details: 'ledger invariant broken; the operator has been alerted', serious: true };
   return { code: Status.INTERNAL, details: 'internal error; retry with the same sequence number', serious: true };
 }
+
+export { isRedisUnavailable };
 
 export {
   CancelledError,

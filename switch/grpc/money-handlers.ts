@@ -54,7 +54,7 @@ function rechargeText(channel: RechargeChannelCode, amountFen: number, balanceAf
 }
 
 export function refundHandler(ctx: SwitchContext): handleUnaryCall<RefundRequest, RefundResponse> {
-  return unary<RefundRequest, RefundResponse>(ctx.log, 'Refund', async (req, call) => {
+  return unary<RefundRequest, RefundResponse>(ctx, 'Refund', async (req, call) => {
     const terminal = callingTerminal(call);
     checkTerminalField(req.terminalId, terminal);
     const sequence = checkSequence(req.sequenceNumber, 'sequence_number');
@@ -79,7 +79,7 @@ export function refundHandler(ctx: SwitchContext): handleUnaryCall<RefundRequest
 }
 
 export function kioskRechargeHandler(ctx: SwitchContext): handleUnaryCall<RechargeRequest, RechargeResponse> {
-  return unary<RechargeRequest, RechargeResponse>(ctx.log, 'Recharge', async (req, call) => {
+  return unary<RechargeRequest, RechargeResponse>(ctx, 'Recharge', async (req, call) => {
     const terminal = callingTerminal(call);
     const channel = checkChannel(req.channel);
     checkRechargeOrder(ctx.config, channel, req.channelOrderId, req.amountFen);
@@ -96,7 +96,7 @@ export function kioskRechargeHandler(ctx: SwitchContext): handleUnaryCall<Rechar
 }
 
 export function manualRechargeHandler(ctx: SwitchContext): handleUnaryCall<ManualRechargeRequest, ManualRechargeResponse> {
-  return unary<ManualRechargeRequest, ManualRechargeResponse>(ctx.log, 'ManualRecharge', async (req, call) => {
+  return unary<ManualRechargeRequest, ManualRechargeResponse>(ctx, 'ManualRecharge', async (req, call) => {
     const operator = callingOperator(call);
     const cardNo = checkCardNumber(req.cardNumber);
     const channel = checkChannel(req.channel);
@@ -107,7 +107,7 @@ export function manualRechargeHandler(ctx: SwitchContext): handleUnaryCall<Manua
 }
 
 export function adjustHandler(ctx: SwitchContext): handleUnaryCall<AdjustRequest, AdjustResponse> {
-  return unary<AdjustRequest, AdjustResponse>(ctx.log, 'Adjust', async (req, call) => {
+  return unary<AdjustRequest, AdjustResponse>(ctx, 'Adjust', async (req, call) => {
     const operator = callingOperator(call);
     const cardNo = checkCardNumber(req.cardNumber);
     const result = await adjustBalance(ctx, { cardNo, adjustmentId: req.adjustmentId, signedAmountFen: req.amountFen, reason: req.reason, operator });
@@ -116,7 +116,7 @@ export function adjustHandler(ctx: SwitchContext): handleUnaryCall<AdjustRequest
 }
 
 export function payUtilityFeeHandler(ctx: SwitchContext): handleUnaryCall<PayUtilityFeeRequest, PayUtilityFeeResponse> {
-  return unary<PayUtilityFeeRequest, PayUtilityFeeResponse>(ctx.log, 'PayUtilityFee', async (req, call) => {
+  return unary<PayUtilityFeeRequest, PayUtilityFeeResponse>(ctx, 'PayUtilityFee', async (req, call) => {
     const terminal = callingTerminal(call);
     const sequence = checkSequence(req.sequenceNumber, 'sequence_number');
     const kind = checkUtilityKind(req.kind);

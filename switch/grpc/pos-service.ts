@@ -1,8 +1,7 @@
 // cardswitch.v1.PosService: validate, call the POS domain, map the result. Business refusals
 // (insufficient funds, lost card ...) are answers with a reason; malformed calls are gRPC errors.
 import type { handleUnaryCall } from '@grpc/grpc-js';
-import type { Logger } from 'pino';
-import { CardStatus, DeclineReason, HolderType, Outcome } from '../../proto/gen/cardswitch/v1/common.js';
+import { CardStatus, DeclineReason, HolderType, Outcome, type Credential } from '../../proto/gen/cardswitch/v1/common.js';
 import {
   ReverseResult as ReverseResultProto,
   type AuthorizeRequest,
@@ -16,6 +15,7 @@ import {
 import { maskName } from '../domain/cards.js';
 import type { PaymentCode, PosDomain } from '../domain/pos.js';
 import type { SwitchContext } from '../context.js';
+import type { AuthorizationOutcome, CredentialKind, Metrics } from '../metrics.js';
 import type { Terminal } from '../domain/terminals.js';
 import type { AuthorizeStreams } from './authorize-stream.js';
 import { refundHandler } from './money-handlers.js';
@@ -23,7 +23,7 @@ import { settleHandler, waterDebitHandler } from './water-handlers.js';
 import type { CardStatusCode, ReverseCode } from '../ledger/ledger.js';
 import { formatYuan } from '../money.js';
 import { CancelledError, NotFoundError } from './errors.js';
-import { callingTerminal, unary } from './unary.js';
+import { callingTerminal, unary, type UnaryDeps } from './unary.js';
 import { checkAmount, checkCredential, checkPinField, checkSequence, checkTerminalField } from './validate.js';
 
 const DECLINES: Record<Exclude<PaymentCode, 'approved' | 'pin_required'>, { reason: DeclineReason; text: string }> = {
@@ -60,10 +60,10 @@ export function holderTypeToProto(code: string): HolderType {
 
 export function posService(domain: PosDomain, ctx: SwitchContext, streams: AuthorizeStreams): PosServiceServer {
   return {
-    authorize: authorizeHandler(domain, ctx.log, ctx.config),
+    authorize: authorizeHandler(domain, ctx, { maxPaymentFen: ctx.config.maxPaymentFen, metrics: ctx.metrics }),
     authorizeStream: streams.handler(),
-    reverse: reverseHandler(domain, ctx.log, ctx.config),
-    inquire: inquireHandler(domain, ctx.log),
+    reverse: reverseHandler(domain, ctx, ctx.config),
+    inquire: inquireHandler(domain, ctx),
     refund: refundHandler(ctx),
     waterDebit: waterDebitHandler(ctx),
     settle: settleHandler(ctx),
@@ -74,8 +74,13 @@ export interface PaymentLimits {
   readonly maxPaymentFen: number;
 }
 
-function authorizeHandler(domain: PosDomain, log: Logger, options: PaymentLimits): handleUnaryCall<AuthorizeRequest, AuthorizeResponse> {
-  return unary<AuthorizeRequest, AuthorizeResponse>(log, 'Authorize', (req, ctx) => authorizePayment(domain, options, callingTerminal(ctx), req, ctx.cancelled));
+export interface PaymentOptions extends PaymentLimits {
+  /** Counts cardswitch_authorizations_total; absent in tests that call authorizePayment directly. */
+  readonly metrics?: Metrics;
+}
+
+function authorizeHandler(domain: PosDomain, deps: UnaryDeps, options: PaymentOptions): handleUnaryCall<AuthorizeRequest, AuthorizeResponse> {
+  return unary<AuthorizeRequest, AuthorizeResponse>(deps, 'Authorize', (req, ctx) => authorizePayment(domain, options, callingTerminal(ctx), req, ctx.cancelled));
 }
 
 /**
@@ -83,6 +88,41 @@ function authorizeHandler(domain: PosDomain, log: Logger, options: PaymentLimits
  * (InvalidArgumentError ...) that become a gRPC status; business declines are answers.
  */
 export async function authorizePayment(
+  domain: PosDomain,
+  options: PaymentOptions,
+  terminal: Terminal,
+  req: AuthorizeRequest,
+  cancelled: () => boolean,
+): Promise<AuthorizeResponse> {
+  const metrics = options.metrics;
+  if (metrics === undefined) return decidePayment(domain, options, terminal, req, cancelled);
+  const credential = credentialKindOf(req.credential);
+  try {
+    const response = await decidePayment(domain, options, terminal, req, cancelled);
+    metrics.authorization(outcomeLabel(response.outcome), credential);
+    return response;
+  } catch (err) {
+    metrics.authorization('error', credential);
+    throw err;
+  }
+}
+
+/** The kind the request names, before validation; a request without a credential counts as a card tap. */
+function credentialKindOf(credential: Credential | undefined): CredentialKind {
+  if (credential?.campusQr !== undefined) return 'campus_qr';
+  if (credential?.thirdParty !== undefined) return 'third_party';
+  return 'card';
+}
+
+function outcomeLabel(outcome: Outcome): AuthorizationOutcome {
+  if (outcome === Outcome.OUTCOME_APPROVED) return 'approved';
+  if (outcome === Outcome.OUTCOME_DECLINED) return 'declined';
+  if (outcome === Outcome.OUTCOME_PIN_REQUIRED) return 'pin_required';
+  if (outcome === Outcome.OUTCOME_PENDING) return 'pending';
+  return 'error';
+}
+
+async function decidePayment(
   domain: PosDomain,
   options: PaymentLimits,
   terminal: Terminal,
@@ -115,8 +155,8 @@ export async function authorizePayment(
   };
 }
 
-function reverseHandler(domain: PosDomain, log: Logger, options: PaymentLimits): handleUnaryCall<ReverseRequest, ReverseResponse> {
-  return unary<ReverseRequest, ReverseResponse>(log, 'Reverse', async (req, ctx) => {
+function reverseHandler(domain: PosDomain, deps: UnaryDeps, options: PaymentLimits): handleUnaryCall<ReverseRequest, ReverseResponse> {
+  return unary<ReverseRequest, ReverseResponse>(deps, 'Reverse', async (req, ctx) => {
     const terminal = callingTerminal(ctx);
     checkTerminalField(req.terminalId, terminal);
     const originalSequence = checkSequence(req.originalSequenceNumber, 'original_sequence_number');
@@ -134,8 +174,8 @@ function reverseHandler(domain: PosDomain, log: Logger, options: PaymentLimits):
   });
 }
 
-function inquireHandler(domain: PosDomain, log: Logger): handleUnaryCall<InquireRequest, InquireResponse> {
-  return unary<InquireRequest, InquireResponse>(log, 'Inquire', async (req, ctx) => {
+function inquireHandler(domain: PosDomain, deps: UnaryDeps): handleUnaryCall<InquireRequest, InquireResponse> {
+  return unary<InquireRequest, InquireResponse>(deps, 'Inquire', async (req, ctx) => {
     const terminal = callingTerminal(ctx);
     checkTerminalField(req.terminalId, terminal);
     const card = await domain.inquire(checkCredential(req.credential));

@@ -100,7 +100,7 @@ function pageToProto(result: StatementResult): StatementPage {
 
 export function kioskStatementHandler(ctx: SwitchContext): handleUnaryCall<StatementRequest, StatementResponse> {
   const reader = new StatementReader(ctx);
-  return unary(ctx.log, 'Statement', async (req: StatementRequest) => {
+  return unary(ctx, 'Statement', async (req: StatementRequest) => {
     const query = checkStatementQuery(req.query);
     const { cardNo } = await resolveCardholder(ctx, req.cardholder);
     await requireCardPassword(ctx, cardNo, req.password);
@@ -114,7 +114,7 @@ export function kioskStatementHandler(ctx: SwitchContext): handleUnaryCall<State
 
 export function cardStatementHandler(ctx: SwitchContext): handleUnaryCall<CardStatementRequest, CardStatementResponse> {
   const reader = new StatementReader(ctx);
-  return unary(ctx.log, 'CardStatement', async (req: CardStatementRequest) => {
+  return unary(ctx, 'CardStatement', async (req: CardStatementRequest) => {
     const cardNo = checkCardNumber(req.cardNumber);
     const query = checkStatementQuery(req.query);
     if ((await ctx.redis.exists(ctx.keys.account(cardNo))) !== 1) throw new NotFoundError(`card ${cardNo} does not exist`);
@@ -136,7 +136,7 @@ function stoppedEarly(err: unknown): boolean {
 }
 
 export function settlementReportHandler(ctx: SwitchContext): handleUnaryCall<SettlementReportRequest, SettlementReportResponse> {
-  return unary(ctx.log, 'SettlementReport', async (req: SettlementReportRequest, call: CallContext) => {
+  return unary(ctx, 'SettlementReport', async (req: SettlementReportRequest, call: CallContext) => {
     if (req.merchantId === '') throw new InvalidArgumentError('merchant_id is required');
     try {
       const report = await settlementReport(ctx, req.merchantId, req.day, { cancelled: call.cancelled });
@@ -162,7 +162,7 @@ export function auditResponse(report: AuditReport): AuditResponse {
 }
 
 export function auditHandler(ctx: SwitchContext): handleUnaryCall<AuditRequest, AuditResponse> {
-  return unary(ctx.log, 'Audit', async (_req: AuditRequest, call: CallContext) => {
+  return unary(ctx, 'Audit', async (_req: AuditRequest, call: CallContext) => {
     if (auditRunning) throw new ResourceExhaustedError('an audit is already running on this switch; wait for it to finish and ask again');
     auditRunning = true;
     try {

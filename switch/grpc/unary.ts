@@ -1,12 +1,14 @@
 // Thin, uniform unary handlers: safe decoding (a malformed message is INVALID_ARGUMENT, not
 // INTERNAL), the authenticated terminal, cancellation, and one error mapping for every RPC.
-import { Metadata } from '@grpc/grpc-js';
+import { Metadata, status as Status } from '@grpc/grpc-js';
 import type { handleUnaryCall, sendUnaryData, ServerUnaryCall, ServiceDefinition } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Terminal } from '../domain/terminals.js';
 import { terminalOf } from './auth.js';
 import { operatorOf } from './operator-auth.js';
 import { InvalidArgumentError, mapError } from './errors.js';
+import type { Metrics } from '../metrics.js';
+import { unavailableRedisClient } from '../redis/unavailable.js';
 
 /** Stands in for a request whose bytes did not decode; handlers answer it with INVALID_ARGUMENT. */
 export class UndecodableRequest {
@@ -42,29 +44,48 @@ export interface CallContext {
   cancelled(): boolean;
 }
 
+/** What every unary handler needs besides its body; the SwitchContext is one. */
+export interface UnaryDeps {
+  readonly log: Logger;
+  readonly metrics: Metrics;
+}
+
 export function unary<Req, Res>(
-  log: Logger,
+  deps: UnaryDeps,
   rpc: string,
   body: (request: Req, context: CallContext) => Promise<Res>,
 ): handleUnaryCall<Req, Res> {
+  const { metrics } = deps;
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+    const startedMs = performance.now();
     const request = call.request as unknown;
     if (request instanceof UndecodableRequest) {
-      callback(toServiceError(new InvalidArgumentError(`the ${rpc} request could not be decoded: ${request.reason}`), log, rpc));
+      const err = toServiceError(new InvalidArgumentError(`the ${rpc} request could not be decoded: ${request.reason}`), deps, rpc);
+      metrics.grpcCall(rpc, Status[err.code], (performance.now() - startedMs) / 1000);
+      callback(err);
       return;
     }
     const context: CallContext = { metadata: call.metadata, cancelled: () => call.cancelled };
     body(request as Req, context).then(
-      (response) => callback(null, response),
-      (err: unknown) => callback(toServiceError(err, log, rpc)),
+      (response) => {
+        metrics.grpcCall(rpc, 'OK', (performance.now() - startedMs) / 1000);
+        callback(null, response);
+      },
+      (err: unknown) => {
+        const refusal = toServiceError(err, deps, rpc);
+        metrics.grpcCall(rpc, Status[refusal.code], (performance.now() - startedMs) / 1000);
+        callback(refusal);
+      },
     );
   };
 }
 
-function toServiceError(err: unknown, log: Logger, rpc: string) {
+function toServiceError(err: unknown, { log, metrics }: UnaryDeps, rpc: string) {
   const mapped = mapError(err);
   if (mapped.serious) log.error({ err, rpc }, 'call failed');
   else log.debug({ rpc, details: mapped.details }, 'call refused');
+  const redisClient = unavailableRedisClient(err);
+  if (redisClient !== undefined) metrics.redisError(redisClient);
   const metadata = new Metadata();
   for (const [key, value] of Object.entries(mapped.trailers ?? {})) metadata.set(key, value);
   return Object.assign(new Error(mapped.details), { code: mapped.code, details: mapped.details, metadata });

@@ -44,7 +44,7 @@ function requireKind(rpc: string, kind: TerminalKind, context: CallContext): Ter
 
 export function waterDebitHandler(ctx: SwitchContext): handleUnaryCall<WaterDebitRequest, WaterDebitResponse> {
   const domain = new WaterDomain(ctx);
-  return unary<WaterDebitRequest, WaterDebitResponse>(ctx.log, 'WaterDebit', async (req, context) => {
+  return unary<WaterDebitRequest, WaterDebitResponse>(ctx, 'WaterDebit', async (req, context) => {
     const terminal = requireKind('WaterDebit', 'water', context);
     checkTerminalField(req.terminalId, terminal);
     const sequence = checkSequence(req.sequenceNumber, 'sequence_number');
@@ -69,7 +69,7 @@ function waterDebitResponse(amountFen: number, result: WaterDebitResult): WaterD
 
 export function settleHandler(ctx: SwitchContext): handleUnaryCall<SettleRequest, SettleResponse> {
   const domain = new WaterDomain(ctx);
-  return unary<SettleRequest, SettleResponse>(ctx.log, 'Settle', async (req, context) => {
+  return unary<SettleRequest, SettleResponse>(ctx, 'Settle', async (req, context) => {
     const terminal = requireKind('Settle', 'settlement', context);
     checkTerminalField(req.terminalId, terminal);
     const sequence = checkSequence(req.sequenceNumber, 'sequence_number');
