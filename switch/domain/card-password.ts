@@ -32,19 +32,24 @@ async function passwordScript(ctx: SwitchContext, cardNo: string, args: readonly
   return { code: Number(code), attemptsLeft: Number(left), storedHash: String(hash ?? ''), initial: initial === '1', documentNumber: String(docn ?? '') };
 }
 
-/** Verifies a card password, counting a wrong one. Never throws for a wrong password: returns why. */
+/**
+ * Verifies a card password. The attempt is taken (counted as wrong) before the check and given back
+ * when the password is right, so parallel guesses never get more checks than the attempts left.
+ * Never throws for a wrong password: returns why.
+ */
 export async function checkCardPassword(ctx: SwitchContext, cardNo: string, pin: string): Promise<PasswordCheck> {
-  const state = await passwordScript(ctx, cardNo, ['state']);
+  const state = await passwordScript(ctx, cardNo, ['take']);
   if (state.code === 5) return { ok: false, reason: 'unknown_card' };
   if (state.code === 2) return { ok: false, reason: 'locked' };
   if (!PIN_PATTERN.test(pin) || state.storedHash === '' || !(await ctx.passwords.verify(pin, state.storedHash))) {
-    const after = await passwordScript(ctx, cardNo, ['fail']);
-    if (after.code === 2) return { ok: false, reason: 'locked' };
-    return { ok: false, reason: 'wrong', attemptsLeft: after.attemptsLeft };
+    if (state.attemptsLeft === 0) return { ok: false, reason: 'locked' };
+    return { ok: false, reason: 'wrong', attemptsLeft: state.attemptsLeft };
   }
   // Imported passwords were hashed at a lower cost; after a correct entry, store them at full cost.
   const rehash = needsRehash(state.storedHash, ctx.config.passwordScryptN) ? await ctx.passwords.hash(pin, ctx.config.passwordScryptN) : '';
-  await passwordScript(ctx, cardNo, ['ok', state.storedHash, rehash]);
+  const done = await passwordScript(ctx, cardNo, ['ok', state.storedHash, rehash]);
+  // The password was changed between the take and the check: the one presented is no longer the card's.
+  if (done.code === 3) return { ok: false, reason: 'wrong', attemptsLeft: state.attemptsLeft };
   return { ok: true };
 }
 

@@ -3,10 +3,11 @@
 import type { SwitchContext } from '../context.js';
 import type { AuthorizeCode, InquireResult, ReverseResult } from '../ledger/ledger.js';
 import type { Terminal } from './terminals.js';
-import { UnimplementedError } from '../errors.js';
+import { InvalidArgumentError, UnimplementedError } from '../errors.js';
 import { checkCardPassword } from './card-password.js';
 import { claimSequence, claimSequenceForReversal, claimUnknownCard, unknownCardDecision } from '../ledger/claims.js';
-import { IdempotencyConflictError } from '../ledger/ledger.js';
+import { IdempotencyConflictError, type PresentedCampusQr } from '../ledger/ledger.js';
+import { openCampusQr } from './campus-qr.js';
 
 export type PresentedCredential =
   | { readonly kind: 'card'; readonly serial: string }
@@ -32,38 +33,59 @@ export interface PaymentOutcome {
   readonly pinAttemptsLeft: number;
 }
 
+export interface ResolvedCredential {
+  /** Undefined when no card has this credential (an unknown serial, a campus QR code that is not genuine). */
+  readonly cardNo: string | undefined;
+  /** The serial of a card tap; '' for other credentials (only a tap syncs a card). */
+  readonly serial: string;
+  readonly campusQr?: PresentedCampusQr | undefined;
+}
+
 /** Finds the card account behind a credential; undefined when no card has it. */
-export async function resolveCredential(
-  ctx: SwitchContext,
-  credential: PresentedCredential,
-): Promise<{ cardNo: string | undefined; serial: string }> {
+export async function resolveCredential(ctx: SwitchContext, credential: PresentedCredential): Promise<ResolvedCredential> {
   if (credential.kind === 'card') return { cardNo: await ctx.cards.cardForSerial(credential.serial), serial: credential.serial };
-  throw new UnimplementedError(
-    credential.kind === 'campus_qr'
-      ? 'campus QR payments are not enabled on this switch yet; ask the cardholder to tap the card'
-      : 'Alipay / WeChat payment codes are not enabled on this switch yet; ask the cardholder to tap the card',
-  );
+  if (credential.kind === 'campus_qr') {
+    const opened = openCampusQr(ctx, credential.payload);
+    return { cardNo: opened?.cardNo, serial: '', campusQr: opened?.qr };
+  }
+  throw new UnimplementedError('Alipay / WeChat payment codes are not enabled on this switch yet; ask the cardholder to tap the card or show the campus QR code');
+}
+
+/** The fingerprint of a request whose credential names no card (its decline is replayed on a retry). */
+function unknownFingerprint(credential: PresentedCredential, serial: string, amountFen: number): string {
+  return credential.kind === 'campus_qr' ? `campus_qr:${credential.payload}|${amountFen}` : `${credential.kind}:${serial}|${amountFen}`;
+}
+
+/** A campus QR code that could not pay tells the POS nothing about whose it was. */
+function withoutHolder(outcome: PaymentOutcome): PaymentOutcome {
+  if (outcome.code !== 'qr_invalid' && outcome.code !== 'qr_expired' && outcome.code !== 'qr_used') return outcome;
+  return { ...outcome, cardNo: '', balanceAfterFen: 0 };
 }
 
 export class PosDomain {
   constructor(private readonly ctx: SwitchContext) {}
 
   async authorize(terminal: Terminal, request: PaymentRequest): Promise<PaymentOutcome> {
-    const { cardNo, serial } = await resolveCredential(this.ctx, request.credential);
+    return withoutHolder(await this.pay(terminal, request));
+  }
+
+  private async pay(terminal: Terminal, request: PaymentRequest): Promise<PaymentOutcome> {
+    const { cardNo, serial, campusQr } = await resolveCredential(this.ctx, request.credential);
     const declined = (code: PaymentCode, pinAttemptsLeft = 0): PaymentOutcome => ({
       code, cardNo: cardNo ?? '', balanceAfterFen: 0, transactionId: '', decidedAtMs: this.ctx.now(), pinAttemptsLeft,
     });
-    const fingerprint = `${request.credential.kind}:${serial}|${request.amountFen}`;
+    const fingerprint = unknownFingerprint(request.credential, serial, request.amountFen);
+    const unknownCode: PaymentCode = request.credential.kind === 'campus_qr' ? 'qr_invalid' : 'unknown_card';
     if (cardNo === undefined) {
       // No account, so no money can move; the decline is still recorded so a retry replays it.
       const decidedAtMs = await claimUnknownCard(this.ctx, terminal.id, request.sequence, fingerprint, this.ctx.now());
-      return { ...declined('unknown_card'), decidedAtMs };
+      return { ...declined(unknownCode), decidedAtMs };
     }
     const previousOwner = await claimSequence(this.ctx, terminal.id, request.sequence, cardNo);
     if (previousOwner !== null && previousOwner !== cardNo) {
       const decidedAtMs = unknownCardDecision(previousOwner, fingerprint);
       // The card was unknown when this request first came: its first answer stands.
-      if (decidedAtMs !== undefined) return { ...declined('unknown_card'), cardNo: '', decidedAtMs };
+      if (decidedAtMs !== undefined) return { ...declined(unknownCode), cardNo: '', decidedAtMs };
       throw new IdempotencyConflictError(
         `sequence number ${request.sequence} of terminal ${terminal.id} was already used for a different request; use a new sequence number`,
       );
@@ -89,6 +111,7 @@ export class PosDomain {
       merchantId: terminal.merchantId,
       pinVerified: request.pin !== '',
       limits: this.ctx.config.limits,
+      campusQr,
     });
     return { ...result, cardNo: result.code === 'unknown_card' ? '' : cardNo, pinAttemptsLeft: 0 };
   }
@@ -104,6 +127,8 @@ export class PosDomain {
   }
 
   async inquire(credential: PresentedCredential): Promise<(InquireResult & { cardNo: string }) | undefined> {
+    // A code is shown to pay once; reading a holder's balance with it would tell a POS more than a tap.
+    if (credential.kind !== 'card') throw new InvalidArgumentError('Inquire reads a physical card; campus QR and payment codes are for paying only');
     const { cardNo, serial } = await resolveCredential(this.ctx, credential);
     if (cardNo === undefined) return undefined;
     return { ...(await this.ctx.ledger.inquire(cardNo, serial)), cardNo };

@@ -2,6 +2,7 @@
 // Showers and water heaters spend only from the small wallet; a settlement POS opens it (first swipe)
 // and later charges what was spent to the account by refilling it to 10.00.
 import type { SwitchContext } from '../context.js';
+import { InvalidArgumentError } from '../errors.js';
 import { claimSequence, claimUnknownCard, unknownCardDecision } from '../ledger/claims.js';
 import { IdempotencyConflictError } from '../ledger/ledger.js';
 import { WaterLedger, type SettleResult, type WaterDebitResult } from '../ledger/water.js';
@@ -27,8 +28,11 @@ export class WaterDomain {
     this.ledger = new WaterLedger(ctx.keys, ctx.scripts, ctx.config.requestTtlSec, ctx.now);
   }
 
-  /** Spends from the small wallet of the card behind the credential; QR and payment codes are UNIMPLEMENTED. */
+  /** Spends from the small wallet of the card on the reader: water controllers take only a card. */
   async debit(terminal: Terminal, request: WaterDebitRequest): Promise<WaterDebitResult> {
+    if (request.credential.kind !== 'card') {
+      throw new InvalidArgumentError('WaterDebit accepts only a card tap: water controllers read the physical card (the small wallet has no QR or payment-code use)');
+    }
     const { cardNo, serial } = await resolveCredential(this.ctx, request.credential);
     const fingerprint = `wpay:${request.credential.kind}:${serial}|${request.amountFen}`;
     const unknownAt = await this.claim(terminal.id, request.sequence, cardNo, fingerprint);

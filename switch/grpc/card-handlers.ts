@@ -34,10 +34,10 @@ import type { SwitchContext } from '../context.js';
 import { CARD_SERIAL_PATTERN, maskName } from '../domain/cards.js';
 import { changeCardPassword, requireCardPassword } from '../domain/card-password.js';
 import { checkCardNumber, resolveCardholder, resolveCardTap } from '../domain/cardholder.js';
+import { cancelCardLoss, reportCardLost } from '../domain/card-status.js';
 import { IMPORT_SCRYPT_N } from '../domain/password.js';
 import { TERMINAL_KINDS, type TerminalKind, validateNewTerminal } from '../domain/terminals.js';
 import { importCardholders, importTerminals, parseCardholdersCsv, parseTerminalsCsv, type RowError } from '../data/import.js';
-import type { CardStatusCode } from '../ledger/ledger.js';
 import { formatYuan } from '../money.js';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from './errors.js';
 import { CARD_STATUS_TO_PROTO, holderTypeToProto } from './pos-service.js';
@@ -83,10 +83,8 @@ export function reportLossHandler(ctx: SwitchContext): handleUnaryCall<ReportLos
     const { cardNo, serial } = await resolveCardholder(ctx, req.cardholder);
     // Whoever holds the card may report it lost; by number alone, the password proves who asks.
     if (serial === '') await requireCardPassword(ctx, cardNo, req.password);
-    const result = await ctx.ledger.setStatus(cardNo, 'lost', ['active', 'lost']);
-    if (result === undefined) throw new NotFoundError(`card ${cardNo} does not exist`);
-    if (!result.changed) throw new FailedPreconditionError(statusRefusal(result.previous, 'report it lost'));
-    return { status: CardStatus.CARD_STATUS_LOST, displayText: result.previous === 'lost' ? '此卡已挂失' : '挂失成功' };
+    const result = await reportCardLost(ctx, cardNo);
+    return { status: CardStatus.CARD_STATUS_LOST, displayText: result.changed ? '挂失成功' : '此卡已挂失' };
   });
 }
 
@@ -94,16 +92,9 @@ export function cancelLossHandler(ctx: SwitchContext): handleUnaryCall<CancelLos
   return unary(ctx, 'CancelLoss', async (req: CancelLossRequest) => {
     const { cardNo } = await resolveCardholder(ctx, req.cardholder);
     await requireCardPassword(ctx, cardNo, req.password);
-    const result = await ctx.ledger.setStatus(cardNo, 'active', ['lost', 'active']);
-    if (result === undefined) throw new NotFoundError(`card ${cardNo} does not exist`);
-    if (!result.changed) throw new FailedPreconditionError(statusRefusal(result.previous, 'cancel a loss report'));
-    return { status: CardStatus.CARD_STATUS_ACTIVE, displayText: result.previous === 'lost' ? '解挂成功' : '此卡未挂失' };
+    const result = await cancelCardLoss(ctx, cardNo);
+    return { status: CardStatus.CARD_STATUS_ACTIVE, displayText: result.changed ? '解挂成功' : '此卡未挂失' };
   });
-}
-
-function statusRefusal(status: CardStatusCode, action: string): string {
-  if (status === 'frozen') return `the card is frozen by the card office, so you cannot ${action} here; please visit the card office (此卡已冻结)`;
-  return `the card is ${status}, so you cannot ${action}`;
 }
 
 export function changePasswordHandler(ctx: SwitchContext): handleUnaryCall<ChangePasswordRequest, ChangePasswordResponse> {

@@ -37,6 +37,9 @@ const DECLINES: Record<Exclude<PaymentCode, 'approved' | 'pin_required'>, { reas
   card_cancelled: { reason: DeclineReason.DECLINE_REASON_CARD_CANCELLED, text: '此卡已注销' },
   wrong_pin: { reason: DeclineReason.DECLINE_REASON_WRONG_PIN, text: '密码错误' },
   pin_locked: { reason: DeclineReason.DECLINE_REASON_PIN_LOCKED, text: '密码已锁定，请明日再试' },
+  qr_invalid: { reason: DeclineReason.DECLINE_REASON_QR_INVALID, text: '校园码无效，请刷新后重试' },
+  qr_expired: { reason: DeclineReason.DECLINE_REASON_QR_EXPIRED, text: '校园码已过期，请刷新后重试' },
+  qr_used: { reason: DeclineReason.DECLINE_REASON_QR_USED, text: '校园码已使用，请刷新后重试' },
 };
 
 const REVERSE_RESULTS: Record<ReverseCode, { result: ReverseResultProto; text: string }> = {
@@ -216,6 +219,8 @@ function declineText(text: string, outcome: { code: PaymentCode; pinAttemptsLeft
   if (outcome.code === 'wrong_pin') return `${text}，今日还可尝试${outcome.pinAttemptsLeft}次`;
   // Only ledger answers carry a balance; password refusals are decided before the ledger is asked.
   if (outcome.code === 'unknown_card' || outcome.code === 'pin_locked' || outcome.code === 'card_replaced') return text;
+  // The POS learns nothing about the holder of a code it could not use (no balance on the display).
+  if (outcome.code === 'qr_invalid' || outcome.code === 'qr_expired' || outcome.code === 'qr_used') return text;
   return `${text} 余额${formatYuan(outcome.balanceAfterFen)}元`;
 }
 

@@ -21,7 +21,10 @@ export type AuthorizeCode =
   | 'already_reversed'
   | 'daily_limit_exceeded'
   | 'card_cancelled'
-  | 'pin_required';
+  | 'pin_required'
+  | 'qr_invalid'
+  | 'qr_expired'
+  | 'qr_used';
 
 const AUTHORIZE_CODES: Record<string, AuthorizeCode> = {
   '1': 'approved',
@@ -34,7 +37,25 @@ const AUTHORIZE_CODES: Record<string, AuthorizeCode> = {
   '8': 'daily_limit_exceeded',
   '9': 'card_cancelled',
   '10': 'pin_required',
+  '11': 'qr_invalid',
+  '12': 'qr_expired',
+  '13': 'qr_used',
 };
+
+/**
+ * How long a campus QR code's single-use mark is kept. A code is accepted for at most 60 s after it
+ * was issued, by a clock at most 30 s ahead (config.ts caps both), so after 180 s nothing could pay
+ * with it again anyway.
+ */
+export const QR_USED_MARK_TTL_SEC = 180;
+
+/** A campus QR code the switch has opened: genuine, naming this card. */
+export interface PresentedCampusQr {
+  readonly codeId: string;
+  readonly epoch: number;
+  /** Older than its validity: declined unless this very request was decided before (a retry). */
+  readonly expired: boolean;
+}
 
 export interface AuthorizeResult {
   readonly code: AuthorizeCode;
@@ -42,6 +63,18 @@ export interface AuthorizeResult {
   readonly transactionId: string;
   readonly decidedAtMs: number;
 }
+
+export type EcardBindingCode = 'done' | 'card_lost' | 'card_frozen' | 'card_cancelled' | 'unknown_card' | 'not_synced' | 'bound_to_other' | 'not_bound_to_user';
+const BINDING_CODES: Record<string, EcardBindingCode> = {
+  '1': 'done',
+  '3': 'card_lost',
+  '4': 'card_frozen',
+  '5': 'unknown_card',
+  '9': 'card_cancelled',
+  '14': 'not_synced',
+  '15': 'bound_to_other',
+  '16': 'not_bound_to_user',
+};
 
 export type ReverseCode = 'reversed' | 'nothing_to_reverse' | 'tombstoned';
 const REVERSE_CODES: Record<string, ReverseCode> = { '1': 'reversed', '2': 'nothing_to_reverse', '3': 'tombstoned' };
@@ -100,6 +133,8 @@ export interface AuthorizeInput {
   readonly merchantId: string;
   /** True when the card password was verified for this request (lifts the password-free limits). */
   readonly pinVerified: boolean;
+  /** Set when the credential is a campus QR code. */
+  readonly campusQr?: PresentedCampusQr | undefined;
   readonly limits: { readonly student: HolderLimits; readonly staff: HolderLimits };
 }
 
@@ -148,11 +183,34 @@ export class Ledger {
     return this.scripts.client;
   }
 
+  /** The trailing ARGV of the scripts that tell a bound e-card's page (includes/event.lua). */
+  eventArgs(): [string, number] {
+    return [this.keys.eventsChannel(), this.requestTtlSec];
+  }
+
+  /** Binds the card's e-card to `userId`, or ends that binding; see ecard-binding.lua. */
+  async ecardBinding(op: 'bind' | 'unbind', cardNo: string, userId: string): Promise<{ code: EcardBindingCode; epoch: number }> {
+    const reply = await this.scripts.run('ecard-binding', [this.keys.account(cardNo), this.keys.cardEvents(cardNo)], [op, userId, this.now()]);
+    if (!Array.isArray(reply) || reply.length !== 2) throw new LedgerInvariantError(`ecard-binding answered ${JSON.stringify(reply)}`);
+    const code = BINDING_CODES[String(reply[0])];
+    if (code === undefined) throw new LedgerInvariantError(`ecard-binding answered unknown code ${String(reply[0])}`);
+    return { code, epoch: parseInteger(String(reply[1]), 'QR epoch') };
+  }
+
   /** The KEYS and ARGV of authorize.lua for one payment (the bench drives the script alone with them). */
   authorizeArguments(input: AuthorizeInput, nowMs: number): { keys: string[]; args: (string | number)[] } {
     const k = this.keys;
+    const keys = [
+      k.account(input.cardNo),
+      k.request(input.cardNo, input.terminalId, input.sequence),
+      k.journalOfCard(input.cardNo),
+      k.statement(input.cardNo),
+      k.cardEvents(input.cardNo),
+    ];
+    const qr = input.campusQr;
+    if (qr !== undefined) keys.push(k.campusQrUsed(input.cardNo, qr.codeId));
     return {
-      keys: [k.account(input.cardNo), k.request(input.cardNo, input.terminalId, input.sequence), k.journalOfCard(input.cardNo), k.statement(input.cardNo)],
+      keys,
       args: [
         input.cardNo,
         input.presentedSerial,
@@ -167,6 +225,10 @@ export class Ledger {
         input.pinVerified ? '1' : '0',
         ...limitArgs(input.limits.student),
         ...limitArgs(input.limits.staff),
+        k.eventsChannel(),
+        this.requestTtlSec,
+        input.credentialKind,
+        ...(qr === undefined ? [] : [qr.epoch, qr.expired ? '1' : '0', QR_USED_MARK_TTL_SEC, qr.codeId]),
       ],
     };
   }
@@ -188,8 +250,14 @@ export class Ledger {
     const k = this.keys;
     const reply = await this.scripts.run(
       'reverse',
-      [k.account(input.cardNo), k.request(input.cardNo, input.terminalId, input.sequence), k.journalOfCard(input.cardNo), k.statement(input.cardNo)],
-      [input.cardNo, input.amountFen, `rev|${input.cardNo}|${input.amountFen}`, input.terminalId, input.sequence, this.now(), this.requestTtlSec],
+      [
+        k.account(input.cardNo),
+        k.request(input.cardNo, input.terminalId, input.sequence),
+        k.journalOfCard(input.cardNo),
+        k.statement(input.cardNo),
+        k.cardEvents(input.cardNo),
+      ],
+      [input.cardNo, input.amountFen, `rev|${input.cardNo}|${input.amountFen}`, input.terminalId, input.sequence, this.now(), this.requestTtlSec, ...this.eventArgs()],
     );
     const where = `payment ${input.sequence} of terminal ${input.terminalId}`;
     if (reply === -1) throw new IdempotencyConflictError(`${where} was already reversed with a different amount or card`);
@@ -265,7 +333,11 @@ export class Ledger {
     status: CardStatusCode,
     allowedFrom: readonly CardStatusCode[] = [],
   ): Promise<{ previous: CardStatusCode; changed: boolean } | undefined> {
-    const reply = await this.scripts.run('set-status', [this.keys.account(cardNo)], [STATUS_TO_LEDGER[status], allowedFrom.map((s) => STATUS_TO_LEDGER[s]).join('')]);
+    const reply = await this.scripts.run(
+      'set-status',
+      [this.keys.account(cardNo), this.keys.cardEvents(cardNo)],
+      [STATUS_TO_LEDGER[status], allowedFrom.map((s) => STATUS_TO_LEDGER[s]).join(''), cardNo, this.now(), ...this.eventArgs()],
+    );
     if (reply === 0) return undefined;
     if (!Array.isArray(reply) || reply.length !== 2) throw new LedgerInvariantError(`set-status answered ${JSON.stringify(reply)}`);
     const previous = STATUS_FROM_LEDGER[String(reply[0])];

@@ -223,7 +223,7 @@ export class MoneyLedger {
     const nowMs = this.now();
     const reply = await this.scripts.run(
       'recharge',
-      [k.account(input.cardNo), mk.order(input.cardNo, input.channel, input.orderId), k.journalOfCard(input.cardNo), k.statement(input.cardNo)],
+      [k.account(input.cardNo), mk.order(input.cardNo, input.channel, input.orderId), k.journalOfCard(input.cardNo), k.statement(input.cardNo), k.cardEvents(input.cardNo)],
       [
         input.cardNo,
         input.channel,
@@ -236,6 +236,7 @@ export class MoneyLedger {
         input.dailyLimitFen,
         this.recordTtlSec,
         input.reason,
+        ...this.eventArgs(),
       ],
     );
     if (reply === -1) {
@@ -268,6 +269,7 @@ export class MoneyLedger {
         k.request(input.cardNo, input.terminalId, input.sequence),
         k.journalOfCard(input.cardNo),
         k.statement(input.cardNo),
+        k.cardEvents(input.cardNo),
       ],
       [
         input.cardNo,
@@ -279,6 +281,7 @@ export class MoneyLedger {
         this.now(),
         this.requestTtlSec,
         originalRef,
+        ...this.eventArgs(),
       ],
     );
     if (reply === -1) {
@@ -352,8 +355,8 @@ export class MoneyLedger {
     if (!RECEIPT_PATTERN.test(receipt)) throw new LedgerInvariantError(`provider receipt ${JSON.stringify(receipt.slice(0, 80))} is not storable`);
     const reply = await this.scripts.run(
       'fee-complete',
-      [this.keys.request(ref.cardNo, ref.terminalId, ref.sequence), this.moneyKeys.feePendingOfCard(ref.cardNo)],
-      [feeFingerprint(ref), receipt, feePendingMember(ref)],
+      [this.keys.request(ref.cardNo, ref.terminalId, ref.sequence), this.moneyKeys.feePendingOfCard(ref.cardNo), this.keys.account(ref.cardNo), this.keys.cardEvents(ref.cardNo)],
+      [feeFingerprint(ref), receipt, feePendingMember(ref), ref.cardNo, ...this.eventArgs()],
     );
     const where = `fee request ${ref.sequence} of terminal ${ref.terminalId}`;
     if (reply === -1) throw new LedgerInvariantError(`${where}: the record is for a different request`);
@@ -369,13 +372,25 @@ export class MoneyLedger {
     const k = this.keys;
     const reply = await this.scripts.run(
       'fee-giveback',
-      [k.account(ref.cardNo), k.request(ref.cardNo, ref.terminalId, ref.sequence), k.journalOfCard(ref.cardNo), k.statement(ref.cardNo), this.moneyKeys.feePendingOfCard(ref.cardNo)],
-      [ref.cardNo, feeFingerprint(ref), ref.terminalId, ref.sequence, storableText(reason), this.now()],
+      [
+        k.account(ref.cardNo),
+        k.request(ref.cardNo, ref.terminalId, ref.sequence),
+        k.journalOfCard(ref.cardNo),
+        k.statement(ref.cardNo),
+        this.moneyKeys.feePendingOfCard(ref.cardNo),
+        k.cardEvents(ref.cardNo),
+      ],
+      [ref.cardNo, feeFingerprint(ref), ref.terminalId, ref.sequence, storableText(reason), this.now(), ...this.eventArgs()],
     );
     const where = `fee request ${ref.sequence} of terminal ${ref.terminalId}`;
     if (reply === -1) throw new LedgerInvariantError(`${where}: the record is for a different request`);
     if (reply === -2) throw new LedgerInvariantError(`${where}: no record to give back (never debited, or expired)`);
     return parseFeeAnswer(reply, 'fee-giveback');
+  }
+
+  /** The trailing ARGV of the scripts that tell a bound e-card's page (includes/event.lua). */
+  private eventArgs(): [string, number] {
+    return [this.keys.eventsChannel(), this.requestTtlSec];
   }
 
   /** True when this call took the claim (so it must release it if the money script refuses). */

@@ -22,6 +22,9 @@ export const KIOSK_TERMINAL: NewTerminal = {
 export class TestClock {
   constructor(public nowMs: number) {}
   readonly now = (): number => this.nowMs;
+  advance(ms: number): void {
+    this.nowMs += ms;
+  }
   advanceDays(days: number): void {
     this.nowMs += days * 86_400_000;
   }

@@ -5,6 +5,8 @@
   KEYS[2] requestKey    {L:s}:req:<term>:<seq> hash: pfp/pans (payment), rfp/rans (reversal)
   KEYS[3] journalKey    {L:s}:journal         stream of the shard
   KEYS[4] statementKey  {L:s}:stmt:<card>     zset statement index of the card
+  KEYS[5] eventsKey     {L:s}:ev:<card>       stream of the card's live events (bound e-cards only)
+  KEYS[6] qrUsedKey     {L:s}:qru:<card>:<id> the campus QR code's single-use mark (campus QR only)
 
   ARGV[1] cardNo
   ARGV[2] presentedSerial   card serial presented, '' when the credential is not a card tap
@@ -20,6 +22,15 @@
   ARGV[12..14] student limits: noPinPerPaymentFen, noPinPerDayFen, dailySpendLimitFen (0 = none)
   ARGV[15..17] staff limits, the same three
   A card's own fields lnp1, lnpd, ldl override its holder type's values.
+  ARGV[18] eventsChannel    pub/sub channel of card events
+  ARGV[19] eventTtlSec      how long a card's events are kept
+  ARGV[20] credentialKind   card | campus_qr (the event says how the cardholder paid)
+  Campus QR only (the switch opened the code: it is genuine and names this card):
+  ARGV[21] qrEpoch          the card's QR epoch sealed in the code (must still be the account's `eq`)
+  ARGV[22] qrExpired        '1' when the code is older than its validity (declined, unless this
+                            very request was decided before: a retry replays its first answer)
+  ARGV[23] qrUsedTtlSec     how long the single-use mark is kept (longer than a code is valid)
+  ARGV[24] qrCodeId         the code's id, told to the page so it knows its code was taken
 
   Returns one string "<code>|<balanceAfterFen>|<txnId>|<decidedAtMs>":
     code  1 approved         5 unknown account (no money moved)
@@ -28,6 +39,9 @@
           4 frozen           8 daily limit exceeded
           9 cancelled       10 PIN required (over the password-free limits; NOT recorded, so
                                the same request may come again with the PIN)
+         11 campus QR invalid: the e-card binding ended, or the card was lost, frozen or replaced
+            since the code was issued (its epoch moved on)
+         12 campus QR expired   13 campus QR already used (set only by an approval)
   Or a number:
     -1 the key was used before for a different request (nothing changed)
 ]]
@@ -48,8 +62,15 @@ local nowMs = ARGV[8]
 local dayKey = ARGV[9]
 local requestTtlSec = tonumber(ARGV[10])
 local pinVerified = ARGV[11] == '1'
+local eventsKey = KEYS[5]
+local eventsChannel = ARGV[18]
+local eventTtlSec = tonumber(ARGV[19])
+local credentialKind = ARGV[20]
+local qrUsedKey = KEYS[6]
+local qrEpoch = ARGV[21]
 
 -- @include answer
+-- @include event
 
 -- One read of the request record: an earlier answer (pfp/pans) or a reversal that came first (rans).
 local previous = rcall('HMGET', requestKey, 'pfp', 'pans', 'rans')
@@ -58,18 +79,26 @@ if previous[1] then
   return -1
 end
 
--- Records the answer under the request key (pst: A approved, D declined) so a retry replays it.
+local account = rcall('HMGET', accountKey, 'bal', 'st', 'ser', 'dday', 'dspent', 'sync', 'dnopin', 'ht', 'lnp1', 'lnpd', 'ldl', 'ver',
+  'eu', 'eq')
+
+-- Records the answer under the request key (pst: A approved, D declined) so a retry replays it, and
+-- tells a bound e-card's page.
 local function decide(code, balanceFen, txnId)
   local answer = joinAnswer({ code, balanceFen, txnId, nowMs })
   local state = 'D'
-  if code == 1 then state = 'A' end
+  local kind = 'decl'
+  if code == 1 then
+    state = 'A'
+    kind = 'pay'
+  end
   rcall('HSET', requestKey, 'pfp', fingerprint, 'pans', answer, 'pst', state, 'amt', amountFen, 'mp', merchantParty,
     'card', cardNo)
   rcall('EXPIRE', requestKey, requestTtlSec)
+  emitCardEvent(account[13], eventsKey, eventsChannel, eventTtlSec, cardNo, { 'k', kind, 'a', amountFen, 'b', balanceFen,
+    'r', code, 'tm', terminalId, 'm', merchantParty, 'cr', credentialKind, 'q', ARGV[24] or '', 'tx', txnId, 'ts', nowMs })
   return answer
 end
-
-local account = rcall('HMGET', accountKey, 'bal', 'st', 'ser', 'dday', 'dspent', 'sync', 'dnopin', 'ht', 'lnp1', 'lnpd', 'ldl', 'ver')
 if previous[3] then return decide(7, account[1] or 0, '') end
 
 local balanceFen = tonumber(account[1])
@@ -80,9 +109,16 @@ if presentedSerial ~= '' and account[3] ~= presentedSerial then return decide(6,
 if presentedSerial ~= '' and account[6] ~= '1' then rcall('HSET', accountKey, 'sync', '1') end
 
 local status = account[2]
+if qrEpoch and ARGV[22] == '1' then return decide(12, balanceFen, '') end
 if status == 'L' then return decide(3, balanceFen, '') end
 if status == 'F' then return decide(4, balanceFen, '') end
 if status == 'C' then return decide(9, balanceFen, '') end
+if qrEpoch then
+  -- The code is genuine (the switch opened it), but it is dead once its binding ended or the card
+  -- was lost, frozen or replaced after it was issued: each of those moves the epoch on.
+  if not account[13] or tostring(account[14] or '0') ~= qrEpoch then return decide(11, balanceFen, '') end
+  if rcall('EXISTS', qrUsedKey) == 1 then return decide(13, balanceFen, '') end
+end
 
 local limitBase = 12
 if account[8] == 'T' then limitBase = 15 end
@@ -107,6 +143,8 @@ local balanceAfterFen = balanceFen - amountFen
 local version = (tonumber(account[12]) or 0) + 1
 if not pinVerified then dayNoPinFen = dayNoPinFen + amountFen end
 rcall('HSET', accountKey, 'bal', balanceAfterFen, 'ver', version, 'dday', dayKey, 'dspent', daySpentFen + amountFen, 'dnopin', dayNoPinFen)
+-- Used once: set with the debit, so two POS racing with the same code pay once.
+if qrEpoch then rcall('SET', qrUsedKey, '1', 'EX', tonumber(ARGV[23])) end
 local entryId = appendJournal(journalKey, 'pay', cardNo, amountFen, 'a:' .. cardNo, merchantParty,
   balanceAfterFen, version, terminalId, sequence, nowMs)
 appendStatement(statementKey, nowMs, entryId, 'pay', -amountFen, balanceAfterFen, terminalId, sequence)

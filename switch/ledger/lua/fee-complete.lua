@@ -5,10 +5,14 @@
 
   KEYS[1] requestKey   {L:s}:req:<term>:<seq>
   KEYS[2] pendingKey   {L:s}:feepend
+  KEYS[3] accountKey   {L:s}:acct:<card>   (read: is the card's e-card bound?)
 
   ARGV[1] fingerprint  must be the debit's
   ARGV[2] receipt      the provider's receipt number (no '|')
   ARGV[3] pendingMember '<term>|<seq>|<card>'
+  ARGV[4] cardNo
+  Last: KEYS[4] eventsKey {L:s}:ev:<card>, ARGV[5] eventsChannel, ARGV[6] eventTtlSec (a bound e-card's
+  page is told; see includes/event.lua).
 
   Returns one string, the final answer in fee-debit.lua's format:
     "1|<balanceAfterDebitFen>|<debitTxnId>|<debitMs>|<receipt>"   (recorded; returned again on a retry)
@@ -25,8 +29,9 @@ local receipt = ARGV[2]
 local pendingMember = ARGV[3]
 
 -- @include answer
+-- @include event
 
-local request = rcall('HMGET', requestKey, 'pfp', 'pans', 'pst', 'dbal', 'dtx', 'dts')
+local request = rcall('HMGET', requestKey, 'pfp', 'pans', 'pst', 'dbal', 'dtx', 'dts', 'amt', 'up')
 if not request[1] then return -2 end
 if request[1] ~= fingerprint then return -1 end
 if request[3] == 'A' then return request[2] end
@@ -35,6 +40,8 @@ if request[3] ~= 'P' then return -3 end
 local answer = joinAnswer({ 1, request[4], request[5], request[6], receipt })
 rcall('HSET', requestKey, 'pst', 'A', 'pans', answer, 'rcpt', receipt)
 rcall('ZREM', pendingKey, pendingMember)
+emitTrailingEvent(rcall('HGET', KEYS[3], 'eu'), ARGV[4], { 'k', 'fee', 'a', request[7], 'b', request[4], 'm', request[8],
+  'rcpt', receipt, 'tx', request[5], 'ts', request[6] })
 -- Final now: the record expires like any other request record.
 rcall('EXPIRE', requestKey, tonumber(rcall('HGET', requestKey, 'ttl') or '604800'))
 return answer

@@ -15,6 +15,8 @@
   ARGV[4] sequence      (journal `sq`)
   ARGV[5] reason        why the provider did not deliver (short text, no '|')
   ARGV[6] nowMs
+  Last: KEYS[6] eventsKey {L:s}:ev:<card>, ARGV[7] eventsChannel, ARGV[8] eventTtlSec (a bound e-card's
+  page is told; see includes/event.lua).
 
   Returns one string, the final answer in fee-debit.lua's format:
     "11|<balanceAfterFen>|<giveBackTxnId>|<decidedAtMs>|<reason>"   given back now or before (recorded)
@@ -39,6 +41,7 @@ local reason = ARGV[5]
 local nowMs = ARGV[6]
 
 -- @include answer
+-- @include event
 
 local request = rcall('HMGET', requestKey, 'pfp', 'pans', 'pst', 'amt', 'card', 'up')
 if not request[1] then return -2 end
@@ -57,6 +60,8 @@ local version = rcall('HINCRBY', accountKey, 'ver', 1)
 local entryId = appendJournal(journalKey, 'feeback', cardNo, amountFen, request[6], 'a:' .. cardNo,
   balanceAfterFen, version, terminalId, sequence, nowMs)
 appendStatement(statementKey, nowMs, entryId, 'feeback', amountFen, balanceAfterFen, terminalId, sequence)
+emitTrailingEvent(rcall('HGET', accountKey, 'eu'), cardNo, { 'k', 'feeback', 'a', amountFen, 'b', balanceAfterFen, 'm', request[6],
+  'tm', terminalId, 'why', reason, 'tx', entryId, 'ts', nowMs })
 
 local answer = joinAnswer({ 11, balanceAfterFen, entryId, nowMs, reason })
 rcall('HSET', requestKey, 'pst', 'B', 'pans', answer)

@@ -5,12 +5,16 @@
 
   KEYS[1] accountKey  {L:s}:acct:<card>
 
-  ARGV[1] op          'state' | 'fail' | 'ok' | 'set'
+  ARGV[1] op          'state' | 'take' | 'ok' | 'set' ('fail' counts one wrong attempt; unused by the switch)
   ARGV[2] dayKey      YYYYMMDD in campus time
   ARGV[3] maxAttempts wrong attempts allowed per day
   ARGV[4] expectedHash  ('ok', 'set') the hash the caller verified against
   ARGV[5] newHash       ('ok': optional rehash at a higher cost, '' for none; 'set': the new password's hash)
   ARGV[6] clearInitial  ('set') '1' marks the password as no longer the initial one
+
+  An attempt is taken BEFORE the password is checked ('take' counts it as wrong, in the same script
+  that reads the counter), and 'ok' gives it back once the worker found the password right: so a burst
+  of parallel guesses gets no more checks than the attempts left (design: security invariants).
 
   Returns an array {code, attemptsLeft, storedHash, initialFlag, documentNumber}:
     code 1 done / state read     5 unknown account
@@ -37,7 +41,20 @@ if op == 'state' then
   if left == 0 then return answer(2, 0) end
   return answer(1, left)
 end
+-- 'ok' follows a 'take' that was granted (it may have taken the last attempt): no lock check here.
+if op == 'ok' then
+  if account[1] ~= ARGV[4] then return answer(3, left) end
+  rcall('HSET', accountKey, 'pday', dayKey, 'pfail', 0)
+  if ARGV[5] ~= '' then rcall('HSET', accountKey, 'pwd', ARGV[5]) end
+  return answer(1, maxAttempts)
+end
 if left == 0 then return answer(2, 0) end
+
+-- attemptsLeft answered: what is left if this attempt turns out wrong.
+if op == 'take' then
+  rcall('HSET', accountKey, 'pday', dayKey, 'pfail', failures + 1)
+  return answer(1, left - 1)
+end
 
 if op == 'fail' then
   rcall('HSET', accountKey, 'pday', dayKey, 'pfail', failures + 1)
@@ -46,11 +63,6 @@ if op == 'fail' then
 end
 
 if account[1] ~= ARGV[4] then return answer(3, left) end
-if op == 'ok' then
-  rcall('HSET', accountKey, 'pday', dayKey, 'pfail', 0)
-  if ARGV[5] ~= '' then rcall('HSET', accountKey, 'pwd', ARGV[5]) end
-  return answer(1, maxAttempts)
-end
 if op == 'set' then
   rcall('HSET', accountKey, 'pwd', ARGV[5], 'pday', dayKey, 'pfail', 0)
   if ARGV[6] == '1' then rcall('HSET', accountKey, 'pwdinit', '0') end

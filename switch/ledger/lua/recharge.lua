@@ -19,6 +19,8 @@
   ARGV[9] dailyLimitFen    most a card may be recharged per campus day; 0 = no limit
   ARGV[10] recordTtlSec    how long the order record (the exactly-once guarantee) is kept
   ARGV[11] reason          an operator's reason (journal field `r`), '' for none
+  Last: KEYS[5] eventsKey {L:s}:ev:<card>, ARGV[12] eventsChannel, ARGV[13] eventTtlSec (a bound e-card's
+  page is told; see includes/event.lua).
 
   Account fields used: bal, st, ver, rday/rsum (the campus day and the sum recharged on it).
 
@@ -50,6 +52,7 @@ local recordTtlSec = tonumber(ARGV[10])
 local reason = ARGV[11] or ''
 
 -- @include answer
+-- @include event
 
 if amountFen == nil or amountFen <= 0 or amountFen ~= math.floor(amountFen) then
   return redis.error_reply('recharge.lua: amount must be a whole number of fen > 0, got ' .. tostring(ARGV[4]))
@@ -61,7 +64,7 @@ if previous[1] then
   return -1
 end
 
-local account = rcall('HMGET', accountKey, 'bal', 'st', 'rday', 'rsum')
+local account = rcall('HMGET', accountKey, 'bal', 'st', 'rday', 'rsum', 'eu')
 local balanceFen = tonumber(account[1])
 if balanceFen == nil then return joinAnswer({ 5, 0, '', nowMs, 0 }) end
 
@@ -91,6 +94,8 @@ if reason ~= '' then extra = { 'r', reason } end
 local entryId = appendJournal(journalKey, 'rch', cardNo, amountFen, 'x:ch:' .. channel, 'a:' .. cardNo,
   balanceAfterFen, version, source, orderId, nowMs, extra)
 appendStatement(statementKey, nowMs, entryId, 'rch', amountFen, balanceAfterFen, source, orderId)
+emitTrailingEvent(account[5], cardNo, { 'k', 'rch', 'a', amountFen, 'b', balanceAfterFen, 'm', 'x:ch:' .. channel, 'tm', source,
+  'tx', entryId, 'ts', nowMs })
 
 local answer = joinAnswer({ 1, balanceAfterFen, entryId, nowMs, rechargeableAfter(rechargedTodayFen + amountFen) })
 rcall('HSET', orderKey, 'fp', fingerprint, 'ans', answer, 'card', cardNo)

@@ -19,6 +19,8 @@
   ARGV[7] nowMs
   ARGV[8] requestTtlSec
   ARGV[9] originalRef     '<origTerm>:<origSeq>', stored with the refund
+  Last: KEYS[6] eventsKey {L:s}:ev:<card>, ARGV[10] eventsChannel, ARGV[11] eventTtlSec (a bound e-card's
+  page is told; see includes/event.lua).
 
   The refund's record uses the payment fields (pfp/pans, pst 'F', amt, card) so that authorize.lua
   refuses the same terminal sequence number for a payment (-1) and reverse.lua finds nothing to reverse.
@@ -55,6 +57,7 @@ local requestTtlSec = tonumber(ARGV[8])
 local originalRef = ARGV[9]
 
 -- @include answer
+-- @include event
 
 if amountFen == nil or amountFen <= 0 or amountFen ~= math.floor(amountFen) then
   return redis.error_reply('refund.lua: amount must be a whole number of fen > 0, got ' .. tostring(ARGV[2]))
@@ -78,7 +81,7 @@ if not original[1] or string.sub(original[1], 1, 4) ~= 'pay|' then return refuse
 if original[5] ~= cardNo then return refuse(4, 0, 0) end
 if original[4] ~= merchantParty then return refuse(5, 0, 0) end
 
-local account = rcall('HMGET', accountKey, 'bal', 'st')
+local account = rcall('HMGET', accountKey, 'bal', 'st', 'eu')
 local balanceFen = tonumber(account[1])
 if balanceFen == nil then return refuse(8, 0, 0) end
 if original[2] == 'D' then return refuse(6, balanceFen, 0) end
@@ -101,6 +104,8 @@ rcall('HINCRBY', originalKey, 'refd', amountFen)
 local entryId = appendJournal(journalKey, 'ref', cardNo, amountFen, merchantParty, 'a:' .. cardNo,
   balanceAfterFen, version, terminalId, sequence, nowMs)
 appendStatement(statementKey, nowMs, entryId, 'ref', amountFen, balanceAfterFen, terminalId, sequence)
+emitTrailingEvent(account[3], cardNo, { 'k', 'ref', 'a', amountFen, 'b', balanceAfterFen, 'm', merchantParty, 'tm', terminalId,
+  'tx', entryId, 'ts', nowMs })
 
 local answer = joinAnswer({ 1, balanceAfterFen, leftFen - amountFen, entryId, nowMs })
 rcall('HSET', refundKey, 'pfp', fingerprint, 'pans', answer, 'pst', 'F', 'amt', amountFen, 'card', cardNo, 'orig', originalRef)

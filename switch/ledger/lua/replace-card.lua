@@ -2,7 +2,7 @@
   Replace a card: the account (and its balance, password, limits) moves to a new physical card serial.
   The old serial is dead from this moment (authorize.lua compares the presented serial with 'ser').
   A lost account becomes active again; the new card has not been tapped yet, so it is not synced.
-  Moves no money.
+  The QR epoch moves on: campus QR codes issued before the replacement are dead. Moves no money.
 
   KEYS[1] accountKey  {L:s}:acct:<card>
 
@@ -17,5 +17,6 @@ local newSerial = ARGV[1]
 local account = rcall('HMGET', accountKey, 'ser', 'st')
 if account[1] == false then return 0 end
 rcall('HSET', accountKey, 'ser', newSerial, 'sync', '0')
+rcall('HINCRBY', accountKey, 'eq', 1)
 if account[2] == 'L' then rcall('HSET', accountKey, 'st', 'A') end
 return account[1]

@@ -14,6 +14,8 @@
   ARGV[5] sequence        the payment's sequence number
   ARGV[6] nowMs
   ARGV[7] requestTtlSec
+  Last: KEYS[5] eventsKey {L:s}:ev:<card>, ARGV[8] eventsChannel, ARGV[9] eventTtlSec (a bound e-card's
+  page is told; see includes/event.lua).
 
   Returns one string "<code>|<balanceAfterFen>|<decidedAtMs>":
     code 1 reversed (what was not yet refunded is back on the account)
@@ -40,6 +42,7 @@ local nowMs = ARGV[6]
 local requestTtlSec = tonumber(ARGV[7])
 
 -- @include answer
+-- @include event
 
 local request = rcall('HMGET', requestKey, 'rfp', 'rans', 'pfp', 'pst', 'amt', 'mp', 'card', 'refd')
 if request[1] then
@@ -47,7 +50,8 @@ if request[1] then
   return -1
 end
 
-local balanceFen = tonumber(rcall('HGET', accountKey, 'bal') or '0')
+local account = rcall('HMGET', accountKey, 'bal', 'eu')
+local balanceFen = tonumber(account[1] or '0')
 local code = 3
 if request[3] then
   if request[7] ~= cardNo then return -3 end
@@ -63,6 +67,8 @@ if request[3] then
       local entryId = appendJournal(journalKey, 'rev', cardNo, giveBackFen, request[6], 'a:' .. cardNo,
         balanceFen, version, terminalId, sequence, nowMs)
       appendStatement(statementKey, nowMs, entryId, 'rev', giveBackFen, balanceFen, terminalId, sequence)
+      emitTrailingEvent(account[2], cardNo, { 'k', 'rev', 'a', giveBackFen, 'b', balanceFen, 'm', request[6], 'tm', terminalId,
+        'tx', entryId, 'ts', nowMs })
       code = 1
     end
     rcall('HSET', requestKey, 'pst', 'R')
