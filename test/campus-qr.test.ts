@@ -227,10 +227,22 @@ describe('card passwords under parallel guessing', () => {
     const checksBefore = app.context.passwords.stats().completed;
     const { checkCardPassword } = await import('../switch/domain/card-password.js');
     const results = await Promise.all(Array.from({ length: 300 }, (_, i) => checkCardPassword(app.context, '7201', String(100000 + i))));
+    // Five checks were taken (as many as attempts left); the other 295 found them in flight: 'busy'.
     expect(results.filter((r) => !r.ok && r.reason === 'wrong')).toHaveLength(4);
-    expect(results.filter((r) => !r.ok && r.reason === 'locked')).toHaveLength(296);
+    expect(results.filter((r) => !r.ok && r.reason === 'locked')).toHaveLength(1);
+    expect(results.filter((r) => !r.ok && r.reason === 'busy')).toHaveLength(295);
     expect(app.context.passwords.stats().completed - checksBefore).toBeLessThanOrEqual(5);
     // Even the right password is refused now, for the rest of the campus day.
     expect(await checkCardPassword(app.context, '7201', PIN)).toEqual({ ok: false, reason: 'locked' });
+  });
+
+  it('300 parallel right passwords: five are checked and pass, the rest are told to retry, nothing locks', async () => {
+    await openCard(app, '7202', 'CC007202', 1000, { pwd: await passwordHash(app, PIN), sno: 'Q7202' });
+    const { checkCardPassword } = await import('../switch/domain/card-password.js');
+    const results = await Promise.all(Array.from({ length: 300 }, () => checkCardPassword(app.context, '7202', PIN)));
+    expect(results.filter((r) => r.ok).length).toBeGreaterThanOrEqual(5);
+    expect(results.every((r) => r.ok || r.reason === 'busy')).toBe(true);
+    expect(await checkCardPassword(app.context, '7202', PIN)).toEqual({ ok: true });
+    expect(await app.redis.hget(app.keys.account('7202'), 'pinf')).toBe('0');
   });
 });

@@ -253,11 +253,13 @@ describe('operator authentication', () => {
 
 describe('password checks stay off the event loop', () => {
   it('answers inquiries while many full-cost password checks are running', async () => {
-    // Its own caps lifted: forty PIN payments would otherwise pass the daily spending cap.
-    await newCard('1601', 'AA001601', 1_000_000, { pwd: await passwordHash(app, PIN, 16384), ldl: '0' });
+    // Eight cards with five PIN payments each: a card has at most as many password checks in flight
+    // as attempts left (5). Their own caps lifted: five PIN payments would pass the daily spending cap.
+    const fullCost = await passwordHash(app, PIN, 16384);
+    for (let i = 0; i < 8; i++) await newCard(`161${i}`, `AA00161${i}`, 1_000_000, { pwd: fullCost, ldl: '0' });
     await newCard('1602', 'AA001602', 1_000);
     let pinDone = 0;
-    const pinPayments = Array.from({ length: 40 }, () => pay('AA001601', 6000, PIN).then((r) => {
+    const pinPayments = Array.from({ length: 40 }, (_, i) => pay(`AA00161${i % 8}`, 6000, PIN).then((r) => {
       pinDone++;
       return r;
     }));

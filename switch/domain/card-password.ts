@@ -5,7 +5,7 @@ import type { SwitchContext } from '../context.js';
 import { campusDayKey } from '../ledger/ledger.js';
 import { LedgerInvariantError } from '../ledger/ledger.js';
 import { initialPassword, needsRehash, PIN_PATTERN } from './password.js';
-import { InvalidArgumentError, NotFoundError, PasswordLockedError, WrongPasswordError } from '../errors.js';
+import { InvalidArgumentError, NotFoundError, PasswordLockedError, ResourceExhaustedError, WrongPasswordError } from '../errors.js';
 
 export const MAX_PASSWORD_ATTEMPTS_PER_DAY = 5;
 
@@ -13,6 +13,8 @@ export type PasswordCheck =
   | { readonly ok: true }
   | { readonly ok: false; readonly reason: 'wrong'; readonly attemptsLeft: number }
   | { readonly ok: false; readonly reason: 'locked' }
+  /** As many checks of this card in flight as attempts left: try again in a moment (nothing counted). */
+  | { readonly ok: false; readonly reason: 'busy' }
   | { readonly ok: false; readonly reason: 'unknown_card' };
 
 interface PasswordState {
@@ -28,28 +30,44 @@ async function passwordScript(ctx: SwitchContext, cardNo: string, args: readonly
   const reply = await ctx.scripts.run('password', [ctx.keys.account(cardNo)], [args[0] ?? '', day, MAX_PASSWORD_ATTEMPTS_PER_DAY, ...args.slice(1)]);
   if (!Array.isArray(reply) || reply.length !== 5) throw new LedgerInvariantError(`password.lua answered ${JSON.stringify(reply)}`);
   const [code, left, hash, initial, docn] = reply;
-  if (![1, 2, 3, 5].includes(Number(code))) throw new LedgerInvariantError(`password.lua answered code ${String(code)}`);
+  if (![1, 2, 3, 4, 5].includes(Number(code))) throw new LedgerInvariantError(`password.lua answered code ${String(code)}`);
   return { code: Number(code), attemptsLeft: Number(left), storedHash: String(hash ?? ''), initial: initial === '1', documentNumber: String(docn ?? '') };
 }
 
+/** The refusal of a check that found as many checks of the card in flight as attempts left. */
+export function passwordBusyError(): ResourceExhaustedError {
+  return new ResourceExhaustedError('too many password checks of this card at once; try again in a moment', { reason: 'PASSWORD_BUSY', zh: '密码校验过于频繁，请稍后再试', field: 'password' });
+}
+
 /**
- * Verifies a card password. The attempt is taken (counted as wrong) before the check and given back
- * when the password is right, so parallel guesses never get more checks than the attempts left.
+ * Verifies a card password. The check is taken (password.lua 'take') before the worker verifies and
+ * settled after ('fail' / 'ok'), so parallel guesses never get more checks than the attempts left.
  * Never throws for a wrong password: returns why.
  */
 export async function checkCardPassword(ctx: SwitchContext, cardNo: string, pin: string): Promise<PasswordCheck> {
-  const state = await passwordScript(ctx, cardNo, ['take']);
+  const state = await passwordScript(ctx, cardNo, ['take', String(ctx.now())]);
   if (state.code === 5) return { ok: false, reason: 'unknown_card' };
   if (state.code === 2) return { ok: false, reason: 'locked' };
-  if (!PIN_PATTERN.test(pin) || state.storedHash === '' || !(await ctx.passwords.verify(pin, state.storedHash))) {
-    if (state.attemptsLeft === 0) return { ok: false, reason: 'locked' };
-    return { ok: false, reason: 'wrong', attemptsLeft: state.attemptsLeft };
+  if (state.code === 4) return { ok: false, reason: 'busy' };
+  let right = false;
+  try {
+    right = PIN_PATTERN.test(pin) && state.storedHash !== '' && (await ctx.passwords.verify(pin, state.storedHash));
+  } catch (err) {
+    // The check did not happen (pool full, worker died): give its place back uncounted.
+    await passwordScript(ctx, cardNo, ['release']).catch(() => undefined);
+    throw err;
+  }
+  if (!right) {
+    const after = await passwordScript(ctx, cardNo, ['fail']);
+    if (after.code === 2) return { ok: false, reason: 'locked' };
+    return { ok: false, reason: 'wrong', attemptsLeft: after.attemptsLeft };
   }
   // Imported passwords were hashed at a lower cost; after a correct entry, store them at full cost.
-  const rehash = needsRehash(state.storedHash, ctx.config.passwordScryptN) ? await ctx.passwords.hash(pin, ctx.config.passwordScryptN) : '';
-  const done = await passwordScript(ctx, cardNo, ['ok', state.storedHash, rehash]);
-  // The password was changed between the take and the check: the one presented is no longer the card's.
-  if (done.code === 3) return { ok: false, reason: 'wrong', attemptsLeft: state.attemptsLeft };
+  // A rehash that cannot run now (pool full) is left for the next correct entry.
+  const rehash = needsRehash(state.storedHash, ctx.config.passwordScryptN) ? await ctx.passwords.hash(pin, ctx.config.passwordScryptN).catch(() => '') : '';
+  // A stale answer (3) means the hash changed since the take: mostly a parallel check of the same right
+  // password rehashing an imported one. The password verified against the card's hash of that moment.
+  await passwordScript(ctx, cardNo, ['ok', state.storedHash, rehash]);
   return { ok: true };
 }
 
@@ -61,6 +79,7 @@ export async function requireCardPassword(ctx: SwitchContext, cardNo: string, pi
   if (check.ok) return;
   if (check.reason === 'unknown_card') throw new NotFoundError(`card ${cardNo} does not exist`);
   if (check.reason === 'locked') throw new PasswordLockedError();
+  if (check.reason === 'busy') throw passwordBusyError();
   throw new WrongPasswordError(check.attemptsLeft);
 }
 

@@ -17,6 +17,9 @@ import { maskName } from './cards.js';
 import { requireCardPassword } from './card-password.js';
 import { PERSON_NUMBER_PATTERN } from './cardholder.js';
 import { PIN_PATTERN } from './password.js';
+import { checkFeeAmount, payUtilityFee } from './fees.js';
+import type { FeeAnswer } from '../ledger/money.js';
+import type { UtilityTarget } from '../fees/index.js';
 
 export const BINDING_TYPES = ['student', 'staff'] as const;
 export type BindingType = (typeof BINDING_TYPES)[number];
@@ -359,3 +362,31 @@ export async function issueCampusQr(ctx: SwitchContext, userId: string, cardNo: 
   return { code, issuedAtMs, expiresAtMs: issuedAtMs + ctx.config.campusQr.validSec * 1000, refreshAtMs: nowMs + CAMPUS_QR_REFRESH_MS };
 }
 
+
+// ---- fees from the phone -----------------------------------------------------------------------
+
+/**
+ * The request key of a fee paid from the phone: the card's own "terminal" and a request id the page
+ * chooses (1 .. 2^53-1, a retry sends the same one). Journal and statement show it as the e-card.
+ */
+export function ecardTerminalId(cardNo: string): string {
+  return `EC-${cardNo}`;
+}
+
+export interface PhoneFeeRequest {
+  readonly requestId: number;
+  readonly target: UtilityTarget;
+  readonly amountFen: number;
+  readonly password: string;
+}
+
+/** Pays a network or electricity fee from the bound card (password required); a retry replays its answer. */
+export async function payFeeFromPhone(ctx: SwitchContext, userId: string, cardNo: string, request: PhoneFeeRequest): Promise<FeeAnswer> {
+  if (!Number.isSafeInteger(request.requestId) || request.requestId < 1) {
+    throw new InvalidArgumentError(`requestId must be a whole number from 1 to ${Number.MAX_SAFE_INTEGER}`, { reason: 'INVALID_REQUEST_ID', zh: '请求编号无效，请刷新页面后重试', field: 'requestId' });
+  }
+  checkFeeAmount(request.amountFen);
+  await requireBoundCard(ctx, userId, cardNo);
+  await requireCardPassword(ctx, cardNo, request.password);
+  return payUtilityFee(ctx, { cardNo, terminalId: ecardTerminalId(cardNo), sequence: request.requestId, target: request.target, amountFen: request.amountFen });
+}

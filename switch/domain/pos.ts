@@ -4,7 +4,7 @@ import type { SwitchContext } from '../context.js';
 import type { AuthorizeCode, InquireResult, ReverseResult } from '../ledger/ledger.js';
 import type { Terminal } from './terminals.js';
 import { InvalidArgumentError, UnimplementedError } from '../errors.js';
-import { checkCardPassword } from './card-password.js';
+import { checkCardPassword, passwordBusyError } from './card-password.js';
 import { claimSequence, claimSequenceForReversal, claimUnknownCard, unknownCardDecision } from '../ledger/claims.js';
 import { IdempotencyConflictError, type PresentedCampusQr } from '../ledger/ledger.js';
 import { openCampusQr } from './campus-qr.js';
@@ -99,6 +99,7 @@ export class PosDomain {
       const check = await checkCardPassword(this.ctx, cardNo, request.pin);
       if (!check.ok && check.reason === 'unknown_card') return { ...declined('unknown_card'), cardNo: '' };
       if (!check.ok && check.reason === 'locked') return declined('pin_locked');
+      if (!check.ok && check.reason === 'busy') throw passwordBusyError();
       if (!check.ok && check.reason === 'wrong') return declined('wrong_pin', check.attemptsLeft);
     }
     const result = await this.ctx.ledger.authorize({

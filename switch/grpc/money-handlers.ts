@@ -12,7 +12,7 @@ import type { RefundRequest, RefundResponse } from '../../proto/gen/cardswitch/v
 import type { PayUtilityFeeRequest, PayUtilityFeeResponse, RechargeRequest, RechargeResponse } from '../../proto/gen/cardswitch/v1/kiosk.js';
 import type { AdjustRequest, AdjustResponse, ManualRechargeRequest, ManualRechargeResponse } from '../../proto/gen/cardswitch/v1/admin.js';
 import type { SwitchContext } from '../context.js';
-import { checkCardPassword } from '../domain/card-password.js';
+import { checkCardPassword, passwordBusyError } from '../domain/card-password.js';
 import { checkCardNumber, resolveCardholder } from '../domain/cardholder.js';
 import { checkFeeAmount, checkUtilityTarget, payUtilityFee } from '../domain/fees.js';
 import { adjustBalance, CHANNEL_NAMES, checkReason, checkRechargeOrder, rechargeCard } from '../domain/recharge.js';
@@ -130,6 +130,7 @@ export function payUtilityFeeHandler(ctx: SwitchContext): handleUnaryCall<PayUti
     const check = await checkCardPassword(ctx, cardNo, req.password);
     if (!check.ok && check.reason === 'unknown_card') throw new NotFoundError(`card ${cardNo} does not exist`);
     if (!check.ok && check.reason === 'locked') return passwordDecline(DeclineReason.DECLINE_REASON_PIN_LOCKED, '密码已锁定，请明日再试', 0);
+    if (!check.ok && check.reason === 'busy') throw passwordBusyError();
     if (!check.ok) return passwordDecline(DeclineReason.DECLINE_REASON_WRONG_PIN, `密码错误，今日还可尝试${check.attemptsLeft}次`, check.attemptsLeft);
     const answer = await payUtilityFee(ctx, { cardNo, terminalId: terminal.id, sequence, target, amountFen });
     if (answer.code === 'unknown_card') throw new NotFoundError(`card ${cardNo} does not exist`);
