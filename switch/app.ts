@@ -26,13 +26,17 @@ import { kioskService } from './grpc/kiosk-service.js';
 import { operatorAuthInterceptor } from './grpc/operator-auth.js';
 import { AdminServiceService } from '../proto/gen/cardswitch/v1/admin.js';
 import { KioskServiceService } from '../proto/gen/cardswitch/v1/kiosk.js';
+import { serveGateway, type RunningHolderGateway } from './gateway/serve.js';
 
 const MAX_CACHED_SERIALS = 500_000;
 /** Ledger commands waiting for Redis at once; beyond this the switch answers UNAVAILABLE instead of queueing. */
 const MAX_PENDING_LEDGER_COMMANDS = 20_000;
 
 export interface SwitchApp {
+  /** 0 when the gRPC server was not started (the gateway on its own). */
   readonly grpcPort: number;
+  /** The HTTP/WebSocket gateway; undefined when it was not started. */
+  readonly gateway: RunningHolderGateway | undefined;
   readonly redis: Redis;
   readonly keys: Keys;
   readonly ledger: Ledger;
@@ -107,12 +111,20 @@ async function connectLedgerRedis(config: Config, log: Logger, metrics: Metrics)
   return redis;
 }
 
-export async function startSwitch(config: Config, log: Logger, now: () => number = Date.now): Promise<SwitchApp> {
+export interface StartOptions {
+  /** Serve gRPC (PosService, KioskService, AdminService); default true. */
+  readonly grpc?: boolean;
+  /** Serve the HTTP/WebSocket gateway; default true. */
+  readonly gateway?: boolean;
+}
+
+export async function startSwitch(config: Config, log: Logger, now: () => number = Date.now, options: StartOptions = {}): Promise<SwitchApp> {
   // Each switch has its own registry: tests start several in one process. Ledger calls that fail because
   // Redis did not answer are counted where they are answered (grpc/unary.ts, the stream, the gateway).
   const metrics = createMetrics();
   const redis = await connectLedgerRedis(config, log, metrics);
   let grpc: RunningGrpcServer | undefined;
+  let gateway: RunningHolderGateway | undefined;
   let passwords: PasswordPool | undefined;
   const fast = PipelineClient.fromUrl(config.redisUrl, {
     commandTimeoutMs: config.redisCommandTimeoutMs,
@@ -140,17 +152,19 @@ export async function startSwitch(config: Config, log: Logger, now: () => number
     log.warn('utility fees go to the built-in provider simulator (development); plug a real adapter into useFeeProvider');
     useFeeProvider(context, new FeeProviderSimulator(), config.feeProviderTimeoutMs);
     const stopFeeRecovery = startFeeRecovery(context);
-    const running = (grpc = await serveGrpc(context));
-    const pool = passwords;
+    if (options.grpc !== false) grpc = await serveGrpc(context);
+    if (options.gateway !== false) gateway = await serveGateway(context);
+    const [runningGrpc, runningGateway, pool] = [grpc, gateway, passwords];
     const stop = async (): Promise<void> => {
       stopFeeRecovery();
-      await running.shutdown();
+      await Promise.all([runningGrpc?.shutdown(), runningGateway?.shutdown()]);
       await pool.close();
       fast?.close();
       await redis.quit().catch(() => redis.disconnect());
     };
-    return { grpcPort: running.port, redis, keys, ledger, terminals, cards, context, stop };
+    return { grpcPort: runningGrpc?.port ?? 0, gateway: runningGateway, redis, keys, ledger, terminals, cards, context, stop };
   } catch (err) {
+    await gateway?.shutdown();
     await grpc?.shutdown();
     await passwords?.close();
     fast?.close();

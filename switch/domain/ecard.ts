@@ -230,11 +230,18 @@ export interface BindingResult {
   readonly alreadyBound: boolean;
 }
 
-/** Binds the card of the form's student/staff number to `userId`. Every attempt goes to the operator log. */
-export async function bindEcard(ctx: SwitchContext, userId: string, form: BindingForm): Promise<BindingResult> {
+export type BindingFormInput = Partial<Record<keyof BindingForm, unknown>>;
+
+/**
+ * Binds the card of the form's student/staff number to `userId`. Every attempt goes to the operator
+ * log with its outcome, a malformed form too (never the password, document or phone).
+ */
+export async function bindEcard(ctx: SwitchContext, userId: string, input: BindingFormInput): Promise<BindingResult> {
   checkUserId(userId);
   let cardNo = '';
+  const person = typeof input.personNumber === 'string' ? input.personNumber.slice(0, 20) : '';
   try {
+    const form = checkBindingForm(input);
     const result = await withUserLock(ctx, userId, async () => {
       cardNo = (await ctx.cards.cardForPersonNumber(form.personNumber)) ?? '';
       if (cardNo === '') {
@@ -242,10 +249,10 @@ export async function bindEcard(ctx: SwitchContext, userId: string, form: Bindin
       }
       return bindLocked(ctx, userId, cardNo, form);
     });
-    await recordAttempt(ctx, 'ecard-bind', userId, { card: cardNo, person: form.personNumber, result: 'ok' });
+    await recordAttempt(ctx, 'ecard-bind', userId, { card: cardNo, person, result: 'ok' });
     return result;
   } catch (err) {
-    await recordAttempt(ctx, 'ecard-bind', userId, { card: cardNo, person: form.personNumber, result: outcomeOf(err) }).catch(() => undefined);
+    await recordAttempt(ctx, 'ecard-bind', userId, { card: cardNo, person, result: outcomeOf(err) }).catch(() => undefined);
     throw err;
   }
 }

@@ -47,6 +47,8 @@ export interface WebSocketHub {
   count(): number;
   /** Bytes waiting to be sent to this socket (0 once closed). */
   bufferedBytes(handle: SocketHandle): number;
+  /** Ends the socket with a close frame (e.g. 4001 when its binding or session ended). */
+  close(handle: SocketHandle, code: number, reason: string): void;
 }
 
 export interface WebSocketOptions {
@@ -146,6 +148,11 @@ export class WebSocketEndpoint implements WebSocketHub {
   bufferedBytes(handle: SocketHandle): number {
     if (!(handle instanceof Socket) || !handle.isOpen()) return 0;
     return handle.ws?.getBufferedAmount() ?? 0;
+  }
+
+  close(handle: SocketHandle, code: number, reason: string): void {
+    if (!(handle instanceof Socket)) throw new TypeError('not a socket handle of this hub');
+    if (handle.isOpen()) handle.ws?.end(code, reason);
   }
 
   /** Shutdown: a close frame with `code` to every socket. */

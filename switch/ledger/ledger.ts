@@ -190,7 +190,7 @@ export class Ledger {
 
   /** Binds the card's e-card to `userId`, or ends that binding; see ecard-binding.lua. */
   async ecardBinding(op: 'bind' | 'unbind', cardNo: string, userId: string): Promise<{ code: EcardBindingCode; epoch: number }> {
-    const reply = await this.scripts.run('ecard-binding', [this.keys.account(cardNo), this.keys.cardEvents(cardNo)], [op, userId, this.now()]);
+    const reply = await this.scripts.run('ecard-binding', [this.keys.account(cardNo), this.keys.cardEvents(cardNo)], [op, userId, this.now(), this.keys.eventsChannel(), cardNo]);
     if (!Array.isArray(reply) || reply.length !== 2) throw new LedgerInvariantError(`ecard-binding answered ${JSON.stringify(reply)}`);
     const code = BINDING_CODES[String(reply[0])];
     if (code === undefined) throw new LedgerInvariantError(`ecard-binding answered unknown code ${String(reply[0])}`);

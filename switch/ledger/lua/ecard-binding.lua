@@ -10,6 +10,8 @@
   ARGV[1] op          'bind' | 'unbind'
   ARGV[2] userId      namespaced: 'wecom:<userid>' or 'wechat:<openid>'
   ARGV[3] nowMs
+  ARGV[4] eventsChannel  (unbind) told "<card>\n0-0\nk\nunbound": gateways close the binding's sockets
+  ARGV[5] cardNo
 
   Returns {code, epoch}:
     bind:   1 bound now (or already bound to this user: nothing changed)
@@ -45,6 +47,7 @@ if op == 'unbind' then
   epoch = rcall('HINCRBY', accountKey, 'eq', 1)
   rcall('HDEL', accountKey, 'eu', 'ebt')
   rcall('DEL', eventsKey)
+  rcall('PUBLISH', ARGV[4], ARGV[5] .. '\n0-0\nk\nunbound')
   return { 1, epoch }
 end
 return redis.error_reply('ecard-binding.lua: unknown op ' .. tostring(op))

@@ -1,0 +1,208 @@
+// Live events to the phone page over the gateway's WebSocket (/api/v1/events). What is pushed comes
+// from the ledger's own record: the scripts append each event of a bound card to its event stream and
+// ring the doorbell on the events channel (ledger/lua/includes/event.lua). This module listens on that
+// channel and hands each event to the open sockets of its card, in order; a page that connects with
+// `since=<last event id>` first gets what it missed from the stream (ledger/events.ts), then the live
+// ones, with nothing twice and nothing skipped in between. If the doorbell connection drops, every
+// socket catches up from its last event id once it is back.
+import { Redis } from 'ioredis';
+import type { SwitchContext } from '../context.js';
+import { InvalidArgumentError, PermissionDeniedError } from '../errors.js';
+import { requireBoundCard } from '../domain/ecard.js';
+import type { Sessions } from '../domain/sessions.js';
+import { cardEventsSince, compareEventIds, isEventId, parseAnnouncement, type CardEvent } from '../ledger/events.js';
+import type { Admission, SocketHandle, UpgradeRequest, WebSocketHub } from './ws.js';
+
+export const EVENTS_PATH = '/api/v1/events';
+export const EVENTS_PROTOCOL = 'cardswitch.events.v1';
+const BEARER_PROTOCOL_PREFIX = 'bearer.';
+/** Close code of a socket whose session or binding ended: the page signs in again. */
+export const CLOSE_SESSION_ENDED = 4001;
+/** ecard-binding.lua's announcement of an unbinding. */
+const UNBOUND_ANNOUNCEMENT = /^(\d{1,20})\n0-0\nk\nunbound$/;
+/** Announcements waiting per socket while it catches up; beyond this the socket is told to reload. */
+const MAX_PENDING_PER_SOCKET = 500;
+
+interface SocketData {
+  readonly userId: string;
+  readonly sessionId: string;
+  readonly cardNo: string;
+  readonly since: string;
+}
+
+interface SocketState {
+  readonly handle: SocketHandle;
+  lastId: string;
+  /** Set while the socket reads what it missed: live events wait here, in order. */
+  pending: CardEvent[] | undefined;
+  overflowed: boolean;
+}
+
+export class LiveEvents {
+  private readonly byCard = new Map<string, Set<SocketState>>();
+  private readonly byHandle = new Map<SocketHandle, SocketState>();
+  private subscriber: Redis | undefined;
+  private hub: WebSocketHub | undefined;
+  private readonly locations = new Map<string, Promise<string>>();
+
+  constructor(
+    private readonly ctx: SwitchContext,
+    private readonly sessions: Sessions,
+  ) {}
+
+  /** Subscribes to the events channel; resolves once subscribed. */
+  async start(): Promise<void> {
+    const { config, keys, log } = this.ctx;
+    const subscriber = new Redis(config.redisUrl, { lazyConnect: true, enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: true, connectTimeout: 5000 });
+    subscriber.on('error', (err: Error) => log.warn({ err: err.message }, 'events subscriber: redis connection problem'));
+    subscriber.on('message', (_channel: string, message: string) => this.announce(message));
+    let connectedBefore = false;
+    subscriber.on('ready', () => {
+      // Back after a drop: announcements made meanwhile were lost; every socket reads its stream.
+      if (connectedBefore) for (const state of this.byHandle.values()) this.catchUp(state);
+      connectedBefore = true;
+    });
+    await subscriber.connect();
+    await subscriber.subscribe(keys.eventsChannel());
+    this.subscriber = subscriber;
+  }
+
+  stop(): void {
+    this.subscriber?.disconnect();
+    this.subscriber = undefined;
+  }
+
+  /** Who opens the socket: a live session with a bound card, proven by the `bearer.<token>` subprotocol. */
+  async authenticate(upgrade: UpgradeRequest): Promise<Admission> {
+    if (!upgrade.protocols.includes(EVENTS_PROTOCOL)) {
+      throw new InvalidArgumentError(`offer the WebSocket subprotocol ${EVENTS_PROTOCOL} and bearer.<access token>`, { reason: 'PROTOCOL_REQUIRED', zh: '请刷新页面后重试' });
+    }
+    const bearer = upgrade.protocols.find((p) => p.startsWith(BEARER_PROTOCOL_PREFIX));
+    const session = await this.sessions.authenticate(bearer?.slice(BEARER_PROTOCOL_PREFIX.length) ?? '');
+    if (session.cardNo === '') throw new PermissionDeniedError('no card is bound to this user', { reason: 'NOT_BOUND', zh: '尚未绑定校园卡，请先完成绑定' });
+    await requireBoundCard(this.ctx, session.userId, session.cardNo);
+    const since = upgrade.query.get('since') ?? '';
+    if (since !== '' && !isEventId(since)) throw new InvalidArgumentError('since must be an event id like 1732945200000-0', { reason: 'INVALID_FIELD', zh: '请刷新页面后重试', field: 'since' });
+    const data: SocketData = { userId: session.userId, sessionId: session.sessionId, cardNo: session.cardNo, since };
+    return { key: session.cardNo, protocol: EVENTS_PROTOCOL, data };
+  }
+
+  onOpen(handle: SocketHandle, hub: WebSocketHub): void {
+    this.hub = hub;
+    const data = handle.data as SocketData;
+    const state: SocketState = { handle, lastId: data.since, pending: undefined, overflowed: false };
+    let sockets = this.byCard.get(data.cardNo);
+    if (sockets === undefined) this.byCard.set(data.cardNo, (sockets = new Set()));
+    sockets.add(state);
+    this.byHandle.set(handle, state);
+    hub.sendTo(handle, JSON.stringify({ type: 'hello', cardNumber: data.cardNo, since: data.since }));
+    if (data.since !== '') this.catchUp(state);
+  }
+
+  onClose(handle: SocketHandle): void {
+    const state = this.byHandle.get(handle);
+    if (state === undefined) return;
+    this.byHandle.delete(handle);
+    const cardNo = (handle.data as SocketData).cardNo;
+    const sockets = this.byCard.get(cardNo);
+    sockets?.delete(state);
+    if (sockets?.size === 0) this.byCard.delete(cardNo);
+  }
+
+  /** Sockets open on this gateway (for tests and the metrics gauge's cross-check). */
+  openSockets(): number {
+    return this.byHandle.size;
+  }
+
+  /** Closes this gateway's sockets of one session (logout); other gateways' close when the token is checked again. */
+  endSession(sessionId: string): void {
+    for (const state of [...this.byHandle.values()]) {
+      if ((state.handle.data as SocketData).sessionId === sessionId) this.hub?.close(state.handle, CLOSE_SESSION_ENDED, 'session ended');
+    }
+  }
+
+  private announce(message: string): void {
+    const unbound = UNBOUND_ANNOUNCEMENT.exec(message);
+    if (unbound !== null) {
+      // The binding ended (on any gateway): its pages stop getting events at once.
+      for (const state of [...(this.byCard.get(unbound[1] ?? '') ?? [])]) this.hub?.close(state.handle, CLOSE_SESSION_ENDED, 'binding ended');
+      return;
+    }
+    const parsed = parseAnnouncement(message);
+    if (parsed === undefined) {
+      this.ctx.log.warn({ message: message.slice(0, 120) }, 'events channel: an announcement that does not parse');
+      return;
+    }
+    const sockets = this.byCard.get(parsed.cardNo);
+    if (sockets === undefined) return;
+    for (const state of sockets) this.offer(state, parsed.event);
+  }
+
+  private offer(state: SocketState, event: CardEvent): void {
+    if (state.pending !== undefined) {
+      if (state.pending.length >= MAX_PENDING_PER_SOCKET) state.overflowed = true;
+      else state.pending.push(event);
+      return;
+    }
+    this.send(state, event);
+  }
+
+  /** Sends one event unless the socket has it already; events leave in id order. */
+  private send(state: SocketState, event: CardEvent): void {
+    if (state.lastId !== '' && compareEventIds(event.id, state.lastId) <= 0) return;
+    state.lastId = event.id;
+    void this.render(event).then((text) => this.hub?.sendTo(state.handle, text));
+  }
+
+  /** Reads what the socket missed after its last event id, then lets the live ones through. */
+  private catchUp(state: SocketState): void {
+    if (state.pending !== undefined || state.lastId === '') return;
+    state.pending = [];
+    const cardNo = (state.handle.data as SocketData).cardNo;
+    cardEventsSince(this.ctx.redis, this.ctx.keys, cardNo, state.lastId)
+      .then(({ events, gap }) => {
+        const pending = state.pending ?? [];
+        state.pending = undefined;
+        if (gap || state.overflowed) this.hub?.sendTo(state.handle, JSON.stringify({ type: 'resync' }));
+        state.overflowed = false;
+        for (const event of [...events, ...pending]) this.send(state, event);
+      })
+      .catch((err: unknown) => {
+        state.pending = undefined;
+        this.ctx.log.warn({ err, cardNo }, 'events catch-up failed; the page is told to reload');
+        this.hub?.sendTo(state.handle, JSON.stringify({ type: 'resync' }));
+      });
+  }
+
+  /**
+   * The JSON of one event, with the place of its terminal (one cached lookup per terminal). Rendering
+   * is asynchronous but keeps the order: each event waits for the one before on the same socket.
+   */
+  private render(event: CardEvent): Promise<string> {
+    const previous = this.lastRender;
+    const next = previous.then(async () => {
+      const location = event.terminalId === undefined ? undefined : await this.locationOf(event.terminalId);
+      return JSON.stringify(location === undefined || location === '' ? event : { ...event, location });
+    });
+    this.lastRender = next.catch(() => '');
+    return next;
+  }
+
+  private lastRender: Promise<unknown> = Promise.resolve();
+
+  private locationOf(terminalId: string): Promise<string> {
+    let pending = this.locations.get(terminalId);
+    if (pending === undefined) {
+      if (this.locations.size > 10_000) this.locations.clear();
+      pending = this.ctx.terminals.get(terminalId).then(
+        (t) => t?.location ?? '',
+        () => {
+          this.locations.delete(terminalId);
+          return '';
+        },
+      );
+      this.locations.set(terminalId, pending);
+    }
+    return pending;
+  }
+}

@@ -1,0 +1,92 @@
+// The gateway of one switch: the holder API, the live-events WebSocket, /healthz, /metrics and the
+// OpenAPI document, on uWebSockets.js (GATEWAY_PORT). Started beside the gRPC server by app.ts, or on
+// its own (gateway/main.ts). It holds no business rule: handlers call the domain.
+import type { SwitchContext } from '../context.js';
+import { Sessions } from '../domain/sessions.js';
+import { IdentityProviders } from '../identity/index.js';
+import { holderRoutes } from './holder-api.js';
+import { startGateway, type Route } from './http.js';
+import { EVENTS_PATH, LiveEvents } from './live-events.js';
+import { openApiDocument } from './openapi.js';
+
+export interface RunningHolderGateway {
+  readonly port: number;
+  readonly sessions: Sessions;
+  readonly identity: IdentityProviders;
+  readonly liveEvents: LiveEvents;
+  shutdown(): Promise<void>;
+}
+
+const HEALTH_PING_TIMEOUT_MS = 1000;
+
+/** Ready when the ledger answers a PING in time. */
+async function ledgerAnswers(ctx: SwitchContext): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), HEALTH_PING_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([ctx.redis.ping().then((answer) => answer === 'PONG'), timeout]);
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function openApiRoute(): Route {
+  const body = JSON.stringify(openApiDocument());
+  return {
+    method: 'GET',
+    path: '/api/v1/openapi.json',
+    handler: () => Promise.resolve({ status: 200, body, contentType: 'application/json; charset=utf-8', headers: { 'cache-control': 'public, max-age=300' } }),
+  };
+}
+
+export async function serveGateway(ctx: SwitchContext): Promise<RunningHolderGateway> {
+  const { config, log, metrics } = ctx;
+  const sessions = new Sessions({ redis: ctx.redis, keys: ctx.keys, config: config.sessions, now: ctx.now });
+  const identity = new IdentityProviders(config.identity, log, { now: ctx.now });
+  const liveEvents = new LiveEvents(ctx, sessions);
+  await liveEvents.start();
+  const routes: Route[] = [...holderRoutes({ ctx, sessions, identity, onSessionEnded: (sid) => liveEvents.endSession(sid) }), openApiRoute()];
+  if (config.gateway.benchHello) {
+    // The bench's like-for-like baseline: the cheapest route this uWS process can serve.
+    routes.push({ method: 'GET', path: '/bench/hello', handler: () => Promise.resolve({ status: 200, body: 'hello' }) });
+  }
+  try {
+    const gateway = await startGateway({
+      host: config.gateway.host,
+      port: config.gateway.port,
+      maxBodyBytes: config.gateway.maxBodyBytes,
+      log,
+      metrics,
+      routes,
+      health: () => ledgerAnswers(ctx),
+      shutdownGraceMs: config.shutdownGraceMs,
+      ws: {
+        path: EVENTS_PATH,
+        authenticate: (upgrade) => liveEvents.authenticate(upgrade),
+        maxBackpressureBytes: config.gateway.wsMaxBackpressureBytes,
+        idleTimeoutSec: config.gateway.wsIdleTimeoutSec,
+        maxSockets: config.gateway.wsMaxSockets,
+        onOpen: (handle, hub) => liveEvents.onOpen(handle, hub),
+        onClose: (handle) => liveEvents.onClose(handle),
+      },
+    });
+    log.info({ port: gateway.port, identityProviders: identity.enabled() }, 'gateway listening (holder API, live events, /healthz, /metrics)');
+    return {
+      port: gateway.port,
+      sessions,
+      identity,
+      liveEvents,
+      shutdown: async () => {
+        await gateway.shutdown();
+        liveEvents.stop();
+      },
+    };
+  } catch (err) {
+    liveEvents.stop();
+    throw err;
+  }
+}

@@ -1,0 +1,374 @@
+// The e-card through the real uWS gateway, a real switch and Redis, and the identity simulator over
+// loopback: sign-in, binding (every refusal, then success), sessions (expiry, refresh, logout), campus
+// QR codes paid at a POS over gRPC, live events on the WebSocket (within a second, and what was missed
+// after a reconnect), loss, password, fees, unbinding, /metrics, and oversized bodies.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { DeclineReason, Outcome } from '../proto/gen/cardswitch/v1/common.js';
+import type { AuthorizeResponse } from '../proto/gen/cardswitch/v1/pos.js';
+import type { SwitchApp } from '../switch/app.js';
+import { IdentitySimulator } from '../switch/identity/simulator.js';
+import { passwordHash, startClockedSwitch, TestClock } from './helpers/clients.js';
+import { call, openCard, POS_TERMINAL, posClient, terminalMetadata } from './helpers/switch.js';
+
+const PIN = '246810';
+const DOC = '11010519900307123X';
+const PHONE = '13800138000';
+const CREDS = { corpId: 'wwcampus0001', corpSecret: 'corp-secret-0123456789', appId: 'wx0123456789abcdef', appSecret: 'app-secret-0123456789' };
+const START_MS = Date.UTC(2026, 10, 26, 4, 0, 0);
+const ACCESS_TTL_SEC = 600;
+
+let app: SwitchApp;
+let clock: TestClock;
+let sim: IdentitySimulator;
+let base = '';
+let pos: ReturnType<typeof posClient>;
+let seq = 0;
+
+beforeAll(async () => {
+  clock = new TestClock(START_MS);
+  sim = new IdentitySimulator(CREDS, { now: () => clock.nowMs });
+  const { url } = await sim.start();
+  app = await startClockedSwitch('ecardgw', clock, {
+    WECOM_API_BASE: url,
+    WECOM_CORP_ID: CREDS.corpId,
+    WECOM_CORP_SECRET: CREDS.corpSecret,
+    WECHAT_API_BASE: url,
+    WECHAT_APP_ID: CREDS.appId,
+    WECHAT_APP_SECRET: CREDS.appSecret,
+    SESSION_ACCESS_TTL_SEC: String(ACCESS_TTL_SEC),
+    GATEWAY_MAX_BODY_BYTES: '4096',
+  });
+  base = `http://127.0.0.1:${app.gateway?.port}`;
+  await app.terminals.register(POS_TERMINAL);
+  pos = posClient(app);
+});
+afterAll(async () => {
+  pos.close();
+  await app.stop();
+  await sim.stop();
+});
+
+interface Answer {
+  status: number;
+  body: Record<string, unknown>;
+  headers: Headers;
+}
+
+async function http(method: string, path: string, token = '', body?: unknown): Promise<Answer> {
+  const headers: Record<string, string> = {};
+  if (token !== '') headers['authorization'] = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) });
+  const text = await res.text();
+  return { status: res.status, body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>), headers: res.headers };
+}
+
+function errorOf(answer: Answer): { code: string; message: string; messageEn: string; field?: string; attemptsLeft?: number } {
+  return answer.body['error'] as never;
+}
+
+async function signIn(user: string, provider: 'wecom' | 'wechat' = 'wecom'): Promise<{ accessToken: string; refreshToken: string }> {
+  const code = sim.issueCode(provider, user);
+  const answer = await http('POST', '/api/v1/session', '', { provider, code });
+  expect(answer.status).toBe(201);
+  return answer.body as never;
+}
+
+async function card(cardNo: string, openingFen: number, extra: Record<string, string> = {}): Promise<void> {
+  await openCard(app, cardNo, `EE${cardNo.padStart(6, '0')}`, openingFen, { pwd: await passwordHash(app, PIN), doct: 'R', docn: DOC, phone: PHONE, sno: `G${cardNo}`, sync: '1', ...extra });
+  await app.redis.set(app.keys.personNumber(`G${cardNo}`), cardNo);
+}
+
+function form(cardNo: string, changes: Record<string, unknown> = {}): Record<string, unknown> {
+  return { bindingType: 'student', personNumber: `G${cardNo}`, password: PIN, documentType: 'resident_id', documentNumber: DOC, phone: PHONE, consent: true, ...changes };
+}
+
+/** Signs in and binds; answers the access token that carries the card. */
+async function boundUser(cardNo: string, user: string): Promise<string> {
+  const { accessToken } = await signIn(user);
+  const bound = await http('POST', '/api/v1/ecard/binding', accessToken, form(cardNo));
+  expect(bound.status).toBe(201);
+  return bound.body['accessToken'] as string;
+}
+
+function payWithQr(payload: string, amountFen: number): Promise<AuthorizeResponse> {
+  return call(pos, 'authorize', { terminalId: POS_TERMINAL.id, sequenceNumber: ++seq, amountFen, credential: { campusQr: { payload } }, pin: '' }, terminalMetadata(POS_TERMINAL));
+}
+
+function tap(cardNo: string, amountFen: number): Promise<AuthorizeResponse> {
+  return call(pos, 'authorize', { terminalId: POS_TERMINAL.id, sequenceNumber: ++seq, amountFen, credential: { card: { cardSerial: `EE${cardNo.padStart(6, '0')}` } }, pin: '' }, terminalMetadata(POS_TERMINAL));
+}
+
+/** A live-events socket that collects every message; resolves once the server said hello. */
+async function events(token: string, since = ''): Promise<{ ws: WebSocket; messages: Record<string, unknown>[]; next: (type: string, timeoutMs?: number) => Promise<Record<string, unknown>> }> {
+  const ws = new WebSocket(`ws://127.0.0.1:${app.gateway?.port}/api/v1/events${since === '' ? '' : `?since=${since}`}`, ['cardswitch.events.v1', `bearer.${token}`]);
+  const messages: Record<string, unknown>[] = [];
+  const waiters: { type: string; resolve: (m: Record<string, unknown>) => void }[] = [];
+  let seen = 0;
+  ws.on('message', (data) => {
+    const message = JSON.parse(String(data)) as Record<string, unknown>;
+    messages.push(message);
+    const waiter = waiters.findIndex((w) => w.type === message['type']);
+    if (waiter >= 0) waiters.splice(waiter, 1)[0]?.resolve(message);
+  });
+  const next = (type: string, timeoutMs = 1000): Promise<Record<string, unknown>> => {
+    const already = messages.slice(seen).find((m) => m['type'] === type);
+    if (already !== undefined) {
+      seen = messages.indexOf(already) + 1;
+      return Promise.resolve(already);
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no ${type} event within ${timeoutMs} ms; got ${JSON.stringify(messages)}`)), timeoutMs);
+      waiters.push({ type, resolve: (m) => {
+        clearTimeout(timer);
+        seen = messages.indexOf(m) + 1;
+        resolve(m);
+      } });
+    });
+  };
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
+  });
+  await next('hello');
+  return { ws, messages, next };
+}
+
+describe('signing in', () => {
+  it('exchanges a WeCom or WeChat code once; a forged or reused code is 401; a session reaches only the binding endpoints', async () => {
+    const code = sim.issueCode('wecom', 'zhangsan');
+    const first = await http('POST', '/api/v1/session', '', { provider: 'wecom', code });
+    expect(first.status).toBe(201);
+    expect(first.body['bound']).toBe(false);
+    expect(first.body['userId']).toBe('wecom:zhangsan');
+    const reused = await http('POST', '/api/v1/session', '', { provider: 'wecom', code });
+    expect(reused.status).toBe(401);
+    expect(errorOf(reused).code).toBe('INVALID_CODE');
+    expect(errorOf(reused).message).toMatch(/[\u4e00-\u9fff]/);
+    expect((await signIn('o6_bmjrPTlm6_2sgVt7hMZOPfL2M', 'wechat')).accessToken).not.toBe('');
+    const token = first.body['accessToken'] as string;
+    const summary = await http('GET', '/api/v1/ecard', token);
+    expect(summary.status).toBe(403);
+    expect(errorOf(summary).code).toBe('NOT_BOUND');
+    expect((await http('GET', '/api/v1/ecard/qr', token)).status).toBe(403);
+    expect((await http('GET', '/api/v1/ecard')).status).toBe(401);
+    expect((await http('GET', '/api/v1/ecard', 'not.a.token')).status).toBe(401);
+  });
+});
+
+describe('binding the e-card', () => {
+  it('refuses each problem with its code, field and zh-CN text, changing nothing, then binds', async () => {
+    await card('8001', 5000);
+    const { accessToken } = await signIn('lisi');
+    const bind = (changes: Record<string, unknown>) => http('POST', '/api/v1/ecard/binding', accessToken, form('8001', changes));
+    const expectRefusal = async (changes: Record<string, unknown>, status: number, code: string, field?: string) => {
+      const answer = await bind(changes);
+      expect(answer.status, `${code}: ${JSON.stringify(answer.body)}`).toBe(status);
+      expect(errorOf(answer).code).toBe(code);
+      expect(errorOf(answer).message).toMatch(/[\u4e00-\u9fff]/);
+      expect(errorOf(answer).messageEn).toMatch(/[a-z]/);
+      if (field !== undefined) expect(errorOf(answer).field).toBe(field);
+      return answer;
+    };
+    await expectRefusal({ consent: false }, 400, 'CONSENT_REQUIRED', 'consent');
+    await expectRefusal({ phone: '12345' }, 400, 'INVALID_PHONE', 'phone');
+    await expectRefusal({ documentNumber: 'abc' }, 400, 'INVALID_DOCUMENT_NUMBER', 'documentNumber');
+    await expectRefusal({ personNumber: 'G9999999' }, 404, 'CARD_NOT_FOUND', 'personNumber');
+    await expectRefusal({ bindingType: 'staff' }, 409, 'BINDING_TYPE_MISMATCH', 'bindingType');
+    await app.redis.hset(app.keys.account('8001'), 'sync', '0');
+    await expectRefusal({}, 409, 'CARD_NOT_SYNCED');
+    await app.redis.hset(app.keys.account('8001'), 'sync', '1');
+    for (const [status, code] of [['L', 'CARD_LOST'], ['F', 'CARD_FROZEN'], ['C', 'CARD_CANCELLED']] as const) {
+      await app.redis.hset(app.keys.account('8001'), 'st', status);
+      await expectRefusal({}, 409, code);
+    }
+    await app.redis.hset(app.keys.account('8001'), 'st', 'A');
+    const wrong = await expectRefusal({ password: '000000' }, 403, 'WRONG_PASSWORD', 'password');
+    expect(errorOf(wrong).attemptsLeft).toBe(4);
+    await expectRefusal({ documentNumber: '110105199003071111' }, 409, 'DOCUMENT_MISMATCH', 'documentNumber');
+    await expectRefusal({ documentType: 'passport', documentNumber: 'E12345678' }, 409, 'DOCUMENT_MISMATCH', 'documentNumber');
+    await expectRefusal({ phone: '13900139000' }, 409, 'PHONE_MISMATCH', 'phone');
+    expect(await app.redis.hget(app.keys.account('8001'), 'eu')).toBeNull();
+    expect(await app.redis.exists(app.keys.ecardUser('wecom:lisi'))).toBe(0);
+
+    const bound = await bind({});
+    expect(bound.status).toBe(201);
+    const summary = bound.body['card'] as Record<string, unknown>;
+    expect(summary).toMatchObject({ cardNumber: '8001', maskedName: '张*', balanceFen: 5000, status: 'active', synced: true });
+    const token = bound.body['accessToken'] as string;
+    expect((await http('GET', '/api/v1/ecard', token)).body).toMatchObject({ cardNumber: '8001', balanceFen: 5000 });
+    // Every attempt is in the operator log, with its outcome (and never the password or document).
+    const oplog = await app.redis.xrange(app.keys.operatorLog(), '-', '+');
+    const attempts = oplog.map(([, f]) => f).filter((f) => f.includes('ecard-bind') && f.includes('wecom:lisi'));
+    expect(attempts.length).toBe(14);
+    expect(attempts.at(-1)).toContain('ok');
+    expect(JSON.stringify(attempts)).not.toContain(DOC);
+    expect(JSON.stringify(attempts)).not.toContain(PIN);
+  });
+
+  it('one card per user and one user per card', async () => {
+    await card('8002', 5000);
+    await card('8003', 5000);
+    const first = await boundUser('8002', 'wangwu');
+    expect((await http('GET', '/api/v1/ecard', first)).status).toBe(200);
+    const other = await signIn('zhaoliu');
+    const taken = await http('POST', '/api/v1/ecard/binding', other.accessToken, form('8002'));
+    expect(taken.status).toBe(409);
+    expect(errorOf(taken).code).toBe('CARD_BOUND_ELSEWHERE');
+    const second = await http('POST', '/api/v1/ecard/binding', first, form('8003'));
+    expect(second.status).toBe(409);
+    expect(errorOf(second).code).toBe('USER_ALREADY_BOUND');
+    // 20 parallel bindings of one free card by different users: exactly one wins.
+    await card('8004', 5000);
+    const users = await Promise.all(Array.from({ length: 20 }, (_, i) => signIn(`racer${i}`)));
+    const answers = await Promise.all(users.map((u) => http('POST', '/api/v1/ecard/binding', u.accessToken, form('8004'))));
+    expect(answers.filter((a) => a.status === 201)).toHaveLength(1);
+    expect(answers.filter((a) => a.status === 409 || a.status === 429).length).toBe(19);
+  });
+});
+
+describe('sessions', () => {
+  it('an access token expires, refresh gives a new one, logout ends the session', async () => {
+    await card('8101', 5000);
+    const { refreshToken } = await signIn('sunqi');
+    const token = await boundUser('8101', 'sunqi2');
+    clock.advance((ACCESS_TTL_SEC + 1) * 1000);
+    const expired = await http('GET', '/api/v1/ecard', token);
+    expect(expired.status).toBe(401);
+    expect(errorOf(expired).code).toBe('TOKEN_EXPIRED');
+    const refreshed = await http('POST', '/api/v1/session/refresh', '', { refreshToken });
+    expect(refreshed.status).toBe(200);
+    const fresh = refreshed.body['accessToken'] as string;
+    expect((await http('GET', '/api/v1/ecard', fresh)).status).toBe(403);
+    const logout = await http('DELETE', '/api/v1/session', fresh);
+    expect(logout.status).toBe(200);
+    expect(errorOf(await http('GET', '/api/v1/ecard', fresh)).code).toBe('SESSION_ENDED');
+    expect((await http('POST', '/api/v1/session/refresh', '', { refreshToken })).status).toBe(401);
+  });
+});
+
+describe('the campus QR code and live events', () => {
+  it('a QR code from the gateway pays at a POS over gRPC; the page sees it within a second; replays are declined', async () => {
+    await card('8201', 10_000);
+    const token = await boundUser('8201', 'qianba');
+    const live = await events(token);
+    const qr = await http('GET', '/api/v1/ecard/qr', token);
+    expect(qr.status).toBe(200);
+    const code = qr.body['code'] as string;
+    expect(qr.body['expiresAtMs']).toBe(Math.floor(clock.nowMs / 1000) * 1000 + 60_000);
+    const sentAt = Date.now();
+    const paid = await payWithQr(code, 1250);
+    expect(paid.outcome).toBe(Outcome.OUTCOME_APPROVED);
+    const event = await live.next('payment');
+    expect(Date.now() - sentAt).toBeLessThan(1000);
+    expect(event).toMatchObject({ approved: true, amountFen: 1250, balanceFen: 8750, credential: 'campus_qr', merchantId: POS_TERMINAL.merchantId, location: POS_TERMINAL.location });
+    expect(event['qrCodeId']).toBeTypeOf('string');
+    const replay = await payWithQr(code, 1250);
+    expect(replay.declineReason).toBe(DeclineReason.DECLINE_REASON_QR_USED);
+    expect(await live.next('payment')).toMatchObject({ approved: false, declineReason: 'QR_USED', balanceFen: 8750 });
+    expect((await http('GET', '/api/v1/ecard', token)).body['balanceFen']).toBe(8750);
+    live.ws.close();
+  });
+
+  it('a page that reconnects with its last event id gets what it missed, then the live ones', async () => {
+    await card('8202', 10_000);
+    const token = await boundUser('8202', 'zhoujiu');
+    const first = await events(token);
+    await tap('8202', 100);
+    const seenEvent = await first.next('payment');
+    first.ws.close();
+    await tap('8202', 200);
+    await http('POST', '/api/v1/ecard/loss', token);
+    await http('POST', '/api/v1/ecard/loss/cancel', token, { password: PIN });
+    const again = await events(token, seenEvent['id'] as string);
+    expect(await again.next('payment')).toMatchObject({ amountFen: 200, balanceFen: 9700 });
+    expect(await again.next('card_status')).toMatchObject({ status: 'lost', previousStatus: 'active' });
+    expect(await again.next('card_status')).toMatchObject({ status: 'active', previousStatus: 'lost' });
+    await tap('8202', 300);
+    expect(await again.next('payment')).toMatchObject({ amountFen: 300, balanceFen: 9400 });
+    // Nothing twice.
+    expect(again.messages.filter((m) => m['type'] === 'payment')).toHaveLength(2);
+    again.ws.close();
+  });
+
+  it('loss kills the QR code at once; unbinding ends every session and every code', async () => {
+    await card('8203', 10_000);
+    const token = await boundUser('8203', 'wushi');
+    const other = await http('POST', '/api/v1/session/refresh', '', { refreshToken: (await signIn('wushi')).refreshToken });
+    const code = (await http('GET', '/api/v1/ecard/qr', token)).body['code'] as string;
+    expect((await http('POST', '/api/v1/ecard/loss', token)).body).toMatchObject({ status: 'lost', changed: true });
+    expect((await payWithQr(code, 100)).declineReason).toBe(DeclineReason.DECLINE_REASON_CARD_LOST);
+    expect((await http('GET', '/api/v1/ecard/qr', token)).status).toBe(409);
+    const wrongCancel = await http('POST', '/api/v1/ecard/loss/cancel', token, { password: '111111' });
+    expect(errorOf(wrongCancel).code).toBe('WRONG_PASSWORD');
+    expect((await http('POST', '/api/v1/ecard/loss/cancel', token, { password: PIN })).body).toMatchObject({ status: 'active', changed: true });
+    expect((await payWithQr(code, 100)).declineReason).toBe(DeclineReason.DECLINE_REASON_QR_INVALID);
+    const fresh = (await http('GET', '/api/v1/ecard/qr', token)).body['code'] as string;
+    const live = await events(token);
+    const closed = new Promise<number>((resolve) => live.ws.once('close', (code) => resolve(code)));
+    const unbound = await http('DELETE', '/api/v1/ecard/binding', token, { password: PIN });
+    // The page's socket is closed at once: its binding ended.
+    expect(await closed).toBe(4001);
+    expect(unbound.status).toBe(200);
+    expect(unbound.body['endedSessions']).toBe(2);
+    expect((await payWithQr(fresh, 100)).declineReason).toBe(DeclineReason.DECLINE_REASON_QR_INVALID);
+    expect(errorOf(await http('GET', '/api/v1/ecard', token)).code).toBe('SESSION_ENDED');
+    expect(errorOf(await http('GET', '/api/v1/ecard', other.body['accessToken'] as string)).code).toBe('SESSION_ENDED');
+    expect(Number(await app.redis.hget(app.keys.account('8203'), 'bal'))).toBe(10_000);
+  });
+});
+
+describe('the holder API', () => {
+  it('statement, password change and fees, with requestId idempotency', async () => {
+    await card('8301', 100_000);
+    const token = await boundUser('8301', 'zhengshiyi');
+    await tap('8301', 1500);
+    const statement = await http('GET', '/api/v1/ecard/statement?pageSize=10&kinds=payment', token);
+    expect(statement.status).toBe(200);
+    expect((statement.body['lines'] as unknown[]).length).toBe(1);
+    expect((await http('GET', '/api/v1/ecard/statement?pageSize=1000', token)).status).toBe(400);
+    const fee = { requestId: 77, account: 'zheng01', amountFen: 2000, password: PIN };
+    const paidFee = await http('POST', '/api/v1/ecard/fees/network', token, fee);
+    expect(paidFee.status).toBe(200);
+    expect(paidFee.body).toMatchObject({ outcome: 'paid', balanceAfterFen: 96_500 });
+    expect((await http('POST', '/api/v1/ecard/fees/network', token, fee)).body).toEqual(paidFee.body);
+    const electricity = await http('POST', '/api/v1/ecard/fees/electricity', token, { requestId: 78, building: '学4', room: '402', amountFen: 1000, password: PIN });
+    expect(electricity.body).toMatchObject({ outcome: 'paid', balanceAfterFen: 95_500 });
+    const changed = await http('POST', '/api/v1/ecard/password', token, { oldPassword: PIN, newPassword: '975310' });
+    expect(changed.status).toBe(200);
+    expect(errorOf(await http('POST', '/api/v1/ecard/loss/cancel', token, { password: PIN })).code).toBe('WRONG_PASSWORD');
+  });
+
+  it('refuses oversized (413), non-JSON (415) and malformed (400) bodies, changing nothing', async () => {
+    const { accessToken } = await signIn('bigbody');
+    const big = await http('POST', '/api/v1/ecard/binding', accessToken, { ...form('8001'), filler: 'x'.repeat(5000) });
+    expect(big.status).toBe(413);
+    expect(errorOf(big).message).toMatch(/[\u4e00-\u9fff]/);
+    const res = await fetch(`${base}/api/v1/session`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hi' });
+    expect(res.status).toBe(415);
+    expect((await http('POST', '/api/v1/session', '', '{"provider":')).status).toBe(400);
+  });
+
+  it('serves /healthz, the OpenAPI document, and /metrics whose counters move', async () => {
+    expect((await http('GET', '/healthz')).status).toBe(200);
+    const doc = await http('GET', '/api/v1/openapi.json');
+    expect(doc.body['openapi']).toMatch(/^3\./);
+    const scrape = async (): Promise<string> => (await fetch(`${base}/metrics`)).text();
+    const count = (text: string, credential: string): number => {
+      const line = text.split('\n').find((l) => l.startsWith('cardswitch_authorizations_total') && l.includes(`credential="${credential}"`) && l.includes('outcome="approved"'));
+      return line === undefined ? 0 : Number(line.split(' ').at(-1));
+    };
+    await card('8401', 10_000);
+    const token = await boundUser('8401', 'metrics');
+    const before = await scrape();
+    await payWithQr((await http('GET', '/api/v1/ecard/qr', token)).body['code'] as string, 100);
+    const after = await scrape();
+    expect(count(after, 'campus_qr')).toBe(count(before, 'campus_qr') + 1);
+    expect(after).toMatch(/cardswitch_http_request_duration_seconds_count\{[^}]*route="\/api\/v1\/ecard\/qr"/);
+    expect(after).toMatch(/cardswitch_grpc_request_duration_seconds_count\{[^}]*method="Authorize"/);
+    expect(after).toContain('cardswitch_websockets_open');
+    expect(after).toContain('cardswitch_password_pool_queue');
+  });
+});
