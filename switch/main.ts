@@ -26,6 +26,14 @@ function processCount(): number {
   return n;
 }
 
+/** SWITCH_SERVES: what this process serves, `grpc,gateway` by default (one of them for split deployments). */
+function servesFromEnvironment(): { grpc: boolean; gateway: boolean } {
+  const raw = (process.env['SWITCH_SERVES'] ?? 'grpc,gateway').split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const unknown = raw.filter((s) => s !== 'grpc' && s !== 'gateway');
+  if (unknown.length > 0 || raw.length === 0) throw new ConfigError([`SWITCH_SERVES=${process.env['SWITCH_SERVES']}: must list grpc and/or gateway, comma-separated`]);
+  return { grpc: raw.includes('grpc'), gateway: raw.includes('gateway') };
+}
+
 function untilSignal(): Promise<void> {
   return new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve());
@@ -35,8 +43,8 @@ function untilSignal(): Promise<void> {
 
 async function runSwitch(config: Config): Promise<number> {
   const log = createLogger(config.logLevel);
-  const app = await startSwitch(config, log);
-  log.info({ grpcPort: app.grpcPort, redis: config.redisUrl.replace(/\/\/[^@]*@/, '//***@') }, 'cardswitch ready');
+  const app = await startSwitch(config, log, Date.now, servesFromEnvironment());
+  log.info({ grpcPort: app.grpcPort, gatewayPort: app.gateway?.port, redis: config.redisUrl.replace(/\/\/[^@]*@/, '//***@') }, 'cardswitch ready');
   if (cluster.isWorker) process.send?.({ ready: app.grpcPort });
   await untilSignal();
   await app.stop();
@@ -78,6 +86,7 @@ async function main(): Promise<number> {
   try {
     config = configFromEnvironment();
     processes = processCount();
+    servesFromEnvironment();
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);
     return 2;

@@ -11,6 +11,31 @@ import { importCardholders, importTerminals, parseCardholdersCsv, parseTerminals
 import { IMPORT_SCRYPT_N } from './domain/password.js';
 import { createLogger, type Logger } from './log.js';
 import { RedisServerMissingError, startLocalRedis, type LocalRedis } from './redis/local-redis.js';
+import { IdentitySimulator } from './identity/simulator.js';
+
+/** The credentials the development identity simulator accepts (it stands in for WeCom and WeChat). */
+const DEV_IDENTITY = { corpId: 'ww-dev-campus', corpSecret: 'dev-corp-secret-0123456789', appId: 'wx-dev-miniprogram', appSecret: 'dev-app-secret-0123456789' };
+
+/**
+ * With neither WeCom nor WeChat configured, sign-ins go to the identity simulator on loopback (its
+ * POST /sim/code hands out codes); a configured provider is used as configured.
+ */
+async function ensureIdentity(env: NodeJS.ProcessEnv, log: Logger): Promise<IdentitySimulator | undefined> {
+  if ((env['WECOM_CORP_ID'] ?? '') !== '' || (env['WECHAT_APP_ID'] ?? '') !== '') return undefined;
+  const simulator = new IdentitySimulator(DEV_IDENTITY);
+  const port = Number(env['IDENTITY_SIMULATOR_PORT'] ?? '8091');
+  const { url } = await simulator.start(Number.isInteger(port) && port >= 0 && port <= 65535 ? port : 8091);
+  Object.assign(env, {
+    WECOM_API_BASE: url,
+    WECOM_CORP_ID: DEV_IDENTITY.corpId,
+    WECOM_CORP_SECRET: DEV_IDENTITY.corpSecret,
+    WECHAT_API_BASE: url,
+    WECHAT_APP_ID: DEV_IDENTITY.appId,
+    WECHAT_APP_SECRET: DEV_IDENTITY.appSecret,
+  });
+  log.warn({ url }, 'no WeCom / WeChat configured: sign-ins go to the development identity simulator');
+  return simulator;
+}
 
 const DEMO_FLAG = 'demoLoaded';
 
@@ -41,7 +66,29 @@ async function loadDemoIfEmpty(app: SwitchApp, config: Config, log: Logger): Pro
   log.info({ terminals: terminalReport.importedCount, cardholders: cardReport.importedCount, elapsedMs: cardReport.elapsedMs }, 'demo campus loaded');
 }
 
-function printReady(app: SwitchApp, config: Config): void {
+function gatewayLines(app: SwitchApp, config: Config, simulatorUrl: string | undefined): string[] {
+  if (app.gateway === undefined) return [];
+  const host = config.gateway.host === '0.0.0.0' ? '127.0.0.1' : config.gateway.host;
+  const base = `http://${host}:${app.gateway.port}`;
+  const card = demoDoc(DEFAULT_DEMO_SEED).cards[0];
+  const lines = [
+    `Gateway for phones: ${base}/api/v1 (reference: ${base}/api/v1/openapi.json, docs/gateway-api.md), live events ws://${host}:${app.gateway.port}/api/v1/events, ${base}/healthz, ${base}/metrics`,
+  ];
+  if (simulatorUrl === undefined) return [...lines, 'Sign-in: WeCom / WeChat as configured (WECOM_* / WECHAT_*).', ''];
+  const form = { bindingType: card?.holderType, personNumber: card?.personNumber, password: card?.initialPassword, documentType: card?.documentType, documentNumber: card?.documentNumber, phone: card?.phone, consent: true };
+  return [
+    ...lines,
+    `A development session (identity simulator at ${simulatorUrl} stands in for WeCom and WeChat):`,
+    `  code=$(curl -s -X POST ${simulatorUrl}/sim/code -H 'content-type: application/json' -d '{"provider":"wecom","user":"demo-user"}' | sed -E 's/.*"code":"([^"]+)".*/\\1/')`,
+    `  token=$(curl -s -X POST ${base}/api/v1/session -H 'content-type: application/json' -d "{\\"provider\\":\\"wecom\\",\\"code\\":\\"$code\\"}" | sed -E 's/.*"accessToken":"([^"]+)".*/\\1/')`,
+    `Bind demo card ${card?.cardNo} (tap it first: the "Read the card" call above syncs it), then show a campus QR code:`,
+    `  token=$(curl -s -X POST ${base}/api/v1/ecard/binding -H "authorization: Bearer $token" -H 'content-type: application/json' -d '${JSON.stringify(form)}' | sed -E 's/.*"accessToken":"([^"]+)".*/\\1/')`,
+    `  curl -s ${base}/api/v1/ecard/qr -H "authorization: Bearer $token"`,
+    '',
+  ];
+}
+
+function printReady(app: SwitchApp, config: Config, simulatorUrl: string | undefined): void {
   const doc = demoDoc(DEFAULT_DEMO_SEED);
   const card = doc.cards[0];
   const pos = doc.canteenPos;
@@ -59,6 +106,8 @@ function printReady(app: SwitchApp, config: Config): void {
     '',
     `Read the card:  grpcurl -plaintext -H 'terminal-id: ${pos.terminalId}' -H 'terminal-secret: ${pos.secret}' -d '{"terminal_id":"${pos.terminalId}","credential":{"card":{"card_serial":"${card?.cardSerial}"}}}' ${target} cardswitch.v1.PosService/Inquire`,
     `Operator token (AdminService metadata operator-token): see OPERATOR_TOKENS in ${DEV_SECRETS_FILE}`,
+    '',
+    ...gatewayLines(app, config, simulatorUrl),
     'Ctrl-C stops the switch gracefully.',
     '',
   ];
@@ -69,20 +118,24 @@ async function main(): Promise<number> {
   const env = process.env;
   const bootLog = createLogger(env['LOG_LEVEL'] ?? 'info');
   let localRedis: LocalRedis | undefined;
+  let identity: IdentitySimulator | undefined;
   try {
     ensureDevSecrets(env);
     localRedis = await ensureRedis(env, bootLog);
+    identity = await ensureIdentity(env, bootLog);
     const config = loadConfig(env);
     const log = createLogger(config.logLevel);
     const app = await startSwitch(config, log);
     await loadDemoIfEmpty(app, config, log);
-    printReady(app, config);
+    printReady(app, config, identity?.url);
     await waitForSignal();
     log.info('stopping');
     await app.stop();
+    await identity?.stop();
     await localRedis?.stop();
     return 0;
   } catch (err) {
+    await identity?.stop();
     await localRedis?.stop();
     if (err instanceof ConfigError || err instanceof RedisServerMissingError) {
       process.stderr.write(`${err.message}\n`);

@@ -52,7 +52,25 @@ it('says which package to install when redis-server is missing, and exits withou
 it('starts redis and the switch, loads the demo campus, and a demo tap changes the balance once', async () => {
   const redisPort = await freePort();
   child = spawn(process.execPath, ['--import', 'tsx', 'switch/start.ts'], {
-    env: { ...process.env, REDIS_URL: '', CARDSWITCH_VAR_DIR: varDir, LOCAL_REDIS_PORT: String(redisPort), GRPC_PORT: '0', GRPC_HOST: '127.0.0.1', DEMO_CARDHOLDERS: '50', LOG_LEVEL: 'warn', TERMINAL_SECRET_PEPPER: '', PASSWORD_PEPPER: '', OPERATOR_TOKENS: '' },
+    env: {
+      ...process.env,
+      REDIS_URL: '',
+      CARDSWITCH_VAR_DIR: varDir,
+      LOCAL_REDIS_PORT: String(redisPort),
+      GRPC_PORT: '0',
+      GRPC_HOST: '127.0.0.1',
+      GATEWAY_PORT: '0',
+      IDENTITY_SIMULATOR_PORT: '0',
+      DEMO_CARDHOLDERS: '50',
+      LOG_LEVEL: 'warn',
+      TERMINAL_SECRET_PEPPER: '',
+      PASSWORD_PEPPER: '',
+      OPERATOR_TOKENS: '',
+      SESSION_SECRET: '',
+      CAMPUS_QR_SECRET: '',
+      WECOM_CORP_ID: '',
+      WECHAT_APP_ID: '',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const printed = await waitForReady(child);
@@ -76,6 +94,23 @@ it('starts redis and the switch, loads the demo campus, and a demo tap changes t
   expect(first.outcome).toBe(Outcome.OUTCOME_APPROVED);
   expect(retry).toEqual(first);
   expect(after.balanceFen).toBe(before.balanceFen - 1250);
+
+  // The gateway's address and a development session, as printed: sign in, bind the (now synced) demo
+  // card with the printed form, and get a campus QR code.
+  const gateway = /Gateway for phones: (http:\/\/\S+)\/api\/v1 /.exec(printed)?.[1] ?? '';
+  const simulator = /identity simulator at (http:\/\/\S+) stands in/.exec(printed)?.[1] ?? '';
+  const bindingForm = /\/api\/v1\/ecard\/binding .* -d '(\{[^']+\})'/.exec(printed)?.[1] ?? '';
+  expect(await (await fetch(`${gateway}/healthz`)).json()).toEqual({ status: 'ok' });
+  const post = async (url: string, body: string, token = ''): Promise<Record<string, unknown>> => {
+    const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...(token === '' ? {} : { authorization: `Bearer ${token}` }) }, body });
+    return (await res.json()) as Record<string, unknown>;
+  };
+  const { code } = await post(`${simulator}/sim/code`, '{"provider":"wecom","user":"demo-user"}');
+  const session = await post(`${gateway}/api/v1/session`, JSON.stringify({ provider: 'wecom', code }));
+  const bound = await post(`${gateway}/api/v1/ecard/binding`, bindingForm, String(session['accessToken']));
+  expect(bound['card']).toMatchObject({ synced: true, status: 'active' });
+  const qr = await fetch(`${gateway}/api/v1/ecard/qr`, { headers: { authorization: `Bearer ${String(bound['accessToken'])}` } });
+  expect(((await qr.json()) as { code: string }).code).toMatch(/^CQ[A-Z2-7]{77}$/);
 
   const exited = new Promise<number | null>((resolve) => child?.once('exit', (code) => resolve(code)));
   child.kill('SIGINT');

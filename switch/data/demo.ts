@@ -298,6 +298,11 @@ export interface DemoCard {
   readonly personNumber: string;
   readonly name: string;
   readonly initialPassword: string;
+  /** What the e-card binding form asks for (guide figure 3). */
+  readonly holderType: 'student' | 'staff';
+  readonly documentType: 'resident_id' | 'passport';
+  readonly documentNumber: string;
+  readonly phone: string;
 }
 
 export interface DemoTerminal {
@@ -335,6 +340,10 @@ export function demoDoc(seed: string | number = DEFAULT_DEMO_SEED): DemoDoc {
       personNumber: c.personNumber,
       name: c.name,
       initialPassword: initialPassword(c.documentNumber),
+      holderType: c.holderType,
+      documentType: c.documentType,
+      documentNumber: c.documentNumber,
+      phone: c.phone,
     })),
     canteenPos: demoTerminal(campus.terminals, 'XY-CANTEEN1-01'),
     settlementPos: demoTerminal(campus.terminals, 'XY-BATH-SETTLE-01'),
