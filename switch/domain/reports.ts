@@ -3,6 +3,7 @@
 // from the shard journals. Nothing here changes money.
 import type { SwitchContext } from '../context.js';
 import { InvalidArgumentError } from '../errors.js';
+import { auditLedger, type AuditOptions, type AuditReport } from '../ledger/audit.js';
 import { forEachShard, JournalFormatError, journalPages, parseJournalEntry, type RawStreamEntry } from '../ledger/journal.js';
 import {
   PageTokenCodec,
@@ -296,4 +297,11 @@ export async function settlementReport(ctx: SwitchContext, merchantId: string, d
   }
   total.netFen = total.paidFen - total.refundedFen;
   return { merchantId, day, terminals, total };
+}
+
+export { DEFAULT_STATEMENT_PAGE_SIZE, MAX_STATEMENT_PAGE_SIZE } from '../ledger/statement.js';
+
+/** The conservation audit of the whole ledger (ledger/audit.ts), for the operator's Audit call. */
+export function auditSwitchLedger(ctx: SwitchContext, options: AuditOptions): Promise<AuditReport> {
+  return auditLedger(ctx.redis, ctx.keys, options);
 }

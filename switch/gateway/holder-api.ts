@@ -16,11 +16,17 @@ import {
   unbindEcard,
 } from '../domain/ecard.js';
 import { checkUtilityTarget } from '../domain/fees.js';
-import { StatementReader, STATEMENT_CATEGORIES, type StatementCategory, type StatementEntry } from '../domain/reports.js';
+import {
+  DEFAULT_STATEMENT_PAGE_SIZE,
+  MAX_STATEMENT_PAGE_SIZE,
+  StatementReader,
+  STATEMENT_CATEGORIES,
+  type StatementCategory,
+  type StatementEntry,
+} from '../domain/reports.js';
 import { bearerToken, type AuthenticatedSession, type Sessions } from '../domain/sessions.js';
 import type { IdentityProviders } from '../identity/index.js';
 import type { FeeAnswer } from '../ledger/money.js';
-import { DEFAULT_STATEMENT_PAGE_SIZE, MAX_STATEMENT_PAGE_SIZE } from '../ledger/statement.js';
 import type { GatewayRequest, GatewayResponse, Route } from './http.js';
 
 export interface HolderApiDeps {

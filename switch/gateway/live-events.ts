@@ -10,7 +10,7 @@ import type { SwitchContext } from '../context.js';
 import { InvalidArgumentError, PermissionDeniedError } from '../errors.js';
 import { requireBoundCard } from '../domain/ecard.js';
 import type { Sessions } from '../domain/sessions.js';
-import { cardEventsSince, compareEventIds, isEventId, parseAnnouncement, type CardEvent } from '../ledger/events.js';
+import { compareEventIds, isEventId, missedCardEvents, parseAnnouncement, type CardEvent } from '../domain/card-events.js';
 import type { Admission, SocketHandle, UpgradeRequest, WebSocketHub } from './ws.js';
 
 export const EVENTS_PATH = '/api/v1/events';
@@ -159,7 +159,7 @@ export class LiveEvents {
     if (state.pending !== undefined || state.lastId === '') return;
     state.pending = [];
     const cardNo = (state.handle.data as SocketData).cardNo;
-    cardEventsSince(this.ctx.redis, this.ctx.keys, cardNo, state.lastId)
+    missedCardEvents(this.ctx, cardNo, state.lastId)
       .then(({ events, gap }) => {
         const pending = state.pending ?? [];
         state.pending = undefined;

@@ -16,6 +16,7 @@ import type { SwitchContext } from '../context.js';
 import { requireCardPassword } from '../domain/card-password.js';
 import { checkCardNumber, resolveCardholder } from '../domain/cardholder.js';
 import {
+  auditSwitchLedger,
   settlementReport,
   StatementReader,
   type StatementCategory,
@@ -24,7 +25,7 @@ import {
   type StatementResult,
   type TerminalTakings,
 } from '../domain/reports.js';
-import { auditLedger, AuditCancelledError, type AuditReport } from '../ledger/audit.js';
+import { AuditCancelledError, type AuditReport } from '../ledger/audit.js';
 import { JournalReadCancelledError } from '../ledger/journal.js';
 import { DEFAULT_STATEMENT_PAGE_SIZE, MAX_STATEMENT_PAGE_SIZE } from '../ledger/statement.js';
 import { CancelledError, InvalidArgumentError, NotFoundError, ResourceExhaustedError } from './errors.js';
@@ -166,7 +167,7 @@ export function auditHandler(ctx: SwitchContext): handleUnaryCall<AuditRequest, 
     if (auditRunning) throw new ResourceExhaustedError('an audit is already running on this switch; wait for it to finish and ask again');
     auditRunning = true;
     try {
-      const report = await auditLedger(ctx.redis, ctx.keys, { cancelled: call.cancelled });
+      const report = await auditSwitchLedger(ctx, { cancelled: call.cancelled });
       const log = report.ok ? ctx.log.info.bind(ctx.log) : ctx.log.error.bind(ctx.log);
       log({ accounts: report.accounts, entries: report.journalEntries, heldFen: report.heldFen, problems: report.problemCount, elapsedMs: report.elapsedMs }, report.ok ? 'audit: ledger sound' : 'audit: ledger NOT sound');
       return auditResponse(report);
