@@ -5,7 +5,7 @@ import type { SwitchContext } from '../context.js';
 import { campusDayKey } from '../ledger/ledger.js';
 import { LedgerInvariantError } from '../ledger/ledger.js';
 import { initialPassword, needsRehash, PIN_PATTERN } from './password.js';
-import { InvalidArgumentError, NotFoundError, PasswordLockedError, ResourceExhaustedError, WrongPasswordError } from '../errors.js';
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError, PasswordLockedError, ResourceExhaustedError, WrongPasswordError } from '../errors.js';
 
 export const MAX_PASSWORD_ATTEMPTS_PER_DAY = 5;
 
@@ -33,6 +33,8 @@ async function passwordScript(ctx: SwitchContext, cardNo: string, args: readonly
   if (![1, 2, 3, 4, 5].includes(Number(code))) throw new LedgerInvariantError(`password.lua answered code ${String(code)}`);
   return { code: Number(code), attemptsLeft: Number(left), storedHash: String(hash ?? ''), initial: initial === '1', documentNumber: String(docn ?? '') };
 }
+
+const PASSWORD_FORMAT = { reason: 'INVALID_PASSWORD', zh: '请输入6位数字卡密码', field: 'password' } as const;
 
 /** The refusal of a check that found as many checks of the card in flight as attempts left. */
 export function passwordBusyError(): ResourceExhaustedError {
@@ -73,8 +75,8 @@ export async function checkCardPassword(ctx: SwitchContext, cardNo: string, pin:
 
 /** For the kiosk and phone: throws the gRPC-mapped refusal unless the password is right. */
 export async function requireCardPassword(ctx: SwitchContext, cardNo: string, pin: string): Promise<void> {
-  if (pin === '') throw new InvalidArgumentError('password is required (the 6-digit card password)');
-  if (!PIN_PATTERN.test(pin)) throw new InvalidArgumentError('password must be exactly 6 digits');
+  if (pin === '') throw new InvalidArgumentError('password is required (the 6-digit card password)', PASSWORD_FORMAT);
+  if (!PIN_PATTERN.test(pin)) throw new InvalidArgumentError('password must be exactly 6 digits', PASSWORD_FORMAT);
   const check = await checkCardPassword(ctx, cardNo, pin);
   if (check.ok) return;
   if (check.reason === 'unknown_card') throw new NotFoundError(`card ${cardNo} does not exist`);
@@ -85,16 +87,20 @@ export async function requireCardPassword(ctx: SwitchContext, cardNo: string, pi
 
 /** Old password checked (and counted), new one must differ from it and from the initial one. */
 export async function changeCardPassword(ctx: SwitchContext, cardNo: string, oldPin: string, newPin: string): Promise<void> {
-  if (!PIN_PATTERN.test(newPin)) throw new InvalidArgumentError('new_password must be exactly 6 digits');
-  if (newPin === oldPin) throw new InvalidArgumentError('new_password must differ from the old password');
+  if (!PIN_PATTERN.test(newPin)) throw new InvalidArgumentError('new_password must be exactly 6 digits', { reason: 'INVALID_NEW_PASSWORD', zh: '新密码应为6位数字', field: 'newPassword' });
+  if (newPin === oldPin) throw new InvalidArgumentError('new_password must differ from the old password', { reason: 'NEW_PASSWORD_SAME', zh: '新密码不能与原密码相同', field: 'newPassword' });
   await requireCardPassword(ctx, cardNo, oldPin);
   const state = await passwordScript(ctx, cardNo, ['state']);
   if (state.documentNumber !== '' && state.documentNumber.length >= 6 && newPin === initialPassword(state.documentNumber)) {
-    throw new InvalidArgumentError('new_password must not be the initial password (the last six characters of the document number)');
+    throw new InvalidArgumentError('new_password must not be the initial password (the last six characters of the document number)', {
+      reason: 'NEW_PASSWORD_INITIAL',
+      zh: '新密码不能是初始密码（证件号后六位）',
+      field: 'newPassword',
+    });
   }
   const newHash = await ctx.passwords.hash(newPin, ctx.config.passwordScryptN);
   const result = await passwordScript(ctx, cardNo, ['set', state.storedHash, newHash, '1']);
-  if (result.code === 3) throw new InvalidArgumentError('the password was changed at the same time elsewhere; try again');
+  if (result.code === 3) throw new AlreadyExistsError('the password was changed at the same time elsewhere; check it and try again', { reason: 'PASSWORD_CHANGED_MEANWHILE', zh: '密码刚被修改，请核对后重试' });
   if (result.code === 2) throw new PasswordLockedError();
 }
 

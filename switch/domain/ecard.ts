@@ -9,7 +9,8 @@
 // bound to the user, and counts as no binding).
 import { randomBytes } from 'node:crypto';
 import type { SwitchContext } from '../context.js';
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, type RefusalDetails } from '../errors.js';
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError, type RefusalDetails } from '../errors.js';
+import { LedgerInvariantError } from '../ledger/ledger.js';
 import type { CardStatusCode, EcardBindingCode } from '../ledger/ledger.js';
 import { CAMPUS_QR_REFRESH_MS } from '../qr/format.js';
 import { campusQrCodecOf } from './campus-qr.js';
@@ -123,7 +124,7 @@ function bindingRefusal(code: EcardBindingCode, cardNo: string): Error | undefin
         field: 'personNumber',
       });
     case 'not_bound_to_user':
-      return new FailedPreconditionError(`card ${cardNo} is not bound to this user`, NOT_BOUND);
+      return new PermissionDeniedError(`card ${cardNo} is not bound to this user`, NOT_BOUND);
   }
 }
 
@@ -287,7 +288,7 @@ export async function unbindEcard(ctx: SwitchContext, userId: string, password: 
   try {
     await withUserLock(ctx, userId, async () => {
       cardNo = await boundCardOf(ctx, userId);
-      if (cardNo === '') throw new FailedPreconditionError('this user has no card bound', NOT_BOUND);
+      if (cardNo === '') throw new PermissionDeniedError('this user has no card bound', NOT_BOUND);
       await requireCardPassword(ctx, cardNo, password);
       const unbound = await ctx.ledger.ecardBinding('unbind', cardNo, userId);
       const refusal = bindingRefusal(unbound.code, cardNo);
@@ -319,14 +320,14 @@ export interface EcardSummary {
 
 function wholeFen(text: string | null | undefined, what: string): number {
   const value = Number(text ?? '0');
-  if (!Number.isSafeInteger(value)) throw new RangeError(`${what} is not a whole number of fen`);
+  if (!Number.isSafeInteger(value)) throw new LedgerInvariantError(`the account's ${what} is not a whole number of fen`);
   return value;
 }
 
 /** The bound card of `userId` in one read; refused when the card is no longer bound to the user. */
 export async function ecardSummary(ctx: SwitchContext, userId: string, cardNo: string): Promise<EcardSummary> {
   const [bal, wal, st, sync, name, ht, pwdinit, eu, ebt] = await ctx.redis.hmget(ctx.keys.account(cardNo), 'bal', 'wal', 'st', 'sync', 'name', 'ht', 'pwdinit', 'eu', 'ebt');
-  if (eu !== userId) throw new FailedPreconditionError(`card ${cardNo} is not bound to this user`, NOT_BOUND);
+  if (eu !== userId) throw new PermissionDeniedError(`card ${cardNo} is not bound to this user`, NOT_BOUND);
   return {
     cardNumber: cardNo,
     maskedName: maskName(name ?? ''),
@@ -343,12 +344,14 @@ export async function ecardSummary(ctx: SwitchContext, userId: string, cardNo: s
 /** Throws unless `cardNo` is bound to `userId` now. */
 export async function requireBoundCard(ctx: SwitchContext, userId: string, cardNo: string): Promise<void> {
   if (cardNo === '' || (await ctx.redis.hget(ctx.keys.account(cardNo), 'eu')) !== userId) {
-    throw new FailedPreconditionError('no card is bound to this user', NOT_BOUND);
+    throw new PermissionDeniedError('no card is bound to this user', NOT_BOUND);
   }
 }
 
 export interface IssuedCampusQr {
   readonly code: string;
+  /** The code's single-use id: a live `payment` event with this `qrCodeId` means a POS took it. */
+  readonly codeId: string;
   readonly issuedAtMs: number;
   /** The code is refused after this (the page shows a new one well before). */
   readonly expiresAtMs: number;
@@ -359,14 +362,18 @@ export interface IssuedCampusQr {
 /** A new campus QR code for the bound card: only for an active, synced card bound to this user. */
 export async function issueCampusQr(ctx: SwitchContext, userId: string, cardNo: string): Promise<IssuedCampusQr> {
   const [st, sync, eu, eq] = await ctx.redis.hmget(ctx.keys.account(cardNo), 'st', 'sync', 'eu', 'eq');
-  if (eu !== userId) throw new FailedPreconditionError(`card ${cardNo} is not bound to this user`, NOT_BOUND);
+  if (eu !== userId) throw new PermissionDeniedError(`card ${cardNo} is not bound to this user`, NOT_BOUND);
   const refusal = statusRefusal(LEDGER_STATUS[st ?? ''], 'no campus QR code is issued');
   if (refusal !== undefined) throw refusal;
   if (sync !== '1') throw new FailedPreconditionError('the card (a replacement card?) has not been tapped on any terminal yet', NOT_SYNCED);
   const nowMs = ctx.now();
-  const code = campusQrCodecOf(ctx).issue(cardNo, Number(eq ?? '0'), nowMs);
+  const codec = campusQrCodecOf(ctx);
+  const code = codec.issue(cardNo, Number(eq ?? '0'), nowMs);
   const issuedAtMs = Math.floor(nowMs / 1000) * 1000;
-  return { code, issuedAtMs, expiresAtMs: issuedAtMs + ctx.config.campusQr.validSec * 1000, refreshAtMs: nowMs + CAMPUS_QR_REFRESH_MS };
+  const validMs = ctx.config.campusQr.validSec * 1000;
+  // A new code every 30 s (the guide), and always well before this one expires when codes live shorter.
+  const refreshAtMs = nowMs + Math.min(CAMPUS_QR_REFRESH_MS, Math.floor(validMs / 2));
+  return { code, codeId: codec.open(code)?.codeId ?? '', issuedAtMs, expiresAtMs: issuedAtMs + validMs, refreshAtMs };
 }
 
 

@@ -58,8 +58,14 @@ export class LiveEvents {
     subscriber.on('message', (_channel: string, message: string) => this.announce(message));
     let connectedBefore = false;
     subscriber.on('ready', () => {
-      // Back after a drop: announcements made meanwhile were lost; every socket reads its stream.
-      if (connectedBefore) for (const state of this.byHandle.values()) this.catchUp(state);
+      // Back after a drop: announcements made meanwhile were lost; every socket reads its stream from
+      // its last event, and one that has had none yet is told to reload.
+      if (connectedBefore) {
+        for (const state of this.byHandle.values()) {
+          if (state.lastId === '') this.hub?.sendTo(state.handle, JSON.stringify({ type: 'resync' }));
+          else this.catchUp(state);
+        }
+      }
       connectedBefore = true;
     });
     await subscriber.connect();
