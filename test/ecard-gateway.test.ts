@@ -242,6 +242,12 @@ describe('sessions', () => {
     expect(refreshed.status).toBe(200);
     const fresh = refreshed.body['accessToken'] as string;
     expect((await http('GET', '/api/v1/ecard', fresh)).status).toBe(403);
+    const boundToken = (await http('POST', '/api/v1/session/refresh', '', { refreshToken: (await signIn('sunqi2')).refreshToken })).body['accessToken'] as string;
+    const live = await events(boundToken);
+    const closed = new Promise<number>((resolve) => live.ws.once('close', (code) => resolve(code)));
+    expect((await http('DELETE', '/api/v1/session', boundToken)).status).toBe(200);
+    // The page's socket of that session closes (every gateway hears of the logout on the events channel).
+    expect(await closed).toBe(4001);
     const logout = await http('DELETE', '/api/v1/session', fresh);
     expect(logout.status).toBe(200);
     expect(errorOf(await http('GET', '/api/v1/ecard', fresh)).code).toBe('SESSION_ENDED');

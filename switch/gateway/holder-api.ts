@@ -5,6 +5,7 @@
 import type { SwitchContext } from '../context.js';
 import { InvalidArgumentError, PermissionDeniedError } from '../errors.js';
 import { changeCardPassword, requireCardPassword } from '../domain/card-password.js';
+import { sessionEnded } from '../domain/card-events.js';
 import { cancelCardLoss, reportCardLost } from '../domain/card-status.js';
 import {
   bindEcard,
@@ -33,8 +34,6 @@ export interface HolderApiDeps {
   readonly ctx: SwitchContext;
   readonly sessions: Sessions;
   readonly identity: IdentityProviders;
-  /** Told when a session ends on this gateway, so its open sockets close. */
-  readonly onSessionEnded?: (sessionId: string) => void;
 }
 
 const NOT_BOUND = { reason: 'NOT_BOUND', zh: '尚未绑定校园卡，请先完成绑定' };
@@ -101,7 +100,8 @@ async function refresh(deps: HolderApiDeps, req: GatewayRequest): Promise<Gatewa
 async function logout(deps: HolderApiDeps, req: GatewayRequest): Promise<GatewayResponse> {
   const session = await caller(deps, req);
   await deps.sessions.logout(session.sessionId);
-  deps.onSessionEnded?.(session.sessionId);
+  // Its pages' sockets close on every gateway (they would otherwise keep getting events).
+  await sessionEnded(deps.ctx, session.sessionId);
   return ok({ loggedOut: true });
 }
 

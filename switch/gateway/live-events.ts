@@ -10,7 +10,7 @@ import type { SwitchContext } from '../context.js';
 import { InvalidArgumentError, PermissionDeniedError } from '../errors.js';
 import { requireBoundCard } from '../domain/ecard.js';
 import type { Sessions } from '../domain/sessions.js';
-import { compareEventIds, isEventId, missedCardEvents, parseAnnouncement, type CardEvent } from '../domain/card-events.js';
+import { compareEventIds, isEventId, missedCardEvents, parseAnnouncement, sessionEndedIn, type CardEvent } from '../domain/card-events.js';
 import type { Admission, SocketHandle, UpgradeRequest, WebSocketHub } from './ws.js';
 
 export const EVENTS_PATH = '/api/v1/events';
@@ -120,14 +120,19 @@ export class LiveEvents {
     return this.byHandle.size;
   }
 
-  /** Closes this gateway's sockets of one session (logout); other gateways' close when the token is checked again. */
-  endSession(sessionId: string): void {
+  /** Closes this gateway's sockets of one session (told by the events channel: a logout on any gateway). */
+  private endSession(sessionId: string): void {
     for (const state of [...this.byHandle.values()]) {
       if ((state.handle.data as SocketData).sessionId === sessionId) this.hub?.close(state.handle, CLOSE_SESSION_ENDED, 'session ended');
     }
   }
 
   private announce(message: string): void {
+    const endedSession = sessionEndedIn(message);
+    if (endedSession !== undefined) {
+      this.endSession(endedSession);
+      return;
+    }
     const unbound = UNBOUND_ANNOUNCEMENT.exec(message);
     if (unbound !== null) {
       // The binding ended (on any gateway): its pages stop getting events at once.

@@ -49,7 +49,7 @@ export async function serveGateway(ctx: SwitchContext): Promise<RunningHolderGat
   const identity = new IdentityProviders(config.identity, log, { now: ctx.now });
   const liveEvents = new LiveEvents(ctx, sessions);
   await liveEvents.start();
-  const routes: Route[] = [...holderRoutes({ ctx, sessions, identity, onSessionEnded: (sid) => liveEvents.endSession(sid) }), openApiRoute()];
+  const routes: Route[] = [...holderRoutes({ ctx, sessions, identity }), openApiRoute()];
   if (config.gateway.benchHello) {
     // The bench's like-for-like baseline: the cheapest route this uWS process can serve.
     routes.push({ method: 'GET', path: '/bench/hello', handler: () => Promise.resolve({ status: 200, body: 'hello' }) });

@@ -167,3 +167,15 @@ function trimmedAfter(info: unknown, sinceId: string): boolean {
   const maxDeleted = at >= 0 ? info[at + 1] : undefined;
   return typeof maxDeleted === 'string' && isEventId(maxDeleted) && compareEventIds(maxDeleted, sinceId) > 0;
 }
+
+/** Tells every gateway that a session ended (logout), so each closes that session's open sockets. */
+export async function announceSessionEnded(redis: Redis, keys: Keys, sessionId: string): Promise<void> {
+  await redis.publish(keys.eventsChannel(), `${SESSION_ENDED_PREFIX}${sessionId}`);
+}
+
+/** The session id of a session-ended announcement, or undefined for any other message. */
+export function sessionEndedIn(message: string): string | undefined {
+  return message.startsWith(SESSION_ENDED_PREFIX) ? message.slice(SESSION_ENDED_PREFIX.length) : undefined;
+}
+
+const SESSION_ENDED_PREFIX = 'session-ended\n';
