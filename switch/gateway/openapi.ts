@@ -81,7 +81,7 @@ const IDENTITY_UNAVAILABLE = r(503, 'IDENTITY_UNAVAILABLE', '身份认证服务�
 
 // The card as bound to the caller.
 const NOT_BOUND_TOKEN = r(403, 'NOT_BOUND', '尚未绑定校园卡，请先完成绑定', 'the access token names no card: bind one first (or use the access token the binding answered)');
-const NOT_BOUND_NOW = r(409, 'NOT_BOUND', '尚未绑定校园卡，请先完成绑定', 'the card of the token is no longer bound to this user');
+const NOT_BOUND_NOW = r(403, 'NOT_BOUND', '尚未绑定校园卡，请先完成绑定', 'the card of the token is no longer bound to this user');
 const BOUND = [NOT_BOUND_TOKEN, NOT_BOUND_NOW] as const;
 
 // Card passwords (switch/domain/card-password.ts, switch/errors.ts).
