@@ -60,6 +60,8 @@ export interface GatewayConfig {
   readonly wsIdleTimeoutSec: number;
   /** Most WebSockets open at once; beyond it a new one is refused with 503. */
   readonly wsMaxSockets: number;
+  /** Most WebSockets of one card on one gateway (a holder's tabs and devices); beyond it 429. */
+  readonly wsMaxPerCard: number;
   /** Serve GET /bench/hello (the bench's baseline route); off in production. */
   readonly benchHello: boolean;
 }
@@ -209,6 +211,7 @@ export function loadConfig(env: Env = process.env): Config {
       wsMaxBackpressureBytes: r.integer('GATEWAY_WS_MAX_BACKPRESSURE_BYTES', 64 * 1024, 1024, 16 * 1024 * 1024),
       wsIdleTimeoutSec: r.integer('GATEWAY_WS_IDLE_TIMEOUT_SEC', 120, 8, 3600),
       wsMaxSockets: r.integer('GATEWAY_WS_MAX_SOCKETS', 50_000, 1, 1_000_000),
+      wsMaxPerCard: r.integer('GATEWAY_WS_MAX_PER_CARD', 32, 1, 1000),
       benchHello: r.choice('GATEWAY_BENCH_HELLO', 'false', ['true', 'false']) === 'true',
     },
     sessions: {

@@ -38,6 +38,7 @@ beforeAll(async () => {
     WECHAT_APP_SECRET: CREDS.appSecret,
     SESSION_ACCESS_TTL_SEC: String(ACCESS_TTL_SEC),
     GATEWAY_MAX_BODY_BYTES: '4096',
+    GATEWAY_WS_MAX_PER_CARD: '3',
   });
   base = `http://127.0.0.1:${app.gateway?.port}`;
   await app.terminals.register(POS_TERMINAL);
@@ -271,6 +272,10 @@ describe('the campus QR code and live events', () => {
     expect(Date.now() - sentAt).toBeLessThan(1000);
     expect(event).toMatchObject({ approved: true, amountFen: 1250, balanceFen: 8750, credential: 'campus_qr', merchantId: POS_TERMINAL.merchantId, location: POS_TERMINAL.location });
     expect(event['qrCodeId']).toBeTypeOf('string');
+    // One card's sockets are bounded (GATEWAY_WS_MAX_PER_CARD, here 3): the fourth is refused 429.
+    const more = [await events(token), await events(token)];
+    await expect(events(token)).rejects.toThrow(/429/);
+    for (const extra of more) extra.ws.close();
     const replay = await payWithQr(code, 1250);
     expect(replay.declineReason).toBe(DeclineReason.DECLINE_REASON_QR_USED);
     expect(await live.next('payment')).toMatchObject({ approved: false, declineReason: 'QR_USED', balanceFen: 8750 });

@@ -7,7 +7,7 @@
 // socket catches up from its last event id once it is back.
 import { Redis } from 'ioredis';
 import type { SwitchContext } from '../context.js';
-import { InvalidArgumentError, PermissionDeniedError } from '../errors.js';
+import { InvalidArgumentError, PermissionDeniedError, ResourceExhaustedError } from '../errors.js';
 import { requireBoundCard } from '../domain/ecard.js';
 import type { Sessions } from '../domain/sessions.js';
 import { compareEventIds, isEventId, missedCardEvents, parseAnnouncement, sessionEndedIn, type CardEvent } from '../domain/card-events.js';
@@ -87,6 +87,10 @@ export class LiveEvents {
     const session = await this.sessions.authenticate(bearer?.slice(BEARER_PROTOCOL_PREFIX.length) ?? '');
     if (session.cardNo === '') throw new PermissionDeniedError('no card is bound to this user', { reason: 'NOT_BOUND', zh: '尚未绑定校园卡，请先完成绑定' });
     await requireBoundCard(this.ctx, session.userId, session.cardNo);
+    // One holder's token cannot eat the gateway's sockets: a bound per card.
+    if ((this.byCard.get(session.cardNo)?.size ?? 0) >= this.ctx.config.gateway.wsMaxPerCard) {
+      throw new ResourceExhaustedError(`this card has ${this.ctx.config.gateway.wsMaxPerCard} live-event sockets open already; close one`, { reason: 'TOO_MANY_CONNECTIONS', zh: '打开的页面过多，请关闭其他页面后重试' });
+    }
     const since = upgrade.query.get('since') ?? '';
     if (since !== '' && !isEventId(since)) throw new InvalidArgumentError('since must be an event id like 1732945200000-0', { reason: 'INVALID_FIELD', zh: '请刷新页面后重试', field: 'since' });
     const data: SocketData = { userId: session.userId, sessionId: session.sessionId, cardNo: session.cardNo, since };

@@ -130,6 +130,7 @@ const FEE_ARGUMENT = r(400, 'INVALID_ARGUMENT', GENERIC_ZH.INVALID_ARGUMENT, `am
 const IDEMPOTENCY_CONFLICT = r(409, 'IDEMPOTENCY_CONFLICT', GENERIC_ZH.IDEMPOTENCY_CONFLICT, 'this requestId was already used for a different fee (other amount or target): use a new requestId');
 
 // The events socket.
+const TOO_MANY_CARD_SOCKETS = r(429, 'TOO_MANY_CONNECTIONS', '打开的页面过多，请关闭其他页面后重试', 'GATEWAY_WS_MAX_PER_CARD sockets of this card are open on this gateway; close one');
 const TOO_MANY_CONNECTIONS = r(503, 'TOO_MANY_CONNECTIONS', '连接人数较多，请稍后再试', 'GATEWAY_WS_MAX_SOCKETS sockets are open; retry later', { retryAfterSec: 5 });
 const NOT_A_HANDSHAKE = r(404, 'NOT_FOUND', '找不到该页面或接口', 'a plain GET without the WebSocket handshake headers: there is no HTTP resource here');
 const PROTOCOL_REQUIRED = r(400, 'PROTOCOL_REQUIRED', '请刷新页面后重试', `the subprotocol ${EVENTS_PROTOCOL} was not offered`);
@@ -906,7 +907,7 @@ const paths: Record<string, unknown> = {
             'Sec-WebSocket-Protocol': { description: 'The chosen subprotocol.', schema: { type: 'string', enum: [EVENTS_PROTOCOL] } },
           },
         },
-        ...errorResponses([PROTOCOL_REQUIRED, INVALID_SINCE, ...AUTH, ...BOUND, NOT_A_HANDSHAKE, TOO_MANY_CONNECTIONS, UNAVAILABLE, INTERNAL]),
+        ...errorResponses([PROTOCOL_REQUIRED, INVALID_SINCE, ...AUTH, ...BOUND, NOT_A_HANDSHAKE, TOO_MANY_CARD_SOCKETS, TOO_MANY_CONNECTIONS, UNAVAILABLE, INTERNAL]),
       },
       'x-websocket-messages': {
         subprotocol: EVENTS_PROTOCOL,

@@ -6,6 +6,7 @@ import type { Keys } from './keys.js';
 
 /** Most events one catch-up returns; a page further behind is told to reload (`resync`). */
 export const MAX_CATCH_UP_EVENTS = 200;
+// (A card's stream is trimmed at about 100-200 events: includes/event.lua.)
 const STREAM_ID_PATTERN = /^\d{1,15}-\d{1,15}$/;
 
 export type CardEventType = 'payment' | 'reversal' | 'refund' | 'recharge' | 'card_status' | 'fee' | 'fee_returned';

@@ -3,7 +3,9 @@
 -- `eu`, the bound user) have events; for every other card this costs one field read. The PUBLISH on
 -- the events channel is a doorbell for the gateways ("<card>\n<event id>\n<field>\n<value>..."); a
 -- gateway that missed it reads the stream when the page reconnects with its last event id.
-local EVENT_STREAM_MAX_LENGTH = 200
+-- About a week of a busy holder's events (resuming further back gets a resync); ~ lets Redis trim
+-- whole nodes only, so a stream holds up to about twice this.
+local EVENT_STREAM_MAX_LENGTH = 100
 local function emitCardEvent(boundUser, eventsKey, channel, ttlSec, cardNo, fields)
   if not boundUser or boundUser == '' then return end
   local id = redis.call('XADD', eventsKey, 'MAXLEN', '~', EVENT_STREAM_MAX_LENGTH, '*', unpack(fields))
