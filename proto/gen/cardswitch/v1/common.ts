@@ -445,7 +445,7 @@ export interface Credential {
   card?:
     | CardTap
     | undefined;
-  /** The campus QR code shown by the e-card page (refreshes every 30 s, single use). */
+  /** The campus QR code shown by the e-card page (refreshes every 30 s, single use; see CampusQr). */
   campusQr?:
     | CampusQr
     | undefined;
@@ -459,7 +459,15 @@ export interface CardTap {
 }
 
 export interface CampusQr {
-  /** The QR payload exactly as scanned. */
+  /**
+   * The QR payload exactly as scanned: "CQ" + 77 characters of A-Z 2-7 (79 in all, RFC 4648 base32 of
+   * 48 bytes: version 1, the issue time in seconds, a 12-byte nonce, the sealed card number and QR epoch,
+   * an AES-256-GCM tag; docs/campus-qr.md). It starts with letters, so it is never an Alipay (digits,
+   * 25-30...) or WeChat (18 digits, 10-15...) payment code. It pays once, within 60 s of being issued,
+   * while the card's e-card binding lasts and the card is not lost, frozen or replaced; otherwise the
+   * answer is declined DECLINE_REASON_QR_USED / _QR_EXPIRED / _QR_INVALID and carries no card number or
+   * balance. Only Authorize (and Reverse of its payment) take it.
+   */
   payload: string;
 }
 
