@@ -347,6 +347,13 @@ describe('the holder API', () => {
     expect((await http('POST', '/api/v1/ecard/fees/network', token, fee)).body).toEqual(paidFee.body);
     const electricity = await http('POST', '/api/v1/ecard/fees/electricity', token, { requestId: 78, building: '学4', room: '402', amountFen: 1000, password: PIN });
     expect(electricity.body).toMatchObject({ outcome: 'paid', balanceAfterFen: 95_500 });
+    // The same new fee request 300 times at once: paid once; the others replay it or are told to retry.
+    const burst = await Promise.all(Array.from({ length: 300 }, () => http('POST', '/api/v1/ecard/fees/network', token, { ...fee, requestId: 79 })));
+    const paidOnce = burst.filter((a) => a.status === 200);
+    expect(paidOnce.length).toBeGreaterThanOrEqual(1);
+    expect(new Set(paidOnce.map((a) => JSON.stringify(a.body))).size).toBe(1);
+    expect(burst.every((a) => a.status === 200 || errorOf(a).code === 'PASSWORD_BUSY')).toBe(true);
+    expect(Number(await app.redis.hget(app.keys.account('8301'), 'bal'))).toBe(93_500);
     const changed = await http('POST', '/api/v1/ecard/password', token, { oldPassword: PIN, newPassword: '975310' });
     expect(changed.status).toBe(200);
     expect(errorOf(await http('POST', '/api/v1/ecard/loss/cancel', token, { password: PIN })).code).toBe('WRONG_PASSWORD');
