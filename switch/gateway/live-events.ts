@@ -137,6 +137,9 @@ export class LiveEvents {
       this.endSession(endedSession);
       return;
     }
+    // Every event of every bound card comes by: most are for cards with no page open here, and cost
+    // only this look-up.
+    if (!this.byCard.has(message.slice(0, message.indexOf('\n')))) return;
     const unbound = UNBOUND_ANNOUNCEMENT.exec(message);
     if (unbound !== null) {
       // The binding ended (on any gateway): its pages stop getting events at once.

@@ -53,7 +53,9 @@ const DECLINE_REASONS: Readonly<Record<string, string>> = {
 };
 const STATUS_NAMES: Readonly<Record<string, string>> = { A: 'active', L: 'lost', F: 'frozen', C: 'cancelled' };
 
-function fieldMap(flat: readonly string[]): Map<string, string> {
+/** A stream entry holds one field `e`: "<field>\n<value>\n..." (includes/event.lua). */
+function fieldMap(entry: readonly string[]): Map<string, string> {
+  const flat = entry.length === 2 && entry[0] === 'e' ? (entry[1] ?? '').split('\n') : entry;
   const fields = new Map<string, string>();
   for (let i = 0; i + 1 < flat.length; i += 2) fields.set(flat[i] as string, flat[i + 1] as string);
   return fields;
