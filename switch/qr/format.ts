@@ -29,7 +29,9 @@ export const SEALED_BYTES = 14;
 export const TAG_BYTES = 16;
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-const DECODE = new Map([...ALPHABET].map((c, i) => [c, i] as const));
+/** Character code -> 5-bit value, -1 outside the alphabet (a table: this runs for every code a POS scans). */
+const DECODE = new Int8Array(128).fill(-1);
+for (let i = 0; i < ALPHABET.length; i++) DECODE[ALPHABET.charCodeAt(i)] = i;
 
 export function base32Encode(bytes: Uint8Array): string {
   let out = '';
@@ -54,9 +56,10 @@ export function base32Decode(text: string): Uint8Array | undefined {
   let buffer = 0;
   let bits = 0;
   let at = 0;
-  for (const c of text) {
-    const value = DECODE.get(c);
-    if (value === undefined) return undefined;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    const value = code < 128 ? (DECODE[code] ?? -1) : -1;
+    if (value < 0) return undefined;
     buffer = (buffer << 5) | value;
     bits += 5;
     if (bits >= 8) {
