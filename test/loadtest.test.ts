@@ -1,6 +1,7 @@
 // The load-test kit: the shared payload builders write exactly the bytes ts-proto writes, the answer
 // reader and labels agree with the generated types, the planner keeps its promises (unique keys, the
-// mix, PIN entry), and the bench harness runs end to end in --quick mode with a clean ledger check.
+// mix, PIN entry, one fresh code per campus QR payment), the campus file takes e-card users, and the
+// bench harness runs end to end in --quick mode (the e-card scenarios included) with a clean ledger check.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +27,8 @@ import { ArrivalClock, constantProfile, k6Stages, lunchRushProfile, peakRateOf, 
 import {
   answerLabel,
   authorizeCall,
+  CAMPUS_QR_ONLY_MIX,
+  campusQr,
   cardTap,
   inquireCall,
   LUNCH_RUSH_MIX,
@@ -76,6 +79,7 @@ const CALLS: readonly PosCall[] = [
   payment,
   authorizeCall('XY-SHOP1-01', Number.MAX_SAFE_INTEGER, 15_100, tap, '071231'),
   authorizeCall('T', 1, 1, { campusQr: { payload: 'qr-载荷-✓' } }),
+  authorizeCall('XY-CANTEEN1-01', 3, 1250, campusQr(`CQ${'A'.repeat(77)}`)),
   authorizeCall('T', 2, 100_000, { thirdParty: { code: '134567890123456789' } }),
   payment.rpc === 'Authorize' ? reverseCall(payment.message) : payment,
   inquireCall('XY-CANTEEN1-02', tap),
@@ -206,9 +210,33 @@ describe('traffic planner', () => {
     expect(share('water')).toBeCloseTo(0.05, 1);
   });
 
+  it('pays campus QR payments with the codes it is given, each once, and stops when there are none', () => {
+    let sequence = 0;
+    const codes = ['CQ-first', 'CQ-second'];
+    let next = 0;
+    const planner = new TrafficPlanner(smallCampus(), { mix: CAMPUS_QR_ONLY_MIX, seed: 3, nextSequence: () => ++sequence, nextCampusQr: () => codes[next++] });
+    const paid = [planner.next(), planner.next()];
+    expect(paid.map((p) => p.kind)).toEqual(['campus_qr', 'campus_qr']);
+    expect(paid.map((p) => (p.call.rpc === 'Authorize' && 'campusQr' in p.call.message.credential ? p.call.message.credential.campusQr.payload : ''))).toEqual(codes);
+    expect(paid.every((p) => ['canteen', 'shop'].includes(p.terminal.kind) && p.sequence > 0)).toBe(true);
+    expect(() => planner.next()).toThrow(/no campus QR code left/);
+    expect(() => new TrafficPlanner(smallCampus(), { mix: CAMPUS_QR_ONLY_MIX, seed: 3, nextSequence: () => 1 })).toThrow(/nextCampusQr/);
+  });
+
   it('parses mix overrides and refuses unknown kinds', () => {
     expect(parseMix('tap=1,water=0', LUNCH_RUSH_MIX).water).toBe(0);
     expect(() => parseMix('bogus=3', LUNCH_RUSH_MIX)).toThrow(/bogus/);
+  });
+});
+
+describe('campus file', () => {
+  it('takes bound e-card users with their session tokens, and refuses malformed ones', () => {
+    const user = { userId: 'wecom:k6-30000040', cardNo: '30000040', accessToken: 'aaa.bbb.ccc', refreshToken: 'ddd.eee.fff', sessionExpiresAtMs: 1_800_000_000_000 };
+    const campus = checkCampusFile({ ...smallCampus(), ecardUsers: [user] });
+    expect(campus.ecardUsers).toEqual([user]);
+    expect(checkCampusFile(smallCampus()).ecardUsers).toBeUndefined();
+    expect(() => checkCampusFile({ ...smallCampus(), ecardUsers: [{ ...user, accessToken: 'not a token' }] })).toThrow(/accessToken/);
+    expect(() => checkCampusFile({ ...smallCampus(), ecardUsers: [{ ...user, userId: 'bob' }] })).toThrow(/userId/);
   });
 });
 
@@ -242,11 +270,19 @@ describe('bench harness --quick', () => {
     const dir = mkdtempSync(join(tmpdir(), 'cardswitch-bench-test-'));
     try {
       const out = join(dir, 'latest.json');
-      const code = await benchMain(['--quick', '--duration', '1.5', '--cardholders', '500', '--h2load-requests', '500', '--out', out]);
+      const code = await benchMain(['--quick', '--duration', '1.5', '--cardholders', '500', '--h2load-requests', '500', '--websockets', '300', '--ws-hold', '0.5', '--out', out]);
       const result = JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown> & {
         scenarios: Record<string, unknown>[];
         baselines: Record<string, Record<string, unknown> | null>;
-        ledgerCheck: { passed: boolean; payments: { approvedByClients: number; journalEntries: number } };
+        ratios: Record<string, number | null>;
+        gateway: { users: number; runs: Record<string, unknown>[] } | null;
+        websockets: Record<string, unknown> | null;
+        liveEventCost: Record<string, unknown> | null;
+        ledgerCheck: {
+          passed: boolean;
+          payments: { approvedByClients: number; journalEntries: number };
+          campusQr: { passed: boolean; approvedByClients: number; inJournalOnce: number; usedMarks: number };
+        };
       };
       expect(Object.keys(result)).toEqual(expect.arrayContaining(['schema', 'machine', 'settings', 'scenarios', 'baselines', 'ratios', 'targets', 'ledgerCheck', 'passed']));
       const tapClosed = result.scenarios.find((s) => s['name'] === 'tap' && s['mode'] === 'closed');
@@ -275,6 +311,7 @@ describe('bench harness --quick', () => {
       } else {
         expect(rb?.note).toMatch(/apt-get install -y redis-tools/);
       }
+      checkEcardScenarios(result);
       expect(result.ledgerCheck.passed).toBe(true);
       expect(result.ledgerCheck.payments.journalEntries).toBe(result.ledgerCheck.payments.approvedByClients);
       expect(result['passed']).toBe(true);
@@ -282,5 +319,52 @@ describe('bench harness --quick', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 60_000);
+  }, 120_000);
 });
+
+/** The e-card scenarios of --quick: present, error-free, every QR approval once in the ledger, every socket open. */
+function checkEcardScenarios(result: {
+  scenarios: Record<string, unknown>[];
+  ratios: Record<string, number | null>;
+  gateway: { users: number; runs: Record<string, unknown>[] } | null;
+  websockets: Record<string, unknown> | null;
+  liveEventCost: Record<string, unknown> | null;
+  ledgerCheck: { campusQr: { passed: boolean; approvedByClients: number; inJournalOnce: number; usedMarks: number } };
+}): void {
+  const qr = result.scenarios.find((s) => s['name'] === 'qr' && s['mode'] === 'closed');
+  expect(qr?.['errors']).toBe(0);
+  expect(qr?.['boundCards']).toBe(true);
+  const qrRun = qr?.['campusQr'] as { codesMinted: number; codesSent: number; approvals: number; usedMarks: number; exhausted: boolean };
+  expect(qrRun.exhausted).toBe(false);
+  expect(qrRun.approvals).toBeGreaterThan(0);
+  expect(qrRun.approvals).toBe(qrRun.codesSent);
+  expect(qrRun.usedMarks).toBe(qrRun.approvals);
+  const qrLedger = result.ledgerCheck.campusQr;
+  expect(qrLedger.passed).toBe(true);
+  expect(qrLedger.inJournalOnce).toBe(qrLedger.approvedByClients);
+  expect(qrLedger.approvedByClients).toBe(qrRun.approvals);
+  const tapBound = result.scenarios.find((s) => s['name'] === 'tap-bound' && s['mode'] === 'closed');
+  expect(tapBound?.['errors']).toBe(0);
+  // Every approval of a bound card rang the live-event doorbell once; unbound taps never do.
+  expect((tapBound?.['redis'] as { publishes: number }).publishes).toBe((tapBound?.['outcomes'] as Record<string, number>)['approved']);
+  const tap = result.scenarios.find((s) => s['name'] === 'tap' && s['mode'] === 'closed');
+  expect((tap?.['redis'] as { publishes: number }).publishes).toBe(0);
+  expect(result.liveEventCost).not.toBeNull();
+  for (const name of ['qrClosedVsTapClosed', 'tapBoundClosedVsTapClosed', 'summaryClosedVsHelloClosed']) expect(result.ratios[name]).toBeGreaterThan(0);
+  const runs = result.gateway?.runs ?? [];
+  expect(runs.map((r) => r['name']).sort()).toEqual(['gateway-hello', 'gateway-summary']);
+  expect(result.gateway?.users).toBeGreaterThan(1);
+  for (const r of runs) {
+    expect(r['errors']).toBe(0);
+    expect(r['achievedRate']).toBeGreaterThan(0);
+    expect(Object.keys(r['statusCodes'] as object)).toEqual(['200']);
+  }
+  const ws = result.websockets;
+  expect(ws?.['requested']).toBe(300);
+  expect(ws?.['opened']).toBe(300);
+  expect(ws?.['serverOpenAfterHold']).toBe(300);
+  expect(ws?.['helloReceived']).toBe(300);
+  expect(ws?.['allOpenAtOnce']).toBe(true);
+  expect(ws?.['serverOpenAfterClose']).toBe(0);
+  expect(typeof ws?.['wsBytesPerSocket']).toBe('number');
+}

@@ -338,6 +338,9 @@ class Generator {
   private readonly kindOutcomes = new Map<string, Map<string, number>>();
   private readonly approvals = new GrowableFloats();
   private readonly waterApprovals = new GrowableFloats();
+  private readonly campusQrApprovals = new GrowableFloats();
+  private campusQrCodesSent = 0;
+  private campusQrExhausted = false;
   private readonly errorSamples: string[] = [];
   private sequenceCounter = 0;
   private sent = 0;
@@ -361,6 +364,8 @@ class Generator {
       partition: { index: s.workerIndex, count: s.workerCount },
       walletsOpen: true,
       nextSequence: () => s.sequenceBase + this.sequenceCounter++ * s.workerCount + s.workerIndex + 1,
+      // Pre-minted (the bench's main thread sealed them before the run): no AES on this thread's hot path.
+      nextCampusQr: () => s.campusQrCodes[this.campusQrCodesSent++],
     });
     const unary = s.client === 'raw' ? new RawTransport(s) : new NodeHttp2Transport(s, (m) => this.sample(m));
     this.transport = s.authorizeVia === 'stream' ? new SplitTransport(new StreamTransport(s, (m) => this.sample(m)), unary) : unary;
@@ -404,6 +409,7 @@ class Generator {
     this.count(call, label, endMs, detail);
     if (label === 'approved' && planned.call.rpc === 'Authorize' && planned.kind !== 'retry') this.approvals.push(planned.terminalIndex, planned.sequence);
     if (label === 'approved' && planned.call.rpc === 'WaterDebit') this.waterApprovals.push(planned.terminalIndex, planned.sequence);
+    if (label === 'approved' && planned.kind === 'campus_qr') this.campusQrApprovals.push(planned.terminalIndex, planned.sequence);
     this.planner.completed(planned, label, message === undefined ? undefined : Buffer.from(message));
     const entry = label === 'pin_required' && !this.stopping ? this.planner.pinEntry(planned) : undefined;
     if (entry !== undefined) this.send(entry, endMs, then);
@@ -470,6 +476,16 @@ class Generator {
     clearInterval(sweeper);
   }
 
+  /**
+   * True once the mix sends campus QR payments and every pre-minted code has been sent: the run ends
+   * there (a code pays once), and the result says so instead of paying with a used code.
+   */
+  private outOfCampusQrCodes(): boolean {
+    if (this.s.mix.campusQr === 0 || this.campusQrCodesSent < this.s.campusQrCodes.length) return false;
+    this.campusQrExhausted = true;
+    return true;
+  }
+
   private idleCheck(): void {
     if (this.stopping && this.inFlight.size === 0) this.onIdle?.();
   }
@@ -481,14 +497,14 @@ class Generator {
     const tick = (): void => {
       const now = nowMs();
       const due = clock.arrivalsBy(now - this.startAtMs);
-      while (next < due && this.inFlight.size < this.s.maxInFlight) {
+      while (next < due && this.inFlight.size < this.s.maxInFlight && !this.outOfCampusQrCodes()) {
         const intended = this.startAtMs + clock.timeOfArrival(next);
         if (intended >= this.windowStartMs && intended <= this.windowEndMs) this.offeredInWindow++;
         if (intended >= this.peakStartMs && intended <= this.peakEndMs) this.peakOffered++;
         next++;
         this.send(this.planner.next(), intended, afterCall);
       }
-      if (next >= clock.totalArrivals || now > drainUntilMs) {
+      if (next >= clock.totalArrivals || now > drainUntilMs || this.campusQrExhausted) {
         for (let i = next; i < clock.totalArrivals; i++) {
           const intended = this.startAtMs + clock.timeOfArrival(i);
           if (intended >= this.windowStartMs && intended <= this.windowEndMs) this.offeredInWindow++;
@@ -507,7 +523,7 @@ class Generator {
   private closedLoop(durationMs: number): void {
     const endMs = this.startAtMs + durationMs;
     const lane = (): void => {
-      if (nowMs() >= endMs) {
+      if (nowMs() >= endMs || this.outOfCampusQrCodes()) {
         this.stopping = true;
         this.idleCheck();
         return;
@@ -549,6 +565,9 @@ class Generator {
       offeredInWindow: this.offeredInWindow,
       approvals: this.approvals.finish(),
       waterApprovals: this.waterApprovals.finish(),
+      campusQrApprovals: this.campusQrApprovals.finish(),
+      campusQrCodesSent: Math.min(this.campusQrCodesSent, this.s.campusQrCodes.length),
+      campusQrExhausted: this.campusQrExhausted,
       eventLoopUtilization: elu,
     };
   }
@@ -586,7 +605,7 @@ port.on('message', (message: MainToWorker) => {
       const elu = performance.eventLoopUtilization(eluStart).utilization;
       generator.close();
       const result = generator.result(elu);
-      post({ type: 'result', result }, [result.approvals.buffer as ArrayBuffer, result.waterApprovals.buffer as ArrayBuffer]);
+      post({ type: 'result', result }, [result.approvals.buffer as ArrayBuffer, result.waterApprovals.buffer as ArrayBuffer, result.campusQrApprovals.buffer as ArrayBuffer]);
     },
     (err: unknown) => post({ type: 'fatal', message: String(err) }),
   );

@@ -33,6 +33,8 @@ export interface LoadSpec {
   readonly requestTimeoutMs: number;
   readonly seed: number;
   readonly sequenceBase: number;
+  /** Campus QR codes for the mix's QR payments, dealt out to the workers in turn (each sent once). */
+  readonly campusQrCodes?: readonly string[];
 }
 
 export interface LoadResult {
@@ -54,6 +56,10 @@ export interface LoadResult {
   readonly approvalsPerSec: number;
   readonly approvalKeys: Float64Array[];
   readonly waterApprovalKeys: Float64Array[];
+  readonly campusQrApprovalKeys: Float64Array[];
+  readonly campusQrCodesSent: number;
+  /** A worker sent every code it had before the run's end, and stopped there. */
+  readonly campusQrExhausted: boolean;
   readonly generatorEventLoopUtilization: number[];
   /** Per second of the run: answers completed, mean and max latency (ms). */
   readonly timeline: { readonly second: number; readonly completed: number; readonly meanMs: number; readonly maxMs: number }[];
@@ -105,6 +111,7 @@ async function startWorkers(spec: LoadSpec): Promise<{ workers: Worker[]; result
       requestTimeoutMs: spec.requestTimeoutMs,
       seed: spec.seed * 1000 + i,
       sequenceBase: spec.sequenceBase,
+      campusQrCodes: (spec.campusQrCodes ?? []).filter((_, j) => j % spec.workers === i),
     };
     const worker = newGeneratorWorker(settings);
     workers.push(worker);
@@ -221,6 +228,9 @@ function mergeResults(spec: LoadSpec, results: GeneratorResult[], durationMs: nu
     approvalsPerSec: round1(approvalsInWindow / (windowMs / 1000)),
     approvalKeys: results.map((r) => r.approvals),
     waterApprovalKeys: results.map((r) => r.waterApprovals),
+    campusQrApprovalKeys: results.map((r) => r.campusQrApprovals),
+    campusQrCodesSent: results.reduce((sum, r) => sum + r.campusQrCodesSent, 0),
+    campusQrExhausted: results.some((r) => r.campusQrExhausted),
     generatorEventLoopUtilization: results.map((r) => Math.round(r.eventLoopUtilization * 100) / 100),
     peak: spec.mode === 'open' ? peakSummary(spec, peak, peakOffered, peakCompleted) : null,
     timeline: mergeTimelines(results),

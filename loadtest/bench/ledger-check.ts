@@ -4,7 +4,9 @@
 // Exactly once: each shard's journal must hold exactly one `pay` entry per approved (terminal,
 // sequence) and nothing else of kind `pay` (the bench ledger is private, so every payment in it came from
 // this run); the same for `wpay` entries and approved water debits. Retries are not approvals of their
-// own: they must replay the first answer and add no entry.
+// own: they must replay the first answer and add no entry. Campus QR payments are `pay` entries like
+// taps: each QR approval must be one of them, exactly once, and each must have left exactly one code's
+// single-use mark (counted right after its scenario: the marks expire after 180 s).
 import type { Redis } from 'ioredis';
 import { auditLedger, type AuditReport } from '../../switch/ledger/audit.js';
 import { forEachShard, journalPages } from '../../switch/ledger/journal.js';
@@ -32,10 +34,25 @@ export interface ExactlyOnceCheck {
   readonly samples: string[];
 }
 
+export interface CampusQrCheck {
+  readonly passed: boolean;
+  /** QR approvals the clients saw (also counted in `payments`). */
+  readonly approvedByClients: number;
+  /** QR approvals with exactly one `pay` entry. */
+  readonly inJournalOnce: number;
+  readonly missing: number;
+  readonly duplicated: number;
+  readonly approvedTwice: number;
+  /** Single-use marks of the minted codes found after the qr scenarios: must equal the approvals. */
+  readonly usedMarks: number;
+  readonly samples: string[];
+}
+
 export interface LedgerCheck {
   readonly passed: boolean;
   readonly payments: ExactlyOnceCheck;
   readonly waterDebits: ExactlyOnceCheck;
+  readonly campusQr: CampusQrCheck;
   readonly audit: {
     readonly ran: boolean;
     readonly ok: boolean;
@@ -113,6 +130,31 @@ function compare(campus: CampusFile, approvals: readonly Float64Array[], journal
   return { passed, approvedByClients, journalEntries, duplicated, missing, unexplained, approvedTwice, samples };
 }
 
+function checkCampusQr(campus: CampusFile, approvals: readonly Float64Array[], journal: Map<string, number>, usedMarks: number): CampusQrCheck {
+  const seen = new Set<string>();
+  const samples: string[] = [];
+  let approvedByClients = 0, inJournalOnce = 0, missing = 0, duplicated = 0, approvedTwice = 0;
+  for (const pairs of approvals) {
+    for (let i = 0; i + 1 < pairs.length; i += 2) {
+      const key = `${campus.terminals[pairs[i] ?? -1]?.id ?? `#${pairs[i]}`}|${pairs[i + 1]}`;
+      approvedByClients++;
+      if (seen.has(key)) {
+        approvedTwice++;
+        continue;
+      }
+      seen.add(key);
+      const entries = journal.get(key) ?? 0;
+      if (entries === 1) inJournalOnce++;
+      else if (entries === 0) missing++;
+      else duplicated++;
+      if (entries !== 1 && samples.length < MAX_SAMPLES) samples.push(`campus QR approval ${key}: ${entries} pay entries`);
+    }
+  }
+  if (usedMarks !== approvedByClients && samples.length < MAX_SAMPLES) samples.push(`${usedMarks} single-use marks for ${approvedByClients} QR approvals`);
+  const passed = missing === 0 && duplicated === 0 && approvedTwice === 0 && usedMarks === approvedByClients;
+  return { passed, approvedByClients, inJournalOnce, missing, duplicated, approvedTwice, usedMarks, samples };
+}
+
 function auditSummary(report: AuditReport): LedgerCheck['audit'] {
   return {
     ran: true,
@@ -134,11 +176,14 @@ export async function checkLedger(
   campus: CampusFile,
   approvals: readonly Float64Array[],
   waterApprovals: readonly Float64Array[],
+  campusQr: { readonly approvals: readonly Float64Array[]; readonly usedMarks: number } = { approvals: [], usedMarks: 0 },
 ): Promise<LedgerCheck> {
   const startedMs = Date.now();
   const journal = await journalKeys(redis, keys, ['pay', 'wpay']);
-  const payments = compare(campus, approvals, journal.get('pay') ?? new Map());
+  const payJournal = journal.get('pay') ?? new Map<string, number>();
+  const payments = compare(campus, approvals, payJournal);
   const waterDebits = compare(campus, waterApprovals, journal.get('wpay') ?? new Map());
+  const qr = checkCampusQr(campus, campusQr.approvals, payJournal, campusQr.usedMarks);
   const audit = auditSummary(await auditLedger(redis, keys));
-  return { passed: payments.passed && waterDebits.passed && audit.ok, payments, waterDebits, audit, elapsedMs: Date.now() - startedMs };
+  return { passed: payments.passed && waterDebits.passed && qr.passed && audit.ok, payments, waterDebits, campusQr: qr, audit, elapsedMs: Date.now() - startedMs };
 }

@@ -1,8 +1,10 @@
 // `npm run bench -- [options]` (see options.ts for the list, loadtest/README.md for the result file).
 // One run: a private redis-server with AOF appendfsync always, a demo campus loaded straight into the
-// ledger, the switch in a child process, the scenarios, the baselines (a no-op grpc-js server, the
-// authorize script alone, h2load on Inquire), then the ledger check: every approval exactly once in the
-// journals, and the audit.
+// ledger (the last --bound-cards cards bound to e-card users), the switch in a child process, the
+// scenarios (the POS's, and the gateway's: the card summary against /bench/hello, idle WebSockets), the
+// baselines (a no-op grpc-js server, the authorize script alone, h2load on Inquire), then the ledger
+// check: every approval exactly once in the journals, each QR approval one code's single-use mark, and
+// the audit.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -12,26 +14,33 @@ import { Redis } from 'ioredis';
 import { startSwitch } from '../../switch/app.js';
 import { loadConfig, type Config } from '../../switch/config.js';
 import { DEFAULT_DEMO_CARDHOLDERS, DEFAULT_DEMO_SEED } from '../../switch/data/demo.js';
+import { Sessions } from '../../switch/domain/sessions.js';
 import { TerminalRegistry } from '../../switch/domain/terminals.js';
 import { Keys } from '../../switch/ledger/keys.js';
 import { Ledger } from '../../switch/ledger/ledger.js';
 import { Scripts } from '../../switch/ledger/scripts.js';
 import { WaterLedger } from '../../switch/ledger/water.js';
 import { createLogger } from '../../switch/log.js';
+import { CampusQrCodec } from '../../switch/qr/codec.js';
 import { startLocalRedis, type LocalRedis } from '../../switch/redis/local-redis.js';
 import type { CampusFile } from '../shared/campus-data.js';
 import { constantProfile, lunchRushProfileForDuration } from '../shared/profile.js';
-import { INQUIRY_ONLY_MIX, LUNCH_RUSH_MIX, mixWithout, parseMix, TAP_ONLY_MIX, type TrafficMix } from '../shared/traffic.js';
+import { CAMPUS_QR_ONLY_MIX, INQUIRY_ONLY_MIX, LUNCH_RUSH_MIX, mixWithout, parseMix, TAP_ONLY_MIX, type TrafficMix } from '../shared/traffic.js';
 import { BENCH_OPENING_FEN, demoCampus, loadCampus, toCampusFile } from './campus.js';
+import { bindCards, countUsedMarks, mintCampusQrCodes, mintSessions, splitCampus, type BoundCard, type MintedCodes } from './ecard.js';
+import { exportEcardUsers } from './export-ecard.js';
+import { runGatewayPair, type HttpScenarioResult } from './gateway.js';
 import { closedProfile, runLoad, type LoadResult } from './generator.js';
 import { runH2loadInquire } from './h2load.js';
 import { checkLedger, type LedgerCheck } from './ledger-check.js';
 import { parseOptions, USAGE, type BenchOptions, type ScenarioPlan } from './options.js';
 import { isImplemented } from './probe.js';
-import { CpuMeter, quiesce, startServerChild } from './processes.js';
+import { CpuMeter, cpuUsPer, quiesce, startServerChild, type MemoryReport } from './processes.js';
 import { runRedisBaseline } from './redis-baseline.js';
 import { runRedisBenchmarkScript } from './redis-benchmark.js';
-import { humanReport, ratiosOf, RESULT_SCHEMA, targetsOf, type BenchResult, type ScenarioResult } from './report.js';
+import { commandStats, scenarioStats } from './redis-stats.js';
+import { humanReport, liveEventCostOf, ratiosOf, RESULT_SCHEMA, targetsOf, type BenchResult, type CampusQrRun, type ScenarioResult } from './report.js';
+import { runWebSockets, type WebSocketsResult } from './websockets.js';
 
 const HOST = '127.0.0.1';
 const KEY_PREFIX = 'bench';
@@ -42,6 +51,16 @@ const SEQUENCE_BLOCK = 2 ** 36;
 const WARM_UP_INDEX = 100;
 /** At most this long between scenarios for the switch and Redis to finish the previous one's work. */
 const QUIESCE_MAX_MS = 30_000;
+/**
+ * qr closed mints this many codes per second of the run: twice tap closed's approvals in the same run
+ * (or this default without one). A generator that runs out stops and the run is marked as an error.
+ */
+const QR_CODES_PER_SEC_WITHOUT_TAP = 8000;
+const MAX_QR_CODES = 500_000;
+/** websockets: at most this long for the switch's RSS to settle before each memory figure. */
+const WS_MEMORY_SETTLE_MAX_MS = 20_000;
+/** websockets: sockets opened and closed before the measured round (at most a tenth of them). */
+const WS_WARMUP_SOCKETS = 500;
 
 /** The switch's configuration for the bench: production defaults, except limits that would decline a hot card. */
 function switchEnv(options: BenchOptions, redisUrl: string): Record<string, string> {
@@ -57,6 +76,10 @@ function switchEnv(options: BenchOptions, redisUrl: string): Record<string, stri
     SESSION_SECRET: `${pepper}-session-secret-0123456789`,
     CAMPUS_QR_SECRET: `${pepper}-campus-qr-secret-0123456789`,
     LOG_LEVEL: 'warn',
+    // The gateway on a free port, with the like-for-like baseline route /bench/hello.
+    GATEWAY_HOST: HOST,
+    GATEWAY_PORT: '0',
+    GATEWAY_BENCH_HELLO: 'true',
     PASSWORD_SCRYPT_N: String(options.scryptN),
     // A hot card pays hundreds of meals a run: lift the per-day limits so taps approve, but keep the
     // per-payment password-free limit, so PIN payments still need the PIN.
@@ -69,26 +92,56 @@ function switchEnv(options: BenchOptions, redisUrl: string): Record<string, stri
 
 interface RunningTarget {
   readonly port: number;
+  readonly gatewayPort: number | undefined;
   readonly pid: number;
+  memory(): Promise<MemoryReport | undefined>;
   stop(): Promise<void>;
+}
+
+/** The bench process's own memory (the in-process switch shares it with the generator; no GC is forced). */
+function ownMemory(): Promise<MemoryReport> {
+  const m = process.memoryUsage();
+  return Promise.resolve({ rssBytes: m.rss, heapTotalBytes: m.heapTotal, heapUsedBytes: m.heapUsed, externalBytes: m.external, arrayBuffersBytes: m.arrayBuffers, gcRan: false });
 }
 
 async function startTarget(options: BenchOptions, env: Record<string, string>, config: Config): Promise<RunningTarget> {
   if (!options.switchInProcess) return startServerChild('switch-child', env);
   const app = await startSwitch(config, createLogger(config.logLevel, 'bench-switch'));
-  return { port: app.grpcPort, pid: process.pid, stop: () => app.stop() };
+  return { port: app.grpcPort, gatewayPort: app.gateway?.port, pid: process.pid, memory: ownMemory, stop: () => app.stop() };
 }
 
 function mixFor(plan: ScenarioPlan, options: BenchOptions, lacking: readonly (keyof TrafficMix)[]): TrafficMix {
-  if (plan.scenario === 'tap' || plan.scenario === 'tap-stream') return TAP_ONLY_MIX;
+  if (plan.scenario === 'tap' || plan.scenario === 'tap-stream' || plan.scenario === 'tap-bound') return TAP_ONLY_MIX;
+  if (plan.scenario === 'qr') return CAMPUS_QR_ONLY_MIX;
   if (plan.scenario === 'inquiry') return INQUIRY_ONLY_MIX;
   return mixWithout(parseMix(options.mix, LUNCH_RUSH_MIX), lacking);
 }
 
+/** What the e-card scenarios need: the bound cards and the switch's secrets' tools (set-up only). */
+interface EcardContext {
+  readonly boundCampus: CampusFile;
+  readonly bound: readonly BoundCard[];
+  readonly codec: CampusQrCodec;
+  readonly sessions: Sessions;
+  readonly keys: Keys;
+}
+
 interface ScenarioContext {
   readonly options: BenchOptions;
+  /** The cards that are not bound (every card when no scenario needs bound ones). */
   readonly campus: CampusFile;
   readonly pids: Record<string, number>;
+  /** The ledger's Redis, for INFO commandstats around each switch scenario. */
+  readonly redis: Redis;
+  readonly ecard: EcardContext | undefined;
+  /** Starts another switch child on the same ledger (the websockets scenario's own); undefined in-process. */
+  readonly startSwitch: (() => Promise<RunningTarget>) | undefined;
+}
+
+/** Per scenario, beyond the plan: another campus (the bound cards), codes minted once the switch is quiet. */
+interface ScenarioExtras {
+  readonly campus?: CampusFile;
+  readonly mintCodes?: () => MintedCodes;
 }
 
 interface ScenarioRun {
@@ -104,6 +157,7 @@ async function runScenario(
   index: number,
   adjustments: string[],
   shape?: { readonly connections: number; readonly streams: number },
+  extras: ScenarioExtras = {},
 ): Promise<ScenarioRun> {
   const o = ctx.options;
   const open = plan.mode === 'open' && plan.rate !== undefined;
@@ -116,14 +170,36 @@ async function runScenario(
   // Each scenario starts on a quiet switch and Redis, not in the tail of the one before.
   const settled = await quiesce(ctx.pids, QUIESCE_MAX_MS);
   if (!settled.quiet) adjustments.push(`the switch or Redis was still busy ${settled.waitedMs} ms after the previous scenario; started anyway`);
+  // Codes are minted now, on a quiet switch, so they are seconds old when the run starts (accepted for 60 s).
+  const codes = extras.mintCodes?.();
+  const onSwitch = target.name === 'switch';
+  const statsBefore = onSwitch ? await commandStats(ctx.redis) : undefined;
   const meter = new CpuMeter(ctx.pids);
   meter.start();
+  const campus = extras.campus ?? ctx.campus;
   const load = await runLoad({
-    host: HOST, port: target.port, client: o.client, authorizeVia: plan.scenario === 'tap-stream' ? 'stream' : 'unary', campus: ctx.campus, mix, mode: plan.mode, profile, warmupMs, workers, connections, streams,
-    maxInFlight: o.maxInFlight, requestTimeoutMs: o.requestTimeoutMs, seed: index + 1, sequenceBase: (index + 1) * SEQUENCE_BLOCK,
+    host: HOST, port: target.port, client: o.client, authorizeVia: plan.scenario === 'tap-stream' ? 'stream' : 'unary', campus, mix, mode: plan.mode, profile, warmupMs, workers, connections, streams,
+    maxInFlight: o.maxInFlight, requestTimeoutMs: o.requestTimeoutMs, seed: index + 1, sequenceBase: (index + 1) * SEQUENCE_BLOCK, campusQrCodes: codes?.payloads,
   });
-  const run = { workers, connections, streams, open, cpu: meter.stop(), adjustments, warmupMs };
+  const cpu = meter.stop();
+  const redis = statsBefore === undefined ? null : scenarioStats(statsBefore, await commandStats(ctx.redis), load.approvals);
+  const campusQr = codes === undefined ? null : await campusQrRun(ctx, codes, load);
+  if (campusQr?.exhausted === true) adjustments.push(`the generator sent all ${campusQr.codesMinted} minted codes before the run's end and stopped: raise the budget`);
+  const run = { workers, connections, streams, open, cpu, cpuSeconds: meter.elapsedSeconds, adjustments, warmupMs, cards: campus.cards.length, bound: extras.campus !== undefined, redis, campusQr };
   return { result: toScenarioResult(plan, target.name, load, run), load };
+}
+
+async function campusQrRun(ctx: ScenarioContext, codes: MintedCodes, load: LoadResult): Promise<CampusQrRun> {
+  let approvals = 0;
+  for (const keys of load.campusQrApprovalKeys) approvals += keys.length / 2;
+  return {
+    codesMinted: codes.payloads.length,
+    mintMs: codes.mintMs,
+    codesSent: load.campusQrCodesSent,
+    exhausted: load.campusQrExhausted,
+    approvals,
+    usedMarks: await countUsedMarks(ctx.redis, codes.markKeys),
+  };
 }
 
 interface RunShape {
@@ -134,6 +210,11 @@ interface RunShape {
   readonly cpu: Record<string, number | null>;
   readonly adjustments: string[];
   readonly warmupMs: number;
+  readonly cpuSeconds: number;
+  readonly cards: number;
+  readonly bound: boolean;
+  readonly redis: ScenarioResult['redis'];
+  readonly campusQr: CampusQrRun | null;
 }
 
 function toScenarioResult(plan: ScenarioPlan, target: string, load: LoadResult, run: RunShape): ScenarioResult {
@@ -158,12 +239,18 @@ function toScenarioResult(plan: ScenarioPlan, target: string, load: LoadResult, 
     outcomes: load.outcomes,
     outcomesByKind: load.outcomesByKind,
     requests: { sent: load.sent, completed: load.completed, notSent: load.notSent },
-    errors: load.errors,
+    errors: load.errors + (run.campusQr?.exhausted === true ? 1 : 0),
     unexpected: load.unexpected,
     errorSamples: load.errorSamples,
     cpuCores: run.cpu,
     generatorEventLoopUtilization: load.generatorEventLoopUtilization,
     mixAdjustments: run.adjustments,
+    cards: run.cards,
+    boundCards: run.bound,
+    cpuUsPerAnswer: cpuUsPer(run.cpu, run.cpuSeconds, load.completed),
+    cpuUsPerApproval: cpuUsPer(run.cpu, run.cpuSeconds, load.approvals),
+    redis: run.redis,
+    campusQr: run.campusQr,
   };
 }
 
@@ -186,11 +273,15 @@ async function lackingRpcs(port: number, campus: CampusFile): Promise<{ lacking:
 interface Approvals {
   readonly payments: Float64Array[];
   readonly waterDebits: Float64Array[];
+  readonly campusQr: Float64Array[];
+  /** Single-use marks the qr scenarios' codes left (each counted right after its run). */
+  campusQrMarks: number;
 }
 
 function collect(into: Approvals, load: LoadResult): void {
   into.payments.push(...load.approvalKeys);
   into.waterDebits.push(...load.waterApprovalKeys);
+  into.campusQr.push(...load.campusQrApprovalKeys);
 }
 
 function announce(what: string, options: BenchOptions): void {
@@ -211,18 +302,96 @@ async function warmUp(ctx: ScenarioContext, port: number, approvals: Approvals):
   collect(approvals, run.load);
 }
 
-async function runSwitchScenarios(ctx: ScenarioContext, port: number, approvals: Approvals): Promise<ScenarioResult[]> {
-  const results: ScenarioResult[] = [];
+interface SwitchRuns {
+  readonly scenarios: ScenarioResult[];
+  readonly gateway: BenchResult['gateway'];
+  readonly websockets: WebSocketsResult | null;
+}
+
+function needEcard(ctx: ScenarioContext, scenario: string): EcardContext {
+  if (ctx.ecard === undefined || ctx.ecard.bound.length === 0) throw new Error(`the ${scenario} scenario needs bound cards (--bound-cards)`);
+  return ctx.ecard;
+}
+
+/** The codes of one qr run: enough for twice tap closed's rate in this run (closed), or the arrivals (open). */
+function qrMinter(ctx: ScenarioContext, plan: ScenarioPlan, done: readonly ScenarioResult[], index: number): () => MintedCodes {
+  const e = needEcard(ctx, 'qr');
+  const tapClosed = done.find((s) => s.name === 'tap' && s.mode === 'closed');
+  const perSec = plan.mode === 'open' && plan.rate !== undefined ? plan.rate * 1.02 : tapClosed === undefined ? QR_CODES_PER_SEC_WITHOUT_TAP : Math.max(1000, 2 * tapClosed.approvalsPerSec);
+  const count = Math.min(MAX_QR_CODES, Math.ceil((perSec * ctx.options.durationMs) / 1000) + 100);
+  return () => {
+    process.stdout.write(`minting ${count} campus QR codes ...\n`);
+    return mintCampusQrCodes(e.codec, e.keys, e.bound, count, index + 1);
+  };
+}
+
+async function runGatewayScenario(ctx: ScenarioContext, target: RunningTarget, plan: ScenarioPlan, tokens: readonly string[]): Promise<HttpScenarioResult[]> {
+  if (target.gatewayPort === undefined) throw new Error('the switch reported no gateway port');
+  announce(`gateway ${plan.mode}${plan.rate === undefined ? '' : ` @${plan.rate}/s`}: GET /api/v1/ecard, then GET /bench/hello,`, ctx.options);
+  const o = ctx.options;
+  return runGatewayPair(
+    // --quick: no warm-up run (CI proves the path; its figures are not compared).
+    { host: HOST, gatewayPort: target.gatewayPort, pids: ctx.pids, tokens, connections: o.httpConnections, durationMs: o.durationMs, warmupMs: o.quick ? 0 : Math.min(o.warmupMs, o.durationMs / 2), timeoutMs: o.requestTimeoutMs },
+    plan.rate,
+  );
+}
+
+/**
+ * On a switch process of its own (websockets.ts says why), started for the scenario and stopped after
+ * it; with --switch-in-process or --quick (whose few hundred sockets are in the noise), on the switch of
+ * the run.
+ */
+async function runWebSocketsScenario(ctx: ScenarioContext, target: RunningTarget): Promise<WebSocketsResult> {
+  const e = needEcard(ctx, 'websockets');
+  const o = ctx.options;
+  process.stdout.write(`starting ${o.websockets} sessions, then holding ${o.websockets} WebSockets over ${e.bound.length} cards for ${o.wsHoldMs / 1000} s ...\n`);
+  const tokens = await mintSessions(e.sessions, e.bound, o.websockets);
+  const own = ctx.startSwitch === undefined || o.quick ? undefined : await ctx.startSwitch();
+  const gateway = own ?? target;
+  try {
+    if (gateway.gatewayPort === undefined) throw new Error('the switch reported no gateway port');
+    return await runWebSockets({
+      host: HOST, gatewayPort: gateway.gatewayPort, switchPid: gateway.pid, pids: { ...ctx.pids, switch: gateway.pid }, tokens, cards: e.bound.length,
+      openRatePerSec: o.wsOpenRate, concurrency: o.wsConcurrency, holdMs: o.wsHoldMs, memory: () => gateway.memory(),
+      // --quick reads memory once: its few hundred sockets are within the noise of RSS anyway.
+      settleMaxMs: o.quick ? 0 : WS_MEMORY_SETTLE_MAX_MS,
+      warmupSockets: o.quick ? 0 : Math.min(WS_WARMUP_SOCKETS, Math.floor(tokens.length / 10)),
+    });
+  } finally {
+    await own?.stop();
+  }
+}
+
+async function runSwitchScenarios(ctx: ScenarioContext, target: RunningTarget, approvals: Approvals): Promise<SwitchRuns> {
+  const port = target.port;
+  const scenarios: ScenarioResult[] = [];
+  const httpRuns: HttpScenarioResult[] = [];
+  let websockets: WebSocketsResult | null = null;
+  let gatewayTokens: string[] | undefined;
   await warmUp(ctx, port, approvals);
   const { lacking, notes } = await lackingRpcs(port, ctx.campus);
   for (const [index, plan] of ctx.options.plans.entries()) {
+    if (plan.scenario === 'websockets') {
+      websockets = await runWebSocketsScenario(ctx, target);
+      continue;
+    }
+    if (plan.scenario === 'gateway') {
+      // One session per bound user, many users so no one card is hot (minted once: access tokens live 15 min).
+      const e = needEcard(ctx, 'gateway');
+      gatewayTokens ??= await mintSessions(e.sessions, e.bound, e.bound.length);
+      httpRuns.push(...(await runGatewayScenario(ctx, target, plan, gatewayTokens)));
+      continue;
+    }
     announce(`${plan.scenario} ${plan.mode}${plan.rate === undefined ? '' : ` @${plan.rate}/s`}`, ctx.options);
     const adjustments = plan.scenario === 'lunch-rush' ? notes : [];
-    const run = await runScenario(ctx, { port, name: 'switch' }, plan, mixFor(plan, ctx.options, lacking), index, adjustments);
+    const extras: ScenarioExtras =
+      plan.scenario === 'qr' ? { campus: needEcard(ctx, 'qr').boundCampus, mintCodes: qrMinter(ctx, plan, scenarios, index) } : plan.scenario === 'tap-bound' ? { campus: needEcard(ctx, 'tap-bound').boundCampus } : {};
+    const run = await runScenario(ctx, { port, name: 'switch' }, plan, mixFor(plan, ctx.options, lacking), index, adjustments, undefined, extras);
     collect(approvals, run.load);
-    results.push(run.result);
+    approvals.campusQrMarks += run.result.campusQr?.usedMarks ?? 0;
+    scenarios.push(run.result);
   }
-  return results;
+  return { scenarios, gateway: httpRuns.length === 0 ? null : { users: gatewayTokens?.length ?? 0, runs: httpRuns }, websockets };
 }
 
 /** h2load's shape (1 connection, 50 streams) with the bench's own generator, then h2load itself. */
@@ -269,10 +438,28 @@ function machine(): BenchResult['machine'] {
 interface Prepared {
   readonly config: Config;
   readonly env: Record<string, string>;
+  /** The whole campus (the ledger check maps terminals through it). */
   readonly campus: CampusFile;
+  /** The cards that are not bound: every scenario but the e-card ones pays with these. */
+  readonly unbound: CampusFile;
+  readonly ecard: EcardContext | undefined;
   readonly redis: Redis;
   readonly keys: Keys;
   readonly campusLoadMs: number;
+}
+
+function needsBoundCards(options: BenchOptions): boolean {
+  return options.plans.some((p) => p.scenario === 'qr' || p.scenario === 'tap-bound' || p.scenario === 'gateway' || p.scenario === 'websockets');
+}
+
+/** Binds the last --bound-cards cards to e-card users (set-up, see ecard.ts), when a scenario needs them. */
+async function prepareEcard(options: BenchOptions, config: Config, deps: { redis: Redis; keys: Keys; ledger: Ledger }, campus: CampusFile): Promise<{ unbound: CampusFile; ecard: EcardContext | undefined }> {
+  if (!needsBoundCards(options)) return { unbound: campus, ecard: undefined };
+  const { unbound, bound: boundCampus } = splitCampus(campus, options.boundCards);
+  process.stdout.write(`binding ${boundCampus.cards.length} cards to e-card users ...\n`);
+  const bound = await bindCards({ ...deps, now: Date.now }, boundCampus.cards);
+  const sessions = new Sessions({ redis: deps.redis, keys: deps.keys, config: config.sessions, now: Date.now });
+  return { unbound, ecard: { boundCampus, bound, codec: new CampusQrCodec(config.campusQr.secret), sessions, keys: deps.keys } };
 }
 
 async function prepare(options: BenchOptions, local: LocalRedis): Promise<Prepared> {
@@ -289,7 +476,8 @@ async function prepare(options: BenchOptions, local: LocalRedis): Promise<Prepar
   const campus = toCampusFile(demo, { noPinPerPaymentFen: noPin, pins: options.pinCards, note: 'bench campus (in memory)' });
   process.stdout.write(`loading ${demo.cardholders.length} cards and ${demo.terminals.length} terminals ...\n`);
   const loaded = await loadCampus({ redis, keys, ledger, water, terminals, passwordPepper: config.passwordPepper }, demo, campus, BENCH_OPENING_FEN);
-  return { config, env, campus, redis, keys, campusLoadMs: loaded.elapsedMs };
+  const { unbound, ecard } = await prepareEcard(options, config, { redis, keys, ledger }, campus);
+  return { config, env, campus, unbound, ecard, redis, keys, campusLoadMs: loaded.elapsedMs };
 }
 
 async function baselines(
@@ -332,16 +520,20 @@ async function bench(options: BenchOptions): Promise<BenchResult> {
     const p = prepared;
     const target = await startTarget(options, p.env, p.config);
     const pids: Record<string, number> = { switch: target.pid, redis: local.process.pid ?? 0, bench: process.pid };
-    const ctx: ScenarioContext = { options, campus: p.campus, pids };
-    const approvals: Approvals = { payments: [], waterDebits: [] };
-    let scenarios: ScenarioResult[];
+    // The websockets scenario's own switch: its young generation held at 1 MB, so V8 growing it to tens
+    // of MB under the upgrades and giving that back seconds later does not swamp what the sockets hold
+    // (see websockets.ts). No throughput is measured on that process.
+    const startSwitch = options.switchInProcess ? undefined : () => startServerChild('switch-child', p.env, ['--max-semi-space-size=1']);
+    const ctx: ScenarioContext = { options, campus: p.unbound, pids, redis: p.redis, ecard: p.ecard, startSwitch };
+    const approvals: Approvals = { payments: [], waterDebits: [], campusQr: [], campusQrMarks: 0 };
+    let runs: SwitchRuns;
     let h2loadInquire: BenchResult['baselines']['h2loadInquire'] = null;
     // BENCH_REDIS_LATENCY_MS=N: Redis's own latency monitor records every event slower than N ms
     // (aof-fsync-always, command, fork ...), printed after the switch scenarios.
     const latencyThresholdMs = process.env['BENCH_REDIS_LATENCY_MS'];
     if (latencyThresholdMs !== undefined) await p.redis.call('CONFIG', 'SET', 'latency-monitor-threshold', latencyThresholdMs);
     try {
-      scenarios = await runSwitchScenarios(ctx, target.port, approvals);
+      runs = await runSwitchScenarios(ctx, target, approvals);
       if (options.h2load) h2loadInquire = await crossCheckInquire(ctx, target.port, approvals);
     } finally {
       await target.stop();
@@ -353,9 +545,11 @@ async function bench(options: BenchOptions): Promise<BenchResult> {
     }
     const base = { ...(await baselines(ctx, p, local)), h2loadInquire };
     process.stdout.write('checking the ledger (every approval exactly once, audit) ...\n');
-    const ledgerCheck: LedgerCheck = await checkLedger(p.redis, p.keys, p.campus, approvals.payments, approvals.waterDebits);
-    const ratios = ratiosOf(scenarios, base);
-    const passed = ledgerCheck.passed && scenarios.every((s) => s.errors === 0);
+    const ledgerCheck: LedgerCheck = await checkLedger(p.redis, p.keys, p.campus, approvals.payments, approvals.waterDebits, { approvals: approvals.campusQr, usedMarks: approvals.campusQrMarks });
+    const { scenarios, gateway, websockets } = runs;
+    const ratios = ratiosOf(scenarios, base, gateway);
+    const passed =
+      ledgerCheck.passed && scenarios.every((s) => s.errors === 0) && (gateway?.runs ?? []).every((r) => r.errors === 0) && (websockets === null || websockets.allOpenAtOnce);
     return {
       schema: RESULT_SCHEMA, startedAt, finishedAt: new Date().toISOString(), command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
       quick: options.quick, machine: machineInfo,
@@ -363,8 +557,10 @@ async function bench(options: BenchOptions): Promise<BenchResult> {
         cardholders: p.campus.cards.length, pinCards: p.campus.cards.filter((c) => c.pin !== '').length, terminals: p.campus.terminals.length,
         shards: options.shards, openingBalanceFen: BENCH_OPENING_FEN, redisPersistence: 'AOF, appendfsync always',
         switchProcess: options.switchInProcess ? 'in-process' : 'child', scryptN: options.scryptN, campusLoadMs: p.campusLoadMs,
+        boundCards: p.ecard?.bound.length ?? 0,
       },
-      scenarios, baselines: base, ratios, targets: targetsOf(scenarios, ratios, ledgerCheck), ledgerCheck, passed,
+      scenarios, baselines: base, gateway, websockets, liveEventCost: liveEventCostOf(scenarios),
+      ratios, targets: targetsOf(scenarios, ratios, ledgerCheck, websockets), ledgerCheck, passed,
     };
   } finally {
     prepared?.redis.disconnect();
@@ -373,20 +569,30 @@ async function bench(options: BenchOptions): Promise<BenchResult> {
   }
 }
 
-/** `--export-campus FILE`: npm start's demo campus (same seed and size) with every card's PIN, for k6. */
-function exportCampus(options: BenchOptions, file: string): void {
+/**
+ * `--export-campus FILE`: npm start's demo campus (same seed and size) with every card's PIN, for k6;
+ * with `--ecard-users N` also N of its cards bound in the running switch's ledger, with sessions.
+ */
+async function exportCampus(options: BenchOptions, file: string): Promise<void> {
   const config = loadConfig({ ...process.env, TERMINAL_SECRET_PEPPER: 'export-only-not-used-0', PASSWORD_PEPPER: 'export-only-not-used-0', SESSION_SECRET: 'export-only-not-used-0123456789abcdef', CAMPUS_QR_SECRET: 'export-only-not-used-0123456789abcdef' });
   const count = Number(process.env['DEMO_CARDHOLDERS'] ?? DEFAULT_DEMO_CARDHOLDERS);
   const cardholders = options.explicit.cardholders ? options.cardholders : count;
   const seed = options.explicit.seed ? options.seed : DEFAULT_DEMO_SEED;
-  const campus = toCampusFile(demoCampus(cardholders, seed), {
+  const demo = toCampusFile(demoCampus(cardholders, seed), {
     noPinPerPaymentFen: { student: config.limits.student.noPinPerPaymentFen, staff: config.limits.staff.noPinPerPaymentFen },
     pins: 'all',
-    note: 'DEMO ONLY: terminal secrets and initial card passwords of the demo campus that npm start loads. Never commit or share for a real campus.',
+    note: 'DEMO ONLY: terminal secrets, initial card passwords and e-card session tokens of the demo campus that npm start loads. Never commit or share for a real campus.',
   });
+  let campus: CampusFile = demo;
+  if (options.ecardUsers > 0) {
+    const { users, skipped } = await exportEcardUsers(demo, options.ecardUsers);
+    for (const line of skipped.slice(0, 10)) process.stderr.write(`skipped card ${line}\n`);
+    campus = { ...demo, ecardUsers: users };
+  }
   mkdirSync(dirname(resolve(file)), { recursive: true });
   writeFileSync(file, `${JSON.stringify(campus)}\n`, { mode: 0o600 });
-  process.stdout.write(`wrote ${file}: ${campus.cards.length} cards, ${campus.terminals.length} terminals (seed ${seed})\n`);
+  const ecard = campus.ecardUsers === undefined ? '' : `, ${campus.ecardUsers.length} bound e-card users with sessions`;
+  process.stdout.write(`wrote ${file}: ${campus.cards.length} cards, ${campus.terminals.length} terminals${ecard} (seed ${seed})\n`);
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -402,7 +608,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   if (options.exportCampus !== undefined) {
-    exportCampus(options, options.exportCampus);
+    await exportCampus(options, options.exportCampus);
     return 0;
   }
   const result = await bench(options);

@@ -2,15 +2,17 @@
 // names the option, what it got and what it accepts.
 import { parseArgs } from 'node:util';
 
-export type ScenarioName = 'tap' | 'tap-stream' | 'lunch-rush' | 'inquiry';
+export type ScenarioName = 'tap' | 'qr' | 'tap-bound' | 'tap-stream' | 'lunch-rush' | 'inquiry' | 'gateway' | 'websockets';
 export type LoadMode = 'open' | 'closed';
-export const SCENARIOS: readonly ScenarioName[] = ['tap', 'tap-stream', 'lunch-rush', 'inquiry'];
+/** In the order a full run takes them: qr and tap-bound right after tap, their baseline. */
+export const SCENARIOS: readonly ScenarioName[] = ['tap', 'qr', 'tap-bound', 'tap-stream', 'lunch-rush', 'inquiry', 'gateway', 'websockets'];
 export const MODES: readonly LoadMode[] = ['open', 'closed'];
 
 export interface ScenarioPlan {
   readonly scenario: ScenarioName;
+  /** websockets: always 'closed' (a number of sockets held, no arrival rate). */
   readonly mode: LoadMode;
-  /** Open model: requests/s (the lunch rush's peak); undefined in the closed model. */
+  /** Open model: requests/s (the lunch rush's peak; gateway: --http-rate); undefined in the closed model. */
   readonly rate: number | undefined;
 }
 
@@ -42,10 +44,24 @@ export interface BenchOptions {
   readonly redisBenchmarkRequests: number;
   readonly redisLanes: number;
   readonly client: 'raw' | 'node';
+  /** Cards bound to e-card users (the last ones of the campus): qr, tap-bound, gateway and websockets use them. */
+  readonly boundCards: number;
+  /** gateway: autocannon connections (closed: requests in flight), open model too. */
+  readonly httpConnections: number;
+  /** websockets: sockets held open at once, new ones per second at most, handshakes in flight at most, hold time. */
+  readonly websockets: number;
+  readonly wsOpenRate: number;
+  readonly wsConcurrency: number;
+  readonly wsHoldMs: number;
+  /** --export-campus: also bind this many demo cards in npm start's ledger and write their sessions. */
+  readonly ecardUsers: number;
 }
 
 export const DEFAULT_TAP_RATE = 6000;
 export const DEFAULT_LUNCH_PEAK_RATE = 3000;
+export const DEFAULT_HTTP_RATE = 2000;
+/** A campus QR code is accepted for 60 s: a qr scenario (minting included) must end well inside that. */
+export const MAX_QR_DURATION_MS = 40_000;
 
 export const USAGE = `npm run bench -- [options]
 
@@ -54,9 +70,20 @@ child process, drives it with raw HTTP/2 gRPC from worker threads, measures the 
 grpc-js server, the authorize script alone through ioredis and through redis-benchmark, h2load on
 Inquire), checks the ledger, and writes loadtest/results/latest.json.
 
-  --scenario LIST     tap, lunch-rush, inquiry (comma-separated; default: all three)
-  --mode LIST         open, closed (comma-separated; default: tap closed+open, lunch-rush open, inquiry closed)
+  --scenario LIST     ${SCENARIOS.join(', ')} (comma-separated; default: all)
+                      qr: campus QR codes through Authorize (bound cards, codes minted before the run);
+                      tap-bound: taps on bound cards (a live event each); gateway: GET /api/v1/ecard and
+                      GET /bench/hello with autocannon; websockets: idle live-event sockets held at once
+  --mode LIST         open, closed (comma-separated; default: tap, tap-stream and gateway closed+open,
+                      lunch-rush open, the others closed)
   --rate N            open model: requests/s (lunch-rush: the peak); default tap ${DEFAULT_TAP_RATE}, lunch-rush ${DEFAULT_LUNCH_PEAK_RATE}
+  --http-rate N       gateway open model: requests/s (default ${DEFAULT_HTTP_RATE})
+  --http-connections N  gateway: autocannon connections, pipelining 1 (default 64)
+  --bound-cards N     cards bound to e-card users, the last of the campus (default 1000; quick 100)
+  --websockets N      websockets: sockets held open at once (default 10000; quick 500)
+  --ws-open-rate N    websockets: new sockets per second at most (default 2000)
+  --ws-concurrency N  websockets: handshakes in flight at most (default 256)
+  --ws-hold S         websockets: seconds to hold them all open (default 5; quick 1)
   --duration S        seconds per scenario (default 10; the lunch hour is squeezed into it)
   --warmup S          seconds at the start of each scenario left out of the statistics (default 2)
   --workers N         load-generator threads (default 1: on 2 shared cores a second thread costs the server more than it adds)
@@ -78,8 +105,11 @@ Inquire), checks the ledger, and writes loadtest/results/latest.json.
   --redis-benchmark-requests N  calls of the script-alone run by redis-benchmark (default 60000)
   --redis-lanes N     concurrent callers of the Redis baseline (default 128)
   --client raw|node   load generator transport: the bench's own HTTP/2 client (default) or node:http2
-  --quick             a few seconds in all (CI): tap closed, small campus, short baselines
+  --quick             a few seconds each (CI): every scenario but lunch-rush and inquiry, closed only,
+                      small campus, 500 WebSockets, short baselines
   --export-campus F   write the campus file for k6 (npm start's demo campus, every card's PIN) and exit
+  --ecard-users N     with --export-campus: bind N demo cards in npm start's ledger (REDIS_URL, or the
+                      local Redis and var/dev-secrets.json as the CLI finds them) and write their sessions
   --help
 `;
 
@@ -107,16 +137,22 @@ function list<T extends string>(name: string, raw: string | undefined, allowed: 
 }
 
 function defaultModes(scenario: ScenarioName): LoadMode[] {
-  if (scenario === 'tap' || scenario === 'tap-stream') return ['closed', 'open'];
+  if (scenario === 'tap' || scenario === 'tap-stream' || scenario === 'gateway') return ['closed', 'open'];
   return scenario === 'lunch-rush' ? ['open'] : ['closed'];
 }
 
-function plansFor(scenarios: ScenarioName[] | undefined, modes: LoadMode[] | undefined, rate: number | undefined, quick: boolean): ScenarioPlan[] {
-  const chosen = scenarios ?? (quick ? ['tap', 'tap-stream'] : [...SCENARIOS]);
+const QUICK_SCENARIOS: readonly ScenarioName[] = ['tap', 'qr', 'tap-bound', 'tap-stream', 'gateway', 'websockets'];
+
+function plansFor(scenarios: ScenarioName[] | undefined, modes: LoadMode[] | undefined, rates: { rate: number | undefined; httpRate: number }, quick: boolean): ScenarioPlan[] {
+  const chosen = scenarios ?? (quick ? [...QUICK_SCENARIOS] : [...SCENARIOS]);
   const plans: ScenarioPlan[] = [];
   for (const scenario of chosen) {
+    if (scenario === 'websockets') {
+      plans.push({ scenario, mode: 'closed', rate: undefined });
+      continue;
+    }
     for (const mode of modes ?? (quick ? ['closed'] : defaultModes(scenario))) {
-      const openRate = rate ?? (scenario === 'lunch-rush' ? DEFAULT_LUNCH_PEAK_RATE : DEFAULT_TAP_RATE);
+      const openRate = scenario === 'gateway' ? rates.httpRate : (rates.rate ?? (scenario === 'lunch-rush' ? DEFAULT_LUNCH_PEAK_RATE : DEFAULT_TAP_RATE));
       plans.push({ scenario, mode, rate: mode === 'open' ? openRate : undefined });
     }
   }
@@ -142,14 +178,17 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
       mix: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' }, 'export-campus': { type: 'string' },
       'switch-in-process': { type: 'boolean' }, 'no-baselines': { type: 'boolean' }, 'no-h2load': { type: 'boolean' },
       'h2load-requests': { type: 'string' }, 'redis-benchmark-requests': { type: 'string' }, 'redis-lanes': { type: 'string' }, client: { type: 'string' },
+      'bound-cards': { type: 'string' }, 'http-rate': { type: 'string' }, 'http-connections': { type: 'string' }, websockets: { type: 'string' },
+      'ws-open-rate': { type: 'string' }, 'ws-concurrency': { type: 'string' }, 'ws-hold': { type: 'string' }, 'ecard-users': { type: 'string' },
     },
   });
   const quick = values.quick === true;
   const rate = values.rate === undefined ? undefined : integer('rate', values.rate, 0, 1, 1_000_000);
-  return {
+  const httpRate = integer('http-rate', values['http-rate'], DEFAULT_HTTP_RATE, 1, 1_000_000);
+  const options: BenchOptions = {
     help: values.help === true,
     quick,
-    plans: plansFor(list('scenario', values.scenario, SCENARIOS), list('mode', values.mode, MODES), rate, quick),
+    plans: plansFor(list('scenario', values.scenario, SCENARIOS), list('mode', values.mode, MODES), { rate, httpRate }, quick),
     durationMs: seconds('duration', values.duration, quick ? 2000 : 10_000, 3600),
     warmupMs: seconds('warmup', values.warmup, quick ? 500 : 2000, 600),
     workers: integer('workers', values.workers, 1, 1, 16),
@@ -173,5 +212,28 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     redisBenchmarkRequests: integer('redis-benchmark-requests', values['redis-benchmark-requests'], quick ? 3000 : 60_000, 100, 10_000_000),
     redisLanes: integer('redis-lanes', values['redis-lanes'], 128, 1, 10_000),
     client: clientOf(values.client),
+    boundCards: integer('bound-cards', values['bound-cards'], quick ? 100 : 1000, 16, 100_000),
+    httpConnections: integer('http-connections', values['http-connections'], 64, 1, 10_000),
+    // The client child and the switch each hold one descriptor per socket: stay under a 20,000 soft limit.
+    websockets: integer('websockets', values.websockets, quick ? 500 : 10_000, 1, 18_000),
+    wsOpenRate: integer('ws-open-rate', values['ws-open-rate'], 2000, 1, 100_000),
+    wsConcurrency: integer('ws-concurrency', values['ws-concurrency'], 256, 1, 10_000),
+    wsHoldMs: seconds('ws-hold', values['ws-hold'], quick ? 1000 : 5000, 600),
+    ecardUsers: integer('ecard-users', values['ecard-users'], 0, 0, 10_000),
   };
+  checkCombinations(options);
+  return options;
+}
+
+function checkCombinations(o: BenchOptions): void {
+  const uses = (name: ScenarioName): boolean => o.plans.some((p) => p.scenario === name);
+  if (uses('qr') && o.durationMs > MAX_QR_DURATION_MS) {
+    throw new Error(`--duration ${o.durationMs / 1000}: the qr scenario's codes are accepted for 60 s after they are minted; at most ${MAX_QR_DURATION_MS / 1000} s`);
+  }
+  const needsBound = uses('qr') || uses('tap-bound') || uses('gateway') || uses('websockets');
+  if (needsBound && o.boundCards > o.cardholders / 2) throw new Error(`--bound-cards ${o.boundCards}: at most half of --cardholders ${o.cardholders} (the other half pays unbound)`);
+  if (uses('websockets') && Math.ceil(o.websockets / Math.min(o.boundCards, o.cardholders)) > 16) {
+    throw new Error(`--websockets ${o.websockets} over --bound-cards ${o.boundCards}: at most 16 sessions per user (the switch keeps 20)`);
+  }
+  if (o.ecardUsers > 0 && o.exportCampus === undefined) throw new Error('--ecard-users needs --export-campus FILE');
 }

@@ -5,12 +5,29 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-export type ChildToParent = { readonly type: 'listening'; readonly port: number };
-export type ParentToChild = { readonly type: 'stop' };
+/** What the switch child's process.memoryUsage() says (after a full GC: it runs with --expose-gc). */
+export interface MemoryReport {
+  readonly rssBytes: number;
+  /** V8's committed heap (free room included: its young generation grows and shrinks with the load). */
+  readonly heapTotalBytes: number;
+  readonly heapUsedBytes: number;
+  readonly externalBytes: number;
+  readonly arrayBuffersBytes: number;
+  readonly gcRan: boolean;
+}
+
+export type ChildToParent =
+  | { readonly type: 'listening'; readonly port: number; readonly gatewayPort?: number }
+  | ({ readonly type: 'memory' } & MemoryReport);
+export type ParentToChild = { readonly type: 'stop' } | { readonly type: 'memory' };
 
 export interface ServerChild {
   readonly port: number;
+  /** The switch's HTTP/WebSocket gateway; undefined for the no-op server. */
+  readonly gatewayPort: number | undefined;
   readonly pid: number;
+  /** The child's own memory figures, or undefined when it does not answer within a few seconds. */
+  memory(): Promise<MemoryReport | undefined>;
   stop(): Promise<void>;
 }
 
@@ -34,33 +51,64 @@ function compiledChild(name: string): string | undefined {
   return file;
 }
 
-export async function startServerChild(name: 'switch-child' | 'noop-server', env: Record<string, string>): Promise<ServerChild> {
+/** `nodeArgs`: more Node flags for this child (after BENCH_SWITCH_NODE_ARGS). */
+export async function startServerChild(name: 'switch-child' | 'noop-server', env: Record<string, string>, nodeArgs: readonly string[] = []): Promise<ServerChild> {
   const compiled = compiledChild(name);
   const file = compiled ?? fileURLToPath(new URL(`./${name}${EXTENSION}`, import.meta.url));
   const child = fork(file, [], {
     env: { ...process.env, ...env },
     // BENCH_SWITCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the switch under load.
-    execArgv: [...(compiled === undefined ? tsxArgs() : []), ...(name === 'switch-child' ? (process.env['BENCH_SWITCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '') : [])],
+    // --expose-gc: the websockets scenario asks the switch for its memory after a full GC (exposing gc()
+    // changes nothing else).
+    execArgv: [
+      ...(compiled === undefined ? tsxArgs() : []),
+      ...(name === 'switch-child' ? ['--expose-gc', ...(process.env['BENCH_SWITCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '')] : []),
+      ...nodeArgs,
+    ],
     stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
   });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-4000);
   });
-  const port = await waitForPort(child, name, () => stderr);
-  return { port, pid: child.pid ?? 0, stop: () => stopChild(child) };
+  const listening = await waitForPort(child, name, () => stderr);
+  return { port: listening.port, gatewayPort: listening.gatewayPort, pid: child.pid ?? 0, memory: () => askMemory(child), stop: () => stopChild(child) };
 }
 
-function waitForPort(child: ChildProcess, name: string, stderr: () => string): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
+const MEMORY_ANSWER_TIMEOUT_MS = 5000;
+
+function askMemory(child: ChildProcess): Promise<MemoryReport | undefined> {
+  if (!child.connected) return Promise.resolve(undefined);
+  return new Promise((resolve) => {
+    const onMessage = (message: ChildToParent): void => {
+      if (message.type !== 'memory') return;
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      const { rssBytes, heapTotalBytes, heapUsedBytes, externalBytes, arrayBuffersBytes, gcRan } = message;
+      resolve({ rssBytes, heapTotalBytes, heapUsedBytes, externalBytes, arrayBuffersBytes, gcRan });
+    };
+    const timer = setTimeout(() => {
+      child.off('message', onMessage);
+      resolve(undefined);
+    }, MEMORY_ANSWER_TIMEOUT_MS);
+    child.on('message', onMessage);
+    child.send({ type: 'memory' } satisfies ParentToChild);
+  });
+}
+
+function waitForPort(child: ChildProcess, name: string, stderr: () => string): Promise<{ port: number; gatewayPort: number | undefined }> {
+  return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`${name} did not report a port within ${START_TIMEOUT_MS} ms: ${stderr()}`));
     }, START_TIMEOUT_MS);
-    child.once('message', (message: ChildToParent) => {
+    const onMessage = (message: ChildToParent): void => {
+      if (message.type !== 'listening') return;
       clearTimeout(timer);
-      resolve(message.port);
-    });
+      child.off('message', onMessage);
+      resolve({ port: message.port, gatewayPort: message.gatewayPort });
+    };
+    child.on('message', onMessage);
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
       reject(new Error(`${name} exited (${code ?? signal}) before it listened: ${stderr()}`));
@@ -97,7 +145,7 @@ export function processCpuSeconds(pid: number): number | undefined {
 }
 
 /** Live child processes of `pid` (all its threads' children), from /proc/<pid>/task/<tid>/children. */
-function childPids(pid: number): number[] {
+export function childPids(pid: number): number[] {
   const out: number[] = [];
   try {
     for (const tid of readdirSync(`/proc/${pid}/task`)) {
@@ -124,6 +172,41 @@ export function processTreeCpuSeconds(pid: number, others: ReadonlySet<number> =
   return total;
 }
 
+/** Resident memory of a process and every process below it (VmRSS from /proc), or undefined. */
+export function processTreeRssBytes(pid: number): number | undefined {
+  let own: number | undefined;
+  try {
+    const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    own = match === null ? undefined : Number(match[1]) * 1024;
+  } catch {
+    return undefined;
+  }
+  if (own === undefined) return undefined;
+  let total = own;
+  for (const child of childPids(pid)) total += processTreeRssBytes(child) ?? 0;
+  return total;
+}
+
+/**
+ * Resident memory of one process by kind (/proc/<pid>/status): anonymous (heap, malloc, sockets' state)
+ * and file-backed (the node binary's and libraries' pages, which the kernel may drop while they are cold
+ * and read back when they are used: RSS moves with that, not with what the process holds).
+ */
+export function processRssByKind(pid: number): { anonBytes: number; fileBytes: number } | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (name: string): number | undefined => {
+      const match = new RegExp(`^${name}:\\s+(\\d+) kB$`, 'm').exec(status);
+      return match === null ? undefined : Number(match[1]) * 1024;
+    };
+    const anonBytes = kb('RssAnon');
+    const fileBytes = kb('RssFile');
+    return anonBytes === undefined || fileBytes === undefined ? undefined : { anonBytes, fileBytes };
+  } catch {
+    return undefined;
+  }
+}
+
 /** Quiet: every watched process used less than this share of a core over one sample. */
 const QUIET_CORES = 0.15;
 const QUIET_SAMPLE_MS = 250;
@@ -146,6 +229,16 @@ export async function quiesce(pids: Readonly<Record<string, number>>, maxWaitMs:
   }
 }
 
+/**
+ * CPU microseconds per unit of work (an answer, an approval) for each process, from the cores it used
+ * over `seconds`; null where a process was not measured or nothing was done.
+ */
+export function cpuUsPer(cores: Readonly<Record<string, number | null>>, seconds: number, units: number): Record<string, number | null> {
+  const out: Record<string, number | null> = {};
+  for (const [name, c] of Object.entries(cores)) out[name] = c === null || units <= 0 ? null : Math.round((c * seconds * 1e6) / units);
+  return out;
+}
+
 /** Measures how many cores each named process (with its children) used between start() and stop(). */
 export class CpuMeter {
   private readonly before = new Map<string, number | undefined>();
@@ -161,9 +254,13 @@ export class CpuMeter {
     for (const [name, pid] of Object.entries(this.pids)) this.before.set(name, processTreeCpuSeconds(pid, this.watched));
   }
 
+  /** Seconds between start() and the last stop(). */
+  elapsedSeconds = 0;
+
   /** Cores used (1.0 = one core fully busy) per process over the interval. */
   stop(): Record<string, number | null> {
     const seconds = Math.max(0.001, (Date.now() - this.startedMs) / 1000);
+    this.elapsedSeconds = seconds;
     const out: Record<string, number | null> = {};
     for (const [name, pid] of Object.entries(this.pids)) {
       const before = this.before.get(name);
@@ -172,4 +269,62 @@ export class CpuMeter {
     }
     return out;
   }
+}
+
+/** A helper process of the bench (the HTTP load generator, the WebSocket holder): one request, one answer. */
+export interface TaskChild<Request, Answer> {
+  readonly pid: number;
+  /** Sends `message` and waits for the child's next answer (a 'fatal' answer or the child's exit rejects). */
+  request(message: Request, timeoutMs: number): Promise<Answer>;
+  stop(): Promise<void>;
+}
+
+type TaskAnswer = { readonly type: string; readonly message?: string };
+
+/** Forks `loadtest/bench/<name>` (which sends {type: 'ready'} first) and waits until it is ready. */
+export async function startTaskChild<Request extends object, Answer extends TaskAnswer>(name: 'http-load' | 'ws-hold'): Promise<TaskChild<Request, Answer>> {
+  const file = fileURLToPath(new URL(`./${name}${EXTENSION}`, import.meta.url));
+  const child = fork(file, [], { execArgv: tsxArgs(), stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-4000);
+  });
+  const next = (timeoutMs: number): Promise<Answer> =>
+    new Promise<Answer>((resolve, reject) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        child.off('message', onMessage);
+        child.off('exit', onExit);
+      };
+      const onMessage = (message: Answer): void => {
+        done();
+        if (message.type === 'fatal') reject(new Error(`${name}: ${message.message ?? 'failed'}`));
+        else resolve(message);
+      };
+      const onExit = (code: number | null): void => {
+        done();
+        reject(new Error(`${name} exited (${code}) before it answered: ${stderr}`));
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`${name} did not answer within ${timeoutMs} ms: ${stderr}`));
+      }, timeoutMs);
+      child.on('message', onMessage);
+      child.once('exit', onExit);
+    });
+  try {
+    await next(START_TIMEOUT_MS);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
+  return {
+    pid: child.pid ?? 0,
+    request: (message, timeoutMs) => {
+      const answer = next(timeoutMs);
+      child.send(message);
+      return answer;
+    },
+    stop: () => stopChild(child),
+  };
 }

@@ -29,6 +29,8 @@ export interface GeneratorSettings {
   readonly seed: number;
   /** Sequence numbers are sequenceBase + n * workerCount + workerIndex + 1, so no two requests share a key. */
   readonly sequenceBase: number;
+  /** This worker's campus QR codes, minted by the bench before the run, each sent once (empty without QR in the mix). */
+  readonly campusQrCodes: readonly string[];
 }
 
 export interface HistogramData {
@@ -68,6 +70,11 @@ export interface GeneratorResult {
   readonly approvals: Float64Array;
   /** WaterDebit approvals, the same layout. */
   readonly waterApprovals: Float64Array;
+  /** Campus QR approvals (also in `approvals`), the same layout. */
+  readonly campusQrApprovals: Float64Array;
+  /** Campus QR codes this worker sent; the run stopped early when it ran out (`campusQrExhausted`). */
+  readonly campusQrCodesSent: number;
+  readonly campusQrExhausted: boolean;
   /** Share of the worker's time its event loop was busy: near 1 means the generator itself was the limit. */
   readonly eventLoopUtilization: number;
 }

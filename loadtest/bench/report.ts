@@ -1,8 +1,11 @@
 // The result file (loadtest/results/latest.json; its fields are documented in loadtest/README.md) and
 // the short report printed at the end of a run.
+import type { HttpScenarioResult } from './gateway.js';
 import type { LatencySummaryMs } from './histogram.js';
 import type { H2loadResult } from './h2load.js';
 import type { LedgerCheck } from './ledger-check.js';
+import type { RedisScenarioStats } from './redis-stats.js';
+import type { WebSocketsResult } from './websockets.js';
 import type { RedisBaselineResult } from './redis-baseline.js';
 import type { RedisBenchmarkResult } from './redis-benchmark.js';
 
@@ -47,6 +50,39 @@ export interface ScenarioResult {
   /** Per generator worker thread: share of time its event loop was busy (near 1: the generator was the limit). */
   readonly generatorEventLoopUtilization: number[];
   readonly mixAdjustments: string[];
+  /** Cards the scenario's payments draw from, and whether they are bound to e-card users (a live event per payment). */
+  readonly cards: number;
+  readonly boundCards: boolean;
+  /** CPU microseconds per answer and per approval, per process, over the whole scenario (warm-up included on both sides). */
+  readonly cpuUsPerAnswer: Record<string, number | null>;
+  readonly cpuUsPerApproval: Record<string, number | null>;
+  /** Redis's own figures for the scenario (INFO commandstats); null for the no-op baselines. */
+  readonly redis: RedisScenarioStats | null;
+  /** qr: the codes minted before the run and what became of them; null for other scenarios. */
+  readonly campusQr: CampusQrRun | null;
+}
+
+export interface CampusQrRun {
+  readonly codesMinted: number;
+  readonly mintMs: number;
+  readonly codesSent: number;
+  /** The generator sent every code before the run's end (its lanes stopped there: an error). */
+  readonly exhausted: boolean;
+  readonly approvals: number;
+  /** Single-use marks in Redis of the minted codes, read right after the run: one per paid code. */
+  readonly usedMarks: number;
+}
+
+/** What a bound card's live event costs a payment: tap-bound against tap, same run. */
+export interface LiveEventCost {
+  readonly tapApprovalsPerSec: number;
+  readonly tapBoundApprovalsPerSec: number;
+  readonly tapBoundVsTap: number | null;
+  /** Per approval, tap / tap-bound: CPU of the switch and of Redis (µs), Redis's script time (µs), events published. */
+  readonly switchCpuUsPerApproval: readonly [number | null, number | null];
+  readonly redisCpuUsPerApproval: readonly [number | null, number | null];
+  readonly redisScriptUsPerApproval: readonly [number | null, number | null];
+  readonly publishesPerApproval: readonly [number | null, number | null];
 }
 
 export interface BenchResult {
@@ -74,6 +110,8 @@ export interface BenchResult {
     readonly switchProcess: 'child' | 'in-process';
     readonly scryptN: number;
     readonly campusLoadMs: number;
+    /** Cards bound to e-card users (the last ones of the campus); 0 when no scenario needed them. */
+    readonly boundCards: number;
   };
   readonly scenarios: ScenarioResult[];
   readonly baselines: {
@@ -88,6 +126,11 @@ export interface BenchResult {
     readonly redisBenchmarkScript: RedisBenchmarkResult | null;
     readonly h2loadInquire: (H2loadResult & { readonly ownGenerator?: { readonly achievedRate: number; readonly latencyMs: LatencySummaryMs } }) | null;
   };
+  /** gateway: the card summary and the hello baseline, per mode (null when not run). */
+  readonly gateway: { readonly users: number; readonly runs: HttpScenarioResult[] } | null;
+  /** websockets: N idle live-event sockets held at once (null when not run). */
+  readonly websockets: WebSocketsResult | null;
+  readonly liveEventCost: LiveEventCost | null;
   readonly ratios: Record<string, number | null>;
   readonly targets: Record<string, boolean | null>;
   readonly ledgerCheck: LedgerCheck | null;
@@ -103,7 +146,53 @@ function find(scenarios: readonly ScenarioResult[], name: string, mode: string):
   return scenarios.find((s) => s.name === name && s.mode === mode && s.target === 'switch');
 }
 
-export function ratiosOf(scenarios: readonly ScenarioResult[], baselines: BenchResult['baselines']): Record<string, number | null> {
+function http(runs: readonly HttpScenarioResult[], name: string, mode: string): HttpScenarioResult | undefined {
+  return runs.find((r) => r.name === name && r.mode === mode);
+}
+
+function perApprovalOf(s: ScenarioResult | undefined, read: (s: ScenarioResult) => number | null | undefined): number | null {
+  return s === undefined ? null : (read(s) ?? null);
+}
+
+export function liveEventCostOf(scenarios: readonly ScenarioResult[]): LiveEventCost | null {
+  const tap = find(scenarios, 'tap', 'closed');
+  const bound = find(scenarios, 'tap-bound', 'closed');
+  if (tap === undefined || bound === undefined) return null;
+  const both = (read: (s: ScenarioResult) => number | null | undefined): readonly [number | null, number | null] => [perApprovalOf(tap, read), perApprovalOf(bound, read)];
+  const approvalsOf = (s: ScenarioResult): number => s.outcomes['approved'] ?? 0;
+  return {
+    tapApprovalsPerSec: tap.approvalsPerSec,
+    tapBoundApprovalsPerSec: bound.approvalsPerSec,
+    tapBoundVsTap: ratio(bound.approvalsPerSec, tap.approvalsPerSec),
+    switchCpuUsPerApproval: both((s) => s.cpuUsPerApproval['switch']),
+    redisCpuUsPerApproval: both((s) => s.cpuUsPerApproval['redis']),
+    redisScriptUsPerApproval: both((s) => s.redis?.scriptUsPerApproval),
+    publishesPerApproval: both((s) => (s.redis === null || approvalsOf(s) === 0 ? null : Math.round((s.redis.publishes / approvalsOf(s)) * 1000) / 1000)),
+  };
+}
+
+/** The new scenarios' ratios: each against its baseline measured in the same run. */
+function ecardRatios(scenarios: readonly ScenarioResult[], gateway: BenchResult['gateway']): Record<string, number | null> {
+  const tapClosed = find(scenarios, 'tap', 'closed');
+  const tapOpen = find(scenarios, 'tap', 'open');
+  const qrClosed = find(scenarios, 'qr', 'closed');
+  const qrOpen = find(scenarios, 'qr', 'open');
+  const runs = gateway?.runs ?? [];
+  const sameRate = qrOpen !== undefined && tapOpen !== undefined && qrOpen.rate === tapOpen.rate;
+  return {
+    qrClosedVsTapClosed: ratio(qrClosed?.approvalsPerSec, tapClosed?.approvalsPerSec),
+    // A code pays only for a bound card, so a QR payment always writes a live event: against taps of
+    // bound cards, what is left is the code's own cost (opening it, its single-use mark).
+    qrClosedVsTapBoundClosed: ratio(qrClosed?.approvalsPerSec, find(scenarios, 'tap-bound', 'closed')?.approvalsPerSec),
+    qrOpenP99VsTapOpenP99: sameRate ? ratio(qrOpen?.latencyMs.p99, tapOpen?.latencyMs.p99) : null,
+    tapBoundClosedVsTapClosed: ratio(find(scenarios, 'tap-bound', 'closed')?.approvalsPerSec, tapClosed?.approvalsPerSec),
+    summaryClosedVsHelloClosed: ratio(http(runs, 'gateway-summary', 'closed')?.achievedRate, http(runs, 'gateway-hello', 'closed')?.achievedRate),
+    summaryOpenVsHelloOpen: ratio(http(runs, 'gateway-summary', 'open')?.achievedRate, http(runs, 'gateway-hello', 'open')?.achievedRate),
+    summaryOpenP99VsHelloOpenP99: ratio(http(runs, 'gateway-summary', 'open')?.latencyMs.p99, http(runs, 'gateway-hello', 'open')?.latencyMs.p99),
+  };
+}
+
+export function ratiosOf(scenarios: readonly ScenarioResult[], baselines: BenchResult['baselines'], gateway: BenchResult['gateway'] = null): Record<string, number | null> {
   const tapClosed = find(scenarios, 'tap', 'closed');
   const inquiryClosed = find(scenarios, 'inquiry', 'closed');
   const streamClosed = find(scenarios, 'tap-stream', 'closed');
@@ -126,11 +215,17 @@ export function ratiosOf(scenarios: readonly ScenarioResult[], baselines: BenchR
     tapStreamClosedVsTapClosed: ratio(streamClosed?.achievedRate, tapClosed?.achievedRate),
     tapStreamOpenP99VsNoopStreamOpenP99: ratio(streamOpen?.latencyMs.p99, baselines.noopStreamOpen?.latencyMs.p99),
     ownGeneratorVsH2loadInquire: ratio(h2?.ownGenerator?.achievedRate, h2?.reqPerSec),
+    ...ecardRatios(scenarios, gateway),
   };
 }
 
 /** The issue's targets, as far as this run measured them (null: not measured in this run). */
-export function targetsOf(scenarios: readonly ScenarioResult[], ratios: Record<string, number | null>, ledger: LedgerCheck | null): Record<string, boolean | null> {
+export function targetsOf(
+  scenarios: readonly ScenarioResult[],
+  ratios: Record<string, number | null>,
+  ledger: LedgerCheck | null,
+  websockets: WebSocketsResult | null = null,
+): Record<string, boolean | null> {
   const tapClosed = find(scenarios, 'tap', 'closed');
   const tapOpen = scenarios.find((s) => s.name === 'tap' && s.mode === 'open' && s.target === 'switch' && (s.rate ?? 0) >= 6000);
   const lunch = find(scenarios, 'lunch-rush', 'open');
@@ -149,7 +244,14 @@ export function targetsOf(scenarios: readonly ScenarioResult[], ratios: Record<s
     tapStreamClosedAtLeast9000ApprovalsPerSec: streamClosed === undefined ? null : streamClosed.approvalsPerSec >= 9000,
     tapStreamOpen6000P99AtMost15msNoErrors: streamOpen === undefined ? null : streamOpen.latencyMs.p99 <= 15 && streamOpen.errors === 0,
     everyApprovalInLedgerOnceAndAuditPasses: ledger === null ? null : ledger.passed,
+    qrClosedAtLeast90PercentOfTapClosed: atLeast(ratios['qrClosedVsTapClosed'], 0.9),
+    summaryClosedAtLeast40PercentOfHelloClosed: atLeast(ratios['summaryClosedVsHelloClosed'], 0.4),
+    tenThousandWebSocketsOpenAtOnce: websockets === null || websockets.requested < 10_000 ? null : websockets.allOpenAtOnce,
   };
+}
+
+function atLeast(value: number | null | undefined, min: number): boolean | null {
+  return value === null || value === undefined ? null : value >= min;
 }
 
 function pad(text: string, width: number): string {
@@ -163,6 +265,39 @@ function scenarioLine(s: ScenarioResult): string {
   if (s.peak === null || s.profile !== 'lunch-rush') return line;
   const p = s.peak.latencyMs;
   return `${line}\n  ${pad('  at the peak', 30)} ${pad(`${s.peak.achievedRate}/s`, 11)} of ${s.peak.offeredRate}/s offered          p50 ${p.p50} p95 ${p.p95} p99 ${p.p99} p99.9 ${p.p999} ms`;
+}
+
+function httpLine(r: HttpScenarioResult): string {
+  const l = r.latencyMs;
+  const label = `${r.name} ${r.mode}${r.rate === null ? ` (${r.connections} conn)` : ` @${r.rate}/s`}`;
+  return `  ${pad(label, 30)} ${pad(`${r.achievedRate}/s`, 11)} ${pad(`${r.users} users`, 20)} p50 ${l.p50} p90 ${l.p90} p99 ${l.p99} p99.9 ${l.p999} ms  errors ${r.errors}`;
+}
+
+function ecardLines(result: BenchResult): string[] {
+  const lines: string[] = [];
+  for (const r of result.gateway?.runs ?? []) lines.push(httpLine(r));
+  const qr = result.scenarios.filter((s) => s.campusQr !== null);
+  for (const s of qr) {
+    const q = s.campusQr as CampusQrRun;
+    lines.push(`  qr ${s.mode}: ${q.codesMinted} codes minted in ${q.mintMs} ms, ${q.codesSent} sent, ${q.approvals} approved, ${q.usedMarks} single-use marks${q.exhausted ? ' (RAN OUT OF CODES)' : ''}`);
+  }
+  const c = result.liveEventCost;
+  if (c !== null) {
+    const pair = (p: readonly [number | null, number | null]): string => `${p[0] ?? '?'} / ${p[1] ?? '?'}`;
+    lines.push(
+      `  live events (tap / tap-bound, per approval): switch CPU ${pair(c.switchCpuUsPerApproval)} µs, Redis CPU ${pair(c.redisCpuUsPerApproval)} µs, ` +
+        `Redis script time ${pair(c.redisScriptUsPerApproval)} µs, publishes ${pair(c.publishesPerApproval)}`,
+    );
+  }
+  const w = result.websockets;
+  if (w !== null) {
+    lines.push(
+      `  websockets: ${w.opened} of ${w.requested} open at once (server says ${w.serverOpenAfterHold ?? '?'}), ${w.failed} failed, opened in ${w.openingMs} ms ` +
+        `(${w.openRatePerSec}/s); gateway memory per socket: RSS ${w.wsBytesPerSocket ?? '?'} B, JS heap ${w.wsHeapBytesPerSocket ?? '?'} B`,
+    );
+    for (const sample of w.failureSamples.slice(0, 3)) lines.push(`    ${sample}`);
+  }
+  return lines;
 }
 
 export function humanReport(result: BenchResult, outPath: string): string {
@@ -198,6 +333,7 @@ export function humanReport(result: BenchResult, outPath: string): string {
         : `  h2load: ${h.note}`,
     );
   }
+  lines.push(...ecardLines(result));
   lines.push('', `ratios: ${Object.entries(result.ratios).map(([k, v]) => `${k} ${v ?? 'n/a'}`).join(', ')}`);
   lines.push(`targets: ${Object.entries(result.targets).map(([k, v]) => `${k} ${v === null ? 'n/a' : v ? 'yes' : 'NO'}`).join(', ')}`);
   const ledger = result.ledgerCheck;

@@ -1,6 +1,7 @@
 // The switch under test in its own process (the bench's default), so the load generator's threads and
 // the harness never share the switch's event loop or heap. Configured by environment variables exactly
-// as `npm start` is (switch/config.ts); reports its port to the parent over IPC. With
+// as `npm start` is (switch/config.ts); reports its gRPC and gateway ports to the parent over IPC, and
+// its memory when asked (after a full GC: the bench starts it with --expose-gc). With
 // SWITCH_PROCESSES=N > 1 it runs N switch processes on one port through node:cluster, as
 // switch/main.ts does in production.
 import cluster from 'node:cluster';
@@ -9,19 +10,30 @@ import { appendFileSync } from 'node:fs';
 import { startSwitch } from '../../switch/app.js';
 import { loadConfig } from '../../switch/config.js';
 import { createLogger } from '../../switch/log.js';
-import type { ChildToParent, ParentToChild } from './processes.js';
+import type { ChildToParent, MemoryReport, ParentToChild } from './processes.js';
+
+/** process.memoryUsage() after a full GC when gc() is exposed, so garbage does not count as growth. */
+function memoryReport(): MemoryReport {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  const m = process.memoryUsage();
+  return { rssBytes: m.rss, heapTotalBytes: m.heapTotal, heapUsedBytes: m.heapUsed, externalBytes: m.external, arrayBuffersBytes: m.arrayBuffers, gcRan: gc !== undefined };
+}
 
 const processes = Number(process.env['SWITCH_PROCESSES'] ?? '1');
 
 async function runPrimaryOfCluster(): Promise<void> {
   let ready = 0;
   let port = 0;
+  // With GATEWAY_PORT=0 each worker's gateway has a port of its own: the last one reported is used.
+  let gatewayPort: number | undefined;
   for (let i = 0; i < processes; i++) {
     const worker = cluster.fork();
-    worker.on('message', (m: { port?: number }) => {
+    worker.on('message', (m: { port?: number; gatewayPort?: number }) => {
       if (m.port === undefined) return;
       port = m.port;
-      if (++ready === processes) process.send?.({ type: 'listening', port } satisfies ChildToParent);
+      gatewayPort = m.gatewayPort;
+      if (++ready === processes) process.send?.({ type: 'listening', port, gatewayPort } satisfies ChildToParent);
     });
   }
   const stop = (): void => {
@@ -65,11 +77,12 @@ async function runSwitch(): Promise<void> {
   };
   process.on('message', (message: ParentToChild) => {
     if (message.type === 'stop') stop();
+    else if (message.type === 'memory' && !cluster.isWorker) process.send?.({ type: 'memory', ...memoryReport() } satisfies ChildToParent);
   });
   // The harness (or the cluster primary) died or was killed: do not outlive it.
   process.on('disconnect', stop);
-  if (cluster.isWorker) process.send?.({ port: app.grpcPort });
-  else process.send?.({ type: 'listening', port: app.grpcPort } satisfies ChildToParent);
+  if (cluster.isWorker) process.send?.({ port: app.grpcPort, gatewayPort: app.gateway?.port });
+  else process.send?.({ type: 'listening', port: app.grpcPort, gatewayPort: app.gateway?.port } satisfies ChildToParent);
 }
 
 if (cluster.isPrimary && processes > 1) await runPrimaryOfCluster();

@@ -8,6 +8,9 @@
 export const CAMPUS_FILE_FORMAT = 'cardswitch-loadtest-campus/1';
 export const MAX_CAMPUS_CARDS = 200_000;
 export const MAX_CAMPUS_TERMINALS = 10_000;
+export const MAX_CAMPUS_ECARD_USERS = 10_000;
+/** The switch's session tokens are ~300 characters and never over 2,048 (domain/sessions.ts). */
+const MAX_TOKEN_LENGTH = 2048;
 
 export type HolderKind = 'student' | 'staff';
 export type CampusTerminalKind = 'canteen' | 'shop' | 'settlement' | 'water' | 'kiosk';
@@ -28,6 +31,21 @@ export interface CampusTerminal {
   readonly merchantId: string;
 }
 
+/**
+ * An e-card user of the demo campus, bound to a card, with a session of the switch (k6/campus-qr.ts and
+ * k6/gateway-summary.ts call the gateway as this user). Written by `--export-campus F --ecard-users N`.
+ */
+export interface CampusEcardUser {
+  /** Namespaced: `wecom:<userid>`. */
+  readonly userId: string;
+  readonly cardNo: string;
+  /** Short-lived (SESSION_ACCESS_TTL_SEC, 15 min by default): the k6 scripts refresh it first. */
+  readonly accessToken: string;
+  /** Lives as long as the session (SESSION_TTL_SEC, 7 days by default). */
+  readonly refreshToken: string;
+  readonly sessionExpiresAtMs: number;
+}
+
 export interface CampusFile {
   readonly format: typeof CAMPUS_FILE_FORMAT;
   /** The demo generator's seed the data came from. */
@@ -37,6 +55,8 @@ export interface CampusFile {
   readonly noPinPerPaymentFen: { readonly student: number; readonly staff: number };
   readonly cards: readonly CampusCard[];
   readonly terminals: readonly CampusTerminal[];
+  /** Bound e-card users with sessions; absent unless the file was exported with --ecard-users. */
+  readonly ecardUsers?: readonly CampusEcardUser[];
 }
 
 const TERMINAL_KINDS: readonly string[] = ['canteen', 'shop', 'settlement', 'water', 'kiosk'];
@@ -69,11 +89,39 @@ function checkTerminal(value: unknown, index: number): CampusTerminal {
   return { id, secret, kind: kind as CampusTerminalKind, merchantId };
 }
 
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+function checkToken(value: unknown, what: string): string {
+  if (typeof value !== 'string' || value.length > MAX_TOKEN_LENGTH || !JWT_SHAPE.test(value)) fail(`${what} must be a session token (a JWT)`);
+  return value;
+}
+
+function checkEcardUser(value: unknown, index: number): CampusEcardUser {
+  if (!isRecord(value)) fail(`ecardUsers[${index}] must be an object`);
+  const { userId, cardNo, accessToken, refreshToken, sessionExpiresAtMs } = value;
+  if (typeof userId !== 'string' || !/^(wecom|wechat):[A-Za-z0-9_.@-]{1,64}$/.test(userId)) fail(`ecardUsers[${index}].userId must be wecom:<id> or wechat:<id>`);
+  if (typeof cardNo !== 'string' || !/^\d{4,20}$/.test(cardNo)) fail(`ecardUsers[${index}].cardNo must be 4-20 digits`);
+  if (typeof sessionExpiresAtMs !== 'number' || !Number.isSafeInteger(sessionExpiresAtMs)) fail(`ecardUsers[${index}].sessionExpiresAtMs must be milliseconds`);
+  return {
+    userId,
+    cardNo,
+    accessToken: checkToken(accessToken, `ecardUsers[${index}].accessToken`),
+    refreshToken: checkToken(refreshToken, `ecardUsers[${index}].refreshToken`),
+    sessionExpiresAtMs,
+  };
+}
+
+function checkEcardUsers(value: unknown): CampusEcardUser[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value) || value.length > MAX_CAMPUS_ECARD_USERS) fail(`ecardUsers must hold at most ${MAX_CAMPUS_ECARD_USERS} users`);
+  return value.map(checkEcardUser);
+}
+
 /** Validates a parsed campus file; throws an Error naming the first problem. */
 export function checkCampusFile(value: unknown): CampusFile {
   if (!isRecord(value)) fail('must be a JSON object');
   if (value['format'] !== CAMPUS_FILE_FORMAT) fail(`format must be "${CAMPUS_FILE_FORMAT}" (regenerate it with npm run bench -- --export-campus)`);
-  const { cards, terminals, noPinPerPaymentFen, seed, note } = value;
+  const { cards, terminals, noPinPerPaymentFen, seed, note, ecardUsers } = value;
   if (!Array.isArray(cards) || cards.length < 1 || cards.length > MAX_CAMPUS_CARDS) fail(`cards must hold 1-${MAX_CAMPUS_CARDS} cards`);
   if (!Array.isArray(terminals) || terminals.length < 1 || terminals.length > MAX_CAMPUS_TERMINALS) {
     fail(`terminals must hold 1-${MAX_CAMPUS_TERMINALS} terminals`);
@@ -91,5 +139,6 @@ export function checkCampusFile(value: unknown): CampusFile {
     noPinPerPaymentFen: { student, staff },
     cards: cards.map(checkCard),
     terminals: terminals.map(checkTerminal),
+    ecardUsers: checkEcardUsers(ecardUsers),
   };
 }

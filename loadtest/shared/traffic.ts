@@ -76,6 +76,11 @@ export function cardTap(serial: string): CredentialMessage {
   return { card: { cardSerial: serial } };
 }
 
+/** A campus QR code a POS scanned (the e-card page shows one, GET /api/v1/ecard/qr issues it). */
+export function campusQr(payload: string): CredentialMessage {
+  return { campusQr: { payload } };
+}
+
 export function authorizeCall(terminalId: string, sequence: number, amountFen: number, credential: CredentialMessage, pin = ''): PosCall {
   return { rpc: 'Authorize', message: { terminalId, sequenceNumber: sequence, amountFen, credential, pin } };
 }
@@ -187,6 +192,9 @@ export function isExpectedAnswer(kind: RequestKind, label: string): boolean {
     case 'settle':
       return label === 'approved' || label === 'declined:insufficient_funds';
     case 'campus_qr':
+      // Like a tap: a busy card may run out of money or over its password-free day. A used, expired or
+      // invalid code is never expected: each payment has a fresh code of a bound, active card.
+      return label === 'approved' || label === 'pin_required' || label === 'declined:insufficient_funds' || label === 'declined:daily_limit_exceeded';
     case 'third_party':
       return label === 'approved' || label === 'pending';
   }
@@ -203,9 +211,9 @@ export interface TrafficMix {
   readonly pin: number;
   readonly water: number;
   readonly settle: number;
-  // ROOM FOR LATER ISSUES: campus QR payments and Alipay / WeChat payment codes. Their weights stay 0
-  // until the switch accepts them; then give them a share here and fill in campusQrPayment /
-  // thirdPartyPayment in TrafficPlanner below.
+  // Campus QR payments: each needs a fresh code (PlannerOptions.nextCampusQr), so the lunch-rush mix
+  // keeps them at 0 and the bench's `qr` scenario and k6/campus-qr.ts send them. ROOM FOR A LATER ISSUE:
+  // Alipay / WeChat payment codes (weight 0 until the switch accepts them; fill in thirdPartyPayment).
   readonly campusQr: number;
   readonly thirdParty: number;
 }
@@ -219,6 +227,7 @@ export const MIX_KEYS: readonly (keyof TrafficMix)[] = ['tap', 'inquiry', 'retry
 export const LUNCH_RUSH_MIX: TrafficMix = { tap: 74, inquiry: 10, retry: 5, reversal: 3, pin: 1, water: 5, settle: 2, campusQr: 0, thirdParty: 0 };
 export const TAP_ONLY_MIX: TrafficMix = { tap: 1, inquiry: 0, retry: 0, reversal: 0, pin: 0, water: 0, settle: 0, campusQr: 0, thirdParty: 0 };
 export const INQUIRY_ONLY_MIX: TrafficMix = { tap: 0, inquiry: 1, retry: 0, reversal: 0, pin: 0, water: 0, settle: 0, campusQr: 0, thirdParty: 0 };
+export const CAMPUS_QR_ONLY_MIX: TrafficMix = { tap: 0, inquiry: 0, retry: 0, reversal: 0, pin: 0, water: 0, settle: 0, campusQr: 1, thirdParty: 0 };
 
 /** "tap=70,inquiry=10,water=0": overrides of `base`; unknown names and bad numbers throw. */
 export function parseMix(text: string, base: TrafficMix): TrafficMix {
@@ -300,6 +309,11 @@ export interface PlannerOptions {
   /** Cards that take `hotShare` of the taps and inquiries (a few students who eat everywhere). Default 8. */
   readonly hotCards?: number;
   readonly hotShare?: number;
+  /**
+   * The next campus QR code to pay with, or undefined when there is none left (a code pays once and
+   * lives 60 s, so the caller supplies them: k6 fetches one from the gateway, the bench mints them ahead).
+   */
+  readonly nextCampusQr?: () => string | undefined;
 }
 
 interface Completed {
@@ -315,6 +329,25 @@ const WATER_CARD_STRIDE = 8;
 /** The first card index that carries load: the three well-known demo cards stay with people. */
 export function firstLoadCard(cardCount: number): number {
   return cardCount > 16 ? 3 : 0;
+}
+
+export const DEFAULT_HOT_CARDS = 8;
+export const DEFAULT_HOT_SHARE = 0.1;
+
+/** How many of a campus's cards are hot (at most a quarter of the cards that carry load). */
+export function hotCardCount(cardCount: number, wanted: number = DEFAULT_HOT_CARDS): number {
+  return Math.min(wanted, Math.floor((cardCount - firstLoadCard(cardCount)) / 4));
+}
+
+/**
+ * The card of a tap (or of a QR code the bench mints): `hotShare` of them on the first `hotCards` load
+ * cards, the rest spread evenly. Two draws of `rng` at most, in this order, so a planner and the bench
+ * that mints QR codes ahead pick cards the same way.
+ */
+export function loadCardIndex(rng: Rng, cardCount: number, hotCards: number, hotShare: number): number {
+  const first = firstLoadCard(cardCount);
+  if (hotCards > 0 && rng.next() < hotShare) return first + rng.int(0, hotCards - 1);
+  return rng.int(first, cardCount - 1);
 }
 
 /** Indices of the cards that shower and buy hot water (their small wallets see the water debits). */
@@ -366,7 +399,7 @@ export class TrafficPlanner {
     }
     const cardCount = campus.cards.length;
     this.firstCard = firstLoadCard(cardCount);
-    this.hotCards = Math.min(options.hotCards ?? 8, Math.floor((cardCount - this.firstCard) / 4));
+    this.hotCards = hotCardCount(cardCount, options.hotCards ?? DEFAULT_HOT_CARDS);
     if (options.mix.pin > 0) for (let i = this.firstCard; i < cardCount; i++) if (campus.cards[i]?.pin !== '') this.pinCards.push(i);
     const allWater = waterCardIndices(cardCount);
     const part = options.partition;
@@ -389,7 +422,8 @@ export class TrafficPlanner {
       }
     };
     const m = this.options.mix;
-    need(m.tap + m.inquiry + m.retry + m.reversal + m.pin, ['canteen', 'shop'], 'payments');
+    need(m.tap + m.inquiry + m.retry + m.reversal + m.pin + m.campusQr, ['canteen', 'shop'], 'payments');
+    if (m.campusQr > 0 && this.options.nextCampusQr === undefined) throw new Error('the mix sends campus QR payments but the planner has no source of codes (nextCampusQr)');
     need(m.water, ['water'], 'water debits');
     need(m.settle, ['settlement'], 'settlement swipes');
     if (m.pin > 0 && this.pinCards.length === 0) throw new Error('the mix sends PIN payments but no card in the campus file has a PIN');
@@ -417,9 +451,12 @@ export class TrafficPlanner {
   }
 
   private tapCard(): CampusCard {
-    const hotShare = this.options.hotShare ?? 0.1;
-    if (this.hotCards > 0 && this.rng.next() < hotShare) return this.card(this.firstCard + this.rng.int(0, this.hotCards - 1));
-    return this.card(this.rng.int(this.firstCard, this.campus.cards.length - 1));
+    return this.card(loadCardIndex(this.rng, this.campus.cards.length, this.hotCards, this.options.hotShare ?? DEFAULT_HOT_SHARE));
+  }
+
+  /** A canteen meal: 3.00 to 25.00 yuan in 0.50 steps; shops sell smaller and larger things. */
+  private mealAmountFen(terminal: CampusTerminal): number {
+    return terminal.kind === 'canteen' ? this.rng.int(6, 50) * 50 : this.rng.int(1, 49) * 100;
   }
 
   private plan(kind: RequestKind, call: PosCall, at: { index: number; terminal: CampusTerminal }, sequence: number, pin: string, retryOf?: unknown): PlannedCall {
@@ -453,8 +490,7 @@ export class TrafficPlanner {
   tap(): PlannedCall {
     const at = this.posTerminal(CANTEEN_SHARE_OF_TAPS);
     const card = this.tapCard();
-    // A canteen meal: 3.00 to 25.00 yuan in 0.50 steps; shops sell smaller and larger things.
-    const amountFen = at.terminal.kind === 'canteen' ? this.rng.int(6, 50) * 50 : this.rng.int(1, 49) * 100;
+    const amountFen = this.mealAmountFen(at.terminal);
     const sequence = this.options.nextSequence();
     return this.plan('tap', authorizeCall(at.terminal.id, sequence, amountFen, cardTap(card.serial)), at, sequence, card.pin);
   }
@@ -508,9 +544,17 @@ export class TrafficPlanner {
     return this.plan('settle', settleCall(at.terminal.id, sequence, cardTap(card.serial)), at, sequence, '');
   }
 
-  /** ROOM FOR A LATER ISSUE: a campus QR payment (the e-card's 30-second code). */
+  /**
+   * A campus QR payment: the cardholder shows the e-card's code and the POS scans it; a meal like a tap's.
+   * The code names the card (sealed inside), so no card is drawn here. Throws when no code is left.
+   */
   campusQrPayment(): PlannedCall {
-    throw new Error('campus QR payments are not in the load test yet: keep the campusQr weight at 0 until the switch accepts them');
+    const payload = this.options.nextCampusQr?.();
+    if (payload === undefined) throw new Error('no campus QR code left to pay with: each payment needs a fresh code');
+    const at = this.posTerminal(CANTEEN_SHARE_OF_TAPS);
+    const amountFen = this.mealAmountFen(at.terminal);
+    const sequence = this.options.nextSequence();
+    return this.plan('campus_qr', authorizeCall(at.terminal.id, sequence, amountFen, campusQr(payload)), at, sequence, '');
   }
 
   /** ROOM FOR A LATER ISSUE: an Alipay / WeChat payment code scanned at the POS. */

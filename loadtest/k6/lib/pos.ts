@@ -70,14 +70,25 @@ export function sequenceBase(): number {
   return Math.floor(Math.random() * 2 ** 25) * SEQUENCES_PER_RUN;
 }
 
-/** `perIteration`: new payments one iteration may make (fep-stream sends a whole batch per iteration). */
-export function plannerFor(campus: CampusView, mix: TrafficMix, base: number, vus: number, perIteration = SEQUENCES_PER_ITERATION): TrafficPlanner {
+/**
+ * `perIteration`: new payments one iteration may make (fep-stream sends a whole batch per iteration);
+ * `nextCampusQr`: where campus QR payments get their codes (campus-qr.ts: the code the gateway just issued).
+ */
+export function plannerFor(
+  campus: CampusView,
+  mix: TrafficMix,
+  base: number,
+  vus: number,
+  perIteration = SEQUENCES_PER_ITERATION,
+  nextCampusQr?: () => string | undefined,
+): TrafficPlanner {
   let iteration = -1;
   let offset = 0;
   return new TrafficPlanner(campus, {
     mix: parseMix(__ENV['MIX'] ?? '', mix),
     seed: exec.vu.idInTest * 7919 + 1,
     partition: { index: (exec.vu.idInTest - 1) % vus, count: vus },
+    nextCampusQr,
     // iterationInTest is unique across all VUs of the scenario; each iteration has its own slots.
     nextSequence: () => {
       const current = exec.scenario.iterationInTest;
