@@ -84,6 +84,8 @@ const MAX_VERIFIED_TOKENS = 50_000;
 
 export class Sessions {
   private readonly verified = new Map<string, VerifiedClaims & { readonly typ: TokenType }>();
+  /** Checks in progress, by type and token; never more entries than requests waiting. */
+  private readonly verifying = new Map<string, Promise<VerifiedClaims>>();
   private readonly store: SessionStore;
   private readonly key: Uint8Array;
   private readonly config: SessionConfig;
@@ -184,7 +186,14 @@ export class Sessions {
       this.verified.delete(token);
       throw tokenExpired();
     }
-    const claims = await this.verifySignature(token, typ);
+    // Calls that bring the same new token at once share one check (a page opening fires several).
+    const key = `${typ}:${token}`;
+    let pending = this.verifying.get(key);
+    if (pending === undefined) {
+      pending = this.verifySignature(token, typ).finally(() => this.verifying.delete(key));
+      this.verifying.set(key, pending);
+    }
+    const claims = await pending;
     if (this.verified.size >= MAX_VERIFIED_TOKENS) this.verified.delete(this.verified.keys().next().value as string);
     this.verified.set(token, { ...claims, typ });
     return claims;
