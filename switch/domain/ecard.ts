@@ -326,7 +326,10 @@ function wholeFen(text: string | null | undefined, what: string): number {
 
 /** The bound card of `userId` in one read; refused when the card is no longer bound to the user. */
 export async function ecardSummary(ctx: SwitchContext, userId: string, cardNo: string): Promise<EcardSummary> {
-  const [bal, wal, st, sync, name, ht, pwdinit, eu, ebt] = await ctx.redis.hmget(ctx.keys.account(cardNo), 'bal', 'wal', 'st', 'sync', 'name', 'ht', 'pwdinit', 'eu', 'ebt');
+  // On the hot-path connection: the card summary is what every page opens with.
+  const reply = await ctx.scripts.command(['HMGET', ctx.keys.account(cardNo), 'bal', 'wal', 'st', 'sync', 'name', 'ht', 'pwdinit', 'eu', 'ebt']);
+  if (!Array.isArray(reply) || reply.length !== 9) throw new LedgerInvariantError(`HMGET of account ${cardNo} answered ${JSON.stringify(reply)}`);
+  const [bal, wal, st, sync, name, ht, pwdinit, eu, ebt] = reply as (string | null)[];
   if (eu !== userId) throw new PermissionDeniedError(`card ${cardNo} is not bound to this user`, NOT_BOUND);
   return {
     cardNumber: cardNo,

@@ -54,6 +54,8 @@ export interface SessionsOptions {
   readonly config: SessionConfig;
   /** Milliseconds since the epoch; tests pass their own clock. */
   readonly now: () => number;
+  /** The switch's hot-path connection for the per-call session read (ledger/sessions.ts); ioredis when absent. */
+  readonly hotCommand?: (args: readonly (string | number)[]) => Promise<unknown>;
 }
 
 type TokenType = 'access' | 'refresh';
@@ -96,7 +98,7 @@ export class Sessions {
     if (config.secret.length < MIN_SECRET_LENGTH) throw new Error(`the session secret must be at least ${MIN_SECRET_LENGTH} characters`);
     if (!Number.isInteger(config.accessTtlSec) || config.accessTtlSec < 1) throw new Error(`accessTtlSec must be >= 1, got ${config.accessTtlSec}`);
     if (!Number.isInteger(config.sessionTtlSec) || config.sessionTtlSec < 1) throw new Error(`sessionTtlSec must be >= 1, got ${config.sessionTtlSec}`);
-    this.store = new SessionStore(options.redis, options.keys);
+    this.store = new SessionStore(options.redis, options.keys, options.hotCommand);
     this.key = new TextEncoder().encode(config.secret);
     this.config = config;
     this.now = options.now;

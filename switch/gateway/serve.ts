@@ -45,7 +45,7 @@ function openApiRoute(): Route {
 
 export async function serveGateway(ctx: SwitchContext): Promise<RunningHolderGateway> {
   const { config, log, metrics } = ctx;
-  const sessions = new Sessions({ redis: ctx.redis, keys: ctx.keys, config: config.sessions, now: ctx.now });
+  const sessions = new Sessions({ redis: ctx.redis, keys: ctx.keys, config: config.sessions, now: ctx.now, hotCommand: (args) => ctx.scripts.command(args) });
   const identity = new IdentityProviders(config.identity, log, { now: ctx.now });
   const liveEvents = new LiveEvents(ctx, sessions);
   await liveEvents.start();

@@ -32,6 +32,11 @@ export class SessionStore {
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
+    /**
+     * The switch's lean hot-path connection (redis/pipeline-client.ts), for the one read every call of
+     * the phone's API makes; ioredis when absent. Writes always go through ioredis.
+     */
+    private readonly hotCommand?: (args: readonly (string | number)[]) => Promise<unknown>,
   ) {}
 
   /** Stores a new session for `ttlSec` and indexes it under its user. Returns the ids of sessions it ended (over the cap). */
@@ -65,7 +70,10 @@ export class SessionStore {
   /** The live session, or null when it ended or never existed. One round trip. */
   async get(sessionId: string): Promise<SessionRecord | null> {
     assertSessionId(sessionId);
-    const [uid, createdMs, provider] = await this.redis.hmget(this.keys.session(sessionId), 'uid', 'createdMs', 'provider');
+    const key = this.keys.session(sessionId);
+    const reply = this.hotCommand === undefined ? await this.redis.hmget(key, 'uid', 'createdMs', 'provider') : await this.hotCommand(['HMGET', key, 'uid', 'createdMs', 'provider']);
+    if (!Array.isArray(reply) || reply.length !== 3) throw new Error(`HMGET of session ${sessionId} answered ${JSON.stringify(reply)}`);
+    const [uid, createdMs, provider] = reply as (string | null)[];
     if (uid === null || uid === undefined) return null;
     const created = Number(createdMs);
     if (!Number.isSafeInteger(created)) throw new Error(`session ${sessionId} has a broken createdMs`);
