@@ -109,6 +109,15 @@ describe('a campus QR code at the POS', () => {
     expect(await balance('7102')).toBe(9500);
   });
 
+  it('is not used up by a decline: over the balance, then within it, the same code pays', async () => {
+    const user = await boundCard('7109', 1_000);
+    const code = await qrOf(user, '7109');
+    expect((await payWithQr(code, 5_000)).declineReason).toBe(DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS);
+    expect((await payWithQr(code, 800)).outcome).toBe(Outcome.OUTCOME_APPROVED);
+    expect((await payWithQr(code, 100)).declineReason).toBe(DeclineReason.DECLINE_REASON_QR_USED);
+    expect(await balance('7109')).toBe(200);
+  });
+
   it('pays once when 300 payments with one code race on two POS', async () => {
     const user = await boundCard('7103', 1_000_000);
     const code = await qrOf(user, '7103');

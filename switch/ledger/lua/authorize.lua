@@ -41,7 +41,9 @@
                                the same request may come again with the PIN)
          11 campus QR invalid: the e-card binding ended, or the card was lost, frozen or replaced
             since the code was issued (its epoch moved on)
-         12 campus QR expired   13 campus QR already used (set only by an approval)
+         12 campus QR expired   13 campus QR already used (its mark is set when the code is checked,
+            in the same script as the debit, and given back by any decline after it: only an
+            approval uses a code up, and two POS racing with one code pay once)
   Or a number:
     -1 the key was used before for a different request (nothing changed)
 ]]
@@ -117,7 +119,11 @@ if qrEpoch then
   -- The code is genuine (the switch opened it), but it is dead once its binding ended or the card
   -- was lost, frozen or replaced after it was issued: each of those moves the epoch on.
   if not account[13] or tostring(account[14] or '0') ~= qrEpoch then return decide(11, balanceFen, '') end
-  if rcall('EXISTS', qrUsedKey) == 1 then return decide(13, balanceFen, '') end
+  -- Taken now, in one call; a decline below gives it back (only an approval uses a code up).
+  if not rcall('SET', qrUsedKey, '1', 'NX', 'EX', tonumber(ARGV[23])) then return decide(13, balanceFen, '') end
+end
+local function giveBackQr()
+  if qrEpoch then rcall('DEL', qrUsedKey) end
 end
 
 local limitBase = 12
@@ -132,9 +138,16 @@ if account[4] == dayKey then
   daySpentFen = tonumber(account[5]) or 0
   dayNoPinFen = tonumber(account[7]) or 0
 end
-if balanceFen < amountFen then return decide(2, balanceFen, '') end
-if dailyLimitFen > 0 and daySpentFen + amountFen > dailyLimitFen then return decide(8, balanceFen, '') end
+if balanceFen < amountFen then
+  giveBackQr()
+  return decide(2, balanceFen, '')
+end
+if dailyLimitFen > 0 and daySpentFen + amountFen > dailyLimitFen then
+  giveBackQr()
+  return decide(8, balanceFen, '')
+end
 if not pinVerified and (amountFen > noPinPerPaymentFen or dayNoPinFen + amountFen > noPinPerDayFen) then
+  giveBackQr()
   return joinAnswer({ 10, balanceFen, '', nowMs })
 end
 
@@ -143,8 +156,6 @@ local balanceAfterFen = balanceFen - amountFen
 local version = (tonumber(account[12]) or 0) + 1
 if not pinVerified then dayNoPinFen = dayNoPinFen + amountFen end
 rcall('HSET', accountKey, 'bal', balanceAfterFen, 'ver', version, 'dday', dayKey, 'dspent', daySpentFen + amountFen, 'dnopin', dayNoPinFen)
--- Used once: set with the debit, so two POS racing with the same code pay once.
-if qrEpoch then rcall('SET', qrUsedKey, '1', 'EX', tonumber(ARGV[23])) end
 local entryId = appendJournal(journalKey, 'pay', cardNo, amountFen, 'a:' .. cardNo, merchantParty,
   balanceAfterFen, version, terminalId, sequence, nowMs)
 appendStatement(statementKey, nowMs, entryId, 'pay', -amountFen, balanceAfterFen, terminalId, sequence)
