@@ -31,16 +31,17 @@ function packCard(cardNo: string, epoch: number): Buffer {
 }
 
 function unpackCard(plain: Buffer): { cardNo: string; epoch: number } | undefined {
-  let cardNo = '';
-  for (let i = 0; i < CARD_DIGITS; i++) {
-    const byte = plain[i >> 1] ?? 0xff;
-    const nibble = i % 2 === 0 ? byte >> 4 : byte & 0x0f;
+  let length = 0;
+  const digits = Buffer.allocUnsafe(CARD_DIGITS);
+  for (; length < CARD_DIGITS; length++) {
+    const byte = plain[length >> 1] ?? 0xff;
+    const nibble = length % 2 === 0 ? byte >> 4 : byte & 0x0f;
     if (nibble === 0x0f) break;
     if (nibble > 9) return undefined;
-    cardNo += String(nibble);
+    digits[length] = 0x30 + nibble;
   }
-  if (cardNo === '') return undefined;
-  return { cardNo, epoch: plain.readUInt32BE(CARD_BYTES) };
+  if (length === 0) return undefined;
+  return { cardNo: digits.toString('latin1', 0, length), epoch: plain.readUInt32BE(CARD_BYTES) };
 }
 
 export class CampusQrCodec {
@@ -68,9 +69,10 @@ export class CampusQrCodec {
     const decipher = createDecipheriv('aes-256-gcm', this.key, parts.nonce, { authTagLength: TAG_BYTES });
     decipher.setAAD(parts.header);
     decipher.setAuthTag(parts.tag);
-    let plain: Buffer;
+    // GCM is a stream mode: update() answers every byte; final() only checks the tag.
+    const plain = decipher.update(parts.sealed);
     try {
-      plain = Buffer.concat([decipher.update(parts.sealed), decipher.final()]);
+      decipher.final();
     } catch {
       return undefined;
     }

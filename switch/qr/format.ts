@@ -51,12 +51,12 @@ export function base32Encode(bytes: Uint8Array): string {
 }
 
 /** Undefined when `text` holds a character outside the alphabet or leftover bits that are not zero. */
-export function base32Decode(text: string): Uint8Array | undefined {
-  const out = new Uint8Array(Math.floor((text.length * 5) / 8));
+export function base32Decode(text: string, offset = 0): Uint8Array | undefined {
+  const out = new Uint8Array(Math.floor(((text.length - offset) * 5) / 8));
   let buffer = 0;
   let bits = 0;
   let at = 0;
-  for (let i = 0; i < text.length; i++) {
+  for (let i = offset; i < text.length; i++) {
     const code = text.charCodeAt(i);
     const value = code < 128 ? (DECODE[code] ?? -1) : -1;
     if (value < 0) return undefined;
@@ -86,7 +86,7 @@ export interface CampusQrParts {
 /** The parts of a well-formed campus QR code, or undefined; says nothing about whether it is genuine. */
 export function parseCampusQr(text: string): CampusQrParts | undefined {
   if (!CAMPUS_QR_PATTERN.test(text)) return undefined;
-  const payload = base32Decode(text.slice(CAMPUS_QR_PREFIX.length));
+  const payload = base32Decode(text, CAMPUS_QR_PREFIX.length);
   if (payload === undefined || payload.length !== CAMPUS_QR_PAYLOAD_BYTES) return undefined;
   const version = payload[0] ?? 0;
   if (version !== CAMPUS_QR_VERSION) return undefined;
