@@ -64,6 +64,8 @@ export interface GatewayConfig {
   readonly wsMaxPerCard: number;
   /** Serve GET /bench/hello (the bench's baseline route); off in production. */
   readonly benchHello: boolean;
+  /** GET /metrics needs `Authorization: Bearer <token>` when set; when empty, only loopback scrapers get it. */
+  readonly metricsToken: string;
 }
 
 export interface SessionConfig {
@@ -213,6 +215,7 @@ export function loadConfig(env: Env = process.env): Config {
       wsMaxSockets: r.integer('GATEWAY_WS_MAX_SOCKETS', 50_000, 1, 1_000_000),
       wsMaxPerCard: r.integer('GATEWAY_WS_MAX_PER_CARD', 32, 1, 1000),
       benchHello: r.choice('GATEWAY_BENCH_HELLO', 'false', ['true', 'false']) === 'true',
+      metricsToken: r.string('GATEWAY_METRICS_TOKEN', '', (v) => (v === '' || /^\S{16,128}$/.test(v) ? undefined : 'must be 16-128 characters without spaces, or empty (loopback only)')),
     },
     sessions: {
       secret: r.string('SESSION_SECRET', '', checkLongSecret),

@@ -425,6 +425,17 @@ describe('gateway routes', () => {
     expect(text).not.toContain('/api/v1/things/1"');
     expect(text).toContain('process_cpu_seconds_total');
   });
+
+  it('GET /metrics with GATEWAY_METRICS_TOKEN set needs the token (403 without it, even from loopback)', async () => {
+    const t = await start({ metricsToken: 'scrape-token-0123456789' });
+    const without = await fetch(`${t.base}/metrics`);
+    expect(without.status).toBe(403);
+    expect(((await without.json()) as { error: { code: string } }).error.code).toBe('METRICS_FORBIDDEN');
+    expect((await fetch(`${t.base}/metrics`, { headers: { authorization: 'Bearer wrong-token-0123456789x' } })).status).toBe(403);
+    const withToken = await fetch(`${t.base}/metrics`, { headers: { authorization: 'Bearer scrape-token-0123456789' } });
+    expect(withToken.status).toBe(200);
+    expect(await withToken.text()).toContain('cardswitch_http_request_duration_seconds');
+  });
 });
 
 describe('gateway error mapping', () => {

@@ -9,6 +9,8 @@
 import uWS from 'uWebSockets.js';
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { Logger } from 'pino';
+import { timingSafeEqual } from 'node:crypto';
+import { PermissionDeniedError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { unavailableRedisClient } from '../redis/unavailable.js';
 import { httpError, httpErrorOf, internalError, type HttpError } from './errors.js';
@@ -62,6 +64,8 @@ export interface GatewayOptions {
   readonly routes: readonly Route[];
   /** Readiness for GET /healthz: false, a throw or no answer within HEALTH_TIMEOUT_MS is 503. Default: ready. */
   readonly health?: () => Promise<boolean>;
+  /** When set, GET /metrics needs `Authorization: Bearer <token>`; when empty, only loopback may scrape. */
+  readonly metricsToken?: string;
   /** The WebSocket endpoint; none when absent. */
   readonly ws?: WebSocketOptions;
   /** How long shutdown() waits for handlers still running before closing their connections. */
@@ -137,12 +141,27 @@ function builtInRoutes(options: GatewayOptions): Route[] {
     {
       method: 'GET',
       path: '/metrics',
-      handler: async () => {
+      handler: async (req) => {
+        // Operational figures are not for the phones that reach this port: a loopback scraper, or one
+        // with the metrics token.
+        if (!metricsAllowed(req, options.metricsToken ?? '')) {
+          throw new PermissionDeniedError('/metrics answers loopback scrapers, or one that sends Authorization: Bearer <GATEWAY_METRICS_TOKEN>', { reason: 'METRICS_FORBIDDEN', zh: '无权访问' });
+        }
         const { contentType, body } = await options.metrics.render();
         return { status: 200, body, contentType };
       },
     },
   ];
+}
+
+function metricsAllowed(req: GatewayRequest, token: string): boolean {
+  if (token !== '') {
+    const presented = Buffer.from(req.headers['authorization'] ?? '');
+    const expected = Buffer.from(`Bearer ${token}`);
+    return presented.length === expected.length && timingSafeEqual(presented, expected);
+  }
+  const address = req.remoteAddress.replace(/^::ffff:/, '').replace(/^0{0,4}(:0{0,4}){6}:0{0,3}1$/, '::1');
+  return address.startsWith('127.') || address === '::1' || /^(0{1,4}:){7}0{0,3}1$/.test(address);
 }
 
 async function readiness(health: () => Promise<boolean>): Promise<boolean> {

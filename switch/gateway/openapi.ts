@@ -934,11 +934,11 @@ const paths: Record<string, unknown> = {
       operationId: 'metrics',
       tags: ['operations'],
       summary: 'Prometheus metrics',
-      description: 'No authentication: expose it to the monitoring network only (the reverse proxy should not route it from the internet).',
+      description: 'For the monitoring system, not for phones: with GATEWAY_METRICS_TOKEN set, the scraper sends `Authorization: Bearer <token>`; without it, only scrapers on loopback are answered (403 METRICS_FORBIDDEN otherwise).',
       security: PUBLIC,
       responses: {
         '200': { description: 'The Prometheus text exposition format.', content: { 'text/plain; version=0.0.4; charset=utf-8': { schema: { type: 'string' } } } },
-        ...errorResponses([INTERNAL]),
+        ...errorResponses([r(403, 'METRICS_FORBIDDEN', '无权访问', 'not a loopback scraper, and no (or a wrong) metrics token'), INTERNAL]),
       },
     },
   },

@@ -63,6 +63,7 @@ export async function serveGateway(ctx: SwitchContext): Promise<RunningHolderGat
       metrics,
       routes,
       health: () => ledgerAnswers(ctx),
+      metricsToken: config.gateway.metricsToken,
       shutdownGraceMs: config.shutdownGraceMs,
       ws: {
         path: EVENTS_PATH,
