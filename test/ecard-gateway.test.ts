@@ -304,6 +304,29 @@ describe('the campus QR code and live events', () => {
     again.ws.close();
   });
 
+  it('announces a bound card\'s events only while a page of it is open (every event is in its stream all the same)', async () => {
+    await card('8204', 10_000);
+    const token = await boundUser('8204', 'zhengshier');
+    const listener = app.redis.duplicate({ enableOfflineQueue: true });
+    const heard: string[] = [];
+    await listener.subscribe(app.keys.eventsChannel());
+    listener.on('message', (_c: string, m: string) => heard.push(m));
+    try {
+      await tap('8204', 100);
+      const live = await events(token);
+      await tap('8204', 200);
+      expect(await live.next('payment')).toMatchObject({ amountFen: 200 });
+      // Pub/sub keeps order: had the first payment been announced, it would have been heard first.
+      const ours = heard.filter((m) => m.startsWith('8204\n'));
+      expect(ours).toHaveLength(1);
+      expect(ours[0]).toContain('\na\n200\n');
+      expect(await app.redis.xlen(app.keys.cardEvents('8204'))).toBe(2);
+      live.ws.close();
+    } finally {
+      listener.disconnect();
+    }
+  });
+
   it('loss kills the QR code at once; unbinding ends every session and every code', async () => {
     await card('8203', 10_000);
     const token = await boundUser('8203', 'wushi');

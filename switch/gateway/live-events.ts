@@ -10,12 +10,24 @@ import type { SwitchContext } from '../context.js';
 import { InvalidArgumentError, PermissionDeniedError, ResourceExhaustedError } from '../errors.js';
 import { requireBoundCard } from '../domain/ecard.js';
 import type { Sessions } from '../domain/sessions.js';
-import { compareEventIds, isEventId, missedCardEvents, parseAnnouncement, sessionEndedIn, type CardEvent } from '../domain/card-events.js';
+import {
+  CARD_WATCH_MS,
+  compareEventIds,
+  isEventId,
+  missedCardEvents,
+  parseAnnouncement,
+  renewCardWatch,
+  sessionEndedIn,
+  watchCardEvents,
+  type CardEvent,
+} from '../domain/card-events.js';
 import type { Admission, SocketHandle, UpgradeRequest, WebSocketHub } from './ws.js';
 
 export const EVENTS_PATH = '/api/v1/events';
 export const EVENTS_PROTOCOL = 'cardswitch.events.v1';
 const BEARER_PROTOCOL_PREFIX = 'bearer.';
+/** Close code (RFC 6455 "try again later") of a socket that could not be made live: reconnect with `since`. */
+export const CLOSE_TRY_AGAIN = 1013;
 /** Close code of a socket whose session or binding ended: the page signs in again. */
 export const CLOSE_SESSION_ENDED = 4001;
 /** ecard-binding.lua's announcement of an unbinding. */
@@ -61,19 +73,28 @@ export class LiveEvents {
       // Back after a drop: announcements made meanwhile were lost; every socket reads its stream from
       // its last event, and one that has had none yet is told to reload.
       if (connectedBefore) {
-        for (const state of this.byHandle.values()) {
-          if (state.lastId === '') this.hub?.sendTo(state.handle, JSON.stringify({ type: 'resync' }));
-          else this.catchUp(state);
-        }
+        renewCardWatch(this.ctx, [...this.byCard.keys()])
+          .catch((err: unknown) => log.warn({ err }, 'could not renew the watch of open pages\' cards after the events connection came back'))
+          .finally(() => {
+            for (const state of this.byHandle.values()) this.catchUp(state);
+          });
       }
       connectedBefore = true;
     });
     await subscriber.connect();
     await subscriber.subscribe(keys.eventsChannel());
     this.subscriber = subscriber;
+    // Cards with a page open here stay watched (includes/event.lua announces only watched cards' events).
+    this.renewTimer = setInterval(() => {
+      renewCardWatch(this.ctx, [...this.byCard.keys()]).catch((err: unknown) => log.warn({ err }, 'could not renew the watch of open pages\' cards'));
+    }, CARD_WATCH_MS / 3);
+    this.renewTimer.unref();
   }
 
+  private renewTimer: NodeJS.Timeout | undefined;
+
   stop(): void {
+    clearInterval(this.renewTimer);
     this.subscriber?.disconnect();
     this.subscriber = undefined;
   }
@@ -105,8 +126,21 @@ export class LiveEvents {
     if (sockets === undefined) this.byCard.set(data.cardNo, (sockets = new Set()));
     sockets.add(state);
     this.byHandle.set(handle, state);
-    hub.sendTo(handle, JSON.stringify({ type: 'hello', cardNumber: data.cardNo, since: data.since }));
-    if (data.since !== '') this.catchUp(state);
+    // Live events wait until the card is watched (its events announced) and what came before is read;
+    // `hello` says the socket is live. A card that cannot be watched now (the ledger did not answer)
+    // gets its socket closed 1013 (try again later): the page reconnects with its last event id.
+    state.pending = [];
+    watchCardEvents(this.ctx, data.cardNo)
+      .then((newestBefore) => {
+        // A page without a last event id starts after the newest event before the watch began.
+        if (state.lastId === '') state.lastId = newestBefore;
+        hub.sendTo(handle, JSON.stringify({ type: 'hello', cardNumber: data.cardNo, since: data.since }));
+        this.readMissed(state);
+      })
+      .catch((err: unknown) => {
+        this.ctx.log.warn({ err, cardNo: data.cardNo }, 'could not watch the card; the socket is closed for the page to reconnect');
+        hub.close(handle, CLOSE_TRY_AGAIN, 'live events unavailable; reconnect');
+      });
   }
 
   onClose(handle: SocketHandle): void {
@@ -176,6 +210,11 @@ export class LiveEvents {
   private catchUp(state: SocketState): void {
     if (state.pending !== undefined || state.lastId === '') return;
     state.pending = [];
+    this.readMissed(state);
+  }
+
+  /** Reads the events after the socket's last id, then lets the waiting live ones through, in order. */
+  private readMissed(state: SocketState): void {
     const cardNo = (state.handle.data as SocketData).cardNo;
     missedCardEvents(this.ctx, cardNo, state.lastId)
       .then(({ events, gap }) => {

@@ -160,7 +160,9 @@ export async function cardEventsSince(redis: Redis, keys: Keys, cardNo: string, 
     const event = parseCardEvent(id, flat);
     if (event !== undefined) events.push(event);
   }
-  return { events, gap: rows.length > MAX_CATCH_UP_EVENTS || trimmedAfter(info, sinceId) };
+  // '0-0': from the beginning; a card with no stream yet has simply had no event.
+  const gone = sinceId === '0-0' ? Array.isArray(info) && trimmedAfter(info, sinceId) : trimmedAfter(info, sinceId);
+  return { events, gap: rows.length > MAX_CATCH_UP_EVENTS || gone };
 }
 
 /** XINFO STREAM's max-deleted-entry-id (Redis 7): an entry after `sinceId` was trimmed away. No stream: gone. */
@@ -182,3 +184,10 @@ export function sessionEndedIn(message: string): string | undefined {
 }
 
 const SESSION_ENDED_PREFIX = 'session-ended\n';
+
+/** The id of the card's newest event, or '0-0' when it has none (a page starts listening after it). */
+export async function lastCardEventId(redis: Redis, keys: Keys, cardNo: string): Promise<string> {
+  const rows = (await redis.xrevrange(keys.cardEvents(cardNo), '+', '-', 'COUNT', 1)) as [string, string[]][];
+  return rows[0]?.[0] ?? '0-0';
+}
+

@@ -188,6 +188,13 @@ export class Ledger {
     return [this.keys.eventsChannel(), this.requestTtlSec];
   }
 
+  /** Announce the card's live events until `untilMs` (a page of it is open); see ecard-watch.lua. */
+  async watchCard(cardNo: string, untilMs: number): Promise<boolean> {
+    const reply = await this.scripts.run('ecard-watch', [this.keys.account(cardNo)], [untilMs]);
+    if (reply !== 0 && reply !== 1) throw new LedgerInvariantError(`ecard-watch answered ${JSON.stringify(reply)}`);
+    return reply === 1;
+  }
+
   /** Binds the card's e-card to `userId`, or ends that binding; see ecard-binding.lua. */
   async ecardBinding(op: 'bind' | 'unbind', cardNo: string, userId: string): Promise<{ code: EcardBindingCode; epoch: number }> {
     const reply = await this.scripts.run('ecard-binding', [this.keys.account(cardNo), this.keys.cardEvents(cardNo)], [op, userId, this.now(), this.keys.eventsChannel(), cardNo]);

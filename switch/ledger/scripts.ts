@@ -17,7 +17,7 @@ const MAX_INCLUDE_DEPTH = 4;
 /** Scripts the switch cannot run without; every other *.lua in lua/ is loaded too. */
 export const REQUIRED_SCRIPTS = [
   'authorize', 'reverse', 'inquire', 'open-account', 'set-status', 'password', 'replace-card', 'set-limits', 'water-debit', 'settle',
-  'recharge', 'refund', 'adjust', 'fee-debit', 'fee-complete', 'fee-giveback', 'claim-id', 'ecard-binding',
+  'recharge', 'refund', 'adjust', 'fee-debit', 'fee-complete', 'fee-giveback', 'claim-id', 'ecard-binding', 'ecard-watch',
 ] as const;
 export type ScriptName = string;
 

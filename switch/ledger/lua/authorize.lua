@@ -97,7 +97,7 @@ local function decide(code, balanceFen, txnId)
   rcall('HSET', requestKey, 'pfp', fingerprint, 'pans', answer, 'pst', state, 'amt', amountFen, 'mp', merchantParty,
     'card', cardNo)
   rcall('EXPIRE', requestKey, requestTtlSec)
-  emitCardEvent(account[13], eventsKey, eventsChannel, eventTtlSec, cardNo, { 'k', kind, 'a', amountFen, 'b', balanceFen,
+  emitCardEvent(account[13], accountKey, eventsKey, eventsChannel, eventTtlSec, cardNo, { 'k', kind, 'a', amountFen, 'b', balanceFen,
     'r', code, 'tm', terminalId, 'm', merchantParty, 'cr', credentialKind, 'q', ARGV[24] or '', 'tx', txnId, 'ts', nowMs })
   return answer
 end

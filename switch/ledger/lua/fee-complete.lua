@@ -41,7 +41,7 @@ local answer = joinAnswer({ 1, request[4], request[5], request[6], receipt })
 rcall('HSET', requestKey, 'pst', 'A', 'pans', answer, 'rcpt', receipt)
 rcall('ZREM', pendingKey, pendingMember)
 emitTrailingEvent(rcall('HGET', KEYS[3], 'eu'), ARGV[4], { 'k', 'fee', 'a', request[7], 'b', request[4], 'm', request[8],
-  'rcpt', receipt, 'tx', request[5], 'ts', request[6] })
+  'rcpt', receipt, 'tx', request[5], 'ts', request[6] }, KEYS[3])
 -- Final now: the record expires like any other request record.
 rcall('EXPIRE', requestKey, tonumber(rcall('HGET', requestKey, 'ttl') or '604800'))
 return answer

@@ -7,16 +7,24 @@
 -- About a week of a busy holder's events (resuming further back gets a resync); ~ lets Redis trim
 -- whole nodes only, so a stream holds up to about twice this.
 local EVENT_STREAM_MAX_LENGTH = 100
-local function emitCardEvent(boundUser, eventsKey, channel, ttlSec, cardNo, fields)
+-- The doorbell rings only while a page of the card is open somewhere: a gateway with a socket of the
+-- card keeps the account's `ew` (watched until, ms) a minute and a half ahead. Most payments of bound
+-- cards happen with no page open; they are recorded in the stream and announced to nobody.
+local function emitCardEvent(boundUser, accountKey, eventsKey, channel, ttlSec, cardNo, fields)
   if not boundUser or boundUser == '' then return end
   local body = table.concat(fields, '\n')
   local id = redis.call('XADD', eventsKey, 'MAXLEN', '~', EVENT_STREAM_MAX_LENGTH, '*', 'e', body)
   redis.call('EXPIRE', eventsKey, ttlSec)
+  local watchedUntilMs = tonumber(redis.call('HGET', accountKey, 'ew'))
+  if not watchedUntilMs then return end
+  local now = redis.call('TIME')
+  if watchedUntilMs < tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) then return end
   redis.call('PUBLISH', channel, cardNo .. '\n' .. id .. '\n' .. body)
 end
 
 -- Scripts other than authorize.lua take their event target last: KEYS[#KEYS] is the card's events
--- stream, ARGV[#ARGV - 1] the events channel and ARGV[#ARGV] how long the card's events are kept.
-local function emitTrailingEvent(boundUser, cardNo, fields)
-  emitCardEvent(boundUser, KEYS[#KEYS], ARGV[#ARGV - 1], tonumber(ARGV[#ARGV]), cardNo, fields)
+-- stream, ARGV[#ARGV - 1] the events channel and ARGV[#ARGV] how long the card's events are kept. The
+-- account is KEYS[1] unless the script names it.
+local function emitTrailingEvent(boundUser, cardNo, fields, accountKey)
+  emitCardEvent(boundUser, accountKey or KEYS[1], KEYS[#KEYS], ARGV[#ARGV - 1], tonumber(ARGV[#ARGV]), cardNo, fields)
 end
