@@ -23,6 +23,11 @@ export interface Config {
   readonly passwordIdleMs: number;
   /** scrypt cost of passwords people set (and of rehashing imported ones after a successful check). */
   readonly passwordScryptN: number;
+  /**
+   * Wrong card passwords one terminal (POS, kiosk) may enter per clock hour, across all cards; beyond
+   * it the terminal's password checks are refused until the next hour (guessing across many cards).
+   */
+  readonly terminalPasswordFailuresPerHour: number;
   /** Password-free limits and daily cap per holder type; a card's own values override them. */
   readonly limits: {
     readonly student: HolderLimits;
@@ -187,6 +192,7 @@ export function loadConfig(env: Env = process.env): Config {
     passwordQueueMax: r.integer('PASSWORD_QUEUE_MAX', 1000, 1, 100_000),
     passwordIdleMs: r.integer('PASSWORD_IDLE_MS', 30_000, 0, 3_600_000),
     passwordScryptN: r.integer('PASSWORD_SCRYPT_N', 16384, 1024, 131072),
+    terminalPasswordFailuresPerHour: r.integer('TERMINAL_PASSWORD_FAILURES_PER_HOUR', 20, 1, 10_000),
     limits: {
       student: {
         noPinPerPaymentFen: r.integer('STUDENT_NO_PIN_PER_PAYMENT_FEN', 5_000, 0, 100_000_000),
