@@ -4,6 +4,8 @@
 import type { SwitchContext } from '../context.js';
 import { campusDayKey } from '../ledger/ledger.js';
 import { LedgerInvariantError } from '../ledger/ledger.js';
+import { appendOperatorLog } from '../ledger/oplog.js';
+import { settleTerminalPasswordCheck, takeTerminalPasswordCheck } from '../ledger/terminal-password.js';
 import { initialPassword, needsRehash, PIN_PATTERN } from './password.js';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError, PasswordLockedError, ResourceExhaustedError, WrongPasswordError } from '../errors.js';
 
@@ -41,16 +43,70 @@ export function passwordBusyError(): ResourceExhaustedError {
   return new ResourceExhaustedError('too many password checks of this card at once; try again in a moment', { reason: 'PASSWORD_BUSY', zh: '密码校验过于频繁，请稍后再试', field: 'password' });
 }
 
+/** Where a password check comes from: a terminal (POS PIN pad, kiosk) is limited across cards too. */
+export interface PasswordCheckSource {
+  /** The authenticated terminal the password was entered on; absent for the phone (its bound card only). */
+  readonly terminalId?: string | undefined;
+}
+
+/** The refusal of a terminal that used up its wrong passwords of the hour, or has that many checks in flight. */
+export function terminalPasswordLimitError(ctx: SwitchContext, terminalId: string, code: 'limit' | 'busy'): ResourceExhaustedError {
+  const max = ctx.config.terminalPasswordFailuresPerHour;
+  if (code === 'busy') {
+    return new ResourceExhaustedError(
+      `terminal ${terminalId} has as many card-password checks in flight as wrong passwords left this hour (${max} an hour); try again in a moment (本终端密码校验过于频繁，请稍后再试)`,
+      { reason: 'TERMINAL_PASSWORD_BUSY', zh: '本终端密码校验过于频繁，请稍后再试', field: 'password' },
+    );
+  }
+  return new ResourceExhaustedError(
+    `terminal ${terminalId} reached its limit of ${max} wrong card passwords this hour; password checks on it resume next hour, or see the card office (本终端本小时密码错误次数过多，请下一小时再试或到卡务中心办理)`,
+    { reason: 'TERMINAL_PASSWORD_LIMIT', zh: '本终端本小时密码错误次数过多，请下一小时再试或到卡务中心办理', field: 'password' },
+  );
+}
+
 /**
  * Verifies a card password. The check is taken (password.lua 'take') before the worker verifies and
  * settled after ('fail' / 'ok'), so parallel guesses never get more checks than the attempts left.
- * Never throws for a wrong password: returns why.
+ * From a terminal, the terminal's own check is taken first (terminal-password.lua, in the terminal's
+ * slot): a terminal over its wrong passwords of the hour is refused (thrown, RESOURCE_EXHAUSTED)
+ * before any card's counter is touched. Never throws for a wrong password: returns why.
  */
-export async function checkCardPassword(ctx: SwitchContext, cardNo: string, pin: string): Promise<PasswordCheck> {
+export async function checkCardPassword(ctx: SwitchContext, cardNo: string, pin: string, source: PasswordCheckSource = {}): Promise<PasswordCheck> {
+  const terminalId = source.terminalId;
+  if (terminalId === undefined) return (await checkCardOnly(ctx, cardNo, pin)).check;
+  const taken = await takeTerminalPasswordCheck(ctx, terminalId);
+  if (taken.code !== 'go') throw terminalPasswordLimitError(ctx, terminalId, taken.code);
+  let checked: CardCheck;
+  try {
+    checked = await checkCardOnly(ctx, cardNo, pin);
+  } catch (err) {
+    await settleTerminalPasswordCheck(ctx, terminalId, 'release').catch(() => undefined);
+    throw err;
+  }
+  // Only a password verified and found wrong counts against the terminal (not a locked or busy card).
+  const settled = await settleTerminalPasswordCheck(ctx, terminalId, checked.verifiedWrong ? 'fail' : 'release');
+  if (settled.reachedLimit) {
+    ctx.log.warn({ terminalId, limit: ctx.config.terminalPasswordFailuresPerHour }, 'terminal reached its limit of wrong card passwords this hour');
+    await appendOperatorLog(ctx, 'terminal-password-limit', 'switch', {
+      terminal: terminalId,
+      limit: String(ctx.config.terminalPasswordFailuresPerHour),
+      text: `terminal ${terminalId} entered ${ctx.config.terminalPasswordFailuresPerHour} wrong card passwords this hour; its password checks are refused until the next hour`,
+    });
+  }
+  return checked.check;
+}
+
+interface CardCheck {
+  readonly check: PasswordCheck;
+  /** The worker verified the password and it was wrong (what a terminal's allowance counts). */
+  readonly verifiedWrong: boolean;
+}
+
+async function checkCardOnly(ctx: SwitchContext, cardNo: string, pin: string): Promise<CardCheck> {
   const state = await passwordScript(ctx, cardNo, ['take', String(ctx.now())]);
-  if (state.code === 5) return { ok: false, reason: 'unknown_card' };
-  if (state.code === 2) return { ok: false, reason: 'locked' };
-  if (state.code === 4) return { ok: false, reason: 'busy' };
+  if (state.code === 5) return { check: { ok: false, reason: 'unknown_card' }, verifiedWrong: false };
+  if (state.code === 2) return { check: { ok: false, reason: 'locked' }, verifiedWrong: false };
+  if (state.code === 4) return { check: { ok: false, reason: 'busy' }, verifiedWrong: false };
   let right = false;
   try {
     right = PIN_PATTERN.test(pin) && state.storedHash !== '' && (await ctx.passwords.verify(pin, state.storedHash));
@@ -61,8 +117,8 @@ export async function checkCardPassword(ctx: SwitchContext, cardNo: string, pin:
   }
   if (!right) {
     const after = await passwordScript(ctx, cardNo, ['fail']);
-    if (after.code === 2) return { ok: false, reason: 'locked' };
-    return { ok: false, reason: 'wrong', attemptsLeft: after.attemptsLeft };
+    if (after.code === 2) return { check: { ok: false, reason: 'locked' }, verifiedWrong: true };
+    return { check: { ok: false, reason: 'wrong', attemptsLeft: after.attemptsLeft }, verifiedWrong: true };
   }
   // Imported passwords were hashed at a lower cost; after a correct entry, store them at full cost.
   // A rehash that cannot run now (pool full) is left for the next correct entry.
@@ -70,14 +126,14 @@ export async function checkCardPassword(ctx: SwitchContext, cardNo: string, pin:
   // A stale answer (3) means the hash changed since the take: mostly a parallel check of the same right
   // password rehashing an imported one. The password verified against the card's hash of that moment.
   await passwordScript(ctx, cardNo, ['ok', state.storedHash, rehash]);
-  return { ok: true };
+  return { check: { ok: true }, verifiedWrong: false };
 }
 
 /** For the kiosk and phone: throws the gRPC-mapped refusal unless the password is right. */
-export async function requireCardPassword(ctx: SwitchContext, cardNo: string, pin: string): Promise<void> {
+export async function requireCardPassword(ctx: SwitchContext, cardNo: string, pin: string, source: PasswordCheckSource = {}): Promise<void> {
   if (pin === '') throw new InvalidArgumentError('password is required (the 6-digit card password)', PASSWORD_FORMAT);
   if (!PIN_PATTERN.test(pin)) throw new InvalidArgumentError('password must be exactly 6 digits', PASSWORD_FORMAT);
-  const check = await checkCardPassword(ctx, cardNo, pin);
+  const check = await checkCardPassword(ctx, cardNo, pin, source);
   if (check.ok) return;
   if (check.reason === 'unknown_card') throw new NotFoundError(`card ${cardNo} does not exist`);
   if (check.reason === 'locked') throw new PasswordLockedError();
@@ -86,10 +142,10 @@ export async function requireCardPassword(ctx: SwitchContext, cardNo: string, pi
 }
 
 /** Old password checked (and counted), new one must differ from it and from the initial one. */
-export async function changeCardPassword(ctx: SwitchContext, cardNo: string, oldPin: string, newPin: string): Promise<void> {
+export async function changeCardPassword(ctx: SwitchContext, cardNo: string, oldPin: string, newPin: string, source: PasswordCheckSource = {}): Promise<void> {
   if (!PIN_PATTERN.test(newPin)) throw new InvalidArgumentError('new_password must be exactly 6 digits', { reason: 'INVALID_NEW_PASSWORD', zh: '新密码应为6位数字', field: 'newPassword' });
   if (newPin === oldPin) throw new InvalidArgumentError('new_password must differ from the old password', { reason: 'NEW_PASSWORD_SAME', zh: '新密码不能与原密码相同', field: 'newPassword' });
-  await requireCardPassword(ctx, cardNo, oldPin);
+  await requireCardPassword(ctx, cardNo, oldPin, source);
   const state = await passwordScript(ctx, cardNo, ['state']);
   if (state.documentNumber !== '' && state.documentNumber.length >= 6 && newPin === initialPassword(state.documentNumber)) {
     throw new InvalidArgumentError('new_password must not be the initial password (the last six characters of the document number)', {

@@ -96,7 +96,7 @@ export class PosDomain {
       const decided = await this.ctx.ledger.decidedPayment(ledgerRequest);
       if (decided !== undefined) return { ...decided, cardNo: decided.code === 'unknown_card' ? '' : cardNo, pinAttemptsLeft: 0 };
       // Wrong or locked passwords are not recorded under the request key: the cardholder may try again.
-      const check = await checkCardPassword(this.ctx, cardNo, request.pin);
+      const check = await checkCardPassword(this.ctx, cardNo, request.pin, { terminalId: terminal.id });
       if (!check.ok && check.reason === 'unknown_card') return { ...declined('unknown_card'), cardNo: '' };
       if (!check.ok && check.reason === 'locked') return declined('pin_locked');
       if (!check.ok && check.reason === 'busy') throw passwordBusyError();

@@ -41,7 +41,7 @@ import { importCardholders, importTerminals, parseCardholdersCsv, parseTerminals
 import { formatYuan } from '../money.js';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from './errors.js';
 import { CARD_STATUS_TO_PROTO, holderTypeToProto } from './pos-service.js';
-import { callingOperator, unary } from './unary.js';
+import { callingOperator, callingTerminal, unary } from './unary.js';
 
 const MAX_IMPORT_CSV_CHARS = 8 * 1024 * 1024;
 const MAX_REASON_LENGTH = 200;
@@ -79,28 +79,28 @@ export function identifyCardHandler(ctx: SwitchContext): handleUnaryCall<Identif
 }
 
 export function reportLossHandler(ctx: SwitchContext): handleUnaryCall<ReportLossRequest, ReportLossResponse> {
-  return unary(ctx, 'ReportLoss', async (req: ReportLossRequest) => {
+  return unary(ctx, 'ReportLoss', async (req: ReportLossRequest, call) => {
     const { cardNo, serial } = await resolveCardholder(ctx, req.cardholder);
     // Whoever holds the card may report it lost; by number alone, the password proves who asks.
-    if (serial === '') await requireCardPassword(ctx, cardNo, req.password);
+    if (serial === '') await requireCardPassword(ctx, cardNo, req.password, { terminalId: callingTerminal(call).id });
     const result = await reportCardLost(ctx, cardNo);
     return { status: CardStatus.CARD_STATUS_LOST, displayText: result.changed ? '挂失成功' : '此卡已挂失' };
   });
 }
 
 export function cancelLossHandler(ctx: SwitchContext): handleUnaryCall<CancelLossRequest, CancelLossResponse> {
-  return unary(ctx, 'CancelLoss', async (req: CancelLossRequest) => {
+  return unary(ctx, 'CancelLoss', async (req: CancelLossRequest, call) => {
     const { cardNo } = await resolveCardholder(ctx, req.cardholder);
-    await requireCardPassword(ctx, cardNo, req.password);
+    await requireCardPassword(ctx, cardNo, req.password, { terminalId: callingTerminal(call).id });
     const result = await cancelCardLoss(ctx, cardNo);
     return { status: CardStatus.CARD_STATUS_ACTIVE, displayText: result.changed ? '解挂成功' : '此卡未挂失' };
   });
 }
 
 export function changePasswordHandler(ctx: SwitchContext): handleUnaryCall<ChangePasswordRequest, ChangePasswordResponse> {
-  return unary(ctx, 'ChangePassword', async (req: ChangePasswordRequest) => {
+  return unary(ctx, 'ChangePassword', async (req: ChangePasswordRequest, call) => {
     const { cardNo } = await resolveCardholder(ctx, req.cardholder);
-    await changeCardPassword(ctx, cardNo, req.oldPassword, req.newPassword);
+    await changeCardPassword(ctx, cardNo, req.oldPassword, req.newPassword, { terminalId: callingTerminal(call).id });
     return { displayText: '密码修改成功' };
   });
 }

@@ -127,7 +127,7 @@ export function payUtilityFeeHandler(ctx: SwitchContext): handleUnaryCall<PayUti
     const { cardNo } = await resolveCardholder(ctx, req.cardholder);
     // A wrong or locked password is a declined answer, not recorded under the request key: the
     // cardholder may try again with the same sequence number.
-    const check = await checkCardPassword(ctx, cardNo, req.password);
+    const check = await checkCardPassword(ctx, cardNo, req.password, { terminalId: terminal.id });
     if (!check.ok && check.reason === 'unknown_card') throw new NotFoundError(`card ${cardNo} does not exist`);
     if (!check.ok && check.reason === 'locked') return passwordDecline(DeclineReason.DECLINE_REASON_PIN_LOCKED, '密码已锁定，请明日再试', 0);
     if (!check.ok && check.reason === 'busy') throw passwordBusyError();

@@ -29,7 +29,7 @@ import { AuditCancelledError, type AuditReport } from '../ledger/audit.js';
 import { JournalReadCancelledError } from '../ledger/journal.js';
 import { DEFAULT_STATEMENT_PAGE_SIZE, MAX_STATEMENT_PAGE_SIZE } from '../ledger/statement.js';
 import { CancelledError, InvalidArgumentError, NotFoundError, ResourceExhaustedError } from './errors.js';
-import { unary, type CallContext } from './unary.js';
+import { callingTerminal, unary, type CallContext } from './unary.js';
 
 const CATEGORY_OF_PROTO: ReadonlyMap<StatementKind, StatementCategory> = new Map([
   [StatementKind.STATEMENT_KIND_PAYMENT, 'payment'],
@@ -101,10 +101,10 @@ function pageToProto(result: StatementResult): StatementPage {
 
 export function kioskStatementHandler(ctx: SwitchContext): handleUnaryCall<StatementRequest, StatementResponse> {
   const reader = new StatementReader(ctx);
-  return unary(ctx, 'Statement', async (req: StatementRequest) => {
+  return unary(ctx, 'Statement', async (req: StatementRequest, call) => {
     const query = checkStatementQuery(req.query);
     const { cardNo } = await resolveCardholder(ctx, req.cardholder);
-    await requireCardPassword(ctx, cardNo, req.password);
+    await requireCardPassword(ctx, cardNo, req.password, { terminalId: callingTerminal(call).id });
     // '' serial: reading a statement is not a card sync.
     const card = await ctx.ledger.inquire(cardNo, '');
     if (card.code === 'unknown_card') throw new NotFoundError(`card ${cardNo} does not exist`);

@@ -52,6 +52,14 @@ export class Keys {
     return `${this.prefix}:{T:${terminalId}}:seq:${sequence}`;
   }
 
+  /**
+   * One terminal's wrong card passwords of the hour and its checks in flight (terminal-password.lua),
+   * in the terminal's own slot like its sequence claims.
+   */
+  terminalPasswordGuard(terminalId: string): string {
+    return `${this.prefix}:{T:${terminalId}}:pwguard`;
+  }
+
   /** One channel order's record (recharge), in the credited card's shard. */
   order(cardNo: string, channel: string, orderId: string): string {
     return `${this.tag(this.shardOf(cardNo))}:order:${channel}:${orderId}`;
