@@ -19,7 +19,7 @@ import { unavailableRedisClient } from '../redis/unavailable.js';
 import { UndecodableRequest } from './unary.js';
 
 export const MAX_STREAM_IN_FLIGHT = 512;
-const SERVICE = 'cardswitch.v1.PosService';
+const RPC_PATH = '/cardswitch.v1.PosService/AuthorizeStream';
 
 type Call = ServerDuplexStream<StreamedAuthorizeRequest, StreamedAuthorizeResponse>;
 
@@ -71,7 +71,7 @@ export class AuthorizeStreams {
       if (request.terminalId === '' || terminalSecret === '') {
         return refusal(tag, Status.UNAUTHENTICATED, 'send the terminal in request.terminal_id and its secret in terminal_secret');
       }
-      const terminal = await authenticateTerminal(this.registry, SERVICE, request.terminalId, terminalSecret);
+      const terminal = await authenticateTerminal(this.registry, RPC_PATH, request.terminalId, terminalSecret);
       if ('code' in terminal) {
         this.log.info({ rpc: 'AuthorizeStream', code: Status[terminal.code], details: terminal.details }, 'terminal refused');
         return refusal(tag, terminal.code, terminal.details);
