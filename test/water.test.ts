@@ -601,7 +601,8 @@ describe('refused calls', () => {
 });
 
 describe('wallet moves are not payments', () => {
-  it('Reverse of a water debit or a settlement is FAILED_PRECONDITION and moves no money', async () => {
+  // Neither kind may call Reverse at all (grpc/auth.ts RPC_KINDS); reverse.lua refuses a wallet move too.
+  it('Reverse of a water debit or a settlement is PERMISSION_DENIED for its terminal and moves no money', async () => {
     const f = await start('wnorev');
     await openWallet(f);
     await waterDebit(f, debitRequest(1, 300));
@@ -615,8 +616,8 @@ describe('wallet moves are not payments', () => {
         ),
       );
 
-    expect((await grpcError(reverse(WATER_TERMINAL, 1, 300))).code).toBe(Status.FAILED_PRECONDITION);
-    expect((await grpcError(reverse(SETTLE_TERMINAL, 1, 1_000))).code).toBe(Status.FAILED_PRECONDITION);
+    expect((await grpcError(reverse(WATER_TERMINAL, 1, 300))).code).toBe(Status.PERMISSION_DENIED);
+    expect((await grpcError(reverse(SETTLE_TERMINAL, 1, 1_000))).code).toBe(Status.PERMISSION_DENIED);
 
     expect(await moneyState(f.app)).toEqual(before);
   });
