@@ -320,11 +320,14 @@ async function writeCardholder(deps: CardholderImportDeps, row: CardholderRow, p
   return undefined;
 }
 
+/** How far an import has got: called after each chunk of rows is written (every IMPORT_CHUNK_ROWS rows). */
+export type ImportProgress = (writtenCount: number, totalCount: number) => void;
+
 async function writeCardholders(
   deps: CardholderImportDeps,
   rows: readonly CardholderRow[],
   scryptN: number,
-  progress: { written: number },
+  progress: { written: number; readonly onChunk?: ImportProgress | undefined },
 ): Promise<RowError[]> {
   const chunks = chunked(rows, IMPORT_CHUNK_ROWS);
   const hashChunk = (chunk: readonly CardholderRow[]): Promise<string[]> =>
@@ -344,6 +347,7 @@ async function writeCardholders(
       return error;
     });
     for (const error of results) if (error !== undefined) errors.push(error);
+    progress.onChunk?.(progress.written, rows.length);
   }
   return errors;
 }
@@ -355,7 +359,7 @@ async function writeCardholders(
 export async function importCardholders(
   deps: CardholderImportDeps,
   rows: readonly CardholderRow[],
-  options: { readonly scryptN: number },
+  options: { readonly scryptN: number; readonly onProgress?: ImportProgress },
 ): Promise<ImportReport> {
   const startedMs = performance.now();
   const elapsed = (): number => Math.round(performance.now() - startedMs);
@@ -365,7 +369,7 @@ export async function importCardholders(
     problems.push(...conflicts.flat());
   }
   if (problems.length > 0) return { importedCount: 0, openingTotalFen: 0, errors: problems.sort(byLine), elapsedMs: elapsed() };
-  const progress = { written: 0 };
+  const progress = { written: 0, onChunk: options.onProgress };
   let lateErrors: RowError[];
   try {
     lateErrors = await writeCardholders(deps, rows, options.scryptN, progress);
