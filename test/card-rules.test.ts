@@ -13,6 +13,9 @@ const LIMITS = {
   STUDENT_NO_PIN_PER_PAYMENT_FEN: '5000',
   STUDENT_NO_PIN_PER_DAY_FEN: '8000',
   STUDENT_DAILY_SPEND_LIMIT_FEN: '20000',
+  // One POS sends 40 PIN payments at once below; a terminal's checks in flight count against its
+  // wrong passwords left of the hour (test/terminal-password-limit.test.ts tests that limit).
+  TERMINAL_PASSWORD_FAILURES_PER_HOUR: '100',
 };
 // 2026-11-26 10:00 in campus time (UTC+8).
 const START_MS = Date.UTC(2026, 10, 26, 2, 0, 0);
