@@ -1,17 +1,27 @@
 // The gRPC server: services, terminal authentication, grpc.health.v1, server reflection, and a
 // graceful shutdown (health NOT_SERVING, drain in-flight calls, force after a bounded grace).
 import { readdirSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import {
+  Server,
+  ServerCredentials,
+  status as Status,
+  type MethodDefinition,
+  type ServerInterceptor,
+  type ServiceDefinition,
+  type UntypedHandleCall,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation } from 'grpc-health-check';
+import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import type { Logger } from 'pino';
-import { withSafeDecoding } from './unary.js';
-import type { ServerInterceptor } from '@grpc/grpc-js';
+import { UndecodableRequest, withSafeDecoding } from './unary.js';
 
 export const PROTO_ROOT = fileURLToPath(new URL('../../proto/', import.meta.url));
+/** grpc-health-check ships the health.proto it serves (…/proto/health/v1/health.proto). */
+const HEALTH_PROTO_ROOT = dirname(dirname(dirname(healthProtoPath)));
 
 function protoFiles(dir: string): string[] {
   const out: string[] = [];
@@ -60,6 +70,80 @@ export interface RunningGrpcServer {
   shutdown(): Promise<void>;
 }
 
+/**
+ * Reflection describes our services and grpc.health.v1.Health (so `grpcurl ADDR grpc.health.v1.Health/Check`
+ * works without -proto files).
+ */
+function reflectionService(): ReflectionService {
+  const files = [...protoFiles(join(PROTO_ROOT, 'cardswitch')), relative(HEALTH_PROTO_ROOT, healthProtoPath)];
+  return new ReflectionService(loadSync(files, { includeDirs: [PROTO_ROOT, HEALTH_PROTO_ROOT] }));
+}
+
+type Refusal = { code: Status; details: string };
+
+/** A reflection request that did not decode is answered in the stream, like any other bad request. */
+function reflectionRefusal(refusal: Refusal): object {
+  return { errorResponse: { errorCode: refusal.code, errorMessage: refusal.details } };
+}
+
+/**
+ * What health and reflection register (they call addService themselves) gets safe decoding, as our own
+ * services do: bytes that do not decode are INVALID_ARGUMENT instead of grpc-js's INTERNAL. A unary or
+ * server-streaming call ends with that status; on a bidirectional stream, `inBand` (reflection) answers
+ * the message in the stream and the stream goes on, otherwise the stream ends with it.
+ */
+function refusingUndecodable(server: Server, inBand?: (refusal: Refusal) => object): Pick<Server, 'addService'> {
+  return {
+    addService(definition: ServiceDefinition, implementation: UntypedServiceImplementation): void {
+      const wrapped: Record<string, UntypedHandleCall> = {};
+      for (const [name, method] of Object.entries(definition)) {
+        const handler = implementation[name] ?? (method.originalName === undefined ? undefined : implementation[method.originalName]);
+        if (handler !== undefined) wrapped[name] = refusingHandler(method, handler as Handler, inBand) as UntypedHandleCall;
+      }
+      server.addService(withSafeDecoding(definition), wrapped);
+    },
+  };
+}
+
+function undecodable(method: MethodDefinition<unknown, unknown>, request: UndecodableRequest): Refusal {
+  const rpc = method.path.replace(/^\/(?:[a-z0-9]+\.)*/, '');
+  return { code: Status.INVALID_ARGUMENT, details: `the ${rpc} request could not be decoded: ${request.reason}` };
+}
+
+/** What the wrappers touch of grpc-js's call objects (ServerUnaryCall, ServerWritableStream, ServerDuplexStream). */
+interface CallLike {
+  request?: unknown;
+  emit(event: string | symbol, ...args: unknown[]): boolean;
+  write(message: unknown): boolean;
+}
+type Handler = (call: CallLike, callback?: (err: Refusal) => void) => unknown;
+
+function refusingHandler(method: MethodDefinition<unknown, unknown>, handler: Handler, inBand?: (refusal: Refusal) => object): Handler {
+  if (!method.requestStream) {
+    return (call: CallLike, callback?: (err: Refusal) => void) => {
+      if (!(call.request instanceof UndecodableRequest)) return handler(call, callback);
+      const refusal = undecodable(method, call.request);
+      // A unary call answers through its callback; a server stream ends with the status its 'error' event carries.
+      if (callback !== undefined) callback(refusal);
+      else call.emit('error', refusal);
+      return undefined;
+    };
+  }
+  return (call: CallLike) => {
+    // The handler reads messages from 'data' events; an undecodable one never reaches it.
+    const emit = call.emit.bind(call);
+    call.emit = (event: string | symbol, ...args: unknown[]): boolean => {
+      const message = args[0];
+      if (event !== 'data' || !(message instanceof UndecodableRequest)) return emit(event, ...args);
+      const refusal = undecodable(method, message);
+      if (inBand !== undefined) call.write(inBand(refusal));
+      else emit('error', refusal);
+      return true;
+    };
+    return handler(call);
+  };
+}
+
 export async function startGrpcServer(options: GrpcServerOptions): Promise<RunningGrpcServer> {
   const server = new Server({ ...GRPC_SERVER_OPTIONS, interceptors: options.interceptors });
   const statusMap: Record<string, 'SERVING' | 'NOT_SERVING'> = { '': 'SERVING' };
@@ -68,9 +152,8 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
     statusMap[s.name] = 'SERVING';
   }
   const health = new HealthImplementation(statusMap);
-  health.addToServer(server);
-  const reflection = new ReflectionService(loadSync(protoFiles(join(PROTO_ROOT, 'cardswitch')), { includeDirs: [PROTO_ROOT] }));
-  reflection.addToServer(server);
+  health.addToServer(refusingUndecodable(server) as Server);
+  reflectionService().addToServer(refusingUndecodable(server, reflectionRefusal));
 
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${options.host}:${options.port}`, ServerCredentials.createInsecure(), (err, bound) =>
