@@ -60,20 +60,28 @@ export function connectRedis(url: string, commandTimeoutMs: number): Redis {
   });
 }
 
-/** Finishes fee requests whose money was taken but whose provider call never settled (crash, silence). */
-function startFeeRecovery(ctx: SwitchContext): () => void {
-  let running = false;
+/**
+ * Finishes fee requests whose money was taken but whose provider call never settled (crash, silence):
+ * once at start-up (what a crash of this or another instance left behind need not wait a whole
+ * interval), then every interval. Each sweep takes only requests older than the interval.
+ */
+function startFeeRecovery(ctx: SwitchContext): () => Promise<void> {
+  let running: Promise<void> | undefined;
   const sweep = (): void => {
-    if (running) return;
-    running = true;
-    recoverPendingFees(ctx, { olderThanMs: ctx.config.feeRecoveryIntervalMs, maxPerShard: 100 })
+    if (running !== undefined) return;
+    running = recoverPendingFees(ctx, { olderThanMs: ctx.config.feeRecoveryIntervalMs, maxPerShard: 100 })
       .then((report) => ctx.log.debug({ report }, 'fee recovery sweep'))
       .catch((err: unknown) => ctx.log.error({ err }, 'fee recovery sweep failed'))
-      .finally(() => (running = false));
+      .finally(() => (running = undefined));
   };
   const timer = setInterval(sweep, ctx.config.feeRecoveryIntervalMs);
   timer.unref();
-  return () => clearInterval(timer);
+  sweep();
+  // Stopping waits for a sweep under way, so it never runs into the closed Redis connection.
+  return async () => {
+    clearInterval(timer);
+    await running;
+  };
 }
 
 /** The gRPC server with the three services, terminal and operator authentication. */
@@ -156,8 +164,7 @@ export async function startSwitch(config: Config, log: Logger, now: () => number
     if (options.gateway !== false) gateway = await serveGateway(context);
     const [runningGrpc, runningGateway, pool] = [grpc, gateway, passwords];
     const stop = async (): Promise<void> => {
-      stopFeeRecovery();
-      await Promise.all([runningGrpc?.shutdown(), runningGateway?.shutdown()]);
+      await Promise.all([stopFeeRecovery(), runningGrpc?.shutdown(), runningGateway?.shutdown()]);
       await pool.close();
       fast?.close();
       await redis.quit().catch(() => redis.disconnect());
