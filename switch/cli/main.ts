@@ -18,7 +18,7 @@ import { applyLocalDefaults } from '../dev-env.js';
 import { runAuditCommand } from './audit.js';
 import { formatYuan } from '../money.js';
 import { PasswordPool } from '../workers/password-pool.js';
-import { DEFAULT_CSV_LIMITS } from '../data/csv.js';
+import { DEFAULT_CSV_LIMITS, NoDataRowsError } from '../data/csv.js';
 import { DEFAULT_DEMO_CARDHOLDERS, DEFAULT_DEMO_SEED, generateDemoCampus, type DemoDoc, demoDoc } from '../data/demo.js';
 import {
   CARDHOLDER_HEADER,
@@ -287,6 +287,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (err instanceof CliError || err instanceof ConfigError) {
       console.error(`error: ${err.message}`);
       return 2;
+    }
+    if (err instanceof NoDataRowsError) {
+      console.error(`error: ${err.message}; imported nothing`);
+      return 1;
     }
     if (err instanceof ImportInterruptedError) {
       console.error(`error: ${err.message}`);

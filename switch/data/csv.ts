@@ -2,6 +2,7 @@
 // ends, a leading byte-order mark (Excel writes one). Every row carries the 1-based line on which it
 // starts, so an error can point the operator at the line to fix. Everything is bounded: input size,
 // rows, fields per row and field length; a structural error stops the parse with its line number.
+import { InvalidArgumentError } from '../errors.js';
 
 export interface CsvRow {
   /** 1-based line on which the row starts (a quoted field may span lines). */
@@ -31,6 +32,16 @@ export class CsvError extends Error {
     message: string,
   ) {
     super(message);
+  }
+}
+
+/**
+ * A file with a header and no data rows: refused as a whole (INVALID_ARGUMENT), nothing imported and
+ * nothing in the operator log, rather than answered "imported 0".
+ */
+export class NoDataRowsError extends InvalidArgumentError {
+  constructor(what: 'cardholder' | 'terminal') {
+    super(`the file has no ${what} rows: after the header line it needs at least one ${what}`, { reason: 'NO_ROWS', field: 'csv' });
   }
 }
 

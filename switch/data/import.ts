@@ -8,7 +8,7 @@ import type { RedisClient } from '../ledger/scripts.js';
 import { initialPassword, isValidScryptN } from '../domain/password.js';
 import { validateNewTerminal, type NewTerminal, type TerminalKind, type TerminalRegistry } from '../domain/terminals.js';
 import type { PasswordPool } from '../workers/password-pool.js';
-import { CsvError, DEFAULT_CSV_LIMITS, parseCsv, type CsvRow } from './csv.js';
+import { CsvError, DEFAULT_CSV_LIMITS, NoDataRowsError, parseCsv, type CsvRow } from './csv.js';
 
 export const CARDHOLDER_HEADER = [
   'card_number', 'card_serial', 'name', 'person_number', 'holder_type',
@@ -211,6 +211,7 @@ function byLine(a: RowError, b: RowError): number {
 
 export function parseCardholdersCsv(text: string): ParseResult<CardholderRow> {
   const table = readTable(text, CARDHOLDER_HEADER, MAX_CARDHOLDER_ROWS);
+  if (table.rows.length === 0 && table.errors.length === 0) throw new NoDataRowsError('cardholder');
   const errors = [...table.errors];
   const rows: CardholderRow[] = [];
   for (const { line, fields } of table.rows) {
@@ -224,6 +225,7 @@ export function parseCardholdersCsv(text: string): ParseResult<CardholderRow> {
 
 export function parseTerminalsCsv(text: string): ParseResult<TerminalRow> {
   const table = readTable(text, TERMINAL_HEADER, MAX_TERMINAL_ROWS);
+  if (table.rows.length === 0 && table.errors.length === 0) throw new NoDataRowsError('terminal');
   const errors = [...table.errors];
   const rows: TerminalRow[] = [];
   for (const { line, fields } of table.rows) {
