@@ -92,6 +92,7 @@ function serveGrpc(context: SwitchContext): Promise<RunningGrpcServer> {
   return startGrpcServer({
     host: config.grpcHost,
     port: config.grpcPort,
+    tls: config.grpcTls,
     shutdownGraceMs: config.shutdownGraceMs,
     interceptors: [terminalAuthInterceptor(context.terminals, log), operatorAuthInterceptor(config.operatorTokens, log)],
     services: [

@@ -1,3 +1,5 @@
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 
 // Configuration from environment variables, validated at start-up. Every problem is reported at
@@ -9,6 +11,10 @@ export interface Config {
   readonly redisCommandTimeoutMs: number;
   readonly grpcHost: string;
   readonly grpcPort: number;
+  /** TLS for gRPC (GRPC_TLS_*); undefined: plaintext (npm start and tests on loopback, or GRPC_PLAINTEXT=allow). */
+  readonly grpcTls: GrpcTlsConfig | undefined;
+  /** GRPC_PLAINTEXT=allow: the production entry point may serve gRPC without TLS (it refuses otherwise). */
+  readonly grpcPlaintextAllowed: boolean;
   readonly keyPrefix: string;
   readonly ledgerShards: number;
   readonly terminalPepper: string;
@@ -51,6 +57,15 @@ export interface Config {
   readonly campusQr: CampusQrConfig;
   /** Who the phone's user is: WeCom (企业微信) and the WeChat mini-program. */
   readonly identity: IdentityConfig;
+}
+
+export interface GrpcTlsConfig {
+  /** PEM: the server certificate, then any intermediates (GRPC_TLS_CERT_FILE). */
+  readonly certChain: Buffer;
+  /** PEM: its private key, unencrypted (GRPC_TLS_KEY_FILE). */
+  readonly privateKey: Buffer;
+  /** PEM: the CA(s) whose client certificates are accepted (GRPC_TLS_CLIENT_CA_FILE); set: mTLS, a client without one is refused. */
+  readonly clientCa: Buffer | undefined;
 }
 
 export interface GatewayConfig {
@@ -179,6 +194,8 @@ export function loadConfig(env: Env = process.env): Config {
     redisCommandTimeoutMs: r.integer('REDIS_COMMAND_TIMEOUT_MS', 2000, 50, 60_000),
     grpcHost: r.string('GRPC_HOST', '0.0.0.0', (v) => (/^[A-Za-z0-9.:[\]-]+$/.test(v) ? undefined : 'must be a host name or IP address')),
     grpcPort: r.integer('GRPC_PORT', 50051, 0, 65535),
+    grpcTls: readGrpcTls(r, env, Date.now()),
+    grpcPlaintextAllowed: r.choice('GRPC_PLAINTEXT', 'refuse', ['refuse', 'allow']) === 'allow',
     keyPrefix: r.string('KEY_PREFIX', 'cs', (v) => (/^[A-Za-z0-9_.-]{1,32}$/.test(v) ? undefined : 'must be 1-32 of A-Z a-z 0-9 _ . -')),
     ledgerShards: r.integer('LEDGER_SHARDS', 256, 1, 16384),
     terminalPepper: r.string('TERMINAL_SECRET_PEPPER', '', checkPepper),
@@ -249,8 +266,78 @@ export function loadConfig(env: Env = process.env): Config {
   };
   if (config.identity.wecom.corpId !== '' && config.identity.wecom.corpSecret === '') r.problems.push('WECOM_CORP_SECRET: required when WECOM_CORP_ID is set');
   if (config.identity.wechat.appId !== '' && config.identity.wechat.appSecret === '') r.problems.push('WECHAT_APP_SECRET: required when WECHAT_APP_ID is set');
+  if (config.grpcTls !== undefined && config.grpcPlaintextAllowed) {
+    r.problems.push('GRPC_PLAINTEXT=allow: remove it when GRPC_TLS_CERT_FILE is set (gRPC is served over TLS only)');
+  }
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return config;
+}
+
+/** PEM files are small; a larger one is a wrong path (a log, a disk image), refused before it is read whole. */
+const MAX_PEM_FILE_BYTES = 1024 * 1024;
+
+/** The contents of a PEM file holding `label` blocks (e.g. CERTIFICATE), or a problem naming the variable. */
+function readPem(r: Reader, name: string, path: string, label: RegExp, what: string): Buffer | undefined {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    r.problems.push(`${name}=${JSON.stringify(path)}: cannot read the file (${code}); it must name a readable PEM file with ${what}`);
+    return undefined;
+  }
+  if (bytes.length > MAX_PEM_FILE_BYTES) {
+    r.problems.push(`${name}=${JSON.stringify(path)}: ${bytes.length} bytes is not a PEM file (at most ${MAX_PEM_FILE_BYTES}); it must hold ${what}`);
+    return undefined;
+  }
+  if (!label.test(bytes.toString('latin1'))) {
+    r.problems.push(`${name}=${JSON.stringify(path)}: no PEM block of ${what} in the file (it must contain "-----BEGIN ..." lines)`);
+    return undefined;
+  }
+  return bytes;
+}
+
+function parsed<T>(r: Reader, name: string, path: string, parse: () => T): T | undefined {
+  try {
+    return parse();
+  } catch (err) {
+    r.problems.push(`${name}=${JSON.stringify(path)}: cannot be parsed (${(err as Error).message})`);
+    return undefined;
+  }
+}
+
+/**
+ * GRPC_TLS_CERT_FILE + GRPC_TLS_KEY_FILE turn TLS on; GRPC_TLS_CLIENT_CA_FILE adds client certificates
+ * (mTLS). Each file is read and checked here, so a wrong path, a key of another certificate or an expired
+ * certificate stops the start with a message instead of failing every client's handshake later.
+ */
+function readGrpcTls(r: Reader, env: Env, nowMs: number): GrpcTlsConfig | undefined {
+  const certFile = env['GRPC_TLS_CERT_FILE'] ?? '';
+  const keyFile = env['GRPC_TLS_KEY_FILE'] ?? '';
+  const caFile = env['GRPC_TLS_CLIENT_CA_FILE'] ?? '';
+  if (certFile === '' || keyFile === '') {
+    if (certFile !== '') r.problems.push('GRPC_TLS_KEY_FILE: required when GRPC_TLS_CERT_FILE is set (the private key of the server certificate)');
+    if (keyFile !== '') r.problems.push('GRPC_TLS_CERT_FILE: required when GRPC_TLS_KEY_FILE is set (the server certificate)');
+    if (caFile !== '') r.problems.push('GRPC_TLS_CLIENT_CA_FILE: needs GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE (client certificates are checked only over TLS)');
+    return undefined;
+  }
+  const certChain = readPem(r, 'GRPC_TLS_CERT_FILE', certFile, /-----BEGIN CERTIFICATE-----/, 'the server certificate');
+  const privateKey = readPem(r, 'GRPC_TLS_KEY_FILE', keyFile, /-----BEGIN (RSA |EC )?PRIVATE KEY-----/, 'an unencrypted private key');
+  const clientCa = caFile === '' ? undefined : readPem(r, 'GRPC_TLS_CLIENT_CA_FILE', caFile, /-----BEGIN CERTIFICATE-----/, 'the CA certificate(s) of the terminals');
+  if (certChain === undefined || privateKey === undefined || (caFile !== '' && clientCa === undefined)) return undefined;
+  const cert = parsed(r, 'GRPC_TLS_CERT_FILE', certFile, () => new X509Certificate(certChain));
+  const key: KeyObject | undefined = parsed(r, 'GRPC_TLS_KEY_FILE', keyFile, () => createPrivateKey(privateKey));
+  if (clientCa !== undefined) parsed(r, 'GRPC_TLS_CLIENT_CA_FILE', caFile, () => new X509Certificate(clientCa));
+  if (cert === undefined || key === undefined) return undefined;
+  if (!cert.checkPrivateKey(key)) {
+    r.problems.push(`GRPC_TLS_KEY_FILE=${JSON.stringify(keyFile)}: is not the private key of the certificate in GRPC_TLS_CERT_FILE=${JSON.stringify(certFile)}`);
+    return undefined;
+  }
+  if (Date.parse(cert.validTo) <= nowMs) {
+    r.problems.push(`GRPC_TLS_CERT_FILE=${JSON.stringify(certFile)}: the certificate expired on ${cert.validTo}; renew it`);
+    return undefined;
+  }
+  return { certChain, privateKey, clientCa };
 }
 
 function parseOperatorTokens(r: Reader, raw: string): ReadonlyMap<string, string> {

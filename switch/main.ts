@@ -1,5 +1,9 @@
 // Production entry point (`node dist/switch/main.js` after `npm run build`): configuration only from
-// the environment, REDIS_URL required, no demo data, no development secrets.
+// the environment, REDIS_URL required, no demo data, no development secrets. gRPC is served over TLS
+// (GRPC_TLS_CERT_FILE / GRPC_TLS_KEY_FILE, optionally GRPC_TLS_CLIENT_CA_FILE for terminals' client
+// certificates); plaintext only when GRPC_PLAINTEXT=allow says so (behind a TLS-terminating proxy on a
+// private network), with a warning in the log: PINs, kiosk passwords, terminal secrets and operator
+// tokens cross this connection.
 //
 // SWITCH_PROCESSES=N (default 1) runs N switch processes sharing one gRPC port through node:cluster
 // (the primary accepts connections and hands them round-robin to the workers); see loadtest/RESULTS.md
@@ -8,6 +12,7 @@ import cluster from 'node:cluster';
 import { startSwitch } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './log.js';
+import type { Logger } from 'pino';
 
 const MAX_PROCESSES = 64;
 
@@ -17,6 +22,25 @@ function configFromEnvironment(): Config {
     throw new ConfigError(['REDIS_URL is required (npm start runs a local Redis for development; production names its own)']);
   }
   return config;
+}
+
+/** Refuses to serve gRPC in plaintext unless GRPC_PLAINTEXT=allow says so. */
+function checkGrpcTransport(config: Config, serves: { grpc: boolean }): void {
+  if (!serves.grpc || config.grpcTls !== undefined || config.grpcPlaintextAllowed) return;
+  throw new ConfigError([
+    'GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE are required: the production switch serves gRPC over TLS (card PINs, passwords and terminal secrets cross it). ' +
+      'Set GRPC_PLAINTEXT=allow only behind a TLS-terminating proxy on a private network (deploy/envoy.yaml)',
+  ]);
+}
+
+/** What the log says of the gRPC transport; plaintext is a warning every start. */
+function logGrpcTransport(log: Logger, config: Config, serves: { grpc: boolean }): void {
+  if (!serves.grpc) return;
+  if (config.grpcTls === undefined) {
+    log.warn({ grpcTransport: 'plaintext' }, 'gRPC is served in PLAINTEXT (GRPC_PLAINTEXT=allow): PINs, passwords and terminal secrets cross the network unencrypted unless a TLS proxy is in front');
+  } else {
+    log.info({ grpcTransport: config.grpcTls.clientCa === undefined ? 'tls' : 'mtls' }, 'gRPC is served over TLS');
+  }
 }
 
 function processCount(): number {
@@ -43,7 +67,9 @@ function untilSignal(): Promise<void> {
 
 async function runSwitch(config: Config): Promise<number> {
   const log = createLogger(config.logLevel);
-  const app = await startSwitch(config, log, Date.now, servesFromEnvironment());
+  const serves = servesFromEnvironment();
+  logGrpcTransport(log, config, serves);
+  const app = await startSwitch(config, log, Date.now, serves);
   log.info({ grpcPort: app.grpcPort, gatewayPort: app.gateway?.port, redis: config.redisUrl.replace(/\/\/[^@]*@/, '//***@') }, 'cardswitch ready');
   if (cluster.isWorker) process.send?.({ ready: app.grpcPort });
   await untilSignal();
@@ -86,7 +112,7 @@ async function main(): Promise<number> {
   try {
     config = configFromEnvironment();
     processes = processCount();
-    servesFromEnvironment();
+    checkGrpcTransport(config, servesFromEnvironment());
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);
     return 2;

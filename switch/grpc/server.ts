@@ -17,6 +17,7 @@ import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import type { Logger } from 'pino';
+import type { GrpcTlsConfig } from '../config.js';
 import { UndecodableRequest, withSafeDecoding } from './unary.js';
 
 export const PROTO_ROOT = fileURLToPath(new URL('../../proto/', import.meta.url));
@@ -56,6 +57,8 @@ export interface ServiceRegistration {
 export interface GrpcServerOptions {
   readonly host: string;
   readonly port: number;
+  /** Serve TLS (and mTLS with a client CA); undefined: plaintext. */
+  readonly tls?: GrpcTlsConfig | undefined;
   readonly shutdownGraceMs: number;
   readonly interceptors: ServerInterceptor[];
   readonly services: readonly ServiceRegistration[];
@@ -144,6 +147,12 @@ function refusingHandler(method: MethodDefinition<unknown, unknown>, handler: Ha
   };
 }
 
+/** TLS with the configured certificate; with a client CA, every client must present a certificate it signed. */
+function serverCredentials(tls: GrpcTlsConfig | undefined): ServerCredentials {
+  if (tls === undefined) return ServerCredentials.createInsecure();
+  return ServerCredentials.createSsl(tls.clientCa ?? null, [{ cert_chain: tls.certChain, private_key: tls.privateKey }], tls.clientCa !== undefined);
+}
+
 export async function startGrpcServer(options: GrpcServerOptions): Promise<RunningGrpcServer> {
   const server = new Server({ ...GRPC_SERVER_OPTIONS, interceptors: options.interceptors });
   const statusMap: Record<string, 'SERVING' | 'NOT_SERVING'> = { '': 'SERVING' };
@@ -156,7 +165,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   reflectionService().addToServer(refusingUndecodable(server, reflectionRefusal));
 
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${options.host}:${options.port}`, ServerCredentials.createInsecure(), (err, bound) =>
+    server.bindAsync(`${options.host}:${options.port}`, serverCredentials(options.tls), (err, bound) =>
       err ? reject(new Error(`cannot listen on ${options.host}:${options.port}: ${err.message}`)) : resolve(bound),
     ),
   );
