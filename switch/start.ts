@@ -2,6 +2,7 @@
 // (appendfsync always, data under var/) when REDIS_URL is not set, creates development secrets under
 // var/ on first start, loads the demo campus into an empty ledger, starts the switch, and prints where
 // it listens with a ready-to-paste example call.
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEV_SECRETS_FILE, ensureDevSecrets, localRedisPort, VAR_DIR } from './dev-env.js';
 import { startSwitch, type SwitchApp } from './app.js';
@@ -92,10 +93,23 @@ function gatewayLines(app: SwitchApp, config: Config, simulatorUrl: string | und
   ];
 }
 
+/**
+ * The demo POS's secret goes to a file of its own (readable by this user only), never into the output:
+ * what `npm start` prints ends up in logs. The printed call reads it with $(cat ...).
+ */
+function writeDemoPosSecret(secret: string): string {
+  const file = join(VAR_DIR, 'demo-pos-secret');
+  mkdirSync(VAR_DIR, { recursive: true });
+  writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  return file;
+}
+
 function printReady(app: SwitchApp, config: Config, simulatorUrl: string | undefined): void {
   const doc = demoDoc(DEFAULT_DEMO_SEED);
   const card = doc.cards[0];
   const pos = doc.canteenPos;
+  const secretFile = writeDemoPosSecret(pos.secret);
+  const secretHeader = `-H "terminal-secret: $(cat '${secretFile}')"`;
   const host = config.grpcHost === '0.0.0.0' ? '127.0.0.1' : config.grpcHost;
   const target = `${host}:${app.grpcPort}`;
   const body = JSON.stringify({ terminal_id: pos.terminalId, sequence_number: Date.now() % 1_000_000_000, amount_fen: 1250, credential: { card: { card_serial: card?.cardSerial } } });
@@ -105,13 +119,14 @@ function printReady(app: SwitchApp, config: Config, simulatorUrl: string | undef
     `ledger: ${config.redisUrl} (key prefix "${config.keyPrefix}", ${config.ledgerShards} shards)`,
     '',
     `Pay 12.50 with demo card ${card?.cardNo} (${card?.name}, serial ${card?.cardSerial}) at ${pos.location}:`,
-    `  grpcurl -plaintext -H 'terminal-id: ${pos.terminalId}' -H 'terminal-secret: ${pos.secret}' \\`,
+    `  grpcurl -plaintext -H 'terminal-id: ${pos.terminalId}' ${secretHeader} \\`,
     `    -d '${body}' ${target} cardswitch.v1.PosService/Authorize`,
     '',
-    `Read the card:  grpcurl -plaintext -H 'terminal-id: ${pos.terminalId}' -H 'terminal-secret: ${pos.secret}' -d '{"terminal_id":"${pos.terminalId}","credential":{"card":{"card_serial":"${card?.cardSerial}"}}}' ${target} cardswitch.v1.PosService/Inquire`,
+    `Read the card:  grpcurl -plaintext -H 'terminal-id: ${pos.terminalId}' ${secretHeader} -d '{"terminal_id":"${pos.terminalId}","credential":{"card":{"card_serial":"${card?.cardSerial}"}}}' ${target} cardswitch.v1.PosService/Inquire`,
     `Operator token (AdminService metadata operator-token): see OPERATOR_TOKENS in ${DEV_SECRETS_FILE}`,
     '',
     ...gatewayLines(app, config, simulatorUrl),
+    `(the demo POS's terminal secret is in ${secretFile}, not printed here)`,
     'Ctrl-C stops the switch gracefully.',
     '',
   ];
@@ -124,6 +139,9 @@ async function main(): Promise<number> {
   let localRedis: LocalRedis | undefined;
   let identity: IdentitySimulator | undefined;
   try {
+    // A development server: loopback only unless told otherwise (the production entry point, main.ts,
+    // keeps its configured host). The gateway follows GRPC_HOST unless GATEWAY_HOST is set.
+    if ((env['GRPC_HOST'] ?? '') === '') env['GRPC_HOST'] = '127.0.0.1';
     ensureDevSecrets(env);
     localRedis = await ensureRedis(env, bootLog);
     identity = await ensureIdentity(env, bootLog);
@@ -136,7 +154,10 @@ async function main(): Promise<number> {
     log.info('stopping');
     await app.stop();
     await identity?.stop();
+    // The local redis-server runs in its own process group (Ctrl-C does not reach it): stopped last,
+    // after the switch has drained its calls.
     await localRedis?.stop();
+    log.info('stopped');
     return 0;
   } catch (err) {
     await identity?.stop();

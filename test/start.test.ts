@@ -1,10 +1,11 @@
 // `npm start` as a newcomer runs it: its own redis-server under a var/ folder, the demo campus on first
 // start, the printed example call works and a tap changes the balance once; Ctrl-C stops everything.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, Metadata } from '@grpc/grpc-js';
+import { Redis } from 'ioredis';
 import { afterAll, expect, it } from 'vitest';
 import { Outcome } from '../proto/gen/cardswitch/v1/common.js';
 import { PosServiceClient, type AuthorizeResponse, type InquireResponse } from '../proto/gen/cardswitch/v1/pos.js';
@@ -13,11 +14,29 @@ import { call } from './helpers/switch.js';
 
 const varDir = mkdtempSync(join(tmpdir(), 'cardswitch-start-'));
 let child: ChildProcess | undefined;
+let localRedisPort = 0;
 
-afterAll(() => {
-  if (child !== undefined && child.exitCode === null) child.kill('SIGKILL');
+afterAll(async () => {
+  // npm start runs in a process group of its own here, its redis-server in another: end both if a test failed midway.
+  if (child?.pid !== undefined && child.exitCode === null) process.kill(-child.pid, 'SIGKILL');
+  if (localRedisPort !== 0) {
+    const redis = new Redis(localRedisPort, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    redis.on('error', () => undefined);
+    await redis.connect().then(() => redis.call('SHUTDOWN', 'NOSAVE')).catch(() => undefined);
+    redis.disconnect();
+  }
   rmSync(varDir, { recursive: true, force: true });
 });
+
+/** Addresses listening on a TCP port, from /proc/net/tcp and tcp6 (hex, as the kernel writes them). */
+function listeningAddresses(port: number): string[] {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  return ['/proc/net/tcp', '/proc/net/tcp6'].flatMap((file) =>
+    readFileSync(file, 'utf8').split('\n').slice(1).map((line) => line.trim().split(/\s+/))
+      .filter((f) => f[1]?.endsWith(`:${hexPort}`) && f[3] === '0A')
+      .map((f) => f[1]?.split(':')[0] ?? ''),
+  );
+}
 
 /** Resolves with everything printed up to the line that says the switch is ready (or rejects on exit). */
 function waitForReady(proc: ChildProcess): Promise<string> {
@@ -51,18 +70,22 @@ it('says which package to install when redis-server is missing, and exits withou
 
 it('starts redis and the switch, loads the demo campus, and a demo tap changes the balance once', async () => {
   const redisPort = await freePort();
+  localRedisPort = redisPort;
+  // No GRPC_HOST / GATEWAY_HOST: npm start must pick loopback by itself.
+  const { GRPC_HOST: _grpcHost, GATEWAY_HOST: _gatewayHost, ...inherited } = process.env;
+  // detached: its own process group, so the SIGINT below reaches the whole group as a terminal's Ctrl-C does.
   child = spawn(process.execPath, ['--import', 'tsx', 'switch/start.ts'], {
+    detached: true,
     env: {
-      ...process.env,
+      ...inherited,
       REDIS_URL: '',
       CARDSWITCH_VAR_DIR: varDir,
       LOCAL_REDIS_PORT: String(redisPort),
       GRPC_PORT: '0',
-      GRPC_HOST: '127.0.0.1',
       GATEWAY_PORT: '0',
       IDENTITY_SIMULATOR_PORT: '0',
       DEMO_CARDHOLDERS: '50',
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: 'info',
       TERMINAL_SECRET_PEPPER: '',
       PASSWORD_PEPPER: '',
       OPERATOR_TOKENS: '',
@@ -76,7 +99,11 @@ it('starts redis and the switch, loads the demo campus, and a demo tap changes t
   const printed = await waitForReady(child);
   const target = /gRPC on (\S+)/.exec(printed)?.[1];
   const terminalId = /-H 'terminal-id: ([^']+)'/.exec(printed)?.[1];
-  const secret = /-H 'terminal-secret: ([^']+)'/.exec(printed)?.[1];
+  // The secret is not printed: the call reads it from a file under var/.
+  const secretFile = /-H "terminal-secret: \$\(cat '([^']+)'\)"/.exec(printed)?.[1] ?? '';
+  const secret = readFileSync(secretFile, 'utf8').trim();
+  expect(secret.length).toBeGreaterThanOrEqual(16);
+  expect(printed).not.toContain(secret);
   const serial = /serial ([0-9A-F]+)\)/.exec(printed)?.[1];
   expect([target, terminalId, secret, serial].every((v) => v !== undefined && v !== '')).toBe(true);
 
@@ -112,7 +139,30 @@ it('starts redis and the switch, loads the demo campus, and a demo tap changes t
   const qr = await fetch(`${gateway}/api/v1/ecard/qr`, { headers: { authorization: `Bearer ${String(bound['accessToken'])}` } });
   expect(((await qr.json()) as { code: string }).code).toMatch(/^CQ[A-Z2-7]{77}$/);
 
+  // A development server listens on loopback only: gRPC and the gateway.
+  const gatewayPort = Number(/:(\d+)$/.exec(gateway)?.[1]);
+  for (const port of [Number(/:(\d+)$/.exec(target ?? '')?.[1]), gatewayPort]) {
+    const addresses = listeningAddresses(port);
+    expect(addresses.length).toBeGreaterThan(0);
+    expect(addresses.every((a) => a === '0100007F')).toBe(true);
+  }
+
+  // Ctrl-C: SIGINT to the whole process group. The switch stops first, then it stops redis-server
+  // itself (SIGTERM), which the terminal's SIGINT never reached; "stopped" is the last line.
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child?.once('exit', (code) => resolve(code)));
-  child.kill('SIGINT');
+  process.kill(-(child.pid ?? 0), 'SIGINT');
   expect(await exited).toBe(0);
+  const lastLine = output.trim().split('\n').at(-1) ?? '';
+  expect((JSON.parse(lastLine) as { msg: string }).msg).toBe('stopped');
+  const redisLog = readFileSync(join(varDir, 'redis', 'redis.log'), 'utf8');
+  expect(redisLog).toContain('Received SIGTERM');
+  expect(redisLog).not.toContain('Received SIGINT');
+  expect(existsSync(secretFile)).toBe(true);
+  const probe = new Redis(redisPort, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  probe.on('error', () => undefined);
+  await expect(probe.connect()).rejects.toThrow();
+  probe.disconnect();
+  localRedisPort = 0;
 }, 90_000);

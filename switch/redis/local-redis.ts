@@ -76,7 +76,9 @@ export async function startLocalRedis(options: LocalRedisOptions): Promise<Local
     '--daemonize', 'no',
     '--protected-mode', 'yes',
   ];
-  const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  // Its own process group: a terminal's Ctrl-C (SIGINT to the whole foreground group) reaches only the
+  // switch, which drains its calls and then stops this server itself (stop() below).
+  const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const url = `redis://127.0.0.1:${port}`;
