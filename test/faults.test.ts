@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, credentials, Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { AdminServiceClient } from '../proto/gen/cardswitch/v1/admin.js';
 import { Outcome } from '../proto/gen/cardswitch/v1/common.js';
 import { KioskServiceClient } from '../proto/gen/cardswitch/v1/kiosk.js';
@@ -150,6 +150,12 @@ afterAll(async () => {
   redisKilledByTest = true;
   await redis?.stop();
   if (dataDir !== '') rmSync(dataDir, { recursive: true, force: true });
+});
+
+// A scenario that failed half-way (a kill without its restart) must not take the next ones down with it.
+beforeEach(async () => {
+  if (redis.process.exitCode !== null || redis.process.signalCode !== null) await startRedis(redis.port);
+  if (sw.exited()) await startSwitch();
 });
 
 /** A load that is stopped when its test ends, passed or failed (stopping twice is harmless). */
