@@ -351,6 +351,8 @@ export function figuresLine(scenario: string, f: LoadFigures, check: FaultLedger
   );
 }
 
+const CLIENT_SESSION_MEMORY_MB = 256;
+
 export interface RawAnswer {
   /** grpc-status of the answer, or undefined when the stream ended without one (reset, connection lost). */
   readonly status: number | undefined;
@@ -369,7 +371,10 @@ export class RawGrpcSession {
   private readonly session: http2.ClientHttp2Session;
 
   constructor(address: string) {
-    this.session = http2.connect(`http://${address}`);
+    // Node's HTTP/2 client keeps at most 10 MB per session by default and refuses its OWN streams with
+    // ENHANCE_YOUR_CALM past it (measured: a 10 MiB write then fails before the switch says anything);
+    // the client's limit is not what is under test, so it is raised well above the messages sent.
+    this.session = http2.connect(`http://${address}`, { maxSessionMemory: CLIENT_SESSION_MEMORY_MB });
     this.session.on('error', () => undefined); // each stream reports its own end
   }
 
