@@ -3,7 +3,7 @@
 // use everywhere (POS, kiosk, phone) until the next day.
 import type { SwitchContext } from '../context.js';
 import { campusDayKey } from '../ledger/ledger.js';
-import { LedgerInvariantError } from '../ledger/ledger.js';
+import { decodeAnswer, LedgerInvariantError, numericReply, PASSWORD_ANSWERS, type AnswerOf } from '../ledger/answers.js';
 import { appendOperatorLog } from '../ledger/oplog.js';
 import { settleTerminalPasswordCheck, takeTerminalPasswordCheck } from '../ledger/terminal-password.js';
 import { initialPassword, needsRehash, PIN_PATTERN } from './password.js';
@@ -20,7 +20,7 @@ export type PasswordCheck =
   | { readonly ok: false; readonly reason: 'unknown_card' };
 
 interface PasswordState {
-  readonly code: number;
+  readonly code: AnswerOf<typeof PASSWORD_ANSWERS>;
   readonly attemptsLeft: number;
   readonly storedHash: string;
   readonly initial: boolean;
@@ -32,8 +32,7 @@ async function passwordScript(ctx: SwitchContext, cardNo: string, args: readonly
   const reply = await ctx.scripts.run('password', [ctx.keys.account(cardNo)], [args[0] ?? '', day, MAX_PASSWORD_ATTEMPTS_PER_DAY, ...args.slice(1)]);
   if (!Array.isArray(reply) || reply.length !== 5) throw new LedgerInvariantError(`password.lua answered ${JSON.stringify(reply)}`);
   const [code, left, hash, initial, docn] = reply;
-  if (![1, 2, 3, 4, 5].includes(Number(code))) throw new LedgerInvariantError(`password.lua answered code ${String(code)}`);
-  return { code: Number(code), attemptsLeft: Number(left), storedHash: String(hash ?? ''), initial: initial === '1', documentNumber: String(docn ?? '') };
+  return { code: decodeAnswer('password', PASSWORD_ANSWERS, numericReply('password', code)), attemptsLeft: Number(left), storedHash: String(hash ?? ''), initial: initial === '1', documentNumber: String(docn ?? '') };
 }
 
 const PASSWORD_FORMAT = { reason: 'INVALID_PASSWORD', zh: '请输入6位数字卡密码', field: 'password' } as const;
@@ -104,9 +103,9 @@ interface CardCheck {
 
 async function checkCardOnly(ctx: SwitchContext, cardNo: string, pin: string): Promise<CardCheck> {
   const state = await passwordScript(ctx, cardNo, ['take', String(ctx.now())]);
-  if (state.code === 5) return { check: { ok: false, reason: 'unknown_card' }, verifiedWrong: false };
-  if (state.code === 2) return { check: { ok: false, reason: 'locked' }, verifiedWrong: false };
-  if (state.code === 4) return { check: { ok: false, reason: 'busy' }, verifiedWrong: false };
+  if (state.code === 'unknown_card') return { check: { ok: false, reason: 'unknown_card' }, verifiedWrong: false };
+  if (state.code === 'locked') return { check: { ok: false, reason: 'locked' }, verifiedWrong: false };
+  if (state.code === 'busy') return { check: { ok: false, reason: 'busy' }, verifiedWrong: false };
   let right = false;
   try {
     right = PIN_PATTERN.test(pin) && state.storedHash !== '' && (await ctx.passwords.verify(pin, state.storedHash));
@@ -117,7 +116,7 @@ async function checkCardOnly(ctx: SwitchContext, cardNo: string, pin: string): P
   }
   if (!right) {
     const after = await passwordScript(ctx, cardNo, ['fail']);
-    if (after.code === 2) return { check: { ok: false, reason: 'locked' }, verifiedWrong: true };
+    if (after.code === 'locked') return { check: { ok: false, reason: 'locked' }, verifiedWrong: true };
     return { check: { ok: false, reason: 'wrong', attemptsLeft: after.attemptsLeft }, verifiedWrong: true };
   }
   // Imported passwords were hashed at a lower cost; after a correct entry, store them at full cost.
@@ -156,8 +155,8 @@ export async function changeCardPassword(ctx: SwitchContext, cardNo: string, old
   }
   const newHash = await ctx.passwords.hash(newPin, ctx.config.passwordScryptN);
   const result = await passwordScript(ctx, cardNo, ['set', state.storedHash, newHash, '1']);
-  if (result.code === 3) throw new AlreadyExistsError('the password was changed at the same time elsewhere; check it and try again', { reason: 'PASSWORD_CHANGED_MEANWHILE', zh: '密码刚被修改，请核对后重试' });
-  if (result.code === 2) throw new PasswordLockedError();
+  if (result.code === 'stale') throw new AlreadyExistsError('the password was changed at the same time elsewhere; check it and try again', { reason: 'PASSWORD_CHANGED_MEANWHILE', zh: '密码刚被修改，请核对后重试' });
+  if (result.code === 'locked') throw new PasswordLockedError();
 }
 
 /** True while the stored password is still the initial one (the e-card page nags to change it). */

@@ -19,7 +19,7 @@ import { requireCardPassword } from './card-password.js';
 import { PERSON_NUMBER_PATTERN } from './cardholder.js';
 import { PIN_PATTERN } from './password.js';
 import { checkFeeAmount, payUtilityFee } from './fees.js';
-import type { FeeAnswer } from '../ledger/money.js';
+import { claimId, releaseId, type FeeAnswer } from '../ledger/money.js';
 import type { UtilityTarget } from '../fees/index.js';
 
 export const BINDING_TYPES = ['student', 'staff'] as const;
@@ -141,14 +141,13 @@ export async function boundCardOf(ctx: SwitchContext, userId: string): Promise<s
 async function withUserLock<T>(ctx: SwitchContext, userId: string, work: () => Promise<T>): Promise<T> {
   const key = ctx.keys.ecardUserLock(userId);
   const owner = randomBytes(12).toString('base64url');
-  const taken = await ctx.scripts.run('claim-id', [key], ['claim', owner, USER_LOCK_TTL_SEC]);
-  if (taken !== 2) {
+  if ((await claimId(ctx.scripts, key, owner, USER_LOCK_TTL_SEC)) !== 'claimed_now') {
     throw new AlreadyExistsError('a binding or unbinding of this user is already in progress', { reason: 'BINDING_IN_PROGRESS', zh: '正在处理上一次绑定/解绑请求，请稍候' });
   }
   try {
     return await work();
   } finally {
-    await ctx.scripts.run('claim-id', [key], ['release', owner]).catch((err: unknown) => ctx.log.warn({ err, userId }, 'user lock not released; it expires by itself'));
+    await releaseId(ctx.scripts, key, owner).catch((err: unknown) => ctx.log.warn({ err, userId }, 'user lock not released; it expires by itself'));
   }
 }
 

@@ -1,7 +1,26 @@
 // Typed wrappers over the Lua scripts. Every money change is one script call; nothing here reads a
 // balance and writes it back. Script answers are small codes mapped exhaustively to typed results.
+import {
+  AUTHORIZE_ANSWERS,
+  AUTHORIZE_REFUSALS,
+  decodeAnswer,
+  ECARD_BINDING_ANSWERS,
+  ECARD_WATCH_ANSWERS,
+  INQUIRE_ANSWERS,
+  LedgerInvariantError,
+  numericReply,
+  OPEN_ACCOUNT_ANSWERS,
+  REPLACE_CARD_ANSWERS,
+  REVERSE_ANSWERS,
+  REVERSE_REFUSALS,
+  SET_LIMITS_ANSWERS,
+  SET_STATUS_ANSWERS,
+  type AnswerOf,
+} from './answers.js';
 import type { Keys } from './keys.js';
 import type { Scripts, ScriptReply } from './scripts.js';
+
+export { LedgerInvariantError } from './answers.js';
 
 /** China Standard Time has no daylight saving: the campus day starts at 00:00 UTC+8. */
 const CAMPUS_UTC_OFFSET_MS = 8 * 60 * 60 * 1000;
@@ -11,36 +30,7 @@ export function campusDayKey(nowMs: number): string {
   return `${d.getUTCFullYear()}${String(d.getUTCMonth() + 1).padStart(2, '0')}${String(d.getUTCDate()).padStart(2, '0')}`;
 }
 
-export type AuthorizeCode =
-  | 'approved'
-  | 'insufficient_funds'
-  | 'card_lost'
-  | 'card_frozen'
-  | 'unknown_card'
-  | 'card_replaced'
-  | 'already_reversed'
-  | 'daily_limit_exceeded'
-  | 'card_cancelled'
-  | 'pin_required'
-  | 'qr_invalid'
-  | 'qr_expired'
-  | 'qr_used';
-
-const AUTHORIZE_CODES: Record<string, AuthorizeCode> = {
-  '1': 'approved',
-  '2': 'insufficient_funds',
-  '3': 'card_lost',
-  '4': 'card_frozen',
-  '5': 'unknown_card',
-  '6': 'card_replaced',
-  '7': 'already_reversed',
-  '8': 'daily_limit_exceeded',
-  '9': 'card_cancelled',
-  '10': 'pin_required',
-  '11': 'qr_invalid',
-  '12': 'qr_expired',
-  '13': 'qr_used',
-};
+export type AuthorizeCode = AnswerOf<typeof AUTHORIZE_ANSWERS>;
 
 /**
  * How long a campus QR code's single-use mark is kept. A code is accepted for at most 60 s after it
@@ -64,20 +54,9 @@ export interface AuthorizeResult {
   readonly decidedAtMs: number;
 }
 
-export type EcardBindingCode = 'done' | 'card_lost' | 'card_frozen' | 'card_cancelled' | 'unknown_card' | 'not_synced' | 'bound_to_other' | 'not_bound_to_user';
-const BINDING_CODES: Record<string, EcardBindingCode> = {
-  '1': 'done',
-  '3': 'card_lost',
-  '4': 'card_frozen',
-  '5': 'unknown_card',
-  '9': 'card_cancelled',
-  '14': 'not_synced',
-  '15': 'bound_to_other',
-  '16': 'not_bound_to_user',
-};
+export type EcardBindingCode = AnswerOf<typeof ECARD_BINDING_ANSWERS>;
 
-export type ReverseCode = 'reversed' | 'nothing_to_reverse' | 'tombstoned';
-const REVERSE_CODES: Record<string, ReverseCode> = { '1': 'reversed', '2': 'nothing_to_reverse', '3': 'tombstoned' };
+export type ReverseCode = AnswerOf<typeof REVERSE_ANSWERS>;
 
 export interface ReverseResult {
   readonly code: ReverseCode;
@@ -90,7 +69,7 @@ const STATUS_FROM_LEDGER: Record<string, CardStatusCode> = { A: 'active', L: 'lo
 const STATUS_TO_LEDGER: Record<CardStatusCode, string> = { active: 'A', lost: 'L', frozen: 'F', cancelled: 'C' };
 
 export interface InquireResult {
-  readonly code: 'found' | 'unknown_card' | 'card_replaced';
+  readonly code: AnswerOf<typeof INQUIRE_ANSWERS>;
   readonly balanceFen: number;
   readonly smallWalletFen: number;
   readonly status: CardStatusCode | undefined;
@@ -107,11 +86,6 @@ export class IdempotencyConflictError extends Error {
 /** A reversal that does not match its payment (amount or card); nothing changed. */
 export class ReversalMismatchError extends Error {
   override readonly name = 'ReversalMismatchError';
-}
-
-/** A script answered something outside its documented set: stop loudly rather than guess. */
-export class LedgerInvariantError extends Error {
-  override readonly name = 'LedgerInvariantError';
 }
 
 function parseInteger(text: string | undefined, what: string): number {
@@ -191,16 +165,14 @@ export class Ledger {
   /** Announce the card's live events until `untilMs` (a page of it is open); see ecard-watch.lua. */
   async watchCard(cardNo: string, untilMs: number): Promise<boolean> {
     const reply = await this.scripts.run('ecard-watch', [this.keys.account(cardNo)], [untilMs]);
-    if (reply !== 0 && reply !== 1) throw new LedgerInvariantError(`ecard-watch answered ${JSON.stringify(reply)}`);
-    return reply === 1;
+    return decodeAnswer('ecard-watch', ECARD_WATCH_ANSWERS, numericReply('ecard-watch', reply)) === 'watched';
   }
 
   /** Binds the card's e-card to `userId`, or ends that binding; see ecard-binding.lua. */
   async ecardBinding(op: 'bind' | 'unbind', cardNo: string, userId: string): Promise<{ code: EcardBindingCode; epoch: number }> {
     const reply = await this.scripts.run('ecard-binding', [this.keys.account(cardNo), this.keys.cardEvents(cardNo)], [op, userId, this.now(), this.keys.eventsChannel(), cardNo]);
     if (!Array.isArray(reply) || reply.length !== 2) throw new LedgerInvariantError(`ecard-binding answered ${JSON.stringify(reply)}`);
-    const code = BINDING_CODES[String(reply[0])];
-    if (code === undefined) throw new LedgerInvariantError(`ecard-binding answered unknown code ${String(reply[0])}`);
+    const code = decodeAnswer('ecard-binding', ECARD_BINDING_ANSWERS, numericReply('ecard-binding', reply[0]));
     return { code, epoch: parseInteger(String(reply[1]), 'QR epoch') };
   }
 
@@ -244,10 +216,14 @@ export class Ledger {
     assertPositiveFen(input.amountFen);
     const { keys, args } = this.authorizeArguments(input, this.now());
     const reply = await this.scripts.run('authorize', keys, args);
-    if (reply === -1) {
-      throw new IdempotencyConflictError(
-        `sequence number ${input.sequence} of terminal ${input.terminalId} was already used for a different payment; use a new sequence number`,
-      );
+    if (typeof reply === 'number') {
+      const refusal = decodeAnswer('authorize', AUTHORIZE_REFUSALS, reply);
+      const errors = {
+        key_reused: () => new IdempotencyConflictError(
+          `sequence number ${input.sequence} of terminal ${input.terminalId} was already used for a different payment; use a new sequence number`,
+        ),
+      } satisfies Record<typeof refusal, () => Error>;
+      throw errors[refusal]();
     }
     return parseAuthorizeAnswer(reply);
   }
@@ -267,26 +243,29 @@ export class Ledger {
       [input.cardNo, input.amountFen, `rev|${input.cardNo}|${input.amountFen}`, input.terminalId, input.sequence, this.now(), this.requestTtlSec, ...this.eventArgs()],
     );
     const where = `payment ${input.sequence} of terminal ${input.terminalId}`;
-    if (reply === -1) throw new IdempotencyConflictError(`${where} was already reversed with a different amount or card`);
-    if (reply === -2) throw new ReversalMismatchError(`${where} was for a different amount than ${input.amountFen} fen`);
-    if (reply === -3) throw new ReversalMismatchError(`${where} was made with a different card`);
-    if (reply === -4) throw new ReversalMismatchError(`${where} is a small-wallet transaction, which is not reversed; the next settlement charges what was spent`);
+    if (typeof reply === 'number') {
+      const refusal = decodeAnswer('reverse', REVERSE_REFUSALS, reply);
+      const errors = {
+        key_reused: () => new IdempotencyConflictError(`${where} was already reversed with a different amount or card`),
+        amount_differs: () => new ReversalMismatchError(`${where} was for a different amount than ${input.amountFen} fen`),
+        other_card: () => new ReversalMismatchError(`${where} was made with a different card`),
+        small_wallet_move: () => new ReversalMismatchError(`${where} is a small-wallet transaction, which is not reversed; the next settlement charges what was spent`),
+      } satisfies Record<typeof refusal, () => Error>;
+      throw errors[refusal]();
+    }
     if (typeof reply !== 'string') throw new LedgerInvariantError(`reverse answered ${JSON.stringify(reply)}`);
-    const [code, balance, decidedAt] = reply.split('|');
-    const mapped = REVERSE_CODES[code ?? ''];
-    if (mapped === undefined) throw new LedgerInvariantError(`reverse answered unknown code ${String(code)}`);
-    return { code: mapped, balanceAfterFen: parseInteger(balance, 'balance'), decidedAtMs: parseInteger(decidedAt, 'time') };
+    const parts = reply.split('|');
+    if (parts.length !== 3) throw new LedgerInvariantError(`reverse answered ${reply}`);
+    const [code, balance, decidedAt] = parts;
+    return { code: decodeAnswer('reverse', REVERSE_ANSWERS, code), balanceAfterFen: parseInteger(balance, 'balance'), decidedAtMs: parseInteger(decidedAt, 'time') };
   }
 
   async inquire(cardNo: string, presentedSerial: string): Promise<InquireResult> {
     const reply = await this.scripts.run('inquire', [this.keys.account(cardNo)], [presentedSerial]);
     if (!Array.isArray(reply) || reply.length !== 7) throw new LedgerInvariantError(`inquire answered ${JSON.stringify(reply)}`);
     const [code, balance, wallet, status, synced, name, holderType] = reply.map((v) => (v === null ? '' : String(v)));
-    const codes = { '1': 'found', '5': 'unknown_card', '6': 'card_replaced' } as const;
-    const mapped = codes[code as keyof typeof codes];
-    if (mapped === undefined) throw new LedgerInvariantError(`inquire answered unknown code ${String(code)}`);
     return {
-      code: mapped,
+      code: decodeAnswer('inquire', INQUIRE_ANSWERS, code),
       balanceFen: parseInteger(balance, 'balance'),
       smallWalletFen: parseInteger(wallet, 'small wallet'),
       status: STATUS_FROM_LEDGER[status ?? ''],
@@ -308,8 +287,7 @@ export class Ledger {
       [k.account(input.cardNo), k.journalOfCard(input.cardNo), k.statement(input.cardNo)],
       [input.cardNo, input.openingFen, this.now(), ...fieldArgs],
     );
-    if (reply !== 0 && reply !== 1) throw new LedgerInvariantError(`open-account answered ${JSON.stringify(reply)}`);
-    return reply === 1;
+    return decodeAnswer('open-account', OPEN_ACCOUNT_ANSWERS, numericReply('open-account', reply)) === 'opened';
   }
 
   /**
@@ -319,16 +297,16 @@ export class Ledger {
    */
   async replaceCard(cardNo: string, newSerial: string): Promise<string | undefined> {
     const reply = await this.scripts.run('replace-card', [this.keys.account(cardNo)], [newSerial]);
-    if (reply === 0) return undefined;
-    if (typeof reply !== 'string') throw new LedgerInvariantError(`replace-card answered ${JSON.stringify(reply)}`);
-    return reply;
+    if (typeof reply === 'string') return reply;
+    // Its only code is 'unknown_card'; decodeAnswer stops on any other.
+    decodeAnswer('replace-card', REPLACE_CARD_ANSWERS, numericReply('replace-card', reply));
+    return undefined;
   }
 
   /** A card's own limits; -1 clears one (its holder type's default applies). False when no account. */
   async setCardLimits(cardNo: string, limits: { noPinPerPaymentFen: number; noPinPerDayFen: number; dailySpendLimitFen: number }): Promise<boolean> {
     const reply = await this.scripts.run('set-limits', [this.keys.account(cardNo)], [limits.noPinPerPaymentFen, limits.noPinPerDayFen, limits.dailySpendLimitFen]);
-    if (reply !== 0 && reply !== 1) throw new LedgerInvariantError(`set-limits answered ${JSON.stringify(reply)}`);
-    return reply === 1;
+    return decodeAnswer('set-limits', SET_LIMITS_ANSWERS, numericReply('set-limits', reply)) === 'set';
   }
 
   /**
@@ -345,8 +323,12 @@ export class Ledger {
       [this.keys.account(cardNo), this.keys.cardEvents(cardNo)],
       [STATUS_TO_LEDGER[status], allowedFrom.map((s) => STATUS_TO_LEDGER[s]).join(''), cardNo, this.now(), ...this.eventArgs()],
     );
-    if (reply === 0) return undefined;
-    if (!Array.isArray(reply) || reply.length !== 2) throw new LedgerInvariantError(`set-status answered ${JSON.stringify(reply)}`);
+    if (!Array.isArray(reply)) {
+      // Its only code is 'unknown_card'; decodeAnswer stops on any other.
+      decodeAnswer('set-status', SET_STATUS_ANSWERS, numericReply('set-status', reply));
+      return undefined;
+    }
+    if (reply.length !== 2 || (reply[1] !== 0 && reply[1] !== 1)) throw new LedgerInvariantError(`set-status answered ${JSON.stringify(reply)}`);
     const previous = STATUS_FROM_LEDGER[String(reply[0])];
     if (previous === undefined) throw new LedgerInvariantError(`set-status answered status ${JSON.stringify(reply[0])}`);
     return { previous, changed: reply[1] === 1 };
@@ -365,9 +347,10 @@ function assertPositiveFen(amountFen: number): void {
 
 function parseAuthorizeAnswer(reply: ScriptReply): AuthorizeResult {
   if (typeof reply !== 'string') throw new LedgerInvariantError(`authorize answered ${JSON.stringify(reply)}`);
-  const [code, balance, txnId, decidedAt] = reply.split('|');
-  const mapped = AUTHORIZE_CODES[code ?? ''];
-  if (mapped === undefined) throw new LedgerInvariantError(`authorize answered unknown code ${String(code)}`);
+  const parts = reply.split('|');
+  if (parts.length !== 4) throw new LedgerInvariantError(`authorize answered ${reply}`);
+  const [code, balance, txnId, decidedAt] = parts;
+  const mapped = decodeAnswer('authorize', AUTHORIZE_ANSWERS, code);
   const balanceAfterFen = parseInteger(balance, 'balance');
   if (balanceAfterFen < 0) throw new LedgerInvariantError(`authorize answered a negative balance ${balanceAfterFen}`);
   return { code: mapped, balanceAfterFen, transactionId: txnId ?? '', decidedAtMs: parseInteger(decidedAt, 'time') };

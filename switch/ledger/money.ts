@@ -1,9 +1,27 @@
 // Typed wrappers over the scripts that move money outside POS payments: recharge, refund, operator
 // adjustment, and the utility-fee steps (debit, complete, give back). Every change is one script call;
 // every script answer is mapped exhaustively, and anything else stops loudly (LedgerInvariantError).
-import { campusDayKey, IdempotencyConflictError, LedgerInvariantError } from './ledger.js';
+import {
+  ADJUST_ANSWERS,
+  ADJUST_REFUSALS,
+  CLAIM_ANSWERS,
+  decodeAnswer,
+  FEE_ANSWERS,
+  FEE_COMPLETE_REFUSALS,
+  FEE_DEBIT_REFUSALS,
+  FEE_GIVEBACK_REFUSALS,
+  LedgerInvariantError,
+  numericReply,
+  RECHARGE_ANSWERS,
+  RECHARGE_REFUSALS,
+  REFUND_ANSWERS,
+  REFUND_REFUSALS,
+  RELEASE_ANSWERS,
+  type AnswerOf,
+} from './answers.js';
+import { campusDayKey, IdempotencyConflictError } from './ledger.js';
 import type { Keys } from './keys.js';
-import type { ScriptReply, Scripts } from './scripts.js';
+import type { ScriptName, ScriptReply, Scripts } from './scripts.js';
 
 export const RECHARGE_CHANNELS = ['WECHAT', 'ALIPAY', 'COUNTER'] as const;
 export type RechargeChannelCode = (typeof RECHARGE_CHANNELS)[number];
@@ -53,13 +71,7 @@ export class MoneyKeys {
 // ---------------------------------------------------------------------------------------------
 // Results
 
-export type RechargeCode = 'credited' | 'unknown_card' | 'card_cancelled' | 'daily_limit_exceeded';
-const RECHARGE_CODES: Record<string, RechargeCode> = {
-  '1': 'credited',
-  '5': 'unknown_card',
-  '9': 'card_cancelled',
-  '11': 'daily_limit_exceeded',
-};
+export type RechargeCode = AnswerOf<typeof RECHARGE_ANSWERS>;
 
 export interface RechargeResult {
   readonly code: RechargeCode;
@@ -70,27 +82,7 @@ export interface RechargeResult {
   readonly rechargeableTodayFen: number | undefined;
 }
 
-export type RefundCode =
-  | 'refunded'
-  | 'over_refundable'
-  | 'payment_not_found'
-  | 'other_card'
-  | 'other_merchant'
-  | 'payment_declined'
-  | 'payment_reversed'
-  | 'unknown_card'
-  | 'card_cancelled';
-const REFUND_CODES: Record<string, RefundCode> = {
-  '1': 'refunded',
-  '2': 'over_refundable',
-  '3': 'payment_not_found',
-  '4': 'other_card',
-  '5': 'other_merchant',
-  '6': 'payment_declined',
-  '7': 'payment_reversed',
-  '8': 'unknown_card',
-  '9': 'card_cancelled',
-};
+export type RefundCode = AnswerOf<typeof REFUND_ANSWERS>;
 
 export interface RefundResult {
   readonly code: RefundCode;
@@ -101,8 +93,7 @@ export interface RefundResult {
   readonly decidedAtMs: number;
 }
 
-export type AdjustCode = 'adjusted' | 'below_zero' | 'unknown_card';
-const ADJUST_CODES: Record<string, AdjustCode> = { '1': 'adjusted', '2': 'below_zero', '5': 'unknown_card' };
+export type AdjustCode = AnswerOf<typeof ADJUST_ANSWERS>;
 
 export interface AdjustResult {
   readonly code: AdjustCode;
@@ -111,25 +102,7 @@ export interface AdjustResult {
   readonly decidedAtMs: number;
 }
 
-export type FeeCode =
-  | 'delivered'
-  | 'insufficient_funds'
-  | 'card_lost'
-  | 'card_frozen'
-  | 'card_cancelled'
-  | 'unknown_card'
-  | 'pending'
-  | 'given_back';
-const FEE_CODES: Record<string, FeeCode> = {
-  '1': 'delivered',
-  '2': 'insufficient_funds',
-  '3': 'card_lost',
-  '4': 'card_frozen',
-  '9': 'card_cancelled',
-  '5': 'unknown_card',
-  '10': 'pending',
-  '11': 'given_back',
-};
+export type FeeCode = AnswerOf<typeof FEE_ANSWERS>;
 
 export interface FeeAnswer {
   readonly code: FeeCode;
@@ -239,12 +212,16 @@ export class MoneyLedger {
         ...this.eventArgs(),
       ],
     );
-    if (reply === -1) {
+    if (typeof reply === 'number') {
+      const refusal = decodeAnswer('recharge', RECHARGE_REFUSALS, reply);
       if (claimedNow) await this.release(`rch:${input.channel}`, input.orderId, input.cardNo);
-      throw new IdempotencyConflictError(`${what} was already credited with a different amount or card; it is credited only once`);
+      const errors = {
+        key_reused: () => new IdempotencyConflictError(`${what} was already credited with a different amount or card; it is credited only once`),
+      } satisfies Record<typeof refusal, () => Error>;
+      throw errors[refusal]();
     }
     const [code, balance, txnId, decidedAt, rechargeable] = splitAnswer(reply, 'recharge', 5);
-    const mapped = mapCode(RECHARGE_CODES, code, 'recharge');
+    const mapped = decodeAnswer('recharge', RECHARGE_ANSWERS, code);
     if (mapped !== 'credited' && claimedNow) await this.release(`rch:${input.channel}`, input.orderId, input.cardNo);
     const rechargeableFen = parseInteger(rechargeable, 'recharge', 'rechargeable today');
     return {
@@ -284,16 +261,16 @@ export class MoneyLedger {
         ...this.eventArgs(),
       ],
     );
-    if (reply === -1) {
-      throw new IdempotencyConflictError(
-        `sequence number ${input.sequence} of terminal ${input.terminalId} was already used for a different request; use a new sequence number`,
-      );
+    if (typeof reply === 'number') {
+      const refusal = decodeAnswer('refund', REFUND_REFUSALS, reply);
+      const errors = { key_reused: () => sequenceReused(input) } satisfies Record<typeof refusal, () => Error>;
+      throw errors[refusal]();
     }
     const [code, balance, left, txnId, decidedAt] = splitAnswer(reply, 'refund', 5);
     const refundableLeftFen = parseInteger(left, 'refund', 'refundable amount');
     if (refundableLeftFen < 0) throw new LedgerInvariantError(`refund answered a negative refundable amount ${refundableLeftFen}`);
     return {
-      code: mapCode(REFUND_CODES, code, 'refund'),
+      code: decodeAnswer('refund', REFUND_ANSWERS, code),
       balanceAfterFen: parseBalance(balance, 'refund'),
       refundableLeftFen,
       transactionId: txnId ?? '',
@@ -323,12 +300,16 @@ export class MoneyLedger {
         this.recordTtlSec,
       ],
     );
-    if (reply === -1) {
+    if (typeof reply === 'number') {
+      const refusal = decodeAnswer('adjust', ADJUST_REFUSALS, reply);
       if (claimedNow) await this.release('adj', input.adjustmentId, input.cardNo);
-      throw new IdempotencyConflictError(`${what} was already made with a different amount or reason; use a new adjustment id`);
+      const errors = {
+        key_reused: () => new IdempotencyConflictError(`${what} was already made with a different amount or reason; use a new adjustment id`),
+      } satisfies Record<typeof refusal, () => Error>;
+      throw errors[refusal]();
     }
     const [code, balance, txnId, decidedAt] = splitAnswer(reply, 'adjust', 4);
-    const mapped = mapCode(ADJUST_CODES, code, 'adjust');
+    const mapped = decodeAnswer('adjust', ADJUST_ANSWERS, code);
     if (mapped !== 'adjusted' && claimedNow) await this.release('adj', input.adjustmentId, input.cardNo);
     return { code: mapped, balanceAfterFen: parseBalance(balance, 'adjust'), transactionId: txnId ?? '', decidedAtMs: parseInteger(decidedAt, 'adjust', 'time') };
   }
@@ -342,10 +323,10 @@ export class MoneyLedger {
       [k.account(ref.cardNo), k.request(ref.cardNo, ref.terminalId, ref.sequence), k.journalOfCard(ref.cardNo), k.statement(ref.cardNo), this.moneyKeys.feePendingOfCard(ref.cardNo)],
       [ref.cardNo, ref.amountFen, feeFingerprint(ref), ref.terminalId, ref.sequence, `u:${ref.kind}`, ref.targetJson, this.now(), this.requestTtlSec],
     );
-    if (reply === -1) {
-      throw new IdempotencyConflictError(
-        `sequence number ${ref.sequence} of terminal ${ref.terminalId} was already used for a different request; use a new sequence number`,
-      );
+    if (typeof reply === 'number') {
+      const refusal = decodeAnswer('fee-debit', FEE_DEBIT_REFUSALS, reply);
+      const errors = { key_reused: () => sequenceReused(ref) } satisfies Record<typeof refusal, () => Error>;
+      throw errors[refusal]();
     }
     return parseFeeAnswer(reply, 'fee-debit');
   }
@@ -359,9 +340,15 @@ export class MoneyLedger {
       [feeFingerprint(ref), receipt, feePendingMember(ref), ref.cardNo, ...this.eventArgs()],
     );
     const where = `fee request ${ref.sequence} of terminal ${ref.terminalId}`;
-    if (reply === -1) throw new LedgerInvariantError(`${where}: the record is for a different request`);
-    if (reply === -2) throw new LedgerInvariantError(`${where}: no record to complete (never debited, or expired)`);
-    if (reply === -3) throw new LedgerInvariantError(`${where}: the provider delivered an order whose money was already given back or never taken`);
+    if (typeof reply === 'number') {
+      const refusal = decodeAnswer('fee-complete', FEE_COMPLETE_REFUSALS, reply);
+      const problems = {
+        other_request: 'the record is for a different request',
+        no_record: 'no record to complete (never debited, or expired)',
+        not_pending: 'the provider delivered an order whose money was already given back or never taken',
+      } satisfies Record<typeof refusal, string>;
+      throw new LedgerInvariantError(`${where}: ${problems[refusal]}`);
+    }
     const answer = parseFeeAnswer(reply, 'fee-complete');
     if (answer.code !== 'delivered') throw new LedgerInvariantError(`fee-complete answered ${answer.code}`);
     return answer;
@@ -383,8 +370,14 @@ export class MoneyLedger {
       [ref.cardNo, feeFingerprint(ref), ref.terminalId, ref.sequence, storableText(reason), this.now(), ...this.eventArgs()],
     );
     const where = `fee request ${ref.sequence} of terminal ${ref.terminalId}`;
-    if (reply === -1) throw new LedgerInvariantError(`${where}: the record is for a different request`);
-    if (reply === -2) throw new LedgerInvariantError(`${where}: no record to give back (never debited, or expired)`);
+    if (typeof reply === 'number') {
+      const refusal = decodeAnswer('fee-giveback', FEE_GIVEBACK_REFUSALS, reply);
+      const problems = {
+        other_request: 'the record is for a different request',
+        no_record: 'no record to give back (never debited, or expired)',
+      } satisfies Record<typeof refusal, string>;
+      throw new LedgerInvariantError(`${where}: ${problems[refusal]}`);
+    }
     return parseFeeAnswer(reply, 'fee-giveback');
   }
 
@@ -395,16 +388,32 @@ export class MoneyLedger {
 
   /** True when this call took the claim (so it must release it if the money script refuses). */
   private async claim(namespace: string, id: string, cardNo: string, what: string): Promise<boolean> {
-    const reply = await this.scripts.run('claim-id', [this.moneyKeys.claim(namespace, id)], ['claim', cardNo, this.recordTtlSec]);
-    if (reply === 0) throw new IdempotencyConflictError(`${what} already belongs to another card; it is credited only once`);
-    if (reply !== 1 && reply !== 2) throw new LedgerInvariantError(`claim-id answered ${JSON.stringify(reply)}`);
-    return reply === 2;
+    const answer = await claimId(this.scripts, this.moneyKeys.claim(namespace, id), cardNo, this.recordTtlSec);
+    if (answer === 'held_by_another') throw new IdempotencyConflictError(`${what} already belongs to another card; it is credited only once`);
+    return answer === 'claimed_now';
   }
 
   private async release(namespace: string, id: string, cardNo: string): Promise<void> {
-    const reply = await this.scripts.run('claim-id', [this.moneyKeys.claim(namespace, id)], ['release', cardNo]);
-    if (reply !== 0 && reply !== 1) throw new LedgerInvariantError(`claim-id answered ${JSON.stringify(reply)}`);
+    await releaseId(this.scripts, this.moneyKeys.claim(namespace, id), cardNo);
   }
+}
+
+/** Claims `claimKey` for `holder` (claim-id.lua): claimed now, already the holder's, or held by another. */
+export async function claimId(scripts: Scripts, claimKey: string, holder: string, ttlSec: number): Promise<AnswerOf<typeof CLAIM_ANSWERS>> {
+  const reply = await scripts.run('claim-id', [claimKey], ['claim', holder, ttlSec]);
+  return decodeAnswer('claim-id', CLAIM_ANSWERS, numericReply('claim-id', reply));
+}
+
+/** Releases a claim `holder` made (claim-id.lua); another holder's claim is left alone. */
+export async function releaseId(scripts: Scripts, claimKey: string, holder: string): Promise<AnswerOf<typeof RELEASE_ANSWERS>> {
+  const reply = await scripts.run('claim-id', [claimKey], ['release', holder]);
+  return decodeAnswer('claim-id', RELEASE_ANSWERS, numericReply('claim-id', reply));
+}
+
+function sequenceReused(ref: { readonly terminalId: string; readonly sequence: number }): IdempotencyConflictError {
+  return new IdempotencyConflictError(
+    `sequence number ${ref.sequence} of terminal ${ref.terminalId} was already used for a different request; use a new sequence number`,
+  );
 }
 
 /** Provider receipts are stored in '|'-joined answers: a bounded, plain alphabet. */
@@ -427,18 +436,12 @@ function assertExternalId(id: string, what: string): void {
   if (!EXTERNAL_ID_PATTERN.test(id)) throw new RangeError(`${what} must be 4-64 of A-Z a-z 0-9 _ -, got "${id.slice(0, 70)}"`);
 }
 
-function splitAnswer(reply: ScriptReply, script: string, fields: number): string[] {
+function splitAnswer(reply: ScriptReply, script: ScriptName, fields: number): string[] {
   if (typeof reply !== 'string') throw new LedgerInvariantError(`${script} answered ${JSON.stringify(reply)}`);
   const parts = reply.split('|');
   // The last field of a fee answer is free text without '|'; every other field is '|'-free by construction.
   if (parts.length !== fields) throw new LedgerInvariantError(`${script} answered ${parts.length} fields, expected ${fields}: ${reply}`);
   return parts;
-}
-
-function mapCode<T>(codes: Record<string, T>, code: string | undefined, script: string): T {
-  const mapped = codes[code ?? ''];
-  if (mapped === undefined) throw new LedgerInvariantError(`${script} answered unknown code ${String(code)}`);
-  return mapped;
 }
 
 function parseInteger(text: string | undefined, script: string, what: string): number {
@@ -455,9 +458,9 @@ function parseBalance(text: string | undefined, script: string): number {
   return balanceFen;
 }
 
-function parseFeeAnswer(reply: ScriptReply, script: string): FeeAnswer {
+function parseFeeAnswer(reply: ScriptReply, script: ScriptName): FeeAnswer {
   const [code, balance, txnId, decidedAt, detail] = splitAnswer(reply, script, 5);
-  const mapped = mapCode(FEE_CODES, code, script);
+  const mapped = decodeAnswer(script, FEE_ANSWERS, code);
   const transactionId = txnId ?? '';
   if ((mapped === 'delivered' || mapped === 'pending' || mapped === 'given_back') && transactionId === '') {
     throw new LedgerInvariantError(`${script} answered ${mapped} without a transaction id`);

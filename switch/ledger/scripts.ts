@@ -25,6 +25,156 @@ export const SCRIPT_NAMES = [
 ] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
+/** What one ARGV must be. The script checks the same (lua/includes/argv.lua), in the same words. */
+export type ArgvRule =
+  | { readonly name: string; readonly kind: 'id' | 'text' | 'flag' | 'nonZeroInteger' }
+  | { readonly name: string; readonly kind: 'integer'; readonly min: number }
+  | { readonly name: string; readonly kind: 'oneOf'; readonly values: readonly string[] };
+
+/** A script's ARGV: fixed arguments, then (optionally) a tail sent whole or not at all, or field, value pairs. */
+interface FixedArgv {
+  readonly args: readonly ArgvRule[];
+  readonly tail?: readonly ArgvRule[];
+  readonly pairs?: true;
+}
+/** A script whose ARGV[1] is an op: `common` first (the op among them), then the op's own arguments. */
+interface ArgvByOp {
+  readonly common: readonly ArgvRule[];
+  /** What the count check says when not even `common` is there. */
+  readonly expected: string;
+  readonly byOp: Readonly<Record<string, readonly ArgvRule[]>>;
+}
+
+const id = (name: string): ArgvRule => ({ name, kind: 'id' });
+const text = (name: string): ArgvRule => ({ name, kind: 'text' });
+const flag = (name: string): ArgvRule => ({ name, kind: 'flag' });
+const integer = (name: string, min: number): ArgvRule => ({ name, kind: 'integer', min });
+const oneOf = (name: string, ...values: string[]): ArgvRule => ({ name, kind: 'oneOf', values });
+const EVENT_ARGS = [id('eventsChannel'), integer('eventTtlSec', 1)];
+const LIMIT_ARGS = (holder: string) => [integer(`${holder}NoPinPerPaymentFen`, 0), integer(`${holder}NoPinPerDayFen`, 0), integer(`${holder}DailySpendLimitFen`, 0)];
+
+/** Every script's ARGV, as its header documents it (exhaustive: a new script needs its rules here). */
+export const ARGV_RULES = {
+  adjust: { args: [id('cardNo'), { name: 'signedAmountFen', kind: 'nonZeroInteger' }, id('fingerprint'), id('adjustmentId'), id('operator'), id('reason'), integer('nowMs', 0), integer('recordTtlSec', 1)] },
+  authorize: {
+    args: [
+      id('cardNo'), text('presentedSerial'), integer('amountFen', 1), id('fingerprint'), id('terminalId'), integer('sequence', 1), id('merchantParty'),
+      integer('nowMs', 0), id('dayKey'), integer('requestTtlSec', 1), flag('pinVerified'), ...LIMIT_ARGS('student'), ...LIMIT_ARGS('staff'), ...EVENT_ARGS,
+      id('credentialKind'),
+    ],
+    tail: [integer('qrEpoch', 0), flag('qrExpired'), integer('qrUsedTtlSec', 1), id('qrCodeId')],
+  },
+  'claim-id': {
+    common: [oneOf('op', 'claim', 'release')],
+    expected: '3 for claim, 2 for release',
+    byOp: { claim: [id('cardNo'), integer('ttlSec', 1)], release: [id('cardNo')] },
+  },
+  'ecard-binding': { args: [oneOf('op', 'bind', 'unbind'), id('userId'), integer('nowMs', 0), id('eventsChannel'), id('cardNo')] },
+  'ecard-watch': { args: [integer('untilMs', 0)] },
+  'fee-complete': { args: [id('fingerprint'), id('receipt'), id('pendingMember'), id('cardNo'), ...EVENT_ARGS] },
+  'fee-debit': {
+    args: [id('cardNo'), integer('amountFen', 1), id('fingerprint'), id('terminalId'), integer('sequence', 1), oneOf('utilityParty', 'u:network', 'u:electricity'), id('targetJson'), integer('nowMs', 0), integer('requestTtlSec', 1)],
+  },
+  'fee-giveback': { args: [id('cardNo'), id('fingerprint'), id('terminalId'), integer('sequence', 1), text('reason'), integer('nowMs', 0), ...EVENT_ARGS] },
+  inquire: { args: [text('presentedSerial')] },
+  'open-account': { args: [id('cardNo'), integer('openingFen', 0), integer('nowMs', 0)], pairs: true },
+  password: {
+    common: [oneOf('op', 'state', 'take', 'fail', 'release', 'ok', 'set'), id('dayKey'), integer('maxAttempts', 1)],
+    expected: '3 to 6 (by op)',
+    byOp: {
+      state: [], fail: [], release: [],
+      take: [integer('nowMs', 0)],
+      ok: [text('expectedHash'), text('newHash')],
+      set: [text('expectedHash'), id('newHash'), flag('clearInitial')],
+    },
+  },
+  recharge: {
+    args: [
+      id('cardNo'), oneOf('channel', 'WECHAT', 'ALIPAY', 'COUNTER'), id('orderId'), integer('amountFen', 1), id('fingerprint'), id('source'), integer('nowMs', 0),
+      id('dayKey'), integer('dailyLimitFen', 0), integer('recordTtlSec', 1), text('reason'), ...EVENT_ARGS,
+    ],
+  },
+  refund: {
+    args: [id('cardNo'), integer('amountFen', 1), id('fingerprint'), id('terminalId'), integer('sequence', 1), id('merchantParty'), integer('nowMs', 0), integer('requestTtlSec', 1), id('originalRef'), ...EVENT_ARGS],
+  },
+  'replace-card': { args: [id('newSerial')] },
+  reverse: { args: [id('cardNo'), integer('amountFen', 1), id('fingerprint'), id('terminalId'), integer('sequence', 1), integer('nowMs', 0), integer('requestTtlSec', 1), ...EVENT_ARGS] },
+  'set-limits': { args: [integer('noPinPerPaymentFen', -1), integer('noPinPerDayFen', -1), integer('dailySpendLimitFen', -1)] },
+  'set-status': { args: [oneOf('status', 'A', 'L', 'F', 'C'), text('allowedFrom'), id('cardNo'), integer('nowMs', 0), ...EVENT_ARGS] },
+  settle: { args: [id('cardNo'), id('presentedSerial'), id('fingerprint'), id('terminalId'), integer('sequence', 1), integer('nowMs', 0), integer('requestTtlSec', 1), integer('walletCapFen', 1)] },
+  'terminal-password': { args: [oneOf('op', 'take', 'fail', 'release'), integer('nowMs', 0), integer('hourKey', 0), integer('maxFailures', 1), integer('ttlMs', 1)] },
+  'water-debit': {
+    args: [id('cardNo'), text('presentedSerial'), integer('amountFen', 1), id('fingerprint'), id('terminalId'), integer('sequence', 1), id('merchantParty'), integer('nowMs', 0), integer('requestTtlSec', 1), integer('walletCapFen', 1)],
+  },
+} as const satisfies Record<ScriptName, FixedArgv | ArgvByOp>;
+
+/** A script was called with an argument it refuses (a bug of the caller: its input should have been checked). */
+export class ScriptArgumentError extends RangeError {
+  override readonly name = 'ScriptArgumentError';
+}
+
+const INTEGER_TEXT = /^-?\d+$/;
+
+function ruleProblem(rule: ArgvRule, value: string): string | undefined {
+  switch (rule.kind) {
+    case 'text':
+      return undefined;
+    case 'id':
+      return value !== '' ? undefined : 'must not be empty';
+    case 'flag':
+      return value === '0' || value === '1' ? undefined : "must be '0' or '1'";
+    case 'oneOf':
+      return rule.values.includes(value) ? undefined : `must be one of ${rule.values.join(', ')}`;
+    case 'nonZeroInteger': {
+      const n = Number(value);
+      return INTEGER_TEXT.test(value) && n !== 0 && Math.abs(n) <= Number.MAX_SAFE_INTEGER ? undefined : 'must be a non-zero integer';
+    }
+    case 'integer': {
+      const n = Number(value);
+      if (INTEGER_TEXT.test(value) && n >= rule.min && n <= Number.MAX_SAFE_INTEGER) return undefined;
+      return rule.min === 1 ? 'must be a positive integer' : `must be an integer >= ${rule.min}`;
+    }
+  }
+}
+
+function checkRules(name: ScriptName, rules: readonly ArgvRule[], args: readonly (string | number)[], from: number): void {
+  rules.forEach((rule, i) => {
+    const value = String(args[from + i]);
+    const problem = ruleProblem(rule, value);
+    if (problem !== undefined) {
+      throw new ScriptArgumentError(`${name}: ARGV[${from + i + 1}] ${rule.name} ${problem}, got "${value.slice(0, 40)}"`);
+    }
+  });
+}
+
+function countError(name: ScriptName, count: number, expected: string): ScriptArgumentError {
+  return new ScriptArgumentError(`${name}: ARGV has ${count} arguments, expected ${expected}`);
+}
+
+/** Throws ScriptArgumentError, with the words the script itself would answer, when `args` break its ARGV rules. */
+export function checkArgv(name: ScriptName, args: readonly (string | number)[]): void {
+  const spec: FixedArgv | ArgvByOp = ARGV_RULES[name];
+  if ('byOp' in spec) {
+    if (args.length < spec.common.length) throw countError(name, args.length, spec.expected);
+    checkRules(name, spec.common, args, 0);
+    const op = String(args[0]);
+    const own = spec.byOp[op] ?? [];
+    const count = spec.common.length + own.length;
+    if (args.length !== count) throw countError(name, args.length, `${count} for ${op}`);
+    checkRules(name, own, args, spec.common.length);
+    return;
+  }
+  const fixed = spec.args.length;
+  const tail = spec.tail ?? [];
+  if (spec.pairs === true) {
+    if (args.length < fixed || (args.length - fixed) % 2 !== 0) throw countError(name, args.length, `${fixed} then field, value pairs`);
+  } else if (args.length !== fixed && (tail.length === 0 || args.length !== fixed + tail.length)) {
+    throw countError(name, args.length, tail.length === 0 ? `${fixed}` : `${fixed} or ${fixed + tail.length}`);
+  }
+  checkRules(name, spec.args, args, 0);
+  if (args.length > fixed && spec.pairs !== true) checkRules(name, tail, args, fixed);
+}
+
 function expandIncludes(source: string, fileName: string, depth: number): string {
   if (depth > MAX_INCLUDE_DEPTH) throw new Error(`${fileName}: includes nested deeper than ${MAX_INCLUDE_DEPTH}`);
   return source.replace(INCLUDE_LINE, (_line, name: string) => {
@@ -103,9 +253,11 @@ export class Scripts {
     return (await (this.redis as Redis).call(String(name), ...rest)) as ScriptReply;
   }
 
+  /** Runs a script; its ARGV is checked first (checkArgv), so a bad argument never reaches Redis. */
   async run(name: ScriptName, keys: readonly string[], args: readonly (string | number)[]): Promise<ScriptReply> {
     const script = this.scripts.get(name);
     if (script === undefined) throw new Error(`Lua script ${name}.lua was not loaded (is it in ${LUA_DIR}?)`);
+    checkArgv(name, args);
     try {
       if (this.fast !== undefined) return await this.fast.command(['EVALSHA', script.sha, keys.length, ...keys, ...args]);
       return (await this.redis.evalsha(script.sha, keys.length, ...keys, ...args)) as ScriptReply;

@@ -1,45 +1,17 @@
 // Typed wrappers over the small-wallet scripts (water-debit.lua, settle.lua). Each money change is one
 // script call; script answers are small codes mapped exhaustively to typed results, and every amount in
 // an answer is checked against the wallet's bounds before anyone shows it on a screen.
+import { decodeAnswer, LedgerInvariantError, SETTLE_ANSWERS, SETTLE_REFUSALS, WATER_DEBIT_ANSWERS, WATER_DEBIT_REFUSALS, type AnswerOf } from './answers.js';
 import type { Keys } from './keys.js';
-import { IdempotencyConflictError, LedgerInvariantError } from './ledger.js';
+import { IdempotencyConflictError } from './ledger.js';
 import type { ScriptName, Scripts, ScriptReply } from './scripts.js';
 
 /** The small wallet never holds more than 10.00: it is refilled to this at every settlement. */
 export const SMALL_WALLET_CAP_FEN = 1000;
 
-export type WaterDebitCode =
-  | 'approved'
-  | 'small_wallet_short'
-  | 'small_wallet_not_opened'
-  | 'card_lost'
-  | 'card_frozen'
-  | 'unknown_card'
-  | 'card_replaced'
-  | 'card_cancelled';
+export type WaterDebitCode = AnswerOf<typeof WATER_DEBIT_ANSWERS>;
 
-const WATER_DEBIT_CODES: Readonly<Record<string, WaterDebitCode>> = {
-  '1': 'approved',
-  '2': 'small_wallet_short',
-  '3': 'card_lost',
-  '4': 'card_frozen',
-  '5': 'unknown_card',
-  '6': 'card_replaced',
-  '9': 'card_cancelled',
-  '11': 'small_wallet_not_opened',
-};
-
-export type SettleCode = 'approved' | 'insufficient_funds' | 'card_lost' | 'card_frozen' | 'unknown_card' | 'card_replaced' | 'card_cancelled';
-
-const SETTLE_CODES: Readonly<Record<string, SettleCode>> = {
-  '1': 'approved',
-  '2': 'insufficient_funds',
-  '3': 'card_lost',
-  '4': 'card_frozen',
-  '5': 'unknown_card',
-  '6': 'card_replaced',
-  '9': 'card_cancelled',
-};
+export type SettleCode = AnswerOf<typeof SETTLE_ANSWERS>;
 
 export interface WaterDebitInput {
   readonly cardNo: string;
@@ -112,10 +84,10 @@ export class WaterLedger {
         SMALL_WALLET_CAP_FEN,
       ],
     );
-    if (reply === -1) {
-      throw new IdempotencyConflictError(
-        `sequence number ${input.sequence} of terminal ${input.terminalId} was already used for a different request; use a new sequence number`,
-      );
+    if (typeof reply === 'number') {
+      const refusal = decodeAnswer('water-debit', WATER_DEBIT_REFUSALS, reply);
+      const errors = { key_reused: () => sequenceReused(input) } satisfies Record<typeof refusal, () => Error>;
+      throw errors[refusal]();
     }
     return parseWaterDebitAnswer(reply);
   }
@@ -128,10 +100,10 @@ export class WaterLedger {
       [k.account(input.cardNo), k.request(input.cardNo, input.terminalId, input.sequence), k.journalOfCard(input.cardNo), k.statement(input.cardNo)],
       [input.cardNo, input.presentedSerial, `wset|${input.cardNo}|card`, input.terminalId, input.sequence, this.now(), this.requestTtlSec, SMALL_WALLET_CAP_FEN],
     );
-    if (reply === -1) {
-      throw new IdempotencyConflictError(
-        `sequence number ${input.sequence} of terminal ${input.terminalId} was already used for a different request; use a new sequence number`,
-      );
+    if (typeof reply === 'number') {
+      const refusal = decodeAnswer('settle', SETTLE_REFUSALS, reply);
+      const errors = { key_reused: () => sequenceReused(input) } satisfies Record<typeof refusal, () => Error>;
+      throw errors[refusal]();
     }
     return parseSettleAnswer(reply);
   }
@@ -147,6 +119,12 @@ export class WaterLedger {
   }
 }
 
+function sequenceReused(input: { readonly terminalId: string; readonly sequence: number }): IdempotencyConflictError {
+  return new IdempotencyConflictError(
+    `sequence number ${input.sequence} of terminal ${input.terminalId} was already used for a different request; use a new sequence number`,
+  );
+}
+
 function wholeFen(text: string | undefined, what: string, maxFen = Number.MAX_SAFE_INTEGER): number {
   const value = Number(text);
   if (text === undefined || text === '' || !Number.isSafeInteger(value) || value < 0 || value > maxFen) {
@@ -158,9 +136,9 @@ function wholeFen(text: string | undefined, what: string, maxFen = Number.MAX_SA
 function parseWaterDebitAnswer(reply: ScriptReply): WaterDebitResult {
   if (typeof reply !== 'string') throw new LedgerInvariantError(`water-debit answered ${JSON.stringify(reply)}`);
   const parts = reply.split('|');
+  if (parts.length !== 4) throw new LedgerInvariantError(`water-debit answered ${reply}`);
   const [code, wallet, txnId, decidedAt] = parts;
-  const mapped = WATER_DEBIT_CODES[code ?? ''];
-  if (parts.length !== 4 || mapped === undefined) throw new LedgerInvariantError(`water-debit answered ${reply}`);
+  const mapped = decodeAnswer('water-debit', WATER_DEBIT_ANSWERS, code);
   const result: WaterDebitResult = {
     code: mapped,
     smallWalletAfterFen: wholeFen(wallet, 'small wallet', SMALL_WALLET_CAP_FEN),
@@ -177,8 +155,8 @@ function parseSettleAnswer(reply: ScriptReply): SettleResult {
   if (typeof reply !== 'string') throw new LedgerInvariantError(`settle answered ${JSON.stringify(reply)}`);
   const parts = reply.split('|');
   const [code, balance, wallet, spent, moved, opened, txnId, decidedAt] = parts;
-  const mapped = SETTLE_CODES[code ?? ''];
-  if (parts.length !== 8 || mapped === undefined || (opened !== '0' && opened !== '1')) {
+  const mapped = decodeAnswer('settle', SETTLE_ANSWERS, code);
+  if (parts.length !== 8 || (opened !== '0' && opened !== '1')) {
     throw new LedgerInvariantError(`settle answered ${reply}`);
   }
   const result: SettleResult = {

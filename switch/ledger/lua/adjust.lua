@@ -23,7 +23,16 @@
          5 unknown account (not recorded, nothing changed)
   Or a number (nothing changed):
     -1 the adjustment id was used before for a different card, amount or reason
+
+  A malformed ARGV (count or format) is answered with the error reply "ERR adjust: ..." before any key
+  is read or written (includes/argv.lua; scripts.ts checks the same before sending).
 ]]
+local SCRIPT = 'adjust'
+local ANSWER_ADJUSTED = 1
+local ANSWER_BELOW_ZERO = 2
+local ANSWER_UNKNOWN_CARD = 5
+local REFUSED_KEY_REUSED = -1
+
 local rcall = redis.call
 local accountKey = KEYS[1]
 local adjustmentKey = KEYS[2]
@@ -40,20 +49,21 @@ local nowMs = ARGV[7]
 local recordTtlSec = tonumber(ARGV[8])
 
 -- @include answer
+-- @include argv
 
-if signedAmountFen == nil or signedAmountFen == 0 or signedAmountFen ~= math.floor(signedAmountFen) then
-  return redis.error_reply('adjust.lua: amount must be a non-zero whole number of fen, got ' .. tostring(ARGV[2]))
-end
+local badArgv = argvCount(#ARGV == 8, '8')
+  or argvId(1, 'cardNo') or argvNonZeroInteger(2, 'signedAmountFen') or argvId(3, 'fingerprint')
+  or argvId(4, 'adjustmentId') or argvId(5, 'operator') or argvId(6, 'reason') or argvInteger(7, 'nowMs', 0)
+  or argvInteger(8, 'recordTtlSec', 1)
+if badArgv then return badArgv end
 
-local previous = rcall('HMGET', adjustmentKey, 'fp', 'ans')
-if previous[1] then
-  if previous[1] == fingerprint then return previous[2] end
-  return -1
-end
+local recorded = recordedAnswer(adjustmentKey, fingerprint, 'fp', 'ans')
+if recorded then return recorded end
+if recorded == false then return REFUSED_KEY_REUSED end
 
 local balanceFen = tonumber(rcall('HGET', accountKey, 'bal'))
-if balanceFen == nil then return joinAnswer({ 5, 0, '', nowMs }) end
-if balanceFen + signedAmountFen < 0 then return joinAnswer({ 2, balanceFen, '', nowMs }) end
+if balanceFen == nil then return joinAnswer({ ANSWER_UNKNOWN_CARD, 0, '', nowMs }) end
+if balanceFen + signedAmountFen < 0 then return joinAnswer({ ANSWER_BELOW_ZERO, balanceFen, '', nowMs }) end
 
 local balanceAfterFen = rcall('HINCRBY', accountKey, 'bal', signedAmountFen)
 if balanceAfterFen < 0 then
@@ -66,7 +76,7 @@ local entryId = appendJournal(journalKey, 'adj', cardNo, math.abs(signedAmountFe
   balanceAfterFen, version, operator, adjustmentId, nowMs, { 'r', reason })
 appendStatement(statementKey, nowMs, entryId, 'adj', signedAmountFen, balanceAfterFen, operator, adjustmentId)
 
-local answer = joinAnswer({ 1, balanceAfterFen, entryId, nowMs })
+local answer = joinAnswer({ ANSWER_ADJUSTED, balanceAfterFen, entryId, nowMs })
 rcall('HSET', adjustmentKey, 'fp', fingerprint, 'ans', answer, 'card', cardNo, 'by', operator, 'r', reason)
 rcall('EXPIRE', adjustmentKey, recordTtlSec)
 return answer

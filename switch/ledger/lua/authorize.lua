@@ -46,7 +46,26 @@
             approval uses a code up, and two POS racing with one code pay once)
   Or a number:
     -1 the key was used before for a different request (nothing changed)
+
+  A malformed ARGV (count or format) is answered with the error reply "ERR authorize: ..." before any key
+  is read or written (includes/argv.lua; scripts.ts checks the same before sending).
 ]]
+local SCRIPT = 'authorize'
+local ANSWER_APPROVED = 1
+local ANSWER_INSUFFICIENT_FUNDS = 2
+local ANSWER_CARD_LOST = 3
+local ANSWER_CARD_FROZEN = 4
+local ANSWER_UNKNOWN_CARD = 5
+local ANSWER_CARD_REPLACED = 6
+local ANSWER_ALREADY_REVERSED = 7
+local ANSWER_DAILY_LIMIT_EXCEEDED = 8
+local ANSWER_CARD_CANCELLED = 9
+local ANSWER_PIN_REQUIRED = 10
+local ANSWER_QR_INVALID = 11
+local ANSWER_QR_EXPIRED = 12
+local ANSWER_QR_USED = 13
+local REFUSED_KEY_REUSED = -1
+
 local rcall = redis.call
 local accountKey = KEYS[1]
 local requestKey = KEYS[2]
@@ -73,13 +92,29 @@ local qrEpoch = ARGV[21]
 
 -- @include answer
 -- @include event
+-- @include argv
+
+-- Checked before any key is read: one string test per argument, no loop (this runs on every payment).
+local badArgv = argvCount(#ARGV == 20 or #ARGV == 24, '20 or 24')
+  or argvId(1, 'cardNo') or argvInteger(3, 'amountFen', 1) or argvId(4, 'fingerprint') or argvId(5, 'terminalId')
+  or argvInteger(6, 'sequence', 1) or argvId(7, 'merchantParty') or argvInteger(8, 'nowMs', 0) or argvId(9, 'dayKey')
+  or argvInteger(10, 'requestTtlSec', 1) or argvFlag(11, 'pinVerified')
+  or argvInteger(12, 'studentNoPinPerPaymentFen', 0) or argvInteger(13, 'studentNoPinPerDayFen', 0)
+  or argvInteger(14, 'studentDailySpendLimitFen', 0) or argvInteger(15, 'staffNoPinPerPaymentFen', 0)
+  or argvInteger(16, 'staffNoPinPerDayFen', 0) or argvInteger(17, 'staffDailySpendLimitFen', 0)
+  or argvId(18, 'eventsChannel') or argvInteger(19, 'eventTtlSec', 1) or argvId(20, 'credentialKind')
+if badArgv then return badArgv end
+if qrEpoch then
+  badArgv = argvInteger(21, 'qrEpoch', 0) or argvFlag(22, 'qrExpired') or argvInteger(23, 'qrUsedTtlSec', 1)
+    or argvId(24, 'qrCodeId')
+  if badArgv then return badArgv end
+  if #KEYS ~= 6 then return argvError('a campus QR payment needs 6 KEYS (the last its used mark), got ' .. #KEYS) end
+end
 
 -- One read of the request record: an earlier answer (pfp/pans) or a reversal that came first (rans).
-local previous = rcall('HMGET', requestKey, 'pfp', 'pans', 'rans')
-if previous[1] then
-  if previous[1] == fingerprint then return previous[2] end
-  return -1
-end
+local recorded, previous = recordedAnswer(requestKey, fingerprint, 'pfp', 'pans', 'rans')
+if recorded then return recorded end
+if recorded == false then return REFUSED_KEY_REUSED end
 
 local account = rcall('HMGET', accountKey, 'bal', 'st', 'ser', 'dday', 'dspent', 'sync', 'dnopin', 'ht', 'lnp1', 'lnpd', 'ldl', 'ver',
   'eu', 'eq')
@@ -90,7 +125,7 @@ local function decide(code, balanceFen, txnId)
   local answer = joinAnswer({ code, balanceFen, txnId, nowMs })
   local state = 'D'
   local kind = 'decl'
-  if code == 1 then
+  if code == ANSWER_APPROVED then
     state = 'A'
     kind = 'pay'
   end
@@ -101,26 +136,26 @@ local function decide(code, balanceFen, txnId)
     'r', code, 'tm', terminalId, 'm', merchantParty, 'cr', credentialKind, 'q', ARGV[24] or '', 'tx', txnId, 'ts', nowMs })
   return answer
 end
-if previous[3] then return decide(7, account[1] or 0, '') end
+if previous[3] then return decide(ANSWER_ALREADY_REVERSED, account[1] or 0, '') end
 
 local balanceFen = tonumber(account[1])
-if balanceFen == nil then return decide(5, 0, '') end
-if presentedSerial ~= '' and account[3] ~= presentedSerial then return decide(6, balanceFen, '') end
+if balanceFen == nil then return decide(ANSWER_UNKNOWN_CARD, 0, '') end
+if presentedSerial ~= '' and account[3] ~= presentedSerial then return decide(ANSWER_CARD_REPLACED, balanceFen, '') end
 
 -- A tap on any terminal completes the card sync (e-card activation), even when the payment is declined.
 if presentedSerial ~= '' and account[6] ~= '1' then rcall('HSET', accountKey, 'sync', '1') end
 
 local status = account[2]
-if qrEpoch and ARGV[22] == '1' then return decide(12, balanceFen, '') end
-if status == 'L' then return decide(3, balanceFen, '') end
-if status == 'F' then return decide(4, balanceFen, '') end
-if status == 'C' then return decide(9, balanceFen, '') end
+if qrEpoch and ARGV[22] == '1' then return decide(ANSWER_QR_EXPIRED, balanceFen, '') end
+if status == 'L' then return decide(ANSWER_CARD_LOST, balanceFen, '') end
+if status == 'F' then return decide(ANSWER_CARD_FROZEN, balanceFen, '') end
+if status == 'C' then return decide(ANSWER_CARD_CANCELLED, balanceFen, '') end
 if qrEpoch then
   -- The code is genuine (the switch opened it), but it is dead once its binding ended or the card
   -- was lost, frozen or replaced after it was issued: each of those moves the epoch on.
-  if not account[13] or tostring(account[14] or '0') ~= qrEpoch then return decide(11, balanceFen, '') end
+  if not account[13] or tostring(account[14] or '0') ~= qrEpoch then return decide(ANSWER_QR_INVALID, balanceFen, '') end
   -- Taken now, in one call; a decline below gives it back (only an approval uses a code up).
-  if not rcall('SET', qrUsedKey, '1', 'NX', 'EX', tonumber(ARGV[23])) then return decide(13, balanceFen, '') end
+  if not rcall('SET', qrUsedKey, '1', 'NX', 'EX', tonumber(ARGV[23])) then return decide(ANSWER_QR_USED, balanceFen, '') end
 end
 local function giveBackQr()
   if qrEpoch then rcall('DEL', qrUsedKey) end
@@ -140,15 +175,15 @@ if account[4] == dayKey then
 end
 if balanceFen < amountFen then
   giveBackQr()
-  return decide(2, balanceFen, '')
+  return decide(ANSWER_INSUFFICIENT_FUNDS, balanceFen, '')
 end
 if dailyLimitFen > 0 and daySpentFen + amountFen > dailyLimitFen then
   giveBackQr()
-  return decide(8, balanceFen, '')
+  return decide(ANSWER_DAILY_LIMIT_EXCEEDED, balanceFen, '')
 end
 if not pinVerified and (amountFen > noPinPerPaymentFen or dayNoPinFen + amountFen > noPinPerDayFen) then
   giveBackQr()
-  return joinAnswer({ 10, balanceFen, '', nowMs })
+  return joinAnswer({ ANSWER_PIN_REQUIRED, balanceFen, '', nowMs })
 end
 
 -- Balance, version and the day's totals in one write (balanceFen >= amountFen was checked above).
@@ -159,4 +194,4 @@ rcall('HSET', accountKey, 'bal', balanceAfterFen, 'ver', version, 'dday', dayKey
 local entryId = appendJournal(journalKey, 'pay', cardNo, amountFen, 'a:' .. cardNo, merchantParty,
   balanceAfterFen, version, terminalId, sequence, nowMs)
 appendStatement(statementKey, nowMs, entryId, 'pay', -amountFen, balanceAfterFen, terminalId, sequence)
-return decide(1, balanceAfterFen, entryId)
+return decide(ANSWER_APPROVED, balanceAfterFen, entryId)

@@ -19,35 +19,53 @@
            14 the card was never tapped since migration (not synced): the e-card does not work yet
            15 the card is bound to another user
     unbind: 1 unbound     16 not bound to this user (nothing changed)   5 unknown account
+
+  A malformed ARGV (count or format) is answered with the error reply "ERR ecard-binding: ..." before any key
+  is read or written (includes/argv.lua; scripts.ts checks the same before sending).
 ]]
+local SCRIPT = 'ecard-binding'
+local ANSWER_DONE = 1
+local ANSWER_CARD_LOST = 3
+local ANSWER_CARD_FROZEN = 4
+local ANSWER_UNKNOWN_CARD = 5
+local ANSWER_CARD_CANCELLED = 9
+local ANSWER_NOT_SYNCED = 14
+local ANSWER_BOUND_TO_OTHER = 15
+local ANSWER_NOT_BOUND_TO_USER = 16
+
 local rcall = redis.call
 local accountKey = KEYS[1]
 local eventsKey = KEYS[2]
 local op = ARGV[1]
 local userId = ARGV[2]
 
+-- @include argv
+
+local badArgv = argvCount(#ARGV == 5, '5')
+  or argvOneOf(1, 'op', 'bind', 'unbind') or argvId(2, 'userId') or argvInteger(3, 'nowMs', 0)
+  or argvId(4, 'eventsChannel') or argvId(5, 'cardNo')
+if badArgv then return badArgv end
+
 local account = rcall('HMGET', accountKey, 'st', 'sync', 'eu', 'eq')
-if not account[1] then return { 5, 0 } end
+if not account[1] then return { ANSWER_UNKNOWN_CARD, 0 } end
 local epoch = tonumber(account[4] or '0')
 
 if op == 'bind' then
-  if account[3] == userId then return { 1, epoch } end
-  if account[1] == 'L' then return { 3, epoch } end
-  if account[1] == 'F' then return { 4, epoch } end
-  if account[1] == 'C' then return { 9, epoch } end
-  if account[2] ~= '1' then return { 14, epoch } end
-  if account[3] then return { 15, epoch } end
+  if account[3] == userId then return { ANSWER_DONE, epoch } end
+  if account[1] == 'L' then return { ANSWER_CARD_LOST, epoch } end
+  if account[1] == 'F' then return { ANSWER_CARD_FROZEN, epoch } end
+  if account[1] == 'C' then return { ANSWER_CARD_CANCELLED, epoch } end
+  if account[2] ~= '1' then return { ANSWER_NOT_SYNCED, epoch } end
+  if account[3] then return { ANSWER_BOUND_TO_OTHER, epoch } end
   epoch = rcall('HINCRBY', accountKey, 'eq', 1)
   rcall('HSET', accountKey, 'eu', userId, 'ebt', ARGV[3])
   rcall('DEL', eventsKey)
-  return { 1, epoch }
+  return { ANSWER_DONE, epoch }
 end
-if op == 'unbind' then
-  if account[3] ~= userId then return { 16, epoch } end
-  epoch = rcall('HINCRBY', accountKey, 'eq', 1)
-  rcall('HDEL', accountKey, 'eu', 'ebt')
-  rcall('DEL', eventsKey)
-  rcall('PUBLISH', ARGV[4], ARGV[5] .. '\n0-0\nk\nunbound')
-  return { 1, epoch }
-end
-return redis.error_reply('ecard-binding.lua: unknown op ' .. tostring(op))
+-- op is 'unbind' (checked above).
+if account[3] ~= userId then return { ANSWER_NOT_BOUND_TO_USER, epoch } end
+epoch = rcall('HINCRBY', accountKey, 'eq', 1)
+rcall('HDEL', accountKey, 'eu', 'ebt')
+rcall('DEL', eventsKey)
+rcall('PUBLISH', ARGV[4], ARGV[5] .. '\n0-0\nk\nunbound')
+return { ANSWER_DONE, epoch }

@@ -20,7 +20,16 @@
     -1 the record is for a different request
     -2 no such request (never debited, or expired)
     -3 the request was given back or declined: a receipt for it breaks the provider's contract
+
+  A malformed ARGV (count or format) is answered with the error reply "ERR fee-complete: ..." before any key
+  is read or written (includes/argv.lua; scripts.ts checks the same before sending).
 ]]
+local SCRIPT = 'fee-complete'
+local ANSWER_DELIVERED = 1
+local REFUSED_OTHER_REQUEST = -1
+local REFUSED_NO_RECORD = -2
+local REFUSED_NOT_PENDING = -3
+
 local rcall = redis.call
 local requestKey = KEYS[1]
 local pendingKey = KEYS[2]
@@ -30,14 +39,20 @@ local pendingMember = ARGV[3]
 
 -- @include answer
 -- @include event
+-- @include argv
+
+local badArgv = argvCount(#ARGV == 6, '6')
+  or argvId(1, 'fingerprint') or argvId(2, 'receipt') or argvId(3, 'pendingMember') or argvId(4, 'cardNo')
+  or argvId(5, 'eventsChannel') or argvInteger(6, 'eventTtlSec', 1)
+if badArgv then return badArgv end
 
 local request = rcall('HMGET', requestKey, 'pfp', 'pans', 'pst', 'dbal', 'dtx', 'dts', 'amt', 'up')
-if not request[1] then return -2 end
-if request[1] ~= fingerprint then return -1 end
+if not request[1] then return REFUSED_NO_RECORD end
+if request[1] ~= fingerprint then return REFUSED_OTHER_REQUEST end
 if request[3] == 'A' then return request[2] end
-if request[3] ~= 'P' then return -3 end
+if request[3] ~= 'P' then return REFUSED_NOT_PENDING end
 
-local answer = joinAnswer({ 1, request[4], request[5], request[6], receipt })
+local answer = joinAnswer({ ANSWER_DELIVERED, request[4], request[5], request[6], receipt })
 rcall('HSET', requestKey, 'pst', 'A', 'pans', answer, 'rcpt', receipt)
 rcall('ZREM', pendingKey, pendingMember)
 emitTrailingEvent(rcall('HGET', KEYS[3], 'eu'), ARGV[4], { 'k', 'fee', 'a', request[7], 'b', request[4], 'm', request[8],

@@ -35,7 +35,21 @@
          11 given back (detail = why the provider did not deliver)  final, recorded
   Or a number (nothing changed):
     -1 the key was used before for a different request
+
+  A malformed ARGV (count or format) is answered with the error reply "ERR fee-debit: ..." before any key
+  is read or written (includes/argv.lua; scripts.ts checks the same before sending).
 ]]
+local SCRIPT = 'fee-debit'
+local ANSWER_DELIVERED = 1
+local ANSWER_INSUFFICIENT_FUNDS = 2
+local ANSWER_CARD_LOST = 3
+local ANSWER_CARD_FROZEN = 4
+local ANSWER_UNKNOWN_CARD = 5
+local ANSWER_CARD_CANCELLED = 9
+local ANSWER_PENDING = 10
+local ANSWER_GIVEN_BACK = 11
+local REFUSED_KEY_REUSED = -1
+
 local rcall = redis.call
 local accountKey = KEYS[1]
 local requestKey = KEYS[2]
@@ -54,17 +68,19 @@ local nowMs = ARGV[8]
 local requestTtlSec = tonumber(ARGV[9])
 
 -- @include answer
+-- @include argv
 
-if amountFen == nil or amountFen <= 0 or amountFen ~= math.floor(amountFen) then
-  return redis.error_reply('fee-debit.lua: amount must be a whole number of fen > 0, got ' .. tostring(ARGV[2]))
-end
+local badArgv = argvCount(#ARGV == 9, '9')
+  or argvId(1, 'cardNo') or argvInteger(2, 'amountFen', 1) or argvId(3, 'fingerprint') or argvId(4, 'terminalId')
+  or argvInteger(5, 'sequence', 1) or argvOneOf(6, 'utilityParty', 'u:network', 'u:electricity')
+  or argvId(7, 'targetJson') or argvInteger(8, 'nowMs', 0) or argvInteger(9, 'requestTtlSec', 1)
+if badArgv then return badArgv end
 
-local previous = rcall('HMGET', requestKey, 'pfp', 'pans', 'rfp')
-if previous[1] then
-  if previous[1] == fingerprint then return previous[2] end
-  return -1
-end
-if previous[3] then return -1 end
+-- The record answers a retry (pfp/pans); a reversal recorded under the key (rfp) means the terminal
+-- used the sequence number for a payment.
+local recorded, previous = recordedAnswer(requestKey, fingerprint, 'pfp', 'pans', 'rfp')
+if recorded then return recorded end
+if recorded == false or previous[3] then return REFUSED_KEY_REUSED end
 
 local function record(state, answer)
   rcall('HSET', requestKey, 'pfp', fingerprint, 'pans', answer, 'pst', state, 'amt', amountFen, 'card', cardNo,
@@ -77,12 +93,12 @@ end
 
 local account = rcall('HMGET', accountKey, 'bal', 'st')
 local balanceFen = tonumber(account[1])
-if balanceFen == nil then return joinAnswer({ 5, 0, '', nowMs, '' }) end
+if balanceFen == nil then return joinAnswer({ ANSWER_UNKNOWN_CARD, 0, '', nowMs, '' }) end
 local status = account[2]
-if status == 'L' then return record('D', joinAnswer({ 3, balanceFen, '', nowMs, '' })) end
-if status == 'F' then return record('D', joinAnswer({ 4, balanceFen, '', nowMs, '' })) end
-if status == 'C' then return record('D', joinAnswer({ 9, balanceFen, '', nowMs, '' })) end
-if balanceFen < amountFen then return record('D', joinAnswer({ 2, balanceFen, '', nowMs, '' })) end
+if status == 'L' then return record('D', joinAnswer({ ANSWER_CARD_LOST, balanceFen, '', nowMs, '' })) end
+if status == 'F' then return record('D', joinAnswer({ ANSWER_CARD_FROZEN, balanceFen, '', nowMs, '' })) end
+if status == 'C' then return record('D', joinAnswer({ ANSWER_CARD_CANCELLED, balanceFen, '', nowMs, '' })) end
+if balanceFen < amountFen then return record('D', joinAnswer({ ANSWER_INSUFFICIENT_FUNDS, balanceFen, '', nowMs, '' })) end
 
 local balanceAfterFen = rcall('HINCRBY', accountKey, 'bal', -amountFen)
 if balanceAfterFen < 0 then
@@ -94,4 +110,4 @@ local entryId = appendJournal(journalKey, 'fee', cardNo, amountFen, 'a:' .. card
 appendStatement(statementKey, nowMs, entryId, 'fee', -amountFen, balanceAfterFen, terminalId, sequence)
 rcall('ZADD', pendingKey, nowMs, terminalId .. '|' .. sequence .. '|' .. cardNo)
 rcall('HSET', requestKey, 'dbal', balanceAfterFen, 'dtx', entryId, 'dts', nowMs)
-return record('P', joinAnswer({ 10, balanceAfterFen, entryId, nowMs, '' }))
+return record('P', joinAnswer({ ANSWER_PENDING, balanceAfterFen, entryId, nowMs, '' }))

@@ -25,7 +25,15 @@
   Or a number (nothing changed):
     -1 the record is for a different request
     -2 no such request (never debited, or expired)
+
+  A malformed ARGV (count or format) is answered with the error reply "ERR fee-giveback: ..." before any key
+  is read or written (includes/argv.lua; scripts.ts checks the same before sending).
 ]]
+local SCRIPT = 'fee-giveback'
+local ANSWER_GIVEN_BACK = 11
+local REFUSED_OTHER_REQUEST = -1
+local REFUSED_NO_RECORD = -2
+
 local rcall = redis.call
 local accountKey = KEYS[1]
 local requestKey = KEYS[2]
@@ -42,10 +50,16 @@ local nowMs = ARGV[6]
 
 -- @include answer
 -- @include event
+-- @include argv
+
+local badArgv = argvCount(#ARGV == 8, '8')
+  or argvId(1, 'cardNo') or argvId(2, 'fingerprint') or argvId(3, 'terminalId') or argvInteger(4, 'sequence', 1)
+  or argvInteger(6, 'nowMs', 0) or argvId(7, 'eventsChannel') or argvInteger(8, 'eventTtlSec', 1)
+if badArgv then return badArgv end
 
 local request = rcall('HMGET', requestKey, 'pfp', 'pans', 'pst', 'amt', 'card', 'up')
-if not request[1] then return -2 end
-if request[1] ~= fingerprint then return -1 end
+if not request[1] then return REFUSED_NO_RECORD end
+if request[1] ~= fingerprint then return REFUSED_OTHER_REQUEST end
 if request[3] ~= 'P' then return request[2] end
 if request[5] ~= cardNo then return redis.error_reply('INVARIANT fee record ' .. requestKey .. ' is not for card ' .. cardNo) end
 
@@ -63,7 +77,7 @@ appendStatement(statementKey, nowMs, entryId, 'feeback', amountFen, balanceAfter
 emitTrailingEvent(rcall('HGET', accountKey, 'eu'), cardNo, { 'k', 'feeback', 'a', amountFen, 'b', balanceAfterFen, 'm', request[6],
   'tm', terminalId, 'why', reason, 'tx', entryId, 'ts', nowMs })
 
-local answer = joinAnswer({ 11, balanceAfterFen, entryId, nowMs, reason })
+local answer = joinAnswer({ ANSWER_GIVEN_BACK, balanceAfterFen, entryId, nowMs, reason })
 rcall('HSET', requestKey, 'pst', 'B', 'pans', answer)
 rcall('ZREM', pendingKey, terminalId .. '|' .. sequence .. '|' .. cardNo)
 -- Final now: the record expires like any other request record.

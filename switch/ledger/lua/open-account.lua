@@ -11,7 +11,14 @@
   ARGV[4..] field, value pairs of the account's static data (ser, name, sno, ht, doct, docn, phone, pwd)
 
   Returns 1 opened, or 0 when the account already exists (nothing changed).
+
+  A malformed ARGV (count or format) is answered with the error reply "ERR open-account: ..." before any key
+  is read or written (includes/argv.lua; scripts.ts checks the same before sending).
 ]]
+local SCRIPT = 'open-account'
+local ANSWER_OPENED = 1
+local ANSWER_ALREADY_EXISTS = 0
+
 local rcall = redis.call
 local accountKey = KEYS[1]
 local journalKey = KEYS[2]
@@ -21,8 +28,13 @@ local openingFen = tonumber(ARGV[2])
 local nowMs = ARGV[3]
 
 -- @include answer
+-- @include argv
 
-if rcall('EXISTS', accountKey) == 1 then return 0 end
+local badArgv = argvCount(#ARGV >= 3 and #ARGV % 2 == 1, '3 then field, value pairs')
+  or argvId(1, 'cardNo') or argvInteger(2, 'openingFen', 0) or argvInteger(3, 'nowMs', 0)
+if badArgv then return badArgv end
+
+if rcall('EXISTS', accountKey) == 1 then return ANSWER_ALREADY_EXISTS end
 local fields = { 'bal', openingFen, 'wal', 0, 'st', 'A', 'ver', 1, 'sync', 0 }
 for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
 rcall('HSET', accountKey, unpack(fields))
@@ -31,4 +43,4 @@ if openingFen > 0 then
     openingFen, 1, '', '', nowMs)
   appendStatement(statementKey, nowMs, entryId, 'open', openingFen, openingFen, '', '')
 end
-return 1
+return ANSWER_OPENED

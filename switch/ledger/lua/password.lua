@@ -29,7 +29,17 @@
          3 stale: the stored hash changed since it was read (nothing changed; check again)
          4 busy: as many checks in flight as attempts left (nothing changed; try again shortly)
          5 unknown account
+
+  A malformed ARGV (count or format) is answered with the error reply "ERR password: ..." before any key
+  is read or written (includes/argv.lua; scripts.ts checks the same before sending).
 ]]
+local SCRIPT = 'password'
+local ANSWER_DONE = 1
+local ANSWER_LOCKED = 2
+local ANSWER_STALE = 3
+local ANSWER_BUSY = 4
+local ANSWER_UNKNOWN_CARD = 5
+
 local rcall = redis.call
 local accountKey = KEYS[1]
 local op = ARGV[1]
@@ -37,8 +47,20 @@ local dayKey = ARGV[2]
 local maxAttempts = tonumber(ARGV[3])
 local IN_FLIGHT_STALE_MS = 60000
 
+-- @include argv
+
+-- How many arguments each op takes (state, fail, release: none beyond the first three).
+local ARGV_COUNT = { state = 3, take = 4, fail = 3, release = 3, ok = 5, set = 6 }
+local badArgv = argvCount(#ARGV >= 3, '3 to 6 (by op)')
+  or argvOneOf(1, 'op', 'state', 'take', 'fail', 'release', 'ok', 'set') or argvId(2, 'dayKey')
+  or argvInteger(3, 'maxAttempts', 1) or argvCount(#ARGV == ARGV_COUNT[op], ARGV_COUNT[op] .. ' for ' .. op)
+if badArgv then return badArgv end
+if op == 'take' then badArgv = argvInteger(4, 'nowMs', 0) end
+if op == 'set' then badArgv = argvId(5, 'newHash') or argvFlag(6, 'clearInitial') end
+if badArgv then return badArgv end
+
 local account = rcall('HMGET', accountKey, 'pwd', 'pday', 'pfail', 'pwdinit', 'docn', 'pinf', 'pints')
-if account[1] == false then return { 5, 0, '', '', '' } end
+if account[1] == false then return { ANSWER_UNKNOWN_CARD, 0, '', '', '' } end
 local failures = 0
 if account[2] == dayKey then failures = tonumber(account[3]) or 0 end
 local inFlight = tonumber(account[6]) or 0
@@ -53,40 +75,40 @@ local function settle()
 end
 
 if op == 'state' then
-  if left == 0 then return answer(2, 0) end
-  return answer(1, left)
+  if left == 0 then return answer(ANSWER_LOCKED, 0) end
+  return answer(ANSWER_DONE, left)
 end
 if op == 'take' then
-  if left == 0 then return answer(2, 0) end
+  if left == 0 then return answer(ANSWER_LOCKED, 0) end
   local nowMs = tonumber(ARGV[4])
   if nowMs - (tonumber(account[7]) or 0) > IN_FLIGHT_STALE_MS then inFlight = 0 end
-  if failures + inFlight >= maxAttempts then return answer(4, left) end
+  if failures + inFlight >= maxAttempts then return answer(ANSWER_BUSY, left) end
   rcall('HSET', accountKey, 'pinf', inFlight + 1, 'pints', nowMs)
-  return answer(1, left)
+  return answer(ANSWER_DONE, left)
 end
 if op == 'fail' then
   settle()
   rcall('HSET', accountKey, 'pday', dayKey, 'pfail', failures + 1)
-  if left - 1 <= 0 then return answer(2, 0) end
-  return answer(1, left - 1)
+  if left - 1 <= 0 then return answer(ANSWER_LOCKED, 0) end
+  return answer(ANSWER_DONE, left - 1)
 end
 if op == 'release' then
   settle()
-  return answer(1, left)
+  return answer(ANSWER_DONE, left)
 end
 if op == 'ok' then
   settle()
-  if account[1] ~= ARGV[4] then return answer(3, left) end
+  if account[1] ~= ARGV[4] then return answer(ANSWER_STALE, left) end
   rcall('HSET', accountKey, 'pday', dayKey, 'pfail', 0)
   if ARGV[5] ~= '' then rcall('HSET', accountKey, 'pwd', ARGV[5]) end
-  return answer(1, maxAttempts)
+  return answer(ANSWER_DONE, maxAttempts)
 end
 
-if left == 0 then return answer(2, 0) end
-if account[1] ~= ARGV[4] then return answer(3, left) end
+if left == 0 then return answer(ANSWER_LOCKED, 0) end
+if account[1] ~= ARGV[4] then return answer(ANSWER_STALE, left) end
 if op == 'set' then
   rcall('HSET', accountKey, 'pwd', ARGV[5], 'pday', dayKey, 'pfail', 0)
   if ARGV[6] == '1' then rcall('HSET', accountKey, 'pwdinit', '0') end
-  return answer(1, maxAttempts)
+  return answer(ANSWER_DONE, maxAttempts)
 end
 return redis.error_reply('password.lua: unknown op ' .. tostring(op))

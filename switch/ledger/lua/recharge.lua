@@ -32,7 +32,17 @@
     rechargeableTodayFen: what may still be recharged today after this answer; -1 = no limit.
   Or a number (nothing changed):
     -1 the order id was used before for a different card or amount
+
+  A malformed ARGV (count or format) is answered with the error reply "ERR recharge: ..." before any key
+  is read or written (includes/argv.lua; scripts.ts checks the same before sending).
 ]]
+local SCRIPT = 'recharge'
+local ANSWER_CREDITED = 1
+local ANSWER_UNKNOWN_CARD = 5
+local ANSWER_CARD_CANCELLED = 9
+local ANSWER_DAILY_LIMIT_EXCEEDED = 11
+local REFUSED_KEY_REUSED = -1
+
 local rcall = redis.call
 local accountKey = KEYS[1]
 local orderKey = KEYS[2]
@@ -53,20 +63,22 @@ local reason = ARGV[11] or ''
 
 -- @include answer
 -- @include event
+-- @include argv
 
-if amountFen == nil or amountFen <= 0 or amountFen ~= math.floor(amountFen) then
-  return redis.error_reply('recharge.lua: amount must be a whole number of fen > 0, got ' .. tostring(ARGV[4]))
-end
+local badArgv = argvCount(#ARGV == 13, '13')
+  or argvId(1, 'cardNo') or argvOneOf(2, 'channel', 'WECHAT', 'ALIPAY', 'COUNTER') or argvId(3, 'orderId')
+  or argvInteger(4, 'amountFen', 1) or argvId(5, 'fingerprint') or argvId(6, 'source') or argvInteger(7, 'nowMs', 0)
+  or argvId(8, 'dayKey') or argvInteger(9, 'dailyLimitFen', 0) or argvInteger(10, 'recordTtlSec', 1)
+  or argvId(12, 'eventsChannel') or argvInteger(13, 'eventTtlSec', 1)
+if badArgv then return badArgv end
 
-local previous = rcall('HMGET', orderKey, 'fp', 'ans')
-if previous[1] then
-  if previous[1] == fingerprint then return previous[2] end
-  return -1
-end
+local recorded = recordedAnswer(orderKey, fingerprint, 'fp', 'ans')
+if recorded then return recorded end
+if recorded == false then return REFUSED_KEY_REUSED end
 
 local account = rcall('HMGET', accountKey, 'bal', 'st', 'rday', 'rsum', 'eu')
 local balanceFen = tonumber(account[1])
-if balanceFen == nil then return joinAnswer({ 5, 0, '', nowMs, 0 }) end
+if balanceFen == nil then return joinAnswer({ ANSWER_UNKNOWN_CARD, 0, '', nowMs, 0 }) end
 
 local rechargedTodayFen = 0
 if account[3] == dayKey then rechargedTodayFen = tonumber(account[4]) or 0 end
@@ -77,9 +89,9 @@ local function rechargeableAfter(sumFen)
   return left
 end
 
-if account[2] == 'C' then return joinAnswer({ 9, balanceFen, '', nowMs, rechargeableAfter(rechargedTodayFen) }) end
+if account[2] == 'C' then return joinAnswer({ ANSWER_CARD_CANCELLED, balanceFen, '', nowMs, rechargeableAfter(rechargedTodayFen) }) end
 if dailyLimitFen > 0 and rechargedTodayFen + amountFen > dailyLimitFen then
-  return joinAnswer({ 11, balanceFen, '', nowMs, rechargeableAfter(rechargedTodayFen) })
+  return joinAnswer({ ANSWER_DAILY_LIMIT_EXCEEDED, balanceFen, '', nowMs, rechargeableAfter(rechargedTodayFen) })
 end
 
 local balanceAfterFen = rcall('HINCRBY', accountKey, 'bal', amountFen)
@@ -97,7 +109,7 @@ appendStatement(statementKey, nowMs, entryId, 'rch', amountFen, balanceAfterFen,
 emitTrailingEvent(account[5], cardNo, { 'k', 'rch', 'a', amountFen, 'b', balanceAfterFen, 'm', 'x:ch:' .. channel, 'tm', source,
   'tx', entryId, 'ts', nowMs })
 
-local answer = joinAnswer({ 1, balanceAfterFen, entryId, nowMs, rechargeableAfter(rechargedTodayFen + amountFen) })
+local answer = joinAnswer({ ANSWER_CREDITED, balanceAfterFen, entryId, nowMs, rechargeableAfter(rechargedTodayFen + amountFen) })
 rcall('HSET', orderKey, 'fp', fingerprint, 'ans', answer, 'card', cardNo)
 rcall('EXPIRE', orderKey, recordTtlSec)
 return answer

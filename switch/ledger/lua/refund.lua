@@ -38,7 +38,22 @@
          9 card cancelled
   Or a number (nothing changed):
     -1 this refund key was used before for a different request
+
+  A malformed ARGV (count or format) is answered with the error reply "ERR refund: ..." before any key
+  is read or written (includes/argv.lua; scripts.ts checks the same before sending).
 ]]
+local SCRIPT = 'refund'
+local ANSWER_REFUNDED = 1
+local ANSWER_OVER_REFUNDABLE = 2
+local ANSWER_PAYMENT_NOT_FOUND = 3
+local ANSWER_OTHER_CARD = 4
+local ANSWER_OTHER_MERCHANT = 5
+local ANSWER_PAYMENT_DECLINED = 6
+local ANSWER_PAYMENT_REVERSED = 7
+local ANSWER_UNKNOWN_CARD = 8
+local ANSWER_CARD_CANCELLED = 9
+local REFUSED_KEY_REUSED = -1
+
 local rcall = redis.call
 local accountKey = KEYS[1]
 local originalKey = KEYS[2]
@@ -58,42 +73,44 @@ local originalRef = ARGV[9]
 
 -- @include answer
 -- @include event
+-- @include argv
 
-if amountFen == nil or amountFen <= 0 or amountFen ~= math.floor(amountFen) then
-  return redis.error_reply('refund.lua: amount must be a whole number of fen > 0, got ' .. tostring(ARGV[2]))
-end
-if originalKey == refundKey then return -1 end
+local badArgv = argvCount(#ARGV == 11, '11')
+  or argvId(1, 'cardNo') or argvInteger(2, 'amountFen', 1) or argvId(3, 'fingerprint') or argvId(4, 'terminalId')
+  or argvInteger(5, 'sequence', 1) or argvId(6, 'merchantParty') or argvInteger(7, 'nowMs', 0)
+  or argvInteger(8, 'requestTtlSec', 1) or argvId(9, 'originalRef') or argvId(10, 'eventsChannel')
+  or argvInteger(11, 'eventTtlSec', 1)
+if badArgv then return badArgv end
+if originalKey == refundKey then return REFUSED_KEY_REUSED end
 
-local previous = rcall('HMGET', refundKey, 'pfp', 'pans', 'rfp')
-if previous[1] then
-  if previous[1] == fingerprint then return previous[2] end
-  return -1
-end
+local recorded, previous = recordedAnswer(refundKey, fingerprint, 'pfp', 'pans', 'rfp')
+if recorded then return recorded end
+if recorded == false then return REFUSED_KEY_REUSED end
 -- A reversal was recorded under this key: the terminal used the sequence number for a payment.
-if previous[3] then return -1 end
+if previous[3] then return REFUSED_KEY_REUSED end
 
 local function refuse(code, balanceFen, leftFen)
   return joinAnswer({ code, balanceFen, leftFen, '', nowMs })
 end
 
 local original = rcall('HMGET', originalKey, 'pfp', 'pst', 'amt', 'mp', 'card', 'refd')
-if not original[1] or string.sub(original[1], 1, 4) ~= 'pay|' then return refuse(3, 0, 0) end
-if original[5] ~= cardNo then return refuse(4, 0, 0) end
-if original[4] ~= merchantParty then return refuse(5, 0, 0) end
+if not original[1] or string.sub(original[1], 1, 4) ~= 'pay|' then return refuse(ANSWER_PAYMENT_NOT_FOUND, 0, 0) end
+if original[5] ~= cardNo then return refuse(ANSWER_OTHER_CARD, 0, 0) end
+if original[4] ~= merchantParty then return refuse(ANSWER_OTHER_MERCHANT, 0, 0) end
 
 local account = rcall('HMGET', accountKey, 'bal', 'st', 'eu')
 local balanceFen = tonumber(account[1])
-if balanceFen == nil then return refuse(8, 0, 0) end
-if original[2] == 'D' then return refuse(6, balanceFen, 0) end
-if original[2] == 'R' then return refuse(7, balanceFen, 0) end
+if balanceFen == nil then return refuse(ANSWER_UNKNOWN_CARD, 0, 0) end
+if original[2] == 'D' then return refuse(ANSWER_PAYMENT_DECLINED, balanceFen, 0) end
+if original[2] == 'R' then return refuse(ANSWER_PAYMENT_REVERSED, balanceFen, 0) end
 if original[2] ~= 'A' then return redis.error_reply('INVARIANT payment record ' .. originalKey .. ' has state ' .. tostring(original[2])) end
 
 local paidFen = tonumber(original[3])
 local refundedFen = tonumber(original[6] or '0')
 local leftFen = paidFen - refundedFen
 if leftFen < 0 then return redis.error_reply('INVARIANT refunded more than paid on ' .. originalKey) end
-if account[2] == 'C' then return refuse(9, balanceFen, leftFen) end
-if amountFen > leftFen then return refuse(2, balanceFen, leftFen) end
+if account[2] == 'C' then return refuse(ANSWER_CARD_CANCELLED, balanceFen, leftFen) end
+if amountFen > leftFen then return refuse(ANSWER_OVER_REFUNDABLE, balanceFen, leftFen) end
 
 local balanceAfterFen = rcall('HINCRBY', accountKey, 'bal', amountFen)
 if balanceAfterFen < amountFen then
@@ -107,7 +124,7 @@ appendStatement(statementKey, nowMs, entryId, 'ref', amountFen, balanceAfterFen,
 emitTrailingEvent(account[3], cardNo, { 'k', 'ref', 'a', amountFen, 'b', balanceAfterFen, 'm', merchantParty, 'tm', terminalId,
   'tx', entryId, 'ts', nowMs })
 
-local answer = joinAnswer({ 1, balanceAfterFen, leftFen - amountFen, entryId, nowMs })
+local answer = joinAnswer({ ANSWER_REFUNDED, balanceAfterFen, leftFen - amountFen, entryId, nowMs })
 rcall('HSET', refundKey, 'pfp', fingerprint, 'pans', answer, 'pst', 'F', 'amt', amountFen, 'card', cardNo, 'orig', originalRef)
 rcall('EXPIRE', refundKey, requestTtlSec)
 return answer

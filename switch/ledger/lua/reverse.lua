@@ -26,7 +26,19 @@
     -2 the amount differs from the payment's amount
     -3 the payment belongs to another card
     -4 the request is a small-wallet move (water debit / settlement), which is never reversed
+
+  A malformed ARGV (count or format) is answered with the error reply "ERR reverse: ..." before any key
+  is read or written (includes/argv.lua; scripts.ts checks the same before sending).
 ]]
+local SCRIPT = 'reverse'
+local ANSWER_REVERSED = 1
+local ANSWER_NOTHING_TO_REVERSE = 2
+local ANSWER_TOMBSTONED = 3
+local REFUSED_KEY_REUSED = -1
+local REFUSED_AMOUNT_DIFFERS = -2
+local REFUSED_OTHER_CARD = -3
+local REFUSED_SMALL_WALLET_MOVE = -4
+
 local rcall = redis.call
 local accountKey = KEYS[1]
 local requestKey = KEYS[2]
@@ -43,21 +55,27 @@ local requestTtlSec = tonumber(ARGV[7])
 
 -- @include answer
 -- @include event
+-- @include argv
 
-local request = rcall('HMGET', requestKey, 'rfp', 'rans', 'pfp', 'pst', 'amt', 'mp', 'card', 'refd')
-if request[1] then
-  if request[1] == fingerprint then return request[2] end
-  return -1
-end
+local badArgv = argvCount(#ARGV == 9, '9')
+  or argvId(1, 'cardNo') or argvInteger(2, 'amountFen', 1) or argvId(3, 'fingerprint') or argvId(4, 'terminalId')
+  or argvInteger(5, 'sequence', 1) or argvInteger(6, 'nowMs', 0) or argvInteger(7, 'requestTtlSec', 1)
+  or argvId(8, 'eventsChannel') or argvInteger(9, 'eventTtlSec', 1)
+if badArgv then return badArgv end
+
+-- This reversal's own record (rfp/rans) and the payment's fields, in one read.
+local recorded, request = recordedAnswer(requestKey, fingerprint, 'rfp', 'rans', 'pfp', 'pst', 'amt', 'mp', 'card', 'refd')
+if recorded then return recorded end
+if recorded == false then return REFUSED_KEY_REUSED end
 
 local account = rcall('HMGET', accountKey, 'bal', 'eu')
 local balanceFen = tonumber(account[1] or '0')
-local code = 3
+local code = ANSWER_TOMBSTONED
 if request[3] then
-  if request[7] ~= cardNo then return -3 end
-  if request[4] == 'W' then return -4 end
-  if tonumber(request[5]) ~= amountFen then return -2 end
-  code = 2
+  if request[7] ~= cardNo then return REFUSED_OTHER_CARD end
+  if request[4] == 'W' then return REFUSED_SMALL_WALLET_MOVE end
+  if tonumber(request[5]) ~= amountFen then return REFUSED_AMOUNT_DIFFERS end
+  code = ANSWER_NOTHING_TO_REVERSE
   if request[4] == 'A' then
     -- Refunds (refund.lua) may have given back part of the payment already (`refd`): give back the rest.
     local giveBackFen = amountFen - (tonumber(request[8]) or 0)
@@ -69,7 +87,7 @@ if request[3] then
       appendStatement(statementKey, nowMs, entryId, 'rev', giveBackFen, balanceFen, terminalId, sequence)
       emitTrailingEvent(account[2], cardNo, { 'k', 'rev', 'a', giveBackFen, 'b', balanceFen, 'm', request[6], 'tm', terminalId,
         'tx', entryId, 'ts', nowMs })
-      code = 1
+      code = ANSWER_REVERSED
     end
     rcall('HSET', requestKey, 'pst', 'R')
   end

@@ -44,7 +44,20 @@
   reverse.lua then refuses to treat a settlement as a reversible payment.
   Journal entry: `b` = account balance after, `wb` = wallet after. Statement line: signed amount = the
   account change (negative), balance after = the account balance after.
+
+  A malformed ARGV (count or format) is answered with the error reply "ERR settle: ..." before any key
+  is read or written (includes/argv.lua; scripts.ts checks the same before sending).
 ]]
+local SCRIPT = 'settle'
+local ANSWER_APPROVED = 1
+local ANSWER_INSUFFICIENT_FUNDS = 2
+local ANSWER_CARD_LOST = 3
+local ANSWER_CARD_FROZEN = 4
+local ANSWER_UNKNOWN_CARD = 5
+local ANSWER_CARD_REPLACED = 6
+local ANSWER_CARD_CANCELLED = 9
+local REFUSED_KEY_REUSED = -1
+
 local rcall = redis.call
 local accountKey = KEYS[1]
 local requestKey = KEYS[2]
@@ -62,9 +75,17 @@ local walletCapFen = tonumber(ARGV[8])
 
 -- @include answer
 -- @include wallet
+-- @include argv
 
-local recorded = recordedAnswer(requestKey, fingerprint)
+local badArgv = argvCount(#ARGV == 8, '8')
+  or argvId(1, 'cardNo') or argvId(2, 'presentedSerial') or argvId(3, 'fingerprint') or argvId(4, 'terminalId')
+  or argvInteger(5, 'sequence', 1) or argvInteger(6, 'nowMs', 0) or argvInteger(7, 'requestTtlSec', 1)
+  or argvInteger(8, 'walletCapFen', 1)
+if badArgv then return badArgv end
+
+local recorded = recordedAnswer(requestKey, fingerprint, 'pfp', 'pans')
 if recorded then return recorded end
+if recorded == false then return REFUSED_KEY_REUSED end
 
 local function decide(code, balanceFen, walletFen, spentFen, movedFen, opened, txnId)
   return recordWalletAnswer(requestKey, fingerprint, cardNo, requestTtlSec, code, joinAnswer({ code, balanceFen, walletFen, spentFen, movedFen, opened, txnId, nowMs }))
@@ -72,8 +93,8 @@ end
 
 local account = rcall('HMGET', accountKey, 'bal', 'wal', 'st', 'ser', 'sync', 'wopen')
 local balanceFen = tonumber(account[1])
-if balanceFen == nil then return decide(5, 0, 0, 0, 0, 0, '') end
-if account[4] ~= presentedSerial then return decide(6, 0, 0, 0, 0, 0, '') end
+if balanceFen == nil then return decide(ANSWER_UNKNOWN_CARD, 0, 0, 0, 0, 0, '') end
+if account[4] ~= presentedSerial then return decide(ANSWER_CARD_REPLACED, 0, 0, 0, 0, 0, '') end
 
 -- Checked before any write: a broken account stops the request loudly and changes nothing.
 local walletFen = tonumber(account[2] or '0')
@@ -88,19 +109,19 @@ end
 if account[5] ~= '1' then rcall('HSET', accountKey, 'sync', '1') end
 
 local status = account[3]
-if status == 'L' then return decide(3, balanceFen, walletFen, 0, 0, 0, '') end
-if status == 'F' then return decide(4, balanceFen, walletFen, 0, 0, 0, '') end
-if status == 'C' then return decide(9, balanceFen, walletFen, 0, 0, 0, '') end
+if status == 'L' then return decide(ANSWER_CARD_LOST, balanceFen, walletFen, 0, 0, 0, '') end
+if status == 'F' then return decide(ANSWER_CARD_FROZEN, balanceFen, walletFen, 0, 0, 0, '') end
+if status == 'C' then return decide(ANSWER_CARD_CANCELLED, balanceFen, walletFen, 0, 0, 0, '') end
 
 local opening = account[6] ~= '1'
 local missingFen = walletCapFen - walletFen
 local kind, spentFen, movedFen
 if opening then
-  if balanceFen < missingFen then return decide(2, balanceFen, walletFen, 0, 0, 0, '') end
+  if balanceFen < missingFen then return decide(ANSWER_INSUFFICIENT_FUNDS, balanceFen, walletFen, 0, 0, 0, '') end
   kind, spentFen, movedFen = 'wopen', 0, missingFen
 else
-  if missingFen == 0 then return decide(1, balanceFen, walletFen, 0, 0, 0, '') end
-  if balanceFen == 0 then return decide(2, balanceFen, walletFen, missingFen, 0, 0, '') end
+  if missingFen == 0 then return decide(ANSWER_APPROVED, balanceFen, walletFen, 0, 0, 0, '') end
+  if balanceFen == 0 then return decide(ANSWER_INSUFFICIENT_FUNDS, balanceFen, walletFen, missingFen, 0, 0, '') end
   kind, spentFen, movedFen = 'wset', missingFen, math.min(missingFen, balanceFen)
 end
 
@@ -124,4 +145,4 @@ local entryId = appendJournal(journalKey, kind, cardNo, movedFen, 'a:' .. cardNo
 appendStatement(statementKey, nowMs, entryId, kind, -movedFen, balanceAfterFen, terminalId, sequence)
 local openedFlag = 0
 if opening then openedFlag = 1 end
-return decide(1, balanceAfterFen, walletAfterFen, spentFen, movedFen, openedFlag, entryId)
+return decide(ANSWER_APPROVED, balanceAfterFen, walletAfterFen, spentFen, movedFen, openedFlag, entryId)

@@ -24,7 +24,16 @@
          2 take: limit reached (no failures left this hour; nothing changed)
          3 take: busy (as many checks in flight as failures left; nothing changed; try again shortly)
          4 fail: this failure reached the limit (the one answer per hour that the caller logs)
+
+  A malformed ARGV (count or format) is answered with the error reply "ERR terminal-password: ..." before any key
+  is read or written (includes/argv.lua; scripts.ts checks the same before sending).
 ]]
+local SCRIPT = 'terminal-password'
+local ANSWER_DONE = 1
+local ANSWER_LIMIT = 2
+local ANSWER_BUSY = 3
+local ANSWER_REACHED_LIMIT = 4
+
 local rcall = redis.call
 local guardKey = KEYS[1]
 local op = ARGV[1]
@@ -33,6 +42,13 @@ local hourKey = ARGV[3]
 local maxFailures = tonumber(ARGV[4])
 local ttlMs = tonumber(ARGV[5])
 local IN_FLIGHT_STALE_MS = 60000
+
+-- @include argv
+
+local badArgv = argvCount(#ARGV == 5, '5')
+  or argvOneOf(1, 'op', 'take', 'fail', 'release') or argvInteger(2, 'nowMs', 0) or argvInteger(3, 'hourKey', 0)
+  or argvInteger(4, 'maxFailures', 1) or argvInteger(5, 'ttlMs', 1)
+if badArgv then return badArgv end
 
 local guard = rcall('HMGET', guardKey, 'hour', 'fail', 'inf', 'infts')
 local failures = 0
@@ -48,22 +64,22 @@ local function settle()
 end
 
 if op == 'take' then
-  if left == 0 then return { 2, 0 } end
+  if left == 0 then return { ANSWER_LIMIT, 0 } end
   if nowMs - (tonumber(guard[4]) or 0) > IN_FLIGHT_STALE_MS then inFlight = 0 end
-  if failures + inFlight >= maxFailures then return { 3, left } end
+  if failures + inFlight >= maxFailures then return { ANSWER_BUSY, left } end
   rcall('HSET', guardKey, 'hour', hourKey, 'fail', failures, 'inf', inFlight + 1, 'infts', nowMs)
   rcall('PEXPIRE', guardKey, ttlMs)
-  return { 1, left }
+  return { ANSWER_DONE, left }
 end
 if op == 'fail' then
   settle()
   rcall('HSET', guardKey, 'hour', hourKey, 'fail', failures + 1)
-  if failures + 1 == maxFailures then return { 4, 0 } end
-  if left - 1 < 0 then return { 1, 0 } end
-  return { 1, left - 1 }
+  if failures + 1 == maxFailures then return { ANSWER_REACHED_LIMIT, 0 } end
+  if left - 1 < 0 then return { ANSWER_DONE, 0 } end
+  return { ANSWER_DONE, left - 1 }
 end
 if op == 'release' then
   settle()
-  return { 1, left }
+  return { ANSWER_DONE, left }
 end
 return redis.error_reply('terminal-password.lua: unknown op ' .. tostring(op))

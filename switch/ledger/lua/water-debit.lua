@@ -34,7 +34,21 @@
   Journal entry `wpay` w:<card> -> merchant, with `b` = account balance (unchanged) and `wb` = wallet after.
   Statement line: signed amount = the wallet change, balance after = the wallet after (the line is read
   from the wallet's point of view, like the water controller's screen).
+
+  A malformed ARGV (count or format) is answered with the error reply "ERR water-debit: ..." before any key
+  is read or written (includes/argv.lua; scripts.ts checks the same before sending).
 ]]
+local SCRIPT = 'water-debit'
+local ANSWER_APPROVED = 1
+local ANSWER_SMALL_WALLET_SHORT = 2
+local ANSWER_CARD_LOST = 3
+local ANSWER_CARD_FROZEN = 4
+local ANSWER_UNKNOWN_CARD = 5
+local ANSWER_CARD_REPLACED = 6
+local ANSWER_CARD_CANCELLED = 9
+local ANSWER_SMALL_WALLET_NOT_OPENED = 11
+local REFUSED_KEY_REUSED = -1
+
 local rcall = redis.call
 local accountKey = KEYS[1]
 local requestKey = KEYS[2]
@@ -54,9 +68,17 @@ local walletCapFen = tonumber(ARGV[10])
 
 -- @include answer
 -- @include wallet
+-- @include argv
 
-local recorded = recordedAnswer(requestKey, fingerprint)
+local badArgv = argvCount(#ARGV == 10, '10')
+  or argvId(1, 'cardNo') or argvInteger(3, 'amountFen', 1) or argvId(4, 'fingerprint') or argvId(5, 'terminalId')
+  or argvInteger(6, 'sequence', 1) or argvId(7, 'merchantParty') or argvInteger(8, 'nowMs', 0)
+  or argvInteger(9, 'requestTtlSec', 1) or argvInteger(10, 'walletCapFen', 1)
+if badArgv then return badArgv end
+
+local recorded = recordedAnswer(requestKey, fingerprint, 'pfp', 'pans')
 if recorded then return recorded end
+if recorded == false then return REFUSED_KEY_REUSED end
 
 local function decide(code, walletFen, txnId)
   return recordWalletAnswer(requestKey, fingerprint, cardNo, requestTtlSec, code, joinAnswer({ code, walletFen, txnId, nowMs }))
@@ -64,8 +86,8 @@ end
 
 local account = rcall('HMGET', accountKey, 'bal', 'wal', 'st', 'ser', 'sync', 'wopen')
 local balanceFen = tonumber(account[1])
-if balanceFen == nil then return decide(5, 0, '') end
-if presentedSerial ~= '' and account[4] ~= presentedSerial then return decide(6, 0, '') end
+if balanceFen == nil then return decide(ANSWER_UNKNOWN_CARD, 0, '') end
+if presentedSerial ~= '' and account[4] ~= presentedSerial then return decide(ANSWER_CARD_REPLACED, 0, '') end
 
 -- Checked before any write: a broken wallet stops the request loudly and changes nothing.
 local walletFen = tonumber(account[2] or '0')
@@ -77,11 +99,11 @@ end
 if presentedSerial ~= '' and account[5] ~= '1' then rcall('HSET', accountKey, 'sync', '1') end
 
 local status = account[3]
-if status == 'L' then return decide(3, walletFen, '') end
-if status == 'F' then return decide(4, walletFen, '') end
-if status == 'C' then return decide(9, walletFen, '') end
-if account[6] ~= '1' then return decide(11, walletFen, '') end
-if amountFen > walletFen then return decide(2, walletFen, '') end
+if status == 'L' then return decide(ANSWER_CARD_LOST, walletFen, '') end
+if status == 'F' then return decide(ANSWER_CARD_FROZEN, walletFen, '') end
+if status == 'C' then return decide(ANSWER_CARD_CANCELLED, walletFen, '') end
+if account[6] ~= '1' then return decide(ANSWER_SMALL_WALLET_NOT_OPENED, walletFen, '') end
+if amountFen > walletFen then return decide(ANSWER_SMALL_WALLET_SHORT, walletFen, '') end
 
 local walletAfterFen = walletFen - amountFen
 if not isWholeFenWithin(walletAfterFen, 0, walletCapFen) then
@@ -97,4 +119,4 @@ local version = rcall('HINCRBY', accountKey, 'ver', 1)
 local entryId = appendJournal(journalKey, 'wpay', cardNo, amountFen, 'w:' .. cardNo, merchantParty,
   balanceFen, version, terminalId, sequence, nowMs, { 'wb', tostring(walletAfterFen) })
 appendStatement(statementKey, nowMs, entryId, 'wpay', -amountFen, walletAfterFen, terminalId, sequence)
-return decide(1, walletAfterFen, entryId)
+return decide(ANSWER_APPROVED, walletAfterFen, entryId)

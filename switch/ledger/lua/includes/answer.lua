@@ -20,13 +20,15 @@ local function appendJournal(journalKey, kind, cardNo, amountFen, fromParty, toP
     unpack(extra))
 end
 
--- The recorded answer of a terminal request: the answer when this very request was decided before,
--- -1 when its key was used for a different request, nil when it is new.
-local function recordedAnswer(requestKey, fingerprint)
-  local previous = redis.call('HMGET', requestKey, 'pfp', 'pans')
-  if not previous[1] then return nil end
-  if previous[1] == fingerprint then return previous[2] end
-  return -1
+-- The recorded answer of a request, in one read of its record: the answer when this very request
+-- was decided before, false when its key was used for a different request (the script answers its
+-- REFUSED_KEY_REUSED), nil when it is new. Reads `fingerprintField` and `answerField` ('pfp', 'pans'
+-- for terminal requests) and then any more fields the script needs; the second value is everything read.
+local function recordedAnswer(requestKey, fingerprint, fingerprintField, answerField, ...)
+  local record = redis.call('HMGET', requestKey, fingerprintField, answerField, ...)
+  if not record[1] then return nil, record end
+  if record[1] == fingerprint then return record[2], record end
+  return false, record
 end
 
 -- Statement line: "<txnId>|<kind>|<signed amount>|<balance after>|<terminal>|<sequence>"

@@ -1,10 +1,10 @@
--- Shared by the small-wallet scripts (water-debit.lua, settle.lua).
+-- Shared by the small-wallet scripts (water-debit.lua, settle.lua); both declare ANSWER_APPROVED.
 
 -- Records a wallet answer under the request key (pst: W approved wallet move, never reversed; D
 -- declined) so a retry replays it.
 local function recordWalletAnswer(requestKey, fingerprint, cardNo, requestTtlSec, code, answer)
   local state = 'D'
-  if code == 1 then state = 'W' end
+  if code == ANSWER_APPROVED then state = 'W' end
   redis.call('HSET', requestKey, 'pfp', fingerprint, 'pans', answer, 'pst', state, 'card', cardNo)
   redis.call('EXPIRE', requestKey, requestTtlSec)
   return answer

@@ -1,0 +1,177 @@
+// The numeric answers of the Lua scripts, one `as const` table per script (code -> meaning), and the
+// one decoder that maps a code to its meaning or stops loudly. The Lua side declares the same codes
+// as named locals at the top of each script (`local ANSWER_APPROVED = 1`, `local REFUSED_KEY_REUSED =
+// -1`): the local's name is the meaning in upper case. test/ledger-scripts.test.ts reads every script
+// and checks its declared codes equal these tables, both ways (every code Lua can answer is mapped
+// here, every code here is one Lua declares). The meaning types are derived from the tables, so a
+// wrapper's `Record<Meaning, ...>` or `switch` over them is exhaustive by tsc.
+//
+// ANSWER_* are the codes a script answers as a result (usually the first field of its '|'-joined
+// answer); REFUSED_* are the bare negative numbers it answers when it changed nothing because the
+// request contradicts an earlier one.
+import type { ScriptName, ScriptReply } from './scripts.js';
+
+/** A script answered something outside its documented set: stop loudly rather than guess. */
+export class LedgerInvariantError extends Error {
+  override readonly name = 'LedgerInvariantError';
+}
+
+export type AnswerTable = Readonly<Record<number, string>>;
+/** The meanings of a table: `AnswerOf<typeof AUTHORIZE_ANSWERS>` is 'approved' | 'insufficient_funds' | ... */
+export type AnswerOf<T extends AnswerTable> = T[keyof T];
+
+const INTEGER_TEXT = /^-?\d{1,16}$/;
+
+/** The meaning of `code` in `table`; LedgerInvariantError when the table does not know it. */
+export function decodeAnswer<T extends AnswerTable>(script: ScriptName, table: T, code: string | number | null | undefined): AnswerOf<T> {
+  const value = typeof code === 'number' ? code : INTEGER_TEXT.test(code ?? '') ? Number(code) : Number.NaN;
+  if (!Object.hasOwn(table, value)) throw new LedgerInvariantError(`${script}.lua answered unknown code ${JSON.stringify(code)}`);
+  return table[value] as AnswerOf<T>;
+}
+
+/** A reply (or an array element) that must be a bare number, a code; anything else is a broken script. */
+export function numericReply(script: ScriptName, reply: ScriptReply | undefined): number {
+  if (typeof reply !== 'number') throw new LedgerInvariantError(`${script}.lua answered ${JSON.stringify(reply)}, expected a code`);
+  return reply;
+}
+
+/** Every script that checks a request record answers this when the key was used for another request. */
+const KEY_REUSED = { [-1]: 'key_reused' } as const;
+
+export const AUTHORIZE_ANSWERS = {
+  1: 'approved',
+  2: 'insufficient_funds',
+  3: 'card_lost',
+  4: 'card_frozen',
+  5: 'unknown_card',
+  6: 'card_replaced',
+  7: 'already_reversed',
+  8: 'daily_limit_exceeded',
+  9: 'card_cancelled',
+  10: 'pin_required',
+  11: 'qr_invalid',
+  12: 'qr_expired',
+  13: 'qr_used',
+} as const;
+export const AUTHORIZE_REFUSALS = KEY_REUSED;
+
+export const REVERSE_ANSWERS = { 1: 'reversed', 2: 'nothing_to_reverse', 3: 'tombstoned' } as const;
+export const REVERSE_REFUSALS = { [-1]: 'key_reused', [-2]: 'amount_differs', [-3]: 'other_card', [-4]: 'small_wallet_move' } as const;
+
+export const INQUIRE_ANSWERS = { 1: 'found', 5: 'unknown_card', 6: 'card_replaced' } as const;
+export const OPEN_ACCOUNT_ANSWERS = { 1: 'opened', 0: 'already_exists' } as const;
+/** set-status.lua answers {previousStatus, changed} or this 0. */
+export const SET_STATUS_ANSWERS = { 0: 'unknown_card' } as const;
+/** replace-card.lua answers the old serial or this 0. */
+export const REPLACE_CARD_ANSWERS = { 0: 'unknown_card' } as const;
+export const SET_LIMITS_ANSWERS = { 1: 'set', 0: 'unknown_card' } as const;
+export const ECARD_WATCH_ANSWERS = { 1: 'watched', 0: 'unknown_card' } as const;
+
+export const CLAIM_ANSWERS = { 2: 'claimed_now', 1: 'already_this_cards', 0: 'held_by_another' } as const;
+export const RELEASE_ANSWERS = { 1: 'released', 0: 'not_this_cards' } as const;
+
+export const ECARD_BINDING_ANSWERS = {
+  1: 'done',
+  3: 'card_lost',
+  4: 'card_frozen',
+  5: 'unknown_card',
+  9: 'card_cancelled',
+  14: 'not_synced',
+  15: 'bound_to_other',
+  16: 'not_bound_to_user',
+} as const;
+
+export const RECHARGE_ANSWERS = { 1: 'credited', 5: 'unknown_card', 9: 'card_cancelled', 11: 'daily_limit_exceeded' } as const;
+export const RECHARGE_REFUSALS = KEY_REUSED;
+
+export const REFUND_ANSWERS = {
+  1: 'refunded',
+  2: 'over_refundable',
+  3: 'payment_not_found',
+  4: 'other_card',
+  5: 'other_merchant',
+  6: 'payment_declined',
+  7: 'payment_reversed',
+  8: 'unknown_card',
+  9: 'card_cancelled',
+} as const;
+export const REFUND_REFUSALS = KEY_REUSED;
+
+export const ADJUST_ANSWERS = { 1: 'adjusted', 2: 'below_zero', 5: 'unknown_card' } as const;
+export const ADJUST_REFUSALS = KEY_REUSED;
+
+/** fee-debit.lua's answers; fee-complete.lua and fee-giveback.lua answer in the same format (and replay them). */
+export const FEE_ANSWERS = {
+  1: 'delivered',
+  2: 'insufficient_funds',
+  3: 'card_lost',
+  4: 'card_frozen',
+  5: 'unknown_card',
+  9: 'card_cancelled',
+  10: 'pending',
+  11: 'given_back',
+} as const;
+export const FEE_DEBIT_REFUSALS = KEY_REUSED;
+export const FEE_COMPLETE_REFUSALS = { [-1]: 'other_request', [-2]: 'no_record', [-3]: 'not_pending' } as const;
+export const FEE_GIVEBACK_REFUSALS = { [-1]: 'other_request', [-2]: 'no_record' } as const;
+
+export const WATER_DEBIT_ANSWERS = {
+  1: 'approved',
+  2: 'small_wallet_short',
+  3: 'card_lost',
+  4: 'card_frozen',
+  5: 'unknown_card',
+  6: 'card_replaced',
+  9: 'card_cancelled',
+  11: 'small_wallet_not_opened',
+} as const;
+export const WATER_DEBIT_REFUSALS = KEY_REUSED;
+
+export const SETTLE_ANSWERS = {
+  1: 'approved',
+  2: 'insufficient_funds',
+  3: 'card_lost',
+  4: 'card_frozen',
+  5: 'unknown_card',
+  6: 'card_replaced',
+  9: 'card_cancelled',
+} as const;
+export const SETTLE_REFUSALS = KEY_REUSED;
+
+export const PASSWORD_ANSWERS = { 1: 'done', 2: 'locked', 3: 'stale', 4: 'busy', 5: 'unknown_card' } as const;
+
+/** take: 1 go, 2 limit, 3 busy; fail and release: 1 settled, 4 (fail) this failure reached the limit. */
+export const TERMINAL_PASSWORD_ANSWERS = { 1: 'done', 2: 'limit', 3: 'busy', 4: 'reached_limit' } as const;
+
+export interface ScriptAnswers {
+  /** The ANSWER_* codes the script declares. */
+  readonly answers: readonly AnswerTable[];
+  /** The REFUSED_* codes the script declares. */
+  readonly refusals: AnswerTable;
+  /** A script that also replays another script's recorded answers declares only its own codes, a subset of these. */
+  readonly replays?: ScriptName;
+}
+
+/** Every script's answer tables (the test checks each against its Lua source). */
+export const SCRIPT_ANSWERS = {
+  adjust: { answers: [ADJUST_ANSWERS], refusals: ADJUST_REFUSALS },
+  authorize: { answers: [AUTHORIZE_ANSWERS], refusals: AUTHORIZE_REFUSALS },
+  'claim-id': { answers: [CLAIM_ANSWERS, RELEASE_ANSWERS], refusals: {} },
+  'ecard-binding': { answers: [ECARD_BINDING_ANSWERS], refusals: {} },
+  'ecard-watch': { answers: [ECARD_WATCH_ANSWERS], refusals: {} },
+  'fee-complete': { answers: [FEE_ANSWERS], refusals: FEE_COMPLETE_REFUSALS, replays: 'fee-debit' },
+  'fee-debit': { answers: [FEE_ANSWERS], refusals: FEE_DEBIT_REFUSALS },
+  'fee-giveback': { answers: [FEE_ANSWERS], refusals: FEE_GIVEBACK_REFUSALS, replays: 'fee-debit' },
+  inquire: { answers: [INQUIRE_ANSWERS], refusals: {} },
+  'open-account': { answers: [OPEN_ACCOUNT_ANSWERS], refusals: {} },
+  password: { answers: [PASSWORD_ANSWERS], refusals: {} },
+  recharge: { answers: [RECHARGE_ANSWERS], refusals: RECHARGE_REFUSALS },
+  refund: { answers: [REFUND_ANSWERS], refusals: REFUND_REFUSALS },
+  'replace-card': { answers: [REPLACE_CARD_ANSWERS], refusals: {} },
+  reverse: { answers: [REVERSE_ANSWERS], refusals: REVERSE_REFUSALS },
+  'set-limits': { answers: [SET_LIMITS_ANSWERS], refusals: {} },
+  'set-status': { answers: [SET_STATUS_ANSWERS], refusals: {} },
+  settle: { answers: [SETTLE_ANSWERS], refusals: SETTLE_REFUSALS },
+  'terminal-password': { answers: [TERMINAL_PASSWORD_ANSWERS], refusals: {} },
+  'water-debit': { answers: [WATER_DEBIT_ANSWERS], refusals: WATER_DEBIT_REFUSALS },
+} as const satisfies Record<ScriptName, ScriptAnswers>;
