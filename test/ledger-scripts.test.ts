@@ -1,12 +1,21 @@
-// The Lua scripts and their TypeScript side agree: the names the switch may call are exactly the
-// scripts on disk (a misspelt name does not type-check).
-import { readdirSync } from 'node:fs';
+// The Lua scripts and their TypeScript side agree, checked against the real scripts on a real Redis:
+// - the names the switch may call are exactly the scripts on disk (a misspelt name does not type-check);
+// - each script's declared answer codes (its ANSWER_* / REFUSED_* locals) are exactly its TypeScript
+//   table's, and a code the table does not know stops the wrapper loudly;
+// - every script checks its own ARGV (count and format) before it touches a key, in the same words as
+//   scripts.ts checks them before sending: a bad argument changes nothing on either side.
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
-import { SCRIPT_NAMES, Scripts } from '../switch/ledger/scripts.js';
-import { connect } from './helpers/redis.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { AUTHORIZE_ANSWERS, decodeAnswer, LedgerInvariantError, SCRIPT_ANSWERS, type AnswerTable } from '../switch/ledger/answers.js';
+import { Keys } from '../switch/ledger/keys.js';
+import { Ledger } from '../switch/ledger/ledger.js';
+import { ARGV_RULES, checkArgv, SCRIPT_NAMES, ScriptArgumentError, Scripts, type ArgvRule, type ScriptName } from '../switch/ledger/scripts.js';
+import { connect, freshPrefix, testRedisUrl } from './helpers/redis.js';
 
 const LUA_DIR = fileURLToPath(new URL('../switch/ledger/lua/', import.meta.url));
+const luaSource = (name: ScriptName): string => readFileSync(`${LUA_DIR}${name}.lua`, 'utf8');
 
 describe('script names', () => {
   const redis = connect();
@@ -24,5 +33,255 @@ describe('script names', () => {
     // @ts-expect-error the same for shaOf
     expect(() => scripts.shaOf('reverse.lua')).toThrow(/not loaded/);
     expect(scripts.shaOf('authorize')).toMatch(/^[0-9a-f]{40}$/);
+  });
+
+  it('every script names itself (local SCRIPT), so its ARGV errors say which script refused', () => {
+    for (const name of SCRIPT_NAMES) expect(luaSource(name), name).toContain(`\nlocal SCRIPT = '${name}'\n`);
+  });
+});
+
+/** The codes a script declares: `local ANSWER_APPROVED = 1` gives APPROVED -> 1. */
+function declaredCodes(source: string, kind: 'ANSWER' | 'REFUSED'): Record<string, number> {
+  const codes: Record<string, number> = {};
+  for (const m of source.matchAll(new RegExp(`^local ${kind}_([A-Z_]+) = (-?\\d+)$`, 'gm'))) codes[m[1] ?? ''] = Number(m[2]);
+  return codes;
+}
+
+/** The same shape from the TypeScript tables: meaning 'insufficient_funds' with code 2 gives INSUFFICIENT_FUNDS -> 2. */
+function tableCodes(tables: readonly AnswerTable[]): Record<string, number> {
+  const codes: Record<string, number> = {};
+  for (const table of tables) for (const [code, meaning] of Object.entries(table)) codes[meaning.toUpperCase()] = Number(code);
+  return codes;
+}
+
+describe('answer codes', () => {
+  it("each script's declared ANSWER_* and REFUSED_* codes equal its TypeScript tables, both ways", () => {
+    for (const name of SCRIPT_NAMES) {
+      const spec = SCRIPT_ANSWERS[name];
+      const source = luaSource(name);
+      const answers = declaredCodes(source, 'ANSWER');
+      expect(Object.keys(answers).length, `${name}.lua declares no ANSWER_* code`).toBeGreaterThan(0);
+      if ('replays' in spec) {
+        // It answers a few codes itself and replays the recorded answers of `replays`: its own codes are
+        // a part of that table, and the table is exactly what `replays` declares.
+        expect(tableCodes(spec.answers), name).toMatchObject(answers);
+        expect(tableCodes(spec.answers), name).toEqual(declaredCodes(luaSource(spec.replays), 'ANSWER'));
+      } else {
+        expect(answers, name).toEqual(tableCodes(spec.answers));
+      }
+      expect(declaredCodes(source, 'REFUSED'), name).toEqual(tableCodes([spec.refusals]));
+    }
+  });
+
+  it('no script answers a bare number: every code it answers is one of its named locals', () => {
+    const bare = /return -?\d|return \{ *-?\d|(decide|refuse|answer|joinAnswer)\(\{? *-?\d/;
+    for (const name of SCRIPT_NAMES) {
+      const offending = luaSource(name).split('\n').filter((line) => !line.startsWith('local ') && bare.test(line));
+      expect(offending, name).toEqual([]);
+    }
+  });
+
+  it('decodeAnswer maps known codes and stops loudly on any other', () => {
+    expect(decodeAnswer('authorize', AUTHORIZE_ANSWERS, '1')).toBe('approved');
+    expect(decodeAnswer('authorize', AUTHORIZE_ANSWERS, 13)).toBe('qr_used');
+    for (const bad of ['14', '0', '-1', ' 1', '1.0', '', 'approved', null, undefined, 1.5]) {
+      expect(() => decodeAnswer('authorize', AUTHORIZE_ANSWERS, bad), String(bad)).toThrow(LedgerInvariantError);
+    }
+    expect(() => decodeAnswer('authorize', AUTHORIZE_ANSWERS, 'toString')).toThrow(/authorize\.lua answered unknown code "toString"/);
+  });
+
+  it('a recorded answer with a code the table does not know stops the wrapper (LedgerInvariantError), never a guess', async () => {
+    const redis = connect();
+    try {
+      const keys = new Keys(freshPrefix('answers'), 16);
+      const ledger = new Ledger(keys, await Scripts.load(redis), 3600);
+      await ledger.openAccount({ cardNo: 'C1', openingFen: 1000, fields: { ser: 'S1' } });
+      const limits = { noPinPerPaymentFen: 10_000, noPinPerDayFen: 10_000, dailySpendLimitFen: 0 };
+      const payment = { cardNo: 'C1', presentedSerial: 'S1', amountFen: 100, credentialKind: 'card', terminalId: 'T1', sequence: 1, merchantId: 'M1', pinVerified: false, limits: { student: limits, staff: limits } };
+      expect((await ledger.authorize(payment)).code).toBe('approved');
+      // A retry replays the recorded answer; with its code broken, the wrapper refuses to map it.
+      const requestKey = keys.request('C1', 'T1', 1);
+      const recorded = (await redis.hget(requestKey, 'pans')) ?? '';
+      await redis.hset(requestKey, 'pans', recorded.replace(/^1\|/, '99|'));
+      await expect(ledger.authorize(payment)).rejects.toThrow(LedgerInvariantError);
+      await expect(ledger.authorize(payment)).rejects.toThrow(/authorize\.lua answered unknown code "99"/);
+    } finally {
+      await redis.quit();
+    }
+  });
+});
+
+// ---- ARGV ------------------------------------------------------------------------------------------
+
+const NOW = 1_764_480_000_000;
+const DAY = '20251130';
+
+/** Arguments each script accepts (what its wrapper sends), with how many KEYS it takes. */
+const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args: readonly (string | number)[] }[]> = {
+  adjust: [{ keys: 4, args: ['C1', -500, 'adj|C1|-500|r', 'ADJ-0001', 'op1', 'a reason', NOW, 3600] }],
+  authorize: [
+    { keys: 5, args: ['C1', 'S1', 100, 'pay|C1|100|card', 'T1', 1, 'm:M1', NOW, DAY, 3600, '0', 100, 100, 0, 100, 100, 0, 'chan', 3600, 'card'] },
+    { keys: 6, args: ['C1', '', 100, 'pay|C1|100|campus_qr', 'T1', 2, 'm:M1', NOW, DAY, 3600, '1', 100, 100, 0, 100, 100, 0, 'chan', 3600, 'campus_qr', 3, '0', 180, 'QR1'] },
+  ],
+  'claim-id': [{ keys: 1, args: ['claim', 'C1', 60] }, { keys: 1, args: ['release', 'C1'] }],
+  'ecard-binding': [{ keys: 2, args: ['bind', 'wecom:u1', NOW, 'chan', 'C1'] }],
+  'ecard-watch': [{ keys: 1, args: [NOW] }],
+  'fee-complete': [{ keys: 4, args: ['fee|C1|100|network|{}', 'R-1', 'T1|1|C1', 'C1', 'chan', 3600] }],
+  'fee-debit': [{ keys: 5, args: ['C1', 100, 'fee|C1|100|network|{}', 'T1', 5, 'u:network', '{"account":"a"}', NOW, 3600] }],
+  'fee-giveback': [{ keys: 6, args: ['C1', 'fee|C1|100|network|{}', 'T1', 5, '', NOW, 'chan', 3600] }],
+  inquire: [{ keys: 1, args: [''] }],
+  'open-account': [{ keys: 3, args: ['C9', 0, NOW, 'ser', 'S9'] }],
+  password: [
+    { keys: 1, args: ['state', DAY, 5] },
+    { keys: 1, args: ['take', DAY, 5, NOW] },
+    { keys: 1, args: ['fail', DAY, 5] },
+    { keys: 1, args: ['release', DAY, 5] },
+    { keys: 1, args: ['ok', DAY, 5, 'hash', ''] },
+    { keys: 1, args: ['set', DAY, 5, 'hash', 'hash2', '1'] },
+  ],
+  recharge: [{ keys: 5, args: ['C1', 'WECHAT', 'ORD-0001', 100, 'rch|C1|100|WECHAT', 'kiosk-1', NOW, DAY, 0, 3600, '', 'chan', 3600] }],
+  refund: [{ keys: 6, args: ['C1', 100, 'ref|C1|100|T1:1', 'T1', 7, 'm:M1', NOW, 3600, 'T1:1', 'chan', 3600] }],
+  'replace-card': [{ keys: 1, args: ['S2'] }],
+  reverse: [{ keys: 5, args: ['C1', 100, 'rev|C1|100', 'T1', 1, NOW, 3600, 'chan', 3600] }],
+  'set-limits': [{ keys: 1, args: [100, -1, 0] }],
+  'set-status': [{ keys: 2, args: ['L', 'AL', 'C1', NOW, 'chan', 3600] }],
+  settle: [{ keys: 4, args: ['C1', 'S1', 'wset|C1|card', 'T1', 8, NOW, 3600, 1000] }],
+  'terminal-password': [{ keys: 1, args: ['take', NOW, Math.floor(NOW / 3_600_000), 20, 7_200_000] }],
+  'water-debit': [{ keys: 4, args: ['C1', 'S1', 100, 'wpay|C1|100|card', 'T1', 9, 'm:M1', NOW, 3600, 1000] }],
+};
+
+/** The rules that apply to one argument list (the op's own, or the campus-QR tail when it is there). */
+function rulesOf(name: ScriptName, args: readonly (string | number)[]): readonly ArgvRule[] {
+  const spec = ARGV_RULES[name];
+  if ('byOp' in spec) return [...spec.common, ...(spec.byOp as Record<string, readonly ArgvRule[]>)[String(args[0])] ?? []];
+  const tail = 'tail' in spec && args.length > spec.args.length ? spec.tail : [];
+  return [...spec.args, ...tail];
+}
+
+function badValues(rule: ArgvRule): string[] {
+  switch (rule.kind) {
+    case 'text':
+      return [];
+    case 'id':
+      return [''];
+    case 'flag':
+      return ['2', 'true'];
+    case 'oneOf':
+      return ['', 'nope'];
+    case 'nonZeroInteger':
+      return ['0', '1.5', ' 7', '9007199254740992'];
+    case 'integer':
+      return ['', 'x', '1.5', '1e3', '0x10', String(rule.min - 1), '9007199254740992'];
+  }
+}
+
+interface BadCase {
+  readonly name: ScriptName;
+  readonly what: string;
+  readonly keys: number;
+  readonly args: readonly (string | number)[];
+}
+
+function badCases(): BadCase[] {
+  const cases: BadCase[] = [];
+  for (const name of SCRIPT_NAMES) {
+    cases.push({ name, what: 'no arguments', keys: VALID[name][0]?.keys ?? 1, args: [] });
+    for (const valid of VALID[name]) {
+      const { keys, args } = valid;
+      cases.push({ name, what: `${args.length - 1} arguments`, keys, args: args.slice(0, -1) });
+      cases.push({ name, what: `${args.length + 1} arguments`, keys, args: [...args, 'extra'] });
+      rulesOf(name, args).forEach((rule, i) => {
+        for (const bad of badValues(rule)) {
+          cases.push({ name, what: `ARGV[${i + 1}] ${rule.name} = ${JSON.stringify(bad)}`, keys, args: args.map((a, j) => (j === i ? bad : a)) });
+        }
+      });
+    }
+  }
+  return cases;
+}
+
+describe('ARGV checked on both sides', () => {
+  const redis = connect();
+  let scripts: Scripts;
+  beforeAll(async () => {
+    scripts = await Scripts.load(redis);
+  });
+  afterAll(() => redis.quit());
+
+  /** Every key under the prefix with its serialized value: equal snapshots mean nothing changed. */
+  async function snapshot(prefix: string): Promise<string[]> {
+    const keys = (await redis.keys(`${prefix}:*`)).sort();
+    return Promise.all(keys.map(async (key) => `${key}=${(await redis.dumpBuffer(key))?.toString('hex') ?? ''}`));
+  }
+
+  async function seed(prefix: string): Promise<string[]> {
+    const keys = Array.from({ length: 6 }, (_, i) => `${prefix}:k${i + 1}`);
+    // An account under KEYS[1] (a script past its checks would read and change it), a record under KEYS[2].
+    await redis.hset(keys[0] ?? '', { bal: 1000, wal: 500, st: 'A', ser: 'S1', sync: '1', wopen: '1', pwd: 'hash', ver: 1, eq: 3, eu: 'wecom:u1' });
+    await redis.hset(keys[1] ?? '', { pfp: 'pay|C1|100|card', pans: '1|900|1-0|1', pst: 'A', amt: 100, mp: 'm:M1', card: 'C1' });
+    return keys;
+  }
+
+  it('the arguments each wrapper sends pass both checks (neither side is stricter than the other)', async () => {
+    for (const name of SCRIPT_NAMES) {
+      for (const { keys, args } of VALID[name]) {
+        expect(() => checkArgv(name, args), `${name} ${JSON.stringify(args)}`).not.toThrow();
+        const prefix = freshPrefix(`ok${name}`);
+        const keyNames = (await seed(prefix)).slice(0, keys);
+        const reply = await redis.evalsha(scripts.shaOf(name), keys, ...keyNames, ...args).catch((err: Error) => err);
+        expect(reply instanceof Error ? reply.message : 'answered', `${name} ${JSON.stringify(args)}`).not.toMatch(/^ERR /);
+      }
+    }
+  });
+
+  it('every script refuses a bad ARGV with the words scripts.ts uses, and changes nothing', async () => {
+    const cases = badCases();
+    expect(cases.length).toBeGreaterThan(300);
+    const prefix = freshPrefix('argv');
+    const keyNames = await seed(prefix);
+    const before = await snapshot(prefix);
+    for (const c of cases) {
+      const label = `${c.name}: ${c.what}`;
+      let tsMessage = '';
+      try {
+        checkArgv(c.name, c.args);
+      } catch (err) {
+        expect(err, label).toBeInstanceOf(ScriptArgumentError);
+        tsMessage = (err as Error).message;
+      }
+      expect(tsMessage, `${label}: scripts.ts let it through`).toMatch(new RegExp(`^${c.name}: `));
+      const luaError = await redis.evalsha(scripts.shaOf(c.name), c.keys, ...keyNames.slice(0, c.keys), ...c.args).then(
+        (reply) => new Error(`answered ${JSON.stringify(reply)}`),
+        (err: Error) => err,
+      );
+      expect(luaError.message, label).toBe(`ERR ${tsMessage}`);
+    }
+    expect(await snapshot(prefix)).toEqual(before);
+  });
+
+  it('examples read as a person would want them', () => {
+    const refusal = (name: ScriptName, args: (string | number)[]): string => {
+      try {
+        checkArgv(name, args);
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return 'accepted';
+    };
+    const payment = VALID.authorize[0]?.args ?? [];
+    expect(refusal('authorize', payment.map((a, i) => (i === 2 ? -5 : a)))).toBe('authorize: ARGV[3] amountFen must be a positive integer, got "-5"');
+    expect(refusal('authorize', [...payment, 'QR'])).toBe('authorize: ARGV has 21 arguments, expected 20 or 24');
+    expect(refusal('claim-id', ['claim', 'C1'])).toBe('claim-id: ARGV has 2 arguments, expected 3 for claim');
+    expect(refusal('set-status', ['X', '', 'C1', NOW, 'chan', 3600])).toBe('set-status: ARGV[1] status must be one of A, L, F, C, got "X"');
+  });
+
+  it('scripts.ts refuses before sending: a bad ARGV never reaches Redis', async () => {
+    const own = new Redis(testRedisUrl(), { maxRetriesPerRequest: 0, lazyConnect: true });
+    await own.connect();
+    const loaded = await Scripts.load(own);
+    await own.quit();
+    // The connection is closed: anything sent fails with a connection error; the ARGV check answers first.
+    await expect(loaded.run('reverse', ['k'], ['C1', 0, 'fp', 'T1', 1, NOW, 3600, 'chan', 3600])).rejects.toThrow(ScriptArgumentError);
+    await expect(loaded.run('reverse', ['k'], ['C1', 100, 'fp', 'T1', 1, NOW, 3600, 'chan', 3600])).rejects.toThrow(/closed|writable/i);
   });
 });

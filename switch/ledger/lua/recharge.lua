@@ -82,8 +82,10 @@ if balanceFen == nil then return joinAnswer({ ANSWER_UNKNOWN_CARD, 0, '', nowMs,
 
 local rechargedTodayFen = 0
 if account[3] == dayKey then rechargedTodayFen = tonumber(account[4]) or 0 end
+-- The answer's last field when there is no daily limit (a field, not an answer code).
+local UNLIMITED_FEN = -1
 local function rechargeableAfter(sumFen)
-  if dailyLimitFen <= 0 then return -1 end
+  if dailyLimitFen <= 0 then return UNLIMITED_FEN end
   local left = dailyLimitFen - sumFen
   if left < 0 then left = 0 end
   return left
