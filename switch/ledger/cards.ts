@@ -1,0 +1,55 @@
+// A card's records outside the money scripts: whether its account exists, the account fields the card
+// office and the kiosk read (serial, person number, name, initial-password flag), the serial directory
+// claim of a card replacement, and one journal entry of the card (a statement line's parties). Reads
+// and directory writes only: every change of money or card status is a Lua script (ledger.ts).
+import type { SwitchContext } from '../context.js';
+import { parseJournalEntry, type JournalEntry, type RawStreamEntry } from './journal.js';
+
+type CardsContext = Pick<SwitchContext, 'redis' | 'keys'>;
+
+export async function cardExists(ctx: CardsContext, cardNo: string): Promise<boolean> {
+  return (await ctx.redis.exists(ctx.keys.account(cardNo))) === 1;
+}
+
+/** The serial the account answers to now, or undefined when no account has this number. */
+export async function currentCardSerial(ctx: CardsContext, cardNo: string): Promise<string | undefined> {
+  return (await ctx.redis.hget(ctx.keys.account(cardNo), 'ser')) ?? undefined;
+}
+
+export interface CardRecord {
+  /** The card serial the account answers to now. */
+  readonly serial: string;
+  /** The student/staff number. */
+  readonly personNumber: string;
+  readonly name: string;
+  /** The card password is still the initial one (set by the import). */
+  readonly initialPassword: boolean;
+}
+
+/** The account's identity fields, read in one HMGET; '' for a field the account does not have. */
+export async function readCardRecord(ctx: CardsContext, cardNo: string): Promise<CardRecord> {
+  const [serial, personNumber, name, initial] = await ctx.redis.hmget(ctx.keys.account(cardNo), 'ser', 'sno', 'name', 'pwdinit');
+  return { serial: serial ?? '', personNumber: personNumber ?? '', name: name ?? '', initialPassword: initial === '1' };
+}
+
+/**
+ * Points the serial directory at `cardNo` unless the serial already names another card. Runs before
+ * replace-card.lua moves the account, so a serial already on another card is never moved silently; a
+ * claim left by an earlier attempt for the same card passes (the retry of a replacement).
+ * Returns false when the serial belongs to another card (nothing written).
+ */
+export async function claimCardSerial(ctx: CardsContext, serial: string, cardNo: string): Promise<boolean> {
+  const key = ctx.keys.serial(serial);
+  if ((await ctx.redis.set(key, cardNo, 'NX')) !== null) return true;
+  return (await ctx.redis.get(key)) === cardNo;
+}
+
+/**
+ * One entry of the card's shard journal by its transaction id (the stream id), or undefined when the
+ * journal no longer holds it. Throws JournalFormatError when the entry does not have the documented shape.
+ */
+export async function readCardJournalEntry(ctx: CardsContext, cardNo: string, transactionId: string): Promise<JournalEntry | undefined> {
+  const raw = (await ctx.redis.xrange(ctx.keys.journalOfCard(cardNo), transactionId, transactionId, 'COUNT', 1)) as RawStreamEntry[];
+  const row = raw[0];
+  return row === undefined ? undefined : parseJournalEntry(row);
+}
