@@ -13,6 +13,8 @@ import { startGrpcServer, type RunningGrpcServer } from './grpc/server.js';
 import { Keys } from './ledger/keys.js';
 import { Ledger } from './ledger/ledger.js';
 import { Scripts } from './ledger/scripts.js';
+import { TerminalRecords } from './ledger/terminals.js';
+import { CardDirectoryRecords } from './ledger/card-directory.js';
 import { checkShardCount } from './ledger/meta.js';
 import { PipelineClient } from './redis/pipeline-client.js';
 import type { Logger } from './log.js';
@@ -147,8 +149,8 @@ export async function startSwitch(config: Config, log: Logger, now: () => number
     await fast?.connect();
     const scripts = await Scripts.load(redis, fast);
     const ledger = new Ledger(keys, scripts, config.requestTtlSec, now);
-    const terminals = new TerminalRegistry(redis, keys, config.terminalPepper, config.terminalCacheMs);
-    const cards = new CardDirectory(redis, keys, scripts, MAX_CACHED_SERIALS);
+    const terminals = new TerminalRegistry(new TerminalRecords({ keys, scripts }), config.terminalPepper, config.terminalCacheMs);
+    const cards = new CardDirectory(new CardDirectoryRecords({ keys, scripts }), MAX_CACHED_SERIALS);
     passwords = new PasswordPool({
       pepper: config.passwordPepper,
       maxThreads: config.passwordThreads,

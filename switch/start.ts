@@ -64,7 +64,7 @@ async function loadDemoIfEmpty(app: SwitchApp, config: Config, log: Logger): Pro
   const startedMs = performance.now();
   const onProgress = (written: number, total: number): void =>
     log.info({ written, total, elapsedMs: Math.round(performance.now() - startedMs) }, `demo campus: ${written.toLocaleString('en-US')} / ${total.toLocaleString('en-US')} cardholders`);
-  const cardReport = await importCardholders({ redis: app.redis, ledger: app.ledger, pool: app.context.passwords }, cardholders.rows, { scryptN: IMPORT_SCRYPT_N, onProgress });
+  const cardReport = await importCardholders({ ledger: app.ledger, pool: app.context.passwords }, cardholders.rows, { scryptN: IMPORT_SCRYPT_N, onProgress });
   const problems = [...terminalReport.errors, ...cardReport.errors];
   if (problems.length > 0) throw new Error(`the demo campus could not be loaded: ${problems.slice(0, 5).map((p) => `line ${p.line}: ${p.message}`).join('; ')}`);
   await app.redis.hset(app.keys.meta(), DEMO_FLAG, String(Date.now()));

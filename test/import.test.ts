@@ -16,6 +16,7 @@ import { TerminalRegistry } from '../switch/domain/terminals.js';
 import { Keys } from '../switch/ledger/keys.js';
 import { Ledger } from '../switch/ledger/ledger.js';
 import { Scripts } from '../switch/ledger/scripts.js';
+import { TerminalRecords } from '../switch/ledger/terminals.js';
 import { PasswordPool } from '../switch/workers/password-pool.js';
 import { connect, freshPrefix } from './helpers/redis.js';
 
@@ -111,7 +112,7 @@ describe('importing into Redis', () => {
   beforeEach(async () => {
     keys = new Keys(freshPrefix('import'), 16);
     ledger = new Ledger(keys, await Scripts.load(redis), 3600);
-    registry = new TerminalRegistry(redis, keys, TERMINAL_PEPPER, 0);
+    registry = new TerminalRegistry(new TerminalRecords(ledger), TERMINAL_PEPPER, 0);
   });
 
   async function keyCount(): Promise<number> {
@@ -120,7 +121,7 @@ describe('importing into Redis', () => {
     return count;
   }
 
-  const importRows = (rows: readonly CardholderRow[]) => importCardholders({ redis, ledger, pool }, rows, { scryptN: IMPORT_SCRYPT_N });
+  const importRows = (rows: readonly CardholderRow[]) => importCardholders({ ledger, pool }, rows, { scryptN: IMPORT_SCRYPT_N });
 
   it('imports a good file: balances, directory keys and initial passwords', async () => {
     const { rows } = parseCardholdersCsv(csv(...GOOD_ROWS));

@@ -122,6 +122,8 @@ const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args:
   authorize: [
     { keys: 5, args: ['C1', 'S1', 100, 'pay|C1|100|card', 'T1', 1, 'm:M1', NOW, DAY, 3600, '0', 100, 100, 0, 100, 100, 0, 'chan', 3600, 'card'] },
     { keys: 6, args: ['C1', '', 100, 'pay|C1|100|campus_qr', 'T1', 2, 'm:M1', NOW, DAY, 3600, '1', 100, 100, 0, 100, 100, 0, 'chan', 3600, 'campus_qr', 3, '0', 180, 'QR1'] },
+    // Past authorize.lua's fast test (leading zeros, 16 digits): its argument-by-argument checks still accept them.
+    { keys: 5, args: ['C1', 'S1', '0100', 'pay|C1|100|card', 'T1', 3, 'm:M1', NOW, DAY, 3600, '0', Number.MAX_SAFE_INTEGER, 100, 0, 100, 100, 0, 'chan', 3600, 'card'] },
   ],
   'claim-id': [{ keys: 1, args: ['claim', 'C1', 60] }, { keys: 1, args: ['release', 'C1'] }],
   'ecard-binding': [{ keys: 2, args: ['bind', 'wecom:u1', NOW, 'chan', 'C1'] }],

@@ -10,7 +10,7 @@ import { bearerToken, MAX_TOKEN_LENGTH, Sessions, type SessionTokens } from '../
 import { DomainError } from '../switch/errors.js';
 import type { Identity } from '../switch/identity/provider.js';
 import { Keys } from '../switch/ledger/keys.js';
-import { MAX_SESSIONS_PER_USER } from '../switch/ledger/sessions.js';
+import { MAX_SESSIONS_PER_USER, SessionStore } from '../switch/ledger/sessions.js';
 import { connect, freshPrefix } from './helpers/redis.js';
 
 const SECRET = 'session-secret-for-tests-0123456789abcdef';
@@ -33,7 +33,7 @@ afterAll(async () => {
 beforeEach(() => {
   clockMs = Date.UTC(2026, 8, 1, 1, 0, 0, 123);
   keys = new Keys(freshPrefix('sessions'), 16);
-  sessions = new Sessions({ redis, keys, config: CONFIG, now: () => clockMs });
+  sessions = new Sessions({ store: new SessionStore(redis, keys), config: CONFIG, now: () => clockMs });
 });
 
 async function refusal(promise: Promise<unknown>): Promise<DomainError> {

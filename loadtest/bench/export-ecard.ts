@@ -22,6 +22,7 @@ import { Keys } from '../../switch/ledger/keys.js';
 import { Ledger } from '../../switch/ledger/ledger.js';
 import { checkShardCount } from '../../switch/ledger/meta.js';
 import { Scripts } from '../../switch/ledger/scripts.js';
+import { SessionStore } from '../../switch/ledger/sessions.js';
 import type { CampusEcardUser, CampusFile } from '../shared/campus-data.js';
 
 /** switch/start.ts's mark of a ledger that npm start loaded the demo campus into. */
@@ -58,7 +59,7 @@ export async function exportEcardUsers(campus: CampusFile, count: number): Promi
       throw new Error(`the ledger at ${config.redisUrl} (prefix "${config.keyPrefix}") has no demo campus loaded by npm start: --ecard-users binds demo cards only`);
     }
     const ledger = new Ledger(keys, await Scripts.load(redis), config.requestTtlSec);
-    const sessions = new Sessions({ redis, keys, config: config.sessions, now: Date.now });
+    const sessions = new Sessions({ store: new SessionStore(redis, keys), config: config.sessions, now: Date.now });
     const cards = campus.cards.slice(Math.max(0, campus.cards.length - count));
     const skipped: string[] = [];
     const users = await mapBounded(cards, CONCURRENCY, async (card): Promise<CampusEcardUser | undefined> => {

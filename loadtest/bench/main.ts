@@ -19,6 +19,8 @@ import { TerminalRegistry } from '../../switch/domain/terminals.js';
 import { Keys } from '../../switch/ledger/keys.js';
 import { Ledger } from '../../switch/ledger/ledger.js';
 import { Scripts } from '../../switch/ledger/scripts.js';
+import { SessionStore } from '../../switch/ledger/sessions.js';
+import { TerminalRecords } from '../../switch/ledger/terminals.js';
 import { WaterLedger } from '../../switch/ledger/water.js';
 import { createLogger } from '../../switch/log.js';
 import { CampusQrCodec } from '../../switch/qr/codec.js';
@@ -458,7 +460,7 @@ async function prepareEcard(options: BenchOptions, config: Config, deps: { redis
   const { unbound, bound: boundCampus } = splitCampus(campus, options.boundCards);
   process.stdout.write(`binding ${boundCampus.cards.length} cards to e-card users ...\n`);
   const bound = await bindCards({ ...deps, now: Date.now }, boundCampus.cards);
-  const sessions = new Sessions({ redis: deps.redis, keys: deps.keys, config: config.sessions, now: Date.now });
+  const sessions = new Sessions({ store: new SessionStore(deps.redis, deps.keys), config: config.sessions, now: Date.now });
   return { unbound, ecard: { boundCampus, bound, codec: new CampusQrCodec(config.campusQr.secret), sessions, keys: deps.keys } };
 }
 
@@ -470,7 +472,7 @@ async function prepare(options: BenchOptions, local: LocalRedis): Promise<Prepar
   const scripts = await Scripts.load(redis);
   const ledger = new Ledger(keys, scripts, config.requestTtlSec);
   const water = new WaterLedger(keys, scripts, config.requestTtlSec);
-  const terminals = new TerminalRegistry(redis, keys, config.terminalPepper, 0);
+  const terminals = new TerminalRegistry(new TerminalRecords({ keys, scripts }), config.terminalPepper, 0);
   const demo = demoCampus(options.cardholders, options.seed);
   const noPin = { student: config.limits.student.noPinPerPaymentFen, staff: config.limits.staff.noPinPerPaymentFen };
   const campus = toCampusFile(demo, { noPinPerPaymentFen: noPin, pins: options.pinCards, note: 'bench campus (in memory)' });

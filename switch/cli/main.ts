@@ -13,6 +13,7 @@ import { TERMINAL_KINDS, TerminalRegistry } from '../domain/terminals.js';
 import { Keys } from '../ledger/keys.js';
 import { Ledger } from '../ledger/ledger.js';
 import { Scripts } from '../ledger/scripts.js';
+import { TerminalRecords } from '../ledger/terminals.js';
 import { checkShardCount, ShardCountMismatchError } from '../ledger/meta.js';
 import { applyLocalDefaults } from '../dev-env.js';
 import { runAuditCommand } from './audit.js';
@@ -126,7 +127,7 @@ async function withLedger<T>(config: Config, fn: (l: CliLedger) => Promise<T>): 
       throw err;
     }
     const ledger = new Ledger(keys, await Scripts.load(redis), config.requestTtlSec);
-    const registry = new TerminalRegistry(redis, keys, config.terminalPepper, 0);
+    const registry = new TerminalRegistry(new TerminalRecords(ledger), config.terminalPepper, 0);
     return await fn({ redis, ledger, registry });
   } finally {
     await redis.quit().catch(() => redis.disconnect());
@@ -137,7 +138,7 @@ async function importCardholderRows(config: Config, l: CliLedger, rows: Paramete
   // No idle threads to keep: the pool lives only as long as this import.
   const pool = new PasswordPool({ pepper: config.passwordPepper, minThreads: 0, maxQueue: 1000, idleTimeoutMs: 1000 });
   try {
-    return await importCardholders({ redis: l.redis, ledger: l.ledger, pool }, rows, { scryptN: IMPORT_SCRYPT_N });
+    return await importCardholders({ ledger: l.ledger, pool }, rows, { scryptN: IMPORT_SCRYPT_N });
   } finally {
     await pool.close();
   }

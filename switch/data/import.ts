@@ -4,7 +4,7 @@
 // half-imported batch. (The check and the writes are not one transaction across shards: a card created
 // by someone else between the two is reported per row, and the rows written before it stay.)
 import type { Ledger } from '../ledger/ledger.js';
-import type { RedisClient } from '../ledger/scripts.js';
+import { claimDirectoryEntries, takenEntries } from '../ledger/import.js';
 import { initialPassword, isValidScryptN } from '../domain/password.js';
 import { validateNewTerminal, type NewTerminal, type TerminalKind, type TerminalRegistry } from '../domain/terminals.js';
 import type { PasswordPool } from '../workers/password-pool.js';
@@ -87,7 +87,7 @@ export class ImportInterruptedError extends Error {
 }
 
 export interface CardholderImportDeps {
-  readonly redis: RedisClient;
+  /** The ledger: its scripts open the accounts, and its keys and connection serve the directory writes (ledger/import.ts). */
   readonly ledger: Ledger;
   readonly pool: PasswordPool;
 }
@@ -273,16 +273,11 @@ function sumFen(rows: readonly Cardholder[]): number {
 }
 
 async function cardholderConflicts(deps: CardholderImportDeps, row: CardholderRow): Promise<RowError[]> {
-  const k = deps.ledger.keys;
-  const [account, serial, person] = await Promise.all([
-    deps.redis.exists(k.account(row.cardNo)),
-    deps.redis.exists(k.serial(row.cardSerial)),
-    deps.redis.exists(k.personNumber(row.personNumber)),
-  ]);
+  const taken = await takenEntries(deps.ledger, row);
   const errors: RowError[] = [];
-  if (account === 1) errors.push({ line: row.line, message: `card_number ${row.cardNo} already exists` });
-  if (serial === 1) errors.push({ line: row.line, message: `card_serial ${row.cardSerial} already belongs to a card` });
-  if (person === 1) errors.push({ line: row.line, message: `person_number ${row.personNumber} already has a card` });
+  if (taken.account) errors.push({ line: row.line, message: `card_number ${row.cardNo} already exists` });
+  if (taken.serial) errors.push({ line: row.line, message: `card_serial ${row.cardSerial} already belongs to a card` });
+  if (taken.personNumber) errors.push({ line: row.line, message: `person_number ${row.personNumber} already has a card` });
   return errors;
 }
 
@@ -296,7 +291,6 @@ function checkCardholderRows(rows: readonly CardholderRow[], scryptN: number): R
 }
 
 async function writeCardholder(deps: CardholderImportDeps, row: CardholderRow, passwordHash: string): Promise<RowError | undefined> {
-  const k = deps.ledger.keys;
   const opened = await deps.ledger.openAccount({
     cardNo: row.cardNo,
     openingFen: row.openingBalanceFen,
@@ -313,12 +307,9 @@ async function writeCardholder(deps: CardholderImportDeps, row: CardholderRow, p
     },
   });
   if (!opened) return { line: row.line, message: `card_number ${row.cardNo} was created by someone else during the import` };
-  const [serial, person] = await Promise.all([
-    deps.redis.set(k.serial(row.cardSerial), row.cardNo, 'NX'),
-    deps.redis.set(k.personNumber(row.personNumber), row.cardNo, 'NX'),
-  ]);
-  if (serial === null) return { line: row.line, message: `card_serial ${row.cardSerial} was taken by another card during the import` };
-  if (person === null) return { line: row.line, message: `person_number ${row.personNumber} was taken by another card during the import` };
+  const claimed = await claimDirectoryEntries(deps.ledger, row);
+  if (claimed.serialTaken) return { line: row.line, message: `card_serial ${row.cardSerial} was taken by another card during the import` };
+  if (claimed.personNumberTaken) return { line: row.line, message: `person_number ${row.personNumber} was taken by another card during the import` };
   return undefined;
 }
 

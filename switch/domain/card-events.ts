@@ -13,7 +13,7 @@ export const CARD_WATCH_MS = 90_000;
  * nothing falls between its opening and the first announcement.
  */
 export async function watchCardEvents(ctx: SwitchContext, cardNo: string): Promise<string> {
-  const before = await lastCardEventId(ctx.redis, ctx.keys, cardNo);
+  const before = await lastCardEventId(ctx, cardNo);
   // Wall-clock time: Redis compares it with its own clock (TIME), not with a test's clock.
   await ctx.ledger.watchCard(cardNo, Date.now() + CARD_WATCH_MS);
   return before;
@@ -29,10 +29,10 @@ export { compareEventIds, isEventId, parseAnnouncement, sessionEndedIn, MAX_CATC
 
 /** Every gateway closes the open sockets of a session that ended (logout on any one of them). */
 export function sessionEnded(ctx: SwitchContext, sessionId: string): Promise<void> {
-  return announceSessionEnded(ctx.redis, ctx.keys, sessionId);
+  return announceSessionEnded(ctx, sessionId);
 }
 
 /** The card's events after `sinceId` (at most MAX_CATCH_UP_EVENTS), and whether some are gone. */
 export function missedCardEvents(ctx: SwitchContext, cardNo: string, sinceId: string): Promise<CatchUp> {
-  return cardEventsSince(ctx.redis, ctx.keys, cardNo, sinceId);
+  return cardEventsSince(ctx, cardNo, sinceId);
 }

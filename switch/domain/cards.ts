@@ -1,9 +1,7 @@
 // Resolves a presented credential to a card account. The serial -> card number directory is cached
 // in memory: the mapping of a serial never changes, and authorize.lua re-checks that the serial is
 // the account's current one, so a stale entry (after a card replacement) cannot pay.
-import type { Redis } from 'ioredis';
-import type { Keys } from '../ledger/keys.js';
-import type { Scripts } from '../ledger/scripts.js';
+import type { CardDirectoryRecords } from '../ledger/card-directory.js';
 
 export const CARD_SERIAL_PATTERN = /^[0-9A-Fa-f]{8,20}$/;
 
@@ -11,10 +9,8 @@ export class CardDirectory {
   private readonly bySerial = new Map<string, string>();
 
   constructor(
-    private readonly redis: Redis,
-    private readonly keys: Keys,
-    /** The hot-path channel: a serial missing from the cache is read with the payment's own pipeline. */
-    private readonly scripts: Pick<Scripts, 'command'>,
+    /** The directory in Redis (ledger/card-directory.ts): a serial missing from the cache is read with the payment's own pipeline. */
+    private readonly records: Pick<CardDirectoryRecords, 'cardOfSerial' | 'cardOfPersonNumber'>,
     /** Upper bound on cached serials; the cache is cleared when full (a campus has tens of thousands). */
     private readonly maxCachedSerials: number,
   ) {}
@@ -23,15 +19,15 @@ export class CardDirectory {
   async cardForSerial(serial: string): Promise<string | undefined> {
     const cached = this.bySerial.get(serial);
     if (cached !== undefined) return cached;
-    const cardNo = await this.scripts.command(['GET', this.keys.serial(serial)]);
-    if (typeof cardNo !== 'string') return undefined;
+    const cardNo = await this.records.cardOfSerial(serial);
+    if (cardNo === undefined) return undefined;
     if (this.bySerial.size >= this.maxCachedSerials) this.bySerial.clear();
     this.bySerial.set(serial, cardNo);
     return cardNo;
   }
 
   async cardForPersonNumber(personNumber: string): Promise<string | undefined> {
-    return (await this.redis.get(this.keys.personNumber(personNumber))) ?? undefined;
+    return this.records.cardOfPersonNumber(personNumber);
   }
 }
 

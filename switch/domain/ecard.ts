@@ -10,8 +10,19 @@
 import { randomBytes } from 'node:crypto';
 import type { SwitchContext } from '../context.js';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError, type RefusalDetails } from '../errors.js';
-import { LedgerInvariantError } from '../ledger/ledger.js';
 import type { CardStatusCode, EcardBindingCode } from '../ledger/ledger.js';
+import {
+  accountBoundUser,
+  claimUserLock,
+  deleteUserRecord,
+  readBindingCheckFields,
+  readEcardCardFields,
+  readQrIssueFields,
+  releaseUserLock,
+  userRecordCard,
+  writeUserRecord,
+} from '../ledger/ecard.js';
+import { appendOperatorLog } from '../ledger/oplog.js';
 import { CAMPUS_QR_REFRESH_MS } from '../qr/format.js';
 import { campusQrCodecOf } from './campus-qr.js';
 import { maskName } from './cards.js';
@@ -19,7 +30,7 @@ import { requireCardPassword } from './card-password.js';
 import { PERSON_NUMBER_PATTERN } from './cardholder.js';
 import { PIN_PATTERN } from './password.js';
 import { checkFeeAmount, payUtilityFee } from './fees.js';
-import { claimId, releaseId, type FeeAnswer } from '../ledger/money.js';
+import type { FeeAnswer } from '../ledger/money.js';
 import type { UtilityTarget } from '../fees/index.js';
 
 export const BINDING_TYPES = ['student', 'staff'] as const;
@@ -101,8 +112,6 @@ function statusRefusal(status: CardStatusCode | undefined, what: string): Failed
   return new FailedPreconditionError(`${r.en}, so ${what}`, r);
 }
 
-const LEDGER_STATUS: Record<string, CardStatusCode> = { A: 'active', L: 'lost', F: 'frozen', C: 'cancelled' };
-
 function bindingRefusal(code: EcardBindingCode, cardNo: string): Error | undefined {
   switch (code) {
     case 'done':
@@ -132,28 +141,26 @@ function bindingRefusal(code: EcardBindingCode, cardNo: string): Error | undefin
 
 /** The card bound to `userId` now, or '' (a record whose card does not name the user back is no binding). */
 export async function boundCardOf(ctx: SwitchContext, userId: string): Promise<string> {
-  const cardNo = await ctx.redis.hget(ctx.keys.ecardUser(userId), 'card');
-  if (cardNo === null) return '';
-  const boundUser = await ctx.redis.hget(ctx.keys.account(cardNo), 'eu');
-  return boundUser === userId ? cardNo : '';
+  const cardNo = await userRecordCard(ctx, userId);
+  if (cardNo === undefined) return '';
+  return (await accountBoundUser(ctx, cardNo)) === userId ? cardNo : '';
 }
 
 async function withUserLock<T>(ctx: SwitchContext, userId: string, work: () => Promise<T>): Promise<T> {
-  const key = ctx.keys.ecardUserLock(userId);
   const owner = randomBytes(12).toString('base64url');
-  if ((await claimId(ctx.scripts, key, owner, USER_LOCK_TTL_SEC)) !== 'claimed_now') {
+  if (!(await claimUserLock(ctx, userId, owner, USER_LOCK_TTL_SEC))) {
     throw new AlreadyExistsError('a binding or unbinding of this user is already in progress', { reason: 'BINDING_IN_PROGRESS', zh: '正在处理上一次绑定/解绑请求，请稍候' });
   }
   try {
     return await work();
   } finally {
-    await releaseId(ctx.scripts, key, owner).catch((err: unknown) => ctx.log.warn({ err, userId }, 'user lock not released; it expires by itself'));
+    await releaseUserLock(ctx, userId, owner).catch((err: unknown) => ctx.log.warn({ err, userId }, 'user lock not released; it expires by itself'));
   }
 }
 
 /** Every binding attempt and unbinding, with its outcome, in the operator log (never the password or document). */
 async function recordAttempt(ctx: SwitchContext, action: string, userId: string, fields: Record<string, string>): Promise<void> {
-  await ctx.redis.xadd(ctx.keys.operatorLog(), 'MAXLEN', '~', '1000000', '*', 'op', action, 'by', userId, 'ts', String(ctx.now()), ...Object.entries(fields).flat());
+  await appendOperatorLog(ctx, action, userId, fields);
 }
 
 function outcomeOf(err: unknown): string {
@@ -168,24 +175,16 @@ interface CardholderRecord {
   readonly holderType: string;
   readonly status: CardStatusCode | undefined;
   readonly synced: boolean;
-  readonly boundUser: string | null;
+  readonly boundUser: string | undefined;
   readonly documentType: string;
   readonly documentNumber: string;
   readonly phone: string;
 }
 
 async function cardholderRecord(ctx: SwitchContext, cardNo: string): Promise<CardholderRecord | undefined> {
-  const [st, ht, sync, eu, doct, docn, phone] = await ctx.redis.hmget(ctx.keys.account(cardNo), 'st', 'ht', 'sync', 'eu', 'doct', 'docn', 'phone');
-  if (st === null) return undefined;
-  return {
-    holderType: ht ?? '',
-    status: LEDGER_STATUS[st ?? ''],
-    synced: sync === '1',
-    boundUser: eu ?? null,
-    documentType: doct ?? '',
-    documentNumber: (docn ?? '').toUpperCase(),
-    phone: phone ?? '',
-  };
+  const fields = await readBindingCheckFields(ctx, cardNo);
+  // Documents are compared in upper case (passports, the X of a resident id), as the form sends them.
+  return fields === undefined ? undefined : { ...fields, documentNumber: fields.documentNumber.toUpperCase() };
 }
 
 /** What can be refused before the password is checked (and counted). */
@@ -200,7 +199,7 @@ function checkBeforePassword(form: BindingForm, card: CardholderRecord, cardNo: 
   const refusal = statusRefusal(card.status, 'it cannot be bound');
   if (refusal !== undefined) throw refusal;
   if (!card.synced) throw new FailedPreconditionError('the physical card has not been tapped on any terminal since migration (not synced); tap it once, then bind', NOT_SYNCED);
-  if (card.boundUser !== null && card.boundUser !== userId) {
+  if (card.boundUser !== undefined && card.boundUser !== userId) {
     const err = bindingRefusal('bound_to_other', cardNo);
     if (err !== undefined) throw err;
   }
@@ -273,7 +272,7 @@ async function bindLocked(ctx: SwitchContext, userId: string, cardNo: string, fo
   const bound = await ctx.ledger.ecardBinding('bind', cardNo, userId);
   const refusal = bindingRefusal(bound.code, cardNo);
   if (refusal !== undefined) throw refusal;
-  await ctx.redis.hset(ctx.keys.ecardUser(userId), 'card', cardNo, 'boundMs', String(ctx.now()));
+  await writeUserRecord(ctx, userId, cardNo, ctx.now());
   return { cardNo, alreadyBound: current === cardNo };
 }
 
@@ -292,7 +291,7 @@ export async function unbindEcard(ctx: SwitchContext, userId: string, password: 
       const unbound = await ctx.ledger.ecardBinding('unbind', cardNo, userId);
       const refusal = bindingRefusal(unbound.code, cardNo);
       if (refusal !== undefined) throw refusal;
-      await ctx.redis.del(ctx.keys.ecardUser(userId));
+      await deleteUserRecord(ctx, userId);
     });
     await recordAttempt(ctx, 'ecard-unbind', userId, { card: cardNo, result: 'ok' });
     return { cardNo };
@@ -317,35 +316,26 @@ export interface EcardSummary {
   readonly binding: { readonly userId: string; readonly boundAtMs: number };
 }
 
-function wholeFen(text: string | null | undefined, what: string): number {
-  const value = Number(text ?? '0');
-  if (!Number.isSafeInteger(value)) throw new LedgerInvariantError(`the account's ${what} is not a whole number of fen`);
-  return value;
-}
-
 /** The bound card of `userId` in one read; refused when the card is no longer bound to the user. */
 export async function ecardSummary(ctx: SwitchContext, userId: string, cardNo: string): Promise<EcardSummary> {
-  // On the hot-path connection: the card summary is what every page opens with.
-  const reply = await ctx.scripts.command(['HMGET', ctx.keys.account(cardNo), 'bal', 'wal', 'st', 'sync', 'name', 'ht', 'pwdinit', 'eu', 'ebt']);
-  if (!Array.isArray(reply) || reply.length !== 9) throw new LedgerInvariantError(`HMGET of account ${cardNo} answered ${JSON.stringify(reply)}`);
-  const [bal, wal, st, sync, name, ht, pwdinit, eu, ebt] = reply as (string | null)[];
-  if (eu !== userId) throw new PermissionDeniedError(`card ${cardNo} is not bound to this user`, NOT_BOUND);
+  const card = await readEcardCardFields(ctx, cardNo);
+  if (card.boundUser !== userId) throw new PermissionDeniedError(`card ${cardNo} is not bound to this user`, NOT_BOUND);
   return {
     cardNumber: cardNo,
-    maskedName: maskName(name ?? ''),
-    holderType: ht === 'S' ? 'student' : ht === 'T' ? 'staff' : 'unknown',
-    status: LEDGER_STATUS[st ?? ''] ?? 'active',
-    balanceFen: wholeFen(bal, 'balance'),
-    smallWalletFen: wholeFen(wal, 'small wallet'),
-    synced: sync === '1',
-    initialPassword: pwdinit === '1',
-    binding: { userId, boundAtMs: Number(ebt ?? '0') },
+    maskedName: maskName(card.name),
+    holderType: card.holderType === 'S' ? 'student' : card.holderType === 'T' ? 'staff' : 'unknown',
+    status: card.status ?? 'active',
+    balanceFen: card.balanceFen,
+    smallWalletFen: card.smallWalletFen,
+    synced: card.synced,
+    initialPassword: card.initialPassword,
+    binding: { userId, boundAtMs: card.boundAtMs },
   };
 }
 
 /** Throws unless `cardNo` is bound to `userId` now. */
 export async function requireBoundCard(ctx: SwitchContext, userId: string, cardNo: string): Promise<void> {
-  if (cardNo === '' || (await ctx.redis.hget(ctx.keys.account(cardNo), 'eu')) !== userId) {
+  if (cardNo === '' || (await accountBoundUser(ctx, cardNo)) !== userId) {
     throw new PermissionDeniedError('no card is bound to this user', NOT_BOUND);
   }
 }
@@ -363,14 +353,14 @@ export interface IssuedCampusQr {
 
 /** A new campus QR code for the bound card: only for an active, synced card bound to this user. */
 export async function issueCampusQr(ctx: SwitchContext, userId: string, cardNo: string): Promise<IssuedCampusQr> {
-  const [st, sync, eu, eq] = await ctx.redis.hmget(ctx.keys.account(cardNo), 'st', 'sync', 'eu', 'eq');
-  if (eu !== userId) throw new PermissionDeniedError(`card ${cardNo} is not bound to this user`, NOT_BOUND);
-  const refusal = statusRefusal(LEDGER_STATUS[st ?? ''], 'no campus QR code is issued');
+  const card = await readQrIssueFields(ctx, cardNo);
+  if (card.boundUser !== userId) throw new PermissionDeniedError(`card ${cardNo} is not bound to this user`, NOT_BOUND);
+  const refusal = statusRefusal(card.status, 'no campus QR code is issued');
   if (refusal !== undefined) throw refusal;
-  if (sync !== '1') throw new FailedPreconditionError('the card (a replacement card?) has not been tapped on any terminal yet', NOT_SYNCED);
+  if (!card.synced) throw new FailedPreconditionError('the card (a replacement card?) has not been tapped on any terminal yet', NOT_SYNCED);
   const nowMs = ctx.now();
   const codec = campusQrCodecOf(ctx);
-  const code = codec.issue(cardNo, Number(eq ?? '0'), nowMs);
+  const code = codec.issue(cardNo, card.qrEpoch, nowMs);
   const issuedAtMs = Math.floor(nowMs / 1000) * 1000;
   const validMs = ctx.config.campusQr.validSec * 1000;
   // A new code every 30 s (the guide), and always well before this one expires when codes live shorter.

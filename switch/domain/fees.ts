@@ -21,7 +21,6 @@ import type { SwitchContext } from '../context.js';
 import { InvalidArgumentError } from '../errors.js';
 import {
   feeFingerprint,
-  MoneyKeys,
   RECEIPT_PATTERN,
   UTILITY_KINDS,
   type FeeAnswer,
@@ -30,6 +29,7 @@ import {
 } from '../ledger/money.js';
 import { feeSettingsOf, providerOrderId, withTimeout, type FeeOrder, type UtilityTarget } from '../fees/index.js';
 import { claimSequenceForCard } from '../ledger/claims.js';
+import { pendingFeesDebitedBy, type PendingFeeRecord } from '../ledger/fee-records.js';
 import { moneyLedgerOf } from './recharge.js';
 
 export const MIN_FEE_FEN = 100;
@@ -150,47 +150,44 @@ export interface RecoveryOptions {
  * kiosk never retried. Meant to run at start-up and then periodically (see the note in money-handlers.ts).
  */
 export async function recoverPendingFees(ctx: SwitchContext, options: RecoveryOptions): Promise<RecoveryReport> {
-  const moneyKeys = new MoneyKeys(ctx.keys);
   const counts = { delivered: 0, givenBack: 0, stillPending: 0, broken: 0 };
   const cutoffMs = ctx.now() - options.olderThanMs;
-  for (let shard = 0; shard < ctx.keys.shardCount; shard++) {
-    const members = await ctx.redis.zrangebyscore(moneyKeys.feePending(shard), '-inf', cutoffMs, 'LIMIT', 0, options.maxPerShard);
-    for (const member of members) {
-      const found = await pendingRequest(ctx, member);
-      if (found === undefined) {
-        counts.broken++;
-        continue;
-      }
-      const answer = await settlePendingFee(ctx, found.ref, found.target, found.pending);
-      if (answer.code === 'delivered') counts.delivered++;
-      else if (answer.code === 'given_back') counts.givenBack++;
-      else if (answer.code === 'pending') counts.stillPending++;
-      else counts.broken++;
+  for await (const record of pendingFeesDebitedBy(ctx, cutoffMs, options.maxPerShard)) {
+    const found = pendingRequest(ctx, record);
+    if (found === undefined) {
+      counts.broken++;
+      continue;
     }
+    const answer = await settlePendingFee(ctx, found.ref, found.target, found.pending);
+    if (answer.code === 'delivered') counts.delivered++;
+    else if (answer.code === 'given_back') counts.givenBack++;
+    else if (answer.code === 'pending') counts.stillPending++;
+    else counts.broken++;
   }
   return counts;
 }
 
-async function pendingRequest(
-  ctx: SwitchContext,
-  member: string,
-): Promise<{ ref: FeeRequestRef; target: UtilityTarget; pending: FeeAnswer } | undefined> {
-  const [terminalId = '', sequenceText = '', cardNo = ''] = member.split('|');
-  const sequence = Number(sequenceText);
-  const key = ctx.keys.request(cardNo, terminalId, sequence);
-  const [fingerprint, state, amount, party, targetJson, balance, txnId, debitedAt] = await ctx.redis.hmget(key, 'pfp', 'pst', 'amt', 'up', 'utg', 'dbal', 'dtx', 'dts');
-  const kind = (party ?? '').slice(2) as UtilityKindCode;
+/** The request an index entry names, when its record is pending and matches itself; else logged for the operator. */
+function pendingRequest(ctx: SwitchContext, record: PendingFeeRecord): { ref: FeeRequestRef; target: UtilityTarget; pending: FeeAnswer } | undefined {
+  const { cardNo, terminalId, sequence, targetJson } = record;
+  const kind = record.party.slice(2) as UtilityKindCode;
   let target: UtilityTarget | undefined;
   try {
-    target = JSON.parse(targetJson ?? '') as UtilityTarget;
+    target = JSON.parse(targetJson) as UtilityTarget;
   } catch {
     target = undefined;
   }
-  const ref: FeeRequestRef = { cardNo, terminalId, sequence, amountFen: Number(amount), kind, targetJson: targetJson ?? '' };
-  if (state !== 'P' || !UTILITY_KINDS.includes(kind) || target?.kind !== kind || fingerprint !== feeFingerprint(ref)) {
-    ctx.log.error({ member, key, state }, 'pending fee index entry without a matching pending record; check it by hand');
+  const ref: FeeRequestRef = { cardNo, terminalId, sequence, amountFen: Number(record.amountText), kind, targetJson };
+  if (record.state !== 'P' || !UTILITY_KINDS.includes(kind) || target?.kind !== kind || record.fingerprint !== feeFingerprint(ref)) {
+    ctx.log.error({ member: record.member, key: record.recordKey, state: record.state }, 'pending fee index entry without a matching pending record; check it by hand');
     return undefined;
   }
-  const pending: FeeAnswer = { code: 'pending', balanceAfterFen: Number(balance), transactionId: txnId ?? '', decidedAtMs: Number(debitedAt), detail: '' };
+  const pending: FeeAnswer = {
+    code: 'pending',
+    balanceAfterFen: Number(record.balanceText),
+    transactionId: record.transactionId,
+    decidedAtMs: Number(record.debitedAtText),
+    detail: '',
+  };
   return { ref, target, pending };
 }

@@ -10,13 +10,11 @@
 // once, with one Redis round trip per check. Every refusal is an UnauthenticatedError with a reason
 // and changes nothing.
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { errors as joseErrors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
 import type { SessionConfig } from '../config.js';
 import { UnauthenticatedError } from '../errors.js';
 import { isNamespacedUserId, type Identity } from '../identity/provider.js';
-import type { Keys } from '../ledger/keys.js';
-import { SessionStore } from '../ledger/sessions.js';
+import type { SessionStore } from '../ledger/sessions.js';
 
 export const SESSION_ISSUER = 'cardswitch';
 export const SESSION_AUDIENCE = 'ecard';
@@ -49,13 +47,11 @@ export interface AuthenticatedSession {
 }
 
 export interface SessionsOptions {
-  readonly redis: Redis;
-  readonly keys: Keys;
+  /** The session records in Redis (ledger/sessions.ts), built by the wiring with its hot-path read. */
+  readonly store: SessionStore;
   readonly config: SessionConfig;
   /** Milliseconds since the epoch; tests pass their own clock. */
   readonly now: () => number;
-  /** The switch's hot-path connection for the per-call session read (ledger/sessions.ts); ioredis when absent. */
-  readonly hotCommand?: (args: readonly (string | number)[]) => Promise<unknown>;
 }
 
 type TokenType = 'access' | 'refresh';
@@ -98,7 +94,7 @@ export class Sessions {
     if (config.secret.length < MIN_SECRET_LENGTH) throw new Error(`the session secret must be at least ${MIN_SECRET_LENGTH} characters`);
     if (!Number.isInteger(config.accessTtlSec) || config.accessTtlSec < 1) throw new Error(`accessTtlSec must be >= 1, got ${config.accessTtlSec}`);
     if (!Number.isInteger(config.sessionTtlSec) || config.sessionTtlSec < 1) throw new Error(`sessionTtlSec must be >= 1, got ${config.sessionTtlSec}`);
-    this.store = new SessionStore(options.redis, options.keys, options.hotCommand);
+    this.store = options.store;
     this.key = new TextEncoder().encode(config.secret);
     this.config = config;
     this.now = options.now;

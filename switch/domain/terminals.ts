@@ -1,8 +1,7 @@
 // Terminals (POS, settlement POS, water controllers, kiosks): registration, secret check, and an
 // in-memory cache so that authenticating a call costs no Redis round trip on the hot path.
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import type { Redis } from 'ioredis';
-import type { Keys } from '../ledger/keys.js';
+import type { StoredTerminal, TerminalRecords } from '../ledger/terminals.js';
 
 export const TERMINAL_KINDS = ['canteen', 'shop', 'settlement', 'water', 'kiosk'] as const;
 export type TerminalKind = (typeof TERMINAL_KINDS)[number];
@@ -56,8 +55,8 @@ export class TerminalRegistry {
   private readonly verifiedSecrets = new Map<string, Buffer>();
 
   constructor(
-    private readonly redis: Redis,
-    private readonly keys: Keys,
+    /** The stored records (ledger/terminals.ts); this class keeps the rules and the cache. */
+    private readonly records: TerminalRecords,
     private readonly pepper: string,
     /** How long a looked-up terminal (or its absence) is trusted; 0 disables the cache. */
     private readonly cacheMs: number,
@@ -66,24 +65,12 @@ export class TerminalRegistry {
   async register(t: NewTerminal): Promise<void> {
     const problems = validateNewTerminal(t);
     if (problems.length > 0) throw new RangeError(problems.join('; '));
-    await this.redis
-      .multi()
-      .hset(this.keys.terminal(t.id), {
-        kind: t.kind,
-        merchant: t.merchantId,
-        location: t.location,
-        enabled: '1',
-        secretHash: hashTerminalSecret(t.secret, this.pepper),
-      })
-      .sadd(this.keys.terminalIndex(), t.id)
-      .exec();
+    await this.records.write(t.id, { kind: t.kind, merchantId: t.merchantId, location: t.location, secretHash: hashTerminalSecret(t.secret, this.pepper) });
     this.cache.delete(t.id);
   }
 
   async setEnabled(terminalId: string, enabled: boolean): Promise<boolean> {
-    const key = this.keys.terminal(terminalId);
-    const exists = (await this.redis.exists(key)) === 1;
-    if (exists) await this.redis.hset(key, 'enabled', enabled ? '1' : '0');
+    const exists = await this.records.setEnabled(terminalId, enabled);
     this.cache.delete(terminalId);
     return exists;
   }
@@ -91,8 +78,7 @@ export class TerminalRegistry {
   async get(terminalId: string): Promise<Terminal | undefined> {
     const cached = this.cache.get(terminalId);
     if (cached !== undefined && Date.now() - cached.loadedAtMs < this.cacheMs) return cached.terminal;
-    const fields = await this.redis.hgetall(this.keys.terminal(terminalId));
-    const terminal = parseTerminal(terminalId, fields);
+    const terminal = checkedTerminal(terminalId, await this.records.read(terminalId));
     if (this.cacheMs > 0) this.cache.set(terminalId, { terminal, loadedAtMs: Date.now() });
     return terminal;
   }
@@ -119,15 +105,8 @@ export class TerminalRegistry {
   }
 }
 
-function parseTerminal(id: string, fields: Record<string, string>): Terminal | undefined {
-  const kind = fields['kind'];
-  if (kind === undefined || !(TERMINAL_KINDS as readonly string[]).includes(kind)) return undefined;
-  return {
-    id,
-    kind: kind as TerminalKind,
-    merchantId: fields['merchant'] ?? '',
-    location: fields['location'] ?? '',
-    enabled: fields['enabled'] === '1',
-    secretHash: fields['secretHash'] ?? '',
-  };
+/** A stored record of a kind this switch does not know is no terminal (it cannot authenticate). */
+function checkedTerminal(id: string, stored: StoredTerminal | undefined): Terminal | undefined {
+  if (stored === undefined || !(TERMINAL_KINDS as readonly string[]).includes(stored.kind)) return undefined;
+  return { id, ...stored, kind: stored.kind as TerminalKind };
 }

@@ -3,6 +3,7 @@
 // its own (gateway/main.ts). It holds no business rule: handlers call the domain.
 import type { SwitchContext } from '../context.js';
 import { Sessions } from '../domain/sessions.js';
+import { SessionStore } from '../ledger/sessions.js';
 import { IdentityProviders } from '../identity/index.js';
 import { holderRoutes } from './holder-api.js';
 import { startGateway, type Route } from './http.js';
@@ -45,7 +46,8 @@ function openApiRoute(): Route {
 
 export async function serveGateway(ctx: SwitchContext): Promise<RunningHolderGateway> {
   const { config, log, metrics } = ctx;
-  const sessions = new Sessions({ redis: ctx.redis, keys: ctx.keys, config: config.sessions, now: ctx.now, hotCommand: (args) => ctx.scripts.command(args) });
+  const sessionStore = new SessionStore(ctx.scripts.client, ctx.keys, (args) => ctx.scripts.command(args));
+  const sessions = new Sessions({ store: sessionStore, config: config.sessions, now: ctx.now });
   const identity = new IdentityProviders(config.identity, log, { now: ctx.now });
   const liveEvents = new LiveEvents(ctx, sessions);
   await liveEvents.start();

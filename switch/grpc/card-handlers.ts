@@ -208,7 +208,7 @@ export function importCardholdersHandler(ctx: SwitchContext): handleUnaryCall<Im
   return unary(ctx, 'ImportCardholders', async (req: ImportCardholdersRequest, call) => {
     const parsed = parseCardholdersCsv(checkCsv(req.csv));
     if (parsed.errors.length > 0) return { imported: 0, problems: problemsOf(parsed.errors) };
-    const report = await importCardholders({ redis: ctx.redis, ledger: ctx.ledger, pool: ctx.passwords }, parsed.rows, { scryptN: IMPORT_SCRYPT_N });
+    const report = await importCardholders({ ledger: ctx.ledger, pool: ctx.passwords }, parsed.rows, { scryptN: IMPORT_SCRYPT_N });
     await recordOperatorAction(ctx, callingOperator(call), 'import-cardholders', { imported: String(report.importedCount), problems: String(report.errors.length) });
     return { imported: report.importedCount, problems: problemsOf(report.errors) };
   });

@@ -1,8 +1,7 @@
 // The live events of bound e-cards: written by the ledger scripts (includes/event.lua) into the card's
 // event stream and announced on the events channel; read here, for a page that reconnects with its last
 // event id, and parsed into the JSON the phone page gets (docs/gateway-api.md, "Live events").
-import type { Redis } from 'ioredis';
-import type { Keys } from './keys.js';
+import type { LedgerAccess } from './access.js';
 
 /** Most events one catch-up returns; a page further behind is told to reload (`resync`). */
 export const MAX_CATCH_UP_EVENTS = 200;
@@ -148,9 +147,10 @@ export interface CatchUp {
 }
 
 /** The card's events after `sinceId` ('' = none wanted: a first connection starts live). */
-export async function cardEventsSince(redis: Redis, keys: Keys, cardNo: string, sinceId: string): Promise<CatchUp> {
+export async function cardEventsSince(ledger: LedgerAccess, cardNo: string, sinceId: string): Promise<CatchUp> {
   if (sinceId === '') return { events: [], gap: false };
-  const key = keys.cardEvents(cardNo);
+  const redis = ledger.scripts.client;
+  const key = ledger.keys.cardEvents(cardNo);
   const [rows, info] = await Promise.all([
     redis.xrange(key, `(${sinceId}`, '+', 'COUNT', MAX_CATCH_UP_EVENTS + 1) as Promise<[string, string[]][]>,
     redis.call('XINFO', 'STREAM', key).catch(() => null) as Promise<unknown>,
@@ -174,8 +174,8 @@ function trimmedAfter(info: unknown, sinceId: string): boolean {
 }
 
 /** Tells every gateway that a session ended (logout), so each closes that session's open sockets. */
-export async function announceSessionEnded(redis: Redis, keys: Keys, sessionId: string): Promise<void> {
-  await redis.publish(keys.eventsChannel(), `${SESSION_ENDED_PREFIX}${sessionId}`);
+export async function announceSessionEnded(ledger: LedgerAccess, sessionId: string): Promise<void> {
+  await ledger.scripts.client.publish(ledger.keys.eventsChannel(), `${SESSION_ENDED_PREFIX}${sessionId}`);
 }
 
 /** The session id of a session-ended announcement, or undefined for any other message. */
@@ -186,8 +186,8 @@ export function sessionEndedIn(message: string): string | undefined {
 const SESSION_ENDED_PREFIX = 'session-ended\n';
 
 /** The id of the card's newest event, or '0-0' when it has none (a page starts listening after it). */
-export async function lastCardEventId(redis: Redis, keys: Keys, cardNo: string): Promise<string> {
-  const rows = (await redis.xrevrange(keys.cardEvents(cardNo), '+', '-', 'COUNT', 1)) as [string, string[]][];
+export async function lastCardEventId(ledger: LedgerAccess, cardNo: string): Promise<string> {
+  const rows = (await ledger.scripts.client.xrevrange(ledger.keys.cardEvents(cardNo), '+', '-', 'COUNT', 1)) as [string, string[]][];
   return rows[0]?.[0] ?? '0-0';
 }
 

@@ -13,8 +13,8 @@
 //    no session is ever live without being in its user's index, except after a crash between the two
 //    steps, whose tokens were never handed out.
 //  - endAll takes the index and deletes it in one MULTI, then deletes each session hash.
-import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
+import type { RedisClient } from './scripts.js';
 
 export interface SessionRecord {
   /** Namespaced user id (`wecom:...`, `wechat:...`). */
@@ -30,7 +30,7 @@ const SESSION_ID = /^[A-Za-z0-9_-]{22}$/;
 
 export class SessionStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     /**
      * The switch's lean hot-path connection (redis/pipeline-client.ts), for the one read every call of

@@ -1,0 +1,63 @@
+// The terminal records (Keys.terminal: hash {kind, merchant, location, enabled, secretHash}) and the
+// index of terminal ids. domain/terminals.ts keeps the rules (validation, secret hashing) and the
+// cache in front of these reads; this module owns the keys and the stored form.
+import type { LedgerAccess } from './access.js';
+import type { Keys } from './keys.js';
+import type { RedisClient } from './scripts.js';
+
+/** A terminal as stored; `kind` is checked by the domain (a record of an unknown kind is no terminal). */
+export interface StoredTerminal {
+  readonly kind: string;
+  readonly merchantId: string;
+  readonly location: string;
+  readonly enabled: boolean;
+  /** HMAC-SHA256(pepper, secret), hex. */
+  readonly secretHash: string;
+}
+
+export class TerminalRecords {
+  private readonly redis: RedisClient;
+  private readonly keys: Keys;
+
+  constructor(ledger: LedgerAccess) {
+    this.redis = ledger.scripts.client;
+    this.keys = ledger.keys;
+  }
+
+  /** Writes (or overwrites) the terminal, enabled, and indexes its id, in one MULTI. */
+  async write(id: string, terminal: Omit<StoredTerminal, 'enabled'>): Promise<void> {
+    await this.redis
+      .multi()
+      .hset(this.keys.terminal(id), {
+        kind: terminal.kind,
+        merchant: terminal.merchantId,
+        location: terminal.location,
+        enabled: '1',
+        secretHash: terminal.secretHash,
+      })
+      .sadd(this.keys.terminalIndex(), id)
+      .exec();
+  }
+
+  /** Enables or disables a registered terminal; false (nothing written) when it is not registered. */
+  async setEnabled(id: string, enabled: boolean): Promise<boolean> {
+    const key = this.keys.terminal(id);
+    const exists = (await this.redis.exists(key)) === 1;
+    if (exists) await this.redis.hset(key, 'enabled', enabled ? '1' : '0');
+    return exists;
+  }
+
+  /** The stored terminal in one HGETALL, or undefined when there is no record. */
+  async read(id: string): Promise<StoredTerminal | undefined> {
+    const fields = await this.redis.hgetall(this.keys.terminal(id));
+    const kind = fields['kind'];
+    if (kind === undefined) return undefined;
+    return {
+      kind,
+      merchantId: fields['merchant'] ?? '',
+      location: fields['location'] ?? '',
+      enabled: fields['enabled'] === '1',
+      secretHash: fields['secretHash'] ?? '',
+    };
+  }
+}
