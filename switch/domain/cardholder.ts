@@ -1,12 +1,21 @@
 // Finds the card account of a kiosk / phone / operator request: the card on the reader, the
 // student/staff number, or the card number.
-import type { Cardholder } from '../../proto/gen/cardswitch/v1/kiosk.js';
 import type { SwitchContext } from '../context.js';
-import { CARD_SERIAL_PATTERN } from './cards.js';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
+import { currentCardSerial } from '../ledger/cards.js';
+import { CARD_SERIAL_PATTERN } from './cards.js';
 
 export const PERSON_NUMBER_PATTERN = /^[A-Za-z0-9]{4,20}$/;
 export const CARD_NUMBER_PATTERN = /^\d{4,20}$/;
+
+/**
+ * Who a request is about, as the caller named them: the serial of the card on the reader, or the
+ * student/staff number. The card wins when both are given (a transport's "one of" holds only one).
+ */
+export interface CardholderRef {
+  readonly cardSerial?: string | undefined;
+  readonly personNumber?: string | undefined;
+}
 
 export interface ResolvedCardholder {
   readonly cardNo: string;
@@ -14,8 +23,8 @@ export interface ResolvedCardholder {
   readonly serial: string;
 }
 
-export async function resolveCardholder(ctx: SwitchContext, cardholder: Cardholder | undefined): Promise<ResolvedCardholder> {
-  if (cardholder?.card !== undefined) return resolveCardTap(ctx, cardholder.card.cardSerial);
+export async function resolveCardholder(ctx: SwitchContext, cardholder: CardholderRef | undefined): Promise<ResolvedCardholder> {
+  if (cardholder?.cardSerial !== undefined) return resolveCardTap(ctx, cardholder.cardSerial);
   const personNumber = cardholder?.personNumber;
   if (personNumber === undefined) throw new InvalidArgumentError('cardholder is required: the card on the reader or the student/staff number');
   if (!PERSON_NUMBER_PATTERN.test(personNumber)) throw new InvalidArgumentError('cardholder.person_number must be 4-20 letters or digits');
@@ -29,8 +38,9 @@ export async function resolveCardTap(ctx: SwitchContext, rawSerial: string): Pro
   const serial = rawSerial.toUpperCase();
   const cardNo = await ctx.cards.cardForSerial(serial);
   if (cardNo === undefined) throw new NotFoundError('this card is not known to the card system (无效卡)');
-  const current = await ctx.redis.hget(ctx.keys.account(cardNo), 'ser');
-  if (current !== serial) throw new FailedPreconditionError('this card was replaced and no longer works; use the new card (此卡已换卡作废)');
+  if ((await currentCardSerial(ctx, cardNo)) !== serial) {
+    throw new FailedPreconditionError('this card was replaced and no longer works; use the new card (此卡已换卡作废)');
+  }
   return { cardNo, serial };
 }
 

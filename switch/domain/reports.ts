@@ -2,9 +2,10 @@
 // place and a zh-CN description of every line) and a merchant's settlement for one campus day, built
 // from the shard journals. Nothing here changes money.
 import type { SwitchContext } from '../context.js';
-import { InvalidArgumentError } from '../errors.js';
-import { auditLedger, type AuditOptions, type AuditReport } from '../ledger/audit.js';
-import { forEachShard, JournalFormatError, journalPages, parseJournalEntry, type RawStreamEntry } from '../ledger/journal.js';
+import { CancelledError, InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '../errors.js';
+import { AuditCancelledError, auditLedger, type AuditOptions, type AuditReport } from '../ledger/audit.js';
+import { cardExists, readCardJournalEntry } from '../ledger/cards.js';
+import { forEachShard, JournalFormatError, JournalReadCancelledError, journalPages, parseJournalEntry } from '../ledger/journal.js';
 import {
   PageTokenCodec,
   PageTokenError,
@@ -167,22 +168,26 @@ export class StatementReader {
   private async description(cardNo: string, r: StatementLineRecord): Promise<string> {
     const base = KIND_DESCRIPTION[r.kind] ?? '调账';
     if (r.kind !== 'rch' && r.kind !== 'fee' && r.kind !== 'feeback') return base;
-    const raw = (await this.ctx.redis.xrange(this.ctx.keys.journalOfCard(cardNo), r.transactionId, r.transactionId, 'COUNT', 1)) as RawStreamEntry[];
-    const row = raw[0];
-    if (row === undefined) return base;
     let entry;
     try {
-      entry = parseJournalEntry(row);
+      entry = await readCardJournalEntry(this.ctx, cardNo, r.transactionId);
     } catch (err) {
       if (!(err instanceof JournalFormatError)) throw err;
       this.ctx.log.error({ cardNo, err: err.message }, 'journal entry of a statement line does not parse');
       return base;
     }
+    if (entry === undefined) return base;
     if (r.kind === 'rch') return RECHARGE_CHANNEL_DESCRIPTION[entry.fromParty.replace(/^x:ch:/, '').toLowerCase()] ?? base;
     const provider = UTILITY_DESCRIPTION[(r.kind === 'fee' ? entry.toParty : entry.fromParty).replace(/^u:/, '')];
     if (provider === undefined) return base;
     return r.kind === 'fee' ? provider : `${provider}退回`;
   }
+}
+
+/** The card office's read of any card's statement (no password: the operator is authenticated). */
+export async function cardStatement(ctx: SwitchContext, reader: StatementReader, cardNo: string, query: StatementQueryInput): Promise<StatementResult> {
+  if (!(await cardExists(ctx, cardNo))) throw new NotFoundError(`card ${cardNo} does not exist`);
+  return reader.read(cardNo, query);
 }
 
 // ---- settlement --------------------------------------------------------------------------------
@@ -252,12 +257,32 @@ export interface SettlementOptions {
  * A merchant's takings for one campus day, per terminal and in total: money to `m:<merchant>` is paid
  * (POS payments, water spending), money from it is given back (refunds, reversals). Every shard's
  * journal is read in bounded pages over the day's stream-id range. A merchant with no entries gets an
- * empty report: the journal cannot tell an idle merchant from an unknown one.
+ * empty report: the journal cannot tell an idle merchant from an unknown one. Stopped between pages
+ * when `options.cancelled` says so (CancelledError).
  */
 export async function settlementReport(ctx: SwitchContext, merchantId: string, day: string, options: SettlementOptions = {}): Promise<SettlementReport> {
   if (!MERCHANT_ID_PATTERN.test(merchantId)) throw new InvalidArgumentError(`merchant_id must be 1-32 of A-Z a-z 0-9 _ -, got "${merchantId.slice(0, 40)}"`);
   const { startMs, endMs } = campusDayRange(day);
-  const party = `m:${merchantId}`;
+  let byTerminal: Map<string, TerminalTakings>;
+  try {
+    byTerminal = await takingsByTerminal(ctx, `m:${merchantId}`, startMs, endMs, options);
+  } catch (err) {
+    if (err instanceof JournalReadCancelledError) throw new CancelledError('the call was cancelled or its deadline passed before the report was complete');
+    throw err;
+  }
+  const terminals = [...byTerminal.values()].sort((a, b) => (a.terminalId < b.terminalId ? -1 : a.terminalId > b.terminalId ? 1 : 0));
+  const total = emptyTakings('');
+  for (const t of terminals) {
+    total.payments += t.payments;
+    total.paidFen += t.paidFen;
+    total.refunds += t.refunds;
+    total.refundedFen += t.refundedFen;
+  }
+  total.netFen = total.paidFen - total.refundedFen;
+  return { merchantId, day, terminals, total };
+}
+
+async function takingsByTerminal(ctx: SwitchContext, party: string, startMs: number, endMs: number, options: SettlementOptions): Promise<Map<string, TerminalTakings>> {
   const byTerminal = new Map<string, TerminalTakings>();
   const range = {
     start: String(Math.max(0, startMs - SETTLEMENT_CLOCK_SKEW_MS)),
@@ -287,21 +312,33 @@ export async function settlementReport(ctx: SwitchContext, merchantId: string, d
       }
     }
   });
-  const terminals = [...byTerminal.values()].sort((a, b) => (a.terminalId < b.terminalId ? -1 : a.terminalId > b.terminalId ? 1 : 0));
-  const total = emptyTakings('');
-  for (const t of terminals) {
-    total.payments += t.payments;
-    total.paidFen += t.paidFen;
-    total.refunds += t.refunds;
-    total.refundedFen += t.refundedFen;
-  }
-  total.netFen = total.paidFen - total.refundedFen;
-  return { merchantId, day, terminals, total };
+  return byTerminal;
 }
 
 export { DEFAULT_STATEMENT_PAGE_SIZE, MAX_STATEMENT_PAGE_SIZE } from '../ledger/statement.js';
 
-/** The conservation audit of the whole ledger (ledger/audit.ts), for the operator's Audit call. */
-export function auditSwitchLedger(ctx: SwitchContext, options: AuditOptions): Promise<AuditReport> {
-  return auditLedger(ctx.redis, ctx.keys, options);
+/** The audit reads every journal; two at once in one process would only slow both (and the switch). */
+let auditRunning = false;
+
+/**
+ * The conservation audit of the whole ledger (ledger/audit.ts), for the operator's Audit call: one at a
+ * time per process, logged with its figures, stopped between pages when `options.cancelled` says so.
+ */
+export async function auditSwitchLedger(ctx: SwitchContext, options: AuditOptions): Promise<AuditReport> {
+  if (auditRunning) throw new ResourceExhaustedError('an audit is already running on this switch; wait for it to finish and ask again');
+  auditRunning = true;
+  try {
+    const report = await auditLedger(ctx.redis, ctx.keys, options);
+    const figures = { accounts: report.accounts, entries: report.journalEntries, heldFen: report.heldFen, problems: report.problemCount, elapsedMs: report.elapsedMs };
+    if (report.ok) ctx.log.info(figures, 'audit: ledger sound');
+    else ctx.log.error(figures, 'audit: ledger NOT sound');
+    return report;
+  } catch (err) {
+    if (err instanceof AuditCancelledError || err instanceof JournalReadCancelledError) {
+      throw new CancelledError('the call was cancelled or its deadline passed before the audit was complete');
+    }
+    throw err;
+  } finally {
+    auditRunning = false;
+  }
 }

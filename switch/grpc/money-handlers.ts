@@ -1,26 +1,28 @@
 // Refund (PosService), Recharge and PayUtilityFee (KioskService), ManualRecharge and Adjust
-// (AdminService): validate, call the domain module, map the result to the response. Business
-// refusals of PayUtilityFee are declined answers (like Authorize); the others answer a gRPC status.
+// (AdminService): validate, call one domain function (refund.ts, kiosk.ts, recharge.ts), map the
+// result to the response. Business refusals of PayUtilityFee are declined answers (like Authorize);
+// the others answer a gRPC status.
 //
-// Fee provider: the context has no provider field yet, so fees/index.ts gives each context the
-// development simulator unless useFeeProvider(ctx, provider) set one (tests do). The recovery sweep
-// for fees left pending by a crash (recoverPendingFees in domain/fees.ts) is not scheduled yet: it is
-// meant to run from app.ts at start-up and every minute.
+// Fee provider: app.ts sets it with useFeeProvider (the built-in simulator until a campus adapter
+// exists; tests set their own). Fees left pending by a crash or a silent provider are finished or
+// given back by the recovery sweep (recoverPendingFees in domain/fees.ts), which app.ts runs at
+// start-up and every FEE_RECOVERY_INTERVAL_MS.
 import type { handleUnaryCall } from '@grpc/grpc-js';
 import { DeclineReason, Outcome, RechargeChannel, UtilityKind } from '../../proto/gen/cardswitch/v1/common.js';
 import type { RefundRequest, RefundResponse } from '../../proto/gen/cardswitch/v1/pos.js';
 import type { PayUtilityFeeRequest, PayUtilityFeeResponse, RechargeRequest, RechargeResponse } from '../../proto/gen/cardswitch/v1/kiosk.js';
 import type { AdjustRequest, AdjustResponse, ManualRechargeRequest, ManualRechargeResponse } from '../../proto/gen/cardswitch/v1/admin.js';
 import type { SwitchContext } from '../context.js';
-import { checkCardPassword, passwordBusyError } from '../domain/card-password.js';
-import { checkCardNumber, resolveCardholder } from '../domain/cardholder.js';
-import { checkFeeAmount, checkUtilityTarget, payUtilityFee } from '../domain/fees.js';
+import { checkCardNumber } from '../domain/cardholder.js';
+import { checkFeeAmount, checkUtilityTarget } from '../domain/fees.js';
+import { payUtilityFeeAtKiosk, rechargeAtKiosk } from '../domain/kiosk.js';
 import { adjustBalance, CHANNEL_NAMES, checkReason, checkRechargeOrder, rechargeCard } from '../domain/recharge.js';
 import { refundPayment } from '../domain/refund.js';
 import { TERMINAL_ID_PATTERN } from '../domain/terminals.js';
 import type { FeeAnswer, RechargeChannelCode, UtilityKindCode } from '../ledger/money.js';
 import { formatYuan } from '../money.js';
 import { PIN_PATTERN } from '../domain/password.js';
+import { cardholderOf, kioskCardholder } from './kiosk-cardholder.js';
 import { InvalidArgumentError, NotFoundError } from './errors.js';
 import { callingOperator, callingTerminal, unary } from './unary.js';
 import { checkAmount, checkSequence, checkTerminalField } from './validate.js';
@@ -83,14 +85,14 @@ export function kioskRechargeHandler(ctx: SwitchContext): handleUnaryCall<Rechar
     const terminal = callingTerminal(call);
     const channel = checkChannel(req.channel);
     checkRechargeOrder(ctx.config, channel, req.channelOrderId, req.amountFen);
-    const { cardNo } = await resolveCardholder(ctx, req.cardholder);
-    const result = await rechargeCard(ctx, { cardNo, channel, orderId: req.channelOrderId, amountFen: req.amountFen, source: terminal.id, reason: '' });
+    const order = { cardholder: cardholderOf(req.cardholder), channel, orderId: req.channelOrderId, amountFen: req.amountFen, terminalId: terminal.id };
+    const result = await rechargeAtKiosk(ctx, order);
     return {
       balanceAfterFen: result.balanceAfterFen,
       transactionId: result.transactionId,
       displayText: rechargeText(channel, req.amountFen, result.balanceAfterFen),
       decidedAtMs: result.decidedAtMs,
-      cardNumber: cardNo,
+      cardNumber: result.cardNo,
     };
   });
 }
@@ -117,24 +119,20 @@ export function adjustHandler(ctx: SwitchContext): handleUnaryCall<AdjustRequest
 
 export function payUtilityFeeHandler(ctx: SwitchContext): handleUnaryCall<PayUtilityFeeRequest, PayUtilityFeeResponse> {
   return unary<PayUtilityFeeRequest, PayUtilityFeeResponse>(ctx, 'PayUtilityFee', async (req, call) => {
-    const terminal = callingTerminal(call);
     const sequence = checkSequence(req.sequenceNumber, 'sequence_number');
     const kind = checkUtilityKind(req.kind);
     const target = checkUtilityTarget(kind, req.networkAccount, req.building, req.room);
     const amountFen = checkFeeAmount(req.amountFen);
     if (req.password === '') throw new InvalidArgumentError('password is required (the 6-digit card password)');
     if (!PIN_PATTERN.test(req.password)) throw new InvalidArgumentError('password must be exactly 6 digits');
-    const { cardNo } = await resolveCardholder(ctx, req.cardholder);
+    const outcome = await payUtilityFeeAtKiosk(ctx, { ...kioskCardholder(req.cardholder, req.password, call), sequence, target, amountFen });
     // A wrong or locked password is a declined answer, not recorded under the request key: the
     // cardholder may try again with the same sequence number.
-    const check = await checkCardPassword(ctx, cardNo, req.password, { terminalId: terminal.id });
-    if (!check.ok && check.reason === 'unknown_card') throw new NotFoundError(`card ${cardNo} does not exist`);
-    if (!check.ok && check.reason === 'locked') return passwordDecline(DeclineReason.DECLINE_REASON_PIN_LOCKED, '密码已锁定，请明日再试', 0);
-    if (!check.ok && check.reason === 'busy') throw passwordBusyError();
-    if (!check.ok) return passwordDecline(DeclineReason.DECLINE_REASON_WRONG_PIN, `密码错误，今日还可尝试${check.attemptsLeft}次`, check.attemptsLeft);
-    const answer = await payUtilityFee(ctx, { cardNo, terminalId: terminal.id, sequence, target, amountFen });
-    if (answer.code === 'unknown_card') throw new NotFoundError(`card ${cardNo} does not exist`);
-    return feeResponse(answer, UTILITY_NAMES[kind], amountFen);
+    if (outcome.kind === 'password_refused' && outcome.reason === 'locked') return passwordDecline(DeclineReason.DECLINE_REASON_PIN_LOCKED, '密码已锁定，请明日再试', 0);
+    if (outcome.kind === 'password_refused') {
+      return passwordDecline(DeclineReason.DECLINE_REASON_WRONG_PIN, `密码错误，今日还可尝试${outcome.attemptsLeft}次`, outcome.attemptsLeft);
+    }
+    return feeResponse(outcome.answer, UTILITY_NAMES[kind], amountFen);
   });
 }
 

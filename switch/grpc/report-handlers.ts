@@ -1,5 +1,5 @@
-// KioskService/Statement, AdminService/CardStatement, SettlementReport and Audit: validate, call the
-// reports domain or the ledger audit, map the result. Nothing here changes money.
+// KioskService/Statement, AdminService/CardStatement, SettlementReport and Audit: validate, call one
+// function of the domain (kiosk.ts, reports.ts), map the result. Nothing here changes money.
 import type { handleUnaryCall } from '@grpc/grpc-js';
 import { StatementKind, type StatementLine, type StatementPage, type StatementQuery } from '../../proto/gen/cardswitch/v1/common.js';
 import type { StatementRequest, StatementResponse } from '../../proto/gen/cardswitch/v1/kiosk.js';
@@ -13,10 +13,13 @@ import type {
   TerminalTotal,
 } from '../../proto/gen/cardswitch/v1/admin.js';
 import type { SwitchContext } from '../context.js';
-import { requireCardPassword } from '../domain/card-password.js';
-import { checkCardNumber, resolveCardholder } from '../domain/cardholder.js';
+import { checkCardNumber } from '../domain/cardholder.js';
+import { statementAtKiosk } from '../domain/kiosk.js';
 import {
   auditSwitchLedger,
+  cardStatement,
+  DEFAULT_STATEMENT_PAGE_SIZE,
+  MAX_STATEMENT_PAGE_SIZE,
   settlementReport,
   StatementReader,
   type StatementCategory,
@@ -25,11 +28,10 @@ import {
   type StatementResult,
   type TerminalTakings,
 } from '../domain/reports.js';
-import { AuditCancelledError, type AuditReport } from '../ledger/audit.js';
-import { JournalReadCancelledError } from '../ledger/journal.js';
-import { DEFAULT_STATEMENT_PAGE_SIZE, MAX_STATEMENT_PAGE_SIZE } from '../ledger/statement.js';
-import { CancelledError, InvalidArgumentError, NotFoundError, ResourceExhaustedError } from './errors.js';
-import { callingTerminal, unary, type CallContext } from './unary.js';
+import type { AuditReport } from '../ledger/audit.js';
+import { kioskCardholder } from './kiosk-cardholder.js';
+import { InvalidArgumentError } from './errors.js';
+import { unary, type CallContext } from './unary.js';
 
 const CATEGORY_OF_PROTO: ReadonlyMap<StatementKind, StatementCategory> = new Map([
   [StatementKind.STATEMENT_KIND_PAYMENT, 'payment'],
@@ -53,8 +55,6 @@ const PROTO_OF_CATEGORY: Readonly<Record<StatementCategory, StatementKind>> = {
 
 /** More than every kind twice over is not a filter a client means. */
 const MAX_QUERY_KINDS = 16;
-/** The audit reads every journal; two at once would only slow both (and the switch). */
-let auditRunning = false;
 
 function checkTimeBound(value: number, field: string): number {
   if (!Number.isSafeInteger(value) || value < 0) throw new InvalidArgumentError(`${field} must be milliseconds since the epoch (>= 0, 0 = unbounded), got ${value}`);
@@ -103,13 +103,8 @@ export function kioskStatementHandler(ctx: SwitchContext): handleUnaryCall<State
   const reader = new StatementReader(ctx);
   return unary(ctx, 'Statement', async (req: StatementRequest, call) => {
     const query = checkStatementQuery(req.query);
-    const { cardNo } = await resolveCardholder(ctx, req.cardholder);
-    await requireCardPassword(ctx, cardNo, req.password, { terminalId: callingTerminal(call).id });
-    // '' serial: reading a statement is not a card sync.
-    const card = await ctx.ledger.inquire(cardNo, '');
-    if (card.code === 'unknown_card') throw new NotFoundError(`card ${cardNo} does not exist`);
-    const page = await reader.read(cardNo, query);
-    return { page: pageToProto(page), balanceFen: card.balanceFen };
+    const statement = await statementAtKiosk(ctx, reader, kioskCardholder(req.cardholder, req.password, call), query);
+    return { page: pageToProto(statement.page), balanceFen: statement.balanceFen };
   });
 }
 
@@ -118,8 +113,7 @@ export function cardStatementHandler(ctx: SwitchContext): handleUnaryCall<CardSt
   return unary(ctx, 'CardStatement', async (req: CardStatementRequest) => {
     const cardNo = checkCardNumber(req.cardNumber);
     const query = checkStatementQuery(req.query);
-    if ((await ctx.redis.exists(ctx.keys.account(cardNo))) !== 1) throw new NotFoundError(`card ${cardNo} does not exist`);
-    return { page: pageToProto(await reader.read(cardNo, query)) };
+    return { page: pageToProto(await cardStatement(ctx, reader, cardNo, query)) };
   });
 }
 
@@ -127,25 +121,12 @@ function totalToProto(t: TerminalTakings): TerminalTotal {
   return { terminalId: t.terminalId, payments: t.payments, paidFen: t.paidFen, refunds: t.refunds, refundedFen: t.refundedFen, netFen: t.netFen };
 }
 
-/**
- * A report or audit stopped between pages because the caller cancelled or its deadline passed. The
- * caller never sees this status; INVALID_ARGUMENT keeps it out of the error log (errors.ts has no
- * CANCELLED mapping).
- */
-function stoppedEarly(err: unknown): boolean {
-  return err instanceof JournalReadCancelledError || err instanceof AuditCancelledError;
-}
-
 export function settlementReportHandler(ctx: SwitchContext): handleUnaryCall<SettlementReportRequest, SettlementReportResponse> {
   return unary(ctx, 'SettlementReport', async (req: SettlementReportRequest, call: CallContext) => {
     if (req.merchantId === '') throw new InvalidArgumentError('merchant_id is required');
-    try {
-      const report = await settlementReport(ctx, req.merchantId, req.day, { cancelled: call.cancelled });
-      return { merchantId: report.merchantId, day: report.day, terminals: report.terminals.map(totalToProto), total: totalToProto(report.total) };
-    } catch (err) {
-      if (stoppedEarly(err)) throw new CancelledError('the call was cancelled or its deadline passed before the report was complete');
-      throw err;
-    }
+    // A call cancelled or past its deadline stops the report between pages (CancelledError).
+    const report = await settlementReport(ctx, req.merchantId, req.day, { cancelled: call.cancelled });
+    return { merchantId: report.merchantId, day: report.day, terminals: report.terminals.map(totalToProto), total: totalToProto(report.total) };
   });
 }
 
@@ -164,18 +145,7 @@ export function auditResponse(report: AuditReport): AuditResponse {
 
 export function auditHandler(ctx: SwitchContext): handleUnaryCall<AuditRequest, AuditResponse> {
   return unary(ctx, 'Audit', async (_req: AuditRequest, call: CallContext) => {
-    if (auditRunning) throw new ResourceExhaustedError('an audit is already running on this switch; wait for it to finish and ask again');
-    auditRunning = true;
-    try {
-      const report = await auditSwitchLedger(ctx, { cancelled: call.cancelled });
-      const log = report.ok ? ctx.log.info.bind(ctx.log) : ctx.log.error.bind(ctx.log);
-      log({ accounts: report.accounts, entries: report.journalEntries, heldFen: report.heldFen, problems: report.problemCount, elapsedMs: report.elapsedMs }, report.ok ? 'audit: ledger sound' : 'audit: ledger NOT sound');
-      return auditResponse(report);
-    } catch (err) {
-      if (stoppedEarly(err)) throw new CancelledError('the call was cancelled or its deadline passed before the audit was complete');
-      throw err;
-    } finally {
-      auditRunning = false;
-    }
+    // One audit at a time per switch (RESOURCE_EXHAUSTED); a cancelled call stops it between pages.
+    return auditResponse(await auditSwitchLedger(ctx, { cancelled: call.cancelled }));
   });
 }

@@ -1,0 +1,99 @@
+// The card office's actions that move no money: register and enable terminals, replace a card,
+// freeze it, set its own limits, import cardholders and terminals. Each action is written to the
+// operator log by the function that performs it, with the operator's name.
+import type { SwitchContext } from '../context.js';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
+import { importCardholders, importTerminals, parseCardholdersCsv, parseTerminalsCsv, type RowError } from '../data/import.js';
+import { cardExists, claimCardSerial } from '../ledger/cards.js';
+import { appendOperatorLog } from '../ledger/oplog.js';
+import { cardView, type CardView } from './card-view.js';
+import { IMPORT_SCRYPT_N } from './password.js';
+import { validateNewTerminal, type NewTerminal } from './terminals.js';
+
+export async function registerTerminal(ctx: SwitchContext, operator: string, terminal: NewTerminal): Promise<void> {
+  const problems = validateNewTerminal(terminal);
+  if (problems.length > 0) throw new InvalidArgumentError(problems.join('; '));
+  if ((await ctx.terminals.get(terminal.id)) !== undefined) throw new FailedPreconditionError(`terminal ${terminal.id} is already registered`);
+  await ctx.terminals.register(terminal);
+  await appendOperatorLog(ctx, 'register-terminal', operator, { terminal: terminal.id, kind: terminal.kind, merchant: terminal.merchantId });
+}
+
+export async function setTerminalEnabled(ctx: SwitchContext, operator: string, terminalId: string, enabled: boolean): Promise<void> {
+  if (!(await ctx.terminals.setEnabled(terminalId, enabled))) throw new NotFoundError(`terminal ${terminalId.slice(0, 40)} is not registered`);
+  await appendOperatorLog(ctx, enabled ? 'enable-terminal' : 'disable-terminal', operator, { terminal: terminalId });
+}
+
+export interface CardReplacement {
+  /** The card after the replacement (not synced until the new card is tapped). */
+  readonly card: CardView;
+  readonly oldSerial: string;
+}
+
+/**
+ * Moves the account (balance, password, limits) to a new card serial; the old card is dead. The serial
+ * is claimed in the directory first, so a serial already on another card is refused and never moved.
+ * `newSerial` is a checked serial in upper case.
+ */
+export async function replaceCard(ctx: SwitchContext, operator: string, cardNo: string, newSerial: string): Promise<CardReplacement> {
+  if (!(await cardExists(ctx, cardNo))) throw new NotFoundError(`card ${cardNo} does not exist`);
+  if (!(await claimCardSerial(ctx, newSerial, cardNo))) throw new FailedPreconditionError(`card serial ${newSerial} already belongs to another card`);
+  const oldSerial = await ctx.ledger.replaceCard(cardNo, newSerial);
+  if (oldSerial === undefined) throw new NotFoundError(`card ${cardNo} does not exist`);
+  await appendOperatorLog(ctx, 'replace-card', operator, { card: cardNo, old: oldSerial, new: newSerial });
+  return { card: await cardView(ctx, cardNo, ''), oldSerial };
+}
+
+/**
+ * Freezes a card (from active or lost) or unfreezes it (to active); `reason` is a checked, trimmed
+ * line. Returns the card's status now; a card that cannot make the change is refused.
+ */
+export async function setCardFrozen(ctx: SwitchContext, operator: string, cardNo: string, frozen: boolean, reason: string): Promise<'frozen' | 'active'> {
+  const result = frozen
+    ? await ctx.ledger.setStatus(cardNo, 'frozen', ['active', 'lost', 'frozen'])
+    : await ctx.ledger.setStatus(cardNo, 'active', ['frozen', 'active']);
+  if (result === undefined) throw new NotFoundError(`card ${cardNo} does not exist`);
+  if (!result.changed) throw new FailedPreconditionError(`card ${cardNo} is ${result.previous}; it cannot be ${frozen ? 'frozen' : 'unfrozen'}`);
+  await appendOperatorLog(ctx, frozen ? 'freeze' : 'unfreeze', operator, { card: cardNo, reason });
+  return frozen ? 'frozen' : 'active';
+}
+
+/** A card's own limits in fen; -1 clears one (its holder type's default applies). */
+export interface CardLimits {
+  readonly noPinPerPaymentFen: number;
+  readonly noPinPerDayFen: number;
+  readonly dailySpendLimitFen: number;
+}
+
+export async function setCardLimits(ctx: SwitchContext, operator: string, cardNo: string, limits: CardLimits): Promise<void> {
+  if (!(await ctx.ledger.setCardLimits(cardNo, limits))) throw new NotFoundError(`card ${cardNo} does not exist`);
+  await appendOperatorLog(ctx, 'set-limits', operator, {
+    card: cardNo,
+    noPinPerPaymentFen: String(limits.noPinPerPaymentFen),
+    noPinPerDayFen: String(limits.noPinPerDayFen),
+    dailySpendLimitFen: String(limits.dailySpendLimitFen),
+  });
+}
+
+export interface ImportOutcome {
+  readonly imported: number;
+  /** Empty when every row was imported; a file with problems imports nothing. */
+  readonly problems: readonly RowError[];
+}
+
+/** Imports a cardholders CSV, all rows or none; a file that does not parse is not logged. */
+export async function importCardholdersCsv(ctx: SwitchContext, operator: string, csv: string): Promise<ImportOutcome> {
+  const parsed = parseCardholdersCsv(csv);
+  if (parsed.errors.length > 0) return { imported: 0, problems: parsed.errors };
+  const report = await importCardholders({ ledger: ctx.ledger, pool: ctx.passwords }, parsed.rows, { scryptN: IMPORT_SCRYPT_N });
+  await appendOperatorLog(ctx, 'import-cardholders', operator, { imported: String(report.importedCount), problems: String(report.errors.length) });
+  return { imported: report.importedCount, problems: report.errors };
+}
+
+/** Imports a terminals CSV, all rows or none; a file that does not parse is not logged. */
+export async function importTerminalsCsv(ctx: SwitchContext, operator: string, csv: string): Promise<ImportOutcome> {
+  const parsed = parseTerminalsCsv(csv);
+  if (parsed.errors.length > 0) return { imported: 0, problems: parsed.errors };
+  const report = await importTerminals(ctx.terminals, parsed.rows);
+  await appendOperatorLog(ctx, 'import-terminals', operator, { imported: String(report.importedCount), problems: String(report.errors.length) });
+  return { imported: report.importedCount, problems: report.errors };
+}
