@@ -160,7 +160,8 @@ function rulesOf(name: ScriptName, args: readonly (string | number)[]): readonly
   return [...spec.args, ...tail];
 }
 
-function badValues(rule: ArgvRule): string[] {
+/** Wrong values for a rule: as text, and as the numbers a wrapper might pass (ioredis sends String(n)). */
+function badValues(rule: ArgvRule): (string | number)[] {
   switch (rule.kind) {
     case 'text':
       return [];
@@ -171,9 +172,9 @@ function badValues(rule: ArgvRule): string[] {
     case 'oneOf':
       return ['', 'nope'];
     case 'nonZeroInteger':
-      return ['0', '1.5', ' 7', '9007199254740992'];
+      return ['0', '1.5', ' 7', '9007199254740992', 0, 1.5, Number.MAX_SAFE_INTEGER + 1];
     case 'integer':
-      return ['', 'x', '1.5', '1e3', '0x10', String(rule.min - 1), '9007199254740992'];
+      return ['', 'x', '1.5', '1e3', '0x10', String(rule.min - 1), '9007199254740992', rule.min - 1, 0.5, Number.NaN, 2 ** 53];
   }
 }
 

@@ -115,7 +115,19 @@ export class ScriptArgumentError extends RangeError {
 
 const INTEGER_TEXT = /^-?\d+$/;
 
-function ruleProblem(rule: ArgvRule, value: string): string | undefined {
+/** Integers the wrappers pass as numbers are checked without a string round trip (this runs per payment). */
+function integerOk(value: string | number, min: number): boolean {
+  if (typeof value === 'number') return Number.isSafeInteger(value) && value >= min;
+  const n = Number(value);
+  return INTEGER_TEXT.test(value) && n >= min && n <= Number.MAX_SAFE_INTEGER;
+}
+
+function ruleProblem(rule: ArgvRule, raw: string | number): string | undefined {
+  if (rule.kind === 'integer') {
+    if (integerOk(raw, rule.min)) return undefined;
+    return rule.min === 1 ? 'must be a positive integer' : `must be an integer >= ${rule.min}`;
+  }
+  const value = String(raw);
   switch (rule.kind) {
     case 'text':
       return undefined;
@@ -129,22 +141,18 @@ function ruleProblem(rule: ArgvRule, value: string): string | undefined {
       const n = Number(value);
       return INTEGER_TEXT.test(value) && n !== 0 && Math.abs(n) <= Number.MAX_SAFE_INTEGER ? undefined : 'must be a non-zero integer';
     }
-    case 'integer': {
-      const n = Number(value);
-      if (INTEGER_TEXT.test(value) && n >= rule.min && n <= Number.MAX_SAFE_INTEGER) return undefined;
-      return rule.min === 1 ? 'must be a positive integer' : `must be an integer >= ${rule.min}`;
-    }
   }
 }
 
 function checkRules(name: ScriptName, rules: readonly ArgvRule[], args: readonly (string | number)[], from: number): void {
-  rules.forEach((rule, i) => {
-    const value = String(args[from + i]);
-    const problem = ruleProblem(rule, value);
+  for (let i = 0; i < rules.length; i++) {
+    const rule = rules[i] as ArgvRule;
+    const raw = args[from + i] as string | number;
+    const problem = ruleProblem(rule, raw);
     if (problem !== undefined) {
-      throw new ScriptArgumentError(`${name}: ARGV[${from + i + 1}] ${rule.name} ${problem}, got "${value.slice(0, 40)}"`);
+      throw new ScriptArgumentError(`${name}: ARGV[${from + i + 1}] ${rule.name} ${problem}, got "${String(raw).slice(0, 40)}"`);
     }
-  });
+  }
 }
 
 function countError(name: ScriptName, count: number, expected: string): ScriptArgumentError {
