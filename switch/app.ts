@@ -17,6 +17,7 @@ import { TerminalRecords } from './ledger/terminals.js';
 import { CardDirectoryRecords } from './ledger/card-directory.js';
 import { checkShardCount } from './ledger/meta.js';
 import { PipelineClient } from './redis/pipeline-client.js';
+import { guardIoredis, LedgerBreaker } from './redis/breaker.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import type { SwitchContext } from './context.js';
@@ -33,6 +34,9 @@ import { serveGateway, type RunningHolderGateway } from './gateway/serve.js';
 const MAX_CACHED_SERIALS = 500_000;
 /** Ledger commands waiting for Redis at once; beyond this the switch answers UNAVAILABLE instead of queueing. */
 const MAX_PENDING_LEDGER_COMMANDS = 20_000;
+/** While the ledger is down: a probe PING at most this often, and how long a call waits for it before UNAVAILABLE. */
+const LEDGER_PROBE_INTERVAL_MS = 100;
+const LEDGER_HOLD_MS = 50;
 
 export interface SwitchApp {
   /** 0 when the gRPC server was not started (the gateway on its own). */
@@ -134,6 +138,9 @@ export async function startSwitch(config: Config, log: Logger, now: () => number
   // Redis did not answer are counted where they are answered (grpc/unary.ts, the stream, the gateway).
   const metrics = createMetrics();
   const redis = await connectLedgerRedis(config, log, metrics);
+  // Both clients fail fast together while the ledger is known down (redis/breaker.ts).
+  const breaker = new LedgerBreaker({ probeIntervalMs: LEDGER_PROBE_INTERVAL_MS, holdMs: LEDGER_HOLD_MS, maxHeld: MAX_PENDING_LEDGER_COMMANDS, log });
+  guardIoredis(redis, breaker);
   let grpc: RunningGrpcServer | undefined;
   let gateway: RunningHolderGateway | undefined;
   let passwords: PasswordPool | undefined;
@@ -142,6 +149,7 @@ export async function startSwitch(config: Config, log: Logger, now: () => number
     connectTimeoutMs: 5000,
     maxPending: MAX_PENDING_LEDGER_COMMANDS,
     log,
+    breaker,
   });
   try {
     const keys = new Keys(config.keyPrefix, config.ledgerShards);
@@ -169,6 +177,7 @@ export async function startSwitch(config: Config, log: Logger, now: () => number
     const stop = async (): Promise<void> => {
       await Promise.all([stopFeeRecovery(), runningGrpc?.shutdown(), runningGateway?.shutdown()]);
       await pool.close();
+      breaker.stop();
       fast?.close();
       await redis.quit().catch(() => redis.disconnect());
     };
@@ -177,6 +186,7 @@ export async function startSwitch(config: Config, log: Logger, now: () => number
     await gateway?.shutdown();
     await grpc?.shutdown();
     await passwords?.close();
+    breaker.stop();
     fast?.close();
     redis.disconnect();
     throw err;

@@ -16,6 +16,7 @@ import {
 } from '../errors.js';
 import { PasswordPoolBusyError } from '../workers/password-pool.js';
 import { isRedisUnavailable } from '../redis/unavailable.js';
+import { LedgerDownError } from '../redis/breaker.js';
 import { IdempotencyConflictError, LedgerInvariantError, ReversalMismatchError } from '../ledger/ledger.js';
 
 export function statusError(code: Status, details: string): Partial<ServiceError> {
@@ -30,6 +31,10 @@ export interface MappedError {
   /** Worth an error-level log line (our fault or the ledger's), not the caller's. */
   readonly serious: boolean;
 }
+
+/** UNAVAILABLE when a ledger request may have been applied: the POS retries with the same sequence number. */
+const OUTCOME_UNKNOWN = 'the ledger did not answer, so the outcome is unknown; retry with the same sequence number to learn it (a retry never charges twice)';
+const LEDGER_DOWN = 'the ledger is not answering at the moment; retry with the same sequence number in a moment (a retry never charges twice)';
 
 export function mapError(err: unknown): MappedError {
   if (err instanceof InvalidArgumentError || err instanceof RangeError) return { code: Status.INVALID_ARGUMENT, details: err.message, serious: false };
@@ -53,9 +58,11 @@ export function mapError(err: unknown): MappedError {
   }
   if (err instanceof CancelledError) return { code: Status.CANCELLED, details: err.message, serious: false };
   if (err instanceof ResourceExhaustedError) return { code: Status.RESOURCE_EXHAUSTED, details: err.message, serious: false };
-  if (isRedisUnavailable(err)) {
-    return { code: Status.UNAVAILABLE, details: 'the ledger did not answer, so the outcome is unknown; retry with the same sequence number to learn it (a retry never charges twice)', serious: true };
+  if (err instanceof LedgerDownError && !err.sent) {
+    // The breaker logged once when it opened; a line per refused call would flood the log.
+    return { code: Status.UNAVAILABLE, details: LEDGER_DOWN, serious: false };
   }
+  if (isRedisUnavailable(err)) return { code: Status.UNAVAILABLE, details: OUTCOME_UNKNOWN, serious: !(err instanceof LedgerDownError) };
   if (err instanceof LedgerInvariantError) return { code: Status.INTERNAL, details: 'ledger invariant broken; the operator has been alerted', serious: true };
   return { code: Status.INTERNAL, details: 'internal error; retry with the same sequence number', serious: true };
 }

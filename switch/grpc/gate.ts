@@ -6,7 +6,8 @@
 // and a second layer of pending-event bookkeeping; per call that costs far more than the check. Measured with h2load on a no-op server with the switch's PosService (1 connection x 50 streams,
 // the same cached terminal check, alternating): ServerInterceptingCall 5,474 / 5,646 calls/s, this gate
 // 6,898 / 8,014, the check inside the handler (no interceptor) 6,708 / 8,227 (loadtest/RESULTS.md).
-import type { Metadata, ServerInterceptingCall, ServerInterceptingCallInterface } from '@grpc/grpc-js';
+import { Metadata, type ServerInterceptingCall, type ServerInterceptingCallInterface } from '@grpc/grpc-js';
+import { atDeadline, DEADLINE_REFUSAL } from './deadline.js';
 
 type Listener = Parameters<ServerInterceptingCallInterface['start']>[0];
 /** A status to end a call with (grpc-js's PartialStatusObject, which its index does not export). */
@@ -52,7 +53,22 @@ class GatedCall implements ServerInterceptingCallInterface {
           return;
         }
         if (verdict instanceof Promise) {
-          verdict.then((status) => (status === undefined ? admit(metadata) : refuse(status)), (err: unknown) => refuse(failed(err)));
+          // A check waiting for Redis answers before the caller's deadline, as handlers do (deadline.ts).
+          let decided = false;
+          const cancelDeadline = atDeadline(next.getDeadline(), () => {
+            decided = true;
+            refuse({ ...DEADLINE_REFUSAL, metadata: new Metadata() });
+          });
+          const decide = (then: () => void): void => {
+            cancelDeadline();
+            if (decided) return;
+            decided = true;
+            then();
+          };
+          verdict.then(
+            (status) => decide(() => (status === undefined ? admit(metadata) : refuse(status))),
+            (err: unknown) => decide(() => refuse(failed(err))),
+          );
         } else if (verdict === undefined) admit(metadata);
         else refuse(verdict);
       },

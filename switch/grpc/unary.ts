@@ -1,5 +1,6 @@
 // Thin, uniform unary handlers: safe decoding (a malformed message is INVALID_ARGUMENT, not
-// INTERNAL), the authenticated terminal, cancellation, and one error mapping for every RPC.
+// INTERNAL), the authenticated terminal, cancellation, the caller's deadline (a call still waiting
+// just before it is answered UNAVAILABLE: deadline.ts), and one error mapping for every RPC.
 import { Metadata, status as Status } from '@grpc/grpc-js';
 import type { handleUnaryCall, sendUnaryData, ServerUnaryCall, ServiceDefinition } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -9,6 +10,7 @@ import { operatorOf } from './operator-auth.js';
 import { InvalidArgumentError, mapError } from './errors.js';
 import type { Metrics } from '../metrics.js';
 import { unavailableRedisClient } from '../redis/unavailable.js';
+import { atDeadline, DEADLINE_REFUSAL } from './deadline.js';
 
 /** Stands in for a request whose bytes did not decode; handlers answer it with INVALID_ARGUMENT. */
 export class UndecodableRequest {
@@ -65,13 +67,30 @@ export function unary<Req, Res>(
       callback(err);
       return;
     }
-    const context: CallContext = { metadata: call.metadata, cancelled: () => call.cancelled };
+    let answered = false;
+    const cancelDeadline = atDeadline(call.getDeadline(), () => {
+      // The body goes on (its Redis commands have their own timeout) but starts nothing new: see cancelled().
+      answered = true;
+      deps.log.debug({ rpc }, 'answered UNAVAILABLE at the caller\'s deadline');
+      metrics.grpcCall(rpc, Status[DEADLINE_REFUSAL.code], (performance.now() - startedMs) / 1000);
+      callback(Object.assign(new Error(DEADLINE_REFUSAL.details), { ...DEADLINE_REFUSAL, metadata: new Metadata() }));
+    });
+    const context: CallContext = { metadata: call.metadata, cancelled: () => answered || call.cancelled };
     body(request as Req, context).then(
       (response) => {
+        cancelDeadline();
+        if (answered) return;
+        answered = true;
         metrics.grpcCall(rpc, 'OK', (performance.now() - startedMs) / 1000);
         callback(null, response);
       },
       (err: unknown) => {
+        cancelDeadline();
+        if (answered) {
+          if (mapError(err).serious) deps.log.warn({ err, rpc }, 'call failed after it was answered at its deadline');
+          return;
+        }
+        answered = true;
         const refusal = toServiceError(err, deps, rpc);
         metrics.grpcCall(rpc, Status[refusal.code], (performance.now() - startedMs) / 1000);
         callback(refusal);

@@ -2,9 +2,12 @@
 // socket, every command of an event-loop turn written in one go, replies matched in order. It fails
 // closed: while disconnected, or after a command outlived its deadline, every pending and new command
 // is rejected at once (the switch answers UNAVAILABLE and the POS retries with the same key), and it
-// reconnects in the background. Everything else keeps using ioredis.
+// reconnects in the background. With a breaker (breaker.ts, shared with ioredis) a timeout or a lost
+// connection also refuses every later command at once until a probe PING is answered. Everything else
+// keeps using ioredis.
 import { connect, type Socket } from 'node:net';
 import type { Logger } from '../log.js';
+import { LedgerDownError, type LedgerBreaker } from './breaker.js';
 
 export type RespReply = string | number | null | RespReply[];
 
@@ -18,10 +21,12 @@ export class PipelineUnavailableError extends Error {
 }
 
 interface Pending {
-  readonly resolve: (reply: RespReply) => void;
-  readonly reject: (err: Error) => void;
+  resolve: (reply: RespReply) => void;
+  reject: (err: Error) => void;
   readonly deadlineMs: number;
 }
+
+const ignore = (): void => undefined;
 
 export interface PipelineOptions {
   readonly host: string;
@@ -31,6 +36,8 @@ export interface PipelineOptions {
   /** At most this many commands wait for replies; more is refused rather than queued without bound. */
   readonly maxPending: number;
   readonly log: Logger;
+  /** Shared with the switch's ioredis client: fail fast while the ledger is known down. */
+  readonly breaker?: LedgerBreaker;
 }
 
 const CRLF = '\r\n';
@@ -137,6 +144,8 @@ export class PipelineClient {
   private socket: Socket | undefined;
   private ready = false;
   private closed = false;
+  /** Why the switch itself is ending the connection (a command timed out), for the breaker. */
+  private breakReason: string | undefined;
   private readonly pending: Pending[] = [];
   private pendingHead = 0;
   private outgoing: string[] = [];
@@ -148,6 +157,10 @@ export class PipelineClient {
     // One timer for all commands: replies come in order, so the oldest pending one is the first to be late.
     this.watchdog = setInterval(() => this.checkDeadlines(), Math.max(10, Math.floor(options.commandTimeoutMs / 4)));
     this.watchdog.unref();
+    options.breaker?.attach(
+      () => this.send(['PING']),
+      (reason) => this.release(reason),
+    );
   }
 
   /**
@@ -193,6 +206,7 @@ export class PipelineClient {
         clearTimeout(timer);
         this.ready = true;
         this.reconnectAttempt = 0;
+        this.options.breaker?.wake();
         // Commands that arrived while the connection was being made go out now.
         this.flush();
         resolve();
@@ -213,6 +227,9 @@ export class PipelineClient {
     this.outgoing = [];
     this.failAll(new PipelineUnavailableError('Connection is closed: the ledger connection broke; the outcome of the last requests is unknown'));
     if (this.closed) return;
+    // Tripped only now, with the connection reset: the breaker's probe goes out on the next one.
+    this.options.breaker?.trip(this.breakReason ?? 'the ledger connection broke');
+    this.breakReason = undefined;
     // The first attempt is immediate: a broken connection after a timeout is usually fine again at once.
     const delayMs = this.reconnectAttempt === 0 ? 0 : Math.min(50 * 2 ** this.reconnectAttempt, RECONNECT_MAX_DELAY_MS);
     this.reconnectAttempt++;
@@ -235,9 +252,11 @@ export class PipelineClient {
       // Still (re)connecting: nothing was sent, and it is too late for what waits.
       this.outgoing = [];
       this.failAll(new PipelineUnavailableError('Connection is closed: the ledger did not come back in time'));
+      this.options.breaker?.trip('the ledger connection did not come back in time');
       return;
     }
     this.options.log.warn({ timeoutMs: this.options.commandTimeoutMs }, 'redis pipeline: command timed out; reconnecting');
+    this.breakReason = `a ledger command got no reply within ${this.options.commandTimeoutMs} ms`;
     // Replies are matched in order, so a late one would be matched to the wrong command: start over.
     this.socket.destroy();
   }
@@ -257,8 +276,36 @@ export class PipelineClient {
     else next.resolve(reply);
   }
 
+  /**
+   * The breaker opened: every waiting caller is answered now. Commands not yet written are dropped
+   * (nothing was sent); those written keep their place, so later replies still match in order.
+   */
+  private release(reason: string): void {
+    const err = new LedgerDownError('pipeline', reason, true);
+    const unsent = this.outgoing.length;
+    this.outgoing = [];
+    const dropped = this.pending.splice(this.pending.length - unsent, unsent);
+    for (let i = this.pendingHead; i < this.pending.length; i++) {
+      const p = this.pending[i];
+      if (p === undefined) continue;
+      const reject = p.reject;
+      p.resolve = ignore;
+      p.reject = ignore;
+      reject(err);
+    }
+    const refused = new LedgerDownError('pipeline', reason, false);
+    for (const p of dropped) p.reject(refused);
+  }
+
   /** Sends one command; resolves with its reply, rejects with a RespError reply or when unavailable. */
   command(args: readonly (string | number)[]): Promise<RespReply> {
+    const breaker = this.options.breaker;
+    if (breaker?.isOpen === true) return breaker.admit('pipeline').then(() => this.send(args));
+    return this.send(args);
+  }
+
+  /** A command past the breaker (its probe). */
+  private send(args: readonly (string | number)[]): Promise<RespReply> {
     if (this.closed) return Promise.reject(new PipelineUnavailableError('Connection is closed: the switch is stopping'));
     if (this.pending.length - this.pendingHead >= this.options.maxPending) {
       return Promise.reject(new PipelineUnavailableError(`Connection is busy: ${this.options.maxPending} ledger commands already wait for Redis`));

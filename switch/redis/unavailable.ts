@@ -1,12 +1,13 @@
 // Whether a failure is the ledger connection itself (Redis down, timed out, loading, read-only ...) rather
 // than a refusal. Transport-neutral: gRPC answers UNAVAILABLE, the HTTP gateway 503; both fail closed.
 import { DomainError } from '../errors.js';
+import { LedgerDownError } from './breaker.js';
 import { PipelineUnavailableError } from './pipeline-client.js';
 
 /** True for failures of the ledger connection itself: the switch then fails closed with UNAVAILABLE. */
 export function isRedisUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
-  if (err instanceof PipelineUnavailableError) return true;
+  if (err instanceof PipelineUnavailableError || err instanceof LedgerDownError) return true;
   const m = err.message;
   return (
     m.includes('Stream isn\'t writeable') ||
@@ -28,6 +29,7 @@ export function isRedisUnavailable(err: unknown): boolean {
 /** Which Redis client failed, for cardswitch_redis_errors_total; undefined when `err` is not a Redis outage. */
 export function unavailableRedisClient(err: unknown): 'pipeline' | 'ioredis' | undefined {
   if (err instanceof PipelineUnavailableError) return 'pipeline';
+  if (err instanceof LedgerDownError) return err.client;
   // A refusal of the domain (an identity provider that did not answer ...) is not the ledger's fault.
   if (err instanceof DomainError) return undefined;
   return isRedisUnavailable(err) ? 'ioredis' : undefined;
