@@ -3,14 +3,14 @@
 // from the shard journals. Nothing here changes money.
 import type { SwitchContext } from '../context.js';
 import { CancelledError, InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '../errors.js';
-import { AuditCancelledError, auditLedger, type AuditOptions, type AuditReport } from '../ledger/audit.js';
+import { AuditCancelledError, type AuditOptions, type AuditReport } from '../ledger/audit.js';
 import { cardExists, readCardJournalEntry } from '../ledger/cards.js';
-import { forEachShard, JournalFormatError, JournalReadCancelledError, journalPages, parseJournalEntry } from '../ledger/journal.js';
+import { forEachShard, JournalFormatError, JournalReadCancelledError, parseJournalEntry } from '../ledger/journal.js';
+import { auditWholeLedger, cardStatementPage, shardJournalPages } from '../ledger/report-reads.js';
 import {
   PageTokenCodec,
   PageTokenError,
   parseStatementLine,
-  readStatementPage,
   StatementFormatError,
   type StatementLineRecord,
 } from '../ledger/statement.js';
@@ -101,7 +101,7 @@ export class StatementReader {
     const queryId = [cardNo, query.fromMs, query.toMs, [...query.categories].sort().join(',')].join('|');
     const cursor = query.pageToken === '' ? undefined : this.decodeToken(query.pageToken, queryId);
     const acceptKind = (kind: string): boolean => query.categories.size === 0 || query.categories.has(this.category(kind));
-    const page = await readStatementPage(this.ctx.redis, this.ctx.keys, cardNo, { ...query, cursor, acceptKind });
+    const page = await cardStatementPage(this.ctx, cardNo, { ...query, cursor, acceptKind });
     const records: StatementLineRecord[] = [];
     for (const { member, atMs } of page.lines) {
       const record = this.parse(cardNo, member, atMs);
@@ -291,7 +291,7 @@ async function takingsByTerminal(ctx: SwitchContext, party: string, startMs: num
     cancelled: options.cancelled,
   };
   await forEachShard(ctx.keys.shardCount, SETTLEMENT_SHARD_CONCURRENCY, async (shard) => {
-    for await (const page of journalPages(ctx.redis, ctx.keys.journal(shard), range)) {
+    for await (const page of shardJournalPages(ctx, shard, range)) {
       for (const row of page) {
         if (!touchesParty(row[1], party)) continue;
         const entry = parseJournalEntry(row);
@@ -328,7 +328,7 @@ export async function auditSwitchLedger(ctx: SwitchContext, options: AuditOption
   if (auditRunning) throw new ResourceExhaustedError('an audit is already running on this switch; wait for it to finish and ask again');
   auditRunning = true;
   try {
-    const report = await auditLedger(ctx.redis, ctx.keys, options);
+    const report = await auditWholeLedger(ctx, options);
     const figures = { accounts: report.accounts, entries: report.journalEntries, heldFen: report.heldFen, problems: report.problemCount, elapsedMs: report.elapsedMs };
     if (report.ok) ctx.log.info(figures, 'audit: ledger sound');
     else ctx.log.error(figures, 'audit: ledger NOT sound');

@@ -2,18 +2,16 @@
 // office and the kiosk read (serial, person number, name, initial-password flag), the serial directory
 // claim of a card replacement, and one journal entry of the card (a statement line's parties). Reads
 // and directory writes only: every change of money or card status is a Lua script (ledger.ts).
-import type { SwitchContext } from '../context.js';
+import type { LedgerAccess } from './access.js';
 import { parseJournalEntry, type JournalEntry, type RawStreamEntry } from './journal.js';
 
-type CardsContext = Pick<SwitchContext, 'redis' | 'keys'>;
-
-export async function cardExists(ctx: CardsContext, cardNo: string): Promise<boolean> {
-  return (await ctx.redis.exists(ctx.keys.account(cardNo))) === 1;
+export async function cardExists(ledger: LedgerAccess, cardNo: string): Promise<boolean> {
+  return (await ledger.scripts.client.exists(ledger.keys.account(cardNo))) === 1;
 }
 
 /** The serial the account answers to now, or undefined when no account has this number. */
-export async function currentCardSerial(ctx: CardsContext, cardNo: string): Promise<string | undefined> {
-  return (await ctx.redis.hget(ctx.keys.account(cardNo), 'ser')) ?? undefined;
+export async function currentCardSerial(ledger: LedgerAccess, cardNo: string): Promise<string | undefined> {
+  return (await ledger.scripts.client.hget(ledger.keys.account(cardNo), 'ser')) ?? undefined;
 }
 
 export interface CardRecord {
@@ -27,8 +25,8 @@ export interface CardRecord {
 }
 
 /** The account's identity fields, read in one HMGET; '' for a field the account does not have. */
-export async function readCardRecord(ctx: CardsContext, cardNo: string): Promise<CardRecord> {
-  const [serial, personNumber, name, initial] = await ctx.redis.hmget(ctx.keys.account(cardNo), 'ser', 'sno', 'name', 'pwdinit');
+export async function readCardRecord(ledger: LedgerAccess, cardNo: string): Promise<CardRecord> {
+  const [serial, personNumber, name, initial] = await ledger.scripts.client.hmget(ledger.keys.account(cardNo), 'ser', 'sno', 'name', 'pwdinit');
   return { serial: serial ?? '', personNumber: personNumber ?? '', name: name ?? '', initialPassword: initial === '1' };
 }
 
@@ -38,18 +36,18 @@ export async function readCardRecord(ctx: CardsContext, cardNo: string): Promise
  * claim left by an earlier attempt for the same card passes (the retry of a replacement).
  * Returns false when the serial belongs to another card (nothing written).
  */
-export async function claimCardSerial(ctx: CardsContext, serial: string, cardNo: string): Promise<boolean> {
-  const key = ctx.keys.serial(serial);
-  if ((await ctx.redis.set(key, cardNo, 'NX')) !== null) return true;
-  return (await ctx.redis.get(key)) === cardNo;
+export async function claimCardSerial(ledger: LedgerAccess, serial: string, cardNo: string): Promise<boolean> {
+  const key = ledger.keys.serial(serial);
+  if ((await ledger.scripts.client.set(key, cardNo, 'NX')) !== null) return true;
+  return (await ledger.scripts.client.get(key)) === cardNo;
 }
 
 /**
  * One entry of the card's shard journal by its transaction id (the stream id), or undefined when the
  * journal no longer holds it. Throws JournalFormatError when the entry does not have the documented shape.
  */
-export async function readCardJournalEntry(ctx: CardsContext, cardNo: string, transactionId: string): Promise<JournalEntry | undefined> {
-  const raw = (await ctx.redis.xrange(ctx.keys.journalOfCard(cardNo), transactionId, transactionId, 'COUNT', 1)) as RawStreamEntry[];
+export async function readCardJournalEntry(ledger: LedgerAccess, cardNo: string, transactionId: string): Promise<JournalEntry | undefined> {
+  const raw = (await ledger.scripts.client.xrange(ledger.keys.journalOfCard(cardNo), transactionId, transactionId, 'COUNT', 1)) as RawStreamEntry[];
   const row = raw[0];
   return row === undefined ? undefined : parseJournalEntry(row);
 }
