@@ -11,7 +11,7 @@ import { Worker } from 'node:worker_threads';
 import { type Metadata, status as Status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Outcome } from '../proto/gen/cardswitch/v1/common.js';
-import type { AuthorizeResponse } from '../proto/gen/cardswitch/v1/pos.js';
+import type { AuthorizeResponse, StreamedAuthorizeResponse } from '../proto/gen/cardswitch/v1/pos.js';
 import { startSwitch, type SwitchApp } from '../switch/app.js';
 import { PROTO_ROOT } from '../switch/grpc/server.js';
 import { auditLedger } from '../switch/ledger/audit.js';
@@ -191,3 +191,62 @@ it(`Redis stopped ${STALL_MS / 1000} s under ${CALLS_PER_SECOND} calls/s on one 
   expect(report.problems).toEqual([]);
   expect(report.ok).toBe(true);
 }, 60_000);
+
+it('AuthorizeStream while Redis is stopped: each payment answered UNAVAILABLE under its tag, the stream goes on and pays once Redis is back', async () => {
+  const stream = pos.authorizeStream();
+  const answers = new Map<number, StreamedAuthorizeResponse & { atMs: number }>();
+  let onAnswer: (() => void) | undefined;
+  stream.on('data', (answer: StreamedAuthorizeResponse) => {
+    answers.set(answer.tag, { ...answer, atMs: Date.now() });
+    onAnswer?.();
+  });
+  stream.on('error', () => undefined);
+  const until = (tags: readonly number[]): Promise<void> =>
+    new Promise((resolve) => {
+      onAnswer = () => tags.every((t) => answers.has(t)) && resolve();
+      onAnswer();
+    });
+  const firstSequence = 1_000_000;
+  const send = (tag: number): void => {
+    stream.write({ tag, terminalSecret: POS_TERMINAL.secret, request: { terminalId: POS_TERMINAL.id, sequenceNumber: firstSequence + tag, amountFen: AMOUNT_FEN, credential: { card: { cardSerial: serialOf(tag % CARDS) } }, pin: '' } });
+  };
+  const TAGS = 13; // each tag pays its own card (tag % CARDS)
+  const balances = async (): Promise<number[]> => Promise.all(Array.from({ length: TAGS }, async (_, i) => Number(await app.redis.hget(app.keys.account(cardNo(i + 1)), 'bal'))));
+  const before = await balances();
+
+  send(1);
+  await until([1]);
+  expect(answers.get(1)?.response?.outcome).toBe(Outcome.OUTCOME_APPROVED);
+  redis.process.kill('SIGSTOP');
+  const stoppedAtMs = Date.now();
+  try {
+    for (let tag = 2; tag <= 11; tag++) send(tag);
+    await until([2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    // The ledger is known down now: a payment sent now is refused at once, not after the command timeout.
+    const sentMs = Date.now();
+    send(12);
+    await until([12]);
+    expect(answers.get(12)?.atMs ?? Infinity).toBeLessThan(sentMs + 500);
+  } finally {
+    redis.process.kill('SIGCONT');
+  }
+  for (let tag = 2; tag <= 12; tag++) {
+    expect(answers.get(tag)?.error?.code, `tag ${tag}`).toBe(Status.UNAVAILABLE);
+    // At most the command timeout (2 s) for those waiting when Redis stopped.
+    expect((answers.get(tag)?.atMs ?? Infinity) - stoppedAtMs).toBeLessThan(3000);
+  }
+  // The same stream, Redis back: a new payment is approved, and the refused ones retried with their
+  // sequence numbers are each approved once (the stall may or may not have let them through).
+  send(13);
+  await until([13]);
+  expect(answers.get(13)?.response?.outcome).toBe(Outcome.OUTCOME_APPROVED);
+  for (let tag = 2; tag <= 12; tag++) {
+    answers.delete(tag);
+    send(tag);
+  }
+  await until([2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  for (let tag = 2; tag <= 12; tag++) expect(answers.get(tag)?.response?.outcome, `retry of tag ${tag}`).toBe(Outcome.OUTCOME_APPROVED);
+  stream.end();
+  // Each of the 13 payments was charged exactly once.
+  expect(await balances()).toEqual(before.map((fen) => fen - AMOUNT_FEN));
+}, 30_000);
