@@ -39,6 +39,11 @@ export const GRPC_SERVER_OPTIONS = {
   // Bounded inputs: the largest legitimate request is an operator's CSV import (at most 8 MiB of
   // text, checked again in the handler); every field of every other request has its own limit.
   'grpc.max_receive_message_length': 9 * 1024 * 1024,
+  // No HTTP/2 session memory limit of Node's own (grpc-js's default, stated here so an upgrade cannot
+  // bring back Node's 10 MB one, past which a session refuses new streams with ENHANCE_YOUR_CALM).
+  // grpc-js refuses a message over the receive limit as soon as its length prefix arrives, and the
+  // connection goes on (test/oversized.test.ts: 10 to 100 MiB, grpc-js and a bare HTTP/2 client).
+  'grpc-node.max_session_memory': Number.MAX_SAFE_INTEGER,
   'grpc.max_concurrent_streams': 1000,
   'grpc.keepalive_time_ms': 60_000,
   'grpc.keepalive_permit_without_calls': 1,
