@@ -56,8 +56,7 @@ beforeAll(async () => {
   redis = await startLocalRedis({ dataDir, port: 0, appendOnly: true, appendFsync: 'everysec', startTimeoutMs: 10_000 });
   const config = { ...testConfig('stall'), redisUrl: redis.url };
   app = await startSwitch(config, createLogger(config.logLevel));
-  await app.terminals.register(POS_TERMINAL);
-  for (let i = 0; i < CARDS; i++) await openCard(app, cardNo(i), serialOf(i), OPENING_FEN);
+  await prepare(app);
   pos = posClient(app);
 });
 
@@ -69,8 +68,20 @@ afterAll(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
+/** A switch under test and the POS client of the test's own retries. */
+interface Target {
+  readonly app: SwitchApp;
+  readonly pos: ReturnType<typeof posClient>;
+}
+
+/** Terminal and cards of a switch under test. */
+async function prepare(target: SwitchApp): Promise<void> {
+  await target.terminals.register(POS_TERMINAL);
+  for (let i = 0; i < CARDS; i++) await openCard(target, cardNo(i), serialOf(i), OPENING_FEN);
+}
+
 /** A payment of the POS retrying below (the load itself runs in a worker thread: pos-load-worker.mjs). */
-function pay(sequence: number, card: number, metadata: Metadata): Promise<{ code: number; details: string; outcome?: Outcome }> {
+function pay({ pos }: Target, sequence: number, card: number, metadata: Metadata): Promise<{ code: number; details: string; outcome?: Outcome }> {
   const request = { terminalId: POS_TERMINAL.id, sequenceNumber: sequence, amountFen: AMOUNT_FEN, credential: { card: { cardSerial: serialOf(card) } }, pin: '' };
   return new Promise((resolve) => {
     pos.authorize(request, metadata, { deadline: Date.now() + 5000 }, (err, response?: AuthorizeResponse) => {
@@ -84,10 +95,12 @@ interface LoadResult {
   readonly attempts: Attempt[];
   /** Connectivity states the load's channel went through after it was ready, then `final <state>`. */
   readonly states: string[];
+  /** The load thread's worst event loop delay. */
+  readonly loopDelayMaxMs: number;
 }
 
 /** Open-model load on one channel, CALLS_PER_SECOND started on schedule whatever the answers take; `onStarted` at its start. */
-function load(durationMs: number, onStarted: (atMs: number) => void): Promise<LoadResult> {
+function load({ app }: Target, durationMs: number, onStarted: (atMs: number) => void): Promise<LoadResult> {
   const worker = new Worker(new URL('./helpers/pos-load-worker.mjs', import.meta.url), {
     workerData: {
       address: `127.0.0.1:${app.grpcPort}`,
@@ -103,20 +116,20 @@ function load(durationMs: number, onStarted: (atMs: number) => void): Promise<Lo
   });
   return new Promise((resolve, reject) => {
     type Sent = Omit<Attempt, 'outcome'> & { outcome: string };
-    worker.on('message', (message: { type: 'started'; atMs: number } | { type: 'done'; attempts: Sent[]; states: string[] }) => {
+    worker.on('message', (message: { type: 'started'; atMs: number } | ({ type: 'done'; attempts: Sent[] } & Omit<LoadResult, 'attempts'>)) => {
       if (message.type === 'started') return onStarted(message.atMs);
       const attempts = message.attempts.map((a) => ({ ...a, outcome: a.outcome === '' ? undefined : Outcome[a.outcome as keyof typeof Outcome] }));
-      void worker.terminate().then(() => resolve({ attempts, states: message.states }));
+      void worker.terminate().then(() => resolve({ attempts, states: message.states, loopDelayMaxMs: message.loopDelayMaxMs }));
     });
     worker.on('error', reject);
   });
 }
 
 /** What a POS does with a call that was not answered: the same payment again, same sequence number, until it is. */
-async function retryUntilAnswered(attempt: Attempt): Promise<Outcome | undefined> {
+async function retryUntilAnswered(target: Target, attempt: Attempt): Promise<Outcome | undefined> {
   const metadata = terminalMetadata(POS_TERMINAL);
   for (let i = 0; i < 50; i++) {
-    const answer = await pay(attempt.sequence, attempt.card, metadata);
+    const answer = await pay(target, attempt.sequence, attempt.card, metadata);
     if (answer.code === Status.OK) return answer.outcome;
     if (answer.code !== Status.UNAVAILABLE) throw new Error(`retry of sequence ${attempt.sequence}: ${Status[answer.code]} ${answer.details}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -134,13 +147,19 @@ function summary(attempts: readonly Attempt[]): Record<string, number> {
   return counts;
 }
 
-it(`Redis stopped ${STALL_MS / 1000} s under ${CALLS_PER_SECOND} calls/s on one connection: UNAVAILABLE within the deadline, no INTERNAL, back within ${RECOVERY_MS} ms, money exact`, async () => {
+/**
+ * Redis stopped for `stallMs` in the middle of the load: every refusal UNAVAILABLE before its deadline,
+ * the connection untouched, full service RECOVERY_MS after Redis resumes, and the POS retries learn
+ * every outcome: each approval charged once, the audit sound.
+ */
+async function stallUnderLoad(target: Target, stallMs: number): Promise<void> {
+  const { app } = target;
   let stoppedAtMs = 0;
   let resumedAtMs = 0;
   let stall: Promise<void> = Promise.resolve();
   const loopDelay = monitorEventLoopDelay({ resolution: 10 });
   loopDelay.enable();
-  const { attempts, states } = await load(BEFORE_STALL_MS + STALL_MS + AFTER_RESUME_MS, (startedMs) => {
+  const { attempts, states, loopDelayMaxMs } = await load(target, BEFORE_STALL_MS + stallMs + AFTER_RESUME_MS, (startedMs) => {
     stall = new Promise<void>((resolve) => {
       setTimeout(() => {
         redis.process.kill('SIGSTOP');
@@ -149,7 +168,7 @@ it(`Redis stopped ${STALL_MS / 1000} s under ${CALLS_PER_SECOND} calls/s on one 
           redis.process.kill('SIGCONT');
           resumedAtMs = Date.now();
           resolve();
-        }, STALL_MS);
+        }, stallMs);
       }, Math.max(0, startedMs + BEFORE_STALL_MS - Date.now()));
     });
   });
@@ -159,7 +178,7 @@ it(`Redis stopped ${STALL_MS / 1000} s under ${CALLS_PER_SECOND} calls/s on one 
   const counts = summary(attempts);
   const failed = attempts.filter((a) => a.code !== Status.OK);
   const slowest = Math.max(...failed.map((a) => a.endedMs - a.startedMs));
-  console.log(`ledger stall: ${attempts.length} calls`, counts, `slowest refusal ${slowest} ms; channel states ${states.join(',')}; the switch's event loop delay: max ${Math.round(loopDelay.max / 1e6)} ms, p99 ${Math.round(loopDelay.percentile(99) / 1e6)} ms`);
+  console.log(`ledger stall: ${attempts.length} calls`, counts, `slowest refusal ${slowest} ms; channel states ${states.join(',')}; event loop delay: the switch's max ${Math.round(loopDelay.max / 1e6)} ms, p99 ${Math.round(loopDelay.percentile(99) / 1e6)} ms, the callers' max ${loopDelayMaxMs} ms`);
 
   // Nothing failed before the stall, and everything after the recovery window was served.
   expect(summary(attempts.filter((a) => a.endedMs < stoppedAtMs))).toEqual({ OK: attempts.filter((a) => a.endedMs < stoppedAtMs).length });
@@ -177,7 +196,7 @@ it(`Redis stopped ${STALL_MS / 1000} s under ${CALLS_PER_SECOND} calls/s on one 
   const outcomes = new Map<number, Outcome | undefined>();
   for (const a of attempts) if (a.code === Status.OK) outcomes.set(a.sequence, a.outcome);
   for (let i = 0; i < failed.length; i += 200) {
-    await Promise.all(failed.slice(i, i + 200).map(async (a) => outcomes.set(a.sequence, await retryUntilAnswered(a))));
+    await Promise.all(failed.slice(i, i + 200).map(async (a) => outcomes.set(a.sequence, await retryUntilAnswered(target, a))));
   }
   expect([...outcomes.values()].every((o) => o === Outcome.OUTCOME_APPROVED)).toBe(true);
   expect(outcomes.size).toBe(attempts.length);
@@ -190,6 +209,23 @@ it(`Redis stopped ${STALL_MS / 1000} s under ${CALLS_PER_SECOND} calls/s on one 
   const report = await auditLedger(app.redis, app.keys);
   expect(report.problems).toEqual([]);
   expect(report.ok).toBe(true);
+}
+
+it(`Redis stopped ${STALL_MS / 1000} s under ${CALLS_PER_SECOND} calls/s on one connection: UNAVAILABLE within the deadline, no INTERNAL, back within ${RECOVERY_MS} ms, money exact`, async () => {
+  await stallUnderLoad({ app, pos }, STALL_MS);
+}, 60_000);
+
+it('the same with ioredis alone (a Redis URL naming a database has no hot-path pipeline client), Redis stopped 3 s', async () => {
+  const config = { ...testConfig('stallio'), redisUrl: `${redis.url}/0` };
+  const alone = await startSwitch(config, createLogger(config.logLevel));
+  const client = posClient(alone);
+  try {
+    await prepare(alone);
+    await stallUnderLoad({ app: alone, pos: client }, 3000);
+  } finally {
+    client.close();
+    await alone.stop();
+  }
 }, 60_000);
 
 it('AuthorizeStream while Redis is stopped: each payment answered UNAVAILABLE under its tag, the stream goes on and pays once Redis is back', async () => {

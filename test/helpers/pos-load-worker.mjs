@@ -2,7 +2,9 @@
 // deadlines do not share the switch's event loop (in one loop a busy switch delays the client's
 // reading of an answer that was sent in time). Plain JavaScript: it loads the .proto files itself.
 // workerData: { address, terminalId, terminalSecret, serials, amountFen, callsPerSecond, durationMs,
-// deadlineMs, protoRoot }. Posts { type: 'started', atMs }, then { type: 'done', attempts, states }.
+// deadlineMs, protoRoot }. Posts { type: 'started', atMs }, then { type: 'done', attempts, states,
+// loopDelayMaxMs } (how late this thread's own timers and reads ran at worst).
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { credentials, loadPackageDefinition, Metadata, connectivityState } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
@@ -32,6 +34,8 @@ watch();
 const attempts = [];
 const pending = [];
 const total = Math.floor((w.durationMs * w.callsPerSecond) / 1000);
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
 const startedMs = Date.now();
 parentPort.postMessage({ type: 'started', atMs: startedMs });
 await new Promise((resolve) => {
@@ -66,4 +70,5 @@ await Promise.all(pending);
 watching = false;
 states.push(`final ${connectivityState[channel.getConnectivityState(false)]}`);
 client.close();
-parentPort.postMessage({ type: 'done', attempts, states });
+loopDelay.disable();
+parentPort.postMessage({ type: 'done', attempts, states, loopDelayMaxMs: Math.round(loopDelay.max / 1e6) });
