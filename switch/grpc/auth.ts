@@ -119,7 +119,8 @@ export function terminalAuthInterceptor(registry: TerminalRegistry, log: Logger)
         }),
       (err) => {
         const mapped = mapError(err);
-        log.error({ err, path: method.path }, 'terminal authentication failed');
+        // Not serious: the ledger is known down (redis/breaker.ts logged it once), not a line per call.
+        if (mapped.serious) log.error({ err, path: method.path }, 'terminal authentication failed');
         return { code: mapped.code, details: mapped.details, metadata: new Metadata() };
       },
     );
