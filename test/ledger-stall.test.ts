@@ -44,6 +44,7 @@ interface Attempt {
 }
 
 let dataDir = '';
+// Set in beforeAll; afterAll checks each, as start-up may have failed half-way.
 let redis: LocalRedis;
 let app: SwitchApp;
 let pos: ReturnType<typeof posClient>;
@@ -61,10 +62,11 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  pos.close();
-  redis.process.kill('SIGCONT');
-  await app.stop();
-  await redis.stop();
+  // Each step even when start-up failed: the redis-server of this file must not outlive it.
+  pos?.close();
+  redis?.process.kill('SIGCONT');
+  await app?.stop();
+  await redis?.stop();
   rmSync(dataDir, { recursive: true, force: true });
 });
 

@@ -20,6 +20,7 @@ import { openCard, POS_TERMINAL, startTestSwitch, terminalMetadata, unaryBytes }
 const MIB = 1024 * 1024;
 const INQUIRE = '/cardswitch.v1.PosService/Inquire';
 
+// Set in beforeAll; afterAll checks each, as start-up may have failed half-way.
 let app: SwitchApp;
 let client: Client;
 
@@ -32,8 +33,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  client.close();
-  await app.stop();
+  client?.close();
+  await app?.stop();
 });
 
 const inquiry = InquireRequest.encode({ terminalId: POS_TERMINAL.id, credential: { card: { cardSerial: 'BB000001' } } }).finish();
