@@ -1,10 +1,14 @@
-// Wires the switch together: Redis, the Lua scripts, the domain modules and the gRPC server.
+// Wires the switch together: Redis, the Lua scripts, the ledger wrappers, the domain services, the gRPC
+// server and the gateway. The one place that builds services: each is made once here and put in the
+// SwitchContext (context.ts) or handed to the handlers that use it; nothing is built on first use.
 import { Redis } from 'ioredis';
 import { PosServiceService } from '../proto/gen/cardswitch/v1/pos.js';
 import { withFastEncoders } from './grpc/fast-encode.js';
 import type { Config } from './config.js';
 import { CardDirectory } from './domain/cards.js';
 import { PosDomain } from './domain/pos.js';
+import { StatementReader } from './domain/reports.js';
+import { WaterDomain } from './domain/water.js';
 import { TerminalRegistry } from './domain/terminals.js';
 import { terminalAuthInterceptor } from './grpc/auth.js';
 import { posService } from './grpc/pos-service.js';
@@ -12,6 +16,10 @@ import { AuthorizeStreams } from './grpc/authorize-stream.js';
 import { startGrpcServer, type RunningGrpcServer } from './grpc/server.js';
 import { Keys } from './ledger/keys.js';
 import { Ledger } from './ledger/ledger.js';
+import { MoneyLedger } from './ledger/money.js';
+import { SequenceClaims } from './ledger/claims.js';
+import { WaterLedger } from './ledger/water.js';
+import { CampusQrCodec } from './qr/codec.js';
 import { Scripts } from './ledger/scripts.js';
 import { TerminalRecords } from './ledger/terminals.js';
 import { CardDirectoryRecords } from './ledger/card-directory.js';
@@ -22,7 +30,7 @@ import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import type { SwitchContext } from './context.js';
 import { PasswordPool } from './workers/password-pool.js';
-import { FeeProviderSimulator, useFeeProvider } from './fees/index.js';
+import { feeSettings, FeeProviderSimulator, type FeeProvider } from './fees/index.js';
 import { recoverPendingFees } from './domain/fees.js';
 import { adminService } from './grpc/admin-service.js';
 import { kioskService } from './grpc/kiosk-service.js';
@@ -90,10 +98,16 @@ function startFeeRecovery(ctx: SwitchContext): () => Promise<void> {
   };
 }
 
+/** Domain services the handlers are handed (each holds the context; one of each per switch). */
+interface HandlerServices {
+  readonly pos: PosDomain;
+  readonly water: WaterDomain;
+  readonly statements: StatementReader;
+}
+
 /** The gRPC server with the three services, terminal and operator authentication. */
-function serveGrpc(context: SwitchContext): Promise<RunningGrpcServer> {
+function serveGrpc(context: SwitchContext, { pos, water, statements }: HandlerServices): Promise<RunningGrpcServer> {
   const { config, log } = context;
-  const pos = new PosDomain(context);
   const streams = new AuthorizeStreams(pos, { maxPaymentFen: config.maxPaymentFen, metrics: context.metrics }, context.terminals, log);
   return startGrpcServer({
     host: config.grpcHost,
@@ -102,13 +116,20 @@ function serveGrpc(context: SwitchContext): Promise<RunningGrpcServer> {
     shutdownGraceMs: config.shutdownGraceMs,
     interceptors: [terminalAuthInterceptor(context.terminals, log), operatorAuthInterceptor(config.operatorTokens, log)],
     services: [
-      { name: 'cardswitch.v1.PosService', definition: withFastEncoders(PosServiceService), implementation: posService(pos, context, streams) },
-      { name: 'cardswitch.v1.KioskService', definition: KioskServiceService, implementation: kioskService(context) },
-      { name: 'cardswitch.v1.AdminService', definition: AdminServiceService, implementation: adminService(context) },
+      { name: 'cardswitch.v1.PosService', definition: withFastEncoders(PosServiceService), implementation: posService(context, { pos, water, streams }) },
+      { name: 'cardswitch.v1.KioskService', definition: KioskServiceService, implementation: kioskService(context, statements) },
+      { name: 'cardswitch.v1.AdminService', definition: AdminServiceService, implementation: adminService(context, statements) },
     ],
     log,
     onShutdown: [() => streams.drain()],
   });
+}
+
+/** No campus fee system is reachable from here: the simulator stands in, and says so in the log. */
+function simulatedFeeProvider(log: Logger): FeeProvider {
+  // Loud on purpose: a simulator takes real balances and delivers to nobody.
+  log.warn('utility fees go to the built-in provider simulator (development only); pass a real adapter as StartOptions.feeProvider');
+  return new FeeProviderSimulator();
 }
 
 async function connectLedgerRedis(config: Config, log: Logger, metrics: Metrics): Promise<Redis> {
@@ -131,6 +152,11 @@ export interface StartOptions {
   readonly grpc?: boolean;
   /** Serve the HTTP/WebSocket gateway; default true. */
   readonly gateway?: boolean;
+  /**
+   * Where utility fees are delivered (called with FEE_PROVIDER_TIMEOUT_MS). Default: the built-in
+   * simulator, with a warning in the log (no campus adapter exists yet); tests pass their own.
+   */
+  readonly feeProvider?: FeeProvider;
 }
 
 export async function startSwitch(config: Config, log: Logger, now: () => number = Date.now, options: StartOptions = {}): Promise<SwitchApp> {
@@ -156,7 +182,10 @@ export async function startSwitch(config: Config, log: Logger, now: () => number
     await checkShardCount(redis, keys);
     await fast?.connect();
     const scripts = await Scripts.load(redis, fast);
+    const access = { keys, scripts };
     const ledger = new Ledger(keys, scripts, config.requestTtlSec, now);
+    const money = new MoneyLedger(keys, scripts, config.requestTtlSec, now);
+    const claims = new SequenceClaims(access, config.requestTtlSec);
     const terminals = new TerminalRegistry(new TerminalRecords({ keys, scripts }), config.terminalPepper, config.terminalCacheMs);
     const cards = new CardDirectory(new CardDirectoryRecords({ keys, scripts }), MAX_CACHED_SERIALS);
     passwords = new PasswordPool({
@@ -165,14 +194,18 @@ export async function startSwitch(config: Config, log: Logger, now: () => number
       maxQueue: config.passwordQueueMax,
       idleTimeoutMs: config.passwordIdleMs,
     });
-    const context: SwitchContext = { config, log, redis, keys, scripts, ledger, terminals, cards, passwords, metrics, now };
+    const fees = feeSettings(options.feeProvider ?? simulatedFeeProvider(log), config.feeProviderTimeoutMs);
+    const campusQr = new CampusQrCodec(config.campusQr.secret);
+    const context: SwitchContext = { config, log, keys, scripts, ledger, money, claims, terminals, cards, passwords, fees, campusQr, metrics, now };
     metrics.setPasswordPoolSource(() => context.passwords.stats());
-    // No campus fee system is reachable from here: the simulator stands in, and says so in the log.
-    log.warn('utility fees go to the built-in provider simulator (development); plug a real adapter into useFeeProvider');
-    useFeeProvider(context, new FeeProviderSimulator(), config.feeProviderTimeoutMs);
+    const services: HandlerServices = {
+      pos: new PosDomain(context),
+      water: new WaterDomain(context, new WaterLedger(keys, scripts, config.requestTtlSec, now)),
+      statements: new StatementReader(context),
+    };
     const stopFeeRecovery = startFeeRecovery(context);
-    if (options.grpc !== false) grpc = await serveGrpc(context);
-    if (options.gateway !== false) gateway = await serveGateway(context);
+    if (options.grpc !== false) grpc = await serveGrpc(context, services);
+    if (options.gateway !== false) gateway = await serveGateway(context, { redis, statements: services.statements });
     const [runningGrpc, runningGateway, pool] = [grpc, gateway, passwords];
     const stop = async (): Promise<void> => {
       await Promise.all([stopFeeRecovery(), runningGrpc?.shutdown(), runningGateway?.shutdown()]);

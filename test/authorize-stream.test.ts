@@ -13,7 +13,7 @@ import {
 import type { SwitchApp } from '../switch/app.js';
 import { MAX_STREAM_IN_FLIGHT } from '../switch/grpc/authorize-stream.js';
 import { CancelledError } from '../switch/grpc/errors.js';
-import { authorizePayment } from '../switch/grpc/pos-service.js';
+import { authorizePayment } from '../switch/grpc/authorize.js';
 import { PosDomain } from '../switch/domain/pos.js';
 import { auditLedger } from '../switch/ledger/audit.js';
 import { KIOSK_TERMINAL } from './helpers/clients.js';

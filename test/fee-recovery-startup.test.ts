@@ -2,7 +2,6 @@
 // recovery sweep right after the switch starts, not one interval later (issue 9, item 7).
 import { afterAll, expect, it } from 'vitest';
 import type { SwitchApp } from '../switch/app.js';
-import { moneyLedgerOf } from '../switch/domain/recharge.js';
 import { MoneyKeys } from '../switch/ledger/money.js';
 import { KIOSK_TERMINAL, startClockedSwitch, TestClock } from './helpers/clients.js';
 import { openCard, testConfig } from './helpers/switch.js';
@@ -33,7 +32,7 @@ it('finishes a fee payment left pending before the restart at start-up', async (
   const first = await startClockedSwitch('feestart', clock, env);
   await openCard(first, CARD, 'FE088001', 20_000);
   // The switch took the money and "crashed" before calling the provider.
-  const debit = await moneyLedgerOf(first.context).feeDebit({
+  const debit = await first.context.money.feeDebit({
     cardNo: CARD, terminalId: KIOSK_TERMINAL.id, sequence: 1, amountFen: 2_500, kind: 'network', targetJson: JSON.stringify({ kind: 'network', account: 'zhang.san@campus' }),
   });
   expect(debit.code).toBe('pending');

@@ -9,8 +9,7 @@ import { PayUtilityFeeRequest, PayUtilityFeeResponse } from '../proto/gen/cardsw
 import type { SwitchApp } from '../switch/app.js';
 import { auditLedger } from '../switch/ledger/audit.js';
 import { recoverPendingFees } from '../switch/domain/fees.js';
-import { moneyLedgerOf } from '../switch/domain/recharge.js';
-import { FeeProviderSimulator, providerOrderId, useFeeProvider } from '../switch/fees/index.js';
+import { FeeProviderSimulator, providerOrderId, type FeeProvider } from '../switch/fees/index.js';
 import { MoneyKeys } from '../switch/ledger/money.js';
 import { KIOSK_TERMINAL, kioskClient, passwordHash, startClockedSwitch, TestClock } from './helpers/clients.js';
 import { grpcError, openCard, readJournal, terminalMetadata, unaryBytes } from './helpers/switch.js';
@@ -22,13 +21,16 @@ const PAY_FEE = '/cardswitch.v1.KioskService/PayUtilityFee';
 
 let app: SwitchApp;
 let kiosk: ReturnType<typeof kioskClient>;
-let sim: FeeProviderSimulator;
+let sim = new FeeProviderSimulator();
 let pinHash = '';
 let cardCounter = 0;
 let seq = 0;
 
 beforeAll(async () => {
-  app = await startClockedSwitch('fees', new TestClock(START_MS), { PASSWORD_SCRYPT_N: '1024' });
+  // The switch's provider is built once at start; each test gets a fresh simulator behind it.
+  const provider: FeeProvider = { pay: (order, signal) => sim.pay(order, signal), cancel: (orderId, kind, signal) => sim.cancel(orderId, kind, signal) };
+  const env = { PASSWORD_SCRYPT_N: '1024', FEE_PROVIDER_TIMEOUT_MS: String(PROVIDER_TIMEOUT_MS) };
+  app = await startClockedSwitch('fees', new TestClock(START_MS), env, { feeProvider: provider });
   await app.terminals.register(KIOSK_TERMINAL);
   kiosk = kioskClient(app);
   pinHash = await passwordHash(app, PIN);
@@ -39,7 +41,6 @@ afterAll(async () => {
 });
 beforeEach(() => {
   sim = new FeeProviderSimulator();
-  useFeeProvider(app.context, sim, PROVIDER_TIMEOUT_MS);
 });
 
 async function newCard(openingFen = 20_000): Promise<{ cardNo: string; serial: string }> {
@@ -320,7 +321,7 @@ describe('a crash between the debit and the provider', () => {
     const card = await newCard(20_000);
     const req = networkFee(card.serial, 2_500);
     // The switch took the money and died before calling the provider.
-    const debit = await moneyLedgerOf(app.context).feeDebit(refOf(card.cardNo, req.sequenceNumber, 2_500));
+    const debit = await app.context.money.feeDebit(refOf(card.cardNo, req.sequenceNumber, 2_500));
     expect(debit.code).toBe('pending');
     expect(sim.calls).toEqual([]);
     const { res } = await payFee(req);
@@ -332,7 +333,7 @@ describe('a crash between the debit and the provider', () => {
   it('without a retry, the recovery sweep delivers or gives back every pending request, once', async () => {
     const deliverCard = await newCard(20_000);
     const refuseCard = await newCard(20_000);
-    const money = moneyLedgerOf(app.context);
+    const money = app.context.money;
     const deliverSeq = ++seq;
     const refuseSeq = ++seq;
     await money.feeDebit(refOf(deliverCard.cardNo, deliverSeq, 1_000));

@@ -27,7 +27,7 @@ const doc = openApiDocument() as Json;
 const paths = doc['paths'] as Record<string, Json>;
 
 function routes() {
-  return holderRoutes({ ctx: { config: { terminalPepper: 'x'.repeat(20) } } as never, sessions: {} as never, identity: {} as never });
+  return holderRoutes({ ctx: { config: { terminalPepper: 'x'.repeat(20) } } as never, sessions: {} as never, identity: {} as never, statements: {} as never });
 }
 
 /** `/things/:id` as OpenAPI writes it: `/things/{id}`. */
@@ -268,7 +268,7 @@ describe('the refusals the domain raises are documented under their status', () 
   });
 
   it('lists the refusals of the events upgrade', async () => {
-    const events = new LiveEvents({} as never, {} as never);
+    const events = new LiveEvents({} as never, {} as never, {} as never);
     const refused = await events.authenticate({ query: new URLSearchParams(), protocols: ['bearer.x'], headers: {}, remoteAddress: '' }).then(
       () => undefined,
       (err: unknown) => err,

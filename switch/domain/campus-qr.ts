@@ -1,21 +1,9 @@
 // Campus QR codes on the switch side: opening a code a POS scanned (for Authorize) and the codec the
-// e-card domain issues codes with. Format and guarantees: switch/qr/format.ts and docs/campus-qr.md.
+// e-card domain issues codes with (SwitchContext.campusQr, built once by app.ts from CAMPUS_QR_SECRET).
+// Format and guarantees: switch/qr/format.ts and docs/campus-qr.md.
 import type { SwitchContext } from '../context.js';
 import type { PresentedCampusQr } from '../ledger/ledger.js';
-import { CampusQrCodec, campusQrFresh } from '../qr/codec.js';
-
-const codecs = new WeakMap<SwitchContext, CampusQrCodec>();
-
-/** The switch's codec (built once per context from CAMPUS_QR_SECRET). */
-export function campusQrCodecOf(ctx: Pick<SwitchContext, 'config'> & object): CampusQrCodec {
-  const key = ctx as SwitchContext;
-  let codec = codecs.get(key);
-  if (codec === undefined) {
-    codec = new CampusQrCodec(ctx.config.campusQr.secret);
-    codecs.set(key, codec);
-  }
-  return codec;
-}
+import { campusQrFresh } from '../qr/codec.js';
 
 export interface OpenedCampusQr {
   readonly cardNo: string;
@@ -28,7 +16,7 @@ export interface OpenedCampusQr {
  * unless the same request was decided before while the code was fresh (then the retry replays that).
  */
 export function openCampusQr(ctx: SwitchContext, payload: string): OpenedCampusQr | undefined {
-  const contents = campusQrCodecOf(ctx).open(payload);
+  const contents = ctx.campusQr.open(payload);
   if (contents === undefined) return undefined;
   const { validSec, clockSkewMs } = ctx.config.campusQr;
   return {

@@ -24,7 +24,6 @@ import {
 } from '../ledger/ecard.js';
 import { appendOperatorLog } from '../ledger/oplog.js';
 import { CAMPUS_QR_REFRESH_MS } from '../qr/format.js';
-import { campusQrCodecOf } from './campus-qr.js';
 import { maskName } from './cards.js';
 import { requireCardPassword } from './card-password.js';
 import { PERSON_NUMBER_PATTERN } from './cardholder.js';
@@ -359,7 +358,7 @@ export async function issueCampusQr(ctx: SwitchContext, userId: string, cardNo: 
   if (refusal !== undefined) throw refusal;
   if (!card.synced) throw new FailedPreconditionError('the card (a replacement card?) has not been tapped on any terminal yet', NOT_SYNCED);
   const nowMs = ctx.now();
-  const codec = campusQrCodecOf(ctx);
+  const codec = ctx.campusQr;
   const code = codec.issue(cardNo, card.qrEpoch, nowMs);
   const issuedAtMs = Math.floor(nowMs / 1000) * 1000;
   const validMs = ctx.config.campusQr.validSec * 1000;

@@ -27,10 +27,8 @@ import {
   type FeeRequestRef,
   type UtilityKindCode,
 } from '../ledger/money.js';
-import { feeSettingsOf, providerOrderId, withTimeout, type FeeOrder, type UtilityTarget } from '../fees/index.js';
-import { claimSequenceForCard } from '../ledger/claims.js';
+import { providerOrderId, withTimeout, type FeeOrder, type UtilityTarget } from '../fees/index.js';
 import { pendingFeesDebitedBy, type PendingFeeRecord } from '../ledger/fee-records.js';
-import { moneyLedgerOf } from './recharge.js';
 
 export const MIN_FEE_FEN = 100;
 export const MAX_FEE_FEN = 50_000;
@@ -90,16 +88,16 @@ function refOf(request: FeeRequest): FeeRequestRef {
 export async function payUtilityFee(ctx: SwitchContext, request: FeeRequest): Promise<FeeAnswer> {
   checkFeeAmount(request.amountFen);
   const ref = refOf(request);
-  await claimSequenceForCard(ctx, request.terminalId, request.sequence, request.cardNo);
-  const answer = await moneyLedgerOf(ctx).feeDebit(ref);
+  await ctx.claims.forCard(request.terminalId, request.sequence, request.cardNo);
+  const answer = await ctx.money.feeDebit(ref);
   if (answer.code !== 'pending') return answer;
   return settlePendingFee(ctx, ref, request.target, answer);
 }
 
 /** Drives one pending request to delivered or given back; answers `pending` when the provider stays silent. */
 export async function settlePendingFee(ctx: SwitchContext, ref: FeeRequestRef, target: UtilityTarget, pending: FeeAnswer): Promise<FeeAnswer> {
-  const money = moneyLedgerOf(ctx);
-  const { provider, timeoutMs } = feeSettingsOf(ctx);
+  const money = ctx.money;
+  const { provider, timeoutMs } = ctx.fees;
   const order: FeeOrder = { orderId: providerOrderId(ref.terminalId, ref.sequence), target, amountFen: ref.amountFen, cardNo: ref.cardNo };
   const paid = await outcomeOf(ctx, order.orderId, 'pay', () => withTimeout(`pay ${order.orderId}`, timeoutMs, (signal) => provider.pay(order, signal)));
   if (paid?.status === 'delivered') return money.feeComplete(ref, storableReceipt(paid.receipt));

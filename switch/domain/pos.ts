@@ -5,7 +5,7 @@ import type { AuthorizeCode, InquireResult, ReverseResult } from '../ledger/ledg
 import type { Terminal } from './terminals.js';
 import { InvalidArgumentError, UnimplementedError } from '../errors.js';
 import { checkCardPassword, passwordBusyError } from './card-password.js';
-import { claimSequence, claimSequenceForReversal, claimUnknownCard, unknownCardDecision } from '../ledger/claims.js';
+import { unknownCardDecision } from '../ledger/claims.js';
 import { IdempotencyConflictError, type PresentedCampusQr } from '../ledger/ledger.js';
 import { openCampusQr } from './campus-qr.js';
 
@@ -78,10 +78,10 @@ export class PosDomain {
     const unknownCode: PaymentCode = request.credential.kind === 'campus_qr' ? 'qr_invalid' : 'unknown_card';
     if (cardNo === undefined) {
       // No account, so no money can move; the decline is still recorded so a retry replays it.
-      const decidedAtMs = await claimUnknownCard(this.ctx, terminal.id, request.sequence, fingerprint, this.ctx.now());
+      const decidedAtMs = await this.ctx.claims.unknownCard(terminal.id, request.sequence, fingerprint, this.ctx.now());
       return { ...declined(unknownCode), decidedAtMs };
     }
-    const previousOwner = await claimSequence(this.ctx, terminal.id, request.sequence, cardNo);
+    const previousOwner = await this.ctx.claims.claim(terminal.id, request.sequence, cardNo);
     if (previousOwner !== null && previousOwner !== cardNo) {
       const decidedAtMs = unknownCardDecision(previousOwner, fingerprint);
       // The card was unknown when this request first came: its first answer stands.
@@ -123,7 +123,7 @@ export class PosDomain {
   ): Promise<ReverseResult | 'unknown_card'> {
     const { cardNo } = await resolveCredential(this.ctx, request.credential);
     if (cardNo === undefined) return 'unknown_card';
-    await claimSequenceForReversal(this.ctx, terminal.id, request.originalSequence, cardNo);
+    await this.ctx.claims.forReversal(terminal.id, request.originalSequence, cardNo);
     return this.ctx.ledger.reverse({ cardNo, amountFen: request.amountFen, terminalId: terminal.id, sequence: request.originalSequence });
   }
 

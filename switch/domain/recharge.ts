@@ -1,24 +1,12 @@
 // Money that comes in from outside: recharge from a paid channel order (WeChat, Alipay, the counter),
 // exactly once per (channel, order id), within the channel's single-recharge maximum and the card's
-// daily recharge maximum; and the card office's adjustments, exactly once per adjustment id. Also the
-// one place the money ledger is built for a switch context.
+// daily recharge maximum; and the card office's adjustments, exactly once per adjustment id. The money
+// ledger is the context's (built once by app.ts).
 import type { Config } from '../config.js';
 import type { SwitchContext } from '../context.js';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
-import { EXTERNAL_ID_PATTERN, MoneyLedger, type AdjustResult, type RechargeChannelCode, type RechargeResult } from '../ledger/money.js';
+import { EXTERNAL_ID_PATTERN, type AdjustResult, type RechargeChannelCode, type RechargeResult } from '../ledger/money.js';
 import { formatYuan } from '../money.js';
-
-const ledgers = new WeakMap<SwitchContext, MoneyLedger>();
-
-/** The switch's MoneyLedger (built once per context; it holds no state of its own). */
-export function moneyLedgerOf(ctx: SwitchContext): MoneyLedger {
-  let ledger = ledgers.get(ctx);
-  if (ledger === undefined) {
-    ledger = new MoneyLedger(ctx.keys, ctx.scripts, ctx.config.requestTtlSec, ctx.now);
-    ledgers.set(ctx, ledger);
-  }
-  return ledger;
-}
 
 export const CHANNEL_NAMES: Readonly<Record<RechargeChannelCode, string>> = { WECHAT: '微信', ALIPAY: '支付宝', COUNTER: '柜台' };
 
@@ -58,7 +46,7 @@ export function checkRechargeOrder(config: Config, channel: RechargeChannelCode,
 /** Credits the order; a retry of the same order returns the first answer. Refusals change nothing. */
 export async function rechargeCard(ctx: SwitchContext, order: RechargeOrder): Promise<RechargeResult> {
   checkRechargeOrder(ctx.config, order.channel, order.orderId, order.amountFen);
-  const result = await moneyLedgerOf(ctx).recharge({ ...order, dailyLimitFen: ctx.config.dailyRechargeLimitFen });
+  const result = await ctx.money.recharge({ ...order, dailyLimitFen: ctx.config.dailyRechargeLimitFen });
   switch (result.code) {
     case 'credited':
       return result;
@@ -112,7 +100,7 @@ export function checkAdjustment(adjustmentId: string, signedAmountFen: number, r
 /** An operator's balance correction, exactly once per adjustment id; a debit never goes below zero. */
 export async function adjustBalance(ctx: SwitchContext, adjustment: Adjustment): Promise<AdjustResult> {
   const reason = checkAdjustment(adjustment.adjustmentId, adjustment.signedAmountFen, adjustment.reason);
-  const result = await moneyLedgerOf(ctx).adjust({ ...adjustment, reason });
+  const result = await ctx.money.adjust({ ...adjustment, reason });
   switch (result.code) {
     case 'adjusted':
       return result;

@@ -2,10 +2,8 @@
 // from a terminal of the same merchant, idempotently per the refunding terminal's sequence number.
 import type { SwitchContext } from '../context.js';
 import { FailedPreconditionError, NotFoundError, PermissionDeniedError } from '../errors.js';
-import { claimSequenceForCard } from '../ledger/claims.js';
 import type { RefundResult } from '../ledger/money.js';
 import { formatYuan } from '../money.js';
-import { moneyLedgerOf } from './recharge.js';
 import type { Terminal } from './terminals.js';
 
 export interface RefundRequestData {
@@ -20,8 +18,8 @@ export interface RefundRequestData {
 export async function refundPayment(ctx: SwitchContext, terminal: Terminal, request: RefundRequestData): Promise<RefundResult> {
   // The refund's own record lives in the card's shard; the claim catches the same sequence number
   // used with a card of another shard.
-  await claimSequenceForCard(ctx, terminal.id, request.sequence, request.cardNo);
-  const result = await moneyLedgerOf(ctx).refund({
+  await ctx.claims.forCard(terminal.id, request.sequence, request.cardNo);
+  const result = await ctx.money.refund({
     cardNo: request.cardNo,
     amountFen: request.amountFen,
     terminalId: terminal.id,

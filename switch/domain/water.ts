@@ -3,9 +3,9 @@
 // and later charges what was spent to the account by refilling it to 10.00.
 import type { SwitchContext } from '../context.js';
 import { InvalidArgumentError } from '../errors.js';
-import { claimSequence, claimUnknownCard, unknownCardDecision } from '../ledger/claims.js';
+import { unknownCardDecision } from '../ledger/claims.js';
 import { IdempotencyConflictError } from '../ledger/ledger.js';
-import { WaterLedger, type SettleResult, type WaterDebitResult } from '../ledger/water.js';
+import type { WaterLedger, SettleResult, WaterDebitResult } from '../ledger/water.js';
 import { resolveCredential, type PresentedCredential } from './pos.js';
 import type { Terminal } from './terminals.js';
 
@@ -21,12 +21,12 @@ export interface SettleRequest {
   readonly cardSerial: string;
 }
 
+/** Built once by app.ts with the switch's WaterLedger and handed to the PosService water handlers. */
 export class WaterDomain {
-  private readonly ledger: WaterLedger;
-
-  constructor(private readonly ctx: SwitchContext) {
-    this.ledger = new WaterLedger(ctx.keys, ctx.scripts, ctx.config.requestTtlSec, ctx.now);
-  }
+  constructor(
+    private readonly ctx: SwitchContext,
+    private readonly ledger: WaterLedger,
+  ) {}
 
   /** Spends from the small wallet of the card on the reader: water controllers take only a card. */
   async debit(terminal: Terminal, request: WaterDebitRequest): Promise<WaterDebitResult> {
@@ -76,8 +76,8 @@ export class WaterDomain {
    * IdempotencyConflictError when the sequence number belongs to another request.
    */
   private async claim(terminalId: string, sequence: number, cardNo: string | undefined, fingerprint: string): Promise<number | undefined> {
-    if (cardNo === undefined) return claimUnknownCard(this.ctx, terminalId, sequence, fingerprint, this.ctx.now());
-    const previousOwner = await claimSequence(this.ctx, terminalId, sequence, cardNo);
+    if (cardNo === undefined) return this.ctx.claims.unknownCard(terminalId, sequence, fingerprint, this.ctx.now());
+    const previousOwner = await this.ctx.claims.claim(terminalId, sequence, cardNo);
     if (previousOwner === null || previousOwner === cardNo) return undefined;
     const decidedAtMs = unknownCardDecision(previousOwner, fingerprint);
     if (decidedAtMs !== undefined) return decidedAtMs;

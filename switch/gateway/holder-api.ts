@@ -20,8 +20,8 @@ import { checkUtilityTarget } from '../domain/fees.js';
 import {
   DEFAULT_STATEMENT_PAGE_SIZE,
   MAX_STATEMENT_PAGE_SIZE,
-  StatementReader,
   STATEMENT_CATEGORIES,
+  type StatementReader,
   type StatementCategory,
   type StatementEntry,
 } from '../domain/reports.js';
@@ -34,6 +34,8 @@ export interface HolderApiDeps {
   readonly ctx: SwitchContext;
   readonly sessions: Sessions;
   readonly identity: IdentityProviders;
+  /** The switch's one StatementReader (built by app.ts). */
+  readonly statements: StatementReader;
 }
 
 const NOT_BOUND = { reason: 'NOT_BOUND', zh: '尚未绑定校园卡，请先完成绑定' };
@@ -206,7 +208,7 @@ function lineJson(line: StatementEntry) {
 }
 
 function statementHandler(deps: HolderApiDeps): (req: GatewayRequest) => Promise<GatewayResponse> {
-  const reader = new StatementReader(deps.ctx);
+  const reader = deps.statements;
   return async (req) => {
     const session = await boundCaller(deps, req);
     const query = statementQuery(req.query);

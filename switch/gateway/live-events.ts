@@ -4,8 +4,8 @@
 // channel and hands each event to the open sockets of its card, in order; a page that connects with
 // `since=<last event id>` first gets what it missed from the stream (ledger/events.ts), then the live
 // ones, with nothing twice and nothing skipped in between. If the doorbell connection drops, every
-// socket catches up from its last event id once it is back.
-import { Redis } from 'ioredis';
+// socket catches up from its last event id once it is back. The doorbell connection itself is the
+// ledger's (ledger/events-doorbell.ts), handed in by the wiring.
 import type { SwitchContext } from '../context.js';
 import { InvalidArgumentError, PermissionDeniedError, ResourceExhaustedError } from '../errors.js';
 import { requireBoundCard } from '../domain/ecard.js';
@@ -21,6 +21,7 @@ import {
   watchCardEvents,
   type CardEvent,
 } from '../domain/card-events.js';
+import type { EventsDoorbell } from '../ledger/events-doorbell.js';
 import type { Admission, SocketHandle, UpgradeRequest, WebSocketHub } from './ws.js';
 
 export const EVENTS_PATH = '/api/v1/events';
@@ -53,37 +54,30 @@ interface SocketState {
 export class LiveEvents {
   private readonly byCard = new Map<string, Set<SocketState>>();
   private readonly byHandle = new Map<SocketHandle, SocketState>();
-  private subscriber: Redis | undefined;
   private hub: WebSocketHub | undefined;
   private readonly locations = new Map<string, Promise<string>>();
 
   constructor(
     private readonly ctx: SwitchContext,
     private readonly sessions: Sessions,
+    private readonly doorbell: EventsDoorbell,
   ) {}
 
   /** Subscribes to the events channel; resolves once subscribed. */
   async start(): Promise<void> {
-    const { config, keys, log } = this.ctx;
-    const subscriber = new Redis(config.redisUrl, { lazyConnect: true, enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: true, connectTimeout: 5000 });
-    subscriber.on('error', (err: Error) => log.warn({ err: err.message }, 'events subscriber: redis connection problem'));
-    subscriber.on('message', (_channel: string, message: string) => this.announce(message));
-    let connectedBefore = false;
-    subscriber.on('ready', () => {
+    const { log } = this.ctx;
+    await this.doorbell.listen({
+      onMessage: (message) => this.announce(message),
       // Back after a drop: announcements made meanwhile were lost; every socket reads its stream from
       // its last event, and one that has had none yet is told to reload.
-      if (connectedBefore) {
+      onReconnected: () => {
         renewCardWatch(this.ctx, [...this.byCard.keys()])
           .catch((err: unknown) => log.warn({ err }, 'could not renew the watch of open pages\' cards after the events connection came back'))
           .finally(() => {
             for (const state of this.byHandle.values()) this.catchUp(state);
           });
-      }
-      connectedBefore = true;
+      },
     });
-    await subscriber.connect();
-    await subscriber.subscribe(keys.eventsChannel());
-    this.subscriber = subscriber;
     // Cards with a page open here stay watched (includes/event.lua announces only watched cards' events).
     this.renewTimer = setInterval(() => {
       renewCardWatch(this.ctx, [...this.byCard.keys()]).catch((err: unknown) => log.warn({ err }, 'could not renew the watch of open pages\' cards'));
@@ -95,8 +89,7 @@ export class LiveEvents {
 
   stop(): void {
     clearInterval(this.renewTimer);
-    this.subscriber?.disconnect();
-    this.subscriber = undefined;
+    this.doorbell.stop();
   }
 
   /** Who opens the socket: a live session with a bound card, proven by the `bearer.<token>` subprotocol. */

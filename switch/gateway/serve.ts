@@ -1,8 +1,12 @@
 // The gateway of one switch: the holder API, the live-events WebSocket, /healthz, /metrics and the
 // OpenAPI document, on uWebSockets.js (GATEWAY_PORT). Started beside the gRPC server by app.ts, or on
-// its own (gateway/main.ts). It holds no business rule: handlers call the domain.
+// its own (gateway/main.ts). It holds no business rule: handlers call the domain. This file is wiring
+// (docs/layers.md): it builds the gateway's services once and hands them to the handlers.
+import type { Redis } from 'ioredis';
 import type { SwitchContext } from '../context.js';
+import type { StatementReader } from '../domain/reports.js';
 import { Sessions } from '../domain/sessions.js';
+import { EventsDoorbell } from '../ledger/events-doorbell.js';
 import { SessionStore } from '../ledger/sessions.js';
 import { IdentityProviders } from '../identity/index.js';
 import { holderRoutes } from './holder-api.js';
@@ -19,15 +23,23 @@ export interface RunningHolderGateway {
 }
 
 const HEALTH_PING_TIMEOUT_MS = 1000;
+const EVENTS_CONNECT_TIMEOUT_MS = 5000;
+
+/** What app.ts built once and the gateway shares with the gRPC server. */
+export interface GatewayServices {
+  /** The ledger connection, for the readiness PING only. */
+  readonly redis: Redis;
+  readonly statements: StatementReader;
+}
 
 /** Ready when the ledger answers a PING in time. */
-async function ledgerAnswers(ctx: SwitchContext): Promise<boolean> {
+async function ledgerAnswers(redis: Redis): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<boolean>((resolve) => {
     timer = setTimeout(() => resolve(false), HEALTH_PING_TIMEOUT_MS);
   });
   try {
-    return await Promise.race([ctx.redis.ping().then((answer) => answer === 'PONG'), timeout]);
+    return await Promise.race([redis.ping().then((answer) => answer === 'PONG'), timeout]);
   } catch {
     return false;
   } finally {
@@ -44,14 +56,20 @@ function openApiRoute(): Route {
   };
 }
 
-export async function serveGateway(ctx: SwitchContext): Promise<RunningHolderGateway> {
+export async function serveGateway(ctx: SwitchContext, services: GatewayServices): Promise<RunningHolderGateway> {
   const { config, log, metrics } = ctx;
   const sessionStore = new SessionStore(ctx.scripts.client, ctx.keys, (args) => ctx.scripts.command(args));
   const sessions = new Sessions({ store: sessionStore, config: config.sessions, now: ctx.now });
   const identity = new IdentityProviders(config.identity, log, { now: ctx.now });
-  const liveEvents = new LiveEvents(ctx, sessions);
-  await liveEvents.start();
-  const routes: Route[] = [...holderRoutes({ ctx, sessions, identity }), openApiRoute()];
+  const doorbell = new EventsDoorbell({ redisUrl: config.redisUrl, channel: ctx.keys.eventsChannel(), log, connectTimeoutMs: EVENTS_CONNECT_TIMEOUT_MS });
+  const liveEvents = new LiveEvents(ctx, sessions, doorbell);
+  try {
+    await liveEvents.start();
+  } catch (err) {
+    liveEvents.stop();
+    throw err;
+  }
+  const routes: Route[] = [...holderRoutes({ ctx, sessions, identity, statements: services.statements }), openApiRoute()];
   if (config.gateway.benchHello) {
     // The bench's like-for-like baseline: the cheapest route this uWS process can serve.
     routes.push({ method: 'GET', path: '/bench/hello', handler: () => Promise.resolve({ status: 200, body: 'hello' }) });
@@ -64,7 +82,7 @@ export async function serveGateway(ctx: SwitchContext): Promise<RunningHolderGat
       log,
       metrics,
       routes,
-      health: () => ledgerAnswers(ctx),
+      health: () => ledgerAnswers(services.redis),
       metricsToken: config.gateway.metricsToken,
       shutdownGraceMs: config.shutdownGraceMs,
       ws: {

@@ -1,6 +1,7 @@
 // cardswitch.v1.AdminService: the card office. Handlers live with their domain.
 import type { AdminServiceServer } from '../../proto/gen/cardswitch/v1/admin.js';
 import type { SwitchContext } from '../context.js';
+import type { StatementReader } from '../domain/reports.js';
 import {
   getCardHandler,
   importCardholdersHandler,
@@ -14,7 +15,8 @@ import {
 import { adjustHandler, manualRechargeHandler } from './money-handlers.js';
 import { auditHandler, cardStatementHandler, settlementReportHandler } from './report-handlers.js';
 
-export function adminService(ctx: SwitchContext): AdminServiceServer {
+/** `statements` is the switch's one StatementReader (app.ts). */
+export function adminService(ctx: SwitchContext, statements: StatementReader): AdminServiceServer {
   return {
     importCardholders: importCardholdersHandler(ctx),
     importTerminals: importTerminalsHandler(ctx),
@@ -26,7 +28,7 @@ export function adminService(ctx: SwitchContext): AdminServiceServer {
     adjust: adjustHandler(ctx),
     setCardLimits: setCardLimitsHandler(ctx),
     getCard: getCardHandler(ctx),
-    cardStatement: cardStatementHandler(ctx),
+    cardStatement: cardStatementHandler(ctx, statements),
     settlementReport: settlementReportHandler(ctx),
     audit: auditHandler(ctx),
   };

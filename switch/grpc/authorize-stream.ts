@@ -2,7 +2,7 @@
 // front-end processors. Per payment it costs a message on an open stream instead of a whole call
 // (HTTP/2 stream, headers, interceptors, trailers), which is most of what a unary call costs the
 // switch (loadtest/RESULTS.md). Each message is authenticated with its own terminal's credentials and
-// paid by the same authorizePayment as Authorize; answers go out as payments are decided.
+// paid by the same authorizePayment (authorize.ts) as Authorize; answers go out as payments are decided.
 //
 // Bounded: at most MAX_STREAM_IN_FLIGHT payments of a stream are being decided or wait for their
 // answer to be taken by the client; beyond that the switch stops reading the stream (HTTP/2 flow
@@ -14,7 +14,7 @@ import type { PosDomain } from '../domain/pos.js';
 import type { TerminalRegistry } from '../domain/terminals.js';
 import { authenticateTerminal } from './auth.js';
 import { mapError } from './errors.js';
-import { authorizePayment, type PaymentOptions } from './pos-service.js';
+import { authorizePayment, type PaymentOptions } from './authorize.js';
 import { unavailableRedisClient } from '../redis/unavailable.js';
 import { UndecodableRequest } from './unary.js';
 

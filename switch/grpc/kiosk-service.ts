@@ -1,18 +1,20 @@
 // cardswitch.v1.KioskService: the dormitory kiosks. Handlers live with their domain.
 import type { KioskServiceServer } from '../../proto/gen/cardswitch/v1/kiosk.js';
 import type { SwitchContext } from '../context.js';
+import type { StatementReader } from '../domain/reports.js';
 import { cancelLossHandler, changePasswordHandler, identifyCardHandler, reportLossHandler } from './card-handlers.js';
 import { kioskRechargeHandler, payUtilityFeeHandler } from './money-handlers.js';
 import { kioskStatementHandler } from './report-handlers.js';
 
-export function kioskService(ctx: SwitchContext): KioskServiceServer {
+/** `statements` is the switch's one StatementReader (app.ts). */
+export function kioskService(ctx: SwitchContext, statements: StatementReader): KioskServiceServer {
   return {
     identifyCard: identifyCardHandler(ctx),
     recharge: kioskRechargeHandler(ctx),
     reportLoss: reportLossHandler(ctx),
     cancelLoss: cancelLossHandler(ctx),
     changePassword: changePasswordHandler(ctx),
-    statement: kioskStatementHandler(ctx),
+    statement: kioskStatementHandler(ctx, statements),
     payUtilityFee: payUtilityFeeHandler(ctx),
   };
 }

@@ -3,8 +3,8 @@
 // result to the response. Business refusals of PayUtilityFee are declined answers (like Authorize);
 // the others answer a gRPC status.
 //
-// Fee provider: app.ts sets it with useFeeProvider (the built-in simulator until a campus adapter
-// exists; tests set their own). Fees left pending by a crash or a silent provider are finished or
+// Fee provider: app.ts builds it once into SwitchContext.fees (the built-in simulator until a campus
+// adapter exists; tests pass their own as StartOptions.feeProvider). Fees left pending by a crash or a silent provider are finished or
 // given back by the recovery sweep (recoverPendingFees in domain/fees.ts), which app.ts runs at
 // start-up and every FEE_RECOVERY_INTERVAL_MS.
 import type { handleUnaryCall } from '@grpc/grpc-js';

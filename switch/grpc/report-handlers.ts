@@ -21,7 +21,7 @@ import {
   DEFAULT_STATEMENT_PAGE_SIZE,
   MAX_STATEMENT_PAGE_SIZE,
   settlementReport,
-  StatementReader,
+  type StatementReader,
   type StatementCategory,
   type StatementEntry,
   type StatementQueryInput,
@@ -99,8 +99,7 @@ function pageToProto(result: StatementResult): StatementPage {
   return { lines: result.lines.map(lineToProto), nextPageToken: result.nextPageToken };
 }
 
-export function kioskStatementHandler(ctx: SwitchContext): handleUnaryCall<StatementRequest, StatementResponse> {
-  const reader = new StatementReader(ctx);
+export function kioskStatementHandler(ctx: SwitchContext, reader: StatementReader): handleUnaryCall<StatementRequest, StatementResponse> {
   return unary(ctx, 'Statement', async (req: StatementRequest, call) => {
     const query = checkStatementQuery(req.query);
     const statement = await statementAtKiosk(ctx, reader, kioskCardholder(req.cardholder, req.password, call), query);
@@ -108,8 +107,7 @@ export function kioskStatementHandler(ctx: SwitchContext): handleUnaryCall<State
   });
 }
 
-export function cardStatementHandler(ctx: SwitchContext): handleUnaryCall<CardStatementRequest, CardStatementResponse> {
-  const reader = new StatementReader(ctx);
+export function cardStatementHandler(ctx: SwitchContext, reader: StatementReader): handleUnaryCall<CardStatementRequest, CardStatementResponse> {
   return unary(ctx, 'CardStatement', async (req: CardStatementRequest) => {
     const cardNo = checkCardNumber(req.cardNumber);
     const query = checkStatementQuery(req.query);

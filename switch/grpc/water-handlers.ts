@@ -7,7 +7,7 @@ import { DeclineReason, Outcome } from '../../proto/gen/cardswitch/v1/common.js'
 import type { SettleRequest, SettleResponse, WaterDebitRequest, WaterDebitResponse } from '../../proto/gen/cardswitch/v1/pos.js';
 import type { SwitchContext } from '../context.js';
 import type { Terminal, TerminalKind } from '../domain/terminals.js';
-import { WaterDomain } from '../domain/water.js';
+import type { WaterDomain } from '../domain/water.js';
 import { SMALL_WALLET_CAP_FEN, type SettleCode, type SettleResult, type WaterDebitCode, type WaterDebitResult } from '../ledger/water.js';
 import { formatYuan } from '../money.js';
 import { InvalidArgumentError, PermissionDeniedError } from './errors.js';
@@ -42,8 +42,7 @@ function requireKind(rpc: string, kind: TerminalKind, context: CallContext): Ter
   return terminal;
 }
 
-export function waterDebitHandler(ctx: SwitchContext): handleUnaryCall<WaterDebitRequest, WaterDebitResponse> {
-  const domain = new WaterDomain(ctx);
+export function waterDebitHandler(ctx: SwitchContext, domain: WaterDomain): handleUnaryCall<WaterDebitRequest, WaterDebitResponse> {
   return unary<WaterDebitRequest, WaterDebitResponse>(ctx, 'WaterDebit', async (req, context) => {
     const terminal = requireKind('WaterDebit', 'water', context);
     checkTerminalField(req.terminalId, terminal);
@@ -67,8 +66,7 @@ function waterDebitResponse(amountFen: number, result: WaterDebitResult): WaterD
   };
 }
 
-export function settleHandler(ctx: SwitchContext): handleUnaryCall<SettleRequest, SettleResponse> {
-  const domain = new WaterDomain(ctx);
+export function settleHandler(ctx: SwitchContext, domain: WaterDomain): handleUnaryCall<SettleRequest, SettleResponse> {
   return unary<SettleRequest, SettleResponse>(ctx, 'Settle', async (req, context) => {
     const terminal = requireKind('Settle', 'settlement', context);
     checkTerminalField(req.terminalId, terminal);

@@ -2,50 +2,60 @@
 // a request runs its script in the card's shard, it claims (terminal, sequence) for its card in the
 // terminal's slot with one SET NX GET; a claim held by another card is an idempotency conflict.
 // A crash between the claim and the script leaves a claim for the same card, which the retry passes.
-import type { SwitchContext } from '../context.js';
+// Built once by app.ts (SwitchContext.claims) from the ledger access and the request records' lifetime.
+import type { LedgerAccess } from './access.js';
 import { IdempotencyConflictError, ReversalMismatchError } from './ledger.js';
-
-type ClaimContext = Pick<SwitchContext, 'scripts' | 'keys' | 'config'>;
-
-/** Claims the sequence number for `owner`; returns the earlier owner, or null when this claim is the first. */
-export async function claimSequence(ctx: ClaimContext, terminalId: string, sequence: number, owner: string): Promise<string | null> {
-  const key = ctx.keys.sequenceClaim(terminalId, sequence);
-  const previous = await ctx.scripts.command(['SET', key, owner, 'EX', ctx.config.requestTtlSec, 'NX', 'GET']);
-  return previous === null ? null : String(previous);
-}
-
-/** For payments, water debits, refunds and fees: the sequence number must be this card's or new. */
-export async function claimSequenceForCard(ctx: ClaimContext, terminalId: string, sequence: number, cardNo: string): Promise<void> {
-  const previous = await claimSequence(ctx, terminalId, sequence, cardNo);
-  if (previous !== null && previous !== cardNo) {
-    throw new IdempotencyConflictError(
-      `sequence number ${sequence} of terminal ${terminalId} was already used for a different request; use a new sequence number`,
-    );
-  }
-}
-
-/** For reversals: a reversal presenting another card than the payment's is refused, not tombstoned. */
-export async function claimSequenceForReversal(ctx: ClaimContext, terminalId: string, sequence: number, cardNo: string): Promise<void> {
-  const previous = await claimSequence(ctx, terminalId, sequence, cardNo);
-  if (previous !== null && previous !== cardNo) {
-    throw new ReversalMismatchError(`payment ${sequence} of terminal ${terminalId} was made with a different card`);
-  }
-}
 
 const UNKNOWN_PREFIX = '?';
 
-/**
- * Records the decline of a payment whose card is unknown, so that a retry replays it (same time, same
- * bytes) even if the card is registered in between. Returns the decision time of the first answer.
- */
-export async function claimUnknownCard(ctx: ClaimContext, terminalId: string, sequence: number, fingerprint: string, nowMs: number): Promise<number> {
-  const previous = await claimSequence(ctx, terminalId, sequence, `${UNKNOWN_PREFIX}${fingerprint}|${nowMs}`);
-  if (previous === null) return nowMs;
-  const decidedAt = unknownCardDecision(previous, fingerprint);
-  if (decidedAt === undefined) {
-    throw new IdempotencyConflictError(`sequence number ${sequence} of terminal ${terminalId} was already used for a different request; use a new sequence number`);
+export class SequenceClaims {
+  /**
+   * @param ledger keys and the script runner (the claim is one command on the hot-path channel)
+   * @param requestTtlSec a claim lives as long as the request records it guards
+   */
+  constructor(
+    private readonly ledger: LedgerAccess,
+    private readonly requestTtlSec: number,
+  ) {}
+
+  /** Claims the sequence number for `owner`; returns the earlier owner, or null when this claim is the first. */
+  async claim(terminalId: string, sequence: number, owner: string): Promise<string | null> {
+    const key = this.ledger.keys.sequenceClaim(terminalId, sequence);
+    const previous = await this.ledger.scripts.command(['SET', key, owner, 'EX', this.requestTtlSec, 'NX', 'GET']);
+    return previous === null ? null : String(previous);
   }
-  return decidedAt;
+
+  /** For payments, water debits, refunds and fees: the sequence number must be this card's or new. */
+  async forCard(terminalId: string, sequence: number, cardNo: string): Promise<void> {
+    const previous = await this.claim(terminalId, sequence, cardNo);
+    if (previous !== null && previous !== cardNo) {
+      throw new IdempotencyConflictError(
+        `sequence number ${sequence} of terminal ${terminalId} was already used for a different request; use a new sequence number`,
+      );
+    }
+  }
+
+  /** For reversals: a reversal presenting another card than the payment's is refused, not tombstoned. */
+  async forReversal(terminalId: string, sequence: number, cardNo: string): Promise<void> {
+    const previous = await this.claim(terminalId, sequence, cardNo);
+    if (previous !== null && previous !== cardNo) {
+      throw new ReversalMismatchError(`payment ${sequence} of terminal ${terminalId} was made with a different card`);
+    }
+  }
+
+  /**
+   * Records the decline of a payment whose card is unknown, so that a retry replays it (same time, same
+   * bytes) even if the card is registered in between. Returns the decision time of the first answer.
+   */
+  async unknownCard(terminalId: string, sequence: number, fingerprint: string, nowMs: number): Promise<number> {
+    const previous = await this.claim(terminalId, sequence, `${UNKNOWN_PREFIX}${fingerprint}|${nowMs}`);
+    if (previous === null) return nowMs;
+    const decidedAt = unknownCardDecision(previous, fingerprint);
+    if (decidedAt === undefined) {
+      throw new IdempotencyConflictError(`sequence number ${sequence} of terminal ${terminalId} was already used for a different request; use a new sequence number`);
+    }
+    return decidedAt;
+  }
 }
 
 /** When the claim holds an unknown-card decline for this very request, its decision time. */

@@ -2,7 +2,7 @@
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { AdminServiceClient } from '../../proto/gen/cardswitch/v1/admin.js';
 import { KioskServiceClient } from '../../proto/gen/cardswitch/v1/kiosk.js';
-import { startSwitch, type SwitchApp } from '../../switch/app.js';
+import { startSwitch, type StartOptions, type SwitchApp } from '../../switch/app.js';
 import type { NewTerminal } from '../../switch/domain/terminals.js';
 import { createLogger } from '../../switch/log.js';
 import { testConfig } from './switch.js';
@@ -30,9 +30,9 @@ export class TestClock {
   }
 }
 
-export async function startClockedSwitch(label: string, clock: TestClock, overrides: Record<string, string> = {}): Promise<SwitchApp> {
+export async function startClockedSwitch(label: string, clock: TestClock, overrides: Record<string, string> = {}, options: StartOptions = {}): Promise<SwitchApp> {
   const config = testConfig(label, { ...OPERATOR_ENV, ...overrides });
-  return startSwitch(config, createLogger(config.logLevel), clock.now);
+  return startSwitch(config, createLogger(config.logLevel), clock.now, options);
 }
 
 export function kioskClient(app: SwitchApp): KioskServiceClient {
