@@ -3,9 +3,9 @@
 // changes), and otherwise passes every event and every answer straight through.
 //
 // grpc-js's own ServerInterceptingCall does the same through a listener, a responder, their builders
-// and a second layer of pending-event bookkeeping; per call that costs far more than the check. Measured with h2load on a no-op server with the switch's PosService (1 connection x 50 streams,
-// the same cached terminal check, alternating): ServerInterceptingCall 5,474 / 5,646 calls/s, this gate
-// 6,898 / 8,014, the check inside the handler (no interceptor) 6,708 / 8,227 (loadtest/RESULTS.md).
+// and a second layer of pending-event bookkeeping; per call that costs far more than the check: with
+// this gate a no-op PosService answers about as many calls as with the check inside the handler, and
+// clearly more than with ServerInterceptingCall (figures: loadtest/RESULTS.md, "Figures once kept in comments", row C1).
 import { Metadata, type ServerInterceptingCall, type ServerInterceptingCallInterface } from '@grpc/grpc-js';
 import { atDeadline, DEADLINE_REFUSAL } from './deadline.js';
 
@@ -139,8 +139,8 @@ export function gateCall(call: ServerInterceptingCallInterface, check: GateCheck
 
 /**
  * A call an interceptor has nothing to check, handed on as it is rather than wrapped: every wrapper
- * layer costs every call (about 10 % of a no-op unary call's throughput on the bench machine, two
- * interceptors returning their call vs wrapping it).
+ * layer costs every call (two interceptors returning their call vs wrapping it, on a no-op unary
+ * service: loadtest/RESULTS.md, "Figures once kept in comments", row C2).
  */
 export function passedOn(call: ServerInterceptingCallInterface): ServerInterceptingCall {
   return call as ServerInterceptingCall;

@@ -182,8 +182,8 @@ export class PipelineClient {
     return new Promise((resolve, reject) => {
       const parser = new RespParser((reply) => this.onReply(reply));
       // Replies are read into one buffer per connection and parsed in place (`onread`), not handed out
-      // as a new Buffer per chunk through a Readable stream (in a profile of streamed taps the socket's
-      // read path was 7.3 % of the switch's CPU, parsing 1.7 % of it).
+      // as a new Buffer per chunk through a Readable stream (the socket's read path was a visible share
+      // of the switch's CPU in a profile of streamed taps: loadtest/RESULTS.md, "Figures once kept in comments", row C5).
       const socket: Socket = connect({
         host: this.options.host,
         port: this.options.port,
