@@ -5,12 +5,25 @@ import globals from 'globals';
 export default tseslint.config(
   { ignores: ['node_modules/', 'dist/', 'proto/gen/', 'var/', 'coverage/', 'loadtest/results/'] },
   js.configs.recommended,
-  ...tseslint.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
   {
-    languageOptions: { globals: { ...globals.node } },
+    languageOptions: {
+      globals: { ...globals.node },
+      parserOptions: {
+        // The project service finds the nearest tsconfig.json of each file: tsconfig.json for switch/, test/,
+        // scripts/, loadtest/bench/ and loadtest/shared/; loadtest/k6/tsconfig.json for the k6 scripts.
+        projectService: true,
+        tsconfigRootDir: import.meta.dirname,
+      },
+    },
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'no-console': 'off',
     },
+  },
+  {
+    // Plain JavaScript (bin/, scripts/*.mjs, this file) is in no tsconfig: lint it without type information.
+    files: ['**/*.js', '**/*.mjs', '**/*.cjs'],
+    ...tseslint.configs.disableTypeChecked,
   },
 );

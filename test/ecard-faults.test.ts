@@ -90,7 +90,8 @@ describe('Redis killed and restarted', () => {
     const messages: Record<string, unknown>[] = [];
     let onMessage: (() => void) | undefined;
     ws.on('message', (data) => {
-      messages.push(JSON.parse(String(data)) as Record<string, unknown>);
+      // binaryType is ws's default 'nodebuffer': each message arrives as one Buffer.
+      messages.push(JSON.parse((data as Buffer).toString('utf8')) as Record<string, unknown>);
       onMessage?.();
     });
     const until = (test: () => boolean, ms: number): Promise<void> =>

@@ -108,7 +108,8 @@ async function events(token: string, since = ''): Promise<{ ws: WebSocket; messa
   const waiters: { type: string; resolve: (m: Record<string, unknown>) => void }[] = [];
   let seen = 0;
   ws.on('message', (data) => {
-    const message = JSON.parse(String(data)) as Record<string, unknown>;
+    // binaryType is ws's default 'nodebuffer': each message arrives as one Buffer.
+    const message = JSON.parse((data as Buffer).toString('utf8')) as Record<string, unknown>;
     messages.push(message);
     const waiter = waiters.findIndex((w) => w.type === message['type']);
     if (waiter >= 0) waiters.splice(waiter, 1)[0]?.resolve(message);

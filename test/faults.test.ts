@@ -121,7 +121,11 @@ async function importCampus(): Promise<void> {
   ];
   type Answer = { imported: number; problems: unknown[] };
   const importCsv = (method: 'importTerminals' | 'importCardholders', csv: string): Promise<Answer> =>
-    new Promise((resolve, reject) => admin[method]({ csv }, operator, (err: ServiceError | null, value?: Answer) => (err || value === undefined ? reject(err) : resolve(value))));
+    new Promise((resolve, reject) =>
+      admin[method]({ csv }, operator, (err: ServiceError | null, value?: Answer) =>
+        err !== null ? reject(err) : value === undefined ? reject(new Error(`${method} answered nothing`)) : resolve(value),
+      ),
+    );
   try {
     expect(await importCsv('importTerminals', ['terminal_id,kind,merchant_id,location,secret', ...terminalRows].join('\n'))).toEqual({ imported: terminalRows.length, problems: [] });
     const header = 'card_number,card_serial,name,person_number,holder_type,document_type,document_number,phone,opening_balance_fen';

@@ -30,7 +30,7 @@ class Checks {
   private arrived: (() => void) | undefined;
   readonly check: GateCheck = (metadata) =>
     new Promise((resolve, reject) => {
-      this.waiting.push({ metadata, settle: (s) => resolve(s as Awaited<ReturnType<GateCheck>>), fail: reject });
+      this.waiting.push({ metadata, settle: (s) => resolve(s), fail: reject });
       this.arrived?.();
     });
   async next(): Promise<(typeof this.waiting)[number]> {

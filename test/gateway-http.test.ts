@@ -61,7 +61,7 @@ async function until(condition: () => boolean, ms: number, what: string): Promis
   }
 }
 
-const DOMAIN_ERRORS: Record<string, () => unknown> = {
+const DOMAIN_ERRORS: Record<string, () => Error> = {
   invalid: () => new InvalidArgumentError('amount_fen must be above 0', { field: 'amountFen' }),
   'invalid-reason': () => new InvalidArgumentError('tap the card on a POS first', { reason: 'CARD_NOT_SYNCED', zh: '请先在POS机上刷卡激活', field: 'card' }),
   unauthenticated: () => new UnauthenticatedError('the session has ended'),
@@ -140,10 +140,10 @@ async function start(overrides: Partial<GatewayOptions> = {}, wsOverrides: Parti
       {
         method: 'GET',
         path: '/api/v1/things/:id',
-        handler: async (req) => ({ status: 200, body: { id: req.params['id'], q: req.query.get('q'), routePath: req.routePath, ua: req.headers['user-agent'] } }),
+        handler: (req) => Promise.resolve({ status: 200, body: { id: req.params['id'], q: req.query.get('q'), routePath: req.routePath, ua: req.headers['user-agent'] } }),
       },
-      { method: 'POST', path: '/api/v1/things', handler: async (req) => ({ status: 201, body: { received: req.body }, headers: { location: '/api/v1/things/1' } }) },
-      { method: 'PUT', path: '/api/v1/things/:id', handler: async (req) => ({ status: 200, body: { id: req.params['id'], received: req.body } }) },
+      { method: 'POST', path: '/api/v1/things', handler: (req) => Promise.resolve({ status: 201, body: { received: req.body }, headers: { location: '/api/v1/things/1' } }) },
+      { method: 'PUT', path: '/api/v1/things/:id', handler: (req) => Promise.resolve({ status: 200, body: { id: req.params['id'], received: req.body } }) },
       {
         method: 'POST',
         path: '/api/v1/held',
@@ -156,10 +156,9 @@ async function start(overrides: Partial<GatewayOptions> = {}, wsOverrides: Parti
       {
         method: 'GET',
         path: '/api/v1/fail/:kind',
-        handler: async (req) => {
+        handler: (req) => {
           const make = DOMAIN_ERRORS[req.params['kind'] ?? ''];
-          if (make === undefined) throw new NotFoundError('no such failure');
-          throw make();
+          return Promise.reject(make === undefined ? new NotFoundError('no such failure') : make());
         },
       },
     ],

@@ -38,7 +38,7 @@ interface Attempt {
   /** The caller's deadline (ms since the epoch). */
   readonly deadlineMs: number;
   endedMs: number;
-  code: number;
+  code: Status;
   details: string;
   outcome?: Outcome;
 }
@@ -83,7 +83,7 @@ async function prepare(target: SwitchApp): Promise<void> {
 }
 
 /** A payment of the POS retrying below (the load itself runs in a worker thread: pos-load-worker.mjs). */
-function pay({ pos }: Target, sequence: number, card: number, metadata: Metadata): Promise<{ code: number; details: string; outcome?: Outcome }> {
+function pay({ pos }: Target, sequence: number, card: number, metadata: Metadata): Promise<{ code: Status; details: string; outcome?: Outcome }> {
   const request = { terminalId: POS_TERMINAL.id, sequenceNumber: sequence, amountFen: AMOUNT_FEN, credential: { card: { cardSerial: serialOf(card) } }, pin: '' };
   return new Promise((resolve) => {
     pos.authorize(request, metadata, { deadline: Date.now() + 5000 }, (err, response?: AuthorizeResponse) => {

@@ -10,7 +10,7 @@
 // own new streams locally, without sending them. Measured: changing the switch's session memory
 // limit changed nothing; raising the client's made every size answer RESOURCE_EXHAUSTED and every
 // later stream OK. grpc-js clients raise it themselves; a bare Node http2 client must (README).
-import { connect, constants, type ClientHttp2Session } from 'node:http2';
+import { connect, constants, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
 import { Client, connectivityState, credentials, Metadata, status as Status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InquireRequest } from '../proto/gen/cardswitch/v1/pos.js';
@@ -126,7 +126,7 @@ function rawCall(session: ClientHttp2Session, message: Uint8Array, withCredentia
     const stream = session.request(headers);
     let grpcStatus = '';
     stream.on('response', (h) => (grpcStatus = String(h['grpc-status'] ?? grpcStatus)));
-    stream.on('trailers', (h) => (grpcStatus = String(h['grpc-status'] ?? grpcStatus)));
+    stream.on('trailers', (h: IncomingHttpHeaders) => (grpcStatus = String(h['grpc-status'] ?? grpcStatus)));
     stream.on('data', () => undefined);
     stream.on('error', () => undefined);
     stream.on('close', () => resolve({ grpcStatus, rstCode: stream.rstCode ?? 0 }));
@@ -145,7 +145,7 @@ describe('oversized messages from a bare HTTP/2 client writing at full speed', (
     // The client's own session memory limit raised above the largest message (grpc-js does the same),
     // so what is measured is the switch.
     session = connect(`http://127.0.0.1:${app.grpcPort}`, { maxSessionMemory: 1024 });
-    session.on('goaway', (code) => (goaway = code));
+    session.on('goaway', (code: number) => (goaway = code));
     session.on('error', () => undefined);
     await new Promise((resolve) => session.once('connect', resolve));
   });

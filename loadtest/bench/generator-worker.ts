@@ -246,7 +246,10 @@ class StreamTransport implements Transport {
     const stream = session.request({ ':method': 'POST', ':path': AUTHORIZE_STREAM_PATH, 'content-type': 'application/grpc', te: 'trailers' }, { endStream: false });
     stream.on('data', this.answerReader());
     let status = '';
-    stream.on('trailers', (headers: Record<string, unknown>) => (status = `grpc-status ${String(headers['grpc-status'])} ${String(headers['grpc-message'] ?? '')}`));
+    stream.on('trailers', (headers: Record<string, unknown>) => {
+      const message = headers['grpc-message'];
+      status = `grpc-status ${String(headers['grpc-status'])} ${typeof message === 'string' ? message : ''}`;
+    });
     stream.on('error', (err: Error) => this.onStreamError(`AuthorizeStream: ${err.message}`));
     stream.on('close', () => this.failAll(`AuthorizeStream ended (${status || `code ${stream.rstCode}`})`));
     return { write: (data) => stream.write(data), close: () => (stream.end(), session.close()), outgoing: [] };
@@ -421,7 +424,7 @@ class Generator {
     this.completed++;
     this.outcomes.set(label, (this.outcomes.get(label) ?? 0) + 1);
     let perKind = this.kindOutcomes.get(kind);
-    if (perKind === undefined) this.kindOutcomes.set(kind, (perKind = new Map()));
+    if (perKind === undefined) this.kindOutcomes.set(kind, (perKind = new Map<string, number>()));
     perKind.set(label, (perKind.get(label) ?? 0) + 1);
     const isError = label.startsWith('grpc:') || label === 'timeout' || label === 'transport_error' || label === 'bad_response' || label === 'retry_mismatch';
     if (isError) {

@@ -182,7 +182,7 @@ export async function checkLedger(
   const journal = await journalKeys(redis, keys, ['pay', 'wpay']);
   const payJournal = journal.get('pay') ?? new Map<string, number>();
   const payments = compare(campus, approvals, payJournal);
-  const waterDebits = compare(campus, waterApprovals, journal.get('wpay') ?? new Map());
+  const waterDebits = compare(campus, waterApprovals, journal.get('wpay') ?? new Map<string, number>());
   const qr = checkCampusQr(campus, campusQr.approvals, payJournal, campusQr.usedMarks);
   const audit = auditSummary(await auditLedger(redis, keys));
   return { passed: payments.passed && waterDebits.passed && qr.passed && audit.ok, payments, waterDebits, campusQr: qr, audit, elapsedMs: Date.now() - startedMs };

@@ -27,7 +27,7 @@ export interface RedisScenarioStats {
 
 /** INFO commandstats as command -> {calls, usec}. */
 export async function commandStats(redis: Redis): Promise<CommandStats> {
-  const text = (await redis.info('commandstats')) as string;
+  const text = await redis.info('commandstats');
   const stats = new Map<string, CommandCounts>();
   for (const line of text.split('\n')) {
     const match = /^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/.exec(line.trim());

@@ -22,7 +22,7 @@ function memoryReport(): MemoryReport {
 
 const processes = Number(process.env['SWITCH_PROCESSES'] ?? '1');
 
-async function runPrimaryOfCluster(): Promise<void> {
+function runPrimaryOfCluster(): void {
   let ready = 0;
   let port = 0;
   // With GATEWAY_PORT=0 each worker's gateway has a port of its own: the last one reported is used.
@@ -85,5 +85,5 @@ async function runSwitch(): Promise<void> {
   else process.send?.({ type: 'listening', port: app.grpcPort, gatewayPort: app.gateway?.port } satisfies ChildToParent);
 }
 
-if (cluster.isPrimary && processes > 1) await runPrimaryOfCluster();
+if (cluster.isPrimary && processes > 1) runPrimaryOfCluster();
 else await runSwitch();

@@ -88,7 +88,8 @@ function openAll(s: WsOpenSettings): Promise<WsOpened> {
         settle();
       });
       ws.once('message', (data) => {
-        if (/"type":"hello"/.test(String(data))) {
+        // binaryType is ws's default 'nodebuffer': each message arrives as one Buffer.
+        if (/"type":"hello"/.test((data as Buffer).toString('utf8'))) {
           hello++;
           helloReceived++;
         }

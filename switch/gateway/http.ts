@@ -13,7 +13,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { PermissionDeniedError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { unavailableRedisClient } from '../redis/unavailable.js';
-import { httpError, httpErrorOf, internalError, type HttpError } from './errors.js';
+import { errorText, httpError, httpErrorOf, internalError, type HttpError } from './errors.js';
 import { copyHeaders, errorReply, JSON_CONTENT_TYPE, remoteAddressOf, writeReply, type Reply } from './respond.js';
 import { WebSocketEndpoint, type WebSocketHub, type WebSocketOptions } from './ws.js';
 
@@ -100,7 +100,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   for (const entry of entries) app.any(entry.path, (res, req) => gateway.onRequest(res, req, entry));
   app.any('/*', (res, req) => gateway.onUnmatched(res, req));
   const listenSocket = await listen(app, options.host, options.port);
-  const port = uWS.us_socket_local_port(listenSocket as unknown as uWS.us_socket);
+  const port = uWS.us_socket_local_port(listenSocket);
   options.log.info({ host: options.host, port }, 'gateway listening');
   let stopped = false;
   return {
@@ -300,6 +300,7 @@ class Gateway {
     const redisClient = unavailableRedisClient(err);
     if (redisClient !== undefined) this.options.metrics.redisError(redisClient);
     if (mapped.serious) this.options.log.error({ err, route: request.routePath, method: request.method }, 'gateway request failed');
+    else if (mapped.ledgerUnavailable) this.options.log.warn({ route: request.routePath, method: request.method, cause: errorText(err) }, 'gateway request failed: the ledger did not answer (503)');
     else this.options.log.debug({ route: request.routePath, code: mapped.body.error.code, details: mapped.body.error.messageEn }, 'gateway request refused');
     return errorReply(mapped);
   }

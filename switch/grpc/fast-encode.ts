@@ -6,6 +6,7 @@
 // CPU. Anything outside the fast path's assumptions (a negative or non-integer number, a streamed error)
 // goes to ts-proto's encoder, so the wire format never depends on this file being complete.
 import type { ServiceDefinition } from '@grpc/grpc-js';
+import { DeclineReason, Outcome } from '../../proto/gen/cardswitch/v1/common.js';
 import { AuthorizeResponse, StreamedAuthorizeResponse } from '../../proto/gen/cardswitch/v1/pos.js';
 
 const MAX_VARINT = Number.MAX_SAFE_INTEGER;
@@ -49,8 +50,8 @@ function measure(m: AuthorizeResponse): { size: number; display: number; txn: nu
   const txn = m.transactionId === '' ? 0 : Buffer.byteLength(m.transactionId);
   const card = m.cardNumber === '' ? 0 : Buffer.byteLength(m.cardNumber);
   let size = 0;
-  if (m.outcome !== 0) size += 1 + varintSize(m.outcome);
-  if (m.declineReason !== 0) size += 1 + varintSize(m.declineReason);
+  if (m.outcome !== Outcome.OUTCOME_UNSPECIFIED) size += 1 + varintSize(m.outcome);
+  if (m.declineReason !== DeclineReason.DECLINE_REASON_UNSPECIFIED) size += 1 + varintSize(m.declineReason);
   if (m.displayText !== '') size += 1 + varintSize(display) + display;
   if (m.balanceAfterFen !== 0) size += 1 + varintSize(m.balanceAfterFen);
   if (m.transactionId !== '') size += 1 + varintSize(txn) + txn;
@@ -69,8 +70,8 @@ function writeString(out: Buffer, at: number, tag: number, text: string, bytes: 
 }
 
 function writeAuthorizeResponse(out: Buffer, at: number, m: AuthorizeResponse, sizes: ReturnType<typeof measure>): number {
-  if (m.outcome !== 0) at = writeField(out, at, 0x08, m.outcome);
-  if (m.declineReason !== 0) at = writeField(out, at, 0x10, m.declineReason);
+  if (m.outcome !== Outcome.OUTCOME_UNSPECIFIED) at = writeField(out, at, 0x08, m.outcome);
+  if (m.declineReason !== DeclineReason.DECLINE_REASON_UNSPECIFIED) at = writeField(out, at, 0x10, m.declineReason);
   if (m.displayText !== '') at = writeString(out, at, 0x1a, m.displayText, sizes.display);
   if (m.balanceAfterFen !== 0) at = writeField(out, at, 0x20, m.balanceAfterFen);
   if (m.transactionId !== '') at = writeString(out, at, 0x2a, m.transactionId, sizes.txn);

@@ -166,7 +166,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
     statusMap[s.name] = 'SERVING';
   }
   const health = new HealthImplementation(statusMap);
-  health.addToServer(refusingUndecodable(server) as Server);
+  health.addToServer(refusingUndecodable(server));
   reflectionService().addToServer(refusingUndecodable(server, reflectionRefusal));
 
   const port = await new Promise<number>((resolve, reject) =>

@@ -23,7 +23,7 @@ export function withSafeDecoding<S extends ServiceDefinition>(service: S): S {
   for (const [name, method] of Object.entries(service)) {
     wrapped[name] = {
       ...method,
-      requestDeserialize: (bytes: Buffer) => {
+      requestDeserialize: (bytes: Buffer): unknown => {
         try {
           return method.requestDeserialize(bytes);
         } catch (err) {
@@ -42,8 +42,8 @@ export function withSafeDecoding<S extends ServiceDefinition>(service: S): S {
 
 export interface CallContext {
   readonly metadata: Metadata;
-  /** True once the client cancelled or the deadline passed. */
-  cancelled(): boolean;
+  /** True once the client cancelled or the deadline passed. A function property: handlers pass it on detached. */
+  readonly cancelled: () => boolean;
 }
 
 /** What every unary handler needs besides its body; the SwitchContext is one. */

@@ -155,7 +155,8 @@ async function readBounded(response: Response, signal: AbortSignal, call: Provid
     throw failed(call, 'too-large', { bytes: declared });
   }
   if (response.body === null) return '';
-  const reader = response.body.getReader();
+  // A fetch body is a stream of bytes (the Fetch standard); undici's types leave its chunks `any`.
+  const reader = response.body.getReader() as ReadableStreamDefaultReader<Uint8Array>;
   const chunks: Uint8Array[] = [];
   let total = 0;
   try {
@@ -222,18 +223,11 @@ function causeCode(err: unknown): string {
 /** Waits for `promise`, or rejects with `onAbort()` as soon as `signal` aborts (the promise runs on). */
 export function raceAbort<T>(promise: Promise<T>, signal: AbortSignal, onAbort: () => Error): Promise<T> {
   if (signal.aborted) return Promise.reject(onAbort());
-  return new Promise<T>((resolve, reject) => {
-    const abort = (): void => reject(onAbort());
+  let abort = (): void => undefined;
+  const aborted = new Promise<never>((_resolve, reject) => {
+    abort = () => reject(onAbort());
     signal.addEventListener('abort', abort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', abort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', abort);
-        reject(err);
-      },
-    );
   });
+  // `promise` settles the race with its own value or rejection reason, untouched.
+  return Promise.race([promise, aborted]).finally(() => signal.removeEventListener('abort', abort));
 }

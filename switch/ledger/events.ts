@@ -153,7 +153,7 @@ export async function cardEventsSince(ledger: LedgerAccess, cardNo: string, sinc
   const key = ledger.keys.cardEvents(cardNo);
   const [rows, info] = await Promise.all([
     redis.xrange(key, `(${sinceId}`, '+', 'COUNT', MAX_CATCH_UP_EVENTS + 1) as Promise<[string, string[]][]>,
-    redis.call('XINFO', 'STREAM', key).catch(() => null) as Promise<unknown>,
+    redis.call('XINFO', 'STREAM', key).catch(() => null),
   ]);
   const events: CardEvent[] = [];
   for (const [id, flat] of rows.slice(0, MAX_CATCH_UP_EVENTS)) {
@@ -169,7 +169,7 @@ export async function cardEventsSince(ledger: LedgerAccess, cardNo: string, sinc
 function trimmedAfter(info: unknown, sinceId: string): boolean {
   if (!Array.isArray(info)) return true;
   const at = info.indexOf('max-deleted-entry-id');
-  const maxDeleted = at >= 0 ? info[at + 1] : undefined;
+  const maxDeleted: unknown = at >= 0 ? info[at + 1] : undefined;
   return typeof maxDeleted === 'string' && isEventId(maxDeleted) && compareEventIds(maxDeleted, sinceId) > 0;
 }
 

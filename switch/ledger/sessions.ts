@@ -112,6 +112,9 @@ function execResults(results: [Error | null, unknown][] | null): unknown[] {
 }
 
 function stringList(reply: unknown): string[] {
-  if (!Array.isArray(reply) || !reply.every((item) => typeof item === 'string')) throw new Error('expected a list of session ids from Redis');
-  return reply as string[];
+  if (Array.isArray(reply)) {
+    const items: unknown[] = reply;
+    if (items.every((item): item is string => typeof item === 'string')) return items;
+  }
+  throw new Error('expected a list of session ids from Redis');
 }

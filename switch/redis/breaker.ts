@@ -212,7 +212,7 @@ export function guardIoredis(redis: Redis, breaker: LedgerBreaker): void {
   // Past the guard (and past auto-pipelining, which would send it later through the guard).
   const probe = (): Promise<unknown> => {
     const ping = new Command('ping', []);
-    send(ping as unknown as IoredisCommand);
+    send(ping);
     return ping.promise;
   };
   // The ready check after a reconnect is an answer from Redis.

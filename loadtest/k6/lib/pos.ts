@@ -122,8 +122,13 @@ function answerOf(planned: PlannedCall, response: grpc.Response): Answer {
   }
   const label = answerLabel(rpc, response.status, field1, field2);
   // A retry must replay the first answer: the same transaction and the same decision time.
-  const memo = `${label}|${String(message['transactionId'] ?? '')}|${String(message['decidedAtMs'] ?? '')}`;
+  const memo = `${label}|${scalarText(message['transactionId'])}|${scalarText(message['decidedAtMs'])}`;
   return { label, memo };
+}
+
+/** A JSON scalar as text (int64 fields arrive as strings, some as numbers); anything else, or a missing field, is ''. */
+function scalarText(value: unknown): string {
+  return typeof value === 'string' || typeof value === 'number' ? String(value) : '';
 }
 
 function invoke(planned: PlannedCall): Answer {
