@@ -5,6 +5,7 @@ import {
   MalformedPasswordHashError,
   hashPassword,
   initialPassword,
+  initialPasswordMatches,
   needsRehash,
   parsePasswordHash,
   verifyPassword,
@@ -44,6 +45,20 @@ describe('initial password', () => {
 
   it('refuses a document number shorter than six characters', () => {
     expect(() => initialPassword('12345')).toThrow(RangeError);
+  });
+
+  it("matches a PIN against the document number's initial password, and nothing else", () => {
+    expect(initialPasswordMatches('071231', '11010519900307123X')).toBe(true);
+    expect(initialPasswordMatches('341678', 'E1234A678')).toBe(true);
+    expect(initialPasswordMatches('071230', '11010519900307123X')).toBe(false);
+    // The raw last six characters are not the password: the X is replaced by 1.
+    expect(initialPasswordMatches('07123X', '11010519900307123X')).toBe(false);
+    expect(initialPasswordMatches('71231', '11010519900307123X')).toBe(false);
+    expect(initialPasswordMatches('0712310', '11010519900307123X')).toBe(false);
+    expect(initialPasswordMatches('', '11010519900307123X')).toBe(false);
+    // No document number, or one too short to have an initial password: nothing matches (no throw).
+    expect(initialPasswordMatches('123456', '')).toBe(false);
+    expect(initialPasswordMatches('112345', '12345')).toBe(false);
   });
 });
 

@@ -8,7 +8,6 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { ConfigError, loadConfig, type Config } from '../config.js';
-import { IMPORT_SCRYPT_N } from '../domain/password.js';
 import { TERMINAL_KINDS, TerminalRegistry } from '../domain/terminals.js';
 import { Keys } from '../ledger/keys.js';
 import { Ledger } from '../ledger/ledger.js';
@@ -18,7 +17,6 @@ import { checkShardCount, ShardCountMismatchError } from '../ledger/meta.js';
 import { applyLocalDefaults } from '../dev-env.js';
 import { runAuditCommand } from './audit.js';
 import { formatYuan } from '../money.js';
-import { PasswordPool } from '../workers/password-pool.js';
 import { DEFAULT_CSV_LIMITS, NoDataRowsError } from '../data/csv.js';
 import { DEFAULT_DEMO_CARDHOLDERS, DEFAULT_DEMO_SEED, generateDemoCampus, type DemoDoc, demoDoc } from '../data/demo.js';
 import {
@@ -134,16 +132,6 @@ async function withLedger<T>(config: Config, fn: (l: CliLedger) => Promise<T>): 
   }
 }
 
-async function importCardholderRows(config: Config, l: CliLedger, rows: Parameters<typeof importCardholders>[1]): Promise<ImportReport> {
-  // No idle threads to keep: the pool lives only as long as this import.
-  const pool = new PasswordPool({ pepper: config.passwordPepper, minThreads: 0, maxQueue: 1000, idleTimeoutMs: 1000 });
-  try {
-    return await importCardholders({ ledger: l.ledger, pool }, rows, { scryptN: IMPORT_SCRYPT_N });
-  } finally {
-    await pool.close();
-  }
-}
-
 function printErrors(source: string, errors: readonly RowError[]): void {
   for (const e of errors.slice(0, MAX_PRINTED_ERRORS)) console.error(`${source}:${e.line}: ${e.message}`);
   if (errors.length > MAX_PRINTED_ERRORS) console.error(`${source}: ... and ${errors.length - MAX_PRINTED_ERRORS} more problems not shown`);
@@ -172,7 +160,7 @@ async function importCardholdersCommand(file: string): Promise<number> {
   const config = cliConfig();
   const parsed = parseCardholdersCsv(await readCsvFile(file));
   if (parsed.errors.length > 0) return refuse(file, parsed.errors);
-  const report = await withLedger(config, (l) => importCardholderRows(config, l, parsed.rows));
+  const report = await withLedger(config, (l) => importCardholders({ ledger: l.ledger }, parsed.rows));
   return reportImport(file, 'cardholders', report);
 }
 
@@ -238,7 +226,7 @@ async function loadDemoCommand(options: DemoArgs): Promise<number> {
   return withLedger(config, async (l) => {
     const terminalCode = reportImport('demo terminals.csv', 'terminals', await importTerminals(l.registry, terminals.rows));
     if (terminalCode !== 0) return terminalCode;
-    const code = reportImport('demo cardholders.csv', 'cardholders', await importCardholderRows(config, l, cardholders.rows));
+    const code = reportImport('demo cardholders.csv', 'cardholders', await importCardholders({ ledger: l.ledger }, cardholders.rows));
     if (code === 0) printDemoDoc(demoDoc(campus.seed));
     return code;
   });

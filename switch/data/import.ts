@@ -5,9 +5,7 @@
 // by someone else between the two is reported per row, and the rows written before it stay.)
 import type { Ledger } from '../ledger/ledger.js';
 import { claimDirectoryEntries, takenEntries } from '../ledger/import.js';
-import { initialPassword, isValidScryptN } from '../domain/password.js';
 import { validateNewTerminal, type NewTerminal, type TerminalKind, type TerminalRegistry } from '../domain/terminals.js';
-import type { PasswordPool } from '../workers/password-pool.js';
 import { CsvError, DEFAULT_CSV_LIMITS, NoDataRowsError, parseCsv, type CsvRow } from './csv.js';
 
 export const CARDHOLDER_HEADER = [
@@ -20,7 +18,7 @@ export const MAX_CARDHOLDER_ROWS = 200_000;
 export const MAX_TERMINAL_ROWS = 10_000;
 export const MAX_OPENING_BALANCE_FEN = 100_000_000;
 export const MAX_NAME_LENGTH = 32;
-/** Rows hashed and written per round; the next round's passwords are hashed while this one is written. */
+/** Rows written per round: the progress callback is called after each. */
 const IMPORT_CHUNK_ROWS = 2000;
 /** Redis commands (or script calls) one import keeps in flight. */
 const REDIS_CONCURRENCY = 256;
@@ -89,7 +87,6 @@ export class ImportInterruptedError extends Error {
 export interface CardholderImportDeps {
   /** The ledger: its scripts open the accounts, and its keys and connection serve the directory writes (ledger/import.ts). */
   readonly ledger: Ledger;
-  readonly pool: PasswordPool;
 }
 
 // ---- CSV to rows ----------------------------------------------------------------------------
@@ -153,8 +150,8 @@ function cardholderProblems(row: Cardholder, openingText: string): string[] {
     /^[0-9A-F]{8,20}$/.test(row.cardSerial) ? undefined : `card_serial "${row.cardSerial}" must be 8-20 hex digits`,
     nameProblem(row.name),
     /^[A-Za-z0-9]{4,20}$/.test(row.personNumber) ? undefined : `person_number "${row.personNumber}" must be 4-20 letters or digits`,
-    isOneOf(row.holderType, HOLDER_TYPES) ? undefined : `holder_type "${row.holderType}" must be one of ${HOLDER_TYPES.join(', ')}`,
-    isOneOf(row.documentType, DOCUMENT_TYPES) ? undefined : `document_type "${row.documentType}" must be one of ${DOCUMENT_TYPES.join(', ')}`,
+    isOneOf(row.holderType, HOLDER_TYPES) ? undefined : `holder_type "${String(row.holderType)}" must be one of ${HOLDER_TYPES.join(', ')}`,
+    isOneOf(row.documentType, DOCUMENT_TYPES) ? undefined : `document_type "${String(row.documentType)}" must be one of ${DOCUMENT_TYPES.join(', ')}`,
     isOneOf(row.documentType, DOCUMENT_TYPES) ? documentProblem(row.documentType, row.documentNumber) : undefined,
     /^(1\d{10}|\+\d{6,15})$/.test(row.phone) ? undefined : 'phone must be 11 digits starting with 1, or + and the country code and number',
     row.openingBalanceFen >= 0 && row.openingBalanceFen <= MAX_OPENING_BALANCE_FEN
@@ -281,8 +278,7 @@ async function cardholderConflicts(deps: CardholderImportDeps, row: CardholderRo
   return errors;
 }
 
-function checkCardholderRows(rows: readonly CardholderRow[], scryptN: number): RowError[] {
-  if (!isValidScryptN(scryptN)) throw new RangeError(`scryptN ${scryptN} is not an allowed scrypt cost`);
+function checkCardholderRows(rows: readonly CardholderRow[]): RowError[] {
   if (rows.length > MAX_CARDHOLDER_ROWS) {
     return [{ line: 1, message: `at most ${MAX_CARDHOLDER_ROWS} cardholders per import, got ${rows.length}` }];
   }
@@ -290,7 +286,7 @@ function checkCardholderRows(rows: readonly CardholderRow[], scryptN: number): R
   return findDuplicates(rows, CARDHOLDER_UNIQUE_COLUMNS);
 }
 
-async function writeCardholder(deps: CardholderImportDeps, row: CardholderRow, passwordHash: string): Promise<RowError | undefined> {
+async function writeCardholder(deps: CardholderImportDeps, row: CardholderRow): Promise<RowError | undefined> {
   const opened = await deps.ledger.openAccount({
     cardNo: row.cardNo,
     openingFen: row.openingBalanceFen,
@@ -302,7 +298,10 @@ async function writeCardholder(deps: CardholderImportDeps, row: CardholderRow, p
       doct: row.documentType === 'resident_id' ? 'R' : 'P',
       docn: row.documentNumber,
       phone: row.phone,
-      pwd: passwordHash,
+      // No hash: the initial password follows from docn, stored in this same account, so a hash of it
+      // would protect nothing. The switch checks it against docn and stores a full-cost hash on the
+      // first correct entry (domain/card-password.ts). The empty field still marks the card as known.
+      pwd: '',
       pwdinit: '1',
     },
   });
@@ -319,23 +318,12 @@ export type ImportProgress = (writtenCount: number, totalCount: number) => void;
 async function writeCardholders(
   deps: CardholderImportDeps,
   rows: readonly CardholderRow[],
-  scryptN: number,
   progress: { written: number; readonly onChunk?: ImportProgress | undefined },
 ): Promise<RowError[]> {
-  const chunks = chunked(rows, IMPORT_CHUNK_ROWS);
-  const hashChunk = (chunk: readonly CardholderRow[]): Promise<string[]> =>
-    deps.pool.hashMany(chunk.map((row) => initialPassword(row.documentNumber)), scryptN);
   const errors: RowError[] = [];
-  let pending = chunks[0] === undefined ? undefined : hashChunk(chunks[0]);
-  for (let c = 0; c < chunks.length; c++) {
-    const chunk = chunks[c] ?? [];
-    const hashes = await (pending ?? Promise.resolve([]));
-    const upcoming = chunks[c + 1];
-    pending = upcoming === undefined ? undefined : hashChunk(upcoming);
-    // Its failure surfaces at the await of the next round; this only keeps it from being "unhandled" meanwhile.
-    pending?.catch(() => undefined);
-    const results = await mapBounded(chunk.map((row, i) => ({ row, hash: hashes[i] ?? '' })), REDIS_CONCURRENCY, async ({ row, hash }) => {
-      const error = await writeCardholder(deps, row, hash);
+  for (const chunk of chunked(rows, IMPORT_CHUNK_ROWS)) {
+    const results = await mapBounded(chunk, REDIS_CONCURRENCY, async (row) => {
+      const error = await writeCardholder(deps, row);
       progress.written++;
       return error;
     });
@@ -346,17 +334,17 @@ async function writeCardholders(
 }
 
 /**
- * Imports all rows or none. Initial passwords (from the document numbers) are hashed in the pool at
- * `scryptN` (IMPORT_SCRYPT_N for bulk imports; rehashed at full cost on the first good verification).
+ * Imports all rows or none. Nothing is hashed: each card's password is the initial one of its document
+ * number, with no hash stored until its first correct entry (see writeCardholder).
  */
 export async function importCardholders(
   deps: CardholderImportDeps,
   rows: readonly CardholderRow[],
-  options: { readonly scryptN: number; readonly onProgress?: ImportProgress },
+  options: { readonly onProgress?: ImportProgress } = {},
 ): Promise<ImportReport> {
   const startedMs = performance.now();
   const elapsed = (): number => Math.round(performance.now() - startedMs);
-  const problems = checkCardholderRows(rows, options.scryptN);
+  const problems = checkCardholderRows(rows);
   if (problems.length === 0) {
     const conflicts = await mapBounded(rows, REDIS_CONCURRENCY / 4, (row) => cardholderConflicts(deps, row));
     problems.push(...conflicts.flat());
@@ -365,7 +353,7 @@ export async function importCardholders(
   const progress = { written: 0, onChunk: options.onProgress };
   let lateErrors: RowError[];
   try {
-    lateErrors = await writeCardholders(deps, rows, options.scryptN, progress);
+    lateErrors = await writeCardholders(deps, rows, progress);
   } catch (err) {
     throw new ImportInterruptedError(progress.written, err);
   }

@@ -7,7 +7,6 @@ import { importCardholders, importTerminals, parseCardholdersCsv, parseTerminals
 import { cardExists, claimCardSerial } from '../ledger/cards.js';
 import { appendOperatorLog } from '../ledger/oplog.js';
 import { cardView, type CardView } from './card-view.js';
-import { IMPORT_SCRYPT_N } from './password.js';
 import { validateNewTerminal, type NewTerminal } from './terminals.js';
 
 export async function registerTerminal(ctx: SwitchContext, operator: string, terminal: NewTerminal): Promise<void> {
@@ -84,7 +83,7 @@ export interface ImportOutcome {
 export async function importCardholdersCsv(ctx: SwitchContext, operator: string, csv: string): Promise<ImportOutcome> {
   const parsed = parseCardholdersCsv(csv);
   if (parsed.errors.length > 0) return { imported: 0, problems: parsed.errors };
-  const report = await importCardholders({ ledger: ctx.ledger, pool: ctx.passwords }, parsed.rows, { scryptN: IMPORT_SCRYPT_N });
+  const report = await importCardholders({ ledger: ctx.ledger }, parsed.rows);
   await appendOperatorLog(ctx, 'import-cardholders', operator, { imported: String(report.importedCount), problems: String(report.errors.length) });
   return { imported: report.importedCount, problems: report.errors };
 }

@@ -6,7 +6,7 @@ import { campusDayKey } from '../ledger/ledger.js';
 import { decodeAnswer, LedgerInvariantError, numericReply, PASSWORD_ANSWERS, type AnswerOf } from '../ledger/answers.js';
 import { appendOperatorLog } from '../ledger/oplog.js';
 import { settleTerminalPasswordCheck, takeTerminalPasswordCheck } from '../ledger/terminal-password.js';
-import { initialPassword, needsRehash, PIN_PATTERN } from './password.js';
+import { initialPassword, initialPasswordMatches, needsRehash, PIN_PATTERN } from './password.js';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError, PasswordLockedError, ResourceExhaustedError, WrongPasswordError } from '../errors.js';
 
 export const MAX_PASSWORD_ATTEMPTS_PER_DAY = 5;
@@ -108,7 +108,7 @@ async function checkCardOnly(ctx: SwitchContext, cardNo: string, pin: string): P
   if (state.code === 'busy') return { check: { ok: false, reason: 'busy' }, verifiedWrong: false };
   let right = false;
   try {
-    right = PIN_PATTERN.test(pin) && state.storedHash !== '' && (await ctx.passwords.verify(pin, state.storedHash));
+    right = PIN_PATTERN.test(pin) && (await passwordMatches(ctx, pin, state));
   } catch (err) {
     // The check did not happen (pool full, worker died): give its place back uncounted.
     await passwordScript(ctx, cardNo, ['release']).catch(() => undefined);
@@ -119,13 +119,28 @@ async function checkCardOnly(ctx: SwitchContext, cardNo: string, pin: string): P
     if (after.code === 'locked') return { check: { ok: false, reason: 'locked' }, verifiedWrong: true };
     return { check: { ok: false, reason: 'wrong', attemptsLeft: after.attemptsLeft }, verifiedWrong: true };
   }
-  // Imported passwords were hashed at a lower cost; after a correct entry, store them at full cost.
-  // A rehash that cannot run now (pool full) is left for the next correct entry.
-  const rehash = needsRehash(state.storedHash, ctx.config.passwordScryptN) ? await ctx.passwords.hash(pin, ctx.config.passwordScryptN).catch(() => '') : '';
+  // An imported card has no hash yet, and cards imported before that have one at a lower cost: after a
+  // correct entry, store a full-cost hash. One that cannot be made now (pool full) is left for the next
+  // correct entry (an empty hash keeps being checked against the document number meanwhile).
+  const upgrade = state.storedHash === '' || needsRehash(state.storedHash, ctx.config.passwordScryptN);
+  const rehash = upgrade ? await ctx.passwords.hash(pin, ctx.config.passwordScryptN).catch(() => '') : '';
   // A stale answer (3) means the hash changed since the take: mostly a parallel check of the same right
-  // password rehashing an imported one. The password verified against the card's hash of that moment.
+  // password storing its hash first, or a change of the password (whose hash is then kept, not overwritten
+  // with this one). The password verified against the card's hash of that moment.
   await passwordScript(ctx, cardNo, ['ok', state.storedHash, rehash]);
   return { check: { ok: true }, verifiedWrong: false };
+}
+
+/**
+ * The PIN against the card's stored hash (in the worker pool), or, for a card imported without one,
+ * against the initial password of its document number (constant time, no scrypt: see
+ * initialPasswordMatches). An empty hash on a card whose password is no longer initial, or whose document
+ * number is missing, matches nothing: every check is wrong (counted); such a card has no right password
+ * until one is stored for it (nothing in the switch writes that state: only a hand-edited account).
+ */
+async function passwordMatches(ctx: SwitchContext, pin: string, state: PasswordState): Promise<boolean> {
+  if (state.storedHash !== '') return ctx.passwords.verify(pin, state.storedHash);
+  return state.initial && initialPasswordMatches(pin, state.documentNumber);
 }
 
 /** For the kiosk and phone: throws the gRPC-mapped refusal unless the password is right. */

@@ -1,9 +1,10 @@
 // Card passwords: exactly six digits, stored as a peppered scrypt hash. Six digits are only a million
 // guesses, so the hash must be slow and the store alone must not be enough to guess offline: the input
 // to scrypt is HMAC-SHA256(pepper, pin), and the pepper lives in the server's configuration, not Redis.
+// The one exception is an imported card's untouched initial password: no hash (initialPasswordMatches).
 //
-// The functions below are synchronous and CPU-heavy (scryptSync). Call them from the password worker
-// (switch/workers/password-worker.ts) only, never on the event loop of the switch.
+// hashPassword and verifyPassword are synchronous and CPU-heavy (scryptSync). Call them from the password
+// worker (switch/workers/password-worker.ts) only, never on the event loop of the switch.
 import { createHmac, randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 
 export const PIN_PATTERN = /^\d{6}$/;
@@ -12,9 +13,9 @@ export const PIN_LENGTH = 6;
 /** Full cost: about 59 ms per hash on the reference machine; used for every password a person sets. */
 export const FULL_SCRYPT_N = 16384;
 /**
- * Bulk import cost. The initial password is derivable from the document number anyway, so a slow hash
- * protects little there; the pepper protects the store. A later successful verification rehashes at
- * full cost (see needsRehash), and users are pushed to change the initial password.
+ * The cost imports used to hash initial passwords at. Imports no longer hash at all (an imported card
+ * stores no hash: see initialPasswordMatches), but cards imported before that still hold such hashes;
+ * they verify as any other and are rehashed at full cost on the first correct entry (see needsRehash).
  */
 export const IMPORT_SCRYPT_N = 1024;
 export const MIN_SCRYPT_N = 1024;
@@ -48,6 +49,19 @@ export function initialPassword(documentNumber: string): string {
     throw new RangeError(`document number must have at least ${PIN_LENGTH} characters to derive the initial password`);
   }
   return documentNumber.slice(-PIN_LENGTH).replace(/\D/g, '1');
+}
+
+/**
+ * An imported card stores no hash while its password is the initial one: a hash of a value derivable
+ * from the document number, stored next to it in the same account, would protect nothing (and hashing
+ * 20,000 of them was most of an import's time). The PIN is compared with the document number's initial
+ * password in constant time; a document number too short to have one matches nothing. Cheap (no scrypt):
+ * safe on the event loop.
+ */
+export function initialPasswordMatches(pin: string, documentNumber: string): boolean {
+  if (!PIN_PATTERN.test(pin) || documentNumber.length < PIN_LENGTH) return false;
+  // Both are PIN_LENGTH ASCII characters here, so the buffers have the equal length timingSafeEqual needs.
+  return timingSafeEqual(Buffer.from(pin, 'latin1'), Buffer.from(initialPassword(documentNumber), 'latin1'));
 }
 
 export function isValidScryptN(N: number): boolean {

@@ -3,6 +3,11 @@
   flight, and storing a new hash. The hash itself is computed and verified in the password worker
   pool, never here. Moves no money.
 
+  An imported card has no hash (pwd is ''; pwdinit is '1'): its password is the initial one, which the
+  switch compares with the one derived from docn (returned here). Its checks are taken, settled and
+  counted exactly as any other; the first correct entry stores a full-cost hash through 'ok' with
+  expectedHash '', which the stale test still guards (a hash stored meanwhile is never overwritten).
+
   A check is taken BEFORE the password is verified ('take', in the same script that reads the
   counters) and settled after ('fail' or 'ok'). While checks are in flight they count against the
   attempts left, so a burst of parallel guesses gets no more verifications than the attempts left
@@ -16,11 +21,13 @@
   ARGV[2] dayKey      YYYYMMDD in campus time
   ARGV[3] maxAttempts wrong attempts allowed per day
   ARGV[4] ('take') nowMs
-          ('ok', 'set') expectedHash: the hash the caller verified against
-  ARGV[5] newHash       ('ok': optional rehash at a higher cost, '' for none; 'set': the new password's hash)
+          ('ok', 'set') expectedHash: the hash the caller verified against ('' for a card that has none)
+  ARGV[5] newHash       ('ok': the hash to store now, at full cost, for a card that had none or a lower-cost
+                        one; '' for none; 'set': the new password's hash)
   ARGV[6] clearInitial  ('set') '1' marks the password as no longer the initial one
 
-  Account fields: pwd, pday/pfail (wrong attempts of the campus day), pinf/pints (checks in flight and
+  Account fields: pwd ('' until an imported card's first correct entry; a missing field is an unknown
+  account), pday/pfail (wrong attempts of the campus day), pinf/pints (checks in flight and
   when the last was taken), pwdinit, docn.
 
   Returns an array {code, attemptsLeft, storedHash, initialFlag, documentNumber}:
