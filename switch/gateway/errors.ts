@@ -39,8 +39,13 @@ export interface HttpError {
   readonly status: number;
   readonly body: { readonly error: ErrorBody };
   readonly headers: Readonly<Record<string, string>>;
-  /** Our fault or the ledger's (log at error level), not the caller's. */
+  /** Our fault, not the caller's: logged at error level with the error. */
   readonly serious: boolean;
+  /**
+   * The ledger did not answer (a Redis outage or stall): logged at warn, one line per request and no
+   * stack, since during an outage every request fails the same way and the breaker logs the outage.
+   */
+  readonly ledgerUnavailable: boolean;
 }
 
 /** Seconds a client should wait before retrying: a full password queue drains in about 100 ms. */
@@ -68,7 +73,7 @@ export function httpError(
   code: string,
   message: string,
   messageEn: string,
-  extra: { field?: string | undefined; attemptsLeft?: number; headers?: Readonly<Record<string, string>>; serious?: boolean } = {},
+  extra: { field?: string | undefined; attemptsLeft?: number; headers?: Readonly<Record<string, string>>; serious?: boolean; ledgerUnavailable?: boolean } = {},
 ): HttpError {
   const error: ErrorBody = {
     code,
@@ -77,7 +82,7 @@ export function httpError(
     ...(extra.field !== undefined ? { field: extra.field } : {}),
     ...(extra.attemptsLeft !== undefined ? { attemptsLeft: extra.attemptsLeft } : {}),
   };
-  return { status, body: { error }, headers: extra.headers ?? {}, serious: extra.serious ?? false };
+  return { status, body: { error }, headers: extra.headers ?? {}, serious: extra.serious ?? false, ledgerUnavailable: extra.ledgerUnavailable ?? false };
 }
 
 function refusal(
@@ -111,7 +116,7 @@ export function httpErrorOf(err: unknown): HttpError | undefined {
   if (isRedisUnavailable(err)) {
     return httpError(503, 'UNAVAILABLE', GENERIC_ZH.UNAVAILABLE, 'the ledger did not answer, so the outcome is unknown; retry the same request to learn it', {
       headers: { 'retry-after': RETRY_AFTER_UNAVAILABLE_SEC },
-      serious: true,
+      ledgerUnavailable: true,
     });
   }
   // LedgerInvariantError (the process is about to stop loudly) and anything unexpected.
@@ -136,6 +141,11 @@ function domainRefusal(err: DomainError): HttpError {
   }
   // A DomainError of a class added later and not mapped here: a bug of ours, not the caller's.
   return internalError();
+}
+
+/** What a failure says, for a log line without a stack. */
+export function errorText(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
 }
 
 export function internalError(): HttpError {

@@ -7,7 +7,7 @@
 import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t, WebSocket } from 'uWebSockets.js';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
-import { httpError, httpErrorOf, internalError, type HttpError } from './errors.js';
+import { errorText, httpError, httpErrorOf, internalError, type HttpError } from './errors.js';
 import { copyHeaders, errorReply, remoteAddressOf, writeReply } from './respond.js';
 
 /** What authenticate() sees of an upgrade request (copied: the uWS request dies at the first await). */
@@ -240,6 +240,7 @@ export class WebSocketEndpoint implements WebSocketHub {
     } catch (err) {
       const mapped = httpErrorOf(err);
       if (mapped?.serious) this.log.error({ err }, 'websocket authentication failed');
+      else if (mapped?.ledgerUnavailable === true) this.log.warn({ cause: errorText(err) }, 'websocket authentication failed: the ledger did not answer (503)');
       return mapped;
     }
     const offered = upgrade.protocols;

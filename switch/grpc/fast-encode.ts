@@ -2,9 +2,10 @@
 // StreamedAuthorizeResponse: the exact bytes ts-proto writes (test/fast-encode.test.ts compares them
 // field by field and over random messages), sized first and written into one Buffer. ts-proto's
 // serializer builds the message in a growing BinaryWriter and then copies it into a Buffer
-// (`Buffer.from(...finish())`); in a profile of streamed taps that serializer was 6.7 % of the switch's
-// CPU. Anything outside the fast path's assumptions (a negative or non-integer number, a streamed error)
-// goes to ts-proto's encoder, so the wire format never depends on this file being complete.
+// (`Buffer.from(...finish())`); in a profile of streamed taps that serializer was a visible share of the
+// switch's CPU (loadtest/RESULTS.md, "Figures once kept in comments", row C4). Anything outside the fast
+// path's assumptions (a negative or non-integer number, a streamed error) goes to ts-proto's encoder,
+// so the wire format never depends on this file being complete.
 import type { ServiceDefinition } from '@grpc/grpc-js';
 import { DeclineReason, Outcome } from '../../proto/gen/cardswitch/v1/common.js';
 import { AuthorizeResponse, StreamedAuthorizeResponse } from '../../proto/gen/cardswitch/v1/pos.js';

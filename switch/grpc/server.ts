@@ -48,9 +48,9 @@ export const GRPC_SERVER_OPTIONS = {
   'grpc.keepalive_time_ms': 60_000,
   'grpc.keepalive_permit_without_calls': 1,
   // channelz stays on although no channelz service is served: its per-call bookkeeping costs a little
-  // (h2load on the no-op PosService: 5,888-6,921 calls/s with it, 6,397-6,969 without), but grpc-js
-  // 1.14 tracks a server's sessions only with it, and forceShutdown() needs them to end a call that
-  // outlives the grace period (test/pos-server.test.ts fails without).
+  // (h2load on the no-op PosService: loadtest/RESULTS.md, "Figures once kept in comments", row C3), but
+  // grpc-js 1.14 tracks a server's sessions only with it, and forceShutdown() needs them to end a call
+  // that outlives the grace period (test/pos-server.test.ts fails without).
 } as const;
 
 export interface ServiceRegistration {
