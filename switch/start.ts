@@ -177,4 +177,10 @@ function waitForSignal(): Promise<void> {
   });
 }
 
-main().then((code) => process.exit(code));
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error('npm start failed:', err);
+    process.exit(1);
+  },
+);

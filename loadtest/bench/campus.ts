@@ -1,8 +1,8 @@
 // Campus data for load tests: the demo campus (switch/data/demo.ts) as a campus file for k6, and a fast
 // loader that puts a campus into the bench's private ledger. The loader opens accounts directly through
 // the ledger's open-account script with opening balances big enough that approvals dominate the run,
-// and hashes card passwords only for the cards that will make PIN payments (scrypt is the slow part of
-// a real import, and it is not what the bench measures).
+// and hashes card passwords only for the cards that will make PIN payments (at the cost older imports
+// used: an import today stores no hash, and a holder's password is stored at full cost on its first use).
 import type { Redis } from 'ioredis';
 import { generateDemoCampus, type DemoCampus } from '../../switch/data/demo.js';
 import { mapBounded } from '../../switch/data/import.js';
@@ -84,7 +84,7 @@ export async function loadCampus(deps: LoadDeps, demo: DemoCampus, file: CampusF
       phone: c.phone,
     };
     if (pin !== undefined) {
-      // The import's cost, as a real import stores it; the switch rehashes at full cost on first use.
+      // A password hash at the cost older imports stored; the switch rehashes at full cost on first use.
       fields['pwd'] = hashPassword(pin, deps.passwordPepper, { N: IMPORT_SCRYPT_N });
       fields['pwdinit'] = '1';
       pinCards++;

@@ -49,7 +49,7 @@ export function operatorMetadata(token = OPERATOR.token): Metadata {
   return m;
 }
 
-/** Hash of a card password as the import stores it (the pool, at the given scrypt cost). */
+/** A card password hash from the pool at the given scrypt cost (1024: what imports stored before they stored none). */
 export function passwordHash(app: SwitchApp, pin: string, scryptN = 1024): Promise<string> {
   return app.context.passwords.hash(pin, scryptN);
 }
