@@ -19,8 +19,12 @@ try {
   execFileSync('npx', ['buf', 'generate', 'proto', '--output', scratch], { stdio: 'inherit' });
   const fresh = join(scratch, 'proto', 'gen');
   const committed = 'proto/gen';
-  const freshFiles = listFiles(fresh).map((f) => relative(fresh, f)).sort();
-  const committedFiles = listFiles(committed).map((f) => relative(committed, f)).sort();
+  const freshFiles = listFiles(fresh)
+    .map((f) => relative(fresh, f))
+    .sort();
+  const committedFiles = listFiles(committed)
+    .map((f) => relative(committed, f))
+    .sort();
   const stale = [];
   for (const f of new Set([...freshFiles, ...committedFiles])) {
     const a = freshFiles.includes(f) ? readFileSync(join(fresh, f), 'utf8') : null;

@@ -116,7 +116,11 @@ function serveGrpc(context: SwitchContext, { pos, water, statements }: HandlerSe
     shutdownGraceMs: config.shutdownGraceMs,
     interceptors: [terminalAuthInterceptor(context.terminals, log), operatorAuthInterceptor(config.operatorTokens, log)],
     services: [
-      { name: 'cardswitch.v1.PosService', definition: withFastEncoders(PosServiceService), implementation: posService(context, { pos, water, streams }) },
+      {
+        name: 'cardswitch.v1.PosService',
+        definition: withFastEncoders(PosServiceService),
+        implementation: posService(context, { pos, water, streams }),
+      },
       { name: 'cardswitch.v1.KioskService', definition: KioskServiceService, implementation: kioskService(context, statements) },
       { name: 'cardswitch.v1.AdminService', definition: AdminServiceService, implementation: adminService(context, statements) },
     ],
@@ -159,13 +163,23 @@ export interface StartOptions {
   readonly feeProvider?: FeeProvider;
 }
 
-export async function startSwitch(config: Config, log: Logger, now: () => number = Date.now, options: StartOptions = {}): Promise<SwitchApp> {
+export async function startSwitch(
+  config: Config,
+  log: Logger,
+  now: () => number = Date.now,
+  options: StartOptions = {},
+): Promise<SwitchApp> {
   // Each switch has its own registry: tests start several in one process. Ledger calls that fail because
   // Redis did not answer are counted where they are answered (grpc/unary.ts, the stream, the gateway).
   const metrics = createMetrics();
   const redis = await connectLedgerRedis(config, log, metrics);
   // Both clients fail fast together while the ledger is known down (redis/breaker.ts).
-  const breaker = new LedgerBreaker({ probeIntervalMs: LEDGER_PROBE_INTERVAL_MS, holdMs: LEDGER_HOLD_MS, maxHeld: MAX_PENDING_LEDGER_COMMANDS, log });
+  const breaker = new LedgerBreaker({
+    probeIntervalMs: LEDGER_PROBE_INTERVAL_MS,
+    holdMs: LEDGER_HOLD_MS,
+    maxHeld: MAX_PENDING_LEDGER_COMMANDS,
+    log,
+  });
   guardIoredis(redis, breaker);
   let grpc: RunningGrpcServer | undefined;
   let gateway: RunningHolderGateway | undefined;
@@ -196,7 +210,22 @@ export async function startSwitch(config: Config, log: Logger, now: () => number
     });
     const fees = feeSettings(options.feeProvider ?? simulatedFeeProvider(log), config.feeProviderTimeoutMs);
     const campusQr = new CampusQrCodec(config.campusQr.secret);
-    const context: SwitchContext = { config, log, keys, scripts, ledger, money, claims, terminals, cards, passwords, fees, campusQr, metrics, now };
+    const context: SwitchContext = {
+      config,
+      log,
+      keys,
+      scripts,
+      ledger,
+      money,
+      claims,
+      terminals,
+      cards,
+      passwords,
+      fees,
+      campusQr,
+      metrics,
+      now,
+    };
     metrics.setPasswordPoolSource(() => context.passwords.stats());
     const services: HandlerServices = {
       pos: new PosDomain(context),

@@ -230,7 +230,9 @@ export function loadConfig(env: Env = process.env): Config {
     feeRecoveryIntervalMs: r.integer('FEE_RECOVERY_INTERVAL_MS', 60_000, 1000, 3_600_000),
     operatorTokens: parseOperatorTokens(r, env['OPERATOR_TOKENS'] ?? ''),
     gateway: {
-      host: r.string('GATEWAY_HOST', env['GRPC_HOST'] ?? '0.0.0.0', (v) => (/^[A-Za-z0-9.:[\]-]+$/.test(v) ? undefined : 'must be a host name or IP address')),
+      host: r.string('GATEWAY_HOST', env['GRPC_HOST'] ?? '0.0.0.0', (v) =>
+        /^[A-Za-z0-9.:[\]-]+$/.test(v) ? undefined : 'must be a host name or IP address',
+      ),
       port: r.integer('GATEWAY_PORT', 8080, 0, 65535),
       maxBodyBytes: r.integer('GATEWAY_MAX_BODY_BYTES', 16 * 1024, 256, 1024 * 1024),
       wsMaxBackpressureBytes: r.integer('GATEWAY_WS_MAX_BACKPRESSURE_BYTES', 64 * 1024, 1024, 16 * 1024 * 1024),
@@ -238,7 +240,9 @@ export function loadConfig(env: Env = process.env): Config {
       wsMaxSockets: r.integer('GATEWAY_WS_MAX_SOCKETS', 50_000, 1, 1_000_000),
       wsMaxPerCard: r.integer('GATEWAY_WS_MAX_PER_CARD', 32, 1, 1000),
       benchHello: r.choice('GATEWAY_BENCH_HELLO', 'false', ['true', 'false']) === 'true',
-      metricsToken: r.string('GATEWAY_METRICS_TOKEN', '', (v) => (v === '' || /^\S{16,128}$/.test(v) ? undefined : 'must be 16-128 characters without spaces, or empty (loopback only)')),
+      metricsToken: r.string('GATEWAY_METRICS_TOKEN', '', (v) =>
+        v === '' || /^\S{16,128}$/.test(v) ? undefined : 'must be 16-128 characters without spaces, or empty (loopback only)',
+      ),
     },
     sessions: {
       secret: r.string('SESSION_SECRET', '', checkLongSecret),
@@ -264,8 +268,10 @@ export function loadConfig(env: Env = process.env): Config {
       timeoutMs: r.integer('IDENTITY_TIMEOUT_MS', 3000, 100, 30_000),
     },
   };
-  if (config.identity.wecom.corpId !== '' && config.identity.wecom.corpSecret === '') r.problems.push('WECOM_CORP_SECRET: required when WECOM_CORP_ID is set');
-  if (config.identity.wechat.appId !== '' && config.identity.wechat.appSecret === '') r.problems.push('WECHAT_APP_SECRET: required when WECHAT_APP_ID is set');
+  if (config.identity.wecom.corpId !== '' && config.identity.wecom.corpSecret === '')
+    r.problems.push('WECOM_CORP_SECRET: required when WECOM_CORP_ID is set');
+  if (config.identity.wechat.appId !== '' && config.identity.wechat.appSecret === '')
+    r.problems.push('WECHAT_APP_SECRET: required when WECHAT_APP_ID is set');
   if (config.grpcTls !== undefined && config.grpcPlaintextAllowed) {
     r.problems.push('GRPC_PLAINTEXT=allow: remove it when GRPC_TLS_CERT_FILE is set (gRPC is served over TLS only)');
   }
@@ -287,7 +293,9 @@ function readPem(r: Reader, name: string, path: string, label: RegExp, what: str
     return undefined;
   }
   if (bytes.length > MAX_PEM_FILE_BYTES) {
-    r.problems.push(`${name}=${JSON.stringify(path)}: ${bytes.length} bytes is not a PEM file (at most ${MAX_PEM_FILE_BYTES}); it must hold ${what}`);
+    r.problems.push(
+      `${name}=${JSON.stringify(path)}: ${bytes.length} bytes is not a PEM file (at most ${MAX_PEM_FILE_BYTES}); it must hold ${what}`,
+    );
     return undefined;
   }
   if (!label.test(bytes.toString('latin1'))) {
@@ -316,21 +324,30 @@ function readGrpcTls(r: Reader, env: Env, nowMs: number): GrpcTlsConfig | undefi
   const keyFile = env['GRPC_TLS_KEY_FILE'] ?? '';
   const caFile = env['GRPC_TLS_CLIENT_CA_FILE'] ?? '';
   if (certFile === '' || keyFile === '') {
-    if (certFile !== '') r.problems.push('GRPC_TLS_KEY_FILE: required when GRPC_TLS_CERT_FILE is set (the private key of the server certificate)');
+    if (certFile !== '')
+      r.problems.push('GRPC_TLS_KEY_FILE: required when GRPC_TLS_CERT_FILE is set (the private key of the server certificate)');
     if (keyFile !== '') r.problems.push('GRPC_TLS_CERT_FILE: required when GRPC_TLS_KEY_FILE is set (the server certificate)');
-    if (caFile !== '') r.problems.push('GRPC_TLS_CLIENT_CA_FILE: needs GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE (client certificates are checked only over TLS)');
+    if (caFile !== '')
+      r.problems.push(
+        'GRPC_TLS_CLIENT_CA_FILE: needs GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE (client certificates are checked only over TLS)',
+      );
     return undefined;
   }
   const certChain = readPem(r, 'GRPC_TLS_CERT_FILE', certFile, /-----BEGIN CERTIFICATE-----/, 'the server certificate');
   const privateKey = readPem(r, 'GRPC_TLS_KEY_FILE', keyFile, /-----BEGIN (RSA |EC )?PRIVATE KEY-----/, 'an unencrypted private key');
-  const clientCa = caFile === '' ? undefined : readPem(r, 'GRPC_TLS_CLIENT_CA_FILE', caFile, /-----BEGIN CERTIFICATE-----/, 'the CA certificate(s) of the terminals');
+  const clientCa =
+    caFile === ''
+      ? undefined
+      : readPem(r, 'GRPC_TLS_CLIENT_CA_FILE', caFile, /-----BEGIN CERTIFICATE-----/, 'the CA certificate(s) of the terminals');
   if (certChain === undefined || privateKey === undefined || (caFile !== '' && clientCa === undefined)) return undefined;
   const cert = parsed(r, 'GRPC_TLS_CERT_FILE', certFile, () => new X509Certificate(certChain));
   const key: KeyObject | undefined = parsed(r, 'GRPC_TLS_KEY_FILE', keyFile, () => createPrivateKey(privateKey));
   if (clientCa !== undefined) parsed(r, 'GRPC_TLS_CLIENT_CA_FILE', caFile, () => new X509Certificate(clientCa));
   if (cert === undefined || key === undefined) return undefined;
   if (!cert.checkPrivateKey(key)) {
-    r.problems.push(`GRPC_TLS_KEY_FILE=${JSON.stringify(keyFile)}: is not the private key of the certificate in GRPC_TLS_CERT_FILE=${JSON.stringify(certFile)}`);
+    r.problems.push(
+      `GRPC_TLS_KEY_FILE=${JSON.stringify(keyFile)}: is not the private key of the certificate in GRPC_TLS_CERT_FILE=${JSON.stringify(certFile)}`,
+    );
     return undefined;
   }
   if (Date.parse(cert.validTo) <= nowMs) {
@@ -346,7 +363,9 @@ function parseOperatorTokens(r: Reader, raw: string): ReadonlyMap<string, string
   for (const entry of raw.split(',')) {
     const match = /^\s*([A-Za-z0-9_.-]{1,32}):(\S{16,128})\s*$/.exec(entry);
     if (match === null) {
-      r.problems.push('OPERATOR_TOKENS: each entry must be name:token (name 1-32 of A-Z a-z 0-9 _ . -, token 16-128 characters), separated by commas');
+      r.problems.push(
+        'OPERATOR_TOKENS: each entry must be name:token (name 1-32 of A-Z a-z 0-9 _ . -, token 16-128 characters), separated by commas',
+      );
       return new Map();
     }
     tokens.set(match[1] ?? '', match[2] ?? '');

@@ -37,7 +37,10 @@ function checkGrpcTransport(config: Config, serves: { grpc: boolean }): void {
 function logGrpcTransport(log: Logger, config: Config, serves: { grpc: boolean }): void {
   if (!serves.grpc) return;
   if (config.grpcTls === undefined) {
-    log.warn({ grpcTransport: 'plaintext' }, 'gRPC is served in PLAINTEXT (GRPC_PLAINTEXT=allow): PINs, passwords and terminal secrets cross the network unencrypted unless a TLS proxy is in front');
+    log.warn(
+      { grpcTransport: 'plaintext' },
+      'gRPC is served in PLAINTEXT (GRPC_PLAINTEXT=allow): PINs, passwords and terminal secrets cross the network unencrypted unless a TLS proxy is in front',
+    );
   } else {
     log.info({ grpcTransport: config.grpcTls.clientCa === undefined ? 'tls' : 'mtls' }, 'gRPC is served over TLS');
   }
@@ -46,15 +49,20 @@ function logGrpcTransport(log: Logger, config: Config, serves: { grpc: boolean }
 function processCount(): number {
   const raw = process.env['SWITCH_PROCESSES'] ?? '1';
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1 || n > MAX_PROCESSES) throw new ConfigError([`SWITCH_PROCESSES=${raw}: must be a whole number 1..${MAX_PROCESSES}`]);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_PROCESSES)
+    throw new ConfigError([`SWITCH_PROCESSES=${raw}: must be a whole number 1..${MAX_PROCESSES}`]);
   return n;
 }
 
 /** SWITCH_SERVES: what this process serves, `grpc,gateway` by default (one of them for split deployments). */
 function servesFromEnvironment(): { grpc: boolean; gateway: boolean } {
-  const raw = (process.env['SWITCH_SERVES'] ?? 'grpc,gateway').split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const raw = (process.env['SWITCH_SERVES'] ?? 'grpc,gateway')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   const unknown = raw.filter((s) => s !== 'grpc' && s !== 'gateway');
-  if (unknown.length > 0 || raw.length === 0) throw new ConfigError([`SWITCH_SERVES=${process.env['SWITCH_SERVES']}: must list grpc and/or gateway, comma-separated`]);
+  if (unknown.length > 0 || raw.length === 0)
+    throw new ConfigError([`SWITCH_SERVES=${process.env['SWITCH_SERVES']}: must list grpc and/or gateway, comma-separated`]);
   return { grpc: raw.includes('grpc'), gateway: raw.includes('gateway') };
 }
 
@@ -70,7 +78,10 @@ async function runSwitch(config: Config): Promise<number> {
   const serves = servesFromEnvironment();
   logGrpcTransport(log, config, serves);
   const app = await startSwitch(config, log, Date.now, serves);
-  log.info({ grpcPort: app.grpcPort, gatewayPort: app.gateway?.port, redis: config.redisUrl.replace(/\/\/[^@]*@/, '//***@') }, 'cardswitch ready');
+  log.info(
+    { grpcPort: app.grpcPort, gatewayPort: app.gateway?.port, redis: config.redisUrl.replace(/\/\/[^@]*@/, '//***@') },
+    'cardswitch ready',
+  );
   if (cluster.isWorker) process.send?.({ ready: app.grpcPort });
   await untilSignal();
   await app.stop();
@@ -98,10 +109,15 @@ async function runPrimary(config: Config, processes: number): Promise<number> {
   await untilSignal();
   stopping = true;
   const workers = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined);
-  await Promise.all(workers.map((w) => new Promise<void>((resolve) => {
-    w.once('exit', () => resolve());
-    w.process.kill('SIGTERM');
-  })));
+  await Promise.all(
+    workers.map(
+      (w) =>
+        new Promise<void>((resolve) => {
+          w.once('exit', () => resolve());
+          w.process.kill('SIGTERM');
+        }),
+    ),
+  );
   log.info('stopped');
   return 0;
 }

@@ -14,7 +14,12 @@ import { RedisServerMissingError, startLocalRedis, type LocalRedis } from './red
 import { IdentitySimulator } from './identity/simulator.js';
 
 /** The credentials the development identity simulator accepts (it stands in for WeCom and WeChat). */
-const DEV_IDENTITY = { corpId: 'ww-dev-campus', corpSecret: 'dev-corp-secret-0123456789', appId: 'wx-dev-miniprogram', appSecret: 'dev-app-secret-0123456789' };
+const DEV_IDENTITY = {
+  corpId: 'ww-dev-campus',
+  corpSecret: 'dev-corp-secret-0123456789',
+  appId: 'wx-dev-miniprogram',
+  appSecret: 'dev-app-secret-0123456789',
+};
 
 /**
  * With neither WeCom nor WeChat configured, sign-ins go to the identity simulator on loopback (its
@@ -57,17 +62,30 @@ async function loadDemoIfEmpty(app: SwitchApp, config: Config, log: Logger): Pro
   const campus = generateDemoCampus({ cardholders: count, seed: DEFAULT_DEMO_SEED });
   const terminals = parseTerminalsCsv(campus.terminalsCsv);
   const cardholders = parseCardholdersCsv(campus.cardholdersCsv);
-  if (terminals.errors.length + cardholders.errors.length > 0) throw new Error('the demo campus did not pass the importer (a bug in switch/data/demo.ts)');
+  if (terminals.errors.length + cardholders.errors.length > 0)
+    throw new Error('the demo campus did not pass the importer (a bug in switch/data/demo.ts)');
   const terminalReport = await importTerminals(app.terminals, terminals.rows);
   // One line per chunk of 2,000 cards (a fraction of a second each; nothing is hashed: see data/import.ts).
   const startedMs = performance.now();
   const onProgress = (written: number, total: number): void =>
-    log.info({ written, total, elapsedMs: Math.round(performance.now() - startedMs) }, `demo campus: ${written.toLocaleString('en-US')} / ${total.toLocaleString('en-US')} cardholders`);
+    log.info(
+      { written, total, elapsedMs: Math.round(performance.now() - startedMs) },
+      `demo campus: ${written.toLocaleString('en-US')} / ${total.toLocaleString('en-US')} cardholders`,
+    );
   const cardReport = await importCardholders({ ledger: app.ledger }, cardholders.rows, { onProgress });
   const problems = [...terminalReport.errors, ...cardReport.errors];
-  if (problems.length > 0) throw new Error(`the demo campus could not be loaded: ${problems.slice(0, 5).map((p) => `line ${p.line}: ${p.message}`).join('; ')}`);
+  if (problems.length > 0)
+    throw new Error(
+      `the demo campus could not be loaded: ${problems
+        .slice(0, 5)
+        .map((p) => `line ${p.line}: ${p.message}`)
+        .join('; ')}`,
+    );
   await app.redis.hset(app.keys.meta(), DEMO_FLAG, String(Date.now()));
-  log.info({ terminals: terminalReport.importedCount, cardholders: cardReport.importedCount, elapsedMs: cardReport.elapsedMs }, 'demo campus loaded');
+  log.info(
+    { terminals: terminalReport.importedCount, cardholders: cardReport.importedCount, elapsedMs: cardReport.elapsedMs },
+    'demo campus loaded',
+  );
 }
 
 function gatewayLines(app: SwitchApp, config: Config, simulatorUrl: string | undefined): string[] {
@@ -79,7 +97,15 @@ function gatewayLines(app: SwitchApp, config: Config, simulatorUrl: string | und
     `Gateway for phones: ${base}/api/v1 (reference: ${base}/api/v1/openapi.json, docs/gateway-api.md), live events ws://${host}:${app.gateway.port}/api/v1/events, ${base}/healthz, ${base}/metrics`,
   ];
   if (simulatorUrl === undefined) return [...lines, 'Sign-in: WeCom / WeChat as configured (WECOM_* / WECHAT_*).', ''];
-  const form = { bindingType: card?.holderType, personNumber: card?.personNumber, password: card?.initialPassword, documentType: card?.documentType, documentNumber: card?.documentNumber, phone: card?.phone, consent: true };
+  const form = {
+    bindingType: card?.holderType,
+    personNumber: card?.personNumber,
+    password: card?.initialPassword,
+    documentType: card?.documentType,
+    documentNumber: card?.documentNumber,
+    phone: card?.phone,
+    consent: true,
+  };
   return [
     ...lines,
     `A development session (identity simulator at ${simulatorUrl} stands in for WeCom and WeChat):`,
@@ -111,7 +137,12 @@ function printReady(app: SwitchApp, config: Config, simulatorUrl: string | undef
   const secretHeader = `-H "terminal-secret: $(cat '${secretFile}')"`;
   const host = config.grpcHost === '0.0.0.0' ? '127.0.0.1' : config.grpcHost;
   const target = `${host}:${app.grpcPort}`;
-  const body = JSON.stringify({ terminal_id: pos.terminalId, sequence_number: Date.now() % 1_000_000_000, amount_fen: 1250, credential: { card: { card_serial: card?.cardSerial } } });
+  const body = JSON.stringify({
+    terminal_id: pos.terminalId,
+    sequence_number: Date.now() % 1_000_000_000,
+    amount_fen: 1250,
+    credential: { card: { card_serial: card?.cardSerial } },
+  });
   const lines = [
     '',
     `cardswitch is ready: gRPC on ${target} (PosService, KioskService, AdminService, health, reflection)`,

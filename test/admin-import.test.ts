@@ -35,11 +35,15 @@ it('imports a file of 800 cardholders (over 64 KiB) and its terminals', async ()
 
 it('imports nothing from a file with a bad row, and names the line', async () => {
   // Five rows of new cards (numbers, serials and person numbers not imported yet), the third one bad.
-  const lines = campus.cardholdersCsv.trimEnd().split('\n').slice(0, 6).map((line, i) => {
-    if (i === 0) return line;
-    const fields = line.split(',');
-    return [`9900000${i}`, `EE00000${i}`, fields[2], `NEW0000${i}`, ...fields.slice(4)].join(',');
-  });
+  const lines = campus.cardholdersCsv
+    .trimEnd()
+    .split('\n')
+    .slice(0, 6)
+    .map((line, i) => {
+      if (i === 0) return line;
+      const fields = line.split(',');
+      return [`9900000${i}`, `EE00000${i}`, fields[2], `NEW0000${i}`, ...fields.slice(4)].join(',');
+    });
   lines[3] = (lines[3] ?? '').replace(/,\d+$/, ',-100');
   const other = { cardholders: [1, 2, 3, 4, 5].map((i) => ({ cardNo: `9900000${i}` })) };
   const existedBefore = await Promise.all(other.cardholders.map((c) => app.redis.exists(app.keys.account(c.cardNo))));
@@ -53,6 +57,8 @@ it('imports nothing from a file with a bad row, and names the line', async () =>
 });
 
 it('refuses a file over 8 MiB with INVALID_ARGUMENT', async () => {
-  const err = await call(admin, 'importCardholders', { csv: 'x'.repeat(8 * 1024 * 1024 + 1) }, operatorMetadata()).catch((e: unknown) => e as ServiceError);
+  const err = await call(admin, 'importCardholders', { csv: 'x'.repeat(8 * 1024 * 1024 + 1) }, operatorMetadata()).catch(
+    (e: unknown) => e as ServiceError,
+  );
   expect((err as ServiceError).code).toBe(Status.INVALID_ARGUMENT);
 });

@@ -12,7 +12,13 @@ import type { NewTerminal } from '../switch/domain/terminals.js';
 import { connect, freshPrefix, testRedisUrl } from './helpers/redis.js';
 import { call, openCard, posClient, readJournal, startTestSwitch, terminalMetadata } from './helpers/switch.js';
 
-const T1: NewTerminal = { id: 'POS-AU1', kind: 'canteen', merchantId: 'CANTEEN1', location: '第一食堂', secret: 'pos-au1-secret-0123456789' };
+const T1: NewTerminal = {
+  id: 'POS-AU1',
+  kind: 'canteen',
+  merchantId: 'CANTEEN1',
+  location: '第一食堂',
+  secret: 'pos-au1-secret-0123456789',
+};
 const T2: NewTerminal = { id: 'POS-AU2', kind: 'shop', merchantId: 'SHOP2', location: '超市', secret: 'pos-au2-secret-0123456789' };
 
 let app: SwitchApp;
@@ -22,20 +28,34 @@ const adminMeta = new Metadata();
 adminMeta.set('operator-token', 'alice-token-0123456789');
 
 /** [card number, serial, opening fen]; one card opens with 0 and so has no journal entry at all. */
-const CARDS: [string, string, number][] = Array.from({ length: 8 }, (_, i) => [String(20231000 + i), `CC0000000${i}`, i === 7 ? 0 : 10_000 + i * 1000]);
+const CARDS: [string, string, number][] = Array.from({ length: 8 }, (_, i) => [
+  String(20231000 + i),
+  `CC0000000${i}`,
+  i === 7 ? 0 : 10_000 + i * 1000,
+]);
 let seq = 0;
 let paidOutFen = 0;
 
 async function pay(t: NewTerminal, serial: string, amountFen: number): Promise<number> {
   const sequence = ++seq;
-  const res = await call<object, { outcome: number }>(pos, 'authorize', { terminalId: t.id, sequenceNumber: sequence, amountFen, credential: { card: { cardSerial: serial } }, pin: '' }, terminalMetadata(t));
+  const res = await call<object, { outcome: number }>(
+    pos,
+    'authorize',
+    { terminalId: t.id, sequenceNumber: sequence, amountFen, credential: { card: { cardSerial: serial } }, pin: '' },
+    terminalMetadata(t),
+  );
   expect(res.outcome).toBe(1);
   paidOutFen += amountFen;
   return sequence;
 }
 
 async function reverse(t: NewTerminal, serial: string, sequence: number, amountFen: number): Promise<void> {
-  const res = await call<object, { result: number }>(pos, 'reverse', { terminalId: t.id, originalSequenceNumber: sequence, amountFen, credential: { card: { cardSerial: serial } } }, terminalMetadata(t));
+  const res = await call<object, { result: number }>(
+    pos,
+    'reverse',
+    { terminalId: t.id, originalSequenceNumber: sequence, amountFen, credential: { card: { cardSerial: serial } } },
+    terminalMetadata(t),
+  );
   expect(res.result).toBe(1);
   paidOutFen -= amountFen;
 }
@@ -95,7 +115,14 @@ describe('audit of a sound ledger', () => {
   });
 
   it('answers the Admin Audit RPC and the CLI with exit code 0', async () => {
-    expect(await auditRpc()).toEqual({ ok: true, accounts: CARDS.length, journalEntries: expect.any(Number) as unknown, heldFen: openingFen - paidOutFen, netInflowFen: openingFen - paidOutFen, problems: [] });
+    expect(await auditRpc()).toEqual({
+      ok: true,
+      accounts: CARDS.length,
+      journalEntries: expect.any(Number) as unknown,
+      heldFen: openingFen - paidOutFen,
+      netInflowFen: openingFen - paidOutFen,
+      problems: [],
+    });
     const run = await cli([], cliEnv());
     expect(run.code).toBe(0);
     expect(run.out).toContain('SOUND');
@@ -111,7 +138,8 @@ describe('audit of a sound ledger', () => {
       }
     })();
     const reports: AuditReport[] = [];
-    for (let i = 0; i < 5; i++) reports.push(await auditLedger(app.redis, app.keys, { journalPageSize: 3, scanCount: 2, shardConcurrency: 2 }));
+    for (let i = 0; i < 5; i++)
+      reports.push(await auditLedger(app.redis, app.keys, { journalPageSize: 3, scanCount: 2, shardConcurrency: 2 }));
     await traffic;
     for (const r of reports) expect(r.problems).toEqual([]);
     const after = await auditLedger(app.redis, app.keys);
@@ -186,12 +214,23 @@ describe('audit of hand-written ledgers (every kind and party of the README)', (
   afterAll(() => redis.quit());
 
   /** Writes a ledger exactly as the scripts would (fields per ledger/README.md), one card in shard of its own. */
-  async function writeLedger(keys: Keys, cardNo: string, account: Record<string, string | number>, entries: Record<string, string | number>[]): Promise<void> {
+  async function writeLedger(
+    keys: Keys,
+    cardNo: string,
+    account: Record<string, string | number>,
+    entries: Record<string, string | number>[],
+  ): Promise<void> {
     await redis.hset(keys.account(cardNo), account);
     let ts = 1_700_000_000_000;
     for (const e of entries) {
       ts += 1000;
-      await redis.xadd(keys.journalOfCard(cardNo), '*', ...Object.entries({ c: cardNo, tm: 'T', sq: '1', ts, ...e }).flat().map(String));
+      await redis.xadd(
+        keys.journalOfCard(cardNo),
+        '*',
+        ...Object.entries({ c: cardNo, tm: 'T', sq: '1', ts, ...e })
+          .flat()
+          .map(String),
+      );
     }
   }
 
@@ -220,7 +259,30 @@ describe('audit of hand-written ledgers (every kind and party of the README)', (
     await writeLedger(keys, 'C1', { bal: 170, wal: 900, ver: 9, st: 'A' }, WALLET_STORY);
     await redis.hset(keys.account('C2'), { bal: 5, wal: 0, ver: 1, st: 'A' });
     await redis.hset(keys.account('C3'), { bal: -40, wal: 0, ver: 1, st: 'A' });
-    await redis.xadd(keys.journalOfCard('C4'), '*', 'k', 'rch', 'c', 'C4', 'a', '70', 'f', 'x:ch:alipay', 't', 'a:C4', 'b', '70', 'v', '2', 'tm', 'alipay', 'sq', 'o1', 'ts', '1');
+    await redis.xadd(
+      keys.journalOfCard('C4'),
+      '*',
+      'k',
+      'rch',
+      'c',
+      'C4',
+      'a',
+      '70',
+      'f',
+      'x:ch:alipay',
+      't',
+      'a:C4',
+      'b',
+      '70',
+      'v',
+      '2',
+      'tm',
+      'alipay',
+      'sq',
+      'o1',
+      'ts',
+      '1',
+    );
     const report = await auditLedger(redis, keys);
     expect(report.ok).toBe(false);
     expect(report.problems).toEqual(

@@ -20,7 +20,13 @@ import { KIOSK_TERMINAL } from './helpers/clients.js';
 import { connect } from './helpers/redis.js';
 import { call, dumpKeySpace, openCard, POS_TERMINAL, posClient, readJournal, startTestSwitch, terminalMetadata } from './helpers/switch.js';
 
-const SECOND_TERMINAL = { id: 'POS-T2', kind: 'canteen' as const, merchantId: 'CANTEEN2', location: '第二食堂', secret: 'pos2-secret-0123456789' };
+const SECOND_TERMINAL = {
+  id: 'POS-T2',
+  kind: 'canteen' as const,
+  merchantId: 'CANTEEN2',
+  location: '第二食堂',
+  secret: 'pos2-secret-0123456789',
+};
 const CARDS = [
   { cardNo: '20230001', serial: 'AB12CD34' },
   { cardNo: '20230002', serial: 'AB12CD35' },
@@ -106,7 +112,7 @@ describe('AuthorizeStream', () => {
   it('pays for several terminals and cards on one stream, each answer under its tag, as Authorize would', async () => {
     const app = await start('stream-pay');
     const s = OpenStream.open(app);
-    const [a, b, c] = CARDS as [typeof CARDS[0], typeof CARDS[0], typeof CARDS[0]];
+    const [a, b, c] = CARDS as [(typeof CARDS)[0], (typeof CARDS)[0], (typeof CARDS)[0]];
     s.send(
       message(11, POS_TERMINAL, payment(POS_TERMINAL, 1, 1_250, a.serial)),
       message(12, SECOND_TERMINAL, payment(SECOND_TERMINAL, 1, 800, b.serial)),
@@ -115,9 +121,17 @@ describe('AuthorizeStream', () => {
     await s.until(3);
     const first = s.byTag(11).response;
     expect(first?.outcome).toBe(Outcome.OUTCOME_APPROVED);
-    expect(first).toMatchObject({ balanceAfterFen: 48_750, amountFen: 1_250, cardNumber: a.cardNo, displayText: '支付成功 12.50元 余额487.50元' });
+    expect(first).toMatchObject({
+      balanceAfterFen: 48_750,
+      amountFen: 1_250,
+      cardNumber: a.cardNo,
+      displayText: '支付成功 12.50元 余额487.50元',
+    });
     expect(s.byTag(12).response).toMatchObject({ outcome: Outcome.OUTCOME_APPROVED, balanceAfterFen: 49_200, cardNumber: b.cardNo });
-    expect(s.byTag(13).response).toMatchObject({ outcome: Outcome.OUTCOME_DECLINED, declineReason: DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS });
+    expect(s.byTag(13).response).toMatchObject({
+      outcome: Outcome.OUTCOME_DECLINED,
+      declineReason: DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS,
+    });
     expect(await balance(app, a.cardNo)).toBe(48_750);
     expect(await balance(app, b.cardNo)).toBe(49_200);
     expect(await balance(app, c.cardNo)).toBe(50_000);
@@ -125,9 +139,15 @@ describe('AuthorizeStream', () => {
     // The same payment again, on the stream and as a unary call: the first answer, byte for byte; no money moves.
     s.send(message(21, POS_TERMINAL, payment(POS_TERMINAL, 1, 1_250, a.serial)));
     await s.until(4);
-    const bytes = (r: AuthorizeResponse | undefined): string => Buffer.from(AuthorizeResponse.encode(r as AuthorizeResponse).finish()).toString('hex');
+    const bytes = (r: AuthorizeResponse | undefined): string =>
+      Buffer.from(AuthorizeResponse.encode(r as AuthorizeResponse).finish()).toString('hex');
     expect(bytes(s.byTag(21).response)).toBe(bytes(first));
-    const unary = await call<AuthorizeRequest, AuthorizeResponse>(posClient(app), 'authorize', payment(POS_TERMINAL, 1, 1_250, a.serial), terminalMetadata(POS_TERMINAL));
+    const unary = await call<AuthorizeRequest, AuthorizeResponse>(
+      posClient(app),
+      'authorize',
+      payment(POS_TERMINAL, 1, 1_250, a.serial),
+      terminalMetadata(POS_TERMINAL),
+    );
     expect(bytes(unary)).toBe(bytes(first));
     expect(await balance(app, a.cardNo)).toBe(48_750);
 
@@ -148,10 +168,25 @@ describe('AuthorizeStream', () => {
     await s.until(1);
     const before = await dumpKeySpace(app.redis, app.keys.prefix);
     const refusals: [number, StreamedAuthorizeRequest, Status, RegExp][] = [
-      [2, message(2, { ...POS_TERMINAL, secret: `${POS_TERMINAL.secret}x` }, payment(POS_TERMINAL, 2, 1_000, serial)), Status.UNAUTHENTICATED, /wrong secret/],
+      [
+        2,
+        message(2, { ...POS_TERMINAL, secret: `${POS_TERMINAL.secret}x` }, payment(POS_TERMINAL, 2, 1_000, serial)),
+        Status.UNAUTHENTICATED,
+        /wrong secret/,
+      ],
       [3, { tag: 3, terminalSecret: '', request: payment(POS_TERMINAL, 3, 1_000, serial) }, Status.UNAUTHENTICATED, /terminal_secret/],
-      [4, message(4, { id: 'POS-NOPE', secret: 'x' }, payment({ id: 'POS-NOPE' }, 4, 1_000, serial)), Status.UNAUTHENTICATED, /not registered/],
-      [5, message(5, { id: 'POS-OFF', secret: 'off-secret-0123456789' }, payment({ id: 'POS-OFF' }, 5, 1_000, serial)), Status.PERMISSION_DENIED, /disabled/],
+      [
+        4,
+        message(4, { id: 'POS-NOPE', secret: 'x' }, payment({ id: 'POS-NOPE' }, 4, 1_000, serial)),
+        Status.UNAUTHENTICATED,
+        /not registered/,
+      ],
+      [
+        5,
+        message(5, { id: 'POS-OFF', secret: 'off-secret-0123456789' }, payment({ id: 'POS-OFF' }, 5, 1_000, serial)),
+        Status.PERMISSION_DENIED,
+        /disabled/,
+      ],
       [6, message(6, KIOSK_TERMINAL, payment(KIOSK_TERMINAL, 6, 1_000, serial)), Status.PERMISSION_DENIED, /kiosk/],
       [7, message(7, POS_TERMINAL, payment(POS_TERMINAL, 7, 0, serial)), Status.INVALID_ARGUMENT, /amount_fen/],
       [8, message(8, POS_TERMINAL, payment(POS_TERMINAL, 8, -5, serial)), Status.INVALID_ARGUMENT, /amount_fen/],
@@ -189,10 +224,16 @@ describe('AuthorizeStream', () => {
     const encode = (m: StreamedAuthorizeRequest): Uint8Array => StreamedAuthorizeRequest.encode(m).finish();
     raw.write(encode({ tag: 1, terminalSecret: POS_TERMINAL.secret, request: undefined }));
     await s.until(1);
-    expect(s.byTag(1).error).toMatchObject({ code: Status.INVALID_ARGUMENT, message: expect.stringMatching(/request is missing/) as unknown });
+    expect(s.byTag(1).error).toMatchObject({
+      code: Status.INVALID_ARGUMENT,
+      message: expect.stringMatching(/request is missing/) as unknown,
+    });
     raw.write(Buffer.from([0x0a, 0xff, 0xff]));
     await s.until(2);
-    expect(s.byTag(0).error).toMatchObject({ code: Status.INVALID_ARGUMENT, message: expect.stringMatching(/could not be decoded/) as unknown });
+    expect(s.byTag(0).error).toMatchObject({
+      code: Status.INVALID_ARGUMENT,
+      message: expect.stringMatching(/could not be decoded/) as unknown,
+    });
     // A tag above 2^53 does not decode either.
     raw.write(Buffer.from([0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]));
     await s.until(3);
@@ -247,7 +288,8 @@ describe('AuthorizeStream', () => {
     expect(new Set(answered.map((a) => a.tag)).size).toBe(answered.length);
     const approved = answered.filter((a) => a.response?.outcome === Outcome.OUTCOME_APPROVED);
     for (const a of answered) {
-      if (a.response === undefined) expect(a.error).toMatchObject({ code: Status.UNAVAILABLE, message: expect.stringMatching(/stopping/) as unknown });
+      if (a.response === undefined)
+        expect(a.error).toMatchObject({ code: Status.UNAVAILABLE, message: expect.stringMatching(/stopping/) as unknown });
     }
     // Payments the switch never answered were never made: money moved for exactly the approvals.
     const redis = connect();

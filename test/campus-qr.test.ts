@@ -9,7 +9,14 @@ import type { SwitchApp } from '../switch/app.js';
 import { bindEcard, issueCampusQr, unbindEcard, type BindingForm } from '../switch/domain/ecard.js';
 import { cancelCardLoss, reportCardLost } from '../switch/domain/card-status.js';
 import { CampusQrCodec } from '../switch/qr/codec.js';
-import { base32Decode, base32Encode, CAMPUS_QR_PATTERN, CAMPUS_QR_TEXT_LENGTH, classifyPaymentCode, parseCampusQr } from '../switch/qr/format.js';
+import {
+  base32Decode,
+  base32Encode,
+  CAMPUS_QR_PATTERN,
+  CAMPUS_QR_TEXT_LENGTH,
+  classifyPaymentCode,
+  parseCampusQr,
+} from '../switch/qr/format.js';
 import { passwordHash, startClockedSwitch, TestClock } from './helpers/clients.js';
 import { call, grpcError, openCard, POS_TERMINAL, posClient, terminalMetadata } from './helpers/switch.js';
 
@@ -40,15 +47,35 @@ afterAll(async () => {
 /** A synced card with a known password and document, its holder's user id bound to it. */
 async function boundCard(cardNo: string, openingFen: number, userId = `wecom:u${cardNo}`): Promise<string> {
   const serial = `CC${cardNo.padStart(6, '0')}`;
-  await openCard(app, cardNo, serial, openingFen, { pwd: await passwordHash(app, PIN), doct: 'R', docn: DOC, phone: PHONE, sno: `Q${cardNo}`, sync: '1' });
+  await openCard(app, cardNo, serial, openingFen, {
+    pwd: await passwordHash(app, PIN),
+    doct: 'R',
+    docn: DOC,
+    phone: PHONE,
+    sno: `Q${cardNo}`,
+    sync: '1',
+  });
   await app.redis.set(app.keys.personNumber(`Q${cardNo}`), cardNo);
-  const form: BindingForm = { bindingType: 'student', personNumber: `Q${cardNo}`, password: PIN, documentType: 'resident_id', documentNumber: DOC, phone: PHONE, consent: true };
+  const form: BindingForm = {
+    bindingType: 'student',
+    personNumber: `Q${cardNo}`,
+    password: PIN,
+    documentType: 'resident_id',
+    documentNumber: DOC,
+    phone: PHONE,
+    consent: true,
+  };
   await bindEcard(app.context, userId, form);
   return userId;
 }
 
 function payWithQr(payload: string, amountFen: number, terminal = POS_TERMINAL, sequenceNumber = ++seq): Promise<AuthorizeResponse> {
-  return call(pos, 'authorize', { terminalId: terminal.id, sequenceNumber, amountFen, credential: { campusQr: { payload } }, pin: '' }, terminalMetadata(terminal));
+  return call(
+    pos,
+    'authorize',
+    { terminalId: terminal.id, sequenceNumber, amountFen, credential: { campusQr: { payload } }, pin: '' },
+    terminalMetadata(terminal),
+  );
 }
 
 async function balance(cardNo: string): Promise<number> {
@@ -186,7 +213,11 @@ describe('a campus QR code at the POS', () => {
   });
 
   it('keeps the password-free limits and the daily cap, and a PIN retry of the same request pays', async () => {
-    const limited = await startClockedSwitch('campusqrlim', clock, { STUDENT_NO_PIN_PER_PAYMENT_FEN: '5000', STUDENT_NO_PIN_PER_DAY_FEN: '20000', STUDENT_DAILY_SPEND_LIMIT_FEN: '7000' });
+    const limited = await startClockedSwitch('campusqrlim', clock, {
+      STUDENT_NO_PIN_PER_PAYMENT_FEN: '5000',
+      STUDENT_NO_PIN_PER_DAY_FEN: '20000',
+      STUDENT_DAILY_SPEND_LIMIT_FEN: '7000',
+    });
     try {
       await limited.terminals.register(POS_TERMINAL);
       const client = posClient(limited);
@@ -196,10 +227,27 @@ describe('a campus QR code at the POS', () => {
         const user = await boundCard('7107', 100_000);
         const code = await qrOf(user, '7107');
         const sequenceNumber = ++seq;
-        const pay = (pin: string) => call<object, AuthorizeResponse>(client, 'authorize', { terminalId: POS_TERMINAL.id, sequenceNumber, amountFen: 6000, credential: { campusQr: { payload: code } }, pin }, terminalMetadata(POS_TERMINAL));
+        const pay = (pin: string) =>
+          call<object, AuthorizeResponse>(
+            client,
+            'authorize',
+            { terminalId: POS_TERMINAL.id, sequenceNumber, amountFen: 6000, credential: { campusQr: { payload: code } }, pin },
+            terminalMetadata(POS_TERMINAL),
+          );
         expect((await pay('')).outcome).toBe(Outcome.OUTCOME_PIN_REQUIRED);
         expect((await pay(PIN)).outcome).toBe(Outcome.OUTCOME_APPROVED);
-        const over = await call<object, AuthorizeResponse>(client, 'authorize', { terminalId: POS_TERMINAL.id, sequenceNumber: ++seq, amountFen: 2000, credential: { campusQr: { payload: await qrOf(user, '7107') } }, pin: '' }, terminalMetadata(POS_TERMINAL));
+        const over = await call<object, AuthorizeResponse>(
+          client,
+          'authorize',
+          {
+            terminalId: POS_TERMINAL.id,
+            sequenceNumber: ++seq,
+            amountFen: 2000,
+            credential: { campusQr: { payload: await qrOf(user, '7107') } },
+            pin: '',
+          },
+          terminalMetadata(POS_TERMINAL),
+        );
         expect(over.declineReason).toBe(DeclineReason.DECLINE_REASON_DAILY_LIMIT_EXCEEDED);
         expect(await balance('7107')).toBe(94_000);
       } finally {
@@ -214,18 +262,33 @@ describe('a campus QR code at the POS', () => {
   it('is refused by Inquire and WaterDebit (a code is for paying once), and reverses like a tap', async () => {
     const user = await boundCard('7108', 10_000);
     const code = await qrOf(user, '7108');
-    const inquiry = await grpcError(call(pos, 'inquire', { terminalId: POS_TERMINAL.id, credential: { campusQr: { payload: code } } }, terminalMetadata(POS_TERMINAL)));
+    const inquiry = await grpcError(
+      call(pos, 'inquire', { terminalId: POS_TERMINAL.id, credential: { campusQr: { payload: code } } }, terminalMetadata(POS_TERMINAL)),
+    );
     expect(inquiry.code).toBe(Status.INVALID_ARGUMENT);
     const sequenceNumber = ++seq;
     expect((await payWithQr(code, 700, POS_TERMINAL, sequenceNumber)).outcome).toBe(Outcome.OUTCOME_APPROVED);
-    const reversed = await call<object, { result: number }>(pos, 'reverse', { terminalId: POS_TERMINAL.id, originalSequenceNumber: sequenceNumber, amountFen: 700, credential: { campusQr: { payload: code } } }, terminalMetadata(POS_TERMINAL));
+    const reversed = await call<object, { result: number }>(
+      pos,
+      'reverse',
+      { terminalId: POS_TERMINAL.id, originalSequenceNumber: sequenceNumber, amountFen: 700, credential: { campusQr: { payload: code } } },
+      terminalMetadata(POS_TERMINAL),
+    );
     expect(reversed.result).toBe(1);
     expect(await balance('7108')).toBe(10_000);
   });
 });
 
 async function bindAgain(cardNo: string, userId: string): Promise<string> {
-  const form: BindingForm = { bindingType: 'student', personNumber: `Q${cardNo}`, password: PIN, documentType: 'resident_id', documentNumber: DOC, phone: PHONE, consent: true };
+  const form: BindingForm = {
+    bindingType: 'student',
+    personNumber: `Q${cardNo}`,
+    password: PIN,
+    documentType: 'resident_id',
+    documentNumber: DOC,
+    phone: PHONE,
+    consent: true,
+  };
   await bindEcard(app.context, userId, form);
   return userId;
 }

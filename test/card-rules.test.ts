@@ -5,7 +5,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CardStatus, DeclineReason, Outcome } from '../proto/gen/cardswitch/v1/common.js';
 import type { AuthorizeResponse } from '../proto/gen/cardswitch/v1/pos.js';
 import type { SwitchApp } from '../switch/app.js';
-import { adminClient, KIOSK_TERMINAL, kioskClient, operatorMetadata, passwordHash, startClockedSwitch, TestClock } from './helpers/clients.js';
+import {
+  adminClient,
+  KIOSK_TERMINAL,
+  kioskClient,
+  operatorMetadata,
+  passwordHash,
+  startClockedSwitch,
+  TestClock,
+} from './helpers/clients.js';
 import { call, openCard, POS_TERMINAL, posClient, terminalMetadata } from './helpers/switch.js';
 
 const PIN = '135790';
@@ -46,12 +54,23 @@ afterAll(async () => {
 });
 
 async function newCard(cardNo: string, serial: string, openingFen: number, extra: Record<string, string> = {}): Promise<void> {
-  await openCard(app, cardNo, serial, openingFen, { pwd: await passwordHash(app, PIN), pwdinit: '1', docn: '110105199003071234', sno: `P${cardNo}`, ...extra });
+  await openCard(app, cardNo, serial, openingFen, {
+    pwd: await passwordHash(app, PIN),
+    pwdinit: '1',
+    docn: '110105199003071234',
+    sno: `P${cardNo}`,
+    ...extra,
+  });
   await app.redis.set(app.keys.personNumber(`P${cardNo}`), cardNo);
 }
 
 function pay(serial: string, amountFen: number, pin = '', sequenceNumber = ++seq): Promise<AuthorizeResponse> {
-  return call(pos, 'authorize', { terminalId: POS_TERMINAL.id, sequenceNumber, amountFen, credential: { card: { cardSerial: serial } }, pin }, posMd);
+  return call(
+    pos,
+    'authorize',
+    { terminalId: POS_TERMINAL.id, sequenceNumber, amountFen, credential: { card: { cardSerial: serial } }, pin },
+    posMd,
+  );
 }
 
 async function balance(cardNo: string): Promise<number> {
@@ -89,7 +108,7 @@ describe('password-free limits and PIN payments', () => {
     expect(withPin.balanceAfterFen).toBe(40_000);
   });
 
-  it('asks for the PIN once the day\'s password-free total would pass its limit, and counts only password-free payments', async () => {
+  it("asks for the PIN once the day's password-free total would pass its limit, and counts only password-free payments", async () => {
     await newCard('1002', 'AA001002', 50_000);
     expect((await pay('AA001002', 4000)).outcome).toBe(Outcome.OUTCOME_APPROVED);
     expect((await pay('AA001002', 3000)).outcome).toBe(Outcome.OUTCOME_APPROVED);
@@ -114,12 +133,38 @@ describe('password-free limits and PIN payments', () => {
   it('lets an operator give one card its own limits', async () => {
     await newCard('1004', 'AA001004', 50_000);
     expect((await pay('AA001004', 7000)).outcome).toBe(Outcome.OUTCOME_PIN_REQUIRED);
-    await call(admin, 'setCardLimits', { cardNumber: '1004', noPinPerPaymentFen: 10_000, noPinPerDayFen: 30_000, dailySpendLimitFen: -1 }, operatorMetadata());
+    await call(
+      admin,
+      'setCardLimits',
+      { cardNumber: '1004', noPinPerPaymentFen: 10_000, noPinPerDayFen: 30_000, dailySpendLimitFen: -1 },
+      operatorMetadata(),
+    );
     expect((await pay('AA001004', 7000)).outcome).toBe(Outcome.OUTCOME_APPROVED);
-    await call(admin, 'setCardLimits', { cardNumber: '1004', noPinPerPaymentFen: -1, noPinPerDayFen: -1, dailySpendLimitFen: -1 }, operatorMetadata());
+    await call(
+      admin,
+      'setCardLimits',
+      { cardNumber: '1004', noPinPerPaymentFen: -1, noPinPerDayFen: -1, dailySpendLimitFen: -1 },
+      operatorMetadata(),
+    );
     expect((await pay('AA001004', 7000)).outcome).toBe(Outcome.OUTCOME_PIN_REQUIRED);
-    await expectStatus(call(admin, 'setCardLimits', { cardNumber: '1004', noPinPerPaymentFen: -5, noPinPerDayFen: 0, dailySpendLimitFen: 0 }, operatorMetadata()), Status.INVALID_ARGUMENT);
-    await expectStatus(call(admin, 'setCardLimits', { cardNumber: '9999', noPinPerPaymentFen: 1, noPinPerDayFen: 1, dailySpendLimitFen: 1 }, operatorMetadata()), Status.NOT_FOUND);
+    await expectStatus(
+      call(
+        admin,
+        'setCardLimits',
+        { cardNumber: '1004', noPinPerPaymentFen: -5, noPinPerDayFen: 0, dailySpendLimitFen: 0 },
+        operatorMetadata(),
+      ),
+      Status.INVALID_ARGUMENT,
+    );
+    await expectStatus(
+      call(
+        admin,
+        'setCardLimits',
+        { cardNumber: '9999', noPinPerPaymentFen: 1, noPinPerDayFen: 1, dailySpendLimitFen: 1 },
+        operatorMetadata(),
+      ),
+      Status.NOT_FOUND,
+    );
   });
 });
 
@@ -137,7 +182,10 @@ describe('wrong passwords', () => {
     const rightButLocked = await pay('AA001101', 6000, PIN);
     expect(rightButLocked.declineReason).toBe(DeclineReason.DECLINE_REASON_PIN_LOCKED);
     // The lock is shared: the kiosk refuses the password too.
-    await expectStatus(call(kiosk, 'cancelLoss', { cardholder: { personNumber: 'P1101' }, password: PIN }, kioskMd), Status.RESOURCE_EXHAUSTED);
+    await expectStatus(
+      call(kiosk, 'cancelLoss', { cardholder: { personNumber: 'P1101' }, password: PIN }, kioskMd),
+      Status.RESOURCE_EXHAUSTED,
+    );
     expect(await balance('1101')).toBe(50_000);
     clock.advanceDays(1);
     expect((await pay('AA001101', 6000, PIN)).outcome).toBe(Outcome.OUTCOME_APPROVED);
@@ -157,11 +205,23 @@ describe('change password', () => {
   it('needs the old password, refuses the same or the initial one, and then only the new one works', async () => {
     await newCard('1201', 'AA001201', 50_000);
     const holder = { card: { cardSerial: 'AA001201' } };
-    await expectStatus(call(kiosk, 'changePassword', { cardholder: holder, oldPassword: PIN, newPassword: PIN }, kioskMd), Status.INVALID_ARGUMENT);
+    await expectStatus(
+      call(kiosk, 'changePassword', { cardholder: holder, oldPassword: PIN, newPassword: PIN }, kioskMd),
+      Status.INVALID_ARGUMENT,
+    );
     // The initial password of document 110105199003071234 is 071234.
-    await expectStatus(call(kiosk, 'changePassword', { cardholder: holder, oldPassword: PIN, newPassword: '071234' }, kioskMd), Status.INVALID_ARGUMENT);
-    await expectStatus(call(kiosk, 'changePassword', { cardholder: holder, oldPassword: PIN, newPassword: '12345' }, kioskMd), Status.INVALID_ARGUMENT);
-    const wrong = await expectStatus(call(kiosk, 'changePassword', { cardholder: holder, oldPassword: '999999', newPassword: '246802' }, kioskMd), Status.PERMISSION_DENIED);
+    await expectStatus(
+      call(kiosk, 'changePassword', { cardholder: holder, oldPassword: PIN, newPassword: '071234' }, kioskMd),
+      Status.INVALID_ARGUMENT,
+    );
+    await expectStatus(
+      call(kiosk, 'changePassword', { cardholder: holder, oldPassword: PIN, newPassword: '12345' }, kioskMd),
+      Status.INVALID_ARGUMENT,
+    );
+    const wrong = await expectStatus(
+      call(kiosk, 'changePassword', { cardholder: holder, oldPassword: '999999', newPassword: '246802' }, kioskMd),
+      Status.PERMISSION_DENIED,
+    );
     expect(wrong.metadata.get('password-attempts-left')).toEqual(['4']);
     await call(kiosk, 'changePassword', { cardholder: holder, oldPassword: PIN, newPassword: '246802' }, kioskMd);
     expect(await app.redis.hget(app.keys.account('1201'), 'pwdinit')).toBe('0');
@@ -173,8 +233,10 @@ describe('change password', () => {
 describe('card sync', () => {
   it('a kiosk tap identifies the card, completes the sync and nags about the initial password', async () => {
     await newCard('1301', 'AA001301', 12_345);
-    const res = await call<object, { card: { synced: boolean; balanceFen: number; initialPassword: boolean; maskedName: string }; displayText: string }>(
-      kiosk, 'identifyCard', { card: { cardSerial: 'aa001301' } }, kioskMd);
+    const res = await call<
+      object,
+      { card: { synced: boolean; balanceFen: number; initialPassword: boolean; maskedName: string }; displayText: string }
+    >(kiosk, 'identifyCard', { card: { cardSerial: 'aa001301' } }, kioskMd);
     expect(res.card).toMatchObject({ synced: true, balanceFen: 12_345, initialPassword: true, maskedName: '张*' });
     expect(res.displayText).toContain('修改初始密码');
     expect(await app.redis.hget(app.keys.account('1301'), 'sync')).toBe('1');
@@ -184,25 +246,49 @@ describe('card sync', () => {
 describe('loss, cancel loss, freeze, replace', () => {
   it('a card reported lost by tap is declined, shows as lost, and works again after cancel with the password', async () => {
     await newCard('1401', 'AA001401', 50_000);
-    const lost = await call<object, { status: CardStatus }>(kiosk, 'reportLoss', { cardholder: { card: { cardSerial: 'AA001401' } }, password: '' }, kioskMd);
+    const lost = await call<object, { status: CardStatus }>(
+      kiosk,
+      'reportLoss',
+      { cardholder: { card: { cardSerial: 'AA001401' } }, password: '' },
+      kioskMd,
+    );
     expect(lost.status).toBe(CardStatus.CARD_STATUS_LOST);
     const declined = await pay('AA001401', 100);
     expect(declined.declineReason).toBe(DeclineReason.DECLINE_REASON_CARD_LOST);
     const withPin = await pay('AA001401', 6000, PIN);
     expect(withPin.declineReason).toBe(DeclineReason.DECLINE_REASON_CARD_LOST);
-    const inquiry = await call<object, { status: CardStatus }>(pos, 'inquire', { terminalId: POS_TERMINAL.id, credential: { card: { cardSerial: 'AA001401' } } }, posMd);
+    const inquiry = await call<object, { status: CardStatus }>(
+      pos,
+      'inquire',
+      { terminalId: POS_TERMINAL.id, credential: { card: { cardSerial: 'AA001401' } } },
+      posMd,
+    );
     expect(inquiry.status).toBe(CardStatus.CARD_STATUS_LOST);
     expect(await balance('1401')).toBe(50_000);
-    await expectStatus(call(kiosk, 'cancelLoss', { cardholder: { card: { cardSerial: 'AA001401' } }, password: '' }, kioskMd), Status.INVALID_ARGUMENT);
-    await expectStatus(call(kiosk, 'cancelLoss', { cardholder: { card: { cardSerial: 'AA001401' } }, password: '111111' }, kioskMd), Status.PERMISSION_DENIED);
-    const back = await call<object, { status: CardStatus }>(kiosk, 'cancelLoss', { cardholder: { card: { cardSerial: 'AA001401' } }, password: PIN }, kioskMd);
+    await expectStatus(
+      call(kiosk, 'cancelLoss', { cardholder: { card: { cardSerial: 'AA001401' } }, password: '' }, kioskMd),
+      Status.INVALID_ARGUMENT,
+    );
+    await expectStatus(
+      call(kiosk, 'cancelLoss', { cardholder: { card: { cardSerial: 'AA001401' } }, password: '111111' }, kioskMd),
+      Status.PERMISSION_DENIED,
+    );
+    const back = await call<object, { status: CardStatus }>(
+      kiosk,
+      'cancelLoss',
+      { cardholder: { card: { cardSerial: 'AA001401' } }, password: PIN },
+      kioskMd,
+    );
     expect(back.status).toBe(CardStatus.CARD_STATUS_ACTIVE);
     expect((await pay('AA001401', 100)).outcome).toBe(Outcome.OUTCOME_APPROVED);
   });
 
   it('reports loss by student/staff number only with the right password', async () => {
     await newCard('1402', 'AA001402', 50_000);
-    await expectStatus(call(kiosk, 'reportLoss', { cardholder: { personNumber: 'P1402' }, password: '111111' }, kioskMd), Status.PERMISSION_DENIED);
+    await expectStatus(
+      call(kiosk, 'reportLoss', { cardholder: { personNumber: 'P1402' }, password: '111111' }, kioskMd),
+      Status.PERMISSION_DENIED,
+    );
     expect(await app.redis.hget(app.keys.account('1402'), 'st')).toBe('A');
     await call(kiosk, 'reportLoss', { cardholder: { personNumber: 'P1402' }, password: PIN }, kioskMd);
     expect(await app.redis.hget(app.keys.account('1402'), 'st')).toBe('L');
@@ -211,10 +297,16 @@ describe('loss, cancel loss, freeze, replace', () => {
 
   it('a frozen card is declined, cannot be reported lost at a kiosk, and pays again once unfrozen', async () => {
     await newCard('1403', 'AA001403', 50_000);
-    await expectStatus(call(admin, 'setCardFrozen', { cardNumber: '1403', frozen: true, reason: '' }, operatorMetadata()), Status.INVALID_ARGUMENT);
+    await expectStatus(
+      call(admin, 'setCardFrozen', { cardNumber: '1403', frozen: true, reason: '' }, operatorMetadata()),
+      Status.INVALID_ARGUMENT,
+    );
     await call(admin, 'setCardFrozen', { cardNumber: '1403', frozen: true, reason: '学生处通知' }, operatorMetadata());
     expect((await pay('AA001403', 100)).declineReason).toBe(DeclineReason.DECLINE_REASON_CARD_FROZEN);
-    await expectStatus(call(kiosk, 'reportLoss', { cardholder: { card: { cardSerial: 'AA001403' } }, password: '' }, kioskMd), Status.FAILED_PRECONDITION);
+    await expectStatus(
+      call(kiosk, 'reportLoss', { cardholder: { card: { cardSerial: 'AA001403' } }, password: '' }, kioskMd),
+      Status.FAILED_PRECONDITION,
+    );
     await call(admin, 'setCardFrozen', { cardNumber: '1403', frozen: false, reason: '解除' }, operatorMetadata());
     expect((await pay('AA001403', 100)).outcome).toBe(Outcome.OUTCOME_APPROVED);
     const log = await app.redis.xrange(app.keys.operatorLog(), '-', '+');
@@ -225,10 +317,20 @@ describe('loss, cancel loss, freeze, replace', () => {
     await newCard('1404', 'AA001404', 50_000);
     await newCard('1405', 'AA001405', 1_000);
     await call(kiosk, 'reportLoss', { cardholder: { card: { cardSerial: 'AA001404' } }, password: '' }, kioskMd);
-    await expectStatus(call(admin, 'replaceCard', { cardNumber: '1404', newCardSerial: 'AA001405' }, operatorMetadata()), Status.FAILED_PRECONDITION);
-    await expectStatus(call(admin, 'replaceCard', { cardNumber: '1404', newCardSerial: 'xyz' }, operatorMetadata()), Status.INVALID_ARGUMENT);
+    await expectStatus(
+      call(admin, 'replaceCard', { cardNumber: '1404', newCardSerial: 'AA001405' }, operatorMetadata()),
+      Status.FAILED_PRECONDITION,
+    );
+    await expectStatus(
+      call(admin, 'replaceCard', { cardNumber: '1404', newCardSerial: 'xyz' }, operatorMetadata()),
+      Status.INVALID_ARGUMENT,
+    );
     const replaced = await call<object, { oldCardSerial: string; card: { status: CardStatus; balanceFen: number; synced: boolean } }>(
-      admin, 'replaceCard', { cardNumber: '1404', newCardSerial: 'BB001404' }, operatorMetadata());
+      admin,
+      'replaceCard',
+      { cardNumber: '1404', newCardSerial: 'BB001404' },
+      operatorMetadata(),
+    );
     expect(replaced.oldCardSerial).toBe('AA001404');
     expect(replaced.card).toMatchObject({ status: CardStatus.CARD_STATUS_ACTIVE, balanceFen: 50_000, synced: false });
     const old = await pay('AA001404', 100);
@@ -243,14 +345,27 @@ describe('loss, cancel loss, freeze, replace', () => {
 describe('operator authentication', () => {
   it('refuses AdminService without a valid operator token and changes nothing', async () => {
     await newCard('1501', 'AA001501', 50_000);
-    await expectStatus(call(admin, 'setCardFrozen', { cardNumber: '1501', frozen: true, reason: 'x' }, operatorMetadata('wrong-token-0123456789')), Status.UNAUTHENTICATED);
+    await expectStatus(
+      call(admin, 'setCardFrozen', { cardNumber: '1501', frozen: true, reason: 'x' }, operatorMetadata('wrong-token-0123456789')),
+      Status.UNAUTHENTICATED,
+    );
     await expectStatus(call(admin, 'getCard', { cardNumber: '1501' }, terminalMetadata(POS_TERMINAL)), Status.UNAUTHENTICATED);
     expect(await app.redis.hget(app.keys.account('1501'), 'st')).toBe('A');
   });
 
   it('refuses a POS terminal on KioskService and a kiosk on PosService', async () => {
     await expectStatus(call(kiosk, 'identifyCard', { card: { cardSerial: 'AA001501' } }, posMd), Status.PERMISSION_DENIED);
-    await expectStatus(pay('AA001501', 100).then(() => call(pos, 'authorize', { terminalId: KIOSK_TERMINAL.id, sequenceNumber: 1, amountFen: 1, credential: { card: { cardSerial: 'AA001501' } }, pin: '' }, kioskMd)), Status.PERMISSION_DENIED);
+    await expectStatus(
+      pay('AA001501', 100).then(() =>
+        call(
+          pos,
+          'authorize',
+          { terminalId: KIOSK_TERMINAL.id, sequenceNumber: 1, amountFen: 1, credential: { card: { cardSerial: 'AA001501' } }, pin: '' },
+          kioskMd,
+        ),
+      ),
+      Status.PERMISSION_DENIED,
+    );
   });
 });
 
@@ -262,10 +377,12 @@ describe('password checks stay off the event loop', () => {
     for (let i = 0; i < 8; i++) await newCard(`161${i}`, `AA00161${i}`, 1_000_000, { pwd: fullCost, ldl: '0' });
     await newCard('1602', 'AA001602', 1_000);
     let pinDone = 0;
-    const pinPayments = Array.from({ length: 40 }, (_, i) => pay(`AA00161${i % 8}`, 6000, PIN).then((r) => {
-      pinDone++;
-      return r;
-    }));
+    const pinPayments = Array.from({ length: 40 }, (_, i) =>
+      pay(`AA00161${i % 8}`, 6000, PIN).then((r) => {
+        pinDone++;
+        return r;
+      }),
+    );
     const doneAtEachInquiry: number[] = [];
     for (let i = 0; i < 10; i++) {
       await call(pos, 'inquire', { terminalId: POS_TERMINAL.id, credential: { card: { cardSerial: 'AA001602' } } }, posMd);

@@ -22,7 +22,13 @@ function problemsOf(env: Record<string, string>): readonly string[] {
 describe('loadConfig', () => {
   it('accepts the defaults once the peppers are set, with the documented values', () => {
     const config = loadConfig(GOOD);
-    expect(config).toMatchObject({ grpcPort: 50051, ledgerShards: 256, maxPaymentFen: 100_000, wechatMaxRechargeFen: 99_900, requestTtlSec: 7 * 86_400 });
+    expect(config).toMatchObject({
+      grpcPort: 50051,
+      ledgerShards: 256,
+      maxPaymentFen: 100_000,
+      wechatMaxRechargeFen: 99_900,
+      requestTtlSec: 7 * 86_400,
+    });
     expect(config.limits.student).toEqual({ noPinPerPaymentFen: 5000, noPinPerDayFen: 20_000, dailySpendLimitFen: 100_000 });
     expect(config.operatorTokens.size).toBe(0);
   });

@@ -39,7 +39,14 @@ export function linksOf(markdown: string): string[] {
 /** GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens. */
 function anchorsOf(markdown: string): Set<string> {
   const headings = [...proseOf(markdown).matchAll(/^#{1,6}\s+(.+?)\s*#*\s*$/gm)].map((m) => m[1] ?? '');
-  return new Set(headings.map((h) => h.toLowerCase().replace(/[^\p{L}\p{N}\- ]/gu, '').replace(/ /g, '-')));
+  return new Set(
+    headings.map((h) =>
+      h
+        .toLowerCase()
+        .replace(/[^\p{L}\p{N}\- ]/gu, '')
+        .replace(/ /g, '-'),
+    ),
+  );
 }
 
 /** What is wrong with one link of `file` (a path under `root`), or undefined when it resolves. */
@@ -71,7 +78,8 @@ describe('the link checker itself', () => {
   const readme = join(ROOT, 'README.md');
 
   it('finds inline and reference links outside code, and flags a link out of the repository or to nothing', () => {
-    const text = 'Design: [`../shared/DESIGN.md`](../shared/DESIGN.md) · [gone](docs/nope.md) `[x](not-a-link.md)`\n[ref]: docs/layers.md\n';
+    const text =
+      'Design: [`../shared/DESIGN.md`](../shared/DESIGN.md) · [gone](docs/nope.md) `[x](not-a-link.md)`\n[ref]: docs/layers.md\n';
     expect(linksOf(text)).toEqual(['../shared/DESIGN.md', 'docs/nope.md', 'docs/layers.md']);
     expect(linkProblem(ROOT, readme, '../shared/DESIGN.md')).toMatch(/outside the repository/);
     expect(linkProblem(ROOT, readme, 'docs/nope.md')).toMatch(/no such file/);

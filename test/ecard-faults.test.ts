@@ -37,9 +37,24 @@ beforeAll(async () => {
   base = `http://127.0.0.1:${app.gateway?.port}`;
   await app.terminals.register(POS_TERMINAL);
   pos = posClient(app);
-  await openCard(app, '9001', 'FF009001', 10_000, { pwd: await passwordHash(app, PIN), doct: 'R', docn: DOC, phone: PHONE, sno: 'F9001', sync: '1' });
+  await openCard(app, '9001', 'FF009001', 10_000, {
+    pwd: await passwordHash(app, PIN),
+    doct: 'R',
+    docn: DOC,
+    phone: PHONE,
+    sno: 'F9001',
+    sync: '1',
+  });
   await app.redis.set(app.keys.personNumber('F9001'), '9001');
-  await bindEcard(app.context, 'wecom:faults', { bindingType: 'student', personNumber: 'F9001', password: PIN, documentType: 'resident_id', documentNumber: DOC, phone: PHONE, consent: true });
+  await bindEcard(app.context, 'wecom:faults', {
+    bindingType: 'student',
+    personNumber: 'F9001',
+    password: PIN,
+    documentType: 'resident_id',
+    documentNumber: DOC,
+    phone: PHONE,
+    consent: true,
+  });
   token = (await app.gateway?.sessions.start({ provider: 'wecom', userId: 'wecom:faults' }, '9001'))?.accessToken ?? '';
 });
 afterAll(async () => {
@@ -56,7 +71,12 @@ async function get(path: string): Promise<{ status: number; body: Record<string,
 }
 
 function payWithQr(payload: string): Promise<AuthorizeResponse> {
-  return call(pos, 'authorize', { terminalId: POS_TERMINAL.id, sequenceNumber: ++seq, amountFen: 100, credential: { campusQr: { payload } }, pin: '' }, terminalMetadata(POS_TERMINAL));
+  return call(
+    pos,
+    'authorize',
+    { terminalId: POS_TERMINAL.id, sequenceNumber: ++seq, amountFen: 100, credential: { campusQr: { payload } }, pin: '' },
+    terminalMetadata(POS_TERMINAL),
+  );
 }
 
 describe('Redis stalled', () => {
@@ -77,7 +97,12 @@ describe('Redis stalled', () => {
     }
     expect((await get('/api/v1/ecard')).status).toBe(200);
     // The stalled call may have been applied late or not at all: a retry with the same sequence number learns which.
-    const retried = await call<object, AuthorizeResponse>(pos, 'authorize', { terminalId: POS_TERMINAL.id, sequenceNumber: seq, amountFen: 100, credential: { campusQr: { payload: code } }, pin: '' }, terminalMetadata(POS_TERMINAL));
+    const retried = await call<object, AuthorizeResponse>(
+      pos,
+      'authorize',
+      { terminalId: POS_TERMINAL.id, sequenceNumber: seq, amountFen: 100, credential: { campusQr: { payload: code } }, pin: '' },
+      terminalMetadata(POS_TERMINAL),
+    );
     expect(retried.outcome).toBe(Outcome.OUTCOME_APPROVED);
     const balance = Number(await app.redis.hget(app.keys.account('9001'), 'bal'));
     expect(balance).toBe(9_900);
@@ -123,12 +148,15 @@ describe('Redis killed and restarted', () => {
     let paid: AuthorizeResponse | undefined;
     for (let i = 0; i < 100 && paid === undefined; i++) {
       if (i > 0) await new Promise((resolve) => setTimeout(resolve, 100));
-      paid = await call<object, AuthorizeResponse>(pos, 'authorize', { terminalId: POS_TERMINAL.id, sequenceNumber, amountFen: 100, credential: { campusQr: { payload: code } }, pin: '' }, terminalMetadata(POS_TERMINAL)).catch(
-        (err: { code?: number }) => {
-          if (err.code !== Status.UNAVAILABLE) throw err;
-          return undefined;
-        },
-      );
+      paid = await call<object, AuthorizeResponse>(
+        pos,
+        'authorize',
+        { terminalId: POS_TERMINAL.id, sequenceNumber, amountFen: 100, credential: { campusQr: { payload: code } }, pin: '' },
+        terminalMetadata(POS_TERMINAL),
+      ).catch((err: { code?: number }) => {
+        if (err.code !== Status.UNAVAILABLE) throw err;
+        return undefined;
+      });
     }
     expect(paid?.outcome).toBe(Outcome.OUTCOME_APPROVED);
     await until(() => messages.some((m) => m['type'] === 'payment' && m['approved'] === true), 3000);

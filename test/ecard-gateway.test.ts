@@ -14,7 +14,12 @@ import { call, openCard, POS_TERMINAL, posClient, terminalMetadata } from './hel
 const PIN = '246810';
 const DOC = '11010519900307123X';
 const PHONE = '13800138000';
-const CREDS = { corpId: 'wwcampus0001', corpSecret: 'corp-secret-0123456789', appId: 'wx0123456789abcdef', appSecret: 'app-secret-0123456789' };
+const CREDS = {
+  corpId: 'wwcampus0001',
+  corpSecret: 'corp-secret-0123456789',
+  appId: 'wx0123456789abcdef',
+  appSecret: 'app-secret-0123456789',
+};
 const START_MS = Date.UTC(2026, 10, 26, 4, 0, 0);
 const ACCESS_TTL_SEC = 600;
 
@@ -60,7 +65,11 @@ async function http(method: string, path: string, token = '', body?: unknown): P
   const headers: Record<string, string> = {};
   if (token !== '') headers['authorization'] = `Bearer ${token}`;
   if (body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) });
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
   const text = await res.text();
   return { status: res.status, body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>), headers: res.headers };
 }
@@ -77,12 +86,29 @@ async function signIn(user: string, provider: 'wecom' | 'wechat' = 'wecom'): Pro
 }
 
 async function card(cardNo: string, openingFen: number, extra: Record<string, string> = {}): Promise<void> {
-  await openCard(app, cardNo, `EE${cardNo.padStart(6, '0')}`, openingFen, { pwd: await passwordHash(app, PIN), doct: 'R', docn: DOC, phone: PHONE, sno: `G${cardNo}`, sync: '1', ...extra });
+  await openCard(app, cardNo, `EE${cardNo.padStart(6, '0')}`, openingFen, {
+    pwd: await passwordHash(app, PIN),
+    doct: 'R',
+    docn: DOC,
+    phone: PHONE,
+    sno: `G${cardNo}`,
+    sync: '1',
+    ...extra,
+  });
   await app.redis.set(app.keys.personNumber(`G${cardNo}`), cardNo);
 }
 
 function form(cardNo: string, changes: Record<string, unknown> = {}): Record<string, unknown> {
-  return { bindingType: 'student', personNumber: `G${cardNo}`, password: PIN, documentType: 'resident_id', documentNumber: DOC, phone: PHONE, consent: true, ...changes };
+  return {
+    bindingType: 'student',
+    personNumber: `G${cardNo}`,
+    password: PIN,
+    documentType: 'resident_id',
+    documentNumber: DOC,
+    phone: PHONE,
+    consent: true,
+    ...changes,
+  };
 }
 
 /** Signs in and binds; answers the access token that carries the card. */
@@ -94,16 +120,42 @@ async function boundUser(cardNo: string, user: string): Promise<string> {
 }
 
 function payWithQr(payload: string, amountFen: number): Promise<AuthorizeResponse> {
-  return call(pos, 'authorize', { terminalId: POS_TERMINAL.id, sequenceNumber: ++seq, amountFen, credential: { campusQr: { payload } }, pin: '' }, terminalMetadata(POS_TERMINAL));
+  return call(
+    pos,
+    'authorize',
+    { terminalId: POS_TERMINAL.id, sequenceNumber: ++seq, amountFen, credential: { campusQr: { payload } }, pin: '' },
+    terminalMetadata(POS_TERMINAL),
+  );
 }
 
 function tap(cardNo: string, amountFen: number): Promise<AuthorizeResponse> {
-  return call(pos, 'authorize', { terminalId: POS_TERMINAL.id, sequenceNumber: ++seq, amountFen, credential: { card: { cardSerial: `EE${cardNo.padStart(6, '0')}` } }, pin: '' }, terminalMetadata(POS_TERMINAL));
+  return call(
+    pos,
+    'authorize',
+    {
+      terminalId: POS_TERMINAL.id,
+      sequenceNumber: ++seq,
+      amountFen,
+      credential: { card: { cardSerial: `EE${cardNo.padStart(6, '0')}` } },
+      pin: '',
+    },
+    terminalMetadata(POS_TERMINAL),
+  );
 }
 
 /** A live-events socket that collects every message; resolves once the server said hello. */
-async function events(token: string, since = ''): Promise<{ ws: WebSocket; messages: Record<string, unknown>[]; next: (type: string, timeoutMs?: number) => Promise<Record<string, unknown>> }> {
-  const ws = new WebSocket(`ws://127.0.0.1:${app.gateway?.port}/api/v1/events${since === '' ? '' : `?since=${since}`}`, ['cardswitch.events.v1', `bearer.${token}`]);
+async function events(
+  token: string,
+  since = '',
+): Promise<{
+  ws: WebSocket;
+  messages: Record<string, unknown>[];
+  next: (type: string, timeoutMs?: number) => Promise<Record<string, unknown>>;
+}> {
+  const ws = new WebSocket(`ws://127.0.0.1:${app.gateway?.port}/api/v1/events${since === '' ? '' : `?since=${since}`}`, [
+    'cardswitch.events.v1',
+    `bearer.${token}`,
+  ]);
   const messages: Record<string, unknown>[] = [];
   const waiters: { type: string; resolve: (m: Record<string, unknown>) => void }[] = [];
   let seen = 0;
@@ -121,12 +173,18 @@ async function events(token: string, since = ''): Promise<{ ws: WebSocket; messa
       return Promise.resolve(already);
     }
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no ${type} event within ${timeoutMs} ms; got ${JSON.stringify(messages)}`)), timeoutMs);
-      waiters.push({ type, resolve: (m) => {
-        clearTimeout(timer);
-        seen = messages.indexOf(m) + 1;
-        resolve(m);
-      } });
+      const timer = setTimeout(
+        () => reject(new Error(`no ${type} event within ${timeoutMs} ms; got ${JSON.stringify(messages)}`)),
+        timeoutMs,
+      );
+      waiters.push({
+        type,
+        resolve: (m) => {
+          clearTimeout(timer);
+          seen = messages.indexOf(m) + 1;
+          resolve(m);
+        },
+      });
     });
   };
   await new Promise<void>((resolve, reject) => {
@@ -182,7 +240,11 @@ describe('binding the e-card', () => {
     await app.redis.hset(app.keys.account('8001'), 'sync', '0');
     await expectRefusal({}, 409, 'CARD_NOT_SYNCED');
     await app.redis.hset(app.keys.account('8001'), 'sync', '1');
-    for (const [status, code] of [['L', 'CARD_LOST'], ['F', 'CARD_FROZEN'], ['C', 'CARD_CANCELLED']] as const) {
+    for (const [status, code] of [
+      ['L', 'CARD_LOST'],
+      ['F', 'CARD_FROZEN'],
+      ['C', 'CARD_CANCELLED'],
+    ] as const) {
       await app.redis.hset(app.keys.account('8001'), 'st', status);
       await expectRefusal({}, 409, code);
     }
@@ -244,7 +306,9 @@ describe('sessions', () => {
     expect(refreshed.status).toBe(200);
     const fresh = refreshed.body['accessToken'] as string;
     expect((await http('GET', '/api/v1/ecard', fresh)).status).toBe(403);
-    const boundToken = (await http('POST', '/api/v1/session/refresh', '', { refreshToken: (await signIn('sunqi2')).refreshToken })).body['accessToken'] as string;
+    const boundToken = (await http('POST', '/api/v1/session/refresh', '', { refreshToken: (await signIn('sunqi2')).refreshToken })).body[
+      'accessToken'
+    ] as string;
     const live = await events(boundToken);
     const closed = new Promise<number>((resolve) => live.ws.once('close', (code) => resolve(code)));
     expect((await http('DELETE', '/api/v1/session', boundToken)).status).toBe(200);
@@ -271,7 +335,14 @@ describe('the campus QR code and live events', () => {
     expect(paid.outcome).toBe(Outcome.OUTCOME_APPROVED);
     const event = await live.next('payment');
     expect(Date.now() - sentAt).toBeLessThan(1000);
-    expect(event).toMatchObject({ approved: true, amountFen: 1250, balanceFen: 8750, credential: 'campus_qr', merchantId: POS_TERMINAL.merchantId, location: POS_TERMINAL.location });
+    expect(event).toMatchObject({
+      approved: true,
+      amountFen: 1250,
+      balanceFen: 8750,
+      credential: 'campus_qr',
+      merchantId: POS_TERMINAL.merchantId,
+      location: POS_TERMINAL.location,
+    });
     expect(event['qrCodeId']).toBeTypeOf('string');
     // One card's sockets are bounded (GATEWAY_WS_MAX_PER_CARD, here 3): the fourth is refused 429.
     const more = [await events(token), await events(token)];
@@ -305,7 +376,7 @@ describe('the campus QR code and live events', () => {
     again.ws.close();
   });
 
-  it('announces a bound card\'s events only while a page of it is open (every event is in its stream all the same)', async () => {
+  it("announces a bound card's events only while a page of it is open (every event is in its stream all the same)", async () => {
     await card('8204', 10_000);
     const token = await boundUser('8204', 'zhengshier');
     const listener = app.redis.duplicate({ enableOfflineQueue: true });
@@ -338,7 +409,10 @@ describe('the campus QR code and live events', () => {
     expect((await http('GET', '/api/v1/ecard/qr', token)).status).toBe(409);
     const wrongCancel = await http('POST', '/api/v1/ecard/loss/cancel', token, { password: '111111' });
     expect(errorOf(wrongCancel).code).toBe('WRONG_PASSWORD');
-    expect((await http('POST', '/api/v1/ecard/loss/cancel', token, { password: PIN })).body).toMatchObject({ status: 'active', changed: true });
+    expect((await http('POST', '/api/v1/ecard/loss/cancel', token, { password: PIN })).body).toMatchObject({
+      status: 'active',
+      changed: true,
+    });
     expect((await payWithQr(code, 100)).declineReason).toBe(DeclineReason.DECLINE_REASON_QR_INVALID);
     const fresh = (await http('GET', '/api/v1/ecard/qr', token)).body['code'] as string;
     const live = await events(token);
@@ -369,10 +443,18 @@ describe('the holder API', () => {
     expect(paidFee.status).toBe(200);
     expect(paidFee.body).toMatchObject({ outcome: 'paid', balanceAfterFen: 96_500 });
     expect((await http('POST', '/api/v1/ecard/fees/network', token, fee)).body).toEqual(paidFee.body);
-    const electricity = await http('POST', '/api/v1/ecard/fees/electricity', token, { requestId: 78, building: '学4', room: '402', amountFen: 1000, password: PIN });
+    const electricity = await http('POST', '/api/v1/ecard/fees/electricity', token, {
+      requestId: 78,
+      building: '学4',
+      room: '402',
+      amountFen: 1000,
+      password: PIN,
+    });
     expect(electricity.body).toMatchObject({ outcome: 'paid', balanceAfterFen: 95_500 });
     // The same new fee request 300 times at once: paid once; the others replay it or are told to retry.
-    const burst = await Promise.all(Array.from({ length: 300 }, () => http('POST', '/api/v1/ecard/fees/network', token, { ...fee, requestId: 79 })));
+    const burst = await Promise.all(
+      Array.from({ length: 300 }, () => http('POST', '/api/v1/ecard/fees/network', token, { ...fee, requestId: 79 })),
+    );
     const paidOnce = burst.filter((a) => a.status === 200);
     expect(paidOnce.length).toBeGreaterThanOrEqual(1);
     expect(new Set(paidOnce.map((a) => JSON.stringify(a.body))).size).toBe(1);
@@ -399,7 +481,12 @@ describe('the holder API', () => {
     expect(doc.body['openapi']).toMatch(/^3\./);
     const scrape = async (): Promise<string> => (await fetch(`${base}/metrics`)).text();
     const count = (text: string, credential: string): number => {
-      const line = text.split('\n').find((l) => l.startsWith('cardswitch_authorizations_total') && l.includes(`credential="${credential}"`) && l.includes('outcome="approved"'));
+      const line = text
+        .split('\n')
+        .find(
+          (l) =>
+            l.startsWith('cardswitch_authorizations_total') && l.includes(`credential="${credential}"`) && l.includes('outcome="approved"'),
+        );
       return line === undefined ? 0 : Number(line.split(' ').at(-1));
     };
     await card('8401', 10_000);

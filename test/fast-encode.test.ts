@@ -31,7 +31,24 @@ function randomNumber(r: () => number): number {
 
 function randomText(r: () => number): string {
   if (r() < 0.3) return '';
-  const alphabet = ['a', 'Z', '0', ' ', '|', '元', '余额', '支付成功', 'é', '😀', '\u0000', '\u007f', '\u0080', '\u07ff', '\u0800', '\uffff'];
+  const alphabet = [
+    'a',
+    'Z',
+    '0',
+    ' ',
+    '|',
+    '元',
+    '余额',
+    '支付成功',
+    'é',
+    '😀',
+    '\u0000',
+    '\u007f',
+    '\u0080',
+    '\u07ff',
+    '\u0800',
+    '\uffff',
+  ];
   let text = '';
   const length = Math.floor(r() * 40);
   for (let i = 0; i < length; i++) text += alphabet[Math.floor(r() * alphabet.length)];
@@ -54,7 +71,13 @@ function randomResponse(r: () => number): AuthorizeResponse {
 
 describe('encodeAuthorizeResponse', () => {
   it('writes the bytes ts-proto writes for an approval, a decline and an empty answer', () => {
-    const declined: AuthorizeResponse = { ...APPROVED, outcome: Outcome.OUTCOME_DECLINED, declineReason: DeclineReason.DECLINE_REASON_WRONG_PIN, transactionId: '', pinAttemptsLeft: 3 };
+    const declined: AuthorizeResponse = {
+      ...APPROVED,
+      outcome: Outcome.OUTCOME_DECLINED,
+      declineReason: DeclineReason.DECLINE_REASON_WRONG_PIN,
+      transactionId: '',
+      pinAttemptsLeft: 3,
+    };
     const empty = AuthorizeResponse.fromPartial({});
     for (const m of [APPROVED, declined, empty]) {
       expect(encodeAuthorizeResponse(m).equals(tsProto(m))).toBe(true);
@@ -69,7 +92,8 @@ describe('encodeAuthorizeResponse', () => {
       const m = randomResponse(r);
       const fast = encodeAuthorizeResponse(m);
       const reference = tsProto(m);
-      if (!fast.equals(reference)) throw new Error(`case ${i} differs: ${JSON.stringify(m)}\n fast ${fast.toString('hex')}\n ts-proto ${reference.toString('hex')}`);
+      if (!fast.equals(reference))
+        throw new Error(`case ${i} differs: ${JSON.stringify(m)}\n fast ${fast.toString('hex')}\n ts-proto ${reference.toString('hex')}`);
     }
   });
 
@@ -91,6 +115,10 @@ describe('encodeStreamedAuthorizeResponse', () => {
     expect(encodeStreamedAuthorizeResponse(refusal).equals(tsProtoStreamed(refusal))).toBe(true);
     const noTag: StreamedAuthorizeResponse = { tag: 0, response: APPROVED };
     expect(encodeStreamedAuthorizeResponse(noTag).equals(tsProtoStreamed(noTag))).toBe(true);
-    expect(StreamedAuthorizeResponse.decode(encodeStreamedAuthorizeResponse({ tag: 9, response: APPROVED }))).toEqual({ tag: 9, response: APPROVED, error: undefined });
+    expect(StreamedAuthorizeResponse.decode(encodeStreamedAuthorizeResponse({ tag: 9, response: APPROVED }))).toEqual({
+      tag: 9,
+      response: APPROVED,
+      error: undefined,
+    });
   });
 });

@@ -44,7 +44,10 @@ const LOAD_TERMINALS: PosTerminal[] = [1, 2, 3, 4].map((i) => ({ id: `FAULT-POS-
 const PROBE_TERMINAL: PosTerminal = { id: 'FAULT-PROBE', secret: 'fault-probe-secret-0123456789' };
 const KIOSK_TERMINAL: PosTerminal = { id: 'FAULT-KIOSK', secret: 'fault-kiosk-secret-0123456789' };
 const TERMINALS = [...LOAD_TERMINALS, PROBE_TERMINAL];
-const LOAD_CARDS = Array.from({ length: 40 }, (_, i) => ({ cardNo: String(70_000 + i), serial: `FA${String(70_000 + i).padStart(8, '0')}` }));
+const LOAD_CARDS = Array.from({ length: 40 }, (_, i) => ({
+  cardNo: String(70_000 + i),
+  serial: `FA${String(70_000 + i).padStart(8, '0')}`,
+}));
 /** Touched by no payment: the target of the malformed requests, and of the password guesses. */
 const QUIET_CARD = { cardNo: '79998', serial: 'FA00079998', document: 'P7999123' };
 const GUESSED_CARD = { cardNo: '79999', serial: 'FA00079999', document: 'P7999456' };
@@ -116,8 +119,12 @@ async function importCampus(): Promise<void> {
     `${KIOSK_TERMINAL.id},kiosk,CARDCENTER,故障测试自助机,${KIOSK_TERMINAL.secret}`,
   ];
   const cardRows = [
-    ...LOAD_CARDS.map((c, i) => `${c.cardNo},${c.serial},张三,FS${c.cardNo},student,passport,P${String(1_000_000 + i)},13800138000,${OPENING_FEN}`),
-    ...[QUIET_CARD, GUESSED_CARD].map((c) => `${c.cardNo},${c.serial},李四,FS${c.cardNo},student,passport,${c.document},13800138001,${OPENING_FEN}`),
+    ...LOAD_CARDS.map(
+      (c, i) => `${c.cardNo},${c.serial},张三,FS${c.cardNo},student,passport,P${String(1_000_000 + i)},13800138000,${OPENING_FEN}`,
+    ),
+    ...[QUIET_CARD, GUESSED_CARD].map(
+      (c) => `${c.cardNo},${c.serial},李四,FS${c.cardNo},student,passport,${c.document},13800138001,${OPENING_FEN}`,
+    ),
   ];
   type Answer = { imported: number; problems: unknown[] };
   const importCsv = (method: 'importTerminals' | 'importCardholders', csv: string): Promise<Answer> =>
@@ -127,7 +134,10 @@ async function importCampus(): Promise<void> {
       ),
     );
   try {
-    expect(await importCsv('importTerminals', ['terminal_id,kind,merchant_id,location,secret', ...terminalRows].join('\n'))).toEqual({ imported: terminalRows.length, problems: [] });
+    expect(await importCsv('importTerminals', ['terminal_id,kind,merchant_id,location,secret', ...terminalRows].join('\n'))).toEqual({
+      imported: terminalRows.length,
+      problems: [],
+    });
     const header = 'card_number,card_serial,name,person_number,holder_type,document_type,document_number,phone,opening_balance_fen';
     expect(await importCsv('importCardholders', [header, ...cardRows].join('\n'))).toEqual({ imported: cardRows.length, problems: [] });
   } finally {
@@ -173,7 +183,8 @@ function newLoad(concurrency = 1): PosLoad {
 
 /** The ledger check after a scenario: prints the figures, then asserts. */
 async function verify(scenario: string, figures: LoadFigures, failures: readonly string[], extra = ''): Promise<FaultLedgerCheck> {
-  if (check.status !== 'ready') await within(CONDITION_MS, 'the checking Redis client reconnects', new Promise((resolve) => check.once('ready', resolve)));
+  if (check.status !== 'ready')
+    await within(CONDITION_MS, 'the checking Redis client reconnects', new Promise((resolve) => check.once('ready', resolve)));
   const result = await checkFaultLedger(check, keys, TERMINALS, openings, approvals);
   console.log(figuresLine(scenario, figures, result, crashes(), extra));
   expect(failures).toEqual([]);
@@ -197,7 +208,11 @@ describe.sequential('the fault suite', () => {
     redis.process.kill('SIGKILL');
     await new Promise((resolve) => redis.process.once('exit', resolve));
     // The clients felt it before Redis comes back: at least one payment had to be asked again.
-    await within(CONDITION_MS, 'a client sees the ledger gone', load.until((f) => f.retried > 0));
+    await within(
+      CONDITION_MS,
+      'a client sees the ledger gone',
+      load.until((f) => f.retried > 0),
+    );
     const acknowledgedAtKill = load.figures.acknowledged;
     await startRedis(port);
     await within(CONDITION_MS, 'approvals after Redis is back', load.approvedAtLeast(acknowledgedAtKill + APPROVALS_PER_PHASE));
@@ -209,7 +224,11 @@ describe.sequential('the fault suite', () => {
     const load = newLoad();
     await within(CONDITION_MS, 'approvals before the kill', load.approvedAtLeast(APPROVALS_PER_PHASE));
     await sw.kill9();
-    await within(CONDITION_MS, 'a client sees the switch gone', load.until((f) => f.retried > 0));
+    await within(
+      CONDITION_MS,
+      'a client sees the switch gone',
+      load.until((f) => f.retried > 0),
+    );
     const acknowledgedAtKill = load.figures.acknowledged;
     await startSwitch();
     await within(CONDITION_MS, 'approvals from the new switch', load.approvedAtLeast(acknowledgedAtKill + APPROVALS_PER_PHASE));
@@ -224,7 +243,11 @@ describe.sequential('the fault suite', () => {
     redis.process.kill('SIGSTOP');
     let resumedAtMs = 0;
     try {
-      await within(CONDITION_MS, 'a client is refused during the pause', load.until((f) => f.retried > 0));
+      await within(
+        CONDITION_MS,
+        'a client is refused during the pause',
+        load.until((f) => f.retried > 0),
+      );
       // The pause itself is the fault under test (a Sentinel failover takes seconds), not a wait for a result.
       await new Promise((resolve) => setTimeout(resolve, STALL_MS));
     } finally {
@@ -258,37 +281,80 @@ describe.sequential('the fault suite', () => {
     });
     const payOnProbe = async (): Promise<void> => {
       const card = LOAD_CARDS[approvals.length % LOAD_CARDS.length] ?? LOAD_CARDS[0];
-      const request: AuthorizeRequest = { terminalId: PROBE_TERMINAL.id, sequenceNumber: nextSequence(PROBE_TERMINAL.id), amountFen: 321, credential: { card: { cardSerial: card?.serial ?? '' } }, pin: '' };
+      const request: AuthorizeRequest = {
+        terminalId: PROBE_TERMINAL.id,
+        sequenceNumber: nextSequence(PROBE_TERMINAL.id),
+        amountFen: 321,
+        credential: { card: { cardSerial: card?.serial ?? '' } },
+        pin: '',
+      };
       const answer = await authorizeOnce(probe, PROBE_TERMINAL, request);
       expect(answer.outcome).toBe(Outcome.OUTCOME_APPROVED);
-      approvals.push({ terminalId: PROBE_TERMINAL.id, sequence: request.sequenceNumber, cardNo: card?.cardNo ?? '', amountFen: request.amountFen });
+      approvals.push({
+        terminalId: PROBE_TERMINAL.id,
+        sequence: request.sequenceNumber,
+        cardNo: card?.cardNo ?? '',
+        amountFen: request.amountFen,
+      });
     };
     const payOnRaw = async (): Promise<void> => {
       const card = LOAD_CARDS[(approvals.length + 1) % LOAD_CARDS.length] ?? LOAD_CARDS[0];
-      const request: AuthorizeRequest = { terminalId: PROBE_TERMINAL.id, sequenceNumber: nextSequence(PROBE_TERMINAL.id), amountFen: 123, credential: { card: { cardSerial: card?.serial ?? '' } }, pin: '' };
+      const request: AuthorizeRequest = {
+        terminalId: PROBE_TERMINAL.id,
+        sequenceNumber: nextSequence(PROBE_TERMINAL.id),
+        amountFen: 123,
+        credential: { card: { cardSerial: card?.serial ?? '' } },
+        pin: '',
+      };
       const answer = await raw.unary(AUTHORIZE_PATH, AuthorizeRequest.encode(request).finish(), credentialsOf(PROBE_TERMINAL), 2_500);
       // Unanswered here, the payment is asked again on a fresh connection under the same key (as a POS
       // would), so the ledger check of later scenarios still knows its outcome.
-      const outcome = answer.status === Status.OK ? AuthorizeResponse.decode(answer.body).outcome : (await authorizeOnce(probe, PROBE_TERMINAL, request)).outcome;
-      if (outcome === Outcome.OUTCOME_APPROVED) approvals.push({ terminalId: PROBE_TERMINAL.id, sequence: request.sequenceNumber, cardNo: card?.cardNo ?? '', amountFen: request.amountFen });
+      const outcome =
+        answer.status === Status.OK
+          ? AuthorizeResponse.decode(answer.body).outcome
+          : (await authorizeOnce(probe, PROBE_TERMINAL, request)).outcome;
+      if (outcome === Outcome.OUTCOME_APPROVED)
+        approvals.push({
+          terminalId: PROBE_TERMINAL.id,
+          sequence: request.sequenceNumber,
+          cardNo: card?.cardNo ?? '',
+          amountFen: request.amountFen,
+        });
       expect({ status: answer.status, streamError: answer.streamError }).toEqual({ status: Status.OK, streamError: '' });
       expect(outcome).toBe(Outcome.OUTCOME_APPROVED);
     };
     const codes = new Map<string, Map<string, number>>();
     const count = (kind: string, err: unknown): void => {
       const code = (err as Partial<ServiceError>).code;
-      const name = code === undefined ? `not a gRPC status: ${String(err)}` : Status[code] ?? String(code);
+      const name = code === undefined ? `not a gRPC status: ${String(err)}` : (Status[code] ?? String(code));
       const byCode = codes.get(kind) ?? new Map<string, number>();
       byCode.set(name, (byCode.get(name) ?? 0) + 1);
       codes.set(kind, byCode);
     };
     const rawCall = (bytes: Buffer, metadata: Metadata): Promise<unknown> =>
       new Promise((resolve) => {
-        bare.makeUnaryRequest(AUTHORIZE_PATH, (b: Buffer) => b, (b: Buffer) => b, bytes, metadata, { deadline: Date.now() + 5_000 }, (err) => resolve(err ?? new Error('answered OK')));
+        bare.makeUnaryRequest(
+          AUTHORIZE_PATH,
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          bytes,
+          metadata,
+          { deadline: Date.now() + 5_000 },
+          (err) => resolve(err ?? new Error('answered OK')),
+        );
       });
     const quiet = { card: { cardSerial: QUIET_CARD.serial } };
     const valid = (fields: Partial<AuthorizeRequest>): Buffer =>
-      Buffer.from(AuthorizeRequest.encode({ terminalId: PROBE_TERMINAL.id, sequenceNumber: nextSequence(PROBE_TERMINAL.id), amountFen: 100, credential: quiet, pin: '', ...fields }).finish());
+      Buffer.from(
+        AuthorizeRequest.encode({
+          terminalId: PROBE_TERMINAL.id,
+          sequenceNumber: nextSequence(PROBE_TERMINAL.id),
+          amountFen: 100,
+          credential: quiet,
+          pin: '',
+          ...fields,
+        }).finish(),
+      );
 
     // Seeded, so every run sends the same bytes (a decodable accident would answer the same each time).
     const next = prng(BURST_SEED);
@@ -309,7 +375,13 @@ describe.sequential('the fault suite', () => {
       ];
       for (const bytes of wrongTypes) burst.push(rawCall(bytes, metadataOf(PROBE_TERMINAL)).then((e) => count('wrong field types', e)));
       // Well-formed but impossible: nothing to pay, too much, not a serial, no key.
-      for (const fields of [{ amountFen: 0 }, { amountFen: -100 }, { amountFen: 100_000_000 }, { credential: { card: { cardSerial: 'not-a-serial' } } }, { sequenceNumber: 0 }]) {
+      for (const fields of [
+        { amountFen: 0 },
+        { amountFen: -100 },
+        { amountFen: 100_000_000 },
+        { credential: { card: { cardSerial: 'not-a-serial' } } },
+        { sequenceNumber: 0 },
+      ]) {
         burst.push(rawCall(valid(fields), metadataOf(PROBE_TERMINAL)).then((e) => count('impossible values', e)));
       }
       burst.push(rawCall(valid({}), new Metadata()).then((e) => count('no credentials', e)));
@@ -347,7 +419,11 @@ describe.sequential('the fault suite', () => {
     const statement = (password: string): Promise<ServiceError | undefined> =>
       new Promise((resolve) => {
         kiosk.statement(
-          { cardholder: { card: { cardSerial: GUESSED_CARD.serial } }, password, query: { fromMs: 0, toMs: 0, kinds: [], pageSize: 1, pageToken: '' } },
+          {
+            cardholder: { card: { cardSerial: GUESSED_CARD.serial } },
+            password,
+            query: { fromMs: 0, toMs: 0, kinds: [], pageSize: 1, pageToken: '' },
+          },
           metadataOf(KIOSK_TERMINAL),
           { deadline: Date.now() + CONDITION_MS },
           (err) => resolve(err ?? undefined),

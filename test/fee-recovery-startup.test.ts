@@ -33,7 +33,12 @@ it('finishes a fee payment left pending before the restart at start-up', async (
   await openCard(first, CARD, 'FE088001', 20_000);
   // The switch took the money and "crashed" before calling the provider.
   const debit = await first.context.money.feeDebit({
-    cardNo: CARD, terminalId: KIOSK_TERMINAL.id, sequence: 1, amountFen: 2_500, kind: 'network', targetJson: JSON.stringify({ kind: 'network', account: 'zhang.san@campus' }),
+    cardNo: CARD,
+    terminalId: KIOSK_TERMINAL.id,
+    sequence: 1,
+    amountFen: 2_500,
+    kind: 'network',
+    targetJson: JSON.stringify({ kind: 'network', account: 'zhang.san@campus' }),
   });
   expect(debit.code).toBe('pending');
   await first.stop();

@@ -28,7 +28,10 @@ let seq = 0;
 
 beforeAll(async () => {
   // The switch's provider is built once at start; each test gets a fresh simulator behind it.
-  const provider: FeeProvider = { pay: (order, signal) => sim.pay(order, signal), cancel: (orderId, kind, signal) => sim.cancel(orderId, kind, signal) };
+  const provider: FeeProvider = {
+    pay: (order, signal) => sim.pay(order, signal),
+    cancel: (orderId, kind, signal) => sim.cancel(orderId, kind, signal),
+  };
   const env = { PASSWORD_SCRYPT_N: '1024', FEE_PROVIDER_TIMEOUT_MS: String(PROVIDER_TIMEOUT_MS) };
   app = await startClockedSwitch('fees', new TestClock(START_MS), env, { feeProvider: provider });
   await app.terminals.register(KIOSK_TERMINAL);
@@ -66,7 +69,14 @@ function networkFee(serial: string, amountFen: number, overrides: Partial<PayUti
 }
 
 function electricityFee(serial: string, amountFen: number, overrides: Partial<PayUtilityFeeRequest> = {}): PayUtilityFeeRequest {
-  return { ...networkFee(serial, amountFen), kind: UtilityKind.UTILITY_KIND_ELECTRICITY, networkAccount: '', building: '学4', room: '402', ...overrides };
+  return {
+    ...networkFee(serial, amountFen),
+    kind: UtilityKind.UTILITY_KIND_ELECTRICITY,
+    networkAccount: '',
+    building: '学4',
+    room: '402',
+    ...overrides,
+  };
 }
 
 async function payFee(req: PayUtilityFeeRequest): Promise<{ res: PayUtilityFeeResponse; bytes: Buffer }> {
@@ -109,9 +119,20 @@ describe('paying a fee', () => {
     const entries = await entriesOf(card.cardNo);
     expect(entries.map((e) => e.fields['k'])).toEqual(['open', 'fee']);
     expect(entries[1]?.id).toBe(res.transactionId);
-    expect(entries[1]?.fields).toMatchObject({ a: '5000', f: `a:${card.cardNo}`, t: 'u:network', b: '15000', tm: KIOSK_TERMINAL.id, sq: String(req.sequenceNumber) });
-    expect(await app.redis.zrange(app.keys.statement(card.cardNo), 0, -1)).toContain(`${res.transactionId}|fee|-5000|15000|${KIOSK_TERMINAL.id}|${req.sequenceNumber}`);
-    expect(sim.delivered()).toEqual([{ orderId: orderOf(req), target: { kind: 'network', account: 'zhang.san@campus' }, amountFen: 5_000, cardNo: card.cardNo }]);
+    expect(entries[1]?.fields).toMatchObject({
+      a: '5000',
+      f: `a:${card.cardNo}`,
+      t: 'u:network',
+      b: '15000',
+      tm: KIOSK_TERMINAL.id,
+      sq: String(req.sequenceNumber),
+    });
+    expect(await app.redis.zrange(app.keys.statement(card.cardNo), 0, -1)).toContain(
+      `${res.transactionId}|fee|-5000|15000|${KIOSK_TERMINAL.id}|${req.sequenceNumber}`,
+    );
+    expect(sim.delivered()).toEqual([
+      { orderId: orderOf(req), target: { kind: 'network', account: 'zhang.san@campus' }, amountFen: 5_000, cardNo: card.cardNo },
+    ]);
     expect(await pendingCount(card.cardNo)).toBe(0);
   });
 
@@ -148,12 +169,21 @@ describe('card password and card state', () => {
     const req = networkFee(card.serial, 1_000, { password: '000000' });
     for (let attempt = 1; attempt <= 4; attempt++) {
       const { res } = await payFee(req);
-      expect(res).toMatchObject({ outcome: Outcome.OUTCOME_DECLINED, declineReason: DeclineReason.DECLINE_REASON_WRONG_PIN, passwordAttemptsLeft: 5 - attempt, transactionId: '' });
+      expect(res).toMatchObject({
+        outcome: Outcome.OUTCOME_DECLINED,
+        declineReason: DeclineReason.DECLINE_REASON_WRONG_PIN,
+        passwordAttemptsLeft: 5 - attempt,
+        transactionId: '',
+      });
       expect(res.displayText).toContain(`今日还可尝试${5 - attempt}次`);
     }
     expect(await app.redis.hget(app.keys.account(card.cardNo), 'pfail')).toBe('4');
     const fifth = await payFee(req);
-    expect(fifth.res).toMatchObject({ outcome: Outcome.OUTCOME_DECLINED, declineReason: DeclineReason.DECLINE_REASON_PIN_LOCKED, passwordAttemptsLeft: 0 });
+    expect(fifth.res).toMatchObject({
+      outcome: Outcome.OUTCOME_DECLINED,
+      declineReason: DeclineReason.DECLINE_REASON_PIN_LOCKED,
+      passwordAttemptsLeft: 0,
+    });
     const locked = await payFee({ ...req, password: PIN });
     expect(locked.res.declineReason).toBe(DeclineReason.DECLINE_REASON_PIN_LOCKED);
     expect(await money(card.cardNo)).toEqual(before);
@@ -172,7 +202,11 @@ describe('card password and card state', () => {
     const lost = await newCard(20_000);
     await app.ledger.setStatus(lost.cardNo, 'lost');
     const beforeLost = await money(lost.cardNo);
-    expect((await payFee(networkFee(lost.serial, 1_000))).res).toMatchObject({ outcome: Outcome.OUTCOME_DECLINED, declineReason: DeclineReason.DECLINE_REASON_CARD_LOST, balanceAfterFen: 20_000 });
+    expect((await payFee(networkFee(lost.serial, 1_000))).res).toMatchObject({
+      outcome: Outcome.OUTCOME_DECLINED,
+      declineReason: DeclineReason.DECLINE_REASON_CARD_LOST,
+      balanceAfterFen: 20_000,
+    });
     expect(await money(lost.cardNo)).toEqual(beforeLost);
 
     const frozen = await newCard(20_000);
@@ -184,7 +218,11 @@ describe('card password and card state', () => {
     const poor = await newCard(999);
     const beforePoor = await money(poor.cardNo);
     const { res } = await payFee(networkFee(poor.serial, 1_000));
-    expect(res).toMatchObject({ outcome: Outcome.OUTCOME_DECLINED, declineReason: DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS, balanceAfterFen: 999 });
+    expect(res).toMatchObject({
+      outcome: Outcome.OUTCOME_DECLINED,
+      declineReason: DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS,
+      balanceAfterFen: 999,
+    });
     expect(await money(poor.cardNo)).toEqual(beforePoor);
     expect(sim.calls).toEqual([]);
   });
@@ -218,7 +256,9 @@ describe('card password and card state', () => {
     expect({ ...(await money(card.cardNo)), account: await app.redis.hgetall(app.keys.account(card.cardNo)) }).toEqual(before);
     expect(sim.calls).toEqual([]);
     // The edges are allowed.
-    expect((await payFee(electricityFee(card.serial, 100, { building: '学'.repeat(16), room: 'A-12345' }))).res.outcome).toBe(Outcome.OUTCOME_APPROVED);
+    expect((await payFee(electricityFee(card.serial, 100, { building: '学'.repeat(16), room: 'A-12345' }))).res.outcome).toBe(
+      Outcome.OUTCOME_APPROVED,
+    );
     expect((await payFee(networkFee(card.serial, 50_000, { networkAccount: 'x'.repeat(32) }))).res.outcome).toBe(Outcome.OUTCOME_APPROVED);
   });
 
@@ -231,7 +271,12 @@ describe('card password and card state', () => {
 describe('provider failures', () => {
   async function expectGivenBackOnce(card: { cardNo: string }, req: PayUtilityFeeRequest, openingFen: number): Promise<Buffer> {
     const first = await payFee(req);
-    expect(first.res).toMatchObject({ outcome: Outcome.OUTCOME_DECLINED, declineReason: DeclineReason.DECLINE_REASON_CHANNEL_DECLINED, balanceAfterFen: openingFen, providerReceipt: '' });
+    expect(first.res).toMatchObject({
+      outcome: Outcome.OUTCOME_DECLINED,
+      declineReason: DeclineReason.DECLINE_REASON_CHANNEL_DECLINED,
+      balanceAfterFen: openingFen,
+      providerReceipt: '',
+    });
     expect(first.res.displayText).toContain('已退回');
     expect(await balance(card.cardNo)).toBe(openingFen);
     const kinds = (await entriesOf(card.cardNo)).map((e) => [e.fields['k'], e.fields['a'], e.fields['f'], e.fields['t']]);
@@ -314,10 +359,17 @@ describe('provider failures', () => {
 
 describe('a crash between the debit and the provider', () => {
   function refOf(cardNo: string, sequence: number, amountFen: number) {
-    return { cardNo, terminalId: KIOSK_TERMINAL.id, sequence, amountFen, kind: 'network' as const, targetJson: JSON.stringify({ kind: 'network', account: 'zhang.san@campus' }) };
+    return {
+      cardNo,
+      terminalId: KIOSK_TERMINAL.id,
+      sequence,
+      amountFen,
+      kind: 'network' as const,
+      targetJson: JSON.stringify({ kind: 'network', account: 'zhang.san@campus' }),
+    };
   }
 
-  it('the kiosk\'s retry with the same sequence number calls the provider and completes; the fee is taken once', async () => {
+  it("the kiosk's retry with the same sequence number calls the provider and completes; the fee is taken once", async () => {
     const card = await newCard(20_000);
     const req = networkFee(card.serial, 2_500);
     // The switch took the money and died before calling the provider.
@@ -340,7 +392,15 @@ describe('a crash between the debit and the provider', () => {
     await money.feeDebit(refOf(refuseCard.cardNo, refuseSeq, 1_000));
     // The provider already refuses the second order (for example, the account closed meanwhile).
     sim.payMode = 'refuse';
-    await sim.pay({ orderId: providerOrderId(KIOSK_TERMINAL.id, refuseSeq), target: { kind: 'network', account: 'zhang.san@campus' }, amountFen: 1_000, cardNo: refuseCard.cardNo }, new AbortController().signal);
+    await sim.pay(
+      {
+        orderId: providerOrderId(KIOSK_TERMINAL.id, refuseSeq),
+        target: { kind: 'network', account: 'zhang.san@campus' },
+        amountFen: 1_000,
+        cardNo: refuseCard.cardNo,
+      },
+      new AbortController().signal,
+    );
     sim.payMode = 'deliver';
 
     const report = await recoverPendingFees(app.context, { olderThanMs: 0, maxPerShard: 100 });
@@ -348,7 +408,12 @@ describe('a crash between the debit and the provider', () => {
     expect(await balance(deliverCard.cardNo)).toBe(19_000);
     expect(await balance(refuseCard.cardNo)).toBe(20_000);
     expect((await entriesOf(refuseCard.cardNo)).map((e) => e.fields['k'])).toEqual(['open', 'fee', 'feeback']);
-    expect(await recoverPendingFees(app.context, { olderThanMs: 0, maxPerShard: 100 })).toEqual({ delivered: 0, givenBack: 0, stillPending: 0, broken: 0 });
+    expect(await recoverPendingFees(app.context, { olderThanMs: 0, maxPerShard: 100 })).toEqual({
+      delivered: 0,
+      givenBack: 0,
+      stillPending: 0,
+      broken: 0,
+    });
     // The kiosk's late retry learns the outcome without another provider call.
     const callsBefore = sim.calls.length;
     const late = await payFee(networkFee(deliverCard.serial, 1_000, { sequenceNumber: deliverSeq }));

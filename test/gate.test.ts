@@ -20,8 +20,24 @@ import { gateCall, type GateCheck } from '../switch/grpc/gate.js';
 
 const bytes = { serialize: (b: Buffer) => b, deserialize: (b: Buffer) => b };
 const SERVICE: ServiceDefinition = {
-  Echo: { path: '/test.Gate/Echo', requestStream: false, responseStream: false, requestSerialize: bytes.serialize, requestDeserialize: bytes.deserialize, responseSerialize: bytes.serialize, responseDeserialize: bytes.deserialize },
-  Join: { path: '/test.Gate/Join', requestStream: true, responseStream: false, requestSerialize: bytes.serialize, requestDeserialize: bytes.deserialize, responseSerialize: bytes.serialize, responseDeserialize: bytes.deserialize },
+  Echo: {
+    path: '/test.Gate/Echo',
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: bytes.serialize,
+    requestDeserialize: bytes.deserialize,
+    responseSerialize: bytes.serialize,
+    responseDeserialize: bytes.deserialize,
+  },
+  Join: {
+    path: '/test.Gate/Join',
+    requestStream: true,
+    responseStream: false,
+    requestSerialize: bytes.serialize,
+    requestDeserialize: bytes.deserialize,
+    responseSerialize: bytes.serialize,
+    responseDeserialize: bytes.deserialize,
+  },
 };
 
 /** A check the test decides: each call's verdict waits until the test settles it. */
@@ -44,7 +60,9 @@ afterEach(() => {
   for (const stop of stops.splice(0)) stop();
 });
 
-async function serve(check: GateCheck): Promise<{ client: Client; handled: string[]; cancelledInHandler: string[]; serverSawCancel: () => Promise<void> }> {
+async function serve(
+  check: GateCheck,
+): Promise<{ client: Client; handled: string[]; cancelledInHandler: string[]; serverSawCancel: () => Promise<void> }> {
   const handled: string[] = [];
   const cancelledInHandler: string[] = [];
   let sawCancel: () => void = () => undefined;
@@ -64,7 +82,10 @@ async function serve(check: GateCheck): Promise<{ client: Client; handled: strin
       handled.push(`echo ${call.request.toString()}`);
       callback(null, call.request);
     },
-    Join: (call: NodeJS.ReadableStream & { cancelled: boolean; on: (e: string, f: (...a: unknown[]) => void) => void }, callback: (err: null, res: Buffer) => void) => {
+    Join: (
+      call: NodeJS.ReadableStream & { cancelled: boolean; on: (e: string, f: (...a: unknown[]) => void) => void },
+      callback: (err: null, res: Buffer) => void,
+    ) => {
       const parts: string[] = [];
       call.on('data', (b) => parts.push(String(b)));
       call.on('cancelled', () => cancelledInHandler.push('join'));
@@ -74,7 +95,9 @@ async function serve(check: GateCheck): Promise<{ client: Client; handled: strin
       });
     },
   });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
   const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
   stops.push(() => {
     client.close();
@@ -86,7 +109,14 @@ async function serve(check: GateCheck): Promise<{ client: Client; handled: strin
 function echo(client: Client, text: string, metadata = new Metadata()): { result: Promise<Buffer>; cancel: () => void } {
   let cancel = (): void => undefined;
   const result = new Promise<Buffer>((resolve, reject) => {
-    const call = client.makeUnaryRequest('/test.Gate/Echo', bytes.serialize, bytes.deserialize, Buffer.from(text), metadata, (err: ServiceError | null, res?: Buffer) => (err ? reject(err) : resolve(res!)));
+    const call = client.makeUnaryRequest(
+      '/test.Gate/Echo',
+      bytes.serialize,
+      bytes.deserialize,
+      Buffer.from(text),
+      metadata,
+      (err: ServiceError | null, res?: Buffer) => (err ? reject(err) : resolve(res!)),
+    );
     cancel = () => call.cancel();
   });
   return { result, cancel };
@@ -111,7 +141,13 @@ describe('gateCall', () => {
     const checks = new Checks();
     const { client, handled } = await serve(checks.check);
     const answer = new Promise<Buffer>((resolve, reject) => {
-      const stream = client.makeClientStreamRequest('/test.Gate/Join', bytes.serialize, bytes.deserialize, new Metadata(), (err: ServiceError | null, res?: Buffer) => (err ? reject(err) : resolve(res!)));
+      const stream = client.makeClientStreamRequest(
+        '/test.Gate/Join',
+        bytes.serialize,
+        bytes.deserialize,
+        new Metadata(),
+        (err: ServiceError | null, res?: Buffer) => (err ? reject(err) : resolve(res!)),
+      );
       for (const part of ['a', 'b', 'c']) stream.write(Buffer.from(part));
       stream.end();
     });
@@ -139,7 +175,10 @@ describe('gateCall', () => {
     const throwing = await serve(() => {
       throw new Error('registry broken');
     });
-    await expect(echo(throwing.client, 'x').result).rejects.toMatchObject({ code: Status.INTERNAL, details: 'check failed: registry broken' });
+    await expect(echo(throwing.client, 'x').result).rejects.toMatchObject({
+      code: Status.INTERNAL,
+      details: 'check failed: registry broken',
+    });
     const checks = new Checks();
     const rejecting = await serve(checks.check);
     const call = echo(rejecting.client, 'y');

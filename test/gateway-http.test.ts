@@ -63,7 +63,8 @@ async function until(condition: () => boolean, ms: number, what: string): Promis
 
 const DOMAIN_ERRORS: Record<string, () => Error> = {
   invalid: () => new InvalidArgumentError('amount_fen must be above 0', { field: 'amountFen' }),
-  'invalid-reason': () => new InvalidArgumentError('tap the card on a POS first', { reason: 'CARD_NOT_SYNCED', zh: '请先在POS机上刷卡激活', field: 'card' }),
+  'invalid-reason': () =>
+    new InvalidArgumentError('tap the card on a POS first', { reason: 'CARD_NOT_SYNCED', zh: '请先在POS机上刷卡激活', field: 'card' }),
   unauthenticated: () => new UnauthenticatedError('the session has ended'),
   permission: () => new PermissionDeniedError('this card belongs to someone else'),
   'wrong-password': () => new WrongPasswordError(3),
@@ -140,10 +141,22 @@ async function start(overrides: Partial<GatewayOptions> = {}, wsOverrides: Parti
       {
         method: 'GET',
         path: '/api/v1/things/:id',
-        handler: (req) => Promise.resolve({ status: 200, body: { id: req.params['id'], q: req.query.get('q'), routePath: req.routePath, ua: req.headers['user-agent'] } }),
+        handler: (req) =>
+          Promise.resolve({
+            status: 200,
+            body: { id: req.params['id'], q: req.query.get('q'), routePath: req.routePath, ua: req.headers['user-agent'] },
+          }),
       },
-      { method: 'POST', path: '/api/v1/things', handler: (req) => Promise.resolve({ status: 201, body: { received: req.body }, headers: { location: '/api/v1/things/1' } }) },
-      { method: 'PUT', path: '/api/v1/things/:id', handler: (req) => Promise.resolve({ status: 200, body: { id: req.params['id'], received: req.body } }) },
+      {
+        method: 'POST',
+        path: '/api/v1/things',
+        handler: (req) => Promise.resolve({ status: 201, body: { received: req.body }, headers: { location: '/api/v1/things/1' } }),
+      },
+      {
+        method: 'PUT',
+        path: '/api/v1/things/:id',
+        handler: (req) => Promise.resolve({ status: 200, body: { id: req.params['id'], received: req.body } }),
+      },
       {
         method: 'POST',
         path: '/api/v1/held',
@@ -242,7 +255,11 @@ function wsUrl(t: TestGateway, token: string): string {
   return `ws://127.0.0.1:${t.gateway.port}${EVENTS_PATH}?token=${encodeURIComponent(token)}`;
 }
 
-async function openClient(t: TestGateway, token: string, protocols: string[] = []): Promise<{ client: WebSocket; handle: SocketHandle; messages: string[]; next(): Promise<string> }> {
+async function openClient(
+  t: TestGateway,
+  token: string,
+  protocols: string[] = [],
+): Promise<{ client: WebSocket; handle: SocketHandle; messages: string[]; next(): Promise<string> }> {
   const handle = t.nextOpen();
   const client = new WebSocket(wsUrl(t, token), protocols);
   onTestFinished(() => client.terminate());
@@ -261,7 +278,10 @@ async function openClient(t: TestGateway, token: string, protocols: string[] = [
     client,
     handle: await within(handle, 5000, 'the server to open the socket'),
     messages,
-    next: () => (read < messages.length ? Promise.resolve(messages[read++] as string) : new Promise((resolve) => waiters.push((m) => (read++, resolve(m))))),
+    next: () =>
+      read < messages.length
+        ? Promise.resolve(messages[read++] as string)
+        : new Promise((resolve) => waiters.push((m) => (read++, resolve(m)))),
   };
 }
 
@@ -315,7 +335,11 @@ describe('gateway routes', () => {
     expect(got.headers.get('x-content-type-options')).toBe('nosniff');
     expect(got.headers.get('referrer-policy')).toBe('no-referrer');
 
-    const created = await send(`${t.base}/api/v1/things`, { method: 'POST', headers: { 'content-type': 'application/json; charset=utf-8' }, body: JSON.stringify({ name: '张三', amountFen: 1250 }) });
+    const created = await send(`${t.base}/api/v1/things`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json; charset=utf-8' },
+      body: JSON.stringify({ name: '张三', amountFen: 1250 }),
+    });
     expect(created.status).toBe(201);
     expect(created.json).toEqual({ received: { name: '张三', amountFen: 1250 } });
     expect(created.headers.get('location')).toBe('/api/v1/things/1');
@@ -358,7 +382,15 @@ describe('gateway routes', () => {
     const piece = Buffer.from(`100\r\n${' '.repeat(256)}\r\n`); // 256 bytes of JSON whitespace per chunk
     // 64 chunks = 16 KiB with no Content-Length and no final chunk: the body never ends, so the 413 can
     // only come from counting the chunks as they arrive.
-    const { response, closed } = await within(rawExchange(t.gateway.port, head, Array.from({ length: 64 }, () => piece)), 5000, 'the 413');
+    const { response, closed } = await within(
+      rawExchange(
+        t.gateway.port,
+        head,
+        Array.from({ length: 64 }, () => piece),
+      ),
+      5000,
+      'the 413',
+    );
     expect(statusOf(response)).toBe(413);
     expectErrorBody(jsonOf(response), 'PAYLOAD_TOO_LARGE');
     expect(closed).toBe(true);
@@ -370,7 +402,11 @@ describe('gateway routes', () => {
     const text = await send(`${t.base}/api/v1/things`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hello' });
     expect(text.status).toBe(415);
     expectErrorBody(text.json, 'UNSUPPORTED_MEDIA_TYPE');
-    const broken = await send(`${t.base}/api/v1/things`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"amountFen": 12' });
+    const broken = await send(`${t.base}/api/v1/things`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"amountFen": 12',
+    });
     expect(broken.status).toBe(400);
     expectErrorBody(broken.json, 'MALFORMED_JSON');
   });
@@ -381,7 +417,12 @@ describe('gateway routes', () => {
     const socket = net.connect(t.gateway.port, '127.0.0.1');
     socket.on('error', () => undefined);
     await new Promise<void>((resolve) => socket.on('connect', resolve));
-    await new Promise<void>((resolve) => socket.write(`POST /api/v1/things HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"a":"${'x'.repeat(93)}`, () => resolve()));
+    await new Promise<void>((resolve) =>
+      socket.write(
+        `POST /api/v1/things HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"a":"${'x'.repeat(93)}`,
+        () => resolve(),
+      ),
+    );
     socket.destroy();
     expect((await send(`${t.base}/api/v1/things/next`)).status).toBe(200);
 
@@ -395,7 +436,9 @@ describe('gateway routes', () => {
     await until(() => request.aborted(), 5000, 'the server to see the abort');
     t.held.release.resolve();
     expect((await send(`${t.base}/api/v1/things/after`)).status).toBe(200);
-    expect(await metricValue(t.metrics, 'cardswitch_http_request_duration_seconds_count', { route: '/api/v1/held', status: '499' })).toBe(1);
+    expect(await metricValue(t.metrics, 'cardswitch_http_request_duration_seconds_count', { route: '/api/v1/held', status: '499' })).toBe(
+      1,
+    );
   });
 
   it('GET /healthz follows the health callback (503 when not ready or when it does not answer in time)', async () => {
@@ -416,7 +459,14 @@ describe('gateway routes', () => {
     const scraped = await fetch(`${t.base}/metrics`);
     expect(scraped.headers.get('content-type')).toContain('text/plain');
     const text = await scraped.text();
-    const line = text.split('\n').find((l) => l.startsWith('cardswitch_http_request_duration_seconds_count{') && l.includes('route="/api/v1/things/:id"') && l.includes('status="200"'));
+    const line = text
+      .split('\n')
+      .find(
+        (l) =>
+          l.startsWith('cardswitch_http_request_duration_seconds_count{') &&
+          l.includes('route="/api/v1/things/:id"') &&
+          l.includes('status="200"'),
+      );
     expect(line, text.slice(0, 2000)).toBeDefined();
     expect(Number(line?.split(' ').pop())).toBe(before + 3);
     // Raw URLs never become labels: the 404 is counted as "unmatched".
@@ -440,10 +490,21 @@ describe('gateway routes', () => {
 describe('gateway error mapping', () => {
   const cases: [kind: string, status: number, code: string, extra?: (a: Answer) => void][] = [
     ['invalid', 400, 'INVALID_ARGUMENT', (a) => expect(a.json.error?.field).toBe('amountFen')],
-    ['invalid-reason', 400, 'CARD_NOT_SYNCED', (a) => expect(a.json.error).toMatchObject({ message: '请先在POS机上刷卡激活', messageEn: 'tap the card on a POS first', field: 'card' })],
+    [
+      'invalid-reason',
+      400,
+      'CARD_NOT_SYNCED',
+      (a) =>
+        expect(a.json.error).toMatchObject({ message: '请先在POS机上刷卡激活', messageEn: 'tap the card on a POS first', field: 'card' }),
+    ],
     ['unauthenticated', 401, 'UNAUTHENTICATED', (a) => expect(a.headers.get('www-authenticate')).toBe('Bearer')],
     ['permission', 403, 'PERMISSION_DENIED'],
-    ['wrong-password', 403, 'WRONG_PASSWORD', (a) => expect(a.json.error).toMatchObject({ attemptsLeft: 3, field: 'password', message: '卡密码错误，今日还可尝试3次' })],
+    [
+      'wrong-password',
+      403,
+      'WRONG_PASSWORD',
+      (a) => expect(a.json.error).toMatchObject({ attemptsLeft: 3, field: 'password', message: '卡密码错误，今日还可尝试3次' }),
+    ],
     ['not-found', 404, 'NOT_FOUND'],
     ['exists', 409, 'ALREADY_EXISTS'],
     ['idempotency', 409, 'IDEMPOTENCY_CONFLICT'],
@@ -452,7 +513,12 @@ describe('gateway error mapping', () => {
     ['exhausted', 429, 'RESOURCE_EXHAUSTED', (a) => expect(a.headers.get('retry-after')).toMatch(/^\d+$/)],
     ['pool-busy', 429, 'PASSWORD_CHECK_BUSY', (a) => expect(a.headers.get('retry-after')).toMatch(/^\d+$/)],
     ['unimplemented', 501, 'UNIMPLEMENTED'],
-    ['unavailable', 503, 'UNAVAILABLE', (a) => expect(a.json.error).toMatchObject({ message: '系统繁忙，请稍后再试', messageEn: 'the identity provider did not answer' })],
+    [
+      'unavailable',
+      503,
+      'UNAVAILABLE',
+      (a) => expect(a.json.error).toMatchObject({ message: '系统繁忙，请稍后再试', messageEn: 'the identity provider did not answer' }),
+    ],
     ['redis-down', 503, 'UNAVAILABLE', (a) => expect(a.headers.get('retry-after')).toMatch(/^\d+$/)],
     ['internal', 500, 'INTERNAL', (a) => expect(JSON.stringify(a.json)).not.toMatch(/secret|srv|ledger\.ts/)],
   ];
@@ -582,28 +648,32 @@ describe('gateway WebSockets', () => {
     expect(t.hub.count()).toBe(1);
   });
 
-  it('closes a silent socket (automatic pings unanswered) after the idle timeout, and keeps one that answers', { timeout: 40_000 }, async () => {
-    const t = await start();
-    const silentOpened = t.nextOpen();
-    const silent = await silentWebSocket(t.gateway.port);
-    const silentHandle = await within(silentOpened, 5000, 'the silent socket to open');
-    const startedMs = Date.now();
-    const live = await openClient(t, 'good-live');
-    // The ws client answers every ping with a pong (automatically); the server pings again only if the
-    // socket survived the previous round, so a second ping proves it outlived an idle-timeout check.
-    const secondPing = new Promise<void>((resolve) => {
-      let pings = 0;
-      live.client.on('ping', () => ++pings === 2 && resolve());
-    });
-    await within(t.closedOf(silentHandle), 30_000, 'the idle timeout');
-    await within(silent.closed, 5000, 'the silent socket to be closed');
-    // uWS checks idle sockets on 4 s ticks: an 8 s timeout closes after 4 to 8 s of silence, never at once.
-    expect(Date.now() - startedMs).toBeGreaterThanOrEqual(3_000);
-    await within(secondPing, 15_000, 'the second ping to the live client');
-    expect(live.handle.isOpen()).toBe(true);
-    expect(live.client.readyState).toBe(WebSocket.OPEN);
-    expect(t.hub.count()).toBe(1);
-  });
+  it(
+    'closes a silent socket (automatic pings unanswered) after the idle timeout, and keeps one that answers',
+    { timeout: 40_000 },
+    async () => {
+      const t = await start();
+      const silentOpened = t.nextOpen();
+      const silent = await silentWebSocket(t.gateway.port);
+      const silentHandle = await within(silentOpened, 5000, 'the silent socket to open');
+      const startedMs = Date.now();
+      const live = await openClient(t, 'good-live');
+      // The ws client answers every ping with a pong (automatically); the server pings again only if the
+      // socket survived the previous round, so a second ping proves it outlived an idle-timeout check.
+      const secondPing = new Promise<void>((resolve) => {
+        let pings = 0;
+        live.client.on('ping', () => ++pings === 2 && resolve());
+      });
+      await within(t.closedOf(silentHandle), 30_000, 'the idle timeout');
+      await within(silent.closed, 5000, 'the silent socket to be closed');
+      // uWS checks idle sockets on 4 s ticks: an 8 s timeout closes after 4 to 8 s of silence, never at once.
+      expect(Date.now() - startedMs).toBeGreaterThanOrEqual(3_000);
+      await within(secondPing, 15_000, 'the second ping to the live client');
+      expect(live.handle.isOpen()).toBe(true);
+      expect(live.client.readyState).toBe(WebSocket.OPEN);
+      expect(t.hub.count()).toBe(1);
+    },
+  );
 
   it('shutdown closes every WebSocket with 1001 and stops listening', async () => {
     const t = await start();
@@ -625,7 +695,11 @@ describe('switch metrics (gRPC wiring)', () => {
     const client = posClient(app);
     onTestFinished(() => client.close());
     const pay = (sequenceNumber: number, amountFen: number): AuthorizeRequest => ({
-      terminalId: POS_TERMINAL.id, sequenceNumber, amountFen, credential: { card: { cardSerial: 'AB12CD34' } }, pin: '',
+      terminalId: POS_TERMINAL.id,
+      sequenceNumber,
+      amountFen,
+      credential: { card: { cardSerial: 'AB12CD34' } },
+      pin: '',
     });
     const authorize = (req: AuthorizeRequest): Promise<AuthorizeResponse> => call(client, 'authorize', req, terminalMetadata(POS_TERMINAL));
     await authorize(pay(1, 1_000)); // approved

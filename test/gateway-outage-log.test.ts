@@ -38,7 +38,11 @@ beforeAll(async () => {
     metrics: createMetrics(),
     shutdownGraceMs: 1000,
     routes: [
-      ...Object.entries(OUTAGES).map(([name, error]) => ({ method: 'GET' as const, path: `/outage/${name}`, handler: () => Promise.reject(error()) })),
+      ...Object.entries(OUTAGES).map(([name, error]) => ({
+        method: 'GET' as const,
+        path: `/outage/${name}`,
+        handler: () => Promise.reject(error()),
+      })),
       { method: 'GET', path: '/bug', handler: () => Promise.reject(new TypeError('cannot read properties of undefined')) },
     ],
   });

@@ -82,7 +82,10 @@ describe('undecodable bytes are INVALID_ARGUMENT', () => {
     ['length-less', NO_LENGTH],
   ])('Health/Check with %s bytes', async (_what, bytes) => {
     const err = await statusOf(rawUnary(`/${HEALTH}/Check`, bytes));
-    expect({ code: Status[err.code], details: err.details }).toMatchObject({ code: 'INVALID_ARGUMENT', details: expect.stringMatching(/Health\/Check.*could not be decoded/) as unknown });
+    expect({ code: Status[err.code], details: err.details }).toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      details: expect.stringMatching(/Health\/Check.*could not be decoded/) as unknown,
+    });
   });
 
   it('Health/Watch with undecodable bytes ends at once with INVALID_ARGUMENT', async () => {
@@ -92,32 +95,38 @@ describe('undecodable bytes are INVALID_ARGUMENT', () => {
     expect(messages).toBe(0);
   });
 
-  it.each(['v1', 'v1alpha'] as const)('reflection %s answers an undecodable message INVALID_ARGUMENT in the stream and answers the rest', async (version) => {
-    const method = reflectionMethod(version);
-    const requests = [{ listServices: '*' }, GARBAGE, { fileContainingSymbol: POS_SERVICE }, NO_LENGTH, { listServices: '*' }];
-    const stream = raw.makeBidiStreamRequest(
-      method.path,
-      (m: object) => (Buffer.isBuffer(m) ? m : method.requestSerialize(m)),
-      (bytes: Buffer) => method.responseDeserialize(bytes) as ReflectionResponse,
-      new Metadata(),
-      { deadline: Date.now() + 5_000 },
-    );
-    const answers: ReflectionResponse[] = [];
-    stream.on('data', (answer: ReflectionResponse) => answers.push(answer));
-    stream.on('error', () => undefined);
-    const status = new Promise<StatusObject>((resolve) => stream.on('status', resolve));
-    for (const request of requests) stream.write(request);
-    stream.end();
+  it.each(['v1', 'v1alpha'] as const)(
+    'reflection %s answers an undecodable message INVALID_ARGUMENT in the stream and answers the rest',
+    async (version) => {
+      const method = reflectionMethod(version);
+      const requests = [{ listServices: '*' }, GARBAGE, { fileContainingSymbol: POS_SERVICE }, NO_LENGTH, { listServices: '*' }];
+      const stream = raw.makeBidiStreamRequest(
+        method.path,
+        (m: object) => (Buffer.isBuffer(m) ? m : method.requestSerialize(m)),
+        (bytes: Buffer) => method.responseDeserialize(bytes) as ReflectionResponse,
+        new Metadata(),
+        { deadline: Date.now() + 5_000 },
+      );
+      const answers: ReflectionResponse[] = [];
+      stream.on('data', (answer: ReflectionResponse) => answers.push(answer));
+      stream.on('error', () => undefined);
+      const status = new Promise<StatusObject>((resolve) => stream.on('status', resolve));
+      for (const request of requests) stream.write(request);
+      stream.end();
 
-    expect(Status[(await status).code]).toBe('OK');
-    expect(answers).toHaveLength(requests.length);
-    for (const i of [1, 3]) {
-      expect(answers[i]?.errorResponse).toMatchObject({ errorCode: Status.INVALID_ARGUMENT, errorMessage: expect.stringMatching(/ServerReflectionInfo request could not be decoded/) as unknown });
-    }
-    expect(answers[0]?.listServicesResponse?.service.map((s) => s.name)).toContain(POS_SERVICE);
-    expect(answers[2]?.fileDescriptorResponse?.fileDescriptorProto.length).toBeGreaterThan(0);
-    expect(answers[4]?.listServicesResponse?.service.map((s) => s.name)).toContain(POS_SERVICE);
-  });
+      expect(Status[(await status).code]).toBe('OK');
+      expect(answers).toHaveLength(requests.length);
+      for (const i of [1, 3]) {
+        expect(answers[i]?.errorResponse).toMatchObject({
+          errorCode: Status.INVALID_ARGUMENT,
+          errorMessage: expect.stringMatching(/ServerReflectionInfo request could not be decoded/) as unknown,
+        });
+      }
+      expect(answers[0]?.listServicesResponse?.service.map((s) => s.name)).toContain(POS_SERVICE);
+      expect(answers[2]?.fileDescriptorResponse?.fileDescriptorProto.length).toBeGreaterThan(0);
+      expect(answers[4]?.listServicesResponse?.service.map((s) => s.name)).toContain(POS_SERVICE);
+    },
+  );
 
   it('the health service still answers a proper Check afterwards', async () => {
     const empty = await rawUnary(`/${HEALTH}/Check`, Buffer.alloc(0));
@@ -137,12 +146,21 @@ interface ReflectionResponse {
 function reflectionDefinition(version: 'v1' | 'v1alpha'): PackageDefinition {
   const packageRoot = dirname(createRequire(import.meta.url).resolve('@grpc/reflection/package.json'));
   const protoDir = join(packageRoot, 'build', 'proto');
-  return loadSync(join(protoDir, `grpc/reflection/${version}/reflection.proto`), { includeDirs: [protoDir], longs: String, enums: String, defaults: true, oneofs: true });
+  return loadSync(join(protoDir, `grpc/reflection/${version}/reflection.proto`), {
+    includeDirs: [protoDir],
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
 }
 
 /** ServerReflectionInfo's path and (de)serializers, from the reflection protocol's own .proto. */
 function reflectionMethod(version: 'v1' | 'v1alpha'): MethodDefinition<object, unknown> {
-  const service = reflectionDefinition(version)[`grpc.reflection.${version}.ServerReflection`] as Record<string, MethodDefinition<object, unknown>>;
+  const service = reflectionDefinition(version)[`grpc.reflection.${version}.ServerReflection`] as Record<
+    string,
+    MethodDefinition<object, unknown>
+  >;
   const method = service['ServerReflectionInfo'];
   if (method === undefined) throw new Error('no ServerReflectionInfo');
   return method;
@@ -156,10 +174,15 @@ function reflectionClient(version: 'v1' | 'v1alpha'): Client {
 }
 
 /** Writes every request on one ServerReflectionInfo stream before reading, half-closes, collects the answers. */
-async function reflect(version: 'v1' | 'v1alpha', requests: readonly object[]): Promise<{ answers: ReflectionResponse[]; status: StatusObject }> {
+async function reflect(
+  version: 'v1' | 'v1alpha',
+  requests: readonly object[],
+): Promise<{ answers: ReflectionResponse[]; status: StatusObject }> {
   const client = reflectionClient(version);
   try {
-    const open = (client as unknown as Record<string, (options: object) => NodeJS.EventEmitter & { write(m: object): void; end(): void }>)['serverReflectionInfo'];
+    const open = (client as unknown as Record<string, (options: object) => NodeJS.EventEmitter & { write(m: object): void; end(): void }>)[
+      'serverReflectionInfo'
+    ];
     if (open === undefined) throw new Error('no serverReflectionInfo method');
     const stream = open.call(client, { deadline: Date.now() + 5_000 });
     const answers: ReflectionResponse[] = [];
@@ -193,8 +216,18 @@ describe.each(['v1', 'v1alpha'] as const)('server reflection %s', (version) => {
     const { answers, status } = await reflect(version, requests);
 
     expect(Status[status.code]).toBe('OK');
-    expect(answers.map((a) => a.originalRequest?.['messageRequest'])).toEqual(['listServices', 'fileContainingSymbol', 'fileContainingSymbol', 'fileContainingSymbol']);
-    expect(answers.map((a) => a.originalRequest?.['fileContainingSymbol'] ?? '*')).toEqual(['*', POS_SERVICE, 'no.such.Symbol', `${HEALTH}.Check`]);
+    expect(answers.map((a) => a.originalRequest?.['messageRequest'])).toEqual([
+      'listServices',
+      'fileContainingSymbol',
+      'fileContainingSymbol',
+      'fileContainingSymbol',
+    ]);
+    expect(answers.map((a) => a.originalRequest?.['fileContainingSymbol'] ?? '*')).toEqual([
+      '*',
+      POS_SERVICE,
+      'no.such.Symbol',
+      `${HEALTH}.Check`,
+    ]);
     expect(answers[2]?.errorResponse).toMatchObject({ errorCode: Status.NOT_FOUND });
   });
 
@@ -209,7 +242,10 @@ describe.each(['v1', 'v1alpha'] as const)('server reflection %s', (version) => {
     if (check === undefined) throw new Error('reflection described Health without Check');
     const requestType = root.lookupType(check.requestType.replace(/^\./, ''));
     const responseType = root.lookupType(check.responseType.replace(/^\./, ''));
-    const answer = await rawUnary(`/${HEALTH}/Check`, Buffer.from(requestType.encode(requestType.fromObject({ service: POS_SERVICE })).finish()));
+    const answer = await rawUnary(
+      `/${HEALTH}/Check`,
+      Buffer.from(requestType.encode(requestType.fromObject({ service: POS_SERVICE })).finish()),
+    );
     expect(responseType.toObject(responseType.decode(answer), { enums: String })).toEqual({ status: 'SERVING' });
   });
 });

@@ -9,7 +9,13 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { IdentityConfig } from '../switch/config.js';
 import { DomainError } from '../switch/errors.js';
-import { IdentityProviders, IdentitySimulator, SIM_CODE_TTL_MS, TOKEN_EARLY_REFRESH_MS, type IdentityProviderName } from '../switch/identity/index.js';
+import {
+  IdentityProviders,
+  IdentitySimulator,
+  SIM_CODE_TTL_MS,
+  TOKEN_EARLY_REFRESH_MS,
+  type IdentityProviderName,
+} from '../switch/identity/index.js';
 import type { Logger } from '../switch/log.js';
 
 const CREDENTIALS = {
@@ -36,7 +42,9 @@ afterAll(async () => {
   await sim.stop();
 });
 
-function identityConfig(overrides: Partial<{ wecom: Partial<IdentityConfig['wecom']>; wechat: Partial<IdentityConfig['wechat']> }> = {}): IdentityConfig {
+function identityConfig(
+  overrides: Partial<{ wecom: Partial<IdentityConfig['wecom']>; wechat: Partial<IdentityConfig['wechat']> }> = {},
+): IdentityConfig {
   return {
     wecom: { apiBase: simUrl, corpId: CREDENTIALS.corpId, corpSecret: CREDENTIALS.corpSecret, ...overrides.wecom },
     wechat: { apiBase: simUrl, appId: CREDENTIALS.appId, appSecret: CREDENTIALS.appSecret, ...overrides.wechat },
@@ -59,7 +67,11 @@ async function refusal(promise: Promise<unknown>): Promise<DomainError> {
 }
 
 async function simCode(body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = await fetch(`${simUrl}/sim/code`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await fetch(`${simUrl}/sim/code`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
 
@@ -145,7 +157,10 @@ describe('the WeCom access token', () => {
     const tokens = sim.callCount('gettoken');
     const infos = sim.callCount('getuserinfo');
     sim.expireAccessTokens();
-    await expect(ids.exchange('wecom', sim.issueCode('wecom', 'after.expiry'))).resolves.toEqual({ provider: 'wecom', userId: 'wecom:after.expiry' });
+    await expect(ids.exchange('wecom', sim.issueCode('wecom', 'after.expiry'))).resolves.toEqual({
+      provider: 'wecom',
+      userId: 'wecom:after.expiry',
+    });
     expect(sim.callCount('gettoken') - tokens).toBe(1);
     expect(sim.callCount('getuserinfo') - infos).toBe(2); // 42001, then the answer
   });
@@ -198,7 +213,9 @@ describe('provider failures', () => {
     const ids = providers();
     sim.failNext(1, 'timeout');
     const started = performance.now();
-    const err = await refusal(ids.exchange(provider, sim.issueCode(provider, provider === 'wecom' ? 'slow.user' : 'oSlowOpenid0000000000000000')));
+    const err = await refusal(
+      ids.exchange(provider, sim.issueCode(provider, provider === 'wecom' ? 'slow.user' : 'oSlowOpenid0000000000000000')),
+    );
     const elapsedMs = performance.now() - started;
     expect([err.name, err.reason]).toEqual(['UnavailableError', 'IDENTITY_UNAVAILABLE']);
     expect(elapsedMs).toBeGreaterThanOrEqual(TIMEOUT_MS - 50);
@@ -269,16 +286,19 @@ describe('refused before any call', () => {
     expect(providers({ wechat: { appId: '', appSecret: '' } }).enabled()).toEqual(['wecom']);
   });
 
-  it.each(['', 'has space', 'a'.repeat(129), '../../etc', 'code&access_token=x', '%00', '码', 'a\nb'])('malformed code %j is InvalidArgument', async (code) => {
-    const ids = providers();
-    const calls = sim.callCount('gettoken') + sim.callCount('getuserinfo') + sim.callCount('jscode2session');
-    for (const provider of ['wecom', 'wechat'] as const) {
-      const err = await refusal(ids.exchange(provider, code));
-      expect([err.name, err.reason, err.field]).toEqual(['InvalidArgumentError', 'INVALID_CODE', 'code']);
-      expect(err.zh).toBeTruthy();
-    }
-    expect(sim.callCount('gettoken') + sim.callCount('getuserinfo') + sim.callCount('jscode2session')).toBe(calls);
-  });
+  it.each(['', 'has space', 'a'.repeat(129), '../../etc', 'code&access_token=x', '%00', '码', 'a\nb'])(
+    'malformed code %j is InvalidArgument',
+    async (code) => {
+      const ids = providers();
+      const calls = sim.callCount('gettoken') + sim.callCount('getuserinfo') + sim.callCount('jscode2session');
+      for (const provider of ['wecom', 'wechat'] as const) {
+        const err = await refusal(ids.exchange(provider, code));
+        expect([err.name, err.reason, err.field]).toEqual(['InvalidArgumentError', 'INVALID_CODE', 'code']);
+        expect(err.zh).toBeTruthy();
+      }
+      expect(sim.callCount('gettoken') + sim.callCount('getuserinfo') + sim.callCount('jscode2session')).toBe(calls);
+    },
+  );
 
   it('a code of 128 characters is accepted as a code (and unknown to the provider)', async () => {
     const err = await refusal(providers().exchange('wechat', 'a'.repeat(128)));

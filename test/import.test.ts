@@ -84,7 +84,12 @@ describe('cardholder CSV', () => {
     expect(lines).toContain(3);
     expect(lines).toContain(4);
     expect(errors.find((e) => e.line === 3)?.message).toBe('document_number of a resident ID must be 17 digits followed by a digit or X');
-    expect(errors.filter((e) => e.line === 4).map((e) => e.message).join('\n')).toMatch(/card_number[\s\S]*card_serial[\s\S]*holder_type[\s\S]*phone[\s\S]*opening_balance_fen/);
+    expect(
+      errors
+        .filter((e) => e.line === 4)
+        .map((e) => e.message)
+        .join('\n'),
+    ).toMatch(/card_number[\s\S]*card_serial[\s\S]*holder_type[\s\S]*phone[\s\S]*opening_balance_fen/);
     expect(errors).toContainEqual({ line: 5, message: 'card_number 10000001 appears on lines 2 and 5' });
     expect(errors.find((e) => e.line === 6)?.message).toMatch(/opening_balance_fen/);
     expect(rows.map((r) => r.line)).toEqual([2, 5]);
@@ -137,10 +142,18 @@ describe('importing into Redis', () => {
   it('imports a campus of 4,500 with a progress call per 2,000 rows and no password hash in any account', async () => {
     const campus = generateDemoCampus({ cardholders: 4500, seed: 'import-progress' });
     const calls: [number, number][] = [];
-    const report = await importCardholders({ ledger }, parseCardholdersCsv(campus.cardholdersCsv).rows, { onProgress: (written, total) => calls.push([written, total]) });
+    const report = await importCardholders({ ledger }, parseCardholdersCsv(campus.cardholdersCsv).rows, {
+      onProgress: (written, total) => calls.push([written, total]),
+    });
     expect(report).toMatchObject({ importedCount: 4500, errors: [] });
-    expect(calls).toEqual([[2000, 4500], [4000, 4500], [4500, 4500]]);
-    const sample = await Promise.all(campus.cardholders.filter((_, i) => i % 450 === 0).map((c) => redis.hmget(keys.account(c.cardNo), 'pwd', 'pwdinit', 'docn')));
+    expect(calls).toEqual([
+      [2000, 4500],
+      [4000, 4500],
+      [4500, 4500],
+    ]);
+    const sample = await Promise.all(
+      campus.cardholders.filter((_, i) => i % 450 === 0).map((c) => redis.hmget(keys.account(c.cardNo), 'pwd', 'pwdinit', 'docn')),
+    );
     expect(sample).toEqual(campus.cardholders.filter((_, i) => i % 450 === 0).map((c) => ['', '1', c.documentNumber]));
   });
 
@@ -237,7 +250,9 @@ describe('demo campus', () => {
     expect(residentIds.some((id) => id.endsWith('X'))).toBe(true);
     expect(campus.cardholders.some((c) => /^(欧阳|司马|诸葛|上官|皇甫|东方|慕容|令狐)/.test(c.name))).toBe(true);
     const settlement = campus.terminals.filter((t) => t.kind === 'settlement').map((t) => t.location);
-    expect(settlement.sort()).toEqual(['小营浴室', '健翔桥浴室', '健翔桥开水房', '健翔桥教三楼二层', '健翔桥教三楼五层', '健翔桥学四公寓一层'].sort());
+    expect(settlement.sort()).toEqual(
+      ['小营浴室', '健翔桥浴室', '健翔桥开水房', '健翔桥教三楼二层', '健翔桥教三楼五层', '健翔桥学四公寓一层'].sort(),
+    );
     expect(SETTLEMENT_SITES).toHaveLength(6);
     for (const merchant of ['XY-CANTEEN1', 'XY-CANTEEN2', 'JXQ-CANTEEN1']) {
       const pos = campus.terminals.filter((t) => t.merchantId === merchant).length;

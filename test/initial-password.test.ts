@@ -9,7 +9,15 @@ import { generateDemoCampus } from '../switch/data/demo.js';
 import { changeCardPassword, checkCardPassword } from '../switch/domain/card-password.js';
 import { initialPassword, parsePasswordHash, verifyPassword } from '../switch/domain/password.js';
 import { campusDayKey } from '../switch/ledger/ledger.js';
-import { adminClient, KIOSK_TERMINAL, kioskClient, operatorMetadata, passwordHash, startClockedSwitch, TestClock } from './helpers/clients.js';
+import {
+  adminClient,
+  KIOSK_TERMINAL,
+  kioskClient,
+  operatorMetadata,
+  passwordHash,
+  startClockedSwitch,
+  TestClock,
+} from './helpers/clients.js';
 import { call, openCard, TEST_PEPPER, terminalMetadata } from './helpers/switch.js';
 
 // 2026-11-26 10:05 in campus time (UTC+8).
@@ -78,7 +86,11 @@ describe('an imported card', () => {
   it('counts a wrong password without running scrypt, and stores nothing', async () => {
     const card = importedCard();
     const runs = scryptRuns();
-    expect(await checkCardPassword(app.context, card.cardNo, wrongPin(card.initial))).toEqual({ ok: false, reason: 'wrong', attemptsLeft: 4 });
+    expect(await checkCardPassword(app.context, card.cardNo, wrongPin(card.initial))).toEqual({
+      ok: false,
+      reason: 'wrong',
+      attemptsLeft: 4,
+    });
     expect(await checkCardPassword(app.context, card.cardNo, 'abcdef')).toEqual({ ok: false, reason: 'wrong', attemptsLeft: 3 });
     expect(scryptRuns()).toBe(runs);
     expect(await account(card.cardNo)).toMatchObject({ pwd: '', pfail: '2', pinf: '0' });
@@ -90,7 +102,9 @@ describe('an imported card', () => {
   it('300 parallel wrong passwords get no more checks than the attempts left; then even the right one waits for the next day', async () => {
     const card = importedCard();
     const runs = scryptRuns();
-    const guesses = Array.from({ length: 300 }, (_, i) => String(100000 + i)).filter((pin) => pin !== card.initial).slice(0, 299);
+    const guesses = Array.from({ length: 300 }, (_, i) => String(100000 + i))
+      .filter((pin) => pin !== card.initial)
+      .slice(0, 299);
     guesses.push(card.initial);
     const results = await Promise.all(guesses.map((pin) => checkCardPassword(app.context, card.cardNo, pin)));
     // Five checks were taken (as many as attempts left), all of them wrong guesses; the others found them in flight.
@@ -125,7 +139,8 @@ describe('an imported card', () => {
     const day = campusDayKey(clock.now());
     const changed = await passwordHash(app, '482915', fullCost());
     const late = await passwordHash(app, card.initial, fullCost());
-    const password = (...args: (string | number)[]): Promise<unknown> => app.context.scripts.run('password', [key], [args[0] ?? '', day, 5, ...args.slice(1)]);
+    const password = (...args: (string | number)[]): Promise<unknown> =>
+      app.context.scripts.run('password', [key], [args[0] ?? '', day, 5, ...args.slice(1)]);
     // The order of a check that read the empty hash ('take'), then a change that stored a new hash, then the check's 'ok'.
     expect(await password('take', clock.now())).toEqual([1, 5, '', '1', expect.any(String)]);
     expect(await password('set', '', changed, '1')).toEqual([1, 5, '', '1', expect.any(String)]);
@@ -151,7 +166,8 @@ describe('an imported card', () => {
 
   it("wrong passwords on imported cards count against the terminal's hour too", async () => {
     const md = terminalMetadata(KIOSK_TERMINAL);
-    const statement = (c: { serial: string }, password: string): Promise<unknown> => call(kiosk, 'statement', { cardholder: { card: { cardSerial: c.serial } }, password }, md);
+    const statement = (c: { serial: string }, password: string): Promise<unknown> =>
+      call(kiosk, 'statement', { cardholder: { card: { cardSerial: c.serial } }, password }, md);
     const cards = Array.from({ length: TERMINAL_LIMIT + 1 }, () => importedCard());
     for (const c of cards.slice(0, TERMINAL_LIMIT)) {
       const err = (await statement(c, wrongPin(c.initial)).catch((e: unknown) => e)) as ServiceError;

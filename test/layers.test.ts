@@ -40,7 +40,10 @@ function valueNamesOf(typeOnly: boolean, clause: string): string[] {
   if (typeOnly) return [];
   const braces = /\{([\s\S]*)\}/.exec(clause);
   const names: string[] = [];
-  const outside = clause.replace(/\{[\s\S]*\}/, '').replace(/,/g, ' ').trim();
+  const outside = clause
+    .replace(/\{[\s\S]*\}/, '')
+    .replace(/,/g, ' ')
+    .trim();
   if (outside === '*') names.push('*');
   else if (outside !== '') names.push(outside.replace(/^\*\s+as\s+/, ''));
   for (const part of (braces?.[1] ?? '').split(',')) {
@@ -77,7 +80,8 @@ function layerOf(path: string): string {
   if (path.startsWith('proto/gen/')) return 'proto';
   if (!path.startsWith('switch/')) return 'other';
   const rest = path.slice('switch/'.length);
-  if (['app.ts', 'start.ts', 'main.ts', 'dev-env.ts', 'gateway/serve.ts', 'gateway/main.ts'].includes(rest) || rest.startsWith('cli/')) return 'wiring';
+  if (['app.ts', 'start.ts', 'main.ts', 'dev-env.ts', 'gateway/serve.ts', 'gateway/main.ts'].includes(rest) || rest.startsWith('cli/'))
+    return 'wiring';
   if (rest === 'context.ts') return 'context';
   const folder = rest.includes('/') ? rest.slice(0, rest.indexOf('/')) : '';
   if (folder === 'grpc' || folder === 'gateway') return 'handler';
@@ -126,7 +130,9 @@ function violations(lines: readonly ImportLine[] = ALL): string[] {
       }
       // Even a type: the handlers and the domain know no Redis client (issue 10).
       if ((from === 'handler' || from === 'domain') && REDIS_PACKAGE.test(line.specifier)) {
-        found.push(`${line.file}: ${from === 'handler' ? 'a handler' : 'the domain'} imports the Redis client package: go through ${from === 'handler' ? 'the domain' : 'ledger/'} (${line.text})`);
+        found.push(
+          `${line.file}: ${from === 'handler' ? 'a handler' : 'the domain'} imports the Redis client package: go through ${from === 'handler' ? 'the domain' : 'ledger/'} (${line.text})`,
+        );
       }
       continue;
     }
@@ -145,7 +151,9 @@ function violations(lines: readonly ImportLine[] = ALL): string[] {
     if (from === 'handler' && to === 'infrastructure') {
       const bad = line.target === HANDLER_MAY_CLASSIFY ? [] : line.valueNames.filter((n) => !/Error$/.test(n));
       if (bad.length > 0 || line.sideEffect) {
-        found.push(`${line.file}: a handler reaches Redis or a worker (${line.target}: ${bad.join(', ')}): go through the domain (${line.text})`);
+        found.push(
+          `${line.file}: a handler reaches Redis or a worker (${line.target}: ${bad.join(', ')}): go through the domain (${line.text})`,
+        );
       }
       continue;
     }
@@ -174,7 +182,8 @@ function handlersUsingRedis(files: ReadonlyMap<string, string> = SOURCES): strin
     codeOf(text)
       .split('\n')
       .forEach((line, i) => {
-        if (REDIS_USE.test(line)) found.push(`${file}:${i + 1}: a handler uses the Redis client: go through the domain (${line.trim().slice(0, 120)})`);
+        if (REDIS_USE.test(line))
+          found.push(`${file}:${i + 1}: a handler uses the Redis client: go through the domain (${line.trim().slice(0, 120)})`);
       });
   }
   return found;
@@ -299,13 +308,16 @@ describe('layers (docs/layers.md)', () => {
     ];
     expect(violations(bad).map((v) => v.slice(0, v.indexOf(':')))).toEqual(bad.map((l) => l.file));
     // The outage classifier and the breaker's error class are classification, not a use of Redis.
-    const allowed = importsOfText('switch/grpc/x.ts', "import { isRedisUnavailable } from '../redis/unavailable.js';\nimport { LedgerDownError } from '../redis/breaker.js';");
+    const allowed = importsOfText(
+      'switch/grpc/x.ts',
+      "import { isRedisUnavailable } from '../redis/unavailable.js';\nimport { LedgerDownError } from '../redis/breaker.js';",
+    );
     expect(violations(allowed)).toEqual([]);
   });
 
   it('would catch a handler reaching Redis through the context', () => {
     const files = new Map([
-      ['switch/grpc/x.ts', "const a = 1;\nconst v = await ctx.redis.get(key);"],
+      ['switch/grpc/x.ts', 'const a = 1;\nconst v = await ctx.redis.get(key);'],
       ['switch/gateway/y.ts', 'await deps.ctx.scripts.client.hget(k, f);'],
       ['switch/grpc/z.ts', '// the ledger (ctx.redis) is read by the domain, never here\nconst z = 2;'],
       ['switch/gateway/serve.ts', 'await redis.ping();'],

@@ -11,7 +11,15 @@ import { Redis } from 'ioredis';
 import { AUTHORIZE_ANSWERS, decodeAnswer, LedgerInvariantError, SCRIPT_ANSWERS, type AnswerTable } from '../switch/ledger/answers.js';
 import { Keys } from '../switch/ledger/keys.js';
 import { Ledger } from '../switch/ledger/ledger.js';
-import { ARGV_RULES, checkArgv, SCRIPT_NAMES, ScriptArgumentError, Scripts, type ArgvRule, type ScriptName } from '../switch/ledger/scripts.js';
+import {
+  ARGV_RULES,
+  checkArgv,
+  SCRIPT_NAMES,
+  ScriptArgumentError,
+  Scripts,
+  type ArgvRule,
+  type ScriptName,
+} from '../switch/ledger/scripts.js';
 import { connect, freshPrefix, testRedisUrl } from './helpers/redis.js';
 
 const LUA_DIR = fileURLToPath(new URL('../switch/ledger/lua/', import.meta.url));
@@ -22,7 +30,10 @@ describe('script names', () => {
   afterAll(() => redis.quit());
 
   it('SCRIPT_NAMES is exactly the *.lua files of switch/ledger/lua, both ways', () => {
-    const onDisk = readdirSync(LUA_DIR).filter((f) => f.endsWith('.lua')).map((f) => f.slice(0, -'.lua'.length)).sort();
+    const onDisk = readdirSync(LUA_DIR)
+      .filter((f) => f.endsWith('.lua'))
+      .map((f) => f.slice(0, -'.lua'.length))
+      .sort();
     expect([...SCRIPT_NAMES].sort()).toEqual(onDisk);
   });
 
@@ -76,7 +87,9 @@ describe('answer codes', () => {
   it('no script answers a bare number: every code it answers is one of its named locals', () => {
     const bare = /return -?\d|return \{ *-?\d|(decide|refuse|answer|joinAnswer)\(\{? *-?\d/;
     for (const name of SCRIPT_NAMES) {
-      const offending = luaSource(name).split('\n').filter((line) => !line.startsWith('local ') && bare.test(line));
+      const offending = luaSource(name)
+        .split('\n')
+        .filter((line) => !line.startsWith('local ') && bare.test(line));
       expect(offending, name).toEqual([]);
     }
   });
@@ -97,7 +110,17 @@ describe('answer codes', () => {
       const ledger = new Ledger(keys, await Scripts.load(redis), 3600);
       await ledger.openAccount({ cardNo: 'C1', openingFen: 1000, fields: { ser: 'S1' } });
       const limits = { noPinPerPaymentFen: 10_000, noPinPerDayFen: 10_000, dailySpendLimitFen: 0 };
-      const payment = { cardNo: 'C1', presentedSerial: 'S1', amountFen: 100, credentialKind: 'card', terminalId: 'T1', sequence: 1, merchantId: 'M1', pinVerified: false, limits: { student: limits, staff: limits } };
+      const payment = {
+        cardNo: 'C1',
+        presentedSerial: 'S1',
+        amountFen: 100,
+        credentialKind: 'card',
+        terminalId: 'T1',
+        sequence: 1,
+        merchantId: 'M1',
+        pinVerified: false,
+        limits: { student: limits, staff: limits },
+      };
       expect((await ledger.authorize(payment)).code).toBe('approved');
       // A retry replays the recorded answer; with its code broken, the wrapper refuses to map it.
       const requestKey = keys.request('C1', 'T1', 1);
@@ -120,12 +143,70 @@ const DAY = '20251130';
 const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args: readonly (string | number)[] }[]> = {
   adjust: [{ keys: 4, args: ['C1', -500, 'adj|C1|-500|r', 'ADJ-0001', 'op1', 'a reason', NOW, 3600] }],
   authorize: [
-    { keys: 5, args: ['C1', 'S1', 100, 'pay|C1|100|card', 'T1', 1, 'm:M1', NOW, DAY, 3600, '0', 100, 100, 0, 100, 100, 0, 'chan', 3600, 'card'] },
-    { keys: 6, args: ['C1', '', 100, 'pay|C1|100|campus_qr', 'T1', 2, 'm:M1', NOW, DAY, 3600, '1', 100, 100, 0, 100, 100, 0, 'chan', 3600, 'campus_qr', 3, '0', 180, 'QR1'] },
+    {
+      keys: 5,
+      args: ['C1', 'S1', 100, 'pay|C1|100|card', 'T1', 1, 'm:M1', NOW, DAY, 3600, '0', 100, 100, 0, 100, 100, 0, 'chan', 3600, 'card'],
+    },
+    {
+      keys: 6,
+      args: [
+        'C1',
+        '',
+        100,
+        'pay|C1|100|campus_qr',
+        'T1',
+        2,
+        'm:M1',
+        NOW,
+        DAY,
+        3600,
+        '1',
+        100,
+        100,
+        0,
+        100,
+        100,
+        0,
+        'chan',
+        3600,
+        'campus_qr',
+        3,
+        '0',
+        180,
+        'QR1',
+      ],
+    },
     // Past authorize.lua's fast test (leading zeros, 16 digits): its argument-by-argument checks still accept them.
-    { keys: 5, args: ['C1', 'S1', '0100', 'pay|C1|100|card', 'T1', 3, 'm:M1', NOW, DAY, 3600, '0', Number.MAX_SAFE_INTEGER, 100, 0, 100, 100, 0, 'chan', 3600, 'card'] },
+    {
+      keys: 5,
+      args: [
+        'C1',
+        'S1',
+        '0100',
+        'pay|C1|100|card',
+        'T1',
+        3,
+        'm:M1',
+        NOW,
+        DAY,
+        3600,
+        '0',
+        Number.MAX_SAFE_INTEGER,
+        100,
+        0,
+        100,
+        100,
+        0,
+        'chan',
+        3600,
+        'card',
+      ],
+    },
   ],
-  'claim-id': [{ keys: 1, args: ['claim', 'C1', 60] }, { keys: 1, args: ['release', 'C1'] }],
+  'claim-id': [
+    { keys: 1, args: ['claim', 'C1', 60] },
+    { keys: 1, args: ['release', 'C1'] },
+  ],
   'ecard-binding': [{ keys: 2, args: ['bind', 'wecom:u1', NOW, 'chan', 'C1'] }],
   'ecard-watch': [{ keys: 1, args: [NOW] }],
   'fee-complete': [{ keys: 4, args: ['fee|C1|100|network|{}', 'R-1', 'T1|1|C1', 'C1', 'chan', 3600] }],
@@ -155,7 +236,7 @@ const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args:
 /** The rules that apply to one argument list (the op's own, or the campus-QR tail when it is there). */
 function rulesOf(name: ScriptName, args: readonly (string | number)[]): readonly ArgvRule[] {
   const spec = ARGV_RULES[name];
-  if ('byOp' in spec) return [...spec.common, ...(spec.byOp as Record<string, readonly ArgvRule[]>)[String(args[0])] ?? []];
+  if ('byOp' in spec) return [...spec.common, ...((spec.byOp as Record<string, readonly ArgvRule[]>)[String(args[0])] ?? [])];
   const tail = 'tail' in spec && args.length > spec.args.length ? spec.tail : [];
   return [...spec.args, ...tail];
 }
@@ -195,7 +276,12 @@ function badCases(): BadCase[] {
       cases.push({ name, what: `${args.length + 1} arguments`, keys, args: [...args, 'extra'] });
       rulesOf(name, args).forEach((rule, i) => {
         for (const bad of badValues(rule)) {
-          cases.push({ name, what: `ARGV[${i + 1}] ${rule.name} = ${JSON.stringify(bad)}`, keys, args: args.map((a, j) => (j === i ? bad : a)) });
+          cases.push({
+            name,
+            what: `ARGV[${i + 1}] ${rule.name} = ${JSON.stringify(bad)}`,
+            keys,
+            args: args.map((a, j) => (j === i ? bad : a)),
+          });
         }
       });
     }
@@ -220,7 +306,18 @@ describe('ARGV checked on both sides', () => {
   async function seed(prefix: string): Promise<string[]> {
     const keys = Array.from({ length: 6 }, (_, i) => `${prefix}:k${i + 1}`);
     // An account under KEYS[1] (a script past its checks would read and change it), a record under KEYS[2].
-    await redis.hset(keys[0] ?? '', { bal: 1000, wal: 500, st: 'A', ser: 'S1', sync: '1', wopen: '1', pwd: 'hash', ver: 1, eq: 3, eu: 'wecom:u1' });
+    await redis.hset(keys[0] ?? '', {
+      bal: 1000,
+      wal: 500,
+      st: 'A',
+      ser: 'S1',
+      sync: '1',
+      wopen: '1',
+      pwd: 'hash',
+      ver: 1,
+      eq: 3,
+      eu: 'wecom:u1',
+    });
     await redis.hset(keys[1] ?? '', { pfp: 'pay|C1|100|card', pans: '1|900|1-0|1', pst: 'A', amt: 100, mp: 'm:M1', card: 'C1' });
     return keys;
   }
@@ -272,7 +369,12 @@ describe('ARGV checked on both sides', () => {
       return 'accepted';
     };
     const payment = VALID.authorize[0]?.args ?? [];
-    expect(refusal('authorize', payment.map((a, i) => (i === 2 ? -5 : a)))).toBe('authorize: ARGV[3] amountFen must be a positive integer, got "-5"');
+    expect(
+      refusal(
+        'authorize',
+        payment.map((a, i) => (i === 2 ? -5 : a)),
+      ),
+    ).toBe('authorize: ARGV[3] amountFen must be a positive integer, got "-5"');
     expect(refusal('authorize', [...payment, 'QR'])).toBe('authorize: ARGV has 21 arguments, expected 20 or 24');
     expect(refusal('claim-id', ['claim', 'C1'])).toBe('claim-id: ARGV has 2 arguments, expected 3 for claim');
     expect(refusal('set-status', ['X', '', 'C1', NOW, 'chan', 3600])).toBe('set-status: ARGV[1] status must be one of A, L, F, C, got "X"');

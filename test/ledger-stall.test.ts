@@ -83,8 +83,19 @@ async function prepare(target: SwitchApp): Promise<void> {
 }
 
 /** A payment of the POS retrying below (the load itself runs in a worker thread: pos-load-worker.mjs). */
-function pay({ pos }: Target, sequence: number, card: number, metadata: Metadata): Promise<{ code: Status; details: string; outcome?: Outcome }> {
-  const request = { terminalId: POS_TERMINAL.id, sequenceNumber: sequence, amountFen: AMOUNT_FEN, credential: { card: { cardSerial: serialOf(card) } }, pin: '' };
+function pay(
+  { pos }: Target,
+  sequence: number,
+  card: number,
+  metadata: Metadata,
+): Promise<{ code: Status; details: string; outcome?: Outcome }> {
+  const request = {
+    terminalId: POS_TERMINAL.id,
+    sequenceNumber: sequence,
+    amountFen: AMOUNT_FEN,
+    credential: { card: { cardSerial: serialOf(card) } },
+    pin: '',
+  };
   return new Promise((resolve) => {
     pos.authorize(request, metadata, { deadline: Date.now() + 5000 }, (err, response?: AuthorizeResponse) => {
       if (err) resolve({ code: err.code, details: err.details });
@@ -118,11 +129,17 @@ function load({ app }: Target, durationMs: number, onStarted: (atMs: number) => 
   });
   return new Promise((resolve, reject) => {
     type Sent = Omit<Attempt, 'outcome'> & { outcome: string };
-    worker.on('message', (message: { type: 'started'; atMs: number } | ({ type: 'done'; attempts: Sent[] } & Omit<LoadResult, 'attempts'>)) => {
-      if (message.type === 'started') return onStarted(message.atMs);
-      const attempts = message.attempts.map((a) => ({ ...a, outcome: a.outcome === '' ? undefined : Outcome[a.outcome as keyof typeof Outcome] }));
-      void worker.terminate().then(() => resolve({ attempts, states: message.states, loopDelayMaxMs: message.loopDelayMaxMs }));
-    });
+    worker.on(
+      'message',
+      (message: { type: 'started'; atMs: number } | ({ type: 'done'; attempts: Sent[] } & Omit<LoadResult, 'attempts'>)) => {
+        if (message.type === 'started') return onStarted(message.atMs);
+        const attempts = message.attempts.map((a) => ({
+          ...a,
+          outcome: a.outcome === '' ? undefined : Outcome[a.outcome as keyof typeof Outcome],
+        }));
+        void worker.terminate().then(() => resolve({ attempts, states: message.states, loopDelayMaxMs: message.loopDelayMaxMs }));
+      },
+    );
     worker.on('error', reject);
   });
 }
@@ -133,7 +150,8 @@ async function retryUntilAnswered(target: Target, attempt: Attempt): Promise<Out
   for (let i = 0; i < 50; i++) {
     const answer = await pay(target, attempt.sequence, attempt.card, metadata);
     if (answer.code === Status.OK) return answer.outcome;
-    if (answer.code !== Status.UNAVAILABLE) throw new Error(`retry of sequence ${attempt.sequence}: ${Status[answer.code]} ${answer.details}`);
+    if (answer.code !== Status.UNAVAILABLE)
+      throw new Error(`retry of sequence ${attempt.sequence}: ${Status[answer.code]} ${answer.details}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   return undefined;
@@ -143,7 +161,16 @@ function summary(attempts: readonly Attempt[]): Record<string, number> {
   const counts: Record<string, number> = {};
   for (const a of attempts) {
     // The first clause of the details: grpc-js appends timings and addresses that differ per call.
-    const key = `${Status[a.code] ?? a.code}${a.code === Status.OK ? '' : `: ${a.details.replace(/ after [0-9.]+s.*/, '').split(',')[0]?.slice(0, 120) ?? ''}`}`;
+    const key = `${Status[a.code] ?? a.code}${
+      a.code === Status.OK
+        ? ''
+        : `: ${
+            a.details
+              .replace(/ after [0-9.]+s.*/, '')
+              .split(',')[0]
+              ?.slice(0, 120) ?? ''
+          }`
+    }`;
     counts[key] = (counts[key] ?? 0) + 1;
   }
   return counts;
@@ -163,15 +190,18 @@ async function stallUnderLoad(target: Target, stallMs: number): Promise<void> {
   loopDelay.enable();
   const { attempts, states, loopDelayMaxMs } = await load(target, BEFORE_STALL_MS + stallMs + AFTER_RESUME_MS, (startedMs) => {
     stall = new Promise<void>((resolve) => {
-      setTimeout(() => {
-        redis.process.kill('SIGSTOP');
-        stoppedAtMs = Date.now();
-        setTimeout(() => {
-          redis.process.kill('SIGCONT');
-          resumedAtMs = Date.now();
-          resolve();
-        }, stallMs);
-      }, Math.max(0, startedMs + BEFORE_STALL_MS - Date.now()));
+      setTimeout(
+        () => {
+          redis.process.kill('SIGSTOP');
+          stoppedAtMs = Date.now();
+          setTimeout(() => {
+            redis.process.kill('SIGCONT');
+            resumedAtMs = Date.now();
+            resolve();
+          }, stallMs);
+        },
+        Math.max(0, startedMs + BEFORE_STALL_MS - Date.now()),
+      );
     });
   });
   await stall;
@@ -180,7 +210,11 @@ async function stallUnderLoad(target: Target, stallMs: number): Promise<void> {
   const counts = summary(attempts);
   const failed = attempts.filter((a) => a.code !== Status.OK);
   const slowest = Math.max(...failed.map((a) => a.endedMs - a.startedMs));
-  console.log(`ledger stall: ${attempts.length} calls`, counts, `slowest refusal ${slowest} ms; channel states ${states.join(',')}; event loop delay: the switch's max ${Math.round(loopDelay.max / 1e6)} ms, p99 ${Math.round(loopDelay.percentile(99) / 1e6)} ms, the callers' max ${loopDelayMaxMs} ms`);
+  console.log(
+    `ledger stall: ${attempts.length} calls`,
+    counts,
+    `slowest refusal ${slowest} ms; channel states ${states.join(',')}; event loop delay: the switch's max ${Math.round(loopDelay.max / 1e6)} ms, p99 ${Math.round(loopDelay.percentile(99) / 1e6)} ms, the callers' max ${loopDelayMaxMs} ms`,
+  );
 
   // Nothing failed before the stall, and everything after the recovery window was served.
   expect(summary(attempts.filter((a) => a.endedMs < stoppedAtMs))).toEqual({ OK: attempts.filter((a) => a.endedMs < stoppedAtMs).length });
@@ -190,7 +224,10 @@ async function stallUnderLoad(target: Target, stallMs: number): Promise<void> {
   // Every refusal is UNAVAILABLE (retry with the same sequence number), none INTERNAL, none past the deadline.
   expect(failed.length).toBeGreaterThan(0);
   expect(summary(failed.filter((a) => a.code !== Status.UNAVAILABLE))).toEqual({});
-  for (const a of failed) expect(a.endedMs, `sequence ${a.sequence} answered ${a.endedMs - a.deadlineMs} ms after its deadline`).toBeLessThanOrEqual(a.deadlineMs);
+  for (const a of failed)
+    expect(a.endedMs, `sequence ${a.sequence} answered ${a.endedMs - a.deadlineMs} ms after its deadline`).toBeLessThanOrEqual(
+      a.deadlineMs,
+    );
   // The one HTTP/2 connection stayed up: no GOAWAY, no reconnect.
   expect(states).toEqual(['final READY']);
 
@@ -246,10 +283,21 @@ it('AuthorizeStream while Redis is stopped: each payment answered UNAVAILABLE un
     });
   const firstSequence = 1_000_000;
   const send = (tag: number): void => {
-    stream.write({ tag, terminalSecret: POS_TERMINAL.secret, request: { terminalId: POS_TERMINAL.id, sequenceNumber: firstSequence + tag, amountFen: AMOUNT_FEN, credential: { card: { cardSerial: serialOf(tag % CARDS) } }, pin: '' } });
+    stream.write({
+      tag,
+      terminalSecret: POS_TERMINAL.secret,
+      request: {
+        terminalId: POS_TERMINAL.id,
+        sequenceNumber: firstSequence + tag,
+        amountFen: AMOUNT_FEN,
+        credential: { card: { cardSerial: serialOf(tag % CARDS) } },
+        pin: '',
+      },
+    });
   };
   const TAGS = 13; // each tag pays its own card (tag % CARDS)
-  const balances = async (): Promise<number[]> => Promise.all(Array.from({ length: TAGS }, async (_, i) => Number(await app.redis.hget(app.keys.account(cardNo(i + 1)), 'bal'))));
+  const balances = async (): Promise<number[]> =>
+    Promise.all(Array.from({ length: TAGS }, async (_, i) => Number(await app.redis.hget(app.keys.account(cardNo(i + 1)), 'bal'))));
   const before = await balances();
 
   send(1);

@@ -23,7 +23,15 @@ import {
 import { encodeRequestHeaders, HpackDecoder, HUFFMAN_CODE_LENGTHS, huffmanCode } from '../loadtest/bench/hpack.js';
 import { main as benchMain } from '../loadtest/bench/main.js';
 import { checkCampusFile, CAMPUS_FILE_FORMAT, type CampusFile } from '../loadtest/shared/campus-data.js';
-import { ArrivalClock, constantProfile, k6Stages, lunchRushProfile, peakRateOf, profileArrivals, profileDurationMs } from '../loadtest/shared/profile.js';
+import {
+  ArrivalClock,
+  constantProfile,
+  k6Stages,
+  lunchRushProfile,
+  peakRateOf,
+  profileArrivals,
+  profileDurationMs,
+} from '../loadtest/shared/profile.js';
 import {
   answerLabel,
   authorizeCall,
@@ -39,7 +47,15 @@ import {
   waterDebitCall,
   type PosCall,
 } from '../loadtest/shared/traffic.js';
-import { encodeCall, encodeCallFrame, encodeStreamedAuthorizeFrame, readLeadingFields, readStreamedAnswer, unframe, utf8 } from '../loadtest/shared/wire.js';
+import {
+  encodeCall,
+  encodeCallFrame,
+  encodeStreamedAuthorizeFrame,
+  readLeadingFields,
+  readStreamedAnswer,
+  unframe,
+  utf8,
+} from '../loadtest/shared/wire.js';
 import { redisBenchmarkAvailable } from '../loadtest/bench/redis-benchmark.js';
 
 const tap = cardTap('1A2B3C4D');
@@ -88,28 +104,41 @@ const CALLS: readonly PosCall[] = [
 ];
 
 describe('shared wire encoding', () => {
-  it.each(CALLS.map((call) => [call.rpc, call] as const))('writes %s exactly as ts-proto does, and decodes back to the message', (_rpc, call) => {
-    const ours = encodeCall(call);
-    expect(Buffer.from(ours).toString('hex')).toBe(Buffer.from(tsProtoBytes(call)).toString('hex'));
-    expect(tsProtoDecode(call, ours)).toEqual(tsProtoDecode(call, tsProtoBytes(call)));
-    const frame = encodeCallFrame(call);
-    expect(frame[0]).toBe(0);
-    expect(Buffer.from(frame).readUInt32BE(1)).toBe(ours.length);
-    expect(Buffer.from(unframe(frame) ?? []).equals(Buffer.from(ours))).toBe(true);
-  });
+  it.each(CALLS.map((call) => [call.rpc, call] as const))(
+    'writes %s exactly as ts-proto does, and decodes back to the message',
+    (_rpc, call) => {
+      const ours = encodeCall(call);
+      expect(Buffer.from(ours).toString('hex')).toBe(Buffer.from(tsProtoBytes(call)).toString('hex'));
+      expect(tsProtoDecode(call, ours)).toEqual(tsProtoDecode(call, tsProtoBytes(call)));
+      const frame = encodeCallFrame(call);
+      expect(frame[0]).toBe(0);
+      expect(Buffer.from(frame).readUInt32BE(1)).toBe(ours.length);
+      expect(Buffer.from(unframe(frame) ?? []).equals(Buffer.from(ours))).toBe(true);
+    },
+  );
 
   it('reads the outcome and the reason of the answers as the generated types write them', () => {
     const declined = AuthorizeResponse.encode(
-      AuthorizeResponse.fromPartial({ outcome: Outcome.OUTCOME_DECLINED, declineReason: DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS, displayText: '余额不足', balanceAfterFen: 12, decidedAtMs: Date.now() }),
+      AuthorizeResponse.fromPartial({
+        outcome: Outcome.OUTCOME_DECLINED,
+        declineReason: DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS,
+        displayText: '余额不足',
+        balanceAfterFen: 12,
+        decidedAtMs: Date.now(),
+      }),
     ).finish();
     const fields = readLeadingFields(declined);
     expect(fields).toEqual({ field1: Outcome.OUTCOME_DECLINED, field2: DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS });
     expect(answerLabel('Authorize', 0, fields?.field1 ?? -1, fields?.field2 ?? -1)).toBe('declined:insufficient_funds');
-    const approved = readLeadingFields(AuthorizeResponse.encode(AuthorizeResponse.fromPartial({ outcome: Outcome.OUTCOME_APPROVED, transactionId: '1-0' })).finish());
+    const approved = readLeadingFields(
+      AuthorizeResponse.encode(AuthorizeResponse.fromPartial({ outcome: Outcome.OUTCOME_APPROVED, transactionId: '1-0' })).finish(),
+    );
     expect(answerLabel('Authorize', 0, approved?.field1 ?? -1, approved?.field2 ?? -1)).toBe('approved');
     const found = readLeadingFields(InquireResponse.encode(InquireResponse.fromPartial({ found: true, balanceFen: 5 })).finish());
     expect(answerLabel('Inquire', 0, found?.field1 ?? -1, 0)).toBe('found');
-    const reversed = readLeadingFields(ReverseResponse.encode(ReverseResponse.fromPartial({ result: ReverseResult.REVERSE_RESULT_REVERSED })).finish());
+    const reversed = readLeadingFields(
+      ReverseResponse.encode(ReverseResponse.fromPartial({ result: ReverseResult.REVERSE_RESULT_REVERSED })).finish(),
+    );
     expect(answerLabel('Reverse', 0, reversed?.field1 ?? -1, 0)).toBe('reversed');
     expect(answerLabel('Authorize', 14, 0, 0)).toBe('grpc:UNAVAILABLE');
     expect(readLeadingFields(Uint8Array.from([0x0a, 0x05, 0x01]))).toBeUndefined();
@@ -117,7 +146,11 @@ describe('shared wire encoding', () => {
 
   it('wraps a request for AuthorizeStream and reads its answers as ts-proto writes them', () => {
     const request = encodeCall(payment);
-    for (const [tag, secret] of [[1, 'pos-secret-01'], [Number.MAX_SAFE_INTEGER, '密钥'], [0, '']] as const) {
+    for (const [tag, secret] of [
+      [1, 'pos-secret-01'],
+      [Number.MAX_SAFE_INTEGER, '密钥'],
+      [0, ''],
+    ] as const) {
       const frame = encodeStreamedAuthorizeFrame(tag, utf8(secret), request);
       const expected = StreamedAuthorizeRequest.encode({ tag, terminalSecret: secret, request: AuthorizeRequest.decode(request) }).finish();
       expect(Buffer.from(unframe(frame) ?? []).toString('hex')).toBe(Buffer.from(expected).toString('hex'));
@@ -151,9 +184,25 @@ describe('HPACK for the raw HTTP/2 client', () => {
       decoder.decode(Buffer.from(hex, 'hex'), (name, value) => fields.push([name, value]));
       return fields;
     };
-    expect(decode('828684418cf1e3c2e5f23a6ba0ab90f4ff')).toEqual([[':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':authority', 'www.example.com']]);
-    expect(decode('828684be5886a8eb10649cbf')).toEqual([[':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':authority', 'www.example.com'], ['cache-control', 'no-cache']]);
-    const fields: [string, string][] = [[':method', 'POST'], [':path', '/cardswitch.v1.PosService/Authorize'], ['content-type', 'application/grpc'], ['terminal-id', 'XY-CANTEEN1-01']];
+    expect(decode('828684418cf1e3c2e5f23a6ba0ab90f4ff')).toEqual([
+      [':method', 'GET'],
+      [':scheme', 'http'],
+      [':path', '/'],
+      [':authority', 'www.example.com'],
+    ]);
+    expect(decode('828684be5886a8eb10649cbf')).toEqual([
+      [':method', 'GET'],
+      [':scheme', 'http'],
+      [':path', '/'],
+      [':authority', 'www.example.com'],
+      ['cache-control', 'no-cache'],
+    ]);
+    const fields: [string, string][] = [
+      [':method', 'POST'],
+      [':path', '/cardswitch.v1.PosService/Authorize'],
+      ['content-type', 'application/grpc'],
+      ['terminal-id', 'XY-CANTEEN1-01'],
+    ];
     const ours: [string, string][] = [];
     new HpackDecoder().decode(encodeRequestHeaders(fields), (name, value) => ours.push([name, value]));
     expect(ours).toEqual(fields);
@@ -167,14 +216,25 @@ function smallCampus(): CampusFile {
     holder: i % 5 === 0 ? ('staff' as const) : ('student' as const),
     pin: i < 10 ? '123456' : '',
   }));
-  const terminal = (id: string, kind: 'canteen' | 'shop' | 'water' | 'settlement') => ({ id, kind, merchantId: id.split('-')[0] ?? id, secret: `${id}-secret-0123456789` });
+  const terminal = (id: string, kind: 'canteen' | 'shop' | 'water' | 'settlement') => ({
+    id,
+    kind,
+    merchantId: id.split('-')[0] ?? id,
+    secret: `${id}-secret-0123456789`,
+  });
   return checkCampusFile({
     format: CAMPUS_FILE_FORMAT,
     seed: 'test',
     note: '',
     noPinPerPaymentFen: { student: 5000, staff: 10000 },
     cards,
-    terminals: [terminal('C1-01', 'canteen'), terminal('C1-02', 'canteen'), terminal('S1-01', 'shop'), terminal('W-01', 'water'), terminal('WS-01', 'settlement')],
+    terminals: [
+      terminal('C1-01', 'canteen'),
+      terminal('C1-02', 'canteen'),
+      terminal('S1-01', 'shop'),
+      terminal('W-01', 'water'),
+      terminal('WS-01', 'settlement'),
+    ],
   });
 }
 
@@ -214,10 +274,19 @@ describe('traffic planner', () => {
     let sequence = 0;
     const codes = ['CQ-first', 'CQ-second'];
     let next = 0;
-    const planner = new TrafficPlanner(smallCampus(), { mix: CAMPUS_QR_ONLY_MIX, seed: 3, nextSequence: () => ++sequence, nextCampusQr: () => codes[next++] });
+    const planner = new TrafficPlanner(smallCampus(), {
+      mix: CAMPUS_QR_ONLY_MIX,
+      seed: 3,
+      nextSequence: () => ++sequence,
+      nextCampusQr: () => codes[next++],
+    });
     const paid = [planner.next(), planner.next()];
     expect(paid.map((p) => p.kind)).toEqual(['campus_qr', 'campus_qr']);
-    expect(paid.map((p) => (p.call.rpc === 'Authorize' && 'campusQr' in p.call.message.credential ? p.call.message.credential.campusQr.payload : ''))).toEqual(codes);
+    expect(
+      paid.map((p) =>
+        p.call.rpc === 'Authorize' && 'campusQr' in p.call.message.credential ? p.call.message.credential.campusQr.payload : '',
+      ),
+    ).toEqual(codes);
     expect(paid.every((p) => ['canteen', 'shop'].includes(p.terminal.kind) && p.sequence > 0)).toBe(true);
     expect(() => planner.next()).toThrow(/no campus QR code left/);
     expect(() => new TrafficPlanner(smallCampus(), { mix: CAMPUS_QR_ONLY_MIX, seed: 3, nextSequence: () => 1 })).toThrow(/nextCampusQr/);
@@ -231,7 +300,13 @@ describe('traffic planner', () => {
 
 describe('campus file', () => {
   it('takes bound e-card users with their session tokens, and refuses malformed ones', () => {
-    const user = { userId: 'wecom:k6-30000040', cardNo: '30000040', accessToken: 'aaa.bbb.ccc', refreshToken: 'ddd.eee.fff', sessionExpiresAtMs: 1_800_000_000_000 };
+    const user = {
+      userId: 'wecom:k6-30000040',
+      cardNo: '30000040',
+      accessToken: 'aaa.bbb.ccc',
+      refreshToken: 'ddd.eee.fff',
+      sessionExpiresAtMs: 1_800_000_000_000,
+    };
     const campus = checkCampusFile({ ...smallCampus(), ecardUsers: [user] });
     expect(campus.ecardUsers).toEqual([user]);
     expect(checkCampusFile(smallCampus()).ecardUsers).toBeUndefined();
@@ -270,7 +345,21 @@ describe('bench harness --quick', () => {
     const dir = mkdtempSync(join(tmpdir(), 'cardswitch-bench-test-'));
     try {
       const out = join(dir, 'latest.json');
-      const code = await benchMain(['--quick', '--duration', '1.5', '--cardholders', '500', '--h2load-requests', '500', '--websockets', '300', '--ws-hold', '0.5', '--out', out]);
+      const code = await benchMain([
+        '--quick',
+        '--duration',
+        '1.5',
+        '--cardholders',
+        '500',
+        '--h2load-requests',
+        '500',
+        '--websockets',
+        '300',
+        '--ws-hold',
+        '0.5',
+        '--out',
+        out,
+      ]);
       const result = JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown> & {
         scenarios: Record<string, unknown>[];
         baselines: Record<string, Record<string, unknown> | null>;
@@ -284,7 +373,9 @@ describe('bench harness --quick', () => {
           campusQr: { passed: boolean; approvedByClients: number; inJournalOnce: number; usedMarks: number };
         };
       };
-      expect(Object.keys(result)).toEqual(expect.arrayContaining(['schema', 'machine', 'settings', 'scenarios', 'baselines', 'ratios', 'targets', 'ledgerCheck', 'passed']));
+      expect(Object.keys(result)).toEqual(
+        expect.arrayContaining(['schema', 'machine', 'settings', 'scenarios', 'baselines', 'ratios', 'targets', 'ledgerCheck', 'passed']),
+      );
       const tapClosed = result.scenarios.find((s) => s['name'] === 'tap' && s['mode'] === 'closed');
       expect(tapClosed).toBeDefined();
       expect(Object.keys(tapClosed ?? {})).toEqual(
@@ -302,7 +393,13 @@ describe('bench harness --quick', () => {
       expect(result.baselines['redisScript']?.['callsPerSec']).toBeGreaterThan(0);
       // redis-benchmark ran the real script: (nearly) every call a new request key that moved money.
       // (It comes with redis-server on Debian/Ubuntu and with .ci/run; without it the run says how to get it.)
-      const rb = result.baselines['redisBenchmarkScript'] as { available: boolean; note: string; requests: number; approvals: number; callsPerSec: number } | null;
+      const rb = result.baselines['redisBenchmarkScript'] as {
+        available: boolean;
+        note: string;
+        requests: number;
+        approvals: number;
+        callsPerSec: number;
+      } | null;
       expect(rb?.available).toBe(redisBenchmarkAvailable());
       if (rb?.available === true) {
         expect(rb.callsPerSec).toBeGreaterThan(0);
@@ -353,7 +450,8 @@ function checkEcardScenarios(result: {
   const tap = result.scenarios.find((s) => s['name'] === 'tap' && s['mode'] === 'closed');
   expect((tap?.['redis'] as { publishes: number }).publishes).toBe(0);
   expect(result.liveEventCost).not.toBeNull();
-  for (const name of ['qrClosedVsTapClosed', 'tapBoundClosedVsTapClosed', 'summaryClosedVsHelloClosed']) expect(result.ratios[name]).toBeGreaterThan(0);
+  for (const name of ['qrClosedVsTapClosed', 'tapBoundClosedVsTapClosed', 'summaryClosedVsHelloClosed'])
+    expect(result.ratios[name]).toBeGreaterThan(0);
   const runs = result.gateway?.runs ?? [];
   expect(runs.map((r) => r['name']).sort()).toEqual(['gateway-hello', 'gateway-summary']);
   expect(result.gateway?.users).toBeGreaterThan(1);

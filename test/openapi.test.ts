@@ -27,7 +27,12 @@ const doc = openApiDocument() as Json;
 const paths = doc['paths'] as Record<string, Json>;
 
 function routes() {
-  return holderRoutes({ ctx: { config: { terminalPepper: 'x'.repeat(20) } } as never, sessions: {} as never, identity: {} as never, statements: {} as never });
+  return holderRoutes({
+    ctx: { config: { terminalPepper: 'x'.repeat(20) } } as never,
+    sessions: {} as never,
+    identity: {} as never,
+    statements: {} as never,
+  });
 }
 
 /** `/things/:id` as OpenAPI writes it: `/things/{id}`. */
@@ -127,9 +132,20 @@ describe('the OpenAPI document and the holder routes', () => {
         expect(security, key).toEqual([]);
         continue;
       }
-      expect(security.some((requirement) => 'bearerAuth' in requirement), key).toBe(true);
-      expectDocumented(route.path, route.method.toLowerCase(), thrown(() => bearerToken(undefined)));
-      expectDocumented(route.path, route.method.toLowerCase(), thrown(() => bearerToken('Basic dXNlcjpwYXNz')));
+      expect(
+        security.some((requirement) => 'bearerAuth' in requirement),
+        key,
+      ).toBe(true);
+      expectDocumented(
+        route.path,
+        route.method.toLowerCase(),
+        thrown(() => bearerToken(undefined)),
+      );
+      expectDocumented(
+        route.path,
+        route.method.toLowerCase(),
+        thrown(() => bearerToken('Basic dXNlcjpwYXNz')),
+      );
       expect(codesOf(route.path, route.method.toLowerCase(), 401)).toEqual(expect.arrayContaining(['TOKEN_EXPIRED', 'SESSION_ENDED']));
     }
   });
@@ -141,9 +157,13 @@ describe('the OpenAPI document and the holder routes', () => {
       expect(typeof op['summary'], key).toBe('string');
       expect(typeof op['description'], key).toBe('string');
       const statuses = Object.keys(op['responses'] as Json);
-      expect(statuses.some((s) => /^2\d\d$/.test(s)), key).toBe(true);
+      expect(
+        statuses.some((s) => /^2\d\d$/.test(s)),
+        key,
+      ).toBe(true);
       expect(statuses, key).toContain('500');
-      for (const status of statuses.filter((s) => /^[45]\d\d$/.test(s))) expect(codesOf(route.path, route.method.toLowerCase(), Number(status)).length, `${key} ${status}`).toBeGreaterThan(0);
+      for (const status of statuses.filter((s) => /^[45]\d\d$/.test(s)))
+        expect(codesOf(route.path, route.method.toLowerCase(), Number(status)).length, `${key} ${status}`).toBeGreaterThan(0);
       if (op['requestBody'] !== undefined) expect(statuses, key).toEqual(expect.arrayContaining(['413', '415']));
     }
   });
@@ -157,7 +177,16 @@ describe('the OpenAPI document is well formed', () => {
     expect(typeof info['version']).toBe('string');
     const components = doc['components'] as Json;
     const schemas = components['schemas'] as Json;
-    for (const name of ['ErrorBody', 'SessionTokens', 'EcardSummary', 'CampusQr', 'StatementPage', 'StatementLine', 'FeeAnswer', 'CardEvent']) {
+    for (const name of [
+      'ErrorBody',
+      'SessionTokens',
+      'EcardSummary',
+      'CampusQr',
+      'StatementPage',
+      'StatementLine',
+      'FeeAnswer',
+      'CardEvent',
+    ]) {
       expect(schemas[name], name).toBeDefined();
     }
     const schemes = components['securitySchemes'] as Json;
@@ -194,7 +223,9 @@ describe('the OpenAPI document is well formed', () => {
     expect(JSON.stringify(op)).toContain('cardswitch.events.v1');
     expect((op['parameters'] as Json[]).map((p) => p['name'])).toContain('since');
     const messages = op['x-websocket-messages'] as Json;
-    expect((messages['server'] as Json[]).map((m) => m['$ref'])).toEqual(expect.arrayContaining(['#/components/schemas/CardEvent', '#/components/schemas/EventsHello', '#/components/schemas/EventsResync']));
+    expect((messages['server'] as Json[]).map((m) => m['$ref'])).toEqual(
+      expect.arrayContaining(['#/components/schemas/CardEvent', '#/components/schemas/EventsHello', '#/components/schemas/EventsResync']),
+    );
     expect(codesOf('/api/v1/events', 'get', 401)).toContain('TOKEN_MISSING');
   });
 
@@ -229,8 +260,17 @@ describe('the refusals the domain raises are documented under their status', () 
         'PASSWORD_LOCKED',
       ]),
     );
-    expect(codesOf(...BINDING, 409)).toEqual(expect.arrayContaining(['CARD_NOT_SYNCED', 'DOCUMENT_MISMATCH', 'PHONE_MISMATCH', 'CARD_BOUND_ELSEWHERE']));
-    for (const [path, method] of [BINDING, ['/api/v1/ecard/binding', 'delete'], ['/api/v1/ecard/loss/cancel', 'post'], ['/api/v1/ecard/password', 'post'], ['/api/v1/ecard/fees/network', 'post'], ['/api/v1/ecard/fees/electricity', 'post']] as const) {
+    expect(codesOf(...BINDING, 409)).toEqual(
+      expect.arrayContaining(['CARD_NOT_SYNCED', 'DOCUMENT_MISMATCH', 'PHONE_MISMATCH', 'CARD_BOUND_ELSEWHERE']),
+    );
+    for (const [path, method] of [
+      BINDING,
+      ['/api/v1/ecard/binding', 'delete'],
+      ['/api/v1/ecard/loss/cancel', 'post'],
+      ['/api/v1/ecard/password', 'post'],
+      ['/api/v1/ecard/fees/network', 'post'],
+      ['/api/v1/ecard/fees/electricity', 'post'],
+    ] as const) {
       expectDocumented(path, method, new WrongPasswordError(3));
       expectDocumented(path, method, new PasswordLockedError());
       expectDocumented(path, method, passwordBusyError());
@@ -261,22 +301,31 @@ describe('the refusals the domain raises are documented under their status', () 
   });
 
   it('lists the sign-in refusals of the identity providers', () => {
-    expectDocumented('/api/v1/session', 'post', thrown(() => checkCode('not a code!')));
+    expectDocumented(
+      '/api/v1/session',
+      'post',
+      thrown(() => checkCode('not a code!')),
+    );
     expectDocumented('/api/v1/session', 'post', invalidCodeError('wecom'));
     expectDocumented('/api/v1/session', 'post', identityUnavailableError('wechat', 'timeout'));
-    expect(codesOf('/api/v1/session', 'post')).toEqual(expect.arrayContaining(['UNKNOWN_PROVIDER', 'NOT_A_MEMBER', 'PROVIDER_DISABLED', 'IDENTITY_UNAVAILABLE']));
+    expect(codesOf('/api/v1/session', 'post')).toEqual(
+      expect.arrayContaining(['UNKNOWN_PROVIDER', 'NOT_A_MEMBER', 'PROVIDER_DISABLED', 'IDENTITY_UNAVAILABLE']),
+    );
   });
 
   it('lists the refusals of the events upgrade', async () => {
     const events = new LiveEvents({} as never, {} as never, {} as never);
-    const refused = await events.authenticate({ query: new URLSearchParams(), protocols: ['bearer.x'], headers: {}, remoteAddress: '' }).then(
-      () => undefined,
-      (err: unknown) => err,
-    );
+    const refused = await events
+      .authenticate({ query: new URLSearchParams(), protocols: ['bearer.x'], headers: {}, remoteAddress: '' })
+      .then(
+        () => undefined,
+        (err: unknown) => err,
+      );
     expectDocumented('/api/v1/events', 'get', refused);
   });
 
   it('lists a fee retry with another amount as a conflict', () => {
-    for (const kind of ['network', 'electricity']) expect(codesOf(`/api/v1/ecard/fees/${kind}`, 'post', 409)).toContain('IDEMPOTENCY_CONFLICT');
+    for (const kind of ['network', 'electricity'])
+      expect(codesOf(`/api/v1/ecard/fees/${kind}`, 'post', 409)).toContain('IDEMPOTENCY_CONFLICT');
   });
 });

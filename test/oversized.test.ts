@@ -29,7 +29,10 @@ beforeAll(async () => {
   await app.terminals.register(POS_TERMINAL);
   await openCard(app, '8200001', 'BB000001', 5_000);
   // Large messages both ways on the client side: the switch's limit is what is under test.
-  client = new Client(`127.0.0.1:${app.grpcPort}`, credentials.createInsecure(), { 'grpc.max_send_message_length': -1, 'grpc.max_receive_message_length': -1 });
+  client = new Client(`127.0.0.1:${app.grpcPort}`, credentials.createInsecure(), {
+    'grpc.max_send_message_length': -1,
+    'grpc.max_receive_message_length': -1,
+  });
 });
 
 afterAll(async () => {
@@ -73,8 +76,14 @@ async function status(pending: Promise<unknown>): Promise<{ code: number; detail
 
 function inquire(message: Uint8Array, metadata: Metadata, deadlineMs = 10_000): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    client.makeUnaryRequest(INQUIRE, (b: Uint8Array) => Buffer.from(b), (b: Buffer) => b, message, metadata, { deadline: Date.now() + deadlineMs }, (err, value) =>
-      err ? reject(err) : resolve(value ?? Buffer.alloc(0)),
+    client.makeUnaryRequest(
+      INQUIRE,
+      (b: Uint8Array) => Buffer.from(b),
+      (b: Buffer) => b,
+      message,
+      metadata,
+      { deadline: Date.now() + deadlineMs },
+      (err, value) => (err ? reject(err) : resolve(value ?? Buffer.alloc(0))),
     );
   });
 }
@@ -106,7 +115,9 @@ describe('oversized messages', () => {
       };
       expect(await status(unaryBytes(client, INQUIRE, inquiry, terminalMetadata(POS_TERMINAL)))).toEqual({ code: Status.OK, details: '' });
       watch();
-      const refused = await status(inquire(padded(Math.floor(mib * MIB)), withCredentials ? terminalMetadata(POS_TERMINAL) : new Metadata()));
+      const refused = await status(
+        inquire(padded(Math.floor(mib * MIB)), withCredentials ? terminalMetadata(POS_TERMINAL) : new Metadata()),
+      );
       expect(refused.code, refused.details).toBe(withCredentials ? Status.RESOURCE_EXHAUSTED : Status.UNAUTHENTICATED);
       // Ten ordinary calls right after, each with a short deadline: none refused, none waiting.
       const after = await Promise.all(Array.from({ length: 10 }, () => status(inquire(inquiry, terminalMetadata(POS_TERMINAL), 2000))));
@@ -119,7 +130,11 @@ describe('oversized messages', () => {
 });
 
 /** One gRPC call on a bare HTTP/2 session: the whole framed message written at once, the answer's grpc-status. */
-function rawCall(session: ClientHttp2Session, message: Uint8Array, withCredentials: boolean): Promise<{ grpcStatus: string; rstCode: number }> {
+function rawCall(
+  session: ClientHttp2Session,
+  message: Uint8Array,
+  withCredentials: boolean,
+): Promise<{ grpcStatus: string; rstCode: number }> {
   return new Promise((resolve) => {
     const headers: Record<string, string> = { ':method': 'POST', ':path': INQUIRE, 'content-type': 'application/grpc', te: 'trailers' };
     if (withCredentials) Object.assign(headers, { 'terminal-id': POS_TERMINAL.id, 'terminal-secret': POS_TERMINAL.secret });

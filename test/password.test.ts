@@ -90,7 +90,9 @@ describe('password hash', () => {
     expect(() => hashPassword('123456', PEPPER, { N: 1000 })).toThrow(RangeError);
     expect(() => hashPassword('123456', '', { N: IMPORT_SCRYPT_N })).toThrow(RangeError);
     expect(() => verifyPassword('123456', 'plain-text', PEPPER)).toThrow(MalformedPasswordHashError);
-    expect(() => verifyPassword('123456', `scrypt$${2 ** 24}$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAA`, PEPPER)).toThrow(MalformedPasswordHashError);
+    expect(() => verifyPassword('123456', `scrypt$${2 ** 24}$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAA`, PEPPER)).toThrow(
+      MalformedPasswordHashError,
+    );
   });
 });
 

@@ -6,7 +6,14 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { createLogger } from '../switch/log.js';
-import { encodeCommand, PipelineClient, PipelineUnavailableError, RespError, RespParser, type RespReply } from '../switch/redis/pipeline-client.js';
+import {
+  encodeCommand,
+  PipelineClient,
+  PipelineUnavailableError,
+  RespError,
+  RespParser,
+  type RespReply,
+} from '../switch/redis/pipeline-client.js';
 import { startLocalRedis } from '../switch/redis/local-redis.js';
 import { freshPrefix, testRedisUrl } from './helpers/redis.js';
 
@@ -22,9 +29,7 @@ function client(url: string, commandTimeoutMs = 2000): PipelineClient {
 }
 
 describe('RESP parsing', () => {
-  const wire = Buffer.from(
-    '+OK\r\n-ERR bad thing\r\n:42\r\n$5\r\nhello\r\n$-1\r\n*-1\r\n*3\r\n:1\r\n$3\r\n张\r\n*2\r\n$0\r\n\r\n:-7\r\n',
-  );
+  const wire = Buffer.from('+OK\r\n-ERR bad thing\r\n:42\r\n$5\r\nhello\r\n$-1\r\n*-1\r\n*3\r\n:1\r\n$3\r\n张\r\n*2\r\n$0\r\n\r\n:-7\r\n');
   const expected: (RespReply | string)[] = ['OK', 'error:ERR bad thing', 42, 'hello', null, null, [1, '张', ['', -7]]];
 
   it('parses every reply type whole and in any chunking', () => {
@@ -94,7 +99,9 @@ describe('against a real redis-server', () => {
     // About 128,600 bytes of one- and three-byte characters: more than one read of the 64 KiB buffer.
     const big = Array.from({ length: 100_000 }, (_, i) => (i % 7 === 0 ? '张' : String.fromCharCode(97 + (i % 26)))).join('');
     await c.command(['SET', `${prefix}:big`, big]);
-    const replies = await Promise.all(Array.from({ length: 40 }, (_, i) => c.command(i % 10 === 0 ? ['GET', `${prefix}:big`] : ['ECHO', `small-${i}`])));
+    const replies = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => c.command(i % 10 === 0 ? ['GET', `${prefix}:big`] : ['ECHO', `small-${i}`])),
+    );
     replies.forEach((r, i) => expect(r === big || r === `small-${i}`, `reply ${i}`).toBe(true));
     expect(replies.filter((r) => r === big)).toHaveLength(4);
   });

@@ -142,7 +142,13 @@ describe('approve', () => {
     expect(await balanceFen(f.app)).toBe(OPENING_FEN - 1_234);
 
     const card = await inquire(f);
-    expect(card).toMatchObject({ found: true, cardNumber: CARD_NO, balanceFen: OPENING_FEN - 1_234, status: CardStatus.CARD_STATUS_ACTIVE, synced: true });
+    expect(card).toMatchObject({
+      found: true,
+      cardNumber: CARD_NO,
+      balanceFen: OPENING_FEN - 1_234,
+      status: CardStatus.CARD_STATUS_ACTIVE,
+      synced: true,
+    });
 
     const journalAfter = await journalOf(f.app);
     expect(journalAfter).toHaveLength(journalBefore.length + 1);
@@ -196,7 +202,12 @@ describe('declines', () => {
 
     const { res } = await authorize(f, payment(1, 1_000));
 
-    expect(res).toMatchObject({ outcome: Outcome.OUTCOME_DECLINED, declineReason: reason, balanceAfterFen: OPENING_FEN, transactionId: '' });
+    expect(res).toMatchObject({
+      outcome: Outcome.OUTCOME_DECLINED,
+      declineReason: reason,
+      balanceAfterFen: OPENING_FEN,
+      transactionId: '',
+    });
     expect(await moneyState(f.app)).toEqual(before);
     expect(await payEntries(f.app)).toHaveLength(0);
   });
@@ -234,7 +245,9 @@ describe('idempotency on (terminal, sequence number)', () => {
 
     const retry = await authorize(f, payment(1, 1_000));
     expect(retry.bytes.equals(first.bytes)).toBe(true);
-    expect(Buffer.from(AuthorizeResponse.encode(retry.res).finish()).equals(Buffer.from(AuthorizeResponse.encode(first.res).finish()))).toBe(true);
+    expect(
+      Buffer.from(AuthorizeResponse.encode(retry.res).finish()).equals(Buffer.from(AuthorizeResponse.encode(first.res).finish())),
+    ).toBe(true);
     expect(await balanceFen(f.app)).toBe(49_000);
     expect(await f.app.redis.xlen(f.app.keys.journalOfCard(CARD_NO))).toBe(journalLength);
 
@@ -255,8 +268,15 @@ describe('idempotency on (terminal, sequence number)', () => {
     const f = await start('retrydecl', {}, 1_000);
     expect((await authorize(f, payment(1, 800))).res.outcome).toBe(Outcome.OUTCOME_APPROVED);
     const declined = await authorize(f, payment(2, 500));
-    expect(declined.res).toMatchObject({ outcome: Outcome.OUTCOME_DECLINED, declineReason: DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS, balanceAfterFen: 200 });
-    expect((await reverse(f, reversal(1, 800))).res).toMatchObject({ result: ReverseResult.REVERSE_RESULT_REVERSED, balanceAfterFen: 1_000 });
+    expect(declined.res).toMatchObject({
+      outcome: Outcome.OUTCOME_DECLINED,
+      declineReason: DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS,
+      balanceAfterFen: 200,
+    });
+    expect((await reverse(f, reversal(1, 800))).res).toMatchObject({
+      result: ReverseResult.REVERSE_RESULT_REVERSED,
+      balanceAfterFen: 1_000,
+    });
     const before = await moneyState(f.app);
 
     const retry = await authorize(f, payment(2, 500));
@@ -331,9 +351,17 @@ describe('reversal', () => {
 
     const revs = (await journalOf(f.app)).filter((e) => e.fields['k'] === 'rev');
     expect(revs).toHaveLength(1);
-    expect(revs[0]?.fields).toMatchObject({ a: '1500', b: String(OPENING_FEN), f: `m:${POS_TERMINAL.merchantId}`, t: `a:${CARD_NO}`, sq: '1' });
+    expect(revs[0]?.fields).toMatchObject({
+      a: '1500',
+      b: String(OPENING_FEN),
+      f: `m:${POS_TERMINAL.merchantId}`,
+      t: `a:${CARD_NO}`,
+      sq: '1',
+    });
     const statement = await f.app.redis.zrange(f.app.keys.statement(CARD_NO), 0, -1);
-    expect(statement.filter((line) => line.split('|')[1] === 'rev')).toEqual([`${revs[0]?.id}|rev|1500|${OPENING_FEN}|${POS_TERMINAL.id}|1`]);
+    expect(statement.filter((line) => line.split('|')[1] === 'rev')).toEqual([
+      `${revs[0]?.id}|rev|1500|${OPENING_FEN}|${POS_TERMINAL.id}|1`,
+    ]);
   });
 
   it('reversal of a declined payment is NOTHING_TO_REVERSE and gives nothing back', async () => {
@@ -357,7 +385,10 @@ describe('reversal', () => {
     expect(err.code).toBe(Status.FAILED_PRECONDITION);
     expect(err.details).toMatch(/amount/);
     expect(await dumpKeySpace(f.app.redis, f.app.keys.prefix)).toEqual(before);
-    expect((await reverse(f, reversal(1, 1_500))).res).toMatchObject({ result: ReverseResult.REVERSE_RESULT_REVERSED, balanceAfterFen: OPENING_FEN });
+    expect((await reverse(f, reversal(1, 1_500))).res).toMatchObject({
+      result: ReverseResult.REVERSE_RESULT_REVERSED,
+      balanceAfterFen: OPENING_FEN,
+    });
   });
 
   it('reversal before its payment is TOMBSTONED; the late payment is declined ALREADY_REVERSED and its retry replays that', async () => {
@@ -387,17 +418,20 @@ describe('reversal', () => {
   it.each([
     ['in the same ledger shard', true],
     ['in another ledger shard', false],
-  ] as const)('reversal presenting another card (%s) is FAILED_PRECONDITION, never TOMBSTONED while the payment stands', async (_where, sameShard) => {
-    const f = await start(sameShard ? 'revcardsame' : 'revcardx');
-    const otherCard = cardInShard(f.app, CARD_NO, sameShard);
-    await openCard(f.app, otherCard, 'CD34EF5601', OPENING_FEN);
-    expect((await authorize(f, payment(1, 1_000))).res.outcome).toBe(Outcome.OUTCOME_APPROVED);
+  ] as const)(
+    'reversal presenting another card (%s) is FAILED_PRECONDITION, never TOMBSTONED while the payment stands',
+    async (_where, sameShard) => {
+      const f = await start(sameShard ? 'revcardsame' : 'revcardx');
+      const otherCard = cardInShard(f.app, CARD_NO, sameShard);
+      await openCard(f.app, otherCard, 'CD34EF5601', OPENING_FEN);
+      expect((await authorize(f, payment(1, 1_000))).res.outcome).toBe(Outcome.OUTCOME_APPROVED);
 
-    const err = await grpcError(reverse(f, reversal(1, 1_000, 'CD34EF5601')));
+      const err = await grpcError(reverse(f, reversal(1, 1_000, 'CD34EF5601')));
 
-    expect(err.code).toBe(Status.FAILED_PRECONDITION);
-    expect(await balanceFen(f.app)).toBe(OPENING_FEN - 1_000);
-  });
+      expect(err.code).toBe(Status.FAILED_PRECONDITION);
+      expect(await balanceFen(f.app)).toBe(OPENING_FEN - 1_000);
+    },
+  );
 });
 
 describe('concurrency', () => {
@@ -452,18 +486,34 @@ describe('concurrency', () => {
 /** A uint64 / int64 varint above 2^53, which no JavaScript number can carry: written by hand. */
 function requestWithHugeField(field: 'sequence' | 'amount'): Uint8Array {
   const huge = (1n << 53n) + 2n;
-  const card = new BinaryWriter().uint32((1 << 3) | 2).string(SERIAL).finish();
-  const credential = new BinaryWriter().uint32((1 << 3) | 2).bytes(card).finish();
+  const card = new BinaryWriter()
+    .uint32((1 << 3) | 2)
+    .string(SERIAL)
+    .finish();
+  const credential = new BinaryWriter()
+    .uint32((1 << 3) | 2)
+    .bytes(card)
+    .finish();
   return new BinaryWriter()
-    .uint32((1 << 3) | 2).string(POS_TERMINAL.id)
-    .uint32((2 << 3) | 0).uint64(field === 'sequence' ? huge : 1n)
-    .uint32((3 << 3) | 0).int64(field === 'amount' ? huge : 1_000n)
-    .uint32((4 << 3) | 2).bytes(credential)
+    .uint32((1 << 3) | 2)
+    .string(POS_TERMINAL.id)
+    .uint32((2 << 3) | 0)
+    .uint64(field === 'sequence' ? huge : 1n)
+    .uint32((3 << 3) | 0)
+    .int64(field === 'amount' ? huge : 1_000n)
+    .uint32((4 << 3) | 2)
+    .bytes(credential)
     .finish();
 }
 
 const DISABLED_TERMINAL: NewTerminal = { ...POS_TERMINAL, id: 'POS-OFF', secret: 'pos-off-secret-0123456789' };
-const KIOSK_TERMINAL: NewTerminal = { id: 'KIOSK-1', kind: 'kiosk', merchantId: 'KIOSK', location: '宿舍楼大厅', secret: 'kiosk-secret-0123456789' };
+const KIOSK_TERMINAL: NewTerminal = {
+  id: 'KIOSK-1',
+  kind: 'kiosk',
+  merchantId: 'KIOSK',
+  location: '宿舍楼大厅',
+  secret: 'kiosk-secret-0123456789',
+};
 
 interface MalformedCase {
   readonly name: string;
@@ -478,14 +528,49 @@ const MAX_PAYMENT_FEN = 5_000;
 const MALFORMED: readonly MalformedCase[] = [
   { name: 'amount 0', code: Status.INVALID_ARGUMENT, mentions: /amount_fen/, send: (f) => authorize(f, payment(1, 0)) },
   { name: 'negative amount', code: Status.INVALID_ARGUMENT, mentions: /amount_fen/, send: (f) => authorize(f, payment(1, -1_000)) },
-  { name: 'amount over MAX_PAYMENT_FEN', code: Status.INVALID_ARGUMENT, mentions: /amount_fen/, send: (f) => authorize(f, payment(1, MAX_PAYMENT_FEN + 1)) },
+  {
+    name: 'amount over MAX_PAYMENT_FEN',
+    code: Status.INVALID_ARGUMENT,
+    mentions: /amount_fen/,
+    send: (f) => authorize(f, payment(1, MAX_PAYMENT_FEN + 1)),
+  },
   { name: 'sequence 0', code: Status.INVALID_ARGUMENT, mentions: /sequence_number/, send: (f) => authorize(f, payment(0, 1_000)) },
-  { name: 'missing credential', code: Status.INVALID_ARGUMENT, mentions: /credential/, send: (f) => authorize(f, payment(1, 1_000, { credential: undefined })) },
-  { name: 'empty credential', code: Status.INVALID_ARGUMENT, mentions: /credential/, send: (f) => authorize(f, payment(1, 1_000, { credential: {} })) },
-  { name: 'empty card serial', code: Status.INVALID_ARGUMENT, mentions: /card_serial/, send: (f) => authorize(f, payment(1, 1_000, { credential: { card: { cardSerial: '' } } })) },
-  { name: 'non-hex card serial', code: Status.INVALID_ARGUMENT, mentions: /card_serial/, send: (f) => authorize(f, payment(1, 1_000, { credential: { card: { cardSerial: 'XY12CD34' } } })) },
-  { name: 'pin of 5 digits', code: Status.INVALID_ARGUMENT, mentions: /pin/, send: (f) => authorize(f, payment(1, 1_000, { pin: '12345' })) },
-  { name: 'empty terminal_id in the body', code: Status.INVALID_ARGUMENT, mentions: /terminal_id/, send: (f) => authorize(f, payment(1, 1_000, { terminalId: '' })) },
+  {
+    name: 'missing credential',
+    code: Status.INVALID_ARGUMENT,
+    mentions: /credential/,
+    send: (f) => authorize(f, payment(1, 1_000, { credential: undefined })),
+  },
+  {
+    name: 'empty credential',
+    code: Status.INVALID_ARGUMENT,
+    mentions: /credential/,
+    send: (f) => authorize(f, payment(1, 1_000, { credential: {} })),
+  },
+  {
+    name: 'empty card serial',
+    code: Status.INVALID_ARGUMENT,
+    mentions: /card_serial/,
+    send: (f) => authorize(f, payment(1, 1_000, { credential: { card: { cardSerial: '' } } })),
+  },
+  {
+    name: 'non-hex card serial',
+    code: Status.INVALID_ARGUMENT,
+    mentions: /card_serial/,
+    send: (f) => authorize(f, payment(1, 1_000, { credential: { card: { cardSerial: 'XY12CD34' } } })),
+  },
+  {
+    name: 'pin of 5 digits',
+    code: Status.INVALID_ARGUMENT,
+    mentions: /pin/,
+    send: (f) => authorize(f, payment(1, 1_000, { pin: '12345' })),
+  },
+  {
+    name: 'empty terminal_id in the body',
+    code: Status.INVALID_ARGUMENT,
+    mentions: /terminal_id/,
+    send: (f) => authorize(f, payment(1, 1_000, { terminalId: '' })),
+  },
   {
     name: 'terminal_id in the body is not the authenticated terminal',
     code: Status.PERMISSION_DENIED,
@@ -496,7 +581,8 @@ const MALFORMED: readonly MalformedCase[] = [
     name: 'unknown terminal',
     code: Status.UNAUTHENTICATED,
     mentions: /POS-NOPE/,
-    send: (f) => authorize(f, payment(1, 1_000, { terminalId: 'POS-NOPE' }), terminalMetadata({ id: 'POS-NOPE', secret: POS_TERMINAL.secret })),
+    send: (f) =>
+      authorize(f, payment(1, 1_000, { terminalId: 'POS-NOPE' }), terminalMetadata({ id: 'POS-NOPE', secret: POS_TERMINAL.secret })),
   },
   {
     name: 'wrong secret',
@@ -504,7 +590,12 @@ const MALFORMED: readonly MalformedCase[] = [
     mentions: new RegExp(POS_TERMINAL.id),
     send: (f) => authorize(f, payment(1, 1_000), terminalMetadata({ id: POS_TERMINAL.id, secret: `${POS_TERMINAL.secret}x` })),
   },
-  { name: 'no metadata at all', code: Status.UNAUTHENTICATED, mentions: /terminal-id/, send: (f) => authorize(f, payment(1, 1_000), new Metadata()) },
+  {
+    name: 'no metadata at all',
+    code: Status.UNAUTHENTICATED,
+    mentions: /terminal-id/,
+    send: (f) => authorize(f, payment(1, 1_000), new Metadata()),
+  },
   {
     name: 'disabled terminal',
     code: Status.PERMISSION_DENIED,
@@ -592,7 +683,13 @@ describe('Redis down', () => {
     expect(Status[(await grpcError(authorize(f, payment(1, 1_000)))).code]).toBe(Status[Status.UNAVAILABLE]);
 
     // The same data dir again (AOF): the ledger never saw payment 2.
-    const again = await startLocalRedis({ dataDir: local.dataDir, port: local.port, appendOnly: true, appendFsync: 'always', startTimeoutMs: 10_000 });
+    const again = await startLocalRedis({
+      dataDir: local.dataDir,
+      port: local.port,
+      appendOnly: true,
+      appendFsync: 'always',
+      startTimeoutMs: 10_000,
+    });
     onTestFinished(() => again.stop());
     const check = new Redis(again.url, { maxRetriesPerRequest: 1 });
     onTestFinished(async () => void (await check.quit()));

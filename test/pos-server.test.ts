@@ -44,7 +44,14 @@ function address(app: SwitchApp): string {
 
 /** A client class built by proto-loader from a .proto file that is not the switch's own API. */
 function clientClass(protoFile: string, includeDir: string, serviceName: string): ServiceClientConstructor {
-  const definition = loadSync(protoFile, { includeDirs: [includeDir], keepCase: false, longs: String, enums: String, defaults: true, oneofs: true });
+  const definition = loadSync(protoFile, {
+    includeDirs: [includeDir],
+    keepCase: false,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
   let node: unknown = loadPackageDefinition(definition);
   for (const part of serviceName.split('.')) node = (node as GrpcObject)[part];
   if (typeof node !== 'function') throw new Error(`${serviceName} not found in ${protoFile}`);
@@ -126,7 +133,11 @@ class ReflectionSession {
 function reflectionClient(app: SwitchApp, version: 'v1' | 'v1alpha' = 'v1'): Client {
   const packageRoot = dirname(createRequire(import.meta.url).resolve('@grpc/reflection/package.json'));
   const protoDir = join(packageRoot, 'build', 'proto');
-  const Reflection = clientClass(join(protoDir, `grpc/reflection/${version}/reflection.proto`), protoDir, `grpc.reflection.${version}.ServerReflection`);
+  const Reflection = clientClass(
+    join(protoDir, `grpc/reflection/${version}/reflection.proto`),
+    protoDir,
+    `grpc.reflection.${version}.ServerReflection`,
+  );
   const client = new Reflection(address(app), credentials.createInsecure());
   onTestFinished(() => client.close());
   return client;
@@ -142,7 +153,14 @@ function rootFromDescriptors(files: readonly Buffer[]): protobuf.Root {
   return Root.fromDescriptor(set);
 }
 
-function dynamicUnary(client: Client, path: string, requestType: protobuf.Type, responseType: protobuf.Type, request: object, metadata: Metadata): Promise<Record<string, unknown>> {
+function dynamicUnary(
+  client: Client,
+  path: string,
+  requestType: protobuf.Type,
+  responseType: protobuf.Type,
+  request: object,
+  metadata: Metadata,
+): Promise<Record<string, unknown>> {
   const problem = requestType.verify(request);
   if (problem !== null) throw new Error(`request does not fit ${requestType.name}: ${problem}`);
   return new Promise((resolve, reject) => {
@@ -190,7 +208,12 @@ describe('server reflection', () => {
       terminalMetadata(POS_TERMINAL),
     );
 
-    expect(answer).toMatchObject({ outcome: 'OUTCOME_APPROVED', balanceAfterFen: OPENING_FEN - 2_500, amountFen: 2_500, cardNumber: CARD_NO });
+    expect(answer).toMatchObject({
+      outcome: 'OUTCOME_APPROVED',
+      balanceAfterFen: OPENING_FEN - 2_500,
+      amountFen: 2_500,
+      cardNumber: CARD_NO,
+    });
     expect(Number(await app.redis.hget(app.keys.account(CARD_NO), 'bal'))).toBe(OPENING_FEN - 2_500);
   });
 
@@ -272,7 +295,10 @@ function posTypes(): { request: protobuf.Type; response: protobuf.Type } {
     const root = new protobuf.Root();
     root.resolvePath = (_origin, target) => join(protoRoot, target);
     root.loadSync('cardswitch/v1/pos.proto', { keepCase: false });
-    cachedPosTypes = { request: root.lookupType('cardswitch.v1.AuthorizeRequest'), response: root.lookupType('cardswitch.v1.AuthorizeResponse') };
+    cachedPosTypes = {
+      request: root.lookupType('cardswitch.v1.AuthorizeRequest'),
+      response: root.lookupType('cardswitch.v1.AuthorizeResponse'),
+    };
   }
   return cachedPosTypes;
 }
@@ -334,7 +360,9 @@ describe('graceful shutdown', () => {
     expect(approved.length).toBeGreaterThanOrEqual(200);
     const redis = connect();
     onTestFinished(async () => void (await redis.quit()));
-    const pays = (await readJournal(redis, app.keys.journalOfCard(CARD_NO))).filter((e) => e.fields['c'] === CARD_NO && e.fields['k'] === 'pay');
+    const pays = (await readJournal(redis, app.keys.journalOfCard(CARD_NO))).filter(
+      (e) => e.fields['c'] === CARD_NO && e.fields['k'] === 'pay',
+    );
     for (const res of approved) {
       expect(pays.filter((e) => e.id === res['transactionId'])).toHaveLength(1);
     }

@@ -12,7 +12,12 @@ afterAll(() => app.stop());
 
 it('taps a card', async () => {
   const client = posClient(app);
-  const res = await call<object, Record<string, unknown>>(client, 'authorize', { terminalId: POS_TERMINAL.id, sequenceNumber: 1, amountFen: 1000, credential: { card: { cardSerial: 'ab12cd34' } }, pin: '' }, terminalMetadata(POS_TERMINAL));
+  const res = await call<object, Record<string, unknown>>(
+    client,
+    'authorize',
+    { terminalId: POS_TERMINAL.id, sequenceNumber: 1, amountFen: 1000, credential: { card: { cardSerial: 'ab12cd34' } }, pin: '' },
+    terminalMetadata(POS_TERMINAL),
+  );
   expect(res).toMatchObject({ outcome: 1, balanceAfterFen: 49_000 });
   client.close();
 });

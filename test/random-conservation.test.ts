@@ -24,7 +24,12 @@ function terminal(id: string, kind: NewTerminal['kind'], merchantId: string): Ne
   return { id, kind, merchantId, location: `${merchantId} ${id}`, secret: `${id}-secret-0123456789` };
 }
 
-const POS = [terminal('RC-POS-1', 'canteen', 'C1'), terminal('RC-POS-2', 'canteen', 'C1'), terminal('RC-POS-3', 'canteen', 'C2'), terminal('RC-SHOP-1', 'shop', 'S1')];
+const POS = [
+  terminal('RC-POS-1', 'canteen', 'C1'),
+  terminal('RC-POS-2', 'canteen', 'C1'),
+  terminal('RC-POS-3', 'canteen', 'C2'),
+  terminal('RC-SHOP-1', 'shop', 'S1'),
+];
 const WATER = terminal('RC-WATER-1', 'water', 'BATH');
 const SETTLE = terminal('RC-SETTLE-1', 'settlement', 'BATH');
 
@@ -102,7 +107,7 @@ async function runClient(clientIndex: number, payments: Payment[]): Promise<void
       answer = await pay(p);
       // A retry returns the first answer, whatever happened in between.
       expect(answer).toEqual(p.answer);
-    } else if (roll < 0.50 && payments.length > 0) {
+    } else if (roll < 0.5 && payments.length > 0) {
       const p = pick(payments);
       answer = await tolerate(reverse(p));
     } else if (roll < 0.53) {
@@ -113,48 +118,119 @@ async function runClient(clientIndex: number, payments: Payment[]): Promise<void
       const late = await pay(p);
       expect(late.outcome).toBe(Outcome.OUTCOME_DECLINED);
       answer = late;
-    } else if (roll < 0.60 && payments.length > 0) {
+    } else if (roll < 0.6 && payments.length > 0) {
       const p = pick(payments);
       const refunder = POS.find((t) => t.merchantId === p.terminal.merchantId) ?? p.terminal;
-      answer = await tolerate(call(clients.pos, 'refund', {
-        terminalId: refunder.id, sequenceNumber: nextSequence(refunder), cardNumber: cardNo(p.card),
-        originalTerminalId: p.terminal.id, originalSequenceNumber: p.sequence, amountFen: 1 + Math.floor(random() * p.amountFen),
-      }, terminalMetadata(refunder)));
-    } else if (roll < 0.70) {
+      answer = await tolerate(
+        call(
+          clients.pos,
+          'refund',
+          {
+            terminalId: refunder.id,
+            sequenceNumber: nextSequence(refunder),
+            cardNumber: cardNo(p.card),
+            originalTerminalId: p.terminal.id,
+            originalSequenceNumber: p.sequence,
+            amountFen: 1 + Math.floor(random() * p.amountFen),
+          },
+          terminalMetadata(refunder),
+        ),
+      );
+    } else if (roll < 0.7) {
       const order = `R${clientIndex}-${i}`;
-      const request = { cardholder: { card: { cardSerial: serial(card()) } }, channel: RechargeChannel.RECHARGE_CHANNEL_WECHAT, channelOrderId: order, amountFen: 100 + Math.floor(random() * 20_000) };
+      const request = {
+        cardholder: { card: { cardSerial: serial(card()) } },
+        channel: RechargeChannel.RECHARGE_CHANNEL_WECHAT,
+        channelOrderId: order,
+        amountFen: 100 + Math.floor(random() * 20_000),
+      };
       answer = await call(clients.kiosk, 'recharge', request, terminalMetadata(KIOSK_TERMINAL));
       if (random() < 0.3) expect(await call(clients.kiosk, 'recharge', request, terminalMetadata(KIOSK_TERMINAL))).toEqual(answer);
-    } else if (roll < 0.80) {
-      answer = await call(clients.pos, 'waterDebit', { terminalId: WATER.id, sequenceNumber: nextSequence(WATER), amountFen: 1 + Math.floor(random() * 400), credential: { card: { cardSerial: serial(card()) } } }, terminalMetadata(WATER));
+    } else if (roll < 0.8) {
+      answer = await call(
+        clients.pos,
+        'waterDebit',
+        {
+          terminalId: WATER.id,
+          sequenceNumber: nextSequence(WATER),
+          amountFen: 1 + Math.floor(random() * 400),
+          credential: { card: { cardSerial: serial(card()) } },
+        },
+        terminalMetadata(WATER),
+      );
     } else if (roll < 0.86) {
-      answer = await call(clients.pos, 'settle', { terminalId: SETTLE.id, sequenceNumber: nextSequence(SETTLE), credential: { card: { cardSerial: serial(card()) } } }, terminalMetadata(SETTLE));
+      answer = await call(
+        clients.pos,
+        'settle',
+        { terminalId: SETTLE.id, sequenceNumber: nextSequence(SETTLE), credential: { card: { cardSerial: serial(card()) } } },
+        terminalMetadata(SETTLE),
+      );
     } else if (roll < 0.91) {
-      answer = await call(clients.kiosk, 'payUtilityFee', {
-        cardholder: { card: { cardSerial: serial(card()) } }, password: PIN, sequenceNumber: nextSequence(KIOSK_TERMINAL),
-        kind: UtilityKind.UTILITY_KIND_ELECTRICITY, networkAccount: '', building: '学4', room: '402', amountFen: 100 + Math.floor(random() * 3000),
-      }, terminalMetadata(KIOSK_TERMINAL));
+      answer = await call(
+        clients.kiosk,
+        'payUtilityFee',
+        {
+          cardholder: { card: { cardSerial: serial(card()) } },
+          password: PIN,
+          sequenceNumber: nextSequence(KIOSK_TERMINAL),
+          kind: UtilityKind.UTILITY_KIND_ELECTRICITY,
+          networkAccount: '',
+          building: '学4',
+          room: '402',
+          amountFen: 100 + Math.floor(random() * 3000),
+        },
+        terminalMetadata(KIOSK_TERMINAL),
+      );
     } else if (roll < 0.94) {
       const amountFen = (random() < 0.5 ? -1 : 1) * (1 + Math.floor(random() * 2000));
-      answer = await tolerate(call(clients.admin, 'adjust', { cardNumber: cardNo(card()), adjustmentId: `A${clientIndex}-${i}`, amountFen, reason: '随机测试调账' }, operatorMetadata()));
+      answer = await tolerate(
+        call(
+          clients.admin,
+          'adjust',
+          { cardNumber: cardNo(card()), adjustmentId: `A${clientIndex}-${i}`, amountFen, reason: '随机测试调账' },
+          operatorMetadata(),
+        ),
+      );
     } else {
       const t = pick(POS);
-      answer = await call(clients.pos, 'inquire', { terminalId: t.id, credential: { card: { cardSerial: serial(card()) } } }, terminalMetadata(t));
+      answer = await call(
+        clients.pos,
+        'inquire',
+        { terminalId: t.id, credential: { card: { cardSerial: serial(card()) } } },
+        terminalMetadata(t),
+      );
     }
     checkBalances(answer);
   }
 }
 
 function pay(p: Payment): Promise<{ outcome: Outcome }> {
-  return call(clients.pos, 'authorize', {
-    terminalId: p.terminal.id, sequenceNumber: p.sequence, amountFen: p.amountFen, credential: { card: { cardSerial: serial(p.card) } }, pin: '',
-  }, terminalMetadata(p.terminal));
+  return call(
+    clients.pos,
+    'authorize',
+    {
+      terminalId: p.terminal.id,
+      sequenceNumber: p.sequence,
+      amountFen: p.amountFen,
+      credential: { card: { cardSerial: serial(p.card) } },
+      pin: '',
+    },
+    terminalMetadata(p.terminal),
+  );
 }
 
 function reverse(p: Payment): Promise<unknown> {
-  return call(clients.pos, 'reverse', {
-    terminalId: p.terminal.id, originalSequenceNumber: p.sequence, amountFen: p.amountFen, credential: { card: { cardSerial: serial(p.card) } },
-  }, terminalMetadata(p.terminal));
+  return call(
+    clients.pos,
+    'reverse',
+    {
+      terminalId: p.terminal.id,
+      originalSequenceNumber: p.sequence,
+      amountFen: p.amountFen,
+      credential: { card: { cardSerial: serial(p.card) } },
+    },
+    terminalMetadata(p.terminal),
+  );
 }
 
 it(`conserves money to the fen through ${CLIENTS * OPERATIONS_PER_CLIENT} random operations from ${CLIENTS} clients (seed ${SEED})`, async () => {
@@ -176,5 +252,6 @@ it(`conserves money to the fen through ${CLIENTS * OPERATIONS_PER_CLIENT} random
   for (let shard = 0; shard < app.keys.shardCount; shard++) {
     for (const [, fields] of await app.redis.xrange(app.keys.journal(shard), '-', '+')) kinds.add(fields[1] ?? '');
   }
-  for (const kind of ['open', 'pay', 'rev', 'ref', 'rch', 'adj', 'wopen', 'wpay', 'fee']) expect(kinds, `journal kinds ${[...kinds].join(',')}`).toContain(kind);
+  for (const kind of ['open', 'pay', 'rev', 'ref', 'rch', 'adj', 'wopen', 'wpay', 'fee'])
+    expect(kinds, `journal kinds ${[...kinds].join(',')}`).toContain(kind);
 }, 120_000);

@@ -39,7 +39,10 @@ afterAll(async () => {
 });
 
 /** A fresh card with its serial and person number; `shardOf` picks one in the same shard as another card (or not). */
-async function newCard(openingFen = 10_000, shardOf?: { cardNo: string; same: boolean }): Promise<{ cardNo: string; serial: string; person: string }> {
+async function newCard(
+  openingFen = 10_000,
+  shardOf?: { cardNo: string; same: boolean },
+): Promise<{ cardNo: string; serial: string; person: string }> {
   let cardNo = '';
   do {
     cardCounter++;
@@ -61,7 +64,13 @@ async function kioskRecharge(req: RechargeRequest): Promise<{ res: RechargeRespo
   return { res: RechargeResponse.decode(bytes), bytes };
 }
 
-function manualRecharge(cardNumber: string, channel: RechargeChannel, channelOrderId: string, amountFen: number, reason = '现金充值'): Promise<ManualRechargeResponse> {
+function manualRecharge(
+  cardNumber: string,
+  channel: RechargeChannel,
+  channelOrderId: string,
+  amountFen: number,
+  reason = '现金充值',
+): Promise<ManualRechargeResponse> {
   return call(admin, 'manualRecharge', { cardNumber, channel, channelOrderId, amountFen, reason }, operatorMetadata());
 }
 
@@ -113,21 +122,39 @@ describe('kiosk recharge', () => {
     const entries = (await entriesOf(card.cardNo)).filter((e) => e.fields['k'] === 'rch');
     expect(entries).toHaveLength(1);
     expect(entries[0]?.id).toBe(first.res.transactionId);
-    expect(entries[0]?.fields).toMatchObject({ a: '5000', f: 'x:ch:WECHAT', t: `a:${card.cardNo}`, b: '15000', v: '2', tm: KIOSK_TERMINAL.id, sq: 'wx-order-0001' });
+    expect(entries[0]?.fields).toMatchObject({
+      a: '5000',
+      f: 'x:ch:WECHAT',
+      t: `a:${card.cardNo}`,
+      b: '15000',
+      v: '2',
+      tm: KIOSK_TERMINAL.id,
+      sq: 'wx-order-0001',
+    });
     const statement = await app.redis.zrange(app.keys.statement(card.cardNo), 0, -1);
     expect(statement).toContain(`${first.res.transactionId}|rch|5000|15000|${KIOSK_TERMINAL.id}|wx-order-0001`);
   });
 
   it('identifies the cardholder by student/staff number as well', async () => {
     const card = await newCard(0);
-    const { res } = await kioskRecharge({ cardholder: { personNumber: card.person }, channel: RechargeChannel.RECHARGE_CHANNEL_ALIPAY, channelOrderId: 'ali_2026_0001', amountFen: 12_345 });
+    const { res } = await kioskRecharge({
+      cardholder: { personNumber: card.person },
+      channel: RechargeChannel.RECHARGE_CHANNEL_ALIPAY,
+      channelOrderId: 'ali_2026_0001',
+      amountFen: 12_345,
+    });
     expect(res).toMatchObject({ balanceAfterFen: 12_345, cardNumber: card.cardNo });
   });
 
   it('refuses the same order id with another amount (ALREADY_EXISTS) and changes nothing', async () => {
     const card = await newCard();
     await kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-order-0002', 1_000));
-    await expectRefusal(card.cardNo, () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-order-0002', 2_000)), Status.ALREADY_EXISTS, /wx-order-0002/);
+    await expectRefusal(
+      card.cardNo,
+      () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-order-0002', 2_000)),
+      Status.ALREADY_EXISTS,
+      /wx-order-0002/,
+    );
     expect(await balance(card.cardNo)).toBe(11_000);
   });
 
@@ -136,8 +163,16 @@ describe('kiosk recharge', () => {
     const elsewhere = await newCard(10_000, { cardNo: card.cardNo, same: false });
     const sameShard = await newCard(10_000, { cardNo: card.cardNo, same: true });
     await kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-order-0003', 1_000));
-    await expectRefusal(elsewhere.cardNo, () => kioskRecharge(recharge(elsewhere.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-order-0003', 1_000)), Status.ALREADY_EXISTS);
-    await expectRefusal(sameShard.cardNo, () => kioskRecharge(recharge(sameShard.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-order-0003', 1_000)), Status.ALREADY_EXISTS);
+    await expectRefusal(
+      elsewhere.cardNo,
+      () => kioskRecharge(recharge(elsewhere.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-order-0003', 1_000)),
+      Status.ALREADY_EXISTS,
+    );
+    await expectRefusal(
+      sameShard.cardNo,
+      () => kioskRecharge(recharge(sameShard.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-order-0003', 1_000)),
+      Status.ALREADY_EXISTS,
+    );
     // The same order id of ANOTHER channel is another order.
     const { res } = await kioskRecharge(recharge(elsewhere.serial, RechargeChannel.RECHARGE_CHANNEL_ALIPAY, 'wx-order-0003', 1_000));
     expect(res.balanceAfterFen).toBe(11_000);
@@ -147,8 +182,17 @@ describe('kiosk recharge', () => {
     const card = await newCard();
     const ok = await kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-max-0001', 99_900));
     expect(ok.res.balanceAfterFen).toBe(109_900);
-    await expectRefusal(card.cardNo, () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-max-0002', 99_901)), Status.INVALID_ARGUMENT, /999\.00 yuan/);
-    await expectRefusal(card.cardNo, () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_ALIPAY, 'ali-max-0001', 99_901)), Status.INVALID_ARGUMENT);
+    await expectRefusal(
+      card.cardNo,
+      () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-max-0002', 99_901)),
+      Status.INVALID_ARGUMENT,
+      /999\.00 yuan/,
+    );
+    await expectRefusal(
+      card.cardNo,
+      () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_ALIPAY, 'ali-max-0001', 99_901)),
+      Status.INVALID_ARGUMENT,
+    );
     const counter = await manualRecharge(card.cardNo, RechargeChannel.RECHARGE_CHANNEL_COUNTER, 'counter-0001', 40_000);
     expect(counter.balanceAfterFen).toBe(149_900);
   });
@@ -156,10 +200,19 @@ describe('kiosk recharge', () => {
   it('refuses over the daily recharge maximum (FAILED_PRECONDITION, says what is left), changes nothing, and allows again the next campus day', async () => {
     const card = await newCard(0);
     await kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-day-0001', 99_900));
-    await expectRefusal(card.cardNo, () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-day-0002', 50_101)), Status.FAILED_PRECONDITION, /501\.00 yuan \(50100 fen\)/);
+    await expectRefusal(
+      card.cardNo,
+      () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-day-0002', 50_101)),
+      Status.FAILED_PRECONDITION,
+      /501\.00 yuan \(50100 fen\)/,
+    );
     const exact = await kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-day-0003', 50_100));
     expect(exact.res.balanceAfterFen).toBe(DAILY_LIMIT_FEN);
-    await expectRefusal(card.cardNo, () => manualRecharge(card.cardNo, RechargeChannel.RECHARGE_CHANNEL_COUNTER, 'counter-day-01', 1), Status.FAILED_PRECONDITION);
+    await expectRefusal(
+      card.cardNo,
+      () => manualRecharge(card.cardNo, RechargeChannel.RECHARGE_CHANNEL_COUNTER, 'counter-day-01', 1),
+      Status.FAILED_PRECONDITION,
+    );
     // The refused order was not taken: it can be credited once the day allows it.
     clock.advanceDays(1);
     const nextDay = await kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-day-0002', 50_101));
@@ -169,39 +222,121 @@ describe('kiosk recharge', () => {
   it('counts the campus day in UTC+8: 23:59 and 00:01 campus time are different days', async () => {
     const card = await newCard(0);
     const money = new MoneyLedger(app.keys, app.context.scripts, 3600, () => Date.UTC(2026, 11, 1, 15, 59, 0));
-    const late = await money.recharge({ cardNo: card.cardNo, channel: 'COUNTER', orderId: 'day-edge-1', amountFen: DAILY_LIMIT_FEN, source: 'test', reason: '', dailyLimitFen: DAILY_LIMIT_FEN });
+    const late = await money.recharge({
+      cardNo: card.cardNo,
+      channel: 'COUNTER',
+      orderId: 'day-edge-1',
+      amountFen: DAILY_LIMIT_FEN,
+      source: 'test',
+      reason: '',
+      dailyLimitFen: DAILY_LIMIT_FEN,
+    });
     expect(late.code).toBe('credited');
     expect(late.rechargeableTodayFen).toBe(0);
-    const sameDay = await money.recharge({ cardNo: card.cardNo, channel: 'COUNTER', orderId: 'day-edge-2', amountFen: 1, source: 'test', reason: '', dailyLimitFen: DAILY_LIMIT_FEN });
+    const sameDay = await money.recharge({
+      cardNo: card.cardNo,
+      channel: 'COUNTER',
+      orderId: 'day-edge-2',
+      amountFen: 1,
+      source: 'test',
+      reason: '',
+      dailyLimitFen: DAILY_LIMIT_FEN,
+    });
     expect(sameDay.code).toBe('daily_limit_exceeded');
     const nextDay = new MoneyLedger(app.keys, app.context.scripts, 3600, () => Date.UTC(2026, 11, 1, 16, 1, 0));
-    expect((await nextDay.recharge({ cardNo: card.cardNo, channel: 'COUNTER', orderId: 'day-edge-2', amountFen: 1, source: 'test', reason: '', dailyLimitFen: DAILY_LIMIT_FEN })).code).toBe('credited');
+    expect(
+      (
+        await nextDay.recharge({
+          cardNo: card.cardNo,
+          channel: 'COUNTER',
+          orderId: 'day-edge-2',
+          amountFen: 1,
+          source: 'test',
+          reason: '',
+          dailyLimitFen: DAILY_LIMIT_FEN,
+        })
+      ).code,
+    ).toBe('credited');
   });
 
   it('credits a lost or frozen card (a loss report does not block recharge) but not a cancelled one', async () => {
     const lost = await newCard(1_000);
     await app.ledger.setStatus(lost.cardNo, 'lost');
-    const byNumber = await kioskRecharge({ cardholder: { personNumber: lost.person }, channel: RechargeChannel.RECHARGE_CHANNEL_WECHAT, channelOrderId: 'wx-lost-0001', amountFen: 2_000 });
+    const byNumber = await kioskRecharge({
+      cardholder: { personNumber: lost.person },
+      channel: RechargeChannel.RECHARGE_CHANNEL_WECHAT,
+      channelOrderId: 'wx-lost-0001',
+      amountFen: 2_000,
+    });
     expect(byNumber.res.balanceAfterFen).toBe(3_000);
     const frozen = await newCard(1_000);
     await app.ledger.setStatus(frozen.cardNo, 'frozen');
-    expect((await manualRecharge(frozen.cardNo, RechargeChannel.RECHARGE_CHANNEL_COUNTER, 'counter-frozen-1', 500)).balanceAfterFen).toBe(1_500);
+    expect((await manualRecharge(frozen.cardNo, RechargeChannel.RECHARGE_CHANNEL_COUNTER, 'counter-frozen-1', 500)).balanceAfterFen).toBe(
+      1_500,
+    );
     const cancelled = await newCard(1_000);
     await app.ledger.setStatus(cancelled.cardNo, 'cancelled');
-    await expectRefusal(cancelled.cardNo, () => manualRecharge(cancelled.cardNo, RechargeChannel.RECHARGE_CHANNEL_COUNTER, 'counter-cancel-1', 500), Status.FAILED_PRECONDITION, /cancelled/);
+    await expectRefusal(
+      cancelled.cardNo,
+      () => manualRecharge(cancelled.cardNo, RechargeChannel.RECHARGE_CHANNEL_COUNTER, 'counter-cancel-1', 500),
+      Status.FAILED_PRECONDITION,
+      /cancelled/,
+    );
   });
 
   it('refuses malformed requests with INVALID_ARGUMENT and unknown cards with NOT_FOUND, changing nothing', async () => {
     const card = await newCard();
-    await expectRefusal(card.cardNo, () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_UNSPECIFIED, 'wx-bad-0001', 100)), Status.INVALID_ARGUMENT);
-    await expectRefusal(card.cardNo, () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'bad|id', 100)), Status.INVALID_ARGUMENT);
-    await expectRefusal(card.cardNo, () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'abc', 100)), Status.INVALID_ARGUMENT);
-    await expectRefusal(card.cardNo, () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-bad-0002', 0)), Status.INVALID_ARGUMENT);
-    await expectRefusal(card.cardNo, () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-bad-0003', -100)), Status.INVALID_ARGUMENT);
-    await expectRefusal(card.cardNo, () => kioskRecharge({ cardholder: undefined, channel: RechargeChannel.RECHARGE_CHANNEL_WECHAT, channelOrderId: 'wx-bad-0004', amountFen: 100 }), Status.INVALID_ARGUMENT);
-    await expectRefusal(card.cardNo, () => kioskRecharge(recharge('FFFFFFFF', RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-bad-0005', 100)), Status.NOT_FOUND);
-    await expectRefusal(card.cardNo, () => manualRecharge('99999999', RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-bad-0006', 100), Status.NOT_FOUND);
-    await expectRefusal(card.cardNo, () => manualRecharge('12a4', RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-bad-0007', 100), Status.INVALID_ARGUMENT);
+    await expectRefusal(
+      card.cardNo,
+      () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_UNSPECIFIED, 'wx-bad-0001', 100)),
+      Status.INVALID_ARGUMENT,
+    );
+    await expectRefusal(
+      card.cardNo,
+      () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'bad|id', 100)),
+      Status.INVALID_ARGUMENT,
+    );
+    await expectRefusal(
+      card.cardNo,
+      () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'abc', 100)),
+      Status.INVALID_ARGUMENT,
+    );
+    await expectRefusal(
+      card.cardNo,
+      () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-bad-0002', 0)),
+      Status.INVALID_ARGUMENT,
+    );
+    await expectRefusal(
+      card.cardNo,
+      () => kioskRecharge(recharge(card.serial, RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-bad-0003', -100)),
+      Status.INVALID_ARGUMENT,
+    );
+    await expectRefusal(
+      card.cardNo,
+      () =>
+        kioskRecharge({
+          cardholder: undefined,
+          channel: RechargeChannel.RECHARGE_CHANNEL_WECHAT,
+          channelOrderId: 'wx-bad-0004',
+          amountFen: 100,
+        }),
+      Status.INVALID_ARGUMENT,
+    );
+    await expectRefusal(
+      card.cardNo,
+      () => kioskRecharge(recharge('FFFFFFFF', RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-bad-0005', 100)),
+      Status.NOT_FOUND,
+    );
+    await expectRefusal(
+      card.cardNo,
+      () => manualRecharge('99999999', RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-bad-0006', 100),
+      Status.NOT_FOUND,
+    );
+    await expectRefusal(
+      card.cardNo,
+      () => manualRecharge('12a4', RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wx-bad-0007', 100),
+      Status.INVALID_ARGUMENT,
+    );
   });
 });
 
@@ -221,13 +356,33 @@ describe('manual recharge (operator)', () => {
 
   it('needs a reason of one line, and records nothing without one', async () => {
     const card = await newCard();
-    await expectRefusal(card.cardNo, () => manualRecharge(card.cardNo, RechargeChannel.RECHARGE_CHANNEL_COUNTER, 'counter-noreason-1', 500, '  '), Status.INVALID_ARGUMENT, /reason/);
-    await expectRefusal(card.cardNo, () => manualRecharge(card.cardNo, RechargeChannel.RECHARGE_CHANNEL_COUNTER, 'counter-noreason-2', 500, 'a\nb'), Status.INVALID_ARGUMENT, /one line/);
+    await expectRefusal(
+      card.cardNo,
+      () => manualRecharge(card.cardNo, RechargeChannel.RECHARGE_CHANNEL_COUNTER, 'counter-noreason-1', 500, '  '),
+      Status.INVALID_ARGUMENT,
+      /reason/,
+    );
+    await expectRefusal(
+      card.cardNo,
+      () => manualRecharge(card.cardNo, RechargeChannel.RECHARGE_CHANNEL_COUNTER, 'counter-noreason-2', 500, 'a\nb'),
+      Status.INVALID_ARGUMENT,
+      /one line/,
+    );
   });
 
   it('needs an operator token', async () => {
     const card = await newCard();
-    await expectRefusal(card.cardNo, () => call(admin, 'manualRecharge', { cardNumber: card.cardNo, channel: 1, channelOrderId: 'wx-noop-0001', amountFen: 1 }, operatorMetadata('not-a-valid-token-000')), Status.UNAUTHENTICATED);
+    await expectRefusal(
+      card.cardNo,
+      () =>
+        call(
+          admin,
+          'manualRecharge',
+          { cardNumber: card.cardNo, channel: 1, channelOrderId: 'wx-noop-0001', amountFen: 1 },
+          operatorMetadata('not-a-valid-token-000'),
+        ),
+      Status.UNAUTHENTICATED,
+    );
   });
 });
 
@@ -244,8 +399,24 @@ describe('adjust (operator)', () => {
     expect(await snapshot(card.cardNo)).toEqual(afterBoth);
     const entries = (await entriesOf(card.cardNo)).filter((e) => e.fields['k'] === 'adj');
     expect(entries.map((e) => e.fields)).toEqual([
-      expect.objectContaining({ a: '2500', f: 'x:adj', t: `a:${card.cardNo}`, b: '3500', tm: 'alice', sq: 'adj-up-0001', r: '补发餐补 11月' }),
-      expect.objectContaining({ a: '500', f: `a:${card.cardNo}`, t: 'x:adj', b: '3000', tm: 'alice', sq: 'adj-down-0001', r: '重复充值冲回' }),
+      expect.objectContaining({
+        a: '2500',
+        f: 'x:adj',
+        t: `a:${card.cardNo}`,
+        b: '3500',
+        tm: 'alice',
+        sq: 'adj-up-0001',
+        r: '补发餐补 11月',
+      }),
+      expect.objectContaining({
+        a: '500',
+        f: `a:${card.cardNo}`,
+        t: 'x:adj',
+        b: '3000',
+        tm: 'alice',
+        sq: 'adj-down-0001',
+        r: '重复充值冲回',
+      }),
     ]);
     const statement = await app.redis.zrange(app.keys.statement(card.cardNo), 0, -1);
     expect(statement).toContain(`${down.transactionId}|adj|-500|3000|alice|adj-down-0001`);
@@ -253,7 +424,12 @@ describe('adjust (operator)', () => {
 
   it('never takes the balance below zero (FAILED_PRECONDITION) and changes nothing; down to exactly zero is allowed', async () => {
     const card = await newCard(1_000);
-    await expectRefusal(card.cardNo, () => adjust(card.cardNo, 'adj-neg-0001', -1_001, '超额扣回'), Status.FAILED_PRECONDITION, /10\.00 yuan/);
+    await expectRefusal(
+      card.cardNo,
+      () => adjust(card.cardNo, 'adj-neg-0001', -1_001, '超额扣回'),
+      Status.FAILED_PRECONDITION,
+      /10\.00 yuan/,
+    );
     expect((await adjust(card.cardNo, 'adj-neg-0001', -1_000, '超额扣回')).balanceAfterFen).toBe(0);
   });
 

@@ -8,12 +8,28 @@ import { RefundRequest, RefundResponse, type AuthorizeResponse, type ReverseResp
 import type { SwitchApp } from '../switch/app.js';
 import { auditLedger } from '../switch/ledger/audit.js';
 import type { NewTerminal } from '../switch/domain/terminals.js';
-import { call, grpcError, openCard, POS_TERMINAL, posClient, readJournal, startTestSwitch, terminalMetadata, unaryBytes } from './helpers/switch.js';
+import {
+  call,
+  grpcError,
+  openCard,
+  POS_TERMINAL,
+  posClient,
+  readJournal,
+  startTestSwitch,
+  terminalMetadata,
+  unaryBytes,
+} from './helpers/switch.js';
 
 /** Another till of the payment's merchant. */
 const SAME_MERCHANT_TERMINAL: NewTerminal = { ...POS_TERMINAL, id: 'POS-T2', location: '第一食堂 二层', secret: 'pos2-secret-0123456789' };
 /** A shop: another merchant. */
-const OTHER_MERCHANT_TERMINAL: NewTerminal = { id: 'SHOP-1', kind: 'shop', merchantId: 'SHOP1', location: '教育超市', secret: 'shop-secret-0123456789' };
+const OTHER_MERCHANT_TERMINAL: NewTerminal = {
+  id: 'SHOP-1',
+  kind: 'shop',
+  merchantId: 'SHOP1',
+  location: '教育超市',
+  secret: 'shop-secret-0123456789',
+};
 const REFUND = '/cardswitch.v1.PosService/Refund';
 
 let app: SwitchApp;
@@ -51,8 +67,21 @@ async function pay(serial: string, amountFen: number): Promise<{ sequence: numbe
   return { sequence, res };
 }
 
-function refundRequest(cardNo: string, originalSequence: number, amountFen: number, sequenceNumber = ++refundSeq, terminal: NewTerminal = SAME_MERCHANT_TERMINAL): RefundRequest {
-  return { terminalId: terminal.id, sequenceNumber, cardNumber: cardNo, originalTerminalId: POS_TERMINAL.id, originalSequenceNumber: originalSequence, amountFen };
+function refundRequest(
+  cardNo: string,
+  originalSequence: number,
+  amountFen: number,
+  sequenceNumber = ++refundSeq,
+  terminal: NewTerminal = SAME_MERCHANT_TERMINAL,
+): RefundRequest {
+  return {
+    terminalId: terminal.id,
+    sequenceNumber,
+    cardNumber: cardNo,
+    originalTerminalId: POS_TERMINAL.id,
+    originalSequenceNumber: originalSequence,
+    amountFen,
+  };
 }
 
 async function refund(req: RefundRequest, terminal: NewTerminal = SAME_MERCHANT_TERMINAL): Promise<{ res: RefundResponse; bytes: Buffer }> {
@@ -79,7 +108,14 @@ async function snapshot(cardNo: string, originalSequence: number): Promise<unkno
   };
 }
 
-async function expectRefusal(cardNo: string, originalSequence: number, req: RefundRequest, code: Status, details?: RegExp, terminal = SAME_MERCHANT_TERMINAL): Promise<void> {
+async function expectRefusal(
+  cardNo: string,
+  originalSequence: number,
+  req: RefundRequest,
+  code: Status,
+  details?: RegExp,
+  terminal = SAME_MERCHANT_TERMINAL,
+): Promise<void> {
   const before = await snapshot(cardNo, originalSequence);
   const err = await grpcError(refund(req, terminal));
   expect(err.code, err.details).toBe(code);
@@ -101,9 +137,24 @@ describe('refund', () => {
     const entries = await entriesOf(card.cardNo, 'ref');
     expect(entries).toHaveLength(1);
     expect(entries[0]?.id).toBe(res.transactionId);
-    expect(entries[0]?.fields).toMatchObject({ a: '3000', f: `m:${POS_TERMINAL.merchantId}`, t: `a:${card.cardNo}`, b: '50000', v: '3', tm: SAME_MERCHANT_TERMINAL.id });
-    expect(await app.redis.zrange(app.keys.statement(card.cardNo), 0, -1)).toContain(`${res.transactionId}|ref|3000|50000|${SAME_MERCHANT_TERMINAL.id}|${refundSeq}`);
-    await expectRefusal(card.cardNo, sequence, refundRequest(card.cardNo, sequence, 1), Status.FAILED_PRECONDITION, /only 0\.00 yuan \(0 fen\)/);
+    expect(entries[0]?.fields).toMatchObject({
+      a: '3000',
+      f: `m:${POS_TERMINAL.merchantId}`,
+      t: `a:${card.cardNo}`,
+      b: '50000',
+      v: '3',
+      tm: SAME_MERCHANT_TERMINAL.id,
+    });
+    expect(await app.redis.zrange(app.keys.statement(card.cardNo), 0, -1)).toContain(
+      `${res.transactionId}|ref|3000|50000|${SAME_MERCHANT_TERMINAL.id}|${refundSeq}`,
+    );
+    await expectRefusal(
+      card.cardNo,
+      sequence,
+      refundRequest(card.cardNo, sequence, 1),
+      Status.FAILED_PRECONDITION,
+      /only 0\.00 yuan \(0 fen\)/,
+    );
   });
 
   it('refunds part by part, never beyond the payment, and says how much is still refundable', async () => {
@@ -111,7 +162,13 @@ describe('refund', () => {
     const { sequence } = await pay(card.serial, 5_000);
     const first = await refund(refundRequest(card.cardNo, sequence, 2_000));
     expect(first.res).toMatchObject({ balanceAfterFen: 47_000, refundableLeftFen: 3_000 });
-    await expectRefusal(card.cardNo, sequence, refundRequest(card.cardNo, sequence, 3_001), Status.FAILED_PRECONDITION, /only 30\.00 yuan \(3000 fen\)/);
+    await expectRefusal(
+      card.cardNo,
+      sequence,
+      refundRequest(card.cardNo, sequence, 3_001),
+      Status.FAILED_PRECONDITION,
+      /only 30\.00 yuan \(3000 fen\)/,
+    );
     const second = await refund(refundRequest(card.cardNo, sequence, 3_000, ++refundSeq, POS_TERMINAL), POS_TERMINAL);
     expect(second.res).toMatchObject({ balanceAfterFen: 50_000, refundableLeftFen: 0 });
     expect(await app.redis.hget(app.keys.request(card.cardNo, POS_TERMINAL.id, sequence), 'refd')).toBe('5000');
@@ -135,18 +192,43 @@ describe('refund', () => {
     expect(await snapshot(card.cardNo, sequence)).toEqual(before);
     // The refund's sequence number can not be used for a payment afterwards either.
     const reuse = await grpcError(
-      call(pos, 'authorize', { terminalId: SAME_MERCHANT_TERMINAL.id, sequenceNumber: req.sequenceNumber, amountFen: 100, credential: { card: { cardSerial: card.serial } }, pin: '' }, terminalMetadata(SAME_MERCHANT_TERMINAL)),
+      call(
+        pos,
+        'authorize',
+        {
+          terminalId: SAME_MERCHANT_TERMINAL.id,
+          sequenceNumber: req.sequenceNumber,
+          amountFen: 100,
+          credential: { card: { cardSerial: card.serial } },
+          pin: '',
+        },
+        terminalMetadata(SAME_MERCHANT_TERMINAL),
+      ),
     );
     expect(reuse.code).toBe(Status.ALREADY_EXISTS);
     expect(await snapshot(card.cardNo, sequence)).toEqual(before);
   });
 
-  it('refuses a refund from another merchant\'s terminal (PERMISSION_DENIED) and changes nothing', async () => {
+  it("refuses a refund from another merchant's terminal (PERMISSION_DENIED) and changes nothing", async () => {
     const card = await newCard(50_000);
     const { sequence } = await pay(card.serial, 2_000);
-    await expectRefusal(card.cardNo, sequence, refundRequest(card.cardNo, sequence, 2_000, ++refundSeq, OTHER_MERCHANT_TERMINAL), Status.PERMISSION_DENIED, /another merchant/, OTHER_MERCHANT_TERMINAL);
+    await expectRefusal(
+      card.cardNo,
+      sequence,
+      refundRequest(card.cardNo, sequence, 2_000, ++refundSeq, OTHER_MERCHANT_TERMINAL),
+      Status.PERMISSION_DENIED,
+      /another merchant/,
+      OTHER_MERCHANT_TERMINAL,
+    );
     // The request must name the calling terminal.
-    await expectRefusal(card.cardNo, sequence, refundRequest(card.cardNo, sequence, 2_000, ++refundSeq, POS_TERMINAL), Status.PERMISSION_DENIED, undefined, SAME_MERCHANT_TERMINAL);
+    await expectRefusal(
+      card.cardNo,
+      sequence,
+      refundRequest(card.cardNo, sequence, 2_000, ++refundSeq, POS_TERMINAL),
+      Status.PERMISSION_DENIED,
+      undefined,
+      SAME_MERCHANT_TERMINAL,
+    );
   });
 
   it('answers NOT_FOUND for an unknown payment, a payment of another card, an unknown card', async () => {
@@ -155,7 +237,12 @@ describe('refund', () => {
     const { sequence } = await pay(card.serial, 2_000);
     await expectRefusal(card.cardNo, 999_999, refundRequest(card.cardNo, 999_999, 100), Status.NOT_FOUND, /not found/);
     await expectRefusal(other.cardNo, sequence, refundRequest(other.cardNo, sequence, 100), Status.NOT_FOUND);
-    await expectRefusal(card.cardNo, sequence, { ...refundRequest(card.cardNo, sequence, 100), originalTerminalId: 'POS-NOPE' }, Status.NOT_FOUND);
+    await expectRefusal(
+      card.cardNo,
+      sequence,
+      { ...refundRequest(card.cardNo, sequence, 100), originalTerminalId: 'POS-NOPE' },
+      Status.NOT_FOUND,
+    );
     await expectRefusal(card.cardNo, sequence, refundRequest('99999997', sequence, 100), Status.NOT_FOUND);
   });
 
@@ -165,17 +252,28 @@ describe('refund', () => {
     const reversed = await call<object, ReverseResponse>(
       pos,
       'reverse',
-      { terminalId: POS_TERMINAL.id, originalSequenceNumber: sequence, amountFen: 2_000, credential: { card: { cardSerial: card.serial } } },
+      {
+        terminalId: POS_TERMINAL.id,
+        originalSequenceNumber: sequence,
+        amountFen: 2_000,
+        credential: { card: { cardSerial: card.serial } },
+      },
       terminalMetadata(POS_TERMINAL),
     );
     expect(reversed.balanceAfterFen).toBe(5_000);
     await expectRefusal(card.cardNo, sequence, refundRequest(card.cardNo, sequence, 2_000), Status.FAILED_PRECONDITION, /reversed/);
     const declined = await pay(card.serial, 9_000);
     expect(declined.res.outcome).toBe(Outcome.OUTCOME_DECLINED);
-    await expectRefusal(card.cardNo, declined.sequence, refundRequest(card.cardNo, declined.sequence, 100), Status.FAILED_PRECONDITION, /declined/);
+    await expectRefusal(
+      card.cardNo,
+      declined.sequence,
+      refundRequest(card.cardNo, declined.sequence, 100),
+      Status.FAILED_PRECONDITION,
+      /declined/,
+    );
   });
 
-  it('refunds to a lost card (the money is the cardholder\'s) but not to a cancelled one', async () => {
+  it("refunds to a lost card (the money is the cardholder's) but not to a cancelled one", async () => {
     const card = await newCard(10_000);
     const { sequence } = await pay(card.serial, 2_000);
     await app.ledger.setStatus(card.cardNo, 'lost');
@@ -190,10 +288,27 @@ describe('refund', () => {
     await expectRefusal(card.cardNo, sequence, refundRequest(card.cardNo, sequence, 0), Status.INVALID_ARGUMENT);
     await expectRefusal(card.cardNo, sequence, refundRequest(card.cardNo, sequence, 100, 0), Status.INVALID_ARGUMENT);
     await expectRefusal(card.cardNo, sequence, refundRequest(card.cardNo, 0, 100), Status.INVALID_ARGUMENT);
-    await expectRefusal(card.cardNo, sequence, { ...refundRequest(card.cardNo, sequence, 100), cardNumber: 'abc' }, Status.INVALID_ARGUMENT);
-    await expectRefusal(card.cardNo, sequence, { ...refundRequest(card.cardNo, sequence, 100), originalTerminalId: '' }, Status.INVALID_ARGUMENT);
+    await expectRefusal(
+      card.cardNo,
+      sequence,
+      { ...refundRequest(card.cardNo, sequence, 100), cardNumber: 'abc' },
+      Status.INVALID_ARGUMENT,
+    );
+    await expectRefusal(
+      card.cardNo,
+      sequence,
+      { ...refundRequest(card.cardNo, sequence, 100), originalTerminalId: '' },
+      Status.INVALID_ARGUMENT,
+    );
     // A refund needs its own sequence number, not the payment's.
-    await expectRefusal(card.cardNo, sequence, refundRequest(card.cardNo, sequence, 100, sequence, POS_TERMINAL), Status.INVALID_ARGUMENT, undefined, POS_TERMINAL);
+    await expectRefusal(
+      card.cardNo,
+      sequence,
+      refundRequest(card.cardNo, sequence, 100, sequence, POS_TERMINAL),
+      Status.INVALID_ARGUMENT,
+      undefined,
+      POS_TERMINAL,
+    );
   });
 
   // Needs reverse.lua to give back only what is not refunded yet (`amt - refd`); runs once it does.
@@ -204,7 +319,12 @@ describe('refund', () => {
     const reversed = await call<object, ReverseResponse>(
       pos,
       'reverse',
-      { terminalId: POS_TERMINAL.id, originalSequenceNumber: sequence, amountFen: 4_000, credential: { card: { cardSerial: card.serial } } },
+      {
+        terminalId: POS_TERMINAL.id,
+        originalSequenceNumber: sequence,
+        amountFen: 4_000,
+        credential: { card: { cardSerial: card.serial } },
+      },
       terminalMetadata(POS_TERMINAL),
     );
     expect(reversed.balanceAfterFen).toBe(10_000);

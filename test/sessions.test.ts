@@ -80,10 +80,19 @@ describe('start and authenticate', () => {
     const access = claimsOf(tokens.accessToken);
     expect(access).toMatchObject({ typ: 'access', sub: ZHANG.userId, sid: session.sessionId, card: CARD, iss: 'cardswitch', aud: 'ecard' });
     expect(access['exp']).toBe(nowSec + CONFIG.accessTtlSec);
-    expect(claimsOf(tokens.refreshToken)).toMatchObject({ typ: 'refresh', sub: ZHANG.userId, sid: session.sessionId, exp: nowSec + CONFIG.sessionTtlSec });
+    expect(claimsOf(tokens.refreshToken)).toMatchObject({
+      typ: 'refresh',
+      sub: ZHANG.userId,
+      sid: session.sessionId,
+      exp: nowSec + CONFIG.sessionTtlSec,
+    });
     expect(claimsOf(tokens.refreshToken)['card']).toBeUndefined();
 
-    expect(await redis.hgetall(keys.session(session.sessionId))).toEqual({ uid: ZHANG.userId, createdMs: String(clockMs), provider: 'wecom' });
+    expect(await redis.hgetall(keys.session(session.sessionId))).toEqual({
+      uid: ZHANG.userId,
+      createdMs: String(clockMs),
+      provider: 'wecom',
+    });
     const ttlSec = await redis.ttl(keys.session(session.sessionId));
     expect(ttlSec).toBeGreaterThan(CONFIG.sessionTtlSec - 10);
     expect(ttlSec).toBeLessThanOrEqual(CONFIG.sessionTtlSec);
@@ -107,7 +116,10 @@ describe('start and authenticate', () => {
       ['Bearer a b', 'TOKEN_INVALID'],
       [`Bearer ${'a'.repeat(MAX_TOKEN_LENGTH + 20)}`, 'TOKEN_INVALID'],
     ] as const) {
-      await refusedAs(Promise.resolve().then(() => bearerToken(header)), reason);
+      await refusedAs(
+        Promise.resolve().then(() => bearerToken(header)),
+        reason,
+      );
     }
   });
 
@@ -158,7 +170,8 @@ describe('forged tokens', () => {
   });
 
   it('the right secret with a wrong issuer, audience or claims is TOKEN_INVALID', async () => {
-    const sign = (payload: Record<string, unknown>) => new SignJWT(payload).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(SECRET));
+    const sign = (payload: Record<string, unknown>) =>
+      new SignJWT(payload).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(SECRET));
     await refusedAs(sessions.authenticate(await sign(payloadWith({ iss: 'someone-else' }))), 'TOKEN_INVALID');
     await refusedAs(sessions.authenticate(await sign(payloadWith({ aud: 'admin' }))), 'TOKEN_INVALID');
     await refusedAs(sessions.authenticate(await sign(payloadWith({ sub: 'zhang.san' }))), 'TOKEN_INVALID');
@@ -172,7 +185,10 @@ describe('forged tokens', () => {
 
   it('a refresh token is not an access token, nor the other way round', async () => {
     await refusedAs(sessions.authenticate(tokens.refreshToken), 'TOKEN_INVALID');
-    await refusedAs(sessions.refresh(tokens.accessToken, () => Promise.resolve(CARD)), 'TOKEN_INVALID');
+    await refusedAs(
+      sessions.refresh(tokens.accessToken, () => Promise.resolve(CARD)),
+      'TOKEN_INVALID',
+    );
   });
 });
 
@@ -218,7 +234,10 @@ describe('expiry and refresh', () => {
     const late = await sessions.refresh(tokens.refreshToken, () => Promise.resolve(''));
     expect(late.accessExpiresAtMs).toBe(tokens.sessionExpiresAtMs);
     clockMs = tokens.sessionExpiresAtMs;
-    await refusedAs(sessions.refresh(tokens.refreshToken, () => Promise.resolve('')), 'TOKEN_EXPIRED');
+    await refusedAs(
+      sessions.refresh(tokens.refreshToken, () => Promise.resolve('')),
+      'TOKEN_EXPIRED',
+    );
     await refusedAs(sessions.authenticate(late.accessToken), 'TOKEN_EXPIRED');
   });
 });
@@ -230,20 +249,26 @@ describe('ending sessions', () => {
     expect(await sessions.logout(session.sessionId)).toBe(true);
     const err = await refusal(sessions.authenticate(tokens.accessToken));
     expect([err.reason, err.zh]).toEqual(['SESSION_ENDED', '已退出登录或解绑，请重新进入']);
-    await refusedAs(sessions.refresh(tokens.refreshToken, () => Promise.resolve(CARD)), 'SESSION_ENDED');
+    await refusedAs(
+      sessions.refresh(tokens.refreshToken, () => Promise.resolve(CARD)),
+      'SESSION_ENDED',
+    );
     await refusedAs(sessions.reissue(session, CARD), 'SESSION_ENDED');
     expect(await sessions.logout(session.sessionId)).toBe(false);
     expect(await sessions.logout('not a session id')).toBe(false);
     expect(await redis.exists(keys.session(session.sessionId), keys.userSessions(ZHANG.userId))).toBe(0);
   });
 
-  it('endAllOf ends every session of the user and no other user\'s', async () => {
+  it("endAllOf ends every session of the user and no other user's", async () => {
     const zhang = await Promise.all([sessions.start(ZHANG, CARD), sessions.start(ZHANG, CARD), sessions.start(ZHANG, '')]);
     const li = await sessions.start(LI, '');
     expect(await sessions.endAllOf(ZHANG.userId)).toBe(3);
     for (const tokens of zhang) {
       await refusedAs(sessions.authenticate(tokens.accessToken), 'SESSION_ENDED');
-      await refusedAs(sessions.refresh(tokens.refreshToken, () => Promise.resolve('')), 'SESSION_ENDED');
+      await refusedAs(
+        sessions.refresh(tokens.refreshToken, () => Promise.resolve('')),
+        'SESSION_ENDED',
+      );
     }
     await expect(sessions.authenticate(li.accessToken)).resolves.toMatchObject({ userId: LI.userId });
     expect(await redis.exists(keys.userSessions(ZHANG.userId))).toBe(0);
@@ -260,7 +285,8 @@ describe('ending sessions', () => {
       all.push(await sessions.start(ZHANG, ''));
     }
     for (const tokens of all.slice(0, 3)) await refusedAs(sessions.authenticate(tokens.accessToken), 'SESSION_ENDED');
-    for (const tokens of all.slice(3)) await expect(sessions.authenticate(tokens.accessToken)).resolves.toMatchObject({ userId: ZHANG.userId });
+    for (const tokens of all.slice(3))
+      await expect(sessions.authenticate(tokens.accessToken)).resolves.toMatchObject({ userId: ZHANG.userId });
     expect(await redis.zcard(keys.userSessions(ZHANG.userId))).toBe(MAX_SESSIONS_PER_USER);
   });
 

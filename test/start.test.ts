@@ -22,7 +22,10 @@ afterAll(async () => {
   if (localRedisPort !== 0) {
     const redis = new Redis(localRedisPort, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
     redis.on('error', () => undefined);
-    await redis.connect().then(() => redis.call('SHUTDOWN', 'NOSAVE')).catch(() => undefined);
+    await redis
+      .connect()
+      .then(() => redis.call('SHUTDOWN', 'NOSAVE'))
+      .catch(() => undefined);
     redis.disconnect();
   }
   rmSync(varDir, { recursive: true, force: true });
@@ -32,7 +35,10 @@ afterAll(async () => {
 function listeningAddresses(port: number): string[] {
   const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
   return ['/proc/net/tcp', '/proc/net/tcp6'].flatMap((file) =>
-    readFileSync(file, 'utf8').split('\n').slice(1).map((line) => line.trim().split(/\s+/))
+    readFileSync(file, 'utf8')
+      .split('\n')
+      .slice(1)
+      .map((line) => line.trim().split(/\s+/))
       .filter((f) => f[1]?.endsWith(`:${hexPort}`) && f[3] === '0A')
       .map((f) => f[1]?.split(':')[0] ?? ''),
   );
@@ -129,7 +135,11 @@ it('starts redis and the switch, loads the demo campus, and a demo tap changes t
   const bindingForm = /\/api\/v1\/ecard\/binding .* -d '(\{[^']+\})'/.exec(printed)?.[1] ?? '';
   expect(await (await fetch(`${gateway}/healthz`)).json()).toEqual({ status: 'ok' });
   const post = async (url: string, body: string, token = ''): Promise<Record<string, unknown>> => {
-    const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...(token === '' ? {} : { authorization: `Bearer ${token}` }) }, body });
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token === '' ? {} : { authorization: `Bearer ${token}` }) },
+      body,
+    });
     return (await res.json()) as Record<string, unknown>;
   };
   const { code } = await post(`${simulator}/sim/code`, '{"provider":"wecom","user":"demo-user"}');

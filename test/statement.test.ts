@@ -17,10 +17,28 @@ import { call, grpcError, openCard, posClient, readJournal, startTestSwitch, TES
 const OPERATOR = { OPERATOR_TOKENS: 'alice:alice-token-0123456789' };
 const PIN = '246810';
 
-const T1: NewTerminal = { id: 'POS-A1', kind: 'canteen', merchantId: 'CANTEEN1', location: '第一食堂 一层', secret: 'pos-a1-secret-0123456789' };
-const T2: NewTerminal = { id: 'POS-A2', kind: 'canteen', merchantId: 'CANTEEN1', location: '第一食堂 二层', secret: 'pos-a2-secret-0123456789' };
+const T1: NewTerminal = {
+  id: 'POS-A1',
+  kind: 'canteen',
+  merchantId: 'CANTEEN1',
+  location: '第一食堂 一层',
+  secret: 'pos-a1-secret-0123456789',
+};
+const T2: NewTerminal = {
+  id: 'POS-A2',
+  kind: 'canteen',
+  merchantId: 'CANTEEN1',
+  location: '第一食堂 二层',
+  secret: 'pos-a2-secret-0123456789',
+};
 const T3: NewTerminal = { id: 'POS-B1', kind: 'shop', merchantId: 'SHOP2', location: '学生超市', secret: 'pos-b1-secret-0123456789' };
-const KIOSK: NewTerminal = { id: 'KIOSK-1', kind: 'kiosk', merchantId: 'CARDOFFICE', location: '学4 大厅', secret: 'kiosk-secret-0123456789' };
+const KIOSK: NewTerminal = {
+  id: 'KIOSK-1',
+  kind: 'kiosk',
+  merchantId: 'CARDOFFICE',
+  location: '学4 大厅',
+  secret: 'kiosk-secret-0123456789',
+};
 
 let app: SwitchApp;
 let pos: PosServiceClient;
@@ -42,18 +60,33 @@ function cardsInDistinctShards(keys: Keys, count: number): string[] {
 let seq = 0;
 async function pay(t: NewTerminal, serial: string, amountFen: number): Promise<{ sequence: number; decidedAtMs: number }> {
   const sequence = ++seq;
-  const res = await call<object, { outcome: number; decidedAtMs: number }>(pos, 'authorize', { terminalId: t.id, sequenceNumber: sequence, amountFen, credential: { card: { cardSerial: serial } }, pin: '' }, terminalMetadata(t));
+  const res = await call<object, { outcome: number; decidedAtMs: number }>(
+    pos,
+    'authorize',
+    { terminalId: t.id, sequenceNumber: sequence, amountFen, credential: { card: { cardSerial: serial } }, pin: '' },
+    terminalMetadata(t),
+  );
   expect(res.outcome).toBe(1);
   return { sequence, decidedAtMs: res.decidedAtMs };
 }
 
 async function reverse(t: NewTerminal, serial: string, sequence: number, amountFen: number): Promise<void> {
-  const res = await call<object, { result: number }>(pos, 'reverse', { terminalId: t.id, originalSequenceNumber: sequence, amountFen, credential: { card: { cardSerial: serial } } }, terminalMetadata(t));
+  const res = await call<object, { result: number }>(
+    pos,
+    'reverse',
+    { terminalId: t.id, originalSequenceNumber: sequence, amountFen, credential: { card: { cardSerial: serial } } },
+    terminalMetadata(t),
+  );
   expect(res.result).toBe(1);
 }
 
 function cardStatement(cardNumber: string, query: Partial<StatementQuery>): Promise<CardStatementResponse> {
-  return call(admin, 'cardStatement', { cardNumber, query: { fromMs: 0, toMs: 0, kinds: [], pageSize: 0, pageToken: '', ...query } }, adminMeta);
+  return call(
+    admin,
+    'cardStatement',
+    { cardNumber, query: { fromMs: 0, toMs: 0, kinds: [], pageSize: 0, pageToken: '', ...query } },
+    adminMeta,
+  );
 }
 
 /** Follows next_page_token to the end; bounded so a paging bug cannot loop forever. */
@@ -115,12 +148,26 @@ describe('card statement', () => {
     for (let i = 1; i < lines.length; i++) expect(lines[i]!.atMs).toBeLessThanOrEqual(lines[i - 1]!.atMs);
     expect(lines.map((l) => l.transactionId)).toEqual(journal.map((e) => e.id).reverse());
     // The oldest line is the opening balance.
-    expect(lines.at(-1)).toMatchObject({ kind: StatementKind.STATEMENT_KIND_ADJUSTMENT, amountFen: 100_000, balanceAfterFen: 100_000, description: '开户', merchant: '' });
+    expect(lines.at(-1)).toMatchObject({
+      kind: StatementKind.STATEMENT_KIND_ADJUSTMENT,
+      amountFen: 100_000,
+      balanceAfterFen: 100_000,
+      description: '开户',
+      merchant: '',
+    });
     // Each line's balance is the one before it plus its amount.
     const oldestFirst = [...lines].reverse();
-    for (let i = 1; i < oldestFirst.length; i++) expect(oldestFirst[i]!.balanceAfterFen).toBe(oldestFirst[i - 1]!.balanceAfterFen + oldestFirst[i]!.amountFen);
+    for (let i = 1; i < oldestFirst.length; i++)
+      expect(oldestFirst[i]!.balanceAfterFen).toBe(oldestFirst[i - 1]!.balanceAfterFen + oldestFirst[i]!.amountFen);
     const first = oldestFirst[1]!;
-    expect(first).toMatchObject({ kind: StatementKind.STATEMENT_KIND_PAYMENT, amountFen: -100, description: '消费', terminalId: T2.id, merchant: 'CANTEEN1', location: '第一食堂 二层' });
+    expect(first).toMatchObject({
+      kind: StatementKind.STATEMENT_KIND_PAYMENT,
+      amountFen: -100,
+      description: '消费',
+      terminalId: T2.id,
+      merchant: 'CANTEEN1',
+      location: '第一食堂 二层',
+    });
     const reversals = lines.filter((l) => l.kind === StatementKind.STATEMENT_KIND_REVERSAL);
     expect(reversals.map((l) => l.amountFen).sort()).toEqual([103, 108]);
     expect(reversals.every((l) => l.description === '冲正' && l.merchant === 'CANTEEN1')).toBe(true);
@@ -154,7 +201,10 @@ describe('card statement', () => {
   it('filters by kind', async () => {
     const reversals = await allPages(CARD_A, { kinds: [StatementKind.STATEMENT_KIND_REVERSAL], pageSize: 1 });
     expect(reversals.lines.map((l) => l.amountFen).sort()).toEqual([103, 108]);
-    const payAndOpen = await allPages(CARD_A, { kinds: [StatementKind.STATEMENT_KIND_PAYMENT, StatementKind.STATEMENT_KIND_ADJUSTMENT], pageSize: 5 });
+    const payAndOpen = await allPages(CARD_A, {
+      kinds: [StatementKind.STATEMENT_KIND_PAYMENT, StatementKind.STATEMENT_KIND_ADJUSTMENT],
+      pageSize: 5,
+    });
     expect(payAndOpen.lines).toHaveLength(1 + A_PAYMENTS.length);
     const water = await allPages(CARD_A, { kinds: [StatementKind.STATEMENT_KIND_WATER] });
     expect(water.lines).toEqual([]);
@@ -172,14 +222,22 @@ describe('card statement', () => {
     }
     // A token belongs to its card and its filter.
     expect((await grpcError(cardStatement(CARD_B, { pageSize: 5, pageToken: token }))).code).toBe(Status.INVALID_ARGUMENT);
-    expect((await grpcError(cardStatement(CARD_A, { pageSize: 5, pageToken: token, kinds: [StatementKind.STATEMENT_KIND_PAYMENT] }))).code).toBe(Status.INVALID_ARGUMENT);
+    expect(
+      (await grpcError(cardStatement(CARD_A, { pageSize: 5, pageToken: token, kinds: [StatementKind.STATEMENT_KIND_PAYMENT] }))).code,
+    ).toBe(Status.INVALID_ARGUMENT);
     // The genuine token still works, also with another page size.
     const second = await cardStatement(CARD_A, { pageSize: 6, pageToken: token });
     expect(second.page?.lines).toHaveLength(6);
   });
 
   it('refuses bad queries and unknown cards', async () => {
-    for (const query of [{ pageSize: 101 }, { fromMs: 10, toMs: 10 }, { fromMs: -1 }, { kinds: [99 as StatementKind] }, { kinds: [StatementKind.STATEMENT_KIND_UNSPECIFIED] }]) {
+    for (const query of [
+      { pageSize: 101 },
+      { fromMs: 10, toMs: 10 },
+      { fromMs: -1 },
+      { kinds: [99 as StatementKind] },
+      { kinds: [StatementKind.STATEMENT_KIND_UNSPECIFIED] },
+    ]) {
       expect((await grpcError(cardStatement(CARD_A, query))).code, JSON.stringify(query)).toBe(Status.INVALID_ARGUMENT);
     }
     expect((await grpcError(cardStatement('12ab', {}))).code).toBe(Status.INVALID_ARGUMENT);
@@ -191,14 +249,25 @@ describe('card statement', () => {
     await openCard(app, cardNo, 'AA00000003', 0);
     await app.redis.zadd(app.keys.statement(cardNo), Date.now(), '1-1|zzz|-5|0|POS-A1|1');
     const { page } = await cardStatement(cardNo, {});
-    expect(page?.lines).toEqual([expect.objectContaining({ kind: StatementKind.STATEMENT_KIND_ADJUSTMENT, amountFen: -5, description: '调账', merchant: 'CANTEEN1' })]);
+    expect(page?.lines).toEqual([
+      expect.objectContaining({ kind: StatementKind.STATEMENT_KIND_ADJUSTMENT, amountFen: -5, description: '调账', merchant: 'CANTEEN1' }),
+    ]);
   });
 });
 
 describe('kiosk statement', () => {
   const kioskMeta = (): Metadata => terminalMetadata(KIOSK);
   const statement = (password: string, query: Partial<StatementQuery> = {}): Promise<StatementResponse> =>
-    call(kiosk, 'statement', { cardholder: { card: { cardSerial: SERIAL_B } }, password, query: { fromMs: 0, toMs: 0, kinds: [], pageSize: 0, pageToken: '', ...query } }, kioskMeta());
+    call(
+      kiosk,
+      'statement',
+      {
+        cardholder: { card: { cardSerial: SERIAL_B } },
+        password,
+        query: { fromMs: 0, toMs: 0, kinds: [], pageSize: 0, pageToken: '', ...query },
+      },
+      kioskMeta(),
+    );
 
   it('needs the card password and answers with the balance', async () => {
     expect((await grpcError(statement(''))).code).toBe(Status.INVALID_ARGUMENT);
@@ -206,14 +275,23 @@ describe('kiosk statement', () => {
     const res = await statement(PIN);
     expect(res.balanceFen).toBe(4_300);
     expect(res.page?.lines).toEqual([
-      expect.objectContaining({ kind: StatementKind.STATEMENT_KIND_PAYMENT, amountFen: -700, balanceAfterFen: 4_300, merchant: 'SHOP2', location: '学生超市', description: '消费' }),
+      expect.objectContaining({
+        kind: StatementKind.STATEMENT_KIND_PAYMENT,
+        amountFen: -700,
+        balanceAfterFen: 4_300,
+        merchant: 'SHOP2',
+        location: '学生超市',
+        description: '消费',
+      }),
       expect.objectContaining({ kind: StatementKind.STATEMENT_KIND_ADJUSTMENT, amountFen: 5_000, description: '开户' }),
     ]);
     expect(res.page?.nextPageToken).toBe('');
   });
 
   it('is refused to a POS terminal', async () => {
-    const err = await grpcError(call(kiosk, 'statement', { cardholder: { card: { cardSerial: SERIAL_B } }, password: PIN }, terminalMetadata(T1)));
+    const err = await grpcError(
+      call(kiosk, 'statement', { cardholder: { card: { cardSerial: SERIAL_B } }, password: PIN }, terminalMetadata(T1)),
+    );
     expect(err.code).toBe(Status.PERMISSION_DENIED);
   });
 });
@@ -268,10 +346,22 @@ describe('statement paging within one millisecond', () => {
     const args: (string | number)[] = [];
     for (let i = 0; i < total; i++) args.push(i + 1, `1-${i}|${i === 0 ? 'rev' : 'pay'}|-1|0|T|${i}`);
     await redis.zadd(key, ...args);
-    const first = await readStatementPage(redis, keys, 'C2', { fromMs: 0, toMs: 0, pageSize: 10, cursor: undefined, acceptKind: (k) => k === 'rev' });
+    const first = await readStatementPage(redis, keys, 'C2', {
+      fromMs: 0,
+      toMs: 0,
+      pageSize: 10,
+      cursor: undefined,
+      acceptKind: (k) => k === 'rev',
+    });
     expect(first.lines).toEqual([]);
     expect(first.next).toBeDefined();
-    const second = await readStatementPage(redis, keys, 'C2', { fromMs: 0, toMs: 0, pageSize: 10, cursor: first.next, acceptKind: (k) => k === 'rev' });
+    const second = await readStatementPage(redis, keys, 'C2', {
+      fromMs: 0,
+      toMs: 0,
+      pageSize: 10,
+      cursor: first.next,
+      acceptKind: (k) => k === 'rev',
+    });
     expect(second.lines.map((l) => l.member)).toEqual(['1-0|rev|-1|0|T|0']);
     expect(second.next).toBeUndefined();
   });
@@ -280,7 +370,8 @@ describe('statement paging within one millisecond', () => {
 describe('settlement report', () => {
   let cards: string[];
   let day = '';
-  const report = (merchantId: string, d: string): Promise<SettlementReportResponse> => call(admin, 'settlementReport', { merchantId, day: d }, adminMeta);
+  const report = (merchantId: string, d: string): Promise<SettlementReportResponse> =>
+    call(admin, 'settlementReport', { merchantId, day: d }, adminMeta);
 
   beforeAll(async () => {
     cards = cardsInDistinctShards(app.keys, 3);
@@ -313,8 +404,20 @@ describe('settlement report', () => {
     const sum = (xs: [number, NewTerminal][]): number => xs.reduce((s, [a]) => s + a, 0);
     const aReversedT1 = A_REVERSED.map((i) => A_PAYMENTS[i]!).filter(([, t]) => t === T1);
     const aReversedT2 = A_REVERSED.map((i) => A_PAYMENTS[i]!).filter(([, t]) => t === T2);
-    const t1 = { terminalId: T1.id, payments: 3 + 1 + aT1.length, paidFen: 900 + 150 + sum(aT1), refunds: 1 + aReversedT1.length, refundedFen: 150 + sum(aReversedT1) };
-    const t2 = { terminalId: T2.id, payments: 3 + aT2.length, paidFen: 600 + sum(aT2), refunds: aReversedT2.length, refundedFen: sum(aReversedT2) };
+    const t1 = {
+      terminalId: T1.id,
+      payments: 3 + 1 + aT1.length,
+      paidFen: 900 + 150 + sum(aT1),
+      refunds: 1 + aReversedT1.length,
+      refundedFen: 150 + sum(aReversedT1),
+    };
+    const t2 = {
+      terminalId: T2.id,
+      payments: 3 + aT2.length,
+      paidFen: 600 + sum(aT2),
+      refunds: aReversedT2.length,
+      refundedFen: sum(aReversedT2),
+    };
     expect(res.terminals).toEqual([
       { ...t1, netFen: t1.paidFen - t1.refundedFen },
       { ...t2, netFen: t2.paidFen - t2.refundedFen },
@@ -328,7 +431,9 @@ describe('settlement report', () => {
       netFen: t1.paidFen + t2.paidFen - t1.refundedFen - t2.refundedFen,
     });
     const shop = await report('SHOP2', day);
-    expect(shop.terminals).toEqual([{ terminalId: T3.id, payments: 4, paidFen: 3 * 999 + 700, refunds: 0, refundedFen: 0, netFen: 3 * 999 + 700 }]);
+    expect(shop.terminals).toEqual([
+      { terminalId: T3.id, payments: 4, paidFen: 3 * 999 + 700, refunds: 0, refundedFen: 0, netFen: 3 * 999 + 700 },
+    ]);
   });
 
   it('answers an empty report for a merchant or a day without takings', async () => {
@@ -338,7 +443,13 @@ describe('settlement report', () => {
   });
 
   it('refuses a bad day or merchant', async () => {
-    for (const [merchant, d] of [['CANTEEN1', '2024-02-30'], ['CANTEEN1', 'today'], ['CANTEEN1', '2024-2-01'], ['', day], ['bad merchant!', day]] as const) {
+    for (const [merchant, d] of [
+      ['CANTEEN1', '2024-02-30'],
+      ['CANTEEN1', 'today'],
+      ['CANTEEN1', '2024-2-01'],
+      ['', day],
+      ['bad merchant!', day],
+    ] as const) {
       expect((await grpcError(report(merchant, d))).code, `${merchant} ${d}`).toBe(Status.INVALID_ARGUMENT);
     }
   });

@@ -18,7 +18,13 @@ const KINDS: readonly TerminalKind[] = ['canteen', 'shop', 'settlement', 'water'
 const TERMINALS: Readonly<Record<TerminalKind, NewTerminal>> = {
   canteen: { id: 'POS-K1', kind: 'canteen', merchantId: 'CANTEEN1', location: '第一食堂', secret: 'pos-k1-secret-0123456789' },
   shop: { id: 'SHOP-K1', kind: 'shop', merchantId: 'SHOP1', location: '教育超市', secret: 'shop-k1-secret-0123456789' },
-  settlement: { id: 'SETTLE-K1', kind: 'settlement', merchantId: 'BATH1', location: '小营浴室 结算机', secret: 'settle-k1-secret-0123456789' },
+  settlement: {
+    id: 'SETTLE-K1',
+    kind: 'settlement',
+    merchantId: 'BATH1',
+    location: '小营浴室 结算机',
+    secret: 'settle-k1-secret-0123456789',
+  },
   water: { id: 'WATER-K1', kind: 'water', merchantId: 'BATH1', location: '小营浴室 1号淋浴', secret: 'water-k1-secret-0123456789' },
   kiosk: { id: 'KIOSK-K1', kind: 'kiosk', merchantId: 'CARDOFFICE', location: '学四公寓 大厅', secret: 'kiosk-k1-secret-0123456789' },
 };
@@ -75,12 +81,23 @@ function requestOf(rpc: string, terminal: NewTerminal): { client: unknown; metho
     case 'PosService/Authorize':
       return { client: pos, method: 'authorize', request: { terminalId, sequenceNumber, amountFen: 1_000, credential: tap, pin: '' } };
     case 'PosService/Reverse':
-      return { client: pos, method: 'reverse', request: { terminalId, originalSequenceNumber: sequenceNumber, amountFen: 1_000, credential: tap } };
+      return {
+        client: pos,
+        method: 'reverse',
+        request: { terminalId, originalSequenceNumber: sequenceNumber, amountFen: 1_000, credential: tap },
+      };
     case 'PosService/Refund':
       return {
         client: pos,
         method: 'refund',
-        request: { terminalId, sequenceNumber, cardNumber: CARD_NO, originalTerminalId: terminalId, originalSequenceNumber: 1, amountFen: 100 },
+        request: {
+          terminalId,
+          sequenceNumber,
+          cardNumber: CARD_NO,
+          originalTerminalId: terminalId,
+          originalSequenceNumber: 1,
+          amountFen: 100,
+        },
       };
     case 'PosService/Inquire':
       return { client: pos, method: 'inquire', request: { terminalId, credential: tap } };
@@ -94,16 +111,29 @@ function requestOf(rpc: string, terminal: NewTerminal): { client: unknown; metho
       return {
         client: kiosk,
         method: 'recharge',
-        request: { cardholder: tap, channel: RechargeChannel.RECHARGE_CHANNEL_WECHAT, channelOrderId: `wx-kinds-${sequenceNumber}`, amountFen: 1_000 },
+        request: {
+          cardholder: tap,
+          channel: RechargeChannel.RECHARGE_CHANNEL_WECHAT,
+          channelOrderId: `wx-kinds-${sequenceNumber}`,
+          amountFen: 1_000,
+        },
       };
     case 'KioskService/ReportLoss':
       return { client: kiosk, method: 'reportLoss', request: { cardholder: { personNumber: 'NOSUCH01' }, password: '123456' } };
     case 'KioskService/CancelLoss':
       return { client: kiosk, method: 'cancelLoss', request: { cardholder: { personNumber: 'NOSUCH01' }, password: '123456' } };
     case 'KioskService/ChangePassword':
-      return { client: kiosk, method: 'changePassword', request: { cardholder: { personNumber: 'NOSUCH01' }, oldPassword: '123456', newPassword: '654321' } };
+      return {
+        client: kiosk,
+        method: 'changePassword',
+        request: { cardholder: { personNumber: 'NOSUCH01' }, oldPassword: '123456', newPassword: '654321' },
+      };
     case 'KioskService/Statement':
-      return { client: kiosk, method: 'statement', request: { cardholder: { personNumber: 'NOSUCH01' }, password: '123456', query: undefined } };
+      return {
+        client: kiosk,
+        method: 'statement',
+        request: { cardholder: { personNumber: 'NOSUCH01' }, password: '123456', query: undefined },
+      };
     case 'KioskService/PayUtilityFee':
       return {
         client: kiosk,
@@ -135,10 +165,9 @@ const forbidden = unaryRpcs.flatMap((rpc) => KINDS.filter((kind) => !(ALLOWED[rp
 
 describe('the table', () => {
   it('names every RPC of PosService and KioskService', () => {
-    const served = [
-      ...Object.values(PosServiceService).map((m) => m.path),
-      ...Object.values(KioskServiceService).map((m) => m.path),
-    ].map((path) => path.replace('/cardswitch.v1.', ''));
+    const served = [...Object.values(PosServiceService).map((m) => m.path), ...Object.values(KioskServiceService).map((m) => m.path)].map(
+      (path) => path.replace('/cardswitch.v1.', ''),
+    );
     expect(served.sort()).toEqual(Object.keys(ALLOWED).sort());
   });
 });
@@ -193,11 +222,21 @@ describe('allowed pairs still work', () => {
     const metadata = terminalMetadata(terminal);
     const payment = { terminalId: terminal.id, sequenceNumber: nextSequence++, amountFen: 1_000, credential: tap, pin: '' };
     expect(await call(pos, 'authorize', payment, metadata)).toMatchObject({ outcome: Outcome.OUTCOME_APPROVED });
-    const refund = { terminalId: terminal.id, sequenceNumber: nextSequence++, cardNumber: CARD_NO, originalTerminalId: terminal.id, originalSequenceNumber: payment.sequenceNumber, amountFen: 300 };
+    const refund = {
+      terminalId: terminal.id,
+      sequenceNumber: nextSequence++,
+      cardNumber: CARD_NO,
+      originalTerminalId: terminal.id,
+      originalSequenceNumber: payment.sequenceNumber,
+      amountFen: 300,
+    };
     expect(await call(pos, 'refund', refund, metadata)).toMatchObject({ refundableLeftFen: 700 });
     const reverse = { terminalId: terminal.id, originalSequenceNumber: payment.sequenceNumber, amountFen: 1_000, credential: tap };
     expect(await call(pos, 'reverse', reverse, metadata)).toMatchObject({ result: 1 });
-    expect(await call(pos, 'inquire', { terminalId: terminal.id, credential: tap }, metadata)).toMatchObject({ found: true, cardNumber: CARD_NO });
+    expect(await call(pos, 'inquire', { terminalId: terminal.id, credential: tap }, metadata)).toMatchObject({
+      found: true,
+      cardNumber: CARD_NO,
+    });
   });
 
   it('canteen and shop terminals pay on AuthorizeStream', async () => {

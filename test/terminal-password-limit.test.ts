@@ -32,7 +32,9 @@ beforeAll(async () => {
   for (const t of [KIOSK_TERMINAL, KIOSK_2, POS_TERMINAL]) await app.terminals.register(t);
   const hash = await passwordHash(app, PIN);
   for (let from = 0; from < CARDS + 100; from += 100) {
-    await Promise.all(Array.from({ length: 100 }, (_, k) => openCard(app, cardNo(from + k), serial(from + k), 10_000, { pwd: hash, sno: `P${from + k}` })));
+    await Promise.all(
+      Array.from({ length: 100 }, (_, k) => openCard(app, cardNo(from + k), serial(from + k), 10_000, { pwd: hash, sno: `P${from + k}` })),
+    );
   }
   kiosk = kioskClient(app);
   pos = posClient(app);
@@ -59,7 +61,10 @@ async function outcome(pending: Promise<unknown>): Promise<Status | 'ok'> {
 async function limitEntries(): Promise<Record<string, string>[]> {
   const raw = await app.redis.xrange(app.keys.operatorLog(), '-', '+');
   return raw
-    .map(([, flat]) => Object.fromEntries(Array.from({ length: flat.length / 2 }, (_, k) => [flat[2 * k], flat[2 * k + 1]])) as Record<string, string>)
+    .map(
+      ([, flat]) =>
+        Object.fromEntries(Array.from({ length: flat.length / 2 }, (_, k) => [flat[2 * k], flat[2 * k + 1]])) as Record<string, string>,
+    )
     .filter((e) => e['op'] === 'terminal-password-limit');
 }
 
@@ -130,14 +135,22 @@ describe('a POS guessing PINs across cards', () => {
     const cards = 40;
     const base = CARDS + 60; // cards no test above has used
     // Tagged: a DeclineReason and a gRPC status may share a number (WRONG_PIN and RESOURCE_EXHAUSTED are both 8).
-    const results = await Promise.all(Array.from({ length: cards }, async (_, k): Promise<string> => {
-      const request = { terminalId: POS_TERMINAL.id, sequenceNumber: k + 1, amountFen: 100, credential: { card: { cardSerial: serial(base + k) } }, pin: WRONG };
-      try {
-        return `decline ${(await call<object, AuthorizeResponse>(pos, 'authorize', request, terminalMetadata(POS_TERMINAL))).declineReason}`;
-      } catch (err) {
-        return `status ${(err as ServiceError).code}`;
-      }
-    }));
+    const results = await Promise.all(
+      Array.from({ length: cards }, async (_, k): Promise<string> => {
+        const request = {
+          terminalId: POS_TERMINAL.id,
+          sequenceNumber: k + 1,
+          amountFen: 100,
+          credential: { card: { cardSerial: serial(base + k) } },
+          pin: WRONG,
+        };
+        try {
+          return `decline ${(await call<object, AuthorizeResponse>(pos, 'authorize', request, terminalMetadata(POS_TERMINAL))).declineReason}`;
+        } catch (err) {
+          return `status ${(err as ServiceError).code}`;
+        }
+      }),
+    );
     expect(results.filter((r) => r === `decline ${DeclineReason.DECLINE_REASON_WRONG_PIN}`)).toHaveLength(LIMIT);
     expect(results.filter((r) => r === `status ${Status.RESOURCE_EXHAUSTED}`)).toHaveLength(cards - LIMIT);
     const entries = await limitEntries();

@@ -35,14 +35,59 @@ function openssl(...args: string[]): void {
 
 /** A self-signed CA: <name>.key, <name>.crt. */
 function makeCa(name: string): void {
-  openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', `/CN=cardswitch test ${name}`, '-keyout', `${name}.key`, '-out', `${name}.crt`);
+  openssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    `/CN=cardswitch test ${name}`,
+    '-keyout',
+    `${name}.key`,
+    '-out',
+    `${name}.crt`,
+  );
 }
 
 /** A certificate signed by `ca`: <name>.key, <name>.crt. */
 function makeCert(name: string, ca: string, extensions: string, days = '2'): void {
   writeFileSync(file(`${name}.ext`), `${extensions}\n`);
-  openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.csr`);
-  openssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-days', days, '-extfile', `${name}.ext`, '-out', `${name}.crt`);
+  openssl(
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-subj',
+    `/CN=${name}`,
+    '-keyout',
+    `${name}.key`,
+    '-out',
+    `${name}.csr`,
+  );
+  openssl(
+    'x509',
+    '-req',
+    '-in',
+    `${name}.csr`,
+    '-CA',
+    `${ca}.crt`,
+    '-CAkey',
+    `${ca}.key`,
+    '-CAcreateserial',
+    '-days',
+    days,
+    '-extfile',
+    `${name}.ext`,
+    '-out',
+    `${name}.crt`,
+  );
 }
 
 beforeAll(() => {
@@ -75,7 +120,13 @@ let sequence = 0;
 function tap(app: SwitchApp, channel: ChannelCredentials): Promise<AuthorizeResponse> {
   const client = new PosServiceClient(`127.0.0.1:${app.grpcPort}`, channel);
   onTestFinished(() => client.close());
-  const request: AuthorizeRequest = { terminalId: POS_TERMINAL.id, sequenceNumber: ++sequence, amountFen: 1_250, credential: { card: { cardSerial: SERIAL } }, pin: '' };
+  const request: AuthorizeRequest = {
+    terminalId: POS_TERMINAL.id,
+    sequenceNumber: ++sequence,
+    amountFen: 1_250,
+    credential: { card: { cardSerial: SERIAL } },
+    pin: '',
+  };
   return call(client, 'authorize', request, terminalMetadata(POS_TERMINAL));
 }
 
@@ -104,7 +155,7 @@ describe('TLS', () => {
     await expectRefusedConnection(app, credentials.createInsecure());
   });
 
-  it('a TLS client that does not trust the server\'s CA does not connect', async () => {
+  it("a TLS client that does not trust the server's CA does not connect", async () => {
     const app = await start('tls-untrusted', TLS_ENV);
     await expectRefusedConnection(app, credentials.createSsl(pem('rogue.crt')));
   });
@@ -149,17 +200,53 @@ describe('TLS configuration', () => {
   });
 
   it.each([
-    ['an unreadable certificate file', { ...TLS_ENV, GRPC_TLS_CERT_FILE: file('missing.crt') }, /^GRPC_TLS_CERT_FILE=.*missing\.crt.*cannot read the file \(ENOENT\)/],
+    [
+      'an unreadable certificate file',
+      { ...TLS_ENV, GRPC_TLS_CERT_FILE: file('missing.crt') },
+      /^GRPC_TLS_CERT_FILE=.*missing\.crt.*cannot read the file \(ENOENT\)/,
+    ],
     ['an unreadable key file', { ...TLS_ENV, GRPC_TLS_KEY_FILE: dir }, /^GRPC_TLS_KEY_FILE=.*cannot read the file \(EISDIR\)/],
-    ['an unreadable client CA file', { ...MTLS_ENV, GRPC_TLS_CLIENT_CA_FILE: file('missing-ca.crt') }, /^GRPC_TLS_CLIENT_CA_FILE=.*cannot read the file/],
-    ['a certificate file that is not PEM', { ...TLS_ENV, GRPC_TLS_CERT_FILE: file('not-pem.txt') }, /^GRPC_TLS_CERT_FILE=.*no PEM block of the server certificate/],
+    [
+      'an unreadable client CA file',
+      { ...MTLS_ENV, GRPC_TLS_CLIENT_CA_FILE: file('missing-ca.crt') },
+      /^GRPC_TLS_CLIENT_CA_FILE=.*cannot read the file/,
+    ],
+    [
+      'a certificate file that is not PEM',
+      { ...TLS_ENV, GRPC_TLS_CERT_FILE: file('not-pem.txt') },
+      /^GRPC_TLS_CERT_FILE=.*no PEM block of the server certificate/,
+    ],
     ['a key in the certificate variable', { ...TLS_ENV, GRPC_TLS_CERT_FILE: file('server.key') }, /^GRPC_TLS_CERT_FILE=.*no PEM block/],
-    ['the key of another certificate', { ...TLS_ENV, GRPC_TLS_KEY_FILE: file('terminal.key') }, /^GRPC_TLS_KEY_FILE=.*is not the private key of the certificate in GRPC_TLS_CERT_FILE/],
-    ['an expired certificate', { GRPC_TLS_CERT_FILE: file('expired.crt'), GRPC_TLS_KEY_FILE: file('expired.key') }, /^GRPC_TLS_CERT_FILE=.*expired on/],
-    ['a certificate without its key', { GRPC_TLS_CERT_FILE: file('server.crt') }, /^GRPC_TLS_KEY_FILE: required when GRPC_TLS_CERT_FILE is set/],
-    ['a key without its certificate', { GRPC_TLS_KEY_FILE: file('server.key') }, /^GRPC_TLS_CERT_FILE: required when GRPC_TLS_KEY_FILE is set/],
-    ['a client CA without TLS', { GRPC_TLS_CLIENT_CA_FILE: file('ca.crt') }, /^GRPC_TLS_CLIENT_CA_FILE: needs GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE/],
-    ['GRPC_PLAINTEXT=allow with TLS', { ...TLS_ENV, GRPC_PLAINTEXT: 'allow' }, /^GRPC_PLAINTEXT=allow: remove it when GRPC_TLS_CERT_FILE is set/],
+    [
+      'the key of another certificate',
+      { ...TLS_ENV, GRPC_TLS_KEY_FILE: file('terminal.key') },
+      /^GRPC_TLS_KEY_FILE=.*is not the private key of the certificate in GRPC_TLS_CERT_FILE/,
+    ],
+    [
+      'an expired certificate',
+      { GRPC_TLS_CERT_FILE: file('expired.crt'), GRPC_TLS_KEY_FILE: file('expired.key') },
+      /^GRPC_TLS_CERT_FILE=.*expired on/,
+    ],
+    [
+      'a certificate without its key',
+      { GRPC_TLS_CERT_FILE: file('server.crt') },
+      /^GRPC_TLS_KEY_FILE: required when GRPC_TLS_CERT_FILE is set/,
+    ],
+    [
+      'a key without its certificate',
+      { GRPC_TLS_KEY_FILE: file('server.key') },
+      /^GRPC_TLS_CERT_FILE: required when GRPC_TLS_KEY_FILE is set/,
+    ],
+    [
+      'a client CA without TLS',
+      { GRPC_TLS_CLIENT_CA_FILE: file('ca.crt') },
+      /^GRPC_TLS_CLIENT_CA_FILE: needs GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE/,
+    ],
+    [
+      'GRPC_PLAINTEXT=allow with TLS',
+      { ...TLS_ENV, GRPC_PLAINTEXT: 'allow' },
+      /^GRPC_PLAINTEXT=allow: remove it when GRPC_TLS_CERT_FILE is set/,
+    ],
     ['GRPC_PLAINTEXT=yes', { GRPC_PLAINTEXT: 'yes' }, /^GRPC_PLAINTEXT="yes": must be one of refuse, allow/],
   ])('%s is a configuration error naming the variable', (_what, env, message) => {
     const found = problems(env);
@@ -247,7 +334,12 @@ describe('the production entry point (switch/main.ts)', () => {
 });
 
 it('loadConfig alone (no test defaults) starts without TLS and without GRPC_PLAINTEXT', () => {
-  const config = loadConfig({ TERMINAL_SECRET_PEPPER: 'x'.repeat(16), PASSWORD_PEPPER: 'x'.repeat(16), SESSION_SECRET: 'x'.repeat(32), CAMPUS_QR_SECRET: 'x'.repeat(32) });
+  const config = loadConfig({
+    TERMINAL_SECRET_PEPPER: 'x'.repeat(16),
+    PASSWORD_PEPPER: 'x'.repeat(16),
+    SESSION_SECRET: 'x'.repeat(32),
+    CAMPUS_QR_SECRET: 'x'.repeat(32),
+  });
   expect(config.grpcTls).toBeUndefined();
   expect(config.grpcPlaintextAllowed).toBe(false);
 });

@@ -86,12 +86,19 @@ async function waterDebit(
   return { res: WaterDebitResponse.decode(bytes), bytes };
 }
 
-async function settle(f: Fixture, req: SettleRequest, terminal: NewTerminal = SETTLE_TERMINAL): Promise<{ res: SettleResponse; bytes: Buffer }> {
+async function settle(
+  f: Fixture,
+  req: SettleRequest,
+  terminal: NewTerminal = SETTLE_TERMINAL,
+): Promise<{ res: SettleResponse; bytes: Buffer }> {
   const bytes = await unaryBytes(f.client, SETTLE, SettleRequest.encode(req).finish(), terminalMetadata(terminal));
   return { res: SettleResponse.decode(bytes), bytes };
 }
 
-async function account(app: SwitchApp, cardNo = CARD_NO): Promise<{ balanceFen: number; walletFen: number; version: number; opened: boolean }> {
+async function account(
+  app: SwitchApp,
+  cardNo = CARD_NO,
+): Promise<{ balanceFen: number; walletFen: number; version: number; opened: boolean }> {
   const [bal, wal, ver, wopen] = await app.redis.hmget(app.keys.account(cardNo), 'bal', 'wal', 'ver', 'wopen');
   return { balanceFen: Number(bal), walletFen: Number(wal), version: Number(ver), opened: wopen === '1' };
 }
@@ -170,7 +177,12 @@ describe('opening the small wallet', () => {
     });
     expect(res.displayText).toContain('10.00');
     expect(res.displayText).toContain('490.00');
-    expect(await account(f.app)).toEqual({ balanceFen: OPENING_FEN - WALLET_FEN, walletFen: WALLET_FEN, version: before.version + 1, opened: true });
+    expect(await account(f.app)).toEqual({
+      balanceFen: OPENING_FEN - WALLET_FEN,
+      walletFen: WALLET_FEN,
+      version: before.version + 1,
+      opened: true,
+    });
 
     const entries = (await journalOf(f.app)).filter((e) => e.fields['k'] === 'wopen');
     expect(entries).toHaveLength(1);
@@ -307,9 +319,17 @@ describe('water spending', () => {
     expect((await waterDebit(f, debitRequest(sequence++, 1))).res.declineReason).toBe(DeclineReason.DECLINE_REASON_SMALL_WALLET_EMPTY);
 
     const settled = await settle(f, settleRequest(2));
-    expect(settled.res).toMatchObject({ outcome: Outcome.OUTCOME_APPROVED, spentFen: 1_000, movedToWalletFen: 1_000, balanceAfterFen: OPENING_FEN - 2_000 });
+    expect(settled.res).toMatchObject({
+      outcome: Outcome.OUTCOME_APPROVED,
+      spentFen: 1_000,
+      movedToWalletFen: 1_000,
+      balanceAfterFen: OPENING_FEN - 2_000,
+    });
 
-    expect((await waterDebit(f, debitRequest(sequence++, 1_000))).res).toMatchObject({ outcome: Outcome.OUTCOME_APPROVED, smallWalletAfterFen: 0 });
+    expect((await waterDebit(f, debitRequest(sequence++, 1_000))).res).toMatchObject({
+      outcome: Outcome.OUTCOME_APPROVED,
+      smallWalletAfterFen: 0,
+    });
     expect((await waterDebit(f, debitRequest(sequence++, 1))).res.outcome).toBe(Outcome.OUTCOME_DECLINED);
     await expectConserved(f.app, OPENING_FEN);
   });
@@ -333,10 +353,23 @@ describe('settlement', () => {
       opened: false,
     });
     expect(res.displayText).toBe('结算成功 本次消费2.50元 余额487.50元');
-    expect(await account(f.app)).toEqual({ balanceFen: OPENING_FEN - WALLET_FEN - 250, walletFen: WALLET_FEN, version: before.version + 1, opened: true });
+    expect(await account(f.app)).toEqual({
+      balanceFen: OPENING_FEN - WALLET_FEN - 250,
+      walletFen: WALLET_FEN,
+      version: before.version + 1,
+      opened: true,
+    });
     const entries = (await journalOf(f.app)).filter((e) => e.fields['k'] === 'wset');
     expect(entries).toHaveLength(1);
-    expect(entries[0]?.fields).toMatchObject({ a: '250', f: `a:${CARD_NO}`, t: `w:${CARD_NO}`, b: String(OPENING_FEN - WALLET_FEN - 250), wb: '1000', tm: SETTLE_TERMINAL.id, sq: '2' });
+    expect(entries[0]?.fields).toMatchObject({
+      a: '250',
+      f: `a:${CARD_NO}`,
+      t: `w:${CARD_NO}`,
+      b: String(OPENING_FEN - WALLET_FEN - 250),
+      wb: '1000',
+      tm: SETTLE_TERMINAL.id,
+      sq: '2',
+    });
     expect(await statementOf(f.app)).toContain(`${entries[0]?.id}|wset|-250|${OPENING_FEN - WALLET_FEN - 250}|${SETTLE_TERMINAL.id}|2`);
     await expectConserved(f.app, OPENING_FEN);
   });
@@ -516,12 +549,22 @@ describe('card refusals', () => {
     const debit = await waterDebit(f, debitRequest(2, 100));
     const settled = await settle(f, settleRequest(2));
 
-    expect(debit.res).toMatchObject({ outcome: Outcome.OUTCOME_DECLINED, declineReason: reason, smallWalletAfterFen: 600, transactionId: '' });
-    expect(settled.res).toMatchObject({ outcome: Outcome.OUTCOME_DECLINED, declineReason: reason, movedToWalletFen: 0, balanceAfterFen: OPENING_FEN - WALLET_FEN });
+    expect(debit.res).toMatchObject({
+      outcome: Outcome.OUTCOME_DECLINED,
+      declineReason: reason,
+      smallWalletAfterFen: 600,
+      transactionId: '',
+    });
+    expect(settled.res).toMatchObject({
+      outcome: Outcome.OUTCOME_DECLINED,
+      declineReason: reason,
+      movedToWalletFen: 0,
+      balanceAfterFen: OPENING_FEN - WALLET_FEN,
+    });
     expect(await moneyState(f.app)).toEqual(before);
   });
 
-  it('a replaced card\'s old serial is declined CARD_REPLACED on both RPCs; the new card works', async () => {
+  it("a replaced card's old serial is declined CARD_REPLACED on both RPCs; the new card works", async () => {
     const f = await start('wreplaced');
     await openWallet(f);
     const newSerial = 'EF56AB7890';
@@ -532,8 +575,16 @@ describe('card refusals', () => {
     const debit = await waterDebit(f, debitRequest(1, 100));
     const settled = await settle(f, settleRequest(2));
 
-    expect(debit.res).toMatchObject({ outcome: Outcome.OUTCOME_DECLINED, declineReason: DeclineReason.DECLINE_REASON_CARD_REPLACED, smallWalletAfterFen: 0 });
-    expect(settled.res).toMatchObject({ outcome: Outcome.OUTCOME_DECLINED, declineReason: DeclineReason.DECLINE_REASON_CARD_REPLACED, balanceAfterFen: 0 });
+    expect(debit.res).toMatchObject({
+      outcome: Outcome.OUTCOME_DECLINED,
+      declineReason: DeclineReason.DECLINE_REASON_CARD_REPLACED,
+      smallWalletAfterFen: 0,
+    });
+    expect(settled.res).toMatchObject({
+      outcome: Outcome.OUTCOME_DECLINED,
+      declineReason: DeclineReason.DECLINE_REASON_CARD_REPLACED,
+      balanceAfterFen: 0,
+    });
     expect(await moneyState(f.app)).toEqual(before);
 
     const withNewCard = await waterDebit(f, debitRequest(2, 100, { credential: { card: { cardSerial: newSerial } } }));
@@ -551,7 +602,9 @@ describe('card refusals', () => {
     expect(debit.res).toMatchObject({ outcome: Outcome.OUTCOME_DECLINED, declineReason: DeclineReason.DECLINE_REASON_UNKNOWN_CARD });
     expect(settled.res).toMatchObject({ outcome: Outcome.OUTCOME_DECLINED, declineReason: DeclineReason.DECLINE_REASON_UNKNOWN_CARD });
     expect(withoutClaims(await dumpKeySpace(f.app.redis, f.app.keys.prefix))).toEqual(withoutClaims(before));
-    expect(await f.app.redis.exists(f.app.keys.sequenceClaim(WATER_TERMINAL.id, 1), f.app.keys.sequenceClaim(SETTLE_TERMINAL.id, 1))).toBe(2);
+    expect(await f.app.redis.exists(f.app.keys.sequenceClaim(WATER_TERMINAL.id, 1), f.app.keys.sequenceClaim(SETTLE_TERMINAL.id, 1))).toBe(
+      2,
+    );
   });
 
   it('a retry of an unknown-card decline replays it byte for byte, even after the serial was registered in between', async () => {
@@ -575,17 +628,49 @@ function withoutClaims(dump: Record<string, unknown>): Record<string, unknown> {
 
 describe('refused calls', () => {
   const cases: { name: string; code: Status; send: (f: Fixture) => Promise<unknown> }[] = [
-    { name: 'a water controller calling Settle', code: Status.PERMISSION_DENIED, send: (f) => settle(f, settleRequest(5, { terminalId: WATER_TERMINAL.id }), WATER_TERMINAL) },
-    { name: 'a settlement POS calling WaterDebit', code: Status.PERMISSION_DENIED, send: (f) => waterDebit(f, debitRequest(5, 100, { terminalId: SETTLE_TERMINAL.id }), SETTLE_TERMINAL) },
-    { name: 'a canteen POS calling Settle', code: Status.PERMISSION_DENIED, send: (f) => settle(f, settleRequest(5, { terminalId: POS_TERMINAL.id }), POS_TERMINAL) },
-    { name: 'a canteen POS calling WaterDebit', code: Status.PERMISSION_DENIED, send: (f) => waterDebit(f, debitRequest(5, 100, { terminalId: POS_TERMINAL.id }), POS_TERMINAL) },
+    {
+      name: 'a water controller calling Settle',
+      code: Status.PERMISSION_DENIED,
+      send: (f) => settle(f, settleRequest(5, { terminalId: WATER_TERMINAL.id }), WATER_TERMINAL),
+    },
+    {
+      name: 'a settlement POS calling WaterDebit',
+      code: Status.PERMISSION_DENIED,
+      send: (f) => waterDebit(f, debitRequest(5, 100, { terminalId: SETTLE_TERMINAL.id }), SETTLE_TERMINAL),
+    },
+    {
+      name: 'a canteen POS calling Settle',
+      code: Status.PERMISSION_DENIED,
+      send: (f) => settle(f, settleRequest(5, { terminalId: POS_TERMINAL.id }), POS_TERMINAL),
+    },
+    {
+      name: 'a canteen POS calling WaterDebit',
+      code: Status.PERMISSION_DENIED,
+      send: (f) => waterDebit(f, debitRequest(5, 100, { terminalId: POS_TERMINAL.id }), POS_TERMINAL),
+    },
     { name: 'water amount 0', code: Status.INVALID_ARGUMENT, send: (f) => waterDebit(f, debitRequest(5, 0)) },
     { name: 'water amount 1001', code: Status.INVALID_ARGUMENT, send: (f) => waterDebit(f, debitRequest(5, 1_001)) },
     { name: 'water sequence 0', code: Status.INVALID_ARGUMENT, send: (f) => waterDebit(f, debitRequest(0, 100)) },
-    { name: 'water debit with a campus QR code', code: Status.INVALID_ARGUMENT, send: (f) => waterDebit(f, debitRequest(5, 100, { credential: { campusQr: { payload: 'QR-1' } } })) },
-    { name: 'settlement with a campus QR code', code: Status.INVALID_ARGUMENT, send: (f) => settle(f, settleRequest(5, { credential: { campusQr: { payload: 'QR-1' } } })) },
-    { name: 'settlement without a credential', code: Status.INVALID_ARGUMENT, send: (f) => settle(f, settleRequest(5, { credential: undefined })) },
-    { name: 'settlement for another terminal id', code: Status.PERMISSION_DENIED, send: (f) => settle(f, settleRequest(5, { terminalId: 'SETTLE-OTHER' })) },
+    {
+      name: 'water debit with a campus QR code',
+      code: Status.INVALID_ARGUMENT,
+      send: (f) => waterDebit(f, debitRequest(5, 100, { credential: { campusQr: { payload: 'QR-1' } } })),
+    },
+    {
+      name: 'settlement with a campus QR code',
+      code: Status.INVALID_ARGUMENT,
+      send: (f) => settle(f, settleRequest(5, { credential: { campusQr: { payload: 'QR-1' } } })),
+    },
+    {
+      name: 'settlement without a credential',
+      code: Status.INVALID_ARGUMENT,
+      send: (f) => settle(f, settleRequest(5, { credential: undefined })),
+    },
+    {
+      name: 'settlement for another terminal id',
+      code: Status.PERMISSION_DENIED,
+      send: (f) => settle(f, settleRequest(5, { terminalId: 'SETTLE-OTHER' })),
+    },
   ];
 
   it.each(cases)('$name is refused with its status and changes nothing', async ({ code, send }) => {

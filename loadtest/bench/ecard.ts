@@ -73,7 +73,9 @@ export async function bindCards(deps: BindDeps, cards: readonly CampusCard[]): P
 export async function mintSessions(sessions: Sessions, bound: readonly BoundCard[], count: number): Promise<string[]> {
   if (bound.length === 0) throw new Error('no bound cards to start sessions for');
   if (Math.ceil(count / bound.length) > MAX_BENCH_SESSIONS_PER_USER) {
-    throw new Error(`${count} sessions over ${bound.length} users is more than ${MAX_BENCH_SESSIONS_PER_USER} per user (the switch ends the oldest beyond 20)`);
+    throw new Error(
+      `${count} sessions over ${bound.length} users is more than ${MAX_BENCH_SESSIONS_PER_USER} per user (the switch ends the oldest beyond 20)`,
+    );
   }
   const indices = Array.from({ length: count }, (_, i) => i);
   return mapBounded(indices, SETUP_CONCURRENCY, async (i) => {

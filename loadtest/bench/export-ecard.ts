@@ -50,13 +50,16 @@ export async function exportEcardUsers(campus: CampusFile, count: number): Promi
   const note = applyLocalDefaults(process.env);
   if (note !== undefined) process.stderr.write(`${note}\n`);
   const config = loadConfig(process.env);
-  if (config.redisUrl === '') throw new Error('--ecard-users needs the running switch: start it with npm start (or set REDIS_URL and its secrets)');
+  if (config.redisUrl === '')
+    throw new Error('--ecard-users needs the running switch: start it with npm start (or set REDIS_URL and its secrets)');
   const redis = await connect(config.redisUrl);
   try {
     const keys = new Keys(config.keyPrefix, config.ledgerShards);
     await checkShardCount(redis, keys);
     if ((await redis.hget(keys.meta(), DEMO_FLAG)) === null) {
-      throw new Error(`the ledger at ${config.redisUrl} (prefix "${config.keyPrefix}") has no demo campus loaded by npm start: --ecard-users binds demo cards only`);
+      throw new Error(
+        `the ledger at ${config.redisUrl} (prefix "${config.keyPrefix}") has no demo campus loaded by npm start: --ecard-users binds demo cards only`,
+      );
     }
     const ledger = new Ledger(keys, await Scripts.load(redis), config.requestTtlSec);
     const sessions = new Sessions({ store: new SessionStore(redis, keys), config: config.sessions, now: Date.now });
@@ -65,7 +68,10 @@ export async function exportEcardUsers(campus: CampusFile, count: number): Promi
     const users = await mapBounded(cards, CONCURRENCY, async (card): Promise<CampusEcardUser | undefined> => {
       const userId = k6UserId(card.cardNo);
       const [status, boundUser] = await redis.hmget(keys.account(card.cardNo), 'st', 'eu');
-      if (status === null) throw new Error(`card ${card.cardNo} is not in the running switch's ledger: export the campus npm start loaded (same DEMO_CARDHOLDERS, no --seed)`);
+      if (status === null)
+        throw new Error(
+          `card ${card.cardNo} is not in the running switch's ledger: export the campus npm start loaded (same DEMO_CARDHOLDERS, no --seed)`,
+        );
       if (boundUser !== null && boundUser !== userId) {
         skipped.push(`${card.cardNo}: bound to another user`);
         return undefined;
@@ -78,7 +84,13 @@ export async function exportEcardUsers(campus: CampusFile, count: number): Promi
       }
       await redis.hset(keys.ecardUser(userId), 'card', card.cardNo, 'boundMs', String(Date.now()));
       const tokens = await sessions.start({ provider: 'wecom', userId }, card.cardNo);
-      return { userId, cardNo: card.cardNo, accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, sessionExpiresAtMs: tokens.sessionExpiresAtMs };
+      return {
+        userId,
+        cardNo: card.cardNo,
+        accessToken: tokens.accessToken,
+        refreshToken: tokens.refreshToken,
+        sessionExpiresAtMs: tokens.sessionExpiresAtMs,
+      };
     });
     return { users: users.filter((u): u is CampusEcardUser => u !== undefined), skipped };
   } finally {

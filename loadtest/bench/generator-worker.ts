@@ -8,7 +8,16 @@ import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ArrivalClock, peakWindowMs } from '../shared/profile.js';
 import { answerLabel, isExpectedAnswer, rpcPath, TrafficPlanner, type PlannedCall } from '../shared/traffic.js';
-import { encodeCallFrame, encodeStreamedAuthorizeFrame, GRPC_FRAME_HEADER_BYTES, grpcFrame, readLeadingFields, readStreamedAnswer, unframe, utf8 } from '../shared/wire.js';
+import {
+  encodeCallFrame,
+  encodeStreamedAuthorizeFrame,
+  GRPC_FRAME_HEADER_BYTES,
+  grpcFrame,
+  readLeadingFields,
+  readStreamedAnswer,
+  unframe,
+  utf8,
+} from '../shared/wire.js';
 import { RawH2Connection, type CallDone } from './h2-raw.js';
 import { encodeRequestHeaders } from './hpack.js';
 import { Histogram } from './histogram.js';
@@ -65,7 +74,10 @@ class NodeHttp2Transport implements Transport {
   private readonly headerCache = new Map<string, OutgoingHttpHeaders>();
   private next = 0;
 
-  constructor(private readonly s: GeneratorSettings, private readonly onSessionError: (message: string) => void) {}
+  constructor(
+    private readonly s: GeneratorSettings,
+    private readonly onSessionError: (message: string) => void,
+  ) {}
 
   async connect(): Promise<void> {
     for (let i = 0; i < this.s.connections; i++) {
@@ -198,7 +210,10 @@ class StreamTransport implements Transport {
   private next = 0;
   private flushScheduled = false;
 
-  constructor(private readonly s: GeneratorSettings, private readonly onStreamError: (message: string) => void) {}
+  constructor(
+    private readonly s: GeneratorSettings,
+    private readonly onStreamError: (message: string) => void,
+  ) {}
 
   async connect(): Promise<void> {
     for (let i = 0; i < this.s.connections; i++) this.lanes.push(this.s.client === 'raw' ? await this.rawLane() : await this.nodeLane());
@@ -243,7 +258,10 @@ class StreamTransport implements Transport {
       session.once('error', reject);
     });
     session.on('error', (err: Error) => this.onStreamError(`session: ${err.message}`));
-    const stream = session.request({ ':method': 'POST', ':path': AUTHORIZE_STREAM_PATH, 'content-type': 'application/grpc', te: 'trailers' }, { endStream: false });
+    const stream = session.request(
+      { ':method': 'POST', ':path': AUTHORIZE_STREAM_PATH, 'content-type': 'application/grpc', te: 'trailers' },
+      { endStream: false },
+    );
     stream.on('data', this.answerReader());
     let status = '';
     stream.on('trailers', (headers: Record<string, unknown>) => {
@@ -308,7 +326,10 @@ class StreamTransport implements Transport {
 
 /** Authorize calls to one transport, every other call to another. */
 class SplitTransport implements Transport {
-  constructor(private readonly authorize: Transport, private readonly others: Transport) {}
+  constructor(
+    private readonly authorize: Transport,
+    private readonly others: Transport,
+  ) {}
 
   async connect(): Promise<void> {
     await this.authorize.connect();
@@ -393,7 +414,14 @@ class Generator {
     });
   }
 
-  private finish(call: InFlight, grpcStatus: number, grpcMessage: string, body: Buffer | undefined, transportError: string | undefined, then: () => void): void {
+  private finish(
+    call: InFlight,
+    grpcStatus: number,
+    grpcMessage: string,
+    body: Buffer | undefined,
+    transportError: string | undefined,
+    then: () => void,
+  ): void {
     call.done = true;
     this.inFlight.delete(call);
     const endMs = nowMs();
@@ -410,7 +438,8 @@ class Generator {
     if (planned.kind === 'retry' && label !== 'timeout' && !sameBytes(planned.retryOf, message)) label = 'retry_mismatch';
     const detail = label === 'transport_error' ? (transportError ?? '') : safeDecode(grpcMessage);
     this.count(call, label, endMs, detail);
-    if (label === 'approved' && planned.call.rpc === 'Authorize' && planned.kind !== 'retry') this.approvals.push(planned.terminalIndex, planned.sequence);
+    if (label === 'approved' && planned.call.rpc === 'Authorize' && planned.kind !== 'retry')
+      this.approvals.push(planned.terminalIndex, planned.sequence);
     if (label === 'approved' && planned.call.rpc === 'WaterDebit') this.waterApprovals.push(planned.terminalIndex, planned.sequence);
     if (label === 'approved' && planned.kind === 'campus_qr') this.campusQrApprovals.push(planned.terminalIndex, planned.sequence);
     this.planner.completed(planned, label, message === undefined ? undefined : Buffer.from(message));
@@ -426,7 +455,12 @@ class Generator {
     let perKind = this.kindOutcomes.get(kind);
     if (perKind === undefined) this.kindOutcomes.set(kind, (perKind = new Map<string, number>()));
     perKind.set(label, (perKind.get(label) ?? 0) + 1);
-    const isError = label.startsWith('grpc:') || label === 'timeout' || label === 'transport_error' || label === 'bad_response' || label === 'retry_mismatch';
+    const isError =
+      label.startsWith('grpc:') ||
+      label === 'timeout' ||
+      label === 'transport_error' ||
+      label === 'bad_response' ||
+      label === 'retry_mismatch';
     if (isError) {
       this.errors++;
       this.sample(`${call.planned.call.rpc} (${kind}): ${label}${grpcMessage === '' ? '' : ` ${grpcMessage}`}`);
@@ -597,7 +631,8 @@ function post(message: WorkerToMain, transfer: ArrayBuffer[] = []): void {
 const generator = new Generator(settings);
 generator.connect().then(
   () => post({ type: 'ready' }),
-  (err: unknown) => post({ type: 'fatal', message: `worker ${settings.workerIndex} cannot connect to ${settings.host}:${settings.port}: ${String(err)}` }),
+  (err: unknown) =>
+    post({ type: 'fatal', message: `worker ${settings.workerIndex} cannot connect to ${settings.host}:${settings.port}: ${String(err)}` }),
 );
 
 port.on('message', (message: MainToWorker) => {
@@ -608,7 +643,11 @@ port.on('message', (message: MainToWorker) => {
       const elu = performance.eventLoopUtilization(eluStart).utilization;
       generator.close();
       const result = generator.result(elu);
-      post({ type: 'result', result }, [result.approvals.buffer as ArrayBuffer, result.waterApprovals.buffer as ArrayBuffer, result.campusQrApprovals.buffer as ArrayBuffer]);
+      post({ type: 'result', result }, [
+        result.approvals.buffer as ArrayBuffer,
+        result.waterApprovals.buffer as ArrayBuffer,
+        result.campusQrApprovals.buffer as ArrayBuffer,
+      ]);
     },
     (err: unknown) => post({ type: 'fatal', message: String(err) }),
   );

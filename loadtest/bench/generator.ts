@@ -64,7 +64,13 @@ export interface LoadResult {
   /** Per second of the run: answers completed, mean and max latency (ms). */
   readonly timeline: { readonly second: number; readonly completed: number; readonly meanMs: number; readonly maxMs: number }[];
   /** Open model: the profile's peak window (after the warm-up). */
-  readonly peak: { readonly startS: number; readonly endS: number; readonly offeredRate: number; readonly achievedRate: number; readonly latency: LatencySummaryMs } | null;
+  readonly peak: {
+    readonly startS: number;
+    readonly endS: number;
+    readonly offeredRate: number;
+    readonly achievedRate: number;
+    readonly latency: LatencySummaryMs;
+  } | null;
 }
 
 /**
@@ -177,11 +183,20 @@ function addCounts(into: Record<string, number>, from: Record<string, number>): 
 function mergeResults(spec: LoadSpec, results: GeneratorResult[], durationMs: number): LoadResult {
   const overall = new Histogram();
   const peak = new Histogram();
-  let peakOffered = 0, peakCompleted = 0;
+  let peakOffered = 0,
+    peakCompleted = 0;
   const byKind = new Map<string, Histogram>();
   const outcomes: Record<string, number> = {};
   const outcomesByKind: Record<string, Record<string, number>> = {};
-  let sent = 0, completed = 0, notSent = 0, errors = 0, unexpected = 0, completedInWindow = 0, offeredInWindow = 0, approvals = 0, approvalsInWindow = 0;
+  let sent = 0,
+    completed = 0,
+    notSent = 0,
+    errors = 0,
+    unexpected = 0,
+    completedInWindow = 0,
+    offeredInWindow = 0,
+    approvals = 0,
+    approvalsInWindow = 0;
   const errorSamples: string[] = [];
   for (const r of results) {
     overall.addCounts(r.overall.counts, r.overall.sumUs, r.overall.maxUs);
@@ -241,7 +256,9 @@ function mergeTimelines(results: readonly GeneratorResult[]): LoadResult['timeli
   const seconds = Math.max(0, ...results.map((r) => r.timeline.completed.length));
   const out: LoadResult['timeline'] = [];
   for (let second = 0; second < seconds; second++) {
-    let completed = 0, sumUs = 0, maxUs = 0;
+    let completed = 0,
+      sumUs = 0,
+      maxUs = 0;
     for (const r of results) {
       completed += r.timeline.completed[second] ?? 0;
       sumUs += r.timeline.sumUs[second] ?? 0;

@@ -13,10 +13,23 @@ import { HpackDecoder } from './hpack.js';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const FRAME_HEADER = 9;
-const TYPE_DATA = 0x0, TYPE_HEADERS = 0x1, TYPE_RST_STREAM = 0x3, TYPE_SETTINGS = 0x4, TYPE_PING = 0x6, TYPE_GOAWAY = 0x7;
-const TYPE_WINDOW_UPDATE = 0x8, TYPE_CONTINUATION = 0x9;
-const FLAG_END_STREAM = 0x1, FLAG_ACK = 0x1, FLAG_END_HEADERS = 0x4, FLAG_PADDED = 0x8, FLAG_PRIORITY = 0x20;
-const SETTINGS_ENABLE_PUSH = 0x2, SETTINGS_MAX_CONCURRENT_STREAMS = 0x3, SETTINGS_INITIAL_WINDOW_SIZE = 0x4, SETTINGS_MAX_FRAME_SIZE = 0x5;
+const TYPE_DATA = 0x0,
+  TYPE_HEADERS = 0x1,
+  TYPE_RST_STREAM = 0x3,
+  TYPE_SETTINGS = 0x4,
+  TYPE_PING = 0x6,
+  TYPE_GOAWAY = 0x7;
+const TYPE_WINDOW_UPDATE = 0x8,
+  TYPE_CONTINUATION = 0x9;
+const FLAG_END_STREAM = 0x1,
+  FLAG_ACK = 0x1,
+  FLAG_END_HEADERS = 0x4,
+  FLAG_PADDED = 0x8,
+  FLAG_PRIORITY = 0x20;
+const SETTINGS_ENABLE_PUSH = 0x2,
+  SETTINGS_MAX_CONCURRENT_STREAMS = 0x3,
+  SETTINGS_INITIAL_WINDOW_SIZE = 0x4,
+  SETTINGS_MAX_FRAME_SIZE = 0x5;
 const MAX_WINDOW = 2 ** 31 - 1;
 const DEFAULT_WINDOW = 65_535;
 /** Refill the connection's receive window once this much has been consumed. */
@@ -120,7 +133,9 @@ export class RawH2Connection {
     settings.writeUInt32BE(MAX_WINDOW, 8);
     const increment = Buffer.alloc(4);
     increment.writeUInt32BE(MAX_WINDOW - DEFAULT_WINDOW, 0);
-    this.socket.write(Buffer.concat([PREFACE, controlFrame(TYPE_SETTINGS, 0, 0, settings), controlFrame(TYPE_WINDOW_UPDATE, 0, 0, increment)]));
+    this.socket.write(
+      Buffer.concat([PREFACE, controlFrame(TYPE_SETTINGS, 0, 0, settings), controlFrame(TYPE_WINDOW_UPDATE, 0, 0, increment)]),
+    );
   }
 
   get inFlight(): number {
@@ -151,7 +166,17 @@ export class RawH2Connection {
     if (headerBlock.length > this.maxFrameSize) throw new Error('header block larger than one frame');
     const streamId = this.nextStreamId;
     this.nextStreamId += 2;
-    const state: StreamState = { done, grpcStatus: -1, grpcMessage: '', chunks: undefined, onData, sendWindow: this.initialSendWindow, outgoing: [], endRequested: false, received: 0 };
+    const state: StreamState = {
+      done,
+      grpcStatus: -1,
+      grpcMessage: '',
+      chunks: undefined,
+      onData,
+      sendWindow: this.initialSendWindow,
+      outgoing: [],
+      endRequested: false,
+      received: 0,
+    };
     this.streams.set(streamId, state);
     this.longStreams.set(streamId, state);
     const out = Buffer.allocUnsafe(FRAME_HEADER + headerBlock.length);
@@ -257,7 +282,16 @@ export class RawH2Connection {
     frameHeader(out, dataAt, call.body.length, TYPE_DATA, FLAG_END_STREAM, streamId);
     out.set(call.body, dataAt + FRAME_HEADER);
     this.sendWindow -= call.body.length;
-    this.streams.set(streamId, { done: call.done, grpcStatus: -1, grpcMessage: '', chunks: undefined, sendWindow: 0, outgoing: [], endRequested: false, received: 0 });
+    this.streams.set(streamId, {
+      done: call.done,
+      grpcStatus: -1,
+      grpcMessage: '',
+      chunks: undefined,
+      sendWindow: 0,
+      outgoing: [],
+      endRequested: false,
+      received: 0,
+    });
     this.write(out);
   }
 

@@ -64,16 +64,36 @@ export async function runH2loadInquire(host: string, port: number, campus: Campu
     const file = join(dir, 'inquire.grpc');
     writeFileSync(file, encodeCallFrame(inquireCall(terminal.id, cardTap(card.serial))));
     const args = [
-      '-n', String(requests), '-c', '1', '-m', '50',
-      '-H', 'content-type: application/grpc', '-H', 'te: trailers',
-      '-H', `terminal-id: ${terminal.id}`, '-H', `terminal-secret: ${terminal.secret}`,
-      '-d', file, `http://${host}:${port}/cardswitch.v1.PosService/Inquire`,
+      '-n',
+      String(requests),
+      '-c',
+      '1',
+      '-m',
+      '50',
+      '-H',
+      'content-type: application/grpc',
+      '-H',
+      'te: trailers',
+      '-H',
+      `terminal-id: ${terminal.id}`,
+      '-H',
+      `terminal-secret: ${terminal.secret}`,
+      '-d',
+      file,
+      `http://${host}:${port}/cardswitch.v1.PosService/Inquire`,
     ];
     const output = await new Promise<string>((resolve, reject) =>
-      execFile('h2load', args, { timeout: TIMEOUT_MS, maxBuffer: 1 << 20 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message} ${stderr}`)) : resolve(stdout))),
+      execFile('h2load', args, { timeout: TIMEOUT_MS, maxBuffer: 1 << 20 }, (err, stdout, stderr) =>
+        err ? reject(new Error(`${err.message} ${stderr}`)) : resolve(stdout),
+      ),
     );
     const shown = args.map((a) => (a.startsWith('terminal-secret') ? "'terminal-secret: ...'" : /\s/.test(a) ? `'${a}'` : a));
-    return { available: true, note: 'h2load counts HTTP/2 answers; it cannot see grpc-status', command: `h2load ${shown.join(' ')}`, ...parse(output) };
+    return {
+      available: true,
+      note: 'h2load counts HTTP/2 answers; it cannot see grpc-status',
+      command: `h2load ${shown.join(' ')}`,
+      ...parse(output),
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -39,13 +39,23 @@ export interface HttpRunResult {
   /** 2xx answers per second over the measured run. */
   readonly achievedRate: number;
   /** Of 2xx answers, ms (closed: autocannon's histogram, 1 ms resolution; open: from the intended time, 1.6 %). */
-  readonly latencyMs: { readonly mean: number; readonly p50: number; readonly p90: number; readonly p99: number; readonly p999: number; readonly max: number };
+  readonly latencyMs: {
+    readonly mean: number;
+    readonly p50: number;
+    readonly p90: number;
+    readonly p99: number;
+    readonly p999: number;
+    readonly max: number;
+  };
   /** The generator's event-loop utilisation over the run (near 1: the generator was the limit). */
   readonly eventLoopUtilization: number;
 }
 
 export type ParentToHttpChild = { readonly type: 'run'; readonly settings: HttpRunSettings } | { readonly type: 'stop' };
-export type HttpChildToParent = { readonly type: 'ready' } | { readonly type: 'result'; readonly result: HttpRunResult } | { readonly type: 'fatal'; readonly message: string };
+export type HttpChildToParent =
+  | { readonly type: 'ready' }
+  | { readonly type: 'result'; readonly result: HttpRunResult }
+  | { readonly type: 'fatal'; readonly message: string };
 
 function send(message: HttpChildToParent): void {
   process.send?.(message);
@@ -113,18 +123,28 @@ function runOpen(s: HttpRunSettings, rate: number): Promise<HttpRunResult> {
       resolve(openResult(s, c, histogram, performance.eventLoopUtilization(elu).utilization, (c.lastMs - startMs) / 1000));
     };
     const fire = (i: number, intendedMs: number): void => {
-      const req = request({ agent, host: url.hostname, port: url.port, path: url.pathname, method: 'GET', headers: { authorization: `Bearer ${s.tokens[i % s.tokens.length] ?? ''}` } }, (res) => {
-        const code = String(res.statusCode ?? 0);
-        res.resume();
-        res.on('end', () => {
-          c.statusCodes[code] = (c.statusCodes[code] ?? 0) + 1;
-          if (code.startsWith('2')) {
-            c.status2xx++;
-            histogram.record((performance.now() - intendedMs) * 1000);
-          }
-          finish();
-        });
-      });
+      const req = request(
+        {
+          agent,
+          host: url.hostname,
+          port: url.port,
+          path: url.pathname,
+          method: 'GET',
+          headers: { authorization: `Bearer ${s.tokens[i % s.tokens.length] ?? ''}` },
+        },
+        (res) => {
+          const code = String(res.statusCode ?? 0);
+          res.resume();
+          res.on('end', () => {
+            c.statusCodes[code] = (c.statusCodes[code] ?? 0) + 1;
+            if (code.startsWith('2')) {
+              c.status2xx++;
+              histogram.record((performance.now() - intendedMs) * 1000);
+            }
+            finish();
+          });
+        },
+      );
       req.setTimeout(s.timeoutS * 1000, () => req.destroy(new Error('timeout')));
       req.on('error', (err) => {
         if (err.message === 'timeout') c.timeouts++;
@@ -147,7 +167,9 @@ function runOpen(s: HttpRunSettings, rate: number): Promise<HttpRunResult> {
 
 function openResult(s: HttpRunSettings, c: OpenCounts, h: Histogram, elu: number, elapsedS: number): HttpRunResult {
   const ms = (us: number): number => Math.round(us) / 1000;
-  const non2xx = Object.entries(c.statusCodes).filter(([code]) => !code.startsWith('2')).reduce((sum, [, n]) => sum + n, 0);
+  const non2xx = Object.entries(c.statusCodes)
+    .filter(([code]) => !code.startsWith('2'))
+    .reduce((sum, [, n]) => sum + n, 0);
   return {
     generator: 'constant-arrival',
     durationS: Math.round(Math.max(s.durationS, elapsedS) * 1000) / 1000,
@@ -158,7 +180,14 @@ function openResult(s: HttpRunSettings, c: OpenCounts, h: Histogram, elu: number
     errors: c.errors,
     timeouts: c.timeouts,
     achievedRate: Math.round((c.status2xx / Math.max(s.durationS, elapsedS)) * 10) / 10,
-    latencyMs: { mean: h.count === 0 ? 0 : ms(h.sumUs / h.count), p50: ms(h.quantileUs(0.5)), p90: ms(h.quantileUs(0.9)), p99: ms(h.quantileUs(0.99)), p999: ms(h.quantileUs(0.999)), max: ms(h.maxUs) },
+    latencyMs: {
+      mean: h.count === 0 ? 0 : ms(h.sumUs / h.count),
+      p50: ms(h.quantileUs(0.5)),
+      p90: ms(h.quantileUs(0.9)),
+      p99: ms(h.quantileUs(0.99)),
+      p999: ms(h.quantileUs(0.999)),
+      max: ms(h.maxUs),
+    },
     eventLoopUtilization: Math.round(elu * 100) / 100,
   };
 }

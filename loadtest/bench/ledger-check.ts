@@ -73,7 +73,9 @@ async function journalKeys(redis: Redis, keys: Keys, kinds: readonly string[]): 
   await forEachShard(keys.shardCount, SHARD_CONCURRENCY, async (shard) => {
     for await (const page of journalPages(redis, keys.journal(shard), { pageSize: JOURNAL_PAGE_SIZE })) {
       for (const [, flat] of page) {
-        let kind = '', terminal = '', sequence = '';
+        let kind = '',
+          terminal = '',
+          sequence = '';
         for (let i = 0; i + 1 < flat.length; i += 2) {
           const name = flat[i];
           if (name === 'k') kind = flat[i + 1] ?? '';
@@ -96,7 +98,9 @@ function compare(campus: CampusFile, approvals: readonly Float64Array[], journal
   const sample = (text: string): void => {
     if (samples.length < MAX_SAMPLES) samples.push(text);
   };
-  let approvedByClients = 0, missing = 0, approvedTwice = 0;
+  let approvedByClients = 0,
+    missing = 0,
+    approvedTwice = 0;
   for (const pairs of approvals) {
     for (let i = 0; i + 1 < pairs.length; i += 2) {
       const terminal = campus.terminals[pairs[i] ?? -1]?.id ?? `#${pairs[i]}`;
@@ -114,7 +118,9 @@ function compare(campus: CampusFile, approvals: readonly Float64Array[], journal
       }
     }
   }
-  let duplicated = 0, unexplained = 0, journalEntries = 0;
+  let duplicated = 0,
+    unexplained = 0,
+    journalEntries = 0;
   for (const [key, count] of journal) {
     journalEntries += count;
     if (count > 1) {
@@ -130,10 +136,19 @@ function compare(campus: CampusFile, approvals: readonly Float64Array[], journal
   return { passed, approvedByClients, journalEntries, duplicated, missing, unexplained, approvedTwice, samples };
 }
 
-function checkCampusQr(campus: CampusFile, approvals: readonly Float64Array[], journal: Map<string, number>, usedMarks: number): CampusQrCheck {
+function checkCampusQr(
+  campus: CampusFile,
+  approvals: readonly Float64Array[],
+  journal: Map<string, number>,
+  usedMarks: number,
+): CampusQrCheck {
   const seen = new Set<string>();
   const samples: string[] = [];
-  let approvedByClients = 0, inJournalOnce = 0, missing = 0, duplicated = 0, approvedTwice = 0;
+  let approvedByClients = 0,
+    inJournalOnce = 0,
+    missing = 0,
+    duplicated = 0,
+    approvedTwice = 0;
   for (const pairs of approvals) {
     for (let i = 0; i + 1 < pairs.length; i += 2) {
       const key = `${campus.terminals[pairs[i] ?? -1]?.id ?? `#${pairs[i]}`}|${pairs[i + 1]}`;
@@ -150,7 +165,8 @@ function checkCampusQr(campus: CampusFile, approvals: readonly Float64Array[], j
       if (entries !== 1 && samples.length < MAX_SAMPLES) samples.push(`campus QR approval ${key}: ${entries} pay entries`);
     }
   }
-  if (usedMarks !== approvedByClients && samples.length < MAX_SAMPLES) samples.push(`${usedMarks} single-use marks for ${approvedByClients} QR approvals`);
+  if (usedMarks !== approvedByClients && samples.length < MAX_SAMPLES)
+    samples.push(`${usedMarks} single-use marks for ${approvedByClients} QR approvals`);
   const passed = missing === 0 && duplicated === 0 && approvedTwice === 0 && usedMarks === approvedByClients;
   return { passed, approvedByClients, inJournalOnce, missing, duplicated, approvedTwice, usedMarks, samples };
 }
@@ -185,5 +201,12 @@ export async function checkLedger(
   const waterDebits = compare(campus, waterApprovals, journal.get('wpay') ?? new Map<string, number>());
   const qr = checkCampusQr(campus, campusQr.approvals, payJournal, campusQr.usedMarks);
   const audit = auditSummary(await auditLedger(redis, keys));
-  return { passed: payments.passed && waterDebits.passed && qr.passed && audit.ok, payments, waterDebits, campusQr: qr, audit, elapsedMs: Date.now() - startedMs };
+  return {
+    passed: payments.passed && waterDebits.passed && qr.passed && audit.ok,
+    payments,
+    waterDebits,
+    campusQr: qr,
+    audit,
+    elapsedMs: Date.now() - startedMs,
+  };
 }

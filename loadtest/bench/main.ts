@@ -27,7 +27,15 @@ import { CampusQrCodec } from '../../switch/qr/codec.js';
 import { startLocalRedis, type LocalRedis } from '../../switch/redis/local-redis.js';
 import type { CampusFile } from '../shared/campus-data.js';
 import { constantProfile, lunchRushProfileForDuration } from '../shared/profile.js';
-import { CAMPUS_QR_ONLY_MIX, INQUIRY_ONLY_MIX, LUNCH_RUSH_MIX, mixWithout, parseMix, TAP_ONLY_MIX, type TrafficMix } from '../shared/traffic.js';
+import {
+  CAMPUS_QR_ONLY_MIX,
+  INQUIRY_ONLY_MIX,
+  LUNCH_RUSH_MIX,
+  mixWithout,
+  parseMix,
+  TAP_ONLY_MIX,
+  type TrafficMix,
+} from '../shared/traffic.js';
 import { BENCH_OPENING_FEN, demoCampus, loadCampus, toCampusFile } from './campus.js';
 import { bindCards, countUsedMarks, mintCampusQrCodes, mintSessions, splitCampus, type BoundCard, type MintedCodes } from './ecard.js';
 import { exportEcardUsers } from './export-ecard.js';
@@ -41,7 +49,16 @@ import { CpuMeter, cpuUsPer, quiesce, startServerChild, type MemoryReport } from
 import { runRedisBaseline } from './redis-baseline.js';
 import { runRedisBenchmarkScript } from './redis-benchmark.js';
 import { commandStats, scenarioStats } from './redis-stats.js';
-import { humanReport, liveEventCostOf, ratiosOf, RESULT_SCHEMA, targetsOf, type BenchResult, type CampusQrRun, type ScenarioResult } from './report.js';
+import {
+  humanReport,
+  liveEventCostOf,
+  ratiosOf,
+  RESULT_SCHEMA,
+  targetsOf,
+  type BenchResult,
+  type CampusQrRun,
+  type ScenarioResult,
+} from './report.js';
 import { runWebSockets, type WebSocketsResult } from './websockets.js';
 
 const HOST = '127.0.0.1';
@@ -103,7 +120,14 @@ interface RunningTarget {
 /** The bench process's own memory (the in-process switch shares it with the generator; no GC is forced). */
 function ownMemory(): Promise<MemoryReport> {
   const m = process.memoryUsage();
-  return Promise.resolve({ rssBytes: m.rss, heapTotalBytes: m.heapTotal, heapUsedBytes: m.heapUsed, externalBytes: m.external, arrayBuffersBytes: m.arrayBuffers, gcRan: false });
+  return Promise.resolve({
+    rssBytes: m.rss,
+    heapTotalBytes: m.heapTotal,
+    heapUsedBytes: m.heapUsed,
+    externalBytes: m.external,
+    arrayBuffersBytes: m.arrayBuffers,
+    gcRan: false,
+  });
 }
 
 async function startTarget(options: BenchOptions, env: Record<string, string>, config: Config): Promise<RunningTarget> {
@@ -164,14 +188,19 @@ async function runScenario(
   const o = ctx.options;
   const open = plan.mode === 'open' && plan.rate !== undefined;
   const rate = plan.rate ?? 1;
-  const profile = !open ? closedProfile(o.durationMs) : plan.scenario === 'lunch-rush' ? lunchRushProfileForDuration(rate, o.durationMs) : constantProfile(rate, o.durationMs);
+  const profile = !open
+    ? closedProfile(o.durationMs)
+    : plan.scenario === 'lunch-rush'
+      ? lunchRushProfileForDuration(rate, o.durationMs)
+      : constantProfile(rate, o.durationMs);
   const connections = shape?.connections ?? o.connections;
   const streams = shape?.streams ?? o.streams;
   const workers = Math.min(o.workers, connections);
   const warmupMs = Math.min(o.warmupMs, o.durationMs / 2);
   // Each scenario starts on a quiet switch and Redis, not in the tail of the one before.
   const settled = await quiesce(ctx.pids, QUIESCE_MAX_MS);
-  if (!settled.quiet) adjustments.push(`the switch or Redis was still busy ${settled.waitedMs} ms after the previous scenario; started anyway`);
+  if (!settled.quiet)
+    adjustments.push(`the switch or Redis was still busy ${settled.waitedMs} ms after the previous scenario; started anyway`);
   // Codes are minted now, on a quiet switch, so they are seconds old when the run starts (accepted for 60 s).
   const codes = extras.mintCodes?.();
   const onSwitch = target.name === 'switch';
@@ -180,14 +209,43 @@ async function runScenario(
   meter.start();
   const campus = extras.campus ?? ctx.campus;
   const load = await runLoad({
-    host: HOST, port: target.port, client: o.client, authorizeVia: plan.scenario === 'tap-stream' ? 'stream' : 'unary', campus, mix, mode: plan.mode, profile, warmupMs, workers, connections, streams,
-    maxInFlight: o.maxInFlight, requestTimeoutMs: o.requestTimeoutMs, seed: index + 1, sequenceBase: (index + 1) * SEQUENCE_BLOCK, campusQrCodes: codes?.payloads,
+    host: HOST,
+    port: target.port,
+    client: o.client,
+    authorizeVia: plan.scenario === 'tap-stream' ? 'stream' : 'unary',
+    campus,
+    mix,
+    mode: plan.mode,
+    profile,
+    warmupMs,
+    workers,
+    connections,
+    streams,
+    maxInFlight: o.maxInFlight,
+    requestTimeoutMs: o.requestTimeoutMs,
+    seed: index + 1,
+    sequenceBase: (index + 1) * SEQUENCE_BLOCK,
+    campusQrCodes: codes?.payloads,
   });
   const cpu = meter.stop();
   const redis = statsBefore === undefined ? null : scenarioStats(statsBefore, await commandStats(ctx.redis), load.approvals);
   const campusQr = codes === undefined ? null : await campusQrRun(ctx, codes, load);
-  if (campusQr?.exhausted === true) adjustments.push(`the generator sent all ${campusQr.codesMinted} minted codes before the run's end and stopped: raise the budget`);
-  const run = { workers, connections, streams, open, cpu, cpuSeconds: meter.elapsedSeconds, adjustments, warmupMs, cards: campus.cards.length, bound: extras.campus !== undefined, redis, campusQr };
+  if (campusQr?.exhausted === true)
+    adjustments.push(`the generator sent all ${campusQr.codesMinted} minted codes before the run's end and stopped: raise the budget`);
+  const run = {
+    workers,
+    connections,
+    streams,
+    open,
+    cpu,
+    cpuSeconds: meter.elapsedSeconds,
+    adjustments,
+    warmupMs,
+    cards: campus.cards.length,
+    bound: extras.campus !== undefined,
+    redis,
+    campusQr,
+  };
   return { result: toScenarioResult(plan, target.name, load, run), load };
 }
 
@@ -235,7 +293,16 @@ function toScenarioResult(plan: ScenarioPlan, target: string, load: LoadResult, 
     achievedRate: load.achievedRate,
     approvalsPerSec: load.approvalsPerSec,
     latencyMs: load.latency,
-    peak: load.peak === null ? null : { startS: load.peak.startS, endS: load.peak.endS, offeredRate: load.peak.offeredRate, achievedRate: load.peak.achievedRate, latencyMs: load.peak.latency },
+    peak:
+      load.peak === null
+        ? null
+        : {
+            startS: load.peak.startS,
+            endS: load.peak.endS,
+            offeredRate: load.peak.offeredRate,
+            achievedRate: load.peak.achievedRate,
+            latencyMs: load.peak.latency,
+          },
     latencyMsByKind: load.latencyByKind,
     timeline: load.timeline,
     outcomes: load.outcomes,
@@ -311,7 +378,8 @@ interface SwitchRuns {
 }
 
 function needEcard(ctx: ScenarioContext, scenario: string): EcardContext {
-  if (ctx.ecard === undefined || ctx.ecard.bound.length === 0) throw new Error(`the ${scenario} scenario needs bound cards (--bound-cards)`);
+  if (ctx.ecard === undefined || ctx.ecard.bound.length === 0)
+    throw new Error(`the ${scenario} scenario needs bound cards (--bound-cards)`);
   return ctx.ecard;
 }
 
@@ -319,7 +387,12 @@ function needEcard(ctx: ScenarioContext, scenario: string): EcardContext {
 function qrMinter(ctx: ScenarioContext, plan: ScenarioPlan, done: readonly ScenarioResult[], index: number): () => MintedCodes {
   const e = needEcard(ctx, 'qr');
   const tapClosed = done.find((s) => s.name === 'tap' && s.mode === 'closed');
-  const perSec = plan.mode === 'open' && plan.rate !== undefined ? plan.rate * 1.02 : tapClosed === undefined ? QR_CODES_PER_SEC_WITHOUT_TAP : Math.max(1000, 2 * tapClosed.approvalsPerSec);
+  const perSec =
+    plan.mode === 'open' && plan.rate !== undefined
+      ? plan.rate * 1.02
+      : tapClosed === undefined
+        ? QR_CODES_PER_SEC_WITHOUT_TAP
+        : Math.max(1000, 2 * tapClosed.approvalsPerSec);
   const count = Math.min(MAX_QR_CODES, Math.ceil((perSec * ctx.options.durationMs) / 1000) + 100);
   return () => {
     process.stdout.write(`minting ${count} campus QR codes ...\n`);
@@ -327,13 +400,30 @@ function qrMinter(ctx: ScenarioContext, plan: ScenarioPlan, done: readonly Scena
   };
 }
 
-async function runGatewayScenario(ctx: ScenarioContext, target: RunningTarget, plan: ScenarioPlan, tokens: readonly string[]): Promise<HttpScenarioResult[]> {
+async function runGatewayScenario(
+  ctx: ScenarioContext,
+  target: RunningTarget,
+  plan: ScenarioPlan,
+  tokens: readonly string[],
+): Promise<HttpScenarioResult[]> {
   if (target.gatewayPort === undefined) throw new Error('the switch reported no gateway port');
-  announce(`gateway ${plan.mode}${plan.rate === undefined ? '' : ` @${plan.rate}/s`}: GET /api/v1/ecard, then GET /bench/hello,`, ctx.options);
+  announce(
+    `gateway ${plan.mode}${plan.rate === undefined ? '' : ` @${plan.rate}/s`}: GET /api/v1/ecard, then GET /bench/hello,`,
+    ctx.options,
+  );
   const o = ctx.options;
   return runGatewayPair(
     // --quick: no warm-up run (CI proves the path; its figures are not compared).
-    { host: HOST, gatewayPort: target.gatewayPort, pids: ctx.pids, tokens, connections: o.httpConnections, durationMs: o.durationMs, warmupMs: o.quick ? 0 : Math.min(o.warmupMs, o.durationMs / 2), timeoutMs: o.requestTimeoutMs },
+    {
+      host: HOST,
+      gatewayPort: target.gatewayPort,
+      pids: ctx.pids,
+      tokens,
+      connections: o.httpConnections,
+      durationMs: o.durationMs,
+      warmupMs: o.quick ? 0 : Math.min(o.warmupMs, o.durationMs / 2),
+      timeoutMs: o.requestTimeoutMs,
+    },
     plan.rate,
   );
 }
@@ -346,15 +436,25 @@ async function runGatewayScenario(ctx: ScenarioContext, target: RunningTarget, p
 async function runWebSocketsScenario(ctx: ScenarioContext, target: RunningTarget): Promise<WebSocketsResult> {
   const e = needEcard(ctx, 'websockets');
   const o = ctx.options;
-  process.stdout.write(`starting ${o.websockets} sessions, then holding ${o.websockets} WebSockets over ${e.bound.length} cards for ${o.wsHoldMs / 1000} s ...\n`);
+  process.stdout.write(
+    `starting ${o.websockets} sessions, then holding ${o.websockets} WebSockets over ${e.bound.length} cards for ${o.wsHoldMs / 1000} s ...\n`,
+  );
   const tokens = await mintSessions(e.sessions, e.bound, o.websockets);
   const own = ctx.startSwitch === undefined || o.quick ? undefined : await ctx.startSwitch();
   const gateway = own ?? target;
   try {
     if (gateway.gatewayPort === undefined) throw new Error('the switch reported no gateway port');
     return await runWebSockets({
-      host: HOST, gatewayPort: gateway.gatewayPort, switchPid: gateway.pid, pids: { ...ctx.pids, switch: gateway.pid }, tokens, cards: e.bound.length,
-      openRatePerSec: o.wsOpenRate, concurrency: o.wsConcurrency, holdMs: o.wsHoldMs, memory: () => gateway.memory(),
+      host: HOST,
+      gatewayPort: gateway.gatewayPort,
+      switchPid: gateway.pid,
+      pids: { ...ctx.pids, switch: gateway.pid },
+      tokens,
+      cards: e.bound.length,
+      openRatePerSec: o.wsOpenRate,
+      concurrency: o.wsConcurrency,
+      holdMs: o.wsHoldMs,
+      memory: () => gateway.memory(),
       // --quick reads memory once: its few hundred sockets are within the noise of RSS anyway.
       settleMaxMs: o.quick ? 0 : WS_MEMORY_SETTLE_MAX_MS,
       warmupSockets: o.quick ? 0 : Math.min(WS_WARMUP_SOCKETS, Math.floor(tokens.length / 10)),
@@ -387,8 +487,21 @@ async function runSwitchScenarios(ctx: ScenarioContext, target: RunningTarget, a
     announce(`${plan.scenario} ${plan.mode}${plan.rate === undefined ? '' : ` @${plan.rate}/s`}`, ctx.options);
     const adjustments = plan.scenario === 'lunch-rush' ? notes : [];
     const extras: ScenarioExtras =
-      plan.scenario === 'qr' ? { campus: needEcard(ctx, 'qr').boundCampus, mintCodes: qrMinter(ctx, plan, scenarios, index) } : plan.scenario === 'tap-bound' ? { campus: needEcard(ctx, 'tap-bound').boundCampus } : {};
-    const run = await runScenario(ctx, { port, name: 'switch' }, plan, mixFor(plan, ctx.options, lacking), index, adjustments, undefined, extras);
+      plan.scenario === 'qr'
+        ? { campus: needEcard(ctx, 'qr').boundCampus, mintCodes: qrMinter(ctx, plan, scenarios, index) }
+        : plan.scenario === 'tap-bound'
+          ? { campus: needEcard(ctx, 'tap-bound').boundCampus }
+          : {};
+    const run = await runScenario(
+      ctx,
+      { port, name: 'switch' },
+      plan,
+      mixFor(plan, ctx.options, lacking),
+      index,
+      adjustments,
+      undefined,
+      extras,
+    );
     collect(approvals, run.load);
     approvals.campusQrMarks += run.result.campusQr?.usedMarks ?? 0;
     scenarios.push(run.result);
@@ -397,17 +510,32 @@ async function runSwitchScenarios(ctx: ScenarioContext, target: RunningTarget, a
 }
 
 /** h2load's shape (1 connection, 50 streams) with the bench's own generator, then h2load itself. */
-async function crossCheckInquire(ctx: ScenarioContext, port: number, approvals: Approvals): Promise<BenchResult['baselines']['h2loadInquire']> {
+async function crossCheckInquire(
+  ctx: ScenarioContext,
+  port: number,
+  approvals: Approvals,
+): Promise<BenchResult['baselines']['h2loadInquire']> {
   announce('inquiry closed, 1 connection x 50 streams (h2load shape)', ctx.options);
   const plan: ScenarioPlan = { scenario: 'inquiry', mode: 'closed', rate: undefined };
-  const own = await runScenario({ ...ctx, options: { ...ctx.options, workers: 1 } }, { port, name: 'switch' }, plan, INQUIRY_ONLY_MIX, ctx.options.plans.length, [], { connections: 1, streams: 50 });
+  const own = await runScenario(
+    { ...ctx, options: { ...ctx.options, workers: 1 } },
+    { port, name: 'switch' },
+    plan,
+    INQUIRY_ONLY_MIX,
+    ctx.options.plans.length,
+    [],
+    { connections: 1, streams: 50 },
+  );
   collect(approvals, own.load);
   process.stdout.write(`running h2load Inquire (${ctx.options.h2loadRequests} requests) ...\n`);
   const h2 = await runH2loadInquire(HOST, port, ctx.campus, ctx.options.h2loadRequests);
   return { ...h2, ownGenerator: { achievedRate: own.result.achievedRate, latencyMs: own.result.latencyMs } };
 }
 
-async function noopBaseline(ctx: ScenarioContext, plan: ScenarioPlan = { scenario: 'tap', mode: 'closed', rate: undefined }): Promise<ScenarioResult> {
+async function noopBaseline(
+  ctx: ScenarioContext,
+  plan: ScenarioPlan = { scenario: 'tap', mode: 'closed', rate: undefined },
+): Promise<ScenarioResult> {
   const noop = await startServerChild('noop-server', {});
   try {
     announce(`no-op grpc-js baseline, ${plan.scenario} ${plan.mode}${plan.rate === undefined ? '' : ` @${plan.rate}/s`}`, ctx.options);
@@ -451,11 +579,18 @@ interface Prepared {
 }
 
 function needsBoundCards(options: BenchOptions): boolean {
-  return options.plans.some((p) => p.scenario === 'qr' || p.scenario === 'tap-bound' || p.scenario === 'gateway' || p.scenario === 'websockets');
+  return options.plans.some(
+    (p) => p.scenario === 'qr' || p.scenario === 'tap-bound' || p.scenario === 'gateway' || p.scenario === 'websockets',
+  );
 }
 
 /** Binds the last --bound-cards cards to e-card users (set-up, see ecard.ts), when a scenario needs them. */
-async function prepareEcard(options: BenchOptions, config: Config, deps: { redis: Redis; keys: Keys; ledger: Ledger }, campus: CampusFile): Promise<{ unbound: CampusFile; ecard: EcardContext | undefined }> {
+async function prepareEcard(
+  options: BenchOptions,
+  config: Config,
+  deps: { redis: Redis; keys: Keys; ledger: Ledger },
+  campus: CampusFile,
+): Promise<{ unbound: CampusFile; ecard: EcardContext | undefined }> {
   if (!needsBoundCards(options)) return { unbound: campus, ecard: undefined };
   const { unbound, bound: boundCampus } = splitCampus(campus, options.boundCards);
   process.stdout.write(`binding ${boundCampus.cards.length} cards to e-card users ...\n`);
@@ -477,7 +612,12 @@ async function prepare(options: BenchOptions, local: LocalRedis): Promise<Prepar
   const noPin = { student: config.limits.student.noPinPerPaymentFen, staff: config.limits.staff.noPinPerPaymentFen };
   const campus = toCampusFile(demo, { noPinPerPaymentFen: noPin, pins: options.pinCards, note: 'bench campus (in memory)' });
   process.stdout.write(`loading ${demo.cardholders.length} cards and ${demo.terminals.length} terminals ...\n`);
-  const loaded = await loadCampus({ redis, keys, ledger, water, terminals, passwordPepper: config.passwordPepper }, demo, campus, BENCH_OPENING_FEN);
+  const loaded = await loadCampus(
+    { redis, keys, ledger, water, terminals, passwordPepper: config.passwordPepper },
+    demo,
+    campus,
+    BENCH_OPENING_FEN,
+  );
   const { unbound, ecard } = await prepareEcard(options, config, { redis, keys, ledger }, campus);
   return { config, env, campus, unbound, ecard, redis, keys, campusLoadMs: loaded.elapsedMs };
 }
@@ -486,8 +626,11 @@ async function baselines(
   ctx: ScenarioContext,
   p: Prepared,
   local: LocalRedis,
-): Promise<Pick<BenchResult['baselines'], 'noopGrpc' | 'noopGrpcOpen' | 'noopStream' | 'noopStreamOpen' | 'redisScript' | 'redisBenchmarkScript'>> {
-  if (!ctx.options.baselines) return { noopGrpc: null, noopGrpcOpen: null, noopStream: null, noopStreamOpen: null, redisScript: null, redisBenchmarkScript: null };
+): Promise<
+  Pick<BenchResult['baselines'], 'noopGrpc' | 'noopGrpcOpen' | 'noopStream' | 'noopStreamOpen' | 'redisScript' | 'redisBenchmarkScript'>
+> {
+  if (!ctx.options.baselines)
+    return { noopGrpc: null, noopGrpcOpen: null, noopStream: null, noopStreamOpen: null, redisScript: null, redisBenchmarkScript: null };
   const noopGrpc = await noopBaseline(ctx);
   // The same open-model arrival rate against the no-op server: the latency floor of this machine and generator.
   const tapOpen = ctx.options.plans.find((plan) => plan.scenario === 'tap' && plan.mode === 'open');
@@ -500,13 +643,25 @@ async function baselines(
   const noopStreamOpen = streamOpen === undefined ? null : await noopBaseline(ctx, streamOpen);
   process.stdout.write(`running the authorize script alone (${ctx.options.redisLanes} lanes) for ${ctx.options.durationMs / 1000} s ...\n`);
   const redisScript = await runRedisBaseline({
-    redisUrl: local.url, keyPrefix: REDIS_BASELINE_PREFIX, shards: ctx.options.shards, accounts: Math.min(2000, ctx.options.cardholders),
-    lanes: ctx.options.redisLanes, durationMs: ctx.options.durationMs, warmupMs: Math.min(ctx.options.warmupMs, ctx.options.durationMs / 2), limits: p.config.limits,
+    redisUrl: local.url,
+    keyPrefix: REDIS_BASELINE_PREFIX,
+    shards: ctx.options.shards,
+    accounts: Math.min(2000, ctx.options.cardholders),
+    lanes: ctx.options.redisLanes,
+    durationMs: ctx.options.durationMs,
+    warmupMs: Math.min(ctx.options.warmupMs, ctx.options.durationMs / 2),
+    limits: p.config.limits,
   });
-  process.stdout.write(`running the authorize script alone with redis-benchmark (${ctx.options.redisLanes} clients, ${ctx.options.redisBenchmarkRequests} calls) ...\n`);
+  process.stdout.write(
+    `running the authorize script alone with redis-benchmark (${ctx.options.redisLanes} clients, ${ctx.options.redisBenchmarkRequests} calls) ...\n`,
+  );
   const redisBenchmarkScript = await runRedisBenchmarkScript({
-    redisUrl: local.url, keyPrefix: `${REDIS_BASELINE_PREFIX}-rb`, shards: ctx.options.shards, clients: ctx.options.redisLanes,
-    requests: ctx.options.redisBenchmarkRequests, limits: p.config.limits,
+    redisUrl: local.url,
+    keyPrefix: `${REDIS_BASELINE_PREFIX}-rb`,
+    shards: ctx.options.shards,
+    clients: ctx.options.redisLanes,
+    requests: ctx.options.redisBenchmarkRequests,
+    limits: p.config.limits,
   });
   return { noopGrpc, noopGrpcOpen, noopStream, noopStreamOpen, redisScript, redisBenchmarkScript };
 }
@@ -515,7 +670,13 @@ async function bench(options: BenchOptions): Promise<BenchResult> {
   const startedAt = new Date().toISOString();
   const machineInfo = machine();
   const dataDir = mkdtempSync(join(tmpdir(), 'cardswitch-bench-'));
-  const local = await startLocalRedis({ dataDir, port: 0, appendOnly: true, appendFsync: (process.env['BENCH_REDIS_FSYNC'] as 'always' | 'everysec' | 'no' | undefined) ?? 'always', startTimeoutMs: 10_000 });
+  const local = await startLocalRedis({
+    dataDir,
+    port: 0,
+    appendOnly: true,
+    appendFsync: (process.env['BENCH_REDIS_FSYNC'] as 'always' | 'everysec' | 'no' | undefined) ?? 'always',
+    startTimeoutMs: 10_000,
+  });
   let prepared: Prepared | undefined;
   try {
     prepared = await prepare(options, local);
@@ -547,22 +708,45 @@ async function bench(options: BenchOptions): Promise<BenchResult> {
     }
     const base = { ...(await baselines(ctx, p, local)), h2loadInquire };
     process.stdout.write('checking the ledger (every approval exactly once, audit) ...\n');
-    const ledgerCheck: LedgerCheck = await checkLedger(p.redis, p.keys, p.campus, approvals.payments, approvals.waterDebits, { approvals: approvals.campusQr, usedMarks: approvals.campusQrMarks });
+    const ledgerCheck: LedgerCheck = await checkLedger(p.redis, p.keys, p.campus, approvals.payments, approvals.waterDebits, {
+      approvals: approvals.campusQr,
+      usedMarks: approvals.campusQrMarks,
+    });
     const { scenarios, gateway, websockets } = runs;
     const ratios = ratiosOf(scenarios, base, gateway);
     const passed =
-      ledgerCheck.passed && scenarios.every((s) => s.errors === 0) && (gateway?.runs ?? []).every((r) => r.errors === 0) && (websockets === null || websockets.allOpenAtOnce);
+      ledgerCheck.passed &&
+      scenarios.every((s) => s.errors === 0) &&
+      (gateway?.runs ?? []).every((r) => r.errors === 0) &&
+      (websockets === null || websockets.allOpenAtOnce);
     return {
-      schema: RESULT_SCHEMA, startedAt, finishedAt: new Date().toISOString(), command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
-      quick: options.quick, machine: machineInfo,
+      schema: RESULT_SCHEMA,
+      startedAt,
+      finishedAt: new Date().toISOString(),
+      command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
+      quick: options.quick,
+      machine: machineInfo,
       settings: {
-        cardholders: p.campus.cards.length, pinCards: p.campus.cards.filter((c) => c.pin !== '').length, terminals: p.campus.terminals.length,
-        shards: options.shards, openingBalanceFen: BENCH_OPENING_FEN, redisPersistence: 'AOF, appendfsync always',
-        switchProcess: options.switchInProcess ? 'in-process' : 'child', scryptN: options.scryptN, campusLoadMs: p.campusLoadMs,
+        cardholders: p.campus.cards.length,
+        pinCards: p.campus.cards.filter((c) => c.pin !== '').length,
+        terminals: p.campus.terminals.length,
+        shards: options.shards,
+        openingBalanceFen: BENCH_OPENING_FEN,
+        redisPersistence: 'AOF, appendfsync always',
+        switchProcess: options.switchInProcess ? 'in-process' : 'child',
+        scryptN: options.scryptN,
+        campusLoadMs: p.campusLoadMs,
         boundCards: p.ecard?.bound.length ?? 0,
       },
-      scenarios, baselines: base, gateway, websockets, liveEventCost: liveEventCostOf(scenarios),
-      ratios, targets: targetsOf(scenarios, ratios, ledgerCheck, websockets), ledgerCheck, passed,
+      scenarios,
+      baselines: base,
+      gateway,
+      websockets,
+      liveEventCost: liveEventCostOf(scenarios),
+      ratios,
+      targets: targetsOf(scenarios, ratios, ledgerCheck, websockets),
+      ledgerCheck,
+      passed,
     };
   } finally {
     prepared?.redis.disconnect();
@@ -576,7 +760,13 @@ async function bench(options: BenchOptions): Promise<BenchResult> {
  * with `--ecard-users N` also N of its cards bound in the running switch's ledger, with sessions.
  */
 async function exportCampus(options: BenchOptions, file: string): Promise<void> {
-  const config = loadConfig({ ...process.env, TERMINAL_SECRET_PEPPER: 'export-only-not-used-0', PASSWORD_PEPPER: 'export-only-not-used-0', SESSION_SECRET: 'export-only-not-used-0123456789abcdef', CAMPUS_QR_SECRET: 'export-only-not-used-0123456789abcdef' });
+  const config = loadConfig({
+    ...process.env,
+    TERMINAL_SECRET_PEPPER: 'export-only-not-used-0',
+    PASSWORD_PEPPER: 'export-only-not-used-0',
+    SESSION_SECRET: 'export-only-not-used-0123456789abcdef',
+    CAMPUS_QR_SECRET: 'export-only-not-used-0123456789abcdef',
+  });
   const count = Number(process.env['DEMO_CARDHOLDERS'] ?? DEFAULT_DEMO_CARDHOLDERS);
   const cardholders = options.explicit.cardholders ? options.cardholders : count;
   const seed = options.explicit.seed ? options.seed : DEFAULT_DEMO_SEED;
@@ -620,7 +810,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   return result.passed ? 0 : 1;
 }
 
-const invokedDirectly = process.argv[1] !== undefined && resolve(process.argv[1]).replace(/\.[cm]?[jt]s$/, '') === resolve(new URL(import.meta.url).pathname).replace(/\.[cm]?[jt]s$/, '');
+const invokedDirectly =
+  process.argv[1] !== undefined &&
+  resolve(process.argv[1]).replace(/\.[cm]?[jt]s$/, '') === resolve(new URL(import.meta.url).pathname).replace(/\.[cm]?[jt]s$/, '');
 if (invokedDirectly) {
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),

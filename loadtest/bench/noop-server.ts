@@ -46,16 +46,38 @@ const INQUIRE: InquireResponse = {
   holderType: HolderType.HOLDER_TYPE_STUDENT,
   displayText: '余额987654.32元',
 };
-const REVERSE: ReverseResponse = { result: ReverseResult.REVERSE_RESULT_REVERSED, balanceAfterFen: 98_765_432, displayText: '冲正成功 余额987654.32元', decidedAtMs: DECIDED_AT_MS };
+const REVERSE: ReverseResponse = {
+  result: ReverseResult.REVERSE_RESULT_REVERSED,
+  balanceAfterFen: 98_765_432,
+  displayText: '冲正成功 余额987654.32元',
+  decidedAtMs: DECIDED_AT_MS,
+};
 const WATER: WaterDebitResponse = {
-  outcome: Outcome.OUTCOME_APPROVED, declineReason: DeclineReason.DECLINE_REASON_UNSPECIFIED, displayText: '扣款成功 余额9.50元',
-  smallWalletAfterFen: 950, transactionId: `${DECIDED_AT_MS}-1`, decidedAtMs: DECIDED_AT_MS,
+  outcome: Outcome.OUTCOME_APPROVED,
+  declineReason: DeclineReason.DECLINE_REASON_UNSPECIFIED,
+  displayText: '扣款成功 余额9.50元',
+  smallWalletAfterFen: 950,
+  transactionId: `${DECIDED_AT_MS}-1`,
+  decidedAtMs: DECIDED_AT_MS,
 };
 const SETTLE: SettleResponse = {
-  outcome: Outcome.OUTCOME_APPROVED, declineReason: DeclineReason.DECLINE_REASON_UNSPECIFIED, displayText: '结算成功', balanceAfterFen: 98_765_432,
-  spentFen: 50, movedToWalletFen: 50, smallWalletAfterFen: 1000, opened: false, decidedAtMs: DECIDED_AT_MS,
+  outcome: Outcome.OUTCOME_APPROVED,
+  declineReason: DeclineReason.DECLINE_REASON_UNSPECIFIED,
+  displayText: '结算成功',
+  balanceAfterFen: 98_765_432,
+  spentFen: 50,
+  movedToWalletFen: 50,
+  smallWalletAfterFen: 1000,
+  opened: false,
+  decidedAtMs: DECIDED_AT_MS,
 };
-const REFUND: RefundResponse = { balanceAfterFen: 98_765_432, refundableLeftFen: 0, transactionId: `${DECIDED_AT_MS}-2`, displayText: '退款成功', decidedAtMs: DECIDED_AT_MS };
+const REFUND: RefundResponse = {
+  balanceAfterFen: 98_765_432,
+  refundableLeftFen: 0,
+  transactionId: `${DECIDED_AT_MS}-2`,
+  displayText: '退款成功',
+  decidedAtMs: DECIDED_AT_MS,
+};
 
 function fixed<Req, Res>(answer: Res) {
   return (_call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => callback(null, answer);
@@ -63,7 +85,9 @@ function fixed<Req, Res>(answer: Res) {
 
 /** AuthorizeStream: each message answered with the fixed approval under its tag, on the next turn (as the switch answers after Redis). */
 function fixedStream(call: ServerDuplexStream<StreamedAuthorizeRequest, StreamedAuthorizeResponse>): void {
-  call.on('data', (message: StreamedAuthorizeRequest) => setImmediate(() => call.write({ tag: message.tag, response: NOOP_AUTHORIZE_RESPONSE })));
+  call.on('data', (message: StreamedAuthorizeRequest) =>
+    setImmediate(() => call.write({ tag: message.tag, response: NOOP_AUTHORIZE_RESPONSE })),
+  );
   call.on('end', () => setImmediate(() => call.end()));
 }
 

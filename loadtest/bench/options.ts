@@ -5,7 +5,16 @@ import { parseArgs } from 'node:util';
 export type ScenarioName = 'tap' | 'qr' | 'tap-bound' | 'tap-stream' | 'lunch-rush' | 'inquiry' | 'gateway' | 'websockets';
 export type LoadMode = 'open' | 'closed';
 /** In the order a full run takes them: qr and tap-bound right after tap, their baseline. */
-export const SCENARIOS: readonly ScenarioName[] = ['tap', 'qr', 'tap-bound', 'tap-stream', 'lunch-rush', 'inquiry', 'gateway', 'websockets'];
+export const SCENARIOS: readonly ScenarioName[] = [
+  'tap',
+  'qr',
+  'tap-bound',
+  'tap-stream',
+  'lunch-rush',
+  'inquiry',
+  'gateway',
+  'websockets',
+];
 export const MODES: readonly LoadMode[] = ['open', 'closed'];
 
 export interface ScenarioPlan {
@@ -131,8 +140,12 @@ function seconds(name: string, raw: string | undefined, fallbackMs: number, maxS
 
 function list<T extends string>(name: string, raw: string | undefined, allowed: readonly T[]): T[] | undefined {
   if (raw === undefined) return undefined;
-  const items = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  for (const item of items) if (!(allowed as readonly string[]).includes(item)) throw new Error(`--${name} ${item}: must be one of ${allowed.join(', ')}`);
+  const items = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  for (const item of items)
+    if (!(allowed as readonly string[]).includes(item)) throw new Error(`--${name} ${item}: must be one of ${allowed.join(', ')}`);
   return items as T[];
 }
 
@@ -143,7 +156,12 @@ function defaultModes(scenario: ScenarioName): LoadMode[] {
 
 const QUICK_SCENARIOS: readonly ScenarioName[] = ['tap', 'qr', 'tap-bound', 'tap-stream', 'gateway', 'websockets'];
 
-function plansFor(scenarios: ScenarioName[] | undefined, modes: LoadMode[] | undefined, rates: { rate: number | undefined; httpRate: number }, quick: boolean): ScenarioPlan[] {
+function plansFor(
+  scenarios: ScenarioName[] | undefined,
+  modes: LoadMode[] | undefined,
+  rates: { rate: number | undefined; httpRate: number },
+  quick: boolean,
+): ScenarioPlan[] {
   const chosen = scenarios ?? (quick ? [...QUICK_SCENARIOS] : [...SCENARIOS]);
   const plans: ScenarioPlan[] = [];
   for (const scenario of chosen) {
@@ -152,7 +170,8 @@ function plansFor(scenarios: ScenarioName[] | undefined, modes: LoadMode[] | und
       continue;
     }
     for (const mode of modes ?? (quick ? ['closed'] : defaultModes(scenario))) {
-      const openRate = scenario === 'gateway' ? rates.httpRate : (rates.rate ?? (scenario === 'lunch-rush' ? DEFAULT_LUNCH_PEAK_RATE : DEFAULT_TAP_RATE));
+      const openRate =
+        scenario === 'gateway' ? rates.httpRate : (rates.rate ?? (scenario === 'lunch-rush' ? DEFAULT_LUNCH_PEAK_RATE : DEFAULT_TAP_RATE));
       plans.push({ scenario, mode, rate: mode === 'open' ? openRate : undefined });
     }
   }
@@ -171,15 +190,41 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     strict: true,
     allowPositionals: false,
     options: {
-      help: { type: 'boolean' }, quick: { type: 'boolean' }, scenario: { type: 'string' }, mode: { type: 'string' },
-      rate: { type: 'string' }, duration: { type: 'string' }, warmup: { type: 'string' }, workers: { type: 'string' },
-      connections: { type: 'string' }, streams: { type: 'string' }, 'max-in-flight': { type: 'string' }, timeout: { type: 'string' },
-      cardholders: { type: 'string' }, 'pin-cards': { type: 'string' }, shards: { type: 'string' }, 'scrypt-n': { type: 'string' },
-      mix: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' }, 'export-campus': { type: 'string' },
-      'switch-in-process': { type: 'boolean' }, 'no-baselines': { type: 'boolean' }, 'no-h2load': { type: 'boolean' },
-      'h2load-requests': { type: 'string' }, 'redis-benchmark-requests': { type: 'string' }, 'redis-lanes': { type: 'string' }, client: { type: 'string' },
-      'bound-cards': { type: 'string' }, 'http-rate': { type: 'string' }, 'http-connections': { type: 'string' }, websockets: { type: 'string' },
-      'ws-open-rate': { type: 'string' }, 'ws-concurrency': { type: 'string' }, 'ws-hold': { type: 'string' }, 'ecard-users': { type: 'string' },
+      help: { type: 'boolean' },
+      quick: { type: 'boolean' },
+      scenario: { type: 'string' },
+      mode: { type: 'string' },
+      rate: { type: 'string' },
+      duration: { type: 'string' },
+      warmup: { type: 'string' },
+      workers: { type: 'string' },
+      connections: { type: 'string' },
+      streams: { type: 'string' },
+      'max-in-flight': { type: 'string' },
+      timeout: { type: 'string' },
+      cardholders: { type: 'string' },
+      'pin-cards': { type: 'string' },
+      shards: { type: 'string' },
+      'scrypt-n': { type: 'string' },
+      mix: { type: 'string' },
+      seed: { type: 'string' },
+      out: { type: 'string' },
+      'export-campus': { type: 'string' },
+      'switch-in-process': { type: 'boolean' },
+      'no-baselines': { type: 'boolean' },
+      'no-h2load': { type: 'boolean' },
+      'h2load-requests': { type: 'string' },
+      'redis-benchmark-requests': { type: 'string' },
+      'redis-lanes': { type: 'string' },
+      client: { type: 'string' },
+      'bound-cards': { type: 'string' },
+      'http-rate': { type: 'string' },
+      'http-connections': { type: 'string' },
+      websockets: { type: 'string' },
+      'ws-open-rate': { type: 'string' },
+      'ws-concurrency': { type: 'string' },
+      'ws-hold': { type: 'string' },
+      'ecard-users': { type: 'string' },
     },
   });
   const quick = values.quick === true;
@@ -228,10 +273,13 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
 function checkCombinations(o: BenchOptions): void {
   const uses = (name: ScenarioName): boolean => o.plans.some((p) => p.scenario === name);
   if (uses('qr') && o.durationMs > MAX_QR_DURATION_MS) {
-    throw new Error(`--duration ${o.durationMs / 1000}: the qr scenario's codes are accepted for 60 s after they are minted; at most ${MAX_QR_DURATION_MS / 1000} s`);
+    throw new Error(
+      `--duration ${o.durationMs / 1000}: the qr scenario's codes are accepted for 60 s after they are minted; at most ${MAX_QR_DURATION_MS / 1000} s`,
+    );
   }
   const needsBound = uses('qr') || uses('tap-bound') || uses('gateway') || uses('websockets');
-  if (needsBound && o.boundCards > o.cardholders / 2) throw new Error(`--bound-cards ${o.boundCards}: at most half of --cardholders ${o.cardholders} (the other half pays unbound)`);
+  if (needsBound && o.boundCards > o.cardholders / 2)
+    throw new Error(`--bound-cards ${o.boundCards}: at most half of --cardholders ${o.cardholders} (the other half pays unbound)`);
   if (uses('websockets') && Math.ceil(o.websockets / Math.min(o.boundCards, o.cardholders)) > 16) {
     throw new Error(`--websockets ${o.websockets} over --bound-cards ${o.boundCards}: at most 16 sessions per user (the switch keeps 20)`);
   }

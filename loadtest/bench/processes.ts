@@ -17,8 +17,7 @@ export interface MemoryReport {
 }
 
 export type ChildToParent =
-  | { readonly type: 'listening'; readonly port: number; readonly gatewayPort?: number }
-  | ({ readonly type: 'memory' } & MemoryReport);
+  { readonly type: 'listening'; readonly port: number; readonly gatewayPort?: number } | ({ readonly type: 'memory' } & MemoryReport);
 export type ParentToChild = { readonly type: 'stop' } | { readonly type: 'memory' };
 
 export interface ServerChild {
@@ -52,7 +51,11 @@ function compiledChild(name: string): string | undefined {
 }
 
 /** `nodeArgs`: more Node flags for this child (after BENCH_SWITCH_NODE_ARGS). */
-export async function startServerChild(name: 'switch-child' | 'noop-server', env: Record<string, string>, nodeArgs: readonly string[] = []): Promise<ServerChild> {
+export async function startServerChild(
+  name: 'switch-child' | 'noop-server',
+  env: Record<string, string>,
+  nodeArgs: readonly string[] = [],
+): Promise<ServerChild> {
   const compiled = compiledChild(name);
   const file = compiled ?? fileURLToPath(new URL(`./${name}${EXTENSION}`, import.meta.url));
   const child = fork(file, [], {
@@ -62,7 +65,9 @@ export async function startServerChild(name: 'switch-child' | 'noop-server', env
     // changes nothing else).
     execArgv: [
       ...(compiled === undefined ? tsxArgs() : []),
-      ...(name === 'switch-child' ? ['--expose-gc', ...(process.env['BENCH_SWITCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '')] : []),
+      ...(name === 'switch-child'
+        ? ['--expose-gc', ...(process.env['BENCH_SWITCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '')]
+        : []),
       ...nodeArgs,
     ],
     stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
@@ -72,7 +77,13 @@ export async function startServerChild(name: 'switch-child' | 'noop-server', env
     stderr = (stderr + chunk.toString()).slice(-4000);
   });
   const listening = await waitForPort(child, name, () => stderr);
-  return { port: listening.port, gatewayPort: listening.gatewayPort, pid: child.pid ?? 0, memory: () => askMemory(child), stop: () => stopChild(child) };
+  return {
+    port: listening.port,
+    gatewayPort: listening.gatewayPort,
+    pid: child.pid ?? 0,
+    memory: () => askMemory(child),
+    stop: () => stopChild(child),
+  };
 }
 
 const MEMORY_ANSWER_TIMEOUT_MS = 5000;
@@ -282,7 +293,9 @@ export interface TaskChild<Request, Answer> {
 type TaskAnswer = { readonly type: string; readonly message?: string };
 
 /** Forks `loadtest/bench/<name>` (which sends {type: 'ready'} first) and waits until it is ready. */
-export async function startTaskChild<Request extends object, Answer extends TaskAnswer>(name: 'http-load' | 'ws-hold'): Promise<TaskChild<Request, Answer>> {
+export async function startTaskChild<Request extends object, Answer extends TaskAnswer>(
+  name: 'http-load' | 'ws-hold',
+): Promise<TaskChild<Request, Answer>> {
   const file = fileURLToPath(new URL(`./${name}${EXTENSION}`, import.meta.url));
   const child = fork(file, [], { execArgv: tsxArgs(), stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
   let stderr = '';

@@ -79,5 +79,8 @@ export interface GeneratorResult {
   readonly eventLoopUtilization: number;
 }
 
-export type WorkerToMain = { readonly type: 'ready' } | { readonly type: 'result'; readonly result: GeneratorResult } | { readonly type: 'fatal'; readonly message: string };
+export type WorkerToMain =
+  | { readonly type: 'ready' }
+  | { readonly type: 'result'; readonly result: GeneratorResult }
+  | { readonly type: 'fatal'; readonly message: string };
 export type MainToWorker = { readonly type: 'start'; readonly startAtMs: number; readonly durationMs: number };

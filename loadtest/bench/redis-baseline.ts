@@ -34,16 +34,29 @@ export interface RedisBaselineResult {
 const REQUEST_TTL_SEC = 3600;
 
 export async function runRedisBaseline(options: RedisBaselineOptions): Promise<RedisBaselineResult> {
-  const redis = new Redis(options.redisUrl, { enableAutoPipelining: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, lazyConnect: true });
+  const redis = new Redis(options.redisUrl, {
+    enableAutoPipelining: true,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    lazyConnect: true,
+  });
   await redis.connect();
   try {
     const keys = new Keys(options.keyPrefix, options.shards);
     const ledger = new Ledger(keys, await Scripts.load(redis), REQUEST_TTL_SEC);
-    const cards = Array.from({ length: options.accounts }, (_, i) => ({ cardNo: String(90_000_001 + i), serial: (0x9000_0000 + i).toString(16).toUpperCase() }));
-    await mapBounded(cards, 256, (c) => ledger.openAccount({ cardNo: c.cardNo, openingFen: 100_000_000, fields: { ser: c.serial, ht: 'S', name: '基准' } }));
+    const cards = Array.from({ length: options.accounts }, (_, i) => ({
+      cardNo: String(90_000_001 + i),
+      serial: (0x9000_0000 + i).toString(16).toUpperCase(),
+    }));
+    await mapBounded(cards, 256, (c) =>
+      ledger.openAccount({ cardNo: c.cardNo, openingFen: 100_000_000, fields: { ser: c.serial, ht: 'S', name: '基准' } }),
+    );
     const histogram = new Histogram();
     const errorSamples: string[] = [];
-    let sequence = 0, calls = 0, approvals = 0, errors = 0;
+    let sequence = 0,
+      calls = 0,
+      approvals = 0,
+      errors = 0;
     const startMs = performance.now();
     const windowStartMs = startMs + options.warmupMs;
     const endMs = startMs + options.durationMs;
@@ -54,8 +67,15 @@ export async function runRedisBaseline(options: RedisBaselineOptions): Promise<R
         const sentMs = performance.now();
         try {
           const result = await ledger.authorize({
-            cardNo: card.cardNo, presentedSerial: card.serial, amountFen: 1250, credentialKind: 'card', terminalId: 'BENCH-REDIS',
-            sequence: ++sequence, merchantId: 'BENCH', pinVerified: false, limits: options.limits,
+            cardNo: card.cardNo,
+            presentedSerial: card.serial,
+            amountFen: 1250,
+            credentialKind: 'card',
+            terminalId: 'BENCH-REDIS',
+            sequence: ++sequence,
+            merchantId: 'BENCH',
+            pinVerified: false,
+            limits: options.limits,
           });
           if (sentMs >= windowStartMs) {
             calls++;

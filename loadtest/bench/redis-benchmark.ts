@@ -44,9 +44,17 @@ export function redisBenchmarkAvailable(): boolean {
   return probe.error === undefined && probe.status === 0;
 }
 
-/** The CSV row of redis-benchmark --csv: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms". */
-export function parseRedisBenchmarkCsv(output: string): { rps: number; avg: number; p50: number; p95: number; p99: number; max: number } | undefined {
-  const rows = output.split('\n').map((line) => line.trim()).filter((line) => line.startsWith('"') && !line.startsWith('"test"'));
+/**
+ * The CSV row of redis-benchmark --csv:
+ * "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms".
+ */
+export function parseRedisBenchmarkCsv(
+  output: string,
+): { rps: number; avg: number; p50: number; p95: number; p99: number; max: number } | undefined {
+  const rows = output
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line.startsWith('"') && !line.startsWith('"test"'));
   const last = rows.at(-1);
   if (last === undefined) return undefined;
   const cells = last.slice(1, -1).split('","');
@@ -69,23 +77,49 @@ export async function runRedisBenchmarkScript(options: RedisBenchmarkOptions): P
     const ledger = new Ledger(keys, scripts, 3600);
     await ledger.openAccount({ cardNo: CARD_NO, openingFen: 1_000_000_000_000, fields: { ser: SERIAL, ht: 'S', name: '基准' } });
     const input: AuthorizeInput = {
-      cardNo: CARD_NO, presentedSerial: SERIAL, amountFen: AMOUNT_FEN, credentialKind: 'card', terminalId: 'BENCH-RB',
-      sequence: PLACEHOLDER_SEQUENCE, merchantId: 'BENCH', pinVerified: false, limits: options.limits,
+      cardNo: CARD_NO,
+      presentedSerial: SERIAL,
+      amountFen: AMOUNT_FEN,
+      credentialKind: 'card',
+      terminalId: 'BENCH-RB',
+      sequence: PLACEHOLDER_SEQUENCE,
+      merchantId: 'BENCH',
+      pinVerified: false,
+      limits: options.limits,
     };
     const { keys: scriptKeys, args } = ledger.authorizeArguments(input, Date.now());
     const placeholder = String(PLACEHOLDER_SEQUENCE);
     const randomized = (value: string | number): string => String(value).replace(placeholder, '__rand_int__');
-    const command = ['EVALSHA', scripts.shaOf('authorize'), String(scriptKeys.length), ...scriptKeys.map(randomized), ...args.map(randomized)];
-    if (!command.some((c, i) => i > 3 && c.includes('__rand_int__'))) throw new Error('the request key does not carry the sequence number: redis-benchmark would replay one key');
+    const command = [
+      'EVALSHA',
+      scripts.shaOf('authorize'),
+      String(scriptKeys.length),
+      ...scriptKeys.map(randomized),
+      ...args.map(randomized),
+    ];
+    if (!command.some((c, i) => i > 3 && c.includes('__rand_int__')))
+      throw new Error('the request key does not carry the sequence number: redis-benchmark would replay one key');
     const balance = async (): Promise<number> => Number(await redis.hget(keys.account(CARD_NO), 'bal'));
     const before = await balance();
     const argv = [
-      '-h', url.hostname, '-p', url.port, '-c', String(options.clients), '-n', String(options.requests),
+      '-h',
+      url.hostname,
+      '-p',
+      url.port,
+      '-c',
+      String(options.clients),
+      '-n',
+      String(options.requests),
       // __rand_int__ draws from 0..r-1 for every call: collisions (replays) are rare and counted below.
-      '-r', '2000000000', '--csv', ...command,
+      '-r',
+      '2000000000',
+      '--csv',
+      ...command,
     ];
     const output = await new Promise<string>((resolve, reject) =>
-      execFile('redis-benchmark', argv, { timeout: TIMEOUT_MS, maxBuffer: 1 << 20 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message} ${stderr}`)) : resolve(stdout))),
+      execFile('redis-benchmark', argv, { timeout: TIMEOUT_MS, maxBuffer: 1 << 20 }, (err, stdout, stderr) =>
+        err ? reject(new Error(`${err.message} ${stderr}`)) : resolve(stdout),
+      ),
     );
     const parsed = parseRedisBenchmarkCsv(output);
     if (parsed === undefined) return { available: true, note: `could not read redis-benchmark's CSV: ${output.slice(0, 200)}` };

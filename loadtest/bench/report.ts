@@ -33,7 +33,13 @@ export interface ScenarioResult {
   readonly approvalsPerSec: number;
   readonly latencyMs: LatencySummaryMs;
   /** Open model: the arrival profile's peak window (lunch rush 11:55-12:10, squeezed), after the warm-up. */
-  readonly peak: { readonly startS: number; readonly endS: number; readonly offeredRate: number; readonly achievedRate: number; readonly latencyMs: LatencySummaryMs } | null;
+  readonly peak: {
+    readonly startS: number;
+    readonly endS: number;
+    readonly offeredRate: number;
+    readonly achievedRate: number;
+    readonly latencyMs: LatencySummaryMs;
+  } | null;
   readonly latencyMsByKind: Record<string, LatencySummaryMs>;
   /** Per second of the run (warm-up included): answers completed, mean and max latency in ms. */
   readonly timeline: { readonly second: number; readonly completed: number; readonly meanMs: number; readonly maxMs: number }[];
@@ -124,7 +130,8 @@ export interface BenchResult {
     readonly redisScript: RedisBaselineResult | null;
     /** The same script driven by redis-benchmark (C): what Redis alone does on this machine. */
     readonly redisBenchmarkScript: RedisBenchmarkResult | null;
-    readonly h2loadInquire: (H2loadResult & { readonly ownGenerator?: { readonly achievedRate: number; readonly latencyMs: LatencySummaryMs } }) | null;
+    readonly h2loadInquire:
+      (H2loadResult & { readonly ownGenerator?: { readonly achievedRate: number; readonly latencyMs: LatencySummaryMs } }) | null;
   };
   /** gateway: the card summary and the hello baseline, per mode (null when not run). */
   readonly gateway: { readonly users: number; readonly runs: HttpScenarioResult[] } | null;
@@ -158,7 +165,10 @@ export function liveEventCostOf(scenarios: readonly ScenarioResult[]): LiveEvent
   const tap = find(scenarios, 'tap', 'closed');
   const bound = find(scenarios, 'tap-bound', 'closed');
   if (tap === undefined || bound === undefined) return null;
-  const both = (read: (s: ScenarioResult) => number | null | undefined): readonly [number | null, number | null] => [perApprovalOf(tap, read), perApprovalOf(bound, read)];
+  const both = (read: (s: ScenarioResult) => number | null | undefined): readonly [number | null, number | null] => [
+    perApprovalOf(tap, read),
+    perApprovalOf(bound, read),
+  ];
   const approvalsOf = (s: ScenarioResult): number => s.outcomes['approved'] ?? 0;
   return {
     tapApprovalsPerSec: tap.approvalsPerSec,
@@ -167,7 +177,9 @@ export function liveEventCostOf(scenarios: readonly ScenarioResult[]): LiveEvent
     switchCpuUsPerApproval: both((s) => s.cpuUsPerApproval['switch']),
     redisCpuUsPerApproval: both((s) => s.cpuUsPerApproval['redis']),
     redisScriptUsPerApproval: both((s) => s.redis?.scriptUsPerApproval),
-    publishesPerApproval: both((s) => (s.redis === null || approvalsOf(s) === 0 ? null : Math.round((s.redis.publishes / approvalsOf(s)) * 1000) / 1000)),
+    publishesPerApproval: both((s) =>
+      s.redis === null || approvalsOf(s) === 0 ? null : Math.round((s.redis.publishes / approvalsOf(s)) * 1000) / 1000,
+    ),
   };
 }
 
@@ -186,13 +198,23 @@ function ecardRatios(scenarios: readonly ScenarioResult[], gateway: BenchResult[
     qrClosedVsTapBoundClosed: ratio(qrClosed?.approvalsPerSec, find(scenarios, 'tap-bound', 'closed')?.approvalsPerSec),
     qrOpenP99VsTapOpenP99: sameRate ? ratio(qrOpen?.latencyMs.p99, tapOpen?.latencyMs.p99) : null,
     tapBoundClosedVsTapClosed: ratio(find(scenarios, 'tap-bound', 'closed')?.approvalsPerSec, tapClosed?.approvalsPerSec),
-    summaryClosedVsHelloClosed: ratio(http(runs, 'gateway-summary', 'closed')?.achievedRate, http(runs, 'gateway-hello', 'closed')?.achievedRate),
+    summaryClosedVsHelloClosed: ratio(
+      http(runs, 'gateway-summary', 'closed')?.achievedRate,
+      http(runs, 'gateway-hello', 'closed')?.achievedRate,
+    ),
     summaryOpenVsHelloOpen: ratio(http(runs, 'gateway-summary', 'open')?.achievedRate, http(runs, 'gateway-hello', 'open')?.achievedRate),
-    summaryOpenP99VsHelloOpenP99: ratio(http(runs, 'gateway-summary', 'open')?.latencyMs.p99, http(runs, 'gateway-hello', 'open')?.latencyMs.p99),
+    summaryOpenP99VsHelloOpenP99: ratio(
+      http(runs, 'gateway-summary', 'open')?.latencyMs.p99,
+      http(runs, 'gateway-hello', 'open')?.latencyMs.p99,
+    ),
   };
 }
 
-export function ratiosOf(scenarios: readonly ScenarioResult[], baselines: BenchResult['baselines'], gateway: BenchResult['gateway'] = null): Record<string, number | null> {
+export function ratiosOf(
+  scenarios: readonly ScenarioResult[],
+  baselines: BenchResult['baselines'],
+  gateway: BenchResult['gateway'] = null,
+): Record<string, number | null> {
   const tapClosed = find(scenarios, 'tap', 'closed');
   const inquiryClosed = find(scenarios, 'inquiry', 'closed');
   const streamClosed = find(scenarios, 'tap-stream', 'closed');
@@ -279,7 +301,9 @@ function ecardLines(result: BenchResult): string[] {
   const qr = result.scenarios.filter((s) => s.campusQr !== null);
   for (const s of qr) {
     const q = s.campusQr as CampusQrRun;
-    lines.push(`  qr ${s.mode}: ${q.codesMinted} codes minted in ${q.mintMs} ms, ${q.codesSent} sent, ${q.approvals} approved, ${q.usedMarks} single-use marks${q.exhausted ? ' (RAN OUT OF CODES)' : ''}`);
+    lines.push(
+      `  qr ${s.mode}: ${q.codesMinted} codes minted in ${q.mintMs} ms, ${q.codesSent} sent, ${q.approvals} approved, ${q.usedMarks} single-use marks${q.exhausted ? ' (RAN OUT OF CODES)' : ''}`,
+    );
   }
   const c = result.liveEventCost;
   if (c !== null) {
@@ -315,7 +339,9 @@ export function humanReport(result: BenchResult, outPath: string): string {
   if (b.noopStreamOpen !== null) lines.push(scenarioLine(b.noopStreamOpen));
   if (b.redisScript !== null) {
     const r = b.redisScript;
-    lines.push(`  ${pad('redis authorize script alone', 30)} ${pad(`${r.callsPerSec}/s`, 11)} (${r.lanes} lanes) p50 ${r.latency.p50} p99 ${r.latency.p99} ms  errors ${r.errors}`);
+    lines.push(
+      `  ${pad('redis authorize script alone', 30)} ${pad(`${r.callsPerSec}/s`, 11)} (${r.lanes} lanes) p50 ${r.latency.p50} p99 ${r.latency.p99} ms  errors ${r.errors}`,
+    );
   }
   if (b.redisBenchmarkScript !== null) {
     const r = b.redisBenchmarkScript;
@@ -334,8 +360,17 @@ export function humanReport(result: BenchResult, outPath: string): string {
     );
   }
   lines.push(...ecardLines(result));
-  lines.push('', `ratios: ${Object.entries(result.ratios).map(([k, v]) => `${k} ${v ?? 'n/a'}`).join(', ')}`);
-  lines.push(`targets: ${Object.entries(result.targets).map(([k, v]) => `${k} ${v === null ? 'n/a' : v ? 'yes' : 'NO'}`).join(', ')}`);
+  lines.push(
+    '',
+    `ratios: ${Object.entries(result.ratios)
+      .map(([k, v]) => `${k} ${v ?? 'n/a'}`)
+      .join(', ')}`,
+  );
+  lines.push(
+    `targets: ${Object.entries(result.targets)
+      .map(([k, v]) => `${k} ${v === null ? 'n/a' : v ? 'yes' : 'NO'}`)
+      .join(', ')}`,
+  );
   const ledger = result.ledgerCheck;
   if (ledger !== null) {
     lines.push(
@@ -346,7 +381,10 @@ export function humanReport(result: BenchResult, outPath: string): string {
     );
     for (const sample of [...ledger.payments.samples, ...ledger.waterDebits.samples, ...ledger.audit.problems]) lines.push(`  ${sample}`);
   }
-  for (const s of [...result.scenarios, ...[b.noopGrpc, b.noopGrpcOpen, b.noopStream, b.noopStreamOpen].filter((x): x is ScenarioResult => x !== null)]) {
+  for (const s of [
+    ...result.scenarios,
+    ...[b.noopGrpc, b.noopGrpcOpen, b.noopStream, b.noopStreamOpen].filter((x): x is ScenarioResult => x !== null),
+  ]) {
     for (const sample of s.errorSamples.slice(0, 3)) lines.push(`  ${s.name} ${s.mode}: ${sample}`);
   }
   lines.push('', `${result.passed ? 'PASSED' : 'FAILED'}: results in ${outPath}`, '');

@@ -17,7 +17,14 @@ function memoryReport(): MemoryReport {
   const gc = (globalThis as { gc?: () => void }).gc;
   gc?.();
   const m = process.memoryUsage();
-  return { rssBytes: m.rss, heapTotalBytes: m.heapTotal, heapUsedBytes: m.heapUsed, externalBytes: m.external, arrayBuffersBytes: m.arrayBuffers, gcRan: gc !== undefined };
+  return {
+    rssBytes: m.rss,
+    heapTotalBytes: m.heapTotal,
+    heapUsedBytes: m.heapUsed,
+    externalBytes: m.external,
+    arrayBuffersBytes: m.arrayBuffers,
+    gcRan: gc !== undefined,
+  };
 }
 
 const processes = Number(process.env['SWITCH_PROCESSES'] ?? '1');
@@ -65,7 +72,10 @@ async function runSwitch(): Promise<void> {
     stopping = true;
     if (loopDelay !== undefined) {
       const ms = (ns: number): string => (ns / 1e6).toFixed(1);
-      appendFileSync(process.env["BENCH_SWITCH_ELD_FILE"] ?? "/dev/stderr", `switch event-loop delay ms: p50 ${ms(loopDelay.percentile(50))} p99 ${ms(loopDelay.percentile(99))} max ${ms(loopDelay.max)}\n`);
+      appendFileSync(
+        process.env['BENCH_SWITCH_ELD_FILE'] ?? '/dev/stderr',
+        `switch event-loop delay ms: p50 ${ms(loopDelay.percentile(50))} p99 ${ms(loopDelay.percentile(99))} max ${ms(loopDelay.max)}\n`,
+      );
     }
     app.stop().then(
       () => process.exit(0),

@@ -12,7 +12,15 @@
 // with 10,000 sockets, whatever the sockets held. A warm-up round opens and closes a few hundred sockets
 // first, so the upgrade path is compiled and its buffers allocated before `before`.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CpuMeter, processRssByKind, processTreeRssBytes, quiesce, startTaskChild, type MemoryReport, type TaskChild } from './processes.js';
+import {
+  CpuMeter,
+  processRssByKind,
+  processTreeRssBytes,
+  quiesce,
+  startTaskChild,
+  type MemoryReport,
+  type TaskChild,
+} from './processes.js';
 import type { ParentToWsChild, WsChildToParent, WsClosed, WsOpened, WsOpenSettings } from './ws-hold.js';
 
 const QUIESCE_MAX_MS = 30_000;
@@ -99,7 +107,18 @@ async function memorySample(ctx: WebSocketsContext): Promise<Omit<MemorySample, 
   const byKind = { rssAnonBytes: kinds?.anonBytes ?? null, rssFileBytes: kinds?.fileBytes ?? null };
   if (own !== undefined) return { ...own, ...byKind, source: 'switch' };
   const rss = processTreeRssBytes(ctx.switchPid);
-  return rss === undefined ? null : { rssBytes: rss, heapTotalBytes: 0, heapUsedBytes: 0, externalBytes: 0, arrayBuffersBytes: 0, gcRan: false, ...byKind, source: 'proc' };
+  return rss === undefined
+    ? null
+    : {
+        rssBytes: rss,
+        heapTotalBytes: 0,
+        heapUsedBytes: 0,
+        externalBytes: 0,
+        arrayBuffersBytes: 0,
+        gcRan: false,
+        ...byKind,
+        source: 'proc',
+      };
 }
 
 /**
@@ -151,7 +170,13 @@ function perSocket(held: MemorySample | null, before: MemorySample | null, measu
 type WsChild = TaskChild<ParentToWsChild, WsChildToParent>;
 
 function openSettings(ctx: WebSocketsContext, tokens: readonly string[]): WsOpenSettings {
-  return { url: `ws://${ctx.host}:${ctx.gatewayPort}/api/v1/events`, tokens, concurrency: ctx.concurrency, ratePerSec: ctx.openRatePerSec, handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS };
+  return {
+    url: `ws://${ctx.host}:${ctx.gatewayPort}/api/v1/events`,
+    tokens,
+    concurrency: ctx.concurrency,
+    ratePerSec: ctx.openRatePerSec,
+    handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
+  };
 }
 
 function openBudgetMs(ctx: WebSocketsContext, sockets: number): number {
@@ -173,7 +198,10 @@ export async function runWebSockets(ctx: WebSocketsContext): Promise<WebSocketsR
     const before = await settledMemory(ctx);
     const meter = new CpuMeter({ ...ctx.pids, ws: child.pid });
     meter.start();
-    const openedAnswer = await child.request({ type: 'open', settings: openSettings(ctx, ctx.tokens) }, openBudgetMs(ctx, ctx.tokens.length));
+    const openedAnswer = await child.request(
+      { type: 'open', settings: openSettings(ctx, ctx.tokens) },
+      openBudgetMs(ctx, ctx.tokens.length),
+    );
     const openingCpuCores = meter.stop();
     if (openedAnswer.type !== 'opened') throw new Error(`ws-hold answered ${openedAnswer.type}`);
     const opened: WsOpened = openedAnswer.opened;

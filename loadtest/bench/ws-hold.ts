@@ -36,7 +36,10 @@ export interface WsClosed {
   readonly elapsedMs: number;
 }
 
-export type ParentToWsChild = { readonly type: 'open'; readonly settings: WsOpenSettings } | { readonly type: 'close'; readonly timeoutMs: number } | { readonly type: 'stop' };
+export type ParentToWsChild =
+  | { readonly type: 'open'; readonly settings: WsOpenSettings }
+  | { readonly type: 'close'; readonly timeoutMs: number }
+  | { readonly type: 'stop' };
 export type WsChildToParent =
   | { readonly type: 'ready' }
   | { readonly type: 'opened'; readonly opened: WsOpened }
@@ -67,12 +70,23 @@ function openAll(s: WsOpenSettings): Promise<WsOpened> {
   const sample = (text: string): void => {
     if (samples.length < MAX_SAMPLES) samples.push(text);
   };
-  let startedCount = 0, pending = 0, opened = 0, failed = 0, hello = 0;
+  let startedCount = 0,
+    pending = 0,
+    opened = 0,
+    failed = 0,
+    hello = 0;
   return new Promise((resolve) => {
     const settle = (): void => {
       pending--;
       if (opened + failed === s.tokens.length) {
-        resolve({ requested: s.tokens.length, opened, helloReceived: hello, failed, failureSamples: samples, elapsedMs: Math.round(performance.now() - started) });
+        resolve({
+          requested: s.tokens.length,
+          opened,
+          helloReceived: hello,
+          failed,
+          failureSamples: samples,
+          elapsedMs: Math.round(performance.now() - started),
+        });
       }
     };
     const openOne = (token: string): void => {
@@ -153,7 +167,9 @@ process.on('message', (message: ParentToWsChild) => {
     process.exit(0);
   }
   const work: Promise<WsChildToParent> =
-    message.type === 'open' ? openAll(message.settings).then((opened) => ({ type: 'opened', opened })) : closeAll(message.timeoutMs).then((closed) => ({ type: 'closed', closed }));
+    message.type === 'open'
+      ? openAll(message.settings).then((opened) => ({ type: 'opened', opened }))
+      : closeAll(message.timeoutMs).then((closed) => ({ type: 'closed', closed }));
   work.then(send, (err: unknown) => send({ type: 'fatal', message: err instanceof Error ? err.message : String(err) }));
 });
 process.on('disconnect', () => process.exit(0));

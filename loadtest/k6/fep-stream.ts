@@ -13,8 +13,27 @@ import { Trend } from 'k6/metrics';
 import grpc from 'k6/net/grpc';
 import type { Options } from 'k6/options';
 import { checkCampusFile, type CampusCard, type CampusFile, type CampusTerminal } from '../shared/campus-data.ts';
-import { answerLabel, DECLINE_REASON_NAMES, enumNumber, isExpectedAnswer, LUNCH_RUSH_MIX, OUTCOME_NAMES, POS_SERVICE, type TrafficPlanner } from '../shared/traffic.ts';
-import { approvals, campusView, client, CAMPUS_PATH, connectOnce, plannerFor, sequenceBase, unexpectedAnswers, USE_REFLECTION } from './lib/pos.ts';
+import {
+  answerLabel,
+  DECLINE_REASON_NAMES,
+  enumNumber,
+  isExpectedAnswer,
+  LUNCH_RUSH_MIX,
+  OUTCOME_NAMES,
+  POS_SERVICE,
+  type TrafficPlanner,
+} from '../shared/traffic.ts';
+import {
+  approvals,
+  campusView,
+  client,
+  CAMPUS_PATH,
+  connectOnce,
+  plannerFor,
+  sequenceBase,
+  unexpectedAnswers,
+  USE_REFLECTION,
+} from './lib/pos.ts';
 
 const readCampus = (): CampusFile => checkCampusFile(JSON.parse(open(CAMPUS_PATH)));
 const cards = new SharedArray<CampusCard>('cards', () => [...readCampus().cards]);
@@ -63,11 +82,21 @@ export default function fepStream(data: { base: number }): void {
     const started = sentAt.get(tag);
     sentAt.delete(tag);
     if (started !== undefined) streamPayment.add(Date.now() - started);
-    const label = answer.error !== undefined
-      ? answerLabel('Authorize', Number(answer.error.code ?? 2), 0, 0)
-      : answerLabel('Authorize', 0, enumNumber(answer.response?.['outcome'], OUTCOME_NAMES), enumNumber(answer.response?.['declineReason'], DECLINE_REASON_NAMES));
+    const label =
+      answer.error !== undefined
+        ? answerLabel('Authorize', Number(answer.error.code ?? 2), 0, 0)
+        : answerLabel(
+            'Authorize',
+            0,
+            enumNumber(answer.response?.['outcome'], OUTCOME_NAMES),
+            enumNumber(answer.response?.['declineReason'], DECLINE_REASON_NAMES),
+          );
     const expected = isExpectedAnswer('tap', label);
-    check(label, { 'streamed payment answered as expected': () => expected, 'answer for a tag that was sent': () => started !== undefined }, { kind: 'tap' });
+    check(
+      label,
+      { 'streamed payment answered as expected': () => expected, 'answer for a tag that was sent': () => started !== undefined },
+      { kind: 'tap' },
+    );
     if (!expected) unexpectedAnswers.add(1, { kind: 'tap', answer: label });
     if (label === 'approved') approvals.add(1);
   });

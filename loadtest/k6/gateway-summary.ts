@@ -48,8 +48,12 @@ export default function gatewaySummary(): void {
   ecard ??= new EcardUsers(users);
   const { index, user } = ecard.take();
   const response = ecard.get(index, user, ECARD_SUMMARY_PATH, 'ecard_summary');
-  check(response, {
-    'summary answered 200': (r) => r?.status === 200,
-    'the summary of the card bound to the user': (r) => r !== undefined && isSummaryOf(safeJson(r), user.cardNo),
-  }, { name: 'ecard_summary' });
+  check(
+    response,
+    {
+      'summary answered 200': (r) => r?.status === 200,
+      'the summary of the card bound to the user': (r) => r !== undefined && isSummaryOf(safeJson(r), user.cardNo),
+    },
+    { name: 'ecard_summary' },
+  );
 }

@@ -84,7 +84,8 @@ function checkTerminal(value: unknown, index: number): CampusTerminal {
   const { id, secret, kind, merchantId } = value;
   if (typeof id !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/.test(id)) fail(`terminals[${index}].id is not a terminal id`);
   if (typeof secret !== 'string' || secret.length < 16 || secret.length > 128) fail(`terminals[${index}].secret must be 16-128 characters`);
-  if (typeof kind !== 'string' || !TERMINAL_KINDS.includes(kind)) fail(`terminals[${index}].kind must be one of ${TERMINAL_KINDS.join(', ')}`);
+  if (typeof kind !== 'string' || !TERMINAL_KINDS.includes(kind))
+    fail(`terminals[${index}].kind must be one of ${TERMINAL_KINDS.join(', ')}`);
   if (typeof merchantId !== 'string' || merchantId === '') fail(`terminals[${index}].merchantId is required`);
   return { id, secret, kind: kind as CampusTerminalKind, merchantId };
 }
@@ -92,16 +93,19 @@ function checkTerminal(value: unknown, index: number): CampusTerminal {
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 function checkToken(value: unknown, what: string): string {
-  if (typeof value !== 'string' || value.length > MAX_TOKEN_LENGTH || !JWT_SHAPE.test(value)) fail(`${what} must be a session token (a JWT)`);
+  if (typeof value !== 'string' || value.length > MAX_TOKEN_LENGTH || !JWT_SHAPE.test(value))
+    fail(`${what} must be a session token (a JWT)`);
   return value;
 }
 
 function checkEcardUser(value: unknown, index: number): CampusEcardUser {
   if (!isRecord(value)) fail(`ecardUsers[${index}] must be an object`);
   const { userId, cardNo, accessToken, refreshToken, sessionExpiresAtMs } = value;
-  if (typeof userId !== 'string' || !/^(wecom|wechat):[A-Za-z0-9_.@-]{1,64}$/.test(userId)) fail(`ecardUsers[${index}].userId must be wecom:<id> or wechat:<id>`);
+  if (typeof userId !== 'string' || !/^(wecom|wechat):[A-Za-z0-9_.@-]{1,64}$/.test(userId))
+    fail(`ecardUsers[${index}].userId must be wecom:<id> or wechat:<id>`);
   if (typeof cardNo !== 'string' || !/^\d{4,20}$/.test(cardNo)) fail(`ecardUsers[${index}].cardNo must be 4-20 digits`);
-  if (typeof sessionExpiresAtMs !== 'number' || !Number.isSafeInteger(sessionExpiresAtMs)) fail(`ecardUsers[${index}].sessionExpiresAtMs must be milliseconds`);
+  if (typeof sessionExpiresAtMs !== 'number' || !Number.isSafeInteger(sessionExpiresAtMs))
+    fail(`ecardUsers[${index}].sessionExpiresAtMs must be milliseconds`);
   return {
     userId,
     cardNo,
@@ -120,7 +124,8 @@ function checkEcardUsers(value: unknown): CampusEcardUser[] | undefined {
 /** Validates a parsed campus file; throws an Error naming the first problem. */
 export function checkCampusFile(value: unknown): CampusFile {
   if (!isRecord(value)) fail('must be a JSON object');
-  if (value['format'] !== CAMPUS_FILE_FORMAT) fail(`format must be "${CAMPUS_FILE_FORMAT}" (regenerate it with npm run bench -- --export-campus)`);
+  if (value['format'] !== CAMPUS_FILE_FORMAT)
+    fail(`format must be "${CAMPUS_FILE_FORMAT}" (regenerate it with npm run bench -- --export-campus)`);
   const { cards, terminals, noPinPerPaymentFen, seed, note, ecardUsers } = value;
   if (!Array.isArray(cards) || cards.length < 1 || cards.length > MAX_CAMPUS_CARDS) fail(`cards must hold 1-${MAX_CAMPUS_CARDS} cards`);
   if (!Array.isArray(terminals) || terminals.length < 1 || terminals.length > MAX_CAMPUS_TERMINALS) {

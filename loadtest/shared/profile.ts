@@ -38,7 +38,8 @@ export const MAX_TIME_FACTOR = 3600;
  */
 export function lunchRushProfile(peakRate: number, timeFactor: number): ArrivalProfile {
   if (!(peakRate > 0)) throw new RangeError(`peak rate must be > 0, got ${peakRate}`);
-  if (!(timeFactor >= 1 && timeFactor <= MAX_TIME_FACTOR)) throw new RangeError(`time factor must be 1-${MAX_TIME_FACTOR}, got ${timeFactor}`);
+  if (!(timeFactor >= 1 && timeFactor <= MAX_TIME_FACTOR))
+    throw new RangeError(`time factor must be 1-${MAX_TIME_FACTOR}, got ${timeFactor}`);
   const first = LUNCH_HOUR_SHAPE[0];
   if (first === undefined) throw new Error('LUNCH_HOUR_SHAPE is empty');
   const stages: RateStage[] = [];
@@ -80,7 +81,8 @@ export function peakWindowMs(profile: ArrivalProfile): { startMs: number; endMs:
   let window: { startMs: number; endMs: number } | undefined;
   for (const stage of profile.stages) {
     if (rate >= peak * 0.999 && stage.target >= peak * 0.999) {
-      window = window === undefined ? { startMs: at, endMs: at + stage.durationMs } : { startMs: window.startMs, endMs: at + stage.durationMs };
+      window =
+        window === undefined ? { startMs: at, endMs: at + stage.durationMs } : { startMs: window.startMs, endMs: at + stage.durationMs };
     }
     at += stage.durationMs;
     rate = stage.target;

@@ -113,29 +113,64 @@ export function settleCall(terminalId: string, sequence: number, credential: Cre
 
 /** gRPC status codes by name (the numbers are fixed by the gRPC spec). */
 export const GRPC_STATUS_NAMES: readonly string[] = [
-  'OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS',
-  'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED',
-  'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED',
+  'OK',
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
 ];
 export const GRPC_OK = 0;
 export const GRPC_UNIMPLEMENTED = 12;
 
 /** cardswitch.v1.Outcome, by number. */
-export const OUTCOME_NAMES: readonly string[] = ['OUTCOME_UNSPECIFIED', 'OUTCOME_APPROVED', 'OUTCOME_DECLINED', 'OUTCOME_PIN_REQUIRED', 'OUTCOME_PENDING'];
+export const OUTCOME_NAMES: readonly string[] = [
+  'OUTCOME_UNSPECIFIED',
+  'OUTCOME_APPROVED',
+  'OUTCOME_DECLINED',
+  'OUTCOME_PIN_REQUIRED',
+  'OUTCOME_PENDING',
+];
 export const OUTCOME_APPROVED = 1;
 export const OUTCOME_DECLINED = 2;
 export const OUTCOME_PIN_REQUIRED = 3;
 /** cardswitch.v1.DeclineReason, by number. */
 export const DECLINE_REASON_NAMES: readonly string[] = [
-  'DECLINE_REASON_UNSPECIFIED', 'DECLINE_REASON_INSUFFICIENT_FUNDS', 'DECLINE_REASON_CARD_LOST', 'DECLINE_REASON_CARD_FROZEN',
-  'DECLINE_REASON_UNKNOWN_CARD', 'DECLINE_REASON_CARD_REPLACED', 'DECLINE_REASON_ALREADY_REVERSED',
-  'DECLINE_REASON_DAILY_LIMIT_EXCEEDED', 'DECLINE_REASON_WRONG_PIN', 'DECLINE_REASON_PIN_LOCKED', 'DECLINE_REASON_CARD_NOT_SYNCED',
-  'DECLINE_REASON_QR_INVALID', 'DECLINE_REASON_QR_EXPIRED', 'DECLINE_REASON_QR_USED', 'DECLINE_REASON_CHANNEL_DECLINED',
-  'DECLINE_REASON_SMALL_WALLET_EMPTY', 'DECLINE_REASON_CARD_CANCELLED',
+  'DECLINE_REASON_UNSPECIFIED',
+  'DECLINE_REASON_INSUFFICIENT_FUNDS',
+  'DECLINE_REASON_CARD_LOST',
+  'DECLINE_REASON_CARD_FROZEN',
+  'DECLINE_REASON_UNKNOWN_CARD',
+  'DECLINE_REASON_CARD_REPLACED',
+  'DECLINE_REASON_ALREADY_REVERSED',
+  'DECLINE_REASON_DAILY_LIMIT_EXCEEDED',
+  'DECLINE_REASON_WRONG_PIN',
+  'DECLINE_REASON_PIN_LOCKED',
+  'DECLINE_REASON_CARD_NOT_SYNCED',
+  'DECLINE_REASON_QR_INVALID',
+  'DECLINE_REASON_QR_EXPIRED',
+  'DECLINE_REASON_QR_USED',
+  'DECLINE_REASON_CHANNEL_DECLINED',
+  'DECLINE_REASON_SMALL_WALLET_EMPTY',
+  'DECLINE_REASON_CARD_CANCELLED',
 ];
 /** cardswitch.v1.ReverseResult, by number. */
 export const REVERSE_RESULT_NAMES: readonly string[] = [
-  'REVERSE_RESULT_UNSPECIFIED', 'REVERSE_RESULT_REVERSED', 'REVERSE_RESULT_NOTHING_TO_REVERSE', 'REVERSE_RESULT_TOMBSTONED',
+  'REVERSE_RESULT_UNSPECIFIED',
+  'REVERSE_RESULT_REVERSED',
+  'REVERSE_RESULT_NOTHING_TO_REVERSE',
+  'REVERSE_RESULT_TOMBSTONED',
 ];
 
 /** An enum field as a number, whether it came as a number (wire) or as its name (k6's protojson). */
@@ -178,9 +213,19 @@ export function isExpectedAnswer(kind: RequestKind, label: string): boolean {
   switch (kind) {
     case 'tap':
     case 'retry':
-      return label === 'approved' || label === 'pin_required' || label === 'declined:insufficient_funds' || label === 'declined:daily_limit_exceeded';
+      return (
+        label === 'approved' ||
+        label === 'pin_required' ||
+        label === 'declined:insufficient_funds' ||
+        label === 'declined:daily_limit_exceeded'
+      );
     case 'pin':
-      return label === 'pin_required' || label === 'approved' || label === 'declined:insufficient_funds' || label === 'declined:daily_limit_exceeded';
+      return (
+        label === 'pin_required' ||
+        label === 'approved' ||
+        label === 'declined:insufficient_funds' ||
+        label === 'declined:daily_limit_exceeded'
+      );
     case 'pin_entry':
       return label === 'approved' || label === 'declined:insufficient_funds' || label === 'declined:daily_limit_exceeded';
     case 'inquiry':
@@ -194,7 +239,12 @@ export function isExpectedAnswer(kind: RequestKind, label: string): boolean {
     case 'campus_qr':
       // Like a tap: a busy card may run out of money or over its password-free day. A used, expired or
       // invalid code is never expected: each payment has a fresh code of a bound, active card.
-      return label === 'approved' || label === 'pin_required' || label === 'declined:insufficient_funds' || label === 'declined:daily_limit_exceeded';
+      return (
+        label === 'approved' ||
+        label === 'pin_required' ||
+        label === 'declined:insufficient_funds' ||
+        label === 'declined:daily_limit_exceeded'
+      );
     case 'third_party':
       return label === 'approved' || label === 'pending';
   }
@@ -218,16 +268,66 @@ export interface TrafficMix {
   readonly thirdParty: number;
 }
 
-export const MIX_KEYS: readonly (keyof TrafficMix)[] = ['tap', 'inquiry', 'retry', 'reversal', 'pin', 'water', 'settle', 'campusQr', 'thirdParty'];
+export const MIX_KEYS: readonly (keyof TrafficMix)[] = [
+  'tap',
+  'inquiry',
+  'retry',
+  'reversal',
+  'pin',
+  'water',
+  'settle',
+  'campusQr',
+  'thirdParty',
+];
 
 /** The canteen lunch hour: mostly card taps, some balance checks, POS retries and reversals after timeouts. */
 // PIN payments are rare in a canteen: a meal is far below the 50.00 password-free limit, so only big
 // shop purchases and the day's fourth or fifth meal ask for the password. Each costs a full scrypt
 // (tens of ms of a core), so their share decides how many cores the rush needs; 1% is the canteen case.
-export const LUNCH_RUSH_MIX: TrafficMix = { tap: 74, inquiry: 10, retry: 5, reversal: 3, pin: 1, water: 5, settle: 2, campusQr: 0, thirdParty: 0 };
-export const TAP_ONLY_MIX: TrafficMix = { tap: 1, inquiry: 0, retry: 0, reversal: 0, pin: 0, water: 0, settle: 0, campusQr: 0, thirdParty: 0 };
-export const INQUIRY_ONLY_MIX: TrafficMix = { tap: 0, inquiry: 1, retry: 0, reversal: 0, pin: 0, water: 0, settle: 0, campusQr: 0, thirdParty: 0 };
-export const CAMPUS_QR_ONLY_MIX: TrafficMix = { tap: 0, inquiry: 0, retry: 0, reversal: 0, pin: 0, water: 0, settle: 0, campusQr: 1, thirdParty: 0 };
+export const LUNCH_RUSH_MIX: TrafficMix = {
+  tap: 74,
+  inquiry: 10,
+  retry: 5,
+  reversal: 3,
+  pin: 1,
+  water: 5,
+  settle: 2,
+  campusQr: 0,
+  thirdParty: 0,
+};
+export const TAP_ONLY_MIX: TrafficMix = {
+  tap: 1,
+  inquiry: 0,
+  retry: 0,
+  reversal: 0,
+  pin: 0,
+  water: 0,
+  settle: 0,
+  campusQr: 0,
+  thirdParty: 0,
+};
+export const INQUIRY_ONLY_MIX: TrafficMix = {
+  tap: 0,
+  inquiry: 1,
+  retry: 0,
+  reversal: 0,
+  pin: 0,
+  water: 0,
+  settle: 0,
+  campusQr: 0,
+  thirdParty: 0,
+};
+export const CAMPUS_QR_ONLY_MIX: TrafficMix = {
+  tap: 0,
+  inquiry: 0,
+  retry: 0,
+  reversal: 0,
+  pin: 0,
+  water: 0,
+  settle: 0,
+  campusQr: 1,
+  thirdParty: 0,
+};
 
 /** "tap=70,inquiry=10,water=0": overrides of `base`; unknown names and bad numbers throw. */
 export function parseMix(text: string, base: TrafficMix): TrafficMix {
@@ -423,7 +523,8 @@ export class TrafficPlanner {
     };
     const m = this.options.mix;
     need(m.tap + m.inquiry + m.retry + m.reversal + m.pin + m.campusQr, ['canteen', 'shop'], 'payments');
-    if (m.campusQr > 0 && this.options.nextCampusQr === undefined) throw new Error('the mix sends campus QR payments but the planner has no source of codes (nextCampusQr)');
+    if (m.campusQr > 0 && this.options.nextCampusQr === undefined)
+      throw new Error('the mix sends campus QR payments but the planner has no source of codes (nextCampusQr)');
     need(m.water, ['water'], 'water debits');
     need(m.settle, ['settlement'], 'settlement swipes');
     if (m.pin > 0 && this.pinCards.length === 0) throw new Error('the mix sends PIN payments but no card in the campus file has a PIN');
@@ -459,7 +560,14 @@ export class TrafficPlanner {
     return terminal.kind === 'canteen' ? this.rng.int(6, 50) * 50 : this.rng.int(1, 49) * 100;
   }
 
-  private plan(kind: RequestKind, call: PosCall, at: { index: number; terminal: CampusTerminal }, sequence: number, pin: string, retryOf?: unknown): PlannedCall {
+  private plan(
+    kind: RequestKind,
+    call: PosCall,
+    at: { index: number; terminal: CampusTerminal },
+    sequence: number,
+    pin: string,
+    retryOf?: unknown,
+  ): PlannedCall {
     return { kind, call, terminalIndex: at.index, terminal: at.terminal, sequence, pin, retryOf };
   }
 
@@ -559,7 +667,9 @@ export class TrafficPlanner {
 
   /** ROOM FOR A LATER ISSUE: an Alipay / WeChat payment code scanned at the POS. */
   thirdPartyPayment(): PlannedCall {
-    throw new Error('third-party payment codes are not in the load test yet: keep the thirdParty weight at 0 until the switch accepts them');
+    throw new Error(
+      'third-party payment codes are not in the load test yet: keep the thirdParty weight at 0 until the switch accepts them',
+    );
   }
 
   /** After a PIN_REQUIRED answer: the same call (same sequence number) with the card's PIN, or undefined. */
@@ -580,7 +690,8 @@ export class TrafficPlanner {
       if (label === 'approved') pushRing(this.approvedPayments, planned);
     } else if (planned.kind === 'water' && label === 'declined:small_wallet_empty') {
       const card = this.cardIndexOf(planned);
-      if (card !== undefined && !this.walletsToSettle.includes(card) && this.walletsToSettle.length < RING_SIZE) this.walletsToSettle.push(card);
+      if (card !== undefined && !this.walletsToSettle.includes(card) && this.walletsToSettle.length < RING_SIZE)
+        this.walletsToSettle.push(card);
     }
   }
 

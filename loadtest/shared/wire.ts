@@ -133,20 +133,40 @@ function callFields(call: PosCall): Field[] {
   switch (call.rpc) {
     case 'Authorize': {
       const m = call.message;
-      return [...stringField(1, m.terminalId), ...varintField(2, m.sequenceNumber), ...varintField(3, m.amountFen), ...credentialFields(4, m.credential), ...stringField(5, m.pin)];
+      return [
+        ...stringField(1, m.terminalId),
+        ...varintField(2, m.sequenceNumber),
+        ...varintField(3, m.amountFen),
+        ...credentialFields(4, m.credential),
+        ...stringField(5, m.pin),
+      ];
     }
     case 'Reverse': {
       const m = call.message;
-      return [...stringField(1, m.terminalId), ...varintField(2, m.originalSequenceNumber), ...varintField(3, m.amountFen), ...credentialFields(4, m.credential)];
+      return [
+        ...stringField(1, m.terminalId),
+        ...varintField(2, m.originalSequenceNumber),
+        ...varintField(3, m.amountFen),
+        ...credentialFields(4, m.credential),
+      ];
     }
     case 'Inquire':
       return [...stringField(1, call.message.terminalId), ...credentialFields(2, call.message.credential)];
     case 'WaterDebit': {
       const m = call.message;
-      return [...stringField(1, m.terminalId), ...varintField(2, m.sequenceNumber), ...varintField(3, m.amountFen), ...credentialFields(4, m.credential)];
+      return [
+        ...stringField(1, m.terminalId),
+        ...varintField(2, m.sequenceNumber),
+        ...varintField(3, m.amountFen),
+        ...credentialFields(4, m.credential),
+      ];
     }
     case 'Settle':
-      return [...stringField(1, call.message.terminalId), ...varintField(2, call.message.sequenceNumber), ...credentialFields(3, call.message.credential)];
+      return [
+        ...stringField(1, call.message.terminalId),
+        ...varintField(2, call.message.sequenceNumber),
+        ...credentialFields(3, call.message.credential),
+      ];
   }
 }
 
@@ -189,7 +209,7 @@ export function encodeCallFrame(call: PosCall): Uint8Array {
 /** The message inside one gRPC frame, or undefined when the bytes are not exactly one uncompressed frame. */
 export function unframe(frame: Uint8Array): Uint8Array | undefined {
   if (frame.length < GRPC_FRAME_HEADER_BYTES || frame[0] !== 0) return undefined;
-  const n = ((frame[1] ?? 0) * 0x1000000) + ((frame[2] ?? 0) << 16) + ((frame[3] ?? 0) << 8) + (frame[4] ?? 0);
+  const n = (frame[1] ?? 0) * 0x1000000 + ((frame[2] ?? 0) << 16) + ((frame[3] ?? 0) << 8) + (frame[4] ?? 0);
   if (frame.length !== GRPC_FRAME_HEADER_BYTES + n) return undefined;
   return frame.subarray(GRPC_FRAME_HEADER_BYTES);
 }
@@ -264,7 +284,9 @@ export function encodeStreamedAuthorizeFrame(tag: number, terminalSecret: Uint8A
   const size =
     (tag === 0 ? 0 : 1 + varintSize(tag)) +
     (terminalSecret.length === 0 ? 0 : 1 + varintSize(terminalSecret.length) + terminalSecret.length) +
-    1 + varintSize(request.length) + request.length;
+    1 +
+    varintSize(request.length) +
+    request.length;
   const out = new Uint8Array(GRPC_FRAME_HEADER_BYTES + size);
   writeFrameHeader(out, size);
   let at = GRPC_FRAME_HEADER_BYTES;

@@ -38,7 +38,8 @@ class AuditUsageError extends Error {
 function boundedInteger(raw: string | undefined, option: string, min: number, max: number): number | undefined {
   if (raw === undefined) return undefined;
   const value = Number(raw);
-  if (!/^\d+$/.test(raw) || value < min || value > max) throw new AuditUsageError(`${option} must be a whole number ${min}-${max}, got "${raw.slice(0, 20)}"`);
+  if (!/^\d+$/.test(raw) || value < min || value > max)
+    throw new AuditUsageError(`${option} must be a whole number ${min}-${max}, got "${raw.slice(0, 20)}"`);
   return value;
 }
 
@@ -56,12 +57,16 @@ function safeUrl(url: string): string {
 async function ledgerKeys(redis: Redis, prefix: string, env: Env, configuredShards: number): Promise<Keys> {
   const probe = new Keys(prefix, 1);
   const stored = await redis.hget(probe.meta(), 'shards');
-  if (stored === null) throw new AuditUsageError(`no ledger with KEY_PREFIX "${prefix}" here (${probe.meta()} is missing); check REDIS_URL and KEY_PREFIX`);
+  if (stored === null)
+    throw new AuditUsageError(`no ledger with KEY_PREFIX "${prefix}" here (${probe.meta()} is missing); check REDIS_URL and KEY_PREFIX`);
   const shards = Number(stored);
-  if (!Number.isInteger(shards) || shards < 1) throw new AuditUsageError(`${probe.meta()} holds shards=${JSON.stringify(stored)}, not a shard count`);
+  if (!Number.isInteger(shards) || shards < 1)
+    throw new AuditUsageError(`${probe.meta()} holds shards=${JSON.stringify(stored)}, not a shard count`);
   const explicit = env['LEDGER_SHARDS'];
   if (explicit !== undefined && explicit !== '' && configuredShards !== shards) {
-    throw new AuditUsageError(`LEDGER_SHARDS=${configuredShards} but the ledger with prefix "${prefix}" has ${shards} shards; unset LEDGER_SHARDS or set it to ${shards}`);
+    throw new AuditUsageError(
+      `LEDGER_SHARDS=${configuredShards} but the ledger with prefix "${prefix}" has ${shards} shards; unset LEDGER_SHARDS or set it to ${shards}`,
+    );
   }
   return new Keys(prefix, shards);
 }
@@ -69,7 +74,8 @@ async function ledgerKeys(redis: Redis, prefix: string, env: Env, configuredShar
 function printReport(report: AuditReport, prefix: string): void {
   const out = report.ok ? console.log : console.error;
   for (const p of report.problems) console.error(`problem: ${p.message}`);
-  if (report.problemCount > report.problems.length) console.error(`problem: ... and ${report.problemCount - report.problems.length} more not listed`);
+  if (report.problemCount > report.problems.length)
+    console.error(`problem: ... and ${report.problemCount - report.problems.length} more not listed`);
   out(`ledger "${prefix}": ${report.shards} shards, ${report.accounts} accounts, ${report.journalEntries} journal entries`);
   out(`  held        ${formatYuan(report.heldFen)} yuan (${report.heldFen} fen)`);
   out(`  net inflow  ${formatYuan(report.netInflowFen)} yuan (${report.netInflowFen} fen)`);
@@ -86,7 +92,12 @@ async function audit(argv: readonly string[], env: Env): Promise<number> {
     args: [...argv],
     strict: true,
     allowPositionals: false,
-    options: { json: { type: 'boolean' }, 'max-problems': { type: 'string' }, 'shard-concurrency': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      json: { type: 'boolean' },
+      'max-problems': { type: 'string' },
+      'shard-concurrency': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   if (values.help === true) {
     console.log(AUDIT_USAGE);
@@ -94,8 +105,15 @@ async function audit(argv: readonly string[], env: Env): Promise<number> {
   }
   const maxProblems = boundedInteger(values['max-problems'], '--max-problems', 1, 10_000);
   const shardConcurrency = boundedInteger(values['shard-concurrency'], '--shard-concurrency', 1, 64);
-  const config = loadConfig({ ...env, TERMINAL_SECRET_PEPPER: env['TERMINAL_SECRET_PEPPER'] ?? UNUSED_PEPPER, PASSWORD_PEPPER: env['PASSWORD_PEPPER'] ?? UNUSED_PEPPER, SESSION_SECRET: env['SESSION_SECRET'] ?? UNUSED_SECRET, CAMPUS_QR_SECRET: env['CAMPUS_QR_SECRET'] ?? UNUSED_SECRET });
-  if (config.redisUrl === '') throw new AuditUsageError('REDIS_URL is not set: the audit reads an existing ledger, e.g. REDIS_URL=redis://127.0.0.1:6379');
+  const config = loadConfig({
+    ...env,
+    TERMINAL_SECRET_PEPPER: env['TERMINAL_SECRET_PEPPER'] ?? UNUSED_PEPPER,
+    PASSWORD_PEPPER: env['PASSWORD_PEPPER'] ?? UNUSED_PEPPER,
+    SESSION_SECRET: env['SESSION_SECRET'] ?? UNUSED_SECRET,
+    CAMPUS_QR_SECRET: env['CAMPUS_QR_SECRET'] ?? UNUSED_SECRET,
+  });
+  if (config.redisUrl === '')
+    throw new AuditUsageError('REDIS_URL is not set: the audit reads an existing ledger, e.g. REDIS_URL=redis://127.0.0.1:6379');
   const redis = new Redis(config.redisUrl, {
     lazyConnect: true,
     maxRetriesPerRequest: 1,

@@ -190,7 +190,9 @@ function demoCampus(options: DemoArgs): ReturnType<typeof generateDemoCampus> {
 function printDemoDoc(doc: DemoDoc): void {
   console.log(`demo cards (seed ${doc.seed}; DEMO ONLY: secrets and initial passwords follow from the seed):`);
   for (const c of doc.cards) {
-    console.log(`  ${c.label}: card ${c.cardNo}, serial ${c.cardSerial}, number ${c.personNumber}, ${c.name}, initial password ${c.initialPassword}`);
+    console.log(
+      `  ${c.label}: card ${c.cardNo}, serial ${c.cardSerial}, number ${c.personNumber}, ${c.name}, initial password ${c.initialPassword}`,
+    );
   }
   for (const t of [doc.canteenPos, doc.settlementPos, doc.waterController, doc.kiosk]) {
     console.log(`  terminal ${t.terminalId} (${t.location}) secret ${t.secret}`);
@@ -211,7 +213,9 @@ async function demoCampusCommand(options: DemoArgs): Promise<number> {
   const terminalsPath = join(options.out, 'terminals.csv');
   await writeFile(cardholdersPath, campus.cardholdersCsv, 'utf8');
   await writeFile(terminalsPath, campus.terminalsCsv, 'utf8');
-  console.log(`wrote ${campus.cardholders.length} cardholders to ${cardholdersPath} and ${campus.terminals.length} terminals to ${terminalsPath}`);
+  console.log(
+    `wrote ${campus.cardholders.length} cardholders to ${cardholdersPath} and ${campus.terminals.length} terminals to ${terminalsPath}`,
+  );
   printDemoDoc(demoDoc(campus.seed));
   return 0;
 }

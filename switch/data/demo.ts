@@ -78,18 +78,87 @@ class Prng {
 
 // ---- people --------------------------------------------------------------------------------
 
-const FAMILY_NAMES = [...'王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤'];
+const FAMILY_NAMES = [
+  ...'王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤',
+];
 const COMPOUND_FAMILY_NAMES = ['欧阳', '司马', '诸葛', '上官', '皇甫', '东方', '慕容', '令狐'];
-const GIVEN_NAME_CHARS = [...'伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚英华玉萍红鹏辉婷雪琳晨宇浩然子轩梓涵欣怡博文思雨嘉佳一诺俊宁昊天泽睿梦瑶晓彤诗晗逸凯航阳铭悦可馨昕翔云飞志斌海波建国立新凡乐'];
+const GIVEN_NAME_CHARS = [
+  ...'伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚英华玉萍红鹏辉婷雪琳晨宇浩然子轩梓涵欣怡博文思雨嘉佳一诺俊宁昊天泽睿梦瑶晓彤诗晗逸凯航阳铭悦可馨昕翔云飞志斌海波建国立新凡乐',
+];
 const FOREIGN_GIVEN = ['John', 'Maria', 'Anna', 'Yuki', 'Olivier', 'Ahmed', 'Ivan', 'Sarah', 'David', 'Elena', 'Lucas', 'Minjun'];
 const FOREIGN_FAMILY = ['Smith', 'Garcia', 'Mueller', 'Tanaka', 'Martin', 'Hassan', 'Petrov', 'Johnson', 'Brown', 'Rossi', 'Silva', 'Kim'];
 const FOREIGN_PHONE_PREFIXES = ['+44', '+1', '+49', '+33', '+81', '+7', '+82'];
 const AREA_CODES = [
-  '110101', '110102', '110105', '110106', '110108', '110114', '130102', '130602', '140105', '210102', '220102', '230102',
-  '310104', '310115', '320102', '320506', '330106', '340104', '350102', '360102', '370102', '370202', '410105', '420106',
-  '430104', '440106', '440305', '450103', '500103', '510107', '520102', '530102', '610113', '620102', '650102',
+  '110101',
+  '110102',
+  '110105',
+  '110106',
+  '110108',
+  '110114',
+  '130102',
+  '130602',
+  '140105',
+  '210102',
+  '220102',
+  '230102',
+  '310104',
+  '310115',
+  '320102',
+  '320506',
+  '330106',
+  '340104',
+  '350102',
+  '360102',
+  '370102',
+  '370202',
+  '410105',
+  '420106',
+  '430104',
+  '440106',
+  '440305',
+  '450103',
+  '500103',
+  '510107',
+  '520102',
+  '530102',
+  '610113',
+  '620102',
+  '650102',
 ];
-const MOBILE_PREFIXES = ['130', '131', '132', '133', '135', '136', '137', '138', '139', '150', '151', '152', '155', '156', '157', '158', '159', '166', '176', '177', '180', '181', '182', '183', '185', '186', '187', '188', '189', '191', '198', '199'];
+const MOBILE_PREFIXES = [
+  '130',
+  '131',
+  '132',
+  '133',
+  '135',
+  '136',
+  '137',
+  '138',
+  '139',
+  '150',
+  '151',
+  '152',
+  '155',
+  '156',
+  '157',
+  '158',
+  '159',
+  '166',
+  '176',
+  '177',
+  '180',
+  '181',
+  '182',
+  '183',
+  '185',
+  '186',
+  '187',
+  '188',
+  '189',
+  '191',
+  '198',
+  '199',
+];
 const STUDENT_YEARS = [2021, 2022, 2023, 2024, 2025];
 const COLLEGE_COUNT = 20;
 
@@ -231,8 +300,20 @@ const SITES: readonly Site[] = [
   { merchantId: 'JXQ-T3', kind: 'water', location: '健翔桥教三楼二层 热水机', idPart: 'W-F2-', count: 4 },
   { merchantId: 'JXQ-T3', kind: 'water', location: '健翔桥教三楼五层 热水机', idPart: 'W-F5-', count: 4 },
   { merchantId: 'JXQ-D4', kind: 'water', location: '健翔桥学四公寓一层 热水机', idPart: 'W-F1-', count: 6 },
-  ...CN_DIGITS.map((n, i): Site => ({ merchantId: 'XY-CARDCENTER', kind: 'kiosk', location: `小营校区学${n}公寓大厅 自助机`, idPart: `D${i + 1}-`, count: 1 })),
-  ...CN_DIGITS.slice(0, 5).map((n, i): Site => ({ merchantId: 'JXQ-CARDCENTER', kind: 'kiosk', location: `健翔桥校区学${n}公寓大厅 自助机`, idPart: `D${i + 1}-`, count: 1 })),
+  ...CN_DIGITS.map((n, i): Site => ({
+    merchantId: 'XY-CARDCENTER',
+    kind: 'kiosk',
+    location: `小营校区学${n}公寓大厅 自助机`,
+    idPart: `D${i + 1}-`,
+    count: 1,
+  })),
+  ...CN_DIGITS.slice(0, 5).map((n, i): Site => ({
+    merchantId: 'JXQ-CARDCENTER',
+    kind: 'kiosk',
+    location: `健翔桥校区学${n}公寓大厅 自助机`,
+    idPart: `D${i + 1}-`,
+    count: 1,
+  })),
 ];
 
 /** Demo only: anyone who knows the seed can recompute every secret. */
@@ -259,7 +340,17 @@ function demoTerminals(seed: string): NewTerminal[] {
 
 function cardholderCsv(rows: readonly Cardholder[]): string {
   const lines = rows.map((r) =>
-    csvLine([r.cardNo, r.cardSerial, r.name, r.personNumber, r.holderType, r.documentType, r.documentNumber, r.phone, String(r.openingBalanceFen)]),
+    csvLine([
+      r.cardNo,
+      r.cardSerial,
+      r.name,
+      r.personNumber,
+      r.holderType,
+      r.documentType,
+      r.documentNumber,
+      r.phone,
+      String(r.openingBalanceFen),
+    ]),
   );
   return `${CARDHOLDER_HEADER.join(',')}\n${lines.join('\n')}\n`;
 }

@@ -9,8 +9,15 @@ import { validateNewTerminal, type NewTerminal, type TerminalKind, type Terminal
 import { CsvError, DEFAULT_CSV_LIMITS, NoDataRowsError, parseCsv, type CsvRow } from './csv.js';
 
 export const CARDHOLDER_HEADER = [
-  'card_number', 'card_serial', 'name', 'person_number', 'holder_type',
-  'document_type', 'document_number', 'phone', 'opening_balance_fen',
+  'card_number',
+  'card_serial',
+  'name',
+  'person_number',
+  'holder_type',
+  'document_type',
+  'document_number',
+  'phone',
+  'opening_balance_fen',
 ] as const;
 export const TERMINAL_HEADER = ['terminal_id', 'kind', 'merchant_id', 'location', 'secret'] as const;
 
@@ -151,7 +158,9 @@ function cardholderProblems(row: Cardholder, openingText: string): string[] {
     nameProblem(row.name),
     /^[A-Za-z0-9]{4,20}$/.test(row.personNumber) ? undefined : `person_number "${row.personNumber}" must be 4-20 letters or digits`,
     isOneOf(row.holderType, HOLDER_TYPES) ? undefined : `holder_type "${String(row.holderType)}" must be one of ${HOLDER_TYPES.join(', ')}`,
-    isOneOf(row.documentType, DOCUMENT_TYPES) ? undefined : `document_type "${String(row.documentType)}" must be one of ${DOCUMENT_TYPES.join(', ')}`,
+    isOneOf(row.documentType, DOCUMENT_TYPES)
+      ? undefined
+      : `document_type "${String(row.documentType)}" must be one of ${DOCUMENT_TYPES.join(', ')}`,
     isOneOf(row.documentType, DOCUMENT_TYPES) ? documentProblem(row.documentType, row.documentNumber) : undefined,
     /^(1\d{10}|\+\d{6,15})$/.test(row.phone) ? undefined : 'phone must be 11 digits starting with 1, or + and the country code and number',
     row.openingBalanceFen >= 0 && row.openingBalanceFen <= MAX_OPENING_BALANCE_FEN
@@ -308,7 +317,8 @@ async function writeCardholder(deps: CardholderImportDeps, row: CardholderRow): 
   if (!opened) return { line: row.line, message: `card_number ${row.cardNo} was created by someone else during the import` };
   const claimed = await claimDirectoryEntries(deps.ledger, row);
   if (claimed.serialTaken) return { line: row.line, message: `card_serial ${row.cardSerial} was taken by another card during the import` };
-  if (claimed.personNumberTaken) return { line: row.line, message: `person_number ${row.personNumber} was taken by another card during the import` };
+  if (claimed.personNumberTaken)
+    return { line: row.line, message: `person_number ${row.personNumber} was taken by another card during the import` };
   return undefined;
 }
 
@@ -367,13 +377,16 @@ export async function importTerminals(registry: TerminalRegistry, rows: readonly
   const startedMs = performance.now();
   const elapsed = (): number => Math.round(performance.now() - startedMs);
   const problems: RowError[] = [];
-  if (rows.length > MAX_TERMINAL_ROWS) problems.push({ line: 1, message: `at most ${MAX_TERMINAL_ROWS} terminals per import, got ${rows.length}` });
+  if (rows.length > MAX_TERMINAL_ROWS)
+    problems.push({ line: 1, message: `at most ${MAX_TERMINAL_ROWS} terminals per import, got ${rows.length}` });
   problems.push(...findDuplicates(rows, [{ column: 'terminal_id', value: (r: TerminalRow) => r.id }]));
   for (const row of rows) {
     for (const message of validateNewTerminal(row)) problems.push({ line: row.line, message });
   }
   if (problems.length === 0) {
-    const existing = await mapBounded(rows, REDIS_CONCURRENCY / 4, async (row) => ((await registry.get(row.id)) === undefined ? undefined : row));
+    const existing = await mapBounded(rows, REDIS_CONCURRENCY / 4, async (row) =>
+      (await registry.get(row.id)) === undefined ? undefined : row,
+    );
     for (const row of existing) {
       if (row !== undefined) problems.push({ line: row.line, message: `terminal_id ${row.id} is already registered` });
     }

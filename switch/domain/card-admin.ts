@@ -12,13 +12,19 @@ import { validateNewTerminal, type NewTerminal } from './terminals.js';
 export async function registerTerminal(ctx: SwitchContext, operator: string, terminal: NewTerminal): Promise<void> {
   const problems = validateNewTerminal(terminal);
   if (problems.length > 0) throw new InvalidArgumentError(problems.join('; '));
-  if ((await ctx.terminals.get(terminal.id)) !== undefined) throw new FailedPreconditionError(`terminal ${terminal.id} is already registered`);
+  if ((await ctx.terminals.get(terminal.id)) !== undefined)
+    throw new FailedPreconditionError(`terminal ${terminal.id} is already registered`);
   await ctx.terminals.register(terminal);
-  await appendOperatorLog(ctx, 'register-terminal', operator, { terminal: terminal.id, kind: terminal.kind, merchant: terminal.merchantId });
+  await appendOperatorLog(ctx, 'register-terminal', operator, {
+    terminal: terminal.id,
+    kind: terminal.kind,
+    merchant: terminal.merchantId,
+  });
 }
 
 export async function setTerminalEnabled(ctx: SwitchContext, operator: string, terminalId: string, enabled: boolean): Promise<void> {
-  if (!(await ctx.terminals.setEnabled(terminalId, enabled))) throw new NotFoundError(`terminal ${terminalId.slice(0, 40)} is not registered`);
+  if (!(await ctx.terminals.setEnabled(terminalId, enabled)))
+    throw new NotFoundError(`terminal ${terminalId.slice(0, 40)} is not registered`);
   await appendOperatorLog(ctx, enabled ? 'enable-terminal' : 'disable-terminal', operator, { terminal: terminalId });
 }
 
@@ -35,7 +41,8 @@ export interface CardReplacement {
  */
 export async function replaceCard(ctx: SwitchContext, operator: string, cardNo: string, newSerial: string): Promise<CardReplacement> {
   if (!(await cardExists(ctx, cardNo))) throw new NotFoundError(`card ${cardNo} does not exist`);
-  if (!(await claimCardSerial(ctx, newSerial, cardNo))) throw new FailedPreconditionError(`card serial ${newSerial} already belongs to another card`);
+  if (!(await claimCardSerial(ctx, newSerial, cardNo)))
+    throw new FailedPreconditionError(`card serial ${newSerial} already belongs to another card`);
   const oldSerial = await ctx.ledger.replaceCard(cardNo, newSerial);
   if (oldSerial === undefined) throw new NotFoundError(`card ${cardNo} does not exist`);
   await appendOperatorLog(ctx, 'replace-card', operator, { card: cardNo, old: oldSerial, new: newSerial });
@@ -46,12 +53,19 @@ export async function replaceCard(ctx: SwitchContext, operator: string, cardNo: 
  * Freezes a card (from active or lost) or unfreezes it (to active); `reason` is a checked, trimmed
  * line. Returns the card's status now; a card that cannot make the change is refused.
  */
-export async function setCardFrozen(ctx: SwitchContext, operator: string, cardNo: string, frozen: boolean, reason: string): Promise<'frozen' | 'active'> {
+export async function setCardFrozen(
+  ctx: SwitchContext,
+  operator: string,
+  cardNo: string,
+  frozen: boolean,
+  reason: string,
+): Promise<'frozen' | 'active'> {
   const result = frozen
     ? await ctx.ledger.setStatus(cardNo, 'frozen', ['active', 'lost', 'frozen'])
     : await ctx.ledger.setStatus(cardNo, 'active', ['frozen', 'active']);
   if (result === undefined) throw new NotFoundError(`card ${cardNo} does not exist`);
-  if (!result.changed) throw new FailedPreconditionError(`card ${cardNo} is ${result.previous}; it cannot be ${frozen ? 'frozen' : 'unfrozen'}`);
+  if (!result.changed)
+    throw new FailedPreconditionError(`card ${cardNo} is ${result.previous}; it cannot be ${frozen ? 'frozen' : 'unfrozen'}`);
   await appendOperatorLog(ctx, frozen ? 'freeze' : 'unfreeze', operator, { card: cardNo, reason });
   return frozen ? 'frozen' : 'active';
 }
@@ -84,7 +98,10 @@ export async function importCardholdersCsv(ctx: SwitchContext, operator: string,
   const parsed = parseCardholdersCsv(csv);
   if (parsed.errors.length > 0) return { imported: 0, problems: parsed.errors };
   const report = await importCardholders({ ledger: ctx.ledger }, parsed.rows);
-  await appendOperatorLog(ctx, 'import-cardholders', operator, { imported: String(report.importedCount), problems: String(report.errors.length) });
+  await appendOperatorLog(ctx, 'import-cardholders', operator, {
+    imported: String(report.importedCount),
+    problems: String(report.errors.length),
+  });
   return { imported: report.importedCount, problems: report.errors };
 }
 
@@ -93,6 +110,9 @@ export async function importTerminalsCsv(ctx: SwitchContext, operator: string, c
   const parsed = parseTerminalsCsv(csv);
   if (parsed.errors.length > 0) return { imported: 0, problems: parsed.errors };
   const report = await importTerminals(ctx.terminals, parsed.rows);
-  await appendOperatorLog(ctx, 'import-terminals', operator, { imported: String(report.importedCount), problems: String(report.errors.length) });
+  await appendOperatorLog(ctx, 'import-terminals', operator, {
+    imported: String(report.importedCount),
+    problems: String(report.errors.length),
+  });
   return { imported: report.importedCount, problems: report.errors };
 }

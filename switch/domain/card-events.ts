@@ -25,7 +25,16 @@ export async function renewCardWatch(ctx: SwitchContext, cardNos: readonly strin
   await Promise.all(cardNos.map((cardNo) => ctx.ledger.watchCard(cardNo, untilMs)));
 }
 
-export { compareEventIds, isEventId, parseAnnouncement, sessionEndedIn, MAX_CATCH_UP_EVENTS, type CardEvent, type CardEventType, type CatchUp } from '../ledger/events.js';
+export {
+  compareEventIds,
+  isEventId,
+  parseAnnouncement,
+  sessionEndedIn,
+  MAX_CATCH_UP_EVENTS,
+  type CardEvent,
+  type CardEventType,
+  type CatchUp,
+} from '../ledger/events.js';
 
 /** Every gateway closes the open sockets of a session that ended (logout on any one of them). */
 export function sessionEnded(ctx: SwitchContext, sessionId: string): Promise<void> {

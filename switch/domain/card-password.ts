@@ -7,7 +7,14 @@ import { decodeAnswer, LedgerInvariantError, numericReply, PASSWORD_ANSWERS, typ
 import { appendOperatorLog } from '../ledger/oplog.js';
 import { settleTerminalPasswordCheck, takeTerminalPasswordCheck } from '../ledger/terminal-password.js';
 import { initialPassword, initialPasswordMatches, needsRehash, PIN_PATTERN } from './password.js';
-import { AlreadyExistsError, InvalidArgumentError, NotFoundError, PasswordLockedError, ResourceExhaustedError, WrongPasswordError } from '../errors.js';
+import {
+  AlreadyExistsError,
+  InvalidArgumentError,
+  NotFoundError,
+  PasswordLockedError,
+  ResourceExhaustedError,
+  WrongPasswordError,
+} from '../errors.js';
 
 export const MAX_PASSWORD_ATTEMPTS_PER_DAY = 5;
 
@@ -29,17 +36,31 @@ interface PasswordState {
 
 async function passwordScript(ctx: SwitchContext, cardNo: string, args: readonly string[]): Promise<PasswordState> {
   const day = campusDayKey(ctx.now());
-  const reply = await ctx.scripts.run('password', [ctx.keys.account(cardNo)], [args[0] ?? '', day, MAX_PASSWORD_ATTEMPTS_PER_DAY, ...args.slice(1)]);
+  const reply = await ctx.scripts.run(
+    'password',
+    [ctx.keys.account(cardNo)],
+    [args[0] ?? '', day, MAX_PASSWORD_ATTEMPTS_PER_DAY, ...args.slice(1)],
+  );
   if (!Array.isArray(reply) || reply.length !== 5) throw new LedgerInvariantError(`password.lua answered ${JSON.stringify(reply)}`);
   const [code, left, hash, initial, docn] = reply;
-  return { code: decodeAnswer('password', PASSWORD_ANSWERS, numericReply('password', code)), attemptsLeft: Number(left), storedHash: String(hash ?? ''), initial: initial === '1', documentNumber: String(docn ?? '') };
+  return {
+    code: decodeAnswer('password', PASSWORD_ANSWERS, numericReply('password', code)),
+    attemptsLeft: Number(left),
+    storedHash: String(hash ?? ''),
+    initial: initial === '1',
+    documentNumber: String(docn ?? ''),
+  };
 }
 
 const PASSWORD_FORMAT = { reason: 'INVALID_PASSWORD', zh: '请输入6位数字卡密码', field: 'password' } as const;
 
 /** The refusal of a check that found as many checks of the card in flight as attempts left. */
 export function passwordBusyError(): ResourceExhaustedError {
-  return new ResourceExhaustedError('too many password checks of this card at once; try again in a moment', { reason: 'PASSWORD_BUSY', zh: '密码校验过于频繁，请稍后再试', field: 'password' });
+  return new ResourceExhaustedError('too many password checks of this card at once; try again in a moment', {
+    reason: 'PASSWORD_BUSY',
+    zh: '密码校验过于频繁，请稍后再试',
+    field: 'password',
+  });
 }
 
 /** Where a password check comes from: a terminal (POS PIN pad, kiosk) is limited across cards too. */
@@ -70,7 +91,12 @@ export function terminalPasswordLimitError(ctx: SwitchContext, terminalId: strin
  * slot): a terminal over its wrong passwords of the hour is refused (thrown, RESOURCE_EXHAUSTED)
  * before any card's counter is touched. Never throws for a wrong password: returns why.
  */
-export async function checkCardPassword(ctx: SwitchContext, cardNo: string, pin: string, source: PasswordCheckSource = {}): Promise<PasswordCheck> {
+export async function checkCardPassword(
+  ctx: SwitchContext,
+  cardNo: string,
+  pin: string,
+  source: PasswordCheckSource = {},
+): Promise<PasswordCheck> {
   const terminalId = source.terminalId;
   if (terminalId === undefined) return (await checkCardOnly(ctx, cardNo, pin)).check;
   const taken = await takeTerminalPasswordCheck(ctx, terminalId);
@@ -85,7 +111,10 @@ export async function checkCardPassword(ctx: SwitchContext, cardNo: string, pin:
   // Only a password verified and found wrong counts against the terminal (not a locked or busy card).
   const settled = await settleTerminalPasswordCheck(ctx, terminalId, checked.verifiedWrong ? 'fail' : 'release');
   if (settled.reachedLimit) {
-    ctx.log.warn({ terminalId, limit: ctx.config.terminalPasswordFailuresPerHour }, 'terminal reached its limit of wrong card passwords this hour');
+    ctx.log.warn(
+      { terminalId, limit: ctx.config.terminalPasswordFailuresPerHour },
+      'terminal reached its limit of wrong card passwords this hour',
+    );
     await appendOperatorLog(ctx, 'terminal-password-limit', 'switch', {
       terminal: terminalId,
       limit: String(ctx.config.terminalPasswordFailuresPerHour),
@@ -144,7 +173,12 @@ async function passwordMatches(ctx: SwitchContext, pin: string, state: PasswordS
 }
 
 /** For the kiosk and phone: throws the gRPC-mapped refusal unless the password is right. */
-export async function requireCardPassword(ctx: SwitchContext, cardNo: string, pin: string, source: PasswordCheckSource = {}): Promise<void> {
+export async function requireCardPassword(
+  ctx: SwitchContext,
+  cardNo: string,
+  pin: string,
+  source: PasswordCheckSource = {},
+): Promise<void> {
   if (pin === '') throw new InvalidArgumentError('password is required (the 6-digit card password)', PASSWORD_FORMAT);
   if (!PIN_PATTERN.test(pin)) throw new InvalidArgumentError('password must be exactly 6 digits', PASSWORD_FORMAT);
   const check = await checkCardPassword(ctx, cardNo, pin, source);
@@ -156,9 +190,25 @@ export async function requireCardPassword(ctx: SwitchContext, cardNo: string, pi
 }
 
 /** Old password checked (and counted), new one must differ from it and from the initial one. */
-export async function changeCardPassword(ctx: SwitchContext, cardNo: string, oldPin: string, newPin: string, source: PasswordCheckSource = {}): Promise<void> {
-  if (!PIN_PATTERN.test(newPin)) throw new InvalidArgumentError('new_password must be exactly 6 digits', { reason: 'INVALID_NEW_PASSWORD', zh: '新密码应为6位数字', field: 'newPassword' });
-  if (newPin === oldPin) throw new InvalidArgumentError('new_password must differ from the old password', { reason: 'NEW_PASSWORD_SAME', zh: '新密码不能与原密码相同', field: 'newPassword' });
+export async function changeCardPassword(
+  ctx: SwitchContext,
+  cardNo: string,
+  oldPin: string,
+  newPin: string,
+  source: PasswordCheckSource = {},
+): Promise<void> {
+  if (!PIN_PATTERN.test(newPin))
+    throw new InvalidArgumentError('new_password must be exactly 6 digits', {
+      reason: 'INVALID_NEW_PASSWORD',
+      zh: '新密码应为6位数字',
+      field: 'newPassword',
+    });
+  if (newPin === oldPin)
+    throw new InvalidArgumentError('new_password must differ from the old password', {
+      reason: 'NEW_PASSWORD_SAME',
+      zh: '新密码不能与原密码相同',
+      field: 'newPassword',
+    });
   await requireCardPassword(ctx, cardNo, oldPin, source);
   const state = await passwordScript(ctx, cardNo, ['state']);
   if (state.documentNumber !== '' && state.documentNumber.length >= 6 && newPin === initialPassword(state.documentNumber)) {
@@ -170,7 +220,11 @@ export async function changeCardPassword(ctx: SwitchContext, cardNo: string, old
   }
   const newHash = await ctx.passwords.hash(newPin, ctx.config.passwordScryptN);
   const result = await passwordScript(ctx, cardNo, ['set', state.storedHash, newHash, '1']);
-  if (result.code === 'stale') throw new AlreadyExistsError('the password was changed at the same time elsewhere; check it and try again', { reason: 'PASSWORD_CHANGED_MEANWHILE', zh: '密码刚被修改，请核对后重试' });
+  if (result.code === 'stale')
+    throw new AlreadyExistsError('the password was changed at the same time elsewhere; check it and try again', {
+      reason: 'PASSWORD_CHANGED_MEANWHILE',
+      zh: '密码刚被修改，请核对后重试',
+    });
   if (result.code === 'locked') throw new PasswordLockedError();
 }
 

@@ -13,10 +13,13 @@ export interface StatusChange {
 
 function statusRefusal(cardNo: string, status: CardStatusCode, action: string, zhAction: string): FailedPreconditionError {
   if (status === 'frozen') {
-    return new FailedPreconditionError(`the card is frozen by the card office, so you cannot ${action} here; please visit the card office (此卡已冻结)`, {
-      reason: 'CARD_FROZEN',
-      zh: `此卡已被卡务中心冻结，无法${zhAction}，请到卡务中心办理`,
-    });
+    return new FailedPreconditionError(
+      `the card is frozen by the card office, so you cannot ${action} here; please visit the card office (此卡已冻结)`,
+      {
+        reason: 'CARD_FROZEN',
+        zh: `此卡已被卡务中心冻结，无法${zhAction}，请到卡务中心办理`,
+      },
+    );
   }
   return new FailedPreconditionError(`card ${cardNo} is ${status}, so you cannot ${action}`, {
     reason: status === 'cancelled' ? 'CARD_CANCELLED' : 'CARD_STATUS',

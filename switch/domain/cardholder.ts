@@ -26,7 +26,8 @@ export interface ResolvedCardholder {
 export async function resolveCardholder(ctx: SwitchContext, cardholder: CardholderRef | undefined): Promise<ResolvedCardholder> {
   if (cardholder?.cardSerial !== undefined) return resolveCardTap(ctx, cardholder.cardSerial);
   const personNumber = cardholder?.personNumber;
-  if (personNumber === undefined) throw new InvalidArgumentError('cardholder is required: the card on the reader or the student/staff number');
+  if (personNumber === undefined)
+    throw new InvalidArgumentError('cardholder is required: the card on the reader or the student/staff number');
   if (!PERSON_NUMBER_PATTERN.test(personNumber)) throw new InvalidArgumentError('cardholder.person_number must be 4-20 letters or digits');
   const cardNo = await ctx.cards.cardForPersonNumber(personNumber);
   if (cardNo === undefined) throw new NotFoundError(`no card for student/staff number ${personNumber}`);

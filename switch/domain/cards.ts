@@ -33,7 +33,22 @@ export class CardDirectory {
 
 /** As a POS shows a name: the family name and one '*' per other character ("张*", "欧阳**"). */
 const TWO_CHARACTER_FAMILY_NAMES = new Set([
-  '欧阳', '司马', '诸葛', '上官', '东方', '皇甫', '令狐', '慕容', '司徒', '尉迟', '夏侯', '长孙', '宇文', '公孙', '端木', '独孤',
+  '欧阳',
+  '司马',
+  '诸葛',
+  '上官',
+  '东方',
+  '皇甫',
+  '令狐',
+  '慕容',
+  '司徒',
+  '尉迟',
+  '夏侯',
+  '长孙',
+  '宇文',
+  '公孙',
+  '端木',
+  '独孤',
 ]);
 
 export function maskName(name: string): string {

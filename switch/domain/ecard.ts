@@ -9,7 +9,14 @@
 // bound to the user, and counts as no binding).
 import { randomBytes } from 'node:crypto';
 import type { SwitchContext } from '../context.js';
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError, type RefusalDetails } from '../errors.js';
+import {
+  AlreadyExistsError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  PermissionDeniedError,
+  type RefusalDetails,
+} from '../errors.js';
 import type { CardStatusCode, EcardBindingCode } from '../ledger/ledger.js';
 import {
   accountBoundUser,
@@ -63,32 +70,76 @@ function invalid(field: string, reason: string, zh: string, en: string): Invalid
 export function checkBindingForm(form: Partial<Record<keyof BindingForm, unknown>>): BindingForm {
   const { bindingType, personNumber, password, documentType, documentNumber, phone, consent } = form;
   if (typeof bindingType !== 'string' || !(BINDING_TYPES as readonly string[]).includes(bindingType)) {
-    throw invalid('bindingType', 'INVALID_BINDING_TYPE', '请选择绑定类型：学生或教职工', `bindingType must be one of ${BINDING_TYPES.join(', ')}`);
+    throw invalid(
+      'bindingType',
+      'INVALID_BINDING_TYPE',
+      '请选择绑定类型：学生或教职工',
+      `bindingType must be one of ${BINDING_TYPES.join(', ')}`,
+    );
   }
   if (typeof personNumber !== 'string' || !PERSON_NUMBER_PATTERN.test(personNumber)) {
-    throw invalid('personNumber', 'INVALID_PERSON_NUMBER', '请输入学号/工号（4-20位字母或数字）', 'personNumber must be 4-20 letters or digits');
+    throw invalid(
+      'personNumber',
+      'INVALID_PERSON_NUMBER',
+      '请输入学号/工号（4-20位字母或数字）',
+      'personNumber must be 4-20 letters or digits',
+    );
   }
   if (typeof password !== 'string' || !PIN_PATTERN.test(password)) {
-    throw invalid('password', 'INVALID_PASSWORD', '卡密码为6位数字；初始密码为证件号后六位，非数字字符用1代替', 'password must be the 6-digit card password');
+    throw invalid(
+      'password',
+      'INVALID_PASSWORD',
+      '卡密码为6位数字；初始密码为证件号后六位，非数字字符用1代替',
+      'password must be the 6-digit card password',
+    );
   }
   if (typeof documentType !== 'string' || !(DOCUMENT_TYPES as readonly string[]).includes(documentType)) {
-    throw invalid('documentType', 'INVALID_DOCUMENT_TYPE', '请选择证件类型：身份证或护照（外籍教师、港澳台学生、留学生请选择护照）', `documentType must be one of ${DOCUMENT_TYPES.join(', ')}`);
+    throw invalid(
+      'documentType',
+      'INVALID_DOCUMENT_TYPE',
+      '请选择证件类型：身份证或护照（外籍教师、港澳台学生、留学生请选择护照）',
+      `documentType must be one of ${DOCUMENT_TYPES.join(', ')}`,
+    );
   }
   const document = typeof documentNumber === 'string' ? documentNumber.trim().toUpperCase() : '';
   if (!(documentType === 'resident_id' ? RESIDENT_ID_PATTERN : PASSPORT_PATTERN).test(document)) {
-    throw invalid('documentNumber', 'INVALID_DOCUMENT_NUMBER', documentType === 'resident_id' ? '请输入18位身份证号码' : '请输入正确的护照号码', 'documentNumber does not look like a document number of that type');
+    throw invalid(
+      'documentNumber',
+      'INVALID_DOCUMENT_NUMBER',
+      documentType === 'resident_id' ? '请输入18位身份证号码' : '请输入正确的护照号码',
+      'documentNumber does not look like a document number of that type',
+    );
   }
   if (typeof phone !== 'string' || !PHONE_PATTERN.test(phone.trim())) {
-    throw invalid('phone', 'INVALID_PHONE', '请输入11位手机号码（境外号码以+和国家代码开头）', 'phone must be 11 digits starting with 1, or + and the country code');
+    throw invalid(
+      'phone',
+      'INVALID_PHONE',
+      '请输入11位手机号码（境外号码以+和国家代码开头）',
+      'phone must be 11 digits starting with 1, or + and the country code',
+    );
   }
   if (consent !== true) {
-    throw invalid('consent', 'CONSENT_REQUIRED', '请阅读并同意《隐私政策》和《服务协议》', 'consent to the privacy policy and the service agreement is required');
+    throw invalid(
+      'consent',
+      'CONSENT_REQUIRED',
+      '请阅读并同意《隐私政策》和《服务协议》',
+      'consent to the privacy policy and the service agreement is required',
+    );
   }
-  return { bindingType: bindingType as BindingType, personNumber, password, documentType: documentType as DocumentType, documentNumber: document, phone: phone.trim(), consent };
+  return {
+    bindingType: bindingType as BindingType,
+    personNumber,
+    password,
+    documentType: documentType as DocumentType,
+    documentNumber: document,
+    phone: phone.trim(),
+    consent,
+  };
 }
 
 export function checkUserId(userId: string): string {
-  if (!USER_ID_PATTERN.test(userId)) throw new InvalidArgumentError(`user id "${userId.slice(0, 80)}" is not a namespaced WeCom / WeChat id`);
+  if (!USER_ID_PATTERN.test(userId))
+    throw new InvalidArgumentError(`user id "${userId.slice(0, 80)}" is not a namespaced WeCom / WeChat id`);
   return userId;
 }
 
@@ -124,7 +175,10 @@ function bindingRefusal(code: EcardBindingCode, cardNo: string): Error | undefin
     case 'card_cancelled':
       return statusRefusal('cancelled', 'it cannot be bound');
     case 'not_synced':
-      return new FailedPreconditionError('the physical card has not been tapped on any terminal since migration (not synced); tap it once, then bind', NOT_SYNCED);
+      return new FailedPreconditionError(
+        'the physical card has not been tapped on any terminal since migration (not synced); tap it once, then bind',
+        NOT_SYNCED,
+      );
     case 'bound_to_other':
       return new AlreadyExistsError(`card ${cardNo} is bound to another user`, {
         reason: 'CARD_BOUND_ELSEWHERE',
@@ -148,12 +202,17 @@ export async function boundCardOf(ctx: SwitchContext, userId: string): Promise<s
 async function withUserLock<T>(ctx: SwitchContext, userId: string, work: () => Promise<T>): Promise<T> {
   const owner = randomBytes(12).toString('base64url');
   if (!(await claimUserLock(ctx, userId, owner, USER_LOCK_TTL_SEC))) {
-    throw new AlreadyExistsError('a binding or unbinding of this user is already in progress', { reason: 'BINDING_IN_PROGRESS', zh: '正在处理上一次绑定/解绑请求，请稍候' });
+    throw new AlreadyExistsError('a binding or unbinding of this user is already in progress', {
+      reason: 'BINDING_IN_PROGRESS',
+      zh: '正在处理上一次绑定/解绑请求，请稍候',
+    });
   }
   try {
     return await work();
   } finally {
-    await releaseUserLock(ctx, userId, owner).catch((err: unknown) => ctx.log.warn({ err, userId }, 'user lock not released; it expires by itself'));
+    await releaseUserLock(ctx, userId, owner).catch((err: unknown) =>
+      ctx.log.warn({ err, userId }, 'user lock not released; it expires by itself'),
+    );
   }
 }
 
@@ -191,13 +250,18 @@ function checkBeforePassword(form: BindingForm, card: CardholderRecord, cardNo: 
   if ((form.bindingType === 'student' ? 'S' : 'T') !== card.holderType) {
     throw new FailedPreconditionError(`binding type ${form.bindingType} does not match the card's holder type`, {
       reason: 'BINDING_TYPE_MISMATCH',
-      zh: form.bindingType === 'student' ? '该学号/工号登记为教职工，请选择“教职工”绑定类型' : '该学号/工号登记为学生，请选择“学生”绑定类型',
+      zh:
+        form.bindingType === 'student' ? '该学号/工号登记为教职工，请选择“教职工”绑定类型' : '该学号/工号登记为学生，请选择“学生”绑定类型',
       field: 'bindingType',
     });
   }
   const refusal = statusRefusal(card.status, 'it cannot be bound');
   if (refusal !== undefined) throw refusal;
-  if (!card.synced) throw new FailedPreconditionError('the physical card has not been tapped on any terminal since migration (not synced); tap it once, then bind', NOT_SYNCED);
+  if (!card.synced)
+    throw new FailedPreconditionError(
+      'the physical card has not been tapped on any terminal since migration (not synced); tap it once, then bind',
+      NOT_SYNCED,
+    );
   if (card.boundUser !== undefined && card.boundUser !== userId) {
     const err = bindingRefusal('bound_to_other', cardNo);
     if (err !== undefined) throw err;
@@ -243,7 +307,11 @@ export async function bindEcard(ctx: SwitchContext, userId: string, input: Bindi
     const result = await withUserLock(ctx, userId, async () => {
       cardNo = (await ctx.cards.cardForPersonNumber(form.personNumber)) ?? '';
       if (cardNo === '') {
-        throw new NotFoundError(`no card for student/staff number ${form.personNumber}`, { reason: 'CARD_NOT_FOUND', zh: '未找到该学号/工号对应的校园卡，请核对', field: 'personNumber' });
+        throw new NotFoundError(`no card for student/staff number ${form.personNumber}`, {
+          reason: 'CARD_NOT_FOUND',
+          zh: '未找到该学号/工号对应的校园卡，请核对',
+          field: 'personNumber',
+        });
       }
       return bindLocked(ctx, userId, cardNo, form);
     });
@@ -367,7 +435,6 @@ export async function issueCampusQr(ctx: SwitchContext, userId: string, cardNo: 
   return { code, codeId: codec.open(code)?.codeId ?? '', issuedAtMs, expiresAtMs: issuedAtMs + validMs, refreshAtMs };
 }
 
-
 // ---- fees from the phone -----------------------------------------------------------------------
 
 /**
@@ -388,10 +455,20 @@ export interface PhoneFeeRequest {
 /** Pays a network or electricity fee from the bound card (password required); a retry replays its answer. */
 export async function payFeeFromPhone(ctx: SwitchContext, userId: string, cardNo: string, request: PhoneFeeRequest): Promise<FeeAnswer> {
   if (!Number.isSafeInteger(request.requestId) || request.requestId < 1) {
-    throw new InvalidArgumentError(`requestId must be a whole number from 1 to ${Number.MAX_SAFE_INTEGER}`, { reason: 'INVALID_REQUEST_ID', zh: '请求编号无效，请刷新页面后重试', field: 'requestId' });
+    throw new InvalidArgumentError(`requestId must be a whole number from 1 to ${Number.MAX_SAFE_INTEGER}`, {
+      reason: 'INVALID_REQUEST_ID',
+      zh: '请求编号无效，请刷新页面后重试',
+      field: 'requestId',
+    });
   }
   checkFeeAmount(request.amountFen);
   await requireBoundCard(ctx, userId, cardNo);
   await requireCardPassword(ctx, cardNo, request.password);
-  return payUtilityFee(ctx, { cardNo, terminalId: ecardTerminalId(cardNo), sequence: request.requestId, target: request.target, amountFen: request.amountFen });
+  return payUtilityFee(ctx, {
+    cardNo,
+    terminalId: ecardTerminalId(cardNo),
+    sequence: request.requestId,
+    target: request.target,
+    amountFen: request.amountFen,
+  });
 }

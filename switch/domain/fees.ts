@@ -42,21 +42,25 @@ const NO_ANSWER_REASON = '缴费系统未应答';
 
 export function checkUtilityTarget(kind: UtilityKindCode, networkAccount: string, building: string, room: string): UtilityTarget {
   if (kind === 'network') {
-    if (building !== '' || room !== '') throw new InvalidArgumentError('building and room are for electricity fees; leave them empty for a network fee');
+    if (building !== '' || room !== '')
+      throw new InvalidArgumentError('building and room are for electricity fees; leave them empty for a network fee');
     if (!NETWORK_ACCOUNT_PATTERN.test(networkAccount)) {
       throw new InvalidArgumentError(`network_account must be 4-32 of A-Z a-z 0-9 _ . @ -, got "${networkAccount.slice(0, 40)}"`);
     }
     return { kind, account: networkAccount };
   }
   if (networkAccount !== '') throw new InvalidArgumentError('network_account is for network fees; leave it empty for an electricity fee');
-  if (!BUILDING_PATTERN.test(building)) throw new InvalidArgumentError(`building must be 1-16 characters (e.g. 学4), got "${building.slice(0, 20)}"`);
+  if (!BUILDING_PATTERN.test(building))
+    throw new InvalidArgumentError(`building must be 1-16 characters (e.g. 学4), got "${building.slice(0, 20)}"`);
   if (!ROOM_PATTERN.test(room)) throw new InvalidArgumentError(`room must be 1-8 of A-Z a-z 0-9 -, got "${room.slice(0, 20)}"`);
   return { kind, building, room };
 }
 
 export function checkFeeAmount(amountFen: number): number {
   if (!Number.isSafeInteger(amountFen) || amountFen < MIN_FEE_FEN || amountFen > MAX_FEE_FEN) {
-    throw new InvalidArgumentError(`amount_fen must be a whole number from ${MIN_FEE_FEN} to ${MAX_FEE_FEN} fen (1.00 to 500.00 yuan), got ${amountFen}`);
+    throw new InvalidArgumentError(
+      `amount_fen must be a whole number from ${MIN_FEE_FEN} to ${MAX_FEE_FEN} fen (1.00 to 500.00 yuan), got ${amountFen}`,
+    );
   }
   return amountFen;
 }
@@ -95,11 +99,18 @@ export async function payUtilityFee(ctx: SwitchContext, request: FeeRequest): Pr
 }
 
 /** Drives one pending request to delivered or given back; answers `pending` when the provider stays silent. */
-export async function settlePendingFee(ctx: SwitchContext, ref: FeeRequestRef, target: UtilityTarget, pending: FeeAnswer): Promise<FeeAnswer> {
+export async function settlePendingFee(
+  ctx: SwitchContext,
+  ref: FeeRequestRef,
+  target: UtilityTarget,
+  pending: FeeAnswer,
+): Promise<FeeAnswer> {
   const money = ctx.money;
   const { provider, timeoutMs } = ctx.fees;
   const order: FeeOrder = { orderId: providerOrderId(ref.terminalId, ref.sequence), target, amountFen: ref.amountFen, cardNo: ref.cardNo };
-  const paid = await outcomeOf(ctx, order.orderId, 'pay', () => withTimeout(`pay ${order.orderId}`, timeoutMs, (signal) => provider.pay(order, signal)));
+  const paid = await outcomeOf(ctx, order.orderId, 'pay', () =>
+    withTimeout(`pay ${order.orderId}`, timeoutMs, (signal) => provider.pay(order, signal)),
+  );
   if (paid?.status === 'delivered') return money.feeComplete(ref, storableReceipt(paid.receipt));
   if (paid?.status === 'refused') return money.feeGiveBack(ref, paid.reason === '' ? '缴费失败' : paid.reason);
   const cancelled = await outcomeOf(ctx, order.orderId, 'cancel', () =>
@@ -166,7 +177,10 @@ export async function recoverPendingFees(ctx: SwitchContext, options: RecoveryOp
 }
 
 /** The request an index entry names, when its record is pending and matches itself; else logged for the operator. */
-function pendingRequest(ctx: SwitchContext, record: PendingFeeRecord): { ref: FeeRequestRef; target: UtilityTarget; pending: FeeAnswer } | undefined {
+function pendingRequest(
+  ctx: SwitchContext,
+  record: PendingFeeRecord,
+): { ref: FeeRequestRef; target: UtilityTarget; pending: FeeAnswer } | undefined {
   const { cardNo, terminalId, sequence, targetJson } = record;
   const kind = record.party.slice(2) as UtilityKindCode;
   let target: UtilityTarget | undefined;
@@ -177,7 +191,10 @@ function pendingRequest(ctx: SwitchContext, record: PendingFeeRecord): { ref: Fe
   }
   const ref: FeeRequestRef = { cardNo, terminalId, sequence, amountFen: Number(record.amountText), kind, targetJson };
   if (record.state !== 'P' || !UTILITY_KINDS.includes(kind) || target?.kind !== kind || record.fingerprint !== feeFingerprint(ref)) {
-    ctx.log.error({ member: record.member, key: record.recordKey, state: record.state }, 'pending fee index entry without a matching pending record; check it by hand');
+    ctx.log.error(
+      { member: record.member, key: record.recordKey, state: record.state },
+      'pending fee index entry without a matching pending record; check it by hand',
+    );
     return undefined;
   }
   const pending: FeeAnswer = {

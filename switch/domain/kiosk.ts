@@ -52,7 +52,14 @@ export interface KioskRecharge {
 /** Credits a paid channel order to the cardholder's card; the kiosk is the journal's source. */
 export async function rechargeAtKiosk(ctx: SwitchContext, order: KioskRecharge): Promise<RechargeResult & { readonly cardNo: string }> {
   const { cardNo } = await resolveCardholder(ctx, order.cardholder);
-  const result = await rechargeCard(ctx, { cardNo, channel: order.channel, orderId: order.orderId, amountFen: order.amountFen, source: order.terminalId, reason: '' });
+  const result = await rechargeCard(ctx, {
+    cardNo,
+    channel: order.channel,
+    orderId: order.orderId,
+    amountFen: order.amountFen,
+    source: order.terminalId,
+    reason: '',
+  });
   return { ...result, cardNo };
 }
 
@@ -80,7 +87,13 @@ export async function payUtilityFeeAtKiosk(ctx: SwitchContext, fee: KioskFee): P
     if (check.reason === 'locked') return { kind: 'password_refused', reason: 'locked', attemptsLeft: 0 };
     return { kind: 'password_refused', reason: 'wrong', attemptsLeft: check.attemptsLeft };
   }
-  const answer = await payUtilityFee(ctx, { cardNo, terminalId: fee.terminalId, sequence: fee.sequence, target: fee.target, amountFen: fee.amountFen });
+  const answer = await payUtilityFee(ctx, {
+    cardNo,
+    terminalId: fee.terminalId,
+    sequence: fee.sequence,
+    target: fee.target,
+    amountFen: fee.amountFen,
+  });
   if (answer.code === 'unknown_card') throw new NotFoundError(`card ${cardNo} does not exist`);
   return { kind: 'answered', answer };
 }
@@ -91,7 +104,12 @@ export interface KioskStatement {
 }
 
 /** A page of the cardholder's statement and the balance, after the card password. */
-export async function statementAtKiosk(ctx: SwitchContext, reader: StatementReader, who: KioskCardholder, query: StatementQueryInput): Promise<KioskStatement> {
+export async function statementAtKiosk(
+  ctx: SwitchContext,
+  reader: StatementReader,
+  who: KioskCardholder,
+  query: StatementQueryInput,
+): Promise<KioskStatement> {
   const { cardNo } = await resolveCardholder(ctx, who.cardholder);
   await requireCardPassword(ctx, cardNo, who.password, { terminalId: who.terminalId });
   // '' serial: reading a statement is not a card sync.

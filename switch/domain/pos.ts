@@ -48,7 +48,9 @@ export async function resolveCredential(ctx: SwitchContext, credential: Presente
     const opened = openCampusQr(ctx, credential.payload);
     return { cardNo: opened?.cardNo, serial: '', campusQr: opened?.qr };
   }
-  throw new UnimplementedError('Alipay / WeChat payment codes are not enabled on this switch yet; ask the cardholder to tap the card or show the campus QR code');
+  throw new UnimplementedError(
+    'Alipay / WeChat payment codes are not enabled on this switch yet; ask the cardholder to tap the card or show the campus QR code',
+  );
 }
 
 /** The fingerprint of a request whose credential names no card (its decline is replayed on a retry). */
@@ -72,7 +74,12 @@ export class PosDomain {
   private async pay(terminal: Terminal, request: PaymentRequest): Promise<PaymentOutcome> {
     const { cardNo, serial, campusQr } = await resolveCredential(this.ctx, request.credential);
     const declined = (code: PaymentCode, pinAttemptsLeft = 0): PaymentOutcome => ({
-      code, cardNo: cardNo ?? '', balanceAfterFen: 0, transactionId: '', decidedAtMs: this.ctx.now(), pinAttemptsLeft,
+      code,
+      cardNo: cardNo ?? '',
+      balanceAfterFen: 0,
+      transactionId: '',
+      decidedAtMs: this.ctx.now(),
+      pinAttemptsLeft,
     });
     const fingerprint = unknownFingerprint(request.credential, serial, request.amountFen);
     const unknownCode: PaymentCode = request.credential.kind === 'campus_qr' ? 'qr_invalid' : 'unknown_card';
@@ -90,7 +97,13 @@ export class PosDomain {
         `sequence number ${request.sequence} of terminal ${terminal.id} was already used for a different request; use a new sequence number`,
       );
     }
-    const ledgerRequest = { cardNo, amountFen: request.amountFen, credentialKind: request.credential.kind, terminalId: terminal.id, sequence: request.sequence };
+    const ledgerRequest = {
+      cardNo,
+      amountFen: request.amountFen,
+      credentialKind: request.credential.kind,
+      terminalId: terminal.id,
+      sequence: request.sequence,
+    };
     if (request.pin !== '') {
       // A retry of a decided PIN payment replays its answer without another (costly) password check.
       const decided = await this.ctx.ledger.decidedPayment(ledgerRequest);
@@ -129,7 +142,8 @@ export class PosDomain {
 
   async inquire(credential: PresentedCredential): Promise<(InquireResult & { cardNo: string }) | undefined> {
     // A code is shown to pay once; reading a holder's balance with it would tell a POS more than a tap.
-    if (credential.kind !== 'card') throw new InvalidArgumentError('Inquire reads a physical card; campus QR and payment codes are for paying only');
+    if (credential.kind !== 'card')
+      throw new InvalidArgumentError('Inquire reads a physical card; campus QR and payment codes are for paying only');
     const { cardNo, serial } = await resolveCredential(this.ctx, credential);
     if (cardNo === undefined) return undefined;
     return { ...(await this.ctx.ledger.inquire(cardNo, serial)), cardNo };

@@ -80,7 +80,8 @@ export interface Adjustment {
 export function checkReason(reason: string): string {
   const trimmed = reason.trim();
   const length = [...trimmed].length;
-  if (length < 1 || length > MAX_REASON_LENGTH) throw new InvalidArgumentError(`reason must be 1-${MAX_REASON_LENGTH} characters, got ${length}`);
+  if (length < 1 || length > MAX_REASON_LENGTH)
+    throw new InvalidArgumentError(`reason must be 1-${MAX_REASON_LENGTH} characters, got ${length}`);
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(trimmed)) throw new InvalidArgumentError('reason must be one line of text without control characters');
   return trimmed;
@@ -92,7 +93,9 @@ export function checkAdjustment(adjustmentId: string, signedAmountFen: number, r
     throw new InvalidArgumentError(`adjustment_id must be 4-64 of A-Z a-z 0-9 _ -, got "${adjustmentId.slice(0, 70)}"`);
   }
   if (!Number.isSafeInteger(signedAmountFen) || signedAmountFen === 0 || Math.abs(signedAmountFen) > MAX_ADJUST_FEN) {
-    throw new InvalidArgumentError(`amount_fen must be a non-zero whole number of fen between -${MAX_ADJUST_FEN} and ${MAX_ADJUST_FEN}, got ${signedAmountFen}`);
+    throw new InvalidArgumentError(
+      `amount_fen must be a non-zero whole number of fen between -${MAX_ADJUST_FEN} and ${MAX_ADJUST_FEN}, got ${signedAmountFen}`,
+    );
   }
   return checkReason(reason);
 }

@@ -42,7 +42,9 @@ export async function refundPayment(ctx: SwitchContext, terminal: Terminal, requ
     case 'other_card':
       throw new NotFoundError(`${payment} was not made with card ${request.cardNo}; check the card number on the receipt`);
     case 'other_merchant':
-      throw new PermissionDeniedError(`${payment} belongs to another merchant; only a terminal of the merchant that took a payment can refund it (this terminal is merchant ${terminal.merchantId}'s)`);
+      throw new PermissionDeniedError(
+        `${payment} belongs to another merchant; only a terminal of the merchant that took a payment can refund it (this terminal is merchant ${terminal.merchantId}'s)`,
+      );
     case 'payment_declined':
       throw new FailedPreconditionError(`${payment} was declined, so there is nothing to refund`);
     case 'payment_reversed':

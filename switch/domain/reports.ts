@@ -7,13 +7,7 @@ import { AuditCancelledError, type AuditOptions, type AuditReport } from '../led
 import { cardExists, readCardJournalEntry } from '../ledger/cards.js';
 import { forEachShard, JournalFormatError, JournalReadCancelledError, parseJournalEntry } from '../ledger/journal.js';
 import { auditWholeLedger, cardStatementPage, shardJournalPages } from '../ledger/report-reads.js';
-import {
-  PageTokenCodec,
-  PageTokenError,
-  parseStatementLine,
-  StatementFormatError,
-  type StatementLineRecord,
-} from '../ledger/statement.js';
+import { PageTokenCodec, PageTokenError, parseStatementLine, StatementFormatError, type StatementLineRecord } from '../ledger/statement.js';
 import { MERCHANT_ID_PATTERN, TERMINAL_ID_PATTERN, type Terminal } from './terminals.js';
 
 // ---- statement ---------------------------------------------------------------------------------
@@ -115,7 +109,8 @@ export class StatementReader {
     try {
       return this.tokens.decode(token, queryId);
     } catch (err) {
-      if (err instanceof PageTokenError) throw new InvalidArgumentError(`${err.message}; ask for the first page again with an empty page_token`);
+      if (err instanceof PageTokenError)
+        throw new InvalidArgumentError(`${err.message}; ask for the first page again with an empty page_token`);
       throw err;
     }
   }
@@ -159,7 +154,13 @@ export class StatementReader {
           KINDS_WITHOUT_TERMINAL.has(r.kind) ? undefined : terminalOf(r.terminalId),
           this.description(cardNo, r),
         ]);
-        return { ...r, category: this.category(r.kind), merchantId: terminal?.merchantId ?? '', location: terminal?.location ?? '', description };
+        return {
+          ...r,
+          category: this.category(r.kind),
+          merchantId: terminal?.merchantId ?? '',
+          location: terminal?.location ?? '',
+          description,
+        };
       }),
     );
   }
@@ -185,7 +186,12 @@ export class StatementReader {
 }
 
 /** The card office's read of any card's statement (no password: the operator is authenticated). */
-export async function cardStatement(ctx: SwitchContext, reader: StatementReader, cardNo: string, query: StatementQueryInput): Promise<StatementResult> {
+export async function cardStatement(
+  ctx: SwitchContext,
+  reader: StatementReader,
+  cardNo: string,
+  query: StatementQueryInput,
+): Promise<StatementResult> {
   if (!(await cardExists(ctx, cardNo))) throw new NotFoundError(`card ${cardNo} does not exist`);
   return reader.read(cardNo, query);
 }
@@ -260,14 +266,21 @@ export interface SettlementOptions {
  * empty report: the journal cannot tell an idle merchant from an unknown one. Stopped between pages
  * when `options.cancelled` says so (CancelledError).
  */
-export async function settlementReport(ctx: SwitchContext, merchantId: string, day: string, options: SettlementOptions = {}): Promise<SettlementReport> {
-  if (!MERCHANT_ID_PATTERN.test(merchantId)) throw new InvalidArgumentError(`merchant_id must be 1-32 of A-Z a-z 0-9 _ -, got "${merchantId.slice(0, 40)}"`);
+export async function settlementReport(
+  ctx: SwitchContext,
+  merchantId: string,
+  day: string,
+  options: SettlementOptions = {},
+): Promise<SettlementReport> {
+  if (!MERCHANT_ID_PATTERN.test(merchantId))
+    throw new InvalidArgumentError(`merchant_id must be 1-32 of A-Z a-z 0-9 _ -, got "${merchantId.slice(0, 40)}"`);
   const { startMs, endMs } = campusDayRange(day);
   let byTerminal: Map<string, TerminalTakings>;
   try {
     byTerminal = await takingsByTerminal(ctx, `m:${merchantId}`, startMs, endMs, options);
   } catch (err) {
-    if (err instanceof JournalReadCancelledError) throw new CancelledError('the call was cancelled or its deadline passed before the report was complete');
+    if (err instanceof JournalReadCancelledError)
+      throw new CancelledError('the call was cancelled or its deadline passed before the report was complete');
     throw err;
   }
   const terminals = [...byTerminal.values()].sort((a, b) => (a.terminalId < b.terminalId ? -1 : a.terminalId > b.terminalId ? 1 : 0));
@@ -282,7 +295,13 @@ export async function settlementReport(ctx: SwitchContext, merchantId: string, d
   return { merchantId, day, terminals, total };
 }
 
-async function takingsByTerminal(ctx: SwitchContext, party: string, startMs: number, endMs: number, options: SettlementOptions): Promise<Map<string, TerminalTakings>> {
+async function takingsByTerminal(
+  ctx: SwitchContext,
+  party: string,
+  startMs: number,
+  endMs: number,
+  options: SettlementOptions,
+): Promise<Map<string, TerminalTakings>> {
   const byTerminal = new Map<string, TerminalTakings>();
   const range = {
     start: String(Math.max(0, startMs - SETTLEMENT_CLOCK_SKEW_MS)),
@@ -329,7 +348,13 @@ export async function auditSwitchLedger(ctx: SwitchContext, options: AuditOption
   auditRunning = true;
   try {
     const report = await auditWholeLedger(ctx, options);
-    const figures = { accounts: report.accounts, entries: report.journalEntries, heldFen: report.heldFen, problems: report.problemCount, elapsedMs: report.elapsedMs };
+    const figures = {
+      accounts: report.accounts,
+      entries: report.journalEntries,
+      heldFen: report.heldFen,
+      problems: report.problemCount,
+      elapsedMs: report.elapsedMs,
+    };
     if (report.ok) ctx.log.info(figures, 'audit: ledger sound');
     else ctx.log.error(figures, 'audit: ledger NOT sound');
     return report;

@@ -92,8 +92,10 @@ export class Sessions {
   constructor(options: SessionsOptions) {
     const { config } = options;
     if (config.secret.length < MIN_SECRET_LENGTH) throw new Error(`the session secret must be at least ${MIN_SECRET_LENGTH} characters`);
-    if (!Number.isInteger(config.accessTtlSec) || config.accessTtlSec < 1) throw new Error(`accessTtlSec must be >= 1, got ${config.accessTtlSec}`);
-    if (!Number.isInteger(config.sessionTtlSec) || config.sessionTtlSec < 1) throw new Error(`sessionTtlSec must be >= 1, got ${config.sessionTtlSec}`);
+    if (!Number.isInteger(config.accessTtlSec) || config.accessTtlSec < 1)
+      throw new Error(`accessTtlSec must be >= 1, got ${config.accessTtlSec}`);
+    if (!Number.isInteger(config.sessionTtlSec) || config.sessionTtlSec < 1)
+      throw new Error(`sessionTtlSec must be >= 1, got ${config.sessionTtlSec}`);
     this.store = options.store;
     this.key = new TextEncoder().encode(config.secret);
     this.config = config;
@@ -229,7 +231,8 @@ export class Sessions {
 }
 
 function assertCardNo(cardNo: string): void {
-  if (typeof cardNo !== 'string' || !CARD_NO.test(cardNo)) throw new Error('a session card number is 4-20 digits, or empty when no card is bound');
+  if (typeof cardNo !== 'string' || !CARD_NO.test(cardNo))
+    throw new Error('a session card number is 4-20 digits, or empty when no card is bound');
 }
 
 function tokenMissing(): UnauthenticatedError {
@@ -237,13 +240,22 @@ function tokenMissing(): UnauthenticatedError {
 }
 
 function tokenInvalid(): UnauthenticatedError {
-  return new UnauthenticatedError('the session token is not valid; sign in again', { reason: 'TOKEN_INVALID', zh: '登录信息无效，请重新进入页面' });
+  return new UnauthenticatedError('the session token is not valid; sign in again', {
+    reason: 'TOKEN_INVALID',
+    zh: '登录信息无效，请重新进入页面',
+  });
 }
 
 function tokenExpired(): UnauthenticatedError {
-  return new UnauthenticatedError('the session token expired; refresh it or sign in again', { reason: 'TOKEN_EXPIRED', zh: '登录已过期，请刷新页面' });
+  return new UnauthenticatedError('the session token expired; refresh it or sign in again', {
+    reason: 'TOKEN_EXPIRED',
+    zh: '登录已过期，请刷新页面',
+  });
 }
 
 function sessionEnded(): UnauthenticatedError {
-  return new UnauthenticatedError('the session ended (logout or unbinding); sign in again', { reason: 'SESSION_ENDED', zh: '已退出登录或解绑，请重新进入' });
+  return new UnauthenticatedError('the session ended (logout or unbinding); sign in again', {
+    reason: 'SESSION_ENDED',
+    zh: '已退出登录或解绑，请重新进入',
+  });
 }

@@ -38,10 +38,13 @@ export function hashTerminalSecret(secret: string, pepper: string): string {
 /** Returns a message per problem; empty when the terminal is valid. */
 export function validateNewTerminal(t: NewTerminal): string[] {
   const problems: string[] = [];
-  if (!TERMINAL_ID_PATTERN.test(t.id)) problems.push(`terminal id "${t.id}" must be 1-32 of A-Z a-z 0-9 _ - (starting with a letter or digit)`);
-  if (!(TERMINAL_KINDS as readonly string[]).includes(t.kind)) problems.push(`terminal kind "${t.kind}" must be one of ${TERMINAL_KINDS.join(', ')}`);
+  if (!TERMINAL_ID_PATTERN.test(t.id))
+    problems.push(`terminal id "${t.id}" must be 1-32 of A-Z a-z 0-9 _ - (starting with a letter or digit)`);
+  if (!(TERMINAL_KINDS as readonly string[]).includes(t.kind))
+    problems.push(`terminal kind "${t.kind}" must be one of ${TERMINAL_KINDS.join(', ')}`);
   if (!MERCHANT_ID_PATTERN.test(t.merchantId)) problems.push(`merchant id "${t.merchantId}" must be 1-32 of A-Z a-z 0-9 _ -`);
-  if (t.location.trim() === '' || t.location.length > MAX_LOCATION_LENGTH) problems.push(`location must be 1-${MAX_LOCATION_LENGTH} characters`);
+  if (t.location.trim() === '' || t.location.length > MAX_LOCATION_LENGTH)
+    problems.push(`location must be 1-${MAX_LOCATION_LENGTH} characters`);
   if (t.secret.length < MIN_SECRET_LENGTH || t.secret.length > MAX_SECRET_LENGTH) {
     problems.push(`secret must be ${MIN_SECRET_LENGTH}-${MAX_SECRET_LENGTH} characters`);
   }
@@ -65,7 +68,12 @@ export class TerminalRegistry {
   async register(t: NewTerminal): Promise<void> {
     const problems = validateNewTerminal(t);
     if (problems.length > 0) throw new RangeError(problems.join('; '));
-    await this.records.write(t.id, { kind: t.kind, merchantId: t.merchantId, location: t.location, secretHash: hashTerminalSecret(t.secret, this.pepper) });
+    await this.records.write(t.id, {
+      kind: t.kind,
+      merchantId: t.merchantId,
+      location: t.location,
+      secretHash: hashTerminalSecret(t.secret, this.pepper),
+    });
     this.cache.delete(t.id);
   }
 

@@ -31,7 +31,9 @@ export class WaterDomain {
   /** Spends from the small wallet of the card on the reader: water controllers take only a card. */
   async debit(terminal: Terminal, request: WaterDebitRequest): Promise<WaterDebitResult> {
     if (request.credential.kind !== 'card') {
-      throw new InvalidArgumentError('WaterDebit accepts only a card tap: water controllers read the physical card (the small wallet has no QR or payment-code use)');
+      throw new InvalidArgumentError(
+        'WaterDebit accepts only a card tap: water controllers read the physical card (the small wallet has no QR or payment-code use)',
+      );
     }
     const { cardNo, serial } = await resolveCredential(this.ctx, request.credential);
     const fingerprint = `wpay:${request.credential.kind}:${serial}|${request.amountFen}`;

@@ -26,8 +26,7 @@ export interface FeeOrder {
 }
 
 export type PayResult =
-  | { readonly status: 'delivered'; readonly receipt: string }
-  | { readonly status: 'refused'; readonly reason: string };
+  { readonly status: 'delivered'; readonly receipt: string } | { readonly status: 'refused'; readonly reason: string };
 
 export type CancelResult = { readonly status: 'void' } | { readonly status: 'delivered'; readonly receipt: string };
 

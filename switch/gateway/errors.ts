@@ -73,7 +73,13 @@ export function httpError(
   code: string,
   message: string,
   messageEn: string,
-  extra: { field?: string | undefined; attemptsLeft?: number; headers?: Readonly<Record<string, string>>; serious?: boolean; ledgerUnavailable?: boolean } = {},
+  extra: {
+    field?: string | undefined;
+    attemptsLeft?: number;
+    headers?: Readonly<Record<string, string>>;
+    serious?: boolean;
+    ledgerUnavailable?: boolean;
+  } = {},
 ): HttpError {
   const error: ErrorBody = {
     code,
@@ -82,7 +88,13 @@ export function httpError(
     ...(extra.field !== undefined ? { field: extra.field } : {}),
     ...(extra.attemptsLeft !== undefined ? { attemptsLeft: extra.attemptsLeft } : {}),
   };
-  return { status, body: { error }, headers: extra.headers ?? {}, serious: extra.serious ?? false, ledgerUnavailable: extra.ledgerUnavailable ?? false };
+  return {
+    status,
+    body: { error },
+    headers: extra.headers ?? {},
+    serious: extra.serious ?? false,
+    ledgerUnavailable: extra.ledgerUnavailable ?? false,
+  };
 }
 
 function refusal(
@@ -114,10 +126,16 @@ export function httpErrorOf(err: unknown): HttpError | undefined {
     });
   }
   if (isRedisUnavailable(err)) {
-    return httpError(503, 'UNAVAILABLE', GENERIC_ZH.UNAVAILABLE, 'the ledger did not answer, so the outcome is unknown; retry the same request to learn it', {
-      headers: { 'retry-after': RETRY_AFTER_UNAVAILABLE_SEC },
-      ledgerUnavailable: true,
-    });
+    return httpError(
+      503,
+      'UNAVAILABLE',
+      GENERIC_ZH.UNAVAILABLE,
+      'the ledger did not answer, so the outcome is unknown; retry the same request to learn it',
+      {
+        headers: { 'retry-after': RETRY_AFTER_UNAVAILABLE_SEC },
+        ledgerUnavailable: true,
+      },
+    );
   }
   // LedgerInvariantError (the process is about to stop loudly) and anything unexpected.
   return internalError();

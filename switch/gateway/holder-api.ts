@@ -7,15 +7,7 @@ import { InvalidArgumentError, PermissionDeniedError } from '../errors.js';
 import { changeCardPassword, requireCardPassword } from '../domain/card-password.js';
 import { sessionEnded } from '../domain/card-events.js';
 import { cancelCardLoss, reportCardLost } from '../domain/card-status.js';
-import {
-  bindEcard,
-  boundCardOf,
-  ecardSummary,
-  issueCampusQr,
-  payFeeFromPhone,
-  requireBoundCard,
-  unbindEcard,
-} from '../domain/ecard.js';
+import { bindEcard, boundCardOf, ecardSummary, issueCampusQr, payFeeFromPhone, requireBoundCard, unbindEcard } from '../domain/ecard.js';
 import { checkUtilityTarget } from '../domain/fees.js';
 import {
   DEFAULT_STATEMENT_PAGE_SIZE,
@@ -55,7 +47,8 @@ function objectBody(req: GatewayRequest): Record<string, unknown> {
 
 function stringField(body: Record<string, unknown>, name: string, zh: string): string {
   const value = body[name];
-  if (typeof value !== 'string') throw new InvalidArgumentError(`${name} is required (a string)`, { reason: 'INVALID_FIELD', zh, field: name });
+  if (typeof value !== 'string')
+    throw new InvalidArgumentError(`${name} is required (a string)`, { reason: 'INVALID_FIELD', zh, field: name });
   return value;
 }
 
@@ -77,7 +70,8 @@ function caller(deps: HolderApiDeps, req: GatewayRequest): Promise<Authenticated
 /** Who is calling, with the card bound to them: an unbound user reaches only the binding endpoints. */
 async function boundCaller(deps: HolderApiDeps, req: GatewayRequest): Promise<AuthenticatedSession> {
   const session = await caller(deps, req);
-  if (session.cardNo === '') throw new PermissionDeniedError('no card is bound to this user; bind one first (POST /api/v1/ecard/binding)', NOT_BOUND);
+  if (session.cardNo === '')
+    throw new PermissionDeniedError('no card is bound to this user; bind one first (POST /api/v1/ecard/binding)', NOT_BOUND);
   return session;
 }
 
@@ -170,7 +164,12 @@ async function changePassword(deps: HolderApiDeps, req: GatewayRequest): Promise
 function timeParam(query: URLSearchParams, name: string): number {
   const raw = query.get(name);
   if (raw === null || raw === '') return 0;
-  if (!/^\d{1,15}$/.test(raw)) throw new InvalidArgumentError(`${name} must be milliseconds since the epoch`, { reason: 'INVALID_FIELD', zh: '日期范围有误', field: name });
+  if (!/^\d{1,15}$/.test(raw))
+    throw new InvalidArgumentError(`${name} must be milliseconds since the epoch`, {
+      reason: 'INVALID_FIELD',
+      zh: '日期范围有误',
+      field: name,
+    });
   return Number(raw);
 }
 
@@ -178,18 +177,30 @@ function timeParam(query: URLSearchParams, name: string): number {
 function statementQuery(query: URLSearchParams) {
   const fromMs = timeParam(query, 'from');
   const toMs = timeParam(query, 'to');
-  if (fromMs > 0 && toMs > 0 && fromMs >= toMs) throw new InvalidArgumentError('from must be before to', { reason: 'INVALID_FIELD', zh: '开始日期应早于结束日期', field: 'from' });
+  if (fromMs > 0 && toMs > 0 && fromMs >= toMs)
+    throw new InvalidArgumentError('from must be before to', { reason: 'INVALID_FIELD', zh: '开始日期应早于结束日期', field: 'from' });
   const categories = new Set<StatementCategory>();
-  for (const kind of (query.get('kinds') ?? '').split(',').filter((k) => k !== '').slice(0, 16)) {
+  for (const kind of (query.get('kinds') ?? '')
+    .split(',')
+    .filter((k) => k !== '')
+    .slice(0, 16)) {
     if (!(STATEMENT_CATEGORIES as readonly string[]).includes(kind)) {
-      throw new InvalidArgumentError(`kinds may hold ${STATEMENT_CATEGORIES.join(', ')}`, { reason: 'INVALID_FIELD', zh: '流水类型有误', field: 'kinds' });
+      throw new InvalidArgumentError(`kinds may hold ${STATEMENT_CATEGORIES.join(', ')}`, {
+        reason: 'INVALID_FIELD',
+        zh: '流水类型有误',
+        field: 'kinds',
+      });
     }
     categories.add(kind as StatementCategory);
   }
   const sizeText = query.get('pageSize') ?? '';
   const pageSize = sizeText === '' ? DEFAULT_STATEMENT_PAGE_SIZE : Number(sizeText);
   if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > MAX_STATEMENT_PAGE_SIZE) {
-    throw new InvalidArgumentError(`pageSize must be 1..${MAX_STATEMENT_PAGE_SIZE}`, { reason: 'INVALID_FIELD', zh: '每页条数有误', field: 'pageSize' });
+    throw new InvalidArgumentError(`pageSize must be 1..${MAX_STATEMENT_PAGE_SIZE}`, {
+      reason: 'INVALID_FIELD',
+      zh: '每页条数有误',
+      field: 'pageSize',
+    });
   }
   return { fromMs, toMs, categories, pageSize, pageToken: query.get('pageToken') ?? '' };
 }

@@ -120,13 +120,17 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 }
 
 function checkOptions(options: GatewayOptions): void {
-  if (!Number.isInteger(options.maxBodyBytes) || options.maxBodyBytes < 1) throw new RangeError(`maxBodyBytes must be a whole number >= 1, got ${options.maxBodyBytes}`);
-  if (!Number.isInteger(options.shutdownGraceMs) || options.shutdownGraceMs < 0) throw new RangeError('shutdownGraceMs must be a whole number >= 0');
+  if (!Number.isInteger(options.maxBodyBytes) || options.maxBodyBytes < 1)
+    throw new RangeError(`maxBodyBytes must be a whole number >= 1, got ${options.maxBodyBytes}`);
+  if (!Number.isInteger(options.shutdownGraceMs) || options.shutdownGraceMs < 0)
+    throw new RangeError('shutdownGraceMs must be a whole number >= 0');
 }
 
 function listen(app: TemplatedApp, host: string, port: number): Promise<us_listen_socket> {
   return new Promise((resolve, reject) => {
-    app.listen(host, port, (socket) => (socket === false ? reject(new Error(`the gateway cannot listen on ${host}:${port}`)) : resolve(socket)));
+    app.listen(host, port, (socket) =>
+      socket === false ? reject(new Error(`the gateway cannot listen on ${host}:${port}`)) : resolve(socket),
+    );
   });
 }
 
@@ -136,7 +140,10 @@ function builtInRoutes(options: GatewayOptions): Route[] {
     {
       method: 'GET',
       path: '/healthz',
-      handler: async () => ((health === undefined || (await readiness(health))) ? { status: 200, body: { status: 'ok' } } : { status: 503, body: { status: 'unavailable' } }),
+      handler: async () =>
+        health === undefined || (await readiness(health))
+          ? { status: 200, body: { status: 'ok' } }
+          : { status: 503, body: { status: 'unavailable' } },
     },
     {
       method: 'GET',
@@ -145,7 +152,10 @@ function builtInRoutes(options: GatewayOptions): Route[] {
         // Operational figures are not for the phones that reach this port: a loopback scraper, or one
         // with the metrics token.
         if (!metricsAllowed(req, options.metricsToken ?? '')) {
-          throw new PermissionDeniedError('/metrics answers loopback scrapers, or one that sends Authorization: Bearer <GATEWAY_METRICS_TOKEN>', { reason: 'METRICS_FORBIDDEN', zh: '无权访问' });
+          throw new PermissionDeniedError(
+            '/metrics answers loopback scrapers, or one that sends Authorization: Bearer <GATEWAY_METRICS_TOKEN>',
+            { reason: 'METRICS_FORBIDDEN', zh: '无权访问' },
+          );
         }
         const { contentType, body } = await options.metrics.render();
         return { status: 200, body, contentType };
@@ -177,8 +187,10 @@ async function readiness(health: () => Promise<boolean>): Promise<boolean> {
 function routeTable(routes: readonly Route[]): PathEntry[] {
   const byPath = new Map<string, Map<string, Route>>();
   for (const route of routes) {
-    if (!METHODS.has(route.method)) throw new RangeError(`route ${route.path}: method ${String(route.method)} is not one of ${[...METHODS].join(', ')}`);
-    if (!/^\/[A-Za-z0-9._~:/-]*$/.test(route.path) || route.path.includes('*')) throw new RangeError(`route path ${route.path} is not an exact path`);
+    if (!METHODS.has(route.method))
+      throw new RangeError(`route ${route.path}: method ${String(route.method)} is not one of ${[...METHODS].join(', ')}`);
+    if (!/^\/[A-Za-z0-9._~:/-]*$/.test(route.path) || route.path.includes('*'))
+      throw new RangeError(`route path ${route.path} is not an exact path`);
     const methods = byPath.get(route.path) ?? new Map<string, Route>();
     if (methods.has(route.method)) throw new RangeError(`route ${route.method} ${route.path} is defined twice`);
     methods.set(route.method, route);
@@ -186,7 +198,10 @@ function routeTable(routes: readonly Route[]): PathEntry[] {
   }
   return [...byPath].map(([path, methods]) => ({
     path,
-    paramNames: path.split('/').filter((s) => s.startsWith(':')).map((s) => s.slice(1)),
+    paramNames: path
+      .split('/')
+      .filter((s) => s.startsWith(':'))
+      .map((s) => s.slice(1)),
     methods,
     allow: [...methods.keys()].sort().join(', '),
   }));
@@ -223,7 +238,9 @@ class Gateway {
       this.observe(entry.path, method, error.status, startedMs);
     };
     if (route === undefined) {
-      answerNow(httpError(405, 'METHOD_NOT_ALLOWED', '不支持该请求方式', `${method} is not allowed here; use ${entry.allow}`), { headers: { allow: entry.allow } });
+      answerNow(httpError(405, 'METHOD_NOT_ALLOWED', '不支持该请求方式', `${method} is not allowed here; use ${entry.allow}`), {
+        headers: { allow: entry.allow },
+      });
       return;
     }
     const params = readParams(req, entry.paramNames);
@@ -242,12 +259,29 @@ class Gateway {
     res.onAborted(() => {
       state.aborted = true;
     });
-    const partial = { method: method as HttpMethod, path: req.getUrl(), routePath: entry.path, params, query: new URLSearchParams(req.getQuery()), headers, remoteAddress: remoteAddressOf(res) };
+    const partial = {
+      method: method as HttpMethod,
+      path: req.getUrl(),
+      routePath: entry.path,
+      params,
+      query: new URLSearchParams(req.getQuery()),
+      headers,
+      remoteAddress: remoteAddressOf(res),
+    };
     readBody(res, this.options.maxBodyBytes, (body) => {
       if (state.aborted) return;
-      if (body === 'too_large') return this.finish(res, state, entry.path, method, startedMs, errorReply(bodyTooLarge(this.options.maxBodyBytes), { close: true }));
+      if (body === 'too_large')
+        return this.finish(res, state, entry.path, method, startedMs, errorReply(bodyTooLarge(this.options.maxBodyBytes), { close: true }));
       const parsed = parseJson(body);
-      if (parsed === MALFORMED) return this.finish(res, state, entry.path, method, startedMs, errorReply(httpError(400, 'MALFORMED_JSON', '请求内容有误：不是有效的 JSON', 'the request body is not valid JSON')));
+      if (parsed === MALFORMED)
+        return this.finish(
+          res,
+          state,
+          entry.path,
+          method,
+          startedMs,
+          errorReply(httpError(400, 'MALFORMED_JSON', '请求内容有误：不是有效的 JSON', 'the request body is not valid JSON')),
+        );
       const request: GatewayRequest = { ...partial, body: parsed, aborted: () => state.aborted };
       this.track(this.run(route, request, res, state, startedMs));
     });
@@ -300,8 +334,16 @@ class Gateway {
     const redisClient = unavailableRedisClient(err);
     if (redisClient !== undefined) this.options.metrics.redisError(redisClient);
     if (mapped.serious) this.options.log.error({ err, route: request.routePath, method: request.method }, 'gateway request failed');
-    else if (mapped.ledgerUnavailable) this.options.log.warn({ route: request.routePath, method: request.method, cause: errorText(err) }, 'gateway request failed: the ledger did not answer (503)');
-    else this.options.log.debug({ route: request.routePath, code: mapped.body.error.code, details: mapped.body.error.messageEn }, 'gateway request refused');
+    else if (mapped.ledgerUnavailable)
+      this.options.log.warn(
+        { route: request.routePath, method: request.method, cause: errorText(err) },
+        'gateway request failed: the ledger did not answer (503)',
+      );
+    else
+      this.options.log.debug(
+        { route: request.routePath, code: mapped.body.error.code, details: mapped.body.error.messageEn },
+        'gateway request refused',
+      );
     return errorReply(mapped);
   }
 
@@ -343,12 +385,18 @@ function bodyTooLarge(maxBodyBytes: number): HttpError {
 function refuseByHeaders(headers: Readonly<Record<string, string>>, chunked: boolean, maxBodyBytes: number): HttpError | undefined {
   const declared = headers['content-length'];
   const length = declared === undefined ? 0 : Number(declared);
-  if (!Number.isSafeInteger(length) || length < 0) return httpError(400, 'INVALID_ARGUMENT', '请求内容有误：Content-Length 无效', 'Content-Length is not a valid length');
+  if (!Number.isSafeInteger(length) || length < 0)
+    return httpError(400, 'INVALID_ARGUMENT', '请求内容有误：Content-Length 无效', 'Content-Length is not a valid length');
   if (length > maxBodyBytes) return bodyTooLarge(maxBodyBytes);
   if (length === 0 && !chunked) return undefined;
   const mediaType = (headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
   if (mediaType !== 'application/json') {
-    return httpError(415, 'UNSUPPORTED_MEDIA_TYPE', '请求格式不受支持', `send the body as application/json (got ${JSON.stringify((headers['content-type'] ?? '').slice(0, 80))})`);
+    return httpError(
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+      '请求格式不受支持',
+      `send the body as application/json (got ${JSON.stringify((headers['content-type'] ?? '').slice(0, 80))})`,
+    );
   }
   return undefined;
 }

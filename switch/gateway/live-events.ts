@@ -72,7 +72,9 @@ export class LiveEvents {
       // its last event, and one that has had none yet is told to reload.
       onReconnected: () => {
         renewCardWatch(this.ctx, [...this.byCard.keys()])
-          .catch((err: unknown) => log.warn({ err }, 'could not renew the watch of open pages\' cards after the events connection came back'))
+          .catch((err: unknown) =>
+            log.warn({ err }, "could not renew the watch of open pages' cards after the events connection came back"),
+          )
           .finally(() => {
             for (const state of this.byHandle.values()) this.catchUp(state);
           });
@@ -80,7 +82,9 @@ export class LiveEvents {
     });
     // Cards with a page open here stay watched (includes/event.lua announces only watched cards' events).
     this.renewTimer = setInterval(() => {
-      renewCardWatch(this.ctx, [...this.byCard.keys()]).catch((err: unknown) => log.warn({ err }, 'could not renew the watch of open pages\' cards'));
+      renewCardWatch(this.ctx, [...this.byCard.keys()]).catch((err: unknown) =>
+        log.warn({ err }, "could not renew the watch of open pages' cards"),
+      );
     }, CARD_WATCH_MS / 3);
     this.renewTimer.unref();
   }
@@ -95,18 +99,30 @@ export class LiveEvents {
   /** Who opens the socket: a live session with a bound card, proven by the `bearer.<token>` subprotocol. */
   async authenticate(upgrade: UpgradeRequest): Promise<Admission> {
     if (!upgrade.protocols.includes(EVENTS_PROTOCOL)) {
-      throw new InvalidArgumentError(`offer the WebSocket subprotocol ${EVENTS_PROTOCOL} and bearer.<access token>`, { reason: 'PROTOCOL_REQUIRED', zh: '请刷新页面后重试' });
+      throw new InvalidArgumentError(`offer the WebSocket subprotocol ${EVENTS_PROTOCOL} and bearer.<access token>`, {
+        reason: 'PROTOCOL_REQUIRED',
+        zh: '请刷新页面后重试',
+      });
     }
     const bearer = upgrade.protocols.find((p) => p.startsWith(BEARER_PROTOCOL_PREFIX));
     const session = await this.sessions.authenticate(bearer?.slice(BEARER_PROTOCOL_PREFIX.length) ?? '');
-    if (session.cardNo === '') throw new PermissionDeniedError('no card is bound to this user', { reason: 'NOT_BOUND', zh: '尚未绑定校园卡，请先完成绑定' });
+    if (session.cardNo === '')
+      throw new PermissionDeniedError('no card is bound to this user', { reason: 'NOT_BOUND', zh: '尚未绑定校园卡，请先完成绑定' });
     await requireBoundCard(this.ctx, session.userId, session.cardNo);
     // One holder's token cannot eat the gateway's sockets: a bound per card.
     if ((this.byCard.get(session.cardNo)?.size ?? 0) >= this.ctx.config.gateway.wsMaxPerCard) {
-      throw new ResourceExhaustedError(`this card has ${this.ctx.config.gateway.wsMaxPerCard} live-event sockets open already; close one`, { reason: 'TOO_MANY_CONNECTIONS', zh: '打开的页面过多，请关闭其他页面后重试' });
+      throw new ResourceExhaustedError(`this card has ${this.ctx.config.gateway.wsMaxPerCard} live-event sockets open already; close one`, {
+        reason: 'TOO_MANY_CONNECTIONS',
+        zh: '打开的页面过多，请关闭其他页面后重试',
+      });
     }
     const since = upgrade.query.get('since') ?? '';
-    if (since !== '' && !isEventId(since)) throw new InvalidArgumentError('since must be an event id like 1732945200000-0', { reason: 'INVALID_FIELD', zh: '请刷新页面后重试', field: 'since' });
+    if (since !== '' && !isEventId(since))
+      throw new InvalidArgumentError('since must be an event id like 1732945200000-0', {
+        reason: 'INVALID_FIELD',
+        zh: '请刷新页面后重试',
+        field: 'since',
+      });
     const data: SocketData = { userId: session.userId, sessionId: session.sessionId, cardNo: session.cardNo, since };
     return { key: session.cardNo, protocol: EVENTS_PROTOCOL, data };
   }
@@ -170,7 +186,8 @@ export class LiveEvents {
     const unbound = UNBOUND_ANNOUNCEMENT.exec(message);
     if (unbound !== null) {
       // The binding ended (on any gateway): its pages stop getting events at once.
-      for (const state of [...(this.byCard.get(unbound[1] ?? '') ?? [])]) this.hub?.close(state.handle, CLOSE_SESSION_ENDED, 'binding ended');
+      for (const state of [...(this.byCard.get(unbound[1] ?? '') ?? [])])
+        this.hub?.close(state.handle, CLOSE_SESSION_ENDED, 'binding ended');
       return;
     }
     const parsed = parseAnnouncement(message);

@@ -14,7 +14,8 @@ async function main(): Promise<number> {
   let config;
   try {
     config = loadConfig(env);
-    if (config.redisUrl === '') throw new ConfigError(['REDIS_URL is required (or run npm start once in this checkout, then npm run gateway uses its Redis)']);
+    if (config.redisUrl === '')
+      throw new ConfigError(['REDIS_URL is required (or run npm start once in this checkout, then npm run gateway uses its Redis)']);
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);
     return 2;

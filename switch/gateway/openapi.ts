@@ -14,7 +14,12 @@ import { MAX_TOKEN_LENGTH } from '../domain/sessions.js';
 import { IDENTITY_PROVIDER_NAMES, MAX_CODE_LENGTH } from '../identity/provider.js';
 import { MAX_CATCH_UP_EVENTS } from '../ledger/events.js';
 import { RECHARGE_CHANNELS, UTILITY_KINDS } from '../ledger/money.js';
-import { DEFAULT_STATEMENT_PAGE_SIZE, MAX_PAGE_TOKEN_LENGTH, MAX_STATEMENT_LINES_SCANNED, MAX_STATEMENT_PAGE_SIZE } from '../ledger/statement.js';
+import {
+  DEFAULT_STATEMENT_PAGE_SIZE,
+  MAX_PAGE_TOKEN_LENGTH,
+  MAX_STATEMENT_LINES_SCANNED,
+  MAX_STATEMENT_PAGE_SIZE,
+} from '../ledger/statement.js';
 import { CAMPUS_QR_MAX_VALID_SEC, CAMPUS_QR_PATTERN, CAMPUS_QR_REFRESH_MS, CAMPUS_QR_TEXT_LENGTH } from '../qr/format.js';
 import { GENERIC_ZH } from './errors.js';
 import { CLOSE_SESSION_ENDED, EVENTS_PATH, EVENTS_PROTOCOL } from './live-events.js';
@@ -45,7 +50,13 @@ interface Refusal {
   readonly retryAfterSec?: number;
 }
 
-function r(status: number, code: string, zh: string, en: string, extra: Partial<Pick<Refusal, 'field' | 'attemptsLeft' | 'retryAfterSec'>> = {}): Refusal {
+function r(
+  status: number,
+  code: string,
+  zh: string,
+  en: string,
+  extra: Partial<Pick<Refusal, 'field' | 'attemptsLeft' | 'retryAfterSec'>> = {},
+): Refusal {
   return { status, code, zh, en, ...extra };
 }
 
@@ -55,58 +66,204 @@ function invalidField(field: string, zh: string, en: string): Refusal {
 
 // Gateway level (switch/gateway/http.ts, errors.ts): any request with a body, any route.
 const MALFORMED_JSON = r(400, 'MALFORMED_JSON', '请求内容有误：不是有效的 JSON', 'the request body is not valid JSON');
-const BAD_CONTENT_LENGTH = r(400, 'INVALID_ARGUMENT', '请求内容有误：Content-Length 无效', 'the Content-Length header is not a valid length');
-const PAYLOAD_TOO_LARGE = r(413, 'PAYLOAD_TOO_LARGE', '提交的内容过大', 'the body is larger than GATEWAY_MAX_BODY_BYTES (default 16384 bytes); the connection is closed');
-const UNSUPPORTED_MEDIA_TYPE = r(415, 'UNSUPPORTED_MEDIA_TYPE', '请求格式不受支持', 'a request with a body must send Content-Type: application/json');
+const BAD_CONTENT_LENGTH = r(
+  400,
+  'INVALID_ARGUMENT',
+  '请求内容有误：Content-Length 无效',
+  'the Content-Length header is not a valid length',
+);
+const PAYLOAD_TOO_LARGE = r(
+  413,
+  'PAYLOAD_TOO_LARGE',
+  '提交的内容过大',
+  'the body is larger than GATEWAY_MAX_BODY_BYTES (default 16384 bytes); the connection is closed',
+);
+const UNSUPPORTED_MEDIA_TYPE = r(
+  415,
+  'UNSUPPORTED_MEDIA_TYPE',
+  '请求格式不受支持',
+  'a request with a body must send Content-Type: application/json',
+);
 const INTERNAL = r(500, 'INTERNAL', GENERIC_ZH.INTERNAL, 'a fault of the switch; nothing internal is disclosed; retry later');
-const UNAVAILABLE = r(503, 'UNAVAILABLE', GENERIC_ZH.UNAVAILABLE, 'the ledger (Redis) did not answer, so the outcome is unknown; retry the same request to learn it', { retryAfterSec: 2 });
-const PASSWORD_CHECK_BUSY = r(429, 'PASSWORD_CHECK_BUSY', GENERIC_ZH.UNAVAILABLE, 'too many password checks are waiting on this switch; retry in a moment (nothing was counted)', { retryAfterSec: 1 });
+const UNAVAILABLE = r(
+  503,
+  'UNAVAILABLE',
+  GENERIC_ZH.UNAVAILABLE,
+  'the ledger (Redis) did not answer, so the outcome is unknown; retry the same request to learn it',
+  { retryAfterSec: 2 },
+);
+const PASSWORD_CHECK_BUSY = r(
+  429,
+  'PASSWORD_CHECK_BUSY',
+  GENERIC_ZH.UNAVAILABLE,
+  'too many password checks are waiting on this switch; retry in a moment (nothing was counted)',
+  { retryAfterSec: 1 },
+);
 const INVALID_BODY = r(400, 'INVALID_BODY', '请求内容应为JSON对象', 'the body must be a JSON object');
 
 // Sessions (switch/domain/sessions.ts).
 const TOKEN_MISSING = r(401, 'TOKEN_MISSING', '请先登录', 'no Authorization: Bearer header (or an empty token)');
-const TOKEN_INVALID = r(401, 'TOKEN_INVALID', '登录信息无效，请重新进入页面', 'the token is not one of ours (malformed, forged, wrong type: an access token where a refresh token is wanted or the reverse)');
-const TOKEN_EXPIRED = r(401, 'TOKEN_EXPIRED', '登录已过期，请刷新页面', 'the token expired: refresh the access token, or sign in again when the refresh token expired');
+const TOKEN_INVALID = r(
+  401,
+  'TOKEN_INVALID',
+  '登录信息无效，请重新进入页面',
+  'the token is not one of ours (malformed, forged, wrong type: an access token where a refresh token is wanted or the reverse)',
+);
+const TOKEN_EXPIRED = r(
+  401,
+  'TOKEN_EXPIRED',
+  '登录已过期，请刷新页面',
+  'the token expired: refresh the access token, or sign in again when the refresh token expired',
+);
 const SESSION_ENDED = r(401, 'SESSION_ENDED', '已退出登录或解绑，请重新进入', 'the session ended (logout or unbinding): sign in again');
 const AUTH = [TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, SESSION_ENDED] as const;
 
 // Sign-in (switch/identity/*.ts).
-const UNKNOWN_PROVIDER = r(400, 'UNKNOWN_PROVIDER', '不支持的登录方式', `provider must be one of ${IDENTITY_PROVIDER_NAMES.join(', ')}`, { field: 'provider' });
-const MALFORMED_CODE = r(400, 'INVALID_CODE', '登录参数有误，请重新进入页面', `code must be 1-${MAX_CODE_LENGTH} characters of A-Z a-z 0-9 _ -`, { field: 'code' });
-const REJECTED_CODE = r(401, 'INVALID_CODE', '登录已失效，请重新进入页面', 'the provider refused the code (invalid, expired or already used): reload the page for a new code');
+const UNKNOWN_PROVIDER = r(400, 'UNKNOWN_PROVIDER', '不支持的登录方式', `provider must be one of ${IDENTITY_PROVIDER_NAMES.join(', ')}`, {
+  field: 'provider',
+});
+const MALFORMED_CODE = r(
+  400,
+  'INVALID_CODE',
+  '登录参数有误，请重新进入页面',
+  `code must be 1-${MAX_CODE_LENGTH} characters of A-Z a-z 0-9 _ -`,
+  { field: 'code' },
+);
+const REJECTED_CODE = r(
+  401,
+  'INVALID_CODE',
+  '登录已失效，请重新进入页面',
+  'the provider refused the code (invalid, expired or already used): reload the page for a new code',
+);
 const NOT_A_MEMBER = r(403, 'NOT_A_MEMBER', '仅限本校师生使用', 'WeCom: the user is not a member of the university (an external contact)');
-const HIGH_RISK_USER = r(403, 'HIGH_RISK_USER', '该微信账号存在安全风险，暂不能登录，请使用企业微信进入或到卡务中心咨询', 'WeChat flags the account as high-risk');
-const PROVIDER_DISABLED = r(409, 'PROVIDER_DISABLED', '暂未开通企业微信登录 / 暂未开通微信小程序登录', 'this switch has that sign-in provider turned off');
-const IDENTITY_UNAVAILABLE = r(503, 'IDENTITY_UNAVAILABLE', '身份认证服务暂不可用，请稍后再试', 'the WeCom / WeChat API failed or did not answer in time; nothing changed', { retryAfterSec: 2 });
+const HIGH_RISK_USER = r(
+  403,
+  'HIGH_RISK_USER',
+  '该微信账号存在安全风险，暂不能登录，请使用企业微信进入或到卡务中心咨询',
+  'WeChat flags the account as high-risk',
+);
+const PROVIDER_DISABLED = r(
+  409,
+  'PROVIDER_DISABLED',
+  '暂未开通企业微信登录 / 暂未开通微信小程序登录',
+  'this switch has that sign-in provider turned off',
+);
+const IDENTITY_UNAVAILABLE = r(
+  503,
+  'IDENTITY_UNAVAILABLE',
+  '身份认证服务暂不可用，请稍后再试',
+  'the WeCom / WeChat API failed or did not answer in time; nothing changed',
+  { retryAfterSec: 2 },
+);
 
 // The card as bound to the caller.
-const NOT_BOUND_TOKEN = r(403, 'NOT_BOUND', '尚未绑定校园卡，请先完成绑定', 'the access token names no card: bind one first (or use the access token the binding answered)');
+const NOT_BOUND_TOKEN = r(
+  403,
+  'NOT_BOUND',
+  '尚未绑定校园卡，请先完成绑定',
+  'the access token names no card: bind one first (or use the access token the binding answered)',
+);
 const NOT_BOUND_NOW = r(403, 'NOT_BOUND', '尚未绑定校园卡，请先完成绑定', 'the card of the token is no longer bound to this user');
 const BOUND = [NOT_BOUND_TOKEN, NOT_BOUND_NOW] as const;
 
 // Card passwords (switch/domain/card-password.ts, switch/errors.ts).
-const WRONG_PASSWORD = r(403, 'WRONG_PASSWORD', '卡密码错误，今日还可尝试3次', `wrong card password; attemptsLeft says how many tries are left today (${MAX_PASSWORD_ATTEMPTS_PER_DAY} a campus day, shared with POS and kiosk)`, { field: 'password', attemptsLeft: 3 });
-const PASSWORD_LOCKED = r(429, 'PASSWORD_LOCKED', '卡密码今日错误次数过多，已锁定，请明日再试', `${MAX_PASSWORD_ATTEMPTS_PER_DAY} wrong passwords today: every use of the password is refused until the next campus day (no Retry-After)`, { field: 'password', attemptsLeft: 0 });
-const PASSWORD_BUSY = r(429, 'PASSWORD_BUSY', '密码校验过于频繁，请稍后再试', 'as many checks of this card in flight as attempts left; retry in a moment (nothing was counted)', { field: 'password', retryAfterSec: 5 });
-const PASSWORD_FORMAT = r(400, 'INVALID_ARGUMENT', GENERIC_ZH.INVALID_ARGUMENT, 'the password is not exactly 6 digits (no field is set; show the message next to the password)');
+const WRONG_PASSWORD = r(
+  403,
+  'WRONG_PASSWORD',
+  '卡密码错误，今日还可尝试3次',
+  `wrong card password; attemptsLeft says how many tries are left today (${MAX_PASSWORD_ATTEMPTS_PER_DAY} a campus day, shared with POS and kiosk)`,
+  { field: 'password', attemptsLeft: 3 },
+);
+const PASSWORD_LOCKED = r(
+  429,
+  'PASSWORD_LOCKED',
+  '卡密码今日错误次数过多，已锁定，请明日再试',
+  `${MAX_PASSWORD_ATTEMPTS_PER_DAY} wrong passwords today: every use of the password is refused until the next campus day (no Retry-After)`,
+  { field: 'password', attemptsLeft: 0 },
+);
+const PASSWORD_BUSY = r(
+  429,
+  'PASSWORD_BUSY',
+  '密码校验过于频繁，请稍后再试',
+  'as many checks of this card in flight as attempts left; retry in a moment (nothing was counted)',
+  { field: 'password', retryAfterSec: 5 },
+);
+const PASSWORD_FORMAT = r(
+  400,
+  'INVALID_ARGUMENT',
+  GENERIC_ZH.INVALID_ARGUMENT,
+  'the password is not exactly 6 digits (no field is set; show the message next to the password)',
+);
 const CARD_RECORD_GONE = r(404, 'NOT_FOUND', GENERIC_ZH.NOT_FOUND, 'the bound card has no account any more (operator action)');
 const PASSWORD = [PASSWORD_FORMAT, WRONG_PASSWORD, CARD_RECORD_GONE, PASSWORD_LOCKED, PASSWORD_BUSY, PASSWORD_CHECK_BUSY] as const;
 
 // Binding (switch/domain/ecard.ts).
 const BINDING_FORM = [
-  r(400, 'INVALID_BINDING_TYPE', '请选择绑定类型：学生或教职工', `bindingType must be one of ${BINDING_TYPES.join(', ')}`, { field: 'bindingType' }),
-  r(400, 'INVALID_PERSON_NUMBER', '请输入学号/工号（4-20位字母或数字）', 'personNumber must be 4-20 letters or digits', { field: 'personNumber' }),
-  r(400, 'INVALID_PASSWORD', '卡密码为6位数字；初始密码为证件号后六位，非数字字符用1代替', 'password must be the 6-digit card password', { field: 'password' }),
-  r(400, 'INVALID_DOCUMENT_TYPE', '请选择证件类型：身份证或护照（外籍教师、港澳台学生、留学生请选择护照）', `documentType must be one of ${DOCUMENT_TYPES.join(', ')}`, { field: 'documentType' }),
-  r(400, 'INVALID_DOCUMENT_NUMBER', '请输入18位身份证号码 / 请输入正确的护照号码', 'documentNumber does not look like a document number of that type', { field: 'documentNumber' }),
-  r(400, 'INVALID_PHONE', '请输入11位手机号码（境外号码以+和国家代码开头）', 'phone must be 11 digits starting with 1, or + and the country code', { field: 'phone' }),
+  r(400, 'INVALID_BINDING_TYPE', '请选择绑定类型：学生或教职工', `bindingType must be one of ${BINDING_TYPES.join(', ')}`, {
+    field: 'bindingType',
+  }),
+  r(400, 'INVALID_PERSON_NUMBER', '请输入学号/工号（4-20位字母或数字）', 'personNumber must be 4-20 letters or digits', {
+    field: 'personNumber',
+  }),
+  r(400, 'INVALID_PASSWORD', '卡密码为6位数字；初始密码为证件号后六位，非数字字符用1代替', 'password must be the 6-digit card password', {
+    field: 'password',
+  }),
+  r(
+    400,
+    'INVALID_DOCUMENT_TYPE',
+    '请选择证件类型：身份证或护照（外籍教师、港澳台学生、留学生请选择护照）',
+    `documentType must be one of ${DOCUMENT_TYPES.join(', ')}`,
+    { field: 'documentType' },
+  ),
+  r(
+    400,
+    'INVALID_DOCUMENT_NUMBER',
+    '请输入18位身份证号码 / 请输入正确的护照号码',
+    'documentNumber does not look like a document number of that type',
+    { field: 'documentNumber' },
+  ),
+  r(
+    400,
+    'INVALID_PHONE',
+    '请输入11位手机号码（境外号码以+和国家代码开头）',
+    'phone must be 11 digits starting with 1, or + and the country code',
+    { field: 'phone' },
+  ),
   r(400, 'CONSENT_REQUIRED', '请阅读并同意《隐私政策》和《服务协议》', 'consent must be true', { field: 'consent' }),
 ] as const;
-const CARD_NOT_FOUND_FOR_PERSON = r(404, 'CARD_NOT_FOUND', '未找到该学号/工号对应的校园卡，请核对', 'no card for this student/staff number', { field: 'personNumber' });
-const BINDING_IN_PROGRESS = r(409, 'BINDING_IN_PROGRESS', '正在处理上一次绑定/解绑请求，请稍候', 'a binding or unbinding of this user is already running (double tap)');
-const USER_ALREADY_BOUND = r(409, 'USER_ALREADY_BOUND', '您已绑定另一张校园卡，请先在个人中心解绑', 'the user has another card bound; unbind it first');
-const CARD_BOUND_ELSEWHERE = r(409, 'CARD_BOUND_ELSEWHERE', '此卡已绑定其他账号；如非本人操作，请先挂失并到卡务中心处理', 'the card is bound to another WeCom / WeChat user', { field: 'personNumber' });
-const BINDING_TYPE_MISMATCH = r(409, 'BINDING_TYPE_MISMATCH', '该学号/工号登记为教职工，请选择“教职工”绑定类型', "bindingType does not match the card's holder type", { field: 'bindingType' });
+const CARD_NOT_FOUND_FOR_PERSON = r(
+  404,
+  'CARD_NOT_FOUND',
+  '未找到该学号/工号对应的校园卡，请核对',
+  'no card for this student/staff number',
+  { field: 'personNumber' },
+);
+const BINDING_IN_PROGRESS = r(
+  409,
+  'BINDING_IN_PROGRESS',
+  '正在处理上一次绑定/解绑请求，请稍候',
+  'a binding or unbinding of this user is already running (double tap)',
+);
+const USER_ALREADY_BOUND = r(
+  409,
+  'USER_ALREADY_BOUND',
+  '您已绑定另一张校园卡，请先在个人中心解绑',
+  'the user has another card bound; unbind it first',
+);
+const CARD_BOUND_ELSEWHERE = r(
+  409,
+  'CARD_BOUND_ELSEWHERE',
+  '此卡已绑定其他账号；如非本人操作，请先挂失并到卡务中心处理',
+  'the card is bound to another WeCom / WeChat user',
+  { field: 'personNumber' },
+);
+const BINDING_TYPE_MISMATCH = r(
+  409,
+  'BINDING_TYPE_MISMATCH',
+  '该学号/工号登记为教职工，请选择“教职工”绑定类型',
+  "bindingType does not match the card's holder type",
+  { field: 'bindingType' },
+);
 const CARD_LOST = r(409, 'CARD_LOST', '此卡已挂失，请先解挂后再使用电子校园卡', 'the card is reported lost');
 const CARD_FROZEN = r(409, 'CARD_FROZEN', '此卡已被卡务中心冻结，请到卡务中心办理', 'the card is frozen by the card office');
 const CARD_CANCELLED = r(409, 'CARD_CANCELLED', '此卡已注销', 'the card is cancelled');
@@ -116,25 +273,78 @@ const CARD_NOT_SYNCED = r(
   '电子校园卡生效前，请先用实体校园卡在校园任一消费终端上贴卡（约2秒显示余额即同步成功），再绑定',
   'the physical card was never tapped on a terminal since migration (or it is a new replacement card): tap it once, then retry',
 );
-const DOCUMENT_MISMATCH = r(409, 'DOCUMENT_MISMATCH', '证件类型或证件号码与校园卡登记信息不一致，请核对；信息有误请与校园卡服务中心联系', 'documentType / documentNumber differ from the cardholder record (checked after the password)', { field: 'documentNumber' });
-const PHONE_MISMATCH = r(409, 'PHONE_MISMATCH', '手机号与校园卡登记信息不一致，请核对；信息有误请与校园卡服务中心联系', 'phone differs from the cardholder record (checked after the password)', { field: 'phone' });
+const DOCUMENT_MISMATCH = r(
+  409,
+  'DOCUMENT_MISMATCH',
+  '证件类型或证件号码与校园卡登记信息不一致，请核对；信息有误请与校园卡服务中心联系',
+  'documentType / documentNumber differ from the cardholder record (checked after the password)',
+  { field: 'documentNumber' },
+);
+const PHONE_MISMATCH = r(
+  409,
+  'PHONE_MISMATCH',
+  '手机号与校园卡登记信息不一致，请核对；信息有误请与校园卡服务中心联系',
+  'phone differs from the cardholder record (checked after the password)',
+  { field: 'phone' },
+);
 
 // Loss reports (switch/domain/card-status.ts).
 const STATUS_CARD_NOT_FOUND = r(404, 'CARD_NOT_FOUND', '未找到此卡', 'the bound card has no account any more');
-const LOSS_FROZEN = r(409, 'CARD_FROZEN', '此卡已被卡务中心冻结，无法挂失（解挂），请到卡务中心办理', 'a frozen card: only the card office can change its status');
+const LOSS_FROZEN = r(
+  409,
+  'CARD_FROZEN',
+  '此卡已被卡务中心冻结，无法挂失（解挂），请到卡务中心办理',
+  'a frozen card: only the card office can change its status',
+);
 const LOSS_CANCELLED = r(409, 'CARD_CANCELLED', '此卡已注销，无法挂失（解挂）', 'a cancelled card');
 
 // Fees (switch/domain/ecard.ts payFeeFromPhone, switch/domain/fees.ts).
-const INVALID_REQUEST_ID = r(400, 'INVALID_REQUEST_ID', '请求编号无效，请刷新页面后重试', `requestId must be a whole number from 1 to ${MAX_SAFE}`, { field: 'requestId' });
-const FEE_ARGUMENT = r(400, 'INVALID_ARGUMENT', GENERIC_ZH.INVALID_ARGUMENT, `amountFen outside ${MIN_FEE_FEN}..${MAX_FEE_FEN}, a malformed account / building / room, or a password that is not 6 digits (no field is set)`);
-const IDEMPOTENCY_CONFLICT = r(409, 'IDEMPOTENCY_CONFLICT', GENERIC_ZH.IDEMPOTENCY_CONFLICT, 'this requestId was already used for a different fee (other amount or target): use a new requestId');
+const INVALID_REQUEST_ID = r(
+  400,
+  'INVALID_REQUEST_ID',
+  '请求编号无效，请刷新页面后重试',
+  `requestId must be a whole number from 1 to ${MAX_SAFE}`,
+  { field: 'requestId' },
+);
+const FEE_ARGUMENT = r(
+  400,
+  'INVALID_ARGUMENT',
+  GENERIC_ZH.INVALID_ARGUMENT,
+  `amountFen outside ${MIN_FEE_FEN}..${MAX_FEE_FEN}, a malformed account / building / room, or a password that is not 6 digits (no field is set)`,
+);
+const IDEMPOTENCY_CONFLICT = r(
+  409,
+  'IDEMPOTENCY_CONFLICT',
+  GENERIC_ZH.IDEMPOTENCY_CONFLICT,
+  'this requestId was already used for a different fee (other amount or target): use a new requestId',
+);
 
 // The events socket.
-const TOO_MANY_CARD_SOCKETS = r(429, 'TOO_MANY_CONNECTIONS', '打开的页面过多，请关闭其他页面后重试', 'GATEWAY_WS_MAX_PER_CARD sockets of this card are open on this gateway; close one');
-const TOO_MANY_CONNECTIONS = r(503, 'TOO_MANY_CONNECTIONS', '连接人数较多，请稍后再试', 'GATEWAY_WS_MAX_SOCKETS sockets are open; retry later', { retryAfterSec: 5 });
-const NOT_A_HANDSHAKE = r(404, 'NOT_FOUND', '找不到该页面或接口', 'a plain GET without the WebSocket handshake headers: there is no HTTP resource here');
+const TOO_MANY_CARD_SOCKETS = r(
+  429,
+  'TOO_MANY_CONNECTIONS',
+  '打开的页面过多，请关闭其他页面后重试',
+  'GATEWAY_WS_MAX_PER_CARD sockets of this card are open on this gateway; close one',
+);
+const TOO_MANY_CONNECTIONS = r(
+  503,
+  'TOO_MANY_CONNECTIONS',
+  '连接人数较多，请稍后再试',
+  'GATEWAY_WS_MAX_SOCKETS sockets are open; retry later',
+  { retryAfterSec: 5 },
+);
+const NOT_A_HANDSHAKE = r(
+  404,
+  'NOT_FOUND',
+  '找不到该页面或接口',
+  'a plain GET without the WebSocket handshake headers: there is no HTTP resource here',
+);
 const PROTOCOL_REQUIRED = r(400, 'PROTOCOL_REQUIRED', '请刷新页面后重试', `the subprotocol ${EVENTS_PROTOCOL} was not offered`);
-const INVALID_SINCE = invalidField('since', '请刷新页面后重试', 'since is not an event id as received (<ms>-<seq>); checked after the token');
+const INVALID_SINCE = invalidField(
+  'since',
+  '请刷新页面后重试',
+  'since is not an event id as received (<ms>-<seq>); checked after the token',
+);
 
 const BODY = [MALFORMED_JSON, BAD_CONTENT_LENGTH, PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE] as const;
 
@@ -176,7 +386,10 @@ function errorResponses(refusals: readonly Refusal[]): Record<string, unknown> {
       content: {
         'application/json': {
           schema: {
-            allOf: [ERROR_BODY_REF, { type: 'object', properties: { error: { type: 'object', properties: { code: { type: 'string', enum: codes } } } } }],
+            allOf: [
+              ERROR_BODY_REF,
+              { type: 'object', properties: { error: { type: 'object', properties: { code: { type: 'string', enum: codes } } } } },
+            ],
           },
           example: {
             error: {
@@ -210,7 +423,12 @@ const PUBLIC: readonly unknown[] = [];
 
 // ---- schemas -----------------------------------------------------------------------------------
 
-const fen = (description: string, extra: Record<string, unknown> = {}) => ({ type: 'integer', format: 'int64', description: `${description} ${FEN}`, ...extra });
+const fen = (description: string, extra: Record<string, unknown> = {}) => ({
+  type: 'integer',
+  format: 'int64',
+  description: `${description} ${FEN}`,
+  ...extra,
+});
 const epochMs = (description: string) => ({ type: 'integer', format: 'int64', minimum: 0, description: `${description} ${MS}` });
 const pin = (description: string) => ({ type: 'string', pattern: PIN_PATTERN.source, example: '123456', description, writeOnly: true });
 
@@ -225,7 +443,11 @@ const requestIdSchema = {
     'A different fee needs a new requestId, also after a decline (a declined requestId replays its decline).',
 };
 
-const amountSchema = fen(`The fee, ${MIN_FEE_FEN}..${MAX_FEE_FEN} (1.00 to 500.00 yuan).`, { minimum: MIN_FEE_FEN, maximum: MAX_FEE_FEN, example: 5000 });
+const amountSchema = fen(`The fee, ${MIN_FEE_FEN}..${MAX_FEE_FEN} (1.00 to 500.00 yuan).`, {
+  minimum: MIN_FEE_FEN,
+  maximum: MAX_FEE_FEN,
+  example: 5000,
+});
 
 const schemas: Record<string, unknown> = {
   ErrorBody: {
@@ -237,11 +459,24 @@ const schemas: Record<string, unknown> = {
         type: 'object',
         required: ['code', 'message', 'messageEn'],
         properties: {
-          code: { type: 'string', pattern: '^[A-Z][A-Z0-9_]*$', description: 'Stable machine code (UPPER_SNAKE_CASE): branch on this, never on the texts. Each operation lists the codes it may answer.' },
+          code: {
+            type: 'string',
+            pattern: '^[A-Z][A-Z0-9_]*$',
+            description:
+              'Stable machine code (UPPER_SNAKE_CASE): branch on this, never on the texts. Each operation lists the codes it may answer.',
+          },
           message: { type: 'string', description: 'zh-CN, written for the cardholder: show it as is.' },
           messageEn: { type: 'string', description: 'English, for developers and logs; may carry details (never secrets).' },
-          field: { type: 'string', description: 'The request field (JSON body field or query parameter) the refusal is about: show the message next to that input.' },
-          attemptsLeft: { type: 'integer', minimum: 0, description: `WRONG_PASSWORD: tries left today (of ${MAX_PASSWORD_ATTEMPTS_PER_DAY}); PASSWORD_LOCKED: 0.` },
+          field: {
+            type: 'string',
+            description:
+              'The request field (JSON body field or query parameter) the refusal is about: show the message next to that input.',
+          },
+          attemptsLeft: {
+            type: 'integer',
+            minimum: 0,
+            description: `WRONG_PASSWORD: tries left today (of ${MAX_PASSWORD_ATTEMPTS_PER_DAY}); PASSWORD_LOCKED: 0.`,
+          },
         },
       },
     },
@@ -250,17 +485,38 @@ const schemas: Record<string, unknown> = {
     type: 'object',
     required: ['provider', 'code'],
     properties: {
-      provider: { type: 'string', enum: [...IDENTITY_PROVIDER_NAMES], description: 'wecom: the page inside WeCom (企业微信 OAuth); wechat: the WeChat mini-program (wx.login).' },
-      code: { type: 'string', pattern: `^[A-Za-z0-9_-]{1,${MAX_CODE_LENGTH}}$`, maxLength: MAX_CODE_LENGTH, description: 'The one-time code the provider gave the page (WeCom OAuth redirect `code`, or wx.login() `code`). Usable once, valid about 5 minutes.' },
+      provider: {
+        type: 'string',
+        enum: [...IDENTITY_PROVIDER_NAMES],
+        description: 'wecom: the page inside WeCom (企业微信 OAuth); wechat: the WeChat mini-program (wx.login).',
+      },
+      code: {
+        type: 'string',
+        pattern: `^[A-Za-z0-9_-]{1,${MAX_CODE_LENGTH}}$`,
+        maxLength: MAX_CODE_LENGTH,
+        description:
+          'The one-time code the provider gave the page (WeCom OAuth redirect `code`, or wx.login() `code`). Usable once, valid about 5 minutes.',
+      },
     },
   },
   SessionTokens: {
     type: 'object',
-    description: 'The session tokens (HS256 JWTs, opaque to the page: never parse them). Send the access token as `Authorization: Bearer <accessToken>`; keep the refresh token only to get new access tokens.',
+    description:
+      'The session tokens (HS256 JWTs, opaque to the page: never parse them). Send the access token as `Authorization: Bearer <accessToken>`; keep the refresh token only to get new access tokens.',
     required: ['accessToken', 'refreshToken', 'accessExpiresAtMs', 'sessionExpiresAtMs'],
     properties: {
-      accessToken: { type: 'string', maxLength: MAX_TOKEN_LENGTH, description: 'Short-lived (SESSION_ACCESS_TTL_SEC, default 900 s; never past the session end). Names the card bound when it was issued.' },
-      refreshToken: { type: 'string', maxLength: MAX_TOKEN_LENGTH, description: 'Lives as long as the session (SESSION_TTL_SEC, default 7 days); the same one is answered again by refresh (not rotated).' },
+      accessToken: {
+        type: 'string',
+        maxLength: MAX_TOKEN_LENGTH,
+        description:
+          'Short-lived (SESSION_ACCESS_TTL_SEC, default 900 s; never past the session end). Names the card bound when it was issued.',
+      },
+      refreshToken: {
+        type: 'string',
+        maxLength: MAX_TOKEN_LENGTH,
+        description:
+          'Lives as long as the session (SESSION_TTL_SEC, default 7 days); the same one is answered again by refresh (not rotated).',
+      },
       accessExpiresAtMs: epochMs('When the access token stops working: refresh a little before.'),
       sessionExpiresAtMs: epochMs('When the session (and the refresh token) ends: sign in again after it.'),
     },
@@ -272,8 +528,16 @@ const schemas: Record<string, unknown> = {
         type: 'object',
         required: ['userId', 'bound'],
         properties: {
-          userId: { type: 'string', pattern: '^(wecom|wechat):[A-Za-z0-9_.@-]{1,64}$', example: 'wecom:zhangsan', description: 'The namespaced user: `wecom:<userid>` or `wechat:<openid>`.' },
-          bound: { type: 'boolean', description: 'A card is bound to this user: show the card; otherwise show the binding form (绑定校园卡).' },
+          userId: {
+            type: 'string',
+            pattern: '^(wecom|wechat):[A-Za-z0-9_.@-]{1,64}$',
+            example: 'wecom:zhangsan',
+            description: 'The namespaced user: `wecom:<userid>` or `wechat:<openid>`.',
+          },
+          bound: {
+            type: 'boolean',
+            description: 'A card is bound to this user: show the card; otherwise show the binding form (绑定校园卡).',
+          },
         },
       },
     ],
@@ -286,25 +550,44 @@ const schemas: Record<string, unknown> = {
   LogoutAnswer: { type: 'object', required: ['loggedOut'], properties: { loggedOut: { type: 'boolean', enum: [true] } } },
   BindingForm: {
     type: 'object',
-    description: 'The binding form (绑定校园卡, guide figure 3). Checked field by field in this order; the first problem is answered with its field.',
+    description:
+      'The binding form (绑定校园卡, guide figure 3). Checked field by field in this order; the first problem is answered with its field.',
     required: ['bindingType', 'personNumber', 'password', 'documentType', 'documentNumber', 'phone', 'consent'],
     properties: {
-      bindingType: { type: 'string', enum: [...BINDING_TYPES], description: 'student 学生 / staff 教职工; must match the card record (BINDING_TYPE_MISMATCH).' },
+      bindingType: {
+        type: 'string',
+        enum: [...BINDING_TYPES],
+        description: 'student 学生 / staff 教职工; must match the card record (BINDING_TYPE_MISMATCH).',
+      },
       personNumber: { type: 'string', pattern: PERSON_NUMBER_PATTERN.source, description: '学号/工号: 4-20 letters or digits.' },
-      password: pin('The 6-digit card password (卡密码). The initial one is the last six characters of the document number, non-digits replaced by 1. Counted: 5 wrong a day lock it.'),
-      documentType: { type: 'string', enum: [...DOCUMENT_TYPES], description: 'resident_id 身份证 / passport 护照 (foreign staff, Hong Kong / Macao / Taiwan and international students choose passport).' },
+      password: pin(
+        'The 6-digit card password (卡密码). The initial one is the last six characters of the document number, non-digits replaced by 1. Counted: 5 wrong a day lock it.',
+      ),
+      documentType: {
+        type: 'string',
+        enum: [...DOCUMENT_TYPES],
+        description:
+          'resident_id 身份证 / passport 护照 (foreign staff, Hong Kong / Macao / Taiwan and international students choose passport).',
+      },
       documentNumber: {
         type: 'string',
         maxLength: 64,
-        description: 'Trimmed and upper-cased by the server. resident_id: 18 characters, `^\\d{17}[\\dX]$`; passport: `^[A-Z0-9]{5,20}$`. Must match the card record (DOCUMENT_MISMATCH).',
+        description:
+          'Trimmed and upper-cased by the server. resident_id: 18 characters, `^\\d{17}[\\dX]$`; passport: `^[A-Z0-9]{5,20}$`. Must match the card record (DOCUMENT_MISMATCH).',
       },
-      phone: { type: 'string', maxLength: 32, description: 'Trimmed. 11 digits starting with 1, or `+` and 6-15 digits (country code first): `^(1\\d{10}|\\+\\d{6,15})$`. Must match the card record (PHONE_MISMATCH).' },
+      phone: {
+        type: 'string',
+        maxLength: 32,
+        description:
+          'Trimmed. 11 digits starting with 1, or `+` and 6-15 digits (country code first): `^(1\\d{10}|\\+\\d{6,15})$`. Must match the card record (PHONE_MISMATCH).',
+      },
       consent: { type: 'boolean', enum: [true], description: 'The holder accepted 《隐私政策》 and 《服务协议》.' },
     },
   },
   BindingAnswer: {
     type: 'object',
-    description: 'The card now bound, and a new access token that names it: use it from now on (the previous access token still names no card and gets 403 NOT_BOUND on card routes). The refresh token is unchanged.',
+    description:
+      'The card now bound, and a new access token that names it: use it from now on (the previous access token still names no card and gets 403 NOT_BOUND on card routes). The refresh token is unchanged.',
     required: ['card', 'accessToken', 'accessExpiresAtMs'],
     properties: {
       card: ref('EcardSummary'),
@@ -315,7 +598,7 @@ const schemas: Record<string, unknown> = {
   PasswordBody: {
     type: 'object',
     required: ['password'],
-    properties: { password: pin('The 6-digit card password (counted: wrong ones use up the day\'s attempts).') },
+    properties: { password: pin("The 6-digit card password (counted: wrong ones use up the day's attempts).") },
   },
   UnbindAnswer: {
     type: 'object',
@@ -335,10 +618,18 @@ const schemas: Record<string, unknown> = {
       cardNumber: { type: 'string', pattern: '^\\d{4,20}$', example: '20230001' },
       maskedName: { type: 'string', example: '张*', description: 'The holder name with all but the family name masked.' },
       holderType: { type: 'string', enum: ['student', 'staff', 'unknown'] },
-      status: { type: 'string', enum: ['active', 'lost', 'frozen', 'cancelled'], description: 'active 正常 / lost 已挂失 / frozen 已冻结 / cancelled 已注销.' },
+      status: {
+        type: 'string',
+        enum: ['active', 'lost', 'frozen', 'cancelled'],
+        description: 'active 正常 / lost 已挂失 / frozen 已冻结 / cancelled 已注销.',
+      },
       balanceFen: fen('Card balance (余额).', { example: 12345 }),
       smallWalletFen: fen('Small wallet for water (小钱包).', { example: 0 }),
-      synced: { type: 'boolean', description: 'The physical card was tapped on a terminal since migration; false: ask the holder to tap it once (no campus QR code until then).' },
+      synced: {
+        type: 'boolean',
+        description:
+          'The physical card was tapped on a terminal since migration; false: ask the holder to tap it once (no campus QR code until then).',
+      },
       initialPassword: { type: 'boolean', description: 'The card password is still the initial one: ask the holder to change it.' },
       binding: {
         type: 'object',
@@ -369,8 +660,15 @@ const schemas: Record<string, unknown> = {
     required: ['transactionId', 'kind', 'amountFen', 'balanceAfterFen', 'atMs', 'merchantId', 'location', 'description'],
     properties: {
       transactionId: { type: 'string', example: '1717400000000-0' },
-      kind: { type: 'string', enum: [...STATEMENT_CATEGORIES], description: 'payment 消费, recharge 充值, refund 退款, reversal 冲正, water 小钱包, fee 缴费 (and its return), adjustment 调账/开户.' },
-      amountFen: fen('Signed from the holder\'s view: negative when money left the card (a payment, a fee), positive when it came in.', { example: -1200 }),
+      kind: {
+        type: 'string',
+        enum: [...STATEMENT_CATEGORIES],
+        description:
+          'payment 消费, recharge 充值, refund 退款, reversal 冲正, water 小钱包, fee 缴费 (and its return), adjustment 调账/开户.',
+      },
+      amountFen: fen("Signed from the holder's view: negative when money left the card (a payment, a fee), positive when it came in.", {
+        example: -1200,
+      }),
       balanceAfterFen: fen('The card balance right after this line.', { example: 11145 }),
       atMs: epochMs('When the switch decided it.'),
       merchantId: { type: 'string', description: "The terminal's merchant; '' when none." },
@@ -386,7 +684,11 @@ const schemas: Record<string, unknown> = {
     required: ['lines', 'nextPageToken'],
     properties: {
       lines: { type: 'array', items: ref('StatementLine'), maxItems: MAX_STATEMENT_PAGE_SIZE },
-      nextPageToken: { type: 'string', maxLength: MAX_PAGE_TOKEN_LENGTH, description: "Pass as pageToken (with the same from/to/kinds) for the next page; '' on the last page." },
+      nextPageToken: {
+        type: 'string',
+        maxLength: MAX_PAGE_TOKEN_LENGTH,
+        description: "Pass as pageToken (with the same from/to/kinds) for the next page; '' on the last page.",
+      },
     },
   },
   LossAnswer: {
@@ -403,7 +705,9 @@ const schemas: Record<string, unknown> = {
     required: ['oldPassword', 'newPassword'],
     properties: {
       oldPassword: pin('The current card password (counted like any password entry).'),
-      newPassword: pin('6 digits; must differ from the old one and from the initial password (last six characters of the document number).'),
+      newPassword: pin(
+        '6 digits; must differ from the old one and from the initial password (last six characters of the document number).',
+      ),
     },
   },
   PasswordChangeAnswer: {
@@ -430,7 +734,13 @@ const schemas: Record<string, unknown> = {
       requestId: requestIdSchema,
       amountFen: amountSchema,
       password: pin('The 6-digit card password (required on every try, retries included; counted).'),
-      building: { type: 'string', minLength: 1, maxLength: 16, example: '学4', description: "The building (楼栋): 1-16 characters, no control characters, no '|', not starting with a space." },
+      building: {
+        type: 'string',
+        minLength: 1,
+        maxLength: 16,
+        example: '学4',
+        description: "The building (楼栋): 1-16 characters, no control characters, no '|', not starting with a space.",
+      },
       room: { type: 'string', pattern: ROOM_PATTERN.source, example: '302', description: 'The room (房间号).' },
     },
   },
@@ -499,7 +809,12 @@ const schemas: Record<string, unknown> = {
       'fee_returned: a fee was given back: amountFen, balanceFen, utility, reason, transactionId.',
     required: ['id', 'type', 'atMs'],
     properties: {
-      id: { type: 'string', pattern: '^\\d{1,15}-\\d{1,15}$', description: 'Strictly increasing per card (compare as <ms>,<seq> number pairs): remember the last one and send it as `since` when reconnecting.' },
+      id: {
+        type: 'string',
+        pattern: '^\\d{1,15}-\\d{1,15}$',
+        description:
+          'Strictly increasing per card (compare as <ms>,<seq> number pairs): remember the last one and send it as `since` when reconnecting.',
+      },
       type: { type: 'string', enum: ['payment', 'reversal', 'refund', 'recharge', 'card_status', 'fee', 'fee_returned'] },
       atMs: epochMs('When it happened.'),
       amountFen: fen('The amount (a magnitude).', { minimum: 0 }),
@@ -507,12 +822,14 @@ const schemas: Record<string, unknown> = {
       approved: { type: 'boolean', description: 'payment: approved or declined.' },
       declineReason: {
         type: 'string',
-        description: 'payment, when declined: INSUFFICIENT_FUNDS, CARD_LOST, CARD_FROZEN, UNKNOWN_CARD, CARD_REPLACED, ALREADY_REVERSED, DAILY_LIMIT_EXCEEDED, CARD_CANCELLED, QR_INVALID, QR_EXPIRED, QR_USED, or DECLINED.',
+        description:
+          'payment, when declined: INSUFFICIENT_FUNDS, CARD_LOST, CARD_FROZEN, UNKNOWN_CARD, CARD_REPLACED, ALREADY_REVERSED, DAILY_LIMIT_EXCEEDED, CARD_CANCELLED, QR_INVALID, QR_EXPIRED, QR_USED, or DECLINED.',
       },
       credential: { type: 'string', enum: ['card', 'campus_qr'], description: 'payment: the physical card or a campus QR code.' },
       qrCodeId: {
         type: 'string',
-        description: 'payment with a campus QR code: the code id (base64url of the 12 nonce bytes, bytes 6..17 of the base32-decoded payload): the code on screen was used, show a new one.',
+        description:
+          'payment with a campus QR code: the code id (base64url of the 12 nonce bytes, bytes 6..17 of the base32-decoded payload): the code on screen was used, show a new one.',
       },
       terminalId: { type: 'string' },
       merchantId: { type: 'string' },
@@ -584,7 +901,8 @@ const paths: Record<string, unknown> = {
       operationId: 'logout',
       tags: ['session'],
       summary: 'Log out (退出登录)',
-      description: 'Ends this session: its access and refresh tokens stop working at once (on this device only). Needs a valid access token: refresh first if it expired.',
+      description:
+        'Ends this session: its access and refresh tokens stop working at once (on this device only). Needs a valid access token: refresh first if it expired.',
       responses: {
         '200': jsonAnswer('LogoutAnswer', 'The session ended.'),
         ...errorResponses([...AUTH, UNAVAILABLE, INTERNAL]),
@@ -603,7 +921,14 @@ const paths: Record<string, unknown> = {
       requestBody: jsonBody('RefreshRequest', 'The refresh token of the session.'),
       responses: {
         '200': jsonAnswer('SessionTokens', 'A new access token (the refresh token is the same).'),
-        ...errorResponses([...BODY, INVALID_BODY, invalidField('refreshToken', '登录已过期，请重新进入页面', 'refreshToken is not a string'), ...AUTH, UNAVAILABLE, INTERNAL]),
+        ...errorResponses([
+          ...BODY,
+          INVALID_BODY,
+          invalidField('refreshToken', '登录已过期，请重新进入页面', 'refreshToken is not a string'),
+          ...AUTH,
+          UNAVAILABLE,
+          INTERNAL,
+        ]),
       },
     },
   },
@@ -613,8 +938,8 @@ const paths: Record<string, unknown> = {
       tags: ['binding'],
       summary: 'Bind a campus card to the signed-in user (绑定校园卡)',
       description:
-        'One card per user and one user per card. Order of the checks: the form (400, field by field), the student/staff number (404), the user\'s other binding, ' +
-        'binding type, card status, synchronisation and another user\'s binding (409, before the password is counted), the card password (403/429, counted), ' +
+        "One card per user and one user per card. Order of the checks: the form (400, field by field), the student/staff number (404), the user's other binding, " +
+        "binding type, card status, synchronisation and another user's binding (409, before the password is counted), the card password (403/429, counted), " +
         'then document and phone against the card record (409). Every attempt is written to the operator log (never the password or the document number). ' +
         'Binding again the card already bound to the user answers 201 as well. The answer carries a new access token that names the card: use it from now on.',
       requestBody: jsonBody('BindingForm', 'The binding form.'),
@@ -687,7 +1012,8 @@ const paths: Record<string, unknown> = {
       operationId: 'issueCampusQr',
       tags: [CARD_TAG],
       summary: 'A new campus QR code for paying at a POS (付款码)',
-      description: 'Only for an active, synced card. Ask for a new one at refreshAtMs, when the page is shown again, and after a payment event with this code\'s qrCodeId. Never cache codes.',
+      description:
+        "Only for an active, synced card. Ask for a new one at refreshAtMs, when the page is shown again, and after a payment event with this code's qrCodeId. Never cache codes.",
       responses: {
         '200': jsonAnswer('CampusQr', 'A fresh code.'),
         ...errorResponses([
@@ -708,10 +1034,23 @@ const paths: Record<string, unknown> = {
       operationId: 'getStatement',
       tags: [CARD_TAG],
       summary: 'The card statement, newest first, paged (交易明细)',
-      description: 'Filters by time and kind; page with nextPageToken. Changing from/to/kinds starts from the first page again (a token is tied to its card and filter).',
+      description:
+        'Filters by time and kind; page with nextPageToken. Changing from/to/kinds starts from the first page again (a token is tied to its card and filter).',
       parameters: [
-        { name: 'from', in: 'query', required: false, schema: { type: 'integer', format: 'int64', minimum: 0, maximum: 999_999_999_999_999 }, description: `Inclusive lower bound. ${MS} Absent or 0: unbounded. Must be before \`to\`.` },
-        { name: 'to', in: 'query', required: false, schema: { type: 'integer', format: 'int64', minimum: 0, maximum: 999_999_999_999_999 }, description: `Exclusive upper bound. ${MS} Absent or 0: unbounded.` },
+        {
+          name: 'from',
+          in: 'query',
+          required: false,
+          schema: { type: 'integer', format: 'int64', minimum: 0, maximum: 999_999_999_999_999 },
+          description: `Inclusive lower bound. ${MS} Absent or 0: unbounded. Must be before \`to\`.`,
+        },
+        {
+          name: 'to',
+          in: 'query',
+          required: false,
+          schema: { type: 'integer', format: 'int64', minimum: 0, maximum: 999_999_999_999_999 },
+          description: `Exclusive upper bound. ${MS} Absent or 0: unbounded.`,
+        },
         {
           name: 'kinds',
           in: 'query',
@@ -721,8 +1060,19 @@ const paths: Record<string, unknown> = {
           schema: { type: 'array', items: { type: 'string', enum: [...STATEMENT_CATEGORIES] } },
           description: 'Comma-separated, e.g. `payment,recharge`. Absent: every kind.',
         },
-        { name: 'pageSize', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: MAX_STATEMENT_PAGE_SIZE, default: DEFAULT_STATEMENT_PAGE_SIZE } },
-        { name: 'pageToken', in: 'query', required: false, schema: { type: 'string', maxLength: MAX_PAGE_TOKEN_LENGTH }, description: "The previous page's nextPageToken; absent for the first page." },
+        {
+          name: 'pageSize',
+          in: 'query',
+          required: false,
+          schema: { type: 'integer', minimum: 1, maximum: MAX_STATEMENT_PAGE_SIZE, default: DEFAULT_STATEMENT_PAGE_SIZE },
+        },
+        {
+          name: 'pageToken',
+          in: 'query',
+          required: false,
+          schema: { type: 'string', maxLength: MAX_PAGE_TOKEN_LENGTH },
+          description: "The previous page's nextPageToken; absent for the first page.",
+        },
       ],
       responses: {
         '200': jsonAnswer('StatementPage', 'One page.'),
@@ -731,7 +1081,12 @@ const paths: Record<string, unknown> = {
           invalidField('to', '日期范围有误', 'to is not a millisecond count'),
           invalidField('kinds', '流水类型有误', `kinds may hold ${STATEMENT_CATEGORIES.join(', ')}`),
           invalidField('pageSize', '每页条数有误', `pageSize must be 1..${MAX_STATEMENT_PAGE_SIZE}`),
-          r(400, 'INVALID_ARGUMENT', GENERIC_ZH.INVALID_ARGUMENT, 'pageToken was not issued for this card and filter (or was altered): ask for the first page again'),
+          r(
+            400,
+            'INVALID_ARGUMENT',
+            GENERIC_ZH.INVALID_ARGUMENT,
+            'pageToken was not issued for this card and filter (or was altered): ask for the first page again',
+          ),
           ...AUTH,
           ...BOUND,
           UNAVAILABLE,
@@ -796,7 +1151,12 @@ const paths: Record<string, unknown> = {
           INVALID_BODY,
           invalidField('oldPassword', '请输入6位卡密码', 'oldPassword is not a string'),
           invalidField('newPassword', '请输入6位新密码', 'newPassword is not a string'),
-          r(400, 'INVALID_ARGUMENT', GENERIC_ZH.INVALID_ARGUMENT, 'the new password is not 6 digits, equals the old one or the initial one, or the password changed elsewhere at the same time (messageEn says which)'),
+          r(
+            400,
+            'INVALID_ARGUMENT',
+            GENERIC_ZH.INVALID_ARGUMENT,
+            'the new password is not 6 digits, equals the old one or the initial one, or the password changed elsewhere at the same time (messageEn says which)',
+          ),
           ...AUTH,
           ...BOUND,
           ...PASSWORD,
@@ -907,7 +1267,17 @@ const paths: Record<string, unknown> = {
             'Sec-WebSocket-Protocol': { description: 'The chosen subprotocol.', schema: { type: 'string', enum: [EVENTS_PROTOCOL] } },
           },
         },
-        ...errorResponses([PROTOCOL_REQUIRED, INVALID_SINCE, ...AUTH, ...BOUND, NOT_A_HANDSHAKE, TOO_MANY_CARD_SOCKETS, TOO_MANY_CONNECTIONS, UNAVAILABLE, INTERNAL]),
+        ...errorResponses([
+          PROTOCOL_REQUIRED,
+          INVALID_SINCE,
+          ...AUTH,
+          ...BOUND,
+          NOT_A_HANDSHAKE,
+          TOO_MANY_CARD_SOCKETS,
+          TOO_MANY_CONNECTIONS,
+          UNAVAILABLE,
+          INTERNAL,
+        ]),
       },
       'x-websocket-messages': {
         subprotocol: EVENTS_PROTOCOL,
@@ -925,7 +1295,10 @@ const paths: Record<string, unknown> = {
       security: PUBLIC,
       responses: {
         '200': { description: 'Ready.', content: { 'application/json': { schema: ref('Health'), example: { status: 'ok' } } } },
-        '503': { description: 'Not ready.', content: { 'application/json': { schema: ref('Health'), example: { status: 'unavailable' } } } },
+        '503': {
+          description: 'Not ready.',
+          content: { 'application/json': { schema: ref('Health'), example: { status: 'unavailable' } } },
+        },
       },
     },
   },
@@ -934,10 +1307,14 @@ const paths: Record<string, unknown> = {
       operationId: 'metrics',
       tags: ['operations'],
       summary: 'Prometheus metrics',
-      description: 'For the monitoring system, not for phones: with GATEWAY_METRICS_TOKEN set, the scraper sends `Authorization: Bearer <token>`; without it, only scrapers on loopback are answered (403 METRICS_FORBIDDEN otherwise).',
+      description:
+        'For the monitoring system, not for phones: with GATEWAY_METRICS_TOKEN set, the scraper sends `Authorization: Bearer <token>`; without it, only scrapers on loopback are answered (403 METRICS_FORBIDDEN otherwise).',
       security: PUBLIC,
       responses: {
-        '200': { description: 'The Prometheus text exposition format.', content: { 'text/plain; version=0.0.4; charset=utf-8': { schema: { type: 'string' } } } },
+        '200': {
+          description: 'The Prometheus text exposition format.',
+          content: { 'text/plain; version=0.0.4; charset=utf-8': { schema: { type: 'string' } } },
+        },
         ...errorResponses([r(403, 'METRICS_FORBIDDEN', '无权访问', 'not a loopback scraper, and no (or a wrong) metrics token'), INTERNAL]),
       },
     },
@@ -969,7 +1346,7 @@ const info = {
   title: 'cardswitch gateway: e-card page API (电子校园卡)',
   version: '1.0.0',
   description: [
-    'The HTTP/WebSocket API the cardholder\'s phone uses: the e-card page inside WeCom (企业微信) and the WeChat mini-program. Human reference: docs/gateway-api.md.',
+    "The HTTP/WebSocket API the cardholder's phone uses: the e-card page inside WeCom (企业微信) and the WeChat mini-program. Human reference: docs/gateway-api.md.",
     '',
     `- Money is always integer fen (\`amountFen\`, \`balanceFen\`, ...; 1 yuan = 100 fen), never decimals. Times are ${MS.toLowerCase()}`,
     '- Authentication: `Authorization: Bearer <accessToken>` from POST /api/v1/session (all routes but sign-in, refresh and the operations routes); the events socket takes it as a subprotocol.',
@@ -984,7 +1361,12 @@ function buildDocument(): Record<string, unknown> {
   return {
     openapi: '3.0.3',
     info,
-    servers: [{ url: '/', description: 'The gateway (GATEWAY_HOST:GATEWAY_PORT, default port 8080), normally behind the campus HTTPS reverse proxy.' }],
+    servers: [
+      {
+        url: '/',
+        description: 'The gateway (GATEWAY_HOST:GATEWAY_PORT, default port 8080), normally behind the campus HTTPS reverse proxy.',
+      },
+    ],
     tags: [
       { name: 'session', description: 'Signing in and out (登录).' },
       { name: 'binding', description: 'Binding a campus card to the WeCom / WeChat user (绑定).' },
@@ -1011,7 +1393,11 @@ function buildDocument(): Record<string, unknown> {
         },
       },
       headers: {
-        RetryAfter: { description: 'Seconds to wait before retrying (PASSWORD_CHECK_BUSY 1, UNAVAILABLE / IDENTITY_UNAVAILABLE 2, PASSWORD_BUSY / TOO_MANY_CONNECTIONS 5; none for PASSWORD_LOCKED).', schema: { type: 'integer', minimum: 1 } },
+        RetryAfter: {
+          description:
+            'Seconds to wait before retrying (PASSWORD_CHECK_BUSY 1, UNAVAILABLE / IDENTITY_UNAVAILABLE 2, PASSWORD_BUSY / TOO_MANY_CONNECTIONS 5; none for PASSWORD_LOCKED).',
+          schema: { type: 'integer', minimum: 1 },
+        },
         WwwAuthenticate: { description: 'Always `Bearer`.', schema: { type: 'string', enum: ['Bearer'] } },
       },
       schemas,

@@ -52,7 +52,13 @@ function openApiRoute(): Route {
   return {
     method: 'GET',
     path: '/api/v1/openapi.json',
-    handler: () => Promise.resolve({ status: 200, body, contentType: 'application/json; charset=utf-8', headers: { 'cache-control': 'public, max-age=300' } }),
+    handler: () =>
+      Promise.resolve({
+        status: 200,
+        body,
+        contentType: 'application/json; charset=utf-8',
+        headers: { 'cache-control': 'public, max-age=300' },
+      }),
   };
 }
 
@@ -61,7 +67,12 @@ export async function serveGateway(ctx: SwitchContext, services: GatewayServices
   const sessionStore = new SessionStore(ctx.scripts.client, ctx.keys, (args) => ctx.scripts.command(args));
   const sessions = new Sessions({ store: sessionStore, config: config.sessions, now: ctx.now });
   const identity = new IdentityProviders(config.identity, log, { now: ctx.now });
-  const doorbell = new EventsDoorbell({ redisUrl: config.redisUrl, channel: ctx.keys.eventsChannel(), log, connectTimeoutMs: EVENTS_CONNECT_TIMEOUT_MS });
+  const doorbell = new EventsDoorbell({
+    redisUrl: config.redisUrl,
+    channel: ctx.keys.eventsChannel(),
+    log,
+    connectTimeoutMs: EVENTS_CONNECT_TIMEOUT_MS,
+  });
   const liveEvents = new LiveEvents(ctx, sessions, doorbell);
   try {
     await liveEvents.start();
@@ -95,7 +106,10 @@ export async function serveGateway(ctx: SwitchContext, services: GatewayServices
         onClose: (handle) => liveEvents.onClose(handle),
       },
     });
-    log.info({ port: gateway.port, identityProviders: identity.enabled() }, 'gateway listening (holder API, live events, /healthz, /metrics)');
+    log.info(
+      { port: gateway.port, identityProviders: identity.enabled() },
+      'gateway listening (holder API, live events, /healthz, /metrics)',
+    );
     return {
       port: gateway.port,
       sessions,

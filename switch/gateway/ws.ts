@@ -166,7 +166,9 @@ export class WebSocketEndpoint implements WebSocketHub {
   private checkedLength(text: string): number {
     const bytes = Buffer.byteLength(text, 'utf8');
     if (bytes > this.options.maxBackpressureBytes) {
-      throw new RangeError(`a WebSocket message of ${bytes} bytes is larger than the per-socket limit of ${this.options.maxBackpressureBytes}`);
+      throw new RangeError(
+        `a WebSocket message of ${bytes} bytes is larger than the per-socket limit of ${this.options.maxBackpressureBytes}`,
+      );
     }
     return bytes;
   }
@@ -192,7 +194,10 @@ export class WebSocketEndpoint implements WebSocketHub {
 
   /** The client is not reading: close at once (no close frame: it would only queue behind the rest). */
   private drop(socket: Socket, ws: WebSocket<UserData>, buffered: number): void {
-    this.log.info({ socket: socket.id, bufferedBytes: buffered, limitBytes: this.options.maxBackpressureBytes }, 'websocket dropped: the client is not reading');
+    this.log.info(
+      { socket: socket.id, bufferedBytes: buffered, limitBytes: this.options.maxBackpressureBytes },
+      'websocket dropped: the client is not reading',
+    );
     ws.close();
   }
 
@@ -240,7 +245,8 @@ export class WebSocketEndpoint implements WebSocketHub {
     } catch (err) {
       const mapped = httpErrorOf(err);
       if (mapped?.serious) this.log.error({ err }, 'websocket authentication failed');
-      else if (mapped?.ledgerUnavailable === true) this.log.warn({ cause: errorText(err) }, 'websocket authentication failed: the ledger did not answer (503)');
+      else if (mapped?.ledgerUnavailable === true)
+        this.log.warn({ cause: errorText(err) }, 'websocket authentication failed: the ledger did not answer (503)');
       return mapped;
     }
     const offered = upgrade.protocols;

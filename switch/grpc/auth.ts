@@ -72,7 +72,10 @@ function authenticate(registry: TerminalRegistry, path: string, metadata: Metada
   const id = firstString(metadata, 'terminal-id');
   const secret = firstString(metadata, 'terminal-secret');
   if (id === '' || secret === '') {
-    return Promise.resolve({ code: Status.UNAUTHENTICATED, details: 'send the terminal credentials as metadata "terminal-id" and "terminal-secret"' });
+    return Promise.resolve({
+      code: Status.UNAUTHENTICATED,
+      details: 'send the terminal credentials as metadata "terminal-id" and "terminal-secret"',
+    });
   }
   return authenticateTerminal(registry, path, id, secret);
 }
@@ -85,17 +88,25 @@ function rpcName(path: string): string {
 /** Why a terminal of `kind` may not call `path`, naming what it may call; undefined when it may. */
 function kindRefusal(terminal: Terminal, path: string): string | undefined {
   if ((RPC_KINDS[path] ?? []).includes(terminal.kind)) return undefined;
-  const mayCall = Object.keys(RPC_KINDS).filter((p) => RPC_KINDS[p]?.includes(terminal.kind)).map(rpcName);
+  const mayCall = Object.keys(RPC_KINDS)
+    .filter((p) => RPC_KINDS[p]?.includes(terminal.kind))
+    .map(rpcName);
   return `${rpcName(path)} is not for ${terminal.kind} terminals: terminal "${terminal.id}" is a ${terminal.kind} terminal and may call ${mayCall.join(', ')}`;
 }
 
 /** The terminal `id` if `secret` is its secret and its kind may call the RPC at `path`; otherwise why not. */
-export async function authenticateTerminal(registry: TerminalRegistry, path: string, id: string, secret: string): Promise<Terminal | Refusal> {
+export async function authenticateTerminal(
+  registry: TerminalRegistry,
+  path: string,
+  id: string,
+  secret: string,
+): Promise<Terminal | Refusal> {
   if (!TERMINAL_ID_PATTERN.test(id) || secret.length > MAX_SECRET_LENGTH) {
     return { code: Status.UNAUTHENTICATED, details: `terminal "${id.slice(0, 40)}" is not registered` };
   }
   const terminal = await registry.get(id);
-  if (terminal === undefined) return { code: Status.UNAUTHENTICATED, details: `terminal "${id}" is not registered; ask the operator to register it` };
+  if (terminal === undefined)
+    return { code: Status.UNAUTHENTICATED, details: `terminal "${id}" is not registered; ask the operator to register it` };
   if (!registry.secretMatches(terminal, secret)) return { code: Status.UNAUTHENTICATED, details: `wrong secret for terminal "${id}"` };
   if (!terminal.enabled) return { code: Status.PERMISSION_DENIED, details: `terminal "${id}" is disabled; ask the operator to enable it` };
   const refusal = kindRefusal(terminal, path);

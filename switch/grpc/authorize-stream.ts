@@ -61,13 +61,17 @@ export class AuthorizeStreams {
     return answer;
   }
 
-  private async decide(message: StreamedAuthorizeRequest | UndecodableRequest, cancelled: () => boolean): Promise<StreamedAuthorizeResponse> {
+  private async decide(
+    message: StreamedAuthorizeRequest | UndecodableRequest,
+    cancelled: () => boolean,
+  ): Promise<StreamedAuthorizeResponse> {
     if (message instanceof UndecodableRequest) {
       return refusal(0, Status.INVALID_ARGUMENT, `a message of the stream could not be decoded (its tag is unknown): ${message.reason}`);
     }
     const { tag, terminalSecret, request } = message;
     try {
-      if (request === undefined) return refusal(tag, Status.INVALID_ARGUMENT, 'request is missing: each message carries one AuthorizeRequest');
+      if (request === undefined)
+        return refusal(tag, Status.INVALID_ARGUMENT, 'request is missing: each message carries one AuthorizeRequest');
       if (request.terminalId === '' || terminalSecret === '') {
         return refusal(tag, Status.UNAUTHENTICATED, 'send the terminal in request.terminal_id and its secret in terminal_secret');
       }

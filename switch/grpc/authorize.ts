@@ -108,7 +108,10 @@ async function decidePayment(
   };
 }
 
-function declineText(text: string, outcome: { code: PaymentCode; pinAttemptsLeft: number; balanceAfterFen: number; transactionId: string }): string {
+function declineText(
+  text: string,
+  outcome: { code: PaymentCode; pinAttemptsLeft: number; balanceAfterFen: number; transactionId: string },
+): string {
   if (outcome.code === 'wrong_pin') return `${text}，今日还可尝试${outcome.pinAttemptsLeft}次`;
   // Only ledger answers carry a balance; password refusals are decided before the ledger is asked.
   if (outcome.code === 'unknown_card' || outcome.code === 'pin_locked' || outcome.code === 'card_replaced') return text;

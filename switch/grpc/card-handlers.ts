@@ -110,7 +110,13 @@ export function registerTerminalHandler(ctx: SwitchContext): handleUnaryCall<Reg
     if (!(TERMINAL_KINDS as readonly string[]).includes(req.kind)) {
       throw new InvalidArgumentError(`kind must be one of ${TERMINAL_KINDS.join(', ')}, got "${req.kind.slice(0, 20)}"`);
     }
-    const terminal = { id: req.terminalId, kind: req.kind as TerminalKind, merchantId: req.merchantId, location: req.location, secret: req.secret };
+    const terminal = {
+      id: req.terminalId,
+      kind: req.kind as TerminalKind,
+      merchantId: req.merchantId,
+      location: req.location,
+      secret: req.secret,
+    };
     await registerTerminal(ctx, callingOperator(call), terminal);
     return {};
   });
@@ -133,7 +139,8 @@ export function replaceCardHandler(ctx: SwitchContext): handleUnaryCall<ReplaceC
 }
 
 function checkReason(reason: string): string {
-  if (reason.trim() === '' || reason.length > MAX_REASON_LENGTH) throw new InvalidArgumentError(`reason must be 1-${MAX_REASON_LENGTH} characters`);
+  if (reason.trim() === '' || reason.length > MAX_REASON_LENGTH)
+    throw new InvalidArgumentError(`reason must be 1-${MAX_REASON_LENGTH} characters`);
   return reason.trim();
 }
 
@@ -169,12 +176,18 @@ export function setCardLimitsHandler(ctx: SwitchContext): handleUnaryCall<SetCar
 export function getCardHandler(ctx: SwitchContext): handleUnaryCall<GetCardRequest, GetCardResponse> {
   return unary(ctx, 'GetCard', async (req: GetCardRequest) => {
     const details = await cardDetails(ctx, checkCardNumber(req.cardNumber));
-    return { card: cardSummaryToProto(details.card), cardSerial: details.cardSerial, personNumber: details.personNumber, name: details.name };
+    return {
+      card: cardSummaryToProto(details.card),
+      cardSerial: details.cardSerial,
+      personNumber: details.personNumber,
+      name: details.name,
+    };
   });
 }
 
 function checkCsv(csv: string): string {
-  if (csv.length > MAX_IMPORT_CSV_CHARS) throw new InvalidArgumentError(`csv must be at most ${MAX_IMPORT_CSV_CHARS} characters; split the file`);
+  if (csv.length > MAX_IMPORT_CSV_CHARS)
+    throw new InvalidArgumentError(`csv must be at most ${MAX_IMPORT_CSV_CHARS} characters; split the file`);
   return csv;
 }
 

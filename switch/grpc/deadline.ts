@@ -10,7 +10,8 @@ import { status as Status } from '@grpc/grpc-js';
 /** The answer sent when the deadline is about to pass: the outcome is unknown, a retry learns it. */
 export const DEADLINE_REFUSAL = {
   code: Status.UNAVAILABLE,
-  details: 'no answer from the ledger within your deadline, so the outcome is unknown; retry with the same sequence number to learn it (a retry never charges twice)',
+  details:
+    'no answer from the ledger within your deadline, so the outcome is unknown; retry with the same sequence number to learn it (a retry never charges twice)',
 } as const;
 
 /**

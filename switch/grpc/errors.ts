@@ -33,19 +33,28 @@ export interface MappedError {
 }
 
 /** UNAVAILABLE when a ledger request may have been applied: the POS retries with the same sequence number. */
-const OUTCOME_UNKNOWN = 'the ledger did not answer, so the outcome is unknown; retry with the same sequence number to learn it (a retry never charges twice)';
-const LEDGER_DOWN = 'the ledger is not answering at the moment; retry with the same sequence number in a moment (a retry never charges twice)';
+const OUTCOME_UNKNOWN =
+  'the ledger did not answer, so the outcome is unknown; retry with the same sequence number to learn it (a retry never charges twice)';
+const LEDGER_DOWN =
+  'the ledger is not answering at the moment; retry with the same sequence number in a moment (a retry never charges twice)';
 
 export function mapError(err: unknown): MappedError {
-  if (err instanceof InvalidArgumentError || err instanceof RangeError) return { code: Status.INVALID_ARGUMENT, details: err.message, serious: false };
-  if (err instanceof IdempotencyConflictError || err instanceof AlreadyExistsError) return { code: Status.ALREADY_EXISTS, details: err.message, serious: false };
+  if (err instanceof InvalidArgumentError || err instanceof RangeError)
+    return { code: Status.INVALID_ARGUMENT, details: err.message, serious: false };
+  if (err instanceof IdempotencyConflictError || err instanceof AlreadyExistsError)
+    return { code: Status.ALREADY_EXISTS, details: err.message, serious: false };
   if (err instanceof UnauthenticatedError) return { code: Status.UNAUTHENTICATED, details: err.message, serious: false };
   if (err instanceof UnavailableError) return { code: Status.UNAVAILABLE, details: err.message, serious: true };
   if (err instanceof ReversalMismatchError || err instanceof FailedPreconditionError) {
     return { code: Status.FAILED_PRECONDITION, details: err.message, serious: false };
   }
   if (err instanceof WrongPasswordError) {
-    return { code: Status.PERMISSION_DENIED, details: err.message, serious: false, trailers: { 'password-attempts-left': String(err.attemptsLeft) } };
+    return {
+      code: Status.PERMISSION_DENIED,
+      details: err.message,
+      serious: false,
+      trailers: { 'password-attempts-left': String(err.attemptsLeft) },
+    };
   }
   if (err instanceof PasswordLockedError) {
     return { code: Status.RESOURCE_EXHAUSTED, details: err.message, serious: false, trailers: { 'password-attempts-left': '0' } };
@@ -63,7 +72,8 @@ export function mapError(err: unknown): MappedError {
     return { code: Status.UNAVAILABLE, details: LEDGER_DOWN, serious: false };
   }
   if (isRedisUnavailable(err)) return { code: Status.UNAVAILABLE, details: OUTCOME_UNKNOWN, serious: !(err instanceof LedgerDownError) };
-  if (err instanceof LedgerInvariantError) return { code: Status.INTERNAL, details: 'ledger invariant broken; the operator has been alerted', serious: true };
+  if (err instanceof LedgerInvariantError)
+    return { code: Status.INTERNAL, details: 'ledger invariant broken; the operator has been alerted', serious: true };
   return { code: Status.INTERNAL, details: 'internal error; retry with the same sequence number', serious: true };
 }
 

@@ -42,7 +42,14 @@ function plain(n: number): boolean {
 }
 
 function fitsFastPath(m: AuthorizeResponse): boolean {
-  return plain(m.outcome) && plain(m.declineReason) && plain(m.balanceAfterFen) && plain(m.amountFen) && plain(m.pinAttemptsLeft) && plain(m.decidedAtMs);
+  return (
+    plain(m.outcome) &&
+    plain(m.declineReason) &&
+    plain(m.balanceAfterFen) &&
+    plain(m.amountFen) &&
+    plain(m.pinAttemptsLeft) &&
+    plain(m.decidedAtMs)
+  );
 }
 
 /** Encoded size of `m` (fast path only), with the byte lengths of its strings. */

@@ -133,7 +133,11 @@ class GatedCall implements ServerInterceptingCallInterface {
  * throws or rejects is answered with `failed(err)`. grpc-js types an interceptor's result as its
  * ServerInterceptingCall class, but the server uses only ServerInterceptingCallInterface.
  */
-export function gateCall(call: ServerInterceptingCallInterface, check: GateCheck, failed: (err: unknown) => PartialStatusObject): ServerInterceptingCall {
+export function gateCall(
+  call: ServerInterceptingCallInterface,
+  check: GateCheck,
+  failed: (err: unknown) => PartialStatusObject,
+): ServerInterceptingCall {
   return new GatedCall(call, check, failed) as unknown as ServerInterceptingCall;
 }
 

@@ -10,7 +10,12 @@
 import type { handleUnaryCall } from '@grpc/grpc-js';
 import { DeclineReason, Outcome, RechargeChannel, UtilityKind } from '../../proto/gen/cardswitch/v1/common.js';
 import type { RefundRequest, RefundResponse } from '../../proto/gen/cardswitch/v1/pos.js';
-import type { PayUtilityFeeRequest, PayUtilityFeeResponse, RechargeRequest, RechargeResponse } from '../../proto/gen/cardswitch/v1/kiosk.js';
+import type {
+  PayUtilityFeeRequest,
+  PayUtilityFeeResponse,
+  RechargeRequest,
+  RechargeResponse,
+} from '../../proto/gen/cardswitch/v1/kiosk.js';
 import type { AdjustRequest, AdjustResponse, ManualRechargeRequest, ManualRechargeResponse } from '../../proto/gen/cardswitch/v1/admin.js';
 import type { SwitchContext } from '../context.js';
 import { checkCardNumber } from '../domain/cardholder.js';
@@ -35,7 +40,8 @@ const CHANNELS: ReadonlyMap<RechargeChannel, RechargeChannelCode> = new Map([
 
 function checkChannel(channel: RechargeChannel): RechargeChannelCode {
   const code = CHANNELS.get(channel);
-  if (code === undefined) throw new InvalidArgumentError('channel must be RECHARGE_CHANNEL_WECHAT, RECHARGE_CHANNEL_ALIPAY or RECHARGE_CHANNEL_COUNTER');
+  if (code === undefined)
+    throw new InvalidArgumentError('channel must be RECHARGE_CHANNEL_WECHAT, RECHARGE_CHANNEL_ALIPAY or RECHARGE_CHANNEL_COUNTER');
   return code;
 }
 
@@ -66,10 +72,18 @@ export function refundHandler(ctx: SwitchContext): handleUnaryCall<RefundRequest
     }
     const originalSequence = checkSequence(req.originalSequenceNumber, 'original_sequence_number');
     if (req.originalTerminalId === terminal.id && originalSequence === sequence) {
-      throw new InvalidArgumentError('sequence_number is the payment\'s own; a refund needs a new sequence number of the refunding terminal');
+      throw new InvalidArgumentError(
+        "sequence_number is the payment's own; a refund needs a new sequence number of the refunding terminal",
+      );
     }
     const amountFen = checkAmount(req.amountFen, ctx.config.maxPaymentFen);
-    const result = await refundPayment(ctx, terminal, { sequence, cardNo, originalTerminalId: req.originalTerminalId, originalSequence, amountFen });
+    const result = await refundPayment(ctx, terminal, {
+      sequence,
+      cardNo,
+      originalTerminalId: req.originalTerminalId,
+      originalSequence,
+      amountFen,
+    });
     return {
       balanceAfterFen: result.balanceAfterFen,
       refundableLeftFen: result.refundableLeftFen,
@@ -85,7 +99,13 @@ export function kioskRechargeHandler(ctx: SwitchContext): handleUnaryCall<Rechar
     const terminal = callingTerminal(call);
     const channel = checkChannel(req.channel);
     checkRechargeOrder(ctx.config, channel, req.channelOrderId, req.amountFen);
-    const order = { cardholder: cardholderOf(req.cardholder), channel, orderId: req.channelOrderId, amountFen: req.amountFen, terminalId: terminal.id };
+    const order = {
+      cardholder: cardholderOf(req.cardholder),
+      channel,
+      orderId: req.channelOrderId,
+      amountFen: req.amountFen,
+      terminalId: terminal.id,
+    };
     const result = await rechargeAtKiosk(ctx, order);
     return {
       balanceAfterFen: result.balanceAfterFen,
@@ -103,7 +123,14 @@ export function manualRechargeHandler(ctx: SwitchContext): handleUnaryCall<Manua
     const cardNo = checkCardNumber(req.cardNumber);
     const channel = checkChannel(req.channel);
     const reason = checkReason(req.reason);
-    const result = await rechargeCard(ctx, { cardNo, channel, orderId: req.channelOrderId, amountFen: req.amountFen, source: operator, reason });
+    const result = await rechargeCard(ctx, {
+      cardNo,
+      channel,
+      orderId: req.channelOrderId,
+      amountFen: req.amountFen,
+      source: operator,
+      reason,
+    });
     return { balanceAfterFen: result.balanceAfterFen, transactionId: result.transactionId, decidedAtMs: result.decidedAtMs };
   });
 }
@@ -112,7 +139,13 @@ export function adjustHandler(ctx: SwitchContext): handleUnaryCall<AdjustRequest
   return unary<AdjustRequest, AdjustResponse>(ctx, 'Adjust', async (req, call) => {
     const operator = callingOperator(call);
     const cardNo = checkCardNumber(req.cardNumber);
-    const result = await adjustBalance(ctx, { cardNo, adjustmentId: req.adjustmentId, signedAmountFen: req.amountFen, reason: req.reason, operator });
+    const result = await adjustBalance(ctx, {
+      cardNo,
+      adjustmentId: req.adjustmentId,
+      signedAmountFen: req.amountFen,
+      reason: req.reason,
+      operator,
+    });
     return { balanceAfterFen: result.balanceAfterFen, transactionId: result.transactionId, decidedAtMs: result.decidedAtMs };
   });
 }
@@ -125,12 +158,22 @@ export function payUtilityFeeHandler(ctx: SwitchContext): handleUnaryCall<PayUti
     const amountFen = checkFeeAmount(req.amountFen);
     if (req.password === '') throw new InvalidArgumentError('password is required (the 6-digit card password)');
     if (!PIN_PATTERN.test(req.password)) throw new InvalidArgumentError('password must be exactly 6 digits');
-    const outcome = await payUtilityFeeAtKiosk(ctx, { ...kioskCardholder(req.cardholder, req.password, call), sequence, target, amountFen });
+    const outcome = await payUtilityFeeAtKiosk(ctx, {
+      ...kioskCardholder(req.cardholder, req.password, call),
+      sequence,
+      target,
+      amountFen,
+    });
     // A wrong or locked password is a declined answer, not recorded under the request key: the
     // cardholder may try again with the same sequence number.
-    if (outcome.kind === 'password_refused' && outcome.reason === 'locked') return passwordDecline(DeclineReason.DECLINE_REASON_PIN_LOCKED, '密码已锁定，请明日再试', 0);
+    if (outcome.kind === 'password_refused' && outcome.reason === 'locked')
+      return passwordDecline(DeclineReason.DECLINE_REASON_PIN_LOCKED, '密码已锁定，请明日再试', 0);
     if (outcome.kind === 'password_refused') {
-      return passwordDecline(DeclineReason.DECLINE_REASON_WRONG_PIN, `密码错误，今日还可尝试${outcome.attemptsLeft}次`, outcome.attemptsLeft);
+      return passwordDecline(
+        DeclineReason.DECLINE_REASON_WRONG_PIN,
+        `密码错误，今日还可尝试${outcome.attemptsLeft}次`,
+        outcome.attemptsLeft,
+      );
     }
     return feeResponse(outcome.answer, UTILITY_NAMES[kind], amountFen);
   });

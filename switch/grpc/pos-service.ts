@@ -66,8 +66,14 @@ export function posService(ctx: SwitchContext, { pos: domain, water, streams }: 
   };
 }
 
-function authorizeHandler(domain: PosDomain, deps: UnaryDeps, options: PaymentOptions): handleUnaryCall<AuthorizeRequest, AuthorizeResponse> {
-  return unary<AuthorizeRequest, AuthorizeResponse>(deps, 'Authorize', (req, ctx) => authorizePayment(domain, options, callingTerminal(ctx), req, ctx.cancelled));
+function authorizeHandler(
+  domain: PosDomain,
+  deps: UnaryDeps,
+  options: PaymentOptions,
+): handleUnaryCall<AuthorizeRequest, AuthorizeResponse> {
+  return unary<AuthorizeRequest, AuthorizeResponse>(deps, 'Authorize', (req, ctx) =>
+    authorizePayment(domain, options, callingTerminal(ctx), req, ctx.cancelled),
+  );
 }
 
 function reverseHandler(domain: PosDomain, deps: UnaryDeps, options: PaymentLimits): handleUnaryCall<ReverseRequest, ReverseResponse> {

@@ -57,7 +57,8 @@ const PROTO_OF_CATEGORY: Readonly<Record<StatementCategory, StatementKind>> = {
 const MAX_QUERY_KINDS = 16;
 
 function checkTimeBound(value: number, field: string): number {
-  if (!Number.isSafeInteger(value) || value < 0) throw new InvalidArgumentError(`${field} must be milliseconds since the epoch (>= 0, 0 = unbounded), got ${value}`);
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new InvalidArgumentError(`${field} must be milliseconds since the epoch (>= 0, 0 = unbounded), got ${value}`);
   return value;
 }
 
@@ -65,10 +66,13 @@ function checkTimeBound(value: number, field: string): number {
 export function checkStatementQuery(query: StatementQuery | undefined): StatementQueryInput {
   const fromMs = checkTimeBound(query?.fromMs ?? 0, 'query.from_ms');
   const toMs = checkTimeBound(query?.toMs ?? 0, 'query.to_ms');
-  if (fromMs > 0 && toMs > 0 && fromMs >= toMs) throw new InvalidArgumentError(`query.from_ms ${fromMs} must be before query.to_ms ${toMs}`);
+  if (fromMs > 0 && toMs > 0 && fromMs >= toMs)
+    throw new InvalidArgumentError(`query.from_ms ${fromMs} must be before query.to_ms ${toMs}`);
   const requested = query?.pageSize ?? 0;
   if (!Number.isInteger(requested) || requested < 0 || requested > MAX_STATEMENT_PAGE_SIZE) {
-    throw new InvalidArgumentError(`query.page_size must be 1..${MAX_STATEMENT_PAGE_SIZE} (0 = ${DEFAULT_STATEMENT_PAGE_SIZE}), got ${requested}`);
+    throw new InvalidArgumentError(
+      `query.page_size must be 1..${MAX_STATEMENT_PAGE_SIZE} (0 = ${DEFAULT_STATEMENT_PAGE_SIZE}), got ${requested}`,
+    );
   }
   const kinds = query?.kinds ?? [];
   if (kinds.length > MAX_QUERY_KINDS) throw new InvalidArgumentError(`query.kinds may list at most ${MAX_QUERY_KINDS} kinds`);
@@ -78,7 +82,13 @@ export function checkStatementQuery(query: StatementQuery | undefined): Statemen
     if (category === undefined) throw new InvalidArgumentError(`query.kinds holds ${String(kind)}, which is not a statement kind (1..7)`);
     categories.add(category);
   }
-  return { fromMs, toMs, categories, pageSize: requested === 0 ? DEFAULT_STATEMENT_PAGE_SIZE : requested, pageToken: query?.pageToken ?? '' };
+  return {
+    fromMs,
+    toMs,
+    categories,
+    pageSize: requested === 0 ? DEFAULT_STATEMENT_PAGE_SIZE : requested,
+    pageToken: query?.pageToken ?? '',
+  };
 }
 
 function lineToProto(line: StatementEntry): StatementLine {
@@ -107,7 +117,10 @@ export function kioskStatementHandler(ctx: SwitchContext, reader: StatementReade
   });
 }
 
-export function cardStatementHandler(ctx: SwitchContext, reader: StatementReader): handleUnaryCall<CardStatementRequest, CardStatementResponse> {
+export function cardStatementHandler(
+  ctx: SwitchContext,
+  reader: StatementReader,
+): handleUnaryCall<CardStatementRequest, CardStatementResponse> {
   return unary(ctx, 'CardStatement', async (req: CardStatementRequest) => {
     const cardNo = checkCardNumber(req.cardNumber);
     const query = checkStatementQuery(req.query);
@@ -116,7 +129,14 @@ export function cardStatementHandler(ctx: SwitchContext, reader: StatementReader
 }
 
 function totalToProto(t: TerminalTakings): TerminalTotal {
-  return { terminalId: t.terminalId, payments: t.payments, paidFen: t.paidFen, refunds: t.refunds, refundedFen: t.refundedFen, netFen: t.netFen };
+  return {
+    terminalId: t.terminalId,
+    payments: t.payments,
+    paidFen: t.paidFen,
+    refunds: t.refunds,
+    refundedFen: t.refundedFen,
+    netFen: t.netFen,
+  };
 }
 
 export function settlementReportHandler(ctx: SwitchContext): handleUnaryCall<SettlementReportRequest, SettlementReportResponse> {
@@ -124,13 +144,19 @@ export function settlementReportHandler(ctx: SwitchContext): handleUnaryCall<Set
     if (req.merchantId === '') throw new InvalidArgumentError('merchant_id is required');
     // A call cancelled or past its deadline stops the report between pages (CancelledError).
     const report = await settlementReport(ctx, req.merchantId, req.day, { cancelled: call.cancelled });
-    return { merchantId: report.merchantId, day: report.day, terminals: report.terminals.map(totalToProto), total: totalToProto(report.total) };
+    return {
+      merchantId: report.merchantId,
+      day: report.day,
+      terminals: report.terminals.map(totalToProto),
+      total: totalToProto(report.total),
+    };
   });
 }
 
 export function auditResponse(report: AuditReport): AuditResponse {
   const problems = report.problems.map((p) => p.message);
-  if (report.problemCount > report.problems.length) problems.push(`... and ${report.problemCount - report.problems.length} more problem(s) not listed`);
+  if (report.problemCount > report.problems.length)
+    problems.push(`... and ${report.problemCount - report.problems.length} more problem(s) not listed`);
   return {
     ok: report.ok,
     accounts: report.accounts,

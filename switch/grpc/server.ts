@@ -155,7 +155,11 @@ function refusingHandler(method: MethodDefinition<unknown, unknown>, handler: Ha
 /** TLS with the configured certificate; with a client CA, every client must present a certificate it signed. */
 function serverCredentials(tls: GrpcTlsConfig | undefined): ServerCredentials {
   if (tls === undefined) return ServerCredentials.createInsecure();
-  return ServerCredentials.createSsl(tls.clientCa ?? null, [{ cert_chain: tls.certChain, private_key: tls.privateKey }], tls.clientCa !== undefined);
+  return ServerCredentials.createSsl(
+    tls.clientCa ?? null,
+    [{ cert_chain: tls.certChain, private_key: tls.privateKey }],
+    tls.clientCa !== undefined,
+  );
 }
 
 export async function startGrpcServer(options: GrpcServerOptions): Promise<RunningGrpcServer> {

@@ -30,7 +30,9 @@ export function withSafeDecoding<S extends ServiceDefinition>(service: S): S {
           const reason = err instanceof Error ? err.message : String(err);
           // ts-proto refuses 64-bit values a JavaScript number cannot hold exactly; say which limit.
           if (reason.includes('MAX_SAFE_INTEGER')) {
-            return new UndecodableRequest(`a 64-bit field (sequence_number or amount_fen) is above ${Number.MAX_SAFE_INTEGER}; sequence numbers must be 1..${Number.MAX_SAFE_INTEGER}`);
+            return new UndecodableRequest(
+              `a 64-bit field (sequence_number or amount_fen) is above ${Number.MAX_SAFE_INTEGER}; sequence numbers must be 1..${Number.MAX_SAFE_INTEGER}`,
+            );
           }
           return new UndecodableRequest(reason);
         }
@@ -71,7 +73,7 @@ export function unary<Req, Res>(
     const cancelDeadline = atDeadline(call.getDeadline(), () => {
       // The body goes on (its Redis commands have their own timeout) but starts nothing new: see cancelled().
       answered = true;
-      deps.log.debug({ rpc }, 'answered UNAVAILABLE at the caller\'s deadline');
+      deps.log.debug({ rpc }, "answered UNAVAILABLE at the caller's deadline");
       metrics.grpcCall(rpc, Status[DEADLINE_REFUSAL.code], (performance.now() - startedMs) / 1000);
       callback(Object.assign(new Error(DEADLINE_REFUSAL.details), { ...DEADLINE_REFUSAL, metadata: new Metadata() }));
     });

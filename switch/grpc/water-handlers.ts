@@ -72,7 +72,8 @@ export function settleHandler(ctx: SwitchContext, domain: WaterDomain): handleUn
     checkTerminalField(req.terminalId, terminal);
     const sequence = checkSequence(req.sequenceNumber, 'sequence_number');
     const credential = checkCredential(req.credential);
-    if (credential.kind !== 'card') throw new InvalidArgumentError('Settle accepts only a card tap: the settlement POS reads the physical card');
+    if (credential.kind !== 'card')
+      throw new InvalidArgumentError('Settle accepts only a card tap: the settlement POS reads the physical card');
     return settleResponse(await domain.settle(terminal, { sequence, cardSerial: credential.serial }));
   });
 }

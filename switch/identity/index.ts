@@ -12,7 +12,13 @@ import { WeComProvider } from './wecom.js';
 export * from './provider.js';
 export { WeComProvider, TOKEN_EARLY_REFRESH_MS, type WeComOptions } from './wecom.js';
 export { WeChatProvider, type WeChatOptions } from './wechat.js';
-export { IdentitySimulator, SIM_ACCESS_TOKEN_TTL_SEC, SIM_CODE_TTL_MS, type SimulatedFailure, type SimulatorCredentials } from './simulator.js';
+export {
+  IdentitySimulator,
+  SIM_ACCESS_TOKEN_TTL_SEC,
+  SIM_CODE_TTL_MS,
+  type SimulatedFailure,
+  type SimulatorCredentials,
+} from './simulator.js';
 
 export const MAX_IDENTITY_TIMEOUT_MS = 30_000;
 
@@ -73,7 +79,11 @@ export class IdentityProviders {
   }
 
   /** Runs `run` with a signal that aborts at the timeout or when `signal` does; settles by then either way. */
-  private async bounded<T>(name: IdentityProviderName, signal: AbortSignal | undefined, run: (bound: AbortSignal) => Promise<T>): Promise<T> {
+  private async bounded<T>(
+    name: IdentityProviderName,
+    signal: AbortSignal | undefined,
+    run: (bound: AbortSignal) => Promise<T>,
+  ): Promise<T> {
     // A function, not a narrowed property: the signal may abort while we wait.
     const callerAborted = (): boolean => signal?.aborted === true;
     if (callerAborted()) throw new CancelledError('the caller went away before the sign-in started');

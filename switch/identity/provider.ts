@@ -190,7 +190,12 @@ function failed(call: ProviderCall, failure: string, details: Readonly<Record<st
 export function providerRefused(call: ProviderCall, answer: ProviderAnswer, level: 'warn' | 'error' = 'warn'): UnavailableError {
   const errcode = answer['errcode'];
   call.log[level](
-    { provider: call.provider, step: call.step, errcode: typeof errcode === 'number' ? errcode : String(errcode).slice(0, 20), errmsg: errmsgOf(answer) },
+    {
+      provider: call.provider,
+      step: call.step,
+      errcode: typeof errcode === 'number' ? errcode : String(errcode).slice(0, 20),
+      errmsg: errmsgOf(answer),
+    },
     'identity provider answered an error',
   );
   return identityUnavailableError(call.provider, `${call.step}: errcode ${String(errcode).slice(0, 20)}`);

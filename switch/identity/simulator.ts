@@ -111,7 +111,8 @@ export class IdentitySimulator {
 
   /** A fresh single-use code for `user` (a WeCom userid or a WeChat openid), valid for 5 minutes. */
   issueCode(provider: IdentityProviderName, user: string, options: IssueCodeOptions = {}): string {
-    if (namespacedUserId(provider, user) === undefined) throw new RangeError(`not a ${provider} user id: ${JSON.stringify(user.slice(0, 80))}`);
+    if (namespacedUserId(provider, user) === undefined)
+      throw new RangeError(`not a ${provider} user id: ${JSON.stringify(user.slice(0, 80))}`);
     const nowMs = this.now();
     if (this.codes.size >= MAX_CODES) {
       for (const [code, entry] of this.codes) if (entry.expiresAtMs <= nowMs) this.codes.delete(code);
@@ -131,7 +132,8 @@ export class IdentitySimulator {
 
   /** The next `n` API calls (not /sim/code) fail this way: 500, never answered, or errcode -1. */
   failNext(n: number, kind: SimulatedFailure): void {
-    if (!Number.isInteger(n) || n < 0 || this.failures.length + n > MAX_FAILURES) throw new RangeError(`failNext: n must be 0..${MAX_FAILURES - this.failures.length}`);
+    if (!Number.isInteger(n) || n < 0 || this.failures.length + n > MAX_FAILURES)
+      throw new RangeError(`failNext: n must be 0..${MAX_FAILURES - this.failures.length}`);
     for (let i = 0; i < n; i++) this.failures.push(kind);
   }
 

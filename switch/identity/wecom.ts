@@ -67,7 +67,8 @@ export class WeComProvider implements IdentityProvider {
 
   constructor(private readonly options: WeComOptions) {
     if (options.corpId === '' || options.corpSecret === '') throw new Error('WeComProvider needs a corp id and a corp secret');
-    if (!Number.isInteger(options.tokenTimeoutMs) || options.tokenTimeoutMs < 1) throw new Error(`tokenTimeoutMs must be >= 1, got ${options.tokenTimeoutMs}`);
+    if (!Number.isInteger(options.tokenTimeoutMs) || options.tokenTimeoutMs < 1)
+      throw new Error(`tokenTimeoutMs must be >= 1, got ${options.tokenTimeoutMs}`);
     this.now = options.now ?? Date.now;
   }
 
@@ -118,7 +119,10 @@ export class WeComProvider implements IdentityProvider {
       expiresInSec < 1 ||
       expiresInSec > MAX_TOKEN_TTL_SEC
     ) {
-      this.options.log.warn({ provider: 'wecom', step: 'gettoken', failure: 'body' }, 'identity provider answered without a usable access token');
+      this.options.log.warn(
+        { provider: 'wecom', step: 'gettoken', failure: 'body' },
+        'identity provider answered without a usable access token',
+      );
       throw identityUnavailableError('wecom', 'gettoken: no usable access token');
     }
     // Normally 7200 s -> 6900 s; a short-lived token is used for half its life rather than not at all.
@@ -156,7 +160,10 @@ function identityOf(answer: ProviderAnswer, call: ProviderCall): Identity {
   }
   const userId = namespacedUserId('wecom', userid);
   if (userId === undefined) {
-    call.log.warn({ provider: 'wecom', step: call.step, failure: 'userid', length: userid.length }, 'identity provider answered a userid of an unexpected shape');
+    call.log.warn(
+      { provider: 'wecom', step: call.step, failure: 'userid', length: userid.length },
+      'identity provider answered a userid of an unexpected shape',
+    );
     throw identityUnavailableError('wecom', 'getuserinfo: unexpected userid');
   }
   return { provider: 'wecom', userId };

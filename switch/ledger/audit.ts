@@ -116,7 +116,17 @@ interface CardState {
 }
 
 function newCardState(): CardState {
-  return { snapshot: undefined, entries: 0, lastVersion: 0, chainBalFen: 0, chainWalletFen: 0, sumBalFen: 0, sumWalletFen: 0, lastCountedVersion: 1, netInflowFen: 0 };
+  return {
+    snapshot: undefined,
+    entries: 0,
+    lastVersion: 0,
+    chainBalFen: 0,
+    chainWalletFen: 0,
+    sumBalFen: 0,
+    sumWalletFen: 0,
+    lastCountedVersion: 1,
+    netInflowFen: 0,
+  };
 }
 
 interface ShardTotals {
@@ -172,7 +182,10 @@ class ShardAudit {
 
   async run(): Promise<void> {
     await this.snapshotAccounts();
-    for await (const page of journalPages(this.redis, this.keys.journal(this.shard), { pageSize: this.options.journalPageSize, cancelled: this.options.cancelled })) {
+    for await (const page of journalPages(this.redis, this.keys.journal(this.shard), {
+      pageSize: this.options.journalPageSize,
+      cancelled: this.options.cancelled,
+    })) {
       for (const row of page) {
         this.totals.entries++;
         let entry: JournalEntry;
@@ -211,7 +224,11 @@ class ShardAudit {
     const walletFen = wal === null || wal === undefined ? 0 : wholeNumber(wal);
     const version = wholeNumber(ver);
     if (balFen === undefined || walletFen === undefined || version === undefined) {
-      this.problem({ kind: 'malformed', cardNo, message: `card ${cardNo}: account fields bal=${String(bal)} wal=${String(wal)} ver=${String(ver)} are not whole numbers` });
+      this.problem({
+        kind: 'malformed',
+        cardNo,
+        message: `card ${cardNo}: account fields bal=${String(bal)} wal=${String(wal)} ver=${String(ver)} are not whole numbers`,
+      });
     }
     this.state(cardNo).snapshot = { balFen: balFen ?? 0, walletFen: walletFen ?? 0, version: version ?? 0 };
     this.totals.accounts++;
@@ -224,11 +241,21 @@ class ShardAudit {
     const inflowFen = (isExternal(e.fromParty) ? e.amountFen : 0) - (isExternal(e.toParty) ? e.amountFen : 0);
     for (const party of [e.fromParty, e.toParty]) {
       if (party === ownAccount || party === ownWallet || isExternal(party)) continue;
-      this.problem({ kind: 'misplaced', cardNo: e.cardNo, entryId: e.id, message: `entry ${e.id} of card ${e.cardNo} moves ${e.amountFen} fen ${e.fromParty} -> ${e.toParty}: "${party}" is neither this card's account or wallet nor an outside party` });
+      this.problem({
+        kind: 'misplaced',
+        cardNo: e.cardNo,
+        entryId: e.id,
+        message: `entry ${e.id} of card ${e.cardNo} moves ${e.amountFen} fen ${e.fromParty} -> ${e.toParty}: "${party}" is neither this card's account or wallet nor an outside party`,
+      });
       return;
     }
     if (this.keys.shardOf(e.cardNo) !== this.shard) {
-      this.problem({ kind: 'misplaced', cardNo: e.cardNo, entryId: e.id, message: `entry ${e.id} of card ${e.cardNo} is in shard ${this.shard}, but the card belongs to shard ${this.keys.shardOf(e.cardNo)}` });
+      this.problem({
+        kind: 'misplaced',
+        cardNo: e.cardNo,
+        entryId: e.id,
+        message: `entry ${e.id} of card ${e.cardNo} is in shard ${this.shard}, but the card belongs to shard ${this.keys.shardOf(e.cardNo)}`,
+      });
     }
     const balDeltaFen = (e.toParty === ownAccount ? e.amountFen : 0) - (e.fromParty === ownAccount ? e.amountFen : 0);
     const walletDeltaFen = (e.toParty === ownWallet ? e.amountFen : 0) - (e.fromParty === ownWallet ? e.amountFen : 0);
@@ -254,8 +281,16 @@ class ShardAudit {
     // ver 1 and no entry, so its first money change is version 2.
     const expectedVersion = card.entries === 0 ? (e.kind === 'open' ? 1 : 2) : card.lastVersion + 1;
     if (e.version !== expectedVersion) {
-      const why = e.version > expectedVersion ? `${e.version - expectedVersion} entr${e.version - expectedVersion === 1 ? 'y is' : 'ies are'} missing before it` : 'a version repeats or goes back';
-      this.problem({ kind: 'version', cardNo: e.cardNo, entryId: e.id, message: `card ${e.cardNo}: entry ${e.id} (${e.kind}) has version ${e.version}, expected ${expectedVersion}: ${why}` });
+      const why =
+        e.version > expectedVersion
+          ? `${e.version - expectedVersion} entr${e.version - expectedVersion === 1 ? 'y is' : 'ies are'} missing before it`
+          : 'a version repeats or goes back';
+      this.problem({
+        kind: 'version',
+        cardNo: e.cardNo,
+        entryId: e.id,
+        message: `card ${e.cardNo}: entry ${e.id} (${e.kind}) has version ${e.version}, expected ${expectedVersion}: ${why}`,
+      });
     }
     card.entries++;
     card.lastVersion = e.version;
@@ -263,16 +298,33 @@ class ShardAudit {
     card.chainWalletFen += walletDeltaFen;
     if (e.balanceAfterFen !== card.chainBalFen) {
       const differenceFen = e.balanceAfterFen - card.chainBalFen;
-      this.problem({ kind: 'running-balance', cardNo: e.cardNo, entryId: e.id, differenceFen, message: `card ${e.cardNo}: entry ${e.id} (${e.kind} ${e.amountFen} fen) says balance after ${e.balanceAfterFen} fen, but the balance before it plus this entry gives ${card.chainBalFen} fen (difference ${differenceFen} fen)` });
+      this.problem({
+        kind: 'running-balance',
+        cardNo: e.cardNo,
+        entryId: e.id,
+        differenceFen,
+        message: `card ${e.cardNo}: entry ${e.id} (${e.kind} ${e.amountFen} fen) says balance after ${e.balanceAfterFen} fen, but the balance before it plus this entry gives ${card.chainBalFen} fen (difference ${differenceFen} fen)`,
+      });
       card.chainBalFen = e.balanceAfterFen;
     }
     if (e.walletAfterFen !== undefined && e.walletAfterFen !== card.chainWalletFen) {
       const differenceFen = e.walletAfterFen - card.chainWalletFen;
-      this.problem({ kind: 'running-balance', cardNo: e.cardNo, entryId: e.id, differenceFen, message: `card ${e.cardNo}: entry ${e.id} (${e.kind} ${e.amountFen} fen) says small wallet after ${e.walletAfterFen} fen, but the wallet before it plus this entry gives ${card.chainWalletFen} fen (difference ${differenceFen} fen)` });
+      this.problem({
+        kind: 'running-balance',
+        cardNo: e.cardNo,
+        entryId: e.id,
+        differenceFen,
+        message: `card ${e.cardNo}: entry ${e.id} (${e.kind} ${e.amountFen} fen) says small wallet after ${e.walletAfterFen} fen, but the wallet before it plus this entry gives ${card.chainWalletFen} fen (difference ${differenceFen} fen)`,
+      });
       card.chainWalletFen = e.walletAfterFen;
     }
     if (e.balanceAfterFen < 0 || (e.walletAfterFen ?? 0) < 0) {
-      this.problem({ kind: 'negative', cardNo: e.cardNo, entryId: e.id, message: `card ${e.cardNo}: entry ${e.id} (${e.kind}) leaves balance ${e.balanceAfterFen} fen, wallet ${e.walletAfterFen ?? 'n/a'} fen: below zero` });
+      this.problem({
+        kind: 'negative',
+        cardNo: e.cardNo,
+        entryId: e.id,
+        message: `card ${e.cardNo}: entry ${e.id} (${e.kind}) leaves balance ${e.balanceAfterFen} fen, wallet ${e.walletAfterFen ?? 'n/a'} fen: below zero`,
+      });
     }
   }
 
@@ -292,17 +344,35 @@ class ShardAudit {
   private compareAccount(cardNo: string, card: CardState, s: NonNullable<CardState['snapshot']>): void {
     if (s.balFen !== card.sumBalFen) {
       const differenceFen = s.balFen - card.sumBalFen;
-      this.problem({ kind: 'balance', cardNo, differenceFen, message: `card ${cardNo}: balance ${s.balFen} fen, but its journal entries sum to ${card.sumBalFen} fen (difference ${differenceFen} fen)` });
+      this.problem({
+        kind: 'balance',
+        cardNo,
+        differenceFen,
+        message: `card ${cardNo}: balance ${s.balFen} fen, but its journal entries sum to ${card.sumBalFen} fen (difference ${differenceFen} fen)`,
+      });
     }
     if (s.walletFen !== card.sumWalletFen) {
       const differenceFen = s.walletFen - card.sumWalletFen;
-      this.problem({ kind: 'wallet', cardNo, differenceFen, message: `card ${cardNo}: small wallet ${s.walletFen} fen, but its journal entries sum to ${card.sumWalletFen} fen (difference ${differenceFen} fen)` });
+      this.problem({
+        kind: 'wallet',
+        cardNo,
+        differenceFen,
+        message: `card ${cardNo}: small wallet ${s.walletFen} fen, but its journal entries sum to ${card.sumWalletFen} fen (difference ${differenceFen} fen)`,
+      });
     }
     if (s.balFen < 0 || s.walletFen < 0) {
-      this.problem({ kind: 'negative', cardNo, message: `card ${cardNo}: balance ${s.balFen} fen, small wallet ${s.walletFen} fen: below zero` });
+      this.problem({
+        kind: 'negative',
+        cardNo,
+        message: `card ${cardNo}: balance ${s.balFen} fen, small wallet ${s.walletFen} fen: below zero`,
+      });
     }
     if (s.version !== card.lastCountedVersion) {
-      this.problem({ kind: 'version', cardNo, message: `card ${cardNo}: account version ${s.version}, but its journal entries reach version ${card.lastCountedVersion}` });
+      this.problem({
+        kind: 'version',
+        cardNo,
+        message: `card ${cardNo}: account version ${s.version}, but its journal entries reach version ${card.lastCountedVersion}`,
+      });
     }
   }
 
@@ -313,13 +383,19 @@ class ShardAudit {
     }
     // Money recorded as held by an account that does not exist: counted, so conservation shows it too.
     this.totals.netInflowFen += card.netInflowFen;
-    this.problem({ kind: 'orphan', cardNo, differenceFen: -(card.sumBalFen + card.sumWalletFen), message: `card ${cardNo}: ${card.entries} journal entr${card.entries === 1 ? 'y' : 'ies'} (balance ${card.sumBalFen} fen, wallet ${card.sumWalletFen} fen) but no account` });
+    this.problem({
+      kind: 'orphan',
+      cardNo,
+      differenceFen: -(card.sumBalFen + card.sumWalletFen),
+      message: `card ${cardNo}: ${card.entries} journal entr${card.entries === 1 ? 'y' : 'ies'} (balance ${card.sumBalFen} fen, wallet ${card.sumWalletFen} fen) but no account`,
+    });
   }
 }
 
 function scanCountOf(options: AuditOptions): number {
   const count = options.scanCount ?? DEFAULT_SCAN_COUNT;
-  if (!Number.isInteger(count) || count < 1 || count > MAX_SCAN_COUNT) throw new RangeError(`scan count must be 1..${MAX_SCAN_COUNT}, got ${count}`);
+  if (!Number.isInteger(count) || count < 1 || count > MAX_SCAN_COUNT)
+    throw new RangeError(`scan count must be 1..${MAX_SCAN_COUNT}, got ${count}`);
   return count;
 }
 
@@ -339,7 +415,11 @@ async function scanAccounts(redis: Redis, keys: Keys, problems: ProblemLog, opti
       const cardNo = at < 0 ? '' : key.slice(at + marker.length);
       if (cardNo === '' || keys.account(cardNo) !== key) {
         // SCAN may return a key twice; Sets dedupe the good ones, and a bad key is reported per sighting.
-        problems.add({ kind: 'misplaced', cardNo, message: `account key "${key}" is not where card ${cardNo || '?'} belongs (${cardNo === '' ? 'no card number' : keys.account(cardNo)}); it is not audited` });
+        problems.add({
+          kind: 'misplaced',
+          cardNo,
+          message: `account key "${key}" is not where card ${cardNo || '?'} belongs (${cardNo === '' ? 'no card number' : keys.account(cardNo)}); it is not audited`,
+        });
         continue;
       }
       byShard[keys.shardOf(cardNo)]?.add(cardNo);
@@ -374,7 +454,11 @@ export async function auditLedger(redis: Redis, keys: Keys, options: AuditOption
   }
   if (totals.heldFen !== totals.netInflowFen) {
     const differenceFen = totals.heldFen - totals.netInflowFen;
-    problems.addFirst({ kind: 'conservation', differenceFen, message: `money is not conserved: accounts hold ${totals.heldFen} fen, but inflows minus outflows are ${totals.netInflowFen} fen (difference ${differenceFen} fen)` });
+    problems.addFirst({
+      kind: 'conservation',
+      differenceFen,
+      message: `money is not conserved: accounts hold ${totals.heldFen} fen, but inflows minus outflows are ${totals.netInflowFen} fen (difference ${differenceFen} fen)`,
+    });
   }
   return {
     ok: problems.count === 0,

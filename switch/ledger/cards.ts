@@ -26,7 +26,13 @@ export interface CardRecord {
 
 /** The account's identity fields, read in one HMGET; '' for a field the account does not have. */
 export async function readCardRecord(ledger: LedgerAccess, cardNo: string): Promise<CardRecord> {
-  const [serial, personNumber, name, initial] = await ledger.scripts.client.hmget(ledger.keys.account(cardNo), 'ser', 'sno', 'name', 'pwdinit');
+  const [serial, personNumber, name, initial] = await ledger.scripts.client.hmget(
+    ledger.keys.account(cardNo),
+    'ser',
+    'sno',
+    'name',
+    'pwdinit',
+  );
   return { serial: serial ?? '', personNumber: personNumber ?? '', name: name ?? '', initialPassword: initial === '1' };
 }
 
@@ -47,7 +53,13 @@ export async function claimCardSerial(ledger: LedgerAccess, serial: string, card
  * journal no longer holds it. Throws JournalFormatError when the entry does not have the documented shape.
  */
 export async function readCardJournalEntry(ledger: LedgerAccess, cardNo: string, transactionId: string): Promise<JournalEntry | undefined> {
-  const raw = (await ledger.scripts.client.xrange(ledger.keys.journalOfCard(cardNo), transactionId, transactionId, 'COUNT', 1)) as RawStreamEntry[];
+  const raw = (await ledger.scripts.client.xrange(
+    ledger.keys.journalOfCard(cardNo),
+    transactionId,
+    transactionId,
+    'COUNT',
+    1,
+  )) as RawStreamEntry[];
   const row = raw[0];
   return row === undefined ? undefined : parseJournalEntry(row);
 }

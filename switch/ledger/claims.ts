@@ -52,7 +52,9 @@ export class SequenceClaims {
     if (previous === null) return nowMs;
     const decidedAt = unknownCardDecision(previous, fingerprint);
     if (decidedAt === undefined) {
-      throw new IdempotencyConflictError(`sequence number ${sequence} of terminal ${terminalId} was already used for a different request; use a new sequence number`);
+      throw new IdempotencyConflictError(
+        `sequence number ${sequence} of terminal ${terminalId} was already used for a different request; use a new sequence number`,
+      );
     }
     return decidedAt;
   }

@@ -60,7 +60,16 @@ export interface BindingCheckFields {
 
 /** The fields a binding checks, in one HMGET; undefined when the card has no account. */
 export async function readBindingCheckFields(ledger: LedgerAccess, cardNo: string): Promise<BindingCheckFields | undefined> {
-  const [st, ht, sync, eu, doct, docn, phone] = await ledger.scripts.client.hmget(ledger.keys.account(cardNo), 'st', 'ht', 'sync', 'eu', 'doct', 'docn', 'phone');
+  const [st, ht, sync, eu, doct, docn, phone] = await ledger.scripts.client.hmget(
+    ledger.keys.account(cardNo),
+    'st',
+    'ht',
+    'sync',
+    'eu',
+    'doct',
+    'docn',
+    'phone',
+  );
   if (st === null || st === undefined) return undefined;
   return {
     holderType: ht ?? '',
@@ -99,8 +108,21 @@ function wholeFen(text: string | null | undefined, cardNo: string, what: string)
  * every page opens with.
  */
 export async function readEcardCardFields(ledger: LedgerAccess, cardNo: string): Promise<EcardCardFields> {
-  const reply = await ledger.scripts.command(['HMGET', ledger.keys.account(cardNo), 'bal', 'wal', 'st', 'sync', 'name', 'ht', 'pwdinit', 'eu', 'ebt']);
-  if (!Array.isArray(reply) || reply.length !== 9) throw new LedgerInvariantError(`HMGET of account ${cardNo} answered ${JSON.stringify(reply)}`);
+  const reply = await ledger.scripts.command([
+    'HMGET',
+    ledger.keys.account(cardNo),
+    'bal',
+    'wal',
+    'st',
+    'sync',
+    'name',
+    'ht',
+    'pwdinit',
+    'eu',
+    'ebt',
+  ]);
+  if (!Array.isArray(reply) || reply.length !== 9)
+    throw new LedgerInvariantError(`HMGET of account ${cardNo} answered ${JSON.stringify(reply)}`);
   const [bal, wal, st, sync, name, ht, pwdinit, eu, ebt] = reply as (string | null)[];
   return {
     balanceFen: wholeFen(bal, cardNo, 'balance'),

@@ -29,7 +29,13 @@ export class EventsDoorbell {
   async listen(listener: DoorbellListener): Promise<void> {
     const { redisUrl, channel, log, connectTimeoutMs } = this.options;
     // Offline queue on and no retry limit: the SUBSCRIBE is replayed on every reconnection.
-    const subscriber = new Redis(redisUrl, { lazyConnect: true, enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: true, connectTimeout: connectTimeoutMs });
+    const subscriber = new Redis(redisUrl, {
+      lazyConnect: true,
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+      autoResubscribe: true,
+      connectTimeout: connectTimeoutMs,
+    });
     subscriber.on('error', (err: Error) => log.warn({ err: err.message }, 'events subscriber: redis connection problem'));
     subscriber.on('message', (_channel: string, message: string) => listener.onMessage(message));
     let connectedBefore = false;

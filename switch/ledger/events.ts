@@ -190,4 +190,3 @@ export async function lastCardEventId(ledger: LedgerAccess, cardNo: string): Pro
   const rows = (await ledger.scripts.client.xrevrange(ledger.keys.cardEvents(cardNo), '+', '-', 'COUNT', 1)) as [string, string[]][];
   return rows[0]?.[0] ?? '0-0';
 }
-

@@ -39,7 +39,17 @@ export async function* pendingFeesDebitedBy(ledger: LedgerAccess, cutoffMs: numb
       const [terminalId = '', sequenceText = '', cardNo = ''] = member.split('|');
       const sequence = Number(sequenceText);
       const recordKey = keys.request(cardNo, terminalId, sequence);
-      const [fingerprint, state, amount, party, targetJson, balance, txnId, debitedAt] = await redis.hmget(recordKey, 'pfp', 'pst', 'amt', 'up', 'utg', 'dbal', 'dtx', 'dts');
+      const [fingerprint, state, amount, party, targetJson, balance, txnId, debitedAt] = await redis.hmget(
+        recordKey,
+        'pfp',
+        'pst',
+        'amt',
+        'up',
+        'utg',
+        'dbal',
+        'dtx',
+        'dts',
+      );
       yield {
         member,
         recordKey,

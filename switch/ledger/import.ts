@@ -32,7 +32,10 @@ export async function takenEntries(ledger: LedgerAccess, entries: DirectoryEntri
  * Points the serial and the person number at the card, each only if free (SET NX, both at once).
  * Answers which of them another card took first; nothing of that entry is written then.
  */
-export async function claimDirectoryEntries(ledger: LedgerAccess, entries: DirectoryEntries): Promise<{ serialTaken: boolean; personNumberTaken: boolean }> {
+export async function claimDirectoryEntries(
+  ledger: LedgerAccess,
+  entries: DirectoryEntries,
+): Promise<{ serialTaken: boolean; personNumberTaken: boolean }> {
   const { keys } = ledger;
   const redis = ledger.scripts.client;
   const [serial, person] = await Promise.all([

@@ -38,7 +38,9 @@ function integerField(fields: ReadonlyMap<string, string>, name: string, id: str
   const text = fields.get(name);
   const value = Number(text);
   if (text === undefined || !/^-?\d+$/.test(text) || !Number.isSafeInteger(value)) {
-    throw new JournalFormatError(`journal entry ${id}: field ${name} is ${text === undefined ? 'missing' : JSON.stringify(text)}, not a whole number`);
+    throw new JournalFormatError(
+      `journal entry ${id}: field ${name} is ${text === undefined ? 'missing' : JSON.stringify(text)}, not a whole number`,
+    );
   }
   return value;
 }
@@ -126,7 +128,8 @@ export async function* journalPages(redis: Redis, journalKey: string, range: Jou
  * stops handing out new shards and is rethrown once the running ones have settled.
  */
 export async function forEachShard(shardCount: number, concurrency: number, work: (shard: number) => Promise<void>): Promise<void> {
-  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new RangeError(`shard concurrency must be 1..64, got ${concurrency}`);
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64)
+    throw new RangeError(`shard concurrency must be 1..64, got ${concurrency}`);
   let next = 0;
   let failure: { err: unknown } | undefined;
   const runner = async (): Promise<void> => {

@@ -147,8 +147,14 @@ export class Ledger {
    * The recorded answer of a payment request, if it was decided before (a read; moves nothing). Lets a
    * retried PIN payment replay without paying for another password check.
    */
-  async decidedPayment(input: Pick<AuthorizeInput, 'cardNo' | 'amountFen' | 'credentialKind' | 'terminalId' | 'sequence'>): Promise<AuthorizeResult | undefined> {
-    const [fingerprint, answer] = await this.redis().hmget(this.keys.request(input.cardNo, input.terminalId, input.sequence), 'pfp', 'pans');
+  async decidedPayment(
+    input: Pick<AuthorizeInput, 'cardNo' | 'amountFen' | 'credentialKind' | 'terminalId' | 'sequence'>,
+  ): Promise<AuthorizeResult | undefined> {
+    const [fingerprint, answer] = await this.redis().hmget(
+      this.keys.request(input.cardNo, input.terminalId, input.sequence),
+      'pfp',
+      'pans',
+    );
     if (fingerprint !== paymentFingerprint(input) || answer === null || answer === undefined) return undefined;
     return parseAuthorizeAnswer(answer);
   }
@@ -170,7 +176,11 @@ export class Ledger {
 
   /** Binds the card's e-card to `userId`, or ends that binding; see ecard-binding.lua. */
   async ecardBinding(op: 'bind' | 'unbind', cardNo: string, userId: string): Promise<{ code: EcardBindingCode; epoch: number }> {
-    const reply = await this.scripts.run('ecard-binding', [this.keys.account(cardNo), this.keys.cardEvents(cardNo)], [op, userId, this.now(), this.keys.eventsChannel(), cardNo]);
+    const reply = await this.scripts.run(
+      'ecard-binding',
+      [this.keys.account(cardNo), this.keys.cardEvents(cardNo)],
+      [op, userId, this.now(), this.keys.eventsChannel(), cardNo],
+    );
     if (!Array.isArray(reply) || reply.length !== 2) throw new LedgerInvariantError(`ecard-binding answered ${JSON.stringify(reply)}`);
     const code = decodeAnswer('ecard-binding', ECARD_BINDING_ANSWERS, numericReply('ecard-binding', reply[0]));
     return { code, epoch: parseInteger(String(reply[1]), 'QR epoch') };
@@ -219,9 +229,10 @@ export class Ledger {
     if (typeof reply === 'number') {
       const refusal = decodeAnswer('authorize', AUTHORIZE_REFUSALS, reply);
       const errors = {
-        key_reused: () => new IdempotencyConflictError(
-          `sequence number ${input.sequence} of terminal ${input.terminalId} was already used for a different payment; use a new sequence number`,
-        ),
+        key_reused: () =>
+          new IdempotencyConflictError(
+            `sequence number ${input.sequence} of terminal ${input.terminalId} was already used for a different payment; use a new sequence number`,
+          ),
       } satisfies Record<typeof refusal, () => Error>;
       throw errors[refusal]();
     }
@@ -240,7 +251,16 @@ export class Ledger {
         k.statement(input.cardNo),
         k.cardEvents(input.cardNo),
       ],
-      [input.cardNo, input.amountFen, `rev|${input.cardNo}|${input.amountFen}`, input.terminalId, input.sequence, this.now(), this.requestTtlSec, ...this.eventArgs()],
+      [
+        input.cardNo,
+        input.amountFen,
+        `rev|${input.cardNo}|${input.amountFen}`,
+        input.terminalId,
+        input.sequence,
+        this.now(),
+        this.requestTtlSec,
+        ...this.eventArgs(),
+      ],
     );
     const where = `payment ${input.sequence} of terminal ${input.terminalId}`;
     if (typeof reply === 'number') {
@@ -249,7 +269,10 @@ export class Ledger {
         key_reused: () => new IdempotencyConflictError(`${where} was already reversed with a different amount or card`),
         amount_differs: () => new ReversalMismatchError(`${where} was for a different amount than ${input.amountFen} fen`),
         other_card: () => new ReversalMismatchError(`${where} was made with a different card`),
-        small_wallet_move: () => new ReversalMismatchError(`${where} is a small-wallet transaction, which is not reversed; the next settlement charges what was spent`),
+        small_wallet_move: () =>
+          new ReversalMismatchError(
+            `${where} is a small-wallet transaction, which is not reversed; the next settlement charges what was spent`,
+          ),
       } satisfies Record<typeof refusal, () => Error>;
       throw errors[refusal]();
     }
@@ -257,7 +280,11 @@ export class Ledger {
     const parts = reply.split('|');
     if (parts.length !== 3) throw new LedgerInvariantError(`reverse answered ${reply}`);
     const [code, balance, decidedAt] = parts;
-    return { code: decodeAnswer('reverse', REVERSE_ANSWERS, code), balanceAfterFen: parseInteger(balance, 'balance'), decidedAtMs: parseInteger(decidedAt, 'time') };
+    return {
+      code: decodeAnswer('reverse', REVERSE_ANSWERS, code),
+      balanceAfterFen: parseInteger(balance, 'balance'),
+      decidedAtMs: parseInteger(decidedAt, 'time'),
+    };
   }
 
   async inquire(cardNo: string, presentedSerial: string): Promise<InquireResult> {
@@ -304,8 +331,15 @@ export class Ledger {
   }
 
   /** A card's own limits; -1 clears one (its holder type's default applies). False when no account. */
-  async setCardLimits(cardNo: string, limits: { noPinPerPaymentFen: number; noPinPerDayFen: number; dailySpendLimitFen: number }): Promise<boolean> {
-    const reply = await this.scripts.run('set-limits', [this.keys.account(cardNo)], [limits.noPinPerPaymentFen, limits.noPinPerDayFen, limits.dailySpendLimitFen]);
+  async setCardLimits(
+    cardNo: string,
+    limits: { noPinPerPaymentFen: number; noPinPerDayFen: number; dailySpendLimitFen: number },
+  ): Promise<boolean> {
+    const reply = await this.scripts.run(
+      'set-limits',
+      [this.keys.account(cardNo)],
+      [limits.noPinPerPaymentFen, limits.noPinPerDayFen, limits.dailySpendLimitFen],
+    );
     return decodeAnswer('set-limits', SET_LIMITS_ANSWERS, numericReply('set-limits', reply)) === 'set';
   }
 
@@ -328,7 +362,8 @@ export class Ledger {
       decodeAnswer('set-status', SET_STATUS_ANSWERS, numericReply('set-status', reply));
       return undefined;
     }
-    if (reply.length !== 2 || (reply[1] !== 0 && reply[1] !== 1)) throw new LedgerInvariantError(`set-status answered ${JSON.stringify(reply)}`);
+    if (reply.length !== 2 || (reply[1] !== 0 && reply[1] !== 1))
+      throw new LedgerInvariantError(`set-status answered ${JSON.stringify(reply)}`);
     const previous = STATUS_FROM_LEDGER[String(reply[0])];
     if (previous === undefined) throw new LedgerInvariantError(`set-status answered status ${JSON.stringify(reply[0])}`);
     return { previous, changed: reply[1] === 1 };

@@ -42,7 +42,6 @@ export type UtilityKindCode = (typeof UTILITY_KINDS)[number];
 // Keys. These belong in keys.ts (the one module that builds keys); until it has them they are built
 // here from keys.journal(shard), which is `<prefix>:{L:<shard>}:journal`, so they carry the same tag.
 
-
 /** The keys of recharges, adjustments and fees; built by Keys (the one module that builds keys). */
 export class MoneyKeys {
   constructor(readonly keys: Keys) {}
@@ -196,7 +195,13 @@ export class MoneyLedger {
     const nowMs = this.now();
     const reply = await this.scripts.run(
       'recharge',
-      [k.account(input.cardNo), mk.order(input.cardNo, input.channel, input.orderId), k.journalOfCard(input.cardNo), k.statement(input.cardNo), k.cardEvents(input.cardNo)],
+      [
+        k.account(input.cardNo),
+        mk.order(input.cardNo, input.channel, input.orderId),
+        k.journalOfCard(input.cardNo),
+        k.statement(input.cardNo),
+        k.cardEvents(input.cardNo),
+      ],
       [
         input.cardNo,
         input.channel,
@@ -216,7 +221,8 @@ export class MoneyLedger {
       const refusal = decodeAnswer('recharge', RECHARGE_REFUSALS, reply);
       if (claimedNow) await this.release(`rch:${input.channel}`, input.orderId, input.cardNo);
       const errors = {
-        key_reused: () => new IdempotencyConflictError(`${what} was already credited with a different amount or card; it is credited only once`),
+        key_reused: () =>
+          new IdempotencyConflictError(`${what} was already credited with a different amount or card; it is credited only once`),
       } satisfies Record<typeof refusal, () => Error>;
       throw errors[refusal]();
     }
@@ -304,14 +310,20 @@ export class MoneyLedger {
       const refusal = decodeAnswer('adjust', ADJUST_REFUSALS, reply);
       if (claimedNow) await this.release('adj', input.adjustmentId, input.cardNo);
       const errors = {
-        key_reused: () => new IdempotencyConflictError(`${what} was already made with a different amount or reason; use a new adjustment id`),
+        key_reused: () =>
+          new IdempotencyConflictError(`${what} was already made with a different amount or reason; use a new adjustment id`),
       } satisfies Record<typeof refusal, () => Error>;
       throw errors[refusal]();
     }
     const [code, balance, txnId, decidedAt] = splitAnswer(reply, 'adjust', 4);
     const mapped = decodeAnswer('adjust', ADJUST_ANSWERS, code);
     if (mapped !== 'adjusted' && claimedNow) await this.release('adj', input.adjustmentId, input.cardNo);
-    return { code: mapped, balanceAfterFen: parseBalance(balance, 'adjust'), transactionId: txnId ?? '', decidedAtMs: parseInteger(decidedAt, 'adjust', 'time') };
+    return {
+      code: mapped,
+      balanceAfterFen: parseBalance(balance, 'adjust'),
+      transactionId: txnId ?? '',
+      decidedAtMs: parseInteger(decidedAt, 'adjust', 'time'),
+    };
   }
 
   /** Takes a fee (or replays the request's current state); see fee-debit.lua. */
@@ -320,8 +332,24 @@ export class MoneyLedger {
     const k = this.keys;
     const reply = await this.scripts.run(
       'fee-debit',
-      [k.account(ref.cardNo), k.request(ref.cardNo, ref.terminalId, ref.sequence), k.journalOfCard(ref.cardNo), k.statement(ref.cardNo), this.moneyKeys.feePendingOfCard(ref.cardNo)],
-      [ref.cardNo, ref.amountFen, feeFingerprint(ref), ref.terminalId, ref.sequence, `u:${ref.kind}`, ref.targetJson, this.now(), this.requestTtlSec],
+      [
+        k.account(ref.cardNo),
+        k.request(ref.cardNo, ref.terminalId, ref.sequence),
+        k.journalOfCard(ref.cardNo),
+        k.statement(ref.cardNo),
+        this.moneyKeys.feePendingOfCard(ref.cardNo),
+      ],
+      [
+        ref.cardNo,
+        ref.amountFen,
+        feeFingerprint(ref),
+        ref.terminalId,
+        ref.sequence,
+        `u:${ref.kind}`,
+        ref.targetJson,
+        this.now(),
+        this.requestTtlSec,
+      ],
     );
     if (typeof reply === 'number') {
       const refusal = decodeAnswer('fee-debit', FEE_DEBIT_REFUSALS, reply);
@@ -333,10 +361,16 @@ export class MoneyLedger {
 
   /** Stores the provider's receipt: the request is delivered; see fee-complete.lua. */
   async feeComplete(ref: FeeRequestRef, receipt: string): Promise<FeeAnswer> {
-    if (!RECEIPT_PATTERN.test(receipt)) throw new LedgerInvariantError(`provider receipt ${JSON.stringify(receipt.slice(0, 80))} is not storable`);
+    if (!RECEIPT_PATTERN.test(receipt))
+      throw new LedgerInvariantError(`provider receipt ${JSON.stringify(receipt.slice(0, 80))} is not storable`);
     const reply = await this.scripts.run(
       'fee-complete',
-      [this.keys.request(ref.cardNo, ref.terminalId, ref.sequence), this.moneyKeys.feePendingOfCard(ref.cardNo), this.keys.account(ref.cardNo), this.keys.cardEvents(ref.cardNo)],
+      [
+        this.keys.request(ref.cardNo, ref.terminalId, ref.sequence),
+        this.moneyKeys.feePendingOfCard(ref.cardNo),
+        this.keys.account(ref.cardNo),
+        this.keys.cardEvents(ref.cardNo),
+      ],
       [feeFingerprint(ref), receipt, feePendingMember(ref), ref.cardNo, ...this.eventArgs()],
     );
     const where = `fee request ${ref.sequence} of terminal ${ref.terminalId}`;
@@ -389,7 +423,8 @@ export class MoneyLedger {
   /** True when this call took the claim (so it must release it if the money script refuses). */
   private async claim(namespace: string, id: string, cardNo: string, what: string): Promise<boolean> {
     const answer = await claimId(this.scripts, this.moneyKeys.claim(namespace, id), cardNo, this.recordTtlSec);
-    if (answer === 'held_by_another') throw new IdempotencyConflictError(`${what} already belongs to another card; it is credited only once`);
+    if (answer === 'held_by_another')
+      throw new IdempotencyConflictError(`${what} already belongs to another card; it is credited only once`);
     return answer === 'claimed_now';
   }
 

@@ -10,7 +10,12 @@ export const OPERATOR_LOG_MAX_ENTRIES = 1_000_000;
 type OplogAccess = LedgerAccess & { readonly now: () => number };
 
 /** Appends one entry: what happened, who or what did it, and its details (never a password or secret). */
-export async function appendOperatorLog(ledger: OplogAccess, action: string, by: string, fields: Readonly<Record<string, string>>): Promise<void> {
+export async function appendOperatorLog(
+  ledger: OplogAccess,
+  action: string,
+  by: string,
+  fields: Readonly<Record<string, string>>,
+): Promise<void> {
   const entry = ['op', action, 'by', by, 'ts', String(ledger.now()), ...Object.entries(fields).flat()];
   await ledger.scripts.client.xadd(ledger.keys.operatorLog(), 'MAXLEN', '~', String(OPERATOR_LOG_MAX_ENTRIES), '*', ...entry);
 }

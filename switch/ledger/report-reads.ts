@@ -11,7 +11,8 @@ import { readStatementPage, type StatementPageRequest, type StatementPageResult 
 /** The scripts' connection, which these reads need to be one standalone Redis (asserted: a Cluster would read a part). */
 function standaloneClient(ledger: LedgerAccess): Redis {
   const client = ledger.scripts.client;
-  if (client.isCluster) throw new Error('statements, journal pages and the audit read one standalone Redis; this ledger connection is a Redis Cluster');
+  if (client.isCluster)
+    throw new Error('statements, journal pages and the audit read one standalone Redis; this ledger connection is a Redis Cluster');
   return client as Redis;
 }
 

@@ -19,9 +19,26 @@ const MAX_INCLUDE_DEPTH = 4;
  * take, so a misspelt name fails `tsc`. test/ledger-scripts.test.ts checks it equals the *.lua files.
  */
 export const SCRIPT_NAMES = [
-  'adjust', 'authorize', 'claim-id', 'ecard-binding', 'ecard-watch', 'fee-complete', 'fee-debit', 'fee-giveback', 'inquire',
-  'open-account', 'password', 'recharge', 'refund', 'replace-card', 'reverse', 'set-limits', 'set-status', 'settle',
-  'terminal-password', 'water-debit',
+  'adjust',
+  'authorize',
+  'claim-id',
+  'ecard-binding',
+  'ecard-watch',
+  'fee-complete',
+  'fee-debit',
+  'fee-giveback',
+  'inquire',
+  'open-account',
+  'password',
+  'recharge',
+  'refund',
+  'replace-card',
+  'reverse',
+  'set-limits',
+  'set-status',
+  'settle',
+  'terminal-password',
+  'water-debit',
 ] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
@@ -51,15 +68,42 @@ const flag = (name: string): ArgvRule => ({ name, kind: 'flag' });
 const integer = (name: string, min: number): ArgvRule => ({ name, kind: 'integer', min });
 const oneOf = (name: string, ...values: string[]): ArgvRule => ({ name, kind: 'oneOf', values });
 const EVENT_ARGS = [id('eventsChannel'), integer('eventTtlSec', 1)];
-const LIMIT_ARGS = (holder: string) => [integer(`${holder}NoPinPerPaymentFen`, 0), integer(`${holder}NoPinPerDayFen`, 0), integer(`${holder}DailySpendLimitFen`, 0)];
+const LIMIT_ARGS = (holder: string) => [
+  integer(`${holder}NoPinPerPaymentFen`, 0),
+  integer(`${holder}NoPinPerDayFen`, 0),
+  integer(`${holder}DailySpendLimitFen`, 0),
+];
 
 /** Every script's ARGV, as its header documents it (exhaustive: a new script needs its rules here). */
 export const ARGV_RULES = {
-  adjust: { args: [id('cardNo'), { name: 'signedAmountFen', kind: 'nonZeroInteger' }, id('fingerprint'), id('adjustmentId'), id('operator'), id('reason'), integer('nowMs', 0), integer('recordTtlSec', 1)] },
+  adjust: {
+    args: [
+      id('cardNo'),
+      { name: 'signedAmountFen', kind: 'nonZeroInteger' },
+      id('fingerprint'),
+      id('adjustmentId'),
+      id('operator'),
+      id('reason'),
+      integer('nowMs', 0),
+      integer('recordTtlSec', 1),
+    ],
+  },
   authorize: {
     args: [
-      id('cardNo'), text('presentedSerial'), integer('amountFen', 1), id('fingerprint'), id('terminalId'), integer('sequence', 1), id('merchantParty'),
-      integer('nowMs', 0), id('dayKey'), integer('requestTtlSec', 1), flag('pinVerified'), ...LIMIT_ARGS('student'), ...LIMIT_ARGS('staff'), ...EVENT_ARGS,
+      id('cardNo'),
+      text('presentedSerial'),
+      integer('amountFen', 1),
+      id('fingerprint'),
+      id('terminalId'),
+      integer('sequence', 1),
+      id('merchantParty'),
+      integer('nowMs', 0),
+      id('dayKey'),
+      integer('requestTtlSec', 1),
+      flag('pinVerified'),
+      ...LIMIT_ARGS('student'),
+      ...LIMIT_ARGS('staff'),
+      ...EVENT_ARGS,
       id('credentialKind'),
     ],
     tail: [integer('qrEpoch', 0), flag('qrExpired'), integer('qrUsedTtlSec', 1), id('qrCodeId')],
@@ -73,16 +117,30 @@ export const ARGV_RULES = {
   'ecard-watch': { args: [integer('untilMs', 0)] },
   'fee-complete': { args: [id('fingerprint'), id('receipt'), id('pendingMember'), id('cardNo'), ...EVENT_ARGS] },
   'fee-debit': {
-    args: [id('cardNo'), integer('amountFen', 1), id('fingerprint'), id('terminalId'), integer('sequence', 1), oneOf('utilityParty', 'u:network', 'u:electricity'), id('targetJson'), integer('nowMs', 0), integer('requestTtlSec', 1)],
+    args: [
+      id('cardNo'),
+      integer('amountFen', 1),
+      id('fingerprint'),
+      id('terminalId'),
+      integer('sequence', 1),
+      oneOf('utilityParty', 'u:network', 'u:electricity'),
+      id('targetJson'),
+      integer('nowMs', 0),
+      integer('requestTtlSec', 1),
+    ],
   },
-  'fee-giveback': { args: [id('cardNo'), id('fingerprint'), id('terminalId'), integer('sequence', 1), text('reason'), integer('nowMs', 0), ...EVENT_ARGS] },
+  'fee-giveback': {
+    args: [id('cardNo'), id('fingerprint'), id('terminalId'), integer('sequence', 1), text('reason'), integer('nowMs', 0), ...EVENT_ARGS],
+  },
   inquire: { args: [text('presentedSerial')] },
   'open-account': { args: [id('cardNo'), integer('openingFen', 0), integer('nowMs', 0)], pairs: true },
   password: {
     common: [oneOf('op', 'state', 'take', 'fail', 'release', 'ok', 'set'), id('dayKey'), integer('maxAttempts', 1)],
     expected: '3 to 6 (by op)',
     byOp: {
-      state: [], fail: [], release: [],
+      state: [],
+      fail: [],
+      release: [],
       take: [integer('nowMs', 0)],
       ok: [text('expectedHash'), text('newHash')],
       set: [text('expectedHash'), id('newHash'), flag('clearInitial')],
@@ -90,21 +148,83 @@ export const ARGV_RULES = {
   },
   recharge: {
     args: [
-      id('cardNo'), oneOf('channel', 'WECHAT', 'ALIPAY', 'COUNTER'), id('orderId'), integer('amountFen', 1), id('fingerprint'), id('source'), integer('nowMs', 0),
-      id('dayKey'), integer('dailyLimitFen', 0), integer('recordTtlSec', 1), text('reason'), ...EVENT_ARGS,
+      id('cardNo'),
+      oneOf('channel', 'WECHAT', 'ALIPAY', 'COUNTER'),
+      id('orderId'),
+      integer('amountFen', 1),
+      id('fingerprint'),
+      id('source'),
+      integer('nowMs', 0),
+      id('dayKey'),
+      integer('dailyLimitFen', 0),
+      integer('recordTtlSec', 1),
+      text('reason'),
+      ...EVENT_ARGS,
     ],
   },
   refund: {
-    args: [id('cardNo'), integer('amountFen', 1), id('fingerprint'), id('terminalId'), integer('sequence', 1), id('merchantParty'), integer('nowMs', 0), integer('requestTtlSec', 1), id('originalRef'), ...EVENT_ARGS],
+    args: [
+      id('cardNo'),
+      integer('amountFen', 1),
+      id('fingerprint'),
+      id('terminalId'),
+      integer('sequence', 1),
+      id('merchantParty'),
+      integer('nowMs', 0),
+      integer('requestTtlSec', 1),
+      id('originalRef'),
+      ...EVENT_ARGS,
+    ],
   },
   'replace-card': { args: [id('newSerial')] },
-  reverse: { args: [id('cardNo'), integer('amountFen', 1), id('fingerprint'), id('terminalId'), integer('sequence', 1), integer('nowMs', 0), integer('requestTtlSec', 1), ...EVENT_ARGS] },
+  reverse: {
+    args: [
+      id('cardNo'),
+      integer('amountFen', 1),
+      id('fingerprint'),
+      id('terminalId'),
+      integer('sequence', 1),
+      integer('nowMs', 0),
+      integer('requestTtlSec', 1),
+      ...EVENT_ARGS,
+    ],
+  },
   'set-limits': { args: [integer('noPinPerPaymentFen', -1), integer('noPinPerDayFen', -1), integer('dailySpendLimitFen', -1)] },
   'set-status': { args: [oneOf('status', 'A', 'L', 'F', 'C'), text('allowedFrom'), id('cardNo'), integer('nowMs', 0), ...EVENT_ARGS] },
-  settle: { args: [id('cardNo'), id('presentedSerial'), id('fingerprint'), id('terminalId'), integer('sequence', 1), integer('nowMs', 0), integer('requestTtlSec', 1), integer('walletCapFen', 1)] },
-  'terminal-password': { args: [oneOf('op', 'take', 'fail', 'release'), integer('nowMs', 0), integer('hourKey', 0), integer('maxFailures', 1), integer('ttlMs', 1)] },
+  settle: {
+    args: [
+      id('cardNo'),
+      id('presentedSerial'),
+      id('fingerprint'),
+      id('terminalId'),
+      integer('sequence', 1),
+      integer('nowMs', 0),
+      integer('requestTtlSec', 1),
+      integer('walletCapFen', 1),
+    ],
+  },
+  'terminal-password': {
+    args: [
+      oneOf('op', 'take', 'fail', 'release'),
+      integer('nowMs', 0),
+      integer('hourKey', 0),
+      integer('maxFailures', 1),
+      integer('ttlMs', 1),
+    ],
+  },
   'water-debit': {
-    args: [id('cardNo'), text('presentedSerial'), integer('amountFen', 1), id('fingerprint'), id('terminalId'), integer('sequence', 1), id('merchantParty'), integer('nowMs', 0), integer('requestTtlSec', 1), integer('walletCapFen', 1)],
+    args: [
+      id('cardNo'),
+      text('presentedSerial'),
+      integer('amountFen', 1),
+      id('fingerprint'),
+      id('terminalId'),
+      integer('sequence', 1),
+      id('merchantParty'),
+      integer('nowMs', 0),
+      integer('requestTtlSec', 1),
+      integer('walletCapFen', 1),
+    ],
   },
 } as const satisfies Record<ScriptName, FixedArgv | ArgvByOp>;
 

@@ -43,7 +43,8 @@ export class SessionStore {
   async create(sessionId: string, record: SessionRecord, ttlSec: number): Promise<string[]> {
     assertSessionId(sessionId);
     if (!Number.isInteger(ttlSec) || ttlSec < 1) throw new Error(`session ttl must be a whole number of seconds >= 1, got ${ttlSec}`);
-    if (!Number.isSafeInteger(record.createdMs) || record.createdMs < 0) throw new Error(`createdMs must be a timestamp, got ${record.createdMs}`);
+    if (!Number.isSafeInteger(record.createdMs) || record.createdMs < 0)
+      throw new Error(`createdMs must be a timestamp, got ${record.createdMs}`);
     const sessionKey = this.keys.session(sessionId);
     const indexKey = this.keys.userSessions(record.userId);
     execResults(
@@ -71,7 +72,10 @@ export class SessionStore {
   async get(sessionId: string): Promise<SessionRecord | null> {
     assertSessionId(sessionId);
     const key = this.keys.session(sessionId);
-    const reply = this.hotCommand === undefined ? await this.redis.hmget(key, 'uid', 'createdMs', 'provider') : await this.hotCommand(['HMGET', key, 'uid', 'createdMs', 'provider']);
+    const reply =
+      this.hotCommand === undefined
+        ? await this.redis.hmget(key, 'uid', 'createdMs', 'provider')
+        : await this.hotCommand(['HMGET', key, 'uid', 'createdMs', 'provider']);
     if (!Array.isArray(reply) || reply.length !== 3) throw new Error(`HMGET of session ${sessionId} answered ${JSON.stringify(reply)}`);
     const [uid, createdMs, provider] = reply as (string | null)[];
     if (uid === null || uid === undefined) return null;

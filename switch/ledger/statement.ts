@@ -102,7 +102,13 @@ function memberCompare(a: string, b: string): number {
 }
 
 /** One bounded ZREVRANGEBYSCORE step after `cursor`: [member, score] pairs, newest first. */
-async function readAfter(redis: Redis, key: string, range: StatementRange, cursor: StatementCursor | undefined, count: number): Promise<[string, number][]> {
+async function readAfter(
+  redis: Redis,
+  key: string,
+  range: StatementRange,
+  cursor: StatementCursor | undefined,
+  count: number,
+): Promise<[string, number][]> {
   const max = cursor !== undefined ? String(cursor.score) : range.toMs > 0 ? `(${range.toMs}` : '+inf';
   const min = range.fromMs > 0 ? String(range.fromMs) : '-inf';
   const flat = await redis.zrevrangebyscore(key, max, min, 'WITHSCORES', 'LIMIT', cursor?.sameScoreSeen ?? 0, count);
@@ -123,7 +129,12 @@ function advance(cursor: StatementCursor | undefined, member: string, score: num
 }
 
 /** Reads one page of a card's statement, newest first, looking at most at MAX_STATEMENT_LINES_SCANNED lines. */
-export async function readStatementPage(redis: Redis, keys: Keys, cardNo: string, request: StatementPageRequest): Promise<StatementPageResult> {
+export async function readStatementPage(
+  redis: Redis,
+  keys: Keys,
+  cardNo: string,
+  request: StatementPageRequest,
+): Promise<StatementPageResult> {
   const { pageSize } = request;
   if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > MAX_STATEMENT_PAGE_SIZE) {
     throw new RangeError(`page size must be 1..${MAX_STATEMENT_PAGE_SIZE}, got ${pageSize}`);
@@ -169,7 +180,9 @@ export class PageTokenCodec {
   }
 
   encode(cursor: StatementCursor, queryId: string): string {
-    const payload = Buffer.from(JSON.stringify({ s: cursor.score, m: cursor.member, n: cursor.sameScoreSeen }), 'utf8').toString('base64url');
+    const payload = Buffer.from(JSON.stringify({ s: cursor.score, m: cursor.member, n: cursor.sameScoreSeen }), 'utf8').toString(
+      'base64url',
+    );
     return `${payload}.${this.mac(payload, queryId).toString('base64url')}`;
   }
 
@@ -195,7 +208,15 @@ function parseCursor(json: string): StatementCursor {
     throw new PageTokenError('page_token does not decode');
   }
   const v = value as { s?: unknown; m?: unknown; n?: unknown };
-  if (typeof v.s !== 'number' || !Number.isSafeInteger(v.s) || typeof v.m !== 'string' || typeof v.n !== 'number' || !Number.isInteger(v.n) || v.n < 1 || v.n > MAX_SAME_SCORE_SKIP) {
+  if (
+    typeof v.s !== 'number' ||
+    !Number.isSafeInteger(v.s) ||
+    typeof v.m !== 'string' ||
+    typeof v.n !== 'number' ||
+    !Number.isInteger(v.n) ||
+    v.n < 1 ||
+    v.n > MAX_SAME_SCORE_SKIP
+  ) {
     throw new PageTokenError('page_token does not hold a statement position');
   }
   return { score: v.s, member: v.m, sameScoreSeen: v.n };

@@ -21,12 +21,19 @@ export interface TerminalCheckSettled {
   readonly reachedLimit: boolean;
 }
 
-async function run(ctx: GuardContext, terminalId: string, op: 'take' | 'fail' | 'release'): Promise<AnswerOf<typeof TERMINAL_PASSWORD_ANSWERS>> {
+async function run(
+  ctx: GuardContext,
+  terminalId: string,
+  op: 'take' | 'fail' | 'release',
+): Promise<AnswerOf<typeof TERMINAL_PASSWORD_ANSWERS>> {
   const nowMs = ctx.now();
-  const reply = await ctx.scripts.run('terminal-password', [ctx.keys.terminalPasswordGuard(terminalId)], [
-    op, nowMs, Math.floor(nowMs / HOUR_MS), ctx.config.terminalPasswordFailuresPerHour, GUARD_TTL_MS,
-  ]);
-  if (!Array.isArray(reply) || reply.length !== 2) throw new LedgerInvariantError(`terminal-password.lua answered ${JSON.stringify(reply)}`);
+  const reply = await ctx.scripts.run(
+    'terminal-password',
+    [ctx.keys.terminalPasswordGuard(terminalId)],
+    [op, nowMs, Math.floor(nowMs / HOUR_MS), ctx.config.terminalPasswordFailuresPerHour, GUARD_TTL_MS],
+  );
+  if (!Array.isArray(reply) || reply.length !== 2)
+    throw new LedgerInvariantError(`terminal-password.lua answered ${JSON.stringify(reply)}`);
   const code = decodeAnswer('terminal-password', TERMINAL_PASSWORD_ANSWERS, numericReply('terminal-password', reply[0]));
   const known = op === 'take' ? ['done', 'limit', 'busy'] : ['done', 'reached_limit'];
   if (!known.includes(code)) throw new LedgerInvariantError(`terminal-password.lua ${op} answered ${code}`);
@@ -42,6 +49,10 @@ export async function takeTerminalPasswordCheck(ctx: GuardContext, terminalId: s
 }
 
 /** Settles a taken check: 'fail' counts a wrong password, 'release' gives the place back uncounted. */
-export async function settleTerminalPasswordCheck(ctx: GuardContext, terminalId: string, outcome: 'fail' | 'release'): Promise<TerminalCheckSettled> {
+export async function settleTerminalPasswordCheck(
+  ctx: GuardContext,
+  terminalId: string,
+  outcome: 'fail' | 'release',
+): Promise<TerminalCheckSettled> {
   return { reachedLimit: (await run(ctx, terminalId, outcome)) === 'reached_limit' };
 }

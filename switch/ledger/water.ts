@@ -1,7 +1,15 @@
 // Typed wrappers over the small-wallet scripts (water-debit.lua, settle.lua). Each money change is one
 // script call; script answers are small codes mapped exhaustively to typed results, and every amount in
 // an answer is checked against the wallet's bounds before anyone shows it on a screen.
-import { decodeAnswer, LedgerInvariantError, SETTLE_ANSWERS, SETTLE_REFUSALS, WATER_DEBIT_ANSWERS, WATER_DEBIT_REFUSALS, type AnswerOf } from './answers.js';
+import {
+  decodeAnswer,
+  LedgerInvariantError,
+  SETTLE_ANSWERS,
+  SETTLE_REFUSALS,
+  WATER_DEBIT_ANSWERS,
+  WATER_DEBIT_REFUSALS,
+  type AnswerOf,
+} from './answers.js';
 import type { Keys } from './keys.js';
 import { IdempotencyConflictError } from './ledger.js';
 import type { ScriptName, Scripts, ScriptReply } from './scripts.js';
@@ -70,7 +78,12 @@ export class WaterLedger {
     const k = this.keys;
     const reply = await this.run(
       'water-debit',
-      [k.account(input.cardNo), k.request(input.cardNo, input.terminalId, input.sequence), k.journalOfCard(input.cardNo), k.statement(input.cardNo)],
+      [
+        k.account(input.cardNo),
+        k.request(input.cardNo, input.terminalId, input.sequence),
+        k.journalOfCard(input.cardNo),
+        k.statement(input.cardNo),
+      ],
       [
         input.cardNo,
         input.presentedSerial,
@@ -97,8 +110,22 @@ export class WaterLedger {
     const k = this.keys;
     const reply = await this.run(
       'settle',
-      [k.account(input.cardNo), k.request(input.cardNo, input.terminalId, input.sequence), k.journalOfCard(input.cardNo), k.statement(input.cardNo)],
-      [input.cardNo, input.presentedSerial, `wset|${input.cardNo}|card`, input.terminalId, input.sequence, this.now(), this.requestTtlSec, SMALL_WALLET_CAP_FEN],
+      [
+        k.account(input.cardNo),
+        k.request(input.cardNo, input.terminalId, input.sequence),
+        k.journalOfCard(input.cardNo),
+        k.statement(input.cardNo),
+      ],
+      [
+        input.cardNo,
+        input.presentedSerial,
+        `wset|${input.cardNo}|card`,
+        input.terminalId,
+        input.sequence,
+        this.now(),
+        this.requestTtlSec,
+        SMALL_WALLET_CAP_FEN,
+      ],
     );
     if (typeof reply === 'number') {
       const refusal = decodeAnswer('settle', SETTLE_REFUSALS, reply);

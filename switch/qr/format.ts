@@ -105,7 +105,8 @@ export function parseCampusQr(text: string): CampusQrParts | undefined {
 
 /** The header of a code issued at `issuedAtSec` (the switch seals the rest). */
 export function campusQrHeader(issuedAtSec: number): Uint8Array {
-  if (!Number.isSafeInteger(issuedAtSec) || issuedAtSec < 0 || issuedAtSec >= 2 ** 40) throw new RangeError(`issue time ${issuedAtSec} is not a 40-bit second count`);
+  if (!Number.isSafeInteger(issuedAtSec) || issuedAtSec < 0 || issuedAtSec >= 2 ** 40)
+    throw new RangeError(`issue time ${issuedAtSec} is not a 40-bit second count`);
   const header = new Uint8Array(HEADER_BYTES);
   header[0] = CAMPUS_QR_VERSION;
   let rest = issuedAtSec;

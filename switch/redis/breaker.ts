@@ -169,7 +169,13 @@ export class LedgerBreaker {
 function isOutage(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const m = err.message;
-  return m.includes('Command timed out') || m.includes('Connection is closed') || m.includes('Stream isn\'t writeable') || m.includes('ECONNRESET') || m.includes('ECONNREFUSED');
+  return (
+    m.includes('Command timed out') ||
+    m.includes('Connection is closed') ||
+    m.includes("Stream isn't writeable") ||
+    m.includes('ECONNRESET') ||
+    m.includes('ECONNREFUSED')
+  );
 }
 
 interface IoredisCommand {

@@ -65,16 +65,26 @@ export async function startLocalRedis(options: LocalRedisOptions): Promise<Local
     );
   }
   const args = [
-    '--port', String(port),
-    '--bind', '127.0.0.1',
-    '--dir', options.dataDir,
-    '--save', '',
-    '--appendonly', options.appendOnly ? 'yes' : 'no',
-    '--appendfsync', options.appendFsync,
-    '--appenddirname', 'appendonly',
-    '--logfile', join(options.dataDir, 'redis.log'),
-    '--daemonize', 'no',
-    '--protected-mode', 'yes',
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    options.dataDir,
+    '--save',
+    '',
+    '--appendonly',
+    options.appendOnly ? 'yes' : 'no',
+    '--appendfsync',
+    options.appendFsync,
+    '--appenddirname',
+    'appendonly',
+    '--logfile',
+    join(options.dataDir, 'redis.log'),
+    '--daemonize',
+    'no',
+    '--protected-mode',
+    'yes',
   ];
   // Its own process group: a terminal's Ctrl-C (SIGINT to the whole foreground group) reaches only the
   // switch, which drains its calls and then stops this server itself (stop() below).

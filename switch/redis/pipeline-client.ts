@@ -169,8 +169,18 @@ export class PipelineClient {
    */
   static fromUrl(url: string, options: Omit<PipelineOptions, 'host' | 'port'>): PipelineClient | undefined {
     const parsed = new URL(url);
-    if (parsed.protocol !== 'redis:' || parsed.username !== '' || parsed.password !== '' || (parsed.pathname !== '' && parsed.pathname !== '/')) return undefined;
-    return new PipelineClient({ ...options, host: parsed.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1', port: Number(parsed.port || 6379) });
+    if (
+      parsed.protocol !== 'redis:' ||
+      parsed.username !== '' ||
+      parsed.password !== '' ||
+      (parsed.pathname !== '' && parsed.pathname !== '/')
+    )
+      return undefined;
+    return new PipelineClient({
+      ...options,
+      host: parsed.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',
+      port: Number(parsed.port || 6379),
+    });
   }
 
   /** Connects; rejects when Redis cannot be reached. */
@@ -201,7 +211,10 @@ export class PipelineClient {
         },
       });
       this.socket = socket;
-      const timer = setTimeout(() => socket.destroy(new Error(`connect timed out after ${this.options.connectTimeoutMs} ms`)), this.options.connectTimeoutMs);
+      const timer = setTimeout(
+        () => socket.destroy(new Error(`connect timed out after ${this.options.connectTimeoutMs} ms`)),
+        this.options.connectTimeoutMs,
+      );
       socket.once('connect', () => {
         clearTimeout(timer);
         this.ready = true;
@@ -225,7 +238,9 @@ export class PipelineClient {
     this.ready = false;
     this.socket = undefined;
     this.outgoing = [];
-    this.failAll(new PipelineUnavailableError('Connection is closed: the ledger connection broke; the outcome of the last requests is unknown'));
+    this.failAll(
+      new PipelineUnavailableError('Connection is closed: the ledger connection broke; the outcome of the last requests is unknown'),
+    );
     if (this.closed) return;
     // Tripped only now, with the connection reset: the breaker's probe goes out on the next one.
     this.options.breaker?.trip(this.breakReason ?? 'the ledger connection broke');
@@ -308,7 +323,9 @@ export class PipelineClient {
   private send(args: readonly (string | number)[]): Promise<RespReply> {
     if (this.closed) return Promise.reject(new PipelineUnavailableError('Connection is closed: the switch is stopping'));
     if (this.pending.length - this.pendingHead >= this.options.maxPending) {
-      return Promise.reject(new PipelineUnavailableError(`Connection is busy: ${this.options.maxPending} ledger commands already wait for Redis`));
+      return Promise.reject(
+        new PipelineUnavailableError(`Connection is busy: ${this.options.maxPending} ledger commands already wait for Redis`),
+      );
     }
     return new Promise((resolve, reject) => {
       this.pending.push({ resolve, reject, deadlineMs: Date.now() + this.options.commandTimeoutMs });

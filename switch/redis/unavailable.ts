@@ -10,7 +10,7 @@ export function isRedisUnavailable(err: unknown): boolean {
   if (err instanceof PipelineUnavailableError || err instanceof LedgerDownError) return true;
   const m = err.message;
   return (
-    m.includes('Stream isn\'t writeable') ||
+    m.includes("Stream isn't writeable") ||
     m.includes('Connection is closed') ||
     m.includes('Command timed out') ||
     m.includes('ECONNREFUSED') ||

@@ -30,7 +30,12 @@ export class TestClock {
   }
 }
 
-export async function startClockedSwitch(label: string, clock: TestClock, overrides: Record<string, string> = {}, options: StartOptions = {}): Promise<SwitchApp> {
+export async function startClockedSwitch(
+  label: string,
+  clock: TestClock,
+  overrides: Record<string, string> = {},
+  options: StartOptions = {},
+): Promise<SwitchApp> {
   const config = testConfig(label, { ...OPERATOR_ENV, ...overrides });
   return startSwitch(config, createLogger(config.logLevel), clock.now, options);
 }

@@ -161,7 +161,12 @@ function metadataOf(t: PosTerminal): Metadata {
   return m;
 }
 
-export function authorizeOnce(client: PosServiceClient, t: PosTerminal, request: AuthorizeRequest, deadlineMs = CALL_DEADLINE_MS): Promise<AuthorizeResponse> {
+export function authorizeOnce(
+  client: PosServiceClient,
+  t: PosTerminal,
+  request: AuthorizeRequest,
+  deadlineMs = CALL_DEADLINE_MS,
+): Promise<AuthorizeResponse> {
   return new Promise((resolve, reject) => {
     client.authorize(request, metadataOf(t), { deadline: Date.now() + deadlineMs }, (err, value) => (err ? reject(err) : resolve(value)));
   });
@@ -172,7 +177,16 @@ export function authorizeOnce(client: PosServiceClient, t: PosTerminal, request:
  * again under the same key after every status whose outcome is unknown, until it is answered.
  */
 export class PosLoad {
-  readonly figures: LoadFigures = { requests: 0, payments: 0, acknowledged: 0, declined: 0, retried: 0, retriedByCode: {}, failed: 0, unanswered: 0 };
+  readonly figures: LoadFigures = {
+    requests: 0,
+    payments: 0,
+    acknowledged: 0,
+    declined: 0,
+    retried: 0,
+    retriedByCode: {},
+    failed: 0,
+    unanswered: 0,
+  };
   readonly failures: string[] = [];
   private stopping = false;
   private giveUpAtMs = Number.POSITIVE_INFINITY;
@@ -195,7 +209,8 @@ export class PosLoad {
 
   start(): this {
     this.terminals.forEach((t, i) => {
-      for (let k = 0; k < this.concurrency; k++) this.runs.push(this.run(t, this.clients[i] as PosServiceClient, i + k * this.terminals.length));
+      for (let k = 0; k < this.concurrency; k++)
+        this.runs.push(this.run(t, this.clients[i] as PosServiceClient, i + k * this.terminals.length));
     });
     return this;
   }
@@ -236,7 +251,13 @@ export class PosLoad {
       if (card === undefined) throw new Error('no cards');
       // 1.00 .. 19.99: well within every limit, so a decline would itself be a finding.
       const amountFen = 100 + ((n * 7919) % 1900);
-      const request: AuthorizeRequest = { terminalId: t.id, sequenceNumber: this.nextSequence(t.id), amountFen, credential: { card: { cardSerial: card.serial } }, pin: '' };
+      const request: AuthorizeRequest = {
+        terminalId: t.id,
+        sequenceNumber: this.nextSequence(t.id),
+        amountFen,
+        credential: { card: { cardSerial: card.serial } },
+        pin: '',
+      };
       this.figures.payments++;
       await this.payUntilAnswered(client, t, request, card.cardNo);
     }
@@ -272,7 +293,8 @@ export class PosLoad {
   private record(answer: AuthorizeResponse, request: AuthorizeRequest, t: PosTerminal, cardNo: string): void {
     if (answer.outcome !== Outcome.OUTCOME_APPROVED) {
       this.figures.declined++;
-      if (this.failures.length < 5) this.failures.push(`${t.id}#${request.sequenceNumber} declined: ${answer.declineReason} ${answer.displayText}`);
+      if (this.failures.length < 5)
+        this.failures.push(`${t.id}#${request.sequenceNumber} declined: ${answer.declineReason} ${answer.displayText}`);
       return;
     }
     this.approvals.push({ terminalId: t.id, sequence: request.sequenceNumber, cardNo, amountFen: request.amountFen });
@@ -321,7 +343,8 @@ export async function checkFaultLedger(
   for (const [cardNo, openingFen] of openings) {
     const balanceFen = Number(await redis.hget(keys.account(cardNo), 'bal'));
     const expectedFen = openingFen - (spent.get(cardNo) ?? 0);
-    if (balanceFen !== expectedFen) balanceMismatches.push(`card ${cardNo}: balance ${balanceFen}, opening ${openingFen} - approvals = ${expectedFen}`);
+    if (balanceFen !== expectedFen)
+      balanceMismatches.push(`card ${cardNo}: balance ${balanceFen}, opening ${openingFen} - approvals = ${expectedFen}`);
   }
   return { ledger, balanceMismatches };
 }
@@ -342,7 +365,10 @@ export async function within<T>(ms: number, what: string, pending: Promise<T>): 
 /** One line CI shows per scenario. */
 export function figuresLine(scenario: string, f: LoadFigures, check: FaultLedgerCheck, crashes: number, extra = ''): string {
   const p = check.ledger.payments;
-  const codes = Object.entries(f.retriedByCode).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+  const codes =
+    Object.entries(f.retriedByCode)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ') || 'none';
   return (
     `fault suite [${scenario}]: requests ${f.requests}, payments ${f.payments}, acknowledged ${f.acknowledged}, ` +
     `lost ${p.missing}, duplicated ${p.duplicated}, unexplained ${p.unexplained}, crashes ${crashes}, ` +
@@ -382,7 +408,14 @@ export class RawGrpcSession {
     const prefix = Buffer.alloc(5);
     prefix.writeUInt32BE(message.length, 1);
     return new Promise((resolve) => {
-      const stream = this.session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': `${deadlineMs}m`, ...metadata });
+      const stream = this.session.request({
+        ':method': 'POST',
+        ':path': path,
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        'grpc-timeout': `${deadlineMs}m`,
+        ...metadata,
+      });
       const chunks: Buffer[] = [];
       let status: number | undefined;
       let text = '';

@@ -45,9 +45,24 @@ await new Promise((resolve) => {
       const sequence = attempts.length + 1;
       const card = sequence % w.serials.length;
       const nowMs = Date.now();
-      const attempt = { sequence, card, startedMs: nowMs, deadlineMs: nowMs + w.deadlineMs, endedMs: 0, code: -1, details: '', outcome: '' };
+      const attempt = {
+        sequence,
+        card,
+        startedMs: nowMs,
+        deadlineMs: nowMs + w.deadlineMs,
+        endedMs: 0,
+        code: -1,
+        details: '',
+        outcome: '',
+      };
       attempts.push(attempt);
-      const request = { terminalId: w.terminalId, sequenceNumber: sequence, amountFen: w.amountFen, credential: { card: { cardSerial: w.serials[card] } }, pin: '' };
+      const request = {
+        terminalId: w.terminalId,
+        sequenceNumber: sequence,
+        amountFen: w.amountFen,
+        credential: { card: { cardSerial: w.serials[card] } },
+        pin: '',
+      };
       pending.push(
         new Promise((done) => {
           client.authorize(request, metadata, { deadline: attempt.deadlineMs }, (err, response) => {

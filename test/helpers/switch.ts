@@ -65,12 +65,7 @@ export function terminalMetadata(t: { id: string; secret: string }): Metadata {
 }
 
 /** Promisifies one unary call of a generated grpc-js client. */
-export function call<Req, Res>(
-  client: unknown,
-  method: string,
-  request: Req,
-  metadata: Metadata,
-): Promise<Res> {
+export function call<Req, Res>(client: unknown, method: string, request: Req, metadata: Metadata): Promise<Res> {
   return new Promise((resolve, reject) => {
     const fn = (client as Record<string, (r: Req, m: Metadata, cb: (e: Error | null, v: Res) => void) => void>)[method];
     if (fn === undefined) throw new Error(`no method ${method}`);
@@ -78,7 +73,13 @@ export function call<Req, Res>(
   });
 }
 
-export async function openCard(app: SwitchApp, cardNo: string, serial: string, openingFen: number, extra: Record<string, string> = {}): Promise<void> {
+export async function openCard(
+  app: SwitchApp,
+  cardNo: string,
+  serial: string,
+  openingFen: number,
+  extra: Record<string, string> = {},
+): Promise<void> {
   await app.ledger.openAccount({ cardNo, openingFen, fields: { ser: serial, name: '张三', sno: `S${cardNo}`, ht: 'S', ...extra } });
   await app.redis.set(app.keys.serial(serial), cardNo);
 }

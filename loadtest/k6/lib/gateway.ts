@@ -20,7 +20,8 @@ export class EcardUsers {
   private next: number;
 
   constructor(private readonly users: ArrayLike<CampusEcardUser>) {
-    if (users.length === 0) throw new Error('the campus file has no e-card users: export it with --export-campus F --ecard-users N while npm start runs');
+    if (users.length === 0)
+      throw new Error('the campus file has no e-card users: export it with --export-campus F --ecard-users N while npm start runs');
     // VUs start on different users, so no one card is hot.
     this.next = (exec.vu.idInTest - 1) % users.length;
   }
