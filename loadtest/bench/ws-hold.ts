@@ -110,7 +110,7 @@ function openAll(s: WsOpenSettings): Promise<WsOpened> {
       });
       // A refused upgrade is an error ("Unexpected server response: 401"), then a close.
       ws.on('error', (err) => {
-        if (!isOpen) sample(`handshake: ${err.message}`);
+        sample(isOpen ? `error while held: ${err.message}` : `handshake: ${err.message}`);
       });
       ws.on('close', (code) => {
         if (!settled) {
