@@ -1,0 +1,512 @@
+// The Alipay channel (OpenAPI gateway, public-key mode, RSA2): barcode payments (alipay.trade.pay with
+// scene bar_code), query, cancel, refund (+ alipay.trade.fastpay.refund.query to confirm a repeated one),
+// recharge QR orders (alipay.trade.precreate), payment notifications (trade_status_sync) and the daily
+// trade statement. What every adapter promises is in ../channel.ts.
+//
+// alipay-sdk (v4) does the cryptography: sdkExecute() signs a request (RSA2 over the sorted parameters),
+// checkResponseSign() checks an answer with the Alipay public key, checkNotifySignV2() a notification.
+// Its exec() is not used to send: it takes no AbortSignal (only a fixed timeout), it warns on the console
+// and skips the check when no Alipay public key is set, and its errors quote the signature and the whole
+// answer. So the adapter sends the signed form itself with fetch (the caller's signal and
+// ALIPAY_TIMEOUT_MS, whichever ends first), requires a signature on every answer, and writes its own
+// messages. The SDK's request timestamp is local time; Alipay wants Beijing time, so the adapter passes it.
+// Certificate mode (app_cert_sn, alipay_root_cert_sn) is not supported: public-key mode only.
+import { AlipaySdk } from 'alipay-sdk';
+import {
+  CHANNEL_ID_PATTERN,
+  ChannelForgedError,
+  type CancelResult,
+  type ChannelPayer,
+  type CodePaymentRequest,
+  type IncomingNotification,
+  type NotificationReply,
+  type PaymentChannel,
+  type PaymentFailure,
+  type PaymentResult,
+  type QueryResult,
+  type RechargeOrder,
+  type RechargeOrderRequest,
+  type RefundRequest,
+  type RefundResult,
+  type StatementRow,
+  type VerifiedNotification,
+} from '../channel.js';
+import { CancelledError, FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { billDetailFromZip, BillFormatError, MAX_BILL_ZIP_BYTES, parseBillDetail } from './bill.js';
+import type { AlipayConfig } from './config.js';
+import {
+  ALIPAY_CODE_PATTERN,
+  ALIPAY_MAX_AMOUNT_FEN,
+  beijingTime,
+  fenToYuan,
+  isDate,
+  maskCode,
+  parseBeijingTime,
+  yuanToFen,
+} from './format.js';
+
+export type { AlipayConfig } from './config.js';
+
+export interface AlipayChannelOptions {
+  readonly config: AlipayConfig;
+  readonly logger: Logger;
+  /** Milliseconds since the epoch (request timestamps, order expiry). */
+  readonly now?: () => number;
+}
+
+const MAX_ANSWER_BYTES = 256 * 1024;
+const MAX_NOTIFICATION_BYTES = 64 * 1024;
+const MAX_SUBJECT_LENGTH = 64;
+const MAX_REASON_LENGTH = 256;
+/** Alipay closes a precreated order at the latest after 15 days. */
+const MAX_ORDER_EXPIRY_SEC = 15 * 24 * 3600;
+
+/** What one gateway call gave: a verified answer's inner object, or why nobody knows. */
+type Answer = { readonly ok: true; readonly body: Readonly<Record<string, unknown>> } | { readonly ok: false; readonly message: string };
+
+/** Sub-codes of 40004 (Business Failed) answered to alipay.trade.pay, as the switch reads them. */
+const PAY_FAILURES: Readonly<Record<string, PaymentFailure>> = {
+  'ACQ.PAYMENT_AUTH_CODE_INVALID': 'code_invalid', // wrong, expired or already used: Alipay does not tell which
+  'ACQ.BUYER_BALANCE_NOT_ENOUGH': 'insufficient_funds',
+  'ACQ.BUYER_BANKCARD_BALANCE_NOT_ENOUGH': 'insufficient_funds',
+  'ACQ.BUYER_ENABLE_STATUS_FORBID': 'payer_refused',
+  'ACQ.ERROR_BUYER_CERTIFY_LEVEL_LIMIT': 'payer_refused',
+  'ACQ.BEYOND_PAY_RESTRICTION': 'payer_refused',
+  'ACQ.BUYER_PAYMENT_AMOUNT_DAY_LIMIT_ERROR': 'payer_refused',
+  'ACQ.BUYER_PAYMENT_AMOUNT_MONTH_LIMIT_ERROR': 'payer_refused',
+  'ACQ.TRADE_HAS_CLOSE': 'payer_cancelled',
+};
+
+export class AlipayChannel implements PaymentChannel {
+  readonly name = 'alipay' as const;
+  private readonly sdk: AlipaySdk;
+  private readonly config: AlipayConfig;
+  private readonly log: Logger;
+  private readonly now: () => number;
+
+  constructor(options: AlipayChannelOptions) {
+    this.config = options.config;
+    this.now = options.now ?? Date.now;
+    this.log = options.logger.child({ channel: 'alipay' });
+    this.sdk = new AlipaySdk({
+      appId: this.config.appId,
+      privateKey: this.config.appPrivateKeyPem,
+      keyType: 'PKCS8',
+      alipayPublicKey: this.config.alipayPublicKeyPem,
+      signType: 'RSA2',
+      gateway: this.config.gatewayUrl,
+      timeout: this.config.timeoutMs,
+      camelcase: false,
+    });
+  }
+
+  recognises(code: string): boolean {
+    return ALIPAY_CODE_PATTERN.test(code);
+  }
+
+  async payWithCode(request: CodePaymentRequest, signal: AbortSignal): Promise<PaymentResult> {
+    checkId('outTradeNo', request.outTradeNo);
+    if (!this.recognises(request.authCode))
+      throw new InvalidArgumentError('authCode is not an Alipay payment code (16-24 digits, 25-30 first)');
+    checkAmount('amountFen', request.amountFen);
+    checkText('subject', request.subject, MAX_SUBJECT_LENGTH);
+    checkText('terminalId', request.terminalId, 32);
+    const answer = await this.call(
+      'alipay.trade.pay',
+      {
+        out_trade_no: request.outTradeNo,
+        scene: 'bar_code',
+        auth_code: request.authCode,
+        subject: request.subject,
+        total_amount: fenToYuan(request.amountFen),
+        terminal_id: request.terminalId,
+      },
+      signal,
+      { outTradeNo: request.outTradeNo, code: maskCode(request.authCode) },
+    );
+    if (!answer.ok) return { status: 'unknown', message: answer.message };
+    const body = answer.body;
+    const code = text(body.code);
+    if (code === '10000') return this.paid(body, request.outTradeNo, 'gmt_payment');
+    if (code === '10003') return { status: 'paying' };
+    if (code === '40004') {
+      const subCode = text(body.sub_code);
+      // The same out_trade_no was paid before (by this code or another): only a query says by whom.
+      if (subCode === 'ACQ.TRADE_HAS_SUCCESS') return { status: 'unknown', message: `${channelText(body)}: already paid, query it` };
+      if (subCode === 'ACQ.SYSTEM_ERROR') return { status: 'unknown', message: channelText(body) };
+      return { status: 'failed', reason: PAY_FAILURES[subCode] ?? 'declined', message: channelText(body) };
+    }
+    // 40001 / 40002 / 40006: the request was refused before any trade was created (nothing taken).
+    if (code === '40001' || code === '40002' || code === '40006')
+      return { status: 'failed', reason: 'declined', message: channelText(body) };
+    return { status: 'unknown', message: channelText(body) }; // 20000 and anything new
+  }
+
+  async queryPayment(outTradeNo: string, signal: AbortSignal): Promise<QueryResult> {
+    checkId('outTradeNo', outTradeNo);
+    const answer = await this.call('alipay.trade.query', { out_trade_no: outTradeNo }, signal, { outTradeNo });
+    if (!answer.ok) return { status: 'unknown', message: answer.message };
+    const body = answer.body;
+    const code = text(body.code);
+    if (code === '40004' && text(body.sub_code) === 'ACQ.TRADE_NOT_EXIST') return { status: 'not_found' };
+    if (code !== '10000') return { status: 'unknown', message: channelText(body) };
+    switch (text(body.trade_status)) {
+      case 'WAIT_BUYER_PAY':
+        return { status: 'paying' };
+      case 'TRADE_SUCCESS':
+      case 'TRADE_FINISHED':
+        return this.paid(body, outTradeNo, 'send_pay_date');
+      case 'TRADE_CLOSED':
+        return { status: 'closed' };
+      default:
+        return { status: 'unknown', message: `unknown trade_status ${JSON.stringify(text(body.trade_status))}` };
+    }
+  }
+
+  async cancelPayment(outTradeNo: string, signal: AbortSignal): Promise<CancelResult> {
+    checkId('outTradeNo', outTradeNo);
+    const answer = await this.call('alipay.trade.cancel', { out_trade_no: outTradeNo }, signal, { outTradeNo });
+    if (!answer.ok) return { status: 'retry', message: answer.message };
+    const body = answer.body;
+    const code = text(body.code);
+    // retry_flag Y: Alipay could not finish the cancel this time and asks for the same call again.
+    if (text(body.retry_flag) === 'Y' || code === '20000') return { status: 'retry', message: channelText(body) };
+    if (code === '10000') return { status: 'cancelled' };
+    return { status: 'refused', message: channelText(body) };
+  }
+
+  async refund(request: RefundRequest, signal: AbortSignal): Promise<RefundResult> {
+    checkId('outTradeNo', request.outTradeNo);
+    checkId('outRefundNo', request.outRefundNo);
+    checkAmount('totalFen', request.totalFen);
+    checkAmount('refundFen', request.refundFen);
+    if (request.refundFen > request.totalFen) throw new InvalidArgumentError('refundFen is more than the payment (totalFen)');
+    checkText('reason', request.reason, MAX_REASON_LENGTH, true);
+    const context = { outTradeNo: request.outTradeNo, outRefundNo: request.outRefundNo };
+    const answer = await this.call(
+      'alipay.trade.refund',
+      {
+        out_trade_no: request.outTradeNo,
+        out_request_no: request.outRefundNo,
+        refund_amount: fenToYuan(request.refundFen),
+        refund_reason: request.reason,
+      },
+      signal,
+      context,
+    );
+    if (!answer.ok) return { status: 'unknown', message: answer.message };
+    const body = answer.body;
+    const code = text(body.code);
+    if (code === '10000') {
+      const tradeNo = text(body.trade_no);
+      // fund_change N: no money moved by THIS call (a repeat of an earlier refund, or still under way):
+      // Alipay says to confirm with the refund query.
+      if (text(body.fund_change) === 'Y' && tradeNo !== '') {
+        return { status: 'refunded', channelRefundId: refundId(tradeNo, request.outRefundNo), refundFen: request.refundFen };
+      }
+      return this.confirmRefund(request, signal);
+    }
+    if (code === '40004' && text(body.sub_code) !== 'ACQ.SYSTEM_ERROR') return { status: 'failed', message: channelText(body) };
+    if (code === '40001' || code === '40002' || code === '40006') return { status: 'failed', message: channelText(body) };
+    return { status: 'unknown', message: channelText(body) };
+  }
+
+  async createRechargeOrder(request: RechargeOrderRequest, signal: AbortSignal): Promise<RechargeOrder> {
+    checkId('outTradeNo', request.outTradeNo);
+    checkAmount('amountFen', request.amountFen);
+    checkText('subject', request.subject, MAX_SUBJECT_LENGTH);
+    if (!Number.isSafeInteger(request.expiresInSec) || request.expiresInSec < 60 || request.expiresInSec > MAX_ORDER_EXPIRY_SEC) {
+      throw new InvalidArgumentError(`expiresInSec must be a whole number of seconds from 60 to ${MAX_ORDER_EXPIRY_SEC}`);
+    }
+    const answer = await this.call(
+      'alipay.trade.precreate',
+      {
+        out_trade_no: request.outTradeNo,
+        total_amount: fenToYuan(request.amountFen),
+        subject: request.subject,
+        time_expire: beijingTime(this.now() + request.expiresInSec * 1000),
+      },
+      signal,
+      { outTradeNo: request.outTradeNo },
+      true,
+    );
+    if (!answer.ok) throw unavailable('the recharge order', answer.message, signal);
+    const body = answer.body;
+    const qrCode = text(body.qr_code);
+    if (text(body.code) === '10000' && qrCode !== '') return { kind: 'qr', qrContent: qrCode };
+    if (text(body.code) === '40004' && text(body.sub_code) !== 'ACQ.SYSTEM_ERROR') {
+      throw new FailedPreconditionError(`Alipay refused the recharge order: ${channelText(body)}`);
+    }
+    throw new UnavailableError(`Alipay did not create the recharge order: ${channelText(body)}`);
+  }
+
+  verifyNotification(notification: IncomingNotification): VerifiedNotification {
+    if (Buffer.byteLength(notification.body) > MAX_NOTIFICATION_BYTES)
+      throw new ChannelForgedError('Alipay notification larger than 64 KiB');
+    const fields: Record<string, string> = {};
+    for (const [key, value] of new URLSearchParams(notification.body)) {
+      if (key in fields) throw new ChannelForgedError(`Alipay notification repeats the field ${key}`);
+      // Alipay signs the non-empty parameters only (its reference SDKs skip empty ones).
+      if (value !== '') fields[key] = value;
+    }
+    if (fields.sign === undefined) throw new ChannelForgedError('Alipay notification without a signature');
+    if (fields.sign_type !== undefined && fields.sign_type !== 'RSA2')
+      throw new ChannelForgedError('Alipay notification not signed with RSA2');
+    let verified = false;
+    try {
+      verified = this.sdk.checkNotifySignV2(fields);
+    } catch {
+      verified = false;
+    }
+    if (!verified) throw new ChannelForgedError('Alipay notification signature does not verify with the configured Alipay public key');
+    if (fields.app_id !== this.config.appId) throw new ChannelForgedError('Alipay notification for another app_id');
+    if (this.config.sellerId !== '' && fields.seller_id !== this.config.sellerId) {
+      throw new ChannelForgedError('Alipay notification for another seller_id');
+    }
+    const outTradeNo = fields.out_trade_no ?? '';
+    const channelTxnId = fields.trade_no ?? '';
+    const amountFen = yuanToFen(fields.total_amount ?? '');
+    const status = fields.trade_status ?? '';
+    if (!CHANNEL_ID_PATTERN.test(outTradeNo) || channelTxnId === '' || amountFen === undefined || status === '') {
+      throw new ChannelForgedError('Alipay notification without out_trade_no, trade_no, total_amount or trade_status');
+    }
+    const payerId = fields.buyer_id ?? fields.buyer_open_id;
+    const payer: ChannelPayer | undefined = payerId === undefined ? undefined : { channel: 'alipay', payerId };
+    this.log.info({ outTradeNo, tradeStatus: status, notifyId: fields.notify_id }, 'alipay notification verified');
+    return {
+      outTradeNo,
+      channelTxnId,
+      amountFen,
+      paid: status === 'TRADE_SUCCESS' || status === 'TRADE_FINISHED',
+      payer,
+      paidAtMs: parseBeijingTime(fields.gmt_payment ?? ''),
+      notificationId: fields.notify_id,
+    };
+  }
+
+  notificationReply(ok: boolean): NotificationReply {
+    // Alipay resends (up to 8 times over 25 hours) until the body is exactly "success".
+    return { httpStatus: 200, contentType: 'text/plain; charset=utf-8', body: ok ? 'success' : 'fail' };
+  }
+
+  async dailyStatement(date: string, signal: AbortSignal): Promise<readonly StatementRow[]> {
+    if (!isDate(date)) throw new InvalidArgumentError(`date must be YYYY-MM-DD, got ${JSON.stringify(date)}`);
+    const answer = await this.call('alipay.data.dataservice.bill.downloadurl.query', { bill_type: 'trade', bill_date: date }, signal, {
+      billDate: date,
+    });
+    if (!answer.ok) throw unavailable(`the statement of ${date}`, answer.message, signal);
+    const body = answer.body;
+    const url = text(body.bill_download_url);
+    if (text(body.code) !== '10000' || url === '') {
+      if (text(body.code) === '40004') throw new FailedPreconditionError(`Alipay has no statement of ${date}: ${channelText(body)}`);
+      throw new UnavailableError(`Alipay did not give the statement of ${date}: ${channelText(body)}`);
+    }
+    // The URL carries a one-time token and is valid for 30 s: fetched at once, never logged.
+    const zip = await this.download(url, signal, date);
+    try {
+      return parseBillDetail(billDetailFromZip(zip));
+    } catch (error) {
+      if (error instanceof BillFormatError) throw new UnavailableError(`Alipay statement of ${date} unreadable: ${error.message}`);
+      throw error;
+    }
+  }
+
+  /** The refund query after a refund answered without fund_change Y. */
+  private async confirmRefund(request: RefundRequest, signal: AbortSignal): Promise<RefundResult> {
+    const answer = await this.call(
+      'alipay.trade.fastpay.refund.query',
+      { out_trade_no: request.outTradeNo, out_request_no: request.outRefundNo },
+      signal,
+      { outTradeNo: request.outTradeNo, outRefundNo: request.outRefundNo },
+    );
+    if (!answer.ok) return { status: 'unknown', message: answer.message };
+    const body = answer.body;
+    if (text(body.code) !== '10000') return { status: 'unknown', message: channelText(body) };
+    const refundedFen = yuanToFen(text(body.refund_amount));
+    const refundStatus = text(body.refund_status);
+    // Alipay: an answer with the refund's data and refund_status empty or REFUND_SUCCESS is a refund made;
+    // no data means none was made (send the refund again with the same out_request_no).
+    if (refundedFen === undefined || (refundStatus !== '' && refundStatus !== 'REFUND_SUCCESS')) {
+      return { status: 'unknown', message: 'Alipay has no refund under this outRefundNo yet: send it again with the same outRefundNo' };
+    }
+    if (refundedFen !== request.refundFen) {
+      return { status: 'failed', message: `outRefundNo was already used for a refund of ${fenToYuan(refundedFen)} yuan` };
+    }
+    return { status: 'refunded', channelRefundId: refundId(text(body.trade_no), request.outRefundNo), refundFen: refundedFen };
+  }
+
+  private paid(body: Readonly<Record<string, unknown>>, outTradeNo: string, timeField: string): PaymentResult {
+    const tradeNo = text(body.trade_no);
+    const payerId = text(body.buyer_user_id) || text(body.buyer_open_id);
+    const amountFen = yuanToFen(text(body.total_amount));
+    const answeredNo = text(body.out_trade_no);
+    if (tradeNo === '' || payerId === '' || amountFen === undefined || (answeredNo !== '' && answeredNo !== outTradeNo)) {
+      return { status: 'unknown', message: 'Alipay answered paid without trade_no, buyer, total_amount or with another out_trade_no' };
+    }
+    return {
+      status: 'paid',
+      channelTxnId: tradeNo,
+      payer: { channel: 'alipay', payerId },
+      amountFen,
+      paidAtMs: parseBeijingTime(text(body[timeField])) ?? this.now(),
+    };
+  }
+
+  /**
+   * Signs and sends one OpenAPI call; answers the verified `<method>_response` object. Transport trouble,
+   * an answer that is not JSON, unsigned or not verifying: not ok (nobody knows what happened).
+   */
+  private async call(
+    method: string,
+    bizContent: Record<string, string>,
+    signal: AbortSignal,
+    context: Record<string, string>,
+    withNotifyUrl = false,
+  ): Promise<Answer> {
+    const startedMs = this.now();
+    const answer = await this.send(method, bizContent, signal, withNotifyUrl);
+    const elapsedMs = this.now() - startedMs;
+    if (answer.ok) {
+      const fields = { method, ...context, code: text(answer.body.code), subCode: text(answer.body.sub_code) || undefined, elapsedMs };
+      this.log.debug(fields, 'alipay answered');
+    } else {
+      this.log.warn({ method, ...context, elapsedMs, problem: answer.message }, 'alipay call without a believable answer');
+    }
+    return answer;
+  }
+
+  private async send(method: string, bizContent: Record<string, string>, signal: AbortSignal, withNotifyUrl: boolean): Promise<Answer> {
+    if (signal.aborted) return { ok: false, message: 'cancelled before the call was sent' };
+    const params: Record<string, unknown> = { bizContent, timestamp: beijingTime(this.now()) };
+    if (withNotifyUrl && this.config.notifyUrl !== '') params.notify_url = this.config.notifyUrl;
+    const signed = new URLSearchParams(this.sdk.sdkExecute(method, params, { bizContentAutoSnakeCase: false }));
+    // As the SDKs do: the common parameters in the URL, biz_content in the form body.
+    const body = new URLSearchParams({ biz_content: signed.get('biz_content') ?? '' });
+    signed.delete('biz_content');
+    const url = new URL(this.config.gatewayUrl);
+    for (const [key, value] of signed) url.searchParams.set(key, value);
+    const timeout = AbortSignal.timeout(this.config.timeoutMs);
+    let status: number;
+    let raw: string;
+    try {
+      const response = await fetch(url, {
+        method: 'POST',
+        body: body.toString(),
+        headers: { 'content-type': 'application/x-www-form-urlencoded;charset=utf-8', accept: 'application/json' },
+        signal: AbortSignal.any([signal, timeout]),
+        redirect: 'error',
+      });
+      status = response.status;
+      raw = new TextDecoder().decode(await readLimited(response, MAX_ANSWER_BYTES));
+    } catch (error) {
+      return { ok: false, message: transportProblem(error, signal, timeout, this.config.timeoutMs) };
+    }
+    if (status !== 200) return { ok: false, message: `Alipay answered HTTP ${status}` };
+    return this.verifiedAnswer(method, raw);
+  }
+
+  private verifiedAnswer(method: string, raw: string): Answer {
+    let document: unknown;
+    try {
+      document = JSON.parse(raw);
+    } catch {
+      return { ok: false, message: 'Alipay answer is not JSON' };
+    }
+    if (!isRecord(document)) return { ok: false, message: 'Alipay answer is not a JSON object' };
+    const expected = `${method.replaceAll('.', '_')}_response`;
+    const key = expected in document ? expected : 'error_response' in document ? 'error_response' : undefined;
+    const inner = key === undefined ? undefined : document[key];
+    if (key === undefined || !isRecord(inner)) return { ok: false, message: `Alipay answer without ${expected}` };
+    const sign = document.sign;
+    if (typeof sign !== 'string' || sign === '') {
+      return { ok: false, message: `Alipay answer not signed (${channelText(inner)}): not believed` };
+    }
+    try {
+      this.sdk.checkResponseSign(raw, key, sign, '');
+    } catch {
+      return { ok: false, message: 'Alipay answer signature does not verify with the configured Alipay public key: not believed' };
+    }
+    return { ok: true, body: inner };
+  }
+
+  private async download(url: string, signal: AbortSignal, date: string): Promise<Uint8Array> {
+    const timeout = AbortSignal.timeout(this.config.timeoutMs);
+    try {
+      const response = await fetch(url, { signal: AbortSignal.any([signal, timeout]), redirect: 'follow' });
+      if (response.status !== 200) throw new UnavailableError(`Alipay statement of ${date}: the download answered HTTP ${response.status}`);
+      return await readLimited(response, MAX_BILL_ZIP_BYTES);
+    } catch (error) {
+      if (error instanceof UnavailableError) throw error;
+      throw unavailable(`the statement of ${date}`, transportProblem(error, signal, timeout, this.config.timeoutMs), signal);
+    }
+  }
+}
+
+function refundId(tradeNo: string, outRefundNo: string): string {
+  // Alipay gives a refund no id of its own: it is named by the trade and our out_request_no.
+  return `${tradeNo}/${outRefundNo}`;
+}
+
+function unavailable(what: string, message: string, signal: AbortSignal): Error {
+  return signal.aborted
+    ? new CancelledError(`cancelled while asking Alipay for ${what}`)
+    : new UnavailableError(`Alipay: ${what}: ${message}`);
+}
+
+/** Why a call got no answer, in words that carry no URL (the URL holds the request's signature). */
+function transportProblem(error: unknown, signal: AbortSignal, timeout: AbortSignal, timeoutMs: number): string {
+  if (signal.aborted) return 'cancelled by the caller before Alipay answered';
+  if (timeout.aborted) return `no answer from Alipay within ${timeoutMs} ms`;
+  const cause = (error as { cause?: { code?: unknown } } | undefined)?.cause;
+  const code = typeof cause?.code === 'string' ? cause.code : error instanceof Error ? error.name : 'error';
+  return `transport error talking to Alipay (${code})`;
+}
+
+async function readLimited(response: Response, maxBytes: number): Promise<Uint8Array> {
+  const reader = response.body?.getReader();
+  if (reader === undefined) return new Uint8Array();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = (await reader.read()) as ReadableStreamReadResult<Uint8Array>;
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel();
+      throw new Error(`answer larger than ${maxBytes} bytes`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** The channel's own words for an answer: code, sub_code and sub_msg (safe to show: no secrets). */
+function channelText(body: Readonly<Record<string, unknown>>): string {
+  const parts = [text(body.code), text(body.sub_code), text(body.sub_msg) || text(body.msg)].filter((part) => part !== '');
+  return parts.length > 0 ? `Alipay ${parts.join(' ')}` : 'Alipay answer without a code';
+}
+
+function text(value: unknown): string {
+  return typeof value === 'string' ? value : '';
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function checkId(field: string, value: string): void {
+  if (!CHANNEL_ID_PATTERN.test(value)) throw new InvalidArgumentError(`${field} must be 6-32 of A-Z a-z 0-9 _ -`);
+}
+
+function checkAmount(field: string, value: number): void {
+  if (!Number.isSafeInteger(value) || value <= 0 || value > ALIPAY_MAX_AMOUNT_FEN) {
+    throw new InvalidArgumentError(`${field} must be a whole number of fen from 1 to ${ALIPAY_MAX_AMOUNT_FEN}`);
+  }
+}
+
+function checkText(field: string, value: string, maxLength: number, emptyAllowed = false): void {
+  if ((!emptyAllowed && value.trim() === '') || [...value].length > maxLength) {
+    throw new InvalidArgumentError(`${field} must be ${emptyAllowed ? 'at most' : '1 to'} ${maxLength} characters`);
+  }
+}
