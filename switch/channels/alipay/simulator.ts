@@ -25,7 +25,7 @@
 //                                                                                 (else a day's is ready once it ended)
 // Payment codes: 18 digits starting 28, valid 60 s, single use, like the real ones. A code that was never
 // minted but has a script pays for a payer made on the spot. Everything is in memory and bounded.
-import { createSign, createVerify, generateKeyPairSync, randomBytes, randomInt, type KeyObject } from 'node:crypto';
+import { createHash, createSign, createVerify, generateKeyPairSync, randomBytes, randomInt, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { zipSync } from 'fflate';
@@ -538,9 +538,11 @@ export class AlipaySimulator {
   /** The same out_trade_no again: the same content answers the trade as it is; other content is refused. */
   private repeatPay(trade: Trade, authCode: string, amountFen: number, subject: string): Reply {
     this.advance(trade);
-    const same = trade.kind === 'code' && trade.authCode === authCode && trade.amountFen === amountFen && trade.subject === subject;
+    const sameOrder = trade.kind === 'code' && trade.amountFen === amountFen && trade.subject === subject;
     const paid = trade.status === 'TRADE_SUCCESS' || trade.status === 'TRADE_FINISHED';
-    if (!same) {
+    if (!sameOrder) return answer('40004', 'ACQ.CONTEXT_INCONSISTENT', '交易信息被篡改', { out_trade_no: trade.outTradeNo });
+    // The same order with another payer's code: paid already (by someone: query says who), or inconsistent.
+    if (trade.authCode !== authCode) {
       if (paid) return answer('40004', 'ACQ.TRADE_HAS_SUCCESS', '交易已被支付', { out_trade_no: trade.outTradeNo });
       return answer('40004', 'ACQ.CONTEXT_INCONSISTENT', '交易信息被篡改', { out_trade_no: trade.outTradeNo });
     }
@@ -844,7 +846,11 @@ export class AlipaySimulator {
     const fields: Record<string, string> = {
       notify_time: beijingTime(this.now()),
       notify_type: 'trade_status_sync',
-      notify_id: `2026${randomBytes(14).toString('hex')}`,
+      // The same notification sent again keeps its notify_id, as Alipay's resends do.
+      notify_id: createHash('sha256')
+        .update(`${trade.tradeNo}:${plan.status ?? trade.status}`)
+        .digest('hex')
+        .slice(0, 34),
       app_id: this.appId,
       charset: 'utf-8',
       version: '1.0',
