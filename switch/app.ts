@@ -5,6 +5,7 @@ import { Redis } from 'ioredis';
 import { PosServiceService } from '../proto/gen/cardswitch/v1/pos.js';
 import { withFastEncoders } from './grpc/fast-encode.js';
 import type { Config } from './config.js';
+import { NO_CHANNELS, type PaymentChannels } from './channels/index.js';
 import { CardDirectory } from './domain/cards.js';
 import { PosDomain } from './domain/pos.js';
 import { StatementReader } from './domain/reports.js';
@@ -161,6 +162,12 @@ export interface StartOptions {
    * simulator, with a warning in the log (no campus adapter exists yet); tests pass their own.
    */
   readonly feeProvider?: FeeProvider;
+  /**
+   * The third-party payment channels, built by the caller: main.ts from ALIPAY_* / WECHATPAY_*
+   * (channels/index.ts channelsFromEnvironment), npm start and tests against the loopback simulators
+   * (startChannelSimulators). Default: none. The caller closes what it built.
+   */
+  readonly channels?: PaymentChannels;
 }
 
 export async function startSwitch(
@@ -213,6 +220,7 @@ export async function startSwitch(
     const context: SwitchContext = {
       config,
       log,
+      channels: options.channels ?? NO_CHANNELS,
       keys,
       scripts,
       ledger,

@@ -4,6 +4,7 @@
 // they need from it. Types only: this module runs no code and imports no value. It carries no Redis
 // connection: the domain reaches the ledger through the wrappers in ledger/ (keys + scripts).
 import type { Config } from './config.js';
+import type { PaymentChannels } from './channels/index.js';
 import type { CardDirectory } from './domain/cards.js';
 import type { TerminalRegistry } from './domain/terminals.js';
 import type { FeeSettings } from './fees/index.js';
@@ -35,6 +36,8 @@ export interface SwitchContext {
   readonly fees: FeeSettings;
   /** Opens the campus QR codes POS scan and issues the phone page's (CAMPUS_QR_SECRET). */
   readonly campusQr: CampusQrCodec;
+  /** The third-party payment channels (Alipay, WeChat Pay) this switch talks to; empty when none. */
+  readonly channels: PaymentChannels;
   readonly metrics: Metrics;
   /** Milliseconds since the epoch; tests may pass a fixed clock. */
   readonly now: () => number;

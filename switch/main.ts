@@ -10,6 +10,7 @@
 // for when a second process pays on a given machine.
 import cluster from 'node:cluster';
 import { startSwitch } from './app.js';
+import { channelsFromEnvironment } from './channels/index.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './log.js';
 import type { Logger } from 'pino';
@@ -77,7 +78,9 @@ async function runSwitch(config: Config): Promise<number> {
   const log = createLogger(config.logLevel);
   const serves = servesFromEnvironment();
   logGrpcTransport(log, config, serves);
-  const app = await startSwitch(config, log, Date.now, serves);
+  // ALIPAY_* / WECHATPAY_* name the real channels; none configured: no third-party payments.
+  const channels = channelsFromEnvironment(process.env, log);
+  const app = await startSwitch(config, log, Date.now, { ...serves, channels });
   log.info(
     { grpcPort: app.grpcPort, gatewayPort: app.gateway?.port, redis: config.redisUrl.replace(/\/\/[^@]*@/, '//***@') },
     'cardswitch ready',

@@ -12,6 +12,13 @@ import { importCardholders, importTerminals, parseCardholdersCsv, parseTerminals
 import { createLogger, type Logger } from './log.js';
 import { RedisServerMissingError, startLocalRedis, type LocalRedis } from './redis/local-redis.js';
 import { IdentitySimulator } from './identity/simulator.js';
+import {
+  channelsConfigured,
+  channelsFromEnvironment,
+  startChannelSimulators,
+  type ChannelSimulators,
+  type PaymentChannels,
+} from './channels/index.js';
 
 /** The credentials the development identity simulator accepts (it stands in for WeCom and WeChat). */
 const DEV_IDENTITY = {
@@ -163,11 +170,32 @@ function printReady(app: SwitchApp, config: Config, simulatorUrl: string | undef
   process.stdout.write(lines.join('\n'));
 }
 
+/**
+ * The payment channels: the real ones when ALIPAY_* / WECHATPAY_* name them, otherwise both loopback
+ * simulators (development), whose notifications go to this gateway.
+ */
+async function paymentChannels(
+  env: NodeJS.ProcessEnv,
+  config: Config,
+  log: Logger,
+): Promise<{ channels: PaymentChannels; simulators: ChannelSimulators | undefined }> {
+  if (channelsConfigured(env)) return { channels: channelsFromEnvironment(env, log), simulators: undefined };
+  const host = config.gateway.host === '0.0.0.0' ? '127.0.0.1' : config.gateway.host;
+  const notifyBaseUrl = config.gateway.port === 0 ? '' : `http://${host}:${config.gateway.port}`;
+  const simulators = await startChannelSimulators({ log, notifyBaseUrl });
+  log.warn(
+    { alipay: simulators.alipay.gatewayUrl, wechatPay: simulators.wechat.url },
+    'payment channels: no ALIPAY_APP_ID / WECHATPAY_MCH_ID configured, so Alipay and WeChat Pay are the loopback simulators (development)',
+  );
+  return { channels: simulators.channels, simulators };
+}
+
 async function main(): Promise<number> {
   const env = process.env;
   const bootLog = createLogger(env['LOG_LEVEL'] ?? 'info');
   let localRedis: LocalRedis | undefined;
   let identity: IdentitySimulator | undefined;
+  let channelSimulators: ChannelSimulators | undefined;
   try {
     // A development server: loopback only unless told otherwise (the production entry point, main.ts,
     // keeps its configured host). The gateway follows GRPC_HOST unless GATEWAY_HOST is set.
@@ -177,12 +205,15 @@ async function main(): Promise<number> {
     identity = await ensureIdentity(env, bootLog);
     const config = loadConfig(env);
     const log = createLogger(config.logLevel);
-    const app = await startSwitch(config, log);
+    const payments = await paymentChannels(env, config, log);
+    channelSimulators = payments.simulators;
+    const app = await startSwitch(config, log, Date.now, { channels: payments.channels });
     await loadDemoIfEmpty(app, config, log);
     printReady(app, config, identity?.url);
     await waitForSignal();
     log.info('stopping');
     await app.stop();
+    await channelSimulators?.stop();
     await identity?.stop();
     // The local redis-server runs in its own process group (Ctrl-C does not reach it): stopped last,
     // after the switch has drained its calls.
@@ -190,6 +221,7 @@ async function main(): Promise<number> {
     log.info('stopped');
     return 0;
   } catch (err) {
+    await channelSimulators?.stop();
     await identity?.stop();
     await localRedis?.stop();
     if (err instanceof ConfigError || err instanceof RedisServerMissingError) {
