@@ -203,6 +203,12 @@ const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args:
       ],
     },
   ],
+  'channel-binding': [
+    { keys: 1, args: ['claim', 'C1', ''] },
+    { keys: 1, args: ['release', 'C1'] },
+    { keys: 1, args: ['bind', 'cpwechat', 'o-payer-1'] },
+    { keys: 1, args: ['unbind', 'cpalipay', '2088000000000001'] },
+  ],
   'claim-id': [
     { keys: 1, args: ['claim', 'C1', 60] },
     { keys: 1, args: ['release', 'C1'] },

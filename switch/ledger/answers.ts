@@ -81,6 +81,15 @@ export const ECARD_BINDING_ANSWERS = {
   16: 'not_bound_to_user',
 } as const;
 
+/** channel-binding.lua's card side (bind, unbind); its payer side answers CLAIM_ANSWERS / RELEASE_ANSWERS. */
+export const CHANNEL_BINDING_ANSWERS = {
+  1: 'done',
+  5: 'unknown_card',
+  9: 'card_cancelled',
+  15: 'bound_to_other',
+  16: 'not_bound_to_payer',
+} as const;
+
 export const RECHARGE_ANSWERS = { 1: 'credited', 5: 'unknown_card', 9: 'card_cancelled', 11: 'daily_limit_exceeded' } as const;
 export const RECHARGE_REFUSALS = KEY_REUSED;
 
@@ -156,6 +165,7 @@ export interface ScriptAnswers {
 export const SCRIPT_ANSWERS = {
   adjust: { answers: [ADJUST_ANSWERS], refusals: ADJUST_REFUSALS },
   authorize: { answers: [AUTHORIZE_ANSWERS], refusals: AUTHORIZE_REFUSALS },
+  'channel-binding': { answers: [CLAIM_ANSWERS, RELEASE_ANSWERS, CHANNEL_BINDING_ANSWERS], refusals: {} },
   'claim-id': { answers: [CLAIM_ANSWERS, RELEASE_ANSWERS], refusals: {} },
   'ecard-binding': { answers: [ECARD_BINDING_ANSWERS], refusals: {} },
   'ecard-watch': { answers: [ECARD_WATCH_ANSWERS], refusals: {} },

@@ -111,6 +111,20 @@ export class Keys {
     return `${this.prefix}:eclock:${userId}`;
   }
 
+  /**
+   * Which card a payment channel's payer (Alipay buyer_user_id, WeChat openid) is bound to: a string,
+   * the card number, in the payer's own slot. The card's side is its account field `cp<channel>`
+   * (channelPayerField); a binding counts only when both sides name each other (channel-binding.lua).
+   */
+  channelPayer(channel: string, payerId: string): string {
+    return `${this.prefix}:cpayer:${channel}:${payerId}`;
+  }
+
+  /** Held while one channel payer's binding or unbinding runs, so two of them never interleave. */
+  channelPayerLock(channel: string, payerId: string): string {
+    return `${this.prefix}:cplock:${channel}:${payerId}`;
+  }
+
   /** One cardholder session on the e-card page: hash {uid, ...}; gone after logout, unbinding or expiry. */
   session(sessionId: string): string {
     return `${this.prefix}:sess:${sessionId}`;

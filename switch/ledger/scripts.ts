@@ -21,6 +21,7 @@ const MAX_INCLUDE_DEPTH = 4;
 export const SCRIPT_NAMES = [
   'adjust',
   'authorize',
+  'channel-binding',
   'claim-id',
   'ecard-binding',
   'ecard-watch',
@@ -107,6 +108,16 @@ export const ARGV_RULES = {
       id('credentialKind'),
     ],
     tail: [integer('qrEpoch', 0), flag('qrExpired'), integer('qrUsedTtlSec', 1), id('qrCodeId')],
+  },
+  'channel-binding': {
+    common: [oneOf('op', 'claim', 'release', 'bind', 'unbind')],
+    expected: '2 to 3 (by op)',
+    byOp: {
+      claim: [id('cardNo'), text('staleCardNo')],
+      release: [id('cardNo')],
+      bind: [oneOf('field', 'cpalipay', 'cpwechat'), id('payerId')],
+      unbind: [oneOf('field', 'cpalipay', 'cpwechat'), id('payerId')],
+    },
   },
   'claim-id': {
     common: [oneOf('op', 'claim', 'release')],
