@@ -16,6 +16,7 @@ import { TerminalRecords } from '../ledger/terminals.js';
 import { checkShardCount, ShardCountMismatchError } from '../ledger/meta.js';
 import { applyLocalDefaults } from '../dev-env.js';
 import { runAuditCommand } from './audit.js';
+import { runReconcileCommand } from './reconcile.js';
 import { formatYuan } from '../money.js';
 import { DEFAULT_CSV_LIMITS, NoDataRowsError } from '../data/csv.js';
 import { DEFAULT_DEMO_CARDHOLDERS, DEFAULT_DEMO_SEED, generateDemoCampus, type DemoDoc, demoDoc } from '../data/demo.js';
@@ -45,6 +46,9 @@ commands:
   audit [--json] [--max-problems N]
                                   prove every balance equals its journal and money is conserved
                                   (exit 0 sound, 1 with the differences)
+  reconcile --channel wechat|alipay --date YYYY-MM-DD [--json]
+                                  match the channel's statement of that day against the journal
+                                  (exit 0 matched, 1 with the differences listed)
   help                            show this text
 
 environment: REDIS_URL (required), KEY_PREFIX, LEDGER_SHARDS, TERMINAL_SECRET_PEPPER, PASSWORD_PEPPER
@@ -242,6 +246,12 @@ async function run(argv: readonly string[]): Promise<number> {
     const note = applyLocalDefaults(process.env);
     if (note !== undefined) console.error(note);
     return runAuditCommand(argv.slice(1));
+  }
+  // Reconciliation reads the channel's settings (WECHATPAY_* / ALIPAY_*) and flags of its own.
+  if (argv[0] === 'reconcile') {
+    const note = applyLocalDefaults(process.env);
+    if (note !== undefined) console.error(note);
+    return runReconcileCommand(argv.slice(1));
   }
   const { positionals, values } = parseArgs({
     args: [...argv],

@@ -23,6 +23,10 @@
 //   notify(outTradeNo, plan)          POST /sim/notify {...}                      send notifications now
 //   bill(date)                        GET  /sim/bill?date=YYYY-MM-DD              publish that day's statement now
 //                                                                                 (else a day's is ready once it ended)
+//   addBillLine(line)                 POST /sim/bill-line {"outTradeNo","amountFen","kind"?,"atMs"?}
+//                                                        a statement line no trade made (or a trade's twice)
+//   alterBillLine(outTradeNo, fen)    POST /sim/alter-bill-line {"outTradeNo","amountFen"}
+//                                                        the statement shows another amount for that payment
 // Payment codes: 18 digits starting 28, valid 60 s, single use, like the real ones. A code that was never
 // minted but has a script pays for a payer made on the spot. Everything is in memory and bounded.
 import { createHash, createSign, createVerify, generateKeyPairSync, randomBytes, randomInt, type KeyObject } from 'node:crypto';
@@ -74,6 +78,19 @@ export interface NotifyPlan {
   readonly forged?: 'signature' | 'amount';
   /** Send this trade_status instead of the order's (an old or out-of-order notification). */
   readonly status?: TradeStatus;
+}
+
+/** A line put on the statement by a test (addBillLine): not made by any trade of the simulator. */
+export interface InjectedBillLine {
+  readonly outTradeNo: string;
+  readonly amountFen: number;
+  /** Default payment (交易). */
+  readonly kind?: 'payment' | 'refund';
+  /** Default now. */
+  readonly atMs?: number;
+  /** Default: the trade's trade_no, or a new one. */
+  readonly channelTxnId?: string | undefined;
+  readonly outRefundNo?: string;
 }
 
 export interface NotifyDelivery {
@@ -160,6 +177,9 @@ export class AlipaySimulator {
   /** out_trade_no cancelled before any trade existed: a later pay with it is refused (closed). */
   private readonly closedIds = new Set<string>();
   private readonly publishedBills = new Set<string>();
+  /** Lines a test put on the statement (addBillLine) and amounts it changed (alterBillLine). */
+  private readonly injectedBillLines: (InjectedBillLine & { readonly atMs: number })[] = [];
+  private readonly billAmounts = new Map<string, number>();
   private readonly billLinks = new Map<string, { readonly date: string; readonly expiresMs: number }>();
   private readonly deliveries = new Map<string, NotifyDelivery[]>();
   private readonly pendingNotifications = new Set<Promise<unknown>>();
@@ -320,6 +340,26 @@ export class AlipaySimulator {
     return this.deliveries.get(outTradeNo) ?? [];
   }
 
+  /**
+   * Puts a line on the statement that no trade of the simulator made (reconciliation tests): a payment
+   * the switch never recorded, or, with the out_trade_no of a paid trade, the same payment twice.
+   */
+  addBillLine(line: InjectedBillLine): void {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(line.outTradeNo)) throw new RangeError('outTradeNo must be 1-64 of A-Z a-z 0-9 _ -');
+    if (!Number.isSafeInteger(line.amountFen) || line.amountFen <= 0) throw new RangeError('amountFen must be a whole number of fen > 0');
+    if (this.injectedBillLines.length >= MAX_TRADES) throw new Error(`the simulator holds ${MAX_TRADES} injected statement lines`);
+    this.injectedBillLines.push({ ...line, atMs: line.atMs ?? this.now() });
+  }
+
+  /** The statement shows `amountFen` for the payment of `outTradeNo` (a paid trade of the simulator). */
+  alterBillLine(outTradeNo: string, amountFen: number): void {
+    if (!Number.isSafeInteger(amountFen) || amountFen <= 0) throw new RangeError('amountFen must be a whole number of fen > 0');
+    const trade = this.trades.get(outTradeNo);
+    if (trade?.paidMs === undefined) throw new Error(`no paid trade ${outTradeNo} on any statement`);
+    bounded(this.billAmounts, MAX_TRADES);
+    this.billAmounts.set(outTradeNo, amountFen);
+  }
+
   /** Publishes the statement of `date` now (before the day ended) and answers its detail CSV as text. */
   bill(date: string): string {
     if (!isDate(date)) throw new RangeError('date must be YYYY-MM-DD');
@@ -376,6 +416,18 @@ export class AlipaySimulator {
         return json({});
       case '/sim/notify':
         return json({ deliveries: await this.notify(str('outTradeNo'), input) });
+      case '/sim/bill-line':
+        this.addBillLine({
+          outTradeNo: str('outTradeNo'),
+          amountFen: typeof input.amountFen === 'number' ? input.amountFen : -1,
+          ...(input.kind === 'refund' ? { kind: 'refund' as const } : {}),
+          ...(typeof input.atMs === 'number' ? { atMs: input.atMs } : {}),
+          channelTxnId: optional('channelTxnId'),
+        });
+        return json({});
+      case '/sim/alter-bill-line':
+        this.alterBillLine(str('outTradeNo'), typeof input.amountFen === 'number' ? input.amountFen : -1);
+        return json({});
       default:
         return send(res, 404, 'text/plain', 'no such control route');
     }
@@ -890,39 +942,35 @@ export class AlipaySimulator {
     const onDay = (ms: number | undefined): ms is number => ms !== undefined && beijingDate(ms) === date;
     for (const trade of this.trades.values()) {
       const payer = this.payers.get(trade.payerId ?? '');
-      const line = (kind: string, atMs: number, amountFen: number, outRequestNo: string): string[] => [
-        `${trade.tradeNo}\t`,
-        `${trade.outTradeNo}\t`,
-        kind,
-        trade.subject,
-        beijingTime(trade.createdMs),
-        beijingTime(atMs),
-        '',
-        '',
-        '',
-        trade.terminalId,
-        payer?.logonId ?? '',
-        fenToYuan(amountFen),
-        fenToYuan(amountFen),
-        '0.00',
-        '0.00',
-        '0.00',
-        '0.00',
-        '0.00',
-        '',
-        '0.00',
-        '0.00',
-        outRequestNo === '' ? '' : `${outRequestNo}\t`,
-        '0.00',
-        '0.00',
-        '',
-      ];
-      if (onDay(trade.paidMs)) rows.push({ atMs: trade.paidMs, cells: line('交易', trade.paidMs, trade.amountFen, '') });
+      const line = (kind: '交易' | '退款', atMs: number, amountFen: number, outRequestNo: string): string[] =>
+        billCells({ trade, kind, atMs, amountFen, outRequestNo, buyer: payer?.logonId ?? '' });
+      const billedFen = this.billAmounts.get(trade.outTradeNo) ?? trade.amountFen;
+      if (onDay(trade.paidMs)) rows.push({ atMs: trade.paidMs, cells: line('交易', trade.paidMs, billedFen, '') });
       for (const [outRequestNo, refund] of trade.refunds) {
         if (onDay(refund.atMs)) rows.push({ atMs: refund.atMs, cells: line('退款', refund.atMs, -refund.amountFen, outRequestNo) });
       }
       if (onDay(trade.cancelRefundMs))
         rows.push({ atMs: trade.cancelRefundMs, cells: line('退款', trade.cancelRefundMs, -trade.amountFen, '') });
+    }
+    for (const injected of this.injectedBillLines) {
+      if (!onDay(injected.atMs)) continue;
+      const trade = this.trades.get(injected.outTradeNo);
+      const refund = injected.kind === 'refund';
+      const cells = billCells({
+        trade: {
+          tradeNo: injected.channelTxnId ?? trade?.tradeNo ?? `${date.replaceAll('-', '')}2200${digits(16)}`,
+          outTradeNo: injected.outTradeNo,
+          subject: trade?.subject ?? 'simulated bill line',
+          createdMs: trade?.createdMs ?? injected.atMs,
+          terminalId: trade?.terminalId ?? '',
+        },
+        kind: refund ? '退款' : '交易',
+        atMs: injected.atMs,
+        amountFen: refund ? -injected.amountFen : injected.amountFen,
+        outRequestNo: refund ? (injected.outRefundNo ?? '') : '',
+        buyer: '',
+      });
+      rows.push({ atMs: injected.atMs, cells });
     }
     rows.sort((a, b) => a.atMs - b.atMs);
     const payments = rows.filter((row) => row.cells[2] === '交易').length;
@@ -957,6 +1005,46 @@ export class AlipaySimulator {
       '',
     ].join('\r\n');
   }
+}
+
+/** One line of the detail CSV (the columns of billDetail's header). */
+function billCells(line: {
+  readonly trade: Pick<Trade, 'tradeNo' | 'outTradeNo' | 'subject' | 'createdMs' | 'terminalId'>;
+  readonly kind: '交易' | '退款';
+  readonly atMs: number;
+  /** Negative for a refund, as Alipay writes it. */
+  readonly amountFen: number;
+  readonly outRequestNo: string;
+  readonly buyer: string;
+}): string[] {
+  const { trade, amountFen } = line;
+  return [
+    `${trade.tradeNo}\t`,
+    `${trade.outTradeNo}\t`,
+    line.kind,
+    trade.subject,
+    beijingTime(trade.createdMs),
+    beijingTime(line.atMs),
+    '',
+    '',
+    '',
+    trade.terminalId,
+    line.buyer,
+    fenToYuan(amountFen),
+    fenToYuan(amountFen),
+    '0.00',
+    '0.00',
+    '0.00',
+    '0.00',
+    '0.00',
+    '',
+    '0.00',
+    '0.00',
+    line.outRequestNo === '' ? '' : `${line.outRequestNo}\t`,
+    '0.00',
+    '0.00',
+    '',
+  ];
 }
 
 function answer(code: string, subCode: string, subMsg: string, extra: Record<string, unknown> = {}, msg = 'Business Failed'): Reply {

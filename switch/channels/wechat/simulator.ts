@@ -18,6 +18,10 @@
 //   expireOrder(no)                   the order's time_expire passed: CLOSED
 //   notify(no, {times, delayMs, forged})  (again) notifies: forged 'signature' | 'amount' | 'stale' | 'serial'
 //   bill(date)                        the day's trade bill, as /pay/downloadbill serves it
+//   addBillLine(line)                 a line on the bill that no order made (a payment or refund the
+//                                     switch never saw; the same order again: a duplicate)
+//   alterBillLine(no, amountFen)      the bill shows another amount for that order's payment
+//                                     (reconciliation tests; also POST /sim/bill-line, /sim/alter-bill-line)
 //   forgeAnswers = true               every answer from now on is signed with a wrong key
 // Latency: every answer waits `latencyMs` (default 3; tests pass 0). Everything is in memory and bounded.
 import { generateKeyPairSync, randomBytes, randomInt, type KeyObject, createPrivateKey, createPublicKey } from 'node:crypto';
@@ -57,6 +61,19 @@ export type CodeStep =
   | 'hang'
   | 'http500';
 export type ReverseStep = 'recall' | 'expired' | 'ok';
+/** A line put on the bill by a test (addBillLine): not made by any order of the simulator. */
+export interface InjectedBillLine {
+  readonly outTradeNo: string;
+  readonly amountFen: number;
+  /** Default payment. */
+  readonly kind?: 'payment' | 'refund';
+  /** Default now. */
+  readonly atMs?: number;
+  /** Default: the order's transaction_id, or a new one. */
+  readonly channelTxnId?: string | undefined;
+  readonly outRefundNo?: string;
+}
+
 export type SimulatedApi = 'micropay' | 'orderquery' | 'reverse' | 'refund' | 'authcodetoopenid' | 'downloadbill' | 'v3';
 export type SimulatedFailure = 'hang' | 'http500' | 'systemerror';
 export type ForgedNotification = 'signature' | 'amount' | 'stale' | 'serial';
@@ -81,6 +98,7 @@ export const SIM_REVERSE_WINDOW_MS = 7 * 86_400_000;
 const MAX_ORDERS = 100_000;
 const MAX_CODES = 100_000;
 const MAX_STEPS = 32;
+const MAX_BILL_LINES = 1_000_000;
 const MAX_REQUEST_BYTES = 64 * 1024;
 const DEFAULT_BALANCE_FEN = 1_000_000;
 
@@ -367,6 +385,46 @@ export class WechatPaySimulator {
   /** The v3 notification of an order as it would be sent (headers lower-case, body), without sending it. */
   notification(outTradeNo: string, forged?: ForgedNotification): { headers: Record<string, string>; body: string } {
     return this.buildNotification(this.mustOrder(outTradeNo), forged);
+  }
+
+  /**
+   * Puts a line on the bill that no order of the simulator made (reconciliation tests): a payment the
+   * switch never recorded, or, with the outTradeNo of a paid order, the same payment twice.
+   */
+  addBillLine(line: InjectedBillLine): void {
+    if (!/^[A-Za-z0-9_-]{1,32}$/.test(line.outTradeNo)) throw new RangeError('outTradeNo must be 1-32 of A-Z a-z 0-9 _ -');
+    if (!Number.isSafeInteger(line.amountFen) || line.amountFen <= 0) throw new RangeError('amountFen must be a whole number of fen > 0');
+    if (this.billLines.length >= MAX_BILL_LINES) throw new Error(`wechat pay simulator holds ${MAX_BILL_LINES} bill lines`);
+    const order = this.orders.get(line.outTradeNo);
+    const kind = line.kind ?? 'payment';
+    this.billLines.push({
+      atMs: line.atMs ?? this.now(),
+      appId: this.keys.appId,
+      mchId: this.keys.mchId,
+      deviceInfo: order?.deviceInfo ?? '',
+      transactionId: line.channelTxnId ?? order?.transactionId ?? `42000${digits(23)}`,
+      outTradeNo: line.outTradeNo,
+      openid: order?.payerId ?? 'oSimulatedPayer000000000000',
+      tradeType: order?.tradeType ?? 'MICROPAY',
+      kind,
+      amountFen: line.amountFen,
+      body: order?.body ?? 'simulated bill line',
+      ...(kind === 'refund' ? { outRefundNo: line.outRefundNo ?? `R${line.outTradeNo}`.slice(0, 32), refundId: `5${digits(27)}` } : {}),
+    });
+  }
+
+  /** The bill shows `amountFen` for the payment of `outTradeNo` (every such line); answers how many lines changed. */
+  alterBillLine(outTradeNo: string, amountFen: number): number {
+    if (!Number.isSafeInteger(amountFen) || amountFen <= 0) throw new RangeError('amountFen must be a whole number of fen > 0');
+    let changed = 0;
+    for (let i = 0; i < this.billLines.length; i++) {
+      const line = this.billLines[i];
+      if (line === undefined || line.outTradeNo !== outTradeNo || line.kind !== 'payment') continue;
+      this.billLines[i] = { ...line, amountFen };
+      changed += 1;
+    }
+    if (changed === 0) throw new Error(`no payment of ${outTradeNo} on any bill`);
+    return changed;
   }
 
   /** The trade bill of one day (YYYY-MM-DD, Beijing time), in WeChat Pay's text format. */
@@ -886,6 +944,11 @@ export class WechatPaySimulator {
       case '/sim/expire':
         this.expireOrder(text('outTradeNo'));
         return json(200, {});
+      case '/sim/bill-line':
+        this.addBillLine(injectedLine(r));
+        return json(200, {});
+      case '/sim/alter-bill-line':
+        return json(200, { changed: this.alterBillLine(text('outTradeNo'), typeof r['amountFen'] === 'number' ? r['amountFen'] : -1) });
       default:
         return json(404, { error: 'unknown /sim/ route' });
     }
@@ -966,6 +1029,18 @@ export class WechatPaySimulator {
       ...refund,
     };
   }
+}
+
+/** The body of POST /sim/bill-line as an InjectedBillLine (wrong types are refused by addBillLine's checks). */
+function injectedLine(r: Record<string, unknown>): InjectedBillLine {
+  const str = (name: string): string | undefined => (typeof r[name] === 'string' ? r[name] : undefined);
+  return {
+    outTradeNo: str('outTradeNo') ?? '',
+    amountFen: typeof r['amountFen'] === 'number' ? r['amountFen'] : -1,
+    ...(r['kind'] === 'refund' ? { kind: 'refund' as const } : {}),
+    ...(typeof r['atMs'] === 'number' ? { atMs: r['atMs'] } : {}),
+    ...(str('channelTxnId') === undefined ? {} : { channelTxnId: str('channelTxnId') }),
+  };
 }
 
 function refunded(order: Order): number {
