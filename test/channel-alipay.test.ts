@@ -436,6 +436,70 @@ describe('Alipay daily statement', () => {
   });
 });
 
+describe('Alipay payer authorisation (binding)', () => {
+  it('the authorisation URL names the app, scope auth_base, the callback on the notify origin and the state', () => {
+    const state = 'state-0123456789abcdef.signed';
+    const url = new URL(channel.authorizationUrl(state));
+    expect(url.origin).toBe(sim.baseUrl);
+    expect(url.pathname).toBe('/oauth2/publicAppAuthorize.htm');
+    expect(Object.fromEntries(url.searchParams)).toEqual({
+      app_id: sim.appId,
+      scope: 'auth_base',
+      redirect_uri: new URL('/api/v1/channels/alipay/oauth-callback', notifyUrl).toString(),
+      state,
+    });
+    expect(() => channel.authorizationUrl('short')).toThrow(/state/);
+    const production = new AlipayChannel({
+      config: {
+        ...sim.adapterConfig({ appPrivateKeyPem: APP_PRIVATE_PEM, notifyUrl: 'https://card.example.edu/x' }),
+        gatewayUrl: 'https://openapi.alipay.com/gateway.do',
+      },
+      logger,
+    });
+    expect(production.authorizationUrl(state)).toMatch(
+      /^https:\/\/openauth\.alipay\.com\/oauth2\/publicAppAuthorize\.htm\?.*redirect_uri=https%3A%2F%2Fcard\.example\.edu%2Fapi%2Fv1%2Fchannels%2Falipay%2Foauth-callback/,
+    );
+    const noNotify = new AlipayChannel({ config: sim.adapterConfig({ appPrivateKeyPem: APP_PRIVATE_PEM, notifyUrl: '' }), logger });
+    expect(() => noNotify.authorizationUrl(state)).toThrow(FailedPreconditionError);
+  });
+
+  it('the simulated page redirects with an auth_code; oauth.token answers its user id once, then isv.code-invalid', async () => {
+    const payer = sim.newPayer();
+    const page = new URL(channel.authorizationUrl('state-0123456789abcdef'));
+    page.searchParams.set('sim_payer', payer);
+    const redirect = await fetch(page, { redirect: 'manual' });
+    expect(redirect.status).toBe(302);
+    const back = new URL(redirect.headers.get('location') ?? '');
+    expect(back.pathname).toBe('/api/v1/channels/alipay/oauth-callback');
+    expect(back.searchParams.get('state')).toBe('state-0123456789abcdef');
+    const authCode = back.searchParams.get('auth_code') ?? '';
+    usedCodes.push(authCode);
+    expect(await channel.userIdOfAuthCode(authCode, signal())).toEqual({ status: 'ok', payer: { channel: 'alipay', payerId: payer } });
+    const again = await channel.userIdOfAuthCode(authCode, signal());
+    expect(again).toMatchObject({ status: 'invalid' });
+    expect(remember(again).message).toContain('isv.code-invalid');
+    expect(await channel.userIdOfAuthCode('never-issued-0123456789', signal())).toMatchObject({ status: 'invalid' });
+    expect(await channel.userIdOfAuthCode('not a code', signal())).toMatchObject({ status: 'invalid' });
+  });
+
+  it('a system error or an answer signed with another key is unknown (the code stays unused)', async () => {
+    const payer = sim.newPayer();
+    const authCode = sim.newAuthCode(payer);
+    usedCodes.push(authCode);
+    sim.failNext('alipay.system.oauth.token', 'system_error');
+    expect(remember(await channel.userIdOfAuthCode(authCode, signal()))).toMatchObject({ status: 'unknown' });
+    const believesOther = new AlipayChannel({
+      config: sim.adapterConfig({ appPrivateKeyPem: APP_PRIVATE_PEM, alipayPublicKeyPem: otherSim.alipayPublicKeyPem }),
+      logger,
+    });
+    expect(remember(await believesOther.userIdOfAuthCode(authCode, signal()))).toMatchObject({ status: 'unknown' });
+    // The unbelieved answer used the code at the simulator; a fresh one works with the right key.
+    const fresh = sim.newAuthCode(payer);
+    usedCodes.push(fresh);
+    expect(await channel.userIdOfAuthCode(fresh, signal())).toMatchObject({ status: 'ok', payer: { payerId: payer } });
+  });
+});
+
 describe('Alipay configuration and secrets', () => {
   it('loads ALIPAY_* variables, names each bad one without echoing keys, and is off without an app id', () => {
     expect(loadAlipayConfig({})).toBeUndefined();

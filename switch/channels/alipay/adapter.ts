@@ -1,7 +1,9 @@
 // The Alipay channel (OpenAPI gateway, public-key mode, RSA2): barcode payments (alipay.trade.pay with
 // scene bar_code), query, cancel, refund (+ alipay.trade.fastpay.refund.query to confirm a repeated one),
 // recharge QR orders (alipay.trade.precreate), payment notifications (trade_status_sync) and the daily
-// trade statement. What every adapter promises is in ../channel.ts.
+// trade statement. What every adapter promises is in ../channel.ts. Also the payer binding of the guide
+// (扫码授权): the authorisation URL the holder opens (scope auth_base), and alipay.system.oauth.token,
+// which turns the auth_code Alipay redirects back with into the holder's user_id (2088...).
 //
 // alipay-sdk (v4) does the cryptography: sdkExecute() signs a request (RSA2 over the sorted parameters),
 // checkResponseSign() checks an answer with the Alipay public key, checkNotifySignV2() a notification.
@@ -62,6 +64,28 @@ const MAX_REASON_LENGTH = 256;
 /** Alipay closes a precreated order at the latest after 15 days. */
 const MAX_ORDER_EXPIRY_SEC = 15 * 24 * 3600;
 
+/** Where Alipay sends the holder back after the authorisation: the gateway's route, on ALIPAY_NOTIFY_URL's origin. */
+export const ALIPAY_OAUTH_CALLBACK_PATH = '/api/v1/channels/alipay/oauth-callback';
+/** The authorisation page of the open platform (public-app authorisation); the sandbox has its own. */
+const OAUTH_PAGE_PATH = '/oauth2/publicAppAuthorize.htm';
+const OAUTH_HOSTS: Readonly<Record<string, string>> = {
+  'openapi.alipay.com': 'https://openauth.alipay.com',
+  'openapi-sandbox.dl.alipaydev.com': 'https://openauth-sandbox.dl.alipaydev.com',
+};
+/** An auth_code is short (about 32 characters); anything longer is not one. */
+const AUTH_CODE_PATTERN = /^[A-Za-z0-9_-]{8,64}$/;
+const ALIPAY_USER_ID_PATTERN = /^2088\d{12}$/;
+/** The state we pass through the authorisation (signed by the caller); bounded, URL-safe. */
+const OAUTH_STATE_PATTERN = /^[A-Za-z0-9._~-]{16,400}$/;
+
+/** What alipay.system.oauth.token answered for an auth_code. */
+export type AuthCodeResult =
+  | { readonly status: 'ok'; readonly payer: ChannelPayer }
+  /** Final: the code is wrong, expired or used (isv.code-invalid): the holder authorises again. */
+  | { readonly status: 'invalid'; readonly message: string }
+  /** Nobody knows (transport, system error, an answer that does not verify): the holder tries again. */
+  | { readonly status: 'unknown'; readonly message: string };
+
 /** What one gateway call gave: a verified answer's inner object, or why nobody knows. */
 type Answer = { readonly ok: true; readonly body: Readonly<Record<string, unknown>> } | { readonly ok: false; readonly message: string };
 
@@ -103,6 +127,49 @@ export class AlipayChannel implements PaymentChannel {
 
   recognises(code: string): boolean {
     return ALIPAY_CODE_PATTERN.test(code);
+  }
+
+  /**
+   * The page the holder opens in Alipay to authorise the school's app (scope auth_base: the user id
+   * only, no consent screen beyond the confirmation). Alipay redirects to the callback on
+   * ALIPAY_NOTIFY_URL's origin with auth_code and `state` unchanged.
+   */
+  authorizationUrl(state: string): string {
+    if (!OAUTH_STATE_PATTERN.test(state)) throw new InvalidArgumentError('state must be 16-400 URL-safe characters');
+    if (this.config.notifyUrl === '') {
+      throw new FailedPreconditionError(
+        'ALIPAY_NOTIFY_URL is not set: the authorisation callback is the gateway route on its origin (' + ALIPAY_OAUTH_CALLBACK_PATH + ')',
+      );
+    }
+    const gateway = new URL(this.config.gatewayUrl);
+    const page = new URL(OAUTH_PAGE_PATH, OAUTH_HOSTS[gateway.hostname] ?? gateway.origin);
+    page.search = new URLSearchParams({
+      app_id: this.config.appId,
+      scope: 'auth_base',
+      redirect_uri: new URL(ALIPAY_OAUTH_CALLBACK_PATH, this.config.notifyUrl).toString(),
+      state,
+    }).toString();
+    return page.toString();
+  }
+
+  /** The holder's Alipay user id for the auth_code of the authorisation redirect (alipay.system.oauth.token). */
+  async userIdOfAuthCode(authCode: string, signal: AbortSignal): Promise<AuthCodeResult> {
+    if (!AUTH_CODE_PATTERN.test(authCode)) return { status: 'invalid', message: 'auth_code is not an Alipay authorisation code' };
+    // grant_type and code are common parameters of this method (no biz_content); the code is a credential: never logged.
+    const answer = await this.call('alipay.system.oauth.token', undefined, signal, {}, false, {
+      grant_type: 'authorization_code',
+      code: authCode,
+    });
+    if (!answer.ok) return { status: 'unknown', message: answer.message };
+    const body = answer.body;
+    const userId = text(body.user_id);
+    if (ALIPAY_USER_ID_PATTERN.test(userId)) return { status: 'ok', payer: { channel: 'alipay', payerId: userId } };
+    const subCode = text(body.sub_code);
+    if (subCode === 'isv.code-invalid' || subCode === 'isv.code-expired' || (text(body.code) === '40002' && subCode.startsWith('isv.')))
+      return { status: 'invalid', message: channelText(body) };
+    if (text(body.code) === '' && userId !== '')
+      return { status: 'unknown', message: 'Alipay answered a user_id that is not 2088 + 12 digits' };
+    return { status: 'unknown', message: channelText(body) };
   }
 
   async payWithCode(request: CodePaymentRequest, signal: AbortSignal): Promise<PaymentResult> {
@@ -359,13 +426,14 @@ export class AlipayChannel implements PaymentChannel {
    */
   private async call(
     method: string,
-    bizContent: Record<string, string>,
+    bizContent: Record<string, string> | undefined,
     signal: AbortSignal,
     context: Record<string, string>,
     withNotifyUrl = false,
+    commonParams: Record<string, string> = {},
   ): Promise<Answer> {
     const startedMs = this.now();
-    const answer = await this.send(method, bizContent, signal, withNotifyUrl);
+    const answer = await this.send(method, bizContent, signal, withNotifyUrl, commonParams);
     const elapsedMs = this.now() - startedMs;
     if (answer.ok) {
       const fields = { method, ...context, code: text(answer.body.code), subCode: text(answer.body.sub_code) || undefined, elapsedMs };
@@ -376,13 +444,20 @@ export class AlipayChannel implements PaymentChannel {
     return answer;
   }
 
-  private async send(method: string, bizContent: Record<string, string>, signal: AbortSignal, withNotifyUrl: boolean): Promise<Answer> {
+  private async send(
+    method: string,
+    bizContent: Record<string, string> | undefined,
+    signal: AbortSignal,
+    withNotifyUrl: boolean,
+    commonParams: Record<string, string>,
+  ): Promise<Answer> {
     if (signal.aborted) return { ok: false, message: 'cancelled before the call was sent' };
-    const params: Record<string, unknown> = { bizContent, timestamp: beijingTime(this.now()) };
+    const params: Record<string, unknown> = { ...commonParams, timestamp: beijingTime(this.now()) };
+    if (bizContent !== undefined) params.bizContent = bizContent;
     if (withNotifyUrl && this.config.notifyUrl !== '') params.notify_url = this.config.notifyUrl;
     const signed = new URLSearchParams(this.sdk.sdkExecute(method, params, { bizContentAutoSnakeCase: false }));
     // As the SDKs do: the common parameters in the URL, biz_content in the form body.
-    const body = new URLSearchParams({ biz_content: signed.get('biz_content') ?? '' });
+    const body = new URLSearchParams(bizContent === undefined ? {} : { biz_content: signed.get('biz_content') ?? '' });
     signed.delete('biz_content');
     const url = new URL(this.config.gatewayUrl);
     for (const [key, value] of signed) url.searchParams.set(key, value);

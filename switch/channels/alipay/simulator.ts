@@ -6,14 +6,19 @@
 //                      given (40002 isv.invalid-signature, as Alipay answers), the timestamp (Beijing time,
 //                      within 15 minutes). Answers {"<method>_response":{...},"sign":"..."} signed with
 //                      its own Alipay key, generated at start (TEST keys). Methods:
+//                        alipay.system.oauth.token (grant_type authorization_code),
 //                        alipay.trade.pay (scene bar_code), alipay.trade.query, alipay.trade.cancel,
 //                        alipay.trade.refund, alipay.trade.fastpay.refund.query, alipay.trade.precreate,
 //                        alipay.data.dataservice.bill.downloadurl.query
 //   GET  /sim/bill/download?token=...   the zipped GBK statement (the link lives 30 s, like Alipay's)
+//   GET  /oauth2/publicAppAuthorize.htm the authorisation page (openauth.alipay.com's): see newAuthCode
 //
 // Control (TypeScript methods, and the same as loopback HTTP routes with JSON bodies):
 //   newPayer({balanceFen})            POST /sim/payer {"balanceFen":100}          -> {"payerId":"2088..."}
 //   newCode(payerId?)                 POST /sim/code {"payerId":"2088..."}        -> {"authCode":"28..."}
+//   newAuthCode(payerId)              POST /sim/auth-code {"payerId":"2088..."}   -> {"authCode":"..."} what the
+//                                     authorisation redirect carries (alipay.system.oauth.token answers it once);
+//                                     GET /oauth2/publicAppAuthorize.htm?...&sim_payer=2088... redirects with one
 //   script(authCode, steps)           POST /sim/script {"authCode","steps":[...]}  what that code's payment does
 //   scriptCancel(outTradeNo, steps)   POST /sim/cancel-script {"outTradeNo","steps":["retry",...]}
 //   failNext(method, mode, count)     POST /sim/fail {"method","mode","count"}     system_error | http_error | hang | tampered
@@ -151,6 +156,8 @@ const MAX_PAYERS = 100_000;
 const MAX_BODY_BYTES = 64 * 1024;
 const MAX_SCRIPT_STEPS = 100;
 const CODE_VALID_MS = 60_000;
+/** An authorisation's auth_code (Alipay: valid a short while, single use). */
+const AUTH_CODE_VALID_MS = 5 * 60_000;
 const BILL_LINK_VALID_MS = 30_000;
 const TIMESTAMP_SKEW_MS = 15 * 60_000;
 const DEFAULT_BALANCE_FEN = 1_000_000;
@@ -171,6 +178,7 @@ export class AlipaySimulator {
   private readonly payers = new Map<string, Payer>();
   private readonly codes = new Map<string, { readonly payerId: string; readonly issuedMs: number; used: boolean }>();
   private readonly scripts = new Map<string, PayStep[]>();
+  private readonly authCodes = new Map<string, { readonly payerId: string; readonly issuedMs: number; used: boolean }>();
   private readonly cancelScripts = new Map<string, CancelStep[]>();
   private readonly failures = new Map<string, FailureMode[]>();
   private readonly trades = new Map<string, Trade>();
@@ -276,6 +284,18 @@ export class AlipaySimulator {
     return code;
   }
 
+  /**
+   * The auth_code Alipay gives the app's redirect_uri after `payerId` confirmed the authorisation
+   * (scope auth_base); alipay.system.oauth.token turns it into the user id once, within 5 minutes.
+   */
+  newAuthCode(payerId: string): string {
+    if (!this.payers.has(payerId)) throw new Error(`no simulated payer ${payerId}`);
+    const code = randomBytes(16).toString('hex');
+    bounded(this.authCodes, MAX_CODES);
+    this.authCodes.set(code, { payerId, issuedMs: this.now(), used: false });
+    return code;
+  }
+
   script(authCode: string, steps: readonly PayStep[]): void {
     if (steps.length === 0 || steps.length > MAX_SCRIPT_STEPS || steps.some((s) => !PAY_STEPS.includes(s))) {
       throw new RangeError(`steps: 1 to ${MAX_SCRIPT_STEPS} of ${PAY_STEPS.join(', ')}`);
@@ -376,6 +396,7 @@ export class AlipaySimulator {
       if (body === undefined) return send(res, 413, 'text/plain', 'body too large');
       if (url.pathname === '/gateway.do' && req.method === 'POST') return await this.gateway(url, body, res);
       if (url.pathname.startsWith('/sim/')) return await this.control(req.method ?? 'GET', url, body, res);
+      if (url.pathname === '/oauth2/publicAppAuthorize.htm' && req.method === 'GET') return this.authorizePage(url, res);
       send(res, 404, 'text/plain', 'not found');
     } catch (error) {
       send(res, 400, 'application/json', JSON.stringify({ error: error instanceof Error ? error.message : String(error) }));
@@ -397,6 +418,8 @@ export class AlipaySimulator {
         return json({ payerId: this.newPayer({ balanceFen: typeof input.balanceFen === 'number' ? input.balanceFen : undefined }) });
       case '/sim/code':
         return json({ authCode: this.newCode(optional('payerId')) });
+      case '/sim/auth-code':
+        return json({ authCode: this.newAuthCode(str('payerId')) });
       case '/sim/script':
         this.script(str('authCode'), input.steps as PayStep[]);
         return json({});
@@ -479,6 +502,14 @@ export class AlipaySimulator {
   }
 
   private dispatch(method: string, params: ReadonlyMap<string, string>): Reply {
+    // The one method here without biz_content: grant_type and code are common parameters.
+    if (method === 'alipay.system.oauth.token') {
+      const failure = this.takeFailure(method);
+      if (failure === 'hang') return { kind: 'hang' };
+      if (failure === 'http_error') return { kind: 'http_error' };
+      if (failure === 'system_error') return answer('20000', 'isp.unknow-error', '系统繁忙', {}, 'Service Currently Unavailable');
+      return this.oauthToken(params);
+    }
     let biz: Biz;
     try {
       const parsed: unknown = JSON.parse(params.get('biz_content') ?? '');
@@ -516,6 +547,48 @@ export class AlipaySimulator {
     if (queue === undefined || queue.length === 0) return undefined;
     if (only === undefined ? queue[0] === 'tampered' : queue[0] !== only) return undefined;
     return queue.shift();
+  }
+
+  // ---- the payer's authorisation (binding) ---------------------------------------------------------
+
+  /** alipay.system.oauth.token, grant_type authorization_code: an auth_code (single use, 5 minutes) -> user_id. */
+  private oauthToken(params: ReadonlyMap<string, string>): Reply {
+    const invalid = (): Reply => answer('40002', 'isv.code-invalid', '授权码code无效', {}, 'Invalid Arguments');
+    if (params.get('grant_type') !== 'authorization_code') {
+      return answer('40002', 'isv.grant-type-invalid', '不支持的grant_type', {}, 'Invalid Arguments');
+    }
+    const grant = this.authCodes.get(params.get('code') ?? '');
+    if (grant === undefined || grant.used || this.now() - grant.issuedMs > AUTH_CODE_VALID_MS) return invalid();
+    grant.used = true;
+    return {
+      kind: 'answer',
+      fields: {
+        user_id: grant.payerId,
+        access_token: `authusrB${randomBytes(16).toString('hex')}`,
+        expires_in: 1296000,
+        refresh_token: `authusrB${randomBytes(16).toString('hex')}`,
+        re_expires_in: 2592000,
+        auth_start: beijingTime(this.now()),
+      },
+    };
+  }
+
+  /** The authorisation page (publicAppAuthorize.htm): `sim_payer` confirms at once and is sent back with an auth_code. */
+  private authorizePage(url: URL, res: ServerResponse): void {
+    const redirect = url.searchParams.get('redirect_uri') ?? '';
+    const payerId = url.searchParams.get('sim_payer') ?? '';
+    if (url.searchParams.get('app_id') !== this.appId || url.searchParams.get('scope') !== 'auth_base' || !/^https?:\/\//.test(redirect)) {
+      return send(res, 400, 'text/plain; charset=utf-8', '参数错误：app_id, scope=auth_base, redirect_uri');
+    }
+    if (!this.payers.has(payerId)) return send(res, 200, 'text/plain; charset=utf-8', 'simulator: add sim_payer=<a payer id> to confirm');
+    const back = new URL(redirect);
+    back.searchParams.set('app_id', this.appId);
+    back.searchParams.set('source', 'alipay_wallet');
+    back.searchParams.set('scope', 'auth_base');
+    back.searchParams.set('auth_code', this.newAuthCode(payerId));
+    back.searchParams.set('state', url.searchParams.get('state') ?? '');
+    res.writeHead(302, { location: back.toString() });
+    res.end();
   }
 
   // ---- the trade methods ---------------------------------------------------------------------------
