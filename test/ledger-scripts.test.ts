@@ -176,6 +176,36 @@ const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args:
         'QR1',
       ],
     },
+    // A campus QR payment past the fast test (a leading zero, a 16-digit mark lifetime): the long way accepts it too.
+    {
+      keys: 6,
+      args: [
+        'C1',
+        '',
+        100,
+        'pay|C1|100|campus_qr',
+        'T1',
+        4,
+        'm:M1',
+        NOW,
+        DAY,
+        3600,
+        '1',
+        100,
+        100,
+        0,
+        100,
+        100,
+        0,
+        'chan',
+        3600,
+        'campus_qr',
+        '03',
+        '0',
+        '1000000000000000',
+        'QR2',
+      ],
+    },
     // Past authorize.lua's fast test (leading zeros, 16 digits): its argument-by-argument checks still accept them.
     {
       keys: 5,
@@ -209,6 +239,16 @@ const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args:
     { keys: 1, args: ['bind', 'cpwechat', 'o-payer-1'] },
     { keys: 1, args: ['unbind', 'cpalipay', '2088000000000001'] },
   ],
+  'channel-paid': [
+    { keys: 4, args: ['pay', 'C1', 'wechat', 'CPabc-1', '4200000001', 100, 'm:M1', 'T1', 1, NOW, 3600] },
+    { keys: 4, args: ['unpay', 'C1', 'alipay', 'CPabc-1', '2026113022001', 100, 'm:M1', 'T1', 1, NOW, 3600] },
+  ],
+  'channel-pay': [
+    { keys: 2, args: ['begin', 'cp|wechat|abc|100', 'wechat', 'CPabc-1', 100, 'm:M1', NOW, NOW + 45_000, 3600] },
+    { keys: 2, args: ['finish', 'S', NOW, '0', 'C1', '4200000001', 'o-payer', '', '1-0'] },
+    { keys: 2, args: ['tombstone', 'CPabc-1', 100, NOW, 3600] },
+    { keys: 2, args: ['undone'] },
+  ],
   'claim-id': [
     { keys: 1, args: ['claim', 'C1', 60] },
     { keys: 1, args: ['release', 'C1'] },
@@ -229,6 +269,10 @@ const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args:
     { keys: 1, args: ['set', DAY, 5, 'hash', 'hash2', '1'] },
   ],
   recharge: [{ keys: 5, args: ['C1', 'WECHAT', 'ORD-0001', 100, 'rch|C1|100|WECHAT', 'kiosk-1', NOW, DAY, 0, 3600, '', 'chan', 3600] }],
+  'recharge-order': [
+    { keys: 4, args: ['create', 'C1', 'WECHAT', 'R00ab', 100, 'rco|C1|WECHAT|100', NOW, NOW + 60_000, DAY, 0, 3600, 5, 'holder'] },
+    { keys: 3, args: ['finish', 'WECHAT', 'R00ab', 'X', NOW] },
+  ],
   refund: [{ keys: 6, args: ['C1', 100, 'ref|C1|100|T1:1', 'T1', 7, 'm:M1', NOW, 3600, 'T1:1', 'chan', 3600] }],
   'replace-card': [{ keys: 1, args: ['S2'] }],
   reverse: [{ keys: 5, args: ['C1', 100, 'rev|C1|100', 'T1', 1, NOW, 3600, 'chan', 3600] }],
@@ -362,6 +406,18 @@ describe('ARGV checked on both sides', () => {
       );
       expect(luaError.message, label).toBe(`ERR ${tsMessage}`);
     }
+    expect(await snapshot(prefix)).toEqual(before);
+  });
+
+  it('a campus QR payment without the key of its single-use mark is refused before any key is read', async () => {
+    const prefix = freshPrefix('qrkeys');
+    const keyNames = await seed(prefix);
+    const before = await snapshot(prefix);
+    const qrPayment = VALID.authorize[1]?.args ?? [];
+    const refused = await redis.evalsha(scripts.shaOf('authorize'), 5, ...keyNames.slice(0, 5), ...qrPayment).catch((err: Error) => err);
+    expect(refused instanceof Error ? refused.message : refused).toBe(
+      'ERR authorize: a campus QR payment needs 6 KEYS (the last its used mark), got 5',
+    );
     expect(await snapshot(prefix)).toEqual(before);
   });
 
