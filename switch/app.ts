@@ -33,6 +33,7 @@ import type { SwitchContext } from './context.js';
 import { PasswordPool } from './workers/password-pool.js';
 import { feeSettings, FeeProviderSimulator, type FeeProvider } from './fees/index.js';
 import { recoverPendingFees } from './domain/fees.js';
+import { settlePendingRechargeOrders } from './domain/recharge-orders.js';
 import { adminService } from './grpc/admin-service.js';
 import { kioskService } from './grpc/kiosk-service.js';
 import { operatorAuthInterceptor } from './grpc/operator-auth.js';
@@ -93,6 +94,29 @@ function startFeeRecovery(ctx: SwitchContext): () => Promise<void> {
   timer.unref();
   sweep();
   // Stopping waits for a sweep under way, so it never runs into the closed Redis connection.
+  return async () => {
+    clearInterval(timer);
+    await running;
+  };
+}
+
+/**
+ * Settles recharge orders whose notification never came: every RECHARGE_SETTLE_INTERVAL_MS it queries
+ * the channel about each pending order older than RECHARGE_QUERY_DELAY_MS (the pending index is in
+ * Redis, so a restart picks up where the last process stopped). Off when no channel is configured.
+ */
+function startRechargeSettlement(ctx: SwitchContext): () => Promise<void> {
+  if (ctx.channels.size === 0) return () => Promise.resolve();
+  let running: Promise<void> | undefined;
+  const sweep = (): void => {
+    if (running !== undefined) return;
+    running = settlePendingRechargeOrders(ctx, { olderThanMs: ctx.config.rechargeQueryDelayMs, maxPerShard: 100 })
+      .then((report) => ctx.log.debug({ report }, 'recharge settlement sweep'))
+      .catch((err: unknown) => ctx.log.error({ err }, 'recharge settlement sweep failed'))
+      .finally(() => (running = undefined));
+  };
+  const timer = setInterval(sweep, ctx.config.rechargeSettleIntervalMs);
+  timer.unref();
   return async () => {
     clearInterval(timer);
     await running;
@@ -241,11 +265,12 @@ export async function startSwitch(
       statements: new StatementReader(context),
     };
     const stopFeeRecovery = startFeeRecovery(context);
+    const stopRechargeSettlement = startRechargeSettlement(context);
     if (options.grpc !== false) grpc = await serveGrpc(context, services);
     if (options.gateway !== false) gateway = await serveGateway(context, { redis, statements: services.statements });
     const [runningGrpc, runningGateway, pool] = [grpc, gateway, passwords];
     const stop = async (): Promise<void> => {
-      await Promise.all([stopFeeRecovery(), runningGrpc?.shutdown(), runningGateway?.shutdown()]);
+      await Promise.all([stopFeeRecovery(), stopRechargeSettlement(), runningGrpc?.shutdown(), runningGateway?.shutdown()]);
       await pool.close();
       breaker.stop();
       fast?.close();

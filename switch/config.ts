@@ -43,6 +43,12 @@ export interface Config {
   readonly alipayMaxRechargeFen: number;
   readonly counterMaxRechargeFen: number;
   readonly dailyRechargeLimitFen: number;
+  /** Recharge orders (domain/recharge-orders.ts): the channel closes an unpaid order this long after it is made. */
+  readonly rechargeOrderExpirySec: number;
+  /** A pending order is queried at the channel once it is this old (its notification may be lost). */
+  readonly rechargeQueryDelayMs: number;
+  /** How often the settlement loop looks for pending orders to query. */
+  readonly rechargeSettleIntervalMs: number;
   /** Each call to the utility-fee provider (pay, cancel) gets at most this long. */
   readonly feeProviderTimeoutMs: number;
   /** How often fee requests left pending (crash, provider silent) are finished in the background. */
@@ -226,6 +232,9 @@ export function loadConfig(env: Env = process.env): Config {
     alipayMaxRechargeFen: r.integer('ALIPAY_MAX_RECHARGE_FEN', 99_900, 1, 100_000_000),
     counterMaxRechargeFen: r.integer('COUNTER_MAX_RECHARGE_FEN', 200_000, 1, 100_000_000),
     dailyRechargeLimitFen: r.integer('DAILY_RECHARGE_LIMIT_FEN', 300_000, 0, 100_000_000),
+    rechargeOrderExpirySec: r.integer('RECHARGE_ORDER_EXPIRY_SEC', 900, 60, 86_400),
+    rechargeQueryDelayMs: r.integer('RECHARGE_QUERY_DELAY_MS', 10_000, 0, 3_600_000),
+    rechargeSettleIntervalMs: r.integer('RECHARGE_SETTLE_INTERVAL_MS', 5000, 50, 3_600_000),
     feeProviderTimeoutMs: r.integer('FEE_PROVIDER_TIMEOUT_MS', 3000, 1, 30_000),
     feeRecoveryIntervalMs: r.integer('FEE_RECOVERY_INTERVAL_MS', 60_000, 1000, 3_600_000),
     operatorTokens: parseOperatorTokens(r, env['OPERATOR_TOKENS'] ?? ''),

@@ -33,6 +33,8 @@ export interface GatewayRequest {
   readonly headers: Readonly<Record<string, string>>;
   /** Parsed JSON, or undefined when the request had no body. */
   readonly body: unknown;
+  /** A `raw` route's body exactly as received (its `body` is then undefined). */
+  readonly rawBody?: Buffer;
   readonly remoteAddress: string;
   /** True once the client went away; the answer will not be sent. */
   aborted(): boolean;
@@ -51,6 +53,11 @@ export interface Route {
   /** Exact path; segments starting with ':' are parameters. */
   readonly path: string;
   handler(req: GatewayRequest): Promise<GatewayResponse>;
+  /**
+   * A route whose body is signed by its sender (a channel's notification): any content type, the bytes
+   * as received in `rawBody` (never parsed), these headers copied too, and its own body limit.
+   */
+  readonly raw?: { readonly headers: readonly string[]; readonly maxBodyBytes: number };
 }
 
 export interface GatewayOptions {
@@ -249,7 +256,12 @@ class Gateway {
       return;
     }
     const headers = copyHeaders(req);
-    const refusal = refuseByHeaders(headers, req.getHeader('transfer-encoding') !== '', this.options.maxBodyBytes);
+    for (const name of route.raw?.headers ?? []) {
+      const value = req.getHeader(name);
+      if (value !== '') headers[name] = value;
+    }
+    const maxBodyBytes = route.raw?.maxBodyBytes ?? this.options.maxBodyBytes;
+    const refusal = refuseByHeaders(headers, req.getHeader('transfer-encoding') !== '', maxBodyBytes, route.raw !== undefined);
     if (refusal !== undefined) {
       // The body is not read: close the connection so its bytes are not taken for the next request.
       answerNow(refusal, { close: true });
@@ -268,10 +280,14 @@ class Gateway {
       headers,
       remoteAddress: remoteAddressOf(res),
     };
-    readBody(res, this.options.maxBodyBytes, (body) => {
+    readBody(res, maxBodyBytes, (body) => {
       if (state.aborted) return;
       if (body === 'too_large')
-        return this.finish(res, state, entry.path, method, startedMs, errorReply(bodyTooLarge(this.options.maxBodyBytes), { close: true }));
+        return this.finish(res, state, entry.path, method, startedMs, errorReply(bodyTooLarge(maxBodyBytes), { close: true }));
+      if (route.raw !== undefined)
+        return this.track(
+          this.run(route, { ...partial, body: undefined, rawBody: body, aborted: () => state.aborted }, res, state, startedMs),
+        );
       const parsed = parseJson(body);
       if (parsed === MALFORMED)
         return this.finish(
@@ -382,13 +398,18 @@ function bodyTooLarge(maxBodyBytes: number): HttpError {
 }
 
 /** 413 by Content-Length, or 415 for a body that is not JSON, before a byte of the body is read. */
-function refuseByHeaders(headers: Readonly<Record<string, string>>, chunked: boolean, maxBodyBytes: number): HttpError | undefined {
+function refuseByHeaders(
+  headers: Readonly<Record<string, string>>,
+  chunked: boolean,
+  maxBodyBytes: number,
+  anyType = false,
+): HttpError | undefined {
   const declared = headers['content-length'];
   const length = declared === undefined ? 0 : Number(declared);
   if (!Number.isSafeInteger(length) || length < 0)
     return httpError(400, 'INVALID_ARGUMENT', '请求内容有误：Content-Length 无效', 'Content-Length is not a valid length');
   if (length > maxBodyBytes) return bodyTooLarge(maxBodyBytes);
-  if (length === 0 && !chunked) return undefined;
+  if ((length === 0 && !chunked) || anyType) return undefined;
   const mediaType = (headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
   if (mediaType !== 'application/json') {
     return httpError(

@@ -9,7 +9,9 @@ import { Sessions } from '../domain/sessions.js';
 import { EventsDoorbell } from '../ledger/events-doorbell.js';
 import { SessionStore } from '../ledger/sessions.js';
 import { IdentityProviders } from '../identity/index.js';
+import { channelNotifyRoutes } from './channel-notify.js';
 import { holderRoutes } from './holder-api.js';
+import { rechargeRoutes } from './recharge-api.js';
 import { startGateway, type Route } from './http.js';
 import { EVENTS_PATH, LiveEvents } from './live-events.js';
 import { openApiDocument } from './openapi.js';
@@ -80,7 +82,12 @@ export async function serveGateway(ctx: SwitchContext, services: GatewayServices
     liveEvents.stop();
     throw err;
   }
-  const routes: Route[] = [...holderRoutes({ ctx, sessions, identity, statements: services.statements }), openApiRoute()];
+  const routes: Route[] = [
+    ...holderRoutes({ ctx, sessions, identity, statements: services.statements }),
+    ...rechargeRoutes({ ctx, sessions }),
+    ...channelNotifyRoutes(ctx),
+    openApiRoute(),
+  ];
   if (config.gateway.benchHello) {
     // The bench's like-for-like baseline: the cheapest route this uWS process can serve.
     routes.push({ method: 'GET', path: '/bench/hello', handler: () => Promise.resolve({ status: 200, body: 'hello' }) });

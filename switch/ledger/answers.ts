@@ -92,6 +92,17 @@ export const CHANNEL_BINDING_ANSWERS = {
 
 export const RECHARGE_ANSWERS = { 1: 'credited', 5: 'unknown_card', 9: 'card_cancelled', 11: 'daily_limit_exceeded' } as const;
 export const RECHARGE_REFUSALS = KEY_REUSED;
+/** recharge-order.lua: create, then finish. */
+export const RECHARGE_ORDER_CREATE_ANSWERS = {
+  1: 'created',
+  2: 'exists',
+  5: 'unknown_card',
+  9: 'card_cancelled',
+  11: 'daily_limit_exceeded',
+  17: 'too_many_open',
+} as const;
+export const RECHARGE_ORDER_FINISH_ANSWERS = { 1: 'closed', 3: 'paid', 4: 'still_pending', 6: 'unknown_order' } as const;
+export const RECHARGE_ORDER_REFUSALS = KEY_REUSED;
 
 export const REFUND_ANSWERS = {
   1: 'refunded',
@@ -176,6 +187,7 @@ export const SCRIPT_ANSWERS = {
   'open-account': { answers: [OPEN_ACCOUNT_ANSWERS], refusals: {} },
   password: { answers: [PASSWORD_ANSWERS], refusals: {} },
   recharge: { answers: [RECHARGE_ANSWERS], refusals: RECHARGE_REFUSALS },
+  'recharge-order': { answers: [RECHARGE_ORDER_CREATE_ANSWERS, RECHARGE_ORDER_FINISH_ANSWERS], refusals: RECHARGE_ORDER_REFUSALS },
   refund: { answers: [REFUND_ANSWERS], refusals: REFUND_REFUSALS },
   'replace-card': { answers: [REPLACE_CARD_ANSWERS], refusals: {} },
   reverse: { answers: [REVERSE_ANSWERS], refusals: REVERSE_REFUSALS },

@@ -65,6 +65,21 @@ export class Keys {
     return `${this.tag(this.shardOf(cardNo))}:order:${channel}:${orderId}`;
   }
 
+  /** The same key as order(), found from the shard alone (a channel's notification names no card). */
+  orderInShard(shard: number, channel: string, orderId: string): string {
+    return `${this.tag(shard)}:order:${channel}:${orderId}`;
+  }
+
+  /** Zset of the shard's recharge orders not yet paid or closed (orderId -> made at), for the settlement loop. */
+  rechargePending(shard: number): string {
+    return `${this.tag(shard)}:rchpend`;
+  }
+
+  /** Hash of one card's open recharge orders (orderId -> "<amountFen>|<dayKey>"): the daily maximum counts them. */
+  rechargeOpen(cardNo: string): string {
+    return `${this.tag(this.shardOf(cardNo))}:rchopen:${cardNo}`;
+  }
+
   /** One operator adjustment's record, in the card's shard. */
   adjustment(cardNo: string, adjustmentId: string): string {
     return `${this.tag(this.shardOf(cardNo))}:adj:${adjustmentId}`;

@@ -32,6 +32,7 @@ export const SCRIPT_NAMES = [
   'open-account',
   'password',
   'recharge',
+  'recharge-order',
   'refund',
   'replace-card',
   'reverse',
@@ -172,6 +173,27 @@ export const ARGV_RULES = {
       text('reason'),
       ...EVENT_ARGS,
     ],
+  },
+  'recharge-order': {
+    common: [oneOf('op', 'create', 'finish')],
+    expected: '13 for create, 5 for finish',
+    byOp: {
+      create: [
+        id('cardNo'),
+        oneOf('channel', 'WECHAT', 'ALIPAY'),
+        id('orderId'),
+        integer('amountFen', 1),
+        id('fingerprint'),
+        integer('nowMs', 0),
+        integer('expiresAtMs', 0),
+        id('dayKey'),
+        integer('dailyLimitFen', 0),
+        integer('recordTtlSec', 1),
+        integer('maxOpen', 1),
+        id('source'),
+      ],
+      finish: [oneOf('channel', 'WECHAT', 'ALIPAY'), id('orderId'), oneOf('state', 'S', 'X', 'C'), integer('nowMs', 0)],
+    },
   },
   refund: {
     args: [

@@ -1,0 +1,382 @@
+// Recharge orders paid through a channel (Alipay precreate QR, WeChat Pay Native QR or JSAPI): made by
+// the holder's page or a kiosk, paid on the payer's phone, and credited exactly once, only when the
+// channel says it is paid: a notification whose signature verified, or the switch's own order query
+// (the settlement loop, or a page asking for the state). Either way the credit is recharge.lua on the
+// order's own record, so a notification, its resends and a query of the same order credit once.
+//
+// What credits nothing: a notification that does not verify (forged, tampered: the channel's failure
+// reply, so a genuine one garbled on the way is sent again); a verified one for an order we never made,
+// for another amount, or that does not say paid (acknowledged, so the channel stops resending what can
+// never be accepted, and logged as an error for reconciliation).
+import type { ChannelName, IncomingNotification, NotificationReply, RechargeOrder, VerifiedNotification } from '../channels/channel.js';
+import { ChannelForgedError } from '../channels/channel.js';
+import type { SwitchContext } from '../context.js';
+import {
+  AlreadyExistsError,
+  DomainError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  ResourceExhaustedError,
+  UnavailableError,
+} from '../errors.js';
+import {
+  createRechargeOrder,
+  finishRechargeOrder,
+  MAX_OPEN_ORDERS_PER_CARD,
+  pendingRechargeOrders,
+  readRechargeOrder,
+  rechargeOrderId,
+  type OrderChannelCode,
+  type RechargeOrderRecord,
+} from '../ledger/recharge-orders.js';
+import { formatYuan } from '../money.js';
+import { channelMaxFen } from './recharge.js';
+
+export const ORDER_CHANNEL_CODES: Readonly<Record<ChannelName, OrderChannelCode>> = { alipay: 'ALIPAY', wechat: 'WECHAT' };
+const CHANNEL_ZH: Readonly<Record<ChannelName, string>> = { alipay: '支付宝', wechat: '微信' };
+/** Each call to a channel (create, query) gets at most this long. */
+export const CHANNEL_CALL_TIMEOUT_MS = 10_000;
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+/** What the payer's receipt says. */
+const ORDER_SUBJECT = '校园卡充值';
+
+export type OrderState = 'pending' | 'paid' | 'expired' | 'closed';
+
+export interface NewOrder {
+  readonly cardNo: string;
+  readonly channel: string;
+  readonly amountFen: number;
+  /** The caller's idempotency key: the same request id gives the same order. */
+  readonly requestId: string;
+  /** WeChat JSAPI: the payer's openid; absent for a QR. */
+  readonly payerId?: string;
+  /** 'holder' (the phone) or the kiosk's terminal id. */
+  readonly source: string;
+}
+
+export interface OrderView {
+  readonly orderId: string;
+  readonly channel: ChannelName;
+  readonly amountFen: number;
+  readonly state: OrderState;
+  readonly createdAtMs: number;
+  readonly expiresAtMs: number;
+  /** When paid: the credit's transaction id and the balance right after it. */
+  readonly transactionId: string;
+  readonly balanceAfterFen: number | undefined;
+}
+
+function channelOf(name: string): ChannelName {
+  if (name === 'alipay' || name === 'wechat') return name;
+  throw new InvalidArgumentError(`channel must be alipay or wechat, got ${JSON.stringify(name.slice(0, 20))}`, {
+    reason: 'INVALID_FIELD',
+    zh: '请选择充值方式（支付宝或微信）',
+    field: 'channel',
+  });
+}
+
+function checkNewOrder(ctx: SwitchContext, order: NewOrder): ChannelName {
+  const channel = channelOf(order.channel);
+  if (!REQUEST_ID_PATTERN.test(order.requestId)) {
+    throw new InvalidArgumentError('requestId must be 1-64 of A-Z a-z 0-9 _ -', {
+      reason: 'INVALID_FIELD',
+      zh: '请求编号无效，请刷新页面后重试',
+      field: 'requestId',
+    });
+  }
+  const maxFen = channelMaxFen(ctx.config, ORDER_CHANNEL_CODES[channel]);
+  if (!Number.isSafeInteger(order.amountFen) || order.amountFen < 1 || order.amountFen > maxFen) {
+    throw new InvalidArgumentError(
+      `amountFen must be a whole number of fen from 1 to ${maxFen} (the ${channel} single-recharge maximum of ${formatYuan(maxFen)} yuan), got ${order.amountFen}`,
+      { reason: 'AMOUNT_OUT_OF_RANGE', zh: `${CHANNEL_ZH[channel]}充值单笔金额为0.01-${formatYuan(maxFen)}元`, field: 'amountFen' },
+    );
+  }
+  return channel;
+}
+
+/**
+ * Makes the order (pending, its amount reserved against the day's maximum) and asks the channel for
+ * what the phone pays with. A channel that does not answer leaves the order pending: the settlement
+ * loop closes it once it expires, and a retry with the same request id asks the channel again.
+ */
+export async function newRechargeOrder(
+  ctx: SwitchContext,
+  order: NewOrder,
+): Promise<{
+  readonly orderId: string;
+  readonly channel: ChannelName;
+  readonly amountFen: number;
+  readonly expiresAtMs: number;
+  readonly pay: RechargeOrder;
+}> {
+  const channel = checkNewOrder(ctx, order);
+  const adapter = ctx.channels.get(channel);
+  if (adapter === undefined) {
+    throw new FailedPreconditionError(`this switch takes no ${channel} recharges (no ${channel} channel is configured)`, {
+      reason: 'CHANNEL_NOT_AVAILABLE',
+      zh: `暂不支持${CHANNEL_ZH[channel]}充值`,
+      field: 'channel',
+    });
+  }
+  const orderId = rechargeOrderId(ctx, order.cardNo, order.requestId);
+  const nowMs = ctx.now();
+  const made = await createRechargeOrder(ctx, {
+    cardNo: order.cardNo,
+    channel: ORDER_CHANNEL_CODES[channel],
+    orderId,
+    amountFen: order.amountFen,
+    expiresAtMs: nowMs + ctx.config.rechargeOrderExpirySec * 1000,
+    dailyLimitFen: ctx.config.dailyRechargeLimitFen,
+    source: order.source,
+    nowMs,
+  });
+  refuseUnmade(ctx, order.cardNo, made);
+  if (made.code === 'exists') {
+    const record = await readRechargeOrder(ctx, ORDER_CHANNEL_CODES[channel], orderId);
+    if (record === undefined || record.credited || record.state !== 'P' || made.expiresAtMs - nowMs < 60_000) {
+      throw new AlreadyExistsError(`the order of request ${order.requestId} is paid, closed or about to expire; use a new requestId`, {
+        reason: 'ORDER_FINISHED',
+        zh: '该充值订单已完成或已过期，请重新发起充值',
+        field: 'requestId',
+      });
+    }
+  }
+  let pay: RechargeOrder;
+  try {
+    pay = await adapter.createRechargeOrder(
+      {
+        outTradeNo: orderId,
+        amountFen: order.amountFen,
+        subject: ORDER_SUBJECT,
+        expiresInSec: Math.floor((made.expiresAtMs - nowMs) / 1000),
+        ...(order.payerId === undefined ? {} : { payerId: order.payerId }),
+      },
+      AbortSignal.timeout(CHANNEL_CALL_TIMEOUT_MS),
+    );
+  } catch (err) {
+    if (err instanceof DomainError && !(err instanceof UnavailableError)) throw err;
+    ctx.log.warn(
+      { channel, orderId, err: (err as Error).message },
+      'the channel did not make the recharge order; it stays pending until it expires',
+    );
+    throw new UnavailableError(`${channel} did not answer the recharge order; try again with the same requestId`, {
+      reason: 'CHANNEL_UNAVAILABLE',
+      zh: `${CHANNEL_ZH[channel]}暂时无法下单，请稍后重试`,
+    });
+  }
+  return { orderId, channel, amountFen: order.amountFen, expiresAtMs: made.expiresAtMs, pay };
+}
+
+function refuseUnmade(ctx: SwitchContext, cardNo: string, made: Awaited<ReturnType<typeof createRechargeOrder>>): void {
+  switch (made.code) {
+    case 'created':
+    case 'exists':
+      return;
+    case 'unknown_card':
+      throw new NotFoundError(`card ${cardNo} does not exist`);
+    case 'card_cancelled':
+      throw new FailedPreconditionError(`card ${cardNo} is cancelled and takes no recharge (此卡已注销)`, {
+        reason: 'CARD_CANCELLED',
+        zh: '此卡已注销，不能充值',
+      });
+    case 'too_many_open':
+      throw new ResourceExhaustedError(
+        `the card has ${MAX_OPEN_ORDERS_PER_CARD} unpaid recharge orders; pay one or wait until they expire`,
+        {
+          reason: 'TOO_MANY_OPEN_ORDERS',
+          zh: '未支付的充值订单过多，请先完成支付或稍后再试',
+        },
+      );
+    case 'daily_limit_exceeded': {
+      const leftFen = made.rechargeableTodayFen ?? 0;
+      throw new FailedPreconditionError(
+        `the daily recharge maximum of ${formatYuan(ctx.config.dailyRechargeLimitFen)} yuan is reached with today's recharges and unpaid orders: ` +
+          `at most ${formatYuan(leftFen)} yuan (${leftFen} fen) more today`,
+        { reason: 'DAILY_RECHARGE_LIMIT', zh: `超过当日充值限额，今日还可充值${formatYuan(leftFen)}元`, field: 'amountFen' },
+      );
+    }
+  }
+}
+
+// ---- settling --------------------------------------------------------------------------------
+
+export type SettleOutcome = 'credited' | 'pending' | 'closed' | 'unknown_order' | 'amount_mismatch' | 'not_paid' | 'not_creditable';
+
+/** Credits a paid order (recharge.lua: once per order, whoever calls first), then tidies its indexes. */
+async function creditPaid(
+  ctx: SwitchContext,
+  order: RechargeOrderRecord,
+  paid: { readonly amountFen: number; readonly channelTxnId: string },
+  how: 'notification' | 'query',
+): Promise<SettleOutcome> {
+  const where = { channel: order.channel, orderId: order.orderId, how };
+  if (paid.amountFen !== order.amountFen) {
+    ctx.log.error(
+      { ...where, orderFen: order.amountFen, paidFen: paid.amountFen },
+      'recharge order paid with another amount: nothing credited (reconcile)',
+    );
+    // Closed here, so the loop does not ask again; the channel's statement shows the payment to refund.
+    await finishRechargeOrder(ctx, order, 'C', ctx.now());
+    return 'amount_mismatch';
+  }
+  // The channel's transaction id goes into the journal's `tm` (reconciliation matches it); ids are safe text.
+  const source = /^[A-Za-z0-9_-]{1,64}$/.test(paid.channelTxnId) ? paid.channelTxnId : order.channel;
+  const result = await ctx.money.recharge({
+    cardNo: order.cardNo,
+    channel: order.channel,
+    orderId: order.orderId,
+    amountFen: order.amountFen,
+    source,
+    reason: '',
+    // The day's maximum was kept when the order was made (recharge-order.lua counts open orders); the
+    // channel has the payer's money now, so the credit may not be refused for it.
+    dailyLimitFen: 0,
+  });
+  if (result.code !== 'credited') {
+    ctx.log.error({ ...where, code: result.code }, 'paid recharge order could not be credited: refund it at the channel');
+    await finishRechargeOrder(ctx, order, 'C', ctx.now());
+    return 'not_creditable';
+  }
+  if (!order.credited)
+    ctx.log.info({ ...where, amountFen: order.amountFen, transactionId: result.transactionId }, 'recharge order credited');
+  await finishRechargeOrder(ctx, order, 'S', ctx.now());
+  return 'credited';
+}
+
+/** Asks the channel about one order and settles it when the answer is final. */
+export async function settleByQuery(ctx: SwitchContext, order: RechargeOrderRecord): Promise<SettleOutcome> {
+  if (order.credited || order.state !== 'P') {
+    await finishRechargeOrder(ctx, order, order.credited ? 'S' : order.state === 'X' ? 'X' : 'C', ctx.now());
+    return order.credited ? 'credited' : 'closed';
+  }
+  const adapter = ctx.channels.get(order.channel === 'ALIPAY' ? 'alipay' : 'wechat');
+  if (adapter === undefined) return 'pending';
+  const answer = await adapter.queryPayment(order.orderId, AbortSignal.timeout(CHANNEL_CALL_TIMEOUT_MS));
+  switch (answer.status) {
+    case 'paid':
+      return creditPaid(ctx, order, answer, 'query');
+    case 'closed':
+    case 'failed':
+      await finishRechargeOrder(ctx, order, 'C', ctx.now());
+      return 'closed';
+    case 'not_found':
+      // Alipay knows a precreated order only once it is scanned: unknown is final only after expiry.
+      if (ctx.now() < order.expiresAtMs) return 'pending';
+      await finishRechargeOrder(ctx, order, 'X', ctx.now());
+      return 'closed';
+    case 'paying':
+    case 'unknown':
+      return 'pending';
+  }
+}
+
+/** The channel's notification: verified, then settled; answers what the channel's API expects. */
+export async function handleChannelNotification(
+  ctx: SwitchContext,
+  channelName: string,
+  incoming: IncomingNotification,
+): Promise<NotificationReply | undefined> {
+  if (channelName !== 'alipay' && channelName !== 'wechat') return undefined;
+  const adapter = ctx.channels.get(channelName);
+  if (adapter === undefined) return undefined;
+  let verified: VerifiedNotification;
+  try {
+    verified = await adapter.verifyNotification(incoming);
+  } catch (err) {
+    if (!(err instanceof ChannelForgedError)) throw err;
+    ctx.log.warn({ channel: channelName, reason: err.message }, 'channel notification refused: it does not verify; nothing credited');
+    return adapter.notificationReply(false);
+  }
+  try {
+    await settleNotified(ctx, channelName, verified);
+    return adapter.notificationReply(true);
+  } catch (err) {
+    // The ledger did not answer: the channel sends it again later.
+    ctx.log.error({ channel: channelName, orderId: verified.outTradeNo, err }, 'channel notification could not be settled now');
+    return adapter.notificationReply(false);
+  }
+}
+
+async function settleNotified(ctx: SwitchContext, channel: ChannelName, notified: VerifiedNotification): Promise<SettleOutcome> {
+  const order = await readRechargeOrder(ctx, ORDER_CHANNEL_CODES[channel], notified.outTradeNo);
+  if (order === undefined) {
+    ctx.log.error(
+      { channel, orderId: notified.outTradeNo, channelTxnId: notified.channelTxnId },
+      'notification for a recharge order this switch never made: nothing credited',
+    );
+    return 'unknown_order';
+  }
+  if (!notified.paid) {
+    // Waiting, closed, or an old notification arriving late: only a paid one moves money; the loop's query closes.
+    ctx.log.info({ channel, orderId: order.orderId }, 'channel notification of an unpaid order: nothing to credit');
+    return 'not_paid';
+  }
+  return creditPaid(ctx, order, notified, 'notification');
+}
+
+// ---- reading ---------------------------------------------------------------------------------
+
+function viewOf(order: RechargeOrderRecord): OrderView {
+  const [, balance, txnId] = order.creditAnswer.split('|');
+  const state: OrderState = order.credited ? 'paid' : order.state === 'P' ? 'pending' : order.state === 'X' ? 'expired' : 'closed';
+  return {
+    orderId: order.orderId,
+    channel: order.channel === 'ALIPAY' ? 'alipay' : 'wechat',
+    amountFen: order.amountFen,
+    state,
+    createdAtMs: order.createdAtMs,
+    expiresAtMs: order.expiresAtMs,
+    transactionId: txnId ?? '',
+    balanceAfterFen: order.credited ? Number(balance) : undefined,
+  };
+}
+
+async function readOwnOrder(ctx: SwitchContext, cardNo: string, orderId: string): Promise<RechargeOrderRecord> {
+  for (const channel of ['WECHAT', 'ALIPAY'] as const) {
+    const order = await readRechargeOrder(ctx, channel, orderId);
+    if (order !== undefined && order.cardNo === cardNo) return order;
+  }
+  throw new NotFoundError(`no recharge order ${orderId.slice(0, 40)} of this card`, { reason: 'ORDER_NOT_FOUND', zh: '找不到该充值订单' });
+}
+
+/** The order's state; a pending one old enough is first asked about at the channel (its notification may be lost). */
+export async function rechargeOrderState(ctx: SwitchContext, cardNo: string, orderId: string): Promise<OrderView> {
+  const order = await readOwnOrder(ctx, cardNo, orderId);
+  if (order.credited || order.state !== 'P' || ctx.now() - order.createdAtMs < ctx.config.rechargeQueryDelayMs) return viewOf(order);
+  try {
+    await settleByQuery(ctx, order);
+  } catch (err) {
+    if (err instanceof DomainError) throw err;
+    ctx.log.warn({ orderId, err: (err as Error).message }, 'recharge order query failed; answering the recorded state');
+    return viewOf(order);
+  }
+  return viewOf(await readOwnOrder(ctx, cardNo, orderId));
+}
+
+/** One sweep of the settlement loop: queries pending orders older than `olderThanMs`. */
+export async function settlePendingRechargeOrders(
+  ctx: SwitchContext,
+  options: { readonly olderThanMs: number; readonly maxPerShard: number },
+): Promise<Record<SettleOutcome | 'failed', number>> {
+  const report: Record<SettleOutcome | 'failed', number> = {
+    credited: 0,
+    pending: 0,
+    closed: 0,
+    unknown_order: 0,
+    amount_mismatch: 0,
+    not_paid: 0,
+    not_creditable: 0,
+    failed: 0,
+  };
+  for await (const { channel, orderId } of pendingRechargeOrders(ctx, ctx.now() - options.olderThanMs, options.maxPerShard)) {
+    try {
+      const order = await readRechargeOrder(ctx, channel, orderId);
+      report[order === undefined ? 'unknown_order' : await settleByQuery(ctx, order)] += 1;
+    } catch (err) {
+      report.failed += 1;
+      ctx.log.warn({ channel, orderId, err: (err as Error).message }, 'recharge order query failed; the next sweep tries again');
+    }
+  }
+  return report;
+}

@@ -1,0 +1,143 @@
+--[[
+  Recharge orders paid through a channel (Alipay, WeChat Pay): make one (reserving its amount against
+  the card's daily recharge maximum) and finish one (closed, expired, or tidied after its credit). Moves
+  no money: the credit is recharge.lua, on the SAME order key, which writes `fp` and `ans` there in the
+  script that credits, so "paid" and "credited" are one fact (an order is paid iff its record has `ans`).
+
+  Every key is in the card's shard {L:s}: the order record, the shard's pending index and the card's
+  open orders, so each call is one slot.
+
+  op 'create'
+    KEYS[1] accountKey   {L:s}:acct:<card>
+    KEYS[2] orderKey     {L:s}:order:<channel>:<orderId>    hash (also recharge.lua's record of the credit)
+    KEYS[3] pendingKey   {L:s}:rchpend                      zset "<channel>:<orderId>" -> createdAtMs (the loop)
+    KEYS[4] openKey      {L:s}:rchopen:<card>               hash orderId -> "<amountFen>|<dayKey>"
+    ARGV[1] 'create'  ARGV[2] cardNo  ARGV[3] channel WECHAT | ALIPAY  ARGV[4] orderId
+    ARGV[5] amountFen  ARGV[6] fingerprint  ARGV[7] nowMs  ARGV[8] expiresAtMs  ARGV[9] dayKey
+    ARGV[10] dailyLimitFen (0 = none)  ARGV[11] recordTtlSec  ARGV[12] maxOpen  ARGV[13] source
+    Answers "<code>|<createdAtMs>|<expiresAtMs>|<rechargeableTodayFen>":
+       1 created   2 exists (the same order was made before: its times)
+       5 unknown account   9 card cancelled   11 daily limit exceeded   17 too many open orders
+    (nothing changed unless 1). Or -1: the order id was used for another card, channel or amount.
+    The daily check counts what was credited today (rday/rsum) plus the amounts of the card's open
+    orders made today, so several unpaid orders cannot together pass the maximum; recharge.lua is
+    then called without a daily limit (the channel has taken the money by then).
+
+  op 'finish'
+    KEYS[1] orderKey  KEYS[2] pendingKey  KEYS[3] openKey
+    ARGV[1] 'finish'  ARGV[2] channel WECHAT | ALIPAY  ARGV[3] orderId
+    ARGV[4] state: S (tidy after the credit) | X (expired) | C (closed)  ARGV[5] nowMs
+    Answers: 3 paid (credited: taken off the indexes)   1 closed (now, or before)
+             4 still pending (S on an order without a credit: nothing changed)
+             6 unknown order (taken off the indexes)
+
+  A malformed ARGV (count or format) is answered with the error reply "ERR recharge-order: ..." before
+  any key is read or written (includes/argv.lua; scripts.ts checks the same before sending).
+]]
+local SCRIPT = 'recharge-order'
+local ANSWER_CREATED = 1
+local ANSWER_EXISTS = 2
+local ANSWER_UNKNOWN_CARD = 5
+local ANSWER_CARD_CANCELLED = 9
+local ANSWER_DAILY_LIMIT_EXCEEDED = 11
+local ANSWER_TOO_MANY_OPEN = 17
+local ANSWER_CLOSED = 1
+local ANSWER_PAID = 3
+local ANSWER_STILL_PENDING = 4
+local ANSWER_UNKNOWN_ORDER = 6
+local REFUSED_KEY_REUSED = -1
+
+local rcall = redis.call
+local op = ARGV[1]
+
+-- @include answer
+-- @include argv
+
+local badArgv = argvCount(#ARGV >= 1, '13 for create, 5 for finish') or argvOneOf(1, 'op', 'create', 'finish')
+if badArgv then return badArgv end
+if op == 'create' then
+  badArgv = argvCount(#ARGV == 13, '13 for create') or argvId(2, 'cardNo') or argvOneOf(3, 'channel', 'WECHAT', 'ALIPAY')
+    or argvId(4, 'orderId') or argvInteger(5, 'amountFen', 1) or argvId(6, 'fingerprint') or argvInteger(7, 'nowMs', 0)
+    or argvInteger(8, 'expiresAtMs', 0) or argvId(9, 'dayKey') or argvInteger(10, 'dailyLimitFen', 0)
+    or argvInteger(11, 'recordTtlSec', 1) or argvInteger(12, 'maxOpen', 1) or argvId(13, 'source')
+else
+  badArgv = argvCount(#ARGV == 5, '5 for finish') or argvOneOf(2, 'channel', 'WECHAT', 'ALIPAY') or argvId(3, 'orderId')
+    or argvOneOf(4, 'state', 'S', 'X', 'C') or argvInteger(5, 'nowMs', 0)
+end
+if badArgv then return badArgv end
+
+if op == 'finish' then
+  local orderKey = KEYS[1]
+  local pendingKey = KEYS[2]
+  local openKey = KEYS[3]
+  local orderId = ARGV[3]
+  local state = ARGV[4]
+  local record = rcall('HMGET', orderKey, 'ofp', 'ans', 'ost')
+  local function unindex()
+    rcall('ZREM', pendingKey, ARGV[2] .. ':' .. orderId)
+    rcall('HDEL', openKey, orderId)
+  end
+  if not record[1] then
+    unindex()
+    return ANSWER_UNKNOWN_ORDER
+  end
+  if record[2] then
+    unindex()
+    return ANSWER_PAID
+  end
+  if state == 'S' then return ANSWER_STILL_PENDING end
+  if record[3] == 'P' then rcall('HSET', orderKey, 'ost', state, 'ocls', ARGV[5]) end
+  unindex()
+  return ANSWER_CLOSED
+end
+
+local accountKey = KEYS[1]
+local orderKey = KEYS[2]
+local pendingKey = KEYS[3]
+local openKey = KEYS[4]
+local cardNo = ARGV[2]
+local channel = ARGV[3]
+local orderId = ARGV[4]
+local amountFen = tonumber(ARGV[5])
+local fingerprint = ARGV[6]
+local nowMs = ARGV[7]
+local expiresAtMs = ARGV[8]
+local dayKey = ARGV[9]
+local dailyLimitFen = tonumber(ARGV[10])
+local recordTtlSec = tonumber(ARGV[11])
+local maxOpen = tonumber(ARGV[12])
+
+local existing = rcall('HMGET', orderKey, 'ofp', 'ocat', 'oexp')
+if existing[1] then
+  if existing[1] ~= fingerprint then return REFUSED_KEY_REUSED end
+  return joinAnswer({ ANSWER_EXISTS, existing[2], existing[3], -1 })
+end
+
+local account = rcall('HMGET', accountKey, 'bal', 'st', 'rday', 'rsum')
+if account[1] == false then return joinAnswer({ ANSWER_UNKNOWN_CARD, 0, 0, 0 }) end
+if account[2] == 'C' then return joinAnswer({ ANSWER_CARD_CANCELLED, 0, 0, 0 }) end
+
+local open = rcall('HGETALL', openKey)
+local openCount = #open / 2
+local reservedTodayFen = 0
+if account[3] == dayKey then reservedTodayFen = tonumber(account[4]) or 0 end
+for i = 2, #open, 2 do
+  local amountText, day = string.match(open[i], '^(%d+)|(.*)$')
+  if day == dayKey then reservedTodayFen = reservedTodayFen + tonumber(amountText) end
+end
+local leftFen = -1
+if dailyLimitFen > 0 then
+  leftFen = dailyLimitFen - reservedTodayFen
+  if leftFen < 0 then leftFen = 0 end
+end
+if openCount >= maxOpen then return joinAnswer({ ANSWER_TOO_MANY_OPEN, 0, 0, leftFen }) end
+if dailyLimitFen > 0 and amountFen > leftFen then return joinAnswer({ ANSWER_DAILY_LIMIT_EXCEEDED, 0, 0, leftFen }) end
+
+rcall('HSET', orderKey, 'ofp', fingerprint, 'card', cardNo, 'och', channel, 'oamt', amountFen, 'ost', 'P', 'ocat', nowMs,
+  'oexp', expiresAtMs, 'osrc', ARGV[13])
+rcall('EXPIRE', orderKey, recordTtlSec)
+rcall('HSET', openKey, orderId, amountFen .. '|' .. dayKey)
+rcall('EXPIRE', openKey, recordTtlSec)
+rcall('ZADD', pendingKey, nowMs, channel .. ':' .. orderId)
+if leftFen >= 0 then leftFen = leftFen - amountFen end
+return joinAnswer({ ANSWER_CREATED, nowMs, expiresAtMs, leftFen })

@@ -1,0 +1,202 @@
+// Recharge orders paid through a channel: their ids (which carry the card's shard, since a channel's
+// notification names only the order), the typed wrapper of recharge-order.lua (create, finish), and
+// the reads the domain needs (one order; the pending orders of every shard, for the settlement loop).
+// The credit itself is MoneyLedger.recharge (recharge.lua) on the same order key: see that script.
+import { createHash } from 'node:crypto';
+import type { LedgerAccess } from './access.js';
+import {
+  decodeAnswer,
+  LedgerInvariantError,
+  RECHARGE_ORDER_CREATE_ANSWERS,
+  RECHARGE_ORDER_FINISH_ANSWERS,
+  RECHARGE_ORDER_REFUSALS,
+  type AnswerOf,
+} from './answers.js';
+import { campusDayKey, IdempotencyConflictError } from './ledger.js';
+import { DEFAULT_RECORD_TTL_SEC } from './money.js';
+
+export type OrderChannelCode = 'WECHAT' | 'ALIPAY';
+
+/** At most this many unpaid orders per card at once (a page that keeps asking cannot fill Redis). */
+export const MAX_OPEN_ORDERS_PER_CARD = 5;
+
+/** "R" + the shard in base 36 (3 characters: up to 46655 > MAX_SHARDS) + 24 hex: 28 characters. */
+const ORDER_ID_PATTERN = /^R([0-9a-z]{3})[0-9a-f]{24}$/;
+
+/**
+ * The order id (the channel's out_trade_no) of one card's request: the same request id gives the same
+ * order (a retried create finds it); its first characters name the shard, so a notification finds the
+ * order without knowing the card.
+ */
+export function rechargeOrderId(access: LedgerAccess, cardNo: string, requestId: string): string {
+  const shard = access.keys.shardOf(cardNo).toString(36).padStart(3, '0');
+  const digest = createHash('sha256').update(`${cardNo}|${requestId}`).digest('hex').slice(0, 24);
+  return `R${shard}${digest}`;
+}
+
+/** The shard an order id names, or undefined when it is not one of ours. */
+export function shardOfOrderId(access: LedgerAccess, orderId: string): number | undefined {
+  const m = ORDER_ID_PATTERN.exec(orderId);
+  if (m === null) return undefined;
+  const shard = Number.parseInt(m[1] ?? '', 36);
+  return shard < access.keys.shardCount ? shard : undefined;
+}
+
+export type CreateOrderCode = AnswerOf<typeof RECHARGE_ORDER_CREATE_ANSWERS>;
+export type FinishOrderCode = AnswerOf<typeof RECHARGE_ORDER_FINISH_ANSWERS>;
+
+export interface CreateOrderInput {
+  readonly cardNo: string;
+  readonly channel: OrderChannelCode;
+  readonly orderId: string;
+  readonly amountFen: number;
+  readonly expiresAtMs: number;
+  readonly dailyLimitFen: number;
+  /** Who made it: 'holder' (the phone) or the kiosk's terminal id. */
+  readonly source: string;
+  readonly nowMs: number;
+}
+
+export interface CreateOrderResult {
+  readonly code: CreateOrderCode;
+  readonly createdAtMs: number;
+  readonly expiresAtMs: number;
+  /** What may still be ordered today after this answer; undefined when unknown or unlimited. */
+  readonly rechargeableTodayFen: number | undefined;
+}
+
+/** Makes the order (pending), reserving its amount against the day's maximum; see recharge-order.lua. */
+export async function createRechargeOrder(access: LedgerAccess, input: CreateOrderInput): Promise<CreateOrderResult> {
+  const k = access.keys;
+  const reply = await access.scripts.run(
+    'recharge-order',
+    [
+      k.account(input.cardNo),
+      k.order(input.cardNo, input.channel, input.orderId),
+      k.rechargePending(k.shardOf(input.cardNo)),
+      k.rechargeOpen(input.cardNo),
+    ],
+    [
+      'create',
+      input.cardNo,
+      input.channel,
+      input.orderId,
+      input.amountFen,
+      `rco|${input.cardNo}|${input.channel}|${input.amountFen}`,
+      input.nowMs,
+      input.expiresAtMs,
+      campusDayKey(input.nowMs),
+      input.dailyLimitFen,
+      DEFAULT_RECORD_TTL_SEC,
+      MAX_OPEN_ORDERS_PER_CARD,
+      input.source,
+    ],
+  );
+  if (typeof reply === 'number') {
+    const refusal = decodeAnswer('recharge-order', RECHARGE_ORDER_REFUSALS, reply);
+    const errors = {
+      key_reused: () => new IdempotencyConflictError(`request ${input.orderId} was used for another recharge order; use a new request id`),
+    } satisfies Record<typeof refusal, () => Error>;
+    throw errors[refusal]();
+  }
+  if (typeof reply !== 'string') throw new LedgerInvariantError(`recharge-order answered ${JSON.stringify(reply)}`);
+  const [code, created, expires, left] = reply.split('|').map((part) => Number(part));
+  if (![created, expires, left].every((n) => n !== undefined && Number.isSafeInteger(n))) {
+    throw new LedgerInvariantError(`recharge-order answered ${JSON.stringify(reply)}`);
+  }
+  return {
+    code: decodeAnswer('recharge-order', RECHARGE_ORDER_CREATE_ANSWERS, code),
+    createdAtMs: created ?? 0,
+    expiresAtMs: expires ?? 0,
+    rechargeableTodayFen: (left ?? -1) < 0 ? undefined : left,
+  };
+}
+
+/** S: tidy the indexes after the credit; X: expired; C: closed by the channel. */
+export type FinishState = 'S' | 'X' | 'C';
+
+/** Takes the order off the pending indexes (and closes it, unless it is paid); see recharge-order.lua. */
+export async function finishRechargeOrder(
+  access: LedgerAccess,
+  order: { readonly cardNo: string; readonly channel: OrderChannelCode; readonly orderId: string },
+  state: FinishState,
+  nowMs: number,
+): Promise<FinishOrderCode> {
+  const k = access.keys;
+  const reply = await access.scripts.run(
+    'recharge-order',
+    [k.order(order.cardNo, order.channel, order.orderId), k.rechargePending(k.shardOf(order.cardNo)), k.rechargeOpen(order.cardNo)],
+    ['finish', order.channel, order.orderId, state, nowMs],
+  );
+  return decodeAnswer('recharge-order', RECHARGE_ORDER_FINISH_ANSWERS, reply as number);
+}
+
+/** One order as recorded. `state`: P pending, X expired, C closed; `credited` when recharge.lua credited it. */
+export interface RechargeOrderRecord {
+  readonly orderId: string;
+  readonly cardNo: string;
+  readonly channel: OrderChannelCode;
+  readonly amountFen: number;
+  readonly state: 'P' | 'X' | 'C';
+  readonly credited: boolean;
+  /** The credit's answer (recharge.lua's), '' when not credited. */
+  readonly creditAnswer: string;
+  readonly createdAtMs: number;
+  readonly expiresAtMs: number;
+  readonly source: string;
+}
+
+/** The order with this id of this channel, or undefined when there is none (or the id is not ours). */
+export async function readRechargeOrder(
+  access: LedgerAccess,
+  channel: OrderChannelCode,
+  orderId: string,
+): Promise<RechargeOrderRecord | undefined> {
+  const shard = shardOfOrderId(access, orderId);
+  if (shard === undefined) return undefined;
+  const key = access.keys.orderInShard(shard, channel, orderId);
+  const [card, ch, amount, state, created, expires, source, answer] = await access.scripts.client.hmget(
+    key,
+    'card',
+    'och',
+    'oamt',
+    'ost',
+    'ocat',
+    'oexp',
+    'osrc',
+    'ans',
+  );
+  // A record without `och` is not an order of ours (a kiosk's or operator's recharge record of old).
+  if (card === null || card === undefined || ch !== channel) return undefined;
+  if (state !== 'P' && state !== 'X' && state !== 'C')
+    throw new LedgerInvariantError(`recharge order ${orderId} has state ${String(state)}`);
+  return {
+    orderId,
+    cardNo: card,
+    channel,
+    amountFen: Number(amount),
+    state,
+    credited: answer !== null,
+    creditAnswer: answer ?? '',
+    createdAtMs: Number(created),
+    expiresAtMs: Number(expires),
+    source: source ?? '',
+  };
+}
+
+/** The pending orders made at or before `cutoffMs`, shard by shard, at most `maxPerShard` of each. */
+export async function* pendingRechargeOrders(
+  access: LedgerAccess,
+  cutoffMs: number,
+  maxPerShard: number,
+): AsyncGenerator<{ readonly channel: OrderChannelCode; readonly orderId: string }> {
+  const redis = access.scripts.client;
+  for (let shard = 0; shard < access.keys.shardCount; shard++) {
+    const members = await redis.zrangebyscore(access.keys.rechargePending(shard), '-inf', cutoffMs, 'LIMIT', 0, maxPerShard);
+    for (const member of members) {
+      const [channel, orderId = ''] = member.split(':');
+      if (channel !== 'WECHAT' && channel !== 'ALIPAY') throw new LedgerInvariantError(`pending recharge order ${member} names no channel`);
+      yield { channel, orderId };
+    }
+  }
+}

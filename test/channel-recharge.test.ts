@@ -1,0 +1,333 @@
+// Recharge orders end to end: the holder's API on the real uWS gateway, a real switch and Redis, and
+// both channel simulators over loopback posting their signed notifications to the gateway. Money is
+// credited only on a verified notification or the switch's own query, once per order, whatever arrives
+// twice, late, forged, for another amount, for an order never made, or at the same time as a query; the
+// audit passes after every test.
+import { createServer } from 'node:net';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startChannelSimulators, type ChannelSimulators } from '../switch/channels/index.js';
+import { startSwitch, type SwitchApp } from '../switch/app.js';
+import { settleByQuery } from '../switch/domain/recharge-orders.js';
+import { auditLedger } from '../switch/ledger/audit.js';
+import { createRechargeOrder, readRechargeOrder, rechargeOrderId } from '../switch/ledger/recharge-orders.js';
+import { createLogger } from '../switch/log.js';
+import { dumpKeySpace, openCard, readJournal, testConfig } from './helpers/switch.js';
+
+let sims: ChannelSimulators;
+let app: SwitchApp;
+let base = '';
+let cardSeq = 0;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
+    });
+  });
+}
+
+beforeAll(async () => {
+  const port = await freePort();
+  const log = createLogger(process.env['TEST_LOG_LEVEL'] ?? 'silent');
+  sims = await startChannelSimulators({ log, notifyBaseUrl: `http://127.0.0.1:${port}`, latencyMs: 0 });
+  // The loop and the page's GET query only orders older than a minute here: what credits in these
+  // tests is the notification, unless a test runs a second switch that queries at once.
+  const config = testConfig('chrch', { GATEWAY_PORT: String(port), RECHARGE_QUERY_DELAY_MS: '60000', RECHARGE_SETTLE_INTERVAL_MS: '100' });
+  app = await startSwitch(config, log, Date.now, { channels: sims.channels });
+  base = `http://127.0.0.1:${app.gateway?.port}`;
+});
+afterAll(async () => {
+  await app.stop();
+  await sims.stop();
+});
+afterEach(async () => {
+  const report = await auditLedger(app.redis, app.keys);
+  expect(report.problems).toEqual([]);
+  expect(report.ok).toBe(true);
+});
+
+interface Answer {
+  readonly status: number;
+  readonly body: Record<string, unknown>;
+}
+
+async function http(method: string, path: string, token: string, body?: unknown): Promise<Answer> {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>) };
+}
+
+/** A fresh card bound to a fresh user, with a session: its number and access token. */
+async function holder(
+  openingFen = 1000,
+  provider: 'wecom' | 'wechat' = 'wecom',
+): Promise<{ cardNo: string; token: string; userId: string }> {
+  cardSeq += 1;
+  const cardNo = `7700${String(cardSeq).padStart(4, '0')}`;
+  const userId = provider === 'wecom' ? `wecom:u${cardNo}` : `wechat:oPayer${cardNo}`;
+  await openCard(app, cardNo, `RC${cardNo}`, openingFen, { eu: userId, sync: '1' });
+  const sessions = app.gateway?.sessions;
+  if (sessions === undefined) throw new Error('no gateway');
+  const tokens = await sessions.start({ provider, userId }, cardNo);
+  return { cardNo, token: tokens.accessToken, userId };
+}
+
+async function balanceOf(cardNo: string): Promise<number> {
+  return Number(await app.redis.hget(app.keys.account(cardNo), 'bal'));
+}
+
+async function rechargeEntries(cardNo: string): Promise<number> {
+  return (await readJournal(app.redis, app.keys.journalOfCard(cardNo))).filter((e) => e.fields['k'] === 'rch' && e.fields['c'] === cardNo)
+    .length;
+}
+
+async function newOrder(token: string, channel: string, amountFen: number, requestId = `req-${Math.random().toString(36).slice(2, 10)}`) {
+  return http('POST', '/api/v1/ecard/recharge-orders', token, { channel, amountFen, requestId });
+}
+
+async function state(token: string, orderId: string): Promise<Record<string, unknown>> {
+  const answer = await http('GET', `/api/v1/ecard/recharge-orders/${orderId}`, token);
+  expect(answer.status).toBe(200);
+  return answer.body;
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T>, ok: (value: T) => boolean, timeoutMs = 5000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (ok(value)) return value;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}: last ${JSON.stringify(value)}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe('recharge by notification', () => {
+  it('WeChat: the order answers a QR, the payer pays, the notification credits once; the state says paid', async () => {
+    const { cardNo, token } = await holder(1000);
+    const made = await newOrder(token, 'wechat', 50_000);
+    expect(made.status).toBe(201);
+    const orderId = made.body['orderId'] as string;
+    expect(made.body).toMatchObject({ channel: 'wechat', amountFen: 50_000, pay: { kind: 'qr' } });
+    expect((made.body['pay'] as { qrContent: string }).qrContent).toMatch(/^weixin:\/\//);
+    expect(await state(token, orderId)).toMatchObject({ state: 'pending' });
+    const deliveries = await sims.wechat.payOrder(orderId);
+    expect(deliveries.map((d) => d.status)).toEqual([200]);
+    expect(await balanceOf(cardNo)).toBe(51_000);
+    expect(await rechargeEntries(cardNo)).toBe(1);
+    expect(await state(token, orderId)).toMatchObject({ state: 'paid', balanceAfterFen: 51_000 });
+  });
+
+  it('WeChat inside WeChat: a holder signed in through WeChat gets JSAPI parameters for their openid', async () => {
+    const { cardNo, token, userId } = await holder(0, 'wechat');
+    const made = await newOrder(token, 'wechat', 1200);
+    expect(made.status).toBe(201);
+    expect(made.body['pay']).toMatchObject({ kind: 'jsapi', signType: 'RSA' });
+    const orderId = made.body['orderId'] as string;
+    expect(sims.wechat.order(orderId)?.payerId).toBe(userId.slice('wechat:'.length));
+    await sims.wechat.payOrder(orderId);
+    expect(await balanceOf(cardNo)).toBe(1200);
+  });
+
+  it('Alipay: a precreated QR paid by the payer is credited once by its notification', async () => {
+    const { cardNo, token } = await holder(0);
+    const made = await newOrder(token, 'alipay', 2345);
+    expect(made.status).toBe(201);
+    const orderId = made.body['orderId'] as string;
+    expect((made.body['pay'] as { qrContent: string }).qrContent).toMatch(/^https:\/\/qr\.alipay\.com\//);
+    const { notified } = sims.alipay.payOrder(orderId);
+    expect((await notified).map((d) => d.reply)).toEqual(['success']);
+    expect(await balanceOf(cardNo)).toBe(2345);
+    expect(await state(token, orderId)).toMatchObject({ state: 'paid' });
+  });
+
+  it('duplicate notifications (three of each channel) credit once, and each is acknowledged', async () => {
+    const w = await holder(0);
+    const wOrder = (await newOrder(w.token, 'wechat', 700)).body['orderId'] as string;
+    const wDeliveries = await sims.wechat.payOrder(wOrder, { notify: { times: 3 } });
+    expect(wDeliveries.map((d) => d.status)).toEqual([200, 200, 200]);
+    const a = await holder(0);
+    const aOrder = (await newOrder(a.token, 'alipay', 800)).body['orderId'] as string;
+    sims.alipay.planNotify(aOrder, { times: 3 });
+    expect((await sims.alipay.payOrder(aOrder).notified).map((d) => d.reply)).toEqual(['success', 'success', 'success']);
+    expect([await balanceOf(w.cardNo), await balanceOf(a.cardNo)]).toEqual([700, 800]);
+    expect([await rechargeEntries(w.cardNo), await rechargeEntries(a.cardNo)]).toEqual([1, 1]);
+  });
+
+  it('out of order: a waiting notification credits nothing; the paid one credits; a late closed one changes nothing', async () => {
+    const { cardNo, token } = await holder(0);
+    const orderId = (await newOrder(token, 'alipay', 900)).body['orderId'] as string;
+    sims.alipay.planNotify(orderId, { times: 0 });
+    sims.alipay.payOrder(orderId);
+    expect((await sims.alipay.notify(orderId, { status: 'WAIT_BUYER_PAY' })).map((d) => d.reply)).toEqual(['success']);
+    expect(await balanceOf(cardNo)).toBe(0);
+    await sims.alipay.notify(orderId);
+    await sims.alipay.notify(orderId, { status: 'TRADE_CLOSED' });
+    expect(await balanceOf(cardNo)).toBe(900);
+    expect(await state(token, orderId)).toMatchObject({ state: 'paid' });
+  });
+
+  it('the same notification 300 times in parallel credits once', async () => {
+    const { cardNo, token } = await holder(0);
+    const orderId = (await newOrder(token, 'wechat', 99_900)).body['orderId'] as string;
+    await sims.wechat.payOrder(orderId, { notify: false });
+    const { headers, body } = sims.wechat.notification(orderId);
+    const replies = await Promise.all(
+      Array.from({ length: 300 }, () =>
+        fetch(`${base}/api/v1/channels/wechat/notify`, { method: 'POST', headers, body }).then(
+          async (r) => `${r.status} ${await r.text()}`,
+        ),
+      ),
+    );
+    expect(new Set(replies)).toEqual(new Set(['200 {"code":"SUCCESS"}']));
+    expect(await balanceOf(cardNo)).toBe(99_900);
+    expect(await rechargeEntries(cardNo)).toBe(1);
+  });
+});
+
+describe('what credits nothing', () => {
+  it('a forged signature is refused with the channel failure reply; the genuine one after it credits once', async () => {
+    const { cardNo, token } = await holder(0);
+    const orderId = (await newOrder(token, 'wechat', 1500)).body['orderId'] as string;
+    const forged = await sims.wechat.payOrder(orderId, { notify: { forged: 'signature' } });
+    expect(forged.map((d) => [d.status, d.body])).toEqual([[500, '{"code":"FAIL","message":"失败"}']]);
+    const tampered = await sims.wechat.notify(orderId, { forged: 'amount' });
+    expect(tampered.map((d) => d.status)).toEqual([500]);
+    const alipay = await holder(0);
+    const aOrder = (await newOrder(alipay.token, 'alipay', 1600)).body['orderId'] as string;
+    sims.alipay.planNotify(aOrder, { forged: 'signature' });
+    expect((await sims.alipay.payOrder(aOrder).notified).map((d) => d.reply)).toEqual(['fail']);
+    expect([await balanceOf(cardNo), await balanceOf(alipay.cardNo)]).toEqual([0, 0]);
+    expect(await state(token, orderId)).toMatchObject({ state: 'pending' });
+    await sims.wechat.notify(orderId);
+    await sims.alipay.notify(aOrder);
+    expect([await balanceOf(cardNo), await balanceOf(alipay.cardNo)]).toEqual([1500, 1600]);
+  });
+
+  it('a verified notification for another amount than the order credits nothing and closes the order', async () => {
+    const { cardNo } = await holder(0);
+    // The channel has the order for 50.00 yuan, the ledger for 1.00: the channel's genuine word for another amount.
+    const orderId = rechargeOrderId(app.context, cardNo, 'mismatch');
+    const nowMs = Date.now();
+    await createRechargeOrder(app.context, {
+      cardNo,
+      channel: 'WECHAT',
+      orderId,
+      amountFen: 100,
+      expiresAtMs: nowMs + 600_000,
+      dailyLimitFen: 0,
+      source: 'holder',
+      nowMs,
+    });
+    const wechat = sims.channels.get('wechat');
+    await wechat?.createRechargeOrder(
+      { outTradeNo: orderId, amountFen: 5000, subject: '校园卡充值', expiresInSec: 600 },
+      AbortSignal.timeout(5000),
+    );
+    const deliveries = await sims.wechat.payOrder(orderId);
+    expect(deliveries.map((d) => d.status)).toEqual([200]);
+    expect(await balanceOf(cardNo)).toBe(0);
+    expect(await readRechargeOrder(app.context, 'WECHAT', orderId)).toMatchObject({ state: 'C', credited: false });
+  });
+
+  it('a notification for an order this switch never made credits nothing', async () => {
+    const { cardNo } = await holder(0);
+    const orderId = rechargeOrderId(app.context, cardNo, 'never-made');
+    const alipay = sims.channels.get('alipay');
+    await alipay?.createRechargeOrder(
+      { outTradeNo: orderId, amountFen: 3000, subject: '校园卡充值', expiresInSec: 600 },
+      AbortSignal.timeout(5000),
+    );
+    expect((await sims.alipay.payOrder(orderId).notified).map((d) => d.reply)).toEqual(['success']);
+    expect(await balanceOf(cardNo)).toBe(0);
+    expect(await rechargeEntries(cardNo)).toBe(0);
+  });
+
+  it('999.01 yuan on WeChat is refused before any order is made (the guide: at most 999 yuan a time)', async () => {
+    const { token } = await holder(0);
+    const before = await dumpKeySpace(app.redis, app.context.config.keyPrefix);
+    const callsBefore = sims.wechat.callCount('/v3/pay/transactions/native');
+    const refused = await newOrder(token, 'wechat', 99_901);
+    expect(refused.status).toBe(400);
+    expect(refused.body['error']).toMatchObject({
+      code: 'AMOUNT_OUT_OF_RANGE',
+      field: 'amountFen',
+      message: '微信充值单笔金额为0.01-999.00元',
+    });
+    expect(sims.wechat.callCount('/v3/pay/transactions/native')).toBe(callsBefore);
+    expect(await dumpKeySpace(app.redis, app.context.config.keyPrefix)).toEqual(before);
+  });
+
+  it('the daily maximum counts unpaid orders: three of 999 yuan leave 3 yuan for a fourth', async () => {
+    const { token } = await holder(0);
+    for (let i = 0; i < 3; i++) expect((await newOrder(token, 'alipay', 99_900)).status).toBe(201);
+    const over = await newOrder(token, 'wechat', 301);
+    expect(over.status).toBe(409);
+    expect(over.body['error']).toMatchObject({ code: 'DAILY_RECHARGE_LIMIT', field: 'amountFen' });
+    expect((await newOrder(token, 'wechat', 300)).status).toBe(201);
+  });
+});
+
+describe('recharge by query', () => {
+  it('a lost notification: another switch instance (started afterwards, reading the pending orders from Redis) settles it by query, once', async () => {
+    const { cardNo, token } = await holder(0);
+    const wOrder = (await newOrder(token, 'wechat', 4200)).body['orderId'] as string;
+    await sims.wechat.payOrder(wOrder, { notify: false });
+    const aOrder = (await newOrder(token, 'alipay', 800)).body['orderId'] as string;
+    sims.alipay.planNotify(aOrder, { times: 0 });
+    await sims.alipay.payOrder(aOrder).notified;
+    expect(await balanceOf(cardNo)).toBe(0);
+    const config = testConfig('unused', { RECHARGE_QUERY_DELAY_MS: '0', RECHARGE_SETTLE_INTERVAL_MS: '50' });
+    const querying = await startSwitch({ ...config, keyPrefix: app.context.config.keyPrefix }, createLogger('silent'), Date.now, {
+      channels: sims.channels,
+      grpc: false,
+      gateway: false,
+    });
+    try {
+      await waitFor(
+        'both orders paid',
+        () => balanceOf(cardNo),
+        (fen) => fen === 5000,
+      );
+    } finally {
+      await querying.stop();
+    }
+    expect(await state(token, wOrder)).toMatchObject({ state: 'paid' });
+    expect(await state(token, aOrder)).toMatchObject({ state: 'paid' });
+    expect(await rechargeEntries(cardNo)).toBe(2);
+  });
+
+  it('a notification arriving while the query settles the same order credits once (20 rounds)', async () => {
+    for (let round = 0; round < 20; round++) {
+      const { cardNo, token } = await holder(0);
+      const orderId = (await newOrder(token, 'wechat', 100 + round)).body['orderId'] as string;
+      await sims.wechat.payOrder(orderId, { notify: false });
+      const order = await readRechargeOrder(app.context, 'WECHAT', orderId);
+      if (order === undefined) throw new Error('no order');
+      const { headers, body } = sims.wechat.notification(orderId);
+      const [queried, notified] = await Promise.all([
+        settleByQuery(app.context, order),
+        fetch(`${base}/api/v1/channels/wechat/notify`, { method: 'POST', headers, body }).then((r) => r.status),
+      ]);
+      expect([queried, notified]).toEqual(['credited', 200]);
+      expect(await balanceOf(cardNo)).toBe(100 + round);
+      expect(await rechargeEntries(cardNo)).toBe(1);
+    }
+  });
+
+  it('an order never paid is closed once the channel closes it', async () => {
+    const { token } = await holder(0);
+    const orderId = (await newOrder(token, 'wechat', 500)).body['orderId'] as string;
+    sims.wechat.expireOrder(orderId);
+    const order = await readRechargeOrder(app.context, 'WECHAT', orderId);
+    if (order === undefined) throw new Error('no order');
+    expect(await settleByQuery(app.context, order)).toBe('closed');
+    expect(await state(token, orderId)).toMatchObject({ state: 'closed' });
+  });
+});
