@@ -176,6 +176,36 @@ const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args:
         'QR1',
       ],
     },
+    // A campus QR payment past the fast test (a leading zero, a 16-digit mark lifetime): the long way accepts it too.
+    {
+      keys: 6,
+      args: [
+        'C1',
+        '',
+        100,
+        'pay|C1|100|campus_qr',
+        'T1',
+        4,
+        'm:M1',
+        NOW,
+        DAY,
+        3600,
+        '1',
+        100,
+        100,
+        0,
+        100,
+        100,
+        0,
+        'chan',
+        3600,
+        'campus_qr',
+        '03',
+        '0',
+        '1000000000000000',
+        'QR2',
+      ],
+    },
     // Past authorize.lua's fast test (leading zeros, 16 digits): its argument-by-argument checks still accept them.
     {
       keys: 5,
@@ -208,6 +238,16 @@ const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args:
     { keys: 1, args: ['release', 'C1'] },
     { keys: 1, args: ['bind', 'cpwechat', 'o-payer-1'] },
     { keys: 1, args: ['unbind', 'cpalipay', '2088000000000001'] },
+  ],
+  'channel-paid': [
+    { keys: 4, args: ['pay', 'C1', 'wechat', 'CPabc-1', '4200000001', 100, 'm:M1', 'T1', 1, NOW, 3600] },
+    { keys: 4, args: ['unpay', 'C1', 'alipay', 'CPabc-1', '2026113022001', 100, 'm:M1', 'T1', 1, NOW, 3600] },
+  ],
+  'channel-pay': [
+    { keys: 2, args: ['begin', 'cp|wechat|abc|100', 'wechat', 'CPabc-1', 100, 'm:M1', NOW, NOW + 45_000, 3600] },
+    { keys: 2, args: ['finish', 'S', NOW, '0', 'C1', '4200000001', 'o-payer', '', '1-0'] },
+    { keys: 2, args: ['tombstone', 'CPabc-1', 100, NOW, 3600] },
+    { keys: 2, args: ['undone'] },
   ],
   'claim-id': [
     { keys: 1, args: ['claim', 'C1', 60] },
@@ -366,6 +406,18 @@ describe('ARGV checked on both sides', () => {
       );
       expect(luaError.message, label).toBe(`ERR ${tsMessage}`);
     }
+    expect(await snapshot(prefix)).toEqual(before);
+  });
+
+  it('a campus QR payment without the key of its single-use mark is refused before any key is read', async () => {
+    const prefix = freshPrefix('qrkeys');
+    const keyNames = await seed(prefix);
+    const before = await snapshot(prefix);
+    const qrPayment = VALID.authorize[1]?.args ?? [];
+    const refused = await redis.evalsha(scripts.shaOf('authorize'), 5, ...keyNames.slice(0, 5), ...qrPayment).catch((err: Error) => err);
+    expect(refused instanceof Error ? refused.message : refused).toBe(
+      'ERR authorize: a campus QR payment needs 6 KEYS (the last its used mark), got 5',
+    );
     expect(await snapshot(prefix)).toEqual(before);
   });
 

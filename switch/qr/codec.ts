@@ -2,7 +2,7 @@
 // under a key derived from CAMPUS_QR_SECRET: a code cannot be made or altered without the switch's key
 // (the tag fails), and a POS that scans one learns only when it was issued, not whose it is (the card
 // number and the card's QR epoch are sealed).
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { campusQrHeader, joinCampusQr, NONCE_BYTES, parseCampusQr, SEALED_BYTES, TAG_BYTES } from './format.js';
 
 const CARD_DIGITS = 20;
@@ -30,27 +30,36 @@ function packCard(cardNo: string, epoch: number): Buffer {
   return out;
 }
 
+/** Two digits per BCD byte, as text: the card number is built from pieces, not digit by digit. */
+const DIGIT_PAIRS: readonly string[] = Array.from({ length: 256 }, (_, byte) => `${byte >> 4}${byte & 0x0f}`);
+
 function unpackCard(plain: Buffer): { cardNo: string; epoch: number } | undefined {
-  let length = 0;
-  const digits = Buffer.allocUnsafe(CARD_DIGITS);
-  for (; length < CARD_DIGITS; length++) {
-    const byte = plain[length >> 1] ?? 0xff;
-    const nibble = length % 2 === 0 ? byte >> 4 : byte & 0x0f;
-    if (nibble === 0x0f) break;
-    if (nibble > 9) return undefined;
-    digits[length] = 0x30 + nibble;
+  let cardNo = '';
+  for (let at = 0; at < CARD_BYTES; at++) {
+    const byte = plain[at] ?? 0xff;
+    const high = byte >> 4;
+    const low = byte & 0x0f;
+    if (high === 0x0f) break;
+    if (high > 9) return undefined;
+    if (low === 0x0f) {
+      cardNo += String.fromCharCode(0x30 + high);
+      break;
+    }
+    if (low > 9) return undefined;
+    cardNo += DIGIT_PAIRS[byte] ?? '';
   }
-  if (length === 0) return undefined;
-  return { cardNo: digits.toString('latin1', 0, length), epoch: plain.readUInt32BE(CARD_BYTES) };
+  if (cardNo === '') return undefined;
+  return { cardNo, epoch: plain.readUInt32BE(CARD_BYTES) };
 }
 
 export class CampusQrCodec {
-  private readonly key: Buffer;
+  /** A KeyObject, made once: a Buffer key is checked and wrapped again by every createDecipheriv. */
+  private readonly key: KeyObject;
 
   constructor(secret: string) {
     if (secret.length < 32) throw new RangeError('the campus QR secret must be at least 32 characters');
     // A derived key: the configured secret is never used for two purposes.
-    this.key = Buffer.from(hkdfSync('sha256', secret, 'cardswitch', 'campus-qr aes-256-gcm v1', 32));
+    this.key = createSecretKey(Buffer.from(hkdfSync('sha256', secret, 'cardswitch', 'campus-qr aes-256-gcm v1', 32)));
   }
 
   issue(cardNo: string, epoch: number, nowMs: number): string {
@@ -78,7 +87,9 @@ export class CampusQrCodec {
     }
     const card = unpackCard(plain);
     if (card === undefined) return undefined;
-    return { ...card, codeId: Buffer.from(parts.nonce).toString('base64url'), issuedAtMs: parts.issuedAtSec * 1000 };
+    // The nonce is a view of the decoded payload: read in place, not copied.
+    const nonce = Buffer.from(parts.nonce.buffer, parts.nonce.byteOffset, parts.nonce.byteLength);
+    return { cardNo: card.cardNo, epoch: card.epoch, codeId: nonce.toString('base64url'), issuedAtMs: parts.issuedAtSec * 1000 };
   }
 }
 

@@ -99,6 +99,7 @@ local qrEpoch = ARGV[21]
 -- argument-by-argument chain below costs ~4 us): only a call that fails them runs the chain, which
 -- names the problem in the words scripts.ts uses. The fast test is stricter than the chain (at most
 -- 15 characters a number), never looser. Leading zeros pass both (redis-benchmark's __rand_int__).
+-- A campus QR payment's four more arguments and its sixth key take the same way.
 local wellFormed = (#ARGV == 20 or #ARGV == 24)
   and cardNo ~= '' and fingerprint ~= '' and terminalId ~= '' and merchantParty ~= '' and dayKey ~= ''
   and eventsChannel ~= '' and credentialKind ~= '' and (ARGV[11] == '0' or ARGV[11] == '1')
@@ -108,9 +109,11 @@ local wellFormed = (#ARGV == 20 or #ARGV == 24)
   and string.find(ARGV[3] .. ' ' .. ARGV[6] .. ' ' .. nowMs .. ' ' .. ARGV[10] .. ' ' .. ARGV[12] .. ' ' .. ARGV[13] .. ' '
     .. ARGV[14] .. ' ' .. ARGV[15] .. ' ' .. ARGV[16] .. ' ' .. ARGV[17] .. ' ' .. ARGV[19],
     '^0*[1-9]%d* 0*[1-9]%d* %d+ 0*[1-9]%d* %d+ %d+ %d+ %d+ %d+ %d+ 0*[1-9]%d*$')
-local badArgv
+  -- qrEpoch, qrUsedTtlSec
+  and (not qrEpoch or (#KEYS == 6 and (ARGV[22] == '0' or ARGV[22] == '1') and ARGV[24] ~= '' and #qrEpoch < 16
+    and #ARGV[23] < 16 and string.find(qrEpoch .. ' ' .. ARGV[23], '^%d+ 0*[1-9]%d*$')))
 if not wellFormed then
-  badArgv = argvCount(#ARGV == 20 or #ARGV == 24, '20 or 24')
+  local badArgv = argvCount(#ARGV == 20 or #ARGV == 24, '20 or 24')
     or argvId(1, 'cardNo') or argvInteger(3, 'amountFen', 1) or argvId(4, 'fingerprint') or argvId(5, 'terminalId')
     or argvInteger(6, 'sequence', 1) or argvId(7, 'merchantParty') or argvInteger(8, 'nowMs', 0) or argvId(9, 'dayKey')
     or argvInteger(10, 'requestTtlSec', 1) or argvFlag(11, 'pinVerified')
@@ -119,12 +122,12 @@ if not wellFormed then
     or argvInteger(16, 'staffNoPinPerDayFen', 0) or argvInteger(17, 'staffDailySpendLimitFen', 0)
     or argvId(18, 'eventsChannel') or argvInteger(19, 'eventTtlSec', 1) or argvId(20, 'credentialKind')
   if badArgv then return badArgv end
-end
-if qrEpoch then
-  badArgv = argvInteger(21, 'qrEpoch', 0) or argvFlag(22, 'qrExpired') or argvInteger(23, 'qrUsedTtlSec', 1)
-    or argvId(24, 'qrCodeId')
-  if badArgv then return badArgv end
-  if #KEYS ~= 6 then return argvError('a campus QR payment needs 6 KEYS (the last its used mark), got ' .. #KEYS) end
+  if qrEpoch then
+    badArgv = argvInteger(21, 'qrEpoch', 0) or argvFlag(22, 'qrExpired') or argvInteger(23, 'qrUsedTtlSec', 1)
+      or argvId(24, 'qrCodeId')
+    if badArgv then return badArgv end
+    if #KEYS ~= 6 then return argvError('a campus QR payment needs 6 KEYS (the last its used mark), got ' .. #KEYS) end
+  end
 end
 
 -- One read of the request record: an earlier answer (pfp/pans) or a reversal that came first (rans).
@@ -133,10 +136,15 @@ if recorded then return recorded end
 if recorded == false then return REFUSED_KEY_REUSED end
 
 local account = rcall('HMGET', accountKey, 'bal', 'st', 'ser', 'dday', 'dspent', 'sync', 'dnopin', 'ht', 'lnp1', 'lnpd', 'ldl', 'ver',
-  'eu', 'eq')
+  'eu', 'eq', 'ew', 'evx')
+local bound = account[13] and account[13] ~= ''
+-- A bound card's event stream gets its expiry extended with this event only now and then (event.lua).
+local nowSec = math.floor(tonumber(nowMs) / 1000)
+local extendEvents = bound and cardEventsExpiryDue(account[16], nowSec, eventTtlSec)
 
 -- Records the answer under the request key (pst: A approved, D declined) so a retry replays it, and
--- tells a bound e-card's page.
+-- appends a bound e-card's event (announced while a page of it is open). The account's `ew` and
+-- `evx` came with the HMGET above; an approval writes `evx` with its own HSET, a decline here.
 local function decide(code, balanceFen, txnId)
   local answer = joinAnswer({ code, balanceFen, txnId, nowMs })
   local state = 'D'
@@ -148,8 +156,14 @@ local function decide(code, balanceFen, txnId)
   rcall('HSET', requestKey, 'pfp', fingerprint, 'pans', answer, 'pst', state, 'amt', amountFen, 'mp', merchantParty,
     'card', cardNo)
   rcall('EXPIRE', requestKey, requestTtlSec)
-  emitCardEvent(account[13], accountKey, eventsKey, eventsChannel, eventTtlSec, cardNo, { 'k', kind, 'a', amountFen, 'b', balanceFen,
-    'r', code, 'tm', terminalId, 'm', merchantParty, 'cr', credentialKind, 'q', ARGV[24] or '', 'tx', txnId, 'ts', nowMs })
+  if not bound then return answer end
+  local id, body = appendCardEvent(eventsKey, { 'k', kind, 'a', amountFen, 'b', balanceFen, 'r', code, 'tm', terminalId,
+    'm', merchantParty, 'cr', credentialKind, 'q', ARGV[24] or '', 'tx', txnId, 'ts', nowMs })
+  if extendEvents then
+    rcall('EXPIRE', eventsKey, eventTtlSec)
+    if code ~= ANSWER_APPROVED then rcall('HSET', accountKey, 'evx', nowSec) end
+  end
+  announceCardEvent(account[15], eventsChannel, cardNo, id, body)
   return answer
 end
 if previous[3] then return decide(ANSWER_ALREADY_REVERSED, account[1] or 0, '') end
@@ -206,7 +220,12 @@ end
 local balanceAfterFen = balanceFen - amountFen
 local version = (tonumber(account[12]) or 0) + 1
 if not pinVerified then dayNoPinFen = dayNoPinFen + amountFen end
-rcall('HSET', accountKey, 'bal', balanceAfterFen, 'ver', version, 'dday', dayKey, 'dspent', daySpentFen + amountFen, 'dnopin', dayNoPinFen)
+if extendEvents then
+  rcall('HSET', accountKey, 'bal', balanceAfterFen, 'ver', version, 'dday', dayKey, 'dspent', daySpentFen + amountFen, 'dnopin', dayNoPinFen,
+    'evx', nowSec)
+else
+  rcall('HSET', accountKey, 'bal', balanceAfterFen, 'ver', version, 'dday', dayKey, 'dspent', daySpentFen + amountFen, 'dnopin', dayNoPinFen)
+end
 local entryId = appendJournal(journalKey, 'pay', cardNo, amountFen, 'a:' .. cardNo, merchantParty,
   balanceAfterFen, version, terminalId, sequence, nowMs)
 appendStatement(statementKey, nowMs, entryId, 'pay', -amountFen, balanceAfterFen, terminalId, sequence)

@@ -59,13 +59,15 @@ if op == 'bind' then
   if account[3] then return { ANSWER_BOUND_TO_OTHER, epoch } end
   epoch = rcall('HINCRBY', accountKey, 'eq', 1)
   rcall('HSET', accountKey, 'eu', userId, 'ebt', ARGV[3])
+  -- A new stream: its first payment event gives it its expiry (authorize.lua reads evx, event.lua).
+  rcall('HDEL', accountKey, 'evx')
   rcall('DEL', eventsKey)
   return { ANSWER_DONE, epoch }
 end
 -- op is 'unbind' (checked above).
 if account[3] ~= userId then return { ANSWER_NOT_BOUND_TO_USER, epoch } end
 epoch = rcall('HINCRBY', accountKey, 'eq', 1)
-rcall('HDEL', accountKey, 'eu', 'ebt')
+rcall('HDEL', accountKey, 'eu', 'ebt', 'evx')
 rcall('DEL', eventsKey)
 rcall('PUBLISH', ARGV[4], ARGV[5] .. '\n0-0\nk\nunbound')
 return { ANSWER_DONE, epoch }
