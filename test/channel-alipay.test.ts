@@ -476,8 +476,7 @@ describe('Alipay payer authorisation (binding)', () => {
     usedCodes.push(authCode);
     expect(await channel.userIdOfAuthCode(authCode, signal())).toEqual({ status: 'ok', payer: { channel: 'alipay', payerId: payer } });
     const again = await channel.userIdOfAuthCode(authCode, signal());
-    expect(again).toMatchObject({ status: 'invalid' });
-    expect(remember(again).message).toContain('isv.code-invalid');
+    expect(remember(again)).toMatchObject({ status: 'invalid', message: expect.stringContaining('isv.code-invalid') as unknown });
     expect(await channel.userIdOfAuthCode('never-issued-0123456789', signal())).toMatchObject({ status: 'invalid' });
     expect(await channel.userIdOfAuthCode('not a code', signal())).toMatchObject({ status: 'invalid' });
   });
