@@ -10,6 +10,7 @@ import { bearerToken } from '../switch/domain/sessions.js';
 import { PasswordLockedError, WrongPasswordError } from '../switch/errors.js';
 import { httpErrorOf } from '../switch/gateway/errors.js';
 import { holderRoutes } from '../switch/gateway/holder-api.js';
+import { rechargeRoutes } from '../switch/gateway/recharge-api.js';
 import { LiveEvents } from '../switch/gateway/live-events.js';
 import { OPENAPI_PATH, openApiDocument } from '../switch/gateway/openapi.js';
 import { checkCode, identityUnavailableError, invalidCodeError } from '../switch/identity/provider.js';
@@ -18,7 +19,13 @@ type Json = Record<string, unknown>;
 
 const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
 /** Documented operations that are not holder routes (built into the gateway, or served beside them). */
-const NOT_HOLDER_ROUTES = ['GET /healthz', 'GET /metrics', `GET ${OPENAPI_PATH}`, 'GET /api/v1/events'];
+const NOT_HOLDER_ROUTES = [
+  'GET /healthz',
+  'GET /metrics',
+  `GET ${OPENAPI_PATH}`,
+  'GET /api/v1/events',
+  'POST /api/v1/channels/{channel}/notify',
+];
 /** Holder routes a page calls without an access token. */
 const PUBLIC_HOLDER_ROUTES = ['POST /api/v1/session', 'POST /api/v1/session/refresh'];
 const BINDING = ['/api/v1/ecard/binding', 'post'] as const;
@@ -27,12 +34,11 @@ const doc = openApiDocument() as Json;
 const paths = doc['paths'] as Record<string, Json>;
 
 function routes() {
-  return holderRoutes({
-    ctx: { config: { terminalPepper: 'x'.repeat(20) } } as never,
-    sessions: {} as never,
-    identity: {} as never,
-    statements: {} as never,
-  });
+  const ctx = { config: { terminalPepper: 'x'.repeat(20) } } as never;
+  return [
+    ...holderRoutes({ ctx, sessions: {} as never, identity: {} as never, statements: {} as never }),
+    ...rechargeRoutes({ ctx, sessions: {} as never }),
+  ];
 }
 
 /** `/things/:id` as OpenAPI writes it: `/things/{id}`. */
@@ -126,7 +132,7 @@ describe('the OpenAPI document and the holder routes', () => {
     const global = doc['security'];
     for (const route of routes()) {
       const key = `${route.method} ${route.path}`;
-      const op = operation(route.path, route.method.toLowerCase());
+      const op = operation(openApiPath(route.path), route.method.toLowerCase());
       const security = (op['security'] ?? global) as Json[];
       if (PUBLIC_HOLDER_ROUTES.includes(key)) {
         expect(security, key).toEqual([]);
@@ -137,22 +143,24 @@ describe('the OpenAPI document and the holder routes', () => {
         key,
       ).toBe(true);
       expectDocumented(
-        route.path,
+        openApiPath(route.path),
         route.method.toLowerCase(),
         thrown(() => bearerToken(undefined)),
       );
       expectDocumented(
-        route.path,
+        openApiPath(route.path),
         route.method.toLowerCase(),
         thrown(() => bearerToken('Basic dXNlcjpwYXNz')),
       );
-      expect(codesOf(route.path, route.method.toLowerCase(), 401)).toEqual(expect.arrayContaining(['TOKEN_EXPIRED', 'SESSION_ENDED']));
+      expect(codesOf(openApiPath(route.path), route.method.toLowerCase(), 401)).toEqual(
+        expect.arrayContaining(['TOKEN_EXPIRED', 'SESSION_ENDED']),
+      );
     }
   });
 
   it('gives every holder operation a summary, a description, a success answer and the error body', () => {
     for (const route of routes()) {
-      const op = operation(route.path, route.method.toLowerCase());
+      const op = operation(openApiPath(route.path), route.method.toLowerCase());
       const key = `${route.method} ${route.path}`;
       expect(typeof op['summary'], key).toBe('string');
       expect(typeof op['description'], key).toBe('string');
@@ -163,7 +171,7 @@ describe('the OpenAPI document and the holder routes', () => {
       ).toBe(true);
       expect(statuses, key).toContain('500');
       for (const status of statuses.filter((s) => /^[45]\d\d$/.test(s)))
-        expect(codesOf(route.path, route.method.toLowerCase(), Number(status)).length, `${key} ${status}`).toBeGreaterThan(0);
+        expect(codesOf(openApiPath(route.path), route.method.toLowerCase(), Number(status)).length, `${key} ${status}`).toBeGreaterThan(0);
       if (op['requestBody'] !== undefined) expect(statuses, key).toEqual(expect.arrayContaining(['413', '415']));
     }
   });

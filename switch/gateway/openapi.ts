@@ -449,6 +449,85 @@ const amountSchema = fen(`The fee, ${MIN_FEE_FEN}..${MAX_FEE_FEN} (1.00 to 500.0
   example: 5000,
 });
 
+// ---- recharge orders (gateway/recharge-api.ts, domain/recharge-orders.ts) -------------------------
+
+const ORDER_ID_SCHEMA = {
+  type: 'string',
+  pattern: '^R[0-9a-z]{3}[0-9a-f]{24}$',
+  example: 'R00a3f1c2d4e5f60718293a4b5c',
+  description: "The order id (also the channel's out_trade_no).",
+};
+
+const RECHARGE_SCHEMAS: Record<string, unknown> = {
+  RechargeOrderRequest: {
+    type: 'object',
+    required: ['channel', 'amountFen', 'requestId'],
+    properties: {
+      channel: { type: 'string', enum: ['alipay', 'wechat'] },
+      amountFen: fen('The recharge, 1 .. the channel maximum (WeChat: 99900, at most 999 yuan a time; Alipay: ALIPAY_MAX_RECHARGE_FEN).', {
+        minimum: 1,
+        example: 5000,
+      }),
+      requestId: {
+        type: 'string',
+        pattern: '^[A-Za-z0-9_-]{1,64}$',
+        description:
+          'Chosen by the page once per recharge; a retry with the same requestId gets the same order (and its QR again) instead of a second order.',
+      },
+    },
+  },
+  RechargeOrderCreated: {
+    type: 'object',
+    description:
+      'What the phone pays with. Then poll GET /api/v1/ecard/recharge-orders/{id} (or watch the events socket for the recharge).',
+    required: ['orderId', 'channel', 'amountFen', 'expiresAtMs', 'pay'],
+    properties: {
+      orderId: ORDER_ID_SCHEMA,
+      channel: { type: 'string', enum: ['alipay', 'wechat'] },
+      amountFen: fen('The order amount.'),
+      expiresAtMs: {
+        type: 'integer',
+        format: 'int64',
+        description: 'The channel closes the order unpaid at this time (RECHARGE_ORDER_EXPIRY_SEC after it was made).',
+      },
+      pay: {
+        type: 'object',
+        description:
+          "kind qr: draw qrContent as a QR code (Alipay qr_code, WeChat Native code_url). kind jsapi (WeChat, when the holder signed in through WeChat): pass appId, timeStamp, nonceStr, package, signType, paySign to WeixinJSBridge 'getBrandWCPayRequest'.",
+        required: ['kind'],
+        properties: {
+          kind: { type: 'string', enum: ['qr', 'jsapi'] },
+          qrContent: { type: 'string' },
+          appId: { type: 'string' },
+          timeStamp: { type: 'string' },
+          nonceStr: { type: 'string' },
+          package: { type: 'string' },
+          signType: { type: 'string' },
+          paySign: { type: 'string' },
+        },
+      },
+    },
+  },
+  RechargeOrderState: {
+    type: 'object',
+    required: ['orderId', 'channel', 'amountFen', 'state', 'createdAtMs', 'expiresAtMs', 'transactionId'],
+    properties: {
+      orderId: ORDER_ID_SCHEMA,
+      channel: { type: 'string', enum: ['alipay', 'wechat'] },
+      amountFen: fen('The order amount.'),
+      state: {
+        type: 'string',
+        enum: ['pending', 'paid', 'expired', 'closed'],
+        description: 'paid: credited to the card (once); expired / closed: not paid and never will be (make a new order).',
+      },
+      createdAtMs: { type: 'integer', format: 'int64' },
+      expiresAtMs: { type: 'integer', format: 'int64' },
+      transactionId: { type: 'string', description: "The credit's journal id when paid, else ''." },
+      balanceAfterFen: fen('The balance right after the credit (paid only).'),
+    },
+  },
+};
+
 const schemas: Record<string, unknown> = {
   ErrorBody: {
     type: 'object',
@@ -861,9 +940,113 @@ const schemas: Record<string, unknown> = {
     description: 'Every message the server sends: JSON text frames, one message each.',
     oneOf: [ref('EventsHello'), ref('EventsResync'), ref('EventsPong'), ref('CardEvent')],
   },
+  ...RECHARGE_SCHEMAS,
 };
 
 // ---- operations --------------------------------------------------------------------------------
+
+const RECHARGE_AMOUNT = r(
+  400,
+  'AMOUNT_OUT_OF_RANGE',
+  '微信充值单笔金额为0.01-999.00元',
+  "amountFen is outside 1 .. the channel's single-recharge maximum",
+  { field: 'amountFen' },
+);
+const RECHARGE_REFUSALS = [
+  invalidField('channel', '请选择充值方式（支付宝或微信）', 'channel is not alipay or wechat'),
+  invalidField('requestId', '请求编号无效，请刷新页面后重试', 'requestId is not 1-64 of A-Z a-z 0-9 _ -'),
+  invalidField('amountFen', '请输入充值金额', 'amountFen is not a whole number'),
+  RECHARGE_AMOUNT,
+  r(
+    409,
+    'DAILY_RECHARGE_LIMIT',
+    '超过当日充值限额，今日还可充值…元',
+    "today's recharges and unpaid orders with this one pass DAILY_RECHARGE_LIMIT_FEN",
+    { field: 'amountFen' },
+  ),
+  r(409, 'CHANNEL_NOT_AVAILABLE', '暂不支持…充值', 'this switch has no such channel configured', { field: 'channel' }),
+  r(
+    409,
+    'ORDER_FINISHED',
+    '该充值订单已完成或已过期，请重新发起充值',
+    "this requestId's order is paid, closed or about to expire: use a new requestId",
+    { field: 'requestId' },
+  ),
+  r(409, 'CARD_CANCELLED', '此卡已注销，不能充值', 'the card is cancelled'),
+  r(
+    429,
+    'TOO_MANY_OPEN_ORDERS',
+    '未支付的充值订单过多，请先完成支付或稍后再试',
+    'the card has 5 unpaid orders: pay one or wait until they expire',
+    { retryAfterSec: 1 },
+  ),
+  r(503, 'CHANNEL_UNAVAILABLE', '…暂时无法下单，请稍后重试', 'the channel did not answer: retry with the same requestId', {
+    retryAfterSec: 2,
+  }),
+];
+
+const RECHARGE_PATHS: Record<string, unknown> = {
+  '/api/v1/ecard/recharge-orders': {
+    post: {
+      operationId: 'createRechargeOrder',
+      tags: ['recharge'],
+      summary: 'Make a recharge order paid through Alipay or WeChat (校园卡充值)',
+      description:
+        'Answers what the phone pays with (a QR, or WeChat JSAPI parameters when the holder signed in through WeChat). The card is credited only when the channel says the order is paid ' +
+        '(its signed notification, or the switch asking the channel), exactly once; the events socket then carries a recharge event. ' +
+        "The amount counts against the day's recharge maximum from the moment the order is made until it is paid or closed.",
+      requestBody: jsonBody('RechargeOrderRequest', 'The recharge.'),
+      responses: {
+        '201': jsonAnswer('RechargeOrderCreated', 'The order, pending, and what to pay with.'),
+        ...errorResponses([...BODY, INVALID_BODY, ...RECHARGE_REFUSALS, ...AUTH, ...BOUND, IDEMPOTENCY_CONFLICT, UNAVAILABLE, INTERNAL]),
+      },
+    },
+  },
+  '/api/v1/ecard/recharge-orders/{id}': {
+    get: {
+      operationId: 'rechargeOrderState',
+      tags: ['recharge'],
+      summary: "A recharge order's state",
+      description:
+        'pending, paid, expired or closed. A pending order older than RECHARGE_QUERY_DELAY_MS is first asked about at the channel (its notification may have been lost), so polling this settles it.',
+      parameters: [{ name: 'id', in: 'path', required: true, schema: ORDER_ID_SCHEMA }],
+      responses: {
+        '200': jsonAnswer('RechargeOrderState', 'The order.'),
+        ...errorResponses([
+          ...AUTH,
+          ...BOUND,
+          r(404, 'ORDER_NOT_FOUND', '找不到该充值订单', 'no order with this id of this card'),
+          UNAVAILABLE,
+          INTERNAL,
+        ]),
+      },
+    },
+  },
+  '/api/v1/channels/{channel}/notify': {
+    post: {
+      operationId: 'channelNotify',
+      tags: ['recharge'],
+      summary: "A payment channel's notification (for Alipay and WeChat Pay, not for pages)",
+      description:
+        "The notify_url of every order. No bearer token: the channel's signature over the raw body is the authentication (Alipay: form-encoded RSA2; WeChat Pay: APIv3 JSON with Wechatpay-* headers), at most 64 KiB. " +
+        'Answered as the channel expects: Alipay `success` / `fail`, WeChat Pay `{"code":"SUCCESS"}` (200) / `{"code":"FAIL"}` (500). A notification that does not verify gets the failure answer and credits nothing; ' +
+        'a verified one for an unknown order, another amount, or an unpaid state is acknowledged, credits nothing and is logged for reconciliation.',
+      security: [],
+      parameters: [{ name: 'channel', in: 'path', required: true, schema: { type: 'string', enum: ['alipay', 'wechat'] } }],
+      requestBody: {
+        required: true,
+        content: {
+          'application/x-www-form-urlencoded': { schema: { type: 'object' } },
+          'application/json': { schema: { type: 'object' } },
+        },
+      },
+      responses: {
+        '200': { description: 'Handled (the channel stops resending).', content: { 'text/plain': { schema: { type: 'string' } } } },
+        ...errorResponses([PAYLOAD_TOO_LARGE, r(404, 'NOT_FOUND', '找不到该页面或接口', 'no such channel here'), INTERNAL]),
+      },
+    },
+  },
+};
 
 const CARD_TAG = 'card';
 
@@ -1223,6 +1406,7 @@ const paths: Record<string, unknown> = {
       },
     },
   },
+  ...RECHARGE_PATHS,
   [EVENTS_PATH]: {
     get: {
       operationId: 'cardEvents',
@@ -1372,6 +1556,7 @@ function buildDocument(): Record<string, unknown> {
       { name: 'binding', description: 'Binding a campus card to the WeCom / WeChat user (绑定).' },
       { name: CARD_TAG, description: 'The bound card: summary, campus QR code, statement, loss report, password.' },
       { name: 'fees', description: 'Network and electricity fees paid from the card (缴费).' },
+      { name: 'recharge', description: "Recharge orders paid through Alipay or WeChat Pay (充值), and the channels' notifications." },
       { name: 'events', description: 'Live events (WebSocket).' },
       { name: 'operations', description: 'Health, metrics, this document.' },
     ],
