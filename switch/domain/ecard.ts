@@ -33,6 +33,7 @@ import { appendOperatorLog } from '../ledger/oplog.js';
 import { CAMPUS_QR_REFRESH_MS } from '../qr/format.js';
 import { maskName } from './cards.js';
 import { requireCardPassword } from './card-password.js';
+import { channelPayersOfCard, type PayerChannel } from './channel-payers.js';
 import { PERSON_NUMBER_PATTERN } from './cardholder.js';
 import { PIN_PATTERN } from './password.js';
 import { checkFeeAmount, payUtilityFee } from './fees.js';
@@ -381,7 +382,11 @@ export interface EcardSummary {
   /** The password is still the initial one: the page asks the holder to change it. */
   readonly initialPassword: boolean;
   readonly binding: { readonly userId: string; readonly boundAtMs: number };
+  /** The card's payers of the third-party channels (核身状态: 绑定 / 未绑定), domain/channel-binding.ts. */
+  readonly channels: Readonly<Record<PayerChannel, ChannelBindingState>>;
 }
+
+export type ChannelBindingState = 'bound' | 'unbound';
 
 /** The bound card of `userId` in one read; refused when the card is no longer bound to the user. */
 export async function ecardSummary(ctx: SwitchContext, userId: string, cardNo: string): Promise<EcardSummary> {
@@ -397,7 +402,14 @@ export async function ecardSummary(ctx: SwitchContext, userId: string, cardNo: s
     synced: card.synced,
     initialPassword: card.initialPassword,
     binding: { userId, boundAtMs: card.boundAtMs },
+    channels: await channelBindingStates(ctx, cardNo),
   };
+}
+
+/** 绑定 / 未绑定 per channel (a binding counts only when both its sides name each other: channel-payers.ts). */
+async function channelBindingStates(ctx: SwitchContext, cardNo: string): Promise<Readonly<Record<PayerChannel, ChannelBindingState>>> {
+  const payers = await channelPayersOfCard(ctx, cardNo);
+  return { alipay: payers.alipay === undefined ? 'unbound' : 'bound', wechat: payers.wechat === undefined ? 'unbound' : 'bound' };
 }
 
 /** Throws unless `cardNo` is bound to `userId` now. */

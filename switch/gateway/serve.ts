@@ -9,6 +9,7 @@ import { Sessions } from '../domain/sessions.js';
 import { EventsDoorbell } from '../ledger/events-doorbell.js';
 import { SessionStore } from '../ledger/sessions.js';
 import { IdentityProviders } from '../identity/index.js';
+import { channelBindingRoutes } from './channel-binding-api.js';
 import { channelNotifyRoutes } from './channel-notify.js';
 import { holderRoutes } from './holder-api.js';
 import { rechargeRoutes } from './recharge-api.js';
@@ -85,6 +86,7 @@ export async function serveGateway(ctx: SwitchContext, services: GatewayServices
   const routes: Route[] = [
     ...holderRoutes({ ctx, sessions, identity, statements: services.statements }),
     ...rechargeRoutes({ ctx, sessions }),
+    ...channelBindingRoutes({ ctx, sessions }),
     ...channelNotifyRoutes(ctx),
     openApiRoute(),
   ];
