@@ -381,3 +381,8 @@ function parseOperatorTokens(r: Reader, raw: string): ReadonlyMap<string, string
   }
   return tokens;
 }
+  /** Alipay 校园派: the school name a payer picks; a payment for another school is refunded. */
+  readonly campusSchoolName: string;
+    campusSchoolName: r.string('CAMPUS_SCHOOL_NAME', '北京信息科技大学', (v) =>
+      v.trim() !== '' && v.length <= 64 ? undefined : 'must be 1-64 characters',
+    ),

@@ -331,3 +331,45 @@ describe('recharge by query', () => {
     expect(await state(token, orderId)).toMatchObject({ state: 'closed' });
   });
 });
+
+describe('Alipay 校园派 (school, name and student number typed in Alipay)', () => {
+  const SCHOOL = '北京信息科技大学';
+
+  async function student(name: string): Promise<{ cardNo: string; personNumber: string }> {
+    const { cardNo } = await holder(0);
+    const personNumber = `2026${cardNo}`;
+    await app.redis.hset(app.keys.account(cardNo), 'name', name, 'sno', personNumber);
+    await app.redis.set(app.keys.personNumber(personNumber), cardNo);
+    return { cardNo, personNumber };
+  }
+
+  const notifyUrl = (): string => `${base}/api/v1/channels/alipay/notify`;
+
+  it('the name matches the number: credited once, however often Alipay notifies', async () => {
+    const { cardNo, personNumber } = await student('李四');
+    const paid = sims.alipay.campusRecharge({ school: SCHOOL, name: '李四', personNumber, amountFen: 10_000 }, notifyUrl(), { times: 2 });
+    expect((await paid.notified).map((d) => d.reply)).toEqual(['success', 'success']);
+    expect(await balanceOf(cardNo)).toBe(10_000);
+    expect(await rechargeEntries(cardNo)).toBe(1);
+  });
+
+  it('a wrong name (or an unknown number, or another school) credits nothing and the payer gets the money back', async () => {
+    const { cardNo, personNumber } = await student('王五');
+    const cases = [
+      { school: SCHOOL, name: '王六', personNumber },
+      { school: SCHOOL, name: '王五', personNumber: '1999000000' },
+      { school: '另一所大学', name: '王五', personNumber },
+    ];
+    for (const typed of cases) {
+      const payerId = sims.alipay.newPayer({ balanceFen: 5000 });
+      const paid = sims.alipay.campusRecharge({ ...typed, amountFen: 5000, payerId }, notifyUrl(), { times: 2 });
+      expect(
+        (await paid.notified).map((d) => d.reply),
+        JSON.stringify(typed),
+      ).toEqual(['success', 'success']);
+      expect(sims.alipay.balanceOf(payerId), JSON.stringify(typed)).toBe(5000);
+    }
+    expect(await balanceOf(cardNo)).toBe(0);
+    expect(await rechargeEntries(cardNo)).toBe(0);
+  });
+});

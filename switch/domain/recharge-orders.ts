@@ -8,6 +8,7 @@
 // reply, so a genuine one garbled on the way is sent again); a verified one for an order we never made,
 // for another amount, or that does not say paid (acknowledged, so the channel stops resending what can
 // never be accepted, and logged as an error for reconciliation).
+import { createHash } from 'node:crypto';
 import type { ChannelName, IncomingNotification, NotificationReply, RechargeOrder, VerifiedNotification } from '../channels/channel.js';
 import { ChannelForgedError } from '../channels/channel.js';
 import type { SwitchContext } from '../context.js';
@@ -30,6 +31,8 @@ import {
   type OrderChannelCode,
   type RechargeOrderRecord,
 } from '../ledger/recharge-orders.js';
+import { readCardRecord } from '../ledger/cards.js';
+import { EXTERNAL_ID_PATTERN } from '../ledger/money.js';
 import { formatYuan } from '../money.js';
 import { channelMaxFen } from './recharge.js';
 
@@ -201,7 +204,8 @@ function refuseUnmade(ctx: SwitchContext, cardNo: string, made: Awaited<ReturnTy
 
 // ---- settling --------------------------------------------------------------------------------
 
-export type SettleOutcome = 'credited' | 'pending' | 'closed' | 'unknown_order' | 'amount_mismatch' | 'not_paid' | 'not_creditable';
+export type SettleOutcome =
+  'credited' | 'pending' | 'closed' | 'unknown_order' | 'amount_mismatch' | 'not_paid' | 'not_creditable' | 'refunded';
 
 /** Credits a paid order (recharge.lua: once per order, whoever calls first), then tidies its indexes. */
 async function creditPaid(
@@ -289,7 +293,7 @@ export async function handleChannelNotification(
     return adapter.notificationReply(false);
   }
   try {
-    await settleNotified(ctx, channelName, verified);
+    await settleNotified(ctx, channelName, verified, incoming.body);
     return adapter.notificationReply(true);
   } catch (err) {
     // The ledger did not answer: the channel sends it again later.
@@ -298,8 +302,15 @@ export async function handleChannelNotification(
   }
 }
 
-async function settleNotified(ctx: SwitchContext, channel: ChannelName, notified: VerifiedNotification): Promise<SettleOutcome> {
+async function settleNotified(
+  ctx: SwitchContext,
+  channel: ChannelName,
+  notified: VerifiedNotification,
+  body: string,
+): Promise<SettleOutcome> {
   const order = await readRechargeOrder(ctx, ORDER_CHANNEL_CODES[channel], notified.outTradeNo);
+  const campus = order === undefined && channel === 'alipay' ? campusFieldsOf(body) : undefined;
+  if (campus !== undefined) return settleCampusPayment(ctx, notified, campus);
   if (order === undefined) {
     ctx.log.error(
       { channel, orderId: notified.outTradeNo, channelTxnId: notified.channelTxnId },
@@ -367,6 +378,7 @@ export async function settlePendingRechargeOrders(
     amount_mismatch: 0,
     not_paid: 0,
     not_creditable: 0,
+    refunded: 0,
     failed: 0,
   };
   for await (const { channel, orderId } of pendingRechargeOrders(ctx, ctx.now() - options.olderThanMs, options.maxPerShard)) {
@@ -379,4 +391,87 @@ export async function settlePendingRechargeOrders(
     }
   }
   return report;
+}
+
+// ---- Alipay 校园派 ------------------------------------------------------------------------------
+//
+// The payer starts in Alipay (校园派, 充校园卡): they pick the school and type a name and a student or staff
+// number; Alipay makes the trade (its own out_trade_no, no order of ours) and notifies it with those
+// fields, signed like every field of the notification. The card is the number's; it is credited only
+// when the account's name is the name typed (the guide: the card is identified by name plus number).
+// Anything else (another school, an unknown number, another name, over the channel's or the day's
+// maximum) is refunded in full at Alipay at once rather than left for reconciliation: the payer typed
+// a card that is not theirs to pay, nobody can be credited, and only a refund makes them whole. The
+// refund is idempotent (out_request_no from the trade), so a resent notification refunds nothing twice.
+
+interface CampusFields {
+  readonly school: string;
+  readonly name: string;
+  readonly personNumber: string;
+}
+
+/** The 校园派 fields of a verified Alipay notification (form body: every field is covered by its signature). */
+function campusFieldsOf(body: string): CampusFields | undefined {
+  const fields = new URLSearchParams(body);
+  const school = fields.get('school_name') ?? '';
+  const name = fields.get('user_name') ?? '';
+  const personNumber = fields.get('user_no') ?? '';
+  if (school === '' || name === '' || personNumber === '') return undefined;
+  return { school: school.trim(), name: name.trim(), personNumber: personNumber.trim() };
+}
+
+async function settleCampusPayment(ctx: SwitchContext, notified: VerifiedNotification, campus: CampusFields): Promise<SettleOutcome> {
+  const where = { channel: 'alipay', orderId: notified.outTradeNo, campus: true };
+  if (!notified.paid) return 'not_paid';
+  if (!EXTERNAL_ID_PATTERN.test(notified.outTradeNo)) {
+    ctx.log.error(where, '校园派 payment with an out_trade_no the ledger cannot record: left for reconciliation');
+    return 'not_creditable';
+  }
+  const refuse = (why: string): Promise<SettleOutcome> => refundCampusPayment(ctx, notified, why);
+  if (campus.school !== ctx.config.campusSchoolName) return refuse('another school');
+  if (notified.amountFen > channelMaxFen(ctx.config, 'ALIPAY')) return refuse('over the Alipay single-recharge maximum');
+  const cardNo = await ctx.cards.cardForPersonNumber(campus.personNumber);
+  if (cardNo === undefined) return refuse('no card has this student or staff number');
+  const record = await readCardRecord(ctx, cardNo);
+  if (record.name.trim() === '' || record.name.trim() !== campus.name) return refuse('the name is not the cardholder name of this number');
+  const source = /^[A-Za-z0-9_-]{1,64}$/.test(notified.channelTxnId) ? notified.channelTxnId : 'alipay';
+  const result = await ctx.money.recharge({
+    cardNo,
+    channel: 'ALIPAY',
+    orderId: notified.outTradeNo,
+    amountFen: notified.amountFen,
+    source,
+    reason: '',
+    dailyLimitFen: ctx.config.dailyRechargeLimitFen,
+  });
+  if (result.code !== 'credited') return refuse(`not creditable (${result.code})`);
+  ctx.log.info({ ...where, amountFen: notified.amountFen, transactionId: result.transactionId }, '校园派 recharge credited');
+  return 'credited';
+}
+
+/**
+ * Gives a refused 校园派 payment back in full; throws when Alipay did not take the refund (the notification
+ * is then answered fail and comes again).
+ */
+async function refundCampusPayment(ctx: SwitchContext, notified: VerifiedNotification, why: string): Promise<SettleOutcome> {
+  const adapter = ctx.channels.get('alipay');
+  if (adapter === undefined) throw new Error('no Alipay channel to refund with');
+  const refundNo = `RF${createHash('sha256').update(notified.outTradeNo).digest('hex').slice(0, 24)}`;
+  const refund = await adapter.refund(
+    {
+      outTradeNo: notified.outTradeNo,
+      outRefundNo: refundNo,
+      refundFen: notified.amountFen,
+      totalFen: notified.amountFen,
+      reason: '校园卡信息不符，充值退回',
+    },
+    AbortSignal.timeout(CHANNEL_CALL_TIMEOUT_MS),
+  );
+  if (refund.status === 'failed' || refund.status === 'unknown')
+    throw new Error(`Alipay did not refund 校园派 payment ${notified.outTradeNo}: ${refund.message}`);
+  ctx.log.warn(
+    { channel: 'alipay', orderId: notified.outTradeNo, why, refundNo, refund: refund.status },
+    '校园派 payment not credited: refunded at Alipay',
+  );
+  return 'refunded';
 }

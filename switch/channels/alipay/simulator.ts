@@ -25,6 +25,9 @@
 //   payOrder(outTradeNo, payerId?)    POST /sim/pay {"outTradeNo","payerId"}      a payer pays a recharge QR (or a waiting trade)
 //   expireOrder(outTradeNo)           POST /sim/expire {"outTradeNo"}             the order closes (as at time_expire)
 //   planNotify(outTradeNo, plan)      POST /sim/plan-notify {...}                 how the paid notification will go
+//   campusRecharge(payment, notifyUrl)                                             a payer recharges a campus card in 校园派:
+//                                                                                 a paid trade of Alipay's own out_trade_no, notified
+//                                                                                 with the school, name and number the payer typed
 //   notify(outTradeNo, plan)          POST /sim/notify {...}                      send notifications now
 //   bill(date)                        GET  /sim/bill?date=YYYY-MM-DD              publish that day's statement now
 //                                                                                 (else a day's is ready once it ended)
@@ -103,6 +106,19 @@ export interface NotifyDelivery {
   readonly httpStatus: number;
   readonly reply: string;
   readonly body: string;
+}
+
+/**
+ * What a payer types in Alipay 校园派 (search 校园派, 充校园卡, the school, 姓名, 学号或教工号, the amount). The notification
+ * carries them as signed fields school_name, user_name and user_no (modelled: the school's agreement with Alipay
+ * defines the real names).
+ */
+export interface CampusPayment {
+  readonly school: string;
+  readonly name: string;
+  readonly personNumber: string;
+  readonly amountFen: number;
+  readonly payerId?: string;
 }
 
 export interface AlipaySimulatorOptions {
@@ -190,6 +206,8 @@ export class AlipaySimulator {
   private readonly billAmounts = new Map<string, number>();
   private readonly billLinks = new Map<string, { readonly date: string; readonly expiresMs: number }>();
   private readonly deliveries = new Map<string, NotifyDelivery[]>();
+  /** 校园派 trades: the fields their notifications carry besides trade_status_sync's own. */
+  private readonly campusFields = new Map<string, Readonly<Record<string, string>>>();
   private readonly pendingNotifications = new Set<Promise<unknown>>();
   private server: Server | undefined;
   private baseUrlValue = '';
@@ -329,6 +347,34 @@ export class AlipaySimulator {
     if (payer.balanceFen < trade.amountFen) throw new Error(`payer ${payer.id} has ${payer.balanceFen} fen, not ${trade.amountFen}`);
     this.markPaid(trade, payer);
     return { tradeNo: trade.tradeNo, notified: this.autoNotify(trade) };
+  }
+
+  /** A 校园派 recharge: Alipay makes and the payer pays the trade at once; its notification goes to `notifyUrl`. */
+  campusRecharge(
+    payment: CampusPayment,
+    notifyUrl: string,
+    plan: NotifyPlan = {},
+  ): { readonly outTradeNo: string; readonly tradeNo: string; readonly notified: Promise<NotifyDelivery[]> } {
+    if (!Number.isSafeInteger(payment.amountFen) || payment.amountFen <= 0)
+      throw new RangeError('amountFen: a positive whole number of fen');
+    const outTradeNo = `XYP${beijingDate(this.now()).replaceAll('-', '')}${digits(12)}`;
+    const trade = this.newTrade({
+      outTradeNo,
+      kind: 'qr',
+      authCode: '',
+      amountFen: payment.amountFen,
+      subject: '校园卡充值',
+      terminalId: '',
+    });
+    const payer = this.payers.get(payment.payerId ?? this.newPayer({ balanceFen: payment.amountFen }));
+    if (payer === undefined) throw new Error(`no simulated payer ${payment.payerId}`);
+    if (payer.balanceFen < trade.amountFen) throw new Error(`payer ${payer.id} has ${payer.balanceFen} fen, not ${trade.amountFen}`);
+    this.markPaid(trade, payer);
+    trade.notifyUrl = notifyUrl;
+    trade.notifyPlan = checkPlan(plan);
+    bounded(this.campusFields, MAX_TRADES);
+    this.campusFields.set(outTradeNo, { school_name: payment.school, user_name: payment.name, user_no: payment.personNumber });
+    return { outTradeNo, tradeNo: trade.tradeNo, notified: this.autoNotify(trade) };
   }
 
   /** The order closes now (as at its time_expire); a notification of TRADE_CLOSED follows when it has a notify_url. */
@@ -987,6 +1033,7 @@ export class AlipaySimulator {
       subject: trade.subject,
       gmt_create: beijingTime(trade.createdMs),
       ...(payer === undefined ? {} : { buyer_id: payer.id, buyer_logon_id: payer.logonId }),
+      ...this.campusFields.get(trade.outTradeNo),
       ...(trade.paidMs === undefined
         ? {}
         : {
