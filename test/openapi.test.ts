@@ -11,6 +11,7 @@ import { PasswordLockedError, WrongPasswordError } from '../switch/errors.js';
 import { httpErrorOf } from '../switch/gateway/errors.js';
 import { holderRoutes } from '../switch/gateway/holder-api.js';
 import { rechargeRoutes } from '../switch/gateway/recharge-api.js';
+import { channelBindingRoutes } from '../switch/gateway/channel-binding-api.js';
 import { LiveEvents } from '../switch/gateway/live-events.js';
 import { OPENAPI_PATH, openApiDocument } from '../switch/gateway/openapi.js';
 import { checkCode, identityUnavailableError, invalidCodeError } from '../switch/identity/provider.js';
@@ -26,8 +27,8 @@ const NOT_HOLDER_ROUTES = [
   'GET /api/v1/events',
   'POST /api/v1/channels/{channel}/notify',
 ];
-/** Holder routes a page calls without an access token. */
-const PUBLIC_HOLDER_ROUTES = ['POST /api/v1/session', 'POST /api/v1/session/refresh'];
+/** Holder routes a page calls without an access token (the Alipay callback is Alipay's redirect: its signed state says who). */
+const PUBLIC_HOLDER_ROUTES = ['POST /api/v1/session', 'POST /api/v1/session/refresh', 'GET /api/v1/channels/alipay/oauth-callback'];
 const BINDING = ['/api/v1/ecard/binding', 'post'] as const;
 
 const doc = openApiDocument() as Json;
@@ -38,6 +39,7 @@ function routes() {
   return [
     ...holderRoutes({ ctx, sessions: {} as never, identity: {} as never, statements: {} as never }),
     ...rechargeRoutes({ ctx, sessions: {} as never }),
+    ...channelBindingRoutes({ ctx, sessions: {} as never }),
   ];
 }
 

@@ -528,6 +528,48 @@ const RECHARGE_SCHEMAS: Record<string, unknown> = {
   },
 };
 
+// ---- channel binding (gateway/channel-binding-api.ts, domain/channel-binding.ts) ----------------------
+
+const CHANNEL_STATE_SCHEMA = { type: 'string', enum: ['bound', 'unbound'], description: 'bound 绑定 / unbound 未绑定.' };
+
+const CHANNEL_BINDING_SCHEMAS: Record<string, unknown> = {
+  ChannelBindingStates: {
+    type: 'object',
+    description: "核身状态: whether the card's Alipay / WeChat payer is bound (their payment codes pay at campus POS only then).",
+    required: ['alipay', 'wechat'],
+    properties: { alipay: CHANNEL_STATE_SCHEMA, wechat: CHANNEL_STATE_SCHEMA },
+  },
+  AlipayAuthorization: {
+    type: 'object',
+    required: ['authorizeUrl', 'expiresAtMs'],
+    properties: {
+      authorizeUrl: {
+        type: 'string',
+        format: 'uri',
+        description:
+          "Alipay's authorisation page (publicAppAuthorize.htm, scope auth_base) with a signed, single-use state: open it in Alipay (or show it as a QR code to scan with Alipay).",
+      },
+      expiresAtMs: { type: 'integer', format: 'int64', description: 'The authorisation must be confirmed before this time.' },
+    },
+  },
+  WechatBindRequest: {
+    type: 'object',
+    required: ['password'],
+    properties: { password: { type: 'string', pattern: '^\\d{6}$', description: 'The 6-digit card password (核身).' } },
+  },
+  ChannelBindingAnswer: {
+    type: 'object',
+    required: ['card'],
+    properties: {
+      bound: { type: 'boolean' },
+      unbound: { type: 'boolean' },
+      changed: { type: 'boolean', description: 'Unbinding: false when nothing was bound.' },
+      message: { type: 'string', description: 'zh-CN, for the holder.' },
+      card: ref('EcardSummary'),
+    },
+  },
+};
+
 const schemas: Record<string, unknown> = {
   ErrorBody: {
     type: 'object',
@@ -692,7 +734,18 @@ const schemas: Record<string, unknown> = {
   EcardSummary: {
     type: 'object',
     description: 'The bound card as the e-card page shows it (电子校园卡首页).',
-    required: ['cardNumber', 'maskedName', 'holderType', 'status', 'balanceFen', 'smallWalletFen', 'synced', 'initialPassword', 'binding'],
+    required: [
+      'cardNumber',
+      'maskedName',
+      'holderType',
+      'status',
+      'balanceFen',
+      'smallWalletFen',
+      'synced',
+      'initialPassword',
+      'binding',
+      'channels',
+    ],
     properties: {
       cardNumber: { type: 'string', pattern: '^\\d{4,20}$', example: '20230001' },
       maskedName: { type: 'string', example: '张*', description: 'The holder name with all but the family name masked.' },
@@ -715,6 +768,7 @@ const schemas: Record<string, unknown> = {
         required: ['userId', 'boundAtMs'],
         properties: { userId: { type: 'string' }, boundAtMs: epochMs('When the card was bound.') },
       },
+      channels: ref('ChannelBindingStates'),
     },
   },
   CampusQr: {
@@ -941,6 +995,7 @@ const schemas: Record<string, unknown> = {
     oneOf: [ref('EventsHello'), ref('EventsResync'), ref('EventsPong'), ref('CardEvent')],
   },
   ...RECHARGE_SCHEMAS,
+  ...CHANNEL_BINDING_SCHEMAS,
 };
 
 // ---- operations --------------------------------------------------------------------------------
@@ -1043,6 +1098,130 @@ const RECHARGE_PATHS: Record<string, unknown> = {
       responses: {
         '200': { description: 'Handled (the channel stops resending).', content: { 'text/plain': { schema: { type: 'string' } } } },
         ...errorResponses([PAYLOAD_TOO_LARGE, r(404, 'NOT_FOUND', '找不到该页面或接口', 'no such channel here'), INTERNAL]),
+      },
+    },
+  },
+};
+
+const CHANNEL_NOT_CONFIGURED = r(409, 'CHANNEL_NOT_CONFIGURED', '本校暂未开通支付宝付款', 'this switch has no Alipay channel configured');
+const PAYER_BINDING_CONFLICTS = [
+  r(
+    409,
+    'PAYER_BOUND_TO_OTHER_CARD',
+    '该支付宝账户已绑定其他校园卡，请先解绑',
+    'the payer is bound to another card: unbind it there first',
+  ),
+  r(
+    409,
+    'CARD_BOUND_TO_OTHER_PAYER',
+    '该校园卡已绑定其他支付宝账户，请先解绑',
+    'the card has another payer of the channel: unbind it first',
+  ),
+  r(409, 'BINDING_IN_PROGRESS', '正在处理上一次绑定/解绑请求，请稍候', 'a binding or unbinding of this payer is running: retry'),
+];
+const STATE_REFUSALS = [
+  r(403, 'STATE_INVALID', '授权链接无效，请回到E卡通页面重新发起绑定', 'state is missing or not one this switch signed', {
+    field: 'state',
+  }),
+  r(409, 'STATE_EXPIRED', '授权已超时，请回到E卡通页面重新发起绑定', 'the authorisation was started more than 10 minutes ago', {
+    field: 'state',
+  }),
+  r(409, 'STATE_USED', '该授权已使用，请回到E卡通页面重新发起绑定', 'this state already bound (or tried to bind) once', { field: 'state' }),
+  r(400, 'AUTH_CODE_INVALID', '支付宝授权未完成，请重新发起绑定', 'auth_code is missing or too long', { field: 'auth_code' }),
+  r(409, 'AUTH_CODE_INVALID', '支付宝授权已失效，请重新发起绑定', 'Alipay refused the auth_code (expired or used)', { field: 'auth_code' }),
+  r(503, 'CHANNEL_UNAVAILABLE', '支付宝暂时无法确认授权，请稍后刷新重试', 'Alipay did not answer the code exchange: reload the callback'),
+];
+
+const CHANNEL_BINDING_PATHS: Record<string, unknown> = {
+  '/api/v1/ecard/channels/alipay/authorize': {
+    post: {
+      operationId: 'authorizeAlipay',
+      tags: ['channel-binding'],
+      summary: 'Start binding Alipay to the card (支付宝 个人信息绑定)',
+      description:
+        "Answers Alipay's authorisation page for this holder. After the holder confirms, Alipay sends the browser to GET /api/v1/channels/alipay/oauth-callback, which binds. " +
+        "The state inside the URL is signed, tied to this session and card, single use, and valid 10 minutes. The card summary's channels.alipay shows the result.",
+      responses: {
+        '200': jsonAnswer('AlipayAuthorization', 'Where to send the holder.'),
+        ...errorResponses([...AUTH, ...BOUND, CHANNEL_NOT_CONFIGURED, UNAVAILABLE, INTERNAL]),
+      },
+    },
+  },
+  '/api/v1/channels/alipay/oauth-callback': {
+    get: {
+      operationId: 'alipayOauthCallback',
+      tags: ['channel-binding'],
+      summary: "Alipay's redirect after the holder confirmed the authorisation (for Alipay, not for pages)",
+      description:
+        "No bearer token: the signed state says who asked. Binds the Alipay user of auth_code (alipay.system.oauth.token) to the state's card while its session is live and the card is still the user's. " +
+        'A forged, expired or replayed state binds nothing. Answers a small page (zh-CN, English) the holder reads; refusals are the JSON error body.',
+      security: PUBLIC,
+      parameters: [
+        { name: 'auth_code', in: 'query', required: true, schema: { type: 'string', maxLength: 64 } },
+        { name: 'state', in: 'query', required: true, schema: { type: 'string', maxLength: 400 } },
+      ],
+      responses: {
+        '200': { description: 'Bound: a page saying so.', content: { 'text/html': { schema: { type: 'string' } } } },
+        ...errorResponses([
+          ...STATE_REFUSALS,
+          SESSION_ENDED,
+          NOT_BOUND_NOW,
+          CHANNEL_NOT_CONFIGURED,
+          ...PAYER_BINDING_CONFLICTS,
+          r(409, 'CARD_CANCELLED', '该卡已注销', 'the card is cancelled'),
+          UNAVAILABLE,
+          INTERNAL,
+        ]),
+      },
+    },
+  },
+  '/api/v1/ecard/channels/wechat/bind': {
+    post: {
+      operationId: 'bindWechat',
+      tags: ['channel-binding'],
+      summary: 'Bind WeChat to the card (微信 核身绑定)',
+      description:
+        "Inside the WeChat mini-program: the card password confirms the holder, and the openid they signed in with becomes the card's WeChat payer. " +
+        'A WeCom sign-in has no WeChat openid and is refused (WECHAT_MINIPROGRAM_REQUIRED). Binding again changes nothing.',
+      requestBody: jsonBody('WechatBindRequest', 'The card password.'),
+      responses: {
+        '200': jsonAnswer('ChannelBindingAnswer', 'Bound; the card with channels.wechat bound.'),
+        ...errorResponses([
+          ...BODY,
+          invalidField('password', '请输入6位卡密码', 'password is missing or not a string'),
+          ...PASSWORD,
+          ...AUTH,
+          ...BOUND,
+          r(
+            409,
+            'WECHAT_MINIPROGRAM_REQUIRED',
+            '请在微信小程序“信息科大E卡通”中登录后完成微信核身绑定',
+            'signed in through WeCom: no WeChat openid',
+          ),
+          ...PAYER_BINDING_CONFLICTS,
+          UNAVAILABLE,
+          INTERNAL,
+        ]),
+      },
+    },
+  },
+  '/api/v1/ecard/channels/{channel}': {
+    delete: {
+      operationId: 'unbindChannel',
+      tags: ['channel-binding'],
+      summary: 'Unbind Alipay or WeChat from the card (解绑)',
+      description: 'No password: it only takes a way of paying away. changed is false when nothing was bound.',
+      parameters: [{ name: 'channel', in: 'path', required: true, schema: { type: 'string', enum: ['alipay', 'wechat'] } }],
+      responses: {
+        '200': jsonAnswer('ChannelBindingAnswer', 'Unbound; the card with the channel unbound.'),
+        ...errorResponses([
+          r(400, 'CHANNEL_INVALID', '支付渠道应为支付宝或微信', 'channel is not alipay or wechat', { field: 'channel' }),
+          ...AUTH,
+          ...BOUND,
+          PAYER_BINDING_CONFLICTS[2] as Refusal,
+          UNAVAILABLE,
+          INTERNAL,
+        ]),
       },
     },
   },
@@ -1407,6 +1586,7 @@ const paths: Record<string, unknown> = {
     },
   },
   ...RECHARGE_PATHS,
+  ...CHANNEL_BINDING_PATHS,
   [EVENTS_PATH]: {
     get: {
       operationId: 'cardEvents',
@@ -1556,6 +1736,7 @@ function buildDocument(): Record<string, unknown> {
       { name: 'binding', description: 'Binding a campus card to the WeCom / WeChat user (绑定).' },
       { name: CARD_TAG, description: 'The bound card: summary, campus QR code, statement, loss report, password.' },
       { name: 'fees', description: 'Network and electricity fees paid from the card (缴费).' },
+      { name: 'channel-binding', description: 'Binding Alipay / WeChat to the card so their payment codes pay at campus POS (核身).' },
       { name: 'recharge', description: "Recharge orders paid through Alipay or WeChat Pay (充值), and the channels' notifications." },
       { name: 'events', description: 'Live events (WebSocket).' },
       { name: 'operations', description: 'Health, metrics, this document.' },
