@@ -49,6 +49,8 @@ export interface Config {
   readonly rechargeQueryDelayMs: number;
   /** How often the settlement loop looks for pending orders to query. */
   readonly rechargeSettleIntervalMs: number;
+  /** Alipay 校园派: the school name a payer picks; a payment for another school is refunded. */
+  readonly campusSchoolName: string;
   /** Each call to the utility-fee provider (pay, cancel) gets at most this long. */
   readonly feeProviderTimeoutMs: number;
   /** How often fee requests left pending (crash, provider silent) are finished in the background. */
@@ -235,6 +237,9 @@ export function loadConfig(env: Env = process.env): Config {
     rechargeOrderExpirySec: r.integer('RECHARGE_ORDER_EXPIRY_SEC', 900, 60, 86_400),
     rechargeQueryDelayMs: r.integer('RECHARGE_QUERY_DELAY_MS', 10_000, 0, 3_600_000),
     rechargeSettleIntervalMs: r.integer('RECHARGE_SETTLE_INTERVAL_MS', 5000, 50, 3_600_000),
+    campusSchoolName: r.string('CAMPUS_SCHOOL_NAME', '北京信息科技大学', (v) =>
+      v.trim() !== '' && v.length <= 64 ? undefined : 'must be 1-64 characters',
+    ),
     feeProviderTimeoutMs: r.integer('FEE_PROVIDER_TIMEOUT_MS', 3000, 1, 30_000),
     feeRecoveryIntervalMs: r.integer('FEE_RECOVERY_INTERVAL_MS', 60_000, 1000, 3_600_000),
     operatorTokens: parseOperatorTokens(r, env['OPERATOR_TOKENS'] ?? ''),
@@ -381,8 +386,3 @@ function parseOperatorTokens(r: Reader, raw: string): ReadonlyMap<string, string
   }
   return tokens;
 }
-  /** Alipay 校园派: the school name a payer picks; a payment for another school is refunded. */
-  readonly campusSchoolName: string;
-    campusSchoolName: r.string('CAMPUS_SCHOOL_NAME', '北京信息科技大学', (v) =>
-      v.trim() !== '' && v.length <= 64 ? undefined : 'must be 1-64 characters',
-    ),
