@@ -8,6 +8,7 @@ import type { Config } from './config.js';
 import { NO_CHANNELS, type PaymentChannels } from './channels/index.js';
 import { CardDirectory } from './domain/cards.js';
 import { PosDomain } from './domain/pos.js';
+import { ChannelFollowUp, ChannelPayments } from './domain/channel-payment.js';
 import { StatementReader } from './domain/reports.js';
 import { WaterDomain } from './domain/water.js';
 import { TerminalRegistry } from './domain/terminals.js';
@@ -259,18 +260,28 @@ export async function startSwitch(
       now,
     };
     metrics.setPasswordPoolSource(() => context.passwords.stats());
+    // Payment codes: one ChannelPayments for the POS and the follow-up loop of undecided ones.
+    const channelPayments = new ChannelPayments(context);
+    const channelFollowUp = new ChannelFollowUp(context, channelPayments);
     const services: HandlerServices = {
-      pos: new PosDomain(context),
+      pos: new PosDomain(context, channelPayments),
       water: new WaterDomain(context, new WaterLedger(keys, scripts, config.requestTtlSec, now)),
       statements: new StatementReader(context),
     };
     const stopFeeRecovery = startFeeRecovery(context);
+    channelFollowUp.start();
     const stopRechargeSettlement = startRechargeSettlement(context);
     if (options.grpc !== false) grpc = await serveGrpc(context, services);
     if (options.gateway !== false) gateway = await serveGateway(context, { redis, statements: services.statements });
     const [runningGrpc, runningGateway, pool] = [grpc, gateway, passwords];
     const stop = async (): Promise<void> => {
-      await Promise.all([stopFeeRecovery(), stopRechargeSettlement(), runningGrpc?.shutdown(), runningGateway?.shutdown()]);
+      await Promise.all([
+        stopFeeRecovery(),
+        stopRechargeSettlement(),
+        channelFollowUp.stop(),
+        runningGrpc?.shutdown(),
+        runningGateway?.shutdown(),
+      ]);
       await pool.close();
       breaker.stop();
       fast?.close();

@@ -55,6 +55,8 @@ export interface Config {
   readonly feeProviderTimeoutMs: number;
   /** How often fee requests left pending (crash, provider silent) are finished in the background. */
   readonly feeRecoveryIntervalMs: number;
+  /** Third-party payment codes at the POS (domain/channel-payment.ts): how the switch follows up an undecided one. */
+  readonly channelPayment: ChannelPaymentConfig;
   /** operator name -> token, from OPERATOR_TOKENS="alice:token1,bob:token2". */
   readonly operatorTokens: ReadonlyMap<string, string>;
   /** The HTTP/WebSocket gateway for phones (and, later, payment channels). */
@@ -195,6 +197,17 @@ function checkPepper(v: string): string | undefined {
   return v.length >= MIN_PEPPER_LENGTH ? undefined : `must be at least ${MIN_PEPPER_LENGTH} characters of secret random text`;
 }
 
+export interface ChannelPaymentConfig {
+  /** How often an undecided payment is queried at its channel (WeChat: every few seconds; Alipay: 3-5 s). */
+  readonly pollIntervalMs: number;
+  /** How long after it was sent an undecided WeChat payment is cancelled (reversed) instead of queried again. */
+  readonly wechatBudgetMs: number;
+  /** The same for Alipay. */
+  readonly alipayBudgetMs: number;
+  /** Each call to a channel (pay, query, cancel, refund) gets at most this long; then it counts as unknown. */
+  readonly callTimeoutMs: number;
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const r = new Reader(env);
   const config: Config = {
@@ -242,6 +255,12 @@ export function loadConfig(env: Env = process.env): Config {
     ),
     feeProviderTimeoutMs: r.integer('FEE_PROVIDER_TIMEOUT_MS', 3000, 1, 30_000),
     feeRecoveryIntervalMs: r.integer('FEE_RECOVERY_INTERVAL_MS', 60_000, 1000, 3_600_000),
+    channelPayment: {
+      pollIntervalMs: r.integer('CHANNEL_POLL_INTERVAL_MS', 4000, 10, 60_000),
+      wechatBudgetMs: r.integer('CHANNEL_WECHAT_BUDGET_MS', 45_000, 100, 600_000),
+      alipayBudgetMs: r.integer('CHANNEL_ALIPAY_BUDGET_MS', 60_000, 100, 600_000),
+      callTimeoutMs: r.integer('CHANNEL_CALL_TIMEOUT_MS', 10_000, 50, 60_000),
+    },
     operatorTokens: parseOperatorTokens(r, env['OPERATOR_TOKENS'] ?? ''),
     gateway: {
       host: r.string('GATEWAY_HOST', env['GRPC_HOST'] ?? '0.0.0.0', (v) =>

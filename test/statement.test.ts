@@ -438,7 +438,7 @@ describe('settlement report', () => {
 
   it('answers an empty report for a merchant or a day without takings', async () => {
     const empty = { terminalId: '', payments: 0, paidFen: 0, refunds: 0, refundedFen: 0, netFen: 0 };
-    expect(await report('NOBODY', day)).toEqual({ merchantId: 'NOBODY', day, terminals: [], total: empty });
+    expect(await report('NOBODY', day)).toEqual({ merchantId: 'NOBODY', day, terminals: [], total: empty, channels: [] });
     expect((await report('CANTEEN1', '2001-01-01')).total).toEqual(empty);
   });
 

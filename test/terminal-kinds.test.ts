@@ -36,6 +36,7 @@ const ALLOWED: Readonly<Record<string, readonly TerminalKind[]>> = {
   'PosService/AuthorizeStream': SALES,
   'PosService/Reverse': SALES,
   'PosService/Refund': SALES,
+  'PosService/QueryTransaction': SALES,
   'PosService/Inquire': ['canteen', 'shop', 'settlement', 'water'],
   'PosService/WaterDebit': ['water'],
   'PosService/Settle': ['settlement'],
@@ -101,6 +102,8 @@ function requestOf(rpc: string, terminal: NewTerminal): { client: unknown; metho
       };
     case 'PosService/Inquire':
       return { client: pos, method: 'inquire', request: { terminalId, credential: tap } };
+    case 'PosService/QueryTransaction':
+      return { client: pos, method: 'queryTransaction', request: { terminalId, sequenceNumber, transactionId: '' } };
     case 'PosService/WaterDebit':
       return { client: pos, method: 'waterDebit', request: { terminalId, sequenceNumber, amountFen: 100, credential: tap } };
     case 'PosService/Settle':

@@ -99,6 +99,7 @@ const implementation: PosServiceServer = {
   refund: fixed(REFUND),
   waterDebit: fixed(WATER),
   settle: fixed(SETTLE),
+  queryTransaction: fixed(NOOP_AUTHORIZE_RESPONSE),
 };
 
 async function main(): Promise<void> {

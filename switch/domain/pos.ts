@@ -8,6 +8,8 @@ import { checkCardPassword, passwordBusyError } from './card-password.js';
 import { unknownCardDecision } from '../ledger/claims.js';
 import { IdempotencyConflictError, type PresentedCampusQr } from '../ledger/ledger.js';
 import { openCampusQr } from './campus-qr.js';
+import { ChannelPayments, type ChannelPaymentCode } from './channel-payment.js';
+import type { ChannelName } from '../channels/channel.js';
 
 export type PresentedCredential =
   | { readonly kind: 'card'; readonly serial: string }
@@ -22,7 +24,8 @@ export interface PaymentRequest {
   readonly pin: string;
 }
 
-export type PaymentCode = AuthorizeCode | 'wrong_pin' | 'pin_locked';
+export type PaymentCode =
+  AuthorizeCode | 'wrong_pin' | 'pin_locked' | Exclude<ChannelPaymentCode, 'approved' | 'already_reversed' | 'insufficient_funds'>;
 
 export interface PaymentOutcome {
   readonly code: PaymentCode;
@@ -31,6 +34,8 @@ export interface PaymentOutcome {
   readonly transactionId: string;
   readonly decidedAtMs: number;
   readonly pinAttemptsLeft: number;
+  /** A payment code's channel (alipay, wechat); undefined for campus-card payments. */
+  readonly channel?: ChannelName;
 }
 
 export interface ResolvedCredential {
@@ -48,9 +53,8 @@ export async function resolveCredential(ctx: SwitchContext, credential: Presente
     const opened = openCampusQr(ctx, credential.payload);
     return { cardNo: opened?.cardNo, serial: '', campusQr: opened?.qr };
   }
-  throw new UnimplementedError(
-    'Alipay / WeChat payment codes are not enabled on this switch yet; ask the cardholder to tap the card or show the campus QR code',
-  );
+  // Payment codes name a channel's payer, not a card: ChannelPayments handles them before this is reached.
+  throw new UnimplementedError('a payment code does not name a campus card; it pays through its channel only');
 }
 
 /** The fingerprint of a request whose credential names no card (its decline is replayed on a retry). */
@@ -65,10 +69,47 @@ function withoutHolder(outcome: PaymentOutcome): PaymentOutcome {
 }
 
 export class PosDomain {
-  constructor(private readonly ctx: SwitchContext) {}
+  constructor(
+    private readonly ctx: SwitchContext,
+    /** Built once by app.ts (its follow-up loop shares it); a test may leave it to the default. */
+    readonly channelPayments: ChannelPayments = new ChannelPayments(ctx),
+  ) {}
 
   async authorize(terminal: Terminal, request: PaymentRequest): Promise<PaymentOutcome> {
+    if (request.credential.kind === 'third_party') return this.payWithCode(terminal, request, request.credential.code);
     return withoutHolder(await this.pay(terminal, request));
+  }
+
+  private async payWithCode(terminal: Terminal, request: PaymentRequest, code: string): Promise<PaymentOutcome> {
+    const outcome = await this.channelPayments.pay(terminal, { sequence: request.sequence, amountFen: request.amountFen, code });
+    return {
+      code: outcome.code,
+      cardNo: outcome.cardNo,
+      // The campus balance does not move, and a code tells the POS nothing about the card's balance.
+      balanceAfterFen: 0,
+      transactionId: outcome.transactionId,
+      decidedAtMs: outcome.decidedAtMs,
+      pinAttemptsLeft: 0,
+      channel: outcome.channel,
+    };
+  }
+
+  /** QueryTransaction: a payment code's outcome now. */
+  async queryTransaction(
+    terminal: Terminal,
+    by: { readonly sequence: number } | { readonly transactionId: string },
+  ): Promise<PaymentOutcome & { readonly amountFen: number }> {
+    const outcome = await this.channelPayments.query(terminal, by);
+    return {
+      code: outcome.code,
+      cardNo: outcome.cardNo,
+      balanceAfterFen: 0,
+      transactionId: outcome.transactionId,
+      decidedAtMs: outcome.decidedAtMs,
+      pinAttemptsLeft: 0,
+      channel: outcome.channel,
+      amountFen: outcome.amountFen,
+    };
   }
 
   private async pay(terminal: Terminal, request: PaymentRequest): Promise<PaymentOutcome> {
@@ -134,6 +175,9 @@ export class PosDomain {
     terminal: Terminal,
     request: { originalSequence: number; amountFen: number; credential: PresentedCredential },
   ): Promise<ReverseResult | 'unknown_card'> {
+    if (request.credential.kind === 'third_party') {
+      return this.channelPayments.reverse(terminal, request.originalSequence, request.amountFen);
+    }
     const { cardNo } = await resolveCredential(this.ctx, request.credential);
     if (cardNo === undefined) return 'unknown_card';
     await this.ctx.claims.forReversal(terminal.id, request.originalSequence, cardNo);

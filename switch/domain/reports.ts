@@ -12,7 +12,7 @@ import { MERCHANT_ID_PATTERN, TERMINAL_ID_PATTERN, type Terminal } from './termi
 
 // ---- statement ---------------------------------------------------------------------------------
 
-export const STATEMENT_CATEGORIES = ['payment', 'recharge', 'refund', 'reversal', 'water', 'fee', 'adjustment'] as const;
+export const STATEMENT_CATEGORIES = ['payment', 'recharge', 'refund', 'reversal', 'water', 'fee', 'adjustment', 'channel_payment'] as const;
 export type StatementCategory = (typeof STATEMENT_CATEGORIES)[number];
 
 /** Every journal kind of ledger/README.md; a kind added later without an entry here reads as an adjustment. */
@@ -28,6 +28,8 @@ const KIND_CATEGORY: Readonly<Record<string, StatementCategory>> = {
   feeback: 'fee',
   open: 'adjustment',
   adj: 'adjustment',
+  cpay: 'channel_payment',
+  cprev: 'channel_payment',
 };
 
 const KIND_DESCRIPTION: Readonly<Record<string, string>> = {
@@ -42,6 +44,8 @@ const KIND_DESCRIPTION: Readonly<Record<string, string>> = {
   feeback: '缴费退回',
   open: '开户',
   adj: '调账',
+  cpay: '第三方支付',
+  cprev: '第三方支付撤销',
 };
 
 /** Kinds whose `tm` names an operator or nothing, never a terminal: no merchant or place to show. */
@@ -49,6 +53,9 @@ const KINDS_WITHOUT_TERMINAL: ReadonlySet<string> = new Set(['open', 'adj']);
 
 const RECHARGE_CHANNEL_DESCRIPTION: Readonly<Record<string, string>> = { wechat: '微信充值', alipay: '支付宝充值', counter: '柜台充值' };
 const UTILITY_DESCRIPTION: Readonly<Record<string, string>> = { network: '网费', electricity: '电费' };
+const CHANNEL_PAYMENT_DESCRIPTION: Readonly<Record<string, string>> = { wechat: '微信支付', alipay: '支付宝支付' };
+/** The outside party of a channel payment's journal entry: where the money came from (cpay) or went back to (cprev). */
+const CHANNEL_PARTY_PREFIX = 'x:ch:';
 
 /** Unknown kinds are logged once each per process; the set is bounded so a flood cannot grow it. */
 const MAX_LOGGED_UNKNOWN_KINDS = 100;
@@ -168,7 +175,7 @@ export class StatementReader {
   /** Recharges name their channel and fees their provider: both are parties of the journal entry. */
   private async description(cardNo: string, r: StatementLineRecord): Promise<string> {
     const base = KIND_DESCRIPTION[r.kind] ?? '调账';
-    if (r.kind !== 'rch' && r.kind !== 'fee' && r.kind !== 'feeback') return base;
+    if (r.kind !== 'rch' && r.kind !== 'fee' && r.kind !== 'feeback' && r.kind !== 'cpay' && r.kind !== 'cprev') return base;
     let entry;
     try {
       entry = await readCardJournalEntry(this.ctx, cardNo, r.transactionId);
@@ -179,6 +186,12 @@ export class StatementReader {
     }
     if (entry === undefined) return base;
     if (r.kind === 'rch') return RECHARGE_CHANNEL_DESCRIPTION[entry.fromParty.replace(/^x:ch:/, '').toLowerCase()] ?? base;
+    if (r.kind === 'cpay' || r.kind === 'cprev') {
+      const party = r.kind === 'cpay' ? entry.fromParty : entry.toParty;
+      const channel = CHANNEL_PAYMENT_DESCRIPTION[party.slice(CHANNEL_PARTY_PREFIX.length)];
+      if (channel === undefined) return base;
+      return r.kind === 'cpay' ? channel : `${channel}撤销`;
+    }
     const provider = UTILITY_DESCRIPTION[(r.kind === 'fee' ? entry.toParty : entry.fromParty).replace(/^u:/, '')];
     if (provider === undefined) return base;
     return r.kind === 'fee' ? provider : `${provider}退回`;
@@ -219,13 +232,26 @@ export interface TerminalTakings {
   netFen: number;
 }
 
+/** One channel's code payments at the merchant (kept apart: the channel, not the card office, pays the merchant). */
+export interface ChannelTakings {
+  readonly channel: string;
+  payments: number;
+  paidFen: number;
+  /** Payments reversed afterwards. */
+  refunds: number;
+  refundedFen: number;
+  netFen: number;
+}
+
 export interface SettlementReport {
   readonly merchantId: string;
   /** YYYY-MM-DD, campus time. */
   readonly day: string;
-  /** Sorted by terminal id. */
+  /** Campus-card money only, sorted by terminal id. */
   readonly terminals: readonly TerminalTakings[];
   readonly total: TerminalTakings;
+  /** Alipay / WeChat code payments, sorted by channel; absent channels had none. */
+  readonly channels: readonly ChannelTakings[];
 }
 
 /** [startMs, endMs) of a campus day "YYYY-MM-DD" (00:00 to 24:00 UTC+8). */
@@ -276,8 +302,9 @@ export async function settlementReport(
     throw new InvalidArgumentError(`merchant_id must be 1-32 of A-Z a-z 0-9 _ -, got "${merchantId.slice(0, 40)}"`);
   const { startMs, endMs } = campusDayRange(day);
   let byTerminal: Map<string, TerminalTakings>;
+  const byChannel = new Map<string, ChannelTakings>();
   try {
-    byTerminal = await takingsByTerminal(ctx, `m:${merchantId}`, startMs, endMs, options);
+    byTerminal = await takingsByTerminal(ctx, `m:${merchantId}`, startMs, endMs, options, byChannel);
   } catch (err) {
     if (err instanceof JournalReadCancelledError)
       throw new CancelledError('the call was cancelled or its deadline passed before the report was complete');
@@ -292,7 +319,8 @@ export async function settlementReport(
     total.refundedFen += t.refundedFen;
   }
   total.netFen = total.paidFen - total.refundedFen;
-  return { merchantId, day, terminals, total };
+  const channels = [...byChannel.values()].sort((a, b) => (a.channel < b.channel ? -1 : a.channel > b.channel ? 1 : 0));
+  return { merchantId, day, terminals, total, channels };
 }
 
 async function takingsByTerminal(
@@ -301,6 +329,7 @@ async function takingsByTerminal(
   startMs: number,
   endMs: number,
   options: SettlementOptions,
+  byChannel: Map<string, ChannelTakings>,
 ): Promise<Map<string, TerminalTakings>> {
   const byTerminal = new Map<string, TerminalTakings>();
   const range = {
@@ -315,6 +344,10 @@ async function takingsByTerminal(
         if (!touchesParty(row[1], party)) continue;
         const entry = parseJournalEntry(row);
         if (entry.atMs < startMs || entry.atMs >= endMs) continue;
+        if (entry.kind === 'cpay' || entry.kind === 'cprev') {
+          addChannelTakings(byChannel, entry.kind === 'cpay' ? entry.fromParty : entry.toParty, entry.kind === 'cpay', entry.amountFen);
+          continue;
+        }
         let takings = byTerminal.get(entry.terminalId);
         if (takings === undefined) {
           takings = emptyTakings(entry.terminalId);
@@ -332,6 +365,23 @@ async function takingsByTerminal(
     }
   });
   return byTerminal;
+}
+
+function addChannelTakings(byChannel: Map<string, ChannelTakings>, party: string, paid: boolean, amountFen: number): void {
+  const channel = party.startsWith(CHANNEL_PARTY_PREFIX) ? party.slice(CHANNEL_PARTY_PREFIX.length) : party;
+  let takings = byChannel.get(channel);
+  if (takings === undefined) {
+    takings = { channel, payments: 0, paidFen: 0, refunds: 0, refundedFen: 0, netFen: 0 };
+    byChannel.set(channel, takings);
+  }
+  if (paid) {
+    takings.payments += 1;
+    takings.paidFen += amountFen;
+  } else {
+    takings.refunds += 1;
+    takings.refundedFen += amountFen;
+  }
+  takings.netFen = takings.paidFen - takings.refundedFen;
 }
 
 export { DEFAULT_STATEMENT_PAGE_SIZE, MAX_STATEMENT_PAGE_SIZE } from '../ledger/statement.js';

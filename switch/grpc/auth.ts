@@ -33,6 +33,7 @@ export const RPC_KINDS: Readonly<Record<string, readonly TerminalKind[]>> = {
   '/cardswitch.v1.PosService/AuthorizeStream': SALES, // checked per message: each names its own terminal
   '/cardswitch.v1.PosService/Reverse': SALES,
   '/cardswitch.v1.PosService/Refund': SALES,
+  '/cardswitch.v1.PosService/QueryTransaction': SALES,
   '/cardswitch.v1.PosService/Inquire': ['canteen', 'shop', 'settlement', 'water'],
   '/cardswitch.v1.PosService/WaterDebit': ['water'],
   '/cardswitch.v1.PosService/Settle': ['settlement'],

@@ -4,7 +4,7 @@
 // and neither imports the other.
 import { DeclineReason, Outcome, type Credential } from '../../proto/gen/cardswitch/v1/common.js';
 import type { AuthorizeRequest, AuthorizeResponse } from '../../proto/gen/cardswitch/v1/pos.js';
-import type { PaymentCode, PosDomain } from '../domain/pos.js';
+import type { PaymentCode, PaymentOutcome, PosDomain } from '../domain/pos.js';
 import type { Terminal } from '../domain/terminals.js';
 import type { AuthorizationOutcome, CredentialKind, Metrics } from '../metrics.js';
 import { formatYuan } from '../money.js';
@@ -25,7 +25,18 @@ const DECLINES: Record<Exclude<PaymentCode, 'approved' | 'pin_required'>, { reas
   qr_invalid: { reason: DeclineReason.DECLINE_REASON_QR_INVALID, text: '校园码无效，请刷新后重试' },
   qr_expired: { reason: DeclineReason.DECLINE_REASON_QR_EXPIRED, text: '校园码已过期，请刷新后重试' },
   qr_used: { reason: DeclineReason.DECLINE_REASON_QR_USED, text: '校园码已使用，请刷新后重试' },
+  // Payment codes: {channel} is 微信 or 支付宝. 'pending' is no decline: it only gives the display text.
+  pending: { reason: DeclineReason.DECLINE_REASON_UNSPECIFIED, text: '等待付款人确认，请稍候' },
+  payer_not_bound: {
+    reason: DeclineReason.DECLINE_REASON_PAYER_NOT_BOUND,
+    text: '未绑定校园卡，未扣款。请先在校园卡电子卡“个人中心”绑定{channel}后再付款',
+  },
+  channel_declined: { reason: DeclineReason.DECLINE_REASON_CHANNEL_DECLINED, text: '{channel}支付失败，请换其他方式付款' },
+  channel_timeout: { reason: DeclineReason.DECLINE_REASON_CHANNEL_TIMEOUT, text: '{channel}支付超时，已撤销，未扣款' },
+  channel_unavailable: { reason: DeclineReason.DECLINE_REASON_CHANNEL_DECLINED, text: '{channel}暂不可用，未扣款，请稍后重试' },
 };
+
+const CHANNEL_ZH: Readonly<Record<string, string>> = { wechat: '微信', alipay: '支付宝' };
 
 export interface PaymentLimits {
   readonly maxPaymentFen: number;
@@ -90,7 +101,13 @@ async function decidePayment(
   // A caller that gave up (cancelled, deadline passed) gets no payment it will never hear about.
   if (cancelled()) throw new CancelledError('the call was cancelled before the payment was made; nothing was charged');
   const outcome = await domain.authorize(terminal, { sequence, amountFen, credential, pin });
+  return paymentResponse(amountFen, outcome);
+}
+
+/** The answer to a payment (Authorize) or to QueryTransaction about one. */
+export function paymentResponse(amountFen: number, outcome: PaymentOutcome): AuthorizeResponse {
   if (outcome.code === 'pin_required') return pinRequired(amountFen, outcome);
+  if (outcome.channel !== undefined) return channelResponse(amountFen, outcome, outcome.channel);
   const approved = outcome.code === 'approved';
   const decline = approved ? undefined : DECLINES[outcome.code];
   return {
@@ -104,6 +121,25 @@ async function decidePayment(
     amountFen,
     cardNumber: outcome.cardNo,
     pinAttemptsLeft: outcome.pinAttemptsLeft,
+    decidedAtMs: outcome.decidedAtMs,
+  };
+}
+
+/** A payment code's answer: no balance (the card's does not move), the channel named in the text. */
+function channelResponse(amountFen: number, outcome: PaymentOutcome, channel: string): AuthorizeResponse {
+  const name = CHANNEL_ZH[channel] ?? channel;
+  const approved = outcome.code === 'approved';
+  const pending = outcome.code === 'pending';
+  const decline = approved || outcome.code === 'pin_required' ? undefined : DECLINES[outcome.code];
+  return {
+    outcome: approved ? Outcome.OUTCOME_APPROVED : pending ? Outcome.OUTCOME_PENDING : Outcome.OUTCOME_DECLINED,
+    declineReason: decline?.reason ?? DeclineReason.DECLINE_REASON_UNSPECIFIED,
+    displayText: approved ? `${name}支付成功 ${formatYuan(amountFen)}元` : (decline?.text ?? '').replace('{channel}', name),
+    balanceAfterFen: 0,
+    transactionId: outcome.transactionId,
+    amountFen,
+    cardNumber: outcome.cardNo,
+    pinAttemptsLeft: 0,
     decidedAtMs: outcome.decidedAtMs,
   };
 }

@@ -10,6 +10,7 @@ import {
   type InquireRequest,
   type InquireResponse,
   type PosServiceServer,
+  type QueryTransactionRequest,
   type ReverseRequest,
   type ReverseResponse,
 } from '../../proto/gen/cardswitch/v1/pos.js';
@@ -17,13 +18,13 @@ import { maskName } from '../domain/cards.js';
 import type { PosDomain } from '../domain/pos.js';
 import type { WaterDomain } from '../domain/water.js';
 import type { SwitchContext } from '../context.js';
-import { authorizePayment, type PaymentLimits, type PaymentOptions } from './authorize.js';
+import { authorizePayment, paymentResponse, type PaymentLimits, type PaymentOptions } from './authorize.js';
 import type { AuthorizeStreams } from './authorize-stream.js';
 import { refundHandler } from './money-handlers.js';
 import { settleHandler, waterDebitHandler } from './water-handlers.js';
 import type { CardStatusCode, ReverseCode } from '../ledger/ledger.js';
 import { formatYuan } from '../money.js';
-import { NotFoundError } from './errors.js';
+import { InvalidArgumentError, NotFoundError } from './errors.js';
 import { callingTerminal, unary, type UnaryDeps } from './unary.js';
 import { checkAmount, checkCredential, checkSequence, checkTerminalField } from './validate.js';
 
@@ -63,7 +64,27 @@ export function posService(ctx: SwitchContext, { pos: domain, water, streams }: 
     refund: refundHandler(ctx),
     waterDebit: waterDebitHandler(ctx, water),
     settle: settleHandler(ctx, water),
+    queryTransaction: queryTransactionHandler(domain, ctx),
   };
+}
+
+const MAX_TRANSACTION_ID_LENGTH = 64;
+
+function queryTransactionHandler(domain: PosDomain, deps: UnaryDeps): handleUnaryCall<QueryTransactionRequest, AuthorizeResponse> {
+  return unary<QueryTransactionRequest, AuthorizeResponse>(deps, 'QueryTransaction', async (req, ctx) => {
+    const terminal = callingTerminal(ctx);
+    checkTerminalField(req.terminalId, terminal);
+    const bySequence = req.sequenceNumber !== 0;
+    if (bySequence === (req.transactionId !== '')) {
+      throw new InvalidArgumentError('send exactly one of sequence_number and transaction_id');
+    }
+    if (req.transactionId.length > MAX_TRANSACTION_ID_LENGTH) {
+      throw new InvalidArgumentError(`transaction_id must be at most ${MAX_TRANSACTION_ID_LENGTH} characters`);
+    }
+    const by = bySequence ? { sequence: checkSequence(req.sequenceNumber, 'sequence_number') } : { transactionId: req.transactionId };
+    const outcome = await domain.queryTransaction(terminal, by);
+    return paymentResponse(outcome.amountFen, outcome);
+  });
 }
 
 function authorizeHandler(
@@ -86,10 +107,12 @@ function reverseHandler(domain: PosDomain, deps: UnaryDeps, options: PaymentLimi
     const result = await domain.reverse(terminal, { originalSequence, amountFen, credential });
     if (result === 'unknown_card') throw new NotFoundError('no card has this credential; nothing to reverse');
     const mapped = REVERSE_RESULTS[result.code];
+    // A payment code's money goes back through its channel; the card balance never moved.
+    const channelText = result.code === 'reversed' ? `${mapped.text}，款项原路退回` : mapped.text;
     return {
       result: mapped.result,
       balanceAfterFen: result.balanceAfterFen,
-      displayText: `${mapped.text} 余额${formatYuan(result.balanceAfterFen)}元`,
+      displayText: credential.kind === 'third_party' ? channelText : `${mapped.text} 余额${formatYuan(result.balanceAfterFen)}元`,
       decidedAtMs: result.decidedAtMs,
     };
   });

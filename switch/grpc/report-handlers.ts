@@ -41,6 +41,7 @@ const CATEGORY_OF_PROTO: ReadonlyMap<StatementKind, StatementCategory> = new Map
   [StatementKind.STATEMENT_KIND_WATER, 'water'],
   [StatementKind.STATEMENT_KIND_FEE, 'fee'],
   [StatementKind.STATEMENT_KIND_ADJUSTMENT, 'adjustment'],
+  [StatementKind.STATEMENT_KIND_CHANNEL_PAYMENT, 'channel_payment'],
 ]);
 
 const PROTO_OF_CATEGORY: Readonly<Record<StatementCategory, StatementKind>> = {
@@ -51,6 +52,7 @@ const PROTO_OF_CATEGORY: Readonly<Record<StatementCategory, StatementKind>> = {
   water: StatementKind.STATEMENT_KIND_WATER,
   fee: StatementKind.STATEMENT_KIND_FEE,
   adjustment: StatementKind.STATEMENT_KIND_ADJUSTMENT,
+  channel_payment: StatementKind.STATEMENT_KIND_CHANNEL_PAYMENT,
 };
 
 /** More than every kind twice over is not a filter a client means. */
@@ -149,6 +151,7 @@ export function settlementReportHandler(ctx: SwitchContext): handleUnaryCall<Set
       day: report.day,
       terminals: report.terminals.map(totalToProto),
       total: totalToProto(report.total),
+      channels: report.channels.map((c) => ({ ...c })),
     };
   });
 }

@@ -4,10 +4,10 @@ import type { Credential } from '../../proto/gen/cardswitch/v1/common.js';
 import type { PresentedCredential } from '../domain/pos.js';
 import { CARD_SERIAL_PATTERN } from '../domain/cards.js';
 import type { Terminal } from '../domain/terminals.js';
+import { channelOfCode } from '../domain/channel-payment.js';
 import { InvalidArgumentError, PermissionDeniedError } from './errors.js';
 
 const MAX_QR_PAYLOAD_LENGTH = 512;
-const THIRD_PARTY_CODE_PATTERN = /^\d{16,30}$/;
 
 export function checkTerminalField(terminalId: string, terminal: Terminal): void {
   if (terminalId === '') throw new InvalidArgumentError('terminal_id is required');
@@ -50,7 +50,11 @@ export function checkCredential(credential: Credential | undefined): PresentedCr
     return { kind: 'campus_qr', payload };
   }
   const code = credential.thirdParty?.code ?? '';
-  if (!THIRD_PARTY_CODE_PATTERN.test(code)) throw new InvalidArgumentError('third_party.code must be 16 to 30 digits');
+  if (channelOfCode(code) === undefined) {
+    throw new InvalidArgumentError(
+      'third_party.code must be a WeChat Pay payment code (18 digits starting 10-15) or an Alipay one (16-24 digits starting 25-30)',
+    );
+  }
   return { kind: 'third_party', code };
 }
 

@@ -90,6 +90,10 @@ export const CHANNEL_BINDING_ANSWERS = {
   16: 'not_bound_to_payer',
 } as const;
 
+export const CHANNEL_PAY_ANSWERS = { 1: 'begun', 2: 'exists', 3: 'finished', 4: 'already_final', 5: 'no_record' } as const;
+export const CHANNEL_PAY_REFUSALS = KEY_REUSED;
+export const CHANNEL_PAID_ANSWERS = { 1: 'journalled', 2: 'already_journalled', 3: 'not_paid', 5: 'unknown_card' } as const;
+
 export const RECHARGE_ANSWERS = { 1: 'credited', 5: 'unknown_card', 9: 'card_cancelled', 11: 'daily_limit_exceeded' } as const;
 export const RECHARGE_REFUSALS = KEY_REUSED;
 /** recharge-order.lua: create, then finish. */
@@ -177,6 +181,8 @@ export const SCRIPT_ANSWERS = {
   adjust: { answers: [ADJUST_ANSWERS], refusals: ADJUST_REFUSALS },
   authorize: { answers: [AUTHORIZE_ANSWERS], refusals: AUTHORIZE_REFUSALS },
   'channel-binding': { answers: [CLAIM_ANSWERS, RELEASE_ANSWERS, CHANNEL_BINDING_ANSWERS], refusals: {} },
+  'channel-paid': { answers: [CHANNEL_PAID_ANSWERS], refusals: {} },
+  'channel-pay': { answers: [CHANNEL_PAY_ANSWERS], refusals: CHANNEL_PAY_REFUSALS },
   'claim-id': { answers: [CLAIM_ANSWERS, RELEASE_ANSWERS], refusals: {} },
   'ecard-binding': { answers: [ECARD_BINDING_ANSWERS], refusals: {} },
   'ecard-watch': { answers: [ECARD_WATCH_ANSWERS], refusals: {} },

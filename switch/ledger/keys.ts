@@ -53,6 +53,25 @@ export class Keys {
   }
 
   /**
+   * One third-party (Alipay / WeChat) code payment of a terminal: hash, in the terminal's own slot with
+   * its sequence claim, so channel-pay.lua records the pending payment and claims the sequence number
+   * in one step, before the channel is called.
+   */
+  channelPayment(terminalId: string, sequence: number): string {
+    return `${this.prefix}:{T:${terminalId}}:cp:${sequence}`;
+  }
+
+  /** Zset of the code payments the switch still has to follow up (member "<terminal>|<sequence>", score = next look ms). */
+  channelPaymentsPending(): string {
+    return `${this.prefix}:{CP}:pending`;
+  }
+
+  /** A paid code payment's journal record in the payer's card's shard (channel-paid.lua: journalled once). */
+  channelPaid(cardNo: string, outTradeNo: string): string {
+    return `${this.tag(this.shardOf(cardNo))}:cpaid:${outTradeNo}`;
+  }
+
+  /**
    * One terminal's wrong card passwords of the hour and its checks in flight (terminal-password.lua),
    * in the terminal's own slot like its sequence claims.
    */

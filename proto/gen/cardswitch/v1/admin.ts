@@ -183,8 +183,27 @@ export interface TerminalTotal {
 export interface SettlementReportResponse {
   merchantId: string;
   day: string;
+  /** Campus-card payments (card taps, campus QR codes, water): what the campus ledger owes the merchant. */
   terminals: TerminalTotal[];
-  total: TerminalTotal | undefined;
+  total:
+    | TerminalTotal
+    | undefined;
+  /**
+   * Alipay / WeChat payment codes taken at the merchant's POS, apart from card payments: the channel
+   * settles these with the merchant, not the card office. One per channel that had any; "refunds" are
+   * the payments reversed afterwards (given back to the payer by the channel).
+   */
+  channels: ChannelTotal[];
+}
+
+export interface ChannelTotal {
+  /** "alipay" or "wechat". */
+  channel: string;
+  payments: number;
+  paidFen: number;
+  refunds: number;
+  refundedFen: number;
+  netFen: number;
 }
 
 export interface AuditRequest {
@@ -2588,7 +2607,7 @@ export const TerminalTotal: MessageFns<TerminalTotal> = {
 };
 
 function createBaseSettlementReportResponse(): SettlementReportResponse {
-  return { merchantId: "", day: "", terminals: [], total: undefined };
+  return { merchantId: "", day: "", terminals: [], total: undefined, channels: [] };
 }
 
 export const SettlementReportResponse: MessageFns<SettlementReportResponse> = {
@@ -2604,6 +2623,9 @@ export const SettlementReportResponse: MessageFns<SettlementReportResponse> = {
     }
     if (message.total !== undefined) {
       TerminalTotal.encode(message.total, writer.uint32(34).fork()).join();
+    }
+    for (const v of message.channels) {
+      ChannelTotal.encode(v!, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -2653,6 +2675,14 @@ export const SettlementReportResponse: MessageFns<SettlementReportResponse> = {
             message.total = TerminalTotal.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.channels.push(ChannelTotal.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2677,6 +2707,9 @@ export const SettlementReportResponse: MessageFns<SettlementReportResponse> = {
         ? object.terminals.map((e: any) => TerminalTotal.fromJSON(e))
         : [],
       total: isSet(object.total) ? TerminalTotal.fromJSON(object.total) : undefined,
+      channels: globalThis.Array.isArray(object?.channels)
+        ? object.channels.map((e: any) => ChannelTotal.fromJSON(e))
+        : [],
     };
   },
 
@@ -2694,6 +2727,9 @@ export const SettlementReportResponse: MessageFns<SettlementReportResponse> = {
     if (message.total !== undefined) {
       obj.total = TerminalTotal.toJSON(message.total);
     }
+    if (message.channels?.length) {
+      obj.channels = message.channels.map((e) => ChannelTotal.toJSON(e));
+    }
     return obj;
   },
 
@@ -2708,6 +2744,168 @@ export const SettlementReportResponse: MessageFns<SettlementReportResponse> = {
     message.total = (object.total !== undefined && object.total !== null)
       ? TerminalTotal.fromPartial(object.total)
       : undefined;
+    message.channels = object.channels?.map((e) => ChannelTotal.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseChannelTotal(): ChannelTotal {
+  return { channel: "", payments: 0, paidFen: 0, refunds: 0, refundedFen: 0, netFen: 0 };
+}
+
+export const ChannelTotal: MessageFns<ChannelTotal> = {
+  encode(message: ChannelTotal, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.channel !== "") {
+      writer.uint32(10).string(message.channel);
+    }
+    if (message.payments !== 0) {
+      writer.uint32(16).uint32(message.payments);
+    }
+    if (message.paidFen !== 0) {
+      writer.uint32(24).int64(message.paidFen);
+    }
+    if (message.refunds !== 0) {
+      writer.uint32(32).uint32(message.refunds);
+    }
+    if (message.refundedFen !== 0) {
+      writer.uint32(40).int64(message.refundedFen);
+    }
+    if (message.netFen !== 0) {
+      writer.uint32(48).int64(message.netFen);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChannelTotal {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChannelTotal();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.channel = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.payments = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.paidFen = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.refunds = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.refundedFen = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.netFen = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChannelTotal {
+    return {
+      channel: isSet(object.channel) ? globalThis.String(object.channel) : "",
+      payments: isSet(object.payments) ? globalThis.Number(object.payments) : 0,
+      paidFen: isSet(object.paidFen)
+        ? globalThis.Number(object.paidFen)
+        : isSet(object.paid_fen)
+        ? globalThis.Number(object.paid_fen)
+        : 0,
+      refunds: isSet(object.refunds) ? globalThis.Number(object.refunds) : 0,
+      refundedFen: isSet(object.refundedFen)
+        ? globalThis.Number(object.refundedFen)
+        : isSet(object.refunded_fen)
+        ? globalThis.Number(object.refunded_fen)
+        : 0,
+      netFen: isSet(object.netFen)
+        ? globalThis.Number(object.netFen)
+        : isSet(object.net_fen)
+        ? globalThis.Number(object.net_fen)
+        : 0,
+    };
+  },
+
+  toJSON(message: ChannelTotal): unknown {
+    const obj: any = {};
+    if (message.channel !== "") {
+      obj.channel = message.channel;
+    }
+    if (message.payments !== 0) {
+      obj.payments = Math.round(message.payments);
+    }
+    if (message.paidFen !== 0) {
+      obj.paidFen = Math.round(message.paidFen);
+    }
+    if (message.refunds !== 0) {
+      obj.refunds = Math.round(message.refunds);
+    }
+    if (message.refundedFen !== 0) {
+      obj.refundedFen = Math.round(message.refundedFen);
+    }
+    if (message.netFen !== 0) {
+      obj.netFen = Math.round(message.netFen);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ChannelTotal>, I>>(base?: I): ChannelTotal {
+    return ChannelTotal.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ChannelTotal>, I>>(object: I): ChannelTotal {
+    const message = createBaseChannelTotal();
+    message.channel = object.channel ?? "";
+    message.payments = object.payments ?? 0;
+    message.paidFen = object.paidFen ?? 0;
+    message.refunds = object.refunds ?? 0;
+    message.refundedFen = object.refundedFen ?? 0;
+    message.netFen = object.netFen ?? 0;
     return message;
   },
 };

@@ -17,7 +17,12 @@ export enum Outcome {
   OUTCOME_DECLINED = 2,
   /** OUTCOME_PIN_REQUIRED - Over the password-free limits: ask the cardholder for the card password and retry with it. */
   OUTCOME_PIN_REQUIRED = 3,
-  /** OUTCOME_PENDING - Third-party code: the payment channel has not answered yet; inquire later. */
+  /**
+   * OUTCOME_PENDING - Third-party code: the payer is still confirming or the channel has not answered yet. The answer
+   * carries the transaction id; ask QueryTransaction (or retry Authorize with the same sequence
+   * number) every few seconds. The switch itself follows the payment up and cancels it at the channel
+   * when it is not paid in time (WeChat 45 s, Alipay about 60 s), so nobody is charged without a sale.
+   */
   OUTCOME_PENDING = 4,
   UNRECOGNIZED = -1,
 }
@@ -85,6 +90,16 @@ export enum DeclineReason {
   DECLINE_REASON_CHANNEL_DECLINED = 14,
   DECLINE_REASON_SMALL_WALLET_EMPTY = 15,
   DECLINE_REASON_CARD_CANCELLED = 16,
+  /**
+   * DECLINE_REASON_PAYER_NOT_BOUND - Third-party code of a payer who has not bound this channel to a campus card: nothing was charged
+   * (or it was given back at once). The display text says how to bind.
+   */
+  DECLINE_REASON_PAYER_NOT_BOUND = 17,
+  /**
+   * DECLINE_REASON_CHANNEL_TIMEOUT - Third-party code: the channel did not complete the payment in time; it was cancelled at the
+   * channel and nothing was charged.
+   */
+  DECLINE_REASON_CHANNEL_TIMEOUT = 18,
   UNRECOGNIZED = -1,
 }
 
@@ -141,6 +156,12 @@ export function declineReasonFromJSON(object: any): DeclineReason {
     case 16:
     case "DECLINE_REASON_CARD_CANCELLED":
       return DeclineReason.DECLINE_REASON_CARD_CANCELLED;
+    case 17:
+    case "DECLINE_REASON_PAYER_NOT_BOUND":
+      return DeclineReason.DECLINE_REASON_PAYER_NOT_BOUND;
+    case 18:
+    case "DECLINE_REASON_CHANNEL_TIMEOUT":
+      return DeclineReason.DECLINE_REASON_CHANNEL_TIMEOUT;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -184,6 +205,10 @@ export function declineReasonToJSON(object: DeclineReason): string {
       return "DECLINE_REASON_SMALL_WALLET_EMPTY";
     case DeclineReason.DECLINE_REASON_CARD_CANCELLED:
       return "DECLINE_REASON_CARD_CANCELLED";
+    case DeclineReason.DECLINE_REASON_PAYER_NOT_BOUND:
+      return "DECLINE_REASON_PAYER_NOT_BOUND";
+    case DeclineReason.DECLINE_REASON_CHANNEL_TIMEOUT:
+      return "DECLINE_REASON_CHANNEL_TIMEOUT";
     case DeclineReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -292,6 +317,11 @@ export enum StatementKind {
   STATEMENT_KIND_FEE = 6,
   /** STATEMENT_KIND_ADJUSTMENT - Opening balance, operator adjustments, balance moved by a card replacement. */
   STATEMENT_KIND_ADJUSTMENT = 7,
+  /**
+   * STATEMENT_KIND_CHANNEL_PAYMENT - Alipay / WeChat payment codes at a campus POS (and their reversals): paid by the channel, the
+   * balance does not move (balance_after_fen is the unchanged balance).
+   */
+  STATEMENT_KIND_CHANNEL_PAYMENT = 8,
   UNRECOGNIZED = -1,
 }
 
@@ -321,6 +351,9 @@ export function statementKindFromJSON(object: any): StatementKind {
     case 7:
     case "STATEMENT_KIND_ADJUSTMENT":
       return StatementKind.STATEMENT_KIND_ADJUSTMENT;
+    case 8:
+    case "STATEMENT_KIND_CHANNEL_PAYMENT":
+      return StatementKind.STATEMENT_KIND_CHANNEL_PAYMENT;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -346,6 +379,8 @@ export function statementKindToJSON(object: StatementKind): string {
       return "STATEMENT_KIND_FEE";
     case StatementKind.STATEMENT_KIND_ADJUSTMENT:
       return "STATEMENT_KIND_ADJUSTMENT";
+    case StatementKind.STATEMENT_KIND_CHANNEL_PAYMENT:
+      return "STATEMENT_KIND_CHANNEL_PAYMENT";
     case StatementKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -472,7 +507,11 @@ export interface CampusQr {
 }
 
 export interface ThirdPartyCode {
-  /** The payment code digits as scanned (Alipay 25-30 digits, WeChat 18 digits). */
+  /**
+   * The payment code digits as scanned: WeChat Pay 18 digits starting 10-15, Alipay 16-24 digits
+   * starting 25-30. Anything else is INVALID_ARGUMENT. The payer must have bound this channel to their
+   * campus card (the e-card page); the money comes from the channel, the card balance does not move.
+   */
   code: string;
 }
 

@@ -88,6 +88,15 @@ export function reverseResultToJSON(object: ReverseResult): string {
   }
 }
 
+export interface QueryTransactionRequest {
+  /** Must equal the authenticated terminal. */
+  terminalId: string;
+  /** The payment's sequence number, or 0 when transaction_id is given. */
+  sequenceNumber: number;
+  /** The transaction_id of the payment's answer, or empty when sequence_number is given. */
+  transactionId: string;
+}
+
 export interface StreamedAuthorizeRequest {
   /** Chosen by the sender to match the answer; 0 .. 2^53-1, echoed in the answer. */
   tag: number;
@@ -138,7 +147,10 @@ export interface AuthorizeResponse {
   displayText: string;
   /** The account balance after this request (unchanged when declined); 0 when the card is unknown. */
   balanceAfterFen: number;
-  /** The ledger's id for this payment, empty when declined. */
+  /**
+   * The ledger's id for this payment, empty when declined. For a third-party code: the switch's order
+   * id at the channel (out_trade_no), set from the first (pending) answer on.
+   */
   transactionId: string;
   amountFen: number;
   /** Card number of the account, empty when the card is unknown. */
@@ -252,6 +264,119 @@ export interface SettleResponse {
   opened: boolean;
   decidedAtMs: number;
 }
+
+function createBaseQueryTransactionRequest(): QueryTransactionRequest {
+  return { terminalId: "", sequenceNumber: 0, transactionId: "" };
+}
+
+export const QueryTransactionRequest: MessageFns<QueryTransactionRequest> = {
+  encode(message: QueryTransactionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.terminalId !== "") {
+      writer.uint32(10).string(message.terminalId);
+    }
+    if (message.sequenceNumber !== 0) {
+      writer.uint32(16).uint64(message.sequenceNumber);
+    }
+    if (message.transactionId !== "") {
+      writer.uint32(26).string(message.transactionId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QueryTransactionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQueryTransactionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.terminalId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sequenceNumber = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): QueryTransactionRequest {
+    return {
+      terminalId: isSet(object.terminalId)
+        ? globalThis.String(object.terminalId)
+        : isSet(object.terminal_id)
+        ? globalThis.String(object.terminal_id)
+        : "",
+      sequenceNumber: isSet(object.sequenceNumber)
+        ? globalThis.Number(object.sequenceNumber)
+        : isSet(object.sequence_number)
+        ? globalThis.Number(object.sequence_number)
+        : 0,
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+    };
+  },
+
+  toJSON(message: QueryTransactionRequest): unknown {
+    const obj: any = {};
+    if (message.terminalId !== "") {
+      obj.terminalId = message.terminalId;
+    }
+    if (message.sequenceNumber !== 0) {
+      obj.sequenceNumber = Math.round(message.sequenceNumber);
+    }
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<QueryTransactionRequest>, I>>(base?: I): QueryTransactionRequest {
+    return QueryTransactionRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<QueryTransactionRequest>, I>>(object: I): QueryTransactionRequest {
+    const message = createBaseQueryTransactionRequest();
+    message.terminalId = object.terminalId ?? "";
+    message.sequenceNumber = object.sequenceNumber ?? 0;
+    message.transactionId = object.transactionId ?? "";
+    return message;
+  },
+};
 
 function createBaseStreamedAuthorizeRequest(): StreamedAuthorizeRequest {
   return { tag: 0, terminalSecret: "", request: undefined };
@@ -2597,6 +2722,21 @@ export const PosServiceService = {
       Buffer.from(StreamedAuthorizeResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StreamedAuthorizeResponse => StreamedAuthorizeResponse.decode(value),
   },
+  /**
+   * The outcome of a third-party (Alipay / WeChat) payment this terminal sent, by its sequence number
+   * or the transaction id of its answer: what Authorize would answer now (OUTCOME_PENDING while the
+   * payer is still confirming). Reads only; NOT_FOUND when this terminal sent no such payment.
+   */
+  queryTransaction: {
+    path: "/cardswitch.v1.PosService/QueryTransaction" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: QueryTransactionRequest): Buffer =>
+      Buffer.from(QueryTransactionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): QueryTransactionRequest => QueryTransactionRequest.decode(value),
+    responseSerialize: (value: AuthorizeResponse): Buffer => Buffer.from(AuthorizeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AuthorizeResponse => AuthorizeResponse.decode(value),
+  },
 } as const;
 
 export interface PosServiceServer extends UntypedServiceImplementation {
@@ -2636,6 +2776,12 @@ export interface PosServiceServer extends UntypedServiceImplementation {
    * read, so send them again (same sequence numbers) on a new stream.
    */
   authorizeStream: handleBidiStreamingCall<StreamedAuthorizeRequest, StreamedAuthorizeResponse>;
+  /**
+   * The outcome of a third-party (Alipay / WeChat) payment this terminal sent, by its sequence number
+   * or the transaction id of its answer: what Authorize would answer now (OUTCOME_PENDING while the
+   * payer is still confirming). Reads only; NOT_FOUND when this terminal sent no such payment.
+   */
+  queryTransaction: handleUnaryCall<QueryTransactionRequest, AuthorizeResponse>;
 }
 
 export interface PosServiceClient extends Client {
@@ -2766,6 +2912,26 @@ export interface PosServiceClient extends Client {
     metadata: Metadata,
     options?: Partial<CallOptions>,
   ): ClientDuplexStream<StreamedAuthorizeRequest, StreamedAuthorizeResponse>;
+  /**
+   * The outcome of a third-party (Alipay / WeChat) payment this terminal sent, by its sequence number
+   * or the transaction id of its answer: what Authorize would answer now (OUTCOME_PENDING while the
+   * payer is still confirming). Reads only; NOT_FOUND when this terminal sent no such payment.
+   */
+  queryTransaction(
+    request: QueryTransactionRequest,
+    callback: (error: ServiceError | null, response: AuthorizeResponse) => void,
+  ): ClientUnaryCall;
+  queryTransaction(
+    request: QueryTransactionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AuthorizeResponse) => void,
+  ): ClientUnaryCall;
+  queryTransaction(
+    request: QueryTransactionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AuthorizeResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const PosServiceClient = makeGenericClientConstructor(
