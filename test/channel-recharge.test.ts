@@ -4,6 +4,7 @@
 // twice, late, forged, for another amount, for an order never made, or at the same time as a query; the
 // audit passes after every test.
 import { createServer } from 'node:net';
+import { status as Status } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startChannelSimulators, type ChannelSimulators } from '../switch/channels/index.js';
 import { startSwitch, type SwitchApp } from '../switch/app.js';
@@ -11,12 +12,22 @@ import { settleByQuery } from '../switch/domain/recharge-orders.js';
 import { auditLedger } from '../switch/ledger/audit.js';
 import { createRechargeOrder, readRechargeOrder, rechargeOrderId } from '../switch/ledger/recharge-orders.js';
 import { createLogger } from '../switch/log.js';
-import { dumpKeySpace, openCard, readJournal, testConfig } from './helpers/switch.js';
+import { RechargeChannel } from '../proto/gen/cardswitch/v1/common.js';
+import {
+  RechargeOrderStatus,
+  type RechargeRequest,
+  type RechargeResponse,
+  type RechargeOrderStateResponse,
+} from '../proto/gen/cardswitch/v1/kiosk.js';
+import { KIOSK_TERMINAL, kioskClient } from './helpers/clients.js';
+import { call, dumpKeySpace, grpcError, openCard, readJournal, terminalMetadata, testConfig } from './helpers/switch.js';
 
 let sims: ChannelSimulators;
 let app: SwitchApp;
 let base = '';
 let cardSeq = 0;
+let kiosk: ReturnType<typeof kioskClient>;
+const OTHER_KIOSK = { ...KIOSK_TERMINAL, id: 'KIOSK-D9-02', secret: 'kiosk-secret-other-0123456789' };
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -38,8 +49,12 @@ beforeAll(async () => {
   const config = testConfig('chrch', { GATEWAY_PORT: String(port), RECHARGE_QUERY_DELAY_MS: '60000', RECHARGE_SETTLE_INTERVAL_MS: '100' });
   app = await startSwitch(config, log, Date.now, { channels: sims.channels });
   base = `http://127.0.0.1:${app.gateway?.port}`;
+  await app.terminals.register(KIOSK_TERMINAL);
+  await app.terminals.register(OTHER_KIOSK);
+  kiosk = kioskClient(app);
 });
 afterAll(async () => {
+  kiosk.close();
   await app.stop();
   await sims.stop();
 });
@@ -72,7 +87,7 @@ async function holder(
   cardSeq += 1;
   const cardNo = `7700${String(cardSeq).padStart(4, '0')}`;
   const userId = provider === 'wecom' ? `wecom:u${cardNo}` : `wechat:oPayer${cardNo}`;
-  await openCard(app, cardNo, `RC${cardNo}`, openingFen, { eu: userId, sync: '1' });
+  await openCard(app, cardNo, `EC${cardNo}`, openingFen, { eu: userId, sync: '1' });
   const sessions = app.gateway?.sessions;
   if (sessions === undefined) throw new Error('no gateway');
   const tokens = await sessions.start({ provider, userId }, cardNo);
@@ -371,5 +386,100 @@ describe('Alipay 校园派 (school, name and student number typed in Alipay)', (
     }
     expect(await balanceOf(cardNo)).toBe(0);
     expect(await rechargeEntries(cardNo)).toBe(0);
+  });
+});
+
+describe('the kiosk (KioskService/Recharge makes the same order; RechargeOrderState follows it)', () => {
+  const md = terminalMetadata(KIOSK_TERMINAL);
+  const recharge = (req: RechargeRequest, metadata = md): Promise<RechargeResponse> => call(kiosk, 'recharge', req, metadata);
+  const orderState = (orderId: string, metadata = md): Promise<RechargeOrderStateResponse> =>
+    call(kiosk, 'rechargeOrderState', { orderId }, metadata);
+
+  it('answers a QR and the order id; the payment credits once and the state says so', async () => {
+    const { cardNo } = await holder(10_000);
+    const req = {
+      cardholder: { card: { cardSerial: `EC${cardNo}` } },
+      channel: RechargeChannel.RECHARGE_CHANNEL_WECHAT,
+      requestId: 'k-0001',
+      amountFen: 5_000,
+    };
+    const made = await recharge(req);
+    expect(made).toMatchObject({ cardNumber: cardNo, amountFen: 5_000, displayText: '请用微信扫码支付 50.00元' });
+    expect(made.qrContent).toMatch(/^weixin:\/\//);
+    expect(await recharge(req)).toMatchObject({ orderId: made.orderId, qrContent: made.qrContent });
+    expect(await orderState(made.orderId)).toMatchObject({
+      status: RechargeOrderStatus.RECHARGE_ORDER_STATUS_PENDING,
+      displayText: '等待支付',
+    });
+    await sims.wechat.payOrder(made.orderId, { notify: { times: 2 } });
+    const paid = await orderState(made.orderId);
+    expect(paid).toMatchObject({ status: RechargeOrderStatus.RECHARGE_ORDER_STATUS_PAID, balanceAfterFen: 15_000, cardNumber: cardNo });
+    expect(paid.displayText).toContain('微信充值成功 50.00元 余额150.00元');
+    const entries = (await readJournal(app.redis, app.keys.journalOfCard(cardNo))).filter(
+      (e) => e.fields['k'] === 'rch' && e.fields['c'] === cardNo,
+    );
+    expect(entries.map((e) => [e.id, e.fields['f'], e.fields['sq']])).toEqual([[paid.transactionId, 'x:ch:WECHAT', made.orderId]]);
+    // Another kiosk does not see this kiosk's order.
+    const err = await grpcError(orderState(made.orderId, terminalMetadata(OTHER_KIOSK)));
+    expect(err.code).toBe(Status.NOT_FOUND);
+  });
+
+  it('identifies the cardholder by student/staff number as well, and a lost card still takes a recharge', async () => {
+    const { cardNo } = await holder(1_000);
+    const person = `S${cardNo}`;
+    await app.redis.set(app.keys.personNumber(person), cardNo);
+    await app.ledger.setStatus(cardNo, 'lost');
+    const made = await recharge({
+      cardholder: { personNumber: person },
+      channel: RechargeChannel.RECHARGE_CHANNEL_ALIPAY,
+      requestId: 'k-0002',
+      amountFen: 12_345,
+    });
+    expect(made).toMatchObject({ cardNumber: cardNo, displayText: '请用支付宝扫码支付 123.45元' });
+    await sims.alipay.payOrder(made.orderId).notified;
+    expect(await orderState(made.orderId)).toMatchObject({
+      status: RechargeOrderStatus.RECHARGE_ORDER_STATUS_PAID,
+      balanceAfterFen: 13_345,
+    });
+  });
+
+  it('refuses the counter, over 999.00 yuan on WeChat, no cardholder or an unknown card, and makes no order', async () => {
+    const { cardNo } = await holder(0);
+    const tap = { card: { cardSerial: `EC${cardNo}` } };
+    const before = await dumpKeySpace(app.redis, app.context.config.keyPrefix);
+    const refusals: [RechargeRequest, Status][] = [
+      [
+        { cardholder: tap, channel: RechargeChannel.RECHARGE_CHANNEL_COUNTER, requestId: 'k-bad-1', amountFen: 100 },
+        Status.INVALID_ARGUMENT,
+      ],
+      [
+        { cardholder: tap, channel: RechargeChannel.RECHARGE_CHANNEL_UNSPECIFIED, requestId: 'k-bad-2', amountFen: 100 },
+        Status.INVALID_ARGUMENT,
+      ],
+      [
+        { cardholder: tap, channel: RechargeChannel.RECHARGE_CHANNEL_WECHAT, requestId: 'k-bad-3', amountFen: 99_901 },
+        Status.INVALID_ARGUMENT,
+      ],
+      [{ cardholder: tap, channel: RechargeChannel.RECHARGE_CHANNEL_WECHAT, requestId: 'bad|id', amountFen: 100 }, Status.INVALID_ARGUMENT],
+      [{ cardholder: tap, channel: RechargeChannel.RECHARGE_CHANNEL_WECHAT, requestId: 'k-bad-4', amountFen: 0 }, Status.INVALID_ARGUMENT],
+      [
+        { cardholder: undefined, channel: RechargeChannel.RECHARGE_CHANNEL_WECHAT, requestId: 'k-bad-5', amountFen: 100 },
+        Status.INVALID_ARGUMENT,
+      ],
+      [
+        {
+          cardholder: { card: { cardSerial: 'FFFFFFFF' } },
+          channel: RechargeChannel.RECHARGE_CHANNEL_WECHAT,
+          requestId: 'k-bad-6',
+          amountFen: 100,
+        },
+        Status.NOT_FOUND,
+      ],
+    ];
+    for (const [req, code] of refusals) {
+      const err = await grpcError(recharge(req));
+      expect({ req: req.requestId, code: err.code }).toEqual({ req: req.requestId, code });
+    }
+    expect(await dumpKeySpace(app.redis, app.context.config.keyPrefix)).toEqual(before);
   });
 });

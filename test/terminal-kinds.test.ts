@@ -42,6 +42,7 @@ const ALLOWED: Readonly<Record<string, readonly TerminalKind[]>> = {
   'PosService/Settle': ['settlement'],
   'KioskService/IdentifyCard': ['kiosk'],
   'KioskService/Recharge': ['kiosk'],
+  'KioskService/RechargeOrderState': ['kiosk'],
   'KioskService/ReportLoss': ['kiosk'],
   'KioskService/CancelLoss': ['kiosk'],
   'KioskService/ChangePassword': ['kiosk'],
@@ -117,10 +118,12 @@ function requestOf(rpc: string, terminal: NewTerminal): { client: unknown; metho
         request: {
           cardholder: tap,
           channel: RechargeChannel.RECHARGE_CHANNEL_WECHAT,
-          channelOrderId: `wx-kinds-${sequenceNumber}`,
+          requestId: `wx-kinds-${sequenceNumber}`,
           amountFen: 1_000,
         },
       };
+    case 'KioskService/RechargeOrderState':
+      return { client: kiosk, method: 'rechargeOrderState', request: { orderId: 'R00a000000000000000000000000' } };
     case 'KioskService/ReportLoss':
       return { client: kiosk, method: 'reportLoss', request: { cardholder: { personNumber: 'NOSUCH01' }, password: '123456' } };
     case 'KioskService/CancelLoss':
@@ -257,9 +260,12 @@ describe('allowed pairs still work', () => {
 
   it('a kiosk identifies a card and recharges it; its password RPCs reach their handler', async () => {
     expect(await send('KioskService/IdentifyCard', 'kiosk')).toMatchObject({ card: { cardNumber: CARD_NO } });
-    expect(await send('KioskService/Recharge', 'kiosk')).toMatchObject({ transactionId: expect.any(String) as unknown });
-    for (const rpc of ['ReportLoss', 'CancelLoss', 'ChangePassword', 'Statement', 'PayUtilityFee']) {
-      // An unknown student number: the handler looked it up (NOT_FOUND), so the kind check let it through.
+    // This switch has no payment channel: the handler says so (FAILED_PRECONDITION), so the kind check let it through.
+    const recharge = await grpcError(send('KioskService/Recharge', 'kiosk'));
+    expect(recharge.code).toBe(Status.FAILED_PRECONDITION);
+    expect(recharge.details).toMatch(/no wechat channel/);
+    for (const rpc of ['RechargeOrderState', 'ReportLoss', 'CancelLoss', 'ChangePassword', 'Statement', 'PayUtilityFee']) {
+      // An unknown student number (or order): the handler looked it up (NOT_FOUND), so the kind check let it through.
       const err = await grpcError(send(`KioskService/${rpc}`, 'kiosk'));
       expect({ rpc, code: err.code }).toEqual({ rpc, code: Status.NOT_FOUND });
     }

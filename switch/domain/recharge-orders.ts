@@ -32,6 +32,7 @@ import {
   type RechargeOrderRecord,
 } from '../ledger/recharge-orders.js';
 import { readCardRecord } from '../ledger/cards.js';
+import { resolveCardholder, type CardholderRef } from './cardholder.js';
 import { EXTERNAL_ID_PATTERN } from '../ledger/money.js';
 import { formatYuan } from '../money.js';
 import { channelMaxFen } from './recharge.js';
@@ -122,7 +123,8 @@ export async function newRechargeOrder(
       field: 'channel',
     });
   }
-  const orderId = rechargeOrderId(ctx, order.cardNo, order.requestId);
+  // The ids of the phone ('holder') and of each kiosk are separate namespaces of the card.
+  const orderId = rechargeOrderId(ctx, order.cardNo, `${order.source}|${order.requestId}`);
   const nowMs = ctx.now();
   const made = await createRechargeOrder(ctx, {
     cardNo: order.cardNo,
@@ -343,17 +345,42 @@ function viewOf(order: RechargeOrderRecord): OrderView {
   };
 }
 
-async function readOwnOrder(ctx: SwitchContext, cardNo: string, orderId: string): Promise<RechargeOrderRecord> {
+/** Whose orders a caller may read: the holder's card's, or those a kiosk made. */
+type OrderOwner = { readonly cardNo: string } | { readonly terminalId: string };
+
+function owns(owner: OrderOwner, order: RechargeOrderRecord): boolean {
+  return 'cardNo' in owner ? order.cardNo === owner.cardNo : order.source === owner.terminalId;
+}
+
+async function readOwnOrder(ctx: SwitchContext, owner: OrderOwner, orderId: string): Promise<RechargeOrderRecord> {
   for (const channel of ['WECHAT', 'ALIPAY'] as const) {
     const order = await readRechargeOrder(ctx, channel, orderId);
-    if (order !== undefined && order.cardNo === cardNo) return order;
+    if (order !== undefined && owns(owner, order)) return order;
   }
-  throw new NotFoundError(`no recharge order ${orderId.slice(0, 40)} of this card`, { reason: 'ORDER_NOT_FOUND', zh: '找不到该充值订单' });
+  throw new NotFoundError(`no recharge order ${orderId.slice(0, 40)} of this ${'cardNo' in owner ? 'card' : 'kiosk'}`, {
+    reason: 'ORDER_NOT_FOUND',
+    zh: '找不到该充值订单',
+  });
 }
 
 /** The order's state; a pending one old enough is first asked about at the channel (its notification may be lost). */
 export async function rechargeOrderState(ctx: SwitchContext, cardNo: string, orderId: string): Promise<OrderView> {
-  const order = await readOwnOrder(ctx, cardNo, orderId);
+  return orderStateFor(ctx, { cardNo }, orderId);
+}
+
+/** The state of an order a kiosk made (KioskService/RechargeOrderState). */
+export async function kioskRechargeOrderState(
+  ctx: SwitchContext,
+  terminalId: string,
+  orderId: string,
+): Promise<OrderView & { readonly cardNo: string }> {
+  const view = await orderStateFor(ctx, { terminalId }, orderId);
+  const order = await readOwnOrder(ctx, { terminalId }, orderId);
+  return { ...view, cardNo: order.cardNo };
+}
+
+async function orderStateFor(ctx: SwitchContext, owner: OrderOwner, orderId: string): Promise<OrderView> {
+  const order = await readOwnOrder(ctx, owner, orderId);
   if (order.credited || order.state !== 'P' || ctx.now() - order.createdAtMs < ctx.config.rechargeQueryDelayMs) return viewOf(order);
   try {
     await settleByQuery(ctx, order);
@@ -362,7 +389,34 @@ export async function rechargeOrderState(ctx: SwitchContext, cardNo: string, ord
     ctx.log.warn({ orderId, err: (err as Error).message }, 'recharge order query failed; answering the recorded state');
     return viewOf(order);
   }
-  return viewOf(await readOwnOrder(ctx, cardNo, orderId));
+  return viewOf(await readOwnOrder(ctx, owner, orderId));
+}
+
+/**
+ * A kiosk's recharge (KioskService/Recharge): the cardholder found by the card on the reader or the
+ * student/staff number, then the same order as the phone's, paid with a QR code the kiosk shows.
+ */
+export async function newKioskRechargeOrder(
+  ctx: SwitchContext,
+  request: {
+    readonly cardholder: CardholderRef | undefined;
+    readonly channel: ChannelName;
+    readonly requestId: string;
+    readonly amountFen: number;
+    readonly terminalId: string;
+  },
+): Promise<{ readonly cardNo: string; readonly orderId: string; readonly qrContent: string; readonly expiresAtMs: number }> {
+  const { cardNo } = await resolveCardholder(ctx, request.cardholder);
+  const order = await newRechargeOrder(ctx, {
+    cardNo,
+    channel: request.channel,
+    amountFen: request.amountFen,
+    requestId: request.requestId,
+    source: request.terminalId,
+  });
+  // No payer id was given, so the channel answers a QR (Native / precreate).
+  if (order.pay.kind !== 'qr') throw new Error(`the ${request.channel} channel answered a ${order.pay.kind} order to a kiosk`);
+  return { cardNo, orderId: order.orderId, qrContent: order.pay.qrContent, expiresAtMs: order.expiresAtMs };
 }
 
 /** One sweep of the settlement loop: queries pending orders older than `olderThanMs`. */

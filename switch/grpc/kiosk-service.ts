@@ -3,7 +3,7 @@ import type { KioskServiceServer } from '../../proto/gen/cardswitch/v1/kiosk.js'
 import type { SwitchContext } from '../context.js';
 import type { StatementReader } from '../domain/reports.js';
 import { cancelLossHandler, changePasswordHandler, identifyCardHandler, reportLossHandler } from './card-handlers.js';
-import { kioskRechargeHandler, payUtilityFeeHandler } from './money-handlers.js';
+import { kioskRechargeHandler, kioskRechargeOrderStateHandler, payUtilityFeeHandler } from './money-handlers.js';
 import { kioskStatementHandler } from './report-handlers.js';
 
 /** `statements` is the switch's one StatementReader (app.ts). */
@@ -11,6 +11,7 @@ export function kioskService(ctx: SwitchContext, statements: StatementReader): K
   return {
     identifyCard: identifyCardHandler(ctx),
     recharge: kioskRechargeHandler(ctx),
+    rechargeOrderState: kioskRechargeOrderStateHandler(ctx),
     reportLoss: reportLossHandler(ctx),
     cancelLoss: cancelLossHandler(ctx),
     changePassword: changePasswordHandler(ctx),

@@ -1,4 +1,4 @@
-// Refund (PosService), Recharge and PayUtilityFee (KioskService), ManualRecharge and Adjust
+// Refund (PosService), Recharge, RechargeOrderState and PayUtilityFee (KioskService), ManualRecharge and Adjust
 // (AdminService): validate, call one domain function (refund.ts, kiosk.ts, recharge.ts), map the
 // result to the response. Business refusals of PayUtilityFee are declined answers (like Authorize);
 // the others answer a gRPC status.
@@ -10,18 +10,23 @@
 import type { handleUnaryCall } from '@grpc/grpc-js';
 import { DeclineReason, Outcome, RechargeChannel, UtilityKind } from '../../proto/gen/cardswitch/v1/common.js';
 import type { RefundRequest, RefundResponse } from '../../proto/gen/cardswitch/v1/pos.js';
-import type {
-  PayUtilityFeeRequest,
-  PayUtilityFeeResponse,
-  RechargeRequest,
-  RechargeResponse,
+import {
+  RechargeOrderStatus,
+  type PayUtilityFeeRequest,
+  type PayUtilityFeeResponse,
+  type RechargeOrderStateRequest,
+  type RechargeOrderStateResponse,
+  type RechargeRequest,
+  type RechargeResponse,
 } from '../../proto/gen/cardswitch/v1/kiosk.js';
+import type { ChannelName } from '../channels/channel.js';
 import type { AdjustRequest, AdjustResponse, ManualRechargeRequest, ManualRechargeResponse } from '../../proto/gen/cardswitch/v1/admin.js';
 import type { SwitchContext } from '../context.js';
 import { checkCardNumber } from '../domain/cardholder.js';
 import { checkFeeAmount, checkUtilityTarget } from '../domain/fees.js';
-import { payUtilityFeeAtKiosk, rechargeAtKiosk } from '../domain/kiosk.js';
-import { adjustBalance, CHANNEL_NAMES, checkReason, checkRechargeOrder, rechargeCard } from '../domain/recharge.js';
+import { payUtilityFeeAtKiosk } from '../domain/kiosk.js';
+import { kioskRechargeOrderState, newKioskRechargeOrder, type OrderState } from '../domain/recharge-orders.js';
+import { adjustBalance, checkReason, rechargeCard } from '../domain/recharge.js';
 import { refundPayment } from '../domain/refund.js';
 import { TERMINAL_ID_PATTERN } from '../domain/terminals.js';
 import type { FeeAnswer, RechargeChannelCode, UtilityKindCode } from '../ledger/money.js';
@@ -57,10 +62,6 @@ function checkUtilityKind(kind: UtilityKind): UtilityKindCode {
   return code;
 }
 
-function rechargeText(channel: RechargeChannelCode, amountFen: number, balanceAfterFen: number): string {
-  return `${CHANNEL_NAMES[channel]}充值成功 ${formatYuan(amountFen)}元 余额${formatYuan(balanceAfterFen)}元`;
-}
-
 export function refundHandler(ctx: SwitchContext): handleUnaryCall<RefundRequest, RefundResponse> {
   return unary<RefundRequest, RefundResponse>(ctx, 'Refund', async (req, call) => {
     const terminal = callingTerminal(call);
@@ -94,25 +95,68 @@ export function refundHandler(ctx: SwitchContext): handleUnaryCall<RefundRequest
   });
 }
 
+const ORDER_CHANNELS: ReadonlyMap<RechargeChannel, ChannelName> = new Map([
+  [RechargeChannel.RECHARGE_CHANNEL_WECHAT, 'wechat'],
+  [RechargeChannel.RECHARGE_CHANNEL_ALIPAY, 'alipay'],
+]);
+const ORDER_CHANNEL_ZH: Readonly<Record<ChannelName, string>> = { wechat: '微信', alipay: '支付宝' };
+
+/** Makes a recharge order paid with a QR code the kiosk shows; the credit comes when the channel says paid. */
 export function kioskRechargeHandler(ctx: SwitchContext): handleUnaryCall<RechargeRequest, RechargeResponse> {
   return unary<RechargeRequest, RechargeResponse>(ctx, 'Recharge', async (req, call) => {
     const terminal = callingTerminal(call);
-    const channel = checkChannel(req.channel);
-    checkRechargeOrder(ctx.config, channel, req.channelOrderId, req.amountFen);
-    const order = {
+    const channel = ORDER_CHANNELS.get(req.channel);
+    if (channel === undefined) {
+      throw new InvalidArgumentError(
+        'channel must be RECHARGE_CHANNEL_WECHAT or RECHARGE_CHANNEL_ALIPAY (cash is the card office: AdminService/ManualRecharge)',
+      );
+    }
+    const order = await newKioskRechargeOrder(ctx, {
       cardholder: cardholderOf(req.cardholder),
       channel,
-      orderId: req.channelOrderId,
+      requestId: req.requestId,
       amountFen: req.amountFen,
       terminalId: terminal.id,
-    };
-    const result = await rechargeAtKiosk(ctx, order);
+    });
     return {
-      balanceAfterFen: result.balanceAfterFen,
-      transactionId: result.transactionId,
-      displayText: rechargeText(channel, req.amountFen, result.balanceAfterFen),
-      decidedAtMs: result.decidedAtMs,
-      cardNumber: result.cardNo,
+      displayText: `请用${ORDER_CHANNEL_ZH[channel]}扫码支付 ${formatYuan(req.amountFen)}元`,
+      cardNumber: order.cardNo,
+      orderId: order.orderId,
+      qrContent: order.qrContent,
+      expiresAtMs: order.expiresAtMs,
+      amountFen: req.amountFen,
+    };
+  });
+}
+
+const ORDER_STATUS: Readonly<Record<OrderState, RechargeOrderStatus>> = {
+  pending: RechargeOrderStatus.RECHARGE_ORDER_STATUS_PENDING,
+  paid: RechargeOrderStatus.RECHARGE_ORDER_STATUS_PAID,
+  expired: RechargeOrderStatus.RECHARGE_ORDER_STATUS_EXPIRED,
+  closed: RechargeOrderStatus.RECHARGE_ORDER_STATUS_CLOSED,
+};
+
+export function kioskRechargeOrderStateHandler(ctx: SwitchContext): handleUnaryCall<RechargeOrderStateRequest, RechargeOrderStateResponse> {
+  return unary<RechargeOrderStateRequest, RechargeOrderStateResponse>(ctx, 'RechargeOrderState', async (req, call) => {
+    const terminal = callingTerminal(call);
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(req.orderId)) throw new InvalidArgumentError('order_id must be the order_id Recharge answered');
+    const view = await kioskRechargeOrderState(ctx, terminal.id, req.orderId);
+    const balanceAfterFen = view.balanceAfterFen ?? 0;
+    const text: Readonly<Record<OrderState, string>> = {
+      pending: '等待支付',
+      paid: `${ORDER_CHANNEL_ZH[view.channel]}充值成功 ${formatYuan(view.amountFen)}元 余额${formatYuan(balanceAfterFen)}元`,
+      expired: '订单已过期，请重新充值',
+      closed: '订单已关闭，请重新充值',
+    };
+    return {
+      orderId: view.orderId,
+      status: ORDER_STATUS[view.state],
+      amountFen: view.amountFen,
+      balanceAfterFen,
+      transactionId: view.transactionId,
+      displayText: text[view.state],
+      cardNumber: view.cardNo,
+      expiresAtMs: view.expiresAtMs,
     };
   });
 }

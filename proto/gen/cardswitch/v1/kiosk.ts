@@ -44,6 +44,59 @@ export const protobufPackage = "cardswitch.v1";
 
 export const protobufFileName = "cardswitch/v1/kiosk.proto";
 
+export enum RechargeOrderStatus {
+  RECHARGE_ORDER_STATUS_UNSPECIFIED = 0,
+  RECHARGE_ORDER_STATUS_PENDING = 1,
+  /** RECHARGE_ORDER_STATUS_PAID - Credited to the card (once). */
+  RECHARGE_ORDER_STATUS_PAID = 2,
+  /** RECHARGE_ORDER_STATUS_EXPIRED - Not paid before it expired, or closed: make a new order. */
+  RECHARGE_ORDER_STATUS_EXPIRED = 3,
+  RECHARGE_ORDER_STATUS_CLOSED = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function rechargeOrderStatusFromJSON(object: any): RechargeOrderStatus {
+  switch (object) {
+    case 0:
+    case "RECHARGE_ORDER_STATUS_UNSPECIFIED":
+      return RechargeOrderStatus.RECHARGE_ORDER_STATUS_UNSPECIFIED;
+    case 1:
+    case "RECHARGE_ORDER_STATUS_PENDING":
+      return RechargeOrderStatus.RECHARGE_ORDER_STATUS_PENDING;
+    case 2:
+    case "RECHARGE_ORDER_STATUS_PAID":
+      return RechargeOrderStatus.RECHARGE_ORDER_STATUS_PAID;
+    case 3:
+    case "RECHARGE_ORDER_STATUS_EXPIRED":
+      return RechargeOrderStatus.RECHARGE_ORDER_STATUS_EXPIRED;
+    case 4:
+    case "RECHARGE_ORDER_STATUS_CLOSED":
+      return RechargeOrderStatus.RECHARGE_ORDER_STATUS_CLOSED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RechargeOrderStatus.UNRECOGNIZED;
+  }
+}
+
+export function rechargeOrderStatusToJSON(object: RechargeOrderStatus): string {
+  switch (object) {
+    case RechargeOrderStatus.RECHARGE_ORDER_STATUS_UNSPECIFIED:
+      return "RECHARGE_ORDER_STATUS_UNSPECIFIED";
+    case RechargeOrderStatus.RECHARGE_ORDER_STATUS_PENDING:
+      return "RECHARGE_ORDER_STATUS_PENDING";
+    case RechargeOrderStatus.RECHARGE_ORDER_STATUS_PAID:
+      return "RECHARGE_ORDER_STATUS_PAID";
+    case RechargeOrderStatus.RECHARGE_ORDER_STATUS_EXPIRED:
+      return "RECHARGE_ORDER_STATUS_EXPIRED";
+    case RechargeOrderStatus.RECHARGE_ORDER_STATUS_CLOSED:
+      return "RECHARGE_ORDER_STATUS_CLOSED";
+    case RechargeOrderStatus.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Identifies the cardholder at a kiosk: the card on the reader, or the student/staff number. */
 export interface Cardholder {
   card?: CardTap | undefined;
@@ -60,20 +113,49 @@ export interface IdentifyCardResponse {
 }
 
 export interface RechargeRequest {
-  cardholder: Cardholder | undefined;
+  cardholder:
+    | Cardholder
+    | undefined;
+  /** RECHARGE_CHANNEL_WECHAT or RECHARGE_CHANNEL_ALIPAY. */
   channel: RechargeChannel;
-  /** The channel's order id: the idempotency key (4-64 of A-Z a-z 0-9 _ -). */
-  channelOrderId: string;
-  /** 1 .. the channel's single-recharge maximum (WeChat 99,900 fen = 999.00 yuan). */
+  /**
+   * The kiosk's id of this recharge (1-64 of A-Z a-z 0-9 _ -), chosen once: a retry with the same id
+   * answers the same order (and its QR again).
+   */
+  requestId: string;
+  /**
+   * 1 .. the channel's single-recharge maximum (WeChat 99,900 fen = 999.00 yuan), within the card's
+   * daily recharge maximum (counting its unpaid orders).
+   */
   amountFen: number;
 }
 
 export interface RechargeResponse {
+  /** What the kiosk shows beside the QR, e.g. "请用微信扫码支付 50.00元". */
+  displayText: string;
+  cardNumber: string;
+  orderId: string;
+  /** Draw it as a QR code (WeChat code_url, Alipay qr_code). */
+  qrContent: string;
+  /** The channel closes the order unpaid at this time. */
+  expiresAtMs: number;
+  amountFen: number;
+}
+
+export interface RechargeOrderStateRequest {
+  orderId: string;
+}
+
+export interface RechargeOrderStateResponse {
+  orderId: string;
+  status: RechargeOrderStatus;
+  amountFen: number;
+  /** When paid: the balance right after the credit, and the credit's transaction id. */
   balanceAfterFen: number;
   transactionId: string;
   displayText: string;
-  decidedAtMs: number;
   cardNumber: string;
+  expiresAtMs: number;
 }
 
 export interface ReportLossRequest {
@@ -395,7 +477,7 @@ export const IdentifyCardResponse: MessageFns<IdentifyCardResponse> = {
 };
 
 function createBaseRechargeRequest(): RechargeRequest {
-  return { cardholder: undefined, channel: 0, channelOrderId: "", amountFen: 0 };
+  return { cardholder: undefined, channel: 0, requestId: "", amountFen: 0 };
 }
 
 export const RechargeRequest: MessageFns<RechargeRequest> = {
@@ -406,8 +488,8 @@ export const RechargeRequest: MessageFns<RechargeRequest> = {
     if (message.channel !== 0) {
       writer.uint32(16).int32(message.channel);
     }
-    if (message.channelOrderId !== "") {
-      writer.uint32(26).string(message.channelOrderId);
+    if (message.requestId !== "") {
+      writer.uint32(26).string(message.requestId);
     }
     if (message.amountFen !== 0) {
       writer.uint32(32).int64(message.amountFen);
@@ -449,7 +531,7 @@ export const RechargeRequest: MessageFns<RechargeRequest> = {
               break;
             }
 
-            message.channelOrderId = reader.string();
+            message.requestId = reader.string();
             continue;
           }
           case 4: {
@@ -476,10 +558,10 @@ export const RechargeRequest: MessageFns<RechargeRequest> = {
     return {
       cardholder: isSet(object.cardholder) ? Cardholder.fromJSON(object.cardholder) : undefined,
       channel: isSet(object.channel) ? rechargeChannelFromJSON(object.channel) : 0,
-      channelOrderId: isSet(object.channelOrderId)
-        ? globalThis.String(object.channelOrderId)
-        : isSet(object.channel_order_id)
-        ? globalThis.String(object.channel_order_id)
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
         : "",
       amountFen: isSet(object.amountFen)
         ? globalThis.Number(object.amountFen)
@@ -497,8 +579,8 @@ export const RechargeRequest: MessageFns<RechargeRequest> = {
     if (message.channel !== 0) {
       obj.channel = rechargeChannelToJSON(message.channel);
     }
-    if (message.channelOrderId !== "") {
-      obj.channelOrderId = message.channelOrderId;
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
     }
     if (message.amountFen !== 0) {
       obj.amountFen = Math.round(message.amountFen);
@@ -515,32 +597,35 @@ export const RechargeRequest: MessageFns<RechargeRequest> = {
       ? Cardholder.fromPartial(object.cardholder)
       : undefined;
     message.channel = object.channel ?? 0;
-    message.channelOrderId = object.channelOrderId ?? "";
+    message.requestId = object.requestId ?? "";
     message.amountFen = object.amountFen ?? 0;
     return message;
   },
 };
 
 function createBaseRechargeResponse(): RechargeResponse {
-  return { balanceAfterFen: 0, transactionId: "", displayText: "", decidedAtMs: 0, cardNumber: "" };
+  return { displayText: "", cardNumber: "", orderId: "", qrContent: "", expiresAtMs: 0, amountFen: 0 };
 }
 
 export const RechargeResponse: MessageFns<RechargeResponse> = {
   encode(message: RechargeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.balanceAfterFen !== 0) {
-      writer.uint32(8).int64(message.balanceAfterFen);
-    }
-    if (message.transactionId !== "") {
-      writer.uint32(18).string(message.transactionId);
-    }
     if (message.displayText !== "") {
       writer.uint32(26).string(message.displayText);
     }
-    if (message.decidedAtMs !== 0) {
-      writer.uint32(32).int64(message.decidedAtMs);
-    }
     if (message.cardNumber !== "") {
       writer.uint32(42).string(message.cardNumber);
+    }
+    if (message.orderId !== "") {
+      writer.uint32(50).string(message.orderId);
+    }
+    if (message.qrContent !== "") {
+      writer.uint32(58).string(message.qrContent);
+    }
+    if (message.expiresAtMs !== 0) {
+      writer.uint32(64).int64(message.expiresAtMs);
+    }
+    if (message.amountFen !== 0) {
+      writer.uint32(72).int64(message.amountFen);
     }
     return writer;
   },
@@ -558,22 +643,6 @@ export const RechargeResponse: MessageFns<RechargeResponse> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.balanceAfterFen = longToNumber(reader.int64());
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.transactionId = reader.string();
-            continue;
-          }
           case 3: {
             if (tag !== 26) {
               break;
@@ -582,20 +651,44 @@ export const RechargeResponse: MessageFns<RechargeResponse> = {
             message.displayText = reader.string();
             continue;
           }
-          case 4: {
-            if (tag !== 32) {
-              break;
-            }
-
-            message.decidedAtMs = longToNumber(reader.int64());
-            continue;
-          }
           case 5: {
             if (tag !== 42) {
               break;
             }
 
             message.cardNumber = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.orderId = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.qrContent = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.expiresAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.amountFen = longToNumber(reader.int64());
             continue;
           }
         }
@@ -612,6 +705,294 @@ export const RechargeResponse: MessageFns<RechargeResponse> = {
 
   fromJSON(object: any): RechargeResponse {
     return {
+      displayText: isSet(object.displayText)
+        ? globalThis.String(object.displayText)
+        : isSet(object.display_text)
+        ? globalThis.String(object.display_text)
+        : "",
+      cardNumber: isSet(object.cardNumber)
+        ? globalThis.String(object.cardNumber)
+        : isSet(object.card_number)
+        ? globalThis.String(object.card_number)
+        : "",
+      orderId: isSet(object.orderId)
+        ? globalThis.String(object.orderId)
+        : isSet(object.order_id)
+        ? globalThis.String(object.order_id)
+        : "",
+      qrContent: isSet(object.qrContent)
+        ? globalThis.String(object.qrContent)
+        : isSet(object.qr_content)
+        ? globalThis.String(object.qr_content)
+        : "",
+      expiresAtMs: isSet(object.expiresAtMs)
+        ? globalThis.Number(object.expiresAtMs)
+        : isSet(object.expires_at_ms)
+        ? globalThis.Number(object.expires_at_ms)
+        : 0,
+      amountFen: isSet(object.amountFen)
+        ? globalThis.Number(object.amountFen)
+        : isSet(object.amount_fen)
+        ? globalThis.Number(object.amount_fen)
+        : 0,
+    };
+  },
+
+  toJSON(message: RechargeResponse): unknown {
+    const obj: any = {};
+    if (message.displayText !== "") {
+      obj.displayText = message.displayText;
+    }
+    if (message.cardNumber !== "") {
+      obj.cardNumber = message.cardNumber;
+    }
+    if (message.orderId !== "") {
+      obj.orderId = message.orderId;
+    }
+    if (message.qrContent !== "") {
+      obj.qrContent = message.qrContent;
+    }
+    if (message.expiresAtMs !== 0) {
+      obj.expiresAtMs = Math.round(message.expiresAtMs);
+    }
+    if (message.amountFen !== 0) {
+      obj.amountFen = Math.round(message.amountFen);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RechargeResponse>, I>>(base?: I): RechargeResponse {
+    return RechargeResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RechargeResponse>, I>>(object: I): RechargeResponse {
+    const message = createBaseRechargeResponse();
+    message.displayText = object.displayText ?? "";
+    message.cardNumber = object.cardNumber ?? "";
+    message.orderId = object.orderId ?? "";
+    message.qrContent = object.qrContent ?? "";
+    message.expiresAtMs = object.expiresAtMs ?? 0;
+    message.amountFen = object.amountFen ?? 0;
+    return message;
+  },
+};
+
+function createBaseRechargeOrderStateRequest(): RechargeOrderStateRequest {
+  return { orderId: "" };
+}
+
+export const RechargeOrderStateRequest: MessageFns<RechargeOrderStateRequest> = {
+  encode(message: RechargeOrderStateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.orderId !== "") {
+      writer.uint32(10).string(message.orderId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RechargeOrderStateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRechargeOrderStateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.orderId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RechargeOrderStateRequest {
+    return {
+      orderId: isSet(object.orderId)
+        ? globalThis.String(object.orderId)
+        : isSet(object.order_id)
+        ? globalThis.String(object.order_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RechargeOrderStateRequest): unknown {
+    const obj: any = {};
+    if (message.orderId !== "") {
+      obj.orderId = message.orderId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RechargeOrderStateRequest>, I>>(base?: I): RechargeOrderStateRequest {
+    return RechargeOrderStateRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RechargeOrderStateRequest>, I>>(object: I): RechargeOrderStateRequest {
+    const message = createBaseRechargeOrderStateRequest();
+    message.orderId = object.orderId ?? "";
+    return message;
+  },
+};
+
+function createBaseRechargeOrderStateResponse(): RechargeOrderStateResponse {
+  return {
+    orderId: "",
+    status: 0,
+    amountFen: 0,
+    balanceAfterFen: 0,
+    transactionId: "",
+    displayText: "",
+    cardNumber: "",
+    expiresAtMs: 0,
+  };
+}
+
+export const RechargeOrderStateResponse: MessageFns<RechargeOrderStateResponse> = {
+  encode(message: RechargeOrderStateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.orderId !== "") {
+      writer.uint32(10).string(message.orderId);
+    }
+    if (message.status !== 0) {
+      writer.uint32(16).int32(message.status);
+    }
+    if (message.amountFen !== 0) {
+      writer.uint32(24).int64(message.amountFen);
+    }
+    if (message.balanceAfterFen !== 0) {
+      writer.uint32(32).int64(message.balanceAfterFen);
+    }
+    if (message.transactionId !== "") {
+      writer.uint32(42).string(message.transactionId);
+    }
+    if (message.displayText !== "") {
+      writer.uint32(50).string(message.displayText);
+    }
+    if (message.cardNumber !== "") {
+      writer.uint32(58).string(message.cardNumber);
+    }
+    if (message.expiresAtMs !== 0) {
+      writer.uint32(64).int64(message.expiresAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RechargeOrderStateResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRechargeOrderStateResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.orderId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.amountFen = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.balanceAfterFen = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.displayText = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.cardNumber = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.expiresAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RechargeOrderStateResponse {
+    return {
+      orderId: isSet(object.orderId)
+        ? globalThis.String(object.orderId)
+        : isSet(object.order_id)
+        ? globalThis.String(object.order_id)
+        : "",
+      status: isSet(object.status) ? rechargeOrderStatusFromJSON(object.status) : 0,
+      amountFen: isSet(object.amountFen)
+        ? globalThis.Number(object.amountFen)
+        : isSet(object.amount_fen)
+        ? globalThis.Number(object.amount_fen)
+        : 0,
       balanceAfterFen: isSet(object.balanceAfterFen)
         ? globalThis.Number(object.balanceAfterFen)
         : isSet(object.balance_after_fen)
@@ -627,21 +1008,30 @@ export const RechargeResponse: MessageFns<RechargeResponse> = {
         : isSet(object.display_text)
         ? globalThis.String(object.display_text)
         : "",
-      decidedAtMs: isSet(object.decidedAtMs)
-        ? globalThis.Number(object.decidedAtMs)
-        : isSet(object.decided_at_ms)
-        ? globalThis.Number(object.decided_at_ms)
-        : 0,
       cardNumber: isSet(object.cardNumber)
         ? globalThis.String(object.cardNumber)
         : isSet(object.card_number)
         ? globalThis.String(object.card_number)
         : "",
+      expiresAtMs: isSet(object.expiresAtMs)
+        ? globalThis.Number(object.expiresAtMs)
+        : isSet(object.expires_at_ms)
+        ? globalThis.Number(object.expires_at_ms)
+        : 0,
     };
   },
 
-  toJSON(message: RechargeResponse): unknown {
+  toJSON(message: RechargeOrderStateResponse): unknown {
     const obj: any = {};
+    if (message.orderId !== "") {
+      obj.orderId = message.orderId;
+    }
+    if (message.status !== 0) {
+      obj.status = rechargeOrderStatusToJSON(message.status);
+    }
+    if (message.amountFen !== 0) {
+      obj.amountFen = Math.round(message.amountFen);
+    }
     if (message.balanceAfterFen !== 0) {
       obj.balanceAfterFen = Math.round(message.balanceAfterFen);
     }
@@ -651,25 +1041,28 @@ export const RechargeResponse: MessageFns<RechargeResponse> = {
     if (message.displayText !== "") {
       obj.displayText = message.displayText;
     }
-    if (message.decidedAtMs !== 0) {
-      obj.decidedAtMs = Math.round(message.decidedAtMs);
-    }
     if (message.cardNumber !== "") {
       obj.cardNumber = message.cardNumber;
+    }
+    if (message.expiresAtMs !== 0) {
+      obj.expiresAtMs = Math.round(message.expiresAtMs);
     }
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<RechargeResponse>, I>>(base?: I): RechargeResponse {
-    return RechargeResponse.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<RechargeOrderStateResponse>, I>>(base?: I): RechargeOrderStateResponse {
+    return RechargeOrderStateResponse.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<RechargeResponse>, I>>(object: I): RechargeResponse {
-    const message = createBaseRechargeResponse();
+  fromPartial<I extends Exact<DeepPartial<RechargeOrderStateResponse>, I>>(object: I): RechargeOrderStateResponse {
+    const message = createBaseRechargeOrderStateResponse();
+    message.orderId = object.orderId ?? "";
+    message.status = object.status ?? 0;
+    message.amountFen = object.amountFen ?? 0;
     message.balanceAfterFen = object.balanceAfterFen ?? 0;
     message.transactionId = object.transactionId ?? "";
     message.displayText = object.displayText ?? "";
-    message.decidedAtMs = object.decidedAtMs ?? 0;
     message.cardNumber = object.cardNumber ?? "";
+    message.expiresAtMs = object.expiresAtMs ?? 0;
     return message;
   },
 };
@@ -1829,7 +2222,13 @@ export const KioskServiceService = {
       Buffer.from(IdentifyCardResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): IdentifyCardResponse => IdentifyCardResponse.decode(value),
   },
-  /** Credit the account from a paid channel order, exactly once per (channel, order id). */
+  /**
+   * Recharge through a payment channel (WeChat Pay, Alipay): makes a recharge order for the
+   * cardholder's card and answers the QR code the kiosk shows. Nothing is credited here: the card is
+   * credited once, when the channel says the order is paid (its verified notification or the switch's
+   * own query). Poll RechargeOrderState while the QR is shown. Cash at the card office is
+   * AdminService/ManualRecharge.
+   */
   recharge: {
     path: "/cardswitch.v1.KioskService/Recharge" as const,
     requestStream: false as const,
@@ -1838,6 +2237,18 @@ export const KioskServiceService = {
     requestDeserialize: (value: Buffer): RechargeRequest => RechargeRequest.decode(value),
     responseSerialize: (value: RechargeResponse): Buffer => Buffer.from(RechargeResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RechargeResponse => RechargeResponse.decode(value),
+  },
+  /** The state of a recharge order this kiosk made; a pending one old enough is asked about at the channel. */
+  rechargeOrderState: {
+    path: "/cardswitch.v1.KioskService/RechargeOrderState" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RechargeOrderStateRequest): Buffer =>
+      Buffer.from(RechargeOrderStateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RechargeOrderStateRequest => RechargeOrderStateRequest.decode(value),
+    responseSerialize: (value: RechargeOrderStateResponse): Buffer =>
+      Buffer.from(RechargeOrderStateResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RechargeOrderStateResponse => RechargeOrderStateResponse.decode(value),
   },
   /** Report a card lost, by card tap or by student/staff number and card password. */
   reportLoss: {
@@ -1896,8 +2307,16 @@ export const KioskServiceService = {
 export interface KioskServiceServer extends UntypedServiceImplementation {
   /** Read the card on the reader; like any tap it completes the card sync (e-card activation). */
   identifyCard: handleUnaryCall<IdentifyCardRequest, IdentifyCardResponse>;
-  /** Credit the account from a paid channel order, exactly once per (channel, order id). */
+  /**
+   * Recharge through a payment channel (WeChat Pay, Alipay): makes a recharge order for the
+   * cardholder's card and answers the QR code the kiosk shows. Nothing is credited here: the card is
+   * credited once, when the channel says the order is paid (its verified notification or the switch's
+   * own query). Poll RechargeOrderState while the QR is shown. Cash at the card office is
+   * AdminService/ManualRecharge.
+   */
   recharge: handleUnaryCall<RechargeRequest, RechargeResponse>;
+  /** The state of a recharge order this kiosk made; a pending one old enough is asked about at the channel. */
+  rechargeOrderState: handleUnaryCall<RechargeOrderStateRequest, RechargeOrderStateResponse>;
   /** Report a card lost, by card tap or by student/staff number and card password. */
   reportLoss: handleUnaryCall<ReportLossRequest, ReportLossResponse>;
   /** Cancel a loss report; needs the card password. */
@@ -1926,7 +2345,13 @@ export interface KioskServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: IdentifyCardResponse) => void,
   ): ClientUnaryCall;
-  /** Credit the account from a paid channel order, exactly once per (channel, order id). */
+  /**
+   * Recharge through a payment channel (WeChat Pay, Alipay): makes a recharge order for the
+   * cardholder's card and answers the QR code the kiosk shows. Nothing is credited here: the card is
+   * credited once, when the channel says the order is paid (its verified notification or the switch's
+   * own query). Poll RechargeOrderState while the QR is shown. Cash at the card office is
+   * AdminService/ManualRecharge.
+   */
   recharge(
     request: RechargeRequest,
     callback: (error: ServiceError | null, response: RechargeResponse) => void,
@@ -1941,6 +2366,22 @@ export interface KioskServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RechargeResponse) => void,
+  ): ClientUnaryCall;
+  /** The state of a recharge order this kiosk made; a pending one old enough is asked about at the channel. */
+  rechargeOrderState(
+    request: RechargeOrderStateRequest,
+    callback: (error: ServiceError | null, response: RechargeOrderStateResponse) => void,
+  ): ClientUnaryCall;
+  rechargeOrderState(
+    request: RechargeOrderStateRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RechargeOrderStateResponse) => void,
+  ): ClientUnaryCall;
+  rechargeOrderState(
+    request: RechargeOrderStateRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RechargeOrderStateResponse) => void,
   ): ClientUnaryCall;
   /** Report a card lost, by card tap or by student/staff number and card password. */
   reportLoss(
