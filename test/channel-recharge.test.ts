@@ -137,6 +137,14 @@ describe('recharge by notification', () => {
     expect(await balanceOf(cardNo)).toBe(51_000);
     expect(await rechargeEntries(cardNo)).toBe(1);
     expect(await state(token, orderId)).toMatchObject({ state: 'paid', balanceAfterFen: 51_000 });
+    // The bound card's live events carry the credit (what the events WebSocket sends the page).
+    const events = await app.redis.xrange(app.keys.cardEvents(cardNo), '-', '+');
+    expect(events).toHaveLength(1);
+    expect(events[0]?.[1].join('\n')).toMatch(/k\nrch\na\n50000\nb\n51000\nm\nx:ch:WECHAT/);
+    // Another holder does not see this order.
+    const other = await holder(0);
+    const hidden = await http('GET', `/api/v1/ecard/recharge-orders/${orderId}`, other.token);
+    expect([hidden.status, (hidden.body['error'] as { code: string }).code]).toEqual([404, 'ORDER_NOT_FOUND']);
   });
 
   it('WeChat inside WeChat: a holder signed in through WeChat gets JSAPI parameters for their openid', async () => {
