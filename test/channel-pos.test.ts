@@ -21,6 +21,7 @@ import { startChannelSimulators, type ChannelSimulators } from '../switch/channe
 import type { Config } from '../switch/config.js';
 import { bindChannelPayer } from '../switch/domain/channel-payers.js';
 import { PosDomain } from '../switch/domain/pos.js';
+import { reconcileChannelDay } from '../switch/domain/reconcile.js';
 import { settlementReport } from '../switch/domain/reports.js';
 import { auditLedger } from '../switch/ledger/audit.js';
 import { followUpCount, readChannelPayment } from '../switch/ledger/channel-payments.js';
@@ -161,7 +162,14 @@ describe.each(['wechat', 'alipay'] as const)('%s payment codes', (channel) => {
     const entries = await journalOf(answer.transactionId);
     expect(entries).toHaveLength(1);
     const record = await readChannelPayment(app.context, POS_TERMINAL.id, sequence);
-    expect(entries[0]).toMatchObject({ k: 'cpay', c: CARD, a: '1250', f: `x:ch:${channel}`, t: 'm:CANTEEN1', ct: record?.channelTxnId });
+    expect(entries[0]).toMatchObject({
+      k: 'cpay',
+      c: CARD,
+      a: '1250',
+      f: `x:ch:${channel.toUpperCase()}`,
+      t: 'm:CANTEEN1',
+      ct: record?.channelTxnId,
+    });
     expect(record?.channelTxnId).not.toBe('');
     const statement = await app.redis.zrange(app.keys.statement(CARD), 0, -1);
     const mine = statement.filter((line) => line.endsWith(`|${POS_TERMINAL.id}|${sequence}`));
@@ -267,7 +275,7 @@ describe.each(['wechat', 'alipay'] as const)('%s payment codes', (channel) => {
     await waitFor('the money back', () => Promise.resolve(payerBalance(channel) === before ? true : undefined));
     const entries = await journalOf(paid.transactionId);
     expect(entries.map((e) => e['k'])).toEqual(['cpay', 'cprev']);
-    expect(entries[1]).toMatchObject({ f: 'm:CANTEEN1', t: `x:ch:${channel}`, a: '333' });
+    expect(entries[1]).toMatchObject({ f: 'm:CANTEEN1', t: `x:ch:${channel.toUpperCase()}`, a: '333' });
     expect(await authorize(sequence, code, 333)).toMatchObject({
       outcome: Outcome.OUTCOME_DECLINED,
       declineReason: DeclineReason.DECLINE_REASON_ALREADY_REVERSED,
@@ -291,6 +299,29 @@ describe.each(['wechat', 'alipay'] as const)('%s payment codes', (channel) => {
     await waitFor('the follow-up to finish', async () => ((await followUpCount(app.context)) === 0 ? true : undefined));
     expect(payerBalance(channel)).toBe(before);
   });
+});
+
+describe('payment codes in the daily reconciliation', () => {
+  it.each(['wechat', 'alipay'] as const)(
+    '%s: the day so far matches the channel statement; an altered bill line is listed with both amounts',
+    async (channel) => {
+      const day = new Date(Date.now() + 8 * 3_600_000).toISOString().slice(0, 10);
+      const sequence = nextSequence++;
+      const paid = await authorize(sequence, codeOf(channel), 4321);
+      expect(paid.outcome).toBe(Outcome.OUTCOME_APPROVED);
+      // Alipay publishes a day's statement once the day has ended; its simulator can be told to publish today's.
+      if (channel === 'alipay') sims.alipay.bill(day);
+      const clean = await reconcileChannelDay(app.context, channel, day, { signal: new AbortController().signal });
+      expect(clean.differences).toEqual([]);
+      expect(clean.matchedOrders).toBeGreaterThan(0);
+      (channel === 'wechat' ? sims.wechat : sims.alipay).alterBillLine(paid.transactionId, 4320);
+      const altered = await reconcileChannelDay(app.context, channel, day, { signal: new AbortController().signal });
+      expect(altered.differences).toMatchObject([
+        { kind: 'amount_differs', outTradeNo: paid.transactionId, channelNetFen: 4320, ledgerNetFen: 4321, cardNo: CARD },
+      ]);
+      (channel === 'wechat' ? sims.wechat : sims.alipay).alterBillLine(paid.transactionId, 4321);
+    },
+  );
 });
 
 describe('payment codes: formats, idempotency, restarts', () => {

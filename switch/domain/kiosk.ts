@@ -1,16 +1,15 @@
 // What a dormitory kiosk does for the cardholder in front of it, one function per action: find the
 // cardholder (the card on the reader, or the student/staff number and the card password), then apply
 // the rule that lives in its own module (loss in card-status.ts, passwords in card-password.ts,
-// recharge, fees, statements). The kiosk's terminal is limited across cards for wrong passwords.
+// fees, statements; recharge orders in recharge-orders.ts). The kiosk's terminal is limited across cards for wrong passwords.
 import type { SwitchContext } from '../context.js';
 import { NotFoundError } from '../errors.js';
 import type { UtilityTarget } from '../fees/index.js';
-import type { FeeAnswer, RechargeChannelCode, RechargeResult } from '../ledger/money.js';
+import type { FeeAnswer } from '../ledger/money.js';
 import { changeCardPassword, checkCardPassword, passwordBusyError, requireCardPassword } from './card-password.js';
 import { cancelCardLoss, reportCardLost, type StatusChange } from './card-status.js';
 import { resolveCardholder, type CardholderRef } from './cardholder.js';
 import { payUtilityFee } from './fees.js';
-import { rechargeCard } from './recharge.js';
 import type { StatementQueryInput, StatementReader, StatementResult } from './reports.js';
 
 /** Who stands at the kiosk and the card password they typed ('' when they tapped the card). */
@@ -39,28 +38,6 @@ export async function cancelLossAtKiosk(ctx: SwitchContext, who: KioskCardholder
 export async function changePasswordAtKiosk(ctx: SwitchContext, who: KioskCardholder, newPassword: string): Promise<void> {
   const { cardNo } = await resolveCardholder(ctx, who.cardholder);
   await changeCardPassword(ctx, cardNo, who.password, newPassword, { terminalId: who.terminalId });
-}
-
-export interface KioskRecharge {
-  readonly cardholder: CardholderRef | undefined;
-  readonly channel: RechargeChannelCode;
-  readonly orderId: string;
-  readonly amountFen: number;
-  readonly terminalId: string;
-}
-
-/** Credits a paid channel order to the cardholder's card; the kiosk is the journal's source. */
-export async function rechargeAtKiosk(ctx: SwitchContext, order: KioskRecharge): Promise<RechargeResult & { readonly cardNo: string }> {
-  const { cardNo } = await resolveCardholder(ctx, order.cardholder);
-  const result = await rechargeCard(ctx, {
-    cardNo,
-    channel: order.channel,
-    orderId: order.orderId,
-    amountFen: order.amountFen,
-    source: order.terminalId,
-    reason: '',
-  });
-  return { ...result, cardNo };
 }
 
 export interface KioskFee extends KioskCardholder {

@@ -4,7 +4,8 @@
 // channel's statement. Nothing here changes money: it lists differences for a person to act on.
 //
 // Matching is by the switch's own order id (out_trade_no), which both sides carry: the channel's 商户订单号
-// and the journal's `sq` of a channel recharge (`rch` from `x:ch:<CHANNEL>`). For each order id the
+// and, in the journal, the `sq` of a channel recharge (`rch` from `x:ch:<CHANNEL>`) or the `ot` of a payment
+// code paid at a POS (`cpay` from the channel; its reversal `cprev` is a refund). For each order id the
 // payments on each side are counted and the net amounts (paid minus refunded) compared:
 //   missing_in_ledger   the channel took money for an order the ledger has no entry of
 //   missing_at_channel  the ledger credited an order the channel's statement does not show
@@ -69,7 +70,7 @@ export const RECONCILE_CLOCK_SKEW_MS = 10 * 60 * 1000;
 /** A payment of the day credited later than this after midnight is a difference on both days. */
 export const LATE_CREDIT_MS = 2 * 60 * 60 * 1000;
 const SHARD_CONCURRENCY = 8;
-/** The channel codes of the journal's recharge party `x:ch:<CODE>` (ledger/README.md). */
+/** The channel's party in the journal, `x:ch:<CODE>`, of recharges and payment codes alike (ledger/README.md). */
 const RECHARGE_PARTY: Readonly<Record<ChannelName, string>> = { alipay: 'x:ch:ALIPAY', wechat: 'x:ch:WECHAT' };
 
 /** One ledger record of a channel order, read from one journal entry. */
@@ -83,17 +84,25 @@ interface LedgerRecord {
 }
 
 /** The ledger's record of a channel order in this entry, or undefined when the entry is not one. */
-function recordOfEntry(entry: JournalEntry, channel: ChannelName): LedgerRecord | undefined {
-  if (entry.kind === 'rch' && entry.fromParty === RECHARGE_PARTY[channel]) {
-    return {
-      outTradeNo: entry.sequence,
-      kind: 'payment',
-      amountFen: entry.amountFen,
-      entryId: entry.id,
-      cardNo: entry.cardNo,
-      atMs: entry.atMs,
-    };
-  }
+/** A raw journal field the parsed entry does not carry (`ot`, the out_trade_no of a code payment). */
+function rawField(flat: readonly string[], name: string): string | undefined {
+  for (let i = 0; i + 1 < flat.length; i += 2) if (flat[i] === name) return flat[i + 1];
+  return undefined;
+}
+
+/**
+ * The ledger's record of a channel order in one journal entry: a recharge (`rch` from the channel, its
+ * order id in `sq`), a payment code paid at a POS (`cpay` from the channel, `ot`) or its reversal
+ * (`cprev` back to the channel, a refund on the channel's statement).
+ */
+function recordOfEntry(entry: JournalEntry, flat: readonly string[], channel: ChannelName): LedgerRecord | undefined {
+  const party = RECHARGE_PARTY[channel];
+  const base = { amountFen: entry.amountFen, entryId: entry.id, cardNo: entry.cardNo, atMs: entry.atMs };
+  if (entry.kind === 'rch' && entry.fromParty === party) return { ...base, outTradeNo: entry.sequence, kind: 'payment' };
+  const codeOrder = rawField(flat, 'ot');
+  if (codeOrder === undefined) return undefined;
+  if (entry.kind === 'cpay' && entry.fromParty === party) return { ...base, outTradeNo: codeOrder, kind: 'payment' };
+  if (entry.kind === 'cprev' && entry.toParty === party) return { ...base, outTradeNo: codeOrder, kind: 'refund' };
   return undefined;
 }
 
@@ -124,7 +133,7 @@ async function ledgerRecords(
     for await (const page of shardJournalPages(ctx, shard, range)) {
       for (const row of page) {
         if (!mentionsChannel(row[1], channel)) continue;
-        const record = recordOfEntry(parseJournalEntry(row), channel);
+        const record = recordOfEntry(parseJournalEntry(row), row[1], channel);
         if (record !== undefined && record.atMs >= fromMs && record.atMs < toMs) records.push(record);
       }
     }

@@ -188,7 +188,7 @@ export class StatementReader {
     if (r.kind === 'rch') return RECHARGE_CHANNEL_DESCRIPTION[entry.fromParty.replace(/^x:ch:/, '').toLowerCase()] ?? base;
     if (r.kind === 'cpay' || r.kind === 'cprev') {
       const party = r.kind === 'cpay' ? entry.fromParty : entry.toParty;
-      const channel = CHANNEL_PAYMENT_DESCRIPTION[party.slice(CHANNEL_PARTY_PREFIX.length)];
+      const channel = CHANNEL_PAYMENT_DESCRIPTION[party.slice(CHANNEL_PARTY_PREFIX.length).toLowerCase()];
       if (channel === undefined) return base;
       return r.kind === 'cpay' ? channel : `${channel}撤销`;
     }
@@ -368,7 +368,7 @@ async function takingsByTerminal(
 }
 
 function addChannelTakings(byChannel: Map<string, ChannelTakings>, party: string, paid: boolean, amountFen: number): void {
-  const channel = party.startsWith(CHANNEL_PARTY_PREFIX) ? party.slice(CHANNEL_PARTY_PREFIX.length) : party;
+  const channel = (party.startsWith(CHANNEL_PARTY_PREFIX) ? party.slice(CHANNEL_PARTY_PREFIX.length) : party).toLowerCase();
   let takings = byChannel.get(channel);
   if (takings === undefined) {
     takings = { channel, payments: 0, paidFen: 0, refunds: 0, refundedFen: 0, netFen: 0 };

@@ -2,7 +2,7 @@
   The ledger's side of a paid third-party (Alipay / WeChat) code payment, in the payer's card's shard:
   a journal entry and a statement line of the card, exactly once per payment ('pay'), and once more if
   the payment is reversed afterwards ('unpay'). The money came from outside and went to the merchant
-  (x:ch:<channel> -> m:<merchant>, and back for a reversal): the account's balance, wallet and version
+  (x:ch:<CHANNEL> -> m:<merchant>, and back for a reversal): the account's balance, wallet and version
   do not move; `b` and `v` of the entry are the account's unchanged ones (the audit skips entries that
   touch no account: they are outside to outside, net zero).
 
@@ -45,7 +45,7 @@ local badArgv = argvCount(#ARGV == 11, '11') or argvOneOf(1, 'op', 'pay', 'unpay
 if badArgv then return badArgv end
 
 local cardNo = ARGV[2]
-local channelParty = 'x:ch:' .. ARGV[3]
+local channelParty = 'x:ch:' .. string.upper(ARGV[3])
 local amountFen = tonumber(ARGV[6])
 local merchantParty = ARGV[7]
 local paid = rcall('HMGET', paidKey, 'tx', 'rtx')
