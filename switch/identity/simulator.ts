@@ -16,8 +16,8 @@
 // the next API calls fail (HTTP 500, no answer at all, or errcode -1), expireAccessTokens() expires
 // every token issued so far. Everything is in memory and bounded.
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { closeLoopback, listenOnLoopback } from '../loopback.js';
 import { isIdentityProviderName, namespacedUserId, type IdentityProviderName } from './provider.js';
 
 export interface SimulatorCredentials {
@@ -80,18 +80,10 @@ export class IdentitySimulator {
   /** Listens on 127.0.0.1 (port 0: a free one). */
   async start(port = 0): Promise<{ url: string }> {
     if (this.server !== undefined) throw new Error('identity simulator already started');
-    const server = createServer((req, res) => this.handle(req, res));
-    server.keepAliveTimeout = 5000;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    const { server, url } = await listenOnLoopback((req, res) => this.handle(req, res), port);
     this.server = server;
-    this.baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    return { url: this.baseUrl };
+    this.baseUrl = url;
+    return { url };
   }
 
   /** Stops listening and drops every connection, including calls held open by a 'timeout' failure. */
@@ -99,9 +91,7 @@ export class IdentitySimulator {
     const server = this.server;
     if (server === undefined) return;
     this.server = undefined;
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    server.closeAllConnections();
-    await closed;
+    await closeLoopback(server);
   }
 
   get url(): string {

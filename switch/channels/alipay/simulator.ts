@@ -38,8 +38,8 @@
 // Payment codes: 18 digits starting 28, valid 60 s, single use, like the real ones. A code that was never
 // minted but has a script pays for a payer made on the spot. Everything is in memory and bounded.
 import { createHash, createSign, createVerify, generateKeyPairSync, randomBytes, randomInt, type KeyObject } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { closeLoopback, listenOnLoopback } from '../../loopback.js';
 import { zipSync } from 'fflate';
 import iconv from 'iconv-lite';
 import type { AlipayConfig } from './config.js';
@@ -234,22 +234,17 @@ export class AlipaySimulator {
 
   /** Listens on 127.0.0.1 (port 0: a free one); answers the base URL. */
   async start(port = 0): Promise<string> {
-    const server = createServer((req, res) => void this.handle(req, res));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, '127.0.0.1', resolve);
-    });
+    const { server, url } = await listenOnLoopback((req, res) => void this.handle(req, res), port);
     this.server = server;
-    this.baseUrlValue = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    return this.baseUrlValue;
+    this.baseUrlValue = url;
+    return url;
   }
 
   async stop(): Promise<void> {
     const server = this.server;
     this.server = undefined;
     if (server === undefined) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await closeLoopback(server);
     await Promise.allSettled([...this.pendingNotifications]);
   }
 

@@ -25,8 +25,8 @@
 //   forgeAnswers = true               every answer from now on is signed with a wrong key
 // Latency: every answer waits `latencyMs` (default 3; tests pass 0). Everything is in memory and bounded.
 import { generateKeyPairSync, randomBytes, randomInt, type KeyObject, createPrivateKey, createPublicKey } from 'node:crypto';
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { closeLoopback, listenOnLoopback } from '../../loopback.js';
 import { renderBill, type BillLine } from './bill.js';
 import {
   encryptResource,
@@ -266,18 +266,10 @@ export class WechatPaySimulator {
 
   async start(port = 0): Promise<{ url: string }> {
     if (this.server !== undefined) throw new Error('wechat pay simulator already started');
-    const server = createServer((req, res) => void this.handle(req, res));
-    server.keepAliveTimeout = 5000;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    const { server, url } = await listenOnLoopback((req, res) => void this.handle(req, res), port);
     this.server = server;
-    this.baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    return { url: this.baseUrl };
+    this.baseUrl = url;
+    return { url };
   }
 
   /** Stops listening and drops every connection, including requests held by 'hang'. */
@@ -285,9 +277,7 @@ export class WechatPaySimulator {
     const server = this.server;
     if (server === undefined) return;
     this.server = undefined;
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    server.closeAllConnections();
-    await closed;
+    await closeLoopback(server);
   }
 
   get url(): string {
