@@ -43,6 +43,7 @@ import {
   parseMix,
   reverseCall,
   settleCall,
+  THIRD_PARTY_ONLY_MIX,
   TrafficPlanner,
   waterDebitCall,
   type PosCall,
@@ -241,13 +242,19 @@ function smallCampus(): CampusFile {
 describe('traffic planner', () => {
   it('draws the lunch-rush mix with unique idempotency keys, and follows PIN_REQUIRED with the PIN', () => {
     let sequence = 0;
-    const planner = new TrafficPlanner(smallCampus(), { mix: LUNCH_RUSH_MIX, seed: 7, nextSequence: () => ++sequence });
+    let codes = 0;
+    const planner = new TrafficPlanner(smallCampus(), {
+      mix: LUNCH_RUSH_MIX,
+      seed: 7,
+      nextSequence: () => ++sequence,
+      nextThirdPartyCode: () => `13${String(++codes).padStart(16, '0')}`,
+    });
     const kinds = new Map<string, number>();
     const keys = new Set<string>();
     for (let i = 0; i < 20_000; i++) {
       const planned = planner.next();
       kinds.set(planned.kind, (kinds.get(planned.kind) ?? 0) + 1);
-      if (planned.kind === 'tap' || planned.kind === 'pin' || planned.kind === 'water' || planned.kind === 'settle') {
+      if (['tap', 'pin', 'water', 'settle', 'third_party'].includes(planned.kind)) {
         const key = `${planned.terminal.id}|${planned.sequence}`;
         expect(keys.has(key)).toBe(false);
         keys.add(key);
@@ -268,6 +275,31 @@ describe('traffic planner', () => {
     expect(share('retry')).toBeCloseTo(0.05, 1);
     expect(share('reversal')).toBeCloseTo(0.03, 1);
     expect(share('water')).toBeCloseTo(0.05, 1);
+    expect(share('third_party')).toBeGreaterThan(0.04);
+    expect(share('third_party')).toBeLessThan(0.06);
+    expect(kinds.get('third_party')).toBe(codes);
+  });
+
+  it('pays third-party payments with the payment codes it is given, each once, and stops when there are none', () => {
+    let sequence = 0;
+    const codes = ['134567890123456789', '281234567890123456'];
+    let next = 0;
+    const planner = new TrafficPlanner(smallCampus(), {
+      mix: THIRD_PARTY_ONLY_MIX,
+      seed: 5,
+      nextSequence: () => ++sequence,
+      nextThirdPartyCode: () => codes[next++],
+    });
+    const paid = [planner.next(), planner.next()];
+    expect(paid.map((p) => p.kind)).toEqual(['third_party', 'third_party']);
+    expect(
+      paid.map((p) =>
+        p.call.rpc === 'Authorize' && 'thirdParty' in p.call.message.credential ? p.call.message.credential.thirdParty.code : '',
+      ),
+    ).toEqual(codes);
+    expect(paid.every((p) => ['canteen', 'shop'].includes(p.terminal.kind) && p.sequence > 0)).toBe(true);
+    expect(() => planner.next()).toThrow(/no third-party payment code left/);
+    expect(() => new TrafficPlanner(smallCampus(), { mix: LUNCH_RUSH_MIX, seed: 3, nextSequence: () => 1 })).toThrow(/nextThirdPartyCode/);
   });
 
   it('pays campus QR payments with the codes it is given, each once, and stops when there are none', () => {
@@ -409,6 +441,7 @@ describe('bench harness --quick', () => {
         expect(rb?.note).toMatch(/apt-get install -y redis-tools/);
       }
       checkEcardScenarios(result);
+      checkThirdPartyScenarios(result as unknown as ThirdPartyResult);
       expect(result.ledgerCheck.passed).toBe(true);
       expect(result.ledgerCheck.payments.journalEntries).toBe(result.ledgerCheck.payments.approvedByClients);
       expect(result['passed']).toBe(true);
@@ -418,6 +451,81 @@ describe('bench harness --quick', () => {
     }
   }, 120_000);
 });
+
+interface ThirdPartyRunFields {
+  channelLatencyMs: number;
+  codesMinted: number;
+  wechatCodes: number;
+  alipayCodes: number;
+  scriptedPending: number;
+  codesSent: number;
+  exhausted: boolean;
+  approvals: number;
+  pending: number;
+  stream: { rate: number; achievedRate: number; approvalsPerSec: number; errors: number; unexpected: number } | null;
+}
+
+interface ThirdPartyResult {
+  scenarios: (Record<string, unknown> & { thirdParty?: ThirdPartyRunFields | null })[];
+  ratios: Record<string, number | null>;
+  targets: Record<string, boolean | null>;
+  ledgerCheck: {
+    thirdParty: {
+      passed: boolean;
+      approvedByClients: number;
+      pendingAnswers: number;
+      journalEntries: number;
+      journalFen: number;
+      payersDebitedFen: number;
+      missing: number;
+      duplicated: number;
+      unexplained: number;
+      followUpsLeft: number;
+      payerCards: number;
+      payerCardBalancesMoved: number;
+    } | null;
+  };
+}
+
+/**
+ * The third-party scenarios of --quick: code payments against the channel simulators, each code answered
+ * approved or pending, none an error; beside the taps too; and in the ledger exactly once each (the
+ * pending ones once the switch's follow-up decided them), paid by the payers, never by the campus card.
+ */
+function checkThirdPartyScenarios(result: ThirdPartyResult): void {
+  const alone = result.scenarios.find((s) => s['name'] === 'thirdparty' && s['mode'] === 'closed');
+  expect(alone?.['errors']).toBe(0);
+  expect(alone?.['unexpected']).toBe(0);
+  const run = alone?.thirdParty;
+  expect(run?.channelLatencyMs).toBe(80);
+  expect(run?.exhausted).toBe(false);
+  expect(run?.approvals).toBeGreaterThan(0);
+  expect((run?.approvals ?? 0) + (run?.pending ?? 0)).toBe(run?.codesSent);
+  expect(run?.wechatCodes).toBe((run?.codesMinted ?? 0) - (run?.alipayCodes ?? 0));
+  expect(Math.abs((run?.wechatCodes ?? 0) - (run?.alipayCodes ?? 0))).toBeLessThanOrEqual(1);
+  expect(run?.scriptedPending).toBeGreaterThan(0);
+  expect(alone?.['approvalsPerSec']).toBeGreaterThan(0);
+  const beside = result.scenarios.find((s) => s['name'] === 'tap+thirdparty' && s['mode'] === 'closed');
+  expect(beside?.['errors']).toBe(0);
+  expect(beside?.['approvalsPerSec']).toBeGreaterThan(0);
+  const stream = beside?.thirdParty?.stream;
+  expect(stream?.rate).toBe(200);
+  expect(stream?.errors).toBe(0);
+  expect(stream?.unexpected).toBe(0);
+  expect(stream?.approvalsPerSec).toBeGreaterThan(0);
+  expect(result.ratios['tapClosedWithThirdPartyVsTapClosed']).toBeGreaterThan(0);
+  expect(typeof result.targets['tapClosedWithThirdPartyAtLeast90PercentOfTapClosed']).toBe('boolean');
+  const ledger = result.ledgerCheck.thirdParty;
+  expect(ledger?.passed).toBe(true);
+  const answered = [alone, beside].reduce((sum, s) => sum + (s?.thirdParty?.approvals ?? 0) + (s?.thirdParty?.pending ?? 0), 0);
+  expect((ledger?.approvedByClients ?? 0) + (ledger?.pendingAnswers ?? 0)).toBe(answered);
+  expect(ledger?.journalEntries).toBe(answered);
+  expect(ledger?.followUpsLeft).toBe(0);
+  expect(ledger?.journalFen).toBeGreaterThan(0);
+  expect(ledger?.journalFen).toBe(ledger?.payersDebitedFen);
+  expect(ledger?.payerCards).toBe(50);
+  expect(ledger?.payerCardBalancesMoved).toBe(0);
+}
 
 /** The e-card scenarios of --quick: present, error-free, every QR approval once in the ledger, every socket open. */
 function checkEcardScenarios(result: {

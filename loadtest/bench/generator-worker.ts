@@ -7,7 +7,7 @@ import { connect, constants, type ClientHttp2Session, type OutgoingHttpHeaders }
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ArrivalClock, peakWindowMs } from '../shared/profile.js';
-import { answerLabel, isExpectedAnswer, rpcPath, TrafficPlanner, type PlannedCall } from '../shared/traffic.js';
+import { answerLabel, isExpectedAnswer, MIX_KEYS, rpcPath, TrafficPlanner, type PlannedCall } from '../shared/traffic.js';
 import {
   encodeCallFrame,
   encodeStreamedAuthorizeFrame,
@@ -365,6 +365,10 @@ class Generator {
   private readonly campusQrApprovals = new GrowableFloats();
   private campusQrCodesSent = 0;
   private campusQrExhausted = false;
+  private readonly thirdPartyApprovals = new GrowableFloats();
+  private readonly thirdPartyPending = new GrowableFloats();
+  private thirdPartyCodesSent = 0;
+  private thirdPartyExhausted = false;
   private readonly errorSamples: string[] = [];
   private sequenceCounter = 0;
   private sent = 0;
@@ -380,8 +384,11 @@ class Generator {
   private windowEndMs = 0;
   private stopping = false;
   private onIdle: (() => void) | undefined;
+  /** The mix sends more than code payments (see count: their latency is kept out of the overall figures). */
+  private readonly mixesOtherKinds: boolean;
 
   constructor(private readonly s: GeneratorSettings) {
+    this.mixesOtherKinds = MIX_KEYS.some((k) => k !== 'thirdParty' && s.mix[k] > 0);
     this.planner = new TrafficPlanner(s.campus, {
       mix: s.mix,
       seed: s.seed,
@@ -390,6 +397,7 @@ class Generator {
       nextSequence: () => s.sequenceBase + this.sequenceCounter++ * s.workerCount + s.workerIndex + 1,
       // Pre-minted (the bench's main thread sealed them before the run): no AES on this thread's hot path.
       nextCampusQr: () => s.campusQrCodes[this.campusQrCodesSent++],
+      nextThirdPartyCode: () => s.thirdPartyCodes[this.thirdPartyCodesSent++],
     });
     const unary = s.client === 'raw' ? new RawTransport(s) : new NodeHttp2Transport(s, (m) => this.sample(m));
     this.transport = s.authorizeVia === 'stream' ? new SplitTransport(new StreamTransport(s, (m) => this.sample(m)), unary) : unary;
@@ -438,7 +446,11 @@ class Generator {
     if (planned.kind === 'retry' && label !== 'timeout' && !sameBytes(planned.retryOf, message)) label = 'retry_mismatch';
     const detail = label === 'transport_error' ? (transportError ?? '') : safeDecode(grpcMessage);
     this.count(call, label, endMs, detail);
-    if (label === 'approved' && planned.call.rpc === 'Authorize' && planned.kind !== 'retry')
+    // A code payment's approval is a `cpay` entry, not a `pay`: the ledger check looks for it apart.
+    if (planned.kind === 'third_party') {
+      if (label === 'approved') this.thirdPartyApprovals.push(planned.terminalIndex, planned.sequence);
+      else if (label === 'pending') this.thirdPartyPending.push(planned.terminalIndex, planned.sequence);
+    } else if (label === 'approved' && planned.call.rpc === 'Authorize' && planned.kind !== 'retry')
       this.approvals.push(planned.terminalIndex, planned.sequence);
     if (label === 'approved' && planned.call.rpc === 'WaterDebit') this.waterApprovals.push(planned.terminalIndex, planned.sequence);
     if (label === 'approved' && planned.kind === 'campus_qr') this.campusQrApprovals.push(planned.terminalIndex, planned.sequence);
@@ -482,9 +494,12 @@ class Generator {
       t.maxUs[second] = Math.max(t.maxUs[second] ?? 0, us);
     }
     if (this.s.mode === 'open' && endMs >= this.peakStartMs && endMs <= this.peakEndMs) this.peakCompleted++;
-    if (this.s.mode === 'open' && call.intendedMs >= this.peakStartMs && call.intendedMs <= this.peakEndMs) this.peak.record(us);
+    // In a mix, a code payment's latency is mostly the channel's (two round trips for WeChat): it goes
+    // to its own kind's percentiles only, so the overall and peak figures stay the switch's own.
+    const overall = kind !== 'third_party' || !this.mixesOtherKinds;
+    if (overall && this.s.mode === 'open' && call.intendedMs >= this.peakStartMs && call.intendedMs <= this.peakEndMs) this.peak.record(us);
     if (call.intendedMs < this.windowStartMs) return;
-    this.overall.record(us);
+    if (overall) this.overall.record(us);
     let h = this.byKind.get(kind);
     if (h === undefined) this.byKind.set(kind, (h = new Histogram()));
     h.record(us);
@@ -518,6 +533,10 @@ class Generator {
    * there (a code pays once), and the result says so instead of paying with a used code.
    */
   private outOfCampusQrCodes(): boolean {
+    if (this.s.mix.thirdParty > 0 && this.thirdPartyCodesSent >= this.s.thirdPartyCodes.length) {
+      this.thirdPartyExhausted = true;
+      return true;
+    }
     if (this.s.mix.campusQr === 0 || this.campusQrCodesSent < this.s.campusQrCodes.length) return false;
     this.campusQrExhausted = true;
     return true;
@@ -541,7 +560,7 @@ class Generator {
         next++;
         this.send(this.planner.next(), intended, afterCall);
       }
-      if (next >= clock.totalArrivals || now > drainUntilMs || this.campusQrExhausted) {
+      if (next >= clock.totalArrivals || now > drainUntilMs || this.campusQrExhausted || this.thirdPartyExhausted) {
         for (let i = next; i < clock.totalArrivals; i++) {
           const intended = this.startAtMs + clock.timeOfArrival(i);
           if (intended >= this.windowStartMs && intended <= this.windowEndMs) this.offeredInWindow++;
@@ -605,6 +624,10 @@ class Generator {
       campusQrApprovals: this.campusQrApprovals.finish(),
       campusQrCodesSent: Math.min(this.campusQrCodesSent, this.s.campusQrCodes.length),
       campusQrExhausted: this.campusQrExhausted,
+      thirdPartyApprovals: this.thirdPartyApprovals.finish(),
+      thirdPartyPending: this.thirdPartyPending.finish(),
+      thirdPartyCodesSent: Math.min(this.thirdPartyCodesSent, this.s.thirdPartyCodes.length),
+      thirdPartyExhausted: this.thirdPartyExhausted,
       eventLoopUtilization: elu,
     };
   }
@@ -647,6 +670,8 @@ port.on('message', (message: MainToWorker) => {
         result.approvals.buffer as ArrayBuffer,
         result.waterApprovals.buffer as ArrayBuffer,
         result.campusQrApprovals.buffer as ArrayBuffer,
+        result.thirdPartyApprovals.buffer as ArrayBuffer,
+        result.thirdPartyPending.buffer as ArrayBuffer,
       ]);
     },
     (err: unknown) => post({ type: 'fatal', message: String(err) }),

@@ -35,6 +35,8 @@ export interface LoadSpec {
   readonly sequenceBase: number;
   /** Campus QR codes for the mix's QR payments, dealt out to the workers in turn (each sent once). */
   readonly campusQrCodes?: readonly string[];
+  /** Alipay / WeChat payment codes for the mix's third-party payments, dealt out the same way. */
+  readonly thirdPartyCodes?: readonly string[];
 }
 
 export interface LoadResult {
@@ -60,6 +62,11 @@ export interface LoadResult {
   readonly campusQrCodesSent: number;
   /** A worker sent every code it had before the run's end, and stopped there. */
   readonly campusQrExhausted: boolean;
+  /** Third-party payments answered approved / pending ((terminal index, sequence) pairs per worker). */
+  readonly thirdPartyApprovalKeys: Float64Array[];
+  readonly thirdPartyPendingKeys: Float64Array[];
+  readonly thirdPartyCodesSent: number;
+  readonly thirdPartyExhausted: boolean;
   readonly generatorEventLoopUtilization: number[];
   /** Per second of the run: answers completed, mean and max latency (ms). */
   readonly timeline: { readonly second: number; readonly completed: number; readonly meanMs: number; readonly maxMs: number }[];
@@ -118,6 +125,7 @@ async function startWorkers(spec: LoadSpec): Promise<{ workers: Worker[]; result
       seed: spec.seed * 1000 + i,
       sequenceBase: spec.sequenceBase,
       campusQrCodes: (spec.campusQrCodes ?? []).filter((_, j) => j % spec.workers === i),
+      thirdPartyCodes: (spec.thirdPartyCodes ?? []).filter((_, j) => j % spec.workers === i),
     };
     const worker = newGeneratorWorker(settings);
     workers.push(worker);
@@ -217,7 +225,7 @@ function mergeResults(spec: LoadSpec, results: GeneratorResult[], durationMs: nu
     unexpected += r.unexpected;
     completedInWindow += r.completedInWindow;
     offeredInWindow += r.offeredInWindow;
-    approvals += r.approvals.length / 2;
+    approvals += r.approvals.length / 2 + r.thirdPartyApprovals.length / 2;
     approvalsInWindow += r.approvalsInWindow;
     errorSamples.push(...r.errorSamples.slice(0, 4));
   }
@@ -246,6 +254,10 @@ function mergeResults(spec: LoadSpec, results: GeneratorResult[], durationMs: nu
     campusQrApprovalKeys: results.map((r) => r.campusQrApprovals),
     campusQrCodesSent: results.reduce((sum, r) => sum + r.campusQrCodesSent, 0),
     campusQrExhausted: results.some((r) => r.campusQrExhausted),
+    thirdPartyApprovalKeys: results.map((r) => r.thirdPartyApprovals),
+    thirdPartyPendingKeys: results.map((r) => r.thirdPartyPending),
+    thirdPartyCodesSent: results.reduce((sum, r) => sum + r.thirdPartyCodesSent, 0),
+    thirdPartyExhausted: results.some((r) => r.thirdPartyExhausted),
     generatorEventLoopUtilization: results.map((r) => Math.round(r.eventLoopUtilization * 100) / 100),
     peak: spec.mode === 'open' ? peakSummary(spec, peak, peakOffered, peakCompleted) : null,
     timeline: mergeTimelines(results),

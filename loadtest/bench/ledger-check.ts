@@ -6,7 +6,11 @@
 // this run); the same for `wpay` entries and approved water debits. Retries are not approvals of their
 // own: they must replay the first answer and add no entry. Campus QR payments are `pay` entries like
 // taps: each QR approval must be one of them, exactly once, and each must have left exactly one code's
-// single-use mark (counted right after its scenario: the marks expire after 180 s).
+// single-use mark (counted right after its scenario: the marks expire after 180 s). Alipay / WeChat code
+// payments are `cpay` entries: each approved one exactly once, each answered pending one too once the
+// switch's follow-up has decided it (the bench waits for that; every pending code is scripted to end
+// paid), no other `cpay`; their amounts add up to what the payers paid at the simulators, and the payer
+// cards' campus balances never moved (nothing else pays with those cards).
 import type { Redis } from 'ioredis';
 import { auditLedger, type AuditReport } from '../../switch/ledger/audit.js';
 import { forEachShard, journalPages } from '../../switch/ledger/journal.js';
@@ -48,11 +52,46 @@ export interface CampusQrCheck {
   readonly samples: string[];
 }
 
+export interface ThirdPartyCheck {
+  readonly passed: boolean;
+  readonly approvedByClients: number;
+  /** Answered OUTCOME_PENDING (decided later by the switch's follow-up). */
+  readonly pendingAnswers: number;
+  /** `cpay` entries in the journals, and their sum in fen. */
+  readonly journalEntries: number;
+  readonly journalFen: number;
+  /** What the payers paid at the channel simulators (must equal journalFen). */
+  readonly payersDebitedFen: number;
+  readonly missing: number;
+  readonly duplicated: number;
+  readonly unexplained: number;
+  readonly approvedTwice: number;
+  /** Payments still waiting for the switch's follow-up when the check ran (must be 0). */
+  readonly followUpsLeft: number;
+  /** The payer cards, and how many of them no longer hold the opening balance (must be 0). */
+  readonly payerCards: number;
+  readonly payerCardBalancesMoved: number;
+  readonly samples: string[];
+}
+
+/** What the bench knows of its code payments besides the journals. */
+export interface ThirdPartyInput {
+  readonly approvals: readonly Float64Array[];
+  readonly pending: readonly Float64Array[];
+  readonly payersDebitedFen: number;
+  readonly followUpsLeft: number;
+  readonly payerCardBalancesFen: readonly number[];
+  /** The same cards' balances before the first scenario. */
+  readonly payerCardBalancesBeforeFen: readonly number[];
+}
+
 export interface LedgerCheck {
   readonly passed: boolean;
   readonly payments: ExactlyOnceCheck;
   readonly waterDebits: ExactlyOnceCheck;
   readonly campusQr: CampusQrCheck;
+  /** null when no scenario paid with payment codes. */
+  readonly thirdParty: ThirdPartyCheck | null;
   readonly audit: {
     readonly ran: boolean;
     readonly ok: boolean;
@@ -67,23 +106,31 @@ export interface LedgerCheck {
   readonly elapsedMs: number;
 }
 
-/** Counts `kind` entries per "terminal|sequence" over every shard's journal. */
-async function journalKeys(redis: Redis, keys: Keys, kinds: readonly string[]): Promise<Map<string, Map<string, number>>> {
+/** Counts `kind` entries per "terminal|sequence" over every shard's journal (and sums their amounts into `fen`). */
+async function journalKeys(
+  redis: Redis,
+  keys: Keys,
+  kinds: readonly string[],
+  fen: Map<string, number> = new Map(),
+): Promise<Map<string, Map<string, number>>> {
   const byKind = new Map(kinds.map((k) => [k, new Map<string, number>()]));
   await forEachShard(keys.shardCount, SHARD_CONCURRENCY, async (shard) => {
     for await (const page of journalPages(redis, keys.journal(shard), { pageSize: JOURNAL_PAGE_SIZE })) {
       for (const [, flat] of page) {
         let kind = '',
           terminal = '',
-          sequence = '';
+          sequence = '',
+          amount = 0;
         for (let i = 0; i + 1 < flat.length; i += 2) {
           const name = flat[i];
           if (name === 'k') kind = flat[i + 1] ?? '';
           else if (name === 'tm') terminal = flat[i + 1] ?? '';
           else if (name === 'sq') sequence = flat[i + 1] ?? '';
+          else if (name === 'a') amount = Number(flat[i + 1]);
         }
         const counts = byKind.get(kind);
         if (counts === undefined) continue;
+        fen.set(kind, (fen.get(kind) ?? 0) + amount);
         const key = `${terminal}|${sequence}`;
         counts.set(key, (counts.get(key) ?? 0) + 1);
       }
@@ -171,6 +218,76 @@ function checkCampusQr(
   return { passed, approvedByClients, inJournalOnce, missing, duplicated, approvedTwice, usedMarks, samples };
 }
 
+function keysOf(campus: CampusFile, pairs: readonly Float64Array[]): string[] {
+  const out: string[] = [];
+  for (const p of pairs)
+    for (let i = 0; i + 1 < p.length; i += 2) out.push(`${campus.terminals[p[i] ?? -1]?.id ?? `#${p[i]}`}|${p[i + 1]}`);
+  return out;
+}
+
+function checkThirdParty(campus: CampusFile, input: ThirdPartyInput, journal: Map<string, number>, journalFen: number): ThirdPartyCheck {
+  const samples: string[] = [];
+  const sample = (text: string): void => {
+    if (samples.length < MAX_SAMPLES) samples.push(text);
+  };
+  const approved = keysOf(campus, input.approvals);
+  const pending = keysOf(campus, input.pending);
+  const seen = new Set<string>();
+  let missing = 0,
+    duplicated = 0,
+    approvedTwice = 0;
+  for (const key of [...approved, ...pending]) {
+    if (seen.has(key)) {
+      approvedTwice++;
+      sample(`answered twice by the clients: ${key}`);
+      continue;
+    }
+    seen.add(key);
+    const entries = journal.get(key) ?? 0;
+    if (entries === 0) missing++;
+    if (entries > 1) duplicated++;
+    if (entries !== 1) sample(`code payment ${key}: ${entries} cpay entries`);
+  }
+  let unexplained = 0,
+    journalEntries = 0;
+  for (const [key, count] of journal) {
+    journalEntries += count;
+    if (!seen.has(key)) {
+      unexplained++;
+      sample(`cpay entry without a client's approved or pending answer: ${key}`);
+    }
+  }
+  const moved = input.payerCardBalancesFen.filter((fen, i) => fen !== input.payerCardBalancesBeforeFen[i]).length;
+  if (moved > 0) sample(`${moved} payer cards' campus balances moved`);
+  if (journalFen !== input.payersDebitedFen)
+    sample(`cpay entries ${journalFen} fen, payers paid ${input.payersDebitedFen} fen at the channels`);
+  if (input.followUpsLeft > 0) sample(`${input.followUpsLeft} code payments still undecided`);
+  const passed =
+    missing === 0 &&
+    duplicated === 0 &&
+    unexplained === 0 &&
+    approvedTwice === 0 &&
+    moved === 0 &&
+    input.followUpsLeft === 0 &&
+    journalFen === input.payersDebitedFen;
+  return {
+    passed,
+    approvedByClients: approved.length,
+    pendingAnswers: pending.length,
+    journalEntries,
+    journalFen,
+    payersDebitedFen: input.payersDebitedFen,
+    missing,
+    duplicated,
+    unexplained,
+    approvedTwice,
+    followUpsLeft: input.followUpsLeft,
+    payerCards: input.payerCardBalancesFen.length,
+    payerCardBalancesMoved: moved,
+    samples,
+  };
+}
+
 function auditSummary(report: AuditReport): LedgerCheck['audit'] {
   return {
     ran: true,
@@ -193,19 +310,24 @@ export async function checkLedger(
   approvals: readonly Float64Array[],
   waterApprovals: readonly Float64Array[],
   campusQr: { readonly approvals: readonly Float64Array[]; readonly usedMarks: number } = { approvals: [], usedMarks: 0 },
+  thirdPartyInput: ThirdPartyInput | null = null,
 ): Promise<LedgerCheck> {
   const startedMs = Date.now();
-  const journal = await journalKeys(redis, keys, ['pay', 'wpay']);
+  const fen = new Map<string, number>();
+  const journal = await journalKeys(redis, keys, ['pay', 'wpay', 'cpay'], fen);
   const payJournal = journal.get('pay') ?? new Map<string, number>();
   const payments = compare(campus, approvals, payJournal);
   const waterDebits = compare(campus, waterApprovals, journal.get('wpay') ?? new Map<string, number>());
   const qr = checkCampusQr(campus, campusQr.approvals, payJournal, campusQr.usedMarks);
+  const cpay = journal.get('cpay') ?? new Map<string, number>();
+  const thirdParty = thirdPartyInput === null ? null : checkThirdParty(campus, thirdPartyInput, cpay, fen.get('cpay') ?? 0);
   const audit = auditSummary(await auditLedger(redis, keys));
   return {
-    passed: payments.passed && waterDebits.passed && qr.passed && audit.ok,
+    passed: payments.passed && waterDebits.passed && qr.passed && (thirdParty?.passed ?? cpay.size === 0) && audit.ok,
     payments,
     waterDebits,
     campusQr: qr,
+    thirdParty,
     audit,
     elapsedMs: Date.now() - startedMs,
   };

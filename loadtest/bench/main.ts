@@ -3,8 +3,9 @@
 // ledger (the last --bound-cards cards bound to e-card users), the switch in a child process, the
 // scenarios (the POS's, and the gateway's: the card summary against /bench/hello, idle WebSockets), the
 // baselines (a no-op grpc-js server, the authorize script alone, h2load on Inquire), then the ledger
-// check: every approval exactly once in the journals, each QR approval one code's single-use mark, and
-// the audit.
+// check: every approval exactly once in the journals, each QR approval one code's single-use mark, each
+// Alipay / WeChat code payment one `cpay` entry (the channel simulators run in this process, channels.ts),
+// and the audit.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -30,6 +31,8 @@ import { constantProfile, lunchRushProfileForDuration } from '../shared/profile.
 import {
   CAMPUS_QR_ONLY_MIX,
   INQUIRY_ONLY_MIX,
+  MIX_KEYS,
+  THIRD_PARTY_ONLY_MIX,
   LUNCH_RUSH_MIX,
   mixWithout,
   parseMix,
@@ -37,13 +40,14 @@ import {
   type TrafficMix,
 } from '../shared/traffic.js';
 import { BENCH_OPENING_FEN, demoCampus, loadCampus, toCampusFile } from './campus.js';
+import { BenchChannels, cardBalancesFen, channelsFromSpec, type MintedThirdPartyCodes } from './channels.js';
 import { bindCards, countUsedMarks, mintCampusQrCodes, mintSessions, splitCampus, type BoundCard, type MintedCodes } from './ecard.js';
 import { exportEcardUsers } from './export-ecard.js';
 import { runGatewayPair, type HttpScenarioResult } from './gateway.js';
 import { closedProfile, runLoad, type LoadResult } from './generator.js';
 import { runH2loadInquire } from './h2load.js';
-import { checkLedger, type LedgerCheck } from './ledger-check.js';
-import { parseOptions, USAGE, type BenchOptions, type ScenarioPlan } from './options.js';
+import { checkLedger, type LedgerCheck, type ThirdPartyInput } from './ledger-check.js';
+import { MAX_QR_DURATION_MS, parseOptions, USAGE, usesChannels, type BenchOptions, type ScenarioPlan } from './options.js';
 import { isImplemented } from './probe.js';
 import { CpuMeter, cpuUsPer, quiesce, startServerChild, type MemoryReport } from './processes.js';
 import { runRedisBaseline } from './redis-baseline.js';
@@ -58,6 +62,7 @@ import {
   type BenchResult,
   type CampusQrRun,
   type ScenarioResult,
+  type ThirdPartyRun,
 } from './report.js';
 import { runWebSockets, type WebSocketsResult } from './websockets.js';
 
@@ -130,9 +135,15 @@ function ownMemory(): Promise<MemoryReport> {
   });
 }
 
-async function startTarget(options: BenchOptions, env: Record<string, string>, config: Config): Promise<RunningTarget> {
+async function startTarget(
+  options: BenchOptions,
+  env: Record<string, string>,
+  config: Config,
+  channels: BenchChannels | undefined,
+): Promise<RunningTarget> {
   if (!options.switchInProcess) return startServerChild('switch-child', env);
-  const app = await startSwitch(config, createLogger(config.logLevel, 'bench-switch'));
+  const log = createLogger(config.logLevel, 'bench-switch');
+  const app = await startSwitch(config, log, Date.now, channels === undefined ? {} : { channels: channelsFromSpec(channels.spec(), log) });
   return { port: app.grpcPort, gatewayPort: app.gateway?.port, pid: process.pid, memory: ownMemory, stop: () => app.stop() };
 }
 
@@ -140,6 +151,7 @@ function mixFor(plan: ScenarioPlan, options: BenchOptions, lacking: readonly (ke
   if (plan.scenario === 'tap' || plan.scenario === 'tap-stream' || plan.scenario === 'tap-bound') return TAP_ONLY_MIX;
   if (plan.scenario === 'qr') return CAMPUS_QR_ONLY_MIX;
   if (plan.scenario === 'inquiry') return INQUIRY_ONLY_MIX;
+  if (plan.scenario === 'thirdparty') return THIRD_PARTY_ONLY_MIX;
   return mixWithout(parseMix(options.mix, LUNCH_RUSH_MIX), lacking);
 }
 
@@ -160,6 +172,8 @@ interface ScenarioContext {
   /** The ledger's Redis, for INFO commandstats around each switch scenario. */
   readonly redis: Redis;
   readonly ecard: EcardContext | undefined;
+  /** The channel simulators and their payers (thirdparty, tap+thirdparty, lunch-rush); undefined otherwise. */
+  readonly channels: BenchChannels | undefined;
   /** Starts another switch child on the same ledger (the websockets scenario's own); undefined in-process. */
   readonly startSwitch: (() => Promise<RunningTarget>) | undefined;
 }
@@ -168,6 +182,7 @@ interface ScenarioContext {
 interface ScenarioExtras {
   readonly campus?: CampusFile;
   readonly mintCodes?: () => MintedCodes;
+  readonly mintThirdPartyCodes?: () => MintedThirdPartyCodes;
 }
 
 interface ScenarioRun {
@@ -203,6 +218,7 @@ async function runScenario(
     adjustments.push(`the switch or Redis was still busy ${settled.waitedMs} ms after the previous scenario; started anyway`);
   // Codes are minted now, on a quiet switch, so they are seconds old when the run starts (accepted for 60 s).
   const codes = extras.mintCodes?.();
+  const thirdPartyCodes = extras.mintThirdPartyCodes?.();
   const onSwitch = target.name === 'switch';
   const statsBefore = onSwitch ? await commandStats(ctx.redis) : undefined;
   const meter = new CpuMeter(ctx.pids);
@@ -226,12 +242,16 @@ async function runScenario(
     seed: index + 1,
     sequenceBase: (index + 1) * SEQUENCE_BLOCK,
     campusQrCodes: codes?.payloads,
+    thirdPartyCodes: thirdPartyCodes?.codes,
   });
   const cpu = meter.stop();
   const redis = statsBefore === undefined ? null : scenarioStats(statsBefore, await commandStats(ctx.redis), load.approvals);
   const campusQr = codes === undefined ? null : await campusQrRun(ctx, codes, load);
   if (campusQr?.exhausted === true)
     adjustments.push(`the generator sent all ${campusQr.codesMinted} minted codes before the run's end and stopped: raise the budget`);
+  const thirdParty = thirdPartyCodes === undefined ? null : thirdPartyRun(ctx, thirdPartyCodes, load, null);
+  if (thirdParty?.exhausted === true)
+    adjustments.push(`the generator sent all ${thirdParty.codesMinted} payment codes before the run's end and stopped: raise the budget`);
   const run = {
     workers,
     connections,
@@ -245,8 +265,31 @@ async function runScenario(
     bound: extras.campus !== undefined,
     redis,
     campusQr,
+    thirdParty,
   };
   return { result: toScenarioResult(plan, target.name, load, run), load };
+}
+
+function thirdPartyRun(
+  ctx: ScenarioContext,
+  codes: MintedThirdPartyCodes,
+  load: LoadResult,
+  stream: ThirdPartyRun['stream'],
+): ThirdPartyRun {
+  const pairs = (keys: readonly Float64Array[]): number => keys.reduce((sum, k) => sum + k.length / 2, 0);
+  return {
+    channelLatencyMs: ctx.options.channelLatencyMs,
+    codesMinted: codes.codes.length,
+    wechatCodes: codes.wechat,
+    alipayCodes: codes.alipay,
+    scriptedPending: codes.scriptedPending,
+    mintMs: codes.mintMs,
+    codesSent: load.thirdPartyCodesSent,
+    exhausted: load.thirdPartyExhausted,
+    approvals: pairs(load.thirdPartyApprovalKeys),
+    pending: pairs(load.thirdPartyPendingKeys),
+    stream,
+  };
 }
 
 async function campusQrRun(ctx: ScenarioContext, codes: MintedCodes, load: LoadResult): Promise<CampusQrRun> {
@@ -275,6 +318,7 @@ interface RunShape {
   readonly bound: boolean;
   readonly redis: ScenarioResult['redis'];
   readonly campusQr: CampusQrRun | null;
+  readonly thirdParty: ThirdPartyRun | null;
 }
 
 function toScenarioResult(plan: ScenarioPlan, target: string, load: LoadResult, run: RunShape): ScenarioResult {
@@ -308,7 +352,11 @@ function toScenarioResult(plan: ScenarioPlan, target: string, load: LoadResult, 
     outcomes: load.outcomes,
     outcomesByKind: load.outcomesByKind,
     requests: { sent: load.sent, completed: load.completed, notSent: load.notSent },
-    errors: load.errors + (run.campusQr?.exhausted === true ? 1 : 0),
+    errors:
+      load.errors +
+      (run.campusQr?.exhausted === true ? 1 : 0) +
+      (run.thirdParty?.exhausted === true ? 1 : 0) +
+      (run.thirdParty?.stream?.errors ?? 0),
     unexpected: load.unexpected,
     errorSamples: load.errorSamples,
     cpuCores: run.cpu,
@@ -320,6 +368,7 @@ function toScenarioResult(plan: ScenarioPlan, target: string, load: LoadResult, 
     cpuUsPerApproval: cpuUsPer(run.cpu, run.cpuSeconds, load.approvals),
     redis: run.redis,
     campusQr: run.campusQr,
+    thirdParty: run.thirdParty,
   };
 }
 
@@ -343,6 +392,8 @@ interface Approvals {
   readonly payments: Float64Array[];
   readonly waterDebits: Float64Array[];
   readonly campusQr: Float64Array[];
+  readonly thirdParty: Float64Array[];
+  readonly thirdPartyPending: Float64Array[];
   /** Single-use marks the qr scenarios' codes left (each counted right after its run). */
   campusQrMarks: number;
 }
@@ -351,6 +402,8 @@ function collect(into: Approvals, load: LoadResult): void {
   into.payments.push(...load.approvalKeys);
   into.waterDebits.push(...load.waterApprovalKeys);
   into.campusQr.push(...load.campusQrApprovalKeys);
+  into.thirdParty.push(...load.thirdPartyApprovalKeys);
+  into.thirdPartyPending.push(...load.thirdPartyPendingKeys);
 }
 
 function announce(what: string, options: BenchOptions): void {
@@ -398,6 +451,125 @@ function qrMinter(ctx: ScenarioContext, plan: ScenarioPlan, done: readonly Scena
     process.stdout.write(`minting ${count} campus QR codes ...\n`);
     return mintCampusQrCodes(e.codec, e.keys, e.bound, count, index + 1);
   };
+}
+
+function needChannels(ctx: ScenarioContext): BenchChannels {
+  if (ctx.channels === undefined) throw new Error('the channel simulators were not started (no scenario pays with payment codes)');
+  return ctx.channels;
+}
+
+/**
+ * The codes of one run that pays with payment codes: closed, each of --streams lanes pays at most once
+ * per channel round trip (WeChat takes two calls, Alipay one: the latency is the floor of a payment);
+ * open, the arrivals times the mix's share of code payments. Minted when the run starts (they live 60 s).
+ */
+function thirdPartyMinter(ctx: ScenarioContext, mode: 'open' | 'closed', openRate: number, share: number): () => MintedThirdPartyCodes {
+  const channels = needChannels(ctx);
+  const o = ctx.options;
+  const perSec = mode === 'open' ? openRate * share * 1.05 : (o.streams * 1000) / Math.max(5, o.channelLatencyMs);
+  const count = Math.ceil((perSec * o.durationMs) / 1000) + 100;
+  return () => {
+    process.stdout.write(`minting ${count} Alipay / WeChat payment codes ...\n`);
+    return channels.mint(count);
+  };
+}
+
+function shareOf(mix: TrafficMix, key: keyof TrafficMix): number {
+  const total = MIX_KEYS.reduce((sum, k) => sum + mix[k], 0);
+  return total === 0 ? 0 : mix[key] / total;
+}
+
+/** What runScenario needs beyond the plan for the scenarios that pay with payment codes. */
+function thirdPartyExtras(ctx: ScenarioContext, plan: ScenarioPlan, mix: TrafficMix): ScenarioExtras {
+  if (plan.scenario === 'thirdparty') return { mintThirdPartyCodes: thirdPartyMinter(ctx, plan.mode, plan.rate ?? 0, 1) };
+  if (plan.scenario === 'lunch-rush' && mix.thirdParty > 0)
+    return { mintThirdPartyCodes: thirdPartyMinter(ctx, plan.mode, plan.rate ?? 0, shareOf(mix, 'thirdParty')) };
+  return {};
+}
+
+/**
+ * tap+thirdparty: tap closed (as the tap scenario) while --thirdparty-rate code payments/s wait on the
+ * channel beside it (open model, its own generator thread and connection). The record is tap's; the
+ * code payments are its `thirdParty.stream`. Compared with tap closed of the same run.
+ */
+async function runTapWithThirdParty(ctx: ScenarioContext, port: number, index: number): Promise<ScenarioRun & { stream: LoadResult }> {
+  const o = ctx.options;
+  const adjustments: string[] = [];
+  const settled = await quiesce(ctx.pids, QUIESCE_MAX_MS);
+  if (!settled.quiet)
+    adjustments.push(`the switch or Redis was still busy ${settled.waitedMs} ms after the previous scenario; started anyway`);
+  const codes = thirdPartyMinter(ctx, 'open', o.thirdPartyRate, 1)();
+  const statsBefore = await commandStats(ctx.redis);
+  const meter = new CpuMeter(ctx.pids);
+  meter.start();
+  const warmupMs = Math.min(o.warmupMs, o.durationMs / 2);
+  const common = {
+    host: HOST,
+    port,
+    client: o.client,
+    authorizeVia: 'unary',
+    campus: ctx.campus,
+    warmupMs,
+    maxInFlight: o.maxInFlight,
+    requestTimeoutMs: o.requestTimeoutMs,
+  } as const;
+  const workers = Math.min(o.workers, o.connections);
+  const [taps, stream] = await Promise.all([
+    runLoad({
+      ...common,
+      mix: TAP_ONLY_MIX,
+      mode: 'closed',
+      profile: closedProfile(o.durationMs),
+      workers,
+      connections: o.connections,
+      streams: o.streams,
+      seed: index + 1,
+      sequenceBase: (index + 1) * SEQUENCE_BLOCK,
+    }),
+    runLoad({
+      ...common,
+      mix: THIRD_PARTY_ONLY_MIX,
+      mode: 'open',
+      profile: constantProfile(o.thirdPartyRate, o.durationMs),
+      workers: 1,
+      connections: 1,
+      streams: 1,
+      seed: index + 501,
+      sequenceBase: (index + 1) * SEQUENCE_BLOCK + SEQUENCE_BLOCK / 2,
+      thirdPartyCodes: codes.codes,
+    }),
+  ]);
+  const cpu = meter.stop();
+  const redis = scenarioStats(statsBefore, await commandStats(ctx.redis), taps.approvals + stream.approvals);
+  const thirdParty = thirdPartyRun(ctx, codes, stream, {
+    rate: o.thirdPartyRate,
+    offeredRate: stream.offeredRate,
+    achievedRate: stream.achievedRate,
+    approvalsPerSec: stream.approvalsPerSec,
+    latencyMs: stream.latency,
+    outcomes: stream.outcomes,
+    errors: stream.errors,
+    unexpected: stream.unexpected,
+    errorSamples: stream.errorSamples,
+  });
+  if (thirdParty.exhausted) adjustments.push(`the code payments used all ${thirdParty.codesMinted} codes before the run's end`);
+  const plan: ScenarioPlan = { scenario: 'tap+thirdparty', mode: 'closed', rate: undefined };
+  const run: RunShape = {
+    workers,
+    connections: o.connections,
+    streams: o.streams,
+    open: false,
+    cpu,
+    cpuSeconds: meter.elapsedSeconds,
+    adjustments,
+    warmupMs,
+    cards: ctx.campus.cards.length,
+    bound: false,
+    redis,
+    campusQr: null,
+    thirdParty,
+  };
+  return { result: toScenarioResult(plan, 'switch', taps, run), load: taps, stream };
 }
 
 async function runGatewayScenario(
@@ -484,24 +656,31 @@ async function runSwitchScenarios(ctx: ScenarioContext, target: RunningTarget, a
       httpRuns.push(...(await runGatewayScenario(ctx, target, plan, gatewayTokens)));
       continue;
     }
+    if (plan.scenario === 'tap+thirdparty') {
+      announce(`tap closed with ${ctx.options.thirdPartyRate} code payments/s beside it`, ctx.options);
+      const both = await runTapWithThirdParty(ctx, port, index);
+      collect(approvals, both.load);
+      collect(approvals, both.stream);
+      scenarios.push(both.result);
+      continue;
+    }
     announce(`${plan.scenario} ${plan.mode}${plan.rate === undefined ? '' : ` @${plan.rate}/s`}`, ctx.options);
-    const adjustments = plan.scenario === 'lunch-rush' ? notes : [];
+    const adjustments = plan.scenario === 'lunch-rush' ? [...notes] : [];
+    let mix = mixFor(plan, ctx.options, lacking);
+    // Codes are minted ahead and live 60 s: a longer lunch rush pays without them (said in the result).
+    if (plan.scenario === 'lunch-rush' && mix.thirdParty > 0 && ctx.options.durationMs > MAX_QR_DURATION_MS) {
+      mix = { ...mix, thirdParty: 0 };
+      adjustments.push(
+        `third-party payment codes left out: they are minted ahead and live 60 s, the run is over ${MAX_QR_DURATION_MS / 1000} s`,
+      );
+    }
     const extras: ScenarioExtras =
       plan.scenario === 'qr'
         ? { campus: needEcard(ctx, 'qr').boundCampus, mintCodes: qrMinter(ctx, plan, scenarios, index) }
         : plan.scenario === 'tap-bound'
           ? { campus: needEcard(ctx, 'tap-bound').boundCampus }
-          : {};
-    const run = await runScenario(
-      ctx,
-      { port, name: 'switch' },
-      plan,
-      mixFor(plan, ctx.options, lacking),
-      index,
-      adjustments,
-      undefined,
-      extras,
-    );
+          : thirdPartyExtras(ctx, plan, mix);
+    const run = await runScenario(ctx, { port, name: 'switch' }, plan, mix, index, adjustments, undefined, extras);
     collect(approvals, run.load);
     approvals.campusQrMarks += run.result.campusQr?.usedMarks ?? 0;
     scenarios.push(run.result);
@@ -576,6 +755,8 @@ interface Prepared {
   readonly redis: Redis;
   readonly keys: Keys;
   readonly campusLoadMs: number;
+  /** The channel simulators, their payers bound to the last --thirdparty-payers unbound cards (kept out of `unbound`). */
+  readonly channels: BenchChannels | undefined;
 }
 
 function needsBoundCards(options: BenchOptions): boolean {
@@ -618,8 +799,65 @@ async function prepare(options: BenchOptions, local: LocalRedis): Promise<Prepar
     campus,
     BENCH_OPENING_FEN,
   );
-  const { unbound, ecard } = await prepareEcard(options, config, { redis, keys, ledger }, campus);
-  return { config, env, campus, unbound, ecard, redis, keys, campusLoadMs: loaded.elapsedMs };
+  const { unbound: notBound, ecard } = await prepareEcard(options, config, { redis, keys, ledger }, campus);
+  const { unbound, channels } = await prepareChannels(options, { redis, keys, scripts }, notBound);
+  if (channels !== undefined) env['BENCH_CHANNELS'] = JSON.stringify(channels.spec());
+  return { config, env, campus, unbound, ecard, redis, keys, campusLoadMs: loaded.elapsedMs, channels };
+}
+
+/** The channel simulators and a WeChat and an Alipay payer for each of the last --thirdparty-payers cards. */
+async function prepareChannels(
+  options: BenchOptions,
+  access: { readonly redis: Redis; readonly keys: Keys; readonly scripts: Scripts },
+  campus: CampusFile,
+): Promise<{ unbound: CampusFile; channels: BenchChannels | undefined }> {
+  if (!usesChannels(options)) return { unbound: campus, channels: undefined };
+  const { unbound, bound: payerCampus } = splitCampus(campus, options.thirdPartyPayers);
+  process.stdout.write(
+    `starting the Alipay / WeChat simulators (${options.channelLatencyMs} ms per answer), binding payers to ${payerCampus.cards.length} cards ...\n`,
+  );
+  const channels = await BenchChannels.start(createLogger('warn', 'bench-channels'), options.channelLatencyMs);
+  try {
+    await channels.bindPayers(access, payerCampus.cards);
+  } catch (err) {
+    await channels.stop();
+    throw err;
+  }
+  return { unbound, channels };
+}
+
+/** How long the ledger check waits for the switch's follow-up to decide the payments answered pending. */
+const FOLLOW_UP_WAIT_MAX_MS = 60_000;
+
+/**
+ * Waits (bounded) until the switch's follow-up has decided every code payment answered pending; run
+ * before the switch stops. Answers how many are still undecided.
+ */
+async function waitForFollowUps(p: Prepared): Promise<number> {
+  if (p.channels === undefined) return 0;
+  const deadline = Date.now() + FOLLOW_UP_WAIT_MAX_MS;
+  let left = await p.redis.zcard(p.keys.channelPaymentsPending());
+  if (left > 0) process.stdout.write(`waiting for the switch to follow up ${left} pending code payments ...\n`);
+  while (left > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    left = await p.redis.zcard(p.keys.channelPaymentsPending());
+  }
+  return left;
+}
+
+/** The bench's side of the code payments for the ledger check. */
+async function thirdPartyInput(p: Prepared, approvals: Approvals, followUpsLeft: number): Promise<ThirdPartyInput | null> {
+  const channels = p.channels;
+  if (channels === undefined) return null;
+  const left = followUpsLeft;
+  return {
+    approvals: approvals.thirdParty,
+    pending: approvals.thirdPartyPending,
+    payersDebitedFen: channels.payersDebitedFen(),
+    followUpsLeft: left,
+    payerCardBalancesFen: await cardBalancesFen(p.redis, p.keys, channels.payerCards),
+    payerCardBalancesBeforeFen: channels.payerCardBalancesAtBindFen,
+  };
 }
 
 async function baselines(
@@ -681,16 +919,25 @@ async function bench(options: BenchOptions): Promise<BenchResult> {
   try {
     prepared = await prepare(options, local);
     const p = prepared;
-    const target = await startTarget(options, p.env, p.config);
+    const target = await startTarget(options, p.env, p.config, p.channels);
     const pids: Record<string, number> = { switch: target.pid, redis: local.process.pid ?? 0, bench: process.pid };
     // The websockets scenario's own switch: its young generation held at 1 MB, so V8 growing it to tens
     // of MB under the upgrades and giving that back seconds later does not swamp what the sockets hold
     // (see websockets.ts). No throughput is measured on that process.
     const startSwitch = options.switchInProcess ? undefined : () => startServerChild('switch-child', p.env, ['--max-semi-space-size=1']);
-    const ctx: ScenarioContext = { options, campus: p.unbound, pids, redis: p.redis, ecard: p.ecard, startSwitch };
-    const approvals: Approvals = { payments: [], waterDebits: [], campusQr: [], campusQrMarks: 0 };
+    const ctx: ScenarioContext = {
+      options,
+      campus: p.unbound,
+      pids,
+      redis: p.redis,
+      ecard: p.ecard,
+      channels: p.channels,
+      startSwitch,
+    };
+    const approvals: Approvals = { payments: [], waterDebits: [], campusQr: [], thirdParty: [], thirdPartyPending: [], campusQrMarks: 0 };
     let runs: SwitchRuns;
     let h2loadInquire: BenchResult['baselines']['h2loadInquire'] = null;
+    let followUpsLeft = 0;
     // BENCH_REDIS_LATENCY_MS=N: Redis's own latency monitor records every event slower than N ms
     // (aof-fsync-always, command, fork ...), printed after the switch scenarios.
     const latencyThresholdMs = process.env['BENCH_REDIS_LATENCY_MS'];
@@ -698,6 +945,7 @@ async function bench(options: BenchOptions): Promise<BenchResult> {
     try {
       runs = await runSwitchScenarios(ctx, target, approvals);
       if (options.h2load) h2loadInquire = await crossCheckInquire(ctx, target.port, approvals);
+      followUpsLeft = await waitForFollowUps(p);
     } finally {
       await target.stop();
     }
@@ -708,10 +956,15 @@ async function bench(options: BenchOptions): Promise<BenchResult> {
     }
     const base = { ...(await baselines(ctx, p, local)), h2loadInquire };
     process.stdout.write('checking the ledger (every approval exactly once, audit) ...\n');
-    const ledgerCheck: LedgerCheck = await checkLedger(p.redis, p.keys, p.campus, approvals.payments, approvals.waterDebits, {
-      approvals: approvals.campusQr,
-      usedMarks: approvals.campusQrMarks,
-    });
+    const ledgerCheck: LedgerCheck = await checkLedger(
+      p.redis,
+      p.keys,
+      p.campus,
+      approvals.payments,
+      approvals.waterDebits,
+      { approvals: approvals.campusQr, usedMarks: approvals.campusQrMarks },
+      await thirdPartyInput(p, approvals, followUpsLeft),
+    );
     const { scenarios, gateway, websockets } = runs;
     const ratios = ratiosOf(scenarios, base, gateway);
     const passed =
@@ -750,6 +1003,7 @@ async function bench(options: BenchOptions): Promise<BenchResult> {
     };
   } finally {
     prepared?.redis.disconnect();
+    await prepared?.channels?.stop();
     await local.stop();
     rmSync(dataDir, { recursive: true, force: true });
   }

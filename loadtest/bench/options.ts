@@ -2,13 +2,16 @@
 // names the option, what it got and what it accepts.
 import { parseArgs } from 'node:util';
 
-export type ScenarioName = 'tap' | 'qr' | 'tap-bound' | 'tap-stream' | 'lunch-rush' | 'inquiry' | 'gateway' | 'websockets';
+export type ScenarioName =
+  'tap' | 'qr' | 'tap-bound' | 'thirdparty' | 'tap+thirdparty' | 'tap-stream' | 'lunch-rush' | 'inquiry' | 'gateway' | 'websockets';
 export type LoadMode = 'open' | 'closed';
 /** In the order a full run takes them: qr and tap-bound right after tap, their baseline. */
 export const SCENARIOS: readonly ScenarioName[] = [
   'tap',
   'qr',
   'tap-bound',
+  'thirdparty',
+  'tap+thirdparty',
   'tap-stream',
   'lunch-rush',
   'inquiry',
@@ -64,6 +67,12 @@ export interface BenchOptions {
   readonly wsHoldMs: number;
   /** --export-campus: also bind this many demo cards in npm start's ledger and write their sessions. */
   readonly ecardUsers: number;
+  /** thirdparty, tap+thirdparty, lunch-rush: each answer of the channel simulators waits this long. */
+  readonly channelLatencyMs: number;
+  /** tap+thirdparty: third-party payments per second beside the closed-model taps. */
+  readonly thirdPartyRate: number;
+  /** Cards with a WeChat and an Alipay payer bound (kept out of every other scenario's campus). */
+  readonly thirdPartyPayers: number;
 }
 
 export const DEFAULT_TAP_RATE = 6000;
@@ -71,6 +80,13 @@ export const DEFAULT_LUNCH_PEAK_RATE = 3000;
 export const DEFAULT_HTTP_RATE = 2000;
 /** A campus QR code is accepted for 60 s: a qr scenario (minting included) must end well inside that. */
 export const MAX_QR_DURATION_MS = 40_000;
+export const DEFAULT_THIRD_PARTY_RATE = 200;
+export const DEFAULT_CHANNEL_LATENCY_MS = 80;
+
+/** The scenarios that pay with Alipay / WeChat payment codes (lunch-rush too, unless its mix says thirdParty=0). */
+export function usesChannels(o: Pick<BenchOptions, 'plans'>): boolean {
+  return o.plans.some((p) => p.scenario === 'thirdparty' || p.scenario === 'tap+thirdparty' || p.scenario === 'lunch-rush');
+}
 
 export const USAGE = `npm run bench -- [options]
 
@@ -82,7 +98,10 @@ Inquire), checks the ledger, and writes loadtest/results/latest.json.
   --scenario LIST     ${SCENARIOS.join(', ')} (comma-separated; default: all)
                       qr: campus QR codes through Authorize (bound cards, codes minted before the run);
                       tap-bound: taps on bound cards (a live event each); gateway: GET /api/v1/ecard and
-                      GET /bench/hello with autocannon; websockets: idle live-event sockets held at once
+                      GET /bench/hello with autocannon; websockets: idle live-event sockets held at once;
+                      thirdparty: Alipay / WeChat payment codes through Authorize (the channel
+                      simulators answer after --channel-latency-ms; codes minted before the run);
+                      tap+thirdparty: tap closed while --thirdparty-rate code payments/s wait on the channel
   --mode LIST         open, closed (comma-separated; default: tap, tap-stream and gateway closed+open,
                       lunch-rush open, the others closed)
   --rate N            open model: requests/s (lunch-rush: the peak); default tap ${DEFAULT_TAP_RATE}, lunch-rush ${DEFAULT_LUNCH_PEAK_RATE}
@@ -93,6 +112,9 @@ Inquire), checks the ledger, and writes loadtest/results/latest.json.
   --ws-open-rate N    websockets: new sockets per second at most (default 2000)
   --ws-concurrency N  websockets: handshakes in flight at most (default 256)
   --ws-hold S         websockets: seconds to hold them all open (default 5; quick 1)
+  --channel-latency-ms N  each answer of the Alipay / WeChat simulators waits N ms (default ${DEFAULT_CHANNEL_LATENCY_MS})
+  --thirdparty-rate N tap+thirdparty: code payments per second beside the taps (default ${DEFAULT_THIRD_PARTY_RATE})
+  --thirdparty-payers N  cards with a WeChat and an Alipay payer bound (default 200; quick 50)
   --duration S        seconds per scenario (default 10; the lunch hour is squeezed into it)
   --warmup S          seconds at the start of each scenario left out of the statistics (default 2)
   --workers N         load-generator threads (default 1: on 2 shared cores a second thread costs the server more than it adds)
@@ -154,7 +176,16 @@ function defaultModes(scenario: ScenarioName): LoadMode[] {
   return scenario === 'lunch-rush' ? ['open'] : ['closed'];
 }
 
-const QUICK_SCENARIOS: readonly ScenarioName[] = ['tap', 'qr', 'tap-bound', 'tap-stream', 'gateway', 'websockets'];
+const QUICK_SCENARIOS: readonly ScenarioName[] = [
+  'tap',
+  'qr',
+  'tap-bound',
+  'thirdparty',
+  'tap+thirdparty',
+  'tap-stream',
+  'gateway',
+  'websockets',
+];
 
 function plansFor(
   scenarios: ScenarioName[] | undefined,
@@ -165,7 +196,8 @@ function plansFor(
   const chosen = scenarios ?? (quick ? [...QUICK_SCENARIOS] : [...SCENARIOS]);
   const plans: ScenarioPlan[] = [];
   for (const scenario of chosen) {
-    if (scenario === 'websockets') {
+    // tap+thirdparty: the taps closed, the code payments beside them at --thirdparty-rate.
+    if (scenario === 'websockets' || scenario === 'tap+thirdparty') {
       plans.push({ scenario, mode: 'closed', rate: undefined });
       continue;
     }
@@ -225,6 +257,9 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
       'ws-concurrency': { type: 'string' },
       'ws-hold': { type: 'string' },
       'ecard-users': { type: 'string' },
+      'channel-latency-ms': { type: 'string' },
+      'thirdparty-rate': { type: 'string' },
+      'thirdparty-payers': { type: 'string' },
     },
   });
   const quick = values.quick === true;
@@ -265,6 +300,9 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     wsConcurrency: integer('ws-concurrency', values['ws-concurrency'], 256, 1, 10_000),
     wsHoldMs: seconds('ws-hold', values['ws-hold'], quick ? 1000 : 5000, 600),
     ecardUsers: integer('ecard-users', values['ecard-users'], 0, 0, 10_000),
+    channelLatencyMs: integer('channel-latency-ms', values['channel-latency-ms'], DEFAULT_CHANNEL_LATENCY_MS, 0, 5000),
+    thirdPartyRate: integer('thirdparty-rate', values['thirdparty-rate'], DEFAULT_THIRD_PARTY_RATE, 1, 100_000),
+    thirdPartyPayers: integer('thirdparty-payers', values['thirdparty-payers'], quick ? 50 : 200, 2, 10_000),
   };
   checkCombinations(options);
   return options;
@@ -277,6 +315,14 @@ function checkCombinations(o: BenchOptions): void {
       `--duration ${o.durationMs / 1000}: the qr scenario's codes are accepted for 60 s after they are minted; at most ${MAX_QR_DURATION_MS / 1000} s`,
     );
   }
+  const codes = uses('thirdparty') || uses('tap+thirdparty');
+  if (codes && o.durationMs > MAX_QR_DURATION_MS) {
+    throw new Error(
+      `--duration ${o.durationMs / 1000}: Alipay / WeChat payment codes live 60 s after they are minted; at most ${MAX_QR_DURATION_MS / 1000} s with thirdparty`,
+    );
+  }
+  if (usesChannels(o) && o.thirdPartyPayers > o.cardholders / 4)
+    throw new Error(`--thirdparty-payers ${o.thirdPartyPayers}: at most a quarter of --cardholders ${o.cardholders}`);
   const needsBound = uses('qr') || uses('tap-bound') || uses('gateway') || uses('websockets');
   if (needsBound && o.boundCards > o.cardholders / 2)
     throw new Error(`--bound-cards ${o.boundCards}: at most half of --cardholders ${o.cardholders} (the other half pays unbound)`);

@@ -31,6 +31,8 @@ export interface GeneratorSettings {
   readonly sequenceBase: number;
   /** This worker's campus QR codes, minted by the bench before the run, each sent once (empty without QR in the mix). */
   readonly campusQrCodes: readonly string[];
+  /** Alipay / WeChat payment codes minted before the run (each sent once). */
+  readonly thirdPartyCodes: readonly string[];
 }
 
 export interface HistogramData {
@@ -75,6 +77,11 @@ export interface GeneratorResult {
   /** Campus QR codes this worker sent; the run stopped early when it ran out (`campusQrExhausted`). */
   readonly campusQrCodesSent: number;
   readonly campusQrExhausted: boolean;
+  /** Third-party payments answered approved / pending: (terminal index, sequence) pairs; and codes sent. */
+  readonly thirdPartyApprovals: Float64Array;
+  readonly thirdPartyPending: Float64Array;
+  readonly thirdPartyCodesSent: number;
+  readonly thirdPartyExhausted: boolean;
   /** Share of the worker's time its event loop was busy: near 1 means the generator itself was the limit. */
   readonly eventLoopUtilization: number;
 }

@@ -66,6 +66,37 @@ export interface ScenarioResult {
   readonly redis: RedisScenarioStats | null;
   /** qr: the codes minted before the run and what became of them; null for other scenarios. */
   readonly campusQr: CampusQrRun | null;
+  /** thirdparty, tap+thirdparty, lunch-rush: the payment codes minted and what became of them; null elsewhere. */
+  readonly thirdParty: ThirdPartyRun | null;
+}
+
+export interface ThirdPartyRun {
+  /** Each answer of the channel simulators waited this long. */
+  readonly channelLatencyMs: number;
+  readonly codesMinted: number;
+  readonly wechatCodes: number;
+  readonly alipayCodes: number;
+  /** Codes scripted "paying, then paid": the POS is answered OUTCOME_PENDING. */
+  readonly scriptedPending: number;
+  readonly mintMs: number;
+  readonly codesSent: number;
+  /** The generator sent every code before the run's end (it stopped there: an error). */
+  readonly exhausted: boolean;
+  readonly approvals: number;
+  /** Answered OUTCOME_PENDING: counted, not queried; the switch's follow-up decides them (the ledger check waits for it). */
+  readonly pending: number;
+  /** tap+thirdparty: the code payments sent beside the taps (open model); null in the other scenarios. */
+  readonly stream: {
+    readonly rate: number;
+    readonly offeredRate: number | null;
+    readonly achievedRate: number;
+    readonly approvalsPerSec: number;
+    readonly latencyMs: LatencySummaryMs;
+    readonly outcomes: Record<string, number>;
+    readonly errors: number;
+    readonly unexpected: number;
+    readonly errorSamples: string[];
+  } | null;
 }
 
 export interface CampusQrRun {
@@ -197,6 +228,8 @@ function ecardRatios(scenarios: readonly ScenarioResult[], gateway: BenchResult[
     // bound cards, what is left is the code's own cost (opening it, its single-use mark).
     qrClosedVsTapBoundClosed: ratio(qrClosed?.approvalsPerSec, find(scenarios, 'tap-bound', 'closed')?.approvalsPerSec),
     qrOpenP99VsTapOpenP99: sameRate ? ratio(qrOpen?.latencyMs.p99, tapOpen?.latencyMs.p99) : null,
+    // Card taps with a steady stream of code payments waiting on the channel, against taps alone.
+    tapClosedWithThirdPartyVsTapClosed: ratio(find(scenarios, 'tap+thirdparty', 'closed')?.approvalsPerSec, tapClosed?.approvalsPerSec),
     tapBoundClosedVsTapClosed: ratio(find(scenarios, 'tap-bound', 'closed')?.approvalsPerSec, tapClosed?.approvalsPerSec),
     summaryClosedVsHelloClosed: ratio(
       http(runs, 'gateway-summary', 'closed')?.achievedRate,
@@ -267,6 +300,7 @@ export function targetsOf(
     tapStreamOpen6000P99AtMost15msNoErrors: streamOpen === undefined ? null : streamOpen.latencyMs.p99 <= 15 && streamOpen.errors === 0,
     everyApprovalInLedgerOnceAndAuditPasses: ledger === null ? null : ledger.passed,
     qrClosedAtLeast90PercentOfTapClosed: atLeast(ratios['qrClosedVsTapClosed'], 0.9),
+    tapClosedWithThirdPartyAtLeast90PercentOfTapClosed: atLeast(ratios['tapClosedWithThirdPartyVsTapClosed'], 0.9),
     summaryClosedAtLeast40PercentOfHelloClosed: atLeast(ratios['summaryClosedVsHelloClosed'], 0.4),
     tenThousandWebSocketsOpenAtOnce: websockets === null || websockets.requested < 10_000 ? null : websockets.allOpenAtOnce,
   };
@@ -304,6 +338,19 @@ function ecardLines(result: BenchResult): string[] {
     lines.push(
       `  qr ${s.mode}: ${q.codesMinted} codes minted in ${q.mintMs} ms, ${q.codesSent} sent, ${q.approvals} approved, ${q.usedMarks} single-use marks${q.exhausted ? ' (RAN OUT OF CODES)' : ''}`,
     );
+  }
+  for (const s of result.scenarios) {
+    const t = s.thirdParty;
+    if (t === null) continue;
+    lines.push(
+      `  ${s.name} ${s.mode}: ${t.codesMinted} codes minted (${t.wechatCodes} WeChat, ${t.alipayCodes} Alipay, ${t.scriptedPending} scripted pending) in ${t.mintMs} ms, ` +
+        `${t.codesSent} sent, ${t.approvals} approved, ${t.pending} pending; channel latency ${t.channelLatencyMs} ms${t.exhausted ? ' (RAN OUT OF CODES)' : ''}`,
+    );
+    const st = t.stream;
+    if (st !== null)
+      lines.push(
+        `    beside the taps: ${st.achievedRate}/s of ${st.offeredRate ?? '?'}/s offered, approvals ${st.approvalsPerSec}/s, p50 ${st.latencyMs.p50} p99 ${st.latencyMs.p99} ms, errors ${st.errors}`,
+      );
   }
   const c = result.liveEventCost;
   if (c !== null) {
@@ -379,7 +426,15 @@ export function humanReport(result: BenchResult, outPath: string): string {
         `${ledger.waterDebits.journalEntries} wpay entries; audit ${ledger.audit.ok ? 'ok' : `FAILED (${ledger.audit.problemCount} problems)`} ` +
         `over ${ledger.audit.accounts} accounts, ${ledger.audit.journalEntries} entries`,
     );
-    for (const sample of [...ledger.payments.samples, ...ledger.waterDebits.samples, ...ledger.audit.problems]) lines.push(`  ${sample}`);
+    const t = ledger.thirdParty;
+    if (t !== null)
+      lines.push(
+        `  code payments: ${t.passed ? 'ok' : 'FAILED'}: ${t.approvedByClients} approved + ${t.pendingAnswers} pending, ${t.journalEntries} cpay entries ` +
+          `(missing ${t.missing}, duplicated ${t.duplicated}, unexplained ${t.unexplained}, undecided ${t.followUpsLeft}); ${t.journalFen} fen journalled, ` +
+          `${t.payersDebitedFen} fen paid at the channels; ${t.payerCardBalancesMoved} of ${t.payerCards} payer cards' balances moved`,
+      );
+    for (const sample of [...ledger.payments.samples, ...ledger.waterDebits.samples, ...(t?.samples ?? []), ...ledger.audit.problems])
+      lines.push(`  ${sample}`);
   }
   for (const s of [
     ...result.scenarios,

@@ -10,6 +10,7 @@ import { appendFileSync } from 'node:fs';
 import { startSwitch } from '../../switch/app.js';
 import { loadConfig } from '../../switch/config.js';
 import { createLogger } from '../../switch/log.js';
+import { channelsFromSpec, type BenchChannelsSpec } from './channels.js';
 import type { ChildToParent, MemoryReport, ParentToChild } from './processes.js';
 
 /** process.memoryUsage() after a full GC when gc() is exposed, so garbage does not count as growth. */
@@ -62,7 +63,10 @@ function runPrimaryOfCluster(): void {
 async function runSwitch(): Promise<void> {
   const config = loadConfig(process.env);
   const log = createLogger(config.logLevel, 'bench-switch');
-  const app = await startSwitch(config, log);
+  // BENCH_CHANNELS: the bench's channel simulators (channels.ts), as npm start wires its own; unset: none.
+  const channelsJson = process.env['BENCH_CHANNELS'];
+  const channels = channelsJson === undefined ? undefined : channelsFromSpec(JSON.parse(channelsJson) as BenchChannelsSpec, log);
+  const app = await startSwitch(config, log, Date.now, channels === undefined ? {} : { channels });
   // Event-loop delay of the switch under load, reported to stderr when it stops (BENCH_SWITCH_ELD=1).
   const loopDelay = process.env['BENCH_SWITCH_ELD'] === '1' ? monitorEventLoopDelay({ resolution: 5 }) : undefined;
   loopDelay?.enable();
