@@ -13,6 +13,7 @@
 // ALIPAY_TIMEOUT_MS, whichever ends first), requires a signature on every answer, and writes its own
 // messages. The SDK's request timestamp is local time; Alipay wants Beijing time, so the adapter passes it.
 // Certificate mode (app_cert_sn, alipay_root_cert_sn) is not supported: public-key mode only.
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { AlipaySdk } from 'alipay-sdk';
 import {
   CHANNEL_ID_PATTERN,
@@ -123,6 +124,13 @@ export class AlipayChannel implements PaymentChannel {
       timeout: this.config.timeoutMs,
       camelcase: false,
     });
+    // alipay-sdk keeps both keys as PEM text and hands the text to node:crypto on every request, which
+    // decodes the PEM each time: about 500 µs of CPU per signature here, more than the RSA signature itself
+    // (loadtest/RESULTS.md, "Fifth session: third-party payments"). Its signing and checking accept a
+    // KeyObject as well, so the keys are decoded once, here.
+    const keys = this.sdk.config as unknown as { privateKey: KeyObject | string; alipayPublicKey?: KeyObject | string };
+    keys.privateKey = createPrivateKey(this.config.appPrivateKeyPem);
+    if (this.config.alipayPublicKeyPem !== '') keys.alipayPublicKey = createPublicKey(this.config.alipayPublicKeyPem);
   }
 
   recognises(code: string): boolean {
