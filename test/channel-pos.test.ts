@@ -20,6 +20,7 @@ import { startSwitch, type SwitchApp } from '../switch/app.js';
 import { startChannelSimulators, type ChannelSimulators } from '../switch/channels/index.js';
 import type { Config } from '../switch/config.js';
 import { bindChannelPayer } from '../switch/domain/channel-payers.js';
+import { ChannelPayments } from '../switch/domain/channel-payment.js';
 import { PosDomain } from '../switch/domain/pos.js';
 import { reconcileChannelDay } from '../switch/domain/reconcile.js';
 import { settlementReport } from '../switch/domain/reports.js';
@@ -31,7 +32,9 @@ import { call, grpcError, openCard, POS_TERMINAL, posClient, readJournal, termin
 const CARD = '20240001';
 const OPENING_FEN = 10_000;
 const log = createLogger('silent');
-const CHANNEL_CONFIG = { CHANNEL_POLL_INTERVAL_MS: '30', CHANNEL_WECHAT_BUDGET_MS: '600', CHANNEL_ALIPAY_BUDGET_MS: '600' };
+// Budgets well above one channel call under a loaded CI machine (a first call can take a few hundred ms),
+// short enough that the give-up tests stay quick.
+const CHANNEL_CONFIG = { CHANNEL_POLL_INTERVAL_MS: '30', CHANNEL_WECHAT_BUDGET_MS: '2500', CHANNEL_ALIPAY_BUDGET_MS: '2500' };
 
 let sims: ChannelSimulators;
 let config: Config;
@@ -339,6 +342,30 @@ describe('payment codes: formats, idempotency, restarts', () => {
       expect(err.details).toContain('WeChat Pay payment code (18 digits starting 10-15)');
     }
     expect(await readChannelPayment(app.context, POS_TERMINAL.id, nextSequence)).toBeUndefined();
+  });
+
+  it('a paid answer settled by two paths at once (the POS call and the follow-up) stands once: a good sale is never reversed', async () => {
+    const sequence = nextSequence++;
+    const code = codeOf(
+      'wechat',
+      Array.from({ length: 8 }, () => 'paying'),
+    );
+    const pending = await authorize(sequence, code, 777);
+    expect(pending.outcome).toBe(Outcome.OUTCOME_PENDING);
+    const record = await readChannelPayment(app.context, POS_TERMINAL.id, sequence);
+    if (record === undefined) throw new Error('no record of the pending payment');
+    const payments = new ChannelPayments(app.context);
+    const paid = {
+      status: 'paid',
+      channelTxnId: `RACE${sequence}`,
+      payer: { channel: 'wechat', payerId: wechatPayer },
+      amountFen: 777,
+      paidAtMs: Date.now(),
+    } as const;
+    await Promise.all([payments.settle(record, paid), payments.settle(record, paid), payments.settle(record, paid)]);
+    expect((await journalOf(pending.transactionId)).map((e) => e['k'])).toEqual(['cpay']);
+    expect((await readChannelPayment(app.context, POS_TERMINAL.id, sequence))?.state).toBe('S');
+    expect((await query({ sequence })).outcome).toBe(Outcome.OUTCOME_APPROVED);
   });
 
   it('300 parallel Authorize calls with the same key charge the channel once', async () => {

@@ -287,10 +287,16 @@ export class ChannelPayments {
       journalId: journalled.entryId,
     });
     if (answer === 'already_final') {
+      const fresh = await readChannelPayment(this.ctx, terminalId, sequence);
+      if (fresh === undefined || fresh.state === 'S') {
+        // The other path (the POS's call or the follow-up's query) settled the same payment first: it
+        // stands, journalled once (journalChannelPayment is idempotent per order); nothing to give back.
+        await dropFollowUp(this.ctx, terminalId, sequence);
+        return { done: true };
+      }
       // Reversed (POS, or timed out) while the channel was paying: the sale is void, give the money back.
       await journalChannelPayment(this.ctx, 'unpay', entry);
-      const fresh = await readChannelPayment(this.ctx, terminalId, sequence);
-      if (fresh !== undefined && fresh.undo) await this.undo(fresh);
+      if (fresh.undo) await this.undo(fresh);
       return { done: true };
     }
     await dropFollowUp(this.ctx, terminalId, sequence);
