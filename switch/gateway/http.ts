@@ -42,7 +42,7 @@ export interface GatewayRequest {
 
 export interface GatewayResponse {
   readonly status: number;
-  /** A string is sent as is (text/plain unless contentType says otherwise); anything else as JSON. */
+  /** A string or bytes are sent as they are (text/plain unless contentType says otherwise); anything else as JSON. */
   readonly body: unknown;
   readonly headers?: Readonly<Record<string, string>>;
   readonly contentType?: string;
@@ -463,7 +463,7 @@ function toReply(response: GatewayResponse): Reply {
     throw new RangeError(`handler answered status ${response.status}`);
   }
   const headers = response.headers ?? {};
-  if (typeof response.body === 'string') {
+  if (typeof response.body === 'string' || response.body instanceof Uint8Array) {
     return { status: response.status, body: response.body, contentType: response.contentType ?? 'text/plain; charset=utf-8', headers };
   }
   const body = response.body === undefined ? '' : JSON.stringify(response.body);

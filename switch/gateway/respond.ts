@@ -30,7 +30,8 @@ export const COPIED_HEADERS = [
 
 export interface Reply {
   readonly status: number;
-  readonly body: string;
+  /** Bytes are sent as they are (the phone page's compressed files). */
+  readonly body: string | Uint8Array;
   readonly contentType: string;
   readonly headers?: Readonly<Record<string, string>>;
   /** Close the connection after answering (the request body was not read to its end). */

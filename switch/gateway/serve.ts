@@ -16,6 +16,7 @@ import { rechargeRoutes } from './recharge-api.js';
 import { startGateway, type Route } from './http.js';
 import { EVENTS_PATH, LiveEvents } from './live-events.js';
 import { openApiDocument } from './openapi.js';
+import { phonePageRoutes } from './phone-page.js';
 
 export interface RunningHolderGateway {
   readonly port: number;
@@ -71,7 +72,7 @@ export async function serveGateway(ctx: SwitchContext, services: GatewayServices
   const sessions = new Sessions({ store: sessionStore, config: config.sessions, now: ctx.now });
   const identity = new IdentityProviders(config.identity, log, { now: ctx.now });
   const doorbell = new EventsDoorbell({
-    redisUrl: config.redisUrl,
+    redis: config,
     channel: ctx.keys.eventsChannel(),
     log,
     connectTimeoutMs: EVENTS_CONNECT_TIMEOUT_MS,
@@ -89,6 +90,7 @@ export async function serveGateway(ctx: SwitchContext, services: GatewayServices
     ...channelBindingRoutes({ ctx, sessions }),
     ...channelNotifyRoutes(ctx),
     openApiRoute(),
+    ...phonePageRoutes({ identity: config.identity, schoolName: config.campusSchoolName, log }),
   ];
   if (config.gateway.benchHello) {
     // The bench's like-for-like baseline: the cheapest route this uWS process can serve.

@@ -11,6 +11,9 @@
 //                                                        40226 a user issued with highRisk
 //   POST /sim/code  {"provider":"wecom"|"wechat","user":"<userid or openid>","member":true}
 //                   -> 200 {"code":"..."}   (development sign-in; 400 {"error":"..."} when malformed)
+//   GET  /connect/oauth2/authorize?appid=&redirect_uri=&state=[&user=]
+//                   WeCom's web authorization (网页授权) as the phone page uses it: without `user` a small
+//                   form asks for a WeCom userid; with it, 302 to redirect_uri?code=…&state=… (a wecom code)
 //
 // Codes are single-use and expire after 5 minutes, like the real ones. Test controls: failNext() makes
 // the next API calls fail (HTTP 500, no answer at all, or errcode -1), expireAccessTokens() expires
@@ -149,6 +152,10 @@ export class IdentitySimulator {
       this.simCode(req, res);
       return;
     }
+    if (req.method === 'GET' && url.pathname === '/connect/oauth2/authorize') {
+      this.authorize(url.searchParams, res);
+      return;
+    }
     const api = apiOf(req.method, url.pathname);
     if (api === undefined) {
       send(res, { status: 404, body: { errcode: 404, errmsg: 'not found' } });
@@ -215,6 +222,34 @@ export class IdentitySimulator {
     return entry;
   }
 
+  /** WeCom's 网页授权 for the phone page in development: pick a userid, come back with a code. */
+  private authorize(q: URLSearchParams, res: ServerResponse): void {
+    const redirect = q.get('redirect_uri') ?? '';
+    let target: URL | undefined;
+    try {
+      target = new URL(redirect);
+    } catch {
+      target = undefined;
+    }
+    if (q.get('appid') !== this.credentials.corpId || target === undefined || !/^https?:$/.test(target.protocol)) {
+      send(res, { status: 400, body: 'appid or redirect_uri is wrong' }, 'text/plain');
+      return;
+    }
+    const user = q.get('user') ?? '';
+    if (user === '') {
+      send(res, { status: 200, body: authorizeForm(q) }, 'text/html');
+      return;
+    }
+    if (namespacedUserId('wecom', user) === undefined) {
+      send(res, { status: 400, body: 'not a WeCom userid' }, 'text/plain');
+      return;
+    }
+    target.searchParams.set('code', this.issueCode('wecom', user));
+    target.searchParams.set('state', (q.get('state') ?? '').slice(0, 128));
+    res.writeHead(302, { location: target.toString(), 'content-length': 0 });
+    res.end();
+  }
+
   private simCode(req: IncomingMessage, res: ServerResponse): void {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -268,6 +303,24 @@ function failureAnswer(kind: SimulatedFailure): Answer {
 
 function ok(body: unknown): Answer {
   return { status: 200, body };
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** The development sign-in form: a WeCom userid, the other parameters carried along. */
+function authorizeForm(q: URLSearchParams): string {
+  const hidden = ['appid', 'redirect_uri', 'response_type', 'scope', 'state']
+    .map((name) => `<input type="hidden" name="${name}" value="${escapeHtml((q.get(name) ?? '').slice(0, 2048))}">`)
+    .join('');
+  return (
+    '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">' +
+    '<title>开发登录 (identity simulator)</title></head><body style="font:18px sans-serif;margin:24px">' +
+    '<h1>开发登录</h1><p>身份模拟器代替企业微信网页授权（仅用于开发）。<br>The identity simulator stands in for WeCom sign-in.</p>' +
+    `<form method="get"><label>企业微信账号 WeCom userid <input name="user" value="zhangsan" required></label>${hidden} ` +
+    '<button type="submit">登录 Sign in</button></form></body></html>'
+  );
 }
 
 /** jscode2session really answers JSON as text/plain; WeCom answers application/json. */
