@@ -51,7 +51,7 @@ import { MAX_QR_DURATION_MS, parseOptions, USAGE, usesChannels, type BenchOption
 import { isImplemented } from './probe.js';
 import { CpuMeter, cpuUsPer, quiesce, startServerChild, type MemoryReport } from './processes.js';
 import { runRedisBaseline } from './redis-baseline.js';
-import { runRedisBenchmarkScript } from './redis-benchmark.js';
+import { redisBenchmarkAvailable, runRedisWorkBaselines } from './redis-benchmark.js';
 import { commandStats, scenarioStats } from './redis-stats.js';
 import {
   humanReport,
@@ -865,10 +865,21 @@ async function baselines(
   p: Prepared,
   local: LocalRedis,
 ): Promise<
-  Pick<BenchResult['baselines'], 'noopGrpc' | 'noopGrpcOpen' | 'noopStream' | 'noopStreamOpen' | 'redisScript' | 'redisBenchmarkScript'>
+  Pick<
+    BenchResult['baselines'],
+    'noopGrpc' | 'noopGrpcOpen' | 'noopStream' | 'noopStreamOpen' | 'redisScript' | 'redisBenchmarkScript' | 'redisWork'
+  >
 > {
   if (!ctx.options.baselines)
-    return { noopGrpc: null, noopGrpcOpen: null, noopStream: null, noopStreamOpen: null, redisScript: null, redisBenchmarkScript: null };
+    return {
+      noopGrpc: null,
+      noopGrpcOpen: null,
+      noopStream: null,
+      noopStreamOpen: null,
+      redisScript: null,
+      redisBenchmarkScript: null,
+      redisWork: null,
+    };
   const noopGrpc = await noopBaseline(ctx);
   // The same open-model arrival rate against the no-op server: the latency floor of this machine and generator.
   const tapOpen = ctx.options.plans.find((plan) => plan.scenario === 'tap' && plan.mode === 'open');
@@ -891,9 +902,9 @@ async function baselines(
     limits: p.config.limits,
   });
   process.stdout.write(
-    `running the authorize script alone with redis-benchmark (${ctx.options.redisLanes} clients, ${ctx.options.redisBenchmarkRequests} calls) ...\n`,
+    `running redis-benchmark (${ctx.options.redisLanes} clients, ${ctx.options.redisBenchmarkRequests} calls each): the minimal debit (floor), the sequence claim, the authorize script ...\n`,
   );
-  const redisBenchmarkScript = await runRedisBenchmarkScript({
+  const redisWork = await runRedisWorkBaselines({
     redisUrl: local.url,
     keyPrefix: `${REDIS_BASELINE_PREFIX}-rb`,
     shards: ctx.options.shards,
@@ -901,7 +912,11 @@ async function baselines(
     requests: ctx.options.redisBenchmarkRequests,
     limits: p.config.limits,
   });
-  return { noopGrpc, noopGrpcOpen, noopStream, noopStreamOpen, redisScript, redisBenchmarkScript };
+  const redisBenchmarkScript = redisWork?.script ?? {
+    available: redisBenchmarkAvailable(),
+    note: 'redis-benchmark not found: skipped (Debian/Ubuntu: apt-get install -y redis-tools)',
+  };
+  return { noopGrpc, noopGrpcOpen, noopStream, noopStreamOpen, redisScript, redisBenchmarkScript, redisWork };
 }
 
 async function bench(options: BenchOptions): Promise<BenchResult> {

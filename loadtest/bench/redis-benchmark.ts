@@ -4,11 +4,18 @@
 // on one account with a balance that never runs out, in its own key prefix of the bench's Redis (AOF,
 // appendfsync always). The Node baseline next to it (redis-baseline.ts) measures the script through
 // ioredis; this one says how far Redis alone would go on this machine.
+//
+// Beside it (issue 15): the sequence claim (the plain SET NX GET each payment sends before the script)
+// driven the same way, so the project's whole per-payment Redis work is measured, and the physical
+// floor: a minimal idempotent debit script (read the balance, check, decrement, record the request key
+// with an expiry; nothing else) with the same persistence. Each run also reads Redis's own CPU, the AOF
+// bytes and the memory it added per call from INFO before and after.
 import { execFile, spawnSync } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { Keys } from '../../switch/ledger/keys.js';
 import { Ledger, type AuthorizeInput, type HolderLimits } from '../../switch/ledger/ledger.js';
 import { Scripts } from '../../switch/ledger/scripts.js';
+import { commandStats, footprint } from './redis-stats.js';
 
 export interface RedisBenchmarkOptions {
   readonly redisUrl: string;
@@ -30,6 +37,45 @@ export interface RedisBenchmarkResult {
   readonly approvals?: number;
   readonly approvalsPerSec?: number;
   readonly latencyMs?: { readonly avg: number; readonly p50: number; readonly p95: number; readonly p99: number; readonly max: number };
+  /** Per call, from INFO before and after the run: Redis's CPU (µs), AOF bytes appended, memory added (bytes). */
+  readonly redisCpuUsPerCall?: number | null;
+  readonly aofBytesPerCall?: number | null;
+  readonly memoryBytesPerCall?: number | null;
+}
+
+/**
+ * The minimal idempotent debit (the floor): the request key first (a replay answers its record), then
+ * the balance read, checked and decremented, and the request key recorded with its expiry.
+ *   KEYS[1] account hash (field bal)   KEYS[2] request key   ARGV[1] amount (fen)   ARGV[2] ttl (s)
+ */
+export const MINIMAL_DEBIT_LUA = `local done = redis.call('GET', KEYS[2])
+if done then return tonumber(done) end
+local amount = tonumber(ARGV[1])
+local balance = tonumber(redis.call('HGET', KEYS[1], 'bal'))
+if balance == nil or balance < amount then return 0 end
+redis.call('HINCRBY', KEYS[1], 'bal', -amount)
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+return 1`;
+
+export interface RedisWorkBaselines {
+  /** authorize.lua alone (EVALSHA), as before. */
+  readonly script: RedisBenchmarkResult;
+  /** The sequence claim alone (SET NX GET EX on a new key per call). */
+  readonly claim: RedisBenchmarkResult;
+  /** The minimal idempotent debit script: the physical floor of a Redis-with-fsync ledger here. */
+  readonly floor: RedisBenchmarkResult;
+  /**
+   * The project's per-payment Redis work (claim + script), derived: Redis runs them one after the
+   * other on its one thread, so its rate is 1 / (1/claim + 1/script) and its footprint the sum.
+   */
+  readonly project: {
+    readonly approvalsPerSec: number | null;
+    readonly redisCpuUsPerApproval: number | null;
+    readonly aofBytesPerApproval: number | null;
+    readonly memoryBytesPerApproval: number | null;
+  };
+  /** The project's Redis CPU per approval over the floor's (target: at most 2). */
+  readonly projectCpuVsFloor: number | null;
 }
 
 const TIMEOUT_MS = 180_000;
@@ -37,6 +83,7 @@ const TIMEOUT_MS = 180_000;
 const PLACEHOLDER_SEQUENCE = 999_999_999_999;
 const AMOUNT_FEN = 1250;
 const CARD_NO = '91000001';
+const REQUEST_TTL_SEC = 3600;
 const SERIAL = 'B0000001';
 
 export function redisBenchmarkAvailable(): boolean {
@@ -64,6 +111,41 @@ export function parseRedisBenchmarkCsv(
   return { rps, avg, p50, p95, p99, max };
 }
 
+async function drive(
+  redis: Redis,
+  url: URL,
+  clients: number,
+  requests: number,
+  command: readonly string[],
+): Promise<{ argv: string[]; output: string; footprint: ReturnType<typeof footprint> }> {
+  const argv = [
+    '-h',
+    url.hostname,
+    '-p',
+    url.port,
+    '-c',
+    String(clients),
+    '-n',
+    String(requests),
+    // __rand_int__ draws from 0..r-1 for every call: collisions (replays) are rare and counted by the callers.
+    '-r',
+    '2000000000',
+    '--csv',
+    ...command,
+  ];
+  const before = await commandStats(redis);
+  const output = await new Promise<string>((resolve, reject) =>
+    execFile('redis-benchmark', argv, { timeout: TIMEOUT_MS, maxBuffer: 1 << 20 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${err.message} ${stderr}`)) : resolve(stdout),
+    ),
+  );
+  return { argv, output, footprint: footprint(before, await commandStats(redis), requests) };
+}
+
+function commandLine(argv: readonly string[]): string {
+  return `redis-benchmark ${argv.map((a) => (/[\s|]/.test(a) ? `'${a}'` : a)).join(' ')}`;
+}
+
 export async function runRedisBenchmarkScript(options: RedisBenchmarkOptions): Promise<RedisBenchmarkResult> {
   if (!redisBenchmarkAvailable()) {
     return { available: false, note: 'redis-benchmark not found: skipped (Debian/Ubuntu: apt-get install -y redis-tools)' };
@@ -74,7 +156,7 @@ export async function runRedisBenchmarkScript(options: RedisBenchmarkOptions): P
   try {
     const keys = new Keys(options.keyPrefix, options.shards);
     const scripts = await Scripts.load(redis);
-    const ledger = new Ledger(keys, scripts, 3600);
+    const ledger = new Ledger(keys, scripts, REQUEST_TTL_SEC);
     await ledger.openAccount({ cardNo: CARD_NO, openingFen: 1_000_000_000_000, fields: { ser: SERIAL, ht: 'S', name: '基准' } });
     const input: AuthorizeInput = {
       cardNo: CARD_NO,
@@ -101,41 +183,136 @@ export async function runRedisBenchmarkScript(options: RedisBenchmarkOptions): P
       throw new Error('the request key does not carry the sequence number: redis-benchmark would replay one key');
     const balance = async (): Promise<number> => Number(await redis.hget(keys.account(CARD_NO), 'bal'));
     const before = await balance();
-    const argv = [
-      '-h',
-      url.hostname,
-      '-p',
-      url.port,
-      '-c',
-      String(options.clients),
-      '-n',
-      String(options.requests),
-      // __rand_int__ draws from 0..r-1 for every call: collisions (replays) are rare and counted below.
-      '-r',
-      '2000000000',
-      '--csv',
-      ...command,
-    ];
-    const output = await new Promise<string>((resolve, reject) =>
-      execFile('redis-benchmark', argv, { timeout: TIMEOUT_MS, maxBuffer: 1 << 20 }, (err, stdout, stderr) =>
-        err ? reject(new Error(`${err.message} ${stderr}`)) : resolve(stdout),
-      ),
-    );
+    const { argv, output, footprint: f } = await drive(redis, url, options.clients, options.requests, command);
     const parsed = parseRedisBenchmarkCsv(output);
     if (parsed === undefined) return { available: true, note: `could not read redis-benchmark's CSV: ${output.slice(0, 200)}` };
     const approvals = Math.round((before - (await balance())) / AMOUNT_FEN);
     return {
       available: true,
       note: 'redis-benchmark, EVALSHA authorize.lua, one account, a new request key per call; approvals from the balance it moved',
-      command: `redis-benchmark ${argv.map((a) => (/[\s|]/.test(a) ? `'${a}'` : a)).join(' ')}`,
+      command: commandLine(argv),
       clients: options.clients,
       requests: options.requests,
       callsPerSec: parsed.rps,
       approvals,
       approvalsPerSec: Math.round(((parsed.rps * approvals) / options.requests) * 10) / 10,
       latencyMs: { avg: parsed.avg, p50: parsed.p50, p95: parsed.p95, p99: parsed.p99, max: parsed.max },
+      redisCpuUsPerCall: f.cpuUsPer,
+      aofBytesPerCall: f.aofBytesPer,
+      memoryBytesPerCall: f.memoryBytesPer,
     };
   } finally {
+    redis.disconnect();
+  }
+}
+
+/** The sequence claim alone: SET <terminal's slot>:seq:<n> <card> EX <ttl> NX GET, a new key per call. */
+async function runClaim(redis: Redis, url: URL, options: RedisBenchmarkOptions): Promise<RedisBenchmarkResult> {
+  const keys = new Keys(options.keyPrefix, options.shards);
+  const key = keys.sequenceClaim('BENCH-RB', PLACEHOLDER_SEQUENCE).replace(String(PLACEHOLDER_SEQUENCE), '__rand_int__');
+  if (!key.includes('__rand_int__')) throw new Error('the claim key does not carry the sequence number');
+  const {
+    argv,
+    output,
+    footprint: f,
+  } = await drive(redis, url, options.clients, options.requests, ['SET', key, CARD_NO, 'EX', String(REQUEST_TTL_SEC), 'NX', 'GET']);
+  const parsed = parseRedisBenchmarkCsv(output);
+  if (parsed === undefined) return { available: true, note: `could not read redis-benchmark's CSV: ${output.slice(0, 200)}` };
+  return {
+    available: true,
+    note: 'redis-benchmark, the sequence claim (SET NX GET EX), a new key per call',
+    command: commandLine(argv),
+    clients: options.clients,
+    requests: options.requests,
+    callsPerSec: parsed.rps,
+    latencyMs: { avg: parsed.avg, p50: parsed.p50, p95: parsed.p95, p99: parsed.p99, max: parsed.max },
+    redisCpuUsPerCall: f.cpuUsPer,
+    aofBytesPerCall: f.aofBytesPer,
+    memoryBytesPerCall: f.memoryBytesPer,
+  };
+}
+
+/** The floor: MINIMAL_DEBIT_LUA on one account, a new request key per call. */
+async function runFloor(redis: Redis, url: URL, options: RedisBenchmarkOptions): Promise<RedisBenchmarkResult> {
+  const account = `${options.keyPrefix}-floor:acct`;
+  await redis.hset(account, 'bal', 1_000_000_000_000);
+  const sha = String(await redis.call('SCRIPT', 'LOAD', MINIMAL_DEBIT_LUA));
+  const balance = async (): Promise<number> => Number(await redis.hget(account, 'bal'));
+  const before = await balance();
+  const {
+    argv,
+    output,
+    footprint: f,
+  } = await drive(redis, url, options.clients, options.requests, [
+    'EVALSHA',
+    sha,
+    '2',
+    account,
+    `${options.keyPrefix}-floor:req:__rand_int__`,
+    String(AMOUNT_FEN),
+    String(REQUEST_TTL_SEC),
+  ]);
+  const parsed = parseRedisBenchmarkCsv(output);
+  if (parsed === undefined) return { available: true, note: `could not read redis-benchmark's CSV: ${output.slice(0, 200)}` };
+  const approvals = Math.round((before - (await balance())) / AMOUNT_FEN);
+  return {
+    available: true,
+    note: 'redis-benchmark, the minimal idempotent debit script (GET request key, HGET, HINCRBY, SET EX), one account',
+    command: commandLine(argv),
+    clients: options.clients,
+    requests: options.requests,
+    callsPerSec: parsed.rps,
+    approvals,
+    approvalsPerSec: Math.round(((parsed.rps * approvals) / options.requests) * 10) / 10,
+    latencyMs: { avg: parsed.avg, p50: parsed.p50, p95: parsed.p95, p99: parsed.p99, max: parsed.max },
+    redisCpuUsPerCall: f.cpuUsPer,
+    aofBytesPerCall: f.aofBytesPer,
+    memoryBytesPerCall: f.memoryBytesPer,
+  };
+}
+
+function sum(...values: (number | null | undefined)[]): number | null {
+  if (values.some((v) => v === null || v === undefined)) return null;
+  return Math.round((values as number[]).reduce((a, b) => a + b, 0) * 10) / 10;
+}
+
+/** The floor, the claim and the script, each driven by redis-benchmark in turn, and the project's sum. */
+export async function runRedisWorkBaselines(options: RedisBenchmarkOptions): Promise<RedisWorkBaselines | null> {
+  if (!redisBenchmarkAvailable()) return null;
+  const url = new URL(options.redisUrl);
+  const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 0, enableOfflineQueue: false, lazyConnect: true });
+  await redis.connect();
+  // No AOF rewrite starts meanwhile (its fork would land in one run's CPU, and the AOF's size restarts):
+  // each run's bytes per call are what it appended. Restored after.
+  const rewrite = ((await redis.call('CONFIG', 'GET', 'auto-aof-rewrite-percentage')) as string[])[1] ?? '100';
+  await redis.call('CONFIG', 'SET', 'auto-aof-rewrite-percentage', '0');
+  try {
+    const floor = await runFloor(redis, url, options);
+    const claim = await runClaim(redis, url, options);
+    const script = await runRedisBenchmarkScript(options);
+    const rate =
+      claim.callsPerSec !== undefined && script.approvalsPerSec !== undefined && claim.callsPerSec > 0 && script.approvalsPerSec > 0
+        ? Math.round(1 / (1 / claim.callsPerSec + 1 / script.approvalsPerSec))
+        : null;
+    const project = {
+      approvalsPerSec: rate,
+      redisCpuUsPerApproval: sum(claim.redisCpuUsPerCall, script.redisCpuUsPerCall),
+      aofBytesPerApproval: sum(claim.aofBytesPerCall, script.aofBytesPerCall),
+      memoryBytesPerApproval: sum(claim.memoryBytesPerCall, script.memoryBytesPerCall),
+    };
+    const floorCpu = floor.redisCpuUsPerCall;
+    return {
+      script,
+      claim,
+      floor,
+      project,
+      projectCpuVsFloor:
+        project.redisCpuUsPerApproval === null || floorCpu === null || floorCpu === undefined || floorCpu === 0
+          ? null
+          : Math.round((project.redisCpuUsPerApproval / floorCpu) * 1000) / 1000,
+    };
+  } finally {
+    await redis.call('CONFIG', 'SET', 'auto-aof-rewrite-percentage', rewrite).catch(() => undefined);
     redis.disconnect();
   }
 }

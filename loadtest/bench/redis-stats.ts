@@ -1,8 +1,10 @@
-// What Redis itself did during a scenario, from INFO commandstats before and after: calls of the ledger
-// scripts and the time Redis spent executing them, and the live-event commands (XADD, PUBLISH) the
-// scripts of bound cards add. Redis 7 counts the commands a script runs under their own names as well as
-// inside the script's time, so the script figure is the whole cost and the others say what ran in it.
-// (The Redis process's CPU, I/O and AOF fsync included, is the scenario's cpuCores.redis.)
+// What Redis itself did during a scenario, from INFO before and after: calls of the ledger scripts and
+// the time Redis spent executing them, the live-event commands (XADD, PUBLISH) the scripts of bound
+// cards add, and the footprint per approval (issue 15): Redis's own CPU (`used_cpu_sys` +
+// `used_cpu_user`, AOF writes and fsyncs included), the bytes appended to the AOF (`aof_current_size`)
+// and the memory added (`used_memory`: journal entries, statement lines, request records, sequence
+// claims). Redis 7 counts the commands a script runs under their own names as well as inside the
+// script's time, so the script figure is the whole cost and the others say what ran in it.
 import type { Redis } from 'ioredis';
 
 export interface CommandCounts {
@@ -10,7 +12,17 @@ export interface CommandCounts {
   readonly usec: number;
 }
 
-export type CommandStats = ReadonlyMap<string, CommandCounts>;
+/** One reading of INFO: commandstats, and the persistence, memory and CPU figures. */
+export interface CommandStats {
+  readonly commands: ReadonlyMap<string, CommandCounts>;
+  /** aof_current_size (bytes; it drops when a rewrite finishes) and aof_rewrites (count since start). */
+  readonly aofBytes: number;
+  readonly aofRewrites: number;
+  readonly aofRewriteInProgress: boolean;
+  readonly usedMemoryBytes: number;
+  /** used_cpu_sys + used_cpu_user, seconds. */
+  readonly cpuSeconds: number;
+}
 
 export interface RedisScenarioStats {
   /** EVAL / EVALSHA calls (the payment script, and any other ledger script the scenario ran). */
@@ -23,23 +35,61 @@ export interface RedisScenarioStats {
   readonly publishes: number;
   /** XADD calls: the journal entry of each approval, and the live event of each payment of a bound card. */
   readonly xadds: number;
+  /** SET calls (sequence claims, campus QR single-use marks) per approval. */
+  readonly setsPerApproval: number | null;
+  /** Redis's own CPU per approval (INFO used_cpu_*), µs: all the scenario's commands, AOF write and fsync included. */
+  readonly cpuUsPerApproval: number | null;
+  /** Bytes appended to the AOF per approval (null when a rewrite ran meanwhile: the size then restarts). */
+  readonly aofBytesPerApproval: number | null;
+  /** used_memory added per approval, bytes (what the ledger keeps: journal, statement, request record, claim). */
+  readonly memoryBytesPerApproval: number | null;
 }
 
-/** INFO commandstats as command -> {calls, usec}. */
+function infoNumber(text: string, field: string): number {
+  const match = new RegExp(`^${field}:([0-9.]+)`, 'm').exec(text);
+  return match === null ? 0 : Number(match[1]);
+}
+
+/** INFO commandstats, persistence, memory and cpu in one call. */
 export async function commandStats(redis: Redis): Promise<CommandStats> {
-  const text = await redis.info('commandstats');
-  const stats = new Map<string, CommandCounts>();
+  const text = String(await redis.call('INFO', 'commandstats', 'persistence', 'memory', 'cpu'));
+  const commands = new Map<string, CommandCounts>();
   for (const line of text.split('\n')) {
     const match = /^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/.exec(line.trim());
-    if (match !== null) stats.set(match[1] ?? '', { calls: Number(match[2]), usec: Number(match[3]) });
+    if (match !== null) commands.set(match[1] ?? '', { calls: Number(match[2]), usec: Number(match[3]) });
   }
-  return stats;
+  return {
+    commands,
+    aofBytes: infoNumber(text, 'aof_current_size'),
+    aofRewrites: infoNumber(text, 'aof_rewrites'),
+    aofRewriteInProgress: infoNumber(text, 'aof_rewrite_in_progress') === 1,
+    usedMemoryBytes: infoNumber(text, 'used_memory'),
+    cpuSeconds: infoNumber(text, 'used_cpu_sys') + infoNumber(text, 'used_cpu_user'),
+  };
 }
 
 function delta(before: CommandStats, after: CommandStats, name: string): CommandCounts {
-  const a = after.get(name) ?? { calls: 0, usec: 0 };
-  const b = before.get(name) ?? { calls: 0, usec: 0 };
+  const a = after.commands.get(name) ?? { calls: 0, usec: 0 };
+  const b = before.commands.get(name) ?? { calls: 0, usec: 0 };
   return { calls: a.calls - b.calls, usec: a.usec - b.usec };
+}
+
+function per(value: number, approvals: number, digits = 10): number | null {
+  return approvals === 0 ? null : Math.round((value / approvals) * digits) / digits;
+}
+
+/** The footprint of some work between two readings, per unit (approval or call). */
+export function footprint(
+  before: CommandStats,
+  after: CommandStats,
+  units: number,
+): { cpuUsPer: number | null; aofBytesPer: number | null; memoryBytesPer: number | null } {
+  const rewrote = after.aofRewrites !== before.aofRewrites || after.aofRewriteInProgress || before.aofRewriteInProgress;
+  return {
+    cpuUsPer: per((after.cpuSeconds - before.cpuSeconds) * 1e6, units),
+    aofBytesPer: rewrote || after.aofBytes < before.aofBytes ? null : per(after.aofBytes - before.aofBytes, units),
+    memoryBytesPer: per(after.usedMemoryBytes - before.usedMemoryBytes, units),
+  };
 }
 
 export function scenarioStats(before: CommandStats, after: CommandStats, approvals: number): RedisScenarioStats {
@@ -47,11 +97,16 @@ export function scenarioStats(before: CommandStats, after: CommandStats, approva
   const evalPlain = delta(before, after, 'eval');
   const scriptCalls = evalsha.calls + evalPlain.calls;
   const scriptUsec = evalsha.usec + evalPlain.usec;
+  const f = footprint(before, after, approvals);
   return {
     scriptCalls,
     scriptUsPerCall: scriptCalls === 0 ? null : Math.round((scriptUsec / scriptCalls) * 10) / 10,
-    scriptUsPerApproval: approvals === 0 ? null : Math.round((scriptUsec / approvals) * 10) / 10,
+    scriptUsPerApproval: per(scriptUsec, approvals),
     publishes: delta(before, after, 'publish').calls,
     xadds: delta(before, after, 'xadd').calls,
+    setsPerApproval: per(delta(before, after, 'set').calls, approvals, 1000),
+    cpuUsPerApproval: f.cpuUsPer,
+    aofBytesPerApproval: f.aofBytesPer,
+    memoryBytesPerApproval: f.memoryBytesPer,
   };
 }

@@ -7,7 +7,7 @@ import type { LedgerCheck } from './ledger-check.js';
 import type { RedisScenarioStats } from './redis-stats.js';
 import type { WebSocketsResult } from './websockets.js';
 import type { RedisBaselineResult } from './redis-baseline.js';
-import type { RedisBenchmarkResult } from './redis-benchmark.js';
+import type { RedisBenchmarkResult, RedisWorkBaselines } from './redis-benchmark.js';
 
 export const RESULT_SCHEMA = 'cardswitch-bench/1';
 
@@ -161,6 +161,11 @@ export interface BenchResult {
     readonly redisScript: RedisBaselineResult | null;
     /** The same script driven by redis-benchmark (C): what Redis alone does on this machine. */
     readonly redisBenchmarkScript: RedisBenchmarkResult | null;
+    /**
+     * Issue 15's physical floor: the minimal idempotent debit, the sequence claim and the script, each
+     * driven by redis-benchmark, with Redis's CPU, AOF bytes and memory per call (null without redis-benchmark).
+     */
+    readonly redisWork?: RedisWorkBaselines | null;
     readonly h2loadInquire:
       (H2loadResult & { readonly ownGenerator?: { readonly achievedRate: number; readonly latencyMs: LatencySummaryMs } }) | null;
   };
@@ -270,7 +275,27 @@ export function ratiosOf(
     tapStreamClosedVsTapClosed: ratio(streamClosed?.achievedRate, tapClosed?.achievedRate),
     tapStreamOpenP99VsNoopStreamOpenP99: ratio(streamOpen?.latencyMs.p99, baselines.noopStreamOpen?.latencyMs.p99),
     ownGeneratorVsH2loadInquire: ratio(h2?.ownGenerator?.achievedRate, h2?.reqPerSec),
+    ...redisWorkRatios(scenarios, baselines.redisWork ?? null),
     ...ecardRatios(scenarios, gateway),
+  };
+}
+
+/**
+ * Issue 15: the switch's throughput against redis-benchmark driving the project's own per-payment Redis
+ * work (claim + script), and Redis's CPU per approval against the minimal debit's (the floor).
+ */
+function redisWorkRatios(scenarios: readonly ScenarioResult[], work: RedisWorkBaselines | null): Record<string, number | null> {
+  const tapClosed = find(scenarios, 'tap', 'closed');
+  const streamClosed = find(scenarios, 'tap-stream', 'closed');
+  const floorCpu = work?.floor.redisCpuUsPerCall ?? undefined;
+  return {
+    tapClosedVsRedisProjectWork: ratio(tapClosed?.approvalsPerSec, work?.project.approvalsPerSec ?? undefined),
+    tapStreamClosedVsRedisProjectWork: ratio(streamClosed?.approvalsPerSec, work?.project.approvalsPerSec ?? undefined),
+    redisProjectCpuVsFloor: work?.projectCpuVsFloor ?? null,
+    redisProjectAofVsFloor: ratio(work?.project.aofBytesPerApproval ?? undefined, work?.floor.aofBytesPerCall ?? undefined),
+    redisProjectMemoryVsFloor: ratio(work?.project.memoryBytesPerApproval ?? undefined, work?.floor.memoryBytesPerCall ?? undefined),
+    tapClosedRedisCpuVsFloor: ratio(tapClosed?.redis?.cpuUsPerApproval ?? undefined, floorCpu),
+    tapStreamClosedRedisCpuVsFloor: ratio(streamClosed?.redis?.cpuUsPerApproval ?? undefined, floorCpu),
   };
 }
 
@@ -299,6 +324,9 @@ export function targetsOf(
     tapStreamClosedAtLeast9000ApprovalsPerSec: streamClosed === undefined ? null : streamClosed.approvalsPerSec >= 9000,
     tapStreamOpen6000P99AtMost15msNoErrors: streamOpen === undefined ? null : streamOpen.latencyMs.p99 <= 15 && streamOpen.errors === 0,
     everyApprovalInLedgerOnceAndAuditPasses: ledger === null ? null : ledger.passed,
+    // Issue 15 (like for like: both driven by redis-benchmark, 128 clients, the same persistence).
+    redisCpuPerApprovalAtMost2xFloor: atMost(ratios['redisProjectCpuVsFloor'], 2),
+    tapStreamClosedAtLeast80PercentOfRedisProjectWork: atLeast(ratios['tapStreamClosedVsRedisProjectWork'], 0.8),
     qrClosedAtLeast90PercentOfTapClosed: atLeast(ratios['qrClosedVsTapClosed'], 0.9),
     tapClosedWithThirdPartyAtLeast90PercentOfTapClosed: atLeast(ratios['tapClosedWithThirdPartyVsTapClosed'], 0.9),
     summaryClosedAtLeast40PercentOfHelloClosed: atLeast(ratios['summaryClosedVsHelloClosed'], 0.4),
@@ -308,6 +336,10 @@ export function targetsOf(
 
 function atLeast(value: number | null | undefined, min: number): boolean | null {
   return value === null || value === undefined ? null : value >= min;
+}
+
+function atMost(value: number | null | undefined, max: number): boolean | null {
+  return value === null || value === undefined ? null : value <= max;
 }
 
 function pad(text: string, width: number): string {
@@ -396,6 +428,21 @@ export function humanReport(result: BenchResult, outPath: string): string {
       r.available && r.callsPerSec !== undefined
         ? `  ${pad('redis-benchmark script alone', 30)} ${pad(`${r.callsPerSec}/s`, 11)} approvals ${r.approvalsPerSec}/s (${r.clients} clients) p50 ${r.latencyMs?.p50} p99 ${r.latencyMs?.p99} ms`
         : `  redis-benchmark: ${r.note}`,
+    );
+  }
+  const work = b.redisWork ?? null;
+  if (work !== null) {
+    const row = (label: string, r: RedisBenchmarkResult): string =>
+      `  ${pad(label, 30)} ${pad(`${r.callsPerSec ?? '?'}/s`, 11)} Redis CPU ${r.redisCpuUsPerCall ?? '?'} µs, AOF ${r.aofBytesPerCall ?? '?'} B, memory ${r.memoryBytesPerCall ?? '?'} B per call`;
+    lines.push(row('redis-benchmark minimal debit', work.floor), row('redis-benchmark sequence claim', work.claim));
+    lines.push(
+      `  ${pad('project per payment (derived)', 30)} ${pad(`${work.project.approvalsPerSec ?? '?'}/s`, 11)} Redis CPU ${work.project.redisCpuUsPerApproval ?? '?'} µs, AOF ${work.project.aofBytesPerApproval ?? '?'} B, memory ${work.project.memoryBytesPerApproval ?? '?'} B per approval (${work.projectCpuVsFloor ?? '?'} x the floor's CPU)`,
+    );
+  }
+  for (const s of result.scenarios) {
+    if (s.redis === null || s.mode !== 'closed') continue;
+    lines.push(
+      `  ${pad(`redis per approval, ${s.name}`, 30)} CPU ${s.redis.cpuUsPerApproval ?? '?'} µs, AOF ${s.redis.aofBytesPerApproval ?? '?'} B, memory ${s.redis.memoryBytesPerApproval ?? '?'} B, script ${s.redis.scriptUsPerApproval ?? '?'} µs`,
     );
   }
   if (b.h2loadInquire !== null) {
