@@ -47,7 +47,15 @@ import { runGatewayPair, type HttpScenarioResult } from './gateway.js';
 import { closedProfile, runLoad, type LoadResult } from './generator.js';
 import { runH2loadInquire } from './h2load.js';
 import { checkLedger, type LedgerCheck, type ThirdPartyInput } from './ledger-check.js';
-import { MAX_QR_DURATION_MS, parseOptions, USAGE, usesChannels, type BenchOptions, type ScenarioPlan } from './options.js';
+import {
+  capacityScenarioOf,
+  MAX_QR_DURATION_MS,
+  parseOptions,
+  USAGE,
+  usesChannels,
+  type BenchOptions,
+  type ScenarioPlan,
+} from './options.js';
 import { isImplemented } from './probe.js';
 import { CpuMeter, cpuUsPer, quiesce, startServerChild, type MemoryReport } from './processes.js';
 import { runRedisBaseline } from './redis-baseline.js';
@@ -426,6 +434,8 @@ async function warmUp(ctx: ScenarioContext, port: number, approvals: Approvals):
 
 interface SwitchRuns {
   readonly scenarios: ScenarioResult[];
+  /** The plans as run: a `--rate auto` plan with its rate. */
+  readonly plans: readonly ScenarioPlan[];
   readonly gateway: BenchResult['gateway'];
   readonly websockets: WebSocketsResult | null;
 }
@@ -644,7 +654,10 @@ async function runSwitchScenarios(ctx: ScenarioContext, target: RunningTarget, a
   let gatewayTokens: string[] | undefined;
   await warmUp(ctx, port, approvals);
   const { lacking, notes } = await lackingRpcs(port, ctx.campus);
-  for (const [index, plan] of ctx.options.plans.entries()) {
+  const plans: ScenarioPlan[] = [];
+  for (const [index, asked] of ctx.options.plans.entries()) {
+    const { plan, autoRate } = withAutoRate(asked, scenarios);
+    plans.push(plan);
     if (plan.scenario === 'websockets') {
       websockets = await runWebSocketsScenario(ctx, target);
       continue;
@@ -683,9 +696,29 @@ async function runSwitchScenarios(ctx: ScenarioContext, target: RunningTarget, a
     const run = await runScenario(ctx, { port, name: 'switch' }, plan, mix, index, adjustments, undefined, extras);
     collect(approvals, run.load);
     approvals.campusQrMarks += run.result.campusQr?.usedMarks ?? 0;
-    scenarios.push(run.result);
+    scenarios.push(autoRate === null ? run.result : { ...run.result, autoRate });
   }
-  return { scenarios, gateway: httpRuns.length === 0 ? null : { users: gatewayTokens?.length ?? 0, runs: httpRuns }, websockets };
+  return { scenarios, plans, gateway: httpRuns.length === 0 ? null : { users: gatewayTokens?.length ?? 0, runs: httpRuns }, websockets };
+}
+
+/**
+ * `--rate auto`: an open plan's rate is its fraction of the achieved rate of the capacity scenario
+ * (the same scenario closed; the lunch rush: tap closed) measured earlier in this run.
+ */
+function withAutoRate(plan: ScenarioPlan, done: readonly ScenarioResult[]): { plan: ScenarioPlan; autoRate: ScenarioResult['autoRate'] } {
+  if (plan.autoFraction === undefined || plan.mode !== 'open') return { plan, autoRate: null };
+  const capacityScenario = capacityScenarioOf(plan.scenario);
+  const capacity = done.find((s) => s.name === capacityScenario && s.mode === 'closed' && s.target === 'switch');
+  if (capacity === undefined || capacity.achievedRate <= 0)
+    throw new Error(`--rate auto: ${plan.scenario} open needs ${capacityScenario} closed earlier in the run`);
+  const rate = Math.max(1, Math.round(capacity.achievedRate * plan.autoFraction));
+  process.stdout.write(
+    `  --rate auto: ${plan.scenario} open at ${rate}/s (${plan.autoFraction} of ${capacityScenario} closed's ${capacity.achievedRate}/s)\n`,
+  );
+  return {
+    plan: { ...plan, rate },
+    autoRate: { fraction: plan.autoFraction, capacityScenario, capacityPerSec: capacity.achievedRate },
+  };
 }
 
 /** h2load's shape (1 connection, 50 streams) with the bench's own generator, then h2load itself. */
@@ -969,7 +1002,8 @@ async function bench(options: BenchOptions): Promise<BenchResult> {
       const lines = events.map(([event, , latestMs, maxMs]) => `  redis latency ${event}: latest ${latestMs} ms, max ${maxMs} ms`);
       process.stdout.write(`${lines.length === 0 ? `  redis latency: no event over ${latencyThresholdMs} ms` : lines.join('\n')}\n`);
     }
-    const base = { ...(await baselines(ctx, p, local)), h2loadInquire };
+    // The baselines' open runs take the rates the scenarios ran at (--rate auto resolved).
+    const base = { ...(await baselines({ ...ctx, options: { ...options, plans: runs.plans } }, p, local)), h2loadInquire };
     process.stdout.write('checking the ledger (every approval exactly once, audit) ...\n');
     const ledgerCheck: LedgerCheck = await checkLedger(
       p.redis,

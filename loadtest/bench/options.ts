@@ -26,6 +26,19 @@ export interface ScenarioPlan {
   readonly mode: LoadMode;
   /** Open model: requests/s (the lunch rush's peak; gateway: --http-rate); undefined in the closed model. */
   readonly rate: number | undefined;
+  /**
+   * `--rate auto[:F]` (open model): the rate is F (default 0.6) of the capacity measured earlier in the
+   * same run, the same scenario closed (the lunch rush: tap closed); `rate` is set when the run gets there.
+   */
+  readonly autoFraction?: number;
+}
+
+/** `--rate auto`: the share of the closed-model capacity offered in the open model. */
+export const DEFAULT_AUTO_RATE_FRACTION = 0.6;
+
+/** The closed scenario whose achieved rate an open plan's `--rate auto` takes a fraction of. */
+export function capacityScenarioOf(scenario: ScenarioName): ScenarioName {
+  return scenario === 'lunch-rush' ? 'tap' : scenario;
 }
 
 export interface BenchOptions {
@@ -105,6 +118,8 @@ Inquire), checks the ledger, and writes loadtest/results/latest.json.
   --mode LIST         open, closed (comma-separated; default: tap, tap-stream and gateway closed+open,
                       lunch-rush open, the others closed)
   --rate N            open model: requests/s (lunch-rush: the peak); default tap ${DEFAULT_TAP_RATE}, lunch-rush ${DEFAULT_LUNCH_PEAK_RATE}
+  --rate auto[:F]     open model at F (default ${DEFAULT_AUTO_RATE_FRACTION}) of the capacity measured earlier in the same run:
+                      the same scenario closed (lunch-rush: tap closed), run first (added when not asked for)
   --http-rate N       gateway open model: requests/s (default ${DEFAULT_HTTP_RATE})
   --http-connections N  gateway: autocannon connections, pipelining 1 (default 64)
   --bound-cards N     cards bound to e-card users, the last of the campus (default 1000; quick 100)
@@ -190,7 +205,7 @@ const QUICK_SCENARIOS: readonly ScenarioName[] = [
 function plansFor(
   scenarios: ScenarioName[] | undefined,
   modes: LoadMode[] | undefined,
-  rates: { rate: number | undefined; httpRate: number },
+  rates: { rate: number | undefined; autoFraction: number | undefined; httpRate: number },
   quick: boolean,
 ): ScenarioPlan[] {
   const chosen = scenarios ?? (quick ? [...QUICK_SCENARIOS] : [...SCENARIOS]);
@@ -204,10 +219,32 @@ function plansFor(
     for (const mode of modes ?? (quick ? ['closed'] : defaultModes(scenario))) {
       const openRate =
         scenario === 'gateway' ? rates.httpRate : (rates.rate ?? (scenario === 'lunch-rush' ? DEFAULT_LUNCH_PEAK_RATE : DEFAULT_TAP_RATE));
-      plans.push({ scenario, mode, rate: mode === 'open' ? openRate : undefined });
+      const auto = mode === 'open' && scenario !== 'gateway' ? rates.autoFraction : undefined;
+      if (auto === undefined) {
+        plans.push({ scenario, mode, rate: mode === 'open' ? openRate : undefined });
+        continue;
+      }
+      // The capacity comes first: the same scenario closed (the lunch rush: tap closed), added when missing.
+      const capacity = capacityScenarioOf(scenario);
+      if (!plans.some((p) => p.scenario === capacity && p.mode === 'closed'))
+        plans.push({ scenario: capacity, mode: 'closed', rate: undefined });
+      plans.push({ scenario, mode, rate: undefined, autoFraction: auto });
     }
   }
   return plans;
+}
+
+/** `--rate N` or `--rate auto` / `--rate auto:F` (0 < F <= 1). */
+function rateOption(raw: string | undefined): { rate: number | undefined; autoFraction: number | undefined } {
+  if (raw === undefined) return { rate: undefined, autoFraction: undefined };
+  if (raw === 'auto') return { rate: undefined, autoFraction: DEFAULT_AUTO_RATE_FRACTION };
+  const auto = /^auto:(0?\.\d+|1(\.0*)?)$/.exec(raw);
+  if (auto !== null) {
+    const fraction = Number(auto[1]);
+    if (fraction > 0 && fraction <= 1) return { rate: undefined, autoFraction: fraction };
+  }
+  if (raw.startsWith('auto')) throw new Error(`--rate: expected auto or auto:F with 0 < F <= 1 (e.g. auto:0.6), got '${raw}'`);
+  return { rate: integer('rate', raw, 0, 1, 1_000_000), autoFraction: undefined };
 }
 
 function clientOf(raw: string | undefined): 'raw' | 'node' {
@@ -263,12 +300,17 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     },
   });
   const quick = values.quick === true;
-  const rate = values.rate === undefined ? undefined : integer('rate', values.rate, 0, 1, 1_000_000);
+  const { rate, autoFraction } = rateOption(values.rate);
   const httpRate = integer('http-rate', values['http-rate'], DEFAULT_HTTP_RATE, 1, 1_000_000);
   const options: BenchOptions = {
     help: values.help === true,
     quick,
-    plans: plansFor(list('scenario', values.scenario, SCENARIOS), list('mode', values.mode, MODES), { rate, httpRate }, quick),
+    plans: plansFor(
+      list('scenario', values.scenario, SCENARIOS),
+      list('mode', values.mode, MODES),
+      { rate, autoFraction, httpRate },
+      quick,
+    ),
     durationMs: seconds('duration', values.duration, quick ? 2000 : 10_000, 3600),
     warmupMs: seconds('warmup', values.warmup, quick ? 500 : 2000, 600),
     workers: integer('workers', values.workers, 1, 1, 16),

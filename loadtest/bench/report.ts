@@ -68,6 +68,8 @@ export interface ScenarioResult {
   readonly campusQr: CampusQrRun | null;
   /** thirdparty, tap+thirdparty, lunch-rush: the payment codes minted and what became of them; null elsewhere. */
   readonly thirdParty: ThirdPartyRun | null;
+  /** `--rate auto`: the rate was `fraction` of `capacityPerSec`, the achieved rate of `capacityScenario` closed earlier in the run. */
+  readonly autoRate?: { readonly fraction: number; readonly capacityScenario: string; readonly capacityPerSec: number } | null;
 }
 
 export interface ThirdPartyRun {
@@ -323,6 +325,10 @@ export function targetsOf(
     tapStreamClosedAtLeast85PercentOfNoop: streamVsNoop === null || streamVsNoop === undefined ? null : streamVsNoop >= 0.85,
     tapStreamClosedAtLeast9000ApprovalsPerSec: streamClosed === undefined ? null : streamClosed.approvalsPerSec >= 9000,
     tapStreamOpen6000P99AtMost15msNoErrors: streamOpen === undefined ? null : streamOpen.latencyMs.p99 <= 15 && streamOpen.errors === 0,
+    // Issue 15: the same latency targets at a load the machine can carry (--rate auto: 60 % of the capacity measured in the run).
+    tapOpenAutoP99AtMost15msNoErrors: autoTarget(scenarios, 'tap', (s) => s.latencyMs.p99 <= 15),
+    tapStreamOpenAutoP99AtMost15msNoErrors: autoTarget(scenarios, 'tap-stream', (s) => s.latencyMs.p99 <= 15),
+    lunchRushAutoPeakP99AtMost25msNoErrors: autoTarget(scenarios, 'lunch-rush', (s) => s.peak !== null && s.peak.latencyMs.p99 <= 25),
     everyApprovalInLedgerOnceAndAuditPasses: ledger === null ? null : ledger.passed,
     // Issue 15 (like for like: both driven by redis-benchmark, 128 clients, the same persistence).
     redisCpuPerApprovalAtMost2xFloor: atMost(ratios['redisProjectCpuVsFloor'], 2),
@@ -336,6 +342,12 @@ export function targetsOf(
 
 function atLeast(value: number | null | undefined, min: number): boolean | null {
   return value === null || value === undefined ? null : value >= min;
+}
+
+/** An open scenario run at `--rate auto`: the check and no errors; null when the run had none. */
+function autoTarget(scenarios: readonly ScenarioResult[], name: string, check: (s: ScenarioResult) => boolean): boolean | null {
+  const s = scenarios.find((x) => x.name === name && x.mode === 'open' && x.target === 'switch' && (x.autoRate ?? null) !== null);
+  return s === undefined ? null : check(s) && s.errors === 0;
 }
 
 function atMost(value: number | null | undefined, max: number): boolean | null {
