@@ -28,6 +28,9 @@ import { CardDirectoryRecords } from './ledger/card-directory.js';
 import { checkShardCount } from './ledger/meta.js';
 import { PipelineClient } from './redis/pipeline-client.js';
 import { guardIoredis, LedgerBreaker } from './redis/breaker.js';
+import { ledgerClient, ledgerForm } from './redis/cluster.js';
+import { ReplicaWait } from './redis/replica-wait.js';
+import { describeLedgerRedis } from './config.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import type { SwitchContext } from './context.js';
@@ -163,7 +166,19 @@ function simulatedFeeProvider(log: Logger): FeeProvider {
 }
 
 async function connectLedgerRedis(config: Config, log: Logger, metrics: Metrics): Promise<Redis> {
-  const redis = connectRedis(config.redisUrl, config.redisCommandTimeoutMs);
+  // One Redis, a Redis Cluster or a Sentinel-watched master (redis/cluster.ts); the same fail-closed options.
+  const redis =
+    ledgerForm(config) === 'single'
+      ? connectRedis(config.redisUrl, config.redisCommandTimeoutMs)
+      : ledgerClient(config, {
+          lazyConnect: true,
+          enableOfflineQueue: false,
+          enableAutoPipelining: true,
+          maxRetriesPerRequest: 0,
+          commandTimeout: config.redisCommandTimeoutMs,
+          connectTimeout: 5000,
+          retryStrategy: (attempt) => Math.min(50 * attempt, 2000),
+        });
   redis.on('error', (err: Error) => {
     metrics.redisError('ioredis');
     log.warn({ err: err.message }, 'redis connection problem');
@@ -172,7 +187,7 @@ async function connectLedgerRedis(config: Config, log: Logger, metrics: Metrics)
     await redis.connect();
   } catch (err) {
     redis.disconnect();
-    throw new Error(`cannot reach Redis at ${config.redisUrl}: ${(err as Error).message}`);
+    throw new Error(`cannot reach Redis at ${describeLedgerRedis(config)}: ${(err as Error).message}`);
   }
   return redis;
 }
@@ -216,18 +231,24 @@ export async function startSwitch(
   let grpc: RunningGrpcServer | undefined;
   let gateway: RunningHolderGateway | undefined;
   let passwords: PasswordPool | undefined;
-  const fast = PipelineClient.fromUrl(config.redisUrl, {
-    commandTimeoutMs: config.redisCommandTimeoutMs,
-    connectTimeoutMs: 5000,
-    maxPending: MAX_PENDING_LEDGER_COMMANDS,
-    log,
-    breaker,
-  });
+  // The lean hot-path client speaks to one Redis only: a cluster or a Sentinel-watched master runs the
+  // scripts on the ioredis client, which follows MOVED / ASK and failovers.
+  const fast =
+    ledgerForm(config) !== 'single'
+      ? undefined
+      : PipelineClient.fromUrl(config.redisUrl, {
+          commandTimeoutMs: config.redisCommandTimeoutMs,
+          connectTimeoutMs: 5000,
+          maxPending: MAX_PENDING_LEDGER_COMMANDS,
+          log,
+          breaker,
+        });
   try {
     const keys = new Keys(config.keyPrefix, config.ledgerShards);
     await checkShardCount(redis, keys);
     await fast?.connect();
-    const scripts = await Scripts.load(redis, fast);
+    const durable = config.ledgerDurability === 'replica' ? new ReplicaWait(redis, fast, config.ledgerWaitTimeoutMs) : undefined;
+    const scripts = await Scripts.load(redis, fast, durable);
     const access = { keys, scripts };
     const ledger = new Ledger(keys, scripts, config.requestTtlSec, now);
     const money = new MoneyLedger(keys, scripts, config.requestTtlSec, now);

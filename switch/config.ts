@@ -9,6 +9,23 @@ export interface Config {
   /** Empty: `npm start` runs its own redis-server under var/. */
   readonly redisUrl: string;
   readonly redisCommandTimeoutMs: number;
+  /**
+   * Redis Cluster seed nodes (REDIS_CLUSTER_NODES=host:port,host:port,...); empty: not a cluster. The
+   * ioredis Cluster client then finds every master and replica itself (switch/redis/cluster.ts).
+   */
+  readonly redisClusterNodes: readonly RedisNode[];
+  /** Sentinels (REDIS_SENTINELS=host:port,...) watching the ledger's master REDIS_SENTINEL_MASTER; empty: none. */
+  readonly redisSentinels: readonly RedisNode[];
+  readonly redisSentinelMaster: string;
+  /** Password of the Redis nodes when REDIS_URL does not carry one (cluster and Sentinel forms). */
+  readonly redisPassword: string;
+  /**
+   * LEDGER_DURABILITY: `replica` acknowledges a payment only after WAIT confirmed a replica has it
+   * (redis/replica-wait.ts); `none` (default) acknowledges what the master answered.
+   */
+  readonly ledgerDurability: 'none' | 'replica';
+  /** WAIT's timeout in the durable mode: past it the payment is answered UNAVAILABLE (the POS retries it). */
+  readonly ledgerWaitTimeoutMs: number;
   readonly grpcHost: string;
   readonly grpcPort: number;
   /** TLS for gRPC (GRPC_TLS_*); undefined: plaintext (npm start and tests on loopback, or GRPC_PLAINTEXT=allow). */
@@ -208,11 +225,57 @@ export interface ChannelPaymentConfig {
   readonly callTimeoutMs: number;
 }
 
+export interface RedisNode {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** `host:port,host:port` (REDIS_CLUSTER_NODES, REDIS_SENTINELS); a problem is reported under `name`. */
+function readNodes(r: Reader, env: Env, name: string): RedisNode[] {
+  const raw = (env[name] ?? '').trim();
+  if (raw === '') return [];
+  const nodes: RedisNode[] = [];
+  for (const part of raw.split(',')) {
+    const match = /^\s*([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})\s*$/.exec(part);
+    const port = match === null ? NaN : Number(match[2]);
+    if (match === null || !(port >= 1 && port <= 65535)) {
+      r.problems.push(`${name}=${JSON.stringify(raw)}: must be host:port,host:port,... (got "${part.trim()}")`);
+      return [];
+    }
+    nodes.push({ host: (match[1] as string).replace(/^\[|\]$/g, ''), port });
+  }
+  return nodes;
+}
+
+/** True when some Redis is configured (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS); npm start runs its own otherwise. */
+export function ledgerRedisConfigured(config: Pick<Config, 'redisUrl' | 'redisClusterNodes' | 'redisSentinels'>): boolean {
+  return config.redisUrl !== '' || config.redisClusterNodes.length > 0 || config.redisSentinels.length > 0;
+}
+
+/** Where the ledger is, for logs and messages (no password). */
+export function describeLedgerRedis(
+  config: Pick<Config, 'redisUrl' | 'redisClusterNodes' | 'redisSentinels' | 'redisSentinelMaster'>,
+): string {
+  if (config.redisClusterNodes.length > 0)
+    return `Redis Cluster via ${config.redisClusterNodes.map((n) => `${n.host}:${n.port}`).join(',')}`;
+  if (config.redisSentinels.length > 0)
+    return `Redis master "${config.redisSentinelMaster}" via Sentinels ${config.redisSentinels.map((n) => `${n.host}:${n.port}`).join(',')}`;
+  return config.redisUrl.replace(/\/\/[^@]*@/, '//***@');
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const r = new Reader(env);
   const config: Config = {
     redisUrl: r.string('REDIS_URL', '', checkRedisUrl),
     redisCommandTimeoutMs: r.integer('REDIS_COMMAND_TIMEOUT_MS', 2000, 50, 60_000),
+    redisClusterNodes: readNodes(r, env, 'REDIS_CLUSTER_NODES'),
+    redisSentinels: readNodes(r, env, 'REDIS_SENTINELS'),
+    redisSentinelMaster: r.string('REDIS_SENTINEL_MASTER', 'cardswitch', (v) =>
+      /^[A-Za-z0-9._-]{1,64}$/.test(v) ? undefined : 'must be 1-64 of A-Z a-z 0-9 . _ -',
+    ),
+    redisPassword: r.string('REDIS_PASSWORD', ''),
+    ledgerDurability: r.choice('LEDGER_DURABILITY', 'none', ['none', 'replica']),
+    ledgerWaitTimeoutMs: r.integer('LEDGER_WAIT_TIMEOUT_MS', 1000, 10, 60_000),
     grpcHost: r.string('GRPC_HOST', '0.0.0.0', (v) => (/^[A-Za-z0-9.:[\]-]+$/.test(v) ? undefined : 'must be a host name or IP address')),
     grpcPort: r.integer('GRPC_PORT', 50051, 0, 65535),
     grpcTls: readGrpcTls(r, env, Date.now()),
@@ -308,6 +371,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (config.grpcTls !== undefined && config.grpcPlaintextAllowed) {
     r.problems.push('GRPC_PLAINTEXT=allow: remove it when GRPC_TLS_CERT_FILE is set (gRPC is served over TLS only)');
   }
+  const redisForms = [config.redisUrl !== '', config.redisClusterNodes.length > 0, config.redisSentinels.length > 0].filter(Boolean).length;
+  if (redisForms > 1)
+    r.problems.push('REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS: set one of them (they name three different ledgers)');
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return config;
 }

@@ -48,7 +48,9 @@ export function localRedisPort(env: NodeJS.ProcessEnv): number {
  * Returns a note for the operator, or undefined when nothing was filled in.
  */
 export function applyLocalDefaults(env: NodeJS.ProcessEnv): string | undefined {
-  if ((env['REDIS_URL'] ?? '') !== '' || readSecrets() === undefined) return undefined;
+  if ((env['REDIS_URL'] ?? '') !== '' || (env['REDIS_CLUSTER_NODES'] ?? '') !== '' || (env['REDIS_SENTINELS'] ?? '') !== '')
+    return undefined;
+  if (readSecrets() === undefined) return undefined;
   env['REDIS_URL'] = `redis://127.0.0.1:${localRedisPort(env)}`;
   ensureDevSecrets(env);
   return `REDIS_URL not set: using the local Redis of npm start (${env['REDIS_URL']}) and ${DEV_SECRETS_FILE}`;

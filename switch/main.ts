@@ -11,7 +11,7 @@
 import cluster from 'node:cluster';
 import { startSwitch } from './app.js';
 import { channelsFromEnvironment } from './channels/index.js';
-import { ConfigError, loadConfig, type Config } from './config.js';
+import { ConfigError, describeLedgerRedis, ledgerRedisConfigured, loadConfig, type Config } from './config.js';
 import { createLogger } from './log.js';
 import type { Logger } from 'pino';
 
@@ -19,8 +19,10 @@ const MAX_PROCESSES = 64;
 
 function configFromEnvironment(): Config {
   const config = loadConfig(process.env);
-  if (config.redisUrl === '') {
-    throw new ConfigError(['REDIS_URL is required (npm start runs a local Redis for development; production names its own)']);
+  if (!ledgerRedisConfigured(config)) {
+    throw new ConfigError([
+      'REDIS_URL (or REDIS_CLUSTER_NODES, or REDIS_SENTINELS) is required (npm start runs a local Redis for development; production names its own)',
+    ]);
   }
   return config;
 }
@@ -81,10 +83,7 @@ async function runSwitch(config: Config): Promise<number> {
   // ALIPAY_* / WECHATPAY_* name the real channels; none configured: no third-party payments.
   const channels = channelsFromEnvironment(process.env, log);
   const app = await startSwitch(config, log, Date.now, { ...serves, channels });
-  log.info(
-    { grpcPort: app.grpcPort, gatewayPort: app.gateway?.port, redis: config.redisUrl.replace(/\/\/[^@]*@/, '//***@') },
-    'cardswitch ready',
-  );
+  log.info({ grpcPort: app.grpcPort, gatewayPort: app.gateway?.port, redis: describeLedgerRedis(config) }, 'cardswitch ready');
   if (cluster.isWorker) process.send?.({ ready: app.grpcPort });
   await untilSignal();
   await app.stop();

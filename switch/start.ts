@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEV_SECRETS_FILE, ensureDevSecrets, localRedisPort, VAR_DIR } from './dev-env.js';
 import { startSwitch, type SwitchApp } from './app.js';
-import { ConfigError, loadConfig, type Config } from './config.js';
+import { ConfigError, describeLedgerRedis, loadConfig, type Config } from './config.js';
 import { DEFAULT_DEMO_CARDHOLDERS, DEFAULT_DEMO_SEED, demoDoc, generateDemoCampus } from './data/demo.js';
 import { importCardholders, importTerminals, parseCardholdersCsv, parseTerminalsCsv } from './data/import.js';
 import { createLogger, type Logger } from './log.js';
@@ -52,7 +52,9 @@ async function ensureIdentity(env: NodeJS.ProcessEnv, log: Logger): Promise<Iden
 const DEMO_FLAG = 'demoLoaded';
 
 async function ensureRedis(env: NodeJS.ProcessEnv, log: Logger): Promise<LocalRedis | undefined> {
-  if ((env['REDIS_URL'] ?? '') !== '') return undefined;
+  // A configured ledger (one Redis, a cluster, a Sentinel-watched master) is used as it is.
+  if ((env['REDIS_URL'] ?? '') !== '' || (env['REDIS_CLUSTER_NODES'] ?? '') !== '' || (env['REDIS_SENTINELS'] ?? '') !== '')
+    return undefined;
   const port = localRedisPort(env);
   const dataDir = join(VAR_DIR, 'redis');
   log.info({ port, dataDir }, 'REDIS_URL is not set: starting a local redis-server (AOF, appendfsync always)');
@@ -153,7 +155,7 @@ function printReady(app: SwitchApp, config: Config, simulatorUrl: string | undef
   const lines = [
     '',
     `cardswitch is ready: gRPC on ${target} (PosService, KioskService, AdminService, health, reflection)`,
-    `ledger: ${config.redisUrl} (key prefix "${config.keyPrefix}", ${config.ledgerShards} shards)`,
+    `ledger: ${describeLedgerRedis(config)} (key prefix "${config.keyPrefix}", ${config.ledgerShards} shards)`,
     '',
     `Pay 12.50 with demo card ${card?.cardNo} (${card?.name}, serial ${card?.cardSerial}) at ${pos.location}:`,
     `  grpcurl -plaintext -H 'terminal-id: ${pos.terminalId}' ${secretHeader} \\`,

@@ -3,8 +3,9 @@
 // Exit codes: 0 sound, 1 problems found, 2 usage, configuration or environment error.
 import { formatSeconds } from '../format.js';
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
-import { ConfigError, loadConfig } from '../config.js';
+import type { Redis } from 'ioredis';
+import { ledgerClient } from '../redis/cluster.js';
+import { ConfigError, describeLedgerRedis, ledgerRedisConfigured, loadConfig } from '../config.js';
 import { auditLedger, type AuditReport } from '../ledger/audit.js';
 import { Keys } from '../ledger/keys.js';
 import { formatYuan } from '../money.js';
@@ -41,16 +42,6 @@ function boundedInteger(raw: string | undefined, option: string, min: number, ma
   if (!/^\d+$/.test(raw) || value < min || value > max)
     throw new AuditUsageError(`${option} must be a whole number ${min}-${max}, got "${raw.slice(0, 20)}"`);
   return value;
-}
-
-/** The URL without user name or password, for messages. */
-function safeUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.protocol}//${u.host}${u.pathname === '/' ? '' : u.pathname}`;
-  } catch {
-    return '(unparseable REDIS_URL)';
-  }
 }
 
 /** The shard count the ledger was created with decides where accounts live; the audit follows it. */
@@ -112,9 +103,11 @@ async function audit(argv: readonly string[], env: Env): Promise<number> {
     SESSION_SECRET: env['SESSION_SECRET'] ?? UNUSED_SECRET,
     CAMPUS_QR_SECRET: env['CAMPUS_QR_SECRET'] ?? UNUSED_SECRET,
   });
-  if (config.redisUrl === '')
-    throw new AuditUsageError('REDIS_URL is not set: the audit reads an existing ledger, e.g. REDIS_URL=redis://127.0.0.1:6379');
-  const redis = new Redis(config.redisUrl, {
+  if (!ledgerRedisConfigured(config))
+    throw new AuditUsageError(
+      'REDIS_URL (or REDIS_CLUSTER_NODES / REDIS_SENTINELS) is not set: the audit reads an existing ledger, e.g. REDIS_URL=redis://127.0.0.1:6379',
+    );
+  const redis = ledgerClient(config, {
     lazyConnect: true,
     maxRetriesPerRequest: 1,
     commandTimeout: Math.max(config.redisCommandTimeoutMs, AUDIT_COMMAND_TIMEOUT_MS),
@@ -126,7 +119,7 @@ async function audit(argv: readonly string[], env: Env): Promise<number> {
     await redis.connect();
   } catch (err) {
     redis.disconnect();
-    throw new AuditUsageError(`cannot reach Redis at ${safeUrl(config.redisUrl)}: ${(err as Error).message}`);
+    throw new AuditUsageError(`cannot reach Redis at ${describeLedgerRedis(config)}: ${(err as Error).message}`);
   }
   try {
     const keys = await ledgerKeys(redis, config.keyPrefix, env, config.ledgerShards);

@@ -6,8 +6,9 @@ import { mkdir, open, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
-import { ConfigError, loadConfig, type Config } from '../config.js';
+import type { Redis } from 'ioredis';
+import { ledgerClient } from '../redis/cluster.js';
+import { ConfigError, describeLedgerRedis, ledgerRedisConfigured, loadConfig, type Config } from '../config.js';
 import { TERMINAL_KINDS, TerminalRegistry } from '../domain/terminals.js';
 import { Keys } from '../ledger/keys.js';
 import { Ledger } from '../ledger/ledger.js';
@@ -76,8 +77,10 @@ function cliConfig(): Config {
   const note = applyLocalDefaults(process.env);
   if (note !== undefined) console.error(note);
   const config = loadConfig();
-  if (config.redisUrl === '') {
-    throw new CliError('REDIS_URL is not set: the CLI imports into an existing Redis, e.g. REDIS_URL=redis://127.0.0.1:6379');
+  if (!ledgerRedisConfigured(config)) {
+    throw new CliError(
+      'REDIS_URL (or REDIS_CLUSTER_NODES / REDIS_SENTINELS) is not set: the CLI imports into an existing Redis, e.g. REDIS_URL=redis://127.0.0.1:6379',
+    );
   }
   return config;
 }
@@ -105,7 +108,7 @@ async function readCsvFile(path: string): Promise<string> {
 }
 
 async function withLedger<T>(config: Config, fn: (l: CliLedger) => Promise<T>): Promise<T> {
-  const redis = new Redis(config.redisUrl, {
+  const redis = ledgerClient(config, {
     lazyConnect: true,
     enableAutoPipelining: true,
     maxRetriesPerRequest: 1,
@@ -118,7 +121,7 @@ async function withLedger<T>(config: Config, fn: (l: CliLedger) => Promise<T>): 
     await redis.connect();
   } catch (err) {
     redis.disconnect();
-    throw new CliError(`cannot reach Redis at ${config.redisUrl}: ${(err as Error).message}`);
+    throw new CliError(`cannot reach Redis at ${describeLedgerRedis(config)}: ${(err as Error).message}`);
   }
   try {
     const keys = new Keys(config.keyPrefix, config.ledgerShards);

@@ -4,9 +4,10 @@
 // Exit codes: 0 every transaction matches, 1 differences listed, 2 usage, configuration or environment
 // error (Redis or the channel unreachable, no statement of that day yet).
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { ledgerClient } from '../redis/cluster.js';
 import { channelsFromEnvironment } from '../channels/index.js';
-import { ConfigError, loadConfig } from '../config.js';
+import { ConfigError, describeLedgerRedis, ledgerRedisConfigured, loadConfig } from '../config.js';
 import { reconcileChannelDay, type ReconcileReport } from '../domain/reconcile.js';
 import { DomainError } from '../errors.js';
 import { Keys } from '../ledger/keys.js';
@@ -99,11 +100,13 @@ async function reconcile(argv: readonly string[], env: Env): Promise<number> {
     SESSION_SECRET: env['SESSION_SECRET'] ?? UNUSED_SECRET,
     CAMPUS_QR_SECRET: env['CAMPUS_QR_SECRET'] ?? UNUSED_SECRET,
   });
-  if (config.redisUrl === '')
-    throw new ReconcileUsageError('REDIS_URL is not set: reconciliation reads the ledger, e.g. REDIS_URL=redis://127.0.0.1:6379');
+  if (!ledgerRedisConfigured(config))
+    throw new ReconcileUsageError(
+      'REDIS_URL (or REDIS_CLUSTER_NODES / REDIS_SENTINELS) is not set: reconciliation reads the ledger, e.g. REDIS_URL=redis://127.0.0.1:6379',
+    );
   const log = createLogger(config.logLevel);
   const channels = channelsFromEnvironment(env, log);
-  const redis = new Redis(config.redisUrl, {
+  const redis = ledgerClient(config, {
     lazyConnect: true,
     maxRetriesPerRequest: 1,
     commandTimeout: config.redisCommandTimeoutMs,
@@ -115,7 +118,7 @@ async function reconcile(argv: readonly string[], env: Env): Promise<number> {
     await redis.connect();
   } catch (err) {
     redis.disconnect();
-    throw new ReconcileUsageError(`cannot reach Redis at REDIS_URL: ${(err as Error).message}`);
+    throw new ReconcileUsageError(`cannot reach Redis at ${describeLedgerRedis(config)}: ${(err as Error).message}`);
   }
   try {
     const keys = await ledgerKeys(redis, config.keyPrefix);

@@ -4,7 +4,7 @@
 // events whichever gateway its socket reached. With no REDIS_URL it uses the local Redis and the
 // secrets of `npm start` in this checkout (var/), like the CLI.
 import { startSwitch } from '../app.js';
-import { ConfigError, loadConfig } from '../config.js';
+import { ConfigError, ledgerRedisConfigured, loadConfig } from '../config.js';
 import { applyLocalDefaults } from '../dev-env.js';
 import { createLogger } from '../log.js';
 
@@ -14,7 +14,7 @@ async function main(): Promise<number> {
   let config;
   try {
     config = loadConfig(env);
-    if (config.redisUrl === '')
+    if (!ledgerRedisConfigured(config))
       throw new ConfigError(['REDIS_URL is required (or run npm start once in this checkout, then npm run gateway uses its Redis)']);
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);

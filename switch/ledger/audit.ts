@@ -13,6 +13,7 @@
 // the sum of its entries up to the snapshot's version. Entries written later are still checked for
 // a sound chain but are not counted, so live traffic does not show up as differences.
 import type { Redis } from 'ioredis';
+import { scanAllMasters } from '../redis/cluster.js';
 import { forEachShard, journalPages, JournalFormatError, parseJournalEntry, type JournalEntry } from './journal.js';
 import type { Keys } from './keys.js';
 
@@ -405,11 +406,9 @@ async function scanAccounts(redis: Redis, keys: Keys, problems: ProblemLog, opti
   const pattern = keys.allAccountsPattern();
   const byShard: (Set<string> | undefined)[] = Array.from({ length: keys.shardCount }, () => new Set<string>());
   const marker = ':acct:';
-  let cursor = '0';
-  do {
+  // Every master of a cluster (one Redis: the one connection); a key seen twice (SCAN, a slot on the move) is deduped.
+  for await (const batch of scanAllMasters(redis, pattern, count)) {
     if (options.cancelled?.() === true) throw new AuditCancelledError('audit cancelled');
-    const [next, batch] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', count);
-    cursor = next;
     for (const key of batch) {
       const at = key.indexOf(marker, keys.prefix.length);
       const cardNo = at < 0 ? '' : key.slice(at + marker.length);
@@ -424,7 +423,7 @@ async function scanAccounts(redis: Redis, keys: Keys, problems: ProblemLog, opti
       }
       byShard[keys.shardOf(cardNo)]?.add(cardNo);
     }
-  } while (cursor !== '0');
+  }
   return byShard;
 }
 

@@ -2,8 +2,9 @@
 // scripts announce each event of a watched card (ledger/lua/includes/event.lua). Its own connection
 // (a subscribed connection runs no other command), built by the wiring (gateway/serve.ts) and handed
 // to the gateway's LiveEvents, which so never names the Redis client.
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
+import { ledgerClient, type LedgerRedisSettings } from '../redis/cluster.js';
 
 export interface DoorbellListener {
   /** One announcement as published (ledger/events.ts parseAnnouncement reads it). */
@@ -13,7 +14,8 @@ export interface DoorbellListener {
 }
 
 export interface EventsDoorbellOptions {
-  readonly redisUrl: string;
+  /** The ledger's Redis (one, a cluster: ioredis subscribes on one node, PUBLISH reaches all; or Sentinel's master). */
+  readonly redis: LedgerRedisSettings;
   readonly channel: string;
   readonly log: Logger;
   /** How long the first connection may take before start-up fails. */
@@ -27,9 +29,9 @@ export class EventsDoorbell {
 
   /** Subscribes; resolves once subscribed. Reconnects and resubscribes by itself after a drop. */
   async listen(listener: DoorbellListener): Promise<void> {
-    const { redisUrl, channel, log, connectTimeoutMs } = this.options;
+    const { redis, channel, log, connectTimeoutMs } = this.options;
     // Offline queue on and no retry limit: the SUBSCRIBE is replayed on every reconnection.
-    const subscriber = new Redis(redisUrl, {
+    const subscriber = ledgerClient(redis, {
       lazyConnect: true,
       enableOfflineQueue: true,
       maxRetriesPerRequest: null,

@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import type { Redis, Cluster } from 'ioredis';
 import type { PipelineClient } from '../redis/pipeline-client.js';
+import { masterNodes } from '../redis/cluster.js';
+import type { ReplicaWait } from '../redis/replica-wait.js';
 
 export type RedisClient = Redis | Cluster;
 export type ScriptReply = string | number | null | ScriptReply[];
@@ -400,6 +402,23 @@ export function readScript(name: ScriptName): string {
   return expandIncludes(readFileSync(join(LUA_DIR, fileName), 'utf8'), fileName, 0);
 }
 
+/** Scripts that write nothing: the durable mode does not wait for a replica after them. */
+const READ_ONLY_SCRIPTS: ReadonlySet<ScriptName> = new Set<ScriptName>(['inquire']);
+/** Plain commands (Scripts.command) that write nothing. */
+const READ_COMMANDS: ReadonlySet<string> = new Set([
+  'GET',
+  'HGET',
+  'HGETALL',
+  'HMGET',
+  'EXISTS',
+  'TTL',
+  'PTTL',
+  'MGET',
+  'ZRANGE',
+  'ZSCORE',
+  'SMEMBERS',
+]);
+
 interface LoadedScript {
   readonly source: string;
   readonly sha: string;
@@ -412,6 +431,8 @@ export class Scripts {
     private readonly redis: RedisClient,
     /** The lean hot-path connection, when the ledger is a plain redis:// endpoint (see redis/pipeline-client.ts). */
     private readonly fast: PipelineClient | undefined,
+    /** The durable mode (LEDGER_DURABILITY=replica): each write is answered only once a replica has it. */
+    private readonly durable: ReplicaWait | undefined,
   ) {}
 
   /** The connection the scripts run on (for the few plain reads next to them). */
@@ -427,17 +448,20 @@ export class Scripts {
   }
 
   /** Reads, expands and SCRIPT LOADs every script; a missing or broken script fails here, not at the first swipe. */
-  static async load(redis: RedisClient, fast?: PipelineClient): Promise<Scripts> {
+  static async load(redis: RedisClient, fast?: PipelineClient, durable?: ReplicaWait): Promise<Scripts> {
     const onDisk = new Set(readdirSync(LUA_DIR));
     for (const name of SCRIPT_NAMES) {
       if (!onDisk.has(`${name}.lua`)) throw new Error(`Lua script ${name}.lua is missing from ${LUA_DIR}`);
     }
-    const scripts = new Scripts(redis, fast);
+    const scripts = new Scripts(redis, fast, durable);
+    // Every master of a cluster (a Cluster's SCRIPT LOAD reaches one node); a master added or promoted
+    // later gets a script by the NOSCRIPT fallback in run().
+    const nodes = masterNodes(redis);
     for (const name of SCRIPT_NAMES) {
       const source = readScript(name);
       const sha = createHash('sha1').update(source).digest('hex');
       scripts.scripts.set(name, { source, sha });
-      await scripts.loadInto(redis, name, source, sha);
+      for (const node of nodes) await scripts.loadInto(node, name, source, sha);
     }
     return scripts;
   }
@@ -454,9 +478,12 @@ export class Scripts {
 
   /** A plain command on the same channel as the scripts (the hot-path sequence claim). */
   async command(args: readonly (string | number)[]): Promise<ScriptReply> {
-    if (this.fast !== undefined) return this.fast.command(args);
     const [name, ...rest] = args;
-    return (await (this.redis as Redis).call(String(name), ...rest)) as ScriptReply;
+    const reply =
+      this.fast !== undefined ? await this.fast.command(args) : ((await (this.redis as Redis).call(String(name), ...rest)) as ScriptReply);
+    // The sequence claim (SET NX) is part of what a payment's answer rests on: durable like the payment.
+    if (this.durable !== undefined && !READ_COMMANDS.has(String(name).toUpperCase())) await this.durable.afterWrite(String(rest[0]));
+    return reply;
   }
 
   /** Runs a script; its ARGV is checked first (checkArgv), so a bad argument never reaches Redis. */
@@ -464,6 +491,12 @@ export class Scripts {
     const script = this.scripts.get(name);
     if (script === undefined) throw new Error(`Lua script ${name}.lua was not loaded (is it in ${LUA_DIR}?)`);
     checkArgv(name, args);
+    const reply = await this.evalsha(script, keys, args);
+    if (this.durable !== undefined && !READ_ONLY_SCRIPTS.has(name) && keys.length > 0) await this.durable.afterWrite(keys[0] as string);
+    return reply;
+  }
+
+  private async evalsha(script: LoadedScript, keys: readonly string[], args: readonly (string | number)[]): Promise<ScriptReply> {
     try {
       if (this.fast !== undefined) return await this.fast.command(['EVALSHA', script.sha, keys.length, ...keys, ...args]);
       return (await this.redis.evalsha(script.sha, keys.length, ...keys, ...args)) as ScriptReply;

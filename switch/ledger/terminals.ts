@@ -24,19 +24,20 @@ export class TerminalRecords {
     this.keys = ledger.keys;
   }
 
-  /** Writes (or overwrites) the terminal, enabled, and indexes its id, in one MULTI. */
+  /**
+   * Writes (or overwrites) the terminal, enabled, then indexes its id. Two commands, not a MULTI: the record
+   * and the index are in different cluster slots. The record comes first: a terminal is usable once written,
+   * and an index entry never names a terminal that was never written (a retry of a failed call adds it).
+   */
   async write(id: string, terminal: Omit<StoredTerminal, 'enabled'>): Promise<void> {
-    await this.redis
-      .multi()
-      .hset(this.keys.terminal(id), {
-        kind: terminal.kind,
-        merchant: terminal.merchantId,
-        location: terminal.location,
-        enabled: '1',
-        secretHash: terminal.secretHash,
-      })
-      .sadd(this.keys.terminalIndex(), id)
-      .exec();
+    await this.redis.hset(this.keys.terminal(id), {
+      kind: terminal.kind,
+      merchant: terminal.merchantId,
+      location: terminal.location,
+      enabled: '1',
+      secretHash: terminal.secretHash,
+    });
+    await this.redis.sadd(this.keys.terminalIndex(), id);
   }
 
   /** Enables or disables a registered terminal; false (nothing written) when it is not registered. */

@@ -3,11 +3,13 @@
 import { DomainError } from '../errors.js';
 import { LedgerDownError } from './breaker.js';
 import { PipelineUnavailableError } from './pipeline-client.js';
+import { ReplicaWaitError } from './replica-wait.js';
 
 /** True for failures of the ledger connection itself: the switch then fails closed with UNAVAILABLE. */
 export function isRedisUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
-  if (err instanceof PipelineUnavailableError || err instanceof LedgerDownError) return true;
+  // ReplicaWaitError: the durable mode found no replica with the write (redis/replica-wait.ts).
+  if (err instanceof PipelineUnavailableError || err instanceof LedgerDownError || err instanceof ReplicaWaitError) return true;
   const m = err.message;
   return (
     m.includes("Stream isn't writeable") ||
@@ -22,7 +24,20 @@ export function isRedisUnavailable(err: unknown): boolean {
     m.startsWith('MASTERDOWN') ||
     m.startsWith('READONLY') ||
     m.startsWith('CLUSTERDOWN') ||
-    m.startsWith('TRYAGAIN')
+    m.startsWith('TRYAGAIN') ||
+    // ioredis Cluster: no slot table yet or any more, a node lost mid-failover, a slot still moving after
+    // every retry (MOVED / ASK are followed by the client; what is left is an outage, never INTERNAL).
+    m.startsWith('MOVED') ||
+    m.startsWith('ASK ') ||
+    m.includes("Cluster isn't ready") ||
+    m.includes('Too many Cluster redirections') ||
+    m.includes('Failed to refresh slots cache') ||
+    m.includes('None of startup nodes is available') ||
+    m.includes('Cluster is disconnected') ||
+    m.includes('Cluster all failed') ||
+    m.includes('No master is available') ||
+    m.startsWith('NOREPLICAS') ||
+    m.includes('All sentinels are unreachable')
   );
 }
 

@@ -1,0 +1,108 @@
+// The ledger's Redis client in each of its three forms, chosen by configuration:
+//   REDIS_URL=redis://host:port            one Redis (ioredis; the hot path also gets the lean pipeline client)
+//   REDIS_CLUSTER_NODES=host:port,...      Redis Cluster (ioredis Cluster: MOVED / ASK / TRYAGAIN / CLUSTERDOWN
+//                                          are its own business; no pipeline client, which knows no cluster)
+//   REDIS_SENTINELS=host:port,... + REDIS_SENTINEL_MASTER=name
+//                                          one master watched by Sentinels (ioredis asks them where the master
+//                                          is and follows a failover by itself)
+// Every form is typed `Redis` for the code above (app.ts, the ledger): the Cluster client has the same command
+// methods; the few things that differ (SCAN and SCRIPT LOAD reach one node only, WAIT goes to the master of a
+// key) go through masterNodes() and replica-wait.ts, which look at the real class.
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { describeLedgerRedis, type Config } from '../config.js';
+
+export type LedgerRedisSettings = Pick<
+  Config,
+  'redisUrl' | 'redisClusterNodes' | 'redisSentinels' | 'redisSentinelMaster' | 'redisPassword' | 'redisCommandTimeoutMs'
+>;
+
+/** Retry pause while the cluster is electing a new master or moving a slot (CLUSTERDOWN, TRYAGAIN, a lost node). */
+const CLUSTER_RETRY_DELAY_MS = 100;
+/** MOVED / ASK / TRYAGAIN redirections followed for one command before it fails (then UNAVAILABLE: unavailable.ts). */
+const CLUSTER_MAX_REDIRECTIONS = 32;
+
+export function isCluster(redis: Redis | Cluster): redis is Cluster {
+  return redis instanceof Cluster;
+}
+
+/** The ledger form in use, for logs and the bench. */
+export function ledgerForm(settings: LedgerRedisSettings): 'single' | 'cluster' | 'sentinel' {
+  if (settings.redisClusterNodes.length > 0) return 'cluster';
+  if (settings.redisSentinels.length > 0) return 'sentinel';
+  return 'single';
+}
+
+/**
+ * A client of the configured ledger. `options` are per-connection options (timeouts, offline queue,
+ * auto-pipelining); the cluster and Sentinel forms add their own. Returned lazy (`lazyConnect`) when
+ * options ask for it; call connect().
+ */
+export function ledgerClient(settings: LedgerRedisSettings, options: RedisOptions): Redis {
+  const password = settings.redisPassword === '' ? undefined : settings.redisPassword;
+  if (settings.redisClusterNodes.length > 0) {
+    const { lazyConnect, enableOfflineQueue, ...nodeOptions } = options;
+    const clusterOptions: ClusterOptions = {
+      lazyConnect: lazyConnect ?? false,
+      enableOfflineQueue: enableOfflineQueue ?? true,
+      enableAutoPipelining: options.enableAutoPipelining ?? false,
+      // Writes and reads go to masters: a replica may lag behind the ledger.
+      scaleReads: 'master',
+      maxRedirections: CLUSTER_MAX_REDIRECTIONS,
+      retryDelayOnMoved: 0,
+      retryDelayOnTryAgain: CLUSTER_RETRY_DELAY_MS,
+      retryDelayOnClusterDown: CLUSTER_RETRY_DELAY_MS,
+      retryDelayOnFailover: CLUSTER_RETRY_DELAY_MS,
+      slotsRefreshTimeout: Math.max(1000, settings.redisCommandTimeoutMs),
+      // Periodic refresh: a failover the switch did not run into is learned within this.
+      slotsRefreshInterval: 2000,
+      clusterRetryStrategy: (attempt) => Math.min(100 * attempt, 2000),
+      redisOptions: { ...nodeOptions, ...(password !== undefined ? { password } : {}) },
+    };
+    return new Cluster(
+      settings.redisClusterNodes.map((n) => ({ host: n.host, port: n.port })),
+      clusterOptions,
+    ) as unknown as Redis;
+  }
+  if (settings.redisSentinels.length > 0) {
+    return new Redis({
+      ...options,
+      sentinels: settings.redisSentinels.map((n) => ({ host: n.host, port: n.port })),
+      name: settings.redisSentinelMaster,
+      role: 'master',
+      ...(password !== undefined ? { password } : {}),
+      // A master that became a replica answers READONLY: reconnect, and ask the Sentinels again.
+      reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
+      sentinelRetryStrategy: (attempt) => Math.min(100 * attempt, 1000),
+      failoverDetector: true,
+    });
+  }
+  return new Redis(settings.redisUrl, { ...options, ...(password !== undefined ? { password } : {}) });
+}
+
+/**
+ * The nodes that hold data: every master of a cluster (for SCAN, SCRIPT LOAD), or the one connection.
+ * A cluster client must be connected (its slot table known).
+ */
+export function masterNodes(redis: Redis | Cluster): Redis[] {
+  return isCluster(redis) ? redis.nodes('master') : [redis];
+}
+
+/**
+ * Every key matching `pattern` on every master (a Cluster's SCAN would walk one random node). During a
+ * slot migration a key may be seen on two nodes: callers dedupe.
+ */
+export async function* scanAllMasters(redis: Redis | Cluster, pattern: string, count: number): AsyncGenerator<string[]> {
+  for (const node of masterNodes(redis)) {
+    let cursor = '0';
+    do {
+      const [next, batch] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', count);
+      cursor = next;
+      if (batch.length > 0) yield batch;
+    } while (cursor !== '0');
+  }
+}
+
+/** For error messages: where the ledger is, without a password. */
+export function describeLedger(settings: LedgerRedisSettings & Pick<Config, 'redisSentinelMaster'>): string {
+  return describeLedgerRedis(settings);
+}
