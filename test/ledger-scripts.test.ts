@@ -240,14 +240,43 @@ const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args:
     { keys: 1, args: ['unbind', 'cpalipay', '2088000000000001'] },
   ],
   'channel-paid': [
-    { keys: 4, args: ['pay', 'C1', 'wechat', 'CPabc-1', '4200000001', 100, 'm:M1', 'T1', 1, NOW, 3600] },
-    { keys: 4, args: ['unpay', 'C1', 'alipay', 'CPabc-1', '2026113022001', 100, 'm:M1', 'T1', 1, NOW, 3600] },
+    { keys: 5, args: ['pay', 'C1', 'wechat', 'CPabc-1', '4200000001', 100, 'm:M1', 'T1', 1, NOW, 3600, '', 'chan', 3600] },
+    { keys: 5, args: ['unpay', 'C1', 'alipay', 'CPabc-1', '2026113022001', 100, 'm:M1', 'T1', 1, NOW, 3600, '', 'chan', 3600] },
+    { keys: 5, args: ['decline', 'C1', 'wechat', 'CPabc-2', 'CPabc-2', 100, 'm:M1', 'T1', 2, NOW, 3600, 'CARD_LOST', 'chan', 3600] },
   ],
   'channel-pay': [
     { keys: 2, args: ['begin', 'cp|wechat|abc|100', 'wechat', 'CPabc-1', 100, 'm:M1', NOW, NOW + 45_000, 3600] },
     { keys: 2, args: ['finish', 'S', NOW, '0', 'C1', '4200000001', 'o-payer', '', '1-0'] },
     { keys: 2, args: ['tombstone', 'CPabc-1', 100, NOW, 3600] },
     { keys: 2, args: ['undone'] },
+    { keys: 2, args: ['card', 'C1'] },
+  ],
+  'channel-refund': [
+    {
+      keys: 6,
+      args: ['begin', 'C1', 50, 'cref|C1|50|T1:1', 'T2', 7, 'm:M1', 'CPabc-1', 'RFabc-7', 'wechat', '', NOW, 3600, 'T1:1', 'chan', 3600],
+    },
+    {
+      keys: 6,
+      args: [
+        'done',
+        'C1',
+        50,
+        'cref|C1|50|T1:1',
+        'T2',
+        7,
+        'm:M1',
+        'CPabc-1',
+        'RFabc-7',
+        'wechat',
+        '5000001',
+        NOW,
+        3600,
+        'T1:1',
+        'chan',
+        3600,
+      ],
+    },
   ],
   'claim-id': [
     { keys: 1, args: ['claim', 'C1', 60] },
@@ -258,6 +287,10 @@ const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args:
   'fee-complete': [{ keys: 4, args: ['fee|C1|100|network|{}', 'R-1', 'T1|1|C1', 'C1', 'chan', 3600] }],
   'fee-debit': [{ keys: 5, args: ['C1', 100, 'fee|C1|100|network|{}', 'T1', 5, 'u:network', '{"account":"a"}', NOW, 3600] }],
   'fee-giveback': [{ keys: 6, args: ['C1', 'fee|C1|100|network|{}', 'T1', 5, '', NOW, 'chan', 3600] }],
+  'follow-up-lease': [
+    { keys: 1, args: ['take', 'switch-a', 5000] },
+    { keys: 1, args: ['release', 'switch-a', 1] },
+  ],
   inquire: [{ keys: 1, args: [''] }],
   'open-account': [{ keys: 3, args: ['C9', 0, NOW, 'ser', 'S9'] }],
   password: [

@@ -16,25 +16,34 @@
 //     it, and gives back (cancel, else refund) any money the payer should not have paid (unbound payer,
 //     POS reversal), retrying until the channel confirms. Records live in Redis, so a restarted switch
 //     picks up what the stopped one left.
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { ChannelName, ChannelPayer, PaymentChannel, PaymentResult, QueryResult } from '../channels/channel.js';
 import type { SwitchContext } from '../context.js';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
 import {
   beginChannelPayment,
+  cardStatusOf,
   dropFollowUp,
   dueFollowUps,
+  dueRefundFollowUps,
   finishChannelPayment,
   journalChannelPayment,
   markChannelPaymentUndone,
+  paymentLeaseName,
   readChannelPayment,
+  readPaidRecord,
+  recordPayerCard,
+  releaseFollowUpLease,
   scheduleFollowUp,
+  takeFollowUpLease,
   tombstoneChannelPayment,
   type ChannelPaymentRecord,
   type FinishPayment,
+  type PaidEntry,
 } from '../ledger/channel-payments.js';
 import { IdempotencyConflictError, ReversalMismatchError, type ReverseResult } from '../ledger/ledger.js';
 import { cardOfChannelPayer } from './channel-payers.js';
+import { followUpRefund } from './channel-refund.js';
 import type { Terminal } from './terminals.js';
 
 /** WeChat Pay payment codes: 18 digits starting 10-15. */
@@ -57,6 +66,9 @@ export type ChannelPaymentCode =
   | 'channel_declined'
   | 'channel_timeout'
   | 'channel_unavailable'
+  | 'card_lost'
+  | 'card_frozen'
+  | 'card_cancelled'
   | 'already_reversed';
 
 export interface ChannelPaymentOutcome {
@@ -78,7 +90,22 @@ const DECLINED_CODES: ReadonlySet<string> = new Set([
   'channel_declined',
   'channel_timeout',
   'channel_unavailable',
+  'card_lost',
+  'card_frozen',
+  'card_cancelled',
 ]);
+
+/**
+ * The card's state that stops its holder paying with a bound channel code (the guide's 挂失 / 冻结 / 注销):
+ * the same rule as the campus QR code, since the account is stopped whatever the credential. An unbound
+ * e-card is no reason: the channel binding is the payer's identity binding (the guide's 绑定个人信息).
+ * channel-paid.lua checks it atomically with the sale; WeChat's payer is also checked before charging.
+ */
+const STOPPED_CARD: Readonly<Record<string, 'card_lost' | 'card_frozen' | 'card_cancelled'>> = {
+  L: 'card_lost',
+  F: 'card_frozen',
+  C: 'card_cancelled',
+};
 
 const OUT_TRADE_NO_PREFIX = 'CP';
 const TERMINAL_HASH_LENGTH = 10;
@@ -134,9 +161,31 @@ export interface ChannelPaymentRequest {
 type Settled = { readonly done: true } | { readonly done: false };
 
 export class ChannelPayments {
-  constructor(private readonly ctx: SwitchContext) {}
+  constructor(
+    private readonly ctx: SwitchContext,
+    /** This switch instance, as the holder of follow-up leases (follow-up-lease.lua). */
+    readonly instanceId: string = randomUUID(),
+  ) {}
 
-  private channel(name: ChannelName): PaymentChannel {
+  /** A lease outlives the longest work under it: a query, or a cancel and then a refund, each one call. */
+  leaseMs(): number {
+    return this.ctx.config.channelPayment.callTimeoutMs * 3 + 1000;
+  }
+
+  /** Runs `work` while holding the payment's lease; false (nothing done) when another instance holds it. */
+  async leased(name: string, work: () => Promise<void>): Promise<boolean> {
+    if (!(await takeFollowUpLease(this.ctx, name, this.instanceId, this.leaseMs()))) return false;
+    try {
+      await work();
+    } finally {
+      await releaseFollowUpLease(this.ctx, name, this.instanceId).catch((err: unknown) =>
+        this.ctx.log.warn({ err, lease: name }, 'follow-up lease not released; it expires by itself'),
+      );
+    }
+    return true;
+  }
+
+  channel(name: ChannelName): PaymentChannel {
     const channel = this.ctx.channels.get(name);
     if (channel === undefined) {
       const label = name === 'wechat' ? 'WeChat Pay' : 'Alipay';
@@ -185,7 +234,8 @@ export class ChannelPayments {
       );
     }
     if (begun !== 'begun') return this.answerOf(terminal.id, request.sequence, name);
-    await this.charge(channel, terminal, request, outTradeNo);
+    // The lease keeps the follow-up of another switch (or this one's) off the payment while it is charged.
+    await this.leased(paymentLeaseName(terminal.id, request.sequence), () => this.charge(channel, terminal, request, outTradeNo));
     return this.answerOf(terminal.id, request.sequence, name);
   }
 
@@ -201,10 +251,13 @@ export class ChannelPayments {
     if (channel.payerOfCode !== undefined) {
       const payer = await channel.payerOfCode(request.code, this.signal());
       const why = payer === 'code_invalid' ? 'channel_declined' : payer === 'unknown' ? 'channel_unavailable' : undefined;
-      const unbound = why === undefined && (await this.cardOf(payer as ChannelPayer)) === undefined;
-      if (why !== undefined || unbound) {
+      const cardNo = why === undefined ? await this.cardOf(payer as ChannelPayer) : undefined;
+      if (cardNo !== undefined) await recordPayerCard(this.ctx, terminal.id, sequence, cardNo);
+      // A stopped card is declined before charging (channel-paid.lua checks again when the sale is taken).
+      const stopped = cardNo === undefined ? undefined : STOPPED_CARD[(await cardStatusOf(this.ctx, cardNo)) ?? ''];
+      if (why !== undefined || cardNo === undefined || stopped !== undefined) {
         // Nothing was charged: the channel was not asked to pay.
-        await this.decide(terminal.id, sequence, { state: 'D', undo: false, why: why ?? 'payer_not_bound' });
+        await this.decide(terminal.id, sequence, { state: 'D', undo: false, why: why ?? stopped ?? 'payer_not_bound' });
         return;
       }
     }
@@ -221,8 +274,21 @@ export class ChannelPayments {
   }
 
   private async decide(terminalId: string, sequence: number, f: Omit<FinishPayment, 'nowMs'>): Promise<void> {
-    await finishChannelPayment(this.ctx, terminalId, sequence, { ...f, nowMs: this.ctx.now() });
+    const answer = await finishChannelPayment(this.ctx, terminalId, sequence, { ...f, nowMs: this.ctx.now() });
     if (!f.undo) await dropFollowUp(this.ctx, terminalId, sequence);
+    if (answer === 'finished' && f.state === 'D') await this.tellDecline(terminalId, sequence);
+  }
+
+  /** A declined payment of a known card reaches its holder's live events (a page open on the phone sees it). */
+  private async tellDecline(terminalId: string, sequence: number): Promise<void> {
+    const record = await readChannelPayment(this.ctx, terminalId, sequence);
+    if (record === undefined || record.cardNo === '' || record.channel === undefined) return;
+    await journalChannelPayment(
+      this.ctx,
+      'decline',
+      { ...entryOf(record, this.ctx), channelTxnId: record.outTradeNo },
+      record.why.toUpperCase(),
+    );
   }
 
   /** Applies a channel's answer (payment or query) to an undecided record; done when nothing is left to follow up. */
@@ -277,6 +343,23 @@ export class ChannelPayments {
       ttlSec: this.ctx.config.requestTtlSec,
     };
     const journalled = await journalChannelPayment(this.ctx, 'pay', entry);
+    const stopped = STOPPED_CARD_ANSWERS[journalled.code];
+    if (stopped !== undefined) {
+      // The card was lost, frozen or cancelled when the sale was to be taken: no sale, the money goes back.
+      await this.decide(terminalId, sequence, {
+        state: 'D',
+        undo: true,
+        why: stopped,
+        cardNo,
+        channelTxnId: result.channelTxnId,
+        payerId: result.payer.payerId,
+      });
+      const fresh = await readChannelPayment(this.ctx, terminalId, sequence);
+      if (fresh !== undefined && fresh.undo) await this.undo(fresh);
+      return { done: true };
+    }
+    if (journalled.code !== 'journalled' && journalled.code !== 'already_journalled')
+      throw new Error(`channel-paid.lua answered ${journalled.code} to a payment of card ${cardNo}`);
     const answer = await finishChannelPayment(this.ctx, terminalId, sequence, {
       state: 'S',
       nowMs: entry.nowMs,
@@ -311,29 +394,29 @@ export class ChannelPayments {
     const name = record.channel;
     if (name === undefined) return true;
     const channel = this.channel(name);
+    let backFen = record.amountFen;
     if (record.state === 'R' && record.journalId !== '') {
       // A paid sale reversed: its reversal entry (idempotent; a crash may have come between the two).
-      await journalChannelPayment(this.ctx, 'unpay', {
-        cardNo: record.cardNo,
-        channel: name,
-        outTradeNo: record.outTradeNo,
+      // What merchant refunds gave back already stays given back: only the rest goes now.
+      const unpaid = await journalChannelPayment(this.ctx, 'unpay', {
+        ...entryOf(record, this.ctx),
         channelTxnId: record.channelTxnId || record.outTradeNo,
-        amountFen: record.amountFen,
-        merchantParty: record.merchantParty,
-        terminalId: record.terminalId,
-        sequence: record.sequence,
-        nowMs: this.ctx.now(),
-        ttlSec: this.ctx.config.requestTtlSec,
       });
+      if (unpaid.code === 'refunds_pending') return false;
+      const paid = await readPaidRecord(this.ctx, record.cardNo, record.outTradeNo);
+      if (paid.paid) backFen = paid.amountFen - paid.refundedFen;
     }
-    const cancelled = await channel.cancelPayment(record.outTradeNo, this.signal());
+    if (backFen <= 0) return this.undone(record);
+    // After a partial refund the channel cannot cancel the trade (it would give back more): refund the rest.
+    const cancelled =
+      backFen === record.amountFen ? await channel.cancelPayment(record.outTradeNo, this.signal()) : ({ status: 'refused' } as const);
     let back = cancelled.status === 'cancelled';
     if (cancelled.status === 'refused') {
       const refund = await channel.refund(
         {
           outTradeNo: record.outTradeNo,
           outRefundNo: `${record.outTradeNo}R`,
-          refundFen: record.amountFen,
+          refundFen: backFen,
           totalFen: record.amountFen,
           reason: '校园卡交易撤销',
         },
@@ -342,6 +425,10 @@ export class ChannelPayments {
       back = refund.status === 'refunded' || refund.status === 'processing';
     }
     if (!back) return false;
+    return this.undone(record);
+  }
+
+  private async undone(record: ChannelPaymentRecord): Promise<boolean> {
     await markChannelPaymentUndone(this.ctx, record.terminalId, record.sequence);
     await dropFollowUp(this.ctx, record.terminalId, record.sequence);
     return true;
@@ -349,6 +436,11 @@ export class ChannelPayments {
 
   /** One look at a payment the follow-up loop found due: query, or (budget spent) cancel, or give money back. */
   async followUp(terminalId: string, sequence: number): Promise<void> {
+    // Another switch (or this one's POS call) working on it now: it is left to them; it stays due.
+    await this.leased(paymentLeaseName(terminalId, sequence), () => this.followUpLeased(terminalId, sequence));
+  }
+
+  private async followUpLeased(terminalId: string, sequence: number): Promise<void> {
     const record = await readChannelPayment(this.ctx, terminalId, sequence);
     if (record === undefined || (record.state !== 'P' && !record.undo) || record.channel === undefined) {
       await dropFollowUp(this.ctx, terminalId, sequence);
@@ -415,7 +507,10 @@ export class ChannelPayments {
     if (answer === 'already_final') return this.reverse(terminal, originalSequence, amountFen);
     const fresh = await readChannelPayment(ctx, terminal.id, originalSequence);
     if (fresh !== undefined) {
-      await this.undo(fresh).catch((err: unknown) =>
+      // Under the lease (another switch's follow-up may be on it: then it gives the money back).
+      await this.leased(paymentLeaseName(terminal.id, originalSequence), async () => {
+        await this.undo(fresh);
+      }).catch((err: unknown) =>
         ctx.log.warn({ err, terminalId: terminal.id, sequence: originalSequence }, 'channel cancel failed; the follow-up retries it'),
       );
     }
@@ -433,6 +528,29 @@ export class ChannelPayments {
     }
     return outcomeOfRecord(record, record.channel ?? 'wechat');
   }
+}
+
+/** What channel-paid.lua refuses a sale for: the card's state. */
+const STOPPED_CARD_ANSWERS: Readonly<Partial<Record<string, 'card_lost' | 'card_frozen' | 'card_cancelled'>>> = {
+  card_lost: 'card_lost',
+  card_frozen: 'card_frozen',
+  card_cancelled: 'card_cancelled',
+};
+
+/** The journal side of a record (its channel transaction id is the caller's to set). */
+function entryOf(record: ChannelPaymentRecord, ctx: SwitchContext): PaidEntry {
+  return {
+    cardNo: record.cardNo,
+    channel: record.channel ?? 'wechat',
+    outTradeNo: record.outTradeNo,
+    channelTxnId: record.channelTxnId || record.outTradeNo,
+    amountFen: record.amountFen,
+    merchantParty: record.merchantParty,
+    terminalId: record.terminalId,
+    sequence: record.sequence,
+    nowMs: ctx.now(),
+    ttlSec: ctx.config.requestTtlSec,
+  };
 }
 
 function subjectOf(terminal: Terminal): string {
@@ -489,6 +607,7 @@ export class ChannelFollowUp {
       this.ctx.log.warn({ err }, 'channel follow-up: the index could not be read; next tick tries again');
       return;
     }
+    await this.refundsTick();
     let next = 0;
     const worker = async (): Promise<void> => {
       while (!this.stopped && next < due.length) {
@@ -502,6 +621,23 @@ export class ChannelFollowUp {
       }
     };
     await Promise.all(Array.from({ length: Math.min(FOLLOW_UP_CONCURRENCY, due.length) }, worker));
+  }
+
+  /** The due merchant refunds whose channel answer is not known yet (few: one at a time). */
+  private async refundsTick(): Promise<void> {
+    let due;
+    try {
+      due = await dueRefundFollowUps(this.ctx, this.ctx.now(), FOLLOW_UP_BATCH);
+    } catch (err) {
+      this.ctx.log.warn({ err }, 'channel follow-up: the refund index could not be read; next tick tries again');
+      return;
+    }
+    for (const item of due) {
+      if (this.stopped) return;
+      await followUpRefund(this.ctx, item, this.payments.instanceId).catch((err: unknown) =>
+        this.ctx.log.warn({ err, ...item }, 'channel refund follow-up failed; tried again later'),
+      );
+    }
   }
 
   async stop(): Promise<void> {

@@ -5,7 +5,8 @@
 //
 // Matching is by the switch's own order id (out_trade_no), which both sides carry: the channel's 商户订单号
 // and, in the journal, the `sq` of a channel recharge (`rch` from `x:ch:<CHANNEL>`) or the `ot` of a payment
-// code paid at a POS (`cpay` from the channel; its reversal `cprev` is a refund). For each order id the
+// code paid at a POS (`cpay` from the channel; its reversal `cprev` and a merchant's refund `cref` are refunds,
+// matched by the payment's order id like the channel's statement lists them). For each order id the
 // payments on each side are counted and the net amounts (paid minus refunded) compared:
 //   missing_in_ledger   the channel took money for an order the ledger has no entry of
 //   missing_at_channel  the ledger credited an order the channel's statement does not show
@@ -102,7 +103,8 @@ function recordOfEntry(entry: JournalEntry, flat: readonly string[], channel: Ch
   const codeOrder = rawField(flat, 'ot');
   if (codeOrder === undefined) return undefined;
   if (entry.kind === 'cpay' && entry.fromParty === party) return { ...base, outTradeNo: codeOrder, kind: 'payment' };
-  if (entry.kind === 'cprev' && entry.toParty === party) return { ...base, outTradeNo: codeOrder, kind: 'refund' };
+  if ((entry.kind === 'cprev' || entry.kind === 'cref') && entry.toParty === party)
+    return { ...base, outTradeNo: codeOrder, kind: 'refund' };
   return undefined;
 }
 

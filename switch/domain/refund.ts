@@ -1,9 +1,15 @@
 // Refund: a merchant gives back all or part of an approved payment, never more than is left of it,
 // from a terminal of the same merchant, idempotently per the refunding terminal's sequence number.
+// A payment made with an Alipay / WeChat payment code is refunded through its channel instead
+// (domain/channel-refund.ts): the money goes back to the payer's channel account, the card's balance
+// does not move.
+import type { ChannelName } from '../channels/channel.js';
 import type { SwitchContext } from '../context.js';
 import { FailedPreconditionError, NotFoundError, PermissionDeniedError } from '../errors.js';
+import { readChannelPayment } from '../ledger/channel-payments.js';
 import type { RefundResult } from '../ledger/money.js';
 import { formatYuan } from '../money.js';
+import { refundChannelPayment } from './channel-refund.js';
 import type { Terminal } from './terminals.js';
 
 export interface RefundRequestData {
@@ -15,23 +21,34 @@ export interface RefundRequestData {
 }
 
 /** Refunds; every refusal is an error that names what to do, and changes nothing. */
-export async function refundPayment(ctx: SwitchContext, terminal: Terminal, request: RefundRequestData): Promise<RefundResult> {
-  // The refund's own record lives in the card's shard; the claim catches the same sequence number
-  // used with a card of another shard.
-  await ctx.claims.forCard(terminal.id, request.sequence, request.cardNo);
-  const result = await ctx.money.refund({
-    cardNo: request.cardNo,
-    amountFen: request.amountFen,
-    terminalId: terminal.id,
-    sequence: request.sequence,
-    merchantId: terminal.merchantId,
-    originalTerminalId: request.originalTerminalId,
-    originalSequence: request.originalSequence,
-  });
+export async function refundPayment(
+  ctx: SwitchContext,
+  terminal: Terminal,
+  request: RefundRequestData,
+): Promise<RefundResult & { readonly channel?: ChannelName }> {
+  const codePayment = await readChannelPayment(ctx, request.originalTerminalId, request.originalSequence);
+  const viaChannel = codePayment !== undefined && !codePayment.tombstone;
+  let result: RefundResult;
+  if (viaChannel) {
+    result = await refundChannelPayment(ctx, terminal, codePayment, request);
+  } else {
+    // The refund's own record lives in the card's shard; the claim catches the same sequence number
+    // used with a card of another shard.
+    await ctx.claims.forCard(terminal.id, request.sequence, request.cardNo);
+    result = await ctx.money.refund({
+      cardNo: request.cardNo,
+      amountFen: request.amountFen,
+      terminalId: terminal.id,
+      sequence: request.sequence,
+      merchantId: terminal.merchantId,
+      originalTerminalId: request.originalTerminalId,
+      originalSequence: request.originalSequence,
+    });
+  }
   const payment = `payment ${request.originalSequence} of terminal ${request.originalTerminalId}`;
   switch (result.code) {
     case 'refunded':
-      return result;
+      return viaChannel && codePayment.channel !== undefined ? { ...result, channel: codePayment.channel } : result;
     case 'over_refundable':
       throw new FailedPreconditionError(
         `only ${formatYuan(result.refundableLeftFen)} yuan (${result.refundableLeftFen} fen) of ${payment} can still be refunded; ` +

@@ -30,6 +30,7 @@ const KIND_CATEGORY: Readonly<Record<string, StatementCategory>> = {
   adj: 'adjustment',
   cpay: 'channel_payment',
   cprev: 'channel_payment',
+  cref: 'channel_payment',
 };
 
 const KIND_DESCRIPTION: Readonly<Record<string, string>> = {
@@ -46,6 +47,7 @@ const KIND_DESCRIPTION: Readonly<Record<string, string>> = {
   adj: '调账',
   cpay: '第三方支付',
   cprev: '第三方支付撤销',
+  cref: '第三方支付退款',
 };
 
 /** Kinds whose `tm` names an operator or nothing, never a terminal: no merchant or place to show. */
@@ -175,7 +177,8 @@ export class StatementReader {
   /** Recharges name their channel and fees their provider: both are parties of the journal entry. */
   private async description(cardNo: string, r: StatementLineRecord): Promise<string> {
     const base = KIND_DESCRIPTION[r.kind] ?? '调账';
-    if (r.kind !== 'rch' && r.kind !== 'fee' && r.kind !== 'feeback' && r.kind !== 'cpay' && r.kind !== 'cprev') return base;
+    if (r.kind !== 'rch' && r.kind !== 'fee' && r.kind !== 'feeback' && r.kind !== 'cpay' && r.kind !== 'cprev' && r.kind !== 'cref')
+      return base;
     let entry;
     try {
       entry = await readCardJournalEntry(this.ctx, cardNo, r.transactionId);
@@ -186,11 +189,11 @@ export class StatementReader {
     }
     if (entry === undefined) return base;
     if (r.kind === 'rch') return RECHARGE_CHANNEL_DESCRIPTION[entry.fromParty.replace(/^x:ch:/, '').toLowerCase()] ?? base;
-    if (r.kind === 'cpay' || r.kind === 'cprev') {
+    if (r.kind === 'cpay' || r.kind === 'cprev' || r.kind === 'cref') {
       const party = r.kind === 'cpay' ? entry.fromParty : entry.toParty;
       const channel = CHANNEL_PAYMENT_DESCRIPTION[party.slice(CHANNEL_PARTY_PREFIX.length).toLowerCase()];
       if (channel === undefined) return base;
-      return r.kind === 'cpay' ? channel : `${channel}撤销`;
+      return r.kind === 'cpay' ? channel : r.kind === 'cref' ? `${channel}退款` : `${channel}撤销`;
     }
     const provider = UTILITY_DESCRIPTION[(r.kind === 'fee' ? entry.toParty : entry.fromParty).replace(/^u:/, '')];
     if (provider === undefined) return base;
@@ -344,7 +347,7 @@ async function takingsByTerminal(
         if (!touchesParty(row[1], party)) continue;
         const entry = parseJournalEntry(row);
         if (entry.atMs < startMs || entry.atMs >= endMs) continue;
-        if (entry.kind === 'cpay' || entry.kind === 'cprev') {
+        if (entry.kind === 'cpay' || entry.kind === 'cprev' || entry.kind === 'cref') {
           addChannelTakings(byChannel, entry.kind === 'cpay' ? entry.fromParty : entry.toParty, entry.kind === 'cpay', entry.amountFen);
           continue;
         }

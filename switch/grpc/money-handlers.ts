@@ -89,7 +89,11 @@ export function refundHandler(ctx: SwitchContext): handleUnaryCall<RefundRequest
       balanceAfterFen: result.balanceAfterFen,
       refundableLeftFen: result.refundableLeftFen,
       transactionId: result.transactionId,
-      displayText: `退款成功 ${formatYuan(amountFen)}元 余额${formatYuan(result.balanceAfterFen)}元`,
+      // A code payment's refund goes back to the payer's Alipay / WeChat: the card's balance is not the news.
+      displayText:
+        result.channel === undefined
+          ? `退款成功 ${formatYuan(amountFen)}元 余额${formatYuan(result.balanceAfterFen)}元`
+          : `退款成功 ${formatYuan(amountFen)}元 已原路退回${result.channel === 'wechat' ? '微信' : '支付宝'}`,
       decidedAtMs: result.decidedAtMs,
     };
   });

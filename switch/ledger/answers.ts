@@ -92,7 +92,35 @@ export const CHANNEL_BINDING_ANSWERS = {
 
 export const CHANNEL_PAY_ANSWERS = { 1: 'begun', 2: 'exists', 3: 'finished', 4: 'already_final', 5: 'no_record' } as const;
 export const CHANNEL_PAY_REFUSALS = KEY_REUSED;
-export const CHANNEL_PAID_ANSWERS = { 1: 'journalled', 2: 'already_journalled', 3: 'not_paid', 5: 'unknown_card' } as const;
+export const CHANNEL_PAID_ANSWERS = {
+  1: 'journalled',
+  2: 'already_journalled',
+  3: 'not_paid',
+  5: 'unknown_card',
+  6: 'card_lost',
+  7: 'card_frozen',
+  8: 'card_cancelled',
+  9: 'refunds_pending',
+  10: 'fully_refunded',
+  11: 'decline_noted',
+} as const;
+/** channel-refund.lua: begin, done, failed (one table: the codes do not overlap). */
+export const CHANNEL_REFUND_ANSWERS = {
+  1: 'refunded',
+  2: 'over_refundable',
+  3: 'payment_not_found',
+  4: 'other_card',
+  5: 'other_merchant',
+  7: 'payment_reversed',
+  8: 'unknown_card',
+  10: 'begun',
+  11: 'pending',
+  12: 'released',
+} as const;
+export const CHANNEL_REFUND_REFUSALS = KEY_REUSED;
+/** follow-up-lease.lua: take, then release. */
+export const LEASE_TAKE_ANSWERS = { 1: 'taken', 0: 'held_by_another' } as const;
+export const LEASE_RELEASE_ANSWERS = { 1: 'released', 0: 'not_this_holders' } as const;
 
 export const RECHARGE_ANSWERS = { 1: 'credited', 5: 'unknown_card', 9: 'card_cancelled', 11: 'daily_limit_exceeded' } as const;
 export const RECHARGE_REFUSALS = KEY_REUSED;
@@ -183,12 +211,14 @@ export const SCRIPT_ANSWERS = {
   'channel-binding': { answers: [CLAIM_ANSWERS, RELEASE_ANSWERS, CHANNEL_BINDING_ANSWERS], refusals: {} },
   'channel-paid': { answers: [CHANNEL_PAID_ANSWERS], refusals: {} },
   'channel-pay': { answers: [CHANNEL_PAY_ANSWERS], refusals: CHANNEL_PAY_REFUSALS },
+  'channel-refund': { answers: [CHANNEL_REFUND_ANSWERS], refusals: CHANNEL_REFUND_REFUSALS },
   'claim-id': { answers: [CLAIM_ANSWERS, RELEASE_ANSWERS], refusals: {} },
   'ecard-binding': { answers: [ECARD_BINDING_ANSWERS], refusals: {} },
   'ecard-watch': { answers: [ECARD_WATCH_ANSWERS], refusals: {} },
   'fee-complete': { answers: [FEE_ANSWERS], refusals: FEE_COMPLETE_REFUSALS, replays: 'fee-debit' },
   'fee-debit': { answers: [FEE_ANSWERS], refusals: FEE_DEBIT_REFUSALS },
   'fee-giveback': { answers: [FEE_ANSWERS], refusals: FEE_GIVEBACK_REFUSALS, replays: 'fee-debit' },
+  'follow-up-lease': { answers: [LEASE_TAKE_ANSWERS, LEASE_RELEASE_ANSWERS], refusals: {} },
   inquire: { answers: [INQUIRE_ANSWERS], refusals: {} },
   'open-account': { answers: [OPEN_ACCOUNT_ANSWERS], refusals: {} },
   password: { answers: [PASSWORD_ANSWERS], refusals: {} },

@@ -7,6 +7,10 @@ import {
   CHANNEL_PAID_ANSWERS,
   CHANNEL_PAY_ANSWERS,
   CHANNEL_PAY_REFUSALS,
+  CHANNEL_REFUND_ANSWERS,
+  CHANNEL_REFUND_REFUSALS,
+  LEASE_RELEASE_ANSWERS,
+  LEASE_TAKE_ANSWERS,
   decodeAnswer,
   LedgerInvariantError,
   type AnswerOf,
@@ -131,6 +135,11 @@ export async function tombstoneChannelPayment(
   return payAnswer(reply);
 }
 
+/** The payer's card, known before the payment is decided (WeChat): kept on the undecided record for its live events. */
+export async function recordPayerCard(ledger: LedgerAccess, terminalId: string, sequence: number, cardNo: string): Promise<void> {
+  payAnswer(await ledger.scripts.run('channel-pay', payKeys(ledger, terminalId, sequence), ['card', cardNo]));
+}
+
 /** The money is back with the payer (or never left): the record needs no more undoing. */
 export async function markChannelPaymentUndone(ledger: LedgerAccess, terminalId: string, sequence: number): Promise<void> {
   payAnswer(await ledger.scripts.run('channel-pay', payKeys(ledger, terminalId, sequence), ['undone']));
@@ -170,7 +179,7 @@ export async function readChannelPayment(
   };
 }
 
-// ---- the follow-up index ------------------------------------------------------------------------
+// ---- the follow-up indexes -----------------------------------------------------------------------
 
 const MEMBER_SEPARATOR = '|';
 
@@ -201,6 +210,58 @@ export async function followUpCount(ledger: LedgerAccess): Promise<number> {
   return ledger.scripts.client.zcard(ledger.keys.channelPaymentsPending());
 }
 
+/** A merchant refund of a code payment whose channel answer is not known yet. */
+export interface RefundFollowUp {
+  readonly cardNo: string;
+  readonly terminalId: string;
+  readonly sequence: number;
+}
+
+function refundMember(r: RefundFollowUp): string {
+  return `${r.cardNo}${MEMBER_SEPARATOR}${r.terminalId}${MEMBER_SEPARATOR}${r.sequence}`;
+}
+
+export async function scheduleRefundFollowUp(ledger: LedgerAccess, r: RefundFollowUp, atMs: number): Promise<void> {
+  await ledger.scripts.client.zadd(ledger.keys.channelRefundsPending(), atMs, refundMember(r));
+}
+
+export async function dropRefundFollowUp(ledger: LedgerAccess, r: RefundFollowUp): Promise<void> {
+  await ledger.scripts.client.zrem(ledger.keys.channelRefundsPending(), refundMember(r));
+}
+
+/** At most `limit` refunds whose follow-up is due at `nowMs`, earliest first. */
+export async function dueRefundFollowUps(ledger: LedgerAccess, nowMs: number, limit: number): Promise<RefundFollowUp[]> {
+  const members = await ledger.scripts.client.zrangebyscore(ledger.keys.channelRefundsPending(), 0, nowMs, 'LIMIT', 0, limit);
+  return members.flatMap((m) => {
+    const [cardNo = '', terminalId = '', sequence = ''] = m.split(MEMBER_SEPARATOR);
+    return cardNo === '' || terminalId === '' ? [] : [{ cardNo, terminalId, sequence: Number(sequence) }];
+  });
+}
+
+export async function refundFollowUpCount(ledger: LedgerAccess): Promise<number> {
+  return ledger.scripts.client.zcard(ledger.keys.channelRefundsPending());
+}
+
+/** The lease of one follow-up (payment "p|<terminal>|<seq>", refund "r|<card>|<terminal>|<seq>"); see follow-up-lease.lua. */
+export function paymentLeaseName(terminalId: string, sequence: number): string {
+  return `p${MEMBER_SEPARATOR}${terminalId}${MEMBER_SEPARATOR}${sequence}`;
+}
+
+export function refundLeaseName(r: RefundFollowUp): string {
+  return `r${MEMBER_SEPARATOR}${refundMember(r)}`;
+}
+
+/** Takes (or renews) the lease for `holder`; false when another instance holds it. */
+export async function takeFollowUpLease(ledger: LedgerAccess, name: string, holder: string, leaseMs: number): Promise<boolean> {
+  const reply = await ledger.scripts.run('follow-up-lease', [ledger.keys.channelFollowUpLease(name)], ['take', holder, leaseMs]);
+  return decodeAnswer('follow-up-lease', LEASE_TAKE_ANSWERS, reply as number) === 'taken';
+}
+
+export async function releaseFollowUpLease(ledger: LedgerAccess, name: string, holder: string): Promise<void> {
+  const reply = await ledger.scripts.run('follow-up-lease', [ledger.keys.channelFollowUpLease(name)], ['release', holder, 1]);
+  decodeAnswer('follow-up-lease', LEASE_RELEASE_ANSWERS, reply as number);
+}
+
 // ---- the journal -----------------------------------------------------------------------------------
 
 export interface PaidEntry {
@@ -216,20 +277,27 @@ export interface PaidEntry {
   readonly ttlSec: number;
 }
 
+export type PaidCode = AnswerOf<typeof CHANNEL_PAID_ANSWERS>;
+
 /**
  * The journal entry and statement line of a paid payment ('pay'), or of its reversal ('unpay'), once
- * each; answers the entry's id (the first one's on a repeat), '' when there is nothing to reverse.
+ * each, with the holder's live event; 'decline' writes the holder's event of a declined payment only.
+ * Answers the entry's id (the first one's on a repeat; '' when nothing was journalled) and the amount
+ * journalled ('unpay': what refunds left of the payment). 'pay' is refused for a lost, frozen or
+ * cancelled card (card_lost ...: nothing journalled); see channel-paid.lua.
  */
 export async function journalChannelPayment(
   ledger: LedgerAccess,
-  op: 'pay' | 'unpay',
+  op: 'pay' | 'unpay' | 'decline',
   e: PaidEntry,
-): Promise<{ readonly code: AnswerOf<typeof CHANNEL_PAID_ANSWERS>; readonly entryId: string }> {
+  why = '',
+): Promise<{ readonly code: PaidCode; readonly entryId: string; readonly amountFen: number }> {
   const keys = [
     ledger.keys.channelPaid(e.cardNo, e.outTradeNo),
     ledger.keys.account(e.cardNo),
     ledger.keys.journalOfCard(e.cardNo),
     ledger.keys.statement(e.cardNo),
+    ledger.keys.cardEvents(e.cardNo),
   ];
   const reply = await ledger.scripts.run('channel-paid', keys, [
     op,
@@ -243,8 +311,148 @@ export async function journalChannelPayment(
     e.sequence,
     e.nowMs,
     e.ttlSec,
+    why,
+    ledger.keys.eventsChannel(),
+    e.ttlSec,
   ]);
-  if (!Array.isArray(reply) || reply.length !== 2) throw new LedgerInvariantError(`channel-paid.lua answered ${JSON.stringify(reply)}`);
+  if (!Array.isArray(reply) || reply.length !== 3) throw new LedgerInvariantError(`channel-paid.lua answered ${JSON.stringify(reply)}`);
   const code = decodeAnswer('channel-paid', CHANNEL_PAID_ANSWERS, reply[0] as number);
-  return { code, entryId: String(reply[1]) };
+  return { code, entryId: String(reply[1]), amountFen: Number(reply[2]) };
+}
+
+// ---- merchant refunds ------------------------------------------------------------------------------
+
+export type ChannelRefundCode = AnswerOf<typeof CHANNEL_REFUND_ANSWERS>;
+
+export interface ChannelRefundStep {
+  readonly op: 'begin' | 'done' | 'failed';
+  readonly cardNo: string;
+  readonly amountFen: number;
+  readonly fingerprint: string;
+  readonly terminalId: string;
+  readonly sequence: number;
+  readonly merchantParty: string;
+  readonly outTradeNo: string;
+  readonly outRefundNo: string;
+  readonly channel: PayerChannel;
+  readonly channelRefundId: string;
+  readonly nowMs: number;
+  readonly ttlSec: number;
+  readonly originalRef: string;
+}
+
+export interface ChannelRefundAnswer {
+  readonly code: ChannelRefundCode;
+  readonly balanceAfterFen: number;
+  readonly refundableLeftFen: number;
+  readonly transactionId: string;
+  readonly decidedAtMs: number;
+}
+
+/** One step of a merchant refund of a code payment (channel-refund.lua); 'key_reused' when the key was another request's. */
+export async function channelRefundStep(ledger: LedgerAccess, s: ChannelRefundStep): Promise<ChannelRefundAnswer | 'key_reused'> {
+  const k = ledger.keys;
+  const reply = await ledger.scripts.run(
+    'channel-refund',
+    [
+      k.channelPaid(s.cardNo, s.outTradeNo),
+      k.request(s.cardNo, s.terminalId, s.sequence),
+      k.account(s.cardNo),
+      k.journalOfCard(s.cardNo),
+      k.statement(s.cardNo),
+      k.cardEvents(s.cardNo),
+    ],
+    [
+      s.op,
+      s.cardNo,
+      s.amountFen,
+      s.fingerprint,
+      s.terminalId,
+      s.sequence,
+      s.merchantParty,
+      s.outTradeNo,
+      s.outRefundNo,
+      s.channel,
+      s.channelRefundId,
+      s.nowMs,
+      s.ttlSec,
+      s.originalRef,
+      k.eventsChannel(),
+      s.ttlSec,
+    ],
+  );
+  if (typeof reply === 'number') return decodeAnswer('channel-refund', CHANNEL_REFUND_REFUSALS, reply);
+  const parts = String(reply).split('|');
+  if (parts.length !== 5) throw new LedgerInvariantError(`channel-refund.lua answered ${JSON.stringify(reply)}`);
+  const [code, balance, left, txnId, decidedAt] = parts as [string, string, string, string, string];
+  const refundableLeftFen = Number(left);
+  if (!Number.isSafeInteger(refundableLeftFen) || refundableLeftFen < 0)
+    throw new LedgerInvariantError(`channel-refund.lua answered a refundable amount of ${JSON.stringify(left)}`);
+  return {
+    code: decodeAnswer('channel-refund', CHANNEL_REFUND_ANSWERS, code),
+    balanceAfterFen: Number(balance),
+    refundableLeftFen,
+    transactionId: txnId,
+    decidedAtMs: Number(decidedAt),
+  };
+}
+
+/** A refund's record as channel-refund.lua keeps it; undefined when there is none (never made, or released). */
+export interface ChannelRefundRecord {
+  readonly fingerprint: string;
+  readonly pending: boolean;
+  readonly amountFen: number;
+  readonly outTradeNo: string;
+  readonly outRefundNo: string;
+  readonly channel: PayerChannel | undefined;
+  readonly originalRef: string;
+  readonly merchantParty: string;
+  readonly createdAtMs: number;
+}
+
+export async function readChannelRefund(
+  ledger: LedgerAccess,
+  cardNo: string,
+  terminalId: string,
+  sequence: number,
+): Promise<ChannelRefundRecord | undefined> {
+  const [fp, cst, amt, ot, orn, ch, orig, at, mp] = await ledger.scripts.client.hmget(
+    ledger.keys.request(cardNo, terminalId, sequence),
+    'pfp',
+    'cst',
+    'amt',
+    'ot',
+    'orn',
+    'ch',
+    'orig',
+    'at',
+    'mp',
+  );
+  if (fp === null || fp === undefined || cst === null || cst === undefined) return undefined;
+  return {
+    fingerprint: fp,
+    pending: cst === 'P',
+    amountFen: Number(amt),
+    outTradeNo: ot ?? '',
+    outRefundNo: orn ?? '',
+    channel: ch === 'alipay' || ch === 'wechat' ? ch : undefined,
+    originalRef: orig ?? '',
+    merchantParty: mp ?? '',
+    createdAtMs: Number(at ?? '0'),
+  };
+}
+
+/** What is refunded and reserved of a paid code payment (channel-paid.lua's record in the card's shard). */
+export async function readPaidRecord(
+  ledger: LedgerAccess,
+  cardNo: string,
+  outTradeNo: string,
+): Promise<{ readonly paid: boolean; readonly amountFen: number; readonly refundedFen: number; readonly reservedFen: number }> {
+  const [tx, amt, refd, rsv] = await ledger.scripts.client.hmget(ledger.keys.channelPaid(cardNo, outTradeNo), 'tx', 'amt', 'refd', 'rsv');
+  return { paid: tx !== null, amountFen: Number(amt ?? '0'), refundedFen: Number(refd ?? '0'), reservedFen: Number(rsv ?? '0') };
+}
+
+/** The account's status letter (A active, L lost, F frozen, C cancelled), undefined when there is no account. */
+export async function cardStatusOf(ledger: LedgerAccess, cardNo: string): Promise<string | undefined> {
+  return (await ledger.scripts.client.hget(ledger.keys.account(cardNo), 'st')) ?? undefined;
 }

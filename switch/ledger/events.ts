@@ -20,7 +20,10 @@ export interface CardEvent {
   /** Payments: approved, or declined with a reason. */
   readonly approved?: boolean;
   readonly declineReason?: string;
-  /** Payments: 'card' or 'campus_qr'; with `qrCodeId`, the page knows the code it shows was taken. */
+  /**
+   * Payments: 'card', 'campus_qr', or a payment code's channel 'wechat' / 'alipay' (also on its reversal
+   * and refund); with `qrCodeId`, the page knows the code it shows was taken.
+   */
   readonly credential?: string;
   readonly qrCodeId?: string;
   readonly terminalId?: string;
@@ -50,6 +53,8 @@ const DECLINE_REASONS: Readonly<Record<string, string>> = {
   '12': 'QR_EXPIRED',
   '13': 'QR_USED',
 };
+/** A code payment's decline reason is written by name (channel-paid.lua 'decline'): PAYER_NOT_BOUND, CARD_LOST ... */
+const NAMED_REASON = /^[A-Z][A-Z_]{1,40}$/;
 const STATUS_NAMES: Readonly<Record<string, string>> = { A: 'active', L: 'lost', F: 'frozen', C: 'cancelled' };
 
 /** A stream entry holds one field `e`: "<field>\n<value>\n..." (includes/event.lua). */
@@ -83,6 +88,10 @@ const TYPES: Readonly<Record<string, CardEventType>> = {
   feeback: 'fee_returned',
 };
 
+function declineReasonOf(code: string): string {
+  return DECLINE_REASONS[code] ?? (NAMED_REASON.test(code) ? code : 'DECLINED');
+}
+
 /** One event from its stream fields; undefined for a kind this switch does not know (a newer writer). */
 export function parseCardEvent(id: string, flat: readonly string[]): CardEvent | undefined {
   const f = fieldMap(flat);
@@ -97,7 +106,7 @@ export function parseCardEvent(id: string, flat: readonly string[]): CardEvent |
         ...base,
         ...money,
         approved: kind === 'pay',
-        declineReason: kind === 'pay' ? undefined : (DECLINE_REASONS[f.get('r') ?? ''] ?? 'DECLINED'),
+        declineReason: kind === 'pay' ? undefined : declineReasonOf(f.get('r') ?? ''),
         credential: f.get('cr'),
         qrCodeId: f.get('q') || undefined,
         terminalId: f.get('tm'),
@@ -105,7 +114,14 @@ export function parseCardEvent(id: string, flat: readonly string[]): CardEvent |
       };
     case 'reversal':
     case 'refund':
-      return { ...base, ...money, terminalId: f.get('tm'), merchantId: party(f, 'm:') };
+      // `credential` only on a code payment's reversal or refund: 'wechat' or 'alipay' (the money went back there).
+      return {
+        ...base,
+        ...money,
+        terminalId: f.get('tm'),
+        merchantId: party(f, 'm:'),
+        ...(f.has('cr') ? { credential: f.get('cr') } : {}),
+      };
     case 'recharge':
       return { ...base, ...money, channel: party(f, 'x:ch:') };
     case 'card_status':

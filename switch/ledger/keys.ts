@@ -66,6 +66,23 @@ export class Keys {
     return `${this.prefix}:{CP}:pending`;
   }
 
+  /**
+   * Zset of the merchant refunds of code payments whose channel answer is not known yet (member
+   * "<card>|<terminal>|<sequence>", score = next look ms): the follow-up asks the channel until it knows.
+   */
+  channelRefundsPending(): string {
+    return `${this.prefix}:{CP}:refunds`;
+  }
+
+  /**
+   * Which switch instance is working on one follow-up member now (string: the instance id, with an
+   * expiry): two switches on one Redis never query and settle the same payment at once, and a crashed
+   * one's work is picked up when its lease expires.
+   */
+  channelFollowUpLease(member: string): string {
+    return `${this.prefix}:{CP}:lease:${member}`;
+  }
+
   /** A paid code payment's journal record in the payer's card's shard (channel-paid.lua: journalled once). */
   channelPaid(cardNo: string, outTradeNo: string): string {
     return `${this.tag(this.shardOf(cardNo))}:cpaid:${outTradeNo}`;
@@ -175,6 +192,16 @@ export class Keys {
 
   journal(shard: number): string {
     return `${this.tag(shard)}:journal`;
+  }
+
+  /** The last id of the shard's journal the archive holds (history/archiver.ts writes it after each commit). */
+  journalArchived(shard: number): string {
+    return `${this.tag(shard)}:jarch`;
+  }
+
+  /** The MINID of the shard's last trim: every id below it may be gone from Redis and is in the archive. */
+  journalTrimMark(shard: number): string {
+    return `${this.tag(shard)}:jtrim`;
   }
 
   journalOfCard(cardNo: string): string {

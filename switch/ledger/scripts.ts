@@ -26,12 +26,14 @@ export const SCRIPT_NAMES = [
   'channel-binding',
   'channel-paid',
   'channel-pay',
+  'channel-refund',
   'claim-id',
   'ecard-binding',
   'ecard-watch',
   'fee-complete',
   'fee-debit',
   'fee-giveback',
+  'follow-up-lease',
   'inquire',
   'open-account',
   'password',
@@ -126,7 +128,7 @@ export const ARGV_RULES = {
   },
   'channel-paid': {
     args: [
-      oneOf('op', 'pay', 'unpay'),
+      oneOf('op', 'pay', 'unpay', 'decline'),
       id('cardNo'),
       oneOf('channel', 'alipay', 'wechat'),
       id('outTradeNo'),
@@ -137,10 +139,12 @@ export const ARGV_RULES = {
       integer('sequence', 1),
       integer('nowMs', 0),
       integer('ttlSec', 1),
+      text('why'),
+      ...EVENT_ARGS,
     ],
   },
   'channel-pay': {
-    common: [oneOf('op', 'begin', 'finish', 'tombstone', 'undone')],
+    common: [oneOf('op', 'begin', 'finish', 'tombstone', 'undone', 'card')],
     expected: '1 to 9 (by op)',
     byOp: {
       begin: [
@@ -165,7 +169,27 @@ export const ARGV_RULES = {
       ],
       tombstone: [id('outTradeNo'), integer('amountFen', 1), integer('nowMs', 0), integer('ttlSec', 1)],
       undone: [],
+      card: [id('cardNo')],
     },
+  },
+  'channel-refund': {
+    args: [
+      oneOf('op', 'begin', 'done', 'failed'),
+      id('cardNo'),
+      integer('amountFen', 1),
+      id('fingerprint'),
+      id('terminalId'),
+      integer('sequence', 1),
+      id('merchantParty'),
+      id('outTradeNo'),
+      id('outRefundNo'),
+      oneOf('channel', 'alipay', 'wechat'),
+      text('channelRefundId'),
+      integer('nowMs', 0),
+      integer('requestTtlSec', 1),
+      id('originalRef'),
+      ...EVENT_ARGS,
+    ],
   },
   'claim-id': {
     common: [oneOf('op', 'claim', 'release')],
@@ -191,6 +215,7 @@ export const ARGV_RULES = {
   'fee-giveback': {
     args: [id('cardNo'), id('fingerprint'), id('terminalId'), integer('sequence', 1), text('reason'), integer('nowMs', 0), ...EVENT_ARGS],
   },
+  'follow-up-lease': { args: [oneOf('op', 'take', 'release'), id('holder'), integer('leaseMs', 1)] },
   inquire: { args: [text('presentedSerial')] },
   'open-account': { args: [id('cardNo'), integer('openingFen', 0), integer('nowMs', 0)], pairs: true },
   password: {

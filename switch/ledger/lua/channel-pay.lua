@@ -25,6 +25,9 @@
      -1 the sequence number was used for another request
   ARGV[1] op 'undone': the money is back with the payer (or there was none): clears undo.
       3 finished   5 no record
+  ARGV[1] op 'card': ARGV[2] cardNo: the payer's card, known before the payment is decided (WeChat names
+                      the payer before charging), so a decline can still tell the holder (live events).
+      3 finished (recorded while undecided; a decided record keeps its own)   5 no record
 
   A malformed ARGV (count or format) is answered with the error reply "ERR channel-pay: ..." before any
   key is read or written (includes/argv.lua; scripts.ts checks the same before sending).
@@ -44,7 +47,7 @@ local op = ARGV[1]
 
 -- @include argv
 
-local badArgv = argvCount(#ARGV >= 1, '1 to 9 (by op)') or argvOneOf(1, 'op', 'begin', 'finish', 'tombstone', 'undone')
+local badArgv = argvCount(#ARGV >= 1, '1 to 9 (by op)') or argvOneOf(1, 'op', 'begin', 'finish', 'tombstone', 'undone', 'card')
 if badArgv then return badArgv end
 if op == 'begin' then
   badArgv = argvCount(#ARGV == 9, '9 for begin') or argvId(2, 'fingerprint') or argvOneOf(3, 'channel', 'alipay', 'wechat')
@@ -56,6 +59,8 @@ elseif op == 'finish' then
 elseif op == 'tombstone' then
   badArgv = argvCount(#ARGV == 5, '5 for tombstone') or argvId(2, 'outTradeNo') or argvInteger(3, 'amountFen', 1)
     or argvInteger(4, 'nowMs', 0) or argvInteger(5, 'ttlSec', 1)
+elseif op == 'card' then
+  badArgv = argvCount(#ARGV == 2, '2 for card') or argvId(2, 'cardNo')
 else
   badArgv = argvCount(#ARGV == 1, '1 for undone')
 end
@@ -89,6 +94,10 @@ local st = rcall('HGET', recordKey, 'st')
 if not st then return ANSWER_NO_RECORD end
 if op == 'undone' then
   rcall('HDEL', recordKey, 'undo')
+  return ANSWER_FINISHED
+end
+if op == 'card' then
+  if st == 'P' then rcall('HSET', recordKey, 'card', ARGV[2]) end
   return ANSWER_FINISHED
 end
 local state = ARGV[2]
