@@ -1,0 +1,283 @@
+// The archive on PostgreSQL: writes batches of journal rows with their shard's position in one
+// transaction, and reads them back as the ledger's JournalArchive (ledger/history-reads.ts).
+import pg from 'pg';
+import {
+  compareStreamIds,
+  formatStreamId,
+  parseStreamId,
+  STREAM_ID_ZERO,
+  type JournalArchive,
+  type StreamId,
+} from '../ledger/history-reads.js';
+import { JournalFormatError, parseJournalEntry, type RawStreamEntry } from '../ledger/journal.js';
+import { migrate } from './migrate.js';
+
+/** The documented fields (ledger/README.md "Journal entries") that have their own columns; the rest go to `extra`. */
+const COLUMN_FIELDS = new Set(['k', 'c', 'a', 'f', 't', 'b', 'wb', 'v', 'tm', 'sq', 'ts']);
+/** Rows one INSERT carries at most (15 parameters each, PostgreSQL allows 65,535). */
+export const MAX_ARCHIVE_BATCH = 2000;
+/** The advisory lock partition creation runs under (any fixed number, distinct from the migrator's). */
+const PARTITION_LOCK_ID = 727_301_018;
+const MONTH_PARTITION = /^journal_y(\d{4})m(\d{2})$/;
+
+/** A position that goes backwards, a row with another shape than documented: the archive is not sound. */
+export class ArchiveInvariantError extends Error {
+  override readonly name = 'ArchiveInvariantError';
+}
+
+interface JournalRow {
+  readonly stream_ms: string;
+  readonly stream_seq: string;
+  readonly kind: string;
+  readonly card_no: string;
+  readonly amount_fen: string;
+  readonly from_party: string;
+  readonly to_party: string;
+  readonly balance_after_fen: string;
+  readonly wallet_after_fen: string | null;
+  readonly version: string;
+  readonly terminal_id: string;
+  readonly sequence: string;
+  readonly at_ms: string;
+  readonly extra: string[];
+}
+
+const ROW_COLUMNS =
+  'stream_ms, stream_seq, kind, card_no, amount_fen, from_party, to_party, balance_after_fen, wallet_after_fen, version, terminal_id, sequence, at_ms, extra';
+
+/** Back to the XRANGE shape, fields in appendJournal's order. */
+function rawOf(row: JournalRow): RawStreamEntry {
+  const fields = ['k', row.kind, 'c', row.card_no, 'a', row.amount_fen, 'f', row.from_party, 't', row.to_party];
+  fields.push('b', row.balance_after_fen, 'v', row.version, 'tm', row.terminal_id, 'sq', row.sequence, 'ts', row.at_ms);
+  if (row.wallet_after_fen !== null) fields.push('wb', row.wallet_after_fen);
+  fields.push(...row.extra);
+  return [`${row.stream_ms}-${row.stream_seq}`, fields];
+}
+
+/** [start, end) ms of the UTC month holding `ms`, and its partition's name. */
+export function monthOf(ms: number): { name: string; startMs: number; endMs: number } {
+  const d = new Date(ms);
+  const [y, m] = [d.getUTCFullYear(), d.getUTCMonth()];
+  return {
+    name: `journal_y${String(y).padStart(4, '0')}m${String(m + 1).padStart(2, '0')}`,
+    startMs: Date.UTC(y, m, 1),
+    endMs: Date.UTC(y, m + 1, 1),
+  };
+}
+
+export interface ArchiveStoreOptions {
+  readonly url: string;
+  /** Connections in the pool (the archiver uses one per shard worker, readers the rest). */
+  readonly poolSize: number;
+  readonly statementTimeoutMs: number;
+}
+
+export class ArchiveStore implements JournalArchive {
+  readonly pool: pg.Pool;
+  private readonly partitions = new Set<string>();
+
+  constructor(options: ArchiveStoreOptions) {
+    this.pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.poolSize,
+      connectionTimeoutMillis: 5000,
+      idleTimeoutMillis: 30_000,
+      statement_timeout: options.statementTimeoutMs,
+      application_name: 'cardswitch-history',
+    });
+    // An idle connection that dies (PostgreSQL restarted) is dropped by the pool; the next query reconnects.
+    this.pool.on('error', () => undefined);
+  }
+
+  /** Applies the migrations and checks (or records) which ledger this database archives. */
+  async open(keyPrefix: string, shardCount: number): Promise<void> {
+    await migrate(this.pool);
+    await this.pool.query('INSERT INTO archive_ledger (key_prefix, shard_count) VALUES ($1, $2) ON CONFLICT DO NOTHING', [
+      keyPrefix,
+      shardCount,
+    ]);
+    const found = await this.pool.query<{ shard_count: number }>('SELECT shard_count FROM archive_ledger WHERE key_prefix = $1', [
+      keyPrefix,
+    ]);
+    if (found.rows[0]?.shard_count !== shardCount) {
+      throw new ArchiveInvariantError(
+        `the archive holds ledger "${keyPrefix}" with ${found.rows[0]?.shard_count} shards, but this ledger has ${shardCount}`,
+      );
+    }
+    const existing = await this.pool.query<{ relname: string }>(
+      `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'journal'`,
+    );
+    for (const { relname } of existing.rows) if (MONTH_PARTITION.test(relname)) this.partitions.add(relname);
+  }
+
+  close(): Promise<void> {
+    return this.pool.end();
+  }
+
+  /**
+   * Creates the month partitions `msValues` fall in, and the month after each (created ahead), in a
+   * transaction of its own under an advisory lock: shard workers meeting a new month at once would
+   * otherwise collide creating the same table.
+   */
+  async ensurePartitions(client: pg.PoolClient, msValues: readonly number[]): Promise<void> {
+    const months = new Map<string, { startMs: number; endMs: number }>();
+    for (const ms of msValues) {
+      const month = monthOf(ms);
+      months.set(month.name, month);
+      const ahead = monthOf(month.endMs);
+      months.set(ahead.name, ahead);
+    }
+    const missing = [...months].filter(([name]) => !this.partitions.has(name));
+    if (missing.length === 0) return;
+    await client.query('BEGIN');
+    try {
+      await client.query('SELECT pg_advisory_xact_lock($1)', [PARTITION_LOCK_ID]);
+      for (const [name, { startMs, endMs }] of missing) {
+        await client.query(`CREATE TABLE IF NOT EXISTS ${name} PARTITION OF journal FOR VALUES FROM (${startMs}) TO (${endMs})`);
+      }
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+    for (const [name] of missing) this.partitions.add(name);
+  }
+
+  async position(shard: number): Promise<StreamId> {
+    const found = await this.pool.query<{ stream_ms: string; stream_seq: string }>(
+      'SELECT stream_ms, stream_seq FROM archive_position WHERE shard = $1',
+      [shard],
+    );
+    const row = found.rows[0];
+    return row === undefined ? STREAM_ID_ZERO : { ms: Number(row.stream_ms), seq: Number(row.stream_seq) };
+  }
+
+  /**
+   * Writes `rows` (one shard's entries after `after`, oldest first) and moves the shard's position to the
+   * last of them, in ONE transaction with synchronous_commit on: after COMMIT both are on disk, before it
+   * neither. A row already there (same shard and id) is left as it is.
+   */
+  async writeBatch(shard: number, after: StreamId, rows: readonly RawStreamEntry[]): Promise<number> {
+    if (rows.length === 0) return 0;
+    if (rows.length > MAX_ARCHIVE_BATCH)
+      throw new RangeError(`an archive batch holds at most ${MAX_ARCHIVE_BATCH} rows, got ${rows.length}`);
+    const values: unknown[] = [];
+    const tuples: string[] = [];
+    let previous = after;
+    for (const row of rows) {
+      const id = parseStreamId(row[0]);
+      if (compareStreamIds(id, previous) <= 0)
+        throw new ArchiveInvariantError(`shard ${shard}: entry ${row[0]} is not after ${formatStreamId(previous)}`);
+      previous = id;
+      tuples.push(rowTuple(values, shard, id, row));
+    }
+    const client = await this.pool.connect();
+    try {
+      await this.ensurePartitions(
+        client,
+        rows.map((r) => parseStreamId(r[0]).ms),
+      );
+      await client.query('BEGIN');
+      await client.query('SET LOCAL synchronous_commit = on');
+      // The position row is locked first: two archivers of one shard queue here, and the second sees the moved position.
+      const current = await client.query<{ stream_ms: string; stream_seq: string }>(
+        'SELECT stream_ms, stream_seq FROM archive_position WHERE shard = $1 FOR UPDATE',
+        [shard],
+      );
+      const stored =
+        current.rows[0] === undefined ? STREAM_ID_ZERO : { ms: Number(current.rows[0].stream_ms), seq: Number(current.rows[0].stream_seq) };
+      if (compareStreamIds(stored, after) !== 0) {
+        await client.query('ROLLBACK');
+        throw new ArchivePositionMovedError(shard, after, stored);
+      }
+      const inserted = await client.query(
+        `INSERT INTO journal (shard, ${ROW_COLUMNS}) VALUES ${tuples.join(', ')} ON CONFLICT (shard, stream_ms, stream_seq) DO NOTHING`,
+        values,
+      );
+      await client.query(
+        `INSERT INTO archive_position (shard, stream_ms, stream_seq, entries, updated_at) VALUES ($1, $2, $3, $4, now())
+         ON CONFLICT (shard) DO UPDATE SET stream_ms = $2, stream_seq = $3, entries = archive_position.entries + $4, updated_at = now()`,
+        [shard, previous.ms, previous.seq, inserted.rowCount ?? 0],
+      );
+      await client.query('COMMIT');
+      return inserted.rowCount ?? 0;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  async rows(shard: number, from: StreamId, before: StreamId, limit: number): Promise<RawStreamEntry[]> {
+    const found = await this.pool.query<JournalRow>(
+      `SELECT ${ROW_COLUMNS} FROM journal WHERE shard = $1 AND (stream_ms, stream_seq) >= ($2, $3) AND (stream_ms, stream_seq) < ($4, $5)
+       ORDER BY stream_ms, stream_seq LIMIT $6`,
+      [shard, from.ms, from.seq, before.ms, before.seq, limit],
+    );
+    return found.rows.map(rawOf);
+  }
+
+  async entry(shard: number, id: StreamId): Promise<RawStreamEntry | undefined> {
+    const found = await this.pool.query<JournalRow>(
+      `SELECT ${ROW_COLUMNS} FROM journal WHERE shard = $1 AND stream_ms = $2 AND stream_seq = $3`,
+      [shard, id.ms, id.seq],
+    );
+    return found.rows[0] === undefined ? undefined : rawOf(found.rows[0]);
+  }
+
+  async cardRows(cardNo: string, fromMs: number, maxAtMs: number, limit: number, offset: number): Promise<RawStreamEntry[]> {
+    const found = await this.pool.query<JournalRow>(
+      `SELECT ${ROW_COLUMNS} FROM journal WHERE card_no = $1 AND at_ms >= $2 AND at_ms <= $3
+       ORDER BY at_ms DESC, stream_ms DESC, stream_seq DESC LIMIT $4 OFFSET $5`,
+      [cardNo, fromMs, maxAtMs, limit, offset],
+    );
+    return found.rows.map(rawOf);
+  }
+}
+
+/** Another archiver moved the shard's position since this one read it: read again from the stored position. */
+export class ArchivePositionMovedError extends Error {
+  override readonly name = 'ArchivePositionMovedError';
+  constructor(
+    readonly shard: number,
+    readonly expected: StreamId,
+    readonly stored: StreamId,
+  ) {
+    super(`shard ${shard}: the archived position is ${formatStreamId(stored)}, not ${formatStreamId(expected)} (another archiver?)`);
+  }
+}
+
+/** One row's 15 parameters, checked against the documented entry shape first. */
+function rowTuple(values: unknown[], shard: number, id: StreamId, row: RawStreamEntry): string {
+  let entry;
+  try {
+    entry = parseJournalEntry(row);
+  } catch (err) {
+    if (err instanceof JournalFormatError) throw new ArchiveInvariantError(`shard ${shard}: ${err.message}; the archiver stops here`);
+    throw err;
+  }
+  const extra: string[] = [];
+  const flat = row[1];
+  for (let i = 0; i + 1 < flat.length; i += 2)
+    if (!COLUMN_FIELDS.has(flat[i] as string)) extra.push(flat[i] as string, flat[i + 1] as string);
+  const base = values.length;
+  values.push(
+    shard,
+    id.ms,
+    id.seq,
+    entry.kind,
+    entry.cardNo,
+    entry.amountFen,
+    entry.fromParty,
+    entry.toParty,
+    entry.balanceAfterFen,
+    entry.walletAfterFen ?? null,
+    entry.version,
+    entry.terminalId,
+    entry.sequence,
+    entry.atMs,
+    extra,
+  );
+  return `(${Array.from({ length: 15 }, (_, i) => `$${base + i + 1}`).join(', ')})`;
+}

@@ -1,0 +1,215 @@
+// The archiver: copies every shard journal into PostgreSQL exactly once, then trims Redis to the live
+// window. Per shard it reads the stream after the archived position (kept in PostgreSQL, in the same
+// transaction as the rows: archive-store.ts writeBatch), writes one batch, and only then tells Redis how
+// far the archive reaches (`Keys.journalArchived`). A trim (lua/journal-trim.lua) never passes that,
+// so while the archiver is behind (PostgreSQL down, the process killed) nothing unarchived leaves Redis.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Redis } from 'ioredis';
+import { compareStreamIds, formatStreamId, parseStreamId, type StreamId } from '../ledger/history-reads.js';
+import { forEachShard, type RawStreamEntry } from '../ledger/journal.js';
+import type { Keys } from '../ledger/keys.js';
+import type { Logger } from '../log.js';
+import { ArchivePositionMovedError, MAX_ARCHIVE_BATCH, type ArchiveStore } from './archive-store.js';
+
+const TRIM_SCRIPT = readFileSync(fileURLToPath(new URL('./lua/journal-trim.lua', import.meta.url)), 'utf8');
+/** Journal entries one trim call removes at most (and reads first, to name their cards' statements). */
+const TRIM_BATCH = 1000;
+/** Statement lines of one card one trim call removes at most. */
+const TRIM_MAX_LINES_PER_CARD = 10_000;
+/** Shards worked on at once (each holds one PostgreSQL connection while it writes). */
+const SHARD_CONCURRENCY = 4;
+/** Back-off after a failed pass (PostgreSQL or Redis down), doubled up to the maximum. */
+const RETRY_MIN_MS = 200;
+const RETRY_MAX_MS = 10_000;
+
+export interface ArchiverOptions {
+  readonly redis: Redis;
+  readonly keys: Keys;
+  readonly store: ArchiveStore;
+  readonly log: Logger;
+  /** Entries per archive transaction (1..2000). */
+  readonly batchSize: number;
+  /** Rest between passes when every shard is caught up. */
+  readonly intervalMs: number;
+  /** Journal entries and statement lines younger than this stay in Redis. */
+  readonly liveWindowMs: number;
+  /** Trim Redis after archiving (false: archive only). */
+  readonly trim: boolean;
+  readonly now: () => number;
+}
+
+export interface PassReport {
+  /** Rows inserted (a row already archived is not counted). */
+  archived: number;
+  entriesTrimmed: number;
+  linesTrimmed: number;
+}
+
+type TrimCommand = (numKeys: number, ...args: (string | number)[]) => Promise<[entries: number, lines: number, mark: string]>;
+
+export class Archiver {
+  private readonly positions = new Map<number, StreamId>();
+  private running: Promise<void> | undefined;
+  private stopped = false;
+  private wake: (() => void) | undefined;
+  private readonly trimCommand: TrimCommand;
+
+  constructor(private readonly options: ArchiverOptions) {
+    if (!Number.isInteger(options.batchSize) || options.batchSize < 1 || options.batchSize > MAX_ARCHIVE_BATCH)
+      throw new RangeError(`archive batch size must be 1..${MAX_ARCHIVE_BATCH}, got ${options.batchSize}`);
+    const redis = options.redis as Redis & { cardswitchJournalTrim?: TrimCommand };
+    // defineCommand: EVALSHA with the script body sent again after NOSCRIPT (a Redis restart).
+    if (redis.cardswitchJournalTrim === undefined) redis.defineCommand('cardswitchJournalTrim', { lua: TRIM_SCRIPT });
+    this.trimCommand = (redis as Redis & { cardswitchJournalTrim: TrimCommand }).cardswitchJournalTrim.bind(redis);
+  }
+
+  /**
+   * Reads every shard's archived position from PostgreSQL and writes it to Redis, so Redis never
+   * claims more than the archive holds (after a restore of an older PostgreSQL backup it claims less:
+   * nothing more is trimmed until the archive has caught up again).
+   */
+  async syncPositions(): Promise<void> {
+    const { keys, redis, store } = this.options;
+    this.positions.clear();
+    await forEachShard(keys.shardCount, SHARD_CONCURRENCY, async (shard) => {
+      const position = await store.position(shard);
+      this.positions.set(shard, position);
+      if (position.ms === 0 && position.seq === 0) await redis.del(keys.journalArchived(shard));
+      else await redis.set(keys.journalArchived(shard), formatStreamId(position));
+    });
+  }
+
+  /** Archives one shard until it is caught up (or `maxBatches` were written); returns the rows inserted. */
+  async archiveShard(shard: number, maxBatches = Number.MAX_SAFE_INTEGER): Promise<number> {
+    const { redis, keys, store, batchSize } = this.options;
+    let inserted = 0;
+    for (let batch = 0; batch < maxBatches && !this.stopped; batch++) {
+      let position = this.positions.get(shard);
+      if (position === undefined) {
+        position = await store.position(shard);
+        this.positions.set(shard, position);
+      }
+      const rows = (await redis.xrange(keys.journal(shard), `(${formatStreamId(position)}`, '+', 'COUNT', batchSize)) as RawStreamEntry[];
+      if (rows.length === 0) return inserted;
+      const last = parseStreamId((rows[rows.length - 1] as RawStreamEntry)[0]);
+      try {
+        inserted += await store.writeBatch(shard, position, rows);
+      } catch (err) {
+        // Another archiver moved it: start again from what PostgreSQL holds (its rows are not counted here).
+        if (err instanceof ArchivePositionMovedError) {
+          this.positions.set(shard, err.stored);
+          continue;
+        }
+        this.positions.delete(shard);
+        throw err;
+      }
+      this.positions.set(shard, last);
+      // After COMMIT only: Redis's copy of the position may lag PostgreSQL's, never lead it.
+      await redis.set(keys.journalArchived(shard), formatStreamId(last));
+      if (rows.length < batchSize) return inserted;
+    }
+    return inserted;
+  }
+
+  /** Removes the shard's entries and statement lines older than the live window that are archived. */
+  async trimShard(shard: number): Promise<{ entries: number; lines: number }> {
+    const { redis, keys, now, liveWindowMs } = this.options;
+    const cutoffMs = now() - liveWindowMs;
+    if (cutoffMs <= 0) return { entries: 0, lines: 0 };
+    const archivedText = await redis.get(keys.journalArchived(shard));
+    if (archivedText === null) return { entries: 0, lines: 0 };
+    const archived = parseStreamId(archivedText);
+    let entries = 0;
+    let lines = 0;
+    while (!this.stopped) {
+      // The oldest entries: those older than the cutoff and archived are this call's.
+      const oldest = (await redis.xrange(keys.journal(shard), '-', `${cutoffMs - 1}`, 'COUNT', TRIM_BATCH)) as RawStreamEntry[];
+      const eligible = oldest.filter(([id]) => compareStreamIds(parseStreamId(id), archived) <= 0);
+      if (eligible.length === 0) break;
+      const lastId = parseStreamId((eligible[eligible.length - 1] as RawStreamEntry)[0]);
+      const cards = new Set<string>();
+      for (const [, fields] of eligible) {
+        const at = fields.indexOf('c');
+        if (at >= 0 && at % 2 === 0 && fields[at + 1] !== undefined) cards.add(fields[at + 1] as string);
+      }
+      const statementKeys = [...cards].map((cardNo) => keys.statement(cardNo));
+      const [removed, removedLines] = await this.trimCommand(
+        3 + statementKeys.length,
+        keys.journal(shard),
+        keys.journalArchived(shard),
+        keys.journalTrimMark(shard),
+        ...statementKeys,
+        formatStreamId({ ms: lastId.ms, seq: lastId.seq + 1 }),
+        cutoffMs,
+        TRIM_MAX_LINES_PER_CARD,
+      );
+      entries += removed;
+      lines += removedLines;
+      if (eligible.length < oldest.length || oldest.length < TRIM_BATCH || removed === 0) break;
+    }
+    return { entries, lines };
+  }
+
+  /** One pass over every shard: archive what is new, then trim. */
+  async runPass(): Promise<PassReport> {
+    const report: PassReport = { archived: 0, entriesTrimmed: 0, linesTrimmed: 0 };
+    await forEachShard(this.options.keys.shardCount, SHARD_CONCURRENCY, async (shard) => {
+      // Awaited first: `x += await y` would read x before the await and lose the other shards' counts.
+      const archived = await this.archiveShard(shard);
+      report.archived += archived;
+      if (!this.options.trim) return;
+      const trimmed = await this.trimShard(shard);
+      report.entriesTrimmed += trimmed.entries;
+      report.linesTrimmed += trimmed.lines;
+    });
+    return report;
+  }
+
+  /** Runs passes until stop(): resting `intervalMs` when caught up, backing off after a failure. */
+  start(): void {
+    if (this.running !== undefined) return;
+    this.stopped = false;
+    this.running = this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    const { log, intervalMs } = this.options;
+    let retryMs = RETRY_MIN_MS;
+    let synced = false;
+    while (!this.stopped) {
+      let restMs = intervalMs;
+      try {
+        if (!synced) {
+          await this.syncPositions();
+          synced = true;
+        }
+        const report = await this.runPass();
+        if (report.archived > 0 || report.entriesTrimmed > 0) log.debug({ report }, 'archiver pass');
+        retryMs = RETRY_MIN_MS;
+        if (report.archived > 0) restMs = 0;
+      } catch (err) {
+        log.warn({ err: (err as Error).message, retryMs }, 'archiver pass failed; nothing is trimmed until the archive has caught up');
+        restMs = retryMs;
+        retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
+      }
+      if (restMs > 0 && !this.stopped)
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, restMs);
+          this.wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      this.wake = undefined;
+    }
+  }
+
+  /** Lets the pass under way finish its transaction, then stops. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    await this.running;
+    this.running = undefined;
+  }
+}
