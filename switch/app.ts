@@ -44,6 +44,7 @@ import { operatorAuthInterceptor } from './grpc/operator-auth.js';
 import { AdminServiceService } from '../proto/gen/cardswitch/v1/admin.js';
 import { KioskServiceService } from '../proto/gen/cardswitch/v1/kiosk.js';
 import { serveGateway, type RunningHolderGateway } from './gateway/serve.js';
+import { openHistory, type RunningHistory } from './history/wiring.js';
 
 const MAX_CACHED_SERIALS = 500_000;
 /** Ledger commands waiting for Redis at once; beyond this the switch answers UNAVAILABLE instead of queueing. */
@@ -231,6 +232,7 @@ export async function startSwitch(
   let grpc: RunningGrpcServer | undefined;
   let gateway: RunningHolderGateway | undefined;
   let passwords: PasswordPool | undefined;
+  let history: RunningHistory | undefined;
   // The lean hot-path client speaks to one Redis only: a cluster or a Sentinel-watched master runs the
   // scripts on the ioredis client, which follows MOVED / ASK and failovers.
   const fast =
@@ -263,6 +265,8 @@ export async function startSwitch(
     });
     const fees = feeSettings(options.feeProvider ?? simulatedFeeProvider(log), config.feeProviderTimeoutMs);
     const campusQr = new CampusQrCodec(config.campusQr.secret);
+    // The journal archive and its archiver when DATABASE_URL is set (history/wiring.ts).
+    history = await openHistory(config, { redis, keys, log, now });
     const context: SwitchContext = {
       config,
       log,
@@ -278,6 +282,7 @@ export async function startSwitch(
       fees,
       campusQr,
       metrics,
+      ...(history === undefined ? {} : { archive: history.store }),
       now,
     };
     metrics.setPasswordPoolSource(() => context.passwords.stats());
@@ -294,7 +299,7 @@ export async function startSwitch(
     const stopRechargeSettlement = startRechargeSettlement(context);
     if (options.grpc !== false) grpc = await serveGrpc(context, services);
     if (options.gateway !== false) gateway = await serveGateway(context, { redis, statements: services.statements });
-    const [runningGrpc, runningGateway, pool] = [grpc, gateway, passwords];
+    const [runningGrpc, runningGateway, pool, runningHistory] = [grpc, gateway, passwords, history];
     const stop = async (): Promise<void> => {
       await Promise.all([
         stopFeeRecovery(),
@@ -303,6 +308,7 @@ export async function startSwitch(
         runningGrpc?.shutdown(),
         runningGateway?.shutdown(),
       ]);
+      await runningHistory?.stop();
       await pool.close();
       breaker.stop();
       fast?.close();
@@ -313,6 +319,7 @@ export async function startSwitch(
     await gateway?.shutdown();
     await grpc?.shutdown();
     await passwords?.close();
+    await history?.stop();
     breaker.stop();
     fast?.close();
     redis.disconnect();

@@ -5,6 +5,22 @@ import { availableParallelism } from 'node:os';
 // Configuration from environment variables, validated at start-up. Every problem is reported at
 // once, each naming the variable, what it got and what it accepts. README "Configuration" lists them.
 
+/** DATABASE_URL and the archiver's settings (docs/history.md). */
+export interface HistoryConfig {
+  /** Empty: no archive, unless `npm start` runs its own PostgreSQL under var/ (then it sets this). */
+  readonly databaseUrl: string;
+  /** HISTORY_ARCHIVE=off: the switch does not run the archiver itself (`npm run archiver` does). */
+  readonly archive: boolean;
+  /** Journal entries and statement lines younger than this stay in Redis (HISTORY_LIVE_WINDOW_DAYS). */
+  readonly liveWindowMs: number;
+  /** Entries per archive transaction. */
+  readonly batchSize: number;
+  /** How long the archiver rests when every shard is caught up. */
+  readonly intervalMs: number;
+  /** HISTORY_TRIM=off keeps everything in Redis (archived all the same). */
+  readonly trim: boolean;
+}
+
 export interface Config {
   /** Empty: `npm start` runs its own redis-server under var/. */
   readonly redisUrl: string;
@@ -34,6 +50,8 @@ export interface Config {
   readonly grpcPlaintextAllowed: boolean;
   readonly keyPrefix: string;
   readonly ledgerShards: number;
+  /** The journal archive (switch/history/, docs/history.md). */
+  readonly history: HistoryConfig;
   readonly terminalPepper: string;
   readonly passwordPepper: string;
   readonly maxPaymentFen: number;
@@ -282,6 +300,16 @@ export function loadConfig(env: Env = process.env): Config {
     grpcPlaintextAllowed: r.choice('GRPC_PLAINTEXT', 'refuse', ['refuse', 'allow']) === 'allow',
     keyPrefix: r.string('KEY_PREFIX', 'cs', (v) => (/^[A-Za-z0-9_.-]{1,32}$/.test(v) ? undefined : 'must be 1-32 of A-Z a-z 0-9 _ . -')),
     ledgerShards: r.integer('LEDGER_SHARDS', 256, 1, 16384),
+    history: {
+      databaseUrl: r.string('DATABASE_URL', '', (v) =>
+        v === '' || /^postgres(ql)?:\/\//.test(v) ? undefined : 'must be a postgres:// URL, or empty',
+      ),
+      archive: r.choice('HISTORY_ARCHIVE', 'on', ['on', 'off']) === 'on',
+      liveWindowMs: r.integer('HISTORY_LIVE_WINDOW_DAYS', 35, 1, 3660) * 86_400_000,
+      batchSize: r.integer('HISTORY_ARCHIVE_BATCH', 1000, 1, 2000),
+      intervalMs: r.integer('HISTORY_ARCHIVE_INTERVAL_MS', 1000, 10, 600_000),
+      trim: r.choice('HISTORY_TRIM', 'on', ['on', 'off']) === 'on',
+    },
     terminalPepper: r.string('TERMINAL_SECRET_PEPPER', '', checkPepper),
     passwordPepper: r.string('PASSWORD_PEPPER', '', checkPepper),
     maxPaymentFen: r.integer('MAX_PAYMENT_FEN', 100_000, 1, 100_000_000),

@@ -9,6 +9,7 @@ import type { CardDirectory } from './domain/cards.js';
 import type { TerminalRegistry } from './domain/terminals.js';
 import type { FeeSettings } from './fees/index.js';
 import type { SequenceClaims } from './ledger/claims.js';
+import type { JournalArchive } from './ledger/history-reads.js';
 import type { Keys } from './ledger/keys.js';
 import type { Ledger } from './ledger/ledger.js';
 import type { MoneyLedger } from './ledger/money.js';
@@ -39,6 +40,8 @@ export interface SwitchContext {
   /** The third-party payment channels (Alipay, WeChat Pay) this switch talks to; empty when none. */
   readonly channels: PaymentChannels;
   readonly metrics: Metrics;
+  /** The journal archive (PostgreSQL, history/) when DATABASE_URL is set: history reads span it and Redis. */
+  readonly archive?: JournalArchive;
   /** Milliseconds since the epoch; tests may pass a fixed clock. */
   readonly now: () => number;
 }

@@ -87,6 +87,7 @@ function layerOf(path: string): string {
   if (folder === 'grpc' || folder === 'gateway') return 'handler';
   if (folder === 'domain' || folder === 'fees' || folder === 'data') return 'domain';
   if (folder === 'ledger') return 'ledger';
+  if (folder === 'history') return 'history';
   if (folder === 'redis' || folder === 'workers') return 'infrastructure';
   if (folder === 'identity') return 'identity';
   if (folder === 'channels') return 'channels';
@@ -103,6 +104,7 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
     'handler',
     'domain',
     'ledger',
+    'history',
     'infrastructure',
     'identity',
     'channels',
@@ -114,6 +116,7 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   handler: ['handler', 'domain', 'identity', 'common', 'proto', 'shared-format', 'infrastructure'],
   domain: ['domain', 'ledger', 'identity', 'channels', 'qr', 'shared-format', 'common', 'infrastructure'],
   ledger: ['ledger', 'infrastructure', 'common'],
+  history: ['history', 'ledger', 'infrastructure', 'common'],
   infrastructure: ['infrastructure', 'common', 'domain'],
   identity: ['identity', 'common'],
   channels: ['channels', 'common'],

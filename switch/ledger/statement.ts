@@ -73,6 +73,8 @@ export interface StatementCursor {
   readonly score: number;
   readonly member: string;
   readonly sameScoreSeen: number;
+  /** The position is in the archive (ledger/history-reads.ts): continue there, strictly below score and member. */
+  readonly inArchive?: boolean;
 }
 
 export interface StatementRange {
@@ -94,6 +96,10 @@ export interface StatementPageResult {
   readonly lines: readonly { readonly member: string; readonly atMs: number }[];
   /** Undefined when the history (within the range) is exhausted. */
   readonly next: StatementCursor | undefined;
+  /** Where the scan stopped (the last line looked at), also when exhausted: the archive continues below it. */
+  readonly reached?: StatementCursor | undefined;
+  /** Lines looked at. */
+  readonly scanned?: number;
 }
 
 /** Byte order, as Redis compares members. */
@@ -148,15 +154,15 @@ export async function readStatementPage(
   while (scanned < MAX_STATEMENT_LINES_SCANNED) {
     const items = await readAfter(redis, key, request, cursor, step);
     for (const [member, score] of items) {
-      if (lines.length === pageSize) return { lines, next: cursor };
+      if (lines.length === pageSize) return { lines, next: cursor, reached: cursor, scanned };
       const moved = advance(cursor, member, score);
       cursor = moved.cursor;
       scanned++;
       if (moved.fresh && request.acceptKind(member.split('|', 2)[1] ?? '')) lines.push({ member, atMs: score });
     }
-    if (items.length < step) return { lines, next: undefined };
+    if (items.length < step) return { lines, next: undefined, reached: cursor, scanned };
   }
-  return { lines, next: cursor };
+  return { lines, next: cursor, reached: cursor, scanned };
 }
 
 // ---- page tokens -------------------------------------------------------------------------------
@@ -180,9 +186,10 @@ export class PageTokenCodec {
   }
 
   encode(cursor: StatementCursor, queryId: string): string {
-    const payload = Buffer.from(JSON.stringify({ s: cursor.score, m: cursor.member, n: cursor.sameScoreSeen }), 'utf8').toString(
-      'base64url',
-    );
+    const payload = Buffer.from(
+      JSON.stringify({ s: cursor.score, m: cursor.member, n: cursor.sameScoreSeen, ...(cursor.inArchive === true ? { a: 1 } : {}) }),
+      'utf8',
+    ).toString('base64url');
     return `${payload}.${this.mac(payload, queryId).toString('base64url')}`;
   }
 
@@ -207,7 +214,7 @@ function parseCursor(json: string): StatementCursor {
   } catch {
     throw new PageTokenError('page_token does not decode');
   }
-  const v = value as { s?: unknown; m?: unknown; n?: unknown };
+  const v = value as { s?: unknown; m?: unknown; n?: unknown; a?: unknown };
   if (
     typeof v.s !== 'number' ||
     !Number.isSafeInteger(v.s) ||
@@ -215,9 +222,10 @@ function parseCursor(json: string): StatementCursor {
     typeof v.n !== 'number' ||
     !Number.isInteger(v.n) ||
     v.n < 1 ||
-    v.n > MAX_SAME_SCORE_SKIP
+    v.n > MAX_SAME_SCORE_SKIP ||
+    (v.a !== undefined && v.a !== 1)
   ) {
     throw new PageTokenError('page_token does not hold a statement position');
   }
-  return { score: v.s, member: v.m, sameScoreSeen: v.n };
+  return v.a === 1 ? { score: v.s, member: v.m, sameScoreSeen: v.n, inArchive: true } : { score: v.s, member: v.m, sameScoreSeen: v.n };
 }
