@@ -88,8 +88,11 @@ local function answer(code, balanceFen, leftFen, txnId, atMs)
   return joinAnswer({ code, balanceFen, leftFen, txnId, atMs })
 end
 
-local recorded, previous = recordedAnswer(refundKey, fingerprint, 'pfp', 'pans', 'rfp', 'cst', 'at')
-if recorded == false or previous[3] then return REFUSED_KEY_REUSED end
+-- The refund's record: another request's (another fingerprint, or a reversal's `rfp`) refuses; this one's
+-- answers `pans` once decided, or is pending (pfp without pans: HMGET's missing fields are false in Lua).
+local previous = rcall('HMGET', refundKey, 'pfp', 'pans', 'rfp', 'cst', 'at')
+if previous[3] or (previous[1] and previous[1] ~= fingerprint) then return REFUSED_KEY_REUSED end
+local recorded = previous[1] and previous[2]
 local paid = rcall('HMGET', paidKey, 'tx', 'rtx', 'card', 'amt', 'mp', 'refd', 'rsv')
 local paidFen = tonumber(paid[4] or '0')
 local refundedFen = tonumber(paid[6] or '0')
