@@ -72,6 +72,19 @@ describe('RESP parsing', () => {
     expect(PipelineClient.fromUrl('redis://:secret@host:6379', options)).toBeUndefined();
     expect(PipelineClient.fromUrl('redis://host:6379/2', options)).toBeUndefined();
   });
+
+  it('says which client the hot path runs on: ioredis for a URL it does not take, itself once connected', async () => {
+    const said: Record<string, unknown>[] = [];
+    const spy = { ...log, info: (fields: Record<string, unknown>) => said.push(fields) } as unknown as typeof log;
+    const options = { commandTimeoutMs: 2000, connectTimeoutMs: 2000, maxPending: 10, log: spy };
+    expect(PipelineClient.fromUrl('rediss://host:6380', options)).toBeUndefined();
+    expect(said).toEqual([expect.objectContaining({ redisClient: 'ioredis', why: 'TLS' })]);
+    const c = PipelineClient.fromUrl(testRedisUrl(), options);
+    if (c === undefined) throw new Error('no pipeline client for a plain URL');
+    clients.push(c);
+    await c.connect();
+    expect(said.at(-1)).toEqual(expect.objectContaining({ redisClient: 'pipeline' }));
+  });
 });
 
 describe('against a real redis-server', () => {

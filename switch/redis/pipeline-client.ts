@@ -151,6 +151,8 @@ export class PipelineClient {
   private outgoing: string[] = [];
   private flushScheduled = false;
   private reconnectAttempt = 0;
+  /** The first connect logs which client the hot path runs on; reconnects do not repeat it. */
+  private announced = false;
   private readonly watchdog: NodeJS.Timeout;
 
   constructor(private readonly options: PipelineOptions) {
@@ -174,8 +176,14 @@ export class PipelineClient {
       parsed.username !== '' ||
       parsed.password !== '' ||
       (parsed.pathname !== '' && parsed.pathname !== '/')
-    )
+    ) {
+      // Said once at start, so an operator knows which client the payments run on (issue 15).
+      options.log.info(
+        { redisClient: 'ioredis', why: parsed.protocol === 'rediss:' ? 'TLS' : 'a password, user or database in REDIS_URL' },
+        'ledger hot path: ioredis (the lean pipeline client takes only a plain redis://host:port)',
+      );
       return undefined;
+    }
     return new PipelineClient({
       ...options,
       host: parsed.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',
@@ -217,6 +225,13 @@ export class PipelineClient {
       );
       socket.once('connect', () => {
         clearTimeout(timer);
+        if (!this.announced) {
+          this.announced = true;
+          this.options.log.info(
+            { redisClient: 'pipeline', host: this.options.host, port: this.options.port },
+            'ledger hot path: the lean RESP2 pipeline client (payment scripts and sequence claims); other commands: ioredis',
+          );
+        }
         this.ready = true;
         this.reconnectAttempt = 0;
         this.options.breaker?.wake();
