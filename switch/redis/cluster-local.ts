@@ -20,8 +20,9 @@ export interface LocalClusterOptions {
 
 export interface LocalClusterNode {
   readonly port: number;
+  readonly busPort: number;
   readonly dataDir: string;
-  readonly process: ChildProcess;
+  process: ChildProcess;
 }
 
 export interface LocalCluster {
@@ -32,6 +33,8 @@ export interface LocalCluster {
   masterPorts(): Promise<number[]>;
   /** kill -9 of one node (no shutdown, no save). */
   kill(port: number): void;
+  /** Starts a killed node again with its nodes.conf: it rejoins the cluster (a replica of whoever took over). */
+  restart(port: number): Promise<void>;
   /** Resolves once every slot is served and every node reports cluster_state:ok (or throws after timeoutMs). */
   waitHealthy(timeoutMs: number): Promise<void>;
   stop(): Promise<void>;
@@ -149,7 +152,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
       const port = await freePortPair(taken);
       const busPort = await freePortPair(taken);
       const dataDir = join(options.dataDir, `node-${i}`);
-      nodes.push({ port, dataDir, process: startNode(port, busPort, dataDir, options) });
+      nodes.push({ port, busPort, dataDir, process: startNode(port, busPort, dataDir, options) });
     }
     const deadline = Date.now() + startTimeoutMs;
     for (const node of nodes) {
@@ -193,6 +196,20 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
       const node = nodes.find((n) => n.port === port);
       if (node === undefined) throw new Error(`no cluster node on port ${port}`);
       node.process.kill('SIGKILL');
+    },
+    async restart(port) {
+      const node = nodes.find((n) => n.port === port);
+      if (node === undefined) throw new Error(`no cluster node on port ${port}`);
+      if (node.process.exitCode === null && node.process.signalCode === null) throw new Error(`node ${port} is still running`);
+      node.process = startNode(node.port, node.busPort, node.dataDir, options);
+      const deadline = Date.now() + startTimeoutMs;
+      while (!(await ping(port))) {
+        if (node.process.exitCode !== null)
+          throw new Error(`redis-server on port ${port} exited on restart (see ${node.dataDir}/redis.log)`);
+        if (Date.now() > deadline)
+          throw new Error(`redis-server on port ${port} did not answer within ${startTimeoutMs} ms of its restart`);
+        await pause(25);
+      }
     },
     async waitHealthy(timeoutMs) {
       const deadline = Date.now() + timeoutMs;

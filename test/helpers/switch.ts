@@ -12,6 +12,12 @@ export const TEST_PEPPER = 'test-pepper-0123456789';
 export const TEST_SESSION_SECRET = 'test-session-secret-0123456789abcdef';
 export const TEST_QR_SECRET = 'test-campus-qr-secret-0123456789abcdef';
 
+/** Settings every switch of this test file gets last (the cluster tests: REDIS_CLUSTER_NODES, see redis-cluster.ts). */
+let ledgerRedisOverride: Record<string, string> = {};
+export function useLedgerRedis(env: Record<string, string>): void {
+  ledgerRedisOverride = env;
+}
+
 export function testConfig(label: string, overrides: Record<string, string> = {}): Config {
   return loadConfig({
     REDIS_URL: testRedisUrl(),
@@ -37,6 +43,7 @@ export function testConfig(label: string, overrides: Record<string, string> = {}
     STAFF_DAILY_SPEND_LIMIT_FEN: '0',
     PASSWORD_THREADS: '2',
     ...overrides,
+    ...ledgerRedisOverride,
   });
 }
 
