@@ -4,9 +4,9 @@
 import type { SwitchContext } from '../context.js';
 import { CancelledError, InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '../errors.js';
 import { AuditCancelledError, type AuditOptions, type AuditReport } from '../ledger/audit.js';
-import { cardExists, readCardJournalEntry } from '../ledger/cards.js';
+import { cardExists } from '../ledger/cards.js';
 import { forEachShard, JournalFormatError, JournalReadCancelledError, parseJournalEntry } from '../ledger/journal.js';
-import { auditWholeLedger, cardStatementPage, shardJournalPages } from '../ledger/report-reads.js';
+import { auditWholeLedger, cardJournalEntry, cardStatementPage, shardJournalPages } from '../ledger/report-reads.js';
 import { PageTokenCodec, PageTokenError, parseStatementLine, StatementFormatError, type StatementLineRecord } from '../ledger/statement.js';
 import { MERCHANT_ID_PATTERN, TERMINAL_ID_PATTERN, type Terminal } from './terminals.js';
 
@@ -181,7 +181,8 @@ export class StatementReader {
       return base;
     let entry;
     try {
-      entry = await readCardJournalEntry(this.ctx, cardNo, r.transactionId);
+      // From Redis, or from the archive once the entry left the live window.
+      entry = await cardJournalEntry(this.ctx, cardNo, r.transactionId);
     } catch (err) {
       if (!(err instanceof JournalFormatError)) throw err;
       this.ctx.log.error({ cardNo, err: err.message }, 'journal entry of a statement line does not parse');

@@ -20,6 +20,11 @@ export const HISTORY_POS = [
 const WATER = terminal('HX-WATER-1', 'water', 'HXBATH');
 const SETTLE = terminal('HX-SETTLE-1', 'settlement', 'HXBATH');
 
+/** Card serials are 8-20 hex digits. */
+function serialOf(i: number): string {
+  return `ABCD${String(i).padStart(6, '0')}`;
+}
+
 export function historyCardNo(i: number): string {
   return String(30_100_000 + i);
 }
@@ -44,7 +49,7 @@ export class HistoryTraffic {
 
   async setUp(): Promise<void> {
     for (const t of [...HISTORY_POS, WATER, SETTLE]) await this.app.terminals.register(t);
-    for (let i = 0; i < this.cards; i++) await openCard(this.app, historyCardNo(i), `HXS${i}`, 50_000 + i * 100);
+    for (let i = 0; i < this.cards; i++) await openCard(this.app, historyCardNo(i), serialOf(i), 50_000 + i * 100);
   }
 
   private next(t: NewTerminal): number {
@@ -71,7 +76,13 @@ export class HistoryTraffic {
       const res = await call<object, { outcome: number }>(
         this.pos,
         'authorize',
-        { terminalId: t.id, sequenceNumber: p.sequence, amountFen: p.amountFen, credential: { card: { cardSerial: `HXS${c}` } }, pin: '' },
+        {
+          terminalId: t.id,
+          sequenceNumber: p.sequence,
+          amountFen: p.amountFen,
+          credential: { card: { cardSerial: serialOf(c) } },
+          pin: '',
+        },
         terminalMetadata(t),
       );
       if (res.outcome === 1) this.payments.push(p);
@@ -84,7 +95,7 @@ export class HistoryTraffic {
           terminalId: p.t.id,
           originalSequenceNumber: p.sequence,
           amountFen: p.amountFen,
-          credential: { card: { cardSerial: `HXS${p.card}` } },
+          credential: { card: { cardSerial: serialOf(p.card) } },
         },
         terminalMetadata(p.t),
       );
@@ -120,7 +131,7 @@ export class HistoryTraffic {
       await call(
         this.pos,
         'settle',
-        { terminalId: SETTLE.id, sequenceNumber: this.next(SETTLE), credential: { card: { cardSerial: `HXS${c}` } } },
+        { terminalId: SETTLE.id, sequenceNumber: this.next(SETTLE), credential: { card: { cardSerial: serialOf(c) } } },
         terminalMetadata(SETTLE),
       );
     } else if (roll < 0.93) {
@@ -131,7 +142,7 @@ export class HistoryTraffic {
           terminalId: WATER.id,
           sequenceNumber: this.next(WATER),
           amountFen: 1 + Math.floor(this.random() * 200),
-          credential: { card: { cardSerial: `HXS${c}` } },
+          credential: { card: { cardSerial: serialOf(c) } },
         },
         terminalMetadata(WATER),
       );
