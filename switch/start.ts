@@ -11,6 +11,7 @@ import { DEFAULT_DEMO_CARDHOLDERS, DEFAULT_DEMO_SEED, demoDoc, generateDemoCampu
 import { importCardholders, importTerminals, parseCardholdersCsv, parseTerminalsCsv } from './data/import.js';
 import { createLogger, type Logger } from './log.js';
 import { RedisServerMissingError, startLocalRedis, type LocalRedis } from './redis/local-redis.js';
+import { PostgresMissingError, startLocalPostgres, type LocalPostgres } from './history/local-postgres.js';
 import { IdentitySimulator } from './identity/simulator.js';
 import {
   channelsConfigured,
@@ -61,6 +62,25 @@ async function ensureRedis(env: NodeJS.ProcessEnv, log: Logger): Promise<LocalRe
   const redis = await startLocalRedis({ dataDir, port, appendOnly: true, appendFsync: 'always', startTimeoutMs: 30_000 });
   env['REDIS_URL'] = redis.url;
   return redis;
+}
+
+const DEFAULT_LOCAL_POSTGRES_PORT = 55432;
+
+/**
+ * The journal archive's PostgreSQL: DATABASE_URL when set; otherwise a private cluster under
+ * var/postgres (LOCAL_POSTGRES_PORT, default 55432), unless LOCAL_POSTGRES=off (no archive: the
+ * journal then stays in Redis whole).
+ */
+async function ensurePostgres(env: NodeJS.ProcessEnv, log: Logger): Promise<LocalPostgres | undefined> {
+  if ((env['DATABASE_URL'] ?? '') !== '' || env['LOCAL_POSTGRES'] === 'off') return undefined;
+  const raw = env['LOCAL_POSTGRES_PORT'] ?? String(DEFAULT_LOCAL_POSTGRES_PORT);
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`LOCAL_POSTGRES_PORT=${raw}: must be a port number 1-65535`);
+  const dataDir = join(VAR_DIR, 'postgres');
+  log.info({ port, dataDir }, 'DATABASE_URL is not set: starting a local PostgreSQL for the journal archive');
+  const postgres = await startLocalPostgres({ dataDir, port, startTimeoutMs: 60_000, database: 'cardswitch' });
+  env['DATABASE_URL'] = postgres.url;
+  return postgres;
 }
 
 async function loadDemoIfEmpty(app: SwitchApp, config: Config, log: Logger): Promise<void> {
@@ -156,6 +176,7 @@ function printReady(app: SwitchApp, config: Config, simulatorUrl: string | undef
     '',
     `cardswitch is ready: gRPC on ${target} (PosService, KioskService, AdminService, health, reflection)`,
     `ledger: ${describeLedgerRedis(config)} (key prefix "${config.keyPrefix}", ${config.ledgerShards} shards)`,
+    `journal archive: ${config.history.databaseUrl === '' ? 'off (LOCAL_POSTGRES=off; the journal stays in Redis)' : `${config.history.databaseUrl.replace(/\/\/[^@]*@/, '//***@')}, live window ${config.history.liveWindowMs / 86_400_000} days (docs/history.md)`}`,
     '',
     `Pay 12.50 with demo card ${card?.cardNo} (${card?.name}, serial ${card?.cardSerial}) at ${pos.location}:`,
     `  grpcurl -plaintext -H 'terminal-id: ${pos.terminalId}' ${secretHeader} \\`,
@@ -196,6 +217,7 @@ async function main(): Promise<number> {
   const env = process.env;
   const bootLog = createLogger(env['LOG_LEVEL'] ?? 'info');
   let localRedis: LocalRedis | undefined;
+  let localPostgres: LocalPostgres | undefined;
   let identity: IdentitySimulator | undefined;
   let channelSimulators: ChannelSimulators | undefined;
   try {
@@ -204,6 +226,7 @@ async function main(): Promise<number> {
     if ((env['GRPC_HOST'] ?? '') === '') env['GRPC_HOST'] = '127.0.0.1';
     ensureDevSecrets(env);
     localRedis = await ensureRedis(env, bootLog);
+    localPostgres = await ensurePostgres(env, bootLog);
     identity = await ensureIdentity(env, bootLog);
     const config = loadConfig(env);
     const log = createLogger(config.logLevel);
@@ -220,12 +243,18 @@ async function main(): Promise<number> {
     // The local redis-server runs in its own process group (Ctrl-C does not reach it): stopped last,
     // after the switch has drained its calls.
     await localRedis?.stop();
+    await localPostgres?.stop();
     log.info('stopped');
     return 0;
   } catch (err) {
     await channelSimulators?.stop();
     await identity?.stop();
     await localRedis?.stop();
+    await localPostgres?.stop();
+    if (err instanceof PostgresMissingError) {
+      process.stderr.write(`${err.message} (or LOCAL_POSTGRES=off to start without the journal archive)\n`);
+      return 2;
+    }
     if (err instanceof ConfigError || err instanceof RedisServerMissingError) {
       process.stderr.write(`${err.message}\n`);
       return 2;

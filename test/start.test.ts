@@ -1,7 +1,7 @@
 // `npm start` as a newcomer runs it: its own redis-server under a var/ folder, the demo campus on first
 // start, the printed example call works and a tap changes the balance once; Ctrl-C stops everything.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, Metadata } from '@grpc/grpc-js';
@@ -13,6 +13,8 @@ import { freePort } from '../switch/redis/local-redis.js';
 import { call } from './helpers/switch.js';
 
 const varDir = mkdtempSync(join(tmpdir(), 'cardswitch-start-'));
+// Searchable by the postgres user when the tests run as root (npm start's PostgreSQL then runs as postgres).
+chmodSync(varDir, 0o711);
 let child: ChildProcess | undefined;
 let localRedisPort = 0;
 
@@ -27,6 +29,15 @@ afterAll(async () => {
       .then(() => redis.call('SHUTDOWN', 'NOSAVE'))
       .catch(() => undefined);
     redis.disconnect();
+  }
+  // Its PostgreSQL too (its own process group as well), if it is still running.
+  const postmaster = join(varDir, 'postgres', 'postmaster.pid');
+  if (existsSync(postmaster)) {
+    try {
+      process.kill(Number(readFileSync(postmaster, 'utf8').split('\n')[0]), 'SIGINT');
+    } catch {
+      // already gone
+    }
   }
   rmSync(varDir, { recursive: true, force: true });
 });
@@ -87,6 +98,8 @@ it('starts redis and the switch, loads the demo campus, and a demo tap changes t
       REDIS_URL: '',
       CARDSWITCH_VAR_DIR: varDir,
       LOCAL_REDIS_PORT: String(redisPort),
+      LOCAL_POSTGRES_PORT: String(await freePort()),
+      DATABASE_URL: '',
       GRPC_PORT: '0',
       GATEWAY_PORT: '0',
       IDENTITY_SIMULATOR_PORT: '0',
@@ -103,6 +116,9 @@ it('starts redis and the switch, loads the demo campus, and a demo tap changes t
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const printed = await waitForReady(child);
+  // The journal archive runs on npm start's own PostgreSQL under var/.
+  expect(printed).toMatch(/journal archive: postgres:\/\/\S+@127\.0\.0\.1:\d+\/cardswitch, live window 35 days/);
+  expect(existsSync(join(varDir, 'postgres', 'PG_VERSION'))).toBe(true);
   const target = /gRPC on (\S+)/.exec(printed)?.[1];
   const terminalId = /-H 'terminal-id: ([^']+)'/.exec(printed)?.[1];
   // The secret is not printed: the call reads it from a file under var/.
@@ -170,6 +186,8 @@ it('starts redis and the switch, loads the demo campus, and a demo tap changes t
   expect(redisLog).toContain('Received SIGTERM');
   expect(redisLog).not.toContain('Received SIGINT');
   expect(existsSync(secretFile)).toBe(true);
+  // PostgreSQL was stopped with the switch.
+  expect(existsSync(join(varDir, 'postgres', 'postmaster.pid'))).toBe(false);
   const probe = new Redis(redisPort, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
   probe.on('error', () => undefined);
   await expect(probe.connect()).rejects.toThrow();

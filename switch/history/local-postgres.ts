@@ -6,7 +6,16 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
+import { createServer } from 'node:net';
 import { freePort } from '../redis/local-redis.js';
+
+async function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
 
 export interface LocalPostgresOptions {
   /** The cluster's directory (PGDATA); created and initialised when empty. */
@@ -92,6 +101,12 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
   }
   initCluster(binDir, options.dataDir, identity);
   const port = options.port === 0 ? await freePort() : options.port;
+  if (options.port !== 0 && !(await portIsFree(port))) {
+    throw new Error(
+      `port ${port} is already in use (a postgres left from an earlier run? it stops with \`pg_ctl -D ${options.dataDir} stop\`); ` +
+        'choose another port with LOCAL_POSTGRES_PORT, or set DATABASE_URL to use a running PostgreSQL',
+    );
+  }
   const args = [
     '-D',
     options.dataDir,
