@@ -1,0 +1,599 @@
+// The kiosk's main-process handlers: ONE module, one function per user action. Electron's ipcMain
+// registers `invoke` (kiosk/main/electron-main.ts); the tests put the very same module behind the
+// bridge of a page in Chromium (test/helpers/kiosk-bridge.ts). Every call is checked here again:
+// the sender (the kiosk's own page, top frame, its window) and each argument, whatever the renderer
+// checked before. The card on the reader lives in this module's session, never in the renderer:
+// a renderer can only act for the card that was tapped last, and only until the session ends.
+import { randomUUID } from 'node:crypto';
+import {
+  CardStatus,
+  HolderType,
+  Outcome,
+  DeclineReason,
+  RechargeChannel,
+  StatementKind,
+  UtilityKind,
+} from '../../proto/gen/cardswitch/v1/common.js';
+import {
+  RechargeOrderStatus,
+  type Cardholder,
+  type IdentifyCardResponse,
+  type PayUtilityFeeResponse,
+} from '../../proto/gen/cardswitch/v1/kiosk.js';
+import type {
+  ActionArgs,
+  RechargeOrderView,
+  ActionName,
+  ActionResults,
+  CardState,
+  CardView,
+  ErrorCode,
+  Failure,
+  FeeReceipt,
+  HolderKind,
+  KioskEvent,
+  KioskSettings,
+  RechargeChannelName,
+  Result,
+  StatementKindName,
+} from '../shared/api.js';
+import { ACTIONS } from '../shared/api.js';
+import { mapSwitchError, type KioskSwitch } from './switch-client.js';
+
+/** Who called: in Electron, from the IpcMainInvokeEvent (sender.id, senderFrame.url, senderFrame === mainFrame). */
+export interface SenderInfo {
+  readonly webContentsId: number;
+  readonly frameUrl: string;
+  readonly isMainFrame: boolean;
+}
+
+export interface HandlerDeps {
+  readonly switch: KioskSwitch;
+  readonly settings: KioskSettings;
+  /** The renderer's page (file:///.../kiosk/dist/renderer/index.html): the only page that may call. */
+  readonly trustedUrl: string;
+  /** The id of the kiosk window's webContents; undefined until the window exists (then nothing may call). */
+  readonly trustedWebContentsId: () => number | undefined;
+  /** Pushes an event to the renderer. */
+  readonly emit: (event: KioskEvent) => void;
+  /** Development only: the serial the "tap a demo card" button reads. */
+  readonly demoCardSerial?: string | undefined;
+  /** One line per action: its name and result code, never an argument (no password, no card serial). */
+  readonly log?: (line: { readonly action: string; readonly result: string }) => void;
+  readonly now?: () => number;
+  /** Main forgets the holder after this long without a call (default: the renderer's timeout + 15 s). */
+  readonly mainIdleMs?: number;
+  /** Statement lines per page (default 8: what the screen shows without scrolling). */
+  readonly statementPageSize?: number;
+}
+
+export const CARD_SERIAL = /^[0-9A-Fa-f]{8,20}$/;
+const PIN = /^\d{6}$/;
+const PERSON_NUMBER = /^[A-Za-z0-9]{4,20}$/;
+const NETWORK_ACCOUNT = /^[A-Za-z0-9_.@-]{4,32}$/;
+const BUILDING = /^[\p{Script=Han}A-Za-z0-9-]{1,12}$/u;
+const ROOM = /^[A-Za-z0-9-]{1,8}$/;
+const DAY = /^(\d{4})-(\d{2})-(\d{2})$/;
+const ORDER_ID = /^[A-Za-z0-9_-]{1,64}$/;
+/** The campus is in China Standard Time (UTC+8, no daylight saving). */
+const CAMPUS_OFFSET_MS = 8 * 3_600_000;
+
+interface PendingRecharge {
+  readonly channel: RechargeChannelName;
+  readonly amountFen: number;
+  readonly requestId: string;
+  orderId?: string;
+  finished: boolean;
+  inFlight?: Promise<Result<ActionResults['startRecharge']>>;
+}
+
+interface PendingFee {
+  readonly fingerprint: string;
+  readonly sequence: number;
+  inFlight?: Promise<Result<FeeReceipt>>;
+}
+
+interface Session {
+  readonly gen: number;
+  readonly serial: string;
+  card: CardView;
+  statementPassword?: string;
+  statementQuery?: string;
+  statementTokens: string[];
+  recharge?: PendingRecharge;
+  fee?: PendingFee;
+}
+
+export interface KioskHandlers {
+  /** What ipcMain.handle calls for every action: checks the sender and the action name, then dispatches. */
+  invoke(sender: SenderInfo, action: string, arg: unknown): Promise<Result<unknown>>;
+  /** The card reader read a serial (keyboard wedge, PC/SC, or the demo tap). */
+  cardRead(serial: string): Promise<void>;
+  /** Forgets the holder (inactivity in main, the window closing). */
+  forget(reason: 'timeout' | 'ended'): void;
+  /** For tests and diagnostics: the card number of the holder main acts for, if any. */
+  holderCardNumber(): string | undefined;
+  dispose(): void;
+}
+
+const fail = (error: ErrorCode, extra: Omit<Failure, 'ok' | 'error'> = {}): Failure => ({ ok: false, error, ...extra });
+const ok = <T>(value: T): Result<T> => ({ ok: true, value });
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+function isAmount(v: unknown, min: number, max: number): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= max;
+}
+/** Exactly these keys (optional ones may be missing): nothing else travels through the bridge. */
+function hasOnlyKeys(v: Record<string, unknown>, allowed: readonly string[]): boolean {
+  return Object.keys(v).every((k) => allowed.includes(k));
+}
+
+/** 'YYYY-MM-DD' in campus time: the first millisecond of that day. */
+export function campusDayStartMs(day: string): number | undefined {
+  const m = DAY.exec(day);
+  if (m === null) return undefined;
+  const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const utc = Date.UTC(y, mo - 1, d);
+  const check = new Date(utc);
+  if (check.getUTCFullYear() !== y || check.getUTCMonth() !== mo - 1 || check.getUTCDate() !== d) return undefined;
+  return utc - CAMPUS_OFFSET_MS;
+}
+
+const STATUS: Readonly<Record<number, CardState>> = {
+  [CardStatus.CARD_STATUS_ACTIVE]: 'active',
+  [CardStatus.CARD_STATUS_LOST]: 'lost',
+  [CardStatus.CARD_STATUS_FROZEN]: 'frozen',
+  [CardStatus.CARD_STATUS_CANCELLED]: 'cancelled',
+};
+const HOLDER: Readonly<Record<number, HolderKind>> = {
+  [HolderType.HOLDER_TYPE_STUDENT]: 'student',
+  [HolderType.HOLDER_TYPE_STAFF]: 'staff',
+};
+const KINDS: Readonly<Record<number, StatementKindName>> = {
+  [StatementKind.STATEMENT_KIND_PAYMENT]: 'payment',
+  [StatementKind.STATEMENT_KIND_RECHARGE]: 'recharge',
+  [StatementKind.STATEMENT_KIND_REFUND]: 'refund',
+  [StatementKind.STATEMENT_KIND_REVERSAL]: 'reversal',
+  [StatementKind.STATEMENT_KIND_WATER]: 'water',
+  [StatementKind.STATEMENT_KIND_FEE]: 'fee',
+  [StatementKind.STATEMENT_KIND_ADJUSTMENT]: 'adjustment',
+  [StatementKind.STATEMENT_KIND_CHANNEL_PAYMENT]: 'channel_payment',
+};
+const ORDER_STATUS: Readonly<Record<number, 'pending' | 'paid' | 'expired' | 'closed'>> = {
+  [RechargeOrderStatus.RECHARGE_ORDER_STATUS_PENDING]: 'pending',
+  [RechargeOrderStatus.RECHARGE_ORDER_STATUS_PAID]: 'paid',
+  [RechargeOrderStatus.RECHARGE_ORDER_STATUS_EXPIRED]: 'expired',
+  [RechargeOrderStatus.RECHARGE_ORDER_STATUS_CLOSED]: 'closed',
+};
+
+function cardView(res: IdentifyCardResponse): CardView {
+  const c = res.card;
+  return {
+    cardNumber: c?.cardNumber ?? '',
+    maskedName: c?.maskedName ?? '',
+    holder: HOLDER[c?.holderType ?? 0] ?? 'unknown',
+    status: STATUS[c?.status ?? 0] ?? 'unknown',
+    balanceFen: c?.balanceFen ?? 0,
+    smallWalletFen: c?.smallWalletFen ?? 0,
+    synced: c?.synced ?? false,
+    initialPassword: c?.initialPassword ?? false,
+  };
+}
+
+/** A fee answer that is not approved, as the holder's error. */
+function feeFailure(res: PayUtilityFeeResponse): Failure {
+  if (res.outcome === Outcome.OUTCOME_PENDING) return fail('fee_pending');
+  switch (res.declineReason) {
+    case DeclineReason.DECLINE_REASON_WRONG_PIN:
+      return fail('wrong_password', { attemptsLeft: res.passwordAttemptsLeft });
+    case DeclineReason.DECLINE_REASON_PIN_LOCKED:
+      return fail('password_locked');
+    case DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS:
+      return fail('insufficient_funds');
+    case DeclineReason.DECLINE_REASON_CARD_LOST:
+      return fail('card_lost');
+    case DeclineReason.DECLINE_REASON_CARD_FROZEN:
+      return fail('card_frozen');
+    case DeclineReason.DECLINE_REASON_CARD_CANCELLED:
+      return fail('card_cancelled');
+    case DeclineReason.DECLINE_REASON_CHANNEL_DECLINED:
+      return fail('fee_failed');
+    default:
+      return fail('failed');
+  }
+}
+
+export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
+  const now = deps.now ?? Date.now;
+  const mainIdleMs = deps.mainIdleMs ?? deps.settings.idleTimeoutSec * 1000 + 15_000;
+  const pageSize = deps.statementPageSize ?? 8;
+  let session: Session | undefined;
+  let gen = 0;
+  let lastSequence = 0;
+  let idleTimer: NodeJS.Timeout | undefined;
+
+  const log = (action: string, result: string): void => deps.log?.({ action, result });
+
+  function touch(): void {
+    if (idleTimer !== undefined) clearTimeout(idleTimer);
+    idleTimer = undefined;
+    if (session === undefined) return;
+    idleTimer = setTimeout(() => forget('timeout'), mainIdleMs);
+    idleTimer.unref();
+  }
+
+  function forget(reason: 'timeout' | 'ended'): void {
+    const had = session !== undefined;
+    session = undefined;
+    gen++;
+    if (idleTimer !== undefined) clearTimeout(idleTimer);
+    idleTimer = undefined;
+    if (had) deps.emit({ type: 'session_ended', reason });
+  }
+
+  /** The kiosk's next fee sequence number: unique per kiosk across restarts (microseconds since 1970). */
+  function nextSequence(): number {
+    lastSequence = Math.max(lastSequence + 1, now() * 1000);
+    return lastSequence;
+  }
+
+  /** Runs `work` for the current holder; a result that arrives after the holder changed is dropped. */
+  async function forHolder<T>(work: (s: Session) => Promise<Result<T>>): Promise<Result<T>> {
+    const s = session;
+    if (s === undefined) return fail('no_card');
+    let result: Result<T>;
+    try {
+      result = await work(s);
+    } catch (err) {
+      const mapped = mapSwitchError(err);
+      result = fail(mapped.error, {
+        ...(mapped.attemptsLeft === undefined ? {} : { attemptsLeft: mapped.attemptsLeft }),
+        ...(mapped.leftTodayFen === undefined ? {} : { leftTodayFen: mapped.leftTodayFen }),
+      });
+    }
+    if (session?.gen !== s.gen) return fail('no_card');
+    return result;
+  }
+
+  async function noHolder<T>(work: () => Promise<Result<T>>): Promise<Result<T>> {
+    try {
+      return await work();
+    } catch (err) {
+      const mapped = mapSwitchError(err);
+      return fail(mapped.error, mapped.attemptsLeft === undefined ? {} : { attemptsLeft: mapped.attemptsLeft });
+    }
+  }
+
+  const tapOf = (s: Session): Cardholder => ({ card: { cardSerial: s.serial } });
+
+  async function cardRead(serial: string): Promise<void> {
+    if (!CARD_SERIAL.test(serial)) {
+      log('cardRead', 'bad_serial');
+      return;
+    }
+    // A new tap replaces whoever stood here before, at once: nothing of theirs stays reachable.
+    forget('ended');
+    const myGen = gen;
+    let res: IdentifyCardResponse;
+    try {
+      res = await deps.switch.identifyCard({ card: { cardSerial: serial.toUpperCase() } });
+    } catch (err) {
+      if (gen !== myGen) return;
+      const { error } = mapSwitchError(err);
+      log('cardRead', error);
+      deps.emit({ type: 'card_error', error });
+      return;
+    }
+    if (gen !== myGen) return;
+    gen++;
+    session = { gen, serial: serial.toUpperCase(), card: cardView(res), statementTokens: [] };
+    touch();
+    log('cardRead', 'ok');
+    deps.emit({ type: 'card', card: session.card });
+  }
+
+  // ---- the actions, one function each; `arg` is unknown until checked here -------------------
+
+  const actions: { readonly [A in ActionName]: (arg: unknown) => Promise<Result<ActionResults[A]>> } = {
+    settings: (arg) => Promise.resolve(arg === undefined ? ok(deps.settings) : fail('bad_request')),
+
+    tapDemoCard: async (arg) => {
+      if (arg !== undefined) return fail('bad_request');
+      if (!deps.settings.dev || deps.demoCardSerial === undefined) return fail('not_dev');
+      await cardRead(deps.demoCardSerial);
+      return ok(null);
+    },
+
+    sync: async (arg) => {
+      if (arg !== undefined) return fail('bad_request');
+      return forHolder(async (s) => {
+        const card = cardView(await deps.switch.identifyCard({ card: { cardSerial: s.serial } }));
+        s.card = card;
+        return ok(card);
+      });
+    },
+
+    startRecharge: async (arg) => {
+      if (!isRecord(arg) || !hasOnlyKeys(arg, ['channel', 'amountFen'])) return fail('bad_request');
+      const channel = arg['channel'];
+      if (channel !== 'wechat' && channel !== 'alipay') return fail('bad_request');
+      const amountFen = arg['amountFen'];
+      if (!isAmount(amountFen, 1, 100_000_000)) return fail('bad_request');
+      if (amountFen > deps.settings.rechargeMaxFen[channel]) return fail('over_limit');
+      const s = session;
+      if (s === undefined) return fail('no_card');
+      // A double tap joins the call in flight; a retry after a timeout reuses the request id (the
+      // switch answers the same order); a new amount or channel is a new order.
+      const p = s.recharge;
+      if (p !== undefined && !p.finished && p.channel === channel && p.amountFen === amountFen) {
+        if (p.inFlight !== undefined) return p.inFlight;
+      } else {
+        s.recharge = { channel, amountFen, requestId: `k${randomUUID().replaceAll('-', '')}`, finished: false };
+      }
+      const pending = s.recharge as PendingRecharge;
+      const call = forHolder<ActionResults['startRecharge']>(async () => {
+        const res = await deps.switch.recharge({
+          cardholder: tapOf(s),
+          channel: channel === 'wechat' ? RechargeChannel.RECHARGE_CHANNEL_WECHAT : RechargeChannel.RECHARGE_CHANNEL_ALIPAY,
+          requestId: pending.requestId,
+          amountFen,
+        });
+        pending.orderId = res.orderId;
+        const view: RechargeOrderView = {
+          orderId: res.orderId,
+          channel,
+          amountFen: res.amountFen,
+          qrContent: res.qrContent,
+          expiresAtMs: res.expiresAtMs,
+        };
+        return ok(view);
+      });
+      pending.inFlight = call;
+      try {
+        return await call;
+      } finally {
+        delete pending.inFlight;
+      }
+    },
+
+    rechargeState: async (arg) => {
+      if (!isRecord(arg) || !hasOnlyKeys(arg, ['orderId'])) return fail('bad_request');
+      const orderId = arg['orderId'];
+      if (typeof orderId !== 'string' || !ORDER_ID.test(orderId)) return fail('bad_request');
+      // Only the order this holder made here, in this session.
+      if (session?.recharge?.orderId !== orderId) return fail('no_card');
+      return forHolder(async (s) => {
+        const res = await deps.switch.rechargeOrderState({ orderId });
+        const status = ORDER_STATUS[res.status] ?? 'pending';
+        if (status !== 'pending' && s.recharge !== undefined) s.recharge.finished = true;
+        if (status === 'paid') s.card = { ...s.card, balanceFen: res.balanceAfterFen };
+        return ok({ orderId, status, amountFen: res.amountFen, balanceAfterFen: res.balanceAfterFen });
+      });
+    },
+
+    cancelRecharge: (arg) => {
+      if (arg !== undefined) return Promise.resolve(fail('bad_request'));
+      if (session === undefined) return Promise.resolve(fail('no_card'));
+      // The order itself is left to expire at the channel (an unpaid order credits nothing).
+      delete session.recharge;
+      return Promise.resolve(ok(null));
+    },
+
+    reportLoss: async (arg) => {
+      if (!isRecord(arg) || !hasOnlyKeys(arg, ['personNumber', 'password'])) return fail('bad_request');
+      const { personNumber, password } = arg;
+      if (personNumber !== undefined) {
+        if (typeof personNumber !== 'string' || !PERSON_NUMBER.test(personNumber)) return fail('bad_request');
+        if (typeof password !== 'string' || !PIN.test(password)) return fail('bad_request');
+        return noHolder(async () => {
+          const res = await deps.switch.reportLoss({ cardholder: { personNumber }, password });
+          return ok({ alreadyLost: res.displayText !== '挂失成功' });
+        });
+      }
+      if (password !== undefined) return fail('bad_request');
+      return forHolder(async (s) => {
+        const res = await deps.switch.reportLoss({ cardholder: tapOf(s), password: '' });
+        s.card = { ...s.card, status: 'lost' };
+        return ok({ alreadyLost: res.displayText !== '挂失成功' });
+      });
+    },
+
+    cancelLoss: async (arg) => {
+      if (!isRecord(arg) || !hasOnlyKeys(arg, ['personNumber', 'password'])) return fail('bad_request');
+      const { personNumber, password } = arg;
+      if (typeof password !== 'string' || !PIN.test(password)) return fail('bad_request');
+      if (personNumber !== undefined) {
+        if (typeof personNumber !== 'string' || !PERSON_NUMBER.test(personNumber)) return fail('bad_request');
+        return noHolder(async () => {
+          const res = await deps.switch.cancelLoss({ cardholder: { personNumber }, password });
+          return ok({ wasLost: res.displayText === '解挂成功' });
+        });
+      }
+      return forHolder(async (s) => {
+        const res = await deps.switch.cancelLoss({ cardholder: tapOf(s), password });
+        s.card = { ...s.card, status: 'active' };
+        return ok({ wasLost: res.displayText === '解挂成功' });
+      });
+    },
+
+    changePassword: async (arg) => {
+      if (!isRecord(arg) || !hasOnlyKeys(arg, ['oldPassword', 'newPassword'])) return fail('bad_request');
+      const { oldPassword, newPassword } = arg;
+      if (typeof oldPassword !== 'string' || !PIN.test(oldPassword)) return fail('bad_request');
+      if (typeof newPassword !== 'string' || !PIN.test(newPassword)) return fail('bad_request');
+      if (newPassword === oldPassword) return fail('password_same');
+      return forHolder(async (s) => {
+        await deps.switch.changePassword({ cardholder: tapOf(s), oldPassword, newPassword });
+        s.card = { ...s.card, initialPassword: false };
+        delete s.statementPassword;
+        return ok(null);
+      });
+    },
+
+    statement: async (arg) => {
+      if (!isRecord(arg) || !hasOnlyKeys(arg, ['password', 'fromDay', 'toDay', 'page'])) return fail('bad_request');
+      const { password, fromDay, toDay, page } = arg;
+      if (password !== undefined && (typeof password !== 'string' || !PIN.test(password))) return fail('bad_request');
+      if (typeof fromDay !== 'string' || typeof toDay !== 'string') return fail('bad_request');
+      const fromMs = campusDayStartMs(fromDay);
+      const toStart = campusDayStartMs(toDay);
+      if (fromMs === undefined || toStart === undefined || toStart < fromMs || toStart - fromMs > 366 * 86_400_000)
+        return fail('bad_request');
+      if (!isAmount(page, 0, 1000)) return fail('bad_request');
+      const s = session;
+      if (s === undefined) return fail('no_card');
+      const pin = password ?? s.statementPassword;
+      if (pin === undefined) return fail('bad_request');
+      const query = `${fromDay}|${toDay}`;
+      if (s.statementQuery !== query) {
+        s.statementQuery = query;
+        s.statementTokens = [''];
+      }
+      const token = s.statementTokens[page];
+      if (token === undefined) return fail('bad_request');
+      return forHolder(async () => {
+        const res = await deps.switch.statement({
+          cardholder: tapOf(s),
+          password: pin,
+          query: { fromMs, toMs: toStart + 86_400_000, kinds: [], pageSize, pageToken: token },
+        });
+        s.statementPassword = pin;
+        const next = res.page?.nextPageToken ?? '';
+        if (next !== '') s.statementTokens[page + 1] = next;
+        return ok({
+          balanceFen: res.balanceFen,
+          hasMore: next !== '',
+          lines: (res.page?.lines ?? []).map((l) => ({
+            transactionId: l.transactionId,
+            kind: KINDS[l.kind] ?? 'other',
+            amountFen: l.amountFen,
+            balanceAfterFen: l.balanceAfterFen,
+            atMs: l.atMs,
+            place: l.location !== '' ? l.location : l.merchant,
+            description: l.description,
+          })),
+        });
+      });
+    },
+
+    payNetworkFee: async (arg) => {
+      if (!isRecord(arg) || !hasOnlyKeys(arg, ['account', 'amountFen', 'password'])) return fail('bad_request');
+      const { account, amountFen, password } = arg;
+      if (typeof account !== 'string' || !NETWORK_ACCOUNT.test(account)) return fail('bad_request');
+      if (!isAmount(amountFen, deps.settings.feeMinFen, deps.settings.feeMaxFen)) return fail('bad_request');
+      if (typeof password !== 'string' || !PIN.test(password)) return fail('bad_request');
+      return payFee(`N|${account}|${amountFen}`, password, (sequence, s) => ({
+        cardholder: tapOf(s),
+        password,
+        sequenceNumber: sequence,
+        kind: UtilityKind.UTILITY_KIND_NETWORK,
+        networkAccount: account,
+        building: '',
+        room: '',
+        amountFen,
+      }));
+    },
+
+    payElectricityFee: async (arg) => {
+      if (!isRecord(arg) || !hasOnlyKeys(arg, ['building', 'room', 'amountFen', 'password'])) return fail('bad_request');
+      const { building, room, amountFen, password } = arg;
+      if (typeof building !== 'string' || !BUILDING.test(building)) return fail('bad_request');
+      if (typeof room !== 'string' || !ROOM.test(room)) return fail('bad_request');
+      if (!isAmount(amountFen, deps.settings.feeMinFen, deps.settings.feeMaxFen)) return fail('bad_request');
+      if (typeof password !== 'string' || !PIN.test(password)) return fail('bad_request');
+      return payFee(`E|${building}|${room}|${amountFen}`, password, (sequence, s) => ({
+        cardholder: tapOf(s),
+        password,
+        sequenceNumber: sequence,
+        kind: UtilityKind.UTILITY_KIND_ELECTRICITY,
+        networkAccount: '',
+        building,
+        room,
+        amountFen,
+      }));
+    },
+
+    endSession: (arg) => {
+      if (arg !== undefined) return Promise.resolve(fail('bad_request'));
+      forget('ended');
+      return Promise.resolve(ok(null));
+    },
+  };
+
+  /**
+   * One fee payment: the same payment again (double tap, retry after a timeout, a wrong password
+   * typed again) keeps its sequence number, the idempotency key; a decided one frees it.
+   */
+  async function payFee(
+    fingerprint: string,
+    _password: string,
+    request: (sequence: number, s: Session) => Parameters<KioskSwitch['payUtilityFee']>[0],
+  ): Promise<Result<FeeReceipt>> {
+    const s = session;
+    if (s === undefined) return fail('no_card');
+    if (s.fee?.fingerprint === fingerprint) {
+      if (s.fee.inFlight !== undefined) return s.fee.inFlight;
+    } else {
+      s.fee = { fingerprint, sequence: nextSequence() };
+    }
+    const pending = s.fee;
+    const call = forHolder(async () => {
+      const res = await deps.switch.payUtilityFee(request(pending.sequence, s));
+      if (res.outcome === Outcome.OUTCOME_APPROVED) {
+        delete s.fee;
+        s.card = { ...s.card, balanceFen: res.balanceAfterFen };
+        return ok({ balanceAfterFen: res.balanceAfterFen, transactionId: res.transactionId, providerReceipt: res.providerReceipt });
+      }
+      const failure = feeFailure(res);
+      // Decided: a new payment gets a new number. Wrong password and pending keep it (the switch says so).
+      if (!['wrong_password', 'fee_pending', 'password_locked'].includes(failure.error)) delete s.fee;
+      if (res.outcome === Outcome.OUTCOME_DECLINED && res.declineReason === DeclineReason.DECLINE_REASON_CHANNEL_DECLINED)
+        s.card = { ...s.card, balanceFen: res.balanceAfterFen };
+      return failure;
+    });
+    pending.inFlight = call;
+    try {
+      return await call;
+    } finally {
+      delete pending.inFlight;
+    }
+  }
+
+  function trusted(sender: SenderInfo): boolean {
+    const id = deps.trustedWebContentsId();
+    if (id === undefined || sender.webContentsId !== id || !sender.isMainFrame) return false;
+    const url = sender.frameUrl.split('#')[0]?.split('?')[0];
+    return url === deps.trustedUrl;
+  }
+
+  async function invoke(sender: SenderInfo, action: string, arg: unknown): Promise<Result<unknown>> {
+    if (!trusted(sender)) {
+      log(action.slice(0, 40), 'forbidden');
+      return fail('forbidden');
+    }
+    if (!(ACTIONS as readonly string[]).includes(action)) {
+      log('unknown', 'bad_request');
+      return fail('bad_request');
+    }
+    const name = action as ActionName;
+    const result: Result<unknown> = await actions[name](arg);
+    touch();
+    log(name, result.ok ? 'ok' : result.error);
+    return result;
+  }
+
+  return {
+    invoke,
+    cardRead,
+    forget,
+    holderCardNumber: () => session?.card.cardNumber,
+    dispose: () => {
+      if (idleTimer !== undefined) clearTimeout(idleTimer);
+      session = undefined;
+    },
+  };
+}
+
+export type { ActionArgs };

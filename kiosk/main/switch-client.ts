@@ -1,0 +1,147 @@
+// The kiosk's gRPC client to cardswitch.v1.KioskService: the only place that holds the terminal
+// credential (it goes into each call's metadata, never to the renderer or a log). grpc-js reconnects
+// by itself after the switch restarts; the backoff is capped at a few seconds so a restarted switch is
+// found again while the next holder is still at the screen.
+import { credentials, Metadata, status as Status, type CallOptions, type ServiceError } from '@grpc/grpc-js';
+import {
+  KioskServiceClient,
+  type CancelLossRequest,
+  type CancelLossResponse,
+  type ChangePasswordRequest,
+  type ChangePasswordResponse,
+  type IdentifyCardRequest,
+  type IdentifyCardResponse,
+  type PayUtilityFeeRequest,
+  type PayUtilityFeeResponse,
+  type RechargeOrderStateRequest,
+  type RechargeOrderStateResponse,
+  type RechargeRequest,
+  type RechargeResponse,
+  type ReportLossRequest,
+  type ReportLossResponse,
+  type StatementRequest,
+  type StatementResponse,
+} from '../../proto/gen/cardswitch/v1/kiosk.js';
+import type { ErrorCode } from '../shared/api.js';
+
+export interface TerminalCredential {
+  readonly terminalId: string;
+  readonly secret: string;
+}
+
+/** What main asks the switch; one promise per KioskService method. */
+export interface KioskSwitch {
+  identifyCard(req: IdentifyCardRequest): Promise<IdentifyCardResponse>;
+  recharge(req: RechargeRequest): Promise<RechargeResponse>;
+  rechargeOrderState(req: RechargeOrderStateRequest): Promise<RechargeOrderStateResponse>;
+  reportLoss(req: ReportLossRequest): Promise<ReportLossResponse>;
+  cancelLoss(req: CancelLossRequest): Promise<CancelLossResponse>;
+  changePassword(req: ChangePasswordRequest): Promise<ChangePasswordResponse>;
+  statement(req: StatementRequest): Promise<StatementResponse>;
+  payUtilityFee(req: PayUtilityFeeRequest): Promise<PayUtilityFeeResponse>;
+  close(): void;
+}
+
+export interface SwitchClientOptions {
+  /** host:port of the switch's gRPC listener. */
+  readonly address: string;
+  readonly credential: TerminalCredential;
+  /** Each call gets at most this long (default 8 s): then the holder sees "switch unreachable". */
+  readonly deadlineMs?: number;
+}
+
+type Unary<Req, Res> = (req: Req, md: Metadata, opts: Partial<CallOptions>, cb: (err: ServiceError | null, res: Res) => void) => unknown;
+
+export function createSwitchClient(options: SwitchClientOptions): KioskSwitch {
+  const client = new KioskServiceClient(options.address, credentials.createInsecure(), {
+    'grpc.initial_reconnect_backoff_ms': 200,
+    'grpc.max_reconnect_backoff_ms': 2000,
+    'grpc.keepalive_time_ms': 30_000,
+  });
+  const deadlineMs = options.deadlineMs ?? 8000;
+  const metadata = (): Metadata => {
+    const md = new Metadata();
+    md.set('terminal-id', options.credential.terminalId);
+    md.set('terminal-secret', options.credential.secret);
+    return md;
+  };
+  function unary<Req, Res>(name: string): (req: Req) => Promise<Res> {
+    const method = (client as unknown as Record<string, Unary<Req, Res>>)[name];
+    if (method === undefined) throw new Error(`KioskService has no method ${name}`);
+    return (req) =>
+      new Promise((resolve, reject) => {
+        method.call(client, req, metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res)));
+      });
+  }
+  return {
+    identifyCard: unary<IdentifyCardRequest, IdentifyCardResponse>('identifyCard'),
+    recharge: unary<RechargeRequest, RechargeResponse>('recharge'),
+    rechargeOrderState: unary<RechargeOrderStateRequest, RechargeOrderStateResponse>('rechargeOrderState'),
+    reportLoss: unary<ReportLossRequest, ReportLossResponse>('reportLoss'),
+    cancelLoss: unary<CancelLossRequest, CancelLossResponse>('cancelLoss'),
+    changePassword: unary<ChangePasswordRequest, ChangePasswordResponse>('changePassword'),
+    statement: unary<StatementRequest, StatementResponse>('statement'),
+    payUtilityFee: unary<PayUtilityFeeRequest, PayUtilityFeeResponse>('payUtilityFee'),
+    close: () => client.close(),
+  };
+}
+
+export interface MappedFailure {
+  readonly error: ErrorCode;
+  readonly attemptsLeft?: number;
+  readonly leftTodayFen?: number;
+}
+
+function isServiceError(err: unknown): err is ServiceError {
+  return err instanceof Error && typeof (err as Partial<ServiceError>).code === 'number';
+}
+
+/**
+ * A failed KioskService call as the screen the holder sees. The switch's statuses and messages are
+ * documented in kiosk.proto and switch/grpc/errors.ts; the message is matched only to tell apart
+ * failures that share a status.
+ */
+export function mapSwitchError(err: unknown): MappedFailure {
+  if (!isServiceError(err)) return { error: 'failed' };
+  const details = err.details ?? '';
+  const attempts = err.metadata?.get('password-attempts-left')[0];
+  switch (err.code) {
+    case Status.UNAVAILABLE:
+      if (/did not answer the recharge order/.test(details)) return { error: 'channel_unavailable' };
+      return { error: 'unreachable' };
+    case Status.DEADLINE_EXCEEDED:
+    case Status.CANCELLED:
+      return { error: 'unreachable' };
+    case Status.UNAUTHENTICATED:
+      return { error: 'failed' };
+    case Status.NOT_FOUND:
+      if (/student\/staff number/.test(details)) return { error: 'person_unknown' };
+      return { error: 'card_unknown' };
+    case Status.PERMISSION_DENIED:
+      if (attempts !== undefined) return { error: 'wrong_password', attemptsLeft: Number(attempts) };
+      return { error: 'failed' };
+    case Status.RESOURCE_EXHAUSTED:
+      if (attempts !== undefined) return { error: 'password_locked' };
+      if (/unpaid recharge orders/.test(details)) return { error: 'too_many_orders' };
+      return { error: 'unreachable' };
+    case Status.FAILED_PRECONDITION: {
+      if (/replaced/.test(details)) return { error: 'card_replaced' };
+      if (/cancelled/.test(details)) return { error: 'card_cancelled' };
+      const left = /\((\d+) fen\) more today/.exec(details);
+      if (left !== null) return { error: 'over_limit', leftTodayFen: Number(left[1]) };
+      if (/no (wechat|alipay) channel/.test(details)) return { error: 'channel_unavailable' };
+      return { error: 'failed' };
+    }
+    case Status.INVALID_ARGUMENT:
+      if (/new_password must differ/.test(details)) return { error: 'password_same' };
+      if (/new_password must not be the initial/.test(details)) return { error: 'password_initial' };
+      if (/password must be exactly 6 digits/.test(details)) return { error: 'password_format' };
+      if (/amount/i.test(details)) return { error: 'over_limit' };
+      if (/person_number/.test(details)) return { error: 'person_unknown' };
+      return { error: 'bad_request' };
+    case Status.ALREADY_EXISTS:
+      return { error: 'order_finished' };
+    default:
+      return { error: 'failed' };
+  }
+}
