@@ -64,6 +64,7 @@ import { commandStats, scenarioStats } from './redis-stats.js';
 import {
   humanReport,
   liveEventCostOf,
+  thirdPartyCostOf,
   ratiosOf,
   RESULT_SCHEMA,
   targetsOf,
@@ -73,6 +74,7 @@ import {
   type ThirdPartyRun,
 } from './report.js';
 import { runWebSockets, type WebSocketsResult } from './websockets.js';
+import { historyBaseline, historyReport, runHistoryBench, type HistoryBenchResult } from './history.js';
 
 const HOST = '127.0.0.1';
 const KEY_PREFIX = 'bench';
@@ -952,7 +954,7 @@ async function baselines(
   return { noopGrpc, noopGrpcOpen, noopStream, noopStreamOpen, redisScript, redisBenchmarkScript, redisWork };
 }
 
-async function bench(options: BenchOptions): Promise<BenchResult> {
+async function bench(options: BenchOptions): Promise<BenchResult & { history: HistoryBenchResult | null }> {
   const startedAt = new Date().toISOString();
   const machineInfo = machine();
   const dataDir = mkdtempSync(join(tmpdir(), 'cardswitch-bench-'));
@@ -990,6 +992,8 @@ async function bench(options: BenchOptions): Promise<BenchResult> {
     // (aof-fsync-always, command, fork ...), printed after the switch scenarios.
     const latencyThresholdMs = process.env['BENCH_REDIS_LATENCY_MS'];
     if (latencyThresholdMs !== undefined) await p.redis.call('CONFIG', 'SET', 'latency-monitor-threshold', latencyThresholdMs);
+    // Issue 17: Redis's memory and journal length before the scenarios (loadtest/bench/history.ts).
+    const beforeScenarios = await historyBaseline(p.redis, p.keys);
     try {
       runs = await runSwitchScenarios(ctx, target, approvals);
       if (options.h2load) h2loadInquire = await crossCheckInquire(ctx, target.port, approvals);
@@ -1015,6 +1019,8 @@ async function bench(options: BenchOptions): Promise<BenchResult> {
       await thirdPartyInput(p, approvals, followUpsLeft),
     );
     const { scenarios, gateway, websockets } = runs;
+    // After the ledger check: the archive step archives and trims the journal the check has just read.
+    const history = await runHistoryBench(p.redis, p.keys, beforeScenarios, scenarios);
     const ratios = ratiosOf(scenarios, base, gateway);
     const passed =
       ledgerCheck.passed &&
@@ -1045,10 +1051,12 @@ async function bench(options: BenchOptions): Promise<BenchResult> {
       gateway,
       websockets,
       liveEventCost: liveEventCostOf(scenarios),
+      thirdPartyCost: thirdPartyCostOf(scenarios),
       ratios,
       targets: targetsOf(scenarios, ratios, ledgerCheck, websockets),
       ledgerCheck,
       passed,
+      history,
     };
   } finally {
     prepared?.redis.disconnect();
@@ -1109,7 +1117,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const result = await bench(options);
   mkdirSync(dirname(resolve(options.out)), { recursive: true });
   writeFileSync(options.out, `${JSON.stringify(result, null, 2)}\n`);
-  process.stdout.write(humanReport(result, options.out));
+  process.stdout.write(humanReport(result, options.out) + historyReport(result.history));
   return result.passed ? 0 : 1;
 }
 

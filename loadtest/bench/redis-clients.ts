@@ -5,8 +5,9 @@
 // on the terminal's slot), then EVALSHA authorize.lua with Ledger.authorizeArguments' KEYS and ARGV.
 // What is compared is the CPU the client process spends per payment (process.cpuUsage(), user + sys:
 // the client's encoding, socket writes and reads, reply parsing, promises; building the arguments is
-// the same code for all), measured in a fresh child process per run so no client's JIT state or
-// garbage lands in another's, and alternated (each round runs every client, the order rotated).
+// the same code for all; the `none` row prices it: a client that answers at once without Redis),
+// measured in a fresh child process per run so no client's JIT state or garbage lands in another's,
+// and alternated (each round runs every client, the order rotated).
 //
 //   npx tsx loadtest/bench/redis-clients.ts [--rounds 3] [--payments 30000] [--in-flight 128] [--fsync always]
 //
@@ -27,7 +28,7 @@ import { Scripts } from '../../switch/ledger/scripts.js';
 import { PipelineClient } from '../../switch/redis/pipeline-client.js';
 import { startLocalRedis } from '../../switch/redis/local-redis.js';
 
-export const CLIENTS = ['lean', 'ioredis', 'node-redis', 'node-redis-resp3', 'node-redis-typed'] as const;
+export const CLIENTS = ['none', 'lean', 'ioredis', 'node-redis', 'node-redis-resp3', 'node-redis-typed'] as const;
 export type ClientName = (typeof CLIENTS)[number];
 
 const PREFIX = 'RC';
@@ -59,6 +60,10 @@ function rawDriver(send: Send, close: () => Promise<void> | void): Driver {
 
 async function driverFor(name: ClientName, url: string): Promise<Driver> {
   const parsed = new URL(url);
+  if (name === 'none') {
+    // No client at all: what building the arguments and the lanes' promises cost, to subtract from the others.
+    return { claim: () => Promise.resolve(null), authorize: () => Promise.resolve('1|0|0-0|0'), close: () => undefined };
+  }
   if (name === 'lean') {
     const log = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
     const client = new PipelineClient({
@@ -261,11 +266,15 @@ async function main(): Promise<void> {
     rmSync(dataDir, { recursive: true, force: true });
   }
   const lean = median(results.filter((r) => r.client === 'lean').map((r) => r.cpuUsPerPayment));
+  const none = clients.includes('none') ? median(results.filter((r) => r.client === 'none').map((r) => r.cpuUsPerPayment)) : 0;
   process.stdout.write(`\nmedian CPU µs per payment (claim + authorize), ${rounds} rounds, ${inFlight} in flight, fsync ${fsync}:\n`);
   for (const name of clients) {
     const m = median(results.filter((r) => r.client === name).map((r) => r.cpuUsPerPayment));
     const rate = median(results.filter((r) => r.client === name).map((r) => r.paymentsPerSec));
-    process.stdout.write(`  ${name.padEnd(18)} ${String(m).padStart(7)} µs  (${(m / lean).toFixed(3)} x lean)  ${rate}/s\n`);
+    const own = m - none;
+    process.stdout.write(
+      `  ${name.padEnd(18)} ${String(m).padStart(7)} µs  (${(m / lean).toFixed(3)} x lean; the client's own ${own.toFixed(1)} µs = ${(own / (lean - none)).toFixed(3)} x lean's)  ${rate}/s\n`,
+    );
   }
   process.stdout.write(`${JSON.stringify({ rounds, payments, inFlight, fsync, results })}\n`);
 }

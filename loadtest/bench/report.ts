@@ -124,6 +124,29 @@ export interface LiveEventCost {
   readonly publishesPerApproval: readonly [number | null, number | null];
 }
 
+/**
+ * Issue 12, measured fairly on shared cores: what card taps cost the switch while code payments wait
+ * on the channel beside them, with the code payments' own switch CPU (measured in thirdparty closed of
+ * the same run) taken out. Waiting itself holds no thread, so a tap should cost the same beside them.
+ */
+export interface ThirdPartyCost {
+  /** tap closed: switch CPU µs per tap approval. */
+  readonly tapSwitchCpuUsAlone: number | null;
+  /** thirdparty closed: switch CPU µs per code payment answered (approved, pending or declined). */
+  readonly codeSwitchCpuUs: number | null;
+  /** thirdparty closed: the bench process's CPU µs per code payment (the channel simulators' signing and the generator). */
+  readonly codeBenchCpuUs: number | null;
+  /** tap+thirdparty: code payments answered and tap approvals (whole run), and the switch's CPU over them. */
+  readonly codePaymentsBeside: number;
+  readonly tapApprovalsBeside: number;
+  /** (switch CPU of tap+thirdparty - code payments x codeSwitchCpuUs) / tap approvals. */
+  readonly tapSwitchCpuUsBeside: number | null;
+  /** tapSwitchCpuUsAlone / tapSwitchCpuUsBeside: 1.0 = the payments waiting beside take nothing from a tap. */
+  readonly aloneVsBeside: number | null;
+  /** Cores the code payments took during tap+thirdparty by these figures (switch + bench), of the machine's. */
+  readonly codeCoresBeside: number | null;
+}
+
 export interface BenchResult {
   readonly schema: typeof RESULT_SCHEMA;
   readonly startedAt: string;
@@ -176,6 +199,8 @@ export interface BenchResult {
   /** websockets: N idle live-event sockets held at once (null when not run). */
   readonly websockets: WebSocketsResult | null;
   readonly liveEventCost: LiveEventCost | null;
+  /** Card taps beside code payments waiting on the channel, per switch CPU (null without tap, thirdparty and tap+thirdparty). */
+  readonly thirdPartyCost?: ThirdPartyCost | null;
   readonly ratios: Record<string, number | null>;
   readonly targets: Record<string, boolean | null>;
   readonly ledgerCheck: LedgerCheck | null;
@@ -221,6 +246,38 @@ export function liveEventCostOf(scenarios: readonly ScenarioResult[]): LiveEvent
   };
 }
 
+export function thirdPartyCostOf(scenarios: readonly ScenarioResult[]): ThirdPartyCost | null {
+  const tap = find(scenarios, 'tap', 'closed');
+  const codes = find(scenarios, 'thirdparty', 'closed');
+  const both = find(scenarios, 'tap+thirdparty', 'closed');
+  if (tap === undefined || codes === undefined || both === undefined) return null;
+  const tapSwitchCpuUsAlone = tap.cpuUsPerApproval['switch'] ?? null;
+  const codeSwitchCpuUs = codes.cpuUsPerAnswer['switch'] ?? null;
+  const codeBenchCpuUs = codes.cpuUsPerAnswer['bench'] ?? null;
+  const codePaymentsBeside = Object.values(both.thirdParty?.stream?.outcomes ?? {}).reduce((a, b) => a + b, 0);
+  const tapApprovalsBeside = both.outcomes['approved'] ?? 0;
+  const perTap = both.cpuUsPerApproval['switch'];
+  const switchUsBeside = perTap === null || perTap === undefined ? null : perTap * tapApprovalsBeside;
+  const tapSwitchCpuUsBeside =
+    switchUsBeside === null || codeSwitchCpuUs === null || tapApprovalsBeside === 0
+      ? null
+      : Math.round((switchUsBeside - codePaymentsBeside * codeSwitchCpuUs) / tapApprovalsBeside);
+  const seconds = both.durationS;
+  return {
+    tapSwitchCpuUsAlone,
+    codeSwitchCpuUs,
+    codeBenchCpuUs,
+    codePaymentsBeside,
+    tapApprovalsBeside,
+    tapSwitchCpuUsBeside,
+    aloneVsBeside: ratio(tapSwitchCpuUsAlone ?? undefined, tapSwitchCpuUsBeside ?? undefined),
+    codeCoresBeside:
+      codeSwitchCpuUs === null || codeBenchCpuUs === null || seconds <= 0
+        ? null
+        : Math.round(((codePaymentsBeside * (codeSwitchCpuUs + codeBenchCpuUs)) / 1e6 / seconds) * 1000) / 1000,
+  };
+}
+
 /** The new scenarios' ratios: each against its baseline measured in the same run. */
 function ecardRatios(scenarios: readonly ScenarioResult[], gateway: BenchResult['gateway']): Record<string, number | null> {
   const tapClosed = find(scenarios, 'tap', 'closed');
@@ -237,6 +294,8 @@ function ecardRatios(scenarios: readonly ScenarioResult[], gateway: BenchResult[
     qrOpenP99VsTapOpenP99: sameRate ? ratio(qrOpen?.latencyMs.p99, tapOpen?.latencyMs.p99) : null,
     // Card taps with a steady stream of code payments waiting on the channel, against taps alone.
     tapClosedWithThirdPartyVsTapClosed: ratio(find(scenarios, 'tap+thirdparty', 'closed')?.approvalsPerSec, tapClosed?.approvalsPerSec),
+    // The same per switch CPU, the code payments' own CPU taken out (thirdPartyCost): 1.0 = waiting costs the taps nothing.
+    tapSwitchCpuAloneVsBesideThirdParty: thirdPartyCostOf(scenarios)?.aloneVsBeside ?? null,
     tapBoundClosedVsTapClosed: ratio(find(scenarios, 'tap-bound', 'closed')?.approvalsPerSec, tapClosed?.approvalsPerSec),
     summaryClosedVsHelloClosed: ratio(
       http(runs, 'gateway-summary', 'closed')?.achievedRate,
@@ -335,6 +394,7 @@ export function targetsOf(
     tapStreamClosedAtLeast80PercentOfRedisProjectWork: atLeast(ratios['tapStreamClosedVsRedisProjectWork'], 0.8),
     qrClosedAtLeast90PercentOfTapClosed: atLeast(ratios['qrClosedVsTapClosed'], 0.9),
     tapClosedWithThirdPartyAtLeast90PercentOfTapClosed: atLeast(ratios['tapClosedWithThirdPartyVsTapClosed'], 0.9),
+    tapSwitchCpuBesideThirdPartyAtLeast90PercentOfAlone: atLeast(ratios['tapSwitchCpuAloneVsBesideThirdParty'], 0.9),
     summaryClosedAtLeast40PercentOfHelloClosed: atLeast(ratios['summaryClosedVsHelloClosed'], 0.4),
     tenThousandWebSocketsOpenAtOnce: websockets === null || websockets.requested < 10_000 ? null : websockets.allOpenAtOnce,
   };
@@ -457,6 +517,11 @@ export function humanReport(result: BenchResult, outPath: string): string {
       `  ${pad(`redis per approval, ${s.name}`, 30)} CPU ${s.redis.cpuUsPerApproval ?? '?'} µs, AOF ${s.redis.aofBytesPerApproval ?? '?'} B, memory ${s.redis.memoryBytesPerApproval ?? '?'} B, script ${s.redis.scriptUsPerApproval ?? '?'} µs`,
     );
   }
+  const tpc = result.thirdPartyCost ?? null;
+  if (tpc !== null)
+    lines.push(
+      `  ${pad('taps beside code payments', 30)} switch CPU per tap ${tpc.tapSwitchCpuUsAlone ?? '?'} µs alone, ${tpc.tapSwitchCpuUsBeside ?? '?'} µs beside ${tpc.codePaymentsBeside} code payments (each ${tpc.codeSwitchCpuUs ?? '?'} µs switch + ${tpc.codeBenchCpuUs ?? '?'} µs bench, ${tpc.codeCoresBeside ?? '?'} cores): ${tpc.aloneVsBeside ?? '?'}`,
+    );
   if (b.h2loadInquire !== null) {
     const h = b.h2loadInquire;
     lines.push(
