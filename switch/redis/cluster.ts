@@ -40,11 +40,14 @@ export function ledgerForm(settings: LedgerRedisSettings): 'single' | 'cluster' 
 export function ledgerClient(settings: LedgerRedisSettings, options: RedisOptions): Redis {
   const password = settings.redisPassword === '' ? undefined : settings.redisPassword;
   if (settings.redisClusterNodes.length > 0) {
-    const { lazyConnect, enableOfflineQueue, ...nodeOptions } = options;
+    const { lazyConnect, enableOfflineQueue, enableAutoPipelining: _unused, ...nodeOptions } = options;
     const clusterOptions: ClusterOptions = {
       lazyConnect: lazyConnect ?? false,
       enableOfflineQueue: enableOfflineQueue ?? true,
-      enableAutoPipelining: options.enableAutoPipelining ?? false,
+      // Never auto-pipelined: ioredis follows MOVED / ASK / TRYAGAIN for a single command, but a pipeline
+      // whose commands get different answers (some ASK, some not, mid-migration) hands the redirections to
+      // the caller (test/cluster-flow's slot migration showed INTERNAL answers before this).
+      enableAutoPipelining: false,
       // Writes and reads go to masters: a replica may lag behind the ledger.
       scaleReads: 'master',
       maxRedirections: CLUSTER_MAX_REDIRECTIONS,

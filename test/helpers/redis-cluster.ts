@@ -4,7 +4,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cluster, type Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { startLocalCluster, type LocalCluster } from '../../switch/redis/cluster-local.js';
 import { useLedgerRedis } from './switch.js';
 
@@ -48,4 +48,46 @@ export function useClusterLedger(cluster: LocalCluster, extra: Record<string, st
 /** The cluster client typed as the helpers' Redis (same command methods). */
 export function asRedis(client: Cluster): Redis {
   return client as unknown as Redis;
+}
+
+/** A direct connection to one node (no cluster redirections). */
+function nodeClient(port: number): Redis {
+  const client = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+  client.on('error', () => undefined);
+  return client;
+}
+
+/**
+ * Moves one slot from the master on port `from` to the master on port `to` by hand, the way
+ * `redis-cli --cluster reshard` does: IMPORTING on the target, MIGRATING on the source, MIGRATE of each
+ * key, one at a time (so clients meet ASK and TRYAGAIN while the slot is half moved), then the slot
+ * assigned to the target on every master. Returns how many keys moved.
+ */
+export async function migrateSlot(cluster: LocalCluster, slot: number, from: number, to: number): Promise<number> {
+  const source = nodeClient(from);
+  const target = nodeClient(to);
+  try {
+    const sourceId = String(await source.call('CLUSTER', 'MYID'));
+    const targetId = String(await target.call('CLUSTER', 'MYID'));
+    await target.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', sourceId);
+    await source.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', targetId);
+    let moved = 0;
+    for (;;) {
+      const keys = (await source.call('CLUSTER', 'GETKEYSINSLOT', slot, 5)) as string[];
+      if (keys.length === 0) break;
+      for (const key of keys) {
+        await source.call('MIGRATE', '127.0.0.1', to, key, 0, 5000);
+        moved++;
+      }
+    }
+    for (const port of await cluster.masterPorts()) {
+      const node = port === from ? source : port === to ? target : nodeClient(port);
+      await node.call('CLUSTER', 'SETSLOT', slot, 'NODE', targetId);
+      if (node !== source && node !== target) node.disconnect();
+    }
+    return moved;
+  } finally {
+    source.disconnect();
+    target.disconnect();
+  }
 }
