@@ -3,7 +3,7 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'kiosk/dist/', 'proto/gen/', 'var/', 'coverage/', 'loadtest/results/'] },
+  { ignores: ['node_modules/', 'dist/', 'kiosk/dist/', 'phone/dist/', 'proto/gen/', 'var/', 'coverage/', 'loadtest/results/'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -124,6 +124,8 @@ function gatewayLines(app: SwitchApp, config: Config, simulatorUrl: string | und
   const card = demoDoc(DEFAULT_DEMO_SEED).cards[0];
   const lines = [
     `Gateway for phones: ${base}/api/v1 (reference: ${base}/api/v1/openapi.json, docs/gateway-api.md), live events ws://${host}:${app.gateway.port}/api/v1/events, ${base}/healthz, ${base}/metrics`,
+    `The e-card page (电子校园卡, for a phone or a narrow browser window): ${base}/phone/` +
+      (simulatorUrl === undefined ? '' : ` (sign in through the identity simulator; bind demo card ${card?.cardNo} with the form below)`),
   ];
   if (simulatorUrl === undefined) return [...lines, 'Sign-in: WeCom / WeChat as configured (WECOM_* / WECHAT_*).', ''];
   const form = {

@@ -1,0 +1,219 @@
+// The e-card page: boot (sign-in by ?code=, or the session kept in this tab), a hash router over the
+// screens, the header with the language switch, the live events and the connection banner.
+import './style.css';
+import { Api, ApiError, type CardEvent, type Ecard } from './api.js';
+import { h, yuan } from './dom.js';
+import { currentLang, setLang, t, type MessageKey } from './i18n.js';
+import { LiveEvents, type LiveState } from './live.js';
+import { bindScreen } from './screens/bind.js';
+import { electricityFeeScreen, networkFeeScreen } from './screens/fees.js';
+import { eventText, homeScreen } from './screens/home.js';
+import { lossScreen } from './screens/loss.js';
+import { meScreen } from './screens/me.js';
+import { rechargeScreen } from './screens/recharge.js';
+import { signInScreen, STATE_KEY } from './screens/signin.js';
+import { statementScreen } from './screens/statement.js';
+import type { Route, Screen, ScreenView, Shell } from './shell.js';
+
+const SCREENS: Record<Route, Screen> = {
+  signin: signInScreen,
+  bind: bindScreen,
+  home: homeScreen,
+  me: meScreen,
+  recharge: rechargeScreen,
+  statement: statementScreen,
+  loss: lossScreen,
+  network: networkFeeScreen,
+  electricity: electricityFeeScreen,
+};
+const TOAST_MS = 6000;
+
+class Page implements Shell {
+  readonly api = new Api();
+  card: Ecard | undefined;
+  notice: MessageKey | undefined;
+  private view: ScreenView | undefined;
+  private readonly live: LiveEvents;
+  private readonly main = h('main', { id: 'main', tabindex: '-1' });
+  private readonly title = h('h1', { id: 'title', tabindex: '-1' });
+  private readonly back = h('a', { class: 'back', href: '#/home' }, '‹ ', t('back'));
+  private readonly langButton = h('button', { type: 'button', class: 'lang' });
+  private readonly banner = h('div', { class: 'banner', role: 'status', hidden: true });
+  private readonly toastNode = h('div', { class: 'toast', role: 'status', 'aria-live': 'polite' });
+  private toastTimer: ReturnType<typeof setTimeout> | undefined;
+  private liveState: LiveState = 'offline';
+
+  constructor(private readonly root: HTMLElement) {
+    this.live = new LiveEvents(
+      this.api,
+      {
+        onEvent: (event) => this.onEvent(event),
+        onResync: () => void this.loadCard().then(() => this.view?.onCard?.()),
+        onState: (state) => this.showConnection(state),
+        onEnded: () => this.signedOut('sessionEnded'),
+      },
+      async () => {
+        await this.loadCard();
+      },
+    );
+    this.api.onSessionEnded = () => this.signedOut('sessionEnded');
+    this.langButton.addEventListener('click', () => {
+      setLang(currentLang() === 'en' ? 'zh' : 'en');
+      this.rerender();
+    });
+    window.addEventListener('hashchange', () => this.render());
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState !== 'visible' || this.card === undefined) return;
+      this.live.reconnectNow();
+      void this.loadCard().then(
+        () => this.view?.onCard?.(),
+        () => undefined,
+      );
+    });
+    window.addEventListener('offline', () => this.showConnection('offline'));
+  }
+
+  async boot(): Promise<void> {
+    setLang(currentLang());
+    this.root.replaceChildren(
+      h('a', { class: 'skip', href: '#main' }, t('homeTitle')),
+      h('header', { class: 'top' }, this.back, this.title, this.langButton),
+      this.banner,
+      this.main,
+      this.toastNode,
+    );
+    const params = new URLSearchParams(location.search);
+    const code = params.get('code');
+    if (code !== null) {
+      history.replaceState(null, '', `${location.pathname}${location.hash}`);
+      await this.signIn(params.get('provider') ?? 'wecom', code, params.get('state') ?? '');
+      return;
+    }
+    if (!this.api.signedIn) return this.go('signin');
+    await this.afterSignIn();
+  }
+
+  private async signIn(provider: string, code: string, state: string): Promise<void> {
+    let expected: string | null = null;
+    try {
+      expected = sessionStorage.getItem(STATE_KEY);
+      sessionStorage.removeItem(STATE_KEY);
+    } catch {
+      expected = null;
+    }
+    // A code that came back from our own authorisation request must carry its state.
+    if (expected !== null && expected !== state) {
+      this.notice = 'sessionEnded';
+      return this.go('signin');
+    }
+    this.main.replaceChildren(h('p', { class: 'loading' }, t('signingIn')));
+    try {
+      this.api.clear();
+      await this.api.signIn(provider, code);
+    } catch (err) {
+      this.notice = 'sessionEnded';
+      this.go('signin');
+      if (err instanceof ApiError) this.toast(currentLang() === 'en' ? err.messageEn : err.message);
+      return;
+    }
+    await this.afterSignIn();
+  }
+
+  private async afterSignIn(): Promise<void> {
+    try {
+      await this.loadCard();
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'NOT_BOUND') return this.go('bind');
+      if (!this.api.signedIn) return;
+      this.main.replaceChildren(h('p', { class: 'notice warning', role: 'alert' }, err instanceof ApiError ? err.message : t('retry')));
+      return;
+    }
+    this.startLive();
+    const wanted = location.hash.replace(/^#\/?/, '') as Route;
+    this.go(wanted in SCREENS && wanted !== 'signin' && wanted !== 'bind' ? wanted : 'home');
+  }
+
+  async loadCard(): Promise<Ecard> {
+    const card = await this.api.call<Ecard>('GET', '/api/v1/ecard');
+    this.card = card;
+    return card;
+  }
+
+  startLive(): void {
+    this.live.start();
+  }
+
+  go(route: Route): void {
+    const hash = `#/${route}`;
+    if (location.hash === hash) this.render();
+    else location.hash = hash;
+  }
+
+  rerender(): void {
+    this.render(false);
+  }
+
+  private render(moveFocus = true): void {
+    let route = location.hash.replace(/^#\/?/, '') as Route;
+    if (!(route in SCREENS)) route = 'home';
+    if (!this.api.signedIn) route = 'signin';
+    else if (this.card === undefined && route !== 'bind') route = 'bind';
+    else if (this.card !== undefined && (route === 'bind' || route === 'signin')) route = 'home';
+    this.view?.dispose?.();
+    const view = SCREENS[route](this);
+    this.view = view;
+    document.title = `${view.title} · ${t('appTitle')}`;
+    this.title.textContent = view.title;
+    this.back.hidden = route === 'home' || route === 'signin' || route === 'bind';
+    this.back.replaceChildren('‹ ', t('back'));
+    this.langButton.textContent = t('switchLanguage');
+    this.langButton.setAttribute('aria-label', t('switchLanguageLabel'));
+    this.langButton.setAttribute('lang', currentLang() === 'en' ? 'zh-CN' : 'en');
+    this.main.replaceChildren(view.node);
+    this.main.dataset['screen'] = route;
+    this.showConnection(this.liveState);
+    if (moveFocus) this.title.focus({ preventScroll: false });
+  }
+
+  toast(text: string): void {
+    this.toastNode.textContent = text;
+    this.toastNode.classList.add('shown');
+    clearTimeout(this.toastTimer);
+    this.toastTimer = setTimeout(() => this.toastNode.classList.remove('shown'), TOAST_MS);
+  }
+
+  signedOut(notice: MessageKey): void {
+    this.live.stop();
+    this.api.clear();
+    this.card = undefined;
+    this.notice = notice;
+    this.go('signin');
+  }
+
+  private showConnection(state: LiveState): void {
+    this.liveState = state;
+    const show = this.card !== undefined && state !== 'live';
+    this.banner.hidden = !show;
+    this.banner.className = `banner ${state}`;
+    this.banner.textContent = show ? (state === 'offline' ? t('offline') : t('connecting')) : '';
+  }
+
+  private onEvent(event: CardEvent): void {
+    const card = this.card;
+    if (card !== undefined) {
+      if (event.balanceFen !== undefined) card.balanceFen = event.balanceFen;
+      if (event.type === 'card_status' && event.status !== undefined) card.status = event.status;
+    }
+    if (this.view?.onEvent !== undefined) this.view.onEvent(event);
+    else {
+      const text =
+        event.type === 'payment'
+          ? `${t(event.approved === true ? 'paymentApproved' : 'paymentDeclined')} ${yuan(event.amountFen ?? 0)}`
+          : eventText(event);
+      if (text !== undefined) this.toast(text);
+    }
+  }
+}
+
+const root = document.getElementById('app');
+if (root !== null) void new Page(root).boot();
