@@ -25,7 +25,8 @@ import { TerminalRecords } from '../../switch/ledger/terminals.js';
 import { WaterLedger } from '../../switch/ledger/water.js';
 import { createLogger } from '../../switch/log.js';
 import { CampusQrCodec } from '../../switch/qr/codec.js';
-import { startLocalRedis, type LocalRedis } from '../../switch/redis/local-redis.js';
+import { ledgerClient } from '../../switch/redis/cluster.js';
+import { clusterReport, compareForms, CLUSTER_FORMS, optionsForForm, startBenchLedger, type BenchLedger, type BenchLedgerForm } from './cluster.js';
 import type { CampusFile } from '../shared/campus-data.js';
 import { constantProfile, lunchRushProfileForDuration } from '../shared/profile.js';
 import {
@@ -59,6 +60,7 @@ import {
 import { isImplemented } from './probe.js';
 import { CpuMeter, cpuUsPer, quiesce, startServerChild, type MemoryReport } from './processes.js';
 import { runRedisBaseline } from './redis-baseline.js';
+import { runGrpcJsStream } from './stream-crosscheck.js';
 import { redisBenchmarkAvailable, runRedisWorkBaselines } from './redis-benchmark.js';
 import { commandStats, scenarioStats } from './redis-stats.js';
 import {
@@ -723,6 +725,42 @@ function withAutoRate(plan: ScenarioPlan, done: readonly ScenarioResult[]): { pl
   };
 }
 
+/** The rate of the streaming cross-check: far below capacity, so both clients see the switch's own latency. */
+const STREAM_CHECK_RATE = 200;
+
+/**
+ * Issue 15 item 6: AuthorizeStream at a low rate measured by the bench's own generator and by the
+ * stock grpc-js client, one after the other, the same taps; both p50s and their ratio.
+ */
+async function crossCheckStream(
+  ctx: ScenarioContext,
+  port: number,
+  approvals: Approvals,
+): Promise<BenchResult['baselines']['streamCrossCheck']> {
+  const o = ctx.options;
+  const plan: ScenarioPlan = { scenario: 'tap-stream', mode: 'open', rate: STREAM_CHECK_RATE };
+  announce(`tap-stream open @${STREAM_CHECK_RATE}/s, own generator then grpc-js (the streaming cross-check)`, o);
+  const own = await runScenario(ctx, { port, name: 'switch' }, plan, TAP_ONLY_MIX, o.plans.length + 1, [], { connections: 1, streams: 1 });
+  collect(approvals, own.load);
+  const grpcJs = await runGrpcJsStream({
+    host: HOST,
+    port,
+    campus: ctx.campus,
+    rate: STREAM_CHECK_RATE,
+    durationMs: o.durationMs,
+    warmupMs: Math.min(o.warmupMs, o.durationMs / 2),
+    sequenceBase: (o.plans.length + 3) * SEQUENCE_BLOCK,
+  });
+  approvals.payments.push(grpcJs.approvalKeys);
+  const { approvalKeys: _keys, ...grpcJsRecord } = grpcJs;
+  return {
+    rate: STREAM_CHECK_RATE,
+    own: { achievedRate: own.result.achievedRate, latencyMs: own.result.latencyMs, errors: own.result.errors },
+    grpcJs: grpcJsRecord,
+    p50GrpcJsVsOwn: own.result.latencyMs.p50 > 0 ? Math.round((grpcJs.latencyMs.p50 / own.result.latencyMs.p50) * 1000) / 1000 : null,
+  };
+}
+
 /** h2load's shape (1 connection, 50 streams) with the bench's own generator, then h2load itself. */
 async function crossCheckInquire(
   ctx: ScenarioContext,
@@ -815,10 +853,11 @@ async function prepareEcard(
   return { unbound, ecard: { boundCampus, bound, codec: new CampusQrCodec(config.campusQr.secret), sessions, keys: deps.keys } };
 }
 
-async function prepare(options: BenchOptions, local: LocalRedis): Promise<Prepared> {
-  const env = switchEnv(options, local.url);
+async function prepare(options: BenchOptions, local: BenchLedger): Promise<Prepared> {
+  // The ledger's form (one Redis, a cluster, the durable mode): its settings on top (loadtest/bench/cluster.ts).
+  const env = { ...switchEnv(options, local.url), ...local.env };
   const config = loadConfig(env);
-  const redis = new Redis(local.url, { enableAutoPipelining: true, maxRetriesPerRequest: 1 });
+  const redis = ledgerClient(config, { enableAutoPipelining: true, maxRetriesPerRequest: 1 });
   const keys = new Keys(KEY_PREFIX, options.shards);
   const scripts = await Scripts.load(redis);
   const ledger = new Ledger(keys, scripts, config.requestTtlSec);
@@ -898,7 +937,7 @@ async function thirdPartyInput(p: Prepared, approvals: Approvals, followUpsLeft:
 async function baselines(
   ctx: ScenarioContext,
   p: Prepared,
-  local: LocalRedis,
+  local: BenchLedger,
 ): Promise<
   Pick<
     BenchResult['baselines'],
@@ -954,17 +993,15 @@ async function baselines(
   return { noopGrpc, noopGrpcOpen, noopStream, noopStreamOpen, redisScript, redisBenchmarkScript, redisWork };
 }
 
-async function bench(options: BenchOptions): Promise<BenchResult & { history: HistoryBenchResult | null }> {
+async function bench(
+  options: BenchOptions,
+  form: BenchLedgerForm = 'single',
+): Promise<BenchResult & { history: HistoryBenchResult | null }> {
   const startedAt = new Date().toISOString();
   const machineInfo = machine();
   const dataDir = mkdtempSync(join(tmpdir(), 'cardswitch-bench-'));
-  const local = await startLocalRedis({
-    dataDir,
-    port: 0,
-    appendOnly: true,
-    appendFsync: (process.env['BENCH_REDIS_FSYNC'] as 'always' | 'everysec' | 'no' | undefined) ?? 'always',
-    startTimeoutMs: 10_000,
-  });
+  const fsync = (process.env['BENCH_REDIS_FSYNC'] as 'always' | 'everysec' | 'no' | undefined) ?? 'always';
+  const local = await startBenchLedger(form, dataDir, fsync);
   let prepared: Prepared | undefined;
   try {
     prepared = await prepare(options, local);
@@ -987,16 +1024,19 @@ async function bench(options: BenchOptions): Promise<BenchResult & { history: Hi
     const approvals: Approvals = { payments: [], waterDebits: [], campusQr: [], thirdParty: [], thirdPartyPending: [], campusQrMarks: 0 };
     let runs: SwitchRuns;
     let h2loadInquire: BenchResult['baselines']['h2loadInquire'] = null;
+    let streamCrossCheck: BenchResult['baselines']['streamCrossCheck'] = null;
     let followUpsLeft = 0;
     // BENCH_REDIS_LATENCY_MS=N: Redis's own latency monitor records every event slower than N ms
     // (aof-fsync-always, command, fork ...), printed after the switch scenarios.
     const latencyThresholdMs = process.env['BENCH_REDIS_LATENCY_MS'];
     if (latencyThresholdMs !== undefined) await p.redis.call('CONFIG', 'SET', 'latency-monitor-threshold', latencyThresholdMs);
     // Issue 17: Redis's memory and journal length before the scenarios (loadtest/bench/history.ts).
-    const beforeScenarios = await historyBaseline(p.redis, p.keys);
+    const beforeScenarios = form === 'single' ? await historyBaseline(p.redis, p.keys) : undefined;
     try {
       runs = await runSwitchScenarios(ctx, target, approvals);
       if (options.h2load) h2loadInquire = await crossCheckInquire(ctx, target.port, approvals);
+      if (options.plans.some((plan) => plan.scenario === 'tap-stream'))
+        streamCrossCheck = await crossCheckStream(ctx, target.port, approvals);
       followUpsLeft = await waitForFollowUps(p);
     } finally {
       await target.stop();
@@ -1007,7 +1047,11 @@ async function bench(options: BenchOptions): Promise<BenchResult & { history: Hi
       process.stdout.write(`${lines.length === 0 ? `  redis latency: no event over ${latencyThresholdMs} ms` : lines.join('\n')}\n`);
     }
     // The baselines' open runs take the rates the scenarios ran at (--rate auto resolved).
-    const base = { ...(await baselines({ ...ctx, options: { ...options, plans: runs.plans } }, p, local)), h2loadInquire };
+    const base = {
+      ...(await baselines({ ...ctx, options: { ...options, plans: runs.plans } }, p, local)),
+      h2loadInquire,
+      streamCrossCheck,
+    };
     process.stdout.write('checking the ledger (every approval exactly once, audit) ...\n');
     const ledgerCheck: LedgerCheck = await checkLedger(
       p.redis,
@@ -1020,7 +1064,7 @@ async function bench(options: BenchOptions): Promise<BenchResult & { history: Hi
     );
     const { scenarios, gateway, websockets } = runs;
     // After the ledger check: the archive step archives and trims the journal the check has just read.
-    const history = await runHistoryBench(p.redis, p.keys, beforeScenarios, scenarios);
+    const history = beforeScenarios === undefined ? null : await runHistoryBench(p.redis, p.keys, beforeScenarios, scenarios);
     const ratios = ratiosOf(scenarios, base, gateway);
     const passed =
       ledgerCheck.passed &&
@@ -1113,6 +1157,19 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (options.exportCampus !== undefined) {
     await exportCampus(options, options.exportCampus);
     return 0;
+  }
+  if (options.redis === 'cluster') {
+    // One Redis, the cluster, the cluster in the durable mode: each its own fresh ledger and checks.
+    const runs = {} as Record<BenchLedgerForm, BenchResult>;
+    for (const form of CLUSTER_FORMS) {
+      process.stdout.write(`\n=== ledger on ${form} ===\n`);
+      runs[form] = await bench(optionsForForm(options, form), form);
+    }
+    const comparison = compareForms(`npm run bench -- ${argv.join(' ')}`.trim(), runs);
+    mkdirSync(dirname(resolve(options.out)), { recursive: true });
+    writeFileSync(options.out, `${JSON.stringify(comparison, null, 2)}\n`);
+    process.stdout.write(clusterReport(comparison, options.out));
+    return comparison.passed ? 0 : 1;
   }
   const result = await bench(options);
   mkdirSync(dirname(resolve(options.out)), { recursive: true });

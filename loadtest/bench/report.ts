@@ -8,6 +8,7 @@ import type { RedisScenarioStats } from './redis-stats.js';
 import type { WebSocketsResult } from './websockets.js';
 import type { RedisBaselineResult } from './redis-baseline.js';
 import type { RedisBenchmarkResult, RedisWorkBaselines } from './redis-benchmark.js';
+import type { GrpcJsStreamResult } from './stream-crosscheck.js';
 
 export const RESULT_SCHEMA = 'cardswitch-bench/1';
 
@@ -191,6 +192,16 @@ export interface BenchResult {
      * driven by redis-benchmark, with Redis's CPU, AOF bytes and memory per call (null without redis-benchmark).
      */
     readonly redisWork?: RedisWorkBaselines | null;
+    /**
+     * AuthorizeStream at a low rate, the bench's own generator against the stock grpc-js client (issue 15
+     * item 6); null when tap-stream was not run.
+     */
+    readonly streamCrossCheck?: {
+      readonly rate: number;
+      readonly own: { readonly achievedRate: number; readonly latencyMs: LatencySummaryMs; readonly errors: number };
+      readonly grpcJs: Omit<GrpcJsStreamResult, 'approvalKeys'>;
+      readonly p50GrpcJsVsOwn: number | null;
+    } | null;
     readonly h2loadInquire:
       (H2loadResult & { readonly ownGenerator?: { readonly achievedRate: number; readonly latencyMs: LatencySummaryMs } }) | null;
   };
@@ -517,6 +528,11 @@ export function humanReport(result: BenchResult, outPath: string): string {
       `  ${pad(`redis per approval, ${s.name}`, 30)} CPU ${s.redis.cpuUsPerApproval ?? '?'} µs, AOF ${s.redis.aofBytesPerApproval ?? '?'} B, memory ${s.redis.memoryBytesPerApproval ?? '?'} B, script ${s.redis.scriptUsPerApproval ?? '?'} µs`,
     );
   }
+  const sc = b.streamCrossCheck ?? null;
+  if (sc !== null)
+    lines.push(
+      `  ${pad(`stream cross-check @${sc.rate}/s`, 30)} own generator ${sc.own.achievedRate}/s p50 ${sc.own.latencyMs.p50} p99 ${sc.own.latencyMs.p99} ms; grpc-js ${sc.grpcJs.achievedRate}/s p50 ${sc.grpcJs.latencyMs.p50} p99 ${sc.grpcJs.latencyMs.p99} ms, errors ${sc.grpcJs.errors} (p50 ratio ${sc.p50GrpcJsVsOwn ?? '?'})`,
+    );
   const tpc = result.thirdPartyCost ?? null;
   if (tpc !== null)
     lines.push(
