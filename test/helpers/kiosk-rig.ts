@@ -48,6 +48,7 @@ const BRIDGE_SCRIPT = `(() => {
 })();`;
 
 export interface KioskRig {
+  /** The switch (a new one after restartSwitch). */
   readonly app: SwitchApp;
   readonly sims: ChannelSimulators;
   readonly handlers: KioskHandlers;
@@ -57,6 +58,9 @@ export interface KioskRig {
   page: Page;
   /** Calls the handlers as from `sender` (the tests of the sender check). */
   invokeAs(sender: SenderInfo, action: string, arg: unknown): ReturnType<KioskHandlers['invoke']>;
+  /** Stops the switch; startSwitchAgain starts it again on the same ports and key space. */
+  stopSwitch(): Promise<void>;
+  startSwitchAgain(): Promise<void>;
   /** Opens the kiosk's page afresh (the renderer restarting). */
   open(): Promise<Page>;
   screenshot(name: string): Promise<void>;
@@ -77,8 +81,15 @@ export async function startKioskRig(options: RigOptions): Promise<KioskRig> {
   const gatewayPort = await freePort();
   const log = createLogger(process.env['TEST_LOG_LEVEL'] ?? 'silent');
   const sims = await startChannelSimulators({ log, notifyBaseUrl: `http://127.0.0.1:${gatewayPort}`, latencyMs: 0 });
-  const config = testConfig(options.label, { GATEWAY_PORT: String(gatewayPort), PASSWORD_SCRYPT_N: '1024', ...options.switchEnv });
-  const app = await startSwitch(config, log, Date.now, { channels: sims.channels });
+  const grpcPort = await freePort();
+  const config = testConfig(options.label, {
+    GATEWAY_PORT: String(gatewayPort),
+    GRPC_PORT: String(grpcPort),
+    PASSWORD_SCRYPT_N: '1024',
+    ...options.switchEnv,
+  });
+  let app = await startSwitch(config, log, Date.now, { channels: sims.channels });
+  let switchRunning = true;
   await app.terminals.register(KIOSK_TERMINAL);
   const client = createSwitchClient({
     address: `127.0.0.1:${app.grpcPort}`,
@@ -118,7 +129,9 @@ export async function startKioskRig(options: RigOptions): Promise<KioskRig> {
   );
   await context.addInitScript({ content: BRIDGE_SCRIPT });
   const rig: KioskRig = {
-    app,
+    get app(): SwitchApp {
+      return app;
+    },
     sims,
     handlers,
     client,
@@ -132,6 +145,14 @@ export async function startKioskRig(options: RigOptions): Promise<KioskRig> {
       page = p;
     },
     invokeAs: (sender, action, arg) => handlers.invoke(sender, action, arg),
+    stopSwitch: async () => {
+      await app.stop();
+      switchRunning = false;
+    },
+    startSwitchAgain: async () => {
+      app = await startSwitch(config, log, Date.now, { channels: sims.channels });
+      switchRunning = true;
+    },
     open: async () => {
       await page?.close();
       page = await context.newPage();
@@ -147,7 +168,7 @@ export async function startKioskRig(options: RigOptions): Promise<KioskRig> {
       handlers.dispose();
       client.close();
       await browser.close();
-      await app.stop();
+      if (switchRunning) await app.stop();
       await sims.stop();
     },
   };
