@@ -304,7 +304,8 @@ const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args:
   recharge: [{ keys: 5, args: ['C1', 'WECHAT', 'ORD-0001', 100, 'rch|C1|100|WECHAT', 'kiosk-1', NOW, DAY, 0, 3600, '', 'chan', 3600] }],
   'recharge-order': [
     { keys: 4, args: ['create', 'C1', 'WECHAT', 'R00ab', 100, 'rco|C1|WECHAT|100', NOW, NOW + 60_000, DAY, 0, 3600, 5, 'holder'] },
-    { keys: 3, args: ['finish', 'WECHAT', 'R00ab', 'X', NOW] },
+    { keys: 4, args: ['finish', 'WECHAT', 'R00ab', 'X', NOW] },
+    { keys: 4, args: ['requery', 'WECHAT', 'R00ab', NOW, NOW + 5000, 10] },
   ],
   refund: [{ keys: 6, args: ['C1', 100, 'ref|C1|100|T1:1', 'T1', 7, 'm:M1', NOW, 3600, 'T1:1', 'chan', 3600] }],
   'replace-card': [{ keys: 1, args: ['S2'] }],

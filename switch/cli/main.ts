@@ -17,6 +17,7 @@ import { TerminalRecords } from '../ledger/terminals.js';
 import { checkShardCount, ShardCountMismatchError } from '../ledger/meta.js';
 import { applyLocalDefaults } from '../dev-env.js';
 import { runAuditCommand } from './audit.js';
+import { runRechargeAttentionCommand } from './recharge-attention.js';
 import { runReconcileCommand } from './reconcile.js';
 import { formatYuan } from '../money.js';
 import { DEFAULT_CSV_LIMITS, NoDataRowsError } from '../data/csv.js';
@@ -50,6 +51,9 @@ commands:
   reconcile --channel wechat|alipay --date YYYY-MM-DD [--json]
                                   match the channel's statement of that day against the journal
                                   (exit 0 matched, 1 with the differences listed)
+  recharge-attention [--channel wechat|alipay] [--json]
+                                  recharge orders the channel never gave a final answer about,
+                                  for an operator to check (exit 0 none, 1 listed)
   help                            show this text
 
 environment: REDIS_URL (required), KEY_PREFIX, LEDGER_SHARDS, TERMINAL_SECRET_PEPPER, PASSWORD_PEPPER
@@ -255,6 +259,11 @@ async function run(argv: readonly string[]): Promise<number> {
     const note = applyLocalDefaults(process.env);
     if (note !== undefined) console.error(note);
     return runReconcileCommand(argv.slice(1));
+  }
+  if (argv[0] === 'recharge-attention') {
+    const note = applyLocalDefaults(process.env);
+    if (note !== undefined) console.error(note);
+    return runRechargeAttentionCommand(argv.slice(1));
   }
   const { positionals, values } = parseArgs({
     args: [...argv],

@@ -27,7 +27,9 @@ import {
   MAX_OPEN_ORDERS_PER_CARD,
   pendingRechargeOrders,
   readRechargeOrder,
+  attentionRechargeOrders,
   rechargeOrderId,
+  requeryRechargeOrder,
   type OrderChannelCode,
   type RechargeOrderRecord,
 } from '../ledger/recharge-orders.js';
@@ -207,7 +209,25 @@ function refuseUnmade(ctx: SwitchContext, cardNo: string, made: Awaited<ReturnTy
 // ---- settling --------------------------------------------------------------------------------
 
 export type SettleOutcome =
-  'credited' | 'pending' | 'closed' | 'unknown_order' | 'amount_mismatch' | 'not_paid' | 'not_creditable' | 'refunded';
+  'credited' | 'pending' | 'closed' | 'unknown_order' | 'amount_mismatch' | 'not_paid' | 'not_creditable' | 'refunded' | 'needs_attention';
+
+/**
+ * An order the channel keeps answering with no final word (a system error, a timeout, still paying long
+ * after it expired) is asked again with a growing wait (RETRY_BASE_MS doubled each time, at most
+ * MAX_RETRY_WAIT_MS), and after MAX_UNKNOWN_QUERIES such answers it needs an operator: it leaves the
+ * settlement loop (state A), `npm run cli -- recharge-attention` lists it and reconciliation shows it.
+ * It can still be credited, once, by a verified notification or a later query.
+ */
+export const MAX_UNKNOWN_QUERIES = 10;
+const MAX_RETRY_WAIT_MS = 30 * 60_000;
+
+export interface RequeryPolicy {
+  /** The first wait after a non-final answer; doubled after each. */
+  readonly retryBaseMs: number;
+  readonly maxUnknownQueries: number;
+  /** The settlement loop's delay (its pending index's scores are when an order's wait began). */
+  readonly olderThanMs: number;
+}
 
 /** Credits a paid order (recharge.lua: once per order, whoever calls first), then tidies its indexes. */
 async function creditPaid(
@@ -251,8 +271,8 @@ async function creditPaid(
 }
 
 /** Asks the channel about one order and settles it when the answer is final. */
-export async function settleByQuery(ctx: SwitchContext, order: RechargeOrderRecord): Promise<SettleOutcome> {
-  if (order.credited || order.state !== 'P') {
+export async function settleByQuery(ctx: SwitchContext, order: RechargeOrderRecord, policy?: RequeryPolicy): Promise<SettleOutcome> {
+  if (order.credited || (order.state !== 'P' && order.state !== 'A')) {
     await finishRechargeOrder(ctx, order, order.credited ? 'S' : order.state === 'X' ? 'X' : 'C', ctx.now());
     return order.credited ? 'credited' : 'closed';
   }
@@ -272,9 +292,74 @@ export async function settleByQuery(ctx: SwitchContext, order: RechargeOrderReco
       await finishRechargeOrder(ctx, order, 'X', ctx.now());
       return 'closed';
     case 'paying':
+      // The payer confirming before the order expires is normal; long after it, the channel is stuck.
+      if (ctx.now() < order.expiresAtMs) return 'pending';
+      return notFinal(ctx, order, policy, 'still paying after the order expired');
     case 'unknown':
-      return 'pending';
+      return notFinal(ctx, order, policy, answer.message);
   }
+}
+
+/** A query without a final answer: asked again later with a growing wait, or (bound reached) needs attention. */
+async function notFinal(
+  ctx: SwitchContext,
+  order: RechargeOrderRecord,
+  policy: RequeryPolicy | undefined,
+  why: string,
+): Promise<SettleOutcome> {
+  // Only the settlement loop counts: a page asking for the state does not push the order to an operator.
+  if (policy === undefined || order.state !== 'P') return 'pending';
+  const nowMs = ctx.now();
+  const waitMs = Math.min(MAX_RETRY_WAIT_MS, policy.retryBaseMs * 2 ** Math.min(order.unknownQueries, 20));
+  const answer = await requeryRechargeOrder(ctx, order, nowMs, nowMs + waitMs - policy.olderThanMs, policy.maxUnknownQueries);
+  if (answer !== 'needs_attention') return answer === 'paid' ? 'credited' : answer === 'closed' ? 'closed' : 'pending';
+  ctx.log.error(
+    {
+      channel: order.channel,
+      orderId: order.orderId,
+      cardNo: order.cardNo,
+      amountFen: order.amountFen,
+      queries: order.unknownQueries + 1,
+      why,
+    },
+    'recharge order: the channel gave no final answer; it needs an operator (npm run cli -- recharge-attention)',
+  );
+  return 'needs_attention';
+}
+
+export interface AttentionOrder {
+  readonly orderId: string;
+  readonly channel: ChannelName;
+  readonly cardNo: string;
+  readonly amountFen: number;
+  readonly createdAtMs: number;
+  /** When it was given up to an operator. */
+  readonly sinceMs: number;
+  readonly unknownQueries: number;
+}
+
+/** The recharge orders that need an operator (at most `maxPerShard` of each shard), oldest first per shard. */
+export async function rechargeOrdersNeedingAttention(
+  ctx: Pick<SwitchContext, 'keys' | 'scripts'>,
+  options: { readonly channel?: ChannelName; readonly maxPerShard: number },
+): Promise<AttentionOrder[]> {
+  const found: AttentionOrder[] = [];
+  for await (const { channel, orderId, sinceMs } of attentionRechargeOrders(ctx, options.maxPerShard)) {
+    const name: ChannelName = channel === 'ALIPAY' ? 'alipay' : 'wechat';
+    if (options.channel !== undefined && options.channel !== name) continue;
+    const order = await readRechargeOrder(ctx, channel, orderId);
+    if (order === undefined) continue;
+    found.push({
+      orderId,
+      channel: name,
+      cardNo: order.cardNo,
+      amountFen: order.amountFen,
+      createdAtMs: order.createdAtMs,
+      sinceMs,
+      unknownQueries: order.unknownQueries,
+    });
+  }
+  return found;
 }
 
 /** The channel's notification: verified, then settled; answers what the channel's API expects. */
@@ -332,7 +417,14 @@ async function settleNotified(
 
 function viewOf(order: RechargeOrderRecord): OrderView {
   const [, balance, txnId] = order.creditAnswer.split('|');
-  const state: OrderState = order.credited ? 'paid' : order.state === 'P' ? 'pending' : order.state === 'X' ? 'expired' : 'closed';
+  // An order an operator looks into (A) is still undecided for its holder.
+  const state: OrderState = order.credited
+    ? 'paid'
+    : order.state === 'P' || order.state === 'A'
+      ? 'pending'
+      : order.state === 'X'
+        ? 'expired'
+        : 'closed';
   return {
     orderId: order.orderId,
     channel: order.channel === 'ALIPAY' ? 'alipay' : 'wechat',
@@ -381,7 +473,9 @@ export async function kioskRechargeOrderState(
 
 async function orderStateFor(ctx: SwitchContext, owner: OrderOwner, orderId: string): Promise<OrderView> {
   const order = await readOwnOrder(ctx, owner, orderId);
-  if (order.credited || order.state !== 'P' || ctx.now() - order.createdAtMs < ctx.config.rechargeQueryDelayMs) return viewOf(order);
+  // An order an operator looks into (A) is asked about too: the channel may know by now (not counted).
+  const open = order.state === 'P' || order.state === 'A';
+  if (order.credited || !open || ctx.now() - order.createdAtMs < ctx.config.rechargeQueryDelayMs) return viewOf(order);
   try {
     await settleByQuery(ctx, order);
   } catch (err) {
@@ -422,8 +516,19 @@ export async function newKioskRechargeOrder(
 /** One sweep of the settlement loop: queries pending orders older than `olderThanMs`. */
 export async function settlePendingRechargeOrders(
   ctx: SwitchContext,
-  options: { readonly olderThanMs: number; readonly maxPerShard: number },
+  options: {
+    readonly olderThanMs: number;
+    readonly maxPerShard: number;
+    /** Default: the loop's interval (RECHARGE_SETTLE_INTERVAL_MS). */
+    readonly retryBaseMs?: number;
+    readonly maxUnknownQueries?: number;
+  },
 ): Promise<Record<SettleOutcome | 'failed', number>> {
+  const policy: RequeryPolicy = {
+    retryBaseMs: options.retryBaseMs ?? ctx.config.rechargeSettleIntervalMs,
+    maxUnknownQueries: options.maxUnknownQueries ?? MAX_UNKNOWN_QUERIES,
+    olderThanMs: options.olderThanMs,
+  };
   const report: Record<SettleOutcome | 'failed', number> = {
     credited: 0,
     pending: 0,
@@ -433,12 +538,13 @@ export async function settlePendingRechargeOrders(
     not_paid: 0,
     not_creditable: 0,
     refunded: 0,
+    needs_attention: 0,
     failed: 0,
   };
   for await (const { channel, orderId } of pendingRechargeOrders(ctx, ctx.now() - options.olderThanMs, options.maxPerShard)) {
     try {
       const order = await readRechargeOrder(ctx, channel, orderId);
-      report[order === undefined ? 'unknown_order' : await settleByQuery(ctx, order)] += 1;
+      report[order === undefined ? 'unknown_order' : await settleByQuery(ctx, order, policy)] += 1;
     } catch (err) {
       report.failed += 1;
       ctx.log.warn({ channel, orderId, err: (err as Error).message }, 'recharge order query failed; the next sweep tries again');

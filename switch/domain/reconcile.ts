@@ -12,6 +12,8 @@
 //   missing_at_channel  the ledger credited an order the channel's statement does not show
 //   amount_differs      both have it, with other amounts
 //   duplicated          one side shows the same order's payment more than once
+//   needs_attention     a recharge order of the day the channel never gave a final answer about (the
+//                       settlement loop gave up on it: domain/recharge-orders.ts); an operator checks it
 // A payment given back in full at the channel on the same day (a code payment reversed or cancelled
 // after it was paid) nets to zero and needs no ledger entry.
 //
@@ -26,12 +28,16 @@ import { CancelledError, FailedPreconditionError, InvalidArgumentError } from '.
 import { forEachShard, JournalReadCancelledError, parseJournalEntry, type JournalEntry } from '../ledger/journal.js';
 import { shardJournalPages } from '../ledger/report-reads.js';
 import { formatYuan as yuan } from '../money.js';
+import { rechargeOrdersNeedingAttention } from './recharge-orders.js';
 import { campusDayRange } from './reports.js';
+
+/** Attention orders read per shard (an operator clears them; more than this many is its own alarm). */
+const MAX_ATTENTION_PER_SHARD = 1000;
 
 /** What reconciliation needs of a switch: the ledger (read only) and the channels. */
 export type ReconcileContext = Pick<SwitchContext, 'keys' | 'scripts' | 'channels'>;
 
-export type DifferenceKind = 'missing_in_ledger' | 'missing_at_channel' | 'amount_differs' | 'duplicated';
+export type DifferenceKind = 'missing_in_ledger' | 'missing_at_channel' | 'amount_differs' | 'duplicated' | 'needs_attention';
 
 export interface ReconcileDifference {
   readonly kind: DifferenceKind;
@@ -315,6 +321,19 @@ export async function reconcileChannelDay(
         `the ledger credited ${yuan(net(side))} yuan to card ${side.payments[0]?.cardNo ?? side.refunds[0]?.cardNo ?? '?'} for an order the channel's statement does not show: check the order with the channel, and reverse the credit with an adjustment if it was never paid`,
       ),
     );
+  }
+  for (const order of await rechargeOrdersNeedingAttention(ctx, { channel, maxPerShard: MAX_ATTENTION_PER_SHARD })) {
+    if (order.createdAtMs < startMs - RECONCILE_CLOCK_SKEW_MS || order.createdAtMs >= endMs) continue;
+    differences.push({
+      kind: 'needs_attention',
+      outTradeNo: order.orderId,
+      channelTxnIds: [],
+      channelNetFen: undefined,
+      ledgerNetFen: undefined,
+      ledgerEntryIds: [],
+      cardNo: order.cardNo,
+      message: `recharge order of ${yuan(order.amountFen)} yuan for card ${order.cardNo}: the channel gave no final answer after ${order.unknownQueries} queries; check it with the channel (paid: it is credited once its notification or a query comes; a line missing_in_ledger above is the same order)`,
+    });
   }
   differences.sort((a, b) => (a.kind === b.kind ? (a.outTradeNo < b.outTradeNo ? -1 : 1) : a.kind < b.kind ? -1 : 1));
   return { channel, date, statementLines: rows.length, ledgerEntries: records.length, matchedOrders, differences };

@@ -134,6 +134,7 @@ export const RECHARGE_ORDER_CREATE_ANSWERS = {
   17: 'too_many_open',
 } as const;
 export const RECHARGE_ORDER_FINISH_ANSWERS = { 1: 'closed', 3: 'paid', 4: 'still_pending', 6: 'unknown_order' } as const;
+export const RECHARGE_ORDER_REQUERY_ANSWERS = { 7: 'requeued', 8: 'needs_attention', 3: 'paid', 1: 'closed', 6: 'unknown_order' } as const;
 export const RECHARGE_ORDER_REFUSALS = KEY_REUSED;
 
 export const REFUND_ANSWERS = {
@@ -223,7 +224,10 @@ export const SCRIPT_ANSWERS = {
   'open-account': { answers: [OPEN_ACCOUNT_ANSWERS], refusals: {} },
   password: { answers: [PASSWORD_ANSWERS], refusals: {} },
   recharge: { answers: [RECHARGE_ANSWERS], refusals: RECHARGE_REFUSALS },
-  'recharge-order': { answers: [RECHARGE_ORDER_CREATE_ANSWERS, RECHARGE_ORDER_FINISH_ANSWERS], refusals: RECHARGE_ORDER_REFUSALS },
+  'recharge-order': {
+    answers: [RECHARGE_ORDER_CREATE_ANSWERS, RECHARGE_ORDER_FINISH_ANSWERS, RECHARGE_ORDER_REQUERY_ANSWERS],
+    refusals: RECHARGE_ORDER_REFUSALS,
+  },
   refund: { answers: [REFUND_ANSWERS], refusals: REFUND_REFUSALS },
   'replace-card': { answers: [REPLACE_CARD_ANSWERS], refusals: {} },
   reverse: { answers: [REVERSE_ANSWERS], refusals: REVERSE_REFUSALS },

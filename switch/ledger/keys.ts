@@ -111,6 +111,11 @@ export class Keys {
     return `${this.tag(shard)}:rchpend`;
   }
 
+  /** Zset of the shard's recharge orders that need an operator (channel:orderId -> since ms; recharge-order.lua 'requery'). */
+  rechargeAttention(shard: number): string {
+    return `${this.tag(shard)}:rchattn`;
+  }
+
   /** Hash of one card's open recharge orders (orderId -> "<amountFen>|<dayKey>"): the daily maximum counts them. */
   rechargeOpen(cardNo: string): string {
     return `${this.tag(this.shardOf(cardNo))}:rchopen:${cardNo}`;

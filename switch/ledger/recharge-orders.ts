@@ -9,6 +9,7 @@ import {
   LedgerInvariantError,
   RECHARGE_ORDER_CREATE_ANSWERS,
   RECHARGE_ORDER_FINISH_ANSWERS,
+  RECHARGE_ORDER_REQUERY_ANSWERS,
   RECHARGE_ORDER_REFUSALS,
   type AnswerOf,
 } from './answers.js';
@@ -122,23 +123,85 @@ export async function finishRechargeOrder(
   state: FinishState,
   nowMs: number,
 ): Promise<FinishOrderCode> {
-  const k = access.keys;
-  const reply = await access.scripts.run(
-    'recharge-order',
-    [k.order(order.cardNo, order.channel, order.orderId), k.rechargePending(k.shardOf(order.cardNo)), k.rechargeOpen(order.cardNo)],
-    ['finish', order.channel, order.orderId, state, nowMs],
-  );
+  const reply = await access.scripts.run('recharge-order', orderKeys(access, order), [
+    'finish',
+    order.channel,
+    order.orderId,
+    state,
+    nowMs,
+  ]);
   return decodeAnswer('recharge-order', RECHARGE_ORDER_FINISH_ANSWERS, reply as number);
 }
 
-/** One order as recorded. `state`: P pending, X expired, C closed; `credited` when recharge.lua credited it. */
+function orderKeys(
+  access: LedgerAccess,
+  order: { readonly cardNo: string; readonly channel: OrderChannelCode; readonly orderId: string },
+): string[] {
+  const k = access.keys;
+  const shard = k.shardOf(order.cardNo);
+  return [
+    k.order(order.cardNo, order.channel, order.orderId),
+    k.rechargePending(shard),
+    k.rechargeOpen(order.cardNo),
+    k.rechargeAttention(shard),
+  ];
+}
+
+export type RequeryOrderCode = AnswerOf<typeof RECHARGE_ORDER_REQUERY_ANSWERS>;
+
+/**
+ * The channel's answer to a query was not final: ask again at `nextScoreMs` (the pending index's score),
+ * or, after `maxUnknown` such answers, move the order to the attention index; see recharge-order.lua.
+ */
+export async function requeryRechargeOrder(
+  access: LedgerAccess,
+  order: { readonly cardNo: string; readonly channel: OrderChannelCode; readonly orderId: string },
+  nowMs: number,
+  nextScoreMs: number,
+  maxUnknown: number,
+): Promise<RequeryOrderCode> {
+  const reply = await access.scripts.run('recharge-order', orderKeys(access, order), [
+    'requery',
+    order.channel,
+    order.orderId,
+    nowMs,
+    Math.max(0, nextScoreMs),
+    maxUnknown,
+  ]);
+  return decodeAnswer('recharge-order', RECHARGE_ORDER_REQUERY_ANSWERS, reply as number);
+}
+
+/** The orders that need an operator (recharge-order.lua 'requery' gave up on them), shard by shard. */
+export async function* attentionRechargeOrders(
+  access: LedgerAccess,
+  maxPerShard: number,
+): AsyncGenerator<{ readonly channel: OrderChannelCode; readonly orderId: string; readonly sinceMs: number }> {
+  const redis = access.scripts.client;
+  for (let shard = 0; shard < access.keys.shardCount; shard++) {
+    const flat = await redis.zrangebyscore(access.keys.rechargeAttention(shard), '-inf', '+inf', 'WITHSCORES', 'LIMIT', 0, maxPerShard);
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const member = flat[i] ?? '';
+      const [channel, orderId = ''] = member.split(':');
+      if (channel !== 'WECHAT' && channel !== 'ALIPAY')
+        throw new LedgerInvariantError(`recharge order ${member} needing attention names no channel`);
+      yield { channel, orderId, sinceMs: Number(flat[i + 1]) };
+    }
+  }
+}
+
+/**
+ * One order as recorded. `state`: P pending, X expired, C closed, A needs an operator (the channel never
+ * gave a final answer); `credited` when recharge.lua credited it.
+ */
 export interface RechargeOrderRecord {
   readonly orderId: string;
   readonly cardNo: string;
   readonly channel: OrderChannelCode;
   readonly amountFen: number;
-  readonly state: 'P' | 'X' | 'C';
+  readonly state: 'P' | 'X' | 'C' | 'A';
   readonly credited: boolean;
+  /** How many queries in a row got no final answer (recharge-order.lua 'requery'). */
+  readonly unknownQueries: number;
   /** The credit's answer (recharge.lua's), '' when not credited. */
   readonly creditAnswer: string;
   readonly createdAtMs: number;
@@ -155,7 +218,7 @@ export async function readRechargeOrder(
   const shard = shardOfOrderId(access, orderId);
   if (shard === undefined) return undefined;
   const key = access.keys.orderInShard(shard, channel, orderId);
-  const [card, ch, amount, state, created, expires, source, answer] = await access.scripts.client.hmget(
+  const [card, ch, amount, state, created, expires, source, answer, unknown] = await access.scripts.client.hmget(
     key,
     'card',
     'och',
@@ -165,10 +228,11 @@ export async function readRechargeOrder(
     'oexp',
     'osrc',
     'ans',
+    'ounk',
   );
   // A record without `och` is not an order of ours (a kiosk's or operator's recharge record of old).
   if (card === null || card === undefined || ch !== channel) return undefined;
-  if (state !== 'P' && state !== 'X' && state !== 'C')
+  if (state !== 'P' && state !== 'X' && state !== 'C' && state !== 'A')
     throw new LedgerInvariantError(`recharge order ${orderId} has state ${String(state)}`);
   return {
     orderId,
@@ -177,6 +241,7 @@ export async function readRechargeOrder(
     amountFen: Number(amount),
     state,
     credited: answer !== null,
+    unknownQueries: Number(unknown ?? '0'),
     creditAnswer: answer ?? '',
     createdAtMs: Number(created),
     expiresAtMs: Number(expires),

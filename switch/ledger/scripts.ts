@@ -247,8 +247,8 @@ export const ARGV_RULES = {
     ],
   },
   'recharge-order': {
-    common: [oneOf('op', 'create', 'finish')],
-    expected: '13 for create, 5 for finish',
+    common: [oneOf('op', 'create', 'finish', 'requery')],
+    expected: '13 for create, 5 for finish, 6 for requery',
     byOp: {
       create: [
         id('cardNo'),
@@ -265,6 +265,13 @@ export const ARGV_RULES = {
         id('source'),
       ],
       finish: [oneOf('channel', 'WECHAT', 'ALIPAY'), id('orderId'), oneOf('state', 'S', 'X', 'C'), integer('nowMs', 0)],
+      requery: [
+        oneOf('channel', 'WECHAT', 'ALIPAY'),
+        id('orderId'),
+        integer('nowMs', 0),
+        integer('nextScoreMs', 0),
+        integer('maxUnknown', 1),
+      ],
     },
   },
   refund: {

@@ -169,6 +169,8 @@ type Reply =
 const MAX_TRADES = 100_000;
 const MAX_CODES = 100_000;
 const MAX_PAYERS = 100_000;
+/** Methods counted by callCount: the gateway has a dozen; anything past this is a caller inventing names. */
+const MAX_COUNTED_METHODS = 64;
 const MAX_BODY_BYTES = 64 * 1024;
 const MAX_SCRIPT_STEPS = 100;
 const CODE_VALID_MS = 60_000;
@@ -191,6 +193,7 @@ export class AlipaySimulator {
   private readonly latencyMs: number;
   private readonly now: () => number;
   private readonly cancelWindowMs: number;
+  private readonly methodCalls = new Map<string, number>();
   private readonly payers = new Map<string, Payer>();
   private readonly codes = new Map<string, { readonly payerId: string; readonly issuedMs: number; used: boolean }>();
   private readonly scripts = new Map<string, PayStep[]>();
@@ -542,7 +545,14 @@ export class AlipaySimulator {
     return undefined;
   }
 
+  /** How many signed requests of `method` reached the gateway (e.g. 'alipay.trade.query'), failures included. */
+  callCount(method: string): number {
+    return this.methodCalls.get(method) ?? 0;
+  }
+
   private dispatch(method: string, params: ReadonlyMap<string, string>): Reply {
+    if (this.methodCalls.has(method) || this.methodCalls.size < MAX_COUNTED_METHODS)
+      this.methodCalls.set(method, (this.methodCalls.get(method) ?? 0) + 1);
     // The one method here without biz_content: grant_type and code are common parameters.
     if (method === 'alipay.system.oauth.token') {
       const failure = this.takeFailure(method);

@@ -24,12 +24,24 @@
     then called without a daily limit (the channel has taken the money by then).
 
   op 'finish'
-    KEYS[1] orderKey  KEYS[2] pendingKey  KEYS[3] openKey
+    KEYS[1] orderKey  KEYS[2] pendingKey  KEYS[3] openKey  KEYS[4] attentionKey {L:s}:rchattn (zset, as pendingKey)
     ARGV[1] 'finish'  ARGV[2] channel WECHAT | ALIPAY  ARGV[3] orderId
     ARGV[4] state: S (tidy after the credit) | X (expired) | C (closed)  ARGV[5] nowMs
     Answers: 3 paid (credited: taken off the indexes)   1 closed (now, or before)
              4 still pending (S on an order without a credit: nothing changed)
              6 unknown order (taken off the indexes)
+    An order needing attention (A) is closed like a pending one: the channel's answer came after all.
+
+  op 'requery': the channel's answer to a query was not final (a system error, a timeout, still paying
+    after the order expired). The order is asked again later (its pending score moved to ARGV[5]), and
+    after ARGV[6] such answers it leaves the pending index for the attention index: state A, "needs an
+    operator" (npm run cli -- recharge-attention lists them; reconciliation shows them). It stays
+    creditable: a verified notification or a later query still credits it, once (recharge.lua).
+    KEYS[1] orderKey  KEYS[2] pendingKey  KEYS[3] openKey  KEYS[4] attentionKey
+    ARGV[1] 'requery'  ARGV[2] channel  ARGV[3] orderId  ARGV[4] nowMs  ARGV[5] nextScoreMs  ARGV[6] maxUnknown
+    Answers: 7 asked again later   8 needs attention (now)   3 paid   1 not pending (closed, or in
+             attention already: nothing changed)   6 unknown order
+    Fields: `ounk` the count of such answers, `oatt` when it went to attention.
 
   A malformed ARGV (count or format) is answered with the error reply "ERR recharge-order: ..." before
   any key is read or written (includes/argv.lua; scripts.ts checks the same before sending).
@@ -45,6 +57,8 @@ local ANSWER_CLOSED = 1
 local ANSWER_PAID = 3
 local ANSWER_STILL_PENDING = 4
 local ANSWER_UNKNOWN_ORDER = 6
+local ANSWER_REQUEUED = 7
+local ANSWER_NEEDS_ATTENTION = 8
 local REFUSED_KEY_REUSED = -1
 
 local rcall = redis.call
@@ -53,28 +67,59 @@ local op = ARGV[1]
 -- @include answer
 -- @include argv
 
-local badArgv = argvCount(#ARGV >= 1, '13 for create, 5 for finish') or argvOneOf(1, 'op', 'create', 'finish')
+local badArgv = argvCount(#ARGV >= 1, '13 for create, 5 for finish, 6 for requery') or argvOneOf(1, 'op', 'create', 'finish', 'requery')
 if badArgv then return badArgv end
 if op == 'create' then
   badArgv = argvCount(#ARGV == 13, '13 for create') or argvId(2, 'cardNo') or argvOneOf(3, 'channel', 'WECHAT', 'ALIPAY')
     or argvId(4, 'orderId') or argvInteger(5, 'amountFen', 1) or argvId(6, 'fingerprint') or argvInteger(7, 'nowMs', 0)
     or argvInteger(8, 'expiresAtMs', 0) or argvId(9, 'dayKey') or argvInteger(10, 'dailyLimitFen', 0)
     or argvInteger(11, 'recordTtlSec', 1) or argvInteger(12, 'maxOpen', 1) or argvId(13, 'source')
-else
+elseif op == 'finish' then
   badArgv = argvCount(#ARGV == 5, '5 for finish') or argvOneOf(2, 'channel', 'WECHAT', 'ALIPAY') or argvId(3, 'orderId')
     or argvOneOf(4, 'state', 'S', 'X', 'C') or argvInteger(5, 'nowMs', 0)
+else
+  badArgv = argvCount(#ARGV == 6, '6 for requery') or argvOneOf(2, 'channel', 'WECHAT', 'ALIPAY') or argvId(3, 'orderId')
+    or argvInteger(4, 'nowMs', 0) or argvInteger(5, 'nextScoreMs', 0) or argvInteger(6, 'maxUnknown', 1)
 end
 if badArgv then return badArgv end
+
+if op == 'requery' then
+  local orderKey = KEYS[1]
+  local pendingKey = KEYS[2]
+  local openKey = KEYS[3]
+  local attentionKey = KEYS[4]
+  local member = ARGV[2] .. ':' .. ARGV[3]
+  local record = rcall('HMGET', orderKey, 'ofp', 'ans', 'ost')
+  if not record[1] then
+    rcall('ZREM', pendingKey, member)
+    return ANSWER_UNKNOWN_ORDER
+  end
+  if record[2] then return ANSWER_PAID end
+  if record[3] ~= 'P' then return ANSWER_CLOSED end
+  local unknown = rcall('HINCRBY', orderKey, 'ounk', 1)
+  if unknown < tonumber(ARGV[6]) then
+    rcall('ZADD', pendingKey, ARGV[5], member)
+    return ANSWER_REQUEUED
+  end
+  rcall('HSET', orderKey, 'ost', 'A', 'oatt', ARGV[4])
+  rcall('ZREM', pendingKey, member)
+  rcall('ZADD', attentionKey, ARGV[4], member)
+  -- No longer one of the card's open orders (they are capped): an operator owns it now.
+  rcall('HDEL', openKey, ARGV[3])
+  return ANSWER_NEEDS_ATTENTION
+end
 
 if op == 'finish' then
   local orderKey = KEYS[1]
   local pendingKey = KEYS[2]
   local openKey = KEYS[3]
+  local attentionKey = KEYS[4]
   local orderId = ARGV[3]
   local state = ARGV[4]
   local record = rcall('HMGET', orderKey, 'ofp', 'ans', 'ost')
   local function unindex()
     rcall('ZREM', pendingKey, ARGV[2] .. ':' .. orderId)
+    rcall('ZREM', attentionKey, ARGV[2] .. ':' .. orderId)
     rcall('HDEL', openKey, orderId)
   end
   if not record[1] then
@@ -86,7 +131,7 @@ if op == 'finish' then
     return ANSWER_PAID
   end
   if state == 'S' then return ANSWER_STILL_PENDING end
-  if record[3] == 'P' then rcall('HSET', orderKey, 'ost', state, 'ocls', ARGV[5]) end
+  if record[3] == 'P' or record[3] == 'A' then rcall('HSET', orderKey, 'ost', state, 'ocls', ARGV[5]) end
   unindex()
   return ANSWER_CLOSED
 end

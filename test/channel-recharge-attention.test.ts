@@ -1,0 +1,167 @@
+// Recharge orders whose channel never gives a final answer (a system error on every query): the settlement
+// loop asks again with a growing wait, a bounded number of times, then the order needs an operator (state
+// A): off the loop, listed by `npm run cli -- recharge-attention`, shown by reconciliation. It stays
+// creditable: the payer's late notification credits it once, and a resent one credits nothing. Real
+// switch and gateway, real Redis, both channel simulators over loopback; the audit passes after each test.
+import { createServer } from 'node:net';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { startSwitch, type SwitchApp } from '../switch/app.js';
+import { startChannelSimulators, type ChannelSimulators } from '../switch/channels/index.js';
+import { runRechargeAttentionCommand } from '../switch/cli/recharge-attention.js';
+import { reconcileChannelDay } from '../switch/domain/reconcile.js';
+import { newRechargeOrder, rechargeOrderState, settlePendingRechargeOrders } from '../switch/domain/recharge-orders.js';
+import { auditLedger } from '../switch/ledger/audit.js';
+import { readRechargeOrder } from '../switch/ledger/recharge-orders.js';
+import { createLogger } from '../switch/log.js';
+import { testRedisUrl } from './helpers/redis.js';
+import { openCard, readJournal, testConfig } from './helpers/switch.js';
+
+const log = createLogger(process.env['TEST_LOG_LEVEL'] ?? 'silent');
+const MAX_UNKNOWN = 3;
+/** The first wait after a non-final answer; the test moves an order's time on instead of waiting. */
+const RETRY_BASE_MS = 60_000;
+
+let sims: ChannelSimulators;
+let app: SwitchApp;
+let cardSeq = 0;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+beforeAll(async () => {
+  const port = await freePort();
+  sims = await startChannelSimulators({ log, notifyBaseUrl: `http://127.0.0.1:${port}`, latencyMs: 0 });
+  // The switch's own loop stays out of the way (once an hour): the test runs each sweep itself.
+  const config = testConfig('chattn', { GATEWAY_PORT: String(port), RECHARGE_QUERY_DELAY_MS: '0', RECHARGE_SETTLE_INTERVAL_MS: '3600000' });
+  app = await startSwitch(config, log, Date.now, { channels: sims.channels });
+});
+
+afterAll(async () => {
+  await app?.stop();
+  await sims?.stop();
+});
+
+afterEach(async () => {
+  const report = await auditLedger(app.redis, app.keys);
+  expect(report.problems).toEqual([]);
+  expect(report.ok).toBe(true);
+});
+
+function sweep(): Promise<Record<string, number>> {
+  return settlePendingRechargeOrders(app.context, {
+    olderThanMs: 0,
+    maxPerShard: 100,
+    retryBaseMs: RETRY_BASE_MS,
+    maxUnknownQueries: MAX_UNKNOWN,
+  });
+}
+
+/** The order's place in the shard's pending index (when the loop asks next), or null when it is not there. */
+async function pendingScore(cardNo: string, channel: string, orderId: string): Promise<number | null> {
+  const score = await app.redis.zscore(app.keys.rechargePending(app.keys.shardOf(cardNo)), `${channel}:${orderId}`);
+  return score === null ? null : Number(score);
+}
+
+async function runCli(args: string[]): Promise<{ code: number; out: string }> {
+  const out: string[] = [];
+  const logSpy = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
+  const errSpy = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+  try {
+    const code = await runRechargeAttentionCommand(args, {
+      REDIS_URL: testRedisUrl(),
+      KEY_PREFIX: app.context.config.keyPrefix,
+      LOG_LEVEL: 'silent',
+    });
+    return { code, out: out.join('\n') };
+  } finally {
+    logSpy.mockRestore();
+    errSpy.mockRestore();
+  }
+}
+
+const today = (): string => new Date(Date.now() + 8 * 3_600_000).toISOString().slice(0, 10);
+
+describe.each(['wechat', 'alipay'] as const)('%s: a recharge order the channel never answers', (channel) => {
+  it('is asked again with a growing wait, a bounded number of times, then needs an operator; its late payment credits once', async () => {
+    cardSeq += 1;
+    const cardNo = `5500${String(cardSeq).padStart(4, '0')}`;
+    await openCard(app, cardNo, `AT${cardNo}`, 1000);
+    const code = channel === 'wechat' ? 'WECHAT' : 'ALIPAY';
+    const order = await newRechargeOrder(app.context, { cardNo, channel, amountFen: 2500, requestId: `attn-${channel}`, source: 'holder' });
+    // Every query of the order from now on: a system error (no final answer).
+    const failQuery = (): void => {
+      if (channel === 'wechat') sims.wechat.failNext('orderquery', 'systemerror');
+      else sims.alipay.failNext('alipay.trade.query', 'system_error', 1);
+    };
+    const queries = (): number =>
+      channel === 'wechat' ? sims.wechat.callCount('/pay/orderquery') : sims.alipay.callCount('alipay.trade.query');
+
+    const waits: number[] = [];
+    for (let i = 1; i <= MAX_UNKNOWN; i++) {
+      failQuery();
+      const before = queries();
+      const startedMs = Date.now();
+      const report = await sweep();
+      expect(queries()).toBe(before + 1);
+      if (i < MAX_UNKNOWN) {
+        expect(report['pending']).toBeGreaterThanOrEqual(1);
+        const score = await pendingScore(cardNo, code, order.orderId);
+        expect(score).not.toBeNull();
+        waits.push((score ?? 0) - startedMs);
+        // Not due yet: a sweep now leaves it alone (the wait is real)...
+        await sweep();
+        expect(queries()).toBe(before + 1);
+        // ...until its time comes (moved on here instead of waited for).
+        await app.redis.zadd(app.keys.rechargePending(app.keys.shardOf(cardNo)), 0, `${code}:${order.orderId}`);
+      } else {
+        expect(report['needs_attention']).toBe(1);
+      }
+    }
+    // The waits grow: about 1 and 2 times the base.
+    expect(waits[0]).toBeGreaterThanOrEqual(RETRY_BASE_MS - 5000);
+    expect(waits[1]).toBeGreaterThanOrEqual(2 * RETRY_BASE_MS - 5000);
+
+    // Needs an operator: off the loop (no more queries), listed by the CLI, shown by reconciliation.
+    const record = await readRechargeOrder(app.context, code, order.orderId);
+    expect(record).toMatchObject({ state: 'A', credited: false, unknownQueries: MAX_UNKNOWN });
+    expect(await pendingScore(cardNo, code, order.orderId)).toBeNull();
+    const settled = queries();
+    await sweep();
+    expect(queries()).toBe(settled);
+    const listed = await runCli(['--json', '--channel', channel]);
+    expect(listed.code).toBe(1);
+    expect(JSON.parse(listed.out)).toEqual([
+      expect.objectContaining({ orderId: order.orderId, channel, cardNo, amountFen: 2500, unknownQueries: MAX_UNKNOWN }),
+    ]);
+    if (channel === 'alipay') sims.alipay.bill(today());
+    const reconciled = await reconcileChannelDay(app.context, channel, today(), { signal: AbortSignal.timeout(30_000) });
+    expect(reconciled.differences).toContainEqual(expect.objectContaining({ kind: 'needs_attention', outTradeNo: order.orderId, cardNo }));
+    // The holder sees it still pending (nobody knows yet).
+    expect((await rechargeOrderState(app.context, cardNo, order.orderId)).state).toBe('pending');
+
+    // The payer did pay: the channel's notification (late, then once more) credits it once.
+    if (channel === 'wechat') {
+      await sims.wechat.payOrder(order.orderId);
+      await sims.wechat.notify(order.orderId);
+    } else {
+      await sims.alipay.payOrder(order.orderId).notified;
+      await sims.alipay.notify(order.orderId);
+    }
+    const credits = (await readJournal(app.redis, app.keys.journalOfCard(cardNo))).filter(
+      (e) => e.fields['k'] === 'rch' && e.fields['sq'] === order.orderId,
+    );
+    expect(credits).toHaveLength(1);
+    expect(Number(await app.redis.hget(app.keys.account(cardNo), 'bal'))).toBe(3500);
+    expect(await readRechargeOrder(app.context, code, order.orderId)).toMatchObject({ credited: true });
+    expect((await runCli(['--channel', channel])).code).toBe(0);
+  });
+});
