@@ -26,7 +26,15 @@ import { WaterLedger } from '../../switch/ledger/water.js';
 import { createLogger } from '../../switch/log.js';
 import { CampusQrCodec } from '../../switch/qr/codec.js';
 import { ledgerClient } from '../../switch/redis/cluster.js';
-import { clusterReport, compareForms, CLUSTER_FORMS, optionsForForm, startBenchLedger, type BenchLedger, type BenchLedgerForm } from './cluster.js';
+import {
+  clusterReport,
+  compareForms,
+  CLUSTER_FORMS,
+  optionsForForm,
+  startBenchLedger,
+  type BenchLedger,
+  type BenchLedgerForm,
+} from './cluster.js';
 import type { CampusFile } from '../shared/campus-data.js';
 import { constantProfile, lunchRushProfileForDuration } from '../shared/profile.js';
 import {
@@ -1031,7 +1039,7 @@ async function bench(
     const latencyThresholdMs = process.env['BENCH_REDIS_LATENCY_MS'];
     if (latencyThresholdMs !== undefined) await p.redis.call('CONFIG', 'SET', 'latency-monitor-threshold', latencyThresholdMs);
     // Issue 17: Redis's memory and journal length before the scenarios (loadtest/bench/history.ts).
-    const beforeScenarios = form === 'single' ? await historyBaseline(p.redis, p.keys) : undefined;
+    const beforeScenarios = form === 'single' && options.redis === 'single' ? await historyBaseline(p.redis, p.keys) : undefined;
     try {
       runs = await runSwitchScenarios(ctx, target, approvals);
       if (options.h2load) h2loadInquire = await crossCheckInquire(ctx, target.port, approvals);

@@ -68,6 +68,12 @@ export interface BenchOptions {
   readonly h2loadRequests: number;
   readonly redisBenchmarkRequests: number;
   readonly redisLanes: number;
+  /**
+   * `--redis cluster`: the tap and tap-stream scenarios (closed) against one Redis, a local 3-master Redis
+   * Cluster, and that cluster in the durable mode (LEDGER_DURABILITY=replica), one after the other, reported
+   * side by side (loadtest/bench/cluster.ts). `single` (default): the usual run on one Redis.
+   */
+  readonly redis: 'single' | 'cluster';
   readonly client: 'raw' | 'node';
   /** Cards bound to e-card users (the last ones of the campus): qr, tap-bound, gateway and websockets use them. */
   readonly boundCards: number;
@@ -150,6 +156,8 @@ Inquire), checks the ledger, and writes loadtest/results/latest.json.
   --h2load-requests N requests of the h2load cross-check (default 50000)
   --redis-benchmark-requests N  calls of the script-alone run by redis-benchmark (default 60000)
   --redis-lanes N     concurrent callers of the Redis baseline (default 128)
+  --redis cluster     tap and tap-stream (closed) on one Redis, on a local 3-master 3-replica Redis Cluster and
+                      on that cluster with LEDGER_DURABILITY=replica, side by side (default: single)
   --client raw|node   load generator transport: the bench's own HTTP/2 client (default) or node:http2
   --quick             a few seconds each (CI): every scenario but lunch-rush and inquiry, closed only,
                       small campus, 500 WebSockets, short baselines
@@ -285,6 +293,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
       'h2load-requests': { type: 'string' },
       'redis-benchmark-requests': { type: 'string' },
       'redis-lanes': { type: 'string' },
+      redis: { type: 'string' },
       client: { type: 'string' },
       'bound-cards': { type: 'string' },
       'http-rate': { type: 'string' },
@@ -302,12 +311,15 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   const quick = values.quick === true;
   const { rate, autoFraction } = rateOption(values.rate);
   const httpRate = integer('http-rate', values['http-rate'], DEFAULT_HTTP_RATE, 1, 1_000_000);
+  const redis = values.redis ?? 'single';
+  if (redis !== 'single' && redis !== 'cluster') throw new Error(`--redis ${redis}: must be single or cluster`);
   const options: BenchOptions = {
     help: values.help === true,
     quick,
+    redis,
     plans: plansFor(
-      list('scenario', values.scenario, SCENARIOS),
-      list('mode', values.mode, MODES),
+      list('scenario', values.scenario, SCENARIOS) ?? (redis === 'cluster' ? ['tap', 'tap-stream'] : undefined),
+      list('mode', values.mode, MODES) ?? (redis === 'cluster' ? ['closed'] : undefined),
       { rate, autoFraction, httpRate },
       quick,
     ),

@@ -16,6 +16,7 @@ export interface LocalClusterOptions {
   readonly nodeTimeoutMs?: number;
   readonly startTimeoutMs?: number;
   readonly appendOnly?: boolean;
+  readonly appendFsync?: 'always' | 'everysec' | 'no';
 }
 
 export interface LocalClusterNode {
@@ -78,6 +79,8 @@ function startNode(port: number, busPort: number, dataDir: string, options: Loca
     '',
     '--appendonly',
     options.appendOnly === true ? 'yes' : 'no',
+    '--appendfsync',
+    options.appendFsync ?? 'everysec',
     '--appenddirname',
     'appendonly',
     '--logfile',

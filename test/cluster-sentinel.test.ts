@@ -1,0 +1,137 @@
+// One Redis master, one replica and three Sentinels on loopback (started here); the switch finds the master
+// through the Sentinels (REDIS_SENTINELS) in the durable mode. The master is killed with kill -9 while POS
+// terminals pay; the Sentinels promote the replica, the switch follows by itself, and every payment it
+// approved is in the ledger exactly once. The killed master comes back and the Sentinels make it the new
+// master's replica, so durable payments flow again.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { SwitchApp } from '../switch/app.js';
+import { auditLedger } from '../switch/ledger/audit.js';
+import { freePort, startLocalRedis, type LocalRedis } from '../switch/redis/local-redis.js';
+import { PosLoad, waitUntil } from './helpers/cluster-load.js';
+import { startTestSwitch, useLedgerRedis } from './helpers/switch.js';
+
+const MASTER_NAME = 'cardswitch';
+const BUDGET_MS = 60_000;
+
+let dir: string;
+let master: LocalRedis | undefined;
+let replica: LocalRedis | undefined;
+const sentinels: { port: number; process: ChildProcess }[] = [];
+let app: SwitchApp | undefined;
+let load: PosLoad;
+
+function client(port: number): Redis {
+  const c = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1, retryStrategy: () => null, lazyConnect: true });
+  c.on('error', () => undefined);
+  return c;
+}
+
+async function ask(port: number, ...command: (string | number)[]): Promise<unknown> {
+  const c = client(port);
+  try {
+    await c.connect();
+    return await c.call(String(command[0]), ...command.slice(1));
+  } catch {
+    return undefined;
+  } finally {
+    c.disconnect();
+  }
+}
+
+async function masterPortBySentinels(): Promise<number | undefined> {
+  const answer = (await ask(sentinels[0]?.port ?? 0, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', MASTER_NAME)) as string[] | undefined;
+  return answer === undefined || answer === null ? undefined : Number(answer[1]);
+}
+
+async function startSentinel(index: number, masterPort: number): Promise<void> {
+  const port = await freePort();
+  const conf = join(dir, `sentinel-${index}.conf`);
+  writeFileSync(
+    conf,
+    [
+      `port ${port}`,
+      'bind 127.0.0.1',
+      `dir ${dir}`,
+      `sentinel monitor ${MASTER_NAME} 127.0.0.1 ${masterPort} 2`,
+      `sentinel down-after-milliseconds ${MASTER_NAME} 1000`,
+      `sentinel failover-timeout ${MASTER_NAME} 5000`,
+      `sentinel parallel-syncs ${MASTER_NAME} 1`,
+      '',
+    ].join('\n'),
+  );
+  const process = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore', detached: true });
+  sentinels.push({ port, process });
+  await waitUntil(`sentinel ${index}`, 20_000, async () => (await ask(port, 'PING')) === 'PONG');
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'cardswitch-test-sentinel-'));
+  master = await startLocalRedis({ dataDir: join(dir, 'a'), port: 0, appendOnly: true, appendFsync: 'everysec', startTimeoutMs: 20_000 });
+  replica = await startLocalRedis({ dataDir: join(dir, 'b'), port: 0, appendOnly: true, appendFsync: 'everysec', startTimeoutMs: 20_000 });
+  await ask(replica.port, 'REPLICAOF', '127.0.0.1', master.port);
+  await waitUntil('the replica to sync', 20_000, async () =>
+    String(await ask(replica?.port ?? 0, 'INFO', 'replication')).includes('master_link_status:up'),
+  );
+  for (let i = 0; i < 3; i++) await startSentinel(i, master.port);
+  // Every Sentinel has found the replica (it is what they promote).
+  await waitUntil('the Sentinels to see the replica', 20_000, async () => {
+    const seen = await Promise.all(sentinels.map((s) => ask(s.port, 'SENTINEL', 'REPLICAS', MASTER_NAME)));
+    return seen.every((r) => Array.isArray(r) && r.length === 1);
+  });
+  useLedgerRedis({
+    REDIS_URL: '',
+    REDIS_SENTINELS: sentinels.map((s) => `127.0.0.1:${s.port}`).join(','),
+    REDIS_SENTINEL_MASTER: MASTER_NAME,
+    LEDGER_DURABILITY: 'replica',
+    LEDGER_WAIT_TIMEOUT_MS: '500',
+  });
+  app = await startTestSwitch('sentinel');
+  load = new PosLoad(app, { label: 'SN', cards: 48, terminals: 8, openingFen: 10_000_000, answerBudgetMs: BUDGET_MS });
+  await load.setUp();
+}, 120_000);
+
+afterAll(async () => {
+  await app?.stop();
+  for (const s of sentinels) s.process.kill('SIGKILL');
+  await master?.stop();
+  await replica?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+it('kill -9 of the master under load: the Sentinels promote the replica, the switch follows, no acknowledged payment lost', async () => {
+  const old = master as LocalRedis;
+  expect(await masterPortBySentinels()).toBe(old.port);
+  load.start();
+  await load.waitForApprovals(150);
+  old.process.kill('SIGKILL');
+  const approvedAtKill = load.approved.length;
+  await waitUntil('the Sentinels to promote the replica', BUDGET_MS, async () => (await masterPortBySentinels()) === replica?.port);
+  // The old master comes back (its own data dir) and the Sentinels turn it into the new master's replica.
+  master = await startLocalRedis({
+    dataDir: join(dir, 'a'),
+    port: old.port,
+    appendOnly: true,
+    appendFsync: 'everysec',
+    startTimeoutMs: 20_000,
+  });
+  await waitUntil('the old master to replicate the new one', BUDGET_MS, async () =>
+    String(await ask(old.port, 'INFO', 'replication')).includes('master_link_status:up'),
+  );
+  await load.waitForApprovals(approvedAtKill + 150);
+  await load.stop();
+  expect(load.failure, 'a payment failed with something other than UNAVAILABLE').toBeUndefined();
+  const report = await load.check();
+  console.log(`sentinel failover (durable mode): ${JSON.stringify(report)}`);
+  expect(report.lost).toBe(0);
+  expect(report.duplicated).toBe(0);
+  expect(report.unacknowledgedTaken).toBe(0);
+  expect(report.wrongBalances).toEqual([]);
+  const audit = await auditLedger((app as SwitchApp).redis, (app as SwitchApp).keys);
+  expect(audit.problems).toEqual([]);
+  expect(audit.ok).toBe(true);
+}, 180_000);
