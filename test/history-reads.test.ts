@@ -3,7 +3,8 @@
 // totals; the audit proves every balance over archived plus live entries and catches a row changed in
 // PostgreSQL (where Redis still has the entry, and where only the archive has it).
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { runAuditCommand } from '../switch/cli/audit.js';
 import type { SwitchApp } from '../switch/app.js';
 import { settlementReport, StatementReader, type StatementCategory, type StatementEntry } from '../switch/domain/reports.js';
 import { ArchiveStore } from '../switch/history/archive-store.js';
@@ -15,6 +16,7 @@ import { createLogger } from '../switch/log.js';
 import { OPERATOR_ENV } from './helpers/clients.js';
 import { historyCardNo, HistoryTraffic } from './helpers/history-traffic.js';
 import { startTestPostgres, type TestPostgres } from './helpers/postgres.js';
+import { testRedisUrl } from './helpers/redis.js';
 import { startTestSwitch } from './helpers/switch.js';
 
 const CARDS = 10;
@@ -46,7 +48,7 @@ async function wholeStatement(cardNo: string, pageSize: number, categories: Stat
 }
 
 async function journal(shard: number): Promise<RawStreamEntry[]> {
-  return (await app.redis.xrange(app.keys.journal(shard), '-', '+'));
+  return await app.redis.xrange(app.keys.journal(shard), '-', '+');
 }
 
 beforeAll(async () => {
@@ -204,5 +206,21 @@ describe('reads across Redis and PostgreSQL', () => {
       parseJournalEntry(live).terminalId,
     ]);
     expect((await auditLedger(app.redis, app.keys, {}, store)).ok).toBe(true);
+  });
+
+  it('the operator CLI audits across both stores with DATABASE_URL, and says why when it is missing', async () => {
+    const env = { REDIS_URL: testRedisUrl(), KEY_PREFIX: app.keys.prefix, LEDGER_SHARDS: '4', LOG_LEVEL: 'silent' };
+    const out: string[] = [];
+    const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
+    try {
+      expect(await runAuditCommand(['--json'], { ...env, DATABASE_URL: databaseUrl })).toBe(0);
+      expect(await runAuditCommand(['--json'], env)).toBe(1);
+    } finally {
+      log.mockRestore();
+    }
+    const [withArchive, without] = out.map((line) => JSON.parse(line) as { ok: boolean; problems: { kind: string; message: string }[] });
+    expect(withArchive?.ok).toBe(true);
+    const archiveProblem = without?.problems.find((p) => p.kind === 'archive');
+    expect(archiveProblem?.message).toContain('audit with DATABASE_URL set');
   });
 });

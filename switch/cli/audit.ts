@@ -8,6 +8,7 @@ import { ledgerClient } from '../redis/cluster.js';
 import { ConfigError, describeLedgerRedis, ledgerRedisConfigured, loadConfig } from '../config.js';
 import { auditLedger, type AuditReport } from '../ledger/audit.js';
 import { Keys } from '../ledger/keys.js';
+import { openArchiveForCli } from '../history/cli-archive.js';
 import { formatYuan } from '../money.js';
 
 export const AUDIT_USAGE = `usage: cardswitch audit [--json] [--max-problems N] [--shard-concurrency N]
@@ -123,7 +124,9 @@ async function audit(argv: readonly string[], env: Env): Promise<number> {
   }
   try {
     const keys = await ledgerKeys(redis, config.keyPrefix, env, config.ledgerShards);
-    const report = await auditLedger(redis, keys, { maxProblems, shardConcurrency });
+    // With DATABASE_URL: the archived entries too (docs/history.md).
+    const archive = await openArchiveForCli({ ...config, ledgerShards: keys.shardCount });
+    const report = await auditLedger(redis, keys, { maxProblems, shardConcurrency }, archive).finally(() => archive?.close());
     if (values.json === true) console.log(JSON.stringify(report));
     else printReport(report, keys.prefix);
     return report.ok ? 0 : 1;

@@ -11,6 +11,7 @@ import { ConfigError, describeLedgerRedis, ledgerRedisConfigured, loadConfig } f
 import { reconcileChannelDay, type ReconcileReport } from '../domain/reconcile.js';
 import { DomainError } from '../errors.js';
 import { Keys } from '../ledger/keys.js';
+import { openArchiveForCli } from '../history/cli-archive.js';
 import { Scripts } from '../ledger/scripts.js';
 import { createLogger } from '../log.js';
 import { formatYuan } from '../money.js';
@@ -123,9 +124,16 @@ async function reconcile(argv: readonly string[], env: Env): Promise<number> {
   try {
     const keys = await ledgerKeys(redis, config.keyPrefix);
     const scripts = await Scripts.load(redis);
-    const report = await reconcileChannelDay({ keys, scripts, channels }, args.channel, args.date, {
-      signal: AbortSignal.timeout(RECONCILE_TIMEOUT_MS),
-    });
+    // With DATABASE_URL: days whose entries left Redis are read from the archive (docs/history.md).
+    const archive = await openArchiveForCli({ ...config, ledgerShards: keys.shardCount });
+    const report = await reconcileChannelDay(
+      { keys, scripts, channels, ...(archive === undefined ? {} : { archive }) },
+      args.channel,
+      args.date,
+      {
+        signal: AbortSignal.timeout(RECONCILE_TIMEOUT_MS),
+      },
+    ).finally(() => archive?.close());
     if (args.json) console.log(JSON.stringify(report));
     else printReport(report);
     return report.differences.length === 0 ? 0 : 1;

@@ -20,6 +20,13 @@ export const MAX_ARCHIVE_BATCH = 2000;
 const PARTITION_LOCK_ID = 727_301_018;
 const MONTH_PARTITION = /^journal_y(\d{4})m(\d{2})$/;
 
+/** One shard's entries after `after`, oldest first, for writeBatches. */
+export interface ArchiveBatch {
+  readonly shard: number;
+  readonly after: StreamId;
+  readonly rows: readonly RawStreamEntry[];
+}
+
 /** A position that goes backwards, a row with another shape than documented: the archive is not sound. */
 export class ArchiveInvariantError extends Error {
   override readonly name = 'ArchiveInvariantError';
@@ -152,60 +159,112 @@ export class ArchiveStore implements JournalArchive {
     return row === undefined ? STREAM_ID_ZERO : { ms: Number(row.stream_ms), seq: Number(row.stream_seq) };
   }
 
+  /** Every shard's archived position, in one query (0-0 for a shard with none). */
+  async positions(shardCount: number): Promise<StreamId[]> {
+    const found = await this.pool.query<{ shard: number; stream_ms: string; stream_seq: string }>(
+      'SELECT shard, stream_ms, stream_seq FROM archive_position',
+    );
+    const positions: StreamId[] = Array.from({ length: shardCount }, () => STREAM_ID_ZERO);
+    for (const row of found.rows)
+      if (row.shard < shardCount) positions[row.shard] = { ms: Number(row.stream_ms), seq: Number(row.stream_seq) };
+    return positions;
+  }
+
+  /** One shard's batch: see writeBatches. */
+  writeBatch(shard: number, after: StreamId, rows: readonly RawStreamEntry[]): Promise<number> {
+    return this.writeBatches([{ shard, after, rows }]);
+  }
+
   /**
-   * Writes `rows` (one shard's entries after `after`, oldest first) and moves the shard's position to the
-   * last of them, in ONE transaction with synchronous_commit on: after COMMIT both are on disk, before it
-   * neither. A row already there (same shard and id) is left as it is.
+   * Writes each batch's rows (one shard's entries after `after`, oldest first) and moves each shard's
+   * position to its last row, all in ONE transaction with synchronous_commit on: after COMMIT all of it
+   * is on disk, before it none. The shards' position rows are locked first (in shard order, so two
+   * writers never deadlock): a writer whose `after` is no longer the stored position rolls back with
+   * ArchivePositionMovedError. A row already there (same shard and id) is left as it is. Returns the
+   * rows inserted.
    */
-  async writeBatch(shard: number, after: StreamId, rows: readonly RawStreamEntry[]): Promise<number> {
-    if (rows.length === 0) return 0;
-    if (rows.length > MAX_ARCHIVE_BATCH)
-      throw new RangeError(`an archive batch holds at most ${MAX_ARCHIVE_BATCH} rows, got ${rows.length}`);
+  async writeBatches(batches: readonly ArchiveBatch[]): Promise<number> {
+    const work = batches.filter((b) => b.rows.length > 0).sort((a, b) => a.shard - b.shard);
+    if (work.length === 0) return 0;
+    const total = work.reduce((n, b) => n + b.rows.length, 0);
+    if (total > MAX_ARCHIVE_BATCH) throw new RangeError(`an archive transaction holds at most ${MAX_ARCHIVE_BATCH} rows, got ${total}`);
     const values: unknown[] = [];
     const tuples: string[] = [];
-    let previous = after;
-    for (const row of rows) {
-      const id = parseStreamId(row[0]);
-      if (compareStreamIds(id, previous) <= 0)
-        throw new ArchiveInvariantError(`shard ${shard}: entry ${row[0]} is not after ${formatStreamId(previous)}`);
-      previous = id;
-      tuples.push(rowTuple(values, shard, id, row));
+    const lasts = new Map<number, StreamId>();
+    for (const batch of work) {
+      if (lasts.has(batch.shard)) throw new ArchiveInvariantError(`shard ${batch.shard} appears twice in one archive transaction`);
+      let previous = batch.after;
+      for (const row of batch.rows) {
+        const id = parseStreamId(row[0]);
+        if (compareStreamIds(id, previous) <= 0)
+          throw new ArchiveInvariantError(`shard ${batch.shard}: entry ${row[0]} is not after ${formatStreamId(previous)}`);
+        previous = id;
+        tuples.push(rowTuple(values, batch.shard, id, row));
+      }
+      lasts.set(batch.shard, previous);
     }
     const client = await this.pool.connect();
+    // A checked-out client that loses its server emits 'error' outside any query: noted here (the next
+    // query fails with it), and the client is destroyed on release instead of going back to the pool.
+    let broken = false;
+    const onError = (): void => {
+      broken = true;
+    };
+    client.on('error', onError);
     try {
       await this.ensurePartitions(
         client,
-        rows.map((r) => parseStreamId(r[0]).ms),
+        work.flatMap((b) => b.rows.map((r) => parseStreamId(r[0]).ms)),
       );
       await client.query('BEGIN');
       await client.query('SET LOCAL synchronous_commit = on');
-      // The position row is locked first: two archivers of one shard queue here, and the second sees the moved position.
-      const current = await client.query<{ stream_ms: string; stream_seq: string }>(
-        'SELECT stream_ms, stream_seq FROM archive_position WHERE shard = $1 FOR UPDATE',
-        [shard],
-      );
-      const stored =
-        current.rows[0] === undefined ? STREAM_ID_ZERO : { ms: Number(current.rows[0].stream_ms), seq: Number(current.rows[0].stream_seq) };
-      if (compareStreamIds(stored, after) !== 0) {
-        await client.query('ROLLBACK');
-        throw new ArchivePositionMovedError(shard, after, stored);
-      }
-      const inserted = await client.query(
-        `INSERT INTO journal (shard, ${ROW_COLUMNS}) VALUES ${tuples.join(', ')} ON CONFLICT (shard, stream_ms, stream_seq) DO NOTHING`,
+      await this.lockPositions(client, work);
+      const inserted = await client.query<{ shard: number }>(
+        `INSERT INTO journal (shard, ${ROW_COLUMNS}) VALUES ${tuples.join(', ')} ON CONFLICT (shard, stream_ms, stream_seq) DO NOTHING RETURNING shard`,
         values,
       );
+      const insertedByShard = new Map<number, number>();
+      for (const { shard } of inserted.rows) insertedByShard.set(shard, (insertedByShard.get(shard) ?? 0) + 1);
+      const positionValues: number[] = [];
+      const positionTuples = work.map((b, i) => {
+        const last = lasts.get(b.shard) as StreamId;
+        positionValues.push(b.shard, last.ms, last.seq, insertedByShard.get(b.shard) ?? 0);
+        return `($${i * 4 + 1}::int, $${i * 4 + 2}::bigint, $${i * 4 + 3}::bigint, $${i * 4 + 4}::bigint, now())`;
+      });
       await client.query(
-        `INSERT INTO archive_position (shard, stream_ms, stream_seq, entries, updated_at) VALUES ($1, $2, $3, $4, now())
-         ON CONFLICT (shard) DO UPDATE SET stream_ms = $2, stream_seq = $3, entries = archive_position.entries + $4, updated_at = now()`,
-        [shard, previous.ms, previous.seq, inserted.rowCount ?? 0],
+        `INSERT INTO archive_position (shard, stream_ms, stream_seq, entries, updated_at) VALUES ${positionTuples.join(', ')}
+         ON CONFLICT (shard) DO UPDATE SET stream_ms = EXCLUDED.stream_ms, stream_seq = EXCLUDED.stream_seq,
+           entries = archive_position.entries + EXCLUDED.entries, updated_at = now()`,
+        positionValues,
       );
       await client.query('COMMIT');
       return inserted.rowCount ?? 0;
     } catch (err) {
+      broken = broken || !(err instanceof ArchivePositionMovedError);
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;
     } finally {
-      client.release();
+      client.removeListener('error', onError);
+      client.release(broken);
+    }
+  }
+
+  /** Locks the batches' position rows (made first if missing) and checks each is still the batch's `after`. */
+  private async lockPositions(client: pg.PoolClient, work: readonly ArchiveBatch[]): Promise<void> {
+    const shards = work.map((b) => b.shard);
+    // A missing row cannot be locked: make it (0-0) first, so FOR UPDATE below always has a row to hold.
+    await client.query(
+      `INSERT INTO archive_position (shard, stream_ms, stream_seq) SELECT s, 0, 0 FROM unnest($1::int[]) AS s ON CONFLICT (shard) DO NOTHING`,
+      [shards],
+    );
+    const current = await client.query<{ shard: number; stream_ms: string; stream_seq: string }>(
+      'SELECT shard, stream_ms, stream_seq FROM archive_position WHERE shard = ANY($1::int[]) ORDER BY shard FOR UPDATE',
+      [shards],
+    );
+    const stored = new Map(current.rows.map((r) => [r.shard, { ms: Number(r.stream_ms), seq: Number(r.stream_seq) }]));
+    for (const b of work) {
+      const position = stored.get(b.shard) ?? STREAM_ID_ZERO;
+      if (compareStreamIds(position, b.after) !== 0) throw new ArchivePositionMovedError(b.shard, b.after, position);
     }
   }
 

@@ -6,11 +6,11 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
-import { compareStreamIds, formatStreamId, parseStreamId, type StreamId } from '../ledger/history-reads.js';
+import { compareStreamIds, formatStreamId, parseStreamId, STREAM_ID_ZERO, type StreamId } from '../ledger/history-reads.js';
 import { forEachShard, type RawStreamEntry } from '../ledger/journal.js';
 import type { Keys } from '../ledger/keys.js';
 import type { Logger } from '../log.js';
-import { ArchivePositionMovedError, MAX_ARCHIVE_BATCH, type ArchiveStore } from './archive-store.js';
+import { ArchivePositionMovedError, MAX_ARCHIVE_BATCH, type ArchiveBatch, type ArchiveStore } from './archive-store.js';
 
 const TRIM_SCRIPT = readFileSync(fileURLToPath(new URL('./lua/journal-trim.lua', import.meta.url)), 'utf8');
 /** Journal entries one trim call removes at most (and reads first, to name their cards' statements). */
@@ -47,6 +47,24 @@ export interface PassReport {
 }
 
 type TrimCommand = (numKeys: number, ...args: (string | number)[]) => Promise<[entries: number, lines: number, mark: string]>;
+
+/** Shards' batches in groups of at most `maxRows` rows; a shard's batch is never split. */
+function groupBatches(batches: readonly ArchiveBatch[], maxRows: number): ArchiveBatch[][] {
+  const groups: ArchiveBatch[][] = [];
+  let current: ArchiveBatch[] = [];
+  let rows = 0;
+  for (const batch of batches) {
+    if (rows + batch.rows.length > maxRows && current.length > 0) {
+      groups.push(current);
+      current = [];
+      rows = 0;
+    }
+    current.push(batch);
+    rows += batch.rows.length;
+  }
+  if (current.length > 0) groups.push(current);
+  return groups;
+}
 
 export class Archiver {
   private readonly positions = new Map<number, StreamId>();
@@ -151,14 +169,68 @@ export class Archiver {
     return { entries, lines };
   }
 
-  /** One pass over every shard: archive what is new, then trim. */
+  /**
+   * Archives every shard until all are caught up: one pipelined XRANGE per round reads up to a batch
+   * from each shard after its position, and the shards' batches are written together, up to
+   * `batchSize` rows per transaction (one COMMIT, one fsync, for many shards). Returns the rows inserted.
+   */
+  async archiveAll(): Promise<number> {
+    const { redis, keys, store, batchSize } = this.options;
+    let inserted = 0;
+    for (;;) {
+      if (this.stopped) return inserted;
+      // At the start, and after a failed or refused write (the positions were dropped): PostgreSQL's.
+      if (this.positions.size < keys.shardCount) {
+        const stored = await store.positions(keys.shardCount);
+        stored.forEach((position, shard) => this.positions.set(shard, position));
+      }
+      const pipeline = redis.pipeline();
+      for (let shard = 0; shard < keys.shardCount; shard++) {
+        pipeline.xrange(keys.journal(shard), `(${formatStreamId(this.positions.get(shard) ?? STREAM_ID_ZERO)}`, '+', 'COUNT', batchSize);
+      }
+      const replies = (await pipeline.exec()) ?? [];
+      const batches: ArchiveBatch[] = [];
+      let full = false;
+      replies.forEach(([err, rows], shard) => {
+        if (err) throw err;
+        const page = rows as RawStreamEntry[];
+        if (page.length === batchSize) full = true;
+        if (page.length > 0) batches.push({ shard, after: this.positions.get(shard) ?? STREAM_ID_ZERO, rows: page });
+      });
+      if (batches.length === 0) return inserted;
+      for (const group of groupBatches(batches, batchSize)) inserted += await this.writeGroup(group);
+      if (!full) return inserted;
+    }
+  }
+
+  /** One transaction of several shards' batches, then Redis told how far each shard is archived. */
+  private async writeGroup(group: readonly ArchiveBatch[]): Promise<number> {
+    const { redis, keys, store } = this.options;
+    let inserted: number;
+    try {
+      inserted = await store.writeBatches(group);
+    } catch (err) {
+      // Another archiver moved a position, or PostgreSQL failed: read the positions again next round.
+      this.positions.clear();
+      if (err instanceof ArchivePositionMovedError) return 0;
+      throw err;
+    }
+    const pipeline = redis.pipeline();
+    for (const batch of group) {
+      const last = parseStreamId((batch.rows[batch.rows.length - 1] as RawStreamEntry)[0]);
+      this.positions.set(batch.shard, last);
+      // After COMMIT only: Redis's copy of the position may lag PostgreSQL's, never lead it.
+      pipeline.set(keys.journalArchived(batch.shard), formatStreamId(last));
+    }
+    for (const [err] of (await pipeline.exec()) ?? []) if (err) throw err;
+    return inserted;
+  }
+
+  /** One pass: archive what is new in every shard, then trim. */
   async runPass(): Promise<PassReport> {
-    const report: PassReport = { archived: 0, entriesTrimmed: 0, linesTrimmed: 0 };
+    const report: PassReport = { archived: await this.archiveAll(), entriesTrimmed: 0, linesTrimmed: 0 };
+    if (!this.options.trim) return report;
     await forEachShard(this.options.keys.shardCount, SHARD_CONCURRENCY, async (shard) => {
-      // Awaited first: `x += await y` would read x before the await and lose the other shards' counts.
-      const archived = await this.archiveShard(shard);
-      report.archived += archived;
-      if (!this.options.trim) return;
       const trimmed = await this.trimShard(shard);
       report.entriesTrimmed += trimmed.entries;
       report.linesTrimmed += trimmed.lines;
