@@ -440,6 +440,7 @@ describe('bench harness --quick', () => {
       } else {
         expect(rb?.note).toMatch(/apt-get install -y redis-tools/);
       }
+      checkRedisWork(result as unknown as RedisWorkResult, rb?.available === true);
       checkEcardScenarios(result);
       checkThirdPartyScenarios(result as unknown as ThirdPartyResult);
       expect(result.ledgerCheck.passed).toBe(true);
@@ -576,4 +577,40 @@ function checkEcardScenarios(result: {
   expect(ws?.['allOpenAtOnce']).toBe(true);
   expect(ws?.['serverOpenAfterClose']).toBe(0);
   expect(typeof ws?.['wsBytesPerSocket']).toBe('number');
+}
+
+interface RedisWorkResult {
+  scenarios: { name: string; mode: string; redis: { aofBytesPerApproval: number | null; memoryBytesPerApproval: number | null } | null }[];
+  baselines: {
+    redisWork?: {
+      floor: { approvals: number; requests: number; aofBytesPerCall: number | null; redisCpuUsPerCall: number | null };
+      claim: { callsPerSec: number };
+      project: { approvalsPerSec: number | null; aofBytesPerApproval: number | null; redisCpuUsPerApproval: number | null };
+    } | null;
+    streamCrossCheck?: { own: { errors: number }; grpcJs: { errors: number; approvals: number; latencyMs: { p50: number } } } | null;
+  };
+}
+
+/** Issue 15: the floor and the footprint per approval, and the streaming cross-check (grpc-js). */
+function checkRedisWork(result: RedisWorkResult, redisBenchmark: boolean): void {
+  const tap = result.scenarios.find((s) => s.name === 'tap' && s.mode === 'closed');
+  // A card payment appends its account write, journal entry, statement line, request record and claim to the AOF.
+  expect(tap?.redis?.aofBytesPerApproval ?? 0).toBeGreaterThan(500);
+  expect(tap?.redis?.memoryBytesPerApproval ?? 0).toBeGreaterThan(0);
+  const work = result.baselines.redisWork;
+  if (redisBenchmark) {
+    expect(work?.floor.approvals ?? 0).toBeGreaterThanOrEqual(Math.floor((work?.floor.requests ?? 0) * 0.99));
+    expect(work?.floor.aofBytesPerCall ?? 0).toBeGreaterThan(0);
+    expect(work?.claim.callsPerSec ?? 0).toBeGreaterThan(0);
+    // The project's work is more than the floor's: the claim and a whole payment record.
+    expect(work?.project.aofBytesPerApproval ?? 0).toBeGreaterThan(work?.floor.aofBytesPerCall ?? 0);
+    expect(work?.project.approvalsPerSec ?? 0).toBeGreaterThan(0);
+  } else {
+    expect(work ?? null).toBeNull();
+  }
+  const stream = result.baselines.streamCrossCheck;
+  expect(stream?.own.errors).toBe(0);
+  expect(stream?.grpcJs.errors).toBe(0);
+  expect(stream?.grpcJs.approvals ?? 0).toBeGreaterThan(0);
+  expect(stream?.grpcJs.latencyMs.p50 ?? 0).toBeGreaterThan(0);
 }

@@ -745,10 +745,14 @@ async function crossCheckStream(
   port: number,
   approvals: Approvals,
 ): Promise<BenchResult['baselines']['streamCrossCheck']> {
-  const o = ctx.options;
+  // --quick: a second each (it only has to show both clients agree on a few hundred taps).
+  const o = ctx.options.quick ? { ...ctx.options, durationMs: 1000, warmupMs: 250 } : ctx.options;
   const plan: ScenarioPlan = { scenario: 'tap-stream', mode: 'open', rate: STREAM_CHECK_RATE };
   announce(`tap-stream open @${STREAM_CHECK_RATE}/s, own generator then grpc-js (the streaming cross-check)`, o);
-  const own = await runScenario(ctx, { port, name: 'switch' }, plan, TAP_ONLY_MIX, o.plans.length + 1, [], { connections: 1, streams: 1 });
+  const own = await runScenario({ ...ctx, options: o }, { port, name: 'switch' }, plan, TAP_ONLY_MIX, o.plans.length + 1, [], {
+    connections: 1,
+    streams: 1,
+  });
   collect(approvals, own.load);
   const grpcJs = await runGrpcJsStream({
     host: HOST,
