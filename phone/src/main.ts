@@ -27,6 +27,7 @@ const SCREENS: Record<Route, Screen> = {
   electricity: electricityFeeScreen,
 };
 const TOAST_MS = 6000;
+const FIRST_QR_MAX_AGE_MS = 10_000;
 
 class Page implements Shell {
   readonly api = new Api();
@@ -42,6 +43,8 @@ class Page implements Shell {
   private readonly toastNode = h('div', { class: 'toast', role: 'status', 'aria-live': 'polite' });
   private toastTimer: ReturnType<typeof setTimeout> | undefined;
   private liveState: LiveState = 'offline';
+  private firstQr: Promise<unknown> | undefined;
+  private firstQrAtMs = 0;
 
   constructor(private readonly root: HTMLElement) {
     this.live = new LiveEvents(
@@ -109,7 +112,13 @@ class Page implements Shell {
     this.main.replaceChildren(h('p', { class: 'loading' }, t('signingIn')));
     try {
       this.api.clear();
-      await this.api.signIn(provider, code);
+      const { bound } = await this.api.signIn(provider, code);
+      // A bound holder opens the page to pay: ask for the code beside the card, not after it.
+      if (bound) {
+        this.firstQr = this.api.call('GET', '/api/v1/ecard/qr');
+        this.firstQrAtMs = Date.now();
+        this.firstQr.catch(() => undefined);
+      }
     } catch (err) {
       this.notice = 'sessionEnded';
       this.go('signin');
@@ -137,6 +146,13 @@ class Page implements Shell {
     const card = await this.api.call<Ecard>('GET', '/api/v1/ecard');
     this.card = card;
     return card;
+  }
+
+  takeFirstQr(): Promise<unknown> | undefined {
+    const first = this.firstQr;
+    this.firstQr = undefined;
+    // Only for the home screen right after sign-in: a code asked for long ago is not shown.
+    return Date.now() - this.firstQrAtMs < FIRST_QR_MAX_AGE_MS ? first : undefined;
   }
 
   startLive(): void {

@@ -18,6 +18,8 @@ export interface Shell {
   signedOut(notice: MessageKey): void;
   /** Starts the live events once a card is bound. */
   startLive(): void;
+  /** The campus QR code asked for beside the card at sign-in (one round trip less on a slow network), once. */
+  takeFirstQr(): Promise<unknown> | undefined;
 }
 
 export type Route = 'signin' | 'bind' | 'home' | 'me' | 'recharge' | 'statement' | 'loss' | 'network' | 'electricity';

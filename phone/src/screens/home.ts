@@ -147,7 +147,7 @@ export const homeScreen: Screen = (shell) => {
     if (disposed || loading || qrUnavailable(card) !== undefined) return;
     loading = true;
     try {
-      const answer = await shell.api.call<CampusQr>('GET', '/api/v1/ecard/qr');
+      const answer = ((await shell.takeFirstQr()) as CampusQr | undefined) ?? (await shell.api.call<CampusQr>('GET', '/api/v1/ecard/qr'));
       if (disposed) return;
       qr = answer;
       qrId = campusQrId(answer.code);
