@@ -8,6 +8,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArchiveStore } from '../switch/history/archive-store.js';
 import { Archiver } from '../switch/history/archiver.js';
+import { PostgresMissingError, startLocalPostgres } from '../switch/history/local-postgres.js';
 import { mergedJournalPages, parseStreamId } from '../switch/ledger/history-reads.js';
 import type { RawStreamEntry } from '../switch/ledger/journal.js';
 import { Keys } from '../switch/ledger/keys.js';
@@ -161,6 +162,27 @@ async function archivedCount(url: string): Promise<number> {
     await client.end();
   }
 }
+
+describe('the private PostgreSQL', () => {
+  it('names the package to install when initdb is missing', async () => {
+    // Neither a Debian version directory nor initdb on PATH (restored right after).
+    const path = process.env['PATH'];
+    process.env['PATH'] = '/nonexistent';
+    try {
+      const attempt = startLocalPostgres({
+        dataDir: '/nonexistent/pg',
+        port: 0,
+        startTimeoutMs: 1000,
+        database: 'x',
+        binRoot: '/nonexistent',
+      });
+      await expect(attempt).rejects.toThrow(PostgresMissingError);
+      await expect(attempt).rejects.toThrow(/apt-get install postgresql/);
+    } finally {
+      process.env['PATH'] = path;
+    }
+  });
+});
 
 describe('the archiver', () => {
   it('archives every entry exactly once when its process is killed with SIGKILL mid-batch, then restarted', async () => {

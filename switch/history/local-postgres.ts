@@ -25,6 +25,8 @@ export interface LocalPostgresOptions {
   readonly startTimeoutMs: number;
   /** Database created (if missing) and named in the URL. */
   readonly database: string;
+  /** Where the Debian version directories are (default /usr/lib/postgresql; tests point it elsewhere). */
+  readonly binRoot?: string;
 }
 
 export interface LocalPostgres {
@@ -49,12 +51,12 @@ export class PostgresMissingError extends Error {
 const DEBIAN_PG_ROOT = '/usr/lib/postgresql';
 
 /** The directory holding initdb and postgres: the newest Debian version directory, else PATH. */
-export function postgresBinDir(): string | undefined {
-  if (existsSync(DEBIAN_PG_ROOT)) {
-    const versions = readdirSync(DEBIAN_PG_ROOT)
-      .filter((v) => /^\d+$/.test(v) && existsSync(join(DEBIAN_PG_ROOT, v, 'bin', 'initdb')))
+export function postgresBinDir(root = DEBIAN_PG_ROOT): string | undefined {
+  if (existsSync(root)) {
+    const versions = readdirSync(root)
+      .filter((v) => /^\d+$/.test(v) && existsSync(join(root, v, 'bin', 'initdb')))
       .sort((a, b) => Number(b) - Number(a));
-    if (versions[0] !== undefined) return join(DEBIAN_PG_ROOT, versions[0], 'bin');
+    if (versions[0] !== undefined) return join(root, versions[0], 'bin');
   }
   const probe = spawnSync('initdb', ['--version'], { encoding: 'utf8' });
   return probe.error === undefined && probe.status === 0 ? '' : undefined;
@@ -86,7 +88,7 @@ function initCluster(binDir: string, dataDir: string, identity: { uid: number; g
 }
 
 export async function startLocalPostgres(options: LocalPostgresOptions): Promise<LocalPostgres> {
-  const binDir = postgresBinDir();
+  const binDir = postgresBinDir(options.binRoot);
   if (binDir === undefined) throw new PostgresMissingError();
   const identity = serverIdentity();
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
