@@ -63,6 +63,7 @@ function counting(inner: PaymentChannel, by: string): PaymentChannel {
     queryPayment: (outTradeNo, signal) => tracked(outTradeNo, true, () => inner.queryPayment(outTradeNo, signal)),
     cancelPayment: (outTradeNo, signal) => tracked(outTradeNo, false, () => inner.cancelPayment(outTradeNo, signal)),
     refund: (request, signal) => tracked(request.outTradeNo, false, () => inner.refund(request, signal)),
+    queryRefund: (request, signal) => tracked(request.outTradeNo, false, () => inner.queryRefund(request, signal)),
     createRechargeOrder: (request, signal) => inner.createRechargeOrder(request, signal),
     verifyNotification: (n) => inner.verifyNotification(n),
     notificationReply: (ok) => inner.notificationReply(ok),

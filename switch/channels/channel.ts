@@ -101,6 +101,9 @@ export type RefundResult =
   | { readonly status: 'failed'; readonly message: string }
   | { readonly status: 'unknown'; readonly message: string };
 
+/** A refund query's answer: the refund as the channel has it, or none under that out_refund_no (send it again). */
+export type RefundQueryResult = RefundResult | { readonly status: 'not_found' };
+
 /** A recharge order the payer pays on their phone (Alipay precreate, WeChat Native / JSAPI). */
 export interface RechargeOrderRequest {
   readonly outTradeNo: string;
@@ -184,6 +187,11 @@ export interface PaymentChannel {
   /** Undo a code payment that is undecided or was paid by someone who may not pay (Alipay trade.cancel, WeChat reverse). */
   cancelPayment(outTradeNo: string, signal: AbortSignal): Promise<CancelResult>;
   refund(request: RefundRequest, signal: AbortSignal): Promise<RefundResult>;
+  /**
+   * What became of a refund whose answer was lost (Alipay alipay.trade.fastpay.refund.query, WeChat Pay
+   * refundquery), by its outRefundNo: 'not_found' means none was made and the same refund may be sent again.
+   */
+  queryRefund(request: RefundRequest, signal: AbortSignal): Promise<RefundQueryResult>;
   createRechargeOrder(request: RechargeOrderRequest, signal: AbortSignal): Promise<RechargeOrder>;
   /** Verifies and reads a payment notification; throws ChannelForgedError when it does not verify. */
   verifyNotification(notification: IncomingNotification): VerifiedNotification | Promise<VerifiedNotification>;

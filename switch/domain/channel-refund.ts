@@ -13,7 +13,9 @@
 //     POS gets UNAVAILABLE ("being confirmed, send the same request again"), and the switch's follow-up
 //     asks the channel again with the same out_refund_no (Alipay's adapter confirms with the refund
 //     query) until it knows. Nothing is guessed.
-// A lease (follow-up-lease.lua) keeps two switches from asking the channel about one refund at once.
+// The follow-up first asks the channel's refund query (by out_refund_no); only when the channel has no such
+// refund is it sent again (same out_refund_no). A lease (follow-up-lease.lua) keeps two switches from
+// asking the channel about one refund at once.
 import { createHash, randomUUID } from 'node:crypto';
 import type { PaymentChannel, RefundResult as ChannelRefundResult } from '../channels/channel.js';
 import type { SwitchContext } from '../context.js';
@@ -142,7 +144,11 @@ export async function refundChannelPayment(
   const lease = refundLeaseName(followUp);
   if (!(await takeFollowUpLease(ctx, lease, holder, leaseMs(ctx)))) throw stillConfirming(payment.channel);
   try {
-    const answer = await askChannel(ctx, adapter, step, payment.amountFen);
+    // A refund already sent (a retry while its answer is awaited) is asked about, not sent blindly.
+    const answer =
+      begun.code === 'begun'
+        ? await askChannel(ctx, adapter, step, payment.amountFen)
+        : await confirm(ctx, adapter, step, payment.amountFen);
     if (answer === undefined) throw stillConfirming(payment.channel);
     return answer;
   } finally {
@@ -170,6 +176,42 @@ async function askChannel(
     ctx.log.warn({ err, outRefundNo: step.outRefundNo }, 'channel refund call failed; asked again later');
     return undefined;
   }
+  return recordAnswer(ctx, step, result);
+}
+
+/**
+ * What became of a refund sent before (never guessed): the channel's refund query, then the refund sent
+ * again (the same out_refund_no) only when the channel has none.
+ */
+async function confirm(
+  ctx: SwitchContext,
+  adapter: PaymentChannel,
+  step: Omit<ChannelRefundStep, 'op' | 'channelRefundId' | 'nowMs'>,
+  totalFen: number,
+): Promise<RefundResult | undefined> {
+  const request = {
+    outTradeNo: step.outTradeNo,
+    outRefundNo: step.outRefundNo,
+    refundFen: step.amountFen,
+    totalFen,
+    reason: REFUND_REASON,
+  };
+  let known: Awaited<ReturnType<PaymentChannel['queryRefund']>>;
+  try {
+    known = await adapter.queryRefund(request, AbortSignal.timeout(ctx.config.channelPayment.callTimeoutMs));
+  } catch (err) {
+    ctx.log.warn({ err, outRefundNo: step.outRefundNo }, 'channel refund query failed; asked again later');
+    return undefined;
+  }
+  return known.status === 'not_found' ? askChannel(ctx, adapter, step, totalFen) : recordAnswer(ctx, step, known);
+}
+
+/** Records the channel's answer about a refund: done, failed (throws FailedPreconditionError), or left pending. */
+async function recordAnswer(
+  ctx: SwitchContext,
+  step: Omit<ChannelRefundStep, 'op' | 'channelRefundId' | 'nowMs'>,
+  result: ChannelRefundResult,
+): Promise<RefundResult | undefined> {
   const followUp = { cardNo: step.cardNo, terminalId: step.terminalId, sequence: step.sequence };
   switch (result.status) {
     case 'unknown':
@@ -225,7 +267,7 @@ export async function followUpRefund(ctx: SwitchContext, r: RefundFollowUp, hold
       ttlSec: ctx.config.requestTtlSec,
       originalRef: record.originalRef,
     };
-    await askChannel(ctx, adapterOf(ctx, record), step, paid.amountFen).catch((err: unknown) => {
+    await confirm(ctx, adapterOf(ctx, record), step, paid.amountFen).catch((err: unknown) => {
       if (!(err instanceof FailedPreconditionError)) throw err;
     });
   } finally {

@@ -29,6 +29,7 @@ import {
   type QueryResult,
   type RechargeOrder,
   type RechargeOrderRequest,
+  type RefundQueryResult,
   type RefundRequest,
   type RefundResult,
   type StatementRow,
@@ -387,6 +388,14 @@ export class AlipayChannel implements PaymentChannel {
     }
   }
 
+  /** What Alipay has under this out_request_no (alipay.trade.fastpay.refund.query); 'not_found' when none. */
+  async queryRefund(request: RefundRequest, signal: AbortSignal): Promise<RefundQueryResult> {
+    checkId('outTradeNo', request.outTradeNo);
+    checkId('outRefundNo', request.outRefundNo);
+    const result = await this.confirmRefund(request, signal);
+    return result.status === 'unknown' && result.message.startsWith(NO_REFUND_YET) ? { status: 'not_found' } : result;
+  }
+
   /** The refund query after a refund answered without fund_change Y. */
   private async confirmRefund(request: RefundRequest, signal: AbortSignal): Promise<RefundResult> {
     const answer = await this.call(
@@ -403,7 +412,7 @@ export class AlipayChannel implements PaymentChannel {
     // Alipay: an answer with the refund's data and refund_status empty or REFUND_SUCCESS is a refund made;
     // no data means none was made (send the refund again with the same out_request_no).
     if (refundedFen === undefined || (refundStatus !== '' && refundStatus !== 'REFUND_SUCCESS')) {
-      return { status: 'unknown', message: 'Alipay has no refund under this outRefundNo yet: send it again with the same outRefundNo' };
+      return { status: 'unknown', message: `${NO_REFUND_YET}: send it again with the same outRefundNo` };
     }
     if (refundedFen !== request.refundFen) {
       return { status: 'failed', message: `outRefundNo was already used for a refund of ${fenToYuan(refundedFen)} yuan` };
@@ -525,6 +534,9 @@ export class AlipayChannel implements PaymentChannel {
     }
   }
 }
+
+/** The refund query found no refund under the out_request_no (Alipay answers no refund data). */
+const NO_REFUND_YET = 'Alipay has no refund under this outRefundNo yet';
 
 function refundId(tradeNo: string, outRefundNo: string): string {
   // Alipay gives a refund no id of its own: it is named by the trade and our out_request_no.

@@ -4,6 +4,7 @@
 //            POST /pay/orderquery          query by out_trade_no   -> trade_state
 //            POST /secapi/pay/reverse      undo a code payment     (client certificate) recall=Y: call again
 //            POST /secapi/pay/refund       refund, partial allowed (client certificate)
+//            POST /pay/refundquery         a refund's state by out_refund_no (REFUNDNOTEXIST: none made)
 //            POST /tools/authcodetoopenid  the payer's openid from the code, before charging
 //            POST /pay/downloadbill        the day's trade bill (bill.ts), bill_type=ALL
 //   v3 JSON  POST /v3/pay/transactions/native | jsapi              recharge orders (code_url | prepay_id)
@@ -38,6 +39,7 @@ import {
   type QueryResult,
   type RechargeOrder,
   type RechargeOrderRequest,
+  type RefundQueryResult,
   type RefundRequest,
   type RefundResult,
   type StatementRow,
@@ -263,6 +265,34 @@ export class WechatPayChannel implements PaymentChannel {
     }
     if (['SYSTEMERROR', 'BIZERR_NEED_RETRY', 'FREQUENCY_LIMITED'].includes(f['err_code'] ?? '')) return { status: 'unknown', message };
     return { status: 'failed', message };
+  }
+
+  /** /pay/refundquery by out_refund_no: the refund's state at WeChat Pay; REFUNDNOTEXIST is 'not_found'. */
+  async queryRefund(request: RefundRequest, signal: AbortSignal): Promise<RefundQueryResult> {
+    checkId('outTradeNo', request.outTradeNo);
+    checkId('outRefundNo', request.outRefundNo);
+    const answer = await this.v2('/pay/refundquery', { out_refund_no: request.outRefundNo }, signal, { outTradeNo: request.outTradeNo });
+    if (answer.kind === 'unknown') return { status: 'unknown', message: answer.message };
+    const f = answer.fields;
+    const message = `${f['err_code'] ?? ''} ${f['err_code_des'] ?? ''}`.trim();
+    if (f['result_code'] !== 'SUCCESS')
+      return f['err_code'] === 'REFUNDNOTEXIST' ? { status: 'not_found' } : { status: 'unknown', message };
+    // One refund per out_refund_no: its fields carry the index _0.
+    const refundFen = parseFen(f['refund_fee_0']);
+    const refundId = f['refund_id_0'] ?? '';
+    switch (f['refund_status_0']) {
+      case 'SUCCESS':
+        if (refundFen === undefined || refundId === '')
+          return { status: 'unknown', message: 'refund query answer without refund_id_0 or refund_fee_0' };
+        return { status: 'refunded', channelRefundId: refundId, refundFen };
+      case 'PROCESSING':
+        return { status: 'processing' };
+      case 'REFUNDCLOSE':
+      case 'CHANGE':
+        return { status: 'failed', message: `refund ${f['refund_status_0']}` };
+      default:
+        return { status: 'unknown', message: `refund status ${f['refund_status_0'] ?? '(none)'}` };
+    }
   }
 
   async createRechargeOrder(request: RechargeOrderRequest, signal: AbortSignal): Promise<RechargeOrder> {

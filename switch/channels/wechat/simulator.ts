@@ -12,6 +12,8 @@
 //                                     'systemerror' 'bankerror' 'expired' 'invalid' 'used' 'hang' 'http500'
 //   scriptReverse(no, steps)          'recall' (SYSTEMERROR, recall=Y), 'expired' (REVERSE_EXPIRE), 'ok'
 //   failNext(api, failure)            the next call of one API: 'hang', 'http500', 'systemerror'
+//                                     (api: micropay orderquery reverse refund refundquery authcodetoopenid
+//                                     downloadbill v3)
 //   setBalance(payerId, fen) / freeze(payerId)
 //   payOrder(no, {notify})            the simulated payer pays a recharge order (Native / JSAPI), then a
 //                                     notification is sent (unless notify: false)
@@ -74,7 +76,7 @@ export interface InjectedBillLine {
   readonly outRefundNo?: string;
 }
 
-export type SimulatedApi = 'micropay' | 'orderquery' | 'reverse' | 'refund' | 'authcodetoopenid' | 'downloadbill' | 'v3';
+export type SimulatedApi = 'micropay' | 'orderquery' | 'reverse' | 'refund' | 'refundquery' | 'authcodetoopenid' | 'downloadbill' | 'v3';
 export type SimulatedFailure = 'hang' | 'http500' | 'systemerror';
 export type ForgedNotification = 'signature' | 'amount' | 'stale' | 'serial';
 
@@ -453,6 +455,7 @@ export class WechatPaySimulator {
       '/pay/orderquery': (f) => this.orderquery(f),
       '/secapi/pay/reverse': (f) => this.reverse(f),
       '/secapi/pay/refund': (f) => this.refund(f),
+      '/pay/refundquery': (f) => this.refundquery(f),
       '/tools/authcodetoopenid': (f) => this.authcodetoopenid(f),
       '/pay/downloadbill': (f) => this.downloadbill(f),
     };
@@ -686,6 +689,24 @@ export class WechatPaySimulator {
     this.payer(order.payerId ?? '').balanceFen += refundFen;
     this.billLines.push(this.billLine(order, 'refund', refundFen, { outRefundNo, refundId: refund.refundId }));
     return this.refundAnswer(f, order, refund);
+  }
+
+  /** /pay/refundquery by out_refund_no (the one key the switch sends): the refund, as index _0. */
+  private refundquery(f: Record<string, string>): Answer {
+    const earlier = this.refundsByNo.get(f['out_refund_no'] ?? '');
+    if (earlier === undefined) return this.fail(f, 'REFUNDNOTEXIST', '退款订单查询失败');
+    const order = this.orders.get(earlier.outTradeNo);
+    return this.v2Result(f, {
+      result_code: 'SUCCESS',
+      transaction_id: order?.transactionId ?? '',
+      out_trade_no: earlier.outTradeNo,
+      total_fee: String(order?.amountFen ?? 0),
+      refund_count: '1',
+      out_refund_no_0: earlier.refund.outRefundNo,
+      refund_id_0: earlier.refund.refundId,
+      refund_fee_0: String(earlier.refund.refundFen),
+      refund_status_0: 'SUCCESS',
+    });
   }
 
   private refundAnswer(f: Record<string, string>, order: Order, refund: Refund): Answer {
