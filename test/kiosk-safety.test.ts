@@ -307,7 +307,7 @@ describe('the inactivity timeout', () => {
   let page: Page;
 
   beforeAll(async () => {
-    rig = await startKioskRig({ label: 'ktimeout', idleTimeoutSec: 3 });
+    rig = await startKioskRig({ label: 'ktimeout', idleTimeoutSec: 3, env: { KIOSK_QR_TIMEOUT_SEC: '10' } });
     page = await rig.open();
   }, 60_000);
   afterAll(async () => {
@@ -335,5 +335,24 @@ describe('the inactivity timeout', () => {
       (v) => v === undefined,
     );
     expect(await rig.invokeAs(TRUSTED, 'sync', undefined)).toEqual({ ok: false, error: 'no_card' });
+  });
+
+  it('a recharge QR nobody pays times out on its own clock: the timeout screen, nothing credited, then idle', async () => {
+    cardCounter++;
+    const cardNo = String(33_000_000 + cardCounter);
+    const serial = `71DE${String(cardCounter).padStart(6, '0')}`;
+    await openCard(rig.app, cardNo, serial, 500, { name: '褚七', pwd: await passwordHash(rig.app, PIN) });
+    await rig.handlers.cardRead(serial);
+    await page.locator('#app[data-screen="home"]').waitFor();
+    await page.getByRole('button', { name: '充值', exact: true }).click();
+    await page.getByRole('button', { name: '20.00 元', exact: true }).click();
+    await page.getByRole('button', { name: '微信支付', exact: true }).click();
+    await page.locator('#app[data-screen="rechargeWait"]').waitFor();
+    // The inactivity limit (3 s) does not apply while the QR is up: the QR's own 10 s does.
+    await page.locator('#app[data-screen="rechargeExpired"]').waitFor({ timeout: 30_000 });
+    expect(await page.locator('main').innerText()).toContain('二维码已失效，未扣款');
+    await rig.screenshot('31-recharge-timeout');
+    expect(Number(await rig.app.redis.hget(rig.app.keys.account(cardNo), 'bal'))).toBe(500);
+    await page.locator('#app[data-screen="idle"]').waitFor({ timeout: 20_000 });
   });
 });

@@ -34,9 +34,6 @@ async function newHolder(openingFen: number, options: { initial?: boolean; name?
     options.initial === true
       ? { pwdinit: '1', docn: `11010119990101${String(cardCounter).padStart(4, '0')}` }
       : { pwd: await passwordHash(rig.app, PIN) };
-  options.initial === true
-    ? { pwdinit: '1', docn: `11010119990101${String(cardCounter).padStart(4, '0')}` }
-    : { pwd: await passwordHash(rig.app, PIN) };
   await openCard(rig.app, cardNo, serial, openingFen, {
     name: options.name ?? '王小明',
     sno: personNumber,
@@ -369,6 +366,14 @@ describe('the kiosk screens (zh-CN first, English switch)', () => {
     await screen('error').waitFor();
     await expect(page.getByRole('alert').innerText()).resolves.toContain('无法识别此卡');
     await rig.screenshot('26-error-unknown-card');
+    await press('返回刷卡页');
+    // A card replaced by a new one: its old serial still names the account, which now has another serial.
+    const replaced = await newHolder(100);
+    await rig.app.redis.hset(rig.app.keys.account(replaced.cardNo), 'ser', 'FEEDF00D77');
+    await tap(replaced.serial);
+    await screen('error').waitFor();
+    await expect(page.getByRole('alert').innerText()).resolves.toContain('此卡已补办新卡而作废，请使用新卡');
+    await rig.screenshot('30-error-card-replaced');
     await press('返回刷卡页');
     const frozen = await newHolder(100, { status: 'F' });
     await tap(frozen.serial);

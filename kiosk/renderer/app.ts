@@ -666,7 +666,12 @@ function statementScreen(st: StatementState): HTMLElement {
       'tr',
       {},
       h('td', { text: campusTime(l.atMs) }),
-      h('td', {}, h('div', { text: `${tr(`kind_${l.kind}`)} ${l.description}` }), h('div', { class: 'sub', text: l.place })),
+      h(
+        'td',
+        {},
+        h('div', { text: state.lang === 'zh' && l.description !== '' ? l.description : tr(`kind_${l.kind}`) }),
+        h('div', { class: 'sub', text: l.place }),
+      ),
       h('td', { class: `num ${l.amountFen < 0 ? 'out' : 'in'}`, text: `${l.amountFen > 0 ? '+' : ''}${yuan(l.amountFen)}` }),
       h('td', { class: 'num', text: yuan(l.balanceAfterFen) }),
     ),
@@ -693,6 +698,10 @@ function statementScreen(st: StatementState): HTMLElement {
       button('◀', () => loadStatement(shiftDay(st.fromDay, -1), st.toDay, 0), 'key'),
       h('strong', { class: 'day', text: st.fromDay, attrs: { 'aria-label': `${tr('from')} ${st.fromDay}` } }),
       button('▶', () => loadStatement(shiftDay(st.fromDay, 1), st.toDay, 0), 'key', st.fromDay >= st.toDay),
+    ),
+    h(
+      'div',
+      { class: 'range' },
       h('span', { class: 'range-label', text: tr('to') }),
       button('◀', () => loadStatement(st.fromDay, shiftDay(st.toDay, -1), 0), 'key', st.toDay <= st.fromDay),
       h('strong', { class: 'day', text: st.toDay, attrs: { 'aria-label': `${tr('to')} ${st.toDay}` } }),
@@ -887,7 +896,7 @@ function entryScreen(flow: Flow): HTMLElement {
       .map((f) =>
         h('p', {
           class: 'note',
-          text: `${tr(f.label)}：${f.kind === 'yuan' ? tr('yuan', { v: flow.values[f.key] ?? '' }) : (flow.values[f.key] ?? '')}`,
+          text: `${tr(f.label)}：${f.kind === 'yuan' ? tr('yuan', { v: yuan(Number(flow.values[f.key] ?? '0') * 100) }) : (flow.values[f.key] ?? '')}`,
         }),
       ),
     h('label', { class: 'field-label', text: tr(field.label), attrs: { for: fieldId } }),
