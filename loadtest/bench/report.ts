@@ -265,7 +265,10 @@ export function thirdPartyCostOf(scenarios: readonly ScenarioResult[]): ThirdPar
   const tapSwitchCpuUsAlone = tap.cpuUsPerApproval['switch'] ?? null;
   const codeSwitchCpuUs = codes.cpuUsPerAnswer['switch'] ?? null;
   const codeBenchCpuUs = codes.cpuUsPerAnswer['bench'] ?? null;
-  const codePaymentsBeside = Object.values(both.thirdParty?.stream?.outcomes ?? {}).reduce((a, b) => a + b, 0);
+  // Answered code payments only: one the generator gave up on (timeout) or never got through costs the switch little.
+  const codePaymentsBeside = Object.entries(both.thirdParty?.stream?.outcomes ?? {})
+    .filter(([label]) => label !== 'timeout' && label !== 'transport_error')
+    .reduce((sum, [, n]) => sum + n, 0);
   const tapApprovalsBeside = both.outcomes['approved'] ?? 0;
   const perTap = both.cpuUsPerApproval['switch'];
   const switchUsBeside = perTap === null || perTap === undefined ? null : perTap * tapApprovalsBeside;
@@ -281,7 +284,9 @@ export function thirdPartyCostOf(scenarios: readonly ScenarioResult[]): ThirdPar
     codePaymentsBeside,
     tapApprovalsBeside,
     tapSwitchCpuUsBeside,
-    aloneVsBeside: ratio(tapSwitchCpuUsAlone ?? undefined, tapSwitchCpuUsBeside ?? undefined),
+    // Negative or zero when the code payments' CPU measured alone does not fit this run (a starved machine): no ratio.
+    aloneVsBeside:
+      tapSwitchCpuUsBeside !== null && tapSwitchCpuUsBeside > 0 ? ratio(tapSwitchCpuUsAlone ?? undefined, tapSwitchCpuUsBeside) : null,
     codeCoresBeside:
       codeSwitchCpuUs === null || codeBenchCpuUs === null || seconds <= 0
         ? null
