@@ -384,6 +384,18 @@ describe('live events of code payments on the WebSocket', () => {
       expect(await next('payment')).toMatchObject({ approved: false, declineReason: 'CARD_FROZEN', amountFen: 66, credential: channel });
       await app.ledger.setStatus(p.cardNo, 'active');
       await waitFor('the follow-up', async () => ((await followUpCount(app.context)) === 0 ? true : undefined));
+      if (channel === 'wechat') {
+        // WeChat names the payer before charging, so even a payment that times out reaches the holder.
+        const code = sims.wechat.newCode(p.payerId);
+        sims.wechat.script(code, ['paying']);
+        expect((await authorize(nextSequence++, code, 77)).outcome).toBe(Outcome.OUTCOME_PENDING);
+        expect(await next('payment')).toMatchObject({
+          approved: false,
+          declineReason: 'CHANNEL_TIMEOUT',
+          amountFen: 77,
+          credential: channel,
+        });
+      }
     } finally {
       ws.close();
     }

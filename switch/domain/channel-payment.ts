@@ -469,6 +469,7 @@ export class ChannelPayments {
       why: 'channel_timeout',
     });
     if (answer !== 'finished') return;
+    await this.tellDecline(record.terminalId, record.sequence);
     const fresh = await readChannelPayment(this.ctx, record.terminalId, record.sequence);
     if (fresh !== undefined) await this.undo(fresh);
   }

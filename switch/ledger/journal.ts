@@ -1,6 +1,10 @@
 // Reading the shard journals (one Redis stream per shard) in bounded pages. Work that spans shards
 // (settlement reports, audit, export) reads them here, never with one unbounded XRANGE.
-// Entry fields are listed in ledger/README.md ("Journal entries").
+// Entry fields are listed in ledger/README.md ("Journal entries"). Payment codes add three kinds that
+// move money outside to outside (the card's `b` and `v` unchanged, net zero for the audit), each with
+// `ot` (the payment's out_trade_no) and `ct` (the channel's transaction or refund id): `cpay` (x:ch -> m:),
+// `cprev` its reversal and `cref` a merchant's refund through the channel (m: -> x:ch; `cref` also
+// carries `or`, its out_refund_no, and names the refunding terminal and sequence in `tm` / `sq`).
 import type { Redis } from 'ioredis';
 
 /** Entries per XRANGE call: big enough to amortise the round trip, small enough to bound memory. */
