@@ -178,6 +178,8 @@ describe('a kiosk in a public place', () => {
       const answer: unknown = await page.evaluate(`window.kiosk.${action}(${JSON.stringify(arg)})`);
       expect([action, answer]).toEqual([action, { ok: false, error: 'bad_request' }]);
     }
+    // The demo tap exists only in development (KIOSK_DEV=1); this kiosk is not one.
+    expect(await page.evaluate('window.kiosk.tapDemoCard()')).toEqual({ ok: false, error: 'not_dev' });
     // An action the bridge does not have.
     expect(await page.evaluate("window.__kioskInvoke('dumpSecrets', {})")).toEqual({ ok: false, error: 'bad_request' });
     expect(await rig.app.redis.hgetall(rig.app.keys.account(h.cardNo))).toEqual(before);
@@ -270,6 +272,26 @@ describe('a kiosk in a public place', () => {
     }
   });
 
+  it('development only: the demo-card button reads the configured demo card; without KIOSK_DEV it is refused', async () => {
+    const h = await newHolder(rig, 2_500, '卫八');
+    const events: KioskEvent[] = [];
+    const dev = createKioskHandlers({
+      switch: rig.client,
+      settings: kioskSettings({ KIOSK_DEV: '1' }, 'dev kiosk'),
+      trustedUrl: TRUSTED_URL,
+      trustedWebContentsId: () => KIOSK_WEB_CONTENTS_ID,
+      emit: (e) => events.push(e),
+      demoCardSerial: h.serial,
+    });
+    try {
+      expect(await dev.invoke(TRUSTED, 'tapDemoCard', undefined)).toEqual({ ok: true, value: null });
+      expect(events).toMatchObject([{ type: 'card', card: { cardNumber: h.cardNo, balanceFen: 2_500 } }]);
+    } finally {
+      dev.dispose();
+    }
+    expect(await rig.invokeAs(TRUSTED, 'tapDemoCard', undefined)).toEqual({ ok: false, error: 'not_dev' });
+  });
+
   it('no password, card serial or card number reaches the log', () => {
     const log = handlerLog(rig).join('\n');
     expect(log).not.toBe('');
@@ -351,6 +373,8 @@ describe('the inactivity timeout', () => {
     // The inactivity limit (3 s) does not apply while the QR is up: the QR's own 10 s does.
     await page.locator('#app[data-screen="rechargeExpired"]').waitFor({ timeout: 30_000 });
     expect(await page.locator('main').innerText()).toContain('二维码已失效，未扣款');
+    // The holder gets the inactivity time again to read it.
+    expect(await page.getByRole('timer').innerText()).toMatch(/[23] 秒后自动退出/);
     await rig.screenshot('31-recharge-timeout');
     expect(Number(await rig.app.redis.hget(rig.app.keys.account(cardNo), 'bal'))).toBe(500);
     await page.locator('#app[data-screen="idle"]').waitFor({ timeout: 20_000 });

@@ -441,7 +441,9 @@ async function pollOrder(order: RechargeOrderView, gen: number): Promise<void> {
   if (gen !== state.gen || screen.name !== 'rechargeWait' || screen.order.orderId !== order.orderId) return;
   if (Date.now() >= screen.until) {
     await api.cancelRecharge();
-    if (gen === state.gen) go({ name: 'rechargeExpired' });
+    if (gen !== state.gen) return;
+    touchActivity();
+    go({ name: 'rechargeExpired' });
     return;
   }
   const res = await api.rechargeState({ orderId: order.orderId });

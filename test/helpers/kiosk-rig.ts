@@ -96,7 +96,7 @@ export async function startKioskRig(options: RigOptions): Promise<KioskRig> {
     credential: { terminalId: KIOSK_TERMINAL.id, secret: KIOSK_TERMINAL.secret },
   });
   const settings = kioskSettings(
-    { KIOSK_IDLE_TIMEOUT_SEC: String(options.idleTimeoutSec ?? 600), KIOSK_DEV: '1', ...options.env },
+    { KIOSK_IDLE_TIMEOUT_SEC: String(options.idleTimeoutSec ?? 600), KIOSK_DEV: '0', ...options.env },
     KIOSK_TERMINAL.location,
   );
   let page: Page | undefined;
