@@ -4,7 +4,7 @@
 // "tap a demo card" button that reads the first demo card. Where Electron's binary is missing it says
 // so and how to install it. KIOSK_CREDENTIAL_FILE / KIOSK_SWITCH_ADDRESS / KIOSK_DEV override.
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -63,8 +63,11 @@ async function main(): Promise<number> {
     const file = join(VAR_KIOSK, 'credential.json');
     const credential = { terminalId: demo.kiosk.terminalId, secret: demo.kiosk.secret, location: demo.kiosk.location };
     writeFileSync(file, `${JSON.stringify(credential, null, 2)}\n`, { mode: 0o600 });
+    chmodSync(file, 0o600); // an older file keeps its mode on write
     env['KIOSK_CREDENTIAL_FILE'] = file;
-    process.stdout.write(`kiosk: the demo campus's kiosk ${demo.kiosk.terminalId} (${demo.kiosk.location}); its credential is in ${file}\n`);
+    process.stdout.write(
+      `kiosk: the demo campus's kiosk ${demo.kiosk.terminalId} (${demo.kiosk.location}); its credential is in ${file}\n`,
+    );
   }
   env['KIOSK_SWITCH_ADDRESS'] ??= `127.0.0.1:${env['GRPC_PORT'] ?? '50051'}`;
   env['KIOSK_DEV'] ??= '1';
