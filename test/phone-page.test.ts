@@ -162,7 +162,7 @@ describe('the e-card page on a phone', () => {
     await page.getByRole('button', { name: /点击显示余额/ }).click();
     expect(await page.locator('.balance-value').textContent()).toBe('¥500.00');
     await page.getByRole('img', { name: '校园码，在 POS 机上扫码消费' }).waitFor();
-    await page.getByText(/\d+ 秒后自动刷新/).waitFor();
+    await page.getByText(/^([1-9]|[12]\d|3[01]) 秒后自动刷新$/).waitFor();
     await page.locator('.banner').waitFor({ state: 'hidden', timeout: STEP_MS });
     await bothLanguages(page, 'home', 'E-card', '电子校园卡');
     // The code on screen: the one the page gets when the holder taps refresh.

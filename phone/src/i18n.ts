@@ -449,3 +449,8 @@ export function t(key: MessageKey, vars: Record<string, string | number> = {}): 
 export function serverText(error: { message: string; messageEn: string }): string {
   return lang === 'en' ? error.messageEn : error.message;
 }
+
+/** The colon after a label: full-width in Chinese. */
+export function colon(): string {
+  return lang === 'en' ? ': ' : '：';
+}

@@ -176,6 +176,8 @@ class Page implements Shell {
     else if (this.card === undefined && route !== 'bind') route = 'bind';
     else if (this.card !== undefined && (route === 'bind' || route === 'signin')) route = 'home';
     this.view?.dispose?.();
+    // A message about the screen before does not stay over the next one (or the other language).
+    this.toastNode.classList.remove('shown');
     const view = SCREENS[route](this);
     this.view = view;
     document.title = `${view.title} · ${t('appTitle')}`;

@@ -128,7 +128,7 @@ export async function screenshot(page: Page, lang: 'zh' | 'en', name: string): P
   const path = join(SCREENSHOT_DIR, lang, `${name}.png`);
   mkdirSync(dirname(path), { recursive: true });
   // From the top, so the sticky header sits where a person sees it, not where the last focus scrolled to.
-  await page.evaluate(() => globalThis.scrollTo(0, 0));
+  await page.evaluate('window.scrollTo(0, 0)');
   await page.screenshot({ path, fullPage: true, animations: 'disabled' });
   return path;
 }

@@ -4,7 +4,7 @@
 import { ApiError } from '../api.js';
 import { h, parseYuan, randomRequestNumber, yuan } from '../dom.js';
 import { busy, field, FormErrors, input, passwordInput, type Field, type Problem } from '../forms.js';
-import { t } from '../i18n.js';
+import { colon, t } from '../i18n.js';
 import type { Screen, Shell } from '../shell.js';
 
 interface FeeAnswer {
@@ -91,7 +91,7 @@ function feeScreen(kind: 'network' | 'electricity'): Screen {
               'div',
               { class: `result ${ok ? 'ok' : answer.outcome === 'pending' ? '' : 'declined'}` },
               h('p', { class: 'result-title' }, answer.message),
-              answer.receipt === '' ? null : h('p', {}, `${t('feeReceipt')}：${answer.receipt}`),
+              answer.receipt === '' ? null : h('p', {}, `${t('feeReceipt')}${colon()}${answer.receipt}`),
               h('p', {}, t('feeBalance', { balance: yuan(answer.balanceAfterFen) })),
             ),
           );

@@ -4,7 +4,7 @@
 import type { CardEvent, Ecard } from '../api.js';
 import { ApiError } from '../api.js';
 import { h, yuan } from '../dom.js';
-import { serverText, t, type MessageKey } from '../i18n.js';
+import { colon, serverText, t, type MessageKey } from '../i18n.js';
 import { campusQrId, qrSvg } from '../qr.js';
 import type { Route, Screen } from '../shell.js';
 import { CAMPUS_QR_REFRESH_MS } from '../../../switch/qr/format.js';
@@ -106,14 +106,14 @@ export const homeScreen: Screen = (shell) => {
   const passwordHint = h('p', { class: 'notice' }, t('initialPasswordHint'), ' ', h('a', { href: '#/me' }, t('changeNow')));
 
   function renderCard(): void {
-    balanceButton.replaceChildren(h('span', { class: 'balance-label' }, t('balance'), '：'), balanceValue);
+    balanceButton.replaceChildren(h('span', { class: 'balance-label' }, t('balance'), colon()), balanceValue);
     balanceValue.textContent = shown ? yuan(card.balanceFen) : t('balanceHidden');
     balanceButton.setAttribute('aria-pressed', String(shown));
     balanceButton.setAttribute(
       'aria-label',
       `${t('balance')} ${shown ? yuan(card.balanceFen) : ''} ${shown ? t('hideBalance') : t('showBalance')}`,
     );
-    wallet.textContent = `${t('smallWallet')}：${shown ? yuan(card.smallWalletFen) : t('balanceHidden')}`;
+    wallet.textContent = `${t('smallWallet')}${colon()}${shown ? yuan(card.smallWalletFen) : t('balanceHidden')}`;
     statusLine.textContent = `${card.maskedName}  ·  ${t('cardNumber')} ${card.cardNumber}  ·  ${statusText(card.status)}`;
     passwordHint.hidden = !card.initialPassword;
     const why = qrUnavailable(card);
@@ -124,7 +124,8 @@ export const homeScreen: Screen = (shell) => {
 
   function showCountdown(): void {
     if (qr === undefined || used) return;
-    const left = Math.max(0, Math.ceil((refreshDueMs - Date.now()) / 1000));
+    // The server's interval is 30 s plus the part of a second it was issued in: never show 31.
+    const left = Math.min(CAMPUS_QR_REFRESH_MS / 1000, Math.max(0, Math.ceil((refreshDueMs - Date.now()) / 1000)));
     countdown.textContent = t('refreshIn', { s: left });
   }
 
@@ -152,10 +153,10 @@ export const homeScreen: Screen = (shell) => {
       qr = answer;
       qrId = campusQrId(answer.code);
       used = false;
-      drawQr();
       // Counted from now, by the server's own interval: a phone's clock may be minutes off.
       const interval = answer.refreshAtMs - answer.issuedAtMs;
       schedule(interval > 1000 && interval <= CAMPUS_QR_REFRESH_MS + 1000 ? interval : CAMPUS_QR_REFRESH_MS);
+      drawQr();
     } catch (err) {
       if (disposed) return;
       if (err instanceof ApiError && err.status === 409) {

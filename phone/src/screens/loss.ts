@@ -3,14 +3,14 @@
 import { ApiError } from '../api.js';
 import { h } from '../dom.js';
 import { busy, field, FormErrors, passwordInput } from '../forms.js';
-import { serverText, t } from '../i18n.js';
+import { colon, serverText, t } from '../i18n.js';
 import type { Screen } from '../shell.js';
 import { statusText } from './home.js';
 
 export const lossScreen: Screen = (shell) => {
   const card = shell.card;
   const status = card?.status ?? 'active';
-  const state = h('p', { class: 'big-status' }, `${t('cardStatus')}：`, h('strong', {}, statusText(status)));
+  const state = h('p', { class: 'big-status' }, `${t('cardStatus')}${colon()}`, h('strong', {}, statusText(status)));
   let body: HTMLElement;
   if (status === 'active') {
     const report = h('button', { type: 'button', class: 'danger' }, t('reportLoss'));

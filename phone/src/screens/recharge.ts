@@ -5,7 +5,7 @@ import type { CardEvent } from '../api.js';
 import { ApiError } from '../api.js';
 import { formatTime, h, parseYuan, randomId, yuan } from '../dom.js';
 import { busy, field, FormErrors, input, select } from '../forms.js';
-import { currentLang, t } from '../i18n.js';
+import { colon, currentLang, t } from '../i18n.js';
 import { qrSvg } from '../qr.js';
 import type { Screen } from '../shell.js';
 
@@ -112,7 +112,7 @@ export const rechargeScreen: Screen = (shell) => {
     orderArea.hidden = false;
     const head = [
       h('p', { class: 'amount-big' }, yuan(o.amountFen)),
-      h('p', {}, `${t('orderNumber')}：`, h('span', { class: 'order-id' }, o.orderId)),
+      h('p', {}, `${t('orderNumber')}${colon()}`, h('span', { class: 'order-id' }, o.orderId)),
       h('p', { class: 'hint' }, t('orderExpires', { time: formatTime(o.expiresAtMs, currentLang()) })),
     ];
     if (o.pay.kind === 'qr') {
