@@ -187,20 +187,20 @@ describe('the private PostgreSQL', () => {
 describe('the archiver', () => {
   it('archives every entry exactly once when its process is killed with SIGKILL mid-batch, then restarted', async () => {
     const { keys, url } = await newLedger('kill');
-    const all = await appendEntries(keys, 5000, 'k1');
-    const total = SHARDS * 5000;
+    const all = await appendEntries(keys, 3000, 'k1');
+    const total = SHARDS * 3000;
     const first = archiverProcess(keys, url);
     const firstExit = exited(first);
-    // Killed once some batches are committed and most are not: 400 transactions of 50 rows in all.
+    // Killed once some batches are committed and most are not: 240 transactions of 50 rows in all.
     let seen = 0;
-    while ((seen = await archivedCount(url)) < 1000) {
+    while ((seen = await archivedCount(url)) < 600) {
       if (first.exitCode !== null) throw new Error(`archiver exited early: ${(await firstExit).stderr}`);
       await new Promise((r) => setTimeout(r, 10));
     }
     first.kill('SIGKILL');
     expect((await firstExit).signal).toBe('SIGKILL');
     const atKill = await archivedCount(url);
-    expect(seen).toBeGreaterThanOrEqual(1000);
+    expect(seen).toBeGreaterThanOrEqual(600);
     expect(atKill).toBeLessThan(total);
     // Entries keep coming while it is down.
     merge(all, await appendEntries(keys, 300, 'k2'));
@@ -208,7 +208,7 @@ describe('the archiver', () => {
     const secondExit = await exited(second);
     expect(secondExit.code, secondExit.stderr).toBe(0);
     await expectArchivedExactlyOnce(url, keys, all);
-  }, 120_000);
+  }, 180_000);
 
   it('catches up without a gap or a duplicate after PostgreSQL was stopped and started again; nothing is trimmed meanwhile', async () => {
     const { keys, url } = await newLedger('pgdown');
