@@ -331,6 +331,30 @@ describe.each(['wechat', 'alipay'] as const)("%s: the card's state at a code pay
     expect(await entriesOf(p, res.transactionId)).toEqual([]);
   });
 
+  it('a card reported lost while its payment waits for the payer: the sale is not taken when the channel says paid; the money goes back', async () => {
+    const p = await payer(channel);
+    const before = payerBalance(p);
+    const code = codeOf(p);
+    // Paid only after 20 looks (at least 20 poll intervals): the loss report comes long before.
+    const steps = [...Array.from({ length: 20 }, () => 'paying' as const), 'paid' as const];
+    if (channel === 'wechat') sims.wechat.script(code, steps);
+    else sims.alipay.script(code, steps);
+    const sequence = nextSequence++;
+    const res = await authorize(sequence, code, 450);
+    expect(res.outcome).toBe(Outcome.OUTCOME_PENDING);
+    await app.ledger.setStatus(p.cardNo, 'lost');
+    await waitFor('the payment decided', async () => ((await followUpCount(app.context)) === 0 ? true : undefined));
+    const decided = await call<{ terminalId: string; sequenceNumber: number; transactionId: string }, AuthorizeResponse>(
+      client,
+      'queryTransaction',
+      { terminalId: POS_TERMINAL.id, sequenceNumber: sequence, transactionId: '' },
+      meta,
+    );
+    expect(decided).toMatchObject({ outcome: Outcome.OUTCOME_DECLINED, declineReason: DeclineReason.DECLINE_REASON_CARD_LOST });
+    expect(payerBalance(p)).toBe(before);
+    expect(await entriesOf(p, res.transactionId)).toEqual([]);
+  });
+
   it('an unbound e-card is no reason: the channel binding is what pays', async () => {
     const p = await payer(channel);
     expect(await app.redis.hget(app.keys.account(p.cardNo), 'eu')).toBeNull();
