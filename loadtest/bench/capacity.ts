@@ -95,7 +95,7 @@ try {
               amountFen: 1250,
               credential: { card: { cardSerial: `C0${String(card).padStart(8, '0')}` } },
               pin: '',
-            } as never,
+            },
             md,
             (err) => (err ? reject(err) : resolve()),
           ),
