@@ -51,7 +51,7 @@ describe(`the Electron kiosk app${skipReason === '' ? '' : ` (SKIPPED: ${skipRea
       chmodSync(credential, 0o600);
       const app = await electron.launch({
         executablePath: (binary as { path: string }).path,
-        args: [...(process.getuid?.() === 0 ? ['--no-sandbox'] : []), join(DIST_DIR, 'main.cjs')],
+        args: [...(process.getuid?.() === 0 ? ['--no-sandbox'] : []), DIST_DIR],
         // No switch listens here: the window must come up anyway (it shows "cannot connect" on a tap).
         env: { ...process.env, KIOSK_CREDENTIAL_FILE: credential, KIOSK_SWITCH_ADDRESS: '127.0.0.1:9', KIOSK_DEV: '0' },
       });

@@ -2,6 +2,8 @@
 // 1080 x 1920, the same main-process handlers Electron loads behind window.kiosk, a real switch with
 // Redis and both payment-channel simulators. Every screen of issue 13 is walked as a person would
 // (roles and labels), and a screenshot of each is written to var/screenshots/kiosk/.
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { DeclineReason, Outcome } from '../proto/gen/cardswitch/v1/common.js';
@@ -394,6 +396,38 @@ describe('the kiosk screens (zh-CN first, English switch)', () => {
     await rig.screenshot('28-error-password-locked');
     await press('返回首页');
     await press('退出');
+  });
+
+  it('axe-core finds no WCAG 2 A / AA violation (contrast, names, roles) on idle, home, a keypad and the statement', async () => {
+    const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+    const violations = async (where: string): Promise<string[]> => {
+      // Through the DevTools protocol, like Playwright's own calls: the page's CSP allows no inline script.
+      await page.evaluate(axeSource);
+      const result = await page.evaluate<{ violations: { id: string; nodes: unknown[] }[] }>(
+        "axe.run(document, { runOnly: ['wcag2a', 'wcag2aa', 'wcag21aa'] })",
+      );
+      return result.violations.map((v) => `${where}: ${v.id} (${v.nodes.length})`);
+    };
+    const found: string[] = [];
+    await screen('idle').waitFor();
+    found.push(...(await violations('idle')));
+    const h = await newHolder(4_000);
+    for (let i = 0; i < 3; i++) expect((await posTap(h.serial, 100)).outcome).toBe(Outcome.OUTCOME_APPROVED);
+    await tap(h.serial);
+    await screen('home').waitFor();
+    found.push(...(await violations('home')));
+    await press('账单');
+    await keypad('01');
+    found.push(...(await violations('keypad')));
+    await press('清除');
+    await enterPin();
+    await screen('statement').waitFor();
+    found.push(...(await violations('statement')));
+    await press('English');
+    found.push(...(await violations('statement (English)')));
+    await press('中文');
+    await press('退出');
+    expect(found).toEqual([]);
   });
 
   afterAll(async () => {

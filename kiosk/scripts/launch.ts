@@ -80,7 +80,8 @@ async function main(): Promise<number> {
   // Chromium refuses to run as root with its OS sandbox; a development container often is root.
   const args = process.getuid?.() === 0 ? ['--no-sandbox'] : [];
   if (args.length > 0) process.stdout.write('kiosk: running as root, so Chromium runs without its OS sandbox (development only)\n');
-  const child = spawn(binary, [...args, join(DIST_DIR, 'main.cjs')], { env, stdio: 'inherit' });
+  // The app directory (its package.json names main.cjs): the same layout electron-builder packs.
+  const child = spawn(binary, [...args, DIST_DIR], { env, stdio: 'inherit' });
   return new Promise((resolve) => child.once('exit', (code) => resolve(code ?? 0)));
 }
 
