@@ -344,4 +344,25 @@ describe('the e-card page on a phone', () => {
     ).toBeNull();
     await bothLanguages(page, 'session-expired', 'Sign in', '登录');
   });
+
+  it('signs out on logout, and unbinding ends the session on this page too', async () => {
+    await signIn(page, USER);
+    await heading(page, '电子校园卡');
+    await page.getByRole('link', { name: '个人中心' }).click();
+    await page.getByRole('button', { name: '退出登录' }).click();
+    await page.getByText('您已退出登录。').waitFor({ timeout: STEP_MS });
+    expect(await page.evaluate('sessionStorage.length')).toBe(0);
+    await signIn(page, USER);
+    await heading(page, '电子校园卡');
+    await page.getByRole('link', { name: '个人中心' }).click();
+    await heading(page, '个人中心');
+    const unbind = page.locator('form').filter({ has: page.getByRole('button', { name: '解绑校园卡' }) });
+    await unbind.getByLabel('卡密码').fill(PIN);
+    await page.getByRole('button', { name: '解绑校园卡' }).click();
+    await page.getByText('校园卡已解绑，所有设备已退出登录。').waitFor({ timeout: STEP_MS });
+    expect(await page.evaluate('sessionStorage.length')).toBe(0);
+    // Signed in again, the holder has no card: the binding form.
+    await signIn(page, USER);
+    await heading(page, '身份认证');
+  });
 });
