@@ -26,7 +26,8 @@ let load: PosLoad;
 beforeAll(async () => {
   cluster = await startTestCluster();
   useClusterLedger(cluster.cluster, { LEDGER_DURABILITY: 'replica', LEDGER_WAIT_TIMEOUT_MS: '500' });
-  app = await startTestSwitch('failover');
+  // The production command timeout (test/helpers/switch.ts gives other tests 10 s): the failover is measured as it runs.
+  app = await startTestSwitch('failover', { REDIS_COMMAND_TIMEOUT_MS: '2000' });
   load = new PosLoad(app, { label: 'FO', cards: CARDS, terminals: 8, openingFen: 10_000_000, answerBudgetMs: BUDGET_MS });
   await load.setUp();
 }, 90_000);

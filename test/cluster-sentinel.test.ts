@@ -89,6 +89,8 @@ beforeAll(async () => {
     REDIS_SENTINEL_MASTER: MASTER_NAME,
     LEDGER_DURABILITY: 'replica',
     LEDGER_WAIT_TIMEOUT_MS: '500',
+    // The production default (test/helpers/switch.ts gives other tests 10 s): the failover is measured as it runs.
+    REDIS_COMMAND_TIMEOUT_MS: '2000',
   });
   app = await startTestSwitch('sentinel');
   load = new PosLoad(app, { label: 'SN', cards: 48, terminals: 8, openingFen: 10_000_000, answerBudgetMs: BUDGET_MS });

@@ -55,7 +55,7 @@ const serialOf = (i: number): string => `5A${String(i).padStart(6, '0')}`;
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'cardswitch-ledger-stall-'));
   redis = await startLocalRedis({ dataDir, port: 0, appendOnly: true, appendFsync: 'everysec', startTimeoutMs: 10_000 });
-  const config = { ...testConfig('stall'), redisUrl: redis.url };
+  const config = { ...testConfig('stall', { REDIS_COMMAND_TIMEOUT_MS: '2000' }), redisUrl: redis.url };
   app = await startSwitch(config, createLogger(config.logLevel));
   await prepare(app);
   pos = posClient(app);
@@ -255,7 +255,7 @@ it(`Redis stopped ${STALL_MS / 1000} s under ${CALLS_PER_SECOND} calls/s on one 
 }, 60_000);
 
 it('the same with ioredis alone (a Redis URL naming a database has no hot-path pipeline client), Redis stopped 3 s', async () => {
-  const config = { ...testConfig('stallio'), redisUrl: `${redis.url}/0` };
+  const config = { ...testConfig('stallio', { REDIS_COMMAND_TIMEOUT_MS: '2000' }), redisUrl: `${redis.url}/0` };
   const alone = await startSwitch(config, createLogger(config.logLevel));
   const client = posClient(alone);
   try {

@@ -42,6 +42,11 @@ export function testConfig(label: string, overrides: Record<string, string> = {}
     STAFF_NO_PIN_PER_DAY_FEN: '100000000',
     STAFF_DAILY_SPEND_LIMIT_FEN: '0',
     PASSWORD_THREADS: '2',
+    // A test process on a loaded CI machine (two cores, Chromium and other test files beside it) can stall its own
+    // event loop past the production default of 2 s; a reply then loses to ioredis's timer, the breaker opens and
+    // the test fails on a ledger that was never down. Tests of timeouts and stalls set their own (ledger-stall,
+    // faults, ecard-faults, pos-authorize).
+    REDIS_COMMAND_TIMEOUT_MS: '10000',
     ...overrides,
     ...ledgerRedisOverride,
   });
