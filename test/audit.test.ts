@@ -197,7 +197,7 @@ describe('audit CLI configuration', () => {
   it('refuses with exit code 2 and a clear message when REDIS_URL is empty or the ledger is missing', async () => {
     const noUrl = await cli([], { REDIS_URL: '' });
     expect(noUrl.code).toBe(2);
-    expect(noUrl.err).toContain('REDIS_URL is not set');
+    expect(noUrl.err).toContain('REDIS_URL (or REDIS_CLUSTER_NODES / REDIS_SENTINELS) is not set');
     const noLedger = await cli([], { REDIS_URL: testRedisUrl(), KEY_PREFIX: freshPrefix('noledger') });
     expect(noLedger.code).toBe(2);
     expect(noLedger.err).toContain('no ledger');
