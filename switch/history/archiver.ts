@@ -184,16 +184,24 @@ export class Archiver {
         const stored = await store.positions(keys.shardCount);
         stored.forEach((position, shard) => this.positions.set(shard, position));
       }
-      const pipeline = redis.pipeline();
-      for (let shard = 0; shard < keys.shardCount; shard++) {
-        pipeline.xrange(keys.journal(shard), `(${formatStreamId(this.positions.get(shard) ?? STREAM_ID_ZERO)}`, '+', 'COUNT', batchSize);
-      }
-      const replies = (await pipeline.exec()) ?? [];
+      // One command per shard, all sent at once (not a pipeline: on a Redis Cluster the shards' keys live in
+      // different slots, and a cluster client refuses a pipeline across slots).
+      const replies = await Promise.all(
+        Array.from(
+          { length: keys.shardCount },
+          (_, shard) =>
+            redis.xrange(
+              keys.journal(shard),
+              `(${formatStreamId(this.positions.get(shard) ?? STREAM_ID_ZERO)}`,
+              '+',
+              'COUNT',
+              batchSize,
+            ) as Promise<RawStreamEntry[]>,
+        ),
+      );
       const batches: ArchiveBatch[] = [];
       let full = false;
-      replies.forEach(([err, rows], shard) => {
-        if (err) throw err;
-        const page = rows as RawStreamEntry[];
+      replies.forEach((page, shard) => {
         if (page.length === batchSize) full = true;
         if (page.length > 0) batches.push({ shard, after: this.positions.get(shard) ?? STREAM_ID_ZERO, rows: page });
       });
@@ -215,14 +223,15 @@ export class Archiver {
       if (err instanceof ArchivePositionMovedError) return 0;
       throw err;
     }
-    const pipeline = redis.pipeline();
-    for (const batch of group) {
-      const last = parseStreamId((batch.rows[batch.rows.length - 1] as RawStreamEntry)[0]);
-      this.positions.set(batch.shard, last);
-      // After COMMIT only: Redis's copy of the position may lag PostgreSQL's, never lead it.
-      pipeline.set(keys.journalArchived(batch.shard), formatStreamId(last));
-    }
-    for (const [err] of (await pipeline.exec()) ?? []) if (err) throw err;
+    // After COMMIT only: Redis's copy of the position may lag PostgreSQL's, never lead it. One SET per shard,
+    // sent at once (each in its shard's slot, so this works on a Redis Cluster too).
+    await Promise.all(
+      group.map((batch) => {
+        const last = parseStreamId((batch.rows[batch.rows.length - 1] as RawStreamEntry)[0]);
+        this.positions.set(batch.shard, last);
+        return redis.set(keys.journalArchived(batch.shard), formatStreamId(last));
+      }),
+    );
     return inserted;
   }
 
