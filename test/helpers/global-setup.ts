@@ -15,12 +15,19 @@ declare module 'vitest' {
 }
 
 export async function setup(project: TestProject): Promise<void> {
-  dataDir = mkdtempSync(join(tmpdir(), 'cardswitch-test-redis-'));
-  redis = await startLocalRedis({ dataDir, port: 0, appendOnly: true, appendFsync: 'everysec', startTimeoutMs: 10_000 });
+  // Both vitest projects (unit, bench: vitest.config.ts) run this setup; they share one server, as a second
+  // start would overwrite the first's handle and leave it running after the tests (seen in a CI run).
+  if (redis === undefined) {
+    dataDir = mkdtempSync(join(tmpdir(), 'cardswitch-test-redis-'));
+    redis = await startLocalRedis({ dataDir, port: 0, appendOnly: true, appendFsync: 'everysec', startTimeoutMs: 10_000 });
+  }
   project.provide('redisUrl', redis.url);
 }
 
 export async function teardown(): Promise<void> {
-  await redis?.stop();
+  const running = redis;
+  redis = undefined;
+  await running?.stop();
   if (dataDir !== '') rmSync(dataDir, { recursive: true, force: true });
+  dataDir = '';
 }
