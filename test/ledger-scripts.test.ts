@@ -450,7 +450,14 @@ describe('ARGV checked on both sides', () => {
     const qrPayment = VALID.authorize[1]?.args ?? [];
     const refused = await redis.evalsha(scripts.shaOf('authorize'), 5, ...keyNames.slice(0, 5), ...qrPayment).catch((err: Error) => err);
     expect(refused instanceof Error ? refused.message : refused).toBe(
-      'ERR authorize: a campus QR payment needs 6 KEYS (the last its used mark), got 5',
+      'ERR authorize: a campus QR payment needs 6 KEYS (its used mark sixth; 7 with its sequence claim), got 5',
+    );
+    const cardPayment = VALID.authorize[0]?.args ?? [];
+    const tooMany = await redis
+      .evalsha(scripts.shaOf('authorize'), 7, ...keyNames.slice(0, 5), `${prefix}:x1`, `${prefix}:x2`, ...cardPayment)
+      .catch((err: Error) => err);
+    expect(tooMany instanceof Error ? tooMany.message : tooMany).toBe(
+      'ERR authorize: a card payment needs 5 KEYS (6 with its sequence claim), got 7',
     );
     expect(await snapshot(prefix)).toEqual(before);
   });

@@ -330,6 +330,51 @@ describe('idempotency on (terminal, sequence number)', () => {
   });
 });
 
+describe('one sequence number, many cards at once', () => {
+  it('300 parallel payments with one sequence number over three cards (two shards) charge one card once; the rest ALREADY_EXISTS', async () => {
+    const f = await start('seq300');
+    const sameShard = cardInShard(f.app, CARD_NO, true);
+    const otherShard = cardInShard(f.app, CARD_NO, false);
+    await openCard(f.app, sameShard, 'CD34EF5611', OPENING_FEN);
+    await openCard(f.app, otherShard, 'CD34EF5622', OPENING_FEN);
+    const serials = [SERIAL, 'CD34EF5611', 'CD34EF5622'];
+
+    const answers = await Promise.allSettled(
+      Array.from({ length: 300 }, (_, i) =>
+        authorize(f, payment(7, 1_000, { credential: { card: { cardSerial: serials[i % 3] ?? SERIAL } } })),
+      ),
+    );
+
+    const approved = answers.flatMap((a) =>
+      a.status === 'fulfilled' && a.value.res.outcome === Outcome.OUTCOME_APPROVED ? [a.value] : [],
+    );
+    const refused = answers.flatMap((a) => (a.status === 'rejected' ? [a.reason as { code?: number }] : []));
+    // Every copy for the winning card replays its one approval; every copy for the two others is refused.
+    expect(approved).toHaveLength(100);
+    for (const a of approved) expect(a.bytes.equals(approved[0]?.bytes ?? Buffer.alloc(0))).toBe(true);
+    expect(refused).toHaveLength(200);
+    for (const r of refused) expect(r.code).toBe(Status.ALREADY_EXISTS);
+    const balances = await Promise.all([CARD_NO, sameShard, otherShard].map((c) => balanceFen(f.app, c)));
+    expect(balances.sort()).toEqual([OPENING_FEN - 1_000, OPENING_FEN, OPENING_FEN].sort());
+    const pays = (await Promise.all([CARD_NO, sameShard, otherShard].map((c) => payEntries(f.app, c)))).flat();
+    expect(pays).toHaveLength(1);
+  });
+
+  it('a PIN payment whose sequence number another card holds is refused before its password is checked', async () => {
+    const f = await start('seqpin');
+    const otherCard = cardInShard(f.app, CARD_NO, false);
+    await openCard(f.app, otherCard, 'CD34EF5633', OPENING_FEN);
+    expect((await authorize(f, payment(3, 1_000))).res.outcome).toBe(Outcome.OUTCOME_APPROVED);
+    const before = await dumpKeySpace(f.app.redis, f.app.keys.prefix);
+
+    const err = await grpcError(authorize(f, payment(3, 1_000, { credential: { card: { cardSerial: 'CD34EF5633' } }, pin: '999999' })));
+
+    expect(err.code).toBe(Status.ALREADY_EXISTS);
+    // No wrong-password attempt was counted against the other card: nothing changed at all.
+    expect(await dumpKeySpace(f.app.redis, f.app.keys.prefix)).toEqual(before);
+  });
+});
+
 describe('reversal', () => {
   it('refunds once: a second reversal answers the same bytes, and a retry of the payment does not charge again', async () => {
     const f = await start('rev');

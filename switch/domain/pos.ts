@@ -6,7 +6,7 @@ import type { Terminal } from './terminals.js';
 import { InvalidArgumentError, UnimplementedError } from '../errors.js';
 import { checkCardPassword, passwordBusyError } from './card-password.js';
 import { unknownCardDecision } from '../ledger/claims.js';
-import { IdempotencyConflictError, type PresentedCampusQr } from '../ledger/ledger.js';
+import { IdempotencyConflictError, SequenceTakenError, type PresentedCampusQr } from '../ledger/ledger.js';
 import { openCampusQr } from './campus-qr.js';
 import { ChannelPayments, type ChannelPaymentCode } from './channel-payment.js';
 import type { ChannelName } from '../channels/channel.js';
@@ -129,14 +129,21 @@ export class PosDomain {
       const decidedAtMs = await this.ctx.claims.unknownCard(terminal.id, request.sequence, fingerprint, this.ctx.now());
       return { ...declined(unknownCode), decidedAtMs };
     }
-    const previousOwner = await this.ctx.claims.claim(terminal.id, request.sequence, cardNo);
-    if (previousOwner !== null && previousOwner !== cardNo) {
+    // The sequence claim: inside the payment script on one Redis (one command less per payment), with
+    // its own command first on a Cluster, and first for a PIN payment (a number taken by another card
+    // is refused before its password is checked).
+    const claimInScript = this.ctx.ledger.claimsInScript && request.pin === '';
+    const sequenceTaken = (previousOwner: string): PaymentOutcome => {
       const decidedAtMs = unknownCardDecision(previousOwner, fingerprint);
       // The card was unknown when this request first came: its first answer stands.
       if (decidedAtMs !== undefined) return { ...declined(unknownCode), cardNo: '', decidedAtMs };
       throw new IdempotencyConflictError(
         `sequence number ${request.sequence} of terminal ${terminal.id} was already used for a different request; use a new sequence number`,
       );
+    };
+    if (!claimInScript) {
+      const previousOwner = await this.ctx.claims.claim(terminal.id, request.sequence, cardNo);
+      if (previousOwner !== null && previousOwner !== cardNo) return sequenceTaken(previousOwner);
     }
     const ledgerRequest = {
       cardNo,
@@ -156,18 +163,27 @@ export class PosDomain {
       if (!check.ok && check.reason === 'busy') throw passwordBusyError();
       if (!check.ok && check.reason === 'wrong') return declined('wrong_pin', check.attemptsLeft);
     }
-    const result = await this.ctx.ledger.authorize({
-      cardNo,
-      presentedSerial: serial,
-      amountFen: request.amountFen,
-      credentialKind: request.credential.kind,
-      terminalId: terminal.id,
-      sequence: request.sequence,
-      merchantId: terminal.merchantId,
-      pinVerified: request.pin !== '',
-      limits: this.ctx.config.limits,
-      campusQr,
-    });
+    let result;
+    try {
+      result = await this.ctx.ledger.authorize({
+        cardNo,
+        presentedSerial: serial,
+        amountFen: request.amountFen,
+        credentialKind: request.credential.kind,
+        terminalId: terminal.id,
+        sequence: request.sequence,
+        merchantId: terminal.merchantId,
+        pinVerified: request.pin !== '',
+        limits: this.ctx.config.limits,
+        campusQr,
+        claimSequence: claimInScript,
+      });
+    } catch (err) {
+      if (!(err instanceof SequenceTakenError)) throw err;
+      // Claims only expire, never change hands: the owner read now is the one the script met.
+      const owner = await this.ctx.claims.owner(terminal.id, request.sequence);
+      return sequenceTaken(owner ?? '');
+    }
     return { ...result, cardNo: result.code === 'unknown_card' ? '' : cardNo, pinAttemptsLeft: 0 };
   }
 

@@ -53,7 +53,7 @@ export const AUTHORIZE_ANSWERS = {
   12: 'qr_expired',
   13: 'qr_used',
 } as const;
-export const AUTHORIZE_REFUSALS = KEY_REUSED;
+export const AUTHORIZE_REFUSALS = { ...KEY_REUSED, [-2]: 'sequence_taken' } as const;
 
 export const REVERSE_ANSWERS = { 1: 'reversed', 2: 'nothing_to_reverse', 3: 'tombstoned' } as const;
 export const REVERSE_REFUSALS = { [-1]: 'key_reused', [-2]: 'amount_differs', [-3]: 'other_card', [-4]: 'small_wallet_move' } as const;

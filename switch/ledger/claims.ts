@@ -25,6 +25,12 @@ export class SequenceClaims {
     return previous === null ? null : String(previous);
   }
 
+  /** Who holds the sequence number now (null: nobody), for a payment whose script found it taken. */
+  async owner(terminalId: string, sequence: number): Promise<string | null> {
+    const owner = await this.ledger.scripts.command(['GET', this.ledger.keys.sequenceClaim(terminalId, sequence)]);
+    return owner === null ? null : String(owner);
+  }
+
   /** For payments, water debits, refunds and fees: the sequence number must be this card's or new. */
   async forCard(terminalId: string, sequence: number, cardNo: string): Promise<void> {
     const previous = await this.claim(terminalId, sequence, cardNo);

@@ -83,6 +83,14 @@ export class IdempotencyConflictError extends Error {
   override readonly name = 'IdempotencyConflictError';
 }
 
+/**
+ * A payment whose script took its sequence claim found the number claimed by another card or by an
+ * unknown card's recorded decline (SequenceClaims.owner says which); nothing changed.
+ */
+export class SequenceTakenError extends Error {
+  override readonly name = 'SequenceTakenError';
+}
+
 /** A reversal that does not match its payment (amount or card); nothing changed. */
 export class ReversalMismatchError extends Error {
   override readonly name = 'ReversalMismatchError';
@@ -110,6 +118,12 @@ export interface AuthorizeInput {
   /** Set when the credential is a campus QR code. */
   readonly campusQr?: PresentedCampusQr | undefined;
   readonly limits: { readonly student: HolderLimits; readonly staff: HolderLimits };
+  /**
+   * Take the terminal's sequence claim (ledger/claims.ts) inside the script instead of with a command
+   * of its own before it: only where `Ledger.claimsInScript` (one Redis, not a Cluster). A number
+   * claimed by another card then throws SequenceTakenError and changes nothing.
+   */
+  readonly claimSequence?: boolean;
 }
 
 export interface HolderLimits {
@@ -142,6 +156,14 @@ export class Ledger {
     private readonly requestTtlSec: number,
     private readonly now: () => number = Date.now,
   ) {}
+
+  /**
+   * Whether a payment's sequence claim can ride in its script (AuthorizeInput.claimSequence): one
+   * Redis, where a script may touch the terminal's slot and the card's. On a Cluster it cannot.
+   */
+  get claimsInScript(): boolean {
+    return this.scripts.singleNode;
+  }
 
   /**
    * The recorded answer of a payment request, if it was decided before (a read; moves nothing). Lets a
@@ -198,6 +220,10 @@ export class Ledger {
     ];
     const qr = input.campusQr;
     if (qr !== undefined) keys.push(k.campusQrUsed(input.cardNo, qr.codeId));
+    if (input.claimSequence === true) {
+      if (!this.claimsInScript) throw new Error('the sequence claim rides in the payment script only on one Redis, not a Cluster');
+      keys.push(k.sequenceClaim(input.terminalId, input.sequence));
+    }
     return {
       keys,
       args: [
@@ -233,6 +259,8 @@ export class Ledger {
           new IdempotencyConflictError(
             `sequence number ${input.sequence} of terminal ${input.terminalId} was already used for a different payment; use a new sequence number`,
           ),
+        sequence_taken: () =>
+          new SequenceTakenError(`sequence number ${input.sequence} of terminal ${input.terminalId} is claimed by another request`),
       } satisfies Record<typeof refusal, () => Error>;
       throw errors[refusal]();
     }

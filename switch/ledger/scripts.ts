@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import type { Redis, Cluster } from 'ioredis';
 import type { PipelineClient } from '../redis/pipeline-client.js';
-import { masterNodes } from '../redis/cluster.js';
+import { isCluster, masterNodes } from '../redis/cluster.js';
 import type { ReplicaWait } from '../redis/replica-wait.js';
 
 export type RedisClient = Redis | Cluster;
@@ -470,6 +470,14 @@ export class Scripts {
   /** The connection the scripts run on (for the few plain reads next to them). */
   get client(): RedisClient {
     return this.redis;
+  }
+
+  /**
+   * One Redis (plain, or a Sentinel-watched master), not a Cluster: a script may then touch keys of
+   * different hash slots, so a payment's sequence claim can ride in its script (authorize.lua).
+   */
+  get singleNode(): boolean {
+    return !isCluster(this.redis);
   }
 
   /** The SHA1 a script is loaded under (for EVALSHA from outside the switch: the bench's redis-benchmark run). */

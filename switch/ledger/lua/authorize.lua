@@ -7,6 +7,11 @@
   KEYS[4] statementKey  {L:s}:stmt:<card>     zset statement index of the card
   KEYS[5] eventsKey     {L:s}:ev:<card>       stream of the card's live events (bound e-cards only)
   KEYS[6] qrUsedKey     {L:s}:qru:<card>:<id> the campus QR code's single-use mark (campus QR only)
+  KEYS[last] claimKey   <p>:{T:<term>}:seq:<seq> (optional: KEYS[6] of a card payment, KEYS[7] of a campus QR
+                        payment) the terminal's sequence claim (ledger/claims.ts), taken here with SET NX GET
+                        before anything else when the ledger is one Redis. On a Redis Cluster it lives in
+                        another slot than the card's keys, so the switch claims it with its own command first
+                        and leaves it out here. Taking it here saves a command per payment (issue 15).
 
   ARGV[1] cardNo
   ARGV[2] presentedSerial   card serial presented, '' when the credential is not a card tap
@@ -46,6 +51,8 @@
             approval uses a code up, and two POS racing with one code pay once)
   Or a number:
     -1 the key was used before for a different request (nothing changed)
+    -2 (claimKey given) the terminal's sequence number is claimed by another card, or by the recorded
+       decline of an unknown card (nothing changed: the switch reads the claim to say which)
 
   A malformed ARGV (count or format) is answered with the error reply "ERR authorize: ..." before any key
   is read or written (includes/argv.lua; scripts.ts checks the same before sending).
@@ -65,6 +72,7 @@ local ANSWER_QR_INVALID = 11
 local ANSWER_QR_EXPIRED = 12
 local ANSWER_QR_USED = 13
 local REFUSED_KEY_REUSED = -1
+local REFUSED_SEQUENCE_TAKEN = -2
 
 local rcall = redis.call
 local accountKey = KEYS[1]
@@ -89,6 +97,8 @@ local eventTtlSec = tonumber(ARGV[19])
 local credentialKind = ARGV[20]
 local qrUsedKey = KEYS[6]
 local qrEpoch = ARGV[21]
+local claimKey = KEYS[6]
+if qrEpoch then claimKey = KEYS[7] end
 
 -- @include answer
 -- @include event
@@ -110,7 +120,8 @@ local wellFormed = (#ARGV == 20 or #ARGV == 24)
     .. ARGV[14] .. ' ' .. ARGV[15] .. ' ' .. ARGV[16] .. ' ' .. ARGV[17] .. ' ' .. ARGV[19],
     '^0*[1-9]%d* 0*[1-9]%d* %d+ 0*[1-9]%d* %d+ %d+ %d+ %d+ %d+ %d+ 0*[1-9]%d*$')
   -- qrEpoch, qrUsedTtlSec
-  and (not qrEpoch or (#KEYS == 6 and (ARGV[22] == '0' or ARGV[22] == '1') and ARGV[24] ~= '' and #qrEpoch < 16
+  and (qrEpoch or #KEYS == 5 or #KEYS == 6)
+  and (not qrEpoch or ((#KEYS == 6 or #KEYS == 7) and (ARGV[22] == '0' or ARGV[22] == '1') and ARGV[24] ~= '' and #qrEpoch < 16
     and #ARGV[23] < 16 and string.find(qrEpoch .. ' ' .. ARGV[23], '^%d+ 0*[1-9]%d*$')))
 if not wellFormed then
   local badArgv = argvCount(#ARGV == 20 or #ARGV == 24, '20 or 24')
@@ -122,12 +133,25 @@ if not wellFormed then
     or argvInteger(16, 'staffNoPinPerDayFen', 0) or argvInteger(17, 'staffDailySpendLimitFen', 0)
     or argvId(18, 'eventsChannel') or argvInteger(19, 'eventTtlSec', 1) or argvId(20, 'credentialKind')
   if badArgv then return badArgv end
+  if not qrEpoch and #KEYS ~= 5 and #KEYS ~= 6 then
+    return argvError('a card payment needs 5 KEYS (6 with its sequence claim), got ' .. #KEYS)
+  end
   if qrEpoch then
     badArgv = argvInteger(21, 'qrEpoch', 0) or argvFlag(22, 'qrExpired') or argvInteger(23, 'qrUsedTtlSec', 1)
       or argvId(24, 'qrCodeId')
     if badArgv then return badArgv end
-    if #KEYS ~= 6 then return argvError('a campus QR payment needs 6 KEYS (the last its used mark), got ' .. #KEYS) end
+    if #KEYS ~= 6 and #KEYS ~= 7 then
+      return argvError('a campus QR payment needs 6 KEYS (its used mark sixth; 7 with its sequence claim), got ' .. #KEYS)
+    end
   end
+end
+
+-- The sequence claim first (when it is ours to take): a number claimed by another card is refused
+-- before anything is read or written. Its owner being this card is a retry (or a crash after the
+-- claim), which goes on to the request record like any other.
+if claimKey then
+  local owner = rcall('SET', claimKey, cardNo, 'NX', 'GET', 'EX', requestTtlSec)
+  if owner and owner ~= cardNo then return REFUSED_SEQUENCE_TAKEN end
 end
 
 -- One read of the request record: an earlier answer (pfp/pans) or a reversal that came first (rans).
