@@ -90,8 +90,9 @@ export async function startChannelSimulators(options: SimulatorOptions): Promise
     log: options.log,
     now,
   });
+  const alipayChannel = new AlipayChannel({ config: alipay.adapterConfig({ notifyUrl: notify('alipay') }), logger: options.log, now });
   const channels = new Map<ChannelName, PaymentChannel>([
-    ['alipay', new AlipayChannel({ config: alipay.adapterConfig({ notifyUrl: notify('alipay') }), logger: options.log, now })],
+    ['alipay', alipayChannel],
     ['wechat', wechatChannel],
   ]);
   return {
@@ -100,6 +101,7 @@ export async function startChannelSimulators(options: SimulatorOptions): Promise
     channels,
     async stop() {
       wechatChannel.close();
+      alipayChannel.close();
       await Promise.all([alipay.stop(), wechat.stop()]);
     },
   };

@@ -9,11 +9,14 @@
 // checkResponseSign() checks an answer with the Alipay public key, checkNotifySignV2() a notification.
 // Its exec() is not used to send: it takes no AbortSignal (only a fixed timeout), it warns on the console
 // and skips the check when no Alipay public key is set, and its errors quote the signature and the whole
-// answer. So the adapter sends the signed form itself with fetch (the caller's signal and
-// ALIPAY_TIMEOUT_MS, whichever ends first), requires a signature on every answer, and writes its own
-// messages. The SDK's request timestamp is local time; Alipay wants Beijing time, so the adapter passes it.
+// answer. So the adapter sends the signed form itself over node:http with a keep-alive agent (../http.ts
+// says why not fetch), bounded by the caller's signal and ALIPAY_TIMEOUT_MS, whichever ends first;
+// requires a signature on every answer, and writes its own messages. The SDK's request timestamp is
+// local time; Alipay wants Beijing time, so the adapter passes it.
 // Certificate mode (app_cert_sn, alipay_root_cert_sn) is not supported: public-key mode only.
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import type { Agent as HttpAgent } from 'node:http';
+import type { Agent as HttpsAgent } from 'node:https';
 import { AlipaySdk } from 'alipay-sdk';
 import {
   CHANNEL_ID_PATTERN,
@@ -37,6 +40,7 @@ import {
 } from '../channel.js';
 import { CancelledError, FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import { exchange, keepAliveAgent, TransportError, type HttpAnswer } from '../http.js';
 import { billDetailFromZip, BillFormatError, MAX_BILL_ZIP_BYTES, parseBillDetail } from './bill.js';
 import type { AlipayConfig } from './config.js';
 import {
@@ -110,6 +114,10 @@ export class AlipayChannel implements PaymentChannel {
   private readonly config: AlipayConfig;
   private readonly log: Logger;
   private readonly now: () => number;
+  /** Kept-alive connections to the gateway (a new connection per call costs more than the call). */
+  private readonly agent: HttpAgent | HttpsAgent;
+  /** The gateway URL ending in '?' or '&': the signed common parameters follow. */
+  private readonly gatewayBase: string;
 
   constructor(options: AlipayChannelOptions) {
     this.config = options.config;
@@ -132,6 +140,16 @@ export class AlipayChannel implements PaymentChannel {
     const keys = this.sdk.config as unknown as { privateKey: KeyObject | string; alipayPublicKey?: KeyObject | string };
     keys.privateKey = createPrivateKey(this.config.appPrivateKeyPem);
     if (this.config.alipayPublicKeyPem !== '') keys.alipayPublicKey = createPublicKey(this.config.alipayPublicKeyPem);
+    this.agent = keepAliveAgent(this.config.gatewayUrl);
+    const gateway = new URL(this.config.gatewayUrl);
+    gateway.hash = '';
+    const base = gateway.toString();
+    this.gatewayBase = /[?&]$/.test(base) ? base : base + (gateway.search === '' ? '?' : '&');
+  }
+
+  /** Closes the kept-alive connections to the gateway (at shutdown). */
+  close(): void {
+    this.agent.destroy();
   }
 
   recognises(code: string): boolean {
@@ -472,30 +490,33 @@ export class AlipayChannel implements PaymentChannel {
     const params: Record<string, unknown> = { ...commonParams, timestamp: beijingTime(this.now()) };
     if (bizContent !== undefined) params.bizContent = bizContent;
     if (withNotifyUrl && this.config.notifyUrl !== '') params.notify_url = this.config.notifyUrl;
-    const signed = new URLSearchParams(this.sdk.sdkExecute(method, params, { bizContentAutoSnakeCase: false }));
-    // As the SDKs do: the common parameters in the URL, biz_content in the form body.
-    const body = new URLSearchParams(bizContent === undefined ? {} : { biz_content: signed.get('biz_content') ?? '' });
-    signed.delete('biz_content');
-    const url = new URL(this.config.gatewayUrl);
-    for (const [key, value] of signed) url.searchParams.set(key, value);
-    const timeout = AbortSignal.timeout(this.config.timeoutMs);
-    let status: number;
-    let raw: string;
-    try {
-      const response = await fetch(url, {
-        method: 'POST',
-        body: body.toString(),
-        headers: { 'content-type': 'application/x-www-form-urlencoded;charset=utf-8', accept: 'application/json' },
-        signal: AbortSignal.any([signal, timeout]),
-        redirect: 'error',
-      });
-      status = response.status;
-      raw = new TextDecoder().decode(await readLimited(response, MAX_ANSWER_BYTES));
-    } catch (error) {
-      return { ok: false, message: transportProblem(error, signal, timeout, this.config.timeoutMs) };
+    // sdkExecute answers "k=v&k=v" with every value URI-encoded. As the SDKs do: the common parameters
+    // in the URL, biz_content in the form body (taken out of the query as it is, already encoded).
+    const query: string[] = [];
+    let body = '';
+    for (const pair of this.sdk.sdkExecute(method, params, { bizContentAutoSnakeCase: false }).split('&')) {
+      if (pair.startsWith('biz_content=')) body = pair;
+      else query.push(pair);
     }
-    if (status !== 200) return { ok: false, message: `Alipay answered HTTP ${status}` };
-    return this.verifiedAnswer(method, raw);
+    let answer: HttpAnswer;
+    try {
+      answer = await exchange({
+        method: 'POST',
+        url: new URL(`${this.gatewayBase}${query.join('&')}`),
+        headers: { 'content-type': 'application/x-www-form-urlencoded;charset=utf-8', accept: 'application/json' },
+        body,
+        timeoutMs: this.config.timeoutMs,
+        maxBodyBytes: MAX_ANSWER_BYTES,
+        signal,
+        agent: this.agent,
+      });
+    } catch (error) {
+      if (!(error instanceof TransportError)) throw error;
+      return { ok: false, message: transportProblem(error, this.config.timeoutMs) };
+    }
+    // node:http follows no redirect: a 3xx is not an answer, as any status but 200.
+    if (answer.status !== 200) return { ok: false, message: `Alipay answered HTTP ${answer.status}` };
+    return this.verifiedAnswer(method, answer.body);
   }
 
   private verifiedAnswer(method: string, raw: string): Answer {
@@ -530,7 +551,7 @@ export class AlipayChannel implements PaymentChannel {
       return await readLimited(response, MAX_BILL_ZIP_BYTES);
     } catch (error) {
       if (error instanceof UnavailableError) throw error;
-      throw unavailable(`the statement of ${date}`, transportProblem(error, signal, timeout, this.config.timeoutMs), signal);
+      throw unavailable(`the statement of ${date}`, fetchProblem(error, signal, timeout, this.config.timeoutMs), signal);
     }
   }
 }
@@ -550,7 +571,14 @@ function unavailable(what: string, message: string, signal: AbortSignal): Error 
 }
 
 /** Why a call got no answer, in words that carry no URL (the URL holds the request's signature). */
-function transportProblem(error: unknown, signal: AbortSignal, timeout: AbortSignal, timeoutMs: number): string {
+function transportProblem(error: TransportError, timeoutMs: number): string {
+  if (error.reason === 'aborted') return 'cancelled by the caller before Alipay answered';
+  if (error.reason === 'timeout') return `no answer from Alipay within ${timeoutMs} ms`;
+  return `transport error talking to Alipay (${error.code || 'error'})`;
+}
+
+/** The same for the statement's download (fetch: it follows the download URL's redirects). */
+function fetchProblem(error: unknown, signal: AbortSignal, timeout: AbortSignal, timeoutMs: number): string {
   if (signal.aborted) return 'cancelled by the caller before Alipay answered';
   if (timeout.aborted) return `no answer from Alipay within ${timeoutMs} ms`;
   const cause = (error as { cause?: { code?: unknown } } | undefined)?.cause;

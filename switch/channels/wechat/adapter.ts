@@ -22,6 +22,7 @@
 // checked with the same type. An answer that is not signed (return_code=FAIL) or does not verify is never
 // believed: `unknown` for a payment, `retry` for a reverse. The bill is not signed by WeChat Pay (v2
 // downloadbill returns plain text): it is read as it comes, over TLS.
+import type { Agent as HttpAgent } from 'node:http';
 import type { Agent as HttpsAgent } from 'node:https';
 import { InvalidArgumentError } from '../../errors.js';
 import type { Logger } from '../../log.js';
@@ -47,7 +48,7 @@ import {
 } from '../channel.js';
 import { parseBill } from './bill.js';
 import type { WechatPayConfig } from './config.js';
-import { clientCertAgent, exchange, header, TransportError, type HttpAnswer } from './http.js';
+import { clientCertAgent, exchange, header, keepAliveAgent, TransportError, type HttpAnswer } from '../http.js';
 import {
   decryptResource,
   formatRfc3339,
@@ -122,7 +123,11 @@ const MICROPAY_FAILURES: Readonly<Record<string, PaymentFailure>> = {
 
 export class WechatPayChannel implements PaymentChannel {
   readonly name = 'wechat' as const;
+  /** The merchant certificate's TLS agent (/secapi/ over https); undefined when none is configured. */
   private readonly agent: HttpsAgent | undefined;
+  /** Kept-alive connections for every other call (a new connection per call costs more than the call). */
+  private readonly plainAgent: HttpAgent | HttpsAgent;
+  private readonly secure: boolean;
   private readonly now: () => number;
   private readonly log: Logger;
 
@@ -133,11 +138,14 @@ export class WechatPayChannel implements PaymentChannel {
       options.merchantCertPem !== undefined && options.merchantKeyPem !== undefined
         ? clientCertAgent(options.merchantCertPem, options.merchantKeyPem)
         : undefined;
+    this.plainAgent = keepAliveAgent(options.apiBase);
+    this.secure = new URL(options.apiBase).protocol === 'https:';
   }
 
-  /** Closes the kept-alive TLS connections of /secapi/ (at shutdown). */
+  /** Closes the kept-alive connections (at shutdown). */
   close(): void {
     this.agent?.destroy();
+    this.plainAgent.destroy();
   }
 
   recognises(code: string): boolean {
@@ -608,7 +616,8 @@ export class WechatPayChannel implements PaymentChannel {
       timeoutMs: this.options.timeoutMs,
       maxBodyBytes: opts.maxBodyBytes ?? MAX_BODY_BYTES,
       signal,
-      agent: opts.secure === true ? this.agent : undefined,
+      // The client certificate goes only over TLS (the simulators speak plain http).
+      agent: opts.secure === true && this.secure && this.agent !== undefined ? this.agent : this.plainAgent,
     });
   }
 }
