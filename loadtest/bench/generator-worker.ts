@@ -7,21 +7,20 @@ import { connect, constants, type ClientHttp2Session, type OutgoingHttpHeaders }
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ArrivalClock, peakWindowMs } from '../shared/profile.js';
-import { answerLabel, isExpectedAnswer, MIX_KEYS, rpcPath, TrafficPlanner, type PlannedCall } from '../shared/traffic.js';
+import { isExpectedAnswer, MIX_KEYS, rpcPath, TrafficPlanner, type PlannedCall } from '../shared/traffic.js';
 import {
   encodeCallFrame,
   encodeStreamedAuthorizeFrame,
   GRPC_FRAME_HEADER_BYTES,
   grpcFrame,
-  readLeadingFields,
   readStreamedAnswer,
-  unframe,
   utf8,
 } from '../shared/wire.js';
 import { RawH2Connection, type CallDone } from './h2-raw.js';
 import { encodeRequestHeaders } from './hpack.js';
 import { Histogram } from './histogram.js';
 import type { GeneratorResult, GeneratorSettings, HistogramData, MainToWorker, WorkerToMain } from './protocol.js';
+import { isUndecided, labelOf, Settlements } from './settlements.js';
 
 const settings = workerData as GeneratorSettings;
 const port = parentPort;
@@ -145,12 +144,50 @@ class NodeHttp2Transport implements Transport {
 class RawTransport implements Transport {
   private readonly connections: RawH2Connection[] = [];
   private readonly blocks = new Map<string, Uint8Array>();
+  private readonly reconnecting = new Set<number>();
+  private closing = false;
   private next = 0;
 
-  constructor(private readonly s: GeneratorSettings) {}
+  constructor(
+    private readonly s: GeneratorSettings,
+    private readonly onConnectionLost: (message: string) => void,
+  ) {}
 
   async connect(): Promise<void> {
     for (let i = 0; i < this.s.connections; i++) this.connections.push(await RawH2Connection.connect(this.s.host, this.s.port));
+  }
+
+  /**
+   * An open connection, round robin. A lost one (the server's GOAWAY, a reset socket) is replaced in
+   * the background, as a POS reconnects; while none is open a call fails at once (a transport error,
+   * which the caller settles like any other).
+   */
+  private pick(): RawH2Connection {
+    for (let tries = 0; tries < this.connections.length; tries++) {
+      const index = this.next++ % this.connections.length;
+      const connection = this.connections[index];
+      if (connection === undefined) break;
+      if (connection.closed === undefined) return connection;
+      this.reconnect(index, connection.closed);
+    }
+    const any = this.connections[0];
+    if (any === undefined) throw new Error('no HTTP/2 connection');
+    return any;
+  }
+
+  private reconnect(index: number, reason: string): void {
+    if (this.reconnecting.has(index) || this.closing) return;
+    this.reconnecting.add(index);
+    this.onConnectionLost(`connection ${index} lost (${reason}); reconnecting`);
+    RawH2Connection.connect(this.s.host, this.s.port).then(
+      (connection) => {
+        this.reconnecting.delete(index);
+        if (this.closing) connection.close();
+        else this.connections[index] = connection;
+      },
+      // The next call on this slot tries again.
+      () => this.reconnecting.delete(index),
+    );
   }
 
   private blockFor(planned: PlannedCall): Uint8Array {
@@ -173,14 +210,30 @@ class RawTransport implements Transport {
     return block;
   }
 
+  /**
+   * Giving up on a call sends nothing once it has left the queue: no RST_STREAM, the stream simply runs
+   * to its answer, which is dropped. Resetting every timed-out stream is what an HTTP/2 server's
+   * rapid-reset guard (CVE-2023-44487) counts: Node's nghttp2 ends the connection with GOAWAY
+   * INTERNAL_ERROR after about a thousand resets, which took every later call of an overloaded run
+   * with it. A call still waiting in this client's queue (never written) is dropped from it.
+   */
   send(planned: PlannedCall, frame: Uint8Array, done: CallDone): () => void {
-    const connection = this.connections[this.next++ % this.connections.length];
-    if (connection === undefined) throw new Error('no HTTP/2 connection');
-    const ref = connection.request(this.blockFor(planned), frame, done);
-    return () => connection.cancel(ref);
+    const connection = this.pick();
+    let ended = false;
+    const once: CallDone = (grpcStatus, grpcMessage, body, transportError) => {
+      if (ended) return;
+      ended = true;
+      done(grpcStatus, grpcMessage, body, transportError);
+    };
+    const ref = connection.request(this.blockFor(planned), frame, once);
+    return () => {
+      if (ref.streamId === 0) connection.cancel(ref);
+      else once(-1, '', undefined, 'cancelled');
+    };
   }
 
   close(): void {
+    this.closing = true;
     for (const connection of this.connections) connection.close();
   }
 }
@@ -367,6 +420,10 @@ class Generator {
   private campusQrExhausted = false;
   private readonly thirdPartyApprovals = new GrowableFloats();
   private readonly thirdPartyPending = new GrowableFloats();
+  private readonly reversedKeys = new GrowableFloats();
+  private readonly tombstonedKeys = new GrowableFloats();
+  private readonly campusQrReversedKeys = new GrowableFloats();
+  private readonly settlements: Settlements;
   private thirdPartyCodesSent = 0;
   private thirdPartyExhausted = false;
   private readonly errorSamples: string[] = [];
@@ -399,8 +456,22 @@ class Generator {
       nextCampusQr: () => s.campusQrCodes[this.campusQrCodesSent++],
       nextThirdPartyCode: () => s.thirdPartyCodes[this.thirdPartyCodesSent++],
     });
-    const unary = s.client === 'raw' ? new RawTransport(s) : new NodeHttp2Transport(s, (m) => this.sample(m));
+    const unary = s.client === 'raw' ? new RawTransport(s, (m) => this.sample(m)) : new NodeHttp2Transport(s, (m) => this.sample(m));
     this.transport = s.authorizeVia === 'stream' ? new SplitTransport(new StreamTransport(s, (m) => this.sample(m)), unary) : unary;
+    const sinks = {
+      reversed: this.reversedKeys,
+      tombstoned: this.tombstonedKeys,
+      campusQrReversed: this.campusQrReversedKeys,
+      waterApprovals: this.waterApprovals,
+    };
+    this.settlements = new Settlements(
+      (planned, frame, done) => this.transport.send(planned, frame, done),
+      s.requestTimeoutMs,
+      sinks,
+      nowMs,
+      (m) => this.sample(m),
+      () => this.idleCheck(),
+    );
   }
 
   connect(): Promise<void> {
@@ -434,18 +505,14 @@ class Generator {
     this.inFlight.delete(call);
     const endMs = nowMs();
     const { planned } = call;
-    let label: string;
-    let message: Uint8Array | undefined;
-    if (grpcStatus < 0) label = transportError === 'cancelled' ? 'timeout' : 'transport_error';
-    else if (grpcStatus !== 0) label = answerLabel(planned.call.rpc, grpcStatus, 0, 0);
-    else {
-      message = body === undefined ? undefined : unframe(body);
-      const fields = message === undefined ? undefined : readLeadingFields(message);
-      label = fields === undefined ? 'bad_response' : answerLabel(planned.call.rpc, 0, fields.field1, fields.field2);
-    }
+    const answer = labelOf(planned, grpcStatus, body, transportError);
+    const { message } = answer;
+    let { label } = answer;
     if (planned.kind === 'retry' && label !== 'timeout' && !sameBytes(planned.retryOf, message)) label = 'retry_mismatch';
     const detail = label === 'transport_error' ? (transportError ?? '') : safeDecode(grpcMessage);
     this.count(call, label, endMs, detail);
+    // Given up on without an answer that decides it: settled the way a POS does (reversed, or re-sent).
+    if (isUndecided(label)) this.settlements.start(planned);
     // A code payment's approval is a `cpay` entry, not a `pay`: the ledger check looks for it apart.
     if (planned.kind === 'third_party') {
       if (label === 'approved') this.thirdPartyApprovals.push(planned.terminalIndex, planned.sequence);
@@ -509,6 +576,7 @@ class Generator {
   private sweep(): void {
     const limit = nowMs() - this.s.requestTimeoutMs;
     for (const call of this.inFlight) if (call.sentMs < limit) call.cancel();
+    this.settlements.sweep();
   }
 
   async run(startAtMs: number, durationMs: number): Promise<void> {
@@ -543,7 +611,7 @@ class Generator {
   }
 
   private idleCheck(): void {
-    if (this.stopping && this.inFlight.size === 0) this.onIdle?.();
+    if (this.stopping && this.inFlight.size === 0 && this.settlements.size === 0) this.onIdle?.();
   }
 
   private openLoop(clock: ArrivalClock): void {
@@ -628,6 +696,10 @@ class Generator {
       thirdPartyPending: this.thirdPartyPending.finish(),
       thirdPartyCodesSent: Math.min(this.thirdPartyCodesSent, this.s.thirdPartyCodes.length),
       thirdPartyExhausted: this.thirdPartyExhausted,
+      settlements: this.settlements.result(),
+      reversedKeys: this.reversedKeys.finish(),
+      tombstonedKeys: this.tombstonedKeys.finish(),
+      campusQrReversedKeys: this.campusQrReversedKeys.finish(),
       eventLoopUtilization: elu,
     };
   }
@@ -672,6 +744,9 @@ port.on('message', (message: MainToWorker) => {
         result.campusQrApprovals.buffer as ArrayBuffer,
         result.thirdPartyApprovals.buffer as ArrayBuffer,
         result.thirdPartyPending.buffer as ArrayBuffer,
+        result.reversedKeys.buffer as ArrayBuffer,
+        result.tombstonedKeys.buffer as ArrayBuffer,
+        result.campusQrReversedKeys.buffer as ArrayBuffer,
       ]);
     },
     (err: unknown) => post({ type: 'fatal', message: String(err) }),

@@ -7,6 +7,7 @@ import { constantProfile, peakWindowMs, profileDurationMs, type ArrivalProfile }
 import type { TrafficMix } from '../shared/traffic.js';
 import { Histogram, type LatencySummaryMs } from './histogram.js';
 import type { GeneratorResult, GeneratorSettings, MainToWorker, WorkerToMain } from './protocol.js';
+import type { SettlementCounts } from './settlements.js';
 
 const WORKER_URL = new URL(`./generator-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
 const START_DELAY_MS = 150;
@@ -67,6 +68,12 @@ export interface LoadResult {
   readonly thirdPartyPendingKeys: Float64Array[];
   readonly thirdPartyCodesSent: number;
   readonly thirdPartyExhausted: boolean;
+  /** Requests given up on (timeout, reset, connection lost, UNAVAILABLE ...) and how they were settled: settlements.ts. */
+  readonly settlements: SettlementCounts;
+  /** Abandoned payments the switch reversed, or tombstoned; the campus QR ones reversed (pairs per worker). */
+  readonly reversedKeys: Float64Array[];
+  readonly tombstonedKeys: Float64Array[];
+  readonly campusQrReversedKeys: Float64Array[];
   readonly generatorEventLoopUtilization: number[];
   /** Per second of the run: answers completed, mean and max latency (ms). */
   readonly timeline: { readonly second: number; readonly completed: number; readonly meanMs: number; readonly maxMs: number }[];
@@ -258,9 +265,28 @@ function mergeResults(spec: LoadSpec, results: GeneratorResult[], durationMs: nu
     thirdPartyPendingKeys: results.map((r) => r.thirdPartyPending),
     thirdPartyCodesSent: results.reduce((sum, r) => sum + r.thirdPartyCodesSent, 0),
     thirdPartyExhausted: results.some((r) => r.thirdPartyExhausted),
+    settlements: sumSettlements(results),
+    reversedKeys: results.map((r) => r.reversedKeys),
+    tombstonedKeys: results.map((r) => r.tombstonedKeys),
+    campusQrReversedKeys: results.map((r) => r.campusQrReversedKeys),
     generatorEventLoopUtilization: results.map((r) => Math.round(r.eventLoopUtilization * 100) / 100),
     peak: spec.mode === 'open' ? peakSummary(spec, peak, peakOffered, peakCompleted) : null,
     timeline: mergeTimelines(results),
+  };
+}
+
+function sumSettlements(results: readonly GeneratorResult[]): SettlementCounts {
+  const sum: Record<string, number> = {};
+  for (const r of results) addCounts(sum, { ...r.settlements });
+  return {
+    abandoned: sum['abandoned'] ?? 0,
+    reversalsSent: sum['reversalsSent'] ?? 0,
+    resent: sum['resent'] ?? 0,
+    reversed: sum['reversed'] ?? 0,
+    tombstoned: sum['tombstoned'] ?? 0,
+    nothingToReverse: sum['nothingToReverse'] ?? 0,
+    resentAnswered: sum['resentAnswered'] ?? 0,
+    unsettled: sum['unsettled'] ?? 0,
   };
 }
 

@@ -138,6 +138,11 @@ export class RawH2Connection {
     );
   }
 
+  /** Why the connection can no longer carry calls (GOAWAY, closed, socket error); undefined while it can. */
+  get closed(): string | undefined {
+    return this.closedReason;
+  }
+
   get inFlight(): number {
     return this.streams.size + this.queue.length;
   }

@@ -11,6 +11,12 @@
 // switch's follow-up has decided it (the bench waits for that; every pending code is scripted to end
 // paid), no other `cpay`; their amounts add up to what the payers paid at the simulators, and the payer
 // cards' campus balances never moved (nothing else pays with those cards).
+//
+// Abandoned payments (issue 15): the generator reverses every payment it gave up on, as a POS does
+// (settlements.ts). A payment the switch had approved is then explained by its pay (or cpay) entry
+// followed by exactly one reversal entry (rev, or cprev for a code payment) of the same key; a reversal
+// that came first (tombstoned) must leave no pay or cpay entry of its key. Everything else stays strict:
+// an entry that neither a client approval nor a generator reversal explains fails the check.
 import type { Redis } from 'ioredis';
 import { auditLedger, type AuditReport } from '../../switch/ledger/audit.js';
 import { forEachShard, journalPages } from '../../switch/ledger/journal.js';
@@ -60,7 +66,7 @@ export interface ThirdPartyCheck {
   /** `cpay` entries in the journals, and their sum in fen. */
   readonly journalEntries: number;
   readonly journalFen: number;
-  /** What the payers paid at the channel simulators (must equal journalFen). */
+  /** What the payers paid at the channel simulators (must equal journalFen less what cprev entries gave back). */
   readonly payersDebitedFen: number;
   readonly missing: number;
   readonly duplicated: number;
@@ -85,8 +91,37 @@ export interface ThirdPartyInput {
   readonly payerCardBalancesBeforeFen: readonly number[];
 }
 
+/** What the generator did with the payments it gave up on (settlements.ts): their keys, pairs per worker. */
+export interface SettledInput {
+  readonly reversed: readonly Float64Array[];
+  readonly tombstoned: readonly Float64Array[];
+  /** The campus QR ones of `reversed` (each used its code up: its single-use mark stays). */
+  readonly campusQrReversed: readonly Float64Array[];
+}
+
+export interface SettledCheck {
+  readonly passed: boolean;
+  /** Abandoned payments the switch answered REVERSED to the generator's Reverse. */
+  readonly reversed: number;
+  /** Of those: a pay and a rev entry each (an approved card payment given back). */
+  readonly reversedPayEntries: number;
+  /** Of those: a cpay and a cprev entry each (an approved code payment given back through its channel). */
+  readonly reversedCodePayments: number;
+  /** Of those: no entry at all (a code payment reversed before its channel had paid). */
+  readonly reversedBeforePaid: number;
+  /** Abandoned payments the switch answered TOMBSTONED (the reversal came first). */
+  readonly tombstoned: number;
+  /** Reversed or tombstoned keys whose entries do not add up (must be 0). */
+  readonly problems: number;
+  readonly samples: string[];
+}
+
+export const NO_SETTLEMENTS: SettledInput = { reversed: [], tombstoned: [], campusQrReversed: [] };
+
 export interface LedgerCheck {
   readonly passed: boolean;
+  /** Payments the load generator abandoned and reversed: their entries. */
+  readonly settled: SettledCheck;
   readonly payments: ExactlyOnceCheck;
   readonly waterDebits: ExactlyOnceCheck;
   readonly campusQr: CampusQrCheck;
@@ -139,7 +174,16 @@ async function journalKeys(
   return byKind;
 }
 
-function compare(campus: CampusFile, approvals: readonly Float64Array[], journal: Map<string, number>): ExactlyOnceCheck {
+/**
+ * `settled`: keys of abandoned payments the generator reversed, whose entries checkSettled accounts for
+ * (they are not unexplained here).
+ */
+function compare(
+  campus: CampusFile,
+  approvals: readonly Float64Array[],
+  journal: Map<string, number>,
+  settled: ReadonlySet<string> = new Set(),
+): ExactlyOnceCheck {
   const seen = new Set<string>();
   const samples: string[] = [];
   const sample = (text: string): void => {
@@ -174,9 +218,9 @@ function compare(campus: CampusFile, approvals: readonly Float64Array[], journal
       duplicated++;
       sample(`${count} journal entries for ${key}`);
     }
-    if (!seen.has(key)) {
+    if (!seen.has(key) && !settled.has(key)) {
       unexplained++;
-      sample(`journal entry without a client approval: ${key}`);
+      sample(`journal entry without a client approval or a generator reversal: ${key}`);
     }
   }
   const passed = missing === 0 && duplicated === 0 && unexplained === 0 && approvedTwice === 0;
@@ -188,6 +232,7 @@ function checkCampusQr(
   approvals: readonly Float64Array[],
   journal: Map<string, number>,
   usedMarks: number,
+  reversedQr: number,
 ): CampusQrCheck {
   const seen = new Set<string>();
   const samples: string[] = [];
@@ -212,9 +257,11 @@ function checkCampusQr(
       if (entries !== 1 && samples.length < MAX_SAMPLES) samples.push(`campus QR approval ${key}: ${entries} pay entries`);
     }
   }
-  if (usedMarks !== approvedByClients && samples.length < MAX_SAMPLES)
-    samples.push(`${usedMarks} single-use marks for ${approvedByClients} QR approvals`);
-  const passed = missing === 0 && duplicated === 0 && approvedTwice === 0 && usedMarks === approvedByClients;
+  // An approved QR payment the generator abandoned and reversed used its code up too.
+  const expectedMarks = approvedByClients + reversedQr;
+  if (usedMarks !== expectedMarks && samples.length < MAX_SAMPLES)
+    samples.push(`${usedMarks} single-use marks for ${approvedByClients} QR approvals and ${reversedQr} abandoned ones reversed`);
+  const passed = missing === 0 && duplicated === 0 && approvedTwice === 0 && usedMarks === expectedMarks;
   return { passed, approvedByClients, inJournalOnce, missing, duplicated, approvedTwice, usedMarks, samples };
 }
 
@@ -225,7 +272,14 @@ function keysOf(campus: CampusFile, pairs: readonly Float64Array[]): string[] {
   return out;
 }
 
-function checkThirdParty(campus: CampusFile, input: ThirdPartyInput, journal: Map<string, number>, journalFen: number): ThirdPartyCheck {
+function checkThirdParty(
+  campus: CampusFile,
+  input: ThirdPartyInput,
+  journal: Map<string, number>,
+  fen: { readonly journalFen: number; readonly reversedFen: number },
+  settled: ReadonlySet<string>,
+): ThirdPartyCheck {
+  const { journalFen } = fen;
   const samples: string[] = [];
   const sample = (text: string): void => {
     if (samples.length < MAX_SAMPLES) samples.push(text);
@@ -252,15 +306,17 @@ function checkThirdParty(campus: CampusFile, input: ThirdPartyInput, journal: Ma
     journalEntries = 0;
   for (const [key, count] of journal) {
     journalEntries += count;
-    if (!seen.has(key)) {
+    if (!seen.has(key) && !settled.has(key)) {
       unexplained++;
-      sample(`cpay entry without a client's approved or pending answer: ${key}`);
+      sample(`cpay entry without a client's approved or pending answer or a generator reversal: ${key}`);
     }
   }
   const moved = input.payerCardBalancesFen.filter((fen, i) => fen !== input.payerCardBalancesBeforeFen[i]).length;
   if (moved > 0) sample(`${moved} payer cards' campus balances moved`);
-  if (journalFen !== input.payersDebitedFen)
-    sample(`cpay entries ${journalFen} fen, payers paid ${input.payersDebitedFen} fen at the channels`);
+  // What a reversal gave back (cprev) went back to the payer at the channel too.
+  const netFen = journalFen - fen.reversedFen;
+  if (netFen !== input.payersDebitedFen)
+    sample(`cpay entries ${journalFen} fen less cprev ${fen.reversedFen} fen, payers paid ${input.payersDebitedFen} fen at the channels`);
   if (input.followUpsLeft > 0) sample(`${input.followUpsLeft} code payments still undecided`);
   const passed =
     missing === 0 &&
@@ -269,7 +325,7 @@ function checkThirdParty(campus: CampusFile, input: ThirdPartyInput, journal: Ma
     approvedTwice === 0 &&
     moved === 0 &&
     input.followUpsLeft === 0 &&
-    journalFen === input.payersDebitedFen;
+    netFen === input.payersDebitedFen;
   return {
     passed,
     approvedByClients: approved.length,
@@ -284,6 +340,45 @@ function checkThirdParty(campus: CampusFile, input: ThirdPartyInput, journal: Ma
     followUpsLeft: input.followUpsLeft,
     payerCards: input.payerCardBalancesFen.length,
     payerCardBalancesMoved: moved,
+    samples,
+  };
+}
+
+/** The entries of the payments the generator abandoned and reversed (see the head of this file). */
+function checkSettled(campus: CampusFile, input: SettledInput, journal: Map<string, Map<string, number>>): SettledCheck {
+  const count = (kind: string, key: string): number => journal.get(kind)?.get(key) ?? 0;
+  const samples: string[] = [];
+  const problem = (text: string): void => {
+    problems++;
+    if (samples.length < MAX_SAMPLES) samples.push(text);
+  };
+  let problems = 0,
+    reversedPayEntries = 0,
+    reversedCodePayments = 0,
+    reversedBeforePaid = 0;
+  const reversed = keysOf(campus, input.reversed);
+  for (const key of reversed) {
+    const [pay, rev, cpay, cprev] = [count('pay', key), count('rev', key), count('cpay', key), count('cprev', key)];
+    if (pay === 1 && rev === 1 && cpay === 0 && cprev === 0) reversedPayEntries++;
+    else if (cpay === 1 && cprev === 1 && pay === 0 && rev === 0) reversedCodePayments++;
+    else if (pay + rev + cpay + cprev === 0) reversedBeforePaid++;
+    else problem(`abandoned payment ${key} reversed: ${pay} pay, ${rev} rev, ${cpay} cpay, ${cprev} cprev entries`);
+  }
+  const tombstoned = keysOf(campus, input.tombstoned);
+  for (const key of tombstoned) {
+    const paid = count('pay', key) + count('cpay', key);
+    if (paid > 0) problem(`abandoned payment ${key} tombstoned, yet ${paid} pay or cpay entries`);
+  }
+  if (new Set([...reversed, ...tombstoned]).size !== reversed.length + tombstoned.length)
+    problem('a key was reversed or tombstoned twice by the generator');
+  return {
+    passed: problems === 0,
+    reversed: reversed.length,
+    reversedPayEntries,
+    reversedCodePayments,
+    reversedBeforePaid,
+    tombstoned: tombstoned.length,
+    problems,
     samples,
   };
 }
@@ -311,19 +406,25 @@ export async function checkLedger(
   waterApprovals: readonly Float64Array[],
   campusQr: { readonly approvals: readonly Float64Array[]; readonly usedMarks: number } = { approvals: [], usedMarks: 0 },
   thirdPartyInput: ThirdPartyInput | null = null,
+  settledInput: SettledInput = NO_SETTLEMENTS,
 ): Promise<LedgerCheck> {
   const startedMs = Date.now();
   const fen = new Map<string, number>();
-  const journal = await journalKeys(redis, keys, ['pay', 'wpay', 'cpay'], fen);
+  const journal = await journalKeys(redis, keys, ['pay', 'wpay', 'cpay', 'rev', 'cprev'], fen);
   const payJournal = journal.get('pay') ?? new Map<string, number>();
-  const payments = compare(campus, approvals, payJournal);
+  const settled = checkSettled(campus, settledInput, journal);
+  const reversedKeys = new Set(keysOf(campus, settledInput.reversed));
+  const payments = compare(campus, approvals, payJournal, reversedKeys);
   const waterDebits = compare(campus, waterApprovals, journal.get('wpay') ?? new Map<string, number>());
-  const qr = checkCampusQr(campus, campusQr.approvals, payJournal, campusQr.usedMarks);
+  const reversedQr = settledInput.campusQrReversed.reduce((sum, pairs) => sum + pairs.length / 2, 0);
+  const qr = checkCampusQr(campus, campusQr.approvals, payJournal, campusQr.usedMarks, reversedQr);
   const cpay = journal.get('cpay') ?? new Map<string, number>();
-  const thirdParty = thirdPartyInput === null ? null : checkThirdParty(campus, thirdPartyInput, cpay, fen.get('cpay') ?? 0);
+  const cpayFen = { journalFen: fen.get('cpay') ?? 0, reversedFen: fen.get('cprev') ?? 0 };
+  const thirdParty = thirdPartyInput === null ? null : checkThirdParty(campus, thirdPartyInput, cpay, cpayFen, reversedKeys);
   const audit = auditSummary(await auditLedger(redis, keys));
   return {
-    passed: payments.passed && waterDebits.passed && qr.passed && (thirdParty?.passed ?? cpay.size === 0) && audit.ok,
+    passed: payments.passed && waterDebits.passed && qr.passed && settled.passed && (thirdParty?.passed ?? cpay.size === 0) && audit.ok,
+    settled,
     payments,
     waterDebits,
     campusQr: qr,

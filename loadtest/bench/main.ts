@@ -378,6 +378,7 @@ function toScenarioResult(plan: ScenarioPlan, target: string, load: LoadResult, 
       (run.thirdParty?.exhausted === true ? 1 : 0) +
       (run.thirdParty?.stream?.errors ?? 0),
     unexpected: load.unexpected,
+    settlements: load.settlements,
     errorSamples: load.errorSamples,
     cpuCores: run.cpu,
     generatorEventLoopUtilization: load.generatorEventLoopUtilization,
@@ -416,6 +417,8 @@ interface Approvals {
   readonly thirdPartyPending: Float64Array[];
   /** Single-use marks the qr scenarios' codes left (each counted right after its run). */
   campusQrMarks: number;
+  /** Payments the generator gave up on and reversed (settlements.ts). */
+  readonly settled: { reversed: Float64Array[]; tombstoned: Float64Array[]; campusQrReversed: Float64Array[] };
 }
 
 function collect(into: Approvals, load: LoadResult): void {
@@ -424,6 +427,9 @@ function collect(into: Approvals, load: LoadResult): void {
   into.campusQr.push(...load.campusQrApprovalKeys);
   into.thirdParty.push(...load.thirdPartyApprovalKeys);
   into.thirdPartyPending.push(...load.thirdPartyPendingKeys);
+  into.settled.reversed.push(...load.reversedKeys);
+  into.settled.tombstoned.push(...load.tombstonedKeys);
+  into.settled.campusQrReversed.push(...load.campusQrReversedKeys);
 }
 
 function announce(what: string, options: BenchOptions): void {
@@ -1033,7 +1039,15 @@ async function bench(
       channels: p.channels,
       startSwitch,
     };
-    const approvals: Approvals = { payments: [], waterDebits: [], campusQr: [], thirdParty: [], thirdPartyPending: [], campusQrMarks: 0 };
+    const approvals: Approvals = {
+      payments: [],
+      waterDebits: [],
+      campusQr: [],
+      thirdParty: [],
+      thirdPartyPending: [],
+      campusQrMarks: 0,
+      settled: { reversed: [], tombstoned: [], campusQrReversed: [] },
+    };
     let runs: SwitchRuns;
     let h2loadInquire: BenchResult['baselines']['h2loadInquire'] = null;
     let streamCrossCheck: BenchResult['baselines']['streamCrossCheck'] = null;
@@ -1073,6 +1087,7 @@ async function bench(
       approvals.waterDebits,
       { approvals: approvals.campusQr, usedMarks: approvals.campusQrMarks },
       await thirdPartyInput(p, approvals, followUpsLeft),
+      approvals.settled,
     );
     const { scenarios, gateway, websockets } = runs;
     // After the ledger check: the archive step archives and trims the journal the check has just read.

@@ -2,6 +2,7 @@
 import type { CampusFile } from '../shared/campus-data.js';
 import type { ArrivalProfile } from '../shared/profile.js';
 import type { TrafficMix } from '../shared/traffic.js';
+import type { SettlementCounts } from './settlements.js';
 
 export interface GeneratorSettings {
   readonly workerIndex: number;
@@ -82,6 +83,12 @@ export interface GeneratorResult {
   readonly thirdPartyPending: Float64Array;
   readonly thirdPartyCodesSent: number;
   readonly thirdPartyExhausted: boolean;
+  /** Requests given up on and how they were settled (reversed, or sent again): settlements.ts. */
+  readonly settlements: SettlementCounts;
+  /** Abandoned payments the switch reversed / tombstoned, and the campus QR ones of those reversed: (terminal index, sequence) pairs. */
+  readonly reversedKeys: Float64Array;
+  readonly tombstonedKeys: Float64Array;
+  readonly campusQrReversedKeys: Float64Array;
   /** Share of the worker's time its event loop was busy: near 1 means the generator itself was the limit. */
   readonly eventLoopUtilization: number;
 }

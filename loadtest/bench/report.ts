@@ -5,6 +5,7 @@ import type { LatencySummaryMs } from './histogram.js';
 import type { H2loadResult } from './h2load.js';
 import type { LedgerCheck } from './ledger-check.js';
 import type { RedisScenarioStats } from './redis-stats.js';
+import type { SettlementCounts } from './settlements.js';
 import type { WebSocketsResult } from './websockets.js';
 import type { RedisBaselineResult } from './redis-baseline.js';
 import type { RedisBenchmarkResult, RedisWorkBaselines } from './redis-benchmark.js';
@@ -51,6 +52,12 @@ export interface ScenarioResult {
   readonly errors: number;
   /** Business answers outside what the request kind should get (see isExpectedAnswer in shared/traffic.ts). */
   readonly unexpected: number;
+  /**
+   * Requests the generator gave up on (timeout, reset, lost connection, UNAVAILABLE ...) and how it settled
+   * them as a POS does: payments reversed (Reverse, same terminal and sequence), small-wallet moves sent
+   * again (loadtest/bench/settlements.ts). Absent in results written before issue 15's generator fix.
+   */
+  readonly settlements?: SettlementCounts;
   readonly errorSamples: string[];
   /** Cores each process used during the scenario (1.0 = one core busy). */
   readonly cpuCores: Record<string, number | null>;
@@ -438,9 +445,16 @@ function scenarioLine(s: ScenarioResult): string {
   const l = s.latencyMs;
   const label = `${s.target === 'switch' ? '' : `${s.target} `}${s.name} ${s.mode}${s.rate === null ? '' : ` @${s.rate}/s`}`;
   const line = `  ${pad(label, 30)} ${pad(`${s.achievedRate}/s`, 11)} approvals ${pad(`${s.approvalsPerSec}/s`, 10)} p50 ${l.p50} p95 ${l.p95} p99 ${l.p99} p99.9 ${l.p999} ms  errors ${s.errors}`;
-  if (s.peak === null || s.profile !== 'lunch-rush') return line;
+  const settled = s.settlements;
+  const withSettled =
+    settled === undefined || settled.abandoned === 0
+      ? line
+      : `${line}\n  ${pad('  given up on', 30)} ${settled.abandoned}: ${settled.reversalsSent} reversals sent (reversed ${settled.reversed}, ` +
+        `tombstoned ${settled.tombstoned}, nothing to reverse ${settled.nothingToReverse}), ${settled.resent} sent again ` +
+        `(${settled.resentAnswered} answered), unsettled ${settled.unsettled}`;
+  if (s.peak === null || s.profile !== 'lunch-rush') return withSettled;
   const p = s.peak.latencyMs;
-  return `${line}\n  ${pad('  at the peak', 30)} ${pad(`${s.peak.achievedRate}/s`, 11)} of ${s.peak.offeredRate}/s offered          p50 ${p.p50} p95 ${p.p95} p99 ${p.p99} p99.9 ${p.p999} ms`;
+  return `${withSettled}\n  ${pad('  at the peak', 30)} ${pad(`${s.peak.achievedRate}/s`, 11)} of ${s.peak.offeredRate}/s offered          p50 ${p.p50} p95 ${p.p95} p99 ${p.p99} p99.9 ${p.p999} ms`;
 }
 
 function httpLine(r: HttpScenarioResult): string {
@@ -571,6 +585,12 @@ export function humanReport(result: BenchResult, outPath: string): string {
         `${ledger.waterDebits.journalEntries} wpay entries; audit ${ledger.audit.ok ? 'ok' : `FAILED (${ledger.audit.problemCount} problems)`} ` +
         `over ${ledger.audit.accounts} accounts, ${ledger.audit.journalEntries} entries`,
     );
+    const st = ledger.settled;
+    if (st.reversed + st.tombstoned > 0)
+      lines.push(
+        `  abandoned payments: ${st.passed ? 'ok' : 'FAILED'}: ${st.reversed} reversed (${st.reversedPayEntries} pay + rev, ` +
+          `${st.reversedCodePayments} cpay + cprev, ${st.reversedBeforePaid} before paid), ${st.tombstoned} tombstoned with no pay entry; problems ${st.problems}`,
+      );
     const t = ledger.thirdParty;
     if (t !== null)
       lines.push(
@@ -578,8 +598,14 @@ export function humanReport(result: BenchResult, outPath: string): string {
           `(missing ${t.missing}, duplicated ${t.duplicated}, unexplained ${t.unexplained}, undecided ${t.followUpsLeft}); ${t.journalFen} fen journalled, ` +
           `${t.payersDebitedFen} fen paid at the channels; ${t.payerCardBalancesMoved} of ${t.payerCards} payer cards' balances moved`,
       );
-    for (const sample of [...ledger.payments.samples, ...ledger.waterDebits.samples, ...(t?.samples ?? []), ...ledger.audit.problems])
-      lines.push(`  ${sample}`);
+    const samples = [
+      ...ledger.payments.samples,
+      ...ledger.waterDebits.samples,
+      ...st.samples,
+      ...(t?.samples ?? []),
+      ...ledger.audit.problems,
+    ];
+    for (const sample of samples) lines.push(`  ${sample}`);
   }
   for (const s of [
     ...result.scenarios,
