@@ -97,6 +97,8 @@ export interface ThirdPartyRun {
   readonly pending: number;
   /** tap+thirdparty: the code payments sent beside the taps (open model); null in the other scenarios. */
   readonly stream: {
+    /** The second phase: the same taps and code payments, the channel answering at once (absent in older results). */
+    readonly instant?: InstantCodesRun;
     readonly rate: number;
     readonly offeredRate: number | null;
     readonly achievedRate: number;
@@ -107,6 +109,18 @@ export interface ThirdPartyRun {
     readonly unexpected: number;
     readonly errorSamples: string[];
   } | null;
+}
+
+/** tap+thirdparty's second phase: the same taps beside the same code payments, the simulators answering at once. */
+export interface InstantCodesRun {
+  readonly tapApprovals: number;
+  readonly tapApprovalsPerSec: number;
+  /** Code payments answered (approved, pending or declined). */
+  readonly codesAnswered: number;
+  readonly cpuCores: Readonly<Record<string, number | null>>;
+  /** The switch's CPU over the phase (the code payments' included) per tap approval. */
+  readonly switchCpuUsPerTapApproval: number | null;
+  readonly exhausted: boolean;
 }
 
 export interface CampusQrRun {
@@ -133,9 +147,14 @@ export interface LiveEventCost {
 }
 
 /**
- * Issue 12, measured fairly on shared cores: what card taps cost the switch while code payments wait
- * on the channel beside them, with the code payments' own switch CPU (measured in thirdparty closed of
- * the same run) taken out. Waiting itself holds no thread, so a tap should cost the same beside them.
+ * Issue 12 per switch CPU. Two measures:
+ *  - aloneVsBeside: what a card tap costs the switch while code payments wait on the channel beside it,
+ *    their own switch CPU (measured in thirdparty closed of the same run) taken out. Only as good as that
+ *    figure fits tap+thirdparty: a code payment alone at the switch's limit and one beside busy taps do
+ *    not cost the same (batching), so this can be off either way (null when the remainder is not positive).
+ *  - waitingVsInstant: tap+thirdparty's two phases, the same taps beside the same code payments, waiting
+ *    on the channel (80 ms) and answered at once: the same work, only the wait differs, seconds apart.
+ *    1.0 = waiting takes nothing from the taps; no subtraction, so no negative remainder.
  */
 export interface ThirdPartyCost {
   /** tap closed: switch CPU µs per tap approval. */
@@ -153,6 +172,15 @@ export interface ThirdPartyCost {
   readonly aloneVsBeside: number | null;
   /** Cores the code payments took during tap+thirdparty by these figures (switch + bench), of the machine's. */
   readonly codeCoresBeside: number | null;
+  /** tap+thirdparty, both phases: switch CPU µs per tap approval, the code payments' CPU included. */
+  readonly tapSwitchCpuUsBesideWaiting: number | null;
+  readonly tapSwitchCpuUsBesideInstant: number | null;
+  /** tapSwitchCpuUsBesideInstant / tapSwitchCpuUsBesideWaiting: 1.0 = waiting costs the taps no switch CPU. */
+  readonly waitingVsInstantCpu: number | null;
+  /** Tap approvals/s beside waiting code payments / beside code payments answered at once (wall clock). */
+  readonly waitingVsInstantThroughput: number | null;
+  /** Code payments answered in each phase (the two should be alike for the comparison to hold). */
+  readonly codePaymentsBesideInstant: number | null;
 }
 
 export interface BenchResult {
@@ -268,10 +296,10 @@ export function thirdPartyCostOf(scenarios: readonly ScenarioResult[]): ThirdPar
   const tap = find(scenarios, 'tap', 'closed');
   const codes = find(scenarios, 'thirdparty', 'closed');
   const both = find(scenarios, 'tap+thirdparty', 'closed');
-  if (tap === undefined || codes === undefined || both === undefined) return null;
-  const tapSwitchCpuUsAlone = tap.cpuUsPerApproval['switch'] ?? null;
-  const codeSwitchCpuUs = codes.cpuUsPerAnswer['switch'] ?? null;
-  const codeBenchCpuUs = codes.cpuUsPerAnswer['bench'] ?? null;
+  if (both === undefined || (tap === undefined && both.thirdParty?.stream?.instant === undefined)) return null;
+  const tapSwitchCpuUsAlone = tap?.cpuUsPerApproval['switch'] ?? null;
+  const codeSwitchCpuUs = codes?.cpuUsPerAnswer['switch'] ?? null;
+  const codeBenchCpuUs = codes?.cpuUsPerAnswer['bench'] ?? null;
   // Answered code payments only: one the generator gave up on (timeout) or never got through costs the switch little.
   const codePaymentsBeside = Object.entries(both.thirdParty?.stream?.outcomes ?? {})
     .filter(([label]) => label !== 'timeout' && label !== 'transport_error')
@@ -284,6 +312,9 @@ export function thirdPartyCostOf(scenarios: readonly ScenarioResult[]): ThirdPar
       ? null
       : Math.round((switchUsBeside - codePaymentsBeside * codeSwitchCpuUs) / tapApprovalsBeside);
   const seconds = both.durationS;
+  const instant = both.thirdParty?.stream?.instant;
+  const tapSwitchCpuUsBesideWaiting = perTap ?? null;
+  const tapSwitchCpuUsBesideInstant = instant?.switchCpuUsPerTapApproval ?? null;
   return {
     tapSwitchCpuUsAlone,
     codeSwitchCpuUs,
@@ -294,6 +325,11 @@ export function thirdPartyCostOf(scenarios: readonly ScenarioResult[]): ThirdPar
     // Negative or zero when the code payments' CPU measured alone does not fit this run (a starved machine): no ratio.
     aloneVsBeside:
       tapSwitchCpuUsBeside !== null && tapSwitchCpuUsBeside > 0 ? ratio(tapSwitchCpuUsAlone ?? undefined, tapSwitchCpuUsBeside) : null,
+    tapSwitchCpuUsBesideWaiting,
+    tapSwitchCpuUsBesideInstant,
+    waitingVsInstantCpu: ratio(tapSwitchCpuUsBesideInstant ?? undefined, tapSwitchCpuUsBesideWaiting ?? undefined),
+    waitingVsInstantThroughput: instant === undefined ? null : ratio(both.approvalsPerSec, instant.tapApprovalsPerSec),
+    codePaymentsBesideInstant: instant?.codesAnswered ?? null,
     codeCoresBeside:
       codeSwitchCpuUs === null || codeBenchCpuUs === null || seconds <= 0
         ? null
@@ -550,12 +586,12 @@ export function humanReport(result: BenchResult, outPath: string): string {
   const sc = b.streamCrossCheck ?? null;
   if (sc !== null)
     lines.push(
-      `  ${pad(`stream cross-check @${sc.rate}/s`, 30)} own generator ${sc.own.achievedRate}/s p50 ${sc.own.latencyMs.p50} p99 ${sc.own.latencyMs.p99} ms; grpc-js ${sc.grpcJs.achievedRate}/s p50 ${sc.grpcJs.latencyMs.p50} p99 ${sc.grpcJs.latencyMs.p99} ms, errors ${sc.grpcJs.errors} (p50 ratio ${sc.p50GrpcJsVsOwn ?? '?'})`,
+      `  ${pad(`stream cross-check @${sc.rate}/s`, 30)} own generator ${sc.own.achievedRate}/s p50 ${sc.own.latencyMs.p50} p99 ${sc.own.latencyMs.p99} ms; grpc-js ${sc.grpcJs.achievedRate}/s p50 ${sc.grpcJs.latencyMs.p50} p99 ${sc.grpcJs.latencyMs.p99} ms (written to answered p50 ${sc.grpcJs.writeToAnswerMs.p50}), errors ${sc.grpcJs.errors} (p50 ratio ${sc.p50GrpcJsVsOwn ?? '?'})`,
     );
   const tpc = result.thirdPartyCost ?? null;
   if (tpc !== null)
     lines.push(
-      `  ${pad('taps beside code payments', 30)} switch CPU per tap ${tpc.tapSwitchCpuUsAlone ?? '?'} µs alone, ${tpc.tapSwitchCpuUsBeside ?? '?'} µs beside ${tpc.codePaymentsBeside} code payments (each ${tpc.codeSwitchCpuUs ?? '?'} µs switch + ${tpc.codeBenchCpuUs ?? '?'} µs bench, ${tpc.codeCoresBeside ?? '?'} cores): ${tpc.aloneVsBeside ?? '?'}`,
+      `  ${pad('taps beside code payments', 30)} switch CPU per tap ${tpc.tapSwitchCpuUsAlone ?? '?'} µs alone, ${tpc.tapSwitchCpuUsBeside ?? '?'} µs beside ${tpc.codePaymentsBeside} code payments (each ${tpc.codeSwitchCpuUs ?? '?'} µs switch + ${tpc.codeBenchCpuUs ?? '?'} µs bench, from ${tpc.codeCpuFrom}; ${tpc.codeCoresBeside ?? '?'} cores): ${tpc.aloneVsBeside ?? '?'}`,
     );
   if (b.h2loadInquire !== null) {
     const h = b.h2loadInquire;

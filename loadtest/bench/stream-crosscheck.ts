@@ -1,9 +1,14 @@
 // Issue 15 item 6: an independent cross-check of the streaming path. The bench's own HTTP/2 client
 // (h2-raw.ts) is otherwise the only tool that measures PosService/AuthorizeStream; here the stock
 // grpc-js client (the ts-proto PosServiceClient, as a front-end processor written in Node would use it)
-// sends card taps on one AuthorizeStream at a low constant rate, and its latency (message written to
-// answer read) is compared with the bench's own generator at the same rate in the same run. At a rate
-// far below capacity both should see the switch's own latency, so they should agree within the noise.
+// sends card taps on one AuthorizeStream at a low constant rate, and its latency is compared with the
+// bench's own generator at the same rate in the same run. At a rate far below capacity both should see
+// the switch's own latency, so they should agree within the noise.
+//
+// Both measure the same way: an open model, from each message's intended time on the schedule to its
+// answer (what the own generator's open runs report: a sender that falls behind its schedule is
+// counted, not hidden). Written-to-answered is kept beside it here (`writeToAnswerMs`): the two differ
+// by how late the timer let each message go.
 import { credentials, type ClientDuplexStream } from '@grpc/grpc-js';
 import { Outcome } from '../../proto/gen/cardswitch/v1/common.js';
 import { PosServiceClient, type StreamedAuthorizeRequest, type StreamedAuthorizeResponse } from '../../proto/gen/cardswitch/v1/pos.js';
@@ -31,8 +36,10 @@ export interface GrpcJsStreamResult {
   readonly approvals: number;
   readonly errors: number;
   readonly errorSamples: string[];
-  /** Written to answered, measurement window only. */
+  /** Intended time on the schedule to answered (the own generator's open-model measure), measurement window only. */
   readonly latencyMs: LatencySummaryMs;
+  /** Written to answered, the same messages. */
+  readonly writeToAnswerMs: LatencySummaryMs;
   /** (terminal index, sequence) of every approval, for the ledger check. */
   readonly approvalKeys: Float64Array;
 }
@@ -45,8 +52,9 @@ export async function runGrpcJsStream(options: GrpcJsStreamOptions): Promise<Grp
   if (terminals.length === 0 || cards.length === 0) throw new Error('grpc-js stream check: the campus has no POS or no cards');
   const client = new PosServiceClient(`${options.host}:${options.port}`, credentials.createInsecure());
   const stream: ClientDuplexStream<StreamedAuthorizeRequest, StreamedAuthorizeResponse> = client.authorizeStream();
-  const sentAt = new Map<number, { atMs: number; terminalIndex: number; sequence: number }>();
+  const sentAt = new Map<number, { intendedMs: number; atMs: number; terminalIndex: number; sequence: number }>();
   const histogram = new Histogram();
+  const fromWrite = new Histogram();
   const approvals: number[] = [];
   const errorSamples: string[] = [];
   let answered = 0;
@@ -72,8 +80,9 @@ export async function runGrpcJsStream(options: GrpcJsStreamOptions): Promise<Grp
     const sentRecord = sentAt.get(answer.tag);
     sentAt.delete(answer.tag);
     answered++;
-    if (sentRecord !== undefined && sentRecord.atMs >= windowStartMs) {
-      histogram.record((nowMs - sentRecord.atMs) * 1000);
+    if (sentRecord !== undefined && sentRecord.intendedMs >= windowStartMs) {
+      histogram.record((nowMs - sentRecord.intendedMs) * 1000);
+      fromWrite.record((nowMs - sentRecord.atMs) * 1000);
       answeredInWindow++;
     }
     if (answer.error !== undefined || answer.response === undefined) {
@@ -96,7 +105,7 @@ export async function runGrpcJsStream(options: GrpcJsStreamOptions): Promise<Grp
         const { t, index } = pos;
         const tag = sent + 1;
         const sequence = options.sequenceBase + sent;
-        sentAt.set(tag, { atMs: performance.now(), terminalIndex: index, sequence });
+        sentAt.set(tag, { intendedMs: startMs + sent * intervalMs, atMs: performance.now(), terminalIndex: index, sequence });
         stream.write({
           tag,
           terminalSecret: t.secret,
@@ -132,6 +141,7 @@ export async function runGrpcJsStream(options: GrpcJsStreamOptions): Promise<Grp
     errors: errors + (sent - answered),
     errorSamples,
     latencyMs: histogram.summaryMs(),
+    writeToAnswerMs: fromWrite.summaryMs(),
     approvalKeys: Float64Array.from(approvals),
   };
 }

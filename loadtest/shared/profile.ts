@@ -143,14 +143,22 @@ export class ArrivalClock {
     this.durationMs = startMs;
   }
 
-  /** Whole arrivals due in [0, tMs). */
+  /**
+   * Whole arrivals due in [0, tMs): those whose timeOfArrival is before tMs. Arrival i is due at the
+   * time the expected count reaches i, so the count is the expected count rounded up (rounding down, as
+   * this once did, sent each arrival one interval after its intended time, and an open-model latency,
+   * measured from that time, carried the interval: 5 ms at 200/s).
+   */
   arrivalsBy(tMs: number): number {
+    if (tMs <= 0) return 0;
     if (tMs >= this.durationMs) return this.totalArrivals;
     for (const s of this.segments) {
       if (tMs < s.startMs + s.durationMs) {
         const t = Math.max(0, tMs - s.startMs) / 1000;
         const slope = (s.toRate - s.fromRate) / (s.durationMs / 1000);
-        return Math.min(this.totalArrivals, Math.floor(s.before + s.fromRate * t + (slope * t * t) / 2));
+        const expected = s.before + s.fromRate * t + (slope * t * t) / 2;
+        // The tolerance keeps an arrival due exactly at tMs out of [0, tMs) despite rounding.
+        return Math.min(this.totalArrivals, Math.ceil(expected - 1e-9));
       }
     }
     return this.totalArrivals;
