@@ -15,6 +15,7 @@ import { auditLedger } from '../switch/ledger/audit.js';
 import { startLocalRedis, type LocalRedis } from '../switch/redis/local-redis.js';
 import { isRedisUnavailable } from '../switch/redis/unavailable.js';
 import { ReplicaWaitError } from '../switch/redis/replica-wait.js';
+import { expandJournalRow } from '../switch/ledger/journal.js';
 import { waitUntil } from './helpers/cluster-load.js';
 import { call, grpcError, openCard, posClient, POS_TERMINAL, startTestSwitch, terminalMetadata, useLedgerRedis } from './helpers/switch.js';
 
@@ -136,7 +137,7 @@ it('without a replica a payment is answered UNAVAILABLE; its retry after the rep
   const retried = await authorize(sequence, 3);
   expect(retried.outcome).toBe(Outcome.OUTCOME_APPROVED);
   // Once: the first attempt's payment (it was written, just not confirmed) is what the retry answers from.
-  const journal = await app.redis.xrange(app.keys.journalOfCard(String(82_000_003)), '-', '+');
+  const journal = (await app.redis.xrange(app.keys.journalOfCard(String(82_000_003)), '-', '+')).map(expandJournalRow);
   const entries = journal.filter(([, f]) => f.includes('pay') && f.includes(POS_TERMINAL.id) && f.includes(String(sequence)));
   expect(entries).toHaveLength(1);
   const audit = await auditLedger(app.redis, app.keys);

@@ -7,6 +7,7 @@ import { Outcome, RechargeChannel, UtilityKind } from '../proto/gen/cardswitch/v
 import type { SwitchApp } from '../switch/app.js';
 import { auditLedger } from '../switch/ledger/audit.js';
 import type { NewTerminal } from '../switch/domain/terminals.js';
+import { expandJournalRow } from '../switch/ledger/journal.js';
 import { adminClient, KIOSK_TERMINAL, kioskClient, operatorMetadata, OPERATOR_ENV, passwordHash } from './helpers/clients.js';
 import { call, openCard, posClient, startTestSwitch, terminalMetadata } from './helpers/switch.js';
 import { prng } from './helpers/prng.js';
@@ -253,7 +254,7 @@ it(`conserves money to the fen through ${CLIENTS * OPERATIONS_PER_CLIENT} random
   // Every kind of money change happened at least once, so the audit saw them all.
   const kinds = new Set<string>();
   for (let shard = 0; shard < app.keys.shardCount; shard++) {
-    for (const [, fields] of await app.redis.xrange(app.keys.journal(shard), '-', '+')) kinds.add(fields[1] ?? '');
+    for (const [, fields] of (await app.redis.xrange(app.keys.journal(shard), '-', '+')).map(expandJournalRow)) kinds.add(fields[1] ?? '');
   }
   for (const kind of ['open', 'pay', 'rev', 'ref', 'rch', 'adj', 'wopen', 'wpay', 'fee'])
     expect(kinds, `journal kinds ${[...kinds].join(',')}`).toContain(kind);

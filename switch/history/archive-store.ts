@@ -9,7 +9,7 @@ import {
   type JournalArchive,
   type StreamId,
 } from '../ledger/history-reads.js';
-import { JournalFormatError, parseJournalEntry, type RawStreamEntry } from '../ledger/journal.js';
+import { expandJournalRow, JournalFormatError, parseJournalEntry, type RawStreamEntry } from '../ledger/journal.js';
 import { migrate } from './migrate.js';
 
 /** The documented fields (ledger/README.md "Journal entries") that have their own columns; the rest go to `extra`. */
@@ -308,9 +308,11 @@ export class ArchivePositionMovedError extends Error {
 }
 
 /** One row's 15 parameters, checked against the documented entry shape first. */
-function rowTuple(values: unknown[], shard: number, id: StreamId, row: RawStreamEntry): string {
+function rowTuple(values: unknown[], shard: number, id: StreamId, stored: RawStreamEntry): string {
   let entry;
+  let row: RawStreamEntry;
   try {
+    row = expandJournalRow(stored);
     entry = parseJournalEntry(row);
   } catch (err) {
     if (err instanceof JournalFormatError) throw new ArchiveInvariantError(`shard ${shard}: ${err.message}; the archiver stops here`);

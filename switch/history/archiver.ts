@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import { compareStreamIds, formatStreamId, parseStreamId, STREAM_ID_ZERO, type StreamId } from '../ledger/history-reads.js';
-import { forEachShard, type RawStreamEntry } from '../ledger/journal.js';
+import { expandJournalRow, forEachShard, type RawStreamEntry } from '../ledger/journal.js';
 import type { Keys } from '../ledger/keys.js';
 import type { Logger } from '../log.js';
 import { ArchivePositionMovedError, MAX_ARCHIVE_BATCH, type ArchiveBatch, type ArchiveStore } from './archive-store.js';
@@ -108,7 +108,9 @@ export class Archiver {
         position = await store.position(shard);
         this.positions.set(shard, position);
       }
-      const rows = (await redis.xrange(keys.journal(shard), `(${formatStreamId(position)}`, '+', 'COUNT', batchSize)) as RawStreamEntry[];
+      const rows = (
+        (await redis.xrange(keys.journal(shard), `(${formatStreamId(position)}`, '+', 'COUNT', batchSize)) as RawStreamEntry[]
+      ).map(expandJournalRow);
       if (rows.length === 0) return inserted;
       const last = parseStreamId((rows[rows.length - 1] as RawStreamEntry)[0]);
       try {
@@ -142,7 +144,9 @@ export class Archiver {
     let lines = 0;
     while (!this.stopped) {
       // The oldest entries: those older than the cutoff and archived are this call's.
-      const oldest = (await redis.xrange(keys.journal(shard), '-', `${cutoffMs - 1}`, 'COUNT', TRIM_BATCH)) as RawStreamEntry[];
+      const oldest = ((await redis.xrange(keys.journal(shard), '-', `${cutoffMs - 1}`, 'COUNT', TRIM_BATCH)) as RawStreamEntry[]).map(
+        expandJournalRow,
+      );
       const eligible = oldest.filter(([id]) => compareStreamIds(parseStreamId(id), archived) <= 0);
       if (eligible.length === 0) break;
       const lastId = parseStreamId((eligible[eligible.length - 1] as RawStreamEntry)[0]);
@@ -203,7 +207,7 @@ export class Archiver {
       let full = false;
       replies.forEach((page, shard) => {
         if (page.length === batchSize) full = true;
-        if (page.length > 0) batches.push({ shard, after: this.positions.get(shard) ?? STREAM_ID_ZERO, rows: page });
+        if (page.length > 0) batches.push({ shard, after: this.positions.get(shard) ?? STREAM_ID_ZERO, rows: page.map(expandJournalRow) });
       });
       if (batches.length === 0) return inserted;
       for (const group of groupBatches(batches, batchSize)) inserted += await this.writeGroup(group);

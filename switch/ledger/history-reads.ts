@@ -11,6 +11,7 @@
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
 import {
+  expandJournalRow,
   journalPages,
   JournalReadCancelledError,
   parseJournalEntry,
@@ -136,7 +137,7 @@ export async function* mergedJournalPages(
     mark = markText === null ? STREAM_ID_ZERO : parseStreamId(markText);
     // Trimmed past the cursor since the last look: the entries just below the mark are in the archive now.
     if (compareStreamIds(cursor, mark) < 0) continue;
-    if (page.length > 0) yield page;
+    if (page.length > 0) yield page.map(expandJournalRow);
     if (page.length < pageSize) return;
     cursor = nextStreamId(parseStreamId((page[page.length - 1] as RawStreamEntry)[0]));
   }

@@ -63,8 +63,28 @@ export function streamIdMs(id: string): number {
   return ms;
 }
 
+/** The fields of a compact entry's `e` value, in order (includes/answer.lua appendJournal). */
+const COMPACT_FIELDS = ['k', 'c', 'a', 'f', 't', 'b', 'v', 'tm', 'sq', 'ts'] as const;
+
+/**
+ * A compact entry (one field `e`: the ten values of appendJournal joined by '|') as the ten fields it
+ * stands for, in appendJournal's order; any other row unchanged. Every reader of raw rows goes through
+ * this (journalPages, the archiver, parseJournalEntry), so compact and ten-field entries read alike.
+ */
+export function expandJournalRow(row: RawStreamEntry): RawStreamEntry {
+  const [id, flat] = row;
+  if (flat.length !== 2 || flat[0] !== 'e') return row;
+  const values = (flat[1] ?? '').split('|');
+  if (values.length !== COMPACT_FIELDS.length)
+    throw new JournalFormatError(`journal entry ${id}: its compact value has ${values.length} parts, not ${COMPACT_FIELDS.length}`);
+  const fields: string[] = [];
+  for (let i = 0; i < COMPACT_FIELDS.length; i++) fields.push(COMPACT_FIELDS[i] as string, values[i] as string);
+  return [id, fields];
+}
+
 /** Parses one XRANGE row; throws JournalFormatError when a documented field is missing or malformed. */
-export function parseJournalEntry([id, flat]: RawStreamEntry): JournalEntry {
+export function parseJournalEntry(row: RawStreamEntry): JournalEntry {
+  const [id, flat] = expandJournalRow(row);
   const fields = new Map<string, string>();
   for (let i = 0; i + 1 < flat.length; i += 2) fields.set(flat[i] as string, flat[i + 1] as string);
   const amountFen = integerField(fields, 'a', id);
@@ -119,7 +139,7 @@ export async function* journalPages(redis: Redis, journalKey: string, range: Jou
   for (;;) {
     if (range.cancelled?.() === true) throw new JournalReadCancelledError('journal read cancelled');
     const page = (await redis.xrange(journalKey, start, end, 'COUNT', pageSize)) as RawStreamEntry[];
-    if (page.length > 0) yield page;
+    if (page.length > 0) yield page.map(expandJournalRow);
     if (page.length < pageSize) return;
     const last = page[page.length - 1];
     if (last === undefined) return;

@@ -6,6 +6,7 @@ import { startSwitch, type SwitchApp } from '../../switch/app.js';
 import { loadConfig, type Config } from '../../switch/config.js';
 import type { NewTerminal } from '../../switch/domain/terminals.js';
 import { createLogger } from '../../switch/log.js';
+import { expandJournalRow } from '../../switch/ledger/journal.js';
 import { freshPrefix, testRedisUrl } from './redis.js';
 
 export const TEST_PEPPER = 'test-pepper-0123456789';
@@ -115,7 +116,7 @@ export interface JournalEntry {
 
 /** Every entry of one journal stream, oldest first. */
 export async function readJournal(redis: Redis, journalKey: string): Promise<JournalEntry[]> {
-  const raw = await redis.xrange(journalKey, '-', '+');
+  const raw = (await redis.xrange(journalKey, '-', '+')).map(expandJournalRow);
   return raw.map(([id, flat]) => {
     const fields: Record<string, string> = {};
     for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i] as string] = flat[i + 1] as string;

@@ -146,11 +146,15 @@ if not wellFormed then
   end
 end
 
+-- Numbers handed to Redis as text made once (includes/answer.lua digits: no floating-point printf).
+local amountText = digits(amountFen)
+local requestTtlText = digits(requestTtlSec)
+
 -- The sequence claim first (when it is ours to take): a number claimed by another card is refused
 -- before anything is read or written. Its owner being this card is a retry (or a crash after the
 -- claim), which goes on to the request record like any other.
 if claimKey then
-  local owner = rcall('SET', claimKey, cardNo, 'NX', 'GET', 'EX', requestTtlSec)
+  local owner = rcall('SET', claimKey, cardNo, 'NX', 'GET', 'EX', requestTtlText)
   if owner and owner ~= cardNo then return REFUSED_SEQUENCE_TAKEN end
 end
 
@@ -170,22 +174,22 @@ local extendEvents = bound and cardEventsExpiryDue(account[16], nowSec, eventTtl
 -- appends a bound e-card's event (announced while a page of it is open). The account's `ew` and
 -- `evx` came with the HMGET above; an approval writes `evx` with its own HSET, a decline here.
 local function decide(code, balanceFen, txnId)
-  local answer = joinAnswer({ code, balanceFen, txnId, nowMs })
+  local answer = string.format('%d|%d|%s|%s', code, balanceFen, txnId, nowMs)
   local state = 'D'
   local kind = 'decl'
   if code == ANSWER_APPROVED then
     state = 'A'
     kind = 'pay'
   end
-  rcall('HSET', requestKey, 'pfp', fingerprint, 'pans', answer, 'pst', state, 'amt', amountFen, 'mp', merchantParty,
+  rcall('HSET', requestKey, 'pfp', fingerprint, 'pans', answer, 'pst', state, 'amt', amountText, 'mp', merchantParty,
     'card', cardNo)
-  rcall('EXPIRE', requestKey, requestTtlSec)
+  rcall('EXPIRE', requestKey, requestTtlText)
   if not bound then return answer end
-  local id, body = appendCardEvent(eventsKey, { 'k', kind, 'a', amountFen, 'b', balanceFen, 'r', code, 'tm', terminalId,
+  local id, body = appendCardEvent(eventsKey, { 'k', kind, 'a', amountText, 'b', digits(balanceFen), 'r', digits(code), 'tm', terminalId,
     'm', merchantParty, 'cr', credentialKind, 'q', ARGV[24] or '', 'tx', txnId, 'ts', nowMs })
   if extendEvents then
     rcall('EXPIRE', eventsKey, eventTtlSec)
-    if code ~= ANSWER_APPROVED then rcall('HSET', accountKey, 'evx', nowSec) end
+    if code ~= ANSWER_APPROVED then rcall('HSET', accountKey, 'evx', digits(nowSec)) end
   end
   announceCardEvent(account[15], eventsChannel, cardNo, id, body)
   return answer
@@ -237,20 +241,23 @@ if dailyLimitFen > 0 and daySpentFen + amountFen > dailyLimitFen then
 end
 if not pinVerified and (amountFen > noPinPerPaymentFen or dayNoPinFen + amountFen > noPinPerDayFen) then
   giveBackQr()
-  return joinAnswer({ ANSWER_PIN_REQUIRED, balanceFen, '', nowMs })
+  return string.format('%d|%d||%s', ANSWER_PIN_REQUIRED, balanceFen, nowMs)
 end
 
 -- Balance, version and the day's totals in one write (balanceFen >= amountFen was checked above).
 local balanceAfterFen = balanceFen - amountFen
 local version = (tonumber(account[12]) or 0) + 1
 if not pinVerified then dayNoPinFen = dayNoPinFen + amountFen end
+local balanceAfterText = digits(balanceAfterFen)
+local versionText = digits(version)
 if extendEvents then
-  rcall('HSET', accountKey, 'bal', balanceAfterFen, 'ver', version, 'dday', dayKey, 'dspent', daySpentFen + amountFen, 'dnopin', dayNoPinFen,
-    'evx', nowSec)
+  rcall('HSET', accountKey, 'bal', balanceAfterText, 'ver', versionText, 'dday', dayKey, 'dspent', digits(daySpentFen + amountFen),
+    'dnopin', digits(dayNoPinFen), 'evx', digits(nowSec))
 else
-  rcall('HSET', accountKey, 'bal', balanceAfterFen, 'ver', version, 'dday', dayKey, 'dspent', daySpentFen + amountFen, 'dnopin', dayNoPinFen)
+  rcall('HSET', accountKey, 'bal', balanceAfterText, 'ver', versionText, 'dday', dayKey, 'dspent', digits(daySpentFen + amountFen),
+    'dnopin', digits(dayNoPinFen))
 end
-local entryId = appendJournal(journalKey, 'pay', cardNo, amountFen, 'a:' .. cardNo, merchantParty,
-  balanceAfterFen, version, terminalId, sequence, nowMs)
-appendStatement(statementKey, nowMs, entryId, 'pay', -amountFen, balanceAfterFen, terminalId, sequence)
+local entryId = appendJournal(journalKey, 'pay', cardNo, amountText, 'a:' .. cardNo, merchantParty,
+  balanceAfterText, versionText, terminalId, sequence, nowMs)
+appendStatement(statementKey, nowMs, entryId, 'pay', '-' .. amountText, balanceAfterText, terminalId, sequence)
 return decide(ANSWER_APPROVED, balanceAfterFen, entryId)
