@@ -102,6 +102,12 @@ export class BenchChannels {
     return new BenchChannels(await startChannelSimulators({ log, notifyBaseUrl: '', latencyMs }), latencyMs);
   }
 
+  /** Both simulators answer after `latencyMs` from now on (tap+thirdparty's phase with codes answered at once). */
+  setLatencyMs(latencyMs: number): void {
+    this.sims.alipay.setLatencyMs(latencyMs);
+    this.sims.wechat.setLatencyMs(latencyMs);
+  }
+
   spec(): BenchChannelsSpec {
     const k = this.sims.wechat.keys;
     return {

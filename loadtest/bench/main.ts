@@ -80,6 +80,7 @@ import {
   targetsOf,
   type BenchResult,
   type CampusQrRun,
+  type InstantCodesRun,
   type ScenarioResult,
   type ThirdPartyRun,
 } from './report.js';
@@ -518,9 +519,17 @@ function thirdPartyExtras(ctx: ScenarioContext, plan: ScenarioPlan, mix: Traffic
 /**
  * tap+thirdparty: tap closed (as the tap scenario) while --thirdparty-rate code payments/s wait on the
  * channel beside it (open model, its own generator thread and connection). The record is tap's; the
- * code payments are its `thirdParty.stream`. Compared with tap closed of the same run.
+ * code payments are its `thirdParty.stream`. Compared with tap closed of the same run. Then a second
+ * phase of the same length, the same taps beside the same code payments answered at once (the
+ * simulators' latency 0): the same work without the wait (`thirdParty.stream.instant`), so whether the
+ * waiting itself takes anything from the taps is measured seconds apart, whatever the code payments'
+ * own CPU costs (thirdPartyCost; loadtest/README.md).
  */
-async function runTapWithThirdParty(ctx: ScenarioContext, port: number, index: number): Promise<ScenarioRun & { stream: LoadResult }> {
+async function runTapWithThirdParty(
+  ctx: ScenarioContext,
+  port: number,
+  index: number,
+): Promise<ScenarioRun & { stream: LoadResult; instant: LoadResult[] }> {
   const o = ctx.options;
   const adjustments: string[] = [];
   const settled = await quiesce(ctx.pids, QUIESCE_MAX_MS);
@@ -528,6 +537,68 @@ async function runTapWithThirdParty(ctx: ScenarioContext, port: number, index: n
     adjustments.push(`the switch or Redis was still busy ${settled.waitedMs} ms after the previous scenario; started anyway`);
   const codes = thirdPartyMinter(ctx, 'open', o.thirdPartyRate, 1)();
   const statsBefore = await commandStats(ctx.redis);
+  const waiting = await tapsBesideCodes(ctx, port, index, codes.codes, 0);
+  const redis = scenarioStats(statsBefore, await commandStats(ctx.redis), waiting.taps.approvals + waiting.stream.approvals);
+  const instant = await tapsBesideInstantCodes(ctx, port, index);
+  const stream = waiting.stream;
+  const thirdParty = thirdPartyRun(ctx, codes, stream, {
+    rate: o.thirdPartyRate,
+    offeredRate: stream.offeredRate,
+    achievedRate: stream.achievedRate,
+    approvalsPerSec: stream.approvalsPerSec,
+    latencyMs: stream.latency,
+    outcomes: stream.outcomes,
+    errors: stream.errors,
+    unexpected: stream.unexpected,
+    errorSamples: stream.errorSamples,
+    instant: instant.measured,
+  });
+  if (thirdParty.exhausted) adjustments.push(`the code payments used all ${thirdParty.codesMinted} codes before the run's end`);
+  if (instant.measured.exhausted) adjustments.push('the code payments answered at once used all their codes before the phase ended');
+  const plan: ScenarioPlan = { scenario: 'tap+thirdparty', mode: 'closed', rate: undefined };
+  const run: RunShape = {
+    workers: waiting.workers,
+    connections: o.connections,
+    streams: o.streams,
+    open: false,
+    cpu: waiting.cpu,
+    cpuSeconds: waiting.seconds,
+    adjustments,
+    warmupMs: waiting.warmupMs,
+    cards: ctx.campus.cards.length,
+    bound: false,
+    redis,
+    campusQr: null,
+    thirdParty,
+  };
+  return { result: toScenarioResult(plan, 'switch', waiting.taps, run), load: waiting.taps, stream, instant: instant.loads };
+}
+
+/** Code payments answered (approved, pending or declined): one the generator gave up on cost the switch little. */
+function answeredCodes(outcomes: Readonly<Record<string, number>>): number {
+  return Object.entries(outcomes)
+    .filter(([label]) => label !== 'timeout' && label !== 'transport_error')
+    .reduce((sum, [, n]) => sum + n, 0);
+}
+
+interface TapsBesideCodes {
+  readonly taps: LoadResult;
+  readonly stream: LoadResult;
+  readonly cpu: Record<string, number | null>;
+  readonly seconds: number;
+  readonly workers: number;
+  readonly warmupMs: number;
+}
+
+/** Tap closed and, beside it, the code payments open at --thirdparty-rate; `phase` 0 or 1 keeps their sequence numbers apart. */
+async function tapsBesideCodes(
+  ctx: ScenarioContext,
+  port: number,
+  index: number,
+  codes: readonly string[],
+  phase: 0 | 1,
+): Promise<TapsBesideCodes> {
+  const o = ctx.options;
   const meter = new CpuMeter(ctx.pids);
   meter.start();
   const warmupMs = Math.min(o.warmupMs, o.durationMs / 2);
@@ -542,6 +613,7 @@ async function runTapWithThirdParty(ctx: ScenarioContext, port: number, index: n
     requestTimeoutMs: o.requestTimeoutMs,
   } as const;
   const workers = Math.min(o.workers, o.connections);
+  const base = (index + 1) * SEQUENCE_BLOCK + (phase * SEQUENCE_BLOCK) / 4;
   const [taps, stream] = await Promise.all([
     runLoad({
       ...common,
@@ -551,8 +623,8 @@ async function runTapWithThirdParty(ctx: ScenarioContext, port: number, index: n
       workers,
       connections: o.connections,
       streams: o.streams,
-      seed: index + 1,
-      sequenceBase: (index + 1) * SEQUENCE_BLOCK,
+      seed: index + 1 + phase * 1000,
+      sequenceBase: base,
     }),
     runLoad({
       ...common,
@@ -562,42 +634,44 @@ async function runTapWithThirdParty(ctx: ScenarioContext, port: number, index: n
       workers: 1,
       connections: 1,
       streams: 1,
-      seed: index + 501,
-      sequenceBase: (index + 1) * SEQUENCE_BLOCK + SEQUENCE_BLOCK / 2,
-      thirdPartyCodes: codes.codes,
+      seed: index + 501 + phase * 1000,
+      sequenceBase: base + SEQUENCE_BLOCK / 2,
+      thirdPartyCodes: codes,
     }),
   ]);
   const cpu = meter.stop();
-  const redis = scenarioStats(statsBefore, await commandStats(ctx.redis), taps.approvals + stream.approvals);
-  const thirdParty = thirdPartyRun(ctx, codes, stream, {
-    rate: o.thirdPartyRate,
-    offeredRate: stream.offeredRate,
-    achievedRate: stream.achievedRate,
-    approvalsPerSec: stream.approvalsPerSec,
-    latencyMs: stream.latency,
-    outcomes: stream.outcomes,
-    errors: stream.errors,
-    unexpected: stream.unexpected,
-    errorSamples: stream.errorSamples,
-  });
-  if (thirdParty.exhausted) adjustments.push(`the code payments used all ${thirdParty.codesMinted} codes before the run's end`);
-  const plan: ScenarioPlan = { scenario: 'tap+thirdparty', mode: 'closed', rate: undefined };
-  const run: RunShape = {
-    workers,
-    connections: o.connections,
-    streams: o.streams,
-    open: false,
-    cpu,
-    cpuSeconds: meter.elapsedSeconds,
-    adjustments,
-    warmupMs,
-    cards: ctx.campus.cards.length,
-    bound: false,
-    redis,
-    campusQr: null,
-    thirdParty,
+  return { taps, stream, cpu, seconds: meter.elapsedSeconds, workers, warmupMs };
+}
+
+/** tap+thirdparty's second phase: the same, the channel simulators answering at once. */
+async function tapsBesideInstantCodes(
+  ctx: ScenarioContext,
+  port: number,
+  index: number,
+): Promise<{ readonly loads: LoadResult[]; readonly measured: InstantCodesRun }> {
+  const o = ctx.options;
+  const channels = needChannels(ctx);
+  process.stdout.write(`running it again for ${o.durationMs / 1000} s with the code payments answered at once ...\n`);
+  const codes = thirdPartyMinter(ctx, 'open', o.thirdPartyRate, 1)();
+  channels.setLatencyMs(0);
+  let phase: TapsBesideCodes;
+  try {
+    phase = await tapsBesideCodes(ctx, port, index, codes.codes, 1);
+  } finally {
+    channels.setLatencyMs(o.channelLatencyMs);
+  }
+  const per = cpuUsPer(phase.cpu, phase.seconds, phase.taps.approvals);
+  return {
+    loads: [phase.taps, phase.stream],
+    measured: {
+      tapApprovals: phase.taps.approvals,
+      tapApprovalsPerSec: phase.taps.approvalsPerSec,
+      codesAnswered: answeredCodes(phase.stream.outcomes),
+      cpuCores: phase.cpu,
+      switchCpuUsPerTapApproval: per['switch'] ?? null,
+      exhausted: phase.stream.thirdPartyExhausted,
+    },
   };
-  return { result: toScenarioResult(plan, 'switch', taps, run), load: taps, stream };
 }
 
 async function runGatewayScenario(
@@ -692,6 +766,7 @@ async function runSwitchScenarios(ctx: ScenarioContext, target: RunningTarget, a
       const both = await runTapWithThirdParty(ctx, port, index);
       collect(approvals, both.load);
       collect(approvals, both.stream);
+      for (const load of both.instant) collect(approvals, load);
       scenarios.push(both.result);
       continue;
     }

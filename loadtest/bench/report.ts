@@ -355,6 +355,11 @@ function ecardRatios(scenarios: readonly ScenarioResult[], gateway: BenchResult[
     tapClosedWithThirdPartyVsTapClosed: ratio(find(scenarios, 'tap+thirdparty', 'closed')?.approvalsPerSec, tapClosed?.approvalsPerSec),
     // The same per switch CPU, the code payments' own CPU taken out (thirdPartyCost): 1.0 = waiting costs the taps nothing.
     tapSwitchCpuAloneVsBesideThirdParty: thirdPartyCostOf(scenarios)?.aloneVsBeside ?? null,
+    // tap+thirdparty's two phases: switch CPU per tap beside code payments answered at once / beside waiting ones
+    // (the code payments' CPU in both): 1.0 = the waiting costs the taps nothing. No subtraction: never negative.
+    tapSwitchCpuBesideInstantVsBesideWaitingCodes: thirdPartyCostOf(scenarios)?.waitingVsInstantCpu ?? null,
+    // The same by wall clock: tap approvals/s beside waiting code payments / beside ones answered at once.
+    tapClosedBesideWaitingVsBesideInstantCodes: thirdPartyCostOf(scenarios)?.waitingVsInstantThroughput ?? null,
     tapBoundClosedVsTapClosed: ratio(find(scenarios, 'tap-bound', 'closed')?.approvalsPerSec, tapClosed?.approvalsPerSec),
     summaryClosedVsHelloClosed: ratio(
       http(runs, 'gateway-summary', 'closed')?.achievedRate,
@@ -454,6 +459,7 @@ export function targetsOf(
     qrClosedAtLeast90PercentOfTapClosed: atLeast(ratios['qrClosedVsTapClosed'], 0.9),
     tapClosedWithThirdPartyAtLeast90PercentOfTapClosed: atLeast(ratios['tapClosedWithThirdPartyVsTapClosed'], 0.9),
     tapSwitchCpuBesideThirdPartyAtLeast90PercentOfAlone: atLeast(ratios['tapSwitchCpuAloneVsBesideThirdParty'], 0.9),
+    waitingCodesCostTapsAtMost10PercentSwitchCpu: atLeast(ratios['tapSwitchCpuBesideInstantVsBesideWaitingCodes'], 0.9),
     summaryClosedAtLeast40PercentOfHelloClosed: atLeast(ratios['summaryClosedVsHelloClosed'], 0.4),
     tenThousandWebSocketsOpenAtOnce: websockets === null || websockets.requested < 10_000 ? null : websockets.allOpenAtOnce,
   };
@@ -591,7 +597,11 @@ export function humanReport(result: BenchResult, outPath: string): string {
   const tpc = result.thirdPartyCost ?? null;
   if (tpc !== null)
     lines.push(
-      `  ${pad('taps beside code payments', 30)} switch CPU per tap ${tpc.tapSwitchCpuUsAlone ?? '?'} µs alone, ${tpc.tapSwitchCpuUsBeside ?? '?'} µs beside ${tpc.codePaymentsBeside} code payments (each ${tpc.codeSwitchCpuUs ?? '?'} µs switch + ${tpc.codeBenchCpuUs ?? '?'} µs bench, from ${tpc.codeCpuFrom}; ${tpc.codeCoresBeside ?? '?'} cores): ${tpc.aloneVsBeside ?? '?'}`,
+      `  ${pad('taps beside code payments', 30)} switch CPU per tap ${tpc.tapSwitchCpuUsAlone ?? '?'} µs alone, ${tpc.tapSwitchCpuUsBeside ?? '?'} µs beside ${tpc.codePaymentsBeside} code payments (each ${tpc.codeSwitchCpuUs ?? '?'} µs switch + ${tpc.codeBenchCpuUs ?? '?'} µs bench, ${tpc.codeCoresBeside ?? '?'} cores): ${tpc.aloneVsBeside ?? '?'}`,
+    );
+  if (tpc !== null && tpc.tapSwitchCpuUsBesideInstant !== null)
+    lines.push(
+      `  ${pad('taps beside waiting codes', 30)} switch CPU per tap (codes included) ${tpc.tapSwitchCpuUsBesideWaiting ?? '?'} µs beside waiting, ${tpc.tapSwitchCpuUsBesideInstant} µs beside answered-at-once (${tpc.codePaymentsBeside} and ${tpc.codePaymentsBesideInstant ?? '?'} codes): CPU ${tpc.waitingVsInstantCpu ?? '?'}, taps/s ${tpc.waitingVsInstantThroughput ?? '?'}`,
     );
   if (b.h2loadInquire !== null) {
     const h = b.h2loadInquire;

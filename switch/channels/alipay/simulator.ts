@@ -190,7 +190,7 @@ export class AlipaySimulator {
   readonly appPrivateKeyPem: string | undefined;
   private readonly alipayPrivateKey: KeyObject;
   private readonly appPublicKey: KeyObject;
-  private readonly latencyMs: number;
+  private latencyMs: number;
   private readonly now: () => number;
   private readonly cancelWindowMs: number;
   private readonly methodCalls = new Map<string, number>();
@@ -236,6 +236,12 @@ export class AlipaySimulator {
   }
 
   /** Listens on 127.0.0.1 (port 0: a free one); answers the base URL. */
+  /** Every answer from now on waits this long (the bench compares code payments that wait with ones answered at once). */
+  setLatencyMs(latencyMs: number): void {
+    if (!Number.isSafeInteger(latencyMs) || latencyMs < 0 || latencyMs > 60_000) throw new RangeError('latencyMs must be 0-60000');
+    this.latencyMs = latencyMs;
+  }
+
   async start(port = 0): Promise<string> {
     const { server, url } = await listenOnLoopback((req, res) => void this.handle(req, res), port);
     this.server = server;

@@ -215,7 +215,7 @@ export class WechatPaySimulator {
   readonly keys: SimulatorKeys;
   /** Sign every answer and notification from now on with a wrong key. */
   forgeAnswers = false;
-  private readonly latencyMs: number;
+  private latencyMs: number;
   private readonly now: () => number;
   private readonly merchantPublicKey: KeyObject;
   private readonly platformPrivateKey: KeyObject;
@@ -264,6 +264,12 @@ export class WechatPaySimulator {
       platformPublicKey: createPublicKey(k.platformPublicKeyPem),
       platformSerial: k.platformSerial,
     };
+  }
+
+  /** Every answer from now on waits this long (the bench compares code payments that wait with ones answered at once). */
+  setLatencyMs(latencyMs: number): void {
+    if (!Number.isSafeInteger(latencyMs) || latencyMs < 0 || latencyMs > 60_000) throw new RangeError('latencyMs must be 0-60000');
+    this.latencyMs = latencyMs;
   }
 
   async start(port = 0): Promise<{ url: string }> {
