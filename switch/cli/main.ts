@@ -18,6 +18,7 @@ import { checkShardCount, ShardCountMismatchError } from '../ledger/meta.js';
 import { applyLocalDefaults } from '../dev-env.js';
 import { runAuditCommand } from './audit.js';
 import { runRechargeAttentionCommand } from './recharge-attention.js';
+import { runRefundAttentionCommand } from './refund-attention.js';
 import { runReconcileCommand } from './reconcile.js';
 import { formatYuan } from '../money.js';
 import { DEFAULT_CSV_LIMITS, NoDataRowsError } from '../data/csv.js';
@@ -54,6 +55,9 @@ commands:
   recharge-attention [--channel wechat|alipay] [--json]
                                   recharge orders the channel never gave a final answer about,
                                   for an operator to check (exit 0 none, 1 listed)
+  refund-attention [--channel wechat|alipay] [--json]
+                                  refunds of code payments the channel never gave a final answer
+                                  about, for an operator to check (exit 0 none, 1 listed)
   help                            show this text
 
 environment: REDIS_URL (required), KEY_PREFIX, LEDGER_SHARDS, TERMINAL_SECRET_PEPPER, PASSWORD_PEPPER
@@ -264,6 +268,11 @@ async function run(argv: readonly string[]): Promise<number> {
     const note = applyLocalDefaults(process.env);
     if (note !== undefined) console.error(note);
     return runRechargeAttentionCommand(argv.slice(1));
+  }
+  if (argv[0] === 'refund-attention') {
+    const note = applyLocalDefaults(process.env);
+    if (note !== undefined) console.error(note);
+    return runRefundAttentionCommand(argv.slice(1));
   }
   const { positionals, values } = parseArgs({
     args: [...argv],

@@ -15,16 +15,22 @@
 //     query) until it knows. Nothing is guessed.
 // The follow-up first asks the channel's refund query (by out_refund_no); only when the channel has no such
 // refund is it sent again (same out_refund_no). A lease (follow-up-lease.lua) keeps two switches from
-// asking the channel about one refund at once.
+// asking the channel about one refund at once. After MAX_UNKNOWN_REFUND_ANSWERS looks without a final
+// word (system errors, timeouts) the refund needs an operator: it leaves the follow-up for the attention
+// index, listed by `npm run cli -- refund-attention`. The POS sending the same refund again still asks
+// the channel, and a final answer then settles it once (and takes it off the list).
 import { createHash, randomUUID } from 'node:crypto';
 import type { PaymentChannel, RefundResult as ChannelRefundResult } from '../channels/channel.js';
 import type { SwitchContext } from '../context.js';
+import type { LedgerAccess } from '../ledger/access.js';
 import { FailedPreconditionError, UnavailableError } from '../errors.js';
 import {
   channelRefundStep,
   dropRefundFollowUp,
+  noteRefundUnknown,
   readChannelRefund,
   readPaidRecord,
+  refundsInAttention,
   refundLeaseName,
   releaseFollowUpLease,
   scheduleRefundFollowUp,
@@ -41,6 +47,12 @@ const CHANNEL_ZH = { wechat: '微信', alipay: '支付宝' } as const;
 const REFUND_REASON = '商户退款';
 /** The longest wait between two looks at an undecided refund (the wait grows with its age). */
 const MAX_REFUND_RETRY_MS = 60_000;
+/**
+ * Looks without a final answer before a refund needs an operator. With the growing wait (the poll
+ * interval, then a quarter of the refund's age, at most a minute) 10 looks span about 5 minutes at the
+ * default 4 s poll interval: longer than any channel outage a retry should ride out unattended.
+ */
+export const MAX_UNKNOWN_REFUND_ANSWERS = 10;
 
 export interface ChannelRefundRequest {
   readonly sequence: number;
@@ -51,7 +63,7 @@ export interface ChannelRefundRequest {
 }
 
 /** The refund's id at the channel: deterministic from (ledger, refunding terminal, sequence), at most 29 of [A-Za-z0-9-]. */
-export function outRefundNoOf(ctx: SwitchContext, terminalId: string, sequence: number): string {
+export function outRefundNoOf(ctx: Pick<LedgerAccess, 'keys'>, terminalId: string, sequence: number): string {
   const hash = createHash('sha256').update(`${ctx.keys.prefix}|${terminalId}`).digest('hex').slice(0, 10);
   return `RF${hash}-${sequence}`;
 }
@@ -239,7 +251,12 @@ async function recordAnswer(
 }
 
 /** One look at an undecided refund the follow-up found due (under its lease: `holder` is this switch). */
-export async function followUpRefund(ctx: SwitchContext, r: RefundFollowUp, holder: string): Promise<void> {
+export async function followUpRefund(
+  ctx: SwitchContext,
+  r: RefundFollowUp,
+  holder: string,
+  options: { readonly maxUnknownAnswers?: number } = {},
+): Promise<void> {
   const lease = refundLeaseName(r);
   if (!(await takeFollowUpLease(ctx, lease, holder, leaseMs(ctx)))) return;
   try {
@@ -267,10 +284,68 @@ export async function followUpRefund(ctx: SwitchContext, r: RefundFollowUp, hold
       ttlSec: ctx.config.requestTtlSec,
       originalRef: record.originalRef,
     };
-    await confirm(ctx, adapterOf(ctx, record), step, paid.amountFen).catch((err: unknown) => {
-      if (!(err instanceof FailedPreconditionError)) throw err;
-    });
+    let decided: RefundResult | undefined;
+    try {
+      decided = await confirm(ctx, adapterOf(ctx, record), step, paid.amountFen);
+    } catch (err) {
+      if (err instanceof FailedPreconditionError) return; // refused for good: released and dropped
+      throw err;
+    }
+    if (decided !== undefined) return;
+    const noted = await noteRefundUnknown(ctx, r, ctx.now(), options.maxUnknownAnswers ?? MAX_UNKNOWN_REFUND_ANSWERS);
+    if (noted.needsAttention) {
+      ctx.log.warn(
+        { outRefundNo: record.outRefundNo, channel: record.channel, unknownAnswers: noted.unknownAnswers },
+        'channel refund: no final answer from the channel; it needs an operator (npm run cli -- refund-attention)',
+      );
+    }
   } finally {
     await releaseFollowUpLease(ctx, lease, holder).catch(() => undefined);
   }
+}
+
+/** A merchant refund the follow-up gave up asking about, as an operator needs it. */
+export interface AttentionRefund {
+  readonly channel: 'alipay' | 'wechat' | undefined;
+  readonly cardNo: string;
+  /** The refunding terminal and its sequence number (the POS's refund request). */
+  readonly terminalId: string;
+  readonly sequence: number;
+  readonly outTradeNo: string;
+  readonly outRefundNo: string;
+  readonly amountFen: number;
+  readonly createdAtMs: number;
+  readonly sinceMs: number;
+  readonly unknownAnswers: number;
+  /** False when the refund's record expired (REQUEST_TTL_DAYS): only the channel knows what became of it. */
+  readonly recordKept: boolean;
+}
+
+/** The refunds needing an operator (at most `maxCount`), the longest given up first; `channel` filters. */
+export async function refundsNeedingAttention(
+  ctx: LedgerAccess,
+  options: { readonly maxCount: number; readonly channel?: 'alipay' | 'wechat' },
+): Promise<AttentionRefund[]> {
+  const out: AttentionRefund[] = [];
+  for (const item of await refundsInAttention(ctx, options.maxCount)) {
+    const { cardNo, terminalId, sequence } = item.refund;
+    const record = await readChannelRefund(ctx, cardNo, terminalId, sequence);
+    // Decided meanwhile (the lease keeps this from happening; a crash between two commands could): not listed.
+    if (record !== undefined && !record.pending) continue;
+    if (options.channel !== undefined && record?.channel !== options.channel) continue;
+    out.push({
+      channel: record?.channel,
+      cardNo,
+      terminalId,
+      sequence,
+      outTradeNo: record?.outTradeNo ?? '',
+      outRefundNo: record?.outRefundNo ?? outRefundNoOf(ctx, terminalId, sequence),
+      amountFen: record?.amountFen ?? 0,
+      createdAtMs: record?.createdAtMs ?? 0,
+      sinceMs: item.sinceMs,
+      unknownAnswers: item.unknownAnswers,
+      recordKept: record !== undefined,
+    });
+  }
+  return out;
 }

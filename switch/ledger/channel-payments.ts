@@ -225,8 +225,69 @@ export async function scheduleRefundFollowUp(ledger: LedgerAccess, r: RefundFoll
   await ledger.scripts.client.zadd(ledger.keys.channelRefundsPending(), atMs, refundMember(r));
 }
 
+/** The refund is decided: off the follow-up index, off the attention index, its count of unknown answers gone (one slot: atomic). */
 export async function dropRefundFollowUp(ledger: LedgerAccess, r: RefundFollowUp): Promise<void> {
-  await ledger.scripts.client.zrem(ledger.keys.channelRefundsPending(), refundMember(r));
+  const member = refundMember(r);
+  const k = ledger.keys;
+  const replies = await ledger.scripts.client
+    .multi()
+    .zrem(k.channelRefundsPending(), member)
+    .zrem(k.channelRefundsAttention(), member)
+    .hdel(k.channelRefundsUnknown(), member)
+    .exec();
+  const failed = replies?.find(([err]) => err !== null)?.[0];
+  if (replies === null || failed !== undefined) throw failed ?? new Error('dropping a refund follow-up: the transaction was aborted');
+}
+
+/**
+ * Counts one more channel answer without a final word about a refund; at `maxUnknown` the refund leaves
+ * the follow-up index for the attention index (one MULTI in the {CP} slot). Called under the refund's
+ * lease, which the POS's retry of the refund takes too, so a decision cannot land between the two steps.
+ */
+export async function noteRefundUnknown(
+  ledger: LedgerAccess,
+  r: RefundFollowUp,
+  nowMs: number,
+  maxUnknown: number,
+): Promise<{ readonly unknownAnswers: number; readonly needsAttention: boolean }> {
+  const member = refundMember(r);
+  const k = ledger.keys;
+  const unknownAnswers = await ledger.scripts.client.hincrby(k.channelRefundsUnknown(), member, 1);
+  if (unknownAnswers < maxUnknown) return { unknownAnswers, needsAttention: false };
+  const replies = await ledger.scripts.client
+    .multi()
+    .zrem(k.channelRefundsPending(), member)
+    .zadd(k.channelRefundsAttention(), nowMs, member)
+    .exec();
+  const failed = replies?.find(([err]) => err !== null)?.[0];
+  if (replies === null || failed !== undefined) throw failed ?? new Error('moving a refund to attention: the transaction was aborted');
+  return { unknownAnswers, needsAttention: true };
+}
+
+/** At most `limit` refunds needing an operator, the longest given up first, with their count of unknown answers. */
+export async function refundsInAttention(
+  ledger: LedgerAccess,
+  limit: number,
+): Promise<{ readonly refund: RefundFollowUp; readonly sinceMs: number; readonly unknownAnswers: number }[]> {
+  const k = ledger.keys;
+  const flat = await ledger.scripts.client.zrange(k.channelRefundsAttention(), 0, limit - 1, 'WITHSCORES');
+  const members: string[] = [];
+  const scores: number[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    members.push(flat[i]!);
+    scores.push(Number(flat[i + 1]));
+  }
+  if (members.length === 0) return [];
+  const counts = await ledger.scripts.client.hmget(k.channelRefundsUnknown(), ...members);
+  return members.flatMap((m, i) => {
+    const [cardNo = '', terminalId = '', sequence = ''] = m.split(MEMBER_SEPARATOR);
+    if (cardNo === '' || terminalId === '') return [];
+    return [{ refund: { cardNo, terminalId, sequence: Number(sequence) }, sinceMs: scores[i] ?? 0, unknownAnswers: Number(counts[i] ?? '0') }];
+  });
+}
+
+export async function refundAttentionCount(ledger: LedgerAccess): Promise<number> {
+  return ledger.scripts.client.zcard(ledger.keys.channelRefundsAttention());
 }
 
 /** At most `limit` refunds whose follow-up is due at `nowMs`, earliest first. */

@@ -75,6 +75,20 @@ export class Keys {
   }
 
   /**
+   * Zset of the merchant refunds the follow-up gave up asking about (the channel gave no final answer
+   * MAX_UNKNOWN_REFUND_ANSWERS times): off the loop, for an operator (`npm run cli -- refund-attention`);
+   * member as channelRefundsPending, score = when it was given up.
+   */
+  channelRefundsAttention(): string {
+    return `${this.prefix}:{CP}:refunds-attn`;
+  }
+
+  /** Hash: member (as channelRefundsPending) -> how many answers without a final word its follow-up got. */
+  channelRefundsUnknown(): string {
+    return `${this.prefix}:{CP}:refunds-unk`;
+  }
+
+  /**
    * Which switch instance is working on one follow-up member now (string: the instance id, with an
    * expiry): two switches on one Redis never query and settle the same payment at once, and a crashed
    * one's work is picked up when its lease expires.
