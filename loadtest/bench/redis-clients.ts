@@ -1,8 +1,10 @@
 // Issue 15 item 3: which Redis client should carry the switch's hot path? The switch's own lean client
 // (switch/redis/pipeline-client.ts), ioredis (auto-pipelining, as app.ts sets it up) and node-redis v5
 // (the `redis` package: raw sendCommand over RESP2 and RESP3, and its typed evalSha/set) each drive
-// the Redis work of one card payment, exactly as the switch sends it: the sequence claim (SET NX GET EX
-// on the terminal's slot), then EVALSHA authorize.lua with Ledger.authorizeArguments' KEYS and ARGV.
+// the Redis work of one card payment as the switch sends it on a Redis Cluster (and sent it everywhere
+// when this comparison was made): the sequence claim (SET NX GET EX on the terminal's slot), then EVALSHA
+// authorize.lua with Ledger.authorizeArguments' KEYS and ARGV. On one Redis the switch now sends the
+// claim inside the script (one command per payment): each client's cost per command is what compares.
 // What is compared is the CPU the client process spends per payment (process.cpuUsage(), user + sys:
 // the client's encoding, socket writes and reads, reply parsing, promises; building the arguments is
 // the same code for all; the `none` row prices it: a client that answers at once without Redis),
