@@ -1,8 +1,13 @@
-// WeChat Pay's v2 XML read by hand (switch/channels/wechat/wire.ts, fromXml's fast path) gives exactly what
-// fast-xml-parser gives (fromXmlWithParser) on every body: what toXml writes, what WeChat Pay's answers look
-// like (a field per line), and bodies that are not flat v2 XML (nested, repeated, entities, comments,
-// attributes, CR LF, trailing text). Pure functions: no Redis, no server.
+// What the channel adapters do by hand for speed, held to the libraries they replace. WeChat Pay's v2 XML
+// read by hand (switch/channels/wechat/wire.ts, fromXml's fast path) gives exactly what fast-xml-parser
+// gives (fromXmlWithParser) on every body: what toXml writes, what WeChat Pay's answers look like (a field
+// per line), and bodies that are not flat v2 XML (nested, repeated, entities, comments, attributes, CR LF,
+// trailing text). Alipay requests signed by switch/channels/alipay/sign.ts carry the same parameters and
+// the same signature as alipay-sdk's sdkExecute(). Pure functions: no Redis, no server.
+import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { AlipaySdk } from 'alipay-sdk';
 import { describe, expect, it } from 'vitest';
+import { signOpenApiCall } from '../switch/channels/alipay/sign.js';
 import { fromXml, fromXmlWithParser, signV2, toXml, verifyV2 } from '../switch/channels/wechat/wire.js';
 
 /** A small deterministic generator (the same bodies every run; a failure names its seed). */
@@ -81,5 +86,44 @@ describe('WeChat Pay v2 XML: the fast reader and the parser agree', () => {
     const read = fromXml(body);
     expect(read).toEqual(signed);
     expect(verifyV2(read!, 'k'.repeat(32), 'HMAC-SHA256')).toBe(true);
+  });
+});
+
+describe('Alipay OpenAPI requests: sign.ts signs as alipay-sdk does', () => {
+  const { privateKey } = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
+  const appId = '2021000000000001';
+  const sdk = new AlipaySdk({ appId, privateKey, keyType: 'PKCS8', signType: 'RSA2', gateway: 'http://127.0.0.1/gateway.do', camelcase: false });
+  const cases: { method: string; common: Record<string, string>; biz: Record<string, string> | undefined }[] = [
+    {
+      method: 'alipay.trade.pay',
+      common: { timestamp: '2026-11-30 12:00:00' },
+      biz: { out_trade_no: 'CPabc-1', scene: 'bar_code', auth_code: '281234567890123456', subject: '校园消费 一食堂 & =?', total_amount: '12.34' },
+    },
+    { method: 'alipay.trade.refund', common: { timestamp: '2026-11-30 12:00:01' }, biz: { out_trade_no: 'CPabc-1', refund_reason: '' } },
+    {
+      method: 'alipay.trade.precreate',
+      common: { timestamp: '2026-11-30 12:00:02', notify_url: 'https://pay.example.edu/api/v1/channels/alipay/notify?x=1&y=%2F' },
+      biz: { out_trade_no: 'RC-1', total_amount: '999.00', subject: '"校园卡充值"\n' },
+    },
+    { method: 'alipay.system.oauth.token', common: { grant_type: 'authorization_code', code: 'abc_DEF-123', timestamp: '2026-11-30 12:00:03' }, biz: undefined },
+  ];
+
+  it.each(cases)('$method: the same parameters and signature as sdkExecute', ({ method, common, biz }) => {
+    const fromSdk = new URLSearchParams(
+      sdk.sdkExecute(method, { ...common, ...(biz === undefined ? {} : { bizContent: biz }) }, { bizContentAutoSnakeCase: false }),
+    );
+    const ours = signOpenApiCall(appId, createPrivateKey(privateKey), method, common, biz);
+    const mine = new URLSearchParams(`${ours.query}${ours.body === '' ? '' : `&${ours.body}`}`);
+    expect([...mine.entries()].sort()).toEqual([...fromSdk.entries()].sort());
+    expect(ours.body.startsWith('biz_content=') || ours.body === '').toBe(true);
+  });
+
+  it('refuses a parameter name that could change what is signed', () => {
+    expect(() => signOpenApiCall(appId, createPrivateKey(privateKey), 'm', { sign: 'x' }, undefined)).toThrow(RangeError);
+    expect(() => signOpenApiCall(appId, createPrivateKey(privateKey), 'm', { 'a&b': 'x' }, undefined)).toThrow(RangeError);
   });
 });

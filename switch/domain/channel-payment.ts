@@ -234,8 +234,29 @@ export class ChannelPayments {
       );
     }
     if (begun !== 'begun') return this.answerOf(terminal.id, request.sequence, name);
+    // What channel-pay.lua 'begin' just wrote: charge() settles against it without reading it back (a
+    // decision that came meanwhile, a POS reversal, is found by finishChannelPayment's already_final).
+    const record: ChannelPaymentRecord = {
+      terminalId: terminal.id,
+      sequence: request.sequence,
+      state: 'P',
+      channel: name,
+      outTradeNo,
+      amountFen: request.amountFen,
+      merchantParty: `m:${terminal.merchantId}`,
+      createdAtMs: nowMs,
+      deadlineMs: nowMs + this.budgetMs(name),
+      decidedAtMs: 0,
+      cardNo: '',
+      channelTxnId: '',
+      payerId: '',
+      why: '',
+      journalId: '',
+      undo: false,
+      tombstone: false,
+    };
     // The lease keeps the follow-up of another switch (or this one's) off the payment while it is charged.
-    await this.leased(paymentLeaseName(terminal.id, request.sequence), () => this.charge(channel, terminal, request, outTradeNo));
+    await this.leased(paymentLeaseName(terminal.id, request.sequence), () => this.charge(channel, terminal, request, record));
     return this.answerOf(terminal.id, request.sequence, name);
   }
 
@@ -246,8 +267,14 @@ export class ChannelPayments {
   }
 
   /** The channel calls of a new payment; every outcome ends in the record (or leaves it to the follow-up). */
-  private async charge(channel: PaymentChannel, terminal: Terminal, request: ChannelPaymentRequest, outTradeNo: string): Promise<void> {
+  private async charge(
+    channel: PaymentChannel,
+    terminal: Terminal,
+    request: ChannelPaymentRequest,
+    record: ChannelPaymentRecord,
+  ): Promise<void> {
     const { sequence } = request;
+    const { outTradeNo } = record;
     if (channel.payerOfCode !== undefined) {
       const payer = await channel.payerOfCode(request.code, this.signal());
       const why = payer === 'code_invalid' ? 'channel_declined' : payer === 'unknown' ? 'channel_unavailable' : undefined;
@@ -265,8 +292,7 @@ export class ChannelPayments {
       { outTradeNo, authCode: request.code, amountFen: request.amountFen, subject: subjectOf(terminal), terminalId: terminal.id },
       this.signal(),
     );
-    const record = await readChannelPayment(this.ctx, terminal.id, sequence);
-    if (record !== undefined) await this.settle(record, result);
+    await this.settle(record, result);
   }
 
   private async cardOf(payer: ChannelPayer): Promise<string | undefined> {

@@ -5,14 +5,15 @@
 // (扫码授权): the authorisation URL the holder opens (scope auth_base), and alipay.system.oauth.token,
 // which turns the auth_code Alipay redirects back with into the holder's user_id (2088...).
 //
-// alipay-sdk (v4) does the cryptography: sdkExecute() signs a request (RSA2 over the sorted parameters),
-// checkResponseSign() checks an answer with the Alipay public key, checkNotifySignV2() a notification.
-// Its exec() is not used to send: it takes no AbortSignal (only a fixed timeout), it warns on the console
-// and skips the check when no Alipay public key is set, and its errors quote the signature and the whole
-// answer. So the adapter sends the signed form itself over node:http with a keep-alive agent (../http.ts
-// says why not fetch), bounded by the caller's signal and ALIPAY_TIMEOUT_MS, whichever ends first;
-// requires a signature on every answer, and writes its own messages. The SDK's request timestamp is
-// local time; Alipay wants Beijing time, so the adapter passes it.
+// alipay-sdk (v4) checks the signatures: checkResponseSign() an answer with the Alipay public key,
+// checkNotifySignV2() a notification. Requests are signed by sign.ts exactly as its sdkExecute() signs
+// them (RSA2 over the sorted parameters), without its per-call re-mapping. Its exec() is not used to
+// send: it takes no AbortSignal (only a fixed timeout), it warns on the console and skips the check when
+// no Alipay public key is set, and its errors quote the signature and the whole answer. So the adapter
+// sends the signed form itself over node:http with a keep-alive agent (../http.ts says why not fetch),
+// bounded by the caller's signal and ALIPAY_TIMEOUT_MS, whichever ends first; requires a signature on
+// every answer, and writes its own messages. Alipay wants the request timestamp in Beijing time (the
+// SDK's is local time), so the adapter writes it.
 // Certificate mode (app_cert_sn, alipay_root_cert_sn) is not supported: public-key mode only.
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import type { Agent as HttpAgent } from 'node:http';
@@ -41,6 +42,7 @@ import {
 import { CancelledError, FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { exchange, keepAliveAgent, TransportError, type HttpAnswer } from '../http.js';
+import { signOpenApiCall } from './sign.js';
 import { billDetailFromZip, BillFormatError, MAX_BILL_ZIP_BYTES, parseBillDetail } from './bill.js';
 import type { AlipayConfig } from './config.js';
 import {
@@ -114,6 +116,8 @@ export class AlipayChannel implements PaymentChannel {
   private readonly config: AlipayConfig;
   private readonly log: Logger;
   private readonly now: () => number;
+  /** The app's private key, decoded once (sign.ts signs every call with it). */
+  private readonly privateKey: KeyObject;
   /** Kept-alive connections to the gateway (a new connection per call costs more than the call). */
   private readonly agent: HttpAgent | HttpsAgent;
   /** The gateway URL ending in '?' or '&': the signed common parameters follow. */
@@ -138,7 +142,8 @@ export class AlipayChannel implements PaymentChannel {
     // (loadtest/RESULTS.md, "Fifth session: third-party payments"). Its signing and checking accept a
     // KeyObject as well, so the keys are decoded once, here.
     const keys = this.sdk.config as unknown as { privateKey: KeyObject | string; alipayPublicKey?: KeyObject | string };
-    keys.privateKey = createPrivateKey(this.config.appPrivateKeyPem);
+    this.privateKey = createPrivateKey(this.config.appPrivateKeyPem);
+    keys.privateKey = this.privateKey;
     if (this.config.alipayPublicKeyPem !== '') keys.alipayPublicKey = createPublicKey(this.config.alipayPublicKeyPem);
     this.agent = keepAliveAgent(this.config.gatewayUrl);
     const gateway = new URL(this.config.gatewayUrl);
@@ -487,22 +492,15 @@ export class AlipayChannel implements PaymentChannel {
     commonParams: Record<string, string>,
   ): Promise<Answer> {
     if (signal.aborted) return { ok: false, message: 'cancelled before the call was sent' };
-    const params: Record<string, unknown> = { ...commonParams, timestamp: beijingTime(this.now()) };
-    if (bizContent !== undefined) params.bizContent = bizContent;
-    if (withNotifyUrl && this.config.notifyUrl !== '') params.notify_url = this.config.notifyUrl;
-    // sdkExecute answers "k=v&k=v" with every value URI-encoded. As the SDKs do: the common parameters
-    // in the URL, biz_content in the form body (taken out of the query as it is, already encoded).
-    const query: string[] = [];
-    let body = '';
-    for (const pair of this.sdk.sdkExecute(method, params, { bizContentAutoSnakeCase: false }).split('&')) {
-      if (pair.startsWith('biz_content=')) body = pair;
-      else query.push(pair);
-    }
+    const common: Record<string, string> = { ...commonParams, timestamp: beijingTime(this.now()) };
+    if (withNotifyUrl && this.config.notifyUrl !== '') common['notify_url'] = this.config.notifyUrl;
+    // As the SDKs do: the common parameters in the URL, biz_content in the form body.
+    const { query, body } = signOpenApiCall(this.config.appId, this.privateKey, method, common, bizContent);
     let answer: HttpAnswer;
     try {
       answer = await exchange({
         method: 'POST',
-        url: new URL(`${this.gatewayBase}${query.join('&')}`),
+        url: new URL(`${this.gatewayBase}${query}`),
         headers: { 'content-type': 'application/x-www-form-urlencoded;charset=utf-8', accept: 'application/json' },
         body,
         timeoutMs: this.config.timeoutMs,
