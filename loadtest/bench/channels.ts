@@ -164,8 +164,8 @@ export class BenchChannels {
     return this.payers.map((p) => p.cardNo);
   }
 
-  /** `count` fresh codes, WeChat and Alipay in turn, over the payers in turn; one in 50 scripted pending. */
-  mint(count: number): MintedThirdPartyCodes {
+  /** `count` fresh codes, WeChat and Alipay in turn (or one channel's only), over the payers in turn; one in 50 scripted pending. */
+  mint(count: number, channels: 'both' | 'alipay' | 'wechat' = 'both'): MintedThirdPartyCodes {
     if (this.payers.length === 0) throw new Error('no channel payers bound: bindPayers first');
     const startedMs = Date.now();
     const codes: string[] = [];
@@ -175,7 +175,7 @@ export class BenchChannels {
       const n = this.minted++;
       const payer = this.payers[Math.floor(n / 2) % this.payers.length] as Payer;
       const pending = n % PENDING_EVERY === PENDING_EVERY - 1;
-      if (n % 2 === 0) {
+      if (channels === 'wechat' || (channels === 'both' && n % 2 === 0)) {
         wechat++;
         const code = this.sims.wechat.newCode(payer.wechat);
         if (pending) this.sims.wechat.script(code, ['paying', 'paid'] satisfies CodeStep[]);

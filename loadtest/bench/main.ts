@@ -499,7 +499,7 @@ function thirdPartyMinter(ctx: ScenarioContext, mode: 'open' | 'closed', openRat
   const count = Math.ceil((perSec * o.durationMs) / 1000) + 100;
   return () => {
     process.stdout.write(`minting ${count} Alipay / WeChat payment codes ...\n`);
-    return channels.mint(count);
+    return channels.mint(count, o.thirdPartyChannels);
   };
 }
 

@@ -92,6 +92,8 @@ export interface BenchOptions {
   readonly thirdPartyRate: number;
   /** Cards with a WeChat and an Alipay payer bound (kept out of every other scenario's campus). */
   readonly thirdPartyPayers: number;
+  /** Which channels' codes the code payments use: both in turn (default), or one (its cost per payment alone). */
+  readonly thirdPartyChannels: 'both' | 'alipay' | 'wechat';
 }
 
 export const DEFAULT_TAP_RATE = 6000;
@@ -136,6 +138,7 @@ Inquire), checks the ledger, and writes loadtest/results/latest.json.
   --channel-latency-ms N  each answer of the Alipay / WeChat simulators waits N ms (default ${DEFAULT_CHANNEL_LATENCY_MS})
   --thirdparty-rate N tap+thirdparty: code payments per second beside the taps (default ${DEFAULT_THIRD_PARTY_RATE})
   --thirdparty-payers N  cards with a WeChat and an Alipay payer bound (default 200; quick 50)
+  --thirdparty-channels both|alipay|wechat  the code payments' channels (default both, in turn)
   --duration S        seconds per scenario (default 10; the lunch hour is squeezed into it)
   --warmup S          seconds at the start of each scenario left out of the statistics (default 2)
   --workers N         load-generator threads (default 1: on 2 shared cores a second thread costs the server more than it adds)
@@ -166,6 +169,11 @@ Inquire), checks the ledger, and writes loadtest/results/latest.json.
                       local Redis and var/dev-secrets.json as the CLI finds them) and write their sessions
   --help
 `;
+
+function thirdPartyChannels(raw: string | undefined): BenchOptions['thirdPartyChannels'] {
+  if (raw === undefined || raw === 'both' || raw === 'alipay' || raw === 'wechat') return raw ?? 'both';
+  throw new Error(`--thirdparty-channels ${raw}: must be both, alipay or wechat`);
+}
 
 function integer(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
   if (raw === undefined) return fallback;
@@ -305,6 +313,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
       'ecard-users': { type: 'string' },
       'channel-latency-ms': { type: 'string' },
       'thirdparty-rate': { type: 'string' },
+      'thirdparty-channels': { type: 'string' },
       'thirdparty-payers': { type: 'string' },
     },
   });
@@ -357,6 +366,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     channelLatencyMs: integer('channel-latency-ms', values['channel-latency-ms'], DEFAULT_CHANNEL_LATENCY_MS, 0, 5000),
     thirdPartyRate: integer('thirdparty-rate', values['thirdparty-rate'], DEFAULT_THIRD_PARTY_RATE, 1, 100_000),
     thirdPartyPayers: integer('thirdparty-payers', values['thirdparty-payers'], quick ? 50 : 200, 2, 10_000),
+    thirdPartyChannels: thirdPartyChannels(values['thirdparty-channels']),
   };
   checkCombinations(options);
   return options;
