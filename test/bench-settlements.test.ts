@@ -31,6 +31,7 @@ const STALL_MS = 700;
 const REQUEST_TIMEOUT_MS = 200;
 
 let dataDir = '';
+let config: ReturnType<typeof testConfig>;
 let redis: LocalRedis;
 let app: SwitchApp;
 let campus: CampusFile;
@@ -41,7 +42,7 @@ beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'cardswitch-bench-settlements-'));
   redis = await startLocalRedis({ dataDir, port: 0, appendOnly: true, appendFsync: 'everysec', startTimeoutMs: 10_000 });
   // A Redis command timeout far past the stall: the switch waits for Redis and carries every payment out.
-  const config = { ...testConfig('bench-settlements', { REDIS_COMMAND_TIMEOUT_MS: '10000' }), redisUrl: redis.url };
+  config = { ...testConfig('bench-settlements', { REDIS_COMMAND_TIMEOUT_MS: '10000' }), redisUrl: redis.url };
   app = await startSwitch(config, createLogger(config.logLevel));
   const demo = demoCampus(CARDHOLDERS, 'bench-settlements');
   campus = toCampusFile(demo, { noPinPerPaymentFen: { student: 100_000_000, staff: 100_000_000 }, pins: 0, note: 'test' });
@@ -66,6 +67,47 @@ afterAll(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
+function tapRun(authorizeVia: 'unary' | 'stream', sequenceBase: number, port: number): Promise<LoadResult> {
+  return runLoad({
+    host: '127.0.0.1',
+    port,
+    client: 'raw',
+    authorizeVia,
+    campus,
+    mix: TAP_ONLY_MIX,
+    mode: 'open',
+    profile: constantProfile(RATE_PER_SECOND, RUN_MS),
+    warmupMs: 0,
+    workers: 1,
+    connections: 1,
+    streams: 1,
+    maxInFlight: 10_000,
+    requestTimeoutMs: REQUEST_TIMEOUT_MS,
+    seed: 7,
+    sequenceBase,
+  });
+}
+
+/** The ledger check over every run so far passes, with each reversal explained; blind to the reversals, it fails. */
+async function expectLedgerExplained(): Promise<void> {
+  const all = (pick: (r: LoadResult) => Float64Array[]): Float64Array[] => runs.flatMap(pick);
+  const settled = { reversed: all((r) => r.reversedKeys), tombstoned: all((r) => r.tombstonedKeys), campusQrReversed: [] };
+  const approvals = all((r) => r.approvalKeys);
+  const check = await checkLedger(app.redis, app.keys, campus, approvals, [], undefined, null, settled);
+  expect(check.settled.samples).toEqual([]);
+  expect(check.payments.samples).toEqual([]);
+  const reversedSoFar = runs.reduce((sum, r) => sum + r.settlements.reversed, 0);
+  expect(check.settled.reversedPayEntries).toBe(reversedSoFar);
+  expect(check.settled.tombstoned).toBe(runs.reduce((sum, r) => sum + r.settlements.tombstoned, 0));
+  expect(check.payments.unexplained).toBe(0);
+  expect(check.audit.ok).toBe(true);
+  expect(check.passed).toBe(true);
+  // Strict about the rest: without the generator's reversals the same entries are unexplained.
+  const blind = await checkLedger(app.redis, app.keys, campus, approvals, []);
+  expect(blind.payments.unexplained).toBe(reversedSoFar);
+  if (reversedSoFar > 0) expect(blind.passed).toBe(false);
+}
+
 /** An open-model tap run with Redis stopped for STALL_MS in its middle. */
 async function stalledRun(authorizeVia: 'unary' | 'stream', sequenceBase: number): Promise<LoadResult> {
   let resumed: Promise<void> = Promise.resolve();
@@ -79,24 +121,7 @@ async function stalledRun(authorizeVia: 'unary' | 'stream', sequenceBase: number
     );
   }, STALL_AT_MS);
   try {
-    return await runLoad({
-      host: '127.0.0.1',
-      port: app.grpcPort,
-      client: 'raw',
-      authorizeVia,
-      campus,
-      mix: TAP_ONLY_MIX,
-      mode: 'open',
-      profile: constantProfile(RATE_PER_SECOND, RUN_MS),
-      warmupMs: 0,
-      workers: 1,
-      connections: 1,
-      streams: 1,
-      maxInFlight: 10_000,
-      requestTimeoutMs: REQUEST_TIMEOUT_MS,
-      seed: 7,
-      sequenceBase,
-    });
+    return await tapRun(authorizeVia, sequenceBase, app.grpcPort);
   } finally {
     clearTimeout(stall);
     await resumed;
@@ -121,23 +146,35 @@ describe('bench generator: payments it gave up on', () => {
       expect(s.reversalsSent).toBeGreaterThanOrEqual(s.abandoned);
 
       runs.push(load);
-      const all = (pick: (r: LoadResult) => Float64Array[]): Float64Array[] => runs.flatMap(pick);
-      const settled = { reversed: all((r) => r.reversedKeys), tombstoned: all((r) => r.tombstonedKeys), campusQrReversed: [] };
-      const approvals = all((r) => r.approvalKeys);
-      const check = await checkLedger(app.redis, app.keys, campus, approvals, [], undefined, null, settled);
-      expect(check.settled.samples).toEqual([]);
-      expect(check.payments.samples).toEqual([]);
-      const reversedSoFar = runs.reduce((sum, r) => sum + r.settlements.reversed, 0);
-      expect(check.settled.reversedPayEntries).toBe(reversedSoFar);
-      expect(check.settled.tombstoned).toBe(runs.reduce((sum, r) => sum + r.settlements.tombstoned, 0));
-      expect(check.payments.unexplained).toBe(0);
-      expect(check.audit.ok).toBe(true);
-      expect(check.passed).toBe(true);
-
-      // Strict about the rest: without the generator's reversals the same entries are unexplained.
-      const blind = await checkLedger(app.redis, app.keys, campus, approvals, []);
-      expect(blind.payments.unexplained).toBe(reversedSoFar);
-      expect(blind.passed).toBe(false);
+      await expectLedgerExplained();
     });
   }
+
+  it('stream: the switch restarted in the middle of the run: the streams and connections are opened again, every payment accounted for', async () => {
+    const port = app.grpcPort;
+    let restarted: Promise<void> = Promise.resolve();
+    const restart = setTimeout(() => {
+      // Stopping ends each AuthorizeStream (what it has read is answered) and each connection; the
+      // generator fails what still waits, settles it, and opens streams and connections again.
+      restarted = (async () => {
+        await app.stop();
+        app = await startSwitch({ ...config, grpcPort: port }, createLogger(config.logLevel));
+      })();
+    }, STALL_AT_MS);
+    let load: LoadResult;
+    try {
+      load = await tapRun('stream', 3_000_000, port);
+    } finally {
+      clearTimeout(restart);
+      await restarted;
+    }
+    runs.push(load);
+    expect(load.errorSamples.some((m) => m.includes('opening it again'))).toBe(true);
+    expect(load.settlements.unsettled).toBe(0);
+    // Answers came on the reopened stream after the restart.
+    const approvedLate = load.timeline.slice(Math.ceil((STALL_AT_MS + 500) / 1000)).reduce((sum, t) => sum + t.completed, 0);
+    expect(approvedLate).toBeGreaterThan(0);
+    expect(load.outcomes['approved'] ?? 0).toBeGreaterThan(0);
+    await expectLedgerExplained();
+  });
 });

@@ -243,6 +243,16 @@ interface StreamLane {
   write(data: Buffer): void;
   close(): void;
   outgoing: Uint8Array[];
+  /** Tags sent on this stream and not yet answered. */
+  readonly waiting: Set<number>;
+  /** Why the stream ended (the switch ended it, the connection was lost); undefined while open. */
+  ended: string | undefined;
+}
+
+/** How a lane's stream reports what it receives and its end. */
+interface LaneEvents {
+  readonly onAnswer: (message: Buffer) => void;
+  readonly onEnd: (reason: string) => void;
 }
 
 const AUTHORIZE_STREAM_PATH = '/cardswitch.v1.PosService/AuthorizeStream';
@@ -253,12 +263,16 @@ const AUTHORIZE_STREAM_PATH = '/cardswitch.v1.PosService/AuthorizeStream';
  * payment a StreamedAuthorizeRequest with its own tag and terminal secret, the messages of one
  * event-loop turn written together; on the bench's own HTTP/2 client, or node:http2 with --client node.
  * An answer is handed on as the unary call's would be (a framed AuthorizeResponse, or the refusal's
- * gRPC status).
+ * gRPC status). A stream that ends (the switch stopping ends it; a lost connection) fails the payments
+ * still waiting on it, which the generator then settles, and is opened again on a new connection, as a
+ * front-end processor does; while no stream is open a payment fails at once.
  */
 class StreamTransport implements Transport {
   private readonly lanes: StreamLane[] = [];
   private readonly waiting = new Map<number, CallDone>();
   private readonly secrets = new Map<number, Uint8Array>();
+  private readonly reopening = new Set<number>();
+  private closing = false;
   private nextTag = 1;
   private next = 0;
   private flushScheduled = false;
@@ -269,25 +283,37 @@ class StreamTransport implements Transport {
   ) {}
 
   async connect(): Promise<void> {
-    for (let i = 0; i < this.s.connections; i++) this.lanes.push(this.s.client === 'raw' ? await this.rawLane() : await this.nodeLane());
+    for (let i = 0; i < this.s.connections; i++) this.lanes.push(await this.openLane());
+  }
+
+  private async openLane(): Promise<StreamLane> {
+    const lane: StreamLane = { write: () => undefined, close: () => undefined, outgoing: [], waiting: new Set(), ended: undefined };
+    const events: LaneEvents = {
+      onAnswer: (message) => this.onAnswer(lane, message),
+      onEnd: (reason) => this.laneEnded(lane, reason),
+    };
+    const io = this.s.client === 'raw' ? await this.rawLane(events) : await this.nodeLane(events);
+    lane.write = io.write;
+    lane.close = io.close;
+    return lane;
   }
 
   /** Splits the answers' bytes into gRPC messages, across chunk boundaries. */
-  private answerReader(): (chunk: Buffer) => void {
+  private answerReader(onAnswer: (message: Buffer) => void): (chunk: Buffer) => void {
     let pending: Buffer | undefined;
     return (chunk) => {
       let buffer = pending === undefined ? chunk : Buffer.concat([pending, chunk]);
       while (buffer.length >= GRPC_FRAME_HEADER_BYTES) {
         const n = buffer.readUInt32BE(1);
         if (buffer.length < GRPC_FRAME_HEADER_BYTES + n) break;
-        this.onAnswer(buffer.subarray(GRPC_FRAME_HEADER_BYTES, GRPC_FRAME_HEADER_BYTES + n));
+        onAnswer(buffer.subarray(GRPC_FRAME_HEADER_BYTES, GRPC_FRAME_HEADER_BYTES + n));
         buffer = buffer.subarray(GRPC_FRAME_HEADER_BYTES + n);
       }
       pending = buffer.length === 0 ? undefined : buffer;
     };
   }
 
-  private async rawLane(): Promise<StreamLane> {
+  private async rawLane(events: LaneEvents): Promise<Pick<StreamLane, 'write' | 'close'>> {
     const connection = await RawH2Connection.connect(this.s.host, this.s.port);
     const block = encodeRequestHeaders([
       [':method', 'POST'],
@@ -298,13 +324,13 @@ class StreamTransport implements Transport {
       ['te', 'trailers'],
       ['user-agent', 'cardswitch-bench'],
     ]);
-    const stream = connection.openStream(block, this.answerReader(), (status, message, _body, error) =>
-      this.failAll(`AuthorizeStream ended (${error ?? `grpc-status ${status} ${message}`})`),
+    const stream = connection.openStream(block, this.answerReader(events.onAnswer), (status, message, _body, error) =>
+      events.onEnd(`AuthorizeStream ended (${error ?? `grpc-status ${status} ${message}`})`),
     );
-    return { write: (data) => stream.write(data), close: () => (stream.end(), connection.close()), outgoing: [] };
+    return { write: (data) => stream.write(data), close: () => (stream.end(), connection.close()) };
   }
 
-  private async nodeLane(): Promise<StreamLane> {
+  private async nodeLane(events: LaneEvents): Promise<Pick<StreamLane, 'write' | 'close'>> {
     const session = connect(`http://${this.s.host}:${this.s.port}`);
     await new Promise<void>((resolve, reject) => {
       session.once('connect', () => resolve());
@@ -315,43 +341,80 @@ class StreamTransport implements Transport {
       { ':method': 'POST', ':path': AUTHORIZE_STREAM_PATH, 'content-type': 'application/grpc', te: 'trailers' },
       { endStream: false },
     );
-    stream.on('data', this.answerReader());
+    stream.on('data', this.answerReader(events.onAnswer));
     let status = '';
     stream.on('trailers', (headers: Record<string, unknown>) => {
       const message = headers['grpc-message'];
       status = `grpc-status ${String(headers['grpc-status'])} ${typeof message === 'string' ? message : ''}`;
     });
     stream.on('error', (err: Error) => this.onStreamError(`AuthorizeStream: ${err.message}`));
-    stream.on('close', () => this.failAll(`AuthorizeStream ended (${status || `code ${stream.rstCode}`})`));
-    return { write: (data) => stream.write(data), close: () => (stream.end(), session.close()), outgoing: [] };
+    stream.on('close', () => events.onEnd(`AuthorizeStream ended (${status || `code ${stream.rstCode}`})`));
+    return { write: (data) => stream.write(data), close: () => (stream.end(), session.close()) };
   }
 
-  private onAnswer(message: Buffer): void {
+  private onAnswer(lane: StreamLane, message: Buffer): void {
     const answer = readStreamedAnswer(message);
     if (answer === undefined) {
       this.onStreamError('AuthorizeStream: an answer did not decode');
       return;
     }
+    lane.waiting.delete(answer.tag);
     const done = this.waiting.get(answer.tag);
-    if (done === undefined) return; // timed out and cancelled on this side
+    if (done === undefined) return; // timed out and given up on this side
     this.waiting.delete(answer.tag);
     if (answer.error !== undefined) done(answer.error.code, Buffer.from(answer.error.message).toString('utf8'), undefined, undefined);
     else done(0, '', Buffer.from(grpcFrame(answer.response ?? new Uint8Array(0))), undefined);
   }
 
-  private failAll(reason: string): void {
-    const waiting = [...this.waiting.values()];
-    this.waiting.clear();
-    for (const done of waiting) done(-1, '', undefined, reason);
+  /** The payments still waiting on an ended stream fail (the generator settles them); the lane is opened again. */
+  private laneEnded(lane: StreamLane, reason: string): void {
+    if (lane.ended !== undefined) return;
+    lane.ended = reason;
+    lane.outgoing = [];
+    const tags = [...lane.waiting];
+    lane.waiting.clear();
+    for (const tag of tags) {
+      const done = this.waiting.get(tag);
+      this.waiting.delete(tag);
+      done?.(-1, '', undefined, reason);
+    }
+    const index = this.lanes.indexOf(lane);
+    if (index < 0 || this.closing || this.reopening.has(index)) return;
+    this.onStreamError(`${reason}; opening it again`);
+    this.reopening.add(index);
+    this.openLane().then(
+      (fresh) => {
+        this.reopening.delete(index);
+        if (this.closing) fresh.close();
+        else this.lanes[index] = fresh;
+      },
+      (err: unknown) => {
+        this.reopening.delete(index);
+        this.onStreamError(`AuthorizeStream could not be opened again: ${String(err)}`);
+      },
+    );
+  }
+
+  /** An open lane, round robin; undefined while none is. */
+  private pick(): StreamLane | undefined {
+    for (let tries = 0; tries < this.lanes.length; tries++) {
+      const lane = this.lanes[this.next++ % this.lanes.length];
+      if (lane !== undefined && lane.ended === undefined) return lane;
+    }
+    return undefined;
   }
 
   send(planned: PlannedCall, frame: Uint8Array, done: CallDone): () => void {
-    const lane = this.lanes[this.next++ % this.lanes.length];
-    if (lane === undefined) throw new Error('no AuthorizeStream');
+    const lane = this.pick();
+    if (lane === undefined) {
+      done(-1, '', undefined, 'no AuthorizeStream open');
+      return () => undefined;
+    }
     let secret = this.secrets.get(planned.terminalIndex);
     if (secret === undefined) this.secrets.set(planned.terminalIndex, (secret = utf8(planned.terminal.secret)));
     const tag = this.nextTag++;
     this.waiting.set(tag, done);
+    lane.waiting.add(tag);
     lane.outgoing.push(encodeStreamedAuthorizeFrame(tag, secret, frame.subarray(GRPC_FRAME_HEADER_BYTES)));
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -366,13 +429,14 @@ class StreamTransport implements Transport {
   private flush(): void {
     this.flushScheduled = false;
     for (const lane of this.lanes) {
-      if (lane.outgoing.length === 0) continue;
+      if (lane.outgoing.length === 0 || lane.ended !== undefined) continue;
       lane.write(Buffer.concat(lane.outgoing));
       lane.outgoing = [];
     }
   }
 
   close(): void {
+    this.closing = true;
     for (const lane of this.lanes) lane.close();
   }
 }
