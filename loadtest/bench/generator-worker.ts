@@ -225,6 +225,13 @@ class RawTransport implements Transport {
       ended = true;
       done(grpcStatus, grpcMessage, body, transportError);
     };
+    const lost = connection.closed;
+    if (lost !== undefined) {
+      // No connection open (being reconnected): the call fails on the next turn of the event loop, not
+      // inside this one, so a closed-model lane that sends again at once lets the reconnection proceed.
+      setImmediate(() => once(-1, '', undefined, lost));
+      return () => once(-1, '', undefined, 'cancelled');
+    }
     const ref = connection.request(this.blockFor(planned), frame, once);
     return () => {
       if (ref.streamId === 0) connection.cancel(ref);
@@ -407,7 +414,8 @@ class StreamTransport implements Transport {
   send(planned: PlannedCall, frame: Uint8Array, done: CallDone): () => void {
     const lane = this.pick();
     if (lane === undefined) {
-      done(-1, '', undefined, 'no AuthorizeStream open');
+      // On the next turn, as RawTransport does while it reconnects.
+      setImmediate(() => done(-1, '', undefined, 'no AuthorizeStream open'));
       return () => undefined;
     }
     let secret = this.secrets.get(planned.terminalIndex);

@@ -128,6 +128,8 @@ export class Settlements {
   private readonly waiting: Settlement[] = [];
   private waitingHead = 0;
   private inFlight = 0;
+  /** pump() is running: an attempt that fails at once calls it again from inside (see pump). */
+  private pumping = false;
   private readonly firstTimeoutMs: number;
   private counts = {
     abandoned: 0,
@@ -190,10 +192,17 @@ export class Settlements {
     this.pump();
   }
 
+  /** Sends waiting settlements while places are free. Not re-entered: the running loop picks up what a nested call would. */
   private pump(): void {
-    while (this.inFlight < SETTLE_MAX_IN_FLIGHT && this.waitingHead < this.waiting.length) {
-      const next = this.waiting[this.waitingHead++];
-      if (next !== undefined) this.attempt(next);
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.inFlight < SETTLE_MAX_IN_FLIGHT && this.waitingHead < this.waiting.length) {
+        const next = this.waiting[this.waitingHead++];
+        if (next !== undefined) this.attempt(next);
+      }
+    } finally {
+      this.pumping = false;
     }
     if (this.waitingHead === this.waiting.length) {
       this.waiting.length = 0;
