@@ -67,7 +67,12 @@ afterAll(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-function tapRun(authorizeVia: 'unary' | 'stream', sequenceBase: number, port: number): Promise<LoadResult> {
+function tapRun(
+  authorizeVia: 'unary' | 'stream',
+  sequenceBase: number,
+  port: number,
+  mode: 'open' | 'closed' = 'open',
+): Promise<LoadResult> {
   return runLoad({
     host: '127.0.0.1',
     port,
@@ -75,12 +80,12 @@ function tapRun(authorizeVia: 'unary' | 'stream', sequenceBase: number, port: nu
     authorizeVia,
     campus,
     mix: TAP_ONLY_MIX,
-    mode: 'open',
+    mode,
     profile: constantProfile(RATE_PER_SECOND, RUN_MS),
     warmupMs: 0,
     workers: 1,
     connections: 1,
-    streams: 1,
+    streams: mode === 'open' ? 1 : 16,
     maxInFlight: 10_000,
     requestTimeoutMs: REQUEST_TIMEOUT_MS,
     seed: 7,
@@ -150,31 +155,35 @@ describe('bench generator: payments it gave up on', () => {
     });
   }
 
-  it('stream: the switch restarted in the middle of the run: the streams and connections are opened again, every payment accounted for', async () => {
-    const port = app.grpcPort;
-    let restarted: Promise<void> = Promise.resolve();
-    const restart = setTimeout(() => {
-      // Stopping ends each AuthorizeStream (what it has read is answered) and each connection; the
-      // generator fails what still waits, settles it, and opens streams and connections again.
-      restarted = (async () => {
-        await app.stop();
-        app = await startSwitch({ ...config, grpcPort: port }, createLogger(config.logLevel));
-      })();
-    }, STALL_AT_MS);
-    let load: LoadResult;
-    try {
-      load = await tapRun('stream', 3_000_000, port);
-    } finally {
-      clearTimeout(restart);
-      await restarted;
-    }
-    runs.push(load);
-    expect(load.errorSamples.some((m) => m.includes('opening it again'))).toBe(true);
-    expect(load.settlements.unsettled).toBe(0);
-    // Answers came on the reopened stream after the restart.
-    const approvedLate = load.timeline.slice(Math.ceil((STALL_AT_MS + 500) / 1000)).reduce((sum, t) => sum + t.completed, 0);
-    expect(approvedLate).toBeGreaterThan(0);
-    expect(load.outcomes['approved'] ?? 0).toBeGreaterThan(0);
-    await expectLedgerExplained();
-  });
+  for (const [via, mode, base] of [
+    ['stream', 'open', 3_000_000],
+    ['unary', 'closed', 4_000_000],
+  ] as const) {
+    it(`${via} ${mode}: the switch restarted in the middle of the run: connections and streams opened again, every payment accounted for`, async () => {
+      const port = app.grpcPort;
+      let restarted: Promise<void> = Promise.resolve();
+      const restart = setTimeout(() => {
+        // Stopping ends each AuthorizeStream (what it has read is answered) and each connection; the
+        // generator fails what still waits, settles it, and opens connections and streams again.
+        restarted = (async () => {
+          await app.stop();
+          app = await startSwitch({ ...config, grpcPort: port }, createLogger(config.logLevel));
+        })();
+      }, STALL_AT_MS);
+      let load: LoadResult;
+      try {
+        load = await tapRun(via, base, port, mode);
+      } finally {
+        clearTimeout(restart);
+        await restarted;
+      }
+      runs.push(load);
+      expect(load.errorSamples.some((m) => m.includes(via === 'stream' ? 'opening it again' : 'reconnecting'))).toBe(true);
+      expect(load.settlements.unsettled).toBe(0);
+      // Calls made while nothing was open never left the generator: errors, but nothing to settle.
+      if (mode === 'closed') expect(load.outcomes['transport_error'] ?? 0).toBeGreaterThan(load.settlements.abandoned);
+      expect(load.outcomes['approved'] ?? 0).toBeGreaterThan(0);
+      await expectLedgerExplained();
+    });
+  }
 });

@@ -16,7 +16,7 @@ import {
   readStreamedAnswer,
   utf8,
 } from '../shared/wire.js';
-import { RawH2Connection, type CallDone } from './h2-raw.js';
+import { NOT_SENT, RawH2Connection, type CallDone } from './h2-raw.js';
 import { encodeRequestHeaders } from './hpack.js';
 import { Histogram } from './histogram.js';
 import type { GeneratorResult, GeneratorSettings, HistogramData, MainToWorker, WorkerToMain } from './protocol.js';
@@ -229,7 +229,7 @@ class RawTransport implements Transport {
     if (lost !== undefined) {
       // No connection open (being reconnected): the call fails on the next turn of the event loop, not
       // inside this one, so a closed-model lane that sends again at once lets the reconnection proceed.
-      setImmediate(() => once(-1, '', undefined, lost));
+      setImmediate(() => once(-1, '', undefined, `${NOT_SENT}${lost}`));
       return () => once(-1, '', undefined, 'cancelled');
     }
     const ref = connection.request(this.blockFor(planned), frame, once);
@@ -415,7 +415,7 @@ class StreamTransport implements Transport {
     const lane = this.pick();
     if (lane === undefined) {
       // On the next turn, as RawTransport does while it reconnects.
-      setImmediate(() => done(-1, '', undefined, 'no AuthorizeStream open'));
+      setImmediate(() => done(-1, '', undefined, `${NOT_SENT}no AuthorizeStream open`));
       return () => undefined;
     }
     let secret = this.secrets.get(planned.terminalIndex);
@@ -584,7 +584,8 @@ class Generator {
     const detail = label === 'transport_error' ? (transportError ?? '') : safeDecode(grpcMessage);
     this.count(call, label, endMs, detail);
     // Given up on without an answer that decides it: settled the way a POS does (reversed, or re-sent).
-    if (isUndecided(label)) this.settlements.start(planned);
+    // A call that never left this client needs nothing.
+    if (isUndecided(label) && transportError?.startsWith(NOT_SENT) !== true) this.settlements.start(planned);
     // A code payment's approval is a `cpay` entry, not a `pay`: the ledger check looks for it apart.
     if (planned.kind === 'third_party') {
       if (label === 'approved') this.thirdPartyApprovals.push(planned.terminalIndex, planned.sequence);

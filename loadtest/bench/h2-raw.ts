@@ -38,6 +38,12 @@ const ERROR_CANCEL = 0x8;
 const MAX_STREAM_ID = 2 ** 31 - 1;
 const CONNECT_TIMEOUT_MS = 5000;
 
+/**
+ * The start of `transportError` for a call that never left this client (its connection was closed
+ * before the call was written): the server cannot have seen it.
+ */
+export const NOT_SENT = 'not sent: ';
+
 /** How a call ended: grpcStatus -1 when the answer carried none (then `transportError` says why). */
 export type CallDone = (grpcStatus: number, grpcMessage: string, body: Buffer | undefined, transportError: string | undefined) => void;
 
@@ -154,7 +160,7 @@ export class RawH2Connection {
   request(headerBlock: Uint8Array, body: Uint8Array, done: CallDone): { streamId: number } {
     const ref = { streamId: 0 };
     if (this.closedReason !== undefined) {
-      done(-1, '', undefined, this.closedReason);
+      done(-1, '', undefined, `${NOT_SENT}${this.closedReason}`);
       return ref;
     }
     this.queue.push({ headerBlock, body, done, ref });
@@ -307,7 +313,7 @@ export class RawH2Connection {
     this.longStreams.clear();
     const queued = this.queue.splice(0);
     for (const s of streams) s.done(-1, '', undefined, reason);
-    for (const q of queued) q.done(-1, '', undefined, reason);
+    for (const q of queued) q.done(-1, '', undefined, `${NOT_SENT}${reason}`);
     this.onSettings = undefined;
   }
 
@@ -399,7 +405,7 @@ export class RawH2Connection {
         stream.done(-1, '', undefined, this.closedReason);
       }
     }
-    for (const q of this.queue.splice(0)) q.done(-1, '', undefined, this.closedReason);
+    for (const q of this.queue.splice(0)) q.done(-1, '', undefined, `${NOT_SENT}${this.closedReason}`);
   }
 
   private onDataFrame(flags: number, streamId: number, payload: Buffer): void {
