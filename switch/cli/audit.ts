@@ -3,13 +3,10 @@
 // Exit codes: 0 sound, 1 problems found, 2 usage, configuration or environment error.
 import { formatSeconds } from '../format.js';
 import { parseArgs } from 'node:util';
-import type { Redis } from 'ioredis';
-import { ledgerClient } from '../redis/cluster.js';
-import { ConfigError, describeLedgerRedis, ledgerRedisConfigured, loadConfig } from '../config.js';
 import { auditLedger, type AuditReport } from '../ledger/audit.js';
-import { Keys } from '../ledger/keys.js';
 import { openArchiveForCli } from '../history/cli-archive.js';
 import { formatYuan } from '../money.js';
+import { cliConfig, CliUsageError, ledgerKeysOf, runCli, withLedgerConnection, type Env } from './ledger-session.js';
 
 export const AUDIT_USAGE = `usage: cardswitch audit [--json] [--max-problems N] [--shard-concurrency N]
 
@@ -24,43 +21,15 @@ minus what went out. Safe to run while the switch takes payments (it writes noth
 environment: REDIS_URL (required), KEY_PREFIX, LEDGER_SHARDS (default: the ledger's own)
 exit codes: 0 sound, 1 problems found, 2 usage, configuration or environment error`;
 
-const REDIS_CONNECT_TIMEOUT_MS = 5000;
 /** The audit runs long scans; a single command should still never take this long. */
 const AUDIT_COMMAND_TIMEOUT_MS = 30_000;
-/** The audit uses no peppers; an audit job should not have to be handed the terminal or password secrets. */
-const UNUSED_PEPPER = 'audit-uses-no-pepper-0000';
-const UNUSED_SECRET = 'audit-uses-no-session-or-qr-secret-0000';
-
-type Env = Readonly<Record<string, string | undefined>>;
-
-class AuditUsageError extends Error {
-  override readonly name = 'AuditUsageError';
-}
 
 function boundedInteger(raw: string | undefined, option: string, min: number, max: number): number | undefined {
   if (raw === undefined) return undefined;
   const value = Number(raw);
   if (!/^\d+$/.test(raw) || value < min || value > max)
-    throw new AuditUsageError(`${option} must be a whole number ${min}-${max}, got "${raw.slice(0, 20)}"`);
+    throw new CliUsageError(`${option} must be a whole number ${min}-${max}, got "${raw.slice(0, 20)}"`);
   return value;
-}
-
-/** The shard count the ledger was created with decides where accounts live; the audit follows it. */
-async function ledgerKeys(redis: Redis, prefix: string, env: Env, configuredShards: number): Promise<Keys> {
-  const probe = new Keys(prefix, 1);
-  const stored = await redis.hget(probe.meta(), 'shards');
-  if (stored === null)
-    throw new AuditUsageError(`no ledger with KEY_PREFIX "${prefix}" here (${probe.meta()} is missing); check REDIS_URL and KEY_PREFIX`);
-  const shards = Number(stored);
-  if (!Number.isInteger(shards) || shards < 1)
-    throw new AuditUsageError(`${probe.meta()} holds shards=${JSON.stringify(stored)}, not a shard count`);
-  const explicit = env['LEDGER_SHARDS'];
-  if (explicit !== undefined && explicit !== '' && configuredShards !== shards) {
-    throw new AuditUsageError(
-      `LEDGER_SHARDS=${configuredShards} but the ledger with prefix "${prefix}" has ${shards} shards; unset LEDGER_SHARDS or set it to ${shards}`,
-    );
-  }
-  return new Keys(prefix, shards);
 }
 
 function printReport(report: AuditReport, prefix: string): void {
@@ -97,42 +66,23 @@ async function audit(argv: readonly string[], env: Env): Promise<number> {
   }
   const maxProblems = boundedInteger(values['max-problems'], '--max-problems', 1, 10_000);
   const shardConcurrency = boundedInteger(values['shard-concurrency'], '--shard-concurrency', 1, 64);
-  const config = loadConfig({
-    ...env,
-    TERMINAL_SECRET_PEPPER: env['TERMINAL_SECRET_PEPPER'] ?? UNUSED_PEPPER,
-    PASSWORD_PEPPER: env['PASSWORD_PEPPER'] ?? UNUSED_PEPPER,
-    SESSION_SECRET: env['SESSION_SECRET'] ?? UNUSED_SECRET,
-    CAMPUS_QR_SECRET: env['CAMPUS_QR_SECRET'] ?? UNUSED_SECRET,
-  });
-  if (!ledgerRedisConfigured(config))
-    throw new AuditUsageError(
-      'REDIS_URL (or REDIS_CLUSTER_NODES / REDIS_SENTINELS) is not set: the audit reads an existing ledger, e.g. REDIS_URL=redis://127.0.0.1:6379',
-    );
-  const redis = ledgerClient(config, {
-    lazyConnect: true,
-    maxRetriesPerRequest: 1,
-    commandTimeout: Math.max(config.redisCommandTimeoutMs, AUDIT_COMMAND_TIMEOUT_MS),
-    connectTimeout: REDIS_CONNECT_TIMEOUT_MS,
-    retryStrategy: () => null,
-  });
-  redis.on('error', () => undefined); // every failure also rejects the command that met it
-  try {
-    await redis.connect();
-  } catch (err) {
-    redis.disconnect();
-    throw new AuditUsageError(`cannot reach Redis at ${describeLedgerRedis(config)}: ${(err as Error).message}`);
-  }
-  try {
-    const keys = await ledgerKeys(redis, config.keyPrefix, env, config.ledgerShards);
-    // With DATABASE_URL: the archived entries too (docs/history.md).
-    const archive = await openArchiveForCli({ ...config, ledgerShards: keys.shardCount });
-    const report = await auditLedger(redis, keys, { maxProblems, shardConcurrency }, archive).finally(() => archive?.close());
-    if (values.json === true) console.log(JSON.stringify(report));
-    else printReport(report, keys.prefix);
-    return report.ok ? 0 : 1;
-  } finally {
-    await redis.quit().catch(() => redis.disconnect());
-  }
+  const config = cliConfig(env, 'audit');
+  const explicitShards = env['LEDGER_SHARDS'] !== undefined && env['LEDGER_SHARDS'] !== '' ? config.ledgerShards : undefined;
+  return withLedgerConnection(
+    config,
+    'the audit',
+    async (redis) => {
+      // The shard count the ledger was created with decides where accounts live; the audit follows it.
+      const keys = await ledgerKeysOf(redis, config.keyPrefix, explicitShards);
+      // With DATABASE_URL: the archived entries too (docs/history.md).
+      const archive = await openArchiveForCli({ ...config, ledgerShards: keys.shardCount });
+      const report = await auditLedger(redis, keys, { maxProblems, shardConcurrency }, archive).finally(() => archive?.close());
+      if (values.json === true) console.log(JSON.stringify(report));
+      else printReport(report, keys.prefix);
+      return report.ok ? 0 : 1;
+    },
+    Math.max(config.redisCommandTimeoutMs, AUDIT_COMMAND_TIMEOUT_MS),
+  );
 }
 
 /**
@@ -140,19 +90,6 @@ async function audit(argv: readonly string[], env: Env): Promise<number> {
  * problems (usage, configuration, Redis unreachable) are printed, not thrown.
  */
 export async function runAuditCommand(argv: readonly string[], env: Env = process.env): Promise<number> {
-  try {
-    return await audit(argv, env);
-  } catch (err) {
-    if (err instanceof AuditUsageError || err instanceof ConfigError) {
-      console.error(`error: ${err.message}`);
-      return 2;
-    }
-    if (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS')) {
-      console.error(`error: ${err.message}\n\n${AUDIT_USAGE}`);
-      return 2;
-    }
-    // Redis went away or timed out mid-audit: no verdict either way, which is not "problems found".
-    console.error(`error: the audit stopped before it could finish: ${err instanceof Error ? err.message : String(err)}`);
-    return 2;
-  }
+  // Redis going away or timing out mid-audit gives no verdict either way, which is not "problems found".
+  return runCli(AUDIT_USAGE, () => audit(argv, env), { stoppedPrefix: 'the audit stopped before it could finish: ' });
 }
