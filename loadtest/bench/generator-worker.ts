@@ -159,8 +159,8 @@ class RawTransport implements Transport {
 
   /**
    * An open connection, round robin. A lost one (the server's GOAWAY, a reset socket) is replaced in
-   * the background, as a POS reconnects; while none is open a call fails at once (a transport error,
-   * which the caller settles like any other).
+   * the background, as a POS reconnects; while none is open a call fails on the next turn of the event
+   * loop (a transport error of a call that never left this client: nothing to settle).
    */
   private pick(): RawH2Connection {
     for (let tries = 0; tries < this.connections.length; tries++) {
