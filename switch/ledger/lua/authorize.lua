@@ -102,7 +102,6 @@ if qrEpoch then claimKey = KEYS[7] end
 
 -- @include answer
 -- @include event
--- @include argv
 
 -- Checked before any key is read. This runs on every payment, so the common case costs a few
 -- comparisons, one concatenation and one anchored pattern test (~1 us of a ~16 us script; the
@@ -124,6 +123,9 @@ local wellFormed = (#ARGV == 20 or #ARGV == 24)
   and (not qrEpoch or ((#KEYS == 6 or #KEYS == 7) and (ARGV[22] == '0' or ARGV[22] == '1') and ARGV[24] ~= '' and #qrEpoch < 16
     and #ARGV[23] < 16 and string.find(qrEpoch .. ' ' .. ARGV[23], '^%d+ 0*[1-9]%d*$')))
 if not wellFormed then
+  -- The argument-by-argument checks are made only here, where they run: their functions are created
+  -- with each run of the script, a cost every payment would pay for nothing (issue 15).
+-- @include argv
   local badArgv = argvCount(#ARGV == 20 or #ARGV == 24, '20 or 24')
     or argvId(1, 'cardNo') or argvInteger(3, 'amountFen', 1) or argvId(4, 'fingerprint') or argvId(5, 'terminalId')
     or argvInteger(6, 'sequence', 1) or argvId(7, 'merchantParty') or argvInteger(8, 'nowMs', 0) or argvId(9, 'dayKey')
