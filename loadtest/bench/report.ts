@@ -459,7 +459,9 @@ export function targetsOf(
     qrClosedAtLeast90PercentOfTapClosed: atLeast(ratios['qrClosedVsTapClosed'], 0.9),
     tapClosedWithThirdPartyAtLeast90PercentOfTapClosed: atLeast(ratios['tapClosedWithThirdPartyVsTapClosed'], 0.9),
     tapSwitchCpuBesideThirdPartyAtLeast90PercentOfAlone: atLeast(ratios['tapSwitchCpuAloneVsBesideThirdParty'], 0.9),
-    waitingCodesCostTapsAtMost10PercentSwitchCpu: atLeast(ratios['tapSwitchCpuBesideInstantVsBesideWaitingCodes'], 0.9),
+    // On the throughput of the two phases: the CPU ratio counts the code payments' own CPU per tap, so it
+    // falls further than the taps do whenever they slow down (fewer taps to share it, less batching).
+    waitingCodesCostTapsAtMost10Percent: atLeast(ratios['tapClosedBesideWaitingVsBesideInstantCodes'], 0.9),
     summaryClosedAtLeast40PercentOfHelloClosed: atLeast(ratios['summaryClosedVsHelloClosed'], 0.4),
     tenThousandWebSocketsOpenAtOnce: websockets === null || websockets.requested < 10_000 ? null : websockets.allOpenAtOnce,
   };
