@@ -32,6 +32,7 @@ import {
   paymentLeaseName,
   readChannelPayment,
   readPaidRecord,
+  rearmChannelPaymentUndo,
   recordPayerCard,
   releaseFollowUpLease,
   scheduleFollowUp,
@@ -403,9 +404,15 @@ export class ChannelPayments {
         await dropFollowUp(this.ctx, terminalId, sequence);
         return { done: true };
       }
-      // Reversed (POS, or timed out) while the channel was paying: the sale is void, give the money back.
+      // Reversed (POS, or timed out) while the channel was paying: the sale is void, and what the channel
+      // has just taken goes back, even when an earlier cancel was confirmed: WeChat answers the reverse of an
+      // order it has not seen yet with ORDERNOTEXIST (nothing taken, undo cleared), and this payment reached
+      // it after that. Put back on the follow-up first, so a crash still leaves the money to go back.
       await journalChannelPayment(this.ctx, 'unpay', entry);
-      if (fresh.undo) await this.undo(fresh);
+      await scheduleFollowUp(this.ctx, terminalId, sequence, this.ctx.now() + this.ctx.config.channelPayment.pollIntervalMs);
+      await rearmChannelPaymentUndo(this.ctx, terminalId, sequence);
+      const armed = await readChannelPayment(this.ctx, terminalId, sequence);
+      if (armed !== undefined && armed.undo) await this.undo(armed);
       return { done: true };
     }
     await dropFollowUp(this.ctx, terminalId, sequence);

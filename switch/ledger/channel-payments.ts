@@ -145,6 +145,14 @@ export async function markChannelPaymentUndone(ledger: LedgerAccess, terminalId:
   payAnswer(await ledger.scripts.run('channel-pay', payKeys(ledger, terminalId, sequence), ['undone']));
 }
 
+/**
+ * The channel took the money after the record was decided R or D and its undo cleared (a cancel confirmed
+ * before the payment reached the channel): undo again. False when the record is P or S (nothing changed).
+ */
+export async function rearmChannelPaymentUndo(ledger: LedgerAccess, terminalId: string, sequence: number): Promise<boolean> {
+  return payAnswer(await ledger.scripts.run('channel-pay', payKeys(ledger, terminalId, sequence), ['rearm'])) === 'finished';
+}
+
 const STATES: ReadonlySet<string> = new Set(['P', 'S', 'D', 'R']);
 
 /** The record, or undefined when the terminal sent no such payment. */

@@ -144,7 +144,7 @@ export const ARGV_RULES = {
     ],
   },
   'channel-pay': {
-    common: [oneOf('op', 'begin', 'finish', 'tombstone', 'undone', 'card')],
+    common: [oneOf('op', 'begin', 'finish', 'tombstone', 'undone', 'rearm', 'card')],
     expected: '1 to 9 (by op)',
     byOp: {
       begin: [
@@ -169,6 +169,7 @@ export const ARGV_RULES = {
       ],
       tombstone: [id('outTradeNo'), integer('amountFen', 1), integer('nowMs', 0), integer('ttlSec', 1)],
       undone: [],
+      rearm: [],
       card: [id('cardNo')],
     },
   },

@@ -25,6 +25,10 @@
      -1 the sequence number was used for another request
   ARGV[1] op 'undone': the money is back with the payer (or there was none): clears undo.
       3 finished   5 no record
+  ARGV[1] op 'rearm': the channel took money after the record was decided R or D and its undo cleared (a
+                      WeChat reverse answered ORDERNOTEXIST before the switch's own micropay reached it):
+                      sets undo again, so the money goes back.
+      3 finished (R or D: undo set)   4 already final (P or S: nothing changed)   5 no record
   ARGV[1] op 'card': ARGV[2] cardNo: the payer's card, known before the payment is decided (WeChat names
                       the payer before charging), so a decline can still tell the holder (live events).
       3 finished (recorded while undecided; a decided record keeps its own)   5 no record
@@ -47,7 +51,8 @@ local op = ARGV[1]
 
 -- @include argv
 
-local badArgv = argvCount(#ARGV >= 1, '1 to 9 (by op)') or argvOneOf(1, 'op', 'begin', 'finish', 'tombstone', 'undone', 'card')
+local badArgv = argvCount(#ARGV >= 1, '1 to 9 (by op)')
+  or argvOneOf(1, 'op', 'begin', 'finish', 'tombstone', 'undone', 'rearm', 'card')
 if badArgv then return badArgv end
 if op == 'begin' then
   badArgv = argvCount(#ARGV == 9, '9 for begin') or argvId(2, 'fingerprint') or argvOneOf(3, 'channel', 'alipay', 'wechat')
@@ -62,7 +67,7 @@ elseif op == 'tombstone' then
 elseif op == 'card' then
   badArgv = argvCount(#ARGV == 2, '2 for card') or argvId(2, 'cardNo')
 else
-  badArgv = argvCount(#ARGV == 1, '1 for undone')
+  badArgv = argvCount(#ARGV == 1, '1 for ' .. op)
 end
 if badArgv then return badArgv end
 
@@ -94,6 +99,11 @@ local st = rcall('HGET', recordKey, 'st')
 if not st then return ANSWER_NO_RECORD end
 if op == 'undone' then
   rcall('HDEL', recordKey, 'undo')
+  return ANSWER_FINISHED
+end
+if op == 'rearm' then
+  if st ~= 'R' and st ~= 'D' then return ANSWER_ALREADY_FINAL end
+  rcall('HSET', recordKey, 'undo', '1')
   return ANSWER_FINISHED
 end
 if op == 'card' then
