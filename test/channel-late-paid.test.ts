@@ -87,3 +87,52 @@ it('a WeChat payment that reaches the channel after its reverse said ORDERNOTEXI
   const report = await auditLedger(app.redis, app.keys);
   expect(report.problems).toEqual([]);
 });
+
+it("the same when the late payment's answer is lost: the charge's unknown answer puts it back to be undone", async () => {
+  const cardNo = '68000002';
+  await openCard(app, cardNo, 'LP68000002', 10_000);
+  const payerId = 'oWX-late-lost';
+  sims.wechat.setBalance(payerId, 50_000);
+  await bindChannelPayer(app.context, cardNo, 'wechat', payerId);
+  const terminal = await app.terminals.get(POS_TERMINAL.id);
+  if (terminal === undefined) throw new Error('the test terminal is not registered');
+  const payments = new ChannelPayments(app.context);
+  const sequence = 42;
+  const amountFen = 990;
+  const outTradeNo = outTradeNoOf(app.context, terminal.id, sequence);
+  const nowMs = Date.now();
+  await beginChannelPayment(app.context, {
+    terminalId: terminal.id,
+    sequence,
+    fingerprint: 'cp|wechat|lost|990',
+    channel: 'wechat',
+    outTradeNo,
+    amountFen,
+    merchantParty: `m:${terminal.merchantId}`,
+    nowMs,
+    deadlineMs: nowMs + 45_000,
+    ttlSec: 3600,
+  });
+  const record = await readChannelPayment(app.context, terminal.id, sequence);
+  if (record === undefined) throw new Error('no record after begin');
+  expect((await payments.reverse(terminal, sequence, amountFen)).code).toBe('reversed');
+  expect(await followUpCount(app.context)).toBe(0);
+  const before = sims.wechat.balanceOf(payerId);
+  // The micropay lands and takes the money; the switch never hears back (its call timed out).
+  const code = sims.wechat.newCode(payerId);
+  const landed = await sims.channels
+    .get('wechat')!
+    .payWithCode({ outTradeNo, authCode: code, amountFen, subject: 'lost', terminalId: terminal.id }, AbortSignal.timeout(5000));
+  expect(landed.status).toBe('paid');
+  expect(await payments.settle(record, { status: 'unknown', message: 'no answer within 10000 ms' })).toEqual({ done: false });
+  expect(await readChannelPayment(app.context, terminal.id, sequence)).toMatchObject({ state: 'R', undo: true });
+  expect(await followUpCount(app.context)).toBe(1);
+  // The follow-up's look: it cancels at WeChat, which now has the paid order, and the money goes back.
+  await payments.followUp(terminal.id, sequence);
+  expect(sims.wechat.balanceOf(payerId)).toBe(before);
+  expect(await readChannelPayment(app.context, terminal.id, sequence)).toMatchObject({ state: 'R', undo: false });
+  expect(await followUpCount(app.context)).toBe(0);
+  expect((await readJournal(app.redis, app.keys.journalOfCard(cardNo))).filter((e) => e.fields['ot'] === outTradeNo)).toEqual([]);
+  const report = await auditLedger(app.redis, app.keys);
+  expect(report.problems).toEqual([]);
+});

@@ -335,8 +335,23 @@ export class ChannelPayments {
       case 'paying':
       case 'unknown':
       case 'not_found':
+        await this.undoAgainIfUndone(record);
         return { done: false };
     }
+  }
+
+  /**
+   * No final answer, and the payment was reversed or given up meanwhile with its undo already confirmed:
+   * that confirmation (WeChat's ORDERNOTEXIST) may have come before this payment reached the channel, whose
+   * answer is now lost. Back on the follow-up with undo set: it cancels once more (nothing there: confirmed
+   * again; the payment arrived after all: it goes back).
+   */
+  private async undoAgainIfUndone(record: ChannelPaymentRecord): Promise<void> {
+    const { terminalId, sequence } = record;
+    const fresh = await readChannelPayment(this.ctx, terminalId, sequence);
+    if (fresh === undefined || fresh.state === 'P' || fresh.state === 'S' || fresh.undo || fresh.tombstone) return;
+    await scheduleFollowUp(this.ctx, terminalId, sequence, this.ctx.now() + this.ctx.config.channelPayment.pollIntervalMs);
+    await rearmChannelPaymentUndo(this.ctx, terminalId, sequence);
   }
 
   private async paid(record: ChannelPaymentRecord, result: Extract<PaymentResult, { status: 'paid' }>): Promise<Settled> {
