@@ -173,13 +173,22 @@ export class ChannelPayments {
     return this.ctx.config.channelPayment.callTimeoutMs * 3 + 1000;
   }
 
-  /** Runs `work` while holding the payment's lease; false (nothing done) when another instance holds it. */
+  /** Numbers the leases this instance takes (see leased). */
+  private leaseCount = 0;
+
+  /**
+   * Runs `work` while holding the payment's lease; false (nothing done) when another holds it. The holder
+   * is this call, not only this instance: a POS reversal or this switch's own follow-up must not work on a
+   * payment whose charge is still in flight here (a reversal's cancel answered ORDERNOTEXIST before the
+   * charge reached the channel once left a payer debited); they find it held and the follow-up does it later.
+   */
   async leased(name: string, work: () => Promise<void>): Promise<boolean> {
-    if (!(await takeFollowUpLease(this.ctx, name, this.instanceId, this.leaseMs()))) return false;
+    const holder = `${this.instanceId}.${++this.leaseCount}`;
+    if (!(await takeFollowUpLease(this.ctx, name, holder, this.leaseMs()))) return false;
     try {
       await work();
     } finally {
-      await releaseFollowUpLease(this.ctx, name, this.instanceId).catch((err: unknown) =>
+      await releaseFollowUpLease(this.ctx, name, holder).catch((err: unknown) =>
         this.ctx.log.warn({ err, lease: name }, 'follow-up lease not released; it expires by itself'),
       );
     }
