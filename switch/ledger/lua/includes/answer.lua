@@ -24,10 +24,14 @@ end
 local function appendJournal(journalKey, kind, cardNo, amountFen, fromParty, toParty, balanceAfterFen,
                              version, terminalId, sequence, nowMs, extra)
   if extra == nil then
-    local entry = table.concat({ kind, cardNo, digits(amountFen), fromParty, toParty, digits(balanceAfterFen), digits(version),
-      terminalId, sequence, nowMs }, '|')
-    local _, separators = string.gsub(entry, '|', '|')
-    if separators == 9 then return redis.call('XADD', journalKey, '*', 'e', entry) end
+    -- The texts that could hold a '|' (the numbers are digits): plain finds, far cheaper than a pattern.
+    local find = string.find
+    if not (find(cardNo, '|', 1, true) or find(fromParty, '|', 1, true) or find(toParty, '|', 1, true)
+        or find(terminalId, '|', 1, true) or find(sequence, '|', 1, true) or find(kind, '|', 1, true)
+        or find(nowMs, '|', 1, true)) then
+      return redis.call('XADD', journalKey, '*', 'e', kind .. '|' .. cardNo .. '|' .. digits(amountFen) .. '|' .. fromParty .. '|'
+        .. toParty .. '|' .. digits(balanceAfterFen) .. '|' .. digits(version) .. '|' .. terminalId .. '|' .. sequence .. '|' .. nowMs)
+    end
     return redis.call('XADD', journalKey, '*',
       'k', kind, 'c', cardNo, 'a', digits(amountFen), 'f', fromParty, 't', toParty,
       'b', digits(balanceAfterFen), 'v', digits(version), 'tm', terminalId, 'sq', sequence, 'ts', nowMs)
@@ -52,5 +56,5 @@ end
 -- Statement line: "<txnId>|<kind>|<signed amount>|<balance after>|<terminal>|<sequence>"
 local function appendStatement(statementKey, nowMs, txnId, kind, signedAmountFen, balanceAfterFen, terminalId, sequence)
   redis.call('ZADD', statementKey, nowMs,
-    table.concat({ txnId, kind, digits(signedAmountFen), digits(balanceAfterFen), terminalId, sequence }, '|'))
+    txnId .. '|' .. kind .. '|' .. digits(signedAmountFen) .. '|' .. digits(balanceAfterFen) .. '|' .. terminalId .. '|' .. sequence)
 end
