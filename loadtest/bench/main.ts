@@ -70,7 +70,7 @@ import { CpuMeter, cpuUsPer, quiesce, startServerChild, type MemoryReport } from
 import { runRedisBaseline } from './redis-baseline.js';
 import { runGrpcJsStream } from './stream-crosscheck.js';
 import { redisBenchmarkAvailable, runRedisWorkBaselines } from './redis-benchmark.js';
-import { commandStats, scenarioStats } from './redis-stats.js';
+import { commandStats, scenarioStats, waitForAofRewrite } from './redis-stats.js';
 import {
   humanReport,
   liveEventCostOf,
@@ -96,6 +96,8 @@ const SEQUENCE_BLOCK = 2 ** 36;
 const WARM_UP_INDEX = 100;
 /** At most this long between scenarios for the switch and Redis to finish the previous one's work. */
 const QUIESCE_MAX_MS = 30_000;
+/** At most this long for an AOF rewrite to finish before a scenario (waitForAofRewrite throws past it). */
+const AOF_REWRITE_WAIT_MAX_MS = 180_000;
 /**
  * qr closed mints this many codes per second of the run: twice tap closed's approvals in the same run
  * (or this default without one). A generator that runs out stops and the run is marked as an error.
@@ -233,7 +235,10 @@ async function runScenario(
   const streams = shape?.streams ?? o.streams;
   const workers = Math.min(o.workers, connections);
   const warmupMs = Math.min(o.warmupMs, o.durationMs / 2);
-  // Each scenario starts on a quiet switch and Redis, not in the tail of the one before.
+  // Each scenario starts on a quiet switch and Redis, not in the tail of the one before, nor beside an
+  // AOF rewrite the one before started (its child process is not among the pids quiesce watches).
+  const rewriteWaitMs = await waitForAofRewrite(ctx.redis, AOF_REWRITE_WAIT_MAX_MS);
+  if (rewriteWaitMs > 1000) adjustments.push(`waited ${rewriteWaitMs} ms for an AOF rewrite to finish before starting`);
   const settled = await quiesce(ctx.pids, QUIESCE_MAX_MS);
   if (!settled.quiet)
     adjustments.push(`the switch or Redis was still busy ${settled.waitedMs} ms after the previous scenario; started anyway`);

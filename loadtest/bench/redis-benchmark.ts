@@ -15,7 +15,7 @@ import { Redis } from 'ioredis';
 import { Keys } from '../../switch/ledger/keys.js';
 import { Ledger, type AuthorizeInput, type HolderLimits } from '../../switch/ledger/ledger.js';
 import { Scripts } from '../../switch/ledger/scripts.js';
-import { commandStats, footprint } from './redis-stats.js';
+import { commandStats, footprint, waitForAofRewrite } from './redis-stats.js';
 
 export interface RedisBenchmarkOptions {
   readonly redisUrl: string;
@@ -296,6 +296,8 @@ export async function runRedisWorkBaselines(options: RedisBenchmarkOptions): Pro
   const rewrite = ((await redis.call('CONFIG', 'GET', 'auto-aof-rewrite-percentage')) as string[])[1] ?? '100';
   await redis.call('CONFIG', 'SET', 'auto-aof-rewrite-percentage', '0');
   try {
+    // A rewrite the scenarios before started would take a core for its whole length: wait it out.
+    await waitForAofRewrite(redis, TIMEOUT_MS);
     const floor = await runFloor(redis, url, options);
     const claim = await runClaim(redis, url, options);
     const script = await runRedisBenchmarkScript(options);

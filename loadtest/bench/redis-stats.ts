@@ -43,6 +43,11 @@ export interface RedisScenarioStats {
   readonly aofBytesPerApproval: number | null;
   /** used_memory added per approval, bytes (what the ledger keeps: journal, statement, request record, claim). */
   readonly memoryBytesPerApproval: number | null;
+  /**
+   * AOF rewrites that started or ran during the scenario (Redis forks a child that rewrites the whole
+   * file on the same cores; the AOF bytes per approval are then null, and latency may show it).
+   */
+  readonly aofRewrites: number;
 }
 
 function infoNumber(text: string, field: string): number {
@@ -108,5 +113,21 @@ export function scenarioStats(before: CommandStats, after: CommandStats, approva
     cpuUsPerApproval: f.cpuUsPer,
     aofBytesPerApproval: f.aofBytesPer,
     memoryBytesPerApproval: f.memoryBytesPer,
+    aofRewrites: after.aofRewrites - before.aofRewrites + (after.aofRewriteInProgress ? 1 : 0),
   };
+}
+
+/**
+ * Waits until Redis runs no AOF rewrite and has none scheduled (a rewrite's child process takes a core
+ * of this 2-core machine for seconds: a measurement started meanwhile measures half a machine). Returns
+ * how long it waited, or throws after `maxMs`.
+ */
+export async function waitForAofRewrite(redis: Redis, maxMs: number): Promise<number> {
+  const started = Date.now();
+  for (;;) {
+    const text = String(await redis.call('INFO', 'persistence'));
+    if (infoNumber(text, 'aof_rewrite_in_progress') === 0 && infoNumber(text, 'aof_rewrite_scheduled') === 0) return Date.now() - started;
+    if (Date.now() - started > maxMs) throw new Error(`Redis was still rewriting its AOF after ${maxMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }

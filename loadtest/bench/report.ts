@@ -588,7 +588,7 @@ export function humanReport(result: BenchResult, outPath: string): string {
   for (const s of result.scenarios) {
     if (s.redis === null || s.mode !== 'closed') continue;
     lines.push(
-      `  ${pad(`redis per approval, ${s.name}`, 30)} CPU ${s.redis.cpuUsPerApproval ?? '?'} µs, AOF ${s.redis.aofBytesPerApproval ?? '?'} B, memory ${s.redis.memoryBytesPerApproval ?? '?'} B, script ${s.redis.scriptUsPerApproval ?? '?'} µs`,
+      `  ${pad(`redis per approval, ${s.name}`, 30)} CPU ${s.redis.cpuUsPerApproval ?? '?'} µs, AOF ${s.redis.aofBytesPerApproval ?? '?'} B, memory ${s.redis.memoryBytesPerApproval ?? '?'} B, script ${s.redis.scriptUsPerApproval ?? '?'} µs${s.redis.aofRewrites > 0 ? `, ${s.redis.aofRewrites} AOF rewrite(s) during it` : ''}`,
     );
   }
   const sc = b.streamCrossCheck ?? null;
