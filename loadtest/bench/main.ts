@@ -801,7 +801,7 @@ async function runSwitchScenarios(ctx: ScenarioContext, target: RunningTarget, a
 
 /**
  * `--rate auto`: an open plan's rate is its fraction of the achieved rate of the capacity scenario
- * (the same scenario closed; the lunch rush: tap closed) measured earlier in this run.
+ * (the same scenario closed; the lunch rush: its own mix closed) measured earlier in this run.
  */
 function withAutoRate(plan: ScenarioPlan, done: readonly ScenarioResult[]): { plan: ScenarioPlan; autoRate: ScenarioResult['autoRate'] } {
   if (plan.autoFraction === undefined || plan.mode !== 'open') return { plan, autoRate: null };
