@@ -78,7 +78,9 @@ it('a WeChat payment that reaches the channel after its reverse said ORDERNOTEXI
   await payments.settle(record, paid);
 
   // The sale and its reversal are journalled (net 0), and the money is back with the payer.
-  const kinds = (await readJournal(app.redis, app.keys.journalOfCard(cardNo))).filter((e) => e.fields['ot'] === outTradeNo).map((e) => e.fields['k']);
+  const kinds = (await readJournal(app.redis, app.keys.journalOfCard(cardNo)))
+    .filter((e) => e.fields['ot'] === outTradeNo)
+    .map((e) => e.fields['k']);
   expect(kinds).toEqual(['cpay', 'cprev']);
   expect(sims.wechat.balanceOf(payerId)).toBe(before);
   expect(await readChannelPayment(app.context, terminal.id, sequence)).toMatchObject({ state: 'R', undo: false });

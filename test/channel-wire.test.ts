@@ -19,7 +19,28 @@ function random(seed: number): () => number {
   };
 }
 
-const PIECES = ['a', 'Z', '0', ' ', '\n', '\t', '<', '>', '&', ']]>', ']]', '<![CDATA[', '校园', '"', "'", '=', '/', '&amp;', '</x>', '<b>'];
+const PIECES = [
+  'a',
+  'Z',
+  '0',
+  ' ',
+  '\n',
+  '\t',
+  '<',
+  '>',
+  '&',
+  ']]>',
+  ']]',
+  '<![CDATA[',
+  '校园',
+  '"',
+  "'",
+  '=',
+  '/',
+  '&amp;',
+  '</x>',
+  '<b>',
+];
 
 function value(next: () => number): string {
   const length = Math.floor(next() * 8);
@@ -96,12 +117,25 @@ describe('Alipay OpenAPI requests: sign.ts signs as alipay-sdk does', () => {
     publicKeyEncoding: { type: 'spki', format: 'pem' },
   });
   const appId = '2021000000000001';
-  const sdk = new AlipaySdk({ appId, privateKey, keyType: 'PKCS8', signType: 'RSA2', gateway: 'http://127.0.0.1/gateway.do', camelcase: false });
+  const sdk = new AlipaySdk({
+    appId,
+    privateKey,
+    keyType: 'PKCS8',
+    signType: 'RSA2',
+    gateway: 'http://127.0.0.1/gateway.do',
+    camelcase: false,
+  });
   const cases: { method: string; common: Record<string, string>; biz: Record<string, string> | undefined }[] = [
     {
       method: 'alipay.trade.pay',
       common: { timestamp: '2026-11-30 12:00:00' },
-      biz: { out_trade_no: 'CPabc-1', scene: 'bar_code', auth_code: '281234567890123456', subject: '校园消费 一食堂 & =?', total_amount: '12.34' },
+      biz: {
+        out_trade_no: 'CPabc-1',
+        scene: 'bar_code',
+        auth_code: '281234567890123456',
+        subject: '校园消费 一食堂 & =?',
+        total_amount: '12.34',
+      },
     },
     { method: 'alipay.trade.refund', common: { timestamp: '2026-11-30 12:00:01' }, biz: { out_trade_no: 'CPabc-1', refund_reason: '' } },
     {
@@ -109,7 +143,11 @@ describe('Alipay OpenAPI requests: sign.ts signs as alipay-sdk does', () => {
       common: { timestamp: '2026-11-30 12:00:02', notify_url: 'https://pay.example.edu/api/v1/channels/alipay/notify?x=1&y=%2F' },
       biz: { out_trade_no: 'RC-1', total_amount: '999.00', subject: '"校园卡充值"\n' },
     },
-    { method: 'alipay.system.oauth.token', common: { grant_type: 'authorization_code', code: 'abc_DEF-123', timestamp: '2026-11-30 12:00:03' }, biz: undefined },
+    {
+      method: 'alipay.system.oauth.token',
+      common: { grant_type: 'authorization_code', code: 'abc_DEF-123', timestamp: '2026-11-30 12:00:03' },
+      biz: undefined,
+    },
   ];
 
   it.each(cases)('$method: the same parameters and signature as sdkExecute', ({ method, common, biz }) => {

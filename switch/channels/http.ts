@@ -55,7 +55,13 @@ const IDLE_SOCKET_MS = 4000;
 
 /** A keep-alive agent for plain calls to `base` (http: or https:, the system's CA store). */
 export function keepAliveAgent(base: string | URL): HttpAgent | HttpsAgent {
-  const options = { keepAlive: true, maxSockets: MAX_SOCKETS, maxFreeSockets: MAX_SOCKETS, timeout: IDLE_SOCKET_MS, scheduling: 'lifo' as const };
+  const options = {
+    keepAlive: true,
+    maxSockets: MAX_SOCKETS,
+    maxFreeSockets: MAX_SOCKETS,
+    timeout: IDLE_SOCKET_MS,
+    scheduling: 'lifo' as const,
+  };
   return new URL(base).protocol === 'https:' ? new HttpsAgent(options) : new HttpAgent(options);
 }
 

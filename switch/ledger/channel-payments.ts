@@ -290,7 +290,9 @@ export async function refundsInAttention(
   return members.flatMap((m, i) => {
     const [cardNo = '', terminalId = '', sequence = ''] = m.split(MEMBER_SEPARATOR);
     if (cardNo === '' || terminalId === '') return [];
-    return [{ refund: { cardNo, terminalId, sequence: Number(sequence) }, sinceMs: scores[i] ?? 0, unknownAnswers: Number(counts[i] ?? '0') }];
+    return [
+      { refund: { cardNo, terminalId, sequence: Number(sequence) }, sinceMs: scores[i] ?? 0, unknownAnswers: Number(counts[i] ?? '0') },
+    ];
   });
 }
 
