@@ -70,6 +70,7 @@ import { CpuMeter, cpuUsPer, quiesce, startServerChild, type MemoryReport } from
 import { runRedisBaseline } from './redis-baseline.js';
 import { runGrpcJsStream } from './stream-crosscheck.js';
 import { redisBenchmarkAvailable, runRedisWorkBaselines } from './redis-benchmark.js';
+import { startLocalRedis } from '../../switch/redis/local-redis.js';
 import { commandStats, scenarioStats, waitForAofRewrite } from './redis-stats.js';
 import {
   humanReport,
@@ -1074,16 +1075,31 @@ async function baselines(
     limits: p.config.limits,
   });
   process.stdout.write(
-    `running redis-benchmark (${ctx.options.redisLanes} clients, ${ctx.options.redisBenchmarkRequests} calls each): the minimal debit (floor), the sequence claim, the authorize script ...\n`,
+    `running redis-benchmark (${ctx.options.redisLanes} clients, ${ctx.options.redisBenchmarkRequests} calls each, a fresh redis-server): the minimal debit (floor), the sequence claim, the authorize script ...\n`,
   );
-  const redisWork = await runRedisWorkBaselines({
-    redisUrl: local.url,
-    keyPrefix: `${REDIS_BASELINE_PREFIX}-rb`,
-    shards: ctx.options.shards,
-    clients: ctx.options.redisLanes,
-    requests: ctx.options.redisBenchmarkRequests,
-    limits: p.config.limits,
-  });
+  // On a fresh redis-server of its own with the same persistence, not the bench's: after the scenarios
+  // that one holds a million and more keys, and the floor's 60,000 new keys could land on the key space's
+  // incremental rehash (the floor's CPU per call moved 12-22 µs between runs that way), or beside an AOF
+  // rewrite. Like for like: the floor, the claim and the script each start on the same small key space.
+  const fsync = (process.env['BENCH_REDIS_FSYNC'] as 'always' | 'everysec' | 'no' | undefined) ?? 'always';
+  const freshDir = mkdtempSync(join(tmpdir(), 'cardswitch-bench-rb-'));
+  const fresh = redisBenchmarkAvailable()
+    ? await startLocalRedis({ dataDir: freshDir, port: 0, appendOnly: true, appendFsync: fsync, startTimeoutMs: 10_000 })
+    : undefined;
+  const redisWork =
+    fresh === undefined
+      ? null
+      : await runRedisWorkBaselines({
+          redisUrl: fresh.url,
+          keyPrefix: `${REDIS_BASELINE_PREFIX}-rb`,
+          shards: ctx.options.shards,
+          clients: ctx.options.redisLanes,
+          requests: ctx.options.redisBenchmarkRequests,
+          limits: p.config.limits,
+        }).finally(async () => {
+          await fresh.stop();
+          rmSync(freshDir, { recursive: true, force: true });
+        });
   const redisBenchmarkScript = redisWork?.script ?? {
     available: redisBenchmarkAvailable(),
     note: 'redis-benchmark not found: skipped (Debian/Ubuntu: apt-get install -y redis-tools)',
