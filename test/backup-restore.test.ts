@@ -100,11 +100,15 @@ describe('backup and restore of the ledger', () => {
     for (let round = 0; round < 5; round++) await payRound(target);
     const atSnapshot = expectedBalances();
     // The backup: BGSAVE, wait until it finished, copy dump.rdb away (as deploy/README.md says).
-    const before = await target.redis.lastsave();
+    // Counted by rdb_saves, not LASTSAVE: LASTSAVE has whole seconds, and a snapshot finished in the second
+    // the server started (no save before it) never moved it, which left this loop waiting until the timeout.
+    const savesOf = (info: string): number => Number(/rdb_saves:(\d+)/.exec(info)?.[1] ?? NaN);
+    const before = savesOf(await target.redis.info('persistence'));
+    expect(Number.isInteger(before)).toBe(true);
     await target.redis.bgsave();
     for (;;) {
       const info = await target.redis.info('persistence');
-      if (/rdb_bgsave_in_progress:0/.test(info) && (await target.redis.lastsave()) > before) break;
+      if (/rdb_bgsave_in_progress:0/.test(info) && savesOf(info) > before) break;
       if (/rdb_bgsave_in_progress:0/.test(info) && /rdb_last_bgsave_status:err/.test(info)) throw new Error('BGSAVE failed');
       await new Promise((resolve) => setImmediate(resolve));
     }
