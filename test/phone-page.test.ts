@@ -5,7 +5,7 @@
 // a dropped connection resumed, the personal centre, and an expired session. Every screen is screenshotted
 // in both languages (var/screenshots/phone/{zh,en}/) and checked with axe-core (no serious or critical
 // violation), under the page's own Content-Security-Policy.
-import type { BrowserContext, Page, Response } from 'playwright-core';
+import type { BrowserContext, Page, Request } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuthorizeResponse } from '../proto/gen/cardswitch/v1/pos.js';
 import { Outcome } from '../proto/gen/cardswitch/v1/common.js';
@@ -165,12 +165,19 @@ describe('the e-card page on a phone', () => {
     await page.getByText(/^([1-9]|[12]\d|3[01]) 秒后自动刷新$/).waitFor();
     await page.locator('.banner').waitFor({ state: 'hidden', timeout: STEP_MS });
     await bothLanguages(page, 'home', 'E-card', '电子校园卡');
-    // The code on screen: the one the page gets when the holder taps refresh.
-    const [manual] = await Promise.all([
-      page.waitForResponse((r: Response) => r.url().endsWith('/api/v1/ecard/qr') && r.status() === 200, { timeout: STEP_MS }),
+    // The code on screen: the one the page gets when the holder taps refresh. Switching the language
+    // re-drew the screen, which loads its own code: wait until that one is shown (a tap while it loads
+    // is taken by that load), and take the answer to the request the tap sent, not the first answer to
+    // arrive (a load of the screen drawn before could answer after the tap: the test then paid with a
+    // code no longer on screen, and the page rightly did not mark its own code used; 2 of 4 runs).
+    await page.getByText(/^([1-9]|[12]\d|3[01]) 秒后自动刷新$/).waitFor();
+    const [tapped] = await Promise.all([
+      page.waitForRequest((r: Request) => r.url().endsWith('/api/v1/ecard/qr') && r.method() === 'GET', { timeout: STEP_MS }),
       page.getByRole('button', { name: '刷新校园码' }).click(),
     ]);
-    const code = ((await manual.json()) as { code: string }).code;
+    const manual = await tapped.response();
+    expect(manual?.status()).toBe(200);
+    const code = ((await manual?.json()) as { code: string }).code;
     await page.getByRole('button', { name: /点击显示余额/ }).click();
 
     const nextCode = page.waitForResponse((r) => r.url().endsWith('/api/v1/ecard/qr') && r.status() === 200, { timeout: STEP_MS });
