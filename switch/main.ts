@@ -83,9 +83,13 @@ async function runSwitch(config: Config): Promise<number> {
   // ALIPAY_* / WECHATPAY_* name the real channels; none configured: no third-party payments.
   const channels = channelsFromEnvironment(process.env, log);
   const app = await startSwitch(config, log, Date.now, { ...serves, channels });
+  // Listening for the stop signal before saying ready: a SIGTERM sent on the ready line (an orchestrator, a
+  // test) that came before the listener was added met Node's default action and ended the process without
+  // stopping the switch (seen once in CI: exit by signal instead of 0).
+  const signalled = untilSignal();
   log.info({ grpcPort: app.grpcPort, gatewayPort: app.gateway?.port, redis: describeLedgerRedis(config) }, 'cardswitch ready');
   if (cluster.isWorker) process.send?.({ ready: app.grpcPort });
-  await untilSignal();
+  await signalled;
   await app.stop();
   log.info('stopped');
   return 0;
@@ -107,8 +111,9 @@ async function runPrimary(config: Config, processes: number): Promise<number> {
     log.error({ pid: worker.process.pid, code, signal }, 'switch process died; starting another');
     fork();
   });
+  const signalled = untilSignal(); // before any worker can report ready (runSwitch says why)
   for (let i = 0; i < processes; i++) fork();
-  await untilSignal();
+  await signalled;
   stopping = true;
   const workers = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined);
   await Promise.all(

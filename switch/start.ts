@@ -236,8 +236,12 @@ async function main(): Promise<number> {
     channelSimulators = payments.simulators;
     const app = await startSwitch(config, log, Date.now, { channels: payments.channels });
     await loadDemoIfEmpty(app, config, log);
+    // Listening before saying ready: a Ctrl-C or SIGTERM on the ready message that came before the
+    // listener was added would end the process by Node's default action and leave the local
+    // redis-server and PostgreSQL it started running.
+    const signalled = waitForSignal();
     printReady(app, config, identity?.url);
-    await waitForSignal();
+    await signalled;
     log.info('stopping');
     await app.stop();
     await channelSimulators?.stop();
