@@ -7,7 +7,24 @@ import { Outcome } from '../../proto/gen/cardswitch/v1/common.js';
 import type { SwitchApp } from '../../switch/app.js';
 import type { NewTerminal } from '../../switch/domain/terminals.js';
 import { journalPages, parseJournalEntry } from '../../switch/ledger/journal.js';
+import { ReplicaWaitError } from '../../switch/redis/replica-wait.js';
 import { call, openCard, posClient, terminalMetadata } from './switch.js';
+
+/**
+ * The durable mode answers NOREPLICAS while a replica is still catching up with its master (a loaded
+ * machine, right after the cluster started): the setup sends the same request again, as any client
+ * would (opening a card again is a no-op once it exists). Seen once in CI with a 500 ms WAIT.
+ */
+async function againOnNoReplicas<T>(work: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work();
+    } catch (err) {
+      if (!(err instanceof ReplicaWaitError) || attempt >= 40) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+}
 
 const RETRY_PAUSE_MS = 50;
 
@@ -71,8 +88,9 @@ export class PosLoad {
   }
 
   async setUp(): Promise<void> {
-    for (const t of this.terminals) await this.app.terminals.register(t);
-    for (let c = 0; c < this.options.cards; c++) await openCard(this.app, this.cardNo(c), this.serial(c), this.options.openingFen);
+    for (const t of this.terminals) await againOnNoReplicas(() => this.app.terminals.register(t));
+    for (let c = 0; c < this.options.cards; c++)
+      await againOnNoReplicas(() => openCard(this.app, this.cardNo(c), this.serial(c), this.options.openingFen));
   }
 
   start(): void {
