@@ -14,7 +14,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/loadtest.test.ts', 'test/redis-instructions.test.ts'],
+          exclude: ['test/loadtest.test.ts', 'test/redis-instructions.test.ts', 'test/cluster-sentinel.test.ts'],
           sequence: { groupOrder: 0 },
         },
       },
@@ -26,6 +26,12 @@ export default defineConfig({
         // the failover and browser tests whose timing it would take.
         extends: true,
         test: { name: 'bench', include: ['test/loadtest.test.ts', 'test/redis-instructions.test.ts'], sequence: { groupOrder: 1 } },
+      },
+      {
+        // The Sentinel failover last and alone: beside the other suites, starved Sentinels (TILT mode) left the
+        // restarted old master unconverted past 120 s in 3 of 8 CI runs this session; 25 s when it ran freely.
+        extends: true,
+        test: { name: 'failover', include: ['test/cluster-sentinel.test.ts'], sequence: { groupOrder: 2 } },
       },
     ],
   },
