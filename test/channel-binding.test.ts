@@ -4,13 +4,13 @@
 // state binds nothing; a payer already bound to another card is refused; a WeCom sign-in is told to use
 // the WeChat mini-program; 300 parallel bindings of one payer bind it to exactly one card; every bind and
 // unbind is in the operator log.
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSwitch, type SwitchApp } from '../switch/app.js';
 import { startChannelSimulators, type ChannelSimulators } from '../switch/channels/index.js';
 import { cardOfChannelPayer, channelPayersOfCard } from '../switch/domain/channel-payers.js';
 import { createLogger } from '../switch/log.js';
 import { openCard, testConfig } from './helpers/switch.js';
+import { freePort } from '../switch/redis/local-redis.js';
 
 const DOC = '110105199003071234';
 /** The initial password of DOC (its last six characters). */
@@ -20,17 +20,6 @@ let sims: ChannelSimulators;
 let app: SwitchApp;
 let base = '';
 let cardSeq = 0;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
-    });
-  });
-}
 
 beforeAll(async () => {
   // The simulators' adapters take the gateway's address for ALIPAY_NOTIFY_URL: the callback lives on its origin.

@@ -3,7 +3,6 @@
 // A): off the loop, listed by `npm run cli -- recharge-attention`, shown by reconciliation. It stays
 // creditable: the payer's late notification credits it once, and a resent one credits nothing. Real
 // switch and gateway, real Redis, both channel simulators over loopback; the audit passes after each test.
-import { createServer } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startSwitch, type SwitchApp } from '../switch/app.js';
 import { startChannelSimulators, type ChannelSimulators } from '../switch/channels/index.js';
@@ -15,6 +14,7 @@ import { readRechargeOrder } from '../switch/ledger/recharge-orders.js';
 import { createLogger } from '../switch/log.js';
 import { testRedisUrl } from './helpers/redis.js';
 import { openCard, readJournal, testConfig } from './helpers/switch.js';
+import { freePort } from '../switch/redis/local-redis.js';
 
 const log = createLogger(process.env['TEST_LOG_LEVEL'] ?? 'silent');
 const MAX_UNKNOWN = 3;
@@ -24,18 +24,6 @@ const RETRY_BASE_MS = 60_000;
 let sims: ChannelSimulators;
 let app: SwitchApp;
 let cardSeq = 0;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 beforeAll(async () => {
   const port = await freePort();

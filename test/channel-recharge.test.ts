@@ -3,7 +3,6 @@
 // credited only on a verified notification or the switch's own query, once per order, whatever arrives
 // twice, late, forged, for another amount, for an order never made, or at the same time as a query; the
 // audit passes after every test.
-import { createServer } from 'node:net';
 import { status as Status } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startChannelSimulators, type ChannelSimulators } from '../switch/channels/index.js';
@@ -21,6 +20,7 @@ import {
 } from '../proto/gen/cardswitch/v1/kiosk.js';
 import { KIOSK_TERMINAL, kioskClient } from './helpers/clients.js';
 import { call, dumpKeySpace, grpcError, openCard, readJournal, terminalMetadata, testConfig } from './helpers/switch.js';
+import { freePort } from '../switch/redis/local-redis.js';
 
 let sims: ChannelSimulators;
 let app: SwitchApp;
@@ -28,17 +28,6 @@ let base = '';
 let cardSeq = 0;
 let kiosk: ReturnType<typeof kioskClient>;
 const OTHER_KIOSK = { ...KIOSK_TERMINAL, id: 'KIOSK-D9-02', secret: 'kiosk-secret-other-0123456789' };
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
-    });
-  });
-}
 
 beforeAll(async () => {
   const port = await freePort();

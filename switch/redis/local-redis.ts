@@ -1,6 +1,7 @@
 // Starts a private redis-server (used by `npm start` when REDIS_URL is not set, and by the tests).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { randomInt } from 'node:crypto';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -35,7 +36,38 @@ export function redisServerAvailable(): boolean {
   return probe.error === undefined && probe.status === 0;
 }
 
+/**
+ * The kernel's range for the local ports of outgoing connections (Linux; the common default elsewhere).
+ * A port found free inside it can be taken by any connect() on the machine between our probe and the
+ * server's own listen, or while a server stopped to start again on the same port: a test run opens
+ * thousands of connections, and CI saw "cannot listen" from exactly that.
+ */
+function ephemeralPorts(): { low: number; high: number } {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (low !== undefined && high !== undefined && Number.isInteger(low) && Number.isInteger(high)) return { low, high };
+  } catch {
+    // not Linux: fall through to the IANA default
+  }
+  return { low: 49152, high: 65535 };
+}
+
+/** Lowest port freePort() picks from: above the well-known and most registered services' ports. */
+const FREE_PORT_FLOOR = 20000;
+
+/**
+ * A loopback port free now, chosen at random below the ephemeral range (so no outgoing connection takes it
+ * before the caller listens on it, or while the caller's server restarts on it); the kernel's own choice
+ * when that range leaves no room.
+ */
 export async function freePort(): Promise<number> {
+  const { low } = ephemeralPorts();
+  if (low - FREE_PORT_FLOOR >= 1000) {
+    for (let attempt = 0; attempt < 64; attempt++) {
+      const port = FREE_PORT_FLOOR + randomInt(low - FREE_PORT_FLOOR);
+      if (await portIsFree(port)) return port;
+    }
+  }
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

@@ -4,7 +4,6 @@
 // switch, real Redis and both channel simulators. The card reader is the handlers' cardRead (what the
 // keyboard-wedge reader calls in Electron).
 import { mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -18,6 +17,7 @@ import { startSwitch, type SwitchApp } from '../../switch/app.js';
 import { createLogger } from '../../switch/log.js';
 import { KIOSK_TERMINAL } from './clients.js';
 import { testConfig } from './switch.js';
+import { freePort } from '../../switch/redis/local-redis.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
 export const KIOSK_VIEWPORT = { width: 1080, height: 1920 };
@@ -25,17 +25,6 @@ export const SCREENSHOT_DIR = join(process.cwd(), 'var', 'screenshots', 'kiosk')
 export const TRUSTED_URL = pathToFileURL(RENDERER_INDEX).href;
 /** The id the rig gives "the kiosk window's webContents". */
 export const KIOSK_WEB_CONTENTS_ID = 1;
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
-    });
-  });
-}
 
 /** window.kiosk as the preload builds it, over the exposed binding (the same action list). */
 const BRIDGE_SCRIPT = `(() => {

@@ -4,7 +4,6 @@
 // offset a test may move (an expired session), so the browser's and the switch's times agree otherwise.
 import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { startChannelSimulators, type ChannelSimulators } from '../../switch/channels/index.js';
@@ -14,6 +13,7 @@ import { createLogger } from '../../switch/log.js';
 import { buildPhone } from '../../phone/build.mjs';
 import { passwordHash } from './clients.js';
 import { openCard, POS_TERMINAL, posClient, testConfig } from './switch.js';
+import { freePort } from '../../switch/redis/local-redis.js';
 
 export const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
 export const SCREENSHOT_DIR = join(new URL('../..', import.meta.url).pathname, 'var/screenshots/phone');
@@ -26,17 +26,6 @@ const CREDS = {
   appId: 'wx0123456789abcdef',
   appSecret: 'app-secret-0123456789',
 };
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
-    });
-  });
-}
 
 export interface PhoneBench {
   readonly app: SwitchApp;
