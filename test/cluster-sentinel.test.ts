@@ -4,7 +4,7 @@
 // approved is in the ledger exactly once. The killed master comes back and the Sentinels make it the new
 // master's replica, so durable payments flow again.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -57,8 +57,14 @@ async function startSentinel(index: number, masterPort: number): Promise<void> {
       `port ${port}`,
       'bind 127.0.0.1',
       `dir ${dir}`,
+      `logfile ${join(dir, `sentinel-${index}.log`)}`,
       `sentinel monitor ${MASTER_NAME} 127.0.0.1 ${masterPort} 2`,
-      `sentinel down-after-milliseconds ${MASTER_NAME} 1000`,
+      // Not 1000: a Sentinel pings every min(down-after, 1000) ms, so at 1000 a link it re-made at the switch of
+      // masters could miss its first answer by a hair and call the new master down; with the other Sentinels'
+      // "down" answers of the first failover still counted, that started a second failover within 1 s, which
+      // promoted the just-restarted old master (role master, never a replica: the Sentinels accept it) and
+      // flushed the new master's data into a full resync from it (2 of 6 runs alone on a quiet machine).
+      `sentinel down-after-milliseconds ${MASTER_NAME} 3000`,
       `sentinel failover-timeout ${MASTER_NAME} 5000`,
       `sentinel parallel-syncs ${MASTER_NAME} 1`,
       '',
@@ -67,6 +73,28 @@ async function startSentinel(index: number, masterPort: number): Promise<void> {
   const process = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore', detached: true });
   sentinels.push({ port, process });
   await waitUntil(`sentinel ${index}`, 20_000, async () => (await ask(port, 'PING')) === 'PONG');
+}
+
+/** What the Sentinels and both servers say, for a failure message: the logs' last lines and each one's view. */
+async function failoverEvidence(oldPort: number): Promise<string> {
+  const tail = (file: string): string => {
+    try {
+      return readFileSync(file, 'utf8').split('\n').slice(-40).join('\n');
+    } catch (err) {
+      return `(${(err as Error).message})`;
+    }
+  };
+  const parts: string[] = [];
+  for (const [i, s] of sentinels.entries()) {
+    parts.push(`--- sentinel ${i} (port ${s.port}) log:\n${tail(join(dir, `sentinel-${i}.log`))}`);
+    parts.push(`--- sentinel ${i} REPLICAS: ${JSON.stringify(await ask(s.port, 'SENTINEL', 'REPLICAS', MASTER_NAME))}`);
+    parts.push(`--- sentinel ${i} INFO sentinel: ${String(await ask(s.port, 'INFO', 'sentinel'))}`);
+  }
+  parts.push(`--- old master (port ${oldPort}) INFO replication: ${String(await ask(oldPort, 'INFO', 'replication'))}`);
+  parts.push(`--- old master log:\n${tail(join(dir, 'a', 'redis.log'))}`);
+  parts.push(`--- new master (port ${replica?.port}) INFO replication: ${String(await ask(replica?.port ?? 0, 'INFO', 'replication'))}`);
+  parts.push(`--- new master log:\n${tail(join(dir, 'b', 'redis.log'))}`);
+  return parts.join('\n');
 }
 
 beforeAll(async () => {
@@ -113,6 +141,11 @@ it('kill -9 of the master under load: the Sentinels promote the replica, the swi
   old.process.kill('SIGKILL');
   const approvedAtKill = load.approved.length;
   await waitUntil('the Sentinels to promote the replica', BUDGET_MS, async () => (await masterPortBySentinels()) === replica?.port);
+  // Every Sentinel knows the new master before the old one comes back (its return is then a replica's to convert).
+  await waitUntil('every Sentinel to know the new master', BUDGET_MS, async () => {
+    const views = await Promise.all(sentinels.map((s) => ask(s.port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', MASTER_NAME)));
+    return views.every((v) => Array.isArray(v) && Number(v[1]) === replica?.port);
+  });
   // The old master comes back (its own data dir) and the Sentinels turn it into the new master's replica.
   master = await startLocalRedis({
     dataDir: join(dir, 'a'),
@@ -123,9 +156,13 @@ it('kill -9 of the master under load: the Sentinels promote the replica, the swi
   });
   // Longer than the other waits: a Sentinel whose timer ran late on a loaded machine enters TILT mode and
   // acts on nothing for 30 s (this wait ran past 60 s in 2 of 6 CI runs, 25 s otherwise).
-  await waitUntil('the old master to replicate the new one', 2 * BUDGET_MS, async () =>
-    String(await ask(old.port, 'INFO', 'replication')).includes('master_link_status:up'),
-  );
+  try {
+    await waitUntil('the old master to replicate the new one', 2 * BUDGET_MS, async () =>
+      String(await ask(old.port, 'INFO', 'replication')).includes('master_link_status:up'),
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${await failoverEvidence(old.port)}`);
+  }
   await load.waitForApprovals(approvedAtKill + 150);
   await load.stop();
   expect(load.failure, 'a payment failed with something other than UNAVAILABLE').toBeUndefined();
