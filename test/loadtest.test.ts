@@ -469,7 +469,8 @@ interface ThirdPartyRunFields {
     approvalsPerSec: number;
     errors: number;
     unexpected: number;
-    instant?: { codesAnswered: number; tapApprovals: number };
+    instant?: { codesAnswered: number; tapApprovals: number; phases?: number };
+    waiting?: { codesAnswered: number; tapApprovals: number; phases?: number };
   } | null;
 }
 
@@ -525,13 +526,18 @@ function checkThirdPartyScenarios(result: ThirdPartyResult): void {
   expect(typeof result.targets['tapClosedWithThirdPartyAtLeast90PercentOfTapClosed']).toBe('boolean');
   const ledger = result.ledgerCheck.thirdParty;
   expect(ledger?.passed).toBe(true);
-  // tap+thirdparty's second phase (the same code payments answered at once) adds its own code payments.
+  // tap+thirdparty's phases (waiting, instant, instant, waiting) each pay their own code payments.
   const instant = stream?.instant;
+  const waiting = stream?.waiting;
+  expect(instant?.phases).toBe(2);
+  expect(waiting?.phases).toBe(2);
   expect(instant?.codesAnswered).toBeGreaterThan(0);
   expect(instant?.tapApprovals).toBeGreaterThan(0);
+  // Both waiting phases: more than the first one, the record's own.
+  expect(waiting?.codesAnswered).toBeGreaterThan((beside?.thirdParty?.approvals ?? 0) + (beside?.thirdParty?.pending ?? 0));
+  expect(waiting?.tapApprovals).toBeGreaterThan(0);
   const answered =
-    [alone, beside].reduce((sum, s) => sum + (s?.thirdParty?.approvals ?? 0) + (s?.thirdParty?.pending ?? 0), 0) +
-    (instant?.codesAnswered ?? 0);
+    (alone?.thirdParty?.approvals ?? 0) + (alone?.thirdParty?.pending ?? 0) + (waiting?.codesAnswered ?? 0) + (instant?.codesAnswered ?? 0);
   expect((ledger?.approvedByClients ?? 0) + (ledger?.pendingAnswers ?? 0)).toBe(answered);
   expect(ledger?.journalEntries).toBe(answered);
   expect(ledger?.followUpsLeft).toBe(0);

@@ -525,11 +525,14 @@ function thirdPartyExtras(ctx: ScenarioContext, plan: ScenarioPlan, mix: Traffic
 /**
  * tap+thirdparty: tap closed (as the tap scenario) while --thirdparty-rate code payments/s wait on the
  * channel beside it (open model, its own generator thread and connection). The record is tap's; the
- * code payments are its `thirdParty.stream`. Compared with tap closed of the same run. Then a second
- * phase of the same length, the same taps beside the same code payments answered at once (the
- * simulators' latency 0): the same work without the wait (`thirdParty.stream.instant`), so whether the
- * waiting itself takes anything from the taps is measured seconds apart, whatever the code payments'
- * own CPU costs (thirdPartyCost; loadtest/README.md).
+ * code payments are its `thirdParty.stream`. Compared with tap closed of the same run. Whether the
+ * waiting itself takes anything from the taps, whatever the code payments' own CPU costs, is measured
+ * in four phases of half the duration each, in the order waiting, instant, instant, waiting (instant:
+ * the same taps beside the same code payments answered at once, the simulators' latency 0): the same
+ * work without the wait, and the order cancels what drifts through the run (the ledger growing, the AOF
+ * rewrites coming further apart as it grows; the earlier order, waiting then instant, gave 0.86-0.99).
+ * The record and `thirdParty.stream` are the first phase's; `stream.instant` sums the
+ * instant phases and `stream.waiting` both waiting ones (thirdPartyCost; loadtest/README.md).
  */
 async function runTapWithThirdParty(
   ctx: ScenarioContext,
@@ -541,11 +544,19 @@ async function runTapWithThirdParty(
   const settled = await quiesce(ctx.pids, QUIESCE_MAX_MS);
   if (!settled.quiet)
     adjustments.push(`the switch or Redis was still busy ${settled.waitedMs} ms after the previous scenario; started anyway`);
+  const phaseMs = Math.max(1000, Math.round(o.durationMs / 2));
   const codes = thirdPartyMinter(ctx, 'open', o.thirdPartyRate, 1)();
   const statsBefore = await commandStats(ctx.redis);
-  const waiting = await tapsBesideCodes(ctx, port, index, codes.codes, 0);
+  const waiting = await tapsBesideCodes(ctx, port, index, codes.codes, 0, phaseMs);
   const redis = scenarioStats(statsBefore, await commandStats(ctx.redis), waiting.taps.approvals + waiting.stream.approvals);
-  const instant = await tapsBesideInstantCodes(ctx, port, index);
+  const instantPhases = [
+    await tapsBesideInstantCodes(ctx, port, index, 1, phaseMs),
+    await tapsBesideInstantCodes(ctx, port, index, 2, phaseMs),
+  ];
+  process.stdout.write(`and once more for ${phaseMs / 1000} s with the code payments waiting ${o.channelLatencyMs} ms ...\n`);
+  const waitingAgain = await tapsBesideCodes(ctx, port, index, thirdPartyMinter(ctx, 'open', o.thirdPartyRate, 1)().codes, 3, phaseMs);
+  const instant = phasesSummary(instantPhases);
+  const waitingBoth = phasesSummary([waiting, waitingAgain]);
   const stream = waiting.stream;
   const thirdParty = thirdPartyRun(ctx, codes, stream, {
     rate: o.thirdPartyRate,
@@ -557,10 +568,12 @@ async function runTapWithThirdParty(
     errors: stream.errors,
     unexpected: stream.unexpected,
     errorSamples: stream.errorSamples,
-    instant: instant.measured,
+    instant,
+    waiting: waitingBoth,
   });
   if (thirdParty.exhausted) adjustments.push(`the code payments used all ${thirdParty.codesMinted} codes before the run's end`);
-  if (instant.measured.exhausted) adjustments.push('the code payments answered at once used all their codes before the phase ended');
+  if (instant.exhausted) adjustments.push('the code payments answered at once used all their codes before the phase ended');
+  if (waitingAgain.stream.thirdPartyExhausted) adjustments.push('the last waiting phase used all its codes before it ended');
   const plan: ScenarioPlan = { scenario: 'tap+thirdparty', mode: 'closed', rate: undefined };
   const run: RunShape = {
     workers: waiting.workers,
@@ -577,7 +590,8 @@ async function runTapWithThirdParty(
     campusQr: null,
     thirdParty,
   };
-  return { result: toScenarioResult(plan, 'switch', waiting.taps, run), load: waiting.taps, stream, instant: instant.loads };
+  const extra = [...instantPhases, waitingAgain].flatMap((phase) => [phase.taps, phase.stream]);
+  return { result: toScenarioResult(plan, 'switch', waiting.taps, run), load: waiting.taps, stream, instant: extra };
 }
 
 /** Code payments answered (approved, pending or declined): one the generator gave up on cost the switch little. */
@@ -596,18 +610,19 @@ interface TapsBesideCodes {
   readonly warmupMs: number;
 }
 
-/** Tap closed and, beside it, the code payments open at --thirdparty-rate; `phase` 0 or 1 keeps their sequence numbers apart. */
+/** Tap closed and, beside it, the code payments open at --thirdparty-rate; `phase` 0-3 keeps their sequence numbers apart. */
 async function tapsBesideCodes(
   ctx: ScenarioContext,
   port: number,
   index: number,
   codes: readonly string[],
-  phase: 0 | 1,
+  phase: 0 | 1 | 2 | 3,
+  durationMs: number,
 ): Promise<TapsBesideCodes> {
   const o = ctx.options;
   const meter = new CpuMeter(ctx.pids);
   meter.start();
-  const warmupMs = Math.min(o.warmupMs, o.durationMs / 2);
+  const warmupMs = Math.min(o.warmupMs, durationMs / 2);
   const common = {
     host: HOST,
     port,
@@ -619,13 +634,13 @@ async function tapsBesideCodes(
     requestTimeoutMs: o.requestTimeoutMs,
   } as const;
   const workers = Math.min(o.workers, o.connections);
-  const base = (index + 1) * SEQUENCE_BLOCK + (phase * SEQUENCE_BLOCK) / 4;
+  const base = (index + 1) * SEQUENCE_BLOCK + (phase * SEQUENCE_BLOCK) / 8;
   const [taps, stream] = await Promise.all([
     runLoad({
       ...common,
       mix: TAP_ONLY_MIX,
       mode: 'closed',
-      profile: closedProfile(o.durationMs),
+      profile: closedProfile(durationMs),
       workers,
       connections: o.connections,
       streams: o.streams,
@@ -636,7 +651,7 @@ async function tapsBesideCodes(
       ...common,
       mix: THIRD_PARTY_ONLY_MIX,
       mode: 'open',
-      profile: constantProfile(o.thirdPartyRate, o.durationMs),
+      profile: constantProfile(o.thirdPartyRate, durationMs),
       workers: 1,
       connections: 1,
       streams: 1,
@@ -649,34 +664,51 @@ async function tapsBesideCodes(
   return { taps, stream, cpu, seconds: meter.elapsedSeconds, workers, warmupMs };
 }
 
-/** tap+thirdparty's second phase: the same, the channel simulators answering at once. */
+/** One of tap+thirdparty's instant phases: the same, the channel simulators answering at once. */
 async function tapsBesideInstantCodes(
   ctx: ScenarioContext,
   port: number,
   index: number,
-): Promise<{ readonly loads: LoadResult[]; readonly measured: InstantCodesRun }> {
+  phase: 1 | 2,
+  durationMs: number,
+): Promise<TapsBesideCodes> {
   const o = ctx.options;
   const channels = needChannels(ctx);
-  process.stdout.write(`running it again for ${o.durationMs / 1000} s with the code payments answered at once ...\n`);
+  process.stdout.write(`running it again for ${durationMs / 1000} s with the code payments answered at once ...\n`);
   const codes = thirdPartyMinter(ctx, 'open', o.thirdPartyRate, 1)();
   channels.setLatencyMs(0);
-  let phase: TapsBesideCodes;
   try {
-    phase = await tapsBesideCodes(ctx, port, index, codes.codes, 1);
+    return await tapsBesideCodes(ctx, port, index, codes.codes, phase, durationMs);
   } finally {
     channels.setLatencyMs(o.channelLatencyMs);
   }
-  const per = cpuUsPer(phase.cpu, phase.seconds, phase.taps.approvals);
+}
+
+/** Phases of tap+thirdparty summed: approvals/s over their measured windows, switch CPU over their whole length. */
+function phasesSummary(phases: readonly TapsBesideCodes[]): InstantCodesRun {
+  const sum = (f: (p: TapsBesideCodes) => number): number => phases.reduce((total, p) => total + f(p), 0);
+  const tapApprovals = sum((p) => p.taps.approvals);
+  const windowS = sum((p) => p.taps.windowMs / 1000);
+  const seconds = sum((p) => p.seconds);
+  const cpuCores: Record<string, number | null> = {};
+  for (const name of Object.keys(phases[0]?.cpu ?? {})) {
+    const coreSeconds = phases
+      .map((p) => p.cpu[name])
+      .map((c, i) => (c === null || c === undefined ? null : c * (phases[i]?.seconds ?? 0)));
+    cpuCores[name] =
+      coreSeconds.some((c) => c === null) || seconds <= 0
+        ? null
+        : Math.round((coreSeconds.reduce<number>((a, c) => a + (c ?? 0), 0) / seconds) * 1000) / 1000;
+  }
+  const per = cpuUsPer(cpuCores, seconds, tapApprovals);
   return {
-    loads: [phase.taps, phase.stream],
-    measured: {
-      tapApprovals: phase.taps.approvals,
-      tapApprovalsPerSec: phase.taps.approvalsPerSec,
-      codesAnswered: answeredCodes(phase.stream.outcomes),
-      cpuCores: phase.cpu,
-      switchCpuUsPerTapApproval: per['switch'] ?? null,
-      exhausted: phase.stream.thirdPartyExhausted,
-    },
+    tapApprovals,
+    tapApprovalsPerSec: windowS <= 0 ? 0 : Math.round((sum((p) => p.taps.approvalsPerSec * (p.taps.windowMs / 1000)) / windowS) * 10) / 10,
+    codesAnswered: sum((p) => answeredCodes(p.stream.outcomes)),
+    cpuCores,
+    switchCpuUsPerTapApproval: per['switch'] ?? null,
+    exhausted: phases.some((p) => p.stream.thirdPartyExhausted),
+    phases: phases.length,
   };
 }
 

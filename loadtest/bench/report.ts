@@ -97,8 +97,11 @@ export interface ThirdPartyRun {
   readonly pending: number;
   /** tap+thirdparty: the code payments sent beside the taps (open model); null in the other scenarios. */
   readonly stream: {
-    /** The second phase: the same taps and code payments, the channel answering at once (absent in older results). */
+    /** The instant phases summed: the same taps and code payments, the channel answering at once (absent in older results). */
+    /** The instant phases summed. */
     readonly instant?: InstantCodesRun;
+    /** Both waiting phases summed (the first is the record's own; absent in results before the four-phase order). */
+    readonly waiting?: InstantCodesRun;
     readonly rate: number;
     readonly offeredRate: number | null;
     readonly achievedRate: number;
@@ -111,7 +114,10 @@ export interface ThirdPartyRun {
   } | null;
 }
 
-/** tap+thirdparty's second phase: the same taps beside the same code payments, the simulators answering at once. */
+/**
+ * Phases of tap+thirdparty summed: the instant ones (the same taps beside the same code payments, the
+ * simulators answering at once) or the waiting ones.
+ */
 export interface InstantCodesRun {
   readonly tapApprovals: number;
   readonly tapApprovalsPerSec: number;
@@ -121,6 +127,8 @@ export interface InstantCodesRun {
   /** The switch's CPU over the phase (the code payments' included) per tap approval. */
   readonly switchCpuUsPerTapApproval: number | null;
   readonly exhausted: boolean;
+  /** How many phases this sums (absent: one, in runs before the four-phase order). */
+  readonly phases?: number;
 }
 
 export interface CampusQrRun {
@@ -152,8 +160,9 @@ export interface LiveEventCost {
  *    their own switch CPU (measured in thirdparty closed of the same run) taken out. Only as good as that
  *    figure fits tap+thirdparty: a code payment alone at the switch's limit and one beside busy taps do
  *    not cost the same (batching), so this can be off either way (null when the remainder is not positive).
- *  - waitingVsInstant: tap+thirdparty's two phases, the same taps beside the same code payments, waiting
- *    on the channel (80 ms) and answered at once: the same work, only the wait differs, seconds apart.
+ *  - waitingVsInstant: tap+thirdparty's phases (waiting, instant, instant, waiting; each kind summed), the
+ *    same taps beside the same code payments, waiting on the channel (80 ms) and answered at once: the
+ *    same work, only the wait differs, seconds apart.
  *    1.0 = waiting takes nothing from the taps; no subtraction, so no negative remainder.
  */
 export interface ThirdPartyCost {
@@ -181,6 +190,8 @@ export interface ThirdPartyCost {
   readonly waitingVsInstantThroughput: number | null;
   /** Code payments answered in each phase (the two should be alike for the comparison to hold). */
   readonly codePaymentsBesideInstant: number | null;
+  /** Code payments answered in both waiting phases (null in runs before the four-phase order). */
+  readonly codePaymentsBesideWaiting: number | null;
 }
 
 export interface BenchResult {
@@ -313,7 +324,8 @@ export function thirdPartyCostOf(scenarios: readonly ScenarioResult[]): ThirdPar
       : Math.round((switchUsBeside - codePaymentsBeside * codeSwitchCpuUs) / tapApprovalsBeside);
   const seconds = both.durationS;
   const instant = both.thirdParty?.stream?.instant;
-  const tapSwitchCpuUsBesideWaiting = perTap ?? null;
+  const waiting = both.thirdParty?.stream?.waiting;
+  const tapSwitchCpuUsBesideWaiting = waiting === undefined ? (perTap ?? null) : waiting.switchCpuUsPerTapApproval;
   const tapSwitchCpuUsBesideInstant = instant?.switchCpuUsPerTapApproval ?? null;
   return {
     tapSwitchCpuUsAlone,
@@ -328,8 +340,12 @@ export function thirdPartyCostOf(scenarios: readonly ScenarioResult[]): ThirdPar
     tapSwitchCpuUsBesideWaiting,
     tapSwitchCpuUsBesideInstant,
     waitingVsInstantCpu: ratio(tapSwitchCpuUsBesideInstant ?? undefined, tapSwitchCpuUsBesideWaiting ?? undefined),
-    waitingVsInstantThroughput: instant === undefined ? null : ratio(both.approvalsPerSec, instant.tapApprovalsPerSec),
+    waitingVsInstantThroughput:
+      instant === undefined
+        ? null
+        : ratio(waiting === undefined ? both.approvalsPerSec : waiting.tapApprovalsPerSec, instant.tapApprovalsPerSec),
     codePaymentsBesideInstant: instant?.codesAnswered ?? null,
+    codePaymentsBesideWaiting: waiting?.codesAnswered ?? null,
     codeCoresBeside:
       codeSwitchCpuUs === null || codeBenchCpuUs === null || seconds <= 0
         ? null
@@ -355,7 +371,7 @@ function ecardRatios(scenarios: readonly ScenarioResult[], gateway: BenchResult[
     tapClosedWithThirdPartyVsTapClosed: ratio(find(scenarios, 'tap+thirdparty', 'closed')?.approvalsPerSec, tapClosed?.approvalsPerSec),
     // The same per switch CPU, the code payments' own CPU taken out (thirdPartyCost): 1.0 = waiting costs the taps nothing.
     tapSwitchCpuAloneVsBesideThirdParty: thirdPartyCostOf(scenarios)?.aloneVsBeside ?? null,
-    // tap+thirdparty's two phases: switch CPU per tap beside code payments answered at once / beside waiting ones
+    // tap+thirdparty's phases (both of each kind summed): switch CPU per tap beside code payments answered at once / beside waiting ones
     // (the code payments' CPU in both): 1.0 = the waiting costs the taps nothing. No subtraction: never negative.
     tapSwitchCpuBesideInstantVsBesideWaitingCodes: thirdPartyCostOf(scenarios)?.waitingVsInstantCpu ?? null,
     // The same by wall clock: tap approvals/s beside waiting code payments / beside ones answered at once.
@@ -459,7 +475,7 @@ export function targetsOf(
     qrClosedAtLeast90PercentOfTapClosed: atLeast(ratios['qrClosedVsTapClosed'], 0.9),
     tapClosedWithThirdPartyAtLeast90PercentOfTapClosed: atLeast(ratios['tapClosedWithThirdPartyVsTapClosed'], 0.9),
     tapSwitchCpuBesideThirdPartyAtLeast90PercentOfAlone: atLeast(ratios['tapSwitchCpuAloneVsBesideThirdParty'], 0.9),
-    // On the throughput of the two phases: the CPU ratio counts the code payments' own CPU per tap, so it
+    // On the throughput of the two kinds of phase: the CPU ratio counts the code payments' own CPU per tap, so it
     // falls further than the taps do whenever they slow down (fewer taps to share it, less batching).
     waitingCodesCostTapsAtMost10Percent: atLeast(ratios['tapClosedBesideWaitingVsBesideInstantCodes'], 0.9),
     summaryClosedAtLeast40PercentOfHelloClosed: atLeast(ratios['summaryClosedVsHelloClosed'], 0.4),
@@ -603,7 +619,7 @@ export function humanReport(result: BenchResult, outPath: string): string {
     );
   if (tpc !== null && tpc.tapSwitchCpuUsBesideInstant !== null)
     lines.push(
-      `  ${pad('taps beside waiting codes', 30)} switch CPU per tap (codes included) ${tpc.tapSwitchCpuUsBesideWaiting ?? '?'} µs beside waiting, ${tpc.tapSwitchCpuUsBesideInstant} µs beside answered-at-once (${tpc.codePaymentsBeside} and ${tpc.codePaymentsBesideInstant ?? '?'} codes): CPU ${tpc.waitingVsInstantCpu ?? '?'}, taps/s ${tpc.waitingVsInstantThroughput ?? '?'}`,
+      `  ${pad('taps beside waiting codes', 30)} switch CPU per tap (codes included) ${tpc.tapSwitchCpuUsBesideWaiting ?? '?'} µs beside waiting, ${tpc.tapSwitchCpuUsBesideInstant} µs beside answered-at-once (${tpc.codePaymentsBesideWaiting ?? tpc.codePaymentsBeside} and ${tpc.codePaymentsBesideInstant ?? '?'} codes; phases waiting, instant, instant, waiting): CPU ${tpc.waitingVsInstantCpu ?? '?'}, taps/s ${tpc.waitingVsInstantThroughput ?? '?'}`,
     );
   if (b.h2loadInquire !== null) {
     const h = b.h2loadInquire;
