@@ -19,7 +19,7 @@ import { startSwitch, type SwitchApp } from '../switch/app.js';
 import { Scripts } from '../switch/ledger/scripts.js';
 import { WaterLedger } from '../switch/ledger/water.js';
 import { createLogger } from '../switch/log.js';
-import { startLocalRedis, type LocalRedis } from '../switch/redis/local-redis.js';
+import { freePort, startLocalRedis, type LocalRedis } from '../switch/redis/local-redis.js';
 import { testConfig } from './helpers/switch.js';
 
 const CARDHOLDERS = 200;
@@ -42,7 +42,9 @@ beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'cardswitch-bench-settlements-'));
   redis = await startLocalRedis({ dataDir, port: 0, appendOnly: true, appendFsync: 'everysec', startTimeoutMs: 10_000 });
   // A Redis command timeout far past the stall: the switch waits for Redis and carries every payment out.
-  config = { ...testConfig('bench-settlements', { REDIS_COMMAND_TIMEOUT_MS: '10000' }), redisUrl: redis.url };
+  // A port of its own below the ephemeral range: the switch restarts on it in the middle of a run.
+  const grpcPort = String(await freePort());
+  config = { ...testConfig('bench-settlements', { REDIS_COMMAND_TIMEOUT_MS: '10000', GRPC_PORT: grpcPort }), redisUrl: redis.url };
   app = await startSwitch(config, createLogger(config.logLevel));
   const demo = demoCampus(CARDHOLDERS, 'bench-settlements');
   campus = toCampusFile(demo, { noPinPerPaymentFen: { student: 100_000_000, staff: 100_000_000 }, pins: 0, note: 'test' });
@@ -72,7 +74,9 @@ function tapRun(
   sequenceBase: number,
   port: number,
   mode: 'open' | 'closed' = 'open',
+  atMs?: { readonly ms: number; readonly run: () => void },
 ): Promise<LoadResult> {
+  let timer: NodeJS.Timeout | undefined;
   return runLoad({
     host: '127.0.0.1',
     port,
@@ -90,7 +94,10 @@ function tapRun(
     requestTimeoutMs: REQUEST_TIMEOUT_MS,
     seed: 7,
     sequenceBase,
-  });
+    // Timed from the load's own start, not from the call: a loaded CI machine took over a second to start
+    // the generator's worker, and the stall or restart then came before the first request.
+    ...(atMs === undefined ? {} : { onStart: (startAtMs: number) => (timer = setTimeout(atMs.run, startAtMs + atMs.ms - Date.now())) }),
+  }).finally(() => clearTimeout(timer));
 }
 
 /** The ledger check over every run so far passes, with each reversal explained; blind to the reversals, it fails. */
@@ -116,7 +123,7 @@ async function expectLedgerExplained(): Promise<void> {
 /** An open-model tap run with Redis stopped for STALL_MS in its middle. */
 async function stalledRun(authorizeVia: 'unary' | 'stream', sequenceBase: number): Promise<LoadResult> {
   let resumed: Promise<void> = Promise.resolve();
-  const stall = setTimeout(() => {
+  const stall = (): void => {
     redis.process.kill('SIGSTOP');
     resumed = new Promise((resolve) =>
       setTimeout(() => {
@@ -124,11 +131,10 @@ async function stalledRun(authorizeVia: 'unary' | 'stream', sequenceBase: number
         resolve();
       }, STALL_MS),
     );
-  }, STALL_AT_MS);
+  };
   try {
-    return await tapRun(authorizeVia, sequenceBase, app.grpcPort);
+    return await tapRun(authorizeVia, sequenceBase, app.grpcPort, 'open', { ms: STALL_AT_MS, run: stall });
   } finally {
-    clearTimeout(stall);
     await resumed;
   }
 }
@@ -162,19 +168,18 @@ describe('bench generator: payments it gave up on', () => {
     it(`${via} ${mode}: the switch restarted in the middle of the run: connections and streams opened again, every payment accounted for`, async () => {
       const port = app.grpcPort;
       let restarted: Promise<void> = Promise.resolve();
-      const restart = setTimeout(() => {
+      const restart = (): void => {
         // Stopping ends each AuthorizeStream (what it has read is answered) and each connection; the
         // generator fails what still waits, settles it, and opens connections and streams again.
         restarted = (async () => {
           await app.stop();
           app = await startSwitch({ ...config, grpcPort: port }, createLogger(config.logLevel));
         })();
-      }, STALL_AT_MS);
+      };
       let load: LoadResult;
       try {
-        load = await tapRun(via, base, port, mode);
+        load = await tapRun(via, base, port, mode, { ms: STALL_AT_MS, run: restart });
       } finally {
-        clearTimeout(restart);
         await restarted;
       }
       runs.push(load);

@@ -38,6 +38,11 @@ export interface LoadSpec {
   readonly campusQrCodes?: readonly string[];
   /** Alipay / WeChat payment codes for the mix's third-party payments, dealt out the same way. */
   readonly thirdPartyCodes?: readonly string[];
+  /**
+   * Called once every worker is connected and told when to start: the load's first request goes out at
+   * `startAtMs` (epoch ms). For what must happen at a moment of the run (a test stalling Redis in its middle).
+   */
+  readonly onStart?: (startAtMs: number) => void;
 }
 
 export interface LoadResult {
@@ -182,6 +187,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const { workers, results } = await startWorkers(spec);
   const start: MainToWorker = { type: 'start', startAtMs: nowMs() + START_DELAY_MS, durationMs };
   for (const worker of workers) worker.postMessage(start);
+  spec.onStart?.(start.startAtMs);
   let merged: GeneratorResult[];
   try {
     merged = await results;
