@@ -495,7 +495,7 @@ export class AlipayChannel implements PaymentChannel {
     const common: Record<string, string> = { ...commonParams, timestamp: beijingTime(this.now()) };
     if (withNotifyUrl && this.config.notifyUrl !== '') common['notify_url'] = this.config.notifyUrl;
     // As the SDKs do: the common parameters in the URL, biz_content in the form body.
-    const { query, body } = signOpenApiCall(this.config.appId, this.privateKey, method, common, bizContent);
+    const { query, body } = await signOpenApiCall(this.config.appId, this.privateKey, method, common, bizContent);
     let answer: HttpAnswer;
     try {
       answer = await exchange({
