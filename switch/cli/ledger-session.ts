@@ -2,9 +2,11 @@
 // around its own work: configuration without the switch's secrets, one ledger connection that fails
 // fast and says where it tried, the ledger's own shard count, and one mapping of problems to exit codes
 // (2: usage, configuration or environment; the command's own result decides 0 or 1).
+import { parseArgs } from 'node:util';
 import type { Redis } from 'ioredis';
 import { ConfigError, describeLedgerRedis, ledgerRedisConfigured, loadConfig, type Config } from '../config.js';
 import { Keys } from '../ledger/keys.js';
+import { Scripts } from '../ledger/scripts.js';
 import { ledgerClient } from '../redis/cluster.js';
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -109,4 +111,50 @@ export async function runCli(
     console.error(`error: ${options.stoppedPrefix ?? ''}${err instanceof Error ? err.message : String(err)}`);
     return 2;
   }
+}
+
+/** One of the "needs an operator" lists (recharge-attention, refund-attention): what differs between them. */
+export interface AttentionList<T> {
+  readonly command: string;
+  readonly usage: string;
+  find(ledger: { readonly keys: Keys; readonly scripts: Scripts }, channel: 'wechat' | 'alipay' | undefined): Promise<readonly T[]>;
+  line(item: T): string;
+  /** Printed when the list is empty. */
+  readonly none: string;
+  /** Printed on stderr after a list of `count`. */
+  some(count: number): string;
+}
+
+/**
+ * `[--channel wechat|alipay] [--json]`: the list, one line each or one JSON array; exit 0 when empty, 1
+ * when any (a cron job's alarm), 2 on usage, configuration or environment problems (runCli).
+ */
+export function runAttentionList<T>(list: AttentionList<T>, argv: readonly string[], env: Env): Promise<number> {
+  return runCli(list.usage, async () => {
+    const { values } = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: { channel: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    });
+    if (values.help === true) {
+      console.log(list.usage);
+      return 0;
+    }
+    const channel = values.channel;
+    if (channel !== undefined && channel !== 'wechat' && channel !== 'alipay')
+      throw new CliUsageError('--channel must be wechat or alipay');
+    const config = cliConfig(env, list.command);
+    return withLedgerConnection(config, 'the list', async (redis) => {
+      const keys = await ledgerKeysOf(redis, config.keyPrefix);
+      const items = await list.find({ keys, scripts: await Scripts.load(redis) }, channel);
+      if (values.json === true) console.log(JSON.stringify(items));
+      else if (items.length === 0) console.log(list.none);
+      else {
+        for (const item of items) console.log(list.line(item));
+        console.error(list.some(items.length));
+      }
+      return items.length === 0 ? 0 : 1;
+    });
+  });
 }

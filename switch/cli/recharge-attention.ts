@@ -3,11 +3,9 @@
 // and that now need an operator. Read-only. Such an order is still credited, once, if its notification or
 // a later query (the holder's page asking for its state) says paid; reconciliation lists it too.
 // Exit codes: 0 none, 1 some listed, 2 usage, configuration or environment error.
-import { parseArgs } from 'node:util';
 import { MAX_UNKNOWN_QUERIES, rechargeOrdersNeedingAttention, type AttentionOrder } from '../domain/recharge-orders.js';
-import { Scripts } from '../ledger/scripts.js';
 import { formatYuan } from '../money.js';
-import { cliConfig, CliUsageError, ledgerKeysOf, runCli, withLedgerConnection, type Env } from './ledger-session.js';
+import { runAttentionList, type Env } from './ledger-session.js';
 
 export const RECHARGE_ATTENTION_USAGE = `usage: cardswitch recharge-attention [--channel wechat|alipay] [--json]
 
@@ -30,38 +28,19 @@ function line(o: AttentionOrder): string {
   return `${o.channel.padEnd(7)} order ${o.orderId}  card ${o.cardNo}  ${formatYuan(o.amountFen)} yuan  made ${made}  given up ${since} after ${o.unknownQueries} queries`;
 }
 
-async function list(argv: readonly string[], env: Env): Promise<number> {
-  const { values } = parseArgs({
-    args: [...argv],
-    strict: true,
-    allowPositionals: false,
-    options: { channel: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-  });
-  if (values.help === true) {
-    console.log(RECHARGE_ATTENTION_USAGE);
-    return 0;
-  }
-  const channel = values.channel;
-  if (channel !== undefined && channel !== 'wechat' && channel !== 'alipay') throw new CliUsageError('--channel must be wechat or alipay');
-  const config = cliConfig(env, 'recharge-attention');
-  return withLedgerConnection(config, 'the list', async (redis) => {
-    const keys = await ledgerKeysOf(redis, config.keyPrefix);
-    const scripts = await Scripts.load(redis);
-    const orders = await rechargeOrdersNeedingAttention(
-      { keys, scripts },
-      { maxPerShard: MAX_PER_SHARD, ...(channel === undefined ? {} : { channel }) },
-    );
-    if (values.json === true) console.log(JSON.stringify(orders));
-    else if (orders.length === 0) console.log('no recharge order needs attention');
-    else {
-      for (const o of orders) console.log(line(o));
-      console.error(`${orders.length} recharge order(s) need an operator: check each with the channel`);
-    }
-    return orders.length === 0 ? 0 : 1;
-  });
-}
-
 /** Runs `recharge-attention` with its arguments and returns the exit code; expected problems are printed. */
-export async function runRechargeAttentionCommand(argv: readonly string[], env: Env = process.env): Promise<number> {
-  return runCli(RECHARGE_ATTENTION_USAGE, () => list(argv, env));
+export function runRechargeAttentionCommand(argv: readonly string[], env: Env = process.env): Promise<number> {
+  return runAttentionList<AttentionOrder>(
+    {
+      command: 'recharge-attention',
+      usage: RECHARGE_ATTENTION_USAGE,
+      find: (ledger, channel) =>
+        rechargeOrdersNeedingAttention(ledger, { maxPerShard: MAX_PER_SHARD, ...(channel === undefined ? {} : { channel }) }),
+      line,
+      none: 'no recharge order needs attention',
+      some: (count) => `${count} recharge order(s) need an operator: check each with the channel`,
+    },
+    argv,
+    env,
+  );
 }
