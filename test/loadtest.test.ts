@@ -471,6 +471,7 @@ interface ThirdPartyRunFields {
     unexpected: number;
     instant?: { codesAnswered: number; tapApprovals: number; phases?: number };
     waiting?: { codesAnswered: number; tapApprovals: number; phases?: number };
+    warmUp?: { codesAnswered: number; tapApprovals: number; phases?: number };
   } | null;
 }
 
@@ -536,8 +537,14 @@ function checkThirdPartyScenarios(result: ThirdPartyResult): void {
   // Both waiting phases: more than the first one, the record's own.
   expect(waiting?.codesAnswered).toBeGreaterThan((beside?.thirdParty?.approvals ?? 0) + (beside?.thirdParty?.pending ?? 0));
   expect(waiting?.tapApprovals).toBeGreaterThan(0);
+  // The warm-up phase before them pays its own too (counted in no ratio, but in the ledger).
+  expect(stream?.warmUp?.codesAnswered).toBeGreaterThan(0);
   const answered =
-    (alone?.thirdParty?.approvals ?? 0) + (alone?.thirdParty?.pending ?? 0) + (waiting?.codesAnswered ?? 0) + (instant?.codesAnswered ?? 0);
+    (alone?.thirdParty?.approvals ?? 0) +
+    (alone?.thirdParty?.pending ?? 0) +
+    (waiting?.codesAnswered ?? 0) +
+    (instant?.codesAnswered ?? 0) +
+    (stream?.warmUp?.codesAnswered ?? 0);
   expect((ledger?.approvedByClients ?? 0) + (ledger?.pendingAnswers ?? 0)).toBe(answered);
   expect(ledger?.journalEntries).toBe(answered);
   expect(ledger?.followUpsLeft).toBe(0);

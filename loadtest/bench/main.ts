@@ -527,7 +527,8 @@ function thirdPartyExtras(ctx: ScenarioContext, plan: ScenarioPlan, mix: Traffic
  * channel beside it (open model, its own generator thread and connection). The record is tap's; the
  * code payments are its `thirdParty.stream`. Compared with tap closed of the same run. Whether the
  * waiting itself takes anything from the taps, whatever the code payments' own CPU costs, is measured
- * in four phases of half the duration each, in the order waiting, instant, instant, waiting (instant:
+ * in four phases of half the duration each (after a warm-up phase of the same load, not counted), in the
+ * order waiting, instant, instant, waiting (instant:
  * the same taps beside the same code payments answered at once, the simulators' latency 0): the same
  * work without the wait, and the order cancels what drifts through the run (the ledger growing, the AOF
  * rewrites coming further apart as it grows; the earlier order, waiting then instant, gave 0.86-0.99).
@@ -546,15 +547,19 @@ async function runTapWithThirdParty(
     adjustments.push(`the switch or Redis was still busy ${settled.waitedMs} ms after the previous scenario; started anyway`);
   const phaseMs = Math.max(1000, Math.round(o.durationMs / 2));
   const codes = thirdPartyMinter(ctx, 'open', o.thirdPartyRate, 1)();
+  // Not counted: the same load first, so the code payments' path is warm (JIT, the channel's keep-alive
+  // sockets) when the phases begin. Without it the first phase ran 10-35 % below the last.
+  process.stdout.write(`warming up for ${phaseMs / 1000} s, not counted ...\n`);
+  const warming = await tapsBesideCodes(ctx, port, index, thirdPartyMinter(ctx, 'open', o.thirdPartyRate, 1)().codes, 0, phaseMs);
   const statsBefore = await commandStats(ctx.redis);
-  const waiting = await tapsBesideCodes(ctx, port, index, codes.codes, 0, phaseMs);
+  const waiting = await tapsBesideCodes(ctx, port, index, codes.codes, 1, phaseMs);
   const redis = scenarioStats(statsBefore, await commandStats(ctx.redis), waiting.taps.approvals + waiting.stream.approvals);
   const instantPhases = [
-    await tapsBesideInstantCodes(ctx, port, index, 1, phaseMs),
     await tapsBesideInstantCodes(ctx, port, index, 2, phaseMs),
+    await tapsBesideInstantCodes(ctx, port, index, 3, phaseMs),
   ];
   process.stdout.write(`and once more for ${phaseMs / 1000} s with the code payments waiting ${o.channelLatencyMs} ms ...\n`);
-  const waitingAgain = await tapsBesideCodes(ctx, port, index, thirdPartyMinter(ctx, 'open', o.thirdPartyRate, 1)().codes, 3, phaseMs);
+  const waitingAgain = await tapsBesideCodes(ctx, port, index, thirdPartyMinter(ctx, 'open', o.thirdPartyRate, 1)().codes, 4, phaseMs);
   const instant = phasesSummary(instantPhases);
   const waitingBoth = phasesSummary([waiting, waitingAgain]);
   const stream = waiting.stream;
@@ -570,6 +575,7 @@ async function runTapWithThirdParty(
     errorSamples: stream.errorSamples,
     instant,
     waiting: waitingBoth,
+    warmUp: phasesSummary([warming]),
   });
   if (thirdParty.exhausted) adjustments.push(`the code payments used all ${thirdParty.codesMinted} codes before the run's end`);
   if (instant.exhausted) adjustments.push('the code payments answered at once used all their codes before the phase ended');
@@ -590,7 +596,7 @@ async function runTapWithThirdParty(
     campusQr: null,
     thirdParty,
   };
-  const extra = [...instantPhases, waitingAgain].flatMap((phase) => [phase.taps, phase.stream]);
+  const extra = [warming, ...instantPhases, waitingAgain].flatMap((phase) => [phase.taps, phase.stream]);
   return { result: toScenarioResult(plan, 'switch', waiting.taps, run), load: waiting.taps, stream, instant: extra };
 }
 
@@ -610,13 +616,16 @@ interface TapsBesideCodes {
   readonly warmupMs: number;
 }
 
-/** Tap closed and, beside it, the code payments open at --thirdparty-rate; `phase` 0-3 keeps their sequence numbers apart. */
+/**
+ * Tap closed and, beside it, the code payments open at --thirdparty-rate; `phase` (0 the warm-up, 1-4 the
+ * measured ones) keeps their sequence numbers apart.
+ */
 async function tapsBesideCodes(
   ctx: ScenarioContext,
   port: number,
   index: number,
   codes: readonly string[],
-  phase: 0 | 1 | 2 | 3,
+  phase: 0 | 1 | 2 | 3 | 4,
   durationMs: number,
 ): Promise<TapsBesideCodes> {
   const o = ctx.options;
@@ -634,7 +643,7 @@ async function tapsBesideCodes(
     requestTimeoutMs: o.requestTimeoutMs,
   } as const;
   const workers = Math.min(o.workers, o.connections);
-  const base = (index + 1) * SEQUENCE_BLOCK + (phase * SEQUENCE_BLOCK) / 8;
+  const base = (index + 1) * SEQUENCE_BLOCK + (phase * SEQUENCE_BLOCK) / 16;
   const [taps, stream] = await Promise.all([
     runLoad({
       ...common,
@@ -661,6 +670,11 @@ async function tapsBesideCodes(
     }),
   ]);
   const cpu = meter.stop();
+  const perTap = cpuUsPer(cpu, meter.elapsedSeconds, taps.approvals)['switch'];
+  process.stdout.write(
+    `  ${phase === 0 ? 'warm-up' : `phase ${phase} of 4`}: taps ${taps.approvalsPerSec}/s (switch ${perTap ?? '?'} µs per tap, codes included), ` +
+      `code payments ${stream.approvalsPerSec}/s p50 ${stream.latency.p50} ms\n`,
+  );
   return { taps, stream, cpu, seconds: meter.elapsedSeconds, workers, warmupMs };
 }
 
@@ -669,7 +683,7 @@ async function tapsBesideInstantCodes(
   ctx: ScenarioContext,
   port: number,
   index: number,
-  phase: 1 | 2,
+  phase: 2 | 3,
   durationMs: number,
 ): Promise<TapsBesideCodes> {
   const o = ctx.options;

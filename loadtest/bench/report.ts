@@ -102,6 +102,8 @@ export interface ThirdPartyRun {
     readonly instant?: InstantCodesRun;
     /** Both waiting phases summed (the first is the record's own; absent in results before the four-phase order). */
     readonly waiting?: InstantCodesRun;
+    /** The warm-up phase before them (waiting, not counted in any ratio). */
+    readonly warmUp?: InstantCodesRun;
     readonly rate: number;
     readonly offeredRate: number | null;
     readonly achievedRate: number;
