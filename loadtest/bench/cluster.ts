@@ -26,7 +26,10 @@ export interface BenchLedger {
 
 export async function startBenchLedger(form: BenchLedgerForm, dataDir: string, fsync: 'always' | 'everysec' | 'no'): Promise<BenchLedger> {
   if (form === 'single') {
-    const local = await startLocalRedis({ dataDir, port: 0, appendOnly: true, appendFsync: fsync, startTimeoutMs: 10_000 });
+    // As production runs it (deploy/redis/redis-ledger.conf): no automatic AOF rewrite, one a night instead.
+    // BENCH_REDIS_AOF_REWRITE=auto measures Redis's default (a rewrite whenever the file doubled).
+    const autoAofRewrite = process.env['BENCH_REDIS_AOF_REWRITE'] === 'auto';
+    const local = await startLocalRedis({ dataDir, port: 0, appendOnly: true, appendFsync: fsync, startTimeoutMs: 10_000, autoAofRewrite });
     return { form, url: local.url, env: { REDIS_URL: local.url }, process: local.process, stop: () => local.stop() };
   }
   process.stdout.write(`starting a local Redis Cluster (3 masters, 3 replicas, AOF appendfsync ${fsync}) ...\n`);

@@ -1253,7 +1253,7 @@ async function bench(
         terminals: p.campus.terminals.length,
         shards: options.shards,
         openingBalanceFen: BENCH_OPENING_FEN,
-        redisPersistence: 'AOF, appendfsync always',
+        redisPersistence: `AOF, appendfsync always, ${process.env['BENCH_REDIS_AOF_REWRITE'] === 'auto' ? 'automatic AOF rewrites' : 'no automatic AOF rewrite (scheduled at night in production)'}`,
         switchProcess: options.switchInProcess ? 'in-process' : 'child',
         scryptN: options.scryptN,
         campusLoadMs: p.campusLoadMs,

@@ -13,6 +13,8 @@ export interface LocalRedisOptions {
   readonly appendOnly: boolean;
   readonly appendFsync: 'always' | 'everysec' | 'no';
   readonly startTimeoutMs: number;
+  /** false: no automatic AOF rewrite (auto-aof-rewrite-percentage 0), as deploy/redis/redis-ledger.conf. Default true. */
+  readonly autoAofRewrite?: boolean;
 }
 
 export interface LocalRedis {
@@ -117,6 +119,7 @@ export async function startLocalRedis(options: LocalRedisOptions): Promise<Local
     'no',
     '--protected-mode',
     'yes',
+    ...(options.autoAofRewrite === false ? ['--auto-aof-rewrite-percentage', '0'] : []),
   ];
   // Its own process group: a terminal's Ctrl-C (SIGINT to the whole foreground group) reaches only the
   // switch, which drains its calls and then stops this server itself (stop() below).
