@@ -30,25 +30,21 @@ afterAll(async () => {
   await sims?.stop();
 });
 
-it('a WeChat payment that reaches the channel after its reverse said ORDERNOTEXIST goes back to the payer', async () => {
-  const cardNo = '68000001';
-  await openCard(app, cardNo, 'LP68000001', 10_000);
-  const payerId = 'oWX-late-paid';
+/** A card with a bound WeChat payer, and a code payment of it begun (recorded before the channel is asked), as Authorize does. */
+async function begunPayment(n: number, sequence: number, amountFen: number) {
+  const cardNo = `6800000${n}`;
+  await openCard(app, cardNo, `LP${cardNo}`, 10_000);
+  const payerId = `oWX-late-${n}`;
   sims.wechat.setBalance(payerId, 50_000);
   await bindChannelPayer(app.context, cardNo, 'wechat', payerId);
   const terminal = await app.terminals.get(POS_TERMINAL.id);
   if (terminal === undefined) throw new Error('the test terminal is not registered');
-  const payments = new ChannelPayments(app.context);
-  const sequence = 41;
-  const amountFen = 1250;
   const outTradeNo = outTradeNoOf(app.context, terminal.id, sequence);
   const nowMs = Date.now();
-
-  // 1. The payment is begun (recorded before the channel is asked), as Authorize does.
   const begun = await beginChannelPayment(app.context, {
     terminalId: terminal.id,
     sequence,
-    fingerprint: 'cp|wechat|late|1250',
+    fingerprint: `cp|wechat|late${n}|${amountFen}`,
     channel: 'wechat',
     outTradeNo,
     amountFen,
@@ -60,6 +56,14 @@ it('a WeChat payment that reaches the channel after its reverse said ORDERNOTEXI
   expect(begun).toBe('begun');
   const record = await readChannelPayment(app.context, terminal.id, sequence);
   if (record === undefined) throw new Error('no record after begin');
+  return { cardNo, payerId, terminal, outTradeNo, record, payments: new ChannelPayments(app.context) };
+}
+
+it('a WeChat payment that reaches the channel after its reverse said ORDERNOTEXIST goes back to the payer', async () => {
+  const sequence = 41;
+  const amountFen = 1250;
+  // 1. The payment is begun, as Authorize does.
+  const { cardNo, payerId, terminal, outTradeNo, record, payments } = await begunPayment(1, sequence, amountFen);
 
   // 2. The POS reverses it before the micropay reached WeChat: the reverse finds no order (ORDERNOTEXIST),
   //    which reads as "nothing taken": the record is reversed and needs no more undoing.
@@ -91,32 +95,9 @@ it('a WeChat payment that reaches the channel after its reverse said ORDERNOTEXI
 });
 
 it("the same when the late payment's answer is lost: the charge's unknown answer puts it back to be undone", async () => {
-  const cardNo = '68000002';
-  await openCard(app, cardNo, 'LP68000002', 10_000);
-  const payerId = 'oWX-late-lost';
-  sims.wechat.setBalance(payerId, 50_000);
-  await bindChannelPayer(app.context, cardNo, 'wechat', payerId);
-  const terminal = await app.terminals.get(POS_TERMINAL.id);
-  if (terminal === undefined) throw new Error('the test terminal is not registered');
-  const payments = new ChannelPayments(app.context);
   const sequence = 42;
   const amountFen = 990;
-  const outTradeNo = outTradeNoOf(app.context, terminal.id, sequence);
-  const nowMs = Date.now();
-  await beginChannelPayment(app.context, {
-    terminalId: terminal.id,
-    sequence,
-    fingerprint: 'cp|wechat|lost|990',
-    channel: 'wechat',
-    outTradeNo,
-    amountFen,
-    merchantParty: `m:${terminal.merchantId}`,
-    nowMs,
-    deadlineMs: nowMs + 45_000,
-    ttlSec: 3600,
-  });
-  const record = await readChannelPayment(app.context, terminal.id, sequence);
-  if (record === undefined) throw new Error('no record after begin');
+  const { cardNo, payerId, terminal, outTradeNo, record, payments } = await begunPayment(2, sequence, amountFen);
   expect((await payments.reverse(terminal, sequence, amountFen)).code).toBe('reversed');
   expect(await followUpCount(app.context)).toBe(0);
   const before = sims.wechat.balanceOf(payerId);
