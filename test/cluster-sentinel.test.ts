@@ -94,6 +94,15 @@ async function failoverEvidence(oldPort: number): Promise<string> {
   parts.push(`--- old master log:\n${tail(join(dir, 'a', 'redis.log'))}`);
   parts.push(`--- new master (port ${replica?.port}) INFO replication: ${String(await ask(replica?.port ?? 0, 'INFO', 'replication'))}`);
   parts.push(`--- new master log:\n${tail(join(dir, 'b', 'redis.log'))}`);
+  // Where the switch's own ledger client is connected, and what that server says it is.
+  const role = await Promise.race([
+    app?.redis.call('ROLE').then(
+      (r) => JSON.stringify(r),
+      (err: unknown) => `failed: ${(err as Error).message}`,
+    ),
+    new Promise<string>((resolve) => setTimeout(() => resolve('no answer within 2 s'), 2000)),
+  ]);
+  parts.push(`--- the switch's ledger client: ROLE ${role}`);
   return parts.join('\n');
 }
 
@@ -165,7 +174,8 @@ it('kill -9 of the master under load: the Sentinels promote the replica, the swi
   }
   await load.waitForApprovals(approvedAtKill + 150);
   await load.stop();
-  expect(load.failure, 'a payment failed with something other than UNAVAILABLE').toBeUndefined();
+  const evidence = load.failure === undefined ? '' : `\n${await failoverEvidence(old.port)}`;
+  expect(load.failure, `a payment failed with something other than UNAVAILABLE${evidence}`).toBeUndefined();
   const report = await load.check();
   console.log(`sentinel failover (durable mode): ${JSON.stringify(report)}`);
   expect(report.lost).toBe(0);
