@@ -548,7 +548,7 @@ async function runTapWithThirdParty(
   const phaseMs = Math.max(1000, Math.round(o.durationMs / 2));
   const codes = thirdPartyMinter(ctx, 'open', o.thirdPartyRate, 1)();
   // Not counted: the same load first, so the code payments' path is warm (JIT, the channel's keep-alive
-  // sockets) when the phases begin. Without it the first phase ran 10-35 % below the last.
+  // sockets) when the phases begin. Without it the first phase ran 20-38 % below the last.
   process.stdout.write(`warming up for ${phaseMs / 1000} s, not counted ...\n`);
   const warming = await tapsBesideCodes(ctx, port, index, thirdPartyMinter(ctx, 'open', o.thirdPartyRate, 1)().codes, 0, phaseMs);
   const statsBefore = await commandStats(ctx.redis);
