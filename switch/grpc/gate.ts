@@ -8,6 +8,7 @@
 // clearly more than with ServerInterceptingCall (figures: loadtest/RESULTS.md, "Figures once kept in comments", row C1).
 import { Metadata, type ServerInterceptingCall, type ServerInterceptingCallInterface } from '@grpc/grpc-js';
 import { atDeadline, DEADLINE_REFUSAL } from './deadline.js';
+import { sessionOfCall, useStreamTable } from './http2-stream-table.js';
 
 type Listener = Parameters<ServerInterceptingCallInterface['start']>[0];
 /** A status to end a call with (grpc-js's PartialStatusObject, which its index does not export). */
@@ -138,6 +139,9 @@ export function gateCall(
   check: GateCheck,
   failed: (err: unknown) => PartialStatusObject,
 ): ServerInterceptingCall {
+  // Every gated call passes here first: its HTTP/2 session's stream map is swapped once (see http2-stream-table.ts).
+  const session = sessionOfCall(call);
+  if (session !== undefined) useStreamTable(session);
   return new GatedCall(call, check, failed) as unknown as ServerInterceptingCall;
 }
 
