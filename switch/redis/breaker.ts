@@ -12,6 +12,7 @@
 // failed with INTERNAL (test/ledger-stall.test.ts).
 import { Command, type Redis } from 'ioredis';
 import type { Logger } from '../log.js';
+import { IdTable } from '../id-table.js';
 
 /**
  * The ledger is known to be down. `sent` false: refused before anything went to Redis; true: the
@@ -192,14 +193,17 @@ interface IoredisCommand {
  */
 export function guardIoredis(redis: Redis, breaker: LedgerBreaker): void {
   const send = redis.sendCommand.bind(redis) as (command: IoredisCommand, ...rest: unknown[]) => unknown;
-  const waiting = new Set<IoredisCommand>();
+  // Not a Set: one entry comes and goes per command (switch/id-table.ts says why that matters).
+  const waiting = new IdTable<IoredisCommand>();
+  let lastId = 0;
   const sendWatched = (command: IoredisCommand, rest: unknown[]): unknown => {
     const result = send(command, ...rest);
-    waiting.add(command);
+    const id = (lastId = (lastId + 1) % 0x7fffffff);
+    waiting.set(id, command);
     command.promise.then(
-      () => waiting.delete(command),
+      () => waiting.delete(id),
       (err: unknown) => {
-        waiting.delete(command);
+        waiting.delete(id);
         if (isOutage(err)) breaker.trip(`ioredis ${command.name}: ${(err as Error).message}`);
       },
     );
@@ -225,7 +229,7 @@ export function guardIoredis(redis: Redis, breaker: LedgerBreaker): void {
   redis.on('ready', () => breaker.close());
   breaker.attach(probe, (reason) => {
     // A late reply still finds its command in ioredis's queue (replies stay in step); the caller has its answer.
-    const released = [...waiting];
+    const released = [...waiting.values()];
     waiting.clear();
     for (const command of released) command.reject(new LedgerDownError('ioredis', reason, true));
   });
