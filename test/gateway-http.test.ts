@@ -675,6 +675,22 @@ describe('gateway WebSockets', () => {
     },
   );
 
+  it('shutdown waits for a handler still running, and its answer reaches the caller', async () => {
+    const t = await start();
+    const answer = fetch(`${t.base}/api/v1/held`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    await within(t.held.entered.promise, 5000, 'the held handler');
+    let shutDown = false;
+    const shutdown = t.gateway.shutdown().then(() => (shutDown = true));
+    // The drain has started and is waiting on the handler: it must not finish before the handler does.
+    for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setImmediate(resolve));
+    expect(shutDown).toBe(false);
+    t.held.release.resolve();
+    const response = await within(answer, 5000, 'the held answer');
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ ok: true });
+    await within(shutdown, 5000, 'the shutdown');
+  });
+
   it('shutdown closes every WebSocket with 1001 and stops listening', async () => {
     const t = await start();
     const a = await openClient(t, 'good-A');

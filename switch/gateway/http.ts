@@ -16,6 +16,7 @@ import { unavailableRedisClient } from '../redis/unavailable.js';
 import { errorText, httpError, httpErrorOf, internalError, type HttpError } from './errors.js';
 import { copyHeaders, errorReply, JSON_CONTENT_TYPE, remoteAddressOf, writeReply, type Reply } from './respond.js';
 import { WebSocketEndpoint, type WebSocketHub, type WebSocketOptions } from './ws.js';
+import { IdTable } from '../id-table.js';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
 const METHODS: ReadonlySet<string> = new Set<HttpMethod>(['GET', 'POST', 'PUT', 'DELETE']);
@@ -225,7 +226,9 @@ interface ResponseState {
 }
 
 class Gateway {
-  private readonly running = new Set<Promise<void>>();
+  /** The handlers still running, by request number: not a Set, as one comes and goes per request (switch/id-table.ts). */
+  private readonly running = new IdTable<Promise<void>>();
+  private lastRequest = 0;
 
   constructor(private readonly options: GatewayOptions) {}
 
@@ -307,15 +310,16 @@ class Gateway {
   async drain(graceMs: number): Promise<void> {
     if (this.running.size === 0) return;
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.allSettled([...this.running]), new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    await Promise.race([Promise.allSettled([...this.running.values()]), new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
     clearTimeout(timer);
   }
 
   private track(run: Promise<void>): void {
+    const id = (this.lastRequest = (this.lastRequest + 1) % 0x7fffffff);
     const tracked = run
       .catch((err: unknown) => this.options.log.error({ err }, 'gateway could not answer a request'))
-      .finally(() => this.running.delete(tracked));
-    this.running.add(tracked);
+      .finally(() => this.running.delete(id));
+    this.running.set(id, tracked);
   }
 
   private async run(route: Route, request: GatewayRequest, res: HttpResponse, state: ResponseState, startedMs: number): Promise<void> {
