@@ -65,3 +65,76 @@ export class IdTable<V> {
     return this.entriesOf();
   }
 }
+
+/**
+ * A first-in-first-out queue in one array used as a ring, for a long-lived queue that every call passes
+ * through (the commands waiting for Redis's replies, in order). An array used as a queue by push, an
+ * index and an occasional splice gets a new backing store every few hundred calls; the one it leaves,
+ * by then in the old generation, still points at the calls that were waiting in it, and V8's scavenges
+ * take its word for it until the next mark-compact. The ring's store is replaced only when more wait
+ * at once than it holds (it doubles), and a slot is cleared as its entry leaves.
+ */
+export class RingQueue<T> {
+  private slots: (T | undefined)[];
+  private head = 0;
+  private count = 0;
+
+  constructor(initialCapacity = 1024) {
+    this.slots = new Array<T | undefined>(Math.max(16, initialCapacity)).fill(undefined);
+  }
+
+  get length(): number {
+    return this.count;
+  }
+
+  push(value: T): void {
+    if (this.count === this.slots.length) this.grow();
+    this.slots[(this.head + this.count) % this.slots.length] = value;
+    this.count++;
+  }
+
+  /** The oldest entry, left in place. */
+  peek(): T | undefined {
+    return this.count === 0 ? undefined : this.slots[this.head];
+  }
+
+  /** Removes and returns the oldest entry. */
+  shift(): T | undefined {
+    if (this.count === 0) return undefined;
+    const value = this.slots[this.head];
+    this.slots[this.head] = undefined;
+    this.head = (this.head + 1) % this.slots.length;
+    this.count--;
+    return value;
+  }
+
+  /** Removes the newest `n` entries; returns them oldest first. */
+  popNewest(n: number): T[] {
+    const taken: T[] = [];
+    const keep = this.count - Math.min(n, this.count);
+    for (let i = keep; i < this.count; i++) {
+      const at = (this.head + i) % this.slots.length;
+      taken.push(this.slots[at] as T);
+      this.slots[at] = undefined;
+    }
+    this.count = keep;
+    return taken;
+  }
+
+  /** Removes every entry; returns them oldest first. */
+  takeAll(): T[] {
+    return this.popNewest(this.count);
+  }
+
+  /** Each entry, oldest first. */
+  forEach(fn: (value: T) => void): void {
+    for (let i = 0; i < this.count; i++) fn(this.slots[(this.head + i) % this.slots.length] as T);
+  }
+
+  private grow(): void {
+    const next = new Array<T | undefined>(this.slots.length * 2).fill(undefined);
+    for (let i = 0; i < this.count; i++) next[i] = this.slots[(this.head + i) % this.slots.length];
+    this.slots = next;
+    this.head = 0;
+  }
+}
