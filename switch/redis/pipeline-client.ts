@@ -8,7 +8,6 @@
 import { connect, type Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { LedgerDownError, type LedgerBreaker } from './breaker.js';
-import { RingQueue } from '../id-table.js';
 
 export type RespReply = string | number | null | RespReply[];
 
@@ -147,8 +146,8 @@ export class PipelineClient {
   private closed = false;
   /** Why the switch itself is ending the connection (a command timed out), for the breaker. */
   private breakReason: string | undefined;
-  /** Waiting for replies, oldest first (a ring: see RingQueue in switch/id-table.ts). */
-  private readonly pending = new RingQueue<Pending>();
+  private readonly pending: Pending[] = [];
+  private pendingHead = 0;
   private outgoing: string[] = [];
   private flushScheduled = false;
   private reconnectAttempt = 0;
@@ -270,11 +269,14 @@ export class PipelineClient {
   }
 
   private failAll(err: Error): void {
-    for (const p of this.pending.takeAll()) p.reject(err);
+    const waiting = this.pending.slice(this.pendingHead);
+    this.pending.length = 0;
+    this.pendingHead = 0;
+    for (const p of waiting) p.reject(err);
   }
 
   private checkDeadlines(): void {
-    const oldest = this.pending.peek();
+    const oldest = this.pending[this.pendingHead];
     if (oldest === undefined || Date.now() < oldest.deadlineMs) return;
     if (this.socket === undefined || !this.ready) {
       // Still (re)connecting: nothing was sent, and it is too late for what waits.
@@ -290,10 +292,15 @@ export class PipelineClient {
   }
 
   private onReply(reply: RespReply | RespError): void {
-    const next = this.pending.shift();
+    const next = this.pending[this.pendingHead];
     if (next === undefined) {
       this.socket?.destroy(new Error('Redis sent a reply nobody asked for'));
       return;
+    }
+    this.pending[this.pendingHead++] = undefined as unknown as Pending;
+    if (this.pendingHead > 1024 && this.pendingHead * 2 > this.pending.length) {
+      this.pending.splice(0, this.pendingHead);
+      this.pendingHead = 0;
     }
     if (reply instanceof RespError) next.reject(reply);
     else next.resolve(reply);
@@ -307,13 +314,15 @@ export class PipelineClient {
     const err = new LedgerDownError('pipeline', reason, true);
     const unsent = this.outgoing.length;
     this.outgoing = [];
-    const dropped = this.pending.popNewest(unsent);
-    this.pending.forEach((p) => {
+    const dropped = this.pending.splice(this.pending.length - unsent, unsent);
+    for (let i = this.pendingHead; i < this.pending.length; i++) {
+      const p = this.pending[i];
+      if (p === undefined) continue;
       const reject = p.reject;
       p.resolve = ignore;
       p.reject = ignore;
       reject(err);
-    });
+    }
     const refused = new LedgerDownError('pipeline', reason, false);
     for (const p of dropped) p.reject(refused);
   }
@@ -328,7 +337,7 @@ export class PipelineClient {
   /** A command past the breaker (its probe). */
   private send(args: readonly (string | number)[]): Promise<RespReply> {
     if (this.closed) return Promise.reject(new PipelineUnavailableError('Connection is closed: the switch is stopping'));
-    if (this.pending.length >= this.options.maxPending) {
+    if (this.pending.length - this.pendingHead >= this.options.maxPending) {
       return Promise.reject(
         new PipelineUnavailableError(`Connection is busy: ${this.options.maxPending} ledger commands already wait for Redis`),
       );
