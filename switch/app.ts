@@ -1,6 +1,7 @@
 // Wires the switch together: Redis, the Lua scripts, the ledger wrappers, the domain services, the gRPC
 // server and the gateway. The one place that builds services: each is made once here and put in the
 // SwitchContext (context.ts) or handed to the handlers that use it; nothing is built on first use.
+import v8 from 'node:v8';
 import { Redis } from 'ioredis';
 import { PosServiceService } from '../proto/gen/cardswitch/v1/pos.js';
 import { withFastEncoders } from './grpc/fast-encode.js';
@@ -211,12 +212,32 @@ export interface StartOptions {
   readonly channels?: PaymentChannels;
 }
 
+let pretenuringOff = false;
+
+/**
+ * Turns V8's allocation-site pretenuring off for this process (once; said in the log). Under load V8
+ * learned, early in a run, to allocate some per-call object straight into the old generation; each such
+ * object, dead a few milliseconds later, still pointed at the call's younger objects, so scavenges kept
+ * and promoted whole calls: 6-9 KB per call, a mark-compact every 2-4 s. Runs of tap closed that ended
+ * that way: 5 of 15 with pretenuring on (with the HTTP/2 stream table already in), 0 of 5 with it off,
+ * which also ran 6,283-7,890 approvals/s against 4,965-6,912 in the same hour (loadtest/RESULTS.md,
+ * "Ninth session"). A V8 flag set at run time: pretenuring is decided at each GC, so it applies from the
+ * next one on.
+ */
+function keepPretenuringOff(log: Logger): void {
+  if (pretenuringOff) return;
+  pretenuringOff = true;
+  v8.setFlagsFromString('--no-allocation-site-pretenuring');
+  log.info('V8 allocation-site pretenuring is off: it promoted whole calls under load (loadtest/RESULTS.md, ninth session)');
+}
+
 export async function startSwitch(
   config: Config,
   log: Logger,
   now: () => number = Date.now,
   options: StartOptions = {},
 ): Promise<SwitchApp> {
+  keepPretenuringOff(log);
   // Each switch has its own registry: tests start several in one process. Ledger calls that fail because
   // Redis did not answer are counted where they are answered (grpc/unary.ts, the stream, the gateway).
   const metrics = createMetrics();
