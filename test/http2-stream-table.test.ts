@@ -1,6 +1,7 @@
 // The stream table that replaces node:http2's per-session Map (switch/grpc/http2-stream-table.ts): on
 // this Node it is installed through the gate every switch call passes, calls work through it (300 at
 // once), it empties as they finish, and a session destroyed with streams open still ends each of them.
+// The table itself: test/id-table.test.ts.
 import { once } from 'node:events';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
@@ -51,27 +52,6 @@ async function until(done: () => boolean): Promise<void> {
     await new Promise((resolve) => setImmediate(resolve));
   }
 }
-
-describe('StreamTable', () => {
-  it('keeps size, get, set, delete and has like a Map, and forEach survives deletions made by its callback', () => {
-    const table = new StreamTable<string>();
-    for (const id of [1, 3, 5, 7, 2_147_483_647]) table.set(id, `s${id}`);
-    table.set(3, 'again');
-    expect(table.size).toBe(5);
-    expect(table.get(3)).toBe('again');
-    expect(table.has(4)).toBe(false);
-    expect(table.delete(4)).toBe(false);
-    const seen: number[] = [];
-    table.forEach((_value, id, t) => {
-      seen.push(id);
-      t.delete(id);
-      t.delete(7); // a callback ending another stream: it is not visited afterwards
-    });
-    expect(seen).toEqual([1, 3, 5, 2_147_483_647]);
-    expect(table.size).toBe(0);
-    expect([...table]).toEqual([]);
-  });
-});
 
 describe('the gate installs the table on the switch sessions', () => {
   it('answers 300 parallel calls through it, and it empties once they are done', async () => {
