@@ -219,10 +219,9 @@ let pretenuringOff = false;
  * learned, early in a run, to allocate some per-call object straight into the old generation; each such
  * object, dead a few milliseconds later, still pointed at the call's younger objects, so scavenges kept
  * and promoted whole calls: 6-9 KB per call, a mark-compact every 2-4 s. Runs of tap closed that ended
- * that way: 5 of 15 with pretenuring on (with the HTTP/2 stream table already in), 0 of 5 with it off,
- * which also ran 6,283-7,890 approvals/s against 4,965-6,912 in the same hour (loadtest/RESULTS.md,
- * "Ninth session"). A V8 flag set at run time: pretenuring is decided at each GC, so it applies from the
- * next one on.
+ * that way: 7 of 20 with pretenuring on (the HTTP/2 stream table already in), 0 of 10 with it off
+ * (loadtest/RESULTS.md, "Ninth session"). A V8 flag set at run time: pretenuring is decided at each GC,
+ * so it applies from the next one on.
  */
 function keepPretenuringOff(log: Logger): void {
   if (pretenuringOff) return;

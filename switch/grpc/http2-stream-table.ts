@@ -16,7 +16,8 @@ import { IdTable } from '../id-table.js';
 export { IdTable as StreamTable };
 
 type SessionState = { streams?: unknown };
-const seen = new WeakSet<object>();
+/** Each session seen, and whether its streams are in an IdTable. */
+const installed = new WeakMap<object, boolean>();
 
 /** The session's internal state object (node:http2's kState), or undefined where it is not found. */
 function stateOf(session: Http2Session): SessionState | undefined {
@@ -27,20 +28,23 @@ function stateOf(session: Http2Session): SessionState | undefined {
 }
 
 /**
- * Installs an IdTable as the session's stream map, once per session (later calls cost one WeakSet
+ * Installs an IdTable as the session's stream map, once per session (later calls cost one WeakMap
  * lookup). True when the session's streams are kept in an IdTable afterwards.
  */
 export function useStreamTable(session: Http2Session): boolean {
+  const known = installed.get(session);
+  if (known !== undefined) return known;
   const state = stateOf(session);
-  if (seen.has(session)) return state?.streams instanceof IdTable;
-  seen.add(session);
   // node:http2's Map comes from its own primordials: instanceof Map is false here, its tag is not.
-  if (state === undefined || Object.prototype.toString.call(state.streams) !== '[object Map]') return false;
-  const table = new IdTable<unknown>();
-  const map = state.streams as Map<number, unknown>;
-  map.forEach((stream, id) => table.set(id, stream));
-  state.streams = table;
-  return true;
+  const found = state !== undefined && Object.prototype.toString.call(state.streams) === '[object Map]';
+  if (found) {
+    const table = new IdTable<unknown>();
+    const map = state.streams as Map<number, unknown>;
+    map.forEach((stream, id) => table.set(id, stream));
+    state.streams = table;
+  }
+  installed.set(session, found);
+  return found;
 }
 
 /** The HTTP/2 session under a grpc-js server call, through any interceptors wrapping it; undefined when not found. */
