@@ -1,7 +1,6 @@
 // Wires the switch together: Redis, the Lua scripts, the ledger wrappers, the domain services, the gRPC
 // server and the gateway. The one place that builds services: each is made once here and put in the
 // SwitchContext (context.ts) or handed to the handlers that use it; nothing is built on first use.
-import v8 from 'node:v8';
 import { Redis } from 'ioredis';
 import { PosServiceService } from '../proto/gen/cardswitch/v1/pos.js';
 import { withFastEncoders } from './grpc/fast-encode.js';
@@ -212,22 +211,28 @@ export interface StartOptions {
   readonly channels?: PaymentChannels;
 }
 
-let pretenuringOff = false;
+/** The Node flag the switch is started with (package.json start, deploy/systemd, the bench's switch child). */
+export const NO_PRETENURING_FLAG = '--no-allocation-site-pretenuring';
+let pretenuringChecked = false;
 
 /**
- * Turns V8's allocation-site pretenuring off for this process (once; said in the log). Under load V8
- * learned, early in a run, to allocate some per-call object straight into the old generation; each such
+ * Says once whether V8's allocation-site pretenuring is off for this process, as it should be. Under load
+ * V8 learned, early in a run, to allocate some per-call object straight into the old generation; each such
  * object, dead a few milliseconds later, still pointed at the call's younger objects, so scavenges kept
  * and promoted whole calls: 6-9 KB per call, a mark-compact every 2-4 s. Runs of tap closed that ended
  * that way: 7 of 20 with pretenuring on (the HTTP/2 stream table already in), 0 of 10 with it off
- * (loadtest/RESULTS.md, "Ninth session"). A V8 flag set at run time: pretenuring is decided at each GC,
- * so it applies from the next one on.
+ * (loadtest/RESULTS.md, "Ninth session"). It is a command-line flag, given before V8 starts, not set
+ * from here: a V8 flag changed while the process runs is not something V8 promises to take safely.
  */
-function keepPretenuringOff(log: Logger): void {
-  if (pretenuringOff) return;
-  pretenuringOff = true;
-  v8.setFlagsFromString('--no-allocation-site-pretenuring');
-  log.info('V8 allocation-site pretenuring is off: it promoted whole calls under load (loadtest/RESULTS.md, ninth session)');
+function checkPretenuring(log: Logger): void {
+  if (pretenuringChecked) return;
+  pretenuringChecked = true;
+  if (process.execArgv.includes(NO_PRETENURING_FLAG))
+    log.info('V8 allocation-site pretenuring is off (loadtest/RESULTS.md, ninth session)');
+  else
+    log.warn(
+      `V8 allocation-site pretenuring is on: start node with ${NO_PRETENURING_FLAG} (under load it promotes whole calls into the old generation; loadtest/RESULTS.md, ninth session)`,
+    );
 }
 
 export async function startSwitch(
@@ -236,7 +241,7 @@ export async function startSwitch(
   now: () => number = Date.now,
   options: StartOptions = {},
 ): Promise<SwitchApp> {
-  keepPretenuringOff(log);
+  checkPretenuring(log);
   // Each switch has its own registry: tests start several in one process. Ledger calls that fail because
   // Redis did not answer are counted where they are answered (grpc/unary.ts, the stream, the gateway).
   const metrics = createMetrics();
