@@ -211,27 +211,43 @@ export interface StartOptions {
   readonly channels?: PaymentChannels;
 }
 
-/** The Node flag the switch is started with (package.json start, deploy/systemd, the bench's switch child). */
+/** V8's allocation-site pretenuring off (see SWITCH_NODE_FLAGS). */
 export const NO_PRETENURING_FLAG = '--no-allocation-site-pretenuring';
-let pretenuringChecked = false;
+/** The old generation may grow by half its live size between mark-compacts, not V8's default 2-4x. */
+export const HEAP_GROWING_FLAG = '--heap-growing-percent=50';
 
 /**
- * Says once whether V8's allocation-site pretenuring is off for this process, as it should be. Under load
- * V8 learned, early in a run, to allocate some per-call object straight into the old generation; each such
- * object, dead a few milliseconds later, still pointed at the call's younger objects, so scavenges kept
- * and promoted whole calls: 6-9 KB per call, a mark-compact every 2-4 s. Runs of tap closed that ended
- * that way: 7 of 20 with pretenuring on (the HTTP/2 stream table already in), 0 of 10 with it off
- * (loadtest/RESULTS.md, "Ninth session"). It is a command-line flag, given before V8 starts, not set
- * from here: a V8 flag changed while the process runs is not something V8 promises to take safely.
+ * The Node flags the switch is started with: package.json start, deploy/systemd, the README's production
+ * command and the bench's switch child (test/node-flags.test.ts holds them to this list). Both are
+ * command-line flags, given before V8 starts, not set from here: a V8 flag changed while the process runs
+ * is not something V8 promises to take safely.
+ *
+ * - NO_PRETENURING_FLAG: under load V8 learned, early in a run, to allocate some per-call object straight
+ *   into the old generation; each such object, dead a few milliseconds later, still pointed at the call's
+ *   younger objects, so scavenges kept and promoted whole calls: 6-9 KB per call, a mark-compact every
+ *   2-4 s. Runs of tap closed that ended that way: 7 of 20 with pretenuring on (the HTTP/2 stream table
+ *   already in), 0 of 10 with it off (loadtest/RESULTS.md, "Ninth session").
+ * - HEAP_GROWING_FLAG: about 0.4 KB of each unary call still reaches the old generation (tenth session:
+ *   cause not found). With V8's default growth the old generation gathered ~110 MB of it before each
+ *   mark-compact, whose pause was then 220-300 ms with both cores busy (finalising the calls' HTTP/2
+ *   header strings, sweeping), and the calls that arrived meanwhile, all in flight at once, were promoted
+ *   in turn: the open model's p99 was 313-864 ms in 4 of 4 runs. Growing by half, a mark-compact comes
+ *   every 1.5-2.5 s and pauses 26-44 ms (loadtest/RESULTS.md, "Tenth session").
  */
-function checkPretenuring(log: Logger): void {
-  if (pretenuringChecked) return;
-  pretenuringChecked = true;
-  if (process.execArgv.includes(NO_PRETENURING_FLAG))
-    log.info('V8 allocation-site pretenuring is off (loadtest/RESULTS.md, ninth session)');
+export const SWITCH_NODE_FLAGS: readonly string[] = [NO_PRETENURING_FLAG, HEAP_GROWING_FLAG];
+let nodeFlagsChecked = false;
+
+/** Says once whether this process was started with SWITCH_NODE_FLAGS, and which ones to add when not. */
+function checkNodeFlags(log: Logger): void {
+  if (nodeFlagsChecked) return;
+  nodeFlagsChecked = true;
+  const missing = SWITCH_NODE_FLAGS.filter((flag) => !process.execArgv.includes(flag));
+  if (missing.length === 0)
+    log.info({ nodeFlags: SWITCH_NODE_FLAGS }, "V8's garbage collector is set for the switch (loadtest/RESULTS.md)");
   else
     log.warn(
-      `V8 allocation-site pretenuring is on: start node with ${NO_PRETENURING_FLAG} (under load it promotes whole calls into the old generation; loadtest/RESULTS.md, ninth session)`,
+      { missing },
+      `start node with ${missing.join(' ')}: without them the switch's old generation fills with per-call garbage and its garbage collector pauses for hundreds of milliseconds under load (switch/app.ts SWITCH_NODE_FLAGS, loadtest/RESULTS.md)`,
     );
 }
 
@@ -241,7 +257,7 @@ export async function startSwitch(
   now: () => number = Date.now,
   options: StartOptions = {},
 ): Promise<SwitchApp> {
-  checkPretenuring(log);
+  checkNodeFlags(log);
   // Each switch has its own registry: tests start several in one process. Ledger calls that fail because
   // Redis did not answer are counted where they are answered (grpc/unary.ts, the stream, the gateway).
   const metrics = createMetrics();

@@ -4,7 +4,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { NO_PRETENURING_FLAG } from '../../switch/app.js';
+import { SWITCH_NODE_FLAGS } from '../../switch/app.js';
 
 /** What the switch child's process.memoryUsage() says (after a full GC: it runs with --expose-gc). */
 export interface MemoryReport {
@@ -62,13 +62,13 @@ export async function startServerChild(
   const child = fork(file, [], {
     env: { ...process.env, ...env },
     // BENCH_SWITCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the switch under load.
-    // NO_PRETENURING_FLAG: as production starts it (switch/app.ts says why).
+    // SWITCH_NODE_FLAGS: as production starts it (switch/app.ts says why).
     // --expose-gc: the websockets scenario asks the switch for its memory after a full GC (exposing gc()
     // changes nothing else).
     execArgv: [
       ...(compiled === undefined ? tsxArgs() : []),
       ...(name === 'switch-child'
-        ? ['--expose-gc', NO_PRETENURING_FLAG, ...(process.env['BENCH_SWITCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '')]
+        ? ['--expose-gc', ...SWITCH_NODE_FLAGS, ...(process.env['BENCH_SWITCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '')]
         : []),
       ...nodeArgs,
     ],
