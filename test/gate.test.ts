@@ -17,27 +17,11 @@ import {
 } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { gateCall, type GateCheck } from '../switch/grpc/gate.js';
+import { bytes, bytesMethod } from './helpers/bytes-service.js';
 
-const bytes = { serialize: (b: Buffer) => b, deserialize: (b: Buffer) => b };
 const SERVICE: ServiceDefinition = {
-  Echo: {
-    path: '/test.Gate/Echo',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: bytes.serialize,
-    requestDeserialize: bytes.deserialize,
-    responseSerialize: bytes.serialize,
-    responseDeserialize: bytes.deserialize,
-  },
-  Join: {
-    path: '/test.Gate/Join',
-    requestStream: true,
-    responseStream: false,
-    requestSerialize: bytes.serialize,
-    requestDeserialize: bytes.deserialize,
-    responseSerialize: bytes.serialize,
-    responseDeserialize: bytes.deserialize,
-  },
+  Echo: bytesMethod('/test.Gate/Echo'),
+  Join: bytesMethod('/test.Gate/Join', true),
 };
 
 /** A check the test decides: each call's verdict waits until the test settles it. */

@@ -20,19 +20,9 @@ import {
 import { afterEach, describe, expect, it } from 'vitest';
 import { gateCall } from '../switch/grpc/gate.js';
 import { sessionOfCall, StreamTable, useStreamTable } from '../switch/grpc/http2-stream-table.js';
+import { bytes, bytesMethod } from './helpers/bytes-service.js';
 
-const bytes = { serialize: (b: Buffer) => b, deserialize: (b: Buffer) => b };
-const SERVICE: ServiceDefinition = {
-  Echo: {
-    path: '/test.Table/Echo',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: bytes.serialize,
-    requestDeserialize: bytes.deserialize,
-    responseSerialize: bytes.serialize,
-    responseDeserialize: bytes.deserialize,
-  },
-};
+const SERVICE: ServiceDefinition = { Echo: bytesMethod('/test.Table/Echo') };
 
 const stops: (() => void)[] = [];
 afterEach(() => {
