@@ -415,6 +415,13 @@ describe('bench harness --quick', () => {
       );
       expect(Object.keys((tapClosed?.['latencyMs'] as object) ?? {})).toEqual(expect.arrayContaining(['p50', 'p95', 'p99', 'p999']));
       expect(tapClosed?.['errors']).toBe(0);
+      // The switch child's garbage collections during the scenario (scavenges: a few thousand payments allocate far more than a young generation).
+      const gc = tapClosed?.['switchGc'] as { scavenges: Record<string, number>; markCompacts: Record<string, number> } | null;
+      expect(gc?.scavenges['count']).toBeGreaterThan(0);
+      expect(gc?.scavenges['maxMs']).toBeGreaterThan(0);
+      expect(gc?.scavenges['totalMs']).toBeGreaterThanOrEqual(gc?.scavenges['maxMs'] ?? Infinity);
+      expect(gc?.markCompacts['count']).toBeGreaterThanOrEqual(0);
+      expect(result.baselines['noopGrpc']?.['switchGc']).toBeNull();
       expect(tapClosed?.['achievedRate']).toBeGreaterThan(0);
       expect((tapClosed?.['outcomes'] as Record<string, number>)['approved']).toBeGreaterThan(0);
       const streamClosed = result.scenarios.find((s) => s['name'] === 'tap-stream' && s['mode'] === 'closed');

@@ -66,7 +66,7 @@ import {
   type ScenarioPlan,
 } from './options.js';
 import { isImplemented } from './probe.js';
-import { CpuMeter, cpuUsPer, quiesce, startServerChild, type MemoryReport } from './processes.js';
+import { CpuMeter, cpuUsPer, quiesce, startServerChild, type GcReport, type MemoryReport } from './processes.js';
 import { runRedisBaseline } from './redis-baseline.js';
 import { runGrpcJsStream } from './stream-crosscheck.js';
 import { redisBenchmarkAvailable, runRedisWorkBaselines } from './redis-benchmark.js';
@@ -143,6 +143,8 @@ interface RunningTarget {
   readonly gatewayPort: number | undefined;
   readonly pid: number;
   memory(): Promise<MemoryReport | undefined>;
+  /** The switch child's garbage collections since the last call; undefined in-process (the generator's would count too). */
+  gc(): Promise<GcReport | undefined>;
   stop(): Promise<void>;
 }
 
@@ -168,7 +170,14 @@ async function startTarget(
   if (!options.switchInProcess) return startServerChild('switch-child', env);
   const log = createLogger(config.logLevel, 'bench-switch');
   const app = await startSwitch(config, log, Date.now, channels === undefined ? {} : { channels: channelsFromSpec(channels.spec(), log) });
-  return { port: app.grpcPort, gatewayPort: app.gateway?.port, pid: process.pid, memory: ownMemory, stop: () => app.stop() };
+  return {
+    port: app.grpcPort,
+    gatewayPort: app.gateway?.port,
+    pid: process.pid,
+    memory: ownMemory,
+    gc: () => Promise.resolve(undefined),
+    stop: () => app.stop(),
+  };
 }
 
 function mixFor(plan: ScenarioPlan, options: BenchOptions, lacking: readonly (keyof TrafficMix)[]): TrafficMix {
@@ -216,7 +225,7 @@ interface ScenarioRun {
 
 async function runScenario(
   ctx: ScenarioContext,
-  target: { readonly port: number; readonly name: string },
+  target: { readonly port: number; readonly name: string; readonly gc?: () => Promise<GcReport | undefined> },
   plan: ScenarioPlan,
   mix: TrafficMix,
   index: number,
@@ -248,6 +257,7 @@ async function runScenario(
   const thirdPartyCodes = extras.mintThirdPartyCodes?.();
   const onSwitch = target.name === 'switch';
   const statsBefore = onSwitch ? await commandStats(ctx.redis) : undefined;
+  await target.gc?.(); // counted from here
   const meter = new CpuMeter(ctx.pids);
   meter.start();
   const campus = extras.campus ?? ctx.campus;
@@ -272,6 +282,7 @@ async function runScenario(
     thirdPartyCodes: thirdPartyCodes?.codes,
   });
   const cpu = meter.stop();
+  const switchGc = (await target.gc?.()) ?? null;
   const redis = statsBefore === undefined ? null : scenarioStats(statsBefore, await commandStats(ctx.redis), load.approvals);
   const campusQr = codes === undefined ? null : await campusQrRun(ctx, codes, load);
   if (campusQr?.exhausted === true)
@@ -291,6 +302,7 @@ async function runScenario(
     cards: campus.cards.length,
     bound: extras.campus !== undefined,
     redis,
+    switchGc,
     campusQr,
     thirdParty,
   };
@@ -344,6 +356,8 @@ interface RunShape {
   readonly cards: number;
   readonly bound: boolean;
   readonly redis: ScenarioResult['redis'];
+  /** The switch child's garbage collections during the scenario; absent where no one asked. */
+  readonly switchGc?: GcReport | null;
   readonly campusQr: CampusQrRun | null;
   readonly thirdParty: ThirdPartyRun | null;
 }
@@ -395,6 +409,7 @@ function toScenarioResult(plan: ScenarioPlan, target: string, load: LoadResult, 
     cpuUsPerAnswer: cpuUsPer(run.cpu, run.cpuSeconds, load.completed),
     cpuUsPerApproval: cpuUsPer(run.cpu, run.cpuSeconds, load.approvals),
     redis: run.redis,
+    switchGc: run.switchGc ?? null,
     campusQr: run.campusQr,
     thirdParty: run.thirdParty,
   };
@@ -838,7 +853,7 @@ async function runSwitchScenarios(ctx: ScenarioContext, target: RunningTarget, a
         : plan.scenario === 'tap-bound'
           ? { campus: needEcard(ctx, 'tap-bound').boundCampus }
           : thirdPartyExtras(ctx, plan, mix);
-    const run = await runScenario(ctx, { port, name: 'switch' }, plan, mix, index, adjustments, undefined, extras);
+    const run = await runScenario(ctx, { port, name: 'switch', gc: () => target.gc() }, plan, mix, index, adjustments, undefined, extras);
     collect(approvals, run.load);
     approvals.campusQrMarks += run.result.campusQr?.usedMarks ?? 0;
     scenarios.push(autoRate === null ? run.result : { ...run.result, autoRate });

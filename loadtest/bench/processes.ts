@@ -17,9 +17,28 @@ export interface MemoryReport {
   readonly gcRan: boolean;
 }
 
+/** One kind of the switch's garbage collections since the last report: how many, and their pauses. */
+export interface GcPauses {
+  readonly count: number;
+  readonly totalMs: number;
+  readonly maxMs: number;
+}
+
+/**
+ * The switch child's garbage collections since it was last asked (node:perf_hooks 'gc' entries: each
+ * entry's duration is the main thread's pause): scavenges (the young generation) and mark-compacts (the
+ * whole heap; the pause that ends one, its marking ran beside the program).
+ */
+export interface GcReport {
+  readonly scavenges: GcPauses;
+  readonly markCompacts: GcPauses;
+}
+
 export type ChildToParent =
-  { readonly type: 'listening'; readonly port: number; readonly gatewayPort?: number } | ({ readonly type: 'memory' } & MemoryReport);
-export type ParentToChild = { readonly type: 'stop' } | { readonly type: 'memory' };
+  | { readonly type: 'listening'; readonly port: number; readonly gatewayPort?: number }
+  | ({ readonly type: 'memory' } & MemoryReport)
+  | ({ readonly type: 'gc' } & GcReport);
+export type ParentToChild = { readonly type: 'stop' } | { readonly type: 'memory' } | { readonly type: 'gc' };
 
 export interface ServerChild {
   readonly port: number;
@@ -28,6 +47,8 @@ export interface ServerChild {
   readonly pid: number;
   /** The child's own memory figures, or undefined when it does not answer within a few seconds. */
   memory(): Promise<MemoryReport | undefined>;
+  /** The child's garbage collections since the last call (the first call: since it started); undefined when it does not answer. */
+  gc(): Promise<GcReport | undefined>;
   stop(): Promise<void>;
 }
 
@@ -84,6 +105,7 @@ export async function startServerChild(
     gatewayPort: listening.gatewayPort,
     pid: child.pid ?? 0,
     memory: () => askMemory(child),
+    gc: () => askGc(child),
     stop: () => stopChild(child),
   };
 }
@@ -91,21 +113,36 @@ export async function startServerChild(
 const MEMORY_ANSWER_TIMEOUT_MS = 5000;
 
 function askMemory(child: ChildProcess): Promise<MemoryReport | undefined> {
+  return ask(child, 'memory', (m) => {
+    const { rssBytes, heapTotalBytes, heapUsedBytes, externalBytes, arrayBuffersBytes, gcRan } = m;
+    return { rssBytes, heapTotalBytes, heapUsedBytes, externalBytes, arrayBuffersBytes, gcRan };
+  });
+}
+
+function askGc(child: ChildProcess): Promise<GcReport | undefined> {
+  return ask(child, 'gc', ({ scavenges, markCompacts }) => ({ scavenges, markCompacts }));
+}
+
+/** Sends the child a question and resolves with its answer (`read` keeps the figures), undefined after a few seconds without one. */
+function ask<K extends 'memory' | 'gc', R>(
+  child: ChildProcess,
+  type: K,
+  read: (message: Extract<ChildToParent, { type: K }>) => R,
+): Promise<R | undefined> {
   if (!child.connected) return Promise.resolve(undefined);
   return new Promise((resolve) => {
     const onMessage = (message: ChildToParent): void => {
-      if (message.type !== 'memory') return;
+      if (message.type !== type) return;
       clearTimeout(timer);
       child.off('message', onMessage);
-      const { rssBytes, heapTotalBytes, heapUsedBytes, externalBytes, arrayBuffersBytes, gcRan } = message;
-      resolve({ rssBytes, heapTotalBytes, heapUsedBytes, externalBytes, arrayBuffersBytes, gcRan });
+      resolve(read(message as Extract<ChildToParent, { type: K }>));
     };
     const timer = setTimeout(() => {
       child.off('message', onMessage);
       resolve(undefined);
     }, MEMORY_ANSWER_TIMEOUT_MS);
     child.on('message', onMessage);
-    child.send({ type: 'memory' } satisfies ParentToChild);
+    child.send({ type } satisfies ParentToChild);
   });
 }
 

@@ -10,6 +10,7 @@ import type { WebSocketsResult } from './websockets.js';
 import type { RedisBaselineResult } from './redis-baseline.js';
 import type { RedisBenchmarkResult, RedisWorkBaselines } from './redis-benchmark.js';
 import type { GrpcJsStreamResult } from './stream-crosscheck.js';
+import type { GcReport } from './processes.js';
 
 export const RESULT_SCHEMA = 'cardswitch-bench/1';
 
@@ -72,6 +73,8 @@ export interface ScenarioResult {
   readonly cpuUsPerApproval: Record<string, number | null>;
   /** Redis's own figures for the scenario (INFO commandstats); null for the no-op baselines. */
   readonly redis: RedisScenarioStats | null;
+  /** The switch child's garbage collections during the scenario (warm-up included); null where not asked (baselines, in-process). */
+  readonly switchGc: GcReport | null;
   /** qr: the codes minted before the run and what became of them; null for other scenarios. */
   readonly campusQr: CampusQrRun | null;
   /** thirdparty, tap+thirdparty, lunch-rush: the payment codes minted and what became of them; null elsewhere. */
@@ -607,6 +610,14 @@ export function humanReport(result: BenchResult, outPath: string): string {
     if (s.redis === null || s.mode !== 'closed') continue;
     lines.push(
       `  ${pad(`redis per approval, ${s.name}`, 30)} CPU ${s.redis.cpuUsPerApproval ?? '?'} µs, AOF ${s.redis.aofBytesPerApproval ?? '?'} B, memory ${s.redis.memoryBytesPerApproval ?? '?'} B, script ${s.redis.scriptUsPerApproval ?? '?'} µs${s.redis.aofRewrites > 0 ? `, ${s.redis.aofRewrites} AOF rewrite(s) during it` : ''}`,
+    );
+  }
+  for (const s of result.scenarios) {
+    if (s.switchGc === null || s.switchGc === undefined) continue;
+    const perSecond = (ms: number): string => (s.durationS > 0 ? (ms / s.durationS).toFixed(1) : '?');
+    const { markCompacts: mc, scavenges: sv } = s.switchGc;
+    lines.push(
+      `  ${pad(`switch GC, ${s.name} ${s.mode}`, 30)} mark-compacts ${mc.count} (max ${mc.maxMs} ms, ${perSecond(mc.totalMs)} ms/s), scavenges ${sv.count} (max ${sv.maxMs} ms, ${perSecond(sv.totalMs)} ms/s)`,
     );
   }
   const sc = b.streamCrossCheck ?? null;

@@ -5,13 +5,13 @@
 // SWITCH_PROCESSES=N > 1 it runs N switch processes on one port through node:cluster, as
 // switch/main.ts does in production.
 import cluster from 'node:cluster';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { constants as perfConstants, monitorEventLoopDelay, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { appendFileSync } from 'node:fs';
 import { startSwitch } from '../../switch/app.js';
 import { loadConfig } from '../../switch/config.js';
 import { createLogger } from '../../switch/log.js';
 import { channelsFromSpec, type BenchChannelsSpec } from './channels.js';
-import type { ChildToParent, MemoryReport, ParentToChild } from './processes.js';
+import type { ChildToParent, GcPauses, GcReport, MemoryReport, ParentToChild } from './processes.js';
 
 /** process.memoryUsage() after a full GC when gc() is exposed, so garbage does not count as growth. */
 function memoryReport(): MemoryReport {
@@ -26,6 +26,45 @@ function memoryReport(): MemoryReport {
     arrayBuffersBytes: m.arrayBuffers,
     gcRan: gc !== undefined,
   };
+}
+
+/** Counts this process's garbage collections and their pauses until `take` hands them over and starts again. */
+class GcTally {
+  private scavenges = { count: 0, totalMs: 0, maxMs: 0 };
+  private markCompacts = { count: 0, totalMs: 0, maxMs: 0 };
+  private readonly observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) this.add(entry);
+  });
+
+  constructor() {
+    this.observer.observe({ entryTypes: ['gc'] });
+  }
+
+  private add(entry: PerformanceEntry): void {
+    const kind = (entry as unknown as { detail?: { kind?: number } }).detail?.kind;
+    const tally =
+      kind === perfConstants.NODE_PERFORMANCE_GC_MINOR
+        ? this.scavenges
+        : kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR
+          ? this.markCompacts
+          : undefined;
+    if (tally === undefined) return; // incremental marking steps and weak callbacks: not pauses of their own here
+    tally.count++;
+    tally.totalMs += entry.duration;
+    tally.maxMs = Math.max(tally.maxMs, entry.duration);
+  }
+
+  take(): GcReport {
+    const round = (p: GcPauses): GcPauses => ({
+      count: p.count,
+      totalMs: Math.round(p.totalMs * 10) / 10,
+      maxMs: Math.round(p.maxMs * 10) / 10,
+    });
+    const report = { scavenges: round(this.scavenges), markCompacts: round(this.markCompacts) };
+    this.scavenges = { count: 0, totalMs: 0, maxMs: 0 };
+    this.markCompacts = { count: 0, totalMs: 0, maxMs: 0 };
+    return report;
+  }
 }
 
 const processes = Number(process.env['SWITCH_PROCESSES'] ?? '1');
@@ -67,6 +106,8 @@ async function runSwitch(): Promise<void> {
   const channelsJson = process.env['BENCH_CHANNELS'];
   const channels = channelsJson === undefined ? undefined : channelsFromSpec(JSON.parse(channelsJson) as BenchChannelsSpec, log);
   const app = await startSwitch(config, log, Date.now, channels === undefined ? {} : { channels });
+  // The bench asks for these around each scenario (loadtest/README.md, `switchGc`).
+  const gcTally = cluster.isWorker ? undefined : new GcTally();
   // Event-loop delay of the switch under load, reported to stderr when it stops (BENCH_SWITCH_ELD=1).
   const loopDelay = process.env['BENCH_SWITCH_ELD'] === '1' ? monitorEventLoopDelay({ resolution: 5 }) : undefined;
   loopDelay?.enable();
@@ -92,6 +133,7 @@ async function runSwitch(): Promise<void> {
   process.on('message', (message: ParentToChild) => {
     if (message.type === 'stop') stop();
     else if (message.type === 'memory' && !cluster.isWorker) process.send?.({ type: 'memory', ...memoryReport() } satisfies ChildToParent);
+    else if (message.type === 'gc' && gcTally !== undefined) process.send?.({ type: 'gc', ...gcTally.take() } satisfies ChildToParent);
   });
   // The harness (or the cluster primary) died or was killed: do not outlive it.
   process.on('disconnect', stop);
