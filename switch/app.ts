@@ -227,12 +227,12 @@ export const HEAP_GROWING_FLAG = '--heap-growing-percent=50';
  *   younger objects, so scavenges kept and promoted whole calls: 6-9 KB per call, a mark-compact every
  *   2-4 s. Runs of tap closed that ended that way: 7 of 20 with pretenuring on (the HTTP/2 stream table
  *   already in), 0 of 10 with it off (loadtest/RESULTS.md, "Ninth session").
- * - HEAP_GROWING_FLAG: about 0.4 KB of each unary call still reaches the old generation (tenth session:
+ * - HEAP_GROWING_FLAG: about 0.46 KB of each unary call still reaches the old generation (tenth session:
  *   cause not found). With V8's default growth the old generation gathered ~110 MB of it before each
  *   mark-compact, whose pause was then 220-300 ms with both cores busy (finalising the calls' HTTP/2
  *   header strings, sweeping), and the calls that arrived meanwhile, all in flight at once, were promoted
- *   in turn: the open model's p99 was 313-864 ms in 4 of 4 runs. Growing by half, a mark-compact comes
- *   every 1.5-2.5 s and pauses 26-44 ms (loadtest/RESULTS.md, "Tenth session").
+ *   in turn: the open model's p99 was 313-922 ms in 4 of 4 runs. Growing by half, a mark-compact comes
+ *   every 1.5-2.5 s and pauses 26-50 ms (loadtest/RESULTS.md, "Tenth session").
  */
 export const SWITCH_NODE_FLAGS: readonly string[] = [NO_PRETENURING_FLAG, HEAP_GROWING_FLAG];
 let nodeFlagsChecked = false;
