@@ -62,6 +62,11 @@ function unknownFingerprint(credential: PresentedCredential, serial: string, amo
   return credential.kind === 'campus_qr' ? `campus_qr:${credential.payload}|${amountFen}` : `${credential.kind}:${serial}|${amountFen}`;
 }
 
+/** How a request whose credential names no card is declined. */
+function unknownCodeOf(request: PaymentRequest): PaymentCode {
+  return request.credential.kind === 'campus_qr' ? 'qr_invalid' : 'unknown_card';
+}
+
 /** A campus QR code that could not pay tells the POS nothing about whose it was. */
 function withoutHolder(outcome: PaymentOutcome): PaymentOutcome {
   if (outcome.code !== 'qr_invalid' && outcome.code !== 'qr_expired' && outcome.code !== 'qr_used') return outcome;
@@ -113,55 +118,40 @@ export class PosDomain {
   }
 
   private async pay(terminal: Terminal, request: PaymentRequest): Promise<PaymentOutcome> {
+    // The common path (a known card, no PIN, approved or declined by the script) builds no closures and
+    // no fingerprint: each is made only on the path that needs it.
     const { cardNo, serial, campusQr } = await resolveCredential(this.ctx, request.credential);
-    const declined = (code: PaymentCode, pinAttemptsLeft = 0): PaymentOutcome => ({
-      code,
-      cardNo: cardNo ?? '',
-      balanceAfterFen: 0,
-      transactionId: '',
-      decidedAtMs: this.ctx.now(),
-      pinAttemptsLeft,
-    });
-    const fingerprint = unknownFingerprint(request.credential, serial, request.amountFen);
-    const unknownCode: PaymentCode = request.credential.kind === 'campus_qr' ? 'qr_invalid' : 'unknown_card';
     if (cardNo === undefined) {
       // No account, so no money can move; the decline is still recorded so a retry replays it.
+      const fingerprint = unknownFingerprint(request.credential, serial, request.amountFen);
       const decidedAtMs = await this.ctx.claims.unknownCard(terminal.id, request.sequence, fingerprint, this.ctx.now());
-      return { ...declined(unknownCode), decidedAtMs };
+      return { ...this.declined(unknownCodeOf(request), ''), decidedAtMs };
     }
     // The sequence claim: inside the payment script on one Redis (one command less per payment), with
     // its own command first on a Cluster, and first for a PIN payment (a number taken by another card
     // is refused before its password is checked).
     const claimInScript = this.ctx.ledger.claimsInScript && request.pin === '';
-    const sequenceTaken = (previousOwner: string): PaymentOutcome => {
-      const decidedAtMs = unknownCardDecision(previousOwner, fingerprint);
-      // The card was unknown when this request first came: its first answer stands.
-      if (decidedAtMs !== undefined) return { ...declined(unknownCode), cardNo: '', decidedAtMs };
-      throw new IdempotencyConflictError(
-        `sequence number ${request.sequence} of terminal ${terminal.id} was already used for a different request; use a new sequence number`,
-      );
-    };
     if (!claimInScript) {
       const previousOwner = await this.ctx.claims.claim(terminal.id, request.sequence, cardNo);
-      if (previousOwner !== null && previousOwner !== cardNo) return sequenceTaken(previousOwner);
+      if (previousOwner !== null && previousOwner !== cardNo) return this.sequenceTaken(terminal, request, serial, previousOwner);
     }
-    const ledgerRequest = {
-      cardNo,
-      amountFen: request.amountFen,
-      credentialKind: request.credential.kind,
-      terminalId: terminal.id,
-      sequence: request.sequence,
-    };
     if (request.pin !== '') {
+      const ledgerRequest = {
+        cardNo,
+        amountFen: request.amountFen,
+        credentialKind: request.credential.kind,
+        terminalId: terminal.id,
+        sequence: request.sequence,
+      };
       // A retry of a decided PIN payment replays its answer without another (costly) password check.
       const decided = await this.ctx.ledger.decidedPayment(ledgerRequest);
       if (decided !== undefined) return { ...decided, cardNo: decided.code === 'unknown_card' ? '' : cardNo, pinAttemptsLeft: 0 };
       // Wrong or locked passwords are not recorded under the request key: the cardholder may try again.
       const check = await checkCardPassword(this.ctx, cardNo, request.pin, { terminalId: terminal.id });
-      if (!check.ok && check.reason === 'unknown_card') return { ...declined('unknown_card'), cardNo: '' };
-      if (!check.ok && check.reason === 'locked') return declined('pin_locked');
+      if (!check.ok && check.reason === 'unknown_card') return this.declined('unknown_card', '');
+      if (!check.ok && check.reason === 'locked') return this.declined('pin_locked', cardNo);
       if (!check.ok && check.reason === 'busy') throw passwordBusyError();
-      if (!check.ok && check.reason === 'wrong') return declined('wrong_pin', check.attemptsLeft);
+      if (!check.ok && check.reason === 'wrong') return this.declined('wrong_pin', cardNo, check.attemptsLeft);
     }
     let result;
     try {
@@ -182,9 +172,24 @@ export class PosDomain {
       if (!(err instanceof SequenceTakenError)) throw err;
       // Claims only expire, never change hands: the owner read now is the one the script met.
       const owner = await this.ctx.claims.owner(terminal.id, request.sequence);
-      return sequenceTaken(owner ?? '');
+      return this.sequenceTaken(terminal, request, serial, owner ?? '');
     }
     return { ...result, cardNo: result.code === 'unknown_card' ? '' : cardNo, pinAttemptsLeft: 0 };
+  }
+
+  /** A payment declined before the ledger moved anything. */
+  private declined(code: PaymentCode, cardNo: string, pinAttemptsLeft = 0): PaymentOutcome {
+    return { code, cardNo, balanceAfterFen: 0, transactionId: '', decidedAtMs: this.ctx.now(), pinAttemptsLeft };
+  }
+
+  /** The sequence number is claimed by `previousOwner` (a card number, or the fingerprint of an unknown card's request). */
+  private sequenceTaken(terminal: Terminal, request: PaymentRequest, serial: string, previousOwner: string): PaymentOutcome {
+    const decidedAtMs = unknownCardDecision(previousOwner, unknownFingerprint(request.credential, serial, request.amountFen));
+    // The card was unknown when this request first came: its first answer stands.
+    if (decidedAtMs !== undefined) return { ...this.declined(unknownCodeOf(request), ''), decidedAtMs };
+    throw new IdempotencyConflictError(
+      `sequence number ${request.sequence} of terminal ${terminal.id} was already used for a different request; use a new sequence number`,
+    );
   }
 
   async reverse(
