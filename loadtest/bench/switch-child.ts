@@ -55,6 +55,8 @@ class GcTally {
   }
 
   take(): GcReport {
+    // Entries reach the observer's callback a turn late: the ones already made count in this window.
+    for (const entry of this.observer.takeRecords()) this.add(entry);
     const round = (p: GcPauses): GcPauses => ({
       count: p.count,
       totalMs: Math.round(p.totalMs * 10) / 10,
