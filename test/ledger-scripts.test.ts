@@ -124,8 +124,10 @@ describe('answer codes', () => {
       expect((await ledger.authorize(payment)).code).toBe('approved');
       // A retry replays the recorded answer; with its code broken, the wrapper refuses to map it.
       const requestKey = keys.request('C1', 'T1', 1);
-      const recorded = (await redis.hget(requestKey, 'pans')) ?? '';
-      await redis.hset(requestKey, 'pans', recorded.replace(/^1\|/, '99|'));
+      // The payment's record is compact (request-records.ts): its answer is the last of its six lines.
+      const recorded = (await redis.get(requestKey)) ?? '';
+      expect(recorded).toMatch(/\n1\|[^\n]*$/);
+      await redis.set(requestKey, recorded.replace(/\n1\|([^\n]*)$/, '\n99|$1'), 'KEEPTTL');
       await expect(ledger.authorize(payment)).rejects.toThrow(LedgerInvariantError);
       await expect(ledger.authorize(payment)).rejects.toThrow(/authorize\.lua answered unknown code "99"/);
     } finally {

@@ -7,6 +7,7 @@ import { Outcome } from '../proto/gen/cardswitch/v1/common.js';
 import { RefundRequest, RefundResponse, type AuthorizeResponse, type ReverseResponse } from '../proto/gen/cardswitch/v1/pos.js';
 import type { SwitchApp } from '../switch/app.js';
 import { auditLedger } from '../switch/ledger/audit.js';
+import { COMPACT_REQUEST_FIELDS, readRequestFields } from '../switch/ledger/request-records.js';
 import type { NewTerminal } from '../switch/domain/terminals.js';
 import {
   call,
@@ -104,7 +105,14 @@ async function snapshot(cardNo: string, originalSequence: number): Promise<unkno
     account: await app.redis.hgetall(app.keys.account(cardNo)),
     journalLength: await app.redis.xlen(app.keys.journalOfCard(cardNo)),
     statement: await app.redis.zcard(app.keys.statement(cardNo)),
-    payment: await app.redis.hgetall(app.keys.request(cardNo, POS_TERMINAL.id, originalSequence)),
+    // Compact (a string) until a refund or reversal writes to it: a refusal leaves its form as well.
+    paymentForm: await app.redis.type(app.keys.request(cardNo, POS_TERMINAL.id, originalSequence)),
+    payment: await readRequestFields(app.redis, app.keys.request(cardNo, POS_TERMINAL.id, originalSequence), [
+      ...COMPACT_REQUEST_FIELDS,
+      'refd',
+      'rfp',
+      'rans',
+    ]),
   };
 }
 

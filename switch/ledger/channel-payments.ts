@@ -16,6 +16,7 @@ import {
   type AnswerOf,
 } from './answers.js';
 import type { PayerChannel } from './channel-payers.js';
+import { readRequestFields } from './request-records.js';
 import type { ScriptReply } from './scripts.js';
 
 export type ChannelPayAnswer = AnswerOf<typeof CHANNEL_PAY_ANSWERS> | AnswerOf<typeof CHANNEL_PAY_REFUSALS>;
@@ -487,17 +488,10 @@ export async function readChannelRefund(
   terminalId: string,
   sequence: number,
 ): Promise<ChannelRefundRecord | undefined> {
-  const [fp, cst, amt, ot, orn, ch, orig, at, mp] = await ledger.scripts.client.hmget(
+  const [fp, cst, amt, ot, orn, ch, orig, at, mp] = await readRequestFields(
+    ledger.scripts.client,
     ledger.keys.request(cardNo, terminalId, sequence),
-    'pfp',
-    'cst',
-    'amt',
-    'ot',
-    'orn',
-    'ch',
-    'orig',
-    'at',
-    'mp',
+    ['pfp', 'cst', 'amt', 'ot', 'orn', 'ch', 'orig', 'at', 'mp'],
   );
   if (fp === null || fp === undefined || cst === null || cst === undefined) return undefined;
   return {

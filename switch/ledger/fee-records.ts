@@ -3,6 +3,7 @@
 // scored by the debit time, members from feePendingMember), and the request record each entry names
 // (Keys.request, written by fee-debit.lua). Reads only: settling is fee-complete.lua / fee-giveback.lua.
 import type { LedgerAccess } from './access.js';
+import { readRequestFields } from './request-records.js';
 
 /** One index entry and the fee fields of the record it names ('' for a field the record lacks). */
 export interface PendingFeeRecord {
@@ -39,8 +40,7 @@ export async function* pendingFeesDebitedBy(ledger: LedgerAccess, cutoffMs: numb
       const [terminalId = '', sequenceText = '', cardNo = ''] = member.split('|');
       const sequence = Number(sequenceText);
       const recordKey = keys.request(cardNo, terminalId, sequence);
-      const [fingerprint, state, amount, party, targetJson, balance, txnId, debitedAt] = await redis.hmget(
-        recordKey,
+      const [fingerprint, state, amount, party, targetJson, balance, txnId, debitedAt] = await readRequestFields(redis, recordKey, [
         'pfp',
         'pst',
         'amt',
@@ -49,7 +49,7 @@ export async function* pendingFeesDebitedBy(ledger: LedgerAccess, cutoffMs: numb
         'dbal',
         'dtx',
         'dts',
-      );
+      ]);
       yield {
         member,
         recordKey,

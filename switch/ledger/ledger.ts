@@ -18,6 +18,7 @@ import {
   type AnswerOf,
 } from './answers.js';
 import type { Keys } from './keys.js';
+import { readRequestFields } from './request-records.js';
 import type { Scripts, ScriptReply } from './scripts.js';
 
 export { LedgerInvariantError } from './answers.js';
@@ -172,10 +173,10 @@ export class Ledger {
   async decidedPayment(
     input: Pick<AuthorizeInput, 'cardNo' | 'amountFen' | 'credentialKind' | 'terminalId' | 'sequence'>,
   ): Promise<AuthorizeResult | undefined> {
-    const [fingerprint, answer] = await this.redis().hmget(
+    const [fingerprint, answer] = await readRequestFields(
+      this.redis(),
       this.keys.request(input.cardNo, input.terminalId, input.sequence),
-      'pfp',
-      'pans',
+      ['pfp', 'pans'],
     );
     if (fingerprint !== paymentFingerprint(input) || answer === null || answer === undefined) return undefined;
     return parseAuthorizeAnswer(answer);

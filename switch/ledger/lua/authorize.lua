@@ -2,7 +2,8 @@
   Debit a card account for one POS payment, atomically and idempotently.
 
   KEYS[1] accountKey    {L:s}:acct:<card>     hash of the account
-  KEYS[2] requestKey    {L:s}:req:<term>:<seq> hash: pfp/pans (payment), rfp/rans (reversal)
+  KEYS[2] requestKey    {L:s}:req:<term>:<seq> the payment's compact record (includes/answer.lua), or a hash:
+                        pfp/pans (payment), rfp/rans (reversal)
   KEYS[3] journalKey    {L:s}:journal         stream of the shard
   KEYS[4] statementKey  {L:s}:stmt:<card>     zset statement index of the card
   KEYS[5] eventsKey     {L:s}:ev:<card>       stream of the card's live events (bound e-cards only)
@@ -99,6 +100,7 @@ local qrUsedKey = KEYS[6]
 local qrEpoch = ARGV[21]
 local claimKey = KEYS[6]
 if qrEpoch then claimKey = KEYS[7] end
+local NO_PREVIOUS = {}
 
 -- @include answer
 -- @include event
@@ -161,10 +163,23 @@ if claimKey then
   if owner and owner ~= cardNo then return REFUSED_SEQUENCE_TAKEN end
 end
 
--- One read of the request record: an earlier answer (pfp/pans) or a reversal that came first (rans).
-local recorded, previous = recordedAnswer(requestKey, fingerprint, 'pfp', 'pans', 'rans')
-if recorded then return recorded end
-if recorded == false then return REFUSED_KEY_REUSED end
+-- One read of the request record. A payment's own record is compact (includes/answer.lua): one GET
+-- finds none (a new payment) or the earlier answer. A hash here is a reversal that came first (rans),
+-- or another kind of request under this key (a different fingerprint): read as before.
+local previous = NO_PREVIOUS
+local record = redis.pcall('GET', requestKey)
+local hashRecord = type(record) == 'table'
+if hashRecord then
+  local recorded
+  recorded, previous = recordedAnswer(requestKey, fingerprint, 'pfp', 'pans', 'rans')
+  if recorded then return recorded end
+  if recorded == false then return REFUSED_KEY_REUSED end
+elseif record then
+  local parts = compactRequestParts(record)
+  if not parts then return redis.error_reply('INVARIANT request record ' .. requestKey .. ' is not a compact record') end
+  if parts[1] == fingerprint then return parts[6] end
+  return REFUSED_KEY_REUSED
+end
 
 local account = rcall('HMGET', accountKey, 'bal', 'st', 'ser', 'dday', 'dspent', 'sync', 'dnopin', 'ht', 'lnp1', 'lnpd', 'ldl', 'ver',
   'eu', 'eq', 'ew', 'evx')
@@ -190,9 +205,17 @@ local function decide(code, balanceFen, txnId)
     state = 'A'
     kind = 'pay'
   end
-  rcall('HSET', requestKey, 'pfp', fingerprint, 'pans', answer, 'pst', state, 'amt', amountText, 'mp', merchantParty,
-    'card', cardNo)
-  rcall('EXPIRE', requestKey, requestTtlText)
+  -- Compact, with its expiry, in one command; the hash when a reversal's tombstone is there already, or
+  -- when a value would hold the newline that separates them (never one the switch makes).
+  -- (One find over the three texts: callgrind, three finds cost 3k more per payment.)
+  if hashRecord or string.find(fingerprint .. merchantParty .. cardNo, '\n', 1, true) then
+    rcall('HSET', requestKey, 'pfp', fingerprint, 'pans', answer, 'pst', state, 'amt', amountText, 'mp', merchantParty,
+      'card', cardNo)
+    rcall('EXPIRE', requestKey, requestTtlText)
+  else
+    rcall('SET', requestKey, fingerprint .. '\n' .. state .. '\n' .. amountText .. '\n' .. merchantParty .. '\n' .. cardNo .. '\n'
+      .. answer, 'EX', requestTtlText)
+  end
   if not bound then return answer end
   local id, body = appendCardEvent(eventsKey, { 'k', kind, 'a', amountText, 'b', digits(balanceFen), 'r', digits(code), 'tm', terminalId,
     'm', merchantParty, 'cr', credentialKind, 'q', ARGV[24] or '', 'tx', txnId, 'ts', nowMs })

@@ -90,7 +90,7 @@ end
 
 -- The refund's record: another request's (another fingerprint, or a reversal's `rfp`) refuses; this one's
 -- answers `pans` once decided, or is pending (pfp without pans: HMGET's missing fields are false in Lua).
-local previous = rcall('HMGET', refundKey, 'pfp', 'pans', 'rfp', 'cst', 'at')
+local previous = requestFields(refundKey, 'pfp', 'pans', 'rfp', 'cst', 'at')
 if previous[3] or (previous[1] and previous[1] ~= fingerprint) then return REFUSED_KEY_REUSED end
 local recorded = previous[1] and previous[2]
 local paid = rcall('HMGET', paidKey, 'tx', 'rtx', 'card', 'amt', 'mp', 'refd', 'rsv')

@@ -46,7 +46,7 @@ local badArgv = argvCount(#ARGV == 6, '6')
   or argvId(5, 'eventsChannel') or argvInteger(6, 'eventTtlSec', 1)
 if badArgv then return badArgv end
 
-local request = rcall('HMGET', requestKey, 'pfp', 'pans', 'pst', 'dbal', 'dtx', 'dts', 'amt', 'up')
+local request = requestFields(requestKey, 'pfp', 'pans', 'pst', 'dbal', 'dtx', 'dts', 'amt', 'up')
 if not request[1] then return REFUSED_NO_RECORD end
 if request[1] ~= fingerprint then return REFUSED_OTHER_REQUEST end
 if request[3] == 'A' then return request[2] end

@@ -57,7 +57,7 @@ local badArgv = argvCount(#ARGV == 8, '8')
   or argvInteger(6, 'nowMs', 0) or argvId(7, 'eventsChannel') or argvInteger(8, 'eventTtlSec', 1)
 if badArgv then return badArgv end
 
-local request = rcall('HMGET', requestKey, 'pfp', 'pans', 'pst', 'amt', 'card', 'up')
+local request = requestFields(requestKey, 'pfp', 'pans', 'pst', 'amt', 'card', 'up')
 if not request[1] then return REFUSED_NO_RECORD end
 if request[1] ~= fingerprint then return REFUSED_OTHER_REQUEST end
 if request[3] ~= 'P' then return request[2] end

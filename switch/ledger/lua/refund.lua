@@ -93,7 +93,7 @@ local function refuse(code, balanceFen, leftFen)
   return joinAnswer({ code, balanceFen, leftFen, '', nowMs })
 end
 
-local original = rcall('HMGET', originalKey, 'pfp', 'pst', 'amt', 'mp', 'card', 'refd')
+local original = requestFields(originalKey, 'pfp', 'pst', 'amt', 'mp', 'card', 'refd')
 if not original[1] or string.sub(original[1], 1, 4) ~= 'pay|' then return refuse(ANSWER_PAYMENT_NOT_FOUND, 0, 0) end
 if original[5] ~= cardNo then return refuse(ANSWER_OTHER_CARD, 0, 0) end
 if original[4] ~= merchantParty then return refuse(ANSWER_OTHER_MERCHANT, 0, 0) end
@@ -117,6 +117,7 @@ if balanceAfterFen < amountFen then
   return redis.error_reply('INVARIANT balance negative before refund to ' .. cardNo)
 end
 local version = rcall('HINCRBY', accountKey, 'ver', 1)
+requestAsHash(originalKey)
 rcall('HINCRBY', originalKey, 'refd', amountFen)
 local entryId = appendJournal(journalKey, 'ref', cardNo, amountFen, merchantParty, 'a:' .. cardNo,
   balanceAfterFen, version, terminalId, sequence, nowMs)

@@ -89,11 +89,13 @@ if request[3] then
         'tx', entryId, 'ts', nowMs })
       code = ANSWER_REVERSED
     end
+    requestAsHash(requestKey)
     rcall('HSET', requestKey, 'pst', 'R')
   end
 end
 
 local answer = joinAnswer({ code, balanceFen, nowMs })
+requestAsHash(requestKey)
 rcall('HSET', requestKey, 'rfp', fingerprint, 'rans', answer)
 rcall('EXPIRE', requestKey, requestTtlSec)
 return answer
