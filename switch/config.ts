@@ -217,7 +217,12 @@ const MIN_PEPPER_LENGTH = 16;
 
 function checkRedisUrl(v: string): string | undefined {
   if (v === '') return undefined;
-  return /^rediss?:\/\/[^\s]+$/.test(v) ? undefined : 'must look like redis://host:port or rediss://host:port';
+  if (!/^rediss?:\/\/[^\s]+$/.test(v)) return 'must look like redis://host:port or rediss://host:port';
+  // The database, if any, is a number: redis://host:port/2 (the hot-path client and ioredis both SELECT it).
+  const path = /^rediss?:\/\/[^/]*(\/.*)?$/.exec(v)?.[1] ?? '';
+  return path === '' || path === '/' || /^\/\d{1,5}$/.test(path)
+    ? undefined
+    : `must look like redis://host:port or redis://user:password@host:port/N, with a database number N after the last /, not ${path}`;
 }
 
 function checkUrl(v: string): string | undefined {

@@ -1,6 +1,7 @@
 // The hot-path Redis client: RESP parsing in any chunking, in-order replies under a deep pipeline,
 // errors, and failing closed on a timeout or a dead server, then coming back.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -10,12 +11,14 @@ import {
   encodeCommand,
   PipelineClient,
   PipelineUnavailableError,
+  RedisUrlError,
   RespError,
   RespParser,
   type RespReply,
 } from '../switch/redis/pipeline-client.js';
-import { startLocalRedis } from '../switch/redis/local-redis.js';
+import { freePort, startLocalRedis } from '../switch/redis/local-redis.js';
 import { freshPrefix, testRedisUrl } from './helpers/redis.js';
+import { redisServer, type PrivateRedisServer } from './helpers/redis-server.js';
 
 const log = createLogger('silent');
 const clients: PipelineClient[] = [];
@@ -66,24 +69,23 @@ describe('RESP parsing', () => {
     expect(encodeCommand(['SET', 'k', '余额', 12])).toBe('*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$6\r\n余额\r\n$2\r\n12\r\n');
   });
 
-  it('is used only for plain redis:// URLs', () => {
+  it('takes every one-Redis URL ioredis takes, and refuses what is not one, saying why', () => {
     const options = { commandTimeoutMs: 100, connectTimeoutMs: 100, maxPending: 1, log };
-    expect(PipelineClient.fromUrl('rediss://host:6380', options)).toBeUndefined();
-    expect(PipelineClient.fromUrl('redis://:secret@host:6379', options)).toBeUndefined();
-    expect(PipelineClient.fromUrl('redis://host:6379/2', options)).toBeUndefined();
+    for (const url of ['rediss://host:6380', 'redis://:secret@host:6379', 'redis://app:p%40ss@host:6379/2', 'redis://host']) {
+      expect(PipelineClient.fromUrl(url, options), url).toBeInstanceOf(PipelineClient);
+    }
+    expect(() => PipelineClient.fromUrl('redis://host:6379/two', options)).toThrow(RedisUrlError);
+    expect(() => PipelineClient.fromUrl('redis://host:6379/two', options)).toThrow(/database .* must be a number/);
+    expect(() => PipelineClient.fromUrl('http://host:6379', options)).toThrow(/redis:\/\/ or rediss:\/\//);
   });
 
-  it('says which client the hot path runs on: ioredis for a URL it does not take, itself once connected', async () => {
+  it('says once connected that the hot path runs on it, with TLS, AUTH and the database, never the password', async () => {
     const said: Record<string, unknown>[] = [];
     const spy = { ...log, info: (fields: Record<string, unknown>) => said.push(fields) } as unknown as typeof log;
-    const options = { commandTimeoutMs: 2000, connectTimeoutMs: 2000, maxPending: 10, log: spy };
-    expect(PipelineClient.fromUrl('rediss://host:6380', options)).toBeUndefined();
-    expect(said).toEqual([expect.objectContaining({ redisClient: 'ioredis', why: 'TLS' })]);
-    const c = PipelineClient.fromUrl(testRedisUrl(), options);
-    if (c === undefined) throw new Error('no pipeline client for a plain URL');
+    const c = PipelineClient.fromUrl(testRedisUrl(), { commandTimeoutMs: 2000, connectTimeoutMs: 2000, maxPending: 10, log: spy });
     clients.push(c);
     await c.connect();
-    expect(said.at(-1)).toEqual(expect.objectContaining({ redisClient: 'pipeline' }));
+    expect(said).toEqual([expect.objectContaining({ redisClient: 'pipeline', tls: false, auth: false, db: 0 })]);
   });
 });
 
@@ -138,6 +140,114 @@ describe('against a real redis-server', () => {
       admin.disconnect();
       await local.stop();
       rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('AUTH, SELECT and TLS from REDIS_URL (production runs the path the bench measures)', () => {
+  const PASSWORD = 'pw-s3cr3t/with:odd@chars';
+  const encoded = encodeURIComponent(PASSWORD);
+  let server: PrivateRedisServer;
+  afterAll(() => server?.stop());
+
+  it('authenticates with the password or an ACL user, and works in the database the URL names', async () => {
+    server = await redisServer(['--requirepass', PASSWORD, '--user', 'ledger', 'on', '>ledger-pw', '~*', '&*', '+@all']);
+    const c = client(`redis://:${encoded}@127.0.0.1:${server.port}/3`);
+    // A command made while the connection is still being made waits for AUTH and SELECT, then goes.
+    const connecting = c.connect();
+    const early = c.command(['SET', 'pipe-auth:k', 'in-db-3']);
+    await connecting;
+    expect(await early).toBe('OK');
+    const admin = new Redis({ port: server.port, password: PASSWORD, db: 3 });
+    try {
+      expect(await admin.get('pipe-auth:k')).toBe('in-db-3');
+      await admin.select(0);
+      expect(await admin.get('pipe-auth:k')).toBeNull();
+    } finally {
+      admin.disconnect();
+    }
+    const user = client(`redis://ledger:ledger-pw@127.0.0.1:${server.port}`);
+    await user.connect();
+    expect(await user.command(['ACL', 'WHOAMI'])).toBe('ledger');
+  });
+
+  it('a wrong or missing password stops the connect with the reason, and names no password', async () => {
+    const errors: string[] = [];
+    const spy = { ...log, error: (_fields: unknown, message: string) => errors.push(message) } as unknown as typeof log;
+    const wrong = PipelineClient.fromUrl(`redis://:not-it@127.0.0.1:${server.port}`, {
+      commandTimeoutMs: 2000,
+      connectTimeoutMs: 2000,
+      maxPending: 10,
+      log: spy,
+    });
+    clients.push(wrong);
+    const err = await wrong.connect().catch((e: unknown) => e as Error);
+    expect(err).toBeInstanceOf(PipelineUnavailableError);
+    expect((err as Error).message).toMatch(/refused AUTH .*REDIS_URL.*WRONGPASS/);
+    expect((err as Error).message).not.toContain('not-it');
+    expect(errors.join('\n')).toMatch(/WRONGPASS/);
+    expect(errors.join('\n')).not.toContain('not-it');
+    wrong.close();
+    const none = client(`redis://127.0.0.1:${server.port}`);
+    await none.connect();
+    // No AUTH asked for: the server's NOAUTH comes back on the command, never a silent success.
+    await expect(none.command(['GET', 'k'])).rejects.toThrow(/NOAUTH/);
+  });
+
+  it('AUTHs again on every reconnection', async () => {
+    const c = client(`redis://:${encoded}@127.0.0.1:${server.port}/2`);
+    await c.connect();
+    expect(await c.command(['CLIENT', 'SETNAME', 'pipe-reauth'])).toBe('OK');
+    const admin = new Redis({ port: server.port, password: PASSWORD });
+    try {
+      expect(await admin.call('CLIENT', 'KILL', 'SKIPME', 'yes', 'TYPE', 'normal')).toBeGreaterThan(0);
+    } finally {
+      admin.disconnect();
+    }
+    // The next commands fail closed until the client is back (its first reconnection is immediate).
+    let reply: unknown;
+    for (let attempt = 0; attempt < 200 && reply === undefined; attempt++) {
+      reply = await c.command(['SET', 'pipe-auth:again', 'yes']).catch((e: unknown) => {
+        if (!(e instanceof PipelineUnavailableError)) throw e;
+        return new Promise((resolve) => setImmediate(() => resolve(undefined)));
+      });
+    }
+    expect(reply).toBe('OK');
+    expect(await c.command(['GET', 'pipe-auth:again'])).toBe('yes');
+  });
+
+  it('speaks TLS to a rediss:// URL and checks the server certificate', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cardswitch-pipe-tls-'));
+    const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+    openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=test-ca');
+    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
+    readFileSync(join(dir, 'server.csr'));
+    execFileSync('sh', ['-c', 'printf "subjectAltName=DNS:localhost,IP:127.0.0.1" > ext.cnf'], { cwd: dir });
+    openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '1', '-extfile', 'ext.cnf');
+    const tlsPort = await freePort();
+    const tlsServer = await redisServer([
+      '--tls-port', String(tlsPort), '--tls-cert-file', join(dir, 'server.crt'), '--tls-key-file', join(dir, 'server.key'),
+      '--tls-ca-cert-file', join(dir, 'ca.crt'), '--tls-auth-clients', 'no', '--requirepass', PASSWORD,
+    ]);
+    try {
+      const options = { commandTimeoutMs: 2000, connectTimeoutMs: 2000, maxPending: 10, log };
+      const c = PipelineClient.fromUrl(`rediss://:${encoded}@localhost:${tlsPort}/1`, {
+        ...options,
+        tlsOptions: { ca: readFileSync(join(dir, 'ca.crt')) },
+      });
+      clients.push(c);
+      await c.connect();
+      expect(await c.command(['SET', 'pipe-tls:k', 'over-tls'])).toBe('OK');
+      // The value and a large one come back whole through TLS's own chunking.
+      const big = 'x'.repeat(200_000);
+      expect(await Promise.all([c.command(['SET', 'pipe-tls:big', big]), c.command(['GET', 'pipe-tls:big'])])).toEqual(['OK', big]);
+      // Without the CA the certificate is not trusted: no connection, and no command ever written.
+      const untrusted = PipelineClient.fromUrl(`rediss://:${encoded}@localhost:${tlsPort}`, options);
+      clients.push(untrusted);
+      await expect(untrusted.connect()).rejects.toThrow(PipelineUnavailableError);
+    } finally {
+      tlsServer.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

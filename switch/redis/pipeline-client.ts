@@ -5,7 +5,8 @@
 // reconnects in the background. With a breaker (breaker.ts, shared with ioredis) a timeout or a lost
 // connection also refuses every later command at once until a probe PING is answered. Everything else
 // keeps using ioredis.
-import { connect, type Socket } from 'node:net';
+import { connect, isIP, type Socket } from 'node:net';
+import { connect as connectTls, type ConnectionOptions } from 'node:tls';
 import type { Logger } from '../log.js';
 import { LedgerDownError, type LedgerBreaker } from './breaker.js';
 
@@ -38,6 +39,20 @@ export interface PipelineOptions {
   readonly log: Logger;
   /** Shared with the switch's ioredis client: fail fast while the ledger is known down. */
   readonly breaker?: LedgerBreaker;
+  /** AUTH on every connection, before any command (REDIS_URL's user and password); never logged. */
+  readonly username?: string;
+  readonly password?: string;
+  /** SELECT on every connection when not 0 (REDIS_URL's /N). */
+  readonly db?: number;
+  /** TLS (rediss://), the server's certificate checked as ioredis checks it (Node's CAs, NODE_EXTRA_CA_CERTS). */
+  readonly tls?: boolean;
+  /** More TLS options (a private CA, a client certificate); the switch gives none. */
+  readonly tlsOptions?: ConnectionOptions;
+}
+
+/** REDIS_URL asks for something this client cannot do; the switch does not start. */
+export class RedisUrlError extends Error {
+  override readonly name = 'RedisUrlError';
 }
 
 const CRLF = '\r\n';
@@ -166,29 +181,39 @@ export class PipelineClient {
   }
 
   /**
-   * The hot-path client for a plain `redis://host:port` ledger; undefined for TLS, passwords or a
-   * database number, which keep using ioredis alone (it handles them; this client stays minimal).
+   * The hot-path client for a one-Redis ledger: `redis://` or `rediss://` (TLS), with the user,
+   * password and database REDIS_URL gives (`redis://user:password@host:port/2`), as ioredis reads them
+   * (REDIS_PASSWORD is for the cluster and Sentinel forms, which do not use this client).
+   * Production runs the path the benchmark measures whatever the URL (issue 15).
    */
-  static fromUrl(url: string, options: Omit<PipelineOptions, 'host' | 'port'>): PipelineClient | undefined {
+  static fromUrl(url: string, options: Omit<PipelineOptions, 'host' | 'port'>): PipelineClient {
     const parsed = new URL(url);
-    if (
-      parsed.protocol !== 'redis:' ||
-      parsed.username !== '' ||
-      parsed.password !== '' ||
-      (parsed.pathname !== '' && parsed.pathname !== '/')
-    ) {
-      // Said once at start, so an operator knows which client the payments run on (issue 15).
-      options.log.info(
-        { redisClient: 'ioredis', why: parsed.protocol === 'rediss:' ? 'TLS' : 'a password, user or database in REDIS_URL' },
-        'ledger hot path: ioredis (the lean pipeline client takes only a plain redis://host:port)',
-      );
-      return undefined;
+    if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
+      throw new RedisUrlError(`REDIS_URL must start with redis:// or rediss://, got ${parsed.protocol}//`);
+    }
+    const path = parsed.pathname.replace(/^\//, '');
+    if (path !== '' && !/^\d{1,5}$/.test(path)) {
+      throw new RedisUrlError(`REDIS_URL's database (after the last /) must be a number such as /0, got /${path}`);
     }
     return new PipelineClient({
       ...options,
       host: parsed.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',
       port: Number(parsed.port || 6379),
+      username: parsed.username === '' ? undefined : decodeURIComponent(parsed.username),
+      password: parsed.password === '' ? undefined : decodeURIComponent(parsed.password),
+      db: path === '' ? 0 : Number(path),
+      tls: parsed.protocol === 'rediss:',
     });
+  }
+
+  /** AUTH and SELECT, sent first on every connection. */
+  private handshake(): (string | number)[][] {
+    const commands: (string | number)[][] = [];
+    const { username, password, db } = this.options;
+    if (password !== undefined) commands.push(username === undefined ? ['AUTH', password] : ['AUTH', username, password]);
+    else if (username !== undefined) commands.push(['AUTH', username, '']);
+    if (db !== undefined && db !== 0) commands.push(['SELECT', db]);
+    return commands;
   }
 
   /** Connects; rejects when Redis cannot be reached. */
@@ -199,36 +224,44 @@ export class PipelineClient {
   private open(): Promise<void> {
     return new Promise((resolve, reject) => {
       const parser = new RespParser((reply) => this.onReply(reply));
+      const feed = (chunk: Buffer): void => {
+        try {
+          parser.feed(chunk);
+        } catch (err) {
+          socket.destroy(err as Error);
+        }
+      };
+      const { host, port } = this.options;
       // Replies are read into one buffer per connection and parsed in place (`onread`), not handed out
       // as a new Buffer per chunk through a Readable stream (the socket's read path was a visible share
       // of the switch's CPU in a profile of streamed taps: loadtest/RESULTS.md, "Figures once kept in comments", row C5).
-      const socket: Socket = connect({
-        host: this.options.host,
-        port: this.options.port,
-        noDelay: true,
-        onread: {
-          buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
-          callback: (bytes: number, buffer: Uint8Array): boolean => {
-            try {
-              parser.feed(Buffer.from(buffer.buffer, buffer.byteOffset, bytes));
-            } catch (err) {
-              socket.destroy(err as Error);
-            }
-            return true;
-          },
-        },
-      });
+      // A TLS socket has no `onread`: its decrypted chunks come as 'data'.
+      const socket: Socket = this.options.tls
+        ? connectTls({ ...this.options.tlsOptions, host, port, servername: isIP(host) ? undefined : host }).setNoDelay(true).on('data', feed)
+        : connect({
+            host,
+            port,
+            noDelay: true,
+            onread: {
+              buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
+              callback: (bytes: number, buffer: Uint8Array): boolean => {
+                feed(Buffer.from(buffer.buffer, buffer.byteOffset, bytes));
+                return true;
+              },
+            },
+          });
       this.socket = socket;
+      let refused: string | undefined;
       const timer = setTimeout(
         () => socket.destroy(new Error(`connect timed out after ${this.options.connectTimeoutMs} ms`)),
         this.options.connectTimeoutMs,
       );
-      socket.once('connect', () => {
+      const ready = (): void => {
         clearTimeout(timer);
         if (!this.announced) {
           this.announced = true;
           this.options.log.info(
-            { redisClient: 'pipeline', host: this.options.host, port: this.options.port },
+            { redisClient: 'pipeline', host, port, tls: this.options.tls === true, auth: this.options.password !== undefined, db: this.options.db ?? 0 },
             'ledger hot path: the lean RESP2 pipeline client (payment scripts and sequence claims); other commands: ioredis',
           );
         }
@@ -238,11 +271,34 @@ export class PipelineClient {
         // Commands that arrived while the connection was being made go out now.
         this.flush();
         resolve();
+      };
+      socket.once(this.options.tls ? 'secureConnect' : 'connect', () => {
+        const hello = this.handshake();
+        if (hello.length === 0) return ready();
+        // AUTH and SELECT go first; their replies come before those of anything queued meanwhile (not
+        // yet written: it goes out once they are answered).
+        let answered = 0;
+        const deadlineMs = Date.now() + this.options.connectTimeoutMs;
+        const entries: Pending[] = hello.map((args) => ({
+          deadlineMs,
+          resolve: () => {
+            if (++answered === hello.length && this.socket === socket) ready();
+          },
+          reject: (err: Error) => {
+            if (err instanceof RespError && refused === undefined) {
+              refused = `Redis refused ${String(args[0])} on the ledger's hot-path connection (check REDIS_URL's user, password and database): ${err.message}`;
+              this.options.log.error({ redisClient: 'pipeline', host, port, command: String(args[0]), err: err.message }, refused);
+            }
+            socket.destroy();
+          },
+        }));
+        this.pending.splice(this.pendingHead, 0, ...entries);
+        socket.write(hello.map(encodeCommand).join(''));
       });
       socket.once('close', () => {
         clearTimeout(timer);
         this.onClose(socket);
-        reject(new PipelineUnavailableError(`cannot reach Redis at ${this.options.host}:${this.options.port}`));
+        reject(new PipelineUnavailableError(refused ?? `cannot reach Redis at ${host}:${port}`));
       });
       socket.on('error', (err) => this.options.log.debug({ err: err.message }, 'redis pipeline socket error'));
     });
