@@ -3,6 +3,7 @@
 // either form, and a request of another kind under a payment's key is refused, never an internal error.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
+import { auditLedger } from '../switch/ledger/audit.js';
 import { readChannelRefund } from '../switch/ledger/channel-payments.js';
 import { Keys } from '../switch/ledger/keys.js';
 import { Ledger, type AuthorizeInput } from '../switch/ledger/ledger.js';
@@ -155,6 +156,31 @@ describe("a card payment's request record", () => {
     expect(await readChannelRefund({ keys, scripts: ledger['scripts'] } as never, cardNo, 'T1', 2)).toBeUndefined();
     expect(await redis.type(keys.request(cardNo, 'T1', 2))).toBe('string');
     expect(await balance(cardNo)).toBe(8_500);
+  });
+
+  it('300 payments, reversals and refunds of one request at once: every answer agrees and no fen is made or lost', async () => {
+    const cardNo = await newCard();
+    const calls = Array.from({ length: 300 }, (_, i) => {
+      if (i % 3 === 0) return ledger.authorize(payment(cardNo, 1, 2_000)).then((r) => `pay:${r.code}:${r.transactionId}`);
+      if (i % 3 === 1) return ledger.reverse({ cardNo, amountFen: 2_000, terminalId: 'T1', sequence: 1 }).then((r) => `rev:${r.code}`);
+      return money
+        .refund({ cardNo, amountFen: 500, terminalId: 'T9', sequence: 1_000 + i, merchantId: 'M1', originalTerminalId: 'T1', originalSequence: 1 })
+        .then((r) => `ref:${r.code}`);
+    });
+    const answers = await Promise.all(calls);
+    // Every payment answer is the same one (the first decided it), and every reversal answer too.
+    expect(new Set(answers.filter((a) => a.startsWith('pay:'))).size).toBe(1);
+    expect(new Set(answers.filter((a) => a.startsWith('rev:'))).size).toBe(1);
+    const refunded = answers.filter((a) => a === 'ref:refunded').length;
+    const paid = answers.find((a) => a.startsWith('pay:'))?.split(':')[1];
+    const reversed = answers.find((a) => a.startsWith('rev:'))?.split(':')[1];
+    // Paid then reversed: the reversal gives back what refunds left; reversed first: nothing was paid.
+    if (paid === 'approved') expect(['reversed', 'nothing_to_reverse']).toContain(reversed);
+    else expect([paid, reversed]).toEqual(['already_reversed', 'tombstoned']);
+    expect(refunded * 500).toBeLessThanOrEqual(2_000);
+    expect(await balance(cardNo)).toBe(10_000);
+    const report = await auditLedger(redis, keys);
+    expect(report.ok, JSON.stringify(report).slice(0, 500)).toBe(true);
   });
 
   it('a value holding a newline keeps the hash form, and still replays', async () => {
