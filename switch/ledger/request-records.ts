@@ -1,6 +1,6 @@
 // Reading a terminal request's record (`<prefix>:{L:s}:req:<terminal>:<seq>`) from TypeScript. A card
 // payment's record is one string of six newline-joined values, written with its expiry in one command
-// by authorize.lua (issue 15: 28k fewer Redis instructions per payment than a hash and an EXPIRE); every
+// by authorize.lua (issue 15: about 23k fewer Redis instructions per payment than a hash and an EXPIRE); every
 // other record is a hash, and a payment's becomes one when a reversal or a refund writes to it. The
 // scripts read both forms with `requestFields` (lua/includes/answer.lua); this is the same for the
 // switch's few plain reads.

@@ -112,12 +112,13 @@ if leftFen < 0 then return redis.error_reply('INVARIANT refunded more than paid 
 if account[2] == 'C' then return refuse(ANSWER_CARD_CANCELLED, balanceFen, leftFen) end
 if amountFen > leftFen then return refuse(ANSWER_OVER_REFUNDABLE, balanceFen, leftFen) end
 
+-- The payment's compact record becomes the hash `refd` is kept in, before the first write.
+requestAsHash(originalKey)
 local balanceAfterFen = rcall('HINCRBY', accountKey, 'bal', amountFen)
 if balanceAfterFen < amountFen then
   return redis.error_reply('INVARIANT balance negative before refund to ' .. cardNo)
 end
 local version = rcall('HINCRBY', accountKey, 'ver', 1)
-requestAsHash(originalKey)
 rcall('HINCRBY', originalKey, 'refd', amountFen)
 local entryId = appendJournal(journalKey, 'ref', cardNo, amountFen, merchantParty, 'a:' .. cardNo,
   balanceAfterFen, version, terminalId, sequence, nowMs)

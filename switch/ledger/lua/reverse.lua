@@ -75,6 +75,8 @@ if request[3] then
   if request[7] ~= cardNo then return REFUSED_OTHER_CARD end
   if request[4] == 'W' then return REFUSED_SMALL_WALLET_MOVE end
   if tonumber(request[5]) ~= amountFen then return REFUSED_AMOUNT_DIFFERS end
+  -- A payment's compact record becomes the hash this script writes into, before its first write.
+  requestAsHash(requestKey)
   code = ANSWER_NOTHING_TO_REVERSE
   if request[4] == 'A' then
     -- Refunds (refund.lua) may have given back part of the payment already (`refd`): give back the rest.
@@ -89,13 +91,11 @@ if request[3] then
         'tx', entryId, 'ts', nowMs })
       code = ANSWER_REVERSED
     end
-    requestAsHash(requestKey)
     rcall('HSET', requestKey, 'pst', 'R')
   end
 end
 
 local answer = joinAnswer({ code, balanceFen, nowMs })
-requestAsHash(requestKey)
 rcall('HSET', requestKey, 'rfp', fingerprint, 'rans', answer)
 rcall('EXPIRE', requestKey, requestTtlSec)
 return answer

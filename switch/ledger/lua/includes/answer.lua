@@ -42,18 +42,16 @@ local function appendJournal(journalKey, kind, cardNo, amountFen, fromParty, toP
     unpack(extra))
 end
 
--- The recorded answer of a request, in one read of its record: the answer when this very request
--- was decided before, false when its key was used for a different request (the script answers its
--- REFUSED_KEY_REUSED), nil when it is new. Reads `fingerprintField` and `answerField` ('pfp', 'pans'
--- for terminal requests) and then any more fields the script needs; the second value is everything read.
 -- A card payment's request record is kept compact (issue 15): one string, written with its expiry in
--- one SET ... EX, instead of a hash of six fields and an EXPIRE (callgrind: 28k fewer Redis instructions
--- of a payment's ~320k, and fewer AOF bytes). Its six values, in this order, joined by newlines:
+-- one SET ... EX, instead of a hash of six fields and an EXPIRE (callgrind: about 23k fewer Redis
+-- instructions of a payment's ~320k, 14 % fewer AOF bytes: loadtest/RESULTS.md, twelfth session).
+-- Its six values, in this order, joined by newlines:
 --   pfp (the payment's fingerprint), pst (A approved, D declined), amt, mp, card, pans (the answer, last:
 --   it may hold anything but the others hold no newline; authorize.lua keeps the hash when one would).
 -- Every other record (reversals first, water, fees, refunds, settlements) is a hash, and a payment's
 -- record becomes one when a reversal or a refund writes to it (requestAsHash, keeping its expiry).
 -- Readers take either form: requestFields here, ledger/request-records.ts in the switch.
+
 -- The six values of a compact record, or nil when the text is not one.
 local function compactRequestParts(text)
   local parts = {}
@@ -87,7 +85,8 @@ local function requestFields(requestKey, ...)
 end
 
 -- Before a script writes fields into a request record: a compact one becomes the hash of its six
--- fields, with the expiry it had. A hash, or no record, is left as it is.
+-- fields, with the expiry it had. A hash, or no record, is left as it is. Called before the script's
+-- first write (a script's error does not undo what it wrote before).
 local function requestAsHash(requestKey)
   if redis.call('TYPE', requestKey).ok ~= 'string' then return end
   local parts = compactRequestParts(redis.call('GET', requestKey))
@@ -99,6 +98,10 @@ local function requestAsHash(requestKey)
   if ttlMs > 0 then redis.call('PEXPIRE', requestKey, ttlMs) end
 end
 
+-- The recorded answer of a request, in one read of its record: the answer when this very request
+-- was decided before, false when its key was used for a different request (the script answers its
+-- REFUSED_KEY_REUSED), nil when it is new. Reads `fingerprintField` and `answerField` ('pfp', 'pans'
+-- for terminal requests) and then any more fields the script needs; the second value is everything read.
 local function recordedAnswer(requestKey, fingerprint, fingerprintField, answerField, ...)
   local record = requestFields(requestKey, fingerprintField, answerField, ...)
   if not record[1] then return nil, record end
