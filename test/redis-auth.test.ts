@@ -65,7 +65,9 @@ async function evalshaCalls(db: number): Promise<{ calls: number; keys: number }
 describe('a password-protected Redis', () => {
   it('REDIS_URL with a password and a database: payments run on the lean client there, and it says so', async () => {
     const before = await evalshaCalls(5);
-    const { app, logs } = await start('redis-auth-url', { REDIS_URL: `redis://:${encodeURIComponent(PASSWORD)}@127.0.0.1:${server.port}/5` });
+    const { app, logs } = await start('redis-auth-url', {
+      REDIS_URL: `redis://:${encodeURIComponent(PASSWORD)}@127.0.0.1:${server.port}/5`,
+    });
     expect(await tap(app, 1)).toMatchObject({ outcome: Outcome.OUTCOME_APPROVED, balanceAfterFen: 8_750 });
     const hotPath = logs.filter((l) => l['redisClient'] !== undefined);
     expect(hotPath).toEqual([expect.objectContaining({ redisClient: 'pipeline', auth: true, db: 5, tls: false })]);
@@ -76,6 +78,8 @@ describe('a password-protected Redis', () => {
   });
 
   it('a database that is not a number stops the configuration, naming REDIS_URL', () => {
-    expect(() => testConfig('redis-auth-bad', { REDIS_URL: `redis://127.0.0.1:${server.port}/ledger` })).toThrow(/REDIS_URL.*database number/s);
+    expect(() => testConfig('redis-auth-bad', { REDIS_URL: `redis://127.0.0.1:${server.port}/ledger` })).toThrow(
+      /REDIS_URL.*database number/s,
+    );
   });
 });

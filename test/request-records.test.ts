@@ -19,12 +19,13 @@ let redis: Redis;
 let keys: Keys;
 let ledger: Ledger;
 let money: MoneyLedger;
+let scripts: Scripts;
 let nextCard = 1;
 
 beforeAll(async () => {
   redis = connect();
   keys = new Keys(freshPrefix('reqrec'), 16);
-  const scripts = await Scripts.load(redis);
+  scripts = await Scripts.load(redis);
   ledger = new Ledger(keys, scripts, TTL_SEC);
   money = new MoneyLedger(keys, scripts, TTL_SEC);
 });
@@ -150,10 +151,18 @@ describe("a card payment's request record", () => {
     await ledger.authorize(payment(cardNo, 2, 500));
     // A refund whose own (terminal, sequence) is an earlier payment's.
     await expect(
-      money.refund({ cardNo, amountFen: 100, terminalId: 'T1', sequence: 2, merchantId: 'M1', originalTerminalId: 'T1', originalSequence: 1 }),
+      money.refund({
+        cardNo,
+        amountFen: 100,
+        terminalId: 'T1',
+        sequence: 2,
+        merchantId: 'M1',
+        originalTerminalId: 'T1',
+        originalSequence: 1,
+      }),
     ).rejects.toThrow(/different request|sequence number/);
     // The channel-refund reader finds no channel refund there.
-    expect(await readChannelRefund({ keys, scripts: ledger['scripts'] } as never, cardNo, 'T1', 2)).toBeUndefined();
+    expect(await readChannelRefund({ keys, scripts }, cardNo, 'T1', 2)).toBeUndefined();
     expect(await redis.type(keys.request(cardNo, 'T1', 2))).toBe('string');
     expect(await balance(cardNo)).toBe(8_500);
   });
@@ -164,7 +173,15 @@ describe("a card payment's request record", () => {
       if (i % 3 === 0) return ledger.authorize(payment(cardNo, 1, 2_000)).then((r) => `pay:${r.code}:${r.transactionId}`);
       if (i % 3 === 1) return ledger.reverse({ cardNo, amountFen: 2_000, terminalId: 'T1', sequence: 1 }).then((r) => `rev:${r.code}`);
       return money
-        .refund({ cardNo, amountFen: 500, terminalId: 'T9', sequence: 1_000 + i, merchantId: 'M1', originalTerminalId: 'T1', originalSequence: 1 })
+        .refund({
+          cardNo,
+          amountFen: 500,
+          terminalId: 'T9',
+          sequence: 1_000 + i,
+          merchantId: 'M1',
+          originalTerminalId: 'T1',
+          originalSequence: 1,
+        })
         .then((r) => `ref:${r.code}`);
     });
     const answers = await Promise.all(calls);

@@ -173,11 +173,10 @@ export class Ledger {
   async decidedPayment(
     input: Pick<AuthorizeInput, 'cardNo' | 'amountFen' | 'credentialKind' | 'terminalId' | 'sequence'>,
   ): Promise<AuthorizeResult | undefined> {
-    const [fingerprint, answer] = await readRequestFields(
-      this.redis(),
-      this.keys.request(input.cardNo, input.terminalId, input.sequence),
-      ['pfp', 'pans'],
-    );
+    const [fingerprint, answer] = await readRequestFields(this.redis(), this.keys.request(input.cardNo, input.terminalId, input.sequence), [
+      'pfp',
+      'pans',
+    ]);
     if (fingerprint !== paymentFingerprint(input) || answer === null || answer === undefined) return undefined;
     return parseAuthorizeAnswer(answer);
   }

@@ -237,7 +237,9 @@ export class PipelineClient {
       // of the switch's CPU in a profile of streamed taps: loadtest/RESULTS.md, "Figures once kept in comments", row C5).
       // A TLS socket has no `onread`: its decrypted chunks come as 'data'.
       const socket: Socket = this.options.tls
-        ? connectTls({ ...this.options.tlsOptions, host, port, servername: isIP(host) ? undefined : host }).setNoDelay(true).on('data', feed)
+        ? connectTls({ ...this.options.tlsOptions, host, port, servername: isIP(host) ? undefined : host })
+            .setNoDelay(true)
+            .on('data', feed)
         : connect({
             host,
             port,
@@ -261,7 +263,14 @@ export class PipelineClient {
         if (!this.announced) {
           this.announced = true;
           this.options.log.info(
-            { redisClient: 'pipeline', host, port, tls: this.options.tls === true, auth: this.options.password !== undefined, db: this.options.db ?? 0 },
+            {
+              redisClient: 'pipeline',
+              host,
+              port,
+              tls: this.options.tls === true,
+              auth: this.options.password !== undefined,
+              db: this.options.db ?? 0,
+            },
             'ledger hot path: the lean RESP2 pipeline client (payment scripts and sequence claims); other commands: ioredis',
           );
         }

@@ -36,4 +36,3 @@ export async function redisServer(args: string[]): Promise<PrivateRedisServer> {
     },
   };
 }
-
