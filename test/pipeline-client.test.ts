@@ -194,6 +194,38 @@ describe('AUTH, SELECT and TLS from REDIS_URL (production runs the path the benc
     await expect(none.command(['GET', 'k'])).rejects.toThrow(/NOAUTH/);
   });
 
+  it('a Redis that stalls during AUTH fails the connect and what waited on it, closed; once it answers, the client works', async () => {
+    const admin = new Redis({ port: server.port, password: PASSWORD });
+    try {
+      // Paused for 1.5 s: even CLIENT UNPAUSE waits for that, so the pause ends by itself.
+      await admin.call('CLIENT', 'PAUSE', '1500', 'ALL');
+      const c = PipelineClient.fromUrl(`redis://:${encoded}@127.0.0.1:${server.port}`, {
+        commandTimeoutMs: 300,
+        connectTimeoutMs: 300,
+        maxPending: 10,
+        log,
+      });
+      clients.push(c);
+      const connecting = c.connect().catch((e: unknown) => e);
+      const waiting = c.command(['SET', 'pipe-auth:stalled', 'x']).catch((e: unknown) => e);
+      // Both end (no hang) as unavailable: the outcome of nothing is guessed.
+      expect(await waiting).toBeInstanceOf(PipelineUnavailableError);
+      expect(await connecting).toBeInstanceOf(PipelineUnavailableError);
+      // It keeps reconnecting in the background; the first command after Redis answers again succeeds.
+      let reply: unknown;
+      for (let attempt = 0; attempt < 400 && reply === undefined; attempt++) {
+        reply = await c.command(['SET', 'pipe-auth:stalled', 'y']).catch((e: unknown) => {
+          if (!(e instanceof PipelineUnavailableError)) throw e;
+          return new Promise((resolve) => setTimeout(() => resolve(undefined), 10));
+        });
+      }
+      expect(reply).toBe('OK');
+      expect(await admin.get('pipe-auth:stalled')).toBe('y');
+    } finally {
+      admin.disconnect();
+    }
+  });
+
   it('AUTHs again on every reconnection', async () => {
     const c = client(`redis://:${encoded}@127.0.0.1:${server.port}/2`);
     await c.connect();
