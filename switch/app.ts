@@ -294,6 +294,9 @@ export async function startSwitch(
     const scripts = await Scripts.load(redis, fast, durable);
     const access = { keys, scripts };
     const ledger = new Ledger(keys, scripts, config.requestTtlSec, now);
+    // The payment script carries the limits and lifetimes in its text: made and loaded now, so a bad
+    // setting stops the start instead of the first payment.
+    await ledger.prepareAuthorize(config.limits);
     const money = new MoneyLedger(keys, scripts, config.requestTtlSec, now);
     const claims = new SequenceClaims(access, config.requestTtlSec);
     const terminals = new TerminalRegistry(new TerminalRecords({ keys, scripts }), config.terminalPepper, config.terminalCacheMs);

@@ -17,6 +17,7 @@ import {
   SCRIPT_NAMES,
   ScriptArgumentError,
   Scripts,
+  settingsBlock,
   type ArgvRule,
   type ScriptName,
 } from '../switch/ledger/scripts.js';
@@ -43,7 +44,10 @@ describe('script names', () => {
     await expect(scripts.run('authorise', [], [])).rejects.toThrow(/authorise\.lua was not loaded/);
     // @ts-expect-error the same for shaOf
     expect(() => scripts.shaOf('reverse.lua')).toThrow(/not loaded/);
-    expect(scripts.shaOf('authorize')).toMatch(/^[0-9a-f]{40}$/);
+    // authorize.lua carries its settings: it is made with them, never run bare.
+    // @ts-expect-error 'authorize' is a settings script, not a PlainScriptName
+    expect(() => scripts.shaOf('authorize')).toThrow(/authorize\.lua carries settings: make it with withSettings/);
+    expect(scripts.withSettings('authorize', SETTINGS).sha).toMatch(/^[0-9a-f]{40}$/);
   });
 
   it('every script names itself (local SCRIPT), so its ARGV errors say which script refused', () => {
@@ -140,100 +144,32 @@ describe('answer codes', () => {
 
 const NOW = 1_764_480_000_000;
 const DAY = '20251130';
+/** authorize.lua's settings (SCRIPT_SETTINGS) for the ARGV tests. */
+const SETTINGS = {
+  requestTtlSec: 3600,
+  studentNoPinPerPaymentFen: 100,
+  studentNoPinPerDayFen: 100,
+  studentDailySpendLimitFen: 0,
+  staffNoPinPerPaymentFen: 100,
+  staffNoPinPerDayFen: 100,
+  staffDailySpendLimitFen: 0,
+  eventsChannel: 'chan',
+  eventTtlSec: 3600,
+};
 
 /** Arguments each script accepts (what its wrapper sends), with how many KEYS it takes. */
 const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args: readonly (string | number)[] }[]> = {
   adjust: [{ keys: 4, args: ['C1', -500, 'adj|C1|-500|r', 'ADJ-0001', 'op1', 'a reason', NOW, 3600] }],
   authorize: [
-    {
-      keys: 5,
-      args: ['C1', 'S1', 100, 'pay|C1|100|card', 'T1', 1, 'm:M1', NOW, DAY, 3600, '0', 100, 100, 0, 100, 100, 0, 'chan', 3600, 'card'],
-    },
-    {
-      keys: 6,
-      args: [
-        'C1',
-        '',
-        100,
-        'pay|C1|100|campus_qr',
-        'T1',
-        2,
-        'm:M1',
-        NOW,
-        DAY,
-        3600,
-        '1',
-        100,
-        100,
-        0,
-        100,
-        100,
-        0,
-        'chan',
-        3600,
-        'campus_qr',
-        3,
-        '0',
-        180,
-        'QR1',
-      ],
-    },
+    { keys: 5, args: ['C1', 'S1', 100, 'pay|C1|100|card', 'T1', 1, 'm:M1', NOW, DAY, '0', 'card'] },
+    { keys: 6, args: ['C1', '', 100, 'pay|C1|100|campus_qr', 'T1', 2, 'm:M1', NOW, DAY, '1', 'campus_qr', 3, '0', 180, 'QR1'] },
     // A campus QR payment past the fast test (a leading zero, a 16-digit mark lifetime): the long way accepts it too.
     {
       keys: 6,
-      args: [
-        'C1',
-        '',
-        100,
-        'pay|C1|100|campus_qr',
-        'T1',
-        4,
-        'm:M1',
-        NOW,
-        DAY,
-        3600,
-        '1',
-        100,
-        100,
-        0,
-        100,
-        100,
-        0,
-        'chan',
-        3600,
-        'campus_qr',
-        '03',
-        '0',
-        '1000000000000000',
-        'QR2',
-      ],
+      args: ['C1', '', 100, 'pay|C1|100|campus_qr', 'T1', 4, 'm:M1', NOW, DAY, '1', 'campus_qr', '03', '0', '1000000000000000', 'QR2'],
     },
     // Past authorize.lua's fast test (leading zeros, 16 digits): its argument-by-argument checks still accept them.
-    {
-      keys: 5,
-      args: [
-        'C1',
-        'S1',
-        '0100',
-        'pay|C1|100|card',
-        'T1',
-        3,
-        'm:M1',
-        NOW,
-        DAY,
-        3600,
-        '0',
-        Number.MAX_SAFE_INTEGER,
-        100,
-        0,
-        100,
-        100,
-        0,
-        'chan',
-        3600,
-        'card',
-      ],
-    },
+    { keys: 5, args: ['C1', 'S1', '0100', 'pay|C1|100|card', 'T1', 3, 'm:M1', '01764480000000000', DAY, '0', 'card'] },
   ],
   'channel-binding': [
     { keys: 1, args: ['claim', 'C1', ''] },
@@ -378,8 +314,12 @@ function badCases(): BadCase[] {
 describe('ARGV checked on both sides', () => {
   const redis = connect();
   let scripts: Scripts;
+  let shaOf: (name: ScriptName) => string;
   beforeAll(async () => {
     scripts = await Scripts.load(redis);
+    const authorize = scripts.withSettings('authorize', SETTINGS);
+    await scripts.loadPrepared(authorize);
+    shaOf = (name) => (name === 'authorize' ? authorize.sha : scripts.shaOf(name));
   });
   afterAll(() => redis.quit());
 
@@ -414,7 +354,7 @@ describe('ARGV checked on both sides', () => {
         expect(() => checkArgv(name, args), `${name} ${JSON.stringify(args)}`).not.toThrow();
         const prefix = freshPrefix(`ok${name}`);
         const keyNames = (await seed(prefix)).slice(0, keys);
-        const reply = await redis.evalsha(scripts.shaOf(name), keys, ...keyNames, ...args).catch((err: Error) => err);
+        const reply = await redis.evalsha(shaOf(name), keys, ...keyNames, ...args).catch((err: Error) => err);
         expect(reply instanceof Error ? reply.message : 'answered', `${name} ${JSON.stringify(args)}`).not.toMatch(/^ERR /);
       }
     }
@@ -436,7 +376,7 @@ describe('ARGV checked on both sides', () => {
         tsMessage = (err as Error).message;
       }
       expect(tsMessage, `${label}: scripts.ts let it through`).toMatch(new RegExp(`^${c.name}: `));
-      const luaError = await redis.evalsha(scripts.shaOf(c.name), c.keys, ...keyNames.slice(0, c.keys), ...c.args).then(
+      const luaError = await redis.evalsha(shaOf(c.name), c.keys, ...keyNames.slice(0, c.keys), ...c.args).then(
         (reply) => new Error(`answered ${JSON.stringify(reply)}`),
         (err: Error) => err,
       );
@@ -450,13 +390,13 @@ describe('ARGV checked on both sides', () => {
     const keyNames = await seed(prefix);
     const before = await snapshot(prefix);
     const qrPayment = VALID.authorize[1]?.args ?? [];
-    const refused = await redis.evalsha(scripts.shaOf('authorize'), 5, ...keyNames.slice(0, 5), ...qrPayment).catch((err: Error) => err);
+    const refused = await redis.evalsha(shaOf('authorize'), 5, ...keyNames.slice(0, 5), ...qrPayment).catch((err: Error) => err);
     expect(refused instanceof Error ? refused.message : refused).toBe(
       'ERR authorize: a campus QR payment needs 6 KEYS (its used mark sixth; 7 with its sequence claim), got 5',
     );
     const cardPayment = VALID.authorize[0]?.args ?? [];
     const tooMany = await redis
-      .evalsha(scripts.shaOf('authorize'), 7, ...keyNames.slice(0, 5), `${prefix}:x1`, `${prefix}:x2`, ...cardPayment)
+      .evalsha(shaOf('authorize'), 7, ...keyNames.slice(0, 5), `${prefix}:x1`, `${prefix}:x2`, ...cardPayment)
       .catch((err: Error) => err);
     expect(tooMany instanceof Error ? tooMany.message : tooMany).toBe(
       'ERR authorize: a card payment needs 5 KEYS (6 with its sequence claim), got 7',
@@ -480,7 +420,7 @@ describe('ARGV checked on both sides', () => {
         payment.map((a, i) => (i === 2 ? -5 : a)),
       ),
     ).toBe('authorize: ARGV[3] amountFen must be a positive integer, got "-5"');
-    expect(refusal('authorize', [...payment, 'QR'])).toBe('authorize: ARGV has 21 arguments, expected 20 or 24');
+    expect(refusal('authorize', [...payment, 'QR'])).toBe('authorize: ARGV has 12 arguments, expected 11 or 15');
     expect(refusal('claim-id', ['claim', 'C1'])).toBe('claim-id: ARGV has 2 arguments, expected 3 for claim');
     expect(refusal('set-status', ['X', '', 'C1', NOW, 'chan', 3600])).toBe('set-status: ARGV[1] status must be one of A, L, F, C, got "X"');
   });
@@ -493,5 +433,82 @@ describe('ARGV checked on both sides', () => {
     // The connection is closed: anything sent fails with a connection error; the ARGV check answers first.
     await expect(loaded.run('reverse', ['k'], ['C1', 0, 'fp', 'T1', 1, NOW, 3600, 'chan', 3600])).rejects.toThrow(ScriptArgumentError);
     await expect(loaded.run('reverse', ['k'], ['C1', 100, 'fp', 'T1', 1, NOW, 3600, 'chan', 3600])).rejects.toThrow(/closed|writable/i);
+  });
+});
+
+// ---- settings written into a script's text -----------------------------------------------------------
+
+describe("authorize.lua's settings (SCRIPT_SETTINGS)", () => {
+  const redis = connect();
+  afterAll(() => redis.quit());
+
+  it('a missing, unknown or bad setting is refused by name before any script is made', () => {
+    const refusal = (settings: Record<string, string | number>): string => {
+      try {
+        settingsBlock('authorize', settings);
+      } catch (err) {
+        expect(err).toBeInstanceOf(ScriptArgumentError);
+        return (err as Error).message;
+      }
+      return 'accepted';
+    };
+    expect(refusal(SETTINGS)).toBe('accepted');
+    const { eventTtlSec: _dropped, ...missing } = SETTINGS;
+    expect(refusal(missing)).toBe('authorize: setting eventTtlSec is missing');
+    expect(refusal({ ...SETTINGS, requestTtl: 5 })).toBe('authorize: there is no setting requestTtl');
+    expect(refusal({ ...SETTINGS, studentNoPinPerDayFen: -1 })).toBe(
+      'authorize: setting studentNoPinPerDayFen must be an integer >= 0, got "-1"',
+    );
+    expect(refusal({ ...SETTINGS, requestTtlSec: 0 })).toBe('authorize: setting requestTtlSec must be a positive integer, got "0"');
+    expect(refusal({ ...SETTINGS, staffDailySpendLimitFen: 1.5 })).toBe(
+      'authorize: setting staffDailySpendLimitFen must be an integer >= 0, got "1.5"',
+    );
+    expect(refusal({ ...SETTINGS, eventsChannel: '' })).toBe('authorize: setting eventsChannel must not be empty, got ""');
+  });
+
+  it('each setting reaches Redis as written, whatever characters a text holds', async () => {
+    const channel = "it's a \\ channel\n]]'--通道";
+    const block = settingsBlock('authorize', {
+      ...SETTINGS,
+      eventsChannel: channel,
+      requestTtlSec: '0086400',
+      staffNoPinPerDayFen: 2 ** 53 - 1,
+    });
+    const reply = (await redis.eval(
+      `${block}\nreturn { requestTtlSec, requestTtlSecText, staffNoPinPerDayFenText, studentDailySpendLimitFen, eventsChannel, type(requestTtlSec) }`,
+      0,
+    )) as unknown[];
+    expect(reply).toEqual([86400, '86400', '9007199254740991', 0, channel, 'number']);
+  });
+
+  it('the same settings give the same script; other limits give another, and a ledger pays under each', async () => {
+    const scripts = await Scripts.load(redis);
+    expect(scripts.withSettings('authorize', { ...SETTINGS })).toBe(scripts.withSettings('authorize', { ...SETTINGS }));
+    const keys = new Keys(freshPrefix('settings'), 16);
+    const ledger = new Ledger(keys, scripts, 3600);
+    await ledger.openAccount({ cardNo: 'C1', openingFen: 10_000, fields: { ser: 'S1', ht: 'S' } });
+    const strict = { noPinPerPaymentFen: 50, noPinPerDayFen: 1000, dailySpendLimitFen: 0 };
+    const lax = { noPinPerPaymentFen: 500, noPinPerDayFen: 1000, dailySpendLimitFen: 0 };
+    const pay = (sequence: number, student: typeof strict) =>
+      ledger.authorize({
+        cardNo: 'C1',
+        presentedSerial: 'S1',
+        amountFen: 100,
+        credentialKind: 'card',
+        terminalId: 'T1',
+        sequence,
+        merchantId: 'M1',
+        pinVerified: false,
+        limits: { student, staff: strict },
+      });
+    const strictLimits = { student: strict, staff: strict };
+    const laxLimits = { student: lax, staff: strict };
+    expect(ledger.authorizeScript(strictLimits)).toBe(ledger.authorizeScript(strictLimits));
+    expect(ledger.authorizeScript(laxLimits).sha).not.toBe(ledger.authorizeScript(strictLimits).sha);
+    // Not loaded beforehand: the first EVALSHA of each meets NOSCRIPT and the fallback loads it.
+    expect((await pay(1, strict)).code).toBe('pin_required');
+    expect((await pay(2, lax)).code).toBe('approved');
+    expect((await pay(3, strict)).code).toBe('pin_required');
+    expect(Number(await redis.hget(keys.account('C1'), 'bal'))).toBe(9_900);
   });
 });

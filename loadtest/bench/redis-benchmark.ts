@@ -182,7 +182,7 @@ export async function runRedisBenchmarkScript(options: RedisBenchmarkOptions): P
     const randomized = (value: string | number): string => String(value).replace(placeholder, '__rand_int__');
     const command = [
       'EVALSHA',
-      scripts.shaOf('authorize'),
+      (await ledger.prepareAuthorize(options.limits)).sha,
       String(scriptKeys.length),
       ...scriptKeys.map(randomized),
       ...args.map(randomized),

@@ -134,7 +134,7 @@ async function childRun(name: ClientName, url: string, run: number, payments: nu
   await mapBounded(cards, 64, (c) =>
     ledger.openAccount({ cardNo: c.cardNo, openingFen: 1_000_000_000, fields: { ser: c.serial, ht: 'S', name: '基准' } }),
   );
-  const sha = scripts.shaOf('authorize');
+  const sha = (await ledger.prepareAuthorize(LIMITS)).sha;
   const driver = await driverFor(name, url);
   const terminal = `RC-${run}`;
   let sequence = 0;

@@ -164,9 +164,10 @@ export async function measureRedisInstructions(options: {
         limits: { student: NO_LIMIT, staff: NO_LIMIT },
         claimSequence,
       });
+      const authorizeSha = (await ledger.prepareAuthorize({ student: NO_LIMIT, staff: NO_LIMIT })).sha;
       const authorizeCommand = (claimSequence: boolean): string[] => {
         const { keys: k, args } = ledger.authorizeArguments(input(claimSequence), Date.now());
-        return ['EVALSHA', scripts.shaOf('authorize'), String(k.length), ...k.map(randomized), ...args.map(randomized)];
+        return ['EVALSHA', authorizeSha, String(k.length), ...k.map(randomized), ...args.map(randomized)];
       };
       const subjects: { name: InstructionSubject['name']; note: string; command: string[] }[] = [
         {

@@ -19,7 +19,7 @@ import {
 } from './answers.js';
 import type { Keys } from './keys.js';
 import { readRequestFields } from './request-records.js';
-import type { Scripts, ScriptReply } from './scripts.js';
+import type { PreparedScript, Scripts, ScriptReply } from './scripts.js';
 
 export { LedgerInvariantError } from './answers.js';
 
@@ -133,9 +133,7 @@ export interface HolderLimits {
   readonly dailySpendLimitFen: number;
 }
 
-function limitArgs(l: HolderLimits): number[] {
-  return [l.noPinPerPaymentFen, l.noPinPerDayFen, l.dailySpendLimitFen];
-}
+type PaymentLimits = AuthorizeInput['limits'];
 
 export interface ReverseInput {
   readonly cardNo: string;
@@ -151,12 +149,47 @@ export interface OpenAccountInput {
 }
 
 export class Ledger {
+  /** authorize.lua as made for the limits last paid with (a deployment pays with one set, config.limits). */
+  private authorizeMade: { readonly limits: PaymentLimits; readonly script: PreparedScript } | undefined;
+
   constructor(
     readonly keys: Keys,
     readonly scripts: Scripts,
     private readonly requestTtlSec: number,
     private readonly now: () => number = Date.now,
   ) {}
+
+  /**
+   * authorize.lua with this ledger's settings and `limits` written into its text (scripts.ts
+   * SCRIPT_SETTINGS): the request records' lifetime, the limits, the events channel. The same limits
+   * object as the last call gives the same script at once (the payment path); others are made and
+   * kept by Scripts.withSettings.
+   */
+  authorizeScript(limits: PaymentLimits): PreparedScript {
+    const made = this.authorizeMade;
+    if (made !== undefined && made.limits === limits) return made.script;
+    const { student, staff } = limits;
+    const script = this.scripts.withSettings('authorize', {
+      requestTtlSec: this.requestTtlSec,
+      studentNoPinPerPaymentFen: student.noPinPerPaymentFen,
+      studentNoPinPerDayFen: student.noPinPerDayFen,
+      studentDailySpendLimitFen: student.dailySpendLimitFen,
+      staffNoPinPerPaymentFen: staff.noPinPerPaymentFen,
+      staffNoPinPerDayFen: staff.noPinPerDayFen,
+      staffDailySpendLimitFen: staff.dailySpendLimitFen,
+      eventsChannel: this.keys.eventsChannel(),
+      eventTtlSec: this.requestTtlSec,
+    });
+    this.authorizeMade = { limits, script };
+    return script;
+  }
+
+  /** Makes and SCRIPT LOADs authorize.lua for `limits` (at start: a bad limit or a broken script fails here). */
+  async prepareAuthorize(limits: PaymentLimits): Promise<PreparedScript> {
+    const script = this.authorizeScript(limits);
+    await this.scripts.loadPrepared(script);
+    return script;
+  }
 
   /**
    * Whether a payment's sequence claim can ride in its script (AuthorizeInput.claimSequence): one
@@ -208,7 +241,10 @@ export class Ledger {
     return { code, epoch: parseInteger(String(reply[1]), 'QR epoch') };
   }
 
-  /** The KEYS and ARGV of authorize.lua for one payment (the bench drives the script alone with them). */
+  /**
+   * The KEYS and ARGV of authorize.lua for one payment (the bench drives the script alone with them,
+   * as made by authorizeScript(input.limits)).
+   */
   authorizeArguments(input: AuthorizeInput, nowMs: number): { keys: string[]; args: (string | number)[] } {
     const k = this.keys;
     const keys = [
@@ -236,12 +272,7 @@ export class Ledger {
         `m:${input.merchantId}`,
         nowMs,
         campusDayKey(nowMs),
-        this.requestTtlSec,
         input.pinVerified ? '1' : '0',
-        ...limitArgs(input.limits.student),
-        ...limitArgs(input.limits.staff),
-        k.eventsChannel(),
-        this.requestTtlSec,
         input.credentialKind,
         ...(qr === undefined ? [] : [qr.epoch, qr.expired ? '1' : '0', QR_USED_MARK_TTL_SEC, qr.codeId]),
       ],
@@ -251,7 +282,7 @@ export class Ledger {
   async authorize(input: AuthorizeInput): Promise<AuthorizeResult> {
     assertPositiveFen(input.amountFen);
     const { keys, args } = this.authorizeArguments(input, this.now());
-    const reply = await this.scripts.run('authorize', keys, args);
+    const reply = await this.scripts.runPrepared(this.authorizeScript(input.limits), keys, args);
     if (typeof reply === 'number') {
       const refusal = decodeAnswer('authorize', AUTHORIZE_REFUSALS, reply);
       const errors = {

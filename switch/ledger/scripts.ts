@@ -14,6 +14,7 @@ export type ScriptReply = string | number | null | ScriptReply[];
 
 const LUA_DIR = fileURLToPath(new URL('./lua/', import.meta.url));
 const INCLUDE_LINE = /^-- @include ([a-z0-9-]+)\s*$/gm;
+const SETTINGS_LINE = /^-- @settings\s*$/gm;
 const MAX_INCLUDE_DEPTH = 4;
 
 /**
@@ -107,11 +108,7 @@ export const ARGV_RULES = {
       id('merchantParty'),
       integer('nowMs', 0),
       id('dayKey'),
-      integer('requestTtlSec', 1),
       flag('pinVerified'),
-      ...LIMIT_ARGS('student'),
-      ...LIMIT_ARGS('staff'),
-      ...EVENT_ARGS,
       id('credentialKind'),
     ],
     tail: [integer('qrEpoch', 0), flag('qrExpired'), integer('qrUsedTtlSec', 1), id('qrCodeId')],
@@ -341,6 +338,21 @@ export const ARGV_RULES = {
   },
 } as const satisfies Record<ScriptName, FixedArgv | ArgvByOp>;
 
+/**
+ * Scripts whose text carries settings of the deployment, written where their `-- @settings` line stands
+ * (Scripts.withSettings): values the same for every call, which as ARGV would cost Redis about 1k
+ * instructions each to receive and the script more to check, on every payment (issue 15). An integer
+ * setting becomes two Lua locals, `<name>` (a number) and `<name>Text` (its digits); any other, one
+ * string local. Checked by the same rules as ARGV when the script is made.
+ */
+export const SCRIPT_SETTINGS = {
+  authorize: [integer('requestTtlSec', 1), ...LIMIT_ARGS('student'), ...LIMIT_ARGS('staff'), ...EVENT_ARGS],
+} as const satisfies Partial<Record<ScriptName, readonly ArgvRule[]>>;
+export type SettingsScriptName = keyof typeof SCRIPT_SETTINGS;
+/** Scripts loaded as they are (no settings): the names run() and shaOf() take. */
+export type PlainScriptName = Exclude<ScriptName, SettingsScriptName>;
+export type ScriptSettings = Readonly<Record<string, string | number>>;
+
 /** A script was called with an argument it refuses (a bug of the caller: its input should have been checked). */
 export class ScriptArgumentError extends RangeError {
   override readonly name = 'ScriptArgumentError';
@@ -435,6 +447,40 @@ export function readScript(name: ScriptName): string {
   return expandIncludes(readFileSync(join(LUA_DIR, fileName), 'utf8'), fileName, 0);
 }
 
+/** A text as a Lua string literal: anything but plain characters as a three-digit decimal byte escape. */
+function luaString(value: string): string {
+  let out = "'";
+  for (const byte of Buffer.from(value, 'utf8')) {
+    const c = String.fromCharCode(byte);
+    out += /[A-Za-z0-9 :._@{}/-]/.test(c) ? c : `\\${String(byte).padStart(3, '0')}`;
+  }
+  return `${out}'`;
+}
+
+/** The Lua locals that stand for a script's `-- @settings` line; throws ScriptArgumentError for a bad or missing one. */
+export function settingsBlock(name: SettingsScriptName, settings: ScriptSettings): string {
+  const rules: readonly ArgvRule[] = SCRIPT_SETTINGS[name];
+  const known = new Set(rules.map((rule) => rule.name));
+  for (const key of Object.keys(settings)) {
+    if (!known.has(key)) throw new ScriptArgumentError(`${name}: there is no setting ${key}`);
+  }
+  const lines = [`-- settings (ledger/scripts.ts SCRIPT_SETTINGS)`];
+  for (const rule of rules) {
+    const value = settings[rule.name];
+    if (value === undefined) throw new ScriptArgumentError(`${name}: setting ${rule.name} is missing`);
+    const problem = ruleProblem(rule, value);
+    if (problem !== undefined)
+      throw new ScriptArgumentError(`${name}: setting ${rule.name} ${problem}, got "${String(value).slice(0, 40)}"`);
+    if (rule.kind === 'integer' || rule.kind === 'nonZeroInteger') {
+      const digits = String(Number(value));
+      lines.push(`local ${rule.name} = ${digits}`, `local ${rule.name}Text = '${digits}'`);
+    } else {
+      lines.push(`local ${rule.name} = ${luaString(String(value))}`);
+    }
+  }
+  return lines.join('\n');
+}
+
 /** Scripts that write nothing: the durable mode does not wait for a replica after them. */
 const READ_ONLY_SCRIPTS: ReadonlySet<ScriptName> = new Set<ScriptName>(['inquire']);
 /** Plain commands (Scripts.command) that write nothing. */
@@ -457,8 +503,19 @@ interface LoadedScript {
   readonly sha: string;
 }
 
+/** A script made with its settings (Scripts.withSettings), run with Scripts.runPrepared. */
+export interface PreparedScript extends LoadedScript {
+  readonly name: SettingsScriptName;
+}
+
+/** How many differently-set scripts Scripts keeps made (a deployment uses one; tests a few). */
+const MAX_PREPARED = 32;
+
 export class Scripts {
   private readonly scripts = new Map<ScriptName, LoadedScript>();
+  /** The expanded text of each settings script, its `-- @settings` line still in it. */
+  private readonly templates = new Map<SettingsScriptName, string>();
+  private readonly prepared = new Map<string, PreparedScript>();
 
   private constructor(
     private readonly redis: RedisClient,
@@ -482,10 +539,39 @@ export class Scripts {
   }
 
   /** The SHA1 a script is loaded under (for EVALSHA from outside the switch: the bench's redis-benchmark run). */
-  shaOf(name: ScriptName): string {
+  shaOf(name: PlainScriptName): string {
+    return this.loaded(name).sha;
+  }
+
+  private loaded(name: PlainScriptName): LoadedScript {
     const script = this.scripts.get(name);
-    if (script === undefined) throw new Error(`Lua script ${name}.lua was not loaded (is it in ${LUA_DIR}?)`);
-    return script.sha;
+    if (script !== undefined) return script;
+    if (name in SCRIPT_SETTINGS)
+      throw new Error(`Lua script ${name}.lua carries settings: make it with withSettings and run it with runPrepared`);
+    throw new Error(`Lua script ${name}.lua was not loaded (is it in ${LUA_DIR}?)`);
+  }
+
+  /**
+   * The script `name` with its settings written in (SCRIPT_SETTINGS); the same settings give the same
+   * object back. Loaded into Redis by loadPrepared, or by the first run's NOSCRIPT fallback.
+   */
+  withSettings(name: SettingsScriptName, settings: ScriptSettings): PreparedScript {
+    const block = settingsBlock(name, settings);
+    const memo = `${name}\n${block}`;
+    const made = this.prepared.get(memo);
+    if (made !== undefined) return made;
+    const template = this.templates.get(name);
+    if (template === undefined) throw new Error(`Lua script ${name}.lua was not loaded (is it in ${LUA_DIR}?)`);
+    const source = template.replace(SETTINGS_LINE, () => block);
+    const script: PreparedScript = { name, source, sha: createHash('sha1').update(source).digest('hex') };
+    if (this.prepared.size >= MAX_PREPARED) this.prepared.delete(this.prepared.keys().next().value as string);
+    this.prepared.set(memo, script);
+    return script;
+  }
+
+  /** SCRIPT LOADs a prepared script into every master, so a broken one fails here and EVALSHA finds it. */
+  async loadPrepared(script: PreparedScript): Promise<void> {
+    for (const node of masterNodes(this.redis)) await this.loadInto(node, script.name, script.source, script.sha);
   }
 
   /** Reads, expands and SCRIPT LOADs every script; a missing or broken script fails here, not at the first swipe. */
@@ -500,6 +586,12 @@ export class Scripts {
     const nodes = masterNodes(redis);
     for (const name of SCRIPT_NAMES) {
       const source = readScript(name);
+      if (name in SCRIPT_SETTINGS) {
+        const lines = source.match(SETTINGS_LINE)?.length ?? 0;
+        if (lines !== 1) throw new Error(`Lua script ${name}.lua must hold one "-- @settings" line, has ${lines}`);
+        scripts.templates.set(name as SettingsScriptName, source);
+        continue;
+      }
       const sha = createHash('sha1').update(source).digest('hex');
       scripts.scripts.set(name, { source, sha });
       for (const node of nodes) await scripts.loadInto(node, name, source, sha);
@@ -528,12 +620,19 @@ export class Scripts {
   }
 
   /** Runs a script; its ARGV is checked first (checkArgv), so a bad argument never reaches Redis. */
-  async run(name: ScriptName, keys: readonly string[], args: readonly (string | number)[]): Promise<ScriptReply> {
-    const script = this.scripts.get(name);
-    if (script === undefined) throw new Error(`Lua script ${name}.lua was not loaded (is it in ${LUA_DIR}?)`);
+  async run(name: PlainScriptName, keys: readonly string[], args: readonly (string | number)[]): Promise<ScriptReply> {
+    const script = this.loaded(name);
     checkArgv(name, args);
     const reply = await this.evalsha(script, keys, args);
     if (this.durable !== undefined && !READ_ONLY_SCRIPTS.has(name) && keys.length > 0) await this.durable.afterWrite(keys[0] as string);
+    return reply;
+  }
+
+  /** Runs a script made with its settings (withSettings); its ARGV is checked first, as run() does. */
+  async runPrepared(script: PreparedScript, keys: readonly string[], args: readonly (string | number)[]): Promise<ScriptReply> {
+    checkArgv(script.name, args);
+    const reply = await this.evalsha(script, keys, args);
+    if (this.durable !== undefined && keys.length > 0) await this.durable.afterWrite(keys[0] as string);
     return reply;
   }
 

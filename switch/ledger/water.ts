@@ -12,7 +12,7 @@ import {
 } from './answers.js';
 import type { Keys } from './keys.js';
 import { IdempotencyConflictError } from './ledger.js';
-import type { ScriptName, Scripts, ScriptReply } from './scripts.js';
+import type { PlainScriptName, Scripts, ScriptReply } from './scripts.js';
 
 /** The small wallet never holds more than 10.00: it is refilled to this at every settlement. */
 export const SMALL_WALLET_CAP_FEN = 1000;
@@ -136,7 +136,7 @@ export class WaterLedger {
   }
 
   /** A script's "INVARIANT ..." error reply is a broken ledger, not a failed request: make it typed. */
-  private async run(name: ScriptName, keys: readonly string[], args: readonly (string | number)[]): Promise<ScriptReply> {
+  private async run(name: PlainScriptName, keys: readonly string[], args: readonly (string | number)[]): Promise<ScriptReply> {
     try {
       return await this.scripts.run(name, keys, args);
     } catch (err) {

@@ -72,9 +72,9 @@ end
 local version = rcall('HINCRBY', accountKey, 'ver', 1)
 local fromParty, toParty = 'x:adj', 'a:' .. cardNo
 if signedAmountFen < 0 then fromParty, toParty = 'a:' .. cardNo, 'x:adj' end
-local entryId = appendJournal(journalKey, 'adj', cardNo, math.abs(signedAmountFen), fromParty, toParty,
-  balanceAfterFen, version, operator, adjustmentId, nowMs, { 'r', reason })
-appendStatement(statementKey, nowMs, entryId, 'adj', signedAmountFen, balanceAfterFen, operator, adjustmentId)
+local entryId = appendJournal(journalKey, 'adj', cardNo, digits(math.abs(signedAmountFen)), fromParty, toParty,
+  digits(balanceAfterFen), digits(version), operator, adjustmentId, nowMs, { 'r', reason })
+appendStatement(statementKey, nowMs, entryId, 'adj', digits(signedAmountFen), digits(balanceAfterFen), operator, adjustmentId)
 
 local answer = joinAnswer({ ANSWER_ADJUSTED, balanceAfterFen, entryId, nowMs })
 rcall('HSET', adjustmentKey, 'fp', fingerprint, 'ans', answer, 'card', cardNo, 'by', operator, 'r', reason)

@@ -23,20 +23,26 @@
   ARGV[7] merchantParty     e.g. 'm:canteen-1'
   ARGV[8] nowMs
   ARGV[9] dayKey            YYYYMMDD in campus time
-  ARGV[10] requestTtlSec
-  ARGV[11] pinVerified      '1' when the card password was checked for this request
-  ARGV[12..14] student limits: noPinPerPaymentFen, noPinPerDayFen, dailySpendLimitFen (0 = none)
-  ARGV[15..17] staff limits, the same three
-  A card's own fields lnp1, lnpd, ldl override its holder type's values.
-  ARGV[18] eventsChannel    pub/sub channel of card events
-  ARGV[19] eventTtlSec      how long a card's events are kept
-  ARGV[20] credentialKind   card | campus_qr (the event says how the cardholder paid)
+  ARGV[10] pinVerified      '1' when the card password was checked for this request
+  ARGV[11] credentialKind   card | campus_qr (the event says how the cardholder paid)
   Campus QR only (the switch opened the code: it is genuine and names this card):
-  ARGV[21] qrEpoch          the card's QR epoch sealed in the code (must still be the account's `eq`)
-  ARGV[22] qrExpired        '1' when the code is older than its validity (declined, unless this
+  ARGV[12] qrEpoch          the card's QR epoch sealed in the code (must still be the account's `eq`)
+  ARGV[13] qrExpired        '1' when the code is older than its validity (declined, unless this
                             very request was decided before: a retry replays its first answer)
-  ARGV[23] qrUsedTtlSec     how long the single-use mark is kept (longer than a code is valid)
-  ARGV[24] qrCodeId         the code's id, told to the page so it knows its code was taken
+  ARGV[14] qrUsedTtlSec     how long the single-use mark is kept (longer than a code is valid)
+  ARGV[15] qrCodeId         the code's id, told to the page so it knows its code was taken
+
+  Settings, the same for every payment of a deployment, are written into the script's text where the
+  `-- @settings` line stands (ledger/scripts.ts SCRIPT_SETTINGS: one loaded script per distinct set,
+  checked by the switch when it makes it). As arguments they cost Redis about 1k instructions each to
+  receive, and the script more to check, on every payment (issue 15: loadtest/RESULTS.md, thirteenth
+  session). Each integer setting is a number local and a text local (`<name>Text`):
+    requestTtlSec           how long the request record (and the sequence claim) is kept
+    studentNoPinPerPaymentFen, studentNoPinPerDayFen, studentDailySpendLimitFen: the student limits (0 = none)
+    staffNoPinPerPaymentFen, staffNoPinPerDayFen, staffDailySpendLimitFen: the staff limits, the same three
+    eventsChannel           pub/sub channel of card events (text)
+    eventTtlSec             how long a card's events are kept
+  A card's own fields lnp1, lnpd, ldl override its holder type's limits.
 
   Returns one string "<code>|<balanceAfterFen>|<txnId>|<decidedAtMs>":
     code  1 approved         5 unknown account (no money moved)
@@ -90,60 +96,50 @@ local sequence = ARGV[6]
 local merchantParty = ARGV[7]
 local nowMs = ARGV[8]
 local dayKey = ARGV[9]
-local requestTtlSec = tonumber(ARGV[10])
-local pinVerified = ARGV[11] == '1'
+local pinVerified = ARGV[10] == '1'
 local eventsKey = KEYS[5]
-local eventsChannel = ARGV[18]
-local eventTtlSec = ARGV[19] -- a number only where a bound card's events need it (below)
-local credentialKind = ARGV[20]
+local credentialKind = ARGV[11]
 local qrUsedKey = KEYS[6]
-local qrEpoch = ARGV[21]
+local qrEpoch = ARGV[12]
 local claimKey = KEYS[6]
 if qrEpoch then claimKey = KEYS[7] end
 local NO_PREVIOUS = {}
 
+-- @settings
 -- @include answer
 -- @include event
 
 -- Checked before any key is read. This runs on every payment, so the common case costs a few
--- comparisons, one concatenation and one anchored pattern test (callgrind: about 12k of a payment's
--- ~320k Redis instructions; a character-class scan instead cost 20k, tonumber on each 15k and is not
--- strict): only a call that fails them runs the argument-by-argument chain, which names the problem in
--- the words scripts.ts uses. The fast test is stricter than the chain (at most 15 characters a number),
--- never looser. Leading zeros pass both (redis-benchmark's __rand_int__). A campus QR payment's four
--- more arguments and its sixth key take the same way.
-local wellFormed = (#ARGV == 20 or #ARGV == 24)
+-- comparisons, one concatenation and one anchored pattern test: only a call that fails them runs the
+-- argument-by-argument chain, which names the problem in the words scripts.ts uses. The fast test is
+-- stricter than the chain (at most 15 characters a number), never looser. Leading zeros pass both
+-- (redis-benchmark's __rand_int__). A campus QR payment's four more arguments and its sixth key take
+-- the same way. (The settings were checked when the switch wrote them into the text.)
+local wellFormed = (#ARGV == 11 or #ARGV == 15)
   and cardNo ~= '' and fingerprint ~= '' and terminalId ~= '' and merchantParty ~= '' and dayKey ~= ''
-  and eventsChannel ~= '' and credentialKind ~= '' and (ARGV[11] == '0' or ARGV[11] == '1')
-  and #ARGV[3] < 16 and #ARGV[6] < 16 and #nowMs < 16 and #ARGV[10] < 16 and #ARGV[12] < 16 and #ARGV[13] < 16
-  and #ARGV[14] < 16 and #ARGV[15] < 16 and #ARGV[16] < 16 and #ARGV[17] < 16 and #ARGV[19] < 16
-  -- amountFen, sequence, nowMs, requestTtlSec, the six limits, eventTtlSec
-  and string.find(ARGV[3] .. ' ' .. ARGV[6] .. ' ' .. nowMs .. ' ' .. ARGV[10] .. ' ' .. ARGV[12] .. ' ' .. ARGV[13] .. ' '
-    .. ARGV[14] .. ' ' .. ARGV[15] .. ' ' .. ARGV[16] .. ' ' .. ARGV[17] .. ' ' .. ARGV[19],
-    '^0*[1-9]%d* 0*[1-9]%d* %d+ 0*[1-9]%d* %d+ %d+ %d+ %d+ %d+ %d+ 0*[1-9]%d*$')
+  and credentialKind ~= '' and (ARGV[10] == '0' or ARGV[10] == '1')
+  and #ARGV[3] < 16 and #ARGV[6] < 16 and #nowMs < 16
+  -- amountFen, sequence, nowMs
+  and string.find(ARGV[3] .. ' ' .. ARGV[6] .. ' ' .. nowMs, '^0*[1-9]%d* 0*[1-9]%d* %d+$')
   -- qrEpoch, qrUsedTtlSec
   and (qrEpoch or #KEYS == 5 or #KEYS == 6)
-  and (not qrEpoch or ((#KEYS == 6 or #KEYS == 7) and (ARGV[22] == '0' or ARGV[22] == '1') and ARGV[24] ~= '' and #qrEpoch < 16
-    and #ARGV[23] < 16 and string.find(qrEpoch .. ' ' .. ARGV[23], '^%d+ 0*[1-9]%d*$')))
+  and (not qrEpoch or ((#KEYS == 6 or #KEYS == 7) and (ARGV[13] == '0' or ARGV[13] == '1') and ARGV[15] ~= '' and #qrEpoch < 16
+    and #ARGV[14] < 16 and string.find(qrEpoch .. ' ' .. ARGV[14], '^%d+ 0*[1-9]%d*$')))
 if not wellFormed then
   -- The argument-by-argument checks are made only here, where they run: their functions are created
   -- with each run of the script, a cost every payment would pay for nothing (issue 15).
 -- @include argv
-  local badArgv = argvCount(#ARGV == 20 or #ARGV == 24, '20 or 24')
+  local badArgv = argvCount(#ARGV == 11 or #ARGV == 15, '11 or 15')
     or argvId(1, 'cardNo') or argvInteger(3, 'amountFen', 1) or argvId(4, 'fingerprint') or argvId(5, 'terminalId')
     or argvInteger(6, 'sequence', 1) or argvId(7, 'merchantParty') or argvInteger(8, 'nowMs', 0) or argvId(9, 'dayKey')
-    or argvInteger(10, 'requestTtlSec', 1) or argvFlag(11, 'pinVerified')
-    or argvInteger(12, 'studentNoPinPerPaymentFen', 0) or argvInteger(13, 'studentNoPinPerDayFen', 0)
-    or argvInteger(14, 'studentDailySpendLimitFen', 0) or argvInteger(15, 'staffNoPinPerPaymentFen', 0)
-    or argvInteger(16, 'staffNoPinPerDayFen', 0) or argvInteger(17, 'staffDailySpendLimitFen', 0)
-    or argvId(18, 'eventsChannel') or argvInteger(19, 'eventTtlSec', 1) or argvId(20, 'credentialKind')
+    or argvFlag(10, 'pinVerified') or argvId(11, 'credentialKind')
   if badArgv then return badArgv end
   if not qrEpoch and #KEYS ~= 5 and #KEYS ~= 6 then
     return argvError('a card payment needs 5 KEYS (6 with its sequence claim), got ' .. #KEYS)
   end
   if qrEpoch then
-    badArgv = argvInteger(21, 'qrEpoch', 0) or argvFlag(22, 'qrExpired') or argvInteger(23, 'qrUsedTtlSec', 1)
-      or argvId(24, 'qrCodeId')
+    badArgv = argvInteger(12, 'qrEpoch', 0) or argvFlag(13, 'qrExpired') or argvInteger(14, 'qrUsedTtlSec', 1)
+      or argvId(15, 'qrCodeId')
     if badArgv then return badArgv end
     if #KEYS ~= 6 and #KEYS ~= 7 then
       return argvError('a campus QR payment needs 6 KEYS (its used mark sixth; 7 with its sequence claim), got ' .. #KEYS)
@@ -151,9 +147,9 @@ if not wellFormed then
   end
 end
 
--- Numbers handed to Redis as text made once (includes/answer.lua digits: no floating-point printf).
+-- The amount as Redis is handed it (its ARGV text may carry leading zeros: includes/answer.lua digits).
 local amountText = digits(amountFen)
-local requestTtlText = digits(requestTtlSec)
+local requestTtlText = requestTtlSecText
 
 -- The sequence claim first (when it is ours to take): a number claimed by another card is refused
 -- before anything is read or written. Its owner being this card is a retry (or a crash after the
@@ -190,15 +186,16 @@ local nowSec = 0
 local extendEvents = false
 if bound then
   nowSec = math.floor(tonumber(nowMs) / 1000)
-  eventTtlSec = tonumber(eventTtlSec)
   extendEvents = cardEventsExpiryDue(account[16], nowSec, eventTtlSec)
 end
 
 -- Records the answer under the request key (pst: A approved, D declined) so a retry replays it, and
 -- appends a bound e-card's event (announced while a page of it is open). The account's `ew` and
 -- `evx` came with the HMGET above; an approval writes `evx` with its own HSET, a decline here.
-local function decide(code, balanceFen, txnId)
-  local answer = string.format('%d|%d|%s|%s', code, balanceFen, txnId, nowMs)
+-- `balanceText` is the balance's digits (the approval has them made already; a concatenation costs
+-- Redis about 5k instructions less per payment than string.format: issue 15).
+local function decide(code, balanceText, txnId)
+  local answer = code .. '|' .. balanceText .. '|' .. txnId .. '|' .. nowMs
   local state = 'D'
   local kind = 'decl'
   if code == ANSWER_APPROVED then
@@ -217,45 +214,51 @@ local function decide(code, balanceFen, txnId)
       .. answer, 'EX', requestTtlText)
   end
   if not bound then return answer end
-  local id, body = appendCardEvent(eventsKey, { 'k', kind, 'a', amountText, 'b', digits(balanceFen), 'r', digits(code), 'tm', terminalId,
-    'm', merchantParty, 'cr', credentialKind, 'q', ARGV[24] or '', 'tx', txnId, 'ts', nowMs })
+  local id, body = appendCardEvent(eventsKey, { 'k', kind, 'a', amountText, 'b', balanceText, 'r', digits(code), 'tm', terminalId,
+    'm', merchantParty, 'cr', credentialKind, 'q', ARGV[15] or '', 'tx', txnId, 'ts', nowMs })
   if extendEvents then
-    rcall('EXPIRE', eventsKey, eventTtlSec)
+    rcall('EXPIRE', eventsKey, eventTtlSecText)
     if code ~= ANSWER_APPROVED then rcall('HSET', accountKey, 'evx', digits(nowSec)) end
   end
   announceCardEvent(account[15], eventsChannel, cardNo, id, body)
   return answer
 end
-if previous[3] then return decide(ANSWER_ALREADY_REVERSED, account[1] or 0, '') end
+if previous[3] then return decide(ANSWER_ALREADY_REVERSED, digits(tonumber(account[1]) or 0), '') end
 
 local balanceFen = tonumber(account[1])
-if balanceFen == nil then return decide(ANSWER_UNKNOWN_CARD, 0, '') end
-if presentedSerial ~= '' and account[3] ~= presentedSerial then return decide(ANSWER_CARD_REPLACED, balanceFen, '') end
+if balanceFen == nil then return decide(ANSWER_UNKNOWN_CARD, '0', '') end
+if presentedSerial ~= '' and account[3] ~= presentedSerial then return decide(ANSWER_CARD_REPLACED, digits(balanceFen), '') end
 
 -- A tap on any terminal completes the card sync (e-card activation), even when the payment is declined.
 if presentedSerial ~= '' and account[6] ~= '1' then rcall('HSET', accountKey, 'sync', '1') end
 
 local status = account[2]
-if qrEpoch and ARGV[22] == '1' then return decide(ANSWER_QR_EXPIRED, balanceFen, '') end
-if status == 'L' then return decide(ANSWER_CARD_LOST, balanceFen, '') end
-if status == 'F' then return decide(ANSWER_CARD_FROZEN, balanceFen, '') end
-if status == 'C' then return decide(ANSWER_CARD_CANCELLED, balanceFen, '') end
+if qrEpoch and ARGV[13] == '1' then return decide(ANSWER_QR_EXPIRED, digits(balanceFen), '') end
+if status == 'L' then return decide(ANSWER_CARD_LOST, digits(balanceFen), '') end
+if status == 'F' then return decide(ANSWER_CARD_FROZEN, digits(balanceFen), '') end
+if status == 'C' then return decide(ANSWER_CARD_CANCELLED, digits(balanceFen), '') end
 if qrEpoch then
   -- The code is genuine (the switch opened it), but it is dead once its binding ended or the card
   -- was lost, frozen or replaced after it was issued: each of those moves the epoch on.
-  if not account[13] or tostring(account[14] or '0') ~= qrEpoch then return decide(ANSWER_QR_INVALID, balanceFen, '') end
+  if not account[13] or tostring(account[14] or '0') ~= qrEpoch then return decide(ANSWER_QR_INVALID, digits(balanceFen), '') end
   -- Taken now, in one call; a decline below gives it back (only an approval uses a code up).
-  if not rcall('SET', qrUsedKey, '1', 'NX', 'EX', tonumber(ARGV[23])) then return decide(ANSWER_QR_USED, balanceFen, '') end
+  if not rcall('SET', qrUsedKey, '1', 'NX', 'EX', tonumber(ARGV[14])) then return decide(ANSWER_QR_USED, digits(balanceFen), '') end
 end
 local function giveBackQr()
   if qrEpoch then rcall('DEL', qrUsedKey) end
 end
 
-local limitBase = 12
-if account[8] == 'T' then limitBase = 15 end
-local noPinPerPaymentFen = tonumber(account[9] or ARGV[limitBase])
-local noPinPerDayFen = tonumber(account[10] or ARGV[limitBase + 1])
-local dailyLimitFen = tonumber(account[11] or ARGV[limitBase + 2])
+local noPinPerPaymentFen = studentNoPinPerPaymentFen
+local noPinPerDayFen = studentNoPinPerDayFen
+local dailyLimitFen = studentDailySpendLimitFen
+if account[8] == 'T' then
+  noPinPerPaymentFen = staffNoPinPerPaymentFen
+  noPinPerDayFen = staffNoPinPerDayFen
+  dailyLimitFen = staffDailySpendLimitFen
+end
+if account[9] then noPinPerPaymentFen = tonumber(account[9]) end
+if account[10] then noPinPerDayFen = tonumber(account[10]) end
+if account[11] then dailyLimitFen = tonumber(account[11]) end
 
 local daySpentFen = 0
 local dayNoPinFen = 0
@@ -265,11 +268,11 @@ if account[4] == dayKey then
 end
 if balanceFen < amountFen then
   giveBackQr()
-  return decide(ANSWER_INSUFFICIENT_FUNDS, balanceFen, '')
+  return decide(ANSWER_INSUFFICIENT_FUNDS, digits(balanceFen), '')
 end
 if dailyLimitFen > 0 and daySpentFen + amountFen > dailyLimitFen then
   giveBackQr()
-  return decide(ANSWER_DAILY_LIMIT_EXCEEDED, balanceFen, '')
+  return decide(ANSWER_DAILY_LIMIT_EXCEEDED, digits(balanceFen), '')
 end
 if not pinVerified and (amountFen > noPinPerPaymentFen or dayNoPinFen + amountFen > noPinPerDayFen) then
   giveBackQr()
@@ -292,4 +295,4 @@ end
 local entryId = appendJournal(journalKey, 'pay', cardNo, amountText, 'a:' .. cardNo, merchantParty,
   balanceAfterText, versionText, terminalId, sequence, nowMs)
 appendStatement(statementKey, nowMs, entryId, 'pay', '-' .. amountText, balanceAfterText, terminalId, sequence)
-return decide(ANSWER_APPROVED, balanceAfterFen, entryId)
+return decide(ANSWER_APPROVED, balanceAfterText, entryId)

@@ -109,9 +109,9 @@ end
 
 local fromParty, toParty, signedFen, kind, eventKind = channelParty, merchantParty, -amountFen, 'cpay', 'pay'
 if op == 'unpay' then fromParty, toParty, signedFen, kind, eventKind = merchantParty, channelParty, amountFen, 'cprev', 'rev' end
-local txnId = appendJournal(journalKey, kind, cardNo, amountFen, fromParty, toParty, balFen, version, ARGV[8], ARGV[9], nowMs,
+local txnId = appendJournal(journalKey, kind, cardNo, digits(amountFen), fromParty, toParty, digits(balFen), digits(version), ARGV[8], ARGV[9], nowMs,
   { 'ot', ARGV[4], 'ct', ARGV[5] })
-appendStatement(statementKey, tonumber(nowMs), txnId, kind, signedFen, balFen, ARGV[8], ARGV[9])
+appendStatement(statementKey, tonumber(nowMs), txnId, kind, digits(signedFen), digits(balFen), ARGV[8], ARGV[9])
 if op == 'pay' then
   rcall('HSET', paidKey, 'tx', txnId, 'card', cardNo, 'amt', ARGV[6], 'ct', ARGV[5], 'mp', merchantParty)
   rcall('EXPIRE', paidKey, ttlSec)

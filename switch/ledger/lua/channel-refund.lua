@@ -134,9 +134,9 @@ local merchantParty = ARGV[7]
 local channelParty = 'x:ch:' .. string.upper(ARGV[10])
 rcall('HINCRBY', paidKey, 'rsv', -amountFen)
 rcall('HINCRBY', paidKey, 'refd', amountFen)
-local entryId = appendJournal(journalKey, 'cref', cardNo, amountFen, merchantParty, channelParty, balanceFen,
-  tonumber(account[2] or '1'), ARGV[5], ARGV[6], nowMs, { 'ot', ARGV[8], 'ct', ARGV[11], 'or', ARGV[9] })
-appendStatement(statementKey, tonumber(nowMs), entryId, 'cref', amountFen, balanceFen, ARGV[5], ARGV[6])
+local entryId = appendJournal(journalKey, 'cref', cardNo, digits(amountFen), merchantParty, channelParty, digits(balanceFen),
+  digits(tonumber(account[2] or '1')), ARGV[5], ARGV[6], nowMs, { 'ot', ARGV[8], 'ct', ARGV[11], 'or', ARGV[9] })
+appendStatement(statementKey, tonumber(nowMs), entryId, 'cref', digits(amountFen), digits(balanceFen), ARGV[5], ARGV[6])
 emitTrailingEvent(account[3], cardNo, { 'k', 'ref', 'a', amountFen, 'b', balanceFen, 'm', merchantParty, 'tm', ARGV[5],
   'cr', ARGV[10], 'tx', entryId, 'ts', nowMs }, accountKey)
 local leftFen = paidFen - refundedFen - reservedFen

@@ -105,9 +105,9 @@ if balanceAfterFen < 0 then
   return redis.error_reply('INVARIANT balance negative for ' .. cardNo)
 end
 local version = rcall('HINCRBY', accountKey, 'ver', 1)
-local entryId = appendJournal(journalKey, 'fee', cardNo, amountFen, 'a:' .. cardNo, utilityParty,
-  balanceAfterFen, version, terminalId, sequence, nowMs)
-appendStatement(statementKey, nowMs, entryId, 'fee', -amountFen, balanceAfterFen, terminalId, sequence)
+local entryId = appendJournal(journalKey, 'fee', cardNo, digits(amountFen), 'a:' .. cardNo, utilityParty,
+  digits(balanceAfterFen), digits(version), terminalId, sequence, nowMs)
+appendStatement(statementKey, nowMs, entryId, 'fee', digits(-amountFen), digits(balanceAfterFen), terminalId, sequence)
 rcall('ZADD', pendingKey, nowMs, terminalId .. '|' .. sequence .. '|' .. cardNo)
 rcall('HSET', requestKey, 'dbal', balanceAfterFen, 'dtx', entryId, 'dts', nowMs)
 return record('P', joinAnswer({ ANSWER_PENDING, balanceAfterFen, entryId, nowMs, '' }))

@@ -71,9 +71,9 @@ if balanceAfterFen < amountFen then
   return redis.error_reply('INVARIANT balance negative before fee give-back to ' .. cardNo)
 end
 local version = rcall('HINCRBY', accountKey, 'ver', 1)
-local entryId = appendJournal(journalKey, 'feeback', cardNo, amountFen, request[6], 'a:' .. cardNo,
-  balanceAfterFen, version, terminalId, sequence, nowMs)
-appendStatement(statementKey, nowMs, entryId, 'feeback', amountFen, balanceAfterFen, terminalId, sequence)
+local entryId = appendJournal(journalKey, 'feeback', cardNo, digits(amountFen), request[6], 'a:' .. cardNo,
+  digits(balanceAfterFen), digits(version), terminalId, sequence, nowMs)
+appendStatement(statementKey, nowMs, entryId, 'feeback', digits(amountFen), digits(balanceAfterFen), terminalId, sequence)
 emitTrailingEvent(rcall('HGET', accountKey, 'eu'), cardNo, { 'k', 'feeback', 'a', amountFen, 'b', balanceAfterFen, 'm', request[6],
   'tm', terminalId, 'why', reason, 'tx', entryId, 'ts', nowMs })
 

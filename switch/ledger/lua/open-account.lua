@@ -39,8 +39,8 @@ local fields = { 'bal', openingFen, 'wal', 0, 'st', 'A', 'ver', 1, 'sync', 0 }
 for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
 rcall('HSET', accountKey, unpack(fields))
 if openingFen > 0 then
-  local entryId = appendJournal(journalKey, 'open', cardNo, openingFen, 'x:opening', 'a:' .. cardNo,
-    openingFen, 1, '', '', nowMs)
-  appendStatement(statementKey, nowMs, entryId, 'open', openingFen, openingFen, '', '')
+  local entryId = appendJournal(journalKey, 'open', cardNo, digits(openingFen), 'x:opening', 'a:' .. cardNo,
+    digits(openingFen), '1', '', '', nowMs)
+  appendStatement(statementKey, nowMs, entryId, 'open', digits(openingFen), digits(openingFen), '', '')
 end
 return ANSWER_OPENED

@@ -105,9 +105,9 @@ local version = rcall('HINCRBY', accountKey, 'ver', 1)
 rcall('HSET', accountKey, 'rday', dayKey, 'rsum', rechargedTodayFen + amountFen)
 local extra = nil
 if reason ~= '' then extra = { 'r', reason } end
-local entryId = appendJournal(journalKey, 'rch', cardNo, amountFen, 'x:ch:' .. channel, 'a:' .. cardNo,
-  balanceAfterFen, version, source, orderId, nowMs, extra)
-appendStatement(statementKey, nowMs, entryId, 'rch', amountFen, balanceAfterFen, source, orderId)
+local entryId = appendJournal(journalKey, 'rch', cardNo, digits(amountFen), 'x:ch:' .. channel, 'a:' .. cardNo,
+  digits(balanceAfterFen), digits(version), source, orderId, nowMs, extra)
+appendStatement(statementKey, nowMs, entryId, 'rch', digits(amountFen), digits(balanceAfterFen), source, orderId)
 emitTrailingEvent(account[5], cardNo, { 'k', 'rch', 'a', amountFen, 'b', balanceAfterFen, 'm', 'x:ch:' .. channel, 'tm', source,
   'tx', entryId, 'ts', nowMs })
 

@@ -120,9 +120,9 @@ if balanceAfterFen < amountFen then
 end
 local version = rcall('HINCRBY', accountKey, 'ver', 1)
 rcall('HINCRBY', originalKey, 'refd', amountFen)
-local entryId = appendJournal(journalKey, 'ref', cardNo, amountFen, merchantParty, 'a:' .. cardNo,
-  balanceAfterFen, version, terminalId, sequence, nowMs)
-appendStatement(statementKey, nowMs, entryId, 'ref', amountFen, balanceAfterFen, terminalId, sequence)
+local entryId = appendJournal(journalKey, 'ref', cardNo, digits(amountFen), merchantParty, 'a:' .. cardNo,
+  digits(balanceAfterFen), digits(version), terminalId, sequence, nowMs)
+appendStatement(statementKey, nowMs, entryId, 'ref', digits(amountFen), digits(balanceAfterFen), terminalId, sequence)
 emitTrailingEvent(account[3], cardNo, { 'k', 'ref', 'a', amountFen, 'b', balanceAfterFen, 'm', merchantParty, 'tm', terminalId,
   'tx', entryId, 'ts', nowMs })
 

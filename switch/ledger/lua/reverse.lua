@@ -84,9 +84,9 @@ if request[3] then
     if giveBackFen > 0 then
       balanceFen = rcall('HINCRBY', accountKey, 'bal', giveBackFen)
       local version = rcall('HINCRBY', accountKey, 'ver', 1)
-      local entryId = appendJournal(journalKey, 'rev', cardNo, giveBackFen, request[6], 'a:' .. cardNo,
-        balanceFen, version, terminalId, sequence, nowMs)
-      appendStatement(statementKey, nowMs, entryId, 'rev', giveBackFen, balanceFen, terminalId, sequence)
+      local entryId = appendJournal(journalKey, 'rev', cardNo, digits(giveBackFen), request[6], 'a:' .. cardNo,
+        digits(balanceFen), digits(version), terminalId, sequence, nowMs)
+      appendStatement(statementKey, nowMs, entryId, 'rev', digits(giveBackFen), digits(balanceFen), terminalId, sequence)
       emitTrailingEvent(account[2], cardNo, { 'k', 'rev', 'a', giveBackFen, 'b', balanceFen, 'm', request[6], 'tm', terminalId,
         'tx', entryId, 'ts', nowMs })
       code = ANSWER_REVERSED

@@ -140,9 +140,9 @@ end
 local version = rcall('HINCRBY', accountKey, 'ver', 1)
 if opening then rcall('HSET', accountKey, 'wopen', '1') end
 
-local entryId = appendJournal(journalKey, kind, cardNo, movedFen, 'a:' .. cardNo, 'w:' .. cardNo,
-  balanceAfterFen, version, terminalId, sequence, nowMs, { 'wb', tostring(walletAfterFen) })
-appendStatement(statementKey, nowMs, entryId, kind, -movedFen, balanceAfterFen, terminalId, sequence)
+local entryId = appendJournal(journalKey, kind, cardNo, digits(movedFen), 'a:' .. cardNo, 'w:' .. cardNo,
+  digits(balanceAfterFen), digits(version), terminalId, sequence, nowMs, { 'wb', tostring(walletAfterFen) })
+appendStatement(statementKey, nowMs, entryId, kind, digits(-movedFen), digits(balanceAfterFen), terminalId, sequence)
 local openedFlag = 0
 if opening then openedFlag = 1 end
 return decide(ANSWER_APPROVED, balanceAfterFen, walletAfterFen, spentFen, movedFen, openedFlag, entryId)

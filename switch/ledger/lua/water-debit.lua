@@ -116,7 +116,7 @@ if storedAfterFen ~= walletAfterFen then
 end
 local version = rcall('HINCRBY', accountKey, 'ver', 1)
 
-local entryId = appendJournal(journalKey, 'wpay', cardNo, amountFen, 'w:' .. cardNo, merchantParty,
-  balanceFen, version, terminalId, sequence, nowMs, { 'wb', tostring(walletAfterFen) })
-appendStatement(statementKey, nowMs, entryId, 'wpay', -amountFen, walletAfterFen, terminalId, sequence)
+local entryId = appendJournal(journalKey, 'wpay', cardNo, digits(amountFen), 'w:' .. cardNo, merchantParty,
+  digits(balanceFen), digits(version), terminalId, sequence, nowMs, { 'wb', tostring(walletAfterFen) })
+appendStatement(statementKey, nowMs, entryId, 'wpay', digits(-amountFen), digits(walletAfterFen), terminalId, sequence)
 return decide(ANSWER_APPROVED, walletAfterFen, entryId)

@@ -21,6 +21,9 @@ end
 -- payment's work and 130 bytes of AOF). Readers expand it (ledger/journal.ts expandJournalRow), so
 -- every reader sees the same ten fields either way. A value holding '|' (never one the switch
 -- makes: ids are validated, amounts are digits) keeps the ten-field form.
+-- `amountFen`, `balanceAfterFen` and `version` are texts, their digits: callers make them with
+-- digits() (authorize.lua has them made already; converting here again cost it ~7k Redis
+-- instructions per payment: issue 15, loadtest/RESULTS.md thirteenth session).
 local function appendJournal(journalKey, kind, cardNo, amountFen, fromParty, toParty, balanceAfterFen,
                              version, terminalId, sequence, nowMs, extra)
   if extra == nil then
@@ -29,16 +32,16 @@ local function appendJournal(journalKey, kind, cardNo, amountFen, fromParty, toP
     if not (find(cardNo, '|', 1, true) or find(fromParty, '|', 1, true) or find(toParty, '|', 1, true)
         or find(terminalId, '|', 1, true) or find(sequence, '|', 1, true) or find(kind, '|', 1, true)
         or find(nowMs, '|', 1, true)) then
-      return redis.call('XADD', journalKey, '*', 'e', kind .. '|' .. cardNo .. '|' .. digits(amountFen) .. '|' .. fromParty .. '|'
-        .. toParty .. '|' .. digits(balanceAfterFen) .. '|' .. digits(version) .. '|' .. terminalId .. '|' .. sequence .. '|' .. nowMs)
+      return redis.call('XADD', journalKey, '*', 'e', kind .. '|' .. cardNo .. '|' .. amountFen .. '|' .. fromParty .. '|'
+        .. toParty .. '|' .. balanceAfterFen .. '|' .. version .. '|' .. terminalId .. '|' .. sequence .. '|' .. nowMs)
     end
     return redis.call('XADD', journalKey, '*',
-      'k', kind, 'c', cardNo, 'a', digits(amountFen), 'f', fromParty, 't', toParty,
-      'b', digits(balanceAfterFen), 'v', digits(version), 'tm', terminalId, 'sq', sequence, 'ts', nowMs)
+      'k', kind, 'c', cardNo, 'a', amountFen, 'f', fromParty, 't', toParty,
+      'b', balanceAfterFen, 'v', version, 'tm', terminalId, 'sq', sequence, 'ts', nowMs)
   end
   return redis.call('XADD', journalKey, '*',
-    'k', kind, 'c', cardNo, 'a', digits(amountFen), 'f', fromParty, 't', toParty,
-    'b', digits(balanceAfterFen), 'v', digits(version), 'tm', terminalId, 'sq', sequence, 'ts', nowMs,
+    'k', kind, 'c', cardNo, 'a', amountFen, 'f', fromParty, 't', toParty,
+    'b', balanceAfterFen, 'v', version, 'tm', terminalId, 'sq', sequence, 'ts', nowMs,
     unpack(extra))
 end
 
@@ -109,8 +112,9 @@ local function recordedAnswer(requestKey, fingerprint, fingerprintField, answerF
   return false, record
 end
 
--- Statement line: "<txnId>|<kind>|<signed amount>|<balance after>|<terminal>|<sequence>"
+-- Statement line: "<txnId>|<kind>|<signed amount>|<balance after>|<terminal>|<sequence>"; the amount
+-- and the balance are texts, their digits (made by the caller, as for appendJournal).
 local function appendStatement(statementKey, nowMs, txnId, kind, signedAmountFen, balanceAfterFen, terminalId, sequence)
   redis.call('ZADD', statementKey, nowMs,
-    txnId .. '|' .. kind .. '|' .. digits(signedAmountFen) .. '|' .. digits(balanceAfterFen) .. '|' .. terminalId .. '|' .. sequence)
+    txnId .. '|' .. kind .. '|' .. signedAmountFen .. '|' .. balanceAfterFen .. '|' .. terminalId .. '|' .. sequence)
 end
