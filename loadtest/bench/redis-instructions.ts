@@ -21,6 +21,7 @@ import { Redis } from 'ioredis';
 import { Keys } from '../../switch/ledger/keys.js';
 import { Ledger, type AuthorizeInput } from '../../switch/ledger/ledger.js';
 import { Scripts } from '../../switch/ledger/scripts.js';
+import { freePort } from '../../switch/redis/local-redis.js';
 import { MINIMAL_DEBIT_LUA } from './redis-benchmark.js';
 
 const PREFIX = 'ri';
@@ -84,6 +85,7 @@ async function waitForPing(port: number, server: ChildProcess): Promise<void> {
   for (;;) {
     if (server.exitCode !== null) throw new Error(`redis-server under valgrind exited with ${server.exitCode}`);
     const probe = new Redis({ port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    probe.on('error', () => undefined); // not listening yet: connect() rejects, which is the answer
     try {
       await probe.connect();
       if ((await probe.ping()) === 'PONG') return;
@@ -113,9 +115,27 @@ export async function measureRedisInstructions(options: {
   readonly log?: (line: string) => void;
 }): Promise<InstructionsResult> {
   const log = options.log ?? (() => undefined);
-  const port = options.port ?? 20_000 + Math.floor(Math.random() * 20_000);
-  const dir = mkdtempSync(join(tmpdir(), 'redis-instructions-'));
-  const server = spawn(
+  // A port below the ephemeral range, free when chosen (freePort); if another process takes it before
+  // redis-server binds it, redis-server exits at once and the next attempt takes another port.
+  for (let attempt = 1; ; attempt++) {
+    const port = options.port ?? (await freePort());
+    const dir = mkdtempSync(join(tmpdir(), 'redis-instructions-'));
+    const server = startCallgrindRedis(port, dir);
+    try {
+      await waitForPing(port, server);
+    } catch (err) {
+      server.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+      if (attempt >= 3 || options.port !== undefined) throw err;
+      log(`redis-server under valgrind did not start on port ${port} (${(err as Error).message}); trying another port`);
+      continue;
+    }
+    return measureOn(port, dir, server, options, log);
+  }
+}
+
+function startCallgrindRedis(port: number, dir: string): ChildProcess {
+  return spawn(
     'valgrind',
     [
       '--tool=callgrind',
@@ -139,9 +159,17 @@ export async function measureRedisInstructions(options: {
     ],
     { stdio: 'ignore' },
   );
+}
+
+async function measureOn(
+  port: number,
+  dir: string,
+  server: ChildProcess,
+  options: { readonly calls: number; readonly rounds: number; readonly clients: number },
+  log: (line: string) => void,
+): Promise<InstructionsResult> {
   const pid = String(server.pid);
   try {
-    await waitForPing(port, server);
     const redis = new Redis({ port, maxRetriesPerRequest: 0 });
     try {
       const keys = new Keys(PREFIX, 256);
