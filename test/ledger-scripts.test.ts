@@ -511,4 +511,31 @@ describe("authorize.lua's settings (SCRIPT_SETTINGS)", () => {
     expect((await pay(3, strict)).code).toBe('pin_required');
     expect(Number(await redis.hget(keys.account('C1'), 'bal'))).toBe(9_900);
   });
+
+  it('300 copies of one payment at once, under limits Redis has no script for yet: every copy gets the one approval', async () => {
+    const scripts = await Scripts.load(redis);
+    const keys = new Keys(freshPrefix('settings300'), 16);
+    const ledger = new Ledger(keys, scripts, 3600);
+    await ledger.openAccount({ cardNo: 'C1', openingFen: 10_000, fields: { ser: 'S1', ht: 'S' } });
+    // Limits no other run used: the script for them is new to this Redis, so each copy meets NOSCRIPT first.
+    const unseen = { noPinPerPaymentFen: 5_000 + Math.floor(Math.random() * 1e9), noPinPerDayFen: 1e12, dailySpendLimitFen: 0 };
+    const limits = { student: unseen, staff: unseen };
+    expect(await redis.script('EXISTS', ledger.authorizeScript(limits).sha)).toEqual([0]);
+    const payment = {
+      cardNo: 'C1',
+      presentedSerial: 'S1',
+      amountFen: 300,
+      credentialKind: 'card',
+      terminalId: 'T1',
+      sequence: 1,
+      merchantId: 'M1',
+      pinVerified: false,
+      limits,
+    };
+    const answers = await Promise.all(Array.from({ length: 300 }, () => ledger.authorize(payment)));
+    expect(new Set(answers.map((a) => JSON.stringify(a))).size).toBe(1);
+    expect(answers[0]?.code).toBe('approved');
+    expect(Number(await redis.hget(keys.account('C1'), 'bal'))).toBe(9_700);
+    expect(await redis.xlen(keys.journalOfCard('C1'))).toBe(2); // the opening and the one payment
+  });
 });
