@@ -294,9 +294,14 @@ export async function startSwitch(
     const scripts = await Scripts.load(redis, fast, durable);
     const access = { keys, scripts };
     const ledger = new Ledger(keys, scripts, config.requestTtlSec, now);
-    // The payment script carries the limits and lifetimes in its text: made and loaded now, so a bad
-    // setting stops the start instead of the first payment.
-    await ledger.prepareAuthorize(config.limits);
+    // The payment script carries the limits and lifetimes in its text: made and loaded now (a Redis
+    // Function library), so a bad setting stops the start instead of the first payment. The libraries of
+    // earlier settings go (another switch still running with them loads its own again when it must).
+    const authorize = await ledger.prepareAuthorize(config.limits, { prune: true });
+    log.info(
+      { library: authorize.library, ...(authorize.pruned.length > 0 ? { deleted: authorize.pruned } : {}) },
+      'the payment script (authorize.lua) is loaded as a Redis Function',
+    );
     const money = new MoneyLedger(keys, scripts, config.requestTtlSec, now);
     const claims = new SequenceClaims(access, config.requestTtlSec);
     const terminals = new TerminalRegistry(new TerminalRecords({ keys, scripts }), config.terminalPepper, config.terminalCacheMs);

@@ -47,7 +47,9 @@ describe('script names', () => {
     // authorize.lua carries its settings: it is made with them, never run bare.
     // @ts-expect-error 'authorize' is a settings script, not a PlainScriptName
     expect(() => scripts.shaOf('authorize')).toThrow(/authorize\.lua carries settings: make it with withSettings/);
-    expect(scripts.withSettings('authorize', SETTINGS).sha).toMatch(/^[0-9a-f]{40}$/);
+    const authorize = scripts.withSettings('authorize', SETTINGS);
+    expect(authorize.functionName).toMatch(/^authorize_[0-9a-f]{16}$/);
+    expect(authorize.library).toBe(`campus_${authorize.functionName}`);
   });
 
   it('every script names itself (local SCRIPT), so its ARGV errors say which script refused', () => {
@@ -314,12 +316,16 @@ function badCases(): BadCase[] {
 describe('ARGV checked on both sides', () => {
   const redis = connect();
   let scripts: Scripts;
-  let shaOf: (name: ScriptName) => string;
+  /** Sends a script its KEYS and ARGV unchecked, as the switch would (authorize.lua by FCALL, the others by EVALSHA). */
+  let send: (name: ScriptName, keyCount: number, ...keysThenArgs: (string | number)[]) => Promise<unknown>;
   beforeAll(async () => {
     scripts = await Scripts.load(redis);
     const authorize = scripts.withSettings('authorize', SETTINGS);
     await scripts.loadPrepared(authorize);
-    shaOf = (name) => (name === 'authorize' ? authorize.sha : scripts.shaOf(name));
+    send = (name, keyCount, ...rest) =>
+      name === 'authorize'
+        ? redis.call('FCALL', authorize.functionName, keyCount, ...rest)
+        : redis.evalsha(scripts.shaOf(name), keyCount, ...rest);
   });
   afterAll(() => redis.quit());
 
@@ -354,7 +360,7 @@ describe('ARGV checked on both sides', () => {
         expect(() => checkArgv(name, args), `${name} ${JSON.stringify(args)}`).not.toThrow();
         const prefix = freshPrefix(`ok${name}`);
         const keyNames = (await seed(prefix)).slice(0, keys);
-        const reply = await redis.evalsha(shaOf(name), keys, ...keyNames, ...args).catch((err: Error) => err);
+        const reply = await send(name, keys, ...keyNames, ...args).catch((err: Error) => err);
         expect(reply instanceof Error ? reply.message : 'answered', `${name} ${JSON.stringify(args)}`).not.toMatch(/^ERR /);
       }
     }
@@ -376,7 +382,7 @@ describe('ARGV checked on both sides', () => {
         tsMessage = (err as Error).message;
       }
       expect(tsMessage, `${label}: scripts.ts let it through`).toMatch(new RegExp(`^${c.name}: `));
-      const luaError = await redis.evalsha(shaOf(c.name), c.keys, ...keyNames.slice(0, c.keys), ...c.args).then(
+      const luaError = await send(c.name, c.keys, ...keyNames.slice(0, c.keys), ...c.args).then(
         (reply) => new Error(`answered ${JSON.stringify(reply)}`),
         (err: Error) => err,
       );
@@ -390,14 +396,14 @@ describe('ARGV checked on both sides', () => {
     const keyNames = await seed(prefix);
     const before = await snapshot(prefix);
     const qrPayment = VALID.authorize[1]?.args ?? [];
-    const refused = await redis.evalsha(shaOf('authorize'), 5, ...keyNames.slice(0, 5), ...qrPayment).catch((err: Error) => err);
+    const refused = await send('authorize', 5, ...keyNames.slice(0, 5), ...qrPayment).catch((err: Error) => err);
     expect(refused instanceof Error ? refused.message : refused).toBe(
       'ERR authorize: a campus QR payment needs 6 KEYS (its used mark sixth; 7 with its sequence claim), got 5',
     );
     const cardPayment = VALID.authorize[0]?.args ?? [];
-    const tooMany = await redis
-      .evalsha(shaOf('authorize'), 7, ...keyNames.slice(0, 5), `${prefix}:x1`, `${prefix}:x2`, ...cardPayment)
-      .catch((err: Error) => err);
+    const tooMany = await send('authorize', 7, ...keyNames.slice(0, 5), `${prefix}:x1`, `${prefix}:x2`, ...cardPayment).catch(
+      (err: Error) => err,
+    );
     expect(tooMany instanceof Error ? tooMany.message : tooMany).toBe(
       'ERR authorize: a card payment needs 5 KEYS (6 with its sequence claim), got 7',
     );
@@ -440,6 +446,8 @@ describe('ARGV checked on both sides', () => {
 
 describe("authorize.lua's settings (SCRIPT_SETTINGS)", () => {
   const redis = connect();
+  /** The libraries of this name the Redis holds (none, or the one). */
+  const libraries = async (name: string): Promise<unknown[]> => (await redis.call('FUNCTION', 'LIST', 'LIBRARYNAME', name)) as unknown[];
   afterAll(() => redis.quit());
 
   it('a missing, unknown or bad setting is refused by name before any script is made', () => {
@@ -504,8 +512,8 @@ describe("authorize.lua's settings (SCRIPT_SETTINGS)", () => {
     const strictLimits = { student: strict, staff: strict };
     const laxLimits = { student: lax, staff: strict };
     expect(ledger.authorizeScript(strictLimits)).toBe(ledger.authorizeScript(strictLimits));
-    expect(ledger.authorizeScript(laxLimits).sha).not.toBe(ledger.authorizeScript(strictLimits).sha);
-    // Not loaded beforehand: the first EVALSHA of each meets NOSCRIPT and the fallback loads it.
+    expect(ledger.authorizeScript(laxLimits).functionName).not.toBe(ledger.authorizeScript(strictLimits).functionName);
+    // Not loaded beforehand: the first FCALL of each meets "Function not found" and the fallback loads it.
     expect((await pay(1, strict)).code).toBe('pin_required');
     expect((await pay(2, lax)).code).toBe('approved');
     expect((await pay(3, strict)).code).toBe('pin_required');
@@ -517,10 +525,10 @@ describe("authorize.lua's settings (SCRIPT_SETTINGS)", () => {
     const keys = new Keys(freshPrefix('settings300'), 16);
     const ledger = new Ledger(keys, scripts, 3600);
     await ledger.openAccount({ cardNo: 'C1', openingFen: 10_000, fields: { ser: 'S1', ht: 'S' } });
-    // Limits no other run used: the script for them is new to this Redis, so each copy meets NOSCRIPT first.
+    // Limits no other run used: the library for them is new to this Redis, so each copy meets "Function not found" first.
     const unseen = { noPinPerPaymentFen: 5_000 + Math.floor(Math.random() * 1e9), noPinPerDayFen: 1e12, dailySpendLimitFen: 0 };
     const limits = { student: unseen, staff: unseen };
-    expect(await redis.script('EXISTS', ledger.authorizeScript(limits).sha)).toEqual([0]);
+    expect(await libraries(ledger.authorizeScript(limits).library)).toEqual([]);
     const payment = {
       cardNo: 'C1',
       presentedSerial: 'S1',

@@ -1,5 +1,5 @@
 // Baseline: the authorize script alone. One ioredis connection with auto-pipelining (the switch's own
-// Redis settings) drives Ledger.authorize, the switch's typed EVALSHA wrapper, from `lanes` concurrent
+// Redis settings) drives Ledger.authorize, the switch's typed FCALL wrapper, from `lanes` concurrent
 // callers: every call a new idempotency key on an approved card tap. It runs in its own key prefix of the
 // bench's Redis (AOF, appendfsync always), so the switch's ledger and its checks are untouched.
 import { Redis } from 'ioredis';
@@ -91,7 +91,7 @@ export async function runRedisBaseline(options: RedisBaselineOptions): Promise<R
     await Promise.all(Array.from({ length: options.lanes }, (_, i) => lane(i)));
     const seconds = Math.max(0.001, (endMs - windowStartMs) / 1000);
     return {
-      method: 'EVALSHA authorize.lua through Ledger.authorize (ioredis, one connection, auto-pipelining), in the bench process',
+      method: 'FCALL authorize.lua through Ledger.authorize (ioredis, one connection, auto-pipelining), in the bench process',
       lanes: options.lanes,
       durationMs: options.durationMs,
       callsPerSec: Math.round((calls / seconds) * 10) / 10,

@@ -1,5 +1,5 @@
 // Baseline: what Redis itself does with the payment script, measured by redis-benchmark (C, Redis's own
-// load generator) rather than by a Node client: EVALSHA authorize.lua with the switch's own KEYS and
+// load generator) rather than by a Node client: FCALL authorize.lua (a Redis Function) with the switch's own KEYS and
 // ARGV (Ledger.authorizeArguments), every call a new request key (redis-benchmark's __rand_int__), all
 // on one account with a balance that never runs out, in its own key prefix of the bench's Redis (AOF,
 // appendfsync always). The Node baseline next to it (redis-baseline.ts) measures the script through
@@ -14,7 +14,7 @@ import { execFile, spawnSync } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { Keys } from '../../switch/ledger/keys.js';
 import { Ledger, type AuthorizeInput, type HolderLimits } from '../../switch/ledger/ledger.js';
-import { Scripts } from '../../switch/ledger/scripts.js';
+import { preparedCommand, Scripts } from '../../switch/ledger/scripts.js';
 import { commandStats, footprint, waitForAofRewrite } from './redis-stats.js';
 
 export interface RedisBenchmarkOptions {
@@ -60,7 +60,7 @@ redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
 return 1`;
 
 export interface RedisWorkBaselines {
-  /** authorize.lua alone (EVALSHA), as before. */
+  /** authorize.lua alone (FCALL), as before. */
   readonly script: RedisBenchmarkResult;
   /** The sequence claim alone (SET NX GET EX on a new key per call). */
   readonly claim: RedisBenchmarkResult;
@@ -180,13 +180,9 @@ export async function runRedisBenchmarkScript(options: RedisBenchmarkOptions): P
     const { keys: scriptKeys, args } = ledger.authorizeArguments(input, Date.now());
     const placeholder = String(PLACEHOLDER_SEQUENCE);
     const randomized = (value: string | number): string => String(value).replace(placeholder, '__rand_int__');
-    const command = [
-      'EVALSHA',
-      (await ledger.prepareAuthorize(options.limits)).sha,
-      String(scriptKeys.length),
-      ...scriptKeys.map(randomized),
-      ...args.map(randomized),
-    ];
+    const command = preparedCommand(await ledger.prepareAuthorize(options.limits), scriptKeys.map(randomized), args.map(randomized)).map(
+      String,
+    );
     if (!command.some((c, i) => i > 3 && c.includes('__rand_int__')))
       throw new Error('the request key does not carry the sequence number: redis-benchmark would replay one key');
     const balance = async (): Promise<number> => Number(await redis.hget(keys.account(CARD_NO), 'bal'));
@@ -198,7 +194,7 @@ export async function runRedisBenchmarkScript(options: RedisBenchmarkOptions): P
     return {
       available: true,
       claimInScript: input.claimSequence === true,
-      note: `redis-benchmark, EVALSHA authorize.lua${input.claimSequence === true ? ' with the sequence claim in it' : ''}, one account, a new request key per call; approvals from the balance it moved`,
+      note: `redis-benchmark, FCALL authorize.lua${input.claimSequence === true ? ' with the sequence claim in it' : ''}, one account, a new request key per call; approvals from the balance it moved`,
       command: commandLine(argv),
       clients: options.clients,
       requests: options.requests,

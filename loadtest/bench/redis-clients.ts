@@ -2,7 +2,7 @@
 // (switch/redis/pipeline-client.ts), ioredis (auto-pipelining, as app.ts sets it up) and node-redis v5
 // (the `redis` package: raw sendCommand over RESP2 and RESP3, and its typed evalSha/set) each drive
 // the Redis work of one card payment as the switch sends it on a Redis Cluster (and sent it everywhere
-// when this comparison was made): the sequence claim (SET NX GET EX on the terminal's slot), then EVALSHA
+// when this comparison was made): the sequence claim (SET NX GET EX on the terminal's slot), then FCALL
 // authorize.lua with Ledger.authorizeArguments' KEYS and ARGV. On one Redis the switch now sends the
 // claim inside the script (one command per payment): each client's cost per command is what compares.
 // What is compared is the CPU the client process spends per payment (process.cpuUsage(), user + sys:
@@ -48,14 +48,14 @@ type Send = (args: readonly (string | number)[]) => Promise<unknown>;
 
 interface Driver {
   readonly claim: (key: string, owner: string) => Promise<unknown>;
-  readonly authorize: (sha: string, keys: readonly string[], args: readonly (string | number)[]) => Promise<unknown>;
+  readonly authorize: (functionName: string, keys: readonly string[], args: readonly (string | number)[]) => Promise<unknown>;
   readonly close: () => Promise<void> | void;
 }
 
 function rawDriver(send: Send, close: () => Promise<void> | void): Driver {
   return {
     claim: (key, owner) => send(['SET', key, owner, 'EX', REQUEST_TTL_SEC, 'NX', 'GET']),
-    authorize: (sha, keys, args) => send(['EVALSHA', sha, keys.length, ...keys, ...args]),
+    authorize: (functionName, keys, args) => send(['FCALL', functionName, keys.length, ...keys, ...args]),
     close,
   };
 }
@@ -88,7 +88,7 @@ async function driverFor(name: ClientName, url: string): Promise<Driver> {
     await client.connect();
     return {
       claim: (key, owner) => client.set(key, owner, 'EX', REQUEST_TTL_SEC, 'NX', 'GET'),
-      authorize: (sha, keys, args) => client.evalsha(sha, keys.length, ...keys, ...args),
+      authorize: (functionName, keys, args) => client.fcall(functionName, keys.length, ...keys, ...args),
       close: () => client.disconnect(),
     };
   }
@@ -98,7 +98,7 @@ async function driverFor(name: ClientName, url: string): Promise<Driver> {
   if (name === 'node-redis-typed') {
     return {
       claim: (key, owner) => client.set(key, owner, { expiration: { type: 'EX', value: REQUEST_TTL_SEC }, condition: 'NX', GET: true }),
-      authorize: (sha, keys, args) => client.evalSha(sha, { keys: [...keys], arguments: args.map(String) }),
+      authorize: (functionName, keys, args) => client.fCall(functionName, { keys: [...keys], arguments: args.map(String) }),
       close: async () => void (await client.quit()),
     };
   }
@@ -134,7 +134,7 @@ async function childRun(name: ClientName, url: string, run: number, payments: nu
   await mapBounded(cards, 64, (c) =>
     ledger.openAccount({ cardNo: c.cardNo, openingFen: 1_000_000_000, fields: { ser: c.serial, ht: 'S', name: '基准' } }),
   );
-  const sha = (await ledger.prepareAuthorize(LIMITS)).sha;
+  const { functionName } = await ledger.prepareAuthorize(LIMITS);
   const driver = await driverFor(name, url);
   const terminal = `RC-${run}`;
   let sequence = 0;
@@ -161,7 +161,7 @@ async function childRun(name: ClientName, url: string, run: number, payments: nu
         },
         Date.now(),
       );
-      const reply = String(await driver.authorize(sha, k, args));
+      const reply = String(await driver.authorize(functionName, k, args));
       if (reply.startsWith('1|')) approvals++;
     } catch (err) {
       errors++;

@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { Keys } from '../../switch/ledger/keys.js';
 import { Ledger, type AuthorizeInput } from '../../switch/ledger/ledger.js';
-import { Scripts } from '../../switch/ledger/scripts.js';
+import { preparedCommand, Scripts } from '../../switch/ledger/scripts.js';
 import { freePort } from '../../switch/redis/local-redis.js';
 import { MINIMAL_DEBIT_LUA } from './redis-benchmark.js';
 
@@ -192,10 +192,10 @@ async function measureOn(
         limits: { student: NO_LIMIT, staff: NO_LIMIT },
         claimSequence,
       });
-      const authorizeSha = (await ledger.prepareAuthorize({ student: NO_LIMIT, staff: NO_LIMIT })).sha;
+      const authorize = await ledger.prepareAuthorize({ student: NO_LIMIT, staff: NO_LIMIT });
       const authorizeCommand = (claimSequence: boolean): string[] => {
         const { keys: k, args } = ledger.authorizeArguments(input(claimSequence), Date.now());
-        return ['EVALSHA', authorizeSha, String(k.length), ...k.map(randomized), ...args.map(randomized)];
+        return preparedCommand(authorize, k.map(randomized), args.map(randomized)).map(String);
       };
       const subjects: { name: InstructionSubject['name']; note: string; command: string[] }[] = [
         {

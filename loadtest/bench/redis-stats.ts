@@ -25,7 +25,7 @@ export interface CommandStats {
 }
 
 export interface RedisScenarioStats {
-  /** EVAL / EVALSHA calls (the payment script, and any other ledger script the scenario ran). */
+  /** EVAL / EVALSHA / FCALL calls (the payment script, and any other ledger script the scenario ran). */
   readonly scriptCalls: number;
   /** Microseconds Redis spent inside those calls (the commands they ran included), per call. */
   readonly scriptUsPerCall: number | null;
@@ -98,10 +98,12 @@ export function footprint(
 }
 
 export function scenarioStats(before: CommandStats, after: CommandStats, approvals: number): RedisScenarioStats {
+  // authorize.lua runs as a Redis Function (FCALL); the other scripts, and the floor, by EVALSHA.
   const evalsha = delta(before, after, 'evalsha');
   const evalPlain = delta(before, after, 'eval');
-  const scriptCalls = evalsha.calls + evalPlain.calls;
-  const scriptUsec = evalsha.usec + evalPlain.usec;
+  const fcall = delta(before, after, 'fcall');
+  const scriptCalls = evalsha.calls + evalPlain.calls + fcall.calls;
+  const scriptUsec = evalsha.usec + evalPlain.usec + fcall.usec;
   const f = footprint(before, after, approvals);
   return {
     scriptCalls,

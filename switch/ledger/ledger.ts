@@ -184,11 +184,16 @@ export class Ledger {
     return script;
   }
 
-  /** Makes and SCRIPT LOADs authorize.lua for `limits` (at start: a bad limit or a broken script fails here). */
-  async prepareAuthorize(limits: PaymentLimits): Promise<PreparedScript> {
+  /**
+   * Makes authorize.lua for `limits` and FUNCTION LOADs it (at start: a bad limit or a broken script
+   * fails here). With `prune`, the libraries of earlier settings are deleted from Redis (a switch's
+   * start: Redis keeps them otherwise); returns what was deleted.
+   */
+  async prepareAuthorize(limits: PaymentLimits, options: { prune?: boolean } = {}): Promise<PreparedScript & { pruned: string[] }> {
     const script = this.authorizeScript(limits);
     await this.scripts.loadPrepared(script);
-    return script;
+    const pruned = options.prune === true ? await this.scripts.pruneLibraries(script) : [];
+    return { ...script, pruned };
   }
 
   /**

@@ -32,9 +32,12 @@
   ARGV[14] qrUsedTtlSec     how long the single-use mark is kept (longer than a code is valid)
   ARGV[15] qrCodeId         the code's id, told to the page so it knows its code was taken
 
-  Settings, the same for every payment of a deployment, are written into the script's text where the
-  `-- @settings` line stands (ledger/scripts.ts SCRIPT_SETTINGS: one loaded script per distinct set,
-  checked by the switch when it makes it). As arguments they cost Redis about 1k instructions each to
+  authorize.lua is a Redis Function, called with FCALL: ledger/scripts.ts makes it a library (FUNCTION
+  LOAD) whose top level is everything above the `-- @body` line, run once when Redis loads it, and whose
+  one function is everything below it, run per payment with KEYS and ARGV as its parameters.
+  Settings, the same for every payment of a deployment, are written into the library's text where the
+  `-- @settings` line stands (ledger/scripts.ts SCRIPT_SETTINGS: one library per distinct set, named
+  by a hash of its text, checked by the switch when it makes it). As arguments they cost Redis about 1k instructions each to
   receive, and the script more to check, on every payment (issue 15: loadtest/RESULTS.md, thirteenth
   session). Each integer setting is a number local and a text local (`<name>Text`):
     requestTtlSec           how long the request record (and the sequence claim) is kept
@@ -81,6 +84,17 @@ local ANSWER_QR_USED = 13
 local REFUSED_KEY_REUSED = -1
 local REFUSED_SEQUENCE_TAKEN = -2
 
+local NO_PREVIOUS = {}
+
+-- @settings
+-- @include answer
+-- @include event
+
+-- What stands above runs once, when Redis loads the library (ledger/scripts.ts makes authorize.lua a
+-- Redis Function: its constants, settings and helpers are made once, not again for every payment, as
+-- an EVALSHA would: issue 15, loadtest/RESULTS.md fourteenth session). What follows is the function,
+-- run per payment with KEYS and ARGV as its parameters; redis.call is there only once it runs.
+-- @body
 local rcall = redis.call
 local accountKey = KEYS[1]
 local requestKey = KEYS[2]
@@ -103,11 +117,6 @@ local qrUsedKey = KEYS[6]
 local qrEpoch = ARGV[12]
 local claimKey = KEYS[6]
 if qrEpoch then claimKey = KEYS[7] end
-local NO_PREVIOUS = {}
-
--- @settings
--- @include answer
--- @include event
 
 -- Checked before any key is read. This runs on every payment, so the common case costs a few
 -- comparisons, one concatenation and one anchored pattern test: only a call that fails them runs the

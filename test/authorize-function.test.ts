@@ -1,0 +1,135 @@
+// authorize.lua runs as a Redis Function (ledger/scripts.ts): a library per set of settings, FUNCTION
+// LOADed at start, called by FCALL. What a Redis keeps (AOF), forgets (FUNCTION FLUSH, a restart without
+// persistence) or has deleted under a running switch (another switch's start prunes the libraries of
+// other settings) must never cost a payment, nor pay one twice. Runs its own redis-server (it restarts it
+// and flushes its functions).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { Keys } from '../switch/ledger/keys.js';
+import { Ledger, type AuthorizeInput } from '../switch/ledger/ledger.js';
+import { Scripts } from '../switch/ledger/scripts.js';
+import { startLocalRedis, type LocalRedis } from '../switch/redis/local-redis.js';
+
+let dataDir: string;
+let server: LocalRedis;
+let redis: Redis;
+
+beforeAll(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'cardswitch-authorize-function-'));
+  server = await startLocalRedis({ dataDir, port: 0, appendOnly: true, appendFsync: 'always', startTimeoutMs: 10_000 });
+  redis = new Redis(server.url, { maxRetriesPerRequest: 0 });
+});
+
+afterAll(async () => {
+  redis?.disconnect();
+  await server?.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+const limitsOf = (noPinPerPaymentFen: number) => {
+  const holder = { noPinPerPaymentFen, noPinPerDayFen: 1_000_000_000, dailySpendLimitFen: 0 };
+  return { student: holder, staff: holder };
+};
+
+/** The campus_authorize_* libraries this Redis holds. */
+async function libraries(client: Redis = redis): Promise<string[]> {
+  const listed = (await client.call('FUNCTION', 'LIST', 'LIBRARYNAME', 'campus_authorize_*')) as unknown[][];
+  return listed.map((entry) => String(entry[entry.indexOf('library_name') + 1])).sort();
+}
+
+/** How many times a command ran since the last CONFIG RESETSTAT (INFO commandstats; `function|load` for a subcommand). */
+async function calls(command: string, client: Redis = redis): Promise<number> {
+  const stats = await client.info('commandstats');
+  return Number(new RegExp(`cmdstat_${command.replace('|', '\\|')}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+}
+
+async function ledgerWithCard(label: string, client: Redis = redis): Promise<{ ledger: Ledger; keys: Keys }> {
+  const keys = new Keys(`af-${label}`, 16);
+  const ledger = new Ledger(keys, await Scripts.load(client), 3600);
+  await ledger.openAccount({ cardNo: 'C1', openingFen: 100_000, fields: { ser: 'S1', ht: 'S' } });
+  return { ledger, keys };
+}
+
+const payment = (sequence: number, limits: AuthorizeInput['limits']): AuthorizeInput => ({
+  cardNo: 'C1',
+  presentedSerial: 'S1',
+  amountFen: 300,
+  credentialKind: 'card',
+  terminalId: 'T1',
+  sequence,
+  merchantId: 'M1',
+  pinVerified: false,
+  limits,
+});
+
+describe('authorize.lua as a Redis Function', () => {
+  it("a start loads its own library and deletes other settings' libraries; a ledger still paying under those loads its own again", async () => {
+    const old = await ledgerWithCard('prune-old');
+    const fresh = await ledgerWithCard('prune-new');
+    const oldLimits = limitsOf(1_000);
+    const newLimits = limitsOf(2_000);
+    const oldScript = await old.ledger.prepareAuthorize(oldLimits, { prune: true });
+    expect(oldScript.pruned).toEqual([]);
+    expect(await libraries()).toEqual([oldScript.library]);
+    expect((await old.ledger.authorize(payment(1, oldLimits))).code).toBe('approved');
+
+    // Another switch starts with other limits: the old library goes.
+    const newScript = await fresh.ledger.prepareAuthorize(newLimits, { prune: true });
+    expect(newScript.pruned).toEqual([oldScript.library]);
+    expect(await libraries()).toEqual([newScript.library]);
+
+    // The old switch's next payment meets "Function not found", loads its library and is paid once.
+    await redis.config('RESETSTAT');
+    expect((await old.ledger.authorize(payment(2, oldLimits))).code).toBe('approved');
+    expect(await calls('function|load')).toBe(1);
+    expect(await calls('fcall')).toBe(2);
+    expect(Number(await redis.hget(old.keys.account('C1'), 'bal'))).toBe(100_000 - 600);
+    expect(await libraries()).toEqual([oldScript.library, newScript.library].sort());
+    // A retry of it is answered from its record, not paid again.
+    expect((await old.ledger.authorize(payment(2, oldLimits))).code).toBe('approved');
+    expect(Number(await redis.hget(old.keys.account('C1'), 'bal'))).toBe(100_000 - 600);
+
+    // Loading the same settings again is no change (a library is named by its text's hash).
+    await fresh.ledger.prepareAuthorize(newLimits);
+    expect(await libraries()).toEqual([oldScript.library, newScript.library].sort());
+  });
+
+  it('Redis keeps the library through a restart (AOF): the first payment after it needs no load', async () => {
+    const { ledger, keys } = await ledgerWithCard('restart');
+    const limits = limitsOf(3_000);
+    await ledger.prepareAuthorize(limits);
+    expect((await ledger.authorize(payment(1, limits))).code).toBe('approved');
+    await server.stop();
+    server = await startLocalRedis({
+      dataDir,
+      port: server.port,
+      appendOnly: true,
+      appendFsync: 'always',
+      startTimeoutMs: 10_000,
+    });
+    redis.disconnect();
+    redis = new Redis(server.url, { maxRetriesPerRequest: 0 });
+    const after = new Ledger(keys, await Scripts.load(redis), 3600);
+    expect(await calls('function|load')).toBe(0);
+    expect((await after.authorize(payment(2, limits))).code).toBe('approved');
+    expect(await calls('function|load')).toBe(0);
+    expect(Number(await redis.hget(keys.account('C1'), 'bal'))).toBe(100_000 - 600);
+  });
+
+  it('300 copies of one payment at once on a Redis that lost its functions: one load, one approval, the same answer to each', async () => {
+    const { ledger, keys } = await ledgerWithCard('flushed');
+    const limits = limitsOf(4_000);
+    await ledger.prepareAuthorize(limits);
+    await redis.call('FUNCTION', 'FLUSH');
+    await redis.config('RESETSTAT');
+    const answers = await Promise.all(Array.from({ length: 300 }, () => ledger.authorize(payment(1, limits))));
+    expect(new Set(answers.map((a) => JSON.stringify(a))).size).toBe(1);
+    expect(answers[0]?.code).toBe('approved');
+    expect(await calls('function|load')).toBe(1);
+    expect(Number(await redis.hget(keys.account('C1'), 'bal'))).toBe(100_000 - 300);
+    expect(await redis.xlen(keys.journalOfCard('C1'))).toBe(2); // the opening and the one payment
+  });
+});
