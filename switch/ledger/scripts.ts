@@ -618,14 +618,14 @@ export class Scripts {
     const own = `${LIBRARY_PREFIX}${script.name.replaceAll('-', '_')}_`;
     const deleted: string[] = [];
     for (const node of masterNodes(this.redis)) {
-      const listed = (await (node as Redis).call('FUNCTION', 'LIST', 'LIBRARYNAME', `${own}*`)) as unknown[];
+      const listed = (await node.call('FUNCTION', 'LIST', 'LIBRARYNAME', `${own}*`)) as unknown[];
       for (const entry of listed) {
         const fields = entry as unknown[];
         const at = fields.indexOf('library_name');
         const library = at >= 0 ? String(fields[at + 1]) : '';
         if (!library.startsWith(own) || library === script.library) continue;
         try {
-          await (node as Redis).call('FUNCTION', 'DELETE', library);
+          await node.call('FUNCTION', 'DELETE', library);
           deleted.push(library);
         } catch (err) {
           // Another switch deleted it first.
