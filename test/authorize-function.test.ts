@@ -102,6 +102,7 @@ describe('authorize.lua as a Redis Function', () => {
     const limits = limitsOf(3_000);
     await ledger.prepareAuthorize(limits);
     expect((await ledger.authorize(payment(1, limits))).code).toBe('approved');
+    redis.disconnect();
     await server.stop();
     server = await startLocalRedis({
       dataDir,
@@ -110,7 +111,6 @@ describe('authorize.lua as a Redis Function', () => {
       appendFsync: 'always',
       startTimeoutMs: 10_000,
     });
-    redis.disconnect();
     redis = new Redis(server.url, { maxRetriesPerRequest: 0 });
     const after = new Ledger(keys, await Scripts.load(redis), 3600);
     expect(await calls('function|load')).toBe(0);
@@ -131,5 +131,26 @@ describe('authorize.lua as a Redis Function', () => {
     expect(await calls('function|load')).toBe(1);
     expect(Number(await redis.hget(keys.account('C1'), 'bal'))).toBe(100_000 - 300);
     expect(await redis.xlen(keys.journalOfCard('C1'))).toBe(2); // the opening and the one payment
+  });
+
+  it('an amount sent with leading zeros (as redis-benchmark does) is written as its digits: journal, statement, record, balance', async () => {
+    const { ledger, keys } = await ledgerWithCard('zeros');
+    const limits = limitsOf(6_000);
+    const script = await ledger.prepareAuthorize(limits);
+    const { keys: scriptKeys, args } = ledger.authorizeArguments(payment(1, limits), Date.now());
+    expect(args[2]).toBe(300);
+    const reply = String(
+      await redis.call('FCALL', script.functionName, scriptKeys.length, ...scriptKeys, ...args.map((a, i) => (i === 2 ? '000300' : a))),
+    );
+    expect(reply).toMatch(/^1\|99700\|/);
+    expect(Number(await redis.hget(keys.account('C1'), 'bal'))).toBe(99_700);
+    const [, last] = await redis.xrange(keys.journalOfCard('C1'), '-', '+');
+    expect(last?.[1]).toEqual(['e', expect.stringMatching(/^pay\|C1\|300\|a:C1\|/)]);
+    const [line] = await redis.zrange(keys.statement('C1'), -1, -1);
+    expect(line).toMatch(/\|pay\|-300\|99700\|/);
+    // The day's stamp was written by this first payment of the day; the next one of the day leaves it.
+    expect(await redis.hget(keys.account('C1'), 'dday')).toMatch(/^\d{8}$/);
+    expect((await ledger.authorize(payment(2, limits))).code).toBe('approved');
+    expect(await redis.hmget(keys.account('C1'), 'bal', 'dspent')).toEqual(['99400', '600']);
   });
 });

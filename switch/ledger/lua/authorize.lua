@@ -156,8 +156,10 @@ if not wellFormed then
   end
 end
 
--- The amount as Redis is handed it (its ARGV text may carry leading zeros: includes/answer.lua digits).
-local amountText = digits(amountFen)
+-- The amount as Redis is handed it: its ARGV text (checked above: digits), unless that carries leading
+-- zeros (redis-benchmark's __rand_int__ may), which digits() drops.
+local amountText = ARGV[3]
+if string.byte(amountText, 1) == 48 then amountText = digits(amountFen) end
 local requestTtlText = requestTtlSecText
 
 -- The sequence claim first (when it is ours to take): a number claimed by another card is refused
@@ -198,110 +200,115 @@ if bound then
   extendEvents = cardEventsExpiryDue(account[16], nowSec, eventTtlSec)
 end
 
+-- The checks, then the debit: a decline leaves the block with its answer (`break`), the approval falls
+-- through with its own; either is recorded below. (One block rather than a recording closure made on
+-- every call: issue 15, loadtest/RESULTS.md fourteenth session.)
+local code, balanceText, txnId = ANSWER_APPROVED, '', ''
+repeat
+  if previous[3] then code, balanceText = ANSWER_ALREADY_REVERSED, digits(tonumber(account[1]) or 0) break end
+
+  local balanceFen = tonumber(account[1])
+  if balanceFen == nil then code, balanceText = ANSWER_UNKNOWN_CARD, '0' break end
+  if presentedSerial ~= '' and account[3] ~= presentedSerial then code, balanceText = ANSWER_CARD_REPLACED, digits(balanceFen) break end
+
+  -- A tap on any terminal completes the card sync (e-card activation), even when the payment is declined.
+  if presentedSerial ~= '' and account[6] ~= '1' then rcall('HSET', accountKey, 'sync', '1') end
+
+  local status = account[2]
+  if qrEpoch and ARGV[13] == '1' then code, balanceText = ANSWER_QR_EXPIRED, digits(balanceFen) break end
+  if status == 'L' then code, balanceText = ANSWER_CARD_LOST, digits(balanceFen) break end
+  if status == 'F' then code, balanceText = ANSWER_CARD_FROZEN, digits(balanceFen) break end
+  if status == 'C' then code, balanceText = ANSWER_CARD_CANCELLED, digits(balanceFen) break end
+  if qrEpoch then
+    -- The code is genuine (the switch opened it), but it is dead once its binding ended or the card
+    -- was lost, frozen or replaced after it was issued: each of those moves the epoch on.
+    if not account[13] or tostring(account[14] or '0') ~= qrEpoch then code, balanceText = ANSWER_QR_INVALID, digits(balanceFen) break end
+    -- Taken now, in one call; a decline below gives it back (only an approval uses a code up).
+    if not rcall('SET', qrUsedKey, '1', 'NX', 'EX', tonumber(ARGV[14])) then code, balanceText = ANSWER_QR_USED, digits(balanceFen) break end
+  end
+
+  local noPinPerPaymentFen = studentNoPinPerPaymentFen
+  local noPinPerDayFen = studentNoPinPerDayFen
+  local dailyLimitFen = studentDailySpendLimitFen
+  if account[8] == 'T' then
+    noPinPerPaymentFen = staffNoPinPerPaymentFen
+    noPinPerDayFen = staffNoPinPerDayFen
+    dailyLimitFen = staffDailySpendLimitFen
+  end
+  if account[9] then noPinPerPaymentFen = tonumber(account[9]) end
+  if account[10] then noPinPerDayFen = tonumber(account[10]) end
+  if account[11] then dailyLimitFen = tonumber(account[11]) end
+
+  local daySpentFen = 0
+  local dayNoPinFen = 0
+  if account[4] == dayKey then
+    daySpentFen = tonumber(account[5]) or 0
+    dayNoPinFen = tonumber(account[7]) or 0
+  end
+  if balanceFen < amountFen then
+    if qrEpoch then rcall('DEL', qrUsedKey) end -- a decline gives the code back
+    code, balanceText = ANSWER_INSUFFICIENT_FUNDS, digits(balanceFen) break
+  end
+  if dailyLimitFen > 0 and daySpentFen + amountFen > dailyLimitFen then
+    if qrEpoch then rcall('DEL', qrUsedKey) end -- a decline gives the code back
+    code, balanceText = ANSWER_DAILY_LIMIT_EXCEEDED, digits(balanceFen) break
+  end
+  if not pinVerified and (amountFen > noPinPerPaymentFen or dayNoPinFen + amountFen > noPinPerDayFen) then
+    if qrEpoch then rcall('DEL', qrUsedKey) end -- a decline gives the code back
+    return string.format('%d|%d||%s', ANSWER_PIN_REQUIRED, balanceFen, nowMs)
+  end
+
+  -- Balance, version and the day's totals in one write (balanceFen >= amountFen was checked above).
+  local balanceAfterFen = balanceFen - amountFen
+  local version = (tonumber(account[12]) or 0) + 1
+  if not pinVerified then dayNoPinFen = dayNoPinFen + amountFen end
+  local balanceAfterText = digits(balanceAfterFen)
+  local versionText = digits(version)
+  -- The day's stamp is written when the day turns, not again by every payment of the day (issue 15).
+  if account[4] == dayKey then
+    rcall('HSET', accountKey, 'bal', balanceAfterText, 'ver', versionText, 'dspent', digits(daySpentFen + amountFen),
+      'dnopin', digits(dayNoPinFen))
+  else
+    rcall('HSET', accountKey, 'bal', balanceAfterText, 'ver', versionText, 'dday', dayKey, 'dspent', digits(daySpentFen + amountFen),
+      'dnopin', digits(dayNoPinFen))
+  end
+  if extendEvents then rcall('HSET', accountKey, 'evx', digits(nowSec)) end
+  local entryId = appendJournal(journalKey, 'pay', cardNo, amountText, 'a:' .. cardNo, merchantParty,
+    balanceAfterText, versionText, terminalId, sequence, nowMs)
+  appendStatement(statementKey, nowMs, entryId, 'pay', '-' .. amountText, balanceAfterText, terminalId, sequence)
+  code, balanceText, txnId = ANSWER_APPROVED, balanceAfterText, entryId
+until true
+
 -- Records the answer under the request key (pst: A approved, D declined) so a retry replays it, and
 -- appends a bound e-card's event (announced while a page of it is open). The account's `ew` and
 -- `evx` came with the HMGET above; an approval writes `evx` with its own HSET, a decline here.
 -- `balanceText` is the balance's digits (the approval has them made already; a concatenation costs
 -- Redis about 2k instructions less per payment than string.format: issue 15, RESULTS thirteenth session).
-local function decide(code, balanceText, txnId)
-  local answer = code .. '|' .. balanceText .. '|' .. txnId .. '|' .. nowMs
-  local state = 'D'
-  local kind = 'decl'
-  if code == ANSWER_APPROVED then
-    state = 'A'
-    kind = 'pay'
-  end
-  -- Compact, with its expiry, in one command; the hash when a reversal's tombstone is there already, or
-  -- when a value would hold the newline that separates them (never one the switch makes).
-  -- (One find over the three texts: callgrind, three finds cost 3k more per payment.)
-  if hashRecord or string.find(fingerprint .. merchantParty .. cardNo, '\n', 1, true) then
-    rcall('HSET', requestKey, 'pfp', fingerprint, 'pans', answer, 'pst', state, 'amt', amountText, 'mp', merchantParty,
-      'card', cardNo)
-    rcall('EXPIRE', requestKey, requestTtlText)
-  else
-    rcall('SET', requestKey, fingerprint .. '\n' .. state .. '\n' .. amountText .. '\n' .. merchantParty .. '\n' .. cardNo .. '\n'
-      .. answer, 'EX', requestTtlText)
-  end
-  if not bound then return answer end
-  local id, body = appendCardEvent(eventsKey, { 'k', kind, 'a', amountText, 'b', balanceText, 'r', digits(code), 'tm', terminalId,
-    'm', merchantParty, 'cr', credentialKind, 'q', ARGV[15] or '', 'tx', txnId, 'ts', nowMs })
-  if extendEvents then
-    rcall('EXPIRE', eventsKey, eventTtlSecText)
-    if code ~= ANSWER_APPROVED then rcall('HSET', accountKey, 'evx', digits(nowSec)) end
-  end
-  announceCardEvent(account[15], eventsChannel, cardNo, id, body)
-  return answer
+local answer = code .. '|' .. balanceText .. '|' .. txnId .. '|' .. nowMs
+local state = 'D'
+local kind = 'decl'
+if code == ANSWER_APPROVED then
+  state = 'A'
+  kind = 'pay'
 end
-if previous[3] then return decide(ANSWER_ALREADY_REVERSED, digits(tonumber(account[1]) or 0), '') end
-
-local balanceFen = tonumber(account[1])
-if balanceFen == nil then return decide(ANSWER_UNKNOWN_CARD, '0', '') end
-if presentedSerial ~= '' and account[3] ~= presentedSerial then return decide(ANSWER_CARD_REPLACED, digits(balanceFen), '') end
-
--- A tap on any terminal completes the card sync (e-card activation), even when the payment is declined.
-if presentedSerial ~= '' and account[6] ~= '1' then rcall('HSET', accountKey, 'sync', '1') end
-
-local status = account[2]
-if qrEpoch and ARGV[13] == '1' then return decide(ANSWER_QR_EXPIRED, digits(balanceFen), '') end
-if status == 'L' then return decide(ANSWER_CARD_LOST, digits(balanceFen), '') end
-if status == 'F' then return decide(ANSWER_CARD_FROZEN, digits(balanceFen), '') end
-if status == 'C' then return decide(ANSWER_CARD_CANCELLED, digits(balanceFen), '') end
-if qrEpoch then
-  -- The code is genuine (the switch opened it), but it is dead once its binding ended or the card
-  -- was lost, frozen or replaced after it was issued: each of those moves the epoch on.
-  if not account[13] or tostring(account[14] or '0') ~= qrEpoch then return decide(ANSWER_QR_INVALID, digits(balanceFen), '') end
-  -- Taken now, in one call; a decline below gives it back (only an approval uses a code up).
-  if not rcall('SET', qrUsedKey, '1', 'NX', 'EX', tonumber(ARGV[14])) then return decide(ANSWER_QR_USED, digits(balanceFen), '') end
-end
-local function giveBackQr()
-  if qrEpoch then rcall('DEL', qrUsedKey) end
-end
-
-local noPinPerPaymentFen = studentNoPinPerPaymentFen
-local noPinPerDayFen = studentNoPinPerDayFen
-local dailyLimitFen = studentDailySpendLimitFen
-if account[8] == 'T' then
-  noPinPerPaymentFen = staffNoPinPerPaymentFen
-  noPinPerDayFen = staffNoPinPerDayFen
-  dailyLimitFen = staffDailySpendLimitFen
-end
-if account[9] then noPinPerPaymentFen = tonumber(account[9]) end
-if account[10] then noPinPerDayFen = tonumber(account[10]) end
-if account[11] then dailyLimitFen = tonumber(account[11]) end
-
-local daySpentFen = 0
-local dayNoPinFen = 0
-if account[4] == dayKey then
-  daySpentFen = tonumber(account[5]) or 0
-  dayNoPinFen = tonumber(account[7]) or 0
-end
-if balanceFen < amountFen then
-  giveBackQr()
-  return decide(ANSWER_INSUFFICIENT_FUNDS, digits(balanceFen), '')
-end
-if dailyLimitFen > 0 and daySpentFen + amountFen > dailyLimitFen then
-  giveBackQr()
-  return decide(ANSWER_DAILY_LIMIT_EXCEEDED, digits(balanceFen), '')
-end
-if not pinVerified and (amountFen > noPinPerPaymentFen or dayNoPinFen + amountFen > noPinPerDayFen) then
-  giveBackQr()
-  return string.format('%d|%d||%s', ANSWER_PIN_REQUIRED, balanceFen, nowMs)
-end
-
--- Balance, version and the day's totals in one write (balanceFen >= amountFen was checked above).
-local balanceAfterFen = balanceFen - amountFen
-local version = (tonumber(account[12]) or 0) + 1
-if not pinVerified then dayNoPinFen = dayNoPinFen + amountFen end
-local balanceAfterText = digits(balanceAfterFen)
-local versionText = digits(version)
-if extendEvents then
-  rcall('HSET', accountKey, 'bal', balanceAfterText, 'ver', versionText, 'dday', dayKey, 'dspent', digits(daySpentFen + amountFen),
-    'dnopin', digits(dayNoPinFen), 'evx', digits(nowSec))
+-- Compact, with its expiry, in one command; the hash when a reversal's tombstone is there already, or
+-- when a value would hold the newline that separates them (never one the switch makes).
+-- (One find over the three texts: callgrind, three finds cost 3k more per payment.)
+if hashRecord or string.find(fingerprint .. merchantParty .. cardNo, '\n', 1, true) then
+  rcall('HSET', requestKey, 'pfp', fingerprint, 'pans', answer, 'pst', state, 'amt', amountText, 'mp', merchantParty,
+    'card', cardNo)
+  rcall('EXPIRE', requestKey, requestTtlText)
 else
-  rcall('HSET', accountKey, 'bal', balanceAfterText, 'ver', versionText, 'dday', dayKey, 'dspent', digits(daySpentFen + amountFen),
-    'dnopin', digits(dayNoPinFen))
+  rcall('SET', requestKey, fingerprint .. '\n' .. state .. '\n' .. amountText .. '\n' .. merchantParty .. '\n' .. cardNo .. '\n'
+    .. answer, 'EX', requestTtlText)
 end
-local entryId = appendJournal(journalKey, 'pay', cardNo, amountText, 'a:' .. cardNo, merchantParty,
-  balanceAfterText, versionText, terminalId, sequence, nowMs)
-appendStatement(statementKey, nowMs, entryId, 'pay', '-' .. amountText, balanceAfterText, terminalId, sequence)
-return decide(ANSWER_APPROVED, balanceAfterText, entryId)
+if not bound then return answer end
+local id, body = appendCardEvent(eventsKey, { 'k', kind, 'a', amountText, 'b', balanceText, 'r', digits(code), 'tm', terminalId,
+  'm', merchantParty, 'cr', credentialKind, 'q', ARGV[15] or '', 'tx', txnId, 'ts', nowMs })
+if extendEvents then
+  rcall('EXPIRE', eventsKey, eventTtlSecText)
+  if code ~= ANSWER_APPROVED then rcall('HSET', accountKey, 'evx', digits(nowSec)) end
+end
+announceCardEvent(account[15], eventsChannel, cardNo, id, body)
+return answer
+
