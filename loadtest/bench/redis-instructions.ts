@@ -22,7 +22,7 @@ import { Keys } from '../../switch/ledger/keys.js';
 import { Ledger, type AuthorizeInput } from '../../switch/ledger/ledger.js';
 import { preparedCommand, Scripts } from '../../switch/ledger/scripts.js';
 import { freePort } from '../../switch/redis/local-redis.js';
-import { MINIMAL_DEBIT_LUA } from './redis-benchmark.js';
+import { loadFloorFunction } from './redis-benchmark.js';
 
 const PREFIX = 'ri';
 const CARD_NO = '91000001';
@@ -178,7 +178,7 @@ async function measureOn(
       await ledger.openAccount({ cardNo: CARD_NO, openingFen: 1_000_000_000_000, fields: { ser: SERIAL, ht: 'S', name: '基准' } });
       const floorAccount = `${PREFIX}-floor:acct`;
       await redis.hset(floorAccount, 'bal', 1_000_000_000_000);
-      const floorSha = String(await redis.call('SCRIPT', 'LOAD', MINIMAL_DEBIT_LUA));
+      const floorCommand = await loadFloorFunction(redis, floorAccount, `${PREFIX}-floor:req:__rand_int__`, AMOUNT_FEN, TTL_SEC);
       const randomized = (value: string | number): string => String(value).replace(String(PLACEHOLDER), '__rand_int__');
       const input = (claimSequence: boolean): AuthorizeInput => ({
         cardNo: CARD_NO,
@@ -200,8 +200,8 @@ async function measureOn(
       const subjects: { name: InstructionSubject['name']; note: string; command: string[] }[] = [
         {
           name: 'floor',
-          note: 'the minimal idempotent debit script (GET the request key, HGET, HINCRBY, SET EX)',
-          command: ['EVALSHA', floorSha, '2', floorAccount, `${PREFIX}-floor:req:__rand_int__`, String(AMOUNT_FEN), String(TTL_SEC)],
+          note: 'the minimal idempotent debit script as a function (GET the request key, HGET, HINCRBY, SET EX)',
+          command: floorCommand,
         },
         {
           name: 'claim',
