@@ -651,12 +651,12 @@ export class Scripts {
       if (name in SCRIPT_SETTINGS) {
         const lines = source.match(SETTINGS_LINE)?.length ?? 0;
         if (lines !== 1) throw new Error(`Lua script ${name}.lua must hold one "-- @settings" line, has ${lines}`);
-        const [top, body, ...more] = source.split(BODY_LINE);
-        if (top === undefined || body === undefined || more.length > 0)
-          throw new Error(
-            `Lua script ${name}.lua must hold one "-- @body" line (the function's first), has ${1 + more.length - (body === undefined ? 1 : 0)}`,
-          );
-        if (!SETTINGS_LINE.test(top)) throw new Error(`Lua script ${name}.lua: its "-- @settings" line must stand above "-- @body"`);
+        const bodyLines = source.match(BODY_LINE)?.length ?? 0;
+        const [top, body] = source.split(BODY_LINE);
+        if (bodyLines !== 1 || top === undefined || body === undefined)
+          throw new Error(`Lua script ${name}.lua must hold one "-- @body" line (the function's first), has ${bodyLines}`);
+        // (search, not test: these patterns are global, and test() would start where the last match ended.)
+        if (top.search(SETTINGS_LINE) < 0) throw new Error(`Lua script ${name}.lua: its "-- @settings" line must stand above "-- @body"`);
         scripts.templates.set(name as SettingsScriptName, { top, body });
         continue;
       }
