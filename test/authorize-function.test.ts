@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { Keys } from '../switch/ledger/keys.js';
-import { Ledger, type AuthorizeInput } from '../switch/ledger/ledger.js';
+import { campusDayKey, Ledger, type AuthorizeInput } from '../switch/ledger/ledger.js';
 import { Scripts } from '../switch/ledger/scripts.js';
 import { startLocalRedis, type LocalRedis } from '../switch/redis/local-redis.js';
 
@@ -148,9 +148,29 @@ describe('authorize.lua as a Redis Function', () => {
     expect(last?.[1]).toEqual(['e', expect.stringMatching(/^pay\|C1\|300\|a:C1\|/)]);
     const [line] = await redis.zrange(keys.statement('C1'), -1, -1);
     expect(line).toMatch(/\|pay\|-300\|99700\|/);
+    const record = await redis.get(keys.request('C1', 'T1', 1));
+    expect(record?.split('\n').slice(1, 3)).toEqual(['A', '300']);
     // The day's stamp was written by this first payment of the day; the next one of the day leaves it.
     expect(await redis.hget(keys.account('C1'), 'dday')).toMatch(/^\d{8}$/);
     expect((await ledger.authorize(payment(2, limits))).code).toBe('approved');
     expect(await redis.hmget(keys.account('C1'), 'bal', 'dspent')).toEqual(['99400', '600']);
+  });
+
+  it("the campus day's stamp and totals start again with the first payment of a new day", async () => {
+    const keys = new Keys('af-day', 16);
+    let nowMs = Date.UTC(2026, 11, 1, 4, 0); // noon in campus time
+    const ledger = new Ledger(keys, await Scripts.load(redis), 3600, () => nowMs);
+    await ledger.openAccount({ cardNo: 'C1', openingFen: 100_000, fields: { ser: 'S1', ht: 'S' } });
+    const limits = limitsOf(7_000);
+    expect((await ledger.authorize(payment(1, limits))).code).toBe('approved');
+    expect((await ledger.authorize(payment(2, limits))).code).toBe('approved');
+    const firstDay = await redis.hmget(keys.account('C1'), 'dday', 'dspent', 'dnopin');
+    expect(firstDay.slice(1)).toEqual(['600', '600']);
+    nowMs += 24 * 3600 * 1000;
+    expect((await ledger.authorize(payment(3, limits))).code).toBe('approved');
+    const nextDay = await redis.hmget(keys.account('C1'), 'dday', 'dspent', 'dnopin');
+    expect(nextDay[0]).not.toBe(firstDay[0]);
+    expect(nextDay[0]).toBe(campusDayKey(nowMs));
+    expect(nextDay.slice(1)).toEqual(['300', '300']);
   });
 });

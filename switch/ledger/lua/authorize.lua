@@ -37,9 +37,9 @@
   one function is everything below it, run per payment with KEYS and ARGV as its parameters.
   Settings, the same for every payment of a deployment, are written into the library's text where the
   `-- @settings` line stands (ledger/scripts.ts SCRIPT_SETTINGS: one library per distinct set, named
-  by a hash of its text, checked by the switch when it makes it). As arguments they cost Redis about 1k instructions each to
-  receive, and the script more to check, on every payment (issue 15: loadtest/RESULTS.md, thirteenth
-  session). Each integer setting is a number local and a text local (`<name>Text`):
+  by a hash of its text, checked by the switch when it makes it). As arguments they cost Redis about 1k
+  instructions each to receive, and the script more to check, on every payment (issue 15:
+  loadtest/RESULTS.md, thirteenth session). Each integer setting is a number local and a text local (`<name>Text`):
     requestTtlSec           how long the request record (and the sequence claim) is kept
     studentNoPinPerPaymentFen, studentNoPinPerDayFen, studentDailySpendLimitFen: the student limits (0 = none)
     staffNoPinPerPaymentFen, staffNoPinPerDayFen, staffDailySpendLimitFen: the staff limits, the same three
