@@ -5,6 +5,7 @@
 // used: an import today stores no hash, and a holder's password is stored at full cost on its first use).
 import type { Redis } from 'ioredis';
 import { generateDemoCampus, type DemoCampus } from '../../switch/data/demo.js';
+import type { Cardholder } from '../../switch/data/import.js';
 import { mapBounded } from '../../switch/data/import.js';
 import { hashPassword, IMPORT_SCRYPT_N, initialPassword } from '../../switch/domain/password.js';
 import type { TerminalRegistry } from '../../switch/domain/terminals.js';
@@ -47,6 +48,33 @@ export function demoCampus(cardholders: number, seed: string): DemoCampus {
   return generateDemoCampus({ cardholders, seed });
 }
 
+/** A cardholder's account fields as the import writes them (switch/data/import.ts), without a password. */
+export function cardholderFields(c: Cardholder): Record<string, string> {
+  return {
+    ser: c.cardSerial,
+    name: c.name,
+    sno: c.personNumber,
+    ht: c.holderType === 'student' ? 'S' : 'T',
+    doct: c.documentType === 'resident_id' ? 'R' : 'P',
+    docn: c.documentNumber,
+    phone: c.phone,
+  };
+}
+
+let benchHolder: Cardholder | undefined;
+
+/**
+ * The account fields of the Redis-alone harnesses' cards (redis-benchmark, callgrind, the client and
+ * baseline runs): a demo cardholder's, as the tap runs' cards have, with the harness's own serial. The
+ * account hash is as long as a real one: authorize.lua's field reads scan it (issue 15: a three-field
+ * account made a payment 7k instructions cheaper than a campus card's; RESULTS fifteenth session).
+ */
+export function benchAccountFields(serial: string): Record<string, string> {
+  benchHolder ??= demoCampus(3, 'redis-alone').cardholders[2];
+  if (benchHolder === undefined) throw new Error('the demo campus made no cardholder');
+  return { ...cardholderFields(benchHolder), ser: serial };
+}
+
 export interface LoadDeps {
   readonly redis: Redis;
   readonly keys: Keys;
@@ -74,15 +102,7 @@ export async function loadCampus(deps: LoadDeps, demo: DemoCampus, file: CampusF
   let pinCards = 0;
   await mapBounded(demo.cardholders, LOAD_CONCURRENCY, async (c) => {
     const pin = pins.get(c.cardNo);
-    const fields: Record<string, string> = {
-      ser: c.cardSerial,
-      name: c.name,
-      sno: c.personNumber,
-      ht: c.holderType === 'student' ? 'S' : 'T',
-      doct: c.documentType === 'resident_id' ? 'R' : 'P',
-      docn: c.documentNumber,
-      phone: c.phone,
-    };
+    const fields = cardholderFields(c);
     if (pin !== undefined) {
       // A password hash at the cost older imports stored; the switch rehashes at full cost on first use.
       fields['pwd'] = hashPassword(pin, deps.passwordPepper, { N: IMPORT_SCRYPT_N });

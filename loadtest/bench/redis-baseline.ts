@@ -7,6 +7,7 @@ import { mapBounded } from '../../switch/data/import.js';
 import { Keys } from '../../switch/ledger/keys.js';
 import { Ledger, type HolderLimits } from '../../switch/ledger/ledger.js';
 import { Scripts } from '../../switch/ledger/scripts.js';
+import { benchAccountFields } from './campus.js';
 import { Histogram, type LatencySummaryMs } from './histogram.js';
 
 export interface RedisBaselineOptions {
@@ -49,7 +50,7 @@ export async function runRedisBaseline(options: RedisBaselineOptions): Promise<R
       serial: (0x9000_0000 + i).toString(16).toUpperCase(),
     }));
     await mapBounded(cards, 256, (c) =>
-      ledger.openAccount({ cardNo: c.cardNo, openingFen: 100_000_000, fields: { ser: c.serial, ht: 'S', name: '基准' } }),
+      ledger.openAccount({ cardNo: c.cardNo, openingFen: 100_000_000, fields: benchAccountFields(c.serial) }),
     );
     const histogram = new Histogram();
     const errorSamples: string[] = [];

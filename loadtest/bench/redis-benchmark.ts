@@ -16,6 +16,7 @@ import { Keys } from '../../switch/ledger/keys.js';
 import { Ledger, type AuthorizeInput, type HolderLimits } from '../../switch/ledger/ledger.js';
 import { preparedCommand, Scripts } from '../../switch/ledger/scripts.js';
 import { commandStats, footprint, waitForAofRewrite } from './redis-stats.js';
+import { benchAccountFields } from './campus.js';
 
 export interface RedisBenchmarkOptions {
   readonly redisUrl: string;
@@ -187,7 +188,7 @@ export async function runRedisBenchmarkScript(options: RedisBenchmarkOptions): P
     const keys = new Keys(options.keyPrefix, options.shards);
     const scripts = await Scripts.load(redis);
     const ledger = new Ledger(keys, scripts, REQUEST_TTL_SEC);
-    await ledger.openAccount({ cardNo: CARD_NO, openingFen: 1_000_000_000_000, fields: { ser: SERIAL, ht: 'S', name: '基准' } });
+    await ledger.openAccount({ cardNo: CARD_NO, openingFen: 1_000_000_000_000, fields: benchAccountFields(SERIAL) });
     const input: AuthorizeInput = {
       cardNo: CARD_NO,
       presentedSerial: SERIAL,

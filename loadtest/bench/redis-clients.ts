@@ -29,6 +29,7 @@ import { Ledger, type HolderLimits } from '../../switch/ledger/ledger.js';
 import { Scripts } from '../../switch/ledger/scripts.js';
 import { PipelineClient } from '../../switch/redis/pipeline-client.js';
 import { startLocalRedis } from '../../switch/redis/local-redis.js';
+import { benchAccountFields } from './campus.js';
 
 export const CLIENTS = ['none', 'lean', 'ioredis', 'node-redis', 'node-redis-resp3', 'node-redis-typed'] as const;
 export type ClientName = (typeof CLIENTS)[number];
@@ -132,7 +133,7 @@ async function childRun(name: ClientName, url: string, run: number, payments: nu
     serial: (0x7000_0000 + run * CARDS_PER_RUN + i).toString(16).toUpperCase(),
   }));
   await mapBounded(cards, 64, (c) =>
-    ledger.openAccount({ cardNo: c.cardNo, openingFen: 1_000_000_000, fields: { ser: c.serial, ht: 'S', name: '基准' } }),
+    ledger.openAccount({ cardNo: c.cardNo, openingFen: 1_000_000_000, fields: benchAccountFields(c.serial) }),
   );
   const { functionName } = await ledger.prepareAuthorize(LIMITS);
   const driver = await driverFor(name, url);

@@ -23,6 +23,7 @@ import { Ledger, type AuthorizeInput } from '../../switch/ledger/ledger.js';
 import { preparedCommand, Scripts } from '../../switch/ledger/scripts.js';
 import { freePort } from '../../switch/redis/local-redis.js';
 import { loadFloorFunction } from './redis-benchmark.js';
+import { benchAccountFields } from './campus.js';
 
 const PREFIX = 'ri';
 const CARD_NO = '91000001';
@@ -175,7 +176,7 @@ async function measureOn(
       const keys = new Keys(PREFIX, 256);
       const scripts = await Scripts.load(redis);
       const ledger = new Ledger(keys, scripts, TTL_SEC);
-      await ledger.openAccount({ cardNo: CARD_NO, openingFen: 1_000_000_000_000, fields: { ser: SERIAL, ht: 'S', name: '基准' } });
+      await ledger.openAccount({ cardNo: CARD_NO, openingFen: 1_000_000_000_000, fields: benchAccountFields(SERIAL) });
       const floorAccount = `${PREFIX}-floor:acct`;
       await redis.hset(floorAccount, 'bal', 1_000_000_000_000);
       const floorCommand = await loadFloorFunction(redis, floorAccount, `${PREFIX}-floor:req:__rand_int__`, AMOUNT_FEN, TTL_SEC);
