@@ -70,8 +70,9 @@ let benchHolder: Cardholder | undefined;
  * account made a payment 7k instructions cheaper than a campus card's; RESULTS fifteenth session).
  */
 export function benchAccountFields(serial: string): Record<string, string> {
-  benchHolder ??= demoCampus(3, 'redis-alone').cardholders[2];
-  if (benchHolder === undefined) throw new Error('the demo campus made no cardholder');
+  // A student with a resident id, as most cardholders are.
+  benchHolder ??= demoCampus(50, 'redis-alone').cardholders.find((c) => c.holderType === 'student' && c.documentType === 'resident_id');
+  if (benchHolder === undefined) throw new Error('the demo campus made no student with a resident id');
   return { ...cardholderFields(benchHolder), ser: serial };
 }
 
