@@ -52,9 +52,9 @@ export function demoCampus(cardholders: number, seed: string): DemoCampus {
 export function cardholderFields(c: Cardholder): Record<string, string> {
   return {
     ser: c.cardSerial,
+    ht: c.holderType === 'student' ? 'S' : 'T',
     name: c.name,
     sno: c.personNumber,
-    ht: c.holderType === 'student' ? 'S' : 'T',
     doct: c.documentType === 'resident_id' ? 'R' : 'P',
     docn: c.documentNumber,
     phone: c.phone,

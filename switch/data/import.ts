@@ -300,10 +300,11 @@ async function writeCardholder(deps: CardholderImportDeps, row: CardholderRow): 
     cardNo: row.cardNo,
     openingFen: row.openingBalanceFen,
     fields: {
+      // ser and ht first: a payment reads them (open-account.lua puts the payment's fields before these).
       ser: row.cardSerial,
+      ht: row.holderType === 'student' ? 'S' : 'T',
       name: row.name,
       sno: row.personNumber,
-      ht: row.holderType === 'student' ? 'S' : 'T',
       doct: row.documentType === 'resident_id' ? 'R' : 'P',
       docn: row.documentNumber,
       phone: row.phone,
