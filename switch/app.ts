@@ -25,6 +25,7 @@ import { CampusQrCodec } from './qr/codec.js';
 import { Scripts } from './ledger/scripts.js';
 import { TerminalRecords } from './ledger/terminals.js';
 import { CardDirectoryRecords } from './ledger/card-directory.js';
+import { foldLegacyCardLimits } from './ledger/limits-fold.js';
 import { checkShardCount } from './ledger/meta.js';
 import { PipelineClient } from './redis/pipeline-client.js';
 import { guardIoredis, LedgerBreaker } from './redis/breaker.js';
@@ -302,6 +303,15 @@ export async function startSwitch(
       { library: authorize.library, ...(authorize.pruned.length > 0 ? { deleted: authorize.pruned } : {}) },
       'the payment script (authorize.lua) is loaded as a Redis Function',
     );
+    // Card limits kept as the three fields of older ledgers become the one field authorize.lua reads
+    // (ledger/limits-fold.ts), before the first payment; once per ledger.
+    const fold = await foldLegacyCardLimits(redis, keys, scripts);
+    if (fold.ran && fold.folded.length > 0) {
+      log.info(
+        { accounts: fold.accounts, folded: fold.folded.length, cards: fold.folded.slice(0, 20) },
+        'card limits folded into one field',
+      );
+    }
     const money = new MoneyLedger(keys, scripts, config.requestTtlSec, now);
     const claims = new SequenceClaims(access, config.requestTtlSec);
     const terminals = new TerminalRegistry(new TerminalRecords({ keys, scripts }), config.terminalPepper, config.terminalCacheMs);

@@ -374,7 +374,7 @@ describe('password checks stay off the event loop', () => {
     // Eight cards with five PIN payments each: a card has at most as many password checks in flight
     // as attempts left (5). Their own caps lifted: five PIN payments would pass the daily spending cap.
     const fullCost = await passwordHash(app, PIN, 16384);
-    for (let i = 0; i < 8; i++) await newCard(`161${i}`, `AA00161${i}`, 1_000_000, { pwd: fullCost, ldl: '0' });
+    for (let i = 0; i < 8; i++) await newCard(`161${i}`, `AA00161${i}`, 1_000_000, { pwd: fullCost, lim: ',,0' });
     await newCard('1602', 'AA001602', 1_000);
     let pinDone = 0;
     const pinPayments = Array.from({ length: 40 }, (_, i) =>

@@ -66,6 +66,7 @@ export const SET_STATUS_ANSWERS = { 0: 'unknown_card' } as const;
 export const REPLACE_CARD_ANSWERS = { 0: 'unknown_card' } as const;
 export const SET_LIMITS_ANSWERS = { 1: 'set', 0: 'unknown_card' } as const;
 export const ECARD_WATCH_ANSWERS = { 1: 'watched', 0: 'unknown_card' } as const;
+export const FOLD_LIMITS_ANSWERS = { 1: 'folded', 0: 'nothing_to_fold' } as const;
 
 export const CLAIM_ANSWERS = { 2: 'claimed_now', 1: 'already_this_cards', 0: 'held_by_another' } as const;
 export const RELEASE_ANSWERS = { 1: 'released', 0: 'not_this_cards' } as const;
@@ -219,6 +220,7 @@ export const SCRIPT_ANSWERS = {
   'fee-complete': { answers: [FEE_ANSWERS], refusals: FEE_COMPLETE_REFUSALS, replays: 'fee-debit' },
   'fee-debit': { answers: [FEE_ANSWERS], refusals: FEE_DEBIT_REFUSALS },
   'fee-giveback': { answers: [FEE_ANSWERS], refusals: FEE_GIVEBACK_REFUSALS, replays: 'fee-debit' },
+  'fold-limits': { answers: [FOLD_LIMITS_ANSWERS], refusals: {} },
   'follow-up-lease': { answers: [LEASE_TAKE_ANSWERS, LEASE_RELEASE_ANSWERS], refusals: {} },
   inquire: { answers: [INQUIRE_ANSWERS], refusals: {} },
   'open-account': { answers: [OPEN_ACCOUNT_ANSWERS], refusals: {} },

@@ -39,6 +39,7 @@ export const SCRIPT_NAMES = [
   'fee-complete',
   'fee-debit',
   'fee-giveback',
+  'fold-limits',
   'follow-up-lease',
   'inquire',
   'open-account',
@@ -201,6 +202,7 @@ export const ARGV_RULES = {
   },
   'ecard-binding': { args: [oneOf('op', 'bind', 'unbind'), id('userId'), integer('nowMs', 0), id('eventsChannel'), id('cardNo')] },
   'ecard-watch': { args: [integer('untilMs', 0)] },
+  'fold-limits': { args: [] },
   'fee-complete': { args: [id('fingerprint'), id('receipt'), id('pendingMember'), id('cardNo'), ...EVENT_ARGS] },
   'fee-debit': {
     args: [

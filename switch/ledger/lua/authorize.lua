@@ -45,7 +45,7 @@
     staffNoPinPerPaymentFen, staffNoPinPerDayFen, staffDailySpendLimitFen: the staff limits, the same three
     eventsChannel           pub/sub channel of card events (text)
     eventTtlSec             how long a card's events are kept
-  A card's own fields lnp1, lnpd, ldl override its holder type's limits.
+  A card's own limits (its account field `lim`, set-limits.lua) override its holder type's.
 
   Returns one string "<code>|<balanceAfterFen>|<txnId>|<decidedAtMs>":
     code  1 approved         5 unknown account (no money moved)
@@ -188,13 +188,22 @@ elseif record then
   return REFUSED_KEY_REUSED
 end
 
--- The fields every payment needs. A field the hash lacks costs Redis a scan of the whole hash, so
--- those only a bound card has (`ew`, `evx`) or only a campus QR payment needs (`eq`) are read below,
--- where they are needed (issue 15: 5.8k instructions per payment of an unbound card, RESULTS fifteenth
--- session).
-local account = rcall('HMGET', accountKey, 'bal', 'st', 'ser', 'dday', 'dspent', 'sync', 'dnopin', 'ht', 'lnp1', 'lnpd', 'ldl', 'ver',
-  'eu')
-local bound = account[13] and account[13] ~= ''
+-- The fields every payment needs. A field the hash lacks costs Redis a scan of the whole hash, so a
+-- card's own limits are one field (`lim`, not three), and the fields only a bound card has (`ew`,
+-- `evx`) or only a campus QR payment needs (`eq`) are read below, where they are needed (issue 15:
+-- about 10k instructions per payment of an unbound card, loadtest/RESULTS.md fifteenth session).
+local account = rcall('HMGET', accountKey, 'bal', 'st', 'ser', 'dday', 'dspent', 'sync', 'dnopin', 'ht', 'lim', 'ver', 'eu')
+local bound = account[11] and account[11] ~= ''
+-- The card's own limits (set-limits.lua): "<per payment>,<per day>,<daily cap>", each empty when not
+-- set; read before anything is written, so a broken one changes nothing.
+local ownLimits = account[9]
+local ownPerPayment, ownPerDay, ownDailyCap
+if ownLimits then
+  ownPerPayment, ownPerDay, ownDailyCap = string.match(ownLimits, '^(%d*),(%d*),(%d*)$')
+  if not ownPerPayment then
+    return redis.error_reply('INVARIANT account ' .. accountKey .. ' has card limits that are not three numbers of fen: ' .. ownLimits)
+  end
+end
 -- A bound card's event stream gets its expiry extended with this event only now and then (event.lua).
 -- Only a bound card's events need these numbers (most payments are of unbound cards).
 local nowSec = 0
@@ -229,7 +238,7 @@ repeat
   if qrEpoch then
     -- The code is genuine (the switch opened it), but it is dead once its binding ended or the card
     -- was lost, frozen or replaced after it was issued: each of those moves the epoch on.
-    if not account[13] or tostring(rcall('HGET', accountKey, 'eq') or '0') ~= qrEpoch then
+    if not account[11] or tostring(rcall('HGET', accountKey, 'eq') or '0') ~= qrEpoch then
       code, balanceText = ANSWER_QR_INVALID, digits(balanceFen) break
     end
     -- Taken now, in one call; a decline below gives it back (only an approval uses a code up).
@@ -244,9 +253,11 @@ repeat
     noPinPerDayFen = staffNoPinPerDayFen
     dailyLimitFen = staffDailySpendLimitFen
   end
-  if account[9] then noPinPerPaymentFen = tonumber(account[9]) end
-  if account[10] then noPinPerDayFen = tonumber(account[10]) end
-  if account[11] then dailyLimitFen = tonumber(account[11]) end
+  if ownLimits then
+    if ownPerPayment ~= '' then noPinPerPaymentFen = tonumber(ownPerPayment) end
+    if ownPerDay ~= '' then noPinPerDayFen = tonumber(ownPerDay) end
+    if ownDailyCap ~= '' then dailyLimitFen = tonumber(ownDailyCap) end
+  end
 
   local daySpentFen = 0
   local dayNoPinFen = 0
@@ -269,7 +280,7 @@ repeat
 
   -- Balance, version and the day's totals in one write (balanceFen >= amountFen was checked above).
   local balanceAfterFen = balanceFen - amountFen
-  local version = (tonumber(account[12]) or 0) + 1
+  local version = (tonumber(account[10]) or 0) + 1
   if not pinVerified then dayNoPinFen = dayNoPinFen + amountFen end
   local balanceAfterText = digits(balanceAfterFen)
   local versionText = digits(version)

@@ -8,6 +8,12 @@
   ARGV[2] noPinPerDayFen      -1 clears
   ARGV[3] dailySpendLimitFen  -1 clears (0 = no cap)
 
+  The three are one account field, `lim`: "<noPinPerPaymentFen>,<noPinPerDayFen>,<dailySpendLimitFen>",
+  each empty when cleared, and no field when all three are (authorize.lua reads one field for the three:
+  a field the account lacks costs each payment a scan of the account; issue 15). Ledgers before it kept
+  them as the fields lnp1, lnpd, ldl: this script drops those, and the switch folds them into `lim` when
+  it starts (fold-limits.lua).
+
   Returns 1, or 0 when the account does not exist.
 
   A malformed ARGV (count or format) is answered with the error reply "ERR set-limits: ..." before any key
@@ -27,9 +33,16 @@ local badArgv = argvCount(#ARGV == 3, '3')
 if badArgv then return badArgv end
 
 if rcall('EXISTS', accountKey) == 0 then return ANSWER_UNKNOWN_CARD end
-local fields = { 'lnp1', 'lnpd', 'ldl' }
+local parts = { '', '', '' }
+local set = false
 for i = 1, 3 do
-  if tonumber(ARGV[i]) < 0 then rcall('HDEL', accountKey, fields[i])
-  else rcall('HSET', accountKey, fields[i], ARGV[i]) end
+  local fen = tonumber(ARGV[i])
+  if fen >= 0 then
+    parts[i] = string.format('%d', fen)
+    set = true
+  end
 end
+if set then rcall('HSET', accountKey, 'lim', table.concat(parts, ','))
+else rcall('HDEL', accountKey, 'lim') end
+rcall('HDEL', accountKey, 'lnp1', 'lnpd', 'ldl')
 return ANSWER_SET
