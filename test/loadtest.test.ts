@@ -620,6 +620,8 @@ interface RedisWorkResult {
       floor: { approvals: number; requests: number; aofBytesPerCall: number | null; redisCpuUsPerCall: number | null };
       claim: { callsPerSec: number };
       project: { approvalsPerSec: number | null; aofBytesPerApproval: number | null; redisCpuUsPerApproval: number | null };
+      projectCpuVsFloor: number | null;
+      projectCpuVsFloorRounds: (number | null)[];
     } | null;
     streamCrossCheck?: { own: { errors: number }; grpcJs: { errors: number; approvals: number; latencyMs: { p50: number } } } | null;
   };
@@ -639,6 +641,11 @@ function checkRedisWork(result: RedisWorkResult, redisBenchmark: boolean): void 
     // The project's work is more than the floor's: the claim and a whole payment record.
     expect(work?.project.aofBytesPerApproval ?? 0).toBeGreaterThan(work?.floor.aofBytesPerCall ?? 0);
     expect(work?.project.approvalsPerSec ?? 0).toBeGreaterThan(0);
+    // The floor and the project's work driven in turn, three rounds; the ratio is the rounds' median.
+    const rounds = work?.projectCpuVsFloorRounds ?? [];
+    expect(rounds).toHaveLength(3);
+    expect(rounds.every((r) => typeof r === 'number' && r > 0)).toBe(true);
+    expect(work?.projectCpuVsFloor).toBe([...(rounds as number[])].sort((a, b) => a - b)[1]);
   } else {
     expect(work ?? null).toBeNull();
   }

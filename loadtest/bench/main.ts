@@ -1136,7 +1136,7 @@ async function baselines(
     limits: p.config.limits,
   });
   process.stdout.write(
-    `running redis-benchmark (${ctx.options.redisLanes} clients, ${ctx.options.redisBenchmarkRequests} calls each, a fresh redis-server): the minimal debit (floor), the sequence claim, the authorize script ...\n`,
+    `running redis-benchmark (${ctx.options.redisLanes} clients, ${ctx.options.redisBenchmarkRequests} calls each, a fresh redis-server): the minimal debit (floor), the sequence claim, the authorize script, 3 rounds in turn ...\n`,
   );
   // On a fresh redis-server of its own with the same persistence, not the bench's: after the scenarios
   // that one holds a million and more keys, and the floor's 60,000 new keys could land on the key space's

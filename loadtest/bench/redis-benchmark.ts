@@ -25,6 +25,13 @@ export interface RedisBenchmarkOptions {
   readonly clients: number;
   readonly requests: number;
   readonly limits: { readonly student: HolderLimits; readonly staff: HolderLimits };
+  /**
+   * runRedisWorkBaselines: how many times the floor and the project's work are driven in turn (default 3),
+   * `requests` calls each time. The ratio is the median of the rounds' ratios: each round's two runs are
+   * seconds apart, and this machine's speed moves between minutes (RESULTS fifteenth session: one run's
+   * floor against the next one's moved the ratio between 2.0x and 3.1x).
+   */
+  readonly rounds?: number;
 }
 
 export interface RedisBenchmarkResult {
@@ -103,8 +110,10 @@ export interface RedisWorkBaselines {
     readonly aofBytesPerApproval: number | null;
     readonly memoryBytesPerApproval: number | null;
   };
-  /** The project's Redis CPU per approval over the floor's (target: at most 2). */
+  /** The project's Redis CPU per approval over the floor's, the median of the rounds' (target: at most 2). */
   readonly projectCpuVsFloor: number | null;
+  /** Each round's ratio, in the order they ran (null where a round had no figure). */
+  readonly projectCpuVsFloorRounds: (number | null)[];
   /** True when the script run took the sequence claim itself (one Redis: the switch's own path). */
   readonly claimInScript: boolean;
 }
@@ -300,9 +309,91 @@ function sum(...values: (number | null | undefined)[]): number | null {
   return Math.round((values as number[]).reduce((a, b) => a + b, 0) * 10) / 10;
 }
 
-/** The floor, the claim and the script, each driven by redis-benchmark in turn, and the project's sum. */
+/** The rounds of one subject as one result: rates over the whole time, footprints per call over all calls. */
+export function mergeRounds(rounds: readonly RedisBenchmarkResult[]): RedisBenchmarkResult {
+  const first = rounds[0];
+  if (first === undefined) throw new Error('no rounds to merge');
+  if (rounds.length === 1) return first;
+  const failed = rounds.find((r) => r.callsPerSec === undefined || r.requests === undefined);
+  if (failed !== undefined) return failed;
+  const requests = rounds.reduce((a, r) => a + (r.requests ?? 0), 0);
+  const seconds = rounds.reduce((a, r) => a + (r.requests ?? 0) / (r.callsPerSec ?? 1), 0);
+  const callsPerSec = Math.round((requests / seconds) * 100) / 100;
+  const approvals = rounds.every((r) => r.approvals !== undefined) ? rounds.reduce((a, r) => a + (r.approvals ?? 0), 0) : undefined;
+  const perCall = (pick: (r: RedisBenchmarkResult) => number | null | undefined): number | null => {
+    const values = rounds.map(pick);
+    if (values.some((v) => v === null || v === undefined)) return null;
+    // Every round makes `requests` calls: the mean per call is the total over all calls.
+    return Math.round(((values as number[]).reduce((a, v) => a + v, 0) / values.length) * 10) / 10;
+  };
+  const latencies = rounds.map((r) => r.latencyMs).filter((l) => l !== undefined);
+  const mid = (pick: (l: NonNullable<RedisBenchmarkResult['latencyMs']>) => number): number => median(latencies.map(pick)) ?? NaN;
+  return {
+    ...first,
+    note: `${first.note}; ${rounds.length} rounds between the other subjects' (rates over the whole time, latencies the median round's)`,
+    requests,
+    callsPerSec,
+    ...(approvals === undefined ? {} : { approvals, approvalsPerSec: Math.round(((callsPerSec * approvals) / requests) * 10) / 10 }),
+    ...(latencies.length === rounds.length
+      ? {
+          latencyMs: {
+            avg: mid((l) => l.avg),
+            p50: mid((l) => l.p50),
+            p95: mid((l) => l.p95),
+            p99: mid((l) => l.p99),
+            max: Math.max(...latencies.map((l) => l.max)),
+          },
+        }
+      : {}),
+    redisCpuUsPerCall: perCall((r) => r.redisCpuUsPerCall),
+    aofBytesPerCall: perCall((r) => r.aofBytesPerCall),
+    memoryBytesPerCall: perCall((r) => r.memoryBytesPerCall),
+  };
+}
+
+function median(values: readonly number[]): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const half = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[half] as number) : ((sorted[half - 1] as number) + (sorted[half] as number)) / 2;
+}
+
+/** The project's per-payment Redis work from a claim run and a script run (see RedisWorkBaselines.project). */
+function projectWork(claim: RedisBenchmarkResult, script: RedisBenchmarkResult): RedisWorkBaselines['project'] {
+  if (script.claimInScript === true) {
+    return {
+      approvalsPerSec: script.approvalsPerSec ?? null,
+      redisCpuUsPerApproval: script.redisCpuUsPerCall ?? null,
+      aofBytesPerApproval: script.aofBytesPerCall ?? null,
+      memoryBytesPerApproval: script.memoryBytesPerCall ?? null,
+    };
+  }
+  return {
+    approvalsPerSec:
+      claim.callsPerSec !== undefined && script.approvalsPerSec !== undefined && claim.callsPerSec > 0 && script.approvalsPerSec > 0
+        ? Math.round(1 / (1 / claim.callsPerSec + 1 / script.approvalsPerSec))
+        : null,
+    redisCpuUsPerApproval: sum(claim.redisCpuUsPerCall, script.redisCpuUsPerCall),
+    aofBytesPerApproval: sum(claim.aofBytesPerCall, script.aofBytesPerCall),
+    memoryBytesPerApproval: sum(claim.memoryBytesPerCall, script.memoryBytesPerCall),
+  };
+}
+
+function cpuRatio(project: RedisWorkBaselines['project'], floor: RedisBenchmarkResult): number | null {
+  const floorCpu = floor.redisCpuUsPerCall;
+  if (project.redisCpuUsPerApproval === null || floorCpu === null || floorCpu === undefined || floorCpu === 0) return null;
+  return Math.round((project.redisCpuUsPerApproval / floorCpu) * 1000) / 1000;
+}
+
+/**
+ * The floor, the claim and the script, each driven by redis-benchmark in turn, `rounds` times, and the
+ * project's sum. The ratio is the median of the rounds' (each compares runs seconds apart); the
+ * subjects' figures are over all their rounds.
+ */
 export async function runRedisWorkBaselines(options: RedisBenchmarkOptions): Promise<RedisWorkBaselines | null> {
   if (!redisBenchmarkAvailable()) return null;
+  const rounds = options.rounds ?? 3;
+  if (!Number.isInteger(rounds) || rounds < 1) throw new RangeError(`rounds must be a whole number >= 1, got ${rounds}`);
   const url = new URL(options.redisUrl);
   const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 0, enableOfflineQueue: false, lazyConnect: true });
   await redis.connect();
@@ -313,39 +404,32 @@ export async function runRedisWorkBaselines(options: RedisBenchmarkOptions): Pro
   try {
     // A rewrite the scenarios before started would take a core for its whole length: wait it out.
     await waitForAofRewrite(redis, TIMEOUT_MS);
-    const floor = await runFloor(redis, url, options);
-    const claim = await runClaim(redis, url, options);
-    const script = await runRedisBenchmarkScript(options);
-    const claimInScript = script.claimInScript === true;
-    const rate = claimInScript
-      ? (script.approvalsPerSec ?? null)
-      : claim.callsPerSec !== undefined && script.approvalsPerSec !== undefined && claim.callsPerSec > 0 && script.approvalsPerSec > 0
-        ? Math.round(1 / (1 / claim.callsPerSec + 1 / script.approvalsPerSec))
-        : null;
-    const project = claimInScript
-      ? {
-          approvalsPerSec: rate,
-          redisCpuUsPerApproval: script.redisCpuUsPerCall ?? null,
-          aofBytesPerApproval: script.aofBytesPerCall ?? null,
-          memoryBytesPerApproval: script.memoryBytesPerCall ?? null,
-        }
-      : {
-          approvalsPerSec: rate,
-          redisCpuUsPerApproval: sum(claim.redisCpuUsPerCall, script.redisCpuUsPerCall),
-          aofBytesPerApproval: sum(claim.aofBytesPerCall, script.aofBytesPerCall),
-          memoryBytesPerApproval: sum(claim.memoryBytesPerCall, script.memoryBytesPerCall),
-        };
-    const floorCpu = floor.redisCpuUsPerCall;
+    const floors: RedisBenchmarkResult[] = [];
+    const claims: RedisBenchmarkResult[] = [];
+    const scripts: RedisBenchmarkResult[] = [];
+    const ratios: (number | null)[] = [];
+    for (let round = 0; round < rounds; round++) {
+      const floor = await runFloor(redis, url, options);
+      const claim = await runClaim(redis, url, options);
+      const script = await runRedisBenchmarkScript(options);
+      floors.push(floor);
+      claims.push(claim);
+      scripts.push(script);
+      ratios.push(cpuRatio(projectWork(claim, script), floor));
+    }
+    const floor = mergeRounds(floors);
+    const claim = mergeRounds(claims);
+    const script = mergeRounds(scripts);
+    const known = ratios.filter((r): r is number => r !== null);
+    const middle = known.length === ratios.length ? median(known) : null;
     return {
       script,
       claim,
       floor,
-      project,
-      claimInScript,
-      projectCpuVsFloor:
-        project.redisCpuUsPerApproval === null || floorCpu === null || floorCpu === undefined || floorCpu === 0
-          ? null
-          : Math.round((project.redisCpuUsPerApproval / floorCpu) * 1000) / 1000,
+      project: projectWork(claim, script),
+      claimInScript: script.claimInScript === true,
+      projectCpuVsFloor: middle === null ? null : Math.round(middle * 1000) / 1000,
+      projectCpuVsFloorRounds: ratios,
     };
   } finally {
     await redis.call('CONFIG', 'SET', 'auto-aof-rewrite-percentage', rewrite).catch(() => undefined);

@@ -603,7 +603,7 @@ export function humanReport(result: BenchResult, outPath: string): string {
       `  ${pad(label, 30)} ${pad(`${r.callsPerSec ?? '?'}/s`, 11)} Redis CPU ${r.redisCpuUsPerCall ?? '?'} µs, AOF ${r.aofBytesPerCall ?? '?'} B, memory ${r.memoryBytesPerCall ?? '?'} B per call`;
     lines.push(row('redis-benchmark minimal debit', work.floor), row('redis-benchmark sequence claim', work.claim));
     lines.push(
-      `  ${pad('project per payment (derived)', 30)} ${pad(`${work.project.approvalsPerSec ?? '?'}/s`, 11)} Redis CPU ${work.project.redisCpuUsPerApproval ?? '?'} µs, AOF ${work.project.aofBytesPerApproval ?? '?'} B, memory ${work.project.memoryBytesPerApproval ?? '?'} B per approval (${work.projectCpuVsFloor ?? '?'} x the floor's CPU)`,
+      `  ${pad('project per payment (derived)', 30)} ${pad(`${work.project.approvalsPerSec ?? '?'}/s`, 11)} Redis CPU ${work.project.redisCpuUsPerApproval ?? '?'} µs, AOF ${work.project.aofBytesPerApproval ?? '?'} B, memory ${work.project.memoryBytesPerApproval ?? '?'} B per approval (${work.projectCpuVsFloor ?? '?'} x the floor's CPU: the median of ${work.projectCpuVsFloorRounds.length} rounds, ${work.projectCpuVsFloorRounds.map((r) => r ?? '?').join(' / ')})`,
     );
   }
   for (const s of result.scenarios) {
