@@ -187,9 +187,13 @@ function commandLine(argv: readonly string[]): string {
 }
 
 /**
- * authorize.lua driven by redis-benchmark on one card. `round` picks the card: each round of
- * runRedisWorkBaselines pays with a card of its own, as one card's day would reach the daily limits of the
- * bench's settings (a second round on one card was declined for more than half its calls).
+ * authorize.lua driven by redis-benchmark on one card. `round` picks the card and the terminal: each
+ * round of runRedisWorkBaselines pays with a card of its own, as one card's day would reach the daily
+ * limits of the bench's settings (a second round on one card was declined for more than half its calls),
+ * and from a terminal of its own. redis-benchmark (7.0) seeds its `__rand_int__` from the clock and its
+ * process id, and two runs seconds apart drew the same numbers now and then: the same sequence numbers
+ * under one terminal were a replay, or a sequence claimed by the other run's card (refused). So every
+ * run's keys carry their round (the floor's and the claim's too).
  */
 export async function runRedisBenchmarkScript(options: RedisBenchmarkOptions, round = 0): Promise<RedisBenchmarkResult> {
   const cardNo = String(Number(CARD_NO) + round);
@@ -211,7 +215,7 @@ export async function runRedisBenchmarkScript(options: RedisBenchmarkOptions, ro
       presentedSerial: serial,
       amountFen: AMOUNT_FEN,
       credentialKind: 'card',
-      terminalId: 'BENCH-RB',
+      terminalId: `BENCH-RB-${round}`,
       sequence: PLACEHOLDER_SEQUENCE,
       merchantId: 'BENCH',
       pinVerified: false,
@@ -254,9 +258,9 @@ export async function runRedisBenchmarkScript(options: RedisBenchmarkOptions, ro
 }
 
 /** The sequence claim alone: SET <terminal's slot>:seq:<n> <card> EX <ttl> NX GET, a new key per call. */
-async function runClaim(redis: Redis, url: URL, options: RedisBenchmarkOptions): Promise<RedisBenchmarkResult> {
+async function runClaim(redis: Redis, url: URL, options: RedisBenchmarkOptions, round = 0): Promise<RedisBenchmarkResult> {
   const keys = new Keys(options.keyPrefix, options.shards);
-  const key = keys.sequenceClaim('BENCH-RB', PLACEHOLDER_SEQUENCE).replace(String(PLACEHOLDER_SEQUENCE), '__rand_int__');
+  const key = keys.sequenceClaim(`BENCH-RBC-${round}`, PLACEHOLDER_SEQUENCE).replace(String(PLACEHOLDER_SEQUENCE), '__rand_int__');
   if (!key.includes('__rand_int__')) throw new Error('the claim key does not carry the sequence number');
   const {
     argv,
@@ -280,10 +284,16 @@ async function runClaim(redis: Redis, url: URL, options: RedisBenchmarkOptions):
 }
 
 /** The floor: MINIMAL_DEBIT_LUA on one account, a new request key per call. */
-async function runFloor(redis: Redis, url: URL, options: RedisBenchmarkOptions): Promise<RedisBenchmarkResult> {
-  const account = `${options.keyPrefix}-floor:acct`;
+async function runFloor(redis: Redis, url: URL, options: RedisBenchmarkOptions, round = 0): Promise<RedisBenchmarkResult> {
+  const account = `${options.keyPrefix}-floor${round}:acct`;
   await redis.hset(account, 'bal', 1_000_000_000_000);
-  const command = await loadFloorFunction(redis, account, `${options.keyPrefix}-floor:req:__rand_int__`, AMOUNT_FEN, REQUEST_TTL_SEC);
+  const command = await loadFloorFunction(
+    redis,
+    account,
+    `${options.keyPrefix}-floor${round}:req:__rand_int__`,
+    AMOUNT_FEN,
+    REQUEST_TTL_SEC,
+  );
   const balance = async (): Promise<number> => Number(await redis.hget(account, 'bal'));
   const before = await balance();
   const {
@@ -417,14 +427,15 @@ export async function runRedisWorkBaselines(options: RedisBenchmarkOptions): Pro
     const scripts: RedisBenchmarkResult[] = [];
     const ratios: (number | null)[] = [];
     for (let round = 0; round < rounds; round++) {
-      const floor = await runFloor(redis, url, options);
-      const claim = await runClaim(redis, url, options);
+      const floor = await runFloor(redis, url, options, round);
+      const claim = await runClaim(redis, url, options, round);
       const script = await runRedisBenchmarkScript(options, round);
       floors.push(floor);
       claims.push(claim);
       scripts.push(script);
-      // A round whose payments were not all approved (declines cost Redis less) has no ratio: it would flatter.
-      const approved = (script.approvals ?? 0) >= Math.floor((script.requests ?? 0) * 0.99);
+      // A round whose payments were not all approved (declines and replays cost Redis less) has no ratio.
+      const allApproved = (r: RedisBenchmarkResult): boolean => (r.approvals ?? 0) >= Math.floor((r.requests ?? 0) * 0.99);
+      const approved = allApproved(script) && allApproved(floor);
       ratios.push(approved ? cpuRatio(projectWork(claim, script), floor) : null);
     }
     const floor = mergeRounds(floors);

@@ -181,12 +181,12 @@ async function measureOn(
       await redis.hset(floorAccount, 'bal', 1_000_000_000_000);
       const floorCommand = await loadFloorFunction(redis, floorAccount, `${PREFIX}-floor:req:__rand_int__`, AMOUNT_FEN, TTL_SEC);
       const randomized = (value: string | number): string => String(value).replace(String(PLACEHOLDER), '__rand_int__');
-      const input = (claimSequence: boolean): AuthorizeInput => ({
+      const input = (claimSequence: boolean, run: number): AuthorizeInput => ({
         cardNo: CARD_NO,
         presentedSerial: SERIAL,
         amountFen: AMOUNT_FEN,
         credentialKind: 'card',
-        terminalId: 'BENCH-RI',
+        terminalId: `BENCH-RI-${run}`,
         sequence: PLACEHOLDER,
         merchantId: 'BENCH',
         pinVerified: false,
@@ -194,33 +194,45 @@ async function measureOn(
         claimSequence,
       });
       const authorize = await ledger.prepareAuthorize({ student: NO_LIMIT, staff: NO_LIMIT });
-      const authorizeCommand = (claimSequence: boolean): string[] => {
-        const { keys: k, args } = ledger.authorizeArguments(input(claimSequence), Date.now());
+      const authorizeCommand = (claimSequence: boolean, run: number): string[] => {
+        const { keys: k, args } = ledger.authorizeArguments(input(claimSequence, run), Date.now());
         return preparedCommand(authorize, k.map(randomized), args.map(randomized)).map(String);
       };
-      const subjects: { name: InstructionSubject['name']; note: string; command: string[] }[] = [
+      // Every run's keys are its own (the run's number in the terminal or the request key): redis-benchmark
+      // seeds __rand_int__ from the clock and its process id, and two runs now and then drew the same
+      // numbers, which made the later one's payments replays of the earlier one's (far fewer instructions).
+      const subjects: { name: InstructionSubject['name']; note: string; command: (run: number) => string[] }[] = [
         {
           name: 'floor',
           note: 'the minimal idempotent debit script as a function (GET the request key, HGET, HINCRBY, SET EX)',
-          command: floorCommand,
+          command: (run) => floorCommand.map((a) => a.replace(`${PREFIX}-floor:req:`, `${PREFIX}-floor:req${run}:`)),
         },
         {
           name: 'claim',
           note: 'the sequence claim as its own command (SET NX GET EX), as on a Redis Cluster',
-          command: ['SET', randomized(keys.sequenceClaim('BENCH-RI', PLACEHOLDER)), CARD_NO, 'EX', String(TTL_SEC), 'NX', 'GET'],
+          command: (run) => [
+            'SET',
+            randomized(keys.sequenceClaim(`BENCH-RI-${run}`, PLACEHOLDER)),
+            CARD_NO,
+            'EX',
+            String(TTL_SEC),
+            'NX',
+            'GET',
+          ],
         },
         {
           name: 'authorize',
           note: 'authorize.lua as the switch sends a card tap on one Redis (the claim inside)',
-          command: authorizeCommand(true),
+          command: (run) => authorizeCommand(true, run),
         },
         {
           name: 'authorizeWithoutClaim',
           note: 'authorize.lua as the switch sends a card tap on a Redis Cluster (the claim sent before it)',
-          command: authorizeCommand(false),
+          command: (run) => authorizeCommand(false, run),
         },
       ];
       const perRound = new Map<string, number[]>();
+      let runs = 0;
       // One unmeasured pass first: the key space and the AOF buffer grow to their working size.
       for (let round = -1; round < options.rounds; round++) {
         for (const subject of round % 2 === 0 ? subjects : [...subjects].reverse()) {
@@ -234,7 +246,7 @@ async function measureOn(
             String(options.calls),
             '-r',
             '2000000000',
-            ...subject.command,
+            ...subject.command(runs++),
           ]);
           await run('callgrind_control', ['-d', pid]);
           const kPerCall = newestDumpTotal(dir) / options.calls / 1000;
