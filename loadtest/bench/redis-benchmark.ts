@@ -190,10 +190,10 @@ function commandLine(argv: readonly string[]): string {
  * authorize.lua driven by redis-benchmark on one card. `round` picks the card and the terminal: each
  * round of runRedisWorkBaselines pays with a card of its own, as one card's day would reach the daily
  * limits of the bench's settings (a second round on one card was declined for more than half its calls),
- * and from a terminal of its own. redis-benchmark (7.0) seeds its `__rand_int__` from the clock and its
- * process id, and two runs seconds apart drew the same numbers now and then: the same sequence numbers
- * under one terminal were a replay, or a sequence claimed by the other run's card (refused). So every
- * run's keys carry their round (the floor's and the claim's too).
+ * and from a terminal of its own. Two redis-benchmark runs seconds apart drew the same `__rand_int__`
+ * numbers now and then (seen here: a whole floor round answered as replays, a third of a script round
+ * refused as sequences another run's card had claimed). So every run's keys carry their round (the
+ * floor's and the claim's too).
  */
 export async function runRedisBenchmarkScript(options: RedisBenchmarkOptions, round = 0): Promise<RedisBenchmarkResult> {
   const cardNo = String(Number(CARD_NO) + round);

@@ -198,9 +198,9 @@ async function measureOn(
         const { keys: k, args } = ledger.authorizeArguments(input(claimSequence, run), Date.now());
         return preparedCommand(authorize, k.map(randomized), args.map(randomized)).map(String);
       };
-      // Every run's keys are its own (the run's number in the terminal or the request key): redis-benchmark
-      // seeds __rand_int__ from the clock and its process id, and two runs now and then drew the same
-      // numbers, which made the later one's payments replays of the earlier one's (far fewer instructions).
+      // Every run's keys are its own (the run's number in the terminal or the request key): two
+      // redis-benchmark runs now and then drew the same __rand_int__ numbers (runRedisWorkBaselines saw
+      // it), which would make the later one's payments replays of the earlier one's (far fewer instructions).
       const subjects: { name: InstructionSubject['name']; note: string; command: (run: number) => string[] }[] = [
         {
           name: 'floor',
