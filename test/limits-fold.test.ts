@@ -91,6 +91,18 @@ describe("a card's own limits", () => {
     expect(await pay(third, 'N1', 7000)).toBe('pin_required');
   });
 
+  it('are folded once when two switches start together on the same ledger', async () => {
+    const first = await start();
+    await openCard(first, 'T1', 'ST1', 100_000);
+    await first.redis.hset(first.keys.account('T1'), 'lnp1', '10000', 'ldl', '700');
+    await first.redis.hdel(first.keys.meta(), LIMITS_FOLD_FIELD);
+    await stop(first);
+    const [a, b] = await Promise.all([start(), start()]);
+    expect(await a.redis.hmget(a.keys.account('T1'), 'lim', 'lnp1', 'ldl')).toEqual(['10000,,700', null, null]);
+    expect(await pay(b, 'T1', 700)).toBe('approved');
+    expect(await pay(a, 'T1', 1)).toBe('daily_limit_exceeded');
+  });
+
   it('stop the start, changing nothing, when an old field is not a number of fen', async () => {
     const first = await start();
     await openCard(first, 'B1', 'SB1', 100_000);
