@@ -5,8 +5,7 @@
 // used: an import today stores no hash, and a holder's password is stored at full cost on its first use).
 import type { Redis } from 'ioredis';
 import { generateDemoCampus, type DemoCampus } from '../../switch/data/demo.js';
-import type { Cardholder } from '../../switch/data/import.js';
-import { mapBounded } from '../../switch/data/import.js';
+import { cardholderAccountFields, mapBounded, type Cardholder } from '../../switch/data/import.js';
 import { hashPassword, IMPORT_SCRYPT_N, initialPassword } from '../../switch/domain/password.js';
 import type { TerminalRegistry } from '../../switch/domain/terminals.js';
 import type { Keys } from '../../switch/ledger/keys.js';
@@ -48,19 +47,6 @@ export function demoCampus(cardholders: number, seed: string): DemoCampus {
   return generateDemoCampus({ cardholders, seed });
 }
 
-/** A cardholder's account fields as the import writes them (switch/data/import.ts), without a password. */
-export function cardholderFields(c: Cardholder): Record<string, string> {
-  return {
-    ser: c.cardSerial,
-    ht: c.holderType === 'student' ? 'S' : 'T',
-    name: c.name,
-    sno: c.personNumber,
-    doct: c.documentType === 'resident_id' ? 'R' : 'P',
-    docn: c.documentNumber,
-    phone: c.phone,
-  };
-}
-
 let benchHolder: Cardholder | undefined;
 
 /**
@@ -73,7 +59,7 @@ export function benchAccountFields(serial: string): Record<string, string> {
   // A student with a resident id, as most cardholders are.
   benchHolder ??= demoCampus(50, 'redis-alone').cardholders.find((c) => c.holderType === 'student' && c.documentType === 'resident_id');
   if (benchHolder === undefined) throw new Error('the demo campus made no student with a resident id');
-  return { ...cardholderFields(benchHolder), ser: serial };
+  return { ...cardholderAccountFields(benchHolder), ser: serial };
 }
 
 export interface LoadDeps {
@@ -103,7 +89,7 @@ export async function loadCampus(deps: LoadDeps, demo: DemoCampus, file: CampusF
   let pinCards = 0;
   await mapBounded(demo.cardholders, LOAD_CONCURRENCY, async (c) => {
     const pin = pins.get(c.cardNo);
-    const fields = cardholderFields(c);
+    const fields = cardholderAccountFields(c);
     if (pin !== undefined) {
       // A password hash at the cost older imports stored; the switch rehashes at full cost on first use.
       fields['pwd'] = hashPassword(pin, deps.passwordPepper, { N: IMPORT_SCRYPT_N });

@@ -295,19 +295,28 @@ function checkCardholderRows(rows: readonly CardholderRow[]): RowError[] {
   return findDuplicates(rows, CARDHOLDER_UNIQUE_COLUMNS);
 }
 
+/**
+ * A cardholder's static account fields, as the import writes them (without the password fields). `ser`
+ * and `ht` first: a payment reads them, and open-account.lua puts the payment's own fields before these.
+ */
+export function cardholderAccountFields(c: Cardholder): Record<string, string> {
+  return {
+    ser: c.cardSerial,
+    ht: c.holderType === 'student' ? 'S' : 'T',
+    name: c.name,
+    sno: c.personNumber,
+    doct: c.documentType === 'resident_id' ? 'R' : 'P',
+    docn: c.documentNumber,
+    phone: c.phone,
+  };
+}
+
 async function writeCardholder(deps: CardholderImportDeps, row: CardholderRow): Promise<RowError | undefined> {
   const opened = await deps.ledger.openAccount({
     cardNo: row.cardNo,
     openingFen: row.openingBalanceFen,
     fields: {
-      // ser and ht first: a payment reads them (open-account.lua puts the payment's fields before these).
-      ser: row.cardSerial,
-      ht: row.holderType === 'student' ? 'S' : 'T',
-      name: row.name,
-      sno: row.personNumber,
-      doct: row.documentType === 'resident_id' ? 'R' : 'P',
-      docn: row.documentNumber,
-      phone: row.phone,
+      ...cardholderAccountFields(row),
       // No hash: the initial password follows from docn, stored in this same account, so a hash of it
       // would protect nothing. The switch checks it against docn and stores a full-cost hash on the
       // first correct entry (domain/card-password.ts). The empty field still marks the card as known.
