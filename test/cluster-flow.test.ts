@@ -1,7 +1,8 @@
 // The switch on a 3-master, 3-replica Redis Cluster (started by this file, test/helpers/redis-cluster.ts):
-// the POS, kiosk and admin flows of the single-Redis tests, run unchanged against the cluster (their
-// switches come from testConfig(), which this file points at the cluster), the random conservation
-// workload with its audit, and a slot migration under card taps: the slots of one master's shards move
+// the POS, kiosk and admin flows of the single-Redis tests and the fold of old card limits at start (its
+// SCAN of every master), run unchanged against the cluster (their switches come from testConfig(), which
+// this file points at the cluster), the random conservation workload with its audit, and a slot
+// migration under card taps: the slots of one master's shards move
 // to another master key by key while terminals pay; the client follows MOVED / ASK / TRYAGAIN, and
 // nothing is lost or taken twice.
 import calculateSlot from 'cluster-key-slot';
@@ -24,7 +25,7 @@ afterAll(async () => {
 // The flows: each file's own tests, unchanged, on the cluster; the random walk shorter than on one Redis
 // (80 operations per client instead of 160) so the cluster suite stays well under two minutes on two cores.
 process.env['RANDOM_OPERATIONS_PER_CLIENT'] ??= '80';
-for (const file of ['pos-smoke', 'admin-import', 'refund', 'random-conservation']) {
+for (const file of ['pos-smoke', 'admin-import', 'refund', 'random-conservation', 'limits-fold']) {
   await import(/* @vite-ignore */ new URL(`./${file}.test.ts`, import.meta.url).href);
 }
 
