@@ -150,10 +150,10 @@ describe('authorize.lua as a Redis Function', () => {
     expect(line).toMatch(/\|pay\|-300\|99700\|/);
     const record = await redis.get(keys.request('C1', 'T1', 1));
     expect(record?.split('\n').slice(1, 3)).toEqual(['A', '300']);
-    // The day's stamp was written by this first payment of the day; the next one of the day leaves it.
-    expect(await redis.hget(keys.account('C1'), 'dday')).toMatch(/^\d{8}$/);
+    // The day's totals: "<campus day>,<spent>,<spent without a password>", one field.
+    expect(await redis.hget(keys.account('C1'), 'day')).toMatch(/^\d{8},300,300$/);
     expect((await ledger.authorize(payment(2, limits))).code).toBe('approved');
-    expect(await redis.hmget(keys.account('C1'), 'bal', 'dspent')).toEqual(['99400', '600']);
+    expect(await redis.hmget(keys.account('C1'), 'bal', 'day')).toEqual(['99400', expect.stringMatching(/^\d{8},600,600$/)]);
   });
 
   it("the campus day's stamp and totals start again with the first payment of a new day", async () => {
@@ -164,13 +164,88 @@ describe('authorize.lua as a Redis Function', () => {
     const limits = limitsOf(7_000);
     expect((await ledger.authorize(payment(1, limits))).code).toBe('approved');
     expect((await ledger.authorize(payment(2, limits))).code).toBe('approved');
-    const firstDay = await redis.hmget(keys.account('C1'), 'dday', 'dspent', 'dnopin');
-    expect(firstDay.slice(1)).toEqual(['600', '600']);
+    const firstDay = await redis.hget(keys.account('C1'), 'day');
+    expect(firstDay).toBe(`${campusDayKey(nowMs)},600,600`);
     nowMs += 24 * 3600 * 1000;
     expect((await ledger.authorize(payment(3, limits))).code).toBe('approved');
-    const nextDay = await redis.hmget(keys.account('C1'), 'dday', 'dspent', 'dnopin');
-    expect(nextDay[0]).not.toBe(firstDay[0]);
-    expect(nextDay[0]).toBe(campusDayKey(nowMs));
-    expect(nextDay.slice(1)).toEqual(['300', '300']);
+    expect(await redis.hget(keys.account('C1'), 'day')).toBe(`${campusDayKey(nowMs)},300,300`);
+    // A payment with the password counts to the day's total, not to what was paid without one.
+    expect((await ledger.authorize({ ...payment(4, limits), pinVerified: true })).code).toBe('approved');
+    expect(await redis.hget(keys.account('C1'), 'day')).toBe(`${campusDayKey(nowMs)},600,300`);
+  });
+});
+
+describe("the campus day's totals, one account field (`day`)", () => {
+  const nowMs = Date.UTC(2026, 11, 1, 4, 0); // noon in campus time
+  const today = campusDayKey(nowMs);
+  const yesterday = campusDayKey(nowMs - 24 * 3600 * 1000);
+  const strict = { noPinPerPaymentFen: 5_000, noPinPerDayFen: 1_000, dailySpendLimitFen: 2_000 };
+  const strictLimits = { student: strict, staff: strict };
+
+  async function ledgerAt(label: string): Promise<{ ledger: Ledger; keys: Keys }> {
+    const keys = new Keys(`af-day-${label}`, 16);
+    const ledger = new Ledger(keys, await Scripts.load(redis), 3600, () => nowMs);
+    await ledger.openAccount({ cardNo: 'C1', openingFen: 100_000, fields: { ser: 'S1', ht: 'S' } });
+    return { ledger, keys };
+  }
+
+  it("today's totals hold the limits: the daily cap, then the password-free total", async () => {
+    const { ledger, keys } = await ledgerAt('limits');
+    expect((await ledger.authorize({ ...payment(1, strictLimits), amountFen: 900 })).code).toBe('approved');
+    // 900 + 300 without a password is over the password-free 1,000 of the day.
+    expect((await ledger.authorize(payment(2, strictLimits))).code).toBe('pin_required');
+    expect((await ledger.authorize({ ...payment(3, strictLimits), amountFen: 1_000, pinVerified: true })).code).toBe('approved');
+    expect(await redis.hget(keys.account('C1'), 'day')).toBe(`${today},1900,900`);
+    // 1,900 + 300 is over the daily cap of 2,000, with the password too.
+    expect((await ledger.authorize({ ...payment(4, strictLimits), pinVerified: true })).code).toBe('daily_limit_exceeded');
+    expect(await redis.hget(keys.account('C1'), 'day')).toBe(`${today},1900,900`);
+  });
+
+  it('an account opened before `day` pays under its three old fields, and its next approval folds them into `day`', async () => {
+    const { ledger, keys } = await ledgerAt('legacy');
+    const account = keys.account('C1');
+    await redis.hdel(account, 'day');
+    await redis.hset(account, 'dday', today, 'dspent', '1500', 'dnopin', '900');
+    // 900 + 300 without a password is over the password-free 1,000; 1,500 + 600 over the cap of 2,000.
+    expect((await ledger.authorize(payment(1, strictLimits))).code).toBe('pin_required');
+    expect((await ledger.authorize({ ...payment(2, strictLimits), amountFen: 600, pinVerified: true })).code).toBe('daily_limit_exceeded');
+    // Declines write nothing: the old fields stand.
+    expect(await redis.hmget(account, 'day', 'dday', 'dspent', 'dnopin')).toEqual([null, today, '1500', '900']);
+    expect((await ledger.authorize({ ...payment(3, strictLimits), amountFen: 500, pinVerified: true })).code).toBe('approved');
+    expect(await redis.hmget(account, 'day', 'dday', 'dspent', 'dnopin')).toEqual([`${today},2000,900`, null, null, null]);
+    expect((await ledger.authorize({ ...payment(4, strictLimits), amountFen: 1, pinVerified: true })).code).toBe('daily_limit_exceeded');
+
+    // Another day's old totals are no totals.
+    const other = await ledgerAt('legacy-yesterday');
+    const otherAccount = other.keys.account('C1');
+    await redis.hdel(otherAccount, 'day');
+    await redis.hset(otherAccount, 'dday', yesterday, 'dspent', '1900', 'dnopin', '900');
+    expect((await other.ledger.authorize({ ...payment(1, strictLimits), amountFen: 1_000 })).code).toBe('approved');
+    expect(await redis.hmget(otherAccount, 'day', 'dday')).toEqual([`${today},1000,1000`, null]);
+  });
+
+  it("yesterday's totals are no totals today", async () => {
+    const { ledger, keys } = await ledgerAt('yesterday');
+    await redis.hset(keys.account('C1'), 'day', `${yesterday},2000,1000`);
+    expect((await ledger.authorize({ ...payment(1, strictLimits), amountFen: 1_000 })).code).toBe('approved');
+    expect(await redis.hget(keys.account('C1'), 'day')).toBe(`${today},1000,1000`);
+  });
+
+  it('a broken `day` is refused by the payment, which changes nothing', async () => {
+    for (const broken of ['20261201,12', 'x,1,1', `${today},1,-5`, `${today},1.5,1`]) {
+      const { ledger, keys } = await ledgerAt(`broken-${broken.replace(/[^0-9a-z]/g, '_')}`);
+      await redis.hset(keys.account('C1'), 'day', broken);
+      const state = async (): Promise<unknown> => ({
+        account: await redis.hgetall(keys.account('C1')),
+        journal: await redis.xlen(keys.journalOfCard('C1')),
+        statement: await redis.zcard(keys.statement('C1')),
+        record: await redis.exists(keys.request('C1', 'T1', 1)),
+      });
+      const before = await state();
+      await expect(ledger.authorize(payment(1, strictLimits))).rejects.toThrow(
+        /INVARIANT account .*:acct:C1 has day totals that are not a day and two numbers of fen/,
+      );
+      expect(await state()).toEqual(before);
+    }
   });
 });

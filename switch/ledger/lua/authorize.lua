@@ -192,17 +192,43 @@ end
 -- card's own limits are one field (`lim`, not three), and the fields only a bound card has (`ew`,
 -- `evx`) or only a campus QR payment needs (`eq`) are read below, where they are needed (issue 15:
 -- about 10k instructions per payment of an unbound card, loadtest/RESULTS.md fifteenth session).
-local account = rcall('HMGET', accountKey, 'bal', 'st', 'ser', 'dday', 'dspent', 'sync', 'dnopin', 'ht', 'lim', 'ver', 'eu')
-local bound = account[11] and account[11] ~= ''
+-- Every field read and written costs Redis a walk of the listpack, a reply and an AOF argument, so
+-- the campus day's totals are one field too (`day`, not three: about 4.5k instructions per payment,
+-- loadtest/RESULTS.md sixteenth session).
+local account = rcall('HMGET', accountKey, 'bal', 'st', 'ser', 'day', 'sync', 'ht', 'lim', 'ver', 'eu')
+local bound = account[9] and account[9] ~= ''
 -- The card's own limits (set-limits.lua): "<per payment>,<per day>,<daily cap>", each empty when not
 -- set; read before anything is written, so a broken one changes nothing.
-local ownLimits = account[9]
+local ownLimits = account[7]
 local ownPerPayment, ownPerDay, ownDailyCap
 if ownLimits then
   ownPerPayment, ownPerDay, ownDailyCap = string.match(ownLimits, '^(%d*),(%d*),(%d*)$')
   if not ownPerPayment then
     return redis.error_reply('INVARIANT account ' .. accountKey .. ' has card limits that are not three numbers of fen: ' .. ownLimits)
   end
+end
+-- The campus day's totals (`day`): "<YYYYMMDD>,<spent fen>,<spent without password fen>", empty before
+-- the card's first payment, written by every approval; totals of another day are no totals. Read before
+-- anything is written, so a broken one changes nothing. An account opened before `day` keeps its day in
+-- three fields (`dday`, `dspent`, `dnopin`): read only then, and folded into `day` by its next approval.
+local daySpentFen, dayNoPinFen = 0, 0
+local dayState = account[4]
+local legacyDay = false
+if not dayState then
+  if account[1] then
+    legacyDay = true
+    local legacy = rcall('HMGET', accountKey, 'dday', 'dspent', 'dnopin')
+    if legacy[1] == dayKey then
+      daySpentFen = tonumber(legacy[2]) or 0
+      dayNoPinFen = tonumber(legacy[3]) or 0
+    end
+  end
+elseif dayState ~= '' then
+  local stamp, spent, noPin = string.match(dayState, '^(%d+),(%d+),(%d+)$')
+  if not stamp then
+    return redis.error_reply('INVARIANT account ' .. accountKey .. ' has day totals that are not a day and two numbers of fen: ' .. dayState)
+  end
+  if stamp == dayKey then daySpentFen, dayNoPinFen = tonumber(spent), tonumber(noPin) end
 end
 -- A bound card's event stream gets its expiry extended with this event only now and then (event.lua).
 -- Only a bound card's events need these numbers (most payments are of unbound cards).
@@ -228,7 +254,7 @@ repeat
   if presentedSerial ~= '' and account[3] ~= presentedSerial then code, balanceText = ANSWER_CARD_REPLACED, digits(balanceFen) break end
 
   -- A tap on any terminal completes the card sync (e-card activation), even when the payment is declined.
-  if presentedSerial ~= '' and account[6] ~= '1' then rcall('HSET', accountKey, 'sync', '1') end
+  if presentedSerial ~= '' and account[5] ~= '1' then rcall('HSET', accountKey, 'sync', '1') end
 
   local status = account[2]
   if qrEpoch and ARGV[13] == '1' then code, balanceText = ANSWER_QR_EXPIRED, digits(balanceFen) break end
@@ -238,7 +264,7 @@ repeat
   if qrEpoch then
     -- The code is genuine (the switch opened it), but it is dead once its binding ended or the card
     -- was lost, frozen or replaced after it was issued: each of those moves the epoch on.
-    if not account[11] or tostring(rcall('HGET', accountKey, 'eq') or '0') ~= qrEpoch then
+    if not account[9] or tostring(rcall('HGET', accountKey, 'eq') or '0') ~= qrEpoch then
       code, balanceText = ANSWER_QR_INVALID, digits(balanceFen) break
     end
     -- Taken now, in one call; a decline below gives it back (only an approval uses a code up).
@@ -248,7 +274,7 @@ repeat
   local noPinPerPaymentFen = studentNoPinPerPaymentFen
   local noPinPerDayFen = studentNoPinPerDayFen
   local dailyLimitFen = studentDailySpendLimitFen
-  if account[8] == 'T' then
+  if account[6] == 'T' then
     noPinPerPaymentFen = staffNoPinPerPaymentFen
     noPinPerDayFen = staffNoPinPerDayFen
     dailyLimitFen = staffDailySpendLimitFen
@@ -259,12 +285,6 @@ repeat
     if ownDailyCap ~= '' then dailyLimitFen = tonumber(ownDailyCap) end
   end
 
-  local daySpentFen = 0
-  local dayNoPinFen = 0
-  if account[4] == dayKey then
-    daySpentFen = tonumber(account[5]) or 0
-    dayNoPinFen = tonumber(account[7]) or 0
-  end
   if balanceFen < amountFen then
     if qrEpoch then rcall('DEL', qrUsedKey) end -- a decline gives the code back
     code, balanceText = ANSWER_INSUFFICIENT_FUNDS, digits(balanceFen) break
@@ -280,18 +300,13 @@ repeat
 
   -- Balance, version and the day's totals in one write (balanceFen >= amountFen was checked above).
   local balanceAfterFen = balanceFen - amountFen
-  local version = (tonumber(account[10]) or 0) + 1
+  local version = (tonumber(account[8]) or 0) + 1
   if not pinVerified then dayNoPinFen = dayNoPinFen + amountFen end
   local balanceAfterText = digits(balanceAfterFen)
   local versionText = digits(version)
-  -- The day's stamp is written when the day turns, not again by every payment of the day (issue 15).
-  if account[4] == dayKey then
-    rcall('HSET', accountKey, 'bal', balanceAfterText, 'ver', versionText, 'dspent', digits(daySpentFen + amountFen),
-      'dnopin', digits(dayNoPinFen))
-  else
-    rcall('HSET', accountKey, 'bal', balanceAfterText, 'ver', versionText, 'dday', dayKey, 'dspent', digits(daySpentFen + amountFen),
-      'dnopin', digits(dayNoPinFen))
-  end
+  rcall('HSET', accountKey, 'bal', balanceAfterText, 'ver', versionText,
+    'day', dayKey .. ',' .. digits(daySpentFen + amountFen) .. ',' .. digits(dayNoPinFen))
+  if legacyDay then rcall('HDEL', accountKey, 'dday', 'dspent', 'dnopin') end
   if extendEvents then rcall('HSET', accountKey, 'evx', digits(nowSec)) end
   local entryId = appendJournal(journalKey, 'pay', cardNo, amountText, 'a:' .. cardNo, merchantParty,
     balanceAfterText, versionText, terminalId, sequence, nowMs)

@@ -37,9 +37,9 @@ if badArgv then return badArgv end
 if rcall('EXISTS', accountKey) == 1 then return ANSWER_ALREADY_EXISTS end
 -- A hash this small is a listpack: Redis finds a field by reading the fields before it, and a field
 -- the hash lacks by reading them all. So a payment's fields come first, the day's totals among them
--- from the start (an empty day is no day: the first payment writes it), and the static data after
+-- from the start (`day`, empty until the first payment writes it), and the static data after
 -- (issue 15: 3.5k instructions per payment, loadtest/RESULTS.md fifteenth session).
-local fields = { 'bal', openingFen, 'st', 'A', 'ver', 1, 'dday', '', 'dspent', 0, 'dnopin', 0, 'sync', 0, 'wal', 0 }
+local fields = { 'bal', openingFen, 'st', 'A', 'ver', 1, 'day', '', 'sync', 0, 'wal', 0 }
 for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
 rcall('HSET', accountKey, unpack(fields))
 if openingFen > 0 then
