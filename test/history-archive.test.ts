@@ -43,7 +43,9 @@ async function appendEntries(keys: Keys, perShard: number, tag: string): Promise
     for (let i = 0; i < perShard; i++) {
       const fields = ['k', 'pay', 'c', `C${shard}-${i % 7}`, 'a', String(1 + (i % 500)), 'f', `a:C${shard}-${i % 7}`, 't', 'm:M1'];
       fields.push('b', String(10_000 - i), 'v', String(i + 2), 'tm', `POS-${tag}`, 'sq', String(i + 1), 'ts', String(Date.now()));
-      if (i % 11 === 0) fields.push('r', `note ${tag} ${i}`);
+      // An operator's reason may hold anything: quotes, braces, commas, backslashes, an empty text, 汉字.
+      if (i % 11 === 0) fields.push('r', `note "${tag}", {${i}} \\ a\\"b 备注`);
+      if (i % 13 === 0) fields.push('ot', i % 2 === 0 ? '' : 'NULL');
       fieldsList.push(fields);
       pipeline.xadd(keys.journal(shard), '*', ...fields);
     }
