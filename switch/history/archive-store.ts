@@ -225,7 +225,7 @@ export class ArchiveStore implements JournalArchive {
       await client.query('SET LOCAL synchronous_commit = on');
       await this.lockPositions(client, work);
       // One prepared statement of a fixed text, the rows as 15 arrays: 2.3x the rows/s of a VALUES list of
-      // 2,000 tuples (30,000 parameters, parsed and planned for every batch), at half the switch's CPU
+      // 2,000 tuples (30,000 parameters, parsed and planned for every batch), at half the archiver's CPU
       // (loadtest/RESULTS.md, sixteenth session).
       const inserted = await client.query<{ shard: number }>({ name: 'archive-journal-rows', text: INSERT_ROWS, values: columns });
       const insertedByShard = new Map<number, number>();
@@ -312,7 +312,6 @@ export class ArchivePositionMovedError extends Error {
   }
 }
 
-/** One row's 15 parameters, checked against the documented entry shape first. */
 /** The INSERT's 15 columns, one array each (unnest): one statement of a fixed text whatever the batch's size. */
 type RowColumns = [
   number[],
@@ -340,11 +339,12 @@ function newRowColumns(): RowColumns {
  * A PostgreSQL array literal of texts, every element quoted (`"` and `\` escaped): how `extra` rides in
  * the INSERT's array of texts (an array of arrays must be rectangular; the rows' extras are not).
  */
-export function textArrayLiteral(items: readonly string[]): string {
+function textArrayLiteral(items: readonly string[]): string {
   if (items.length === 0) return '{}';
   return `{${items.map((item) => `"${item.replace(/[\\"]/g, '\\$&')}"`).join(',')}}`;
 }
 
+/** One row's 15 values onto the columns, checked against the documented entry shape first. */
 function addRow(columns: RowColumns, shard: number, id: StreamId, stored: RawStreamEntry): void {
   let entry;
   let row: RawStreamEntry;
