@@ -29,7 +29,11 @@ beforeAll(async () => {
   redis = connect();
 }, 120_000);
 
+/** Archiver processes this file started: killed at the end, so a failed test leaves none running. */
+const children = new Set<ChildProcess>();
+
 afterAll(async () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   redis.disconnect();
   await postgres?.destroy();
 });
@@ -128,7 +132,7 @@ function archiver(keys: Keys, store: ArchiveStore, overrides: Partial<Constructo
 }
 
 function archiverProcess(keys: Keys, url: string, args: string[] = []): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', 'switch/history/main.ts', ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'switch/history/main.ts', ...args], {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -143,6 +147,8 @@ function archiverProcess(keys: Keys, url: string, args: string[] = []): ChildPro
     },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
+  children.add(child);
+  return child;
 }
 
 function exited(child: ChildProcess): Promise<{ code: number | null; signal: string | null; stderr: string }> {
