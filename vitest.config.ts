@@ -14,7 +14,12 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/loadtest.test.ts', 'test/redis-instructions.test.ts', 'test/cluster-sentinel.test.ts'],
+          exclude: [
+            'test/loadtest.test.ts',
+            'test/redis-instructions.test.ts',
+            'test/cluster-sentinel.test.ts',
+            'test/sentinel-client.test.ts',
+          ],
           sequence: { groupOrder: 0 },
         },
       },
@@ -32,6 +37,11 @@ export default defineConfig({
         // restarted old master unconverted past 120 s in 3 of 8 CI runs this session; 25 s when it ran freely.
         extends: true,
         test: { name: 'failover', include: ['test/cluster-sentinel.test.ts'], sequence: { groupOrder: 2 } },
+      },
+      {
+        // The ledger client against hung Sentinels and a failover (about 10 s): alone for the same reason.
+        extends: true,
+        test: { name: 'sentinel-client', include: ['test/sentinel-client.test.ts'], sequence: { groupOrder: 3 } },
       },
     ],
   },

@@ -29,7 +29,7 @@ import { foldLegacyCardLimits } from './ledger/limits-fold.js';
 import { checkShardCount } from './ledger/meta.js';
 import { PipelineClient } from './redis/pipeline-client.js';
 import { guardIoredis, LedgerBreaker } from './redis/breaker.js';
-import { ledgerClient, ledgerForm } from './redis/cluster.js';
+import { failClosedOptions, ledgerClient, ledgerForm } from './redis/cluster.js';
 import { ReplicaWait } from './redis/replica-wait.js';
 import { describeLedgerRedis } from './config.js';
 import type { Logger } from './log.js';
@@ -69,17 +69,9 @@ export interface SwitchApp {
   stop(): Promise<void>;
 }
 
-/** Fail-closed Redis options: no offline queue, bounded command time, so a dead ledger gives UNAVAILABLE fast. */
+/** One Redis at `url` with the fail-closed options (redis/cluster.ts): a dead ledger gives UNAVAILABLE fast. */
 export function connectRedis(url: string, commandTimeoutMs: number): Redis {
-  return new Redis(url, {
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    enableAutoPipelining: true,
-    maxRetriesPerRequest: 0,
-    commandTimeout: commandTimeoutMs,
-    connectTimeout: 5000,
-    retryStrategy: (attempt) => Math.min(50 * attempt, 2000),
-  });
+  return new Redis(url, failClosedOptions(commandTimeoutMs));
 }
 
 /**
@@ -172,15 +164,7 @@ async function connectLedgerRedis(config: Config, log: Logger, metrics: Metrics)
   const redis =
     ledgerForm(config) === 'single'
       ? connectRedis(config.redisUrl, config.redisCommandTimeoutMs)
-      : ledgerClient(config, {
-          lazyConnect: true,
-          enableOfflineQueue: false,
-          enableAutoPipelining: true,
-          maxRetriesPerRequest: 0,
-          commandTimeout: config.redisCommandTimeoutMs,
-          connectTimeout: 5000,
-          retryStrategy: (attempt) => Math.min(50 * attempt, 2000),
-        });
+      : ledgerClient(config, failClosedOptions(config.redisCommandTimeoutMs));
   redis.on('error', (err: Error) => {
     metrics.redisError('ioredis');
     log.warn({ err: err.message }, 'redis connection problem');

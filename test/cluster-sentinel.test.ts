@@ -3,16 +3,15 @@
 // terminals pay; the Sentinels promote the replica, the switch follows by itself, and every payment it
 // approved is in the ledger exactly once. The killed master comes back and the Sentinels make it the new
 // master's replica, so durable payments flow again.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { SwitchApp } from '../switch/app.js';
 import { auditLedger } from '../switch/ledger/audit.js';
-import { freePort, startLocalRedis, type LocalRedis } from '../switch/redis/local-redis.js';
+import { startLocalRedis, type LocalRedis } from '../switch/redis/local-redis.js';
 import { PosLoad, waitUntil } from './helpers/cluster-load.js';
+import { ask, masterPortBy, startSentinel, type Sentinel } from './helpers/sentinel.js';
 import { startTestSwitch, useLedgerRedis } from './helpers/switch.js';
 
 const MASTER_NAME = 'cardswitch';
@@ -21,58 +20,12 @@ const BUDGET_MS = 60_000;
 let dir: string;
 let master: LocalRedis | undefined;
 let replica: LocalRedis | undefined;
-const sentinels: { port: number; process: ChildProcess }[] = [];
+const sentinels: Sentinel[] = [];
 let app: SwitchApp | undefined;
 let load: PosLoad;
 
-function client(port: number): Redis {
-  const c = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1, retryStrategy: () => null, lazyConnect: true });
-  c.on('error', () => undefined);
-  return c;
-}
-
-async function ask(port: number, ...command: (string | number)[]): Promise<unknown> {
-  const c = client(port);
-  try {
-    await c.connect();
-    return await c.call(String(command[0]), ...command.slice(1));
-  } catch {
-    return undefined;
-  } finally {
-    c.disconnect();
-  }
-}
-
 async function masterPortBySentinels(): Promise<number | undefined> {
-  const answer = (await ask(sentinels[0]?.port ?? 0, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', MASTER_NAME)) as string[] | undefined;
-  return answer === undefined || answer === null ? undefined : Number(answer[1]);
-}
-
-async function startSentinel(index: number, masterPort: number): Promise<void> {
-  const port = await freePort();
-  const conf = join(dir, `sentinel-${index}.conf`);
-  writeFileSync(
-    conf,
-    [
-      `port ${port}`,
-      'bind 127.0.0.1',
-      `dir ${dir}`,
-      `logfile ${join(dir, `sentinel-${index}.log`)}`,
-      `sentinel monitor ${MASTER_NAME} 127.0.0.1 ${masterPort} 2`,
-      // Not 1000: a Sentinel pings every min(down-after, 1000) ms, so at 1000 a link it re-made at the switch of
-      // masters could miss its first answer by a hair and call the new master down; with the other Sentinels'
-      // "down" answers of the first failover still counted, that started a second failover within 1 s, which
-      // promoted the just-restarted old master (role master, never a replica: the Sentinels accept it) and
-      // flushed the new master's data into a full resync from it (2 of 6 runs alone on a quiet machine).
-      `sentinel down-after-milliseconds ${MASTER_NAME} 3000`,
-      `sentinel failover-timeout ${MASTER_NAME} 5000`,
-      `sentinel parallel-syncs ${MASTER_NAME} 1`,
-      '',
-    ].join('\n'),
-  );
-  const process = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore', detached: true });
-  sentinels.push({ port, process });
-  await waitUntil(`sentinel ${index}`, 20_000, async () => (await ask(port, 'PING')) === 'PONG');
+  return masterPortBy(sentinels[0]?.port ?? 0, MASTER_NAME);
 }
 
 /** What the Sentinels and both servers say, for a failure message: the logs' last lines and each one's view. */
@@ -86,7 +39,7 @@ async function failoverEvidence(oldPort: number): Promise<string> {
   };
   const parts: string[] = [];
   for (const [i, s] of sentinels.entries()) {
-    parts.push(`--- sentinel ${i} (port ${s.port}) log:\n${tail(join(dir, `sentinel-${i}.log`))}`);
+    parts.push(`--- sentinel ${i} (port ${s.port}) log:\n${tail(s.logFile)}`);
     parts.push(`--- sentinel ${i} REPLICAS: ${JSON.stringify(await ask(s.port, 'SENTINEL', 'REPLICAS', MASTER_NAME))}`);
     parts.push(`--- sentinel ${i} INFO sentinel: ${String(await ask(s.port, 'INFO', 'sentinel'))}`);
   }
@@ -114,7 +67,7 @@ beforeAll(async () => {
   await waitUntil('the replica to sync', 20_000, async () =>
     String(await ask(replica?.port ?? 0, 'INFO', 'replication')).includes('master_link_status:up'),
   );
-  for (let i = 0; i < 3; i++) await startSentinel(i, master.port);
+  for (let i = 0; i < 3; i++) sentinels.push(await startSentinel(dir, i, MASTER_NAME, master.port, 2));
   // Every Sentinel has found the replica (it is what they promote).
   await waitUntil('the Sentinels to see the replica', 20_000, async () => {
     const seen = await Promise.all(sentinels.map((s) => ask(s.port, 'SENTINEL', 'REPLICAS', MASTER_NAME)));

@@ -8,13 +8,29 @@
 // Every form is typed `Redis` for the code above (app.ts, the ledger): the Cluster client has the same command
 // methods; the few things that differ (SCAN and SCRIPT LOAD reach one node only, WAIT goes to the master of a
 // key) go through masterNodes() and replica-wait.ts, which look at the real class.
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type Callback, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { describeLedgerRedis, type Config } from '../config.js';
 
 export type LedgerRedisSettings = Pick<
   Config,
   'redisUrl' | 'redisClusterNodes' | 'redisSentinels' | 'redisSentinelMaster' | 'redisPassword' | 'redisCommandTimeoutMs'
 >;
+
+/**
+ * The switch's fail-closed per-connection options: no offline queue and a bounded command time, so a dead
+ * ledger gives UNAVAILABLE fast; reconnecting for ever, at most 2 s apart.
+ */
+export function failClosedOptions(commandTimeoutMs: number): RedisOptions {
+  return {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    enableAutoPipelining: true,
+    maxRetriesPerRequest: 0,
+    commandTimeout: commandTimeoutMs,
+    connectTimeout: 5000,
+    retryStrategy: (attempt) => Math.min(50 * attempt, 2000),
+  };
+}
 
 /** Retry pause while the cluster is electing a new master or moving a slot (CLUSTERDOWN, TRYAGAIN, a lost node). */
 const CLUSTER_RETRY_DELAY_MS = 100;
@@ -67,7 +83,7 @@ export function ledgerClient(settings: LedgerRedisSettings, options: RedisOption
     ) as unknown as Redis;
   }
   if (settings.redisSentinels.length > 0) {
-    return new Redis({
+    return new SentinelLedgerClient({
       ...options,
       sentinels: settings.redisSentinels.map((n) => ({ host: n.host, port: n.port })),
       name: settings.redisSentinelMaster,
@@ -76,10 +92,77 @@ export function ledgerClient(settings: LedgerRedisSettings, options: RedisOption
       // A master that became a replica answers READONLY: reconnect, and ask the Sentinels again.
       reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
       sentinelRetryStrategy: (attempt) => Math.min(100 * attempt, 1000),
+      // A Sentinel whose process hangs with its port open (stopped, stuck writing its config) would hold the
+      // question "where is the master?" for ever, and the client would never ask the next one
+      // (test/sentinel-client).
+      sentinelCommandTimeout: settings.redisCommandTimeoutMs,
       failoverDetector: true,
     });
   }
   return new Redis(settings.redisUrl, { ...options, ...(password !== undefined ? { password } : {}) });
+}
+
+/**
+ * ioredis's Sentinel client, kept connected. ioredis 5 ends a Sentinel client for good (status "end", every
+ * command "Connection is closed.") when its failover watch (+switch-master) cancels a connection attempt
+ * that is still asking a Sentinel where the master is: SentinelConnector.connect throws, and Redis.connect
+ * gives up instead of retrying (test/sentinel-client makes it happen; it left one POS without answers for
+ * a minute in a CI run of test/cluster-sentinel). For a client meant to reconnect (its retryStrategy gives a
+ * delay; the CLI's gives none and stays ended), an end that quit() or disconnect() did not ask for is
+ * reported as an error event and followed by a new connection, tried again at most 2 s apart.
+ */
+class SentinelLedgerClient extends Redis {
+  private closing = false;
+  private readonly reconnects: boolean;
+  private endsInARow = 0;
+  private revival: NodeJS.Timeout | undefined;
+
+  constructor(options: RedisOptions) {
+    super(options);
+    const retry = this.options.retryStrategy;
+    this.reconnects = typeof retry === 'function' && typeof retry(1) === 'number';
+    this.on('ready', () => {
+      this.endsInARow = 0;
+    });
+    this.on('end', () => this.revive());
+  }
+
+  private revive(): void {
+    if (!this.reconnects || this.closing || this.revival !== undefined) return;
+    this.endsInARow += 1;
+    const delayMs = Math.min(100 * this.endsInARow, 2000);
+    this.silentEmit(
+      'error',
+      new Error(
+        `the Sentinel client ended without being closed (a failover cancelled its connection attempt); connecting again in ${delayMs} ms`,
+      ),
+    );
+    this.revival = setTimeout(() => {
+      this.revival = undefined;
+      if (!this.closing && this.status === 'end') this.connect().catch(() => undefined);
+    }, delayMs);
+  }
+
+  private stopReviving(): void {
+    this.closing = true;
+    if (this.revival !== undefined) clearTimeout(this.revival);
+    this.revival = undefined;
+  }
+
+  override connect(callback?: Callback<void>): Promise<void> {
+    this.closing = false;
+    return super.connect(callback);
+  }
+
+  override disconnect(reconnect = false): void {
+    if (!reconnect) this.stopReviving();
+    super.disconnect(reconnect);
+  }
+
+  override quit(callback?: Callback<'OK'>): Promise<'OK'> {
+    this.stopReviving();
+    return super.quit(callback);
+  }
 }
 
 /**
