@@ -286,9 +286,24 @@ export function describeLedgerRedis(
   return config.redisUrl.replace(/\/\/[^@]*@/, '//***@');
 }
 
-export function loadConfig(env: Env = process.env): Config {
-  const r = new Reader(env);
-  const config: Config = {
+/** What the archiver process (switch/history/main.ts) needs of the switch's settings: the ledger and the archive. */
+export type ArchiverConfig = Pick<
+  Config,
+  | 'redisUrl'
+  | 'redisCommandTimeoutMs'
+  | 'redisClusterNodes'
+  | 'redisSentinels'
+  | 'redisSentinelMaster'
+  | 'redisPassword'
+  | 'keyPrefix'
+  | 'ledgerShards'
+  | 'history'
+  | 'logLevel'
+>;
+
+/** The ledger's Redis, read the same way for the switch and the archiver. */
+function readLedgerRedis(r: Reader, env: Env): Omit<ArchiverConfig, 'keyPrefix' | 'ledgerShards' | 'history' | 'logLevel'> {
+  return {
     redisUrl: r.string('REDIS_URL', '', checkRedisUrl),
     redisCommandTimeoutMs: r.integer('REDIS_COMMAND_TIMEOUT_MS', 2000, 50, 60_000),
     redisClusterNodes: readNodes(r, env, 'REDIS_CLUSTER_NODES'),
@@ -297,24 +312,64 @@ export function loadConfig(env: Env = process.env): Config {
       /^[A-Za-z0-9._-]{1,64}$/.test(v) ? undefined : 'must be 1-64 of A-Z a-z 0-9 . _ -',
     ),
     redisPassword: r.string('REDIS_PASSWORD', ''),
+  };
+}
+
+function readKeyPrefix(r: Reader): string {
+  return r.string('KEY_PREFIX', 'cs', (v) => (/^[A-Za-z0-9_.-]{1,32}$/.test(v) ? undefined : 'must be 1-32 of A-Z a-z 0-9 _ . -'));
+}
+
+function readHistory(r: Reader): HistoryConfig {
+  return {
+    databaseUrl: r.string('DATABASE_URL', '', (v) =>
+      v === '' || /^postgres(ql)?:\/\//.test(v) ? undefined : 'must be a postgres:// URL, or empty',
+    ),
+    archive: r.choice('HISTORY_ARCHIVE', 'on', ['on', 'off']) === 'on',
+    liveWindowMs: r.integer('HISTORY_LIVE_WINDOW_DAYS', 35, 1, 3660) * 86_400_000,
+    batchSize: r.integer('HISTORY_ARCHIVE_BATCH', 1000, 1, 2000),
+    intervalMs: r.integer('HISTORY_ARCHIVE_INTERVAL_MS', 1000, 10, 600_000),
+    trim: r.choice('HISTORY_TRIM', 'on', ['on', 'off']) === 'on',
+  };
+}
+
+/** More than one ledger named: a problem for `r`. */
+function checkOneLedgerForm(r: Reader, config: Pick<Config, 'redisUrl' | 'redisClusterNodes' | 'redisSentinels'>): void {
+  const redisForms = [config.redisUrl !== '', config.redisClusterNodes.length > 0, config.redisSentinels.length > 0].filter(Boolean).length;
+  if (redisForms > 1)
+    r.problems.push('REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS: set one of them (they name three different ledgers)');
+}
+
+/**
+ * The archiver's settings: the ledger, the key layout, the archive and the log level, and none of the
+ * switch's secrets (the archiver moves journal entries, it never needs a pepper or a signing key).
+ */
+export function loadArchiverConfig(env: Env = process.env): ArchiverConfig {
+  const r = new Reader(env);
+  const config: ArchiverConfig = {
+    ...readLedgerRedis(r, env),
+    keyPrefix: readKeyPrefix(r),
+    ledgerShards: r.integer('LEDGER_SHARDS', 256, 1, 16384),
+    history: readHistory(r),
+    logLevel: r.choice('LOG_LEVEL', 'info', LOG_LEVELS),
+  };
+  checkOneLedgerForm(r, config);
+  if (r.problems.length > 0) throw new ConfigError(r.problems);
+  return config;
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const r = new Reader(env);
+  const config: Config = {
+    ...readLedgerRedis(r, env),
     ledgerDurability: r.choice('LEDGER_DURABILITY', 'none', ['none', 'replica']),
     ledgerWaitTimeoutMs: r.integer('LEDGER_WAIT_TIMEOUT_MS', 1000, 10, 60_000),
     grpcHost: r.string('GRPC_HOST', '0.0.0.0', (v) => (/^[A-Za-z0-9.:[\]-]+$/.test(v) ? undefined : 'must be a host name or IP address')),
     grpcPort: r.integer('GRPC_PORT', 50051, 0, 65535),
     grpcTls: readGrpcTls(r, env, Date.now()),
     grpcPlaintextAllowed: r.choice('GRPC_PLAINTEXT', 'refuse', ['refuse', 'allow']) === 'allow',
-    keyPrefix: r.string('KEY_PREFIX', 'cs', (v) => (/^[A-Za-z0-9_.-]{1,32}$/.test(v) ? undefined : 'must be 1-32 of A-Z a-z 0-9 _ . -')),
+    keyPrefix: readKeyPrefix(r),
     ledgerShards: r.integer('LEDGER_SHARDS', 256, 1, 16384),
-    history: {
-      databaseUrl: r.string('DATABASE_URL', '', (v) =>
-        v === '' || /^postgres(ql)?:\/\//.test(v) ? undefined : 'must be a postgres:// URL, or empty',
-      ),
-      archive: r.choice('HISTORY_ARCHIVE', 'on', ['on', 'off']) === 'on',
-      liveWindowMs: r.integer('HISTORY_LIVE_WINDOW_DAYS', 35, 1, 3660) * 86_400_000,
-      batchSize: r.integer('HISTORY_ARCHIVE_BATCH', 1000, 1, 2000),
-      intervalMs: r.integer('HISTORY_ARCHIVE_INTERVAL_MS', 1000, 10, 600_000),
-      trim: r.choice('HISTORY_TRIM', 'on', ['on', 'off']) === 'on',
-    },
+    history: readHistory(r),
     terminalPepper: r.string('TERMINAL_SECRET_PEPPER', '', checkPepper),
     passwordPepper: r.string('PASSWORD_PEPPER', '', checkPepper),
     maxPaymentFen: r.integer('MAX_PAYMENT_FEN', 100_000, 1, 100_000_000),
@@ -404,9 +459,7 @@ export function loadConfig(env: Env = process.env): Config {
   if (config.grpcTls !== undefined && config.grpcPlaintextAllowed) {
     r.problems.push('GRPC_PLAINTEXT=allow: remove it when GRPC_TLS_CERT_FILE is set (gRPC is served over TLS only)');
   }
-  const redisForms = [config.redisUrl !== '', config.redisClusterNodes.length > 0, config.redisSentinels.length > 0].filter(Boolean).length;
-  if (redisForms > 1)
-    r.problems.push('REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS: set one of them (they name three different ledgers)');
+  checkOneLedgerForm(r, config);
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return config;
 }

@@ -2,6 +2,9 @@
 // process is killed with SIGKILL in the middle of its batches, and when PostgreSQL is stopped and
 // started again; and a trim never removes an entry the archive does not hold.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import pg from 'pg';
@@ -15,6 +18,7 @@ import { Keys } from '../switch/ledger/keys.js';
 import { createLogger } from '../switch/log.js';
 import { startTestPostgres, type TestPostgres } from './helpers/postgres.js';
 import { connect, freshPrefix, testRedisUrl } from './helpers/redis.js';
+import { startSentinel } from './helpers/sentinel.js';
 
 const SHARDS = 4;
 const DAY_MS = 86_400_000;
@@ -131,12 +135,13 @@ function archiver(keys: Keys, store: ArchiveStore, overrides: Partial<Constructo
   });
 }
 
-function archiverProcess(keys: Keys, url: string, args: string[] = []): ChildProcess {
+function archiverProcess(keys: Keys, url: string, args: string[] = [], ledger: Record<string, string> = {}): ChildProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', 'switch/history/main.ts', ...args], {
     cwd: ROOT,
     env: {
       ...process.env,
       REDIS_URL: testRedisUrl(),
+      ...ledger,
       DATABASE_URL: url,
       KEY_PREFIX: keys.prefix,
       LEDGER_SHARDS: String(SHARDS),
@@ -217,6 +222,37 @@ describe('the archiver', () => {
     expect(secondExit.code, secondExit.stderr).toBe(0);
     await expectArchivedExactlyOnce(url, keys, all);
   }, 180_000);
+
+  it('as its own process, finds the ledger the way the switch does: through Sentinels (REDIS_SENTINELS)', async () => {
+    const { keys, url } = await newLedger('sentinel');
+    const all = await appendEntries(keys, 200, 's1');
+    // One Sentinel watching the tests' Redis (no replica: it can never fail it over); the archiver is
+    // given no REDIS_URL, only the Sentinel, and asks it where the ledger's master is.
+    const dir = mkdtempSync(join(tmpdir(), 'cardswitch-test-archiver-sentinel-'));
+    const sentinel = await startSentinel(dir, 0, 'archive-ledger', Number(new URL(testRedisUrl()).port), 1);
+    try {
+      const child = archiverProcess(keys, url, ['--once'], {
+        REDIS_URL: '',
+        REDIS_SENTINELS: `127.0.0.1:${sentinel.port}`,
+        REDIS_SENTINEL_MASTER: 'archive-ledger',
+      });
+      const exit = await exited(child);
+      expect(exit.code, exit.stderr).toBe(0);
+      await expectArchivedExactlyOnce(url, keys, all);
+    } finally {
+      sentinel.process.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('as its own process, names the settings it lacks', async () => {
+    const noLedger = await exited(archiverProcess(new Keys('x', SHARDS), 'postgres://127.0.0.1:1/x', ['--once'], { REDIS_URL: '' }));
+    expect(noLedger.code).toBe(1);
+    expect(noLedger.stderr).toContain('REDIS_URL (or REDIS_SENTINELS, or REDIS_CLUSTER_NODES) is required');
+    const noDatabase = await exited(archiverProcess(new Keys('x', SHARDS), '', ['--once']));
+    expect(noDatabase.code).toBe(1);
+    expect(noDatabase.stderr).toContain('DATABASE_URL is required');
+  });
 
   it('catches up without a gap or a duplicate after PostgreSQL was stopped and started again; nothing is trimmed meanwhile', async () => {
     const { keys, url } = await newLedger('pgdown');

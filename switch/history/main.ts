@@ -1,36 +1,44 @@
 // `npm run archiver`: the archiver as its own process, beside switches started with HISTORY_ARCHIVE=off
 // (or as well as them: two archivers of one shard queue on its position row and never write a row twice).
-// Needs REDIS_URL and DATABASE_URL; reads KEY_PREFIX, LEDGER_SHARDS and the HISTORY_* settings.
+// Reads the switch's own settings (config.ts, loadArchiverConfig; none of its secrets): the ledger (REDIS_URL, or REDIS_SENTINELS, or
+// REDIS_CLUSTER_NODES, with REDIS_PASSWORD), DATABASE_URL, KEY_PREFIX, LEDGER_SHARDS and the HISTORY_*
+// settings; so it follows a Sentinel failover and a Cluster's slots as the switch does.
 // `npm run archiver -- --once` archives and trims one pass and exits (a cron job, the tests).
-import { Redis } from 'ioredis';
+import { describeLedgerRedis, ledgerRedisConfigured, loadArchiverConfig } from '../config.js';
 import { Keys } from '../ledger/keys.js';
 import { checkShardCount } from '../ledger/meta.js';
 import { createLogger } from '../log.js';
+import { ledgerClient } from '../redis/cluster.js';
 import { ArchiveStore } from './archive-store.js';
 import { Archiver } from './archiver.js';
 
-function integer(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name] ?? '';
-  if (raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min || value > max) throw new Error(`${name}=${raw}: must be a whole number ${min}..${max}`);
-  return value;
-}
-
-function required(name: string): string {
-  const value = process.env[name] ?? '';
-  if (value === '')
-    throw new Error(`${name} is required (the archiver copies the journals of REDIS_URL into the PostgreSQL of DATABASE_URL)`);
-  return value;
-}
+/** A batch's reads and the trim may wait on a busy Redis longer than a payment would. */
+const ARCHIVER_COMMAND_TIMEOUT_MS = 10_000;
 
 async function main(): Promise<void> {
   const once = process.argv.includes('--once');
-  const log = createLogger(process.env['LOG_LEVEL'] ?? 'info', 'archiver');
-  const keys = new Keys(process.env['KEY_PREFIX'] || 'cs', integer('LEDGER_SHARDS', 256, 1, 16384));
-  const redis = new Redis(required('REDIS_URL'), { maxRetriesPerRequest: 1, connectTimeout: 5000, commandTimeout: 10_000 });
+  const config = loadArchiverConfig();
+  if (!ledgerRedisConfigured(config))
+    throw new Error("REDIS_URL (or REDIS_SENTINELS, or REDIS_CLUSTER_NODES) is required: the archiver copies the ledger's journals");
+  if (config.history.databaseUrl === '')
+    throw new Error("DATABASE_URL is required: the archiver copies the ledger's journals into that PostgreSQL");
+  const log = createLogger(config.logLevel, 'archiver');
+  const keys = new Keys(config.keyPrefix, config.ledgerShards);
+  // Commands wait in the offline queue while the ledger reconnects (a failover), each retried once.
+  const redis = ledgerClient(config, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 5000,
+    commandTimeout: ARCHIVER_COMMAND_TIMEOUT_MS,
+  });
   redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection problem'));
-  const store = new ArchiveStore({ url: required('DATABASE_URL'), poolSize: 6, statementTimeoutMs: 60_000 });
+  try {
+    await redis.connect();
+  } catch (err) {
+    redis.disconnect();
+    throw new Error(`cannot reach Redis at ${describeLedgerRedis(config)}: ${(err as Error).message}`);
+  }
+  const store = new ArchiveStore({ url: config.history.databaseUrl, poolSize: 6, statementTimeoutMs: 60_000 });
   await checkShardCount(redis, keys);
   await store.open(keys.prefix, keys.shardCount);
   const archiver = new Archiver({
@@ -38,10 +46,10 @@ async function main(): Promise<void> {
     keys,
     store,
     log,
-    batchSize: integer('HISTORY_ARCHIVE_BATCH', 1000, 1, 2000),
-    intervalMs: integer('HISTORY_ARCHIVE_INTERVAL_MS', 1000, 10, 600_000),
-    liveWindowMs: integer('HISTORY_LIVE_WINDOW_DAYS', 35, 1, 3660) * 86_400_000,
-    trim: (process.env['HISTORY_TRIM'] ?? 'on') !== 'off',
+    batchSize: config.history.batchSize,
+    intervalMs: config.history.intervalMs,
+    liveWindowMs: config.history.liveWindowMs,
+    trim: config.history.trim,
     now: Date.now,
   });
   if (once) {
