@@ -24,7 +24,13 @@ export async function openHistory(
   deps: { readonly redis: Redis; readonly keys: Keys; readonly log: Logger; readonly now: () => number },
 ): Promise<RunningHistory | undefined> {
   const settings = config.history;
-  if (settings.databaseUrl === '') return undefined;
+  if (settings.databaseUrl === '') {
+    // Loud: without an archive nothing is ever trimmed, and Redis's memory grows with every payment.
+    deps.log.warn(
+      'DATABASE_URL is not set: the journal is not archived, and journal entries and statement lines stay in Redis for good (its memory grows with every payment); set DATABASE_URL (docs/history.md)',
+    );
+    return undefined;
+  }
   const store = new ArchiveStore({
     url: settings.databaseUrl,
     poolSize: HISTORY_POOL_SIZE,
