@@ -32,6 +32,8 @@ export function failClosedOptions(commandTimeoutMs: number): RedisOptions {
   };
 }
 
+/** The least time a Sentinel is given to say where the master is (REDIS_COMMAND_TIMEOUT_MS when longer). */
+const MIN_SENTINEL_QUESTION_MS = 1000;
 /** Retry pause while the cluster is electing a new master or moving a slot (CLUSTERDOWN, TRYAGAIN, a lost node). */
 const CLUSTER_RETRY_DELAY_MS = 100;
 /** MOVED / ASK / TRYAGAIN redirections followed for one command before it fails (then UNAVAILABLE: unavailable.ts). */
@@ -94,8 +96,9 @@ export function ledgerClient(settings: LedgerRedisSettings, options: RedisOption
       sentinelRetryStrategy: (attempt) => Math.min(100 * attempt, 1000),
       // A Sentinel whose process hangs with its port open (stopped, stuck writing its config) would hold the
       // question "where is the master?" for ever, and the client would never ask the next one
-      // (test/sentinel-client).
-      sentinelCommandTimeout: settings.redisCommandTimeoutMs,
+      // (test/sentinel-client). At least a second: a Sentinel on a loaded host may answer late, and one too
+      // short a limit for all of them would be no master at all.
+      sentinelCommandTimeout: Math.max(MIN_SENTINEL_QUESTION_MS, settings.redisCommandTimeoutMs),
       failoverDetector: true,
     });
   }
