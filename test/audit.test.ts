@@ -8,6 +8,7 @@ import type { SwitchApp } from '../switch/app.js';
 import { runAuditCommand } from '../switch/cli/audit.js';
 import { auditLedger, type AuditReport } from '../switch/ledger/audit.js';
 import { Keys } from '../switch/ledger/keys.js';
+import { freePort } from '../switch/redis/local-redis.js';
 import type { NewTerminal } from '../switch/domain/terminals.js';
 import { connect, freshPrefix, testRedisUrl } from './helpers/redis.js';
 import { call, openCard, posClient, readJournal, startTestSwitch, terminalMetadata } from './helpers/switch.js';
@@ -204,6 +205,12 @@ describe('audit CLI configuration', () => {
     const wrongShards = await cli([], { ...cliEnv(), LEDGER_SHARDS: '8' });
     expect(wrongShards.code).toBe(2);
     expect(wrongShards.err).toContain('16 shards');
+    // Sentinels none of which answers: one round of them, then the reason (it used to wait for ever).
+    const closed = await freePort();
+    const noSentinel = await cli([], { REDIS_URL: '', REDIS_SENTINELS: `127.0.0.1:${closed}` });
+    expect(noSentinel.code).toBe(2);
+    expect(noSentinel.err).toContain(`cannot reach Redis at Redis master "cardswitch" via Sentinels 127.0.0.1:${closed}`);
+    expect(noSentinel.err).toContain('All sentinels are unreachable');
     expect((await cli(['--bogus'], cliEnv())).code).toBe(2);
     expect((await cli(['--max-problems', '0'], cliEnv())).code).toBe(2);
   });

@@ -12,9 +12,10 @@ import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import type { LedgerRedisSettings } from '../switch/redis/cluster.js';
 import { failClosedOptions, ledgerClient } from '../switch/redis/cluster.js';
-import { startLocalRedis, type LocalRedis } from '../switch/redis/local-redis.js';
+import { freePort, startLocalRedis, type LocalRedis } from '../switch/redis/local-redis.js';
 import { waitUntil } from './helpers/cluster-load.js';
 import { ask, masterPortBy, startSentinel, type Sentinel } from './helpers/sentinel.js';
+import { startTestSwitch } from './helpers/switch.js';
 
 const MASTER_NAME = 'cardswitch';
 
@@ -118,6 +119,16 @@ async function expectWritesReachMaster(client: Redis, key: string, budgetMs: num
   }
   expect(await ask(await currentMasterPort(), 'GET', key)).toBe('written');
 }
+
+it('a switch started against Sentinels none of which answers fails at once, naming them', async () => {
+  const nobody = [await freePort(), await freePort()];
+  const started = Date.now();
+  await expect(
+    startTestSwitch('nosentinel', { REDIS_URL: '', REDIS_SENTINELS: nobody.map((p) => `127.0.0.1:${p}`).join(',') }),
+  ).rejects.toThrow(`cannot reach Redis at Redis master "cardswitch" via Sentinels 127.0.0.1:${nobody[0]},127.0.0.1:${nobody[1]}`);
+  // One round of both, not a wait for ever (it used to ask them again and again, and never answer).
+  expect(Date.now() - started).toBeLessThan(20_000);
+});
 
 // First: it needs no failover, and so finds the servers as they started.
 it('a Sentinel that hangs with its port open: the client asks the next one after the command time', async () => {

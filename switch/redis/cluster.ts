@@ -85,22 +85,33 @@ export function ledgerClient(settings: LedgerRedisSettings, options: RedisOption
     ) as unknown as Redis;
   }
   if (settings.redisSentinels.length > 0) {
-    return new SentinelLedgerClient({
-      ...options,
-      sentinels: settings.redisSentinels.map((n) => ({ host: n.host, port: n.port })),
-      name: settings.redisSentinelMaster,
-      role: 'master',
-      ...(password !== undefined ? { password } : {}),
-      // A master that became a replica answers READONLY: reconnect, and ask the Sentinels again.
-      reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
-      sentinelRetryStrategy: (attempt) => Math.min(100 * attempt, 1000),
-      // A Sentinel whose process hangs with its port open (stopped, stuck writing its config) would hold the
-      // question "where is the master?" for ever, and the client would never ask the next one
-      // (test/sentinel-client). At least a second: a Sentinel on a loaded host may answer late, and one too
-      // short a limit for all of them would be no master at all.
-      sentinelCommandTimeout: Math.max(MIN_SENTINEL_QUESTION_MS, settings.redisCommandTimeoutMs),
-      failoverDetector: true,
-    });
+    // ioredis's default retryStrategy reconnects; the CLI's (() => null) does not.
+    const retry = options.retryStrategy;
+    const reconnects = retry === undefined || (typeof retry === 'function' && typeof retry(1) === 'number');
+    // Until the first connection, one round of the Sentinels: a switch, archiver or CLI started against
+    // Sentinels none of which answers fails with a message, as with one Redis at REDIS_URL, instead of
+    // asking them again for ever without a word to its caller. After it, a client meant to reconnect asks
+    // them for ever (a failover, the Sentinels restarted); the CLI never asks twice.
+    const state: SentinelClientState = { reconnects, connectedOnce: false };
+    return new SentinelLedgerClient(
+      {
+        ...options,
+        sentinels: settings.redisSentinels.map((n) => ({ host: n.host, port: n.port })),
+        name: settings.redisSentinelMaster,
+        role: 'master',
+        ...(password !== undefined ? { password } : {}),
+        // A master that became a replica answers READONLY: reconnect, and ask the Sentinels again.
+        reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
+        sentinelRetryStrategy: (attempt) => (state.connectedOnce && state.reconnects ? Math.min(100 * attempt, 1000) : null),
+        // A Sentinel whose process hangs with its port open (stopped, stuck writing its config) would hold the
+        // question "where is the master?" for ever, and the client would never ask the next one
+        // (test/sentinel-client). At least a second: a Sentinel on a loaded host may answer late, and one too
+        // short a limit for all of them would be no master at all.
+        sentinelCommandTimeout: Math.max(MIN_SENTINEL_QUESTION_MS, settings.redisCommandTimeoutMs),
+        failoverDetector: true,
+      },
+      state,
+    );
   }
   return new Redis(settings.redisUrl, { ...options, ...(password !== undefined ? { password } : {}) });
 }
@@ -114,24 +125,32 @@ export function ledgerClient(settings: LedgerRedisSettings, options: RedisOption
  * delay; the CLI's gives none and stays ended), an end that quit() or disconnect() did not ask for is
  * reported as an error event and followed by a new connection, tried again at most 2 s apart.
  */
+interface SentinelClientState {
+  /** The caller wants the connection kept (its retryStrategy gives a delay). */
+  readonly reconnects: boolean;
+  /** Connected once: an end before that is a failed start, the caller's to report (connect() rejected). */
+  connectedOnce: boolean;
+}
+
 class SentinelLedgerClient extends Redis {
   private closing = false;
-  private readonly reconnects: boolean;
   private endsInARow = 0;
   private revival: NodeJS.Timeout | undefined;
 
-  constructor(options: RedisOptions) {
+  constructor(
+    options: RedisOptions,
+    private readonly state: SentinelClientState,
+  ) {
     super(options);
-    const retry = this.options.retryStrategy;
-    this.reconnects = typeof retry === 'function' && typeof retry(1) === 'number';
     this.on('ready', () => {
+      this.state.connectedOnce = true;
       this.endsInARow = 0;
     });
     this.on('end', () => this.revive());
   }
 
   private revive(): void {
-    if (!this.reconnects || this.closing || this.revival !== undefined) return;
+    if (!this.state.reconnects || !this.state.connectedOnce || this.closing || this.revival !== undefined) return;
     this.endsInARow += 1;
     const delayMs = Math.min(100 * this.endsInARow, 2000);
     this.silentEmit(
