@@ -11,7 +11,7 @@ import type { SwitchApp } from '../switch/app.js';
 import { auditLedger } from '../switch/ledger/audit.js';
 import { startLocalRedis, type LocalRedis } from '../switch/redis/local-redis.js';
 import { PosLoad, waitUntil } from './helpers/cluster-load.js';
-import { ask, masterPortBy, startSentinel, type Sentinel } from './helpers/sentinel.js';
+import { ask, masterPortBy, startSentinelSet, type Sentinel } from './helpers/sentinel.js';
 import { startTestSwitch, useLedgerRedis } from './helpers/switch.js';
 
 const MASTER_NAME = 'cardswitch';
@@ -61,18 +61,10 @@ async function failoverEvidence(oldPort: number): Promise<string> {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'cardswitch-test-sentinel-'));
-  master = await startLocalRedis({ dataDir: join(dir, 'a'), port: 0, appendOnly: true, appendFsync: 'everysec', startTimeoutMs: 20_000 });
-  replica = await startLocalRedis({ dataDir: join(dir, 'b'), port: 0, appendOnly: true, appendFsync: 'everysec', startTimeoutMs: 20_000 });
-  await ask(replica.port, 'REPLICAOF', '127.0.0.1', master.port);
-  await waitUntil('the replica to sync', 20_000, async () =>
-    String(await ask(replica?.port ?? 0, 'INFO', 'replication')).includes('master_link_status:up'),
-  );
-  for (let i = 0; i < 3; i++) sentinels.push(await startSentinel(dir, i, MASTER_NAME, master.port, 2));
-  // Every Sentinel has found the replica (it is what they promote).
-  await waitUntil('the Sentinels to see the replica', 20_000, async () => {
-    const seen = await Promise.all(sentinels.map((s) => ask(s.port, 'SENTINEL', 'REPLICAS', MASTER_NAME)));
-    return seen.every((r) => Array.isArray(r) && r.length === 1);
-  });
+  const set = await startSentinelSet(dir, MASTER_NAME, true);
+  master = set.master;
+  replica = set.replica;
+  sentinels.push(...set.sentinels);
   useLedgerRedis({
     REDIS_URL: '',
     REDIS_SENTINELS: sentinels.map((s) => `127.0.0.1:${s.port}`).join(','),

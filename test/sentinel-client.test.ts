@@ -12,9 +12,9 @@ import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import type { LedgerRedisSettings } from '../switch/redis/cluster.js';
 import { failClosedOptions, ledgerClient } from '../switch/redis/cluster.js';
-import { freePort, startLocalRedis, type LocalRedis } from '../switch/redis/local-redis.js';
+import { freePort, type LocalRedis } from '../switch/redis/local-redis.js';
 import { waitUntil } from './helpers/cluster-load.js';
-import { ask, masterPortBy, startSentinel, type Sentinel } from './helpers/sentinel.js';
+import { ask, masterPortBy, startSentinelSet, type Sentinel } from './helpers/sentinel.js';
 import { startTestSwitch } from './helpers/switch.js';
 
 const MASTER_NAME = 'cardswitch';
@@ -27,17 +27,10 @@ const clients: Redis[] = [];
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'cardswitch-test-sentinel-client-'));
-  first = await startLocalRedis({ dataDir: join(dir, 'a'), port: 0, appendOnly: false, appendFsync: 'everysec', startTimeoutMs: 20_000 });
-  second = await startLocalRedis({ dataDir: join(dir, 'b'), port: 0, appendOnly: false, appendFsync: 'everysec', startTimeoutMs: 20_000 });
-  await ask(second.port, 'REPLICAOF', '127.0.0.1', first.port);
-  await waitUntil('the replica to sync', 20_000, async () =>
-    String(await ask(second?.port ?? 0, 'INFO', 'replication')).includes('master_link_status:up'),
-  );
-  for (let i = 0; i < 3; i++) sentinels.push(await startSentinel(dir, i, MASTER_NAME, first.port, 2));
-  await waitUntil('the Sentinels to see the replica', 20_000, async () => {
-    const seen = await Promise.all(sentinels.map((s) => ask(s.port, 'SENTINEL', 'REPLICAS', MASTER_NAME)));
-    return seen.every((r) => Array.isArray(r) && r.length === 1);
-  });
+  const set = await startSentinelSet(dir, MASTER_NAME, false);
+  first = set.master;
+  second = set.replica;
+  sentinels.push(...set.sentinels);
 }, 120_000);
 
 afterEach(() => {

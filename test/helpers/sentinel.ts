@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { freePort } from '../../switch/redis/local-redis.js';
+import { freePort, startLocalRedis, type LocalRedis } from '../../switch/redis/local-redis.js';
 import { waitUntil } from './cluster-load.js';
 
 export interface Sentinel {
@@ -66,4 +66,33 @@ export async function startSentinel(dir: string, index: number, masterName: stri
   const child = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore', detached: true });
   await waitUntil(`sentinel ${index}`, 20_000, async () => (await ask(port, 'PING')) === 'PONG');
   return { index, port, process: child, logFile };
+}
+
+export interface SentinelSet {
+  readonly master: LocalRedis;
+  readonly replica: LocalRedis;
+  readonly sentinels: Sentinel[];
+}
+
+/**
+ * A master (data in `dir`/a), its replica (`dir`/b, in sync before this resolves) and three Sentinels
+ * with a quorum of 2 watching it as `masterName`, each of which has found the replica (what they promote).
+ * `appendOnly`: both servers keep an AOF (fsync every second), as a ledger's would.
+ */
+export async function startSentinelSet(dir: string, masterName: string, appendOnly: boolean): Promise<SentinelSet> {
+  const server = (sub: string): Promise<LocalRedis> =>
+    startLocalRedis({ dataDir: join(dir, sub), port: 0, appendOnly, appendFsync: 'everysec', startTimeoutMs: 20_000 });
+  const master = await server('a');
+  const replica = await server('b');
+  await ask(replica.port, 'REPLICAOF', '127.0.0.1', master.port);
+  await waitUntil('the replica to sync', 20_000, async () =>
+    String(await ask(replica.port, 'INFO', 'replication')).includes('master_link_status:up'),
+  );
+  const sentinels: Sentinel[] = [];
+  for (let i = 0; i < 3; i++) sentinels.push(await startSentinel(dir, i, masterName, master.port, 2));
+  await waitUntil('the Sentinels to see the replica', 20_000, async () => {
+    const seen = await Promise.all(sentinels.map((s) => ask(s.port, 'SENTINEL', 'REPLICAS', masterName)));
+    return seen.every((r) => Array.isArray(r) && r.length === 1);
+  });
+  return { master, replica, sentinels };
 }
