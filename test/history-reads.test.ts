@@ -3,7 +3,10 @@
 // totals; the audit proves every balance over archived plus live entries and catches a row changed in
 // PostgreSQL (where Redis still has the entry, and where only the archive has it).
 import pg from 'pg';
+import { status as Status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { CardStatementResponse } from '../proto/gen/cardswitch/v1/admin.js';
+import { UnavailableError } from '../switch/errors.js';
 import { runAuditCommand } from '../switch/cli/audit.js';
 import type { SwitchApp } from '../switch/app.js';
 import { settlementReport, StatementReader, type StatementCategory, type StatementEntry } from '../switch/domain/reports.js';
@@ -13,11 +16,12 @@ import { auditLedger } from '../switch/ledger/audit.js';
 import { statementMemberOf } from '../switch/ledger/history-reads.js';
 import { parseJournalEntry, type RawStreamEntry } from '../switch/ledger/journal.js';
 import { createLogger } from '../switch/log.js';
-import { OPERATOR_ENV } from './helpers/clients.js';
+import { adminClient, OPERATOR_ENV, operatorMetadata } from './helpers/clients.js';
 import { historyCardNo, HistoryTraffic } from './helpers/history-traffic.js';
 import { startTestPostgres, type TestPostgres } from './helpers/postgres.js';
 import { testRedisUrl } from './helpers/redis.js';
-import { startTestSwitch } from './helpers/switch.js';
+import { call, grpcError, startTestSwitch } from './helpers/switch.js';
+import { waitUntil } from './helpers/cluster-load.js';
 
 const CARDS = 10;
 const DAY_MS = 86_400_000;
@@ -81,6 +85,8 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
+  // A test that failed while PostgreSQL was paused must not leave it stopped.
+  postgres?.resume();
   await store?.close();
   await app?.stop();
   await postgres?.destroy();
@@ -222,5 +228,53 @@ describe('reads across Redis and PostgreSQL', () => {
     expect(withArchive?.ok).toBe(true);
     const archiveProblem = without?.problems.find((p) => p.kind === 'archive');
     expect(archiveProblem?.message).toContain('audit with DATABASE_URL set');
+  });
+
+  // Last: it takes PostgreSQL away.
+  it('with PostgreSQL down, a statement reaching into the archive is UNAVAILABLE with the reason; it reads again once PostgreSQL is back', async () => {
+    const cardNo = historyCardNo(0);
+    const admin = adminClient(app);
+    const statement = (): Promise<CardStatementResponse> =>
+      call(
+        admin,
+        'cardStatement',
+        { cardNumber: cardNo, query: { fromMs: 0, toMs: 0, kinds: [], pageSize: 100, pageToken: '' } },
+        operatorMetadata(),
+      );
+    const whole = (await statement()).page?.lines ?? [];
+    expect(whole.length).toBe(before.get(cardNo)?.length);
+    await postgres.stop();
+    try {
+      const err = await grpcError(statement());
+      expect(err.code).toBe(Status.UNAVAILABLE);
+      expect(err.details).toContain('the journal archive (PostgreSQL) is not answering');
+      expect(err.details).toContain('try again later');
+    } finally {
+      await postgres.restart();
+    }
+    // The pool drops the connections it lost and opens new ones.
+    await waitUntil('the statement to read again', 20_000, async () => (await statement().catch(() => undefined)) !== undefined);
+    expect((await statement()).page?.lines).toEqual(whole);
+  });
+
+  it('with PostgreSQL hung (its processes stopped, connections open), a read gives up after its statement time, and reads again after', async () => {
+    const hungStore = new ArchiveStore({ url: databaseUrl, poolSize: 1, statementTimeoutMs: 1000 });
+    try {
+      await hungStore.position(0);
+      postgres.pause();
+      try {
+        const started = Date.now();
+        const err = await hungStore.cardRows(historyCardNo(0), 0, Number.MAX_SAFE_INTEGER, 10, 0).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(UnavailableError);
+        expect((err as Error).message).toContain('the journal archive (PostgreSQL) is not answering');
+        // The statement time (1 s) and the margin (5 s): not for ever.
+        expect(Date.now() - started).toBeLessThan(15_000);
+      } finally {
+        postgres.resume();
+      }
+      expect((await hungStore.cardRows(historyCardNo(0), 0, Number.MAX_SAFE_INTEGER, 10, 0)).length).toBeGreaterThan(0);
+    } finally {
+      await hungStore.close();
+    }
   });
 });

@@ -10,6 +10,7 @@ import {
   type StreamId,
 } from '../ledger/history-reads.js';
 import { expandJournalRow, JournalFormatError, parseJournalEntry, type RawStreamEntry } from '../ledger/journal.js';
+import { UnavailableError } from '../errors.js';
 import { migrate } from './migrate.js';
 
 /** The documented fields (ledger/README.md "Journal entries") that have their own columns; the rest go to `extra`. */
@@ -19,6 +20,30 @@ export const MAX_ARCHIVE_BATCH = 2000;
 /** The advisory lock partition creation runs under (any fixed number, distinct from the migrator's). */
 const PARTITION_LOCK_ID = 727_301_018;
 const MONTH_PARTITION = /^journal_y(\d{4})m(\d{2})$/;
+
+/**
+ * How much longer than its statement_timeout a query may take before the switch gives up on it itself:
+ * PostgreSQL enforces statement_timeout, but a server that hangs with its connections open (stopped, or
+ * cut off without a reset) enforces nothing, and a reader would wait for ever.
+ */
+const QUERY_TIME_MARGIN_MS = 5000;
+
+/** SQLSTATE classes of an archive that is not answering (not of a query that is wrong). */
+const OUTAGE_SQLSTATE = /^(08|53|57)/;
+
+/**
+ * A failed read of the archive as a caller should see it: PostgreSQL unreachable, restarting, hung or
+ * out of connections becomes UnavailableError (gRPC UNAVAILABLE, HTTP 503: nothing changed, retry later);
+ * an error of the query itself stays what it is (a bug of ours: INTERNAL).
+ */
+export function archiveReadError(err: unknown): unknown {
+  if (err instanceof pg.DatabaseError && !OUTAGE_SQLSTATE.test(err.code ?? '')) return err;
+  if (!(err instanceof Error) || err instanceof JournalFormatError || err instanceof ArchiveInvariantError) return err;
+  return new UnavailableError(
+    `the journal archive (PostgreSQL) is not answering (${err.message.slice(0, 200)}): history older than the live window cannot be read now; try again later`,
+    { reason: 'ARCHIVE_UNAVAILABLE', zh: '历史记录暂时无法查询，请稍后再试' },
+  );
+}
 
 /** One shard's entries after `after`, oldest first, for writeBatches. */
 export interface ArchiveBatch {
@@ -96,6 +121,7 @@ export class ArchiveStore implements JournalArchive {
       connectionTimeoutMillis: 5000,
       idleTimeoutMillis: 30_000,
       statement_timeout: options.statementTimeoutMs,
+      query_timeout: options.statementTimeoutMs + QUERY_TIME_MARGIN_MS,
       application_name: 'cardswitch-history',
     });
     // An idle connection that dies (PostgreSQL restarted) is dropped by the pool; the next query reconnects.
@@ -157,12 +183,21 @@ export class ArchiveStore implements JournalArchive {
   }
 
   async position(shard: number): Promise<StreamId> {
-    const found = await this.pool.query<{ stream_ms: string; stream_seq: string }>(
+    const rows = await this.read<{ stream_ms: string; stream_seq: string }>(
       'SELECT stream_ms, stream_seq FROM archive_position WHERE shard = $1',
       [shard],
     );
-    const row = found.rows[0];
+    const row = rows[0];
     return row === undefined ? STREAM_ID_ZERO : { ms: Number(row.stream_ms), seq: Number(row.stream_seq) };
+  }
+
+  /** A reader's query (JournalArchive): an archive that is not answering is an UnavailableError. */
+  private async read<R extends pg.QueryResultRow>(text: string, values: unknown[]): Promise<R[]> {
+    try {
+      return (await this.pool.query<R>(text, values)).rows;
+    } catch (err) {
+      throw archiveReadError(err);
+    }
   }
 
   /** Every shard's archived position, in one query (0-0 for a shard with none). */
@@ -274,29 +309,30 @@ export class ArchiveStore implements JournalArchive {
   }
 
   async rows(shard: number, from: StreamId, before: StreamId, limit: number): Promise<RawStreamEntry[]> {
-    const found = await this.pool.query<JournalRow>(
+    const rows = await this.read<JournalRow>(
       `SELECT ${ROW_COLUMNS} FROM journal WHERE shard = $1 AND (stream_ms, stream_seq) >= ($2, $3) AND (stream_ms, stream_seq) < ($4, $5)
        ORDER BY stream_ms, stream_seq LIMIT $6`,
       [shard, from.ms, from.seq, before.ms, before.seq, limit],
     );
-    return found.rows.map(rawOf);
+    return rows.map(rawOf);
   }
 
   async entry(shard: number, id: StreamId): Promise<RawStreamEntry | undefined> {
-    const found = await this.pool.query<JournalRow>(
-      `SELECT ${ROW_COLUMNS} FROM journal WHERE shard = $1 AND stream_ms = $2 AND stream_seq = $3`,
-      [shard, id.ms, id.seq],
-    );
-    return found.rows[0] === undefined ? undefined : rawOf(found.rows[0]);
+    const rows = await this.read<JournalRow>(`SELECT ${ROW_COLUMNS} FROM journal WHERE shard = $1 AND stream_ms = $2 AND stream_seq = $3`, [
+      shard,
+      id.ms,
+      id.seq,
+    ]);
+    return rows[0] === undefined ? undefined : rawOf(rows[0]);
   }
 
   async cardRows(cardNo: string, fromMs: number, maxAtMs: number, limit: number, offset: number): Promise<RawStreamEntry[]> {
-    const found = await this.pool.query<JournalRow>(
+    const rows = await this.read<JournalRow>(
       `SELECT ${ROW_COLUMNS} FROM journal WHERE card_no = $1 AND at_ms >= $2 AND at_ms <= $3
        ORDER BY at_ms DESC, stream_ms DESC, stream_seq DESC LIMIT $4 OFFSET $5`,
       [cardNo, fromMs, maxAtMs, limit, offset],
     );
-    return found.rows.map(rawOf);
+    return rows.map(rawOf);
   }
 }
 

@@ -1,7 +1,7 @@
 // One private PostgreSQL cluster per test file (initdb in a temp dir, a free port, its socket in that
 // dir), like the per-run redis-server; stop() and start() again on the same directory and port let a
 // test take PostgreSQL away and bring it back.
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -13,10 +13,31 @@ export interface TestPostgres {
   stop(): Promise<void>;
   /** Starts it again on the same directory and port. */
   restart(): Promise<void>;
+  /** Stops every process of the server (SIGSTOP to its process group): it hangs with its connections open. */
+  pause(): void;
+  /** Lets a paused server go on (SIGCONT). */
+  resume(): void;
   /** A fresh database on this cluster (one per test: the archive holds one ledger); its URL. */
   database(name: string): Promise<string>;
   /** Stops it and removes its directory. */
   destroy(): Promise<void>;
+}
+
+/** The processes whose parent is `parent` (a postmaster's backends each lead their own process group). */
+function childrenOf(parent: number): number[] {
+  const children: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // "pid (comm) state ppid ...": the command may hold spaces and parentheses, so read after the last ")".
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === parent) children.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return children;
 }
 
 export async function startTestPostgres(): Promise<TestPostgres> {
@@ -36,6 +57,14 @@ export async function startTestPostgres(): Promise<TestPostgres> {
     restart: async () => {
       if (server !== undefined) throw new Error('the test PostgreSQL is running');
       server = await startLocalPostgres({ dataDir, port, startTimeoutMs: 60_000, database: 'cardswitch' });
+    },
+    pause: () => {
+      if (server?.process.pid === undefined) throw new Error('the test PostgreSQL is not running');
+      for (const pid of [server.process.pid, ...childrenOf(server.process.pid)]) process.kill(pid, 'SIGSTOP');
+    },
+    resume: () => {
+      if (server?.process.pid === undefined) return;
+      for (const pid of [server.process.pid, ...childrenOf(server.process.pid)]) process.kill(pid, 'SIGCONT');
     },
     database: async (name: string) => {
       if (!/^[a-z][a-z0-9_]{0,40}$/.test(name)) throw new Error(`database name ${name}`);
