@@ -39,10 +39,12 @@ const OUTAGE_SQLSTATE = /^(08|53|57)/;
 export function archiveReadError(err: unknown): unknown {
   if (err instanceof pg.DatabaseError && !OUTAGE_SQLSTATE.test(err.code ?? '')) return err;
   if (!(err instanceof Error) || err instanceof JournalFormatError || err instanceof ArchiveInvariantError) return err;
-  return new UnavailableError(
-    `the journal archive (PostgreSQL) is not answering (${err.message.slice(0, 200)}): history older than the live window cannot be read now; try again later`,
+  // The cause (which host, which error) is for the log, not for the cardholder or the POS.
+  const outage = new UnavailableError(
+    'the journal archive (PostgreSQL) is not answering: history older than the live window cannot be read now; try again later',
     { reason: 'ARCHIVE_UNAVAILABLE', zh: '历史记录暂时无法查询，请稍后再试' },
   );
+  return Object.assign(outage, { cause: err });
 }
 
 /** One shard's entries after `after`, oldest first, for writeBatches. */
