@@ -1,5 +1,6 @@
 // The ledger's Sentinel client (switch/redis/cluster.ts, the options the switch gives it) against a real
-// master, replica and three Sentinels on loopback, in the two ways a Sentinel can leave it stranded:
+// master, replica and three Sentinels on loopback, in the three ways Sentinels could leave it stranded:
+// - none of them answering when the switch starts: it used to ask them again for ever, and never fail;
 // - a failover announced (+switch-master) while the client is asking a Sentinel where the master is: ioredis
 //   aborts that question and ends the client for good ("Connection is closed." on every command, which one
 //   POS saw for a whole minute in a CI run of test/cluster-sentinel);
