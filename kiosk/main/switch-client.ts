@@ -108,6 +108,7 @@ export function mapSwitchError(err: unknown): MappedFailure {
   switch (err.code) {
     case Status.UNAVAILABLE:
       if (/did not answer the recharge order/.test(details)) return { error: 'channel_unavailable' };
+      if (/journal archive \(PostgreSQL\) is not answering/.test(details)) return { error: 'history_unavailable' };
       return { error: 'unreachable' };
     case Status.DEADLINE_EXCEEDED:
     case Status.CANCELLED:

@@ -913,7 +913,9 @@ function entryScreen(flow: Flow): HTMLElement {
 // ---- error ----------------------------------------------------------------------------------------
 
 function errorScreen(s: Extract<Screen, { name: 'error' }>): HTMLElement {
-  const retryable = ['unreachable', 'channel_unavailable', 'fee_pending', 'failed'].includes(s.failure.error) && s.retry !== undefined;
+  const retryable =
+    ['unreachable', 'history_unavailable', 'channel_unavailable', 'fee_pending', 'failed'].includes(s.failure.error) &&
+    s.retry !== undefined;
   const back = s.back === 'home' && state.holder !== undefined ? goHome : goIdle;
   return h(
     'section',

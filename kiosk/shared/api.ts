@@ -23,6 +23,7 @@ export interface CardView {
 /** Every failure the renderer has a screen or a message for. */
 export type ErrorCode =
   | 'unreachable' // the switch does not answer (down, restarting, network)
+  | 'history_unavailable' // the switch answers, but the archive of older statement lines does not (PostgreSQL down)
   | 'card_unknown' // not a card of this campus
   | 'card_replaced'
   | 'card_cancelled'
