@@ -234,11 +234,11 @@ describe('reads across Redis and PostgreSQL', () => {
   it('with PostgreSQL down, a statement reaching into the archive is UNAVAILABLE with the reason; it reads again once PostgreSQL is back', async () => {
     const cardNo = historyCardNo(0);
     const admin = adminClient(app);
-    const statement = (): Promise<CardStatementResponse> =>
+    const statement = (pageSize = 100): Promise<CardStatementResponse> =>
       call(
         admin,
         'cardStatement',
-        { cardNumber: cardNo, query: { fromMs: 0, toMs: 0, kinds: [], pageSize: 100, pageToken: '' } },
+        { cardNumber: cardNo, query: { fromMs: 0, toMs: 0, kinds: [], pageSize, pageToken: '' } },
         operatorMetadata(),
       );
     const whole = (await statement()).page?.lines ?? [];
@@ -249,6 +249,8 @@ describe('reads across Redis and PostgreSQL', () => {
       expect(err.code).toBe(Status.UNAVAILABLE);
       expect(err.details).toContain('the journal archive (PostgreSQL) is not answering');
       expect(err.details).toContain('try again later');
+      // The newest lines are still in Redis: a first page of them reads as before.
+      expect((await statement(3)).page?.lines).toEqual(whole.slice(0, 3));
     } finally {
       await postgres.restart();
     }
