@@ -85,11 +85,15 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  // A test that failed while PostgreSQL was paused must not leave it stopped.
-  postgres?.resume();
-  await store?.close();
-  await app?.stop();
-  await postgres?.destroy();
+  try {
+    // A test that failed while PostgreSQL was paused must not leave it stopped.
+    postgres?.resume();
+    await store?.close();
+    await app?.stop();
+  } finally {
+    // Whatever failed above, the server goes: a file left running is a PostgreSQL for good.
+    await postgres?.destroy();
+  }
 });
 
 describe('reads across Redis and PostgreSQL', () => {

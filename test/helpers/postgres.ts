@@ -40,6 +40,17 @@ function childrenOf(parent: number): number[] {
   return children;
 }
 
+/** `signal` to a postmaster and each of its processes; one that ended meanwhile (a backend) is passed over. */
+function signalAll(postmaster: number, signal: NodeJS.Signals): void {
+  for (const pid of [postmaster, ...childrenOf(postmaster)]) {
+    try {
+      process.kill(pid, signal);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+    }
+  }
+}
+
 export async function startTestPostgres(): Promise<TestPostgres> {
   const root = mkdtempSync(join(tmpdir(), 'cardswitch-test-pg-'));
   // Searchable by the postgres user when the tests run as root (the server then runs as postgres).
@@ -60,11 +71,10 @@ export async function startTestPostgres(): Promise<TestPostgres> {
     },
     pause: () => {
       if (server?.process.pid === undefined) throw new Error('the test PostgreSQL is not running');
-      for (const pid of [server.process.pid, ...childrenOf(server.process.pid)]) process.kill(pid, 'SIGSTOP');
+      signalAll(server.process.pid, 'SIGSTOP');
     },
     resume: () => {
-      if (server?.process.pid === undefined) return;
-      for (const pid of [server.process.pid, ...childrenOf(server.process.pid)]) process.kill(pid, 'SIGCONT');
+      if (server?.process.pid !== undefined) signalAll(server.process.pid, 'SIGCONT');
     },
     database: async (name: string) => {
       if (!/^[a-z][a-z0-9_]{0,40}$/.test(name)) throw new Error(`database name ${name}`);
