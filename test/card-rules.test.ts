@@ -1,7 +1,7 @@
 // Card passwords, password-free limits, daily cap, loss, replacement, freeze: the rules of issue 3,
 // against a real switch and Redis.
 import { status as Status, type ServiceError } from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CardStatus, DeclineReason, Outcome } from '../proto/gen/cardswitch/v1/common.js';
 import type { AuthorizeResponse } from '../proto/gen/cardswitch/v1/pos.js';
 import type { SwitchApp } from '../switch/app.js';
@@ -227,6 +227,65 @@ describe('change password', () => {
     expect(await app.redis.hget(app.keys.account('1201'), 'pwdinit')).toBe('0');
     expect((await pay('AA001201', 6000, PIN)).declineReason).toBe(DeclineReason.DECLINE_REASON_WRONG_PIN);
     expect((await pay('AA001201', 6000, '246802')).outcome).toBe(Outcome.OUTCOME_APPROVED);
+  });
+
+  it('300 parallel changes with the right old password: exactly one is told "changed", and its new password is the one that works', async () => {
+    // The card's hash is at the import cost (1024), so the first right check also stores a full-cost rehash:
+    // the change must then replace that rehash, not the hash it verified, and still succeed once.
+    await newCard('1202', 'AA001202', 50_000);
+    const holder = { card: { cardSerial: 'AA001202' } };
+    const newPins = Array.from({ length: 300 }, (_, i) => String(200_000 + i));
+    const answers = await Promise.all(
+      newPins.map((newPassword) =>
+        call(kiosk, 'changePassword', { cardholder: holder, oldPassword: PIN, newPassword }, kioskMd).then(
+          () => 'changed',
+          (e: ServiceError) => `${Status[e.code]} ${/\(([^)]*)\)$/.exec(e.details)?.[1] ?? e.details}`,
+        ),
+      ),
+    );
+    const told = newPins.filter((_, i) => answers[i] === 'changed');
+    expect(told).toHaveLength(1);
+    const stored = (await app.redis.hget(app.keys.account('1202'), 'pwd')) ?? '';
+    expect(await app.context.passwords.verify(told[0] ?? '', stored)).toBe(true);
+    expect(await app.context.passwords.verify(PIN, stored)).toBe(false);
+    // The others: changed meanwhile (their old password was right against the hash the winner replaced),
+    // wrong (checked after it), or busy (more checks of the card in flight than attempts left).
+    const others = new Set(answers.filter((a) => a !== 'changed').map((a) => a.split(' ')[0]));
+    expect([...others].every((code) => ['ALREADY_EXISTS', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED'].includes(code ?? ''))).toBe(true);
+    for (const answer of answers.filter((a) => a.startsWith('ALREADY_EXISTS')))
+      expect(answer).toBe('ALREADY_EXISTS 密码刚被修改，本次修改未生效');
+    expect((await pay('AA001202', 6000, told[0] ?? '')).outcome).toBe(Outcome.OUTCOME_APPROVED);
+  });
+
+  it('a change whose old password was verified before another change completed is refused as "changed meanwhile", not stored over it', async () => {
+    await newCard('1203', 'AA001203', 50_000, { pwd: await passwordHash(app, PIN, app.context.config.passwordScryptN) });
+    const holder = { card: { cardSerial: 'AA001203' } };
+    const pool = app.context.passwords;
+    const verify = pool.verify.bind(pool);
+    let interleaved = false;
+    // The pool verifies the first change's old password; before it answers, a second change runs to the end.
+    const spy = vi.spyOn(pool, 'verify').mockImplementation(async (pin, encoded) => {
+      const right = await verify(pin, encoded);
+      if (!interleaved) {
+        interleaved = true;
+        await call(kiosk, 'changePassword', { cardholder: holder, oldPassword: PIN, newPassword: '314159' }, kioskMd);
+      }
+      return right;
+    });
+    try {
+      const first = await expectStatus(
+        call(kiosk, 'changePassword', { cardholder: holder, oldPassword: PIN, newPassword: '271828' }, kioskMd),
+        Status.ALREADY_EXISTS,
+      );
+      expect(first.details).toContain('changed by another request at the same time, so this change was not made');
+      expect(first.details).toContain('密码刚被修改');
+    } finally {
+      spy.mockRestore();
+    }
+    expect(interleaved).toBe(true);
+    const stored = (await app.redis.hget(app.keys.account('1203'), 'pwd')) ?? '';
+    expect(await pool.verify('314159', stored)).toBe(true);
+    expect((await pay('AA001203', 6000, '314159')).outcome).toBe(Outcome.OUTCOME_APPROVED);
   });
 });
 

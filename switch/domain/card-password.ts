@@ -97,8 +97,13 @@ export async function checkCardPassword(
   pin: string,
   source: PasswordCheckSource = {},
 ): Promise<PasswordCheck> {
+  return (await checkCardPasswordAt(ctx, cardNo, pin, source)).check;
+}
+
+/** checkCardPassword with what the check saw: the hash it verified against (a password change writes over that one only). */
+async function checkCardPasswordAt(ctx: SwitchContext, cardNo: string, pin: string, source: PasswordCheckSource): Promise<CardCheck> {
   const terminalId = source.terminalId;
-  if (terminalId === undefined) return (await checkCardOnly(ctx, cardNo, pin)).check;
+  if (terminalId === undefined) return checkCardOnly(ctx, cardNo, pin);
   const taken = await takeTerminalPasswordCheck(ctx, terminalId);
   if (taken.code !== 'go') throw terminalPasswordLimitError(ctx, terminalId, taken.code);
   let checked: CardCheck;
@@ -121,20 +126,30 @@ export async function checkCardPassword(
       text: `terminal ${terminalId} entered ${ctx.config.terminalPasswordFailuresPerHour} wrong card passwords this hour; its password checks are refused until the next hour`,
     });
   }
-  return checked.check;
+  return checked;
 }
 
 interface CardCheck {
   readonly check: PasswordCheck;
   /** The worker verified the password and it was wrong (what a terminal's allowance counts). */
   readonly verifiedWrong: boolean;
+  /**
+   * For a right password: the card's hash it is right against, as stored when the check settled (the
+   * hash verified, or the full-cost rehash the check stored in its place); undefined when the hash was
+   * changed between the check's take and its settle (a password change, or a parallel right check storing
+   * its rehash first), so nothing here says the password is still right now.
+   */
+  readonly verifiedHash?: string;
+  /** The card's document number as the check read it (the initial password derives from it). */
+  readonly documentNumber: string;
 }
 
 async function checkCardOnly(ctx: SwitchContext, cardNo: string, pin: string): Promise<CardCheck> {
   const state = await passwordScript(ctx, cardNo, ['take', String(ctx.now())]);
-  if (state.code === 'unknown_card') return { check: { ok: false, reason: 'unknown_card' }, verifiedWrong: false };
-  if (state.code === 'locked') return { check: { ok: false, reason: 'locked' }, verifiedWrong: false };
-  if (state.code === 'busy') return { check: { ok: false, reason: 'busy' }, verifiedWrong: false };
+  const documentNumber = state.documentNumber;
+  if (state.code === 'unknown_card') return { check: { ok: false, reason: 'unknown_card' }, verifiedWrong: false, documentNumber };
+  if (state.code === 'locked') return { check: { ok: false, reason: 'locked' }, verifiedWrong: false, documentNumber };
+  if (state.code === 'busy') return { check: { ok: false, reason: 'busy' }, verifiedWrong: false, documentNumber };
   let right = false;
   try {
     right = PIN_PATTERN.test(pin) && (await passwordMatches(ctx, pin, state));
@@ -145,8 +160,8 @@ async function checkCardOnly(ctx: SwitchContext, cardNo: string, pin: string): P
   }
   if (!right) {
     const after = await passwordScript(ctx, cardNo, ['fail']);
-    if (after.code === 'locked') return { check: { ok: false, reason: 'locked' }, verifiedWrong: true };
-    return { check: { ok: false, reason: 'wrong', attemptsLeft: after.attemptsLeft }, verifiedWrong: true };
+    if (after.code === 'locked') return { check: { ok: false, reason: 'locked' }, verifiedWrong: true, documentNumber };
+    return { check: { ok: false, reason: 'wrong', attemptsLeft: after.attemptsLeft }, verifiedWrong: true, documentNumber };
   }
   // An imported card has no hash yet, and cards imported before that have one at a lower cost: after a
   // correct entry, store a full-cost hash. One that cannot be made now (pool full) is left for the next
@@ -155,9 +170,11 @@ async function checkCardOnly(ctx: SwitchContext, cardNo: string, pin: string): P
   const rehash = upgrade ? await ctx.passwords.hash(pin, ctx.config.passwordScryptN).catch(() => '') : '';
   // A stale answer (3) means the hash changed since the take: mostly a parallel check of the same right
   // password storing its hash first, or a change of the password (whose hash is then kept, not overwritten
-  // with this one). The password verified against the card's hash of that moment.
-  await passwordScript(ctx, cardNo, ['ok', state.storedHash, rehash]);
-  return { check: { ok: true }, verifiedWrong: false };
+  // with this one). The password verified against the card's hash of that moment, so the check is still
+  // right; only a change of the password needs the hash to be the same now (verifiedHash).
+  const settled = await passwordScript(ctx, cardNo, ['ok', state.storedHash, rehash]);
+  if (settled.code !== 'done') return { check: { ok: true }, verifiedWrong: false, documentNumber };
+  return { check: { ok: true }, verifiedWrong: false, verifiedHash: rehash !== '' ? rehash : state.storedHash, documentNumber };
 }
 
 /**
@@ -179,10 +196,16 @@ export async function requireCardPassword(
   pin: string,
   source: PasswordCheckSource = {},
 ): Promise<void> {
+  await requireCardPasswordAt(ctx, cardNo, pin, source);
+}
+
+/** requireCardPassword answering what the right password was checked against (for a change of it). */
+async function requireCardPasswordAt(ctx: SwitchContext, cardNo: string, pin: string, source: PasswordCheckSource): Promise<CardCheck> {
   if (pin === '') throw new InvalidArgumentError('password is required (the 6-digit card password)', PASSWORD_FORMAT);
   if (!PIN_PATTERN.test(pin)) throw new InvalidArgumentError('password must be exactly 6 digits', PASSWORD_FORMAT);
-  const check = await checkCardPassword(ctx, cardNo, pin, source);
-  if (check.ok) return;
+  const checked = await checkCardPasswordAt(ctx, cardNo, pin, source);
+  const check = checked.check;
+  if (check.ok) return checked;
   if (check.reason === 'unknown_card') throw new NotFoundError(`card ${cardNo} does not exist`);
   if (check.reason === 'locked') throw new PasswordLockedError();
   if (check.reason === 'busy') throw passwordBusyError();
@@ -209,23 +232,31 @@ export async function changeCardPassword(
       zh: '新密码不能与原密码相同',
       field: 'newPassword',
     });
-  await requireCardPassword(ctx, cardNo, oldPin, source);
-  const state = await passwordScript(ctx, cardNo, ['state']);
-  if (state.documentNumber !== '' && state.documentNumber.length >= 6 && newPin === initialPassword(state.documentNumber)) {
+  // The new hash replaces only the hash the old password was verified against: of parallel changes with
+  // the right old password exactly one is stored; each of the others finds the hash changed and is told so
+  // (never "changed" while another new password is the one that works).
+  const checked = await requireCardPasswordAt(ctx, cardNo, oldPin, source);
+  const docn = checked.documentNumber;
+  if (docn.length >= 6 && newPin === initialPassword(docn)) {
     throw new InvalidArgumentError('new_password must not be the initial password (the last six characters of the document number)', {
       reason: 'NEW_PASSWORD_INITIAL',
       zh: '新密码不能是初始密码（证件号后六位）',
       field: 'newPassword',
     });
   }
+  if (checked.verifiedHash === undefined) throw passwordChangedMeanwhileError();
   const newHash = await ctx.passwords.hash(newPin, ctx.config.passwordScryptN);
-  const result = await passwordScript(ctx, cardNo, ['set', state.storedHash, newHash, '1']);
-  if (result.code === 'stale')
-    throw new AlreadyExistsError('the password was changed at the same time elsewhere; check it and try again', {
-      reason: 'PASSWORD_CHANGED_MEANWHILE',
-      zh: '密码刚被修改，请核对后重试',
-    });
+  const result = await passwordScript(ctx, cardNo, ['set', checked.verifiedHash, newHash, '1']);
+  if (result.code === 'stale') throw passwordChangedMeanwhileError();
   if (result.code === 'locked') throw new PasswordLockedError();
+}
+
+/** The refusal of a change whose old password was right against a hash that another change replaced meanwhile. */
+function passwordChangedMeanwhileError(): AlreadyExistsError {
+  return new AlreadyExistsError(
+    'the card password was changed by another request at the same time, so this change was not made; enter the current password and try again (密码刚被修改，本次修改未生效)',
+    { reason: 'PASSWORD_CHANGED_MEANWHILE', zh: '密码刚被其他操作修改，本次修改未生效，请用当前密码重试' },
+  );
 }
 
 /** True while the stored password is still the initial one (the e-card page nags to change it). */
