@@ -276,6 +276,26 @@ describe('what credits nothing', () => {
     expect(await dumpKeySpace(app.redis, app.context.config.keyPrefix)).toEqual(before);
   });
 
+  it('the same request id on the other channel is refused (409), and the first order keeps its place and its state', async () => {
+    const { cardNo, token } = await holder(0);
+    const first = await newOrder(token, 'wechat', 1000, 'same-req-1');
+    expect(first.status).toBe(201);
+    const before = await dumpKeySpace(app.redis, app.context.config.keyPrefix);
+    const other = await newOrder(token, 'alipay', 1000, 'same-req-1');
+    expect(other.status).toBe(409);
+    expect(other.body['error']).toMatchObject({ code: 'IDEMPOTENCY_CONFLICT' });
+    expect(await dumpKeySpace(app.redis, app.context.config.keyPrefix)).toEqual(before);
+    const orderId = first.body['orderId'] as string;
+    expect(await state(token, orderId)).toMatchObject({ channel: 'wechat', state: 'pending' });
+    await sims.wechat.payOrder(orderId);
+    await waitFor(
+      'the credit',
+      () => balanceOf(cardNo),
+      (fen) => fen === 1000,
+    );
+    expect(await state(token, orderId)).toMatchObject({ channel: 'wechat', state: 'paid' });
+  });
+
   it('the daily maximum counts unpaid orders: three of 999 yuan leave 3 yuan for a fourth', async () => {
     const { token } = await holder(0);
     for (let i = 0; i < 3; i++) expect((await newOrder(token, 'alipay', 99_900)).status).toBe(201);
@@ -347,12 +367,12 @@ describe('recharge by query', () => {
 describe('Alipay 校园派 (school, name and student number typed in Alipay)', () => {
   const SCHOOL = '北京信息科技大学';
 
-  async function student(name: string): Promise<{ cardNo: string; personNumber: string }> {
-    const { cardNo } = await holder(0);
+  async function student(name: string): Promise<{ cardNo: string; personNumber: string; token: string }> {
+    const { cardNo, token } = await holder(0);
     const personNumber = `2026${cardNo}`;
     await app.redis.hset(app.keys.account(cardNo), 'name', name, 'sno', personNumber);
     await app.redis.set(app.keys.personNumber(personNumber), cardNo);
-    return { cardNo, personNumber };
+    return { cardNo, personNumber, token };
   }
 
   const notifyUrl = (): string => `${base}/api/v1/channels/alipay/notify`;
@@ -383,6 +403,57 @@ describe('Alipay 校园派 (school, name and student number typed in Alipay)', (
     }
     expect(await balanceOf(cardNo)).toBe(0);
     expect(await rechargeEntries(cardNo)).toBe(0);
+  });
+
+  it('a payment refused and refunded stays refused when Alipay sends it again after the number is imported', async () => {
+    const { cardNo } = await holder(0);
+    const personNumber = `2027${cardNo}`;
+    const payerId = sims.alipay.newPayer({ balanceFen: 5000 });
+    const paid = sims.alipay.campusRecharge({ school: SCHOOL, name: '孙八', personNumber, amountFen: 5000, payerId }, notifyUrl());
+    expect((await paid.notified).map((d) => d.reply)).toEqual(['success']);
+    expect(sims.alipay.balanceOf(payerId)).toBe(5000);
+    // The card office imports the number; Alipay, whose 'success' was lost, sends the payment again.
+    await app.redis.hset(app.keys.account(cardNo), 'name', '孙八', 'sno', personNumber);
+    await app.redis.set(app.keys.personNumber(personNumber), cardNo);
+    const again = await sims.alipay.notify(paid.outTradeNo, { status: 'TRADE_SUCCESS', times: 2 });
+    expect(again.map((d) => d.reply)).toEqual(['success', 'success']);
+    expect(sims.alipay.balanceOf(payerId)).toBe(5000);
+    expect(await balanceOf(cardNo)).toBe(0);
+    expect(await rechargeEntries(cardNo)).toBe(0);
+  });
+
+  it('a payment credited stays credited (not refunded) when Alipay sends it again after the name changed', async () => {
+    const { cardNo, personNumber } = await student('周九');
+    const payerId = sims.alipay.newPayer({ balanceFen: 8000 });
+    const paid = sims.alipay.campusRecharge({ school: SCHOOL, name: '周九', personNumber, amountFen: 8000, payerId }, notifyUrl());
+    expect((await paid.notified).map((d) => d.reply)).toEqual(['success']);
+    await app.redis.hset(app.keys.account(cardNo), 'name', '周玖');
+    const again = await sims.alipay.notify(paid.outTradeNo, { status: 'TRADE_SUCCESS' });
+    expect(again.map((d) => d.reply)).toEqual(['success']);
+    expect(sims.alipay.balanceOf(payerId)).toBe(0);
+    expect(await balanceOf(cardNo)).toBe(8000);
+    expect(await rechargeEntries(cardNo)).toBe(1);
+  });
+
+  it("the day's maximum counts the card's unpaid QR orders: a 校园派 payment over it is refused, and the orders still credit", async () => {
+    const { cardNo, personNumber, token } = await student('吴十');
+    const orders: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const made = await newOrder(token, 'alipay', 99_900);
+      expect(made.status).toBe(201);
+      orders.push(made.body['orderId'] as string);
+    }
+    const payerId = sims.alipay.newPayer({ balanceFen: 99_900 });
+    const campus = sims.alipay.campusRecharge({ school: SCHOOL, name: '吴十', personNumber, amountFen: 99_900, payerId }, notifyUrl());
+    expect((await campus.notified).map((d) => d.reply)).toEqual(['success']);
+    expect(sims.alipay.balanceOf(payerId)).toBe(99_900);
+    for (const orderId of orders) await sims.alipay.payOrder(orderId).notified;
+    expect(await balanceOf(cardNo)).toBe(3 * 99_900);
+    expect(await rechargeEntries(cardNo)).toBe(3);
+    // Refused over the day is refused for good: sent again, it is refunded again (idempotently), never credited.
+    await sims.alipay.notify(campus.outTradeNo, { status: 'TRADE_SUCCESS' });
+    expect(sims.alipay.balanceOf(payerId)).toBe(99_900);
+    expect(await balanceOf(cardNo)).toBe(3 * 99_900);
   });
 });
 

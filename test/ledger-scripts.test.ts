@@ -242,9 +242,12 @@ const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args:
     { keys: 1, args: ['ok', DAY, 5, 'hash', ''] },
     { keys: 1, args: ['set', DAY, 5, 'hash', 'hash2', '1'] },
   ],
-  recharge: [{ keys: 5, args: ['C1', 'WECHAT', 'ORD-0001', 100, 'rch|C1|100|WECHAT', 'kiosk-1', NOW, DAY, 0, 3600, '', 'chan', 3600] }],
+  recharge: [
+    { keys: 6, args: ['C1', 'WECHAT', 'ORD-0001', 100, 'rch|C1|100|WECHAT', 'kiosk-1', NOW, DAY, 0, 3600, '', '0', 'chan', 3600] },
+    { keys: 6, args: ['C1', 'ALIPAY', 'ORD-0002', 100, 'rch|C1|100|ALIPAY', 'alipay', NOW, DAY, 300_000, 3600, '', '1', 'chan', 3600] },
+  ],
   'recharge-order': [
-    { keys: 4, args: ['create', 'C1', 'WECHAT', 'R00ab', 100, 'rco|C1|WECHAT|100', NOW, NOW + 60_000, DAY, 0, 3600, 5, 'holder'] },
+    { keys: 5, args: ['create', 'C1', 'WECHAT', 'R00ab', 100, 'rco|C1|WECHAT|100', NOW, NOW + 60_000, DAY, 0, 3600, 5, 'holder'] },
     { keys: 4, args: ['finish', 'WECHAT', 'R00ab', 'X', NOW] },
     { keys: 4, args: ['requery', 'WECHAT', 'R00ab', NOW, NOW + 5000, 10] },
   ],

@@ -9,6 +9,7 @@ import { ManualRechargeRequest, ManualRechargeResponse, type AdjustResponse } fr
 import type { SwitchApp } from '../switch/app.js';
 import { auditLedger } from '../switch/ledger/audit.js';
 import { MoneyLedger } from '../switch/ledger/money.js';
+import { createRechargeOrder, rechargeOrderId } from '../switch/ledger/recharge-orders.js';
 import { adminClient, operatorMetadata, startClockedSwitch, TestClock } from './helpers/clients.js';
 import { call, dumpKeySpace, grpcError, openCard, readJournal, unaryBytes } from './helpers/switch.js';
 
@@ -245,6 +246,78 @@ describe('channel order credits (recharge.lua)', () => {
         })
       ).code,
     ).toBe('credited');
+  });
+
+  it("counts the card's unpaid recharge orders of the day against the maximum, and a paid order stops holding its amount", async () => {
+    const card = await newCard(0);
+    const nowMs = clock.now();
+    const order = (orderId: string, amountFen: number) =>
+      createRechargeOrder(app.context, {
+        cardNo: card.cardNo,
+        channel: 'ALIPAY',
+        orderId,
+        amountFen,
+        expiresAtMs: nowMs + 600_000,
+        dailyLimitFen: DAILY_LIMIT_FEN,
+        source: 'holder',
+        nowMs,
+      });
+    const unpaid = rechargeOrderId(app.context, card.cardNo, 'holder|unpaid');
+    const paid = rechargeOrderId(app.context, card.cardNo, 'holder|paid');
+    expect((await order(unpaid, 100_000)).code).toBe('created');
+    expect((await order(paid, 30_000)).code).toBe('created');
+    const counter = (orderId: string, amountFen: number) =>
+      app.context.money.recharge({
+        cardNo: card.cardNo,
+        channel: 'COUNTER',
+        orderId,
+        amountFen,
+        source: 'desk',
+        reason: '',
+        dailyLimitFen: DAILY_LIMIT_FEN,
+      });
+    // 1,300.00 yuan held by the two orders: 200.01 more is over the 1,500.00 of the day.
+    const before = await snapshot(card.cardNo);
+    expect(await counter('held-0001', 20_001)).toMatchObject({ code: 'daily_limit_exceeded', rechargeableTodayFen: 20_000 });
+    expect(await snapshot(card.cardNo)).toEqual(before);
+    // The order is paid (credited without a limit: its amount was held): it holds nothing any more, and
+    // the day still has 200.00 yuan, not 200.00 less again.
+    const credit = await app.context.money.recharge({
+      cardNo: card.cardNo,
+      channel: 'ALIPAY',
+      orderId: paid,
+      amountFen: 30_000,
+      source: 'alipay',
+      reason: '',
+      dailyLimitFen: 0,
+    });
+    expect(credit.code).toBe('credited');
+    expect(await app.redis.hkeys(app.keys.rechargeOpen(card.cardNo))).toEqual([unpaid]);
+    expect(await counter('held-0002', 20_000)).toMatchObject({ code: 'credited', rechargeableTodayFen: 0 });
+  });
+
+  it('keeps a refusal on the order when asked (a payment the channel took): refused for good, the next day too', async () => {
+    const card = await newCard(0);
+    const money = (dayOffset: number) => new MoneyLedger(app.keys, app.context.scripts, 3600, () => clock.now() + dayOffset * 86_400_000);
+    const input = {
+      cardNo: card.cardNo,
+      channel: 'ALIPAY' as const,
+      orderId: 'campus-keep-0001',
+      amountFen: DAILY_LIMIT_FEN + 1,
+      source: 'alipay',
+      reason: '',
+      dailyLimitFen: DAILY_LIMIT_FEN,
+    };
+    const refused = await money(0).recharge({ ...input, keepRefusal: true });
+    expect(refused.code).toBe('daily_limit_exceeded');
+    const before = await snapshot(card.cardNo);
+    // Another day, a higher maximum: the order stays refused, nothing moves.
+    expect(await money(1).recharge({ ...input, keepRefusal: true, dailyLimitFen: 0 })).toEqual(refused);
+    expect(await snapshot(card.cardNo)).toEqual(before);
+    // Without keepRefusal a refusal is not kept: the same order credits once allowed.
+    const plain = { ...input, orderId: 'campus-plain-0001' };
+    expect((await money(0).recharge(plain)).code).toBe('daily_limit_exceeded');
+    expect((await money(1).recharge({ ...plain, dailyLimitFen: 0 })).code).toBe('credited');
   });
 
   it('credits a lost or frozen card (a loss report does not block recharge) but not a cancelled one', async () => {

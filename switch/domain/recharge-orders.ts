@@ -23,6 +23,7 @@ import {
 } from '../errors.js';
 import {
   createRechargeOrder,
+  decideCampusPayment,
   finishRechargeOrder,
   MAX_OPEN_ORDERS_PER_CARD,
   pendingRechargeOrders,
@@ -30,6 +31,7 @@ import {
   attentionRechargeOrders,
   rechargeOrderId,
   requeryRechargeOrder,
+  type CampusDecision,
   type OrderChannelCode,
   type RechargeOrderRecord,
 } from '../ledger/recharge-orders.js';
@@ -563,6 +565,9 @@ export async function settlePendingRechargeOrders(
 // maximum) is refunded in full at Alipay at once rather than left for reconciliation: the payer typed
 // a card that is not theirs to pay, nobody can be credited, and only a refund makes them whole. The
 // refund is idempotent (out_request_no from the trade), so a resent notification refunds nothing twice.
+// The decision is made once per payment and kept (decideCampusPayment; a refusal inside recharge.lua is
+// kept on the order too), so a resend never credits what was refunded nor refunds what was credited.
+// The day's maximum counts the card's unpaid QR orders of the day as well (recharge.lua).
 
 interface CampusFields {
   readonly school: string;
@@ -587,26 +592,36 @@ async function settleCampusPayment(ctx: SwitchContext, notified: VerifiedNotific
     ctx.log.error(where, '校园派 payment with an out_trade_no the ledger cannot record: left for reconciliation');
     return 'not_creditable';
   }
-  const refuse = (why: string): Promise<SettleOutcome> => refundCampusPayment(ctx, notified, why);
-  if (campus.school !== ctx.config.campusSchoolName) return refuse('another school');
-  if (notified.amountFen > channelMaxFen(ctx.config, 'ALIPAY')) return refuse('over the Alipay single-recharge maximum');
-  const cardNo = await ctx.cards.cardForPersonNumber(campus.personNumber);
-  if (cardNo === undefined) return refuse('no card has this student or staff number');
-  const record = await readCardRecord(ctx, cardNo);
-  if (record.name.trim() === '' || record.name.trim() !== campus.name) return refuse('the name is not the cardholder name of this number');
+  // The first delivery's decision stands for every resend of the same payment (ledger/recharge-orders.ts).
+  const decision = await decideCampusPayment(ctx, notified.outTradeNo, await campusDecision(ctx, notified, campus));
+  if ('refused' in decision) return refundCampusPayment(ctx, notified, decision.refused);
   const source = /^[A-Za-z0-9_-]{1,64}$/.test(notified.channelTxnId) ? notified.channelTxnId : 'alipay';
   const result = await ctx.money.recharge({
-    cardNo,
+    cardNo: decision.cardNo,
     channel: 'ALIPAY',
     orderId: notified.outTradeNo,
     amountFen: notified.amountFen,
     source,
     reason: '',
     dailyLimitFen: ctx.config.dailyRechargeLimitFen,
+    // Refused now (over the day's maximum, a cancelled card), refused for good: the payer gets it back.
+    keepRefusal: true,
   });
-  if (result.code !== 'credited') return refuse(`not creditable (${result.code})`);
+  if (result.code !== 'credited') return refundCampusPayment(ctx, notified, `not creditable (${result.code})`);
   ctx.log.info({ ...where, amountFen: notified.amountFen, transactionId: result.transactionId }, '校园派 recharge credited');
   return 'credited';
+}
+
+/** Whose card a 校园派 payment credits by what the payer typed, or why it is refused. */
+async function campusDecision(ctx: SwitchContext, notified: VerifiedNotification, campus: CampusFields): Promise<CampusDecision> {
+  if (campus.school !== ctx.config.campusSchoolName) return { refused: 'another school' };
+  if (notified.amountFen > channelMaxFen(ctx.config, 'ALIPAY')) return { refused: 'over the Alipay single-recharge maximum' };
+  const cardNo = await ctx.cards.cardForPersonNumber(campus.personNumber);
+  if (cardNo === undefined) return { refused: 'no card has this student or staff number' };
+  const record = await readCardRecord(ctx, cardNo);
+  if (record.name.trim() === '' || record.name.trim() !== campus.name)
+    return { refused: 'the name is not the cardholder name of this number' };
+  return { cardNo };
 }
 
 /**

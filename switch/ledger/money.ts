@@ -125,8 +125,13 @@ export interface RechargeInput {
   readonly source: string;
   /** An operator's reason, journal field `r`; '' for none. Not part of the fingerprint. */
   readonly reason: string;
-  /** Per card and campus day; 0 = no limit. */
+  /** Per card and campus day (what was credited today and the card's open orders of today); 0 = no limit. */
   readonly dailyLimitFen: number;
+  /**
+   * A refusal is recorded on the order like a credit, so the order is refused for good (recharge.lua):
+   * for a payment the channel has already taken, which the caller refunds when it is refused.
+   */
+  readonly keepRefusal?: boolean;
 }
 
 export interface RefundInput {
@@ -200,6 +205,7 @@ export class MoneyLedger {
         mk.order(input.cardNo, input.channel, input.orderId),
         k.journalOfCard(input.cardNo),
         k.statement(input.cardNo),
+        k.rechargeOpen(input.cardNo),
         k.cardEvents(input.cardNo),
       ],
       [
@@ -214,6 +220,7 @@ export class MoneyLedger {
         input.dailyLimitFen,
         this.recordTtlSec,
         input.reason,
+        input.keepRefusal === true ? '1' : '0',
         ...this.eventArgs(),
       ],
     );
@@ -228,7 +235,9 @@ export class MoneyLedger {
     }
     const [code, balance, txnId, decidedAt, rechargeable] = splitAnswer(reply, 'recharge', 5);
     const mapped = decodeAnswer('recharge', RECHARGE_ANSWERS, code);
-    if (mapped !== 'credited' && claimedNow) await this.release(`rch:${input.channel}`, input.orderId, input.cardNo);
+    // A refusal kept on the order keeps the order's claim too: the order is this card's, refused, for good.
+    if (mapped !== 'credited' && claimedNow && input.keepRefusal !== true)
+      await this.release(`rch:${input.channel}`, input.orderId, input.cardNo);
     const rechargeableFen = parseInteger(rechargeable, 'recharge', 'rechargeable today');
     return {
       code: mapped,

@@ -76,6 +76,7 @@ export async function createRechargeOrder(access: LedgerAccess, input: CreateOrd
       k.order(input.cardNo, input.channel, input.orderId),
       k.rechargePending(k.shardOf(input.cardNo)),
       k.rechargeOpen(input.cardNo),
+      k.order(input.cardNo, input.channel === 'WECHAT' ? 'ALIPAY' : 'WECHAT', input.orderId),
     ],
     [
       'create',
@@ -111,6 +112,27 @@ export async function createRechargeOrder(access: LedgerAccess, input: CreateOrd
     expiresAtMs: expires ?? 0,
     rechargeableTodayFen: (left ?? -1) < 0 ? undefined : left,
   };
+}
+
+/** What becomes of an Alipay 校园派 payment: credited to this card, or refused (and refunded) for this reason. */
+export type CampusDecision = { readonly cardNo: string } | { readonly refused: string };
+
+/**
+ * Records the one decision on an Alipay 校园派 payment (by its out_trade_no) unless one is recorded
+ * already, and returns the decision that stands: the first delivery's, for every later delivery of the
+ * same payment. Alipay resends a notification for up to 25 hours; a student imported, a name corrected or
+ * a new campus day in between must not turn a refunded payment into a credit, nor a credited one into a
+ * refund. One command (SET NX GET), so parallel deliveries agree too.
+ */
+export async function decideCampusPayment(access: LedgerAccess, outTradeNo: string, decision: CampusDecision): Promise<CampusDecision> {
+  const text = 'cardNo' in decision ? `card:${decision.cardNo}` : `refused:${decision.refused}`;
+  const key = access.keys.idClaim('campus', outTradeNo);
+  const previous = await access.scripts.command(['SET', key, text, 'EX', DEFAULT_RECORD_TTL_SEC, 'NX', 'GET']);
+  if (previous === null) return decision;
+  const stood = String(previous);
+  if (stood.startsWith('card:')) return { cardNo: stood.slice('card:'.length) };
+  if (stood.startsWith('refused:')) return { refused: stood.slice('refused:'.length) };
+  throw new LedgerInvariantError(`the 校园派 decision on ${outTradeNo} is ${JSON.stringify(stood.slice(0, 80))}`);
 }
 
 /** S: tidy the indexes after the credit; X: expired; C: closed by the channel. */

@@ -248,6 +248,7 @@ export const ARGV_RULES = {
       integer('dailyLimitFen', 0),
       integer('recordTtlSec', 1),
       text('reason'),
+      flag('keepRefusal'),
       ...EVENT_ARGS,
     ],
   },

@@ -12,13 +12,16 @@
     KEYS[2] orderKey     {L:s}:order:<channel>:<orderId>    hash (also recharge.lua's record of the credit)
     KEYS[3] pendingKey   {L:s}:rchpend                      zset "<channel>:<orderId>" -> createdAtMs (the loop)
     KEYS[4] openKey      {L:s}:rchopen:<card>               hash orderId -> "<amountFen>|<dayKey>"
+    KEYS[5] otherKey     {L:s}:order:<other channel>:<orderId>  the same order id on the other channel
     ARGV[1] 'create'  ARGV[2] cardNo  ARGV[3] channel WECHAT | ALIPAY  ARGV[4] orderId
     ARGV[5] amountFen  ARGV[6] fingerprint  ARGV[7] nowMs  ARGV[8] expiresAtMs  ARGV[9] dayKey
     ARGV[10] dailyLimitFen (0 = none)  ARGV[11] recordTtlSec  ARGV[12] maxOpen  ARGV[13] source
     Answers "<code>|<createdAtMs>|<expiresAtMs>|<rechargeableTodayFen>":
        1 created   2 exists (the same order was made before: its times)
        5 unknown account   9 card cancelled   11 daily limit exceeded   17 too many open orders
-    (nothing changed unless 1). Or -1: the order id was used for another card, channel or amount.
+    (nothing changed unless 1). Or -1: the order id was used for another card, channel or amount (an
+    order id is one request of one card: made on one channel, it is refused on the other, whose order
+    would share its id, its place among the card's open orders and its state page).
     The daily check counts what was credited today (rday/rsum) plus the amounts of the card's open
     orders made today, so several unpaid orders cannot together pass the maximum; recharge.lua is
     then called without a daily limit (the channel has taken the money by then).
@@ -157,6 +160,7 @@ if existing[1] then
   if existing[1] ~= fingerprint then return REFUSED_KEY_REUSED end
   return joinAnswer({ ANSWER_EXISTS, existing[2], existing[3], -1 })
 end
+if rcall('EXISTS', KEYS[5]) == 1 then return REFUSED_KEY_REUSED end
 
 local account = rcall('HMGET', accountKey, 'bal', 'st', 'rday', 'rsum')
 if account[1] == false then return joinAnswer({ ANSWER_UNKNOWN_CARD, 0, 0, 0 }) end

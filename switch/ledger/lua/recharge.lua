@@ -7,6 +7,8 @@
   KEYS[2] orderKey      {L:s}:order:<channel>:<orderId>   hash: fp fingerprint, ans answer, card
   KEYS[3] journalKey    {L:s}:journal
   KEYS[4] statementKey  {L:s}:stmt:<card>
+  KEYS[5] openKey       {L:s}:rchopen:<card>  the card's unpaid recharge orders (recharge-order.lua): their
+                        amounts made today count against the daily limit, and a credited order leaves it
 
   ARGV[1] cardNo
   ARGV[2] channel          WECHAT | ALIPAY | COUNTER (journal party x:ch:<channel>)
@@ -19,16 +21,20 @@
   ARGV[9] dailyLimitFen    most a card may be recharged per campus day; 0 = no limit
   ARGV[10] recordTtlSec    how long the order record (the exactly-once guarantee) is kept
   ARGV[11] reason          an operator's reason (journal field `r`), '' for none
-  Last: KEYS[5] eventsKey {L:s}:ev:<card>, ARGV[12] eventsChannel, ARGV[13] eventTtlSec (a bound e-card's
+  ARGV[12] keepRefusal     '1': a refusal (5, 9, 11) is recorded on the order like a credit, so every later
+                           call for the order gets the same refusal (an Alipay 校园派 payment refused is
+                           refunded to the payer: it must never be credited after); '0': refusals change nothing
+  Last: KEYS[6] eventsKey {L:s}:ev:<card>, ARGV[13] eventsChannel, ARGV[14] eventTtlSec (a bound e-card's
   page is told; see includes/event.lua).
 
   Account fields used: bal, st, ver, rday/rsum (the campus day and the sum recharged on it).
 
   Returns one string "<code>|<balanceAfterFen>|<txnId>|<decidedAtMs>|<rechargeableTodayFen>":
     code  1 credited                (recorded: a retry returns this string unchanged)
-          5 unknown account         (not recorded, nothing changed)
-          9 card cancelled          (not recorded, nothing changed)
-         11 daily limit exceeded    (not recorded, nothing changed)
+          5 unknown account         (nothing changed; recorded only with keepRefusal)
+          9 card cancelled          (nothing changed; recorded only with keepRefusal)
+         11 daily limit exceeded    (nothing changed; recorded only with keepRefusal): what was credited
+                                    today plus the card's open orders made today plus this one is over it
     rechargeableTodayFen: what may still be recharged today after this answer; -1 = no limit.
   Or a number (nothing changed):
     -1 the order id was used before for a different card or amount
@@ -48,6 +54,7 @@ local accountKey = KEYS[1]
 local orderKey = KEYS[2]
 local journalKey = KEYS[3]
 local statementKey = KEYS[4]
+local openKey = KEYS[5]
 
 local cardNo = ARGV[1]
 local channel = ARGV[2]
@@ -60,16 +67,17 @@ local dayKey = ARGV[8]
 local dailyLimitFen = tonumber(ARGV[9])
 local recordTtlSec = tonumber(ARGV[10])
 local reason = ARGV[11] or ''
+local keepRefusal = ARGV[12] == '1'
 
 -- @include answer
 -- @include event
 -- @include argv
 
-local badArgv = argvCount(#ARGV == 13, '13')
+local badArgv = argvCount(#ARGV == 14, '14')
   or argvId(1, 'cardNo') or argvOneOf(2, 'channel', 'WECHAT', 'ALIPAY', 'COUNTER') or argvId(3, 'orderId')
   or argvInteger(4, 'amountFen', 1) or argvId(5, 'fingerprint') or argvId(6, 'source') or argvInteger(7, 'nowMs', 0)
   or argvId(8, 'dayKey') or argvInteger(9, 'dailyLimitFen', 0) or argvInteger(10, 'recordTtlSec', 1)
-  or argvId(12, 'eventsChannel') or argvInteger(13, 'eventTtlSec', 1)
+  or argvFlag(12, 'keepRefusal') or argvId(13, 'eventsChannel') or argvInteger(14, 'eventTtlSec', 1)
 if badArgv then return badArgv end
 
 local recorded = recordedAnswer(orderKey, fingerprint, 'fp', 'ans')
@@ -78,7 +86,14 @@ if recorded == false then return REFUSED_KEY_REUSED end
 
 local account = rcall('HMGET', accountKey, 'bal', 'st', 'rday', 'rsum', 'eu')
 local balanceFen = tonumber(account[1])
-if balanceFen == nil then return joinAnswer({ ANSWER_UNKNOWN_CARD, 0, '', nowMs, 0 }) end
+local function refused(answer)
+  if keepRefusal then
+    rcall('HSET', orderKey, 'fp', fingerprint, 'ans', answer, 'card', cardNo)
+    rcall('EXPIRE', orderKey, recordTtlSec)
+  end
+  return answer
+end
+if balanceFen == nil then return refused(joinAnswer({ ANSWER_UNKNOWN_CARD, 0, '', nowMs, 0 })) end
 
 local rechargedTodayFen = 0
 if account[3] == dayKey then rechargedTodayFen = tonumber(account[4]) or 0 end
@@ -91,9 +106,19 @@ local function rechargeableAfter(sumFen)
   return left
 end
 
-if account[2] == 'C' then return joinAnswer({ ANSWER_CARD_CANCELLED, balanceFen, '', nowMs, rechargeableAfter(rechargedTodayFen) }) end
-if dailyLimitFen > 0 and rechargedTodayFen + amountFen > dailyLimitFen then
-  return joinAnswer({ ANSWER_DAILY_LIMIT_EXCEEDED, balanceFen, '', nowMs, rechargeableAfter(rechargedTodayFen) })
+-- The card's unpaid orders of today hold their amounts (recharge-order.lua): they are credited without
+-- a limit once paid, so a limited recharge counts them too (only when there is a limit to keep).
+local reservedTodayFen = rechargedTodayFen
+if dailyLimitFen > 0 then
+  local open = rcall('HGETALL', openKey)
+  for i = 1, #open, 2 do
+    local amountText, day = string.match(open[i + 1], '^(%d+)|(.*)$')
+    if open[i] ~= orderId and day == dayKey then reservedTodayFen = reservedTodayFen + tonumber(amountText) end
+  end
+end
+if account[2] == 'C' then return refused(joinAnswer({ ANSWER_CARD_CANCELLED, balanceFen, '', nowMs, rechargeableAfter(reservedTodayFen) })) end
+if dailyLimitFen > 0 and reservedTodayFen + amountFen > dailyLimitFen then
+  return refused(joinAnswer({ ANSWER_DAILY_LIMIT_EXCEEDED, balanceFen, '', nowMs, rechargeableAfter(reservedTodayFen) }))
 end
 
 local balanceAfterFen = rcall('HINCRBY', accountKey, 'bal', amountFen)
@@ -103,6 +128,8 @@ if balanceAfterFen < amountFen then
 end
 local version = rcall('HINCRBY', accountKey, 'ver', 1)
 rcall('HSET', accountKey, 'rday', dayKey, 'rsum', rechargedTodayFen + amountFen)
+-- A paid order no longer holds its amount: it is in rsum now.
+rcall('HDEL', openKey, orderId)
 local extra = nil
 if reason ~= '' then extra = { 'r', reason } end
 local entryId = appendJournal(journalKey, 'rch', cardNo, digits(amountFen), 'x:ch:' .. channel, 'a:' .. cardNo,
@@ -111,7 +138,7 @@ appendStatement(statementKey, nowMs, entryId, 'rch', digits(amountFen), digits(b
 emitTrailingEvent(account[5], cardNo, { 'k', 'rch', 'a', amountFen, 'b', balanceAfterFen, 'm', 'x:ch:' .. channel, 'tm', source,
   'tx', entryId, 'ts', nowMs })
 
-local answer = joinAnswer({ ANSWER_CREDITED, balanceAfterFen, entryId, nowMs, rechargeableAfter(rechargedTodayFen + amountFen) })
+local answer = joinAnswer({ ANSWER_CREDITED, balanceAfterFen, entryId, nowMs, rechargeableAfter(reservedTodayFen + amountFen) })
 rcall('HSET', orderKey, 'fp', fingerprint, 'ans', answer, 'card', cardNo)
 rcall('EXPIRE', orderKey, recordTtlSec)
 return answer
