@@ -248,6 +248,32 @@ describe('what credits nothing', () => {
     expect(await readRechargeOrder(app.context, 'WECHAT', orderId)).toMatchObject({ state: 'C', credited: false });
   });
 
+  it('an order paid after its card was cancelled is refunded to the payer in full, once, and closed', async () => {
+    for (const channel of ['alipay', 'wechat'] as const) {
+      const { cardNo, token } = await holder(0);
+      const made = await newOrder(token, channel, 2500);
+      expect(made.status).toBe(201);
+      const orderId = made.body['orderId'] as string;
+      await app.ledger.setStatus(cardNo, 'cancelled');
+      const payerId = channel === 'alipay' ? sims.alipay.newPayer({ balanceFen: 2500 }) : `oPayerCancelled${cardNo}`;
+      if (channel === 'wechat') sims.wechat.setBalance(payerId, 2500);
+      const replies =
+        channel === 'alipay'
+          ? await sims.alipay.payOrder(orderId, payerId).notified
+          : await sims.wechat.payOrder(orderId, { payerId, notify: { times: 2 } });
+      expect(replies.length, channel).toBeGreaterThan(0);
+      const payerFen = () => (channel === 'alipay' ? sims.alipay.balanceOf(payerId) : sims.wechat.balanceOf(payerId));
+      await waitFor(
+        `${channel} refund`,
+        async () => payerFen(),
+        (fen) => fen === 2500,
+      );
+      expect(await balanceOf(cardNo), channel).toBe(0);
+      expect(await rechargeEntries(cardNo), channel).toBe(0);
+      expect(await state(token, orderId), channel).toMatchObject({ state: 'closed' });
+    }
+  });
+
   it('a notification for an order this switch never made credits nothing', async () => {
     const { cardNo } = await holder(0);
     const orderId = rechargeOrderId(app.context, cardNo, 'never-made');

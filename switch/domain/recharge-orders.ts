@@ -42,6 +42,7 @@ import { formatYuan } from '../money.js';
 import { channelMaxFen } from './recharge.js';
 
 export const ORDER_CHANNEL_CODES: Readonly<Record<ChannelName, OrderChannelCode>> = { alipay: 'ALIPAY', wechat: 'WECHAT' };
+const ORDER_CHANNEL_NAMES: Readonly<Record<OrderChannelCode, ChannelName>> = { ALIPAY: 'alipay', WECHAT: 'wechat' };
 const CHANNEL_ZH: Readonly<Record<ChannelName, string>> = { alipay: '支付宝', wechat: '微信' };
 /** Each call to a channel (create, query) gets at most this long. */
 export const CHANNEL_CALL_TIMEOUT_MS = 10_000;
@@ -262,9 +263,20 @@ async function creditPaid(
     dailyLimitFen: 0,
   });
   if (result.code !== 'credited') {
-    ctx.log.error({ ...where, code: result.code }, 'paid recharge order could not be credited: refund it at the channel');
+    // The payer paid and no card can take it (cancelled since the order was made, which lasts): it goes
+    // back to them before the order is closed, so a failed refund leaves the order for the next
+    // notification or sweep. (No keepRefusal here: an order's record with an answer reads as paid.)
+    await refundWhole(
+      ctx,
+      ORDER_CHANNEL_NAMES[order.channel],
+      order.orderId,
+      order.amountFen,
+      `not creditable (${result.code})`,
+      '校园卡不可充值，充值退回',
+      where,
+    );
     await finishRechargeOrder(ctx, order, 'C', ctx.now());
-    return 'not_creditable';
+    return 'refunded';
   }
   if (!order.credited)
     ctx.log.info({ ...where, amountFen: order.amountFen, transactionId: result.transactionId }, 'recharge order credited');
@@ -628,25 +640,36 @@ async function campusDecision(ctx: SwitchContext, notified: VerifiedNotification
  * Gives a refused 校园派 payment back in full; throws when Alipay did not take the refund (the notification
  * is then answered fail and comes again).
  */
-async function refundCampusPayment(ctx: SwitchContext, notified: VerifiedNotification, why: string): Promise<SettleOutcome> {
-  const adapter = ctx.channels.get('alipay');
-  if (adapter === undefined) throw new Error('no Alipay channel to refund with');
-  const refundNo = `RF${createHash('sha256').update(notified.outTradeNo).digest('hex').slice(0, 24)}`;
+function refundCampusPayment(ctx: SwitchContext, notified: VerifiedNotification, why: string): Promise<SettleOutcome> {
+  return refundWhole(ctx, 'alipay', notified.outTradeNo, notified.amountFen, why, '校园卡信息不符，充值退回', { campus: true });
+}
+
+/**
+ * Gives a channel payment that no card can take back to the payer, in full, once: the refund's id comes
+ * from the payment's, so a second call asks for the same refund. Throws when the channel did not take it
+ * (a notification is then answered fail and comes again; the settlement loop asks again next round).
+ */
+async function refundWhole(
+  ctx: SwitchContext,
+  channel: ChannelName,
+  outTradeNo: string,
+  amountFen: number,
+  why: string,
+  reasonZh: string,
+  logFields: Record<string, unknown> = {},
+): Promise<SettleOutcome> {
+  const adapter = ctx.channels.get(channel);
+  if (adapter === undefined) throw new Error(`no ${channel} channel to refund with`);
+  const refundNo = `RF${createHash('sha256').update(outTradeNo).digest('hex').slice(0, 24)}`;
   const refund = await adapter.refund(
-    {
-      outTradeNo: notified.outTradeNo,
-      outRefundNo: refundNo,
-      refundFen: notified.amountFen,
-      totalFen: notified.amountFen,
-      reason: '校园卡信息不符，充值退回',
-    },
+    { outTradeNo, outRefundNo: refundNo, refundFen: amountFen, totalFen: amountFen, reason: reasonZh },
     AbortSignal.timeout(CHANNEL_CALL_TIMEOUT_MS),
   );
   if (refund.status === 'failed' || refund.status === 'unknown')
-    throw new Error(`Alipay did not refund 校园派 payment ${notified.outTradeNo}: ${refund.message}`);
+    throw new Error(`${channel} did not refund payment ${outTradeNo}: ${refund.message}`);
   ctx.log.warn(
-    { channel: 'alipay', orderId: notified.outTradeNo, why, refundNo, refund: refund.status },
-    '校园派 payment not credited: refunded at Alipay',
+    { channel, orderId: outTradeNo, ...logFields, why, refundNo, refund: refund.status },
+    'payment not credited: refunded at the channel',
   );
   return 'refunded';
 }

@@ -129,7 +129,8 @@ export interface RechargeInput {
   readonly dailyLimitFen: number;
   /**
    * A refusal is recorded on the order like a credit, so the order is refused for good (recharge.lua):
-   * for a payment the channel has already taken, which the caller refunds when it is refused.
+   * for a payment the channel has already taken, which the caller refunds when it is refused. Not for a
+   * recharge order of recharge-order.lua: its record with an answer reads as paid.
    */
   readonly keepRefusal?: boolean;
 }
