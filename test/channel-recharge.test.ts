@@ -265,7 +265,7 @@ describe('what credits nothing', () => {
       const payerFen = () => (channel === 'alipay' ? sims.alipay.balanceOf(payerId) : sims.wechat.balanceOf(payerId));
       await waitFor(
         `${channel} refund`,
-        async () => payerFen(),
+        () => Promise.resolve(payerFen()),
         (fen) => fen === 2500,
       );
       expect(await balanceOf(cardNo), channel).toBe(0);
