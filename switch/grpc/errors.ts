@@ -3,6 +3,7 @@ import { Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
 import {
   AlreadyExistsError,
   CancelledError,
+  DomainError,
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
@@ -32,13 +33,26 @@ export interface MappedError {
   readonly serious: boolean;
 }
 
+/**
+ * Trailing metadata naming a refusal's stable machine reason (switch/errors.ts RefusalDetails.reason, e.g.
+ * PASSWORD_BUSY, CARD_FROZEN), so a client tells apart refusals that share a status without reading the
+ * English message.
+ */
+export const ERROR_REASON_TRAILER = 'error-reason';
+
+export function mapError(err: unknown): MappedError {
+  const mapped = statusOf(err);
+  if (!(err instanceof DomainError) || err.reason === undefined) return mapped;
+  return { ...mapped, trailers: { ...mapped.trailers, [ERROR_REASON_TRAILER]: err.reason } };
+}
+
 /** UNAVAILABLE when a ledger request may have been applied: the POS retries with the same sequence number. */
 const OUTCOME_UNKNOWN =
   'the ledger did not answer, so the outcome is unknown; retry with the same sequence number to learn it (a retry never charges twice)';
 const LEDGER_DOWN =
   'the ledger is not answering at the moment; retry with the same sequence number in a moment (a retry never charges twice)';
 
-export function mapError(err: unknown): MappedError {
+function statusOf(err: unknown): MappedError {
   if (err instanceof InvalidArgumentError || err instanceof RangeError)
     return { code: Status.INVALID_ARGUMENT, details: err.message, serious: false };
   if (err instanceof IdempotencyConflictError || err instanceof AlreadyExistsError)
