@@ -98,13 +98,15 @@ function isServiceError(err: unknown): err is ServiceError {
 
 /**
  * A failed KioskService call as the screen the holder sees. The switch's statuses and messages are
- * documented in kiosk.proto and switch/grpc/errors.ts; the message is matched only to tell apart
- * failures that share a status.
+ * documented in kiosk.proto and switch/grpc/errors.ts. Refusals that share a status are told apart by the
+ * switch's stable reason (trailing metadata `error-reason`, switch/grpc/errors.ts ERROR_REASON_TRAILER),
+ * or, for failures that carry none, by the message.
  */
 export function mapSwitchError(err: unknown): MappedFailure {
   if (!isServiceError(err)) return { error: 'failed' };
   const details = err.details ?? '';
   const attempts = err.metadata?.get('password-attempts-left')[0];
+  const reason = String(err.metadata?.get('error-reason')[0] ?? '');
   switch (err.code) {
     case Status.UNAVAILABLE:
       if (/did not answer the recharge order/.test(details)) return { error: 'channel_unavailable' };
@@ -122,10 +124,9 @@ export function mapSwitchError(err: unknown): MappedFailure {
       if (attempts !== undefined) return { error: 'wrong_password', attemptsLeft: Number(attempts) };
       return { error: 'failed' };
     case Status.RESOURCE_EXHAUSTED:
-      if (attempts !== undefined) return { error: 'password_locked' };
-      if (/unpaid recharge orders/.test(details)) return { error: 'too_many_orders' };
-      return { error: 'unreachable' };
+      return exhausted(reason, details, attempts !== undefined);
     case Status.FAILED_PRECONDITION: {
+      if (reason === 'CARD_FROZEN') return { error: 'card_frozen' };
       if (/replaced/.test(details)) return { error: 'card_replaced' };
       if (/cancelled/.test(details)) return { error: 'card_cancelled' };
       const left = /\((\d+) fen\) more today/.exec(details);
@@ -141,8 +142,23 @@ export function mapSwitchError(err: unknown): MappedFailure {
       if (/person_number/.test(details)) return { error: 'person_unknown' };
       return { error: 'bad_request' };
     case Status.ALREADY_EXISTS:
-      return { error: 'order_finished' };
+      if (reason === 'PASSWORD_CHANGED_MEANWHILE') return { error: 'password_changed' };
+      // A finished recharge order, or a recharge request id the switch has seen with another order.
+      if (reason === 'ORDER_FINISHED' || /recharge order/.test(details)) return { error: 'order_finished' };
+      return { error: 'failed' };
     default:
       return { error: 'failed' };
   }
+}
+
+/** RESOURCE_EXHAUSTED: a locked password, a limit of this kiosk or of the card's checks in flight, or too many orders. */
+function exhausted(reason: string, details: string, hasAttemptsLeft: boolean): MappedFailure {
+  if (hasAttemptsLeft || reason === 'PASSWORD_LOCKED') return { error: 'password_locked' };
+  if (reason === 'TERMINAL_PASSWORD_LIMIT') return { error: 'terminal_password_limit' };
+  // The card's or the kiosk's checks in flight, or the switch's password workers full (no reason: not a refusal of ours).
+  if (reason === 'PASSWORD_BUSY' || reason === 'TERMINAL_PASSWORD_BUSY' || /too many password checks waiting/.test(details)) {
+    return { error: 'password_busy' };
+  }
+  if (/unpaid recharge orders/.test(details)) return { error: 'too_many_orders' };
+  return { error: 'unreachable' };
 }

@@ -914,7 +914,7 @@ function entryScreen(flow: Flow): HTMLElement {
 
 function errorScreen(s: Extract<Screen, { name: 'error' }>): HTMLElement {
   const retryable =
-    ['unreachable', 'history_unavailable', 'channel_unavailable', 'fee_pending', 'failed'].includes(s.failure.error) &&
+    ['unreachable', 'history_unavailable', 'channel_unavailable', 'fee_pending', 'password_busy', 'failed'].includes(s.failure.error) &&
     s.retry !== undefined;
   const back = s.back === 'home' && state.holder !== undefined ? goHome : goIdle;
   return h(
