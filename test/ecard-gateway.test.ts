@@ -1,8 +1,11 @@
 // The e-card through the real uWS gateway, a real switch and Redis, and the identity simulator over
 // loopback: sign-in, binding (every refusal, then success), sessions (expiry, refresh, logout), campus
 // QR codes paid at a POS over gRPC, live events on the WebSocket (within a second, and what was missed
-// after a reconnect), loss, password, fees, unbinding, /metrics, and oversized bodies.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// after a reconnect), the per-card bound on live-event sockets (upgrades arriving together, cut, or
+// logged out midway), loss, password, fees, unbinding, /metrics, and oversized bodies.
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { DeclineReason, Outcome } from '../proto/gen/cardswitch/v1/common.js';
 import type { AuthorizeResponse } from '../proto/gen/cardswitch/v1/pos.js';
@@ -499,5 +502,208 @@ describe('the holder API', () => {
     expect(after).toMatch(/cardswitch_grpc_request_duration_seconds_count\{[^}]*method="Authorize"/);
     expect(after).toContain('cardswitch_websockets_open');
     expect(after).toContain('cardswitch_password_pool_queue');
+  });
+});
+
+describe('live-event sockets per card (GATEWAY_WS_MAX_PER_CARD, 3 here)', () => {
+  interface Attempt {
+    readonly ws: WebSocket;
+    /** 101 once open, the refusal's HTTP status, or -1 when the connection failed. */
+    readonly status: number;
+    /** The refusal's JSON body. */
+    readonly body?: Record<string, unknown>;
+  }
+
+  function openWs(token: string): Promise<Attempt> {
+    return new Promise((resolve) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${app.gateway?.port}/api/v1/events`, ['cardswitch.events.v1', `bearer.${token}`]);
+      // Kept for the socket's whole life: ws reports a refused or terminated handshake as an error too.
+      ws.on('error', () => resolve({ ws, status: -1 }));
+      ws.once('open', () => resolve({ ws, status: 101 }));
+      ws.once('unexpected-response', (_req, res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+        res.on('end', () => resolve({ ws, status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> }));
+      });
+    });
+  }
+
+  /** Closes the open ones and waits for each close to complete: uWS runs the server's close handler before its close frame leaves. */
+  async function closeAll(attempts: readonly Attempt[]): Promise<void> {
+    await Promise.all(
+      attempts.map(
+        (a) =>
+          new Promise<void>((resolve) => {
+            if (a.status !== 101) {
+              a.ws.terminate();
+              resolve();
+              return;
+            }
+            a.ws.once('close', () => resolve());
+            a.ws.close();
+          }),
+      ),
+    );
+  }
+
+  function placesOf(cardNo: string): number {
+    return app.gateway?.liveEvents.placesOf(cardNo) ?? -1;
+  }
+
+  /** A promise with its resolve, for a step the test holds open. */
+  function deferred(): { readonly promise: Promise<void>; readonly resolve: () => void } {
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => (resolve = r));
+    return { promise, resolve };
+  }
+
+  /** Rejects after `ms`: only a failure bound, never a synchronisation. */
+  function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms)));
+    return Promise.race([promise, bound]).finally(() => clearTimeout(timer));
+  }
+
+  /** Polls once per event-loop turn, for server state that has no event of its own. */
+  async function until(condition: () => boolean, ms: number, what: string): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!condition()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  function expectTooMany(attempt: Attempt): void {
+    expect(attempt.status).toBe(429);
+    expect(attempt.body?.['error']).toMatchObject({
+      code: 'TOO_MANY_CONNECTIONS',
+      message: '打开的页面过多，请关闭其他页面后重试',
+      messageEn: 'this card has 3 live-event sockets open already; close one',
+    });
+  }
+
+  /** An upgrade written by hand on a raw socket: it can be cut while the server is still admitting it. */
+  function rawUpgrade(token: string): net.Socket {
+    const socket = net.connect(app.gateway?.port ?? 0, '127.0.0.1');
+    socket.on('error', () => undefined);
+    socket.write(
+      `GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n` +
+        `Sec-WebSocket-Protocol: cardswitch.events.v1, bearer.${token}\r\n\r\n`,
+    );
+    return socket;
+  }
+
+  it('40 upgrades at once with one token: exactly 3 open, the rest get 429 TOO_MANY_CONNECTIONS; closed, the places come back', async () => {
+    await card('8501', 10_000);
+    const token = await boundUser('8501', 'burst');
+    const first = await Promise.all(Array.from({ length: 40 }, () => openWs(token)));
+    const opened = first.filter((a) => a.status === 101);
+    try {
+      expect(opened).toHaveLength(3);
+      for (const refused of first.filter((a) => a.status !== 101)) expectTooMany(refused);
+      expect(placesOf('8501')).toBe(3);
+    } finally {
+      await closeAll(first);
+    }
+    expect(placesOf('8501')).toBe(0);
+    // Nothing leaked: the holder can open 3 again, again at once, and no more.
+    const again = await Promise.all(Array.from({ length: 10 }, () => openWs(token)));
+    try {
+      expect(again.filter((a) => a.status === 101)).toHaveLength(3);
+      for (const refused of again.filter((a) => a.status !== 101)) expectTooMany(refused);
+    } finally {
+      await closeAll(again);
+    }
+    expect(placesOf('8501')).toBe(0);
+    expect(app.gateway?.liveEvents.openSockets()).toBe(0);
+  });
+
+  it('an upgrade cut by its client while it is being admitted holds its place until then, and gives it back', async () => {
+    await card('8502', 10_000);
+    const token = await boundUser('8502', 'cutoff');
+    const live = app.gateway?.liveEvents;
+    if (live === undefined) throw new Error('no gateway');
+    const authenticate = live.authenticate.bind(live);
+    const gate = deferred();
+    let admitted = 0;
+    const allAdmitted = deferred();
+    // Each upgrade is admitted (its place held), then waits for the gate: the client goes away meanwhile.
+    const spy = vi.spyOn(live, 'authenticate').mockImplementation(async (upgrade) => {
+      const admission = await authenticate(upgrade);
+      if (++admitted === 3) allAdmitted.resolve();
+      await gate.promise;
+      return admission;
+    });
+    try {
+      const cut = [rawUpgrade(token), rawUpgrade(token), rawUpgrade(token)];
+      await within(allAdmitted.promise, 5000, 'the three upgrades to be admitted');
+      expect(placesOf('8502')).toBe(3);
+      // Upgrades in progress count: a fourth is refused now.
+      expectTooMany(await within(openWs(token), 5000, 'the fourth upgrade to be answered'));
+      await Promise.all(cut.map((socket) => new Promise((resolve) => socket.destroy().once('close', resolve))));
+      // One more round trip through the gateway: uWS has read the three disconnects by the time it answers.
+      expect((await http('GET', '/healthz')).status).toBe(200);
+    } finally {
+      gate.resolve();
+      spy.mockRestore();
+    }
+    await until(() => placesOf('8502') === 0, 5000, 'the cut upgrades to give their places back');
+    const again = await Promise.all(Array.from({ length: 4 }, () => openWs(token)));
+    try {
+      expect(again.map((a) => a.status).sort()).toEqual([101, 101, 101, 429]);
+    } finally {
+      await closeAll(again);
+    }
+    expect(placesOf('8502')).toBe(0);
+  });
+
+  it('a logout while the socket is upgrading closes it 4001 once open, and its place comes back', async () => {
+    await card('8503', 10_000);
+    const token = await boundUser('8503', 'leaving');
+    const sessions = app.gateway?.sessions;
+    if (sessions === undefined) throw new Error('no gateway');
+    const authenticate = sessions.authenticate.bind(sessions);
+    const checked = deferred();
+    const gate = deferred();
+    let holdNext = true;
+    // The upgrade's session check passes, then waits while the session is logged out.
+    const spy = vi.spyOn(sessions, 'authenticate').mockImplementation(async (accessToken) => {
+      const session = await authenticate(accessToken);
+      if (holdNext) {
+        holdNext = false;
+        checked.resolve();
+        await gate.promise;
+      }
+      return session;
+    });
+    const listener = app.redis.duplicate({ enableOfflineQueue: true });
+    let attempt: Promise<Attempt> | undefined;
+    let closed: Promise<number> | undefined;
+    try {
+      const heard = new Promise<void>((resolve) =>
+        listener.on('message', (_c: string, m: string) => {
+          if (m.startsWith('session-ended\n')) resolve();
+        }),
+      );
+      await listener.subscribe(app.keys.eventsChannel());
+      attempt = openWs(token);
+      closed = attempt.then((a) => new Promise<number>((resolve) => a.ws.once('close', (code) => resolve(code))));
+      await within(checked.promise, 5000, 'the upgrade to pass its session check');
+      expect((await http('DELETE', '/api/v1/session', token)).status).toBe(200);
+      // The gateway heard the logout (found no socket to close) before the upgrade goes on.
+      await within(heard, 5000, 'the logout to be announced');
+      await app.redis.ping();
+    } finally {
+      gate.resolve();
+      spy.mockRestore();
+      listener.disconnect();
+    }
+    if (attempt === undefined || closed === undefined) throw new Error('the upgrade was not tried');
+    const upgraded = await attempt;
+    expect(upgraded.status).toBe(101);
+    const code = await within(closed, 5000, 'the socket of the ended session to close').finally(() => upgraded.ws.terminate());
+    expect(code).toBe(4001);
+    expect(placesOf('8503')).toBe(0);
   });
 });

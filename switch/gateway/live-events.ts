@@ -7,7 +7,7 @@
 // socket catches up from its last event id once it is back. The doorbell connection itself is the
 // ledger's (ledger/events-doorbell.ts), handed in by the wiring.
 import type { SwitchContext } from '../context.js';
-import { InvalidArgumentError, PermissionDeniedError, ResourceExhaustedError } from '../errors.js';
+import { InvalidArgumentError, PermissionDeniedError, ResourceExhaustedError, UnauthenticatedError } from '../errors.js';
 import { requireBoundCard } from '../domain/ecard.js';
 import type { Sessions } from '../domain/sessions.js';
 import {
@@ -41,6 +41,10 @@ interface SocketData {
   readonly sessionId: string;
   readonly cardNo: string;
   readonly since: string;
+  /** The access token, checked again once the socket is open (a logout during the upgrade closed nothing). */
+  readonly accessToken: string;
+  /** Frees the card's place held for the upgrade (the open socket holds it from then on); once only. */
+  readonly releasePlace: () => void;
 }
 
 interface SocketState {
@@ -54,6 +58,12 @@ interface SocketState {
 export class LiveEvents {
   private readonly byCard = new Map<string, Set<SocketState>>();
   private readonly byHandle = new Map<SocketHandle, SocketState>();
+  /**
+   * Upgrades admitted by authenticate() whose socket has not opened yet, by card. They count against
+   * GATEWAY_WS_MAX_PER_CARD with the open ones: a socket joins byCard only once its upgrade is done, so
+   * upgrades arriving together would otherwise all pass the check.
+   */
+  private readonly upgradingByCard = new Map<string, number>();
   private hub: WebSocketHub | undefined;
   private readonly locations = new Map<string, Promise<string>>();
 
@@ -105,17 +115,11 @@ export class LiveEvents {
       });
     }
     const bearer = upgrade.protocols.find((p) => p.startsWith(BEARER_PROTOCOL_PREFIX));
-    const session = await this.sessions.authenticate(bearer?.slice(BEARER_PROTOCOL_PREFIX.length) ?? '');
+    const accessToken = bearer?.slice(BEARER_PROTOCOL_PREFIX.length) ?? '';
+    const session = await this.sessions.authenticate(accessToken);
     if (session.cardNo === '')
       throw new PermissionDeniedError('no card is bound to this user', { reason: 'NOT_BOUND', zh: '尚未绑定校园卡，请先完成绑定' });
     await requireBoundCard(this.ctx, session.userId, session.cardNo);
-    // One holder's token cannot eat the gateway's sockets: a bound per card.
-    if ((this.byCard.get(session.cardNo)?.size ?? 0) >= this.ctx.config.gateway.wsMaxPerCard) {
-      throw new ResourceExhaustedError(`this card has ${this.ctx.config.gateway.wsMaxPerCard} live-event sockets open already; close one`, {
-        reason: 'TOO_MANY_CONNECTIONS',
-        zh: '打开的页面过多，请关闭其他页面后重试',
-      });
-    }
     const since = upgrade.query.get('since') ?? '';
     if (since !== '' && !isEventId(since))
       throw new InvalidArgumentError('since must be an event id like 1732945200000-0', {
@@ -123,8 +127,38 @@ export class LiveEvents {
         zh: '请刷新页面后重试',
         field: 'since',
       });
-    const data: SocketData = { userId: session.userId, sessionId: session.sessionId, cardNo: session.cardNo, since };
-    return { key: session.cardNo, protocol: EVENTS_PROTOCOL, data };
+    // One holder's token cannot eat the gateway's sockets: a bound per card. From here to the socket
+    // opening (or the upgrade failing) nothing awaits, and the place is held all along.
+    const maxPerCard = this.ctx.config.gateway.wsMaxPerCard;
+    if (this.placesOf(session.cardNo) >= maxPerCard) {
+      throw new ResourceExhaustedError(`this card has ${maxPerCard} live-event sockets open already; close one`, {
+        reason: 'TOO_MANY_CONNECTIONS',
+        zh: '打开的页面过多，请关闭其他页面后重试',
+      });
+    }
+    const releasePlace = this.holdPlace(session.cardNo);
+    const { userId, sessionId, cardNo } = session;
+    const data: SocketData = { userId, sessionId, cardNo, since, accessToken, releasePlace };
+    return { key: session.cardNo, protocol: EVENTS_PROTOCOL, data, release: releasePlace };
+  }
+
+  /** The card's sockets on this gateway: open, or upgrading after authenticate() admitted them. */
+  placesOf(cardNo: string): number {
+    return (this.byCard.get(cardNo)?.size ?? 0) + (this.upgradingByCard.get(cardNo) ?? 0);
+  }
+
+  /** Holds one of the card's places for an upgrade; the answer frees it (once, whatever calls it). */
+  private holdPlace(cardNo: string): () => void {
+    this.upgradingByCard.set(cardNo, (this.upgradingByCard.get(cardNo) ?? 0) + 1);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      const left = (this.upgradingByCard.get(cardNo) ?? 0) - 1;
+      if (left < 0) throw new Error(`live events: card ${cardNo} released more upgrade places than it held`);
+      if (left === 0) this.upgradingByCard.delete(cardNo);
+      else this.upgradingByCard.set(cardNo, left);
+    };
   }
 
   onOpen(handle: SocketHandle, hub: WebSocketHub): void {
@@ -135,21 +169,43 @@ export class LiveEvents {
     if (sockets === undefined) this.byCard.set(data.cardNo, (sockets = new Set()));
     sockets.add(state);
     this.byHandle.set(handle, state);
+    // The socket holds the card's place now, instead of its upgrade.
+    data.releasePlace();
     // Live events wait until the card is watched (its events announced) and what came before is read;
     // `hello` says the socket is live. A card that cannot be watched now (the ledger did not answer)
     // gets its socket closed 1013 (try again later): the page reconnects with its last event id.
     state.pending = [];
-    watchCardEvents(this.ctx, data.cardNo)
-      .then((newestBefore) => {
+    // The session is checked again now that the socket is listed: a logout announced while the socket
+    // was upgrading found nothing to close, and one announced from now on finds it.
+    Promise.all([watchCardEvents(this.ctx, data.cardNo), this.sessionLive(data.accessToken)])
+      .then(([newestBefore, live]) => {
+        if (!live) {
+          hub.close(handle, CLOSE_SESSION_ENDED, 'session ended');
+          return;
+        }
         // A page without a last event id starts after the newest event before the watch began.
         if (state.lastId === '') state.lastId = newestBefore;
         hub.sendTo(handle, JSON.stringify({ type: 'hello', cardNumber: data.cardNo, since: data.since }));
         this.readMissed(state);
       })
       .catch((err: unknown) => {
-        this.ctx.log.warn({ err, cardNo: data.cardNo }, 'could not watch the card; the socket is closed for the page to reconnect');
+        this.ctx.log.warn(
+          { err, cardNo: data.cardNo },
+          'could not watch the card or check the session; the socket is closed for the page to reconnect',
+        );
         hub.close(handle, CLOSE_TRY_AGAIN, 'live events unavailable; reconnect');
       });
+  }
+
+  /** False once the token's session ended (logout, unbinding) or the token expired; a ledger failure rejects. */
+  private sessionLive(accessToken: string): Promise<boolean> {
+    return this.sessions.authenticate(accessToken).then(
+      () => true,
+      (err: unknown) => {
+        if (err instanceof UnauthenticatedError) return false;
+        throw err;
+      },
+    );
   }
 
   onClose(handle: SocketHandle): void {

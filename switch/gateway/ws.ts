@@ -26,6 +26,12 @@ export interface Admission {
   readonly protocol?: string;
   /** Whatever the app wants back on the handle (the session ...). */
   readonly data?: unknown;
+  /**
+   * Frees what the app holds for this upgrade (a per-card slot ...). Called exactly once when the upgrade
+   * is over, whether the socket opened or not (the client went away, the upgrade was refused after
+   * authenticate, or it failed); if it opened, onOpen has run before (uWS opens within res.upgrade).
+   */
+  release?(): void;
 }
 
 /** One open (or just closed) socket, as the app sees it. */
@@ -85,6 +91,8 @@ class Socket implements SocketHandle {
     readonly protocol: string,
     readonly data: unknown,
     readonly remoteAddress: string,
+    /** The admission's release: the upgrade is over (opened or not). */
+    readonly upgraded: () => void,
   ) {}
 
   isOpen(): boolean {
@@ -222,22 +230,31 @@ export class WebSocketEndpoint implements WebSocketHub {
     this.admitting++;
     this.admit(upgrade)
       .then((admitted) => {
-        if (aborted) return;
-        if (admitted instanceof Socket) {
+        if (!(admitted instanceof Socket)) {
+          if (aborted) return;
+          // Cancelled (undefined): nothing to answer; close rather than leave the client hanging.
+          if (admitted === undefined) res.close();
+          else this.refuse(res, admitted, startedMs);
+          return;
+        }
+        try {
+          if (aborted) return;
           res.cork(() => res.upgrade<UserData>({ socket: admitted }, secKey, admitted.protocol, secExtensions, context));
           this.observe(101, startedMs);
-        } else if (admitted === undefined) {
-          // Cancelled: nothing to answer; close rather than leave the client hanging.
-          res.close();
-        } else {
-          this.refuse(res, admitted, startedMs);
+        } finally {
+          // Whatever happened above (the client went away, res.upgrade threw), the app's hold on this
+          // upgrade ends here; an opened socket is counted by now (onOpen ran within res.upgrade).
+          admitted.upgraded();
         }
       })
       .catch((err: unknown) => this.log.error({ err }, 'websocket upgrade could not be answered'))
       .finally(() => this.admitting--);
   }
 
-  /** A Socket to upgrade to, an HttpError to answer, or undefined (cancelled: no answer). */
+  /**
+   * A Socket to upgrade to, an HttpError to answer, or undefined (cancelled: no answer). An admission
+   * that does not become a Socket is released here; a Socket's is released by onUpgrade.
+   */
   private async admit(upgrade: UpgradeRequest): Promise<Socket | HttpError | undefined> {
     let admission: Admission;
     try {
@@ -249,14 +266,19 @@ export class WebSocketEndpoint implements WebSocketHub {
         this.log.warn({ cause: errorText(err) }, 'websocket authentication failed: the ledger did not answer (503)');
       return mapped;
     }
+    const release = once(() => admission.release?.());
     const offered = upgrade.protocols;
     const protocol = admission.protocol ?? offered[0] ?? '';
     if (protocol !== '' && !offered.includes(protocol)) {
+      release();
       this.log.error({ protocol, offered }, 'authenticate chose a subprotocol the client did not offer');
       return internalError();
     }
-    if (this.open >= this.options.maxSockets) return tooManySockets();
-    return new Socket(this.nextId++, admission.key, protocol, admission.data, upgrade.remoteAddress);
+    if (this.open >= this.options.maxSockets) {
+      release();
+      return tooManySockets();
+    }
+    return new Socket(this.nextId++, admission.key, protocol, admission.data, upgrade.remoteAddress, release);
   }
 
   private refuse(res: HttpResponse, error: HttpError, startedMs: number): void {
@@ -323,6 +345,16 @@ function checkOptions(options: WebSocketOptions): void {
   whole(options.idleTimeoutSec, 8, 'idleTimeoutSec');
   whole(options.maxSockets, 1, 'maxSockets');
   whole(options.maxPayloadLength ?? DEFAULT_MAX_PAYLOAD_LENGTH, 16, 'maxPayloadLength');
+}
+
+/** `release` made safe to call more than once: the app's hold is freed once. */
+function once(release: () => void): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    release();
+  };
 }
 
 function parseProtocols(header: string): string[] {
