@@ -399,6 +399,37 @@ describe('loss, cancel loss, freeze, replace', () => {
     await expectStatus(call(kiosk, 'identifyCard', { card: { cardSerial: 'AA001404' } }, kioskMd), Status.FAILED_PRECONDITION);
     expect(await balance('1405')).toBe(1_000);
   });
+  it('a retried replacement (same new serial) answers the real old serial and changes nothing: the tapped new card stays synced', async () => {
+    await newCard('1406', 'AA001406', 50_000);
+    const replace = () =>
+      call<object, { oldCardSerial: string; card: { status: CardStatus; synced: boolean } }>(
+        admin,
+        'replaceCard',
+        { cardNumber: '1406', newCardSerial: 'BB001406' },
+        operatorMetadata(),
+      );
+    expect((await replace()).oldCardSerial).toBe('AA001406');
+    // The new card is tapped once (the sync); then the operator's retry of the replacement arrives.
+    await call(kiosk, 'identifyCard', { card: { cardSerial: 'BB001406' } }, kioskMd);
+    const before = await app.redis.hmget(app.keys.account('1406'), 'ser', 'sync', 'eq');
+    expect(before.slice(0, 2)).toEqual(['BB001406', '1']);
+    const retry = await replace();
+    expect(retry.oldCardSerial).toBe('AA001406');
+    expect(retry.card).toMatchObject({ status: CardStatus.CARD_STATUS_ACTIVE, synced: true });
+    expect(await app.redis.hmget(app.keys.account('1406'), 'ser', 'sync', 'eq')).toEqual(before);
+    const log = await app.redis.xrange(app.keys.operatorLog(), '-', '+');
+    const entries = log.filter(([, f]) => f.includes('1406')).map(([, f]) => f);
+    expect(entries).toHaveLength(1);
+    expect(entries[0]).toEqual(expect.arrayContaining(['replace-card', 'AA001406', 'BB001406']));
+    // A card "replaced" by the serial it already has, never replaced before: refused, nothing written.
+    await newCard('1407', 'AA001407', 1_000);
+    const own = await app.redis.hmget(app.keys.account('1407'), 'ser', 'sync', 'eq');
+    await expectStatus(
+      call(admin, 'replaceCard', { cardNumber: '1407', newCardSerial: 'AA001407' }, operatorMetadata()),
+      Status.FAILED_PRECONDITION,
+    );
+    expect(await app.redis.hmget(app.keys.account('1407'), 'ser', 'sync', 'eq')).toEqual(own);
+  });
 });
 
 describe('operator authentication', () => {

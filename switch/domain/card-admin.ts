@@ -43,10 +43,15 @@ export async function replaceCard(ctx: SwitchContext, operator: string, cardNo: 
   if (!(await cardExists(ctx, cardNo))) throw new NotFoundError(`card ${cardNo} does not exist`);
   if (!(await claimCardSerial(ctx, newSerial, cardNo)))
     throw new FailedPreconditionError(`card serial ${newSerial} already belongs to another card`);
-  const oldSerial = await ctx.ledger.replaceCard(cardNo, newSerial);
-  if (oldSerial === undefined) throw new NotFoundError(`card ${cardNo} does not exist`);
-  await appendOperatorLog(ctx, 'replace-card', operator, { card: cardNo, old: oldSerial, new: newSerial });
-  return { card: await cardView(ctx, cardNo, ''), oldSerial };
+  const replaced = await ctx.ledger.replaceCard(cardNo, newSerial);
+  if (replaced.code === 'unknown_card') throw new NotFoundError(`card ${cardNo} does not exist`);
+  if (replaced.code === 'serial_current')
+    throw new FailedPreconditionError(`card ${cardNo} already has serial ${newSerial}; a replacement needs the new card's serial`);
+  // A retry (the first answer lost to a timeout) changed nothing and is not logged again.
+  if (replaced.code === 'replaced') {
+    await appendOperatorLog(ctx, 'replace-card', operator, { card: cardNo, old: replaced.oldSerial, new: newSerial });
+  }
+  return { card: await cardView(ctx, cardNo, ''), oldSerial: replaced.oldSerial };
 }
 
 /**

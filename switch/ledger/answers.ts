@@ -62,8 +62,8 @@ export const INQUIRE_ANSWERS = { 1: 'found', 5: 'unknown_card', 6: 'card_replace
 export const OPEN_ACCOUNT_ANSWERS = { 1: 'opened', 0: 'already_exists' } as const;
 /** set-status.lua answers {previousStatus, changed} or this 0. */
 export const SET_STATUS_ANSWERS = { 0: 'unknown_card' } as const;
-/** replace-card.lua answers the old serial or this 0. */
-export const REPLACE_CARD_ANSWERS = { 0: 'unknown_card' } as const;
+/** replace-card.lua answers {code, oldSerial}. */
+export const REPLACE_CARD_ANSWERS = { 0: 'unknown_card', 1: 'replaced', 2: 'replayed', 3: 'serial_current' } as const;
 export const SET_LIMITS_ANSWERS = { 1: 'set', 0: 'unknown_card' } as const;
 export const ECARD_WATCH_ANSWERS = { 1: 'watched', 0: 'unknown_card' } as const;
 export const FOLD_LIMITS_ANSWERS = { 1: 'folded', 0: 'nothing_to_fold' } as const;

@@ -66,6 +66,13 @@ export interface ReverseResult {
 }
 
 export type CardStatusCode = 'active' | 'lost' | 'frozen' | 'cancelled';
+
+/** replace-card.lua's answer: the serial replaced, first time ('replaced') or again for a retry ('replayed'). */
+export type CardReplaceAnswer =
+  | { readonly code: 'replaced' | 'replayed'; readonly oldSerial: string }
+  | { readonly code: 'unknown_card' }
+  /** The card's serial already is the new one, and no replacement made it so (nothing written). */
+  | { readonly code: 'serial_current' };
 const STATUS_FROM_LEDGER: Record<string, CardStatusCode> = { A: 'active', L: 'lost', F: 'frozen', C: 'cancelled' };
 const STATUS_TO_LEDGER: Record<CardStatusCode, string> = { active: 'A', lost: 'L', frozen: 'F', cancelled: 'C' };
 
@@ -384,14 +391,18 @@ export class Ledger {
   /**
    * Points the account at a new card serial (the balance stays with the account; the old serial is
    * dead). A lost card's account becomes active again; the new card must be tapped to sync.
-   * Returns the old serial, or undefined when the account does not exist.
+   * A retry (the card's serial already is newSerial, made so by a replacement) answers 'replayed' with
+   * that replacement's old serial and changes nothing.
    */
-  async replaceCard(cardNo: string, newSerial: string): Promise<string | undefined> {
+  async replaceCard(cardNo: string, newSerial: string): Promise<CardReplaceAnswer> {
     const reply = await this.scripts.run('replace-card', [this.keys.account(cardNo)], [newSerial]);
-    if (typeof reply === 'string') return reply;
-    // Its only code is 'unknown_card'; decodeAnswer stops on any other.
-    decodeAnswer('replace-card', REPLACE_CARD_ANSWERS, numericReply('replace-card', reply));
-    return undefined;
+    if (!Array.isArray(reply) || reply.length !== 2) throw new LedgerInvariantError(`replace-card.lua answered ${JSON.stringify(reply)}`);
+    const code = decodeAnswer('replace-card', REPLACE_CARD_ANSWERS, numericReply('replace-card', reply[0]));
+    const oldSerial = String(reply[1] ?? '');
+    if (code === 'unknown_card') return { code };
+    if (code === 'serial_current') return { code };
+    if (oldSerial === '') throw new LedgerInvariantError(`replace-card.lua answered ${code} without the old serial`);
+    return { code, oldSerial };
   }
 
   /** A card's own limits; -1 clears one (its holder type's default applies). False when no account. */

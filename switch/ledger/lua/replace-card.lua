@@ -3,18 +3,29 @@
   The old serial is dead from this moment (authorize.lua compares the presented serial with 'ser').
   A lost account becomes active again; the new card has not been tapped yet, so it is not synced.
   The QR epoch moves on: campus QR codes issued before the replacement are dead. Moves no money.
+  The serial replaced is kept in 'oser', so a retry of the replacement (the card's serial is already
+  newSerial: the first answer was lost to a timeout, the operator pressed twice) answers the first one's
+  old serial again and changes nothing: the new card, maybe tapped meanwhile, stays synced, and QR codes
+  issued since stay valid.
 
   KEYS[1] accountKey  {L:s}:acct:<card>
 
   ARGV[1] newSerial
 
-  Returns the old serial, or 0 when the account does not exist.
+  Returns {code, oldSerial}:
+    code 0 the account does not exist
+         1 replaced: oldSerial is the serial that was the card's
+         2 a retry: the card's serial already is newSerial, from the replacement of oldSerial (nothing written)
+         3 the card's serial already is newSerial and no replacement made it so (nothing written)
 
   A malformed ARGV (count or format) is answered with the error reply "ERR replace-card: ..." before any key
   is read or written (includes/argv.lua; scripts.ts checks the same before sending).
 ]]
 local SCRIPT = 'replace-card'
 local ANSWER_UNKNOWN_CARD = 0
+local ANSWER_REPLACED = 1
+local ANSWER_REPLAYED = 2
+local ANSWER_SERIAL_CURRENT = 3
 
 local rcall = redis.call
 local accountKey = KEYS[1]
@@ -25,9 +36,13 @@ local newSerial = ARGV[1]
 local badArgv = argvCount(#ARGV == 1, '1') or argvId(1, 'newSerial')
 if badArgv then return badArgv end
 
-local account = rcall('HMGET', accountKey, 'ser', 'st')
-if account[1] == false then return ANSWER_UNKNOWN_CARD end
-rcall('HSET', accountKey, 'ser', newSerial, 'sync', '0')
+local account = rcall('HMGET', accountKey, 'ser', 'st', 'oser')
+if account[1] == false then return { ANSWER_UNKNOWN_CARD, '' } end
+if account[1] == newSerial then
+  if account[3] then return { ANSWER_REPLAYED, account[3] } end
+  return { ANSWER_SERIAL_CURRENT, '' }
+end
+rcall('HSET', accountKey, 'ser', newSerial, 'sync', '0', 'oser', account[1])
 rcall('HINCRBY', accountKey, 'eq', 1)
 if account[2] == 'L' then rcall('HSET', accountKey, 'st', 'A') end
-return account[1]
+return { ANSWER_REPLACED, account[1] }

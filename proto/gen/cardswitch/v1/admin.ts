@@ -3177,7 +3177,10 @@ export const AdminServiceService = {
       Buffer.from(SetTerminalEnabledResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SetTerminalEnabledResponse => SetTerminalEnabledResponse.decode(value),
   },
-  /** A new card serial takes over the account and its balance; the old serial is dead. */
+  /**
+   * A new card serial takes over the account and its balance; the old serial is dead. A retry with the
+   * same new serial (after a timeout) answers the first replacement's old serial and changes nothing.
+   */
   replaceCard: {
     path: "/cardswitch.v1.AdminService/ReplaceCard" as const,
     requestStream: false as const,
@@ -3282,7 +3285,10 @@ export interface AdminServiceServer extends UntypedServiceImplementation {
   importTerminals: handleUnaryCall<ImportTerminalsRequest, ImportTerminalsResponse>;
   registerTerminal: handleUnaryCall<RegisterTerminalRequest, RegisterTerminalResponse>;
   setTerminalEnabled: handleUnaryCall<SetTerminalEnabledRequest, SetTerminalEnabledResponse>;
-  /** A new card serial takes over the account and its balance; the old serial is dead. */
+  /**
+   * A new card serial takes over the account and its balance; the old serial is dead. A retry with the
+   * same new serial (after a timeout) answers the first replacement's old serial and changes nothing.
+   */
   replaceCard: handleUnaryCall<ReplaceCardRequest, ReplaceCardResponse>;
   setCardFrozen: handleUnaryCall<SetCardFrozenRequest, SetCardFrozenResponse>;
   /** Credit a card from a channel order (or the counter), exactly once per (channel, order id). */
@@ -3364,7 +3370,10 @@ export interface AdminServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SetTerminalEnabledResponse) => void,
   ): ClientUnaryCall;
-  /** A new card serial takes over the account and its balance; the old serial is dead. */
+  /**
+   * A new card serial takes over the account and its balance; the old serial is dead. A retry with the
+   * same new serial (after a timeout) answers the first replacement's old serial and changes nothing.
+   */
   replaceCard(
     request: ReplaceCardRequest,
     callback: (error: ServiceError | null, response: ReplaceCardResponse) => void,
