@@ -2207,7 +2207,9 @@ export const PayUtilityFeeResponse: MessageFns<PayUtilityFeeResponse> = {
  * A wrong card password is PERMISSION_DENIED, with the attempts left today in the message and in the
  * trailing metadata `password-attempts-left`; after 5 wrong attempts in a day password use is locked
  * until the next day (RESOURCE_EXHAUSTED). PayUtilityFee, which moves money, answers WRONG_PIN /
- * PIN_LOCKED as a decline instead, like PosService/Authorize.
+ * PIN_LOCKED as a decline instead, like PosService/Authorize. A refusal with a stable reason carries it
+ * in the trailing metadata `error-reason` (e.g. CARD_FROZEN, PASSWORD_BUSY, TERMINAL_PASSWORD_BUSY,
+ * TERMINAL_PASSWORD_LIMIT, PASSWORD_CHANGED_MEANWHILE, ORDER_FINISHED): what the kiosk matches on.
  */
 export type KioskServiceService = typeof KioskServiceService;
 export const KioskServiceService = {
