@@ -548,12 +548,26 @@ function parseOperatorTokens(r: Reader, raw: string): ReadonlyMap<string, string
   for (const entry of raw.split(',')) {
     const match = /^\s*([A-Za-z0-9_.-]{1,32}):(\S{16,128})\s*$/.exec(entry);
     if (match === null) {
-      r.problems.push(
-        'OPERATOR_TOKENS: each entry must be name:token (name 1-32 of A-Z a-z 0-9 _ . -, token 16-128 characters), separated by commas',
+      return refuseOperatorTokens(
+        r,
+        'each entry must be name:token (name 1-32 of A-Z a-z 0-9 _ . -, token 16-128 characters), separated by commas',
       );
-      return new Map();
     }
-    tokens.set(match[1] ?? '', match[2] ?? '');
+    const name = match[1] ?? '';
+    const token = match[2] ?? '';
+    if (tokens.has(name)) return refuseOperatorTokens(r, `operator ${name} is named twice; give each operator one entry`);
+    // Two operators with one token would both be recorded as the same one (findOperator keeps one match).
+    const sharer = [...tokens].find(([, other]) => other === token)?.[0];
+    if (sharer !== undefined) {
+      return refuseOperatorTokens(r, `operators ${sharer} and ${name} have the same token; give each operator a token of their own`);
+    }
+    tokens.set(name, token);
   }
   return tokens;
+}
+
+/** Records the problem (naming operators, never a token) and configures no operator at all. */
+function refuseOperatorTokens(r: Reader, problem: string): ReadonlyMap<string, string> {
+  r.problems.push(`OPERATOR_TOKENS: ${problem}`);
+  return new Map();
 }

@@ -71,4 +71,18 @@ describe('loadConfig', () => {
     const config = loadConfig({ ...GOOD, OPERATOR_TOKENS: 'alice:alice-token-0123456789,bob:bob-token-0123456789xx' });
     expect([...config.operatorTokens.keys()]).toEqual(['alice', 'bob']);
   });
+
+  it('refuses two operators sharing a token, naming both and never printing the token', () => {
+    // Both would authenticate, and every action of either would be recorded as the second one.
+    const problems = problemsOf({ OPERATOR_TOKENS: 'alice:shared-token-0123456789,bob:shared-token-0123456789' });
+    expect(problems).toEqual(['OPERATOR_TOKENS: operators alice and bob have the same token; give each operator a token of their own']);
+  });
+
+  it('refuses an operator named twice, naming them and never printing a token', () => {
+    // Only the last token would work: the first would stop working without a word.
+    const problems = problemsOf({
+      OPERATOR_TOKENS: 'alice:first-token-0123456789,bob:bob-token-0123456789xx,alice:second-token-0123456789',
+    });
+    expect(problems).toEqual(['OPERATOR_TOKENS: operator alice is named twice; give each operator one entry']);
+  });
 });
