@@ -95,6 +95,22 @@ describe('cardholder CSV', () => {
     expect(rows.map((r) => r.line)).toEqual([2, 5]);
   });
 
+  it('refuses a passport number too short to give the initial password, with its line and what to do', () => {
+    // The initial password is the last 6 characters: 'E1234' would leave the holder without one.
+    const { rows, errors } = parseCardholdersCsv(
+      csv(GOOD_ROWS[0] ?? '', '10000002,04A1B2C4,Smith,20080001,staff,passport,E1234,+447700900123,0', GOOD_ROWS[2] ?? ''),
+    );
+    expect(errors).toEqual([
+      {
+        line: 3,
+        message:
+          'document_number of a passport must be 6-20 letters or digits (the initial password is its last 6); check the number against the passport',
+      },
+    ]);
+    expect(rows.map((r) => r.line)).toEqual([2, 4]);
+    expect(parseCardholdersCsv(csv('10000002,04A1B2C4,Smith,20080001,staff,passport,E12345,+447700900123,0')).errors).toEqual([]);
+  });
+
   it('refuses a wrong header and a row with the wrong number of fields', () => {
     expect(parseCardholdersCsv('card,serial\n1,2\n').errors).toEqual([{ line: 1, message: `the header must be exactly: ${HEADER}` }]);
     expect(parseCardholdersCsv(csv('1,2,3')).errors).toEqual([{ line: 2, message: 'expected 9 fields, found 3' }]);
@@ -250,6 +266,8 @@ describe('demo campus', () => {
     const residentIds = campus.cardholders.filter((c) => c.documentType === 'resident_id').map((c) => c.documentNumber);
     expect(residentIds.every((id) => residentIdCheckChar(id.slice(0, 17)) === id[17])).toBe(true);
     expect(residentIds.some((id) => id.endsWith('X'))).toBe(true);
+    // Every holder, passport holders included, has an initial password that can be typed.
+    expect(campus.cardholders.every((c) => initialPasswordMatches(initialPassword(c.documentNumber), c.documentNumber))).toBe(true);
     expect(campus.cardholders.some((c) => /^(欧阳|司马|诸葛|上官|皇甫|东方|慕容|令狐)/.test(c.name))).toBe(true);
     const settlement = campus.terminals.filter((t) => t.kind === 'settlement').map((t) => t.location);
     expect(settlement.sort()).toEqual(

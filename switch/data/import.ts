@@ -5,6 +5,7 @@
 // by someone else between the two is reported per row, and the rows written before it stay.)
 import type { Ledger } from '../ledger/ledger.js';
 import { claimDirectoryEntries, takenEntries } from '../ledger/import.js';
+import { PIN_LENGTH } from '../domain/password.js';
 import { validateNewTerminal, type NewTerminal, type TerminalKind, type TerminalRegistry } from '../domain/terminals.js';
 import { CsvError, DEFAULT_CSV_LIMITS, NoDataRowsError, parseCsv, type CsvRow } from './csv.js';
 
@@ -131,9 +132,15 @@ export function residentIdCheckChar(first17: string): string {
   return RESIDENT_ID_CHECK_CHARS[sum % 11] ?? '';
 }
 
+const PASSPORT_NUMBER = new RegExp(`^[A-Z0-9]{${PIN_LENGTH},20}$`);
+
 function documentProblem(type: DocumentType, number: string): string | undefined {
   if (type === 'passport') {
-    return /^[A-Z0-9]{5,20}$/.test(number) ? undefined : 'document_number of a passport must be 5-20 letters or digits';
+    // The card's initial password is the last PIN_LENGTH characters of the number: a shorter one would
+    // leave the holder without a password that can ever match (kiosk, phone binding, cancelling a loss).
+    return PASSPORT_NUMBER.test(number)
+      ? undefined
+      : `document_number of a passport must be ${PIN_LENGTH}-20 letters or digits (the initial password is its last ${PIN_LENGTH}); check the number against the passport`;
   }
   // Format only: the GB 11643 check digit is not enforced. Hand-made data often fails it (the brief's own
   // example 11010519900307123X does), and under all-or-nothing one such row would block the whole file.
