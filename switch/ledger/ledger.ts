@@ -31,6 +31,12 @@ export function campusDayKey(nowMs: number): string {
   return `${d.getUTCFullYear()}${String(d.getUTCMonth() + 1).padStart(2, '0')}${String(d.getUTCDate()).padStart(2, '0')}`;
 }
 
+/** When the campus day (UTC+8) holding `nowMs` began. */
+export function campusDayStartMs(nowMs: number): number {
+  const day = 86_400_000;
+  return Math.floor((nowMs + CAMPUS_UTC_OFFSET_MS) / day) * day - CAMPUS_UTC_OFFSET_MS;
+}
+
 export type AuthorizeCode = AnswerOf<typeof AUTHORIZE_ANSWERS>;
 
 /**
@@ -313,6 +319,7 @@ export class Ledger {
   async reverse(input: ReverseInput): Promise<ReverseResult> {
     assertPositiveFen(input.amountFen);
     const k = this.keys;
+    const nowMs = this.now();
     const reply = await this.scripts.run(
       'reverse',
       [
@@ -328,8 +335,10 @@ export class Ledger {
         `rev|${input.cardNo}|${input.amountFen}`,
         input.terminalId,
         input.sequence,
-        this.now(),
+        nowMs,
         this.requestTtlSec,
+        campusDayKey(nowMs),
+        campusDayStartMs(nowMs),
         ...this.eventArgs(),
       ],
     );

@@ -304,6 +304,8 @@ export const ARGV_RULES = {
       integer('sequence', 1),
       integer('nowMs', 0),
       integer('requestTtlSec', 1),
+      id('dayKey'),
+      integer('dayStartMs', 0),
       ...EVENT_ARGS,
     ],
   },

@@ -14,8 +14,15 @@
   ARGV[5] sequence        the payment's sequence number
   ARGV[6] nowMs
   ARGV[7] requestTtlSec
-  Last: KEYS[5] eventsKey {L:s}:ev:<card>, ARGV[8] eventsChannel, ARGV[9] eventTtlSec (a bound e-card's
+  ARGV[8] dayKey          YYYYMMDD of the campus day now (UTC+8)
+  ARGV[9] dayStartMs      when that campus day began
+  Last: KEYS[5] eventsKey {L:s}:ev:<card>, ARGV[10] eventsChannel, ARGV[11] eventTtlSec (a bound e-card's
   page is told; see includes/event.lua).
+
+  A payment of today that is reversed no longer counts in the day's spending (the account's `day`
+  "<YYYYMMDD>,<spent>,<spent without password>": its spent part); the password-free part stays, since
+  the record does not say whether the payment was made with the password (never fewer checks than the
+  limits ask for). A payment of an earlier day changes no total.
 
   Returns one string "<code>|<balanceAfterFen>|<decidedAtMs>":
     code 1 reversed (what was not yet refunded is back on the account)
@@ -52,23 +59,25 @@ local terminalId = ARGV[4]
 local sequence = ARGV[5]
 local nowMs = ARGV[6]
 local requestTtlSec = tonumber(ARGV[7])
+local dayKey = ARGV[8]
+local dayStartMs = tonumber(ARGV[9])
 
 -- @include answer
 -- @include event
 -- @include argv
 
-local badArgv = argvCount(#ARGV == 9, '9')
+local badArgv = argvCount(#ARGV == 11, '11')
   or argvId(1, 'cardNo') or argvInteger(2, 'amountFen', 1) or argvId(3, 'fingerprint') or argvId(4, 'terminalId')
   or argvInteger(5, 'sequence', 1) or argvInteger(6, 'nowMs', 0) or argvInteger(7, 'requestTtlSec', 1)
-  or argvId(8, 'eventsChannel') or argvInteger(9, 'eventTtlSec', 1)
+  or argvId(8, 'dayKey') or argvInteger(9, 'dayStartMs', 0) or argvId(10, 'eventsChannel') or argvInteger(11, 'eventTtlSec', 1)
 if badArgv then return badArgv end
 
 -- This reversal's own record (rfp/rans) and the payment's fields, in one read.
-local recorded, request = recordedAnswer(requestKey, fingerprint, 'rfp', 'rans', 'pfp', 'pst', 'amt', 'mp', 'card', 'refd')
+local recorded, request = recordedAnswer(requestKey, fingerprint, 'rfp', 'rans', 'pfp', 'pst', 'amt', 'mp', 'card', 'refd', 'pans')
 if recorded then return recorded end
 if recorded == false then return REFUSED_KEY_REUSED end
 
-local account = rcall('HMGET', accountKey, 'bal', 'eu')
+local account = rcall('HMGET', accountKey, 'bal', 'eu', 'day')
 local balanceFen = tonumber(account[1] or '0')
 local code = ANSWER_TOMBSTONED
 if request[3] then
@@ -92,6 +101,14 @@ if request[3] then
       code = ANSWER_REVERSED
     end
     rcall('HSET', requestKey, 'pst', 'R')
+    -- The payment is undone: if it was made today, today's spending no longer holds it.
+    local paidAtMs = tonumber(string.match(request[9] or '', '|(%d+)$'))
+    local day, spentText, noPinText = string.match(account[3] or '', '^(%d+),(%d+),(%d+)$')
+    if paidAtMs and paidAtMs >= dayStartMs and day == dayKey then
+      local spentFen = tonumber(spentText) - amountFen
+      if spentFen < 0 then spentFen = 0 end
+      rcall('HSET', accountKey, 'day', day .. ',' .. digits(spentFen) .. ',' .. noPinText)
+    end
   end
 end
 
