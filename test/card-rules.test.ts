@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CardStatus, DeclineReason, Outcome } from '../proto/gen/cardswitch/v1/common.js';
 import type { AuthorizeResponse } from '../proto/gen/cardswitch/v1/pos.js';
 import type { SwitchApp } from '../switch/app.js';
+import { requireCardPassword } from '../switch/domain/card-password.js';
+import { reportCardLost } from '../switch/domain/card-status.js';
 import {
   adminClient,
   KIOSK_TERMINAL,
@@ -372,6 +374,42 @@ describe('loss, cancel loss, freeze, replace', () => {
     expect(log.filter(([, f]) => f.includes('1403')).map(([, f]) => f[1])).toEqual(['freeze', 'unfreeze']);
   });
 
+  it("a lost or frozen card is declined for its status at a PIN pad, without its password being checked: a finder's wrong PINs never lock the owner out", async () => {
+    await newCard('1411', 'AA001411', 50_000);
+    await newCard('1412', 'AA001412', 50_000);
+    await reportCardLost(app.context, '1411');
+    await call(admin, 'setCardFrozen', { cardNumber: '1412', frozen: true, reason: '学生处通知' }, operatorMetadata());
+    const cases = [
+      { cardNo: '1411', serial: 'AA001411', reason: DeclineReason.DECLINE_REASON_CARD_LOST },
+      { cardNo: '1412', serial: 'AA001412', reason: DeclineReason.DECLINE_REASON_CARD_FROZEN },
+    ];
+    for (const { cardNo, serial, reason } of cases) {
+      const checksBefore = app.context.passwords.stats().completed;
+      // Over the password-free limit (5000), with a wrong PIN: as many tries as would lock the password.
+      const answers: AuthorizeResponse[] = [];
+      for (let i = 0; i < 5; i++) answers.push(await pay(serial, 6000, '000000'));
+      expect(answers.map((a) => a.declineReason)).toEqual(Array(5).fill(reason));
+      expect(answers.every((a) => a.pinAttemptsLeft === 0)).toBe(true);
+      expect(app.context.passwords.stats().completed).toBe(checksBefore);
+      expect(await app.redis.hget(app.keys.account(cardNo), 'pfail')).toBeNull();
+      // The decline is recorded like any other: a retry with the right PIN replays it.
+      const sequenceNumber = ++seq;
+      const first = await pay(serial, 6000, '000000', sequenceNumber);
+      expect(await pay(serial, 6000, PIN, sequenceNumber)).toEqual(first);
+      // The owner's right password still works (the kiosk's checks: cancel loss, change password, bind).
+      await requireCardPassword(app.context, cardNo, PIN);
+      expect(await balance(cardNo)).toBe(50_000);
+    }
+    const back = await call<object, { status: CardStatus }>(
+      kiosk,
+      'cancelLoss',
+      { cardholder: { card: { cardSerial: 'AA001411' } }, password: PIN },
+      kioskMd,
+    );
+    expect(back.status).toBe(CardStatus.CARD_STATUS_ACTIVE);
+    expect((await pay('AA001411', 6000, PIN)).outcome).toBe(Outcome.OUTCOME_APPROVED);
+  });
+
   it('a replacement card takes over the balance; the old serial is dead; a serial in use is refused', async () => {
     await newCard('1404', 'AA001404', 50_000);
     await newCard('1405', 'AA001405', 1_000);
@@ -429,6 +467,73 @@ describe('loss, cancel loss, freeze, replace', () => {
       Status.FAILED_PRECONDITION,
     );
     expect(await app.redis.hmget(app.keys.account('1407'), 'ser', 'sync', 'eq')).toEqual(own);
+  });
+
+  /** The card office's freeze or unfreeze; answers the card's status after it. */
+  async function setFrozen(cardNo: string, frozen: boolean): Promise<CardStatus> {
+    const reason = frozen ? '学生处通知' : '解除冻结';
+    return (await call<object, { status: CardStatus }>(admin, 'setCardFrozen', { cardNumber: cardNo, frozen, reason }, operatorMetadata()))
+      .status;
+  }
+
+  async function unfreezeLog(cardNo: string): Promise<string[][]> {
+    const log = await app.redis.xrange(app.keys.operatorLog(), '-', '+');
+    return log.filter(([, f]) => f[1] === 'unfreeze' && f.includes(cardNo)).map(([, f]) => f);
+  }
+
+  it("freezing and unfreezing a lost card leaves it lost: the finder's tap is declined, and only the holder's password cancels the loss", async () => {
+    await newCard('1421', 'AA001421', 50_000);
+    const lost = { cardholder: { card: { cardSerial: 'AA001421' } }, password: '' };
+    await call(kiosk, 'reportLoss', lost, kioskMd);
+    expect(await setFrozen('1421', true)).toBe(CardStatus.CARD_STATUS_FROZEN);
+    // A retried freeze (the first answer lost) must not make 'frozen' the status to go back to.
+    expect(await setFrozen('1421', true)).toBe(CardStatus.CARD_STATUS_FROZEN);
+    expect((await pay('AA001421', 100)).declineReason).toBe(DeclineReason.DECLINE_REASON_CARD_FROZEN);
+    // Frozen, the holder cannot report it lost again: the freeze must keep the loss for them.
+    await expectStatus(call(kiosk, 'reportLoss', lost, kioskMd), Status.FAILED_PRECONDITION);
+    expect(await setFrozen('1421', false)).toBe(CardStatus.CARD_STATUS_LOST);
+    expect(await app.redis.hmget(app.keys.account('1421'), 'st', 'fst')).toEqual(['L', null]);
+    // The finder taps it under the password-free limits.
+    expect((await pay('AA001421', 100)).declineReason).toBe(DeclineReason.DECLINE_REASON_CARD_LOST);
+    expect(await balance('1421')).toBe(50_000);
+    // A retried unfreeze is refused, saying the card is lost, and changes nothing.
+    const retry = await expectStatus(setFrozen('1421', false), Status.FAILED_PRECONDITION);
+    expect(retry.details).toContain('is lost, not frozen');
+    expect(await app.redis.hget(app.keys.account('1421'), 'st')).toBe('L');
+    expect((await unfreezeLog('1421')).map((f) => f.slice(-4))).toEqual([['from', 'frozen', 'to', 'lost']]);
+    // The loss is cancelled as usual: with the holder's password only.
+    const cancel = (password: string) =>
+      call<object, { status: CardStatus }>(kiosk, 'cancelLoss', { cardholder: { card: { cardSerial: 'AA001421' } }, password }, kioskMd);
+    await expectStatus(cancel('111111'), Status.PERMISSION_DENIED);
+    expect((await cancel(PIN)).status).toBe(CardStatus.CARD_STATUS_ACTIVE);
+    expect((await pay('AA001421', 100)).outcome).toBe(Outcome.OUTCOME_APPROVED);
+  });
+
+  it('an active card unfreezes to active; a card frozen before the earlier status was kept unfreezes to active, logged', async () => {
+    await newCard('1422', 'AA001422', 50_000);
+    expect(await setFrozen('1422', true)).toBe(CardStatus.CARD_STATUS_FROZEN);
+    expect(await setFrozen('1422', true)).toBe(CardStatus.CARD_STATUS_FROZEN);
+    expect(await app.redis.hmget(app.keys.account('1422'), 'st', 'fst')).toEqual(['F', 'A']);
+    expect(await setFrozen('1422', false)).toBe(CardStatus.CARD_STATUS_ACTIVE);
+    expect(await app.redis.hmget(app.keys.account('1422'), 'st', 'fst')).toEqual(['A', null]);
+    expect((await pay('AA001422', 100)).outcome).toBe(Outcome.OUTCOME_APPROVED);
+    // Frozen by a switch before this one: 'F' and no remembered status. The operator asks for it back.
+    await newCard('1423', 'AA001423', 50_000);
+    await app.redis.hset(app.keys.account('1423'), 'st', 'F');
+    expect(await setFrozen('1423', false)).toBe(CardStatus.CARD_STATUS_ACTIVE);
+    expect((await unfreezeLog('1423'))[0]).toEqual(expect.arrayContaining(['from', 'frozen', 'to', 'active', 'remembered', 'none']));
+    expect((await pay('AA001423', 100)).outcome).toBe(Outcome.OUTCOME_APPROVED);
+  });
+
+  it('a card replaced while frozen from lost unfreezes to active: the lost card is dead', async () => {
+    await newCard('1424', 'AA001424', 50_000);
+    await call(kiosk, 'reportLoss', { cardholder: { card: { cardSerial: 'AA001424' } }, password: '' }, kioskMd);
+    await setFrozen('1424', true);
+    await call(admin, 'replaceCard', { cardNumber: '1424', newCardSerial: 'BB001424' }, operatorMetadata());
+    expect(await app.redis.hmget(app.keys.account('1424'), 'st', 'fst')).toEqual(['F', 'A']);
+    expect(await setFrozen('1424', false)).toBe(CardStatus.CARD_STATUS_ACTIVE);
+    expect((await pay('BB001424', 100)).outcome).toBe(Outcome.OUTCOME_APPROVED);
+    expect((await pay('AA001424', 100)).outcome).not.toBe(Outcome.OUTCOME_APPROVED);
   });
 });
 

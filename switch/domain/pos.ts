@@ -6,6 +6,7 @@ import type { Terminal } from './terminals.js';
 import { InvalidArgumentError, UnimplementedError } from '../errors.js';
 import { checkCardPassword, passwordBusyError } from './card-password.js';
 import { unknownCardDecision } from '../ledger/claims.js';
+import { cardStatusOf } from '../ledger/channel-payments.js';
 import { IdempotencyConflictError, SequenceTakenError, type PresentedCampusQr } from '../ledger/ledger.js';
 import { openCampusQr } from './campus-qr.js';
 import { ChannelPayments, type ChannelPaymentCode } from './channel-payment.js';
@@ -56,6 +57,9 @@ export async function resolveCredential(ctx: SwitchContext, credential: Presente
   // Payment codes name a channel's payer, not a card: ChannelPayments handles them before this is reached.
   throw new UnimplementedError('a payment code does not name a campus card; it pays through its channel only');
 }
+
+/** Account statuses authorize.lua declines before any limit or password: lost, frozen, cancelled. */
+const STOPPED_STATUSES: ReadonlySet<string> = new Set(['L', 'F', 'C']);
 
 /** The fingerprint of a request whose credential names no card (its decline is replayed on a retry). */
 function unknownFingerprint(credential: PresentedCredential, serial: string, amountFen: number): string {
@@ -135,23 +139,11 @@ export class PosDomain {
       const previousOwner = await this.ctx.claims.claim(terminal.id, request.sequence, cardNo);
       if (previousOwner !== null && previousOwner !== cardNo) return this.sequenceTaken(terminal, request, serial, previousOwner);
     }
+    let pinVerified = false;
     if (request.pin !== '') {
-      const ledgerRequest = {
-        cardNo,
-        amountFen: request.amountFen,
-        credentialKind: request.credential.kind,
-        terminalId: terminal.id,
-        sequence: request.sequence,
-      };
-      // A retry of a decided PIN payment replays its answer without another (costly) password check.
-      const decided = await this.ctx.ledger.decidedPayment(ledgerRequest);
-      if (decided !== undefined) return { ...decided, cardNo: decided.code === 'unknown_card' ? '' : cardNo, pinAttemptsLeft: 0 };
-      // Wrong or locked passwords are not recorded under the request key: the cardholder may try again.
-      const check = await checkCardPassword(this.ctx, cardNo, request.pin, { terminalId: terminal.id });
-      if (!check.ok && check.reason === 'unknown_card') return this.declined('unknown_card', '');
-      if (!check.ok && check.reason === 'locked') return this.declined('pin_locked', cardNo);
-      if (!check.ok && check.reason === 'busy') throw passwordBusyError();
-      if (!check.ok && check.reason === 'wrong') return this.declined('wrong_pin', cardNo, check.attemptsLeft);
+      const checked = await this.checkPin(terminal, request, cardNo);
+      if (checked !== 'verified' && checked !== 'card_stopped') return checked;
+      pinVerified = checked === 'verified';
     }
     let result;
     try {
@@ -163,7 +155,7 @@ export class PosDomain {
         terminalId: terminal.id,
         sequence: request.sequence,
         merchantId: terminal.merchantId,
-        pinVerified: request.pin !== '',
+        pinVerified,
         limits: this.ctx.config.limits,
         campusQr,
         claimSequence: claimInScript,
@@ -175,6 +167,39 @@ export class PosDomain {
       return this.sequenceTaken(terminal, request, serial, owner ?? '');
     }
     return { ...result, cardNo: result.code === 'unknown_card' ? '' : cardNo, pinAttemptsLeft: 0 };
+  }
+
+  /**
+   * The PIN step of a payment: the decided answer of a retry, a decline for a wrong or locked password,
+   * 'verified' when the password was checked and right, or 'card_stopped' when the card is lost, frozen
+   * or cancelled. A stopped card's password is not checked at all: authorize.lua declines it for its
+   * status (recorded, so a retry replays it), and a finder typing guesses learns only that the card is
+   * stopped, without counting them toward the lock that would keep the owner from cancelling the loss.
+   */
+  private async checkPin(
+    terminal: Terminal,
+    request: PaymentRequest,
+    cardNo: string,
+  ): Promise<PaymentOutcome | 'verified' | 'card_stopped'> {
+    const ledgerRequest = {
+      cardNo,
+      amountFen: request.amountFen,
+      credentialKind: request.credential.kind,
+      terminalId: terminal.id,
+      sequence: request.sequence,
+    };
+    // Both read together: one round trip, and only PIN payments pay for the status read.
+    const [decided, status] = await Promise.all([this.ctx.ledger.decidedPayment(ledgerRequest), cardStatusOf(this.ctx, cardNo)]);
+    // A retry of a decided PIN payment replays its answer without another (costly) password check.
+    if (decided !== undefined) return { ...decided, cardNo: decided.code === 'unknown_card' ? '' : cardNo, pinAttemptsLeft: 0 };
+    if (status !== undefined && STOPPED_STATUSES.has(status)) return 'card_stopped';
+    // Wrong or locked passwords are not recorded under the request key: the cardholder may try again.
+    const check = await checkCardPassword(this.ctx, cardNo, request.pin, { terminalId: terminal.id });
+    if (check.ok) return 'verified';
+    if (check.reason === 'unknown_card') return this.declined('unknown_card', '');
+    if (check.reason === 'locked') return this.declined('pin_locked', cardNo);
+    if (check.reason === 'busy') throw passwordBusyError();
+    return this.declined('wrong_pin', cardNo, check.attemptsLeft);
   }
 
   /** A payment declined before the ledger moved anything. */
