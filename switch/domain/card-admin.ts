@@ -5,6 +5,7 @@ import type { SwitchContext } from '../context.js';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
 import { importCardholders, importTerminals, parseCardholdersCsv, parseTerminalsCsv, type RowError } from '../data/import.js';
 import { cardExists, claimCardSerial } from '../ledger/cards.js';
+import type { CardStatusCode } from '../ledger/ledger.js';
 import { appendOperatorLog } from '../ledger/oplog.js';
 import { cardView, type CardView } from './card-view.js';
 import { validateNewTerminal, type NewTerminal } from './terminals.js';
@@ -55,8 +56,12 @@ export async function replaceCard(ctx: SwitchContext, operator: string, cardNo: 
 }
 
 /**
- * Freezes a card (from active or lost) or unfreezes it (to active); `reason` is a checked, trimmed
- * line. Returns the card's status now; a card that cannot make the change is refused.
+ * Freezes a card (from active or lost) or unfreezes it; `reason` is a checked, trimmed line. Returns the
+ * card's status now: frozen after a freeze; after an unfreeze the status the freeze came from, so a card
+ * frozen from lost stays lost (its loss is cancelled only with the holder's password, or by a replacement).
+ * A card that cannot make the change is refused: a lost card is never unfrozen (that would cancel its loss
+ * without the holder's password), so a retried unfreeze of a card it returned to lost is refused, saying so.
+ * Unfreezing an active card changes nothing and answers active.
  */
 export async function setCardFrozen(
   ctx: SwitchContext,
@@ -64,15 +69,32 @@ export async function setCardFrozen(
   cardNo: string,
   frozen: boolean,
   reason: string,
-): Promise<'frozen' | 'active'> {
+): Promise<CardStatusCode> {
+  // Unfreezing asks for active; set-status.lua gives back the status the freeze remembered instead.
   const result = frozen
     ? await ctx.ledger.setStatus(cardNo, 'frozen', ['active', 'lost', 'frozen'])
     : await ctx.ledger.setStatus(cardNo, 'active', ['frozen', 'active']);
   if (result === undefined) throw new NotFoundError(`card ${cardNo} does not exist`);
+  if (!result.changed && result.previous === 'lost')
+    throw new FailedPreconditionError(
+      `card ${cardNo} is lost, not frozen: nothing to unfreeze; the holder cancels the loss with the card password (卡已挂失，未冻结)`,
+    );
   if (!result.changed)
     throw new FailedPreconditionError(`card ${cardNo} is ${result.previous}; it cannot be ${frozen ? 'frozen' : 'unfrozen'}`);
-  await appendOperatorLog(ctx, frozen ? 'freeze' : 'unfreeze', operator, { card: cardNo, reason });
-  return frozen ? 'frozen' : 'active';
+  const unfrozenUnremembered = !frozen && result.previous === 'frozen' && result.remembered === undefined;
+  if (unfrozenUnremembered) {
+    // Frozen before the switch remembered what a freeze came from: whether it was lost is not known.
+    // The operator asked for the card back, so it becomes active as it did then; the log says so.
+    ctx.log.warn({ cardNo, operator }, 'unfrozen a card frozen before its earlier status was kept; it is now active (was it lost?)');
+  }
+  await appendOperatorLog(ctx, frozen ? 'freeze' : 'unfreeze', operator, {
+    card: cardNo,
+    reason,
+    from: result.previous,
+    to: result.status,
+    ...(unfrozenUnremembered ? { remembered: 'none' } : {}),
+  });
+  return result.status;
 }
 
 /** A card's own limits in fen; -1 clears one (its holder type's default applies). */

@@ -60,7 +60,7 @@ export const REVERSE_REFUSALS = { [-1]: 'key_reused', [-2]: 'amount_differs', [-
 
 export const INQUIRE_ANSWERS = { 1: 'found', 5: 'unknown_card', 6: 'card_replaced' } as const;
 export const OPEN_ACCOUNT_ANSWERS = { 1: 'opened', 0: 'already_exists' } as const;
-/** set-status.lua answers {previousStatus, changed} or this 0. */
+/** set-status.lua answers {previousStatus, changed, statusNow, remembered} or this 0. */
 export const SET_STATUS_ANSWERS = { 0: 'unknown_card' } as const;
 /** replace-card.lua answers {code, oldSerial}. */
 export const REPLACE_CARD_ANSWERS = { 0: 'unknown_card', 1: 'replaced', 2: 'replayed', 3: 'serial_current' } as const;

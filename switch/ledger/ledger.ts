@@ -73,6 +73,18 @@ export interface ReverseResult {
 
 export type CardStatusCode = 'active' | 'lost' | 'frozen' | 'cancelled';
 
+/** What set-status.lua did (`Ledger.setStatus`). */
+export interface SetStatusResult {
+  /** The status before the call. */
+  readonly previous: CardStatusCode;
+  /** False when the current status did not allow the change (nothing changed); true also when it already was the status asked. */
+  readonly changed: boolean;
+  /** The status after the call: the one asked, or the remembered one when a frozen card is made active. */
+  readonly status: CardStatusCode;
+  /** The status the card's freeze came from, as the account held it before the call; undefined when none. */
+  readonly remembered: CardStatusCode | undefined;
+}
+
 /** replace-card.lua's answer: the serial replaced, first time ('replaced') or again for a retry ('replayed'). */
 export type CardReplaceAnswer =
   | { readonly code: 'replaced' | 'replayed'; readonly oldSerial: string }
@@ -429,13 +441,17 @@ export class Ledger {
 
   /**
    * Sets the status when the current one is in `allowedFrom` (every status when empty). Returns the
-   * previous status and whether it changed, or undefined when the account does not exist.
+   * previous status, whether the request was allowed (true also when the card already had the status)
+   * and the status after it, or undefined when the account does not exist. A freeze remembers the status it
+   * came from, and a frozen card asked to become active goes back to that status (a card frozen from
+   * lost stays lost): `remembered` is that status, undefined when the account had none (a card frozen
+   * before the status was remembered becomes active, as it did then). See set-status.lua.
    */
   async setStatus(
     cardNo: string,
     status: CardStatusCode,
     allowedFrom: readonly CardStatusCode[] = [],
-  ): Promise<{ previous: CardStatusCode; changed: boolean } | undefined> {
+  ): Promise<SetStatusResult | undefined> {
     const reply = await this.scripts.run(
       'set-status',
       [this.keys.account(cardNo), this.keys.cardEvents(cardNo)],
@@ -446,11 +462,16 @@ export class Ledger {
       decodeAnswer('set-status', SET_STATUS_ANSWERS, numericReply('set-status', reply));
       return undefined;
     }
-    if (reply.length !== 2 || (reply[1] !== 0 && reply[1] !== 1))
+    if (reply.length !== 4 || (reply[1] !== 0 && reply[1] !== 1))
       throw new LedgerInvariantError(`set-status answered ${JSON.stringify(reply)}`);
     const previous = STATUS_FROM_LEDGER[String(reply[0])];
-    if (previous === undefined) throw new LedgerInvariantError(`set-status answered status ${JSON.stringify(reply[0])}`);
-    return { previous, changed: reply[1] === 1 };
+    const statusNow = STATUS_FROM_LEDGER[String(reply[2])];
+    const remembered = reply[3] === '' ? undefined : STATUS_FROM_LEDGER[String(reply[3])];
+    if (previous === undefined || statusNow === undefined || (reply[3] !== '' && remembered === undefined))
+      throw new LedgerInvariantError(`set-status answered statuses ${JSON.stringify(reply)}`);
+    if (reply[1] === 0 && statusNow !== previous)
+      throw new LedgerInvariantError(`set-status refused yet changed: ${JSON.stringify(reply)}`);
+    return { previous, changed: reply[1] === 1, status: statusNow, remembered };
   }
 }
 

@@ -1,7 +1,9 @@
 --[[
   Replace a card: the account (and its balance, password, limits) moves to a new physical card serial.
   The old serial is dead from this moment (authorize.lua compares the presented serial with 'ser').
-  A lost account becomes active again; the new card has not been tapped yet, so it is not synced.
+  A lost account becomes active again; the new card has not been tapped yet, so it is not synced. A frozen
+  account stays frozen, but a freeze that came from lost (`fst`, set-status.lua) now goes back to active
+  when lifted: the lost card is dead, so the loss report has done its work.
   The QR epoch moves on: campus QR codes issued before the replacement are dead. Moves no money.
   The serial replaced is kept in 'oser', so a retry of the replacement (the card's serial is already
   newSerial: the first answer was lost to a timeout, the operator pressed twice) answers the first one's
@@ -36,7 +38,7 @@ local newSerial = ARGV[1]
 local badArgv = argvCount(#ARGV == 1, '1') or argvId(1, 'newSerial')
 if badArgv then return badArgv end
 
-local account = rcall('HMGET', accountKey, 'ser', 'st', 'oser')
+local account = rcall('HMGET', accountKey, 'ser', 'st', 'oser', 'fst')
 if account[1] == false then return { ANSWER_UNKNOWN_CARD, '' } end
 if account[1] == newSerial then
   if account[3] then return { ANSWER_REPLAYED, account[3] } end
@@ -45,4 +47,5 @@ end
 rcall('HSET', accountKey, 'ser', newSerial, 'sync', '0', 'oser', account[1])
 rcall('HINCRBY', accountKey, 'eq', 1)
 if account[2] == 'L' then rcall('HSET', accountKey, 'st', 'A') end
+if account[2] == 'F' and account[4] == 'L' then rcall('HSET', accountKey, 'fst', 'A') end
 return { ANSWER_REPLACED, account[1] }

@@ -99,6 +99,12 @@ export interface SetCardFrozenRequest {
 }
 
 export interface SetCardFrozenResponse {
+  /**
+   * The card's status after the call: FROZEN after a freeze. After an unfreeze, the status the freeze came
+   * from: LOST for a card frozen while lost (the loss report stands until the holder cancels it with the card
+   * password, or the card is replaced), else ACTIVE. A card frozen before the switch remembered that comes
+   * back ACTIVE (logged). Unfreezing an active card changes nothing; a lost one is refused (FAILED_PRECONDITION).
+   */
   status: CardStatus;
 }
 
@@ -3190,6 +3196,7 @@ export const AdminServiceService = {
     responseSerialize: (value: ReplaceCardResponse): Buffer => Buffer.from(ReplaceCardResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReplaceCardResponse => ReplaceCardResponse.decode(value),
   },
+  /** Freeze a card (from active or lost) or lift the freeze, back to the status the freeze came from. */
   setCardFrozen: {
     path: "/cardswitch.v1.AdminService/SetCardFrozen" as const,
     requestStream: false as const,
@@ -3290,6 +3297,7 @@ export interface AdminServiceServer extends UntypedServiceImplementation {
    * same new serial (after a timeout) answers the first replacement's old serial and changes nothing.
    */
   replaceCard: handleUnaryCall<ReplaceCardRequest, ReplaceCardResponse>;
+  /** Freeze a card (from active or lost) or lift the freeze, back to the status the freeze came from. */
   setCardFrozen: handleUnaryCall<SetCardFrozenRequest, SetCardFrozenResponse>;
   /** Credit a card from a channel order (or the counter), exactly once per (channel, order id). */
   manualRecharge: handleUnaryCall<ManualRechargeRequest, ManualRechargeResponse>;
@@ -3389,6 +3397,7 @@ export interface AdminServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ReplaceCardResponse) => void,
   ): ClientUnaryCall;
+  /** Freeze a card (from active or lost) or lift the freeze, back to the status the freeze came from. */
   setCardFrozen(
     request: SetCardFrozenRequest,
     callback: (error: ServiceError | null, response: SetCardFrozenResponse) => void,
