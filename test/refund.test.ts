@@ -11,6 +11,7 @@ import { COMPACT_REQUEST_FIELDS, readRequestFields } from '../switch/ledger/requ
 import type { NewTerminal } from '../switch/domain/terminals.js';
 import {
   call,
+  dumpKeySpace,
   grpcError,
   openCard,
   POS_TERMINAL,
@@ -125,10 +126,13 @@ async function expectRefusal(
   terminal = SAME_MERCHANT_TERMINAL,
 ): Promise<void> {
   const before = await snapshot(cardNo, originalSequence);
+  const keySpace = await dumpKeySpace(app.redis, app.keys.prefix);
   const err = await grpcError(refund(req, terminal));
   expect(err.code, err.details).toBe(code);
   if (details !== undefined) expect(err.details).toMatch(details);
   expect(await snapshot(cardNo, originalSequence)).toEqual(before);
+  // Not even the refund's sequence claim is left behind.
+  expect(await dumpKeySpace(app.redis, app.keys.prefix)).toEqual(keySpace);
   // Nothing recorded under the refund's own key either (unless it is, wrongly, the payment's key).
   if (req.terminalId !== POS_TERMINAL.id || req.sequenceNumber !== originalSequence) {
     expect(await app.redis.exists(app.keys.request(cardNo, req.terminalId, req.sequenceNumber))).toBe(0);
@@ -252,6 +256,22 @@ describe('refund', () => {
       Status.NOT_FOUND,
     );
     await expectRefusal(card.cardNo, sequence, refundRequest('99999997', sequence, 100), Status.NOT_FOUND);
+  });
+
+  it('a refund refused for a wrong card number leaves its sequence number free: the corrected refund under it goes through', async () => {
+    const card = await newCard(50_000);
+    const other = await newCard(50_000);
+    const { sequence } = await pay(card.serial, 2_000);
+    const sequenceNumber = ++refundSeq;
+    // The cashier typed another card's number: refused, and nothing is left (expectRefusal compares the key space).
+    await expectRefusal(other.cardNo, sequence, refundRequest(other.cardNo, sequence, 2_000, sequenceNumber), Status.NOT_FOUND, /was not/);
+    const fixed = await refund(refundRequest(card.cardNo, sequence, 2_000, sequenceNumber));
+    expect(fixed.res.balanceAfterFen).toBe(50_000);
+    expect(fixed.res.refundableLeftFen).toBe(0);
+    expect(fixed.res.transactionId).not.toBe('');
+    expect(await balance(other.cardNo)).toBe(50_000);
+    // The number is the corrected refund's now: the wrong card cannot have it any more.
+    expect((await grpcError(refund(refundRequest(other.cardNo, sequence, 2_000, sequenceNumber)))).code).toBe(Status.ALREADY_EXISTS);
   });
 
   it('refuses to refund a reversed or a declined payment (FAILED_PRECONDITION)', async () => {

@@ -7,6 +7,7 @@ import type { ChannelName } from '../channels/channel.js';
 import type { SwitchContext } from '../context.js';
 import { FailedPreconditionError, NotFoundError, PermissionDeniedError } from '../errors.js';
 import { readChannelPayment } from '../ledger/channel-payments.js';
+import { IdempotencyConflictError } from '../ledger/ledger.js';
 import type { RefundResult } from '../ledger/money.js';
 import { formatYuan } from '../money.js';
 import { refundChannelPayment } from './channel-refund.js';
@@ -32,18 +33,7 @@ export async function refundPayment(
   if (viaChannel) {
     result = await refundChannelPayment(ctx, terminal, codePayment, request);
   } else {
-    // The refund's own record lives in the card's shard; the claim catches the same sequence number
-    // used with a card of another shard.
-    await ctx.claims.forCard(terminal.id, request.sequence, request.cardNo);
-    result = await ctx.money.refund({
-      cardNo: request.cardNo,
-      amountFen: request.amountFen,
-      terminalId: terminal.id,
-      sequence: request.sequence,
-      merchantId: terminal.merchantId,
-      originalTerminalId: request.originalTerminalId,
-      originalSequence: request.originalSequence,
-    });
+    result = await refundCardPayment(ctx, terminal, request);
   }
   const payment = `payment ${request.originalSequence} of terminal ${request.originalTerminalId}`;
   switch (result.code) {
@@ -71,4 +61,40 @@ export async function refundPayment(
     case 'card_cancelled':
       throw new FailedPreconditionError(`card ${request.cardNo} is cancelled; refund it at the card office instead (此卡已注销)`);
   }
+}
+
+/** A card payment's refund (refund.lua): the sequence claim, then the script; a refusal leaves no claim behind. */
+async function refundCardPayment(ctx: SwitchContext, terminal: Terminal, request: RefundRequestData): Promise<RefundResult> {
+  // The refund's own record lives in the card's shard; the claim catches the same sequence number
+  // used with a card of another shard.
+  const claimedNow = await ctx.claims.forCard(terminal.id, request.sequence, request.cardNo);
+  // refund.lua records only a refund: its refusals (another card's payment, none such, too much ...)
+  // and its key_reused leave nothing, so the claim this request took goes too. Kept, it would refuse
+  // the cashier's corrected refund (the right card number) under the same sequence number. After an
+  // unknown failure (Redis timeout) the script may have refunded: the claim stays. A release that fails
+  // is logged and leaves the claim until it expires; the refusal's own reason is still answered.
+  const release = async (): Promise<void> => {
+    if (!claimedNow) return;
+    await ctx.claims.release(terminal.id, request.sequence, request.cardNo).catch((err: unknown) => {
+      const why = err instanceof Error ? err.message : String(err);
+      ctx.log.warn({ terminalId: terminal.id, sequence: request.sequence, err: why }, 'refused refund kept its sequence claim');
+    });
+  };
+  let result: RefundResult;
+  try {
+    result = await ctx.money.refund({
+      cardNo: request.cardNo,
+      amountFen: request.amountFen,
+      terminalId: terminal.id,
+      sequence: request.sequence,
+      merchantId: terminal.merchantId,
+      originalTerminalId: request.originalTerminalId,
+      originalSequence: request.originalSequence,
+    });
+  } catch (err) {
+    if (err instanceof IdempotencyConflictError) await release();
+    throw err;
+  }
+  if (result.code !== 'refunded') await release();
+  return result;
 }

@@ -2,9 +2,12 @@
 // a request runs its script in the card's shard, it claims (terminal, sequence) for its card in the
 // terminal's slot with one SET NX GET; a claim held by another card is an idempotency conflict.
 // A crash between the claim and the script leaves a claim for the same card, which the retry passes.
+// A request whose script refused without recording anything releases the claim it took (release), so
+// the refusal changes nothing and the number stays free for the corrected request.
 // Built once by app.ts (SwitchContext.claims) from the ledger access and the request records' lifetime.
 import type { LedgerAccess } from './access.js';
 import { IdempotencyConflictError, ReversalMismatchError } from './ledger.js';
+import { releaseId } from './money.js';
 
 const UNKNOWN_PREFIX = '?';
 
@@ -31,14 +34,28 @@ export class SequenceClaims {
     return owner === null ? null : String(owner);
   }
 
-  /** For payments, water debits, refunds and fees: the sequence number must be this card's or new. */
-  async forCard(terminalId: string, sequence: number, cardNo: string): Promise<void> {
+  /**
+   * For payments, water debits, refunds and fees: the sequence number must be this card's or new.
+   * Answers true when this call took it now (null before), false when the card held it already (a retry).
+   */
+  async forCard(terminalId: string, sequence: number, cardNo: string): Promise<boolean> {
     const previous = await this.claim(terminalId, sequence, cardNo);
     if (previous !== null && previous !== cardNo) {
       throw new IdempotencyConflictError(
         `sequence number ${sequence} of terminal ${terminalId} was already used for a different request; use a new sequence number`,
       );
     }
+    return previous === null;
+  }
+
+  /**
+   * Gives back a claim this request took now (forCard answered true) when its script then refused
+   * without recording anything: the number is free again, as if the request had never come. Only
+   * `cardNo`'s claim is deleted (claim-id.lua 'release', atomic): another card's is left alone.
+   * Never for a claim the card held before (a retry): that one may guard a request still in flight.
+   */
+  async release(terminalId: string, sequence: number, cardNo: string): Promise<void> {
+    await releaseId(this.ledger.scripts, this.ledger.keys.sequenceClaim(terminalId, sequence), cardNo);
   }
 
   /** For reversals: a reversal presenting another card than the payment's is refused, not tombstoned. */
