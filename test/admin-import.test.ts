@@ -1,10 +1,17 @@
 // Operators import cardholders and terminals over AdminService: all rows or none, every bad row named.
+// The CLI's imports (`main`) are operator actions too, logged alike.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
 import { status as Status, type ServiceError } from '@grpc/grpc-js';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
 import type { SwitchApp } from '../switch/app.js';
+import { main } from '../switch/cli/main.js';
 import { generateDemoCampus } from '../switch/data/demo.js';
+import { Keys } from '../switch/ledger/keys.js';
 import { adminClient, OPERATOR_ENV, operatorMetadata } from './helpers/clients.js';
-import { call, startTestSwitch } from './helpers/switch.js';
+import { freshPrefix, testRedisUrl } from './helpers/redis.js';
+import { call, startTestSwitch, TEST_PEPPER, TEST_QR_SECRET, TEST_SESSION_SECRET } from './helpers/switch.js';
 
 let app: SwitchApp;
 let admin: ReturnType<typeof adminClient>;
@@ -31,6 +38,68 @@ it('imports a file of 800 cardholders (over 64 KiB) and its terminals', async ()
   expect(await app.redis.get(app.keys.serial(first?.cardSerial ?? ''))).toBe(first?.cardNo);
   const log = await app.redis.xrange(app.keys.operatorLog(), '-', '+');
   expect(log.map(([, f]) => f[1])).toEqual(['import-terminals', 'import-cardholders']);
+  expect(entryOf(log[0]?.[1] ?? [])).toEqual({
+    op: 'import-terminals',
+    by: 'alice',
+    imported: String(campus.terminals.length),
+    problems: '0',
+  });
+});
+
+/** An operator-log entry's fields, without its time stamp. */
+function entryOf(fields: readonly string[]): Record<string, string> {
+  const entry: Record<string, string> = {};
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] !== 'ts') entry[fields[i] ?? ''] = fields[i + 1] ?? '';
+  return entry;
+}
+
+afterEach(() => {
+  vi.unstubAllEnvs();
+  vi.restoreAllMocks();
+});
+
+/** Points the CLI (which reads process.env) at a fresh key space of the test Redis; returns its keys. */
+function cliKeySpace(): Keys {
+  const prefix = freshPrefix('cliimport');
+  const env = {
+    REDIS_URL: testRedisUrl(),
+    KEY_PREFIX: prefix,
+    LEDGER_SHARDS: '16',
+    TERMINAL_SECRET_PEPPER: TEST_PEPPER,
+    PASSWORD_PEPPER: TEST_PEPPER,
+    SESSION_SECRET: TEST_SESSION_SECRET,
+    CAMPUS_QR_SECRET: TEST_QR_SECRET,
+  };
+  for (const [name, value] of Object.entries(env)) vi.stubEnv(name, value);
+  return new Keys(prefix, 16);
+}
+
+it("logs the CLI's imports to the operator log as AdminService does, naming who ran them", async () => {
+  const keys = cliKeySpace();
+  const small = generateDemoCampus({ cardholders: 20, seed: 'cli-import' });
+  const dir = mkdtempSync(join(tmpdir(), 'cli-import-'));
+  const terminalsFile = join(dir, 'terminals.csv');
+  const cardholdersFile = join(dir, 'cardholders.csv');
+  writeFileSync(terminalsFile, small.terminalsCsv);
+  writeFileSync(cardholdersFile, small.cardholdersCsv);
+  vi.spyOn(console, 'log').mockImplementation(() => undefined);
+  vi.spyOn(console, 'error').mockImplementation(() => undefined);
+
+  expect(await main(['import-terminals', terminalsFile, '--operator', 'carol'])).toBe(0);
+  expect(await main(['import-cardholders', cardholdersFile])).toBe(0);
+  // Every terminal is already registered: nothing imported, and the attempt is logged with its problems.
+  expect(await main(['import-terminals', terminalsFile, '--operator', 'carol'])).toBe(1);
+  // A name the log could not hold is refused before anything is read or written.
+  expect(await main(['import-terminals', terminalsFile, '--operator', 'carol smith'])).toBe(2);
+
+  const log = await app.redis.xrange(keys.operatorLog(), '-', '+');
+  const terminalCount = String(small.terminals.length);
+  expect(log.map(([, f]) => entryOf(f))).toEqual([
+    { op: 'import-terminals', by: 'cli:carol', imported: terminalCount, problems: '0' },
+    { op: 'import-cardholders', by: `cli:${userInfo().username}`, imported: '20', problems: '0' },
+    { op: 'import-terminals', by: 'cli:carol', imported: '0', problems: terminalCount },
+  ]);
+  expect(await app.redis.hget(keys.terminal(small.terminals[0]?.id ?? ''), 'enabled')).toBe('1');
 });
 
 it('imports nothing from a file with a bad row, and names the line', async () => {

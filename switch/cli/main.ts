@@ -3,6 +3,7 @@
 // environment error (Redis unreachable, unreadable file).
 import { formatSeconds } from '../format.js';
 import { mkdir, open, writeFile } from 'node:fs/promises';
+import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -15,6 +16,7 @@ import { Ledger } from '../ledger/ledger.js';
 import { Scripts } from '../ledger/scripts.js';
 import { TerminalRecords } from '../ledger/terminals.js';
 import { checkShardCount, ShardCountMismatchError } from '../ledger/meta.js';
+import { appendOperatorLog } from '../ledger/oplog.js';
 import { applyLocalDefaults } from '../dev-env.js';
 import { runAuditCommand } from './audit.js';
 import { runRechargeAttentionCommand } from './recharge-attention.js';
@@ -38,13 +40,15 @@ import {
 const USAGE = `usage: cardswitch <command> [options]
 
 commands:
-  import-cardholders <file.csv>   import cardholders (all rows or none)
+  import-cardholders <file.csv> [--operator NAME]
+                                  import cardholders (all rows or none)
       header: ${CARDHOLDER_HEADER.join(',')}
-  import-terminals <file.csv>     register terminals (all rows or none)
+  import-terminals <file.csv> [--operator NAME]
+                                  register terminals (all rows or none)
       header: ${TERMINAL_HEADER.join(',')}   (kind: ${TERMINAL_KINDS.join(' | ')})
   demo-campus --out <dir> [--cardholders N] [--seed S]
                                   write a demo campus as cardholders.csv and terminals.csv
-  load-demo [--cardholders N] [--seed S]
+  load-demo [--cardholders N] [--seed S] [--operator NAME]
                                   generate a demo campus and import it straight into Redis
   audit [--json] [--max-problems N]
                                   prove every balance equals its journal and money is conserved
@@ -61,6 +65,8 @@ commands:
   help                            show this text
 
 environment: REDIS_URL (required), KEY_PREFIX, LEDGER_SHARDS, TERMINAL_SECRET_PEPPER, PASSWORD_PEPPER
+operator log: imports are logged (stream <KEY_PREFIX>:oplog) as done by "cli:NAME";
+  --operator NAME defaults to the login name of the user running the command
 demo defaults: --cardholders ${DEFAULT_DEMO_CARDHOLDERS} --seed ${DEFAULT_DEMO_SEED}
 exit codes: 0 done, 1 bad rows (nothing imported), 2 usage, configuration or environment error`;
 
@@ -79,6 +85,48 @@ interface CliLedger {
   readonly redis: Redis;
   readonly ledger: Ledger;
   readonly registry: TerminalRegistry;
+}
+
+/** The operator names OPERATOR_TOKENS accepts; the log records "cli:" and the name. */
+const OPERATOR_NAME = /^[A-Za-z0-9_.-]{1,32}$/;
+
+/**
+ * Who runs an import, for the operator log: --operator, else the login name of the OS user. The "cli:"
+ * prefix tells these entries from AdminService's, whose names an operator token proves: anyone who can
+ * reach Redis can run the CLI under any name.
+ */
+function cliOperator(given: string | undefined): string {
+  let name = given;
+  if (name === undefined) {
+    try {
+      name = userInfo().username;
+    } catch {
+      throw new CliError('cannot tell who is running this import (no login name for this user); pass --operator NAME');
+    }
+  }
+  if (!OPERATOR_NAME.test(name)) {
+    const source = given === undefined ? `the login name ${JSON.stringify(name)}` : `--operator ${JSON.stringify(name)}`;
+    throw new CliError(`${source} is not an operator name (1-32 of A-Z a-z 0-9 _ . -); pass --operator NAME`);
+  }
+  return `cli:${name}`;
+}
+
+/** The same entry as AdminService's imports (domain/card-admin.ts), so both read alike in the log. */
+async function logImport(
+  l: CliLedger,
+  action: 'import-cardholders' | 'import-terminals',
+  operator: string,
+  report: ImportReport,
+): Promise<void> {
+  const counts = { imported: String(report.importedCount), problems: String(report.errors.length) };
+  try {
+    await appendOperatorLog({ keys: l.ledger.keys, scripts: l.ledger.scripts, now: () => Date.now() }, action, operator, counts);
+  } catch (err) {
+    // The rows are written by now: say so, or the operator would run the file again.
+    throw new CliError(
+      `${action} wrote ${counts.imported} row(s) (${counts.problems} problem(s)) but could not add it to the operator log: ${(err as Error).message}; record it there by hand`,
+    );
+  }
 }
 
 function cliConfig(): Config {
@@ -171,19 +219,28 @@ function refuse(source: string, errors: readonly RowError[]): number {
   return 1;
 }
 
-async function importCardholdersCommand(file: string): Promise<number> {
+// A file that does not parse touches nothing and is not logged, as with AdminService.
+async function importCardholdersCommand(file: string, operator: string): Promise<number> {
   const config = cliConfig();
   const parsed = parseCardholdersCsv(await readCsvFile(file));
   if (parsed.errors.length > 0) return refuse(file, parsed.errors);
-  const report = await withLedger(config, (l) => importCardholders({ ledger: l.ledger }, parsed.rows));
+  const report = await withLedger(config, async (l) => {
+    const done = await importCardholders({ ledger: l.ledger }, parsed.rows);
+    await logImport(l, 'import-cardholders', operator, done);
+    return done;
+  });
   return reportImport(file, 'cardholders', report);
 }
 
-async function importTerminalsCommand(file: string): Promise<number> {
+async function importTerminalsCommand(file: string, operator: string): Promise<number> {
   const config = cliConfig();
   const parsed = parseTerminalsCsv(await readCsvFile(file));
   if (parsed.errors.length > 0) return refuse(file, parsed.errors);
-  const report = await withLedger(config, (l) => importTerminals(l.registry, parsed.rows));
+  const report = await withLedger(config, async (l) => {
+    const done = await importTerminals(l.registry, parsed.rows);
+    await logImport(l, 'import-terminals', operator, done);
+    return done;
+  });
   return reportImport(file, 'terminals', report);
 }
 
@@ -235,7 +292,7 @@ async function demoCampusCommand(options: DemoArgs): Promise<number> {
   return 0;
 }
 
-async function loadDemoCommand(options: DemoArgs): Promise<number> {
+async function loadDemoCommand(options: DemoArgs, operator: string): Promise<number> {
   const config = cliConfig();
   const campus = demoCampus(options);
   const terminals = parseTerminalsCsv(campus.terminalsCsv);
@@ -243,9 +300,13 @@ async function loadDemoCommand(options: DemoArgs): Promise<number> {
   if (terminals.errors.length > 0) return refuse('demo terminals.csv', terminals.errors);
   if (cardholders.errors.length > 0) return refuse('demo cardholders.csv', cardholders.errors);
   return withLedger(config, async (l) => {
-    const terminalCode = reportImport('demo terminals.csv', 'terminals', await importTerminals(l.registry, terminals.rows));
+    const terminalReport = await importTerminals(l.registry, terminals.rows);
+    await logImport(l, 'import-terminals', operator, terminalReport);
+    const terminalCode = reportImport('demo terminals.csv', 'terminals', terminalReport);
     if (terminalCode !== 0) return terminalCode;
-    const code = reportImport('demo cardholders.csv', 'cardholders', await importCardholders({ ledger: l.ledger }, cardholders.rows));
+    const cardholderReport = await importCardholders({ ledger: l.ledger }, cardholders.rows);
+    await logImport(l, 'import-cardholders', operator, cardholderReport);
+    const code = reportImport('demo cardholders.csv', 'cardholders', cardholderReport);
     if (code === 0) printDemoDoc(demoDoc(campus.seed));
     return code;
   });
@@ -278,7 +339,13 @@ async function run(argv: readonly string[]): Promise<number> {
     args: [...argv],
     allowPositionals: true,
     strict: true,
-    options: { out: { type: 'string' }, cardholders: { type: 'string' }, seed: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      out: { type: 'string' },
+      cardholders: { type: 'string' },
+      seed: { type: 'string' },
+      operator: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   const [command, ...rest] = positionals;
   if (command === undefined || command === 'help' || values.help === true) {
@@ -291,13 +358,13 @@ async function run(argv: readonly string[]): Promise<number> {
   };
   switch (command) {
     case 'import-cardholders':
-      return importCardholdersCommand(file());
+      return importCardholdersCommand(file(), cliOperator(values.operator));
     case 'import-terminals':
-      return importTerminalsCommand(file());
+      return importTerminalsCommand(file(), cliOperator(values.operator));
     case 'demo-campus':
       return demoCampusCommand(values);
     case 'load-demo':
-      return loadDemoCommand(values);
+      return loadDemoCommand(values, cliOperator(values.operator));
     default:
       throw new CliError(`unknown command "${command}"; run "cardswitch help"`);
   }
