@@ -240,6 +240,10 @@ describe('card statement', () => {
     ]) {
       expect((await grpcError(cardStatement(CARD_A, query))).code, JSON.stringify(query)).toBe(Status.INVALID_ARGUMENT);
     }
+    // The refusal names the kinds there are, up to the last one (STATEMENT_KIND_CHANNEL_PAYMENT = 8).
+    expect((await grpcError(cardStatement(CARD_A, { kinds: [9 as StatementKind] }))).details).toBe(
+      'query.kinds holds 9, which is not a statement kind (1..8)',
+    );
     expect((await grpcError(cardStatement('12ab', {}))).code).toBe(Status.INVALID_ARGUMENT);
     expect((await grpcError(cardStatement('99999999', {}))).code).toBe(Status.NOT_FOUND);
   });

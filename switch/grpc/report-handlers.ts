@@ -55,6 +55,17 @@ const PROTO_OF_CATEGORY: Readonly<Record<StatementCategory, StatementKind>> = {
   channel_payment: StatementKind.STATEMENT_KIND_CHANNEL_PAYMENT,
 };
 
+/** The kinds a query may name: every StatementKind but UNSPECIFIED (0) and ts-proto's UNRECOGNIZED (-1). */
+const QUERY_KINDS = Object.values(StatementKind).filter(
+  (v): v is StatementKind => typeof v === 'number' && v > StatementKind.STATEMENT_KIND_UNSPECIFIED,
+);
+/** For the refusal's text, so a kind added to the proto shows without editing it. */
+const QUERY_KIND_RANGE = `${Math.min(...QUERY_KINDS)}..${Math.max(...QUERY_KINDS)}`;
+// A kind added to the proto without a category would be refused as unknown: stop at start-up instead.
+for (const kind of QUERY_KINDS) {
+  if (!CATEGORY_OF_PROTO.has(kind)) throw new Error(`StatementKind ${kind} has no statement category in CATEGORY_OF_PROTO`);
+}
+
 /** More than every kind twice over is not a filter a client means. */
 const MAX_QUERY_KINDS = 16;
 
@@ -81,7 +92,8 @@ export function checkStatementQuery(query: StatementQuery | undefined): Statemen
   const categories = new Set<StatementCategory>();
   for (const kind of kinds) {
     const category = CATEGORY_OF_PROTO.get(kind);
-    if (category === undefined) throw new InvalidArgumentError(`query.kinds holds ${String(kind)}, which is not a statement kind (1..7)`);
+    if (category === undefined)
+      throw new InvalidArgumentError(`query.kinds holds ${String(kind)}, which is not a statement kind (${QUERY_KIND_RANGE})`);
     categories.add(category);
   }
   return {
