@@ -205,6 +205,7 @@ const zh = {
   feeReceipt: '回执号',
   feeBalance: '缴费后余额 {balance}',
   feePending: '结果待确认，正在重试查询…',
+  feeUnknown: '未收到缴费结果。再次点击「确认缴费」会查询这笔缴费，不会重复扣款。',
   done: '完成',
 };
 
@@ -414,6 +415,7 @@ const en: Record<MessageKey, string> = {
   feeReceipt: 'Receipt',
   feeBalance: 'Balance after: {balance}',
   feePending: 'Waiting for confirmation, asking again…',
+  feeUnknown: 'No answer about this payment yet. Press Pay again to ask about it: it is not paid twice.',
   done: 'Done',
 };
 

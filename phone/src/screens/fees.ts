@@ -1,11 +1,14 @@
 // Network and electricity fees. The requestId is chosen when the holder confirms and kept until the outcome
 // is final: a lost answer (no connection, 503) is sent again with the same id, so a fee is never paid twice;
-// a pending one is asked again with the same id. A new payment gets a new id.
+// a pending one is asked again with the same id. The id outlives the retries here: pressing 确认缴费 again
+// for the same fee, after 网络连接失败 or a pending answer, sends it once more (../unsettled-fees.ts). A new
+// payment (after a final outcome, or of another target or amount) gets a new id.
 import { ApiError } from '../api.js';
-import { h, parseYuan, randomRequestNumber, yuan } from '../dom.js';
+import { h, parseYuan, yuan } from '../dom.js';
 import { busy, field, FormErrors, input, passwordInput, type Field, type Problem } from '../forms.js';
 import { colon, t } from '../i18n.js';
 import type { Screen, Shell } from '../shell.js';
+import { feeKey, requestIdFor, settle } from '../unsettled-fees.js';
 
 interface FeeAnswer {
   outcome: 'paid' | 'pending' | 'returned' | 'declined';
@@ -16,9 +19,16 @@ interface FeeAnswer {
 
 const RETRIES = 3;
 const RETRY_WAIT_MS = 2000;
+/** Answers that say the id can never pay this fee: it belongs to another request, or the server refused it. */
+const ID_UNUSABLE = new Set(['IDEMPOTENCY_CONFLICT', 'INVALID_REQUEST_ID']);
 
 function wait(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** No answer, or the switch too busy to give one: the fee may or may not have been paid. */
+function isUnknown(err: unknown): boolean {
+  return err instanceof ApiError && (err.status === 0 || err.code === 'UNAVAILABLE');
 }
 
 function feeScreen(kind: 'network' | 'electricity'): Screen {
@@ -67,8 +77,7 @@ function feeScreen(kind: 'network' | 'electricity'): Screen {
           outcome.replaceChildren(h('p', { class: 'notice' }, t('feePending')));
         } catch (err) {
           // The answer was lost or the switch was busy: the same requestId again can never pay twice.
-          const unknown = err instanceof ApiError && (err.status === 0 || err.code === 'UNAVAILABLE');
-          if (!unknown || attempt >= RETRIES) throw err;
+          if (!isUnknown(err) || attempt >= RETRIES) throw err;
         }
         await wait(RETRY_WAIT_MS * (attempt + 1));
       }
@@ -80,11 +89,14 @@ function feeScreen(kind: 'network' | 'electricity'): Screen {
       for (const f of [...targets, password]) values[f.name] = f.control.value.trim();
       const fen = parseYuan(amount.control.value);
       if (errors.show(check(values, fen)) || fen === undefined) return;
-      const body = { ...values, amountFen: fen, requestId: randomRequestNumber() };
+      const target = targets.map((f) => values[f.name] ?? '');
+      const key = feeKey(shell.card?.cardNumber ?? '', kind, target, fen);
+      const body = { ...values, amountFen: fen, requestId: requestIdFor(key) };
       outcome.replaceChildren();
       void busy(submit, t('paying'), async () => {
         try {
           const answer = await pay(body);
+          if (answer.outcome !== 'pending') settle(key);
           const ok = answer.outcome === 'paid';
           outcome.replaceChildren(
             h(
@@ -98,7 +110,11 @@ function feeScreen(kind: 'network' | 'electricity'): Screen {
           if (ok) form.reset();
           if (shell.card !== undefined) shell.card.balanceFen = answer.balanceAfterFen;
         } catch (err) {
+          // Any other refusal keeps the id: an earlier try of this fee with it may have been paid, and the
+          // server checks the fields and the password before it replays, so the id is not spent by them.
+          if (err instanceof ApiError && ID_UNUSABLE.has(err.code)) settle(key);
           errors.showError(err, { WRONG_PASSWORD: 'password', PASSWORD_LOCKED: 'password' });
+          if (isUnknown(err)) outcome.replaceChildren(h('p', { class: 'notice' }, t('feeUnknown')));
         }
       });
     });
