@@ -71,14 +71,9 @@ async function refundCardPayment(ctx: SwitchContext, terminal: Terminal, request
   // refund.lua records only a refund: its refusals (another card's payment, none such, too much ...)
   // and its key_reused leave nothing, so the claim this request took goes too. Kept, it would refuse
   // the cashier's corrected refund (the right card number) under the same sequence number. After an
-  // unknown failure (Redis timeout) the script may have refunded: the claim stays. A release that fails
-  // is logged and leaves the claim until it expires; the refusal's own reason is still answered.
+  // unknown failure (Redis timeout) the script may have refunded: the claim stays.
   const release = async (): Promise<void> => {
-    if (!claimedNow) return;
-    await ctx.claims.release(terminal.id, request.sequence, request.cardNo).catch((err: unknown) => {
-      const why = err instanceof Error ? err.message : String(err);
-      ctx.log.warn({ terminalId: terminal.id, sequence: request.sequence, err: why }, 'refused refund kept its sequence claim');
-    });
+    if (claimedNow) await ctx.claims.release(terminal.id, request.sequence, request.cardNo);
   };
   let result: RefundResult;
   try {

@@ -53,6 +53,7 @@ export class SequenceClaims {
    * without recording anything: the number is free again, as if the request had never come. Only
    * `cardNo`'s claim is deleted (claim-id.lua 'release', atomic): another card's is left alone.
    * Never for a claim the card held before (a retry): that one may guard a request still in flight.
+   * A release that fails throws (the caller answers UNAVAILABLE); the claim then stays until it expires.
    */
   async release(terminalId: string, sequence: number, cardNo: string): Promise<void> {
     await releaseId(this.ledger.scripts, this.ledger.keys.sequenceClaim(terminalId, sequence), cardNo);
