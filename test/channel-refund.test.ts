@@ -27,7 +27,17 @@ import { settlementReport } from '../switch/domain/reports.js';
 import { auditLedger } from '../switch/ledger/audit.js';
 import { followUpCount, readPaidRecord, refundFollowUpCount } from '../switch/ledger/channel-payments.js';
 import { createLogger } from '../switch/log.js';
-import { call, grpcError, openCard, POS_TERMINAL, posClient, readJournal, terminalMetadata, testConfig } from './helpers/switch.js';
+import {
+  call,
+  dumpKeySpace,
+  grpcError,
+  openCard,
+  POS_TERMINAL,
+  posClient,
+  readJournal,
+  terminalMetadata,
+  testConfig,
+} from './helpers/switch.js';
 
 const log = createLogger(process.env['TEST_LOG_LEVEL'] ?? 'silent');
 const CHANNEL_CONFIG = {
@@ -157,6 +167,12 @@ async function entriesOf(p: Payer, outTradeNo: string): Promise<Record<string, s
 
 async function cardBalance(p: Payer): Promise<number> {
   return Number(await app.redis.hget(app.keys.account(p.cardNo), 'bal'));
+}
+
+/** The key space but the follow-ups' leases (one taken by an earlier test's follow-up may expire meanwhile). */
+async function keySpaceWithoutLeases(): Promise<Record<string, unknown>> {
+  const dump = await dumpKeySpace(app.redis, app.keys.prefix);
+  return Object.fromEntries(Object.entries(dump).filter(([key]) => !key.includes(':lease:')));
 }
 
 const today = (): string => new Date(Date.now() + 8 * 3_600_000).toISOString().slice(0, 10);
@@ -291,8 +307,16 @@ describe.each(['wechat', 'alipay'] as const)('%s: merchant refunds of code payme
     const p = await payer(channel);
     const other = await payer(channel);
     const { sequence, res } = await paid(p, 600);
+    const keySpace = await keySpaceWithoutLeases();
     expect((await grpcError(refund(other, sequence, 100))).code).toBe(Status.NOT_FOUND);
     expect((await grpcError(refund(p, sequence, 100, nextSequence++, OTHER_MERCHANT_POS))).code).toBe(Status.PERMISSION_DENIED);
+    const tooMuch = nextSequence++;
+    expect((await grpcError(refund(p, sequence, 601, tooMuch))).code).toBe(Status.FAILED_PRECONDITION);
+    // Not even the refunds' sequence claims are left behind ...
+    expect(await keySpaceWithoutLeases()).toEqual(keySpace);
+    // ... so the refused refund's number serves the next refund, of another card's payment.
+    const second = await paid(other, 300);
+    expect((await refund(other, second.sequence, 300, tooMuch)).refundableLeftFen).toBe(0);
 
     // The channel gave some back on its own (a refund made outside the switch): asking for more than it
     // has left is refused by the channel; the reservation is released, nothing journalled.

@@ -36,6 +36,7 @@ import {
   scheduleRefundFollowUp,
   takeFollowUpLease,
   type ChannelPaymentRecord,
+  type ChannelRefundAnswer,
   type ChannelRefundStep,
   type RefundFollowUp,
 } from '../ledger/channel-payments.js';
@@ -117,7 +118,6 @@ export async function refundChannelPayment(
   }
   if (payment.cardNo !== request.cardNo || payment.channel === undefined) return refusal('other_card');
   const adapter = adapterOf(ctx, payment);
-  await ctx.claims.forCard(terminal.id, request.sequence, request.cardNo);
   const originalRef = `${request.originalTerminalId}:${request.originalSequence}`;
   const step: Omit<ChannelRefundStep, 'op' | 'channelRefundId' | 'nowMs'> = {
     cardNo: request.cardNo,
@@ -132,12 +132,7 @@ export async function refundChannelPayment(
     ttlSec: ctx.config.requestTtlSec,
     originalRef,
   };
-  const begun = await channelRefundStep(ctx, { ...step, op: 'begin', channelRefundId: '', nowMs });
-  if (begun === 'key_reused') {
-    throw new IdempotencyConflictError(
-      `sequence number ${request.sequence} of terminal ${terminal.id} was already used for a different request; use a new sequence number`,
-    );
-  }
+  const begun = await beginRefund(ctx, step, nowMs);
   switch (begun.code) {
     case 'refunded':
       return { ...begun, code: 'refunded' };
@@ -166,6 +161,39 @@ export async function refundChannelPayment(
   } finally {
     await releaseFollowUpLease(ctx, lease, holder).catch(() => undefined);
   }
+}
+
+/** channel-refund.lua's answers to 'begin' that record nothing (see its header). */
+const BEGIN_REFUSALS: ReadonlySet<string> = new Set([
+  'over_refundable',
+  'payment_not_found',
+  'other_card',
+  'other_merchant',
+  'payment_reversed',
+  'unknown_card',
+]);
+
+/**
+ * Claims the refund's sequence number, then reserves the refund (channel-refund.lua 'begin'). Begin's
+ * refusals (over the refundable amount, another merchant, reversed ...) and its key_reused record
+ * nothing, so the claim this request took goes with them: kept, it would refuse another card's request
+ * under the number. After an unknown failure (the script may have run) the claim stays.
+ */
+async function beginRefund(
+  ctx: SwitchContext,
+  step: Omit<ChannelRefundStep, 'op' | 'channelRefundId' | 'nowMs'>,
+  nowMs: number,
+): Promise<ChannelRefundAnswer> {
+  const claimedNow = await ctx.claims.forCard(step.terminalId, step.sequence, step.cardNo);
+  const begun = await channelRefundStep(ctx, { ...step, op: 'begin', channelRefundId: '', nowMs });
+  const refused = begun === 'key_reused' || BEGIN_REFUSALS.has(begun.code);
+  if (refused && claimedNow) await ctx.claims.release(step.terminalId, step.sequence, step.cardNo);
+  if (begun === 'key_reused') {
+    throw new IdempotencyConflictError(
+      `sequence number ${step.sequence} of terminal ${step.terminalId} was already used for a different request; use a new sequence number`,
+    );
+  }
+  return begun;
 }
 
 /**
