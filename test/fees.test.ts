@@ -8,11 +8,11 @@ import { DeclineReason, Outcome, UtilityKind } from '../proto/gen/cardswitch/v1/
 import { PayUtilityFeeRequest, PayUtilityFeeResponse } from '../proto/gen/cardswitch/v1/kiosk.js';
 import type { SwitchApp } from '../switch/app.js';
 import { auditLedger } from '../switch/ledger/audit.js';
-import { recoverPendingFees } from '../switch/domain/fees.js';
+import { payUtilityFee, recoverPendingFees } from '../switch/domain/fees.js';
 import { FeeProviderSimulator, providerOrderId, type FeeProvider } from '../switch/fees/index.js';
 import { MoneyKeys } from '../switch/ledger/money.js';
 import { KIOSK_TERMINAL, kioskClient, passwordHash, startClockedSwitch, TestClock } from './helpers/clients.js';
-import { grpcError, openCard, readJournal, terminalMetadata, unaryBytes } from './helpers/switch.js';
+import { dumpKeySpace, grpcError, openCard, readJournal, terminalMetadata, unaryBytes } from './helpers/switch.js';
 
 const PIN = '135790';
 const PROVIDER_TIMEOUT_MS = 200;
@@ -265,6 +265,27 @@ describe('card password and card state', () => {
   it('answers NOT_FOUND for an unknown card', async () => {
     const err = await grpcError(payFee(networkFee('DEADBEEF', 1_000)));
     expect(err.code).toBe(Status.NOT_FOUND);
+  });
+
+  it('a fee for an account that does not exist takes no sequence number: the next request under it, for a real card, pays', async () => {
+    // Below the kiosk (whose password check finds no such card first): fee-debit.lua records no answer
+    // for an unknown account, so the request must leave nothing, not even its sequence claim.
+    const sequence = ++seq;
+    const target = { kind: 'network', account: 'zhang.san@campus' } as const;
+    const keySpace = await dumpKeySpace(app.redis, app.keys.prefix);
+    const answer = await payUtilityFee(app.context, {
+      cardNo: '99999990',
+      terminalId: KIOSK_TERMINAL.id,
+      sequence,
+      target,
+      amountFen: 1_000,
+    });
+    expect(answer.code).toBe('unknown_card');
+    expect(await dumpKeySpace(app.redis, app.keys.prefix)).toEqual(keySpace);
+    const card = await newCard(20_000);
+    const paid = await payFee(networkFee(card.serial, 1_000, { sequenceNumber: sequence }));
+    expect(paid.res.outcome).toBe(Outcome.OUTCOME_APPROVED);
+    expect(await balance(card.cardNo)).toBe(19_000);
   });
 });
 

@@ -29,6 +29,7 @@ import {
 } from '../ledger/money.js';
 import { providerOrderId, withTimeout, type FeeOrder, type UtilityTarget } from '../fees/index.js';
 import { pendingFeesDebitedBy, type PendingFeeRecord } from '../ledger/fee-records.js';
+import { IdempotencyConflictError } from '../ledger/ledger.js';
 
 export const MIN_FEE_FEN = 100;
 export const MAX_FEE_FEN = 50_000;
@@ -92,8 +93,21 @@ function refOf(request: FeeRequest): FeeRequestRef {
 export async function payUtilityFee(ctx: SwitchContext, request: FeeRequest): Promise<FeeAnswer> {
   checkFeeAmount(request.amountFen);
   const ref = refOf(request);
-  await ctx.claims.forCard(request.terminalId, request.sequence, request.cardNo);
-  const answer = await ctx.money.feeDebit(ref);
+  const claimedNow = await ctx.claims.forCard(request.terminalId, request.sequence, request.cardNo);
+  // fee-debit.lua records every answer but an unknown account's, and not its key_reused: after those the
+  // claim this request took goes too, or it would refuse another card's request under the number.
+  // After an unknown failure (the script may have run) the claim stays.
+  const release = async (): Promise<void> => {
+    if (claimedNow) await ctx.claims.release(request.terminalId, request.sequence, request.cardNo);
+  };
+  let answer: FeeAnswer;
+  try {
+    answer = await ctx.money.feeDebit(ref);
+  } catch (err) {
+    if (err instanceof IdempotencyConflictError) await release();
+    throw err;
+  }
+  if (answer.code === 'unknown_card') await release();
   if (answer.code !== 'pending') return answer;
   return settlePendingFee(ctx, ref, request.target, answer);
 }
