@@ -137,6 +137,8 @@ describe('a kiosk in a public place', () => {
     // The kiosk's URL, but a subframe or another webContents.
     expect(await rig.invokeAs({ ...TRUSTED, isMainFrame: false }, 'reportLoss', {})).toEqual({ ok: false, error: 'forbidden' });
     expect(await rig.invokeAs({ ...TRUSTED, webContentsId: 99 }, 'reportLoss', {})).toEqual({ ok: false, error: 'forbidden' });
+    // Not even "the holder is still here" (it would keep main's inactivity backstop from firing).
+    expect(await rig.invokeAs({ ...TRUSTED, webContentsId: 99 }, 'stillHere', undefined)).toEqual({ ok: false, error: 'forbidden' });
     expect(await rig.invokeAs({ ...TRUSTED, frameUrl: 'https://evil.example/index.html' }, 'reportLoss', {})).toEqual({
       ok: false,
       error: 'forbidden',
@@ -172,6 +174,7 @@ describe('a kiosk in a public place', () => {
       ['payElectricityFee', { building: '学4', room: '4 02', amountFen: 1000, password: PIN }],
       ['sync', { cardSerial: 'DEADBEEF' }],
       ['endSession', 1],
+      ['stillHere', { cardSerial: 'DEADBEEF' }],
     ];
     const before = await rig.app.redis.hgetall(rig.app.keys.account(h.cardNo));
     for (const [action, arg] of bad) {

@@ -61,7 +61,11 @@ export interface HandlerDeps {
   /** One line per action: its name and result code, never an argument (no password, no card serial). */
   readonly log?: (line: { readonly action: string; readonly result: string }) => void;
   readonly now?: () => number;
-  /** Main forgets the holder after this long without a call (default: the renderer's timeout + 15 s). */
+  /**
+   * Main forgets the holder after this long without a call (default: the renderer's timeout + 15 s). The
+   * renderer calls `stillHere` while the holder touches the screen, so this is only a backstop for a
+   * renderer that hung or closed.
+   */
   readonly mainIdleMs?: number;
   /** Statement lines per page (default 8: what the screen shows without scrolling). */
   readonly statementPageSize?: number;
@@ -379,6 +383,12 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
       // The order itself is left to expire at the channel (an unpaid order credits nothing).
       delete session.recharge;
       return Promise.resolve(ok(null));
+    },
+
+    // The holder is touching the screen: nothing but restarting main's own inactivity limit (in invoke).
+    stillHere: (arg) => {
+      if (arg !== undefined) return Promise.resolve(fail('bad_request'));
+      return Promise.resolve(session === undefined ? fail('no_card') : ok(null));
     },
 
     reportLoss: async (arg) => {

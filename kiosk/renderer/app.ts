@@ -194,6 +194,23 @@ function touchActivity(): void {
   state.deadline = Date.now() + (state.settings?.idleTimeoutSec ?? 60) * 1000;
 }
 
+/**
+ * Main keeps its own inactivity limit (the renderer's + 15 s) as a backstop for a renderer that hung or
+ * closed; it restarts only when main hears from the renderer. A holder who keeps touching the screen
+ * without calling anything (typing on a keypad, reading the statement) must not be signed out by it, so
+ * a touch tells main, at most once per STILL_HERE_EVERY_MS (well under the 15 s margin).
+ */
+const STILL_HERE_EVERY_MS = 5_000;
+let stillHereSentMs = 0;
+
+function onHolderActivity(): void {
+  touchActivity();
+  if (state.holder === undefined || Date.now() - stillHereSentMs < STILL_HERE_EVERY_MS) return;
+  stillHereSentMs = Date.now();
+  // The answer does not matter: if main forgot the holder, its session_ended event takes us to idle.
+  void api.stillHere().catch(() => undefined);
+}
+
 /** Runs one call for the current holder, once (buttons are disabled while it runs). */
 async function act<T>(call: () => Promise<Result<T>>, then: (value: T) => void, onFail?: (f: Failure) => boolean): Promise<void> {
   if (state.busy) return;
@@ -1055,7 +1072,7 @@ async function start(): Promise<void> {
   api.onEvent(onEvent);
   const settings = await api.settings();
   if (settings.ok) state.settings = settings.value;
-  for (const type of ['pointerdown', 'keydown']) document.addEventListener(type, touchActivity, { capture: true, passive: true });
+  for (const type of ['pointerdown', 'keydown']) document.addEventListener(type, onHolderActivity, { capture: true, passive: true });
   touchActivity();
   render();
   window.setInterval(tick, 1000);

@@ -125,6 +125,8 @@ export interface ActionArgs {
   startRecharge: { channel: RechargeChannelName; amountFen: number };
   rechargeState: { orderId: string };
   cancelRecharge: undefined;
+  /** The holder touched the screen: main restarts its own inactivity limit. Carries nothing. */
+  stillHere: undefined;
   reportLoss: { personNumber?: string; password?: string };
   cancelLoss: { personNumber?: string; password: string };
   changePassword: { oldPassword: string; newPassword: string };
@@ -141,6 +143,7 @@ export interface ActionResults {
   startRecharge: RechargeOrderView;
   rechargeState: RechargeStateView;
   cancelRecharge: null;
+  stillHere: null;
   reportLoss: { readonly alreadyLost: boolean };
   cancelLoss: { readonly wasLost: boolean };
   changePassword: null;
@@ -159,6 +162,7 @@ export const ACTIONS: readonly ActionName[] = [
   'startRecharge',
   'rechargeState',
   'cancelRecharge',
+  'stillHere',
   'reportLoss',
   'cancelLoss',
   'changePassword',
