@@ -3,18 +3,23 @@
 // loopback. Bind, the state on the card summary (绑定 / 未绑定), unbind; a forged, replayed or expired
 // state binds nothing; a payer already bound to another card is refused; a WeCom sign-in is told to use
 // the WeChat mini-program; 300 parallel bindings of one payer bind it to exactly one card; every bind and
-// unbind is in the operator log.
+// unbind is in the operator log. Unbinding the e-card ends the card's payers (the leaving holder's payment
+// code is declined at a POS, their payer binds elsewhere, the next holder binds their own), and an Alipay
+// callback whose code exchange outlasts an unbinding binds nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DeclineReason, Outcome } from '../proto/gen/cardswitch/v1/common.js';
+import type { AuthorizeResponse } from '../proto/gen/cardswitch/v1/pos.js';
 import { startSwitch, type SwitchApp } from '../switch/app.js';
 import { startChannelSimulators, type ChannelSimulators } from '../switch/channels/index.js';
 import { cardOfChannelPayer, channelPayersOfCard } from '../switch/domain/channel-payers.js';
 import { createLogger } from '../switch/log.js';
-import { openCard, testConfig } from './helpers/switch.js';
+import { call, openCard, POS_TERMINAL, posClient, terminalMetadata, testConfig } from './helpers/switch.js';
 import { freePort } from '../switch/redis/local-redis.js';
 
 const DOC = '110105199003071234';
 /** The initial password of DOC (its last six characters). */
 const PIN = '071234';
+const PHONE = '13800138000';
 
 let sims: ChannelSimulators;
 let app: SwitchApp;
@@ -106,6 +111,42 @@ async function oplog(): Promise<Record<string, string>[]> {
 
 function errorCode(answer: Answer): unknown {
   return (answer.body['error'] as Record<string, unknown> | undefined)?.['code'];
+}
+
+/** A fresh card (initial password PIN) no e-card user holds yet, found by its person number `P<card>`. */
+async function unboundCard(): Promise<string> {
+  cardSeq += 1;
+  const cardNo = `7800${String(cardSeq).padStart(4, '0')}`;
+  await openCard(app, cardNo, `CB${cardNo}`, 1000, {
+    sync: '1',
+    pwd: '',
+    pwdinit: '1',
+    doct: 'R',
+    docn: DOC,
+    phone: PHONE,
+    sno: `P${cardNo}`,
+  });
+  await app.redis.set(app.keys.personNumber(`P${cardNo}`), cardNo);
+  return cardNo;
+}
+
+/** `userId` signs in and binds the card's e-card through the API (so it can unbind it there too). */
+async function bindThroughApi(userId: string, cardNo: string): Promise<Holder> {
+  const provider = userId.startsWith('wechat:') ? 'wechat' : 'wecom';
+  const tokens = await app.gateway?.sessions.start({ provider, userId }, '');
+  if (tokens === undefined) throw new Error('no gateway');
+  const form = {
+    bindingType: 'student',
+    personNumber: `P${cardNo}`,
+    password: PIN,
+    documentType: 'resident_id',
+    documentNumber: DOC,
+    phone: PHONE,
+    consent: true,
+  };
+  const bound = await http('POST', '/api/v1/ecard/binding', tokens.accessToken, form);
+  expect(bound.status).toBe(201);
+  return { cardNo, token: String(bound.body['accessToken']), userId };
 }
 
 describe('Alipay (扫码授权)', () => {
@@ -234,6 +275,29 @@ describe('Alipay (扫码授权)', () => {
     );
     expect(boundCards).toEqual([{ alipay: payer }]);
   });
+
+  it('a callback whose code exchange outlasts an e-card unbinding binds nothing', async () => {
+    const h = await bindThroughApi('wecom:uSlowExchange', await unboundCard());
+    const payer = sims.alipay.newPayer();
+    const callback = await authorizeAt(h, payer);
+    const exchangesBefore = sims.alipay.callCount('alipay.system.oauth.token');
+    // The holder's checks pass, then Alipay's oauth.token takes its time; the holder unbinds meanwhile.
+    sims.alipay.setLatencyMs(1500);
+    try {
+      const pending = http('GET', callback.toString());
+      while (sims.alipay.callCount('alipay.system.oauth.token') === exchangesBefore) await new Promise((r) => setTimeout(r, 5));
+      expect((await http('DELETE', '/api/v1/ecard/binding', h.token, { password: PIN })).status).toBe(200);
+      const answer = await pending;
+      expect([answer.status, errorCode(answer)]).toEqual([403, 'NOT_BOUND']);
+    } finally {
+      sims.alipay.setLatencyMs(0);
+    }
+    expect(await cardOfChannelPayer(app.context, 'alipay', payer)).toBeUndefined();
+    expect(await channelPayersOfCard(app.context, h.cardNo)).toEqual({});
+    expect(await app.redis.hget(app.keys.account(h.cardNo), 'cpalipay')).toBeNull();
+    // The refused bind gave its claim of the payer back.
+    expect(await app.redis.get(app.keys.channelPayer('alipay', payer))).toBeNull();
+  });
 });
 
 describe('WeChat (核身)', () => {
@@ -284,5 +348,61 @@ describe('WeChat (核身)', () => {
     const noCard = await http('POST', '/api/v1/ecard/channels/alipay/authorize', cardless.accessToken);
     expect(noCard.status).toBe(403);
     expect(errorCode(noCard)).toBe('NOT_BOUND');
+  });
+});
+
+describe('unbinding the e-card', () => {
+  it("ends the leaving holder's payers: their code is declined, their payer binds elsewhere, the next holder binds their own", async () => {
+    const openid = 'oLeavingHolder00000000000001';
+    const cardA = await unboundCard();
+    const cardB = await unboundCard();
+    // X binds card A's e-card, then WeChat (核身) and Alipay to it.
+    const x = await bindThroughApi(`wechat:${openid}`, cardA);
+    expect((await http('POST', '/api/v1/ecard/channels/wechat/bind', x.token, { password: PIN })).status).toBe(200);
+    const alipayPayer = sims.alipay.newPayer();
+    expect((await http('GET', (await authorizeAt(x, alipayPayer)).toString())).status).toBe(200);
+    expect(await channelsShown(x)).toEqual({ alipay: 'bound', wechat: 'bound' });
+
+    // X unbinds the e-card (card password given): both payers end with it, their records too.
+    expect((await http('DELETE', '/api/v1/ecard/binding', x.token, { password: PIN })).status).toBe(200);
+    expect(await cardOfChannelPayer(app.context, 'wechat', openid)).toBeUndefined();
+    expect(await cardOfChannelPayer(app.context, 'alipay', alipayPayer)).toBeUndefined();
+    expect(await app.redis.hmget(app.keys.account(cardA), 'cpalipay', 'cpwechat')).toEqual([null, null]);
+    expect(await app.redis.get(app.keys.channelPayer('wechat', openid))).toBeNull();
+    expect(await app.redis.get(app.keys.channelPayer('alipay', alipayPayer))).toBeNull();
+
+    // X's WeChat payment code at a campus POS: declined, nothing charged, card A untouched.
+    await app.terminals.register(POS_TERMINAL);
+    const pos = posClient(app);
+    try {
+      sims.wechat.setBalance(openid, 100_000);
+      const paid = await call<unknown, AuthorizeResponse>(
+        pos,
+        'authorize',
+        {
+          terminalId: POS_TERMINAL.id,
+          sequenceNumber: 1,
+          amountFen: 500,
+          credential: { thirdParty: { code: sims.wechat.newCode(openid) } },
+          pin: '',
+        },
+        terminalMetadata(POS_TERMINAL),
+      );
+      expect([paid.outcome, paid.declineReason]).toEqual([Outcome.OUTCOME_DECLINED, DeclineReason.DECLINE_REASON_PAYER_NOT_BOUND]);
+      expect(sims.wechat.balanceOf(openid)).toBe(100_000);
+    } finally {
+      pos.close();
+    }
+
+    // X binds card B and binds the same WeChat there.
+    const xOnB = await bindThroughApi(`wechat:${openid}`, cardB);
+    expect((await http('POST', '/api/v1/ecard/channels/wechat/bind', xOnB.token, { password: PIN })).status).toBe(200);
+    expect(await cardOfChannelPayer(app.context, 'wechat', openid)).toBe(cardB);
+
+    // Y binds card A: it shows no payer, and Y binds their own WeChat.
+    const y = await bindThroughApi('wechat:oNextHolder0000000000000002', cardA);
+    expect(await channelsShown(y)).toEqual({ alipay: 'unbound', wechat: 'unbound' });
+    expect((await http('POST', '/api/v1/ecard/channels/wechat/bind', y.token, { password: PIN })).status).toBe(200);
+    expect(await channelPayersOfCard(app.context, cardA)).toEqual({ wechat: 'oNextHolder0000000000000002' });
   });
 });

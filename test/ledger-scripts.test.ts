@@ -176,7 +176,8 @@ const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args:
   'channel-binding': [
     { keys: 1, args: ['claim', 'C1', ''] },
     { keys: 1, args: ['release', 'C1'] },
-    { keys: 1, args: ['bind', 'cpwechat', 'o-payer-1'] },
+    { keys: 1, args: ['bind', 'cpwechat', 'o-payer-1', 'wechat:o-payer-1'] },
+    { keys: 1, args: ['bind', 'cpalipay', '2088000000000001', ''] },
     { keys: 1, args: ['unbind', 'cpalipay', '2088000000000001'] },
   ],
   'channel-paid': [

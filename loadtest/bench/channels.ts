@@ -146,7 +146,8 @@ export class BenchChannels {
         ['alipay', alipay],
       ] as const) {
         const claimed = await claimPayer(access, channel, payerId, card.cardNo, '');
-        const bound = await bindCardSide(access, card.cardNo, channel, payerId);
+        // The bench's payer cards have no e-card holder: no holder's binding to check.
+        const bound = await bindCardSide(access, card.cardNo, channel, payerId, undefined);
         if (claimed === 'held_by_another' || bound !== 'done')
           throw new Error(`binding ${channel} payer ${payerId} to card ${card.cardNo}: ${claimed} / ${bound}`);
       }

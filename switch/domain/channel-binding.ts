@@ -216,7 +216,7 @@ export async function completeAlipayAuthorization(
       await sessionLive(session);
       await requireBoundCard(ctx, session.userId, session.cardNo);
       payerId = await exchangeOnce(ctx, alipay, claims, callback.authCode, signal);
-      await bindChannelPayer(ctx, claims.c, 'alipay', payerId);
+      await bindChannelPayer(ctx, claims.c, 'alipay', payerId, claims.u);
       return { cardNo: claims.c, channel: 'alipay' };
     },
   );
@@ -279,7 +279,7 @@ export async function bindWechatPayer(ctx: SwitchContext, session: HolderSession
         throw new InvalidArgumentError('this WeChat sign-in does not carry an openid the channel can name');
       await requireBoundCard(ctx, session.userId, session.cardNo);
       await requireCardPassword(ctx, session.cardNo, password);
-      await bindChannelPayer(ctx, session.cardNo, 'wechat', openid);
+      await bindChannelPayer(ctx, session.cardNo, 'wechat', openid, session.userId);
       return { cardNo: session.cardNo, channel: 'wechat' };
     },
   );

@@ -15,7 +15,7 @@
 // one, the others release their claims.
 import { randomBytes } from 'node:crypto';
 import type { SwitchContext } from '../context.js';
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError } from '../errors.js';
 import {
   bindCardSide,
   cardPayerFields,
@@ -115,17 +115,34 @@ async function claimPayerRecord(ctx: SwitchContext, cardNo: string, channel: Pay
   });
 }
 
-/** Binds `payerId` of `channel` to the card (idempotent: binding the same pair again changes nothing). */
-export async function bindChannelPayer(ctx: SwitchContext, cardNo: string, channel: PayerChannel, payerId: string): Promise<void> {
+/**
+ * Binds `payerId` of `channel` to the card (idempotent: binding the same pair again changes nothing).
+ * `ecardUserId`: the e-card holder the binding is for; the card's side is bound only while the card is
+ * still bound to them (checked in the same script, so an e-card unbinding during the holder's slow steps
+ * wins). Undefined only where no holder asks (the ledger's tests).
+ */
+export async function bindChannelPayer(
+  ctx: SwitchContext,
+  cardNo: string,
+  channel: PayerChannel,
+  payerId: string,
+  ecardUserId?: string,
+): Promise<void> {
   checkCardNo(cardNo);
   checkChannel(channel);
   checkPayerId(payerId);
-  await withPayerLock(ctx, channel, payerId, () => bindLocked(ctx, cardNo, channel, payerId));
+  await withPayerLock(ctx, channel, payerId, () => bindLocked(ctx, cardNo, channel, payerId, ecardUserId));
 }
 
-async function bindLocked(ctx: SwitchContext, cardNo: string, channel: PayerChannel, payerId: string): Promise<void> {
+async function bindLocked(
+  ctx: SwitchContext,
+  cardNo: string,
+  channel: PayerChannel,
+  payerId: string,
+  ecardUserId: string | undefined,
+): Promise<void> {
   await claimPayerRecord(ctx, cardNo, channel, payerId);
-  const answer = await bindCardSide(ctx, cardNo, channel, payerId);
+  const answer = await bindCardSide(ctx, cardNo, channel, payerId, ecardUserId);
   if (answer === 'done') return;
   // The card refused: the claim just taken is released (a refused request changes nothing).
   await releasePayer(ctx, channel, payerId, cardNo);
@@ -139,6 +156,9 @@ async function bindLocked(ctx: SwitchContext, cardNo: string, channel: PayerChan
       throw new NotFoundError(`no card ${cardNo}`, { reason: 'UNKNOWN_CARD' });
     case 'card_cancelled':
       throw new FailedPreconditionError(`card ${cardNo} is cancelled`, { reason: 'CARD_CANCELLED', zh: '该卡已注销' });
+    case 'ecard_not_bound':
+      // The same refusal as domain/ecard.ts's requireBoundCard: the holder unbound the card meanwhile.
+      throw new PermissionDeniedError('no card is bound to this user', { reason: 'NOT_BOUND', zh: '尚未绑定校园卡，请先完成绑定' });
     case 'not_bound_to_payer':
       throw new Error(`channel-binding.lua answered not_bound_to_payer to a bind of card ${cardNo}`);
   }
@@ -158,4 +178,32 @@ export async function unbindChannelPayer(ctx: SwitchContext, cardNo: string, cha
     await releasePayer(ctx, channel, payerId, cardNo);
   });
   return payerId;
+}
+
+/**
+ * Releases the records of payers whose card's side an e-card binding or unbinding just ended
+ * (ecard-binding.lua ended the card's side in its own script, so they stopped counting there). Per payer,
+ * under its lock, as unbindChannelPayer does: a record is released only while it names the card and the
+ * card does not name the payer (a holder who bound the card since and bound this payer keeps it). A lock
+ * another binding holds is left alone: the record left names a card that does not name it back, which is
+ * no binding, and the payer's next binding takes it over.
+ */
+export async function releaseEndedPayers(
+  ctx: SwitchContext,
+  cardNo: string,
+  endedPayers: Readonly<Partial<Record<PayerChannel, string>>>,
+): Promise<void> {
+  checkCardNo(cardNo);
+  for (const channel of PAYER_CHANNELS) {
+    const payerId = endedPayers[channel];
+    if (payerId === undefined || !PAYER_ID_PATTERN.test(payerId)) continue;
+    try {
+      await withPayerLock(ctx, channel, payerId, async () => {
+        if ((await cardPayerFields(ctx, cardNo))[channel] !== payerId) await releasePayer(ctx, channel, payerId, cardNo);
+      });
+    } catch (err) {
+      if (!(err instanceof AlreadyExistsError)) throw err;
+      ctx.log.info({ card: cardNo, channel }, 'ended payer record left to its next binding: its lock is held');
+    }
+  }
 }

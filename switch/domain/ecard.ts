@@ -33,7 +33,7 @@ import { appendOperatorLog } from '../ledger/oplog.js';
 import { CAMPUS_QR_REFRESH_MS } from '../qr/format.js';
 import { maskName } from './cards.js';
 import { requireCardPassword } from './card-password.js';
-import { channelPayersOfCard, type PayerChannel } from './channel-payers.js';
+import { channelPayersOfCard, releaseEndedPayers, type PayerChannel } from './channel-payers.js';
 import { PERSON_NUMBER_PATTERN } from './cardholder.js';
 import { PIN_PATTERN } from './password.js';
 import { checkFeeAmount, payUtilityFee } from './fees.js';
@@ -341,12 +341,31 @@ async function bindLocked(ctx: SwitchContext, userId: string, cardNo: string, fo
   const refusal = bindingRefusal(bound.code, cardNo);
   if (refusal !== undefined) throw refusal;
   await writeUserRecord(ctx, userId, cardNo, ctx.now());
+  await releasePayerRecords(ctx, cardNo, bound.endedPayers);
   return { cardNo, alreadyBound: current === cardNo };
 }
 
 /**
- * Ends the user's binding (password required): every QR code of it dies at once (the epoch moves on)
- * and the card's event stream starts afresh. The caller ends the user's sessions.
+ * The records of the payers ecard-binding.lua ended on the card's side. The binding or unbinding is done
+ * by then (and the payers count no more), so a failure here is logged, not answered: a record left over
+ * is no binding, and the payer's next binding takes it over.
+ */
+async function releasePayerRecords(
+  ctx: SwitchContext,
+  cardNo: string,
+  endedPayers: Readonly<Partial<Record<PayerChannel, string>>>,
+): Promise<void> {
+  if (endedPayers.alipay === undefined && endedPayers.wechat === undefined) return;
+  await releaseEndedPayers(ctx, cardNo, endedPayers).catch((err: unknown) =>
+    ctx.log.warn({ err, card: cardNo }, 'payer records of an ended e-card binding not released; their next binding takes them over'),
+  );
+}
+
+/**
+ * Ends the user's binding (password required): every QR code of it dies at once (the epoch moves on),
+ * the card's event stream starts afresh, and the card's Alipay / WeChat payers (bound by this holder)
+ * end in the same script, so the holder's payment codes stop paying from the card. The caller ends the
+ * user's sessions.
  */
 export async function unbindEcard(ctx: SwitchContext, userId: string, password: string): Promise<{ cardNo: string }> {
   checkUserId(userId);
@@ -360,6 +379,7 @@ export async function unbindEcard(ctx: SwitchContext, userId: string, password: 
       const refusal = bindingRefusal(unbound.code, cardNo);
       if (refusal !== undefined) throw refusal;
       await deleteUserRecord(ctx, userId);
+      await releasePayerRecords(ctx, cardNo, unbound.endedPayers);
     });
     await recordAttempt(ctx, 'ecard-unbind', userId, { card: cardNo, result: 'ok' });
     return { cardNo };

@@ -89,6 +89,7 @@ export const CHANNEL_BINDING_ANSWERS = {
   9: 'card_cancelled',
   15: 'bound_to_other',
   16: 'not_bound_to_payer',
+  17: 'ecard_not_bound',
 } as const;
 
 export const CHANNEL_PAY_ANSWERS = { 1: 'begun', 2: 'exists', 3: 'finished', 4: 'already_final', 5: 'no_record' } as const;

@@ -38,14 +38,23 @@ export async function releasePayer(
   return decodeAnswer('channel-binding', RELEASE_ANSWERS, numericReply('channel-binding', reply));
 }
 
-/** Binds the card's side to `payerId` (or finds it already bound to it). */
+/**
+ * Binds the card's side to `payerId` (or finds it already bound to it). With `ecardUserId`, only while the
+ * card is still bound to that e-card user, in the same script ('ecard_not_bound' otherwise); undefined
+ * binds without that check (a card no holder's session asks for: operators, the ledger's tests).
+ */
 export async function bindCardSide(
   ledger: LedgerAccess,
   cardNo: string,
   channel: PayerChannel,
   payerId: string,
+  ecardUserId: string | undefined,
 ): Promise<AnswerOf<typeof CHANNEL_BINDING_ANSWERS>> {
-  const reply = await ledger.scripts.run('channel-binding', [ledger.keys.account(cardNo)], ['bind', channelPayerField(channel), payerId]);
+  const reply = await ledger.scripts.run(
+    'channel-binding',
+    [ledger.keys.account(cardNo)],
+    ['bind', channelPayerField(channel), payerId, ecardUserId ?? ''],
+  );
   return decodeAnswer('channel-binding', CHANNEL_BINDING_ANSWERS, numericReply('channel-binding', reply));
 }
 

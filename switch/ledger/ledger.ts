@@ -17,6 +17,7 @@ import {
   SET_STATUS_ANSWERS,
   type AnswerOf,
 } from './answers.js';
+import type { PayerChannel } from './channel-payers.js';
 import type { Keys } from './keys.js';
 import { readRequestFields } from './request-records.js';
 import type { PreparedScript, Scripts, ScriptReply } from './scripts.js';
@@ -259,16 +260,28 @@ export class Ledger {
     return decodeAnswer('ecard-watch', ECARD_WATCH_ANSWERS, numericReply('ecard-watch', reply)) === 'watched';
   }
 
-  /** Binds the card's e-card to `userId`, or ends that binding; see ecard-binding.lua. */
-  async ecardBinding(op: 'bind' | 'unbind', cardNo: string, userId: string): Promise<{ code: EcardBindingCode; epoch: number }> {
+  /**
+   * Binds the card's e-card to `userId`, or ends that binding; see ecard-binding.lua. `endedPayers`: the
+   * card's Alipay / WeChat payers the call ended (the card's side only: the caller releases their records).
+   */
+  async ecardBinding(
+    op: 'bind' | 'unbind',
+    cardNo: string,
+    userId: string,
+  ): Promise<{ code: EcardBindingCode; epoch: number; endedPayers: Readonly<Partial<Record<PayerChannel, string>>> }> {
     const reply = await this.scripts.run(
       'ecard-binding',
       [this.keys.account(cardNo), this.keys.cardEvents(cardNo)],
       [op, userId, this.now(), this.keys.eventsChannel(), cardNo],
     );
-    if (!Array.isArray(reply) || reply.length !== 2) throw new LedgerInvariantError(`ecard-binding answered ${JSON.stringify(reply)}`);
+    if (!Array.isArray(reply) || reply.length !== 4 || typeof reply[2] !== 'string' || typeof reply[3] !== 'string') {
+      throw new LedgerInvariantError(`ecard-binding answered ${JSON.stringify(reply)}`);
+    }
     const code = decodeAnswer('ecard-binding', ECARD_BINDING_ANSWERS, numericReply('ecard-binding', reply[0]));
-    return { code, epoch: parseInteger(String(reply[1]), 'QR epoch') };
+    const endedPayers: Partial<Record<PayerChannel, string>> = {};
+    if (reply[2] !== '') endedPayers.alipay = reply[2];
+    if (reply[3] !== '') endedPayers.wechat = reply[3];
+    return { code, epoch: parseInteger(String(reply[1]), 'QR epoch'), endedPayers };
   }
 
   /**

@@ -121,11 +121,11 @@ export const ARGV_RULES = {
   },
   'channel-binding': {
     common: [oneOf('op', 'claim', 'release', 'bind', 'unbind')],
-    expected: '2 to 3 (by op)',
+    expected: '2 to 4 (by op)',
     byOp: {
       claim: [id('cardNo'), text('staleCardNo')],
       release: [id('cardNo')],
-      bind: [oneOf('field', 'cpalipay', 'cpwechat'), id('payerId')],
+      bind: [oneOf('field', 'cpalipay', 'cpwechat'), id('payerId'), text('ecardUserId')],
       unbind: [oneOf('field', 'cpalipay', 'cpwechat'), id('payerId')],
     },
   },

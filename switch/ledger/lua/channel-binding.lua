@@ -17,9 +17,11 @@
         1 released      0 not this card's claim (nothing changed)
 
   Card side (KEYS[1] accountKey  {L:s}:acct:<card>; field 'cpalipay' | 'cpwechat')
-    ARGV[1] 'bind'     ARGV[2] field   ARGV[3] payerId
+    ARGV[1] 'bind'     ARGV[2] field   ARGV[3] payerId   ARGV[4] ecardUserId (the e-card user the binding is
+                       for: the card must still be bound to them, `eu`; '' for no such check)
         1 bound (now, or already to this payer)   15 the card has another payer of this channel
         5 unknown account   9 card cancelled
+       17 the card is no longer bound to that e-card user (unbound meanwhile: nothing changed)
     ARGV[1] 'unbind'   ARGV[2] field   ARGV[3] payerId (the binding read before: compare-and-delete)
         1 unbound   16 not bound to this payer (nothing changed)   5 unknown account
 
@@ -37,6 +39,7 @@ local ANSWER_UNKNOWN_CARD = 5
 local ANSWER_CARD_CANCELLED = 9
 local ANSWER_BOUND_TO_OTHER = 15
 local ANSWER_NOT_BOUND_TO_PAYER = 16
+local ANSWER_ECARD_NOT_BOUND = 17
 
 local rcall = redis.call
 local key = KEYS[1]
@@ -44,14 +47,16 @@ local op = ARGV[1]
 
 -- @include argv
 
-local badArgv = argvCount(#ARGV >= 1, '2 to 3 (by op)') or argvOneOf(1, 'op', 'claim', 'release', 'bind', 'unbind')
+local badArgv = argvCount(#ARGV >= 1, '2 to 4 (by op)') or argvOneOf(1, 'op', 'claim', 'release', 'bind', 'unbind')
 if badArgv then return badArgv end
 if op == 'claim' then
   badArgv = argvCount(#ARGV == 3, '3 for claim') or argvId(2, 'cardNo')
 elseif op == 'release' then
   badArgv = argvCount(#ARGV == 2, '2 for release') or argvId(2, 'cardNo')
+elseif op == 'bind' then
+  badArgv = argvCount(#ARGV == 4, '4 for bind') or argvOneOf(2, 'field', 'cpalipay', 'cpwechat') or argvId(3, 'payerId')
 else
-  badArgv = argvCount(#ARGV == 3, '3 for ' .. op) or argvOneOf(2, 'field', 'cpalipay', 'cpwechat') or argvId(3, 'payerId')
+  badArgv = argvCount(#ARGV == 3, '3 for unbind') or argvOneOf(2, 'field', 'cpalipay', 'cpwechat') or argvId(3, 'payerId')
 end
 if badArgv then return badArgv end
 
@@ -71,9 +76,13 @@ end
 
 local field = ARGV[2]
 local payerId = ARGV[3]
-local account = rcall('HMGET', key, 'st', field)
+local account = rcall('HMGET', key, 'st', field, 'eu')
 if not account[1] then return ANSWER_UNKNOWN_CARD end
 if op == 'bind' then
+  -- The holder's check (their session's card) ran before the slow part (Alipay's code exchange, the
+  -- card password): an e-card unbinding in between ended the card's payers, so this bind must not
+  -- give the card a payer of the holder who left.
+  if ARGV[4] ~= '' and account[3] ~= ARGV[4] then return ANSWER_ECARD_NOT_BOUND end
   if account[2] == payerId then return ANSWER_DONE end
   if account[1] == 'C' then return ANSWER_CARD_CANCELLED end
   if account[2] then return ANSWER_BOUND_TO_OTHER end
