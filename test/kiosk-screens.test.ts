@@ -159,7 +159,7 @@ describe('the kiosk screens (zh-CN first, English switch)', () => {
     expect(await page.locator('main').innerText()).toContain('60.00 元');
   });
 
-  it('recharge: a custom amount over the channel maximum is refused next to the field; Alipay QR can be cancelled', async () => {
+  it('recharge: a custom amount over the channel maximum is refused next to the field; Alipay QR can be taken down', async () => {
     await tap((await newHolder(0)).serial);
     await screen('home').waitFor();
     await press('充值');
@@ -175,7 +175,11 @@ describe('the kiosk screens (zh-CN first, English switch)', () => {
     expect(await page.locator('main').innerText()).toContain('100.00 元');
     await press('支付宝');
     await screen('rechargeWait').waitFor();
+    // The order stays payable at the channel: the kiosk says so instead of "nothing charged".
     await press('取消');
+    await screen('rechargeStopped').waitFor();
+    expect(await page.locator('main').innerText()).not.toContain('未扣款');
+    await press('返回首页');
     await screen('home').waitFor();
   });
 

@@ -79,6 +79,8 @@ const BUILDING = /^[\p{Script=Han}A-Za-z0-9-]{1,12}$/u;
 const ROOM = /^[A-Za-z0-9-]{1,8}$/;
 const DAY = /^(\d{4})-(\d{2})-(\d{2})$/;
 const ORDER_ID = /^[A-Za-z0-9_-]{1,64}$/;
+/** Earlier orders of a session whose state may still be asked (a QR taken down can still be paid). */
+const MAX_EARLIER_ORDERS = 4;
 /** The campus is in China Standard Time (UTC+8, no daylight saving). */
 const CAMPUS_OFFSET_MS = 8 * 3_600_000;
 
@@ -105,6 +107,12 @@ interface Session {
   statementQuery?: string;
   statementTokens: string[];
   recharge?: PendingRecharge;
+  /**
+   * Orders of this session whose QR is no longer shown (timed out, cancelled, replaced): the order stays
+   * payable at the channel until it expires, so the renderer may still ask their state and show a late
+   * credit. At most MAX_EARLIER_ORDERS, the oldest dropped first.
+   */
+  earlierOrders: string[];
   fee?: PendingFee;
 }
 
@@ -272,6 +280,15 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
 
   const tapOf = (s: Session): Cardholder => ({ card: { cardSerial: s.serial } });
 
+  /** The session's current order is no longer the one on screen; its state may still be asked. */
+  function retireRecharge(s: Session): void {
+    const orderId = s.recharge?.orderId;
+    delete s.recharge;
+    if (orderId === undefined || s.earlierOrders.includes(orderId)) return;
+    s.earlierOrders.push(orderId);
+    if (s.earlierOrders.length > MAX_EARLIER_ORDERS) s.earlierOrders.shift();
+  }
+
   async function cardRead(serial: string): Promise<void> {
     if (!CARD_SERIAL.test(serial)) {
       log('cardRead', 'bad_serial');
@@ -292,7 +309,7 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
     }
     if (gen !== myGen) return;
     gen++;
-    session = { gen, serial: serial.toUpperCase(), card: cardView(res), statementTokens: [] };
+    session = { gen, serial: serial.toUpperCase(), card: cardView(res), statementTokens: [], earlierOrders: [] };
     touch();
     log('cardRead', 'ok');
     deps.emit({ type: 'card', card: session.card });
@@ -334,6 +351,7 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
       if (p !== undefined && !p.finished && p.channel === channel && p.amountFen === amountFen) {
         if (p.inFlight !== undefined) return p.inFlight;
       } else {
+        retireRecharge(s);
         s.recharge = { channel, amountFen, requestId: `k${randomUUID().replaceAll('-', '')}`, finished: false };
       }
       const pending = s.recharge as PendingRecharge;
@@ -366,12 +384,13 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
       if (!isRecord(arg) || !hasOnlyKeys(arg, ['orderId'])) return fail('bad_request');
       const orderId = arg['orderId'];
       if (typeof orderId !== 'string' || !ORDER_ID.test(orderId)) return fail('bad_request');
-      // Only the order this holder made here, in this session.
-      if (session?.recharge?.orderId !== orderId) return fail('no_card');
+      // Only an order this holder made here, in this session (the one on screen or an earlier one).
+      const s0 = session;
+      if (s0 === undefined || (s0.recharge?.orderId !== orderId && !s0.earlierOrders.includes(orderId))) return fail('no_card');
       return forHolder(async (s) => {
         const res = await deps.switch.rechargeOrderState({ orderId });
         const status = ORDER_STATUS[res.status] ?? 'pending';
-        if (status !== 'pending' && s.recharge !== undefined) s.recharge.finished = true;
+        if (status !== 'pending' && s.recharge?.orderId === orderId) s.recharge.finished = true;
         if (status === 'paid') s.card = { ...s.card, balanceFen: res.balanceAfterFen };
         return ok({ orderId, status, amountFen: res.amountFen, balanceAfterFen: res.balanceAfterFen });
       });
@@ -380,8 +399,10 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
     cancelRecharge: (arg) => {
       if (arg !== undefined) return Promise.resolve(fail('bad_request'));
       if (session === undefined) return Promise.resolve(fail('no_card'));
-      // The order itself is left to expire at the channel (an unpaid order credits nothing).
-      delete session.recharge;
+      // The next recharge is a new order. This one cannot be closed at the channel from here (no
+      // KioskService call does that): it stays payable until it expires, a payment is credited by the
+      // switch, and the renderer may still ask its state to show that credit.
+      retireRecharge(session);
       return Promise.resolve(ok(null));
     },
 

@@ -9,6 +9,7 @@ import type {
   KioskSettings,
   Lang,
   RechargeOrderView,
+  RechargeStateView,
   Result,
   StatementView,
 } from '../shared/api.js';
@@ -57,6 +58,8 @@ type Screen =
   | { readonly name: 'rechargeAmount' }
   | { readonly name: 'rechargeChannel'; readonly amountFen: number }
   | { readonly name: 'rechargeWait'; readonly order: RechargeOrderView; readonly until: number }
+  | { readonly name: 'rechargeChecking' }
+  | { readonly name: 'rechargeStopped'; readonly order: RechargeOrderView }
   | { readonly name: 'rechargeDone'; readonly amountFen: number; readonly balanceFen: number }
   | { readonly name: 'rechargeExpired' }
   | { readonly name: 'lossConfirm'; readonly byNumber?: { personNumber: string; password: string } }
@@ -86,6 +89,10 @@ interface StatementState {
 interface Holder {
   card: CardView;
   statement?: StatementState;
+  /** Orders whose QR was taken down while still payable: asked about now and then until they expire. */
+  lateOrders: RechargeOrderView[];
+  /** Late payments credited meanwhile (fen), for the home screen's notice. */
+  lateCreditedFen: number;
 }
 
 const state: {
@@ -187,7 +194,7 @@ function endSession(): void {
 
 function holderActive(): boolean {
   const s = state.screen.name;
-  return !['idle', 'reading', 'rechargeWait'].includes(s);
+  return !['idle', 'reading', 'rechargeWait', 'rechargeChecking'].includes(s);
 }
 
 function touchActivity(): void {
@@ -236,7 +243,7 @@ function onEvent(event: KioskEvent): void {
   if (event.type === 'card') {
     // A new card: whatever the previous holder had open is dropped before the new one is shown.
     resetHolder();
-    state.holder = { card: event.card };
+    state.holder = { card: event.card, lateOrders: [], lateCreditedFen: 0 };
     touchActivity();
     go({ name: 'home' });
   } else if (event.type === 'card_error') {
@@ -326,6 +333,13 @@ function homeScreen(holder: Holder): HTMLElement {
     tr('homeTitle'),
     lost ? h('div', { class: 'banner warn', attrs: { role: 'status' }, text: tr('lostBanner') }) : undefined,
     card.status === 'frozen' ? h('div', { class: 'banner warn', attrs: { role: 'status' }, text: tr('frozenBanner') }) : undefined,
+    holder.lateCreditedFen > 0
+      ? h('div', {
+          class: 'banner info',
+          attrs: { role: 'status' },
+          text: tr('lateCreditBanner', { amount: yuan(holder.lateCreditedFen) }),
+        })
+      : undefined,
     card.initialPassword && !lost
       ? h(
           'div',
@@ -421,8 +435,9 @@ function rechargeChannelScreen(amountFen: number): HTMLElement {
       () => api.startRecharge({ channel, amountFen }),
       (order) => {
         const qrMs = (state.settings?.qrTimeoutSec ?? 180) * 1000;
-        go({ name: 'rechargeWait', order, until: Math.min(order.expiresAtMs, Date.now() + qrMs) });
-        void pollOrder(order, state.gen);
+        const wait: WaitScreen = { name: 'rechargeWait', order, until: Math.min(order.expiresAtMs, Date.now() + qrMs) };
+        go(wait);
+        void pollOrder(wait, state.gen);
       },
     );
   };
@@ -450,36 +465,102 @@ function rechargeChannelScreen(amountFen: number): HTMLElement {
 }
 
 let pollTimer: number | undefined;
+/** Late orders asked about at once, and how often (each ask is one RechargeOrderState at the switch). */
+const MAX_LATE_ORDERS = 4;
+const LATE_CHECK_EVERY_MS = 3_000;
+/** How long after its expiry a late order is still asked about (the switch closes it on its next sweep). */
+const LATE_CHECK_GRACE_MS = 60_000;
+let lateTimer: number | undefined;
 
-/** Follows the order through the switch until paid, expired or the QR's own time is up. */
-async function pollOrder(order: RechargeOrderView, gen: number): Promise<void> {
+type WaitScreen = Extract<Screen, { name: 'rechargeWait' }>;
+
+/** Follows the order through the switch while its QR is up (this very screen), until paid or closed. */
+async function pollOrder(wait: WaitScreen, gen: number): Promise<void> {
   if (pollTimer !== undefined) window.clearTimeout(pollTimer);
-  const screen = state.screen;
-  if (gen !== state.gen || screen.name !== 'rechargeWait' || screen.order.orderId !== order.orderId) return;
-  if (Date.now() >= screen.until) {
-    await api.cancelRecharge();
-    if (gen !== state.gen) return;
-    touchActivity();
-    go({ name: 'rechargeExpired' });
-    return;
-  }
-  const res = await api.rechargeState({ orderId: order.orderId });
-  const now = state.screen;
-  if (gen !== state.gen || now.name !== 'rechargeWait' || now.order.orderId !== order.orderId) return;
-  if (res.ok && res.value.status === 'paid') {
-    if (state.holder !== undefined) state.holder.card = { ...state.holder.card, balanceFen: res.value.balanceAfterFen };
-    touchActivity();
-    go({ name: 'rechargeDone', amountFen: res.value.amountFen, balanceFen: res.value.balanceAfterFen });
-    return;
-  }
+  pollTimer = undefined;
+  if (gen !== state.gen || state.screen !== wait) return;
+  if (Date.now() >= wait.until) return takeDownQr(wait, gen);
+  const res = await askOrder(wait.order);
+  if (gen !== state.gen || state.screen !== wait) return; // cancelled, timed out or another holder meanwhile
+  if (res.ok && res.value.status === 'paid') return rechargePaid(res.value);
   if (res.ok && res.value.status !== 'pending') {
     touchActivity();
-    go({ name: 'rechargeExpired' });
-    return;
+    return go({ name: 'rechargeExpired' });
   }
   if (!res.ok && res.error === 'no_card') return goIdle();
   // Pending, or the switch did not answer this time: ask again (the QR stays up until its time is up).
-  pollTimer = window.setTimeout(() => void pollOrder(order, gen), 1000);
+  pollTimer = window.setTimeout(() => void pollOrder(wait, gen), 1000);
+}
+
+async function askOrder(order: RechargeOrderView): Promise<Result<RechargeStateView>> {
+  try {
+    return await api.rechargeState({ orderId: order.orderId });
+  } catch {
+    return { ok: false, error: 'unreachable' };
+  }
+}
+
+function rechargePaid(paid: RechargeStateView): void {
+  if (state.holder !== undefined) state.holder.card = { ...state.holder.card, balanceFen: paid.balanceAfterFen };
+  touchActivity();
+  go({ name: 'rechargeDone', amountFen: paid.amountFen, balanceFen: paid.balanceAfterFen });
+}
+
+/**
+ * The QR comes down (its time is up, or Cancel), but the order stays payable at the channel until it
+ * expires and the kiosk cannot close it there. So the order's state is asked once more before anything
+ * is said: paid shows the credit; closed or expired means nothing was charged; still pending (or no
+ * answer) says truthfully that a payment made is still credited, and the kiosk keeps asking meanwhile.
+ */
+async function takeDownQr(wait: WaitScreen, gen: number): Promise<void> {
+  if (pollTimer !== undefined) window.clearTimeout(pollTimer);
+  pollTimer = undefined;
+  go({ name: 'rechargeChecking' });
+  const res = await askOrder(wait.order);
+  if (gen !== state.gen) return;
+  if (res.ok && res.value.status === 'paid') return rechargePaid(res.value);
+  if (!res.ok && res.error === 'no_card') return goIdle();
+  // A new recharge is a new order; main still answers this one's state.
+  void api.cancelRecharge().catch(() => undefined);
+  touchActivity();
+  if (res.ok && res.value.status !== 'pending') return go({ name: 'rechargeExpired' });
+  const holder = state.holder;
+  if (holder !== undefined && !holder.lateOrders.some((o) => o.orderId === wait.order.orderId)) {
+    holder.lateOrders = [...holder.lateOrders, wait.order].slice(-MAX_LATE_ORDERS);
+  }
+  go({ name: 'rechargeStopped', order: wait.order });
+  scheduleLateCheck(gen);
+}
+
+function scheduleLateCheck(gen: number): void {
+  if (lateTimer !== undefined) window.clearTimeout(lateTimer);
+  lateTimer = window.setTimeout(() => void checkLateOrders(gen), LATE_CHECK_EVERY_MS);
+}
+
+/** Asks about the orders whose QR came down while payable; a late payment updates the balance shown. */
+async function checkLateOrders(gen: number): Promise<void> {
+  lateTimer = undefined;
+  for (const order of state.holder?.lateOrders ?? []) {
+    if (gen !== state.gen) return;
+    const res = await askOrder(order);
+    const holder = state.holder;
+    if (gen !== state.gen || holder === undefined) return;
+    if (!res.ok && res.error === 'no_card') return; // main forgot the holder: its event takes us to idle
+    // Still pending: asked again, until a while after it expires (the switch's own loop settles it then).
+    const open = !res.ok || res.value.status === 'pending';
+    if (open && Date.now() < order.expiresAtMs + LATE_CHECK_GRACE_MS) continue;
+    holder.lateOrders = holder.lateOrders.filter((o) => o.orderId !== order.orderId);
+    const shown = state.screen.name === 'rechargeStopped' && state.screen.order.orderId === order.orderId;
+    if (res.ok && res.value.status === 'paid') {
+      if (shown) return rechargePaid(res.value);
+      holder.card = { ...holder.card, balanceFen: res.value.balanceAfterFen };
+      holder.lateCreditedFen += res.value.amountFen;
+      if (state.screen.name === 'home' && !state.busy) render();
+    } else if (shown && res.ok) {
+      go({ name: 'rechargeExpired' });
+    }
+  }
+  if (gen === state.gen && (state.holder?.lateOrders.length ?? 0) > 0) scheduleLateCheck(gen);
 }
 
 function rechargeWaitScreen(order: RechargeOrderView, until: number): HTMLElement {
@@ -502,10 +583,8 @@ function rechargeWaitScreen(order: RechargeOrderView, until: number): HTMLElemen
       'div',
       { class: 'actions' },
       button(tr('cancel'), () => {
-        if (pollTimer !== undefined) window.clearTimeout(pollTimer);
-        void api.cancelRecharge();
-        touchActivity();
-        goHome();
+        const wait = state.screen;
+        if (wait.name === 'rechargeWait' && wait.order.orderId === order.orderId) void takeDownQr(wait, state.gen);
       }),
     ),
   );
@@ -987,6 +1066,18 @@ function screenBody(): HTMLElement {
           `${tr('newBalance')}：`,
           h('strong', { class: 'money', attrs: { 'data-testid': 'new-balance' }, text: tr('yuan', { v: yuan(s.balanceFen) }) }),
         ),
+        h('div', { class: 'actions' }, button(tr('backHome'), goHome, 'primary')),
+      );
+    case 'rechargeChecking':
+      return page(tr('rechargeTitle'), h('p', { class: 'waiting', attrs: { role: 'status' }, text: tr('rechargeChecking') }));
+    case 'rechargeStopped':
+      return h(
+        'section',
+        { class: 'screen result' },
+        h('h1', { text: tr('rechargeStoppedTitle') }),
+        h('p', { class: 'lead', text: tr('rechargeStoppedBody', { until: campusTime(s.order.expiresAtMs).slice(6) }) }),
+        h('p', { class: 'note', text: `${tr('rechargeAmount')}：${tr('yuan', { v: yuan(s.order.amountFen) })}` }),
+        h('p', { class: 'note' }, `${tr('rechargeOrder')}：`, h('span', { class: 'order-id', text: s.order.orderId })),
         h('div', { class: 'actions' }, button(tr('backHome'), goHome, 'primary')),
       );
     case 'rechargeExpired':
