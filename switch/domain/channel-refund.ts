@@ -1,12 +1,14 @@
 // A merchant's refund (PosService/Refund) of an Alipay / WeChat code payment: the money goes back to the
 // payer through the channel (Alipay trade.refund, WeChat Pay refund), never to the campus card, whose
 // balance the payment never moved. In order (each step survives a crash of the switch):
-//  1. the refunding terminal's sequence number is claimed for the payer's card (like a card refund), and
+//  1. the refund is put on the follow-up index (a crash from here on leaves it to the loop), then the
+//     refunding terminal's sequence number is claimed for the payer's card (like a card refund), and
 //     channel-refund.lua 'begin' checks the payment (paid, not reversed, this card, this merchant) and
-//     reserves the amount against what is left of it, BEFORE the channel is called: the same request
-//     sent 300 times at once reserves once, and refunds together never pass what was paid;
-//  2. the refund is put on the follow-up index, then the channel is asked (out_refund_no from the
-//     refunding terminal and sequence: asking again with it never refunds twice, at either channel);
+//     reserves the amount against what is left of it (naming the refund on the payment's record),
+//     BEFORE the channel is called: the same request sent 300 times at once reserves once, and refunds
+//     together never pass what was paid; a refusal takes it off the follow-up again;
+//  2. the channel is asked (out_refund_no from the refunding terminal and sequence: asking again with it
+//     never refunds twice, at either channel);
 //  3. refunded: 'done' journals it (`cref`, m:<merchant> -> x:ch:<CHANNEL>) with the statement line and
 //     the holder's live event, and the answer is recorded (a retry replays it); refused for good:
 //     'failed' releases the reservation (nothing changed); not known (a timeout, a system error): the
@@ -132,9 +134,16 @@ export async function refundChannelPayment(
     ttlSec: ctx.config.requestTtlSec,
     originalRef,
   };
+  const followUp = { cardNo: request.cardNo, terminalId: terminal.id, sequence: request.sequence };
+  const nextLookMs = nowMs + ctx.config.channelPayment.pollIntervalMs;
+  // Indexed first, as a payment is: a crash after 'begin' reserved the amount still leaves the refund to the
+  // follow-up, which settles it or releases the reservation. Cut off before it was indexed, the reservation
+  // kept a later reversal of the payment from giving the payer their money back, with nobody told.
+  await scheduleRefundFollowUp(ctx, followUp, nextLookMs);
   const begun = await beginRefund(ctx, step, nowMs);
   switch (begun.code) {
     case 'refunded':
+      await dropRefundFollowUp(ctx, followUp);
       return { ...begun, code: 'refunded' };
     case 'begun':
     case 'pending':
@@ -142,11 +151,13 @@ export async function refundChannelPayment(
     case 'released':
       throw new Error(`channel-refund.lua answered released to begin (${terminal.id}/${request.sequence})`);
     default:
+      // Refused, nothing recorded: no refund (this or another) is under the key, so the entry is this one's.
+      await dropRefundFollowUp(ctx, followUp);
       return { ...begun, code: begun.code };
   }
-  const followUp = { cardNo: request.cardNo, terminalId: terminal.id, sequence: request.sequence };
-  // Indexed before the channel is asked: a crash now leaves the refund to the follow-up.
-  await scheduleRefundFollowUp(ctx, followUp, nowMs + ctx.config.channelPayment.pollIntervalMs);
+  // Indexed again now that the refund is recorded: a look of the loop between the two (the entry due after a
+  // stall longer than the poll interval) found no record and took it off.
+  await scheduleRefundFollowUp(ctx, followUp, nextLookMs);
   const holder = randomUUID();
   const lease = refundLeaseName(followUp);
   if (!(await takeFollowUpLease(ctx, lease, holder, leaseMs(ctx)))) throw stillConfirming(payment.channel);
