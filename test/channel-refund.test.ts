@@ -25,7 +25,14 @@ import { bindChannelPayer } from '../switch/domain/channel-payers.js';
 import { reconcileChannelDay } from '../switch/domain/reconcile.js';
 import { settlementReport } from '../switch/domain/reports.js';
 import { auditLedger } from '../switch/ledger/audit.js';
-import { followUpCount, readPaidRecord, refundFollowUpCount } from '../switch/ledger/channel-payments.js';
+import { outRefundNoOf } from '../switch/domain/channel-refund.js';
+import {
+  channelRefundStep,
+  followUpCount,
+  readChannelPayment,
+  readPaidRecord,
+  refundFollowUpCount,
+} from '../switch/ledger/channel-payments.js';
 import { createLogger } from '../switch/log.js';
 import {
   call,
@@ -301,6 +308,55 @@ describe.each(['wechat', 'alipay'] as const)('%s: merchant refunds of code payme
       ['cprev', '500'],
     ]);
     expect((await grpcError(refund(p, sequence, 100))).code).toBe(Status.FAILED_PRECONDITION);
+  });
+
+  it('a refund cut off between its reservation and its follow-up (a crash) does not block a later reversal for ever', async () => {
+    const p = await payer(channel);
+    const before = payerBalance(p);
+    const sequence = nextSequence++;
+    const code = codeOf(p);
+    const res = await authorize(sequence, code, 800);
+    expect(res.outcome).toBe(Outcome.OUTCOME_APPROVED);
+    const payment = await readChannelPayment(app.context, POS_TERMINAL.id, sequence);
+    if (payment === undefined) throw new Error('no record of the approved payment');
+    // PosService/Refund of 300 fen: its sequence claimed and channel-refund.lua 'begin' reserved the amount,
+    // then the switch died before the refund was on the follow-up and before the channel was asked.
+    const refundSeq = nextSequence++;
+    await app.context.claims.forCard(POS_TERMINAL.id, refundSeq, p.cardNo);
+    const originalRef = `${POS_TERMINAL.id}:${sequence}`;
+    const begun = await channelRefundStep(app.context, {
+      op: 'begin',
+      cardNo: p.cardNo,
+      amountFen: 300,
+      fingerprint: `cref|${p.cardNo}|300|${originalRef}`,
+      terminalId: POS_TERMINAL.id,
+      sequence: refundSeq,
+      merchantParty: payment.merchantParty,
+      outTradeNo: payment.outTradeNo,
+      outRefundNo: outRefundNoOf(app.context, POS_TERMINAL.id, refundSeq),
+      channel,
+      channelRefundId: '',
+      nowMs: Date.now(),
+      ttlSec: 3600,
+      originalRef,
+    });
+    expect(begun === 'key_reused' ? begun : begun.code).toBe('begun');
+    expect(await refundFollowUpCount(app.context)).toBe(0);
+
+    // The cashier reverses the sale instead: the POS is told REVERSED, and the payer must get all of it back.
+    expect((await reverse(sequence, code, 800)).result).toBe(ReverseResult.REVERSE_RESULT_REVERSED);
+    await waitFor('the payer made whole', () => Promise.resolve(payerBalance(p) === before ? true : undefined));
+    await waitFor('nothing left to follow up', async () =>
+      (await followUpCount(app.context)) + (await refundFollowUpCount(app.context)) === 0 ? true : undefined,
+    );
+    // The cut-off refund was followed up and refunded, then the reversal gave back the rest.
+    expect((await entriesOf(p, res.transactionId)).map((e) => [e['k'], e['a']])).toEqual([
+      ['cpay', '800'],
+      ['cref', '300'],
+      ['cprev', '500'],
+    ]);
+    expect(await readPaidRecord(app.context, p.cardNo, res.transactionId)).toMatchObject({ refundedFen: 300, reservedFen: 0 });
+    expect(await readChannelPayment(app.context, POS_TERMINAL.id, sequence)).toMatchObject({ state: 'R', undo: false });
   });
 
   it('refusals change nothing: another card, another merchant, a declined payment, a refund the channel refuses', async () => {

@@ -30,12 +30,15 @@ import {
   journalChannelPayment,
   markChannelPaymentUndone,
   paymentLeaseName,
+  pendingRefundsOfPayment,
   readChannelPayment,
   readPaidRecord,
   rearmChannelPaymentUndo,
   recordPayerCard,
+  refundIsFollowedUp,
   releaseFollowUpLease,
   scheduleFollowUp,
+  scheduleRefundFollowUp,
   takeFollowUpLease,
   tombstoneChannelPayment,
   type ChannelPaymentRecord,
@@ -396,6 +399,15 @@ export class ChannelPayments {
       if (fresh !== undefined && fresh.undo) await this.undo(fresh);
       return { done: true };
     }
+    // The card on the record before the sale is journalled: whatever gives this payment back later (a POS
+    // reversal, a give-up after a crash) finds the sale in the card's shard and journals its reversal too.
+    if (!(await recordPayerCard(this.ctx, terminalId, sequence, cardNo))) {
+      // Decided meanwhile (reversed, given up) and the channel has just taken the money: back on the
+      // follow-up with undo set BEFORE the sale is journalled, so a crash after it still leaves both the
+      // money and the sale's reversal to the loop (a confirmed undo had taken it off the follow-up).
+      await scheduleFollowUp(this.ctx, terminalId, sequence, this.ctx.now() + this.ctx.config.channelPayment.pollIntervalMs);
+      await rearmChannelPaymentUndo(this.ctx, terminalId, sequence);
+    }
     const entry = {
       cardNo,
       channel,
@@ -466,18 +478,8 @@ export class ChannelPayments {
     const name = record.channel;
     if (name === undefined) return true;
     const channel = this.channel(name);
-    let backFen = record.amountFen;
-    if (record.state === 'R' && record.journalId !== '') {
-      // A paid sale reversed: its reversal entry (idempotent; a crash may have come between the two).
-      // What merchant refunds gave back already stays given back: only the rest goes now.
-      const unpaid = await journalChannelPayment(this.ctx, 'unpay', {
-        ...entryOf(record, this.ctx),
-        channelTxnId: record.channelTxnId || record.outTradeNo,
-      });
-      if (unpaid.code === 'refunds_pending') return false;
-      const paid = await readPaidRecord(this.ctx, record.cardNo, record.outTradeNo);
-      if (paid.paid) backFen = paid.amountFen - paid.refundedFen;
-    }
+    const backFen = await this.reverseJournalledSale(record);
+    if (backFen === 'refunds_pending') return false;
     if (backFen <= 0) return this.undone(record);
     // After a partial refund the channel cannot cancel the trade (it would give back more): refund the rest.
     const cancelled =
@@ -498,6 +500,57 @@ export class ChannelPayments {
     }
     if (!back) return false;
     return this.undone(record);
+  }
+
+  /**
+   * Money going back to the payer takes its journalled sale with it, whatever the path (a POS reversal of a
+   * paid or of a still undecided payment, a give-up, a sale refused for the card's state): the `cprev` entry
+   * (idempotent; a crash may have come between the two), so the journal never keeps a sale nobody paid for.
+   * paid() names the card on the record before it journals a sale, so a sale is found by the record's card.
+   * Answers what is to go back: all of it when nothing was journalled, else what merchant refunds left (they
+   * stay given back); 'refunds_pending' while a refund holds a reservation on the payment.
+   */
+  private async reverseJournalledSale(record: ChannelPaymentRecord): Promise<number | 'refunds_pending'> {
+    if (record.cardNo === '') return record.amountFen;
+    const sale = await readPaidRecord(this.ctx, record.cardNo, record.outTradeNo);
+    if (!sale.paid) return record.amountFen;
+    const unpaid = await journalChannelPayment(this.ctx, 'unpay', {
+      ...entryOf(record, this.ctx),
+      channelTxnId: record.channelTxnId || sale.channelTxnId || record.outTradeNo,
+    });
+    if (unpaid.code === 'refunds_pending') {
+      await this.followRefundsHoldingBack(record);
+      return 'refunds_pending';
+    }
+    // Read after the reversal: a refund decided in between is counted (refd only grows until rtx is set).
+    const after = await readPaidRecord(this.ctx, record.cardNo, record.outTradeNo);
+    return after.amountFen - after.refundedFen;
+  }
+
+  /**
+   * The give-back waits for the merchant refunds under way on the payment. One that nothing follows up (a
+   * crash cut it off between its reservation and its indexing) would keep it waiting for ever: it goes on
+   * the refund follow-up now, which settles it (or lists it for an operator), and the give-back goes on.
+   */
+  private async followRefundsHoldingBack(record: ChannelPaymentRecord): Promise<void> {
+    const { terminalId, sequence, cardNo, outTradeNo } = record;
+    const refunds = await pendingRefundsOfPayment(this.ctx, cardNo, outTradeNo);
+    for (const r of refunds) {
+      if (await refundIsFollowedUp(this.ctx, r)) continue;
+      await scheduleRefundFollowUp(this.ctx, r, this.ctx.now());
+      this.ctx.log.warn(
+        { terminalId, sequence, outTradeNo, refund: r },
+        'channel payment: a merchant refund holding back its give-back was on no follow-up (cut off by a crash); followed up now',
+      );
+    }
+    if (refunds.length > 0) return;
+    // A reservation that names no refund (made by a switch before refunds were named on the payment): only
+    // an operator can tell which refund it was. Said loudly, and looked at again only after a while.
+    this.ctx.log.warn(
+      { terminalId, sequence, outTradeNo, cardNo },
+      'channel payment: its give-back waits on a refund reservation that names no refund; the payer is not paid back until an operator settles it',
+    );
+    await scheduleFollowUp(this.ctx, terminalId, sequence, this.ctx.now() + STUCK_GIVE_BACK_RETRY_MS);
   }
 
   private async undone(record: ChannelPaymentRecord): Promise<boolean> {
@@ -532,8 +585,12 @@ export class ChannelPayments {
     await this.settle(record, result);
   }
 
-  /** The budget is spent: the payment is cancelled at the channel (the payer keeps their money) and declined. */
+  /**
+   * The budget is spent: the payment is cancelled at the channel (the payer keeps their money) and declined;
+   * unless its sale was journalled (finishJournalledSale).
+   */
   private async giveUp(record: ChannelPaymentRecord): Promise<void> {
+    if (await this.finishJournalledSale(record)) return;
     const answer = await finishChannelPayment(this.ctx, record.terminalId, record.sequence, {
       state: 'D',
       nowMs: this.ctx.now(),
@@ -544,6 +601,51 @@ export class ChannelPayments {
     await this.tellDecline(record.terminalId, record.sequence);
     const fresh = await readChannelPayment(this.ctx, record.terminalId, record.sequence);
     if (fresh !== undefined) await this.undo(fresh);
+  }
+
+  /**
+   * A sale journalled while the record stayed undecided (the switch died, or Redis stalled, between
+   * channel-paid.lua 'pay' and finishing the record) is proof the channel said paid: the payment is finished
+   * paid, and the POS's retry with the same sequence number is approved. True when the record is decided
+   * (now, or by another path meanwhile); false when no sale was journalled.
+   */
+  private async finishJournalledSale(record: ChannelPaymentRecord): Promise<boolean> {
+    const { terminalId, sequence, outTradeNo } = record;
+    const cardNo = record.cardNo !== '' ? record.cardNo : await this.payerCardAtChannel(record);
+    if (cardNo === undefined) return false;
+    const sale = await readPaidRecord(this.ctx, cardNo, outTradeNo);
+    if (!sale.paid) return false;
+    const answer = await finishChannelPayment(this.ctx, terminalId, sequence, {
+      state: 'S',
+      nowMs: this.ctx.now(),
+      undo: false,
+      cardNo,
+      channelTxnId: sale.channelTxnId,
+      journalId: sale.journalId,
+    });
+    if (answer !== 'finished') return true; // decided meanwhile: its own follow-up (if any) goes on
+    await dropFollowUp(this.ctx, terminalId, sequence);
+    this.ctx.log.warn(
+      { terminalId, sequence, outTradeNo, cardNo },
+      'channel payment: its sale was journalled but the record left undecided (a crash or a stall); finished as paid after its budget',
+    );
+    return true;
+  }
+
+  /**
+   * The payer's card of a record that names none, from the channel's answer: a sale journalled by a switch
+   * that did not yet name the card on the record first. Undefined when not paid, not known, or unbound.
+   */
+  private async payerCardAtChannel(record: ChannelPaymentRecord): Promise<string | undefined> {
+    if (record.channel === undefined) return undefined;
+    let result: QueryResult;
+    try {
+      result = await this.channel(record.channel).queryPayment(record.outTradeNo, this.signal());
+    } catch (err) {
+      this.ctx.log.warn({ err, outTradeNo: record.outTradeNo }, 'channel query before giving up failed; given up without it');
+      return undefined;
+    }
+    return result.status === 'paid' ? this.cardOf(result.payer) : undefined;
   }
 
   /** Reverse from the POS: the sale is void; money the payer paid goes back (now, or by the follow-up loop). */
@@ -630,6 +732,9 @@ function subjectOf(terminal: Terminal): string {
   const place = terminal.location.trim();
   return [...(place === '' ? '校园卡消费' : `校园消费 ${place}`)].slice(0, 64).join('');
 }
+
+/** How long a give-back held by a refund reservation that names no refund waits between two looks. */
+const STUCK_GIVE_BACK_RETRY_MS = 60_000;
 
 /** Payments looked at per tick, and at once: a bound on the loop's work and on the channels' load. */
 const FOLLOW_UP_BATCH = 50;

@@ -136,9 +136,15 @@ export async function tombstoneChannelPayment(
   return payAnswer(reply);
 }
 
-/** The payer's card, known before the payment is decided (WeChat): kept on the undecided record for its live events. */
-export async function recordPayerCard(ledger: LedgerAccess, terminalId: string, sequence: number, cardNo: string): Promise<void> {
-  payAnswer(await ledger.scripts.run('channel-pay', payKeys(ledger, terminalId, sequence), ['card', cardNo]));
+/**
+ * The payer's card on the record: known before the payment is decided (WeChat), for its live events, and
+ * always before a sale is journalled, so whoever gives the payment back finds the sale in the card's shard.
+ * True while the record is undecided; false when it is decided (its card then written only if it had none).
+ */
+export async function recordPayerCard(ledger: LedgerAccess, terminalId: string, sequence: number, cardNo: string): Promise<boolean> {
+  const answer = payAnswer(await ledger.scripts.run('channel-pay', payKeys(ledger, terminalId, sequence), ['card', cardNo]));
+  if (answer === 'no_record') throw new LedgerInvariantError(`channel payment ${terminalId}/${sequence} has no record to name its card`);
+  return answer === 'finished';
 }
 
 /** The money is back with the payer (or never left): the record needs no more undoing. */
@@ -507,14 +513,74 @@ export async function readChannelRefund(
   };
 }
 
-/** What is refunded and reserved of a paid code payment (channel-paid.lua's record in the card's shard). */
-export async function readPaidRecord(
-  ledger: LedgerAccess,
-  cardNo: string,
-  outTradeNo: string,
-): Promise<{ readonly paid: boolean; readonly amountFen: number; readonly refundedFen: number; readonly reservedFen: number }> {
-  const [tx, amt, refd, rsv] = await ledger.scripts.client.hmget(ledger.keys.channelPaid(cardNo, outTradeNo), 'tx', 'amt', 'refd', 'rsv');
-  return { paid: tx !== null, amountFen: Number(amt ?? '0'), refundedFen: Number(refd ?? '0'), reservedFen: Number(rsv ?? '0') };
+/** A code payment's sale as channel-paid.lua journalled it; `paid` false when no sale was journalled. */
+export interface PaidRecord {
+  readonly paid: boolean;
+  readonly amountFen: number;
+  readonly refundedFen: number;
+  readonly reservedFen: number;
+  /** The `cpay` entry's id ('' when not paid) and the channel's transaction id it names. */
+  readonly journalId: string;
+  readonly channelTxnId: string;
+  /** The `cprev` entry's id, '' while the sale is not reversed. */
+  readonly reversalId: string;
+}
+
+/** What is journalled, refunded and reserved of a paid code payment (channel-paid.lua's record in the card's shard). */
+export async function readPaidRecord(ledger: LedgerAccess, cardNo: string, outTradeNo: string): Promise<PaidRecord> {
+  const [tx, amt, refd, rsv, ct, rtx] = await ledger.scripts.client.hmget(
+    ledger.keys.channelPaid(cardNo, outTradeNo),
+    'tx',
+    'amt',
+    'refd',
+    'rsv',
+    'ct',
+    'rtx',
+  );
+  return {
+    paid: tx !== null,
+    amountFen: Number(amt ?? '0'),
+    refundedFen: Number(refd ?? '0'),
+    reservedFen: Number(rsv ?? '0'),
+    journalId: tx ?? '',
+    channelTxnId: ct ?? '',
+    reversalId: rtx ?? '',
+  };
+}
+
+/** At most this many refunds of one payment are read back from its record (a payment has few). */
+const MAX_PENDING_REFUNDS_READ = 100;
+
+/**
+ * The merchant refunds holding a reservation on a paid code payment, as channel-refund.lua 'begin' names
+ * them on the payment's record (`r|<terminal>|<sequence>`); at most MAX_PENDING_REFUNDS_READ. A
+ * reservation made before the record named its refunds is counted in `rsv` but not listed here.
+ */
+export async function pendingRefundsOfPayment(ledger: LedgerAccess, cardNo: string, outTradeNo: string): Promise<RefundFollowUp[]> {
+  const h = await ledger.scripts.client.hgetall(ledger.keys.channelPaid(cardNo, outTradeNo));
+  const out: RefundFollowUp[] = [];
+  for (const field of Object.keys(h)) {
+    if (out.length >= MAX_PENDING_REFUNDS_READ) break;
+    if (!field.startsWith(`r${MEMBER_SEPARATOR}`)) continue;
+    const cut = field.lastIndexOf(MEMBER_SEPARATOR);
+    const terminalId = field.slice(2, cut);
+    const sequence = Number(field.slice(cut + 1));
+    if (terminalId === '' || !Number.isSafeInteger(sequence))
+      throw new LedgerInvariantError(`paid record of ${outTradeNo} names refund "${field}"`);
+    out.push({ cardNo, terminalId, sequence });
+  }
+  return out;
+}
+
+/** Whether a refund is on the follow-up index or on the attention index (someone will decide it). */
+export async function refundIsFollowedUp(ledger: LedgerAccess, r: RefundFollowUp): Promise<boolean> {
+  const member = refundMember(r);
+  const k = ledger.keys;
+  const [pending, attention] = await Promise.all([
+    ledger.scripts.client.zscore(k.channelRefundsPending(), member),
+    ledger.scripts.client.zscore(k.channelRefundsAttention(), member),
+  ]);
+  return pending !== null || attention !== null;
 }
 
 /** The account's status letter (A active, L lost, F frozen, C cancelled), undefined when there is no account. */

@@ -30,8 +30,11 @@
                       sets undo again, so the money goes back.
       3 finished (R or D: undo set)   4 already final (P or S: nothing changed)   5 no record
   ARGV[1] op 'card': ARGV[2] cardNo: the payer's card, known before the payment is decided (WeChat names
-                      the payer before charging), so a decline can still tell the holder (live events).
-      3 finished (recorded while undecided; a decided record keeps its own)   5 no record
+                      the payer before charging), so a decline can still tell the holder (live events); and
+                      written again before a paid answer's sale is journalled, so the record always names the
+                      card whose shard holds a journalled sale (a give-back then finds it and reverses it).
+      3 finished (undecided: recorded)   4 already final (decided: its card recorded only when it had none)
+      5 no record
 
   A malformed ARGV (count or format) is answered with the error reply "ERR channel-pay: ..." before any
   key is read or written (includes/argv.lua; scripts.ts checks the same before sending).
@@ -107,8 +110,12 @@ if op == 'rearm' then
   return ANSWER_FINISHED
 end
 if op == 'card' then
-  if st == 'P' then rcall('HSET', recordKey, 'card', ARGV[2]) end
-  return ANSWER_FINISHED
+  if st == 'P' then
+    rcall('HSET', recordKey, 'card', ARGV[2])
+    return ANSWER_FINISHED
+  end
+  rcall('HSETNX', recordKey, 'card', ARGV[2])
+  return ANSWER_ALREADY_FINAL
 end
 local state = ARGV[2]
 if not (st == 'P' or (state == 'R' and st == 'S')) then return ANSWER_ALREADY_FINAL end

@@ -19,7 +19,9 @@
   fields (pfp, pst 'F', amt, card) like refund.lua's, so authorize.lua refuses the sequence number for a
   payment and reverse.lua finds nothing to reverse under it.
 
-  KEYS[1] paidKey      {L:s}:cpaid:<outTradeNo>     channel-paid.lua's record: tx, rtx, card, amt, mp, refd, rsv
+  KEYS[1] paidKey      {L:s}:cpaid:<outTradeNo>     channel-paid.lua's record: tx, rtx, card, amt, mp, refd, rsv,
+                       and 'r|<term>|<seq>' -> amount for each refund holding a reservation ('begin' writes it,
+                       'done' and 'failed' remove it): a reversal kept waiting by a reservation finds its refund
   KEYS[2] refundKey    {L:s}:req:<term>:<seq>       this refund: pfp, pans, pst F, amt, card, orig, cst P|S,
                        ot, orn (out_refund_no), ch (channel), mp (merchant party), at (begun ms),
                        crid (the channel's refund id)
@@ -83,6 +85,8 @@ local cardNo = ARGV[2]
 local amountFen = tonumber(ARGV[3])
 local fingerprint = ARGV[4]
 local nowMs = ARGV[12]
+-- Names this refund's reservation on the payment (channel-payments.ts pendingRefundsOfPayment reads it).
+local reservationField = 'r|' .. ARGV[5] .. '|' .. ARGV[6]
 
 local function answer(code, balanceFen, leftFen, txnId, atMs)
   return joinAnswer({ code, balanceFen, leftFen, txnId, atMs })
@@ -111,6 +115,7 @@ if op == 'begin' then
   if leftFen < 0 then return redis.error_reply('INVARIANT refunds exceed the payment on ' .. paidKey) end
   if amountFen > leftFen then return answer(ANSWER_OVER_REFUNDABLE, balance, leftFen, '', nowMs) end
   rcall('HINCRBY', paidKey, 'rsv', amountFen)
+  rcall('HSET', paidKey, reservationField, amountFen)
   rcall('HSET', refundKey, 'pfp', fingerprint, 'pst', 'F', 'amt', amountFen, 'card', cardNo, 'orig', ARGV[14], 'cst', 'P',
     'ot', ARGV[8], 'orn', ARGV[9], 'ch', ARGV[10], 'mp', ARGV[7], 'at', nowMs)
   rcall('EXPIRE', refundKey, tonumber(ARGV[13]))
@@ -121,6 +126,7 @@ end
 if recorded then return recorded end
 if not previous[1] then return answer(ANSWER_RELEASED, 0, paidFen - refundedFen - reservedFen, '', nowMs) end
 if reservedFen < amountFen then return redis.error_reply('INVARIANT refund ' .. refundKey .. ' is not reserved on ' .. paidKey) end
+rcall('HDEL', paidKey, reservationField)
 if op == 'failed' then
   rcall('HINCRBY', paidKey, 'rsv', -amountFen)
   rcall('DEL', refundKey)
