@@ -1,5 +1,5 @@
 // The e-card through the real uWS gateway, a real switch and Redis, and the identity simulator over
-// loopback: sign-in, binding (every refusal, then success), sessions (expiry, refresh, logout), campus
+// loopback: sign-in, binding (every refusal, then success), sessions (expiry, refresh, logout, the cap), campus
 // QR codes paid at a POS over gRPC, live events on the WebSocket (within a second, and what was missed
 // after a reconnect), the per-card bound on live-event sockets (upgrades arriving together, cut, or
 // logged out midway), loss, password, fees, unbinding, /metrics, and oversized bodies.
@@ -10,6 +10,7 @@ import WebSocket from 'ws';
 import { DeclineReason, Outcome } from '../proto/gen/cardswitch/v1/common.js';
 import type { AuthorizeResponse } from '../proto/gen/cardswitch/v1/pos.js';
 import type { SwitchApp } from '../switch/app.js';
+import { MAX_SESSIONS_PER_USER } from '../switch/ledger/sessions.js';
 import { IdentitySimulator } from '../switch/identity/simulator.js';
 import { passwordHash, startClockedSwitch, TestClock } from './helpers/clients.js';
 import { call, openCard, POS_TERMINAL, posClient, terminalMetadata } from './helpers/switch.js';
@@ -321,6 +322,33 @@ describe('sessions', () => {
     expect(logout.status).toBe(200);
     expect(errorOf(await http('GET', '/api/v1/ecard', fresh)).code).toBe('SESSION_ENDED');
     expect((await http('POST', '/api/v1/session/refresh', '', { refreshToken })).status).toBe(401);
+  });
+
+  it(`a session pushed out by the cap (${MAX_SESSIONS_PER_USER} per user) has its sockets closed 4001 and gets no later event`, async () => {
+    await card('8102', 5000);
+    const first = await boundUser('8102', 'capholder');
+    const oldPage = await events(first);
+    const closed = new Promise<number>((resolve) => oldPage.ws.once('close', (code) => resolve(code)));
+    // The user signs in on more phones / webviews: the oldest session (the first) ends.
+    let latest = '';
+    for (let i = 0; i < MAX_SESSIONS_PER_USER; i++) {
+      clock.advance(1000); // distinct creation times: "the oldest" is the first one
+      latest = (await signIn('capholder')).refreshToken;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const stillOpen = new Promise<string>((resolve) => (timer = setTimeout(() => resolve('still open after 5 s'), 5000)));
+    const closeCode = await Promise.race([closed, stillOpen]);
+    clearTimeout(timer);
+    if (closeCode !== 4001) oldPage.ws.terminate();
+    expect(closeCode).toBe(4001);
+    expect(errorOf(await http('GET', '/api/v1/ecard', first)).code).toBe('SESSION_ENDED');
+    // A card event after that reaches the newest session's page, and not the closed one.
+    const newest = (await http('POST', '/api/v1/session/refresh', '', { refreshToken: latest })).body['accessToken'] as string;
+    const newPage = await events(newest);
+    expect((await http('POST', '/api/v1/ecard/loss', newest)).status).toBe(200);
+    expect(await newPage.next('card_status')).toMatchObject({ status: 'lost' });
+    expect(oldPage.messages.filter((m) => m['type'] !== 'hello')).toEqual([]);
+    newPage.ws.close();
   });
 });
 

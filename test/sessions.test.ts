@@ -1,7 +1,8 @@
 // Cardholder sessions against the real test Redis: tokens are HS256 JWTs with pinned algorithm,
 // issuer, audience and type; an access token works only while its session record lives; expiry runs
 // on the injected clock; refresh reflects the card bound now; logout and endAllOf end sessions at once
-// (and only the right ones); refusals change nothing; 300 parallel checks agree.
+// (and only the right ones); the cap ends the oldest and announces them; refusals change nothing; 300
+// parallel checks agree.
 import { SignJWT, UnsecuredJWT } from 'jose';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -23,6 +24,8 @@ let redis: Redis;
 let keys: Keys;
 let sessions: Sessions;
 let clockMs = 0;
+/** The sessions Sessions announced as ended (the gateway closes their sockets). */
+let announced: string[] = [];
 
 beforeAll(() => {
   redis = connect();
@@ -33,7 +36,16 @@ afterAll(async () => {
 beforeEach(() => {
   clockMs = Date.UTC(2026, 8, 1, 1, 0, 0, 123);
   keys = new Keys(freshPrefix('sessions'), 16);
-  sessions = new Sessions({ store: new SessionStore(redis, keys), config: CONFIG, now: () => clockMs });
+  announced = [];
+  sessions = new Sessions({
+    store: new SessionStore(redis, keys),
+    config: CONFIG,
+    now: () => clockMs,
+    announceEnded: (sessionId) => {
+      announced.push(sessionId);
+      return Promise.resolve();
+    },
+  });
 });
 
 async function refusal(promise: Promise<unknown>): Promise<DomainError> {
@@ -278,12 +290,14 @@ describe('ending sessions', () => {
     await expect(sessions.authenticate(again.accessToken)).resolves.toMatchObject({ userId: ZHANG.userId });
   });
 
-  it(`a user keeps at most ${MAX_SESSIONS_PER_USER} sessions; signing in beyond that ends the oldest`, async () => {
+  it(`a user keeps at most ${MAX_SESSIONS_PER_USER} sessions; signing in beyond that ends the oldest, announced as ended`, async () => {
     const all: SessionTokens[] = [];
     for (let i = 0; i < MAX_SESSIONS_PER_USER + 3; i++) {
       clockMs += 1000;
       all.push(await sessions.start(ZHANG, ''));
     }
+    // As a logout: every gateway hears of each, and closes its live-event sockets.
+    expect(announced).toEqual(all.slice(0, 3).map((tokens) => claimsOf(tokens.accessToken)['sid']));
     for (const tokens of all.slice(0, 3)) await refusedAs(sessions.authenticate(tokens.accessToken), 'SESSION_ENDED');
     for (const tokens of all.slice(3))
       await expect(sessions.authenticate(tokens.accessToken)).resolves.toMatchObject({ userId: ZHANG.userId });

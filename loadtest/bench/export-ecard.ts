@@ -18,6 +18,7 @@ import { loadConfig } from '../../switch/config.js';
 import { mapBounded } from '../../switch/data/import.js';
 import { applyLocalDefaults } from '../../switch/dev-env.js';
 import { Sessions } from '../../switch/domain/sessions.js';
+import { announceSessionEnded } from '../../switch/ledger/events.js';
 import { Keys } from '../../switch/ledger/keys.js';
 import { Ledger } from '../../switch/ledger/ledger.js';
 import { checkShardCount } from '../../switch/ledger/meta.js';
@@ -62,7 +63,12 @@ export async function exportEcardUsers(campus: CampusFile, count: number): Promi
       );
     }
     const ledger = new Ledger(keys, await Scripts.load(redis), config.requestTtlSec);
-    const sessions = new Sessions({ store: new SessionStore(redis, keys), config: config.sessions, now: Date.now });
+    const sessions = new Sessions({
+      store: new SessionStore(redis, keys),
+      config: config.sessions,
+      now: Date.now,
+      announceEnded: (sessionId) => announceSessionEnded(ledger, sessionId),
+    });
     const cards = campus.cards.slice(Math.max(0, campus.cards.length - count));
     const skipped: string[] = [];
     const users = await mapBounded(cards, CONCURRENCY, async (card): Promise<CampusEcardUser | undefined> => {

@@ -17,6 +17,7 @@ import { loadConfig, type Config } from '../../switch/config.js';
 import { DEFAULT_DEMO_CARDHOLDERS, DEFAULT_DEMO_SEED } from '../../switch/data/demo.js';
 import { Sessions } from '../../switch/domain/sessions.js';
 import { TerminalRegistry } from '../../switch/domain/terminals.js';
+import { announceSessionEnded } from '../../switch/ledger/events.js';
 import { Keys } from '../../switch/ledger/keys.js';
 import { Ledger } from '../../switch/ledger/ledger.js';
 import { Scripts } from '../../switch/ledger/scripts.js';
@@ -1009,7 +1010,12 @@ async function prepareEcard(
   const { unbound, bound: boundCampus } = splitCampus(campus, options.boundCards);
   process.stdout.write(`binding ${boundCampus.cards.length} cards to e-card users ...\n`);
   const bound = await bindCards({ ...deps, now: Date.now }, boundCampus.cards);
-  const sessions = new Sessions({ store: new SessionStore(deps.redis, deps.keys), config: config.sessions, now: Date.now });
+  const sessions = new Sessions({
+    store: new SessionStore(deps.redis, deps.keys),
+    config: config.sessions,
+    now: Date.now,
+    announceEnded: (sessionId) => announceSessionEnded(deps.ledger, sessionId),
+  });
   return { unbound, ecard: { boundCampus, bound, codec: new CampusQrCodec(config.campusQr.secret), sessions, keys: deps.keys } };
 }
 

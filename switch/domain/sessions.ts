@@ -52,6 +52,11 @@ export interface SessionsOptions {
   readonly config: SessionConfig;
   /** Milliseconds since the epoch; tests pass their own clock. */
   readonly now: () => number;
+  /**
+   * Tells every gateway that a session ended, so each closes its live-event sockets (4001): the wiring
+   * passes card-events.ts's sessionEnded. Called for the sessions a sign-in pushes out over the cap.
+   */
+  readonly announceEnded: (sessionId: string) => Promise<void>;
 }
 
 type TokenType = 'access' | 'refresh';
@@ -88,6 +93,7 @@ export class Sessions {
   private readonly key: Uint8Array;
   private readonly config: SessionConfig;
   private readonly now: () => number;
+  private readonly announceEnded: (sessionId: string) => Promise<void>;
 
   constructor(options: SessionsOptions) {
     const { config } = options;
@@ -100,9 +106,14 @@ export class Sessions {
     this.key = new TextEncoder().encode(config.secret);
     this.config = config;
     this.now = options.now;
+    this.announceEnded = options.announceEnded;
   }
 
-  /** Starts a session for a signed-in user whose bound card is `cardNo` ('' when none). */
+  /**
+   * Starts a session for a signed-in user whose bound card is `cardNo` ('' when none). The user's oldest
+   * sessions beyond MAX_SESSIONS_PER_USER end, as a logout ends one: their tokens stop working and their
+   * live-event sockets are closed on every gateway.
+   */
   async start(identity: Identity, cardNo: string): Promise<SessionTokens> {
     if (!isNamespacedUserId(identity.userId) || !identity.userId.startsWith(`${identity.provider}:`)) {
       throw new Error('Sessions.start needs a namespaced user id of its provider');
@@ -113,7 +124,12 @@ export class Sessions {
     const sessionEndSec = this.sessionEndSec(createdMs);
     const access = await this.signAccess(identity.userId, sessionId, cardNo, sessionEndSec);
     const refreshToken = await this.sign({ typ: 'refresh', sid: sessionId }, identity.userId, sessionEndSec);
-    await this.store.create(sessionId, { userId: identity.userId, createdMs, provider: identity.provider }, this.config.sessionTtlSec);
+    const pushedOut = await this.store.create(
+      sessionId,
+      { userId: identity.userId, createdMs, provider: identity.provider },
+      this.config.sessionTtlSec,
+    );
+    await Promise.all(pushedOut.map((sid) => this.announceEnded(sid)));
     return { ...access, refreshToken, sessionExpiresAtMs: sessionEndSec * 1000 };
   }
 

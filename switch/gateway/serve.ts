@@ -4,6 +4,7 @@
 // (docs/layers.md): it builds the gateway's services once and hands them to the handlers.
 import type { Redis } from 'ioredis';
 import type { SwitchContext } from '../context.js';
+import { sessionEnded } from '../domain/card-events.js';
 import type { StatementReader } from '../domain/reports.js';
 import { Sessions } from '../domain/sessions.js';
 import { EventsDoorbell } from '../ledger/events-doorbell.js';
@@ -69,7 +70,12 @@ function openApiRoute(): Route {
 export async function serveGateway(ctx: SwitchContext, services: GatewayServices): Promise<RunningHolderGateway> {
   const { config, log, metrics } = ctx;
   const sessionStore = new SessionStore(ctx.scripts.client, ctx.keys, (args) => ctx.scripts.command(args));
-  const sessions = new Sessions({ store: sessionStore, config: config.sessions, now: ctx.now });
+  const sessions = new Sessions({
+    store: sessionStore,
+    config: config.sessions,
+    now: ctx.now,
+    announceEnded: (sessionId) => sessionEnded(ctx, sessionId),
+  });
   const identity = new IdentityProviders(config.identity, log, { now: ctx.now });
   const doorbell = new EventsDoorbell({
     redis: config,

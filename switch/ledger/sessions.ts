@@ -39,7 +39,10 @@ export class SessionStore {
     private readonly hotCommand?: (args: readonly (string | number)[]) => Promise<unknown>,
   ) {}
 
-  /** Stores a new session for `ttlSec` and indexes it under its user. Returns the ids of sessions it ended (over the cap). */
+  /**
+   * Stores a new session for `ttlSec` and indexes it under its user. Returns the ids of sessions it ended
+   * (over the cap): the caller announces them ended (domain/sessions.ts), as a logout is.
+   */
   async create(sessionId: string, record: SessionRecord, ttlSec: number): Promise<string[]> {
     assertSessionId(sessionId);
     if (!Number.isInteger(ttlSec) || ttlSec < 1) throw new Error(`session ttl must be a whole number of seconds >= 1, got ${ttlSec}`);
