@@ -3,15 +3,17 @@
 // or errs gets the money given back exactly once; a retry after success never calls the provider
 // again; a crash between the debit and the provider is finished by the retry or the recovery sweep.
 import { status as Status } from '@grpc/grpc-js';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DeclineReason, Outcome, UtilityKind } from '../proto/gen/cardswitch/v1/common.js';
 import { PayUtilityFeeRequest, PayUtilityFeeResponse } from '../proto/gen/cardswitch/v1/kiosk.js';
 import type { SwitchApp } from '../switch/app.js';
+import { runFeeAttentionCommand } from '../switch/cli/fee-attention.js';
 import { auditLedger } from '../switch/ledger/audit.js';
-import { payUtilityFee, recoverPendingFees } from '../switch/domain/fees.js';
+import { feesNeedingAttention, MAX_FEE_RETRY_WAIT_MS, payUtilityFee, recoverPendingFees } from '../switch/domain/fees.js';
 import { FeeProviderSimulator, providerOrderId, type FeeProvider } from '../switch/fees/index.js';
 import { MoneyKeys } from '../switch/ledger/money.js';
 import { KIOSK_TERMINAL, kioskClient, passwordHash, startClockedSwitch, TestClock } from './helpers/clients.js';
+import { testRedisUrl } from './helpers/redis.js';
 import { dumpKeySpace, grpcError, openCard, readJournal, terminalMetadata, unaryBytes } from './helpers/switch.js';
 
 const PIN = '135790';
@@ -433,13 +435,223 @@ describe('a crash between the debit and the provider', () => {
       delivered: 0,
       givenBack: 0,
       stillPending: 0,
+      needsAttention: 0,
+      settledMeanwhile: 0,
       broken: 0,
+      failed: 0,
     });
     // The kiosk's late retry learns the outcome without another provider call.
     const callsBefore = sim.calls.length;
     const late = await payFee(networkFee(deliverCard.serial, 1_000, { sequenceNumber: deliverSeq }));
     expect(late.res.outcome).toBe(Outcome.OUTCOME_APPROVED);
     expect(sim.calls.length).toBe(callsBefore);
+  });
+});
+
+describe('the recovery sweep when the provider stays silent about many requests', () => {
+  // A switch of its own: a short provider timeout (each silent request costs the sweep two timeouts) and
+  // a clock the test moves, so when each request is looked at again is exact.
+  const BASE_MS = 60_000;
+  const CARD = '77000001';
+  const clock = new TestClock(START_MS);
+  const holSim = new FeeProviderSimulator();
+  /** Orders the provider never answers about (pay and cancel hang until the switch gives up). */
+  const silent = new Set<string>();
+  /** Runs during the provider's pay of that order (before it hangs): another party settling it meanwhile. */
+  const duringPay = new Map<string, () => Promise<unknown>>();
+  let hol: SwitchApp;
+  const hang = <T>(signal: AbortSignal): Promise<T> =>
+    new Promise<T>((_resolve, reject) => signal.addEventListener('abort', () => reject(new Error('no answer')), { once: true }));
+  /** Every pay the switch asked, silent or not, by order id. */
+  const paysAsked = new Map<string, number>();
+  const provider: FeeProvider = {
+    pay: async (order, signal) => {
+      paysAsked.set(order.orderId, (paysAsked.get(order.orderId) ?? 0) + 1);
+      await duringPay.get(order.orderId)?.();
+      return silent.has(order.orderId) ? hang(signal) : holSim.pay(order, signal);
+    },
+    cancel: (orderId, kind, signal) => (silent.has(orderId) ? hang(signal) : holSim.cancel(orderId, kind, signal)),
+  };
+  const sweep = (maxUnknownLooks = 3) =>
+    recoverPendingFees(hol.context, { olderThanMs: 0, maxPerShard: 100, retryBaseMs: BASE_MS, maxUnknownLooks });
+  const ref = (sequence: number) => ({
+    cardNo: CARD,
+    terminalId: KIOSK_TERMINAL.id,
+    sequence,
+    amountFen: 100,
+    kind: 'network' as const,
+    targetJson: JSON.stringify({ kind: 'network', account: 'zhang.san@campus' }),
+  });
+  const pendingKey = () => new MoneyKeys(hol.keys).feePendingOfCard(CARD);
+  const member = (sequence: number) => `${KIOSK_TERMINAL.id}|${sequence}|${CARD}`;
+  /** `npm run cli -- fee-attention` against this switch's ledger: its exit code and what it printed. */
+  const feeAttentionCli = async (args: string[]): Promise<{ code: number; out: string; err: string }> => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const logSpy = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
+    const errSpy = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
+    try {
+      const env = { REDIS_URL: testRedisUrl(), KEY_PREFIX: hol.context.config.keyPrefix, LOG_LEVEL: 'silent' };
+      return { code: await runFeeAttentionCommand(args, env), out: out.join('\n'), err: err.join('\n') };
+    } finally {
+      logSpy.mockRestore();
+      errSpy.mockRestore();
+    }
+  };
+  const stateOf = async (sequence: number) => hol.redis.hget(hol.keys.request(CARD, KIOSK_TERMINAL.id, sequence), 'pst');
+  const scoreOf = async (sequence: number) => hol.redis.zscore(pendingKey(), member(sequence));
+
+  beforeAll(async () => {
+    const env = { FEE_PROVIDER_TIMEOUT_MS: '5', FEE_RECOVERY_INTERVAL_MS: '3600000' };
+    hol = await startClockedSwitch('feehol', clock, env, { feeProvider: provider });
+    await openCard(hol, CARD, 'HOL77000001', 1_000_000);
+    // 100 requests the provider is silent about, then one it answers: all in one shard (one card), the
+    // money of each taken and the switch gone before it called the provider.
+    for (let sequence = 1; sequence <= 100; sequence++) {
+      silent.add(providerOrderId(KIOSK_TERMINAL.id, sequence));
+      expect((await hol.context.money.feeDebit(ref(sequence))).code).toBe('pending');
+      clock.advance(1);
+    }
+    clock.advance(1_000);
+    expect((await hol.context.money.feeDebit(ref(101))).code).toBe('pending');
+  }, 60_000);
+  afterAll(async () => {
+    await hol?.stop();
+  });
+
+  it('reaches the younger request behind 100 silent ones: the silent move later, the answered one is delivered', async () => {
+    clock.advance(1_000);
+    const firstAtMs = clock.nowMs;
+    // The shard's first 100 are the silent ones: each is asked, with no final word.
+    expect(await sweep()).toMatchObject({ delivered: 0, stillPending: 100, needsAttention: 0, failed: 0, broken: 0 });
+    expect(await stateOf(101)).toBe('P');
+
+    // The next sweep reaches the younger one: its provider answers, it is delivered.
+    clock.advance(1_000);
+    const second = await sweep();
+    expect(await stateOf(101)).toBe('A');
+    expect(await scoreOf(101)).toBeNull();
+    expect(second).toMatchObject({ delivered: 1, stillPending: 0, failed: 0, broken: 0 });
+    expect(holSim.callsOf(providerOrderId(KIOSK_TERMINAL.id, 101), 'pay')).toBe(1);
+    expect(holSim.delivered().map((o) => o.orderId)).toEqual([providerOrderId(KIOSK_TERMINAL.id, 101)]);
+    // The silent ones moved one wait after their look, and were not asked again before then.
+    expect(await scoreOf(1)).toBe(String(firstAtMs + BASE_MS));
+    expect(await scoreOf(100)).toBe(String(firstAtMs + BASE_MS));
+    expect(paysAsked.get(providerOrderId(KIOSK_TERMINAL.id, 1))).toBe(1);
+    expect(paysAsked.get(providerOrderId(KIOSK_TERMINAL.id, 100))).toBe(1);
+  }, 60_000);
+
+  it('waits longer after each look without an answer, then lists the request for an operator; it stays swept', async () => {
+    // Due again: the second look doubles the wait.
+    clock.advance(BASE_MS);
+    expect(await sweep()).toMatchObject({ stillPending: 100, needsAttention: 0 });
+    expect(await scoreOf(7)).toBe(String(clock.nowMs + 2 * BASE_MS));
+    expect(await sweep()).toMatchObject({ stillPending: 0, needsAttention: 0 });
+    expect((await feesNeedingAttention(hol.context, { maxPerShard: 1000 })).fees).toEqual([]);
+    expect(await feeAttentionCli([])).toMatchObject({ code: 0, out: 'no fee payment needs attention' });
+
+    // The third look reaches the bound (3 here): each needs an operator now, and waits four times as long.
+    clock.advance(2 * BASE_MS);
+    expect(await sweep()).toMatchObject({ stillPending: 100, needsAttention: 100 });
+    expect(await scoreOf(7)).toBe(String(clock.nowMs + 4 * BASE_MS));
+    const listed = await feesNeedingAttention(hol.context, { maxPerShard: 1000 });
+    expect(listed.unread).toBe(0);
+    expect(listed.fees).toHaveLength(100);
+    expect(listed.fees.find((f) => f.sequence === 7)).toEqual({
+      orderId: providerOrderId(KIOSK_TERMINAL.id, 7),
+      cardNo: CARD,
+      terminalId: KIOSK_TERMINAL.id,
+      sequence: 7,
+      kind: 'network',
+      amountFen: 100,
+      debitedAtMs: START_MS + 6,
+      sinceMs: clock.nowMs,
+      unknownLooks: 3,
+      nextLookMs: clock.nowMs + 4 * BASE_MS,
+    });
+    const record = await hol.redis.hmget(hol.keys.request(CARD, KIOSK_TERMINAL.id, 7), 'pst', 'funk', 'fatt');
+    expect(record).toEqual(['P', '3', String(clock.nowMs)]);
+    // The operator's list: one line each (exit 1), or the same as JSON.
+    const text = await feeAttentionCli([]);
+    expect(text.code).toBe(1);
+    expect(text.out.split('\n')).toHaveLength(100);
+    expect(text.out).toContain(`order ${providerOrderId(KIOSK_TERMINAL.id, 7)}  card ${CARD}  kiosk ${KIOSK_TERMINAL.id} #7  1.00 yuan`);
+    expect(text.err).toContain('100 fee payment(s) need an operator');
+    const json = await feeAttentionCli(['--json']);
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.out)).toEqual(JSON.parse(JSON.stringify(listed.fees)));
+
+    // Still swept, at the longest wait: the money stays taken (no give-back without the provider's word).
+    clock.advance(4 * BASE_MS);
+    expect(await sweep()).toMatchObject({ stillPending: 100, needsAttention: 100, givenBack: 0 });
+    expect(await scoreOf(7)).toBe(String(clock.nowMs + Math.min(8 * BASE_MS, MAX_FEE_RETRY_WAIT_MS)));
+    clock.advance(MAX_FEE_RETRY_WAIT_MS);
+    await sweep();
+    clock.advance(MAX_FEE_RETRY_WAIT_MS);
+    await sweep();
+    expect(await scoreOf(7)).toBe(String(clock.nowMs + MAX_FEE_RETRY_WAIT_MS));
+    expect(Number(await hol.redis.hget(hol.keys.account(CARD), 'bal'))).toBe(1_000_000 - 101 * 100);
+  }, 60_000);
+
+  it('a silent request whose provider answers later is finished once: delivered, or given back when refused', async () => {
+    const delivered = providerOrderId(KIOSK_TERMINAL.id, 7);
+    const refused = providerOrderId(KIOSK_TERMINAL.id, 8);
+    silent.delete(delivered);
+    silent.delete(refused);
+    // The provider refuses order 8 for good (its account was closed meanwhile), and delivers 7.
+    holSim.payMode = 'refuse';
+    await holSim.pay(
+      { orderId: refused, target: { kind: 'network', account: 'zhang.san@campus' }, amountFen: 100, cardNo: CARD },
+      AbortSignal.timeout(1000),
+    );
+    holSim.payMode = 'deliver';
+    clock.advance(MAX_FEE_RETRY_WAIT_MS);
+    expect(await sweep()).toMatchObject({ delivered: 1, givenBack: 1, stillPending: 98, needsAttention: 98 });
+    expect([await stateOf(7), await stateOf(8)]).toEqual(['A', 'B']);
+    expect([await scoreOf(7), await scoreOf(8)]).toEqual([null, null]);
+    expect(Number(await hol.redis.hget(hol.keys.account(CARD), 'bal'))).toBe(1_000_000 - 100 * 100);
+    const listed = (await feesNeedingAttention(hol.context, { maxPerShard: 1000 })).fees.map((f) => f.sequence);
+    expect(listed).toHaveLength(98);
+    expect(listed).not.toContain(7);
+    expect(listed).not.toContain(8);
+
+    // Later sweeps leave them alone: delivered once, given back once.
+    clock.advance(MAX_FEE_RETRY_WAIT_MS);
+    expect(await sweep()).toMatchObject({ delivered: 0, givenBack: 0, stillPending: 98 });
+    expect(holSim.delivered().filter((o) => o.orderId === delivered)).toHaveLength(1);
+    expect(holSim.callsOf(delivered, 'pay')).toBe(1);
+    const kinds = (await readJournal(hol.redis, hol.keys.journalOfCard(CARD)))
+      .filter((e) => e.fields['c'] === CARD)
+      .map((e) => e.fields['k']);
+    expect(kinds.filter((k) => k === 'feeback')).toHaveLength(1);
+    expect(kinds.filter((k) => k === 'fee')).toHaveLength(101);
+  }, 60_000);
+
+  it('a request completed by another party while the sweep asked the provider is not put back in the index', async () => {
+    const orderId = providerOrderId(KIOSK_TERMINAL.id, 9);
+    // The kiosk's retry (or another switch) gets the receipt while this sweep's pay hangs.
+    duringPay.set(orderId, () => hol.context.money.feeComplete(ref(9), 'R-ELSEWHERE-9'));
+    clock.advance(MAX_FEE_RETRY_WAIT_MS);
+    expect(await sweep()).toMatchObject({ settledMeanwhile: 1, stillPending: 97, delivered: 0, failed: 0, broken: 0 });
+    duringPay.delete(orderId);
+    expect(await stateOf(9)).toBe('A');
+    expect(await scoreOf(9)).toBeNull();
+    expect(await hol.redis.zcard(pendingKey())).toBe(97);
+  }, 60_000);
+
+  it('an index entry without its record is logged and moved to the longest wait, never holding a place of the sweep', async () => {
+    await hol.redis.zadd(pendingKey(), START_MS - 1, member(999));
+    clock.advance(MAX_FEE_RETRY_WAIT_MS);
+    expect(await sweep()).toMatchObject({ broken: 1, stillPending: 97, failed: 0 });
+    expect(await scoreOf(999)).toBe(String(clock.nowMs + MAX_FEE_RETRY_WAIT_MS));
+    expect(await hol.redis.exists(hol.keys.request(CARD, KIOSK_TERMINAL.id, 999))).toBe(0);
+    await hol.redis.zrem(pendingKey(), member(999));
+  }, 60_000);
+
+  it('audits to the fen: every fee and give-back is in the journal, money is conserved', async () => {
+    const report = await auditLedger(hol.redis, hol.keys);
+    expect(report.problems).toEqual([]);
+    expect(report.ok).toBe(true);
   });
 });
 

@@ -229,6 +229,7 @@ const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args:
   'fee-complete': [{ keys: 4, args: ['fee|C1|100|network|{}', 'R-1', 'T1|1|C1', 'C1', 'chan', 3600] }],
   'fee-debit': [{ keys: 5, args: ['C1', 100, 'fee|C1|100|network|{}', 'T1', 5, 'u:network', '{"account":"a"}', NOW, 3600] }],
   'fee-giveback': [{ keys: 6, args: ['C1', 'fee|C1|100|network|{}', 'T1', 5, '', NOW, 'chan', 3600] }],
+  'fee-requery': [{ keys: 2, args: ['fee|C1|100|network|{}', 'T1|5|C1', NOW, NOW + 60_000, 10] }],
   'follow-up-lease': [
     { keys: 1, args: ['take', 'switch-a', 5000] },
     { keys: 1, args: ['release', 'switch-a', 1] },

@@ -19,6 +19,7 @@ import { checkShardCount, ShardCountMismatchError } from '../ledger/meta.js';
 import { appendOperatorLog } from '../ledger/oplog.js';
 import { applyLocalDefaults } from '../dev-env.js';
 import { runAuditCommand } from './audit.js';
+import { runFeeAttentionCommand } from './fee-attention.js';
 import { runRechargeAttentionCommand } from './recharge-attention.js';
 import { runRefundAttentionCommand } from './refund-attention.js';
 import { runReconcileCommand } from './reconcile.js';
@@ -61,6 +62,9 @@ commands:
                                   for an operator to check (exit 0 none, 1 listed)
   refund-attention [--channel wechat|alipay] [--json]
                                   refunds of code payments the channel never gave a final answer
+                                  about, for an operator to check (exit 0 none, 1 listed)
+  fee-attention [--json]
+                                  fee payments (money taken) the provider never gave a final answer
                                   about, for an operator to check (exit 0 none, 1 listed)
   help                            show this text
 
@@ -334,6 +338,11 @@ async function run(argv: readonly string[]): Promise<number> {
     const note = applyLocalDefaults(process.env);
     if (note !== undefined) console.error(note);
     return runRefundAttentionCommand(argv.slice(1));
+  }
+  if (argv[0] === 'fee-attention') {
+    const note = applyLocalDefaults(process.env);
+    if (note !== undefined) console.error(note);
+    return runFeeAttentionCommand(argv.slice(1));
   }
   const { positionals, values } = parseArgs({
     args: [...argv],

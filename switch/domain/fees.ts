@@ -28,7 +28,7 @@ import {
   type UtilityKindCode,
 } from '../ledger/money.js';
 import { providerOrderId, withTimeout, type FeeOrder, type UtilityTarget } from '../fees/index.js';
-import { pendingFeesDebitedBy, type PendingFeeRecord } from '../ledger/fee-records.js';
+import { allPendingFees, pendingFeesDebitedBy, requeryPendingFee, type PendingFeeRecord } from '../ledger/fee-records.js';
 import { IdempotencyConflictError } from '../ledger/ledger.js';
 
 export const MIN_FEE_FEN = 100;
@@ -156,38 +156,158 @@ function storableReceipt(receipt: string): string {
 export interface RecoveryReport {
   readonly delivered: number;
   readonly givenBack: number;
+  /** The provider gave no final word: the request is looked at again later (its wait grows). */
   readonly stillPending: number;
+  /** Of those, the ones that need an operator (MAX_UNKNOWN_FEE_LOOKS reached, now or before); still swept. */
+  readonly needsAttention: number;
+  /** Completed or given back by someone else (the kiosk's retry) while this sweep asked the provider. */
+  readonly settledMeanwhile: number;
   /** Index entries whose record is gone or broken: logged at error level for the operator. */
   readonly broken: number;
+  /** Requests whose recovery threw (Redis gone, a broken invariant): logged; the next sweep tries again. */
+  readonly failed: number;
 }
 
+/**
+ * A pending request the provider gives no final word about (pay and cancel both unanswered) is looked at
+ * again after a growing wait (the sweep's interval, doubled after each such look, at most
+ * MAX_FEE_RETRY_WAIT_MS): its place in the shard's pending index moves there (fee-requery.lua), so the
+ * sweep, which reads each shard's index oldest first and at most maxPerShard of it, also reaches the
+ * requests behind it. From MAX_UNKNOWN_FEE_LOOKS such looks on it needs an operator: logged at error
+ * level once and listed by `npm run cli -- fee-attention`. Unlike a recharge order it stays in the sweep
+ * (at the longest wait): no notification will ever settle a fee, and the money stays taken until the
+ * provider answers pay or confirms a cancel (only then is it given back).
+ */
+export const MAX_UNKNOWN_FEE_LOOKS = 10;
+export const MAX_FEE_RETRY_WAIT_MS = 30 * 60_000;
+
 export interface RecoveryOptions {
-  /** Only requests debited at least this long ago (a younger one is likely still being served). */
+  /** Only requests due this long ago (first: debited; a younger one is likely still being served). */
   readonly olderThanMs: number;
   /** Bound on the work per shard and run. */
   readonly maxPerShard: number;
+  /** The first wait after a look without a final word; doubled after each. Default: FEE_RECOVERY_INTERVAL_MS. */
+  readonly retryBaseMs?: number;
+  /** Default MAX_UNKNOWN_FEE_LOOKS. */
+  readonly maxUnknownLooks?: number;
 }
+
+interface RequeryPolicy {
+  readonly olderThanMs: number;
+  readonly retryBaseMs: number;
+  readonly maxUnknownLooks: number;
+}
+
+type RecoveryOutcome = keyof RecoveryReport;
 
 /**
  * The recovery sweep: finishes fee requests left pending by a crash or an unanswered provider when the
  * kiosk never retried. Meant to run at start-up and then periodically (see the note in money-handlers.ts).
  */
 export async function recoverPendingFees(ctx: SwitchContext, options: RecoveryOptions): Promise<RecoveryReport> {
-  const counts = { delivered: 0, givenBack: 0, stillPending: 0, broken: 0 };
+  const counts: Record<RecoveryOutcome, number> = {
+    delivered: 0,
+    givenBack: 0,
+    stillPending: 0,
+    needsAttention: 0,
+    settledMeanwhile: 0,
+    broken: 0,
+    failed: 0,
+  };
+  const policy: RequeryPolicy = {
+    olderThanMs: options.olderThanMs,
+    retryBaseMs: options.retryBaseMs ?? ctx.config.feeRecoveryIntervalMs,
+    maxUnknownLooks: options.maxUnknownLooks ?? MAX_UNKNOWN_FEE_LOOKS,
+  };
   const cutoffMs = ctx.now() - options.olderThanMs;
   for await (const record of pendingFeesDebitedBy(ctx, cutoffMs, options.maxPerShard)) {
-    const found = pendingRequest(ctx, record);
-    if (found === undefined) {
-      counts.broken++;
-      continue;
+    try {
+      for (const outcome of await recoverOne(ctx, record, policy)) counts[outcome]++;
+    } catch (err) {
+      // One request that cannot be finished must not stop the sweep before the others of its shard.
+      counts.failed++;
+      ctx.log.error(
+        { member: record.member, key: record.recordKey, err: err instanceof Error ? err.message : String(err) },
+        'fee recovery of one request failed; the next sweep tries again',
+      );
     }
-    const answer = await settlePendingFee(ctx, found.ref, found.target, found.pending);
-    if (answer.code === 'delivered') counts.delivered++;
-    else if (answer.code === 'given_back') counts.givenBack++;
-    else if (answer.code === 'pending') counts.stillPending++;
-    else counts.broken++;
   }
   return counts;
+}
+
+/** Settles one indexed request, or moves it later in the index; what to count. */
+async function recoverOne(ctx: SwitchContext, record: PendingFeeRecord, policy: RequeryPolicy): Promise<RecoveryOutcome[]> {
+  const found = pendingRequest(ctx, record);
+  if (found === undefined) {
+    // Logged for the operator; it moves to the longest wait so it does not hold one of the sweep's places.
+    await requeryPendingFee(
+      ctx,
+      record,
+      feeFingerprint(refOfRecord(record)),
+      ctx.now(),
+      nextScoreMs(ctx, MAX_FEE_RETRY_WAIT_MS, policy),
+      1,
+    );
+    return ['broken'];
+  }
+  const answer = await settlePendingFee(ctx, found.ref, found.target, found.pending);
+  if (answer.code === 'delivered') return ['delivered'];
+  if (answer.code === 'given_back') return ['givenBack'];
+  if (answer.code !== 'pending') return ['broken'];
+  return notFinal(ctx, record, found.ref, policy);
+}
+
+/** The score that makes the sweep (taking scores up to its now - olderThanMs) look again in `waitMs`. */
+function nextScoreMs(ctx: SwitchContext, waitMs: number, policy: RequeryPolicy): number {
+  return ctx.now() + waitMs - policy.olderThanMs;
+}
+
+/** No final word from the provider: look again later (the wait grows), and past the bound an operator is told. */
+async function notFinal(
+  ctx: SwitchContext,
+  record: PendingFeeRecord,
+  ref: FeeRequestRef,
+  policy: RequeryPolicy,
+): Promise<RecoveryOutcome[]> {
+  const waitMs = Math.min(MAX_FEE_RETRY_WAIT_MS, policy.retryBaseMs * 2 ** Math.min(record.unknownLooks, 20));
+  const code = await requeryPendingFee(
+    ctx,
+    record,
+    feeFingerprint(ref),
+    ctx.now(),
+    nextScoreMs(ctx, waitMs, policy),
+    policy.maxUnknownLooks,
+  );
+  switch (code) {
+    case 'requeued':
+      return ['stillPending'];
+    case 'in_attention':
+      return ['stillPending', 'needsAttention'];
+    case 'needs_attention':
+      ctx.log.error(
+        {
+          orderId: providerOrderId(ref.terminalId, ref.sequence),
+          card: ref.cardNo,
+          amountFen: ref.amountFen,
+          debitedAtMs: Number(record.debitedAtText),
+          looks: record.unknownLooks + 1,
+        },
+        'fee payment: the provider gave no final answer; the money stays taken and it needs an operator (npm run cli -- fee-attention)',
+      );
+      return ['stillPending', 'needsAttention'];
+    case 'settled':
+      return ['settledMeanwhile'];
+    case 'broken':
+      ctx.log.error({ member: record.member, key: record.recordKey }, 'pending fee index entry changed under the sweep; check it by hand');
+      return ['broken'];
+  }
+}
+
+/** The request an index entry names, as its record says (whether or not that record is sound). */
+function refOfRecord(record: PendingFeeRecord): FeeRequestRef {
+  const { cardNo, terminalId, sequence, targetJson } = record;
+  const kind = record.party.slice(2) as UtilityKindCode;
+  return { cardNo, terminalId, sequence, amountFen: Number(record.amountText), kind, targetJson };
 }
 
 /** The request an index entry names, when its record is pending and matches itself; else logged for the operator. */
@@ -195,16 +315,19 @@ function pendingRequest(
   ctx: SwitchContext,
   record: PendingFeeRecord,
 ): { ref: FeeRequestRef; target: UtilityTarget; pending: FeeAnswer } | undefined {
-  const { cardNo, terminalId, sequence, targetJson } = record;
-  const kind = record.party.slice(2) as UtilityKindCode;
+  const ref = refOfRecord(record);
   let target: UtilityTarget | undefined;
   try {
-    target = JSON.parse(targetJson) as UtilityTarget;
+    target = JSON.parse(record.targetJson) as UtilityTarget;
   } catch {
     target = undefined;
   }
-  const ref: FeeRequestRef = { cardNo, terminalId, sequence, amountFen: Number(record.amountText), kind, targetJson };
-  if (record.state !== 'P' || !UTILITY_KINDS.includes(kind) || target?.kind !== kind || record.fingerprint !== feeFingerprint(ref)) {
+  if (
+    record.state !== 'P' ||
+    !UTILITY_KINDS.includes(ref.kind) ||
+    target?.kind !== ref.kind ||
+    record.fingerprint !== feeFingerprint(ref)
+  ) {
     ctx.log.error(
       { member: record.member, key: record.recordKey, state: record.state },
       'pending fee index entry without a matching pending record; check it by hand',
@@ -219,4 +342,55 @@ function pendingRequest(
     detail: '',
   };
   return { ref, target, pending };
+}
+
+/** A fee request that needs an operator: the provider never gave a final word about it. */
+export interface AttentionFee {
+  /** The provider's order id, to check with the provider. */
+  readonly orderId: string;
+  readonly cardNo: string;
+  readonly terminalId: string;
+  readonly sequence: number;
+  readonly kind: string;
+  readonly amountFen: number;
+  readonly debitedAtMs: number;
+  /** When it came to need an operator. */
+  readonly sinceMs: number;
+  /** Sweeps that got no final word. */
+  readonly unknownLooks: number;
+  /** When the sweep asks the provider again. */
+  readonly nextLookMs: number;
+}
+
+/**
+ * The pending fee requests that need an operator. Reads at most `maxPerShard` pending requests of each
+ * shard; `unread` counts the pending requests beyond that (the list may then be incomplete).
+ */
+export async function feesNeedingAttention(
+  ctx: Pick<SwitchContext, 'keys' | 'scripts'>,
+  options: { readonly maxPerShard: number },
+): Promise<{ readonly fees: AttentionFee[]; readonly unread: number }> {
+  const fees: AttentionFee[] = [];
+  let unread = 0;
+  for await (const item of allPendingFees(ctx, options.maxPerShard)) {
+    if (!('record' in item)) {
+      unread += item.more;
+      continue;
+    }
+    const r = item.record;
+    if (r.state !== 'P' || r.attentionSinceText === '') continue;
+    fees.push({
+      orderId: providerOrderId(r.terminalId, r.sequence),
+      cardNo: r.cardNo,
+      terminalId: r.terminalId,
+      sequence: r.sequence,
+      kind: r.party.slice(2),
+      amountFen: Number(r.amountText),
+      debitedAtMs: Number(r.debitedAtText),
+      sinceMs: Number(r.attentionSinceText),
+      unknownLooks: r.unknownLooks,
+      nextLookMs: r.nextLookMs,
+    });
+  }
+  return { fees, unread };
 }

@@ -169,6 +169,8 @@ export const FEE_ANSWERS = {
 export const FEE_DEBIT_REFUSALS = KEY_REUSED;
 export const FEE_COMPLETE_REFUSALS = { [-1]: 'other_request', [-2]: 'no_record', [-3]: 'not_pending' } as const;
 export const FEE_GIVEBACK_REFUSALS = { [-1]: 'other_request', [-2]: 'no_record' } as const;
+/** fee-requery.lua: the recovery sweep's look at a pending fee found no final word. */
+export const FEE_REQUERY_ANSWERS = { 1: 'requeued', 2: 'needs_attention', 3: 'in_attention', 4: 'settled', 5: 'broken' } as const;
 
 export const WATER_DEBIT_ANSWERS = {
   1: 'approved',
@@ -221,6 +223,7 @@ export const SCRIPT_ANSWERS = {
   'fee-complete': { answers: [FEE_ANSWERS], refusals: FEE_COMPLETE_REFUSALS, replays: 'fee-debit' },
   'fee-debit': { answers: [FEE_ANSWERS], refusals: FEE_DEBIT_REFUSALS },
   'fee-giveback': { answers: [FEE_ANSWERS], refusals: FEE_GIVEBACK_REFUSALS, replays: 'fee-debit' },
+  'fee-requery': { answers: [FEE_REQUERY_ANSWERS], refusals: {} },
   'fold-limits': { answers: [FOLD_LIMITS_ANSWERS], refusals: {} },
   'follow-up-lease': { answers: [LEASE_TAKE_ANSWERS, LEASE_RELEASE_ANSWERS], refusals: {} },
   inquire: { answers: [INQUIRE_ANSWERS], refusals: {} },

@@ -39,6 +39,7 @@ export const SCRIPT_NAMES = [
   'fee-complete',
   'fee-debit',
   'fee-giveback',
+  'fee-requery',
   'fold-limits',
   'follow-up-lease',
   'inquire',
@@ -219,6 +220,9 @@ export const ARGV_RULES = {
   },
   'fee-giveback': {
     args: [id('cardNo'), id('fingerprint'), id('terminalId'), integer('sequence', 1), text('reason'), integer('nowMs', 0), ...EVENT_ARGS],
+  },
+  'fee-requery': {
+    args: [id('fingerprint'), id('pendingMember'), integer('nowMs', 0), integer('nextScoreMs', 0), integer('maxUnknown', 1)],
   },
   'follow-up-lease': { args: [oneOf('op', 'take', 'release'), id('holder'), integer('leaseMs', 1)] },
   inquire: { args: [text('presentedSerial')] },
