@@ -10,7 +10,7 @@ import { main } from '../switch/cli/main.js';
 import { generateDemoCampus } from '../switch/data/demo.js';
 import { Keys } from '../switch/ledger/keys.js';
 import { adminClient, OPERATOR_ENV, operatorMetadata } from './helpers/clients.js';
-import { freshPrefix, testRedisUrl } from './helpers/redis.js';
+import { connect, freshPrefix, testRedisUrl } from './helpers/redis.js';
 import { call, startTestSwitch, TEST_PEPPER, TEST_QR_SECRET, TEST_SESSION_SECRET } from './helpers/switch.js';
 
 let app: SwitchApp;
@@ -92,14 +92,18 @@ it("logs the CLI's imports to the operator log as AdminService does, naming who 
   // A name the log could not hold is refused before anything is read or written.
   expect(await main(['import-terminals', terminalsFile, '--operator', 'carol smith'])).toBe(2);
 
-  const log = await app.redis.xrange(keys.operatorLog(), '-', '+');
+  // The CLI ran on the test Redis (REDIS_URL above), whatever ledger this file's switch uses (test/cluster-flow).
+  const direct = connect();
+  const log = await direct.xrange(keys.operatorLog(), '-', '+');
+  const enabled = await direct.hget(keys.terminal(small.terminals[0]?.id ?? ''), 'enabled');
+  await direct.quit();
   const terminalCount = String(small.terminals.length);
   expect(log.map(([, f]) => entryOf(f))).toEqual([
     { op: 'import-terminals', by: 'cli:carol', imported: terminalCount, problems: '0' },
     { op: 'import-cardholders', by: `cli:${userInfo().username}`, imported: '20', problems: '0' },
     { op: 'import-terminals', by: 'cli:carol', imported: '0', problems: terminalCount },
   ]);
-  expect(await app.redis.hget(keys.terminal(small.terminals[0]?.id ?? ''), 'enabled')).toBe('1');
+  expect(enabled).toBe('1');
 });
 
 it('imports nothing from a file with a bad row, and names the line', async () => {

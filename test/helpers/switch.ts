@@ -1,6 +1,7 @@
 // Starts a real switch (gRPC on a free port) against the test redis-server, in a fresh key space.
 import { credentials, Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
+import { isCluster } from '../../switch/redis/cluster.js';
 import { PosServiceClient } from '../../proto/gen/cardswitch/v1/pos.js';
 import { startSwitch, type SwitchApp } from '../../switch/app.js';
 import { loadConfig, type Config } from '../../switch/config.js';
@@ -127,12 +128,16 @@ export async function readJournal(redis: Redis, journalKey: string): Promise<Jou
 /** Every key of a key space with its whole value: equal dumps before and after prove a request changed nothing. */
 export async function dumpKeySpace(redis: Redis, prefix: string): Promise<Record<string, unknown>> {
   const keys: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    keys.push(...batch);
-    cursor = next;
-  } while (cursor !== '0');
+  // A cluster client's SCAN reaches one node: every master is scanned (test/cluster-flow runs files on one).
+  const nodes = isCluster(redis as Redis | Cluster) ? (redis as unknown as Cluster).nodes('master') : [redis];
+  for (const node of nodes) {
+    let cursor = '0';
+    do {
+      const [next, batch] = await node.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      keys.push(...batch);
+      cursor = next;
+    } while (cursor !== '0');
+  }
   const dump: Record<string, unknown> = {};
   for (const key of [...new Set(keys)].sort()) {
     const type = await redis.type(key);
