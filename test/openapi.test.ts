@@ -1,9 +1,12 @@
 // The OpenAPI document of the gateway (switch/gateway/openapi.ts) against the code: every holder route
 // is documented with its method and nothing else is, every $ref resolves, bearer security where the
 // handlers ask for a token, and the refusals the domain raises are listed under the HTTP status the
-// gateway maps them to. No Redis: building the routes touches nothing, and the refusals are built by
-// the same functions the domain throws them from.
-import { describe, expect, it } from 'vitest';
+// gateway maps them to. No Redis for those: building the routes touches nothing, and the refusals are
+// built by the same functions the domain throws them from. One part asks a real gateway (a switch on the
+// test Redis): a card password that is not 6 digits, sent to every route that checks one, is answered
+// with a code that route documents for 400.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSwitch, type SwitchApp } from '../switch/app.js';
 import { passwordBusyError } from '../switch/domain/card-password.js';
 import { checkBindingForm } from '../switch/domain/ecard.js';
 import { bearerToken } from '../switch/domain/sessions.js';
@@ -15,6 +18,8 @@ import { channelBindingRoutes } from '../switch/gateway/channel-binding-api.js';
 import { LiveEvents } from '../switch/gateway/live-events.js';
 import { OPENAPI_PATH, openApiDocument } from '../switch/gateway/openapi.js';
 import { checkCode, identityUnavailableError, invalidCodeError } from '../switch/identity/provider.js';
+import { createLogger } from '../switch/log.js';
+import { openCard, testConfig } from './helpers/switch.js';
 
 type Json = Record<string, unknown>;
 
@@ -337,5 +342,83 @@ describe('the refusals the domain raises are documented under their status', () 
   it('lists a fee retry with another amount as a conflict', () => {
     for (const kind of ['network', 'electricity'])
       expect(codesOf(`/api/v1/ecard/fees/${kind}`, 'post', 409)).toContain('IDEMPOTENCY_CONFLICT');
+  });
+});
+
+describe('a card password that is not 6 digits, answered by a real gateway', () => {
+  const DOC = '110105199003071234';
+  const CARD = '79300001';
+  const HOLDER = 'wechat:oPasswordFormat000000000001';
+  let app: SwitchApp;
+  let base = '';
+  let holderToken = '';
+  let newcomerToken = '';
+
+  beforeAll(async () => {
+    app = await startSwitch(testConfig('openapipw'), createLogger('silent'), Date.now);
+    base = `http://127.0.0.1:${app.gateway?.port}`;
+    // A card bound to HOLDER (the account names the user, the user record names the card), initial password.
+    await openCard(app, CARD, 'PWF00001', 1000, { eu: HOLDER, sync: '1', pwd: '', pwdinit: '1', doct: 'R', docn: DOC });
+    await app.redis.hset(app.keys.ecardUser(HOLDER), 'card', CARD, 'boundMs', '1');
+    const sessions = app.gateway?.sessions;
+    if (sessions === undefined) throw new Error('no gateway');
+    holderToken = (await sessions.start({ provider: 'wechat', userId: HOLDER }, CARD)).accessToken;
+    newcomerToken = (await sessions.start({ provider: 'wecom', userId: 'wecom:pwformat.newcomer' }, '')).accessToken;
+  });
+  afterAll(async () => {
+    await app.stop();
+  });
+
+  const bindingForm = {
+    bindingType: 'student',
+    personNumber: 'P79300001',
+    password: '12345',
+    documentType: 'resident_id',
+    documentNumber: DOC,
+    phone: '13800138000',
+    consent: true,
+  };
+  // Every route that checks a card password, with everything else well formed; `field` the answer names.
+  const cases = [
+    { method: 'post', path: '/api/v1/ecard/binding', newcomer: true, body: bindingForm, field: 'password' },
+    { method: 'delete', path: '/api/v1/ecard/binding', body: { password: '12345' }, field: 'password' },
+    { method: 'post', path: '/api/v1/ecard/loss/cancel', body: { password: '12345' }, field: 'password' },
+    { method: 'post', path: '/api/v1/ecard/password', body: { oldPassword: '12345', newPassword: '135790' }, field: 'password' },
+    { method: 'post', path: '/api/v1/ecard/password', body: { oldPassword: '071234', newPassword: '13579' }, field: 'newPassword' },
+    {
+      method: 'post',
+      path: '/api/v1/ecard/fees/network',
+      body: { requestId: 1, amountFen: 100, password: '12345', account: 'net0001' },
+      field: 'password',
+    },
+    {
+      method: 'post',
+      path: '/api/v1/ecard/fees/electricity',
+      body: { requestId: 2, amountFen: 100, password: '12345', building: '1', room: '101' },
+      field: 'password',
+    },
+    { method: 'post', path: '/api/v1/ecard/channels/wechat/bind', body: { password: '12345' }, field: 'password' },
+  ] as const;
+
+  it.each(cases)('$method $path ($field) answers a code it documents for 400', async ({ method, path, body, field, ...rest }) => {
+    const token = 'newcomer' in rest ? newcomerToken : holderToken;
+    const res = await fetch(`${base}${path}`, {
+      method: method.toUpperCase(),
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    const { error } = (await res.json()) as { error: { code: string; field?: string } };
+    const served = (await (await fetch(`${base}${OPENAPI_PATH}`)).json()) as Json;
+    const response = (((served['paths'] as Record<string, Json>)[path]?.[method] as Json)['responses'] as Record<string, Json>)['400'];
+    const schema = (response?.['content'] as Record<string, Json> | undefined)?.['application/json']?.['schema'] as Json | undefined;
+    const documented = ((schema?.['allOf'] as Json[] | undefined) ?? []).flatMap(
+      (part) =>
+        ((
+          (((part['properties'] as Json | undefined)?.['error'] as Json | undefined)?.['properties'] as Json | undefined)?.['code'] as
+            Json | undefined
+        )?.['enum'] as string[] | undefined) ?? [],
+    );
+    expect([res.status, error.field]).toEqual([400, field]);
+    expect(documented, `${method.toUpperCase()} ${path} answered ${error.code}`).toContain(error.code);
   });
 });

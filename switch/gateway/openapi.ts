@@ -190,9 +190,10 @@ const PASSWORD_BUSY = r(
 );
 const PASSWORD_FORMAT = r(
   400,
-  'INVALID_ARGUMENT',
-  GENERIC_ZH.INVALID_ARGUMENT,
-  'the password is not exactly 6 digits (no field is set; show the message next to the password)',
+  'INVALID_PASSWORD',
+  '请输入6位数字卡密码',
+  'the card password (on a change: the old one) is empty or not exactly 6 digits; show the message next to the password',
+  { field: 'password' },
 );
 const CARD_RECORD_GONE = r(404, 'NOT_FOUND', GENERIC_ZH.NOT_FOUND, 'the bound card has no account any more (operator action)');
 const PASSWORD = [PASSWORD_FORMAT, WRONG_PASSWORD, CARD_RECORD_GONE, PASSWORD_LOCKED, PASSWORD_BUSY, PASSWORD_CHECK_BUSY] as const;
@@ -1513,11 +1514,14 @@ const paths: Record<string, unknown> = {
           INVALID_BODY,
           invalidField('oldPassword', '请输入6位卡密码', 'oldPassword is not a string'),
           invalidField('newPassword', '请输入6位新密码', 'newPassword is not a string'),
+          r(400, 'INVALID_NEW_PASSWORD', '新密码应为6位数字', 'the new password is not exactly 6 digits', { field: 'newPassword' }),
+          r(400, 'NEW_PASSWORD_SAME', '新密码不能与原密码相同', 'the new password equals the old one', { field: 'newPassword' }),
           r(
             400,
-            'INVALID_ARGUMENT',
-            GENERIC_ZH.INVALID_ARGUMENT,
-            'the new password is not 6 digits, or equals the old one or the initial one (messageEn says which)',
+            'NEW_PASSWORD_INITIAL',
+            '新密码不能是初始密码（证件号后六位）',
+            'the new password is the initial one (the last six characters of the document number)',
+            { field: 'newPassword' },
           ),
           r(
             409,
