@@ -1,6 +1,6 @@
 // Operators import cardholders and terminals over AdminService: all rows or none, every bad row named.
 // The CLI's imports (`main`) are operator actions too, logged alike.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { status as Status, type ServiceError } from '@grpc/grpc-js';
@@ -104,6 +104,7 @@ it("logs the CLI's imports to the operator log as AdminService does, naming who 
     { op: 'import-terminals', by: 'cli:carol', imported: '0', problems: terminalCount },
   ]);
   expect(enabled).toBe('1');
+  rmSync(dir, { recursive: true, force: true });
 });
 
 it('imports nothing from a file with a bad row, and names the line', async () => {
