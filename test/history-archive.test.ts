@@ -341,6 +341,32 @@ describe('the archiver', () => {
   }, 120_000);
 });
 
+describe('one archive, one ledger', () => {
+  it('refuses a second ledger (another KEY_PREFIX) on a database that archives one, so it cannot take its positions and trim unarchived entries', async () => {
+    const first = await newLedger('owner');
+    const other = { keys: new Keys(freshPrefix('intruder'), SHARDS), url: first.url };
+    await redis.hset(other.keys.meta(), 'shards', String(SHARDS));
+    // The second ledger's entries are older than the first's: the first's positions lie beyond them.
+    const otherEntries = await appendEntries(other.keys, 20, 'o1');
+    await appendEntries(first.keys, 20, 'f1');
+    const firstStore = new ArchiveStore({ url: first.url, poolSize: 2, statementTimeoutMs: 30_000 });
+    await firstStore.open(first.keys.prefix, SHARDS);
+    const a = archiver(first.keys, firstStore);
+    await a.syncPositions();
+    await a.runPass();
+    await firstStore.close();
+
+    const otherStore = new ArchiveStore({ url: other.url, poolSize: 2, statementTimeoutMs: 30_000 });
+    try {
+      await expect(otherStore.open(other.keys.prefix, SHARDS)).rejects.toThrow(/archives ledger "[^"]+", not "[^"]+"/);
+    } finally {
+      // Had it opened: its archiver takes the first ledger's positions and trims every entry of its own unarchived.
+      await otherStore.close();
+    }
+    for (const [shard, rows] of otherEntries) expect(await redis.xlen(other.keys.journal(shard))).toBe(rows.length);
+  }, 60_000);
+});
+
 function nextId(id: string): string {
   const { ms, seq } = parseStreamId(id);
   return `${ms}-${seq + 1}`;

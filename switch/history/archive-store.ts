@@ -19,6 +19,8 @@ const COLUMN_FIELDS = new Set(['k', 'c', 'a', 'f', 't', 'b', 'wb', 'v', 'tm', 's
 export const MAX_ARCHIVE_BATCH = 2000;
 /** The advisory lock partition creation runs under (any fixed number, distinct from the migrator's). */
 const PARTITION_LOCK_ID = 727_301_018;
+/** The advisory lock the first ledger to open the archive is recorded under. */
+const LEDGER_LOCK_ID = 727_301_019;
 const MONTH_PARTITION = /^journal_y(\d{4})m(\d{2})$/;
 
 /**
@@ -130,19 +132,42 @@ export class ArchiveStore implements JournalArchive {
     this.pool.on('error', () => undefined);
   }
 
-  /** Applies the migrations and checks (or records) which ledger this database archives. */
+  /**
+   * Applies the migrations and checks (or records) which ledger this database archives. One database
+   * archives ONE ledger: the journal and the positions carry no key prefix, so a second ledger would take
+   * the first one's positions as its own and trim its entries unarchived. The first ledger to open it is
+   * recorded (under a lock, so two at once cannot both be first); any other prefix or shard count stops.
+   */
   async open(keyPrefix: string, shardCount: number): Promise<void> {
     await migrate(this.pool);
-    await this.pool.query('INSERT INTO archive_ledger (key_prefix, shard_count) VALUES ($1, $2) ON CONFLICT DO NOTHING', [
-      keyPrefix,
-      shardCount,
-    ]);
-    const found = await this.pool.query<{ shard_count: number }>('SELECT shard_count FROM archive_ledger WHERE key_prefix = $1', [
-      keyPrefix,
-    ]);
-    if (found.rows[0]?.shard_count !== shardCount) {
+    const client = await this.pool.connect();
+    let owner: { key_prefix: string; shard_count: number } | undefined;
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock($1)', [LEDGER_LOCK_ID]);
+      await client.query(
+        'INSERT INTO archive_ledger (key_prefix, shard_count) SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM archive_ledger)',
+        [keyPrefix, shardCount],
+      );
+      const found = await client.query<{ key_prefix: string; shard_count: number }>(
+        'SELECT key_prefix, shard_count FROM archive_ledger ORDER BY key_prefix',
+      );
+      await client.query('COMMIT');
+      owner = found.rows.find((r) => r.key_prefix !== keyPrefix) ?? found.rows[0];
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+    if (owner?.key_prefix !== keyPrefix) {
       throw new ArchiveInvariantError(
-        `the archive holds ledger "${keyPrefix}" with ${found.rows[0]?.shard_count} shards, but this ledger has ${shardCount}`,
+        `this database archives ledger "${String(owner?.key_prefix)}", not "${keyPrefix}": one database archives one ledger (give this one its own DATABASE_URL)`,
+      );
+    }
+    if (owner.shard_count !== shardCount) {
+      throw new ArchiveInvariantError(
+        `the archive holds ledger "${keyPrefix}" with ${owner.shard_count} shards, but this ledger has ${shardCount}`,
       );
     }
     const existing = await this.pool.query<{ relname: string }>(
