@@ -186,6 +186,21 @@ class Reader {
     return value;
   }
 
+  /**
+   * A secret (pepper, signing key): its problems never repeat the value, which would put (a piece of) it in
+   * the log, and each says how to make one.
+   */
+  secret(name: string, minLength: number): string {
+    const value = this.env[name] ?? '';
+    const generate = `generate one with: openssl rand -base64 32 (every instance of a campus shares it)`;
+    if (PLACEHOLDER.test(value)) this.problems.push(`${name}: still the example's placeholder (change-me...); ${generate}`);
+    else if (value.length < minLength)
+      this.problems.push(
+        `${name}: ${value === '' ? 'not set' : `${value.length} characters`}; must be at least ${minLength} characters of secret random text, ${generate}`,
+      );
+    return value;
+  }
+
   integer(name: string, fallback: number, min: number, max: number): number {
     const raw = this.env[name];
     if (raw === undefined || raw === '') return fallback;
@@ -229,13 +244,12 @@ function checkUrl(v: string): string | undefined {
   return /^https?:\/\/[^\s/]+(\/[^\s]*)?$/.test(v) ? undefined : 'must be an http:// or https:// URL';
 }
 
-function checkLongSecret(v: string): string | undefined {
-  return v.length >= 32 ? undefined : 'must be at least 32 characters of secret random text';
-}
-
-function checkPepper(v: string): string | undefined {
-  return v.length >= MIN_PEPPER_LENGTH ? undefined : `must be at least ${MIN_PEPPER_LENGTH} characters of secret random text`;
-}
+const MIN_SIGNING_SECRET_LENGTH = 32;
+/**
+ * deploy/cardswitch.env.example's placeholders ("change-me-to-..."): long enough to pass the length checks,
+ * so a copied example must be refused by name, or a campus would run on secrets printed in the repository.
+ */
+const PLACEHOLDER = /change-me/i;
 
 export interface ChannelPaymentConfig {
   /** How often an undecided payment is queried at its channel (WeChat: every few seconds; Alipay: 3-5 s). */
@@ -370,8 +384,8 @@ export function loadConfig(env: Env = process.env): Config {
     keyPrefix: readKeyPrefix(r),
     ledgerShards: r.integer('LEDGER_SHARDS', 256, 1, 16384),
     history: readHistory(r),
-    terminalPepper: r.string('TERMINAL_SECRET_PEPPER', '', checkPepper),
-    passwordPepper: r.string('PASSWORD_PEPPER', '', checkPepper),
+    terminalPepper: r.secret('TERMINAL_SECRET_PEPPER', MIN_PEPPER_LENGTH),
+    passwordPepper: r.secret('PASSWORD_PEPPER', MIN_PEPPER_LENGTH),
     maxPaymentFen: r.integer('MAX_PAYMENT_FEN', 100_000, 1, 100_000_000),
     requestTtlSec: r.integer('REQUEST_TTL_DAYS', 7, 1, 366) * 86_400,
     terminalCacheMs: r.integer('TERMINAL_CACHE_MS', 1000, 0, 600_000),
@@ -429,12 +443,12 @@ export function loadConfig(env: Env = process.env): Config {
       ),
     },
     sessions: {
-      secret: r.string('SESSION_SECRET', '', checkLongSecret),
+      secret: r.secret('SESSION_SECRET', MIN_SIGNING_SECRET_LENGTH),
       accessTtlSec: r.integer('SESSION_ACCESS_TTL_SEC', 900, 1, 86_400),
       sessionTtlSec: r.integer('SESSION_TTL_SEC', 7 * 86_400, 60, 90 * 86_400),
     },
     campusQr: {
-      secret: r.string('CAMPUS_QR_SECRET', '', checkLongSecret),
+      secret: r.secret('CAMPUS_QR_SECRET', MIN_SIGNING_SECRET_LENGTH),
       validSec: r.integer('CAMPUS_QR_VALID_SEC', 60, 5, 60),
       clockSkewMs: r.integer('CAMPUS_QR_CLOCK_SKEW_MS', 5000, 0, 30_000),
     },
@@ -555,6 +569,11 @@ function parseOperatorTokens(r: Reader, raw: string): ReadonlyMap<string, string
     }
     const name = match[1] ?? '';
     const token = match[2] ?? '';
+    if (PLACEHOLDER.test(token))
+      return refuseOperatorTokens(
+        r,
+        `operator ${name} still has the example's placeholder token; generate one with: openssl rand -base64 32`,
+      );
     if (tokens.has(name)) return refuseOperatorTokens(r, `operator ${name} is named twice; give each operator one entry`);
     // Two operators with one token would both be recorded as the same one (findOperator keeps one match).
     const sharer = [...tokens].find(([, other]) => other === token)?.[0];

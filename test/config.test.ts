@@ -1,4 +1,5 @@
 // Configuration is validated at start-up: every bad value is reported at once, naming the variable.
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../switch/config.js';
 
@@ -58,6 +59,24 @@ describe('loadConfig', () => {
     const problems = problemsOf({ SESSION_SECRET: '', CAMPUS_QR_SECRET: 'short' });
     expect(problems).toHaveLength(2);
     expect(problems.find((p) => p.startsWith('CAMPUS_QR_SECRET'))).toMatch(/at least 32/);
+  });
+
+  it('refuses the placeholder secrets of the env example and never repeats a secret in a problem', () => {
+    const example = readFileSync(new URL('../deploy/cardswitch.env.example', import.meta.url), 'utf8');
+    const fromExample = Object.fromEntries(
+      [...example.matchAll(/^(TERMINAL_SECRET_PEPPER|PASSWORD_PEPPER|SESSION_SECRET|CAMPUS_QR_SECRET|OPERATOR_TOKENS)=(.*)$/gm)].map(
+        (m) => [m[1] as string, m[2] as string],
+      ),
+    );
+    expect(Object.keys(fromExample)).toHaveLength(5);
+    const problems = problemsOf(fromExample);
+    expect(problems).toHaveLength(5);
+    for (const name of Object.keys(fromExample)) {
+      expect(problems.find((p) => p.startsWith(name))).toMatch(/placeholder.*openssl rand -base64 32/);
+    }
+    const short = problemsOf({ PASSWORD_PEPPER: 'tooShortSecret' });
+    expect(short).toEqual([expect.stringMatching(/^PASSWORD_PEPPER: 14 characters; must be at least 16 .*openssl rand/)]);
+    expect(short[0]).not.toContain('tooShortSecret');
   });
 
   it('checks the gateway and identity settings', () => {
