@@ -107,6 +107,37 @@ it("logs the CLI's imports to the operator log as AdminService does, naming who 
   rmSync(dir, { recursive: true, force: true });
 });
 
+it('imports without the secrets it does not use, and says so plainly when --out cannot be written', async () => {
+  const keys = cliKeySpace();
+  // An import uses no session or QR secret and no password pepper; a cardholder import no terminal pepper.
+  for (const name of ['SESSION_SECRET', 'CAMPUS_QR_SECRET', 'PASSWORD_PEPPER']) vi.stubEnv(name, undefined);
+  const small = generateDemoCampus({ cardholders: 5, seed: 'cli-secrets' });
+  const dir = mkdtempSync(join(tmpdir(), 'cli-secrets-'));
+  try {
+    const terminalsFile = join(dir, 'terminals.csv');
+    const cardholdersFile = join(dir, 'cardholders.csv');
+    writeFileSync(terminalsFile, small.terminalsCsv);
+    writeFileSync(cardholdersFile, small.cardholdersCsv);
+    vi.spyOn(console, 'log').mockImplementation(() => undefined);
+    const errors = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    expect(await main(['import-terminals', terminalsFile, '--operator', 'carol'])).toBe(0);
+    vi.stubEnv('TERMINAL_SECRET_PEPPER', undefined);
+    expect(await main(['import-cardholders', cardholdersFile, '--operator', 'carol'])).toBe(0);
+    // Registering terminals without the switch's terminal pepper would store secrets no switch accepts.
+    expect(await main(['import-terminals', terminalsFile, '--operator', 'carol'])).toBe(2);
+    expect(String(errors.mock.calls.at(-1)?.[0])).toMatch(/TERMINAL_SECRET_PEPPER: not set/);
+    const direct = connect();
+    expect(await direct.get(keys.serial(small.cardholders[0]?.cardSerial ?? ''))).toBe(small.cardholders[0]?.cardNo);
+    await direct.quit();
+
+    // --out naming a path under a file: a message and exit 2, not a stack trace.
+    expect(await main(['demo-campus', '--out', join(cardholdersFile, 'campus'), '--cardholders', '5'])).toBe(2);
+    expect(String(errors.mock.calls.at(-1)?.[0])).toMatch(/^error: cannot write the demo campus into --out .*ENOTDIR/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 it('imports nothing from a file with a bad row, and names the line', async () => {
   // Five rows of new cards (numbers, serials and person numbers not imported yet), the third one bad.
   const lines = campus.cardholdersCsv

@@ -68,7 +68,8 @@ commands:
                                   about, for an operator to check (exit 0 none, 1 listed)
   help                            show this text
 
-environment: REDIS_URL (required), KEY_PREFIX, LEDGER_SHARDS, TERMINAL_SECRET_PEPPER, PASSWORD_PEPPER
+environment: REDIS_URL (required), KEY_PREFIX, LEDGER_SHARDS, and TERMINAL_SECRET_PEPPER for import-terminals
+  and load-demo (the switch's own: terminal secrets are stored hashed with it)
 operator log: imports are logged (stream <KEY_PREFIX>:oplog) as done by "cli:NAME";
   --operator NAME defaults to the login name of the user running the command
 demo defaults: --cardholders ${DEFAULT_DEMO_CARDHOLDERS} --seed ${DEFAULT_DEMO_SEED}
@@ -133,10 +134,22 @@ async function logImport(
   }
 }
 
-function cliConfig(): Config {
+/** Secrets of the switch an import never uses: an operator's job should not have to be handed them. */
+const SECRETS_IMPORTS_DO_NOT_USE = ['PASSWORD_PEPPER', 'SESSION_SECRET', 'CAMPUS_QR_SECRET'] as const;
+
+/**
+ * The configuration for `command`. TERMINAL_SECRET_PEPPER is required where terminals are registered (their
+ * secrets are stored hashed with it, so it must be the switch's own); the other secrets are not used here
+ * and placeholders stand in for any that are not set.
+ */
+function cliConfig(command: string, registersTerminals: boolean): Config {
   const note = applyLocalDefaults(process.env);
   if (note !== undefined) console.error(note);
-  const config = loadConfig();
+  const env: Record<string, string | undefined> = { ...process.env };
+  const unused = `${command}-uses-no-secret-of-the-switch-0000000000`;
+  const notNeeded = registersTerminals ? SECRETS_IMPORTS_DO_NOT_USE : [...SECRETS_IMPORTS_DO_NOT_USE, 'TERMINAL_SECRET_PEPPER'];
+  for (const name of notNeeded) if ((env[name] ?? '') === '') env[name] = unused;
+  const config = loadConfig(env);
   if (!ledgerRedisConfigured(config)) {
     throw new CliError(
       'REDIS_URL (or REDIS_CLUSTER_NODES / REDIS_SENTINELS) is not set: the CLI imports into an existing Redis, e.g. REDIS_URL=redis://127.0.0.1:6379',
@@ -225,7 +238,7 @@ function refuse(source: string, errors: readonly RowError[]): number {
 
 // A file that does not parse touches nothing and is not logged, as with AdminService.
 async function importCardholdersCommand(file: string, operator: string): Promise<number> {
-  const config = cliConfig();
+  const config = cliConfig('import-cardholders', false);
   const parsed = parseCardholdersCsv(await readCsvFile(file));
   if (parsed.errors.length > 0) return refuse(file, parsed.errors);
   const report = await withLedger(config, async (l) => {
@@ -237,7 +250,7 @@ async function importCardholdersCommand(file: string, operator: string): Promise
 }
 
 async function importTerminalsCommand(file: string, operator: string): Promise<number> {
-  const config = cliConfig();
+  const config = cliConfig('import-terminals', true);
   const parsed = parseTerminalsCsv(await readCsvFile(file));
   if (parsed.errors.length > 0) return refuse(file, parsed.errors);
   const report = await withLedger(config, async (l) => {
@@ -284,11 +297,15 @@ interface DemoArgs {
 async function demoCampusCommand(options: DemoArgs): Promise<number> {
   if (options.out === undefined) throw new CliError('demo-campus needs --out <dir>');
   const campus = demoCampus(options);
-  await mkdir(options.out, { recursive: true });
   const cardholdersPath = join(options.out, 'cardholders.csv');
   const terminalsPath = join(options.out, 'terminals.csv');
-  await writeFile(cardholdersPath, campus.cardholdersCsv, 'utf8');
-  await writeFile(terminalsPath, campus.terminalsCsv, 'utf8');
+  try {
+    await mkdir(options.out, { recursive: true });
+    await writeFile(cardholdersPath, campus.cardholdersCsv, 'utf8');
+    await writeFile(terminalsPath, campus.terminalsCsv, 'utf8');
+  } catch (err) {
+    throw new CliError(`cannot write the demo campus into --out ${options.out}: ${(err as Error).message}; name a directory you can write`);
+  }
   console.log(
     `wrote ${campus.cardholders.length} cardholders to ${cardholdersPath} and ${campus.terminals.length} terminals to ${terminalsPath}`,
   );
@@ -297,7 +314,7 @@ async function demoCampusCommand(options: DemoArgs): Promise<number> {
 }
 
 async function loadDemoCommand(options: DemoArgs, operator: string): Promise<number> {
-  const config = cliConfig();
+  const config = cliConfig('load-demo', true);
   const campus = demoCampus(options);
   const terminals = parseTerminalsCsv(campus.terminalsCsv);
   const cardholders = parseCardholdersCsv(campus.cardholdersCsv);
