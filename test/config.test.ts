@@ -1,5 +1,5 @@
 // Configuration is validated at start-up: every bad value is reported at once, naming the variable.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../switch/config.js';
 
@@ -77,6 +77,19 @@ describe('loadConfig', () => {
     const short = problemsOf({ PASSWORD_PEPPER: 'tooShortSecret' });
     expect(short).toEqual([expect.stringMatching(/^PASSWORD_PEPPER: 14 characters; must be at least 16 .*openssl rand/)]);
     expect(short[0]).not.toContain('tooShortSecret');
+  });
+
+  it('knows every variable deploy/cardswitch.env.example names, set or commented out', () => {
+    const example = readFileSync(new URL('../deploy/cardswitch.env.example', import.meta.url), 'utf8');
+    const named = [...new Set([...example.matchAll(/^#? ?([A-Z][A-Z0-9_]+)=/gm)].map((m) => m[1] as string))];
+    expect(named.length).toBeGreaterThan(40);
+    const source = readdirSync(new URL('../switch/', import.meta.url), { recursive: true, encoding: 'utf8' })
+      .filter((f) => f.endsWith('.ts'))
+      .map((f) => readFileSync(new URL(`../switch/${f}`, import.meta.url), 'utf8'))
+      .join('\n');
+    // Read as env['NAME'], env.NAME, or NAME_FILE beside NAME (a key given as a file: readKey's `${name}_FILE`).
+    const read = (name: string): boolean => [`'${name}'`, `"${name}"`, `env.${name}`].some((form) => source.includes(form));
+    expect(named.filter((name) => !read(name) && !(name.endsWith('_FILE') && read(name.slice(0, -'_FILE'.length))))).toEqual([]);
   });
 
   it('checks the gateway and identity settings', () => {
