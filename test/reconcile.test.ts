@@ -192,6 +192,13 @@ describe('the CLI (npm run cli -- reconcile)', () => {
     const noDate = await runCli(['--channel', 'alipay']);
     expect(noDate).toMatchObject({ code: 2 });
     expect(noDate.err).toContain('--date YYYY-MM-DD');
+    // A wrong date is said first, whatever else is missing (here: the WeChat channel's settings).
+    for (const date of ['2026-13-45', 'yesterday']) {
+      const badDate = await runCli(['--channel', 'wechat', '--date', date]);
+      expect(badDate, date).toMatchObject({ code: 2 });
+      expect(badDate.err, date).toContain('reconcile --date: day');
+      expect(badDate.err, date).not.toContain('not configured');
+    }
     const wechat = await runCli(['--channel', 'wechat', '--date', today()]);
     expect(wechat.code).toBe(2);
     expect(wechat.err).toContain('the wechat channel is not configured');

@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { channelsFromEnvironment } from '../channels/index.js';
 import { reconcileChannelDay, type ReconcileReport } from '../domain/reconcile.js';
+import { campusDayRange } from '../domain/reports.js';
 import { DomainError } from '../errors.js';
 import { openArchiveForCli } from '../history/cli-archive.js';
 import { Scripts } from '../ledger/scripts.js';
@@ -60,6 +61,12 @@ function parse(argv: readonly string[]): { channel: string; date: string; json: 
   if (values.help === true) return 'help';
   if (values.channel === undefined) throw new CliUsageError('reconcile needs --channel wechat or --channel alipay');
   if (values.date === undefined) throw new CliUsageError('reconcile needs --date YYYY-MM-DD (the statement day, Beijing time)');
+  // The date is checked before anything is reached, so its mistake is the one said (not the channel's setup).
+  try {
+    campusDayRange(values.date);
+  } catch (err) {
+    throw new CliUsageError(`reconcile --date: ${(err as Error).message}`);
+  }
   return { channel: values.channel, date: values.date, json: values.json === true };
 }
 
