@@ -11,6 +11,8 @@ import { createLogger } from '../log.js';
 async function main(): Promise<number> {
   const env = process.env;
   const note = applyLocalDefaults(env);
+  // On npm start's development Redis and secrets: loopback only, as npm start itself, unless told otherwise.
+  if (note !== undefined && (env['GATEWAY_HOST'] ?? '') === '' && (env['GRPC_HOST'] ?? '') === '') env['GATEWAY_HOST'] = '127.0.0.1';
   let config;
   try {
     config = loadConfig(env);
