@@ -247,10 +247,10 @@ describe('the archiver', () => {
 
   it('as its own process, names the settings it lacks', async () => {
     const noLedger = await exited(archiverProcess(new Keys('x', SHARDS), 'postgres://127.0.0.1:1/x', ['--once'], { REDIS_URL: '' }));
-    expect(noLedger.code).toBe(1);
+    expect(noLedger.code).toBe(2);
     expect(noLedger.stderr).toContain('REDIS_URL (or REDIS_SENTINELS, or REDIS_CLUSTER_NODES) is required');
     const noDatabase = await exited(archiverProcess(new Keys('x', SHARDS), '', ['--once']));
-    expect(noDatabase.code).toBe(1);
+    expect(noDatabase.code).toBe(2);
     expect(noDatabase.stderr).toContain('DATABASE_URL is required');
   });
 

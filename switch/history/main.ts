@@ -5,7 +5,7 @@
 // and the HISTORY_* settings, through the switch's own client: it follows a Sentinel failover and a
 // Cluster's slots as the switch does.
 // `npm run archiver -- --once` archives and trims one pass and exits (a cron job, the tests).
-import { describeLedgerRedis, ledgerRedisConfigured, loadArchiverConfig } from '../config.js';
+import { ConfigError, describeLedgerRedis, ledgerRedisConfigured, loadArchiverConfig } from '../config.js';
 import { Keys } from '../ledger/keys.js';
 import { checkShardCount } from '../ledger/meta.js';
 import { createLogger } from '../log.js';
@@ -20,9 +20,11 @@ async function main(): Promise<void> {
   const once = process.argv.includes('--once');
   const config = loadArchiverConfig();
   if (!ledgerRedisConfigured(config))
-    throw new Error("REDIS_URL (or REDIS_SENTINELS, or REDIS_CLUSTER_NODES) is required: the archiver copies the ledger's journals");
+    throw new ConfigError([
+      "REDIS_URL (or REDIS_SENTINELS, or REDIS_CLUSTER_NODES) is required: the archiver copies the ledger's journals",
+    ]);
   if (config.history.databaseUrl === '')
-    throw new Error("DATABASE_URL is required: the archiver copies the ledger's journals into that PostgreSQL");
+    throw new ConfigError(["DATABASE_URL is required: the archiver copies the ledger's journals into that PostgreSQL"]);
   const log = createLogger(config.logLevel, 'archiver');
   const keys = new Keys(config.keyPrefix, config.ledgerShards);
   // Commands wait in the offline queue while the ledger reconnects (a failover), each retried once.
@@ -70,7 +72,8 @@ async function main(): Promise<void> {
   redis.disconnect();
 }
 
+// Exit 2 for settings to correct (as the CLI and the gateway), 1 for a failure while running.
 main().catch((err: unknown) => {
   console.error(`archiver: ${(err as Error).message}`);
-  process.exit(1);
+  process.exit(err instanceof ConfigError ? 2 : 1);
 });
