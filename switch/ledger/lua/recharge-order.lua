@@ -11,7 +11,8 @@
     KEYS[1] accountKey   {L:s}:acct:<card>
     KEYS[2] orderKey     {L:s}:order:<channel>:<orderId>    hash (also recharge.lua's record of the credit)
     KEYS[3] pendingKey   {L:s}:rchpend                      zset "<channel>:<orderId>" -> createdAtMs (the loop)
-    KEYS[4] openKey      {L:s}:rchopen:<card>               hash orderId -> "<amountFen>|<dayKey>"
+    KEYS[4] openKey      {L:s}:rchopen:<card>               hash orderId -> "<amountFen>|<dayKey>", or
+                         "<amountFen>|<dayKey>|A" for an order needing an operator (see 'requery')
     KEYS[5] otherKey     {L:s}:order:<other channel>:<orderId>  the same order id on the other channel
     ARGV[1] 'create'  ARGV[2] cardNo  ARGV[3] channel WECHAT | ALIPAY  ARGV[4] orderId
     ARGV[5] amountFen  ARGV[6] fingerprint  ARGV[7] nowMs  ARGV[8] expiresAtMs  ARGV[9] dayKey
@@ -23,8 +24,9 @@
     order id is one request of one card: made on one channel, it is refused on the other, whose order
     would share its id, its place among the card's open orders and its state page).
     The daily check counts what was credited today (rday/rsum) plus the amounts of the card's open
-    orders made today, so several unpaid orders cannot together pass the maximum; recharge.lua is
-    then called without a daily limit (the channel has taken the money by then).
+    orders made today (those needing an operator too), so several unpaid orders cannot together pass
+    the maximum; recharge.lua is then called without a daily limit (the channel has taken the money by
+    then). The cap ARGV[12] counts the open orders not needing an operator.
 
   op 'finish'
     KEYS[1] orderKey  KEYS[2] pendingKey  KEYS[3] openKey  KEYS[4] attentionKey {L:s}:rchattn (zset, as pendingKey)
@@ -39,7 +41,10 @@
     after the order expired). The order is asked again later (its pending score moved to ARGV[5]), and
     after ARGV[6] such answers it leaves the pending index for the attention index: state A, "needs an
     operator" (npm run cli -- recharge-attention lists them; reconciliation shows them). It stays
-    creditable: a verified notification or a later query still credits it, once (recharge.lua).
+    creditable: a verified notification or a later query still credits it, once (recharge.lua), so it
+    stays among the card's open orders, marked "|A": its amount still counts against the day it was
+    made (here and in recharge.lua) until recharge.lua credits it (the amount moves to rsum in the same
+    step) or 'finish' closes it, but it takes none of the card's ARGV[12] open places.
     KEYS[1] orderKey  KEYS[2] pendingKey  KEYS[3] openKey  KEYS[4] attentionKey
     ARGV[1] 'requery'  ARGV[2] channel  ARGV[3] orderId  ARGV[4] nowMs  ARGV[5] nextScoreMs  ARGV[6] maxUnknown
     Answers: 7 asked again later   8 needs attention (now)   3 paid   1 not pending (closed, or in
@@ -107,8 +112,10 @@ if op == 'requery' then
   rcall('HSET', orderKey, 'ost', 'A', 'oatt', ARGV[4])
   rcall('ZREM', pendingKey, member)
   rcall('ZADD', attentionKey, ARGV[4], member)
-  -- No longer one of the card's open orders (they are capped): an operator owns it now.
-  rcall('HDEL', openKey, ARGV[3])
+  -- It can still be paid and credited (without a limit), so its amount stays held against its day until
+  -- it is credited or closed; marked '|A', it no longer takes one of the card's capped open places.
+  local held = rcall('HGET', openKey, ARGV[3])
+  if held and not string.find(held, '|A', 1, true) then rcall('HSET', openKey, ARGV[3], held .. '|A') end
   return ANSWER_NEEDS_ATTENTION
 end
 
@@ -167,12 +174,14 @@ if account[1] == false then return joinAnswer({ ANSWER_UNKNOWN_CARD, 0, 0, 0 }) 
 if account[2] == 'C' then return joinAnswer({ ANSWER_CARD_CANCELLED, 0, 0, 0 }) end
 
 local open = rcall('HGETALL', openKey)
-local openCount = #open / 2
+local openCount = 0
 local reservedTodayFen = 0
 if account[3] == dayKey then reservedTodayFen = tonumber(account[4]) or 0 end
 for i = 2, #open, 2 do
-  local amountText, day = string.match(open[i], '^(%d+)|(.*)$')
+  local amountText, day, attention = string.match(open[i], '^(%d+)|([^|]*)(.*)$')
   if day == dayKey then reservedTodayFen = reservedTodayFen + tonumber(amountText) end
+  -- An order needing an operator (A) holds its amount but not one of the card's open places.
+  if attention ~= '|A' then openCount = openCount + 1 end
 end
 local leftFen = -1
 if dailyLimitFen > 0 then

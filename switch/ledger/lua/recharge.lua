@@ -7,8 +7,9 @@
   KEYS[2] orderKey      {L:s}:order:<channel>:<orderId>   hash: fp fingerprint, ans answer, card
   KEYS[3] journalKey    {L:s}:journal
   KEYS[4] statementKey  {L:s}:stmt:<card>
-  KEYS[5] openKey       {L:s}:rchopen:<card>  the card's unpaid recharge orders (recharge-order.lua): their
-                        amounts made today count against the daily limit, and a credited order leaves it
+  KEYS[5] openKey       {L:s}:rchopen:<card>  the card's unpaid recharge orders (recharge-order.lua), those
+                        needing an operator too: their amounts made today count against the daily limit,
+                        and a credited order leaves it (its amount is in rsum from then on)
 
   ARGV[1] cardNo
   ARGV[2] channel          WECHAT | ALIPAY | COUNTER (journal party x:ch:<channel>)
@@ -112,7 +113,8 @@ local reservedTodayFen = rechargedTodayFen
 if dailyLimitFen > 0 then
   local open = rcall('HGETALL', openKey)
   for i = 1, #open, 2 do
-    local amountText, day = string.match(open[i + 1], '^(%d+)|(.*)$')
+    -- "<amountFen>|<dayKey>", "|A" after it for an order needing an operator (it counts all the same).
+    local amountText, day = string.match(open[i + 1], '^(%d+)|([^|]*)')
     if open[i] ~= orderId and day == dayKey then reservedTodayFen = reservedTodayFen + tonumber(amountText) end
   end
 end
