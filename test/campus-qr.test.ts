@@ -198,7 +198,7 @@ describe('a campus QR code at the POS', () => {
     await app.ledger.setStatus('7106', 'active');
     expect((await payWithQr(beforeFreeze, 100)).declineReason).toBe(DeclineReason.DECLINE_REASON_QR_INVALID);
     const beforeReplace = await qrOf(user, '7106');
-    await app.ledger.replaceCard('7106', 'CD007106');
+    await app.ledger.replaceCard('7106', 'RPL-7106', 'CD007106');
     expect((await payWithQr(beforeReplace, 100)).declineReason).toBe(DeclineReason.DECLINE_REASON_QR_INVALID);
     await app.redis.hset(app.keys.account('7106'), 'sync', '1');
     const beforeUnbind = await qrOf(user, '7106');

@@ -415,17 +415,17 @@ describe('loss, cancel loss, freeze, replace', () => {
     await newCard('1405', 'AA001405', 1_000);
     await call(kiosk, 'reportLoss', { cardholder: { card: { cardSerial: 'AA001404' } }, password: '' }, kioskMd);
     await expectStatus(
-      call(admin, 'replaceCard', { cardNumber: '1404', newCardSerial: 'AA001405' }, operatorMetadata()),
+      call(admin, 'replaceCard', { cardNumber: '1404', newCardSerial: 'AA001405', requestId: 'RPL-1404-AA001405' }, operatorMetadata()),
       Status.FAILED_PRECONDITION,
     );
     await expectStatus(
-      call(admin, 'replaceCard', { cardNumber: '1404', newCardSerial: 'xyz' }, operatorMetadata()),
+      call(admin, 'replaceCard', { cardNumber: '1404', newCardSerial: 'xyz', requestId: 'RPL-1404-xyz' }, operatorMetadata()),
       Status.INVALID_ARGUMENT,
     );
     const replaced = await call<object, { oldCardSerial: string; card: { status: CardStatus; balanceFen: number; synced: boolean } }>(
       admin,
       'replaceCard',
-      { cardNumber: '1404', newCardSerial: 'BB001404' },
+      { cardNumber: '1404', newCardSerial: 'BB001404', requestId: 'RPL-1404-BB001404' },
       operatorMetadata(),
     );
     expect(replaced.oldCardSerial).toBe('AA001404');
@@ -443,7 +443,7 @@ describe('loss, cancel loss, freeze, replace', () => {
       call<object, { oldCardSerial: string; card: { status: CardStatus; synced: boolean } }>(
         admin,
         'replaceCard',
-        { cardNumber: '1406', newCardSerial: 'BB001406' },
+        { cardNumber: '1406', newCardSerial: 'BB001406', requestId: 'RPL-1406-BB001406' },
         operatorMetadata(),
       );
     expect((await replace()).oldCardSerial).toBe('AA001406');
@@ -463,7 +463,7 @@ describe('loss, cancel loss, freeze, replace', () => {
     await newCard('1407', 'AA001407', 1_000);
     const own = await app.redis.hmget(app.keys.account('1407'), 'ser', 'sync', 'eq');
     await expectStatus(
-      call(admin, 'replaceCard', { cardNumber: '1407', newCardSerial: 'AA001407' }, operatorMetadata()),
+      call(admin, 'replaceCard', { cardNumber: '1407', newCardSerial: 'AA001407', requestId: 'RPL-1407-AA001407' }, operatorMetadata()),
       Status.FAILED_PRECONDITION,
     );
     expect(await app.redis.hmget(app.keys.account('1407'), 'ser', 'sync', 'eq')).toEqual(own);
@@ -529,7 +529,7 @@ describe('loss, cancel loss, freeze, replace', () => {
     await newCard('1424', 'AA001424', 50_000);
     await call(kiosk, 'reportLoss', { cardholder: { card: { cardSerial: 'AA001424' } }, password: '' }, kioskMd);
     await setFrozen('1424', true);
-    await call(admin, 'replaceCard', { cardNumber: '1424', newCardSerial: 'BB001424' }, operatorMetadata());
+    await call(admin, 'replaceCard', { cardNumber: '1424', newCardSerial: 'BB001424', requestId: 'RPL-1424-BB001424' }, operatorMetadata());
     expect(await app.redis.hmget(app.keys.account('1424'), 'st', 'fst')).toEqual(['F', 'A']);
     expect(await setFrozen('1424', false)).toBe(CardStatus.CARD_STATUS_ACTIVE);
     expect((await pay('BB001424', 100)).outcome).toBe(Outcome.OUTCOME_APPROVED);

@@ -254,7 +254,7 @@ const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args:
     { keys: 4, args: ['requery', 'WECHAT', 'R00ab', NOW, NOW + 5000, 10] },
   ],
   refund: [{ keys: 6, args: ['C1', 100, 'ref|C1|100|T1:1', 'T1', 7, 'm:M1', NOW, 3600, 'T1:1', 'chan', 3600] }],
-  'replace-card': [{ keys: 1, args: ['S2'] }],
+  'replace-card': [{ keys: 2, args: ['R1', 'S2'] }],
   reverse: [{ keys: 5, args: ['C1', 100, 'rev|C1|100', 'T1', 1, NOW, 3600, DAY, NOW - 3600_000, 'chan', 3600] }],
   'set-limits': [{ keys: 1, args: [100, -1, 0] }],
   'set-status': [{ keys: 2, args: ['L', 'AL', 'C1', NOW, 'chan', 3600] }],

@@ -568,7 +568,7 @@ describe('card refusals', () => {
     const f = await start('wreplaced');
     await openWallet(f);
     const newSerial = 'EF56AB7890';
-    await f.app.ledger.replaceCard(CARD_NO, newSerial);
+    await f.app.ledger.replaceCard(CARD_NO, 'RPL-1', newSerial);
     await f.app.redis.set(f.app.keys.serial(newSerial), CARD_NO);
     const before = await moneyState(f.app);
 

@@ -2,10 +2,11 @@
 // freeze it, set its own limits, import cardholders and terminals. Each action is written to the
 // operator log by the function that performs it, with the operator's name.
 import type { SwitchContext } from '../context.js';
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
 import { importCardholders, importTerminals, parseCardholdersCsv, parseTerminalsCsv, type RowError } from '../data/import.js';
-import { cardExists, claimCardSerial } from '../ledger/cards.js';
+import { cardExists, claimCardSerial, recordedReplacementSerial } from '../ledger/cards.js';
 import type { CardStatusCode } from '../ledger/ledger.js';
+import { EXTERNAL_ID_PATTERN } from '../ledger/money.js';
 import { appendOperatorLog } from '../ledger/oplog.js';
 import { cardView, type CardView } from './card-view.js';
 import { validateNewTerminal, type NewTerminal } from './terminals.js';
@@ -38,14 +39,33 @@ export interface CardReplacement {
 /**
  * Moves the account (balance, password, limits) to a new card serial; the old card is dead. The serial
  * is claimed in the directory first, so a serial already on another card is refused and never moved.
- * `newSerial` is a checked serial in upper case.
+ * `newSerial` is a checked serial in upper case. Idempotent by (card, `requestId`): a retry of the
+ * request, at any later time (after a later replacement of the card too), answers its first answer and
+ * changes nothing; the same id with another new serial is refused and changes nothing.
  */
-export async function replaceCard(ctx: SwitchContext, operator: string, cardNo: string, newSerial: string): Promise<CardReplacement> {
+export async function replaceCard(
+  ctx: SwitchContext,
+  operator: string,
+  cardNo: string,
+  requestId: string,
+  newSerial: string,
+): Promise<CardReplacement> {
+  if (!EXTERNAL_ID_PATTERN.test(requestId)) {
+    throw new InvalidArgumentError(
+      `request_id must be 4-64 of A-Z a-z 0-9 _ -, chosen once per replacement and sent again with every retry of it, ` +
+        `got "${requestId.slice(0, 70)}" (补卡请求编号须为4-64位字母、数字、_或-，每次补卡生成一个，重试时沿用)`,
+      { reason: 'INVALID_REQUEST_ID', zh: '补卡请求编号须为4-64位字母、数字、_或-', field: 'request_id' },
+    );
+  }
   if (!(await cardExists(ctx, cardNo))) throw new NotFoundError(`card ${cardNo} does not exist`);
+  // A reused id is refused before the serial is claimed, so the refusal leaves no claim behind.
+  const recorded = await recordedReplacementSerial(ctx, cardNo, requestId);
+  if (recorded !== undefined && recorded !== newSerial) throw replacementIdReused(cardNo, requestId, recorded);
   if (!(await claimCardSerial(ctx, newSerial, cardNo)))
     throw new FailedPreconditionError(`card serial ${newSerial} already belongs to another card`);
-  const replaced = await ctx.ledger.replaceCard(cardNo, newSerial);
+  const replaced = await ctx.ledger.replaceCard(cardNo, requestId, newSerial);
   if (replaced.code === 'unknown_card') throw new NotFoundError(`card ${cardNo} does not exist`);
+  if (replaced.code === 'key_reused') throw replacementIdReused(cardNo, requestId, undefined);
   if (replaced.code === 'serial_current')
     throw new FailedPreconditionError(`card ${cardNo} already has serial ${newSerial}; a replacement needs the new card's serial`);
   // A retry (the first answer lost to a timeout) changed nothing and is not logged again.
@@ -53,6 +73,19 @@ export async function replaceCard(ctx: SwitchContext, operator: string, cardNo: 
     await appendOperatorLog(ctx, 'replace-card', operator, { card: cardNo, old: replaced.oldSerial, new: newSerial });
   }
   return { card: await cardView(ctx, cardNo, ''), oldSerial: replaced.oldSerial };
+}
+
+function replacementIdReused(cardNo: string, requestId: string, recordedSerial: string | undefined): AlreadyExistsError {
+  const was = recordedSerial === undefined ? 'another new card serial' : `new card serial ${recordedSerial}`;
+  return new AlreadyExistsError(
+    `request_id ${requestId} was already used to replace card ${cardNo} with ${was}; nothing was changed. ` +
+      `To replace the card again use a new request_id (补卡请求编号 ${requestId} 已用于本卡的另一次补卡，未做任何更改；再次补卡请使用新的请求编号)`,
+    {
+      reason: 'REQUEST_ID_REUSED',
+      zh: `补卡请求编号 ${requestId} 已用于本卡的另一次补卡，再次补卡请使用新的请求编号`,
+      field: 'request_id',
+    },
+  );
 }
 
 /**

@@ -133,7 +133,7 @@ export function replaceCardHandler(ctx: SwitchContext): handleUnaryCall<ReplaceC
   return unary(ctx, 'ReplaceCard', async (req: ReplaceCardRequest, call) => {
     const cardNo = checkCardNumber(req.cardNumber);
     if (!CARD_SERIAL_PATTERN.test(req.newCardSerial)) throw new InvalidArgumentError('new_card_serial must be 8 to 20 hex digits');
-    const replaced = await replaceCard(ctx, callingOperator(call), cardNo, req.newCardSerial.toUpperCase());
+    const replaced = await replaceCard(ctx, callingOperator(call), cardNo, req.requestId, req.newCardSerial.toUpperCase());
     return { card: cardSummaryToProto(replaced.card), oldCardSerial: replaced.oldSerial };
   });
 }

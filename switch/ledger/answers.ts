@@ -64,6 +64,7 @@ export const OPEN_ACCOUNT_ANSWERS = { 1: 'opened', 0: 'already_exists' } as cons
 export const SET_STATUS_ANSWERS = { 0: 'unknown_card' } as const;
 /** replace-card.lua answers {code, oldSerial}. */
 export const REPLACE_CARD_ANSWERS = { 0: 'unknown_card', 1: 'replaced', 2: 'replayed', 3: 'serial_current' } as const;
+export const REPLACE_CARD_REFUSALS = KEY_REUSED;
 export const SET_LIMITS_ANSWERS = { 1: 'set', 0: 'unknown_card' } as const;
 export const ECARD_WATCH_ANSWERS = { 1: 'watched', 0: 'unknown_card' } as const;
 export const FOLD_LIMITS_ANSWERS = { 1: 'folded', 0: 'nothing_to_fold' } as const;
@@ -235,7 +236,7 @@ export const SCRIPT_ANSWERS = {
     refusals: RECHARGE_ORDER_REFUSALS,
   },
   refund: { answers: [REFUND_ANSWERS], refusals: REFUND_REFUSALS },
-  'replace-card': { answers: [REPLACE_CARD_ANSWERS], refusals: {} },
+  'replace-card': { answers: [REPLACE_CARD_ANSWERS], refusals: REPLACE_CARD_REFUSALS },
   reverse: { answers: [REVERSE_ANSWERS], refusals: REVERSE_REFUSALS },
   'set-limits': { answers: [SET_LIMITS_ANSWERS], refusals: {} },
   'set-status': { answers: [SET_STATUS_ANSWERS], refusals: {} },

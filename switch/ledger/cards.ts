@@ -1,7 +1,8 @@
 // A card's records outside the money scripts: whether its account exists, the account fields the card
 // office and the kiosk read (serial, person number, name, initial-password flag), the serial directory
-// claim of a card replacement, and one journal entry of the card (a statement line's parties). Reads
-// and directory writes only: every change of money or card status is a Lua script (ledger.ts).
+// claim of a card replacement and the serial a replacement request recorded, and one journal entry of
+// the card (a statement line's parties). Reads and directory writes only: every change of money or card
+// status is a Lua script (ledger.ts).
 import type { LedgerAccess } from './access.js';
 import { parseJournalEntry, type JournalEntry, type RawStreamEntry } from './journal.js';
 
@@ -46,6 +47,16 @@ export async function claimCardSerial(ledger: LedgerAccess, serial: string, card
   const key = ledger.keys.serial(serial);
   if ((await ledger.scripts.client.set(key, cardNo, 'NX')) !== null) return true;
   return (await ledger.scripts.client.get(key)) === cardNo;
+}
+
+/**
+ * The new serial the card office's replacement request `requestId` of this card asked for, as
+ * replace-card.lua recorded it, or undefined when the card has no such request. A read only: the
+ * domain refuses a reused request id with it before claiming a serial (replace-card.lua decides).
+ */
+export async function recordedReplacementSerial(ledger: LedgerAccess, cardNo: string, requestId: string): Promise<string | undefined> {
+  const record = await ledger.scripts.client.hget(ledger.keys.cardReplacements(cardNo), requestId);
+  return record === null ? undefined : record.slice(0, Math.max(0, record.indexOf('|')));
 }
 
 /**

@@ -135,6 +135,14 @@ export class Keys {
     return `${this.tag(this.shardOf(cardNo))}:rchopen:${cardNo}`;
   }
 
+  /**
+   * The card office's replacement requests of one card (replace-card.lua): hash requestId ->
+   * "<newSerial>|<code>|<oldSerial>", kept as long as the account so a retry is answered at any time.
+   */
+  cardReplacements(cardNo: string): string {
+    return `${this.tag(this.shardOf(cardNo))}:rpl:${cardNo}`;
+  }
+
   /** One operator adjustment's record, in the card's shard. */
   adjustment(cardNo: string, adjustmentId: string): string {
     return `${this.tag(this.shardOf(cardNo))}:adj:${adjustmentId}`;

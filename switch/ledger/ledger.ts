@@ -11,6 +11,7 @@ import {
   numericReply,
   OPEN_ACCOUNT_ANSWERS,
   REPLACE_CARD_ANSWERS,
+  REPLACE_CARD_REFUSALS,
   REVERSE_ANSWERS,
   REVERSE_REFUSALS,
   SET_LIMITS_ANSWERS,
@@ -86,12 +87,17 @@ export interface SetStatusResult {
   readonly remembered: CardStatusCode | undefined;
 }
 
-/** replace-card.lua's answer: the serial replaced, first time ('replaced') or again for a retry ('replayed'). */
+/**
+ * replace-card.lua's answer: the serial replaced, first time ('replaced') or again for a retry of the
+ * request id or a second request for the serial the card already has ('replayed').
+ */
 export type CardReplaceAnswer =
   | { readonly code: 'replaced' | 'replayed'; readonly oldSerial: string }
   | { readonly code: 'unknown_card' }
-  /** The card's serial already is the new one, and no replacement made it so (nothing written). */
-  | { readonly code: 'serial_current' };
+  /** The card's serial already is the new one, and no replacement made it so (nothing written but the request's record). */
+  | { readonly code: 'serial_current' }
+  /** The request id was used before for this card with another new serial (nothing written). */
+  | { readonly code: 'key_reused' };
 const STATUS_FROM_LEDGER: Record<string, CardStatusCode> = { A: 'active', L: 'lost', F: 'frozen', C: 'cancelled' };
 const STATUS_TO_LEDGER: Record<CardStatusCode, string> = { active: 'A', lost: 'L', frozen: 'F', cancelled: 'C' };
 
@@ -428,8 +434,17 @@ export class Ledger {
    * A retry (the card's serial already is newSerial, made so by a replacement) answers 'replayed' with
    * that replacement's old serial and changes nothing.
    */
-  async replaceCard(cardNo: string, newSerial: string): Promise<CardReplaceAnswer> {
-    const reply = await this.scripts.run('replace-card', [this.keys.account(cardNo)], [newSerial]);
+  /**
+   * Moves the account to `newSerial`, once per (card, request id): a retry of the request id answers
+   * its first answer at any later time and changes nothing. See replace-card.lua.
+   */
+  async replaceCard(cardNo: string, requestId: string, newSerial: string): Promise<CardReplaceAnswer> {
+    const reply = await this.scripts.run(
+      'replace-card',
+      [this.keys.account(cardNo), this.keys.cardReplacements(cardNo)],
+      [requestId, newSerial],
+    );
+    if (typeof reply === 'number') return { code: decodeAnswer('replace-card', REPLACE_CARD_REFUSALS, reply) };
     if (!Array.isArray(reply) || reply.length !== 2) throw new LedgerInvariantError(`replace-card.lua answered ${JSON.stringify(reply)}`);
     const code = decodeAnswer('replace-card', REPLACE_CARD_ANSWERS, numericReply('replace-card', reply[0]));
     const oldSerial = String(reply[1] ?? '');

@@ -298,7 +298,7 @@ export const ARGV_RULES = {
       ...EVENT_ARGS,
     ],
   },
-  'replace-card': { args: [id('newSerial')] },
+  'replace-card': { args: [id('requestId'), id('newSerial')] },
   reverse: {
     args: [
       id('cardNo'),

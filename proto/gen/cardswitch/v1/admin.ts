@@ -84,10 +84,23 @@ export interface ReplaceCardRequest {
   cardNumber: string;
   /** The serial of the new physical card (8-20 hex digits), not used by any other card. */
   newCardSerial: string;
+  /**
+   * The card office's id of this replacement (4-64 of A-Z a-z 0-9 _ -), required: chosen once when the
+   * replacement is started and sent again with every retry of it. A retry, at any later time, answers
+   * the first answer (the same old_card_serial; "already has this serial" again as that refusal) and changes nothing.
+   * The same id for this card with another new_card_serial is refused with ALREADY_EXISTS (trailer
+   * error-reason REQUEST_ID_REUSED) and changes nothing. Ids are per card: the same id on another card
+   * is another request.
+   */
+  requestId: string;
 }
 
 export interface ReplaceCardResponse {
-  card: CardSummary | undefined;
+  /** The card as it is now (for a retry: now, not at the first answer; e.g. synced once the new card was tapped). */
+  card:
+    | CardSummary
+    | undefined;
+  /** The serial this request replaced (for a retry: the same as the first answer). */
   oldCardSerial: string;
 }
 
@@ -958,7 +971,7 @@ export const SetTerminalEnabledResponse: MessageFns<SetTerminalEnabledResponse> 
 };
 
 function createBaseReplaceCardRequest(): ReplaceCardRequest {
-  return { cardNumber: "", newCardSerial: "" };
+  return { cardNumber: "", newCardSerial: "", requestId: "" };
 }
 
 export const ReplaceCardRequest: MessageFns<ReplaceCardRequest> = {
@@ -968,6 +981,9 @@ export const ReplaceCardRequest: MessageFns<ReplaceCardRequest> = {
     }
     if (message.newCardSerial !== "") {
       writer.uint32(18).string(message.newCardSerial);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(26).string(message.requestId);
     }
     return writer;
   },
@@ -1001,6 +1017,14 @@ export const ReplaceCardRequest: MessageFns<ReplaceCardRequest> = {
             message.newCardSerial = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1025,6 +1049,11 @@ export const ReplaceCardRequest: MessageFns<ReplaceCardRequest> = {
         : isSet(object.new_card_serial)
         ? globalThis.String(object.new_card_serial)
         : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
     };
   },
 
@@ -1036,6 +1065,9 @@ export const ReplaceCardRequest: MessageFns<ReplaceCardRequest> = {
     if (message.newCardSerial !== "") {
       obj.newCardSerial = message.newCardSerial;
     }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
     return obj;
   },
 
@@ -1046,6 +1078,7 @@ export const ReplaceCardRequest: MessageFns<ReplaceCardRequest> = {
     const message = createBaseReplaceCardRequest();
     message.cardNumber = object.cardNumber ?? "";
     message.newCardSerial = object.newCardSerial ?? "";
+    message.requestId = object.requestId ?? "";
     return message;
   },
 };
@@ -3184,8 +3217,9 @@ export const AdminServiceService = {
     responseDeserialize: (value: Buffer): SetTerminalEnabledResponse => SetTerminalEnabledResponse.decode(value),
   },
   /**
-   * A new card serial takes over the account and its balance; the old serial is dead. A retry with the
-   * same new serial (after a timeout) answers the first replacement's old serial and changes nothing.
+   * A new card serial takes over the account and its balance; the old serial is dead. Idempotent on
+   * (card_number, request_id): a retry with the same request id, at any later time (also after a later
+   * replacement of the card), answers the first answer again and changes nothing.
    */
   replaceCard: {
     path: "/cardswitch.v1.AdminService/ReplaceCard" as const,
@@ -3293,8 +3327,9 @@ export interface AdminServiceServer extends UntypedServiceImplementation {
   registerTerminal: handleUnaryCall<RegisterTerminalRequest, RegisterTerminalResponse>;
   setTerminalEnabled: handleUnaryCall<SetTerminalEnabledRequest, SetTerminalEnabledResponse>;
   /**
-   * A new card serial takes over the account and its balance; the old serial is dead. A retry with the
-   * same new serial (after a timeout) answers the first replacement's old serial and changes nothing.
+   * A new card serial takes over the account and its balance; the old serial is dead. Idempotent on
+   * (card_number, request_id): a retry with the same request id, at any later time (also after a later
+   * replacement of the card), answers the first answer again and changes nothing.
    */
   replaceCard: handleUnaryCall<ReplaceCardRequest, ReplaceCardResponse>;
   /** Freeze a card (from active or lost) or lift the freeze, back to the status the freeze came from. */
@@ -3379,8 +3414,9 @@ export interface AdminServiceClient extends Client {
     callback: (error: ServiceError | null, response: SetTerminalEnabledResponse) => void,
   ): ClientUnaryCall;
   /**
-   * A new card serial takes over the account and its balance; the old serial is dead. A retry with the
-   * same new serial (after a timeout) answers the first replacement's old serial and changes nothing.
+   * A new card serial takes over the account and its balance; the old serial is dead. Idempotent on
+   * (card_number, request_id): a retry with the same request id, at any later time (also after a later
+   * replacement of the card), answers the first answer again and changes nothing.
    */
   replaceCard(
     request: ReplaceCardRequest,
