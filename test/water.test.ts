@@ -555,13 +555,40 @@ describe('card refusals', () => {
       smallWalletAfterFen: 600,
       transactionId: '',
     });
+    // The settlement POS shows the amount spent from the wallet and still owed (4.00), not 0: nothing is charged.
     expect(settled.res).toMatchObject({
       outcome: Outcome.OUTCOME_DECLINED,
       declineReason: reason,
       movedToWalletFen: 0,
+      spentFen: 400,
+      smallWalletAfterFen: 600,
       balanceAfterFen: OPENING_FEN - WALLET_FEN,
     });
+    expect(settled.res.displayText).toContain('小钱包消费4.00元未结算');
     expect(await moneyState(f.app)).toEqual(before);
+    // A retry answers the same bytes; once the card is active again the same 4.00 is charged.
+    expect((await settle(f, settleRequest(2))).bytes).toEqual(settled.bytes);
+    await f.app.ledger.setStatus(CARD_NO, 'active');
+    expect((await settle(f, settleRequest(3))).res).toMatchObject({
+      outcome: Outcome.OUTCOME_APPROVED,
+      spentFen: 400,
+      movedToWalletFen: 400,
+    });
+  });
+
+  it('a lost card whose wallet was never opened is declined with nothing spent', async () => {
+    const f = await start('wlostnew');
+    await f.app.ledger.setStatus(CARD_NO, 'lost');
+    const settled = await settle(f, settleRequest(1));
+    expect(settled.res).toMatchObject({
+      outcome: Outcome.OUTCOME_DECLINED,
+      declineReason: DeclineReason.DECLINE_REASON_CARD_LOST,
+      spentFen: 0,
+      movedToWalletFen: 0,
+      smallWalletAfterFen: 0,
+      opened: false,
+      displayText: '此卡已挂失',
+    });
   });
 
   it("a replaced card's old serial is declined CARD_REPLACED on both RPCs; the new card works", async () => {

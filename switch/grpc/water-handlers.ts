@@ -110,6 +110,12 @@ function settleText(r: SettleResult): string {
     case 'insufficient_funds':
       if (r.spentFen === 0) return `余额不足${formatYuan(SMALL_WALLET_CAP_FEN)}元 无法开通小钱包`;
       return `余额不足 本次消费${formatYuan(r.spentFen)}元 未能结算 请充值`;
+    case 'card_lost':
+    case 'card_frozen':
+    case 'card_cancelled':
+      // Nothing is charged; the cashier sees what stays owed from the wallet, not a made-up 0.
+      if (r.spentFen > 0) return `${CARD_DECLINES[r.code].text} 小钱包消费${formatYuan(r.spentFen)}元未结算`;
+      return CARD_DECLINES[r.code].text;
     default:
       return CARD_DECLINES[r.code].text;
   }

@@ -33,7 +33,8 @@
     "<code>|<balanceAfterFen>|<walletAfterFen>|<spentFen>|<movedFen>|<opened 0/1>|<txnId>|<decidedAtMs>":
     code  1 approved (opened, refilled fully or partly, or nothing to settle)
           2 insufficient funds (opening: balance < the opening amount; later: balance 0 and spent > 0)
-          3 lost   4 frozen   9 cancelled
+          3 lost   4 frozen   9 cancelled (balance, wallet and spent as they are: spent is what was spent from
+            an opened wallet and is still owed, moved 0)
           5 unknown account (all amounts 0)   6 card replaced (all amounts 0: an old card learns nothing)
     Every code but 1 changed no money; all are recorded under the request key, so a retry replays them.
   Or a number:
@@ -108,13 +109,18 @@ end
 -- A tap on any terminal completes the card sync (e-card activation), even when the settlement is declined.
 if account[5] ~= '1' then rcall('HSET', accountKey, 'sync', '1') end
 
-local status = account[3]
-if status == 'L' then return decide(ANSWER_CARD_LOST, balanceFen, walletFen, 0, 0, 0, '') end
-if status == 'F' then return decide(ANSWER_CARD_FROZEN, balanceFen, walletFen, 0, 0, 0, '') end
-if status == 'C' then return decide(ANSWER_CARD_CANCELLED, balanceFen, walletFen, 0, 0, 0, '') end
-
 local opening = account[6] ~= '1'
 local missingFen = walletCapFen - walletFen
+
+-- A lost, frozen or cancelled card is declined, charging nothing; the POS still shows what was spent from
+-- the wallet and stays owed (nothing before the wallet was opened), not 0.
+local owedFen = missingFen
+if opening then owedFen = 0 end
+local status = account[3]
+if status == 'L' then return decide(ANSWER_CARD_LOST, balanceFen, walletFen, owedFen, 0, 0, '') end
+if status == 'F' then return decide(ANSWER_CARD_FROZEN, balanceFen, walletFen, owedFen, 0, 0, '') end
+if status == 'C' then return decide(ANSWER_CARD_CANCELLED, balanceFen, walletFen, owedFen, 0, 0, '') end
+
 local kind, spentFen, movedFen
 if opening then
   if balanceFen < missingFen then return decide(ANSWER_INSUFFICIENT_FUNDS, balanceFen, walletFen, 0, 0, 0, '') end

@@ -255,7 +255,13 @@ export interface SettleResponse {
   displayText: string;
   /** The account balance after settlement (what the settlement POS shows). */
   balanceAfterFen: number;
-  /** Spent from the small wallet since the previous settlement (charged to the account now). */
+  /**
+   * Spent from the small wallet since the previous settlement and not charged before this swipe: what the
+   * settlement POS shows as the amount spent. Approved: charged now (moved_to_wallet_fen of it; less than
+   * spent_fen when the balance ran out, the rest is charged by the next settlement). Declined for
+   * insufficient funds or a lost, frozen or cancelled card: nothing is charged and spent_fen is still owed.
+   * 0 on the opening swipe, and for an unknown card or a replaced card's old serial (it learns nothing).
+   */
   spentFen: number;
   /** Moved from the account into the small wallet by this swipe. */
   movedToWalletFen: number;
