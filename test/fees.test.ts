@@ -549,6 +549,11 @@ describe('the recovery sweep when the provider stays silent about many requests'
     expect(await sweep()).toMatchObject({ stillPending: 0, needsAttention: 0 });
     expect((await feesNeedingAttention(hol.context, { maxPerShard: 1000 })).fees).toEqual([]);
     expect(await feeAttentionCli([])).toMatchObject({ code: 0, out: 'no fee payment needs attention' });
+    // Fees go to their provider, not to a payment channel: the list takes no --channel (usage, exit 2).
+    expect(await feeAttentionCli(['--channel', 'wechat'])).toMatchObject({
+      code: 2,
+      err: expect.stringContaining('usage: cardswitch fee-attention') as unknown,
+    });
 
     // The third look reaches the bound (3 here): each needs an operator now, and waits four times as long.
     clock.advance(2 * BASE_MS);
@@ -565,6 +570,7 @@ describe('the recovery sweep when the provider stays silent about many requests'
       kind: 'network',
       amountFen: 100,
       debitedAtMs: START_MS + 6,
+      debitEntryId: await hol.redis.hget(hol.keys.request(CARD, KIOSK_TERMINAL.id, 7), 'dtx'),
       sinceMs: clock.nowMs,
       unknownLooks: 3,
       nextLookMs: clock.nowMs + 4 * BASE_MS,

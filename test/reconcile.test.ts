@@ -4,18 +4,24 @@
 // (simulator bill-line controls) or in the ledger (a credit the channel never saw) is listed with the
 // order, both amounts and the card (exit 1), for WeChat Pay's text bill and Alipay's zipped GBK statement.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { SwitchApp } from '../switch/app.js';
+import { startSwitch, type SwitchApp } from '../switch/app.js';
 import { startChannelSimulators, type ChannelSimulators } from '../switch/channels/index.js';
 import { runReconcileCommand } from '../switch/cli/reconcile.js';
+import { recoverPendingFees } from '../switch/domain/fees.js';
 import { reconcileChannelDay, type ReconcileContext } from '../switch/domain/reconcile.js';
 import { rechargeCard } from '../switch/domain/recharge.js';
+import { providerOrderId } from '../switch/fees/index.js';
+import { FeeProviderSimulator } from '../switch/fees/simulator.js';
 import type { RechargeChannelCode } from '../switch/ledger/money.js';
 import { createLogger } from '../switch/log.js';
 import { testRedisUrl } from './helpers/redis.js';
-import { openCard, startTestSwitch } from './helpers/switch.js';
+import { openCard, testConfig } from './helpers/switch.js';
 
 const CARD = '20260001';
 const OTHER_CARD = '20260002';
+/** Pays utility fees at a kiosk (its balance: 100 yuan). */
+const FEE_CARD = '20260003';
+const FEE_KIOSK = 'KIOSK-R1';
 /** The statement day: today in Beijing (the simulators stamp bill lines with the real clock). */
 const today = (): string => new Date(Date.now() + 8 * 3600_000).toISOString().slice(0, 10);
 const signal = (): AbortSignal => AbortSignal.timeout(20_000);
@@ -25,14 +31,20 @@ let sims: ChannelSimulators;
 let ctx: ReconcileContext;
 let seq = 0;
 const orderId = (label: string): string => `${label}${Date.now().toString(36)}${(seq += 1)}`;
+/** The utility-fee provider: it delivers, unless a test makes it silent. */
+let feeProvider: FeeProviderSimulator;
 
 beforeEach(async () => {
-  app = await startTestSwitch('reconcile');
+  feeProvider = new FeeProviderSimulator();
+  // The switch's own fee sweep stays out of the way (once an hour): a test runs it itself.
+  const config = testConfig('reconcile', { FEE_PROVIDER_TIMEOUT_MS: '20', FEE_RECOVERY_INTERVAL_MS: '3600000' });
+  app = await startSwitch(config, createLogger(config.logLevel), Date.now, { feeProvider });
   // WeChat Pay wants a notify_url on every order; nothing listens there (the test pays without notifying).
   sims = await startChannelSimulators({ log: createLogger('silent'), notifyBaseUrl: 'http://127.0.0.1:9', latencyMs: 0 });
   ctx = { keys: app.context.keys, scripts: app.context.scripts, channels: sims.channels };
   await openCard(app, CARD, 'SER-R1', 0);
   await openCard(app, OTHER_CARD, 'SER-R2', 0);
+  await openCard(app, FEE_CARD, 'SER-R3', 10_000);
 });
 
 afterEach(async () => {
@@ -64,6 +76,30 @@ async function paidRecharge(channel: 'alipay' | 'wechat', cardNo: string, amount
   else await sims.wechat.payOrder(outTradeNo, { notify: false });
   await credit(channel, cardNo, outTradeNo, amountFen);
   return outTradeNo;
+}
+
+/**
+ * A network fee paid from FEE_CARD at a kiosk whose provider never answers (pay and cancel time out): its
+ * money stays taken and, the recovery sweep having looked `looks` times (the bound here: 1), it needs an
+ * operator when `looks` is 1, or is only pending when 0. Answers its provider order id.
+ */
+async function silentFee(sequence: number, amountFen: number, looks: 0 | 1): Promise<string> {
+  feeProvider.payMode = 'hang';
+  feeProvider.cancelMode = 'hang';
+  const ref = {
+    cardNo: FEE_CARD,
+    terminalId: FEE_KIOSK,
+    sequence,
+    amountFen,
+    kind: 'network' as const,
+    targetJson: JSON.stringify({ kind: 'network', account: 'zhang.san@campus' }),
+  };
+  expect((await app.context.money.feeDebit(ref)).code).toBe('pending');
+  if (looks === 1) {
+    const swept = await recoverPendingFees(app.context, { olderThanMs: 0, maxPerShard: 100, maxUnknownLooks: 1 });
+    expect(swept).toMatchObject({ needsAttention: 1, failed: 0, broken: 0 });
+  }
+  return providerOrderId(FEE_KIOSK, sequence);
 }
 
 /** Alipay serves a day's statement once the day ended, or once the simulator is told to publish it. */
@@ -142,6 +178,34 @@ it('refuses an unknown channel, a channel not configured and a date that is not 
   await expect(reconcileChannelDay(ctx, 'wechat', '2026-02-30', { signal: signal() })).rejects.toThrow(/not a calendar date/);
 });
 
+describe.each(['wechat', 'alipay'] as const)('%s: utility fees needing an operator', (channel) => {
+  it("lists each fee payment of the day that needs an operator, with its amount and card, on the channel's reconciliation", async () => {
+    const paid = await paidRecharge(channel, CARD, 5000);
+    const attention = await silentFee(1, 1234, 1);
+    const stillPending = await silentFee(2, 500, 0);
+    publish(channel);
+    const report = await reconcileChannelDay(ctx, channel, today(), { signal: signal() });
+    expect(report.matchedOrders).toBe(1);
+    // The fee is not on any channel's statement: only the one that needs an operator is listed (the
+    // pending one is still the sweep's), as what the ledger took from the card.
+    expect(report.differences).toEqual([
+      expect.objectContaining({
+        kind: 'fee_needs_attention',
+        outTradeNo: attention,
+        channelTxnIds: [],
+        channelNetFen: undefined,
+        ledgerNetFen: 1234,
+        cardNo: FEE_CARD,
+      }),
+    ]);
+    const [fee] = report.differences;
+    expect(fee?.ledgerEntryIds).toHaveLength(1);
+    expect(fee?.message).toContain('12.34 yuan');
+    expect(fee?.message).toContain('fee-attention');
+    expect([paid, stillPending]).not.toContain(fee?.outTradeNo);
+  });
+});
+
 describe('the CLI (npm run cli -- reconcile)', () => {
   function cliEnv(): Record<string, string> {
     const sim = sims.alipay;
@@ -186,6 +250,26 @@ describe('the CLI (npm run cli -- reconcile)', () => {
     expect(dirty.err).toMatch(new RegExp(`missing_in_ledger\\s+order ${ghost}\\s+channel 43\\.21 / ledger -`));
     expect(dirty.err).toMatch(new RegExp(`amount_differs\\s+order ${paid}\\s+channel 14\\.00 / ledger 15\\.00 yuan .*card ${CARD}`));
     expect(dirty.err).toContain('NOT RECONCILED: 2 difference(s)');
+  });
+
+  it('counts the fee payments that need an operator and lists each with its order id and amount (exit 1)', async () => {
+    await paidRecharge('alipay', CARD, 1500);
+    const first = await silentFee(11, 1000, 1);
+    const second = await silentFee(12, 2550, 1);
+    publish('alipay');
+    const listed = await runCli(['--channel', 'alipay', '--date', today()]);
+    expect(listed.code).toBe(1);
+    expect(listed.err).toMatch(new RegExp(`fee_needs_attention\\s+order ${first}\\s+channel - / ledger 10\\.00 yuan .*card ${FEE_CARD}`));
+    expect(listed.err).toMatch(new RegExp(`fee_needs_attention\\s+order ${second}\\s+channel - / ledger 25\\.50 yuan .*card ${FEE_CARD}`));
+    expect(listed.err).toContain('2 fee payment(s) need an operator');
+    expect(listed.err).toContain('NOT RECONCILED: 2 difference(s)');
+    const json = await runCli(['--channel', 'alipay', '--date', today(), '--json']);
+    expect(json.code).toBe(1);
+    const report = JSON.parse(json.out) as { differences: { kind: string; outTradeNo: string; ledgerNetFen: number }[] };
+    expect(report.differences.map((d) => [d.kind, d.outTradeNo, d.ledgerNetFen])).toEqual([
+      ['fee_needs_attention', first, 1000],
+      ['fee_needs_attention', second, 2550],
+    ]);
   });
 
   it('exits 2 with a clear message for usage errors and a channel that is not configured', async () => {

@@ -1,4 +1,5 @@
-// What every read-only operator command (audit, reconcile, recharge-attention, refund-attention) does
+// What every read-only operator command (audit, reconcile, recharge-attention, refund-attention,
+// fee-attention) does
 // around its own work: configuration without the switch's secrets, one ledger connection that fails
 // fast and says where it tried, the ledger's own shard count, and one mapping of problems to exit codes
 // (2: usage, configuration or environment; the command's own result decides 0 or 1).
@@ -113,11 +114,22 @@ export async function runCli(
   }
 }
 
-/** One of the "needs an operator" lists (recharge-attention, refund-attention): what differs between them. */
+/** What a list found, and a warning for the operator when it may be incomplete. */
+export interface AttentionFound<T> {
+  readonly items: readonly T[];
+  readonly warning: string | undefined;
+}
+
+/** One of the "needs an operator" lists (recharge-, refund-, fee-attention): what differs between them. */
 export interface AttentionList<T> {
   readonly command: string;
   readonly usage: string;
-  find(ledger: { readonly keys: Keys; readonly scripts: Scripts }, channel: 'wechat' | 'alipay' | undefined): Promise<readonly T[]>;
+  /** false: the list takes no `--channel` (utility fees go to their provider, not to a channel). Default true. */
+  readonly byChannel?: boolean;
+  find(
+    ledger: { readonly keys: Keys; readonly scripts: Scripts },
+    channel: 'wechat' | 'alipay' | undefined,
+  ): Promise<readonly T[] | AttentionFound<T>>;
   line(item: T): string;
   /** Printed when the list is empty. */
   readonly none: string;
@@ -126,8 +138,9 @@ export interface AttentionList<T> {
 }
 
 /**
- * `[--channel wechat|alipay] [--json]`: the list, one line each or one JSON array; exit 0 when empty, 1
- * when any (a cron job's alarm), 2 on usage, configuration or environment problems (runCli).
+ * `[--channel wechat|alipay] [--json]` (no `--channel` when the list is not by channel): the list, one
+ * line each or one JSON array, then the list's warning on stderr if it may be incomplete; exit 0 when
+ * empty, 1 when any (a cron job's alarm), 2 on usage, configuration or environment problems (runCli).
  */
 export function runAttentionList<T>(list: AttentionList<T>, argv: readonly string[], env: Env): Promise<number> {
   return runCli(list.usage, async () => {
@@ -135,7 +148,11 @@ export function runAttentionList<T>(list: AttentionList<T>, argv: readonly strin
       args: [...argv],
       strict: true,
       allowPositionals: false,
-      options: { channel: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        ...(list.byChannel === false ? {} : { channel: { type: 'string' } as const }),
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
     });
     if (values.help === true) {
       console.log(list.usage);
@@ -147,13 +164,15 @@ export function runAttentionList<T>(list: AttentionList<T>, argv: readonly strin
     const config = cliConfig(env, list.command);
     return withLedgerConnection(config, 'the list', async (redis) => {
       const keys = await ledgerKeysOf(redis, config.keyPrefix);
-      const items = await list.find({ keys, scripts: await Scripts.load(redis) }, channel);
+      const found = await list.find({ keys, scripts: await Scripts.load(redis) }, channel);
+      const { items, warning } = 'items' in found ? found : { items: found, warning: undefined };
       if (values.json === true) console.log(JSON.stringify(items));
       else if (items.length === 0) console.log(list.none);
       else {
         for (const item of items) console.log(list.line(item));
         console.error(list.some(items.length));
       }
+      if (warning !== undefined) console.error(`warning: ${warning}`);
       return items.length === 0 ? 0 : 1;
     });
   });

@@ -55,7 +55,8 @@ commands:
                                   prove every balance equals its journal and money is conserved
                                   (exit 0 sound, 1 with the differences)
   reconcile --channel wechat|alipay --date YYYY-MM-DD [--json]
-                                  match the channel's statement of that day against the journal
+                                  match the channel's statement of that day against the journal, and
+                                  list the day's recharge orders and fee payments needing an operator
                                   (exit 0 matched, 1 with the differences listed)
   recharge-attention [--channel wechat|alipay] [--json]
                                   recharge orders the channel never gave a final answer about,

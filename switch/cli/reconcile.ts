@@ -19,7 +19,10 @@ export const RECONCILE_USAGE = `usage: cardswitch reconcile --channel wechat|ali
 Downloads the channel's statement (bill) of one day (Beijing time) and matches every line against the
 ledger's journal by the switch's order id (out_trade_no): each channel transaction must be in the
 ledger once with the same amount, and each channel credit in the ledger must be on the statement.
-Lists every difference: missing_in_ledger, missing_at_channel, amount_differs, duplicated.
+Lists every difference: missing_in_ledger, missing_at_channel, amount_differs, duplicated; and what
+needs an operator: needs_attention (a recharge order of the day the channel never answered for good, as
+recharge-attention lists) and fee_needs_attention (a utility fee debited that day whose provider never
+answered for good, as fee-attention lists; on no channel's statement, so shown for every channel).
 
   --channel   wechat or alipay (configured by WECHATPAY_* / ALIPAY_*, as for the switch)
   --date      the statement's day, YYYY-MM-DD (a day's statement is ready the next morning)
@@ -45,9 +48,15 @@ function printReport(report: ReconcileReport): void {
       d.ledgerEntryIds.length > 0 ? `journal ${d.ledgerEntryIds.join(' ')}` : '',
       d.cardNo === undefined ? '' : `card ${d.cardNo}`,
     ].filter((part) => part !== '');
-    console.error(`${d.kind.padEnd(18)} order ${d.outTradeNo}  ${channelSide} / ${ledgerSide} yuan  ${ids.join(', ')}`);
-    console.error(`${''.padEnd(18)} ${d.message}`);
+    console.error(`${d.kind.padEnd(19)} order ${d.outTradeNo}  ${channelSide} / ${ledgerSide} yuan  ${ids.join(', ')}`);
+    console.error(`${''.padEnd(19)} ${d.message}`);
   }
+  const orders = report.differences.filter((d) => d.kind === 'needs_attention').length;
+  if (orders > 0)
+    console.error(`${orders} recharge order(s) need an operator: check each with the channel (npm run cli -- recharge-attention)`);
+  const fees = report.differences.filter((d) => d.kind === 'fee_needs_attention').length;
+  if (fees > 0)
+    console.error(`${fees} fee payment(s) need an operator: check each with the provider by its order id (npm run cli -- fee-attention)`);
   console.error(`${head}\nNOT RECONCILED: ${report.differences.length} difference(s)`);
 }
 

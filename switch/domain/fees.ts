@@ -174,7 +174,8 @@ export interface RecoveryReport {
  * MAX_FEE_RETRY_WAIT_MS): its place in the shard's pending index moves there (fee-requery.lua), so the
  * sweep, which reads each shard's index oldest first and at most maxPerShard of it, also reaches the
  * requests behind it. From MAX_UNKNOWN_FEE_LOOKS such looks on it needs an operator: logged at error
- * level once and listed by `npm run cli -- fee-attention`. Unlike a recharge order it stays in the sweep
+ * level once, listed by `npm run cli -- fee-attention` and shown by the daily reconciliation of the day it
+was debited (domain/reconcile.ts, `fee_needs_attention`). Unlike a recharge order it stays in the sweep
  * (at the longest wait): no notification will ever settle a fee, and the money stays taken until the
  * provider answers pay or confirms a cancel (only then is it given back).
  */
@@ -354,6 +355,8 @@ export interface AttentionFee {
   readonly kind: string;
   readonly amountFen: number;
   readonly debitedAtMs: number;
+  /** The debit's journal entry (the card's statement and the audit show it). */
+  readonly debitEntryId: string;
   /** When it came to need an operator. */
   readonly sinceMs: number;
   /** Sweeps that got no final word. */
@@ -387,6 +390,7 @@ export async function feesNeedingAttention(
       kind: r.party.slice(2),
       amountFen: Number(r.amountText),
       debitedAtMs: Number(r.debitedAtText),
+      debitEntryId: r.transactionId,
       sinceMs: Number(r.attentionSinceText),
       unknownLooks: r.unknownLooks,
       nextLookMs: r.nextLookMs,

@@ -14,6 +14,10 @@
 //   duplicated          one side shows the same order's payment more than once
 //   needs_attention     a recharge order of the day the channel never gave a final answer about (the
 //                       settlement loop gave up on it: domain/recharge-orders.ts); an operator checks it
+//   fee_needs_attention a utility fee debited from a card that day about which the provider never gave a
+//                       final answer (domain/fees.ts, MAX_UNKNOWN_FEE_LOOKS): its money is taken and
+//                       neither delivered nor given back yet; an operator checks it with the provider. It
+//                       is on no channel's statement, so every channel's reconciliation of the day lists it.
 // A payment given back in full at the channel on the same day (a code payment reversed or cancelled
 // after it was paid) nets to zero and needs no ledger entry.
 //
@@ -28,19 +32,24 @@ import { CancelledError, FailedPreconditionError, InvalidArgumentError } from '.
 import { forEachShard, JournalReadCancelledError, parseJournalEntry, type JournalEntry } from '../ledger/journal.js';
 import { shardJournalPages } from '../ledger/report-reads.js';
 import { formatYuan as yuan } from '../money.js';
+import { feesNeedingAttention } from './fees.js';
 import { rechargeOrdersNeedingAttention } from './recharge-orders.js';
 import { campusDayRange } from './reports.js';
 
 /** Attention orders read per shard (an operator clears them; more than this many is its own alarm). */
 const MAX_ATTENTION_PER_SHARD = 1000;
+/** Pending fee payments read per shard for those needing an operator (as `npm run cli -- fee-attention`). */
+const MAX_PENDING_FEES_PER_SHARD = 10_000;
 
 /** What reconciliation needs of a switch: the ledger (read only) and the channels. */
 export type ReconcileContext = Pick<SwitchContext, 'keys' | 'scripts' | 'channels'>;
 
-export type DifferenceKind = 'missing_in_ledger' | 'missing_at_channel' | 'amount_differs' | 'duplicated' | 'needs_attention';
+export type DifferenceKind =
+  'missing_in_ledger' | 'missing_at_channel' | 'amount_differs' | 'duplicated' | 'needs_attention' | 'fee_needs_attention';
 
 export interface ReconcileDifference {
   readonly kind: DifferenceKind;
+  /** The channel order id (out_trade_no); for `fee_needs_attention`, the fee provider's order id. */
   readonly outTradeNo: string;
   /** The channel's transaction id(s) of the order on the statement; empty when the channel has none. */
   readonly channelTxnIds: readonly string[];
@@ -335,6 +344,32 @@ export async function reconcileChannelDay(
       message: `recharge order of ${yuan(order.amountFen)} yuan for card ${order.cardNo}: the channel gave no final answer after ${order.unknownQueries} queries; check it with the channel (paid: it is credited once its notification or a query comes; a line missing_in_ledger above is the same order)`,
     });
   }
+  differences.push(...(await feeDifferences(ctx, startMs, endMs)));
   differences.sort((a, b) => (a.kind === b.kind ? (a.outTradeNo < b.outTradeNo ? -1 : 1) : a.kind < b.kind ? -1 : 1));
   return { channel, date, statementLines: rows.length, ledgerEntries: records.length, matchedOrders, differences };
+}
+
+/**
+ * The utility fees debited in [startMs, endMs) that need an operator (domain/fees.ts): the ledger took the
+ * money, the provider never said whether it delivered. Throws FailedPreconditionError when the pending fees
+ * could not all be read (the list would be incomplete).
+ */
+async function feeDifferences(ctx: ReconcileContext, startMs: number, endMs: number): Promise<ReconcileDifference[]> {
+  const { fees, unread } = await feesNeedingAttention(ctx, { maxPerShard: MAX_PENDING_FEES_PER_SHARD });
+  if (unread > 0)
+    throw new FailedPreconditionError(
+      `${unread} pending utility-fee payment(s) beyond ${MAX_PENDING_FEES_PER_SHARD} per shard could not be read, so the fees needing an operator cannot all be listed: run npm run cli -- fee-attention and settle the fees first`,
+    );
+  return fees
+    .filter((fee) => fee.debitedAtMs >= startMs && fee.debitedAtMs < endMs)
+    .map((fee) => ({
+      kind: 'fee_needs_attention',
+      outTradeNo: fee.orderId,
+      channelTxnIds: [],
+      channelNetFen: undefined,
+      ledgerNetFen: fee.amountFen,
+      ledgerEntryIds: fee.debitEntryId === '' ? [] : [fee.debitEntryId],
+      cardNo: fee.cardNo,
+      message: `${fee.kind} fee of ${yuan(fee.amountFen)} yuan taken from card ${fee.cardNo} (kiosk ${fee.terminalId} #${fee.sequence}): the provider gave no final answer after ${fee.unknownLooks} looks; check order ${fee.orderId} with the provider (npm run cli -- fee-attention; the sweep delivers it or gives the money back as soon as the provider answers). Not a channel payment: listed on every channel's reconciliation`,
+    }));
 }
