@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_AUTO_RATE_FRACTION, parseOptions } from '../loadtest/bench/options.js';
 import { mergeRounds } from '../loadtest/bench/redis-benchmark.js';
+import { pairedComparison, pairedSlice, ratiosOf, targetsOf, type BenchResult } from '../loadtest/bench/report.js';
 
 describe('bench --rate', () => {
   it('auto: each open plan takes a fraction of its closed capacity, which runs first', () => {
@@ -65,5 +66,59 @@ describe("redis-benchmark's rounds", () => {
     expect(mergeRounds([round(1000, 20, 5, 9), { ...round(1000, 20, 5, 9), redisCpuUsPerCall: null }]).redisCpuUsPerCall).toBeNull();
     const failed = { available: true, note: "could not read redis-benchmark's CSV" };
     expect(mergeRounds([round(1000, 20, 5, 9), failed])).toBe(failed);
+  });
+});
+
+describe('paired slices (--pairs)', () => {
+  it('takes the defaults, and refuses a slice too short to measure', () => {
+    expect(parseOptions([])).toMatchObject({ pairs: 3, pairDurationMs: 5000 });
+    expect(parseOptions(['--quick'])).toMatchObject({ pairs: 1, pairDurationMs: 1000 });
+    expect(parseOptions(['--pairs', '0', '--pair-duration', '0']).pairs).toBe(0);
+    expect(() => parseOptions(['--pair-duration', '0.2'])).toThrow(/at least 0.5 s/);
+    expect(() => parseOptions(['--pairs', '21'])).toThrow(/from 0 to 20/);
+  });
+
+  it('reports the median pair (odd and even counts), its spread, and no median when a pair has no ratio', () => {
+    const odd = pairedComparison('tap closed', 'no-op unary', 5000, [
+      pairedSlice(6000, 10_000, false),
+      pairedSlice(4000, 10_000, true),
+      pairedSlice(7000, 10_000, false),
+    ]);
+    expect(odd.pairs.map((p) => p.ratio)).toEqual([0.6, 0.4, 0.7]);
+    expect(odd).toMatchObject({ medianRatio: 0.6, minRatio: 0.4, maxRatio: 0.7 });
+    const even = pairedComparison('a', 'b', 5000, [pairedSlice(6, 10, false), pairedSlice(7, 10, true)]);
+    expect(even.medianRatio).toBe(0.65);
+    const broken = pairedComparison('a', 'b', 5000, [pairedSlice(6, 10, false), pairedSlice(7, 0, true)]);
+    expect(broken.medianRatio).toBeNull();
+    expect(pairedComparison('a', 'b', 5000, []).medianRatio).toBeNull();
+  });
+
+  it('judges the 0.85 and 0.80 targets on the pairs when the run has them, on the single runs otherwise', () => {
+    const scenario = (name: string, rate: number) =>
+      ({ name, mode: 'closed', target: 'switch', achievedRate: rate, approvalsPerSec: rate, latencyMs: { p99: 1 } }) as never;
+    const scenarios = [scenario('tap', 9000)];
+    const baselines = {
+      noopGrpc: { achievedRate: 10_000, latencyMs: { p99: 1 } },
+      noopGrpcOpen: null,
+      noopStream: null,
+      noopStreamOpen: null,
+      redisScript: null,
+      redisBenchmarkScript: null,
+      h2loadInquire: null,
+    } as unknown as BenchResult['baselines'];
+    // 0.9 from the single runs: met.
+    expect(targetsOf(scenarios, ratiosOf(scenarios, baselines), null)['tapClosedAtLeast85PercentOfNoop']).toBe(true);
+    // The alternating slices say 0.7: not met.
+    const paired = {
+      tapClosedVsNoopGrpc: pairedComparison('tap closed', 'no-op unary', 5000, [pairedSlice(7000, 10_000, false)]),
+      tapStreamClosedVsNoopStream: null,
+      tapStreamClosedVsRedisProjectWork: pairedComparison('tap-stream closed', 'work', 5000, [pairedSlice(9000, 10_000, true)]),
+    };
+    const ratios = ratiosOf(scenarios, baselines, null, paired);
+    expect(ratios['pairedTapClosedVsNoopGrpc']).toBe(0.7);
+    expect(ratios['tapClosedVsNoopGrpc']).toBe(0.9);
+    const targets = targetsOf(scenarios, ratios, null);
+    expect(targets['tapClosedAtLeast85PercentOfNoop']).toBe(false);
+    expect(targets['tapStreamClosedAtLeast80PercentOfRedisProjectWork']).toBe(true);
   });
 });

@@ -449,6 +449,7 @@ describe('bench harness --quick', () => {
         expect(rb?.note).toMatch(/apt-get install -y redis-tools/);
       }
       checkRedisWork(result as unknown as RedisWorkResult, rb?.available === true);
+      checkPaired(result as unknown as PairedResult, rb?.available === true);
       checkEcardScenarios(result);
       checkThirdPartyScenarios(result as unknown as ThirdPartyResult);
       expect(result.ledgerCheck.passed).toBe(true);
@@ -458,8 +459,51 @@ describe('bench harness --quick', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 120_000);
+  }, 180_000);
 });
+
+interface PairedComparisonFields {
+  subject: string;
+  baseline: string;
+  sliceMs: number;
+  pairs: { subjectPerSec: number; baselinePerSec: number; ratio: number | null; subjectFirst: boolean }[];
+  medianRatio: number | null;
+}
+
+interface PairedResult {
+  paired: {
+    tapClosedVsNoopGrpc: PairedComparisonFields | null;
+    tapStreamClosedVsNoopStream: PairedComparisonFields | null;
+    tapStreamClosedVsRedisProjectWork: PairedComparisonFields | null;
+  } | null;
+  ratios: Record<string, number | null>;
+}
+
+/**
+ * --quick's one pair of alternating slices: each side measured, the ratio theirs, the ratios' paired
+ * figures the median pair's (their approvals are in the ledger check the caller asserts).
+ */
+function checkPaired(result: PairedResult, redisBenchmark: boolean): void {
+  const p = result.paired;
+  expect(p).not.toBeNull();
+  const comparisons = [
+    p?.tapClosedVsNoopGrpc,
+    p?.tapStreamClosedVsNoopStream,
+    ...(redisBenchmark ? [p?.tapStreamClosedVsRedisProjectWork] : []),
+  ];
+  for (const c of comparisons) {
+    expect(c?.sliceMs).toBe(1000);
+    expect(c?.pairs).toHaveLength(1);
+    const pair = c?.pairs[0];
+    expect(pair?.subjectPerSec).toBeGreaterThan(0);
+    expect(pair?.baselinePerSec).toBeGreaterThan(0);
+    expect(pair?.ratio).toBeCloseTo((pair?.subjectPerSec ?? 0) / (pair?.baselinePerSec ?? 1), 2);
+    expect(c?.medianRatio).toBe(pair?.ratio);
+  }
+  expect(result.ratios['pairedTapClosedVsNoopGrpc']).toBe(p?.tapClosedVsNoopGrpc?.medianRatio);
+  expect(result.ratios['pairedTapStreamClosedVsNoopStream']).toBe(p?.tapStreamClosedVsNoopStream?.medianRatio);
+  if (!redisBenchmark) expect(p?.tapStreamClosedVsRedisProjectWork).toBeNull();
+}
 
 interface ThirdPartyRunFields {
   channelLatencyMs: number;

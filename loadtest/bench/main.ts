@@ -70,19 +70,23 @@ import { isImplemented } from './probe.js';
 import { CpuMeter, cpuUsPer, quiesce, startServerChild, type GcReport, type MemoryReport } from './processes.js';
 import { runRedisBaseline } from './redis-baseline.js';
 import { runGrpcJsStream } from './stream-crosscheck.js';
-import { redisBenchmarkAvailable, runRedisWorkBaselines } from './redis-benchmark.js';
+import { redisBenchmarkAvailable, runRedisBenchmarkScript, runRedisWorkBaselines } from './redis-benchmark.js';
 import { startLocalRedis } from '../../switch/redis/local-redis.js';
 import { commandStats, scenarioStats, waitForAofRewrite } from './redis-stats.js';
 import {
   humanReport,
   liveEventCostOf,
   thirdPartyCostOf,
+  pairedComparison,
+  pairedSlice,
   ratiosOf,
   RESULT_SCHEMA,
   targetsOf,
   type BenchResult,
   type CampusQrRun,
   type InstantCodesRun,
+  type PairedRuns,
+  type PairedSlice,
   type ScenarioResult,
   type ThirdPartyRun,
 } from './report.js';
@@ -945,6 +949,112 @@ async function crossCheckInquire(
   return { ...h2, ownGenerator: { achievedRate: own.result.achievedRate, latencyMs: own.result.latencyMs } };
 }
 
+/** Sequence blocks of the paired slices on the switch: above the scenarios', the cross-checks' and the warm-up's. */
+const PAIRED_INDEX = 300;
+
+/**
+ * Issue 15: its throughput ratios again, measured as `--pairs` pairs of alternating slices: tap closed
+ * and the no-op grpc-js server; the no-op stream, tap-stream closed and redis-benchmark on the project's
+ * per-payment Redis work (one after the other, the stream in the middle). The scenarios and their
+ * baselines otherwise run minutes apart, and this machine's speed moves between minutes (RESULTS.md: one
+ * full run's tap closed at 4,267/s against 8,770-9,067/s in the others, its ratio 0.34 against 0.65-0.69).
+ * Pairs alternate which side runs first. Every slice on the switch is in the ledger check.
+ */
+async function pairedRatios(ctx: ScenarioContext, target: RunningTarget, approvals: Approvals, p: Prepared): Promise<PairedRuns | null> {
+  const o = ctx.options;
+  const closed = (scenario: string): boolean => o.plans.some((plan) => plan.scenario === scenario && plan.mode === 'closed');
+  const unary = closed('tap');
+  const stream = closed('tap-stream');
+  if (!o.baselines || o.pairs === 0 || (!unary && !stream)) return null;
+  const sliceCtx: ScenarioContext = {
+    ...ctx,
+    options: { ...o, durationMs: o.pairDurationMs, warmupMs: Math.min(o.warmupMs, o.pairDurationMs / 4) },
+  };
+  process.stdout.write(
+    `running issue 15's ratios as ${o.pairs} pairs of alternating ${o.pairDurationMs / 1000} s slices (${[unary ? 'tap closed / no-op' : '', stream ? 'no-op stream / tap-stream closed / redis-benchmark on the project work' : ''].filter(Boolean).join('; ')}) ...\n`,
+  );
+  const noop = await startServerChild('noop-server', {});
+  const noopPids: Record<string, number> = { ...ctx.pids, noop: noop.pid };
+  delete noopPids['switch'];
+  const fsync = (process.env['BENCH_REDIS_FSYNC'] as 'always' | 'everysec' | 'no' | undefined) ?? 'always';
+  const freshDir = mkdtempSync(join(tmpdir(), 'cardswitch-bench-pair-'));
+  let next = PAIRED_INDEX;
+  const onSwitch = async (scenario: 'tap' | 'tap-stream'): Promise<ScenarioResult> => {
+    const plan: ScenarioPlan = { scenario, mode: 'closed', rate: undefined };
+    const run = await runScenario(sliceCtx, { port: target.port, name: 'switch', gc: () => target.gc() }, plan, TAP_ONLY_MIX, next++, []);
+    collect(approvals, run.load);
+    return run.result;
+  };
+  const onNoop = async (scenario: 'tap' | 'tap-stream'): Promise<ScenarioResult> => {
+    const plan: ScenarioPlan = { scenario, mode: 'closed', rate: undefined };
+    // Sequence numbers do not matter to the no-op server; its answers never reach the ledger check.
+    return (await runScenario({ ...sliceCtx, pids: noopPids }, { port: noop.port, name: 'noop-grpc' }, plan, TAP_ONLY_MIX, 1000, []))
+      .result;
+  };
+  const unaryPairs: PairedSlice[] = [];
+  const streamPairs: PairedSlice[] = [];
+  const workPairs: PairedSlice[] = [];
+  try {
+    // On a fresh redis-server of its own with the same persistence, as the redis-benchmark baselines are.
+    const fresh =
+      stream && redisBenchmarkAvailable()
+        ? await startLocalRedis({ dataDir: freshDir, port: 0, appendOnly: true, appendFsync: fsync, startTimeoutMs: 10_000 })
+        : undefined;
+    try {
+      const projectWork = async (pair: number): Promise<{ perSec: number; allApproved: boolean }> => {
+        await quiesce(ctx.pids, QUIESCE_MAX_MS);
+        const r = await runRedisBenchmarkScript(
+          {
+            redisUrl: fresh?.url ?? '',
+            keyPrefix: `${REDIS_BASELINE_PREFIX}-pair`,
+            shards: o.shards,
+            clients: o.redisLanes,
+            requests: o.redisBenchmarkRequests,
+            limits: p.config.limits,
+          },
+          pair,
+        );
+        // A run whose payments were not all approved (declines and replays cost Redis less) has no ratio.
+        return { perSec: r.approvalsPerSec ?? 0, allApproved: (r.approvals ?? 0) >= Math.floor((r.requests ?? 0) * 0.99) };
+      };
+      for (let pair = 0; pair < o.pairs; pair++) {
+        const subjectFirst = pair % 2 === 1;
+        if (unary) {
+          const first = subjectFirst ? await onSwitch('tap') : await onNoop('tap');
+          const second = subjectFirst ? await onNoop('tap') : await onSwitch('tap');
+          const [s, b] = subjectFirst ? [first, second] : [second, first];
+          unaryPairs.push(pairedSlice(s.achievedRate, b.achievedRate, subjectFirst));
+        }
+        if (stream) {
+          // The stream slice in the middle, each baseline next to it, their order turned every pair.
+          const before = subjectFirst ? (fresh === undefined ? undefined : await projectWork(pair)) : await onNoop('tap-stream');
+          const s = await onSwitch('tap-stream');
+          const after = subjectFirst ? await onNoop('tap-stream') : fresh === undefined ? undefined : await projectWork(pair);
+          const noopStream = (subjectFirst ? after : before) as ScenarioResult;
+          const work = (subjectFirst ? before : after) as { perSec: number; allApproved: boolean } | undefined;
+          streamPairs.push(pairedSlice(s.achievedRate, noopStream.achievedRate, subjectFirst));
+          if (work !== undefined) {
+            const slice = pairedSlice(s.approvalsPerSec, work.perSec, !subjectFirst);
+            workPairs.push(work.allApproved ? slice : { ...slice, ratio: null });
+          }
+        }
+      }
+    } finally {
+      await fresh?.stop();
+    }
+  } finally {
+    await noop.stop();
+    rmSync(freshDir, { recursive: true, force: true });
+  }
+  const ms = o.pairDurationMs;
+  return {
+    tapClosedVsNoopGrpc: unary ? pairedComparison('tap closed', 'no-op unary', ms, unaryPairs) : null,
+    tapStreamClosedVsNoopStream: stream ? pairedComparison('tap-stream closed', 'no-op stream', ms, streamPairs) : null,
+    tapStreamClosedVsRedisProjectWork:
+      workPairs.length === 0 ? null : pairedComparison('tap-stream closed', 'redis-benchmark project work', ms, workPairs),
+  };
+}
+
 async function noopBaseline(
   ctx: ScenarioContext,
   plan: ScenarioPlan = { scenario: 'tap', mode: 'closed', rate: undefined },
@@ -1215,6 +1325,7 @@ async function bench(
     let h2loadInquire: BenchResult['baselines']['h2loadInquire'] = null;
     let streamCrossCheck: BenchResult['baselines']['streamCrossCheck'] = null;
     let followUpsLeft = 0;
+    let paired: PairedRuns | null = null;
     // BENCH_REDIS_LATENCY_MS=N: Redis's own latency monitor records every event slower than N ms
     // (aof-fsync-always, command, fork ...), printed after the switch scenarios.
     const latencyThresholdMs = process.env['BENCH_REDIS_LATENCY_MS'];
@@ -1226,6 +1337,7 @@ async function bench(
       if (options.h2load) h2loadInquire = await crossCheckInquire(ctx, target.port, approvals);
       if (options.plans.some((plan) => plan.scenario === 'tap-stream'))
         streamCrossCheck = await crossCheckStream(ctx, target.port, approvals);
+      if (form === 'single' && options.redis === 'single') paired = await pairedRatios(ctx, target, approvals, p);
       followUpsLeft = await waitForFollowUps(p);
     } finally {
       await target.stop();
@@ -1255,7 +1367,7 @@ async function bench(
     const { scenarios, gateway, websockets } = runs;
     // After the ledger check: the archive step archives and trims the journal the check has just read.
     const history = beforeScenarios === undefined ? null : await runHistoryBench(p.redis, p.keys, beforeScenarios, scenarios);
-    const ratios = ratiosOf(scenarios, base, gateway);
+    const ratios = ratiosOf(scenarios, base, gateway, paired);
     const passed =
       ledgerCheck.passed &&
       scenarios.every((s) => s.errors === 0) &&
@@ -1290,6 +1402,7 @@ async function bench(
       targets: targetsOf(scenarios, ratios, ledgerCheck, websockets),
       ledgerCheck,
       passed,
+      paired,
       history,
     };
   } finally {

@@ -72,6 +72,13 @@ export interface BenchOptions {
   readonly redisBenchmarkRequests: number;
   readonly redisLanes: number;
   /**
+   * Issue 15's throughput ratios again as this many pairs of alternating slices (tap closed and the no-op
+   * server; tap-stream closed, the no-op stream and redis-benchmark on the project's work), each slice
+   * `pairDurationMs` long: both sides of a ratio seconds apart, not minutes. 0: none.
+   */
+  readonly pairs: number;
+  readonly pairDurationMs: number;
+  /**
    * `--redis cluster`: the tap and tap-stream scenarios (closed) against one Redis, a local 3-master Redis
    * Cluster, and that cluster in the durable mode (LEDGER_DURABILITY=replica), one after the other, reported
    * side by side (loadtest/bench/cluster.ts). `single` (default): the usual run on one Redis.
@@ -162,6 +169,9 @@ Inquire), checks the ledger, and writes loadtest/results/latest.json.
   --h2load-requests N requests of the h2load cross-check (default 50000)
   --redis-benchmark-requests N  calls of the script-alone run by redis-benchmark (default 60000)
   --redis-lanes N     concurrent callers of the Redis baseline (default 128)
+  --pairs N           issue 15's throughput ratios again as N pairs of alternating slices, each side seconds
+                      from the other (default 3; quick 1; 0: none); the targets take their median
+  --pair-duration S   seconds of each slice (default 5; quick 1)
   --redis cluster     tap and tap-stream (closed) on one Redis, on a local 3-master 3-replica Redis Cluster and
                       on that cluster with LEDGER_DURABILITY=replica, side by side (default: single)
   --client raw|node   load generator transport: the bench's own HTTP/2 client (default) or node:http2
@@ -304,6 +314,8 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
       'h2load-requests': { type: 'string' },
       'redis-benchmark-requests': { type: 'string' },
       'redis-lanes': { type: 'string' },
+      pairs: { type: 'string' },
+      'pair-duration': { type: 'string' },
       redis: { type: 'string' },
       client: { type: 'string' },
       'bound-cards': { type: 'string' },
@@ -357,6 +369,8 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     h2loadRequests: integer('h2load-requests', values['h2load-requests'], quick ? 2000 : 50_000, 100, 10_000_000),
     redisBenchmarkRequests: integer('redis-benchmark-requests', values['redis-benchmark-requests'], quick ? 3000 : 60_000, 100, 10_000_000),
     redisLanes: integer('redis-lanes', values['redis-lanes'], 128, 1, 10_000),
+    pairs: integer('pairs', values.pairs, quick ? 1 : 3, 0, 20),
+    pairDurationMs: seconds('pair-duration', values['pair-duration'], quick ? 1000 : 5000, 120),
     client: clientOf(values.client),
     boundCards: integer('bound-cards', values['bound-cards'], quick ? 100 : 1000, 16, 100_000),
     httpConnections: integer('http-connections', values['http-connections'], 64, 1, 10_000),
@@ -396,5 +410,7 @@ function checkCombinations(o: BenchOptions): void {
   if (uses('websockets') && Math.ceil(o.websockets / Math.min(o.boundCards, o.cardholders)) > 16) {
     throw new Error(`--websockets ${o.websockets} over --bound-cards ${o.boundCards}: at most 16 sessions per user (the switch keeps 20)`);
   }
+  if (o.pairs > 0 && o.pairDurationMs < 500)
+    throw new Error(`--pair-duration ${o.pairDurationMs / 1000}: at least 0.5 s a slice (or --pairs 0 for none)`);
   if (o.ecardUsers > 0 && o.exportCampus === undefined) throw new Error('--ecard-users needs --export-campus FILE');
 }
