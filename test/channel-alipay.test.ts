@@ -341,6 +341,51 @@ describe('Alipay recharge orders and notifications', () => {
     expect(of(outTradeNo).at(-1)?.verified).toMatchObject({ paid: false });
     expect(await channel.queryPayment(outTradeNo, signal())).toEqual({ status: 'closed' });
   });
+
+  it('alipay.trade.close: a waiting order is closed (TRADE_CLOSED notified) and cannot be paid; closing again is closed', async () => {
+    const outTradeNo = id('cl');
+    await order(outTradeNo);
+    const before = sim.callCount('alipay.trade.close');
+    expect(await channel.closeRechargeOrder(outTradeNo, signal())).toEqual({ status: 'closed' });
+    expect(sim.callCount('alipay.trade.close')).toBe(before + 1);
+    expect(await channel.queryPayment(outTradeNo, signal())).toEqual({ status: 'closed' });
+    expect(() => sim.payOrder(outTradeNo)).toThrow(/TRADE_CLOSED/);
+    // Alipay refuses to close a closed trade (ACQ.TRADE_STATUS_ERROR); the query after it says closed.
+    expect(await channel.closeRechargeOrder(outTradeNo, signal())).toEqual({ status: 'closed' });
+    await sim.drainNotifications();
+    expect(of(outTradeNo).at(-1)?.verified).toMatchObject({ paid: false });
+  });
+
+  it('alipay.trade.close on a paid order answers paid (by whom, how much); never a trade is not_found; trouble is unknown', async () => {
+    const paid = id('cp');
+    await order(paid, 4321);
+    const payer = sim.newPayer();
+    sim.planNotify(paid, { times: 0 });
+    await sim.payOrder(paid, payer).notified;
+    expect(await channel.closeRechargeOrder(paid, signal())).toMatchObject({
+      status: 'paid',
+      amountFen: 4321,
+      payer: { channel: 'alipay', payerId: payer },
+    });
+    // Alipay makes a precreated order's trade only when it is scanned: until then close finds no trade.
+    expect(await channel.closeRechargeOrder(id('nt'), signal())).toEqual({ status: 'not_found' });
+
+    const waiting = id('cu');
+    await order(waiting);
+    for (const mode of ['system_error', 'http_error'] as const) {
+      sim.failNext('alipay.trade.close', mode);
+      expect(remember(await channel.closeRechargeOrder(waiting, signal()))).toMatchObject({ status: 'unknown' });
+    }
+    expect(await channel.queryPayment(waiting, signal())).toEqual({ status: 'paying' });
+    // The close refused, and the query after it in trouble too: unknown, not a guess.
+    sim.failNext('alipay.trade.query', 'system_error');
+    expect(await channel.closeRechargeOrder(paid, signal())).toMatchObject({ status: 'unknown' });
+    // Closed at Alipay, but the answer was tampered with on the way: not believed (unknown); asking again tells.
+    sim.failNext('alipay.trade.close', 'tampered');
+    expect(remember(await channel.closeRechargeOrder(waiting, signal()))).toMatchObject({ status: 'unknown' });
+    expect(await channel.closeRechargeOrder(waiting, signal())).toEqual({ status: 'closed' });
+    await sim.drainNotifications();
+  });
 });
 
 describe('Alipay signatures and transport', () => {

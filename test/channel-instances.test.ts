@@ -65,6 +65,7 @@ function counting(inner: PaymentChannel, by: string): PaymentChannel {
     refund: (request, signal) => tracked(request.outTradeNo, false, () => inner.refund(request, signal)),
     queryRefund: (request, signal) => tracked(request.outTradeNo, false, () => inner.queryRefund(request, signal)),
     createRechargeOrder: (request, signal) => inner.createRechargeOrder(request, signal),
+    closeRechargeOrder: (outTradeNo, signal) => tracked(outTradeNo, false, () => inner.closeRechargeOrder(outTradeNo, signal)),
     verifyNotification: (n) => inner.verifyNotification(n),
     notificationReply: (ok) => inner.notificationReply(ok),
     dailyStatement: (date, signal) => inner.dailyStatement(date, signal),

@@ -344,7 +344,14 @@ describe('recharge orders (v3) and notifications', () => {
     const paid = await channel.queryRechargeOrder(outTradeNo, never);
     expect(paid).toMatchObject({ status: 'paid', amountFen: 5001, channelTxnId: (note as VerifiedNotification).channelTxnId });
     expect(await channel.queryPayment(outTradeNo, never)).toMatchObject({ status: 'paid', amountFen: 5001 });
-    await expect(channel.closeRechargeOrder(outTradeNo, never)).rejects.toMatchObject({ outcome: 'refused' });
+    // Closing a paid order: WeChat Pay refuses (ORDERPAID); the adapter's query after it says paid, by whom.
+    expect(await channel.closeRechargeOrder(outTradeNo, never)).toMatchObject({
+      status: 'paid',
+      amountFen: 5001,
+      channelTxnId: (note as VerifiedNotification).channelTxnId,
+      payer: { channel: 'wechat', payerId },
+    });
+    expect(sim.order(outTradeNo)?.state).toBe('SUCCESS');
   });
 
   it('twice (the same notification id), late, and never (settled by query)', async () => {
@@ -412,8 +419,10 @@ describe('recharge orders (v3) and notifications', () => {
   it('closed and expired orders read as closed and cannot be paid', async () => {
     const closed = orderNo();
     await channel.createRechargeOrder({ outTradeNo: closed, amountFen: 100, subject: '充值', expiresInSec: 900 }, never);
-    await channel.closeRechargeOrder(closed, never);
+    expect(await channel.closeRechargeOrder(closed, never)).toEqual({ status: 'closed' });
     expect(await channel.queryRechargeOrder(closed, never)).toEqual({ status: 'closed' });
+    // Closing again is closing a closed order: closed.
+    expect(await channel.closeRechargeOrder(closed, never)).toEqual({ status: 'closed' });
     await expect(sim.payOrder(closed)).rejects.toThrow(/CLOSED/);
     const expired = orderNo();
     await channel.createRechargeOrder({ outTradeNo: expired, amountFen: 100, subject: '充值', expiresInSec: 60 }, never);
@@ -424,6 +433,28 @@ describe('recharge orders (v3) and notifications', () => {
       simAheadMs = 0;
     }
     expect(await channel.queryRechargeOrder(orderNo(), never)).toEqual({ status: 'not_found' });
+  });
+
+  it('close: a channel in trouble is unknown and the order stays payable; an order never made is not_found', async () => {
+    const outTradeNo = orderNo();
+    await channel.createRechargeOrder({ outTradeNo, amountFen: 100, subject: '充值', expiresInSec: 900 }, never);
+    sim.failNext('v3', 'systemerror');
+    expect(await channel.closeRechargeOrder(outTradeNo, never)).toMatchObject({
+      status: 'unknown',
+      message: expect.stringMatching(/500/) as unknown,
+    });
+    sim.failNext('v3', 'http500');
+    expect(await channel.closeRechargeOrder(outTradeNo, never)).toMatchObject({ status: 'unknown' });
+    expect(sim.order(outTradeNo)?.state).toBe('NOTPAY');
+    sim.forgeAnswers = true;
+    try {
+      // A 204 signed with another key is not believed: nobody knows whether it closed.
+      expect(await channel.closeRechargeOrder(outTradeNo, never)).toMatchObject({ status: 'unknown' });
+    } finally {
+      sim.forgeAnswers = false;
+    }
+    expect(await channel.closeRechargeOrder(orderNo(), never)).toEqual({ status: 'not_found' });
+    expect(await channel.closeRechargeOrder(outTradeNo, never)).toEqual({ status: 'closed' });
   });
 });
 

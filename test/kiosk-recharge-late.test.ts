@@ -1,8 +1,9 @@
-// A recharge QR the kiosk takes down (its own time is up, or Cancel) is not the order's end: the order
-// stays payable at the channel until it expires (RECHARGE_ORDER_EXPIRY_SEC, 900 s by default, against the
-// kiosk's 180 s), and the kiosk cannot close it there. So the kiosk asks the order's state once more and
-// says only what is true: paid shows the credit, closed says nothing was charged, still payable says a
-// payment made is still credited (never "未扣款"), and a payment made later shows up on the home screen.
+// A recharge QR the kiosk takes down (its own time is up, or Cancel) is closed at the channel
+// (KioskService/CancelRechargeOrder; test/kiosk-recharge-cancel.test.ts). When the channel does not
+// answer the close, the order stays payable until it expires (RECHARGE_ORDER_EXPIRY_SEC, 900 s by default,
+// against the kiosk's 180 s). So the kiosk says only what is true: paid shows the credit, closed says
+// nothing was charged, still payable says a payment made is still credited (never "未扣款"), and a payment
+// made later shows up on the home screen.
 // The real renderer in Chromium, the kiosk's handler module, a real switch, Redis and the WeChat simulator.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
@@ -50,9 +51,11 @@ afterAll(async () => {
 });
 
 describe('a recharge QR taken down while the order can still be paid', () => {
-  it('timed out: never "nothing charged"; paid a moment later, the kiosk shows the credit and the new balance', async () => {
+  it('timed out, the close unanswered: never "nothing charged"; paid a moment later, the kiosk shows the credit and the new balance', async () => {
     const cardNo = await tapNewCard();
     const orderId = await showQr();
+    // WeChat Pay does not answer the close the kiosk asks for when the QR's time is up.
+    rig.sims.wechat.failNext('v3', 'http500');
     await screen('rechargeStopped').waitFor({ timeout: 30_000 });
     const zh = await mainText();
     expect(zh).toContain('二维码已关闭');
@@ -76,9 +79,10 @@ describe('a recharge QR taken down while the order can still be paid', () => {
     expect(await mainText()).toContain('25.00 元');
   }, 60_000);
 
-  it('cancelled, then paid while the holder is on the home screen: the balance there updates, with a notice', async () => {
+  it('cancelled, the close unanswered, then paid while the holder is on the home screen: the balance there updates, with a notice', async () => {
     const cardNo = await tapNewCard();
     const orderId = await showQr();
+    rig.sims.wechat.failNext('v3', 'http500');
     await press('取消');
     await screen('rechargeStopped').waitFor();
     expect(await mainText()).not.toContain('未扣款');
@@ -103,7 +107,17 @@ describe('a recharge QR taken down while the order can still be paid', () => {
     expect(await mainText()).toContain('5.00 元');
   }, 60_000);
 
-  it('paid but the notification lost: the last look at the timed-out QR finds the payment and shows it', async () => {
+  it('timed out, closed at the channel: "nothing charged" is true, and said; the QR cannot be paid any more', async () => {
+    const cardNo = await tapNewCard();
+    const orderId = await showQr();
+    await screen('rechargeExpired').waitFor({ timeout: 30_000 });
+    expect(await mainText()).toContain('二维码已失效，未扣款');
+    expect(rig.sims.wechat.order(orderId)?.state).toBe('CLOSED');
+    expect(await ledger(cardNo)).toBe(500);
+    await press('返回首页');
+  }, 60_000);
+
+  it('paid but the notification lost: closing the timed-out QR finds the payment and shows it', async () => {
     const cardNo = await tapNewCard();
     const orderId = await showQr();
     await rig.sims.wechat.payOrder(orderId, { notify: false });

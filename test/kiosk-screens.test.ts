@@ -175,10 +175,10 @@ describe('the kiosk screens (zh-CN first, English switch)', () => {
     expect(await page.locator('main').innerText()).toContain('100.00 元');
     await press('支付宝');
     await screen('rechargeWait').waitFor();
-    // The order stays payable at the channel: the kiosk says so instead of "nothing charged".
+    // 取消 closes the order at Alipay (alipay.trade.close): nothing was charged, and the kiosk says so.
     await press('取消');
-    await screen('rechargeStopped').waitFor();
-    expect(await page.locator('main').innerText()).not.toContain('未扣款');
+    await screen('rechargeCancelled').waitFor();
+    expect(await page.locator('main').innerText()).toContain('未扣款');
     await press('返回首页');
     await screen('home').waitFor();
   });

@@ -43,6 +43,7 @@ const ALLOWED: Readonly<Record<string, readonly TerminalKind[]>> = {
   'KioskService/IdentifyCard': ['kiosk'],
   'KioskService/Recharge': ['kiosk'],
   'KioskService/RechargeOrderState': ['kiosk'],
+  'KioskService/CancelRechargeOrder': ['kiosk'],
   'KioskService/ReportLoss': ['kiosk'],
   'KioskService/CancelLoss': ['kiosk'],
   'KioskService/ChangePassword': ['kiosk'],
@@ -124,6 +125,8 @@ function requestOf(rpc: string, terminal: NewTerminal): { client: unknown; metho
       };
     case 'KioskService/RechargeOrderState':
       return { client: kiosk, method: 'rechargeOrderState', request: { orderId: 'R00a000000000000000000000000' } };
+    case 'KioskService/CancelRechargeOrder':
+      return { client: kiosk, method: 'cancelRechargeOrder', request: { orderId: 'R00a000000000000000000000000' } };
     case 'KioskService/ReportLoss':
       return { client: kiosk, method: 'reportLoss', request: { cardholder: { personNumber: 'NOSUCH01' }, password: '123456' } };
     case 'KioskService/CancelLoss':
@@ -264,7 +267,15 @@ describe('allowed pairs still work', () => {
     const recharge = await grpcError(send('KioskService/Recharge', 'kiosk'));
     expect(recharge.code).toBe(Status.FAILED_PRECONDITION);
     expect(recharge.details).toMatch(/no wechat channel/);
-    for (const rpc of ['RechargeOrderState', 'ReportLoss', 'CancelLoss', 'ChangePassword', 'Statement', 'PayUtilityFee']) {
+    for (const rpc of [
+      'RechargeOrderState',
+      'CancelRechargeOrder',
+      'ReportLoss',
+      'CancelLoss',
+      'ChangePassword',
+      'Statement',
+      'PayUtilityFee',
+    ]) {
       // An unknown student number (or order): the handler looked it up (NOT_FOUND), so the kind check let it through.
       const err = await grpcError(send(`KioskService/${rpc}`, 'kiosk'));
       expect({ rpc, code: err.code }).toEqual({ rpc, code: Status.NOT_FOUND });

@@ -108,9 +108,9 @@ interface Session {
   statementTokens: string[];
   recharge?: PendingRecharge;
   /**
-   * Orders of this session whose QR is no longer shown (timed out, cancelled, replaced): the order stays
-   * payable at the channel until it expires, so the renderer may still ask their state and show a late
-   * credit. At most MAX_EARLIER_ORDERS, the oldest dropped first.
+   * Orders of this session whose QR is no longer shown (timed out, cancelled, replaced): one the channel
+   * did not close (it did not answer) or that was replaced stays payable until it expires, so the renderer
+   * may still ask their state and show a late credit. At most MAX_EARLIER_ORDERS, the oldest dropped first.
    */
   earlierOrders: string[];
   fee?: PendingFee;
@@ -396,14 +396,23 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
       });
     },
 
-    cancelRecharge: (arg) => {
-      if (arg !== undefined) return Promise.resolve(fail('bad_request'));
-      if (session === undefined) return Promise.resolve(fail('no_card'));
-      // The next recharge is a new order. This one cannot be closed at the channel from here (no
-      // KioskService call does that): it stays payable until it expires, a payment is credited by the
-      // switch, and the renderer may still ask its state to show that credit.
-      retireRecharge(session);
-      return Promise.resolve(ok(null));
+    cancelRecharge: async (arg) => {
+      if (!isRecord(arg) || !hasOnlyKeys(arg, ['orderId'])) return fail('bad_request');
+      const orderId = arg['orderId'];
+      if (typeof orderId !== 'string' || !ORDER_ID.test(orderId)) return fail('bad_request');
+      // Only an order this holder made here, in this session (the one on screen or an earlier one).
+      const s0 = session;
+      if (s0 === undefined || (s0.recharge?.orderId !== orderId && !s0.earlierOrders.includes(orderId))) return fail('no_card');
+      // The next recharge is a new order, whatever the channel says of this one. The switch closes this
+      // one at its channel (KioskService/CancelRechargeOrder); if the channel could not close it, it stays
+      // payable until it expires, a payment is credited, and the renderer may still ask its state.
+      if (s0.recharge?.orderId === orderId) retireRecharge(s0);
+      return forHolder(async (s) => {
+        const res = await deps.switch.cancelRechargeOrder({ orderId });
+        const status = ORDER_STATUS[res.status] ?? 'pending';
+        if (status === 'paid') s.card = { ...s.card, balanceFen: res.balanceAfterFen };
+        return ok({ orderId, status, amountFen: res.amountFen, balanceAfterFen: res.balanceAfterFen });
+      });
     },
 
     // The holder is touching the screen: nothing but restarting main's own inactivity limit (in invoke).

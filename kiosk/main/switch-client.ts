@@ -6,6 +6,8 @@ import { credentials, Metadata, status as Status, type CallOptions, type Service
 import {
   KioskServiceClient,
   type CancelLossRequest,
+  type CancelRechargeOrderRequest,
+  type CancelRechargeOrderResponse,
   type CancelLossResponse,
   type ChangePasswordRequest,
   type ChangePasswordResponse,
@@ -34,6 +36,7 @@ export interface KioskSwitch {
   identifyCard(req: IdentifyCardRequest): Promise<IdentifyCardResponse>;
   recharge(req: RechargeRequest): Promise<RechargeResponse>;
   rechargeOrderState(req: RechargeOrderStateRequest): Promise<RechargeOrderStateResponse>;
+  cancelRechargeOrder(req: CancelRechargeOrderRequest): Promise<CancelRechargeOrderResponse>;
   reportLoss(req: ReportLossRequest): Promise<ReportLossResponse>;
   cancelLoss(req: CancelLossRequest): Promise<CancelLossResponse>;
   changePassword(req: ChangePasswordRequest): Promise<ChangePasswordResponse>;
@@ -77,6 +80,7 @@ export function createSwitchClient(options: SwitchClientOptions): KioskSwitch {
     identifyCard: unary<IdentifyCardRequest, IdentifyCardResponse>('identifyCard'),
     recharge: unary<RechargeRequest, RechargeResponse>('recharge'),
     rechargeOrderState: unary<RechargeOrderStateRequest, RechargeOrderStateResponse>('rechargeOrderState'),
+    cancelRechargeOrder: unary<CancelRechargeOrderRequest, CancelRechargeOrderResponse>('cancelRechargeOrder'),
     reportLoss: unary<ReportLossRequest, ReportLossResponse>('reportLoss'),
     cancelLoss: unary<CancelLossRequest, CancelLossResponse>('cancelLoss'),
     changePassword: unary<ChangePasswordRequest, ChangePasswordResponse>('changePassword'),

@@ -62,6 +62,7 @@ type Screen =
   | { readonly name: 'rechargeStopped'; readonly order: RechargeOrderView }
   | { readonly name: 'rechargeDone'; readonly amountFen: number; readonly balanceFen: number }
   | { readonly name: 'rechargeExpired' }
+  | { readonly name: 'rechargeCancelled'; readonly order: RechargeOrderView }
   | { readonly name: 'lossConfirm'; readonly byNumber?: { personNumber: string; password: string } }
   | { readonly name: 'lossDone'; readonly already: boolean; readonly withCard: boolean }
   | { readonly name: 'lossNoCard' }
@@ -479,7 +480,7 @@ async function pollOrder(wait: WaitScreen, gen: number): Promise<void> {
   if (pollTimer !== undefined) window.clearTimeout(pollTimer);
   pollTimer = undefined;
   if (gen !== state.gen || state.screen !== wait) return;
-  if (Date.now() >= wait.until) return takeDownQr(wait, gen);
+  if (Date.now() >= wait.until) return takeDownQr(wait, gen, 'timeout');
   const res = await askOrder(wait.order);
   if (gen !== state.gen || state.screen !== wait) return; // cancelled, timed out or another holder meanwhile
   if (res.ok && res.value.status === 'paid') return rechargePaid(res.value);
@@ -507,23 +508,29 @@ function rechargePaid(paid: RechargeStateView): void {
 }
 
 /**
- * The QR comes down (its time is up, or Cancel), but the order stays payable at the channel until it
- * expires and the kiosk cannot close it there. So the order's state is asked once more before anything
- * is said: paid shows the credit; closed or expired means nothing was charged; still pending (or no
- * answer) says truthfully that a payment made is still credited, and the kiosk keeps asking meanwhile.
+ * The QR comes down (its time is up, or Cancel): main asks the switch to close the order at its channel
+ * (KioskService/CancelRechargeOrder), and the kiosk says only what the answer makes true: paid shows the
+ * credit; closed or expired means nothing was charged and the QR can no longer be paid; still pending (the
+ * channel did not close it) or no answer says that a payment made is still credited, and the kiosk keeps
+ * asking meanwhile.
  */
-async function takeDownQr(wait: WaitScreen, gen: number): Promise<void> {
+async function takeDownQr(wait: WaitScreen, gen: number, why: 'cancel' | 'timeout'): Promise<void> {
   if (pollTimer !== undefined) window.clearTimeout(pollTimer);
   pollTimer = undefined;
   go({ name: 'rechargeChecking' });
-  const res = await askOrder(wait.order);
+  let res: Result<RechargeStateView>;
+  try {
+    res = await api.cancelRecharge({ orderId: wait.order.orderId });
+  } catch {
+    res = { ok: false, error: 'unreachable' };
+  }
   if (gen !== state.gen) return;
   if (res.ok && res.value.status === 'paid') return rechargePaid(res.value);
   if (!res.ok && res.error === 'no_card') return goIdle();
-  // A new recharge is a new order; main still answers this one's state.
-  void api.cancelRecharge().catch(() => undefined);
   touchActivity();
-  if (res.ok && res.value.status !== 'pending') return go({ name: 'rechargeExpired' });
+  if (res.ok && res.value.status !== 'pending') {
+    return go(why === 'cancel' ? { name: 'rechargeCancelled', order: wait.order } : { name: 'rechargeExpired' });
+  }
   const holder = state.holder;
   if (holder !== undefined && !holder.lateOrders.some((o) => o.orderId === wait.order.orderId)) {
     holder.lateOrders = [...holder.lateOrders, wait.order].slice(-MAX_LATE_ORDERS);
@@ -584,7 +591,7 @@ function rechargeWaitScreen(order: RechargeOrderView, until: number): HTMLElemen
       { class: 'actions' },
       button(tr('cancel'), () => {
         const wait = state.screen;
-        if (wait.name === 'rechargeWait' && wait.order.orderId === order.orderId) void takeDownQr(wait, state.gen);
+        if (wait.name === 'rechargeWait' && wait.order.orderId === order.orderId) void takeDownQr(wait, state.gen, 'cancel');
       }),
     ),
   );
@@ -1076,6 +1083,16 @@ function screenBody(): HTMLElement {
         { class: 'screen result' },
         h('h1', { text: tr('rechargeStoppedTitle') }),
         h('p', { class: 'lead', text: tr('rechargeStoppedBody', { until: campusTime(s.order.expiresAtMs).slice(6) }) }),
+        h('p', { class: 'note', text: `${tr('rechargeAmount')}：${tr('yuan', { v: yuan(s.order.amountFen) })}` }),
+        h('p', { class: 'note' }, `${tr('rechargeOrder')}：`, h('span', { class: 'order-id', text: s.order.orderId })),
+        h('div', { class: 'actions' }, button(tr('backHome'), goHome, 'primary')),
+      );
+    case 'rechargeCancelled':
+      return h(
+        'section',
+        { class: 'screen result' },
+        h('h1', { text: tr('rechargeCancelledTitle') }),
+        h('p', { class: 'lead', text: tr('rechargeCancelledBody') }),
         h('p', { class: 'note', text: `${tr('rechargeAmount')}：${tr('yuan', { v: yuan(s.order.amountFen) })}` }),
         h('p', { class: 'note' }, `${tr('rechargeOrder')}：`, h('span', { class: 'order-id', text: s.order.orderId })),
         h('div', { class: 'actions' }, button(tr('backHome'), goHome, 'primary')),

@@ -73,6 +73,8 @@ const zh = {
   rechargeExpiredTitle: '支付超时',
   rechargeExpiredBody: '二维码已失效，未扣款。如需充值请重新发起。',
   rechargeChecking: '正在确认订单状态，请稍候…',
+  rechargeCancelledTitle: '已取消充值',
+  rechargeCancelledBody: '订单已关闭，未扣款，此二维码已不能支付。如需充值请重新发起。',
   rechargeStoppedTitle: '二维码已关闭',
   rechargeStoppedBody:
     '此订单在 {until} 前仍可在手机上完成支付。如您已付款或稍后完成付款，款项会自动充入卡中，请勿重复付款；到账后余额会更新。',
@@ -252,6 +254,8 @@ const en: Catalogue = {
   rechargeExpiredTitle: 'Payment timed out',
   rechargeExpiredBody: 'The QR code has expired; nothing was charged. Start again to recharge.',
   rechargeChecking: 'Checking the order, please wait…',
+  rechargeCancelledTitle: 'Recharge cancelled',
+  rechargeCancelledBody: 'The order is closed and nothing was charged; this QR code can no longer be paid. Start again to recharge.',
   rechargeStoppedTitle: 'QR code closed',
   rechargeStoppedBody:
     'This order can still be paid on your phone until {until}. If you have paid, or finish paying, the money is credited to your card automatically: do not pay again. The balance updates once it arrives.',

@@ -124,7 +124,8 @@ export interface ActionArgs {
   sync: undefined;
   startRecharge: { channel: RechargeChannelName; amountFen: number };
   rechargeState: { orderId: string };
-  cancelRecharge: undefined;
+  /** The QR comes down (Cancel, or its time is up): main asks the switch to close the order at its channel. */
+  cancelRecharge: { orderId: string };
   /** The holder touched the screen: main restarts its own inactivity limit. Carries nothing. */
   stillHere: undefined;
   reportLoss: { personNumber?: string; password?: string };
@@ -142,7 +143,8 @@ export interface ActionResults {
   sync: CardView;
   startRecharge: RechargeOrderView;
   rechargeState: RechargeStateView;
-  cancelRecharge: null;
+  /** closed / expired: it cannot be paid any more (nothing charged); paid: credited; pending: still payable. */
+  cancelRecharge: RechargeStateView;
   stillHere: null;
   reportLoss: { readonly alreadyLost: boolean };
   cancelLoss: { readonly wasLost: boolean };

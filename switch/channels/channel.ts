@@ -86,6 +86,25 @@ export type CancelResult =
   /** Final refusal (e.g. past the channel's cancel window): the switch refunds instead. */
   | { readonly status: 'refused'; readonly message: string };
 
+/**
+ * What became of closing an unpaid recharge order (Alipay alipay.trade.close, WeChat Pay close order).
+ * Where the channel refuses the close (the order is no longer waiting), the adapter asks it what the
+ * order is, so a close answers the truth of the order, never a guess.
+ */
+export type CloseResult =
+  /** Closed (now, or before): it can no longer be paid. */
+  | { readonly status: 'closed' }
+  /** It was paid before the close got there: credit it as any paid order. */
+  | Extract<PaymentResult, { readonly status: 'paid' }>
+  /**
+   * The channel has no such order, so nothing was closed. Alipay makes a precreated order's trade only when
+   * the QR is scanned: until then its close answers ACQ.TRADE_NOT_EXIST and the QR stays payable until it
+   * expires. The order is left as it is.
+   */
+  | { readonly status: 'not_found' }
+  /** Nobody knows (transport, system error, an answer that does not verify, still paying): left as it is. */
+  | { readonly status: 'unknown'; readonly message: string };
+
 export interface RefundRequest {
   readonly outTradeNo: string;
   readonly outRefundNo: string;
@@ -193,6 +212,12 @@ export interface PaymentChannel {
    */
   queryRefund(request: RefundRequest, signal: AbortSignal): Promise<RefundQueryResult>;
   createRechargeOrder(request: RechargeOrderRequest, signal: AbortSignal): Promise<RechargeOrder>;
+  /**
+   * Closes an unpaid recharge order so that it can no longer be paid (Alipay alipay.trade.close, WeChat
+   * Pay POST /v3/pay/transactions/out-trade-no/{out_trade_no}/close). Idempotent: closing a closed order
+   * answers closed; a paid one answers paid (the adapter queries it when the channel refuses the close).
+   */
+  closeRechargeOrder(outTradeNo: string, signal: AbortSignal): Promise<CloseResult>;
   /** Verifies and reads a payment notification; throws ChannelForgedError when it does not verify. */
   verifyNotification(notification: IncomingNotification): VerifiedNotification | Promise<VerifiedNotification>;
   /** The body the channel expects after a notification was handled (ok) or must be sent again (not ok). */

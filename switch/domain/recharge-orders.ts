@@ -9,7 +9,14 @@
 // for another amount, or that does not say paid (acknowledged, so the channel stops resending what can
 // never be accepted, and logged as an error for reconciliation).
 import { createHash } from 'node:crypto';
-import type { ChannelName, IncomingNotification, NotificationReply, RechargeOrder, VerifiedNotification } from '../channels/channel.js';
+import type {
+  ChannelName,
+  CloseResult,
+  IncomingNotification,
+  NotificationReply,
+  RechargeOrder,
+  VerifiedNotification,
+} from '../channels/channel.js';
 import { ChannelForgedError } from '../channels/channel.js';
 import type { SwitchContext } from '../context.js';
 import {
@@ -237,7 +244,7 @@ async function creditPaid(
   ctx: SwitchContext,
   order: RechargeOrderRecord,
   paid: { readonly amountFen: number; readonly channelTxnId: string },
-  how: 'notification' | 'query',
+  how: 'notification' | 'query' | 'close',
 ): Promise<SettleOutcome> {
   const where = { channel: order.channel, orderId: order.orderId, how };
   if (paid.amountFen !== order.amountFen) {
@@ -454,8 +461,12 @@ function viewOf(order: RechargeOrderRecord): OrderView {
 /** Whose orders a caller may read: the holder's card's, or those a kiosk made. */
 type OrderOwner = { readonly cardNo: string } | { readonly terminalId: string };
 
+/** The source of the phone's orders (gateway/recharge-api.ts): no kiosk owns them, whatever its id. */
+const PHONE_SOURCE = 'holder';
+
 function owns(owner: OrderOwner, order: RechargeOrderRecord): boolean {
-  return 'cardNo' in owner ? order.cardNo === owner.cardNo : order.source === owner.terminalId;
+  if ('cardNo' in owner) return order.cardNo === owner.cardNo;
+  return order.source !== PHONE_SOURCE && order.source === owner.terminalId;
 }
 
 async function readOwnOrder(ctx: SwitchContext, owner: OrderOwner, orderId: string): Promise<RechargeOrderRecord> {
@@ -500,6 +511,65 @@ async function orderStateFor(ctx: SwitchContext, owner: OrderOwner, orderId: str
   return viewOf(await readOwnOrder(ctx, owner, orderId));
 }
 
+/** What a kiosk's 取消 left of its order: closed (nothing charged), paid (credited), or open (still payable). */
+export type CancelOutcome = 'closed' | 'paid' | 'open';
+
+/**
+ * The holder pressed 取消 on a kiosk's recharge QR, or the kiosk took it down (KioskService/
+ * CancelRechargeOrder): the order is closed at its channel, so that it can no longer be paid, and then
+ * in the ledger (recharge-order.lua 'finish' C: closed, off the pending indexes, its place among the
+ * card's open orders and its amount held against the day's maximum given back, in one script).
+ *  - the channel closed it: closed here too. No payment can come after it; recharge.lua would still
+ *    credit one (it credits a closed order: an order is paid iff the channel says so), so nothing is lost.
+ *  - the channel says it was paid before the close got there: credited like any paid order (recharge.lua,
+ *    once per order, whichever of this, the notification and the loop's query comes first).
+ *  - the channel did not answer, or has no trade for it yet (an Alipay QR nobody scanned): left pending as
+ *    it was; it can still be paid until it expires, and the settlement loop settles it as any order.
+ * Only an order this kiosk made (NOT_FOUND otherwise, as for its state); one that is closed, expired or
+ * paid already is answered as it is, without asking the channel, so a repeated cancel changes nothing.
+ */
+export async function cancelKioskRechargeOrder(
+  ctx: SwitchContext,
+  terminalId: string,
+  orderId: string,
+): Promise<OrderView & { readonly cardNo: string; readonly outcome: CancelOutcome }> {
+  const owner = { terminalId };
+  const order = await readOwnOrder(ctx, owner, orderId);
+  if (!order.credited && (order.state === 'P' || order.state === 'A')) {
+    const channel = ORDER_CHANNEL_NAMES[order.channel];
+    const where = { channel, orderId, terminalId };
+    const adapter = ctx.channels.get(channel);
+    let closed: CloseResult;
+    try {
+      if (adapter === undefined) throw new Error(`no ${channel} channel is configured`);
+      closed = await adapter.closeRechargeOrder(orderId, AbortSignal.timeout(CHANNEL_CALL_TIMEOUT_MS));
+    } catch (err) {
+      if (err instanceof DomainError) throw err;
+      closed = { status: 'unknown', message: (err as Error).message };
+    }
+    switch (closed.status) {
+      case 'closed':
+        await finishRechargeOrder(ctx, order, 'C', ctx.now());
+        ctx.log.info(where, 'recharge order cancelled at the kiosk: closed at the channel and in the ledger');
+        break;
+      case 'paid':
+        await creditPaid(ctx, order, closed, 'close');
+        break;
+      case 'not_found':
+      case 'unknown':
+        ctx.log.warn(
+          { ...where, answer: closed.status === 'unknown' ? closed.message : 'no trade at the channel yet' },
+          'recharge order cancelled at the kiosk but not closed at the channel: it stays payable until it expires',
+        );
+        break;
+    }
+  }
+  const now = await readOwnOrder(ctx, owner, orderId);
+  const view = viewOf(now);
+  const outcome: CancelOutcome = view.state === 'paid' ? 'paid' : view.state === 'pending' ? 'open' : 'closed';
+  return { ...view, cardNo: now.cardNo, outcome };
+}
+
 /**
  * A kiosk's recharge (KioskService/Recharge): the cardholder found by the card on the reader or the
  * student/staff number, then the same order as the phone's, paid with a QR code the kiosk shows.
@@ -514,6 +584,13 @@ export async function newKioskRechargeOrder(
     readonly terminalId: string;
   },
 ): Promise<{ readonly cardNo: string; readonly orderId: string; readonly qrContent: string; readonly expiresAtMs: number }> {
+  if (request.terminalId === PHONE_SOURCE) {
+    // Its orders would share the phone's ids and be nobody's to follow or close.
+    throw new FailedPreconditionError(`a kiosk with the terminal id "${PHONE_SOURCE}" takes no recharges: register it under another id`, {
+      reason: 'TERMINAL_ID_RESERVED',
+      zh: '此自助机的终端号不可用于充值，请联系卡务中心',
+    });
+  }
   const { cardNo } = await resolveCardholder(ctx, request.cardholder);
   const order = await newRechargeOrder(ctx, {
     cardNo,

@@ -40,6 +40,7 @@ export const RPC_KINDS: Readonly<Record<string, readonly TerminalKind[]>> = {
   '/cardswitch.v1.KioskService/IdentifyCard': KIOSK,
   '/cardswitch.v1.KioskService/Recharge': KIOSK,
   '/cardswitch.v1.KioskService/RechargeOrderState': KIOSK,
+  '/cardswitch.v1.KioskService/CancelRechargeOrder': KIOSK,
   '/cardswitch.v1.KioskService/ReportLoss': KIOSK,
   '/cardswitch.v1.KioskService/CancelLoss': KIOSK,
   '/cardswitch.v1.KioskService/ChangePassword': KIOSK,

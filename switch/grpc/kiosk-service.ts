@@ -3,7 +3,12 @@ import type { KioskServiceServer } from '../../proto/gen/cardswitch/v1/kiosk.js'
 import type { SwitchContext } from '../context.js';
 import type { StatementReader } from '../domain/reports.js';
 import { cancelLossHandler, changePasswordHandler, identifyCardHandler, reportLossHandler } from './card-handlers.js';
-import { kioskRechargeHandler, kioskRechargeOrderStateHandler, payUtilityFeeHandler } from './money-handlers.js';
+import {
+  kioskCancelRechargeOrderHandler,
+  kioskRechargeHandler,
+  kioskRechargeOrderStateHandler,
+  payUtilityFeeHandler,
+} from './money-handlers.js';
 import { kioskStatementHandler } from './report-handlers.js';
 
 /** `statements` is the switch's one StatementReader (app.ts). */
@@ -12,6 +17,7 @@ export function kioskService(ctx: SwitchContext, statements: StatementReader): K
     identifyCard: identifyCardHandler(ctx),
     recharge: kioskRechargeHandler(ctx),
     rechargeOrderState: kioskRechargeOrderStateHandler(ctx),
+    cancelRechargeOrder: kioskCancelRechargeOrderHandler(ctx),
     reportLoss: reportLossHandler(ctx),
     cancelLoss: cancelLossHandler(ctx),
     changePassword: changePasswordHandler(ctx),

@@ -1,4 +1,4 @@
-// Refund (PosService), Recharge, RechargeOrderState and PayUtilityFee (KioskService), ManualRecharge and Adjust
+// Refund (PosService), Recharge, RechargeOrderState, CancelRechargeOrder and PayUtilityFee (KioskService), ManualRecharge and Adjust
 // (AdminService): validate, call one domain function (refund.ts, kiosk.ts, recharge.ts), map the
 // result to the response. Business refusals of PayUtilityFee are declined answers (like Authorize);
 // the others answer a gRPC status.
@@ -12,6 +12,8 @@ import { DeclineReason, Outcome, RechargeChannel, UtilityKind } from '../../prot
 import type { RefundRequest, RefundResponse } from '../../proto/gen/cardswitch/v1/pos.js';
 import {
   RechargeOrderStatus,
+  type CancelRechargeOrderRequest,
+  type CancelRechargeOrderResponse,
   type PayUtilityFeeRequest,
   type PayUtilityFeeResponse,
   type RechargeOrderStateRequest,
@@ -25,7 +27,13 @@ import type { SwitchContext } from '../context.js';
 import { checkCardNumber } from '../domain/cardholder.js';
 import { checkFeeAmount, checkUtilityTarget } from '../domain/fees.js';
 import { payUtilityFeeAtKiosk } from '../domain/kiosk.js';
-import { kioskRechargeOrderState, newKioskRechargeOrder, type OrderState } from '../domain/recharge-orders.js';
+import {
+  cancelKioskRechargeOrder,
+  kioskRechargeOrderState,
+  newKioskRechargeOrder,
+  type CancelOutcome,
+  type OrderState,
+} from '../domain/recharge-orders.js';
 import { adjustBalance, checkReason, rechargeCard } from '../domain/recharge.js';
 import { refundPayment } from '../domain/refund.js';
 import { TERMINAL_ID_PATTERN } from '../domain/terminals.js';
@@ -143,7 +151,7 @@ const ORDER_STATUS: Readonly<Record<OrderState, RechargeOrderStatus>> = {
 export function kioskRechargeOrderStateHandler(ctx: SwitchContext): handleUnaryCall<RechargeOrderStateRequest, RechargeOrderStateResponse> {
   return unary<RechargeOrderStateRequest, RechargeOrderStateResponse>(ctx, 'RechargeOrderState', async (req, call) => {
     const terminal = callingTerminal(call);
-    if (!/^[A-Za-z0-9_-]{1,64}$/.test(req.orderId)) throw new InvalidArgumentError('order_id must be the order_id Recharge answered');
+    if (!ORDER_ID_PATTERN.test(req.orderId)) throw new InvalidArgumentError('order_id must be the order_id Recharge answered');
     const view = await kioskRechargeOrderState(ctx, terminal.id, req.orderId);
     const balanceAfterFen = view.balanceAfterFen ?? 0;
     const text: Readonly<Record<OrderState, string>> = {
@@ -159,6 +167,35 @@ export function kioskRechargeOrderStateHandler(ctx: SwitchContext): handleUnaryC
       balanceAfterFen,
       transactionId: view.transactionId,
       displayText: text[view.state],
+      cardNumber: view.cardNo,
+      expiresAtMs: view.expiresAtMs,
+    };
+  });
+}
+
+const ORDER_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** 取消 on the kiosk: closes the order at its channel; answers closed, paid, or still payable (see kiosk.proto). */
+export function kioskCancelRechargeOrderHandler(
+  ctx: SwitchContext,
+): handleUnaryCall<CancelRechargeOrderRequest, CancelRechargeOrderResponse> {
+  return unary<CancelRechargeOrderRequest, CancelRechargeOrderResponse>(ctx, 'CancelRechargeOrder', async (req, call) => {
+    const terminal = callingTerminal(call);
+    if (!ORDER_ID_PATTERN.test(req.orderId)) throw new InvalidArgumentError('order_id must be the order_id Recharge answered');
+    const view = await cancelKioskRechargeOrder(ctx, terminal.id, req.orderId);
+    const balanceAfterFen = view.balanceAfterFen ?? 0;
+    const text: Readonly<Record<CancelOutcome, string>> = {
+      closed: '已取消充值，订单已关闭，未扣款',
+      paid: `${ORDER_CHANNEL_ZH[view.channel]}充值成功 ${formatYuan(view.amountFen)}元 余额${formatYuan(balanceAfterFen)}元`,
+      open: `二维码已关闭，但${ORDER_CHANNEL_ZH[view.channel]}暂未关闭订单：过期前付款仍会充入卡中，请勿重复付款`,
+    };
+    return {
+      orderId: view.orderId,
+      status: ORDER_STATUS[view.state],
+      amountFen: view.amountFen,
+      balanceAfterFen,
+      transactionId: view.transactionId,
+      displayText: text[view.outcome],
       cardNumber: view.cardNo,
       expiresAtMs: view.expiresAtMs,
     };

@@ -1,6 +1,6 @@
 // The Alipay channel (OpenAPI gateway, public-key mode, RSA2): barcode payments (alipay.trade.pay with
 // scene bar_code), query, cancel, refund (+ alipay.trade.fastpay.refund.query to confirm a repeated one),
-// recharge QR orders (alipay.trade.precreate), payment notifications (trade_status_sync) and the daily
+// recharge QR orders (alipay.trade.precreate, closed with alipay.trade.close), payment notifications (trade_status_sync) and the daily
 // trade statement. What every adapter promises is in ../channel.ts. Also the payer binding of the guide
 // (扫码授权): the authorisation URL the holder opens (scope auth_base), and alipay.system.oauth.token,
 // which turns the auth_code Alipay redirects back with into the holder's user_id (2088...).
@@ -24,6 +24,7 @@ import {
   ChannelForgedError,
   type CancelResult,
   type ChannelPayer,
+  type CloseResult,
   type CodePaymentRequest,
   type IncomingNotification,
   type NotificationReply,
@@ -109,6 +110,9 @@ const PAY_FAILURES: Readonly<Record<string, PaymentFailure>> = {
   'ACQ.BUYER_PAYMENT_AMOUNT_MONTH_LIMIT_ERROR': 'payer_refused',
   'ACQ.TRADE_HAS_CLOSE': 'payer_cancelled',
 };
+
+/** Sub-codes of 40004 answered to alipay.trade.close for a trade that is not waiting (paid or closed). */
+const CLOSE_REFUSED_NOT_WAITING = new Set(['ACQ.TRADE_STATUS_ERROR', 'ACQ.REASON_TRADE_STATUS_INVALID', 'ACQ.REASON_ILLEGAL_STATUS']);
 
 export class AlipayChannel implements PaymentChannel {
   readonly name = 'alipay' as const;
@@ -338,6 +342,36 @@ export class AlipayChannel implements PaymentChannel {
       throw new FailedPreconditionError(`Alipay refused the recharge order: ${channelText(body)}`);
     }
     throw new UnavailableError(`Alipay did not create the recharge order: ${channelText(body)}`);
+  }
+
+  /**
+   * alipay.trade.close: a waiting trade is closed (10000). Refused because the trade is no longer waiting
+   * (ACQ.TRADE_STATUS_ERROR and its newer names): alipay.trade.query says whether it was paid or closed.
+   * ACQ.TRADE_NOT_EXIST: Alipay makes a precreated order's trade only when its QR is scanned, so nothing
+   * was closed and the QR may still be paid until its time_expire ('not_found': the order is left open).
+   * Never alipay.trade.cancel here: on a trade paid meanwhile it would refund a payment that the
+   * notification may already have credited.
+   */
+  async closeRechargeOrder(outTradeNo: string, signal: AbortSignal): Promise<CloseResult> {
+    checkId('outTradeNo', outTradeNo);
+    const answer = await this.call('alipay.trade.close', { out_trade_no: outTradeNo }, signal, { outTradeNo });
+    if (!answer.ok) return { status: 'unknown', message: answer.message };
+    const body = answer.body;
+    const code = text(body.code);
+    if (code === '10000') {
+      const answeredNo = text(body.out_trade_no);
+      if (answeredNo !== '' && answeredNo !== outTradeNo) return { status: 'unknown', message: 'Alipay closed another out_trade_no' };
+      return { status: 'closed' };
+    }
+    const subCode = text(body.sub_code);
+    if (code === '40004' && subCode === 'ACQ.TRADE_NOT_EXIST') return { status: 'not_found' };
+    if (code === '40004' && CLOSE_REFUSED_NOT_WAITING.has(subCode)) {
+      const now = await this.queryPayment(outTradeNo, signal);
+      if (now.status === 'paid' || now.status === 'closed') return now;
+      const what = now.status === 'unknown' ? now.message : `trade ${now.status}`;
+      return { status: 'unknown', message: `${channelText(body)}; the query after it: ${what}` };
+    }
+    return { status: 'unknown', message: channelText(body) };
   }
 
   verifyNotification(notification: IncomingNotification): VerifiedNotification {

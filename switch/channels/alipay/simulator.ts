@@ -9,7 +9,10 @@
 //                        alipay.system.oauth.token (grant_type authorization_code),
 //                        alipay.trade.pay (scene bar_code), alipay.trade.query, alipay.trade.cancel,
 //                        alipay.trade.refund, alipay.trade.fastpay.refund.query, alipay.trade.precreate,
-//                        alipay.data.dataservice.bill.downloadurl.query
+//                        alipay.trade.close, alipay.data.dataservice.bill.downloadurl.query
+//                      A precreated order is a trade here from its precreate on (query answers WAIT_BUYER_PAY,
+//                      close closes it); real Alipay makes the trade only when the QR is scanned and answers
+//                      ACQ.TRADE_NOT_EXIST before (the adapter's 'not_found', as for an order never made).
 //   GET  /sim/bill/download?token=...   the zipped GBK statement (the link lives 30 s, like Alipay's)
 //   GET  /oauth2/publicAppAuthorize.htm the authorisation page (openauth.alipay.com's): see newAuthCode
 //
@@ -29,6 +32,7 @@
 //                                                                                 a paid trade of Alipay's own out_trade_no, notified
 //                                                                                 with the school, name and number the payer typed
 //   notify(outTradeNo, plan)          POST /sim/notify {...}                      send notifications now
+//   drainNotifications()                                                          resolves once those under way are delivered
 //   bill(date)                        GET  /sim/bill?date=YYYY-MM-DD              publish that day's statement now
 //                                                                                 (else a day's is ready once it ended)
 //   addBillLine(line)                 POST /sim/bill-line {"outTradeNo","amountFen","kind"?,"atMs"?}
@@ -255,6 +259,11 @@ export class AlipaySimulator {
     this.server = undefined;
     if (server === undefined) return;
     await closeLoopback(server);
+    await Promise.allSettled([...this.pendingNotifications]);
+  }
+
+  /** Resolves once every notification under way (a payment's, an expiry's, a close's) has been delivered or given up. */
+  async drainNotifications(): Promise<void> {
     await Promise.allSettled([...this.pendingNotifications]);
   }
 
@@ -594,6 +603,8 @@ export class AlipaySimulator {
         return this.refundQuery(biz);
       case 'alipay.trade.precreate':
         return this.precreate(biz, params.get('notify_url') ?? '');
+      case 'alipay.trade.close':
+        return this.close(biz);
       case 'alipay.data.dataservice.bill.downloadurl.query':
         return this.billUrl(biz);
       default:
@@ -874,6 +885,19 @@ export class AlipaySimulator {
     trade.notifyUrl = notifyUrl;
     trade.qrCode = `https://qr.alipay.com/bax0${randomBytes(12).toString('hex')}`;
     return { kind: 'answer', fields: { code: '10000', msg: 'Success', out_trade_no: outTradeNo, qr_code: trade.qrCode } };
+  }
+
+  /** Closes a waiting trade (TRADE_CLOSED, notified like an expiry); any other state is refused, as Alipay does. */
+  private close(biz: Biz): Reply {
+    const trade = this.findTrade(biz);
+    if (trade === undefined) return answer('40004', 'ACQ.TRADE_NOT_EXIST', '交易不存在', { out_trade_no: field(biz, 'out_trade_no') });
+    this.advance(trade);
+    if (trade.status !== 'WAIT_BUYER_PAY') {
+      return answer('40004', 'ACQ.TRADE_STATUS_ERROR', '交易状态不合法', { out_trade_no: trade.outTradeNo, trade_no: trade.tradeNo });
+    }
+    trade.status = 'TRADE_CLOSED';
+    void this.autoNotify(trade);
+    return { kind: 'answer', fields: { code: '10000', msg: 'Success', out_trade_no: trade.outTradeNo, trade_no: trade.tradeNo } };
   }
 
   private billUrl(biz: Biz): Reply {

@@ -31,6 +31,7 @@ import {
   ChannelForgedError,
   type CancelResult,
   type ChannelPayer,
+  type CloseResult,
   type CodePaymentRequest,
   type IncomingNotification,
   type NotificationReply,
@@ -356,10 +357,25 @@ export class WechatPayChannel implements PaymentChannel {
     return this.transactionResult(answer as V3Transaction);
   }
 
-  /** Closes an unpaid recharge order (it can no longer be paid). A paid one is refused (WechatPayCallError). */
-  async closeRechargeOrder(outTradeNo: string, signal: AbortSignal): Promise<void> {
+  /**
+   * Closes an unpaid recharge order: 204, it can no longer be paid. A refusal (ORDERPAID, ORDER_CLOSED or
+   * any other 4xx) is followed by the v3 query, which says whether it was paid or closed; ORDER_NOT_EXIST is
+   * 'not_found'; a 5xx, SYSTEM_ERROR, transport trouble or an answer that does not verify is 'unknown'.
+   */
+  async closeRechargeOrder(outTradeNo: string, signal: AbortSignal): Promise<CloseResult> {
     checkId('outTradeNo', outTradeNo);
-    await this.v3('POST', `/v3/pay/transactions/out-trade-no/${outTradeNo}/close`, { mchid: this.options.mchId }, signal, outTradeNo);
+    try {
+      await this.v3('POST', `/v3/pay/transactions/out-trade-no/${outTradeNo}/close`, { mchid: this.options.mchId }, signal, outTradeNo);
+      return { status: 'closed' };
+    } catch (err) {
+      if (!(err instanceof WechatPayCallError)) throw err;
+      if (err.outcome === 'unknown') return { status: 'unknown', message: err.message };
+      if (/ORDER_NOT_EXIST|ORDERNOTEXIST/.test(err.message)) return { status: 'not_found' };
+      const now = await this.queryRechargeOrder(outTradeNo, signal);
+      if (now.status === 'paid' || now.status === 'closed') return now;
+      const what = now.status === 'unknown' ? now.message : `trade_state ${now.status}`;
+      return { status: 'unknown', message: `${err.message}; the query after it: ${what}` };
+    }
   }
 
   private transactionResult(t: V3Transaction): QueryResult {

@@ -158,6 +158,28 @@ export interface RechargeOrderStateResponse {
   expiresAtMs: number;
 }
 
+export interface CancelRechargeOrderRequest {
+  /** The order_id Recharge answered. */
+  orderId: string;
+}
+
+export interface CancelRechargeOrderResponse {
+  orderId: string;
+  /**
+   * CLOSED, EXPIRED (nothing charged: it cannot be paid any more), PAID (credited) or PENDING (still
+   * payable until expires_at_ms; a payment is credited).
+   */
+  status: RechargeOrderStatus;
+  amountFen: number;
+  /** When paid: the balance right after the credit, and the credit's transaction id. */
+  balanceAfterFen: number;
+  transactionId: string;
+  /** What the kiosk shows, e.g. "已取消充值，未扣款". */
+  displayText: string;
+  cardNumber: string;
+  expiresAtMs: number;
+}
+
 export interface ReportLossRequest {
   cardholder:
     | Cardholder
@@ -1055,6 +1077,297 @@ export const RechargeOrderStateResponse: MessageFns<RechargeOrderStateResponse> 
   },
   fromPartial<I extends Exact<DeepPartial<RechargeOrderStateResponse>, I>>(object: I): RechargeOrderStateResponse {
     const message = createBaseRechargeOrderStateResponse();
+    message.orderId = object.orderId ?? "";
+    message.status = object.status ?? 0;
+    message.amountFen = object.amountFen ?? 0;
+    message.balanceAfterFen = object.balanceAfterFen ?? 0;
+    message.transactionId = object.transactionId ?? "";
+    message.displayText = object.displayText ?? "";
+    message.cardNumber = object.cardNumber ?? "";
+    message.expiresAtMs = object.expiresAtMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseCancelRechargeOrderRequest(): CancelRechargeOrderRequest {
+  return { orderId: "" };
+}
+
+export const CancelRechargeOrderRequest: MessageFns<CancelRechargeOrderRequest> = {
+  encode(message: CancelRechargeOrderRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.orderId !== "") {
+      writer.uint32(10).string(message.orderId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelRechargeOrderRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelRechargeOrderRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.orderId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelRechargeOrderRequest {
+    return {
+      orderId: isSet(object.orderId)
+        ? globalThis.String(object.orderId)
+        : isSet(object.order_id)
+        ? globalThis.String(object.order_id)
+        : "",
+    };
+  },
+
+  toJSON(message: CancelRechargeOrderRequest): unknown {
+    const obj: any = {};
+    if (message.orderId !== "") {
+      obj.orderId = message.orderId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CancelRechargeOrderRequest>, I>>(base?: I): CancelRechargeOrderRequest {
+    return CancelRechargeOrderRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CancelRechargeOrderRequest>, I>>(object: I): CancelRechargeOrderRequest {
+    const message = createBaseCancelRechargeOrderRequest();
+    message.orderId = object.orderId ?? "";
+    return message;
+  },
+};
+
+function createBaseCancelRechargeOrderResponse(): CancelRechargeOrderResponse {
+  return {
+    orderId: "",
+    status: 0,
+    amountFen: 0,
+    balanceAfterFen: 0,
+    transactionId: "",
+    displayText: "",
+    cardNumber: "",
+    expiresAtMs: 0,
+  };
+}
+
+export const CancelRechargeOrderResponse: MessageFns<CancelRechargeOrderResponse> = {
+  encode(message: CancelRechargeOrderResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.orderId !== "") {
+      writer.uint32(10).string(message.orderId);
+    }
+    if (message.status !== 0) {
+      writer.uint32(16).int32(message.status);
+    }
+    if (message.amountFen !== 0) {
+      writer.uint32(24).int64(message.amountFen);
+    }
+    if (message.balanceAfterFen !== 0) {
+      writer.uint32(32).int64(message.balanceAfterFen);
+    }
+    if (message.transactionId !== "") {
+      writer.uint32(42).string(message.transactionId);
+    }
+    if (message.displayText !== "") {
+      writer.uint32(50).string(message.displayText);
+    }
+    if (message.cardNumber !== "") {
+      writer.uint32(58).string(message.cardNumber);
+    }
+    if (message.expiresAtMs !== 0) {
+      writer.uint32(64).int64(message.expiresAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelRechargeOrderResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelRechargeOrderResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.orderId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.amountFen = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.balanceAfterFen = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.displayText = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.cardNumber = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.expiresAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelRechargeOrderResponse {
+    return {
+      orderId: isSet(object.orderId)
+        ? globalThis.String(object.orderId)
+        : isSet(object.order_id)
+        ? globalThis.String(object.order_id)
+        : "",
+      status: isSet(object.status) ? rechargeOrderStatusFromJSON(object.status) : 0,
+      amountFen: isSet(object.amountFen)
+        ? globalThis.Number(object.amountFen)
+        : isSet(object.amount_fen)
+        ? globalThis.Number(object.amount_fen)
+        : 0,
+      balanceAfterFen: isSet(object.balanceAfterFen)
+        ? globalThis.Number(object.balanceAfterFen)
+        : isSet(object.balance_after_fen)
+        ? globalThis.Number(object.balance_after_fen)
+        : 0,
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+      displayText: isSet(object.displayText)
+        ? globalThis.String(object.displayText)
+        : isSet(object.display_text)
+        ? globalThis.String(object.display_text)
+        : "",
+      cardNumber: isSet(object.cardNumber)
+        ? globalThis.String(object.cardNumber)
+        : isSet(object.card_number)
+        ? globalThis.String(object.card_number)
+        : "",
+      expiresAtMs: isSet(object.expiresAtMs)
+        ? globalThis.Number(object.expiresAtMs)
+        : isSet(object.expires_at_ms)
+        ? globalThis.Number(object.expires_at_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: CancelRechargeOrderResponse): unknown {
+    const obj: any = {};
+    if (message.orderId !== "") {
+      obj.orderId = message.orderId;
+    }
+    if (message.status !== 0) {
+      obj.status = rechargeOrderStatusToJSON(message.status);
+    }
+    if (message.amountFen !== 0) {
+      obj.amountFen = Math.round(message.amountFen);
+    }
+    if (message.balanceAfterFen !== 0) {
+      obj.balanceAfterFen = Math.round(message.balanceAfterFen);
+    }
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    if (message.displayText !== "") {
+      obj.displayText = message.displayText;
+    }
+    if (message.cardNumber !== "") {
+      obj.cardNumber = message.cardNumber;
+    }
+    if (message.expiresAtMs !== 0) {
+      obj.expiresAtMs = Math.round(message.expiresAtMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CancelRechargeOrderResponse>, I>>(base?: I): CancelRechargeOrderResponse {
+    return CancelRechargeOrderResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CancelRechargeOrderResponse>, I>>(object: I): CancelRechargeOrderResponse {
+    const message = createBaseCancelRechargeOrderResponse();
     message.orderId = object.orderId ?? "";
     message.status = object.status ?? 0;
     message.amountFen = object.amountFen ?? 0;
@@ -2252,6 +2565,29 @@ export const KioskServiceService = {
       Buffer.from(RechargeOrderStateResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RechargeOrderStateResponse => RechargeOrderStateResponse.decode(value),
   },
+  /**
+   * The holder pressed Cancel (取消) or the kiosk took the QR down: closes a recharge order this kiosk
+   * made at its channel (Alipay alipay.trade.close, WeChat Pay close order), so that it can no longer be
+   * paid, and answers what became of it. Idempotent: a closed, expired or paid order answers its state
+   * again without asking the channel. CLOSED: closed at the channel (now or before), nothing charged, its
+   * place among the card's open orders and the day's recharge maximum given back. PAID: the payer paid
+   * before the close got there; credited once, as any paid order. PENDING: the channel did not close it
+   * (it did not answer, or Alipay has no trade yet for a QR nobody scanned): it can still be paid until
+   * expires_at_ms, a payment is credited, and the switch's settlement loop closes it after that. An
+   * order of another kiosk or of the phone is NOT_FOUND (error-reason ORDER_NOT_FOUND), as for
+   * RechargeOrderState.
+   */
+  cancelRechargeOrder: {
+    path: "/cardswitch.v1.KioskService/CancelRechargeOrder" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CancelRechargeOrderRequest): Buffer =>
+      Buffer.from(CancelRechargeOrderRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CancelRechargeOrderRequest => CancelRechargeOrderRequest.decode(value),
+    responseSerialize: (value: CancelRechargeOrderResponse): Buffer =>
+      Buffer.from(CancelRechargeOrderResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CancelRechargeOrderResponse => CancelRechargeOrderResponse.decode(value),
+  },
   /** Report a card lost, by card tap or by student/staff number and card password. */
   reportLoss: {
     path: "/cardswitch.v1.KioskService/ReportLoss" as const,
@@ -2319,6 +2655,19 @@ export interface KioskServiceServer extends UntypedServiceImplementation {
   recharge: handleUnaryCall<RechargeRequest, RechargeResponse>;
   /** The state of a recharge order this kiosk made; a pending one old enough is asked about at the channel. */
   rechargeOrderState: handleUnaryCall<RechargeOrderStateRequest, RechargeOrderStateResponse>;
+  /**
+   * The holder pressed Cancel (取消) or the kiosk took the QR down: closes a recharge order this kiosk
+   * made at its channel (Alipay alipay.trade.close, WeChat Pay close order), so that it can no longer be
+   * paid, and answers what became of it. Idempotent: a closed, expired or paid order answers its state
+   * again without asking the channel. CLOSED: closed at the channel (now or before), nothing charged, its
+   * place among the card's open orders and the day's recharge maximum given back. PAID: the payer paid
+   * before the close got there; credited once, as any paid order. PENDING: the channel did not close it
+   * (it did not answer, or Alipay has no trade yet for a QR nobody scanned): it can still be paid until
+   * expires_at_ms, a payment is credited, and the switch's settlement loop closes it after that. An
+   * order of another kiosk or of the phone is NOT_FOUND (error-reason ORDER_NOT_FOUND), as for
+   * RechargeOrderState.
+   */
+  cancelRechargeOrder: handleUnaryCall<CancelRechargeOrderRequest, CancelRechargeOrderResponse>;
   /** Report a card lost, by card tap or by student/staff number and card password. */
   reportLoss: handleUnaryCall<ReportLossRequest, ReportLossResponse>;
   /** Cancel a loss report; needs the card password. */
@@ -2384,6 +2733,33 @@ export interface KioskServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RechargeOrderStateResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The holder pressed Cancel (取消) or the kiosk took the QR down: closes a recharge order this kiosk
+   * made at its channel (Alipay alipay.trade.close, WeChat Pay close order), so that it can no longer be
+   * paid, and answers what became of it. Idempotent: a closed, expired or paid order answers its state
+   * again without asking the channel. CLOSED: closed at the channel (now or before), nothing charged, its
+   * place among the card's open orders and the day's recharge maximum given back. PAID: the payer paid
+   * before the close got there; credited once, as any paid order. PENDING: the channel did not close it
+   * (it did not answer, or Alipay has no trade yet for a QR nobody scanned): it can still be paid until
+   * expires_at_ms, a payment is credited, and the switch's settlement loop closes it after that. An
+   * order of another kiosk or of the phone is NOT_FOUND (error-reason ORDER_NOT_FOUND), as for
+   * RechargeOrderState.
+   */
+  cancelRechargeOrder(
+    request: CancelRechargeOrderRequest,
+    callback: (error: ServiceError | null, response: CancelRechargeOrderResponse) => void,
+  ): ClientUnaryCall;
+  cancelRechargeOrder(
+    request: CancelRechargeOrderRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CancelRechargeOrderResponse) => void,
+  ): ClientUnaryCall;
+  cancelRechargeOrder(
+    request: CancelRechargeOrderRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CancelRechargeOrderResponse) => void,
   ): ClientUnaryCall;
   /** Report a card lost, by card tap or by student/staff number and card password. */
   reportLoss(
