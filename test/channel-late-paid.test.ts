@@ -160,6 +160,7 @@ async function journalledThenCrashed(n: number, sequence: number, amountFen: num
     sequence,
     nowMs: startedAtMs + 1000,
     ttlSec: 3600,
+    payerId,
   });
   expect(journalled.code).toBe('journalled');
   expect(await readChannelPayment(app.context, begun.terminal.id, sequence)).toMatchObject({ state: 'P' });

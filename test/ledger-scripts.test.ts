@@ -181,9 +181,9 @@ const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args:
     { keys: 1, args: ['unbind', 'cpalipay', '2088000000000001'] },
   ],
   'channel-paid': [
-    { keys: 5, args: ['pay', 'C1', 'wechat', 'CPabc-1', '4200000001', 100, 'm:M1', 'T1', 1, NOW, 3600, '', 'chan', 3600] },
-    { keys: 5, args: ['unpay', 'C1', 'alipay', 'CPabc-1', '2026113022001', 100, 'm:M1', 'T1', 1, NOW, 3600, '', 'chan', 3600] },
-    { keys: 5, args: ['decline', 'C1', 'wechat', 'CPabc-2', 'CPabc-2', 100, 'm:M1', 'T1', 2, NOW, 3600, 'CARD_LOST', 'chan', 3600] },
+    { keys: 5, args: ['pay', 'C1', 'wechat', 'CPabc-1', '4200000001', 100, 'm:M1', 'T1', 1, NOW, 3600, '', 'o-payer', 'chan', 3600] },
+    { keys: 5, args: ['unpay', 'C1', 'alipay', 'CPabc-1', '2026113022001', 100, 'm:M1', 'T1', 1, NOW, 3600, '', '', 'chan', 3600] },
+    { keys: 5, args: ['decline', 'C1', 'wechat', 'CPabc-2', 'CPabc-2', 100, 'm:M1', 'T1', 2, NOW, 3600, 'CARD_LOST', '', 'chan', 3600] },
   ],
   'channel-pay': [
     { keys: 2, args: ['begin', 'cp|wechat|abc|100', 'wechat', 'CPabc-1', 100, 'm:M1', NOW, NOW + 45_000, 3600] },

@@ -333,10 +333,14 @@ export class ChannelPayments {
     if (answer === 'finished' && f.state === 'D') await this.tellDecline(terminalId, sequence);
   }
 
-  /** A declined payment of a known card reaches its holder's live events (a page open on the phone sees it). */
+  /**
+   * A declined payment of a known card reaches its holder's live events (a page open on the phone sees it).
+   * Not one declined because its payer is no longer bound to the card: the card named on the record was
+   * the payer's before its binding ended, and its holder now (a new one, perhaps) is not who paid.
+   */
   private async tellDecline(terminalId: string, sequence: number): Promise<void> {
     const record = await readChannelPayment(this.ctx, terminalId, sequence);
-    if (record === undefined || record.cardNo === '' || record.channel === undefined) return;
+    if (record === undefined || record.cardNo === '' || record.channel === undefined || record.why === 'payer_not_bound') return;
     await journalChannelPayment(
       this.ctx,
       'decline',
@@ -419,15 +423,19 @@ export class ChannelPayments {
       sequence,
       nowMs: this.ctx.now(),
       ttlSec: this.ctx.config.requestTtlSec,
+      payerId: result.payer.payerId,
     };
+    // The script takes the sale only while the binding just looked up still stands (the card names this
+    // payer) and the card is not stopped: an unbinding, a new holder or a loss report since the look-up wins.
     const journalled = await journalChannelPayment(this.ctx, 'pay', entry);
-    const stopped = STOPPED_CARD_ANSWERS[journalled.code];
-    if (stopped !== undefined) {
-      // The card was lost, frozen or cancelled when the sale was to be taken: no sale, the money goes back.
+    const refused = REFUSED_SALE_ANSWERS[journalled.code];
+    if (refused !== undefined) {
+      // The card was lost, frozen or cancelled, or the payer's binding ended, when the sale was to be
+      // taken: no sale, the money goes back.
       await this.decide(terminalId, sequence, {
         state: 'D',
         undo: true,
-        why: stopped,
+        why: refused,
         cardNo,
         channelTxnId: result.channelTxnId,
         payerId: result.payer.payerId,
@@ -705,11 +713,12 @@ export class ChannelPayments {
   }
 }
 
-/** What channel-paid.lua refuses a sale for: the card's state. */
-const STOPPED_CARD_ANSWERS: Readonly<Partial<Record<string, 'card_lost' | 'card_frozen' | 'card_cancelled'>>> = {
+/** What channel-paid.lua refuses a sale for: the card's state, or the payer's binding ended since it was looked up. */
+const REFUSED_SALE_ANSWERS: Readonly<Partial<Record<string, 'card_lost' | 'card_frozen' | 'card_cancelled' | 'payer_not_bound'>>> = {
   card_lost: 'card_lost',
   card_frozen: 'card_frozen',
   card_cancelled: 'card_cancelled',
+  payer_not_bound: 'payer_not_bound',
 };
 
 /** The journal side of a record (its channel transaction id is the caller's to set). */
@@ -725,6 +734,7 @@ function entryOf(record: ChannelPaymentRecord, ctx: SwitchContext): PaidEntry {
     sequence: record.sequence,
     nowMs: ctx.now(),
     ttlSec: ctx.config.requestTtlSec,
+    payerId: record.payerId,
   };
 }
 

@@ -106,6 +106,7 @@ export const CHANNEL_PAID_ANSWERS = {
   9: 'refunds_pending',
   10: 'fully_refunded',
   11: 'decline_noted',
+  12: 'payer_not_bound',
 } as const;
 /** channel-refund.lua: begin, done, failed (one table: the codes do not overlap). */
 export const CHANNEL_REFUND_ANSWERS = {

@@ -353,6 +353,12 @@ export interface PaidEntry {
   readonly sequence: number;
   readonly nowMs: number;
   readonly ttlSec: number;
+  /**
+   * 'pay': the payer the sale was authorised for; the sale is taken only while the card still names
+   * them for the channel (payer_not_bound otherwise: the binding ended since it was looked up).
+   * Not looked at by 'unpay' and 'decline'.
+   */
+  readonly payerId: string;
 }
 
 export type PaidCode = AnswerOf<typeof CHANNEL_PAID_ANSWERS>;
@@ -362,7 +368,8 @@ export type PaidCode = AnswerOf<typeof CHANNEL_PAID_ANSWERS>;
  * each, with the holder's live event; 'decline' writes the holder's event of a declined payment only.
  * Answers the entry's id (the first one's on a repeat; '' when nothing was journalled) and the amount
  * journalled ('unpay': what refunds left of the payment). 'pay' is refused for a lost, frozen or
- * cancelled card (card_lost ...: nothing journalled); see channel-paid.lua.
+ * cancelled card (card_lost ...), and for a payer the card no longer names (payer_not_bound): nothing
+ * is journalled then; see channel-paid.lua.
  */
 export async function journalChannelPayment(
   ledger: LedgerAccess,
@@ -390,6 +397,7 @@ export async function journalChannelPayment(
     e.nowMs,
     e.ttlSec,
     why,
+    op === 'pay' ? e.payerId : '',
     ledger.keys.eventsChannel(),
     e.ttlSec,
   ]);

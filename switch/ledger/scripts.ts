@@ -144,6 +144,7 @@ export const ARGV_RULES = {
       integer('nowMs', 0),
       integer('ttlSec', 1),
       text('why'),
+      text('payerId'),
       ...EVENT_ARGS,
     ],
   },

@@ -12,6 +12,15 @@
   their bound channel either (the same rule as the campus QR code: the account is stopped, whatever
   the credential). Nothing is journalled then, and domain/channel-payment.ts gives the money back.
 
+  Payer binding: the domain looked the payer's card up before this call (both sides of the binding,
+  domain/channel-payers.ts), but the binding may have ended since: the payer's channel unbinding, an
+  e-card unbinding or a new holder's binding (ecard-binding.lua), each of which ends the card's side
+  (`cpalipay` / `cpwechat`) in its own script. So 'pay' takes the sale only while the card's side
+  still names the payer the sale was authorised for (ARGV[13]); otherwise nothing is journalled (12)
+  and the domain declines the payment PAYER_NOT_BOUND and gives the money back. A binding is the pair
+  (card, payer): the same payer bound again to the same card is the same binding, and no one but the
+  payer can bind their own payer id.
+
   Refunds (channel-refund.lua) keep `refd` (refunded) and `rsv` (a refund under way) on the same
   paidKey: a reversal after a partial refund gives back only what is left (`amt - refd`), and waits
   (refunds_pending) while a refund is under way, so the two can never together give back more than paid.
@@ -27,11 +36,15 @@
   ARGV[5] channelTxnId (decline: the outTradeNo)   ARGV[6] amountFen   ARGV[7] merchantParty
   ARGV[8] terminalId   ARGV[9] sequence   ARGV[10] nowMs   ARGV[11] ttlSec (how long the record lasts)
   ARGV[12] why (decline: the decline reason, e.g. INSUFFICIENT_FUNDS; '' otherwise)
-  ARGV[13] eventsChannel   ARGV[14] eventTtlSec (a bound e-card's page is told; includes/event.lua)
+  ARGV[13] payerId (pay: the payer the sale was authorised for, which the card must still name for
+           this channel; '' for unpay and decline)
+  ARGV[14] eventsChannel   ARGV[15] eventTtlSec (a bound e-card's page is told; includes/event.lua
+           takes them as the last two)
 
   Returns {code, entryId, amountFen}:
     1 journalled now   2 already journalled (the first entry's id)   3 (unpay) the payment was never journalled
     5 unknown account   6 card lost   7 card frozen   8 card cancelled (pay: nothing changed)
+   12 (pay) the card no longer names this payer for the channel: its binding ended (nothing changed)
     9 (unpay) a refund of this payment is under way: try again once it is decided (nothing changed)
    10 (unpay) refunded in full already: nothing left to give back (nothing changed)
    11 (decline) the holder's event written (or written before; none for an unbound e-card)
@@ -51,6 +64,7 @@ local ANSWER_CARD_CANCELLED = 8
 local ANSWER_REFUNDS_PENDING = 9
 local ANSWER_FULLY_REFUNDED = 10
 local ANSWER_DECLINE_NOTED = 11
+local ANSWER_PAYER_NOT_BOUND = 12
 
 local rcall = redis.call
 local paidKey = KEYS[1]
@@ -63,10 +77,10 @@ local op = ARGV[1]
 -- @include answer
 -- @include event
 
-local badArgv = argvCount(#ARGV == 14, '14') or argvOneOf(1, 'op', 'pay', 'unpay', 'decline') or argvId(2, 'cardNo')
+local badArgv = argvCount(#ARGV == 15, '15') or argvOneOf(1, 'op', 'pay', 'unpay', 'decline') or argvId(2, 'cardNo')
   or argvOneOf(3, 'channel', 'alipay', 'wechat') or argvId(4, 'outTradeNo') or argvId(5, 'channelTxnId')
   or argvInteger(6, 'amountFen', 1) or argvId(7, 'merchantParty') or argvId(8, 'terminalId') or argvInteger(9, 'sequence', 1)
-  or argvInteger(10, 'nowMs', 0) or argvInteger(11, 'ttlSec', 1) or argvId(13, 'eventsChannel') or argvInteger(14, 'eventTtlSec', 1)
+  or argvInteger(10, 'nowMs', 0) or argvInteger(11, 'ttlSec', 1) or argvId(14, 'eventsChannel') or argvInteger(15, 'eventTtlSec', 1)
 if badArgv then return badArgv end
 
 local cardNo = ARGV[2]
@@ -77,7 +91,7 @@ local merchantParty = ARGV[7]
 local nowMs = ARGV[10]
 local ttlSec = tonumber(ARGV[11])
 local paid = rcall('HMGET', paidKey, 'tx', 'rtx', 'amt', 'refd', 'rsv', 'dev')
-local account = rcall('HMGET', accountKey, 'bal', 'ver', 'st', 'eu')
+local account = rcall('HMGET', accountKey, 'bal', 'ver', 'st', 'eu', 'cp' .. channel)
 if not account[1] then return { ANSWER_UNKNOWN_CARD, '', 0 } end
 local balFen = tonumber(account[1])
 local version = tonumber(account[2] or '1')
@@ -98,6 +112,8 @@ if op == 'pay' then
   if status == 'L' then return { ANSWER_CARD_LOST, '', 0 } end
   if status == 'F' then return { ANSWER_CARD_FROZEN, '', 0 } end
   if status == 'C' then return { ANSWER_CARD_CANCELLED, '', 0 } end
+  -- The binding the sale was authorised under must still stand ('' names no payer: never bound).
+  if account[5] ~= ARGV[13] then return { ANSWER_PAYER_NOT_BOUND, '', 0 } end
 else
   if not paid[1] then return { ANSWER_NOT_PAID, '', 0 } end
   if paid[2] then return { ANSWER_ALREADY_JOURNALLED, paid[2], 0 } end
