@@ -309,6 +309,8 @@ export type ArchiverConfig = Pick<
   | 'redisSentinels'
   | 'redisSentinelMaster'
   | 'redisPassword'
+  | 'ledgerDurability'
+  | 'ledgerWaitTimeoutMs'
   | 'keyPrefix'
   | 'ledgerShards'
   | 'history'
@@ -316,7 +318,10 @@ export type ArchiverConfig = Pick<
 >;
 
 /** The ledger's Redis, read the same way for the switch and the archiver. */
-function readLedgerRedis(r: Reader, env: Env): Omit<ArchiverConfig, 'keyPrefix' | 'ledgerShards' | 'history' | 'logLevel'> {
+function readLedgerRedis(
+  r: Reader,
+  env: Env,
+): Omit<ArchiverConfig, 'ledgerDurability' | 'ledgerWaitTimeoutMs' | 'keyPrefix' | 'ledgerShards' | 'history' | 'logLevel'> {
   return {
     redisUrl: r.string('REDIS_URL', '', checkRedisUrl),
     redisCommandTimeoutMs: r.integer('REDIS_COMMAND_TIMEOUT_MS', 2000, 50, 60_000),
@@ -353,14 +358,23 @@ function checkOneLedgerForm(r: Reader, config: Pick<Config, 'redisUrl' | 'redisC
     r.problems.push('REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS: set one of them (they name three different ledgers)');
 }
 
+/** The durable mode: the switch answers, and the archiver archives, only what a replica holds. */
+function readDurability(r: Reader): Pick<Config, 'ledgerDurability' | 'ledgerWaitTimeoutMs'> {
+  return {
+    ledgerDurability: r.choice('LEDGER_DURABILITY', 'none', ['none', 'replica']),
+    ledgerWaitTimeoutMs: r.integer('LEDGER_WAIT_TIMEOUT_MS', 1000, 10, 60_000),
+  };
+}
+
 /**
- * The archiver's settings: the ledger, the key layout, the archive and the log level, and none of the
+ * The archiver's settings: the ledger (and its durable mode), the key layout, the archive and the log level, and none of the
  * switch's secrets (the archiver moves journal entries, it never needs a pepper or a signing key).
  */
 export function loadArchiverConfig(env: Env = process.env): ArchiverConfig {
   const r = new Reader(env);
   const config: ArchiverConfig = {
     ...readLedgerRedis(r, env),
+    ...readDurability(r),
     keyPrefix: readKeyPrefix(r),
     ledgerShards: r.integer('LEDGER_SHARDS', 256, 1, 16384),
     history: readHistory(r),
@@ -375,8 +389,7 @@ export function loadConfig(env: Env = process.env): Config {
   const r = new Reader(env);
   const config: Config = {
     ...readLedgerRedis(r, env),
-    ledgerDurability: r.choice('LEDGER_DURABILITY', 'none', ['none', 'replica']),
-    ledgerWaitTimeoutMs: r.integer('LEDGER_WAIT_TIMEOUT_MS', 1000, 10, 60_000),
+    ...readDurability(r),
     grpcHost: r.string('GRPC_HOST', '0.0.0.0', (v) => (/^[A-Za-z0-9.:[\]-]+$/.test(v) ? undefined : 'must be a host name or IP address')),
     grpcPort: r.integer('GRPC_PORT', 50051, 0, 65535),
     grpcTls: readGrpcTls(r, env, Date.now()),

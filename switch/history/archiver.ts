@@ -10,6 +10,7 @@ import { compareStreamIds, formatStreamId, parseStreamId, STREAM_ID_ZERO, type S
 import { expandJournalRow, forEachShard, type RawStreamEntry } from '../ledger/journal.js';
 import type { Keys } from '../ledger/keys.js';
 import type { Logger } from '../log.js';
+import { ReplicaWait } from '../redis/replica-wait.js';
 import { ArchivePositionMovedError, MAX_ARCHIVE_BATCH, type ArchiveBatch, type ArchiveStore } from './archive-store.js';
 
 const TRIM_SCRIPT = readFileSync(fileURLToPath(new URL('./lua/journal-trim.lua', import.meta.url)), 'utf8');
@@ -39,6 +40,16 @@ export interface ArchiverOptions {
   /** Trim Redis after archiving (false: archive only). */
   readonly trim: boolean;
   readonly now: () => number;
+  /**
+   * The durable mode (LEDGER_DURABILITY=replica, the switch's LEDGER_WAIT_TIMEOUT_MS): an entry is archived
+   * only once a replica of its primary holds it. Undefined: archived as soon as the primary has it.
+   */
+  readonly replicaWaitTimeoutMs?: number;
+}
+
+/** The entries read are no longer in the ledger (its primary changed under the archiver): nothing is archived. */
+export class JournalMovedError extends Error {
+  override readonly name = 'JournalMovedError';
 }
 
 export interface PassReport {
@@ -74,6 +85,7 @@ export class Archiver {
   private stopped = false;
   private wake: (() => void) | undefined;
   private readonly trimCommand: TrimCommand;
+  private readonly replicaWait: ReplicaWait | undefined;
 
   constructor(private readonly options: ArchiverOptions) {
     if (!Number.isInteger(options.batchSize) || options.batchSize < 1 || options.batchSize > MAX_ARCHIVE_BATCH)
@@ -82,6 +94,43 @@ export class Archiver {
     // defineCommand: EVALSHA with the script body sent again after NOSCRIPT (a Redis restart).
     if (redis.cardswitchJournalTrim === undefined) redis.defineCommand('cardswitchJournalTrim', { lua: TRIM_SCRIPT });
     this.trimCommand = (redis as Redis & { cardswitchJournalTrim: TrimCommand }).cardswitchJournalTrim.bind(redis);
+    // Its own WAITs on its own connection (per primary in a cluster): WAIT counts the writes of the connection it is sent on.
+    this.replicaWait =
+      options.replicaWaitTimeoutMs === undefined ? undefined : new ReplicaWait(options.redis, undefined, options.replicaWaitTimeoutMs);
+  }
+
+  /**
+   * The durable mode: returns once a replica holds every row of `batches`, so the archive never takes an
+   * entry a failover then loses. Such an entry's payment was answered UNAVAILABLE (the switch waits for a
+   * replica too), and the POS's retry writes it again on the promoted primary under a new id: archived as
+   * well, the payment would be in the archive twice. Each batch's shard gets a fence write (INCR) on the
+   * archiver's connection, after the read, and WAIT confirms a replica has it, hence everything its primary
+   * wrote before, the entries read included. A WAIT sent after a failover, on the new primary's connection,
+   * would count that primary's replica for nothing this connection wrote there; so each batch's last entry
+   * is then looked up on the primary: it holds the batch when it holds that (a primary replicates in order).
+   * Throws ReplicaWaitError (no replica in time) or JournalMovedError; nothing is archived, the pass retries.
+   */
+  private async confirmReplicated(batches: readonly ArchiveBatch[]): Promise<void> {
+    const wait = this.replicaWait;
+    if (wait === undefined || batches.length === 0) return;
+    const { redis, keys } = this.options;
+    await Promise.all(
+      batches.map(async ({ shard }) => {
+        const fence = keys.journalArchiveFence(shard);
+        await redis.incr(fence);
+        await wait.afterWrite(fence);
+      }),
+    );
+    await Promise.all(
+      batches.map(async ({ shard, rows }) => {
+        const lastId = (rows[rows.length - 1] as RawStreamEntry)[0];
+        const found = (await redis.xrange(keys.journal(shard), lastId, lastId)) as RawStreamEntry[];
+        if (found.length === 0)
+          throw new JournalMovedError(
+            `journal entry ${lastId} of shard ${shard} is no longer in the ledger (its primary failed over before a replica had it): not archived; read again from the archived position`,
+          );
+      }),
+    );
   }
 
   /**
@@ -115,6 +164,7 @@ export class Archiver {
       ).map(expandJournalRow);
       if (rows.length === 0) return inserted;
       const last = parseStreamId((rows[rows.length - 1] as RawStreamEntry)[0]);
+      await this.confirmReplicated([{ shard, after: position, rows }]);
       try {
         inserted += await store.writeBatch(shard, position, rows);
       } catch (err) {
@@ -212,6 +262,7 @@ export class Archiver {
         if (page.length > 0) batches.push({ shard, after: this.positions.get(shard) ?? STREAM_ID_ZERO, rows: page.map(expandJournalRow) });
       });
       if (batches.length === 0) return inserted;
+      await this.confirmReplicated(batches);
       // Two transactions at once, each of its own shards (their position rows never the same): PostgreSQL
       // inserts one while the other commits, 1.35-1.4x the entries/s of one at a time (loadtest/RESULTS.md,
       // sixteenth session). A failed one clears the positions; the next round reads them from PostgreSQL.

@@ -1,9 +1,9 @@
 // `npm run archiver`: the archiver as its own process, beside switches started with HISTORY_ARCHIVE=off
 // (or as well as them: two archivers of one shard queue on its position row and never write a row twice).
 // Reads the switch's own settings (config.ts loadArchiverConfig, none of its secrets): the ledger (REDIS_URL,
-// or REDIS_SENTINELS, or REDIS_CLUSTER_NODES, with REDIS_PASSWORD), DATABASE_URL, KEY_PREFIX, LEDGER_SHARDS
-// and the HISTORY_* settings, through the switch's own client: it follows a Sentinel failover and a
-// Cluster's slots as the switch does.
+// or REDIS_SENTINELS, or REDIS_CLUSTER_NODES, with REDIS_PASSWORD; LEDGER_DURABILITY=replica: it archives only
+// what a replica holds), DATABASE_URL, KEY_PREFIX, LEDGER_SHARDS and the HISTORY_* settings, through the
+// switch's own client: it follows a Sentinel failover and a Cluster's slots as the switch does.
 // `npm run archiver -- --once` archives and trims one pass and exits (a cron job, the tests).
 import { ConfigError, describeLedgerRedis, ledgerRedisConfigured, loadArchiverConfig } from '../config.js';
 import { Keys } from '../ledger/keys.js';
@@ -54,6 +54,7 @@ async function main(): Promise<void> {
     liveWindowMs: config.history.liveWindowMs,
     trim: config.history.trim,
     now: Date.now,
+    ...(config.ledgerDurability === 'replica' ? { replicaWaitTimeoutMs: config.ledgerWaitTimeoutMs } : {}),
   });
   if (once) {
     await archiver.syncPositions();

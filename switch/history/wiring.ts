@@ -58,6 +58,8 @@ export async function openHistory(
         liveWindowMs: settings.liveWindowMs,
         trim: settings.trim,
         now: deps.now,
+        // The durable mode: archived only what a replica holds, as a payment is answered only then.
+        ...(config.ledgerDurability === 'replica' ? { replicaWaitTimeoutMs: config.ledgerWaitTimeoutMs } : {}),
       })
     : undefined;
   archiver?.start();

@@ -226,6 +226,14 @@ export class Keys {
     return `${this.tag(shard)}:jarch`;
   }
 
+  /**
+   * Written (INCR) by the archiver in the durable mode just before its WAIT, so the WAIT covers the journal
+   * entries it read: their archiving waits until a replica holds them (history/archiver.ts).
+   */
+  journalArchiveFence(shard: number): string {
+    return `${this.tag(shard)}:jfence`;
+  }
+
   /** The MINID of the shard's last trim: every id below it may be gone from Redis and is in the archive. */
   journalTrimMark(shard: number): string {
     return `${this.tag(shard)}:jtrim`;
