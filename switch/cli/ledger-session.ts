@@ -1,8 +1,10 @@
-// What every read-only operator command (audit, reconcile, recharge-attention, refund-attention,
-// fee-attention) does
+// What every ledger-reading operator command (audit, reconcile, recharge-attention, refund-attention,
+// fee-attention; recharge-resolve, which also settles one order) does
 // around its own work: configuration without the switch's secrets, one ledger connection that fails
-// fast and says where it tried, the ledger's own shard count, and one mapping of problems to exit codes
-// (2: usage, configuration or environment; the command's own result decides 0 or 1).
+// fast and says where it tried, the ledger's own shard count, who the operator is (for the operator log),
+// and one mapping of problems to exit codes (2: usage, configuration or environment; the command's own
+// result decides 0 or 1).
+import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Redis } from 'ioredis';
 import { ConfigError, describeLedgerRedis, ledgerRedisConfigured, loadConfig, type Config } from '../config.js';
@@ -18,6 +20,30 @@ export class CliUsageError extends Error {
 }
 
 const REDIS_CONNECT_TIMEOUT_MS = 5000;
+
+/** The operator names OPERATOR_TOKENS accepts; the log records "cli:" and the name. */
+const OPERATOR_NAME = /^[A-Za-z0-9_.-]{1,32}$/;
+
+/**
+ * Who runs a command that writes the operator log: --operator, else the login name of the OS user. The
+ * "cli:" prefix tells these entries from AdminService's, whose names an operator token proves: anyone who
+ * can reach Redis can run the CLI under any name.
+ */
+export function cliOperator(given: string | undefined): string {
+  let name = given;
+  if (name === undefined) {
+    try {
+      name = userInfo().username;
+    } catch {
+      throw new CliUsageError('cannot tell who is running this command (no login name for this user); pass --operator NAME');
+    }
+  }
+  if (!OPERATOR_NAME.test(name)) {
+    const source = given === undefined ? `the login name ${JSON.stringify(name)}` : `--operator ${JSON.stringify(name)}`;
+    throw new CliUsageError(`${source} is not an operator name (1-32 of A-Z a-z 0-9 _ . -); pass --operator NAME`);
+  }
+  return `cli:${name}`;
+}
 
 /**
  * The configuration from `env`. These commands use no peppers or session / QR secrets, and an operator's

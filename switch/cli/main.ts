@@ -3,7 +3,6 @@
 // environment error (Redis unreachable, unreadable file).
 import { formatSeconds } from '../format.js';
 import { mkdir, open, writeFile } from 'node:fs/promises';
-import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -20,7 +19,9 @@ import { appendOperatorLog } from '../ledger/oplog.js';
 import { applyLocalDefaults } from '../dev-env.js';
 import { runAuditCommand } from './audit.js';
 import { runFeeAttentionCommand } from './fee-attention.js';
+import { cliOperator, CliUsageError } from './ledger-session.js';
 import { runRechargeAttentionCommand } from './recharge-attention.js';
+import { runRechargeResolveCommand } from './recharge-resolve.js';
 import { runRefundAttentionCommand } from './refund-attention.js';
 import { runReconcileCommand } from './reconcile.js';
 import { formatYuan } from '../money.js';
@@ -61,6 +62,11 @@ commands:
   recharge-attention [--channel wechat|alipay] [--json]
                                   recharge orders the channel never gave a final answer about,
                                   for an operator to check (exit 0 none, 1 listed)
+  recharge-resolve --channel wechat|alipay --order <id> [--close] [--operator NAME] [--json]
+                                  resolve one such order (or a pending one): ask the channel now and
+                                  credit it once if paid, or close it if closed; --close closes it
+                                  at the channel first (exit 0 credited or closed, 1 no final answer:
+                                  nothing changed)
   refund-attention [--channel wechat|alipay] [--json]
                                   refunds of code payments the channel never gave a final answer
                                   about, for an operator to check (exit 0 none, 1 listed)
@@ -71,7 +77,7 @@ commands:
 
 environment: REDIS_URL (required), KEY_PREFIX, LEDGER_SHARDS, and TERMINAL_SECRET_PEPPER for import-terminals
   and load-demo (the switch's own: terminal secrets are stored hashed with it)
-operator log: imports are logged (stream <KEY_PREFIX>:oplog) as done by "cli:NAME";
+operator log: imports and recharge-resolve are logged (stream <KEY_PREFIX>:oplog) as done by "cli:NAME";
   --operator NAME defaults to the login name of the user running the command
 demo defaults: --cardholders ${DEFAULT_DEMO_CARDHOLDERS} --seed ${DEFAULT_DEMO_SEED}
 exit codes: 0 done, 1 bad rows (nothing imported), 2 usage, configuration or environment error`;
@@ -91,30 +97,6 @@ interface CliLedger {
   readonly redis: Redis;
   readonly ledger: Ledger;
   readonly registry: TerminalRegistry;
-}
-
-/** The operator names OPERATOR_TOKENS accepts; the log records "cli:" and the name. */
-const OPERATOR_NAME = /^[A-Za-z0-9_.-]{1,32}$/;
-
-/**
- * Who runs an import, for the operator log: --operator, else the login name of the OS user. The "cli:"
- * prefix tells these entries from AdminService's, whose names an operator token proves: anyone who can
- * reach Redis can run the CLI under any name.
- */
-function cliOperator(given: string | undefined): string {
-  let name = given;
-  if (name === undefined) {
-    try {
-      name = userInfo().username;
-    } catch {
-      throw new CliError('cannot tell who is running this import (no login name for this user); pass --operator NAME');
-    }
-  }
-  if (!OPERATOR_NAME.test(name)) {
-    const source = given === undefined ? `the login name ${JSON.stringify(name)}` : `--operator ${JSON.stringify(name)}`;
-    throw new CliError(`${source} is not an operator name (1-32 of A-Z a-z 0-9 _ . -); pass --operator NAME`);
-  }
-  return `cli:${name}`;
 }
 
 /** The same entry as AdminService's imports (domain/card-admin.ts), so both read alike in the log. */
@@ -352,6 +334,12 @@ async function run(argv: readonly string[]): Promise<number> {
     if (note !== undefined) console.error(note);
     return runRechargeAttentionCommand(argv.slice(1));
   }
+  // Asks the channel (WECHATPAY_* / ALIPAY_*, as reconcile does) and settles one order.
+  if (argv[0] === 'recharge-resolve') {
+    const note = applyLocalDefaults(process.env);
+    if (note !== undefined) console.error(note);
+    return runRechargeResolveCommand(argv.slice(1));
+  }
   if (argv[0] === 'refund-attention') {
     const note = applyLocalDefaults(process.env);
     if (note !== undefined) console.error(note);
@@ -402,7 +390,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   try {
     return await run(argv);
   } catch (err) {
-    if (err instanceof CliError || err instanceof ConfigError) {
+    if (err instanceof CliError || err instanceof CliUsageError || err instanceof ConfigError) {
       console.error(`error: ${err.message}`);
       return 2;
     }

@@ -12,7 +12,8 @@ export const RECHARGE_ATTENTION_USAGE = `usage: cardswitch recharge-attention [-
 Lists the recharge orders whose channel never gave a final answer (system errors, timeouts, still paying
 long after the order expired) after the settlement loop asked it ${MAX_UNKNOWN_QUERIES} times with a growing wait: each
 needs an operator to check it with the channel. Nothing is changed; such an order is still credited once
-if the channel's notification or a later query says it was paid.
+if the channel's notification or a later query says it was paid. Settle one now with
+  npm run cli -- recharge-resolve --channel wechat|alipay --order <id> [--close]
 
   --channel   only this channel's orders
   --json      print the list as one JSON array on stdout
@@ -38,7 +39,8 @@ export function runRechargeAttentionCommand(argv: readonly string[], env: Env = 
         rechargeOrdersNeedingAttention(ledger, { maxPerShard: MAX_PER_SHARD, ...(channel === undefined ? {} : { channel }) }),
       line,
       none: 'no recharge order needs attention',
-      some: (count) => `${count} recharge order(s) need an operator: check each with the channel`,
+      some: (count) =>
+        `${count} recharge order(s) need an operator: check each with the channel (npm run cli -- recharge-resolve --channel C --order ID)`,
     },
     argv,
     env,

@@ -14,6 +14,7 @@ import type {
   CloseResult,
   IncomingNotification,
   NotificationReply,
+  QueryResult,
   RechargeOrder,
   VerifiedNotification,
 } from '../channels/channel.js';
@@ -43,6 +44,7 @@ import {
   type RechargeOrderRecord,
 } from '../ledger/recharge-orders.js';
 import { readCardRecord } from '../ledger/cards.js';
+import { appendOperatorLog } from '../ledger/oplog.js';
 import { resolveCardholder, type CardholderRef } from './cardholder.js';
 import { EXTERNAL_ID_PATTERN } from '../ledger/money.js';
 import { formatYuan } from '../money.js';
@@ -226,7 +228,8 @@ export type SettleOutcome =
  * after it expired) is asked again with a growing wait (RETRY_BASE_MS doubled each time, at most
  * MAX_RETRY_WAIT_MS), and after MAX_UNKNOWN_QUERIES such answers it needs an operator: it leaves the
  * settlement loop (state A), `npm run cli -- recharge-attention` lists it and reconciliation shows it.
- * It can still be credited, once, by a verified notification or a later query.
+ * It can still be credited, once, by a verified notification or a later query; an operator settles it
+ * with `npm run cli -- recharge-resolve` (resolveRechargeOrder).
  */
 export const MAX_UNKNOWN_QUERIES = 10;
 const MAX_RETRY_WAIT_MS = 30 * 60_000;
@@ -239,9 +242,15 @@ export interface RequeryPolicy {
   readonly olderThanMs: number;
 }
 
+/**
+ * What settling an order needs: the ledger, the channels, the log and the clock (no terminals, cards or
+ * password pool), so an operator's command (cli/recharge-resolve.ts) settles with the same code.
+ */
+export type SettleContext = Pick<SwitchContext, 'keys' | 'scripts' | 'money' | 'channels' | 'log' | 'now'>;
+
 /** Credits a paid order (recharge.lua: once per order, whoever calls first), then tidies its indexes. */
 async function creditPaid(
-  ctx: SwitchContext,
+  ctx: SettleContext,
   order: RechargeOrderRecord,
   paid: { readonly amountFen: number; readonly channelTxnId: string },
   how: 'notification' | 'query' | 'close',
@@ -292,7 +301,7 @@ async function creditPaid(
 }
 
 /** Asks the channel about one order and settles it when the answer is final. */
-export async function settleByQuery(ctx: SwitchContext, order: RechargeOrderRecord, policy?: RequeryPolicy): Promise<SettleOutcome> {
+export async function settleByQuery(ctx: SettleContext, order: RechargeOrderRecord, policy?: RequeryPolicy): Promise<SettleOutcome> {
   if (order.credited || (order.state !== 'P' && order.state !== 'A')) {
     await finishRechargeOrder(ctx, order, order.credited ? 'S' : order.state === 'X' ? 'X' : 'C', ctx.now());
     return order.credited ? 'credited' : 'closed';
@@ -300,6 +309,16 @@ export async function settleByQuery(ctx: SwitchContext, order: RechargeOrderReco
   const adapter = ctx.channels.get(order.channel === 'ALIPAY' ? 'alipay' : 'wechat');
   if (adapter === undefined) return 'pending';
   const answer = await adapter.queryPayment(order.orderId, AbortSignal.timeout(CHANNEL_CALL_TIMEOUT_MS));
+  return settleQueryAnswer(ctx, order, answer, policy);
+}
+
+/** Settles an open order by the channel's answer to a query of it (the loop's, a page's, an operator's). */
+async function settleQueryAnswer(
+  ctx: SettleContext,
+  order: RechargeOrderRecord,
+  answer: QueryResult,
+  policy: RequeryPolicy | undefined,
+): Promise<SettleOutcome> {
   switch (answer.status) {
     case 'paid':
       return creditPaid(ctx, order, answer, 'query');
@@ -323,7 +342,7 @@ export async function settleByQuery(ctx: SwitchContext, order: RechargeOrderReco
 
 /** A query without a final answer: asked again later with a growing wait, or (bound reached) needs attention. */
 async function notFinal(
-  ctx: SwitchContext,
+  ctx: SettleContext,
   order: RechargeOrderRecord,
   policy: RequeryPolicy | undefined,
   why: string,
@@ -343,7 +362,7 @@ async function notFinal(
       queries: order.unknownQueries + 1,
       why,
     },
-    'recharge order: the channel gave no final answer; it needs an operator (npm run cli -- recharge-attention)',
+    'recharge order: the channel gave no final answer; it needs an operator (npm run cli -- recharge-attention, then recharge-resolve)',
   );
   return 'needs_attention';
 }
@@ -515,16 +534,64 @@ async function orderStateFor(ctx: SwitchContext, owner: OrderOwner, orderId: str
 export type CancelOutcome = 'closed' | 'paid' | 'open';
 
 /**
- * The holder pressed 取消 on a kiosk's recharge QR, or the kiosk took it down (KioskService/
- * CancelRechargeOrder): the order is closed at its channel, so that it can no longer be paid, and then
- * in the ledger (recharge-order.lua 'finish' C: closed, off the pending indexes, its place among the
- * card's open orders and its amount held against the day's maximum given back, in one script).
- *  - the channel closed it: closed here too. No payment can come after it; recharge.lua would still
- *    credit one (it credits a closed order: an order is paid iff the channel says so), so nothing is lost.
+ * Closes an open order at its channel, so that it can no longer be paid, and then settles it in the
+ * ledger by the channel's answer (the kiosk's 取消 and an operator's `recharge-resolve --close`):
+ *  - the channel closed it: closed here too (recharge-order.lua 'finish' C: closed, off the pending and
+ *    attention indexes, its place among the card's open orders and its amount held against the day's
+ *    maximum given back, in one script). No payment can come after it; recharge.lua would still credit
+ *    one (it credits a closed order: an order is paid iff the channel says so), so nothing is lost.
  *  - the channel says it was paid before the close got there: credited like any paid order (recharge.lua,
  *    once per order, whichever of this, the notification and the loop's query comes first).
- *  - the channel did not answer, or has no trade for it yet (an Alipay QR nobody scanned): left pending as
- *    it was; it can still be paid until it expires, and the settlement loop settles it as any order.
+ *  - the channel has no trade for it (an Alipay QR nobody scanned): as the loop's query, expired once the
+ *    order is past its expiry (nobody can pay it any more), else left pending: payable until it expires.
+ *  - the channel did not answer: left as it was (pending, or needing an operator); 'pending' is answered.
+ * `who` names the caller in the log lines.
+ */
+async function closeAtChannel(
+  ctx: SettleContext,
+  order: RechargeOrderRecord,
+  who: Readonly<Record<string, string>>,
+): Promise<{ readonly outcome: SettleOutcome; readonly answer: CloseResult }> {
+  const channel = ORDER_CHANNEL_NAMES[order.channel];
+  const where = { channel, orderId: order.orderId, ...who };
+  const adapter = ctx.channels.get(channel);
+  let answer: CloseResult;
+  try {
+    if (adapter === undefined) throw new Error(`no ${channel} channel is configured`);
+    answer = await adapter.closeRechargeOrder(order.orderId, AbortSignal.timeout(CHANNEL_CALL_TIMEOUT_MS));
+  } catch (err) {
+    if (err instanceof DomainError) throw err;
+    answer = { status: 'unknown', message: (err as Error).message };
+  }
+  switch (answer.status) {
+    case 'closed':
+      await finishRechargeOrder(ctx, order, 'C', ctx.now());
+      ctx.log.info(where, 'recharge order closed at the channel and in the ledger');
+      return { outcome: 'closed', answer };
+    case 'paid':
+      return { outcome: await creditPaid(ctx, order, answer, 'close'), answer };
+    case 'not_found':
+      if (ctx.now() >= order.expiresAtMs) {
+        await finishRechargeOrder(ctx, order, 'X', ctx.now());
+        ctx.log.info(where, 'recharge order to close: no trade at the channel and past its expiry; expired in the ledger');
+        return { outcome: 'closed', answer };
+      }
+      break;
+    case 'unknown':
+      break;
+  }
+  ctx.log.warn(
+    { ...where, answer: answer.status === 'unknown' ? answer.message : 'no trade at the channel yet' },
+    'recharge order to close was not closed at the channel: it stays payable until it expires',
+  );
+  return { outcome: 'pending', answer };
+}
+
+/**
+ * The holder pressed 取消 on a kiosk's recharge QR, or the kiosk took it down (KioskService/
+ * CancelRechargeOrder): the order is closed at its channel and then in the ledger (closeAtChannel: closed,
+ * or credited when it was paid before the close got there; left pending when the channel did not answer
+ * or has no trade for it yet, and the settlement loop settles it as any order).
  * Only an order this kiosk made (NOT_FOUND otherwise, as for its state); one that is closed, expired or
  * paid already is answered as it is, without asking the channel, so a repeated cancel changes nothing.
  */
@@ -535,39 +602,188 @@ export async function cancelKioskRechargeOrder(
 ): Promise<OrderView & { readonly cardNo: string; readonly outcome: CancelOutcome }> {
   const owner = { terminalId };
   const order = await readOwnOrder(ctx, owner, orderId);
-  if (!order.credited && (order.state === 'P' || order.state === 'A')) {
-    const channel = ORDER_CHANNEL_NAMES[order.channel];
-    const where = { channel, orderId, terminalId };
-    const adapter = ctx.channels.get(channel);
-    let closed: CloseResult;
-    try {
-      if (adapter === undefined) throw new Error(`no ${channel} channel is configured`);
-      closed = await adapter.closeRechargeOrder(orderId, AbortSignal.timeout(CHANNEL_CALL_TIMEOUT_MS));
-    } catch (err) {
-      if (err instanceof DomainError) throw err;
-      closed = { status: 'unknown', message: (err as Error).message };
-    }
-    switch (closed.status) {
-      case 'closed':
-        await finishRechargeOrder(ctx, order, 'C', ctx.now());
-        ctx.log.info(where, 'recharge order cancelled at the kiosk: closed at the channel and in the ledger');
-        break;
-      case 'paid':
-        await creditPaid(ctx, order, closed, 'close');
-        break;
-      case 'not_found':
-      case 'unknown':
-        ctx.log.warn(
-          { ...where, answer: closed.status === 'unknown' ? closed.message : 'no trade at the channel yet' },
-          'recharge order cancelled at the kiosk but not closed at the channel: it stays payable until it expires',
-        );
-        break;
-    }
-  }
+  if (!order.credited && (order.state === 'P' || order.state === 'A')) await closeAtChannel(ctx, order, { terminalId, by: 'kiosk' });
   const now = await readOwnOrder(ctx, owner, orderId);
   const view = viewOf(now);
   const outcome: CancelOutcome = view.state === 'paid' ? 'paid' : view.state === 'pending' ? 'open' : 'closed';
   return { ...view, cardNo: now.cardNo, outcome };
+}
+
+// ---- an operator resolves an order -----------------------------------------------------------
+
+/** What an operator's `recharge-resolve` did: credited, closed (or refunded) now, or nothing (no final answer). */
+export type ResolveOutcome = 'credited' | 'closed' | 'refunded' | 'amount_mismatch' | 'unknown';
+
+export interface ResolvedOrder {
+  readonly orderId: string;
+  readonly channel: ChannelName;
+  readonly cardNo: string;
+  readonly amountFen: number;
+  /** What the channel was asked: its order query, or to close the order. */
+  readonly asked: 'query' | 'close';
+  readonly outcome: ResolveOutcome;
+  /** The channel's answer in a few words (the operator log keeps it too). */
+  readonly answer: string;
+  /** The order now, as its holder sees it. */
+  readonly state: OrderState;
+  readonly expiresAtMs: number;
+  readonly transactionId: string;
+  readonly balanceAfterFen: number | undefined;
+}
+
+/** The settings that make a channel, for a refusal that says which are missing. */
+const CHANNEL_SETTINGS: Readonly<Record<ChannelName, string>> = { alipay: 'ALIPAY_APP_ID', wechat: 'WECHATPAY_MCH_ID' };
+
+function describeAnswer(answer: QueryResult | CloseResult): string {
+  switch (answer.status) {
+    case 'paid':
+      return `paid ${formatYuan(answer.amountFen)} yuan (channel transaction ${answer.channelTxnId})`;
+    case 'closed':
+      return 'closed';
+    case 'failed':
+      return `not paid: ${answer.message}`;
+    case 'not_found':
+      return 'no trade at the channel';
+    case 'paying':
+      return 'the payer is still paying';
+    case 'unknown':
+      return `no final answer: ${answer.message}`;
+  }
+}
+
+function settledAs(outcome: SettleOutcome): ResolveOutcome {
+  switch (outcome) {
+    case 'credited':
+    case 'closed':
+    case 'refunded':
+    case 'amount_mismatch':
+      return outcome;
+    default:
+      return 'unknown';
+  }
+}
+
+/** The order an operator names, or a refusal that says what is wrong with the name (nothing changes). */
+async function operatorOrder(ctx: SettleContext, channel: ChannelName, orderId: string): Promise<RechargeOrderRecord> {
+  const shownId = /^[A-Za-z0-9_-]{1,64}$/.test(orderId) ? orderId : JSON.stringify(orderId.slice(0, 64));
+  const order = await readRechargeOrder(ctx, ORDER_CHANNEL_CODES[channel], orderId);
+  if (order !== undefined) return order;
+  const otherName: ChannelName = channel === 'alipay' ? 'wechat' : 'alipay';
+  if ((await readRechargeOrder(ctx, ORDER_CHANNEL_CODES[otherName], orderId)) !== undefined) {
+    throw new FailedPreconditionError(
+      `recharge order ${shownId} is a ${otherName} order, not ${channel}: run it again with --channel ${otherName}; nothing was changed`,
+      {
+        reason: 'ORDER_ON_OTHER_CHANNEL',
+        zh: `充值订单 ${shownId} 是${CHANNEL_ZH[otherName]}订单，不是${CHANNEL_ZH[channel]}订单：请改用 --channel ${otherName} 重新执行；未做任何更改`,
+      },
+    );
+  }
+  throw new NotFoundError(
+    `no ${channel} recharge order ${shownId}: check the order id (npm run cli -- recharge-attention lists the orders that need an operator); nothing was changed`,
+    {
+      reason: 'ORDER_NOT_FOUND',
+      zh: `找不到${CHANNEL_ZH[channel]}充值订单 ${shownId}：请核对订单号（npm run cli -- recharge-attention 列出待人工处理的订单）；未做任何更改`,
+    },
+  );
+}
+
+/** Refuses an order that is no longer open (credited, closed, expired): what state it is in, and that nothing changed. */
+function refuseFinished(order: RechargeOrderRecord): never {
+  const amount = formatYuan(order.amountFen);
+  const [en, zh] = order.credited
+    ? [`is already credited (${amount} yuan to card ${order.cardNo})`, `已入账（${amount}元，卡号 ${order.cardNo}）`]
+    : order.state === 'X'
+      ? ['expired unpaid (nothing was credited)', '已过期，未支付（未入账）']
+      : ['is closed unpaid (nothing was credited)', '已关闭，未支付（未入账）'];
+  throw new FailedPreconditionError(`recharge order ${order.orderId} is not waiting for an operator: it ${en}; nothing was changed`, {
+    reason: 'ORDER_NOT_OPEN',
+    zh: `充值订单 ${order.orderId} 无需人工处理：${zh}；未做任何更改`,
+  });
+}
+
+/**
+ * An operator resolves a recharge order that needs one (state A: the channel never gave the settlement
+ * loop a final answer) or is still pending (`npm run cli -- recharge-resolve`). The channel is asked now,
+ * by its order query, or (`close`) to close the order, and the order is settled by the answer exactly as
+ * the loop settles it (settleQueryAnswer) or as the kiosk's 取消 does (closeAtChannel):
+ *  - paid: credited once (recharge.lua, through creditPaid: a notification or a query crediting it at the
+ *    same moment credits nothing more); its hold on the day's maximum moves into the day's credits;
+ *  - closed, failed, or no trade at the channel once the order expired: closed in the ledger
+ *    (recharge-order.lua 'finish': off the attention index, its hold released);
+ *  - no final answer (or no trade yet before the order expires, or still paying): nothing changed.
+ * An order that is not open (credited, closed, expired) is refused with its state, without asking the
+ * channel, so running it again does nothing more; so are an unknown order id and an order of the other
+ * channel. Every resolution that asked the channel is in the operator log (`recharge-resolve`, by
+ * `operator`), its outcome included: a credit or close that could not be logged says so.
+ */
+export async function resolveRechargeOrder(
+  ctx: SettleContext,
+  request: { readonly channel: string; readonly orderId: string; readonly close: boolean; readonly operator: string },
+): Promise<ResolvedOrder> {
+  const channel = channelOf(request.channel);
+  const order = await operatorOrder(ctx, channel, request.orderId);
+  if (order.credited || (order.state !== 'P' && order.state !== 'A')) refuseFinished(order);
+  const adapter = ctx.channels.get(channel);
+  if (adapter === undefined) {
+    throw new FailedPreconditionError(
+      `the ${channel} channel is not configured here (${CHANNEL_SETTINGS[channel]} and the rest of its settings, as the switch has them): it cannot be asked; nothing was changed`,
+      {
+        reason: 'CHANNEL_NOT_AVAILABLE',
+        zh: `未配置${CHANNEL_ZH[channel]}渠道（${CHANNEL_SETTINGS[channel]} 等设置，与交换机相同），无法查询；未做任何更改`,
+      },
+    );
+  }
+  const who = { operator: request.operator };
+  let settled: SettleOutcome;
+  let answer: QueryResult | CloseResult;
+  if (request.close) {
+    ({ outcome: settled, answer } = await closeAtChannel(ctx, order, who));
+  } else {
+    try {
+      answer = await adapter.queryPayment(order.orderId, AbortSignal.timeout(CHANNEL_CALL_TIMEOUT_MS));
+    } catch (err) {
+      if (err instanceof DomainError) throw err;
+      answer = { status: 'unknown', message: (err as Error).message };
+    }
+    settled = await settleQueryAnswer(ctx, order, answer, undefined);
+  }
+  const outcome = settledAs(settled);
+  const asked = request.close ? 'close' : 'query';
+  const said = describeAnswer(answer);
+  const now = (await readRechargeOrder(ctx, order.channel, order.orderId)) ?? order;
+  const view = viewOf(now);
+  try {
+    await appendOperatorLog(ctx, 'recharge-resolve', request.operator, {
+      channel,
+      order: order.orderId,
+      card: order.cardNo,
+      amountFen: String(order.amountFen),
+      asked,
+      outcome,
+      answer: said.slice(0, 200),
+    });
+  } catch (err) {
+    throw new Error(
+      `recharge order ${order.orderId} is ${outcome === 'unknown' ? 'unchanged' : outcome} (the channel answered: ${said}) but this could not be added to the operator log: ${(err as Error).message}; record it there by hand`,
+    );
+  }
+  ctx.log.info(
+    { channel, orderId: order.orderId, operator: request.operator, asked, outcome, answer: said },
+    'recharge order resolved by an operator',
+  );
+  return {
+    orderId: order.orderId,
+    channel,
+    cardNo: order.cardNo,
+    amountFen: order.amountFen,
+    asked,
+    outcome,
+    answer: said,
+    state: view.state,
+    expiresAtMs: order.expiresAtMs,
+    transactionId: view.transactionId,
+    balanceAfterFen: view.balanceAfterFen,
+  };
 }
 
 /**
@@ -727,7 +943,7 @@ function refundCampusPayment(ctx: SwitchContext, notified: VerifiedNotification,
  * (a notification is then answered fail and comes again; the settlement loop asks again next round).
  */
 async function refundWhole(
-  ctx: SwitchContext,
+  ctx: SettleContext,
   channel: ChannelName,
   outTradeNo: string,
   amountFen: number,
