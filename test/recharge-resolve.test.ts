@@ -13,7 +13,7 @@ import { startChannelSimulators, type ChannelSimulators } from '../switch/channe
 import { main } from '../switch/cli/main.js';
 import { runRechargeAttentionCommand } from '../switch/cli/recharge-attention.js';
 import { runRechargeResolveCommand } from '../switch/cli/recharge-resolve.js';
-import { newRechargeOrder, settlePendingRechargeOrders } from '../switch/domain/recharge-orders.js';
+import { newRechargeOrder, resolveRechargeOrder, settlePendingRechargeOrders } from '../switch/domain/recharge-orders.js';
 import { auditLedger } from '../switch/ledger/audit.js';
 import { readRechargeOrder } from '../switch/ledger/recharge-orders.js';
 import { createLogger } from '../switch/log.js';
@@ -359,6 +359,95 @@ describe.each(['wechat', 'alipay'] as const)('%s: recharge-resolve', (channel) =
     expect(await credits(cardNo, orderId)).toBe(1);
     expect(await held(cardNo, orderId)).toBe('');
     expect(await resolveLog(orderId)).toEqual([expect.objectContaining({ by: 'cli:erin', asked: 'close', outcome: 'credited' })]);
+  });
+
+  it('two operators (query and --close), the settlement sweep, the payer and the notification at once: one credit or one close, never both', async () => {
+    // Rounds of attention and pending orders, paid before the race or paid during it (or not: closed first).
+    const adapter = sims.channels.get(channel);
+    for (let round = 0; round < 24; round++) {
+      const cardNo = await newCard();
+      const amountFen = 1000 + round;
+      const requestId = `storm-${round}`;
+      const orderId =
+        round % 2 === 0
+          ? await attentionOrder(channel, cardNo, amountFen, requestId)
+          : (await newRechargeOrder(app.context, { cardNo, channel, amountFen, requestId, source: 'holder' })).orderId;
+      const paidBefore = round % 3 === 0;
+      if (paidBefore) await payUnnotified(channel, orderId);
+      const resolve = (close: boolean, operator: string): Promise<string> =>
+        resolveRechargeOrder(app.context, { channel, orderId, close, operator: `cli:${operator}` }).then(
+          (r) => r.outcome,
+          (err: Error) => (/not waiting for an operator/.test(err.message) ? 'refused' : `error: ${err.message}`),
+        );
+      const pay = async (): Promise<void> => {
+        if (paidBefore) return;
+        try {
+          if (channel === 'wechat') await sims.wechat.payOrder(orderId);
+          else await sims.alipay.payOrder(orderId).notified;
+        } catch {
+          // Closed at the channel first: nobody can pay it.
+        }
+      };
+      const [a, b, c] = await Promise.all([
+        resolve(false, 'ann'),
+        resolve(true, 'ben'),
+        resolve(false, 'cat'),
+        pay(),
+        settlePendingRechargeOrders(app.context, { olderThanMs: 0, maxPerShard: 100, retryBaseMs: 60_000, maxUnknownQueries: 1000 }),
+      ]);
+      const outcomes = [a, b, c];
+      expect(outcomes.filter((o) => o.startsWith('error'))).toEqual([]);
+      const paid = (await adapter?.queryPayment(orderId, AbortSignal.timeout(5000)))?.status === 'paid';
+      const order = await readRechargeOrder(app.context, codeOf(channel), orderId);
+      if (paid) {
+        expect(await credits(cardNo, orderId)).toBe(1);
+        expect(await balance(cardNo)).toBe(1000 + amountFen);
+        expect(order).toMatchObject({ credited: true });
+        expect(outcomes).not.toContain('closed');
+      } else {
+        expect(await credits(cardNo, orderId)).toBe(0);
+        expect(await balance(cardNo)).toBe(1000);
+        expect(outcomes).not.toContain('credited');
+        // Closed at the channel by --close (an Alipay QR nobody scanned stays pending until it expires).
+        if (outcomes.includes('closed')) expect(order).toMatchObject({ state: 'C', credited: false });
+      }
+      if (paid || order?.state === 'C') {
+        expect(await held(cardNo, orderId)).toBe('');
+        expect(await inAttentionIndex(cardNo, channel, orderId)).toBe(false);
+      } else {
+        // Left open (nothing final): closed now, so the next rounds' sweeps leave it alone.
+        expect((await resolveRechargeOrder(app.context, { channel, orderId, close: true, operator: 'cli:tidy' })).outcome).toBe('closed');
+      }
+    }
+  });
+
+  it('an order credited by a resolution cut off before its tidying is no longer listed, and resolving it again tidies it', async () => {
+    const cardNo = await newCard();
+    const orderId = await attentionOrder(channel, cardNo, 3300, 'cut-off');
+    await payUnnotified(channel, orderId);
+    // The first of creditPaid's two scripts (recharge.lua), as a resolution (or a notification) runs it;
+    // the process stops before the second (recharge-order.lua 'finish' S, which takes it off the indexes).
+    const credited = await app.context.money.recharge({
+      cardNo,
+      channel: codeOf(channel),
+      orderId,
+      amountFen: 3300,
+      source: codeOf(channel),
+      reason: '',
+      dailyLimitFen: 0,
+    });
+    expect(credited.code).toBe('credited');
+    expect(await balance(cardNo)).toBe(4300);
+    expect(await held(cardNo, orderId)).toBe('');
+
+    // Credited: not an order that needs an operator, whatever its index says.
+    expect((await attentionList(channel)).map((o) => (o as { orderId: string }).orderId)).not.toContain(orderId);
+    const again = await resolveCli(['--channel', channel, '--order', orderId, '--operator', 'fay']);
+    expect(again.code).toBe(2);
+    expect(again.err).toContain('already credited');
+    expect(await inAttentionIndex(cardNo, channel, orderId)).toBe(false);
+    expect(await balance(cardNo)).toBe(4300);
+    expect(await credits(cardNo, orderId)).toBe(1);
   });
 
   it('refuses an unknown order, an order of the other channel and bad arguments, changing nothing', async () => {

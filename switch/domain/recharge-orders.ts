@@ -388,7 +388,9 @@ export async function rechargeOrdersNeedingAttention(
     const name: ChannelName = channel === 'ALIPAY' ? 'alipay' : 'wechat';
     if (options.channel !== undefined && options.channel !== name) continue;
     const order = await readRechargeOrder(ctx, channel, orderId);
-    if (order === undefined) continue;
+    // Credited or closed already (a crash came between its credit or close and its tidying, which took it
+    // off this index): it needs no operator; resolveRechargeOrder tidies it when asked about it.
+    if (order === undefined || order.credited || order.state !== 'A') continue;
     found.push({
       orderId,
       channel: name,
@@ -712,9 +714,10 @@ function refuseFinished(order: RechargeOrderRecord): never {
  *    (recharge-order.lua 'finish': off the attention index, its hold released);
  *  - no final answer (or no trade yet before the order expires, or still paying): nothing changed.
  * An order that is not open (credited, closed, expired) is refused with its state, without asking the
- * channel, so running it again does nothing more; so are an unknown order id and an order of the other
- * channel. Every resolution that asked the channel is in the operator log (`recharge-resolve`, by
- * `operator`), its outcome included: a credit or close that could not be logged says so.
+ * channel (only taken off the indexes a crash left it on), so running it again does nothing more; so are
+ * an unknown order id and an order of the other channel. Every resolution that asked the channel is in
+ * the operator log (`recharge-resolve`, by `operator`), its outcome included: a credit or close that
+ * could not be logged says so.
  */
 export async function resolveRechargeOrder(
   ctx: SettleContext,
@@ -722,7 +725,13 @@ export async function resolveRechargeOrder(
 ): Promise<ResolvedOrder> {
   const channel = channelOf(request.channel);
   const order = await operatorOrder(ctx, channel, request.orderId);
-  if (order.credited || (order.state !== 'P' && order.state !== 'A')) refuseFinished(order);
+  if (order.credited || (order.state !== 'P' && order.state !== 'A')) {
+    // Refused with its state, but first taken off the pending / attention indexes and the card's open
+    // orders, as the loop's query does (recharge-order.lua 'finish': moves no money): a crash between an
+    // order's credit or close and that tidying leaves it there, and nothing else sweeps the attention index.
+    await finishRechargeOrder(ctx, order, order.credited ? 'S' : order.state === 'X' ? 'X' : 'C', ctx.now());
+    refuseFinished(order);
+  }
   const adapter = ctx.channels.get(channel);
   if (adapter === undefined) {
     throw new FailedPreconditionError(
