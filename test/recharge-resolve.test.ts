@@ -96,13 +96,17 @@ interface CliRun {
   readonly err: string;
 }
 
-async function resolveCli(args: string[], reach: 'simulators' | 'unreachable' = 'simulators'): Promise<CliRun> {
+async function resolveCli(
+  args: string[],
+  reach: 'simulators' | 'unreachable' = 'simulators',
+  extraEnv: Record<string, string> = {},
+): Promise<CliRun> {
   const out: string[] = [];
   const err: string[] = [];
   const logSpy = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
   const errSpy = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
   try {
-    const code = await runRechargeResolveCommand(args, cliEnv(reach));
+    const code = await runRechargeResolveCommand(args, { ...cliEnv(reach), ...extraEnv });
     return { code, out: out.join('\n'), err: err.join('\n') };
   } finally {
     logSpy.mockRestore();
@@ -448,6 +452,28 @@ describe.each(['wechat', 'alipay'] as const)('%s: recharge-resolve', (channel) =
     expect(await inAttentionIndex(cardNo, channel, orderId)).toBe(false);
     expect(await balance(cardNo)).toBe(4300);
     expect(await credits(cardNo, orderId)).toBe(1);
+  });
+
+  it('in the durable mode (LEDGER_DURABILITY=replica) a credit no replica confirmed is not reported as credited', async () => {
+    // The test's Redis has no replica: every write stays unconfirmed, as on a primary whose replicas are
+    // cut off. The switch answers such a write UNAVAILABLE (a failover may lose it); so must the operator's command.
+    const cardNo = await newCard();
+    const orderId = await attentionOrder(channel, cardNo, 1200, 'durable');
+    await payUnnotified(channel, orderId);
+    const run = await resolveCli(['--channel', channel, '--order', orderId, '--operator', 'gus'], 'simulators', {
+      LEDGER_DURABILITY: 'replica',
+      LEDGER_WAIT_TIMEOUT_MS: '50',
+    });
+    expect(run.out).not.toContain('credited');
+    expect(run.code).toBe(2);
+    expect(run.err).toContain('no replica');
+    expect(run.err).toContain('run it again');
+    // Run again where a replica confirms (here: the plain mode): credited, once, whatever the stopped run wrote.
+    const again = await resolveCli(['--channel', channel, '--order', orderId, '--operator', 'gus']);
+    expect(again.code).toBe(0);
+    expect(again.out).toContain(`credited 12.00 yuan to card ${cardNo}`);
+    expect(await credits(cardNo, orderId)).toBe(1);
+    expect(await balance(cardNo)).toBe(2200);
   });
 
   it('refuses an unknown order, an order of the other channel and bad arguments, changing nothing', async () => {

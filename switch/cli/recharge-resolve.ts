@@ -17,6 +17,7 @@ import { DomainError } from '../errors.js';
 import { MoneyLedger } from '../ledger/money.js';
 import { Scripts } from '../ledger/scripts.js';
 import { formatYuan } from '../money.js';
+import { ReplicaWait } from '../redis/replica-wait.js';
 import { cliConfig, cliOperator, CliUsageError, ledgerKeysOf, runCli, withLedgerConnection, type Env } from './ledger-session.js';
 
 export const RECHARGE_RESOLVE_USAGE = `usage: cardswitch recharge-resolve --channel wechat|alipay --order <id> [--close] [--operator NAME] [--json]
@@ -40,7 +41,8 @@ recharge-resolve) as done by "cli:NAME".
   --json      print the outcome as one JSON object on stdout
 
 environment: REDIS_URL (required), KEY_PREFIX, and the channel's WECHATPAY_* or ALIPAY_*; LOG_LEVEL
-  (default warn; logs go to stderr)
+  (default warn; logs go to stderr); LEDGER_DURABILITY=replica / LEDGER_WAIT_TIMEOUT_MS as for the switch
+  (a change no replica confirmed in time stops the command: run it again)
 exit codes: 0 credited or closed, 1 no final answer (nothing changed) or paid with another amount (closed,
   refund it by hand), 2 usage, configuration or environment error, or the order refused (unknown id,
   the other channel's order, already credited or closed)`;
@@ -166,7 +168,10 @@ async function resolve(argv: readonly string[], env: Env): Promise<number> {
     }
     return await withLedgerConnection(config, 'recharge-resolve', async (redis) => {
       const keys = await ledgerKeysOf(redis, config.keyPrefix);
-      const scripts = await Scripts.load(redis);
+      // The durable mode, as the switch runs it: a credit or close is reported only once a replica holds it
+      // (ReplicaWaitError otherwise: "stopped", run it again), so a failover cannot take back what it said.
+      const durable = config.ledgerDurability === 'replica' ? new ReplicaWait(redis, undefined, config.ledgerWaitTimeoutMs) : undefined;
+      const scripts = await Scripts.load(redis, undefined, durable);
       const now = (): number => Date.now();
       const money = new MoneyLedger(keys, scripts, config.requestTtlSec, now);
       let resolved: ResolvedOrder;
