@@ -194,7 +194,8 @@ describe('the channel does not close it', () => {
     sims.wechat.failNext('v3', 'http500');
     const open = await cancel(order.orderId);
     expect(open).toMatchObject({ status: RechargeOrderStatus.RECHARGE_ORDER_STATUS_PENDING, expiresAtMs: order.expiresAtMs });
-    expect(open.displayText).toBe('二维码已关闭，但微信暂未关闭订单：过期前付款仍会充入卡中，请勿重复付款');
+    const until = new Date(open.expiresAtMs + 8 * 3_600_000).toISOString().slice(11, 19);
+    expect(open.displayText).toBe(`二维码已关闭，但微信暂未关闭订单：${until}前付款仍会充入卡中，之后不能再支付；请勿重复付款`);
     expect(await ledgerOrder(cardNo, 'WECHAT', order.orderId)).toEqual({ state: 'P', credited: false, open: true, pending: true });
     expect((await sims.wechat.payOrder(order.orderId)).map((d) => d.status)).toEqual([200]);
     expect(await balanceOf(cardNo)).toBe(2_500);

@@ -126,7 +126,11 @@ void app.whenReady().then(async () => {
 });
 
 app.on('window-all-closed', () => {
-  handlers.dispose();
-  client.close();
-  app.quit();
+  // The window's 'closed' forgot the holder, which closes a recharge QR still up at its channel: let that
+  // call finish (it is bounded by its deadline) before the connection to the switch goes.
+  void handlers.closing().finally(() => {
+    handlers.dispose();
+    client.close();
+    app.quit();
+  });
 });

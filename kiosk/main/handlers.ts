@@ -16,6 +16,7 @@ import {
 } from '../../proto/gen/cardswitch/v1/common.js';
 import {
   RechargeOrderStatus,
+  type CancelRechargeOrderResponse,
   type Cardholder,
   type IdentifyCardResponse,
   type PayUtilityFeeResponse,
@@ -121,8 +122,14 @@ export interface KioskHandlers {
   invoke(sender: SenderInfo, action: string, arg: unknown): Promise<Result<unknown>>;
   /** The card reader read a serial (keyboard wedge, PC/SC, or the demo tap). */
   cardRead(serial: string): Promise<void>;
-  /** Forgets the holder (inactivity in main, the window closing). */
+  /**
+   * Forgets the holder (inactivity in main, the window closing, another card tapped, Exit). A recharge
+   * QR still up is closed at its channel first (KioskService/CancelRechargeOrder, as 取消 does): the
+   * switch credits it if it was paid meanwhile; whatever the answer, nothing of it reaches the next holder.
+   */
   forget(reason: 'timeout' | 'ended'): void;
+  /** Resolves once every close main started (forget, a replaced order, 取消) has its answer or gave up. */
+  closing(): Promise<void>;
   /** For tests and diagnostics: the card number of the holder main acts for, if any. */
   holderCardNumber(): string | undefined;
   dispose(): void;
@@ -225,8 +232,42 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
   let gen = 0;
   let lastSequence = 0;
   let idleTimer: NodeJS.Timeout | undefined;
+  /** Closes under way, by order id: a second close of the same order (取消, then Exit) joins the first. */
+  const closes = new Map<string, Promise<CancelRechargeOrderResponse>>();
 
   const log = (action: string, result: string): void => deps.log?.({ action, result });
+
+  /**
+   * The ONE way an order whose QR leaves the screen is closed, whoever takes it down (取消, the QR's time,
+   * Exit, another card, main's inactivity limit, the window going away): KioskService/CancelRechargeOrder.
+   * It does not depend on the session or the renderer, so it finishes after the holder is gone.
+   */
+  function closeOrder(orderId: string): Promise<CancelRechargeOrderResponse> {
+    const running = closes.get(orderId);
+    if (running !== undefined) return running;
+    const call = deps.switch.cancelRechargeOrder({ orderId });
+    closes.set(orderId, call);
+    const forgetCall = (): void => {
+      if (closes.get(orderId) === call) closes.delete(orderId);
+    };
+    call.then(forgetCall, forgetCall);
+    return call;
+  }
+
+  /**
+   * The holder left the QR another way than 取消 or its time (no one waits for the answer): closes the order
+   * in the background. Paid meanwhile: the switch credits it. Not closed (the channel did not answer): it
+   * stays payable until its expiry (the kiosk's QR time) and the switch's settlement loop settles it.
+   */
+  function closeLeftOrder(s: Session, why: string): void {
+    const p = s.recharge;
+    if (p?.orderId === undefined || p.finished) return;
+    p.finished = true;
+    closeOrder(p.orderId).then(
+      (res) => log(`closeOnLeave:${why}`, ORDER_STATUS[res.status] ?? 'pending'),
+      (err: unknown) => log(`closeOnLeave:${why}`, mapSwitchError(err).error),
+    );
+  }
 
   function touch(): void {
     if (idleTimer !== undefined) clearTimeout(idleTimer);
@@ -238,6 +279,7 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
 
   function forget(reason: 'timeout' | 'ended'): void {
     const had = session !== undefined;
+    if (session !== undefined) closeLeftOrder(session, reason);
     session = undefined;
     gen++;
     if (idleTimer !== undefined) clearTimeout(idleTimer);
@@ -351,6 +393,8 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
       if (p !== undefined && !p.finished && p.channel === channel && p.amountFen === amountFen) {
         if (p.inFlight !== undefined) return p.inFlight;
       } else {
+        // A QR still up for another amount or channel is taken down by this one: closed like any other.
+        closeLeftOrder(s, 'replaced');
         retireRecharge(s);
         s.recharge = { channel, amountFen, requestId: `k${randomUUID().replaceAll('-', '')}`, finished: false };
       }
@@ -361,6 +405,8 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
           channel: channel === 'wechat' ? RechargeChannel.RECHARGE_CHANNEL_WECHAT : RechargeChannel.RECHARGE_CHANNEL_ALIPAY,
           requestId: pending.requestId,
           amountFen,
+          // The order lives as long as the QR is shown, so a code nobody scanned dies with the kiosk's timer.
+          qrTimeoutSec: deps.settings.qrTimeoutSec,
         });
         pending.orderId = res.orderId;
         const view: RechargeOrderView = {
@@ -408,7 +454,7 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
       // payable until it expires, a payment is credited, and the renderer may still ask its state.
       if (s0.recharge?.orderId === orderId) retireRecharge(s0);
       return forHolder(async (s) => {
-        const res = await deps.switch.cancelRechargeOrder({ orderId });
+        const res = await closeOrder(orderId);
         const status = ORDER_STATUS[res.status] ?? 'pending';
         if (status === 'paid') s.card = { ...s.card, balanceFen: res.balanceAfterFen };
         return ok({ orderId, status, amountFen: res.amountFen, balanceAfterFen: res.balanceAfterFen });
@@ -628,6 +674,9 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
     invoke,
     cardRead,
     forget,
+    closing: async () => {
+      while (closes.size > 0) await Promise.allSettled([...closes.values()]);
+    },
     holderCardNumber: () => session?.card.cardNumber,
     dispose: () => {
       if (idleTimer !== undefined) clearTimeout(idleTimer);

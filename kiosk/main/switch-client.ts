@@ -45,11 +45,27 @@ export interface KioskSwitch {
   close(): void;
 }
 
+/**
+ * CancelRechargeOrder's deadline. The switch gives the channel at most CHANNEL_CALL_TIMEOUT_MS (10 s,
+ * switch/domain/recharge-orders.ts) for the close and the query after a refused close together, then
+ * writes the outcome in the ledger (milliseconds). The kiosk waits longer than that, so it hears what the
+ * switch decided (closed, paid, or still payable) rather than giving up while the switch still closes the
+ * order: a kiosk that gave up would have to say "perhaps still payable" of an order the channel closed.
+ * Bounding the switch below the kiosk's usual 8 s instead would cut off closes that a slow channel still
+ * completes, for the same wrong notice. 5 s of margin covers the switch's own answer-before-the-deadline
+ * reserve (switch/grpc/deadline.ts, at most 0.5 s), the ledger and the network. test/kiosk-recharge-leave
+ * checks it against the switch's constant with a channel that answers in 9 s.
+ */
+export const CANCEL_RECHARGE_DEADLINE_MS = 15_000;
+
 export interface SwitchClientOptions {
   /** host:port of the switch's gRPC listener. */
   readonly address: string;
   readonly credential: TerminalCredential;
-  /** Each call gets at most this long (default 8 s): then the holder sees "switch unreachable". */
+  /**
+   * Each call gets at most this long (default 8 s; CancelRechargeOrder at least CANCEL_RECHARGE_DEADLINE_MS):
+   * then the holder sees "switch unreachable".
+   */
   readonly deadlineMs?: number;
 }
 
@@ -68,19 +84,22 @@ export function createSwitchClient(options: SwitchClientOptions): KioskSwitch {
     md.set('terminal-secret', options.credential.secret);
     return md;
   };
-  function unary<Req, Res>(name: string): (req: Req) => Promise<Res> {
+  function unary<Req, Res>(name: string, callDeadlineMs = deadlineMs): (req: Req) => Promise<Res> {
     const method = (client as unknown as Record<string, Unary<Req, Res>>)[name];
     if (method === undefined) throw new Error(`KioskService has no method ${name}`);
     return (req) =>
       new Promise((resolve, reject) => {
-        method.call(client, req, metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res)));
+        method.call(client, req, metadata(), { deadline: Date.now() + callDeadlineMs }, (err, res) => (err ? reject(err) : resolve(res)));
       });
   }
   return {
     identifyCard: unary<IdentifyCardRequest, IdentifyCardResponse>('identifyCard'),
     recharge: unary<RechargeRequest, RechargeResponse>('recharge'),
     rechargeOrderState: unary<RechargeOrderStateRequest, RechargeOrderStateResponse>('rechargeOrderState'),
-    cancelRechargeOrder: unary<CancelRechargeOrderRequest, CancelRechargeOrderResponse>('cancelRechargeOrder'),
+    cancelRechargeOrder: unary<CancelRechargeOrderRequest, CancelRechargeOrderResponse>(
+      'cancelRechargeOrder',
+      Math.max(deadlineMs, CANCEL_RECHARGE_DEADLINE_MS),
+    ),
     reportLoss: unary<ReportLossRequest, ReportLossResponse>('reportLoss'),
     cancelLoss: unary<CancelLossRequest, CancelLossResponse>('cancelLoss'),
     changePassword: unary<ChangePasswordRequest, ChangePasswordResponse>('changePassword'),

@@ -154,6 +154,10 @@ function campusDay(ms: number): string {
 function campusTime(ms: number): string {
   return new Date(ms + CAMPUS_OFFSET_MS).toISOString().slice(5, 16).replace('T', ' ');
 }
+/** HH:MM:SS, campus time: a kiosk order lives minutes, so its end is said to the second. */
+function campusClock(ms: number): string {
+  return new Date(ms + CAMPUS_OFFSET_MS).toISOString().slice(11, 19);
+}
 function shiftDay(day: string, days: number): string {
   return new Date(Date.parse(`${day}T00:00:00Z`) + days * DAY_MS).toISOString().slice(0, 10);
 }
@@ -191,6 +195,18 @@ function goIdle(): void {
 function endSession(): void {
   goIdle();
   void api.endSession();
+}
+
+/**
+ * Exit. With a recharge QR up, the holder is still here: the QR comes down through the same close as
+ * Cancel, and what the close makes true is said before the session ends (paid: the credit; still payable:
+ * until when, and not to pay again). Closed, nothing charged: the session ends at once. (Main closes the
+ * order on its own too when the session ends some other way.)
+ */
+function exitPressed(): void {
+  const wait = state.screen;
+  if (wait.name === 'rechargeWait') return void takeDownQr(wait, state.gen, 'exit');
+  endSession();
 }
 
 function holderActive(): boolean {
@@ -280,7 +296,7 @@ function header(): HTMLElement {
         state.lang = state.lang === 'zh' ? 'en' : 'zh';
         render();
       }),
-      state.holder !== undefined ? button(tr('exit'), endSession, 'danger') : undefined,
+      state.holder !== undefined ? button(tr('exit'), exitPressed, 'danger') : undefined,
     ),
   );
 }
@@ -508,13 +524,13 @@ function rechargePaid(paid: RechargeStateView): void {
 }
 
 /**
- * The QR comes down (its time is up, or Cancel): main asks the switch to close the order at its channel
- * (KioskService/CancelRechargeOrder), and the kiosk says only what the answer makes true: paid shows the
- * credit; closed or expired means nothing was charged and the QR can no longer be paid; still pending (the
- * channel did not close it) or no answer says that a payment made is still credited, and the kiosk keeps
- * asking meanwhile.
+ * The QR comes down (its time is up, Cancel, or Exit): main asks the switch to close the order at its
+ * channel (KioskService/CancelRechargeOrder), and the kiosk says only what the answer makes true: paid shows
+ * the credit; closed or expired means nothing was charged and the QR can no longer be paid (after Exit the
+ * session simply ends); still pending (the channel did not close it: Alipay has no trade for a QR nobody
+ * scanned, or no answer) says until when a payment is still credited, and the kiosk keeps asking meanwhile.
  */
-async function takeDownQr(wait: WaitScreen, gen: number, why: 'cancel' | 'timeout'): Promise<void> {
+async function takeDownQr(wait: WaitScreen, gen: number, why: 'cancel' | 'timeout' | 'exit'): Promise<void> {
   if (pollTimer !== undefined) window.clearTimeout(pollTimer);
   pollTimer = undefined;
   go({ name: 'rechargeChecking' });
@@ -529,6 +545,7 @@ async function takeDownQr(wait: WaitScreen, gen: number, why: 'cancel' | 'timeou
   if (!res.ok && res.error === 'no_card') return goIdle();
   touchActivity();
   if (res.ok && res.value.status !== 'pending') {
+    if (why === 'exit') return endSession();
     return go(why === 'cancel' ? { name: 'rechargeCancelled', order: wait.order } : { name: 'rechargeExpired' });
   }
   const holder = state.holder;
@@ -1082,7 +1099,7 @@ function screenBody(): HTMLElement {
         'section',
         { class: 'screen result' },
         h('h1', { text: tr('rechargeStoppedTitle') }),
-        h('p', { class: 'lead', text: tr('rechargeStoppedBody', { until: campusTime(s.order.expiresAtMs).slice(6) }) }),
+        h('p', { class: 'lead', text: tr('rechargeStoppedBody', { until: campusClock(s.order.expiresAtMs) }) }),
         h('p', { class: 'note', text: `${tr('rechargeAmount')}：${tr('yuan', { v: yuan(s.order.amountFen) })}` }),
         h('p', { class: 'note' }, `${tr('rechargeOrder')}：`, h('span', { class: 'order-id', text: s.order.orderId })),
         h('div', { class: 'actions' }, button(tr('backHome'), goHome, 'primary')),

@@ -77,7 +77,7 @@ const zh = {
   rechargeCancelledBody: '订单已关闭，未扣款，此二维码已不能支付。如需充值请重新发起。',
   rechargeStoppedTitle: '二维码已关闭',
   rechargeStoppedBody:
-    '此订单在 {until} 前仍可在手机上完成支付。如您已付款或稍后完成付款，款项会自动充入卡中，请勿重复付款；到账后余额会更新。',
+    '此订单在 {until} 前仍可在手机上完成支付，之后不能再支付。如您已付款或在此之前完成付款，款项会自动充入卡中，请勿重复付款；到账后余额会更新。',
   lateCreditBanner: '您扫码支付的 {amount} 元已充入卡中，余额已更新。',
   amountYuanLabel: '金额（元）',
   lossTitle: '挂失',
@@ -258,7 +258,7 @@ const en: Catalogue = {
   rechargeCancelledBody: 'The order is closed and nothing was charged; this QR code can no longer be paid. Start again to recharge.',
   rechargeStoppedTitle: 'QR code closed',
   rechargeStoppedBody:
-    'This order can still be paid on your phone until {until}. If you have paid, or finish paying, the money is credited to your card automatically: do not pay again. The balance updates once it arrives.',
+    'This order can still be paid on your phone until {until}, not after. If you have paid, or finish paying before then, the money is credited to your card automatically: do not pay again. The balance updates once it arrives.',
   lateCreditBanner: 'Your payment of {amount} yuan has been credited to the card; the balance is updated.',
   amountYuanLabel: 'Amount (yuan)',
   lossTitle: 'Report lost',

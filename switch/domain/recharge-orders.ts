@@ -71,6 +71,21 @@ export interface NewOrder {
   readonly payerId?: string;
   /** 'holder' (the phone) or the kiosk's terminal id. */
   readonly source: string;
+  /**
+   * A kiosk: how long its QR is shown (s). The order lives that long in whole minutes (kioskOrderLifetimeSec),
+   * so the channel's code dies with the kiosk's timer. Absent: RECHARGE_ORDER_EXPIRY_SEC.
+   */
+  readonly qrTimeoutSec?: number;
+}
+
+/**
+ * The lifetime of a kiosk's order whose QR is shown `qrTimeoutSec`: whole minutes (Alipay's
+ * qr_code_timeout_express counts in minutes), rounded down so the code never outlives the kiosk's timer,
+ * at least 60 s (the channels' minimum), at most the switch's RECHARGE_ORDER_EXPIRY_SEC.
+ */
+export function kioskOrderLifetimeSec(qrTimeoutSec: number | undefined, maxSec: number): number {
+  if (qrTimeoutSec === undefined || !Number.isSafeInteger(qrTimeoutSec) || qrTimeoutSec <= 0) return maxSec;
+  return Math.min(maxSec, Math.max(60, Math.floor(qrTimeoutSec / 60) * 60));
 }
 
 export interface OrderView {
@@ -145,7 +160,7 @@ export async function newRechargeOrder(
     channel: ORDER_CHANNEL_CODES[channel],
     orderId,
     amountFen: order.amountFen,
-    expiresAtMs: nowMs + ctx.config.rechargeOrderExpirySec * 1000,
+    expiresAtMs: nowMs + kioskOrderLifetimeSec(order.qrTimeoutSec, ctx.config.rechargeOrderExpirySec) * 1000,
     dailyLimitFen: ctx.config.dailyRechargeLimitFen,
     source: order.source,
     nowMs,
@@ -807,6 +822,8 @@ export async function newKioskRechargeOrder(
     readonly requestId: string;
     readonly amountFen: number;
     readonly terminalId: string;
+    /** How long the kiosk shows the QR (s); absent: no wish (RECHARGE_ORDER_EXPIRY_SEC). */
+    readonly qrTimeoutSec?: number;
   },
 ): Promise<{ readonly cardNo: string; readonly orderId: string; readonly qrContent: string; readonly expiresAtMs: number }> {
   if (request.terminalId === PHONE_SOURCE) {
@@ -823,6 +840,7 @@ export async function newKioskRechargeOrder(
     amountFen: request.amountFen,
     requestId: request.requestId,
     source: request.terminalId,
+    ...(request.qrTimeoutSec === undefined ? {} : { qrTimeoutSec: request.qrTimeoutSec }),
   });
   // No payer id was given, so the channel answers a QR (Native / precreate).
   if (order.pay.kind !== 'qr') throw new Error(`the ${request.channel} channel answered a ${order.pay.kind} order to a kiosk`);

@@ -123,12 +123,19 @@ export function kioskRechargeHandler(ctx: SwitchContext): handleUnaryCall<Rechar
         'channel must be RECHARGE_CHANNEL_WECHAT or RECHARGE_CHANNEL_ALIPAY (cash is the card office: AdminService/ManualRecharge)',
       );
     }
+    const qrTimeoutSec = req.qrTimeoutSec;
+    if (qrTimeoutSec !== undefined && (!Number.isSafeInteger(qrTimeoutSec) || qrTimeoutSec < 1 || qrTimeoutSec > 86_400)) {
+      throw new InvalidArgumentError(
+        `qr_timeout_sec is how long the kiosk shows the QR: 1 to 86400 seconds, or leave it out; got ${qrTimeoutSec}`,
+      );
+    }
     const order = await newKioskRechargeOrder(ctx, {
       cardholder: cardholderOf(req.cardholder),
       channel,
       requestId: req.requestId,
       amountFen: req.amountFen,
       terminalId: terminal.id,
+      ...(qrTimeoutSec === undefined ? {} : { qrTimeoutSec }),
     });
     return {
       displayText: `请用${ORDER_CHANNEL_ZH[channel]}扫码支付 ${formatYuan(req.amountFen)}元`,
@@ -187,7 +194,7 @@ export function kioskCancelRechargeOrderHandler(
     const text: Readonly<Record<CancelOutcome, string>> = {
       closed: '已取消充值，订单已关闭，未扣款',
       paid: `${ORDER_CHANNEL_ZH[view.channel]}充值成功 ${formatYuan(view.amountFen)}元 余额${formatYuan(balanceAfterFen)}元`,
-      open: `二维码已关闭，但${ORDER_CHANNEL_ZH[view.channel]}暂未关闭订单：过期前付款仍会充入卡中，请勿重复付款`,
+      open: `二维码已关闭，但${ORDER_CHANNEL_ZH[view.channel]}暂未关闭订单：${campusClock(view.expiresAtMs)}前付款仍会充入卡中，之后不能再支付；请勿重复付款`,
     };
     return {
       orderId: view.orderId,
@@ -200,6 +207,11 @@ export function kioskCancelRechargeOrderHandler(
       expiresAtMs: view.expiresAtMs,
     };
   });
+}
+
+/** HH:MM:SS in campus time (China Standard Time, UTC+8, no daylight saving). */
+function campusClock(ms: number): string {
+  return new Date(ms + 8 * 3_600_000).toISOString().slice(11, 19);
 }
 
 export function manualRechargeHandler(ctx: SwitchContext): handleUnaryCall<ManualRechargeRequest, ManualRechargeResponse> {

@@ -329,6 +329,10 @@ export class AlipayChannel implements PaymentChannel {
         total_amount: fenToYuan(request.amountFen),
         subject: request.subject,
         time_expire: beijingTime(this.now() + request.expiresInSec * 1000),
+        // The QR's own expiry, counted from when Alipay makes it: a precreated order has no trade until its
+        // QR is scanned (timeout_express would count from that scan), so this is what stops a code nobody
+        // scanned from being paid later. Whole minutes, rounded down: never past time_expire's minute.
+        qr_code_timeout_express: `${Math.floor(request.expiresInSec / 60)}m`,
       },
       signal,
       { outTradeNo: request.outTradeNo },

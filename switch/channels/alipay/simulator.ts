@@ -12,7 +12,12 @@
 //                        alipay.trade.close, alipay.data.dataservice.bill.downloadurl.query
 //                      A precreated order is a trade here from its precreate on (query answers WAIT_BUYER_PAY,
 //                      close closes it); real Alipay makes the trade only when the QR is scanned and answers
-//                      ACQ.TRADE_NOT_EXIST before (the adapter's 'not_found', as for an order never made).
+//                      ACQ.TRADE_NOT_EXIST before (the adapter's 'not_found', as for an order never made):
+//                      setTradeOnScan(true) (or the option tradeOnScan) makes it so here too.
+//                      precreate's qr_code_timeout_express (1m-15d, or 1c: until midnight) is the QR's own
+//                      expiry, counted from the precreate: a QR nobody scanned by then cannot be scanned or
+//                      paid any more (scanOrder / payOrder refuse it, as Alipay's app does); time_expire
+//                      (absolute) closes the order, scanned or not.
 //   GET  /sim/bill/download?token=...   the zipped GBK statement (the link lives 30 s, like Alipay's)
 //   GET  /oauth2/publicAppAuthorize.htm the authorisation page (openauth.alipay.com's): see newAuthCode
 //
@@ -25,7 +30,10 @@
 //   script(authCode, steps)           POST /sim/script {"authCode","steps":[...]}  what that code's payment does
 //   scriptCancel(outTradeNo, steps)   POST /sim/cancel-script {"outTradeNo","steps":["retry",...]}
 //   failNext(method, mode, count)     POST /sim/fail {"method","mode","count"}     system_error | http_error | hang | tampered
-//   payOrder(outTradeNo, payerId?)    POST /sim/pay {"outTradeNo","payerId"}      a payer pays a recharge QR (or a waiting trade)
+//   scanOrder(outTradeNo)             POST /sim/scan {"outTradeNo"}               a payer scans a recharge QR: its trade exists
+//                                                                                 from now on (refused once the QR expired)
+//   payOrder(outTradeNo, payerId?)    POST /sim/pay {"outTradeNo","payerId"}      a payer pays a recharge QR (scanning it first
+//                                                                                 if nobody did) or a waiting trade
 //   expireOrder(outTradeNo)           POST /sim/expire {"outTradeNo"}             the order closes (as at time_expire)
 //   planNotify(outTradeNo, plan)      POST /sim/plan-notify {...}                 how the paid notification will go
 //   campusRecharge(payment, notifyUrl)                                             a payer recharges a campus card in 校园派:
@@ -136,6 +144,8 @@ export interface AlipaySimulatorOptions {
   readonly now?: () => number;
   /** A paid trade may be cancelled (money back) this long after payment. Default 24 h. */
   readonly cancelWindowMs?: number;
+  /** As real Alipay: a precreated order has no trade (query, close: ACQ.TRADE_NOT_EXIST) until its QR is scanned. Default false. */
+  readonly tradeOnScan?: boolean;
 }
 
 interface Payer {
@@ -157,6 +167,10 @@ interface Trade {
   payerId: string | undefined;
   paidMs: number | undefined;
   expiresMs: number | undefined;
+  /** A precreated QR: it cannot be scanned from then on (qr_code_timeout_express after the precreate). */
+  qrExpiresMs: number | undefined;
+  /** A precreated QR: when a payer scanned it (the trade exists from then on at real Alipay). */
+  scannedMs: number | undefined;
   notifyUrl: string;
   qrCode: string;
   script: PayStep[];
@@ -196,6 +210,7 @@ export class AlipaySimulator {
   private readonly alipayPrivateKey: KeyObject;
   private readonly appPublicKey: KeyObject;
   private latencyMs: number;
+  private tradeOnScan: boolean;
   private readonly now: () => number;
   private readonly cancelWindowMs: number;
   private readonly methodCalls = new Map<string, number>();
@@ -225,6 +240,7 @@ export class AlipaySimulator {
     this.appId = options.appId ?? '2021000000000001';
     this.sellerId = options.sellerId ?? '2088000000000001';
     this.latencyMs = options.latencyMs ?? 3;
+    this.tradeOnScan = options.tradeOnScan ?? false;
     this.now = options.now ?? Date.now;
     this.cancelWindowMs = options.cancelWindowMs ?? 24 * 3600_000;
     const alipayKeys = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -245,6 +261,11 @@ export class AlipaySimulator {
   setLatencyMs(latencyMs: number): void {
     if (!Number.isSafeInteger(latencyMs) || latencyMs < 0 || latencyMs > 60_000) throw new RangeError('latencyMs must be 0-60000');
     this.latencyMs = latencyMs;
+  }
+
+  /** On: a precreated order has no trade until its QR is scanned (query, close: ACQ.TRADE_NOT_EXIST), as at real Alipay. */
+  setTradeOnScan(on: boolean): void {
+    this.tradeOnScan = on;
   }
 
   async start(port = 0): Promise<string> {
@@ -350,10 +371,29 @@ export class AlipaySimulator {
     this.failures.set(method, [...(this.failures.get(method) ?? []), ...Array<FailureMode>(count).fill(mode)]);
   }
 
-  /** A payer pays a waiting order (a recharge QR, or a code payment still waiting); answers trade_no. */
+  /**
+   * A payer scans a recharge QR: at real Alipay its trade exists from now on. Refused, as Alipay's app does,
+   * once the QR expired (qr_code_timeout_express) or the order is closed; scanning it again changes nothing.
+   */
+  scanOrder(outTradeNo: string): void {
+    const trade = this.trades.get(outTradeNo);
+    if (trade === undefined) throw new Error(`no simulated order ${outTradeNo}`);
+    if (trade.kind !== 'qr' || trade.scannedMs !== undefined) return;
+    if (trade.qrExpiresMs !== undefined && this.now() >= trade.qrExpiresMs) {
+      throw new Error(
+        `the QR code of order ${outTradeNo} expired at ${beijingTime(trade.qrExpiresMs)} (qr_code_timeout_express): 二维码已失效`,
+      );
+    }
+    this.expireIfDue(trade);
+    if (trade.status !== 'WAIT_BUYER_PAY') throw new Error(`order ${outTradeNo} is ${trade.status}, not waiting`);
+    trade.scannedMs = this.now();
+  }
+
+  /** A payer pays a waiting order (a recharge QR, scanned first if nobody did, or a code payment still waiting); answers trade_no. */
   payOrder(outTradeNo: string, payerId?: string): { readonly tradeNo: string; readonly notified: Promise<NotifyDelivery[]> } {
     const trade = this.trades.get(outTradeNo);
     if (trade === undefined) throw new Error(`no simulated order ${outTradeNo}`);
+    this.scanOrder(outTradeNo);
     this.expireIfDue(trade);
     if (trade.status !== 'WAIT_BUYER_PAY') throw new Error(`order ${outTradeNo} is ${trade.status}, not waiting`);
     const payer = this.payers.get(payerId ?? trade.payerId ?? this.newPayer());
@@ -383,6 +423,7 @@ export class AlipaySimulator {
     const payer = this.payers.get(payment.payerId ?? this.newPayer({ balanceFen: payment.amountFen }));
     if (payer === undefined) throw new Error(`no simulated payer ${payment.payerId}`);
     if (payer.balanceFen < trade.amountFen) throw new Error(`payer ${payer.id} has ${payer.balanceFen} fen, not ${trade.amountFen}`);
+    trade.scannedMs = this.now();
     this.markPaid(trade, payer);
     trade.notifyUrl = notifyUrl;
     trade.notifyPlan = checkPlan(plan);
@@ -488,6 +529,9 @@ export class AlipaySimulator {
         return json({});
       case '/sim/fail':
         this.failNext(str('method'), str('mode') as FailureMode, typeof input.count === 'number' ? input.count : 1);
+        return json({});
+      case '/sim/scan':
+        this.scanOrder(str('outTradeNo'));
         return json({});
       case '/sim/pay':
         return json({ tradeNo: this.payOrder(str('outTradeNo'), optional('payerId')).tradeNo });
@@ -880,8 +924,14 @@ export class AlipaySimulator {
     const timeExpire = field(biz, 'time_expire');
     const expiresMs = timeExpire === '' ? this.now() + DEFAULT_ORDER_EXPIRY_MS : parseBeijingTime(timeExpire);
     if (expiresMs === undefined) return answer('40004', 'ACQ.INVALID_PARAMETER', 'time_expire 格式错误', { out_trade_no: outTradeNo });
+    const qrTimeout = field(biz, 'qr_code_timeout_express');
+    const qrExpiresMs = qrTimeout === '' ? undefined : relativeExpiry(qrTimeout, this.now());
+    if (qrExpiresMs === null) {
+      return answer('40004', 'ACQ.INVALID_PARAMETER', 'qr_code_timeout_express 格式错误（1m～15d 或 1c）', { out_trade_no: outTradeNo });
+    }
     const trade = this.newTrade({ outTradeNo, kind: 'qr', authCode: '', amountFen, subject, terminalId: '' });
     trade.expiresMs = expiresMs;
+    trade.qrExpiresMs = qrExpiresMs;
     trade.notifyUrl = notifyUrl;
     trade.qrCode = `https://qr.alipay.com/bax0${randomBytes(12).toString('hex')}`;
     return { kind: 'answer', fields: { code: '10000', msg: 'Success', out_trade_no: outTradeNo, qr_code: trade.qrCode } };
@@ -945,6 +995,8 @@ export class AlipaySimulator {
       payerId: undefined,
       paidMs: undefined,
       expiresMs: undefined,
+      qrExpiresMs: undefined,
+      scannedMs: undefined,
       notifyUrl: '',
       qrCode: '',
       script: [],
@@ -981,14 +1033,21 @@ export class AlipaySimulator {
   }
 
   private expireIfDue(trade: Trade): void {
-    if (trade.status === 'WAIT_BUYER_PAY' && trade.expiresMs !== undefined && this.now() >= trade.expiresMs) trade.status = 'TRADE_CLOSED';
+    if (trade.status !== 'WAIT_BUYER_PAY') return;
+    const now = this.now();
+    if (trade.expiresMs !== undefined && now >= trade.expiresMs) trade.status = 'TRADE_CLOSED';
+    // A QR nobody scanned before its own expiry can never be paid.
+    if (trade.scannedMs === undefined && trade.qrExpiresMs !== undefined && now >= trade.qrExpiresMs) trade.status = 'TRADE_CLOSED';
   }
 
+  /** The trade a gateway call names; with tradeOnScan, a precreated QR nobody scanned has none yet. */
   private findTrade(biz: Biz): Trade | undefined {
     const outTradeNo = field(biz, 'out_trade_no');
-    if (outTradeNo !== '') return this.trades.get(outTradeNo);
     const tradeNo = field(biz, 'trade_no');
-    return [...this.trades.values()].find((trade) => trade.tradeNo === tradeNo && tradeNo !== '');
+    const trade =
+      outTradeNo !== '' ? this.trades.get(outTradeNo) : [...this.trades.values()].find((t) => t.tradeNo === tradeNo && tradeNo !== '');
+    if (trade !== undefined && this.tradeOnScan && trade.kind === 'qr' && trade.scannedMs === undefined) return undefined;
+    return trade;
   }
 
   private tradeFields(trade: Trade): Record<string, unknown> {
@@ -1235,6 +1294,22 @@ function field(biz: Biz, name: string): string {
 
 function csvCell(value: string): string {
   return /[",\r\n]/.test(value) ? `"${value.replaceAll('"', '""')}"` : value;
+}
+
+/**
+ * Alipay's relative expiry (timeout_express, qr_code_timeout_express): 1m to 15d in whole m(inutes),
+ * h(ours) or d(ays), or 1c (until the coming midnight, Beijing time). null when it is not one of those.
+ */
+function relativeExpiry(value: string, nowMs: number): number | null {
+  if (value === '1c') {
+    const beijing = nowMs + 8 * 3_600_000;
+    return beijing - (beijing % 86_400_000) + 86_400_000 - 8 * 3_600_000;
+  }
+  const m = /^([1-9]\d{0,5})([mhd])$/.exec(value);
+  if (m === null) return null;
+  const ms = Number(m[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'm' | 'h' | 'd'];
+  if (ms > 15 * 86_400_000) return null;
+  return nowMs + ms;
 }
 
 function digits(count: number): string {

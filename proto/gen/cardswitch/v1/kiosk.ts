@@ -128,6 +128,13 @@ export interface RechargeRequest {
    * daily recharge maximum (counting its unpaid orders).
    */
   amountFen: number;
+  /**
+   * How long the kiosk shows the QR (seconds; absent: no wish). The order then lives that long, in whole
+   * minutes (at least 60 s, at most the switch's RECHARGE_ORDER_EXPIRY_SEC): its expiry in the ledger,
+   * the channel's time_expire and Alipay's qr_code_timeout_express, so a code nobody scanned dies when
+   * the kiosk takes it down rather than minutes later. A retry answers the order as first made.
+   */
+  qrTimeoutSec?: number | undefined;
 }
 
 export interface RechargeResponse {
@@ -177,6 +184,11 @@ export interface CancelRechargeOrderResponse {
   /** What the kiosk shows, e.g. "已取消充值，未扣款". */
   displayText: string;
   cardNumber: string;
+  /**
+   * The order's expiry: PENDING can be paid until then, not after (the channel's time_expire; for an
+   * Alipay QR nobody scanned also its qr_code_timeout_express). A kiosk order lives as long as its QR is
+   * shown (RechargeRequest.qr_timeout_sec), so this is about when the kiosk took the QR down.
+   */
   expiresAtMs: number;
 }
 
@@ -499,7 +511,7 @@ export const IdentifyCardResponse: MessageFns<IdentifyCardResponse> = {
 };
 
 function createBaseRechargeRequest(): RechargeRequest {
-  return { cardholder: undefined, channel: 0, requestId: "", amountFen: 0 };
+  return { cardholder: undefined, channel: 0, requestId: "", amountFen: 0, qrTimeoutSec: undefined };
 }
 
 export const RechargeRequest: MessageFns<RechargeRequest> = {
@@ -515,6 +527,9 @@ export const RechargeRequest: MessageFns<RechargeRequest> = {
     }
     if (message.amountFen !== 0) {
       writer.uint32(32).int64(message.amountFen);
+    }
+    if (message.qrTimeoutSec !== undefined) {
+      writer.uint32(40).int32(message.qrTimeoutSec);
     }
     return writer;
   },
@@ -564,6 +579,14 @@ export const RechargeRequest: MessageFns<RechargeRequest> = {
             message.amountFen = longToNumber(reader.int64());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.qrTimeoutSec = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -590,6 +613,11 @@ export const RechargeRequest: MessageFns<RechargeRequest> = {
         : isSet(object.amount_fen)
         ? globalThis.Number(object.amount_fen)
         : 0,
+      qrTimeoutSec: isSet(object.qrTimeoutSec)
+        ? globalThis.Number(object.qrTimeoutSec)
+        : isSet(object.qr_timeout_sec)
+        ? globalThis.Number(object.qr_timeout_sec)
+        : undefined,
     };
   },
 
@@ -607,6 +635,9 @@ export const RechargeRequest: MessageFns<RechargeRequest> = {
     if (message.amountFen !== 0) {
       obj.amountFen = Math.round(message.amountFen);
     }
+    if (message.qrTimeoutSec !== undefined) {
+      obj.qrTimeoutSec = Math.round(message.qrTimeoutSec);
+    }
     return obj;
   },
 
@@ -621,6 +652,7 @@ export const RechargeRequest: MessageFns<RechargeRequest> = {
     message.channel = object.channel ?? 0;
     message.requestId = object.requestId ?? "";
     message.amountFen = object.amountFen ?? 0;
+    message.qrTimeoutSec = object.qrTimeoutSec ?? undefined;
     return message;
   },
 };

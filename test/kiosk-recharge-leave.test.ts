@@ -1,0 +1,197 @@
+// A recharge QR left some other way than 取消 or its time is closed at the channel all the same, by
+// main (kiosk/main/handlers.ts closeOrder: KioskService/CancelRechargeOrder), so it happens with the
+// renderer gone too: the next holder taps another card, Exit (退出) is pressed with the QR up, main's
+// inactivity backstop signs the holder out. Paid meanwhile: credited (and shown when the holder is still
+// there). Also: an Alipay QR nobody scanned (no trade at Alipay yet) lives only as long as the kiosk shows
+// it, and the kiosk says until when; and CancelRechargeOrder's deadline outlasts the switch's channel budget.
+// The real renderer in Chromium, the kiosk's handler module, a real switch, Redis and both simulators.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { CANCEL_RECHARGE_DEADLINE_MS } from '../kiosk/main/switch-client.js';
+import { CHANNEL_CALL_TIMEOUT_MS } from '../switch/domain/recharge-orders.js';
+import { passwordHash } from './helpers/clients.js';
+import { handlerLog, startKioskRig, type KioskRig } from './helpers/kiosk-rig.js';
+import { openCard } from './helpers/switch.js';
+
+let rig: KioskRig;
+let page: Page;
+let cardCounter = 0;
+
+/** A card with 5.00 yuan on it, tapped: the home screen is showing. */
+async function tapNewCard(r: KioskRig = rig): Promise<string> {
+  cardCounter++;
+  const cardNo = String(36_000_000 + cardCounter);
+  const serial = `1C5E${String(cardCounter).padStart(6, '0')}`;
+  await openCard(r.app, cardNo, serial, 500, { name: '韩十', pwd: await passwordHash(r.app, '135790') });
+  await r.handlers.cardRead(serial);
+  await r.page.locator('#app[data-screen="home"]').waitFor();
+  return cardNo;
+}
+
+const screen = (name: string, p: Page = page) => p.locator(`#app[data-screen="${name}"]`);
+const press = (name: string, p: Page = page) => p.getByRole('button', { name, exact: true }).click();
+const mainText = () => page.locator('main').innerText();
+const ledger = async (cardNo: string, r: KioskRig = rig) => Number(await r.app.redis.hget(r.app.keys.account(cardNo), 'bal'));
+
+/** Recharge 20.00 yuan with the channel's button: the QR is up; answers the order id. */
+async function showQr(channel: '微信支付' | '支付宝' = '微信支付', p: Page = page): Promise<string> {
+  await press('充值', p);
+  await press('20.00 元', p);
+  await press(channel, p);
+  await screen('rechargeWait', p).waitFor();
+  return (await p.locator('.order-id').innerText()).trim();
+}
+
+/** HH:MM:SS of a time in campus time (UTC+8), as the kiosk writes it. */
+const campusClock = (ms: number) => new Date(ms + 8 * 3_600_000).toISOString().slice(11, 19);
+
+beforeAll(async () => {
+  rig = await startKioskRig({ label: 'kleave', idleTimeoutSec: 600 });
+  page = await rig.open();
+}, 60_000);
+afterAll(async () => {
+  rig?.sims.wechat.setLatencyMs(0);
+  rig?.sims.alipay.setTradeOnScan(false);
+  await rig?.stop();
+});
+
+describe('the next holder taps another card while a QR is up', () => {
+  it('WeChat: the first holder’s order is closed at the channel; nothing of it reaches the next holder', async () => {
+    const first = await tapNewCard();
+    const orderId = await showQr();
+    const second = await tapNewCard();
+    await rig.handlers.closing();
+    expect(rig.sims.wechat.order(orderId)?.state).toBe('CLOSED');
+    await expect(rig.sims.wechat.payOrder(orderId)).rejects.toThrow(/not payable/);
+    expect(await ledger(first)).toBe(500);
+    expect(await ledger(second)).toBe(500);
+    await screen('home').waitFor();
+    expect(await mainText()).toContain(second);
+  }, 60_000);
+
+  it('paid just before the tap (notification not yet there): credited to the first card, not shown to the next holder', async () => {
+    const first = await tapNewCard();
+    const orderId = await showQr();
+    await rig.sims.wechat.payOrder(orderId, { notify: false });
+    const second = await tapNewCard();
+    await rig.handlers.closing();
+    expect(await ledger(first)).toBe(2_500);
+    expect(await ledger(second)).toBe(500);
+    const home = await mainText();
+    expect(home).toContain(second);
+    expect(home).not.toContain('25.00 元');
+    // The notification arriving now credits nothing more.
+    expect((await rig.sims.wechat.notify(orderId)).map((d) => d.status)).toEqual([200]);
+    expect(await ledger(first)).toBe(2_500);
+  }, 60_000);
+});
+
+describe('退出 (Exit) with the QR up', () => {
+  it('Alipay: the order is closed at the channel and the session ends', async () => {
+    const cardNo = await tapNewCard();
+    const orderId = await showQr('支付宝');
+    await press('退出');
+    await screen('idle').waitFor();
+    await rig.handlers.closing();
+    expect(() => rig.sims.alipay.payOrder(orderId)).toThrow(/TRADE_CLOSED/);
+    expect(rig.handlers.holderCardNumber()).toBeUndefined();
+    expect(await ledger(cardNo)).toBe(500);
+  }, 60_000);
+
+  it('paid just before Exit: the holder is still there, so the credit is shown', async () => {
+    const cardNo = await tapNewCard();
+    const orderId = await showQr();
+    await rig.sims.wechat.payOrder(orderId, { notify: false });
+    await press('退出');
+    await screen('rechargeDone').waitFor();
+    expect(await page.getByTestId('new-balance').innerText()).toBe('25.00 元');
+    expect(await ledger(cardNo)).toBe(2_500);
+    await press('退出');
+    await screen('idle').waitFor();
+  }, 60_000);
+});
+
+describe('an Alipay QR nobody scanned (Alipay makes the trade only at the scan)', () => {
+  it('lives as long as the kiosk shows it; 取消 cannot close it, and the kiosk says until when it can be paid', async () => {
+    rig.sims.alipay.setTradeOnScan(true);
+    try {
+      const cardNo = await tapNewCard();
+      const before = Date.now();
+      const orderId = await showQr('支付宝');
+      const after = Date.now();
+      // The kiosk's QR time (180 s by default) is the order's lifetime (not the switch's 900 s): its end in
+      // the ledger, Alipay's time_expire and qr_code_timeout_express ('3m').
+      const answer = await rig.client.rechargeOrderState({ orderId });
+      expect(answer.expiresAtMs).toBeGreaterThanOrEqual(before + 180_000);
+      expect(answer.expiresAtMs).toBeLessThanOrEqual(after + 180_000);
+      await press('取消');
+      await screen('rechargeStopped').waitFor();
+      const zh = await mainText();
+      expect(zh).toContain(`此订单在 ${campusClock(answer.expiresAtMs)} 前仍可在手机上完成支付，之后不能再支付`);
+      expect(zh).not.toContain('未扣款');
+      await rig.screenshot('37-recharge-unscanned-alipay');
+      await press('English');
+      expect(await mainText()).toContain(`until ${campusClock(answer.expiresAtMs)}, not after`);
+      await rig.screenshot('38-recharge-unscanned-alipay-en');
+      await press('中文');
+      // Scanned and paid before its end: credited all the same.
+      rig.sims.alipay.payOrder(orderId);
+      await screen('rechargeDone').waitFor({ timeout: 15_000 });
+      expect(await ledger(cardNo)).toBe(2_500);
+      await press('返回首页');
+    } finally {
+      rig.sims.alipay.setTradeOnScan(false);
+    }
+  }, 60_000);
+});
+
+describe('a slow channel and CancelRechargeOrder’s deadline', () => {
+  it('the kiosk waits longer than the switch gives the channel for the close (and the query after it)', () => {
+    // The switch answers ahead of the caller's deadline by at most 0.5 s (switch/grpc/deadline.ts).
+    expect(CANCEL_RECHARGE_DEADLINE_MS).toBeGreaterThan(CHANNEL_CALL_TIMEOUT_MS + 500);
+  });
+
+  it('WeChat Pay answering in 4.5 s: close refused (paid) then queried, 9 s in all; the kiosk hears the credit', async () => {
+    const cardNo = await tapNewCard();
+    const orderId = await showQr();
+    await rig.sims.wechat.payOrder(orderId, { notify: false });
+    rig.sims.wechat.setLatencyMs(4_500);
+    const started = Date.now();
+    try {
+      await press('取消');
+      await screen('rechargeDone').waitFor({ timeout: 20_000 });
+    } finally {
+      rig.sims.wechat.setLatencyMs(0);
+    }
+    // Past the kiosk's usual 8 s deadline: with it the kiosk gave up (unreachable) and said "still payable"
+    // while the switch went on to credit; now the close itself answers paid.
+    expect(Date.now() - started).toBeGreaterThan(8_000);
+    const cancels = handlerLog(rig).filter((l) => l.includes('"cancelRecharge"'));
+    expect(cancels.at(-1)).toBe(JSON.stringify({ action: 'cancelRecharge', result: 'ok' }));
+    expect(await page.getByTestId('new-balance').innerText()).toBe('25.00 元');
+    expect(await ledger(cardNo)).toBe(2_500);
+    await press('返回首页');
+  }, 60_000);
+});
+
+describe('main’s inactivity backstop with the renderer gone', () => {
+  let idleRig: KioskRig;
+  beforeAll(async () => {
+    idleRig = await startKioskRig({ label: 'kleaveidle', idleTimeoutSec: 600, mainIdleMs: 3_000 });
+    await idleRig.open();
+  }, 60_000);
+  afterAll(async () => {
+    await idleRig?.stop();
+  });
+
+  it('the holder is forgotten and the QR on screen is closed at the channel', async () => {
+    const cardNo = await tapNewCard(idleRig);
+    const orderId = await showQr('微信支付', idleRig.page);
+    // The renderer goes away (crashed, hung): nothing asks main anything any more.
+    await idleRig.page.close();
+    await expect.poll(() => idleRig.handlers.holderCardNumber(), { timeout: 15_000 }).toBeUndefined();
+    await idleRig.handlers.closing();
+    expect(idleRig.sims.wechat.order(orderId)?.state).toBe('CLOSED');
+    expect(await ledger(cardNo, idleRig)).toBe(500);
+  }, 60_000);
+});
