@@ -270,6 +270,42 @@ describe('who may close an order', () => {
   });
 });
 
+describe("the order's lifetime from the kiosk's QR time (qr_timeout_sec)", () => {
+  it('lives the QR time in whole minutes (at least one); out of range is refused and makes no order', async () => {
+    const { cardNo, serial } = await card(0);
+    const ask = (qrTimeoutSec: number, requestId: string) =>
+      recharge({
+        cardholder: { card: { cardSerial: serial } },
+        channel: RechargeChannel.RECHARGE_CHANNEL_WECHAT,
+        requestId,
+        amountFen: 1_000,
+        qrTimeoutSec,
+      });
+    for (const bad of [0, -5, 86_401]) {
+      const err = await grpcError(ask(bad, `qt-bad-${bad}`));
+      expect({ bad, code: err.code }).toEqual({ bad, code: Status.INVALID_ARGUMENT });
+      expect(err.details).toMatch(/qr_timeout_sec/);
+    }
+    expect(await app.redis.hlen(app.keys.rechargeOpen(cardNo))).toBe(0);
+    const cases: [number, number][] = [
+      [150, 120_000], // whole minutes, rounded down
+      [30, 60_000], // at least a minute
+    ];
+    for (const [qrTimeoutSec, lifetimeMs] of cases) {
+      const before = Date.now();
+      const order = await ask(qrTimeoutSec, `qt-${qrTimeoutSec}-${cardNo}`);
+      const after = Date.now();
+      expect(order.expiresAtMs).toBeGreaterThanOrEqual(before + lifetimeMs - 1000);
+      expect(order.expiresAtMs).toBeLessThanOrEqual(after + lifetimeMs + 1000);
+      // A retry answers the order as first made, whatever QR time it says now, while a minute of it is left
+      // (the QR would be gone before a payer could use it otherwise: the kiosk is told to make a new one).
+      const retry = ask(900, `qt-${qrTimeoutSec}-${cardNo}`);
+      if (lifetimeMs > 60_000) expect((await retry).expiresAtMs).toBe(order.expiresAtMs);
+      else expect((await grpcError(retry)).metadata.get('error-reason')).toEqual(['ORDER_FINISHED']);
+    }
+  });
+});
+
 describe('a close racing the payment', () => {
   it('pay (notified) and close at once, 40 times on both channels: paid iff credited, once; closed iff nothing moved', async () => {
     const outcomes: Record<string, number> = {};
