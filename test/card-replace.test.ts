@@ -2,12 +2,13 @@
 // a replacement answers that replacement's first answer at any later time (also after a later
 // replacement of the same card) and changes nothing; the same id with another new serial is refused;
 // 300 copies of one request fired at once make one replacement and get one answer.
-import { status as Status, type Metadata } from '@grpc/grpc-js';
+import { status as Status, type Metadata, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReplaceCardRequest, ReplaceCardResponse } from '../proto/gen/cardswitch/v1/admin.js';
 import { DeclineReason, Outcome } from '../proto/gen/cardswitch/v1/common.js';
 import type { AuthorizeResponse } from '../proto/gen/cardswitch/v1/pos.js';
 import type { SwitchApp } from '../switch/app.js';
+import { claimCardSerial, releaseCardSerial, SERIAL_CLAIM_STALE_MS, settleCardSerial } from '../switch/ledger/cards.js';
 import { adminClient, operatorMetadata, startClockedSwitch, TestClock } from './helpers/clients.js';
 import { call, dumpKeySpace, grpcError, openCard, POS_TERMINAL, posClient, terminalMetadata, unaryBytes } from './helpers/switch.js';
 
@@ -17,10 +18,11 @@ let app: SwitchApp;
 let admin: ReturnType<typeof adminClient>;
 let pos: ReturnType<typeof posClient>;
 let seq = 0;
+const clock = new TestClock(Date.UTC(2026, 10, 26, 2, 0, 0));
 const opMd: Metadata = operatorMetadata();
 
 beforeAll(async () => {
-  app = await startClockedSwitch('replace', new TestClock(Date.UTC(2026, 10, 26, 2, 0, 0)));
+  app = await startClockedSwitch('replace', clock);
   await app.terminals.register(POS_TERMINAL);
   admin = adminClient(app);
   pos = posClient(app);
@@ -139,5 +141,112 @@ describe('ReplaceCard is idempotent by request id', () => {
     expect([ser, sync, Number(eq)]).toEqual(['BB003106', '0', eqBefore + 1]);
     expect(await replaceLog('3106')).toHaveLength(1);
     expect((await pay('AA003106', 100)).declineReason).toBe(DeclineReason.DECLINE_REASON_CARD_REPLACED);
+  });
+});
+
+describe('ReplaceCard: a refused request leaves no claim on the serial it offered', () => {
+  const ROUNDS = 40;
+  const serialOf = (round: number, letter: string): string => `${letter}${letter}${String(4000 + round).padStart(6, '0')}`;
+
+  it('one request id with two new serials fired at once: one replaces, the other is refused and its serial is free for another card', async () => {
+    for (let round = 0; round < ROUNDS; round++) {
+      const cardNo = String(41_000 + round);
+      await openCard(app, cardNo, serialOf(round, 'A'), 1_000);
+      const [first, second] = [serialOf(round, 'B'), serialOf(round, 'C')];
+      const answers = await Promise.allSettled([replace(cardNo, first, `RPL-${cardNo}`), replace(cardNo, second, `RPL-${cardNo}`)]);
+      const won = answers.findIndex((a) => a.status === 'fulfilled');
+      expect(won, `round ${round}: one of the two replaces`).toBeGreaterThanOrEqual(0);
+      const lost = answers[1 - won];
+      expect(lost?.status, `round ${round}`).toBe('rejected');
+      const refusal = (lost as PromiseRejectedResult).reason as ServiceError;
+      expect(refusal.code).toBe(Status.ALREADY_EXISTS);
+      expect(refusal.metadata.get('error-reason')).toEqual(['REQUEST_ID_REUSED']);
+      const [winner, refused] = won === 0 ? [first, second] : [second, first];
+      expect((await cardState(cardNo))[0]).toBe(winner);
+      expect(await app.redis.get(app.keys.serial(winner))).toBe(cardNo);
+      // The refused serial names no card, and another card can be given that blank card.
+      expect(await app.redis.get(app.keys.serial(refused)), `round ${round}: ${refused} left claimed`).toBeNull();
+      const other = String(42_000 + round);
+      await openCard(app, other, serialOf(round, 'D'), 1_000);
+      expect((await replace(other, refused, `RPL-${other}`)).oldCardSerial).toBe(serialOf(round, 'D'));
+      expect(await app.redis.get(app.keys.serial(refused))).toBe(other);
+    }
+  });
+
+  it('a refused request never frees a claim another request of the same card is using: the pressed-twice request still gets its serial', async () => {
+    for (let round = 0; round < ROUNDS; round++) {
+      const cardNo = String(43_000 + round);
+      await openCard(app, cardNo, serialOf(round, 'E'), 1_000);
+      // RPL-x-1 is used once (with F); then, at once: RPL-x-1 again with G (refused: reused id) and a
+      // new request RPL-x-2 with G (the operator's real replacement). G must end on the card, claimed.
+      await replace(cardNo, serialOf(round, 'F'), `RPL-${cardNo}-1`);
+      const g = serialOf(round, '9');
+      const [reused, real] = await Promise.allSettled([replace(cardNo, g, `RPL-${cardNo}-1`), replace(cardNo, g, `RPL-${cardNo}-2`)]);
+      expect(reused.status).toBe('rejected');
+      expect(((reused as PromiseRejectedResult).reason as ServiceError).code).toBe(Status.ALREADY_EXISTS);
+      expect(real.status).toBe('fulfilled');
+      expect((await cardState(cardNo))[0]).toBe(g);
+      expect(await app.redis.get(app.keys.serial(g)), `round ${round}: the card's new serial lost its directory entry`).toBe(cardNo);
+      expect((await pay(g, 100)).outcome).toBe(Outcome.OUTCOME_APPROVED);
+    }
+  });
+
+  it('a refusal keeps a claim another request of the card holds at that moment (claim, script and release in a fixed order)', async () => {
+    await openCard(app, '3201', 'AA003201', 1_000);
+    await replace('3201', 'BB003201', 'RPL-3201-1');
+    const ctx = app.context;
+    // Y, the operator's new request for blank card CC, has claimed it and not run its script yet.
+    const y = await claimCardSerial(ctx, 'CC003201', '3201', clock.now());
+    // X, RPL-3201-1 used again with CC (past the domain's early check: it raced that id's first use).
+    const x = await claimCardSerial(ctx, 'CC003201', '3201', clock.now());
+    if (!y.claimed || !x.claimed) throw new Error('both claims of the same card must pass');
+    expect((await app.ledger.replaceCard('3201', 'RPL-3201-1', 'CC003201')).code).toBe('key_reused');
+    expect(await releaseCardSerial(ctx, 'CC003201', '3201', x.token)).toBe(false);
+    expect(await app.redis.get(app.keys.serial('CC003201'))).toBe('3201');
+    // Y goes through: the card is on CC and CC names the card.
+    expect((await app.ledger.replaceCard('3201', 'RPL-3201-2', 'CC003201')).code).toBe('replaced');
+    await settleCardSerial(ctx, 'CC003201', '3201', y.token);
+    expect(await app.redis.get(app.keys.serial('CC003201'))).toBe('3201');
+    expect((await pay('CC003201', 100)).outcome).toBe(Outcome.OUTCOME_APPROVED);
+    // A refusal never releases an entry the card already had (its old serial BB): BB stays the card's.
+    const z = await claimCardSerial(ctx, 'BB003201', '3201', clock.now());
+    if (!z.claimed) throw new Error("the card's own old serial must pass the claim");
+    expect((await app.ledger.replaceCard('3201', 'RPL-3201-2', 'BB003201')).code).toBe('key_reused');
+    expect(await releaseCardSerial(ctx, 'BB003201', '3201', z.token)).toBe(false);
+    expect(await app.redis.get(app.keys.serial('BB003201'))).toBe('3201');
+    expect((await pay('BB003201', 100)).declineReason).toBe(DeclineReason.DECLINE_REASON_CARD_REPLACED);
+  });
+
+  it('a switch killed between the claim and replace-card.lua: the blank card is held only until the claim is stale, then another card may take it', async () => {
+    await openCard(app, '3202', 'AA003202', 1_000);
+    await openCard(app, '3203', 'AA003203', 1_000);
+    // What the killed switch left: the claim of BB for 3202, no script run, no settle, no release.
+    expect((await claimCardSerial(app.context, 'BB003202', '3202', clock.now())).claimed).toBe(true);
+    expect((await grpcError(replace('3203', 'BB003202', 'RPL-3203-1'))).code).toBe(Status.FAILED_PRECONDITION);
+    clock.advance(SERIAL_CLAIM_STALE_MS - 1);
+    expect((await grpcError(replace('3203', 'BB003202', 'RPL-3203-1'))).code).toBe(Status.FAILED_PRECONDITION);
+    clock.advance(1);
+    expect((await replace('3203', 'BB003202', 'RPL-3203-1')).oldCardSerial).toBe('AA003203');
+    expect(await app.redis.get(app.keys.serial('BB003202'))).toBe('3203');
+    expect((await pay('BB003202', 100)).cardNumber).toBe('3203');
+    expect((await pay('AA003202', 100)).outcome).toBe(Outcome.OUTCOME_APPROVED);
+    // Confirmed now: it never turns stale again.
+    clock.advance(SERIAL_CLAIM_STALE_MS * 2);
+    await openCard(app, '3204', 'AA003204', 1_000);
+    expect((await grpcError(replace('3204', 'BB003202', 'RPL-3204-1'))).code).toBe(Status.FAILED_PRECONDITION);
+  });
+
+  it('a switch killed after replace-card.lua but before the claim was settled: the card keeps its new serial, never taken over', async () => {
+    await openCard(app, '3205', 'AA003205', 1_000);
+    await openCard(app, '3206', 'AA003206', 1_000);
+    expect((await claimCardSerial(app.context, 'BB003205', '3205', clock.now())).claimed).toBe(true);
+    expect((await app.ledger.replaceCard('3205', 'RPL-3205-1', 'BB003205')).code).toBe('replaced');
+    clock.advance(SERIAL_CLAIM_STALE_MS * 2);
+    expect((await grpcError(replace('3206', 'BB003205', 'RPL-3206-1'))).code).toBe(Status.FAILED_PRECONDITION);
+    // Also after the card moved on to yet other serials: BB was the card's, so it stays the card's.
+    await replace('3205', 'CC003205', 'RPL-3205-2');
+    await replace('3205', 'DD003205', 'RPL-3205-3');
+    expect((await grpcError(replace('3206', 'BB003205', 'RPL-3206-1'))).code).toBe(Status.FAILED_PRECONDITION);
+    expect(await app.redis.get(app.keys.serial('BB003205'))).toBe('3205');
   });
 });

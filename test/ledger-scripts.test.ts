@@ -255,6 +255,12 @@ const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args:
   ],
   refund: [{ keys: 6, args: ['C1', 100, 'ref|C1|100|T1:1', 'T1', 7, 'm:M1', NOW, 3600, 'T1:1', 'chan', 3600] }],
   'replace-card': [{ keys: 2, args: ['R1', 'S2'] }],
+  'serial-claim': [
+    { keys: 2, args: ['claim', 'C1', 'tok1', NOW, 600_000] },
+    { keys: 2, args: ['settle', 'C1', 'tok1'] },
+    { keys: 2, args: ['release', 'C1', 'tok1', '0'] },
+    { keys: 2, args: ['takeover', 'C2', 'tok2', NOW, 600_000, 'C1'] },
+  ],
   reverse: [{ keys: 5, args: ['C1', 100, 'rev|C1|100', 'T1', 1, NOW, 3600, DAY, NOW - 3600_000, 'chan', 3600] }],
   'set-limits': [{ keys: 1, args: [100, -1, 0] }],
   'set-status': [{ keys: 2, args: ['L', 'AL', 'C1', NOW, 'chan', 3600] }],

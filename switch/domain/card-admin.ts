@@ -4,7 +4,7 @@
 import type { SwitchContext } from '../context.js';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
 import { importCardholders, importTerminals, parseCardholdersCsv, parseTerminalsCsv, type RowError } from '../data/import.js';
-import { cardExists, claimCardSerial, recordedReplacementSerial } from '../ledger/cards.js';
+import { cardExists, claimCardSerial, recordedReplacementSerial, releaseCardSerial, settleCardSerial } from '../ledger/cards.js';
 import type { CardStatusCode } from '../ledger/ledger.js';
 import { EXTERNAL_ID_PATTERN } from '../ledger/money.js';
 import { appendOperatorLog } from '../ledger/oplog.js';
@@ -38,7 +38,9 @@ export interface CardReplacement {
 
 /**
  * Moves the account (balance, password, limits) to a new card serial; the old card is dead. The serial
- * is claimed in the directory first, so a serial already on another card is refused and never moved.
+ * is claimed in the directory first, so a serial already on another card is refused and never moved;
+ * a refusal after the claim (a reused request id, the card gone) gives the claim back, so the blank
+ * card can be issued to another card.
  * `newSerial` is a checked serial in upper case. Idempotent by (card, `requestId`): a retry of the
  * request, at any later time (after a later replacement of the card too), answers its first answer and
  * changes nothing; the same id with another new serial is refused and changes nothing.
@@ -58,14 +60,29 @@ export async function replaceCard(
     );
   }
   if (!(await cardExists(ctx, cardNo))) throw new NotFoundError(`card ${cardNo} does not exist`);
-  // A reused id is refused before the serial is claimed, so the refusal leaves no claim behind.
+  // A reused id is refused before the serial is claimed when it is recorded already; one racing its first
+  // use is refused by replace-card.lua after the claim, and that claim is given back below.
   const recorded = await recordedReplacementSerial(ctx, cardNo, requestId);
   if (recorded !== undefined && recorded !== newSerial) throw replacementIdReused(cardNo, requestId, recorded);
-  if (!(await claimCardSerial(ctx, newSerial, cardNo)))
-    throw new FailedPreconditionError(`card serial ${newSerial} already belongs to another card`);
+  const claim = await claimCardSerial(ctx, newSerial, cardNo, ctx.now());
+  if (!claim.claimed) throw new FailedPreconditionError(`card serial ${newSerial} already belongs to another card`);
+  if (claim.tookOverFrom !== undefined) {
+    ctx.log.warn(
+      { cardNo, serial: newSerial, staleCard: claim.tookOverFrom },
+      'took over a claim of the serial that a replacement of another card left unconfirmed (its switch stopped between claim and replacement)',
+    );
+  }
+  // A failure of the script itself (Redis gone, a timeout) leaves the claim held: the script may have run,
+  // so the entry is not given back; a retry of the request settles it, or it turns stale (claimCardSerial).
   const replaced = await ctx.ledger.replaceCard(cardNo, requestId, newSerial);
-  if (replaced.code === 'unknown_card') throw new NotFoundError(`card ${cardNo} does not exist`);
-  if (replaced.code === 'key_reused') throw replacementIdReused(cardNo, requestId, undefined);
+  if (replaced.code === 'unknown_card' || replaced.code === 'key_reused') {
+    // Refused, nothing moved: the claim is given back unless the card or another request holds it.
+    await releaseCardSerial(ctx, newSerial, cardNo, claim.token);
+    if (replaced.code === 'unknown_card') throw new NotFoundError(`card ${cardNo} does not exist`);
+    throw replacementIdReused(cardNo, requestId, undefined);
+  }
+  // replaced, replayed or serial_current: the card has (or had) this serial, so its entry stays for good.
+  await settleCardSerial(ctx, newSerial, cardNo, claim.token);
   if (replaced.code === 'serial_current')
     throw new FailedPreconditionError(`card ${cardNo} already has serial ${newSerial}; a replacement needs the new card's serial`);
   // A retry (the first answer lost to a timeout) changed nothing and is not logged again.

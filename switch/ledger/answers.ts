@@ -71,6 +71,9 @@ export const FOLD_LIMITS_ANSWERS = { 1: 'folded', 0: 'nothing_to_fold' } as cons
 
 export const CLAIM_ANSWERS = { 2: 'claimed_now', 1: 'already_this_cards', 0: 'held_by_another' } as const;
 export const RELEASE_ANSWERS = { 1: 'released', 0: 'not_this_cards' } as const;
+/** serial-claim.lua: claim and takeover answer CLAIM_ANSWERS; settle and release these. */
+export const SERIAL_SETTLE_ANSWERS = { 1: 'settled' } as const;
+export const SERIAL_RELEASE_ANSWERS = { 1: 'released', 0: 'kept' } as const;
 
 export const ECARD_BINDING_ANSWERS = {
   1: 'done',
@@ -239,6 +242,7 @@ export const SCRIPT_ANSWERS = {
   refund: { answers: [REFUND_ANSWERS], refusals: REFUND_REFUSALS },
   'replace-card': { answers: [REPLACE_CARD_ANSWERS], refusals: REPLACE_CARD_REFUSALS },
   reverse: { answers: [REVERSE_ANSWERS], refusals: REVERSE_REFUSALS },
+  'serial-claim': { answers: [CLAIM_ANSWERS, SERIAL_SETTLE_ANSWERS, SERIAL_RELEASE_ANSWERS], refusals: {} },
   'set-limits': { answers: [SET_LIMITS_ANSWERS], refusals: {} },
   'set-status': { answers: [SET_STATUS_ANSWERS], refusals: {} },
   settle: { answers: [SETTLE_ANSWERS], refusals: SETTLE_REFUSALS },

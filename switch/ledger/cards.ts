@@ -1,9 +1,18 @@
 // A card's records outside the money scripts: whether its account exists, the account fields the card
 // office and the kiosk read (serial, person number, name, initial-password flag), the serial directory
-// claim of a card replacement and the serial a replacement request recorded, and one journal entry of
-// the card (a statement line's parties). Reads and directory writes only: every change of money or card
-// status is a Lua script (ledger.ts).
+// claim of a card replacement (serial-claim.lua: claim, settle, release) and the serial a replacement
+// request recorded, and one journal entry of the card (a statement line's parties). Reads and directory
+// writes only: every change of money or card status is a Lua script (ledger.ts).
+import { randomUUID } from 'node:crypto';
 import type { LedgerAccess } from './access.js';
+import {
+  CLAIM_ANSWERS,
+  decodeAnswer,
+  LedgerInvariantError,
+  numericReply,
+  SERIAL_RELEASE_ANSWERS,
+  SERIAL_SETTLE_ANSWERS,
+} from './answers.js';
 import { parseJournalEntry, type JournalEntry, type RawStreamEntry } from './journal.js';
 
 export async function cardExists(ledger: LedgerAccess, cardNo: string): Promise<boolean> {
@@ -38,15 +47,81 @@ export async function readCardRecord(ledger: LedgerAccess, cardNo: string): Prom
 }
 
 /**
- * Points the serial directory at `cardNo` unless the serial already names another card. Runs before
- * replace-card.lua moves the account, so a serial already on another card is never moved silently; a
- * claim left by an earlier attempt for the same card passes (the retry of a replacement).
- * Returns false when the serial belongs to another card (nothing written).
+ * How long a replacement's claim of a serial, never confirmed and held by no call, is left alone before
+ * another card may take it over: far longer than any replacement takes (its Redis calls time out in
+ * seconds), so only a claim whose switch died between the claim and replace-card.lua gets this old.
  */
-export async function claimCardSerial(ledger: LedgerAccess, serial: string, cardNo: string): Promise<boolean> {
-  const key = ledger.keys.serial(serial);
-  if ((await ledger.scripts.client.set(key, cardNo, 'NX')) !== null) return true;
-  return (await ledger.scripts.client.get(key)) === cardNo;
+export const SERIAL_CLAIM_STALE_MS = 10 * 60_000;
+
+/** A claim of a serial for a replacement: held with `token` until settled or released. */
+export type SerialClaim =
+  | { readonly claimed: true; readonly token: string; /** The card whose stale claim was taken over. */ readonly tookOverFrom?: string }
+  | { readonly claimed: false; readonly holder: string };
+
+/**
+ * Points the serial directory at `cardNo` unless the serial already names another card, and holds the
+ * claim with a token of this call (serial-claim.lua). Runs before replace-card.lua moves the account, so
+ * a serial already on another card is never moved silently; a claim of the same card passes (the retry
+ * of a replacement, or a second request for the same blank card). A claim of another card that no
+ * replacement confirmed and no call has held for SERIAL_CLAIM_STALE_MS (its switch died between the
+ * claim and the script), of a card that never had the serial, is taken over. Every claimed answer must
+ * end in settleCardSerial or releaseCardSerial; a call that cannot tell (the script's outcome unknown)
+ * leaves its hold, which keeps the entry until a retry settles it or it turns stale.
+ */
+export async function claimCardSerial(ledger: LedgerAccess, serial: string, cardNo: string, nowMs: number): Promise<SerialClaim> {
+  const keys = serialClaimKeys(ledger, serial);
+  const token = randomUUID();
+  const reply = await ledger.scripts.run('serial-claim', keys, ['claim', cardNo, token, nowMs, SERIAL_CLAIM_STALE_MS]);
+  if (!Array.isArray(reply) || reply.length !== 3) throw new LedgerInvariantError(`serial-claim.lua answered ${JSON.stringify(reply)}`);
+  const code = decodeAnswer('serial-claim', CLAIM_ANSWERS, numericReply('serial-claim', reply[0]));
+  if (code !== 'held_by_another') return { claimed: true, token };
+  const holder = String(reply[1] ?? '');
+  if (holder === '') throw new LedgerInvariantError(`serial-claim.lua answered held_by_another without the card`);
+  if (numericReply('serial-claim', reply[2]) !== 1 || (await cardEverHadSerial(ledger, holder, serial))) return { claimed: false, holder };
+  const taken = await ledger.scripts.run('serial-claim', keys, ['takeover', cardNo, token, nowMs, SERIAL_CLAIM_STALE_MS, holder]);
+  if (decodeAnswer('serial-claim', CLAIM_ANSWERS, numericReply('serial-claim', taken)) !== 'claimed_now') return { claimed: false, holder };
+  return { claimed: true, token, tookOverFrom: holder };
+}
+
+/** replace-card.lua answered that the card has (or had) the serial: the claim is confirmed for good. */
+export async function settleCardSerial(ledger: LedgerAccess, serial: string, cardNo: string, token: string): Promise<void> {
+  const reply = await ledger.scripts.run('serial-claim', serialClaimKeys(ledger, serial), ['settle', cardNo, token]);
+  decodeAnswer('serial-claim', SERIAL_SETTLE_ANSWERS, numericReply('serial-claim', reply));
+}
+
+/**
+ * replace-card.lua refused (nothing moved): gives the claim back, a compare-and-delete in
+ * serial-claim.lua. The entry is deleted only when it still names `cardNo`, was made by a replacement
+ * claim no replacement confirmed, no other call holds it (a concurrent request of the card for the same
+ * blank card keeps it) and the card's serial, read now, is not this one. True when released.
+ */
+export async function releaseCardSerial(ledger: LedgerAccess, serial: string, cardNo: string, token: string): Promise<boolean> {
+  const hasSerial = (await currentCardSerial(ledger, cardNo)) === serial;
+  const reply = await ledger.scripts.run('serial-claim', serialClaimKeys(ledger, serial), [
+    'release',
+    cardNo,
+    token,
+    hasSerial ? '1' : '0',
+  ]);
+  return decodeAnswer('serial-claim', SERIAL_RELEASE_ANSWERS, numericReply('serial-claim', reply)) === 'released';
+}
+
+function serialClaimKeys(ledger: LedgerAccess, serial: string): string[] {
+  return [ledger.keys.serial(serial), ledger.keys.serialHold(serial)];
+}
+
+/** Whether the card's account has, or ever had by a replacement, this serial (its 'ser', 'oser' and replacement records). */
+async function cardEverHadSerial(ledger: LedgerAccess, cardNo: string, serial: string): Promise<boolean> {
+  const client = ledger.scripts.client;
+  const [[ser, oser], records] = await Promise.all([
+    client.hmget(ledger.keys.account(cardNo), 'ser', 'oser'),
+    client.hvals(ledger.keys.cardReplacements(cardNo)),
+  ]);
+  if (ser === serial || oser === serial) return true;
+  return records.some((record) => {
+    const [newSerial, , oldSerial] = record.split('|');
+    return newSerial === serial || oldSerial === serial;
+  });
 }
 
 /**

@@ -258,6 +258,15 @@ export class Keys {
     return `${this.prefix}:serial:${cardSerial}`;
   }
 
+  /**
+   * Who holds a replacement's claim of a serial's directory entry now, and whether a replacement
+   * confirmed it (serial-claim.lua). Its hash tag is the directory key's whole name, so both share a
+   * cluster slot (a key without braces hashes by its whole name).
+   */
+  serialHold(cardSerial: string): string {
+    return `${this.prefix}:serialhold:{${this.serial(cardSerial)}}`;
+  }
+
   personNumber(studentOrStaffNo: string): string {
     return `${this.prefix}:person:${studentOrStaffNo}`;
   }

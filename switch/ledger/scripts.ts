@@ -50,6 +50,7 @@ export const SCRIPT_NAMES = [
   'refund',
   'replace-card',
   'reverse',
+  'serial-claim',
   'set-limits',
   'set-status',
   'settle',
@@ -300,6 +301,16 @@ export const ARGV_RULES = {
     ],
   },
   'replace-card': { args: [id('requestId'), id('newSerial')] },
+  'serial-claim': {
+    common: [oneOf('op', 'claim', 'settle', 'release', 'takeover')],
+    expected: '3 to 6 (by op)',
+    byOp: {
+      claim: [id('cardNo'), id('token'), integer('nowMs', 0), integer('staleMs', 1)],
+      settle: [id('cardNo'), id('token')],
+      release: [id('cardNo'), id('token'), flag('cardHasSerial')],
+      takeover: [id('cardNo'), id('token'), integer('nowMs', 0), integer('staleMs', 1), id('staleCardNo')],
+    },
+  },
   reverse: {
     args: [
       id('cardNo'),
