@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ArchiveStore } from '../switch/history/archive-store.js';
-import { Archiver } from '../switch/history/archiver.js';
-import type { RawStreamEntry } from '../switch/ledger/journal.js';
+import { Archiver, JournalMovedError } from '../switch/history/archiver.js';
+import { expandJournalRow, type RawStreamEntry } from '../switch/ledger/journal.js';
 import { Keys } from '../switch/ledger/keys.js';
 import { createLogger } from '../switch/log.js';
 import { startLocalRedis, type LocalRedis } from '../switch/redis/local-redis.js';
@@ -74,16 +74,27 @@ async function replicaOf(name: string, master: LocalRedis): Promise<LocalRedis> 
   return replica;
 }
 
-/** A payment's journal entry of the documented shape, written as a script would; its id. */
-async function pay(c: Redis, keys: Keys, shard: number, sequence: number): Promise<string> {
+/** A payment's journal entry of the documented shape, written as a script would (under `id`, '*': a new one); its id. */
+async function pay(c: Redis, keys: Keys, shard: number, sequence: number, id = '*'): Promise<string> {
   const card = `C${shard}`;
-  const id = await c.xadd(
+  const written = await c.xadd(
     keys.journal(shard),
-    '*',
+    id,
     ...['k', 'pay', 'c', card, 'a', '100', 'f', `a:${card}`, 't', 'm:M1', 'b', String(10_000 - sequence * 100)],
     ...['v', String(sequence + 1), 'tm', 'POS-1', 'sq', String(sequence), 'ts', String(Date.now())],
   );
-  return id as string;
+  return written as string;
+}
+
+/** A stream's entries as id -> fields (by name), to compare what the archive holds with the ledger. */
+function byId(rows: readonly RawStreamEntry[]): Record<string, Record<string, string>> {
+  const out: Record<string, Record<string, string>> = {};
+  for (const [id, flat] of rows.map(expandJournalRow)) {
+    const fields: Record<string, string> = {};
+    for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i] as string] = flat[i + 1] as string;
+    out[id] = fields;
+  }
+  return out;
 }
 
 function archiver(c: Redis, keys: Keys, store: ArchiveStore): Archiver {
@@ -154,6 +165,73 @@ it('an entry no replica confirmed is not archived; after the failover the archiv
         `shard ${shard}`,
       ).toEqual(ledger.map(([id]) => id));
     }
+  } finally {
+    await store.close();
+  }
+}, 120_000);
+
+it('a failover between the read and the check, the promoted primary holding ANOTHER entry under the lost id: that lost entry is not archived', async () => {
+  const keys = new Keys(`hfx${Date.now().toString(36)}`, SHARDS);
+  const url = await postgres.database('failover_same_id');
+  const store = new ArchiveStore({ url, poolSize: 2, statementTimeoutMs: 30_000 });
+  await store.open(keys.prefix, keys.shardCount);
+  try {
+    const master = await redis('master-x');
+    const replica = await replicaOf('replica-x', master);
+    const onMaster = client(master.port);
+    await onMaster.hset(keys.meta(), 'shards', String(SHARDS));
+    for (let sequence = 1; sequence <= 3; sequence++) await pay(onMaster, keys, 0, sequence);
+    expect(Number(await onMaster.call('WAIT', '1', '5000'))).toBe(1);
+    // The replica is cut off; the primary writes a payment no replica gets (answered UNAVAILABLE).
+    replica.process.kill('SIGSTOP');
+    await onMaster.call('CLIENT', 'KILL', 'TYPE', 'replica');
+    const lost = await pay(onMaster, keys, 0, 4);
+    const lostEntry = byId(await onMaster.xrange(keys.journal(0), lost, lost))[lost];
+
+    // The failover, as the archiver's Sentinel-following connection meets it: the pass reads the lost entry
+    // on the old primary; before its fence write the primary dies, the replica is promoted, and there (its
+    // clock behind the old primary's) another payment gets the very same stream id, then the POS's retry.
+    const failover = async (): Promise<Redis> => {
+      master.process.kill('SIGKILL');
+      replica.process.kill('SIGCONT');
+      const onPromoted = client(replica.port);
+      await onPromoted.call('REPLICAOF', 'NO', 'ONE');
+      await replicaOf('replica2-x', replica);
+      await onPromoted.xadd(
+        keys.journal(0),
+        lost,
+        ...['k', 'pay', 'c', 'C9', 'a', '700', 'f', 'a:C9', 't', 'm:M2', 'b', '300', 'v', '2', 'tm', 'POS-2', 'sq', '1', 'ts', '1'],
+      );
+      await pay(onPromoted, keys, 0, 4);
+      expect(Number(await onPromoted.call('WAIT', '1', '5000'))).toBe(1);
+      return onPromoted;
+    };
+    let current: Redis = onMaster;
+    let switched: Promise<Redis> | undefined;
+    const following = new Proxy(onMaster, {
+      get(_target, prop): unknown {
+        if (prop === 'incr')
+          return async (...args: [string]) => {
+            switched ??= failover();
+            current = await switched;
+            return current.incr(...args);
+          };
+        const value: unknown = Reflect.get(current, prop, current);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(current) : value;
+      },
+    });
+    const a = archiver(following, keys, store);
+    await a.syncPositions();
+    // The pass read the 3 confirmed entries and the lost one together; it must not take the lost one.
+    const first = await a.runPass().catch((err: unknown) => err);
+    expect(first).toBeInstanceOf(JournalMovedError);
+    expect(current).not.toBe(onMaster);
+    await a.runPass();
+    const ledger = byId(await current.xrange(keys.journal(0), '-', '+'));
+    const archived = byId(await store.rows(0, { ms: 0, seq: 0 }, { ms: Number.MAX_SAFE_INTEGER, seq: 0 }, 1000));
+    expect(archived[lost]).not.toEqual(lostEntry);
+    expect(archived).toEqual(ledger);
+    expect(Object.keys(archived)).toHaveLength(5);
   } finally {
     await store.close();
   }

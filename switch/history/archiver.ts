@@ -61,6 +61,10 @@ export interface PassReport {
 
 type TrimCommand = (numKeys: number, ...args: (string | number)[]) => Promise<[entries: number, lines: number, mark: string]>;
 
+function sameFields(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((value, i) => value === b[i]);
+}
+
 /** Shards' batches in groups of at most `maxRows` rows; a shard's batch is never split. */
 function groupBatches(batches: readonly ArchiveBatch[], maxRows: number): ArchiveBatch[][] {
   const groups: ArchiveBatch[][] = [];
@@ -107,7 +111,9 @@ export class Archiver {
    * archiver's connection, after the read, and WAIT confirms a replica has it, hence everything its primary
    * wrote before, the entries read included. A WAIT sent after a failover, on the new primary's connection,
    * would count that primary's replica for nothing this connection wrote there; so each batch's last entry
-   * is then looked up on the primary: it holds the batch when it holds that (a primary replicates in order).
+   * is then looked up on the primary: it holds the batch when it holds that entry, the same id with the same
+   * fields (a primary replicates in order; an id alone is not enough, as a promoted primary may have written
+   * another entry under it).
    * Throws ReplicaWaitError (no replica in time) or JournalMovedError; nothing is archived, the pass retries.
    */
   private async confirmReplicated(batches: readonly ArchiveBatch[]): Promise<void> {
@@ -123,11 +129,18 @@ export class Archiver {
     );
     await Promise.all(
       batches.map(async ({ shard, rows }) => {
-        const lastId = (rows[rows.length - 1] as RawStreamEntry)[0];
+        const [lastId, lastFields] = rows[rows.length - 1] as RawStreamEntry;
         const found = (await redis.xrange(keys.journal(shard), lastId, lastId)) as RawStreamEntry[];
-        if (found.length === 0)
+        const there = found[0] === undefined ? undefined : expandJournalRow(found[0]);
+        if (there === undefined)
           throw new JournalMovedError(
             `journal entry ${lastId} of shard ${shard} is no longer in the ledger (its primary failed over before a replica had it): not archived; read again from the archived position`,
+          );
+        // Stream ids are times: a promoted replica whose clock is behind the old primary's can write another
+        // entry under the lost one's id. Only the same entry (every field, in order) confirms the batch.
+        if (!sameFields(there[1], lastFields))
+          throw new JournalMovedError(
+            `journal entry ${lastId} of shard ${shard} is another entry in the ledger now than the one read (its primary failed over before a replica had it, and the new primary wrote another entry under that id): not archived; read again from the archived position`,
           );
       }),
     );
