@@ -67,7 +67,16 @@ import {
   type ScenarioPlan,
 } from './options.js';
 import { isImplemented } from './probe.js';
-import { CpuMeter, cpuUsPer, quiesce, startServerChild, type GcReport, type MemoryReport } from './processes.js';
+import {
+  CpuMeter,
+  cpuUsPer,
+  DiskMeter,
+  quiesce,
+  startServerChild,
+  type DiskReport,
+  type GcReport,
+  type MemoryReport,
+} from './processes.js';
 import { runRedisBaseline } from './redis-baseline.js';
 import { runGrpcJsStream } from './stream-crosscheck.js';
 import { redisBenchmarkAvailable, runRedisBenchmarkScript, runRedisWorkBaselines } from './redis-benchmark.js';
@@ -264,7 +273,9 @@ async function runScenario(
   const statsBefore = onSwitch ? await commandStats(ctx.redis) : undefined;
   await target.gc?.(); // counted from here
   const meter = new CpuMeter(ctx.pids);
+  const diskMeter = new DiskMeter();
   meter.start();
+  diskMeter.start();
   const campus = extras.campus ?? ctx.campus;
   const load = await runLoad({
     host: HOST,
@@ -287,6 +298,7 @@ async function runScenario(
     thirdPartyCodes: thirdPartyCodes?.codes,
   });
   const cpu = meter.stop();
+  const disk = diskMeter.stop();
   const switchGc = (await target.gc?.()) ?? null;
   const redis = statsBefore === undefined ? null : scenarioStats(statsBefore, await commandStats(ctx.redis), load.approvals);
   const campusQr = codes === undefined ? null : await campusQrRun(ctx, codes, load);
@@ -308,6 +320,7 @@ async function runScenario(
     bound: extras.campus !== undefined,
     redis,
     switchGc,
+    disk,
     campusQr,
     thirdParty,
   };
@@ -363,6 +376,8 @@ interface RunShape {
   readonly redis: ScenarioResult['redis'];
   /** The switch child's garbage collections during the scenario; absent where no one asked. */
   readonly switchGc?: GcReport | null;
+  /** The machine's disks during the scenario; absent where no one measured. */
+  readonly disk?: DiskReport | null;
   readonly campusQr: CampusQrRun | null;
   readonly thirdParty: ThirdPartyRun | null;
 }
@@ -415,6 +430,7 @@ function toScenarioResult(plan: ScenarioPlan, target: string, load: LoadResult, 
     cpuUsPerApproval: cpuUsPer(run.cpu, run.cpuSeconds, load.approvals),
     redis: run.redis,
     switchGc: run.switchGc ?? null,
+    disk: run.disk ?? null,
     campusQr: run.campusQr,
     thirdParty: run.thirdParty,
   };
@@ -1027,7 +1043,7 @@ async function pairedRatios(ctx: ScenarioContext, target: RunningTarget, approva
           const first = subjectFirst ? await onSwitch('tap') : await onNoop('tap');
           const second = subjectFirst ? await onNoop('tap') : await onSwitch('tap');
           const [s, b] = subjectFirst ? [first, second] : [second, first];
-          unaryPairs.push(pairedSlice(s.achievedRate, b.achievedRate, subjectFirst));
+          unaryPairs.push(pairedSlice(s.achievedRate, b.achievedRate, subjectFirst, s));
         }
         if (stream) {
           // The stream slice in the middle, each baseline next to it, their order turned every pair.
@@ -1036,9 +1052,9 @@ async function pairedRatios(ctx: ScenarioContext, target: RunningTarget, approva
           const after = subjectFirst ? await onNoop('tap-stream') : fresh === undefined ? undefined : await projectWork(pair);
           const noopStream = (subjectFirst ? after : before) as ScenarioResult;
           const work = (subjectFirst ? before : after) as { perSec: number; allApproved: boolean } | undefined;
-          streamPairs.push(pairedSlice(s.achievedRate, noopStream.achievedRate, subjectFirst));
+          streamPairs.push(pairedSlice(s.achievedRate, noopStream.achievedRate, subjectFirst, s));
           if (work !== undefined) {
-            const slice = pairedSlice(s.approvalsPerSec, work.perSec, !subjectFirst);
+            const slice = pairedSlice(s.approvalsPerSec, work.perSec, !subjectFirst, s);
             workPairs.push(work.allApproved ? slice : { ...slice, ratio: null });
           }
         }

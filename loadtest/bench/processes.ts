@@ -380,3 +380,73 @@ export async function startTaskChild<Request extends object, Answer extends Task
     stop: () => stopChild(child),
   };
 }
+
+/** The whole disks' counters (/sys/block/<disk>/stat, kernel 5.5+ for the flush fields), summed. */
+interface DiskCounters {
+  readonly writes: number;
+  readonly writeMs: number;
+  readonly flushes: number;
+  readonly flushMs: number;
+}
+
+function diskCounters(): DiskCounters | undefined {
+  let disks: string[];
+  try {
+    disks = readdirSync('/sys/block').filter((d) => !/^(loop|ram|zram)/.test(d));
+  } catch {
+    return undefined; // not Linux
+  }
+  let writes = 0;
+  let writeMs = 0;
+  let flushes = 0;
+  let flushMs = 0;
+  for (const disk of disks) {
+    try {
+      const f = readFileSync(`/sys/block/${disk}/stat`, 'utf8').trim().split(/\s+/).map(Number);
+      writes += f[4] ?? 0;
+      writeMs += f[7] ?? 0;
+      flushes += f[15] ?? 0;
+      flushMs += f[16] ?? 0;
+    } catch {
+      // a disk that went away meanwhile
+    }
+  }
+  return { writes, writeMs, flushes, flushMs };
+}
+
+/** What the disks did over a scenario: with AOF `appendfsync always` each Redis event-loop turn that wrote ends in one fsync. */
+export interface DiskReport {
+  readonly flushesPerSec: number;
+  /** The disks' own time per flush (the kernel's count, queueing included), in ms; null without flushes. */
+  readonly msPerFlush: number | null;
+  readonly writesPerSec: number;
+  readonly msPerWrite: number | null;
+}
+
+/** The machine's disks over an interval (all of them: the bench's Redis shares them with whatever else runs). */
+export class DiskMeter {
+  private before: DiskCounters | undefined;
+  private startedMs = 0;
+
+  start(): void {
+    this.before = diskCounters();
+    this.startedMs = Date.now();
+  }
+
+  /** null where /sys/block cannot be read. */
+  stop(): DiskReport | null {
+    const after = diskCounters();
+    const b = this.before;
+    if (b === undefined || after === undefined) return null;
+    const seconds = Math.max(0.001, (Date.now() - this.startedMs) / 1000);
+    const flushes = after.flushes - b.flushes;
+    const writes = after.writes - b.writes;
+    const per = (ms: number, n: number): number | null => (n > 0 ? Math.round((ms / n) * 1000) / 1000 : null);
+    return {
+      flushesPerSec: Math.round(flushes / seconds),
+      msPerFlush: per(after.flushMs - b.flushMs, flushes),
+      writesPerSec: Math.round(writes / seconds),
+      msPerWrite: per(after.writeMs - b.writeMs, writes),
+    };
+  }
+}

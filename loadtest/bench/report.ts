@@ -10,7 +10,7 @@ import type { WebSocketsResult } from './websockets.js';
 import type { RedisBaselineResult } from './redis-baseline.js';
 import type { RedisBenchmarkResult, RedisWorkBaselines } from './redis-benchmark.js';
 import type { GrpcJsStreamResult } from './stream-crosscheck.js';
-import type { GcReport } from './processes.js';
+import type { DiskReport, GcReport } from './processes.js';
 
 export const RESULT_SCHEMA = 'cardswitch-bench/1';
 
@@ -75,6 +75,12 @@ export interface ScenarioResult {
   readonly redis: RedisScenarioStats | null;
   /** The switch child's garbage collections during the scenario (warm-up included); null where not asked (baselines, in-process). */
   readonly switchGc: GcReport | null;
+  /**
+   * The machine's disks over the scenario (all whole disks, warm-up included; /sys/block): with AOF
+   * `appendfsync always` Redis ends every turn that wrote with an fsync, so their time per flush bounds
+   * how many turns a second the ledger can take. Absent in results before this field; null off Linux.
+   */
+  readonly disk?: DiskReport | null;
   /** qr: the codes minted before the run and what became of them; null for other scenarios. */
   readonly campusQr: CampusQrRun | null;
   /** thirdparty, tap+thirdparty, lunch-rush: the payment codes minted and what became of them; null elsewhere. */
@@ -282,6 +288,13 @@ export interface PairedSlice {
   readonly ratio: number | null;
   /** Pairs alternate which side runs first, so a machine slowing through the step weighs on both sides alike. */
   readonly subjectFirst: boolean;
+  /** The subject slice's CPU per answer (µs) and cores, per process: which of them a slow slice was slow in. */
+  readonly subjectCpuUsPerAnswer?: Record<string, number | null>;
+  readonly subjectCpuCores?: Record<string, number | null>;
+  /** The switch's mark-compacts in the subject slice (null where not known). */
+  readonly subjectMarkCompacts?: number | null;
+  /** The disks during the subject slice. */
+  readonly subjectDisk?: DiskReport | null;
 }
 
 /** A ratio target measured as alternating slices; its figure is the median of the pairs' ratios. */
@@ -327,8 +340,16 @@ export function pairedComparison(subject: string, baseline: string, sliceMs: num
 }
 
 /** One pair's figures: the ratio of the two rates, rounded like every other ratio of the report. */
-export function pairedSlice(subjectPerSec: number, baselinePerSec: number, subjectFirst: boolean): PairedSlice {
-  return { subjectPerSec, baselinePerSec, ratio: ratio(subjectPerSec, baselinePerSec), subjectFirst };
+export function pairedSlice(subjectPerSec: number, baselinePerSec: number, subjectFirst: boolean, subject?: ScenarioResult): PairedSlice {
+  const slice = { subjectPerSec, baselinePerSec, ratio: ratio(subjectPerSec, baselinePerSec), subjectFirst };
+  if (subject === undefined) return slice;
+  return {
+    ...slice,
+    subjectCpuUsPerAnswer: subject.cpuUsPerAnswer,
+    subjectCpuCores: subject.cpuCores,
+    subjectMarkCompacts: subject.switchGc?.markCompacts.count ?? null,
+    subjectDisk: subject.disk ?? null,
+  };
 }
 
 function ratio(a: number | undefined, b: number | undefined): number | null {
@@ -582,7 +603,16 @@ function pairedLines(paired: PairedRuns | null): string[] {
     .map(
       (c) =>
         `  ${pad(`paired: ${c.subject} / ${c.baseline}`, 30)} median ${c.medianRatio ?? '?'} (${c.minRatio ?? '?'}-${c.maxRatio ?? '?'}) over ${c.pairs.length} pairs of ${c.sliceMs / 1000} s: ` +
-        c.pairs.map((p) => `${p.subjectPerSec}/${p.baselinePerSec}`).join(', '),
+        c.pairs.map((p) => `${p.subjectPerSec}/${p.baselinePerSec}`).join(', ') +
+        // Per subject slice: the switch's and Redis's CPU per answer and the disks' time per flush, so a
+        // slow slice shows whether it was slow in CPU or waiting on the disk.
+        `\n  ${pad('', 30)} switch µs / Redis µs / ms per disk flush: ` +
+        c.pairs
+          .map(
+            (p) =>
+              `${p.subjectCpuUsPerAnswer?.['switch'] ?? '?'}/${p.subjectCpuUsPerAnswer?.['redis'] ?? '?'}/${p.subjectDisk?.msPerFlush ?? '?'}`,
+          )
+          .join(', '),
     );
 }
 
