@@ -423,6 +423,9 @@ describe('bench harness --quick', () => {
       expect(gc?.scavenges['totalMs']).toBeGreaterThanOrEqual(gc?.scavenges['maxMs'] ?? Infinity);
       expect(gc?.markCompacts['count']).toBeGreaterThanOrEqual(0);
       expect(result.baselines['noopGrpc']?.['switchGc']).toBeNull();
+      // The disks over the scenario: Redis's AOF (appendfsync always) flushed while it took payments.
+      const disk = tapClosed?.['disk'] as { flushesPerSec: number; msPerFlush: number | null } | null;
+      if (disk !== null) expect(disk.flushesPerSec).toBeGreaterThan(0);
       expect(tapClosed?.['achievedRate']).toBeGreaterThan(0);
       expect((tapClosed?.['outcomes'] as Record<string, number>)['approved']).toBeGreaterThan(0);
       const streamClosed = result.scenarios.find((s) => s['name'] === 'tap-stream' && s['mode'] === 'closed');
