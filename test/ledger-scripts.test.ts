@@ -245,8 +245,8 @@ const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args:
     { keys: 1, args: ['set', DAY, 5, 'hash', 'hash2', '1'] },
   ],
   recharge: [
-    { keys: 6, args: ['C1', 'WECHAT', 'ORD-0001', 100, 'rch|C1|100|WECHAT', 'kiosk-1', NOW, DAY, 0, 3600, '', '0', 'chan', 3600] },
-    { keys: 6, args: ['C1', 'ALIPAY', 'ORD-0002', 100, 'rch|C1|100|ALIPAY', 'alipay', NOW, DAY, 300_000, 3600, '', '1', 'chan', 3600] },
+    { keys: 8, args: ['C1', 'WECHAT', 'ORD-0001', 100, 'rch|C1|100|WECHAT', 'kiosk-1', NOW, DAY, 0, 3600, '', '0', 'chan', 3600] },
+    { keys: 8, args: ['C1', 'ALIPAY', 'ORD-0002', 100, 'rch|C1|100|ALIPAY', 'alipay', NOW, DAY, 300_000, 3600, '', '1', 'chan', 3600] },
   ],
   'recharge-order': [
     { keys: 5, args: ['create', 'C1', 'WECHAT', 'R00ab', 100, 'rco|C1|WECHAT|100', NOW, NOW + 60_000, DAY, 0, 3600, 5, 'holder'] },
@@ -357,7 +357,7 @@ describe('ARGV checked on both sides', () => {
   }
 
   async function seed(prefix: string): Promise<string[]> {
-    const keys = Array.from({ length: 6 }, (_, i) => `${prefix}:k${i + 1}`);
+    const keys = Array.from({ length: 8 }, (_, i) => `${prefix}:k${i + 1}`);
     // An account under KEYS[1] (a script past its checks would read and change it), a record under KEYS[2].
     await redis.hset(keys[0] ?? '', {
       bal: 1000,
@@ -435,6 +435,18 @@ describe('ARGV checked on both sides', () => {
     const refusal = (name: ScriptName, args: (string | number)[]): string => {
       try {
         checkArgv(name, args);
+  it('a recharge with the keys of before (no pending and attention indexes) is refused before any key is read', async () => {
+    const prefix = freshPrefix('rchkeys');
+    const keyNames = await seed(prefix);
+    const before = await snapshot(prefix);
+    // Six keys, the events stream sixth: the script would otherwise take that stream for the pending index.
+    const refused = await send('recharge', 6, ...keyNames.slice(0, 6), ...(VALID.recharge[0]?.args ?? [])).catch((err: Error) => err);
+    expect(refused instanceof Error ? refused.message : refused).toBe(
+      'ERR recharge: needs 8 KEYS (the indexes sixth and seventh, the events stream last), got 6',
+    );
+    expect(await snapshot(prefix)).toEqual(before);
+  });
+
       } catch (err) {
         return (err as Error).message;
       }

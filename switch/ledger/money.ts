@@ -207,6 +207,8 @@ export class MoneyLedger {
         k.journalOfCard(input.cardNo),
         k.statement(input.cardNo),
         k.rechargeOpen(input.cardNo),
+        k.rechargePending(k.shardOf(input.cardNo)),
+        k.rechargeAttention(k.shardOf(input.cardNo)),
         k.cardEvents(input.cardNo),
       ],
       [

@@ -10,6 +10,11 @@
   KEYS[5] openKey       {L:s}:rchopen:<card>  the card's unpaid recharge orders (recharge-order.lua), those
                         needing an operator too: their amounts made today count against the daily limit,
                         and a credited order leaves it (its amount is in rsum from then on)
+  KEYS[6] pendingKey    {L:s}:rchpend         the shard's pending channel orders (recharge-order.lua)
+  KEYS[7] attentionKey  {L:s}:rchattn         the shard's orders needing an operator (recharge-order.lua):
+                        a credited order leaves both (member "<channel>:<orderId>") in this script, so no
+                        crash between the credit and recharge-order.lua 'finish' S leaves it indexed; a
+                        recharge with no order there (the counter, Alipay 校园派) removes nothing
 
   ARGV[1] cardNo
   ARGV[2] channel          WECHAT | ALIPAY | COUNTER (journal party x:ch:<channel>)
@@ -25,7 +30,7 @@
   ARGV[12] keepRefusal     '1': a refusal (5, 9, 11) is recorded on the order like a credit, so every later
                            call for the order gets the same refusal (an Alipay 校园派 payment refused is
                            refunded to the payer: it must never be credited after); '0': refusals change nothing
-  Last: KEYS[6] eventsKey {L:s}:ev:<card>, ARGV[13] eventsChannel, ARGV[14] eventTtlSec (a bound e-card's
+  Last: KEYS[8] eventsKey {L:s}:ev:<card>, ARGV[13] eventsChannel, ARGV[14] eventTtlSec (a bound e-card's
   page is told; see includes/event.lua).
 
   Account fields used: bal, st, ver, rday/rsum (the campus day and the sum recharged on it).
@@ -41,7 +46,8 @@
     -1 the order id was used before for a different card or amount
 
   A malformed ARGV (count or format) is answered with the error reply "ERR recharge: ..." before any key
-  is read or written (includes/argv.lua; scripts.ts checks the same before sending).
+  is read or written (includes/argv.lua; scripts.ts checks the same before sending); so is a call with
+  other than 8 KEYS ("ERR recharge: needs 8 KEYS ...").
 ]]
 local SCRIPT = 'recharge'
 local ANSWER_CREDITED = 1
@@ -56,6 +62,8 @@ local orderKey = KEYS[2]
 local journalKey = KEYS[3]
 local statementKey = KEYS[4]
 local openKey = KEYS[5]
+local pendingKey = KEYS[6]
+local attentionKey = KEYS[7]
 
 local cardNo = ARGV[1]
 local channel = ARGV[2]
@@ -80,6 +88,8 @@ local badArgv = argvCount(#ARGV == 14, '14')
   or argvId(8, 'dayKey') or argvInteger(9, 'dailyLimitFen', 0) or argvInteger(10, 'recordTtlSec', 1)
   or argvFlag(12, 'keepRefusal') or argvId(13, 'eventsChannel') or argvInteger(14, 'eventTtlSec', 1)
 if badArgv then return badArgv end
+-- The events stream is KEYS[#KEYS]: a call with the keys of before (6, no indexes) would take it for an index.
+if #KEYS ~= 8 then return argvError('needs 8 KEYS (the indexes sixth and seventh, the events stream last), got ' .. #KEYS) end
 
 local recorded = recordedAnswer(orderKey, fingerprint, 'fp', 'ans')
 if recorded then return recorded end
@@ -132,6 +142,9 @@ local version = rcall('HINCRBY', accountKey, 'ver', 1)
 rcall('HSET', accountKey, 'rday', dayKey, 'rsum', rechargedTodayFen + amountFen)
 -- A paid order no longer holds its amount: it is in rsum now.
 rcall('HDEL', openKey, orderId)
+-- Paid means off the settlement loop and off the operator's list, in the same step as the credit.
+rcall('ZREM', pendingKey, channel .. ':' .. orderId)
+rcall('ZREM', attentionKey, channel .. ':' .. orderId)
 local extra = nil
 if reason ~= '' then extra = { 'r', reason } end
 local entryId = appendJournal(journalKey, 'rch', cardNo, digits(amountFen), 'x:ch:' .. channel, 'a:' .. cardNo,
