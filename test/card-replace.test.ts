@@ -236,6 +236,33 @@ describe('ReplaceCard: a refused request leaves no claim on the serial it offere
     expect((await grpcError(replace('3204', 'BB003202', 'RPL-3204-1'))).code).toBe(Status.FAILED_PRECONDITION);
   });
 
+  it("a stalled (not killed) switch's replace-card.lua after the takeover: refused, its card stays on its serial, never two accounts on one serial", async () => {
+    await openCard(app, '3207', 'AA003207', 5_000);
+    await openCard(app, '3208', 'AA003208', 1_000);
+    const ctx = app.context;
+    // The stalled switch claimed BB for 3207 and stopped before its script (a paused process, a queued command).
+    const stalled = await claimCardSerial(ctx, 'BB003207', '3207', clock.now());
+    if (!stalled.claimed) throw new Error('the first claim must pass');
+    clock.advance(SERIAL_CLAIM_STALE_MS);
+    expect((await replace('3208', 'BB003207', 'RPL-3208-1')).oldCardSerial).toBe('AA003208');
+    // It wakes and runs its script: refused (before: 'replaced', both accounts on BB, the directory naming
+    // 3208 only, 3207's old card dead and its balance reachable by no card).
+    expect((await app.ledger.replaceCard('3207', 'RPL-3207-1', 'BB003207')).code).toBe('serial_taken');
+    expect(await releaseCardSerial(ctx, 'BB003207', '3207', stalled.token)).toBe(false);
+    expect((await cardState('3207'))[0]).toBe('AA003207');
+    expect(await app.redis.get(app.keys.serial('BB003207'))).toBe('3208');
+    // The operator's retry of 3207's request is refused too, and changes nothing.
+    const retry = await grpcError(replace('3207', 'BB003207', 'RPL-3207-1'));
+    expect(retry.code).toBe(Status.FAILED_PRECONDITION);
+    expect(await app.redis.hget(app.keys.cardReplacements('3207'), 'RPL-3207-1')).toBeNull();
+    expect(await app.redis.get(app.keys.serial('BB003207'))).toBe('3208');
+    const paid = await pay('AA003207', 100);
+    expect([paid.outcome, paid.cardNumber]).toEqual([Outcome.OUTCOME_APPROVED, '3207']);
+    expect((await pay('BB003207', 100)).cardNumber).toBe('3208');
+    // 3207 can still be replaced onto another blank card.
+    expect((await replace('3207', 'CC003207', 'RPL-3207-2')).oldCardSerial).toBe('AA003207');
+  });
+
   it('a switch killed after replace-card.lua but before the claim was settled: the card keeps its new serial, never taken over', async () => {
     await openCard(app, '3205', 'AA003205', 1_000);
     await openCard(app, '3206', 'AA003206', 1_000);

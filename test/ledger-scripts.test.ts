@@ -261,6 +261,10 @@ const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args:
     { keys: 2, args: ['release', 'C1', 'tok1', '0'] },
     { keys: 2, args: ['takeover', 'C2', 'tok2', NOW, 600_000, 'C1'] },
   ],
+  'serial-fence': [
+    { keys: 2, args: ['fence', 'S2', 'tok1'] },
+    { keys: 2, args: ['unfence', 'S2', 'tok1'] },
+  ],
   reverse: [{ keys: 5, args: ['C1', 100, 'rev|C1|100', 'T1', 1, NOW, 3600, DAY, NOW - 3600_000, 'chan', 3600] }],
   'set-limits': [{ keys: 1, args: [100, -1, 0] }],
   'set-status': [{ keys: 2, args: ['L', 'AL', 'C1', NOW, 'chan', 3600] }],
@@ -431,10 +435,6 @@ describe('ARGV checked on both sides', () => {
     expect(await snapshot(prefix)).toEqual(before);
   });
 
-  it('examples read as a person would want them', () => {
-    const refusal = (name: ScriptName, args: (string | number)[]): string => {
-      try {
-        checkArgv(name, args);
   it('a recharge with the keys of before (no pending and attention indexes) is refused before any key is read', async () => {
     const prefix = freshPrefix('rchkeys');
     const keyNames = await seed(prefix);
@@ -447,6 +447,10 @@ describe('ARGV checked on both sides', () => {
     expect(await snapshot(prefix)).toEqual(before);
   });
 
+  it('examples read as a person would want them', () => {
+    const refusal = (name: ScriptName, args: (string | number)[]): string => {
+      try {
+        checkArgv(name, args);
       } catch (err) {
         return (err as Error).message;
       }

@@ -75,10 +75,12 @@ export async function replaceCard(
   // A failure of the script itself (Redis gone, a timeout) leaves the claim held: the script may have run,
   // so the entry is not given back; a retry of the request settles it, or it turns stale (claimCardSerial).
   const replaced = await ctx.ledger.replaceCard(cardNo, requestId, newSerial);
-  if (replaced.code === 'unknown_card' || replaced.code === 'key_reused') {
+  if (replaced.code === 'unknown_card' || replaced.code === 'key_reused' || replaced.code === 'serial_taken') {
     // Refused, nothing moved: the claim is given back unless the card or another request holds it.
     await releaseCardSerial(ctx, newSerial, cardNo, claim.token);
     if (replaced.code === 'unknown_card') throw new NotFoundError(`card ${cardNo} does not exist`);
+    // This call's claim went stale (its switch stalled) and another card's replacement took the serial over.
+    if (replaced.code === 'serial_taken') throw new FailedPreconditionError(`card serial ${newSerial} already belongs to another card`);
     throw replacementIdReused(cardNo, requestId, undefined);
   }
   // replaced, replayed or serial_current: the card has (or had) this serial, so its entry stays for good.

@@ -64,7 +64,7 @@ export const OPEN_ACCOUNT_ANSWERS = { 1: 'opened', 0: 'already_exists' } as cons
 export const SET_STATUS_ANSWERS = { 0: 'unknown_card' } as const;
 /** replace-card.lua answers {code, oldSerial}. */
 export const REPLACE_CARD_ANSWERS = { 0: 'unknown_card', 1: 'replaced', 2: 'replayed', 3: 'serial_current' } as const;
-export const REPLACE_CARD_REFUSALS = KEY_REUSED;
+export const REPLACE_CARD_REFUSALS = { ...KEY_REUSED, [-2]: 'serial_taken' } as const;
 export const SET_LIMITS_ANSWERS = { 1: 'set', 0: 'unknown_card' } as const;
 export const ECARD_WATCH_ANSWERS = { 1: 'watched', 0: 'unknown_card' } as const;
 export const FOLD_LIMITS_ANSWERS = { 1: 'folded', 0: 'nothing_to_fold' } as const;
@@ -74,6 +74,9 @@ export const RELEASE_ANSWERS = { 1: 'released', 0: 'not_this_cards' } as const;
 /** serial-claim.lua: claim and takeover answer CLAIM_ANSWERS; settle and release these. */
 export const SERIAL_SETTLE_ANSWERS = { 1: 'settled' } as const;
 export const SERIAL_RELEASE_ANSWERS = { 1: 'released', 0: 'kept' } as const;
+/** serial-fence.lua: fence answers SERIAL_FENCE_ANSWERS, unfence SERIAL_UNFENCE_ANSWERS. */
+export const SERIAL_FENCE_ANSWERS = { 1: 'fenced', 0: 'had_serial' } as const;
+export const SERIAL_UNFENCE_ANSWERS = { 1: 'unfenced', 0: 'fence_kept' } as const;
 
 export const ECARD_BINDING_ANSWERS = {
   1: 'done',
@@ -243,6 +246,7 @@ export const SCRIPT_ANSWERS = {
   'replace-card': { answers: [REPLACE_CARD_ANSWERS], refusals: REPLACE_CARD_REFUSALS },
   reverse: { answers: [REVERSE_ANSWERS], refusals: REVERSE_REFUSALS },
   'serial-claim': { answers: [CLAIM_ANSWERS, SERIAL_SETTLE_ANSWERS, SERIAL_RELEASE_ANSWERS], refusals: {} },
+  'serial-fence': { answers: [SERIAL_FENCE_ANSWERS, SERIAL_UNFENCE_ANSWERS], refusals: {} },
   'set-limits': { answers: [SET_LIMITS_ANSWERS], refusals: {} },
   'set-status': { answers: [SET_STATUS_ANSWERS], refusals: {} },
   settle: { answers: [SETTLE_ANSWERS], refusals: SETTLE_REFUSALS },

@@ -10,8 +10,10 @@ import {
   decodeAnswer,
   LedgerInvariantError,
   numericReply,
+  SERIAL_FENCE_ANSWERS,
   SERIAL_RELEASE_ANSWERS,
   SERIAL_SETTLE_ANSWERS,
+  SERIAL_UNFENCE_ANSWERS,
 } from './answers.js';
 import { parseJournalEntry, type JournalEntry, type RawStreamEntry } from './journal.js';
 
@@ -64,7 +66,8 @@ export type SerialClaim =
  * a serial already on another card is never moved silently; a claim of the same card passes (the retry
  * of a replacement, or a second request for the same blank card). A claim of another card that no
  * replacement confirmed and no call has held for SERIAL_CLAIM_STALE_MS (its switch died between the
- * claim and the script), of a card that never had the serial, is taken over. Every claimed answer must
+ * claim and the script), of a card that never had the serial, is taken over, that card first fenced off
+ * the serial (serial-fence.lua: its late replace-card.lua is refused). Every claimed answer must
  * end in settleCardSerial or releaseCardSerial; a call that cannot tell (the script's outcome unknown)
  * leaves its hold, which keeps the entry until a retry settles it or it turns stale.
  */
@@ -77,9 +80,21 @@ export async function claimCardSerial(ledger: LedgerAccess, serial: string, card
   if (code !== 'held_by_another') return { claimed: true, token };
   const holder = String(reply[1] ?? '');
   if (holder === '') throw new LedgerInvariantError(`serial-claim.lua answered held_by_another without the card`);
-  if (numericReply('serial-claim', reply[2]) !== 1 || (await cardEverHadSerial(ledger, holder, serial))) return { claimed: false, holder };
+  if (numericReply('serial-claim', reply[2]) !== 1) return { claimed: false, holder };
+  // The stale card's switch may only have stalled, its replace-card.lua still to come: fence that card off
+  // the serial in its own slot first (refused when it ever had the serial), so a late script of it is
+  // refused rather than moving it onto a serial the directory gives to this card.
+  const fenceKeys = [ledger.keys.account(holder), ledger.keys.cardReplacements(holder)];
+  const fenced = await ledger.scripts.run('serial-fence', fenceKeys, ['fence', serial, token]);
+  if (decodeAnswer('serial-fence', SERIAL_FENCE_ANSWERS, numericReply('serial-fence', fenced)) !== 'fenced')
+    return { claimed: false, holder };
   const taken = await ledger.scripts.run('serial-claim', keys, ['takeover', cardNo, token, nowMs, SERIAL_CLAIM_STALE_MS, holder]);
-  if (decodeAnswer('serial-claim', CLAIM_ANSWERS, numericReply('serial-claim', taken)) !== 'claimed_now') return { claimed: false, holder };
+  if (decodeAnswer('serial-claim', CLAIM_ANSWERS, numericReply('serial-claim', taken)) !== 'claimed_now') {
+    // Not taken over (the stale card's own call holds the claim again): lift this call's fence, so that call can still go through.
+    const lifted = await ledger.scripts.run('serial-fence', fenceKeys, ['unfence', serial, token]);
+    decodeAnswer('serial-fence', SERIAL_UNFENCE_ANSWERS, numericReply('serial-fence', lifted));
+    return { claimed: false, holder };
+  }
   return { claimed: true, token, tookOverFrom: holder };
 }
 
@@ -108,20 +123,6 @@ export async function releaseCardSerial(ledger: LedgerAccess, serial: string, ca
 
 function serialClaimKeys(ledger: LedgerAccess, serial: string): string[] {
   return [ledger.keys.serial(serial), ledger.keys.serialHold(serial)];
-}
-
-/** Whether the card's account has, or ever had by a replacement, this serial (its 'ser', 'oser' and replacement records). */
-async function cardEverHadSerial(ledger: LedgerAccess, cardNo: string, serial: string): Promise<boolean> {
-  const client = ledger.scripts.client;
-  const [[ser, oser], records] = await Promise.all([
-    client.hmget(ledger.keys.account(cardNo), 'ser', 'oser'),
-    client.hvals(ledger.keys.cardReplacements(cardNo)),
-  ]);
-  if (ser === serial || oser === serial) return true;
-  return records.some((record) => {
-    const [newSerial, , oldSerial] = record.split('|');
-    return newSerial === serial || oldSerial === serial;
-  });
 }
 
 /**

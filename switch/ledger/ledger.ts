@@ -97,7 +97,9 @@ export type CardReplaceAnswer =
   /** The card's serial already is the new one, and no replacement made it so (nothing written but the request's record). */
   | { readonly code: 'serial_current' }
   /** The request id was used before for this card with another new serial (nothing written). */
-  | { readonly code: 'key_reused' };
+  | { readonly code: 'key_reused' }
+  /** A takeover of the serial's stale claim fenced this card off it (serial-fence.lua; nothing written). */
+  | { readonly code: 'serial_taken' };
 const STATUS_FROM_LEDGER: Record<string, CardStatusCode> = { A: 'active', L: 'lost', F: 'frozen', C: 'cancelled' };
 const STATUS_TO_LEDGER: Record<CardStatusCode, string> = { active: 'A', lost: 'L', frozen: 'F', cancelled: 'C' };
 

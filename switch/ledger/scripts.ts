@@ -51,6 +51,7 @@ export const SCRIPT_NAMES = [
   'replace-card',
   'reverse',
   'serial-claim',
+  'serial-fence',
   'set-limits',
   'set-status',
   'settle',
@@ -311,6 +312,7 @@ export const ARGV_RULES = {
       takeover: [id('cardNo'), id('token'), integer('nowMs', 0), integer('staleMs', 1), id('staleCardNo')],
     },
   },
+  'serial-fence': { args: [oneOf('op', 'fence', 'unfence'), id('serial'), id('token')] },
   reverse: {
     args: [
       id('cardNo'),

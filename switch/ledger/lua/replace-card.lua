@@ -30,6 +30,8 @@
          3 the card's serial already is newSerial and no replacement made it so (nothing written but the record)
   Or a number (nothing written):
     -1 the request id was used before for this card with another new serial
+    -2 the card is fenced off newSerial ('!<newSerial>' in the replacements hash, serial-fence.lua): its
+       claim of that serial went stale and another card's replacement took the serial over
 
   A malformed ARGV (count or format) is answered with the error reply "ERR replace-card: ..." before any key
   is read or written (includes/argv.lua; scripts.ts checks the same before sending).
@@ -40,6 +42,7 @@ local ANSWER_REPLACED = 1
 local ANSWER_REPLAYED = 2
 local ANSWER_SERIAL_CURRENT = 3
 local REFUSED_KEY_REUSED = -1
+local REFUSED_SERIAL_TAKEN = -2
 
 local rcall = redis.call
 local accountKey = KEYS[1]
@@ -70,6 +73,8 @@ end
 
 local account = rcall('HMGET', accountKey, 'ser', 'st', 'oser', 'fst')
 if account[1] == false then return { ANSWER_UNKNOWN_CARD, '' } end
+-- A takeover fenced this card off the serial (its stale claim was given to another card): never moved onto it.
+if rcall('HEXISTS', replacementsKey, '!' .. newSerial) == 1 then return REFUSED_SERIAL_TAKEN end
 if account[1] == newSerial then
   if account[3] then return decide(ANSWER_REPLAYED, account[3]) end
   return decide(ANSWER_SERIAL_CURRENT, '')
