@@ -7,7 +7,7 @@
 // The real renderer in Chromium, the kiosk's handler module, a real switch, Redis and both simulators.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
-import { CANCEL_RECHARGE_DEADLINE_MS } from '../kiosk/main/switch-client.js';
+import { CANCEL_RECHARGE_DEADLINE_MS, CHANNEL_CALL_DEADLINE_MS } from '../kiosk/main/switch-client.js';
 import { CHANNEL_CALL_TIMEOUT_MS } from '../switch/domain/recharge-orders.js';
 import { passwordHash } from './helpers/clients.js';
 import { handlerLog, startKioskRig, type KioskRig } from './helpers/kiosk-rig.js';
@@ -171,6 +171,42 @@ describe('a slow channel and CancelRechargeOrder’s deadline', () => {
     expect(await page.getByTestId('new-balance').innerText()).toBe('25.00 元');
     expect(await ledger(cardNo)).toBe(2_500);
     await press('返回首页');
+  }, 60_000);
+});
+
+describe('a slow channel and Recharge’s deadline', () => {
+  // Alipay's calls get 10 s in production (ALIPAY_TIMEOUT_MS); the rig's adapters get as long here.
+  let slowRig: KioskRig;
+  beforeAll(async () => {
+    slowRig = await startKioskRig({ label: 'kleaveslow', idleTimeoutSec: 600, channelTimeoutMs: 10_000 });
+    await slowRig.open();
+  }, 60_000);
+  afterAll(async () => {
+    slowRig?.sims.alipay.setLatencyMs(0);
+    await slowRig?.stop();
+  });
+
+  it('Alipay making the order in 9 s: the kiosk waits for it and shows its QR (it gave up at 8 s)', async () => {
+    expect(CHANNEL_CALL_DEADLINE_MS).toBeGreaterThan(CHANNEL_CALL_TIMEOUT_MS + 500);
+    const p = slowRig.page;
+    const cardNo = await tapNewCard(slowRig);
+    slowRig.sims.alipay.setLatencyMs(9_000);
+    const started = Date.now();
+    try {
+      await press('充值', p);
+      await press('20.00 元', p);
+      await press('支付宝', p);
+      await screen('rechargeWait', p).waitFor({ timeout: 20_000 });
+    } finally {
+      slowRig.sims.alipay.setLatencyMs(0);
+    }
+    expect(Date.now() - started).toBeGreaterThan(8_000);
+    const orderId = (await p.locator('.order-id').innerText()).trim();
+    // The QR the kiosk shows is the order the channel made; it can be closed as any.
+    await press('取消', p);
+    await screen('rechargeCancelled', p).waitFor();
+    expect(() => slowRig.sims.alipay.payOrder(orderId)).toThrow(/TRADE_CLOSED/);
+    expect(await ledger(cardNo, slowRig)).toBe(500);
   }, 60_000);
 });
 

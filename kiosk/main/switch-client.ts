@@ -58,12 +58,23 @@ export interface KioskSwitch {
  */
 export const CANCEL_RECHARGE_DEADLINE_MS = 15_000;
 
+/**
+ * The same for the other calls the switch answers only after a channel did: Recharge (the channel makes
+ * the order: one call, up to ALIPAY_TIMEOUT_MS, 10 s by default, within CHANNEL_CALL_TIMEOUT_MS) and
+ * RechargeOrderState (it may ask the channel about an older order). With the usual 8 s, Alipay making an
+ * order in 9 s left an order whose id the kiosk never heard: no QR was shown, yet the order held its
+ * amount against the card's daily maximum until it expired, and nothing could close it
+ * (test/kiosk-recharge-leave, "a slow channel and Recharge's deadline").
+ */
+export const CHANNEL_CALL_DEADLINE_MS = CANCEL_RECHARGE_DEADLINE_MS;
+
 export interface SwitchClientOptions {
   /** host:port of the switch's gRPC listener. */
   readonly address: string;
   readonly credential: TerminalCredential;
   /**
-   * Each call gets at most this long (default 8 s; CancelRechargeOrder at least CANCEL_RECHARGE_DEADLINE_MS):
+   * Each call gets at most this long (default 8 s; the calls that wait on a channel, Recharge,
+   * RechargeOrderState and CancelRechargeOrder, at least CHANNEL_CALL_DEADLINE_MS):
    * then the holder sees "switch unreachable".
    */
   readonly deadlineMs?: number;
@@ -94,8 +105,11 @@ export function createSwitchClient(options: SwitchClientOptions): KioskSwitch {
   }
   return {
     identifyCard: unary<IdentifyCardRequest, IdentifyCardResponse>('identifyCard'),
-    recharge: unary<RechargeRequest, RechargeResponse>('recharge'),
-    rechargeOrderState: unary<RechargeOrderStateRequest, RechargeOrderStateResponse>('rechargeOrderState'),
+    recharge: unary<RechargeRequest, RechargeResponse>('recharge', Math.max(deadlineMs, CHANNEL_CALL_DEADLINE_MS)),
+    rechargeOrderState: unary<RechargeOrderStateRequest, RechargeOrderStateResponse>(
+      'rechargeOrderState',
+      Math.max(deadlineMs, CHANNEL_CALL_DEADLINE_MS),
+    ),
     cancelRechargeOrder: unary<CancelRechargeOrderRequest, CancelRechargeOrderResponse>(
       'cancelRechargeOrder',
       Math.max(deadlineMs, CANCEL_RECHARGE_DEADLINE_MS),

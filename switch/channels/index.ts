@@ -63,6 +63,8 @@ export interface SimulatorOptions {
   readonly notifyBaseUrl: string;
   /** Delay before each simulated answer (default: the simulators' own, a few ms; tests pass 0). */
   readonly latencyMs?: number;
+  /** Each adapter call to a simulator gets at most this long (default 5000 ms; production's defaults: WeChat Pay 5 s, Alipay 10 s). */
+  readonly adapterTimeoutMs?: number;
   readonly now?: () => number;
 }
 
@@ -86,11 +88,15 @@ export async function startChannelSimulators(options: SimulatorOptions): Promise
     signType: 'HMAC-SHA256',
     notifyUrl: notify('wechat'),
     clientIp: '127.0.0.1',
-    timeoutMs: 5000,
+    timeoutMs: options.adapterTimeoutMs ?? 5000,
     log: options.log,
     now,
   });
-  const alipayChannel = new AlipayChannel({ config: alipay.adapterConfig({ notifyUrl: notify('alipay') }), logger: options.log, now });
+  const alipayConfig = alipay.adapterConfig({
+    notifyUrl: notify('alipay'),
+    ...(options.adapterTimeoutMs === undefined ? {} : { timeoutMs: options.adapterTimeoutMs }),
+  });
+  const alipayChannel = new AlipayChannel({ config: alipayConfig, logger: options.log, now });
   const channels = new Map<ChannelName, PaymentChannel>([
     ['alipay', alipayChannel],
     ['wechat', wechatChannel],

@@ -61,6 +61,8 @@ export interface RigOptions {
   readonly env?: Record<string, string>;
   readonly idleTimeoutSec?: number;
   readonly mainIdleMs?: number;
+  /** The channel adapters' per-call timeout against the simulators (startChannelSimulators' adapterTimeoutMs). */
+  readonly channelTimeoutMs?: number;
   readonly switchEnv?: Record<string, string>;
 }
 
@@ -69,7 +71,12 @@ export async function startKioskRig(options: RigOptions): Promise<KioskRig> {
   mkdirSync(SCREENSHOT_DIR, { recursive: true });
   const gatewayPort = await freePort();
   const log = createLogger(process.env['TEST_LOG_LEVEL'] ?? 'silent');
-  const sims = await startChannelSimulators({ log, notifyBaseUrl: `http://127.0.0.1:${gatewayPort}`, latencyMs: 0 });
+  const sims = await startChannelSimulators({
+    log,
+    notifyBaseUrl: `http://127.0.0.1:${gatewayPort}`,
+    latencyMs: 0,
+    ...(options.channelTimeoutMs === undefined ? {} : { adapterTimeoutMs: options.channelTimeoutMs }),
+  });
   const grpcPort = await freePort();
   const config = testConfig(options.label, {
     GATEWAY_PORT: String(gatewayPort),
