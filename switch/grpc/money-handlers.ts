@@ -163,7 +163,7 @@ export function kioskRechargeOrderStateHandler(ctx: SwitchContext): handleUnaryC
     const balanceAfterFen = view.balanceAfterFen ?? 0;
     const text: Readonly<Record<OrderState, string>> = {
       pending: '等待支付',
-      paid: `${ORDER_CHANNEL_ZH[view.channel]}充值成功 ${formatYuan(view.amountFen)}元 余额${formatYuan(balanceAfterFen)}元`,
+      paid: paidText(view, balanceAfterFen),
       expired: '订单已过期，请重新充值',
       closed: '订单已关闭，请重新充值',
     };
@@ -193,7 +193,7 @@ export function kioskCancelRechargeOrderHandler(
     const balanceAfterFen = view.balanceAfterFen ?? 0;
     const text: Readonly<Record<CancelOutcome, string>> = {
       closed: '已取消充值，订单已关闭，未扣款',
-      paid: `${ORDER_CHANNEL_ZH[view.channel]}充值成功 ${formatYuan(view.amountFen)}元 余额${formatYuan(balanceAfterFen)}元`,
+      paid: paidText(view, balanceAfterFen),
       open: `二维码已关闭，但${ORDER_CHANNEL_ZH[view.channel]}暂未关闭订单：${campusClock(view.expiresAtMs)}前付款仍会充入卡中，之后不能再支付；请勿重复付款`,
     };
     return {
@@ -207,6 +207,11 @@ export function kioskCancelRechargeOrderHandler(
       expiresAtMs: view.expiresAtMs,
     };
   });
+}
+
+/** What the kiosk shows for a paid recharge order (RechargeOrderState and CancelRechargeOrder alike). */
+function paidText(view: { readonly channel: keyof typeof ORDER_CHANNEL_ZH; readonly amountFen: number }, balanceAfterFen: number): string {
+  return `${ORDER_CHANNEL_ZH[view.channel]}充值成功 ${formatYuan(view.amountFen)}元 余额${formatYuan(balanceAfterFen)}元`;
 }
 
 /** HH:MM:SS in campus time (China Standard Time, UTC+8, no daylight saving). */
