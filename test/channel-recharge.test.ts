@@ -322,6 +322,25 @@ describe('what credits nothing', () => {
     expect(await state(token, orderId)).toMatchObject({ channel: 'wechat', state: 'paid' });
   });
 
+  it('a card re-bound to another user: their order with a request id the old holder used is a new order, not the old one (which the channel refuses to make for another payer)', async () => {
+    const old = await holder(0, 'wechat');
+    const first = await newOrder(old.token, 'wechat', 100, 'rebind-1');
+    expect([first.status, (first.body['pay'] as { kind: string }).kind]).toEqual([201, 'jsapi']);
+    expect((await app.ledger.ecardBinding('unbind', old.cardNo, old.userId)).code).toBe('done');
+    expect((await http('GET', `/api/v1/ecard/recharge-orders/${first.body['orderId'] as string}`, old.token)).status).toBe(403);
+    const newUser = `wecom:new${old.cardNo}`;
+    expect((await app.ledger.ecardBinding('bind', old.cardNo, newUser)).code).toBe('done');
+    const token = (await app.gateway!.sessions.start({ provider: 'wecom', userId: newUser }, old.cardNo)).accessToken;
+    const second = await newOrder(token, 'wechat', 100, 'rebind-1');
+    expect(second.status).toBe(201);
+    expect(second.body['orderId']).not.toBe(first.body['orderId']);
+    expect((second.body['pay'] as { kind: string }).kind).toBe('qr');
+    // The old holder's order stays theirs as it was; the new one is paid and credited on its own.
+    await sims.wechat.payOrder(second.body['orderId'] as string);
+    expect(await balanceOf(old.cardNo)).toBe(100);
+    expect(await state(token, first.body['orderId'] as string)).toMatchObject({ state: 'pending' });
+  });
+
   it('the daily maximum counts unpaid orders: three of 999 yuan leave 3 yuan for a fourth', async () => {
     const { token } = await holder(0);
     for (let i = 0; i < 3; i++) expect((await newOrder(token, 'alipay', 99_900)).status).toBe(201);

@@ -72,6 +72,12 @@ export interface NewOrder {
   /** 'holder' (the phone) or the kiosk's terminal id. */
   readonly source: string;
   /**
+   * The phone's signed-in user: request ids are theirs, not the card's, so a card re-bound to another
+   * user never answers that user's request with the old holder's order (made for the old payer's openid,
+   * which the channel refuses to make again for another payer). Absent for a kiosk.
+   */
+  readonly userId?: string;
+  /**
    * A kiosk: how long its QR is shown (s). The order lives that long in whole minutes (kioskOrderLifetimeSec),
    * so the channel's code dies with the kiosk's timer. Absent: RECHARGE_ORDER_EXPIRY_SEC.
    */
@@ -152,8 +158,9 @@ export async function newRechargeOrder(
       field: 'channel',
     });
   }
-  // The ids of the phone ('holder') and of each kiosk are separate namespaces of the card.
-  const orderId = rechargeOrderId(ctx, order.cardNo, `${order.source}|${order.requestId}`);
+  // The ids of the phone ('holder', each signed-in user its own) and of each kiosk are separate namespaces of the card.
+  const scope = order.userId === undefined ? order.source : `${order.source}|${order.userId}`;
+  const orderId = rechargeOrderId(ctx, order.cardNo, `${scope}|${order.requestId}`);
   const nowMs = ctx.now();
   const made = await createRechargeOrder(ctx, {
     cardNo: order.cardNo,

@@ -56,6 +56,7 @@ async function createOrder(deps: RechargeApiDeps, req: GatewayRequest): Promise<
     amountFen,
     requestId,
     source: 'holder',
+    userId: session.userId,
     ...(payerId === undefined ? {} : { payerId }),
   });
   return { status: 201, body: order };
