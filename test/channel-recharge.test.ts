@@ -310,6 +310,8 @@ describe('what credits nothing', () => {
     const other = await newOrder(token, 'alipay', 1000, 'same-req-1');
     expect(other.status).toBe(409);
     expect(other.body['error']).toMatchObject({ code: 'IDEMPOTENCY_CONFLICT' });
+    // It names the request id the page sent (the order id is the switch's own).
+    expect(JSON.stringify(other.body['error'])).toContain('requestId same-req-1 was already used');
     expect(await dumpKeySpace(app.redis, app.context.config.keyPrefix)).toEqual(before);
     const orderId = first.body['orderId'] as string;
     expect(await state(token, orderId)).toMatchObject({ channel: 'wechat', state: 'pending' });

@@ -45,6 +45,7 @@ import {
 } from '../ledger/recharge-orders.js';
 import { readCardRecord } from '../ledger/cards.js';
 import { appendOperatorLog } from '../ledger/oplog.js';
+import { IdempotencyConflictError } from '../ledger/ledger.js';
 import { resolveCardholder, type CardholderRef } from './cardholder.js';
 import { EXTERNAL_ID_PATTERN } from '../ledger/money.js';
 import { formatYuan } from '../money.js';
@@ -171,6 +172,15 @@ export async function newRechargeOrder(
     dailyLimitFen: ctx.config.dailyRechargeLimitFen,
     source: order.source,
     nowMs,
+  }).catch((err: unknown) => {
+    // The ledger names the order; the caller knows its request id.
+    if (err instanceof IdempotencyConflictError) {
+      throw new IdempotencyConflictError(
+        `requestId ${order.requestId} was already used for a recharge order of another amount or channel (order ${orderId}); ` +
+          'nothing was changed: use a new requestId for a new order',
+      );
+    }
+    throw err;
   });
   refuseUnmade(ctx, order.cardNo, made);
   if (made.code === 'exists') {
