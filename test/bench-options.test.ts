@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_AUTO_RATE_FRACTION, parseOptions } from '../loadtest/bench/options.js';
 import { mergeRounds } from '../loadtest/bench/redis-benchmark.js';
-import { pairedComparison, pairedSlice, ratiosOf, targetsOf, type BenchResult } from '../loadtest/bench/report.js';
+import { pairedComparison, pairedSlice, ratiosOf, switchBudget, targetsOf, type BenchResult } from '../loadtest/bench/report.js';
 
 describe('bench --rate', () => {
   it('auto: each open plan takes a fraction of its closed capacity, which runs first', () => {
@@ -91,6 +91,23 @@ describe('paired slices (--pairs)', () => {
     const broken = pairedComparison('a', 'b', 5000, [pairedSlice(6, 10, false), pairedSlice(7, 0, true)]);
     expect(broken.medianRatio).toBeNull();
     expect(pairedComparison('a', 'b', 5000, []).medianRatio).toBeNull();
+  });
+
+  it("turns a pair's target into what the switch may spend per answer, beside a server that does nothing", () => {
+    // 2 cores, baseline 10,000/s, target 0.85: 8,500 answers/s leave 235.3 µs of CPU per answer; the
+    // generator and Redis spent 80 + 50 of it in the subject slice.
+    const b = switchBudget(0.85, 2, 10_000, { bench: 80, redis: 50, switch: 140 }, 95);
+    expect(b).toEqual({ target: 0.85, cores: 2, switchUsAllowed: 105, switchUs: 140, noopServerUs: 95 });
+    expect(switchBudget(0.8, 2, 10_000, { bench: 80, switch: 1 }, null).switchUsAllowed).toBeNull();
+    const subject = { cpuUsPerAnswer: { bench: 80, redis: 50, switch: 140 }, cpuCores: {}, switchGc: null, disk: null } as never;
+    const c = pairedComparison('tap closed', 'no-op unary', 5000, [
+      pairedSlice(6000, 10_000, false, subject, { target: 0.85, cores: 2, noopServerUs: 95 }),
+      pairedSlice(6000, 12_500, true, subject, { target: 0.85, cores: 2, noopServerUs: 99 }),
+      pairedSlice(6000, 8000, false, subject, { target: 0.85, cores: 2, noopServerUs: 90 }),
+    ]);
+    // Allowances 105, 58 (2e6 / 10,625 - 130) and 164 (2e6 / 6,800 - 130): the median is 105.
+    expect(c.pairs.map((p) => p.budget?.switchUsAllowed)).toEqual([105, 58, 164]);
+    expect(c.budget).toEqual({ switchUsAllowed: 105, switchUs: 140, noopServerUs: 95 });
   });
 
   it('judges the 0.85 and 0.80 targets on the pairs when the run has them, on the single runs otherwise', () => {

@@ -1043,7 +1043,10 @@ async function pairedRatios(ctx: ScenarioContext, target: RunningTarget, approva
           const first = subjectFirst ? await onSwitch('tap') : await onNoop('tap');
           const second = subjectFirst ? await onNoop('tap') : await onSwitch('tap');
           const [s, b] = subjectFirst ? [first, second] : [second, first];
-          unaryPairs.push(pairedSlice(s.achievedRate, b.achievedRate, subjectFirst, s));
+          const noopServerUs = b.cpuUsPerAnswer['noop'] ?? null;
+          unaryPairs.push(
+            pairedSlice(s.achievedRate, b.achievedRate, subjectFirst, s, { target: 0.85, cores: cpus().length, noopServerUs }),
+          );
         }
         if (stream) {
           // The stream slice in the middle, each baseline next to it, their order turned every pair.
@@ -1054,7 +1057,12 @@ async function pairedRatios(ctx: ScenarioContext, target: RunningTarget, approva
           const work = (subjectFirst ? before : after) as { perSec: number; allApproved: boolean } | undefined;
           streamPairs.push(pairedSlice(s.achievedRate, noopStream.achievedRate, subjectFirst, s));
           if (work !== undefined) {
-            const slice = pairedSlice(s.approvalsPerSec, work.perSec, !subjectFirst, s);
+            const noopServerUs = noopStream.cpuUsPerAnswer['noop'] ?? null;
+            const slice = pairedSlice(s.approvalsPerSec, work.perSec, !subjectFirst, s, {
+              target: 0.8,
+              cores: cpus().length,
+              noopServerUs,
+            });
             workPairs.push(work.allApproved ? slice : { ...slice, ratio: null });
           }
         }

@@ -295,6 +295,46 @@ export interface PairedSlice {
   readonly subjectMarkCompacts?: number | null;
   /** The disks during the subject slice. */
   readonly subjectDisk?: DiskReport | null;
+  /** What the switch could spend per answer in this pair for the ratio to reach its target (see SwitchBudget). */
+  readonly budget?: SwitchBudget | null;
+}
+
+/**
+ * A pair's ratio target as CPU: on this machine the generator, the switch and Redis share the same cores,
+ * so a closed run's rate is about the cores over the CPU all three spend per answer. For the subject to
+ * reach `target` x the baseline's rate with every core busy, the switch may spend at most
+ * cores / (target x baseline rate) minus what the generator and Redis spent per answer in the subject
+ * slice. A grpc-js server that does nothing (the no-op's server process, same pair) is the least any
+ * switch can spend per call: when the allowance is below it, no switch could meet the target at this
+ * pair's speed on this machine, whatever it did.
+ */
+export interface SwitchBudget {
+  readonly target: number;
+  /** The machine's cores (all of them, so the allowance is the most the target could leave the switch). */
+  readonly cores: number;
+  /** The most the switch may spend per answer (µs) for the target; null where a figure is missing. */
+  readonly switchUsAllowed: number | null;
+  /** What the switch spent per answer in the subject slice (µs). */
+  readonly switchUs: number | null;
+  /** What the no-op grpc-js server's process spent per call in the same pair (µs): the least a switch spends. */
+  readonly noopServerUs: number | null;
+}
+
+/** A pair's switch budget: the generator ('bench') and Redis per answer are the subject slice's. */
+export function switchBudget(
+  target: number,
+  cores: number,
+  baselinePerSec: number,
+  subjectCpuUsPerAnswer: Readonly<Record<string, number | null>> | undefined,
+  noopServerUs: number | null,
+): SwitchBudget {
+  const generator = subjectCpuUsPerAnswer?.['bench'] ?? null;
+  const redis = subjectCpuUsPerAnswer?.['redis'] ?? null;
+  const allowed =
+    generator === null || redis === null || baselinePerSec <= 0
+      ? null
+      : Math.round((cores * 1e6) / (target * baselinePerSec) - generator - redis);
+  return { target, cores, switchUsAllowed: allowed, switchUs: subjectCpuUsPerAnswer?.['switch'] ?? null, noopServerUs };
 }
 
 /** A ratio target measured as alternating slices; its figure is the median of the pairs' ratios. */
@@ -307,6 +347,12 @@ export interface PairedComparison {
   readonly medianRatio: number | null;
   readonly minRatio: number | null;
   readonly maxRatio: number | null;
+  /** The pairs' medians of their switch budgets (null where the pairs have none). */
+  readonly budget: {
+    readonly switchUsAllowed: number | null;
+    readonly switchUs: number | null;
+    readonly noopServerUs: number | null;
+  } | null;
 }
 
 export interface PairedRuns {
@@ -336,11 +382,37 @@ export function pairedComparison(subject: string, baseline: string, sliceMs: num
     medianRatio: middle === null || middle === undefined ? null : Math.round(middle * 1000) / 1000,
     minRatio: all?.[0] ?? null,
     maxRatio: all?.[all.length - 1] ?? null,
+    budget: budgetMedians(pairs),
+  };
+}
+
+function budgetMedians(pairs: readonly PairedSlice[]): PairedComparison['budget'] {
+  const budgets = pairs.map((p) => p.budget).filter((b): b is SwitchBudget => b !== null && b !== undefined);
+  if (budgets.length === 0) return null;
+  const median = (read: (b: SwitchBudget) => number | null): number | null => {
+    const known = budgets.map(read).filter((v): v is number => v !== null);
+    if (known.length === 0) return null;
+    const sorted = [...known].sort((a, b) => a - b);
+    const half = sorted.length / 2;
+    return sorted.length % 2 === 1
+      ? (sorted[(sorted.length - 1) / 2] ?? null)
+      : Math.round(((sorted[half - 1] ?? 0) + (sorted[half] ?? 0)) / 2);
+  };
+  return {
+    switchUsAllowed: median((b) => b.switchUsAllowed),
+    switchUs: median((b) => b.switchUs),
+    noopServerUs: median((b) => b.noopServerUs),
   };
 }
 
 /** One pair's figures: the ratio of the two rates, rounded like every other ratio of the report. */
-export function pairedSlice(subjectPerSec: number, baselinePerSec: number, subjectFirst: boolean, subject?: ScenarioResult): PairedSlice {
+export function pairedSlice(
+  subjectPerSec: number,
+  baselinePerSec: number,
+  subjectFirst: boolean,
+  subject?: ScenarioResult,
+  budget?: { readonly target: number; readonly cores: number; readonly noopServerUs: number | null },
+): PairedSlice {
   const slice = { subjectPerSec, baselinePerSec, ratio: ratio(subjectPerSec, baselinePerSec), subjectFirst };
   if (subject === undefined) return slice;
   return {
@@ -349,6 +421,8 @@ export function pairedSlice(subjectPerSec: number, baselinePerSec: number, subje
     subjectCpuCores: subject.cpuCores,
     subjectMarkCompacts: subject.switchGc?.markCompacts.count ?? null,
     subjectDisk: subject.disk ?? null,
+    budget:
+      budget === undefined ? null : switchBudget(budget.target, budget.cores, baselinePerSec, subject.cpuUsPerAnswer, budget.noopServerUs),
   };
 }
 
@@ -612,8 +686,28 @@ function pairedLines(paired: PairedRuns | null): string[] {
             (p) =>
               `${p.subjectCpuUsPerAnswer?.['switch'] ?? '?'}/${p.subjectCpuUsPerAnswer?.['redis'] ?? '?'}/${p.subjectDisk?.msPerFlush ?? '?'}`,
           )
-          .join(', '),
+          .join(', ') +
+        budgetLine(c),
     );
+}
+
+/** What the target leaves the switch per answer at the pairs' speed, beside what a server doing nothing spends. */
+function budgetLine(c: PairedComparison): string {
+  const b = c.budget;
+  if (b === null) return '';
+  const target = c.pairs.find((p) => p.budget)?.budget?.target;
+  const verdict =
+    b.switchUsAllowed === null || b.noopServerUs === null
+      ? ''
+      : b.switchUsAllowed < b.noopServerUs
+        ? ': less than a server that does nothing, so no switch could meet it at these speeds here'
+        : b.switchUs !== null && b.switchUs <= b.switchUsAllowed
+          ? ': the switch spent within it'
+          : `: the switch spent ${b.switchUs === null || b.switchUsAllowed === null ? '?' : b.switchUs - b.switchUsAllowed} µs more`;
+  return (
+    `\n  ${pad('', 30)} for ${target ?? '?'} the switch may spend ${b.switchUsAllowed ?? '?'} µs per answer (medians; a no-op grpc-js ` +
+    `server spends ${b.noopServerUs ?? '?'}, the switch spent ${b.switchUs ?? '?'})${verdict}`
+  );
 }
 
 function pad(text: string, width: number): string {
