@@ -296,6 +296,51 @@ describe('channel order credits (recharge.lua)', () => {
     expect(await counter('held-0002', 20_000)).toMatchObject({ code: 'credited', rechargeableTodayFen: 0 });
   });
 
+  it('an order made at 23:59:59.9 and paid at 00:00:00.1 counts on the day it was made, not on the next day too', async () => {
+    const card = await newCard(0);
+    // 2026-12-01 23:59:59.900 and 2026-12-02 00:00:00.100, campus time.
+    const lateMs = Date.UTC(2026, 11, 1, 15, 59, 59, 900);
+    const nextMs = lateMs + 200;
+    const orderId = rechargeOrderId(app.context, card.cardNo, 'holder|midnight');
+    const made = await createRechargeOrder(app.context, {
+      cardNo: card.cardNo,
+      channel: 'WECHAT',
+      orderId,
+      amountFen: 90_000,
+      expiresAtMs: lateMs + 600_000,
+      dailyLimitFen: DAILY_LIMIT_FEN,
+      source: 'holder',
+      nowMs: lateMs,
+    });
+    expect(made).toMatchObject({ code: 'created', rechargeableTodayFen: DAILY_LIMIT_FEN - 90_000 });
+    // Paid just after midnight: credited without a limit (its amount was held against its own day).
+    const next = new MoneyLedger(app.keys, app.context.scripts, 3600, () => nextMs);
+    const paid = await next.recharge({
+      cardNo: card.cardNo,
+      channel: 'WECHAT',
+      orderId,
+      amountFen: 90_000,
+      source: 'wechat',
+      reason: '',
+      dailyLimitFen: 0,
+    });
+    expect(paid.code).toBe('credited');
+    // The new day's maximum is whole: the order counted on 12-01, the day it was made.
+    const counter = (id: string, amountFen: number) =>
+      next.recharge({
+        cardNo: card.cardNo,
+        channel: 'COUNTER',
+        orderId: id,
+        amountFen,
+        source: 'desk',
+        reason: '',
+        dailyLimitFen: DAILY_LIMIT_FEN,
+      });
+    expect(await counter('midnight-0001', DAILY_LIMIT_FEN)).toMatchObject({ code: 'credited', rechargeableTodayFen: 0 });
+    expect((await counter('midnight-0002', 1)).code).toBe('daily_limit_exceeded');
+    expect(await balance(card.cardNo)).toBe(90_000 + DAILY_LIMIT_FEN);
+  });
+
   it('keeps a refusal on the order when asked (a payment the channel took): refused for good, the next day too', async () => {
     const card = await newCard(0);
     const money = (dayOffset: number) => new MoneyLedger(app.keys, app.context.scripts, 3600, () => clock.now() + dayOffset * 86_400_000);

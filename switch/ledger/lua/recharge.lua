@@ -41,6 +41,8 @@
           9 card cancelled          (nothing changed; recorded only with keepRefusal)
          11 daily limit exceeded    (nothing changed; recorded only with keepRefusal): what was credited
                                     today plus the card's open orders made today plus this one is over it
+    An open order made on an earlier campus day (made before midnight, paid after) counts on that day,
+    where its amount was held: it is neither checked against today's maximum nor added to today's sum.
     rechargeableTodayFen: what may still be recharged today after this answer; -1 = no limit.
   Or a number (nothing changed):
     -1 the order id was used before for a different card or amount
@@ -108,6 +110,10 @@ if balanceFen == nil then return refused(joinAnswer({ ANSWER_UNKNOWN_CARD, 0, ''
 
 local rechargedTodayFen = 0
 if account[3] == dayKey then rechargedTodayFen = tonumber(account[4]) or 0 end
+-- An order made on an earlier campus day (made before midnight, paid after) held its amount against
+-- that day's maximum while it was open: it is that day's recharge, and takes nothing of today's.
+local heldDay = string.match(rcall('HGET', openKey, orderId) or '', '^%d+|(%d+)')
+local countsToday = not (heldDay and heldDay < dayKey)
 -- The answer's last field when there is no daily limit (a field, not an answer code).
 local UNLIMITED_FEN = -1
 local function rechargeableAfter(sumFen)
@@ -129,7 +135,7 @@ if dailyLimitFen > 0 then
   end
 end
 if account[2] == 'C' then return refused(joinAnswer({ ANSWER_CARD_CANCELLED, balanceFen, '', nowMs, rechargeableAfter(reservedTodayFen) })) end
-if dailyLimitFen > 0 and reservedTodayFen + amountFen > dailyLimitFen then
+if dailyLimitFen > 0 and countsToday and reservedTodayFen + amountFen > dailyLimitFen then
   return refused(joinAnswer({ ANSWER_DAILY_LIMIT_EXCEEDED, balanceFen, '', nowMs, rechargeableAfter(reservedTodayFen) }))
 end
 
@@ -139,7 +145,11 @@ if balanceAfterFen < amountFen then
   return redis.error_reply('INVARIANT balance negative before recharge of ' .. cardNo)
 end
 local version = rcall('HINCRBY', accountKey, 'ver', 1)
-rcall('HSET', accountKey, 'rday', dayKey, 'rsum', rechargedTodayFen + amountFen)
+local todayFen = 0
+if countsToday then
+  todayFen = amountFen
+  rcall('HSET', accountKey, 'rday', dayKey, 'rsum', rechargedTodayFen + amountFen)
+end
 -- A paid order no longer holds its amount: it is in rsum now.
 rcall('HDEL', openKey, orderId)
 -- Paid means off the settlement loop and off the operator's list, in the same step as the credit.
@@ -153,7 +163,7 @@ appendStatement(statementKey, nowMs, entryId, 'rch', digits(amountFen), digits(b
 emitTrailingEvent(account[5], cardNo, { 'k', 'rch', 'a', amountFen, 'b', balanceAfterFen, 'm', 'x:ch:' .. channel, 'tm', source,
   'tx', entryId, 'ts', nowMs })
 
-local answer = joinAnswer({ ANSWER_CREDITED, balanceAfterFen, entryId, nowMs, rechargeableAfter(reservedTodayFen + amountFen) })
+local answer = joinAnswer({ ANSWER_CREDITED, balanceAfterFen, entryId, nowMs, rechargeableAfter(reservedTodayFen + todayFen) })
 rcall('HSET', orderKey, 'fp', fingerprint, 'ans', answer, 'card', cardNo)
 rcall('EXPIRE', orderKey, recordTtlSec)
 return answer
