@@ -361,7 +361,7 @@ describe('gateway routes', () => {
     expectErrorBody(wrong.json, 'METHOD_NOT_ALLOWED');
     const both = await send(`${t.base}/api/v1/things/3`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
     expect(both.status).toBe(405);
-    expect(both.headers.get('allow')).toBe('GET, PUT');
+    expect(both.headers.get('allow')).toBe('GET, HEAD, PUT');
   });
 
   it('refuses a Content-Length over the limit with 413 at once, without reading the body', async () => {
@@ -439,6 +439,38 @@ describe('gateway routes', () => {
     expect(await metricValue(t.metrics, 'cardswitch_http_request_duration_seconds_count', { route: '/api/v1/held', status: '499' })).toBe(
       1,
     );
+  });
+
+  it('answers HEAD as GET without a body (and 404 / 405 to HEAD without one): the next answer on the connection is not corrupted', async () => {
+    const t = await start();
+    // A monitor's HEAD, then a GET on the same keep-alive connection. A body after a HEAD answer would
+    // be read as the start of the next answer (RFC 9112 6.3: a HEAD answer ends with its headers).
+    const pipeline = (lines: string[]) => lines.map((l) => `${l} HTTP/1.1\r\nHost: x\r\n\r\n`).join('');
+    const exchange = (text: string, answers: number): Promise<string> =>
+      within(
+        new Promise((resolve) => {
+          const socket = net.connect(t.gateway.port, '127.0.0.1');
+          let got = '';
+          socket.on('error', () => undefined);
+          socket.on('data', (d) => {
+            got += d.toString('latin1');
+            if ((got.match(/HTTP\/1\.1 \d{3}/g) ?? []).length >= answers && got.endsWith('"ok"}')) {
+              socket.destroy();
+              resolve(got);
+            }
+          });
+          socket.write(text);
+        }),
+        5000,
+        'the answers',
+      );
+    const raw = await exchange(pipeline(['HEAD /healthz', 'HEAD /api/v1/nothing-here', 'HEAD /api/v1/things', 'GET /healthz']), 4);
+    const answers = raw.split(/(?=HTTP\/1\.1 \d{3} )/);
+    expect(answers.map(statusOf)).toEqual([200, 404, 405, 200]);
+    for (const head of answers.slice(0, 3)) expect(head.endsWith('\r\n\r\n')).toBe(true); // nothing after the headers
+    expect(answers[0]).toMatch(/content-length: 15\r\n/i); // the GET's length, as RFC 9110 9.3.2 allows
+    expect(answers[2]).toMatch(/allow: POST\r\n/i);
+    expect(jsonOf(answers[3] as string)).toEqual({ status: 'ok' });
   });
 
   it('GET /healthz follows the health callback (503 when not ready or when it does not answer in time)', async () => {

@@ -211,7 +211,8 @@ function routeTable(routes: readonly Route[]): PathEntry[] {
       .filter((s) => s.startsWith(':'))
       .map((s) => s.slice(1)),
     methods,
-    allow: [...methods.keys()].sort().join(', '),
+    // HEAD is answered wherever GET is (RFC 9110 9.3.2): the GET's status and headers, no body.
+    allow: [...methods.keys(), ...(methods.has('GET') && !methods.has('HEAD') ? ['HEAD'] : [])].sort().join(', '),
   }));
 }
 
@@ -223,6 +224,8 @@ function methodLabel(method: string): string {
 interface ResponseState {
   aborted: boolean;
   answered: boolean;
+  /** A HEAD request: its answer carries no body (one would be read as the start of the next answer). */
+  readonly head: boolean;
 }
 
 class Gateway {
@@ -235,16 +238,21 @@ class Gateway {
   onUnmatched(res: HttpResponse, req: HttpRequest): void {
     const startedMs = performance.now();
     const method = req.getCaseSensitiveMethod().toUpperCase();
-    writeReply(res, errorReply(httpError(404, 'NOT_FOUND', '找不到该页面或接口', `no route for ${req.getUrl().slice(0, 200)}`)));
+    writeReply(
+      res,
+      errorReply(httpError(404, 'NOT_FOUND', '找不到该页面或接口', `no route for ${req.getUrl().slice(0, 200)}`)),
+      method === 'HEAD',
+    );
     this.observe('unmatched', method, 404, startedMs);
   }
 
   onRequest(res: HttpResponse, req: HttpRequest, entry: PathEntry): void {
     const startedMs = performance.now();
     const method = req.getCaseSensitiveMethod().toUpperCase();
-    const route = entry.methods.get(method);
+    const head = method === 'HEAD';
+    const route = entry.methods.get(method) ?? (head ? entry.methods.get('GET') : undefined);
     const answerNow = (error: HttpError, extra: { headers?: Record<string, string>; close?: boolean } = {}): void => {
-      writeReply(res, errorReply(error, extra));
+      writeReply(res, errorReply(error, extra), head);
       this.observe(entry.path, method, error.status, startedMs);
     };
     if (route === undefined) {
@@ -270,12 +278,13 @@ class Gateway {
       answerNow(refusal, { close: true });
       return;
     }
-    const state: ResponseState = { aborted: false, answered: false };
+    const state: ResponseState = { aborted: false, answered: false, head };
     res.onAborted(() => {
       state.aborted = true;
     });
     const partial = {
-      method: method as HttpMethod,
+      // A HEAD runs the GET route: its handler sees GET.
+      method: route.method,
       path: req.getUrl(),
       routePath: entry.path,
       params,
@@ -342,10 +351,10 @@ class Gateway {
         state.answered = true;
         res.close();
       }
-      this.observe(route.path, request.method, CLIENT_CLOSED_STATUS, startedMs);
+      this.observe(route.path, state.head ? 'HEAD' : request.method, CLIENT_CLOSED_STATUS, startedMs);
       return;
     }
-    this.finish(res, state, route.path, request.method, startedMs, reply);
+    this.finish(res, state, route.path, state.head ? 'HEAD' : request.method, startedMs, reply);
   }
 
   private failure(err: unknown, request: GatewayRequest): Reply | undefined {
@@ -374,7 +383,7 @@ class Gateway {
       this.observe(routePath, method, CLIENT_CLOSED_STATUS, startedMs);
       return;
     }
-    writeReply(res, reply);
+    writeReply(res, reply, state.head);
     this.observe(routePath, method, reply.status, startedMs);
   }
 

@@ -48,15 +48,22 @@ function statusLine(status: number): string {
 
 /**
  * Writes one whole response inside cork (one syscall; required for writes after an await). The caller
- * guarantees `res` is alive: not aborted and not answered yet.
+ * guarantees `res` is alive: not aborted and not answered yet. The answer to a HEAD (`headOnly`) is the
+ * status and headers with the body's Content-Length and no body: a body there would be read by the
+ * client as the start of the next answer on the same connection (RFC 9112 6.3).
  */
-export function writeReply(res: HttpResponse, reply: Reply): void {
+export function writeReply(res: HttpResponse, reply: Reply, headOnly = false): void {
   const headers: Record<string, string> = { ...SECURITY_HEADERS, 'content-type': reply.contentType };
   for (const [name, value] of Object.entries(reply.headers ?? {})) headers[name.toLowerCase()] = value;
   res.cork(() => {
     res.writeStatus(statusLine(reply.status));
     for (const [name, value] of Object.entries(headers)) res.writeHeader(name, value);
-    res.end(reply.body, reply.close ?? false);
+    if (headOnly && reply.close !== true) {
+      // endWithoutBody(length) of this uWS build leaves the response unanswered (uWS then aborts the
+      // process): the length goes in as a header, and endWithoutBody() is called without arguments.
+      res.writeHeader('content-length', String(Buffer.byteLength(reply.body)));
+      res.endWithoutBody();
+    } else res.end(reply.body, reply.close ?? false); // closing: nothing follows that a body could corrupt
   });
 }
 
