@@ -1,7 +1,9 @@
-// Oversized messages (above the 9 MiB receive limit, with or without credentials) are refused
-// (RESOURCE_EXHAUSTED; UNAUTHENTICATED first when there are no credentials) and leave the connection
-// as it was: the next calls on the same connection succeed at once, and it never has to reconnect.
-// Sent both by grpc-js and by a bare HTTP/2 client that writes the whole message at full speed
+// Oversized messages (above the 9 MiB receive limit of AdminService's imports, above MAX_REQUEST_BYTES
+// for every other method; with or without credentials) are refused (RESOURCE_EXHAUSTED; UNAUTHENTICATED
+// first when there are no credentials) and leave the connection as it was: the next calls on the
+// same connection succeed at once, and it never has to reconnect. An unfinished message is refused at
+// its length prefix too, so a client holding many open gets no memory of the switch. Sent both by
+// grpc-js and by a bare HTTP/2 client that writes the whole message at full speed
 // whatever the switch answers, as the attack in issue 9 did.
 //
 // What the attack saw (ENHANCE_YOUR_CALM on every later stream for 15 s and more) came from the
@@ -11,10 +13,15 @@
 // limit changed nothing; raising the client's made every size answer RESOURCE_EXHAUSTED and every
 // later stream OK. grpc-js clients raise it themselves; a bare Node http2 client must (README).
 import { connect, constants, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Client, connectivityState, credentials, Metadata, status as Status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ImportCardholdersRequest } from '../proto/gen/cardswitch/v1/admin.js';
 import { InquireRequest } from '../proto/gen/cardswitch/v1/pos.js';
 import type { SwitchApp } from '../switch/app.js';
+import { MAX_REQUEST_BYTES } from '../switch/grpc/receive-limit.js';
+import { OPERATOR_ENV, operatorMetadata } from './helpers/clients.js';
 import { openCard, POS_TERMINAL, startTestSwitch, terminalMetadata, unaryBytes } from './helpers/switch.js';
 
 const MIB = 1024 * 1024;
@@ -25,7 +32,7 @@ let app: SwitchApp;
 let client: Client;
 
 beforeAll(async () => {
-  app = await startTestSwitch('oversized');
+  app = await startTestSwitch('oversized', OPERATOR_ENV);
   await app.terminals.register(POS_TERMINAL);
   await openCard(app, '8200001', 'BB000001', 5_000);
   // Large messages both ways on the client side: the switch's limit is what is under test.
@@ -89,8 +96,33 @@ function inquire(message: Uint8Array, metadata: Metadata, deadlineMs = 10_000): 
 }
 
 describe('oversized messages', () => {
-  it('an 8 MiB request (the largest legitimate size) is read and answered', async () => {
-    expect(await status(inquire(padded(8 * MIB), terminalMetadata(POS_TERMINAL)))).toEqual({ code: Status.OK, details: '' });
+  it("an operator's import of over 8 MiB (the largest legitimate request) is read and answered by its handler", async () => {
+    const csv = 'x'.repeat(8 * MIB + 1);
+    const pending = new Promise<Buffer>((resolve, reject) => {
+      client.makeUnaryRequest(
+        '/cardswitch.v1.AdminService/ImportCardholders',
+        (b: Uint8Array) => Buffer.from(b),
+        (b: Buffer) => b,
+        ImportCardholdersRequest.encode({ csv }).finish(),
+        operatorMetadata(),
+        { deadline: Date.now() + 10_000 },
+        (err, value) => (err ? reject(err) : resolve(value ?? Buffer.alloc(0))),
+      );
+    });
+    expect(await status(pending)).toEqual({
+      code: Status.INVALID_ARGUMENT,
+      details: `csv must be at most ${8 * MIB} characters; split the file`,
+    });
+  });
+
+  it(`a terminal's request of exactly ${MAX_REQUEST_BYTES} bytes is answered; one byte more is RESOURCE_EXHAUSTED`, async () => {
+    expect(await status(inquire(padded(MAX_REQUEST_BYTES), terminalMetadata(POS_TERMINAL)))).toEqual({ code: Status.OK, details: '' });
+    const over = await status(inquire(padded(MAX_REQUEST_BYTES + 1), terminalMetadata(POS_TERMINAL)));
+    expect(over).toEqual({
+      code: Status.RESOURCE_EXHAUSTED,
+      details: `Received message larger than max (${MAX_REQUEST_BYTES + 1} vs ${MAX_REQUEST_BYTES})`,
+    });
+    expect(await status(inquire(inquiry, terminalMetadata(POS_TERMINAL)))).toEqual({ code: Status.OK, details: '' });
   });
 
   for (const [label, mib, withCredentials] of [
@@ -183,4 +215,54 @@ describe('oversized messages from a bare HTTP/2 client writing at full speed', (
       expect(session.closed || session.destroyed).toBe(false);
     });
   }
+});
+
+/** V8's collector, so what the switch still holds can be told from garbage not yet collected. */
+function collectGarbage(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
+
+/**
+ * A call that announces a message of `announced` bytes and sends `body` of it, never the rest: the
+ * grpc-status the switch answers with, or 'no answer, all taken' once the switch has taken every byte
+ * sent (the stream stays open, so what the switch holds of it can be measured).
+ */
+function partialCall(session: ClientHttp2Session, path: string, announced: number, body: Buffer): Promise<string> {
+  return new Promise((resolve) => {
+    const stream = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' });
+    stream.on('error', () => undefined);
+    stream.on('data', () => undefined);
+    stream.on('response', (h: IncomingHttpHeaders) => {
+      resolve(String(h['grpc-status'] ?? 'no grpc-status'));
+      stream.close(constants.NGHTTP2_CANCEL);
+    });
+    const prefix = Buffer.alloc(5);
+    prefix.writeUInt32BE(announced, 1);
+    stream.write(prefix);
+    stream.write(body, () => resolve('no answer, all taken'));
+  });
+}
+
+describe('partial messages held open by a client without credentials', () => {
+  it('40 streams each announcing 9 MiB and sending 8 MiB (health, reflection, AuthorizeStream): refused at the length prefix, none held', async () => {
+    const session = connect(`http://127.0.0.1:${app.grpcPort}`, { maxSessionMemory: 1024 });
+    session.on('error', () => undefined);
+    await new Promise((resolve) => session.once('connect', resolve));
+    const paths = [
+      '/grpc.health.v1.Health/Check',
+      '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo',
+      '/cardswitch.v1.PosService/AuthorizeStream',
+    ];
+    const body = Buffer.alloc(8 * MIB, 1); // one buffer for every stream: the client's own memory stays flat
+    collectGarbage();
+    const before = process.memoryUsage().arrayBuffers;
+    const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => partialCall(session, paths[i % 3] ?? '', 9 * MIB - 1, body)));
+    collectGarbage();
+    const heldMiB = (process.memoryUsage().arrayBuffers - before) / MIB;
+    session.destroy();
+    // Before the limit per method: every stream 'no answer, all taken', and the switch held 320 MiB.
+    expect(answers).toEqual(Array.from({ length: 40 }, () => String(Status.RESOURCE_EXHAUSTED)));
+    expect(heldMiB).toBeLessThan(16);
+  });
 });

@@ -18,6 +18,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import type { GrpcTlsConfig } from '../config.js';
+import { receiveLimitInterceptor } from './receive-limit.js';
 import { UndecodableRequest, withSafeDecoding } from './unary.js';
 
 export const PROTO_ROOT = fileURLToPath(new URL('../../proto/', import.meta.url));
@@ -37,7 +38,8 @@ function protoFiles(dir: string): string[] {
 /** The switch's grpc-js server options (the bench's no-op baseline server uses the same). */
 export const GRPC_SERVER_OPTIONS = {
   // Bounded inputs: the largest legitimate request is an operator's CSV import (at most 8 MiB of
-  // text, checked again in the handler); every field of every other request has its own limit.
+  // text, checked again in the handler); every other method accepts far less (receive-limit.ts, the
+  // first interceptor of startGrpcServer), and every field of every request has its own limit.
   'grpc.max_receive_message_length': 9 * 1024 * 1024,
   // No HTTP/2 session memory limit of Node's own (grpc-js's default, stated here so an upgrade cannot
   // bring back Node's 10 MB one, past which a session refuses new streams with ENHANCE_YOUR_CALM).
@@ -163,7 +165,8 @@ function serverCredentials(tls: GrpcTlsConfig | undefined): ServerCredentials {
 }
 
 export async function startGrpcServer(options: GrpcServerOptions): Promise<RunningGrpcServer> {
-  const server = new Server({ ...GRPC_SERVER_OPTIONS, interceptors: options.interceptors });
+  // The receive limit first: it needs grpc-js's own call, before any interceptor wraps it.
+  const server = new Server({ ...GRPC_SERVER_OPTIONS, interceptors: [receiveLimitInterceptor(options.log), ...options.interceptors] });
   const statusMap: Record<string, 'SERVING' | 'NOT_SERVING'> = { '': 'SERVING' };
   for (const s of options.services) {
     server.addService(withSafeDecoding(s.definition), s.implementation);

@@ -1,0 +1,51 @@
+// How large one request message may be, per method. grpc-js has one receive limit for the whole server,
+// and the switch's must fit an operator's CSV import (server.ts: 9 MiB). grpc-js buffers a message until
+// its last byte has come, and health, reflection and PosService/AuthorizeStream read before anyone is
+// authenticated (the stream checks each message's terminal): one connection opening 1,000 streams, each
+// announcing a 9 MiB message and never sending its last byte, held 9 GiB of the switch's memory without
+// credentials (40 streams held 320 MiB: test/oversized.test.ts, "partial messages"). So every method but
+// AdminService's (read only once an operator is authenticated, gate.ts) accepts at most
+// MAX_REQUEST_BYTES, refused RESOURCE_EXHAUSTED as soon as a message's length prefix says more.
+//
+// grpc-js 1.14 takes the limit from the server's options only; the call the first interceptor is given
+// is grpc-js's own (BaseServerInterceptingCall), whose decoder keeps the limit in a field, so this sets
+// it per call before any byte is read (the stream is paused until the handler reads). Where that shape
+// is not found (another grpc-js version) the call keeps the server's limit, a warning says so once, and
+// test/oversized.test.ts fails so that whoever upgrades grpc-js looks again.
+import type { ServerInterceptingCall, ServerInterceptingCallInterface, ServerInterceptor, ServerMethodDefinition } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+
+/** The largest request of a terminal RPC is a few hundred bytes; health and reflection requests are smaller still. */
+export const MAX_REQUEST_BYTES = 64 * 1024;
+
+/** Methods that keep the server's limit: AdminService (the CSV imports), read only after the operator is known. */
+const LARGE_REQUEST_SERVICES = new Set(['cardswitch.v1.AdminService']);
+
+/** The receive limit of the call grpc-js made, where found: its decoder's and the one its decompression checks. */
+interface GrpcJsCall {
+  decoder?: { maxReadMessageLength?: unknown };
+  maxReceiveMessageSize?: unknown;
+}
+
+/** Sets the largest message the call accepts; false when the call is not in the shape grpc-js 1.14 gives it. */
+export function limitReceive(call: object, bytes: number): boolean {
+  const c = call as GrpcJsCall;
+  if (c.decoder === undefined || typeof c.decoder.maxReadMessageLength !== 'number' || typeof c.maxReceiveMessageSize !== 'number') {
+    return false;
+  }
+  c.decoder.maxReadMessageLength = bytes;
+  c.maxReceiveMessageSize = bytes;
+  return true;
+}
+
+/** The first interceptor of the server: every call but AdminService's accepts at most MAX_REQUEST_BYTES. */
+export function receiveLimitInterceptor(log: Logger): ServerInterceptor {
+  let warned = false;
+  return (method: ServerMethodDefinition<unknown, unknown>, call: ServerInterceptingCallInterface) => {
+    if (!LARGE_REQUEST_SERVICES.has(method.path.split('/')[1] ?? '') && !limitReceive(call, MAX_REQUEST_BYTES) && !warned) {
+      warned = true;
+      log.warn({ path: method.path }, `cannot limit requests to ${MAX_REQUEST_BYTES} bytes: grpc-js's call has another shape`);
+    }
+    return call as ServerInterceptingCall;
+  };
+}
