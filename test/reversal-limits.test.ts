@@ -95,3 +95,18 @@ it('a payment of an earlier campus day, reversed today, changes no total of toda
   expect(await day('3003')).toBe('20261127,15000,0');
   expect((await pay(serial, 5001, PIN)).declineReason).toBe(DeclineReason.DECLINE_REASON_DAILY_LIMIT_EXCEEDED);
 });
+
+it("a switch whose clock is behind, paying just before midnight by its clock, does not wipe the new day's spending another switch counted", async () => {
+  const serial = await newCard('3004', 100_000);
+  // Switch A: 2026-11-30 00:00:00.100 campus time; switch B's clock runs 150 ms behind A's.
+  const aMs = Date.UTC(2026, 10, 29, 16, 0, 0, 100);
+  clock.nowMs = aMs;
+  expect((await pay(serial, 15_000, PIN)).outcome).toBe(Outcome.OUTCOME_APPROVED);
+  expect(await day('3004')).toBe('20261130,15000,0');
+  clock.nowMs = aMs - 150; // B: 23:59:59.950 of 11-29 by its clock
+  expect((await pay(serial, 5000, PIN)).outcome).toBe(Outcome.OUTCOME_APPROVED);
+  // The account's day never goes back: B's payment is counted with the day the account is on.
+  expect(await day('3004')).toBe('20261130,20000,0');
+  clock.nowMs = aMs + 100; // A again
+  expect((await pay(serial, 1, PIN)).declineReason).toBe(DeclineReason.DECLINE_REASON_DAILY_LIMIT_EXCEEDED);
+});

@@ -85,6 +85,11 @@ local REFUSED_KEY_REUSED = -1
 local REFUSED_SEQUENCE_TAKEN = -2
 
 local NO_PREVIOUS = {}
+-- The campus day (UTC+8) in ms, and how far before its midnight a switch may see the next day already
+-- begun on an account by another switch whose clock runs ahead (see the day's totals below).
+local CAMPUS_UTC_OFFSET_MS = 28800000
+local DAY_MS = 86400000
+local DAY_END_SKEW_MS = 60000
 
 -- @settings
 -- @include answer
@@ -228,7 +233,14 @@ elseif dayState ~= '' then
   if not stamp then
     return redis.error_reply('INVARIANT account ' .. accountKey .. ' has day totals that are not a day and two numbers of fen: ' .. dayState)
   end
-  if stamp == dayKey then daySpentFen, dayNoPinFen = tonumber(spent), tonumber(noPin) end
+  if stamp == dayKey then
+    daySpentFen, dayNoPinFen = tonumber(spent), tonumber(noPin)
+  elseif stamp > dayKey and (tonumber(nowMs) + CAMPUS_UTC_OFFSET_MS) % DAY_MS >= DAY_MS - DAY_END_SKEW_MS then
+    -- Another switch, its clock a little ahead, began the next campus day on this account while this
+    -- one's clock is in the last minute of the day before: that day's totals are this payment's too.
+    -- The account's day never goes back, or the new day's spending would be wiped (and its cap passed).
+    dayKey, daySpentFen, dayNoPinFen = stamp, tonumber(spent), tonumber(noPin)
+  end
 end
 -- A bound card's event stream gets its expiry extended with this event only now and then (event.lua).
 -- Only a bound card's events need these numbers (most payments are of unbound cards).
