@@ -517,6 +517,24 @@ describe('gateway routes', () => {
     expect(withToken.status).toBe(200);
     expect(await withToken.text()).toContain('cardswitch_http_request_duration_seconds');
   });
+
+  it('GET /metrics without a token refuses a loopback request that came through a reverse proxy (Forwarded, X-Forwarded-For, X-Real-IP, Via)', async () => {
+    // The campus's reverse proxy on the same host connects from 127.0.0.1: without this every phone on
+    // the internet could scrape /metrics through it. A scraper on the host sends none of these.
+    const t = await start();
+    for (const headers of [
+      { 'x-forwarded-for': '203.0.113.7' },
+      { forwarded: 'for=203.0.113.7;proto=https' },
+      { 'x-real-ip': '203.0.113.7' },
+      { via: '1.1 nginx' },
+    ]) {
+      const proxied = await fetch(`${t.base}/metrics`, { headers });
+      expect(proxied.status).toBe(403);
+      const json = (await proxied.json()) as Answer['json'];
+      expectErrorBody(json, 'METRICS_FORBIDDEN');
+    }
+    expect((await fetch(`${t.base}/metrics`)).status).toBe(200);
+  });
 });
 
 describe('gateway error mapping', () => {

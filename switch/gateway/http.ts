@@ -14,7 +14,7 @@ import { PermissionDeniedError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { unavailableRedisClient } from '../redis/unavailable.js';
 import { errorText, httpError, httpErrorOf, internalError, type HttpError } from './errors.js';
-import { copyHeaders, errorReply, JSON_CONTENT_TYPE, remoteAddressOf, writeReply, type Reply } from './respond.js';
+import { copyHeaders, errorReply, JSON_CONTENT_TYPE, PROXY_HEADERS, remoteAddressOf, writeReply, type Reply } from './respond.js';
 import { WebSocketEndpoint, type WebSocketHub, type WebSocketOptions } from './ws.js';
 import { IdTable } from '../id-table.js';
 
@@ -72,7 +72,10 @@ export interface GatewayOptions {
   readonly routes: readonly Route[];
   /** Readiness for GET /healthz: false, a throw or no answer within HEALTH_TIMEOUT_MS is 503. Default: ready. */
   readonly health?: () => Promise<boolean>;
-  /** When set, GET /metrics needs `Authorization: Bearer <token>`; when empty, only loopback may scrape. */
+  /**
+   * When set, GET /metrics needs `Authorization: Bearer <token>`; when empty, only loopback may scrape,
+   * and not through a reverse proxy (a request with Forwarded / X-Forwarded-For / X-Real-IP / Via).
+   */
   readonly metricsToken?: string;
   /** The WebSocket endpoint; none when absent. */
   readonly ws?: WebSocketOptions;
@@ -157,11 +160,11 @@ function builtInRoutes(options: GatewayOptions): Route[] {
       method: 'GET',
       path: '/metrics',
       handler: async (req) => {
-        // Operational figures are not for the phones that reach this port: a loopback scraper, or one
-        // with the metrics token.
+        // Operational figures are not for the phones that reach this port: a loopback scraper (not a
+        // reverse proxy on this host passing a phone's request on), or one with the metrics token.
         if (!metricsAllowed(req, options.metricsToken ?? '')) {
           throw new PermissionDeniedError(
-            '/metrics answers loopback scrapers, or one that sends Authorization: Bearer <GATEWAY_METRICS_TOKEN>',
+            '/metrics answers loopback scrapers (not requests a reverse proxy passes on), or one that sends Authorization: Bearer <GATEWAY_METRICS_TOKEN>',
             { reason: 'METRICS_FORBIDDEN', zh: '无权访问' },
           );
         }
@@ -178,6 +181,8 @@ function metricsAllowed(req: GatewayRequest, token: string): boolean {
     const expected = Buffer.from(`Bearer ${token}`);
     return presented.length === expected.length && timingSafeEqual(presented, expected);
   }
+  // A reverse proxy on this host connects from loopback: what it forwards is not a local scraper.
+  if (PROXY_HEADERS.some((name) => req.headers[name] !== undefined)) return false;
   const address = req.remoteAddress.replace(/^::ffff:/, '').replace(/^0{0,4}(:0{0,4}){6}:0{0,3}1$/, '::1');
   return address.startsWith('127.') || address === '::1' || /^(0{1,4}:){7}0{0,3}1$/.test(address);
 }

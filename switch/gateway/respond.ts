@@ -26,7 +26,14 @@ export const COPIED_HEADERS = [
   'x-forwarded-for',
   'cookie',
   'origin',
+  // Set by a reverse proxy: a request carrying one came through it, whatever address it arrived from.
+  'forwarded',
+  'x-real-ip',
+  'via',
 ] as const;
+
+/** Headers only a proxy adds: a loopback request with one is a proxied client, not a local scraper. */
+export const PROXY_HEADERS = ['forwarded', 'x-forwarded-for', 'x-real-ip', 'via'] as const;
 
 export interface Reply {
   readonly status: number;
