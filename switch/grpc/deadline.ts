@@ -14,6 +14,23 @@ export const DEADLINE_REFUSAL = {
     'no answer from the ledger within your deadline, so the outcome is unknown; retry with the same sequence number to learn it (a retry never charges twice)',
 } as const;
 
+/** The answer to a call whose deadline was over when it arrived: nothing was started for it. */
+export const DEADLINE_OVER_REFUSAL = {
+  code: Status.DEADLINE_EXCEEDED,
+  details: 'your deadline was already over when the call arrived, so nothing was done; send it again with a deadline in the future',
+} as const;
+
+/**
+ * True when the deadline has passed: the caller has been told DEADLINE_EXCEEDED (grpc-js's own timer)
+ * or is about to be, so a call in this state must start nothing (test/grpc-deadline.test.ts: started,
+ * the payment was made after the caller was told it failed). grpc-js also turns a grpc-timeout above
+ * 2^31 ms into a deadline in the past (it truncates the milliseconds to 32 bits).
+ */
+export function deadlineOver(deadline: Date | number, nowMs: number = Date.now()): boolean {
+  const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Number.isFinite(deadlineMs) && deadlineMs <= nowMs;
+}
+
 /**
  * Time kept back before the deadline: a fifth of the time the caller gave, within these bounds. It
  * covers the answer's way back and a busy event loop (the moment the breaker opens, every waiting

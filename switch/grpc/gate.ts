@@ -7,7 +7,7 @@
 // this gate a no-op PosService answers about as many calls as with the check inside the handler, and
 // clearly more than with ServerInterceptingCall (figures: loadtest/RESULTS.md, "Figures once kept in comments", row C1).
 import { Metadata, type ServerInterceptingCall, type ServerInterceptingCallInterface } from '@grpc/grpc-js';
-import { atDeadline, DEADLINE_REFUSAL } from './deadline.js';
+import { atDeadline, DEADLINE_OVER_REFUSAL, DEADLINE_REFUSAL, deadlineOver } from './deadline.js';
 import { sessionOfCall, useStreamTable } from './http2-stream-table.js';
 
 type Listener = Parameters<ServerInterceptingCallInterface['start']>[0];
@@ -46,6 +46,11 @@ class GatedCall implements ServerInterceptingCallInterface {
     };
     next.start({
       onReceiveMetadata(metadata: Metadata): void {
+        // Its deadline over on arrival: refused before the check reads anything (deadline.ts).
+        if (deadlineOver(next.getDeadline())) {
+          refuse({ ...DEADLINE_OVER_REFUSAL, metadata: new Metadata() });
+          return;
+        }
         let verdict: ReturnType<GateCheck>;
         try {
           verdict = check(metadata);

@@ -10,7 +10,7 @@ import { operatorOf } from './operator-auth.js';
 import { InvalidArgumentError, mapError } from './errors.js';
 import type { Metrics } from '../metrics.js';
 import { unavailableRedisClient } from '../redis/unavailable.js';
-import { atDeadline, DEADLINE_REFUSAL } from './deadline.js';
+import { atDeadline, DEADLINE_OVER_REFUSAL, DEADLINE_REFUSAL, deadlineOver } from './deadline.js';
 
 /** Stands in for a request whose bytes did not decode; handlers answer it with INVALID_ARGUMENT. */
 export class UndecodableRequest {
@@ -67,6 +67,11 @@ export function unary<Req, Res>(
       const err = toServiceError(new InvalidArgumentError(`the ${rpc} request could not be decoded: ${request.reason}`), deps, rpc);
       metrics.grpcCall(rpc, Status[err.code], (performance.now() - startedMs) / 1000);
       callback(err);
+      return;
+    }
+    if (deadlineOver(call.getDeadline())) {
+      metrics.grpcCall(rpc, Status[DEADLINE_OVER_REFUSAL.code], (performance.now() - startedMs) / 1000);
+      callback(Object.assign(new Error(DEADLINE_OVER_REFUSAL.details), { ...DEADLINE_OVER_REFUSAL, metadata: new Metadata() }));
       return;
     }
     let answered = false;
