@@ -426,6 +426,12 @@ describe('bench harness --quick', () => {
       // The disks over the scenario: Redis's AOF (appendfsync always) flushed while it took payments.
       const disk = tapClosed?.['disk'] as { flushesPerSec: number; msPerFlush: number | null } | null;
       if (disk !== null) expect(disk.flushesPerSec).toBeGreaterThan(0);
+      // How much the processes queued for the cores (Linux schedstat), and, open model only, how late
+      // the generator itself sent each call.
+      expect((tapClosed?.['runQueueWait'] as Record<string, number | null>)['switch']).toBeGreaterThanOrEqual(0);
+      expect(tapClosed?.['sendLagMs']).toBeNull();
+      const tapOpen = result.scenarios.find((s) => s['name'] === 'tap' && s['mode'] === 'open');
+      if (tapOpen !== undefined) expect((tapOpen['sendLagMs'] as { p99: number }).p99).toBeGreaterThanOrEqual(0);
       expect(tapClosed?.['achievedRate']).toBeGreaterThan(0);
       expect((tapClosed?.['outcomes'] as Record<string, number>)['approved']).toBeGreaterThan(0);
       const streamClosed = result.scenarios.find((s) => s['name'] === 'tap-stream' && s['mode'] === 'closed');
@@ -469,8 +475,15 @@ interface PairedComparisonFields {
   subject: string;
   baseline: string;
   sliceMs: number;
-  pairs: { subjectPerSec: number; baselinePerSec: number; ratio: number | null; subjectFirst: boolean }[];
+  pairs: {
+    subjectPerSec: number;
+    baselinePerSec: number;
+    ratio: number | null;
+    subjectFirst: boolean;
+    budget?: { target: number; switchUsAllowed: number | null; switchUs: number | null; noopServerUs: number | null } | null;
+  }[];
   medianRatio: number | null;
+  budget?: { switchUsAllowed: number | null } | null;
 }
 
 interface PairedResult {
@@ -503,6 +516,15 @@ function checkPaired(result: PairedResult, redisBenchmark: boolean): void {
     expect(pair?.ratio).toBeCloseTo((pair?.subjectPerSec ?? 0) / (pair?.baselinePerSec ?? 1), 2);
     expect(c?.medianRatio).toBe(pair?.ratio);
   }
+  // The two targeted ratios as CPU: what the switch may spend per answer, beside what a no-op server spends.
+  const budget = p?.tapClosedVsNoopGrpc?.pairs[0]?.budget;
+  expect(budget?.target).toBe(0.85);
+  expect(typeof budget?.switchUsAllowed).toBe('number');
+  expect(budget?.noopServerUs).toBeGreaterThan(0);
+  expect(budget?.switchUs).toBeGreaterThan(0);
+  expect(p?.tapClosedVsNoopGrpc?.budget?.switchUsAllowed).toBe(budget?.switchUsAllowed);
+  if (redisBenchmark) expect(p?.tapStreamClosedVsRedisProjectWork?.pairs[0]?.budget?.target).toBe(0.8);
+  expect(p?.tapStreamClosedVsNoopStream?.pairs[0]?.budget ?? null).toBeNull();
   expect(result.ratios['pairedTapClosedVsNoopGrpc']).toBe(p?.tapClosedVsNoopGrpc?.medianRatio);
   expect(result.ratios['pairedTapStreamClosedVsNoopStream']).toBe(p?.tapStreamClosedVsNoopStream?.medianRatio);
   if (!redisBenchmark) expect(p?.tapStreamClosedVsRedisProjectWork).toBeNull();

@@ -478,6 +478,8 @@ class Generator {
   private readonly planner: TrafficPlanner;
   private readonly inFlight = new Set<InFlight>();
   private readonly overall = new Histogram();
+  /** Open model: how late each call in the window left this worker after its arrival time (its own lag, not the server's). */
+  private readonly sendLag = new Histogram();
   private readonly peak = new Histogram();
   private peakStartMs = 0;
   private peakEndMs = 0;
@@ -571,6 +573,8 @@ class Generator {
   /** Sends one call; `then` runs once it has ended (answer, error or timeout). */
   private send(planned: PlannedCall, intendedMs: number, then: () => void): void {
     const call: InFlight = { planned, intendedMs, sentMs: nowMs(), cancel: () => undefined, done: false };
+    if (this.s.mode === 'open' && intendedMs >= this.windowStartMs && intendedMs <= this.windowEndMs)
+      this.sendLag.record(Math.max(0, (call.sentMs - intendedMs) * 1000));
     this.inFlight.add(call);
     this.sent++;
     call.cancel = this.transport.send(planned, encodeCallFrame(planned.call), (grpcStatus, grpcMessage, body, transportError) => {
@@ -758,6 +762,7 @@ class Generator {
     return {
       workerIndex: this.s.workerIndex,
       overall: data(this.overall),
+      sendLag: data(this.sendLag),
       peak: data(this.peak),
       peakOffered: this.peakOffered,
       peakCompleted: this.peakCompleted,

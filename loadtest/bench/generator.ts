@@ -49,6 +49,12 @@ export interface LoadResult {
   readonly durationMs: number;
   readonly windowMs: number;
   readonly latency: LatencySummaryMs;
+  /**
+   * Open model: how late the generator itself sent each call after its arrival time (null closed). Every
+   * latency counts from the arrival, so this much of it is the generator's (its thread waiting for a core,
+   * its own work), not the server's.
+   */
+  readonly sendLagMs: LatencySummaryMs | null;
   readonly latencyByKind: Record<string, LatencySummaryMs>;
   readonly outcomes: Record<string, number>;
   readonly outcomesByKind: Record<string, Record<string, number>>;
@@ -203,6 +209,7 @@ function addCounts(into: Record<string, number>, from: Record<string, number>): 
 
 function mergeResults(spec: LoadSpec, results: GeneratorResult[], durationMs: number): LoadResult {
   const overall = new Histogram();
+  const sendLag = new Histogram();
   const peak = new Histogram();
   let peakOffered = 0,
     peakCompleted = 0;
@@ -221,6 +228,7 @@ function mergeResults(spec: LoadSpec, results: GeneratorResult[], durationMs: nu
   const errorSamples: string[] = [];
   for (const r of results) {
     overall.addCounts(r.overall.counts, r.overall.sumUs, r.overall.maxUs);
+    sendLag.addCounts(r.sendLag.counts, r.sendLag.sumUs, r.sendLag.maxUs);
     peak.addCounts(r.peak.counts, r.peak.sumUs, r.peak.maxUs);
     peakOffered += r.peakOffered;
     peakCompleted += r.peakCompleted;
@@ -249,6 +257,7 @@ function mergeResults(spec: LoadSpec, results: GeneratorResult[], durationMs: nu
     durationMs,
     windowMs,
     latency: overall.summaryMs(),
+    sendLagMs: spec.mode === 'open' ? sendLag.summaryMs() : null,
     latencyByKind,
     outcomes,
     outcomesByKind,

@@ -314,6 +314,7 @@ async function runScenario(
     open,
     cpu,
     cpuSeconds: meter.elapsedSeconds,
+    waiting: { ...meter.waiting },
     adjustments,
     warmupMs,
     cards: campus.cards.length,
@@ -371,6 +372,8 @@ interface RunShape {
   readonly adjustments: string[];
   readonly warmupMs: number;
   readonly cpuSeconds: number;
+  /** Per process, threads waiting for a core on average (CpuMeter.waiting); absent where not measured. */
+  readonly waiting?: Record<string, number | null>;
   readonly cards: number;
   readonly bound: boolean;
   readonly redis: ScenarioResult['redis'];
@@ -422,6 +425,8 @@ function toScenarioResult(plan: ScenarioPlan, target: string, load: LoadResult, 
     settlements: load.settlements,
     errorSamples: load.errorSamples,
     cpuCores: run.cpu,
+    runQueueWait: run.waiting ?? null,
+    sendLagMs: load.sendLagMs,
     generatorEventLoopUtilization: load.generatorEventLoopUtilization,
     mixAdjustments: run.adjustments,
     cards: run.cards,

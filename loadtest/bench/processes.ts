@@ -222,6 +222,34 @@ export function processTreeCpuSeconds(pid: number, others: ReadonlySet<number> =
   return total;
 }
 
+/**
+ * Seconds a process's live threads have spent ready to run but waiting for a core (the second field of
+ * /proc/<pid>/task/<tid>/schedstat, in ns), or undefined where the kernel does not keep it. Threads that
+ * have exited take their time with them.
+ */
+export function processRunQueueSeconds(pid: number): number | undefined {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return undefined;
+  }
+  let ns = 0;
+  let read = false;
+  for (const tid of tids) {
+    try {
+      const waited = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1]);
+      if (Number.isFinite(waited)) {
+        ns += waited;
+        read = true;
+      }
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return read ? ns / 1e9 : undefined;
+}
+
 /** Resident memory of a process and every process below it (VmRSS from /proc), or undefined. */
 export function processTreeRssBytes(pid: number): number | undefined {
   let own: number | undefined;
@@ -301,11 +329,21 @@ export class CpuMeter {
 
   start(): void {
     this.startedMs = Date.now();
-    for (const [name, pid] of Object.entries(this.pids)) this.before.set(name, processTreeCpuSeconds(pid, this.watched));
+    for (const [name, pid] of Object.entries(this.pids)) {
+      this.before.set(name, processTreeCpuSeconds(pid, this.watched));
+      this.waitBefore.set(name, processRunQueueSeconds(pid));
+    }
   }
 
   /** Seconds between start() and the last stop(). */
   elapsedSeconds = 0;
+
+  /**
+   * Per process, its threads' time ready to run but waiting for a core over the interval, as threads
+   * waiting on average (0.5: half a thread's worth of waiting all the time); set by stop().
+   */
+  waiting: Record<string, number | null> = {};
+  private readonly waitBefore = new Map<string, number | undefined>();
 
   /** Cores used (1.0 = one core fully busy) per process over the interval. */
   stop(): Record<string, number | null> {
@@ -316,6 +354,12 @@ export class CpuMeter {
       const before = this.before.get(name);
       const after = processTreeCpuSeconds(pid, this.watched);
       out[name] = before === undefined || after === undefined ? null : Math.round(((after - before) / seconds) * 100) / 100;
+      const waitBefore = this.waitBefore.get(name);
+      const waitAfter = processRunQueueSeconds(pid);
+      this.waiting[name] =
+        waitBefore === undefined || waitAfter === undefined
+          ? null
+          : Math.round((Math.max(0, waitAfter - waitBefore) / seconds) * 1000) / 1000;
     }
     return out;
   }

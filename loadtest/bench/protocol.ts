@@ -45,6 +45,8 @@ export interface HistogramData {
 export interface GeneratorResult {
   readonly workerIndex: number;
   readonly overall: HistogramData;
+  /** Open model: each call's lag leaving the worker after its arrival time (calls arriving in the window). */
+  readonly sendLag: HistogramData;
   readonly byKind: Record<string, HistogramData>;
   /** Answers by label ('approved', 'declined:insufficient_funds', 'grpc:UNAVAILABLE' ...), whole run. */
   readonly outcomes: Record<string, number>;

@@ -62,6 +62,14 @@ export interface ScenarioResult {
   readonly errorSamples: string[];
   /** Cores each process used during the scenario (1.0 = one core busy). */
   readonly cpuCores: Record<string, number | null>;
+  /**
+   * Per process, its threads' time ready to run but waiting for a core, as threads waiting on average
+   * over the scenario (/proc/<pid>/task/<tid>/schedstat): how much the processes queued for the machine's
+   * cores. Absent or null where not measured.
+   */
+  readonly runQueueWait?: Record<string, number | null> | null;
+  /** Open model: how late the generator sent each call after its arrival time (part of every latency); null closed. */
+  readonly sendLagMs?: LatencySummaryMs | null;
   /** Per generator worker thread: share of time its event loop was busy (near 1: the generator was the limit). */
   readonly generatorEventLoopUtilization: number[];
   readonly mixAdjustments: string[];
@@ -725,9 +733,24 @@ function scenarioLine(s: ScenarioResult): string {
       : `${line}\n  ${pad('  given up on', 30)} ${settled.abandoned}: ${settled.reversalsSent} reversals sent (reversed ${settled.reversed}, ` +
         `tombstoned ${settled.tombstoned}, nothing to reverse ${settled.nothingToReverse}), ${settled.resent} sent again ` +
         `(${settled.resentAnswered} answered), unsettled ${settled.unsettled}`;
-  if (s.peak === null || s.profile !== 'lunch-rush') return withSettled;
+  const withWaits = withSettled + waitLine(s);
+  if (s.peak === null || s.profile !== 'lunch-rush') return withWaits;
   const p = s.peak.latencyMs;
-  return `${withSettled}\n  ${pad('  at the peak', 30)} ${pad(`${s.peak.achievedRate}/s`, 11)} of ${s.peak.offeredRate}/s offered          p50 ${p.p50} p95 ${p.p95} p99 ${p.p99} p99.9 ${p.p999} ms`;
+  return `${withWaits}\n  ${pad('  at the peak', 30)} ${pad(`${s.peak.achievedRate}/s`, 11)} of ${s.peak.offeredRate}/s offered          p50 ${p.p50} p95 ${p.p95} p99 ${p.p99} p99.9 ${p.p999} ms`;
+}
+
+/**
+ * What of a scenario's latency was the machine's: how late the generator itself sent the calls (open
+ * model), and how many threads of each process were ready to run but waiting for a core, on average.
+ */
+function waitLine(s: ScenarioResult): string {
+  const lag = s.sendLagMs ?? null;
+  const waits = Object.entries(s.runQueueWait ?? {}).filter((e): e is [string, number] => e[1] !== null);
+  if (lag === null && waits.length === 0) return '';
+  const parts: string[] = [];
+  if (lag !== null) parts.push(`sent late by the generator p50 ${lag.p50} p99 ${lag.p99} max ${lag.max} ms`);
+  if (waits.length > 0) parts.push(`threads waiting for a core ${waits.map(([name, w]) => `${name} ${w}`).join(', ')}`);
+  return `\n  ${pad('', 30)} ${parts.join('; ')}`;
 }
 
 function httpLine(r: HttpScenarioResult): string {
