@@ -522,12 +522,13 @@ describe('gateway routes', () => {
     // The campus's reverse proxy on the same host connects from 127.0.0.1: without this every phone on
     // the internet could scrape /metrics through it. A scraper on the host sends none of these.
     const t = await start();
-    for (const headers of [
+    const proxiedHeaders: Record<string, string>[] = [
       { 'x-forwarded-for': '203.0.113.7' },
       { forwarded: 'for=203.0.113.7;proto=https' },
       { 'x-real-ip': '203.0.113.7' },
       { via: '1.1 nginx' },
-    ]) {
+    ];
+    for (const headers of proxiedHeaders) {
       const proxied = await fetch(`${t.base}/metrics`, { headers });
       expect(proxied.status).toBe(403);
       const json = (await proxied.json()) as Answer['json'];
