@@ -225,6 +225,32 @@ describe('Alipay (扫码授权)', () => {
     expect(await cardOfChannelPayer(app.context, 'alipay', other)).toBeUndefined();
   });
 
+  it("a refused callback lands the holder's browser on a page that says why in zh-CN and English, not on raw JSON", async () => {
+    const h = await holder();
+    const callback = await authorizeAt(h, sims.alipay.newPayer());
+    expect((await http('GET', callback.toString())).status).toBe(200);
+    // The holder goes back in the browser and lands on the callback again: a replayed state.
+    const browser = { accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8' };
+    const replay = await fetch(callback.toString(), { headers: browser, redirect: 'manual' });
+    expect(replay.status).toBe(409);
+    expect(replay.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(replay.headers.get('content-security-policy')).toContain("default-src 'none'");
+    const page = await replay.text();
+    expect(page).toMatch(/^<!doctype html>/);
+    expect(page).toContain('支付宝绑定未完成');
+    expect(page).toMatch(/<p>[^<]*[\u4e00-\u9fff][^<]*<\/p>/); // the refusal's zh-CN text
+    expect(page).toMatch(/<p lang="en">[^<]*this authorisation[^<]*<\/p>/i); // and its English one
+    expect(page).toContain('STATE_USED');
+    // A forged state with markup in it is not echoed as markup.
+    const forged = new URL(callback);
+    forged.searchParams.set('state', '<script>alert(1)</script>');
+    const refused = await fetch(forged.toString(), { headers: browser });
+    expect(refused.status).toBe(403);
+    expect(await refused.text()).not.toContain('<script>');
+    // An API client (no text/html in Accept) keeps the JSON error format.
+    expect(errorCode(await http('GET', callback.toString()))).toBe('STATE_USED');
+  });
+
   it('a state whose session ended binds nothing; an invalid auth_code is refused', async () => {
     const h = await holder();
     const payer = sims.alipay.newPayer();

@@ -11,6 +11,7 @@ import { bindWechatPayer, completeAlipayAuthorization, startAlipayAuthorization,
 import { ecardSummary } from '../domain/ecard.js';
 import { bearerToken, type AuthenticatedSession, type Sessions } from '../domain/sessions.js';
 import { InvalidArgumentError, PermissionDeniedError } from '../errors.js';
+import { httpErrorOf } from './errors.js';
 import type { GatewayRequest, GatewayResponse, Route } from './http.js';
 
 export interface ChannelBindingDeps {
@@ -48,6 +49,24 @@ async function authorizeAlipay(deps: ChannelBindingDeps, req: GatewayRequest): P
   return { status: 200, body: await startAlipayAuthorization(deps.ctx, session) };
 }
 
+const CALLBACK_PAGE_CSP = "default-src 'none'; base-uri 'none'; form-action 'none'";
+
+/** Text for an HTML page: every character markup gives meaning to is escaped. */
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** The page a refused callback lands the holder's browser on: why, zh-CN first, then English. */
+function refusedPage(code: string, zh: string, en: string): string {
+  return [
+    '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">',
+    '<meta name="viewport" content="width=device-width, initial-scale=1"><title>支付宝绑定未完成</title></head>',
+    `<body><main><h1>支付宝绑定未完成</h1><p>${escapeHtml(zh)}</p>`,
+    `<p lang="en">Alipay was not bound: ${escapeHtml(en)}</p>`,
+    `<p><small>${escapeHtml(code)}</small></p></main></body></html>`,
+  ].join('');
+}
+
 /** The page the holder's browser lands on after Alipay: plain text a person reads, zh-CN first. */
 function boundPage(): string {
   return [
@@ -58,7 +77,30 @@ function boundPage(): string {
   ].join('');
 }
 
+/**
+ * Alipay's redirect lands the holder's browser here: a refusal (a replayed or expired state, a code
+ * Alipay did not accept ...) is a page a person reads, with the refusal's status, for a browser (Accept
+ * names text/html); other callers keep the JSON error format.
+ */
 async function alipayCallback(deps: ChannelBindingDeps, req: GatewayRequest): Promise<GatewayResponse> {
+  try {
+    return await completeAlipayCallback(deps, req);
+  } catch (err) {
+    const mapped = httpErrorOf(err);
+    if (mapped === undefined || !(req.headers['accept'] ?? '').includes('text/html')) throw err;
+    if (mapped.serious) deps.ctx.log.error({ err }, 'alipay authorisation callback failed');
+    else if (mapped.ledgerUnavailable) deps.ctx.log.warn({ err }, 'alipay authorisation callback failed: the ledger did not answer (503)');
+    const { code, message, messageEn } = mapped.body.error;
+    return {
+      status: mapped.status,
+      body: refusedPage(code, message, messageEn),
+      contentType: 'text/html; charset=utf-8',
+      headers: { ...mapped.headers, 'content-security-policy': CALLBACK_PAGE_CSP },
+    };
+  }
+}
+
+async function completeAlipayCallback(deps: ChannelBindingDeps, req: GatewayRequest): Promise<GatewayResponse> {
   const signal = AbortSignal.timeout(CALLBACK_TIMEOUT_MS);
   await completeAlipayAuthorization(
     deps.ctx,
@@ -73,7 +115,7 @@ async function alipayCallback(deps: ChannelBindingDeps, req: GatewayRequest): Pr
     status: 200,
     body: boundPage(),
     contentType: 'text/html; charset=utf-8',
-    headers: { 'content-security-policy': "default-src 'none'; base-uri 'none'; form-action 'none'" },
+    headers: { 'content-security-policy': CALLBACK_PAGE_CSP },
   };
 }
 

@@ -26,6 +26,8 @@ export const COPIED_HEADERS = [
   'x-forwarded-for',
   'cookie',
   'origin',
+  // What the caller reads: a browser (text/html) gets a page where one lands (the Alipay callback).
+  'accept',
   // Set by a reverse proxy: a request carrying one came through it, whatever address it arrived from.
   'forwarded',
   'x-real-ip',
