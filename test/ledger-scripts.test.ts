@@ -239,7 +239,7 @@ const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args:
   password: [
     { keys: 1, args: ['state', DAY, 5] },
     { keys: 1, args: ['take', DAY, 5, NOW] },
-    { keys: 1, args: ['fail', DAY, 5] },
+    { keys: 1, args: ['fail', DAY, 5, NOW] },
     { keys: 1, args: ['release', DAY, 5] },
     { keys: 1, args: ['ok', DAY, 5, 'hash', ''] },
     { keys: 1, args: ['set', DAY, 5, 'hash', 'hash2', '1'] },

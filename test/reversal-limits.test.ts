@@ -110,3 +110,18 @@ it("a switch whose clock is behind, paying just before midnight by its clock, do
   clock.nowMs = aMs + 100; // A again
   expect((await pay(serial, 1, PIN)).declineReason).toBe(DeclineReason.DECLINE_REASON_DAILY_LIMIT_EXCEEDED);
 });
+
+it("a switch whose clock is behind does not lift the new day's password lock another switch counted", async () => {
+  const serial = await newCard('3005', 100_000);
+  // Switch A: 2026-12-01 00:00:00.100 campus time; switch B's clock runs 150 ms behind A's.
+  const aMs = Date.UTC(2026, 10, 30, 16, 0, 0, 100);
+  clock.nowMs = aMs;
+  for (let left = 4; left >= 1; left--) expect((await pay(serial, 6000, '000000')).pinAttemptsLeft).toBe(left);
+  expect((await pay(serial, 6000, '000000')).declineReason).toBe(DeclineReason.DECLINE_REASON_PIN_LOCKED);
+  clock.nowMs = aMs - 150; // B: 23:59:59.950 of 11-30 by its clock
+  expect((await pay(serial, 6000, '000000')).declineReason).toBe(DeclineReason.DECLINE_REASON_PIN_LOCKED);
+  expect((await pay(serial, 6000, PIN)).declineReason).toBe(DeclineReason.DECLINE_REASON_PIN_LOCKED);
+  clock.nowMs = aMs + 100; // A again: still locked, no attempt given back
+  expect((await pay(serial, 6000, '000000')).declineReason).toBe(DeclineReason.DECLINE_REASON_PIN_LOCKED);
+  expect(await app.redis.hmget(app.keys.account('3005'), 'pday', 'pfail')).toEqual(['20261201', '5']);
+});

@@ -159,7 +159,7 @@ async function checkCardOnly(ctx: SwitchContext, cardNo: string, pin: string): P
     throw err;
   }
   if (!right) {
-    const after = await passwordScript(ctx, cardNo, ['fail']);
+    const after = await passwordScript(ctx, cardNo, ['fail', String(ctx.now())]);
     if (after.code === 'locked') return { check: { ok: false, reason: 'locked' }, verifiedWrong: true, documentNumber };
     return { check: { ok: false, reason: 'wrong', attemptsLeft: after.attemptsLeft }, verifiedWrong: true, documentNumber };
   }

@@ -235,7 +235,7 @@ export const ARGV_RULES = {
     expected: '3 to 6 (by op)',
     byOp: {
       state: [],
-      fail: [],
+      fail: [integer('nowMs', 0)],
       release: [],
       take: [integer('nowMs', 0)],
       ok: [text('expectedHash'), text('newHash')],

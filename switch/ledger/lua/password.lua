@@ -20,7 +20,7 @@
                       happen: its place is given back, nothing counted) | 'set'
   ARGV[2] dayKey      YYYYMMDD in campus time
   ARGV[3] maxAttempts wrong attempts allowed per day
-  ARGV[4] ('take') nowMs
+  ARGV[4] ('take', 'fail') nowMs
           ('ok', 'set') expectedHash: the hash the caller verified against ('' for a card that has none)
   ARGV[5] newHash       ('ok': the hash to store now, at full cost, for a card that had none or a lower-cost
                         one; '' for none; 'set': the new password's hash)
@@ -53,23 +53,37 @@ local op = ARGV[1]
 local dayKey = ARGV[2]
 local maxAttempts = tonumber(ARGV[3])
 local IN_FLIGHT_STALE_MS = 60000
+-- The campus day (UTC+8) in ms, and how far before its midnight a switch may see the next day already
+-- begun on the account by another switch whose clock runs ahead.
+local CAMPUS_UTC_OFFSET_MS = 28800000
+local DAY_MS = 86400000
+local DAY_END_SKEW_MS = 60000
 
 -- @include argv
 
 -- How many arguments each op takes (state, fail, release: none beyond the first three).
-local ARGV_COUNT = { state = 3, take = 4, fail = 3, release = 3, ok = 5, set = 6 }
+local ARGV_COUNT = { state = 3, take = 4, fail = 4, release = 3, ok = 5, set = 6 }
 local badArgv = argvCount(#ARGV >= 3, '3 to 6 (by op)')
   or argvOneOf(1, 'op', 'state', 'take', 'fail', 'release', 'ok', 'set') or argvId(2, 'dayKey')
   or argvInteger(3, 'maxAttempts', 1) or argvCount(#ARGV == ARGV_COUNT[op], ARGV_COUNT[op] .. ' for ' .. op)
 if badArgv then return badArgv end
-if op == 'take' then badArgv = argvInteger(4, 'nowMs', 0) end
+if op == 'take' or op == 'fail' then badArgv = argvInteger(4, 'nowMs', 0) end
 if op == 'set' then badArgv = argvId(5, 'newHash') or argvFlag(6, 'clearInitial') end
 if badArgv then return badArgv end
 
 local account = rcall('HMGET', accountKey, 'pwd', 'pday', 'pfail', 'pwdinit', 'docn', 'pinf', 'pints')
 if account[1] == false then return { ANSWER_UNKNOWN_CARD, 0, '', '', '' } end
 local failures = 0
-if account[2] == dayKey then failures = tonumber(account[3]) or 0 end
+if account[2] == dayKey then
+  failures = tonumber(account[3]) or 0
+elseif (op == 'take' or op == 'fail') and account[2] and account[2] > dayKey
+    and (tonumber(ARGV[4]) + CAMPUS_UTC_OFFSET_MS) % DAY_MS >= DAY_MS - DAY_END_SKEW_MS then
+  -- Another switch, its clock a little ahead, began the next campus day on this account while this
+  -- one's clock is in the last minute of the day before: that day's count is this check's too. The
+  -- count's day never goes back, or a lock of the new day would be lifted (and its attempts given again).
+  dayKey = account[2]
+  failures = tonumber(account[3]) or 0
+end
 local inFlight = tonumber(account[6]) or 0
 local left = maxAttempts - failures
 if left < 0 then left = 0 end
