@@ -636,6 +636,13 @@ const MALFORMED: readonly MalformedCase[] = [
     send: (f) => authorize(f, payment(1, 1_000), terminalMetadata({ id: POS_TERMINAL.id, secret: `${POS_TERMINAL.secret}x` })),
   },
   {
+    // It was "terminal "POS-T1" is not registered": untrue, and no help to whoever set the secret up.
+    name: 'a secret longer than any terminal secret',
+    code: Status.UNAUTHENTICATED,
+    mentions: /^wrong secret for terminal "POS-T1": longer than any terminal secret \(at most 128 characters\)$/,
+    send: (f) => authorize(f, payment(1, 1_000), terminalMetadata({ id: POS_TERMINAL.id, secret: 's'.repeat(7_000) })),
+  },
+  {
     name: 'no metadata at all',
     code: Status.UNAUTHENTICATED,
     mentions: /terminal-id/,

@@ -104,8 +104,13 @@ export async function authenticateTerminal(
   id: string,
   secret: string,
 ): Promise<Terminal | Refusal> {
-  if (!TERMINAL_ID_PATTERN.test(id) || secret.length > MAX_SECRET_LENGTH) {
-    return { code: Status.UNAUTHENTICATED, details: `terminal "${id.slice(0, 40)}" is not registered` };
+  // Both refused without a look-up: no terminal has such an id, and none has such a secret.
+  if (!TERMINAL_ID_PATTERN.test(id)) return { code: Status.UNAUTHENTICATED, details: `terminal "${id.slice(0, 40)}" is not registered` };
+  if (secret.length > MAX_SECRET_LENGTH) {
+    return {
+      code: Status.UNAUTHENTICATED,
+      details: `wrong secret for terminal "${id}": longer than any terminal secret (at most ${MAX_SECRET_LENGTH} characters)`,
+    };
   }
   const terminal = await registry.get(id);
   if (terminal === undefined)
