@@ -8,7 +8,7 @@ import { connect, type IncomingHttpHeaders } from 'node:http2';
 import { status as Status } from '@grpc/grpc-js';
 import { expect, it, onTestFinished } from 'vitest';
 import { Outcome } from '../proto/gen/cardswitch/v1/common.js';
-import { AuthorizeRequest, type AuthorizeResponse } from '../proto/gen/cardswitch/v1/pos.js';
+import { AuthorizeRequest, StreamedAuthorizeRequest, type AuthorizeResponse } from '../proto/gen/cardswitch/v1/pos.js';
 import { DEADLINE_OVER_REFUSAL } from '../switch/grpc/deadline.js';
 import { call, openCard, POS_TERMINAL, posClient, readJournal, startTestSwitch, terminalMetadata } from './helpers/switch.js';
 
@@ -86,4 +86,68 @@ it('an Authorize whose deadline is over when it arrives is refused before any wo
   expect(Number(await app.redis.hget(app.keys.account(CARD.cardNo), 'bal'))).toBe(50_000 - (1 + sent.length) * 100);
   const journal = await readJournal(app.redis, app.keys.journal(app.keys.shardOf(CARD.cardNo)));
   expect(journal.filter((e) => e.fields['k'] === 'pay')).toHaveLength(1 + sent.length);
+});
+
+it('an AuthorizeStream whose deadline is over when it arrives pays none of its messages', async () => {
+  const app = await startTestSwitch('grpc-deadline-stream');
+  onTestFinished(() => app.stop());
+  await app.terminals.register(POS_TERMINAL);
+  await openCard(app, CARD.cardNo, CARD.serial, 50_000);
+  const client = posClient(app);
+  onTestFinished(() => client.close());
+  await call<AuthorizeRequest, AuthorizeResponse>(client, 'authorize', payment(1000), terminalMetadata(POS_TERMINAL));
+  const session = connect(`http://127.0.0.1:${app.grpcPort}`);
+  onTestFinished(() => void session.close());
+  session.on('error', () => undefined);
+
+  const count = 20;
+  for (const timeout of ['0m', '2147484S']) {
+    const first = timeout === '0m' ? 1 : 1 + count;
+    const answer = await new Promise<{ status: string; answers: number }>((resolve) => {
+      const stream = session.request({
+        ':method': 'POST',
+        ':path': '/cardswitch.v1.PosService/AuthorizeStream',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        'grpc-timeout': timeout,
+      });
+      let status = '';
+      let answers = 0;
+      const read = (h: IncomingHttpHeaders): void => {
+        if (h['grpc-status'] !== undefined) status = String(h['grpc-status']);
+      };
+      stream.on('response', read);
+      stream.on('trailers', read);
+      stream.on('data', () => answers++);
+      stream.on('error', () => undefined);
+      stream.on('close', () => resolve({ status, answers }));
+      const frames = Array.from({ length: count }, (_, i) => {
+        const message = StreamedAuthorizeRequest.encode({
+          tag: i + 1,
+          terminalSecret: POS_TERMINAL.secret,
+          request: payment(first + i),
+        }).finish();
+        const framed = Buffer.alloc(5 + message.length);
+        framed.writeUInt32BE(message.length, 1);
+        framed.set(message, 5);
+        return framed;
+      });
+      stream.end(Buffer.concat(frames));
+    });
+    expect(answer, timeout).toEqual({ status: String(Status.DEADLINE_EXCEEDED), answers: 0 });
+  }
+  for (let sequenceNumber = 1; sequenceNumber <= 2 * count; sequenceNumber++) {
+    const retriedAtMs = Date.now();
+    const retry = await call<AuthorizeRequest, AuthorizeResponse>(
+      client,
+      'authorize',
+      payment(sequenceNumber),
+      terminalMetadata(POS_TERMINAL),
+    );
+    expect(retry.outcome).toBe(Outcome.OUTCOME_APPROVED);
+    expect(retry.decidedAtMs, `sequence ${sequenceNumber} was paid on the stream refused at its deadline`).toBeGreaterThanOrEqual(
+      retriedAtMs,
+    );
+  }
+  expect(Number(await app.redis.hget(app.keys.account(CARD.cardNo), 'bal'))).toBe(50_000 - (1 + 2 * count) * 100);
 });
