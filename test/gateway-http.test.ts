@@ -653,6 +653,30 @@ describe('gateway WebSockets', () => {
     expect(await metricValue(t.metrics, 'cardswitch_websockets_open', {})).toBe(2);
   });
 
+  it('a plain request to the WebSocket path is told to upgrade (426, GET and HEAD) or 405, never "no route"', async () => {
+    const t = await start();
+    const plain = await send(`${t.base}${EVENTS_PATH}?token=good-a`);
+    expect(plain.status).toBe(426);
+    expect(plain.headers.get('upgrade')).toBe('websocket');
+    expectErrorBody(plain.json, 'UPGRADE_REQUIRED');
+    expect(plain.json.error?.messageEn).toContain('WebSocket');
+    const head = await fetch(`${t.base}${EVENTS_PATH}`, { method: 'HEAD' });
+    expect(head.status).toBe(426);
+    expect(await head.text()).toBe('');
+    const post = await send(`${t.base}${EVENTS_PATH}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(post.status).toBe(405);
+    expect(post.headers.get('allow')).toBe('GET');
+    expectErrorBody(post.json, 'METHOD_NOT_ALLOWED');
+    // The socket itself still opens, and nothing was counted as one.
+    const { client } = await openClient(t, 'good-a');
+    expect(t.hub.count()).toBe(1);
+    client.close();
+    for (const method of ['GET', 'HEAD'])
+      expect(
+        await metricValue(t.metrics, 'cardswitch_http_request_duration_seconds_count', { route: EVENTS_PATH, method, status: '426' }),
+      ).toBe(1);
+  });
+
   it('refuses upgrades beyond maxSockets with 503', async () => {
     const t = await start({}, { maxSockets: 2 });
     await openClient(t, 'good-A');

@@ -335,10 +335,10 @@ const TOO_MANY_CONNECTIONS = r(
   { retryAfterSec: 5 },
 );
 const NOT_A_HANDSHAKE = r(
-  404,
-  'NOT_FOUND',
-  '找不到该页面或接口',
-  'a plain GET without the WebSocket handshake headers: there is no HTTP resource here',
+  426,
+  'UPGRADE_REQUIRED',
+  '请使用支持实时通知（WebSocket）的页面打开',
+  'a plain GET (or HEAD) without the WebSocket handshake headers: open it as a WebSocket (the answer carries Upgrade: websocket)',
 );
 const PROTOCOL_REQUIRED = r(400, 'PROTOCOL_REQUIRED', '请刷新页面后重试', `the subprotocol ${EVENTS_PROTOCOL} was not offered`);
 const INVALID_SINCE = invalidField(

@@ -81,6 +81,8 @@ const PONG = JSON.stringify({ type: 'pong' });
 /** The uWS send() result for a message dropped over maxBackpressure. */
 const SEND_DROPPED = 2;
 const RETRY_AFTER_FULL_SEC = '5';
+/** Methods named as such in the metrics (any other is OTHER: a client cannot mint label values). */
+const LABELLED_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']);
 
 class Socket implements SocketHandle {
   ws: WebSocket<UserData> | undefined;
@@ -132,6 +134,9 @@ export class WebSocketEndpoint implements WebSocketHub {
       message: (ws, message, isBinary) => this.onMessage(ws, message, isBinary),
       close: (ws) => this.onClose(ws),
     });
+    // uWS hands a request on the path that is not a valid upgrade (no Sec-WebSocket-Key, another method)
+    // on to the next route: without this one, the catch-all's 404 "no route", which is untrue.
+    app.any(options.path, (res, req) => this.onNotUpgrade(res, req));
   }
 
   send(key: string, text: string): number {
@@ -281,13 +286,47 @@ export class WebSocketEndpoint implements WebSocketHub {
     return new Socket(this.nextId++, admission.key, protocol, admission.data, upgrade.remoteAddress, release);
   }
 
-  private refuse(res: HttpResponse, error: HttpError, startedMs: number): void {
-    writeReply(res, errorReply(error));
-    this.observe(error.status, startedMs);
+  private refuse(res: HttpResponse, error: HttpError, startedMs: number, method = 'GET'): void {
+    writeReply(res, errorReply(error), method === 'HEAD');
+    this.observe(error.status, startedMs, method);
   }
 
-  private observe(status: number, startedMs: number): void {
-    this.metrics.httpRequest(this.options.path, 'GET', status, (performance.now() - startedMs) / 1000);
+  /** A plain request on the WebSocket path: 426 for GET / HEAD (open it as a WebSocket), 405 otherwise. */
+  private onNotUpgrade(res: HttpResponse, req: HttpRequest): void {
+    const startedMs = performance.now();
+    const method = req.getCaseSensitiveMethod().toUpperCase();
+    if (method !== 'GET' && method !== 'HEAD') {
+      // The body, if any, is not read: close the connection so its bytes are not taken for a request.
+      writeReply(
+        res,
+        errorReply(
+          httpError(
+            405,
+            'METHOD_NOT_ALLOWED',
+            '不支持该请求方式',
+            `${method.slice(0, 16)} is not allowed here; use GET (a WebSocket upgrade)`,
+          ),
+          {
+            headers: { allow: 'GET' },
+            close: true,
+          },
+        ),
+      );
+      this.observe(405, startedMs, LABELLED_METHODS.has(method) ? method : 'OTHER');
+      return;
+    }
+    const error = httpError(
+      426,
+      'UPGRADE_REQUIRED',
+      '请使用支持实时通知（WebSocket）的页面打开',
+      `${this.options.path} is a WebSocket: open it with Upgrade: websocket, Sec-WebSocket-Key and Sec-WebSocket-Version: 13`,
+      { headers: { upgrade: 'websocket', connection: 'Upgrade' } },
+    );
+    this.refuse(res, error, startedMs, method);
+  }
+
+  private observe(status: number, startedMs: number, method = 'GET'): void {
+    this.metrics.httpRequest(this.options.path, method, status, (performance.now() - startedMs) / 1000);
   }
 
   private onOpen(ws: WebSocket<UserData>): void {
