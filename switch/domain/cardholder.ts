@@ -34,6 +34,19 @@ export async function resolveCardholder(ctx: SwitchContext, cardholder: Cardhold
   return { cardNo, serial: '' };
 }
 
+/**
+ * The card account a cardholder reference names, also through the serial of a card since replaced; undefined
+ * when it names none (malformed, unknown). Only for answering a retry of a request already recorded for that
+ * account: a new request goes through resolveCardholder, which refuses a replaced card.
+ */
+export async function cardNamedBy(ctx: SwitchContext, cardholder: CardholderRef | undefined): Promise<string | undefined> {
+  const serial = cardholder?.cardSerial;
+  if (serial !== undefined) return CARD_SERIAL_PATTERN.test(serial) ? ctx.cards.cardForSerial(serial.toUpperCase()) : undefined;
+  const personNumber = cardholder?.personNumber;
+  if (personNumber === undefined || !PERSON_NUMBER_PATTERN.test(personNumber)) return undefined;
+  return ctx.cards.cardForPersonNumber(personNumber);
+}
+
 export async function resolveCardTap(ctx: SwitchContext, rawSerial: string): Promise<ResolvedCardholder> {
   if (!CARD_SERIAL_PATTERN.test(rawSerial)) throw new InvalidArgumentError('card.card_serial must be 8 to 20 hex digits');
   const serial = rawSerial.toUpperCase();

@@ -112,6 +112,17 @@ export async function payUtilityFee(ctx: SwitchContext, request: FeeRequest): Pr
   return settlePendingFee(ctx, ref, request.target, answer);
 }
 
+/**
+ * True when this request was taken before (fee-debit.lua recorded it, with this card, amount and target):
+ * its retry is answered from that record by payUtilityFee, so the checks of a new request (the card on the
+ * reader is the card's current one, the card password) are not asked again. The card may have been replaced
+ * or its password changed since; the retry must still learn what became of the fee it paid.
+ */
+export async function feeRequestRecorded(ctx: SwitchContext, request: FeeRequest): Promise<boolean> {
+  checkFeeAmount(request.amountFen);
+  return ctx.money.feeRecorded(refOf(request));
+}
+
 /** Drives one pending request to delivered or given back; answers `pending` when the provider stays silent. */
 export async function settlePendingFee(
   ctx: SwitchContext,

@@ -8,8 +8,8 @@ import type { UtilityTarget } from '../fees/index.js';
 import type { FeeAnswer } from '../ledger/money.js';
 import { changeCardPassword, checkCardPassword, passwordBusyError, requireCardPassword } from './card-password.js';
 import { cancelCardLoss, reportCardLost, type StatusChange } from './card-status.js';
-import { resolveCardholder, type CardholderRef } from './cardholder.js';
-import { payUtilityFee } from './fees.js';
+import { cardNamedBy, resolveCardholder, type CardholderRef } from './cardholder.js';
+import { feeRequestRecorded, payUtilityFee } from './fees.js';
 import type { StatementQueryInput, StatementReader, StatementResult } from './reports.js';
 
 /** Who stands at the kiosk and the card password they typed ('' when they tapped the card). */
@@ -56,6 +56,20 @@ export type KioskFeeOutcome =
  * shows it and the cardholder may try again under the same sequence number), not an error.
  */
 export async function payUtilityFeeAtKiosk(ctx: SwitchContext, fee: KioskFee): Promise<KioskFeeOutcome> {
+  // A retry of a request already taken is answered from its record first, as a PIN payment's is: the card
+  // may have been replaced or its password changed since, and the kiosk must still learn the fee was paid
+  // (not "card replaced" or "wrong password" for money already gone). No password check is spent on it.
+  const namedCardNo = await cardNamedBy(ctx, fee.cardholder);
+  if (namedCardNo !== undefined) {
+    const request = {
+      cardNo: namedCardNo,
+      terminalId: fee.terminalId,
+      sequence: fee.sequence,
+      target: fee.target,
+      amountFen: fee.amountFen,
+    };
+    if (await feeRequestRecorded(ctx, request)) return { kind: 'answered', answer: await payUtilityFee(ctx, request) };
+  }
   const { cardNo } = await resolveCardholder(ctx, fee.cardholder);
   const check = await checkCardPassword(ctx, cardNo, fee.password, { terminalId: fee.terminalId });
   if (!check.ok) {

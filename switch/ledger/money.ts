@@ -22,6 +22,7 @@ import {
 import { campusDayKey, IdempotencyConflictError } from './ledger.js';
 import type { Keys } from './keys.js';
 import type { ScriptName, ScriptReply, Scripts } from './scripts.js';
+import { readRequestFields } from './request-records.js';
 
 export const RECHARGE_CHANNELS = ['WECHAT', 'ALIPAY', 'COUNTER'] as const;
 export type RechargeChannelCode = (typeof RECHARGE_CHANNELS)[number];
@@ -336,6 +337,18 @@ export class MoneyLedger {
       transactionId: txnId ?? '',
       decidedAtMs: parseInteger(decidedAt, 'adjust', 'time'),
     };
+  }
+
+  /**
+   * True when fee-debit.lua already recorded this very request (same terminal, sequence number and
+   * fingerprint): a retry of it is answered from the record (fee-debit.lua replays it), whatever became
+   * of the card since (replaced, password changed). A plain read: it changes nothing.
+   */
+  async feeRecorded(ref: FeeRequestRef): Promise<boolean> {
+    const [fingerprint] = await readRequestFields(this.scripts.client, this.keys.request(ref.cardNo, ref.terminalId, ref.sequence), [
+      'pfp',
+    ]);
+    return fingerprint === feeFingerprint(ref);
   }
 
   /** Takes a fee (or replays the request's current state); see fee-debit.lua. */
