@@ -341,6 +341,56 @@ describe('channel order credits (recharge.lua)', () => {
     expect(await balance(card.cardNo)).toBe(90_000 + DAILY_LIMIT_FEN);
   });
 
+  it("a switch whose clock is behind, just before midnight by its clock, keeps the new day's maximum another switch counted", async () => {
+    const card = await newCard(0);
+    // Switch A: 2026-12-03 00:00:00.100 campus time; switch B's clock runs 150 ms behind A's.
+    const aMs = Date.UTC(2026, 11, 2, 16, 0, 0, 100);
+    const a = new MoneyLedger(app.keys, app.context.scripts, 3600, () => aMs);
+    const b = new MoneyLedger(app.keys, app.context.scripts, 3600, () => aMs - 150);
+    const counter = (money: MoneyLedger, id: string, amountFen: number) =>
+      money.recharge({
+        cardNo: card.cardNo,
+        channel: 'COUNTER',
+        orderId: id,
+        amountFen,
+        source: 'desk',
+        reason: '',
+        dailyLimitFen: DAILY_LIMIT_FEN,
+      });
+    expect((await counter(a, 'skew-0001', DAILY_LIMIT_FEN - 1000)).code).toBe('credited');
+    const order = (nowMs: number, id: string, amountFen: number) =>
+      createRechargeOrder(app.context, {
+        cardNo: card.cardNo,
+        channel: 'ALIPAY',
+        orderId: rechargeOrderId(app.context, card.cardNo, id),
+        amountFen,
+        expiresAtMs: nowMs + 600_000,
+        dailyLimitFen: DAILY_LIMIT_FEN,
+        source: 'holder',
+        nowMs,
+      });
+    expect((await order(aMs, 'holder|skew-a', 1000)).code).toBe('created');
+    // B: what A credited and ordered on 12-03 counts; nothing more fits.
+    const before = await snapshot(card.cardNo);
+    expect(await counter(b, 'skew-0002', 1)).toMatchObject({ code: 'daily_limit_exceeded', rechargeableTodayFen: 0 });
+    expect((await order(aMs - 150, 'holder|skew-b', 1)).code).toBe('daily_limit_exceeded');
+    expect(await snapshot(card.cardNo)).toEqual(before);
+    expect(await counter(a, 'skew-0003', 1)).toMatchObject({ code: 'daily_limit_exceeded', rechargeableTodayFen: 0 });
+    // B credits A's order when it is paid: it stays a recharge of 12-03.
+    const paid = await b.recharge({
+      cardNo: card.cardNo,
+      channel: 'ALIPAY',
+      orderId: rechargeOrderId(app.context, card.cardNo, 'holder|skew-a'),
+      amountFen: 1000,
+      source: 'alipay',
+      reason: '',
+      dailyLimitFen: 0,
+    });
+    expect(paid.code).toBe('credited');
+    expect(await app.redis.hmget(app.keys.account(card.cardNo), 'rday', 'rsum')).toEqual(['20261203', String(DAILY_LIMIT_FEN)]);
+    expect((await counter(a, 'skew-0004', 1)).code).toBe('daily_limit_exceeded');
+  });
+
   it('keeps a refusal on the order when asked (a payment the channel took): refused for good, the next day too', async () => {
     const card = await newCard(0);
     const money = (dayOffset: number) => new MoneyLedger(app.keys, app.context.scripts, 3600, () => clock.now() + dayOffset * 86_400_000);

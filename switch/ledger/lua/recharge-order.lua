@@ -174,6 +174,17 @@ if account[1] == false then return joinAnswer({ ANSWER_UNKNOWN_CARD, 0, 0, 0 }) 
 if account[2] == 'C' then return joinAnswer({ ANSWER_CARD_CANCELLED, 0, 0, 0 }) end
 
 local open = rcall('HGETALL', openKey)
+-- The campus day this order counts in: the switch's (dayKey), or a later day already on the card (its
+-- credits or open orders), begun by another switch whose clock runs a little ahead, when this switch's
+-- clock is in the last minute of its day. A day's count never goes back, or the new day's maximum would
+-- be passed; at any other time a differing day is another day, so a clock that once jumped ahead holds
+-- no count long (as in recharge.lua).
+local latest = account[3]
+for i = 2, #open, 2 do
+  local day = string.match(open[i], '^%d+|([^|]*)')
+  if day and (not latest or day > latest) then latest = day end
+end
+if latest and latest > dayKey and (tonumber(nowMs) + 28800000) % 86400000 >= 86400000 - 60000 then dayKey = latest end
 local openCount = 0
 local reservedTodayFen = 0
 if account[3] == dayKey then reservedTodayFen = tonumber(account[4]) or 0 end

@@ -108,11 +108,20 @@ local function refused(answer)
 end
 if balanceFen == nil then return refused(joinAnswer({ ANSWER_UNKNOWN_CARD, 0, '', nowMs, 0 })) end
 
-local rechargedTodayFen = 0
-if account[3] == dayKey then rechargedTodayFen = tonumber(account[4]) or 0 end
+-- The campus day this call counts in: the switch's (dayKey), or a later day already on the card, begun by
+-- another switch whose clock runs a little ahead, when this switch's clock is in the last minute of its
+-- day. A day's count never goes back, or the new day's totals would be wiped (and its maximum passed); at
+-- any other time a differing day is another day, so a clock that once jumped ahead holds no count long.
+local function countingDay(day, seen)
+  if seen and seen > day and (tonumber(nowMs) + 28800000) % 86400000 >= 86400000 - 60000 then return seen end
+  return day
+end
 -- An order made on an earlier campus day (made before midnight, paid after) held its amount against
 -- that day's maximum while it was open: it is that day's recharge, and takes nothing of today's.
 local heldDay = string.match(rcall('HGET', openKey, orderId) or '', '^%d+|(%d+)')
+dayKey = countingDay(countingDay(dayKey, account[3]), heldDay)
+local rechargedTodayFen = 0
+if account[3] == dayKey then rechargedTodayFen = tonumber(account[4]) or 0 end
 local countsToday = not (heldDay and heldDay < dayKey)
 -- The answer's last field when there is no daily limit (a field, not an answer code).
 local UNLIMITED_FEN = -1
@@ -128,6 +137,20 @@ end
 local reservedTodayFen = rechargedTodayFen
 if dailyLimitFen > 0 then
   local open = rcall('HGETALL', openKey)
+  -- An order made on the next day by a switch ahead counts as that day too (countingDay).
+  local latest = nil
+  for i = 2, #open, 2 do
+    local day = string.match(open[i], '^%d+|([^|]*)')
+    if day and (not latest or day > latest) then latest = day end
+  end
+  local later = countingDay(dayKey, latest)
+  if later ~= dayKey then
+    dayKey = later
+    countsToday = not (heldDay and heldDay < dayKey)
+    rechargedTodayFen = 0
+    if account[3] == dayKey then rechargedTodayFen = tonumber(account[4]) or 0 end
+    reservedTodayFen = rechargedTodayFen
+  end
   for i = 1, #open, 2 do
     -- "<amountFen>|<dayKey>", "|A" after it for an order needing an operator (it counts all the same).
     local amountText, day = string.match(open[i + 1], '^(%d+)|([^|]*)')
