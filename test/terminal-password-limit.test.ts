@@ -7,6 +7,7 @@ import { DeclineReason } from '../proto/gen/cardswitch/v1/common.js';
 import type { AuthorizeResponse } from '../proto/gen/cardswitch/v1/pos.js';
 import type { SwitchApp } from '../switch/app.js';
 import type { NewTerminal } from '../switch/domain/terminals.js';
+import { settleTerminalPasswordCheck, takeTerminalPasswordCheck } from '../switch/ledger/terminal-password.js';
 import { KIOSK_TERMINAL, kioskClient, passwordHash, startClockedSwitch, TestClock } from './helpers/clients.js';
 import { call, grpcError, openCard, POS_TERMINAL, posClient, terminalMetadata } from './helpers/switch.js';
 
@@ -155,5 +156,25 @@ describe('a POS guessing PINs across cards', () => {
     expect(results.filter((r) => r === `status ${Status.RESOURCE_EXHAUSTED}`)).toHaveLength(cards - LIMIT);
     const entries = await limitEntries();
     expect(entries.filter((e) => e['terminal'] === POS_TERMINAL.id)).toHaveLength(1);
+  });
+});
+
+describe('two switches whose clocks differ at the turn of the hour', () => {
+  it("a switch whose clock is behind does not lift the new hour's limit another switch counted", async () => {
+    const terminalId = 'KIOSK-SKEW-01';
+    // Switch A: 11:00:00.100 campus time; switch B's clock runs 150 ms behind A's.
+    const aMs = Date.UTC(2026, 10, 27, 3, 0, 0, 100);
+    const a = { ...app.context, now: () => aMs };
+    const b = { ...app.context, now: () => aMs - 150 };
+    for (let i = 0; i < LIMIT; i++) {
+      expect(await takeTerminalPasswordCheck(a, terminalId)).toEqual({ code: 'go' });
+      await settleTerminalPasswordCheck(a, terminalId, 'fail');
+    }
+    expect(await takeTerminalPasswordCheck(a, terminalId)).toEqual({ code: 'limit' });
+    // B, at 10:59:59.950 by its clock, finds the new hour's failures: no check, nothing changed.
+    const guard = await app.redis.hgetall(app.keys.terminalPasswordGuard(terminalId));
+    expect(await takeTerminalPasswordCheck(b, terminalId)).toEqual({ code: 'limit' });
+    expect(await app.redis.hgetall(app.keys.terminalPasswordGuard(terminalId))).toEqual(guard);
+    expect(await takeTerminalPasswordCheck(a, terminalId)).toEqual({ code: 'limit' });
   });
 });

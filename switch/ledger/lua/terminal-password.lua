@@ -42,6 +42,10 @@ local hourKey = ARGV[3]
 local maxFailures = tonumber(ARGV[4])
 local ttlMs = tonumber(ARGV[5])
 local IN_FLIGHT_STALE_MS = 60000
+-- A clock hour in ms, and how far before its end a switch may see the next hour already begun on the
+-- terminal by another switch whose clock runs ahead.
+local HOUR_MS = 3600000
+local HOUR_END_SKEW_MS = 60000
 
 -- @include argv
 
@@ -52,7 +56,15 @@ if badArgv then return badArgv end
 
 local guard = rcall('HMGET', guardKey, 'hour', 'fail', 'inf', 'infts')
 local failures = 0
-if guard[1] == hourKey then failures = tonumber(guard[2]) or 0 end
+if guard[1] == hourKey then
+  failures = tonumber(guard[2]) or 0
+elseif guard[1] and tonumber(guard[1]) == tonumber(hourKey) + 1 and nowMs % HOUR_MS >= HOUR_MS - HOUR_END_SKEW_MS then
+  -- Another switch, its clock a little ahead, began the next hour on this terminal while this one's
+  -- clock is in the last minute of the hour before: that hour's count is this check's too. The count's
+  -- hour never goes back, or the new hour's limit would be lifted.
+  hourKey = guard[1]
+  failures = tonumber(guard[2]) or 0
+end
 local inFlight = tonumber(guard[3]) or 0
 local left = maxFailures - failures
 if left < 0 then left = 0 end
