@@ -397,6 +397,38 @@ describe('gateway routes', () => {
     expect((await send(`${t.base}/api/v1/things/after`)).status).toBe(200);
   });
 
+  it('answers 408 with zh-CN and English to a body that trickles in slower than the body deadline, and closes; the handler never runs', async () => {
+    let ran = 0;
+    const t = await start({
+      bodyTimeoutMs: 1000,
+      routes: [{ method: 'POST', path: '/api/v1/slow', handler: () => (ran++, Promise.resolve({ status: 200, body: {} })) }],
+    });
+    const answer = await within(
+      new Promise<{ response: string }>((resolve) => {
+        const socket = net.connect(t.gateway.port, '127.0.0.1');
+        let response = '';
+        socket.on('error', () => undefined);
+        socket.on('data', (d) => (response += d.toString('utf8')));
+        socket.on('close', () => {
+          clearInterval(trickle);
+          resolve({ response });
+        });
+        socket.write('POST /api/v1/slow HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{');
+        // One byte every 50 ms: 500 bytes would take 25 s (uWS alone would close it silently after about 10 s).
+        const trickle = setInterval(() => socket.write(' '), 50);
+      }),
+      5000,
+      'the slow body to be cut off',
+    );
+    expect(statusOf(answer.response)).toBe(408);
+    expectErrorBody(jsonOf(answer.response), 'REQUEST_TIMEOUT');
+    expect(ran).toBe(0);
+    // A body that arrives in time is read as always (and its deadline does not outlive it).
+    const fine = await send(`${t.base}/api/v1/slow`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":1}' });
+    expect(fine.status).toBe(200);
+    expect(ran).toBe(1);
+  });
+
   it('answers 415 for a body that is not JSON and 400 for malformed JSON', async () => {
     const t = await start();
     const text = await send(`${t.base}/api/v1/things`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hello' });

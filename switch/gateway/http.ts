@@ -81,6 +81,11 @@ export interface GatewayOptions {
   readonly ws?: WebSocketOptions;
   /** How long shutdown() waits for handlers still running before closing their connections. */
   readonly shutdownGraceMs: number;
+  /**
+   * A request body must arrive in full within this long of its headers, or it is answered 408 and the
+   * connection closed. Default BODY_TIMEOUT_MS; below uWS's own cut-off (about 10 s, silent).
+   */
+  readonly bodyTimeoutMs?: number;
 }
 
 export interface RunningGateway {
@@ -92,6 +97,12 @@ export interface RunningGateway {
 }
 
 export const HEALTH_TIMEOUT_MS = 2000;
+/**
+ * How long a request body may take to arrive (a phone's JSON is under 1 KiB; 16 KiB in 5 s is 3.2 KiB/s).
+ * uWS closes a connection whose body comes slower than 16 KiB/s after about 10 s, without a word: this
+ * answers first, with a status and a message the page can show.
+ */
+export const BODY_TIMEOUT_MS = 5000;
 /** nginx's code for "the client closed the request"; only a metrics label, never sent. */
 const CLIENT_CLOSED_STATUS = 499;
 
@@ -135,6 +146,11 @@ function checkOptions(options: GatewayOptions): void {
     throw new RangeError(`maxBodyBytes must be a whole number >= 1, got ${options.maxBodyBytes}`);
   if (!Number.isInteger(options.shutdownGraceMs) || options.shutdownGraceMs < 0)
     throw new RangeError('shutdownGraceMs must be a whole number >= 0');
+  const bodyTimeoutMs = options.bodyTimeoutMs ?? BODY_TIMEOUT_MS;
+  if (!Number.isInteger(bodyTimeoutMs) || bodyTimeoutMs < 100 || bodyTimeoutMs > 8000)
+    throw new RangeError(
+      `bodyTimeoutMs must be a whole number of 100..8000 (uWS cuts slow bodies off after about 10 s), got ${bodyTimeoutMs}`,
+    );
 }
 
 function listen(app: TemplatedApp, host: string, port: number): Promise<us_listen_socket> {
@@ -277,15 +293,19 @@ class Gateway {
       if (value !== '') headers[name] = value;
     }
     const maxBodyBytes = route.raw?.maxBodyBytes ?? this.options.maxBodyBytes;
-    const refusal = refuseByHeaders(headers, req.getHeader('transfer-encoding') !== '', maxBodyBytes, route.raw !== undefined);
+    const chunked = req.getHeader('transfer-encoding') !== '';
+    if (chunked) headers['transfer-encoding'] = 'chunked';
+    const refusal = refuseByHeaders(headers, chunked, maxBodyBytes, route.raw !== undefined);
     if (refusal !== undefined) {
       // The body is not read: close the connection so its bytes are not taken for the next request.
       answerNow(refusal, { close: true });
       return;
     }
     const state: ResponseState = { aborted: false, answered: false, head };
+    let stopReading: () => void = () => undefined;
     res.onAborted(() => {
       state.aborted = true;
+      stopReading();
     });
     const partial = {
       // A HEAD runs the GET route: its handler sees GET.
@@ -297,10 +317,13 @@ class Gateway {
       headers,
       remoteAddress: remoteAddressOf(res),
     };
-    readBody(res, maxBodyBytes, (body) => {
+    const deadlineMs = expectsBody(headers) ? (this.options.bodyTimeoutMs ?? BODY_TIMEOUT_MS) : undefined;
+    stopReading = readBody(res, maxBodyBytes, deadlineMs, (body) => {
       if (state.aborted) return;
       if (body === 'too_large')
         return this.finish(res, state, entry.path, method, startedMs, errorReply(bodyTooLarge(maxBodyBytes), { close: true }));
+      if (body === 'too_slow')
+        return this.finish(res, state, entry.path, method, startedMs, errorReply(bodyTooSlow(deadlineMs ?? 0), { close: true }));
       if (route.raw !== undefined)
         return this.track(
           this.run(route, { ...partial, body: undefined, rawBody: body, aborted: () => state.aborted }, res, state, startedMs),
@@ -411,6 +434,20 @@ function readParams(req: HttpRequest, names: readonly string[]): Record<string, 
   return params;
 }
 
+function bodyTooSlow(deadlineMs: number): HttpError {
+  return httpError(
+    408,
+    'REQUEST_TIMEOUT',
+    '网络较慢，提交的内容未能及时送达，请重试',
+    `the request body did not arrive in full within ${deadlineMs / 1000} s; send it again`,
+  );
+}
+
+/** A request that announced a body (Content-Length above 0, or chunked): only then is its arrival timed. */
+function expectsBody(headers: Readonly<Record<string, string>>): boolean {
+  return headers['transfer-encoding'] !== undefined || (headers['content-length'] ?? '0') !== '0';
+}
+
 function bodyTooLarge(maxBodyBytes: number): HttpError {
   return httpError(413, 'PAYLOAD_TOO_LARGE', '提交的内容过大', `the request body is larger than ${maxBodyBytes} bytes`);
 }
@@ -442,27 +479,49 @@ function refuseByHeaders(
 
 /**
  * Collects the body, copying each chunk (uWS neuters its ArrayBuffer when the callback returns). Past
- * `limit` bytes it stops keeping chunks and reports 'too_large' once; the caller answers and closes.
+ * `limit` bytes it stops keeping chunks and reports 'too_large' once; a body not complete `deadlineMs`
+ * after the headers is 'too_slow' (its chunks dropped); either way the caller answers and closes.
+ * Answers a function that stops it (the client went away): chunks and deadline are dropped at once.
  */
-function readBody(res: HttpResponse, limit: number, done: (body: Buffer | 'too_large') => void): void {
+function readBody(
+  res: HttpResponse,
+  limit: number,
+  deadlineMs: number | undefined,
+  done: (body: Buffer | 'too_large' | 'too_slow') => void,
+): () => void {
   const chunks: Buffer[] = [];
   let size = 0;
   let finished = false;
+  const end = (outcome: Buffer | 'too_large' | 'too_slow'): void => {
+    finished = true;
+    clearTimeout(timer);
+    done(outcome);
+  };
+  // The answer is written by `done` (corked there); a client gone by then is told apart by the caller.
+  const timer =
+    deadlineMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          if (finished) return;
+          chunks.length = 0;
+          end('too_slow');
+        }, deadlineMs);
   res.onData((chunk, isLast) => {
     if (finished) return;
     size += chunk.byteLength;
     if (size > limit) {
-      finished = true;
       chunks.length = 0;
-      done('too_large');
+      end('too_large');
       return;
     }
     if (chunk.byteLength > 0) chunks.push(Buffer.copyBytesFrom(new Uint8Array(chunk)));
-    if (isLast) {
-      finished = true;
-      done(Buffer.concat(chunks, size));
-    }
+    if (isLast) end(Buffer.concat(chunks, size));
   });
+  return () => {
+    finished = true;
+    chunks.length = 0;
+    clearTimeout(timer);
+  };
 }
 
 const MALFORMED = Symbol('malformed');
