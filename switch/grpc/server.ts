@@ -175,6 +175,30 @@ function refusingHandler(method: MethodDefinition<unknown, unknown>, handler: Ha
   };
 }
 
+/**
+ * Health/Watch of a service this switch does not serve is answered SERVICE_UNKNOWN and watches nothing.
+ * grpc-health-check keeps a watcher set per service name ever watched and never drops an emptied one:
+ * a client without credentials watching made-up names and hanging up left every name in the switch
+ * (about 1.3 KB per 1,000-character name, without end: test/pos-server.test.ts). The served names are
+ * fixed when the server starts, so an unknown one can never change status: the stream stays open (as
+ * the health protocol has it) with nothing to tell.
+ */
+function watchingServedOnly(inner: Pick<Server, 'addService'>, served: Record<string, unknown>): Pick<Server, 'addService'> {
+  return {
+    addService(definition: ServiceDefinition, implementation: UntypedServiceImplementation): void {
+      const watch = implementation['watch'] as ((call: CallLike) => unknown) | undefined;
+      if (watch === undefined) return inner.addService(definition, implementation);
+      const watchServed = (call: CallLike): unknown => {
+        const service = (call.request as { service?: unknown } | undefined)?.service;
+        if (typeof service === 'string' && Object.hasOwn(served, service)) return watch(call);
+        call.write({ status: 'SERVICE_UNKNOWN' });
+        return undefined;
+      };
+      inner.addService(definition, { ...implementation, watch: watchServed as UntypedHandleCall });
+    },
+  };
+}
+
 /** TLS with the configured certificate; with a client CA, every client must present a certificate it signed. */
 function serverCredentials(tls: GrpcTlsConfig | undefined): ServerCredentials {
   if (tls === undefined) return ServerCredentials.createInsecure();
@@ -194,7 +218,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
     statusMap[s.name] = 'SERVING';
   }
   const health = new HealthImplementation(statusMap);
-  health.addToServer(refusingUndecodable(server));
+  health.addToServer(watchingServedOnly(refusingUndecodable(server), statusMap));
   reflectionService().addToServer(refusingUndecodable(server, reflectionRefusal));
 
   const port = await new Promise<number>((resolve, reject) =>
