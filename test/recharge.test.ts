@@ -391,6 +391,35 @@ describe('channel order credits (recharge.lua)', () => {
     expect((await counter(a, 'skew-0004', 1)).code).toBe('daily_limit_exceeded');
   });
 
+  it('an order made on the new day by a switch ahead, paid through a switch behind, is a recharge of the new day', async () => {
+    const card = await newCard(0);
+    const aMs = Date.UTC(2026, 11, 3, 16, 0, 0, 100); // 2026-12-04 00:00:00.100 campus time
+    const orderId = rechargeOrderId(app.context, card.cardNo, 'holder|skew-paid');
+    const made = await createRechargeOrder(app.context, {
+      cardNo: card.cardNo,
+      channel: 'WECHAT',
+      orderId,
+      amountFen: 50_000,
+      expiresAtMs: aMs + 600_000,
+      dailyLimitFen: DAILY_LIMIT_FEN,
+      source: 'holder',
+      nowMs: aMs,
+    });
+    expect(made.code).toBe('created');
+    const b = new MoneyLedger(app.keys, app.context.scripts, 3600, () => aMs - 150);
+    const paid = await b.recharge({
+      cardNo: card.cardNo,
+      channel: 'WECHAT',
+      orderId,
+      amountFen: 50_000,
+      source: 'wechat',
+      reason: '',
+      dailyLimitFen: 0,
+    });
+    expect(paid.code).toBe('credited');
+    expect(await app.redis.hmget(app.keys.account(card.cardNo), 'rday', 'rsum')).toEqual(['20261204', '50000']);
+  });
+
   it('keeps a refusal on the order when asked (a payment the channel took): refused for good, the next day too', async () => {
     const card = await newCard(0);
     const money = (dayOffset: number) => new MoneyLedger(app.keys, app.context.scripts, 3600, () => clock.now() + dayOffset * 86_400_000);
