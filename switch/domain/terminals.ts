@@ -11,6 +11,8 @@ export const MERCHANT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
 export const MIN_SECRET_LENGTH = 16;
 export const MAX_SECRET_LENGTH = 128;
 export const MAX_LOCATION_LENGTH = 64;
+/** The most terminal ids the cache holds; a campus has a few thousand terminals. */
+export const MAX_CACHED_TERMINALS = 10_000;
 
 export interface Terminal {
   readonly id: string;
@@ -83,11 +85,24 @@ export class TerminalRegistry {
     return exists;
   }
 
+  /** How many terminal ids (registered or not) the cache holds now. */
+  get cachedTerminals(): number {
+    return this.cache.size;
+  }
+
   async get(terminalId: string): Promise<Terminal | undefined> {
     const cached = this.cache.get(terminalId);
     if (cached !== undefined && Date.now() - cached.loadedAtMs < this.cacheMs) return cached.terminal;
     const terminal = checkedTerminal(terminalId, await this.records.read(terminalId));
-    if (this.cacheMs > 0) this.cache.set(terminalId, { terminal, loadedAtMs: Date.now() });
+    if (this.cacheMs > 0) {
+      // Bounded: the ids come from callers not yet authenticated (an AuthorizeStream message names any
+      // terminal), and every id named stayed for good (test/terminal-cache.test.ts). The oldest goes first.
+      if (this.cache.size >= MAX_CACHED_TERMINALS && !this.cache.has(terminalId)) {
+        const oldest = this.cache.keys().next();
+        if (oldest.done !== true) this.cache.delete(oldest.value);
+      }
+      this.cache.set(terminalId, { terminal, loadedAtMs: Date.now() });
+    }
     return terminal;
   }
 
