@@ -186,6 +186,22 @@ class Reader {
     return value;
   }
 
+  /** A URL that may carry a password (REDIS_URL, DATABASE_URL): its problems show it without user and password. */
+  url(name: string, check: (v: string) => string | undefined): string {
+    const value = this.env[name] ?? '';
+    const problem = check(value);
+    if (problem !== undefined) this.problems.push(`${name}=${JSON.stringify(withoutUrlCredentials(value))}: ${problem}`);
+    return value;
+  }
+
+  /** A token checked for its shape only: its problems say how long it is, never what it is. */
+  token(name: string, check: (v: string) => string | undefined): string {
+    const value = this.env[name] ?? '';
+    const problem = check(value);
+    if (problem !== undefined) this.problems.push(`${name}: the value (${value.length} characters) ${problem}`);
+    return value;
+  }
+
   /**
    * A secret (pepper, signing key): its problems never repeat the value, which would put (a piece of) it in
    * the log, and each says how to make one.
@@ -230,11 +246,21 @@ class Reader {
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const MIN_PEPPER_LENGTH = 16;
 
+/**
+ * A URL as a message may show it: whatever stands between `//` and its last `@` (user and password; a
+ * password may hold an unencoded `/` or `@`, which URL parsers accept) becomes `***`.
+ */
+export function withoutUrlCredentials(url: string): string {
+  return url.replace(/^([^/@]*\/\/)?.*@/s, '$1***@');
+}
+
 function checkRedisUrl(v: string): string | undefined {
   if (v === '') return undefined;
   if (!/^rediss?:\/\/[^\s]+$/.test(v)) return 'must look like redis://host:port or rediss://host:port';
   // The database, if any, is a number: redis://host:port/2 (the hot-path client and ioredis both SELECT it).
   const path = /^rediss?:\/\/[^/]*(\/.*)?$/.exec(v)?.[1] ?? '';
+  // A / in the password ends the host part for URL parsers too; the "path" then holds the rest of the password.
+  if (path.includes('@')) return 'a / in the user or password must be written %2F';
   return path === '' || path === '/' || /^\/\d{1,5}$/.test(path)
     ? undefined
     : `must look like redis://host:port or redis://user:password@host:port/N, with a database number N after the last /, not ${path}`;
@@ -297,7 +323,7 @@ export function describeLedgerRedis(
     return `Redis Cluster via ${config.redisClusterNodes.map((n) => `${n.host}:${n.port}`).join(',')}`;
   if (config.redisSentinels.length > 0)
     return `Redis master "${config.redisSentinelMaster}" via Sentinels ${config.redisSentinels.map((n) => `${n.host}:${n.port}`).join(',')}`;
-  return config.redisUrl.replace(/\/\/[^@]*@/, '//***@');
+  return withoutUrlCredentials(config.redisUrl);
 }
 
 /** What the archiver process (switch/history/main.ts) needs of the switch's settings: the ledger and the archive. */
@@ -323,7 +349,7 @@ function readLedgerRedis(
   env: Env,
 ): Omit<ArchiverConfig, 'ledgerDurability' | 'ledgerWaitTimeoutMs' | 'keyPrefix' | 'ledgerShards' | 'history' | 'logLevel'> {
   return {
-    redisUrl: r.string('REDIS_URL', '', checkRedisUrl),
+    redisUrl: r.url('REDIS_URL', checkRedisUrl),
     redisCommandTimeoutMs: r.integer('REDIS_COMMAND_TIMEOUT_MS', 2000, 50, 60_000),
     redisClusterNodes: readNodes(r, env, 'REDIS_CLUSTER_NODES'),
     redisSentinels: readNodes(r, env, 'REDIS_SENTINELS'),
@@ -340,7 +366,7 @@ function readKeyPrefix(r: Reader): string {
 
 function readHistory(r: Reader): HistoryConfig {
   return {
-    databaseUrl: r.string('DATABASE_URL', '', (v) =>
+    databaseUrl: r.url('DATABASE_URL', (v) =>
       v === '' || /^postgres(ql)?:\/\//.test(v) ? undefined : 'must be a postgres:// URL, or empty',
     ),
     archive: r.choice('HISTORY_ARCHIVE', 'on', ['on', 'off']) === 'on',
@@ -451,7 +477,7 @@ export function loadConfig(env: Env = process.env): Config {
       wsMaxSockets: r.integer('GATEWAY_WS_MAX_SOCKETS', 50_000, 1, 1_000_000),
       wsMaxPerCard: r.integer('GATEWAY_WS_MAX_PER_CARD', 32, 1, 1000),
       benchHello: r.choice('GATEWAY_BENCH_HELLO', 'false', ['true', 'false']) === 'true',
-      metricsToken: r.string('GATEWAY_METRICS_TOKEN', '', (v) =>
+      metricsToken: r.token('GATEWAY_METRICS_TOKEN', (v) =>
         v === '' || /^\S{16,128}$/.test(v) ? undefined : 'must be 16-128 characters without spaces, or empty (loopback only)',
       ),
     },

@@ -117,4 +117,29 @@ describe('loadConfig', () => {
     });
     expect(problems).toEqual(['OPERATOR_TOKENS: operator alice is named twice; give each operator one entry']);
   });
+  it('a bad REDIS_URL, DATABASE_URL or GATEWAY_METRICS_TOKEN is refused without repeating a password or the token', () => {
+    const secret = 'Pl4nted-Secr3t';
+    const cases: Record<string, string>[] = [
+      // A database name where the number goes: the message shows the URL, but not its password.
+      { REDIS_URL: `redis://:${secret}@ledger.campus:6379/cardswitch` },
+      { REDIS_URL: `rediss://default:${secret}@ledger.campus:6380/x` },
+      // A password with an unencoded / or @ (URL accepts both): no piece of it either.
+      { REDIS_URL: `redis://:ab/${secret}@ledger.campus:6379/0` },
+      { REDIS_URL: `redis://:ab@${secret}@ledger.campus:6379/x` },
+      { DATABASE_URL: `jdbc:postgresql://archiver:${secret}@pg.campus/journal` },
+      { DATABASE_URL: `pg://archiver:${secret}@pg.campus/journal` },
+      { GATEWAY_METRICS_TOKEN: `${secret} with spaces` },
+      { GATEWAY_METRICS_TOKEN: secret.slice(0, 12) },
+    ];
+    for (const env of cases) {
+      const problems = problemsOf(env);
+      const name = Object.keys(env)[0] ?? '';
+      expect(problems, JSON.stringify(env)).toHaveLength(1);
+      expect(problems[0]?.startsWith(name)).toBe(true);
+      expect(problems[0], JSON.stringify(env)).not.toContain(secret.slice(0, 12));
+      expect(problems[0], JSON.stringify(env)).not.toContain(secret.slice(-8));
+    }
+    // Still says where it went wrong: the host and the path stay.
+    expect(problemsOf({ REDIS_URL: `redis://:${secret}@ledger.campus:6379/cardswitch` })[0]).toContain('ledger.campus:6379/cardswitch');
+  });
 });
