@@ -496,6 +496,25 @@ describe('the holder API', () => {
     expect(errorOf(await http('POST', '/api/v1/ecard/loss/cancel', token, { password: PIN })).code).toBe('WRONG_PASSWORD');
   });
 
+  it('a page token of another filter, or a damaged one, is refused saying to start from the first page (zh-CN and English)', async () => {
+    await card('8302', 100_000);
+    const token = await boundUser('8302', 'pagetokenuser');
+    await tap('8302', 100);
+    await tap('8302', 200);
+    const first = await http('GET', '/api/v1/ecard/statement?pageSize=1', token);
+    const next = first.body['nextPageToken'] as string;
+    expect(next).not.toBe('');
+    for (const query of [`pageSize=1&kinds=recharge&pageToken=${next}`, 'pageSize=1&pageToken=not-a-token']) {
+      const refused = await http('GET', `/api/v1/ecard/statement?${query}`, token);
+      expect(refused.status).toBe(400);
+      const error = errorOf(refused);
+      expect(error.code).toBe('PAGE_TOKEN_INVALID');
+      expect(error.message).toContain('第一页');
+      expect(error.messageEn).toMatch(/first page/);
+    }
+    expect((await http('GET', `/api/v1/ecard/statement?pageSize=1&pageToken=${next}`, token)).status).toBe(200);
+  });
+
   it('refuses oversized (413), non-JSON (415) and malformed (400) bodies, changing nothing', async () => {
     const { accessToken } = await signIn('bigbody');
     const big = await http('POST', '/api/v1/ecard/binding', accessToken, { ...form('8001'), filler: 'x'.repeat(5000) });

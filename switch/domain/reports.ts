@@ -119,7 +119,12 @@ export class StatementReader {
       return this.tokens.decode(token, queryId);
     } catch (err) {
       if (err instanceof PageTokenError)
-        throw new InvalidArgumentError(`${err.message}; ask for the first page again with an empty page_token`);
+        // The holder did nothing wrong (the filter changed under an old token, or it was damaged): say
+        // what to do, not "check what you entered".
+        throw new InvalidArgumentError(`${err.message}; ask for the first page again with an empty page_token`, {
+          reason: 'PAGE_TOKEN_INVALID',
+          zh: '翻页信息已失效，请从第一页重新查看',
+        });
       throw err;
     }
   }

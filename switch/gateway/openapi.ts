@@ -1446,8 +1446,8 @@ const paths: Record<string, unknown> = {
           invalidField('pageSize', '每页条数有误', `pageSize must be 1..${MAX_STATEMENT_PAGE_SIZE}`),
           r(
             400,
-            'INVALID_ARGUMENT',
-            GENERIC_ZH.INVALID_ARGUMENT,
+            'PAGE_TOKEN_INVALID',
+            '翻页信息已失效，请从第一页重新查看',
             'pageToken was not issued for this card and filter (or was altered): ask for the first page again',
           ),
           ...AUTH,
