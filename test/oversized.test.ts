@@ -15,6 +15,7 @@
 import { connect, constants, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { gzipSync } from 'node:zlib';
 import { Client, connectivityState, credentials, Metadata, status as Status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImportCardholdersRequest } from '../proto/gen/cardswitch/v1/admin.js';
@@ -243,6 +244,42 @@ function partialCall(session: ClientHttp2Session, path: string, announced: numbe
     stream.write(body, () => resolve('no answer, all taken'));
   });
 }
+
+describe('compressed messages', () => {
+  it(`a gzip message of 8 KB that inflates past ${MAX_REQUEST_BYTES} bytes (8 MiB) is RESOURCE_EXHAUSTED; a small one is answered`, async () => {
+    const session = connect(`http://127.0.0.1:${app.grpcPort}`);
+    session.on('error', () => undefined);
+    const send = (body: Buffer): Promise<string> =>
+      new Promise((resolve) => {
+        const stream = session.request({
+          ':method': 'POST',
+          ':path': INQUIRE,
+          'content-type': 'application/grpc',
+          te: 'trailers',
+          'grpc-encoding': 'gzip',
+          'terminal-id': POS_TERMINAL.id,
+          'terminal-secret': POS_TERMINAL.secret,
+        });
+        let grpcStatus = '';
+        const read = (h: IncomingHttpHeaders): void => void (grpcStatus = String(h['grpc-status'] ?? grpcStatus));
+        stream.on('response', read);
+        stream.on('trailers', read);
+        stream.on('data', () => undefined);
+        stream.on('error', () => undefined);
+        stream.on('close', () => resolve(grpcStatus));
+        const framed = Buffer.alloc(5 + body.length);
+        framed[0] = 1; // compressed
+        framed.writeUInt32BE(body.length, 1);
+        body.copy(framed, 5);
+        stream.end(framed);
+      });
+    const bomb = gzipSync(padded(8 * MIB));
+    expect(bomb.length).toBeLessThan(MAX_REQUEST_BYTES);
+    expect(await send(bomb)).toBe(String(Status.RESOURCE_EXHAUSTED));
+    expect(await send(gzipSync(inquiry))).toBe(String(Status.OK));
+    session.close();
+  });
+});
 
 describe('partial messages held open by a client without credentials', () => {
   it('40 streams each announcing 9 MiB and sending 8 MiB (health, reflection, AuthorizeStream): refused at the length prefix, none held', async () => {
