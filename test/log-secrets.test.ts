@@ -1,0 +1,62 @@
+// Secrets and personal data must not reach the logs: a password hash, a card serial or a payment code
+// travelling as a Redis command's argument, a password inside a URL. Each test plants a distinctive value,
+// makes the product log at its most verbose level, and looks for the value in everything it wrote.
+import { Writable } from 'node:stream';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../switch/log.js';
+import { redisServer, type PrivateRedisServer } from './helpers/redis-server.js';
+
+const PLANTED = 'pl4nted-s3cret-9f1c2e';
+
+/** A trace-level logger as the product makes it, and everything it wrote. */
+function capturedLogger(): { log: ReturnType<typeof createLogger>; text: () => string; lines: () => Record<string, unknown>[] } {
+  let out = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      out += chunk.toString();
+      done();
+    },
+  });
+  const log = createLogger('trace', 'test', sink);
+  return {
+    log,
+    text: () => out,
+    lines: () =>
+      out
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
+}
+
+describe('the log', () => {
+  let server: PrivateRedisServer;
+  beforeAll(async () => {
+    server = await redisServer([]);
+  });
+  afterAll(() => server.stop());
+
+  it("logs a Redis reply error with its message and command name, never the command's arguments", async () => {
+    // ioredis puts `command: { name, args }` on every reply error; a script's ARGV carries password hashes
+    // (password.lua ok/set) and card serials (authorize.lua), and the switch logs unexpected errors whole.
+    const client = new Redis({ port: server.port, maxRetriesPerRequest: 1 });
+    let caught: unknown;
+    try {
+      await client.call('FCALL', 'no_such_function', 0, 'set', PLANTED);
+    } catch (err) {
+      caught = err;
+    } finally {
+      client.disconnect();
+    }
+    expect((caught as { command?: { args?: unknown[] } }).command?.args).toContain(PLANTED);
+    const { log, text, lines } = capturedLogger();
+    log.error({ err: caught, rpc: 'ChangePassword' }, 'call failed');
+    log.error({ err: new Error('wrapped', { cause: caught }) }, 'call failed');
+    log.error(caught as Error);
+    expect(text()).not.toContain(PLANTED);
+    const first = lines()[0] as { err: { message: string; command: { name: string } } };
+    expect(first.err.message).toMatch(/Function not found/);
+    expect(first.err.command.name).toMatch(/^fcall$/i);
+  });
+});
