@@ -1,9 +1,13 @@
 // Secrets and personal data must not reach the logs: a password hash, a card serial or a payment code
 // travelling as a Redis command's argument, a password inside a URL. Each test plants a distinctive value,
 // makes the product log at its most verbose level, and looks for the value in everything it wrote.
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KioskConfigError, loadKioskConfig } from '../kiosk/main/settings.js';
 import { createLogger } from '../switch/log.js';
 import { redisServer, type PrivateRedisServer } from './helpers/redis-server.js';
 
@@ -58,5 +62,37 @@ describe('the log', () => {
     const first = lines()[0] as { err: { message: string; command: { name: string } } };
     expect(first.err.message).toMatch(/Function not found/);
     expect(first.err.command.name).toMatch(/^fcall$/i);
+  });
+});
+
+describe("the kiosk's start-up problems", () => {
+  it('a credential file that is not valid JSON is refused without quoting the secret', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kiosk-credential-'));
+    try {
+      const file = join(dir, 'credential.json');
+      // Typos an installer makes: the secret unquoted, a trailing comma, a missing closing quote.
+      const broken = [
+        `{"terminalId": "KIOSK-9", "secret": ${PLANTED}}`,
+        `{"terminalId": "KIOSK-9", "secret": "${PLANTED}",}`,
+        `{"terminalId": "KIOSK-9", "secret": "${PLANTED}}`,
+        `{"terminalId": "KIOSK-9" "secret": "${PLANTED}"}`,
+      ];
+      for (const text of broken) {
+        writeFileSync(file, text);
+        chmodSync(file, 0o600);
+        let caught: unknown;
+        try {
+          loadKioskConfig({ KIOSK_CREDENTIAL_FILE: file });
+        } catch (err) {
+          caught = err;
+        }
+        expect(caught, text).toBeInstanceOf(KioskConfigError);
+        const message = (caught as Error).message;
+        expect(message).toContain(file);
+        for (let i = 0; i + 5 <= PLANTED.length; i++) expect(message, text).not.toContain(PLANTED.slice(i, i + 5));
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

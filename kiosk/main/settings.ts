@@ -49,13 +49,20 @@ export function loadKioskConfig(env: NodeJS.ProcessEnv): KioskConfig {
       'KIOSK_CREDENTIAL_FILE is not set: it names a JSON file {"terminalId", "secret", "location"} readable by this user only (npm run kiosk writes one for the demo kiosk)',
     );
   }
-  let parsed: unknown;
+  let text: string;
   try {
     if ((statSync(file).mode & 0o077) !== 0) throw new KioskConfigError(`${file} is readable by other users: chmod 600 it`);
-    parsed = JSON.parse(readFileSync(file, 'utf8'));
+    text = readFileSync(file, 'utf8');
   } catch (err) {
     if (err instanceof KioskConfigError) throw err;
     throw new KioskConfigError(`cannot read the kiosk credential ${file}: ${(err as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // Not the parser's message: V8 quotes the text around the mistake, which is the secret more often than not.
+    throw new KioskConfigError(`${file} is not valid JSON; it must hold {"terminalId": "...", "secret": "..."}`);
   }
   const c = parsed as Partial<Record<'terminalId' | 'secret' | 'location', unknown>>;
   if (typeof c.terminalId !== 'string' || typeof c.secret !== 'string' || c.terminalId === '' || c.secret === '') {
