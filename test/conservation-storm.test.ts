@@ -2,8 +2,10 @@
 // merchant refunds, counter recharges, kiosk channel recharge orders paid or closed at the WeChat / Alipay
 // simulators, utility fees, small-wallet transfers (settlement) and water spending, loss report / cancel
 // loss, freeze / unfreeze, ReplaceCard and password changes, each request fired several times at once
-// under one request id, with Redis stopped (SIGSTOP) for a moment in one round and the switch restarted
-// in another. Afterwards: the audit, each card's balance against its statement lines, the settlement
+// under one request id, with Redis stopped (SIGSTOP) for a moment in one round, the switch stopped
+// and started again in another, and from the middle round on a second switch (switch/main.ts, a
+// process of its own, on the same ledger) taking half the requests, killed with -9 mid-round and
+// started again. Afterwards: the audit, each card's balance against its statement lines, the settlement
 // reports against the journal, every approved request in the journal exactly once, and every duplicate
 // answered identically. RANDOM_SEED=<n> replays a failing run.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -22,6 +24,7 @@ import { auditLedger } from '../switch/ledger/audit.js';
 import { createLogger } from '../switch/log.js';
 import { freePort, startLocalRedis, type LocalRedis } from '../switch/redis/local-redis.js';
 import { KIOSK_TERMINAL, OPERATOR_ENV, operatorMetadata, passwordHash } from './helpers/clients.js';
+import { faultSwitchEnv, startSwitchChild, type SwitchChild } from './helpers/faults.js';
 import { prng } from './helpers/prng.js';
 import { openCard, readJournal, terminalMetadata, testConfig, type JournalEntry } from './helpers/switch.js';
 
@@ -44,7 +47,8 @@ const REFUSALS = new Set<number>([
   Status.PERMISSION_DENIED,
 ]);
 const CALL_DEADLINE_MS = 4_000;
-const MAX_ATTEMPTS = 40;
+/** How long a caller keeps asking again (a killed switch takes some seconds to start again). */
+const GIVE_UP_MS = 60_000;
 
 function terminal(id: string, kind: NewTerminal['kind'], merchantId: string): NewTerminal {
   return { id, kind, merchantId, location: `${merchantId} ${id}`, secret: `${id}-secret-0123456789` };
@@ -60,9 +64,25 @@ let redisDir = '';
 let sims: ChannelSimulators;
 let app: SwitchApp;
 let config: ReturnType<typeof testConfig>;
-let pos: PosServiceClient;
-let kiosk: KioskServiceClient;
-let admin: AdminServiceClient;
+/** One switch's clients. */
+interface Via {
+  readonly pos: PosServiceClient;
+  readonly kiosk: KioskServiceClient;
+  readonly admin: AdminServiceClient;
+}
+const CLIENT_OPTIONS = { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 300 };
+function clientsOf(port: number): Via {
+  const address = `127.0.0.1:${port}`;
+  return {
+    pos: new PosServiceClient(address, credentials.createInsecure(), CLIENT_OPTIONS),
+    kiosk: new KioskServiceClient(address, credentials.createInsecure(), CLIENT_OPTIONS),
+    admin: new AdminServiceClient(address, credentials.createInsecure(), CLIENT_OPTIONS),
+  };
+}
+/** The in-process switch's clients first (it has the channel simulators); a second switch's once it runs. */
+const vias: Via[] = [];
+/** A second switch on the same ledger, in a process of its own (switch/main.ts), killed with -9 in one round. */
+let child: SwitchChild | undefined;
 const log = createLogger(process.env['TEST_LOG_LEVEL'] ?? 'silent');
 
 /** The serial the card office last gave each card (a replaced card's old serial is still tapped now and then). */
@@ -91,6 +111,8 @@ const creditedOrders = new Set<string>();
 /** Channel recharge orders the payer paid at the simulator. */
 const paidOrders = new Set<string>();
 const findings: string[] = [];
+/** Calls asked again after an unknown outcome (the stall, the restart, the kill): the faults did hit. */
+let retries = 0;
 
 beforeAll(async () => {
   redisDir = mkdtempSync(join(tmpdir(), 'cardswitch-storm-'));
@@ -115,17 +137,12 @@ beforeAll(async () => {
     serials[c] = [newSerialOf(c)];
     await openCard(app, cardNo(c), currentSerial(c), OPENING_FEN, { pwd, pwdinit: '0', sno: `ST${c}`, sync: '1' });
   }
-  const address = `127.0.0.1:${app.grpcPort}`;
-  const options = { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 300 };
-  pos = new PosServiceClient(address, credentials.createInsecure(), options);
-  kiosk = new KioskServiceClient(address, credentials.createInsecure(), options);
-  admin = new AdminServiceClient(address, credentials.createInsecure(), options);
+  vias.push(clientsOf(app.grpcPort));
 }, 60_000);
 
 afterAll(async () => {
-  pos?.close();
-  kiosk?.close();
-  admin?.close();
+  for (const via of vias) for (const client of [via.pos, via.kiosk, via.admin]) client.close();
+  await child?.kill9();
   await app?.stop();
   await sims?.stop();
   await redis?.stop();
@@ -145,9 +162,10 @@ function once(client: unknown, method: string, request: unknown, metadata: Retur
 
 /** One request asked until its outcome is known (a retry under the same id after UNAVAILABLE & co). */
 async function ask(client: unknown, method: string, request: unknown, metadata: ReturnType<typeof terminalMetadata>): Promise<Answer> {
-  for (let attempt = 0; ; attempt++) {
+  for (const giveUpAt = Date.now() + GIVE_UP_MS; ;) {
     const answer = await once(client, method, request, metadata);
-    if (answer.ok || !retried(answer) || attempt >= MAX_ATTEMPTS) return answer;
+    if (answer.ok || !retried(answer) || Date.now() > giveUpAt) return answer;
+    retries++;
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -156,7 +174,7 @@ async function ask(client: unknown, method: string, request: unknown, metadata: 
 const retried = (a: Answer): boolean =>
   !a.ok && (RETRIED.has(a.code) || (a.code === (Status.RESOURCE_EXHAUSTED as number) && /at once|in a moment/.test(a.message)));
 
-function streamOnce(request: AuthorizeRequest, t: NewTerminal): Promise<Answer> {
+function streamOnce(pos: PosServiceClient, request: AuthorizeRequest, t: NewTerminal): Promise<Answer> {
   return new Promise((resolve) => {
     const call = pos.authorizeStream({ deadline: Date.now() + CALL_DEADLINE_MS });
     let settled = false;
@@ -177,10 +195,11 @@ function streamOnce(request: AuthorizeRequest, t: NewTerminal): Promise<Answer> 
   });
 }
 
-async function askStream(request: AuthorizeRequest, t: NewTerminal): Promise<Answer> {
-  for (let attempt = 0; ; attempt++) {
-    const answer = await streamOnce(request, t);
-    if (answer.ok || !retried(answer) || attempt >= MAX_ATTEMPTS) return answer;
+async function askStream(pos: PosServiceClient, request: AuthorizeRequest, t: NewTerminal): Promise<Answer> {
+  for (const giveUpAt = Date.now() + GIVE_UP_MS; ;) {
+    const answer = await streamOnce(pos, request, t);
+    if (answer.ok || !retried(answer) || Date.now() > giveUpAt) return answer;
+    retries++;
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -234,6 +253,9 @@ async function action(random: () => number, tag: string): Promise<void> {
   const c = Math.floor(random() * CARDS);
   const copies = 1 + Math.floor(random() * 3);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
+  // Either switch (the kiosk's recharge orders: the one with the channel simulators).
+  const { pos, kiosk, admin } = pick(vias);
+  const channelKiosk = (vias[0] as Via).kiosk;
   // A replaced card's old serial is presented now and then, as a holder who kept the old card would.
   const serial = random() < 0.15 ? pick(serials[c] as string[]) : currentSerial(c);
   const kioskMd = terminalMetadata(KIOSK_TERMINAL);
@@ -245,12 +267,12 @@ async function action(random: () => number, tag: string): Promise<void> {
     const request = { terminalId: t.id, sequenceNumber: sequence, amountFen, credential: { card: { cardSerial: serial } }, pin: '' };
     const streamed = random() < 0.4;
     const a = await dup(`${tag} pay ${t.id}#${sequence}`, copies, () =>
-      streamed ? askStream(request, t) : ask(pos, 'authorize', request, terminalMetadata(t)),
+      streamed ? askStream(pos, request, t) : ask(pos, 'authorize', request, terminalMetadata(t)),
     );
     if (outcomeOf(a) === Outcome.OUTCOME_APPROVED) approvedPayments.push({ card: c, terminal: t, sequence, amountFen, serial });
     // A retry long after, by the other path, answers the same.
     if (a.ok && random() < 0.3) {
-      const again = streamed ? await ask(pos, 'authorize', request, terminalMetadata(t)) : await askStream(request, t);
+      const again = streamed ? await ask(pos, 'authorize', request, terminalMetadata(t)) : await askStream(pos, request, t);
       if (JSON.stringify(again) !== JSON.stringify(a))
         findings.push(`${tag} pay ${t.id}#${sequence}: replay by the other path ${JSON.stringify(again)} vs ${JSON.stringify(a)}`);
     }
@@ -314,7 +336,7 @@ async function action(random: () => number, tag: string): Promise<void> {
       requestId: `rq-${tag.replace('.', '-')}`,
       amountFen: 100 + Math.floor(random() * 5000),
     };
-    const a = await dup(`${tag} kiosk recharge`, copies, () => ask(kiosk, 'recharge', request, kioskMd));
+    const a = await dup(`${tag} kiosk recharge`, copies, () => ask(channelKiosk, 'recharge', request, kioskMd));
     if (!a.ok) return;
     const orderId = (a.value as { orderId: string }).orderId;
     const how = random();
@@ -328,7 +350,7 @@ async function action(random: () => number, tag: string): Promise<void> {
       }
     };
     const closeIt = async (): Promise<void> => {
-      await dup(`${tag} close ${orderId}`, copies, () => ask(kiosk, 'cancelRechargeOrder', { orderId }, kioskMd));
+      await dup(`${tag} close ${orderId}`, copies, () => ask(channelKiosk, 'cancelRechargeOrder', { orderId }, kioskMd));
     };
     if (how < 0.4) await payIt();
     else if (how < 0.6) await closeIt();
@@ -402,9 +424,34 @@ it(`keeps every fen through a storm of every feature on ${CARDS} cards (seed ${S
   const random = prng(SEED);
   const stallRound = 1 + Math.floor(random() * (ROUNDS - 1));
   const restartRound = (stallRound + 1 + Math.floor(random() * (ROUNDS - 2))) % ROUNDS;
+  const childRound = Math.floor(ROUNDS / 2);
+  const childEnv = {
+    ...faultSwitchEnv(redis.url, await freePort(), app.keys.prefix, 'unused-0123456789'),
+    ...OPERATOR_ENV,
+    DAILY_RECHARGE_LIMIT_FEN: '0',
+  };
   for (let round = 0; round < ROUNDS; round++) {
+    if (round === childRound) {
+      child = await startSwitchChild(childEnv);
+      vias.push(clientsOf(child.grpcPort));
+    }
+    let done = 0;
+    let killAt: (() => void) | undefined;
+    const quarterDone = new Promise<void>((resolve) => (killAt = resolve));
     const seeds = Array.from({ length: ACTIONS_PER_ROUND }, () => Math.floor(random() * 2 ** 31));
-    const running = Promise.all(seeds.map((s, i) => action(prng(s), `${round}.${i}`)));
+    const running = Promise.all(
+      seeds.map((s, i) =>
+        action(prng(s), `${round}.${i}`).finally(() => {
+          if (++done === ACTIONS_PER_ROUND / 4) killAt?.();
+        }),
+      ),
+    );
+    if (round === childRound) {
+      // kill -9 with three quarters of the round's requests still to come (many in flight), then started again.
+      await quarterDone;
+      await child?.kill9();
+      child = await startSwitchChild(childEnv);
+    }
     if (round === stallRound) {
       redis.process.kill('SIGSTOP');
       await new Promise((r) => setTimeout(r, 2_000));
@@ -417,6 +464,8 @@ it(`keeps every fen through a storm of every feature on ${CARDS} cards (seed ${S
     await running;
   }
   await sims.alipay.drainNotifications();
+  console.log(`storm seed ${SEED}: ${approvedPayments.length} payments approved, ${retries} calls asked again after the faults`);
+  expect(retries).toBeGreaterThan(0);
 
   const entries: JournalEntry[] = [];
   for (let shard = 0; shard < app.keys.shardCount; shard++) entries.push(...(await readJournal(app.redis, app.keys.journal(shard))));
@@ -486,7 +535,7 @@ it(`keeps every fen through a storm of every feature on ${CARDS} cards (seed ${S
   for (const merchant of ['SC1', 'SS2', 'SBATH']) {
     const paid = entries.filter((e) => e.fields['t'] === `m:${merchant}`).reduce((s, e) => s + Number(e.fields['a']), 0);
     const back = entries.filter((e) => e.fields['f'] === `m:${merchant}`).reduce((s, e) => s + Number(e.fields['a']), 0);
-    const answer = await ask(admin, 'settlementReport', { merchantId: merchant, day }, operatorMetadata());
+    const answer = await ask((vias[0] as Via).admin, 'settlementReport', { merchantId: merchant, day }, operatorMetadata());
     if (!answer.ok) throw new Error(`settlement report of ${merchant}: ${JSON.stringify(answer)}`);
     const total = (answer.value as { total: { paidFen: number; refundedFen: number; netFen: number } }).total;
     if (total.paidFen !== paid || total.refundedFen !== back || total.netFen !== paid - back)
