@@ -10,15 +10,26 @@ import {
   StreamedAuthorizeResponse,
   type AuthorizeRequest,
 } from '../proto/gen/cardswitch/v1/pos.js';
-import type { SwitchApp } from '../switch/app.js';
-import { MAX_STREAM_IN_FLIGHT } from '../switch/grpc/authorize-stream.js';
+import { startSwitch, type SwitchApp } from '../switch/app.js';
+import { createLogger } from '../switch/log.js';
+import { MAX_LOGGED_REFUSALS, MAX_STREAM_IN_FLIGHT } from '../switch/grpc/authorize-stream.js';
 import { CancelledError } from '../switch/grpc/errors.js';
 import { authorizePayment } from '../switch/grpc/authorize.js';
 import { PosDomain } from '../switch/domain/pos.js';
 import { auditLedger } from '../switch/ledger/audit.js';
 import { KIOSK_TERMINAL } from './helpers/clients.js';
 import { connect } from './helpers/redis.js';
-import { call, dumpKeySpace, openCard, POS_TERMINAL, posClient, readJournal, startTestSwitch, terminalMetadata } from './helpers/switch.js';
+import {
+  call,
+  dumpKeySpace,
+  openCard,
+  POS_TERMINAL,
+  posClient,
+  readJournal,
+  startTestSwitch,
+  terminalMetadata,
+  testConfig,
+} from './helpers/switch.js';
 
 const SECOND_TERMINAL = {
   id: 'POS-T2',
@@ -269,6 +280,32 @@ describe('AuthorizeStream', () => {
     s.stream.end();
     expect((await s.status).code).toBe(Status.OK);
     expect((await auditLedger(app.redis, app.keys)).ok).toBe(true);
+  });
+
+  it(`5,000 refused messages on one stream (made-up terminals) write at most ${MAX_LOGGED_REFUSALS} log lines of them, and one count at the end`, async () => {
+    // Before: one info line per refused message, whoever sent it: a client without credentials turned
+    // each 60-byte message into a ~250-byte log line, as fast as it could send.
+    const lines: string[] = [];
+    const config = testConfig('stream-refusal-log');
+    const app = await startSwitch(config, createLogger('info', 'cardswitch', { write: (line: string) => void lines.push(line) }));
+    onTestFinished(() => app.stop());
+    await app.terminals.register(POS_TERMINAL);
+    await openCard(app, CARDS[0]?.cardNo ?? '', CARDS[0]?.serial ?? '', 50_000);
+    const s = OpenStream.open(app);
+    const count = 5_000;
+    for (let i = 1; i <= count; i++) {
+      const forged = { id: `MADE-UP-${i}`, secret: 'guessed-secret-0123456789' };
+      s.send(message(i, forged, payment(forged, 1, 100, CARDS[0]?.serial ?? '')));
+    }
+    await s.until(count);
+    expect(s.answers.filter((a) => a.error?.code === Status.UNAUTHENTICATED)).toHaveLength(count);
+    s.stream.end();
+    expect((await s.status).code).toBe(Status.OK);
+    const logged = lines.map((line) => JSON.parse(line) as { msg: string; refused?: number });
+    expect(logged.filter((l) => l.msg === 'terminal refused').length).toBeLessThanOrEqual(MAX_LOGGED_REFUSALS);
+    expect(logged.filter((l) => l.msg === 'terminal refused').length).toBeGreaterThan(0);
+    const summary = logged.filter((l) => l.msg === 'AuthorizeStream ended: refused terminals not logged one by one');
+    expect(summary.map((l) => l.refused)).toEqual([count - MAX_LOGGED_REFUSALS]);
   });
 
   it('on shutdown answers every payment it read, ends the stream with OK, and every approval is in the ledger', async () => {

@@ -19,6 +19,8 @@ import { unavailableRedisClient } from '../redis/unavailable.js';
 import { UndecodableRequest } from './unary.js';
 
 export const MAX_STREAM_IN_FLIGHT = 512;
+/** Refused terminals a stream logs one by one; the rest are counted in one line when it ends. */
+export const MAX_LOGGED_REFUSALS = 10;
 const RPC_PATH = '/cardswitch.v1.PosService/AuthorizeStream';
 
 type Call = ServerDuplexStream<StreamedAuthorizeRequest, StreamedAuthorizeResponse>;
@@ -53,9 +55,13 @@ export class AuthorizeStreams {
   }
 
   /** One payment of a stream, answered with its tag; never throws. Timed like a call, under method "AuthorizeStream". */
-  async pay(message: StreamedAuthorizeRequest | UndecodableRequest, cancelled: () => boolean): Promise<StreamedAuthorizeResponse> {
+  async pay(
+    message: StreamedAuthorizeRequest | UndecodableRequest,
+    cancelled: () => boolean,
+    refusals: StreamRefusals = { logged: 0, unlogged: 0 },
+  ): Promise<StreamedAuthorizeResponse> {
     const startedMs = performance.now();
-    const answer = await this.decide(message, cancelled);
+    const answer = await this.decide(message, cancelled, refusals);
     const code = answer.error === undefined ? 'OK' : (Status[answer.error.code] ?? String(answer.error.code));
     this.options.metrics?.grpcCall('AuthorizeStream', code, (performance.now() - startedMs) / 1000);
     return answer;
@@ -64,6 +70,7 @@ export class AuthorizeStreams {
   private async decide(
     message: StreamedAuthorizeRequest | UndecodableRequest,
     cancelled: () => boolean,
+    refusals: StreamRefusals,
   ): Promise<StreamedAuthorizeResponse> {
     if (message instanceof UndecodableRequest) {
       return refusal(0, Status.INVALID_ARGUMENT, `a message of the stream could not be decoded (its tag is unknown): ${message.reason}`);
@@ -77,7 +84,12 @@ export class AuthorizeStreams {
       }
       const terminal = await authenticateTerminal(this.registry, RPC_PATH, request.terminalId, terminalSecret);
       if ('code' in terminal) {
-        this.log.info({ rpc: 'AuthorizeStream', code: Status[terminal.code], details: terminal.details }, 'terminal refused');
+        // Whoever sends a message names its terminal: a line for each would let a client without
+        // credentials write the log as fast as it sends. The first few, then a count when the stream ends.
+        if (refusals.logged < MAX_LOGGED_REFUSALS) {
+          refusals.logged++;
+          this.log.info({ rpc: 'AuthorizeStream', code: Status[terminal.code], details: terminal.details }, 'terminal refused');
+        } else refusals.unlogged++;
         return refusal(tag, terminal.code, terminal.details);
       }
       return { tag, response: await authorizePayment(this.domain, this.options, terminal, request, cancelled) };
@@ -89,6 +101,15 @@ export class AuthorizeStreams {
       else this.log.debug({ rpc: 'AuthorizeStream', details: mapped.details }, 'payment refused');
       return refusal(tag, mapped.code, mapped.details);
     }
+  }
+
+  /** A stream ended whose refused terminals were not all logged: how many were not. */
+  refusalsNotLogged(refusals: StreamRefusals): void {
+    if (refusals.unlogged === 0) return;
+    this.log.info(
+      { rpc: 'AuthorizeStream', refused: refusals.unlogged, logged: refusals.logged },
+      'AuthorizeStream ended: refused terminals not logged one by one',
+    );
   }
 
   /** pay() never throws; this is for a failure to hand an answer to the stream. */
@@ -103,6 +124,12 @@ export class AuthorizeStreams {
   }
 }
 
+/** A stream's refused terminals: logged one by one, and beyond MAX_LOGGED_REFUSALS only counted. */
+interface StreamRefusals {
+  logged: number;
+  unlogged: number;
+}
+
 function refusal(tag: number, code: Status, message: string): StreamedAuthorizeResponse {
   return { tag, error: { code, message } };
 }
@@ -113,6 +140,7 @@ class StreamSession {
   private readEnded = false;
   private draining = false;
   private finished = false;
+  private readonly refusals: StreamRefusals = { logged: 0, unlogged: 0 };
 
   constructor(
     private readonly call: Call,
@@ -147,7 +175,7 @@ class StreamSession {
       return;
     }
     this.streams
-      .pay(message, () => this.call.cancelled || this.finished)
+      .pay(message, () => this.call.cancelled || this.finished, this.refusals)
       .then((answer) => this.send(answer))
       .catch((err: unknown) => this.streams.failed(err));
   }
@@ -169,6 +197,7 @@ class StreamSession {
     if (this.finished || this.inFlight > 0 || !(this.readEnded || this.draining)) return;
     this.finished = true;
     this.onFinished();
+    this.streams.refusalsNotLogged(this.refusals);
     this.call.end();
   }
 
@@ -176,5 +205,7 @@ class StreamSession {
     if (this.finished) return;
     this.finished = true;
     this.onFinished();
+    // Payments still being decided count after this line; it says what was refused by the time the client went.
+    this.streams.refusalsNotLogged(this.refusals);
   }
 }
