@@ -4,12 +4,15 @@
 // password" (the kiosk would tell the holder the fee failed while its money is gone). Found by
 // test/conservation-storm.test.ts: duplicates of one fee request answered "paid" and "此卡已换卡作废".
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Outcome, UtilityKind } from '../proto/gen/cardswitch/v1/common.js';
-import type { PayUtilityFeeRequest, PayUtilityFeeResponse } from '../proto/gen/cardswitch/v1/kiosk.js';
-import type { SwitchApp } from '../switch/app.js';
+import { Outcome, RechargeChannel, UtilityKind } from '../proto/gen/cardswitch/v1/common.js';
+import type { PayUtilityFeeRequest, PayUtilityFeeResponse, RechargeRequest, RechargeResponse } from '../proto/gen/cardswitch/v1/kiosk.js';
+import { startSwitch, type SwitchApp } from '../switch/app.js';
+import { startChannelSimulators } from '../switch/channels/index.js';
+import { createLogger } from '../switch/log.js';
+import { freePort } from '../switch/redis/local-redis.js';
 import { auditLedger } from '../switch/ledger/audit.js';
 import { adminClient, KIOSK_TERMINAL, kioskClient, OPERATOR_ENV, operatorMetadata, passwordHash } from './helpers/clients.js';
-import { call, grpcError, openCard, readJournal, startTestSwitch, terminalMetadata } from './helpers/switch.js';
+import { call, grpcError, openCard, readJournal, startTestSwitch, terminalMetadata, testConfig } from './helpers/switch.js';
 
 const PIN = '246810';
 const NEW_PIN = '135791';
@@ -103,5 +106,50 @@ describe('a kiosk fee retried after the card changed', () => {
     expect(await feeEntries(cardNo)).toBe(1);
     const report = await auditLedger(app.redis, app.keys);
     expect(report.problems).toEqual([]);
+  });
+});
+
+describe('a kiosk recharge order asked again after the card was replaced', () => {
+  it('the retry (same kiosk, same requestId, the card on the reader now replaced) answers the same order', async () => {
+    const port = await freePort();
+    const log = createLogger(process.env['TEST_LOG_LEVEL'] ?? 'silent');
+    const sims = await startChannelSimulators({ log, notifyBaseUrl: `http://127.0.0.1:${port}`, latencyMs: 0 });
+    const channelApp = await startSwitch(testConfig('replayrch', { ...OPERATOR_ENV, GATEWAY_PORT: String(port) }), log, Date.now, {
+      channels: sims.channels,
+    });
+    const client = kioskClient(channelApp);
+    const operator = adminClient(channelApp);
+    try {
+      await channelApp.terminals.register(KIOSK_TERMINAL);
+      await openCard(channelApp, '74200001', '7EAA00000001', 1_000, { sync: '1' });
+      const request: RechargeRequest = {
+        cardholder: { card: { cardSerial: '7EAA00000001' } },
+        channel: RechargeChannel.RECHARGE_CHANNEL_WECHAT,
+        requestId: 'replay-order-1',
+        amountFen: 2_000,
+      };
+      const md = terminalMetadata(KIOSK_TERMINAL);
+      const first = await call<RechargeRequest, RechargeResponse>(client, 'recharge', request, md);
+      await call(
+        operator,
+        'replaceCard',
+        { cardNumber: '74200001', newCardSerial: '7EAA00000002', requestId: 'replay-r3' },
+        operatorMetadata(),
+      );
+      const again = await call<RechargeRequest, RechargeResponse>(client, 'recharge', request, md);
+      expect(again.orderId).toBe(first.orderId);
+      expect(again.amountFen).toBe(2_000);
+      // Paid, it credits the card's account (the one the new card now opens) once.
+      await sims.wechat.payOrder(first.orderId);
+      expect(Number(await channelApp.redis.hget(channelApp.keys.account('74200001'), 'bal'))).toBe(3_000);
+      // A new request with the replaced card is still refused.
+      const refused = await grpcError(call(client, 'recharge', { ...request, requestId: 'replay-order-2' }, md));
+      expect(refused.details).toMatch(/replaced/);
+    } finally {
+      client.close();
+      operator.close();
+      await channelApp.stop();
+      await sims.stop();
+    }
   });
 });

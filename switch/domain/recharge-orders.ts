@@ -46,7 +46,7 @@ import {
 import { readCardRecord } from '../ledger/cards.js';
 import { appendOperatorLog } from '../ledger/oplog.js';
 import { IdempotencyConflictError } from '../ledger/ledger.js';
-import { resolveCardholder, type CardholderRef } from './cardholder.js';
+import { cardNamedBy, resolveCardholder, type CardholderRef } from './cardholder.js';
 import { EXTERNAL_ID_PATTERN } from '../ledger/money.js';
 import { formatYuan } from '../money.js';
 import { channelMaxFen } from './recharge.js';
@@ -850,7 +850,7 @@ export async function newKioskRechargeOrder(
       zh: '此自助机的终端号不可用于充值，请联系卡务中心',
     });
   }
-  const { cardNo } = await resolveCardholder(ctx, request.cardholder);
+  const cardNo = (await cardOfMadeOrder(ctx, request)) ?? (await resolveCardholder(ctx, request.cardholder)).cardNo;
   const order = await newRechargeOrder(ctx, {
     cardNo,
     channel: request.channel,
@@ -862,6 +862,26 @@ export async function newKioskRechargeOrder(
   // No payer id was given, so the channel answers a QR (Native / precreate).
   if (order.pay.kind !== 'qr') throw new Error(`the ${request.channel} channel answered a ${order.pay.kind} order to a kiosk`);
   return { cardNo, orderId: order.orderId, qrContent: order.pay.qrContent, expiresAtMs: order.expiresAtMs };
+}
+
+/**
+ * The card of an order this kiosk already made under the request id, found through the card presented even
+ * if it was replaced since (or the student/staff number): a retry (the kiosk never got the first answer)
+ * is answered that order, not refused because the card on the reader was replaced in between.
+ */
+async function cardOfMadeOrder(
+  ctx: SwitchContext,
+  request: {
+    readonly cardholder: CardholderRef | undefined;
+    readonly channel: ChannelName;
+    readonly requestId: string;
+    readonly terminalId: string;
+  },
+): Promise<string | undefined> {
+  const cardNo = await cardNamedBy(ctx, request.cardholder);
+  if (cardNo === undefined) return undefined;
+  const orderId = rechargeOrderId(ctx, cardNo, `${request.terminalId}|${request.requestId}`);
+  return (await readRechargeOrder(ctx, ORDER_CHANNEL_CODES[request.channel], orderId)) === undefined ? undefined : cardNo;
 }
 
 /** One sweep of the settlement loop: queries pending orders older than `olderThanMs`. */
