@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEV_SECRETS_FILE, ensureDevSecrets, localRedisPort, VAR_DIR } from './dev-env.js';
 import { startSwitch, type SwitchApp } from './app.js';
-import { ConfigError, describeLedgerRedis, loadConfig, type Config } from './config.js';
+import { ConfigError, describeLedgerRedis, loadConfig, withoutUrlCredentials, type Config } from './config.js';
 import { DEFAULT_DEMO_CARDHOLDERS, DEFAULT_DEMO_SEED, demoDoc, generateDemoCampus } from './data/demo.js';
 import { importCardholders, importTerminals, parseCardholdersCsv, parseTerminalsCsv } from './data/import.js';
 import { createLogger, type Logger } from './log.js';
@@ -178,7 +178,7 @@ function printReady(app: SwitchApp, config: Config, simulatorUrl: string | undef
     '',
     `cardswitch is ready: gRPC on ${target} (PosService, KioskService, AdminService, health, reflection)`,
     `ledger: ${describeLedgerRedis(config)} (key prefix "${config.keyPrefix}", ${config.ledgerShards} shards)`,
-    `journal archive: ${config.history.databaseUrl === '' ? 'off (LOCAL_POSTGRES=off; the journal stays in Redis)' : `${config.history.databaseUrl.replace(/\/\/[^@]*@/, '//***@')}, live window ${config.history.liveWindowMs / 86_400_000} days (docs/history.md)`}`,
+    `journal archive: ${config.history.databaseUrl === '' ? 'off (LOCAL_POSTGRES=off; the journal stays in Redis)' : `${withoutUrlCredentials(config.history.databaseUrl)}, live window ${config.history.liveWindowMs / 86_400_000} days (docs/history.md)`}`,
     '',
     `Pay 12.50 with demo card ${card?.cardNo} (${card?.name}, serial ${card?.cardSerial}) at ${pos.location}:`,
     `  grpcurl -plaintext -H 'terminal-id: ${pos.terminalId}' ${secretHeader} \\`,

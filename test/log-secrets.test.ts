@@ -9,6 +9,8 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KioskConfigError, loadKioskConfig } from '../kiosk/main/settings.js';
 import { createLogger } from '../switch/log.js';
+import { freePort } from '../switch/redis/local-redis.js';
+import { startTestSwitch } from './helpers/switch.js';
 import { redisServer, type PrivateRedisServer } from './helpers/redis-server.js';
 
 const PLANTED = 'pl4nted-s3cret-9f1c2e';
@@ -94,5 +96,25 @@ describe("the kiosk's start-up problems", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('a start-up that cannot reach its archive', () => {
+  it('names the DATABASE_URL without any piece of its password, even one holding an @', async () => {
+    const port = await freePort();
+    // Nothing listens there: the archive cannot be opened and the switch does not start.
+    const url = `postgres://archiver:ab@${PLANTED}@127.0.0.1:${port}/journal`;
+    let caught: unknown;
+    try {
+      const app = await startTestSwitch('leak-dburl', { DATABASE_URL: url });
+      await app.stop();
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(Error);
+    const message = (caught as Error).message;
+    expect(message).toContain('cannot open the journal archive at postgres://***@127.0.0.1');
+    expect(message).not.toContain(PLANTED.slice(0, 8));
+    expect(message).not.toContain(PLANTED.slice(-8));
   });
 });

@@ -14,7 +14,7 @@
 // card again as a no-op), so the export can be run again for fresh tokens. A card bound to someone else
 // (a person who bound it through the page) is left alone and skipped.
 import { Redis } from 'ioredis';
-import { loadConfig } from '../../switch/config.js';
+import { loadConfig, withoutUrlCredentials } from '../../switch/config.js';
 import { mapBounded } from '../../switch/data/import.js';
 import { applyLocalDefaults } from '../../switch/dev-env.js';
 import { Sessions } from '../../switch/domain/sessions.js';
@@ -41,7 +41,7 @@ async function connect(url: string): Promise<Redis> {
     await redis.connect();
   } catch (err) {
     redis.disconnect();
-    throw new Error(`cannot reach the switch's Redis at ${url} (is npm start running?): ${(err as Error).message}`);
+    throw new Error(`cannot reach the switch's Redis at ${withoutUrlCredentials(url)} (is npm start running?): ${(err as Error).message}`);
   }
   return redis;
 }
@@ -59,7 +59,7 @@ export async function exportEcardUsers(campus: CampusFile, count: number): Promi
     await checkShardCount(redis, keys);
     if ((await redis.hget(keys.meta(), DEMO_FLAG)) === null) {
       throw new Error(
-        `the ledger at ${config.redisUrl} (prefix "${config.keyPrefix}") has no demo campus loaded by npm start: --ecard-users binds demo cards only`,
+        `the ledger at ${withoutUrlCredentials(config.redisUrl)} (prefix "${config.keyPrefix}") has no demo campus loaded by npm start: --ecard-users binds demo cards only`,
       );
     }
     const ledger = new Ledger(keys, await Scripts.load(redis), config.requestTtlSec);

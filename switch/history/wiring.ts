@@ -2,7 +2,7 @@
 // JournalArchive: statements, reports, reconciliation and the audit read it) and, unless
 // HISTORY_ARCHIVE=off, the archiver running inside the switch.
 import type { Redis } from 'ioredis';
-import type { Config } from '../config.js';
+import { withoutUrlCredentials, type Config } from '../config.js';
 import type { Keys } from '../ledger/keys.js';
 import type { Logger } from '../log.js';
 import { ArchiveStore } from './archive-store.js';
@@ -40,12 +40,9 @@ export async function openHistory(
     await store.open(deps.keys.prefix, deps.keys.shardCount);
   } catch (err) {
     await store.close().catch(() => undefined);
-    throw new Error(
-      `cannot open the journal archive at ${settings.databaseUrl.replace(/\/\/[^@]*@/, '//***@')}: ${(err as Error).message}`,
-      {
-        cause: err,
-      },
-    );
+    throw new Error(`cannot open the journal archive at ${withoutUrlCredentials(settings.databaseUrl)}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   const archiver = settings.archive
     ? new Archiver({
