@@ -10,7 +10,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KioskConfigError, loadKioskConfig } from '../kiosk/main/settings.js';
 import { createLogger } from '../switch/log.js';
 import { freePort } from '../switch/redis/local-redis.js';
-import { startTestSwitch } from './helpers/switch.js';
+import { startSwitch } from '../switch/app.js';
+import type { AuthorizeResponse } from '../proto/gen/cardswitch/v1/pos.js';
+import { startTestCluster, useClusterLedger, type TestCluster } from './helpers/redis-cluster.js';
+import {
+  call,
+  grpcError,
+  openCard,
+  POS_TERMINAL,
+  posClient,
+  startTestSwitch,
+  terminalMetadata,
+  testConfig,
+  useLedgerRedis,
+} from './helpers/switch.js';
 import { redisServer, type PrivateRedisServer } from './helpers/redis-server.js';
 
 const PLANTED = 'pl4nted-s3cret-9f1c2e';
@@ -117,4 +130,48 @@ describe('a start-up that cannot reach its archive', () => {
     expect(message).not.toContain(PLANTED.slice(0, 8));
     expect(message).not.toContain(PLANTED.slice(-8));
   });
+});
+
+describe('a switch on a Redis Cluster whose script fails', () => {
+  let cluster: TestCluster;
+  beforeAll(async () => {
+    cluster = await startTestCluster();
+    useClusterLedger(cluster.cluster);
+  }, 60_000);
+  afterAll(async () => {
+    useLedgerRedis({});
+    await cluster.stop();
+  });
+
+  it('logs the failed payment at trace level without the card serial the script was given', async () => {
+    // On a Cluster the scripts run on ioredis, whose reply errors carry the command's arguments.
+    const { log, text } = capturedLogger();
+    const app = await startSwitch(testConfig('leak-cluster'), log);
+    const pos = posClient(app);
+    const serial = 'A1B2C3D4E5F60718';
+    try {
+      await app.terminals.register(POS_TERMINAL);
+      await openCard(app, '50010001', serial, 10_000);
+      // A damaged account record: authorize.lua's first read of it answers WRONGTYPE (a ReplyError, not an outage).
+      const account = app.keys.account('50010001');
+      await app.redis.del(account);
+      await app.redis.set(account, 'damaged');
+      const tap = call<unknown, AuthorizeResponse>(
+        pos,
+        'authorize',
+        { terminalId: POS_TERMINAL.id, sequenceNumber: 1, amountFen: 100, credential: { card: { cardSerial: serial } }, pin: '' },
+        terminalMetadata(POS_TERMINAL),
+      );
+      const refused = await grpcError(tap);
+      expect(refused.details).not.toContain(serial);
+      const failed = text()
+        .split('\n')
+        .filter((l) => l.includes('"call failed"'));
+      expect(failed.join('\n')).toMatch(/WRONGTYPE/);
+      expect(text()).not.toContain(serial);
+    } finally {
+      pos.close();
+      await app.stop();
+    }
+  }, 60_000);
 });
