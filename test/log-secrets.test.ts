@@ -8,7 +8,10 @@ import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KioskConfigError, loadKioskConfig } from '../kiosk/main/settings.js';
+import WebSocket from 'ws';
+import { startGateway } from '../switch/gateway/http.js';
 import { createLogger } from '../switch/log.js';
+import { createMetrics } from '../switch/metrics.js';
 import { freePort } from '../switch/redis/local-redis.js';
 import { startSwitch } from '../switch/app.js';
 import type { AuthorizeResponse } from '../proto/gen/cardswitch/v1/pos.js';
@@ -174,4 +177,44 @@ describe('a switch on a Redis Cluster whose script fails', () => {
       await app.stop();
     }
   }, 60_000);
+});
+
+describe('the gateway refusing a WebSocket it cannot open', () => {
+  it('logs the subprotocols a client offered without the bearer token among them', async () => {
+    const { log, text } = capturedLogger();
+    const gateway = await startGateway({
+      host: '127.0.0.1',
+      port: 0,
+      maxBodyBytes: 1024,
+      log,
+      metrics: createMetrics(),
+      shutdownGraceMs: 1000,
+      routes: [],
+      ws: {
+        path: '/api/v1/events',
+        maxBackpressureBytes: 64 * 1024,
+        idleTimeoutSec: 8,
+        maxSockets: 10,
+        // A mistake in an app's authenticate: a subprotocol the client did not offer. The gateway refuses (500) and logs it.
+        authenticate: () => Promise.resolve({ key: 'k', protocol: 'cardswitch.other.v1' }),
+      },
+    });
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const client = new WebSocket(`ws://127.0.0.1:${gateway.port}/api/v1/events`, ['cardswitch.events.v1', `bearer.${PLANTED}`]);
+        client.on('open', () => reject(new Error('the upgrade was accepted')));
+        client.on('error', () => undefined);
+        client.on('unexpected-response', (_req, res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+      });
+      expect(status).toBe(500);
+      expect(text()).toContain('authenticate chose a subprotocol the client did not offer');
+      expect(text()).toContain('cardswitch.events.v1');
+      expect(text()).not.toContain(PLANTED);
+    } finally {
+      await gateway.shutdown();
+    }
+  });
 });

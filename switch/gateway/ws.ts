@@ -76,6 +76,16 @@ export interface WebSocketOptions {
 }
 
 export const DEFAULT_MAX_PAYLOAD_LENGTH = 1024;
+/**
+ * A subprotocol as the log shows it: browsers cannot send headers on a WebSocket, so the phone offers its
+ * access token as a subprotocol (`bearer.<token>`, docs in openapi.ts); that one, or anything as long as a
+ * token, is named but not logged.
+ */
+function loggableProtocol(offered: string): string {
+  return offered.toLowerCase().startsWith('bearer.') || offered.length > 64
+    ? `(a credential of ${offered.length} characters, not logged)`
+    : offered;
+}
 const MAX_OFFERED_PROTOCOLS = 16;
 const PONG = JSON.stringify({ type: 'pong' });
 /** The uWS send() result for a message dropped over maxBackpressure. */
@@ -276,7 +286,7 @@ export class WebSocketEndpoint implements WebSocketHub {
     const protocol = admission.protocol ?? offered[0] ?? '';
     if (protocol !== '' && !offered.includes(protocol)) {
       release();
-      this.log.error({ protocol, offered }, 'authenticate chose a subprotocol the client did not offer');
+      this.log.error({ protocol, offered: offered.map(loggableProtocol) }, 'authenticate chose a subprotocol the client did not offer');
       return internalError();
     }
     if (this.open >= this.options.maxSockets) {
