@@ -302,7 +302,12 @@ function readNodes(r: Reader, env: Env, name: string): RedisNode[] {
     const match = /^\s*([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})\s*$/.exec(part);
     const port = match === null ? NaN : Number(match[2]);
     if (match === null || !(port >= 1 && port <= 65535)) {
-      r.problems.push(`${name}=${JSON.stringify(raw)}: must be host:port,host:port,... (got "${part.trim()}")`);
+      // Shown without user and password: a URL put here by mistake may carry them.
+      const shown = raw
+        .split(',')
+        .map((p) => withoutUrlCredentials(p.trim()))
+        .join(',');
+      r.problems.push(`${name}=${JSON.stringify(shown)}: must be host:port,host:port,... (got "${withoutUrlCredentials(part.trim())}")`);
       return [];
     }
     nodes.push({ host: (match[1] as string).replace(/^\[|\]$/g, ''), port });

@@ -117,7 +117,7 @@ describe('loadConfig', () => {
     });
     expect(problems).toEqual(['OPERATOR_TOKENS: operator alice is named twice; give each operator one entry']);
   });
-  it('a bad REDIS_URL, DATABASE_URL or GATEWAY_METRICS_TOKEN is refused without repeating a password or the token', () => {
+  it('a bad REDIS_URL, DATABASE_URL, REDIS_CLUSTER_NODES, REDIS_SENTINELS or GATEWAY_METRICS_TOKEN is refused without repeating a password or the token', () => {
     const secret = 'Pl4nted-Secr3t';
     const cases: Record<string, string>[] = [
       // A database name where the number goes: the message shows the URL, but not its password.
@@ -128,6 +128,9 @@ describe('loadConfig', () => {
       { REDIS_URL: `redis://:ab@${secret}@ledger.campus:6379/x` },
       { DATABASE_URL: `jdbc:postgresql://archiver:${secret}@pg.campus/journal` },
       { DATABASE_URL: `pg://archiver:${secret}@pg.campus/journal` },
+      // A URL where host:port goes (the password belongs in REDIS_PASSWORD): named, its password not shown.
+      { REDIS_CLUSTER_NODES: `redis://:${secret}@10.0.0.1:6379,10.0.0.2:6379` },
+      { REDIS_SENTINELS: `10.0.0.1:26379,default:${secret}@10.0.0.2:26379` },
       { GATEWAY_METRICS_TOKEN: `${secret} with spaces` },
       { GATEWAY_METRICS_TOKEN: secret.slice(0, 12) },
     ];
