@@ -261,6 +261,14 @@ function checkRedisUrl(v: string): string | undefined {
   const path = /^rediss?:\/\/[^/]*(\/.*)?$/.exec(v)?.[1] ?? '';
   // A / in the password ends the host part for URL parsers too; the "path" then holds the rest of the password.
   if (path.includes('@')) return 'a / in the user or password must be written %2F';
+  // What the clients do with it (pipeline-client.ts, ioredis): parse it, then decode user and password.
+  try {
+    const parsed = new URL(v);
+    decodeURIComponent(parsed.username);
+    decodeURIComponent(parsed.password);
+  } catch {
+    return 'does not parse as a URL: percent-encode a # ? % or / in the user or password (%23 %3F %25 %2F)';
+  }
   return path === '' || path === '/' || /^\/\d{1,5}$/.test(path)
     ? undefined
     : `must look like redis://host:port or redis://user:password@host:port/N, with a database number N after the last /, not ${path}`;

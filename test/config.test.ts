@@ -145,4 +145,23 @@ describe('loadConfig', () => {
     // Still says where it went wrong: the host and the path stay.
     expect(problemsOf({ REDIS_URL: `redis://:${secret}@ledger.campus:6379/cardswitch` })[0]).toContain('ledger.campus:6379/cardswitch');
   });
+  it('a REDIS_URL whose password holds # ? or a bare % is refused at once, saying to percent-encode it, without showing it', () => {
+    // Before, these passed the configuration and the switch then failed to start with "Invalid URL" or
+    // "URI malformed", naming neither the variable nor the cause.
+    for (const url of [
+      'redis://:ab#Pl4nted-Secr3t@ledger.campus:6379',
+      'redis://:ab?Pl4nted-Secr3t@ledger.campus:6379/0',
+      'redis://:100%Pl4nted-Secr3t@ledger.campus:6379',
+    ]) {
+      const problems = problemsOf({ REDIS_URL: url });
+      expect(problems, url).toHaveLength(1);
+      expect(problems[0]).toMatch(/^REDIS_URL/);
+      expect(problems[0]).toMatch(/percent-encode/);
+      expect(problems[0]).not.toContain('Pl4nted');
+      expect(problems[0]).not.toContain('Secr3t');
+    }
+    // Percent-encoded, the same passwords are fine.
+    expect(problemsOf({ REDIS_URL: 'redis://:ab%23Pl4nted@ledger.campus:6379' })).toEqual([]);
+    expect(problemsOf({ REDIS_URL: 'redis://:100%25Pl4nted@ledger.campus:6379/0' })).toEqual([]);
+  });
 });
