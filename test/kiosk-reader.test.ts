@@ -71,3 +71,23 @@ describe('KeyboardWedgeReader', () => {
     expect(reads).toEqual([]);
   });
 });
+
+describe('KeyboardWedgeReader: a spoiled burst is not a card, however long its tail', () => {
+  it('a stray key inside a burst spoils the rest of it: the tail up to Enter is not read as a (shorter) serial', () => {
+    const { reader, reads } = readerWithLog();
+    // A 14-digit serial with one garbled key after 4 digits: the last 10 digits alone look like a serial.
+    let at = type(reader, [...'04A1', 'Unidentified?', 'ArrowUp', ...'B2C3D4E5F6', 'Enter'], 8);
+    // A reader that did not send Enter after one read, then a second read: 16 + 16 digits overflow at 21.
+    at = type(reader, [...'0123456789ABCDEF', ...'FEDCBA9876543210', 'Enter'], 8, at + 400);
+    // The next clean tap reads as usual.
+    type(reader, burst('CAFEBABE04'), 8, at + 400);
+    expect(reads).toEqual(['CAFEBABE04']);
+  });
+
+  it('after a spoiled burst and a pause, a new burst is read', () => {
+    const { reader, reads } = readerWithLog();
+    const at = type(reader, [...'DEAD', 'x', ...'BEEF0102'], 8);
+    type(reader, burst('DEADBEEF0102'), 8, at + 400);
+    expect(reads).toEqual(['DEADBEEF0102']);
+  });
+});

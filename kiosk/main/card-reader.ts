@@ -1,9 +1,10 @@
 // Card readers. The kiosks' readers are keyboard wedges: on a tap they type the card serial (8-20 hex
 // digits) like a very fast keyboard, then Enter. KeyboardWedgeReader tells that burst apart from a
 // person typing: the keys must come fast (a person's keystrokes are 100+ ms apart, a reader's a few ms;
-// one slow gap is tolerated), modifier keys and key-ups are ignored, and anything else resets the
-// buffer. In Electron the keys come from the window's `before-input-event` in main, so the serial never
-// reaches the renderer. A PC/SC reader would implement CardReader too (see kiosk/README.md).
+// one slow gap is tolerated), modifier keys and key-ups are ignored, and anything else spoils the
+// burst up to its Enter (or a pause), so the tail of a garbled or over-long read is not a card. In
+// Electron the keys come from the window's `before-input-event` in main, so the serial never reaches
+// the renderer. A PC/SC reader would implement CardReader too (see kiosk/README.md).
 
 export interface CardReader {
   /** Starts reading; `onCard` gets each serial read (upper-case hex). */
@@ -31,6 +32,11 @@ export class KeyboardWedgeReader implements CardReader {
   private buffer = '';
   private firstAt = 0;
   private lastAt = 0;
+  /**
+   * A burst spoiled by a stray key or by running over maxLength: the rest of it, up to its Enter or a pause
+   * longer than maxGapMs, is not a card either (its tail alone would otherwise read as a shorter serial).
+   */
+  private spoiledAt: number | undefined;
   private listener: ((serial: string) => void) | undefined;
 
   constructor(options: WedgeOptions = {}) {
@@ -55,6 +61,13 @@ export class KeyboardWedgeReader implements CardReader {
    */
   feed(key: string, atMs: number): boolean {
     if (MODIFIERS.has(key)) return this.buffer !== '';
+    if (this.spoiledAt !== undefined) {
+      if (atMs - this.spoiledAt <= this.maxGapMs) {
+        this.spoiledAt = key === 'Enter' ? undefined : atMs;
+        return false;
+      }
+      this.spoiledAt = undefined;
+    }
     if (key === 'Enter') {
       const serial = this.buffer;
       const plausible =
@@ -67,8 +80,9 @@ export class KeyboardWedgeReader implements CardReader {
       return plausible;
     }
     if (!HEX.test(key)) {
-      // A stray key (an arrow, a letter beyond F): whatever was typed so far is not a card.
-      this.reset();
+      // A stray key (an arrow, a letter beyond F): whatever was typed so far is not a card, nor the rest of
+      // a burst it interrupted.
+      this.spoil(atMs);
       return false;
     }
     if (this.buffer !== '' && atMs - this.lastAt > this.maxGapMs) this.reset();
@@ -76,13 +90,20 @@ export class KeyboardWedgeReader implements CardReader {
     this.buffer += key;
     this.lastAt = atMs;
     if (this.buffer.length > this.maxLength) {
-      this.reset();
+      this.spoil(atMs);
       return false;
     }
     return this.buffer.length > 1;
   }
 
+  private spoil(atMs: number): void {
+    const inBurst = this.buffer !== '';
+    this.reset();
+    if (inBurst) this.spoiledAt = atMs;
+  }
+
   private reset(): void {
+    this.spoiledAt = undefined;
     this.buffer = '';
     this.firstAt = 0;
     this.lastAt = 0;
