@@ -3,7 +3,7 @@
 // mix, PIN entry, one fresh code per campus QR payment), the campus file takes e-card users, and the
 // bench harness runs end to end in --quick mode (the e-card scenarios included) with a clean ledger check.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DeclineReason, Outcome } from '../proto/gen/cardswitch/v1/common.js';
@@ -430,6 +430,12 @@ describe('bench harness --quick', () => {
       // the generator itself sent each call.
       expect((tapClosed?.['runQueueWait'] as Record<string, number | null>)['switch']).toBeGreaterThanOrEqual(0);
       expect(tapClosed?.['sendLagMs']).toBeNull();
+      // The whole machine's CPU over the scenario (/proc/stat), in cores: its parts add up to the machine's.
+      const machine = tapClosed?.['machineCpu'] as { busy: number; iowait: number; steal: number; idle: number } | null;
+      expect(machine?.busy).toBeGreaterThan(0);
+      expect((machine?.busy ?? 0) + (machine?.iowait ?? 0) + (machine?.steal ?? 0) + (machine?.idle ?? 0)).toBeGreaterThan(
+        cpus().length * 0.8,
+      );
       const tapOpen = result.scenarios.find((s) => s['name'] === 'tap' && s['mode'] === 'open');
       if (tapOpen !== undefined) expect((tapOpen['sendLagMs'] as { p99: number }).p99).toBeGreaterThanOrEqual(0);
       expect(tapClosed?.['achievedRate']).toBeGreaterThan(0);

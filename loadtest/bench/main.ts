@@ -71,10 +71,12 @@ import {
   CpuMeter,
   cpuUsPer,
   DiskMeter,
+  MachineCpuMeter,
   quiesce,
   startServerChild,
   type DiskReport,
   type GcReport,
+  type MachineCpuReport,
   type MemoryReport,
 } from './processes.js';
 import { runRedisBaseline } from './redis-baseline.js';
@@ -274,8 +276,10 @@ async function runScenario(
   await target.gc?.(); // counted from here
   const meter = new CpuMeter(ctx.pids);
   const diskMeter = new DiskMeter();
+  const machineMeter = new MachineCpuMeter();
   meter.start();
   diskMeter.start();
+  machineMeter.start();
   const campus = extras.campus ?? ctx.campus;
   const load = await runLoad({
     host: HOST,
@@ -299,6 +303,7 @@ async function runScenario(
   });
   const cpu = meter.stop();
   const disk = diskMeter.stop();
+  const machineCpu = machineMeter.stop();
   const switchGc = (await target.gc?.()) ?? null;
   const redis = statsBefore === undefined ? null : scenarioStats(statsBefore, await commandStats(ctx.redis), load.approvals);
   const campusQr = codes === undefined ? null : await campusQrRun(ctx, codes, load);
@@ -315,6 +320,7 @@ async function runScenario(
     cpu,
     cpuSeconds: meter.elapsedSeconds,
     waiting: { ...meter.waiting },
+    machineCpu,
     adjustments,
     warmupMs,
     cards: campus.cards.length,
@@ -374,6 +380,8 @@ interface RunShape {
   readonly cpuSeconds: number;
   /** Per process, threads waiting for a core on average (CpuMeter.waiting); absent where not measured. */
   readonly waiting?: Record<string, number | null>;
+  /** The whole machine's CPU (MachineCpuMeter); absent where not measured. */
+  readonly machineCpu?: MachineCpuReport | null;
   readonly cards: number;
   readonly bound: boolean;
   readonly redis: ScenarioResult['redis'];
@@ -426,6 +434,7 @@ function toScenarioResult(plan: ScenarioPlan, target: string, load: LoadResult, 
     errorSamples: load.errorSamples,
     cpuCores: run.cpu,
     runQueueWait: run.waiting ?? null,
+    machineCpu: run.machineCpu ?? null,
     sendLagMs: load.sendLagMs,
     generatorEventLoopUtilization: load.generatorEventLoopUtilization,
     mixAdjustments: run.adjustments,

@@ -467,6 +467,75 @@ export interface DiskReport {
   readonly msPerWrite: number | null;
 }
 
+/**
+ * The whole machine's CPU over an interval in cores (/proc/stat's first line), so a scenario shows what its
+ * processes' own CPU leaves out: the kernel's softirq work (loopback TCP between the generator, the switch
+ * and Redis), other processes, and time the hypervisor gave to other guests (`steal`: the vCPU wanted to
+ * run and was not run). They add up to the machine's cores.
+ */
+export interface MachineCpuReport {
+  /** Not idle and not waiting on the disk: user + nice + system + irq + softirq. */
+  readonly busy: number;
+  readonly user: number;
+  readonly system: number;
+  readonly softirq: number;
+  readonly iowait: number;
+  readonly steal: number;
+  readonly idle: number;
+}
+
+interface MachineTicks {
+  readonly user: number;
+  readonly system: number;
+  readonly irq: number;
+  readonly softirq: number;
+  readonly iowait: number;
+  readonly steal: number;
+  readonly idle: number;
+}
+
+function machineTicks(): MachineTicks | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+    const f = line.trim().split(/\s+/).slice(1).map(Number);
+    if (f.length < 8 || f.some((n) => !Number.isFinite(n))) return undefined;
+    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = f;
+    return { user: user + nice, system, irq, softirq, iowait, steal, idle };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The machine's CPU between start() and stop(), in cores (USER_HZ ticks, 100 a second). */
+export class MachineCpuMeter {
+  private before: MachineTicks | undefined;
+  private startedMs = 0;
+
+  start(): void {
+    this.before = machineTicks();
+    this.startedMs = Date.now();
+  }
+
+  /** null where /proc/stat cannot be read. */
+  stop(): MachineCpuReport | null {
+    const after = machineTicks();
+    const b = this.before;
+    if (b === undefined || after === undefined) return null;
+    const seconds = Math.max(0.001, (Date.now() - this.startedMs) / 1000);
+    const cores = (ticks: number): number => Math.round((ticks / 100 / seconds) * 100) / 100;
+    const d = (k: keyof MachineTicks): number => Math.max(0, after[k] - b[k]);
+    return {
+      busy: cores(d('user') + d('system') + d('irq') + d('softirq')),
+      user: cores(d('user')),
+      system: cores(d('system')),
+      softirq: cores(d('softirq') + d('irq')),
+      iowait: cores(d('iowait')),
+      steal: cores(d('steal')),
+      idle: cores(d('idle')),
+    };
+  }
+}
+
 /** The machine's disks over an interval (all of them: the bench's Redis shares them with whatever else runs). */
 export class DiskMeter {
   private before: DiskCounters | undefined;

@@ -10,7 +10,7 @@ import type { WebSocketsResult } from './websockets.js';
 import type { RedisBaselineResult } from './redis-baseline.js';
 import type { RedisBenchmarkResult, RedisWorkBaselines } from './redis-benchmark.js';
 import type { GrpcJsStreamResult } from './stream-crosscheck.js';
-import type { DiskReport, GcReport } from './processes.js';
+import type { DiskReport, GcReport, MachineCpuReport } from './processes.js';
 
 export const RESULT_SCHEMA = 'cardswitch-bench/1';
 
@@ -68,6 +68,8 @@ export interface ScenarioResult {
    * cores. Absent or null where not measured.
    */
   readonly runQueueWait?: Record<string, number | null> | null;
+  /** The whole machine's CPU over the scenario in cores (/proc/stat): busy, softirq, steal, idle; absent or null where not measured. */
+  readonly machineCpu?: MachineCpuReport | null;
   /** Open model: how late the generator sent each call after its arrival time (part of every latency); null closed. */
   readonly sendLagMs?: LatencySummaryMs | null;
   /** Per generator worker thread: share of time its event loop was busy (near 1: the generator was the limit). */
@@ -303,6 +305,8 @@ export interface PairedSlice {
   readonly subjectMarkCompacts?: number | null;
   /** The disks during the subject slice. */
   readonly subjectDisk?: DiskReport | null;
+  /** The whole machine's CPU during the subject slice (cores: busy, softirq, steal, idle). */
+  readonly subjectMachineCpu?: MachineCpuReport | null;
   /** What the switch could spend per answer in this pair for the ratio to reach its target (see SwitchBudget). */
   readonly budget?: SwitchBudget | null;
 }
@@ -429,6 +433,7 @@ export function pairedSlice(
     subjectCpuCores: subject.cpuCores,
     subjectMarkCompacts: subject.switchGc?.markCompacts.count ?? null,
     subjectDisk: subject.disk ?? null,
+    subjectMachineCpu: subject.machineCpu ?? null,
     budget:
       budget === undefined ? null : switchBudget(budget.target, budget.cores, baselinePerSec, subject.cpuUsPerAnswer, budget.noopServerUs),
   };
@@ -692,7 +697,8 @@ function pairedLines(paired: PairedRuns | null): string[] {
         c.pairs
           .map(
             (p) =>
-              `${p.subjectCpuUsPerAnswer?.['switch'] ?? '?'}/${p.subjectCpuUsPerAnswer?.['redis'] ?? '?'}/${p.subjectDisk?.msPerFlush ?? '?'}`,
+              `${p.subjectCpuUsPerAnswer?.['switch'] ?? '?'}/${p.subjectCpuUsPerAnswer?.['redis'] ?? '?'}/${p.subjectDisk?.msPerFlush ?? '?'}` +
+              (p.subjectMachineCpu == null ? '' : ` (machine busy ${p.subjectMachineCpu.busy}, stolen ${p.subjectMachineCpu.steal})`),
           )
           .join(', ') +
         budgetLine(c),
@@ -746,10 +752,12 @@ function scenarioLine(s: ScenarioResult): string {
 function waitLine(s: ScenarioResult): string {
   const lag = s.sendLagMs ?? null;
   const waits = Object.entries(s.runQueueWait ?? {}).filter((e): e is [string, number] => e[1] !== null);
-  if (lag === null && waits.length === 0) return '';
+  const m = s.machineCpu ?? null;
+  if (lag === null && waits.length === 0 && m === null) return '';
   const parts: string[] = [];
   if (lag !== null) parts.push(`sent late by the generator p50 ${lag.p50} p99 ${lag.p99} max ${lag.max} ms`);
   if (waits.length > 0) parts.push(`threads waiting for a core ${waits.map(([name, w]) => `${name} ${w}`).join(', ')}`);
+  if (m !== null) parts.push(`machine busy ${m.busy} cores (softirq ${m.softirq}), stolen ${m.steal}, idle ${m.idle}`);
   return `\n  ${pad('', 30)} ${parts.join('; ')}`;
 }
 
