@@ -161,6 +161,39 @@ it('imports nothing from a file with a bad row, and names the line', async () =>
   expect(existedAfter).toEqual([0, 0, 0, 0, 0]);
 });
 
+it('names the line and the field of each problem, in English and zh-CN, over gRPC and in the CLI', async () => {
+  const header = 'terminal_id,kind,merchant_id,location,secret';
+  const bad = `${header}\nPOS-Z1,canteen,M1,"一食堂\u0000",0123456789abcdef0123\n`;
+  const answer = await call<object, { imported: number; problems: object[] }>(admin, 'importTerminals', { csv: bad }, operatorMetadata());
+  expect(answer.imported).toBe(0);
+  expect(answer.problems).toEqual([
+    {
+      line: 2,
+      field: 'location',
+      message: 'location must not contain control characters (a tab, a line break, a NUL)',
+      messageZh: '安装位置不能含控制字符（制表符、换行、NUL）',
+    },
+  ]);
+  expect(await app.redis.exists(app.keys.terminal('POS-Z1'))).toBe(0);
+
+  const dir = mkdtempSync(join(tmpdir(), 'import-zh-'));
+  try {
+    const file = join(dir, 'terminals.csv');
+    writeFileSync(file, bad);
+    vi.stubEnv('REDIS_URL', testRedisUrl());
+    vi.stubEnv('KEY_PREFIX', freshPrefix('clizh'));
+    vi.stubEnv('TERMINAL_SECRET_PEPPER', TEST_PEPPER);
+    const printed: string[] = [];
+    vi.spyOn(console, 'error').mockImplementation((line: string) => void printed.push(line));
+    expect(await main(['import-terminals', file])).toBe(1);
+    expect(printed[0]).toBe(
+      `${file}:2: location: location must not contain control characters (a tab, a line break, a NUL) / 安装位置不能含控制字符（制表符、换行、NUL）`,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 it('refuses a file over 8 MiB with INVALID_ARGUMENT', async () => {
   const err = await call(admin, 'importCardholders', { csv: 'x'.repeat(8 * 1024 * 1024 + 1) }, operatorMetadata()).catch(
     (e: unknown) => e as ServiceError,

@@ -90,7 +90,12 @@ describe('cardholder CSV', () => {
         .map((e) => e.message)
         .join('\n'),
     ).toMatch(/card_number[\s\S]*card_serial[\s\S]*holder_type[\s\S]*phone[\s\S]*opening_balance_fen/);
-    expect(errors).toContainEqual({ line: 5, message: 'card_number 10000001 appears on lines 2 and 5' });
+    expect(errors).toContainEqual({
+      line: 5,
+      field: 'card_number',
+      message: 'card_number 10000001 appears on lines 2 and 5',
+      zh: '卡号10000001在第2行和第5行重复出现',
+    });
     expect(errors.find((e) => e.line === 6)?.message).toMatch(/opening_balance_fen/);
     expect(rows.map((r) => r.line)).toEqual([2, 5]);
   });
@@ -103,6 +108,8 @@ describe('cardholder CSV', () => {
     expect(errors).toEqual([
       {
         line: 3,
+        field: 'document_number',
+        zh: '护照号须为6-20位字母或数字（初始密码为其后6位），请核对护照',
         message:
           'document_number of a passport must be 6-20 letters or digits (the initial password is its last 6); check the number against the passport',
       },
@@ -112,9 +119,88 @@ describe('cardholder CSV', () => {
   });
 
   it('refuses a wrong header and a row with the wrong number of fields', () => {
-    expect(parseCardholdersCsv('card,serial\n1,2\n').errors).toEqual([{ line: 1, message: `the header must be exactly: ${HEADER}` }]);
-    expect(parseCardholdersCsv(csv('1,2,3')).errors).toEqual([{ line: 2, message: 'expected 9 fields, found 3' }]);
+    expect(parseCardholdersCsv('card,serial\n1,2\n').errors).toEqual([
+      { line: 1, field: 'header', message: `the header must be exactly: ${HEADER}`, zh: `标题行须为（列名用英文、顺序不变）：${HEADER}` },
+    ]);
+    expect(parseCardholdersCsv(csv('1,2,3')).errors).toEqual([
+      { line: 2, field: 'row', message: 'expected 9 fields, found 3', zh: '应有9列，实际3列' },
+    ]);
     expect(parseCardholdersCsv('').errors[0]?.line).toBe(1);
+  });
+});
+
+describe('text an operator file must not smuggle in', () => {
+  const terminalCsv = (location: string): string => `${TERMINAL_HEADER.join(',')}\nPOS-1,canteen,M1,"${location}",0123456789abcdef0123\n`;
+
+  it('refuses a terminal location with a NUL, a tab, a line break or a replacement character, naming line and field', () => {
+    for (const location of ['一食堂\u0000', '一食堂\t二楼', '一食堂\n二楼', '\uFFFD\uFFFD食堂']) {
+      const { rows, errors } = parseTerminalsCsv(terminalCsv(location));
+      expect(rows, JSON.stringify(location)).toEqual([]);
+      expect(
+        errors.map((e) => [e.line, e.field]),
+        JSON.stringify(location),
+      ).toEqual([[2, 'location']]);
+    }
+    expect(parseTerminalsCsv(terminalCsv('一食堂 二楼')).errors).toEqual([]);
+  });
+
+  it('refuses a name that went through a wrong decoding (U+FFFD), as a GBK file read as UTF-8 gives', () => {
+    const { rows, errors } = parseCardholdersCsv(
+      csv('10000001,04A1B2C3,\uFFFD\uFFFD\uFFFD,2023010001,student,resident_id,11010519900307123X,13800138000,0'),
+    );
+    expect(rows).toEqual([]);
+    expect(errors.map((e) => [e.line, e.field])).toEqual([[2, 'name']]);
+    expect(errors[0]?.message).toMatch(/UTF-8/);
+    expect(errors[0]?.zh).toMatch(/UTF-8/);
+  });
+});
+
+describe('every refusal names its line and field, in English and zh-CN', () => {
+  it('for bad cells, duplicates, the header, the row shape and the CSV syntax', () => {
+    const files = [
+      parseCardholdersCsv(
+        csv(
+          '12,ZZ,,20,teacher,licence,x,12345,-1',
+          '10000001,04A1B2C3,张三,2023010001,student,passport,E1,13800138000,0',
+          '10000001,04A1B2C3,李四,2023010001,student,resident_id,1101051990030712A4,13800138000,0',
+          '1,2,3',
+        ),
+      ).errors,
+      parseCardholdersCsv('卡号,序列号\n1,2\n').errors,
+      parseCardholdersCsv(csv('1,"open')).errors,
+      parseTerminalsCsv(
+        `${TERMINAL_HEADER.join(',')}\n!,toaster,?, ,short\nT1,canteen,M1,x,0123456789abcdef\nT1,canteen,M1,x,0123456789abcdef\n`,
+      ).errors,
+    ];
+    const columns = new Set<string>([...CARDHOLDER_HEADER, ...TERMINAL_HEADER, 'header', 'row', 'csv']);
+    for (const errors of files) {
+      expect(errors.length).toBeGreaterThan(0);
+      for (const e of errors) {
+        expect(e.line, e.message).toBeGreaterThan(0);
+        expect(columns.has(e.field), `${e.field}: ${e.message}`).toBe(true);
+        expect(e.message, e.message).toMatch(/^[\x20-\x7e]+$/);
+        expect(e.zh, e.message).toMatch(/\p{Script=Han}/u);
+      }
+    }
+    const fields = files[0]?.filter((e) => e.line === 2).map((e) => e.field);
+    expect(fields).toEqual([
+      'card_number',
+      'card_serial',
+      'name',
+      'person_number',
+      'holder_type',
+      'document_type',
+      'phone',
+      'opening_balance_fen',
+    ]);
+    expect(files[3]?.map((e) => [e.line, e.field])).toEqual([
+      [2, 'terminal_id'],
+      [2, 'kind'],
+      [2, 'merchant_id'],
+      [2, 'location'],
+      [2, 'secret'],
+      [4, 'terminal_id'],
+    ]);
   });
 });
 
@@ -181,7 +267,14 @@ describe('importing into Redis', () => {
     const spoiled = [...rows, { ...(rows[0] as CardholderRow), cardNo: '10000004', personNumber: '2023019999', line: 5 }];
     const report = await importRows(spoiled);
     expect(report.importedCount).toBe(0);
-    expect(report.errors).toEqual([{ line: 5, message: 'card_serial 04A1B2C3 appears on lines 2 and 5' }]);
+    expect(report.errors).toEqual([
+      {
+        line: 5,
+        field: 'card_serial',
+        message: 'card_serial 04A1B2C3 appears on lines 2 and 5',
+        zh: '卡片序列号04A1B2C3在第2行和第5行重复出现',
+      },
+    ]);
     expect(await keyCount()).toBe(0);
   });
 
@@ -192,8 +285,8 @@ describe('importing into Redis', () => {
     const report = await importRows(parseCardholdersCsv(csv(...GOOD_ROWS)).rows);
     expect(report.importedCount).toBe(0);
     expect(report.errors).toEqual([
-      { line: 3, message: 'card_serial 04A1B2C4 already belongs to a card' },
-      { line: 4, message: 'card_number 10000003 already exists' },
+      { line: 3, field: 'card_serial', message: 'card_serial 04A1B2C4 already belongs to a card', zh: '卡片序列号04A1B2C4已属于另一张卡' },
+      { line: 4, field: 'card_number', message: 'card_number 10000003 already exists', zh: '卡号10000003已存在' },
     ]);
     expect(await keyCount()).toBe(before);
     expect((await ledger.inquire('10000001', '')).code).toBe('unknown_card');

@@ -196,7 +196,7 @@ async function withLedger<T>(config: Config, fn: (l: CliLedger) => Promise<T>): 
 }
 
 function printErrors(source: string, errors: readonly RowError[]): void {
-  for (const e of errors.slice(0, MAX_PRINTED_ERRORS)) console.error(`${source}:${e.line}: ${e.message}`);
+  for (const e of errors.slice(0, MAX_PRINTED_ERRORS)) console.error(`${source}:${e.line}: ${e.field}: ${e.message} / ${e.zh}`);
   if (errors.length > MAX_PRINTED_ERRORS) console.error(`${source}: ... and ${errors.length - MAX_PRINTED_ERRORS} more problems not shown`);
 }
 

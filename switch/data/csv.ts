@@ -30,6 +30,8 @@ export class CsvError extends Error {
   constructor(
     readonly line: number,
     message: string,
+    /** The same in zh-CN, for the operator's import report. */
+    readonly zh: string,
   ) {
     super(message);
   }
@@ -41,7 +43,11 @@ export class CsvError extends Error {
  */
 export class NoDataRowsError extends InvalidArgumentError {
   constructor(what: 'cardholder' | 'terminal') {
-    super(`the file has no ${what} rows: after the header line it needs at least one ${what}`, { reason: 'NO_ROWS', field: 'csv' });
+    super(`the file has no ${what} rows: after the header line it needs at least one ${what}`, {
+      reason: 'NO_ROWS',
+      field: 'csv',
+      zh: `文件在标题行之后没有${what === 'cardholder' ? '持卡人' : '终端'}数据，至少需要一行`,
+    });
   }
 }
 
@@ -58,7 +64,11 @@ interface Cursor {
 
 export function parseCsv(text: string, limits: CsvLimits = DEFAULT_CSV_LIMITS): CsvRow[] {
   if (text.length > limits.maxChars) {
-    throw new CsvError(1, `the file has ${text.length} characters; at most ${limits.maxChars} are accepted`);
+    throw new CsvError(
+      1,
+      `the file has ${text.length} characters; at most ${limits.maxChars} are accepted`,
+      `文件有${text.length}个字符，最多接受${limits.maxChars}个`,
+    );
   }
   const cursor: Cursor = { pos: text.charCodeAt(0) === BOM ? 1 : 0, line: 1 };
   const rows: CsvRow[] = [];
@@ -68,7 +78,11 @@ export function parseCsv(text: string, limits: CsvLimits = DEFAULT_CSV_LIMITS): 
     // A blank line (including the usual trailing newline) is not a row.
     if (fields.length === 1 && fields[0] === '') continue;
     if (rows.length >= limits.maxRows) {
-      throw new CsvError(line, `the file has more than ${limits.maxRows} rows; split it into smaller files`);
+      throw new CsvError(
+        line,
+        `the file has more than ${limits.maxRows} rows; split it into smaller files`,
+        `文件超过${limits.maxRows}行，请拆分成较小的文件`,
+      );
     }
     rows.push({ line, fields });
   }
@@ -80,11 +94,15 @@ function readRow(text: string, cursor: Cursor, limits: CsvLimits): string[] {
   for (;;) {
     const value = text.charCodeAt(cursor.pos) === QUOTE ? readQuoted(text, cursor) : readPlain(text, cursor);
     if (value.length > limits.maxFieldLength) {
-      throw new CsvError(cursor.line, `field ${fields.length + 1} is longer than ${limits.maxFieldLength} characters`);
+      throw new CsvError(
+        cursor.line,
+        `field ${fields.length + 1} is longer than ${limits.maxFieldLength} characters`,
+        `第${fields.length + 1}列超过${limits.maxFieldLength}个字符`,
+      );
     }
     fields.push(value);
     if (fields.length > limits.maxFieldsPerRow) {
-      throw new CsvError(cursor.line, `the row has more than ${limits.maxFieldsPerRow} fields`);
+      throw new CsvError(cursor.line, `the row has more than ${limits.maxFieldsPerRow} fields`, `该行超过${limits.maxFieldsPerRow}列`);
     }
     const c = text.charCodeAt(cursor.pos);
     if (c === COMMA) {
@@ -112,7 +130,11 @@ function readPlain(text: string, cursor: Cursor): string {
     const c = text.charCodeAt(pos);
     if (c === COMMA || c === CR || c === LF) break;
     if (c === QUOTE) {
-      throw new CsvError(cursor.line, 'a quote (") inside an unquoted field; wrap the field in quotes and double the quote ("")');
+      throw new CsvError(
+        cursor.line,
+        'a quote (") inside an unquoted field; wrap the field in quotes and double the quote ("")',
+        '未加引号的字段中含有引号（"）：请用引号括起该字段，并把其中的引号写成两个（""）',
+      );
     }
   }
   cursor.pos = pos;
@@ -125,7 +147,7 @@ function readQuoted(text: string, cursor: Cursor): string {
   let pos = cursor.pos + 1;
   for (;;) {
     const close = text.indexOf('"', pos);
-    if (close < 0) throw new CsvError(startLine, 'a quoted field is never closed (missing ")');
+    if (close < 0) throw new CsvError(startLine, 'a quoted field is never closed (missing ")', '带引号的字段没有结束（缺少 "）');
     const chunk = text.slice(pos, close);
     cursor.line += countLineEnds(chunk);
     value += chunk;
@@ -139,7 +161,11 @@ function readQuoted(text: string, cursor: Cursor): string {
   }
   const after = text.charCodeAt(cursor.pos);
   if (cursor.pos < text.length && after !== COMMA && after !== CR && after !== LF) {
-    throw new CsvError(cursor.line, 'unexpected text after a closing quote; a quoted field must end at a comma or the line end');
+    throw new CsvError(
+      cursor.line,
+      'unexpected text after a closing quote; a quoted field must end at a comma or the line end',
+      '结束引号后还有内容：带引号的字段须在逗号或行尾结束',
+    );
   }
   return value;
 }

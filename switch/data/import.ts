@@ -6,7 +6,7 @@
 import type { Ledger } from '../ledger/ledger.js';
 import { claimDirectoryEntries, takenEntries } from '../ledger/import.js';
 import { PIN_LENGTH } from '../domain/password.js';
-import { validateNewTerminal, type NewTerminal, type TerminalKind, type TerminalRegistry } from '../domain/terminals.js';
+import { displayTextProblem, terminalProblems, type NewTerminal, type TerminalKind, type TerminalRegistry } from '../domain/terminals.js';
 import { CsvError, DEFAULT_CSV_LIMITS, NoDataRowsError, parseCsv, type CsvRow } from './csv.js';
 
 export const CARDHOLDER_HEADER = [
@@ -59,9 +59,20 @@ export interface TerminalRow extends NewTerminal {
   readonly line: number;
 }
 
+/** One problem with an operator's file: its line, the column it is about, and what to fix in English and zh-CN. */
 export interface RowError {
   readonly line: number;
+  /** A column of the header (card_number ...), or `header`, `row` (the row's shape) or `csv` (the file's syntax). */
+  readonly field: string;
   readonly message: string;
+  readonly zh: string;
+}
+
+/** A problem of one field: the column, English, zh-CN. */
+interface FieldProblem {
+  readonly field: string;
+  readonly message: string;
+  readonly zh: string;
 }
 
 export interface ParseResult<T> {
@@ -104,19 +115,38 @@ function readTable(text: string, header: readonly string[], maxRows: number): Pa
   try {
     table = parseCsv(text, { ...DEFAULT_CSV_LIMITS, maxRows: maxRows + 1 });
   } catch (err) {
-    if (err instanceof CsvError) return { rows: [], errors: [{ line: err.line, message: err.message }] };
+    if (err instanceof CsvError) return { rows: [], errors: [{ line: err.line, field: 'csv', message: err.message, zh: err.zh }] };
     throw err;
   }
   const first = table[0];
-  if (first === undefined) return { rows: [], errors: [{ line: 1, message: 'the file is empty; it needs a header row' }] };
+  if (first === undefined)
+    return {
+      rows: [],
+      errors: [{ line: 1, field: 'header', message: 'the file is empty; it needs a header row', zh: '文件是空的，需要标题行' }],
+    };
   const got = first.fields.map((f) => f.trim());
   if (got.length !== header.length || got.some((f, i) => f !== header[i])) {
-    return { rows: [], errors: [{ line: first.line, message: `the header must be exactly: ${header.join(',')}` }] };
+    return {
+      rows: [],
+      errors: [
+        {
+          line: first.line,
+          field: 'header',
+          message: `the header must be exactly: ${header.join(',')}`,
+          zh: `标题行须为（列名用英文、顺序不变）：${header.join(',')}`,
+        },
+      ],
+    };
   }
   const errors: RowError[] = [];
   const rows = table.slice(1).filter((row) => {
     if (row.fields.length === header.length) return true;
-    errors.push({ line: row.line, message: `expected ${header.length} fields, found ${row.fields.length}` });
+    errors.push({
+      line: row.line,
+      field: 'row',
+      message: `expected ${header.length} fields, found ${row.fields.length}`,
+      zh: `应有${header.length}列，实际${row.fields.length}列`,
+    });
     return false;
   });
   return { rows, errors };
@@ -134,23 +164,43 @@ export function residentIdCheckChar(first17: string): string {
 
 const PASSPORT_NUMBER = new RegExp(`^[A-Z0-9]{${PIN_LENGTH},20}$`);
 
-function documentProblem(type: DocumentType, number: string): string | undefined {
+function documentProblem(type: DocumentType, number: string): FieldProblem | undefined {
+  const field = 'document_number';
   if (type === 'passport') {
     // The card's initial password is the last PIN_LENGTH characters of the number: a shorter one would
     // leave the holder without a password that can ever match (kiosk, phone binding, cancelling a loss).
     return PASSPORT_NUMBER.test(number)
       ? undefined
-      : `document_number of a passport must be ${PIN_LENGTH}-20 letters or digits (the initial password is its last ${PIN_LENGTH}); check the number against the passport`;
+      : {
+          field,
+          message: `document_number of a passport must be ${PIN_LENGTH}-20 letters or digits (the initial password is its last ${PIN_LENGTH}); check the number against the passport`,
+          zh: `护照号须为${PIN_LENGTH}-20位字母或数字（初始密码为其后${PIN_LENGTH}位），请核对护照`,
+        };
   }
   // Format only: the GB 11643 check digit is not enforced. Hand-made data often fails it (the brief's own
   // example 11010519900307123X does), and under all-or-nothing one such row would block the whole file.
-  return /^\d{17}[\dX]$/.test(number) ? undefined : 'document_number of a resident ID must be 17 digits followed by a digit or X';
+  return /^\d{17}[\dX]$/.test(number)
+    ? undefined
+    : {
+        field,
+        message: 'document_number of a resident ID must be 17 digits followed by a digit or X',
+        zh: '居民身份证号须为17位数字加1位数字或X',
+      };
 }
 
-function nameProblem(name: string): string | undefined {
+function nameProblem(name: string): FieldProblem | undefined {
   const length = [...name].length;
-  if (length < 1 || length > MAX_NAME_LENGTH) return `name must be 1-${MAX_NAME_LENGTH} characters`;
-  return /\p{Cc}/u.test(name) ? 'name must not contain control characters' : undefined;
+  if (length < 1 || length > MAX_NAME_LENGTH)
+    return { field: 'name', message: `name must be 1-${MAX_NAME_LENGTH} characters`, zh: `姓名须为1-${MAX_NAME_LENGTH}个字符` };
+  const text = displayTextProblem(name);
+  if (text === 'control') return { field: 'name', message: 'name must not contain control characters', zh: '姓名不能含控制字符' };
+  if (text === 'undecodable')
+    return {
+      field: 'name',
+      message: 'name holds characters that could not be decoded (U+FFFD): save the file as UTF-8 ("CSV UTF-8") and import it again',
+      zh: '姓名含无法识别的字符（U+FFFD）：请将文件另存为 UTF-8 编码（"CSV UTF-8"）后重新导入',
+    };
+  return undefined;
 }
 
 function isOneOf<T extends string>(value: string, allowed: readonly T[]): value is T {
@@ -158,26 +208,60 @@ function isOneOf<T extends string>(value: string, allowed: readonly T[]): value 
 }
 
 /** Problems in column order. Personal data (name, document number, phone) is never echoed; identifiers are. */
-function cardholderProblems(row: Cardholder, openingText: string): string[] {
-  const problems: (string | undefined)[] = [
-    /^\d{4,20}$/.test(row.cardNo) ? undefined : `card_number "${row.cardNo}" must be 4-20 digits`,
-    /^[0-9A-F]{8,20}$/.test(row.cardSerial) ? undefined : `card_serial "${row.cardSerial}" must be 8-20 hex digits`,
+function cardholderProblems(row: Cardholder, openingText: string): FieldProblem[] {
+  const problems: (FieldProblem | undefined)[] = [
+    /^\d{4,20}$/.test(row.cardNo)
+      ? undefined
+      : { field: 'card_number', message: `card_number "${row.cardNo}" must be 4-20 digits`, zh: `卡号"${row.cardNo}"须为4-20位数字` },
+    /^[0-9A-F]{8,20}$/.test(row.cardSerial)
+      ? undefined
+      : {
+          field: 'card_serial',
+          message: `card_serial "${row.cardSerial}" must be 8-20 hex digits`,
+          zh: `卡片序列号"${row.cardSerial}"须为8-20位十六进制数字`,
+        },
     nameProblem(row.name),
-    /^[A-Za-z0-9]{4,20}$/.test(row.personNumber) ? undefined : `person_number "${row.personNumber}" must be 4-20 letters or digits`,
-    isOneOf(row.holderType, HOLDER_TYPES) ? undefined : `holder_type "${String(row.holderType)}" must be one of ${HOLDER_TYPES.join(', ')}`,
+    /^[A-Za-z0-9]{4,20}$/.test(row.personNumber)
+      ? undefined
+      : {
+          field: 'person_number',
+          message: `person_number "${row.personNumber}" must be 4-20 letters or digits`,
+          zh: `学工号"${row.personNumber}"须为4-20位字母或数字`,
+        },
+    isOneOf(row.holderType, HOLDER_TYPES)
+      ? undefined
+      : {
+          field: 'holder_type',
+          message: `holder_type "${String(row.holderType)}" must be one of ${HOLDER_TYPES.join(', ')}`,
+          zh: `持卡人类型"${String(row.holderType)}"须为 student（学生）或 staff（教职工）`,
+        },
     isOneOf(row.documentType, DOCUMENT_TYPES)
       ? undefined
-      : `document_type "${String(row.documentType)}" must be one of ${DOCUMENT_TYPES.join(', ')}`,
+      : {
+          field: 'document_type',
+          message: `document_type "${String(row.documentType)}" must be one of ${DOCUMENT_TYPES.join(', ')}`,
+          zh: `证件类型"${String(row.documentType)}"须为 resident_id（居民身份证）或 passport（护照）`,
+        },
     isOneOf(row.documentType, DOCUMENT_TYPES) ? documentProblem(row.documentType, row.documentNumber) : undefined,
-    /^(1\d{10}|\+\d{6,15})$/.test(row.phone) ? undefined : 'phone must be 11 digits starting with 1, or + and the country code and number',
+    /^(1\d{10}|\+\d{6,15})$/.test(row.phone)
+      ? undefined
+      : {
+          field: 'phone',
+          message: 'phone must be 11 digits starting with 1, or + and the country code and number',
+          zh: '手机号须为以1开头的11位数字，或以+开头的国家代码加号码',
+        },
     row.openingBalanceFen >= 0 && row.openingBalanceFen <= MAX_OPENING_BALANCE_FEN
       ? undefined
-      : `opening_balance_fen "${openingText}" must be a whole number of fen from 0 to ${MAX_OPENING_BALANCE_FEN}`,
+      : {
+          field: 'opening_balance_fen',
+          message: `opening_balance_fen "${openingText}" must be a whole number of fen from 0 to ${MAX_OPENING_BALANCE_FEN}`,
+          zh: `开户余额"${openingText}"须为0到${MAX_OPENING_BALANCE_FEN}之间的整数（单位：分）`,
+        },
   ];
-  return problems.filter((p): p is string => p !== undefined);
+  return problems.filter((p): p is FieldProblem => p !== undefined);
 }
 
-function toCardholder(fields: readonly string[]): { row: Cardholder; problems: string[] } {
+function toCardholder(fields: readonly string[]): { row: Cardholder; problems: FieldProblem[] } {
   const [cardNo, serial, name, personNumber, holder, docType, docNumber, phone, opening] = fields.map((f) => f.trim());
   const row: Cardholder = {
     cardNo: cardNo ?? '',
@@ -197,25 +281,31 @@ function toCardholder(fields: readonly string[]): { row: Cardholder; problems: s
 /** One error per repeated value, naming the line where it first appeared. */
 export function findDuplicates<T extends { readonly line: number }>(
   rows: readonly T[],
-  columns: readonly { readonly column: string; readonly value: (row: T) => string }[],
+  columns: readonly { readonly column: string; readonly zh: string; readonly value: (row: T) => string }[],
 ): RowError[] {
   const errors: RowError[] = [];
-  for (const { column, value } of columns) {
+  for (const { column, zh, value } of columns) {
     const firstLine = new Map<string, number>();
     for (const row of rows) {
       const v = value(row);
       const seen = firstLine.get(v);
       if (seen === undefined) firstLine.set(v, row.line);
-      else errors.push({ line: row.line, message: `${column} ${v} appears on lines ${seen} and ${row.line}` });
+      else
+        errors.push({
+          line: row.line,
+          field: column,
+          message: `${column} ${v} appears on lines ${seen} and ${row.line}`,
+          zh: `${zh}${v}在第${seen}行和第${row.line}行重复出现`,
+        });
     }
   }
   return errors;
 }
 
 const CARDHOLDER_UNIQUE_COLUMNS = [
-  { column: 'card_number', value: (r: Cardholder) => r.cardNo },
-  { column: 'card_serial', value: (r: Cardholder) => r.cardSerial },
-  { column: 'person_number', value: (r: Cardholder) => r.personNumber },
+  { column: 'card_number', zh: '卡号', value: (r: Cardholder) => r.cardNo },
+  { column: 'card_serial', zh: '卡片序列号', value: (r: Cardholder) => r.cardSerial },
+  { column: 'person_number', zh: '学工号', value: (r: Cardholder) => r.personNumber },
 ];
 
 function byLine(a: RowError, b: RowError): number {
@@ -230,11 +320,13 @@ export function parseCardholdersCsv(text: string): ParseResult<CardholderRow> {
   for (const { line, fields } of table.rows) {
     const { row, problems } = toCardholder(fields);
     if (problems.length === 0) rows.push({ ...row, line });
-    else errors.push(...problems.map((message) => ({ line, message })));
+    else errors.push(...problems.map((p) => ({ line, ...p })));
   }
   errors.push(...findDuplicates(rows, CARDHOLDER_UNIQUE_COLUMNS));
   return { rows, errors: errors.sort(byLine) };
 }
+
+const TERMINAL_UNIQUE_COLUMNS = [{ column: 'terminal_id', zh: '终端编号', value: (r: TerminalRow) => r.id }];
 
 export function parseTerminalsCsv(text: string): ParseResult<TerminalRow> {
   const table = readTable(text, TERMINAL_HEADER, MAX_TERMINAL_ROWS);
@@ -251,11 +343,11 @@ export function parseTerminalsCsv(text: string): ParseResult<TerminalRow> {
       location: location ?? '',
       secret: fields[4] ?? '',
     };
-    const problems = validateNewTerminal(terminal);
+    const problems = terminalProblems(terminal);
     if (problems.length === 0) rows.push({ ...terminal, line });
-    else errors.push(...problems.map((message) => ({ line, message })));
+    else errors.push(...problems.map((p) => ({ line, ...p })));
   }
-  errors.push(...findDuplicates(rows, [{ column: 'terminal_id', value: (r: TerminalRow) => r.id }]));
+  errors.push(...findDuplicates(rows, TERMINAL_UNIQUE_COLUMNS));
   return { rows, errors: errors.sort(byLine) };
 }
 
@@ -288,15 +380,36 @@ function sumFen(rows: readonly Cardholder[]): number {
 async function cardholderConflicts(deps: CardholderImportDeps, row: CardholderRow): Promise<RowError[]> {
   const taken = await takenEntries(deps.ledger, row);
   const errors: RowError[] = [];
-  if (taken.account) errors.push({ line: row.line, message: `card_number ${row.cardNo} already exists` });
-  if (taken.serial) errors.push({ line: row.line, message: `card_serial ${row.cardSerial} already belongs to a card` });
-  if (taken.personNumber) errors.push({ line: row.line, message: `person_number ${row.personNumber} already has a card` });
+  const line = row.line;
+  if (taken.account)
+    errors.push({ line, field: 'card_number', message: `card_number ${row.cardNo} already exists`, zh: `卡号${row.cardNo}已存在` });
+  if (taken.serial)
+    errors.push({
+      line,
+      field: 'card_serial',
+      message: `card_serial ${row.cardSerial} already belongs to a card`,
+      zh: `卡片序列号${row.cardSerial}已属于另一张卡`,
+    });
+  if (taken.personNumber)
+    errors.push({
+      line,
+      field: 'person_number',
+      message: `person_number ${row.personNumber} already has a card`,
+      zh: `学工号${row.personNumber}已有卡`,
+    });
   return errors;
 }
 
 function checkCardholderRows(rows: readonly CardholderRow[]): RowError[] {
   if (rows.length > MAX_CARDHOLDER_ROWS) {
-    return [{ line: 1, message: `at most ${MAX_CARDHOLDER_ROWS} cardholders per import, got ${rows.length}` }];
+    return [
+      {
+        line: 1,
+        field: 'csv',
+        message: `at most ${MAX_CARDHOLDER_ROWS} cardholders per import, got ${rows.length}`,
+        zh: `每次最多导入${MAX_CARDHOLDER_ROWS}个持卡人，本次${rows.length}个`,
+      },
+    ];
   }
   // Rows may come from elsewhere than parseCardholdersCsv, so uniqueness inside the batch is checked again.
   return findDuplicates(rows, CARDHOLDER_UNIQUE_COLUMNS);
@@ -331,11 +444,28 @@ async function writeCardholder(deps: CardholderImportDeps, row: CardholderRow): 
       pwdinit: '1',
     },
   });
-  if (!opened) return { line: row.line, message: `card_number ${row.cardNo} was created by someone else during the import` };
+  if (!opened)
+    return {
+      line: row.line,
+      field: 'card_number',
+      message: `card_number ${row.cardNo} was created by someone else during the import`,
+      zh: `卡号${row.cardNo}在导入过程中已被他人开户`,
+    };
   const claimed = await claimDirectoryEntries(deps.ledger, row);
-  if (claimed.serialTaken) return { line: row.line, message: `card_serial ${row.cardSerial} was taken by another card during the import` };
+  if (claimed.serialTaken)
+    return {
+      line: row.line,
+      field: 'card_serial',
+      message: `card_serial ${row.cardSerial} was taken by another card during the import`,
+      zh: `卡片序列号${row.cardSerial}在导入过程中已被另一张卡占用`,
+    };
   if (claimed.personNumberTaken)
-    return { line: row.line, message: `person_number ${row.personNumber} was taken by another card during the import` };
+    return {
+      line: row.line,
+      field: 'person_number',
+      message: `person_number ${row.personNumber} was taken by another card during the import`,
+      zh: `学工号${row.personNumber}在导入过程中已被另一张卡占用`,
+    };
   return undefined;
 }
 
@@ -395,17 +525,28 @@ export async function importTerminals(registry: TerminalRegistry, rows: readonly
   const elapsed = (): number => Math.round(performance.now() - startedMs);
   const problems: RowError[] = [];
   if (rows.length > MAX_TERMINAL_ROWS)
-    problems.push({ line: 1, message: `at most ${MAX_TERMINAL_ROWS} terminals per import, got ${rows.length}` });
-  problems.push(...findDuplicates(rows, [{ column: 'terminal_id', value: (r: TerminalRow) => r.id }]));
+    problems.push({
+      line: 1,
+      field: 'csv',
+      message: `at most ${MAX_TERMINAL_ROWS} terminals per import, got ${rows.length}`,
+      zh: `每次最多导入${MAX_TERMINAL_ROWS}个终端，本次${rows.length}个`,
+    });
+  problems.push(...findDuplicates(rows, TERMINAL_UNIQUE_COLUMNS));
   for (const row of rows) {
-    for (const message of validateNewTerminal(row)) problems.push({ line: row.line, message });
+    for (const p of terminalProblems(row)) problems.push({ line: row.line, ...p });
   }
   if (problems.length === 0) {
     const existing = await mapBounded(rows, REDIS_CONCURRENCY / 4, async (row) =>
       (await registry.get(row.id)) === undefined ? undefined : row,
     );
     for (const row of existing) {
-      if (row !== undefined) problems.push({ line: row.line, message: `terminal_id ${row.id} is already registered` });
+      if (row !== undefined)
+        problems.push({
+          line: row.line,
+          field: 'terminal_id',
+          message: `terminal_id ${row.id} is already registered`,
+          zh: `终端编号${row.id}已登记`,
+        });
     }
   }
   if (problems.length > 0) return { importedCount: 0, openingTotalFen: 0, errors: problems.sort(byLine), elapsedMs: elapsed() };

@@ -38,19 +38,74 @@ export function hashTerminalSecret(secret: string, pepper: string): string {
 }
 
 /** Returns a message per problem; empty when the terminal is valid. */
-export function validateNewTerminal(t: NewTerminal): string[] {
-  const problems: string[] = [];
+/** One problem with a terminal's field: the field, English and zh-CN (an operator's import names all three). */
+export interface TerminalProblem {
+  readonly field: 'terminal_id' | 'kind' | 'merchant_id' | 'location' | 'secret';
+  readonly message: string;
+  readonly zh: string;
+}
+
+/**
+ * Text shown to people (the location on statements, reports and terminal lists) takes no control
+ * characters (a NUL, a tab, a line break: a spreadsheet or a log line would break on them) and no U+FFFD,
+ * which only a file decoded with the wrong encoding (a GBK file read as UTF-8) produces.
+ */
+export function displayTextProblem(text: string): 'control' | 'undecodable' | undefined {
+  if (/\p{Cc}/u.test(text)) return 'control';
+  return text.includes('\uFFFD') ? 'undecodable' : undefined;
+}
+
+export function terminalProblems(t: NewTerminal): TerminalProblem[] {
+  const problems: TerminalProblem[] = [];
   if (!TERMINAL_ID_PATTERN.test(t.id))
-    problems.push(`terminal id "${t.id}" must be 1-32 of A-Z a-z 0-9 _ - (starting with a letter or digit)`);
+    problems.push({
+      field: 'terminal_id',
+      message: `terminal id "${t.id}" must be 1-32 of A-Z a-z 0-9 _ - (starting with a letter or digit)`,
+      zh: `终端编号"${t.id}"须为1-32位字母、数字、_或-（以字母或数字开头）`,
+    });
   if (!(TERMINAL_KINDS as readonly string[]).includes(t.kind))
-    problems.push(`terminal kind "${t.kind}" must be one of ${TERMINAL_KINDS.join(', ')}`);
-  if (!MERCHANT_ID_PATTERN.test(t.merchantId)) problems.push(`merchant id "${t.merchantId}" must be 1-32 of A-Z a-z 0-9 _ -`);
-  if (t.location.trim() === '' || t.location.length > MAX_LOCATION_LENGTH)
-    problems.push(`location must be 1-${MAX_LOCATION_LENGTH} characters`);
+    problems.push({
+      field: 'kind',
+      message: `terminal kind "${t.kind}" must be one of ${TERMINAL_KINDS.join(', ')}`,
+      zh: `终端类型"${t.kind}"须为以下之一：${TERMINAL_KINDS.join('、')}`,
+    });
+  if (!MERCHANT_ID_PATTERN.test(t.merchantId))
+    problems.push({
+      field: 'merchant_id',
+      message: `merchant id "${t.merchantId}" must be 1-32 of A-Z a-z 0-9 _ -`,
+      zh: `商户号"${t.merchantId}"须为1-32位字母、数字、_或-`,
+    });
+  const locationText = displayTextProblem(t.location);
+  if (t.location.trim() === '' || [...t.location].length > MAX_LOCATION_LENGTH)
+    problems.push({
+      field: 'location',
+      message: `location must be 1-${MAX_LOCATION_LENGTH} characters`,
+      zh: `安装位置须为1-${MAX_LOCATION_LENGTH}个字符`,
+    });
+  else if (locationText === 'control')
+    problems.push({
+      field: 'location',
+      message: 'location must not contain control characters (a tab, a line break, a NUL)',
+      zh: '安装位置不能含控制字符（制表符、换行、NUL）',
+    });
+  else if (locationText === 'undecodable')
+    problems.push({
+      field: 'location',
+      message: 'location holds characters that could not be decoded (U+FFFD): save the file as UTF-8 ("CSV UTF-8") and import it again',
+      zh: '安装位置含无法识别的字符（U+FFFD）：请将文件另存为 UTF-8 编码（"CSV UTF-8"）后重新导入',
+    });
   if (t.secret.length < MIN_SECRET_LENGTH || t.secret.length > MAX_SECRET_LENGTH) {
-    problems.push(`secret must be ${MIN_SECRET_LENGTH}-${MAX_SECRET_LENGTH} characters`);
+    problems.push({
+      field: 'secret',
+      message: `secret must be ${MIN_SECRET_LENGTH}-${MAX_SECRET_LENGTH} characters`,
+      zh: `终端密钥须为${MIN_SECRET_LENGTH}-${MAX_SECRET_LENGTH}个字符`,
+    });
   }
   return problems;
+}
+
+export function validateNewTerminal(t: NewTerminal): string[] {
+  return terminalProblems(t).map((p) => p.message);
 }
 
 const MAX_REMEMBERED_SECRETS = 10_000;

@@ -191,8 +191,14 @@ function checkCsv(csv: string): string {
   return csv;
 }
 
-function importToProto(outcome: ImportOutcome): { imported: number; problems: { line: number; message: string }[] } {
-  return { imported: outcome.imported, problems: outcome.problems.map((e) => ({ line: e.line, message: e.message })) };
+function importToProto(outcome: ImportOutcome): {
+  imported: number;
+  problems: { line: number; message: string; field: string; messageZh: string }[];
+} {
+  return {
+    imported: outcome.imported,
+    problems: outcome.problems.map((e) => ({ line: e.line, message: e.message, field: e.field, messageZh: e.zh })),
+  };
 }
 
 export function importCardholdersHandler(ctx: SwitchContext): handleUnaryCall<ImportCardholdersRequest, ImportCardholdersResponse> {

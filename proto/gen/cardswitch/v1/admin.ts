@@ -44,8 +44,17 @@ export interface ImportTerminalsRequest {
 }
 
 export interface ImportProblem {
+  /** 1-based line of the file the problem is on. */
   line: number;
+  /** English. */
   message: string;
+  /**
+   * The column it is about (card_number, location ...), or header, row (the row's number of fields) or
+   * csv (the file's syntax or size).
+   */
+  field: string;
+  /** The same as message, in zh-CN. */
+  messageZh: string;
 }
 
 export interface ImportCardholdersResponse {
@@ -378,7 +387,7 @@ export const ImportTerminalsRequest: MessageFns<ImportTerminalsRequest> = {
 };
 
 function createBaseImportProblem(): ImportProblem {
-  return { line: 0, message: "" };
+  return { line: 0, message: "", field: "", messageZh: "" };
 }
 
 export const ImportProblem: MessageFns<ImportProblem> = {
@@ -388,6 +397,12 @@ export const ImportProblem: MessageFns<ImportProblem> = {
     }
     if (message.message !== "") {
       writer.uint32(18).string(message.message);
+    }
+    if (message.field !== "") {
+      writer.uint32(26).string(message.field);
+    }
+    if (message.messageZh !== "") {
+      writer.uint32(34).string(message.messageZh);
     }
     return writer;
   },
@@ -421,6 +436,22 @@ export const ImportProblem: MessageFns<ImportProblem> = {
             message.message = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.field = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.messageZh = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -437,6 +468,12 @@ export const ImportProblem: MessageFns<ImportProblem> = {
     return {
       line: isSet(object.line) ? globalThis.Number(object.line) : 0,
       message: isSet(object.message) ? globalThis.String(object.message) : "",
+      field: isSet(object.field) ? globalThis.String(object.field) : "",
+      messageZh: isSet(object.messageZh)
+        ? globalThis.String(object.messageZh)
+        : isSet(object.message_zh)
+        ? globalThis.String(object.message_zh)
+        : "",
     };
   },
 
@@ -448,6 +485,12 @@ export const ImportProblem: MessageFns<ImportProblem> = {
     if (message.message !== "") {
       obj.message = message.message;
     }
+    if (message.field !== "") {
+      obj.field = message.field;
+    }
+    if (message.messageZh !== "") {
+      obj.messageZh = message.messageZh;
+    }
     return obj;
   },
 
@@ -458,6 +501,8 @@ export const ImportProblem: MessageFns<ImportProblem> = {
     const message = createBaseImportProblem();
     message.line = object.line ?? 0;
     message.message = object.message ?? "";
+    message.field = object.field ?? "";
+    message.messageZh = object.messageZh ?? "";
     return message;
   },
 };
