@@ -156,6 +156,29 @@ describe('the e-card page on a phone', () => {
     await heading(page, '电子校园卡');
   });
 
+  it('a link to a screen that is no screen (#/__proto__, #/constructor, #/toString) shows the card, never a broken page', async () => {
+    // The route was looked up with `in`, which also finds what every object inherits: #/__proto__ threw
+    // (nothing drawn), #/constructor drew the word "undefined" instead of a screen.
+    const errors: string[] = [];
+    const onError = (err: Error): void => void errors.push(err.message);
+    page.on('pageerror', onError);
+    try {
+      for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+        await page.goto(`${bench.base}/phone/#/home`);
+        await heading(page, '电子校园卡');
+        await page.goto(`${bench.base}/phone/#/${name}`); // from the page: the hash changes
+        await heading(page, '电子校园卡');
+        expect(await page.locator('main').getAttribute('data-screen'), name).toBe('home');
+        await page.reload(); // opened with it: after the card loads
+        await heading(page, '电子校园卡');
+        expect(await page.locator('main').getAttribute('data-screen'), name).toBe('home');
+      }
+    } finally {
+      page.off('pageerror', onError);
+    }
+    expect(errors).toEqual([]);
+  });
+
   it('shows the campus QR code; paid at a POS, the page says "used" and the result within a second, then a new code', async () => {
     await page.getByText('账户余额').waitFor();
     expect(await page.locator('.balance-value').textContent()).toBe('¥*****');

@@ -26,6 +26,14 @@ const SCREENS: Record<Route, Screen> = {
   network: networkFeeScreen,
   electricity: electricityFeeScreen,
 };
+/**
+ * The screen a location hash names, or undefined. Own keys only: `in` also finds what every object inherits,
+ * so #/__proto__ or #/constructor (a link anyone can send) was taken for a screen and broke the page.
+ */
+function routeOf(hash: string): Route | undefined {
+  const name = hash.replace(/^#\/?/, '');
+  return Object.prototype.hasOwnProperty.call(SCREENS, name) ? (name as Route) : undefined;
+}
 const TOAST_MS = 6000;
 const FIRST_QR_MAX_AGE_MS = 10_000;
 
@@ -138,8 +146,8 @@ class Page implements Shell {
       return;
     }
     this.startLive();
-    const wanted = location.hash.replace(/^#\/?/, '') as Route;
-    this.go(wanted in SCREENS && wanted !== 'signin' && wanted !== 'bind' ? wanted : 'home');
+    const wanted = routeOf(location.hash);
+    this.go(wanted !== undefined && wanted !== 'signin' && wanted !== 'bind' ? wanted : 'home');
   }
 
   async loadCard(): Promise<Ecard> {
@@ -170,8 +178,7 @@ class Page implements Shell {
   }
 
   private render(moveFocus = true): void {
-    let route = location.hash.replace(/^#\/?/, '') as Route;
-    if (!(route in SCREENS)) route = 'home';
+    let route = routeOf(location.hash) ?? 'home';
     if (!this.api.signedIn) route = 'signin';
     else if (this.card === undefined && route !== 'bind') route = 'bind';
     else if (this.card !== undefined && (route === 'bind' || route === 'signin')) route = 'home';
