@@ -291,6 +291,45 @@ describe('the archiver', () => {
     for (let shard = 0; shard < SHARDS; shard++) expect(await redis.xlen(keys.journal(shard))).toBe(0);
   }, 120_000);
 
+  it('a running archiver trims nothing PostgreSQL lost by going back (an older backup restored, a lagging standby promoted): it archives it again first', async () => {
+    const { keys, url } = await newLedger('pgback');
+    const store = new ArchiveStore({ url, poolSize: 4, statementTimeoutMs: 30_000 });
+    await store.open(keys.prefix, SHARDS);
+    let aheadMs = 0;
+    // Its clock is the real one at first (nothing is older than the window), then two days ahead.
+    const a = archiver(keys, store, { now: () => Date.now() + aheadMs });
+    await a.syncPositions();
+    const all = await appendEntries(keys, 60, 'b1');
+    const first = await a.runPass();
+    expect(first).toEqual({ archived: SHARDS * 60, entriesTrimmed: 0, linesTrimmed: 0 });
+    // PostgreSQL goes back to what it held after each shard's 20th entry: the state an older backup, or a
+    // standby promoted before the last commits reached it, gives. The archiver process goes on running.
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      await client.query('BEGIN');
+      for (let shard = 0; shard < SHARDS; shard++) {
+        const { ms, seq } = parseStreamId(all.get(shard)![19]![0]);
+        await client.query('DELETE FROM journal WHERE shard = $1 AND (stream_ms, stream_seq) > ($2, $3)', [shard, ms, seq]);
+        await client.query('UPDATE archive_position SET stream_ms = $2, stream_seq = $3, entries = 20 WHERE shard = $1', [shard, ms, seq]);
+      }
+      await client.query('COMMIT');
+    } finally {
+      await client.end();
+    }
+    aheadMs = 2 * DAY_MS;
+    await a.runPass();
+    for (let shard = 0; shard < SHARDS; shard++) {
+      const archived = new Set((await archivedRows(url, shard)).map(([id]) => id));
+      const live = new Set(((await redis.xrange(keys.journal(shard), '-', '+')) as RawStreamEntry[]).map(([id]) => id));
+      for (const [id] of all.get(shard)!) expect(archived.has(id) || live.has(id), `entry ${id} of shard ${shard} is lost`).toBe(true);
+    }
+    await a.runPass();
+    await store.close();
+    await expectArchivedExactlyOnce(url, keys, all);
+    for (let shard = 0; shard < SHARDS; shard++) expect(await redis.xlen(keys.journal(shard))).toBe(0);
+  }, 60_000);
+
   it('never trims an entry the archive does not hold, also while appends, archiving and trims run together', async () => {
     const { keys, url } = await newLedger('trim');
     const store = new ArchiveStore({ url, poolSize: 4, statementTimeoutMs: 30_000 });

@@ -153,10 +153,11 @@ export class Archiver {
    */
   async syncPositions(): Promise<void> {
     const { keys, redis, store } = this.options;
+    const stored = await store.positions(keys.shardCount);
     this.positions.clear();
+    stored.forEach((position, shard) => this.positions.set(shard, position));
     await forEachShard(keys.shardCount, SHARD_CONCURRENCY, async (shard) => {
-      const position = await store.position(shard);
-      this.positions.set(shard, position);
+      const position = stored[shard] ?? STREAM_ID_ZERO;
       if (position.ms === 0 && position.seq === 0) await redis.del(keys.journalArchived(shard));
       else await redis.set(keys.journalArchived(shard), formatStreamId(position));
     });
@@ -316,6 +317,12 @@ export class Archiver {
   async runPass(): Promise<PassReport> {
     const report: PassReport = { archived: await this.archiveAll(), entriesTrimmed: 0, linesTrimmed: 0 };
     if (!this.options.trim) return report;
+    // Before each trim, Redis is told again how far PostgreSQL reaches NOW: it can go back while this process
+    // runs (an older backup restored, a standby promoted before the last commits reached it), and then the
+    // positions this archiver remembers, and `jarch` in Redis, claim entries PostgreSQL no longer holds. A trim
+    // by those would remove them from Redis too, gone from both stores; this way they stay and are archived
+    // again from PostgreSQL's position (test/history-archive.test.ts).
+    await this.syncPositions();
     await forEachShard(this.options.keys.shardCount, SHARD_CONCURRENCY, async (shard) => {
       const trimmed = await this.trimShard(shard);
       report.entriesTrimmed += trimmed.entries;
