@@ -7,10 +7,13 @@
 // The real renderer in Chromium, the kiosk's handler module, a real switch, Redis and both simulators.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
-import { CANCEL_RECHARGE_DEADLINE_MS, CHANNEL_CALL_DEADLINE_MS } from '../kiosk/main/switch-client.js';
+import { createKioskHandlers } from '../kiosk/main/handlers.js';
+import { kioskSettings } from '../kiosk/main/settings.js';
+import { CANCEL_RECHARGE_DEADLINE_MS, CHANNEL_CALL_DEADLINE_MS, type KioskSwitch } from '../kiosk/main/switch-client.js';
+import type { KioskEvent } from '../kiosk/shared/api.js';
 import { CHANNEL_CALL_TIMEOUT_MS } from '../switch/domain/recharge-orders.js';
 import { passwordHash } from './helpers/clients.js';
-import { handlerLog, startKioskRig, type KioskRig } from './helpers/kiosk-rig.js';
+import { handlerLog, KIOSK_WEB_CONTENTS_ID, startKioskRig, TRUSTED_URL, type KioskRig } from './helpers/kiosk-rig.js';
 import { openCard } from './helpers/switch.js';
 
 let rig: KioskRig;
@@ -229,5 +232,99 @@ describe('main’s inactivity backstop with the renderer gone', () => {
     await idleRig.handlers.closing();
     expect(idleRig.sims.wechat.order(orderId)?.state).toBe('CLOSED');
     expect(await ledger(cardNo, idleRig)).toBe(500);
+  }, 60_000);
+});
+
+describe('an order the switch makes after its QR can no longer be shown', () => {
+  const TRUSTED = { webContentsId: KIOSK_WEB_CONTENTS_ID, frameUrl: TRUSTED_URL, isMainFrame: true };
+
+  /** The kiosk's handlers over the rig's client, each Recharge answer held until `release()`; the orders made. */
+  function heldRecharges(): {
+    handlers: ReturnType<typeof createKioskHandlers>;
+    made: string[];
+    release: () => void;
+    events: KioskEvent[];
+  } {
+    const made: string[] = [];
+    const events: KioskEvent[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const held: KioskSwitch = {
+      ...rig.client,
+      recharge: async (req) => {
+        const res = await rig.client.recharge(req);
+        made.push(res.orderId);
+        await gate;
+        return res;
+      },
+    };
+    const handlers = createKioskHandlers({
+      switch: held,
+      settings: kioskSettings({ KIOSK_IDLE_TIMEOUT_SEC: '600' }, 'test kiosk'),
+      trustedUrl: TRUSTED_URL,
+      trustedWebContentsId: () => KIOSK_WEB_CONTENTS_ID,
+      emit: (e) => events.push(e),
+    });
+    return { handlers, made, release, events };
+  }
+
+  async function newCard(): Promise<{ cardNo: string; serial: string }> {
+    cardCounter++;
+    const cardNo = String(36_000_000 + cardCounter);
+    const serial = `1C5E${String(cardCounter).padStart(6, '0')}`;
+    await openCard(rig.app, cardNo, serial, 500, { name: '韩十', pwd: await passwordHash(rig.app, '135790') });
+    return { cardNo, serial };
+  }
+
+  it("the next holder taps while the first one's Recharge is under way: the order made for the first is closed", async () => {
+    const a = await newCard();
+    const b = await newCard();
+    const { handlers, made, release } = heldRecharges();
+    try {
+      await handlers.cardRead(a.serial);
+      const answer = handlers.invoke(TRUSTED, 'startRecharge', { channel: 'wechat', amountFen: 2000 });
+      await expect.poll(() => made.length).toBe(1);
+      await handlers.cardRead(b.serial);
+      expect(handlers.holderCardNumber()).toBe(b.cardNo);
+      release();
+      expect(await answer).toEqual({ ok: false, error: 'no_card' });
+      await handlers.closing();
+      expect(rig.sims.wechat.order(made[0] ?? '')?.state).toBe('CLOSED');
+      expect(await ledger(a.cardNo)).toBe(500);
+    } finally {
+      handlers.dispose();
+    }
+  }, 60_000);
+
+  it('300 recharges of different amounts at once: every order but the last one asked is closed, and the card can still recharge', async () => {
+    const a = await newCard();
+    const { handlers, made, release } = heldRecharges();
+    try {
+      await handlers.cardRead(a.serial);
+      const answers = Array.from({ length: 300 }, (_, i) =>
+        handlers.invoke(TRUSTED, 'startRecharge', { channel: 'wechat', amountFen: 1000 + i }),
+      );
+      // At most MAX_OPEN_ORDERS_PER_CARD (5) are made; the others are refused as too many unpaid orders.
+      await expect.poll(() => made.length).toBe(5);
+      release();
+      const results = await Promise.all(answers);
+      await handlers.closing();
+      const open = made.filter((id) => rig.sims.wechat.order(id)?.state !== 'CLOSED');
+      // Only the QR the renderer may still show (the last call's, if it was made) stays payable.
+      expect(open.length).toBeLessThanOrEqual(1);
+      // Each superseded call says its order is finished (or that there were too many), never hands out a QR.
+      for (const r of results.slice(0, 299)) expect(['order_finished', 'too_many_orders']).toContain(r.ok ? 'ok' : r.error);
+      const last = results[299];
+      if (open.length === 1) expect(last).toMatchObject({ ok: true, value: { orderId: open[0] } });
+      // Not locked out: a new recharge is made (the ledger's count of unpaid orders went down with the closes).
+      handlers.forget('ended');
+      await handlers.closing();
+      await handlers.cardRead(a.serial);
+      const again = await handlers.invoke(TRUSTED, 'startRecharge', { channel: 'alipay', amountFen: 3000 });
+      expect(again).toMatchObject({ ok: true, value: { amountFen: 3000 } });
+      expect(await ledger(a.cardNo)).toBe(500);
+    } finally {
+      handlers.dispose();
+    }
   }, 60_000);
 });

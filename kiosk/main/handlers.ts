@@ -128,7 +128,10 @@ export interface KioskHandlers {
    * switch credits it if it was paid meanwhile; whatever the answer, nothing of it reaches the next holder.
    */
   forget(reason: 'timeout' | 'ended'): void;
-  /** Resolves once every close main started (forget, a replaced order, 取消) has its answer or gave up. */
+  /**
+   * Resolves once every close main started (forget, a replaced order, 取消) has its answer or gave up, and
+   * every Recharge under way has its answer (and the close of an order nobody will see, if it made one).
+   */
   closing(): Promise<void>;
   /** For tests and diagnostics: the card number of the holder main acts for, if any. */
   holderCardNumber(): string | undefined;
@@ -234,6 +237,8 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
   let idleTimer: NodeJS.Timeout | undefined;
   /** Closes under way, by order id: a second close of the same order (取消, then Exit) joins the first. */
   const closes = new Map<string, Promise<CancelRechargeOrderResponse>>();
+  /** Recharge calls under way: an order they make after its QR can no longer be shown is closed (closing() waits). */
+  const recharging = new Set<Promise<unknown>>();
 
   const log = (action: string, result: string): void => deps.log?.({ action, result });
 
@@ -263,7 +268,11 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
     const p = s.recharge;
     if (p?.orderId === undefined || p.finished) return;
     p.finished = true;
-    closeOrder(p.orderId).then(
+    closeInBackground(p.orderId, why);
+  }
+
+  function closeInBackground(orderId: string, why: string): void {
+    closeOrder(orderId).then(
       (res) => log(`closeOnLeave:${why}`, ORDER_STATUS[res.status] ?? 'pending'),
       (err: unknown) => log(`closeOnLeave:${why}`, mapSwitchError(err).error),
     );
@@ -409,6 +418,14 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
           qrTimeoutSec: deps.settings.qrTimeoutSec,
         });
         pending.orderId = res.orderId;
+        // Made after its QR could no longer be shown: another card was tapped, the session ended, or another
+        // amount or channel was asked meanwhile. Nobody will see this QR, so it is closed like one taken down
+        // (it would otherwise hold the card's day maximum and one of its few unpaid orders until it expires).
+        if (session !== s || s.recharge !== pending) {
+          pending.finished = true;
+          closeInBackground(res.orderId, 'superseded');
+          return fail('order_finished');
+        }
         const view: RechargeOrderView = {
           orderId: res.orderId,
           channel,
@@ -419,10 +436,12 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
         return ok(view);
       });
       pending.inFlight = call;
+      recharging.add(call);
       try {
         return await call;
       } finally {
         delete pending.inFlight;
+        recharging.delete(call);
       }
     },
 
@@ -675,7 +694,7 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
     cardRead,
     forget,
     closing: async () => {
-      while (closes.size > 0) await Promise.allSettled([...closes.values()]);
+      while (closes.size > 0 || recharging.size > 0) await Promise.allSettled([...closes.values(), ...recharging]);
     },
     holderCardNumber: () => session?.card.cardNumber,
     dispose: () => {
