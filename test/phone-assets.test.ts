@@ -70,6 +70,20 @@ describe('the phone page on the gateway', () => {
     expect((await get('/phone')).headers['location']).toBe('/phone/');
   });
 
+  it('/phone -> /phone/ keeps the query: the sign-in code of a WeCom redirect or a mini-program web-view is not lost', async () => {
+    // A redirect_uri or web-view src written without the slash came back to the sign-in screen: the
+    // 301 dropped ?code=…, and the holder had to sign in again by hand.
+    const wechat = await get('/phone?provider=wechat&code=abc_DEF-123');
+    expect(wechat.status).toBe(301);
+    expect(wechat.headers['location']).toBe('/phone/?provider=wechat&code=abc_DEF-123');
+    expect((await get('/phone?code=c1&state=s1')).headers['location']).toBe('/phone/?code=c1&state=s1');
+    // Never anywhere but the page: whatever the query holds stays in the query of /phone/.
+    const odd = await get('/phone?//evil.example/%0d%0aSet-Cookie:x=1');
+    expect(odd.headers['location']).toBe('/phone/?%2F%2Fevil.example%2F%0D%0ASet-Cookie%3Ax=1');
+    expect(odd.headers['set-cookie']).toBeUndefined();
+    expect((await get('/phone?')).headers['location']).toBe('/phone/');
+  });
+
   it('serves the hashed assets immutable, brotli or gzip as accepted, and refuses what it does not have', async () => {
     const html = decoded(await get('/phone/'));
     const js = /src="(assets\/app-[A-Z0-9]{8}\.js)"/.exec(html)?.[1];

@@ -171,7 +171,16 @@ export function phonePageRoutes(options: PhonePageOptions): Route[] {
   const redirect: Route = {
     method: 'GET',
     path: '/phone',
-    handler: () => Promise.resolve({ status: 301, body: '', headers: { location: PHONE_PAGE_PATH } }),
+    // The query goes along: a WeCom redirect_uri or a mini-program web-view src without the slash brings the
+    // sign-in code in it. Re-encoded by URLSearchParams (no CR / LF), and always a path of the page itself.
+    handler: (req) => {
+      const query = req.query.toString();
+      return Promise.resolve({
+        status: 301,
+        body: '',
+        headers: { location: query === '' ? PHONE_PAGE_PATH : `${PHONE_PAGE_PATH}?${query}` },
+      });
+    },
   };
   if (!existsSync(join(dir, 'index.html'))) {
     options.log.warn({ dir }, 'the phone page is not built (npm run build:phone): /phone/ answers 503');
