@@ -4,7 +4,7 @@
 // half-imported batch. (The check and the writes are not one transaction across shards: a card created
 // by someone else between the two is reported per row, and the rows written before it stay.)
 import type { Ledger } from '../ledger/ledger.js';
-import { claimDirectoryEntries, takenEntries } from '../ledger/import.js';
+import { claimDirectoryEntries, releaseDirectoryEntries, takenEntries } from '../ledger/import.js';
 import { PIN_LENGTH } from '../domain/password.js';
 import { displayTextProblem, terminalProblems, type NewTerminal, type TerminalKind, type TerminalRegistry } from '../domain/terminals.js';
 import { CsvError, DEFAULT_CSV_LIMITS, NoDataRowsError, parseCsv, type CsvRow } from './csv.js';
@@ -431,7 +431,33 @@ export function cardholderAccountFields(c: Cardholder): Record<string, string> {
   };
 }
 
-async function writeCardholder(deps: CardholderImportDeps, row: CardholderRow): Promise<RowError | undefined> {
+/**
+ * Writes one row: its serial and person-number directory entries first, then its account. A row that
+ * loses either entry to another card (an import or a replacement running at the same time) gives back
+ * what it claimed and opens no account, so a refused row leaves nothing behind and can be run again once
+ * fixed; an account is opened only with both entries naming it.
+ */
+async function writeCardholder(deps: CardholderImportDeps, row: CardholderRow): Promise<RowError[]> {
+  const claims = await claimDirectoryEntries(deps.ledger, row);
+  const lost: RowError[] = [];
+  if (claims.serial === 'taken')
+    lost.push({
+      line: row.line,
+      field: 'card_serial',
+      message: `card_serial ${row.cardSerial} was taken by another card during the import; nothing of this row was written`,
+      zh: `卡片序列号${row.cardSerial}在导入过程中已被另一张卡占用，该行未写入任何内容`,
+    });
+  if (claims.personNumber === 'taken')
+    lost.push({
+      line: row.line,
+      field: 'person_number',
+      message: `person_number ${row.personNumber} was taken by another card during the import; nothing of this row was written`,
+      zh: `学工号${row.personNumber}在导入过程中已被另一张卡占用，该行未写入任何内容`,
+    });
+  if (lost.length > 0) {
+    await releaseDirectoryEntries(deps.ledger, row, claims);
+    return lost;
+  }
   const opened = await deps.ledger.openAccount({
     cardNo: row.cardNo,
     openingFen: row.openingBalanceFen,
@@ -444,29 +470,18 @@ async function writeCardholder(deps: CardholderImportDeps, row: CardholderRow): 
       pwdinit: '1',
     },
   });
-  if (!opened)
-    return {
+  if (opened) return [];
+  // Another import opened this card number meanwhile: the entries this row made now name a card whose
+  // account is someone else's, so they go; entries it found already naming the card are left as they were.
+  await releaseDirectoryEntries(deps.ledger, row, claims);
+  return [
+    {
       line: row.line,
       field: 'card_number',
       message: `card_number ${row.cardNo} was created by someone else during the import`,
       zh: `卡号${row.cardNo}在导入过程中已被他人开户`,
-    };
-  const claimed = await claimDirectoryEntries(deps.ledger, row);
-  if (claimed.serialTaken)
-    return {
-      line: row.line,
-      field: 'card_serial',
-      message: `card_serial ${row.cardSerial} was taken by another card during the import`,
-      zh: `卡片序列号${row.cardSerial}在导入过程中已被另一张卡占用`,
-    };
-  if (claimed.personNumberTaken)
-    return {
-      line: row.line,
-      field: 'person_number',
-      message: `person_number ${row.personNumber} was taken by another card during the import`,
-      zh: `学工号${row.personNumber}在导入过程中已被另一张卡占用`,
-    };
-  return undefined;
+    },
+  ];
 }
 
 /** How far an import has got: called after each chunk of rows is written (every IMPORT_CHUNK_ROWS rows). */
@@ -480,11 +495,11 @@ async function writeCardholders(
   const errors: RowError[] = [];
   for (const chunk of chunked(rows, IMPORT_CHUNK_ROWS)) {
     const results = await mapBounded(chunk, REDIS_CONCURRENCY, async (row) => {
-      const error = await writeCardholder(deps, row);
+      const rowErrors = await writeCardholder(deps, row);
       progress.written++;
-      return error;
+      return rowErrors;
     });
-    for (const error of results) if (error !== undefined) errors.push(error);
+    errors.push(...results.flat());
     progress.onChunk?.(progress.written, rows.length);
   }
   return errors;
