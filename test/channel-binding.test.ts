@@ -237,16 +237,27 @@ describe('Alipay (扫码授权)', () => {
     expect(replay.headers.get('content-security-policy')).toContain("default-src 'none'");
     const page = await replay.text();
     expect(page).toMatch(/^<!doctype html>/);
-    expect(page).toContain('支付宝绑定未完成');
-    expect(page).toMatch(/<p>[^<]*[\u4e00-\u9fff][^<]*<\/p>/); // the refusal's zh-CN text
-    expect(page).toMatch(/<p lang="en">[^<]*this authorisation[^<]*<\/p>/i); // and its English one
+    // That link did bind Alipay a moment ago: the page must not say it was not bound (it did, saying
+    // 支付宝绑定未完成 / "Alipay was not bound ... start the binding again"), but that the link is used
+    // and where to see whether Alipay is bound.
+    expect(page).not.toContain('绑定未完成');
+    expect(page).not.toMatch(/not bound/i);
+    expect(page).toContain('支付宝授权链接已使用');
+    expect(page).toMatch(/<p>[^<]*核身状态[^<]*<\/p>/); // the zh-CN text
+    expect(page).toMatch(/<p lang="en">[^<]*already used[^<]*<\/p>/i); // and the English one
     expect(page).toContain('STATE_USED');
-    // A forged state with markup in it is not echoed as markup.
+    expect(await channelsShown(h)).toEqual({ alipay: 'bound', wechat: 'unbound' });
+    // A forged state with markup in it is not echoed as markup; the page says the binding did not happen.
     const forged = new URL(callback);
     forged.searchParams.set('state', '<script>alert(1)</script>');
     const refused = await fetch(forged.toString(), { headers: browser });
     expect(refused.status).toBe(403);
-    expect(await refused.text()).not.toContain('<script>');
+    const refusedPage = await refused.text();
+    expect(refusedPage).not.toContain('<script>');
+    expect(refusedPage).toContain('支付宝绑定未完成');
+    expect(refusedPage).toMatch(/<p>[^<]*[\u4e00-\u9fff][^<]*<\/p>/); // the refusal's zh-CN text
+    expect(refusedPage).toMatch(/<p lang="en">Alipay was not bound: [^<]*state[^<]*<\/p>/i); // and its English one
+    expect(refusedPage).toContain('STATE_INVALID');
     // An API client (no text/html in Accept) keeps the JSON error format.
     expect(errorCode(await http('GET', callback.toString()))).toBe('STATE_USED');
   });

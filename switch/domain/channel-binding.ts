@@ -233,11 +233,15 @@ async function exchangeOnce(
   const claimKey = ctx.keys.idClaim(STATE_CLAIM_NAMESPACE, claims.n);
   const claimed = await claimId(ctx.scripts, claimKey, claims.c, Math.ceil(AUTHORIZE_STATE_TTL_MS / 1000));
   if (claimed !== 'claimed_now') {
-    throw new FailedPreconditionError('this authorisation was already used; start the binding again', {
-      reason: 'STATE_USED',
-      zh: '该授权已使用，请回到E卡通页面重新发起绑定',
-      field: 'state',
-    });
+    // Not "start again": the use before may have bound Alipay (the holder went back to this page).
+    throw new FailedPreconditionError(
+      'this authorisation link was already used and cannot be used again; see the Alipay state in the personal centre of the e-card page, and start the binding again only if it is still unbound',
+      {
+        reason: 'STATE_USED',
+        zh: '该授权链接已使用过，不能再次使用。请回到E卡通个人中心查看支付宝核身状态：仍为未绑定时再重新发起绑定',
+        field: 'state',
+      },
+    );
   }
   const result = await alipay.userIdOfAuthCode(authCode, signal);
   if (result.status === 'ok') return result.payer.payerId;

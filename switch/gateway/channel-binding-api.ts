@@ -56,13 +56,20 @@ function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-/** The page a refused callback lands the holder's browser on: why, zh-CN first, then English. */
+/**
+ * The page a refused callback lands the holder's browser on: why, zh-CN first, then English. A used state
+ * is not a failed binding: its first use may have bound Alipay (the holder went back, or the browser
+ * loaded the address again), so that page says the link is used and where to see the state, not
+ * "not bound".
+ */
 function refusedPage(code: string, zh: string, en: string): string {
+  const used = code === 'STATE_USED';
+  const title = used ? '支付宝授权链接已使用' : '支付宝绑定未完成';
   return [
     '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">',
-    '<meta name="viewport" content="width=device-width, initial-scale=1"><title>支付宝绑定未完成</title></head>',
-    `<body><main><h1>支付宝绑定未完成</h1><p>${escapeHtml(zh)}</p>`,
-    `<p lang="en">Alipay was not bound: ${escapeHtml(en)}</p>`,
+    `<meta name="viewport" content="width=device-width, initial-scale=1"><title>${title}</title></head>`,
+    `<body><main><h1>${title}</h1><p>${escapeHtml(zh)}</p>`,
+    `<p lang="en">${used ? 'Alipay: ' : 'Alipay was not bound: '}${escapeHtml(en)}</p>`,
     `<p><small>${escapeHtml(code)}</small></p></main></body></html>`,
   ].join('');
 }

@@ -1127,7 +1127,13 @@ const STATE_REFUSALS = [
   r(409, 'STATE_EXPIRED', '授权已超时，请回到E卡通页面重新发起绑定', 'the authorisation was started more than 10 minutes ago', {
     field: 'state',
   }),
-  r(409, 'STATE_USED', '该授权已使用，请回到E卡通页面重新发起绑定', 'this state already bound (or tried to bind) once', { field: 'state' }),
+  r(
+    409,
+    'STATE_USED',
+    '该授权链接已使用过，不能再次使用。请回到E卡通个人中心查看支付宝核身状态：仍为未绑定时再重新发起绑定',
+    'this state already bound (or tried to bind) once',
+    { field: 'state' },
+  ),
   r(400, 'AUTH_CODE_INVALID', '支付宝授权未完成，请重新发起绑定', 'auth_code is missing or too long', { field: 'auth_code' }),
   r(409, 'AUTH_CODE_INVALID', '支付宝授权已失效，请重新发起绑定', 'Alipay refused the auth_code (expired or used)', { field: 'auth_code' }),
   r(503, 'CHANNEL_UNAVAILABLE', '支付宝暂时无法确认授权，请稍后刷新重试', 'Alipay did not answer the code exchange: reload the callback'),
