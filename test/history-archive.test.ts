@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Redis as IORedis } from 'ioredis';
 import type { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +18,7 @@ import type { RawStreamEntry } from '../switch/ledger/journal.js';
 import { Keys } from '../switch/ledger/keys.js';
 import { createLogger } from '../switch/log.js';
 import { startTestPostgres, type TestPostgres } from './helpers/postgres.js';
+import { redisServer } from './helpers/redis-server.js';
 import { connect, freshPrefix, testRedisUrl } from './helpers/redis.js';
 import { startSentinel } from './helpers/sentinel.js';
 
@@ -43,10 +45,10 @@ afterAll(async () => {
 });
 
 /** Appends `perShard` journal entries of the documented shape to every shard; returns them by shard. */
-async function appendEntries(keys: Keys, perShard: number, tag: string): Promise<Map<number, RawStreamEntry[]>> {
+async function appendEntries(keys: Keys, perShard: number, tag: string, into: Redis = redis): Promise<Map<number, RawStreamEntry[]>> {
   const added = new Map<number, RawStreamEntry[]>();
   for (let shard = 0; shard < SHARDS; shard++) {
-    const pipeline = redis.pipeline();
+    const pipeline = into.pipeline();
     const fieldsList: string[][] = [];
     for (let i = 0; i < perShard; i++) {
       const fields = ['k', 'pay', 'c', `C${shard}-${i % 7}`, 'a', String(1 + (i % 500)), 'f', `a:C${shard}-${i % 7}`, 't', 'm:M1'];
@@ -404,6 +406,34 @@ describe('one archive, one ledger', () => {
     }
     for (const [shard, rows] of otherEntries) expect(await redis.xlen(other.keys.journal(shard))).toBe(rows.length);
   }, 60_000);
+
+  it('refuses another Redis ledger of the SAME KEY_PREFIX (a second deployment given this DATABASE_URL): it would move the first ledger positions and trim its own entries unarchived', async () => {
+    const first = await newLedger('twin');
+    const firstEntries = await appendEntries(first.keys, 30, 'w1');
+    const archived = await exited(archiverProcess(first.keys, first.url, ['--once']));
+    expect(archived.code, archived.stderr).toBe(0);
+    await expectArchivedExactlyOnce(first.url, first.keys, firstEntries);
+
+    // Another redis-server, the same prefix and shard count (the default KEY_PREFIX of two deployments).
+    const twin = await redisServer([]);
+    const twinRedis = new IORedis({ port: twin.port, host: '127.0.0.1' });
+    try {
+      await twinRedis.hset(first.keys.meta(), 'shards', String(SHARDS));
+      const twinEntries = await appendEntries(first.keys, 10, 'w2', twinRedis);
+      const refused = await exited(archiverProcess(first.keys, first.url, ['--once'], { REDIS_URL: `redis://127.0.0.1:${twin.port}` }));
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/archives another Redis ledger/);
+      // Nothing of the twin reached the archive, and nothing of it was trimmed.
+      await expectArchivedExactlyOnce(first.url, first.keys, firstEntries);
+      for (const [shard, rows] of twinEntries) expect(await twinRedis.xlen(first.keys.journal(shard))).toBe(rows.length);
+      // The first ledger itself still opens it.
+      const again = await exited(archiverProcess(first.keys, first.url, ['--once']));
+      expect(again.code, again.stderr).toBe(0);
+    } finally {
+      twinRedis.disconnect();
+      twin.stop();
+    }
+  }, 120_000);
 });
 
 function nextId(id: string): string {

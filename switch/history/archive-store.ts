@@ -137,11 +137,13 @@ export class ArchiveStore implements JournalArchive {
    * archives ONE ledger: the journal and the positions carry no key prefix, so a second ledger would take
    * the first one's positions as its own and trim its entries unarchived. The first ledger to open it is
    * recorded (under a lock, so two at once cannot both be first); any other prefix or shard count stops.
+   * With `ledgerId` (ledger/meta.ts ledgerIdentity), also another Redis ledger of the same prefix stops: two
+   * deployments left at the default KEY_PREFIX are two ledgers the prefix cannot tell apart.
    */
-  async open(keyPrefix: string, shardCount: number): Promise<void> {
+  async open(keyPrefix: string, shardCount: number, ledgerId?: string): Promise<void> {
     await migrate(this.pool);
     const client = await this.pool.connect();
-    let owner: { key_prefix: string; shard_count: number } | undefined;
+    let owner: { key_prefix: string; shard_count: number; ledger_id: string | null } | undefined;
     try {
       await client.query('BEGIN');
       await client.query('SELECT pg_advisory_xact_lock($1)', [LEDGER_LOCK_ID]);
@@ -149,8 +151,11 @@ export class ArchiveStore implements JournalArchive {
         'INSERT INTO archive_ledger (key_prefix, shard_count) SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM archive_ledger)',
         [keyPrefix, shardCount],
       );
-      const found = await client.query<{ key_prefix: string; shard_count: number }>(
-        'SELECT key_prefix, shard_count FROM archive_ledger ORDER BY key_prefix',
+      // The first ledger of this prefix to open it with its identity claims it (an archive older than the column too).
+      if (ledgerId !== undefined)
+        await client.query('UPDATE archive_ledger SET ledger_id = $2 WHERE key_prefix = $1 AND ledger_id IS NULL', [keyPrefix, ledgerId]);
+      const found = await client.query<{ key_prefix: string; shard_count: number; ledger_id: string | null }>(
+        'SELECT key_prefix, shard_count, ledger_id FROM archive_ledger ORDER BY key_prefix',
       );
       await client.query('COMMIT');
       owner = found.rows.find((r) => r.key_prefix !== keyPrefix) ?? found.rows[0];
@@ -163,6 +168,13 @@ export class ArchiveStore implements JournalArchive {
     if (owner?.key_prefix !== keyPrefix) {
       throw new ArchiveInvariantError(
         `this database archives ledger "${String(owner?.key_prefix)}", not "${keyPrefix}": one database archives one ledger (give this one its own DATABASE_URL)`,
+      );
+    }
+    if (ledgerId !== undefined && owner.ledger_id !== null && owner.ledger_id !== ledgerId) {
+      throw new ArchiveInvariantError(
+        `this database archives another Redis ledger of the prefix "${keyPrefix}" (its id ${owner.ledger_id}; this Redis holds ${ledgerId}): ` +
+          'one database archives one ledger (give this one its own DATABASE_URL, or its own KEY_PREFIX). If this Redis replaces the ' +
+          "archived one's lost data, reconcile the two by hand first (docs/history.md), then UPDATE archive_ledger SET ledger_id = NULL",
       );
     }
     if (owner.shard_count !== shardCount) {

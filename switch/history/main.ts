@@ -7,7 +7,7 @@
 // `npm run archiver -- --once` archives and trims one pass and exits (a cron job, the tests).
 import { ConfigError, describeLedgerRedis, ledgerRedisConfigured, loadArchiverConfig } from '../config.js';
 import { Keys } from '../ledger/keys.js';
-import { checkShardCount } from '../ledger/meta.js';
+import { checkShardCount, ledgerIdentity } from '../ledger/meta.js';
 import { createLogger } from '../log.js';
 import { ledgerClient } from '../redis/cluster.js';
 import { ArchiveStore } from './archive-store.js';
@@ -43,7 +43,7 @@ async function main(): Promise<void> {
   }
   const store = new ArchiveStore({ url: config.history.databaseUrl, poolSize: 6, statementTimeoutMs: 60_000 });
   await checkShardCount(redis, keys);
-  await store.open(keys.prefix, keys.shardCount);
+  await store.open(keys.prefix, keys.shardCount, await ledgerIdentity(redis, keys));
   const archiver = new Archiver({
     redis,
     keys,

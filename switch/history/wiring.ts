@@ -4,6 +4,7 @@
 import type { Redis } from 'ioredis';
 import { withoutUrlCredentials, type Config } from '../config.js';
 import type { Keys } from '../ledger/keys.js';
+import { ledgerIdentity } from '../ledger/meta.js';
 import type { Logger } from '../log.js';
 import { ArchiveStore } from './archive-store.js';
 import { Archiver } from './archiver.js';
@@ -37,7 +38,7 @@ export async function openHistory(
     statementTimeoutMs: HISTORY_STATEMENT_TIMEOUT_MS,
   });
   try {
-    await store.open(deps.keys.prefix, deps.keys.shardCount);
+    await store.open(deps.keys.prefix, deps.keys.shardCount, await ledgerIdentity(deps.redis, deps.keys));
   } catch (err) {
     await store.close().catch(() => undefined);
     throw new Error(`cannot open the journal archive at ${withoutUrlCredentials(settings.databaseUrl)}: ${(err as Error).message}`, {
