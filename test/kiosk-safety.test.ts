@@ -219,7 +219,8 @@ describe('a kiosk in a public place', () => {
       expect(events.map((e) => e.type)).toEqual(['card']);
       const fee = { account: 'wu.san', amountFen: 2000, password: PIN };
       const first = await handlers.invoke(TRUSTED, 'payNetworkFee', fee);
-      expect(first).toEqual({ ok: false, error: 'unreachable' });
+      // Charged, but the kiosk cannot know: "not confirmed yet, press 重试", never "cannot connect".
+      expect(first).toEqual({ ok: false, error: 'fee_pending' });
       // The holder presses "try again": the same payment, the same sequence number; charged once.
       const again = await handlers.invoke(TRUSTED, 'payNetworkFee', fee);
       expect(again.ok).toBe(true);
@@ -386,4 +387,75 @@ describe('the inactivity timeout', () => {
     expect(Number(await rig.app.redis.hget(rig.app.keys.account(cardNo), 'bal'))).toBe(500);
     await page.locator('#app[data-screen="idle"]').waitFor({ timeout: 20_000 });
   });
+});
+
+describe('a fee whose answer is lost on the way back', () => {
+  let rig: KioskRig;
+  let page: Page;
+  let loseNext = false;
+
+  beforeAll(async () => {
+    rig = await startKioskRig({
+      label: 'kfeelost',
+      // The switch decides the fee; its answer does not reach the kiosk (the kiosk's deadline, as grpc-js reports it).
+      wrapSwitch: (client) => ({
+        ...client,
+        payUtilityFee: async (req) => {
+          const res = await client.payUtilityFee(req);
+          if (loseNext) {
+            loseNext = false;
+            throw Object.assign(new Error('4 DEADLINE_EXCEEDED: Deadline exceeded'), {
+              code: Status.DEADLINE_EXCEEDED,
+              details: 'Deadline exceeded after 8.001s',
+              metadata: undefined,
+            });
+          }
+          return res;
+        },
+      }),
+    });
+    page = await rig.open();
+  }, 60_000);
+  afterAll(async () => {
+    await rig?.stop();
+  });
+
+  it('says the payment is not confirmed and to press 重试 (not "cannot connect"); 重试 shows it paid, charged once', async () => {
+    const h = await newHolder(rig, 20_000, '蒋九');
+    await rig.handlers.cardRead(h.serial);
+    await page.locator('#app[data-screen="home"]').waitFor();
+    await page.getByRole('button', { name: '网费', exact: true }).click();
+    await keypad(page, 'jiang');
+    await page.getByRole('button', { name: '下一步', exact: true }).click();
+    await keypad(page, '30');
+    await page.getByRole('button', { name: '下一步', exact: true }).click();
+    loseNext = true;
+    await keypad(page, PIN);
+    await page.getByRole('button', { name: '确认', exact: true }).click();
+    await page.locator('#app[data-screen="error"]').waitFor();
+    // The switch charged it: "the system cannot be reached, try later" would send the holder away believing nothing happened.
+    expect(Number(await rig.app.redis.hget(rig.app.keys.account(h.cardNo), 'bal'))).toBe(17_000);
+    const alert = await page.getByRole('alert').innerText();
+    expect(alert).not.toContain('无法连接');
+    expect(alert).toContain('缴费结果暂未确认');
+    expect(await page.locator('main h1').innerText()).toBe('结果待确认');
+    await rig.screenshot('39-fee-answer-lost');
+    await page.getByRole('button', { name: '重试', exact: true }).click();
+    await page.locator('#app[data-screen="feeDone"]').waitFor();
+    expect(await page.locator('main').innerText()).toContain('170.00 元');
+    expect(Number(await rig.app.redis.hget(rig.app.keys.account(h.cardNo), 'bal'))).toBe(17_000);
+  }, 60_000);
+
+  it('a fee the kiosk could not send at all (the switch is down) still says "cannot connect"', async () => {
+    const h = await newHolder(rig, 20_000, '沈十');
+    await rig.handlers.cardRead(h.serial);
+    await rig.stopSwitch();
+    try {
+      const fee = { account: 'shen.shi', amountFen: 2000, password: PIN };
+      expect(await rig.invokeAs(TRUSTED, 'payNetworkFee', fee)).toEqual({ ok: false, error: 'unreachable' });
+    } finally {
+      await rig.startSwitchAgain();
+    }
+    expect(Number(await rig.app.redis.hget(rig.app.keys.account(h.cardNo), 'bal'))).toBe(20_000);
+  }, 60_000);
 });

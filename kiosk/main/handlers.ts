@@ -141,6 +141,12 @@ export interface KioskHandlers {
 const fail = (error: ErrorCode, extra: Omit<Failure, 'ok' | 'error'> = {}): Failure => ({ ok: false, error, ...extra });
 const ok = <T>(value: T): Result<T> => ({ ok: true, value });
 
+/** grpc-js refused the call before sending it: no connection to the switch could be made. */
+function neverSent(err: unknown): boolean {
+  const details = (err as { details?: unknown } | null)?.details;
+  return typeof details === 'string' && details.includes('No connection established');
+}
+
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -645,7 +651,16 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
     }
     const pending = s.fee;
     const call = forHolder(async () => {
-      const res = await deps.switch.payUtilityFee(request(pending.sequence, s));
+      let res: PayUtilityFeeResponse;
+      try {
+        res = await deps.switch.payUtilityFee(request(pending.sequence, s));
+      } catch (err) {
+        // No answer (the deadline, the connection lost, the switch's own UNAVAILABLE): the switch may have
+        // charged it. "Cannot connect, try later" would send the holder away believing nothing happened (or
+        // to pay again after a new tap, under a new number); the retry under this number tells the outcome.
+        if (mapSwitchError(err).error === 'unreachable' && !neverSent(err)) return fail('fee_pending');
+        throw err;
+      }
       if (res.outcome === Outcome.OUTCOME_APPROVED) {
         delete s.fee;
         s.card = { ...s.card, balanceFen: res.balanceAfterFen };

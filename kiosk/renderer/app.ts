@@ -1041,7 +1041,8 @@ function errorScreen(s: Extract<Screen, { name: 'error' }>): HTMLElement {
     'section',
     { class: 'screen result error' },
     h('div', { class: 'result-mark bad', attrs: { 'aria-hidden': 'true' }, text: '!' }),
-    h('h1', { text: tr('errorTitle') }),
+    // A fee not yet confirmed may have been paid: "that did not work" would not be true.
+    h('h1', { text: tr(s.failure.error === 'fee_pending' ? 'pendingTitle' : 'errorTitle') }),
     h('p', { class: 'lead', attrs: { role: 'alert' }, text: failureText(s.failure) }),
     h(
       'div',

@@ -64,6 +64,8 @@ export interface RigOptions {
   /** The channel adapters' per-call timeout against the simulators (startChannelSimulators' adapterTimeoutMs). */
   readonly channelTimeoutMs?: number;
   readonly switchEnv?: Record<string, string>;
+  /** What main's handlers call instead of the client (the client's answers, delayed or lost on the way back). */
+  readonly wrapSwitch?: (client: KioskSwitch) => KioskSwitch;
 }
 
 export async function startKioskRig(options: RigOptions): Promise<KioskRig> {
@@ -98,7 +100,7 @@ export async function startKioskRig(options: RigOptions): Promise<KioskRig> {
   let page: Page | undefined;
   const logLines: string[] = [];
   const handlers = createKioskHandlers({
-    switch: client,
+    switch: options.wrapSwitch?.(client) ?? client,
     settings,
     trustedUrl: TRUSTED_URL,
     trustedWebContentsId: () => KIOSK_WEB_CONTENTS_ID,
