@@ -8,6 +8,8 @@ import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
 import type { SwitchApp } from '../switch/app.js';
 import { main } from '../switch/cli/main.js';
 import { generateDemoCampus } from '../switch/data/demo.js';
+import { TerminalRegistry } from '../switch/domain/terminals.js';
+import { TerminalRecords } from '../switch/ledger/terminals.js';
 import { Keys } from '../switch/ledger/keys.js';
 import { adminClient, OPERATOR_ENV, operatorMetadata } from './helpers/clients.js';
 import { connect, freshPrefix, testRedisUrl } from './helpers/redis.js';
@@ -191,6 +193,28 @@ it('names the line and the field of each problem, in English and zh-CN, over gRP
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+it('RegisterTerminal does not overwrite a terminal registered since this switch cached its absence', async () => {
+  // TERMINAL_CACHE_MS: the switch remembers that POS-C1 was not registered (its POS called too early).
+  const cached = await startTestSwitch('regcache', { ...OPERATOR_ENV, TERMINAL_CACHE_MS: '60000' });
+  const cachedAdmin = adminClient(cached);
+  try {
+    expect(await cached.terminals.get('POS-C1')).toBeUndefined();
+    // Meanwhile the CLI registers it, and an operator disables it.
+    const cli = new TerminalRegistry(new TerminalRecords(cached.ledger), TEST_PEPPER, 0);
+    await cli.register({ id: 'POS-C1', kind: 'canteen', merchantId: 'M1', location: '一食堂', secret: 'secret-of-the-cli-00' });
+    await cli.setEnabled('POS-C1', false);
+    const request = { terminalId: 'POS-C1', kind: 'canteen', merchantId: 'M1', location: '一食堂', secret: 'secret-of-the-rpc-00' };
+    const err = await call(cachedAdmin, 'registerTerminal', request, operatorMetadata()).catch((e: unknown) => e as ServiceError);
+    expect((err as ServiceError).code).toBe(Status.FAILED_PRECONDITION);
+    const stored = await cli.get('POS-C1');
+    expect(stored?.enabled).toBe(false);
+    expect(stored !== undefined && cli.secretMatches(stored, 'secret-of-the-cli-00')).toBe(true);
+  } finally {
+    cachedAdmin.close();
+    await cached.stop();
   }
 });
 

@@ -362,6 +362,38 @@ describe('importing into Redis', () => {
     expect(bad.errors.map((e) => e.line)).toEqual([2, 2]);
   });
 
+  it('two operators importing one terminal id at once: one registers it, the other is refused, and no secret is overwritten', async () => {
+    const file = (secret: string, location: string): ReturnType<typeof parseTerminalsCsv>['rows'] =>
+      parseTerminalsCsv(`${TERMINAL_HEADER.join(',')}\nXY-CANTEEN1-07,canteen,XY-CANTEEN1,${location},${secret}\n`).rows;
+    const [a, b] = await Promise.all([
+      importTerminals(registry, file('secret-of-operator-a', '一食堂')),
+      importTerminals(registry, file('secret-of-operator-b', '二食堂')),
+    ]);
+    expect([a.importedCount, b.importedCount].sort()).toEqual([0, 1]);
+    const refused = a.importedCount === 0 ? a : b;
+    expect(refused.errors.map((e) => [e.line, e.field])).toEqual([[2, 'terminal_id']]);
+    const stored = await registry.get('XY-CANTEEN1-07');
+    const winnerSecret = a.importedCount === 1 ? 'secret-of-operator-a' : 'secret-of-operator-b';
+    expect(stored?.location).toBe(a.importedCount === 1 ? '一食堂' : '二食堂');
+    expect(stored !== undefined && registry.secretMatches(stored, winnerSecret)).toBe(true);
+  });
+
+  it('an import does not re-enable or re-key a terminal registered after its check', async () => {
+    // The switch's registry remembers an absence for TERMINAL_CACHE_MS: a POS that called before it was
+    // registered. Registered meanwhile (by the CLI) and disabled, it must not be overwritten by an import.
+    const cached = new TerminalRegistry(new TerminalRecords(ledger), TERMINAL_PEPPER, 60_000);
+    expect(await cached.get('XY-SHOP1-09')).toBeUndefined();
+    const rows = parseTerminalsCsv(`${TERMINAL_HEADER.join(',')}\nXY-SHOP1-09,shop,XY-SHOP1,超市,secret-of-the-import-0\n`).rows;
+    await registry.register({ id: 'XY-SHOP1-09', kind: 'shop', merchantId: 'XY-SHOP1', location: '超市', secret: 'secret-of-the-cli-00' });
+    await registry.setEnabled('XY-SHOP1-09', false);
+    const report = await importTerminals(cached, rows);
+    expect(report.importedCount).toBe(0);
+    expect(report.errors.map((e) => e.field)).toEqual(['terminal_id']);
+    const stored = await registry.get('XY-SHOP1-09');
+    expect(stored?.enabled).toBe(false);
+    expect(stored !== undefined && registry.secretMatches(stored, 'secret-of-the-cli-00')).toBe(true);
+  });
+
   it('imports a demo campus of 2,000 cardholders', async () => {
     const campus = generateDemoCampus({ cardholders: 2000, seed: 'import-test' });
     const terminals = parseTerminalsCsv(campus.terminalsCsv);

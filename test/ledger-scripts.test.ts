@@ -269,6 +269,7 @@ const VALID: Record<ScriptName, readonly { readonly keys: number; readonly args:
   'set-limits': [{ keys: 1, args: [100, -1, 0] }],
   'set-status': [{ keys: 2, args: ['L', 'AL', 'C1', NOW, 'chan', 3600] }],
   settle: [{ keys: 4, args: ['C1', 'S1', 'wset|C1|card', 'T1', 8, NOW, 3600, 1000] }],
+  'terminal-create': [{ keys: 1, args: ['canteen', 'M1', '一食堂', 'ab'.repeat(32)] }],
   'terminal-password': [{ keys: 1, args: ['take', NOW, Math.floor(NOW / 3_600_000), 20, 7_200_000] }],
   'water-debit': [{ keys: 4, args: ['C1', 'S1', 100, 'wpay|C1|100|card', 'T1', 9, 'm:M1', NOW, 3600, 1000] }],
 };

@@ -534,7 +534,11 @@ export async function importCardholders(
   return { importedCount: imported.length, openingTotalFen: sumFen(imported), errors: lateErrors.sort(byLine), elapsedMs: elapsed() };
 }
 
-/** Imports all terminals or none; a terminal id that is already registered is a conflict. */
+/**
+ * Imports all terminals or none; a terminal id that is already registered is a conflict. (As with
+ * cardholders, a terminal registered by someone else between the check and the writes is reported on
+ * its line and left as it was; the other rows are written.)
+ */
 export async function importTerminals(registry: TerminalRegistry, rows: readonly TerminalRow[]): Promise<ImportReport> {
   const startedMs = performance.now();
   const elapsed = (): number => Math.round(performance.now() - startedMs);
@@ -565,6 +569,16 @@ export async function importTerminals(registry: TerminalRegistry, rows: readonly
     }
   }
   if (problems.length > 0) return { importedCount: 0, openingTotalFen: 0, errors: problems.sort(byLine), elapsedMs: elapsed() };
-  await mapBounded(rows, REDIS_CONCURRENCY / 4, (row) => registry.register(row));
-  return { importedCount: rows.length, openingTotalFen: 0, errors: [], elapsedMs: elapsed() };
+  // Registered only if still free: another operator's import or registration of the same id since the
+  // check above (or one the registry's cache did not show yet) is reported on its line, not overwritten.
+  const created = await mapBounded(rows, REDIS_CONCURRENCY / 4, (row) => registry.create(row));
+  const lateErrors: RowError[] = rows
+    .filter((_, i) => created[i] !== true)
+    .map((row) => ({
+      line: row.line,
+      field: 'terminal_id',
+      message: `terminal_id ${row.id} was registered by someone else during the import; this row was not written`,
+      zh: `终端编号${row.id}在导入过程中已被他人登记，该行未写入`,
+    }));
+  return { importedCount: rows.length - lateErrors.length, openingTotalFen: 0, errors: lateErrors, elapsedMs: elapsed() };
 }

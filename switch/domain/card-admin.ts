@@ -14,9 +14,9 @@ import { validateNewTerminal, type NewTerminal } from './terminals.js';
 export async function registerTerminal(ctx: SwitchContext, operator: string, terminal: NewTerminal): Promise<void> {
   const problems = validateNewTerminal(terminal);
   if (problems.length > 0) throw new InvalidArgumentError(problems.join('; '));
-  if ((await ctx.terminals.get(terminal.id)) !== undefined)
-    throw new FailedPreconditionError(`terminal ${terminal.id} is already registered`);
-  await ctx.terminals.register(terminal);
+  // create() checks and writes in one step: the registry's cached view could miss a terminal
+  // registered a moment ago, and an overwrite would replace its secret and enable it again.
+  if (!(await ctx.terminals.create(terminal))) throw new FailedPreconditionError(`terminal ${terminal.id} is already registered`);
   await appendOperatorLog(ctx, 'register-terminal', operator, {
     terminal: terminal.id,
     kind: terminal.kind,

@@ -134,6 +134,24 @@ export class TerminalRegistry {
     this.cache.delete(t.id);
   }
 
+  /**
+   * Registers a new terminal: false, and nothing changed, when the id is already registered (checked in
+   * the same step as the write, never from the cache), so an operator's registration or import never
+   * overwrites a terminal, its secret or its enabled flag.
+   */
+  async create(t: NewTerminal): Promise<boolean> {
+    const problems = validateNewTerminal(t);
+    if (problems.length > 0) throw new RangeError(problems.join('; '));
+    const created = await this.records.create(t.id, {
+      kind: t.kind,
+      merchantId: t.merchantId,
+      location: t.location,
+      secretHash: hashTerminalSecret(t.secret, this.pepper),
+    });
+    this.cache.delete(t.id);
+    return created;
+  }
+
   async setEnabled(terminalId: string, enabled: boolean): Promise<boolean> {
     const exists = await this.records.setEnabled(terminalId, enabled);
     this.cache.delete(terminalId);

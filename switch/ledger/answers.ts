@@ -60,6 +60,8 @@ export const REVERSE_REFUSALS = { [-1]: 'key_reused', [-2]: 'amount_differs', [-
 
 export const INQUIRE_ANSWERS = { 1: 'found', 5: 'unknown_card', 6: 'card_replaced' } as const;
 export const OPEN_ACCOUNT_ANSWERS = { 1: 'opened', 0: 'already_exists' } as const;
+/** terminal-create.lua answers one code. */
+export const TERMINAL_CREATE_ANSWERS = { 1: 'created', 0: 'already_registered' } as const;
 /** set-status.lua answers {previousStatus, changed, statusNow, remembered} or this 0. */
 export const SET_STATUS_ANSWERS = { 0: 'unknown_card' } as const;
 /** replace-card.lua answers {code, oldSerial}. */
@@ -250,6 +252,7 @@ export const SCRIPT_ANSWERS = {
   'set-limits': { answers: [SET_LIMITS_ANSWERS], refusals: {} },
   'set-status': { answers: [SET_STATUS_ANSWERS], refusals: {} },
   settle: { answers: [SETTLE_ANSWERS], refusals: SETTLE_REFUSALS },
+  'terminal-create': { answers: [TERMINAL_CREATE_ANSWERS], refusals: {} },
   'terminal-password': { answers: [TERMINAL_PASSWORD_ANSWERS], refusals: {} },
   'water-debit': { answers: [WATER_DEBIT_ANSWERS], refusals: WATER_DEBIT_REFUSALS },
 } as const satisfies Record<ScriptName, ScriptAnswers>;

@@ -55,6 +55,7 @@ export const SCRIPT_NAMES = [
   'set-limits',
   'set-status',
   'settle',
+  'terminal-create',
   'terminal-password',
   'water-debit',
 ] as const;
@@ -341,6 +342,7 @@ export const ARGV_RULES = {
       integer('walletCapFen', 1),
     ],
   },
+  'terminal-create': { args: [id('kind'), id('merchantId'), id('location'), id('secretHash')] },
   'terminal-password': {
     args: [
       oneOf('op', 'take', 'fail', 'release'),

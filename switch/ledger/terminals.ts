@@ -3,7 +3,8 @@
 // cache in front of these reads; this module owns the keys and the stored form.
 import type { LedgerAccess } from './access.js';
 import type { Keys } from './keys.js';
-import type { RedisClient } from './scripts.js';
+import type { RedisClient, Scripts } from './scripts.js';
+import { decodeAnswer, numericReply, TERMINAL_CREATE_ANSWERS } from './answers.js';
 
 /** A terminal as stored; `kind` is checked by the domain (a record of an unknown kind is no terminal). */
 export interface StoredTerminal {
@@ -18,10 +19,30 @@ export interface StoredTerminal {
 export class TerminalRecords {
   private readonly redis: RedisClient;
   private readonly keys: Keys;
+  private readonly scripts: Scripts;
 
   constructor(ledger: LedgerAccess) {
     this.redis = ledger.scripts.client;
     this.keys = ledger.keys;
+    this.scripts = ledger.scripts;
+  }
+
+  /**
+   * Registers a new terminal, enabled, and indexes its id; false (nothing written) when the id is
+   * already registered. The check and the write are one script (terminal-create.lua), so of two
+   * operators registering one id at once exactly one does, and a terminal registered since a caller
+   * looked is never overwritten (its secret, its enabled flag).
+   */
+  async create(id: string, terminal: Omit<StoredTerminal, 'enabled'>): Promise<boolean> {
+    const reply = await this.scripts.run(
+      'terminal-create',
+      [this.keys.terminal(id)],
+      [terminal.kind, terminal.merchantId, terminal.location, terminal.secretHash],
+    );
+    const created = decodeAnswer('terminal-create', TERMINAL_CREATE_ANSWERS, numericReply('terminal-create', reply)) === 'created';
+    // Indexed also when it existed: an index entry a failed earlier call did not add is added now.
+    await this.redis.sadd(this.keys.terminalIndex(), id);
+    return created;
   }
 
   /**
