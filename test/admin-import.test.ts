@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { status as Status, type ServiceError } from '@grpc/grpc-js';
+import iconv from 'iconv-lite';
 import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
 import type { SwitchApp } from '../switch/app.js';
 import { main } from '../switch/cli/main.js';
@@ -215,6 +216,36 @@ it('RegisterTerminal does not overwrite a terminal registered since this switch 
   } finally {
     cachedAdmin.close();
     await cached.stop();
+  }
+});
+
+it('the CLI refuses a GBK file in English and zh-CN, and takes a UTF-8 file with a BOM and mixed line ends', async () => {
+  const keys = cliKeySpace();
+  const header = 'card_number,card_serial,name,person_number,holder_type,document_type,document_number,phone,opening_balance_fen';
+  const rows = [
+    '99100001,EF000001,张三,GBK00001,student,resident_id,11010519900307123X,13800138000,100',
+    '99100002,EF000002,"欧阳 ""娜娜"", 二",GBK00002,staff,passport,E1234A678,+447700900123,0',
+  ];
+  const dir = mkdtempSync(join(tmpdir(), 'cli-encoding-'));
+  try {
+    const gbk = join(dir, 'gbk.csv');
+    writeFileSync(gbk, iconv.encode(`${header}\r\n${rows.join('\r\n')}\r\n`, 'gbk'));
+    const errors = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    vi.spyOn(console, 'log').mockImplementation(() => undefined);
+    expect(await main(['import-cardholders', gbk])).toBe(2);
+    const said = String(errors.mock.calls.at(-1)?.[0]);
+    expect(said).toMatch(/is not UTF-8 text/);
+    expect(said).toMatch(/不是 UTF-8 编码/);
+    const direct = connect();
+    expect(await direct.exists(keys.account('99100001'))).toBe(0);
+
+    const utf8 = join(dir, 'utf8.csv');
+    writeFileSync(utf8, `\uFEFF${header}\r\n${rows[0]}\n${rows[1]}\r\n`);
+    expect(await main(['import-cardholders', utf8])).toBe(0);
+    expect(await direct.hget(keys.account('99100002'), 'name')).toBe('欧阳 "娜娜", 二');
+    await direct.quit();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

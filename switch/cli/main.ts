@@ -151,12 +151,18 @@ async function readCsvFile(path: string): Promise<string> {
   }
   try {
     const { size } = await handle.stat();
-    if (size > MAX_FILE_BYTES) throw new CliError(`${path} is ${size} bytes; at most ${MAX_FILE_BYTES} are accepted, split the file`);
+    if (size > MAX_FILE_BYTES)
+      throw new CliError(
+        `${path} is ${size} bytes; at most ${MAX_FILE_BYTES} are accepted, split the file / 文件有${size}字节，最多接受${MAX_FILE_BYTES}字节，请拆分文件`,
+      );
     const bytes = await handle.readFile();
     try {
       return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
     } catch {
-      throw new CliError(`${path} is not UTF-8 text; in Excel choose "CSV UTF-8 (comma delimited)" when saving`);
+      throw new CliError(
+        `${path} is not UTF-8 text (a GBK file, as Excel saves "CSV (comma delimited)" on a Chinese Windows?); in Excel choose "CSV UTF-8 (comma delimited)" when saving / ` +
+          '文件不是 UTF-8 编码（可能是 GBK）：请在 Excel 中另存为"CSV UTF-8（逗号分隔）"后重新导入',
+      );
     }
   } finally {
     await handle.close();
@@ -215,7 +221,7 @@ function reportImport(source: string, what: string, report: ImportReport): numbe
 
 function refuse(source: string, errors: readonly RowError[]): number {
   printErrors(source, errors);
-  console.error(`${source}: ${errors.length} problem(s); imported nothing`);
+  console.error(`${source}: ${errors.length} problem(s); imported nothing / 共${errors.length}个问题，未导入任何内容`);
   return 1;
 }
 
@@ -395,7 +401,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return 2;
     }
     if (err instanceof NoDataRowsError) {
-      console.error(`error: ${err.message}; imported nothing`);
+      console.error(`error: ${err.message}; imported nothing / ${err.zh ?? ''}，未导入任何内容`);
       return 1;
     }
     if (err instanceof ImportInterruptedError) {
