@@ -179,6 +179,25 @@ describe('the e-card page on a phone', () => {
     expect(errors).toEqual([]);
   });
 
+  it("the skip link moves to the screen's content; it does not leave the screen or lose what was typed", async () => {
+    // Its href was #main: a hash that is no screen, so following it drew the home screen instead, and a
+    // keyboard or screen-reader user lost the form they were on (and what they had typed).
+    await page.goto(`${bench.base}/phone/#/network`);
+    await heading(page, '网费缴纳');
+    await page.getByLabel('校园网账号').fill('lisi2024');
+    const skip = page.locator('a.skip');
+    await skip.focus();
+    await page.keyboard.press('Enter');
+    const focused = () => (globalThis as unknown as { document: { activeElement: { id: string } | null } }).document.activeElement?.id;
+    expect(await page.evaluate(focused)).toBe('main');
+    expect(await page.locator('main').getAttribute('data-screen')).toBe('network');
+    expect(await page.getByLabel('校园网账号').inputValue()).toBe('lisi2024');
+    expect(new URL(page.url()).hash).toBe('#/network');
+    expect(await skip.textContent()).toBe('跳到主要内容'); // what it does, not the home screen's name
+    await page.goto(`${bench.base}/phone/#/home`);
+    await heading(page, '电子校园卡');
+  });
+
   it('shows the campus QR code; paid at a POS, the page says "used" and the result within a second, then a new code', async () => {
     await page.getByText('账户余额').waitFor();
     expect(await page.locator('.balance-value').textContent()).toBe('¥*****');

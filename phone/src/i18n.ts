@@ -59,6 +59,7 @@ const zh = {
   errDocumentNumberPassport: '请输入5-20位字母或数字的护照号码',
   errPhone: '请输入11位手机号（或+国家代码和号码）',
   errConsent: '请阅读并同意《隐私政策》和《服务协议》',
+  skipToContent: '跳到主要内容',
   // home (figures 1, 2, 4)
   homeTitle: '电子校园卡',
   balance: '账户余额',
@@ -274,6 +275,7 @@ const en: Record<MessageKey, string> = {
   errDocumentNumberPassport: 'Enter the passport number: 5-20 letters or digits',
   errPhone: 'Enter an 11-digit mobile number (or + country code and number)',
   errConsent: 'Please read and accept the Privacy Policy and the Terms of Service',
+  skipToContent: 'Skip to the content',
   homeTitle: 'E-card',
   balance: 'Balance',
   balanceHidden: '¥*****',

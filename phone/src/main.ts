@@ -44,6 +44,22 @@ class Page implements Shell {
   private view: ScreenView | undefined;
   private readonly live: LiveEvents;
   private readonly main = h('main', { id: 'main', tabindex: '-1' });
+  /**
+   * Skip to the content: focus moves there, and the hash (the screen) stays. Followed as a link, #main
+   * named no screen and drew the home screen instead, losing the screen and what was typed in it.
+   */
+  private readonly skip = h(
+    'a',
+    {
+      class: 'skip',
+      href: '#main',
+      onclick: (event: Event) => {
+        event.preventDefault();
+        this.main.focus();
+      },
+    },
+    t('skipToContent'),
+  );
   private readonly title = h('h1', { id: 'title', tabindex: '-1' });
   private readonly back = h('a', { class: 'back', href: '#/home' }, '‹ ', t('back'));
   private readonly langButton = h('button', { type: 'button', class: 'lang' });
@@ -87,7 +103,7 @@ class Page implements Shell {
   async boot(): Promise<void> {
     setLang(currentLang());
     this.root.replaceChildren(
-      h('a', { class: 'skip', href: '#main' }, t('homeTitle')),
+      this.skip,
       h('header', { class: 'top' }, this.back, this.title, this.langButton),
       this.banner,
       this.main,
@@ -191,6 +207,7 @@ class Page implements Shell {
     this.title.textContent = view.title;
     this.back.hidden = route === 'home' || route === 'signin' || route === 'bind';
     this.back.replaceChildren('‹ ', t('back'));
+    this.skip.textContent = t('skipToContent');
     this.langButton.textContent = t('switchLanguage');
     this.langButton.setAttribute('aria-label', t('switchLanguageLabel'));
     this.langButton.setAttribute('lang', currentLang() === 'en' ? 'zh-CN' : 'en');
