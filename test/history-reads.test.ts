@@ -235,31 +235,43 @@ describe('reads across Redis and PostgreSQL', () => {
   });
 
   // Last: it takes PostgreSQL away.
-  it('with PostgreSQL down, a statement reaching into the archive is UNAVAILABLE with the reason; it reads again once PostgreSQL is back', async () => {
+  it('with PostgreSQL down, a statement answers the lines Redis holds and a token; the page needing the archive is UNAVAILABLE with the reason, and reads once PostgreSQL is back', async () => {
     const cardNo = historyCardNo(0);
     const admin = adminClient(app);
-    const statement = (pageSize = 100): Promise<CardStatementResponse> =>
+    const statement = (pageSize = 100, pageToken = ''): Promise<CardStatementResponse> =>
       call(
         admin,
         'cardStatement',
-        { cardNumber: cardNo, query: { fromMs: 0, toMs: 0, kinds: [], pageSize, pageToken: '' } },
+        { cardNumber: cardNo, query: { fromMs: 0, toMs: 0, kinds: [], pageSize, pageToken } },
         operatorMetadata(),
       );
     const whole = (await statement()).page?.lines ?? [];
     expect(whole.length).toBe(before.get(cardNo)?.length);
+    const inRedis = await app.redis.zcard(app.keys.statement(cardNo));
+    // The card's statement spans both stores.
+    expect(inRedis).toBeGreaterThan(0);
+    expect(inRedis).toBeLessThan(whole.length);
+    let token: string;
     await postgres.stop();
     try {
-      const err = await grpcError(statement());
+      // The newest lines are still in Redis: a first page of them reads as before.
+      expect((await statement(3)).page?.lines).toEqual(whole.slice(0, 3));
+      // A page reaching past them into the archive answers what Redis holds, and a token to go on with.
+      const first = (await statement()).page;
+      expect(first?.lines).toEqual(whole.slice(0, inRedis));
+      expect(first?.nextPageToken).not.toBe('');
+      token = first?.nextPageToken ?? '';
+      // That next page needs the archive: UNAVAILABLE, saying so.
+      const err = await grpcError(statement(100, token));
       expect(err.code).toBe(Status.UNAVAILABLE);
       expect(err.details).toContain('the journal archive (PostgreSQL) is not answering');
       expect(err.details).toContain('try again later');
-      // The newest lines are still in Redis: a first page of them reads as before.
-      expect((await statement(3)).page?.lines).toEqual(whole.slice(0, 3));
     } finally {
       await postgres.restart();
     }
-    // The pool drops the connections it lost and opens new ones.
-    await waitUntil('the statement to read again', 20_000, async () => (await statement().catch(() => undefined)) !== undefined);
+    // The pool drops the connections it lost and opens new ones; the token goes on where Redis's lines ended.
+    await waitUntil('the statement to read again', 20_000, async () => (await statement(100, token).catch(() => undefined)) !== undefined);
+    expect((await statement(100, token)).page?.lines).toEqual(whole.slice(inRedis));
     expect((await statement()).page?.lines).toEqual(whole);
   });
 

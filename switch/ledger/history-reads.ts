@@ -9,6 +9,7 @@
 // the mark from the archive and the rest from Redis, reading the mark in the same MULTI as each Redis
 // page, so a trim between two reads sends it back to the archive instead of past a gap.
 import type { Redis } from 'ioredis';
+import { UnavailableError } from '../errors.js';
 import type { Keys } from './keys.js';
 import {
   expandJournalRow,
@@ -264,6 +265,15 @@ export async function mergedStatementPage(
   const top = { score: request.toMs > 0 ? request.toMs - 1 : Number.MAX_SAFE_INTEGER, member: '\u{10ffff}' };
   const from = live.reached ?? request.cursor ?? top;
   // pageSize 0 (Redis filled the page) still answers whether the archive has a line below: `next`.
-  const rest = await archiveStatementPage(archive, cardNo, request, from, request.pageSize - live.lines.length, live.scanned ?? 0);
+  let rest: Awaited<ReturnType<typeof archiveStatementPage>>;
+  try {
+    rest = await archiveStatementPage(archive, cardNo, request, from, request.pageSize - live.lines.length, live.scanned ?? 0);
+  } catch (err) {
+    // The archive is not answering (PostgreSQL down or hung): the lines Redis gave are the newest and read as
+    // before. They are the page, with a position that goes on in the archive; only that next page is
+    // UNAVAILABLE until PostgreSQL answers. Before, the whole page was, and the newest lines with it.
+    if (!(err instanceof UnavailableError) || live.lines.length === 0) throw err;
+    return { lines: live.lines, next: { score: from.score, member: from.member, sameScoreSeen: 1, inArchive: true } };
+  }
   return { lines: [...live.lines, ...rest.lines], next: rest.next };
 }
