@@ -84,6 +84,12 @@ describe('KeyboardWedgeReader: a spoiled burst is not a card, however long its t
     expect(reads).toEqual(['CAFEBABE04']);
   });
 
+  it('the rest of a spoiled burst, its Enter included, is swallowed (it does not reach the page)', () => {
+    const { reader } = readerWithLog();
+    const swallowed = [...'04A1', 'ArrowUp', ...'B2C3D4E5F6', 'Enter'].map((key, i) => reader.feed(key, 1_000 + i * 8));
+    expect(swallowed.slice(5)).toEqual(Array.from({ length: 11 }, () => true));
+  });
+
   it('after a spoiled burst and a pause, a new burst is read', () => {
     const { reader, reads } = readerWithLog();
     const at = type(reader, [...'DEAD', 'x', ...'BEEF0102'], 8);

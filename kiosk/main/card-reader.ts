@@ -63,8 +63,9 @@ export class KeyboardWedgeReader implements CardReader {
     if (MODIFIERS.has(key)) return this.buffer !== '';
     if (this.spoiledAt !== undefined) {
       if (atMs - this.spoiledAt <= this.maxGapMs) {
+        // The reader's keys all the same: swallowed, its Enter too (it must not press a button on the page).
         this.spoiledAt = key === 'Enter' ? undefined : atMs;
-        return false;
+        return true;
       }
       this.spoiledAt = undefined;
     }
