@@ -14,6 +14,7 @@ import { TerminalRecords } from '../switch/ledger/terminals.js';
 import { Keys } from '../switch/ledger/keys.js';
 import { adminClient, OPERATOR_ENV, operatorMetadata } from './helpers/clients.js';
 import { connect, freshPrefix, testRedisUrl } from './helpers/redis.js';
+import { redisServer } from './helpers/redis-server.js';
 import { call, startTestSwitch, TEST_PEPPER, TEST_QR_SECRET, TEST_SESSION_SECRET } from './helpers/switch.js';
 
 let app: SwitchApp;
@@ -246,6 +247,27 @@ it('the CLI refuses a GBK file in English and zh-CN, and takes a UTF-8 file with
     await direct.quit();
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+it('an import Redis stops taking part-way answers UNAVAILABLE saying how far it got, in English and zh-CN', async () => {
+  const server = await redisServer([]);
+  const full = await startTestSwitch('importoom', { ...OPERATOR_ENV, REDIS_URL: `redis://127.0.0.1:${server.port}` });
+  const fullAdmin = adminClient(full);
+  try {
+    const rows = campus.cardholdersCsv.trimEnd().split('\n').slice(0, 4).join('\n');
+    // Full: every read answers (the check passes), every write is refused with OOM.
+    await full.redis.config('SET', 'maxmemory-policy', 'noeviction');
+    await full.redis.config('SET', 'maxmemory', '1');
+    const err = await call(fullAdmin, 'importCardholders', { csv: rows }, operatorMetadata()).catch((e: unknown) => e as ServiceError);
+    await full.redis.config('SET', 'maxmemory', '0');
+    expect((err as ServiceError).code).toBe(Status.UNAVAILABLE);
+    expect((err as ServiceError).details).toMatch(/the import stopped after writing about \d+ cardholders/);
+    expect((err as ServiceError).details).toMatch(/导入在写入约\d+个持卡人后中断/);
+  } finally {
+    fullAdmin.close();
+    await full.stop();
+    server.stop();
   }
 });
 

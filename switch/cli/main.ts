@@ -405,7 +405,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return 1;
     }
     if (err instanceof ImportInterruptedError) {
-      console.error(`error: ${err.message}`);
+      console.error(`error: ${err.message} / ${err.zh}`);
       return 1;
     }
     if (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS')) {

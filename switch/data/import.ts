@@ -91,6 +91,8 @@ export interface ImportReport {
 /** Redis failed part-way through the writes: some rows are in, some are not. */
 export class ImportInterruptedError extends Error {
   override readonly name = 'ImportInterruptedError';
+  /** The same in zh-CN. */
+  readonly zh: string;
   constructor(
     readonly writtenCount: number,
     cause: unknown,
@@ -100,6 +102,7 @@ export class ImportInterruptedError extends Error {
         'Running the same file again reports the written rows as conflicts; remove those lines and import the rest.',
       { cause },
     );
+    this.zh = `导入在写入约${writtenCount}个持卡人后中断。再次导入同一文件会把已写入的行列为冲突：删除这些行后导入其余行。`;
   }
 }
 

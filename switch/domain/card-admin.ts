@@ -2,8 +2,16 @@
 // freeze it, set its own limits, import cardholders and terminals. Each action is written to the
 // operator log by the function that performs it, with the operator's name.
 import type { SwitchContext } from '../context.js';
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
-import { importCardholders, importTerminals, parseCardholdersCsv, parseTerminalsCsv, type RowError } from '../data/import.js';
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError } from '../errors.js';
+import {
+  ImportInterruptedError,
+  importCardholders,
+  importTerminals,
+  parseCardholdersCsv,
+  parseTerminalsCsv,
+  type ImportReport,
+  type RowError,
+} from '../data/import.js';
 import { cardExists, claimCardSerial, recordedReplacementSerial, releaseCardSerial, settleCardSerial } from '../ledger/cards.js';
 import type { CardStatusCode } from '../ledger/ledger.js';
 import { EXTERNAL_ID_PATTERN } from '../ledger/money.js';
@@ -176,7 +184,16 @@ export interface ImportOutcome {
 export async function importCardholdersCsv(ctx: SwitchContext, operator: string, csv: string): Promise<ImportOutcome> {
   const parsed = parseCardholdersCsv(csv);
   if (parsed.errors.length > 0) return { imported: 0, problems: parsed.errors };
-  const report = await importCardholders({ ledger: ctx.ledger }, parsed.rows);
+  let report: ImportReport;
+  try {
+    report = await importCardholders({ ledger: ctx.ledger }, parsed.rows);
+  } catch (err) {
+    // Some rows are written: the operator must learn how far it got (not "internal error"), and that
+    // running the file again is safe and lists the written rows.
+    if (err instanceof ImportInterruptedError)
+      throw new UnavailableError(`${err.message} / ${err.zh}`, { reason: 'IMPORT_INTERRUPTED', zh: err.zh });
+    throw err;
+  }
   await appendOperatorLog(ctx, 'import-cardholders', operator, {
     imported: String(report.importedCount),
     problems: String(report.errors.length),
