@@ -155,6 +155,20 @@ describe('text an operator file must not smuggle in', () => {
   });
 });
 
+describe('what Excel writes around the data', () => {
+  it('skips rows of only commas (formatted blank rows Excel saves), keeping the line numbers of the rest', () => {
+    const { rows, errors } = parseCardholdersCsv(
+      `${HEADER}\r\n${GOOD_ROWS[0]}\r\n,,,,,,,,\r\n${GOOD_ROWS[1]}\r\n , ,,,,,,,\r\n,,,,,,,,\r\n`,
+    );
+    expect(errors).toEqual([]);
+    expect(rows.map((r) => r.line)).toEqual([2, 4]);
+    const terminals = parseTerminalsCsv(`${TERMINAL_HEADER.join(',')}\nT1,canteen,M1,x,0123456789abcdef\n,,,,\n`);
+    expect(terminals.errors).toEqual([]);
+    // A file of only such rows has no data rows.
+    expect(() => parseCardholdersCsv(`${HEADER}\n,,,,,,,,\n`)).toThrow(/no cardholder rows/);
+  });
+});
+
 describe('every refusal names its line and field, in English and zh-CN', () => {
   it('for bad cells, duplicates, the header, the row shape and the CSV syntax', () => {
     const files = [

@@ -143,6 +143,8 @@ function readTable(text: string, header: readonly string[], maxRows: number): Pa
   }
   const errors: RowError[] = [];
   const rows = table.slice(1).filter((row) => {
+    // A row of empty fields (",,,,,,,,": Excel saves formatted blank rows so) holds no data: skipped like a blank line.
+    if (row.fields.every((f) => f.trim() === '')) return false;
     if (row.fields.length === header.length) return true;
     errors.push({
       line: row.line,
