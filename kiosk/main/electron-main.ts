@@ -46,7 +46,7 @@ function emit(event: KioskEvent): void {
   if (win !== undefined && !win.isDestroyed()) win.webContents.send(IPC_EVENT, event);
 }
 
-const client = createSwitchClient({ address: config.address, credential: config.credential });
+const client = createSwitchClient({ address: config.address, credential: config.credential, tls: config.tls });
 const handlers = createKioskHandlers({
   switch: client,
   settings: config.settings,

@@ -3,11 +3,13 @@
 // read from a file only this user can read, never from the command line.
 import { readFileSync, statSync } from 'node:fs';
 import type { KioskSettings } from '../shared/api.js';
-import type { TerminalCredential } from './switch-client.js';
+import type { SwitchTls, TerminalCredential } from './switch-client.js';
 
 export interface KioskConfig {
   readonly address: string;
   readonly credential: TerminalCredential;
+  /** TLS to the switch; undefined only with KIOSK_SWITCH_PLAINTEXT=allow. */
+  readonly tls: SwitchTls | undefined;
   readonly settings: KioskSettings;
   /** Development only: the serial of the demo card the idle screen's "tap a demo card" reads. */
   readonly demoCardSerial: string | undefined;
@@ -42,6 +44,45 @@ export function kioskSettings(env: NodeJS.ProcessEnv, location: string): KioskSe
   };
 }
 
+/** A PEM file named by `name`; `secret`: it must be readable by this user only (a private key). */
+function pemFile(env: NodeJS.ProcessEnv, name: string, secret: boolean): Buffer | undefined {
+  const file = env[name] ?? '';
+  if (file === '') return undefined;
+  let pem: Buffer;
+  try {
+    if (secret && (statSync(file).mode & 0o077) !== 0)
+      throw new KioskConfigError(`${name}: ${file} is readable by other users: chmod 600 it`);
+    pem = readFileSync(file);
+  } catch (err) {
+    if (err instanceof KioskConfigError) throw err;
+    throw new KioskConfigError(`${name}: cannot read ${file}: ${(err as Error).message}`);
+  }
+  if (!pem.includes('-----BEGIN ')) throw new KioskConfigError(`${name}: ${file} is not a PEM file`);
+  return pem;
+}
+
+/**
+ * TLS to the switch, as a production switch serves it (it refuses plaintext unless told GRPC_PLAINTEXT=allow):
+ * the terminal secret, card passwords and card serials cross the lobby's network. Plaintext only with
+ * KIOSK_SWITCH_PLAINTEXT=allow (development against npm start, or a TLS proxy on this machine).
+ */
+export function switchTls(env: NodeJS.ProcessEnv): SwitchTls | undefined {
+  const plaintext = env['KIOSK_SWITCH_PLAINTEXT'] ?? '';
+  if (plaintext !== '' && plaintext !== 'allow')
+    throw new KioskConfigError(`KIOSK_SWITCH_PLAINTEXT must be "allow" or unset, got "${plaintext.slice(0, 40)}"`);
+  const ca = pemFile(env, 'KIOSK_SWITCH_CA_FILE', false);
+  const cert = pemFile(env, 'KIOSK_TLS_CERT_FILE', false);
+  const key = pemFile(env, 'KIOSK_TLS_KEY_FILE', true);
+  if ((cert === undefined) !== (key === undefined))
+    throw new KioskConfigError("KIOSK_TLS_CERT_FILE and KIOSK_TLS_KEY_FILE go together (the kiosk's client certificate and its key)");
+  if (plaintext === 'allow') {
+    if (ca !== undefined || cert !== undefined)
+      throw new KioskConfigError('KIOSK_SWITCH_PLAINTEXT=allow cannot go with KIOSK_SWITCH_CA_FILE or KIOSK_TLS_CERT_FILE');
+    return undefined;
+  }
+  return { ...(ca === undefined ? {} : { ca }), ...(cert === undefined || key === undefined ? {} : { cert, key }) };
+}
+
 export function loadKioskConfig(env: NodeJS.ProcessEnv): KioskConfig {
   const file = env['KIOSK_CREDENTIAL_FILE'] ?? '';
   if (file === '') {
@@ -68,11 +109,13 @@ export function loadKioskConfig(env: NodeJS.ProcessEnv): KioskConfig {
   if (typeof c.terminalId !== 'string' || typeof c.secret !== 'string' || c.terminalId === '' || c.secret === '') {
     throw new KioskConfigError(`${file} must hold {"terminalId": "...", "secret": "..."}`);
   }
+  const tls = switchTls(env);
   const demo = env['KIOSK_DEMO_SERIAL'];
   const settings = kioskSettings(env, typeof c.location === 'string' ? c.location : '');
   return {
     address: env['KIOSK_SWITCH_ADDRESS'] ?? '127.0.0.1:50051',
     credential: { terminalId: c.terminalId, secret: c.secret },
+    tls,
     settings,
     demoCardSerial: settings.dev && demo !== undefined && demo !== '' ? demo : undefined,
   };

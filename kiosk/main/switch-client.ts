@@ -68,10 +68,23 @@ export const CANCEL_RECHARGE_DEADLINE_MS = 15_000;
  */
 export const CHANNEL_CALL_DEADLINE_MS = CANCEL_RECHARGE_DEADLINE_MS;
 
+/**
+ * TLS to the switch (a production switch serves gRPC over TLS only: root README, *TLS*). `ca`: the PEM
+ * CA(s) to trust instead of the system's; `cert` and `key`: this kiosk's client certificate, for a switch
+ * with GRPC_TLS_CLIENT_CA_FILE (mTLS).
+ */
+export interface SwitchTls {
+  readonly ca?: Buffer;
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
+}
+
 export interface SwitchClientOptions {
   /** host:port of the switch's gRPC listener. */
   readonly address: string;
   readonly credential: TerminalCredential;
+  /** TLS (the terminal secret, card passwords and serials cross the lobby's network); undefined: plaintext. */
+  readonly tls?: SwitchTls | undefined;
   /**
    * Each call gets at most this long (default 8 s; the calls that wait on a channel, Recharge,
    * RechargeOrderState and CancelRechargeOrder, at least CHANNEL_CALL_DEADLINE_MS):
@@ -83,7 +96,10 @@ export interface SwitchClientOptions {
 type Unary<Req, Res> = (req: Req, md: Metadata, opts: Partial<CallOptions>, cb: (err: ServiceError | null, res: Res) => void) => unknown;
 
 export function createSwitchClient(options: SwitchClientOptions): KioskSwitch {
-  const client = new KioskServiceClient(options.address, credentials.createInsecure(), {
+  const tls = options.tls;
+  const channel =
+    tls === undefined ? credentials.createInsecure() : credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null);
+  const client = new KioskServiceClient(options.address, channel, {
     'grpc.initial_reconnect_backoff_ms': 200,
     'grpc.max_reconnect_backoff_ms': 2000,
     'grpc.keepalive_time_ms': 30_000,

@@ -71,6 +71,8 @@ async function main(): Promise<number> {
   }
   env['KIOSK_SWITCH_ADDRESS'] ??= `127.0.0.1:${env['GRPC_PORT'] ?? '50051'}`;
   env['KIOSK_DEV'] ??= '1';
+  // npm start's switch serves plaintext on this machine; a lobby kiosk talks TLS (KIOSK_SWITCH_CA_FILE).
+  if ((env['KIOSK_SWITCH_CA_FILE'] ?? '') === '') env['KIOSK_SWITCH_PLAINTEXT'] ??= 'allow';
   if (env['KIOSK_DEV'] === '1') env['KIOSK_DEMO_SERIAL'] ??= demo.cards[0]?.cardSerial ?? '';
   if (!(await reachable(env['KIOSK_SWITCH_ADDRESS']))) {
     process.stdout.write(
