@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   DOC,
   newPhone,
+  openWithCode,
   PHONE,
   phoneCard,
   PIN,
@@ -36,7 +37,7 @@ async function feeScreen(user: string, cardNo: string, title: string): Promise<{
   await phoneCard(bench.app, cardNo, 50_000);
   const { context, page } = await newPhone(bench.browser);
   const code = bench.sim.issueCode('wecom', user);
-  await page.goto(`${bench.base}/phone/?code=${encodeURIComponent(code)}`);
+  await openWithCode(page, bench.base, code);
   await page.getByRole('heading', { level: 1, name: '身份认证' }).waitFor({ timeout: STEP_MS });
   await page.getByLabel('学号/工号', { exact: true }).fill(`G${cardNo}`);
   await page.getByLabel('卡密码').fill(PIN);

@@ -13,6 +13,7 @@ import { call, POS_TERMINAL, terminalMetadata } from './helpers/switch.js';
 import {
   DOC,
   newPhone,
+  openWithCode,
   PHONE,
   phoneCard,
   PIN,
@@ -50,8 +51,7 @@ function tap(cardNo: string, amountFen: number): Promise<AuthorizeResponse> {
 }
 
 async function signIn(page: Page, user: string): Promise<void> {
-  const code = bench.sim.issueCode('wecom', user);
-  await page.goto(`${bench.base}/phone/?code=${encodeURIComponent(code)}`);
+  await openWithCode(page, bench.base, bench.sim.issueCode('wecom', user));
 }
 
 async function heading(page: Page, name: string): Promise<void> {
@@ -109,6 +109,35 @@ describe('the e-card page on a phone', () => {
       'cardswitch.phone.lang',
     ]);
     await other.close();
+  });
+
+  it("a sign-in link made by someone else (their WeCom code, not this page's request) never puts the holder on that account's binding form", async () => {
+    // Login CSRF: mallory takes a code of her own WeCom account (not spent) and sends the link. The page
+    // took any code that came without its own state: the victim was signed in as mallory, saw the binding
+    // form, and binding their card there gave mallory the card (its QR code pays from its balance).
+    const { context: other, page: victim } = await newPhone(bench.browser);
+    try {
+      await victim.goto(`${bench.base}/phone/?code=${encodeURIComponent(bench.sim.issueCode('wecom', 'mallory'))}&state=menu`);
+      // The page asks WeCom itself, with its own state: in WeCom that is silent (snsapi_base); the
+      // simulator asks for a userid.
+      await victim.getByLabel('企业微信账号 WeCom userid').waitFor({ timeout: STEP_MS });
+      const authorize = new URL(victim.url());
+      expect(authorize.pathname).toBe('/connect/oauth2/authorize');
+      expect(authorize.searchParams.get('state')).toMatch(/^[A-Za-z0-9_-]{16,}$/);
+      await victim.getByLabel('企业微信账号 WeCom userid').fill('zhaoliu');
+      await victim.getByRole('button', { name: '登录 Sign in' }).click();
+      await heading(victim, '身份认证');
+      const stored = await victim.evaluate(() =>
+        (globalThis as unknown as { sessionStorage: { getItem(k: string): string | null } }).sessionStorage.getItem(
+          'cardswitch.phone.session',
+        ),
+      );
+      const access = (JSON.parse(stored ?? '{}') as { accessToken?: string }).accessToken ?? '';
+      const claims = JSON.parse(Buffer.from(access.split('.')[1] ?? '', 'base64url').toString('utf8')) as { sub?: string };
+      expect(claims.sub).toBe('wecom:zhaoliu'); // the holder's own account, not mallory's
+    } finally {
+      await other.close();
+    }
   });
 
   it('binds: each error next to its field, the unsynced card explained, then the card', async () => {

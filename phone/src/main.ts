@@ -11,7 +11,7 @@ import { eventText, homeScreen } from './screens/home.js';
 import { lossScreen } from './screens/loss.js';
 import { meScreen } from './screens/me.js';
 import { rechargeScreen } from './screens/recharge.js';
-import { signInScreen, STATE_KEY } from './screens/signin.js';
+import { signInScreen, signInSettings, startAuthorization, STATE_KEY } from './screens/signin.js';
 import { statementScreen } from './screens/statement.js';
 import type { Route, Screen, ScreenView, Shell } from './shell.js';
 
@@ -137,6 +137,14 @@ class Page implements Shell {
     try {
       this.api.clear();
       const { bound } = await this.api.signIn(provider, code);
+      // A WeCom code that did not come back from this page's own request (no state of ours: a link
+      // someone sent, or a WeCom menu address) may be another person's: on an account without a card,
+      // the holder would bind their own card to it. Ask WeCom again with our own state (silent inside
+      // WeCom); a bound account shows its card as before, so opening the page to pay stays one step.
+      if (!bound && provider === 'wecom' && expected === null) {
+        await this.api.logout().catch(() => undefined);
+        if (startAuthorization(signInSettings())) return;
+      }
       // A bound holder opens the page to pay: ask for the code beside the card, not after it.
       if (bound) {
         this.firstQr = this.api.call('GET', '/api/v1/ecard/qr');

@@ -113,6 +113,21 @@ export async function newPhone(browser: Browser): Promise<{ context: BrowserCont
   return { context, page };
 }
 
+/**
+ * Opens the page the way WeCom brings the holder back from the page's own authorisation request: with the
+ * code and the state the page kept (a code without it, on an account with no card, is asked for again).
+ */
+export async function openWithCode(page: Page, base: string, code: string): Promise<void> {
+  await page.goto(`${base}/phone/`);
+  await page.evaluate(() =>
+    (globalThis as unknown as { sessionStorage: { setItem(k: string, v: string): void } }).sessionStorage.setItem(
+      'cardswitch.phone.oauthState',
+      'test-state',
+    ),
+  );
+  await page.goto(`${base}/phone/?code=${encodeURIComponent(code)}&state=test-state`);
+}
+
 export async function screenshot(page: Page, lang: 'zh' | 'en', name: string): Promise<string> {
   const path = join(SCREENSHOT_DIR, lang, `${name}.png`);
   mkdirSync(dirname(path), { recursive: true });

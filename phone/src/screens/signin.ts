@@ -34,18 +34,32 @@ export function authorizeUrl(settings: SignInSettings, state: string): string {
   return `${settings.oauthBase}/connect/oauth2/authorize?${query.toString()}#wechat_redirect`;
 }
 
+/**
+ * Sends the holder to WeCom's authorisation with a new state kept in sessionStorage (checked when the page
+ * is opened again with ?code=…&state=…). False, without leaving, when sign-in is not configured or the
+ * state cannot be kept (a state that cannot be checked would send the page round in circles).
+ */
+export function startAuthorization(settings: SignInSettings): boolean {
+  if (settings.oauthBase === '' || settings.appId === '') return false;
+  const state = randomId(16);
+  try {
+    sessionStorage.setItem(STATE_KEY, state);
+    if (sessionStorage.getItem(STATE_KEY) !== state) return false;
+  } catch {
+    return false;
+  }
+  location.assign(authorizeUrl(settings, state));
+  return true;
+}
+
 export const signInScreen: Screen = (shell) => {
   const settings = signInSettings();
   const notice = shell.notice === undefined ? null : h('p', { class: 'notice', role: 'status' }, t(shell.notice));
   const button = h('button', { type: 'button', class: 'primary' }, t('signInButton'));
   button.addEventListener('click', () => {
-    const state = randomId(16);
-    try {
-      sessionStorage.setItem(STATE_KEY, state);
-    } catch {
-      // without storage the state is not checked on return; the code is still single-use
-    }
-    location.assign(authorizeUrl(settings, state));
+    if (startAuthorization(settings)) return;
+    // Without storage the state is not checked on return; the code is still single-use.
+    location.assign(authorizeUrl(settings, randomId(16)));
   });
   const configured = settings.oauthBase !== '' && settings.appId !== '';
   return {
