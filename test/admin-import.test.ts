@@ -264,6 +264,16 @@ it('an import Redis stops taking part-way answers UNAVAILABLE saying how far it 
     expect((err as ServiceError).code).toBe(Status.UNAVAILABLE);
     expect((err as ServiceError).details).toMatch(/the import stopped after writing about \d+ cardholders/);
     expect((err as ServiceError).details).toMatch(/导入在写入约\d+个持卡人后中断/);
+
+    await full.redis.config('SET', 'maxmemory', '1');
+    const terminals = campus.terminalsCsv.trimEnd().split('\n').slice(0, 4).join('\n');
+    const refused = await call(fullAdmin, 'importTerminals', { csv: terminals }, operatorMetadata()).catch(
+      (e: unknown) => e as ServiceError,
+    );
+    await full.redis.config('SET', 'maxmemory', '0');
+    expect((refused as ServiceError).code).toBe(Status.UNAVAILABLE);
+    expect((refused as ServiceError).details).toMatch(/the import stopped after writing about \d+ terminals/);
+    expect((refused as ServiceError).details).toMatch(/导入在写入约\d+个终端后中断/);
   } finally {
     fullAdmin.close();
     await full.stop();

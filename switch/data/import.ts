@@ -96,13 +96,14 @@ export class ImportInterruptedError extends Error {
   constructor(
     readonly writtenCount: number,
     cause: unknown,
+    what: 'cardholders' | 'terminals' = 'cardholders',
   ) {
     super(
-      `the import stopped after writing about ${writtenCount} cardholders: ${cause instanceof Error ? cause.message : String(cause)}. ` +
+      `the import stopped after writing about ${writtenCount} ${what}: ${cause instanceof Error ? cause.message : String(cause)}. ` +
         'Running the same file again reports the written rows as conflicts; remove those lines and import the rest.',
       { cause },
     );
-    this.zh = `导入在写入约${writtenCount}个持卡人后中断。再次导入同一文件会把已写入的行列为冲突：删除这些行后导入其余行。`;
+    this.zh = `导入在写入约${writtenCount}个${what === 'cardholders' ? '持卡人' : '终端'}后中断。再次导入同一文件会把已写入的行列为冲突：删除这些行后导入其余行。`;
   }
 }
 
@@ -576,7 +577,17 @@ export async function importTerminals(registry: TerminalRegistry, rows: readonly
   if (problems.length > 0) return { importedCount: 0, openingTotalFen: 0, errors: problems.sort(byLine), elapsedMs: elapsed() };
   // Registered only if still free: another operator's import or registration of the same id since the
   // check above (or one the registry's cache did not show yet) is reported on its line, not overwritten.
-  const created = await mapBounded(rows, REDIS_CONCURRENCY / 4, (row) => registry.create(row));
+  let written = 0;
+  let created: boolean[];
+  try {
+    created = await mapBounded(rows, REDIS_CONCURRENCY / 4, async (row) => {
+      const done = await registry.create(row);
+      written++;
+      return done;
+    });
+  } catch (err) {
+    throw new ImportInterruptedError(written, err, 'terminals');
+  }
   const lateErrors: RowError[] = rows
     .filter((_, i) => created[i] !== true)
     .map((row) => ({

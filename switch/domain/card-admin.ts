@@ -205,7 +205,14 @@ export async function importCardholdersCsv(ctx: SwitchContext, operator: string,
 export async function importTerminalsCsv(ctx: SwitchContext, operator: string, csv: string): Promise<ImportOutcome> {
   const parsed = parseTerminalsCsv(csv);
   if (parsed.errors.length > 0) return { imported: 0, problems: parsed.errors };
-  const report = await importTerminals(ctx.terminals, parsed.rows);
+  let report: ImportReport;
+  try {
+    report = await importTerminals(ctx.terminals, parsed.rows);
+  } catch (err) {
+    if (err instanceof ImportInterruptedError)
+      throw new UnavailableError(`${err.message} / ${err.zh}`, { reason: 'IMPORT_INTERRUPTED', zh: err.zh });
+    throw err;
+  }
   await appendOperatorLog(ctx, 'import-terminals', operator, {
     imported: String(report.importedCount),
     problems: String(report.errors.length),
