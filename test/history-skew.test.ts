@@ -14,7 +14,8 @@ import { startTestPostgres, type TestPostgres } from './helpers/postgres.js';
 import { call, openCard, testConfig } from './helpers/switch.js';
 
 const DAY_MS = 86_400_000;
-const SKEW_MS = 60_000;
+/** The switch's clock ahead of Redis's: more than the 10 min a trim allows for (archiver.ts). */
+const SKEW_MS = 15 * 60_000;
 const CARD_NO = '31950001';
 
 let postgres: TestPostgres;
@@ -48,8 +49,8 @@ it('a line whose entry left Redis for the archive reads with PostgreSQL down, wi
     operatorMetadata(),
   );
   admin.close();
-  // The archiver's cutoff (its clock a day and 30 s ahead, a one-day window) lies between the entries' stream
-  // ids (Redis's time) and the lines' times (the switch's, a minute ahead).
+  // The archiver's cutoff (its clock a day and 2 min ahead, a one-day window) lies between the entries' stream
+  // ids (Redis's time) and the lines' times (the switch's, a quarter of an hour ahead), beyond the allowance.
   const archiver = new Archiver({
     redis: app.redis,
     keys: app.keys,
@@ -59,7 +60,7 @@ it('a line whose entry left Redis for the archive reads with PostgreSQL down, wi
     intervalMs: 10,
     liveWindowMs: DAY_MS,
     trim: true,
-    now: () => Date.now() + DAY_MS + SKEW_MS / 2,
+    now: () => Date.now() + DAY_MS + 2 * 60_000,
   });
   await archiver.syncPositions();
   const pass = await archiver.runPass();
@@ -84,4 +85,43 @@ it('a line whose entry left Redis for the archive reads with PostgreSQL down, wi
   } finally {
     await postgres.restart();
   }
+}, 60_000);
+
+it('a line goes from Redis with its entry when the cutoff falls less than 10 min before the line, also for a card never used again', async () => {
+  const cardNo = '31950002';
+  await openCard(app, cardNo, 'C5950002', 10_000);
+  const shard = app.keys.shardOf(cardNo);
+  // A cutoff 5 min before the line's time (and 10 min after its entry's id): within the allowance, so the line
+  // goes with its entry.
+  const archiver = new Archiver({
+    redis: app.redis,
+    keys: app.keys,
+    store,
+    log: createLogger('silent'),
+    batchSize: 100,
+    intervalMs: 10,
+    liveWindowMs: DAY_MS,
+    trim: true,
+    now: () => Date.now() + DAY_MS + SKEW_MS - 5 * 60_000,
+  });
+  await archiver.syncPositions();
+  await archiver.runPass();
+  expect(await app.redis.xlen(app.keys.journal(shard))).toBe(0);
+  // Later passes find no entry of this card to trim: a line left now would stay in Redis for good.
+  const later = new Archiver({
+    redis: app.redis,
+    keys: app.keys,
+    store,
+    log: createLogger('silent'),
+    batchSize: 100,
+    intervalMs: 10,
+    liveWindowMs: DAY_MS,
+    trim: true,
+    now: () => Date.now() + 3 * DAY_MS,
+  });
+  await later.runPass();
+  expect(await app.redis.zcard(app.keys.statement(cardNo))).toBe(0);
+  const reader = new StatementReader(app.context);
+  const page = await reader.read(cardNo, { fromMs: 0, toMs: 0, categories: new Set<never>(), pageSize: 20, pageToken: '' });
+  expect(page.lines.map((l) => [l.kind, l.amountFen, l.balanceAfterFen])).toEqual([['open', 10_000, 10_000]]);
 }, 60_000);

@@ -18,6 +18,13 @@ const TRIM_SCRIPT = readFileSync(fileURLToPath(new URL('./lua/journal-trim.lua',
 const TRIM_BATCH = 1000;
 /** Statement lines of one card one trim call removes at most. */
 const TRIM_MAX_LINES_PER_CARD = 10_000;
+/**
+ * A statement line's time is the switch's clock, its entry's id Redis's: a line may be up to this much later
+ * than its entry (as the settlement report allows, domain/reports.ts). A trim removes the lines of the entries
+ * it removes up to this much younger than the cutoff: only entries of the trimmed cards are looked at, so a
+ * line kept past its entry's trim stays in Redis for good when its card is not used again.
+ */
+const LINE_CLOCK_SKEW_MS = 10 * 60 * 1000;
 /** Shards worked on at once (each holds one PostgreSQL connection while it writes). */
 const SHARD_CONCURRENCY = 4;
 /** Archive transactions in flight at once, each of other shards than the others. */
@@ -229,7 +236,7 @@ export class Archiver {
         keys.journalTrimMark(shard),
         ...statementKeys,
         formatStreamId({ ms: lastId.ms, seq: lastId.seq + 1 }),
-        cutoffMs,
+        cutoffMs + LINE_CLOCK_SKEW_MS,
         TRIM_MAX_LINES_PER_CARD,
       );
       entries += removed;
