@@ -144,6 +144,17 @@ describe('text an operator file must not smuggle in', () => {
     expect(parseTerminalsCsv(terminalCsv('一食堂 二楼')).errors).toEqual([]);
   });
 
+  it('refuses a terminal secret with a control character or U+FFFD, as a pasted or wrongly decoded file gives', () => {
+    for (const secret of ['0123456789abcdef\u0000', '0123456789abcdef\t', '\uFFFD\uFFFD0123456789abcdef']) {
+      const { rows, errors } = parseTerminalsCsv(`${TERMINAL_HEADER.join(',')}\nPOS-1,canteen,M1,一食堂,"${secret}"\n`);
+      expect(rows, JSON.stringify(secret)).toEqual([]);
+      expect(
+        errors.map((e) => [e.line, e.field]),
+        JSON.stringify(secret),
+      ).toEqual([[2, 'secret']]);
+    }
+  });
+
   it('refuses a name that went through a wrong decoding (U+FFFD), as a GBK file read as UTF-8 gives', () => {
     const { rows, errors } = parseCardholdersCsv(
       csv('10000001,04A1B2C3,\uFFFD\uFFFD\uFFFD,2023010001,student,resident_id,11010519900307123X,13800138000,0'),

@@ -100,6 +100,14 @@ export function terminalProblems(t: NewTerminal): TerminalProblem[] {
       message: `secret must be ${MIN_SECRET_LENGTH}-${MAX_SECRET_LENGTH} characters`,
       zh: `终端密钥须为${MIN_SECRET_LENGTH}-${MAX_SECRET_LENGTH}个字符`,
     });
+  } else if (displayTextProblem(t.secret) !== undefined) {
+    // Stored as written (only its hash is kept), so a tab pasted in or the U+FFFD of a wrongly decoded
+    // file would become a secret the POS, configured with the real one, never matches.
+    problems.push({
+      field: 'secret',
+      message: 'secret must not contain control characters or U+FFFD (a character the file could not decode)',
+      zh: '终端密钥不能含控制字符或 U+FFFD（文件中无法识别的字符）',
+    });
   }
   return problems;
 }
