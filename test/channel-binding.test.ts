@@ -174,6 +174,21 @@ describe('Alipay (扫码授权)', () => {
     ]);
   });
 
+  it('a HEAD of the callback (a link checker, a prefetch) binds nothing and leaves the state for the browser', async () => {
+    // HEAD is answered wherever GET is, by running the GET: here that spent the single-use state and
+    // bound the payer, and the holder's own GET then got STATE_USED.
+    const h = await holder();
+    const payer = sims.alipay.newPayer();
+    const callback = await authorizeAt(h, payer);
+    const head = await fetch(callback, { method: 'HEAD', redirect: 'manual' });
+    expect(head.status).toBe(405);
+    expect(head.headers.get('allow')).toBe('GET');
+    expect(await channelPayersOfCard(app.context, h.cardNo)).toEqual({});
+    const bound = await http('GET', callback.toString());
+    expect(bound.status).toBe(200);
+    expect(await channelPayersOfCard(app.context, h.cardNo)).toEqual({ alipay: payer });
+  });
+
   it('a forged or tampered state binds nothing (and leaves the auth_code unused)', async () => {
     const h = await holder();
     const victim = await holder();

@@ -146,7 +146,7 @@ export function channelBindingRoutes(deps: ChannelBindingDeps): Route[] {
   const h = (fn: (d: ChannelBindingDeps, req: GatewayRequest) => Promise<GatewayResponse>) => (req: GatewayRequest) => fn(deps, req);
   return [
     { method: 'POST', path: '/api/v1/ecard/channels/alipay/authorize', handler: h(authorizeAlipay) },
-    { method: 'GET', path: '/api/v1/channels/alipay/oauth-callback', handler: h(alipayCallback) },
+    { method: 'GET', path: '/api/v1/channels/alipay/oauth-callback', handler: h(alipayCallback), noHead: true },
     { method: 'POST', path: '/api/v1/ecard/channels/wechat/bind', handler: h(bindWechat) },
     { method: 'DELETE', path: '/api/v1/ecard/channels/:channel', handler: h(unbind) },
   ];

@@ -59,6 +59,11 @@ export interface Route {
    * as received in `rawBody` (never parsed), these headers copied too, and its own body limit.
    */
   readonly raw?: { readonly headers: readonly string[]; readonly maxBodyBytes: number };
+  /**
+   * A GET that changes something (a sign-in callback that spends a single-use state): a HEAD is refused
+   * with 405 instead of running it, so a link checker or a prefetch cannot use it up.
+   */
+  readonly noHead?: boolean;
 }
 
 export interface GatewayOptions {
@@ -233,7 +238,7 @@ function routeTable(routes: readonly Route[]): PathEntry[] {
       .map((s) => s.slice(1)),
     methods,
     // HEAD is answered wherever GET is (RFC 9110 9.3.2): the GET's status and headers, no body.
-    allow: [...methods.keys(), ...(methods.has('GET') && !methods.has('HEAD') ? ['HEAD'] : [])].sort().join(', '),
+    allow: [...methods.keys(), ...(methods.has('GET') && methods.get('GET')?.noHead !== true ? ['HEAD'] : [])].sort().join(', '),
   }));
 }
 
@@ -271,7 +276,8 @@ class Gateway {
     const startedMs = performance.now();
     const method = req.getCaseSensitiveMethod().toUpperCase();
     const head = method === 'HEAD';
-    const route = entry.methods.get(method) ?? (head ? entry.methods.get('GET') : undefined);
+    const get = head ? entry.methods.get('GET') : undefined;
+    const route = entry.methods.get(method) ?? (get?.noHead === true ? undefined : get);
     const answerNow = (error: HttpError, extra: { headers?: Record<string, string>; close?: boolean } = {}): void => {
       writeReply(res, errorReply(error, extra), head);
       this.observe(entry.path, method, error.status, startedMs);
