@@ -393,6 +393,7 @@ describe('a fee whose answer is lost on the way back', () => {
   let rig: KioskRig;
   let page: Page;
   let loseNext = false;
+  let loseNextPassword = false;
 
   beforeAll(async () => {
     rig = await startKioskRig({
@@ -404,6 +405,18 @@ describe('a fee whose answer is lost on the way back', () => {
           const res = await client.payUtilityFee(req);
           if (loseNext) {
             loseNext = false;
+            throw Object.assign(new Error('4 DEADLINE_EXCEEDED: Deadline exceeded'), {
+              code: Status.DEADLINE_EXCEEDED,
+              details: 'Deadline exceeded after 8.001s',
+              metadata: undefined,
+            });
+          }
+          return res;
+        },
+        changePassword: async (req) => {
+          const res = await client.changePassword(req);
+          if (loseNextPassword) {
+            loseNextPassword = false;
             throw Object.assign(new Error('4 DEADLINE_EXCEEDED: Deadline exceeded'), {
               code: Status.DEADLINE_EXCEEDED,
               details: 'Deadline exceeded after 8.001s',
@@ -444,6 +457,34 @@ describe('a fee whose answer is lost on the way back', () => {
     await page.locator('#app[data-screen="feeDone"]').waitFor();
     expect(await page.locator('main').innerText()).toContain('170.00 元');
     expect(Number(await rig.app.redis.hget(rig.app.keys.account(h.cardNo), 'bal'))).toBe(17_000);
+  }, 60_000);
+
+  it('a password change whose answer is lost: "not confirmed, try the new password first", no retry that would count a wrong one', async () => {
+    const h = await newHolder(rig, 1_000, '韩十一');
+    await rig.handlers.cardRead(h.serial);
+    await page.locator('#app[data-screen="home"]').waitFor();
+    await page.getByRole('button', { name: '修改密码', exact: true }).click();
+    for (const [pin, button] of [
+      [PIN, '下一步'],
+      ['246802', '下一步'],
+      ['246802', '确认'],
+    ] as const) {
+      await keypad(page, pin);
+      if (button === '确认') loseNextPassword = true;
+      await page.getByRole('button', { name: button, exact: true }).click();
+    }
+    await page.locator('#app[data-screen="error"]').waitFor();
+    const alert = await page.getByRole('alert').innerText();
+    // The switch made the change: "cannot connect, try later" and its 重试 (old -> new again: 密码错误, one attempt gone) were untrue.
+    expect(alert).not.toContain('无法连接');
+    expect(alert).toContain('密码修改结果未确认');
+    expect(await page.locator('main h1').innerText()).toBe('结果待确认');
+    expect(await page.getByRole('button', { name: '重试', exact: true }).count()).toBe(0);
+    await rig.screenshot('40-password-answer-lost');
+    // The new password is the one that works: the statement opens with it.
+    expect(
+      await page.evaluate(`window.kiosk.statement({ password: '246802', fromDay: '2026-01-01', toDay: '2026-01-02', page: 0 })`),
+    ).toMatchObject({ ok: true });
   }, 60_000);
 
   it('a fee the kiosk could not send at all (the switch is down) still says "cannot connect"', async () => {

@@ -536,7 +536,17 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
       if (typeof newPassword !== 'string' || !PIN.test(newPassword)) return fail('bad_request');
       if (newPassword === oldPassword) return fail('password_same');
       return forHolder(async (s) => {
-        await deps.switch.changePassword({ cardholder: tapOf(s), oldPassword, newPassword });
+        try {
+          await deps.switch.changePassword({ cardholder: tapOf(s), oldPassword, newPassword });
+        } catch (err) {
+          // No answer, but the switch may have made the change: "cannot connect, try again" would send the holder
+          // to retry old -> new, refused as a wrong password (one of the day's attempts) when it was made.
+          if (mapSwitchError(err).error === 'unreachable' && !neverSent(err)) {
+            delete s.statementPassword;
+            return fail('password_unconfirmed');
+          }
+          throw err;
+        }
         s.card = { ...s.card, initialPassword: false };
         delete s.statementPassword;
         return ok(null);

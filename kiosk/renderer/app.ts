@@ -1041,8 +1041,8 @@ function errorScreen(s: Extract<Screen, { name: 'error' }>): HTMLElement {
     'section',
     { class: 'screen result error' },
     h('div', { class: 'result-mark bad', attrs: { 'aria-hidden': 'true' }, text: '!' }),
-    // A fee not yet confirmed may have been paid: "that did not work" would not be true.
-    h('h1', { text: tr(s.failure.error === 'fee_pending' ? 'pendingTitle' : 'errorTitle') }),
+    // A fee or a password change not yet confirmed may have been made: "that did not work" would not be true.
+    h('h1', { text: tr(['fee_pending', 'password_unconfirmed'].includes(s.failure.error) ? 'pendingTitle' : 'errorTitle') }),
     h('p', { class: 'lead', attrs: { role: 'alert' }, text: failureText(s.failure) }),
     h(
       'div',

@@ -165,6 +165,7 @@ const zh = {
   err_password_initial: '新密码不能是初始密码（证件号后六位）。',
   err_password_changed: '密码刚被其他操作修改，本次修改未生效。请用当前密码重试。',
   err_password_busy: '密码校验过于频繁，请稍等片刻再试。',
+  err_password_unconfirmed: '密码修改结果未确认，可能已改为新密码。请先用新密码办理（如查询账单）；若提示密码错误，原密码仍然有效。',
   err_terminal_password_limit: '本机本小时密码错误次数过多，暂停密码业务。请到其他自助机或卡务中心办理，或下一小时再试。',
   err_over_limit: '超出充值限额。',
   err_over_limit_today: '超出当日充值限额，今日还可充值 {left} 元。',
@@ -347,6 +348,8 @@ const en: Catalogue = {
   err_password_initial: 'The new password must not be the initial one (the last six characters of your ID).',
   err_password_changed: 'The password was just changed elsewhere, so this change was not made. Try again with the current password.',
   err_password_busy: 'Too many password checks at once. Please wait a moment and try again.',
+  err_password_unconfirmed:
+    'The password change was not confirmed: it may have been made. Use the new password first (for example for the statement); if it is refused, the old one still works.',
   err_terminal_password_limit:
     'This kiosk has had too many wrong passwords this hour, so it cannot check passwords now. Use another kiosk or the card office, or try again next hour.',
   err_over_limit: 'Over the recharge limit.',

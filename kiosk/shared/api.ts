@@ -37,6 +37,7 @@ export type ErrorCode =
   | 'password_initial' // new = the initial password
   | 'password_changed' // another change of the password was stored first; this one was not made
   | 'password_busy' // too many checks of this card (or on this kiosk) at once: try again in a moment
+  | 'password_unconfirmed' // the answer to a password change was lost: it may have been made (try the new one first)
   | 'terminal_password_limit' // this kiosk had too many wrong passwords this hour: another kiosk, the card office, or next hour
   | 'over_limit' // amount over the channel's single maximum or the day's maximum (detail: what is left)
   | 'too_many_orders'
