@@ -174,8 +174,8 @@ it('names the line and the field of each problem, in English and zh-CN, over gRP
     {
       line: 2,
       field: 'location',
-      message: 'location must not contain control characters (a tab, a line break, a NUL)',
-      messageZh: '安装位置不能含控制字符（制表符、换行、NUL）',
+      message: 'location must not contain control or invisible format characters (a tab, a line break, a NUL, a direction mark)',
+      messageZh: '安装位置不能含控制字符或不可见的格式字符（制表符、换行、NUL、方向标记）',
     },
   ]);
   expect(await app.redis.exists(app.keys.terminal('POS-Z1'))).toBe(0);
@@ -191,7 +191,7 @@ it('names the line and the field of each problem, in English and zh-CN, over gRP
     vi.spyOn(console, 'error').mockImplementation((line: string) => void printed.push(line));
     expect(await main(['import-terminals', file])).toBe(1);
     expect(printed[0]).toBe(
-      `${file}:2: location: location must not contain control characters (a tab, a line break, a NUL) / 安装位置不能含控制字符（制表符、换行、NUL）`,
+      `${file}:2: location: location must not contain control or invisible format characters (a tab, a line break, a NUL, a direction mark) / 安装位置不能含控制字符或不可见的格式字符（制表符、换行、NUL、方向标记）`,
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });

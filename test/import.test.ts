@@ -155,6 +155,24 @@ describe('text an operator file must not smuggle in', () => {
     }
   });
 
+  it('refuses a name or a location with invisible format characters (a right-to-left override, a stray BOM)', () => {
+    for (const name of ['张\u202E三', '李\uFEFF四', '王\u200B五']) {
+      const { rows, errors } = parseCardholdersCsv(
+        csv(`10000001,04A1B2C3,${name},2023010001,student,resident_id,11010519900307123X,13800138000,0`),
+      );
+      expect(rows, JSON.stringify(name)).toEqual([]);
+      expect(
+        errors.map((e) => [e.line, e.field]),
+        JSON.stringify(name),
+      ).toEqual([[2, 'name']]);
+    }
+    expect(parseTerminalsCsv(terminalCsv('一食堂\u202E')).errors.map((e) => e.field)).toEqual(['location']);
+    // The middle dot of a transliterated name is no format character.
+    expect(
+      parseCardholdersCsv(csv('10000001,04A1B2C3,阿卜杜·艾则孜,2023010001,student,resident_id,11010519900307123X,13800138000,0')).errors,
+    ).toEqual([]);
+  });
+
   it('refuses a name that went through a wrong decoding (U+FFFD), as a GBK file read as UTF-8 gives', () => {
     const { rows, errors } = parseCardholdersCsv(
       csv('10000001,04A1B2C3,\uFFFD\uFFFD\uFFFD,2023010001,student,resident_id,11010519900307123X,13800138000,0'),

@@ -199,7 +199,12 @@ function nameProblem(name: string): FieldProblem | undefined {
   if (length < 1 || length > MAX_NAME_LENGTH)
     return { field: 'name', message: `name must be 1-${MAX_NAME_LENGTH} characters`, zh: `姓名须为1-${MAX_NAME_LENGTH}个字符` };
   const text = displayTextProblem(name);
-  if (text === 'control') return { field: 'name', message: 'name must not contain control characters', zh: '姓名不能含控制字符' };
+  if (text === 'control')
+    return {
+      field: 'name',
+      message: 'name must not contain control or invisible format characters (a tab, a line break, a direction mark, a zero-width space)',
+      zh: '姓名不能含控制字符或不可见的格式字符（制表符、换行、方向标记、零宽空格）',
+    };
   if (text === 'undecodable')
     return {
       field: 'name',

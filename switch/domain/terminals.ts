@@ -47,11 +47,13 @@ export interface TerminalProblem {
 
 /**
  * Text shown to people (the location on statements, reports and terminal lists) takes no control
- * characters (a NUL, a tab, a line break: a spreadsheet or a log line would break on them) and no U+FFFD,
+ * characters (a NUL, a tab, a line break: a spreadsheet or a log line would break on them), no invisible
+ * format characters (a right-to-left override turns what a screen shows around, a zero-width space makes
+ * two equal-looking texts differ) and no U+FFFD,
  * which only a file decoded with the wrong encoding (a GBK file read as UTF-8) produces.
  */
 export function displayTextProblem(text: string): 'control' | 'undecodable' | undefined {
-  if (/\p{Cc}/u.test(text)) return 'control';
+  if (/[\p{Cc}\p{Cf}]/u.test(text)) return 'control';
   return text.includes('\uFFFD') ? 'undecodable' : undefined;
 }
 
@@ -85,8 +87,8 @@ export function terminalProblems(t: NewTerminal): TerminalProblem[] {
   else if (locationText === 'control')
     problems.push({
       field: 'location',
-      message: 'location must not contain control characters (a tab, a line break, a NUL)',
-      zh: '安装位置不能含控制字符（制表符、换行、NUL）',
+      message: 'location must not contain control or invisible format characters (a tab, a line break, a NUL, a direction mark)',
+      zh: '安装位置不能含控制字符或不可见的格式字符（制表符、换行、NUL、方向标记）',
     });
   else if (locationText === 'undecodable')
     problems.push({
@@ -105,8 +107,8 @@ export function terminalProblems(t: NewTerminal): TerminalProblem[] {
     // file would become a secret the POS, configured with the real one, never matches.
     problems.push({
       field: 'secret',
-      message: 'secret must not contain control characters or U+FFFD (a character the file could not decode)',
-      zh: '终端密钥不能含控制字符或 U+FFFD（文件中无法识别的字符）',
+      message: 'secret must not contain control or invisible format characters, or U+FFFD (a character the file could not decode)',
+      zh: '终端密钥不能含控制字符、不可见的格式字符或 U+FFFD（文件中无法识别的字符）',
     });
   }
   return problems;
