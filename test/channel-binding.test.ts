@@ -184,8 +184,11 @@ describe('Alipay (扫码授权)', () => {
     expect(head.status).toBe(405);
     expect(head.headers.get('allow')).toBe('GET');
     expect(await channelPayersOfCard(app.context, h.cardNo)).toEqual({});
-    const bound = await http('GET', callback.toString());
+    const bound = await fetch(callback, { redirect: 'manual' });
     expect(bound.status).toBe(200);
+    expect(await bound.text()).toContain('支付宝绑定成功');
+    expect(bound.headers.get('content-security-policy')).toContain("frame-ancestors 'none'"); // never in another site's frame
+    expect(bound.headers.get('x-frame-options')).toBe('DENY');
     expect(await channelPayersOfCard(app.context, h.cardNo)).toEqual({ alipay: payer });
   });
 
@@ -250,6 +253,9 @@ describe('Alipay (扫码授权)', () => {
     expect(replay.status).toBe(409);
     expect(replay.headers.get('content-type')).toBe('text/html; charset=utf-8');
     expect(replay.headers.get('content-security-policy')).toContain("default-src 'none'");
+    // Like every HTML answer of the gateway: never inside another site's frame.
+    expect(replay.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+    expect(replay.headers.get('x-frame-options')).toBe('DENY');
     const page = await replay.text();
     expect(page).toMatch(/^<!doctype html>/);
     // That link did bind Alipay a moment ago: the page must not say it was not bound (it did, saying

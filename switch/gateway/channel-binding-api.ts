@@ -49,7 +49,9 @@ async function authorizeAlipay(deps: ChannelBindingDeps, req: GatewayRequest): P
   return { status: 200, body: await startAlipayAuthorization(deps.ctx, session) };
 }
 
-const CALLBACK_PAGE_CSP = "default-src 'none'; base-uri 'none'; form-action 'none'";
+const CALLBACK_PAGE_CSP = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+/** Like every HTML answer of the gateway: never inside another site's frame (X-Frame-Options for old web views). */
+const CALLBACK_PAGE_HEADERS = { 'content-security-policy': CALLBACK_PAGE_CSP, 'x-frame-options': 'DENY' };
 
 /** Text for an HTML page: every character markup gives meaning to is escaped. */
 function escapeHtml(text: string): string {
@@ -102,7 +104,7 @@ async function alipayCallback(deps: ChannelBindingDeps, req: GatewayRequest): Pr
       status: mapped.status,
       body: refusedPage(code, message, messageEn),
       contentType: 'text/html; charset=utf-8',
-      headers: { ...mapped.headers, 'content-security-policy': CALLBACK_PAGE_CSP },
+      headers: { ...mapped.headers, ...CALLBACK_PAGE_HEADERS },
     };
   }
 }
@@ -122,7 +124,7 @@ async function completeAlipayCallback(deps: ChannelBindingDeps, req: GatewayRequ
     status: 200,
     body: boundPage(),
     contentType: 'text/html; charset=utf-8',
-    headers: { 'content-security-policy': CALLBACK_PAGE_CSP },
+    headers: CALLBACK_PAGE_HEADERS,
   };
 }
 
