@@ -13,6 +13,8 @@ import {
 } from '../switch/data/import.js';
 import { initialPassword, initialPasswordMatches } from '../switch/domain/password.js';
 import { TerminalRegistry } from '../switch/domain/terminals.js';
+import { CardDirectory } from '../switch/domain/cards.js';
+import { CardDirectoryRecords } from '../switch/ledger/card-directory.js';
 import { Keys } from '../switch/ledger/keys.js';
 import { Ledger } from '../switch/ledger/ledger.js';
 import { Scripts } from '../switch/ledger/scripts.js';
@@ -333,6 +335,22 @@ describe('importing into Redis', () => {
     ]);
     expect(await keyCount()).toBe(before);
     expect((await ledger.inquire('10000001', '')).code).toBe('unknown_card');
+  });
+
+  it('takes a student number in any case: one person, found however the holder types it', async () => {
+    const dup = parseCardholdersCsv(
+      csv(
+        '10000001,04A1B2C3,张三,s2023001,student,resident_id,11010519900307123X,13800138000,0',
+        '10000002,04A1B2C4,李四,S2023001,student,resident_id,110105199003071239,13800138001,0',
+      ),
+    );
+    expect(dup.errors.map((e) => [e.line, e.field])).toEqual([[3, 'person_number']]);
+    const report = await importCardholders({ ledger }, dup.rows.slice(0, 1));
+    expect(report.errors).toEqual([]);
+    const directory = new CardDirectory(new CardDirectoryRecords(ledger), 100);
+    expect(await directory.cardForPersonNumber('S2023001')).toBe('10000001');
+    expect(await directory.cardForPersonNumber('s2023001')).toBe('10000001');
+    expect(await redis.hget(keys.account('10000001'), 'sno')).toBe('S2023001');
   });
 
   it('two operators importing the same file at once: every card once, its opening balance once', async () => {

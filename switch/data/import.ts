@@ -278,7 +278,9 @@ function toCardholder(fields: readonly string[]): { row: Cardholder; problems: F
     cardNo: cardNo ?? '',
     cardSerial: (serial ?? '').toUpperCase(),
     name: name ?? '',
-    personNumber: personNumber ?? '',
+    // Upper case, as the serial and the document number: s2023001 and S2023001 are one student, and the
+    // directory finds the card however the holder types it (domain/cards.ts).
+    personNumber: (personNumber ?? '').toUpperCase(),
     // Checked by cardholderProblems; a row with problems is never returned.
     holderType: (holder ?? '') as HolderType,
     documentType: (docType ?? '') as DocumentType,

@@ -26,8 +26,15 @@ export class CardDirectory {
     return cardNo;
   }
 
+  /**
+   * Card number for a student/staff number as the holder types it. The import stores numbers in upper
+   * case; one imported before that is found as it was written, so that is asked first.
+   */
   async cardForPersonNumber(personNumber: string): Promise<string | undefined> {
-    return this.records.cardOfPersonNumber(personNumber);
+    const exact = await this.records.cardOfPersonNumber(personNumber);
+    const upper = personNumber.toUpperCase();
+    if (exact !== undefined || upper === personNumber) return exact;
+    return this.records.cardOfPersonNumber(upper);
   }
 }
 
