@@ -175,6 +175,19 @@ describe('text an operator file must not smuggle in', () => {
     ).toEqual([]);
   });
 
+  it("echoes a bad value without its control characters, so a terminal escape in a cell cannot redraw the operator's screen", () => {
+    const escape = '\u001b[2J\u001b[1;1Himported 3 cardholders\u0007';
+    const cardholders = parseCardholdersCsv(csv(`${escape},${escape},张三,${escape},${escape},${escape},x,13800138000,${escape}`)).errors;
+    const terminals = parseTerminalsCsv(`${TERMINAL_HEADER.join(',')}\n${escape},${escape},${escape},一食堂,0123456789abcdef\n`).errors;
+    expect(cardholders.length).toBeGreaterThan(4);
+    expect(terminals.length).toBe(3);
+    for (const e of [...cardholders, ...terminals]) {
+      expect(e.message, e.message).not.toMatch(/[\p{Cc}\p{Cf}]/u);
+      expect(e.zh, e.zh).not.toMatch(/[\p{Cc}\p{Cf}]/u);
+    }
+    expect(cardholders[0]?.message).toContain('\\u001b[2J');
+  });
+
   it('refuses a name that went through a wrong decoding (U+FFFD), as a GBK file read as UTF-8 gives', () => {
     const { rows, errors } = parseCardholdersCsv(
       csv('10000001,04A1B2C3,\uFFFD\uFFFD\uFFFD,2023010001,student,resident_id,11010519900307123X,13800138000,0'),

@@ -6,7 +6,14 @@
 import type { Ledger } from '../ledger/ledger.js';
 import { claimDirectoryEntries, releaseDirectoryEntries, takenEntries } from '../ledger/import.js';
 import { PIN_LENGTH } from '../domain/password.js';
-import { displayTextProblem, terminalProblems, type NewTerminal, type TerminalKind, type TerminalRegistry } from '../domain/terminals.js';
+import {
+  displayTextProblem,
+  shown,
+  terminalProblems,
+  type NewTerminal,
+  type TerminalKind,
+  type TerminalRegistry,
+} from '../domain/terminals.js';
 import { CsvError, DEFAULT_CSV_LIMITS, NoDataRowsError, parseCsv, type CsvRow } from './csv.js';
 
 export const CARDHOLDER_HEADER = [
@@ -223,35 +230,39 @@ function cardholderProblems(row: Cardholder, openingText: string): FieldProblem[
   const problems: (FieldProblem | undefined)[] = [
     /^\d{4,20}$/.test(row.cardNo)
       ? undefined
-      : { field: 'card_number', message: `card_number "${row.cardNo}" must be 4-20 digits`, zh: `卡号"${row.cardNo}"须为4-20位数字` },
+      : {
+          field: 'card_number',
+          message: `card_number "${shown(row.cardNo)}" must be 4-20 digits`,
+          zh: `卡号"${shown(row.cardNo)}"须为4-20位数字`,
+        },
     /^[0-9A-F]{8,20}$/.test(row.cardSerial)
       ? undefined
       : {
           field: 'card_serial',
-          message: `card_serial "${row.cardSerial}" must be 8-20 hex digits`,
-          zh: `卡片序列号"${row.cardSerial}"须为8-20位十六进制数字`,
+          message: `card_serial "${shown(row.cardSerial)}" must be 8-20 hex digits`,
+          zh: `卡片序列号"${shown(row.cardSerial)}"须为8-20位十六进制数字`,
         },
     nameProblem(row.name),
     /^[A-Za-z0-9]{4,20}$/.test(row.personNumber)
       ? undefined
       : {
           field: 'person_number',
-          message: `person_number "${row.personNumber}" must be 4-20 letters or digits`,
-          zh: `学工号"${row.personNumber}"须为4-20位字母或数字`,
+          message: `person_number "${shown(row.personNumber)}" must be 4-20 letters or digits`,
+          zh: `学工号"${shown(row.personNumber)}"须为4-20位字母或数字`,
         },
     isOneOf(row.holderType, HOLDER_TYPES)
       ? undefined
       : {
           field: 'holder_type',
-          message: `holder_type "${String(row.holderType)}" must be one of ${HOLDER_TYPES.join(', ')}`,
-          zh: `持卡人类型"${String(row.holderType)}"须为 student（学生）或 staff（教职工）`,
+          message: `holder_type "${shown(row.holderType)}" must be one of ${HOLDER_TYPES.join(', ')}`,
+          zh: `持卡人类型"${shown(row.holderType)}"须为 student（学生）或 staff（教职工）`,
         },
     isOneOf(row.documentType, DOCUMENT_TYPES)
       ? undefined
       : {
           field: 'document_type',
-          message: `document_type "${String(row.documentType)}" must be one of ${DOCUMENT_TYPES.join(', ')}`,
-          zh: `证件类型"${String(row.documentType)}"须为 resident_id（居民身份证）或 passport（护照）`,
+          message: `document_type "${shown(row.documentType)}" must be one of ${DOCUMENT_TYPES.join(', ')}`,
+          zh: `证件类型"${shown(row.documentType)}"须为 resident_id（居民身份证）或 passport（护照）`,
         },
     isOneOf(row.documentType, DOCUMENT_TYPES) ? documentProblem(row.documentType, row.documentNumber) : undefined,
     /^(1\d{10}|\+\d{6,15})$/.test(row.phone)
@@ -265,8 +276,8 @@ function cardholderProblems(row: Cardholder, openingText: string): FieldProblem[
       ? undefined
       : {
           field: 'opening_balance_fen',
-          message: `opening_balance_fen "${openingText}" must be a whole number of fen from 0 to ${MAX_OPENING_BALANCE_FEN}`,
-          zh: `开户余额"${openingText}"须为0到${MAX_OPENING_BALANCE_FEN}之间的整数（单位：分）`,
+          message: `opening_balance_fen "${shown(openingText)}" must be a whole number of fen from 0 to ${MAX_OPENING_BALANCE_FEN}`,
+          zh: `开户余额"${shown(openingText)}"须为0到${MAX_OPENING_BALANCE_FEN}之间的整数（单位：分）`,
         },
   ];
   return problems.filter((p): p is FieldProblem => p !== undefined);

@@ -57,25 +57,36 @@ export function displayTextProblem(text: string): 'control' | 'undecodable' | un
   return text.includes('\uFFFD') ? 'undecodable' : undefined;
 }
 
+/**
+ * A value from an operator's file as a refusal quotes it: control and format characters written as
+ * \uXXXX (an escape sequence in a cell would otherwise act on the terminal or page that shows the
+ * refusal), and at most 40 characters.
+ */
+export function shown(value: string): string {
+  const chars = [...value];
+  const cut = chars.length > 40 ? `${chars.slice(0, 40).join('')}…` : value;
+  return cut.replace(/[\p{Cc}\p{Cf}]/gu, (c) => `\\u${(c.codePointAt(0) ?? 0).toString(16).padStart(4, '0')}`);
+}
+
 export function terminalProblems(t: NewTerminal): TerminalProblem[] {
   const problems: TerminalProblem[] = [];
   if (!TERMINAL_ID_PATTERN.test(t.id))
     problems.push({
       field: 'terminal_id',
-      message: `terminal id "${t.id}" must be 1-32 of A-Z a-z 0-9 _ - (starting with a letter or digit)`,
-      zh: `终端编号"${t.id}"须为1-32位字母、数字、_或-（以字母或数字开头）`,
+      message: `terminal id "${shown(t.id)}" must be 1-32 of A-Z a-z 0-9 _ - (starting with a letter or digit)`,
+      zh: `终端编号"${shown(t.id)}"须为1-32位字母、数字、_或-（以字母或数字开头）`,
     });
   if (!(TERMINAL_KINDS as readonly string[]).includes(t.kind))
     problems.push({
       field: 'kind',
-      message: `terminal kind "${t.kind}" must be one of ${TERMINAL_KINDS.join(', ')}`,
-      zh: `终端类型"${t.kind}"须为以下之一：${TERMINAL_KINDS.join('、')}`,
+      message: `terminal kind "${shown(t.kind)}" must be one of ${TERMINAL_KINDS.join(', ')}`,
+      zh: `终端类型"${shown(t.kind)}"须为以下之一：${TERMINAL_KINDS.join('、')}`,
     });
   if (!MERCHANT_ID_PATTERN.test(t.merchantId))
     problems.push({
       field: 'merchant_id',
-      message: `merchant id "${t.merchantId}" must be 1-32 of A-Z a-z 0-9 _ -`,
-      zh: `商户号"${t.merchantId}"须为1-32位字母、数字、_或-`,
+      message: `merchant id "${shown(t.merchantId)}" must be 1-32 of A-Z a-z 0-9 _ -`,
+      zh: `商户号"${shown(t.merchantId)}"须为1-32位字母、数字、_或-`,
     });
   const locationText = displayTextProblem(t.location);
   if (t.location.trim() === '' || [...t.location].length > MAX_LOCATION_LENGTH)
