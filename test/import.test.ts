@@ -366,6 +366,24 @@ describe('importing into Redis', () => {
     expect(await redis.hget(keys.account('10000001'), 'sno')).toBe('S2023001');
   });
 
+  it('a student number imported in lower case before numbers were upper-cased is still one person', async () => {
+    // What an import before 22321a8 left: the number as typed (lower case) in the directory and the account.
+    const first = parseCardholdersCsv(csv('10000001,04A1B2C3,张三,s2023001,student,resident_id,11010519900307123X,13800138000,0'));
+    expect((await importCardholders({ ledger }, first.rows)).errors).toEqual([]);
+    await redis.rename(keys.personNumber('S2023001'), keys.personNumber('s2023001'));
+    await redis.hset(keys.account('10000001'), 'sno', 's2023001');
+    const directory = new CardDirectory(new CardDirectoryRecords(ledger), 100);
+    expect(await directory.cardForPersonNumber('S2023001')).toBe('10000001');
+    // A later file giving the same student another card, in either case, is refused on its line.
+    for (const typed of ['s2023001', 'S2023001']) {
+      const again = parseCardholdersCsv(csv(`10000002,04A1B2C4,张三,${typed},student,resident_id,11010519900307123X,13800138000,0`));
+      const report = await importCardholders({ ledger }, again.rows);
+      expect(report.importedCount).toBe(0);
+      expect(report.errors.map((e) => e.field)).toEqual(['person_number']);
+    }
+    expect(await redis.exists(keys.account('10000002'))).toBe(0);
+  });
+
   it('two operators importing the same file at once: every card once, its opening balance once', async () => {
     const { rows } = parseCardholdersCsv(csv(...GOOD_ROWS));
     const [a, b] = await Promise.all([importCardholders({ ledger }, rows), importCardholders({ ledger }, rows)]);

@@ -28,13 +28,17 @@ export class CardDirectory {
 
   /**
    * Card number for a student/staff number as the holder types it. The import stores numbers in upper
-   * case; one imported before that is found as it was written, so that is asked first.
+   * case; one imported before that is found as it was written, so that is asked first, then the upper
+   * case, then the lower case (a number imported as s2023001 before is found typed S2023001 too).
    */
   async cardForPersonNumber(personNumber: string): Promise<string | undefined> {
     const exact = await this.records.cardOfPersonNumber(personNumber);
+    if (exact !== undefined) return exact;
     const upper = personNumber.toUpperCase();
-    if (exact !== undefined || upper === personNumber) return exact;
-    return this.records.cardOfPersonNumber(upper);
+    const inUpper = upper === personNumber ? undefined : await this.records.cardOfPersonNumber(upper);
+    if (inUpper !== undefined) return inUpper;
+    const lower = personNumber.toLowerCase();
+    return lower === personNumber ? undefined : this.records.cardOfPersonNumber(lower);
   }
 }
 

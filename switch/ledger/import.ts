@@ -24,15 +24,20 @@ export interface TakenEntries {
 export async function takenEntries(ledger: LedgerAccess, entries: DirectoryEntries): Promise<TakenEntries> {
   const { keys } = ledger;
   const redis = ledger.scripts.client;
-  const [account, serial, person] = await Promise.all([
+  // An import before person numbers were upper-cased wrote the number as typed: one in lower case names
+  // the same person (s2023001 = S2023001), so a card already under it takes the number too. No writer
+  // makes such an entry any more, so this read needs no claim.
+  const lower = entries.personNumber.toLowerCase();
+  const [account, serial, person, personInLower] = await Promise.all([
     redis.exists(keys.account(entries.cardNo)),
     redis.get(keys.serial(entries.cardSerial)),
     redis.get(keys.personNumber(entries.personNumber)),
+    lower === entries.personNumber ? null : redis.get(keys.personNumber(lower)),
   ]);
   return {
     account: account === 1,
     serial: serial !== null && serial !== entries.cardNo,
-    personNumber: person !== null && person !== entries.cardNo,
+    personNumber: (person !== null && person !== entries.cardNo) || (personInLower !== null && personInLower !== entries.cardNo),
   };
 }
 
