@@ -143,7 +143,13 @@ class Page implements Shell {
       // WeCom); a bound account shows its card as before, so opening the page to pay stays one step.
       if (!bound && provider === 'wecom' && expected === null) {
         await this.api.logout().catch(() => undefined);
-        if (startAuthorization(signInSettings())) return;
+        const settings = signInSettings();
+        if (startAuthorization(settings)) return;
+        // The state cannot be kept (no storage): the code cannot be told from someone else's, and asking
+        // again would come back the same way. Say so, not 登录已失效 and a button that goes round in circles.
+        // (Sign-in not configured: the sign-in screen says that itself.)
+        this.notice = settings.oauthBase === '' || settings.appId === '' ? undefined : 'signInUnverified';
+        return this.go('signin');
       }
       // A bound holder opens the page to pay: ask for the code beside the card, not after it.
       if (bound) {
