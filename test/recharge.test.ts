@@ -420,6 +420,53 @@ describe('channel order credits (recharge.lua)', () => {
     expect(await app.redis.hmget(app.keys.account(card.cardNo), 'rday', 'rsum')).toEqual(['20261204', '50000']);
   });
 
+  it('an order of the old day paid through a switch ahead still counts on the old day for a switch behind', async () => {
+    const card = await newCard(0);
+    // Switch A: 2026-12-05 00:00:00.100 campus time; switch B's clock runs 150 ms behind A's (12-04 23:59:59.950).
+    const aMs = Date.UTC(2026, 11, 4, 16, 0, 0, 100);
+    const bMs = aMs - 150;
+    const a = new MoneyLedger(app.keys, app.context.scripts, 3600, () => aMs);
+    const b = new MoneyLedger(app.keys, app.context.scripts, 3600, () => bMs);
+    const orderId = rechargeOrderId(app.context, card.cardNo, 'holder|old-day');
+    const made = await createRechargeOrder(app.context, {
+      cardNo: card.cardNo,
+      channel: 'WECHAT',
+      orderId,
+      amountFen: DAILY_LIMIT_FEN,
+      expiresAtMs: bMs + 600_000,
+      dailyLimitFen: DAILY_LIMIT_FEN,
+      source: 'holder',
+      nowMs: bMs,
+    });
+    expect(made).toMatchObject({ code: 'created', rechargeableTodayFen: 0 });
+    // A (12-05 by its clock) credits the 12-04 order when it is paid.
+    const paid = await a.recharge({
+      cardNo: card.cardNo,
+      channel: 'WECHAT',
+      orderId,
+      amountFen: DAILY_LIMIT_FEN,
+      source: 'wechat',
+      reason: '',
+      dailyLimitFen: 0,
+    });
+    expect(paid.code).toBe('credited');
+    // B, still on 12-04: that day's maximum was all taken by the order, paid or not.
+    const counter = (money: MoneyLedger, id: string, amountFen: number) =>
+      money.recharge({
+        cardNo: card.cardNo,
+        channel: 'COUNTER',
+        orderId: id,
+        amountFen,
+        source: 'desk',
+        reason: '',
+        dailyLimitFen: DAILY_LIMIT_FEN,
+      });
+    expect((await counter(b, 'old-day-0001', 1)).code).toBe('daily_limit_exceeded');
+    // A's new day is whole.
+    expect(await counter(a, 'old-day-0002', DAILY_LIMIT_FEN)).toMatchObject({ code: 'credited', rechargeableTodayFen: 0 });
+    expect(await balance(card.cardNo)).toBe(2 * DAILY_LIMIT_FEN);
+  });
+
   it('keeps a refusal on the order when asked (a payment the channel took): refused for good, the next day too', async () => {
     const card = await newCard(0);
     const money = (dayOffset: number) => new MoneyLedger(app.keys, app.context.scripts, 3600, () => clock.now() + dayOffset * 86_400_000);

@@ -42,7 +42,8 @@
          11 daily limit exceeded    (nothing changed; recorded only with keepRefusal): what was credited
                                     today plus the card's open orders made today plus this one is over it
     An open order made on an earlier campus day (made before midnight, paid after) counts on that day,
-    where its amount was held: it is neither checked against today's maximum nor added to today's sum.
+    where its amount was held: it is neither checked against today's maximum nor added to today's sum
+    (it goes into its own day's rday/rsum, unless the card's sum is already of a later day).
     rechargeableTodayFen: what may still be recharged today after this answer; -1 = no limit.
   Or a number (nothing changed):
     -1 the order id was used before for a different card or amount
@@ -172,6 +173,12 @@ local todayFen = 0
 if countsToday then
   todayFen = amountFen
   rcall('HSET', accountKey, 'rday', dayKey, 'rsum', rechargedTodayFen + amountFen)
+elseif not account[3] or account[3] <= heldDay then
+  -- Its day's sum takes it as it leaves the open orders: a switch whose clock runs behind, still on that
+  -- day, would otherwise find neither the order nor its credit and allow that day's maximum again.
+  local heldSumFen = 0
+  if account[3] == heldDay then heldSumFen = tonumber(account[4]) or 0 end
+  rcall('HSET', accountKey, 'rday', heldDay, 'rsum', heldSumFen + amountFen)
 end
 -- A paid order no longer holds its amount: it is in rsum now.
 rcall('HDEL', openKey, orderId)
