@@ -462,6 +462,17 @@ describe('channel order credits (recharge.lua)', () => {
         dailyLimitFen: DAILY_LIMIT_FEN,
       });
     expect((await counter(b, 'old-day-0001', 1)).code).toBe('daily_limit_exceeded');
+    const another = await createRechargeOrder(app.context, {
+      cardNo: card.cardNo,
+      channel: 'ALIPAY',
+      orderId: rechargeOrderId(app.context, card.cardNo, 'holder|old-day-b'),
+      amountFen: 1,
+      expiresAtMs: bMs + 600_000,
+      dailyLimitFen: DAILY_LIMIT_FEN,
+      source: 'holder',
+      nowMs: bMs,
+    });
+    expect(another.code).toBe('daily_limit_exceeded');
     // A's new day is whole.
     expect(await counter(a, 'old-day-0002', DAILY_LIMIT_FEN)).toMatchObject({ code: 'credited', rechargeableTodayFen: 0 });
     expect(await balance(card.cardNo)).toBe(2 * DAILY_LIMIT_FEN);
