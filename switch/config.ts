@@ -248,10 +248,13 @@ const MIN_PEPPER_LENGTH = 16;
 
 /**
  * A URL as a message may show it: whatever stands between `//` and its last `@` (user and password; a
- * password may hold an unencoded `/` or `@`, which URL parsers accept) becomes `***`.
+ * password may hold an unencoded `/` or `@`, which URL parsers accept) becomes `***`, and so does the value
+ * of a query parameter named like a password, secret or token (libpq and node-postgres take
+ * `?password=` and `?sslpassword=`, ioredis every query option). The query goes first: a password there
+ * may hold an `@`.
  */
 export function withoutUrlCredentials(url: string): string {
-  return url.replace(/^([^/@]*\/\/)?.*@/s, '$1***@');
+  return url.replace(/([?&][^=&#]*(?:pass|secret|token)[^=&#]*=)[^&#]*/gi, '$1***').replace(/^([^/@]*\/\/)?.*@/s, '$1***@');
 }
 
 function checkRedisUrl(v: string): string | undefined {
@@ -267,11 +270,14 @@ function checkRedisUrl(v: string): string | undefined {
     decodeURIComponent(parsed.username);
     decodeURIComponent(parsed.password);
   } catch {
+    // Without user and password, does the rest parse? If not, the host or port is what is wrong.
+    if (!URL.canParse(v.replace(/^(rediss?:\/\/).*@/s, '$1')))
+      return 'does not parse as a URL: check the host and the port (a number 1..65535), as in redis://host:6379';
     return 'does not parse as a URL: percent-encode a # ? % or / in the user or password (%23 %3F %25 %2F)';
   }
   return path === '' || path === '/' || /^\/\d{1,5}$/.test(path)
     ? undefined
-    : `must look like redis://host:port or redis://user:password@host:port/N, with a database number N after the last /, not ${path}`;
+    : `must look like redis://host:port or redis://user:password@host:port/N, with a database number N after the last /, not ${withoutUrlCredentials(path)}`;
 }
 
 function checkUrl(v: string): string | undefined {

@@ -1,7 +1,7 @@
 // Configuration is validated at start-up: every bad value is reported at once, naming the variable.
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../switch/config.js';
+import { ConfigError, describeLedgerRedis, loadConfig, withoutUrlCredentials } from '../switch/config.js';
 
 const GOOD = {
   TERMINAL_SECRET_PEPPER: 'pepper-0123456789abc',
@@ -163,5 +163,42 @@ describe('loadConfig', () => {
     // Percent-encoded, the same passwords are fine.
     expect(problemsOf({ REDIS_URL: 'redis://:ab%23Pl4nted@ledger.campus:6379' })).toEqual([]);
     expect(problemsOf({ REDIS_URL: 'redis://:100%25Pl4nted@ledger.campus:6379/0' })).toEqual([]);
+  });
+  it('a password in the query (postgres://host/db?password=..., ?sslpassword=...) is not shown either, in a problem or where the archive and the ledger are named', () => {
+    // libpq and node-postgres take ?password= (and ioredis every query option): withoutUrlCredentials masked
+    // only user:password@, so the start banner and 'cannot open the journal archive at ...' printed it.
+    const secret = 'Pl4nted-Secr3t';
+    for (const url of [
+      `postgres://archiver@pg.campus/journal?password=${secret}`,
+      `postgresql://pg.campus/journal?sslmode=require&sslpassword=${secret}&user=archiver`,
+      `postgres://pg.campus/journal?PASSWORD=${secret}#x`,
+    ]) {
+      const shown = withoutUrlCredentials(url);
+      expect(shown, url).not.toContain(secret.slice(0, 6));
+      expect(shown, url).toContain('pg.campus/journal?');
+    }
+    expect(withoutUrlCredentials(`postgresql://pg.campus/journal?sslmode=require&sslpassword=${secret}&user=archiver`)).toBe(
+      'postgresql://pg.campus/journal?sslmode=require&sslpassword=***&user=archiver',
+    );
+    const redis = `redis://ledger.campus:6379/0?password=${secret}`;
+    const problems = problemsOf({ REDIS_URL: redis });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).not.toContain(secret.slice(0, 6));
+    expect(
+      describeLedgerRedis({
+        redisUrl: `redis://ledger.campus:6379?password=${secret}`,
+        redisClusterNodes: [],
+        redisSentinels: [],
+        redisSentinelMaster: 'm',
+      }),
+    ).toBe('redis://ledger.campus:6379?password=***');
+  });
+  it('a REDIS_URL whose port or host is wrong says so, not to percent-encode a password it does not have', () => {
+    for (const url of ['redis://:pw@ledger.campus:99999', 'redis://ledger.campus:port', 'redis://:pw@ledger.campus:6379x/0']) {
+      const problems = problemsOf({ REDIS_URL: url });
+      expect(problems, url).toHaveLength(1);
+      expect(problems[0], url).not.toMatch(/percent-encode/);
+      expect(problems[0], url).toMatch(/host|port/);
+    }
   });
 });
