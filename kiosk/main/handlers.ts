@@ -241,6 +241,8 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
   let gen = 0;
   let lastSequence = 0;
   let idleTimer: NodeJS.Timeout | undefined;
+  /** The card being identified (a tap whose card event is still to come), if any. */
+  let reading: Promise<unknown> | undefined;
   /** Closes under way, by order id: a second close of the same order (取消, then Exit) joins the first. */
   const closes = new Map<string, Promise<CancelRechargeOrderResponse>>();
   /** Recharge calls under way: an order they make after its QR can no longer be shown is closed (closing() waits). */
@@ -355,8 +357,14 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
     forget('ended');
     const myGen = gen;
     let res: IdentifyCardResponse;
+    const identify = deps.switch.identifyCard({ card: { cardSerial: serial.toUpperCase() } });
+    reading = identify;
+    const doneReading = (): void => {
+      if (reading === identify) reading = undefined;
+    };
+    identify.then(doneReading, doneReading);
     try {
-      res = await deps.switch.identifyCard({ card: { cardSerial: serial.toUpperCase() } });
+      res = await identify;
     } catch (err) {
       if (gen !== myGen) return;
       const { error } = mapSwitchError(err);
@@ -605,7 +613,7 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
       if (typeof account !== 'string' || !NETWORK_ACCOUNT.test(account)) return fail('bad_request');
       if (!isAmount(amountFen, deps.settings.feeMinFen, deps.settings.feeMaxFen)) return fail('bad_request');
       if (typeof password !== 'string' || !PIN.test(password)) return fail('bad_request');
-      return payFee(`N|${account}|${amountFen}`, password, (sequence, s) => ({
+      return payFee(`N|${account}|${amountFen}`, { kind: 'network', amountFen }, (sequence, s) => ({
         cardholder: tapOf(s),
         password,
         sequenceNumber: sequence,
@@ -624,7 +632,7 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
       if (typeof room !== 'string' || !ROOM.test(room)) return fail('bad_request');
       if (!isAmount(amountFen, deps.settings.feeMinFen, deps.settings.feeMaxFen)) return fail('bad_request');
       if (typeof password !== 'string' || !PIN.test(password)) return fail('bad_request');
-      return payFee(`E|${building}|${room}|${amountFen}`, password, (sequence, s) => ({
+      return payFee(`E|${building}|${room}|${amountFen}`, { kind: 'electricity', amountFen }, (sequence, s) => ({
         cardholder: tapOf(s),
         password,
         sequenceNumber: sequence,
@@ -649,7 +657,7 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
    */
   async function payFee(
     fingerprint: string,
-    _password: string,
+    what: { readonly kind: 'network' | 'electricity'; readonly amountFen: number },
     request: (sequence: number, s: Session) => Parameters<KioskSwitch['payUtilityFee']>[0],
   ): Promise<Result<FeeReceipt>> {
     const s = session;
@@ -661,27 +669,15 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
     }
     const pending = s.fee;
     const call = forHolder(async () => {
-      let res: PayUtilityFeeResponse;
+      let result: Result<FeeReceipt> | undefined;
       try {
-        res = await deps.switch.payUtilityFee(request(pending.sequence, s));
-      } catch (err) {
-        // No answer (the deadline, the connection lost, the switch's own UNAVAILABLE): the switch may have
-        // charged it. "Cannot connect, try later" would send the holder away believing nothing happened (or
-        // to pay again after a new tap, under a new number); the retry under this number tells the outcome.
-        if (mapSwitchError(err).error === 'unreachable' && !neverSent(err)) return fail('fee_pending');
-        throw err;
+        result = await decideFee(s, pending, request);
+        return result;
+      } finally {
+        // The holder left while the switch decided it (another card, Exit, the inactivity limit): their
+        // answer cannot reach their screen any more, so whoever stands here now is told, card tail only.
+        if (session !== s) tellEarlierFee(s, what, result);
       }
-      if (res.outcome === Outcome.OUTCOME_APPROVED) {
-        delete s.fee;
-        s.card = { ...s.card, balanceFen: res.balanceAfterFen };
-        return ok({ balanceAfterFen: res.balanceAfterFen, transactionId: res.transactionId, providerReceipt: res.providerReceipt });
-      }
-      const failure = feeFailure(res);
-      // Decided: a new payment gets a new number. Wrong password and pending keep it (the switch says so).
-      if (!['wrong_password', 'fee_pending', 'password_locked'].includes(failure.error)) delete s.fee;
-      if (res.outcome === Outcome.OUTCOME_DECLINED && res.declineReason === DeclineReason.DECLINE_REASON_CHANNEL_DECLINED)
-        s.card = { ...s.card, balanceFen: res.balanceAfterFen };
-      return failure;
     });
     pending.inFlight = call;
     try {
@@ -689,6 +685,50 @@ export function createKioskHandlers(deps: HandlerDeps): KioskHandlers {
     } finally {
       delete pending.inFlight;
     }
+  }
+
+  async function decideFee(
+    s: Session,
+    pending: PendingFee,
+    request: (sequence: number, s: Session) => Parameters<KioskSwitch['payUtilityFee']>[0],
+  ): Promise<Result<FeeReceipt>> {
+    let res: PayUtilityFeeResponse;
+    try {
+      res = await deps.switch.payUtilityFee(request(pending.sequence, s));
+    } catch (err) {
+      // No answer (the deadline, the connection lost, the switch's own UNAVAILABLE): the switch may have
+      // charged it. "Cannot connect, try later" would send the holder away believing nothing happened (or
+      // to pay again after a new tap, under a new number); the retry under this number tells the outcome.
+      if (mapSwitchError(err).error === 'unreachable' && !neverSent(err)) return fail('fee_pending');
+      throw err;
+    }
+    if (res.outcome === Outcome.OUTCOME_APPROVED) {
+      delete s.fee;
+      s.card = { ...s.card, balanceFen: res.balanceAfterFen };
+      return ok({ balanceAfterFen: res.balanceAfterFen, transactionId: res.transactionId, providerReceipt: res.providerReceipt });
+    }
+    const failure = feeFailure(res);
+    // Decided: a new payment gets a new number. Wrong password and pending keep it (the switch says so).
+    if (!['wrong_password', 'fee_pending', 'password_locked'].includes(failure.error)) delete s.fee;
+    if (res.outcome === Outcome.OUTCOME_DECLINED && res.declineReason === DeclineReason.DECLINE_REASON_CHANNEL_DECLINED)
+      s.card = { ...s.card, balanceFen: res.balanceAfterFen };
+    return failure;
+  }
+
+  /** `result` undefined: the call failed without an outcome (told as unconfirmed: the statement says). */
+  function tellEarlierFee(
+    s: Session,
+    what: { readonly kind: 'network' | 'electricity'; readonly amountFen: number },
+    result: Result<FeeReceipt> | undefined,
+  ): void {
+    const outcome =
+      result === undefined || (!result.ok && result.error === 'fee_pending') ? 'unconfirmed' : result.ok ? 'paid' : 'not_paid';
+    log('earlierFee', outcome);
+    const tell = (): void =>
+      deps.emit({ type: 'earlier_fee', outcome, kind: what.kind, amountFen: what.amountFen, cardTail: s.card.cardNumber.slice(-4) });
+    // A tap being read: after its card event, which would otherwise clear the notice as the next holder's.
+    if (reading === undefined) tell();
+    else reading.then(tell, tell);
   }
 
   function trusted(sender: SenderInfo): boolean {

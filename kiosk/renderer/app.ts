@@ -105,7 +105,18 @@ const state: {
   gen: number;
   busy: boolean;
   deadline: number;
-} = { lang: 'zh', settings: undefined, screen: { name: 'idle' }, holder: undefined, gen: 0, busy: false, deadline: 0 };
+  /** A fee answered after its holder left: shown to whoever is here until put away or the next card is tapped. */
+  earlierFee: Extract<KioskEvent, { type: 'earlier_fee' }> | undefined;
+} = {
+  lang: 'zh',
+  settings: undefined,
+  screen: { name: 'idle' },
+  holder: undefined,
+  gen: 0,
+  busy: false,
+  deadline: 0,
+  earlierFee: undefined,
+};
 
 const root = document.getElementById('app') as HTMLElement;
 
@@ -260,6 +271,7 @@ function onEvent(event: KioskEvent): void {
   if (event.type === 'card') {
     // A new card: whatever the previous holder had open is dropped before the new one is shown.
     resetHolder();
+    state.earlierFee = undefined;
     state.holder = { card: event.card, lateOrders: [], lateCreditedFen: 0 };
     touchActivity();
     go({ name: 'home' });
@@ -267,6 +279,9 @@ function onEvent(event: KioskEvent): void {
     resetHolder();
     touchActivity();
     go({ name: 'error', failure: { ok: false, error: event.error }, back: 'idle' });
+  } else if (event.type === 'earlier_fee') {
+    state.earlierFee = event;
+    render();
   } else if (state.holder !== undefined) {
     goIdle();
   }
@@ -1168,13 +1183,41 @@ function screenBody(): HTMLElement {
   }
 }
 
+/** The result of a fee its holder left before it was answered (card tail, kind and amount only). */
+function earlierFeeNotice(): HTMLElement | undefined {
+  const e = state.earlierFee;
+  if (e === undefined) return undefined;
+  return h(
+    'div',
+    {
+      class: `banner ${e.outcome === 'paid' || e.outcome === 'not_paid' ? 'info' : 'warn'}`,
+      attrs: { role: 'status', 'data-testid': 'earlier-fee' },
+    },
+    h('span', {
+      text: tr(`earlierFee_${e.outcome}`, {
+        tail: e.cardTail,
+        what: tr(e.kind === 'network' ? 'actNetwork' : 'actElectricity'),
+        amount: yuan(e.amountFen),
+      }),
+    }),
+    button(
+      tr('gotIt'),
+      () => {
+        state.earlierFee = undefined;
+        render();
+      },
+      'primary',
+    ),
+  );
+}
+
 function render(): void {
   document.documentElement.lang = state.lang === 'zh' ? 'zh-CN' : 'en';
   document.title = tr('appTitle');
   root.setAttribute('data-screen', state.screen.name);
   root.replaceChildren(
     header(),
-    h('main', { class: 'content' }, screenBody()),
+    h('main', { class: 'content' }, earlierFeeNotice(), screenBody()),
     state.busy ? h('div', { class: 'busy', attrs: { role: 'status' }, text: tr('working') }) : '',
   );
 }

@@ -79,6 +79,10 @@ const zh = {
   rechargeStoppedBody:
     '此订单在 {until} 前仍可在手机上完成支付，之后不能再支付。如您已付款或在此之前完成付款，款项会自动充入卡中，请勿重复付款；到账后余额会更新。',
   lateCreditBanner: '您扫码支付的 {amount} 元已充入卡中，余额已更新。',
+  earlierFee_paid: '尾号 {tail} 的校园卡：{what} {amount} 元已缴费成功，已从该卡扣款。请勿重复缴费，可在该卡的账单中查看。',
+  earlierFee_not_paid: '尾号 {tail} 的校园卡：{what} {amount} 元未缴成功，未扣款。',
+  earlierFee_unconfirmed: '尾号 {tail} 的校园卡：{what} {amount} 元的缴费结果暂未确认。请勿重复缴费，请持该卡刷卡后在账单中查看。',
+  gotIt: '知道了',
   amountYuanLabel: '金额（元）',
   lossTitle: '挂失',
   lossConfirmTitle: '确认挂失这张卡？',
@@ -262,6 +266,12 @@ const en: Catalogue = {
   rechargeStoppedBody:
     'This order can still be paid on your phone until {until}, not after. If you have paid, or finish paying before then, the money is credited to your card automatically: do not pay again. The balance updates once it arrives.',
   lateCreditBanner: 'Your payment of {amount} yuan has been credited to the card; the balance is updated.',
+  earlierFee_paid:
+    "Card ending {tail}: {what}, {amount} yuan, was paid and charged to that card. Do not pay it again; it is in that card's statement.",
+  earlierFee_not_paid: 'Card ending {tail}: {what}, {amount} yuan, was not paid; nothing was charged.',
+  earlierFee_unconfirmed:
+    'Card ending {tail}: the result of {what}, {amount} yuan, is not confirmed yet. Do not pay it again; tap that card and check its statement.',
+  gotIt: 'OK',
   amountYuanLabel: 'Amount (yuan)',
   lossTitle: 'Report lost',
   lossConfirmTitle: 'Report this card lost?',

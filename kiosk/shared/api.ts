@@ -179,7 +179,19 @@ export const ACTIONS: readonly ActionName[] = [
 export type KioskEvent =
   | { readonly type: 'card'; readonly card: CardView }
   | { readonly type: 'card_error'; readonly error: ErrorCode }
-  | { readonly type: 'session_ended'; readonly reason: 'timeout' | 'ended' };
+  | { readonly type: 'session_ended'; readonly reason: 'timeout' | 'ended' }
+  /**
+   * A fee answered after its holder left (another card tapped, Exit, the inactivity limit): told to whoever
+   * stands at the kiosk now, with the card's last four digits only (no name, no balance). `paid`: charged;
+   * `not_paid`: refused, nothing charged; `unconfirmed`: no answer, the holder checks the card's statement.
+   */
+  | {
+      readonly type: 'earlier_fee';
+      readonly outcome: 'paid' | 'not_paid' | 'unconfirmed';
+      readonly kind: 'network' | 'electricity';
+      readonly amountFen: number;
+      readonly cardTail: string;
+    };
 
 /** window.kiosk, as the preload exposes it. */
 export type KioskBridge = {
