@@ -297,6 +297,37 @@ describe('binding the e-card', () => {
   });
 });
 
+describe('a binding racing a logout of its own session', () => {
+  it('bound while the session ended: 201 with the card and "sign in again", not 401 as if the binding failed', async () => {
+    await card('8005', 5000);
+    const { accessToken, refreshToken } = await signIn('qianqi');
+    const sessions = app.gateway!.sessions;
+    const reissue = sessions.reissue.bind(sessions);
+    // The page's other tab logs out after the binding script ran, before the new access token is signed.
+    sessions.reissue = async (session, cardNo) => {
+      expect((await http('DELETE', '/api/v1/session', accessToken)).status).toBe(200);
+      return reissue(session, cardNo);
+    };
+    let bound: Answer;
+    try {
+      bound = await http('POST', '/api/v1/ecard/binding', accessToken, form('8005'));
+    } finally {
+      sessions.reissue = reissue;
+    }
+    expect(bound.status, JSON.stringify(bound.body)).toBe(201);
+    expect(await app.redis.hget(app.keys.account('8005'), 'eu')).toBe('wecom:qianqi');
+    expect(bound.body).toMatchObject({ card: { cardNumber: '8005' }, signInAgain: true });
+    expect(bound.body['accessToken']).toBeUndefined();
+    expect(bound.body['message']).toContain('绑定成功');
+    expect(bound.body['message']).toContain('请重新登录');
+    expect(bound.body['messageEn']).toMatch(/bound.*sign in again/i);
+    // The session did end: its tokens are refused; a new sign-in finds the card bound.
+    expect((await http('POST', '/api/v1/session/refresh', '', { refreshToken })).status).toBe(401);
+    const again = await http('POST', '/api/v1/session', '', { provider: 'wecom', code: sim.issueCode('wecom', 'qianqi') });
+    expect(again.body['bound']).toBe(true);
+  });
+});
+
 describe('sessions', () => {
   it('an access token expires, refresh gives a new one, logout ends the session', async () => {
     await card('8101', 5000);

@@ -3,7 +3,7 @@
 // reports.ts) and shape its answer. No business rule lives here. Documented in openapi.ts and
 // docs/gateway-api.md.
 import type { SwitchContext } from '../context.js';
-import { InvalidArgumentError, PermissionDeniedError } from '../errors.js';
+import { InvalidArgumentError, PermissionDeniedError, UnauthenticatedError } from '../errors.js';
 import { changeCardPassword, requireCardPassword } from '../domain/card-password.js';
 import { sessionEnded } from '../domain/card-events.js';
 import { cancelCardLoss, reportCardLost } from '../domain/card-status.js';
@@ -17,7 +17,7 @@ import {
   type StatementCategory,
   type StatementEntry,
 } from '../domain/reports.js';
-import { bearerToken, type AuthenticatedSession, type Sessions } from '../domain/sessions.js';
+import { bearerToken, type AccessGrant, type AuthenticatedSession, type Sessions } from '../domain/sessions.js';
 import type { IdentityProviders } from '../identity/index.js';
 import type { FeeAnswer } from '../ledger/money.js';
 import type { GatewayRequest, GatewayResponse, Route } from './http.js';
@@ -106,7 +106,24 @@ async function logout(deps: HolderApiDeps, req: GatewayRequest): Promise<Gateway
 async function bind(deps: HolderApiDeps, req: GatewayRequest): Promise<GatewayResponse> {
   const session = await caller(deps, req);
   const { cardNo } = await bindEcard(deps.ctx, session.userId, objectBody(req));
-  const access = await deps.sessions.reissue(session, cardNo);
+  let access: AccessGrant;
+  try {
+    access = await deps.sessions.reissue(session, cardNo);
+  } catch (err) {
+    // The card IS bound: the session ended (a logout on another page) or ran out between the binding and
+    // the new token. A 401 would read as "the binding failed" and send the holder to bind again (409
+    // USER_ALREADY_BOUND); the answer says it is bound and to sign in again (the sign-in finds the card).
+    if (!(err instanceof UnauthenticatedError)) throw err;
+    return ok(
+      {
+        card: await ecardSummary(deps.ctx, session.userId, cardNo),
+        signInAgain: true,
+        message: '绑定成功。您的登录已结束（已在其他页面退出或登录已过期），请重新登录后使用电子校园卡。',
+        messageEn: 'The card is bound. Your session ended meanwhile (logged out elsewhere, or expired): sign in again to use the e-card.',
+      },
+      201,
+    );
+  }
   return ok({ card: await ecardSummary(deps.ctx, session.userId, cardNo), ...access }, 201);
 }
 

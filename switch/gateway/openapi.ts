@@ -709,12 +709,17 @@ const schemas: Record<string, unknown> = {
   BindingAnswer: {
     type: 'object',
     description:
-      'The card now bound, and a new access token that names it: use it from now on (the previous access token still names no card and gets 403 NOT_BOUND on card routes). The refresh token is unchanged.',
-    required: ['card', 'accessToken', 'accessExpiresAtMs'],
+      'The card now bound, and a new access token that names it: use it from now on (the previous access token still names no card and gets 403 NOT_BOUND on card routes). The refresh token is unchanged. ' +
+      'If the session ended while the card was being bound (a logout on another page, or its end), the card is bound all the same: the answer is still 201, ' +
+      'with signInAgain true, message/messageEn saying so and no token: sign in again (the sign-in answers bound: true). Do not bind again.',
+    required: ['card'],
     properties: {
       card: ref('EcardSummary'),
-      accessToken: { type: 'string', maxLength: MAX_TOKEN_LENGTH },
+      accessToken: { type: 'string', maxLength: MAX_TOKEN_LENGTH, description: 'Absent when signInAgain is true.' },
       accessExpiresAtMs: epochMs('When the new access token stops working.'),
+      signInAgain: { type: 'boolean', description: 'True: bound, but the session ended meanwhile: sign in again.' },
+      message: { type: 'string', description: 'zh-CN, for the holder (with signInAgain).' },
+      messageEn: { type: 'string', description: 'English (with signInAgain).' },
     },
   },
   PasswordBody: {
