@@ -125,13 +125,25 @@ export const statementScreen: Screen = (shell) => {
     );
   }
 
+  // Each first page starts a new list: an answer to a request made for an older list (a next page asked
+  // for before a payment or a new search reloaded the first page) is dropped, or its lines would be
+  // appended after the new first page, one shifted line then missing from the statement.
+  let generation = 0;
+  /** The generation whose first page is shown: "load more" goes on from it only, not while another is coming. */
+  let shown = 0;
+
   async function load(first: boolean): Promise<void> {
     const params = new URLSearchParams(query);
     params.set('pageSize', String(PAGE_SIZE));
     if (!first) params.set('pageToken', token);
+    if (first) generation++;
+    else if (shown !== generation) return;
+    const mine = generation;
     try {
       const page = await shell.api.call<{ lines: Line[]; nextPageToken: string }>('GET', `/api/v1/ecard/statement?${params.toString()}`);
+      if (mine !== generation) return;
       if (first) {
+        shown = mine;
         lines = [];
         list.replaceChildren();
       }
@@ -142,6 +154,9 @@ export const statementScreen: Screen = (shell) => {
       end.textContent = token !== '' ? '' : lines.length === 0 ? t('noLines') : t('endOfLines');
       chartArea.replaceChildren(charts(lines) ?? '');
     } catch (err) {
+      if (mine !== generation) return;
+      // A first page that failed: the token shown belongs to the list before it, not to what was asked.
+      if (first) more.hidden = true;
       if (err instanceof ApiError && err.field !== undefined) errors.showError(err);
       else end.textContent = err instanceof ApiError ? serverText(err) : t('retry');
     }
