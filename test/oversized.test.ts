@@ -21,6 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImportCardholdersRequest } from '../proto/gen/cardswitch/v1/admin.js';
 import { InquireRequest } from '../proto/gen/cardswitch/v1/pos.js';
 import type { SwitchApp } from '../switch/app.js';
+import { IMPORT_TOO_LARGE_MESSAGE } from '../switch/data/import.js';
 import { MAX_REQUEST_BYTES } from '../switch/grpc/receive-limit.js';
 import { OPERATOR_ENV, operatorMetadata } from './helpers/clients.js';
 import { openCard, POS_TERMINAL, startTestSwitch, terminalMetadata, unaryBytes } from './helpers/switch.js';
@@ -110,10 +111,7 @@ describe('oversized messages', () => {
         (err, value) => (err ? reject(err) : resolve(value ?? Buffer.alloc(0))),
       );
     });
-    expect(await status(pending)).toEqual({
-      code: Status.INVALID_ARGUMENT,
-      details: `csv must be at most ${8 * MIB} characters; split the file`,
-    });
+    expect(await status(pending)).toEqual({ code: Status.RESOURCE_EXHAUSTED, details: IMPORT_TOO_LARGE_MESSAGE });
   });
 
   it(`a terminal's request of exactly ${MAX_REQUEST_BYTES} bytes is answered; one byte more is RESOURCE_EXHAUSTED`, async () => {

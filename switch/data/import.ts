@@ -29,6 +29,16 @@ export const CARDHOLDER_HEADER = [
 ] as const;
 export const TERMINAL_HEADER = ['terminal_id', 'kind', 'merchant_id', 'location', 'secret'] as const;
 
+/**
+ * The largest CSV an AdminService import takes: 8 MiB as UTF-8 (what travels), whatever its characters (a
+ * file of Chinese names reaches it with under 3 Mi characters). The switch's gRPC receive limit is a little
+ * more (grpc/server.ts); a file over either limit gets IMPORT_TOO_LARGE_MESSAGE (grpc/receive-limit.ts).
+ */
+export const MAX_IMPORT_CSV_BYTES = 8 * 1024 * 1024;
+/** The one refusal (RESOURCE_EXHAUSTED) of an import over MAX_IMPORT_CSV_BYTES, in zh-CN and English. */
+export const IMPORT_TOO_LARGE_MESSAGE =
+  'CSV 文件超过 8 MiB（UTF-8 编码），请拆分成较小的文件后分别导入；the CSV file is over 8 MiB (UTF-8): split it into smaller files and import each';
+
 export const MAX_CARDHOLDER_ROWS = 200_000;
 export const MAX_TERMINAL_ROWS = 10_000;
 export const MAX_OPENING_BALANCE_FEN = 100_000_000;

@@ -49,12 +49,13 @@ import { checkCardNumber } from '../domain/cardholder.js';
 import { cancelLossAtKiosk, changePasswordAtKiosk, reportLossAtKiosk } from '../domain/kiosk.js';
 import { TERMINAL_KINDS, type TerminalKind } from '../domain/terminals.js';
 import { formatYuan } from '../money.js';
+import { IMPORT_TOO_LARGE_MESSAGE, MAX_IMPORT_CSV_BYTES } from '../data/import.js';
+import { ResourceExhaustedError } from '../errors.js';
 import { InvalidArgumentError } from './errors.js';
 import { CARD_STATUS_TO_PROTO, holderTypeToProto } from './pos-service.js';
 import { kioskCardholder } from './kiosk-cardholder.js';
 import { callingOperator, unary } from './unary.js';
 
-const MAX_IMPORT_CSV_CHARS = 8 * 1024 * 1024;
 const MAX_REASON_LENGTH = 200;
 const MAX_LIMIT_FEN = 100_000_000;
 
@@ -185,9 +186,9 @@ export function getCardHandler(ctx: SwitchContext): handleUnaryCall<GetCardReque
   });
 }
 
+/** Counted in UTF-8 bytes, as the receive limit counts the message: one limit and one message, whatever the characters. */
 function checkCsv(csv: string): string {
-  if (csv.length > MAX_IMPORT_CSV_CHARS)
-    throw new InvalidArgumentError(`csv must be at most ${MAX_IMPORT_CSV_CHARS} characters; split the file`);
+  if (Buffer.byteLength(csv, 'utf8') > MAX_IMPORT_CSV_BYTES) throw new ResourceExhaustedError(IMPORT_TOO_LARGE_MESSAGE);
   return csv;
 }
 

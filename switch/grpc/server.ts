@@ -38,7 +38,8 @@ function protoFiles(dir: string): string[] {
 /** The switch's grpc-js server options (the bench's no-op baseline server uses the same). */
 export const GRPC_SERVER_OPTIONS = {
   // Bounded inputs: the largest legitimate request is an operator's CSV import (at most 8 MiB of
-  // text, checked again in the handler); every other method accepts far less (receive-limit.ts, the
+  // UTF-8, data/import.ts MAX_IMPORT_CSV_BYTES, checked again in the handler, one message for both);
+  // every other method accepts far less (receive-limit.ts, the
   // first interceptor of startGrpcServer), and every field of every request has its own limit.
   'grpc.max_receive_message_length': 9 * 1024 * 1024,
   // No HTTP/2 session memory limit of Node's own (grpc-js's default, stated here so an upgrade cannot
