@@ -1,7 +1,9 @@
-// The WeCom state check (8482111) on a page that cannot keep the state: a holder whose browser refuses
-// sessionStorage (a locked-down web-view, private mode) is told why sign-in cannot finish, never left on
-// 正在登录… for good. Chromium against a real switch, gateway and Redis.
+// Login CSRF on the phone page's sign-in (8482111 and after). A WeCom code on a page that cannot keep its
+// state (sessionStorage refused: a locked-down web-view, private mode): the holder is told why sign-in cannot
+// finish. A mini-program (WeChat) code in a link opened outside the mini-program: someone else's account,
+// never the binding form. Chromium against a real switch, gateway, Redis and the identity simulator.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
 import { newPhone, screenshot, startPhoneBench, type PhoneBench } from './helpers/phone-page.js';
 
 let bench: PhoneBench;
@@ -34,4 +36,45 @@ describe('sign-in on a page that cannot keep its state', () => {
       await context.close();
     }
   });
+
+  it("a mini-program sign-in link (?provider=wechat&code=...) of someone else's WeChat account, opened outside the mini-program, never shows the binding form", async () => {
+    // Mallory takes a wx.login code of her own WeChat account (no card yet) and sends the link. Opened in a
+    // browser or WeChat's chat (not the mini-program's web-view), the page signed the victim in as mallory and
+    // showed the binding form: a victim who bound their card there gave mallory the card.
+    const { context, page } = await newPhone(bench.browser);
+    try {
+      const code = bench.sim.issueCode('wechat', 'oMallory00000000000000000000');
+      await page.goto(`${bench.base}/phone/?provider=wechat&code=${encodeURIComponent(code)}`);
+      await page.getByRole('heading', { level: 1, name: '登录' }).waitFor({ timeout: STEP_MS });
+      expect(await page.locator('main').innerText()).toContain('小程序');
+      expect(await storedSession(page)).toBeNull();
+      await screenshot(page, 'zh', 'signin-wechat-link-outside-mini-program');
+    } finally {
+      await context.close();
+    }
+  });
+
+  it("the mini-program's own web-view (its user agent says miniProgram) still opens on the binding form", async () => {
+    const context = await bench.browser.newContext({
+      viewport: { width: 390, height: 844 },
+      locale: 'zh-CN',
+      userAgent:
+        'Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/111.0 Mobile Safari/537.36 MicroMessenger/8.0.43 miniProgram/wx0123456789abcdef',
+    });
+    try {
+      const page = await context.newPage();
+      const code = bench.sim.issueCode('wechat', 'oHolder000000000000000000000');
+      await page.goto(`${bench.base}/phone/?provider=wechat&code=${encodeURIComponent(code)}`);
+      await page.getByRole('heading', { level: 1, name: '身份认证' }).waitFor({ timeout: STEP_MS });
+      expect(await storedSession(page)).not.toBeNull();
+    } finally {
+      await context.close();
+    }
+  });
 });
+
+async function storedSession(page: Page): Promise<string | null> {
+  return page.evaluate(() =>
+    (globalThis as unknown as { sessionStorage: { getItem(k: string): string | null } }).sessionStorage.getItem('cardswitch.phone.session'),
+  );
+}

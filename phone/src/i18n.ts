@@ -20,6 +20,8 @@ const zh = {
   signInButton: '通过企业微信登录',
   signInNotConfigured: '暂未配置企业微信登录，请联系校园卡服务中心。',
   sessionEnded: '登录已失效，请重新登录。',
+  openInMiniProgram:
+    '请在微信小程序「信息科大E卡通」中打开电子校园卡并绑定：这个登录链接不是在小程序中打开的，无法确认登录的是您本人的微信账号。',
   signInUnverified:
     '无法确认这次登录是您本人发起的：本页无法保存登录状态（浏览器禁止了本页的存储，例如无痕模式）。请关闭无痕模式或在企业微信中打开后重试。',
   loggedOut: '您已退出登录。',
@@ -233,6 +235,8 @@ const en: Record<MessageKey, string> = {
   signInButton: 'Sign in with WeCom',
   signInNotConfigured: 'WeCom sign-in is not configured. Please contact the card office.',
   sessionEnded: 'Your sign-in has expired. Please sign in again.',
+  openInMiniProgram:
+    'Open the e-card in the BISTU E-Card mini-program in WeChat to bind your card: this sign-in link was not opened in the mini-program, so the WeChat account it signs in cannot be confirmed as yours.',
   signInUnverified:
     'This sign-in could not be confirmed as your own: the page cannot keep its sign-in state (the browser blocks its storage, as in private mode). Turn private mode off or open the page in WeCom and try again.',
   loggedOut: 'You have signed out.',

@@ -34,6 +34,14 @@ function routeOf(hash: string): Route | undefined {
   const name = hash.replace(/^#\/?/, '');
   return Object.prototype.hasOwnProperty.call(SCREENS, name) ? (name as Route) : undefined;
 }
+/**
+ * In the WeChat mini-program's web-view: its user agent says miniProgram (MiniProgramEnv on PC WeChat), and
+ * WeChat's JS bridge sets __wxjs_environment. A page opened from a link elsewhere says neither.
+ */
+function inMiniProgram(): boolean {
+  const env = (window as unknown as { __wxjs_environment?: unknown }).__wxjs_environment;
+  return env === 'miniprogram' || /miniprogram/i.test(navigator.userAgent);
+}
 const TOAST_MS = 6000;
 const FIRST_QR_MAX_AGE_MS = 10_000;
 
@@ -149,6 +157,14 @@ class Page implements Shell {
         // again would come back the same way. Say so, not 登录已失效 and a button that goes round in circles.
         // (Sign-in not configured: the sign-in screen says that itself.)
         this.notice = settings.oauthBase === '' || settings.appId === '' ? undefined : 'signInUnverified';
+        return this.go('signin');
+      }
+      // The same for a mini-program code (?provider=wechat&code=…): it comes in the mini-program's web-view
+      // src, where no state of the page's can go. A link with one opened anywhere else (a browser, WeChat's
+      // chat) may carry someone else's code: on an account without a card, do not offer the binding form.
+      if (!bound && provider === 'wechat' && !inMiniProgram()) {
+        await this.api.logout().catch(() => undefined);
+        this.notice = 'openInMiniProgram';
         return this.go('signin');
       }
       // A bound holder opens the page to pay: ask for the code beside the card, not after it.
