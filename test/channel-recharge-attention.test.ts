@@ -83,6 +83,13 @@ async function runCli(args: string[]): Promise<{ code: number; out: string }> {
   }
 }
 
+/** What an operator reads: campus time (UTC+8) with its offset, computed here apart from the CLI's own code. */
+function campusClock(ms: number): string {
+  return `${new Date(ms + 8 * 3_600_000).toISOString().slice(0, 19).replace('T', ' ')} +08:00`;
+}
+/** An ISO time in UTC ('...Z'), which operators in campus time misread by 8 hours. */
+const UTC_ISO = /\d{2}:\d{2}:\d{2}(\.\d+)?Z/;
+
 const today = (): string => new Date(Date.now() + 8 * 3_600_000).toISOString().slice(0, 10);
 
 type ChannelName = 'wechat' | 'alipay';
@@ -149,6 +156,12 @@ describe.each(['wechat', 'alipay'] as const)('%s: a recharge order the channel n
     expect(JSON.parse(listed.out)).toEqual([
       expect.objectContaining({ orderId: order.orderId, channel, cardNo, amountFen: 2500, unknownQueries: MAX_UNKNOWN }),
     ]);
+    // The text list: times in campus time with the offset, never UTC.
+    const text = await runCli(['--channel', channel]);
+    const item = (JSON.parse(listed.out) as { createdAtMs: number; sinceMs: number }[])[0]!;
+    expect(text.out).toContain(`made ${campusClock(item.createdAtMs)}`);
+    expect(text.out).toContain(`given up ${campusClock(item.sinceMs)}`);
+    expect(text.out).not.toMatch(UTC_ISO);
     if (channel === 'alipay') sims.alipay.bill(today());
     const reconciled = await reconcileChannelDay(app.context, channel, today(), { signal: AbortSignal.timeout(30_000) });
     expect(reconciled.differences).toContainEqual(expect.objectContaining({ kind: 'needs_attention', outTradeNo: order.orderId, cardNo }));

@@ -26,6 +26,13 @@ import { createLogger } from '../switch/log.js';
 import { testRedisUrl } from './helpers/redis.js';
 import { call, grpcError, openCard, POS_TERMINAL, posClient, readJournal, terminalMetadata, testConfig } from './helpers/switch.js';
 
+/** What an operator reads: campus time (UTC+8) with its offset, computed here apart from the CLI's own code. */
+function campusClock(ms: number): string {
+  return `${new Date(ms + 8 * 3_600_000).toISOString().slice(0, 19).replace('T', ' ')} +08:00`;
+}
+/** An ISO time in UTC ('...Z'), which operators in campus time misread by 8 hours. */
+const UTC_ISO = /\d{2}:\d{2}:\d{2}(\.\d+)?Z/;
+
 const log = createLogger(process.env['TEST_LOG_LEVEL'] ?? 'silent');
 const MAX_UNKNOWN = 3;
 /** The switch's own follow-up looks at a refund a minute after each look: the test makes every look itself. */
@@ -165,6 +172,12 @@ describe.each(['wechat', 'alipay'] as const)('%s: a refund the channel never ans
         recordKept: true,
       }),
     ]);
+    // The text list: times in campus time with the offset, never UTC.
+    const text = await runCli(['--channel', channel]);
+    const listedRefund = (JSON.parse(listed.out) as { createdAtMs: number; sinceMs: number }[])[0]!;
+    expect(text.out).toContain(`made ${campusClock(listedRefund.createdAtMs)}`);
+    expect(text.out).toContain(`given up ${campusClock(listedRefund.sinceMs)}`);
+    expect(text.out).not.toMatch(UTC_ISO);
     const other = channel === 'wechat' ? 'alipay' : 'wechat';
     expect((await runCli(['--channel', other])).code).toBe(0);
     expect((await runCli(['--channel', 'paypal'])).code).toBe(2);

@@ -16,6 +16,13 @@ import { KIOSK_TERMINAL, kioskClient, passwordHash, startClockedSwitch, TestCloc
 import { testRedisUrl } from './helpers/redis.js';
 import { dumpKeySpace, grpcError, openCard, readJournal, terminalMetadata, unaryBytes } from './helpers/switch.js';
 
+/** What an operator reads: campus time (UTC+8) with its offset, computed here apart from the CLI's own code. */
+function campusClock(ms: number): string {
+  return `${new Date(ms + 8 * 3_600_000).toISOString().slice(0, 19).replace('T', ' ')} +08:00`;
+}
+/** An ISO time in UTC ('...Z'), which operators in campus time misread by 8 hours. */
+const UTC_ISO = /\d{2}:\d{2}:\d{2}(\.\d+)?Z/;
+
 const PIN = '135790';
 const PROVIDER_TIMEOUT_MS = 200;
 const START_MS = Date.UTC(2026, 10, 26, 2, 0, 0);
@@ -583,6 +590,12 @@ describe('the recovery sweep when the provider stays silent about many requests'
     expect(text.out.split('\n')).toHaveLength(100);
     expect(text.out).toContain(`order ${providerOrderId(KIOSK_TERMINAL.id, 7)}  card ${CARD}  kiosk ${KIOSK_TERMINAL.id} #7  1.00 yuan`);
     expect(text.err).toContain('100 fee payment(s) need an operator');
+    // Times in campus time with the offset (operators work in UTC+8), never UTC.
+    const first = listed.fees[0]!;
+    expect(text.out).toContain(`debited ${campusClock(first.debitedAtMs)}`);
+    expect(text.out).toContain(`needs an operator since ${campusClock(first.sinceMs)}`);
+    expect(text.out).toContain(`next look ${campusClock(first.nextLookMs)}`);
+    expect(text.out).not.toMatch(UTC_ISO);
     const json = await feeAttentionCli(['--json']);
     expect(json.code).toBe(1);
     expect(JSON.parse(json.out)).toEqual(JSON.parse(JSON.stringify(listed.fees)));

@@ -21,6 +21,13 @@ import { freePort } from '../switch/redis/local-redis.js';
 import { testRedisUrl } from './helpers/redis.js';
 import { openCard, readJournal, testConfig } from './helpers/switch.js';
 
+/** What an operator reads: campus time (UTC+8) with its offset, computed here apart from the CLI's own code. */
+function campusClock(ms: number): string {
+  return `${new Date(ms + 8 * 3_600_000).toISOString().slice(0, 19).replace('T', ' ')} +08:00`;
+}
+/** An ISO time in UTC ('...Z'), which operators in campus time misread by 8 hours. */
+const UTC_ISO = /\d{2}:\d{2}:\d{2}(\.\d+)?Z/;
+
 const log = createLogger(process.env['TEST_LOG_LEVEL'] ?? 'silent');
 /** The day's recharge maximum of every card here (DAILY_RECHARGE_LIMIT_FEN): 100 yuan. */
 const DAILY_LIMIT_FEN = 10_000;
@@ -306,6 +313,11 @@ describe.each(['wechat', 'alipay'] as const)('%s: recharge-resolve', (channel) =
       expect(run.out).toContain('merchant portal');
       expect(run.out).toContain('--close');
       expect(run.out).toContain('未做任何更改');
+      // The order can still be paid until its expiry: said in campus time with the offset, in both languages.
+      const until = campusClock(Number(record['oexp']));
+      expect(run.out).toContain(`It can still be paid until ${until}.`);
+      expect(run.out).toContain(`订单在 ${until} 前仍可支付`);
+      expect(run.out).not.toMatch(UTC_ISO);
       expect(run.out).toMatch(channel === 'wechat' ? /微信支付商户平台.*pay\.weixin\.qq\.com/ : /支付宝商家平台.*b\.alipay\.com/);
       expect(await app.redis.hgetall(app.keys.order(cardNo, codeOf(channel), orderId))).toEqual(record);
       expect(await held(cardNo, orderId)).toBe(open);

@@ -6,6 +6,7 @@
 // options and exit codes are runAttentionList's (ledger-session.ts), as recharge-attention's.
 // Exit codes: 0 none, 1 some listed, 2 usage, configuration or environment error.
 import { feesNeedingAttention, MAX_FEE_RETRY_WAIT_MS, MAX_UNKNOWN_FEE_LOOKS, type AttentionFee } from '../domain/fees.js';
+import { formatCampusTime } from '../format.js';
 import { formatYuan } from '../money.js';
 import { runAttentionList, type Env } from './ledger-session.js';
 
@@ -27,9 +28,9 @@ exit codes: 0 none, 1 fees listed, 2 usage, configuration or environment error`;
 const MAX_PER_SHARD = 10_000;
 
 function line(f: AttentionFee): string {
-  const debited = new Date(f.debitedAtMs).toISOString();
-  const since = new Date(f.sinceMs).toISOString();
-  const next = new Date(f.nextLookMs).toISOString();
+  const debited = formatCampusTime(f.debitedAtMs);
+  const since = formatCampusTime(f.sinceMs);
+  const next = formatCampusTime(f.nextLookMs);
   return `${f.kind.padEnd(11)} order ${f.orderId}  card ${f.cardNo}  kiosk ${f.terminalId} #${f.sequence}  ${formatYuan(f.amountFen)} yuan  debited ${debited}  needs an operator since ${since} (${f.unknownLooks} looks)  next look ${next}`;
 }
 

@@ -4,6 +4,7 @@
 // a later query (the holder's page asking for its state) says paid; reconciliation lists it too.
 // Exit codes: 0 none, 1 some listed, 2 usage, configuration or environment error.
 import { MAX_UNKNOWN_QUERIES, rechargeOrdersNeedingAttention, type AttentionOrder } from '../domain/recharge-orders.js';
+import { formatCampusTime } from '../format.js';
 import { formatYuan } from '../money.js';
 import { runAttentionList, type Env } from './ledger-session.js';
 
@@ -24,8 +25,8 @@ exit codes: 0 none, 1 orders listed, 2 usage, configuration or environment error
 const MAX_PER_SHARD = 1000;
 
 function line(o: AttentionOrder): string {
-  const made = new Date(o.createdAtMs).toISOString();
-  const since = new Date(o.sinceMs).toISOString();
+  const made = formatCampusTime(o.createdAtMs);
+  const since = formatCampusTime(o.sinceMs);
   return `${o.channel.padEnd(7)} order ${o.orderId}  card ${o.cardNo}  ${formatYuan(o.amountFen)} yuan  made ${made}  given up ${since} after ${o.unknownQueries} queries`;
 }
 

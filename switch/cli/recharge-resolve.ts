@@ -16,6 +16,7 @@ import { resolveRechargeOrder, type ResolvedOrder } from '../domain/recharge-ord
 import { DomainError } from '../errors.js';
 import { MoneyLedger } from '../ledger/money.js';
 import { Scripts } from '../ledger/scripts.js';
+import { formatCampusTime } from '../format.js';
 import { formatYuan } from '../money.js';
 import { ReplicaWait } from '../redis/replica-wait.js';
 import { cliConfig, cliOperator, CliUsageError, ledgerKeysOf, runCli, withLedgerConnection, type Env } from './ledger-session.js';
@@ -131,8 +132,8 @@ function report(r: ResolvedOrder): { readonly lines: readonly string[]; readonly
       };
     case 'unknown': {
       const open = Date.now() < r.expiresAtMs;
-      const still = open ? ` It can still be paid until ${new Date(r.expiresAtMs).toISOString()}.` : '';
-      const stillZh = open ? `订单在 ${new Date(r.expiresAtMs).toISOString()} 前仍可支付。` : '';
+      const still = open ? ` It can still be paid until ${formatCampusTime(r.expiresAtMs)}.` : '';
+      const stillZh = open ? `订单在 ${formatCampusTime(r.expiresAtMs)} 前仍可支付。` : '';
       return {
         code: 1,
         lines: [

@@ -4,6 +4,7 @@
 // once, when the POS sends the same refund again and the channel then answers; it leaves the list then.
 // Exit codes: 0 none, 1 some listed, 2 usage, configuration or environment error.
 import { MAX_UNKNOWN_REFUND_ANSWERS, refundsNeedingAttention, type AttentionRefund } from '../domain/channel-refund.js';
+import { formatCampusTime } from '../format.js';
 import { formatYuan } from '../money.js';
 import { runAttentionList, type Env } from './ledger-session.js';
 
@@ -24,9 +25,9 @@ exit codes: 0 none, 1 refunds listed, 2 usage, configuration or environment erro
 const MAX_LISTED = 10_000;
 
 function line(r: AttentionRefund): string {
-  const since = new Date(r.sinceMs).toISOString();
+  const since = formatCampusTime(r.sinceMs);
   const what = r.recordKept
-    ? `${formatYuan(r.amountFen)} yuan of payment ${r.outTradeNo}  made ${new Date(r.createdAtMs).toISOString()}`
+    ? `${formatYuan(r.amountFen)} yuan of payment ${r.outTradeNo}  made ${formatCampusTime(r.createdAtMs)}`
     : 'its record expired: ask the channel';
   return `${(r.channel ?? '?').padEnd(7)} refund ${r.outRefundNo}  card ${r.cardNo}  POS ${r.terminalId} #${r.sequence}  ${what}  given up ${since} after ${r.unknownAnswers} answers`;
 }
