@@ -3,11 +3,13 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { status as Status, type ServiceError } from '@grpc/grpc-js';
+import { compressionAlgorithms, credentials, status as Status, type ServiceError } from '@grpc/grpc-js';
 import iconv from 'iconv-lite';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { SwitchApp } from '../switch/app.js';
+import { AdminServiceClient } from '../proto/gen/cardswitch/v1/admin.js';
 import { main } from '../switch/cli/main.js';
+import { IMPORT_TOO_LARGE_MESSAGE } from '../switch/data/import.js';
 import { generateDemoCampus } from '../switch/data/demo.js';
 import { TerminalRegistry } from '../switch/domain/terminals.js';
 import { TerminalRecords } from '../switch/ledger/terminals.js';
@@ -299,6 +301,21 @@ describe('a file over the import limit (8 MiB of UTF-8), however it is counted',
       );
     });
   }
+
+  it('20 MiB of ASCII sent gzip-compressed (a small message that decompresses over the limit): the same refusal', async () => {
+    const gzipAdmin = new AdminServiceClient(`127.0.0.1:${app.grpcPort}`, credentials.createInsecure(), {
+      'grpc.default_compression_algorithm': compressionAlgorithms.gzip,
+    });
+    try {
+      const err = await call(gzipAdmin, 'importCardholders', { csv: 'x'.repeat(20 * MIB) }, operatorMetadata()).catch(
+        (e: unknown) => e as ServiceError,
+      );
+      expect((err as ServiceError).code, (err as ServiceError).details).toBe(Status.RESOURCE_EXHAUSTED);
+      expect((err as ServiceError).details).toBe(IMPORT_TOO_LARGE_MESSAGE);
+    } finally {
+      gzipAdmin.close();
+    }
+  });
 
   it('a file of exactly 8 MiB is read (its rows are checked, not its size)', async () => {
     const csv = header + 'x'.repeat(8 * MIB - header.length);
