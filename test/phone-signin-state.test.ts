@@ -4,7 +4,7 @@
 // never the binding form. Chromium against a real switch, gateway, Redis and the identity simulator.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
-import { newPhone, screenshot, startPhoneBench, type PhoneBench } from './helpers/phone-page.js';
+import { DOC, newPhone, openWithCode, PHONE, phoneCard, PIN, screenshot, startPhoneBench, type PhoneBench } from './helpers/phone-page.js';
 
 let bench: PhoneBench;
 const STEP_MS = 15_000;
@@ -67,6 +67,33 @@ describe('sign-in on a page that cannot keep its state', () => {
       await page.goto(`${bench.base}/phone/?provider=wechat&code=${encodeURIComponent(code)}`);
       await page.getByRole('heading', { level: 1, name: '身份认证' }).waitFor({ timeout: STEP_MS });
       expect(await storedSession(page)).not.toBeNull();
+    } finally {
+      await context.close();
+    }
+  });
+  it("a WeCom menu link opened after an abandoned 通过企业微信登录 (a state kept, another one in the link) opens a bound holder's card, not 登录已失效", async () => {
+    await phoneCard(bench.app, '6901', 10_000);
+    const { context, page } = await newPhone(bench.browser);
+    try {
+      await openWithCode(page, bench.base, bench.sim.issueCode('wecom', 'menuholder'));
+      await page.getByRole('heading', { level: 1, name: '身份认证' }).waitFor({ timeout: STEP_MS });
+      await page.getByLabel('学号/工号', { exact: true }).fill('G6901');
+      await page.getByLabel('卡密码').fill(PIN);
+      await page.getByLabel('证件号码').fill(DOC);
+      await page.getByLabel('手机号').fill(PHONE);
+      await page.getByLabel('同意《隐私政策》和《服务协议》').check();
+      await page.getByRole('button', { name: '校园卡绑定' }).click();
+      await page.getByRole('heading', { level: 1, name: '电子校园卡' }).waitFor({ timeout: STEP_MS });
+      // The holder pressed 通过企业微信登录 once and came back without finishing: the page keeps that state.
+      await page.evaluate(() =>
+        (globalThis as unknown as { sessionStorage: { setItem(k: string, v: string): void } }).sessionStorage.setItem(
+          'cardswitch.phone.oauthState',
+          'abandoned-state',
+        ),
+      );
+      // Then opens the app from WeCom's menu, whose address carries a state of its own.
+      await page.goto(`${bench.base}/phone/?code=${encodeURIComponent(bench.sim.issueCode('wecom', 'menuholder'))}&state=menu`);
+      await page.getByRole('heading', { level: 1, name: '电子校园卡' }).waitFor({ timeout: STEP_MS });
     } finally {
       await context.close();
     }

@@ -136,11 +136,11 @@ class Page implements Shell {
     } catch {
       expected = null;
     }
-    // A code that came back from our own authorisation request must carry its state.
-    if (expected !== null && expected !== state) {
-      this.notice = 'sessionEnded';
-      return this.go('signin');
-    }
+    // Only a code that came back with the state this page kept is its own. Another (a WeCom menu address with
+    // a state of its own, opened after a 通过企业微信登录 the holder did not finish; or someone's link) is
+    // treated like a code with no state: taken for an account with a card, asked again otherwise. Refusing
+    // it said 登录已失效 to a holder who had done nothing wrong.
+    const ours = expected !== null && expected === state;
     this.main.replaceChildren(h('p', { class: 'loading' }, t('signingIn')));
     try {
       this.api.clear();
@@ -149,7 +149,7 @@ class Page implements Shell {
       // someone sent, or a WeCom menu address) may be another person's: on an account without a card,
       // the holder would bind their own card to it. Ask WeCom again with our own state (silent inside
       // WeCom); a bound account shows its card as before, so opening the page to pay stays one step.
-      if (!bound && provider === 'wecom' && expected === null) {
+      if (!bound && provider === 'wecom' && !ours) {
         await this.api.logout().catch(() => undefined);
         const settings = signInSettings();
         if (startAuthorization(settings)) return;
