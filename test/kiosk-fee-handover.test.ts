@@ -7,7 +7,7 @@ import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PayUtilityFeeResponse } from '../proto/gen/cardswitch/v1/kiosk.js';
 import { passwordHash } from './helpers/clients.js';
-import { startKioskRig, type KioskRig } from './helpers/kiosk-rig.js';
+import { handlerLog, startKioskRig, type KioskRig } from './helpers/kiosk-rig.js';
 import { openCard } from './helpers/switch.js';
 
 const PIN = '135790';
@@ -52,6 +52,8 @@ async function payHeldNetworkFee(serial: string): Promise<PayUtilityFeeResponse>
   return res;
 }
 let heldRelease: (() => void) | undefined;
+/** The next IdentifyCard's answer, held until released (a tap being read while the fee is answered). */
+let holdIdentify: { reached: () => void; release: Promise<void> } | undefined;
 
 beforeAll(async () => {
   rig = await startKioskRig({
@@ -64,6 +66,16 @@ beforeAll(async () => {
         if (h !== undefined) {
           hold = undefined;
           h.charged(res);
+          await h.release;
+        }
+        return res;
+      },
+      identifyCard: async (req) => {
+        const res = await client.identifyCard(req);
+        const h = holdIdentify;
+        if (h !== undefined) {
+          holdIdentify = undefined;
+          h.reached();
           await h.release;
         }
         return res;
@@ -129,5 +141,33 @@ describe('a fee answered after another card was tapped', () => {
     await rig.handlers.cardRead(b.serial);
     await screen('home').waitFor();
     expect(await notice.count()).toBe(0);
+  }, 60_000);
+
+  it('answered while the next card is being read: the notice comes after that card shows, and stays on its screen', async () => {
+    const a = await newHolder(20_000, '蒋九');
+    const b = await newHolder(5_000, '韩十一');
+    await payHeldNetworkFee(a.serial);
+    let releaseIdentify!: () => void;
+    const reached = new Promise<void>((resolve) => {
+      holdIdentify = { reached: resolve, release: new Promise<void>((r) => (releaseIdentify = r)) };
+    });
+    const told = () => handlerLog(rig).filter((l) => l.includes('earlierFee')).length;
+    const toldBefore = told();
+    const tap = rig.handlers.cardRead(b.serial);
+    await reached;
+    // A's answer arrives while B's card is being identified, then B's card shows.
+    heldRelease?.();
+    await expect.poll(told).toBe(toldBefore + 1);
+    releaseIdentify();
+    await tap;
+    await screen('home').waitFor();
+    const notice = page.getByTestId('earlier-fee');
+    await notice.waitFor();
+    expect(await notice.innerText()).toContain(`尾号 ${a.cardNo.slice(-4)}`);
+    expect(await page.locator('main').innerText()).toContain(b.cardNo);
+    expect(await ledger(a.cardNo)).toBe(17_000);
+    await press('知道了');
+    await press('退出');
+    await screen('idle').waitFor();
   }, 60_000);
 });
