@@ -20,6 +20,7 @@ const zh = {
   signInButton: '通过企业微信登录',
   signInNotConfigured: '暂未配置企业微信登录，请联系校园卡服务中心。',
   sessionEnded: '登录已失效，请重新登录。',
+  boundSignInAgain: '校园卡已绑定成功。您的登录已在绑定期间结束（已在其他页面退出或已过期），请重新登录后使用电子校园卡。',
   openInMiniProgram:
     '请在微信小程序「信息科大E卡通」中打开电子校园卡并绑定：这个登录链接不是在小程序中打开的，无法确认登录的是您本人的微信账号。',
   signInUnverified:
@@ -235,6 +236,8 @@ const en: Record<MessageKey, string> = {
   signInButton: 'Sign in with WeCom',
   signInNotConfigured: 'WeCom sign-in is not configured. Please contact the card office.',
   sessionEnded: 'Your sign-in has expired. Please sign in again.',
+  boundSignInAgain:
+    'Your campus card is bound. Your sign-in ended while it was being bound (signed out elsewhere, or expired): please sign in again to use the e-card.',
   openInMiniProgram:
     'Open the e-card in the BISTU E-Card mini-program in WeChat to bind your card: this sign-in link was not opened in the mini-program, so the WeChat account it signs in cannot be confirmed as yours.',
   signInUnverified:

@@ -108,11 +108,17 @@ export const bindScreen: Screen = (shell) => {
     if (errors.show(checkBindingForm(body))) return;
     void busy(submit, t('binding'), async () => {
       try {
-        const answer = await shell.api.call<{ card: Ecard; accessToken: string; accessExpiresAtMs: number }>(
-          'POST',
-          '/api/v1/ecard/binding',
-          body,
-        );
+        const answer = await shell.api.call<{
+          card: Ecard;
+          accessToken?: string;
+          accessExpiresAtMs?: number;
+          signInAgain?: boolean;
+        }>('POST', '/api/v1/ecard/binding', body);
+        // Bound, but the session ended meanwhile (a logout on another page): no token; the sign-in finds the card.
+        if (answer.signInAgain === true || answer.accessToken === undefined || answer.accessExpiresAtMs === undefined) {
+          shell.signedOut('boundSignInAgain');
+          return;
+        }
         shell.api.useAccessToken(answer.accessToken, answer.accessExpiresAtMs);
         shell.card = answer.card;
         shell.startLive();
