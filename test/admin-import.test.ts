@@ -17,7 +17,7 @@ import { Keys } from '../switch/ledger/keys.js';
 import { adminClient, OPERATOR_ENV, operatorMetadata } from './helpers/clients.js';
 import { connect, freshPrefix, testRedisUrl } from './helpers/redis.js';
 import { redisServer } from './helpers/redis-server.js';
-import { call, startTestSwitch, TEST_PEPPER, TEST_QR_SECRET, TEST_SESSION_SECRET } from './helpers/switch.js';
+import { call, ledgerRedisOverridden, startTestSwitch, TEST_PEPPER, TEST_QR_SECRET, TEST_SESSION_SECRET } from './helpers/switch.js';
 
 let app: SwitchApp;
 let admin: ReturnType<typeof adminClient>;
@@ -252,7 +252,10 @@ it('the CLI refuses a GBK file in English and zh-CN, and takes a UTF-8 file with
   }
 });
 
-it('an import Redis stops taking part-way answers UNAVAILABLE saying how far it got, in English and zh-CN', async () => {
+it('an import Redis stops taking part-way answers UNAVAILABLE saying how far it got, in English and zh-CN', async (ctx) => {
+  // Its own redis-server made full: under cluster-flow (which runs this file on a Redis Cluster) the switch
+  // would use the cluster instead, and filling a master of the shared cluster breaks every test after it.
+  if (ledgerRedisOverridden()) ctx.skip();
   const server = await redisServer([]);
   const full = await startTestSwitch('importoom', { ...OPERATOR_ENV, REDIS_URL: `redis://127.0.0.1:${server.port}` });
   const fullAdmin = adminClient(full);

@@ -20,6 +20,11 @@ export function useLedgerRedis(env: Record<string, string>): void {
   ledgerRedisOverride = env;
 }
 
+/** True while a suite runs the tests on another ledger (cluster-flow: a Redis Cluster); a test's own REDIS_URL is then not used. */
+export function ledgerRedisOverridden(): boolean {
+  return Object.keys(ledgerRedisOverride).length > 0;
+}
+
 export function testConfig(label: string, overrides: Record<string, string> = {}): Config {
   return loadConfig({
     REDIS_URL: testRedisUrl(),
