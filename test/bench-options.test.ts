@@ -72,7 +72,7 @@ describe("redis-benchmark's rounds", () => {
 describe('paired slices (--pairs)', () => {
   it('takes the defaults, and refuses a slice too short to measure', () => {
     expect(parseOptions([])).toMatchObject({ pairs: 3, pairDurationMs: 5000 });
-    expect(parseOptions(['--quick'])).toMatchObject({ pairs: 1, pairDurationMs: 1000 });
+    expect(parseOptions(['--quick'])).toMatchObject({ pairs: 1, pairDurationMs: 2000 });
     expect(parseOptions(['--pairs', '0', '--pair-duration', '0']).pairs).toBe(0);
     expect(() => parseOptions(['--pair-duration', '0.2'])).toThrow(/at least 0.5 s/);
     expect(() => parseOptions(['--pairs', '21'])).toThrow(/from 0 to 20/);

@@ -370,7 +370,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     redisBenchmarkRequests: integer('redis-benchmark-requests', values['redis-benchmark-requests'], quick ? 3000 : 60_000, 100, 10_000_000),
     redisLanes: integer('redis-lanes', values['redis-lanes'], 128, 1, 10_000),
     pairs: integer('pairs', values.pairs, quick ? 1 : 3, 0, 20),
-    pairDurationMs: seconds('pair-duration', values['pair-duration'], quick ? 1000 : 5000, 120),
+    pairDurationMs: seconds('pair-duration', values['pair-duration'], quick ? 2000 : 5000, 120),
     client: clientOf(values.client),
     boundCards: integer('bound-cards', values['bound-cards'], quick ? 100 : 1000, 16, 100_000),
     httpConnections: integer('http-connections', values['http-connections'], 64, 1, 10_000),
